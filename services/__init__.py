@@ -1,0 +1,1 @@
+"""Grove Export's services: one package per process, each with one composition root."""

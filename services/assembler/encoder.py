@@ -1,0 +1,198 @@
+"""The archive stream: members from the snapshot, then manifest.json, errors.json and the central
+directory — a deterministic function of the snapshot and the skip decisions.
+
+Runs in a worker thread (zlib, CRC and SHA-256 stay off the event loop). It yields archive bytes
+and, right after a member's last byte, that member's record; skipped members yield only a record.
+Starting from a :class:`ResumePoint` it re-encodes the straddling member and yields only bytes
+at or after ``offset``, so an interrupted run continues into exactly the bytes an uninterrupted
+run would have produced.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from shared import __version__
+from shared.archive.central import CDEntry, central_directory
+from shared.archive.zipmember import MemberEncoder, SourceSizeMismatch
+from shared.objectstore import ObjectNotFound, PreconditionFailed, StoreError, StoreUnavailable
+from shared.snapshot import Snapshot, SnapshotMember
+from services.assembler.plan import MemberRecord, ResumePoint
+
+Item = bytes | MemberRecord
+SourceOpener = Callable[[SnapshotMember], Iterator[bytes]]
+
+
+class Rewind(Exception):
+    """A member's bytes were already (partly) emitted when its source turned out different from
+    the snapshot: redo the stream from the part holding its start, without it."""
+
+    def __init__(self, index: int, member_offset: int, reason: str) -> None:
+        super().__init__(f"member {index}: {reason}")
+        self.index = index
+        self.member_offset = member_offset
+        self.reason = reason
+
+
+class Stopped(Exception):
+    """The assembly was cancelled."""
+
+
+@dataclass
+class Progress:
+    """Read by the uploader (another thread) for progress; plain ints are safe to share."""
+
+    members_done: int = 0
+    source_bytes: int = 0
+
+
+@dataclass
+class ArchiveStream:
+    snapshot: Snapshot
+    open_source: SourceOpener
+    start: ResumePoint
+    skips: dict[int, str] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    progress: Progress = field(default_factory=Progress)
+
+    records: list[MemberRecord] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[Item]:
+        records = self.records = list(self.start.records)
+        pos = self.start.member_offset
+        self.progress.members_done = self.start.member_index
+        self.progress.source_bytes = sum(m.size for m in self.snapshot.members[: self.start.member_index])
+        n = len(self.snapshot.members)
+        for index in range(self.start.member_index, n + 3):
+            if self.stop.is_set():
+                raise Stopped()
+            if index < n:
+                member = self.snapshot.members[index]
+                record = yield from self._member(member, pos)
+            elif index < n + 2:
+                record = yield from self._generated(index, records, pos)
+            else:
+                yield from self._emit(pos, self._central(records, pos))
+                return
+            records.append(record)
+            pos = record.end if record.status == "ok" else pos
+            self.progress.members_done = index + 1
+            yield record
+
+    def _emit(self, pos: int, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """Yield the bytes of ``chunks`` (which start at archive offset ``pos``) from ``start.offset`` on."""
+        skip_until = self.start.offset
+        for chunk in chunks:
+            end = pos + len(chunk)
+            if end > skip_until:
+                yield chunk if pos >= skip_until else chunk[skip_until - pos:]
+            pos = end
+
+    def _member(self, m: SnapshotMember, pos: int) -> Iterator[Item]:
+        if m.index in self.skips:
+            return _skipped(m, self.skips[m.index])
+        try:
+            source = self.open_source(m)
+            first = next(source, b"")  # the GET (with If-Match) happens here
+        except StoreUnavailable:
+            raise
+        except (ObjectNotFound, PreconditionFailed, StoreError) as e:
+            reason = _reason(e)
+            if pos < self.start.offset:  # part of it is already uploaded: drop it from there on
+                raise Rewind(m.index, pos, reason) from None
+            return _skipped(m, reason)
+        sha = hashlib.sha256()
+
+        def chunks() -> Iterator[bytes]:
+            for chunk in _chain(first, source):
+                if self.stop.is_set():
+                    raise Stopped()
+                sha.update(chunk)
+                self.progress.source_bytes += len(chunk)
+                yield chunk
+
+        encoder = MemberEncoder(m.path, m.modified_at, m.size, m.level, chunks())
+        try:
+            yield from self._emit(pos, encoder)
+        except SourceSizeMismatch as e:
+            raise Rewind(m.index, pos, f"changed: {e}") from None
+        except PreconditionFailed:
+            raise Rewind(m.index, pos, "changed: the file was modified while it was read") from None
+        r = encoder.result
+        return MemberRecord(
+            index=m.index, path=m.path, source_id=m.source_id, offset=pos, length=r.length, size=m.size,
+            crc32=r.crc32, sha256=sha.hexdigest(), content_type=m.content_type,
+            cd=base64.b64encode(r.cd_template).decode(),
+        )
+
+    def _generated(self, index: int, records: list[MemberRecord], pos: int) -> Iterator[Item]:
+        n = len(self.snapshot.members)
+        name = "manifest.json" if index == n else "errors.json"
+        data = manifest_json(self.snapshot, records) if index == n else errors_json(self.snapshot, records)
+        encoder = MemberEncoder(name, self.snapshot.header.created_at, len(data), 6, [data])
+        yield from self._emit(pos, encoder)
+        r = encoder.result
+        return MemberRecord(
+            index=index, path=name, source_id=name, offset=pos, length=r.length, size=len(data), crc32=r.crc32,
+            sha256=hashlib.sha256(data).hexdigest(), content_type="application/json",
+            cd=base64.b64encode(r.cd_template).decode(),
+        )
+
+    @staticmethod
+    def _central(records: list[MemberRecord], pos: int) -> Iterator[bytes]:
+        entries = (CDEntry(base64.b64decode(r.cd), r.offset) for r in records if r.status == "ok")
+        return central_directory(entries, pos)
+
+
+def _skipped(m: SnapshotMember, reason: str) -> MemberRecord:
+    return MemberRecord(index=m.index, path=m.path, source_id=m.source_id, status="skipped", reason=reason,
+                        size=m.size, content_type=m.content_type)
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, ObjectNotFound):
+        return "missing: the file was deleted from storage after the export began"
+    if isinstance(e, PreconditionFailed):
+        return "changed: the file was modified after the export began"
+    return f"unreadable: {e}"
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest
+
+
+def manifest_json(snapshot: Snapshot, records: list[MemberRecord]) -> bytes:
+    h = snapshot.header
+    doc = {
+        "export_id": h.export_id, "tenant_id": h.tenant_id, "mode": h.mode, "username": h.username,
+        "created_at": h.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "generator": h.generator,
+        "format_version": 1, "item_counts": h.item_counts,
+        "members": [
+            {"path": r.path, "size": r.size, "sha256": r.sha256, "content_type": r.content_type,
+             "source_id": r.source_id}
+            for r in records if r.status == "ok"
+        ],
+        "notes": "Checksums are SHA-256 of each file's bytes. manifest.json and errors.json are not listed.",
+    }
+    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def errors_json(snapshot: Snapshot, records: list[MemberRecord]) -> bytes:
+    errors = [{"source_id": e.source_id, "path": e.path, "reason": e.reason} for e in snapshot.errors]
+    errors += [{"source_id": r.source_id, "path": r.path, "reason": r.reason}
+               for r in records if r.status == "skipped"]
+    return (json.dumps(errors, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def error_count(snapshot: Snapshot, records: Iterable[MemberRecord]) -> int:
+    return len(snapshot.errors) + sum(1 for r in records if r.status == "skipped")
+
+
+GENERATOR = f"grove-export {__version__}"

@@ -1,0 +1,42 @@
+"""Composition root of the assembler service (which also hosts the canceller).
+
+Every replica also listens on a plain NATS subscription for CancelRequested and stops that
+export's task at once; the durable canceller consumer (one delivery across replicas) aborts
+the upload and records ExportCancelled.
+"""
+
+from __future__ import annotations
+
+from faststream import FastStream
+from nats.aio.msg import Msg
+
+from shared.objectstore.factory import open_store
+from shared.runtime import ServiceRuntime, Subscription, build_app
+from shared.settings import Settings
+from shared.worker import StepWorker, parse_subject
+from services.assembler.service import Assembler, should_run
+from services.canceller.service import Canceller
+from services.canceller.service import should_run as cancel_should_run
+
+
+def create_app(settings: Settings) -> FastStream:
+    async def bootstrap(rt: ServiceRuntime) -> None:
+        store = await open_store(settings)
+        rt.closers.append(store.close)
+        assert rt.bus is not None
+        assembler = StepWorker("assemble", rt.bus, settings, Assembler(settings, store), should_run)
+        rt.workers["assemble"] = assembler
+        rt.workers["cancel"] = StepWorker("cancel", rt.bus, settings, Canceller(settings, store), cancel_should_run)
+
+        async def stop_now(msg: Msg) -> None:
+            _, export_id, _ = parse_subject(msg.subject)
+            assembler.cancel_export(export_id)
+
+        sub = await rt.bus.nc.subscribe(f"{settings.subject_prefix}.*.*.CancelRequested", cb=stop_now)
+        rt.closers.append(sub.unsubscribe)
+
+    app, _ = build_app("assembler", settings, [
+        Subscription("ExportCataloged", "assembler", "assemble", "Stream the snapshot into the archive."),
+        Subscription("CancelRequested", "canceller", "cancel", "Abort the upload of a cancelled export."),
+    ], bootstrap, "Streams every member through stream-zip into a logged multipart upload.")
+    return app

@@ -1,0 +1,123 @@
+"""The assemble step: snapshot → streamed ZIP → logged parts → ArchiveAssembled.
+
+Decides from the fold: create the upload once (UploadStarted), resume after the last contiguous
+logged part, rewind when a member already partly uploaded turns out changed, restart the
+straddling member when the encoder's fingerprint moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from shared import events as ev
+from shared.archive.zipmember import fingerprint
+from shared.eventlog import Conflict, Loaded
+from shared.objectstore import ObjectStore
+from shared.settings import Settings
+from shared.snapshot import Snapshot, sha256_hex
+from shared.worker import StepContext, StepError
+from services.assembler.bridge import pump, source_opener
+from services.assembler.encoder import ArchiveStream, Rewind, error_count
+from services.assembler.plan import MemberRecord, ResumePoint, part_size, resume_point, rewind_target
+from services.assembler.uploader import PartUploader, load_records
+
+log = logging.getLogger(__name__)
+
+
+def should_run(loaded: Loaded) -> bool:
+    s = loaded.state
+    return not s.stopping and s.cataloged is not None and s.assembled is None
+
+
+class Assembler:
+    def __init__(self, settings: Settings, store: ObjectStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.bucket = settings.buckets.exports
+
+    async def __call__(self, ctx: StepContext) -> None:
+        c = ctx.state.cataloged
+        assert c is not None
+        data = await self.store.read(self.bucket, c.snapshot_key)
+        if sha256_hex(data) != c.snapshot_sha256:
+            raise StepError("the frozen snapshot does not match its checksum")
+        snapshot = Snapshot.loads(data)
+        upload, keep = await self._upload(ctx, c)
+        skips: dict[int, str] = {}
+        resumed = bool(ctx.state.parts)
+        while True:
+            rp = await self._resume_point(ctx, keep)
+            resumed = resumed or rp.offset > 0
+            try:
+                size, last, sha, records = await self._stream(ctx, snapshot, upload, rp, skips)
+                break
+            except Rewind as r:
+                log.info("%s: rewinding past member %s (%s)", c.export_id, r.index, r.reason)
+                skips[r.index] = r.reason
+                keep = rewind_target(r.member_offset, upload.part_size, len(ctx.state.parts)) - 1
+                resumed = True
+        await ctx.append(ev.ArchiveAssembled(
+            export_id=c.export_id, tenant_id=c.tenant_id, archive_key=upload.archive_key,
+            upload_id=upload.upload_id, size_bytes=size, part_count=last,
+            member_count=sum(1 for r in records if r.status == "ok"),
+            error_count=error_count(snapshot, records), sha256=None if resumed else sha,
+        ), msg_id=f"{c.export_id}:ArchiveAssembled")
+
+    async def _upload(self, ctx: StepContext, c: ev.ExportCataloged) -> tuple[ev.UploadStarted, int | None]:
+        """The upload to write into, and how many logged parts stay valid (None = all)."""
+        fp = fingerprint()
+        current = ctx.state.upload
+        if current is None:
+            upload_id = await self.store.create_multipart(self.bucket, c.archive_key, "application/zip")
+            started = ev.UploadStarted(
+                export_id=c.export_id, tenant_id=c.tenant_id, upload_id=upload_id, archive_key=c.archive_key,
+                part_size=part_size(c.total_bytes, self.settings.min_part_size), fingerprint=fp)
+            try:
+                await ctx.append(started, msg_id=f"{c.export_id}:UploadStarted")
+            except Conflict:
+                await self.store.abort_multipart(self.bucket, c.archive_key, upload_id)
+                raise
+            return started, None
+        if current.fingerprint == fp:
+            return current, None
+        # A different encoder (zlib or stream-zip moved): finished members stay, the straddler is redone.
+        rp = await self._resume_point(ctx, None)
+        keep = rewind_target(rp.member_offset, current.part_size, len(ctx.state.parts)) - 1
+        started = ev.UploadStarted(
+            export_id=c.export_id, tenant_id=c.tenant_id, upload_id=current.upload_id,
+            archive_key=current.archive_key, part_size=current.part_size, fingerprint=fp)
+        await ctx.append(started)
+        return started, keep
+
+    async def _resume_point(self, ctx: StepContext, keep: int | None) -> ResumePoint:
+        parts = ctx.state.parts if keep is None else ctx.state.parts[:keep]
+        gate = asyncio.Semaphore(16)
+
+        async def records(key: str) -> list[MemberRecord]:
+            async with gate:
+                return load_records(await self.store.read(self.bucket, key))
+
+        loaded = await asyncio.gather(*(records(p.records_key) for p in parts))
+        return resume_point([(p.number, p.byte_end, r) for p, r in zip(parts, loaded, strict=True)])
+
+    async def _stream(self, ctx: StepContext, snapshot: Snapshot, upload: ev.UploadStarted, rp: ResumePoint,
+                      skips: dict[int, str]) -> tuple[int, int, str | None, list[MemberRecord]]:
+        loop = asyncio.get_running_loop()
+        stream = ArchiveStream(snapshot, lambda m: opener(m), rp, dict(skips))
+        opener = source_opener(self.store, loop, stream.stop)
+        uploader = PartUploader(ctx, self.store, self.bucket, upload, rp.next_part, rp.offset,
+                                self.settings.parts_in_flight, stream.progress)
+        try:
+            sha = await asyncio.to_thread(pump, stream, uploader.feed, loop, rp.offset == 0)
+            size, last = await uploader.finish()
+        except Rewind:
+            await uploader.drain()  # parts already cut get logged; the rewind redoes them anyway
+            await ctx.reload()
+            raise
+        except BaseException:
+            stream.stop.set()
+            await uploader.cancel()
+            raise
+        return size, last, sha, stream.records
+

@@ -1,0 +1,125 @@
+"""Cut the archive stream into parts, upload up to N at once, log them strictly in order.
+
+Memory: one part being filled plus at most ``in_flight`` parts uploading — part size × (N + 1),
+whatever the archive's size. A part's member records are stored as an object before its
+``PartUploaded`` event, and the event is appended only after every earlier part's event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import time
+
+from shared import events as ev
+from shared.eventlog import Conflict
+from shared.objectstore import ObjectStore
+from shared.snapshot import records_key
+from shared.worker import StandDown, StepContext
+from services.assembler.encoder import Item, Progress, Stopped
+from services.assembler.plan import MemberRecord, check_part_budget
+
+
+class PartUploader:
+    def __init__(self, ctx: StepContext, store: ObjectStore, bucket: str, upload: ev.UploadStarted,
+                 first_part: int, offset: int, in_flight: int, progress: Progress,
+                 on_part: object = None) -> None:
+        self.ctx, self.store, self.bucket, self.upload = ctx, store, bucket, upload
+        self.size = upload.part_size
+        self.part = first_part
+        self.offset = offset
+        self.progress = progress
+        self.buf = bytearray()
+        self.records: list[MemberRecord] = []
+        self.slots = asyncio.Semaphore(max(1, in_flight))
+        self.chain: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Task[object]] = set()
+        self.on_part = on_part
+
+    async def feed(self, item: Item) -> None:
+        if self.chain is not None and self.chain.done() and self.chain.exception():
+            raise self.chain.exception()  # type: ignore[misc]
+        if isinstance(item, MemberRecord):
+            self.records.append(item)
+            return
+        self.buf += item
+        while len(self.buf) > self.size:  # cut lazily: the newest byte always stays in the open part
+            await self._cut(self.size)
+
+    async def finish(self) -> tuple[int, int]:
+        """Flush the last part; wait until every part is logged. Returns (archive size, last part)."""
+        if self.buf or self.records:
+            await self._cut(len(self.buf))
+        if self.chain is not None:
+            await self.chain
+        return self.offset, self.part - 1
+
+    async def drain(self) -> None:
+        """Wait for the parts already cut to be uploaded and logged (errors are the caller's)."""
+        if self.chain is not None:
+            await asyncio.gather(self.chain, return_exceptions=True)
+
+    async def cancel(self) -> None:
+        for t in list(self.tasks):
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _cut(self, n: int) -> None:
+        check_part_budget(self.part)
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        records, self.records = self.records, []
+        number, start = self.part, self.offset
+        self.part += 1
+        self.offset += len(data)
+        done = (self.progress.members_done, self.progress.source_bytes)
+        await self.slots.acquire()
+        upload = self._spawn(self._upload(number, data))
+        self.chain = self._spawn(self._log(self.chain, upload, number, start, start + len(data), records, done))
+
+    def _spawn(self, coro):  # noqa: ANN001, ANN202
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _upload(self, number: int, data: bytes) -> tuple[str, str]:
+        try:
+            started = time.perf_counter()
+            md5 = await asyncio.to_thread(lambda: hashlib.md5(data, usedforsecurity=False).hexdigest())
+            etag = await self.store.upload_part(self.bucket, self.upload.archive_key, self.upload.upload_id,
+                                                number, data)
+            if callable(self.on_part):
+                self.on_part(len(data), time.perf_counter() - started)
+            return etag, md5
+        finally:
+            self.slots.release()
+
+    async def _log(self, previous: asyncio.Task[None] | None, upload: asyncio.Task[tuple[str, str]],
+                   number: int, start: int, end: int, records: list[MemberRecord], done: tuple[int, int]) -> None:
+        etag, md5 = await upload
+        if previous is not None:
+            await previous
+        s = self.ctx.state
+        rkey = records_key(s.tenant_id, s.export_id, number)
+        body = json.dumps([r.model_dump() for r in records]).encode()
+        await self.store.put(self.bucket, rkey, body, "application/json")
+        event = ev.PartUploaded(
+            export_id=s.export_id, tenant_id=s.tenant_id, part_number=number, etag=etag, md5=md5,
+            byte_start=start, byte_end=end, records_key=rkey, records_count=len(records),
+            members_done=done[0], source_bytes_done=done[1],
+        )
+        digest = base64.b32encode(bytes.fromhex(md5)[:10]).decode()
+        try:
+            await self.ctx.append(event, msg_id=f"{s.export_id}:part:{number}:{digest}")
+        except Conflict:
+            loaded = await self.ctx.reload()
+            if loaded.state.stopping:
+                raise Stopped() from None
+            raise StandDown(f"another worker logged part {number}") from None
+
+
+def load_records(data: bytes) -> list[MemberRecord]:
+    return [MemberRecord.model_validate(r) for r in json.loads(data)]

@@ -1,0 +1,1 @@
+"""catalog: freezes a snapshot of what an export contains (ExportRequested → ExportCataloged)."""

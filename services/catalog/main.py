@@ -1,0 +1,26 @@
+"""Composition root of the catalog service."""
+
+from __future__ import annotations
+
+from faststream import FastStream
+
+from shared.content.db import ContentDB
+from shared.objectstore.factory import open_store
+from shared.runtime import ServiceRuntime, Subscription, build_app
+from shared.settings import Settings
+from shared.worker import StepWorker
+from services.catalog.service import Catalog, should_run
+
+
+def create_app(settings: Settings) -> FastStream:
+    async def bootstrap(rt: ServiceRuntime) -> None:
+        store = await open_store(settings)
+        rt.closers.append(store.close)
+        assert rt.bus is not None
+        work = Catalog(settings, store, ContentDB(settings.content_db))
+        rt.workers["catalog"] = StepWorker("catalog", rt.bus, settings, work, should_run)
+
+    app, _ = build_app("catalog", settings, [
+        Subscription("ExportRequested", "catalog", "catalog", "Freeze the snapshot of a requested export."),
+    ], bootstrap, "Reads the tenant's content once and freezes the export's snapshot.")
+    return app

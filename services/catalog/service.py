@@ -1,0 +1,130 @@
+"""The catalog step: read the tenant's content once, HEAD every object, freeze the snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from shared import __version__, events as ev
+from shared.archive.levels import level_for
+from shared.archive.names import sanitize_for_path
+from shared.content.db import ContentDB
+from shared.eventlog import Loaded
+from shared.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
+from shared.settings import Settings
+from shared.snapshot import (
+    Snapshot,
+    SnapshotError,
+    SnapshotHeader,
+    SnapshotMember,
+    archive_key,
+    sha256_hex,
+    snapshot_key,
+    texts_key,
+)
+from shared.worker import StepContext
+from services.catalog.readme import render_readme
+from services.catalog.render import ObjectMember, Plan, plan_blog, plan_storage
+
+HEAD_CONCURRENCY = 16
+
+
+def should_run(loaded: Loaded) -> bool:
+    """Catalog runs until ExportCataloged is in the log, and never for a stopping export."""
+    s = loaded.state
+    return not s.stopping and s.cataloged is None
+
+
+class Catalog:
+    def __init__(self, settings: Settings, store: ObjectStore, content: ContentDB) -> None:
+        self.settings = settings
+        self.store = store
+        self.content = content
+
+    async def __call__(self, ctx: StepContext) -> None:
+        state = ctx.state
+        req = state.request
+        assert req is not None
+        if state.status == "pending":
+            await ctx.append(ev.CatalogStarted(export_id=req.export_id, tenant_id=req.tenant_id),
+                             msg_id=f"{req.export_id}:CatalogStarted")
+        plan = await self._plan(req)
+        created = req.occurred_at.astimezone(UTC)
+        key = archive_key(req.tenant_id, req.export_id, sanitize_for_path(req.username), created.strftime("%Y-%m-%d"))
+        header = SnapshotHeader(
+            export_id=req.export_id, tenant_id=req.tenant_id, mode=req.mode, username=req.username,
+            include_images=req.include_images, created_at=created, archive_key=key,
+            item_counts=plan.counts, generator=f"grove-export {__version__}",
+        )
+        members, errors = await self._freeze(req, header, plan)
+        snapshot = Snapshot(header=header, members=tuple(members), errors=tuple(errors))
+        data = snapshot.dumps()
+        skey = snapshot_key(req.tenant_id, req.export_id)
+        await self.store.put(self.settings.buckets.exports, skey, data, "application/x-ndjson")
+        await ctx.append(ev.ExportCataloged(
+            export_id=req.export_id, tenant_id=req.tenant_id, snapshot_key=skey, snapshot_sha256=sha256_hex(data),
+            archive_key=key, member_count=len(members), total_bytes=snapshot.total_bytes,
+            item_counts=plan.counts, error_count=len(errors),
+        ), msg_id=f"{req.export_id}:ExportCataloged")
+
+    async def _plan(self, req: ev.ExportRequested) -> Plan:
+        b = self.settings.buckets
+        if req.mode == "storage":
+            return plan_storage([r async for r in self.content.amber_files(req.tenant_id)], b.amber)
+        posts = [r async for r in self.content.posts(req.tenant_id)]
+        pages = [r async for r in self.content.pages(req.tenant_id)]
+        media = [r async for r in self.content.media(req.tenant_id)] if req.include_images else []
+        return plan_blog(posts, pages, media, req.include_images, b.images)
+
+    async def _freeze(self, req: ev.ExportRequested, header: SnapshotHeader,
+                      plan: Plan) -> tuple[list[SnapshotMember], list[SnapshotError]]:
+        readme = render_readme(
+            username=req.username, tenant_id=req.tenant_id, export_id=req.export_id, mode=req.mode,
+            created_at=header.created_at, counts=plan.counts, include_images=req.include_images,
+            generator=header.generator,
+        ).encode()
+        texts = [("README.md", "readme", "readme", header.created_at, readme)]
+        texts += [(t.path, t.kind, t.source_id, t.modified_at, t.data) for t in plan.texts]
+        blob = b"".join(t[4] for t in texts)
+        tkey = texts_key(req.tenant_id, req.export_id)
+        etag = await self.store.put(self.settings.buckets.exports, tkey, blob, "application/octet-stream")
+        members: list[SnapshotMember] = []
+        offset = 0
+        for path, kind, source_id, modified, data in texts:
+            members.append(SnapshotMember(
+                index=len(members), path=path, kind=kind, bucket=self.settings.buckets.exports, key=tkey,  # type: ignore[arg-type]
+                start=offset, size=len(data), etag=etag, content_type="text/markdown; charset=utf-8",
+                source_id=source_id, modified_at=modified, level=6,
+            ))
+            offset += len(data)
+        heads = await self._head_all(plan.objects)
+        errors = list(plan.errors)
+        for obj, head in zip(plan.objects, heads, strict=True):
+            if isinstance(head, str):
+                errors.append(SnapshotError(source_id=obj.source_id, path=obj.path, reason=head))
+                continue
+            size, etag = head
+            members.append(SnapshotMember(
+                index=len(members), path=obj.path, kind=obj.kind, bucket=obj.bucket, key=obj.key,  # type: ignore[arg-type]
+                size=size, etag=etag, content_type=obj.content_type, source_id=obj.source_id,
+                modified_at=obj.modified_at, level=level_for(obj.content_type, obj.path),
+            ))
+        return members, errors
+
+    async def _head_all(self, objects: list[ObjectMember]) -> list[tuple[int, str] | str]:
+        """Real size and ETag of every object (the database's declared size is not trusted)."""
+        gate = asyncio.Semaphore(HEAD_CONCURRENCY)
+
+        async def head(obj: ObjectMember) -> tuple[int, str] | str:
+            async with gate:
+                try:
+                    info = await self.store.head(obj.bucket, obj.key)
+                except (ObjectNotFound, PreconditionFailed):
+                    return "missing: the file is not in storage"
+                return info.size, info.etag
+
+        return list(await asyncio.gather(*(head(o) for o in objects)))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,210 @@
+"""``grove-export``: run a service, the local stack, the janitor, and the operator's tools.
+
+Every command ends with a one-line message and a non-zero exit on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from pathlib import Path
+
+from shared.settings import Settings
+
+STEP_SERVICES = ("catalog", "assembler", "finalizer", "notifier")
+SERVICES = (*STEP_SERVICES, "gateway", "janitor")
+
+
+class CliError(Exception):
+    """A one-line message for the user; exit code 2."""
+
+
+def _app(name: str, settings: Settings):  # noqa: ANN202
+    if name == "catalog":
+        from services.catalog.main import create_app
+    elif name == "assembler":
+        from services.assembler.main import create_app
+    elif name == "finalizer":
+        from services.finalizer.main import create_app
+    elif name == "notifier":
+        from services.notifier.main import create_app
+    else:
+        raise CliError(f"unknown service {name!r}; choose one of: {', '.join(SERVICES)}")
+    return create_app(settings)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
+    from shared import logs
+
+    logs.setup(args.service, args.log_level, settings.log_json)
+    if args.service == "gateway":
+        from services.gateway.main import run
+
+        asyncio.run(run(settings))
+    elif args.service == "janitor":
+        from services.janitor.main import run_forever
+
+        asyncio.run(run_forever(settings))
+    else:
+        asyncio.run(_app(args.service, settings).run())
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
+    from services.stack.supervisor import Stack
+
+    stack = Stack(Path(args.data), port=args.port).start()
+    print(f"grove-export: local stack up — gateway http://127.0.0.1:{args.port}/export, "
+          f"NATS {stack.nats.url if stack.nats else '?'}, logs in {Path(args.data, 'logs')}", flush=True)
+    stop = {"now": False}
+
+    def on_signal(*_: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        while not stop["now"]:
+            time.sleep(0.2)
+    finally:
+        stack.stop()
+        print("grove-export: stack stopped", flush=True)
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
+    from shared.events import is_valid_id
+    from services.gateway.auth import make_token
+
+    if not is_valid_id(args.tenant):
+        raise CliError(f"tenant id {args.tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
+    print(make_token(settings, tenant=args.tenant, user=args.user, email=args.email, username=args.username,
+                     ttl_s=args.ttl))
+
+
+async def _events(settings: Settings, export_id: str) -> None:
+    from nats.js.errors import NotFoundError
+
+    from shared.bus import connect
+
+    bus = await connect(settings, "cli", ensure=False)
+    try:
+        try:
+            last = await bus.js.get_last_msg(settings.stream_name, f"{settings.subject_prefix}.*.{export_id}.>",
+                                             direct=True)
+        except NotFoundError:
+            raise CliError(f"no events for export {export_id!r}") from None
+        tenant = (last.subject or "").split(".")[1]
+        async for seq, event in bus.log.history(tenant, export_id):
+            fields = event.model_dump(mode="json", exclude={"event_id", "export_id", "tenant_id", "version",
+                                                            "occurred_at", "producer"})
+            detail = " ".join(f"{k}={v}" for k, v in fields.items())
+            print(f"{seq:>8} {event.occurred_at:%Y-%m-%dT%H:%M:%S.%f}Z {event.producer:<10} {event.name():<18} {detail}")
+    finally:
+        await bus.close()
+
+
+def cmd_events(args: argparse.Namespace, settings: Settings) -> None:
+    asyncio.run(_events(settings, args.export_id))
+
+
+async def _assemble(settings: Settings, key: str, out: Path) -> None:
+    from shared.objectstore import ObjectNotFound
+    from shared.objectstore.factory import open_store
+    from services.reference import assemble_to_file
+
+    store = await open_store(settings)
+    try:
+        size, sha = await assemble_to_file(store, settings.buckets.exports, key, out)
+    except ObjectNotFound:
+        raise CliError(f"no snapshot at {key!r} in bucket {settings.buckets.exports!r}") from None
+    finally:
+        await store.close()
+    print(f"{out.resolve()} {size} bytes sha256={sha}")
+
+
+def cmd_assemble(args: argparse.Namespace, settings: Settings) -> None:
+    asyncio.run(_assemble(settings, args.snapshot, Path(args.out)))
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> None:
+    from services.gateway.readmodel import replay_cli
+
+    asyncio.run(replay_cli(settings))
+
+
+def cmd_janitor(args: argparse.Namespace, settings: Settings) -> None:
+    from services.janitor.main import run_once
+
+    asyncio.run(run_once(settings, dry_run=args.dry_run))
+
+
+def cmd_seed(args: argparse.Namespace, settings: Settings) -> None:
+    from services.demo import seed_cli
+
+    asyncio.run(seed_cli(settings, posts=args.posts, pages=args.pages, images=args.images, files=args.files))
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
+    from services.demo import run_demo
+
+    sys.exit(run_demo(Path(args.data), args.port))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="grove-export", description="Grove Export: durable streaming ZIP exports.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run one service in the foreground, as its container does")
+    r.add_argument("service", choices=SERVICES)
+    r.add_argument("--log-level", default="INFO")
+    r.set_defaults(func=cmd_run)
+    s = sub.add_parser("serve", help="the whole local stack until Ctrl-C")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--data", default="var")
+    s.set_defaults(func=cmd_serve)
+    t = sub.add_parser("token", help="print a bearer token signed with this stack's secret")
+    for name in ("tenant", "user", "email", "username"):
+        t.add_argument(f"--{name}", required=True)
+    t.add_argument("--ttl", type=int, default=3600)
+    t.set_defaults(func=cmd_token)
+    e = sub.add_parser("events", help="one export's log, one line per event")
+    e.add_argument("export_id")
+    e.set_defaults(func=cmd_events)
+    a = sub.add_parser("assemble", help="assemble a frozen snapshot to a local file (no bus)")
+    a.add_argument("--snapshot", required=True, help="snapshot key in the exports bucket")
+    a.add_argument("--out", required=True)
+    a.set_defaults(func=cmd_assemble)
+    sub.add_parser("replay", help="rebuild the gateway read model from the log").set_defaults(func=cmd_replay)
+    j = sub.add_parser("janitor", help="one janitor run (cron: 0 3 * * *)")
+    j.add_argument("--dry-run", action="store_true")
+    j.set_defaults(func=cmd_janitor)
+    sd = sub.add_parser("seed", help="create a demo tenant with content; prints its id")
+    for name, default in (("posts", 12), ("pages", 3), ("images", 8), ("files", 6)):
+        sd.add_argument(f"--{name}", type=int, default=default)
+    sd.set_defaults(func=cmd_seed)
+    d = sub.add_parser("demo", help="what `make run` does: stack, seed, export, verify, print the ZIP path")
+    d.add_argument("--port", type=int, default=8080)
+    d.add_argument("--data", default="var")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except Exception as e:  # noqa: BLE001 - pydantic's message names the bad variable
+        print(f"grove-export: invalid settings: {str(e).splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            args.func(args, settings)
+    except CliError as e:
+        print(f"grove-export: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

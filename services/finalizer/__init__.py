@@ -1,0 +1,1 @@
+"""finalizer: completes the upload and records the archive (ArchiveAssembled → ExportCompleted)."""

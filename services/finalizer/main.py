@@ -1,0 +1,24 @@
+"""Composition root of the finalizer service."""
+
+from __future__ import annotations
+
+from faststream import FastStream
+
+from shared.objectstore.factory import open_store
+from shared.runtime import ServiceRuntime, Subscription, build_app
+from shared.settings import Settings
+from shared.worker import StepWorker
+from services.finalizer.service import Finalizer, should_run
+
+
+def create_app(settings: Settings) -> FastStream:
+    async def bootstrap(rt: ServiceRuntime) -> None:
+        store = await open_store(settings)
+        rt.closers.append(store.close)
+        assert rt.bus is not None
+        rt.workers["finalize"] = StepWorker("finalize", rt.bus, settings, Finalizer(settings, store), should_run)
+
+    app, _ = build_app("finalizer", settings, [
+        Subscription("ArchiveAssembled", "finalizer", "finalize", "Complete the upload and record the archive."),
+    ], bootstrap, "Completes the multipart upload and records size, counts and SHA-256.")
+    return app

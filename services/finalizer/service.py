@@ -1,0 +1,97 @@
+"""The finalize step. ``FinalizeStarted`` is appended fenced before the upload is completed, so a
+cancel racing this step resolves to one outcome: the log holds either CancelRequested before
+FinalizeStarted (the finalizer stands down) or FinalizeStarted first (the gateway refuses the cancel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+from shared import events as ev
+from shared.eventlog import Loaded
+from shared.objectstore import CompletedPart, NoSuchUpload, ObjectNotFound, ObjectStore
+from shared.settings import Settings
+from shared.snapshot import export_prefix
+from shared.worker import StepContext, StepError
+
+
+def should_run(loaded: Loaded) -> bool:
+    s = loaded.state
+    return s.assembled is not None and s.completed is None and not s.terminal and (
+        s.finalize_started or not s.cancel_requested)
+
+
+def check_parts(logged: list[tuple[int, str]], listed: dict[int, str]) -> str | None:
+    """Why the store's parts do not match the log, or None when every logged part is there."""
+    for number, etag in logged:
+        if number not in listed:
+            return f"part {number} is missing from the upload"
+        if listed[number] != etag:
+            return f"part {number} in the store is not the logged one"
+    return None
+
+
+class Finalizer:
+    def __init__(self, settings: Settings, store: ObjectStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.bucket = settings.buckets.exports
+
+    async def __call__(self, ctx: StepContext) -> None:
+        s = ctx.state
+        a = s.assembled
+        assert a is not None
+        if not s.finalize_started:
+            await ctx.append(ev.FinalizeStarted(export_id=a.export_id, tenant_id=a.tenant_id),
+                             msg_id=f"{a.export_id}:FinalizeStarted")
+        parts = [p for p in ctx.state.parts if p.number <= a.part_count]
+        etag = await self._complete(a, parts)
+        head = await self.store.head(self.bucket, a.archive_key)
+        if head.size != a.size_bytes:
+            raise StepError(f"the archive is {head.size} bytes, the log says {a.size_bytes}")
+        sha = a.sha256 or await self._hash(a.archive_key)
+        now = datetime.now(UTC)
+        await ctx.append(ev.ExportCompleted(
+            export_id=a.export_id, tenant_id=a.tenant_id, archive_key=a.archive_key, size_bytes=a.size_bytes,
+            sha256=sha, item_counts=ctx.state.item_counts(), error_count=a.error_count,
+            expires_at=now + timedelta(days=self.settings.archive_ttl_days),
+        ), msg_id=f"{a.export_id}:ExportCompleted:{etag}")
+        await remove_work_objects(self.store, self.bucket, a.tenant_id, a.export_id)
+
+    async def _complete(self, a: ev.ArchiveAssembled, parts: list) -> str:  # noqa: ANN001
+        try:
+            listed = {p.part_number: p.etag for p in await self.store.list_parts(self.bucket, a.archive_key, a.upload_id)}
+        except NoSuchUpload:
+            try:  # completed before a crash: the object is there with the logged size
+                head = await self.store.head(self.bucket, a.archive_key)
+            except ObjectNotFound:
+                raise StepError("the upload is gone and no archive was completed") from None
+            if head.size == a.size_bytes:
+                return head.etag
+            raise StepError("the upload is gone and the object at the key is not this archive") from None
+        problem = check_parts([(p.number, p.etag) for p in parts], listed)
+        if problem:
+            raise StepError(f"cannot complete: {problem}")
+        done = [CompletedPart(p.number, p.etag) for p in parts]
+        return await self.store.complete_multipart(self.bucket, a.archive_key, a.upload_id, done)
+
+    async def _hash(self, key: str) -> str:
+        """After a resume the running hash was lost: read the completed object back."""
+        sha = hashlib.sha256()
+        async for chunk in self.store.get(self.bucket, key, chunk_size=4 << 20):
+            await asyncio.to_thread(sha.update, chunk)
+        return sha.hexdigest()
+
+
+async def remove_work_objects(store: ObjectStore, bucket: str, tenant_id: str, export_id: str) -> int:
+    """Delete the snapshot and part records of an export (best effort; the janitor is the backstop)."""
+    removed = 0
+    try:
+        for obj in await store.list_keys(bucket, f"{export_prefix(tenant_id, export_id)}work/"):
+            await store.delete(bucket, obj.key)
+            removed += 1
+    except Exception:  # noqa: BLE001 - the janitor sweeps what is left
+        return removed
+    return removed

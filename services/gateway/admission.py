@@ -1,0 +1,133 @@
+"""Admission: the pure decision of whether a tenant may start an export now. No clock, no I/O.
+
+The tenant's slot (KV key ``tenant.<id>`` in the admission bucket, JSON) holds the export most
+recently admitted (``activeExportId``, ``reservedAt``) and the last *earlier* export that counts
+toward the hour (``lastExportId``, ``lastStartedAt``). Rules, in order:
+
+1. the active export's log is not terminal → :class:`Conflict` (409, with its id);
+   a reservation with no events yet blocks only for ``reservation_timeout_s`` after ``reservedAt``;
+2. the last export that counts started less than ``window_s`` ago → :class:`RateLimited` (429).
+   A failed or cancelled export does not count (the person got nothing), nor does an abandoned
+   reservation; a complete or expired one does;
+3. otherwise → :class:`Admit` with the slot to compare-and-set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.state import TERMINAL
+
+COUNTS = frozenset({"complete", "expired"})  # statuses that use up the tenant's hour
+
+
+@dataclass(frozen=True)
+class Slot:
+    active_export_id: str | None = None
+    reserved_at: datetime | None = None
+    last_started_at: datetime | None = None
+    last_export_id: str | None = None
+    idempotency: str | None = None  # "<sha256(key)>:<sha256(body)>" of the active reservation
+
+    def to_json(self) -> dict[str, Any]:
+        return {"activeExportId": self.active_export_id, "reservedAt": _iso(self.reserved_at),
+                "lastStartedAt": _iso(self.last_started_at), "lastExportId": self.last_export_id,
+                "idempotency": self.idempotency}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Slot:
+        return cls(data.get("activeExportId"), _dt(data.get("reservedAt")), _dt(data.get("lastStartedAt")),
+                   data.get("lastExportId"), data.get("idempotency"))
+
+
+@dataclass(frozen=True)
+class Admit:
+    slot: Slot
+
+
+@dataclass(frozen=True)
+class Conflict:
+    active_export_id: str
+
+
+@dataclass(frozen=True)
+class RateLimited:
+    next_allowed_at: datetime
+    retry_after_s: int
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The same Idempotency-Key and body as the active reservation: answer with its export."""
+
+    export_id: str
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The same Idempotency-Key with a different body."""
+
+    export_id: str
+
+
+Decision = Admit | Conflict | RateLimited
+
+
+def reservation_live(slot: Slot, active_status: str | None, now: datetime, timeout_s: float) -> bool:
+    """The active export has events, or its reservation is younger than the timeout."""
+    if slot.active_export_id is None:
+        return False
+    if active_status is not None:
+        return True
+    return slot.reserved_at is not None and now - slot.reserved_at < timedelta(seconds=timeout_s)
+
+
+def decide(now: datetime, slot: Slot | None, active_status: str | None, *, new_export_id: str,
+           window_s: float, reservation_timeout_s: float, idempotency: str | None = None) -> Decision:
+    """Admit, Conflict or RateLimited for a new export ``new_export_id`` at server time ``now``.
+
+    ``active_status`` is the folded status of ``slot.active_export_id`` (None: no events yet).
+    """
+    slot = slot or Slot()
+    counted_at, counted_id = slot.last_started_at, slot.last_export_id
+    active = slot.active_export_id
+    if active is not None:
+        if active_status is None and reservation_live(slot, None, now, reservation_timeout_s):
+            return Conflict(active)
+        if active_status is not None and active_status not in TERMINAL:
+            return Conflict(active)
+        if active_status in COUNTS:
+            counted_at, counted_id = slot.reserved_at, active
+    if counted_at is not None:
+        next_allowed = counted_at + timedelta(seconds=window_s)
+        if now < next_allowed:
+            return RateLimited(next_allowed, max(1, math.ceil((next_allowed - now).total_seconds())))
+    new = Slot(new_export_id, now, counted_at, counted_id, idempotency)
+    return Admit(new)
+
+
+def match_idempotency(slot: Slot | None, active_status: str | None, now: datetime, timeout_s: float,
+                      idempotency: str | None) -> Replay | Mismatch | None:
+    """Whether this request repeats the active reservation's Idempotency-Key (same or other body)."""
+    if not idempotency or slot is None or not slot.idempotency or slot.active_export_id is None:
+        return None
+    if not reservation_live(slot, active_status, now, timeout_s):
+        return None
+    key, _, _ = idempotency.partition(":")
+    if slot.idempotency == idempotency:
+        return Replay(slot.active_export_id)
+    if slot.idempotency.partition(":")[0] == key:
+        return Mismatch(slot.active_export_id)
+    return None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+

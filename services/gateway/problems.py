@@ -1,0 +1,141 @@
+"""Errors of the gateway and the one middleware that turns them into ``application/problem+json``.
+
+Errors::
+
+    Problem                   status, code GROVE-EXPORT-NNN, title, detail, extras, headers
+    ├── Unauthorized          001  401  missing, tampered or expired token
+    ├── ExportInProgress      002  409  the tenant has an active export (activeExportId)
+    ├── RateLimited           003  429  one new export per hour (Retry-After, nextAllowedAt)
+    ├── BadRequest            004  400  malformed JSON, unknown fields, wrong types (errors)
+    │   └── IdempotencyMismatch  004  422  Idempotency-Key reused with another body
+    ├── NotFound              005  404  no such export for this tenant, bad id, unknown route
+    ├── NotCancellable        006  409  terminal, or the archive is being completed
+    ├── TooLarge              007  413  body over settings.max_body_bytes
+    ├── Unavailable           008  503  the bus or the store did not answer
+    └── Expired               009  410  the export (or the download link) expired
+
+Infrastructure errors (NATS timeouts and disconnects, LogUnavailable, StoreUnavailable) are mapped
+to ``Unavailable`` here, at the edge, so handlers never catch them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import nats.errors
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from shared.eventlog import LogUnavailable
+from shared.objectstore.port import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://grove.place/problems/export/"
+
+
+class Problem(Exception):
+    status = 500
+    code = "GROVE-EXPORT-000"
+    title = "Internal error"
+    slug = "internal"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extras: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+        self.extras = extras
+
+    def body(self) -> dict[str, Any]:
+        return {"type": TYPE_BASE + self.slug, "title": self.title, "status": self.status,
+                "detail": self.detail, "code": self.code, **self.extras}
+
+
+class Unauthorized(Problem):
+    status, code, title, slug = 401, "GROVE-EXPORT-001", "Not authenticated", "unauthorized"
+
+
+class ExportInProgress(Problem):
+    status, code, title, slug = 409, "GROVE-EXPORT-002", "Export already in progress", "in-progress"
+
+
+class RateLimited(Problem):
+    status, code, title, slug = 429, "GROVE-EXPORT-003", "Rate limited", "rate-limited"
+
+
+class BadRequest(Problem):
+    status, code, title, slug = 400, "GROVE-EXPORT-004", "Bad request", "bad-request"
+
+
+class IdempotencyMismatch(BadRequest):
+    status, title, slug = 422, "Idempotency key reused with a different body", "idempotency-mismatch"
+
+
+class MethodNotAllowed(BadRequest):
+    status, title, slug = 405, "Method not allowed", "method-not-allowed"
+
+
+class NotFound(Problem):
+    status, code, title, slug = 404, "GROVE-EXPORT-005", "Not found", "not-found"
+
+
+class NotCancellable(Problem):
+    status, code, title, slug = 409, "GROVE-EXPORT-006", "Export cannot be cancelled", "not-cancellable"
+
+
+class TooLarge(Problem):
+    status, code, title, slug = 413, "GROVE-EXPORT-007", "Request body too large", "too-large"
+
+
+class Unavailable(Problem):
+    status, code, title, slug = 503, "GROVE-EXPORT-008", "Service unavailable", "unavailable"
+
+
+class Expired(Problem):
+    status, code, title, slug = 410, "GROVE-EXPORT-009", "Export expired", "expired"
+
+
+_UNAVAILABLE = (LogUnavailable, StoreUnavailable, nats.errors.TimeoutError, nats.errors.NoRespondersError,
+                nats.errors.ConnectionClosedError, nats.errors.StaleConnectionError,
+                nats.errors.OutboundBufferLimitError, TimeoutError)
+
+
+def problem_response(problem: Problem) -> web.Response:
+    return web.Response(status=problem.status, text=json.dumps(problem.body()),
+                        content_type=PROBLEM_JSON, headers=problem.headers)
+
+
+def _from_http(exc: web.HTTPException) -> Problem:
+    if exc.status == 404:
+        return NotFound("No such resource.")
+    if exc.status == 405:
+        return MethodNotAllowed(f"{exc.reason}.", headers={"Allow": exc.headers.get("Allow", "")})
+    if exc.status == 413:
+        return TooLarge("The request body is larger than this gateway accepts.")
+    if exc.status == 400:
+        return BadRequest(exc.text or "Bad request.")
+    problem = Problem(exc.reason)
+    problem.status, problem.title = exc.status, exc.reason
+    return problem
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place errors become responses."""
+    try:
+        return await handler(request)
+    except Problem as p:
+        return problem_response(p)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problem_response(_from_http(exc))
+    except _UNAVAILABLE as exc:
+        log.warning("unavailable on %s %s: %r", request.method, request.path, exc)
+        return problem_response(Unavailable("The export service is temporarily unavailable; try again."))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response(Problem("Something went wrong on our side."))

@@ -1,0 +1,1 @@
+"""The notifier service: tells the person when their export is ready (or failed)."""

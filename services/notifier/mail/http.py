@@ -1,0 +1,99 @@
+"""HTTP backend: the spec's Zephyr contract, ``POST {url}/send`` with ``X-API-Key``.
+
+Body (exactly the spec's shape)::
+
+    {"type": "transactional", "template": "raw", "to": ..., "subject": ..., "html": ..., "text": ...}
+
+``Idempotency-Key: {export_id}:{kind}`` lets the mail service drop a repeat of the same email.
+5xx, 408, 429 and connection errors are transient; any other non-2xx answer is permanent.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+
+from .errors import MailError, PermanentMailError, TransientMailError
+from .message import Email
+
+CHANNEL = "http"
+_TRANSIENT_4XX = frozenset({408, 429})
+
+
+def zephyr_body(email: Email) -> dict[str, Any]:
+    """The JSON body of ``POST /send``."""
+    return {
+        "type": "transactional",
+        "template": "raw",
+        "to": email.to,
+        "subject": email.subject,
+        "html": email.html,
+        "text": email.text,
+    }
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); None when absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def classify_status(status: int, detail: str, retry_after: float | None = None) -> MailError:
+    """The error for a non-2xx answer from the mail service."""
+    reason = f"mail service answered HTTP {status}" + (f": {detail}" if detail else "")
+    if status >= 500 or status in _TRANSIENT_4XX:
+        return TransientMailError(reason, retry_after=retry_after)
+    return PermanentMailError(reason)
+
+
+class HttpMailer:
+    """Posts to a Zephyr-compatible ``/send`` endpoint. Call :meth:`close` when done."""
+
+    def __init__(self, *, url: str, api_key: str | None, timeout: float = 10.0) -> None:
+        self.endpoint = url.rstrip("/") + "/send"
+        self._api_key = api_key
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        # Lazily, because a ClientSession must be created inside the running event loop.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        return self._session
+
+    async def send(self, email: Email) -> str:
+        headers = {"Idempotency-Key": email.idempotency_key}
+        if self._api_key:
+            headers["X-API-Key"] = self._api_key
+        try:
+            async with self._get_session().post(
+                self.endpoint, json=zephyr_body(email), headers=headers, allow_redirects=False
+            ) as resp:
+                if 200 <= resp.status < 300:
+                    return CHANNEL
+                detail = " ".join((await resp.text(errors="replace")).split())[:200]
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientMailError(f"cannot reach the mail service at {self.endpoint}: {exc!r}") from exc
+        raise classify_status(resp.status, detail, retry_after)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def __repr__(self) -> str:
+        return f"HttpMailer({self.endpoint!r})"  # never the API key

@@ -1,0 +1,108 @@
+"""The two emails the notifier sends, built by pure functions from Jinja2 templates.
+
+Each :class:`Email` carries an ``idempotency_key`` (``{export_id}:{kind}``): backends use it so a
+redelivered event produces the same message (same outbox file, same Message-ID, same Zephyr
+``Idempotency-Key``) instead of a second one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from .humanize import count_phrases, human_size, human_utc, plural
+
+Kind = Literal["ready", "failed"]
+
+READY_SUBJECT = "Your Grove export is ready"
+FAILED_SUBJECT = "Your Grove export could not be completed"
+
+_TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass(frozen=True)
+class Email:
+    """One rendered message, independent of how it is sent."""
+
+    to: str
+    subject: str
+    text: str
+    html: str
+    idempotency_key: str
+
+
+@cache
+def _env() -> Environment:
+    # Built on first use, not at import. Autoescape is keyed on the name *before* ".j2".
+    return Environment(
+        loader=FileSystemLoader(_TEMPLATES),
+        autoescape=select_autoescape(enabled_extensions=("html.j2", "html"), default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _render(name: str, context: Mapping[str, Any]) -> str:
+    return _env().get_template(name).render(**context)
+
+
+def idempotency_key(export_id: str, kind: Kind) -> str:
+    return f"{export_id}:{kind}"
+
+
+def ready_email(
+    *,
+    to: str,
+    username: str,
+    item_counts: Mapping[str, int],
+    size_bytes: int,
+    expires_at: datetime,
+    download_page_url: str,
+    sha256: str,
+    error_count: int,
+    export_id: str,
+) -> Email:
+    """The "your export is ready" email: contents, size, expiry, link, checksum and how to verify."""
+    context = {
+        "username": username,
+        "items": count_phrases(item_counts),
+        "size": human_size(size_bytes),
+        "expires": human_utc(expires_at),
+        "download_page_url": download_page_url,
+        "sha256": sha256,
+        "error_count": error_count,
+        "errors_phrase": plural(error_count, "item", "items"),
+        "export_id": export_id,
+    }
+    return Email(
+        to=to,
+        subject=READY_SUBJECT,
+        text=_render("ready.txt.j2", context),
+        html=_render("ready.html.j2", context),
+        idempotency_key=idempotency_key(export_id, "ready"),
+    )
+
+
+def failed_email(*, to: str, username: str, reason: str, export_id: str, download_page_url: str) -> Email:
+    """The "your export failed" email: what happened and how to start again."""
+    context = {
+        "username": username,
+        "reason": reason,
+        "export_id": export_id,
+        "download_page_url": download_page_url,
+    }
+    return Email(
+        to=to,
+        subject=FAILED_SUBJECT,
+        text=_render("failed.txt.j2", context),
+        html=_render("failed.html.j2", context),
+        idempotency_key=idempotency_key(export_id, "failed"),
+    )

@@ -1,0 +1,54 @@
+"""An :class:`Email` as an RFC 5322 message (multipart/alternative: text, then HTML).
+
+The Message-ID is derived from the idempotency key, so a redelivered event yields the same id and
+mail systems (and people) can recognise the repeat.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+
+from .errors import PermanentMailError
+from .message import Email
+
+_NOT_ATEXT = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
+_DOMAIN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
+_ADDR_SPEC = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+def envelope_address(header_value: str) -> str:
+    """``Grove Export <exports@grove.local>`` → ``exports@grove.local``."""
+    return parseaddr(header_value)[1] or header_value
+
+
+def message_id(key: str, sender: str) -> str:
+    """``<exp_1.ready@grove.local>``: the key made dot-atom safe, at the sender's domain."""
+    _, at, domain = envelope_address(sender).rpartition("@")
+    if not at or not _DOMAIN.match(domain):
+        domain = "grove-export"
+    left = _NOT_ATEXT.sub(".", key).strip(".") or "message"
+    left = re.sub(r"\.{2,}", ".", left)
+    return f"<{left}@{domain}>"
+
+
+def to_mime(email: Email, *, sender: str, date: datetime | None = None) -> EmailMessage:
+    """Build the message. Raises :class:`PermanentMailError` for a header that cannot be encoded."""
+    msg = EmailMessage()
+    try:
+        msg["From"] = sender
+        msg["To"] = email.to
+        msg["Subject"] = email.subject
+        msg["Date"] = format_datetime(date or datetime.now(UTC))
+        msg["Message-ID"] = message_id(email.idempotency_key, sender)
+        # RFC 3834: tells autoresponders (vacation replies) not to answer.
+        msg["Auto-Submitted"] = "auto-generated"
+    except (ValueError, TypeError) as exc:
+        raise PermanentMailError(f"cannot build the message headers: {exc}") from exc
+    if not _ADDR_SPEC.match(envelope_address(email.to)):
+        raise PermanentMailError(f"not an email address: {email.to!r}")
+    msg.set_content(email.text)
+    msg.add_alternative(email.html, subtype="html")
+    return msg

@@ -1,0 +1,25 @@
+"""Composition root of the notifier service."""
+
+from __future__ import annotations
+
+from faststream import FastStream
+
+from shared.runtime import ServiceRuntime, Subscription, build_app
+from shared.settings import Settings
+from shared.worker import StepWorker
+from services.notifier.mail import build_mailer
+from services.notifier.service import Notifier, should_run
+
+
+def create_app(settings: Settings) -> FastStream:
+    async def bootstrap(rt: ServiceRuntime) -> None:
+        mailer = build_mailer(settings.mail)
+        rt.closers.append(mailer.close)
+        assert rt.bus is not None
+        rt.workers["notify"] = StepWorker("notify", rt.bus, settings, Notifier(settings, mailer), should_run)
+
+    app, _ = build_app("notifier", settings, [
+        Subscription("ExportCompleted", "notifier", "notify", "Send the export-ready email."),
+        Subscription("ExportFailed", "notifier-failed", "notify", "Send the export-failed email."),
+    ], bootstrap, "Sends the export-ready (or failed) email; a courtesy, never a gate.")
+    return app

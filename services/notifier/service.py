@@ -1,0 +1,60 @@
+"""The notify step: one email per export (ready or failed), never a gate on completion.
+
+A redelivered event after NotificationSent/NotificationFailed sends nothing (decided from the
+fold). A crash between the send and its event can send twice: the HTTP backend passes the
+export id as an idempotency key so the mail service can drop the repeat; SMTP cannot.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from shared import events as ev
+from shared.eventlog import Loaded
+from shared.settings import Settings
+from shared.worker import StepContext
+from services.notifier.mail import MailError, failed_email, ready_email
+from services.notifier.mail.port import Mailer
+from services.notifier.mail.retry import send_with_retries
+
+log = logging.getLogger(__name__)
+
+
+def should_run(loaded: Loaded) -> bool:
+    s = loaded.state
+    wants_email = s.request is not None and s.request.delivery_method == "email"
+    return wants_email and s.notification is None and s.status in ("complete", "failed")
+
+
+class Notifier:
+    def __init__(self, settings: Settings, mailer: Mailer) -> None:
+        self.settings = settings
+        self.mailer = mailer
+
+    async def __call__(self, ctx: StepContext) -> None:
+        s = ctx.state
+        req = s.request
+        assert req is not None
+        page = self.settings.mail.download_page_url
+        if s.completed is not None:
+            c = s.completed
+            kind = "ready"
+            email = ready_email(to=req.user_email, username=req.username, item_counts=c.item_counts,
+                                size_bytes=c.size_bytes, expires_at=c.expires_at, download_page_url=page,
+                                sha256=c.sha256, error_count=c.error_count, export_id=req.export_id)
+        else:
+            kind = "failed"
+            reason = s.failure.reason if s.failure else "unknown"
+            email = failed_email(to=req.user_email, username=req.username, reason=reason,
+                                 export_id=req.export_id, download_page_url=page)
+        base = dict(export_id=req.export_id, tenant_id=req.tenant_id)
+        mail = self.settings.mail
+        try:
+            channel = await send_with_retries(self.mailer, email, mail.attempts, mail.retry_base_delay)
+        except MailError as e:
+            log.warning("email for %s not sent: %s", req.export_id, e)
+            await ctx.append(ev.NotificationFailed(**base, channel=mail.backend, reason=str(e), kind=kind),
+                             msg_id=f"{req.export_id}:NotificationFailed:{kind}")
+            return
+        await ctx.append(ev.NotificationSent(**base, channel=channel, kind=kind),
+                         msg_id=f"{req.export_id}:NotificationSent:{kind}")

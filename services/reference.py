@@ -1,0 +1,39 @@
+"""``grove-export assemble``: a frozen snapshot → a local ZIP, no bus involved.
+
+The reference that byte-identity is judged against: the same encoder as the assembler, from
+byte 0, with no parts and no log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+from shared.objectstore import ObjectStore
+from shared.snapshot import Snapshot
+from services.assembler.bridge import source_opener
+from services.assembler.encoder import ArchiveStream
+from services.assembler.plan import resume_point
+
+
+async def assemble_to_file(store: ObjectStore, bucket: str, snapshot_key: str, out: Path) -> tuple[int, str]:
+    """Write the archive of ``snapshot_key`` to ``out``; returns (size, sha256)."""
+    snapshot = Snapshot.loads(await store.read(bucket, snapshot_key))
+    loop = asyncio.get_running_loop()
+
+    def write() -> tuple[int, str]:
+        stream = ArchiveStream(snapshot, lambda m: opener(m), resume_point([]))
+        sha, size = hashlib.sha256(), 0
+        tmp = out.with_name(out.name + ".part")
+        with open(tmp, "wb") as f:
+            for item in stream:
+                if isinstance(item, bytes):
+                    f.write(item)
+                    sha.update(item)
+                    size += len(item)
+        tmp.replace(out)
+        return size, sha.hexdigest()
+
+    opener = source_opener(store, loop)
+    return await asyncio.to_thread(write)

@@ -1,0 +1,104 @@
+"""``grove-export serve``: nats-server plus one supervised OS process per service.
+
+Each service runs as ``grove-export run NAME`` — exactly what its container runs — and is
+restarted when it dies, so killing one in a test is a container crash in production.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.stack.natsserver import NatsServer
+
+SERVICES = ("catalog", "assembler", "finalizer", "notifier", "gateway")
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log, start_new_session=True)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+
+@dataclass
+class Stack:
+    """The local stack. ``env`` is passed to every service (GROVE_* settings)."""
+
+    data_dir: Path
+    port: int = 8080
+    env: dict[str, str] = field(default_factory=dict)
+    services: tuple[str, ...] = SERVICES
+    replicas: dict[str, int] = field(default_factory=dict)
+    nats: NatsServer | None = None
+    children: list[Child] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _watch: threading.Thread | None = None
+
+    def start(self, nats_url: str | None = None) -> Stack:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "logs").mkdir(exist_ok=True)
+        if nats_url is None:
+            self.nats = NatsServer(self.data_dir / "nats", log_file=self.data_dir / "logs" / "nats.log").start()
+            nats_url = self.nats.url
+        env = {**os.environ, "GROVE_NATS_URL": nats_url, "GROVE_PORT": str(self.port),
+               "PYTHONUNBUFFERED": "1", **self.env}
+        exe = [sys.executable, "-m", "services.cli", "run"]
+        for name in self.services:
+            for i in range(self.replicas.get(name, 1)):
+                tag = name if i == 0 else f"{name}-{i + 1}"
+                child = Child(tag, [*exe, name], env, self.data_dir / "logs" / f"{tag}.log")
+                child.start()
+                self.children.append(child)
+        self._watch = threading.Thread(target=self._supervise, daemon=True)
+        self._watch.start()
+        return self
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(0.2):
+            for child in self.children:
+                if child.proc and child.proc.poll() is not None and not self._stop.is_set():
+                    child.restarts += 1
+                    child.start()
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Kill one service process (the supervisor restarts it)."""
+        child = self.child(name)
+        if child.proc and child.proc.poll() is None:
+            child.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for child in self.children:
+            if child.proc and child.proc.poll() is None:
+                child.proc.terminate()
+        deadline = time.monotonic() + timeout
+        for child in self.children:
+            if child.proc:
+                try:
+                    child.proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+                    child.proc.wait(5)
+        if self.nats:
+            self.nats.stop()

@@ -1,0 +1,116 @@
+"""Markdown files with YAML frontmatter: `---\\n<yaml>---\\n<body>`.
+
+The YAML is emitted by PyYAML (never by string templates), and every accepted value round-trips
+exactly through `yaml.safe_load`. PyYAML already quotes strings that would read back as something
+else ("yes", "null", "~", "123", "1e3", "---", ": ", leading/trailing spaces). What it gets wrong is
+line breaks: in plain or single-quoted style it folds `\\n`, `\\r`, U+0085 and trailing spaces
+around breaks, and it wraps long lines. So any string containing a line-break character is forced to
+double-quoted style, where every such character is an escape, and lines are never wrapped. As a
+consequence no YAML line can be exactly `---`, so the first `\\n---\\n` closes the frontmatter and
+bodies may contain `---` freely.
+
+Accepted values: str, int, bool, None, date/datetime (rendered as ISO-8601 strings, UTC with `Z`),
+and lists/tuples and str-keyed dicts of those. Strings must be valid Unicode (no lone surrogates),
+else ValueError; other types (float, bytes, sets...) raise TypeError rather than guess a format.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import re
+
+import yaml
+
+OPEN = "---\n"
+CLOSE = "\n---\n"
+_LINE_BREAKS = frozenset("\n\r\x85\u2028\u2029")
+# Scalars that YAML 1.2 (and 1.1 readers such as go-yaml v2) resolve to non-strings while PyYAML's
+# 1.1 resolver does not (e.g. `1e3`, `0o17`, `y`): quoted so other frontmatter readers agree.
+_OTHER_READERS_NON_STR = re.compile(
+    r"[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+"
+    r"|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)|[yYnN]|[Oo]n|ON|[Oo]ff|OFF|[Yy]es|YES|[Nn]o|NO"
+    r"|[Tt]rue|TRUE|[Ff]alse|FALSE|[Nn]ull|NULL|~|"
+)
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if any(c in _LINE_BREAKS for c in value):
+        style: str | None = '"'
+    elif _OTHER_READERS_NON_STR.fullmatch(value):
+        style = "'"
+    else:
+        style = None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def iso_utc(moment: datetime | date) -> str:
+    """`2024-05-01T12:00:00Z`; naive datetimes are taken as UTC; dates stay `2024-05-01`."""
+    if not isinstance(moment, datetime):
+        return moment.isoformat()
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat() + "Z"
+
+
+def _plain(value: Any) -> Any:
+    """The value with dates turned into strings, after checking every part is accepted."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("frontmatter strings must not contain lone surrogates") from None
+        return value
+    if isinstance(value, (datetime, date)):
+        return iso_utc(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise TypeError("frontmatter keys must be strings")
+        return {_plain(key): _plain(item) for key, item in value.items()}
+    raise TypeError(f"unsupported frontmatter value type: {type(value).__name__}")
+
+
+def render_markdown(meta: dict[str, Any], body: str) -> str:
+    """Frontmatter (keys in the given order) followed by the body, byte for byte.
+
+    Uses PyYAML's pure-Python SafeDumper (as `yaml.safe_dump` does) on purpose, not the libyaml one,
+    so the bytes do not depend on whether libyaml is installed.
+    """
+    if not isinstance(meta, dict) or not isinstance(body, str):
+        raise TypeError("render_markdown(meta: dict, body: str)")
+    document = yaml.dump(
+        _plain(meta),
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=float("inf"),
+    )
+    return OPEN + document + OPEN + _plain(body)
+
+
+def parse_markdown(text: str) -> tuple[dict[str, Any], str]:
+    """(meta, body) from `render_markdown` output; text without frontmatter gives ({}, text)."""
+    if not text.startswith(OPEN):
+        return {}, text
+    end = text.find(CLOSE, len(OPEN) - 1)
+    if end < 0:
+        raise ValueError("frontmatter is not closed by a `---` line")
+    meta = yaml.safe_load(text[len(OPEN):end + 1])
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise ValueError("frontmatter is not a mapping")
+    return meta, text[end + len(CLOSE):]

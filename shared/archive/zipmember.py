@@ -1,0 +1,187 @@
+"""Encode ONE ZIP member with stream-zip, deterministically, and without its trailer.
+
+Why one member at a time: stream-zip keeps the running offset and the central directory private, so
+it cannot resume mid-archive. Member bytes do not depend on their offset, so our code concatenates
+members and writes the central directory itself (`central.py`); resuming means re-encoding the
+straddling member and skipping bytes already uploaded. That only works if the same inputs always give
+the same bytes, hence: fixed 1 MiB input blocks (zlib level 0 output depends on input chunking),
+clamped UTC timestamps, a fixed mode, ZIP64 chosen from the snapshot's real size, and a fingerprint of
+everything else that can change the bytes.
+
+Errors: `SourceSizeMismatch` (ValueError) when the source yields a different number of bytes than
+the snapshot declared; `trailer.TrailerFormatError` (ValueError) if stream-zip's output changes shape.
+"""
+
+from __future__ import annotations
+
+import stat
+import sys
+import zlib
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
+
+from stream_zip import ZIP_32, ZIP_64, stream_zip
+
+from shared.archive.levels import TABLE_DIGEST
+from shared.archive.trailer import max_trailer_length, parse_trailer
+
+FORMAT_VERSION = 1
+BLOCK = 1024 * 1024
+# stream-zip re-chunks its output to this size; it does not change the bytes, only speed (measured:
+# 256 KiB ran ~2x faster than 1 MiB, which trips the allocator's mmap path on every chunk).
+OUTPUT_CHUNK = 256 * 1024
+# stream-zip's ZIP_AUTO bound: above this, deflate output might not fit 32-bit sizes.
+ZIP64_THRESHOLD = 4293656841
+MODE = stat.S_IFREG | 0o644
+EARLIEST = datetime(1980, 1, 1, tzinfo=UTC)
+# ZIP's DOS time reaches 2107, but stream-zip packs the extended timestamp as a signed 32-bit int.
+LATEST = datetime.fromtimestamp(2**31 - 1, UTC)
+
+
+class SourceSizeMismatch(ValueError):
+    """The source gave a different number of bytes than the snapshot declared; drop the member."""
+
+
+@dataclass(frozen=True)
+class EncodedMember:
+    crc32: int
+    compressed_size: int
+    uncompressed_size: int
+    length: int  # local header + data + data descriptor
+    zip64: bool
+    cd_template: bytes  # stream-zip's central-directory record for this member, offset 0
+
+
+def reblock(chunks: Iterable[bytes], size: int = BLOCK) -> Iterator[bytes]:
+    """Re-chunk into blocks of exactly `size` bytes (the last may be shorter, never empty).
+
+    Chunks are held by reference between yields, so they must not be mutated afterwards; any
+    non-bytes buffer is copied once to make that true.
+    """
+    parts: list[bytes | memoryview] = []
+    have = 0
+    for chunk in chunks:
+        if not isinstance(chunk, bytes):
+            chunk = bytes(chunk)
+        if not have and len(chunk) == size:
+            yield chunk  # the common aligned case: no copy at all
+            continue
+        view = memoryview(chunk)
+        while view:
+            take = min(size - have, len(view))
+            parts.append(view[:take])
+            have += take
+            view = view[take:]
+            if have == size:
+                yield b"".join(parts)
+                parts.clear()
+                have = 0
+    if have:
+        yield b"".join(parts)
+
+
+def clamp_time(modified_at: datetime) -> datetime:
+    """UTC, whole seconds, inside what the ZIP headers stream-zip writes can hold."""
+    if modified_at.tzinfo is None or modified_at.utcoffset() is None:
+        raise ValueError("modified_at must be timezone-aware (naive times depend on the host zone)")
+    moment = modified_at.astimezone(UTC).replace(microsecond=0)
+    return min(max(moment, EARLIEST), LATEST)
+
+
+def fingerprint(levels: Iterable[int] = (0, 6)) -> str:
+    """Everything besides the inputs that can change member bytes; compared on resume."""
+    py = "%d.%d" % sys.version_info[:2]
+    return (
+        f"gx{FORMAT_VERSION} py{py} zlib{zlib.ZLIB_RUNTIME_VERSION} stream-zip{version('stream-zip')}"
+        f" L{','.join(str(level) for level in levels)} B{BLOCK} T{TABLE_DIGEST}"
+    )
+
+
+class MemberEncoder:
+    """Iterate to get the member's bytes; afterwards `result` holds what the CD and manifest need.
+
+    Single use. The trailer stream-zip appends is held back (a few hundred bytes more than the
+    name), parsed, and never yielded.
+    """
+
+    def __init__(self, name: str, modified_at: datetime, size: int, level: int,
+                 chunks: Iterable[bytes]) -> None:
+        if size < 0:
+            raise ValueError("size must be >= 0")
+        if not 0 <= level <= 9:
+            raise ValueError("level must be 0..9")
+        self.name = name
+        self.modified_at = clamp_time(modified_at)
+        self.size = size
+        self.level = level
+        self.zip64 = size > ZIP64_THRESHOLD
+        self._chunks = chunks
+        self._fed = 0
+        self._started = False
+        self._result: EncodedMember | None = None
+
+    @property
+    def result(self) -> EncodedMember:
+        if self._result is None:
+            raise RuntimeError("the member has not been fully encoded yet")
+        return self._result
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._started:
+            raise RuntimeError("a MemberEncoder can be iterated only once")
+        self._started = True
+        return self._encode()
+
+    def _counted(self) -> Iterator[bytes]:
+        for block in reblock(self._chunks):
+            self._fed += len(block)
+            if self._fed > self.size:  # fail before feeding bytes the archive must not contain
+                raise SourceSizeMismatch(f"{self.name}: source longer than declared {self.size} bytes")
+            yield block
+
+    def _encode(self) -> Iterator[bytes]:
+        level = self.level
+        output = stream_zip(
+            [(self.name, self.modified_at, MODE, ZIP_64 if self.zip64 else ZIP_32, self._counted())],
+            chunk_size=OUTPUT_CHUNK,
+            get_compressobj=lambda: zlib.compressobj(level=level, wbits=-zlib.MAX_WBITS),
+            extended_timestamps=True,
+        )
+        hold = max_trailer_length(len(self.name.encode("utf-8")))
+        held: deque[bytes] = deque()
+        held_bytes = emitted = 0
+        for chunk in output:
+            held.append(chunk)
+            held_bytes += len(chunk)
+            while held_bytes - len(held[0]) >= hold:
+                first = held.popleft()
+                held_bytes -= len(first)
+                emitted += len(first)
+                yield first
+        if self._fed != self.size:
+            raise SourceSizeMismatch(f"{self.name}: source gave {self._fed} bytes, declared {self.size}")
+        tail = b"".join(held)
+        trailer = parse_trailer(tail, emitted, self.zip64)
+        if trailer.uncompressed_size != self._fed:
+            raise SourceSizeMismatch(f"{self.name}: zip recorded {trailer.uncompressed_size} bytes")
+        if trailer.member_length > emitted:
+            yield tail[: trailer.member_length - emitted]
+        self._result = EncodedMember(
+            crc32=trailer.crc32,
+            compressed_size=trailer.compressed_size,
+            uncompressed_size=trailer.uncompressed_size,
+            length=trailer.member_length,
+            zip64=self.zip64,
+            cd_template=trailer.cd_record,
+        )
+
+
+def encode_member(name: str, modified_at: datetime, size: int, level: int,
+                  chunks: Iterable[bytes]) -> tuple[bytes, EncodedMember]:
+    """Whole member in memory: for small generated members (README, manifest) and tests."""
+    encoder = MemberEncoder(name, modified_at, size, level, chunks)
+    data = b"".join(encoder)
+    return data, encoder.result

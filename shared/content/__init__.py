@@ -1,0 +1,1 @@
+"""The content database (SQLite via aiosqlite): tenants, posts, pages, media and Amber files."""

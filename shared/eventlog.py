@@ -1,0 +1,165 @@
+"""The event log: one JetStream stream, one subject per event, fenced appends per export.
+
+Errors::
+
+    EventLogError
+    ├── Conflict      another writer appended first (err 10071): re-read, re-decide
+    └── LogUnavailable  the bus did not answer in time
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import APIError, NotFoundError
+
+from shared import events as ev
+from shared.state import ExportState, fold
+
+log = logging.getLogger(__name__)
+
+MAX_EVENT_BYTES = 256 * 1024
+WRONG_LAST_SEQUENCE = (10071, 10164)
+
+
+class EventLogError(Exception):
+    pass
+
+
+class Conflict(EventLogError):
+    """The export's log moved since the writer folded it."""
+
+
+class LogUnavailable(EventLogError):
+    pass
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One export's folded state and the stream sequence of its last event (0 = none)."""
+
+    state: ExportState
+    last_seq: int
+
+
+def stream_config(name: str, prefix: str, replicas: int, max_age_days: float) -> StreamConfig:
+    return StreamConfig(
+        name=name,
+        subjects=[f"{prefix}.>"],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        num_replicas=replicas,
+        max_age=max_age_days * 86400,
+        duplicate_window=3600,
+        max_msg_size=MAX_EVENT_BYTES,
+        allow_direct=True,
+        deny_delete=True,
+    )
+
+
+class EventLog:
+    """Append and read events of exports on a JetStream stream."""
+
+    def __init__(self, js: JetStreamContext, stream: str = "EXPORTS", prefix: str = "exports",
+                 producer: str = "unknown") -> None:
+        self.js = js
+        self.stream = stream
+        self.prefix = prefix
+        self.producer = producer
+
+    async def ensure_stream(self, replicas: int = 1, max_age_days: float = 30.0) -> None:
+        """Create the stream, or bring an existing one to this config (idempotent)."""
+        config = stream_config(self.stream, self.prefix, replicas, max_age_days)
+        try:
+            await self.js.add_stream(config)
+        except APIError as e:
+            if e.err_code != 10058:  # stream name already in use with a different config
+                raise
+            await self.js.update_stream(config)
+
+    def subject(self, event: ev.Event) -> str:
+        return ev.subject_for(self.prefix, event)
+
+    async def append(self, event: ev.Event, expected_seq: int, msg_id: str | None = None) -> int:
+        """Append ``event`` if the export's last sequence is still ``expected_seq``.
+
+        ``msg_id`` makes a retried publish of the same event a no-op (JetStream dedupe window);
+        it is not what makes steps idempotent — deciding from the fold plus this fence is.
+        """
+        if event.producer == "unknown":
+            event = event.model_copy(update={"producer": self.producer})
+        data = event.to_json()
+        if len(data) > MAX_EVENT_BYTES:
+            raise EventLogError(f"{event.name()} is {len(data)} bytes; events must stay under 256 KiB")
+        headers = {
+            "Nats-Expected-Last-Subject-Sequence": str(expected_seq),
+            "Nats-Expected-Last-Subject-Sequence-Subject": ev.export_filter(
+                self.prefix, event.tenant_id, event.export_id
+            ),
+            "Nats-Msg-Id": msg_id or f"{event.export_id}:{event.name()}:{event.event_id}",
+        }
+        for attempt in range(6):
+            try:
+                ack = await self.js.publish(self.subject(event), data, headers=headers, timeout=5)
+                return int(ack.seq)
+            except APIError as e:
+                if e.err_code in WRONG_LAST_SEQUENCE:
+                    raise Conflict(f"{event.export_id}: log moved past {expected_seq}") from None
+                if e.code == 503 and attempt < 5:
+                    await asyncio.sleep(0.2 * 2**attempt)  # no responders / leader election
+                    continue
+                raise EventLogError(str(e)) from e
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError):
+                if attempt == 5:
+                    raise LogUnavailable(f"no PubAck for {event.name()} of {event.export_id}") from None
+                await asyncio.sleep(0.2 * 2**attempt)  # same Nats-Msg-Id: a retry cannot double-append
+        raise LogUnavailable("unreachable")
+
+    async def last_seq(self, tenant_id: str, export_id: str) -> int:
+        """Sequence of the export's last event, 0 when it has none."""
+        try:
+            msg = await self.js.get_last_msg(
+                self.stream, ev.export_filter(self.prefix, tenant_id, export_id), direct=True
+            )
+        except NotFoundError:
+            return 0
+        return int(msg.seq or 0)
+
+    async def history(self, tenant_id: str, export_id: str) -> AsyncIterator[tuple[int, ev.Event]]:
+        """Every event of one export, in order, with its stream sequence."""
+        last = await self.last_seq(tenant_id, export_id)
+        if last == 0:
+            return
+        sub = await self.js.subscribe(
+            ev.export_filter(self.prefix, tenant_id, export_id), ordered_consumer=True,
+            stream=self.stream,
+        )
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=10)
+                seq = msg.metadata.sequence.stream
+                try:
+                    yield seq, ev.parse_event(msg.subject.rsplit(".", 1)[-1], msg.data)
+                except ev.UnknownEvent:
+                    log.warning("skipping unknown event %s", msg.subject)
+                if seq >= last:
+                    return
+        finally:
+            await sub.unsubscribe()
+
+    async def load(self, tenant_id: str, export_id: str) -> Loaded:
+        """Fold one export's history."""
+        state, last = ExportState(), 0
+        events = []
+        async for seq, event in self.history(tenant_id, export_id):
+            events.append(event)
+            last = seq
+        state = fold(events)
+        return Loaded(state, last)

@@ -1,0 +1,230 @@
+"""The event contract: every event of an export's append-only log, in one module.
+
+Subject: ``exports.<tenant_id>.<export_id>.<EventName>``. Body: the JSON of the model (UTF-8).
+Events are frozen; new fields get defaults; ``schema_version`` moves when a field's meaning does,
+and old versions are upcast by small named functions in :func:`parse_event`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_ID_RE = re.compile(ID_PATTERN)
+
+Id = Annotated[str, Field(pattern=ID_PATTERN, description="Subject-safe id: [A-Za-z0-9_-]{1,64}.")]
+Mode = Literal["blog", "storage"]
+Step = Literal["catalog", "assemble", "finalize", "notify", "cancel"]
+
+
+def is_valid_id(value: str) -> bool:
+    """True when ``value`` can be a tenant or export id (one subject token)."""
+    return bool(_ID_RE.match(value))
+
+
+def new_export_id() -> str:
+    """A fresh export id, ``exp_`` + 24 hex digits."""
+    return "exp_" + uuid.uuid4().hex[:24]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """The envelope every event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    schema_version: ClassVar[int] = 1
+
+    event_id: str = Field(default_factory=lambda: uuid.uuid4().hex, description="Unique id of this event.")
+    export_id: Id = Field(description="The export this event belongs to.", examples=["exp_3f2a9c"])
+    tenant_id: Id = Field(description="The tenant that owns the export.", examples=["tenant_autumn"])
+    version: int = Field(1, description="Schema version of this event type.")
+    occurred_at: datetime = Field(default_factory=utcnow, description="When it happened (UTC).")
+    producer: str = Field("unknown", description="Service that appended it.")
+
+    @classmethod
+    def name(cls) -> str:
+        return cls.__name__
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class ExportRequested(Event):
+    """A person (or an API gateway on their behalf) asked for an export. Always the first event."""
+
+    user_id: str = Field(description="Id of the requesting user, from the verified identity.")
+    user_email: str = Field(description="Where the export-ready email goes (from the identity).")
+    username: str = Field(description="Shown in the archive name and the email.")
+    mode: Mode = Field("blog", description="'blog' (posts, pages, media) or 'storage' (Amber files).")
+    include_images: bool = Field(True, description="Blog mode: include media files.")
+    delivery_method: Literal["email", "download"] = Field("email", description="'download' sends no email.")
+
+
+class CatalogStarted(Event):
+    """The catalog began reading the tenant's content."""
+
+
+class ExportCataloged(Event):
+    """The snapshot is frozen; everything after works from it, never from the live database."""
+
+    snapshot_key: str = Field(description="Key of the snapshot object in the exports bucket.")
+    snapshot_sha256: str
+    archive_key: str = Field(description="Where the ZIP will be, in the exports bucket.")
+    member_count: int = Field(description="Members planned (README, posts, pages, media/files).")
+    total_bytes: int = Field(description="Sum of the real sizes of every planned member.")
+    item_counts: dict[str, int] = Field(description="{posts, pages, images} or {files}.")
+    error_count: int = Field(0, description="Items already known to be missing at catalog time.")
+
+
+class UploadStarted(Event):
+    """A multipart upload was created for the archive."""
+
+    upload_id: str
+    archive_key: str
+    part_size: int = Field(description="Bytes per part (all but the last).")
+    fingerprint: str = Field(description="Encoder fingerprint: zlib, stream-zip, levels, block size.")
+
+
+class PartUploaded(Event):
+    """Part ``part_number`` of the archive is in the store; its member records are an object.
+
+    Re-logging a part number means the stream was rewound to it: later parts are void.
+    """
+
+    part_number: int
+    etag: str
+    md5: str
+    byte_start: int
+    byte_end: int = Field(description="Exclusive end offset of the part in the archive.")
+    records_key: str = Field(description="Object with the member records completed in this part.")
+    records_count: int
+    members_done: int = Field(description="Members finished (written or skipped) so far.")
+    source_bytes_done: int = Field(description="Source bytes consumed so far (progress).")
+
+
+class ArchiveAssembled(Event):
+    """Every part is uploaded; the upload awaits completion."""
+
+    archive_key: str
+    upload_id: str
+    size_bytes: int
+    part_count: int
+    member_count: int
+    error_count: int
+    sha256: str | None = Field(None, description="Archive SHA-256, or None when a resume happened.")
+
+
+class FinalizeStarted(Event):
+    """The finalizer is completing the upload; from here a cancel loses the race."""
+
+
+class ExportCompleted(Event):
+    """The archive is in the store and downloadable until ``expires_at``."""
+
+    archive_key: str
+    size_bytes: int
+    sha256: str
+    item_counts: dict[str, int]
+    error_count: int
+    expires_at: datetime
+
+
+class NotificationSent(Event):
+    """The export-ready (or export-failed) email was handed to the mail path."""
+
+    channel: str
+    kind: Literal["ready", "failed"] = "ready"
+
+
+class NotificationFailed(Event):
+    """The email could not be sent after every retry. The export stays as it was."""
+
+    channel: str
+    reason: str
+    kind: Literal["ready", "failed"] = "ready"
+
+
+class StepFailed(Event):
+    """An attempt of a step failed and will be retried."""
+
+    step: Step
+    attempt: int
+    reason: str
+
+
+class ExportFailed(Event):
+    """The export stopped for good; ``reason`` is meant for a person."""
+
+    step: Step | Literal["janitor"]
+    reason: str
+
+
+class CancelRequested(Event):
+    """The owner asked to cancel."""
+
+    requested_by: str = ""
+
+
+class ExportCancelled(Event):
+    """Work stopped and the multipart upload (if any) was aborted."""
+
+    aborted_upload: bool = False
+
+
+class ExportExpired(Event):
+    """The janitor deleted the archive after its retention period."""
+
+    deleted_key: str | None = None
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        ExportRequested,
+        CatalogStarted,
+        ExportCataloged,
+        UploadStarted,
+        PartUploaded,
+        ArchiveAssembled,
+        FinalizeStarted,
+        ExportCompleted,
+        NotificationSent,
+        NotificationFailed,
+        StepFailed,
+        ExportFailed,
+        CancelRequested,
+        ExportCancelled,
+        ExportExpired,
+    )
+}
+
+
+class UnknownEvent(ValueError):
+    """A message on the stream whose type this version does not know."""
+
+
+def parse_event(type_name: str, data: bytes | str | dict[str, Any]) -> Event:
+    """Decode one event body by its type name (the last subject token)."""
+    cls = EVENT_TYPES.get(type_name)
+    if cls is None:
+        raise UnknownEvent(type_name)
+    if isinstance(data, dict):
+        return cls.model_validate(data)
+    return cls.model_validate_json(data)
+
+
+def subject_for(prefix: str, event: Event) -> str:
+    return f"{prefix}.{event.tenant_id}.{event.export_id}.{event.name()}"
+
+
+def export_filter(prefix: str, tenant_id: str, export_id: str) -> str:
+    """The wildcard subject of one export's whole history."""
+    return f"{prefix}.{tenant_id}.{export_id}.>"

@@ -1,0 +1,27 @@
+"""The object-store port and its adapters (filesystem, S3)."""
+
+from shared.objectstore.port import (
+    CompletedPart,
+    MultipartUpload,
+    NoSuchUpload,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    PreconditionFailed,
+    StoreError,
+    StoreUnavailable,
+    UploadedPart,
+)
+
+__all__ = [
+    "CompletedPart",
+    "MultipartUpload",
+    "NoSuchUpload",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "ObjectStore",
+    "PreconditionFailed",
+    "StoreError",
+    "StoreUnavailable",
+    "UploadedPart",
+]

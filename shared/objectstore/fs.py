@@ -1,0 +1,276 @@
+"""The filesystem object store: the zero-setup default, with the same contract as S3.
+
+Layout under ``root``: ``<bucket>/<key>`` for objects, ``.uploads/<bucket>/<upload_id>/`` for
+multipart uploads (a ``meta.json`` and one file per part). ETags are content hashes (MD5 of the
+bytes, and S3's ``md5-of-part-md5s-N`` for completed multipart objects), so If-Match means
+"the bytes did not change". Writes go to a temp file then ``os.replace`` — a reader never sees a
+half-written object, and a reader that opened the old file keeps reading the old bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shared.objectstore.port import (
+    CompletedPart,
+    MultipartUpload,
+    NoSuchUpload,
+    ObjectInfo,
+    ObjectNotFound,
+    PreconditionFailed,
+    StoreError,
+    UploadedPart,
+)
+
+UrlSigner = Callable[[str, str, int, str | None], str]
+_ETAG_SUFFIX = ".etag"
+
+
+def _safe_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key:
+        raise StoreError(f"unsafe key {key!r}")
+    return key
+
+
+class FilesystemStore:
+    """Object store on a local folder. Blocking file work runs in threads."""
+
+    def __init__(self, root: Path, url_signer: UrlSigner | None = None) -> None:
+        self.root = Path(root)
+        self._signer = url_signer
+
+    # -- paths -------------------------------------------------------------------------------
+    def path(self, bucket: str, key: str) -> Path:
+        return self.root / _safe_key(bucket) / _safe_key(key)
+
+    def _upload_dir(self, bucket: str, upload_id: str) -> Path:
+        if not upload_id.isalnum():
+            raise NoSuchUpload(upload_id)
+        return self.root / ".uploads" / bucket / upload_id
+
+    # -- objects -----------------------------------------------------------------------------
+    async def put(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> str:
+        etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        await asyncio.to_thread(self._write_object, self.path(bucket, key), [data], etag)
+        return etag
+
+    def _write_object(self, path: Path, chunks: list[bytes] | list[Path], etag: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        with open(tmp, "wb") as out:
+            for chunk in chunks:
+                if isinstance(chunk, Path):
+                    with open(chunk, "rb") as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                else:
+                    out.write(chunk)
+        os.replace(tmp, path)
+        _write_etag(path, etag)
+
+    async def head(self, bucket: str, key: str) -> ObjectInfo:
+        return await asyncio.to_thread(self._head, bucket, key)
+
+    def _head(self, bucket: str, key: str) -> ObjectInfo:
+        path = self.path(bucket, key)
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(f"{bucket}/{key}") from None
+        if not path.is_file():  # a folder is only a prefix of other keys, not an object
+            raise ObjectNotFound(f"{bucket}/{key}")
+        return ObjectInfo(key, st.st_size, _read_etag(path), datetime.fromtimestamp(st.st_mtime, UTC))
+
+    async def get(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        if_match: str | None = None,
+        chunk_size: int = 1 << 20,
+    ) -> AsyncIterator[bytes]:
+        path = self.path(bucket, key)
+        try:
+            handle = await asyncio.to_thread(open, path, "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(f"{bucket}/{key}") from None
+        try:
+            if if_match is not None and await asyncio.to_thread(_read_etag, path) != if_match.strip('"'):
+                raise PreconditionFailed(f"{bucket}/{key} changed")
+            await asyncio.to_thread(handle.seek, start)
+            left = None if end is None else max(0, end - start)
+            while left is None or left > 0:
+                size = chunk_size if left is None else min(chunk_size, left)
+                chunk = await asyncio.to_thread(handle.read, size)
+                if not chunk:
+                    break
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
+        finally:
+            handle.close()
+
+    async def read(self, bucket: str, key: str, *, if_match: str | None = None) -> bytes:
+        return b"".join([c async for c in self.get(bucket, key, if_match=if_match)])
+
+    async def delete(self, bucket: str, key: str) -> None:
+        path = self.path(bucket, key)
+        if not await asyncio.to_thread(path.is_file):  # missing, or only a prefix of other keys
+            return
+        for p in (path, _etag_path(path)):
+            await asyncio.to_thread(p.unlink, True)
+
+    async def list_keys(self, bucket: str, prefix: str) -> list[ObjectInfo]:
+        return await asyncio.to_thread(self._list_keys, bucket, prefix)
+
+    def _list_keys(self, bucket: str, prefix: str) -> list[ObjectInfo]:
+        base = self.root / bucket
+        if not base.exists():
+            return []
+        out = []
+        for path in sorted(base.rglob("*")):
+            if not path.is_file() or path.name.startswith(".") or path.name.endswith(_ETAG_SUFFIX):
+                continue
+            key = path.relative_to(base).as_posix()
+            if key.startswith(prefix):
+                out.append(self._head(bucket, key))
+        return out
+
+    # -- multipart ---------------------------------------------------------------------------
+    async def create_multipart(self, bucket: str, key: str, content_type: str | None = None) -> str:
+        upload_id = uuid.uuid4().hex
+        d = self._upload_dir(bucket, upload_id)
+        meta = {"key": _safe_key(key), "initiated": datetime.now(UTC).isoformat()}
+        await asyncio.to_thread(d.mkdir, parents=True)
+        await asyncio.to_thread((d / "meta.json").write_text, json.dumps(meta))
+        return upload_id
+
+    def _meta(self, bucket: str, key: str, upload_id: str) -> Path:
+        d = self._upload_dir(bucket, upload_id)
+        try:
+            meta = json.loads((d / "meta.json").read_text())
+        except FileNotFoundError:
+            raise NoSuchUpload(upload_id) from None
+        if meta["key"] != key:
+            raise NoSuchUpload(upload_id)
+        return d
+
+    async def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes) -> str:
+        if not 1 <= part_number <= 10000:
+            raise StoreError(f"part number {part_number} out of range")
+        etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+        def write() -> None:
+            d = self._meta(bucket, key, upload_id)
+            tmp = d / f".{part_number}.{uuid.uuid4().hex}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, d / f"{part_number:05d}.part")
+
+        await asyncio.to_thread(write)
+        return etag
+
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[UploadedPart]:
+        def scan() -> list[UploadedPart]:
+            d = self._meta(bucket, key, upload_id)
+            parts = []
+            for p in sorted(d.glob("*.part")):
+                etag = hashlib.md5(p.read_bytes(), usedforsecurity=False).hexdigest()
+                parts.append(UploadedPart(int(p.stem), etag, p.stat().st_size))
+            return parts
+
+        return await asyncio.to_thread(scan)
+
+    async def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart]) -> str:
+        def complete() -> str:
+            d = self._meta(bucket, key, upload_id)
+            files, digests = [], []
+            for i, part in enumerate(parts, start=1):
+                f = d / f"{part.part_number:05d}.part"
+                if part.part_number != i or not f.exists():
+                    raise StoreError(f"invalid part list at part {part.part_number}")
+                md5 = _md5_file(f)
+                if md5 != part.etag.strip('"'):
+                    raise StoreError(f"part {part.part_number} etag mismatch")
+                files.append(f)
+                digests.append(bytes.fromhex(md5))
+            etag = f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(parts)}"
+            self._write_object(self.path(bucket, key), files, etag)
+            shutil.rmtree(d, ignore_errors=True)
+            return etag
+
+        return await asyncio.to_thread(complete)
+
+    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        try:
+            d = self._upload_dir(bucket, upload_id)
+        except NoSuchUpload:  # a malformed id names no upload: aborting it is not an error
+            return
+        await asyncio.to_thread(shutil.rmtree, d, True)
+
+    async def list_uploads(self, bucket: str, prefix: str) -> list[MultipartUpload]:
+        def scan() -> list[MultipartUpload]:
+            base = self.root / ".uploads" / bucket
+            out = []
+            for d in sorted(base.glob("*")) if base.exists() else []:
+                try:
+                    meta = json.loads((d / "meta.json").read_text())
+                except (FileNotFoundError, json.JSONDecodeError):
+                    continue
+                if meta["key"].startswith(prefix):
+                    out.append(MultipartUpload(meta["key"], d.name, datetime.fromisoformat(meta["initiated"])))
+            return out
+
+        return await asyncio.to_thread(scan)
+
+    async def signed_url(self, bucket: str, key: str, expires_in: int, filename: str | None = None) -> str:
+        if self._signer is None:
+            raise StoreError("this filesystem store has no URL signer configured")
+        return self._signer(bucket, _safe_key(key), expires_in, filename)
+
+    async def close(self) -> None:
+        return None
+
+
+def _etag_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}{_ETAG_SUFFIX}")
+
+
+def _stamp(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_mtime_ns}:{st.st_size}"
+
+
+def _write_etag(path: Path, etag: str) -> None:
+    _etag_path(path).write_text(f"{etag} {_stamp(path)}")
+
+
+def _read_etag(path: Path) -> str:
+    """The content hash, cached beside the file and trusted only while mtime and size match
+    (a file placed or changed by hand is hashed again)."""
+    try:
+        etag, stamp = _etag_path(path).read_text().split(" ", 1)
+        if stamp == _stamp(path):
+            return etag
+    except (FileNotFoundError, ValueError):
+        pass
+    etag = _md5_file(path)
+    _write_etag(path, etag)
+    return etag
+
+
+def _md5_file(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,129 @@
+"""The object-store port: what the services need from S3 (or the filesystem default).
+
+Errors::
+
+    StoreError
+    ├── ObjectNotFound       the key (or bucket) does not exist
+    ├── PreconditionFailed   If-Match did not match: the object changed since it was seen
+    ├── NoSuchUpload         the multipart upload id is unknown (completed or aborted)
+    └── StoreUnavailable     transient: the store did not answer (after the adapter's retries)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+
+class StoreError(Exception):
+    """Base of every object-store error."""
+
+
+class ObjectNotFound(StoreError):
+    pass
+
+
+class PreconditionFailed(StoreError):
+    pass
+
+
+class NoSuchUpload(StoreError):
+    pass
+
+
+class StoreUnavailable(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime | None = None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    part_number: int
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class CompletedPart:
+    part_number: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class MultipartUpload:
+    key: str
+    upload_id: str
+    initiated: datetime | None
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """Buckets are names from settings; keys are '/'-separated paths."""
+
+    async def put(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> str:
+        """Store ``data`` at ``key``; returns its ETag."""
+        ...
+
+    async def head(self, bucket: str, key: str) -> ObjectInfo: ...
+
+    def get(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        if_match: str | None = None,
+        chunk_size: int = 1 << 20,
+    ) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)`` of the object. Raises PreconditionFailed when the
+        object's ETag is not ``if_match``, ObjectNotFound when it is gone."""
+        ...
+
+    async def read(self, bucket: str, key: str, *, if_match: str | None = None) -> bytes:
+        """The whole (small) object."""
+        ...
+
+    async def delete(self, bucket: str, key: str) -> None:
+        """Delete; deleting a missing key is not an error."""
+        ...
+
+    async def list_keys(self, bucket: str, prefix: str) -> list[ObjectInfo]: ...
+
+    async def create_multipart(self, bucket: str, key: str, content_type: str | None = None) -> str:
+        """Start a multipart upload; returns the upload id."""
+        ...
+
+    async def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes) -> str:
+        """Upload (or overwrite) one part; returns its ETag."""
+        ...
+
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[UploadedPart]: ...
+
+    async def complete_multipart(
+        self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart]
+    ) -> str:
+        """Assemble the parts into the object; returns its ETag."""
+        ...
+
+    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        """Abort; aborting an unknown upload is not an error."""
+        ...
+
+    async def list_uploads(self, bucket: str, prefix: str) -> list[MultipartUpload]: ...
+
+    async def signed_url(self, bucket: str, key: str, expires_in: int, filename: str | None = None) -> str:
+        """A URL that downloads the object without other credentials until it expires."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,339 @@
+"""The S3 object store (AWS S3, Cloudflare R2, MinIO; moto in tests), through aiobotocore.
+
+One long-lived client per store (its connection pool is the point); a second, offline-only client
+signs download links for ``public_endpoint_url`` when the users reach the store by another address.
+botocore's errors are translated at the edge into the port's hierarchy::
+
+    404 / NoSuchKey / NoSuchBucket          -> ObjectNotFound
+    412 / PreconditionFailed                -> PreconditionFailed
+    NoSuchUpload                            -> NoSuchUpload
+    connection errors, timeouts, 5xx,
+    SlowDown (after botocore's retries)     -> StoreUnavailable
+    any other ClientError                   -> StoreError("<Code>: <message>")
+
+ETags leave this module without quotes, as the filesystem store writes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import AsyncExitStack, contextmanager
+from typing import Any, Self
+from urllib.parse import quote
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from shared.objectstore.port import (
+    CompletedPart,
+    MultipartUpload,
+    NoSuchUpload,
+    ObjectInfo,
+    ObjectNotFound,
+    PreconditionFailed,
+    StoreError,
+    StoreUnavailable,
+    UploadedPart,
+)
+from shared.settings import S3Settings
+
+_NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
+_PRECONDITION = {"412", "PreconditionFailed"}
+_TRANSIENT = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling"}
+_TRANSPORT_ERRORS = (
+    BotoConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+)
+
+
+def _bare(etag: str) -> str:
+    return etag.strip().strip('"')
+
+
+def _quoted(etag: str) -> str:
+    return f'"{_bare(etag)}"'
+
+
+def _code(e: ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code", ""))
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Turn botocore/aiohttp errors raised inside the block into the port's errors."""
+    try:
+        yield
+    except ClientError as e:
+        err = e.response.get("Error", {})
+        code = _code(e)
+        status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        message = err.get("Message") or code
+        if code == "NoSuchUpload":  # also a 404, so before the generic 404 below
+            raise NoSuchUpload(what) from None
+        if code in _NOT_FOUND or status == 404:
+            raise ObjectNotFound(what) from None
+        if code in _PRECONDITION or status == 412:
+            raise PreconditionFailed(f"{what} changed") from None
+        if code in _TRANSIENT or status >= 500:
+            raise StoreUnavailable(f"{code or status}: {message} ({what})") from e
+        raise StoreError(f"{code or status}: {message} ({what})") from e
+    except _TRANSPORT_ERRORS as e:
+        raise StoreUnavailable(f"{type(e).__name__}: {e} ({what})") from e
+    except BotoCoreError as e:  # parameter validation, missing credentials, ...
+        raise StoreError(f"{type(e).__name__}: {e} ({what})") from e
+
+
+def _content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII fallback name and the exact UTF-8 name (RFC 6266 / 5987)."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+class S3Store:
+    """:class:`~shared.objectstore.port.ObjectStore` on an S3-compatible service.
+
+    Use ``store = await S3Store.open(settings)`` (or ``async with S3Store(settings) as store``);
+    ``await store.close()`` releases the connection pool.
+    """
+
+    def __init__(
+        self,
+        settings: S3Settings,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        session: AioSession | None = None,
+    ) -> None:
+        self.settings = settings
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._session = session
+        self._stack: AsyncExitStack | None = None
+        self._client: Any = None
+        self._signer: Any = None
+
+    @classmethod
+    async def open(cls, settings: S3Settings, **kwargs: Any) -> S3Store:
+        store = cls(settings, **kwargs)
+        await store.start()
+        return store
+
+    async def start(self) -> Self:
+        if self._stack is not None:
+            return self
+        s = self.settings
+        config = AioConfig(
+            signature_version="s3v4",
+            region_name=s.region,
+            connect_timeout=self._connect_timeout,
+            read_timeout=self._read_timeout,
+            max_pool_connections=s.max_pool_connections,
+            # total_max_attempts counts the first try (as AWS_MAX_ATTEMPTS does); the dict key
+            # "max_attempts" would count retries only, one request more than the setting says.
+            retries={"mode": "standard", "total_max_attempts": s.max_attempts},
+            s3={"addressing_style": s.addressing_style},
+            # R2, MinIO and moto reject or mis-handle the CRC trailers botocore adds by default.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        session = self._session or AioSession()
+        creds: dict[str, Any] = {}
+        if s.access_key_id is not None:
+            creds["aws_access_key_id"] = s.access_key_id
+        if s.secret_access_key is not None:
+            creds["aws_secret_access_key"] = s.secret_access_key.get_secret_value()
+        stack = AsyncExitStack()
+        try:
+            self._client = await stack.enter_async_context(
+                session.create_client(
+                    "s3", region_name=s.region, endpoint_url=s.endpoint_url, config=config, **creds
+                )
+            )
+            self._signer = self._client
+            if s.public_endpoint_url and s.public_endpoint_url != s.endpoint_url:
+                # Presigning is offline: this client never sends a request, it only signs for the
+                # address the users can reach.
+                self._signer = await stack.enter_async_context(
+                    session.create_client(
+                        "s3", region_name=s.region, endpoint_url=s.public_endpoint_url, config=config, **creds
+                    )
+                )
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def close(self) -> None:
+        stack, self._stack = self._stack, None
+        self._client = self._signer = None
+        if stack is not None:
+            await stack.aclose()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            raise StoreError("S3Store is not started (use S3Store.open or await store.start())")
+        return self._client
+
+    # -- objects -----------------------------------------------------------------------------
+    async def put(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> str:
+        extra = {"ContentType": content_type} if content_type else {}
+        with _translated(f"{bucket}/{key}"):
+            resp = await self.client.put_object(Bucket=bucket, Key=key, Body=data, **extra)
+        return _bare(resp["ETag"])
+
+    async def head(self, bucket: str, key: str) -> ObjectInfo:
+        with _translated(f"{bucket}/{key}"):
+            resp = await self.client.head_object(Bucket=bucket, Key=key)
+        return ObjectInfo(
+            key, resp["ContentLength"], _bare(resp["ETag"]), resp.get("LastModified"), resp.get("ContentType")
+        )
+
+    async def get(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        if_match: str | None = None,
+        chunk_size: int = 1 << 20,
+    ) -> AsyncIterator[bytes]:
+        what = f"{bucket}/{key}"
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if if_match is not None:
+            params["IfMatch"] = _quoted(if_match)
+        if end is not None and end <= start:
+            # An empty range: S3 would ignore "bytes=5-4" and send the whole object.
+            with _translated(what):
+                await self.client.head_object(**params)
+            return
+        if start > 0 or end is not None:
+            params["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        with _translated(what):
+            try:
+                resp = await self.client.get_object(**params)
+            except ClientError as e:
+                # Past the end: preconditions are evaluated before the range, so If-Match held.
+                if _code(e) == "InvalidRange":
+                    return
+                raise
+            async with resp["Body"] as body:
+                async for chunk in body.iter_chunks(chunk_size):
+                    yield chunk
+
+    async def read(self, bucket: str, key: str, *, if_match: str | None = None) -> bytes:
+        return b"".join([c async for c in self.get(bucket, key, if_match=if_match)])
+
+    async def delete(self, bucket: str, key: str) -> None:
+        try:
+            with _translated(f"{bucket}/{key}"):
+                await self.client.delete_object(Bucket=bucket, Key=key)
+        except ObjectNotFound:
+            pass
+
+    async def list_keys(self, bucket: str, prefix: str) -> list[ObjectInfo]:
+        out = []
+        with _translated(f"{bucket}/{prefix}*"):
+            async for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix
+            ):
+                for o in page.get("Contents", []):
+                    out.append(ObjectInfo(o["Key"], o["Size"], _bare(o["ETag"]), o.get("LastModified")))
+        return out
+
+    # -- multipart ---------------------------------------------------------------------------
+    async def create_multipart(self, bucket: str, key: str, content_type: str | None = None) -> str:
+        extra = {"ContentType": content_type} if content_type else {}
+        with _translated(f"{bucket}/{key}"):
+            resp = await self.client.create_multipart_upload(Bucket=bucket, Key=key, **extra)
+        return str(resp["UploadId"])
+
+    async def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes) -> str:
+        with _translated(f"{bucket}/{key} upload {upload_id}"):
+            resp = await self.client.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=part_number, Body=data
+            )
+        return _bare(resp["ETag"])
+
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[UploadedPart]:
+        out = []
+        pages = self.client.get_paginator("list_parts").paginate(Bucket=bucket, Key=key, UploadId=upload_id)
+        with _translated(f"{bucket}/{key} upload {upload_id}"):
+            async for page in pages:
+                for p in page.get("Parts", []):
+                    out.append(UploadedPart(p["PartNumber"], _bare(p["ETag"]), p["Size"]))
+        return out
+
+    async def complete_multipart(
+        self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart]
+    ) -> str:
+        body = {"Parts": [{"PartNumber": p.part_number, "ETag": _quoted(p.etag)} for p in parts]}
+        with _translated(f"{bucket}/{key} upload {upload_id}"):
+            resp = await self.client.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload=body
+            )
+        return _bare(resp["ETag"])
+
+    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        try:
+            with _translated(f"{bucket}/{key} upload {upload_id}"):
+                await self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except NoSuchUpload:
+            pass
+
+    async def list_uploads(self, bucket: str, prefix: str) -> list[MultipartUpload]:
+        out = []
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix)
+        with _translated(f"{bucket}/{prefix}* uploads"):
+            async for page in pages:
+                for u in page.get("Uploads", []):
+                    out.append(MultipartUpload(u["Key"], u["UploadId"], u.get("Initiated")))
+        return out
+
+    # -- links and setup ---------------------------------------------------------------------
+    async def signed_url(self, bucket: str, key: str, expires_in: int, filename: str | None = None) -> str:
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if filename:
+            params["ResponseContentDisposition"] = _content_disposition(filename)
+        if self._signer is None:
+            raise StoreError("S3Store is not started (use S3Store.open or await store.start())")
+        with _translated(f"{bucket}/{key}"):
+            url: str = await self._signer.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=int(expires_in)
+            )
+        return url
+
+    async def ensure_buckets(self, names: Iterable[str]) -> None:
+        """Create the buckets that do not exist yet (local stacks and tests; production buckets
+        are provisioned with their lifecycle rules)."""
+        for name in names:
+            with _translated(name):
+                try:
+                    await self.client.head_bucket(Bucket=name)
+                    continue
+                except ClientError as e:
+                    if _code(e) not in _NOT_FOUND:
+                        raise
+                extra: dict[str, Any] = {}
+                if self.settings.region != "us-east-1":
+                    extra["CreateBucketConfiguration"] = {"LocationConstraint": self.settings.region}
+                try:
+                    await self.client.create_bucket(Bucket=name, **extra)
+                except ClientError as e:
+                    if _code(e) != "BucketAlreadyOwnedByYou":  # else: lost a race to another creator
+                        raise

@@ -1,0 +1,106 @@
+"""The shape every step service shares: a FastStream app whose durable pull subscribers hand
+messages to a :class:`StepWorker`. Each service's ``main.py`` is its composition root and only
+says which events it consumes and what work it does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream import AckPolicy, FastStream
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
+from faststream.specification import AsyncAPI
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import DeliverPolicy
+
+from shared import __version__
+from shared.bus import Bus, connect
+from shared.settings import Settings
+from shared.worker import StepWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Subscription:
+    """One durable consumer: events of type ``event`` go to ``worker_name``'s worker."""
+
+    event: str
+    durable: str
+    worker: str
+    description: str = ""
+
+
+@dataclass
+class ServiceRuntime:
+    """What a running service holds; filled in at start-up by its bootstrap."""
+
+    name: str
+    settings: Settings
+    bus: Bus | None = None
+    workers: dict[str, StepWorker] = field(default_factory=dict)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+Bootstrap = Callable[[ServiceRuntime], Awaitable[None]]
+
+
+def build_app(name: str, settings: Settings, subscriptions: list[Subscription], bootstrap: Bootstrap,
+              description: str = "") -> tuple[FastStream, ServiceRuntime]:
+    """The FastStream app of one service. ``bootstrap`` connects adapters and creates the workers."""
+    broker_opts: dict[str, object] = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.5}
+    if settings.nats_user:
+        broker_opts["user"] = settings.nats_user
+        broker_opts["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
+    broker = NatsBroker(settings.nats_url, **broker_opts)  # type: ignore[arg-type]
+    app = FastStream(broker, specification=AsyncAPI(
+        title=f"Grove Export — {name}", version=__version__, description=description))
+    runtime = ServiceRuntime(name, settings)
+    stream = JStream(settings.stream_name, declare=False)
+
+    for sub in subscriptions:
+        _subscribe(broker, runtime, settings, stream, sub)
+
+    @app.on_startup
+    async def start() -> None:
+        runtime.bus = await connect(settings, name)
+        await bootstrap(runtime)
+
+    @app.on_shutdown
+    async def stop() -> None:
+        tasks = [t for w in runtime.workers.values() for t in w.running.values()]
+        for task in tasks:
+            task.cancel("shutting down")  # the worker naks: not an attempt, another replica resumes
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for close in reversed(runtime.closers):
+            with contextlib.suppress(Exception):
+                await close()
+        if runtime.bus:
+            with contextlib.suppress(Exception):
+                await runtime.bus.close()
+
+    return app, runtime
+
+
+def _subscribe(broker: NatsBroker, runtime: ServiceRuntime, settings: Settings, stream: JStream,
+               sub: Subscription) -> None:
+    subject = f"{settings.subject_prefix}.*.*.{sub.event}"
+    config = ConsumerConfig(
+        durable_name=sub.durable, ack_policy=JsAckPolicy.EXPLICIT, ack_wait=settings.ack_wait_s,
+        max_deliver=-1, deliver_policy=DeliverPolicy.ALL, max_ack_pending=1000,
+    )
+
+    @broker.subscriber(subject, stream=stream, durable=sub.durable, config=config,
+                       pull_sub=PullSub(batch_size=1, timeout=1.0), ack_policy=AckPolicy.MANUAL,
+                       title=f"{sub.durable}:{sub.event}", description=sub.description or None)
+    async def handle(body: Any, msg: NatsMessage) -> None:
+        worker = runtime.workers.get(sub.worker)
+        if worker is None:
+            await msg.nack(delay=1)  # still starting
+            return
+        await worker.handle(msg.raw_message)

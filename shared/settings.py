@@ -1,0 +1,122 @@
+"""Typed settings, read once from the environment (prefix ``GROVE_``) by each composition root.
+
+Handlers never read ``os.environ``; they receive a :class:`Settings` (or the part they need).
+Nested groups use a double underscore, e.g. ``GROVE_S3__ENDPOINT_URL``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class S3Settings(BaseModel):
+    """Connection to an S3-compatible store (AWS S3, Cloudflare R2, MinIO)."""
+
+    endpoint_url: str | None = Field(None, description="None means AWS's own endpoint.")
+    public_endpoint_url: str | None = Field(
+        None, description="Endpoint used in presigned download links (what users can reach)."
+    )
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    addressing_style: Literal["auto", "path", "virtual"] = "path"
+    max_pool_connections: int = 32
+    max_attempts: int = Field(5, description="botocore standard retry mode attempts.")
+
+
+class Buckets(BaseModel):
+    """Bucket names. The filesystem store maps each to a folder."""
+
+    exports: str = "grove-exports"
+    images: str = "grove-images"
+    amber: str = "grove-amber"
+
+
+class MailSettings(BaseModel):
+    """Where the notifier sends email."""
+
+    backend: Literal["outbox", "smtp", "http"] = "outbox"
+    outbox_dir: Path = Path("var/outbox")
+    sender: str = "Grove Export <exports@grove.local>"
+    download_page_url: str = "http://127.0.0.1:8080/export"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_security: Literal["plain", "starttls", "tls"] = "plain"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout: float = 10.0
+    http_url: str = "http://127.0.0.1:8025"
+    http_api_key: SecretStr | None = None
+    http_timeout: float = 10.0
+    attempts: int = Field(4, description="Send attempts before NotificationFailed.")
+    retry_base_delay: float = 0.5
+
+
+class Settings(BaseSettings):
+    """All of Grove Export's configuration. Every field maps to ``GROVE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GROVE_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    # Bus and event log
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    stream_name: str = "EXPORTS"
+    stream_replicas: int = 1
+    stream_max_age_days: float = Field(30.0, description="How long events (and the email in them) live.")
+    subject_prefix: str = "exports"
+    kv_prefix: str = Field("grove", description="Prefix of the KV buckets (heartbeats, admission).")
+
+    # Consumers, retries, heartbeats
+    ack_wait_s: float = 30.0
+    progress_interval_s: float = 10.0
+    heartbeat_ttl_s: float = 300.0
+    step_attempts: int = Field(4, description="1 attempt + 3 retries (REQ-004).")
+    retry_base_delay_s: float = 2.0
+    concurrency: int = Field(4, description="Exports one service process works on at once.")
+
+    # Object store
+    store: Literal["fs", "s3"] = "fs"
+    store_root: Path = Path("var/store")
+    s3: S3Settings = S3Settings()
+    buckets: Buckets = Buckets()
+    public_url: str = Field("http://127.0.0.1:8080", description="Base URL of the gateway for links.")
+
+    # Archive
+    min_part_size: int = Field(8 * MiB, description="Smallest multipart part (S3 needs >= 5 MiB).")
+    parts_in_flight: int = 3
+    spool_threshold: int = 64 * MiB
+    archive_ttl_days: float = 7.0
+
+    # Content database (the source of blog posts, pages, media rows, amber files)
+    content_db: Path = Path("var/content.db")
+
+    # Gateway
+    host: str = "127.0.0.1"
+    port: int = 8080
+    read_model_db: Path = Path("var/read-model.db")
+    jwt_secret: SecretStr = SecretStr("grove-local-development-secret-change-me!!")
+    jwt_issuer: str = "grove"
+    rate_window_s: float = 3600.0
+    reservation_timeout_s: float = 30.0
+    max_body_bytes: int = 16 * 1024
+    download_link_ttl_s: float = 3600.0
+
+    # Mail
+    mail: MailSettings = MailSettings()
+
+    # Janitor
+    orphan_upload_age_s: float = 24 * 3600.0
+    janitor_batch: int = 50
+
+    # Observability
+    log_json: bool = True
+    metrics_port: int = 0

@@ -1,0 +1,118 @@
+"""The frozen snapshot: what an export contains, decided once by the catalog.
+
+Stored as JSON Lines in the exports bucket (a header line, then one line per member, then one per
+catalog-time error), so a snapshot of 100,000 members never needs one giant JSON document.
+Text members (README, posts, pages) are rendered once into one ``texts`` object and referenced
+by byte range; every member is thus (bucket, key, range, ETag) and read the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Kind = Literal["readme", "post", "page", "media", "file"]
+
+
+class SnapshotMember(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    path: str
+    kind: Kind
+    bucket: str
+    key: str
+    start: int = 0
+    size: int
+    etag: str
+    content_type: str
+    source_id: str
+    modified_at: datetime
+    level: int
+
+
+class SnapshotError(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source_id: str
+    path: str
+    reason: str
+
+
+class SnapshotHeader(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    export_id: str
+    tenant_id: str
+    mode: str
+    username: str
+    include_images: bool
+    created_at: datetime
+    archive_key: str
+    item_counts: dict[str, int]
+    generator: str
+
+
+class Snapshot(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    header: SnapshotHeader
+    members: tuple[SnapshotMember, ...]
+    errors: tuple[SnapshotError, ...] = ()
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(m.size for m in self.members)
+
+    def dumps(self) -> bytes:
+        lines = [json.dumps({"header": self.header.model_dump(mode="json")})]
+        lines += [json.dumps({"member": m.model_dump(mode="json")}) for m in self.members]
+        lines += [json.dumps({"error": e.model_dump(mode="json")}) for e in self.errors]
+        return ("\n".join(lines) + "\n").encode()
+
+    @classmethod
+    def loads(cls, data: bytes) -> Snapshot:
+        header, members, errors = None, [], []
+        for line in data.decode().splitlines():
+            if not line:
+                continue
+            obj = json.loads(line)
+            if "header" in obj:
+                header = SnapshotHeader.model_validate(obj["header"])
+            elif "member" in obj:
+                members.append(SnapshotMember.model_validate(obj["member"]))
+            elif "error" in obj:
+                errors.append(SnapshotError.model_validate(obj["error"]))
+        if header is None:
+            raise ValueError("snapshot has no header line")
+        return cls(header=header, members=tuple(members), errors=tuple(errors))
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def export_prefix(tenant_id: str, export_id: str) -> str:
+    """Every object of one export lives under this prefix of the exports bucket."""
+    return f"exports/{tenant_id}/{export_id}/"
+
+
+def snapshot_key(tenant_id: str, export_id: str) -> str:
+    return f"{export_prefix(tenant_id, export_id)}work/snapshot.jsonl"
+
+
+def texts_key(tenant_id: str, export_id: str) -> str:
+    return f"{export_prefix(tenant_id, export_id)}work/texts.bin"
+
+
+def records_key(tenant_id: str, export_id: str, part_number: int) -> str:
+    return f"{export_prefix(tenant_id, export_id)}work/parts/{part_number:05d}.json"
+
+
+def archive_key(tenant_id: str, export_id: str, safe_username: str, day: str) -> str:
+    """The spec's key format: exports/{tenant_id}/{export_id}/grove-export-{username}-{YYYY-MM-DD}.zip"""
+    return f"{export_prefix(tenant_id, export_id)}grove-export-{safe_username}-{day}.zip"

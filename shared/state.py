@@ -1,0 +1,194 @@
+"""ExportState: the pure fold of one export's events. Every decision is taken from it.
+
+| event                                        | status      | progress      |
+|----------------------------------------------|-------------|---------------|
+| ExportRequested                              | pending     | 0             |
+| CatalogStarted                               | cataloging  | 5             |
+| ExportCataloged, UploadStarted, PartUploaded | assembling  | 10-85 by bytes|
+| ArchiveAssembled, FinalizeStarted            | uploading   | 90            |
+| ExportCompleted                              | complete    | 100           |
+| ExportFailed / ExportCancelled / ExportExpired | failed / cancelled / expired | unchanged |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Literal
+
+from shared import events as ev
+
+Status = Literal["pending", "cataloging", "assembling", "uploading", "complete", "failed", "cancelled", "expired"]
+TERMINAL: frozenset[str] = frozenset({"complete", "failed", "cancelled", "expired"})
+ACTIVE: frozenset[str] = frozenset({"pending", "cataloging", "assembling", "uploading"})
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    number: int
+    etag: str
+    md5: str
+    byte_start: int
+    byte_end: int
+    records_key: str
+    members_done: int
+    source_bytes_done: int
+
+
+@dataclass(frozen=True)
+class ExportState:
+    """Everything known about one export, folded from its log."""
+
+    export_id: str = ""
+    tenant_id: str = ""
+    status: Status | None = None
+    progress: int = 0
+    events: int = 0
+    request: ev.ExportRequested | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    cataloged: ev.ExportCataloged | None = None
+    upload: ev.UploadStarted | None = None
+    uploads_started: int = 0
+    parts: tuple[PartInfo, ...] = ()
+    assembled: ev.ArchiveAssembled | None = None
+    finalize_started: bool = False
+    completed: ev.ExportCompleted | None = None
+    cancel_requested: bool = False
+    attempts: tuple[tuple[str, int], ...] = ()
+    failure: ev.ExportFailed | None = None
+    last_step_error: str | None = None
+    notification: Literal["sent", "failed"] | None = None
+    notification_reason: str | None = None
+    assembling_since: datetime | None = None
+    last_part_at: datetime | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    # -- derived -------------------------------------------------------------------------
+    @property
+    def exists(self) -> bool:
+        return self.request is not None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def stopping(self) -> bool:
+        """Nothing new may start: terminal, or a cancel was asked for."""
+        return self.terminal or self.cancel_requested
+
+    def attempts_of(self, step: str) -> int:
+        return dict(self.attempts).get(step, 0)
+
+    @property
+    def bytes_done(self) -> int:
+        return self.parts[-1].source_bytes_done if self.parts else 0
+
+    @property
+    def items_done(self) -> int:
+        return self.parts[-1].members_done if self.parts else 0
+
+    @property
+    def archive_bytes_uploaded(self) -> int:
+        return self.parts[-1].byte_end if self.parts else 0
+
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the rate seen since assembly began, or None before it is known."""
+        if self.status != "assembling" or not self.cataloged or not self.parts:
+            return None
+        if self.assembling_since is None or self.last_part_at is None:
+            return None
+        elapsed = (self.last_part_at - self.assembling_since).total_seconds()
+        done = self.bytes_done
+        if elapsed <= 0 or done <= 0:
+            return None
+        left = max(0, self.cataloged.total_bytes - done)
+        return round(left * elapsed / done, 1)
+
+    def item_counts(self) -> dict[str, int]:
+        if self.completed:
+            return dict(self.completed.item_counts)
+        if self.cataloged:
+            return dict(self.cataloged.item_counts)
+        return {}
+
+    @property
+    def error_count(self) -> int:
+        if self.completed:
+            return self.completed.error_count
+        if self.assembled:
+            return self.assembled.error_count
+        return self.cataloged.error_count if self.cataloged else 0
+
+
+def _assembling_progress(state: ExportState) -> int:
+    total = state.cataloged.total_bytes if state.cataloged else 0
+    if total <= 0:
+        return 10
+    return 10 + min(75, (75 * state.bytes_done) // total)
+
+
+def apply(state: ExportState, event: ev.Event) -> ExportState:
+    """Fold one event into the state. Pure: no clock, no I/O."""
+    s = replace(state, events=state.events + 1, updated_at=event.occurred_at)
+    if state.terminal and not isinstance(
+        event, ev.NotificationSent | ev.NotificationFailed | ev.ExportExpired
+    ):
+        return s  # nothing moves a finished export except the email and the janitor
+    match event:
+        case ev.ExportRequested():
+            return replace(
+                s, export_id=event.export_id, tenant_id=event.tenant_id, status="pending",
+                progress=0, request=event, created_at=event.occurred_at,
+            )
+        case ev.CatalogStarted():
+            return replace(s, status="cataloging", progress=5)
+        case ev.ExportCataloged():
+            return replace(s, status="assembling", progress=10, cataloged=event)
+        case ev.UploadStarted():
+            return replace(
+                s, status="assembling", upload=event, uploads_started=s.uploads_started + 1,
+                parts=() if s.upload and s.upload.upload_id != event.upload_id else s.parts,
+                assembling_since=s.assembling_since or event.occurred_at,
+            )
+        case ev.PartUploaded():
+            kept = tuple(p for p in s.parts if p.number < event.part_number)
+            part = PartInfo(
+                event.part_number, event.etag, event.md5, event.byte_start, event.byte_end,
+                event.records_key, event.members_done, event.source_bytes_done,
+            )
+            s = replace(s, status="assembling", parts=(*kept, part), last_part_at=event.occurred_at)
+            return replace(s, progress=_assembling_progress(s))
+        case ev.ArchiveAssembled():
+            return replace(s, status="uploading", progress=90, assembled=event)
+        case ev.FinalizeStarted():
+            return replace(s, status="uploading", progress=90, finalize_started=True)
+        case ev.ExportCompleted():
+            return replace(s, status="complete", progress=100, completed=event)
+        case ev.StepFailed():
+            counts = dict(s.attempts)
+            counts[event.step] = max(counts.get(event.step, 0), event.attempt)
+            return replace(s, attempts=tuple(sorted(counts.items())), last_step_error=event.reason)
+        case ev.ExportFailed():
+            return replace(s, status="failed", failure=event)
+        case ev.CancelRequested():
+            return replace(s, cancel_requested=True)
+        case ev.ExportCancelled():
+            return replace(s, status="cancelled")
+        case ev.ExportExpired():
+            return replace(s, status="expired") if s.status == "complete" else s
+        case ev.NotificationSent():
+            return replace(s, notification="sent", notification_reason=None)
+        case ev.NotificationFailed():
+            return replace(s, notification="failed", notification_reason=event.reason)
+    return s
+
+
+def fold(events: Iterable[ev.Event], state: ExportState | None = None) -> ExportState:
+    """The state after every event, in log order."""
+    s = state or ExportState()
+    for event in events:
+        s = apply(s, event)
+    return s

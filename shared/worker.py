@@ -1,0 +1,192 @@
+"""How every step service handles a message: decide from the fold, act, append fenced, then ack.
+
+* Capacity: a handler starts the work as a task and returns only when a slot is free again, so
+  a replica fetches a new message only when it can start it (no message waits in a local queue
+  while its AckWait runs out).
+* Keep-alive: while a step runs, the message gets in-progress acks and the export's heartbeat
+  key is refreshed every ``progress_interval_s``.
+* Retries are counted in the log: a failed attempt appends ``StepFailed`` and naks with a
+  growing delay; the last allowed failure appends ``ExportFailed``. SIGTERM (task cancelled)
+  naks at once and counts nothing; a kill counts nothing either (redelivery after AckWait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from nats.aio.msg import Msg
+
+from shared import events as ev
+from shared.bus import Bus
+from shared.eventlog import Conflict, EventLog, Loaded
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"
+
+
+class StepError(Exception):
+    """A handled failure with a reason a person can read; the step is retried."""
+
+
+class StandDown(Exception):
+    """Another worker owns this export now (a fenced append lost): stop without acking."""
+
+
+@dataclass
+class StepContext:
+    """What a step's work gets: the export's fold and a fenced appender that tracks the sequence."""
+
+    bus: Bus
+    loaded: Loaded
+    settings: Settings
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def state(self):  # noqa: ANN201 - ExportState
+        return self.loaded.state
+
+    @property
+    def log(self) -> EventLog:
+        return self.bus.log
+
+    async def append(self, event: ev.Event, msg_id: str | None = None) -> int:
+        seq = await self.bus.log.append(event, self.loaded.last_seq, msg_id)
+        from shared.state import apply
+
+        self.loaded = Loaded(apply(self.loaded.state, event), seq)
+        return seq
+
+    async def reload(self) -> Loaded:
+        s = self.loaded.state
+        self.loaded = await self.bus.log.load(s.tenant_id, s.export_id)
+        return self.loaded
+
+
+Work = Callable[[StepContext], Awaitable[None]]
+
+
+def parse_subject(subject: str) -> tuple[str, str, str]:
+    """``exports.<tenant>.<export>.<Event>`` → (tenant, export, event name)."""
+    parts = subject.split(".")
+    if len(parts) != 4:
+        raise ValueError(f"not an export subject: {subject}")
+    return parts[1], parts[2], parts[3]
+
+
+class StepWorker:
+    """Runs one step (catalog, assemble, finalize, notify, cancel) for messages of a durable consumer."""
+
+    def __init__(self, step: ev.Step, bus: Bus, settings: Settings, work: Work,
+                 should_run: Callable[[Loaded], bool]) -> None:
+        self.step = step
+        self.bus = bus
+        self.settings = settings
+        self.work = work
+        self.should_run = should_run
+        self.capacity = asyncio.Semaphore(max(1, settings.concurrency))
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.contexts: dict[str, StepContext] = {}
+
+    async def handle(self, msg: Msg) -> None:
+        """Entry point from the subscriber: start the work, return when there is room for more."""
+        tenant_id, export_id, _ = parse_subject(msg.subject)
+        if export_id in self.running:
+            return  # a redelivery of what this process is already doing; the running task acks
+        await self.capacity.acquire()
+        task = asyncio.create_task(self._run(msg, tenant_id, export_id), name=f"{self.step}:{export_id}")
+        self.running[export_id] = task
+        task.add_done_callback(lambda _t: (self.running.pop(export_id, None), self.capacity.release()))
+        async with self.capacity:  # wait for a free slot before fetching the next message
+            pass
+
+    def cancel_export(self, export_id: str) -> bool:
+        """Stop this export's task now (cancellation); True if one was running."""
+        ctx = self.contexts.get(export_id)
+        task = self.running.get(export_id)
+        if ctx:
+            ctx.cancelled.set()
+        if task:
+            task.cancel("export cancelled")
+            return True
+        return False
+
+    async def _run(self, msg: Msg, tenant_id: str, export_id: str) -> None:
+        keepalive = asyncio.create_task(self._keepalive(msg, tenant_id, export_id))
+        try:
+            loaded = await self.bus.log.load(tenant_id, export_id)
+            if not loaded.state.exists or not self.should_run(loaded):
+                await msg.ack()
+                return
+            ctx = StepContext(self.bus, loaded, self.settings)
+            self.contexts[export_id] = ctx
+            await self.work(ctx)
+            await msg.ack()
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                ctx_ = self.contexts.get(export_id)
+                if ctx_ is not None and ctx_.cancelled.is_set():
+                    await msg.ack()  # cancelled export: the canceller owns the rest
+                else:
+                    await msg.nak()  # shutdown: not an attempt, let another replica take it now
+            raise
+        except StandDown as e:
+            log.info("%s %s: standing down: %s", self.step, export_id, e)
+        except Conflict:
+            await msg.nak(delay=0.5)  # the log moved under us: re-decide from the new fold
+        except Exception as e:  # noqa: BLE001 - every failure is counted and reported
+            await self._failed(msg, tenant_id, export_id, e)
+        finally:
+            keepalive.cancel()
+            self.contexts.pop(export_id, None)
+            with contextlib.suppress(Exception):
+                await self.bus.heartbeats.delete(f"{tenant_id}.{export_id}")
+
+    async def _failed(self, msg: Msg, tenant_id: str, export_id: str, error: Exception) -> None:
+        reason = str(error) if isinstance(error, StepError) else f"{type(error).__name__}: {error}"
+        log.warning("%s %s failed: %s", self.step, export_id, reason, exc_info=not isinstance(error, StepError))
+        try:
+            loaded = await self.bus.log.load(tenant_id, export_id)
+            if loaded.state.stopping:
+                await msg.ack()
+                return
+            attempt = loaded.state.attempts_of(self.step) + 1
+            base = dict(export_id=export_id, tenant_id=tenant_id)
+            if attempt >= self.settings.step_attempts:
+                await self.bus.log.append(
+                    ev.ExportFailed(**base, step=self.step, reason=_readable(self.step, reason, attempt)),
+                    loaded.last_seq)
+                await msg.ack()
+                return
+            await self.bus.log.append(ev.StepFailed(**base, step=self.step, attempt=attempt, reason=reason),
+                                      loaded.last_seq)
+            await msg.nak(delay=self.settings.retry_base_delay_s * 2 ** (attempt - 1))
+        except Exception:  # noqa: BLE001 - the bus itself is down: retry later without counting
+            log.exception("%s %s: could not record the failure", self.step, export_id)
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=self.settings.retry_base_delay_s)
+
+    async def _keepalive(self, msg: Msg, tenant_id: str, export_id: str) -> None:
+        key = f"{tenant_id}.{export_id}"
+        while True:
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+            beat = {"step": self.step, "worker": WORKER_ID, "at": round(time.time(), 3)}
+            with contextlib.suppress(Exception):
+                await self.bus.heartbeats.put(key, json.dumps(beat).encode())
+            await asyncio.sleep(self.settings.progress_interval_s)
+
+
+def _readable(step: str, reason: str, attempts: int) -> str:
+    what = {"catalog": "reading your content", "assemble": "building the archive",
+            "finalize": "saving the archive", "notify": "sending the email", "cancel": "cancelling"}[step]
+    return f"Failed while {what} after {attempts} attempts: {reason}"

@@ -1,0 +1,53 @@
+"""Fixtures on real infrastructure: a nats-server from the wheel, the filesystem store, SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.stack.natsserver import NatsServer
+from shared.bus import Bus, connect
+from shared.content.db import ContentDB
+from shared.objectstore.fs import FilesystemStore
+from shared.settings import Settings
+from tests.support.env import build, settings_for
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    d = tmp_path_factory.mktemp("nats")
+    server = NatsServer(d / "store", log_file=d / "nats.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def values(tmp_path: Path, nats_server: NatsServer) -> dict[str, Any]:
+    return settings_for(tmp_path, nats_server.url)
+
+
+@pytest.fixture
+def settings(values: dict[str, Any]) -> Settings:
+    return build(values)
+
+
+@pytest.fixture
+async def bus(settings: Settings) -> AsyncIterator[Bus]:
+    b = await connect(settings, "test")
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+def store(settings: Settings) -> FilesystemStore:
+    return FilesystemStore(settings.store_root)
+
+
+@pytest.fixture
+async def content(settings: Settings) -> ContentDB:
+    db = ContentDB(settings.content_db)
+    await db.init()
+    return db

@@ -1,0 +1,58 @@
+"""Settings for one test: unique stream, subjects and KV buckets; temp store and databases."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from shared.settings import Settings
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def settings_for(tmp: Path, nats_url: str, **overrides: Any) -> dict[str, Any]:
+    """A dict of Settings fields (nested groups as dicts) for one test."""
+    tag = unique()
+    values: dict[str, Any] = {
+        "nats_url": nats_url,
+        "stream_name": f"EXPORTS_{tag}",
+        "subject_prefix": f"ex{tag}",
+        "kv_prefix": f"g{tag}",
+        "store_root": str(tmp / "store"),
+        "content_db": str(tmp / "content.db"),
+        "read_model_db": str(tmp / "read-model.db"),
+        "min_part_size": 256 * 1024,
+        "ack_wait_s": 5.0,
+        "progress_interval_s": 1.0,
+        "retry_base_delay_s": 0.2,
+        "mail": {"outbox_dir": str(tmp / "outbox"), "retry_base_delay": 0.05},
+        "log_json": True,
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **value}
+        else:
+            values[key] = value
+    return values
+
+
+def build(values: dict[str, Any]) -> Settings:
+    return Settings(**values)
+
+
+def to_env(values: dict[str, Any], prefix: str = "GROVE_") -> dict[str, str]:
+    """The same settings as environment variables, for service subprocesses."""
+    env: dict[str, str] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            env.update(to_env(value, f"{prefix}{key.upper()}__"))
+        elif value is None:
+            continue
+        elif isinstance(value, bool):
+            env[f"{prefix}{key.upper()}"] = "true" if value else "false"
+        else:
+            env[f"{prefix}{key.upper()}"] = str(value)
+    return env

@@ -1,0 +1,32 @@
+"""A stack of real service processes for one test module, on settings of its own."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from services.stack.supervisor import Stack
+from tests.support.env import to_env
+
+STEP_SERVICES = ("catalog", "assembler", "finalizer", "notifier")
+
+
+def start_stack(data_dir: Path, values: dict[str, Any], services: tuple[str, ...] = STEP_SERVICES,
+                replicas: dict[str, int] | None = None, port: int = 0) -> Stack:
+    stack = Stack(data_dir, port=port or 8080, env=to_env(values), services=services, replicas=replicas or {})
+    stack.start(nats_url=values["nats_url"])
+    time.sleep(0.5)
+    for child in stack.children:
+        assert child.proc and child.proc.poll() is None, f"{child.name} died at start; see {child.log_path}"
+    return stack
+
+
+def logs_of(stack: Stack) -> str:
+    out = []
+    for child in stack.children:
+        try:
+            out.append(f"--- {child.name} ---\n" + Path(child.log_path).read_text()[-4000:])
+        except FileNotFoundError:
+            pass
+    return "\n".join(out)

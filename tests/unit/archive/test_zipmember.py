@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import io
+import random
+import zlib
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from stream_zip import ZIP_32, stream_zip
+
+from shared.archive import zipmember
+from shared.archive.zipmember import (
+    BLOCK, MODE, MemberEncoder, SourceSizeMismatch, clamp_time, encode_member, fingerprint, reblock,
+)
+from tests.unit.archive.builders import WHEN
+from tests.unit.archive.zipparse import parse_cd_record
+
+TEXT = b"".join(b"line %d of a compressible text member\n" % i for i in range(80_000))  # ~3 MB
+RANDOM = random.Random(7).randbytes(3_000_000)
+
+
+def split_randomly(data: bytes, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, len(data)), 40))
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+
+
+def chunked(data: bytes, size: int) -> list[bytes]:
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
+def test_reblock_yields_exact_blocks_with_a_shorter_last_one() -> None:
+    data = RANDOM[: 2 * BLOCK + 5]
+    blocks = list(reblock(split_randomly(data, 1)))
+    assert [len(b) for b in blocks] == [BLOCK, BLOCK, 5]
+    assert b"".join(blocks) == data
+
+
+def test_reblock_passes_aligned_chunks_through_without_copying() -> None:
+    chunk = RANDOM[:BLOCK]
+    assert next(reblock([chunk])) is chunk
+
+
+def test_reblock_never_yields_empty_blocks() -> None:
+    assert list(reblock([b"", b"", b""])) == []
+    assert list(reblock([b"ab", b"", b"c"], size=2)) == [b"ab", b"c"]
+
+
+def test_reblock_copies_reused_buffers_so_later_mutation_cannot_leak_in() -> None:
+    def producer_reusing_its_buffer():
+        buffer = bytearray(b"abc")
+        yield buffer
+        buffer[:] = b"xyz"
+        yield buffer
+
+    assert list(reblock(producer_reusing_its_buffer(), size=8)) == [b"abcxyz"]
+
+
+@pytest.mark.parametrize("level", [0, 6])
+@pytest.mark.parametrize("data", [RANDOM, TEXT], ids=["random", "text"])
+def test_member_bytes_do_not_depend_on_input_chunking(level: int, data: bytes) -> None:
+    reference, _ = encode_member("m.bin", WHEN, len(data), level, [data])
+    chunkings = [chunked(data, 3_000_000), chunked(data, BLOCK + 1), chunked(data, 65_536)]
+    chunkings += [split_randomly(data, seed) for seed in range(3)]
+    for chunks in chunkings:
+        assert encode_member("m.bin", WHEN, len(data), level, chunks)[0] == reference
+
+
+@pytest.mark.parametrize("level", [0, 6])
+def test_one_and_seven_byte_chunks_give_the_same_member_bytes(level: int) -> None:
+    data = RANDOM[:150_000] + TEXT[:150_000]
+    reference, _ = encode_member("m", WHEN, len(data), level, [data])
+    assert encode_member("m", WHEN, len(data), level, chunked(data, 1))[0] == reference
+    across_a_block_boundary = RANDOM[: BLOCK + 100_000]
+    reference, _ = encode_member("m", WHEN, len(across_a_block_boundary), level, [across_a_block_boundary])
+    assert encode_member("m", WHEN, BLOCK + 100_000, level, chunked(across_a_block_boundary, 7))[0] == reference
+
+
+def test_member_bytes_match_what_stream_zip_writes_after_another_member() -> None:
+    first, second = b"first member " * 1000, RANDOM[:200_000]
+    leading, _ = encode_member("a.txt", WHEN, len(first), 0, [first])
+    alone, _ = encode_member("b.bin", WHEN, len(second), 0, [second])
+    both = b"".join(stream_zip(
+        [("a.txt", WHEN, MODE, ZIP_32, reblock([first])), ("b.bin", WHEN, MODE, ZIP_32, reblock([second]))],
+        get_compressobj=lambda: zlib.compressobj(level=0, wbits=-zlib.MAX_WBITS),
+    ))
+    assert both[: len(leading)] == leading
+    assert both[len(leading): len(leading) + len(alone)] == alone
+
+
+def test_result_reports_crc_sizes_length_and_an_offset_zero_cd_template() -> None:
+    data, result = encode_member("dir/ünïcode.txt", WHEN, len(TEXT), 6, [TEXT])
+    assert result.crc32 == zlib.crc32(TEXT)
+    assert result.uncompressed_size == len(TEXT)
+    assert result.length == len(data)
+    assert not result.zip64
+    record = parse_cd_record(result.cd_template)
+    assert record.length == len(result.cd_template)
+    assert (record.offset, record.crc32, record.name) == (0, result.crc32, "dir/ünïcode.txt".encode())
+    assert (record.compressed_size, record.uncompressed_size) == (result.compressed_size, len(TEXT))
+    assert data.endswith(b"PK\x07\x08" + result.crc32.to_bytes(4, "little")
+                         + result.compressed_size.to_bytes(4, "little") + len(TEXT).to_bytes(4, "little"))
+
+
+def test_a_300_byte_name_and_an_empty_member_encode_fine() -> None:
+    name = "é" * 150
+    data, result = encode_member(name, WHEN, 0, 6, [])
+    assert result.length == len(data) and result.uncompressed_size == 0
+    assert parse_cd_record(result.cd_template).name == name.encode()
+
+
+def test_declared_size_above_the_zip_auto_bound_selects_zip64(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zipmember, "ZIP64_THRESHOLD", 10)
+    data, result = encode_member("big.bin", WHEN, 11, 0, [b"x" * 11])
+    record = parse_cd_record(result.cd_template)
+    assert result.zip64 and record.version_needed == 45
+    assert (record.offset, record.uncompressed_size) == (0, 11)
+    assert data.endswith(b"PK\x07\x08" + result.crc32.to_bytes(4, "little")
+                         + result.compressed_size.to_bytes(8, "little") + (11).to_bytes(8, "little"))
+
+
+def test_a_shorter_source_raises_before_the_members_last_bytes_are_yielded() -> None:
+    full, _ = encode_member("m", WHEN, len(RANDOM), 0, [RANDOM])
+    encoder = MemberEncoder("m", WHEN, len(RANDOM) + 1, 0, [RANDOM])
+    out = io.BytesIO()
+    with pytest.raises(SourceSizeMismatch):
+        for chunk in encoder:
+            out.write(chunk)
+    assert len(out.getvalue()) < len(full)
+    with pytest.raises(RuntimeError):
+        _ = encoder.result
+
+
+def test_a_longer_source_raises_as_soon_as_it_passes_the_declared_size() -> None:
+    fed = []
+
+    def source():
+        for block in chunked(RANDOM, BLOCK):
+            fed.append(len(block))
+            yield block
+
+    with pytest.raises(SourceSizeMismatch) as raised:
+        b"".join(MemberEncoder("m", WHEN, BLOCK + 10, 0, source()))
+    assert isinstance(raised.value, ValueError)
+    assert len(fed) == 2  # stopped at the block that overflowed, not at the end of the source
+
+
+def test_an_encoder_cannot_be_iterated_twice() -> None:
+    encoder = MemberEncoder("m", WHEN, 1, 6, [b"x"])
+    b"".join(encoder)
+    with pytest.raises(RuntimeError):
+        iter(encoder)
+
+
+def test_times_are_clamped_to_what_the_zip_headers_can_hold() -> None:
+    assert clamp_time(datetime(1970, 1, 1, tzinfo=UTC)) == datetime(1980, 1, 1, tzinfo=UTC)
+    assert clamp_time(datetime(2200, 1, 1, tzinfo=UTC)) == datetime(2038, 1, 19, 3, 14, 7, tzinfo=UTC)
+    assert clamp_time(datetime(2024, 1, 1, 12, 0, 0, 999, tzinfo=UTC)).microsecond == 0
+    with pytest.raises(ValueError):
+        clamp_time(datetime(2024, 1, 1))
+
+
+def test_the_same_instant_in_another_zone_gives_the_same_bytes() -> None:
+    elsewhere = WHEN.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    assert encode_member("m", elsewhere, 1, 6, [b"x"]) == encode_member("m", WHEN, 1, 6, [b"x"])
+
+
+def test_out_of_range_times_still_encode() -> None:
+    for moment in (datetime(1900, 1, 1, tzinfo=UTC), datetime(2999, 1, 1, tzinfo=UTC)):
+        _, result = encode_member("m", moment, 1, 6, [b"x"])
+        assert result.uncompressed_size == 1
+
+
+def test_fingerprint_names_everything_that_can_change_member_bytes() -> None:
+    stamp = fingerprint()
+    assert stamp == fingerprint((0, 6))
+    assert zlib.ZLIB_RUNTIME_VERSION in stamp and "stream-zip0.0." in stamp and f"B{BLOCK}" in stamp
+    assert fingerprint((0, 9)) != stamp
+    assert len(stamp) < 120

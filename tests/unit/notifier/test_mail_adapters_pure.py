@@ -1,0 +1,193 @@
+"""The pure parts of the backends: MIME building, ids, file names, error classification, factory."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+from pydantic import SecretStr
+
+from services.notifier.mail import (
+    Email,
+    HttpMailer,
+    OutboxMailer,
+    PermanentMailError,
+    SmtpMailer,
+    TransientMailError,
+    build_mailer,
+    message_id,
+    outbox_filename,
+    to_mime,
+    zephyr_body,
+)
+from services.notifier.mail.http import classify_status, parse_retry_after
+from services.notifier.mail.smtp import translate_smtp_error
+from shared.settings import MailSettings
+
+EMAIL = Email(
+    to="Autumn <autumn@example.org>",
+    subject="Your Grove export is ready",
+    text="Hi Zoë",
+    html="<p>Hi Zo&euml;</p>",
+    idempotency_key="exp_1:ready",
+)
+SENDER = "Grove Export <exports@grove.test>"
+
+
+def test_to_mime_is_multipart_alternative_with_text_first() -> None:
+    msg = to_mime(EMAIL, sender=SENDER, date=datetime(2026, 3, 1, 10, 30, tzinfo=UTC))
+
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = [p.get_content_type() for p in msg.iter_parts()]
+    assert parts == ["text/plain", "text/html"]
+    assert msg["Date"] == "Sun, 01 Mar 2026 10:30:00 +0000"
+    assert msg["Message-ID"] == "<exp_1.ready@grove.test>"
+    assert msg["Auto-Submitted"] == "auto-generated"
+    text = msg.get_body(preferencelist=("plain",))
+    assert isinstance(text, EmailMessage) and text.get_content() == "Hi Zoë\n"
+
+
+@pytest.mark.parametrize(
+    ("key", "sender", "expected"),
+    [
+        ("exp_1:ready", SENDER, "<exp_1.ready@grove.test>"),
+        ("exp_1:failed", "exports@mail.grove.place", "<exp_1.failed@mail.grove.place>"),
+        ("exp_1:ready", "no-domain", "<exp_1.ready@grove-export>"),
+        ("a b::c", SENDER, "<a.b.c@grove.test>"),
+    ],
+)
+def test_message_id_is_deterministic_and_valid(key: str, sender: str, expected: str) -> None:
+    assert message_id(key, sender) == expected
+
+
+@pytest.mark.parametrize("to", ["a@example.org\r\nBcc: victim@example.org", "not an address", ""])
+def test_to_mime_refuses_bad_recipients_permanently(to: str) -> None:
+    with pytest.raises(PermanentMailError):
+        to_mime(Email(to=to, subject="s", text="t", html="h", idempotency_key="k:ready"), sender=SENDER)
+
+
+def test_outbox_filename_is_sanitized() -> None:
+    assert outbox_filename("exp_1:ready") == "exp_1_ready.eml"
+    assert outbox_filename("../x/y:z") == "_x_y_z.eml"
+
+
+def test_zephyr_body_has_exactly_the_spec_fields() -> None:
+    assert zephyr_body(EMAIL) == {
+        "type": "transactional",
+        "template": "raw",
+        "to": EMAIL.to,
+        "subject": EMAIL.subject,
+        "html": EMAIL.html,
+        "text": EMAIL.text,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (500, TransientMailError),
+        (502, TransientMailError),
+        (503, TransientMailError),
+        (429, TransientMailError),
+        (408, TransientMailError),
+        (400, PermanentMailError),
+        (401, PermanentMailError),
+        (403, PermanentMailError),
+        (404, PermanentMailError),
+        (422, PermanentMailError),
+        (301, PermanentMailError),
+    ],
+)
+def test_http_status_classification(status: int, kind: type[Exception]) -> None:
+    assert type(classify_status(status, "")) is kind
+
+
+def test_parse_retry_after() -> None:
+    now = datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
+    assert parse_retry_after("5") == 5.0
+    assert parse_retry_after("Sun, 01 Mar 2026 10:30:12 GMT", now=now) == 12.0
+    assert parse_retry_after("Sun, 01 Mar 2026 10:00:00 GMT", now=now) == 0.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (aiosmtplib.SMTPConnectError("refused"), TransientMailError),
+        (aiosmtplib.SMTPServerDisconnected("gone"), TransientMailError),
+        (aiosmtplib.SMTPReadTimeoutError("slow"), TransientMailError),
+        (ConnectionResetError("reset"), TransientMailError),
+        (aiosmtplib.SMTPDataError(451, "try later"), TransientMailError),
+        (aiosmtplib.SMTPDataError(554, "rejected"), PermanentMailError),
+        (aiosmtplib.SMTPSenderRefused(553, "not yours", "x@y"), PermanentMailError),
+        (aiosmtplib.SMTPConnectResponseError(421, "too busy"), TransientMailError),
+        (aiosmtplib.SMTPAuthenticationError(535, "bad credentials"), PermanentMailError),
+        (aiosmtplib.SMTPAuthenticationError(454, "temporary auth failure"), TransientMailError),
+        (
+            aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "nope", "a@b")]),
+            PermanentMailError,
+        ),
+        (
+            aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(450, "later", "a@b")]),
+            TransientMailError,
+        ),
+        (aiosmtplib.SMTPNotSupported("no AUTH"), PermanentMailError),
+    ],
+)
+def test_smtp_error_classification(exc: BaseException, kind: type[Exception]) -> None:
+    err = translate_smtp_error(exc, "SMTP server h:25")
+    assert type(err) is kind
+    assert "SMTP server h:25" in err.reason
+
+
+def test_build_mailer_defaults_to_the_outbox(tmp_path: Path) -> None:
+    mailer = build_mailer(MailSettings(outbox_dir=tmp_path, sender=SENDER))
+    assert isinstance(mailer, OutboxMailer)
+    assert mailer.directory == tmp_path and mailer.sender == SENDER
+
+
+def test_build_mailer_smtp_unwraps_the_password() -> None:
+    mailer = build_mailer(
+        MailSettings(
+            backend="smtp",
+            smtp_host="mx.test",
+            smtp_port=587,
+            smtp_security="starttls",
+            smtp_username="u",
+            smtp_password=SecretStr("pw"),
+            smtp_timeout=3.0,
+        )
+    )
+    assert isinstance(mailer, SmtpMailer)
+    assert (mailer.host, mailer.port, mailer.security, mailer.username, mailer.timeout) == (
+        "mx.test",
+        587,
+        "starttls",
+        "u",
+        3.0,
+    )
+    assert mailer._password == "pw"
+    assert "pw" not in repr(mailer)
+
+
+def test_build_mailer_http_keeps_the_key_out_of_repr() -> None:
+    mailer = build_mailer(
+        MailSettings(backend="http", http_url="https://zephyr.test/", http_api_key=SecretStr("k-123"))
+    )
+    assert isinstance(mailer, HttpMailer)
+    assert mailer.endpoint == "https://zephyr.test/send"
+    assert "k-123" not in repr(mailer)
+
+
+def test_build_mailer_http_without_api_key_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="API key"):
+        build_mailer(MailSettings(backend="http"))
+
+
+def test_smtp_mailer_rejects_unknown_security() -> None:
+    with pytest.raises(ValueError):
+        SmtpMailer(host="h", port=25, security="ssl")  # type: ignore[arg-type]

@@ -1,0 +1,49 @@
+# Grove Export — the front door. `make run` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTEST := $(PY) -m pytest
+
+.PHONY: run test chaos lint bench docs serve clean up down
+
+$(STAMP): pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e '.[test,dev]'
+	@touch $(STAMP)
+
+## make run: local stack, a fresh demo tenant, one export end to end; prints the ZIP's path last
+run: $(STAMP)
+	@$(VENV)/bin/grove-export demo --data var
+
+## make serve: the local stack until Ctrl-C (gateway on http://127.0.0.1:8080/export)
+serve: $(STAMP)
+	@$(VENV)/bin/grove-export serve --data var
+
+## make test: the whole suite against real nats-server, moto, SQLite, aiosmtpd
+test: $(STAMP)
+	@$(PYTEST) -q $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests ran"; exit 1; fi; exit $$rc
+
+## make chaos: the crash-injection suite, ending with one summary line
+chaos: $(STAMP)
+	@$(PYTEST) -q -m chaos -s tests/chaos
+
+lint: $(STAMP)
+	@$(VENV)/bin/ruff check shared services tests
+	@$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	@$(PY) -m tests.bench.run
+
+docs: $(STAMP)
+	@$(PY) -m services.docs
+
+up:
+	docker compose -f deploy/docker-compose.yml up -d --build
+
+down:
+	docker compose -f deploy/docker-compose.yml down
+
+clean:
+	rm -rf var

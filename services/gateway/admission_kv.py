@@ -1,0 +1,123 @@
+"""The admission protocol on the JetStream KV bucket ``<kv_prefix>_admission``, in server time.
+
+* ``now``: the gateway writes a probe key ``clock.<instance>`` and reads the last message on that
+  subject back with a direct get; its ``Nats-Time-Stamp`` is the server's clock (a concurrent probe
+  of the same instance may answer with a slightly later time, which is still "now").
+* ``tenant.<id>``: the slot (see :mod:`services.gateway.admission`), read with a direct get (value,
+  revision, time) and written with ``kv.update(key, value, last=revision)`` / ``kv.create``; a
+  ``KeyWrongLastSequenceError`` means another request won: re-read and re-decide.
+* ``idem.<tenant>.<sha256(Idempotency-Key)>``: ``{exportId, body}`` for 24 h (by the entry's time).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
+
+from services.gateway import admission as adm
+from services.gateway.problems import Unavailable
+from shared import events as ev
+from shared.bus import Bus, kv_names
+from shared.settings import Settings
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+MAX_ROUNDS = 25
+_DECISIVE = {"ExportRequested": "pending", "ExportCompleted": "complete", "ExportFailed": "failed",
+             "ExportCancelled": "cancelled"}
+
+Outcome = adm.Admit | adm.Conflict | adm.RateLimited | adm.Replay | adm.Mismatch
+
+
+class AdmissionStore:
+    """Reads and compare-and-sets the admission bucket for one gateway instance."""
+
+    def __init__(self, bus: Bus, settings: Settings, instance: str) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.bucket = kv_names(settings)[1]
+        self.stream = f"KV_{self.bucket}"
+        self.clock_key = f"clock.{instance}"
+
+    async def server_now(self) -> datetime:
+        await self.bus.admission.put(self.clock_key, b"")
+        msg = await self.bus.js.get_last_msg(self.stream, f"$KV.{self.bucket}.{self.clock_key}", direct=True)
+        if msg.time is None:
+            raise Unavailable("The bus did not report its time.")
+        return msg.time
+
+    async def read(self, key: str) -> tuple[dict[str, Any] | None, int, datetime | None]:
+        """(value, revision, server time of the write); revision 0 when the key never existed."""
+        try:
+            msg = await self.bus.js.get_last_msg(self.stream, f"$KV.{self.bucket}.{key}", direct=True)
+        except NotFoundError:
+            return None, 0, None
+        if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE") or not msg.data:
+            return None, int(msg.seq or 0), None
+        return json.loads(msg.data), int(msg.seq or 0), msg.time
+
+    async def write(self, key: str, value: dict[str, Any], revision: int) -> bool:
+        """Compare-and-set: False when the key moved past ``revision``."""
+        data = json.dumps(value, separators=(",", ":")).encode()
+        try:
+            if revision:
+                await self.bus.admission.update(key, data, last=revision)
+            else:
+                await self.bus.admission.create(key, data)
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def active_status(self, tenant_id: str, export_id: str) -> str | None:
+        """Folded status of one export; None when it has no events. Cheap when the last event decides."""
+        try:
+            msg = await self.bus.js.get_last_msg(
+                self.settings.stream_name, ev.export_filter(self.settings.subject_prefix, tenant_id, export_id),
+                direct=True)
+        except NotFoundError:
+            return None
+        status = _DECISIVE.get((msg.subject or "").rsplit(".", 1)[-1])
+        if status:
+            return status
+        return (await self.bus.log.load(tenant_id, export_id)).state.status
+
+    async def admit(self, tenant_id: str, new_export_id: str, fingerprint: str | None) -> Outcome:
+        """Run the protocol until a decision sticks. ``fingerprint``: "<key hash>:<body hash>"."""
+        s = self.settings
+        key = f"tenant.{tenant_id}"
+        for _ in range(MAX_ROUNDS):
+            now = await self.server_now()
+            if fingerprint:
+                remembered = await self.remembered(tenant_id, fingerprint, now)
+                if remembered:
+                    return remembered
+            data, revision, _ = await self.read(key)
+            slot = adm.Slot.from_json(data) if data else None
+            active = slot.active_export_id if slot else None
+            status = await self.active_status(tenant_id, active) if active else None
+            repeat = adm.match_idempotency(slot, status, now, s.reservation_timeout_s, fingerprint)
+            if repeat:
+                return repeat
+            decision = adm.decide(now, slot, status, new_export_id=new_export_id, window_s=s.rate_window_s,
+                                  reservation_timeout_s=s.reservation_timeout_s, idempotency=fingerprint)
+            if not isinstance(decision, adm.Admit):
+                return decision
+            if await self.write(key, decision.slot.to_json(), revision):
+                return decision
+        raise Unavailable("Too many concurrent requests for this tenant; try again.")
+
+    async def remembered(self, tenant_id: str, fingerprint: str, now: datetime) -> adm.Replay | adm.Mismatch | None:
+        key_hash, _, body_hash = fingerprint.partition(":")
+        data, _, written = await self.read(f"idem.{tenant_id}.{key_hash}")
+        if not data or written is None or now - written >= IDEMPOTENCY_TTL:
+            return None
+        if data.get("body") == body_hash:
+            return adm.Replay(data["exportId"])
+        return adm.Mismatch(data["exportId"])
+
+    async def remember(self, tenant_id: str, fingerprint: str, export_id: str) -> None:
+        key_hash, _, body_hash = fingerprint.partition(":")
+        value = json.dumps({"exportId": export_id, "body": body_hash}).encode()
+        await self.bus.admission.put(f"idem.{tenant_id}.{key_hash}", value)

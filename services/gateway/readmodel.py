@@ -1,0 +1,105 @@
+"""The gateway's read model: one SQLite ``storage_exports`` table per gateway process.
+
+Every column comes from events (:func:`services.gateway.projection.project`). The stream sequence
+of the last applied event is stored in ``projector_position`` in the same transaction as the row,
+so a restart resumes exactly after it and a replay from sequence 1 ends identical.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiosqlite
+
+from services.gateway.projection import Row, project
+from shared import events as ev
+
+_TYPES = {"include_images": "INTEGER NOT NULL DEFAULT 1", "progress": "INTEGER NOT NULL DEFAULT 0",
+          "created_at": "INTEGER NOT NULL", "id": "TEXT PRIMARY KEY", "tenant_id": "TEXT NOT NULL",
+          "user_email": "TEXT NOT NULL", "mode": "TEXT NOT NULL DEFAULT 'blog'",
+          "delivery_method": "TEXT NOT NULL DEFAULT 'email'", "status": "TEXT NOT NULL DEFAULT 'pending'"}
+_INTS = {"file_size_bytes", "updated_at", "completed_at", "expires_at", "error_count", "bytes_done",
+         "total_bytes", "items_done", "items_total", "assembling_since", "last_part_at", "finalize_started",
+         "cancel_requested", "events", "requested_seq", "last_seq"}
+COLUMNS = Row.columns()
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS storage_exports (\n  "
+    + ",\n  ".join(f"{c} {_TYPES.get(c, 'INTEGER' if c in _INTS else 'TEXT')}" for c in COLUMNS) + "\n)",
+    "CREATE INDEX IF NOT EXISTS idx_exports_tenant ON storage_exports(tenant_id, status)",
+    "CREATE INDEX IF NOT EXISTS idx_exports_expiry ON storage_exports(status, expires_at)",
+    "CREATE INDEX IF NOT EXISTS idx_exports_recent ON storage_exports(tenant_id, created_at, requested_seq)",
+    "CREATE TABLE IF NOT EXISTS projector_position (id INTEGER PRIMARY KEY CHECK (id = 1), "
+    "last_seq INTEGER NOT NULL)",
+]
+_UPSERT = (f"INSERT OR REPLACE INTO storage_exports ({', '.join(COLUMNS)}) "
+           f"VALUES ({', '.join('?' for _ in COLUMNS)})")
+
+
+class ReadModel:
+    """The table, applied to one event at a time; reads are tenant-scoped."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+        self.position = 0
+        self._moved = asyncio.Condition()
+
+    @classmethod
+    async def open(cls, path: Path | str) -> ReadModel:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path)
+        for statement in SCHEMA:
+            await db.execute(statement)
+        await db.commit()
+        model = cls(db)
+        async with db.execute("SELECT last_seq FROM projector_position WHERE id = 1") as cur:
+            found = await cur.fetchone()
+        model.position = int(found[0]) if found else 0
+        return model
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def apply(self, seq: int, event: ev.Event | None) -> None:
+        """Apply the event at ``seq`` (None: an event this version does not know) in one transaction."""
+        if seq <= self.position:
+            return  # already applied (redelivery after a reconnect)
+        if event is not None:
+            row = project(await self._row(event.tenant_id, event.export_id), event, seq)
+            if row is not None:
+                await self.db.execute(_UPSERT, row.values())
+        await self.db.execute("INSERT OR REPLACE INTO projector_position (id, last_seq) VALUES (1, ?)", (seq,))
+        await self.db.commit()
+        async with self._moved:
+            self.position = seq
+            self._moved.notify_all()
+
+    async def wait_for(self, seq: int, timeout: float) -> bool:
+        """Wait until ``seq`` is applied (read-your-writes); False when the deadline passed first."""
+        try:
+            async with asyncio.timeout(timeout), self._moved:
+                await self._moved.wait_for(lambda: self.position >= seq)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _row(self, tenant_id: str, export_id: str) -> Row | None:
+        async with self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM storage_exports "
+                                   "WHERE tenant_id = ? AND id = ?", (tenant_id, export_id)) as cur:
+            found = await cur.fetchone()
+        return Row(*found) if found else None
+
+    async def get(self, tenant_id: str, export_id: str) -> Row | None:
+        return await self._row(tenant_id, export_id)
+
+    async def recent(self, tenant_id: str, limit: int = 10) -> list[Row]:
+        async with self.db.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM storage_exports WHERE tenant_id = ? "
+            "ORDER BY created_at DESC, requested_seq DESC LIMIT ?", (tenant_id, limit)) as cur:
+            return [Row(*r) async for r in cur]
+
+    async def dump(self) -> list[tuple[object, ...]]:
+        """Every row, by id: for comparing a replay with the live table."""
+        async with self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM storage_exports ORDER BY id") as cur:
+            return [tuple(r) async for r in cur]

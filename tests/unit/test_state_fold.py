@@ -1,0 +1,88 @@
+"""The pure fold: statuses and progress as the brief's table, retries, cancel, rewinds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from shared import events as ev
+from shared.state import fold
+
+E = {"export_id": "exp_1", "tenant_id": "t1"}
+
+
+def requested(**kw: object) -> ev.ExportRequested:
+    return ev.ExportRequested(**E, user_id="u", user_email="a@b.c", username="autumn", **kw)  # type: ignore[arg-type]
+
+
+def part(n: int, done: int, end: int, at: datetime | None = None) -> ev.PartUploaded:
+    extra = {"occurred_at": at} if at else {}
+    return ev.PartUploaded(**E, part_number=n, etag=f"e{n}", md5=f"m{n}", byte_start=(n - 1) * 10, byte_end=end,
+                           records_key=f"r{n}", records_count=1, members_done=n, source_bytes_done=done, **extra)
+
+
+CATALOGED = ev.ExportCataloged(**E, snapshot_key="s", snapshot_sha256="x", archive_key="a.zip", member_count=3,
+                               total_bytes=1000, item_counts={"posts": 2, "pages": 1, "images": 0})
+UPLOAD = ev.UploadStarted(**E, upload_id="u1", archive_key="a.zip", part_size=10, fingerprint="f")
+ASSEMBLED = ev.ArchiveAssembled(**E, archive_key="a.zip", upload_id="u1", size_bytes=30, part_count=3,
+                                member_count=4, error_count=0, sha256="abc")
+COMPLETED = ev.ExportCompleted(**E, archive_key="a.zip", size_bytes=30, sha256="abc",
+                               item_counts={"posts": 2, "pages": 1, "images": 0}, error_count=0,
+                               expires_at=datetime(2030, 1, 1, tzinfo=UTC))
+
+
+def test_each_event_moves_status_and_progress_as_the_table_says() -> None:
+    steps = [
+        (requested(), "pending", 0),
+        (ev.CatalogStarted(**E), "cataloging", 5),
+        (CATALOGED, "assembling", 10),
+        (UPLOAD, "assembling", 10),
+        (part(1, 500, 10), "assembling", 47),
+        (part(2, 1000, 20), "assembling", 85),
+        (ASSEMBLED, "uploading", 90),
+        (ev.FinalizeStarted(**E), "uploading", 90),
+        (COMPLETED, "complete", 100),
+    ]
+    events: list[ev.Event] = []
+    for event, status, progress in steps:
+        events.append(event)
+        s = fold(events)
+        assert (s.status, s.progress) == (status, progress), event.name()
+
+
+def test_terminal_events_keep_progress_and_stop_everything_else() -> None:
+    s = fold([requested(), ev.CatalogStarted(**E), ev.ExportFailed(**E, step="catalog", reason="boom")])
+    assert (s.status, s.progress, s.failure and s.failure.reason) == ("failed", 5, "boom")
+    s2 = fold([requested(), ev.CatalogStarted(**E), ev.ExportCancelled(**E), CATALOGED])
+    assert s2.status == "cancelled" and s2.cataloged is None
+
+
+def test_a_complete_export_expires_and_still_records_its_email() -> None:
+    s = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, COMPLETED, ev.NotificationSent(**E, channel="smtp"),
+              ev.ExportExpired(**E, deleted_key="a.zip")])
+    assert (s.status, s.progress, s.notification) == ("expired", 100, "sent")
+
+
+def test_step_failures_count_attempts_per_step() -> None:
+    s = fold([requested(), ev.StepFailed(**E, step="catalog", attempt=1, reason="x"),
+              ev.StepFailed(**E, step="catalog", attempt=2, reason="y"),
+              ev.StepFailed(**E, step="assemble", attempt=1, reason="z")])
+    assert s.attempts_of("catalog") == 2 and s.attempts_of("assemble") == 1 and s.attempts_of("finalize") == 0
+    assert s.last_step_error == "z" and s.status == "pending"
+
+
+def test_relogging_a_part_voids_the_parts_after_it() -> None:
+    s = fold([requested(), CATALOGED, UPLOAD, part(1, 1, 10), part(2, 2, 20), part(3, 3, 30), part(2, 2, 20)])
+    assert [p.number for p in s.parts] == [1, 2]
+
+
+def test_cancel_requested_marks_stopping_without_changing_status() -> None:
+    s = fold([requested(), CATALOGED, ev.CancelRequested(**E)])
+    assert s.status == "assembling" and s.cancel_requested and s.stopping
+
+
+def test_eta_comes_from_the_rate_seen_so_far() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    up = UPLOAD.model_copy(update={"occurred_at": t0})
+    s = fold([requested(), CATALOGED, up, part(1, 250, 10, t0 + timedelta(seconds=10))])
+    assert s.eta_seconds() == 30.0
+    assert s.bytes_done == 250 and s.items_done == 1

@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     # Janitor
     orphan_upload_age_s: float = 24 * 3600.0
     janitor_batch: int = 50
+    janitor_interval_s: float = Field(86400.0, description="Long-running janitor: seconds between runs.")
 
     # Observability
     log_json: bool = True

@@ -11,9 +11,12 @@ import pytest
 from services.stack.natsserver import NatsServer
 from shared.bus import Bus, connect
 from shared.content.db import ContentDB
-from shared.objectstore.fs import FilesystemStore
+from shared.objectstore import ObjectStore
+from shared.objectstore.factory import open_store
 from shared.settings import Settings
 from tests.support.env import build, settings_for
+
+pytest_plugins = ["tests.fixtures.moto"]
 
 
 @pytest.fixture(scope="session")
@@ -42,8 +45,11 @@ async def bus(settings: Settings) -> AsyncIterator[Bus]:
 
 
 @pytest.fixture
-def store(settings: Settings) -> FilesystemStore:
-    return FilesystemStore(settings.store_root)
+async def store(settings: Settings) -> AsyncIterator[ObjectStore]:
+    """The store the test's settings name: the filesystem, or S3 on moto (buckets created)."""
+    s = await open_store(settings, create_buckets=True)
+    yield s
+    await s.close()
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import jwt
 from aiohttp import web
 
+from services.gateway.problems import Unauthorized
 from shared.events import is_valid_id
 from shared.settings import Settings
-from services.gateway.problems import Unauthorized
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ("sub", "tenant", "email", "username", "exp", "iss")
@@ -56,9 +56,10 @@ def verify_token(settings: Settings, token: str) -> Identity:
     except jwt.PyJWTError:
         raise _unauthorized("The token is not valid.") from None
     values = [claims.get(k) for k in ("tenant", "sub", "email", "username")]
-    if not all(isinstance(v, str) and v for v in values) or not is_valid_id(claims["tenant"]):
+    strings = [v for v in values if isinstance(v, str) and v]
+    if len(strings) != len(values) or not is_valid_id(strings[0]):
         raise _unauthorized("The token's claims are incomplete.")
-    return Identity(*values)
+    return Identity(*strings)
 
 
 def _unauthorized(detail: str) -> Unauthorized:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nats.errors
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
@@ -34,7 +35,7 @@ def decode(msg: Msg) -> ev.Event | None:
         return None
 
 
-async def _subscribe(bus: Bus, start: int):  # noqa: ANN202 - nats' JetStreamContext.PushSubscription
+async def _subscribe(bus: Bus, start: int) -> JetStreamContext.PushSubscription:
     config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(1, start))
     return await bus.js.subscribe(f"{bus.log.prefix}.>", stream=bus.log.stream, ordered_consumer=True,
                                   config=config)
@@ -72,11 +73,11 @@ class Projector:
                         await sub.unsubscribe()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - the bus is down or the consumer vanished: retry
+            except Exception as exc:
                 log.warning("projector restarting after %r", exc)
                 await asyncio.sleep(1.0)
 
-    async def _consume(self, sub) -> None:  # noqa: ANN001
+    async def _consume(self, sub: JetStreamContext.PushSubscription) -> None:
         quiet = 0.0
         while True:
             try:

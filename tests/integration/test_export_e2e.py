@@ -15,17 +15,21 @@ from services.stack.supervisor import Stack
 from shared.bus import Bus
 from shared.content.db import ContentDB
 from shared.content.seed import seed_tenant
-from shared.objectstore.fs import FilesystemStore
+from shared.objectstore import ObjectStore
 from shared.settings import Settings
-from tests.support.env import settings_for
+from tests.support.env import s3_values, settings_for
 from tests.support.pipeline import fetch_archive, request_export, unzip_test, wait_status
 from tests.support.stack import logs_of, start_stack
+from tests.support.wait import until
 
 
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory, nats_server: NatsServer) -> Iterator[tuple[dict, Stack]]:
-    tmp = tmp_path_factory.mktemp("e2e")
-    values = settings_for(tmp, nats_server.url)
+@pytest.fixture(scope="module", params=["fs", "s3"])
+def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            nats_server: NatsServer) -> Iterator[tuple[dict, Stack]]:
+    """The step services on their own settings; every test runs on both stores."""
+    tmp = tmp_path_factory.mktemp(f"e2e-{request.param}")
+    extra = s3_values(request.getfixturevalue("moto_server")) if request.param == "s3" else {}
+    values = settings_for(tmp, nats_server.url, **extra)
     stack = start_stack(tmp / "stack", values)
     yield values, stack
     stack.stop()
@@ -36,13 +40,13 @@ def values(running: tuple[dict[str, Any], Stack]) -> dict[str, Any]:
     return running[0]
 
 
-async def _seed(content: ContentDB, store: FilesystemStore, settings: Settings, **kw: Any):  # noqa: ANN202
+async def _seed(content: ContentDB, store: ObjectStore, settings: Settings, **kw: Any):  # noqa: ANN202
     return await seed_tenant(content, store, images_bucket=settings.buckets.images,
                              amber_bucket=settings.buckets.amber, **kw)
 
 
 async def test_blog_export_with_images_holds_every_byte_of_the_source(
-        bus: Bus, store: FilesystemStore, content: ContentDB, settings: Settings, tmp_path: Path,
+        bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings, tmp_path: Path,
         running: tuple[dict, Stack]) -> None:
     seeded = await _seed(content, store, settings, posts=9, pages=3, images=6)
     export_id = await request_export(bus, seeded.tenant_id)
@@ -65,11 +69,14 @@ async def test_blog_export_with_images_holds_every_byte_of_the_source(
     out = tmp_path / "a.zip"
     out.write_bytes(archive.data)
     unzip_test(str(out))
-    outbox = list(Path(settings.mail.outbox_dir).glob("*.eml"))
-    assert any(export_id in p.name for p in outbox)
+
+    async def emailed() -> list[Path]:
+        return list(Path(settings.mail.outbox_dir).glob(f"{export_id}*.eml"))
+
+    assert len(await until(emailed, 30, what="the export-ready email in the outbox")) == 1
 
 
-async def test_text_only_export_has_no_media(bus: Bus, store: FilesystemStore, content: ContentDB,
+async def test_text_only_export_has_no_media(bus: Bus, store: ObjectStore, content: ContentDB,
                                              settings: Settings) -> None:
     seeded = await _seed(content, store, settings, posts=4, pages=2, images=3)
     export_id = await request_export(bus, seeded.tenant_id, include_images=False)
@@ -79,7 +86,7 @@ async def test_text_only_export_has_no_media(bus: Bus, store: FilesystemStore, c
     assert len([n for n in archive.names() if n.startswith("posts/")]) == 4
 
 
-async def test_tenant_with_no_content_gets_a_valid_archive(bus: Bus, store: FilesystemStore,
+async def test_tenant_with_no_content_gets_a_valid_archive(bus: Bus, store: ObjectStore,
                                                            content: ContentDB, settings: Settings) -> None:
     seeded = await _seed(content, store, settings, posts=0, pages=0, images=0, files=0)
     export_id = await request_export(bus, seeded.tenant_id)
@@ -88,7 +95,7 @@ async def test_tenant_with_no_content_gets_a_valid_archive(bus: Bus, store: File
     assert archive.names() == ["README.md", "manifest.json", "errors.json"]
 
 
-async def test_two_tenants_export_at_once(bus: Bus, store: FilesystemStore, content: ContentDB,
+async def test_two_tenants_export_at_once(bus: Bus, store: ObjectStore, content: ContentDB,
                                           settings: Settings) -> None:
     a = await _seed(content, store, settings, posts=3, images=2, seed=1)
     b = await _seed(content, store, settings, posts=5, images=3, seed=2)

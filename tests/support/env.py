@@ -39,6 +39,17 @@ def settings_for(tmp: Path, nats_url: str, **overrides: Any) -> dict[str, Any]:
     return values
 
 
+def s3_values(endpoint: str) -> dict[str, Any]:
+    """Overrides that put a test on S3 (moto at ``endpoint``) with buckets of its own."""
+    tag = uuid.uuid4().hex[:10]
+    return {
+        "store": "s3",
+        "s3": {"endpoint_url": endpoint, "access_key_id": "testing", "secret_access_key": "testing",
+               "region": "us-east-1", "addressing_style": "path", "max_attempts": 3},
+        "buckets": {"exports": f"exports-{tag}", "images": f"images-{tag}", "amber": f"amber-{tag}"},
+    }
+
+
 def build(values: dict[str, Any]) -> Settings:
     return Settings(**values)
 

@@ -1,0 +1,92 @@
+"""The gateway's composition root: ``init_app(settings)`` builds the aiohttp application.
+
+Connections (NATS, object store, the SQLite read model and its projector) open and close in
+``cleanup_ctx``; state lives under the typed keys of :mod:`services.gateway.keys`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from services.gateway.admission_kv import AdmissionStore
+from services.gateway.downloads import url_signer
+from services.gateway.keys import ADMISSION, BUS, INSTANCE, READ_MODEL, SETTINGS, STORE
+from services.gateway.openapi import build_openapi
+from services.gateway.problems import problem_middleware
+from services.gateway.projector import Projector
+from services.gateway.readmodel import ReadModel
+from services.gateway.routes import routes
+from shared.bus import connect
+from shared.objectstore.factory import open_store
+from shared.objectstore.port import ObjectStore
+from shared.settings import Settings
+
+STATIC = Path(__file__).parent / "static"
+Ctx = Callable[[web.Application], AsyncIterator[None]]
+
+
+async def _bus(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    bus = await connect(settings, "gateway", name=f"grove-gateway-{app[INSTANCE]}")
+    app[BUS] = bus
+    app[ADMISSION] = AdmissionStore(bus, settings, app[INSTANCE])
+    yield
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(5):
+            await bus.close()
+    if not bus.nc.is_closed:
+        await bus.nc.close()
+
+
+def _store(given: ObjectStore | None) -> Ctx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        store = given or await open_store(settings, url_signer(settings))
+        app[STORE] = store
+        yield
+        if given is None:
+            await store.close()
+
+    return ctx
+
+
+async def _read_model(app: web.Application) -> AsyncIterator[None]:
+    model = await ReadModel.open(app[SETTINGS].read_model_db)
+    app[READ_MODEL] = model
+    projector = Projector(app[BUS], model)
+    projector.start()
+    yield
+    await projector.stop()
+    await model.close()
+
+
+def init_app(settings: Settings, *, store: ObjectStore | None = None) -> web.Application:
+    """The gateway application. ``store`` replaces the configured object store (tests)."""
+    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[INSTANCE] = uuid.uuid4().hex[:12]
+    app.cleanup_ctx.extend([_bus, _store(store), _read_model])
+    app.add_routes(routes)
+    document = json.dumps(build_openapi())
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(text=document, content_type="application/json")
+
+    app.router.add_get("/api/openapi.json", openapi)
+    if STATIC.is_dir():  # the /export page (another team's): index.html and its assets
+        app.router.add_static("/export/", STATIC)
+        index = STATIC / "index.html"
+        if index.is_file():
+
+            async def page(request: web.Request) -> web.FileResponse:
+                return web.FileResponse(index)
+
+            app.router.add_get("/export", page)
+    return app

@@ -1,0 +1,117 @@
+"""What the endpoints do, between parsing and answering: create, find, cancel.
+
+Each reads what it needs, decides with a pure function (admission, the fold) and acts on the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+
+from aiohttp import web
+
+from services.gateway import admission as adm
+from services.gateway import problems as p
+from services.gateway.auth import Identity
+from services.gateway.keys import ADMISSION, BUS, READ_MODEL, SETTINGS
+from services.gateway.projection import Row, project
+from services.gateway.schemas import ExportRequest
+from shared import events as ev
+from shared.eventlog import Conflict
+
+log = logging.getLogger(__name__)
+READ_YOUR_WRITES_S = 2.0
+CANCEL_ROUNDS = 8
+
+
+def require_bus(app: web.Application) -> None:
+    if not app[BUS].nc.is_connected:
+        raise p.Unavailable("The event bus is not reachable; try again shortly.")
+
+
+def fingerprint(idempotency_key: str | None, request: ExportRequest) -> str | None:
+    """"<sha256(key)>:<sha256(canonical body)>"; equal bodies are equal after defaults are applied."""
+    if idempotency_key is None:
+        return None
+    body = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return f"{hashlib.sha256(idempotency_key.encode()).hexdigest()}:{hashlib.sha256(body.encode()).hexdigest()}"
+
+
+async def create_export(app: web.Application, who: Identity, request: ExportRequest,
+                        idempotency_key: str | None = None) -> str:
+    """Admit and append ExportRequested; returns the export id (an earlier one for a repeated key)."""
+    require_bus(app)
+    settings, bus = app[SETTINGS], app[BUS]
+    export_id, fp = ev.new_export_id(), fingerprint(idempotency_key, request)
+    started = time.monotonic()
+    outcome = await app[ADMISSION].admit(who.tenant_id, export_id, fp)
+    match outcome:
+        case adm.Replay(export_id=earlier):
+            return earlier
+        case adm.Mismatch():
+            raise p.IdempotencyMismatch(
+                "This Idempotency-Key was already used with a different body; use a new key.")
+        case adm.Conflict(active_export_id=active):
+            raise p.ExportInProgress("An export is already in progress for this blog.", activeExportId=active)
+        case adm.RateLimited(next_allowed_at=at, retry_after_s=secs):
+            raise p.RateLimited("One new export per hour.", headers={"Retry-After": str(secs)},
+                                nextAllowedAt=at.isoformat().replace("+00:00", "Z"), retryAfter=secs)
+    if time.monotonic() - started > settings.reservation_timeout_s / 2:
+        # Our reservation may lapse before the event lands: let the client retry instead.
+        raise p.Unavailable("The export service is slow right now; try again.")
+    event = ev.ExportRequested(
+        export_id=export_id, tenant_id=who.tenant_id, user_id=who.user_id, user_email=who.email,
+        username=who.username, mode=request.mode, include_images=request.include_images,
+        delivery_method=request.delivery_method, producer="gateway")
+    seq = await bus.log.append(event, 0, msg_id=f"{export_id}:ExportRequested")
+    if fp:
+        await app[ADMISSION].remember(who.tenant_id, fp, export_id)
+    if not await app[READ_MODEL].wait_for(seq, READ_YOUR_WRITES_S):
+        log.warning("read model did not reach %s within %ss", seq, READ_YOUR_WRITES_S)
+    return export_id
+
+
+async def find_row(app: web.Application, who: Identity, export_id: str) -> Row:
+    """The caller's export from the read model, else folded from the log; another tenant's is a 404."""
+    if not ev.is_valid_id(export_id):
+        raise p.NotFound("No export with this id.")
+    row = await app[READ_MODEL].get(who.tenant_id, export_id)
+    if row is not None:
+        return row
+    require_bus(app)
+    async for seq, event in app[BUS].log.history(who.tenant_id, export_id):
+        row = project(row, event, seq)
+    if row is None:
+        raise p.NotFound("No export with this id.")
+    return row
+
+
+async def cancel_export(app: web.Application, who: Identity, export_id: str) -> None:
+    """Append CancelRequested, fenced at the folded sequence; terminal or finalizing → 409."""
+    if not ev.is_valid_id(export_id):
+        raise p.NotFound("No export with this id.")
+    require_bus(app)
+    bus = app[BUS]
+    for _ in range(CANCEL_ROUNDS):
+        loaded = await bus.log.load(who.tenant_id, export_id)
+        state = loaded.state
+        if not state.exists:
+            raise p.NotFound("No export with this id.")
+        if state.terminal:
+            raise p.NotCancellable(f"The export is already {state.status}.", exportStatus=state.status)
+        if state.finalize_started:
+            raise p.NotCancellable("The archive is being completed; it can no longer be cancelled.",
+                                   exportStatus=state.status)
+        if state.cancel_requested:
+            return
+        event = ev.CancelRequested(export_id=export_id, tenant_id=who.tenant_id, requested_by=who.user_id,
+                                   producer="gateway")
+        try:
+            seq = await bus.log.append(event, loaded.last_seq)
+        except Conflict:
+            continue  # the pipeline moved: re-read and re-decide
+        await app[READ_MODEL].wait_for(seq, READ_YOUR_WRITES_S)
+        return
+    raise p.Unavailable("The export is changing too quickly to cancel; try again.")

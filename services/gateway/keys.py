@@ -1,0 +1,18 @@
+"""Typed keys of what the gateway app holds (set up by :func:`services.gateway.app.init_app`)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.gateway.admission_kv import AdmissionStore
+from services.gateway.readmodel import ReadModel
+from shared.bus import Bus
+from shared.objectstore.port import ObjectStore
+from shared.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+BUS = web.AppKey("bus", Bus)
+STORE = web.AppKey("store", ObjectStore)
+READ_MODEL = web.AppKey("read_model", ReadModel)
+ADMISSION = web.AppKey("admission", AdmissionStore)
+INSTANCE = web.AppKey("instance", str)

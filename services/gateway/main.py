@@ -1,0 +1,38 @@
+"""Serve the gateway on ``settings.host:settings.port`` until stopped (SIGINT/SIGTERM or ``stop``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from services.gateway.app import init_app
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set, or, without one, until SIGINT or SIGTERM."""
+    runner = web.AppRunner(init_app(settings), handle_signals=False)
+    await runner.setup()
+    installed: list[signal.Signals] = []
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        log.info("gateway listening on http://%s:%s", settings.host, settings.port)
+        await stop.wait()
+    finally:
+        for sig in installed:
+            asyncio.get_running_loop().remove_signal_handler(sig)
+        await runner.cleanup()

@@ -1,0 +1,104 @@
+"""HTTP handlers: parse, call :mod:`services.gateway.exports`, answer with a schema model."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from services.gateway import problems as p
+from services.gateway.auth import authenticate
+from services.gateway.downloads import download, sign_for
+from services.gateway.exports import cancel_export, create_export, find_row
+from services.gateway.keys import BUS, READ_MODEL, SETTINGS, STORE
+from services.gateway.schemas import Cancelled, ExportCreated, ExportRequest, Health, History
+from services.gateway.views import history_item, status_view
+from shared.objectstore.port import ObjectNotFound
+
+routes = web.RouteTableDef()
+IDEMPOTENCY_KEY = re.compile(r"^[!-~]{1,255}$")  # visible ASCII
+READY_PROBE_KEY = ".readyz-probe"
+
+
+def reply(model: BaseModel, status: int = 200) -> web.Response:
+    return web.json_response(model.model_dump(mode="json", by_alias=True, exclude_unset=True), status=status)
+
+
+async def parse_export_request(request: web.Request) -> ExportRequest:
+    """The validated body; an empty body means every default. Oversized → 413 (before reading it)."""
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise p.TooLarge(f"The body must be at most {limit} bytes.")
+    raw = await request.read()
+    if len(raw) > limit:
+        raise p.TooLarge(f"The body must be at most {limit} bytes.")
+    try:
+        return ExportRequest.model_validate_json(raw if raw.strip() else b"{}")
+    except ValidationError as exc:
+        errors = [{"field": ".".join(str(x) for x in e["loc"]) or "(body)", "message": e["msg"], "type": e["type"]}
+                  for e in exc.errors(include_url=False, include_input=False)]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise p.BadRequest(f"The request body is not valid: {detail}", errors=errors) from None
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise p.BadRequest("Idempotency-Key must be 1-255 visible ASCII characters.")
+    return key
+
+
+@routes.post("/api/export")
+async def create(request: web.Request) -> web.Response:
+    who = authenticate(request, request.app[SETTINGS])
+    key = idempotency_key(request)
+    body = await parse_export_request(request)
+    export_id = await create_export(request.app, who, body, key)
+    message = ("Export started. You'll receive an email when it's ready." if body.delivery_method == "email"
+               else "Export started. Check this page to download it when it's ready.")
+    return reply(ExportCreated(export_id=export_id, message=message), status=201)
+
+
+@routes.get("/api/export/status/{export_id}")
+async def status(request: web.Request) -> web.Response:
+    app = request.app
+    who = authenticate(request, app[SETTINGS])
+    row = await find_row(app, who, request.match_info["export_id"])
+    return reply(await status_view(row, sign_for(app), app[SETTINGS].download_link_ttl_s))
+
+
+@routes.post("/api/export/cancel/{export_id}")
+async def cancel(request: web.Request) -> web.Response:
+    who = authenticate(request, request.app[SETTINGS])
+    await cancel_export(request.app, who, request.match_info["export_id"])
+    return reply(Cancelled())
+
+
+@routes.get("/api/export/history")
+async def history(request: web.Request) -> web.Response:
+    who = authenticate(request, request.app[SETTINGS])
+    rows = await request.app[READ_MODEL].recent(who.tenant_id, 10)
+    return reply(History(exports=[history_item(r) for r in rows]))
+
+
+routes.get("/api/export/download/{key:.+}")(download)
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return reply(Health())
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    app = request.app
+    if not app[BUS].nc.is_connected:
+        raise p.Unavailable("Not connected to the event bus.")
+    try:
+        await app[STORE].head(app[SETTINGS].buckets.exports, READY_PROBE_KEY)
+    except ObjectNotFound:
+        pass  # the store answered
+    except Exception as exc:
+        raise p.Unavailable(f"The object store did not answer: {type(exc).__name__}.") from None
+    return reply(Health())

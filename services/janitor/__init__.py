@@ -1,0 +1,1 @@
+"""janitor: the scheduled clean-up — expire old archives, abort orphan uploads, fail dead exports."""

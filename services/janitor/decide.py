@@ -1,0 +1,37 @@
+"""Pure decisions of the janitor: what to do with one export, given its fold and the clock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from shared.state import ExportState
+
+# The last event of an export whose step is running (a worker holds it, so it must keep beating).
+IN_STEP = frozenset({"CatalogStarted", "UploadStarted", "PartUploaded", "FinalizeStarted", "StepFailed"})
+
+
+def is_expired(state: ExportState, now: datetime) -> bool:
+    return state.status == "complete" and state.completed is not None and state.completed.expires_at <= now
+
+
+def is_dead(state: ExportState, last_event: str, last_at: datetime | None, heartbeat_alive: bool,
+            ttl_s: float, now: datetime) -> bool:
+    """A step was running, its heartbeat key expired, and nothing happened for a whole TTL.
+
+    An export waiting in a queue (last event is a step's output) is not stuck, however long it
+    waits; one that keeps beating is never touched, however long it runs.
+    """
+    if state.terminal or heartbeat_alive or last_event not in IN_STEP or last_at is None:
+        return False
+    return now - last_at > timedelta(seconds=ttl_s)
+
+
+def is_orphan_upload(state: ExportState | None, upload_id: str, initiated: datetime | None,
+                     min_age_s: float, now: datetime) -> bool:
+    """An open multipart upload nobody will complete: its export is finished or unknown, or the
+    log names another upload for it — and it is older than the threshold."""
+    if initiated is not None and now - initiated < timedelta(seconds=min_age_s):
+        return False
+    if state is None or not state.exists or state.terminal:
+        return True
+    return state.upload is not None and state.upload.upload_id != upload_id and state.assembled is not None

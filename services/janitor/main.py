@@ -1,0 +1,169 @@
+"""The janitor job: ``grove-export janitor`` (one run, for cron ``0 3 * * *`` or a Kubernetes
+CronJob) or ``grove-export run janitor`` (long-running, one run every ``janitor_interval_s``).
+
+Safe twice at once and twice in a row: every change to an export is a fenced append decided from
+its fold (the loser of a race re-reads and finds nothing left to do), and deletes and aborts are
+idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from nats.js.api import DeliverPolicy
+
+from shared import events as ev
+from shared.bus import Bus, connect
+from shared.eventlog import Conflict, Loaded
+from shared.objectstore import ObjectStore
+from shared.objectstore.factory import open_store
+from shared.settings import Settings
+from services.finalizer.service import remove_work_objects
+from services.janitor.decide import is_dead, is_expired, is_orphan_upload
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Summary:
+    expired: int = 0
+    aborted: int = 0
+    failed: int = 0
+    cleaned: int = 0
+    actions: list[str] = field(default_factory=list)
+
+    def line(self, dry_run: bool) -> str:
+        verb = "would " if dry_run else ""
+        return (f"janitor: {verb}expire {self.expired} archives (deleted), {verb}abort {self.aborted} uploads, "
+                f"{verb}fail {self.failed} stuck exports, {verb}remove {self.cleaned} work objects")
+
+
+class Janitor:
+    def __init__(self, settings: Settings, bus: Bus, store: ObjectStore, dry_run: bool = False) -> None:
+        self.settings, self.bus, self.store, self.dry_run = settings, bus, store, dry_run
+        self.bucket = settings.buckets.exports
+
+    async def exports(self) -> list[tuple[str, str]]:
+        """Every export in the log: (tenant, export), from the subjects of ExportRequested."""
+        subject = f"{self.settings.subject_prefix}.*.*.ExportRequested"
+        info = await self.bus.js.stream_info(self.settings.stream_name, subjects_filter=subject)
+        found = sorted((info.state.subjects or {}).keys())
+        if not found and (info.state.messages or 0) > 0:  # very old servers: fall back to reading them
+            found = await self._scan(subject)
+        return [(s.split(".")[1], s.split(".")[2]) for s in found]
+
+    async def _scan(self, subject: str) -> list[str]:
+        sub = await self.bus.js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+        out: list[str] = []
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=1)
+                out.append(msg.subject)
+                if msg.metadata.num_pending == 0:
+                    return out
+        except Exception:  # noqa: BLE001 - timeout: nothing more
+            return out
+        finally:
+            await sub.unsubscribe()
+
+    async def run(self, now: datetime | None = None) -> Summary:
+        now = now or datetime.now(UTC)
+        summary = Summary()
+        states: dict[str, Loaded] = {}
+        expired: list[Loaded] = []
+        for tenant_id, export_id in await self.exports():
+            loaded = states[export_id] = await self.bus.log.load(tenant_id, export_id)
+            if is_expired(loaded.state, now):
+                expired.append(loaded)
+            elif not loaded.state.terminal:
+                states[export_id] = await self._check_alive(loaded, now, summary)
+            elif not self.dry_run:
+                summary.cleaned += await remove_work_objects(self.store, self.bucket, tenant_id, export_id)
+        batch = self.settings.janitor_batch
+        for i in range(0, len(expired), batch):  # the spec's batches of 50
+            await asyncio.gather(*(self._expire(loaded, summary) for loaded in expired[i:i + batch]))
+        await self._uploads(states, now, summary)
+        return summary
+
+    async def _expire(self, loaded: Loaded, summary: Summary) -> None:
+        s = loaded.state
+        assert s.completed is not None
+        summary.expired += 1
+        summary.actions.append(f"expire {s.export_id} ({s.completed.archive_key})")
+        if not self.dry_run:
+            await self.store.delete(self.bucket, s.completed.archive_key)
+            await self._append(loaded, ev.ExportExpired(export_id=s.export_id, tenant_id=s.tenant_id,
+                                                        deleted_key=s.completed.archive_key))
+
+    async def _check_alive(self, loaded: Loaded, now: datetime, summary: Summary) -> Loaded:
+        s = loaded.state
+        last_event, last_at = await self._last(s.tenant_id, s.export_id)
+        alive = await self._beating(s.tenant_id, s.export_id)
+        if not is_dead(s, last_event, last_at, alive, self.settings.heartbeat_ttl_s, now):
+            return loaded
+        summary.failed += 1
+        summary.actions.append(f"fail {s.export_id} (no heartbeat since {last_at:%Y-%m-%d %H:%M:%S})")
+        if self.dry_run:
+            return loaded
+        reason = "The export stopped making progress (its worker's heartbeat expired). Please start a new export."
+        await self._append(loaded, ev.ExportFailed(export_id=s.export_id, tenant_id=s.tenant_id, step="janitor",
+                                                   reason=reason))
+        return await self.bus.log.load(s.tenant_id, s.export_id)
+
+    async def _uploads(self, states: dict[str, Loaded], now: datetime, summary: Summary) -> None:
+        for upload in await self.store.list_uploads(self.bucket, "exports/"):
+            parts = upload.key.split("/")
+            loaded = states.get(parts[2]) if len(parts) > 3 else None
+            if loaded is None and len(parts) > 3:
+                loaded = await self.bus.log.load(parts[1], parts[2])
+            state = loaded.state if loaded else None
+            if is_orphan_upload(state, upload.upload_id, upload.initiated, self.settings.orphan_upload_age_s, now):
+                summary.aborted += 1
+                summary.actions.append(f"abort upload {upload.upload_id} of {upload.key}")
+                if not self.dry_run:
+                    await self.store.abort_multipart(self.bucket, upload.key, upload.upload_id)
+
+    async def _append(self, loaded: Loaded, event: ev.Event) -> None:
+        try:
+            await self.bus.log.append(event, loaded.last_seq, msg_id=f"{event.export_id}:{event.name()}:janitor")
+        except Conflict:  # another janitor (or the pipeline) got there first: re-decide next run
+            log.info("janitor: %s moved while deciding; leaving it", event.export_id)
+
+    async def _last(self, tenant_id: str, export_id: str) -> tuple[str, datetime | None]:
+        msg = await self.bus.js.get_last_msg(
+            self.settings.stream_name, ev.export_filter(self.settings.subject_prefix, tenant_id, export_id),
+            direct=True)
+        return (msg.subject or "").rsplit(".", 1)[-1], msg.time
+
+    async def _beating(self, tenant_id: str, export_id: str) -> bool:
+        try:
+            entry = await self.bus.heartbeats.get(f"{tenant_id}.{export_id}")
+        except Exception:  # noqa: BLE001 - KeyNotFound / deleted
+            return False
+        return bool(entry and entry.value)
+
+
+async def run_once(settings: Settings, dry_run: bool = False, now: datetime | None = None) -> Summary:
+    bus = await connect(settings, "janitor")
+    store = await open_store(settings)
+    try:
+        summary = await Janitor(settings, bus, store, dry_run).run(now)
+    finally:
+        await store.close()
+        await bus.close()
+    for action in summary.actions:
+        print(("would " if dry_run else "") + action)
+    print(summary.line(dry_run), flush=True)
+    return summary
+
+
+async def run_forever(settings: Settings) -> None:
+    while True:
+        try:
+            await run_once(settings)
+        except Exception:  # noqa: BLE001 - one bad run must not end the schedule
+            log.exception("janitor run failed")
+        await asyncio.sleep(settings.janitor_interval_s)

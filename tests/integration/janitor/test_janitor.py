@@ -1,0 +1,84 @@
+"""The janitor against a real bus and store, with a controllable clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+from services.janitor.main import Janitor
+from shared import events as ev
+from shared.bus import Bus
+from shared.objectstore import ObjectNotFound
+from shared.objectstore.fs import FilesystemStore
+from shared.settings import Settings
+
+import pytest
+
+
+async def make_export(bus: Bus, store: FilesystemStore, settings: Settings, tenant: str, *, complete_at: datetime | None,
+                      upload: bool = True) -> str:
+    export_id = ev.new_export_id()
+    e = {"export_id": export_id, "tenant_id": tenant}
+    seq = await bus.log.append(ev.ExportRequested(**e, user_id="u", user_email="a@b.c", username="u"), 0)
+    key = f"exports/{tenant}/{export_id}/grove-export-u-2026-01-01.zip"
+    seq = await bus.log.append(ev.ExportCataloged(**e, snapshot_key=f"exports/{tenant}/{export_id}/work/snapshot.jsonl",
+                                                  snapshot_sha256="x", archive_key=key, member_count=1, total_bytes=1,
+                                                  item_counts={}), seq)
+    await store.put(settings.buckets.exports, f"exports/{tenant}/{export_id}/work/snapshot.jsonl", b"{}")
+    if upload:
+        uid = await store.create_multipart(settings.buckets.exports, key)
+        seq = await bus.log.append(ev.UploadStarted(**e, upload_id=uid, archive_key=key, part_size=10,
+                                                    fingerprint="f"), seq)
+    if complete_at is not None:
+        await store.put(settings.buckets.exports, key, b"zipbytes")
+        seq = await bus.log.append(ev.ArchiveAssembled(**e, archive_key=key, upload_id="u", size_bytes=8, part_count=1,
+                                                       member_count=1, error_count=0, sha256="s"), seq)
+        await bus.log.append(ev.ExportCompleted(**e, archive_key=key, size_bytes=8, sha256="s", item_counts={},
+                                                error_count=0, expires_at=complete_at), seq)
+    return export_id
+
+
+@pytest.fixture
+def janitor_settings(values: dict) -> Settings:
+    return Settings(**{**values, "heartbeat_ttl_s": 2.0, "orphan_upload_age_s": 3600.0})
+
+
+async def test_janitor_expires_old_archives_fails_dead_exports_and_is_a_no_op_the_second_time(
+        janitor_settings: Settings, store: FilesystemStore) -> None:
+    from shared.bus import connect
+
+    settings = janitor_settings
+    bus = await connect(settings, "test")
+    try:
+        now = datetime.now(UTC)
+        expired = await make_export(bus, store, settings, "tA", complete_at=now - timedelta(days=1))
+        fresh = await make_export(bus, store, settings, "tB", complete_at=now + timedelta(days=6))
+        dead = await make_export(bus, store, settings, "tC", complete_at=None)
+        beating = await make_export(bus, store, settings, "tD", complete_at=None)
+        await bus.heartbeats.put(f"tD.{beating}", json.dumps({"at": 1}).encode())
+        # An orphan: an upload whose export does not exist.
+        orphan = await store.create_multipart(settings.buckets.exports, "exports/tZ/exp_gone/x.zip")
+        later = now + timedelta(hours=2)  # past the heartbeat TTL and the orphan threshold
+        await bus.heartbeats.put(f"tD.{beating}", json.dumps({"at": 2}).encode())
+
+        # two janitors at once: each action happens once
+        s1, s2 = await asyncio.gather(Janitor(settings, bus, store).run(later), Janitor(settings, bus, store).run(later))
+        for export_id, tenant, status in ((expired, "tA", "expired"), (fresh, "tB", "complete"),
+                                          (dead, "tC", "failed"), (beating, "tD", "assembling")):
+            assert (await bus.log.load(tenant, export_id)).state.status == status, export_id
+        history = [e async for _, e in bus.log.history("tA", expired)]
+        assert sum(isinstance(e, ev.ExportExpired) for e in history) == 1
+        with pytest.raises(ObjectNotFound):
+            await store.head(settings.buckets.exports, f"exports/tA/{expired}/grove-export-u-2026-01-01.zip")
+        uploads = {u.upload_id for u in await store.list_uploads(settings.buckets.exports, "exports/")}
+        assert orphan not in uploads
+        assert s1.expired + s2.expired >= 1 and s1.failed + s2.failed >= 1
+
+        again = await Janitor(settings, bus, store).run(later)
+        assert (again.expired, again.failed, again.aborted) == (0, 0, 0)
+        dry = await Janitor(settings, bus, store, dry_run=True).run(later + timedelta(days=30))
+        assert dry.expired == 1  # the fresh one, later on; a dry run changes nothing
+        assert (await bus.log.load("tB", fresh)).state.status == "complete"
+    finally:
+        await bus.close()

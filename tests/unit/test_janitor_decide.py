@@ -1,0 +1,42 @@
+"""The janitor's pure decisions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from services.janitor.decide import is_dead, is_expired, is_orphan_upload
+from shared import events as ev
+from shared.state import fold
+from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, requested
+
+NOW = datetime(2031, 1, 1, tzinfo=UTC)
+E = {"export_id": "exp_1", "tenant_id": "t1"}
+
+
+def test_only_complete_exports_past_their_expiry_expire() -> None:
+    done = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, COMPLETED])
+    assert is_expired(done, NOW)
+    assert not is_expired(done, datetime(2029, 1, 1, tzinfo=UTC))
+    assert not is_expired(fold([requested()]), NOW)
+
+
+def test_dead_means_in_a_step_without_heartbeat_for_a_whole_ttl() -> None:
+    s = fold([requested(), CATALOGED, UPLOAD])
+    old = NOW - timedelta(seconds=301)
+    assert is_dead(s, "PartUploaded", old, heartbeat_alive=False, ttl_s=300, now=NOW)
+    assert not is_dead(s, "PartUploaded", old, heartbeat_alive=True, ttl_s=300, now=NOW)
+    assert not is_dead(s, "PartUploaded", NOW - timedelta(seconds=10), heartbeat_alive=False, ttl_s=300, now=NOW)
+    assert not is_dead(s, "ExportCataloged", old, heartbeat_alive=False, ttl_s=300, now=NOW)  # queued, not stuck
+
+
+def test_orphan_uploads_belong_to_finished_or_unknown_exports_and_are_old_enough() -> None:
+    old, young = NOW - timedelta(days=2), NOW - timedelta(minutes=5)
+    done = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, COMPLETED])
+    running = fold([requested(), CATALOGED, UPLOAD])
+    assert is_orphan_upload(None, "u9", old, 86400, NOW)
+    assert is_orphan_upload(done, "u1", old, 86400, NOW)
+    assert not is_orphan_upload(done, "u1", young, 86400, NOW)
+    assert not is_orphan_upload(running, "u1", old, 86400, NOW)
+    assert not is_orphan_upload(running, "u2", old, 86400, NOW)  # maybe the upload about to be logged
+    cancelled = fold([requested(), ev.ExportCancelled(**E)])
+    assert is_orphan_upload(cancelled, "u1", old, 86400, NOW)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from nats.aio.msg import Msg
 
 from shared import events as ev
+from shared import faults
 from shared.bus import Bus
 from shared.eventlog import Conflict, EventLog, Loaded
 from shared.settings import Settings
@@ -87,7 +88,9 @@ class StepWorker:
     """Runs one step (catalog, assemble, finalize, notify, cancel) for messages of a durable consumer."""
 
     def __init__(self, step: ev.Step, bus: Bus, settings: Settings, work: Work,
-                 should_run: Callable[[Loaded], bool]) -> None:
+                 should_run: Callable[[Loaded], bool],
+                 on_failed: Callable[[Loaded], Awaitable[None]] | None = None) -> None:
+        self.on_failed = on_failed
         self.step = step
         self.bus = bus
         self.settings = settings
@@ -130,6 +133,7 @@ class StepWorker:
             ctx = StepContext(self.bus, loaded, self.settings)
             self.contexts[export_id] = ctx
             await self.work(ctx)
+            faults.point(f"{self.step}.before_ack")
             await msg.ack()
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
@@ -166,6 +170,9 @@ class StepWorker:
                     ev.ExportFailed(**base, step=self.step, reason=_readable(self.step, reason, attempt)),
                     loaded.last_seq)
                 await msg.ack()
+                if self.on_failed is not None:
+                    with contextlib.suppress(Exception):  # best effort; the janitor is the backstop
+                        await self.on_failed(loaded)
                 return
             await self.bus.log.append(ev.StepFailed(**base, step=self.step, attempt=attempt, reason=reason),
                                       loaded.last_seq)

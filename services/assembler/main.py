@@ -10,6 +10,7 @@ from __future__ import annotations
 from faststream import FastStream
 from nats.aio.msg import Msg
 
+from shared.eventlog import Loaded
 from shared.objectstore.factory import open_store
 from shared.runtime import ServiceRuntime, Subscription, build_app
 from shared.settings import Settings
@@ -24,7 +25,12 @@ def create_app(settings: Settings) -> FastStream:
         store = await open_store(settings)
         rt.closers.append(store.close)
         assert rt.bus is not None
-        assembler = StepWorker("assemble", rt.bus, settings, Assembler(settings, store), should_run)
+        async def abort_upload(loaded: Loaded) -> None:
+            if loaded.state.upload is not None:
+                up = loaded.state.upload
+                await store.abort_multipart(settings.buckets.exports, up.archive_key, up.upload_id)
+
+        assembler = StepWorker("assemble", rt.bus, settings, Assembler(settings, store), should_run, abort_upload)
         rt.workers["assemble"] = assembler
         rt.workers["cancel"] = StepWorker("cancel", rt.bus, settings, Canceller(settings, store), cancel_should_run)
 

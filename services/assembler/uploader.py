@@ -14,6 +14,7 @@ import json
 import time
 
 from shared import events as ev
+from shared import faults
 from shared.eventlog import Conflict
 from shared.objectstore import ObjectStore
 from shared.snapshot import records_key
@@ -89,6 +90,9 @@ class PartUploader:
         try:
             started = time.perf_counter()
             md5 = await asyncio.to_thread(lambda: hashlib.md5(data, usedforsecurity=False).hexdigest())
+            faults.point("assemble.before_upload")
+            await faults.slow("assemble.upload")
+            faults.count("uploaded", len(data))
             etag = await self.store.upload_part(self.bucket, self.upload.archive_key, self.upload.upload_id,
                                                 number, data)
             if callable(self.on_part):
@@ -100,6 +104,7 @@ class PartUploader:
     async def _log(self, previous: asyncio.Task[None] | None, upload: asyncio.Task[tuple[str, str]],
                    number: int, start: int, end: int, records: list[MemberRecord], done: tuple[int, int]) -> None:
         etag, md5 = await upload
+        faults.point("assemble.uploaded_not_logged")
         if previous is not None:
             await previous
         s = self.ctx.state
@@ -114,6 +119,7 @@ class PartUploader:
         digest = base64.b32encode(bytes.fromhex(md5)[:10]).decode()
         try:
             await self.ctx.append(event, msg_id=f"{s.export_id}:part:{number}:{digest}")
+            faults.point("assemble.part_logged")
         except Conflict:
             loaded = await self.ctx.reload()
             if loaded.state.stopping:

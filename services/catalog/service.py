@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from shared import __version__, events as ev
+from shared import __version__, faults
+from shared import events as ev
 from shared.archive.levels import level_for
 from shared.archive.names import sanitize_for_path
 from shared.content.db import ContentDB
@@ -48,6 +49,7 @@ class Catalog:
         if state.status == "pending":
             await ctx.append(ev.CatalogStarted(export_id=req.export_id, tenant_id=req.tenant_id),
                              msg_id=f"{req.export_id}:CatalogStarted")
+        faults.point("catalog.started")
         plan = await self._plan(req)
         created = req.occurred_at.astimezone(UTC)
         key = archive_key(req.tenant_id, req.export_id, sanitize_for_path(req.username), created.strftime("%Y-%m-%d"))
@@ -61,6 +63,7 @@ class Catalog:
         data = snapshot.dumps()
         skey = snapshot_key(req.tenant_id, req.export_id)
         await self.store.put(self.settings.buckets.exports, skey, data, "application/x-ndjson")
+        faults.point("catalog.snapshot_stored")
         await ctx.append(ev.ExportCataloged(
             export_id=req.export_id, tenant_id=req.tenant_id, snapshot_key=skey, snapshot_sha256=sha256_hex(data),
             archive_key=key, member_count=len(members), total_bytes=snapshot.total_bytes,

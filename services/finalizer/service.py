@@ -10,6 +10,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from shared import events as ev
+from shared import faults
 from shared.eventlog import Loaded
 from shared.objectstore import CompletedPart, NoSuchUpload, ObjectNotFound, ObjectStore
 from shared.settings import Settings
@@ -46,8 +47,10 @@ class Finalizer:
         if not s.finalize_started:
             await ctx.append(ev.FinalizeStarted(export_id=a.export_id, tenant_id=a.tenant_id),
                              msg_id=f"{a.export_id}:FinalizeStarted")
+        faults.point("finalize.started")
         parts = [p for p in ctx.state.parts if p.number <= a.part_count]
         etag = await self._complete(a, parts)
+        faults.point("finalize.completed_not_logged")
         head = await self.store.head(self.bucket, a.archive_key)
         if head.size != a.size_bytes:
             raise StepError(f"the archive is {head.size} bytes, the log says {a.size_bytes}")
@@ -58,7 +61,6 @@ class Finalizer:
             sha256=sha, item_counts=ctx.state.item_counts(), error_count=a.error_count,
             expires_at=now + timedelta(days=self.settings.archive_ttl_days),
         ), msg_id=f"{a.export_id}:ExportCompleted:{etag}")
-        await remove_work_objects(self.store, self.bucket, a.tenant_id, a.export_id)
 
     async def _complete(self, a: ev.ArchiveAssembled, parts: list) -> str:  # noqa: ANN001
         try:

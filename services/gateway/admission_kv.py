@@ -1,9 +1,10 @@
 """The admission protocol on the JetStream KV bucket ``<kv_prefix>_admission``, in server time.
 
 * ``now``: the gateway writes a probe key ``clock.<instance>`` and reads the last message on that
-  subject back with a direct get; its ``Nats-Time-Stamp`` is the server's clock (a concurrent probe
-  of the same instance may answer with a slightly later time, which is still "now").
-* ``tenant.<id>``: the slot (see :mod:`services.gateway.admission`), read with a direct get (value,
+  subject back (``STREAM.MSG.GET``: the bucket is not created with direct gets); the message's
+  ``time`` is the server's clock (a concurrent probe of the same instance may answer with a
+  slightly later time, which is still "now").
+* ``tenant.<id>``: the slot (see :mod:`services.gateway.admission`), read the same way (value,
   revision, time) and written with ``kv.update(key, value, last=revision)`` / ``kv.create``; a
   ``KeyWrongLastSequenceError`` means another request won: re-read and re-decide.
 * ``idem.<tenant>.<sha256(Idempotency-Key)>``: ``{exportId, body}`` for 24 h (by the entry's time).
@@ -43,7 +44,7 @@ class AdmissionStore:
 
     async def server_now(self) -> datetime:
         await self.bus.admission.put(self.clock_key, b"")
-        msg = await self.bus.js.get_last_msg(self.stream, f"$KV.{self.bucket}.{self.clock_key}", direct=True)
+        msg = await self.bus.js.get_last_msg(self.stream, f"$KV.{self.bucket}.{self.clock_key}")
         if msg.time is None:
             raise Unavailable("The bus did not report its time.")
         return msg.time
@@ -51,7 +52,7 @@ class AdmissionStore:
     async def read(self, key: str) -> tuple[dict[str, Any] | None, int, datetime | None]:
         """(value, revision, server time of the write); revision 0 when the key never existed."""
         try:
-            msg = await self.bus.js.get_last_msg(self.stream, f"$KV.{self.bucket}.{key}", direct=True)
+            msg = await self.bus.js.get_last_msg(self.stream, f"$KV.{self.bucket}.{key}")
         except NotFoundError:
             return None, 0, None
         if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE") or not msg.data:

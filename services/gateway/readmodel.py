@@ -8,6 +8,7 @@ so a restart resumes exactly after it and a replay from sequence 1 ends identica
 from __future__ import annotations
 
 import asyncio
+from dataclasses import fields
 from pathlib import Path
 
 import aiosqlite
@@ -19,13 +20,11 @@ _TYPES = {"include_images": "INTEGER NOT NULL DEFAULT 1", "progress": "INTEGER N
           "created_at": "INTEGER NOT NULL", "id": "TEXT PRIMARY KEY", "tenant_id": "TEXT NOT NULL",
           "user_email": "TEXT NOT NULL", "mode": "TEXT NOT NULL DEFAULT 'blog'",
           "delivery_method": "TEXT NOT NULL DEFAULT 'email'", "status": "TEXT NOT NULL DEFAULT 'pending'"}
-_INTS = {"file_size_bytes", "updated_at", "completed_at", "expires_at", "error_count", "bytes_done",
-         "total_bytes", "items_done", "items_total", "assembling_since", "last_part_at", "finalize_started",
-         "cancel_requested", "events", "requested_seq", "last_seq"}
 COLUMNS = Row.columns()
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS storage_exports (\n  "
-    + ",\n  ".join(f"{c} {_TYPES.get(c, 'INTEGER' if c in _INTS else 'TEXT')}" for c in COLUMNS) + "\n)",
+    + ",\n  ".join(f"{f.name} {_TYPES.get(f.name, 'INTEGER' if 'int' in str(f.type) else 'TEXT')}"
+                   for f in fields(Row)) + "\n)",
     "CREATE INDEX IF NOT EXISTS idx_exports_tenant ON storage_exports(tenant_id, status)",
     "CREATE INDEX IF NOT EXISTS idx_exports_expiry ON storage_exports(status, expires_at)",
     "CREATE INDEX IF NOT EXISTS idx_exports_recent ON storage_exports(tenant_id, created_at, requested_seq)",

@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from services.gateway import problems as p
 from services.gateway.auth import authenticate
 from services.gateway.downloads import download, sign_for
 from services.gateway.exports import cancel_export, create_export, find_row
 from services.gateway.keys import BUS, READ_MODEL, SETTINGS, STORE
-from services.gateway.schemas import Cancelled, ExportCreated, ExportRequest, Health, History
+from services.gateway.schemas import Body, Cancelled, ExportCreated, ExportRequest, Health, History
 from services.gateway.views import history_item, status_view
 from shared.objectstore.port import ObjectNotFound
 
@@ -21,8 +21,8 @@ IDEMPOTENCY_KEY = re.compile(r"^[!-~]{1,255}$")  # visible ASCII
 READY_PROBE_KEY = ".readyz-probe"
 
 
-def reply(model: BaseModel, status: int = 200) -> web.Response:
-    return web.json_response(model.model_dump(mode="json", by_alias=True, exclude_unset=True), status=status)
+def reply(model: Body, status: int = 200) -> web.Response:
+    return web.json_response(model.dump(), status=status)
 
 
 async def parse_export_request(request: web.Request) -> ExportRequest:

@@ -6,7 +6,7 @@ These models are the single source of the OpenAPI document's schemas.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -16,9 +16,15 @@ from shared.state import Status
 
 class Body(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    omit_when_none: ClassVar[frozenset[str]] = frozenset()  # optional fields left out rather than null
 
     def dump(self) -> dict[str, object]:
-        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        data = self.model_dump(mode="json", by_alias=True)
+        for name in self.omit_when_none:
+            alias = to_camel(name)
+            if data.get(alias) is None:
+                data.pop(alias, None)
+        return data
 
 
 class ExportRequest(Body):
@@ -41,6 +47,9 @@ class ExportCreated(Body):
 
 class ExportStatus(Body):
     """Progress of one export; the download fields appear once it is complete."""
+
+    omit_when_none = frozenset({"download_url", "file_size", "size_bytes", "expires_at", "sha256", "error",
+                                "notice"})
 
     export_id: str
     status: Status

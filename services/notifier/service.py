@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from shared import events as ev
+from shared import faults
 from shared.eventlog import Loaded
 from shared.settings import Settings
 from shared.worker import StepContext
@@ -56,5 +57,6 @@ class Notifier:
             await ctx.append(ev.NotificationFailed(**base, channel=mail.backend, reason=str(e), kind=kind),
                              msg_id=f"{req.export_id}:NotificationFailed:{kind}")
             return
+        faults.point("notify.sent_not_logged")
         await ctx.append(ev.NotificationSent(**base, channel=channel, kind=kind),
                          msg_id=f"{req.export_id}:NotificationSent:{kind}")

@@ -10,7 +10,14 @@ from shared.archive.levels import level_for
 from shared.archive.names import NameAllocator, is_safe_component, safe_component, sanitize_for_path
 from shared.archive.trailer import TrailerFormatError
 from shared.archive.zipmember import (
-    BLOCK, EncodedMember, MemberEncoder, SourceSizeMismatch, clamp_time, encode_member, fingerprint, reblock,
+    BLOCK,
+    EncodedMember,
+    MemberEncoder,
+    SourceSizeMismatch,
+    clamp_time,
+    encode_member,
+    fingerprint,
+    reblock,
 )
 
 __all__ = [

@@ -21,7 +21,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from shared.archive.trailer import (
-    CD_HEADER, CD_SIG, EOCD, EOCD_SIG, MAX32, ZIP64_EOCD, ZIP64_EOCD_SIG, ZIP64_LOCATOR, ZIP64_LOCATOR_SIG,
+    CD_HEADER,
+    CD_SIG,
+    EOCD,
+    EOCD_SIG,
+    MAX32,
+    ZIP64_EOCD,
+    ZIP64_EOCD_SIG,
+    ZIP64_LOCATOR,
+    ZIP64_LOCATOR_SIG,
 )
 
 ZIP64_EXTRA_ID = 0x0001

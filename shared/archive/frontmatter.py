@@ -16,10 +16,9 @@ else ValueError; other types (float, bytes, sets...) raise TypeError rather than
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from typing import Any
-
-import re
 
 import yaml
 

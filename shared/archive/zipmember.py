@@ -26,6 +26,7 @@ from importlib.metadata import version
 from stream_zip import ZIP_32, ZIP_64, stream_zip
 
 from shared.archive.levels import TABLE_DIGEST
+from shared.archive.levels import level_for as level_for  # re-exported: the level is part of a member
 from shared.archive.trailer import max_trailer_length, parse_trailer
 
 FORMAT_VERSION = 1
@@ -93,7 +94,7 @@ def clamp_time(modified_at: datetime) -> datetime:
 
 def fingerprint(levels: Iterable[int] = (0, 6)) -> str:
     """Everything besides the inputs that can change member bytes; compared on resume."""
-    py = "%d.%d" % sys.version_info[:2]
+    py = f"{sys.version_info[0]}.{sys.version_info[1]}"
     return (
         f"gx{FORMAT_VERSION} py{py} zlib{zlib.ZLIB_RUNTIME_VERSION} stream-zip{version('stream-zip')}"
         f" L{','.join(str(level) for level in levels)} B{BLOCK} T{TABLE_DIGEST}"
@@ -103,8 +104,8 @@ def fingerprint(levels: Iterable[int] = (0, 6)) -> str:
 class MemberEncoder:
     """Iterate to get the member's bytes; afterwards `result` holds what the CD and manifest need.
 
-    Single use. The trailer stream-zip appends is held back (a few hundred bytes more than the
-    name), parsed, and never yielded.
+    Single use. The trailer stream-zip appends is held back (~260 bytes plus the name), parsed, and
+    never yielded. `result` is set just before the last chunk is yielded.
     """
 
     def __init__(self, name: str, modified_at: datetime, size: int, level: int,
@@ -113,6 +114,10 @@ class MemberEncoder:
             raise ValueError("size must be >= 0")
         if not 0 <= level <= 9:
             raise ValueError("level must be 0..9")
+        if not name or name.endswith("/"):
+            raise ValueError("a member name must be non-empty and not end with '/' (no directory entries)")
+        # Upper bound of what stream-zip writes after the member; holding this much back is enough.
+        self._hold = max_trailer_length(len(name.encode("utf-8")))  # also rejects lone surrogates
         self.name = name
         self.modified_at = clamp_time(modified_at)
         self.size = size
@@ -150,25 +155,25 @@ class MemberEncoder:
             get_compressobj=lambda: zlib.compressobj(level=level, wbits=-zlib.MAX_WBITS),
             extended_timestamps=True,
         )
-        hold = max_trailer_length(len(self.name.encode("utf-8")))
         held: deque[bytes] = deque()
         held_bytes = emitted = 0
-        for chunk in output:
-            held.append(chunk)
-            held_bytes += len(chunk)
-            while held_bytes - len(held[0]) >= hold:
-                first = held.popleft()
-                held_bytes -= len(first)
-                emitted += len(first)
-                yield first
+        try:  # closing early (cancellation) closes stream-zip and, through it, the source at once
+            for chunk in output:
+                held.append(chunk)
+                held_bytes += len(chunk)
+                while held_bytes - len(held[0]) >= self._hold:
+                    first = held.popleft()
+                    held_bytes -= len(first)
+                    emitted += len(first)
+                    yield first
+        finally:
+            output.close()
         if self._fed != self.size:
             raise SourceSizeMismatch(f"{self.name}: source gave {self._fed} bytes, declared {self.size}")
         tail = b"".join(held)
         trailer = parse_trailer(tail, emitted, self.zip64)
         if trailer.uncompressed_size != self._fed:
             raise SourceSizeMismatch(f"{self.name}: zip recorded {trailer.uncompressed_size} bytes")
-        if trailer.member_length > emitted:
-            yield tail[: trailer.member_length - emitted]
         self._result = EncodedMember(
             crc32=trailer.crc32,
             compressed_size=trailer.compressed_size,
@@ -177,6 +182,8 @@ class MemberEncoder:
             zip64=self.zip64,
             cd_template=trailer.cd_record,
         )
+        if trailer.member_length > emitted:
+            yield tail[: trailer.member_length - emitted]
 
 
 def encode_member(name: str, modified_at: datetime, size: int, level: int,

@@ -13,8 +13,10 @@ STEP_SERVICES = ("catalog", "assembler", "finalizer", "notifier")
 
 
 def start_stack(data_dir: Path, values: dict[str, Any], services: tuple[str, ...] = STEP_SERVICES,
-                replicas: dict[str, int] | None = None, port: int = 0) -> Stack:
-    stack = Stack(data_dir, port=port or 8080, env=to_env(values), services=services, replicas=replicas or {})
+                replicas: dict[str, int] | None = None, port: int = 0,
+                extra_env: dict[str, str] | None = None) -> Stack:
+    env = {**to_env(values), **(extra_env or {})}
+    stack = Stack(data_dir, port=port or 8080, env=env, services=services, replicas=replicas or {})
     stack.start(nats_url=values["nats_url"])
     time.sleep(0.5)
     for child in stack.children:

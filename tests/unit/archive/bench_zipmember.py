@@ -46,7 +46,7 @@ def main(mib: int = 64) -> None:
                     started = time.perf_counter()
                     run(blocks, level)
                     best[name] = min(best[name], time.perf_counter() - started)
-            rates = ", ".join(f"{name} {len(data) / seconds / 1e6:.0f} MB/s" for name, seconds in best.items())
+            rates = ", ".join(f"{name} {len(data) / took / 1e6:.0f} MB/s" for name, took in best.items())
             print(f"{mib} MiB random, {label} input chunks, level {level}: {rates}")
 
 

@@ -87,7 +87,9 @@ def test_a_streaming_reader_that_ignores_the_central_directory_gets_the_same_con
 def test_the_bytes_of_a_member_are_the_same_wherever_it_sits_in_the_archive() -> None:
     alone = build_archive([("b.txt", b"bee" * 999, 6)])
     member_b = alone[: alone.index(b"PK\x01\x02")]
-    after_others = build_archive([("a.txt", b"ay", 6), ("c/d.bin", b"\0" * 5000, 0), ("b.txt", b"bee" * 999, 6)])
+    after_others = build_archive(
+        [("a.txt", b"ay", 6), ("c/d.bin", b"\0" * 5000, 0), ("b.txt", b"bee" * 999, 6)]
+    )
     assert member_b in after_others
 
 
@@ -133,5 +135,7 @@ def test_the_65536_member_archive_passes_third_party_readers(reader: str, many_a
 
 
 @pytest.mark.parametrize("reader", list(READERS))
-def test_the_archive_with_offsets_past_4_gib_passes_third_party_readers(reader: str, sparse_archive: Path) -> None:
+def test_the_archive_with_offsets_past_4_gib_passes_third_party_readers(
+    reader: str, sparse_archive: Path,
+) -> None:
     check_with_reader(reader, sparse_archive)

@@ -91,7 +91,10 @@ def test_small_archives_get_only_the_classic_eocd() -> None:
 
 @pytest.mark.parametrize(
     ("count", "cd_size", "cd_offset"),
-    [(0xFFFF, 100, 100), (70_000, 100, 100), (1, 0xFFFFFFFF, 100), (1, 100, 0xFFFFFFFF), (1, 100, 9 * FOUR_GIB)],
+    [
+        (0xFFFF, 100, 100), (70_000, 100, 100), (1, 0xFFFFFFFF, 100), (1, 100, 0xFFFFFFFF),
+        (1, 100, 9 * FOUR_GIB),
+    ],
 )
 def test_zip64_end_records_appear_when_a_classic_field_would_overflow(
     count: int, cd_size: int, cd_offset: int,

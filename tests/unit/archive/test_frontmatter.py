@@ -28,7 +28,9 @@ def test_datetimes_become_utc_iso_strings_with_z() -> None:
     meta = {"published": datetime(2024, 5, 1, 14, 0, tzinfo=paris), "naive": datetime(2024, 1, 2, 3, 4, 5),
             "day": date(2024, 5, 1)}
     parsed, _ = parse_markdown(render_markdown(meta, ""))
-    assert parsed == {"published": "2024-05-01T12:00:00Z", "naive": "2024-01-02T03:04:05Z", "day": "2024-05-01"}
+    assert parsed == {
+        "published": "2024-05-01T12:00:00Z", "naive": "2024-01-02T03:04:05Z", "day": "2024-05-01",
+    }
 
 
 @pytest.mark.parametrize("value", TRICKY)

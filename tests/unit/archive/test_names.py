@@ -60,7 +60,8 @@ def test_long_names_are_capped_in_bytes_keeping_the_extension() -> None:
 
 def test_the_allocator_deduplicates_case_insensitively_and_keeps_the_extension() -> None:
     names = NameAllocator()
-    got = [names.allocate("media", n, "image") for n in ["photo.jpg", "Photo.JPG", "photo.jpg", "photo-2.jpg"]]
+    asked = ["photo.jpg", "Photo.JPG", "photo.jpg", "photo-2.jpg"]
+    got = [names.allocate("media", name, "image") for name in asked]
     assert got == ["media/photo.jpg", "media/Photo-2.JPG", "media/photo-3.jpg", "media/photo-2-2.jpg"]
 
 
@@ -119,9 +120,11 @@ def test_any_text_becomes_a_safe_component(name: str, fallback: str, max_bytes: 
 
 
 @settings(max_examples=200)
-@given(st.lists(st.tuples(st.sampled_from(["", "posts", "media", "files/x", "files/X", "a/../b"]), names_text),
-                max_size=40),
-       st.integers(min_value=12, max_value=120))
+@given(
+    st.lists(st.tuples(st.sampled_from(["", "posts", "media", "files/x", "files/X", "a/../b"]), names_text),
+             max_size=40),
+    st.integers(min_value=12, max_value=120),
+)
 def test_allocated_paths_are_safe_unique_and_stable(calls: list[tuple[str, str]], cap: int) -> None:
     def run() -> list[str]:
         names = NameAllocator(max_component_bytes=cap, max_path_bytes=cap + 20)

@@ -10,7 +10,14 @@ from stream_zip import ZIP_32, stream_zip
 
 from shared.archive import zipmember
 from shared.archive.zipmember import (
-    BLOCK, MODE, MemberEncoder, SourceSizeMismatch, clamp_time, encode_member, fingerprint, reblock,
+    BLOCK,
+    MODE,
+    MemberEncoder,
+    SourceSizeMismatch,
+    clamp_time,
+    encode_member,
+    fingerprint,
+    reblock,
 )
 from tests.unit.archive.builders import WHEN
 from tests.unit.archive.zipparse import parse_cd_record
@@ -29,33 +36,6 @@ def chunked(data: bytes, size: int) -> list[bytes]:
     return [data[i:i + size] for i in range(0, len(data), size)]
 
 
-def test_reblock_yields_exact_blocks_with_a_shorter_last_one() -> None:
-    data = RANDOM[: 2 * BLOCK + 5]
-    blocks = list(reblock(split_randomly(data, 1)))
-    assert [len(b) for b in blocks] == [BLOCK, BLOCK, 5]
-    assert b"".join(blocks) == data
-
-
-def test_reblock_passes_aligned_chunks_through_without_copying() -> None:
-    chunk = RANDOM[:BLOCK]
-    assert next(reblock([chunk])) is chunk
-
-
-def test_reblock_never_yields_empty_blocks() -> None:
-    assert list(reblock([b"", b"", b""])) == []
-    assert list(reblock([b"ab", b"", b"c"], size=2)) == [b"ab", b"c"]
-
-
-def test_reblock_copies_reused_buffers_so_later_mutation_cannot_leak_in() -> None:
-    def producer_reusing_its_buffer():
-        buffer = bytearray(b"abc")
-        yield buffer
-        buffer[:] = b"xyz"
-        yield buffer
-
-    assert list(reblock(producer_reusing_its_buffer(), size=8)) == [b"abcxyz"]
-
-
 @pytest.mark.parametrize("level", [0, 6])
 @pytest.mark.parametrize("data", [RANDOM, TEXT], ids=["random", "text"])
 def test_member_bytes_do_not_depend_on_input_chunking(level: int, data: bytes) -> None:
@@ -71,9 +51,9 @@ def test_one_and_seven_byte_chunks_give_the_same_member_bytes(level: int) -> Non
     data = RANDOM[:150_000] + TEXT[:150_000]
     reference, _ = encode_member("m", WHEN, len(data), level, [data])
     assert encode_member("m", WHEN, len(data), level, chunked(data, 1))[0] == reference
-    across_a_block_boundary = RANDOM[: BLOCK + 100_000]
-    reference, _ = encode_member("m", WHEN, len(across_a_block_boundary), level, [across_a_block_boundary])
-    assert encode_member("m", WHEN, BLOCK + 100_000, level, chunked(across_a_block_boundary, 7))[0] == reference
+    longer = RANDOM[: BLOCK + 100_000]  # crosses a block boundary
+    reference, _ = encode_member("m", WHEN, len(longer), level, [longer])
+    assert encode_member("m", WHEN, len(longer), level, chunked(longer, 7))[0] == reference
 
 
 def test_member_bytes_match_what_stream_zip_writes_after_another_member() -> None:
@@ -143,6 +123,28 @@ def test_a_longer_source_raises_as_soon_as_it_passes_the_declared_size() -> None
         b"".join(MemberEncoder("m", WHEN, BLOCK + 10, 0, source()))
     assert isinstance(raised.value, ValueError)
     assert len(fed) == 2  # stopped at the block that overflowed, not at the end of the source
+
+
+def test_closing_the_encoder_early_closes_the_source_at_once() -> None:
+    closed = []
+
+    def endless_source():
+        try:
+            while True:
+                yield RANDOM[:BLOCK]
+        finally:
+            closed.append(True)
+
+    chunks = iter(MemberEncoder("m", WHEN, 50 * BLOCK, 0, endless_source()))
+    next(chunks)
+    chunks.close()  # what cancelling an export does
+    assert closed == [True]
+
+
+@pytest.mark.parametrize("name", ["", "folder/", "bad\ud800"])
+def test_empty_directory_like_or_unencodable_names_are_refused(name: str) -> None:
+    with pytest.raises(ValueError):
+        MemberEncoder(name, WHEN, 0, 6, [])
 
 
 def test_an_encoder_cannot_be_iterated_twice() -> None:

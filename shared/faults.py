@@ -1,0 +1,59 @@
+"""Crash points for the crash-injection suite: inert unless ``GROVE_FAULTS`` is set.
+
+``GROVE_FAULTS=assemble.part_logged@3`` SIGKILLs the process the 3rd time it passes that point.
+Each fault fires once per ``GROVE_FAULTS_DIR`` (a marker file), so the restarted process runs on —
+a real crash, then a real restart. ``GROVE_FAULTS_DIR`` also collects counters (bytes uploaded).
+This reads the environment directly on purpose: it is test machinery, not configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+_SPEC = os.environ.get("GROVE_FAULTS", "")
+_DIR = os.environ.get("GROVE_FAULTS_DIR", "")
+_WANT: dict[str, int] = {}
+for item in filter(None, _SPEC.split(",")):
+    name, _, nth = item.partition("@")
+    _WANT[name] = int(nth or 1)
+_SEEN: dict[str, int] = {}
+_SLOW: dict[str, float] = {}
+for item in filter(None, os.environ.get("GROVE_FAULTS_SLOW", "").split(",")):
+    name, _, seconds = item.partition(":")
+    _SLOW[name] = float(seconds or 0.1)
+
+
+async def slow(name: str) -> None:
+    """Wait here when ``GROVE_FAULTS_SLOW=name:seconds`` asks for it (a slow store, for timing)."""
+    if name in _SLOW:
+        await asyncio.sleep(_SLOW[name])
+
+
+def point(name: str) -> None:
+    """Die here (SIGKILL, no clean-up) if this crash point is armed and due."""
+    if name not in _WANT:
+        return
+    _SEEN[name] = _SEEN.get(name, 0) + 1
+    if _SEEN[name] < _WANT[name] or not _DIR:
+        return
+    marker = Path(_DIR) / f"{name}.fired"
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def count(name: str, amount: int) -> None:
+    """Add to a counter file (one line per call) when the suite is watching."""
+    if _DIR:
+        with open(Path(_DIR) / f"{name}.count", "a") as f:
+            f.write(f"{amount}\n")
+
+
+def enabled() -> bool:
+    return bool(_DIR)

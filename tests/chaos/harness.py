@@ -1,0 +1,142 @@
+"""One chaos scenario: a stack of real processes, an export, crashes, and the checks afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.reference import assemble_to_file
+from services.stack.supervisor import Stack
+from shared import events as ev
+from shared.bus import Bus, connect
+from shared.content.db import ContentDB
+from shared.content.seed import seed_tenant
+from shared.objectstore import ObjectStore
+from shared.objectstore.factory import open_store
+from shared.settings import Settings
+from shared.state import ExportState
+from tests.chaos.conftest import Tally
+from tests.support.env import build, settings_for
+from tests.support.pipeline import request_export, wait_status
+from tests.support.stack import logs_of, start_stack
+
+MIN_PART = 256 * 1024
+Action = Callable[[Stack, Bus, str, str], Awaitable[int]]
+
+
+@dataclass
+class Outcome:
+    state: ExportState
+    events: list[ev.Event]
+    kills: int
+    reuploaded: int
+
+
+def chaos_values(tmp: Path, nats_url: str, **extra: Any) -> dict[str, Any]:
+    return settings_for(tmp, nats_url, ack_wait_s=2.0, progress_interval_s=0.5, min_part_size=MIN_PART,
+                        heartbeat_ttl_s=60.0, **extra)
+
+
+async def run_scenario(tmp: Path, nats_url: str, tally: Tally, *, faults: str = "", action: Action | None = None,
+                       replicas: dict[str, int] | None = None, slow: str = "assemble.upload:0.12",
+                       values: dict[str, Any] | None = None, images: int = 12) -> Outcome:
+    values = values or chaos_values(tmp, nats_url)
+    fault_dir = tmp / "faults"
+    fault_dir.mkdir(parents=True, exist_ok=True)
+    env = {"GROVE_FAULTS": faults, "GROVE_FAULTS_DIR": str(fault_dir), "GROVE_FAULTS_SLOW": slow}
+    settings = build(values)
+    store = await open_store(settings, create_buckets=True)
+    bus = await connect(settings, "chaos")
+    stack = start_stack(tmp / "stack", values, replicas=replicas, extra_env=env)
+    tally.exports += 1
+    try:
+        seeded = await seed_tenant(ContentDB(settings.content_db), store, images_bucket=settings.buckets.images,
+                                   amber_bucket=settings.buckets.amber, posts=20, pages=3, images=images)
+        export_id = await request_export(bus, seeded.tenant_id)
+        kills = await action(stack, bus, seeded.tenant_id, export_id) if action else 0
+        state = await wait_status(bus, seeded.tenant_id, export_id, {"complete", "failed", "cancelled"}, 180)
+        if faults:
+            state = await _wait_notified(bus, seeded.tenant_id, export_id, state)
+        kills += len(list(fault_dir.glob("*.fired")))
+        tally.kills += kills
+        assert state.status == "complete", f"{state.status}: {state.failure}\n{logs_of(stack)}"
+        events = [e async for _, e in bus.log.history(seeded.tenant_id, export_id)]
+        uploaded = sum(int(x) for f in fault_dir.glob("uploaded.count") for x in f.read_text().split())
+        outcome = Outcome(state, events, kills, max(0, uploaded - state.completed.size_bytes))  # type: ignore[union-attr]
+        tally.reuploaded += outcome.reuploaded
+        await check(settings, store, outcome, tmp, tally)
+        tally.complete += 1
+        return outcome
+    finally:
+        stack.stop()
+        await bus.close()
+        await store.close()
+
+
+async def _wait_notified(bus: Bus, tenant: str, export_id: str, state: ExportState) -> ExportState:
+    for _ in range(100):
+        if state.notification is not None:
+            return state
+        await asyncio.sleep(0.1)
+        state = (await bus.log.load(tenant, export_id)).state
+    return state
+
+
+async def check(settings: Settings, store: ObjectStore, o: Outcome, tmp: Path, tally: Tally) -> None:
+    s = o.state
+    assert s.completed and s.cataloged
+    bucket = settings.buckets.exports
+    archive = await store.read(bucket, s.completed.archive_key)
+    reference = tmp / "reference.zip"
+    size, sha = await assemble_to_file(store, bucket, s.cataloged.snapshot_key, reference)
+    if archive != reference.read_bytes() or sha != s.completed.sha256:
+        tally.corrupt += 1
+        raise AssertionError(f"archive differs from `grove-export assemble` of its snapshot ({len(archive)} vs {size})")
+    for part in s.parts[:-1]:
+        assert part.byte_end - part.byte_start >= MIN_PART, f"part {part.number} is too small"
+    assert [p.number for p in s.parts] == list(range(1, len(s.parts) + 1))
+    assert all(a.byte_end == b.byte_start for a, b in zip(s.parts, s.parts[1:], strict=False))
+    assert s.parts[-1].byte_end == s.completed.size_bytes
+    open_uploads = await store.list_uploads(bucket, f"exports/{s.tenant_id}/{s.export_id}/")
+    if open_uploads:
+        tally.orphans += len(open_uploads)
+        raise AssertionError(f"uploads left open: {open_uploads}")
+    assert_one_history(o.events)
+
+
+def assert_one_history(events: list[ev.Event]) -> None:
+    """The log folds to one consistent history: each milestone once, in order, nothing after the end."""
+    names = [e.name() for e in events]
+    assert names[0] == "ExportRequested"
+    for once in ("ExportRequested", "CatalogStarted", "ExportCataloged", "UploadStarted", "ArchiveAssembled",
+                 "FinalizeStarted", "ExportCompleted"):
+        assert names.count(once) == 1, f"{once} appears {names.count(once)} times: {names}"
+    order = [names.index(n) for n in ("ExportRequested", "CatalogStarted", "ExportCataloged", "UploadStarted",
+                                      "ArchiveAssembled", "FinalizeStarted", "ExportCompleted")]
+    assert order == sorted(order), names
+    assert names.count("NotificationSent") <= 1
+    after = names[names.index("ExportCompleted") + 1:]
+    assert set(after) <= {"NotificationSent", "NotificationFailed"}, after
+
+
+def random_kill(seed: int, services: tuple[str, ...] = ("catalog", "assembler", "finalizer", "notifier"),
+                kills: int = 2) -> Action:
+    """SIGKILL random services at random moments (seeded; the seed is printed)."""
+    rng = random.Random(seed)
+    print(f"\nchaos seed {seed}")
+
+    async def act(stack: Stack, bus: Bus, tenant: str, export_id: str) -> int:
+        done = 0
+        for _ in range(kills):
+            await asyncio.sleep(rng.uniform(0.1, 1.5))
+            victim = rng.choice(services)
+            stack.kill(victim, signal.SIGKILL)
+            done += 1
+        return done
+
+    return act

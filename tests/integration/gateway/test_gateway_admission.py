@@ -1,0 +1,83 @@
+"""Admission across replicas: one active export per tenant, one new export per hour, failures free,
+abandoned reservations free themselves — decided by compare-and-set on the KV in server time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+from services.gateway.keys import SETTINGS
+from shared.bus import kv_names
+
+
+async def test_fifty_concurrent_posts_on_two_replicas_admit_exactly_one(start_gateway, headers_for, pipeline, gateway):
+    other = await start_gateway(1)
+    replicas = [gateway, other]
+    responses = await asyncio.gather(*[
+        replicas[i % 2].post("/api/export", json={}, headers=headers_for(user=f"u{i}")) for i in range(50)])
+    statuses = sorted(r.status for r in responses)
+    assert statuses == [201] + [409] * 49
+    created = [await r.json() for r in responses if r.status == 201][0]
+    conflicts = [await r.json(content_type=None) for r in responses if r.status == 409]
+    assert {c["activeExportId"] for c in conflicts} == {created["exportId"]}
+    assert {c["code"] for c in conflicts} == {"GROVE-EXPORT-002"}
+    assert {r.content_type for r in responses if r.status == 409} == {"application/problem+json"}
+
+    # Finished within the hour: 429 on either replica, with Retry-After and the next allowed time.
+    await pipeline.complete("tenant_a", created["exportId"])
+    for replica in replicas:
+        limited = await replica.post("/api/export", json={}, headers=headers_for())
+        assert limited.status == 429 and limited.content_type == "application/problem+json"
+        body = await limited.json(content_type=None)
+        retry_after = int(limited.headers["Retry-After"])
+        assert body["code"] == "GROVE-EXPORT-003" and 3500 < retry_after <= 3600
+        next_allowed = datetime.fromisoformat(body["nextAllowedAt"])
+        expected = datetime.now(UTC) + timedelta(seconds=retry_after)
+        assert abs((next_allowed - expected).total_seconds()) < 5
+
+
+async def test_a_failed_export_does_not_use_up_the_hour(start_gateway, headers_for, pipeline, gateway):
+    other = await start_gateway(1)
+    first = await (await gateway.post("/api/export", json={}, headers=headers_for())).json()
+    await pipeline.fail("tenant_a", first["exportId"])
+    again = await other.post("/api/export", json={}, headers=headers_for())
+    assert again.status == 201
+    second = await again.json()
+    assert second["exportId"] != first["exportId"]
+    # a cancelled one is treated like a failed one
+    await gateway.post(f"/api/export/cancel/{second['exportId']}", headers=headers_for())
+    from shared import events as ev
+    await pipeline.append(ev.ExportCancelled(tenant_id="tenant_a", export_id=second["exportId"]))
+    assert (await gateway.post("/api/export", json={}, headers=headers_for())).status == 201
+
+
+async def test_the_rate_window_passes_and_other_tenants_are_independent(start_gateway, headers_for, pipeline):
+    gateway = await start_gateway(0, rate_window_s=1.0)
+    first = await (await gateway.post("/api/export", json={}, headers=headers_for())).json()
+    assert (await gateway.post("/api/export", json={}, headers=headers_for("tenant_b"))).status == 201
+    await pipeline.complete("tenant_a", first["exportId"])
+    assert (await gateway.post("/api/export", json={}, headers=headers_for())).status == 429
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:  # poll with a deadline until the one-second window has passed
+        resp = await gateway.post("/api/export", json={}, headers=headers_for())
+        if resp.status == 201 or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert resp.status == 201
+
+
+async def test_a_reservation_without_events_frees_itself_after_the_timeout(start_gateway, headers_for, pipeline):
+    gateway = await start_gateway(0, reservation_timeout_s=30.0)
+    settings = gateway.app[SETTINGS]
+    kv = pipeline.bus.admission
+    assert kv_names(settings)[1] == "grove_admission"
+    stale = datetime.now(UTC) - timedelta(seconds=31)
+    await kv.put("tenant.tenant_c", json.dumps({"activeExportId": "exp_crashed", "reservedAt": stale.isoformat(),
+                                                "lastStartedAt": None, "lastExportId": None}).encode())
+    assert (await gateway.post("/api/export", json={}, headers=headers_for("tenant_c"))).status == 201
+    fresh = datetime.now(UTC)
+    await kv.put("tenant.tenant_d", json.dumps({"activeExportId": "exp_inflight", "reservedAt": fresh.isoformat(),
+                                                "lastStartedAt": None, "lastExportId": None}).encode())
+    busy = await gateway.post("/api/export", json={}, headers=headers_for("tenant_d"))
+    assert busy.status == 409 and (await busy.json(content_type=None))["activeExportId"] == "exp_inflight"

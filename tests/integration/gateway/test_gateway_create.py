@@ -1,0 +1,97 @@
+"""POST /api/export: the 201 body, authentication (001), conflicts (002), bad bodies (004), size (007),
+Idempotency-Key, and read-your-writes."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.gateway.auth import make_token
+
+
+async def test_a_post_starts_an_export_with_the_spec_body_and_reads_its_own_write(gateway, headers_for):
+    resp = await gateway.post("/api/export", json={"mode": "storage", "deliveryMethod": "download"},
+                              headers=headers_for())
+    assert resp.status == 201 and resp.content_type == "application/json"
+    body = await resp.json()
+    assert set(body) == {"success", "exportId", "status", "message"}
+    assert body["success"] is True and body["status"] == "pending" and body["exportId"].startswith("exp_")
+    status = await gateway.get(f"/api/export/status/{body['exportId']}", headers=headers_for())
+    assert status.status == 200
+    view = await status.json()
+    assert (view["status"], view["progress"], view["mode"], view["itemCounts"]) == ("pending", 0, "storage", {})
+
+
+async def test_an_empty_body_means_every_default(gateway, headers_for):
+    resp = await gateway.post("/api/export", data=b"", headers=headers_for())
+    assert resp.status == 201
+    export_id = (await resp.json())["exportId"]
+    view = await (await gateway.get(f"/api/export/status/{export_id}", headers=headers_for())).json()
+    assert view["mode"] == "blog"
+
+
+@pytest.mark.parametrize("header", [None, "Basic dTpw", "Bearer ", "Bearer not.a.jwt"])
+async def test_a_missing_or_broken_token_is_001(gateway, problem, header):
+    headers = {"Authorization": header} if header else {}
+    body = await problem(await gateway.post("/api/export", json={}, headers=headers), 401, "GROVE-EXPORT-001")
+    assert body["title"] == "Not authenticated"
+
+
+async def test_a_tampered_or_expired_token_is_001(gateway, settings, problem, headers_for):
+    token = headers_for()["Authorization"]
+    tampered = {"Authorization": token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb")}
+    await problem(await gateway.get("/api/export/history", headers=tampered), 401, "GROVE-EXPORT-001")
+    expired = {"Authorization": f"Bearer {make_token(settings, 'tenant_a', 'u1', 'e@x.org', 'n', ttl_s=-1)}"}
+    resp = await gateway.get("/api/export/history", headers=expired)
+    assert "expired" in (await problem(resp, 401, "GROVE-EXPORT-001"))["detail"]
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_a_second_export_while_one_is_active_is_002_with_its_id(gateway, problem, headers_for):
+    first = await (await gateway.post("/api/export", json={}, headers=headers_for())).json()
+    body = await problem(await gateway.post("/api/export", json={}, headers=headers_for(user="u2")), 409,
+                         "GROVE-EXPORT-002")
+    assert body["activeExportId"] == first["exportId"]
+
+
+@pytest.mark.parametrize(("data", "mentions"), [
+    (b"{not json", "json"),
+    (b'{"mode": "blog", "email": "x@evil.org"}', "email"),
+    (b'{"includeImages": "yes"}', "includeImages"),
+    (b'{"mode": "everything"}', "mode"),
+    (b'{"deliveryMethod": 3}', "deliveryMethod"),
+    (b'[1, 2]', "(body)"),
+    (b'{"include_images": false}', "include_images"),
+])
+async def test_bad_bodies_are_004_saying_what_was_wrong(gateway, problem, headers_for, data, mentions):
+    resp = await gateway.post("/api/export", data=data, headers={**headers_for(), "Content-Type": "application/json"})
+    body = await problem(resp, 400, "GROVE-EXPORT-004")
+    assert mentions.lower() in body["detail"].lower() and body["errors"]
+
+
+async def test_a_body_over_the_limit_is_007(start_gateway, problem, headers_for):
+    gateway = await start_gateway(0, max_body_bytes=64)
+    data = b'{"mode": "blog"' + b" " * 100 + b"}"
+    resp = await gateway.post("/api/export", data=data, headers={**headers_for(), "Content-Type": "application/json"})
+    await problem(resp, 413, "GROVE-EXPORT-007")
+
+
+async def test_the_same_idempotency_key_and_body_returns_the_same_export(gateway, headers_for, problem):
+    headers = {**headers_for(), "Idempotency-Key": "retry-me-7f3a"}
+    first = await gateway.post("/api/export", json={"mode": "blog"}, headers=headers)
+    again = await gateway.post("/api/export", json={}, headers=headers)  # the same body once defaults apply
+    assert first.status == again.status == 201
+    assert (await first.json())["exportId"] == (await again.json())["exportId"]
+    other = await gateway.post("/api/export", json={"mode": "storage"}, headers=headers)
+    body = await problem(other, 422, "GROVE-EXPORT-004")
+    assert "Idempotency-Key" in body["detail"]
+    bad = await gateway.post("/api/export", json={}, headers={**headers_for(), "Idempotency-Key": "has space"})
+    await problem(bad, 400, "GROVE-EXPORT-004")
+
+
+async def test_an_idempotent_retry_after_completion_still_returns_the_export_not_429(
+        gateway, headers_for, pipeline):
+    headers = {**headers_for(), "Idempotency-Key": "k-123"}
+    export_id = (await (await gateway.post("/api/export", json={}, headers=headers)).json())["exportId"]
+    await pipeline.complete("tenant_a", export_id)
+    again = await gateway.post("/api/export", json={}, headers=headers)
+    assert again.status == 201 and (await again.json())["exportId"] == export_id

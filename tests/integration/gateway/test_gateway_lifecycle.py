@@ -1,0 +1,180 @@
+"""Status through an export's life, history, cancel (006), not found (005) and downloads (009)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import pytest
+
+from services.gateway.auth import link_secret
+from shared import events as ev
+from shared import links
+
+
+async def start(gateway, headers) -> str:
+    resp = await gateway.post("/api/export", json={}, headers=headers)
+    assert resp.status == 201, await resp.text()
+    return (await resp.json())["exportId"]
+
+
+async def status_of(gateway, export_id, headers) -> dict:
+    resp = await gateway.get(f"/api/export/status/{export_id}", headers=headers)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+def local(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+async def test_status_shows_progress_while_assembling(gateway, headers_for, pipeline):
+    export_id = await start(gateway, headers_for())
+    ids = dict(tenant_id="tenant_a", export_id=export_id)
+    await pipeline.append(ev.CatalogStarted(**ids))
+    await pipeline.append(ev.ExportCataloged(
+        **ids, snapshot_key="s", snapshot_sha256="0", archive_key=pipeline.archive_key("tenant_a", export_id),
+        member_count=8, total_bytes=1000, item_counts={"posts": 5, "pages": 3}))
+    await pipeline.append(ev.UploadStarted(**ids, upload_id="u", archive_key="k", part_size=1, fingerprint="f"))
+    await pipeline.append(ev.PartUploaded(**ids, part_number=1, etag="e", md5="m", byte_start=0, byte_end=9,
+                                          records_key="r", records_count=1, members_done=4, source_bytes_done=400))
+    await pipeline.settle(gateway)
+    view = await status_of(gateway, export_id, headers_for())
+    assert (view["status"], view["progress"], view["bytesDone"], view["totalBytes"]) == ("assembling", 40, 400, 1000)
+    assert (view["itemsDone"], view["itemsTotal"], view["itemCounts"]) == (4, 8, {"posts": 5, "pages": 3})
+    assert "etaSeconds" in view and "downloadUrl" not in view and view["notification"] is None
+
+
+async def test_a_complete_export_offers_a_signed_link_that_serves_the_archive_with_ranges(
+        gateway, headers_for, pipeline):
+    export_id = await start(gateway, headers_for())
+    await pipeline.complete("tenant_a", export_id)
+    await pipeline.settle(gateway)
+    view = await status_of(gateway, export_id, headers_for())
+    assert (view["status"], view["progress"], view["sizeBytes"], view["errorCount"]) == (
+        "complete", 100, len(pipeline.archive), 1)
+    assert view["sha256"] == hashlib.sha256(pipeline.archive).hexdigest() and view["fileSize"].endswith("KB")
+    assert view["notification"] == "sent" and "notice" not in view and view["expiresAt"]
+    url = view["downloadUrl"]
+    assert url.startswith("http://gateway.test/api/export/download/exports/tenant_a/")
+    full = await gateway.get(local(url))
+    assert full.status == 200 and await full.read() == pipeline.archive
+    assert "attachment" in full.headers["Content-Disposition"] and full.content_type == "application/zip"
+    part = await gateway.get(local(url), headers={"Range": "bytes=10-19"})
+    assert part.status == 206 and await part.read() == pipeline.archive[10:20]
+
+
+async def test_download_problems_are_404_for_bad_signatures_and_410_when_gone(
+        gateway, settings, headers_for, pipeline, problem):
+    export_id = await start(gateway, headers_for())
+    await pipeline.complete("tenant_a", export_id)
+    key = pipeline.archive_key("tenant_a", export_id)
+    good = local(links.sign(link_secret(settings), "http://x", key, 600))
+    await problem(await gateway.get(good.replace("sig=", "sig=0")), 404, "GROVE-EXPORT-005")
+    await problem(await gateway.get(good.replace(".zip", ".zi")), 404, "GROVE-EXPORT-005")
+    stale = local(links.sign(link_secret(settings), "http://x", key, -10))
+    await problem(await gateway.get(stale), 410, "GROVE-EXPORT-009")
+    pipeline.archive_path("tenant_a", export_id).unlink()
+    await problem(await gateway.get(good), 410, "GROVE-EXPORT-009")
+
+
+async def test_an_expired_export_shows_expired_and_its_links_answer_410(
+        gateway, settings, headers_for, pipeline, problem):
+    export_id = await start(gateway, headers_for())
+    await pipeline.complete("tenant_a", export_id)
+    key = pipeline.archive_key("tenant_a", export_id)
+    await pipeline.append(ev.ExportExpired(tenant_id="tenant_a", export_id=export_id, deleted_key=key))
+    await pipeline.settle(gateway)
+    view = await status_of(gateway, export_id, headers_for())
+    assert view["status"] == "expired" and "downloadUrl" not in view
+    link = local(links.sign(link_secret(settings), "http://x", key, 600))
+    await problem(await gateway.get(link), 410, "GROVE-EXPORT-009")
+
+
+async def test_a_failed_export_says_why_and_a_failed_email_gets_a_notice(gateway, headers_for, pipeline):
+    export_id = await start(gateway, headers_for())
+    await pipeline.fail("tenant_a", export_id, reason="the content database is unreachable")
+    await pipeline.append(ev.NotificationFailed(tenant_id="tenant_a", export_id=export_id, channel="smtp",
+                                                reason="refused", kind="failed"))
+    await pipeline.settle(gateway)
+    view = await status_of(gateway, export_id, headers_for())
+    assert view["status"] == "failed" and view["error"] == "the content database is unreachable"
+    assert view["notification"] == "failed" and "email" in view["notice"]
+
+
+async def test_a_complete_export_whose_email_failed_still_offers_the_download(gateway, headers_for, pipeline):
+    export_id = await start(gateway, headers_for())
+    await pipeline.complete("tenant_a", export_id, notification="failed")
+    await pipeline.settle(gateway)
+    view = await status_of(gateway, export_id, headers_for())
+    assert view["status"] == "complete" and view["downloadUrl"] and view["notification"] == "failed"
+    assert "email" in view["notice"]
+
+
+async def test_history_lists_the_ten_most_recent_newest_first(start_gateway, headers_for, pipeline, gateway):
+    ids = []
+    for _ in range(12):
+        export_id = await start(gateway, headers_for())
+        await pipeline.fail("tenant_a", export_id)  # a failed export does not use up the hour
+        ids.append(export_id)
+    await pipeline.settle(gateway)
+    resp = await gateway.get("/api/export/history", headers=headers_for())
+    assert resp.status == 200
+    exports = (await resp.json())["exports"]
+    assert [e["exportId"] for e in exports] == ids[::-1][:10]
+    assert set(exports[0]) == {"exportId", "status", "mode", "fileSize", "createdAt", "expiresAt"}
+    assert exports[0]["status"] == "failed"
+
+
+async def test_cancel_records_cancel_requested_once(gateway, headers_for, pipeline):
+    export_id = await start(gateway, headers_for())
+    for _ in range(2):
+        resp = await gateway.post(f"/api/export/cancel/{export_id}", headers=headers_for())
+        assert resp.status == 200 and await resp.json() == {"success": True, "message": "Export cancelled."}
+    names = [type(e).__name__ async for _, e in pipeline.bus.log.history("tenant_a", export_id)]
+    assert names == ["ExportRequested", "CancelRequested"]
+
+
+@pytest.mark.parametrize("stage", ["finalizing", "complete", "failed", "cancelled"])
+async def test_a_finished_or_finalizing_export_is_not_cancellable_006(gateway, headers_for, pipeline, problem, stage):
+    export_id = await start(gateway, headers_for())
+    ids = dict(tenant_id="tenant_a", export_id=export_id)
+    if stage == "finalizing":
+        await pipeline.assemble("tenant_a", export_id)
+        await pipeline.append(ev.FinalizeStarted(**ids))
+    elif stage == "complete":
+        await pipeline.complete("tenant_a", export_id, expires_in=timedelta(days=1))
+    elif stage == "failed":
+        await pipeline.fail("tenant_a", export_id)
+    else:
+        await pipeline.append(ev.CancelRequested(**ids))
+        await pipeline.append(ev.ExportCancelled(**ids))
+    before = await pipeline.bus.log.last_seq("tenant_a", export_id)
+    await problem(await gateway.post(f"/api/export/cancel/{export_id}", headers=headers_for()), 409,
+                  "GROVE-EXPORT-006")
+    assert await pipeline.bus.log.last_seq("tenant_a", export_id) == before  # nothing changed
+
+
+@pytest.mark.parametrize("path", ["/api/export/status/exp_doesnotexist", "/api/export/status/bad.id",
+                                  "/api/export/cancel/exp_doesnotexist", "/api/export/cancel/bad.id"])
+async def test_unknown_or_malformed_ids_are_005(gateway, headers_for, problem, path):
+    method = gateway.post if "cancel" in path else gateway.get
+    await problem(await method(path, headers=headers_for()), 404, "GROVE-EXPORT-005")
+
+
+async def test_unknown_routes_are_problem_404(gateway, problem):
+    await problem(await gateway.get("/api/nowhere"), 404, "GROVE-EXPORT-005")
+
+
+async def test_health_readiness_and_the_openapi_document(gateway):
+    assert (await gateway.get("/healthz")).status == 200
+    ready = await gateway.get("/readyz")
+    assert ready.status == 200 and await ready.json() == {"status": "ok"}
+    doc = await (await gateway.get("/api/openapi.json")).json()
+    assert doc["openapi"].startswith("3.1")
+    assert set(doc["paths"]) == {"/api/export", "/api/export/status/{exportId}", "/api/export/cancel/{exportId}",
+                                 "/api/export/history", "/api/export/download/{key}", "/api/openapi.json",
+                                 "/healthz", "/readyz"}
+    assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"

@@ -1,0 +1,91 @@
+"""The pure admission decision: one active export, then one new export per hour; failures are free."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.gateway.admission import Admit, Conflict, Mismatch, RateLimited, Replay, Slot, decide, match_idempotency
+
+NOW = datetime(2026, 2, 22, 10, 30, tzinfo=UTC)
+HOUR, TIMEOUT = 3600.0, 30.0
+
+
+def run(slot: Slot | None, status: str | None, now: datetime = NOW, idem: str | None = None):
+    return decide(now, slot, status, new_export_id="exp_new", window_s=HOUR, reservation_timeout_s=TIMEOUT,
+                  idempotency=idem)
+
+
+def ago(**kw: float) -> datetime:
+    return NOW - timedelta(**kw)
+
+
+def test_a_tenant_with_no_slot_is_admitted_and_the_slot_reserves_the_new_export():
+    decision = run(None, None, idem="k:b")
+    assert decision == Admit(Slot("exp_new", NOW, None, None, "k:b"))
+
+
+@pytest.mark.parametrize("status", ["pending", "cataloging", "assembling", "uploading"])
+def test_an_active_export_conflicts_with_its_id(status):
+    assert run(Slot("exp_old", ago(hours=5)), status) == Conflict("exp_old")
+
+
+def test_a_fresh_reservation_without_events_conflicts():
+    assert run(Slot("exp_old", ago(seconds=29)), None) == Conflict("exp_old")
+
+
+def test_a_reservation_without_events_frees_itself_after_the_timeout_and_does_not_count():
+    decision = run(Slot("exp_old", ago(seconds=31), ago(hours=2), "exp_older"), None)
+    assert decision == Admit(Slot("exp_new", NOW, ago(hours=2), "exp_older"))
+
+
+@pytest.mark.parametrize("status", ["complete", "expired"])
+def test_a_finished_export_within_the_hour_rate_limits_with_the_time_left(status):
+    decision = run(Slot("exp_old", ago(minutes=20, seconds=0.5)), status)
+    assert decision == RateLimited(ago(minutes=20, seconds=0.5) + timedelta(hours=1), 2400)
+
+
+def test_a_finished_export_older_than_the_hour_counts_as_the_last_start():
+    decision = run(Slot("exp_old", ago(minutes=61)), "complete")
+    assert decision == Admit(Slot("exp_new", NOW, ago(minutes=61), "exp_old"))
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled"])
+def test_a_failed_or_cancelled_export_does_not_use_up_the_hour(status):
+    decision = run(Slot("exp_old", ago(minutes=5)), status)
+    assert decision == Admit(Slot("exp_new", NOW, None, None))
+
+
+def test_a_failure_does_not_hide_an_earlier_export_that_counts():
+    decision = run(Slot("exp_failed", ago(minutes=5), ago(minutes=30), "exp_done"), "failed")
+    assert isinstance(decision, RateLimited) and decision.retry_after_s == 1800
+
+
+def test_retry_after_is_at_least_one_second():
+    decision = run(Slot("exp_old", ago(seconds=3599.9)), "complete")
+    assert isinstance(decision, RateLimited) and decision.retry_after_s == 1
+
+
+def test_the_slot_survives_a_json_round_trip():
+    slot = Slot("exp_a", NOW, ago(hours=3), "exp_b", "k:b")
+    assert Slot.from_json(slot.to_json()) == slot
+    assert set(slot.to_json()) >= {"activeExportId", "reservedAt", "lastStartedAt", "lastExportId"}
+
+
+def test_the_same_idempotency_key_and_body_replays_the_active_export():
+    slot = Slot("exp_a", ago(seconds=1), idempotency="k:b")
+    assert match_idempotency(slot, None, NOW, TIMEOUT, "k:b") == Replay("exp_a")
+    assert match_idempotency(slot, "failed", NOW, TIMEOUT, "k:b") == Replay("exp_a")
+
+
+def test_the_same_idempotency_key_with_another_body_is_a_mismatch():
+    assert match_idempotency(Slot("exp_a", NOW, idempotency="k:b"), None, NOW, TIMEOUT, "k:c") == Mismatch("exp_a")
+
+
+def test_other_keys_and_abandoned_reservations_do_not_match():
+    slot = Slot("exp_a", ago(seconds=31), idempotency="k:b")
+    assert match_idempotency(slot, "pending", NOW, TIMEOUT, "j:b") is None
+    assert match_idempotency(slot, None, NOW, TIMEOUT, "k:b") is None
+    assert match_idempotency(None, None, NOW, TIMEOUT, "k:b") is None
+    assert match_idempotency(slot, "pending", NOW, TIMEOUT, None) is None

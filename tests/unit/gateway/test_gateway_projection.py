@@ -1,0 +1,109 @@
+"""The read model's row projection agrees with the shared fold (ExportState) on every sequence."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.gateway.projection import Row, eta_seconds, ms, project
+from shared import events as ev
+from shared.state import ExportState, fold
+
+T0 = datetime(2026, 2, 22, 10, 0, tzinfo=UTC)
+IDS = dict(tenant_id="tenant_a", export_id="exp_1")
+KEY = "exports/tenant_a/exp_1/grove-export-u-2026-02-22.zip"
+
+
+def part(n: int, done: int, upload: str = "up1") -> ev.PartUploaded:
+    return ev.PartUploaded(**IDS, part_number=n, etag="e", md5="m", byte_start=0, byte_end=n, records_key="r",
+                           records_count=1, members_done=n * 2, source_bytes_done=done)
+
+
+POOL: list[ev.Event] = [
+    ev.CatalogStarted(**IDS),
+    ev.ExportCataloged(**IDS, snapshot_key="s", snapshot_sha256="0", archive_key=KEY, member_count=9,
+                       total_bytes=1000, item_counts={"posts": 3}, error_count=2),
+    ev.UploadStarted(**IDS, upload_id="up1", archive_key=KEY, part_size=8, fingerprint="f"),
+    ev.UploadStarted(**IDS, upload_id="up2", archive_key=KEY, part_size=8, fingerprint="f"),
+    part(1, 300), part(2, 700), part(1, 250),
+    ev.StepFailed(**IDS, step="assemble", attempt=1, reason="boom"),
+    ev.ArchiveAssembled(**IDS, archive_key=KEY, upload_id="up1", size_bytes=900, part_count=2, member_count=9,
+                        error_count=3),
+    ev.FinalizeStarted(**IDS),
+    ev.ExportCompleted(**IDS, archive_key=KEY, size_bytes=900, sha256="a" * 64, item_counts={"posts": 3},
+                       error_count=3, expires_at=T0 + timedelta(days=7)),
+    ev.ExportFailed(**IDS, step="assemble", reason="gave up"),
+    ev.CancelRequested(**IDS),
+    ev.ExportCancelled(**IDS),
+    ev.ExportExpired(**IDS),
+    ev.NotificationSent(**IDS, channel="outbox"),
+    ev.NotificationFailed(**IDS, channel="smtp", reason="refused"),
+]
+REQUEST = ev.ExportRequested(**IDS, user_id="u", user_email="u@example.org", username="u", mode="storage",
+                             include_images=False, delivery_method="download")
+
+
+def timed(events: list[ev.Event]) -> list[ev.Event]:
+    return [e.model_copy(update={"occurred_at": T0 + timedelta(seconds=7 * i)}) for i, e in enumerate(events)]
+
+
+def row_of(events: list[ev.Event]) -> Row | None:
+    row = None
+    for seq, event in enumerate(events, start=1):
+        row = project(row, event, seq)
+    return row
+
+
+def assert_agrees(row: Row, state: ExportState) -> None:
+    assert row.status == state.status
+    assert row.progress == state.progress
+    assert row.bytes_done == state.bytes_done
+    assert row.items_done == state.items_done
+    assert row.error_count == state.error_count
+    assert row.counts() == state.item_counts()
+    assert row.notification == state.notification
+    assert row.notification_reason == state.notification_reason
+    assert bool(row.finalize_started) == state.finalize_started
+    assert bool(row.cancel_requested) == state.cancel_requested
+    assert row.events == state.events
+    assert row.created_at == ms(state.created_at) and row.updated_at == ms(state.updated_at)
+    assert eta_seconds(row) == state.eta_seconds()
+    if state.failure:
+        assert row.error_message == state.failure.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(POOL), max_size=14))
+def test_any_sequence_projects_to_the_same_status_progress_and_counts_as_the_fold(tail):
+    events = timed([REQUEST, *tail])
+    row = row_of(events)
+    assert row is not None
+    assert_agrees(row, fold(events))
+
+
+def test_a_happy_path_fills_every_column_of_a_complete_export():
+    events = timed([REQUEST, *POOL[:3], part(1, 400), part(2, 1000), POOL[8], POOL[9], POOL[10], POOL[15]])
+    row = row_of(events)
+    assert row is not None
+    assert (row.status, row.progress, row.r2_key, row.file_size_bytes, row.sha256) == (
+        "complete", 100, KEY, 900, "a" * 64)
+    assert (row.mode, row.include_images, row.delivery_method, row.user_email) == (
+        "storage", 0, "download", "u@example.org")
+    assert row.expires_at == ms(T0 + timedelta(days=7)) and row.completed_at == ms(events[-2].occurred_at)
+    assert (row.requested_seq, row.last_seq, row.notification) == (1, len(events), "sent")
+    assert_agrees(row, fold(events))
+
+
+def test_the_eta_comes_from_the_rate_since_assembly_began():
+    events = timed([REQUEST, *POOL[:3], part(1, 250)])  # 250 of 1000 bytes in 7 s
+    row = row_of(events)
+    assert row is not None and eta_seconds(row) == 21.0 == fold(events).eta_seconds()
+
+
+def test_expiry_clears_the_key_and_events_before_a_request_are_ignored():
+    events = timed([REQUEST, *POOL[:3], POOL[10], POOL[14]])
+    row = row_of(events)
+    assert row is not None and row.status == "expired" and row.r2_key is None
+    assert project(None, POOL[0], 1) is None

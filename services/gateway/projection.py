@@ -100,9 +100,9 @@ def project(row: Row | None, event: ev.Event, seq: int) -> Row | None:
         case ev.CatalogStarted():
             return replace(r, status="cataloging", progress=5)
         case ev.ExportCataloged():
-            return replace(r, status="assembling", progress=10, r2_key=event.archive_key,
-                           total_bytes=event.total_bytes, items_total=event.member_count,
-                           item_counts=_counts(event.item_counts), **_errors(r, 1, event.error_count))
+            return replace(_errors(r, 1, event.error_count), status="assembling", progress=10,
+                           r2_key=event.archive_key, total_bytes=event.total_bytes,
+                           items_total=event.member_count, item_counts=_counts(event.item_counts))
         case ev.UploadStarted():
             reset = r.upload_id is not None and r.upload_id != event.upload_id
             return replace(r, status="assembling", upload_id=event.upload_id,
@@ -113,14 +113,14 @@ def project(row: Row | None, event: ev.Event, seq: int) -> Row | None:
                         items_done=event.members_done, last_part_at=ms(event.occurred_at))
             return replace(r, progress=_progress(r))
         case ev.ArchiveAssembled():
-            return replace(r, status="uploading", progress=90, **_errors(r, 2, event.error_count))
+            return replace(_errors(r, 2, event.error_count), status="uploading", progress=90)
         case ev.FinalizeStarted():
             return replace(r, status="uploading", progress=90, finalize_started=1)
         case ev.ExportCompleted():
-            return replace(r, status="complete", progress=100, r2_key=event.archive_key,
-                           file_size_bytes=event.size_bytes, sha256=event.sha256,
-                           item_counts=_counts(event.item_counts), **_errors(r, 3, event.error_count),
-                           completed_at=ms(event.occurred_at), expires_at=ms(event.expires_at))
+            return replace(_errors(r, 3, event.error_count), status="complete", progress=100,
+                           r2_key=event.archive_key, file_size_bytes=event.size_bytes, sha256=event.sha256,
+                           item_counts=_counts(event.item_counts), completed_at=ms(event.occurred_at),
+                           expires_at=ms(event.expires_at))
         case ev.ExportFailed():
             return replace(r, status="failed", error_message=event.reason)
         case ev.CancelRequested():
@@ -136,11 +136,9 @@ def project(row: Row | None, event: ev.Event, seq: int) -> Row | None:
     return r
 
 
-def _errors(row: Row, source: int, count: int) -> dict[str, int]:
+def _errors(row: Row, source: int, count: int) -> Row:
     """As ExportState.error_count: the completed count wins over the assembled, that over the cataloged."""
-    if source < row.error_source:
-        return {}
-    return {"error_count": count, "error_source": source}
+    return row if source < row.error_source else replace(row, error_count=count, error_source=source)
 
 
 def _counts(counts: dict[str, int]) -> str:

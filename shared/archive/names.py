@@ -81,11 +81,11 @@ def is_safe_component(name: str, max_bytes: int = 200) -> bool:
     """True when `name` is a single safe path component (what `safe_component` guarantees)."""
     return (
         bool(name)
+        and not any(c in '/\\:*?"<>|' or unicodedata.category(c) in _DROP_CATEGORIES for c in name)
         and name not in (".", "..")
-        and _utf8_len(name) <= max_bytes
+        and _utf8_len(name) <= max_bytes  # safe to encode: lone surrogates (Cs) were refused above
         and name == _trim(name)
         and unicodedata.is_normalized("NFC", name)
-        and not any(c in '/\\:*?"<>|' or unicodedata.category(c) in _DROP_CATEGORIES for c in name)
         and not _is_reserved(name)
     )
 

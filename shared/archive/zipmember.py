@@ -167,7 +167,7 @@ class MemberEncoder:
                     emitted += len(first)
                     yield first
         finally:
-            output.close()
+            getattr(output, "close", lambda: None)()  # typed Iterable, but it is a generator
         if self._fed != self.size:
             raise SourceSizeMismatch(f"{self.name}: source gave {self._fed} bytes, declared {self.size}")
         tail = b"".join(held)

@@ -38,8 +38,8 @@ class Outcome:
 
 
 def chaos_values(tmp: Path, nats_url: str, **extra: Any) -> dict[str, Any]:
-    return settings_for(tmp, nats_url, ack_wait_s=2.0, progress_interval_s=0.5, min_part_size=MIN_PART,
-                        heartbeat_ttl_s=60.0, **extra)
+    base = {"ack_wait_s": 2.0, "progress_interval_s": 0.5, "min_part_size": MIN_PART, "heartbeat_ttl_s": 60.0}
+    return settings_for(tmp, nats_url, **{**base, **extra})
 
 
 async def run_scenario(tmp: Path, nats_url: str, tally: Tally, *, faults: str = "", action: Action | None = None,
@@ -98,7 +98,7 @@ async def check(settings: Settings, store: ObjectStore, o: Outcome, tmp: Path, t
         tally.corrupt += 1
         raise AssertionError(f"archive differs from `grove-export assemble` of its snapshot ({len(archive)} vs {size})")
     for part in s.parts[:-1]:
-        assert part.byte_end - part.byte_start >= MIN_PART, f"part {part.number} is too small"
+        assert part.byte_end - part.byte_start >= settings.min_part_size, f"part {part.number} is too small"
     assert [p.number for p in s.parts] == list(range(1, len(s.parts) + 1))
     assert all(a.byte_end == b.byte_start for a, b in zip(s.parts, s.parts[1:], strict=False))
     assert s.parts[-1].byte_end == s.completed.size_bytes

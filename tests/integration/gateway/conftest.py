@@ -177,3 +177,19 @@ async def _problem(resp: Any, status: int, code: str) -> dict[str, Any]:
 def problem() -> Callable[..., Awaitable[dict[str, Any]]]:
     """``await problem(resp, 409, "GROVE-EXPORT-002")`` asserts a problem+json answer and returns it."""
     return _problem
+
+
+@pytest.fixture
+def conforms() -> Callable[[str, Any], None]:
+    """``conforms("ExportStatus", body)`` validates a body against the served OpenAPI component."""
+    from jsonschema import Draft202012Validator
+
+    from services.gateway.openapi import build_openapi
+
+    document = build_openapi()
+
+    def check(component: str, body: Any) -> None:
+        schema = {"$ref": f"#/components/schemas/{component}", "components": document["components"]}
+        Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(body)
+
+    return check

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from services.gateway.keys import SETTINGS
+from shared import events as ev
 from shared.bus import kv_names
 
 
@@ -18,7 +19,7 @@ async def test_fifty_concurrent_posts_on_two_replicas_admit_exactly_one(start_ga
         replicas[i % 2].post("/api/export", json={}, headers=headers_for(user=f"u{i}")) for i in range(50)])
     statuses = sorted(r.status for r in responses)
     assert statuses == [201] + [409] * 49
-    created = [await r.json() for r in responses if r.status == 201][0]
+    created = await next(r for r in responses if r.status == 201).json()
     conflicts = [await r.json(content_type=None) for r in responses if r.status == 409]
     assert {c["activeExportId"] for c in conflicts} == {created["exportId"]}
     assert {c["code"] for c in conflicts} == {"GROVE-EXPORT-002"}
@@ -47,7 +48,6 @@ async def test_a_failed_export_does_not_use_up_the_hour(start_gateway, headers_f
     assert second["exportId"] != first["exportId"]
     # a cancelled one is treated like a failed one
     await gateway.post(f"/api/export/cancel/{second['exportId']}", headers=headers_for())
-    from shared import events as ev
     await pipeline.append(ev.ExportCancelled(tenant_id="tenant_a", export_id=second["exportId"]))
     assert (await gateway.post("/api/export", json={}, headers=headers_for())).status == 201
 

@@ -6,7 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.gateway.admission import Admit, Conflict, Mismatch, RateLimited, Replay, Slot, decide, match_idempotency
+from services.gateway.admission import (
+    Admit,
+    Conflict,
+    Mismatch,
+    RateLimited,
+    Replay,
+    Slot,
+    decide,
+    match_idempotency,
+)
 
 NOW = datetime(2026, 2, 22, 10, 30, tzinfo=UTC)
 HOUR, TIMEOUT = 3600.0, 30.0

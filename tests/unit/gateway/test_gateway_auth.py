@@ -26,7 +26,7 @@ def test_an_expired_token_is_rejected():
 
 def test_a_tampered_token_is_rejected():
     token = make_token(S, "tenant_a", "u1", "e@x.org", "n")
-    head, payload, sig = token.split(".")
+    head, _payload, sig = token.split(".")
     forged = jwt.encode({**jwt.decode(token, options={"verify_signature": False}), "tenant": "tenant_b"},
                         "guess-guess-guess-guess-guess-guess!", algorithm="HS256")
     for bad in (f"{head}.{forged.split('.')[1]}.{sig}", forged, token[:-2] + "xx", "not-a-jwt"):

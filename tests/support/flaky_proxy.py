@@ -1,0 +1,72 @@
+"""A fault-injecting HTTP proxy in front of an S3 endpoint: a share of 503 SlowDown answers and
+dropped connections, or the store down for good."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+             b"<Message>Please reduce your request rate.</Message></Error>")
+HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
+
+
+@dataclass
+class FlakyProxy:
+    upstream: str
+    error_rate: float = 0.0
+    drop_rate: float = 0.0
+    down: bool = False
+    seed: int = 5
+    requests: int = 0
+    faults: int = 0
+    rng: random.Random = field(init=False)
+    runner: web.AppRunner | None = None
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    async def start(self) -> FlakyProxy:
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        self.session = aiohttp.ClientSession(auto_decompress=False)
+        return self
+
+    async def stop(self) -> None:
+        await self.session.close()
+        if self.runner:
+            await self.runner.cleanup()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        body = await request.read()
+        roll = self.rng.random()
+        if self.down or roll < self.error_rate:
+            self.faults += 1
+            return web.Response(status=503, body=SLOW_DOWN, content_type="application/xml")
+        if roll < self.error_rate + self.drop_rate:
+            self.faults += 1
+            assert request.transport is not None
+            request.transport.close()  # a reset connection, mid-request
+            return web.Response(status=500)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        target = self.upstream + request.raw_path
+        async with self.session.request(request.method, target, data=body, headers=headers) as up:
+            data = await up.read()
+            out = {k: v for k, v in up.headers.items() if k.lower() not in HOP_HEADERS}
+            if request.method == "HEAD":  # keep the object's length; a HEAD answer has no body
+                out["Content-Length"] = up.headers.get("Content-Length", "0")
+                resp = web.StreamResponse(status=up.status, headers=out)
+                await resp.prepare(request)
+                return resp
+            return web.Response(status=up.status, body=data, headers=out)

@@ -23,7 +23,7 @@ class CliError(Exception):
     """A one-line message for the user; exit code 2."""
 
 
-def _app(name: str, settings: Settings):  # noqa: ANN202
+def _app(name: str, settings: Settings):
     if name == "catalog":
         from services.catalog.main import create_app
     elif name == "assembler":
@@ -75,8 +75,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
-    from shared.events import is_valid_id
     from services.gateway.auth import make_token
+    from shared.events import is_valid_id
 
     if not is_valid_id(args.tenant):
         raise CliError(f"tenant id {args.tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
@@ -111,9 +111,9 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def _assemble(settings: Settings, key: str, out: Path) -> None:
+    from services.reference import assemble_to_file
     from shared.objectstore import ObjectNotFound
     from shared.objectstore.factory import open_store
-    from services.reference import assemble_to_file
 
     store = await open_store(settings)
     try:
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
         settings = Settings()
-    except Exception as e:  # noqa: BLE001 - pydantic's message names the bad variable
+    except Exception as e:
         print(f"grove-export: invalid settings: {str(e).splitlines()[0]}", file=sys.stderr)
         sys.exit(2)
     try:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import aiohttp
 
+from services.stack.supervisor import Stack
 from shared.content.db import ContentDB
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store
 from shared.settings import Settings
-from services.stack.supervisor import Stack
 
 
 def _local_env(data: Path, port: int) -> dict[str, str]:
@@ -31,11 +31,12 @@ def _local_env(data: Path, port: int) -> dict[str, str]:
     return env
 
 
-async def seed_cli(settings: Settings, **counts: int) -> None:
+async def seed_cli(settings: Settings, *, posts: int, pages: int, images: int, files: int) -> None:
     store = await open_store(settings, create_buckets=True)
     try:
         r = await seed_tenant(ContentDB(settings.content_db), store, images_bucket=settings.buckets.images,
-                              amber_bucket=settings.buckets.amber, **counts)
+                              amber_bucket=settings.buckets.amber, posts=posts, pages=pages, images=images,
+                              files=files)
     finally:
         await store.close()
     print(r.tenant_id)
@@ -138,7 +139,7 @@ def run_demo(data: Path, port: int) -> int:
     stack.start()
     try:
         path = asyncio.run(_export(settings, port, data))
-    except Exception as e:  # noqa: BLE001 - one line for the user, details in the logs
+    except Exception as e:
         print(f"\ngrove-export demo failed: {e}", file=sys.stderr)
         return 1
     finally:

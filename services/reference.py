@@ -10,11 +10,11 @@ import asyncio
 import hashlib
 from pathlib import Path
 
-from shared.objectstore import ObjectStore
-from shared.snapshot import Snapshot
 from services.assembler.bridge import source_opener
 from services.assembler.encoder import ArchiveStream
 from services.assembler.plan import resume_point
+from shared.objectstore import ObjectStore
+from shared.snapshot import Snapshot
 
 
 async def assemble_to_file(store: ObjectStore, bucket: str, snapshot_key: str, out: Path) -> tuple[int, str]:

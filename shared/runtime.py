@@ -18,7 +18,7 @@ from faststream.specification import AsyncAPI
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import DeliverPolicy
 
-from shared import __version__
+from shared import __version__, metrics
 from shared.bus import Bus, connect
 from shared.settings import Settings
 from shared.worker import StepWorker
@@ -57,8 +57,10 @@ def build_app(name: str, settings: Settings, subscriptions: list[Subscription], 
     if settings.nats_user:
         broker_opts["user"] = settings.nats_user
         broker_opts["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
-    broker = NatsBroker(settings.nats_url, **broker_opts)  # type: ignore[arg-type]
-    app = FastStream(broker, specification=AsyncAPI(
+    # faststream logs through ours (JSON lines); per-message chatter only at DEBUG
+    broker = NatsBroker(settings.nats_url, logger=logging.getLogger("grove.broker"), log_level=logging.DEBUG,
+                        **broker_opts)  # type: ignore[arg-type]
+    app = FastStream(broker, logger=logging.getLogger("grove.app"), specification=AsyncAPI(
         title=f"Grove Export — {name}", version=__version__, description=description))
     runtime = ServiceRuntime(name, settings)
     stream = JStream(settings.stream_name, declare=False)
@@ -70,6 +72,18 @@ def build_app(name: str, settings: Settings, subscriptions: list[Subscription], 
     async def start() -> None:
         runtime.bus = await connect(settings, name)
         await bootstrap(runtime)
+        if settings.metrics_port:
+            runner = await metrics.serve(settings.metrics_port, ready, refresh_lag)
+            runtime.closers.append(runner.cleanup)
+
+    async def ready() -> bool:
+        return runtime.bus is not None and runtime.bus.nc.is_connected
+
+    async def refresh_lag() -> None:
+        assert runtime.bus is not None
+        for sub in subscriptions:
+            info = await runtime.bus.js.consumer_info(settings.stream_name, sub.durable)
+            metrics.CONSUMER_LAG.labels(sub.durable).set((info.num_pending or 0) + (info.num_ack_pending or 0))
 
     @app.on_shutdown
     async def stop() -> None:

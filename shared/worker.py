@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from nats.aio.msg import Msg
 
 from shared import events as ev
-from shared import faults
+from shared import faults, metrics
 from shared.bus import Bus
 from shared.eventlog import Conflict, EventLog, Loaded
 from shared.settings import Settings
@@ -53,7 +53,7 @@ class StepContext:
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
-    def state(self):  # noqa: ANN201 - ExportState
+    def state(self):
         return self.loaded.state
 
     @property
@@ -108,7 +108,12 @@ class StepWorker:
         await self.capacity.acquire()
         task = asyncio.create_task(self._run(msg, tenant_id, export_id), name=f"{self.step}:{export_id}")
         self.running[export_id] = task
-        task.add_done_callback(lambda _t: (self.running.pop(export_id, None), self.capacity.release()))
+
+        def done(_: asyncio.Task[None]) -> None:
+            self.running.pop(export_id, None)
+            self.capacity.release()
+
+        task.add_done_callback(done)
         async with self.capacity:  # wait for a free slot before fetching the next message
             pass
 
@@ -135,6 +140,9 @@ class StepWorker:
             await self.work(ctx)
             faults.point(f"{self.step}.before_ack")
             await msg.ack()
+            metrics.STEP_RUNS.labels(self.step, "ok").inc()
+            if ctx.state.terminal:
+                metrics.EXPORTS_FINISHED.labels(ctx.state.status).inc()
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 ctx_ = self.contexts.get(export_id)
@@ -144,10 +152,11 @@ class StepWorker:
                     await msg.nak()  # shutdown: not an attempt, let another replica take it now
             raise
         except StandDown as e:
+            metrics.STEP_RUNS.labels(self.step, "stood_down").inc()
             log.info("%s %s: standing down: %s", self.step, export_id, e)
         except Conflict:
             await msg.nak(delay=0.5)  # the log moved under us: re-decide from the new fold
-        except Exception as e:  # noqa: BLE001 - every failure is counted and reported
+        except Exception as e:
             await self._failed(msg, tenant_id, export_id, e)
         finally:
             keepalive.cancel()
@@ -170,6 +179,8 @@ class StepWorker:
                     ev.ExportFailed(**base, step=self.step, reason=_readable(self.step, reason, attempt)),
                     loaded.last_seq)
                 await msg.ack()
+                metrics.STEP_RUNS.labels(self.step, "failed").inc()
+                metrics.EXPORTS_FINISHED.labels("failed").inc()
                 if self.on_failed is not None:
                     with contextlib.suppress(Exception):  # best effort; the janitor is the backstop
                         await self.on_failed(loaded)
@@ -177,7 +188,8 @@ class StepWorker:
             await self.bus.log.append(ev.StepFailed(**base, step=self.step, attempt=attempt, reason=reason),
                                       loaded.last_seq)
             await msg.nak(delay=self.settings.retry_base_delay_s * 2 ** (attempt - 1))
-        except Exception:  # noqa: BLE001 - the bus itself is down: retry later without counting
+            metrics.STEP_RETRIES.labels(self.step).inc()
+        except Exception:
             log.exception("%s %s: could not record the failure", self.step, export_id)
             with contextlib.suppress(Exception):
                 await msg.nak(delay=self.settings.retry_base_delay_s)

@@ -10,12 +10,12 @@ import asyncio
 import concurrent.futures
 import hashlib
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
+from services.assembler.encoder import ArchiveStream, Item, Stopped
 from shared.objectstore import ObjectStore
 from shared.snapshot import SnapshotMember
-from services.assembler.encoder import ArchiveStream, Item, Stopped
 
 HOP = 1 << 20
 T = TypeVar("T")
@@ -72,7 +72,7 @@ def source_opener(store: ObjectStore, loop: asyncio.AbstractEventLoop,
     return lambda member: SourceReader(store, member, loop, stop)
 
 
-Sink = Callable[[Item], Awaitable[None]]
+Sink = Callable[[Item], Coroutine[Any, Any, None]]
 
 
 def pump(stream: ArchiveStream, sink: Sink, loop: asyncio.AbstractEventLoop, hash_all: bool) -> str | None:

@@ -14,15 +14,15 @@ import base64
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from services.assembler.plan import MemberRecord, ResumePoint
 from shared import __version__
 from shared.archive.central import CDEntry, central_directory
 from shared.archive.zipmember import MemberEncoder, SourceSizeMismatch
 from shared.objectstore import ObjectNotFound, PreconditionFailed, StoreError, StoreUnavailable
 from shared.snapshot import Snapshot, SnapshotMember
-from services.assembler.plan import MemberRecord, ResumePoint
 
 Item = bytes | MemberRecord
 SourceOpener = Callable[[SnapshotMember], Iterator[bytes]]
@@ -93,7 +93,7 @@ class ArchiveStream:
                 yield chunk if pos >= skip_until else chunk[skip_until - pos:]
             pos = end
 
-    def _member(self, m: SnapshotMember, pos: int) -> Iterator[Item]:
+    def _member(self, m: SnapshotMember, pos: int) -> Generator[Item, None, MemberRecord]:
         if m.index in self.skips:
             return _skipped(m, self.skips[m.index])
         try:
@@ -130,7 +130,7 @@ class ArchiveStream:
             cd=base64.b64encode(r.cd_template).decode(),
         )
 
-    def _generated(self, index: int, records: list[MemberRecord], pos: int) -> Iterator[Item]:
+    def _generated(self, index: int, records: list[MemberRecord], pos: int) -> Generator[Item, None, MemberRecord]:
         n = len(self.snapshot.members)
         name = "manifest.json" if index == n else "errors.json"
         data = manifest_json(self.snapshot, records) if index == n else errors_json(self.snapshot, records)
@@ -185,7 +185,8 @@ def manifest_json(snapshot: Snapshot, records: list[MemberRecord]) -> bytes:
 
 
 def errors_json(snapshot: Snapshot, records: list[MemberRecord]) -> bytes:
-    errors = [{"source_id": e.source_id, "path": e.path, "reason": e.reason} for e in snapshot.errors]
+    errors: list[dict[str, str | None]] = [
+        {"source_id": e.source_id, "path": e.path, "reason": e.reason} for e in snapshot.errors]
     errors += [{"source_id": r.source_id, "path": r.path, "reason": r.reason}
                for r in records if r.status == "skipped"]
     return (json.dumps(errors, indent=2, ensure_ascii=False) + "\n").encode()

@@ -10,14 +10,14 @@ from __future__ import annotations
 from faststream import FastStream
 from nats.aio.msg import Msg
 
+from services.assembler.service import Assembler, should_run
+from services.canceller.service import Canceller
+from services.canceller.service import should_run as cancel_should_run
 from shared.eventlog import Loaded
 from shared.objectstore.factory import open_store
 from shared.runtime import ServiceRuntime, Subscription, build_app
 from shared.settings import Settings
 from shared.worker import StepWorker, parse_subject
-from services.assembler.service import Assembler, should_run
-from services.canceller.service import Canceller
-from services.canceller.service import should_run as cancel_should_run
 
 
 def create_app(settings: Settings) -> FastStream:

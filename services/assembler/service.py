@@ -10,17 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from services.assembler.bridge import pump, source_opener
+from services.assembler.encoder import ArchiveStream, Rewind, error_count
+from services.assembler.plan import MemberRecord, ResumePoint, part_size, resume_point, rewind_target
+from services.assembler.uploader import PartUploader, load_records
 from shared import events as ev
+from shared import metrics
 from shared.archive.zipmember import fingerprint
 from shared.eventlog import Conflict, Loaded
 from shared.objectstore import ObjectStore
 from shared.settings import Settings
 from shared.snapshot import Snapshot, sha256_hex
 from shared.worker import StepContext, StepError
-from services.assembler.bridge import pump, source_opener
-from services.assembler.encoder import ArchiveStream, Rewind, error_count
-from services.assembler.plan import MemberRecord, ResumePoint, part_size, resume_point, rewind_target
-from services.assembler.uploader import PartUploader, load_records
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Assembler:
                 skips[r.index] = r.reason
                 keep = rewind_target(r.member_offset, upload.part_size, len(ctx.state.parts)) - 1
                 resumed = True
+        metrics.MEMBERS_STREAMED.inc(sum(1 for r in records if r.status == "ok"))
         await ctx.append(ev.ArchiveAssembled(
             export_id=c.export_id, tenant_id=c.tenant_id, archive_key=upload.archive_key,
             upload_id=upload.upload_id, size_bytes=size, part_count=last,
@@ -107,7 +109,7 @@ class Assembler:
         stream = ArchiveStream(snapshot, lambda m: opener(m), rp, dict(skips))
         opener = source_opener(self.store, loop, stream.stop)
         uploader = PartUploader(ctx, self.store, self.bucket, upload, rp.next_part, rp.offset,
-                                self.settings.parts_in_flight, stream.progress)
+                                self.settings.parts_in_flight, stream.progress, metrics.observe_part)
         try:
             sha = await asyncio.to_thread(pump, stream, uploader.feed, loop, rp.offset == 0)
             size, last = await uploader.finish()

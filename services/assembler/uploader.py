@@ -12,21 +12,22 @@ import base64
 import hashlib
 import json
 import time
+from collections.abc import Callable
 
+from services.assembler.encoder import Item, Progress, Stopped
+from services.assembler.plan import MemberRecord, check_part_budget
 from shared import events as ev
 from shared import faults
 from shared.eventlog import Conflict
 from shared.objectstore import ObjectStore
 from shared.snapshot import records_key
 from shared.worker import StandDown, StepContext
-from services.assembler.encoder import Item, Progress, Stopped
-from services.assembler.plan import MemberRecord, check_part_budget
 
 
 class PartUploader:
     def __init__(self, ctx: StepContext, store: ObjectStore, bucket: str, upload: ev.UploadStarted,
                  first_part: int, offset: int, in_flight: int, progress: Progress,
-                 on_part: object = None) -> None:
+                 on_part: Callable[[int, float], None] | None = None) -> None:
         self.ctx, self.store, self.bucket, self.upload = ctx, store, bucket, upload
         self.size = upload.part_size
         self.part = first_part
@@ -80,7 +81,7 @@ class PartUploader:
         upload = self._spawn(self._upload(number, data))
         self.chain = self._spawn(self._log(self.chain, upload, number, start, start + len(data), records, done))
 
-    def _spawn(self, coro):  # noqa: ANN001, ANN202
+    def _spawn(self, coro):
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -95,7 +96,7 @@ class PartUploader:
             faults.count("uploaded", len(data))
             etag = await self.store.upload_part(self.bucket, self.upload.archive_key, self.upload.upload_id,
                                                 number, data)
-            if callable(self.on_part):
+            if self.on_part is not None:
                 self.on_part(len(data), time.perf_counter() - started)
             return etag, md5
         finally:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+from services.finalizer.service import remove_work_objects
 from shared import events as ev
 from shared.eventlog import Conflict, Loaded
 from shared.objectstore import NoSuchUpload, ObjectStore
 from shared.settings import Settings
 from shared.worker import StepContext
-from services.finalizer.service import remove_work_objects
 
 
 def should_run(loaded: Loaded) -> bool:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from faststream import FastStream
 
+from services.catalog.service import Catalog, should_run
 from shared.content.db import ContentDB
 from shared.objectstore.factory import open_store
 from shared.runtime import ServiceRuntime, Subscription, build_app
 from shared.settings import Settings
 from shared.worker import StepWorker
-from services.catalog.service import Catalog, should_run
 
 
 def create_app(settings: Settings) -> FastStream:

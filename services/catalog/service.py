@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from services.catalog.readme import render_readme
+from services.catalog.render import ObjectMember, Plan, plan_blog, plan_storage
 from shared import __version__, faults
 from shared import events as ev
 from shared.archive.levels import level_for
@@ -24,8 +26,6 @@ from shared.snapshot import (
     texts_key,
 )
 from shared.worker import StepContext
-from services.catalog.readme import render_readme
-from services.catalog.render import ObjectMember, Plan, plan_blog, plan_storage
 
 HEAD_CONCURRENCY = 16
 

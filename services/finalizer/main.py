@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from faststream import FastStream
 
+from services.finalizer.service import Finalizer, should_run
 from shared.objectstore.factory import open_store
 from shared.runtime import ServiceRuntime, Subscription, build_app
 from shared.settings import Settings
 from shared.worker import StepWorker
-from services.finalizer.service import Finalizer, should_run
 
 
 def create_app(settings: Settings) -> FastStream:

@@ -62,7 +62,7 @@ class Finalizer:
             expires_at=now + timedelta(days=self.settings.archive_ttl_days),
         ), msg_id=f"{a.export_id}:ExportCompleted:{etag}")
 
-    async def _complete(self, a: ev.ArchiveAssembled, parts: list) -> str:  # noqa: ANN001
+    async def _complete(self, a: ev.ArchiveAssembled, parts: list) -> str:
         try:
             listed = {p.part_number: p.etag for p in await self.store.list_parts(self.bucket, a.archive_key, a.upload_id)}
         except NoSuchUpload:
@@ -94,6 +94,6 @@ async def remove_work_objects(store: ObjectStore, bucket: str, tenant_id: str, e
         for obj in await store.list_keys(bucket, f"{export_prefix(tenant_id, export_id)}work/"):
             await store.delete(bucket, obj.key)
             removed += 1
-    except Exception:  # noqa: BLE001 - the janitor sweeps what is left
+    except Exception:
         return removed
     return removed

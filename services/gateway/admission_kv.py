@@ -7,7 +7,8 @@
 * ``tenant.<id>``: the slot (see :mod:`services.gateway.admission`), read the same way (value,
   revision, time) and written with ``kv.update(key, value, last=revision)`` / ``kv.create``; a
   ``KeyWrongLastSequenceError`` means another request won: re-read and re-decide.
-* ``idem.<tenant>.<sha256(Idempotency-Key)>``: ``{exportId, body}`` for 24 h (by the entry's time).
+* ``idem.<tenant>.<sha256(Idempotency-Key)>``: ``{exportId, body}``, honoured for 24 h by the entry's
+  time and written with a 24 h per-message TTL so the server drops it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import APIError, KeyWrongLastSequenceError, NotFoundError
 
 from services.gateway import admission as adm
 from services.gateway.problems import Unavailable
@@ -121,4 +122,8 @@ class AdmissionStore:
     async def remember(self, tenant_id: str, fingerprint: str, export_id: str) -> None:
         key_hash, _, body_hash = fingerprint.partition(":")
         value = json.dumps({"exportId": export_id, "body": body_hash}).encode()
-        await self.bus.admission.put(f"idem.{tenant_id}.{key_hash}", value)
+        subject = f"$KV.{self.bucket}.idem.{tenant_id}.{key_hash}"
+        try:  # the server forgets the key after 24 h (per-message TTL, nats-server 2.11+)
+            await self.bus.js.publish(subject, value, msg_ttl=IDEMPOTENCY_TTL.total_seconds())
+        except APIError:  # a bucket made without per-message TTLs: the entry's time still bounds it
+            await self.bus.admission.put(f"idem.{tenant_id}.{key_hash}", value)

@@ -31,6 +31,11 @@ class Identity:
     username: str
 
 
+def valid_id(value: str) -> bool:
+    """Exactly one subject-safe token (``is_valid_id`` alone lets a trailing newline through)."""
+    return is_valid_id(value) and "\n" not in value
+
+
 def _secret(settings: Settings) -> str:
     return settings.jwt_secret.get_secret_value()
 
@@ -38,7 +43,7 @@ def _secret(settings: Settings) -> str:
 def make_token(settings: Settings, tenant: str, user: str, email: str, username: str,
                ttl_s: float = 3600.0) -> str:
     """A signed token for ``user`` of ``tenant``, valid for ``ttl_s`` seconds."""
-    if not is_valid_id(tenant):
+    if not valid_id(tenant):
         raise ValueError(f"tenant id {tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
     now = int(time.time())
     claims = {"sub": user, "tenant": tenant, "email": email, "username": username,
@@ -57,7 +62,7 @@ def verify_token(settings: Settings, token: str) -> Identity:
         raise _unauthorized("The token is not valid.") from None
     values = [claims.get(k) for k in ("tenant", "sub", "email", "username")]
     strings = [v for v in values if isinstance(v, str) and v]
-    if len(strings) != len(values) or not is_valid_id(strings[0]):
+    if len(strings) != len(values) or not valid_id(strings[0]):
         raise _unauthorized("The token's claims are incomplete.")
     return Identity(*strings)
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from services.gateway import admission as adm
 from services.gateway import problems as p
-from services.gateway.auth import Identity
+from services.gateway.auth import Identity, valid_id
 from services.gateway.keys import ADMISSION, BUS, READ_MODEL, SETTINGS
 from services.gateway.projection import Row, project
 from services.gateway.schemas import ExportRequest
@@ -75,7 +75,7 @@ async def create_export(app: web.Application, who: Identity, request: ExportRequ
 
 async def find_row(app: web.Application, who: Identity, export_id: str) -> Row:
     """The caller's export from the read model, else folded from the log; another tenant's is a 404."""
-    if not ev.is_valid_id(export_id):
+    if not valid_id(export_id):
         raise p.NotFound("No export with this id.")
     row = await app[READ_MODEL].get(who.tenant_id, export_id)
     if row is not None:
@@ -90,7 +90,7 @@ async def find_row(app: web.Application, who: Identity, export_id: str) -> Row:
 
 async def cancel_export(app: web.Application, who: Identity, export_id: str) -> None:
     """Append CancelRequested, fenced at the folded sequence; terminal or finalizing → 409."""
-    if not ev.is_valid_id(export_id):
+    if not valid_id(export_id):
         raise p.NotFound("No export with this id.")
     require_bus(app)
     bus = app[BUS]

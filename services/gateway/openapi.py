@@ -68,7 +68,7 @@ def _paths() -> dict[str, Any]:
             "operationId": "downloadExport", "summary": "Download an archive (filesystem store links).",
             "security": _PUBLIC, "parameters": [
                 {"name": "key", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}},
-                {"name": "exp", "in": "query", "required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+                {"name": "exp", "in": "query", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"}},
                 {"name": "sig", "in": "query", "required": True,
                  "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}],
             "responses": {

@@ -7,12 +7,14 @@ Errors::
     ├── ExportInProgress      002  409  the tenant has an active export (activeExportId)
     ├── RateLimited           003  429  one new export per hour (Retry-After, nextAllowedAt)
     ├── BadRequest            004  400  malformed JSON, unknown fields, wrong types (errors)
-    │   └── IdempotencyMismatch  004  422  Idempotency-Key reused with another body
+    │   ├── IdempotencyMismatch  004  422  Idempotency-Key reused with another body
+    │   └── MethodNotAllowed     004  405  a known path with another method
     ├── NotFound              005  404  no such export for this tenant, bad id, unknown route
     ├── NotCancellable        006  409  terminal, or the archive is being completed
     ├── TooLarge              007  413  body over settings.max_body_bytes
     ├── Unavailable           008  503  the bus or the store did not answer
     └── Expired               009  410  the export (or the download link) expired
+    (Problem itself: 500 GROVE-EXPORT-000, a bug; the detail says nothing more)
 
 Infrastructure errors (NATS timeouts and disconnects, LogUnavailable, StoreUnavailable) are mapped
 to ``Unavailable`` here, at the edge, so handlers never catch them.
@@ -27,6 +29,7 @@ from typing import Any
 import nats.errors
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from nats.js.errors import ServiceUnavailableError
 
 from shared.eventlog import LogUnavailable
 from shared.objectstore.port import StoreUnavailable
@@ -100,7 +103,7 @@ class Expired(Problem):
 
 _UNAVAILABLE = (LogUnavailable, StoreUnavailable, nats.errors.TimeoutError, nats.errors.NoRespondersError,
                 nats.errors.ConnectionClosedError, nats.errors.StaleConnectionError,
-                nats.errors.OutboundBufferLimitError, TimeoutError)
+                nats.errors.OutboundBufferLimitError, ServiceUnavailableError, TimeoutError)
 
 
 def problem_response(problem: Problem) -> web.Response:

@@ -17,7 +17,7 @@ from services.gateway.views import history_item, status_view
 from shared.objectstore.port import ObjectNotFound
 
 routes = web.RouteTableDef()
-IDEMPOTENCY_KEY = re.compile(r"^[!-~]{1,255}$")  # visible ASCII
+IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")  # visible ASCII
 READY_PROBE_KEY = ".readyz-probe"
 
 
@@ -44,7 +44,7 @@ async def parse_export_request(request: web.Request) -> ExportRequest:
 
 def idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not IDEMPOTENCY_KEY.match(key):
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         raise p.BadRequest("Idempotency-Key must be 1-255 visible ASCII characters.")
     return key
 

@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 
 from nats.js.api import DeliverPolicy
 
+from services.finalizer.service import remove_work_objects
+from services.janitor.decide import is_dead, is_expired, is_orphan_upload
 from shared import events as ev
 from shared.bus import Bus, connect
 from shared.eventlog import Conflict, Loaded
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
 from shared.settings import Settings
-from services.finalizer.service import remove_work_objects
-from services.janitor.decide import is_dead, is_expired, is_orphan_upload
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Janitor:
                 out.append(msg.subject)
                 if msg.metadata.num_pending == 0:
                     return out
-        except Exception:  # noqa: BLE001 - timeout: nothing more
+        except Exception:
             return out
         finally:
             await sub.unsubscribe()
@@ -141,7 +141,7 @@ class Janitor:
     async def _beating(self, tenant_id: str, export_id: str) -> bool:
         try:
             entry = await self.bus.heartbeats.get(f"{tenant_id}.{export_id}")
-        except Exception:  # noqa: BLE001 - KeyNotFound / deleted
+        except Exception:
             return False
         return bool(entry and entry.value)
 
@@ -164,6 +164,6 @@ async def run_forever(settings: Settings) -> None:
     while True:
         try:
             await run_once(settings)
-        except Exception:  # noqa: BLE001 - one bad run must not end the schedule
+        except Exception:
             log.exception("janitor run failed")
         await asyncio.sleep(settings.janitor_interval_s)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from faststream import FastStream
 
+from services.notifier.mail import build_mailer
+from services.notifier.service import Notifier, should_run
 from shared.runtime import ServiceRuntime, Subscription, build_app
 from shared.settings import Settings
 from shared.worker import StepWorker
-from services.notifier.mail import build_mailer
-from services.notifier.service import Notifier, should_run
 
 
 def create_app(settings: Settings) -> FastStream:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 
+from services.notifier.mail import MailError, failed_email, ready_email
+from services.notifier.mail.port import Mailer
+from services.notifier.mail.retry import send_with_retries
 from shared import events as ev
 from shared import faults
 from shared.eventlog import Loaded
 from shared.settings import Settings
 from shared.worker import StepContext
-from services.notifier.mail import MailError, failed_email, ready_email
-from services.notifier.mail.port import Mailer
-from services.notifier.mail.retry import send_with_retries
 
 log = logging.getLogger(__name__)
 

@@ -80,7 +80,7 @@ async def _holder(stack: Stack, bus: Bus, tenant: str, export_id: str) -> int:
                 pid = int(beat["worker"].rsplit("-", 1)[1])
                 if pid in {c.pid for c in stack.children}:
                     return pid
-        except Exception:  # noqa: BLE001 - not yet beating
+        except Exception:
             pass
         await asyncio.sleep(0.05)
     raise AssertionError("no assembler picked the export up")

@@ -40,7 +40,7 @@ def values(running: tuple[dict[str, Any], Stack]) -> dict[str, Any]:
     return running[0]
 
 
-async def _seed(content: ContentDB, store: ObjectStore, settings: Settings, **kw: Any):  # noqa: ANN202
+async def _seed(content: ContentDB, store: ObjectStore, settings: Settings, **kw: Any):
     return await seed_tenant(content, store, images_bucket=settings.buckets.images,
                              amber_bucket=settings.buckets.amber, **kw)
 

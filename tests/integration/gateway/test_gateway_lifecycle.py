@@ -74,6 +74,7 @@ async def test_download_problems_are_404_for_bad_signatures_and_410_when_gone(
     good = local(links.sign(link_secret(settings), "http://x", key, 600))
     await problem(await gateway.get(good.replace("sig=", "sig=0")), 404, "GROVE-EXPORT-005")
     await problem(await gateway.get(good.replace(".zip", ".zi")), 404, "GROVE-EXPORT-005")
+    await problem(await gateway.get(good.split("sig=")[0] + "sig=%C3%A9"), 404, "GROVE-EXPORT-005")
     stale = local(links.sign(link_secret(settings), "http://x", key, -10))
     await problem(await gateway.get(stale), 410, "GROVE-EXPORT-009")
     pipeline.archive_path("tenant_a", export_id).unlink()
@@ -158,6 +159,7 @@ async def test_a_finished_or_finalizing_export_is_not_cancellable_006(gateway, h
 
 
 @pytest.mark.parametrize("path", ["/api/export/status/exp_doesnotexist", "/api/export/status/bad.id",
+                                  "/api/export/status/exp_1%0A",
                                   "/api/export/cancel/exp_doesnotexist", "/api/export/cancel/bad.id"])
 async def test_unknown_or_malformed_ids_are_005(gateway, headers_for, problem, path):
     method = gateway.post if "cancel" in path else gateway.get

@@ -6,14 +6,14 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from services.janitor.main import Janitor
 from shared import events as ev
 from shared.bus import Bus
 from shared.objectstore import ObjectNotFound
 from shared.objectstore.fs import FilesystemStore
 from shared.settings import Settings
-
-import pytest
 
 
 async def make_export(bus: Bus, store: FilesystemStore, settings: Settings, tenant: str, *, complete_at: datetime | None,

@@ -55,3 +55,9 @@ def test_make_token_refuses_a_tenant_id_that_cannot_be_a_subject_token():
 
 def test_the_link_secret_is_derived_and_differs_from_the_jwt_secret():
     assert link_secret(S) != S.jwt_secret.get_secret_value().encode() and len(link_secret(S)) == 32
+
+
+def test_ids_with_a_trailing_newline_are_not_ids():
+    from services.gateway.auth import valid_id
+
+    assert valid_id("exp_1") and not valid_id("exp_1\n") and not valid_id("a.b")

@@ -32,7 +32,7 @@ def snapshot(sources: dict[str, bytes]) -> Snapshot:
     return Snapshot(header=header, members=members)
 
 
-def opener(sources: dict[str, bytes], chunk: int = 7919, fail: dict[str, Exception] | None = None):  # noqa: ANN201
+def opener(sources: dict[str, bytes], chunk: int = 7919, fail: dict[str, Exception] | None = None):
     def open_source(m: SnapshotMember) -> Iterator[bytes]:
         if fail and m.key in fail:
             raise fail[m.key]

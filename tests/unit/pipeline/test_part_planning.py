@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from services.assembler.plan import (
-    MiB,
     MemberRecord,
+    MiB,
     PartPlanError,
     check_part_budget,
     part_size,

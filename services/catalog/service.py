@@ -50,6 +50,7 @@ class Catalog:
             await ctx.append(ev.CatalogStarted(export_id=req.export_id, tenant_id=req.tenant_id),
                              msg_id=f"{req.export_id}:CatalogStarted")
         faults.point("catalog.started")
+        await faults.slow("catalog.read")
         plan = await self._plan(req)
         created = req.occurred_at.astimezone(UTC)
         key = archive_key(req.tenant_id, req.export_id, sanitize_for_path(req.username), created.strftime("%Y-%m-%d"))

@@ -44,6 +44,7 @@ class Finalizer:
         s = ctx.state
         a = s.assembled
         assert a is not None
+        await faults.slow("finalize.before_start")
         if not s.finalize_started:
             await ctx.append(ev.FinalizeStarted(export_id=a.export_id, tenant_id=a.tenant_id),
                              msg_id=f"{a.export_id}:FinalizeStarted")

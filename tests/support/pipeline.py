@@ -40,6 +40,23 @@ async def wait_status(bus: Bus, tenant_id: str, export_id: str, statuses: set[st
     return await until(check, timeout, 0.2, f"export {export_id} to reach {sorted(want)}")
 
 
+async def cancel(bus: Bus, tenant_id: str, export_id: str) -> bool:
+    """The gateway's cancel protocol: refuse when finished or finalizing, else append
+    CancelRequested fenced at the folded sequence (re-deciding on a conflict). True if appended."""
+    from shared.eventlog import Conflict
+
+    while True:
+        loaded = await bus.log.load(tenant_id, export_id)
+        if loaded.state.terminal or loaded.state.finalize_started:
+            return False
+        try:
+            await bus.log.append(ev.CancelRequested(export_id=export_id, tenant_id=tenant_id, requested_by="u1"),
+                                 loaded.last_seq)
+            return True
+        except Conflict:
+            continue
+
+
 @dataclass
 class Archive:
     data: bytes

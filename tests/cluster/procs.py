@@ -1,0 +1,186 @@
+"""Service processes with an environment of their own each, and NATS helpers for clusters.
+
+``tests.support.stack.start_stack`` passes one environment to every service; these tests need a
+NATS user per service, or a fault directory per replica (to count what each replica did), so they
+launch ``python -m services.cli run <service>`` themselves — the same command a container runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+from nats.js.api import KeyValueConfig, StorageType
+
+import shared.bus
+from services.stack.natsserver import NatsServer, env_without_proxies, free_port
+from services.stack.supervisor import Child
+from shared.bus import Bus, kv_names
+from shared.eventlog import EventLog
+from shared.settings import Settings
+
+URL_LIST_SUPPORTED = hasattr(shared.bus, "nats_servers")
+"""True once shared/bus.py splits ``GROVE_NATS_URL`` on commas (the change this work asks for)."""
+
+
+def nats_url_for(urls: Sequence[str], index: int = 0) -> str:
+    """``GROVE_NATS_URL`` for one service process.
+
+    With the comma-list change: every node. Without it, nats-py cannot parse a list, so each
+    process gets one node (spread by ``index``) and finds the others through the cluster's INFO
+    (``connect_urls``), which is what it reconnects to when its node dies.
+    """
+    if URL_LIST_SUPPORTED:
+        return ",".join(urls)
+    return urls[index % len(urls)]
+
+
+@dataclass
+class Procs:
+    """Service processes, each with its own extra environment; no automatic restarts."""
+
+    log_dir: Path
+    base_env: Mapping[str, str]
+    children: dict[str, Child] = field(default_factory=dict)
+
+    def start(self, tag: str, command: Sequence[str], env: Mapping[str, str] | None = None) -> Child:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        full_env = {**env_without_proxies(), "PYTHONUNBUFFERED": "1", **self.base_env, **(env or {})}
+        child = Child(tag, [sys.executable, "-m", "services.cli", *command], full_env, self.log_dir / f"{tag}.log")
+        child.start()
+        self.children[tag] = child
+        return child
+
+    def run(self, tag: str, service: str, env: Mapping[str, str] | None = None) -> Child:
+        return self.start(tag, ["run", service], env)
+
+    def assert_alive(self) -> None:
+        for child in self.children.values():
+            assert child.proc and child.proc.poll() is None, f"{child.name} died; see {child.log_path}\n{self.tail(child.name)}"
+
+    def kill(self, tag: str) -> None:
+        child = self.children[tag]
+        if child.proc and child.proc.poll() is None:
+            child.proc.send_signal(signal.SIGKILL)
+            child.proc.wait(5)
+
+    def tail(self, tag: str, chars: int = 3000) -> str:
+        try:
+            return self.children[tag].log_path.read_text()[-chars:]
+        except FileNotFoundError:
+            return ""
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {tag} ---\n{self.tail(tag)}" for tag in self.children)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for child in self.children.values():
+            if child.proc and child.proc.poll() is None:
+                child.proc.terminate()
+        deadline = time.monotonic() + timeout
+        for child in self.children.values():
+            if child.proc:
+                try:
+                    child.proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+                    child.proc.wait(5)
+
+
+async def connect_bus(settings: Settings, servers: Sequence[str], producer: str = "test", *,
+                      user: str | None = None, password: str | None = None) -> Bus:
+    """Like ``shared.bus.connect`` (stream and buckets ensured), but with a list of servers."""
+    opts: dict[str, object] = {"user": user, "password": password} if user else {}
+    nc = await nats.connect(servers=list(servers), name=f"grove-{producer}", max_reconnect_attempts=-1,
+                            reconnect_time_wait=0.5, connect_timeout=5, allow_reconnect=True, **opts)  # type: ignore[arg-type]
+    js = nc.jetstream(timeout=10)
+    log = EventLog(js, settings.stream_name, settings.subject_prefix, producer)
+    await log.ensure_stream(settings.stream_replicas, settings.stream_max_age_days)
+    hb, adm = kv_names(settings)
+    heartbeats = await js.create_key_value(KeyValueConfig(
+        bucket=hb, ttl=settings.heartbeat_ttl_s, storage=StorageType.FILE, replicas=settings.stream_replicas,
+        history=1))
+    admission = await js.create_key_value(KeyValueConfig(
+        bucket=adm, storage=StorageType.FILE, replicas=settings.stream_replicas, history=1))
+    return Bus(nc, js, log, heartbeats, admission)
+
+
+@dataclass
+class Cluster:
+    """Three (or n) nats-server processes clustered on loopback, each with a monitoring port."""
+
+    root: Path
+    size: int = 3
+    nodes: list[NatsServer] = field(default_factory=list)
+    http_ports: list[int] = field(default_factory=list)
+
+    def start(self) -> Cluster:
+        routes = [free_port() for _ in range(self.size)]
+        for i in range(self.size):
+            http = free_port()
+            self.http_ports.append(http)
+            node = NatsServer(self.root / f"n{i + 1}", name=f"n{i + 1}", cluster=("grove", routes[i], routes),
+                              log_file=self.root / f"n{i + 1}.log", extra_args=["-m", str(http)])
+            self.nodes.append(node)
+        for node in self.nodes:
+            node.start()
+        return self
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    def node(self, name: str) -> NatsServer:
+        return next(n for n in self.nodes if n.name == name)
+
+    def jsz(self, name: str) -> dict:
+        """This node's own view of its JetStream state (monitoring endpoint, no leader involved)."""
+        port = self.http_ports[self.nodes.index(self.node(name))]
+        url = f"http://127.0.0.1:{port}/jsz?streams=true&consumer=false&config=false"
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return json.loads(r.read())
+
+    def local_stream_state(self, name: str, stream: str) -> dict | None:
+        for account in self.jsz(name).get("account_details") or []:
+            for s in account.get("stream_detail") or []:
+                if s.get("name") == stream:
+                    return s.get("state") or {}
+        return None
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+async def wait_for_jetstream(servers: Sequence[str], timeout: float = 30.0, **opts: object) -> None:
+    """Until the cluster has a JetStream meta leader (account info answers)."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            nc = await nats.connect(servers=list(servers), connect_timeout=2, max_reconnect_attempts=0, **opts)  # type: ignore[arg-type]
+            try:
+                await nc.jetstream(timeout=2).account_info()
+                return
+            finally:
+                await nc.close()
+        except Exception as e:  # noqa: BLE001 - not ready yet
+            last = e
+            await asyncio.sleep(0.3)
+    raise AssertionError(f"JetStream not ready after {timeout}s: {last!r}")
+
+
+def count_lines(path: Path) -> int:
+    try:
+        return len(path.read_text().split())
+    except FileNotFoundError:
+        return 0

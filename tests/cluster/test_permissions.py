@@ -1,0 +1,247 @@
+"""NATS users per service: the generated ``authorization`` block on a real nats-server.
+
+1. Every service user may append exactly its own events: a publish of another service's event
+   subject is refused by the server (``Permissions Violation``, no PubAck, nothing stored).
+2. A whole export runs with every service process connected as its own user — gateway (HTTP in),
+   catalog, assembler (and its canceller), finalizer, notifier — plus a cancelled export and one
+   janitor run as the janitor user; no service log shows a permissions violation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import nats
+import nats.errors
+import pytest
+
+from services.gateway.auth import make_token
+from services.reference import assemble_to_file
+from services.stack.auth import ADMIN, USERS, password_env, render_authorization
+from services.stack.natsserver import NatsServer, env_without_proxies, free_port
+from shared.content.db import ContentDB
+from shared.content.seed import seed_tenant
+from shared.eventlog import EventLog
+from shared.objectstore.factory import open_store
+from shared.settings import Settings
+from tests.cluster.procs import Procs, connect_bus
+from tests.support.env import build, settings_for, to_env
+from tests.support.wait import until
+
+ALL_EVENTS = sorted({e for u in USERS for e in u.events})
+PASSWORDS = {name: f"pw-{name}-{i}" for i, name in enumerate([ADMIN, *(u.name for u in USERS)])}
+
+
+@dataclass
+class Secured:
+    server: NatsServer
+    values: dict[str, Any]
+    settings: Settings
+
+
+@pytest.fixture
+def secured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Secured]:
+    """A nats-server whose config is only the generated authorization block (passwords from env)."""
+    port = free_port()
+    values = settings_for(tmp_path, f"nats://127.0.0.1:{port}")
+    conf = tmp_path / "auth.conf"
+    conf.write_text(render_authorization(prefix=values["subject_prefix"], kv_prefix=values["kv_prefix"]))
+    for name, pw in PASSWORDS.items():
+        monkeypatch.setenv(password_env(name), pw)  # the server resolves $NATS_PASSWORD_<USER> from env
+    server = NatsServer(tmp_path / "nats", port=port, config_file=conf, log_file=tmp_path / "nats.log").start()
+    yield Secured(server, values, build(values))
+    server.stop()
+
+
+async def _connect(url: str, user: str, errors: list[str] | None = None) -> nats.NATS:
+    async def on_error(e: Exception) -> None:
+        if errors is not None:
+            errors.append(str(e))
+
+    return await nats.connect(url, user=user, password=PASSWORDS[user], error_cb=on_error,
+                              max_reconnect_attempts=0, connect_timeout=3)
+
+
+async def test_an_unknown_user_or_a_wrong_password_cannot_connect(secured: Secured) -> None:
+    with pytest.raises(nats.errors.Error):
+        await nats.connect(secured.server.url, max_reconnect_attempts=0, connect_timeout=2,
+                           allow_reconnect=False)
+    with pytest.raises(nats.errors.Error):
+        await nats.connect(secured.server.url, user="finalizer", password="wrong", max_reconnect_attempts=0,
+                           connect_timeout=2, allow_reconnect=False)
+
+
+async def test_each_service_user_appends_only_its_own_events(secured: Secured) -> None:
+    s = secured.settings
+    admin = await _connect(secured.server.url, ADMIN)
+    await EventLog(admin.jetstream(), s.stream_name, s.subject_prefix).ensure_stream(1)
+    conns: dict[str, nats.NATS] = {}
+    errors: dict[str, list[str]] = {}
+    try:
+        for u in USERS:
+            errors[u.name] = []
+            conns[u.name] = await _connect(secured.server.url, u.name, errors[u.name])
+
+        async def attempt(user: str, event: str) -> tuple[str, str, bool]:
+            subject = f"{s.subject_prefix}.t_{user}.e_{event}.{event}"
+            try:
+                ack = await conns[user].jetstream().publish(subject, b"{}", timeout=2)
+                return user, event, ack.seq > 0
+            except nats.errors.TimeoutError:
+                return user, event, False
+
+        results = await asyncio.gather(*(attempt(u.name, e) for u in USERS for e in ALL_EVENTS))
+        allowed = {(user, event) for user, event, ok in results if ok}
+        assert allowed == {(u.name, e) for u in USERS for e in u.events}
+
+        # The brief's case spelled out: the finalizer cannot write the assembler's PartUploaded.
+        assert ("finalizer", "PartUploaded") not in allowed and ("finalizer", "ExportCompleted") in allowed
+        assert any("Permissions Violation for Publish" in e and "PartUploaded" in e for e in errors["finalizer"]), errors["finalizer"][:5]
+
+        # Nothing refused reached the stream: its subjects are exactly the allowed ones.
+        info = await admin.jetstream().stream_info(s.stream_name, subjects_filter=f"{s.subject_prefix}.>")
+        stored = {(subj.split(".")[1][2:], subj.split(".")[3]) for subj in (info.state.subjects or {})}
+        assert stored == allowed
+
+        # KV: only the gateway writes admission slots; step services write heartbeats.
+        fin_js = conns["finalizer"].jetstream()
+        with pytest.raises(nats.errors.TimeoutError):
+            await fin_js.publish(f"$KV.{s.kv_prefix}_admission.tenant.x", b"{}", timeout=1)
+        # Destructive JetStream API calls are denied (request never reaches the server's handler).
+        with pytest.raises(nats.errors.TimeoutError):
+            await fin_js.purge_stream(s.stream_name)
+        with pytest.raises(nats.errors.TimeoutError):
+            await fin_js.delete_stream(s.stream_name)
+        assert (await admin.jetstream().stream_info(s.stream_name)).state.messages == len(allowed)
+        # Core subscriptions beyond _INBOX are refused (the server reports it asynchronously).
+        await conns["finalizer"].subscribe(f"{s.subject_prefix}.>")
+        await conns["finalizer"].flush()
+        await until(_true_if(lambda: any("Subscription" in e for e in errors["finalizer"])), 5,
+                    what="a subscription permissions violation")
+    finally:
+        for c in conns.values():
+            await c.close()
+        await admin.close()
+
+
+def _true_if(pred: Any) -> Any:
+    async def check() -> bool:
+        return bool(pred())
+
+    return check
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_a_whole_export_runs_with_a_nats_user_per_service(secured: Secured, tmp_path: Path,
+                                                                http: aiohttp.ClientSession) -> None:
+    values, s = secured.values, secured.settings
+    port = free_port()
+    base = {**to_env(values), "GROVE_PORT": str(port), "GROVE_HOST": "127.0.0.1",
+            "GROVE_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    procs = Procs(tmp_path / "logs", base)
+    admin = await connect_bus(s, [secured.server.url], "test", user=ADMIN, password=PASSWORDS[ADMIN])
+    store = await open_store(s, create_buckets=True)
+    try:
+        for svc in ("gateway", "catalog", "assembler", "finalizer", "notifier"):
+            env = {"GROVE_NATS_USER": svc, "GROVE_NATS_PASSWORD": PASSWORDS[svc]}
+            if svc == "assembler":  # slow uploads a little so the second export can be cancelled mid-way
+                env["GROVE_FAULTS_SLOW"] = "assemble.upload:0.3"
+            procs.run(svc, svc, env)
+        db = ContentDB(s.content_db)
+        a = await seed_tenant(db, store, images_bucket=s.buckets.images, amber_bucket=s.buckets.amber, images=6)
+        b = await seed_tenant(db, store, images_bucket=s.buckets.images, amber_bucket=s.buckets.amber, images=12)
+
+        async def ready() -> bool:
+            procs.assert_alive()
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await until(ready, 30, 0.2, "gateway /readyz")
+
+        def headers(tenant: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {make_token(s, tenant, 'u1', 'u1@example.org', 'autumn')}"}
+
+        async def post(path: str, tenant: str, **extra: str) -> dict:
+            async with http.post(f"http://127.0.0.1:{port}{path}", json={"mode": "blog"},
+                                 headers={**headers(tenant), **extra}) as r:
+                body = await r.json()
+                assert r.status in (200, 201), (r.status, body)
+                return body
+
+        async def status(tenant: str, export_id: str) -> dict:
+            async with http.get(f"http://127.0.0.1:{port}/api/export/status/{export_id}",
+                                headers=headers(tenant)) as r:
+                assert r.status == 200, await r.text()
+                return await r.json()
+
+        ex_a = (await post("/api/export", a.tenant_id, **{"Idempotency-Key": "perm-test-a"}))["exportId"]
+        ex_b = (await post("/api/export", b.tenant_id))["exportId"]
+
+        async def b_uploading() -> bool:
+            st = (await admin.log.load(b.tenant_id, ex_b)).state
+            return len(st.parts) >= 1
+
+        await until(b_uploading, 60, 0.1, "export B to upload a part")
+        await post(f"/api/export/cancel/{ex_b}", b.tenant_id)
+
+        async def finished(tenant: str, export_id: str) -> dict | None:
+            view = await status(tenant, export_id)
+            return view if view["status"] in ("complete", "failed", "cancelled", "expired") else None
+
+        view_a = await until(lambda: finished(a.tenant_id, ex_a), 90, 0.3, "export A to finish")
+        view_b = await until(lambda: finished(b.tenant_id, ex_b), 60, 0.3, "export B to finish")
+        assert view_a["status"] == "complete", f"{view_a}\n{procs.logs()}"
+        assert view_b["status"] == "cancelled", f"{view_b}\n{procs.logs()}"
+
+        state_a = (await admin.log.load(a.tenant_id, ex_a)).state
+        assert state_a.completed and state_a.cataloged
+        archive = await store.read(s.buckets.exports, state_a.completed.archive_key)
+        size, sha = await assemble_to_file(store, s.buckets.exports, state_a.cataloged.snapshot_key,
+                                           tmp_path / "reference.zip")
+        assert archive == (tmp_path / "reference.zip").read_bytes() and sha == state_a.completed.sha256
+
+        async def notified() -> bool:
+            return (await admin.log.load(a.tenant_id, ex_a)).state.notification is not None
+
+        await until(notified, 30, 0.2, "the notifier to record its outcome")
+        producers = {e.name(): e.producer async for _, e in admin.log.history(a.tenant_id, ex_a)}
+        assert producers["ExportRequested"] == "gateway" and producers["ExportCompleted"] == "finalizer"
+        events_b = [e.name() async for _, e in admin.log.history(b.tenant_id, ex_b)]
+        assert events_b[-1] == "ExportCancelled", events_b
+        assert await store.list_uploads(s.buckets.exports, f"exports/{b.tenant_id}/{ex_b}/") == []
+
+        # One janitor run (what the CronJob runs) as the janitor user.
+        env = {**env_without_proxies(), **base, "GROVE_NATS_USER": "janitor",
+               "GROVE_NATS_PASSWORD": PASSWORDS["janitor"]}
+        out = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "services.cli", "janitor"], env=env,
+                                      capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "janitor:" in out.stdout + out.stderr
+
+        procs.assert_alive()
+        logs = {tag: procs.tail(tag, 10**7) for tag in procs.children}
+        violations = {tag: [ln for ln in text.splitlines() if "permissions violation" in ln.lower()]
+                      for tag, text in logs.items()}
+        assert not any(violations.values()), json.dumps(violations, indent=1)[:4000]
+        print(f"\n[permissions] export {ex_a} complete with 5 service users; {ex_b} cancelled; "
+              f"janitor ran: {(out.stdout + out.stderr).strip().splitlines()[-1][:160]}")
+    finally:
+        procs.stop()
+        await admin.close()
+        await store.close()

@@ -1,0 +1,118 @@
+"""Cancellation really stops: at every stage the export ends `cancelled` with no parts, no object
+and no email; a cancel racing the finalizer resolves to exactly one outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.stack.natsserver import NatsServer
+from services.stack.supervisor import Stack
+from shared import events as ev
+from shared.bus import Bus
+from shared.content.db import ContentDB
+from shared.content.seed import seed_tenant
+from shared.objectstore import ObjectNotFound, ObjectStore
+from shared.settings import Settings
+from tests.support.env import settings_for
+from tests.support.pipeline import cancel, request_export, wait_status
+from tests.support.stack import logs_of, start_stack
+
+LATENCIES: list[float] = []
+SLOW = "assemble.upload:0.25,catalog.read:1.5,finalize.before_start:1.0"
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory, nats_server: NatsServer) -> Iterator[tuple[dict, Stack]]:
+    tmp = tmp_path_factory.mktemp("cancel")
+    values = settings_for(tmp, nats_server.url)
+    stack = start_stack(tmp / "stack", values, extra_env={"GROVE_FAULTS_SLOW": SLOW})
+    yield values, stack
+    stack.stop()
+    if LATENCIES:
+        print(f"\ncancel-to-abort: median {statistics.median(LATENCIES) * 1000:.0f} ms, "
+              f"worst {max(LATENCIES) * 1000:.0f} ms over {len(LATENCIES)} cancels")
+
+
+@pytest.fixture
+def values(running: tuple[dict[str, Any], Stack]) -> dict[str, Any]:
+    return running[0]
+
+
+async def _export(bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings, images: int = 16) -> tuple[str, str]:
+    seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
+                               amber_bucket=settings.buckets.amber, images=images)
+    return seeded.tenant_id, await request_export(bus, seeded.tenant_id)
+
+
+async def _assert_cancelled_cleanly(bus: Bus, store: ObjectStore, settings: Settings, tenant: str,
+                                    export_id: str, stack: Stack) -> None:
+    state = await wait_status(bus, tenant, export_id, timeout=30)
+    assert state.status == "cancelled", (state.status, logs_of(stack))
+    events = [e async for _, e in bus.log.history(tenant, export_id)]
+    asked = next(e for e in events if isinstance(e, ev.CancelRequested))
+    done = next(e for e in events if isinstance(e, ev.ExportCancelled))
+    LATENCIES.append((done.occurred_at - asked.occurred_at).total_seconds())
+    assert LATENCIES[-1] < 5.0
+    assert await store.list_uploads(settings.buckets.exports, f"exports/{tenant}/{export_id}/") == []
+    if state.cataloged:
+        with pytest.raises(ObjectNotFound):
+            await store.head(settings.buckets.exports, state.cataloged.archive_key)
+    await asyncio.sleep(0.5)  # nothing may arrive late
+    assert not list(Path(settings.mail.outbox_dir).glob(f"{export_id}*"))
+    assert (await bus.log.load(tenant, export_id)).state.status == "cancelled"
+
+
+@pytest.mark.parametrize("stage", ["pending", "cataloging", "assembling", "uploading"])
+async def test_cancel_at_each_stage_leaves_no_parts_no_object_and_no_email(
+        stage: str, bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings,
+        running: tuple[dict, Stack]) -> None:
+    tenant, export_id = await _export(bus, store, content, settings)
+    if stage == "pending":
+        assert await cancel(bus, tenant, export_id)  # at once, before the catalog starts
+    else:
+        await wait_status(bus, tenant, export_id, {stage}, 30)
+        if stage == "assembling":
+            async def parts() -> int:
+                return len((await bus.log.load(tenant, export_id)).state.parts)
+            while await parts() < 2:  # mid-stream, parts already uploaded
+                await asyncio.sleep(0.05)
+        assert await cancel(bus, tenant, export_id)
+    await _assert_cancelled_cleanly(bus, store, settings, tenant, export_id, running[1])
+
+
+async def test_cancelling_a_finished_export_changes_nothing(bus: Bus, store: ObjectStore, content: ContentDB,
+                                                            settings: Settings) -> None:
+    tenant, export_id = await _export(bus, store, content, settings, images=1)
+    state = await wait_status(bus, tenant, export_id, timeout=60)
+    assert state.status == "complete"
+    before = await bus.log.last_seq(tenant, export_id)
+    assert not await cancel(bus, tenant, export_id)
+    assert await bus.log.last_seq(tenant, export_id) == before
+
+
+async def test_cancel_racing_finalize_always_resolves_to_one_outcome(
+        bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings) -> None:
+    outcomes = []
+    for i in range(8):
+        tenant, export_id = await _export(bus, store, content, settings, images=1)
+        await wait_status(bus, tenant, export_id, {"uploading"}, 60)
+        await asyncio.sleep(0.9 + 0.05 * i)  # around the moment the finalizer appends FinalizeStarted
+        await cancel(bus, tenant, export_id)
+        state = await wait_status(bus, tenant, export_id, timeout=60)
+        key = state.assembled.archive_key if state.assembled else ""
+        try:
+            await store.head(settings.buckets.exports, key)
+            exists = True
+        except ObjectNotFound:
+            exists = False
+        uploads = await store.list_uploads(settings.buckets.exports, f"exports/{tenant}/{export_id}/")
+        assert uploads == []
+        assert (state.status, exists) in {("complete", True), ("cancelled", False)}, (state.status, exists)
+        outcomes.append(state.status)
+    print(f"\ncancel vs finalize outcomes: {outcomes}")

@@ -22,6 +22,7 @@ from shared.settings import Settings
 from tests.support.env import settings_for
 from tests.support.pipeline import cancel, request_export, wait_status
 from tests.support.stack import logs_of, start_stack
+from tests.support.wait import until
 
 LATENCIES: list[float] = []
 SLOW = "assemble.upload:0.25,catalog.read:1.5,finalize.before_start:1.0"
@@ -78,10 +79,10 @@ async def test_cancel_at_each_stage_leaves_no_parts_no_object_and_no_email(
     else:
         await wait_status(bus, tenant, export_id, {stage}, 30)
         if stage == "assembling":
-            async def parts() -> int:
-                return len((await bus.log.load(tenant, export_id)).state.parts)
-            while await parts() < 2:  # mid-stream, parts already uploaded
-                await asyncio.sleep(0.05)
+            async def two_parts() -> bool:  # mid-stream, parts already uploaded
+                return len((await bus.log.load(tenant, export_id)).state.parts) >= 2
+
+            await until(two_parts, 30, 0.05, "two logged parts")
         assert await cancel(bus, tenant, export_id)
     await _assert_cancelled_cleanly(bus, store, settings, tenant, export_id, running[1])
 

@@ -268,6 +268,16 @@ def test_every_duplicate_survived_as_its_own_member(hostile: Exported) -> None:
         assert len(set(photos)) == 3 and all(p.lower().startswith("media/photo") for p in photos), photos
 
 
+def test_every_post_and_page_stays_a_markdown_file_whatever_its_slug(hostile: Exported) -> None:
+    """The layout is posts/{slug}.md and pages/{slug}.md (README, ARCHITECTURE "Archive contents");
+    importers glob ``posts/*.md``. A slug that sanitizes to nothing (``""``, ``.``, ``..``, ``...``)
+    must fall back to ``post-<id>.md`` — not become ``posts/md`` (the dots of ``"..".md`` trimmed)."""
+    by_source = {m["source_id"]: m["path"] for m in hostile.manifest()["members"]}
+    wrong = {row["slug"]: by_source[row["id"]] for row in hostile.info["posts"] + hostile.info["pages"]
+             if not by_source[row["id"]].endswith(".md") or by_source[row["id"]].rsplit("/", 1)[1] == ".md"}
+    assert not wrong, f"posts/pages that are not .md files: {wrong}"
+
+
 def _expected_tags(raw: str | None) -> list[str]:
     return json.loads(raw) if raw else []
 

@@ -91,7 +91,9 @@ class EventLog:
         """Append ``event`` if the export's last sequence is still ``expected_seq``.
 
         ``msg_id`` makes a retried publish of the same event a no-op (JetStream dedupe window);
-        it is not what makes steps idempotent — deciding from the fold plus this fence is.
+        it is not what makes steps idempotent — deciding from the fold plus this fence is. The
+        expected sequence is part of the id, so only a retry of this very append is absorbed; the
+        same event appended again at a later position (a rewound part re-logged) is a new append.
         """
         if event.producer == "unknown":
             event = event.model_copy(update={"producer": self.producer})
@@ -103,7 +105,7 @@ class EventLog:
             "Nats-Expected-Last-Subject-Sequence-Subject": ev.export_filter(
                 self.prefix, event.tenant_id, event.export_id
             ),
-            "Nats-Msg-Id": msg_id or f"{event.export_id}:{event.name()}:{event.event_id}",
+            "Nats-Msg-Id": f"{msg_id or f'{event.export_id}:{event.name()}:{event.event_id}'}@{expected_seq}",
         }
         for attempt in range(6):
             try:

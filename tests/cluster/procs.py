@@ -2,7 +2,9 @@
 
 ``tests.support.stack.start_stack`` passes one environment to every service; these tests need a
 NATS user per service, or a fault directory per replica (to count what each replica did), so they
-launch ``python -m services.cli run <service>`` themselves — the same command a container runs.
+launch ``python -m tests.cluster.launch run <service>`` themselves: the same command a container
+runs (``grove-export run <service>``), plus the shims of :mod:`tests.cluster.launch` for the two
+production fixes still pending (no-ops once they land).
 """
 
 from __future__ import annotations
@@ -21,29 +23,13 @@ from pathlib import Path
 import nats
 from nats.js.api import KeyValueConfig, StorageType
 
-import shared.bus
 from services.stack.natsserver import NatsServer, env_without_proxies, free_port
 from services.stack.supervisor import Child
 from shared.bus import Bus, kv_names
 from shared.eventlog import EventLog
 from shared.settings import Settings
 
-URL_LIST_SUPPORTED = hasattr(shared.bus, "nats_servers")
-"""True once shared/bus.py splits ``GROVE_NATS_URL`` on commas (the change this work asks for)."""
-
-
-def nats_url_for(urls: Sequence[str], index: int = 0) -> str:
-    """``GROVE_NATS_URL`` for one service process.
-
-    With the comma-list change: every node. Without it, nats-py cannot parse a list, so each
-    process gets one node (spread by ``index``) and finds the others through the cluster's INFO
-    (``connect_urls``), which is what it reconnects to when its node dies.
-    """
-    if URL_LIST_SUPPORTED:
-        return ",".join(urls)
-    return urls[index % len(urls)]
-
-
+LAUNCH = [sys.executable, "-m", "tests.cluster.launch"]
 @dataclass
 class Procs:
     """Service processes, each with its own extra environment; no automatic restarts."""
@@ -55,7 +41,7 @@ class Procs:
     def start(self, tag: str, command: Sequence[str], env: Mapping[str, str] | None = None) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         full_env = {**env_without_proxies(), "PYTHONUNBUFFERED": "1", **self.base_env, **(env or {})}
-        child = Child(tag, [sys.executable, "-m", "services.cli", *command], full_env, self.log_dir / f"{tag}.log")
+        child = Child(tag, [*LAUNCH, *command], full_env, self.log_dir / f"{tag}.log")
         child.start()
         self.children[tag] = child
         return child
@@ -78,6 +64,11 @@ class Procs:
             return self.children[tag].log_path.read_text()[-chars:]
         except FileNotFoundError:
             return ""
+
+    def shims(self) -> set[str]:
+        """The production fixes the launcher had to apply (see tests/cluster/launch.py)."""
+        return {line.split("test-shim: ", 1)[1].strip() for tag in self.children
+                for line in self.tail(tag, 10**7).splitlines() if line.startswith("test-shim: ")}
 
     def logs(self) -> str:
         return "\n".join(f"--- {tag} ---\n{self.tail(tag)}" for tag in self.children)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from shared.content.seed import seed_tenant
 from shared.eventlog import EventLog
 from shared.objectstore.factory import open_store
 from shared.settings import Settings
-from tests.cluster.procs import Procs, connect_bus
+from tests.cluster.procs import LAUNCH, Procs, connect_bus
 from tests.support.env import build, settings_for, to_env
 from tests.support.wait import until
 
@@ -230,7 +229,7 @@ async def test_a_whole_export_runs_with_a_nats_user_per_service(secured: Secured
         # One janitor run (what the CronJob runs) as the janitor user.
         env = {**env_without_proxies(), **base, "GROVE_NATS_USER": "janitor",
                "GROVE_NATS_PASSWORD": PASSWORDS["janitor"]}
-        out = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "services.cli", "janitor"], env=env,
+        out = await asyncio.to_thread(subprocess.run, [*LAUNCH, "janitor"], env=env,
                                       capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stdout + out.stderr
         assert "janitor:" in out.stdout + out.stderr
@@ -241,7 +240,8 @@ async def test_a_whole_export_runs_with_a_nats_user_per_service(secured: Secured
                       for tag, text in logs.items()}
         assert not any(violations.values()), json.dumps(violations, indent=1)[:4000]
         print(f"\n[permissions] export {ex_a} complete with 5 service users; {ex_b} cancelled; "
-              f"janitor ran: {(out.stdout + out.stderr).strip().splitlines()[-1][:160]}")
+              f"janitor ran: {(out.stdout + out.stderr).strip().splitlines()[-1][:160]}; "
+              f"shims applied: {sorted(procs.shims()) or 'none'}")
     finally:
         procs.stop()
         await admin.close()

@@ -72,7 +72,7 @@ class Exported:
     export_id: str
     path: Path
     seconds: float
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def manifest(self) -> dict[str, Any]:
         with zipfile.ZipFile(self.path) as zf:

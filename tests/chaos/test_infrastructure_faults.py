@@ -20,6 +20,7 @@ from tests.support.env import build, s3_values
 from tests.support.flaky_proxy import FlakyProxy
 from tests.support.pipeline import request_export, wait_status
 from tests.support.stack import start_stack
+from tests.support.wait import until
 
 pytestmark = pytest.mark.chaos
 
@@ -98,13 +99,11 @@ async def test_redelivering_every_event_to_every_service_changes_nothing(
             await bus.js.delete_consumer(settings.stream_name, info.name)
         stack = start_stack(tmp_path / "stack2", values)  # fresh durables: every event again, to everyone
         try:
-            await asyncio.sleep(2.0)
-            for _ in range(100):
+            async def drained() -> bool:  # all six durables exist again and have nothing left
                 infos = await bus.js.consumers_info(settings.stream_name)
-                if infos and all(i.num_pending == 0 and i.num_ack_pending == 0 for i in infos):
-                    break
-                await asyncio.sleep(0.1)
-            assert len(infos) >= 5 and all(i.num_pending == 0 and i.num_ack_pending == 0 for i in infos)
+                return len(infos) >= 6 and all(i.num_pending == 0 and i.num_ack_pending == 0 for i in infos)
+
+            await until(drained, 60, 0.2, "every durable to re-consume the whole stream")
         finally:
             stack.stop()
         assert await bus.log.last_seq(s.tenant_id, s.export_id) == before

@@ -30,6 +30,8 @@ from shared.eventlog import EventLog
 from shared.settings import Settings
 
 LAUNCH = [sys.executable, "-m", "tests.cluster.launch"]
+
+
 @dataclass
 class Procs:
     """Service processes, each with its own extra environment; no automatic restarts."""
@@ -164,7 +166,7 @@ async def wait_for_jetstream(servers: Sequence[str], timeout: float = 30.0, **op
                 return
             finally:
                 await nc.close()
-        except Exception as e:  # noqa: BLE001 - not ready yet
+        except Exception as e:  # not ready yet
             last = e
             await asyncio.sleep(0.3)
     raise AssertionError(f"JetStream not ready after {timeout}s: {last!r}")

@@ -212,8 +212,8 @@ async def test_a_whole_export_runs_with_a_nats_user_per_service(secured: Secured
         state_a = (await admin.log.load(a.tenant_id, ex_a)).state
         assert state_a.completed and state_a.cataloged
         archive = await store.read(s.buckets.exports, state_a.completed.archive_key)
-        size, sha = await assemble_to_file(store, s.buckets.exports, state_a.cataloged.snapshot_key,
-                                           tmp_path / "reference.zip")
+        _, sha = await assemble_to_file(store, s.buckets.exports, state_a.cataloged.snapshot_key,
+                                        tmp_path / "reference.zip")
         assert archive == (tmp_path / "reference.zip").read_bytes() and sha == state_a.completed.sha256
 
         async def notified() -> bool:

@@ -1,0 +1,222 @@
+"""1. Throughput on S3 (moto in its own process): one real export through the step services, beside
+two references run in the bench process against the same moto, on the same snapshot's sources:
+
+* raw copy — GET each source member (the same ranges, If-Match, 1 MiB chunks), PUT the bytes into
+  one multipart upload with the same part size and parts in flight; no ZIP. The ceiling.
+* the usual way — Python ``zipfile`` at its default deflate into a temp file, then the file
+  uploaded as a multipart upload (same part size, same parts in flight).
+
+The export is timed from its own events: ExportRequested→ExportCompleted (end to end) and
+UploadStarted→ArchiveAssembled (streaming only). The raw copy is timed to its last part and to
+its completion, so each export figure has a like-for-like ceiling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.objectstore import CompletedPart, ObjectStore
+from shared.snapshot import Snapshot
+from tests.bench.common import (
+    MiB,
+    Env,
+    Row,
+    World,
+    cpu_seconds,
+    fmt_bytes,
+    log,
+    mbps,
+    seed_random_images,
+    start_ready_stack,
+    timeline,
+)
+from tests.support.pipeline import request_export, wait_status
+
+NUMBER = "1"
+TITLE = "Throughput on S3 (moto)"
+PART = 8 * MiB
+IN_FLIGHT = 3
+
+
+@dataclass
+class Copy:
+    nbytes: int  # bytes read from the sources
+    out_bytes: int  # bytes uploaded
+    parts_s: float  # until the last part is uploaded
+    total_s: float  # including complete_multipart
+    zip_s: float = 0.0  # the usual way: building the temp file
+
+
+async def _read(store: ObjectStore, m) -> bytes:  # noqa: ANN001
+    return b"".join([c async for c in store.get(m.bucket, m.key, start=m.start, end=m.start + m.size,
+                                                 if_match=m.etag, chunk_size=1 << 20)])
+
+
+class _Multipart:
+    """Parts of ``size`` bytes, at most ``in_flight`` uploading at once, as the assembler does."""
+
+    def __init__(self, store: ObjectStore, bucket: str, key: str, size: int, in_flight: int) -> None:
+        self.store, self.bucket, self.key, self.size = store, bucket, key, size
+        self.slots = asyncio.Semaphore(in_flight)
+        self.tasks: list[asyncio.Task[None]] = []
+        self.parts: dict[int, str] = {}
+        self.next = 1
+        self.upload_id = ""
+        self.sent = 0
+
+    async def start(self) -> None:
+        self.upload_id = await self.store.create_multipart(self.bucket, self.key, "application/zip")
+
+    async def part(self, data: bytes) -> None:
+        await self.slots.acquire()
+        number, self.next = self.next, self.next + 1
+        self.sent += len(data)
+
+        async def up() -> None:
+            try:
+                self.parts[number] = await self.store.upload_part(self.bucket, self.key, self.upload_id,
+                                                                  number, data)
+            finally:
+                self.slots.release()
+
+        self.tasks.append(asyncio.create_task(up()))
+
+    async def drain(self) -> None:
+        await asyncio.gather(*self.tasks)
+
+    async def complete(self) -> None:
+        parts = [CompletedPart(n, self.parts[n]) for n in sorted(self.parts)]
+        await self.store.complete_multipart(self.bucket, self.key, self.upload_id, parts)
+
+
+async def raw_copy(store: ObjectStore, snapshot: Snapshot, bucket: str, key: str) -> Copy:
+    started = time.perf_counter()
+    mp = _Multipart(store, bucket, key, PART, IN_FLIGHT)
+    await mp.start()
+    buf = bytearray()
+    nbytes = 0
+    for m in snapshot.members:
+        async for chunk in store.get(m.bucket, m.key, start=m.start, end=m.start + m.size, if_match=m.etag,
+                                     chunk_size=1 << 20):
+            nbytes += len(chunk)
+            buf += chunk
+            while len(buf) > PART:
+                data = bytes(buf[:PART])
+                del buf[:PART]
+                await mp.part(data)
+    if buf:
+        await mp.part(bytes(buf))
+    await mp.drain()
+    parts_done = time.perf_counter()
+    await mp.complete()
+    done = time.perf_counter()
+    await store.delete(bucket, key)
+    return Copy(nbytes, mp.sent, parts_done - started, done - started)
+
+
+async def usual_way(store: ObjectStore, snapshot: Snapshot, bucket: str, key: str, scratch: Path) -> Copy:
+    """What most code does: build the ZIP in a temp file (zipfile, default deflate), then upload it."""
+    started = time.perf_counter()
+    nbytes = 0
+    with tempfile.TemporaryFile(dir=scratch) as f:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
+            for m in snapshot.members:
+                data = await _read(store, m)
+                nbytes += len(data)
+                zf.writestr(m.path, data)
+        size = f.tell()
+        zipped = time.perf_counter()
+        f.seek(0)
+        mp = _Multipart(store, bucket, key, PART, IN_FLIGHT)
+        await mp.start()
+        while data := f.read(PART):
+            await mp.part(data)
+        await mp.drain()
+        parts_done = time.perf_counter()
+        await mp.complete()
+    done = time.perf_counter()
+    await store.delete(bucket, key)
+    return Copy(nbytes, size, parts_done - started, done - started, zipped - started)
+
+
+async def run(world: World) -> list[Row]:
+    images, posts = (40, 200) if world.quick else (200, 1000)
+    values = world.values("s3", s3=True, min_part_size=PART, parts_in_flight=IN_FLIGHT)
+    env = await Env.open(values)
+    log(f"1: seeding {images} x 2 MiB images + {posts} posts into moto")
+    tenant, _ = await seed_random_images(env, images=images, image_bytes=2 * MiB, posts=posts)
+    stack = await start_ready_stack(env, world.dir("s3") / "stack")
+    try:
+        assembler = stack.child("assembler").pid
+        assert assembler is not None and world.moto is not None
+        cpu0 = (cpu_seconds(assembler), cpu_seconds(world.moto.pid))
+        log("1: export through the services")
+        export_id = await request_export(env.bus, tenant)
+        state = await wait_status(env.bus, tenant, export_id, timeout=900)
+        if state.status != "complete" or state.cataloged is None or state.completed is None:
+            raise RuntimeError(f"export ended {state.status}: {state.failure}")
+        cpu1 = (cpu_seconds(assembler), cpu_seconds(world.moto.pid))
+        tl = await timeline(env, tenant, export_id)
+        total = state.cataloged.total_bytes
+        e2e_s = tl.seconds("ExportRequested", "ExportCompleted")
+        stream_s = tl.seconds("UploadStarted", "ArchiveAssembled")
+        snapshot = Snapshot.loads(await env.store.read(env.settings.buckets.exports, state.cataloged.snapshot_key))
+        bucket = env.settings.buckets.exports
+        log("1: raw copy (ceiling)")
+        raw = await raw_copy(env.store, snapshot, bucket, f"bench/raw-{export_id}")
+        log("1: the usual way (zipfile + temp file + multipart)")
+        usual = await usual_way(env.store, snapshot, bucket, f"bench/usual-{export_id}", world.dir("s3"))
+        log("1: raw copy again (drift check)")
+        raw2 = await raw_copy(env.store, snapshot, bucket, f"bench/raw2-{export_id}")
+        # the references ran after the export: keep the archive out of moto's memory from here on
+        await env.store.delete(bucket, state.completed.archive_key)
+        world.shared["s3"] = {"env": env, "stack": stack, "tenant": tenant, "total": total}
+        stack = None  # handed over to section 6 (cancel), which stops it
+    except BaseException:
+        if stack is not None:
+            stack.stop()
+        await env.close()
+        raise
+    raw_parts_s = (raw.parts_s + raw2.parts_s) / 2
+    raw_total_s = (raw.total_s + raw2.total_s) / 2
+    e2e, streaming = mbps(total, e2e_s), mbps(total, stream_s)
+    raw_e2e, raw_stream = mbps(raw.nbytes, raw_total_s), mbps(raw.nbytes, raw_parts_s)
+    usual_e2e = mbps(usual.nbytes, usual.total_s)
+    assembler_cpu = cpu1[0] - cpu0[0]
+    moto_cpu = cpu1[1] - cpu0[1]
+    note = (f"{fmt_bytes(total)} of sources ({images} x 2 MiB + {posts} posts), archive "
+            f"{fmt_bytes(state.completed.size_bytes)} in {state.assembled.part_count if state.assembled else '?'} "
+            f"parts of {PART // MiB} MiB, {IN_FLIGHT} in flight; assembler CPU {assembler_cpu:.1f} s, "
+            f"moto CPU {moto_cpu:.1f} s during the export")
+    return [
+        Row(NUMBER, "S3 export, ExportRequested → ExportCompleted", f"{e2e:.1f} MB/s ({e2e_s:.1f} s)",
+            "≥ 1.0× raw copy", e2e / raw_e2e >= 1.0, f"{e2e / raw_e2e:.2f}× raw copy incl. complete "
+            f"({raw_e2e:.1f} MB/s); {note}"),
+        Row(NUMBER, "S3 export, UploadStarted → ArchiveAssembled", f"{streaming:.1f} MB/s ({stream_s:.1f} s)",
+            "≥ 1.0× raw copy", streaming / raw_stream >= 1.0,
+            f"{streaming / raw_stream:.2f}× raw copy to its last part ({raw_stream:.1f} MB/s)"),
+        Row(NUMBER, "  raw copy GET→multipart, no ZIP (ceiling)", f"{raw_e2e:.1f} MB/s ({raw_total_s:.1f} s)", "",
+            None, f"mean of a run before and after the usual way: {mbps(raw.nbytes, raw.total_s):.1f} and "
+            f"{mbps(raw2.nbytes, raw2.total_s):.1f} MB/s incl. complete; "
+            f"to the last part {raw_stream:.1f} MB/s"),
+        Row(NUMBER, "  the usual way: zipfile deflate → temp file → multipart",
+            f"{usual_e2e:.1f} MB/s ({usual.total_s:.1f} s)", "", None,
+            f"archive {fmt_bytes(usual.out_bytes)}; GET + zip into the temp file {usual.zip_s:.1f} s, "
+            f"upload {usual.total_s - usual.zip_s:.1f} s"),
+        Row(NUMBER, "S3 export vs the usual way (end to end)", f"{e2e / usual_e2e:.2f}×", "≥ 2.5×",
+            e2e / usual_e2e >= 2.5, f"{e2e:.1f} vs {usual_e2e:.1f} MB/s"),
+    ]
+
+
+async def cleanup(world: World) -> None:
+    """Stop what section 1 left for section 6 when section 6 does not run."""
+    shared = world.shared.pop("s3", None)
+    if shared:
+        shared["stack"].stop()
+        await shared["env"].close()
+

@@ -1,8 +1,9 @@
 """1. Throughput on S3 (moto in its own process): one real export through the step services, beside
 two references run in the bench process against the same moto, on the same snapshot's sources:
 
-* raw copy — GET each source member (the same ranges, If-Match, 1 MiB chunks), PUT the bytes into
-  one multipart upload with the same part size and parts in flight; no ZIP. The ceiling.
+* raw copy — GET each source object once (If-Match, 1 MiB chunks; the catalog's texts blob, which
+  holds README, posts and pages back to back, is one object, so one GET), PUT the bytes into one
+  multipart upload with the same part size and parts in flight; no ZIP. The ceiling.
 * the usual way — Python ``zipfile`` at its default deflate into a temp file, then the file
   uploaded as a multipart upload (same part size, same parts in flight).
 
@@ -94,14 +95,26 @@ class _Multipart:
         await self.store.complete_multipart(self.bucket, self.key, self.upload_id, parts)
 
 
+def source_objects(snapshot: Snapshot) -> list[tuple[str, str, str, int, int]]:
+    """(bucket, key, etag, start, end) of each source object, in archive order: members that are
+    adjacent ranges of one object (the catalog's texts blob: README, posts, pages) are one read."""
+    out: list[tuple[str, str, str, int, int]] = []
+    for m in snapshot.members:
+        if out and out[-1][:3] == (m.bucket, m.key, m.etag) and out[-1][4] == m.start:
+            out[-1] = (*out[-1][:4], m.start + m.size)
+        else:
+            out.append((m.bucket, m.key, m.etag, m.start, m.start + m.size))
+    return out
+
+
 async def raw_copy(store: ObjectStore, snapshot: Snapshot, bucket: str, key: str) -> Copy:
     started = time.perf_counter()
     mp = _Multipart(store, bucket, key, PART, IN_FLIGHT)
     await mp.start()
     buf = bytearray()
     nbytes = 0
-    for m in snapshot.members:
-        async for chunk in store.get(m.bucket, m.key, start=m.start, end=m.start + m.size, if_match=m.etag,
+    for src_bucket, src_key, etag, start, end in source_objects(snapshot):
+        async for chunk in store.get(src_bucket, src_key, start=start, end=end, if_match=etag,
                                      chunk_size=1 << 20):
             nbytes += len(chunk)
             buf += chunk

@@ -45,15 +45,21 @@ async def load_state(bus: Bus, tenant: str, export_id: str) -> ExportState | Non
     return None
 
 
-async def watch_workers(bus: Bus, seen: list[tuple[float, str, str, str]]) -> None:
-    """Record (time, key, step, worker) of every heartbeat: which process held which export."""
+async def watch_workers(bus: Bus, seen: list[tuple[float, str, str, str]]) -> asyncio.Task[None]:
+    """Record (time, key, step, worker) of every heartbeat: which process held which export.
+
+    The watch is subscribed before this returns; a task then drains it until cancelled."""
     watcher = await bus.heartbeats.watch(">")
-    async for entry in watcher:
-        if entry is None or not entry.value:
-            continue
-        with contextlib.suppress(ValueError):
-            beat = json.loads(entry.value)
-            seen.append((time.monotonic(), entry.key, beat.get("step", ""), beat.get("worker", "")))
+
+    async def drain() -> None:
+        async for entry in watcher:
+            if entry is None or not entry.value:
+                continue
+            with contextlib.suppress(ValueError):
+                beat = json.loads(entry.value)
+                seen.append((time.monotonic(), entry.key, beat.get("step", ""), beat.get("worker", "")))
+
+    return asyncio.create_task(drain())
 
 
 @pytest.mark.slow
@@ -97,7 +103,7 @@ async def test_an_export_survives_losing_the_stream_leader_and_an_assembler(tmp_
         pid_of = {tag: c.proc.pid for tag, c in procs.children.items() if c.proc}
 
         seen: list[tuple[float, str, str, str]] = []
-        watcher = asyncio.create_task(watch_workers(bus, seen))
+        watcher = await watch_workers(bus, seen)
         t0 = time.monotonic()
         export_id = await request_export(bus, seeded.tenant_id)
 

@@ -30,8 +30,13 @@ async def test_a_step_service_is_healthy_ready_and_exports_its_metrics(tmp_path:
             await until(up, 30, what="catalog /readyz")
             async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
                 assert r.status == 200
-            async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
-                text = await r.text()
+
+            async def scraped() -> str | None:  # the lag gauge is refreshed from the server per scrape
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                    body = await r.text()
+                return body if 'grove_consumer_pending_messages{durable="catalog"}' in body else None
+
+            text = await until(scraped, 30, 0.2, "the consumer-lag gauge")
         assert 'grove_consumer_pending_messages{durable="catalog"} 0.0' in text
         assert "grove_step_runs_total" in text or "grove_step_retries_total" in text
     finally:

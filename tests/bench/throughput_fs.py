@@ -14,8 +14,8 @@ import zlib
 
 from tests.bench.common import (
     MB,
-    MiB,
     Env,
+    MiB,
     Row,
     World,
     cpu_seconds,

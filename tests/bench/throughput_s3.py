@@ -24,8 +24,8 @@ from pathlib import Path
 from shared.objectstore import CompletedPart, ObjectStore
 from shared.snapshot import Snapshot
 from tests.bench.common import (
-    MiB,
     Env,
+    MiB,
     Row,
     World,
     cpu_seconds,
@@ -53,7 +53,7 @@ class Copy:
     zip_s: float = 0.0  # the usual way: building the temp file
 
 
-async def _read(store: ObjectStore, m) -> bytes:  # noqa: ANN001
+async def _read(store: ObjectStore, m) -> bytes:
     return b"".join([c async for c in store.get(m.bucket, m.key, start=m.start, end=m.start + m.size,
                                                  if_match=m.etag, chunk_size=1 << 20)])
 

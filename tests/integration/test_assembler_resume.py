@@ -29,10 +29,10 @@ class FailingUploads:
     def __init__(self, store: ObjectStore, fail_at: int) -> None:
         self._store, self.fail_at, self.calls = store, fail_at, 0
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         return getattr(self._store, name)
 
-    async def upload_part(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    async def upload_part(self, *args, **kwargs):
         self.calls += 1
         if self.calls == self.fail_at:
             raise StoreUnavailable("injected outage")

@@ -51,7 +51,7 @@ def run_async(make: Callable[[], Awaitable[T]]) -> T:
     def target() -> None:
         try:
             box["value"] = asyncio.run(make())  # type: ignore[arg-type]
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+        except BaseException as e:
             box["error"] = e
 
     thread = threading.Thread(target=target, name="archive-e2e")

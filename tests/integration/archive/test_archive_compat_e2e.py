@@ -78,7 +78,7 @@ def slow_stack(tmp_path_factory: pytest.TempPathFactory, nats_server: NatsServer
     stack.stop()
 
 
-def _export(stack: tuple[dict, Stack], out: Path, prepare, **kw: Any) -> Exported:  # noqa: ANN001
+def _export(stack: tuple[dict, Stack], out: Path, prepare, **kw: Any) -> Exported:
     values, running = stack
     try:
         return export_through_stack(values, out, prepare, **kw)

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from shared import __version__
 from services.stack.natsserver import NatsServer
 from services.stack.supervisor import Stack
+from shared import __version__
 from shared.content.db import ContentDB
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore

@@ -19,7 +19,7 @@ from tests.support.stack import start_stack
 from tests.support.wait import until
 
 
-async def _run(tmp: Path, values: dict, *, fail_catalog: bool = False, tenant: str = "") -> tuple:  # noqa: ANN001
+async def _run(tmp: Path, values: dict, *, fail_catalog: bool = False, tenant: str = "") -> tuple:
     settings = build(values)
     store = await open_store(settings, create_buckets=True)
     bus = await connect(settings, "test")
@@ -36,7 +36,7 @@ async def _run(tmp: Path, values: dict, *, fail_catalog: bool = False, tenant: s
         export_id = await request_export(bus, tenant_id)
         state = await wait_status(bus, tenant_id, export_id, timeout=60)
 
-        async def notified():  # noqa: ANN202
+        async def notified():
             s = (await bus.log.load(tenant_id, export_id)).state
             return s if s.notification else None
 
@@ -52,7 +52,7 @@ async def test_the_ready_email_arrives_over_smtp_with_both_parts(tmp_path: Path,
     smtp = start_smtp(mode="plain")
     values = settings_for(tmp_path, nats_server.url, mail={"backend": "smtp", "smtp_host": smtp.host,
                                                            "smtp_port": smtp.port})
-    state, notified, export_id = await _run(tmp_path, values)
+    state, notified, _ = await _run(tmp_path, values)
     assert state.status == "complete" and notified.notification == "sent"
     assert len(smtp.handler.messages) == 1
     msg = email.message_from_bytes(smtp.handler.messages[0].data, policy=policy.default)

@@ -85,6 +85,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def _events(settings: Settings, export_id: str) -> None:
+    from nats.errors import NoRespondersError
     from nats.js.errors import NotFoundError
 
     from shared.bus import connect
@@ -94,7 +95,7 @@ async def _events(settings: Settings, export_id: str) -> None:
         try:
             last = await bus.js.get_last_msg(settings.stream_name, f"{settings.subject_prefix}.*.{export_id}.>",
                                              direct=True)
-        except NotFoundError:
+        except (NotFoundError, NoRespondersError):  # no such export, or no stream yet
             raise CliError(f"no events for export {export_id!r}") from None
         tenant = (last.subject or "").split(".")[1]
         async for seq, event in bus.log.history(tenant, export_id):
@@ -204,6 +205,16 @@ def main(argv: list[str] | None = None) -> None:
     except CliError as e:
         print(f"grove-export: {e}", file=sys.stderr)
         sys.exit(2)
+    except Exception as e:  # noqa: BLE001 - infrastructure errors: one line, not a traceback
+        from nats.errors import Error as NatsError
+
+        from shared.objectstore import StoreError
+
+        if not isinstance(e, NatsError | StoreError | OSError | TimeoutError):
+            raise
+        print(f"grove-export: {type(e).__name__}: {e or 'no answer'} (is NATS at {settings.nats_url} "
+              f"and the store reachable?)", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

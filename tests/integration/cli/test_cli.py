@@ -1,0 +1,68 @@
+"""The command line: bad input gets one line and a non-zero exit; the operator commands work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from shared.bus import Bus
+from shared.content.db import ContentDB
+from shared.content.seed import seed_tenant
+from shared.objectstore import ObjectStore
+from shared.settings import Settings
+from tests.support.env import to_env
+from tests.support.pipeline import request_export, wait_status
+from tests.support.stack import start_stack
+
+
+def cli(values: dict[str, Any], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {**os.environ, **to_env(values)}
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def test_bad_input_gets_a_one_line_message_and_a_non_zero_exit(values: dict[str, Any]) -> None:
+    cases = [
+        ("run", "nonsense"),
+        ("token", "--tenant", "bad tenant!", "--user", "u", "--email", "a@b.c", "--username", "x"),
+        ("events", "exp_does_not_exist"),
+        ("assemble", "--snapshot", "exports/x/y/work/snapshot.jsonl", "--out", "/tmp/never.zip"),
+    ]
+    for args in cases:
+        out = cli(values, *args)
+        assert out.returncode != 0, args
+        lines = [line for line in out.stderr.splitlines() if line.strip()]
+        assert lines and (lines[-1].startswith("grove-export") or "invalid choice" in lines[-1]), (args, out.stderr)
+        assert "Traceback" not in out.stderr, out.stderr
+    bad_env = cli({**values, "min_part_size": "lots"}, "janitor")
+    assert bad_env.returncode == 2 and "invalid settings" in bad_env.stderr
+
+
+async def test_events_assemble_and_janitor_on_a_real_export(values: dict[str, Any], bus: Bus, store: ObjectStore,
+                                                            content: ContentDB, settings: Settings,
+                                                            tmp_path: Path) -> None:
+    stack = start_stack(tmp_path / "stack", values)
+    try:
+        seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
+                                   amber_bucket=settings.buckets.amber, images=2)
+        export_id = await request_export(bus, seeded.tenant_id)
+        state = await wait_status(bus, seeded.tenant_id, export_id)
+    finally:
+        stack.stop()
+    assert state.completed and state.cataloged
+    events = cli(values, "events", export_id)
+    assert events.returncode == 0, events.stderr
+    names = [line.split()[3] for line in events.stdout.splitlines()]
+    assert names[0] == "ExportRequested" and "ExportCompleted" in names
+    out = tmp_path / "ref.zip"
+    ref = cli(values, "assemble", "--snapshot", state.cataloged.snapshot_key, "--out", str(out))
+    assert ref.returncode == 0, ref.stderr
+    assert out.read_bytes() == await store.read(settings.buckets.exports, state.completed.archive_key)
+    dry = cli(values, "janitor", "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.strip().splitlines()[-1].startswith("janitor: would expire 0")
+    run = cli(values, "janitor")
+    assert run.returncode == 0 and run.stdout.strip().splitlines()[-1].startswith("janitor: expire 0 archives")

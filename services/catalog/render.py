@@ -71,11 +71,14 @@ def _tags(raw: Any) -> list[str]:
     return [str(t) for t in value] if isinstance(value, list) else [str(value)]
 
 
-def post_markdown(row: Row) -> str:
+def post_markdown(row: Row, media_paths: dict[str, str] | None = None) -> str:
+    """A post as Markdown; ``featured_image`` points into the archive when that image is in it."""
+    featured = row.get("featured_image")
     meta = {
         "title": row["title"], "description": row.get("description"), "slug": row["slug"],
         "tags": _tags(row.get("tags")), "status": row.get("status"),
-        "featured_image": row.get("featured_image"), "published_at": iso(row.get("published_at")),
+        "featured_image": (media_paths or {}).get(featured, featured) if featured else None,
+        "published_at": iso(row.get("published_at")),
         "created_at": iso(row.get("created_at")), "updated_at": iso(row.get("updated_at")),
     }
     return render_markdown(meta, row.get("markdown_content") or "")
@@ -99,21 +102,22 @@ def _modified(row: Row, *cols: str) -> datetime:
 def plan_blog(posts: list[Row], pages: list[Row], media: list[Row], include_images: bool,
               images_bucket: str) -> Plan:
     plan, names = Plan(), NameAllocator()
+    media_paths = {}
+    if include_images:  # names first, so posts can point at their featured image inside the archive
+        for row in media:
+            path = names.allocate("media", row.get("filename") or "", f"media-{row['id']}")
+            media_paths[row["r2_key"]] = path
+            plan.objects.append(ObjectMember(path, "media", row["id"], _modified(row, "uploaded_at"),
+                                             images_bucket, row["r2_key"], _ctype(row, path), row.get("size")))
     for row in posts:
         path = names.allocate("posts", f"{row['slug']}.md", f"post-{row['id']}.md")
         plan.texts.append(TextMember(path, "post", row["id"], _modified(row, "updated_at", "created_at"),
-                                     post_markdown(row).encode()))
+                                     post_markdown(row, media_paths).encode()))
     for row in pages:
         path = names.allocate("pages", f"{row['slug']}.md", f"page-{row['id']}.md")
         plan.texts.append(TextMember(path, "page", row["id"], _modified(row, "updated_at", "created_at"),
                                      page_markdown(row).encode()))
-    plan.counts = {"posts": len(posts), "pages": len(pages), "images": 0}
-    if include_images:
-        for row in media:
-            path = names.allocate("media", row.get("filename") or "", f"media-{row['id']}")
-            plan.objects.append(ObjectMember(path, "media", row["id"], _modified(row, "uploaded_at"),
-                                             images_bucket, row["r2_key"], _ctype(row, path), row.get("size")))
-        plan.counts["images"] = len(media)
+    plan.counts = {"posts": len(posts), "pages": len(pages), "images": len(plan.objects)}
     return plan
 
 

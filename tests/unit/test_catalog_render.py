@@ -1,0 +1,41 @@
+"""Catalog rendering: rows become members with safe, unique names; posts point at archive paths."""
+
+from shared.archive.frontmatter import parse_markdown
+from services.catalog.render import plan_blog, plan_storage
+
+
+def post(i: int, slug: str, featured: str | None = None) -> dict:
+    return {"id": f"p{i}", "slug": slug, "title": f"T{i}", "description": "d", "markdown_content": "body",
+            "tags": '["a"]', "status": "published", "featured_image": featured, "published_at": 1,
+            "created_at": 1, "updated_at": 2}
+
+
+def media(i: int, filename: str) -> dict:
+    return {"id": f"m{i}", "filename": filename, "r2_key": f"k/{i}/{filename}", "mime_type": "image/jpeg",
+            "size": 10, "uploaded_at": 5}
+
+
+def test_duplicate_slugs_and_filenames_all_survive_with_unique_names() -> None:
+    plan = plan_blog([post(1, "hello"), post(2, "hello")], [], [media(1, "a.jpg"), media(2, "a.jpg")], True, "img")
+    assert [t.path for t in plan.texts] == ["posts/hello.md", "posts/hello-2.md"]
+    assert [o.path for o in plan.objects] == ["media/a.jpg", "media/a-2.jpg"]
+    assert plan.counts == {"posts": 2, "pages": 0, "images": 2}
+
+
+def test_a_featured_image_points_at_its_path_inside_the_archive() -> None:
+    plan = plan_blog([post(1, "x", featured="k/2/b.jpg")], [], [media(2, "b.jpg")], True, "img")
+    meta, _ = parse_markdown(plan.texts[0].data.decode())
+    assert meta["featured_image"] == "media/b.jpg"
+    text_only = plan_blog([post(1, "x", featured="k/2/b.jpg")], [], [], False, "img")
+    assert parse_markdown(text_only.texts[0].data.decode())[0]["featured_image"] == "k/2/b.jpg"
+    assert text_only.objects == [] and text_only.counts["images"] == 0
+
+
+def test_storage_mode_files_go_under_their_category() -> None:
+    rows = [{"id": "f1", "filename": "x.txt", "r2_key": "k1", "mime_type": "text/plain", "size": 1,
+             "category": "uploads", "uploaded_at": 1},
+            {"id": "f2", "filename": "../../etc/passwd", "r2_key": "k2", "mime_type": None, "size": 1,
+             "category": "../..", "uploaded_at": 1}]
+    plan = plan_storage(rows, "amber")
+    assert plan.objects[0].path == "files/uploads/x.txt"
+    assert ".." not in plan.objects[1].path.split("/") and plan.objects[1].path.startswith("files/")

@@ -105,16 +105,19 @@ def plan_blog(posts: list[Row], pages: list[Row], media: list[Row], include_imag
     media_paths = {}
     if include_images:  # names first, so posts can point at their featured image inside the archive
         for row in media:
-            path = names.allocate("media", row.get("filename") or "", f"media-{row['id']}")
+            path = names.allocate("media", keep_extension(row.get("filename") or "", f"media-{row['id']}"),
+                                  f"media-{row['id']}")
             media_paths[row["r2_key"]] = path
             plan.objects.append(ObjectMember(path, "media", row["id"], _modified(row, "uploaded_at"),
                                              images_bucket, row["r2_key"], _ctype(row, path), row.get("size")))
     for row in posts:
-        path = names.allocate("posts", f"{row['slug']}.md", f"post-{row['id']}.md")
+        stem = safe_component(row["slug"] or "", f"post-{row['id']}")  # clean first, then add .md
+        path = names.allocate("posts", f"{stem}.md", f"post-{row['id']}.md")
         plan.texts.append(TextMember(path, "post", row["id"], _modified(row, "updated_at", "created_at"),
                                      post_markdown(row, media_paths).encode()))
     for row in pages:
-        path = names.allocate("pages", f"{row['slug']}.md", f"page-{row['id']}.md")
+        stem = safe_component(row["slug"] or "", f"page-{row['id']}")
+        path = names.allocate("pages", f"{stem}.md", f"page-{row['id']}.md")
         plan.texts.append(TextMember(path, "page", row["id"], _modified(row, "updated_at", "created_at"),
                                      page_markdown(row).encode()))
     plan.counts = {"posts": len(posts), "pages": len(pages), "images": len(plan.objects)}
@@ -125,11 +128,22 @@ def plan_storage(files: list[Row], amber_bucket: str) -> Plan:
     plan, names = Plan(), NameAllocator()
     for row in files:
         category = safe_component(row.get("category") or "uncategorized", "uncategorized")
-        path = names.allocate(f"files/{category}", row.get("filename") or "", f"file-{row['id']}")
+        path = names.allocate(f"files/{category}", keep_extension(row.get("filename") or "", f"file-{row['id']}"),
+                              f"file-{row['id']}")
         plan.objects.append(ObjectMember(path, "file", row["id"], _modified(row, "uploaded_at"),
                                          amber_bucket, row["r2_key"], _ctype(row, path), row.get("size")))
     plan.counts = {"files": len(files)}
     return plan
+
+
+def keep_extension(filename: str, fallback_stem: str) -> str:
+    """``"   .jpg"`` or ``"..jpg"`` keep their extension: the stem falls back, not the whole name."""
+    stem, dot, ext = filename.rpartition(".")
+    if not dot or not ext or "/" in ext or "\\" in ext or len(ext) > 10:
+        return filename
+    if not stem.strip(" .\t\r\n"):  # nothing usable left of the stem
+        return f"{fallback_stem}.{ext}"
+    return filename
 
 
 def _ctype(row: Row, path: str) -> str:

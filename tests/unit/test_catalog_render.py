@@ -1,7 +1,7 @@
 """Catalog rendering: rows become members with safe, unique names; posts point at archive paths."""
 
-from shared.archive.frontmatter import parse_markdown
 from services.catalog.render import plan_blog, plan_storage
+from shared.archive.frontmatter import parse_markdown
 
 
 def post(i: int, slug: str, featured: str | None = None) -> dict:
@@ -39,3 +39,10 @@ def test_storage_mode_files_go_under_their_category() -> None:
     plan = plan_storage(rows, "amber")
     assert plan.objects[0].path == "files/uploads/x.txt"
     assert ".." not in plan.objects[1].path.split("/") and plan.objects[1].path.startswith("files/")
+
+
+def test_dot_slugs_and_extension_only_filenames_keep_their_extension() -> None:
+    plan = plan_blog([post(1, ""), post(2, ".."), post(3, "...")], [],
+                     [media(1, "   .jpg"), media(2, ".jpg"), media(3, "")], True, "img")
+    assert all(t.path.endswith(".md") for t in plan.texts), [t.path for t in plan.texts]
+    assert [o.path for o in plan.objects][:2] == ["media/media-m1.jpg", "media/media-m2.jpg"]

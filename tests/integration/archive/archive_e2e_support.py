@@ -62,7 +62,7 @@ def run_async(make: Callable[[], Awaitable[T]]) -> T:
     return box["value"]
 
 
-@dataclass
+@dataclass(repr=False)
 class Exported:
     """A finished export whose archive was copied out of the store to ``path``."""
 
@@ -73,6 +73,9 @@ class Exported:
     path: Path
     seconds: float
     info: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        return f"Exported({self.export_id}, {self.state.status}, {self.path})"
 
     def manifest(self) -> dict[str, Any]:
         with zipfile.ZipFile(self.path) as zf:

@@ -43,6 +43,7 @@ from shared.snapshot import Snapshot
 from tests.integration.archive.archive_e2e_support import (
     READERS,
     Exported,
+    Prepare,
     check_every_reader,
     cli_extract,
     export_through_stack,
@@ -78,7 +79,7 @@ def slow_stack(tmp_path_factory: pytest.TempPathFactory, nats_server: NatsServer
     stack.stop()
 
 
-def _export(stack: tuple[dict, Stack], out: Path, prepare, **kw: Any) -> Exported:
+def _export(stack: tuple[dict, Stack], out: Path, prepare: Prepare, **kw: Any) -> Exported:
     values, running = stack
     try:
         return export_through_stack(values, out, prepare, **kw)
@@ -323,6 +324,7 @@ def test_a_lost_image_is_reported_not_silently_dropped(lost: Exported) -> None:
     assert state.cataloged is not None and state.cataloged.error_count == 0, "catalog already missed it"
     assert state.completed is not None and state.completed.error_count == 1
     assert state.assembled is not None and state.assembled.error_count == 1
+    assert lost.info["parts_logged_at_delete"] < len(state.parts), "deleted only after assembly ended"
     with zipfile.ZipFile(lost.path) as zf:
         names = zf.namelist()
     assert victim.path not in names

@@ -30,6 +30,11 @@ class Bus:
         await self.nc.drain()
 
 
+def nats_servers(url: str) -> list[str]:
+    """``GROVE_NATS_URL`` may list several servers, comma-separated (e.g. every node of a cluster)."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
 def kv_names(settings: Settings) -> tuple[str, str]:
     return f"{settings.kv_prefix}_heartbeats", f"{settings.kv_prefix}_admission"
 
@@ -48,7 +53,7 @@ async def connect(settings: Settings, producer: str, *, ensure: bool = True, nam
         opts["user"] = settings.nats_user
         opts["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
     nc = await nats.connect(
-        settings.nats_url, name=name or f"grove-{producer}", max_reconnect_attempts=-1,
+        nats_servers(settings.nats_url), name=name or f"grove-{producer}", max_reconnect_attempts=-1,
         reconnect_time_wait=0.5, connect_timeout=5, allow_reconnect=True, **opts,  # type: ignore[arg-type]
     )
     js = nc.jetstream(timeout=10)

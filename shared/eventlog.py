@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import nats.errors
+import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError
@@ -118,7 +119,8 @@ class EventLog:
                     await asyncio.sleep(0.2 * 2**attempt)  # no responders / leader election
                     continue
                 raise EventLogError(str(e)) from e
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError):
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError,
+                    nats.errors.ConnectionClosedError):
                 if attempt == 5:
                     raise LogUnavailable(f"no PubAck for {event.name()} of {event.export_id}") from None
                 await asyncio.sleep(0.2 * 2**attempt)  # same Nats-Msg-Id: a retry cannot double-append

@@ -24,7 +24,7 @@ Step = Literal["catalog", "assemble", "finalize", "notify", "cancel"]
 
 def is_valid_id(value: str) -> bool:
     """True when ``value`` can be a tenant or export id (one subject token)."""
-    return bool(_ID_RE.match(value))
+    return bool(_ID_RE.fullmatch(value))
 
 
 def new_export_id() -> str:

@@ -31,4 +31,4 @@ def verify(secret: bytes, key: str, exp: str, sig: str, now: float | None = None
         return False
     if expires < (now if now is not None else time.time()):
         return False
-    return hmac.compare_digest(_sig(secret, key, expires), sig)
+    return hmac.compare_digest(_sig(secret, key, expires).encode(), sig.encode("utf-8", "replace"))

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faststream import AckPolicy, FastStream
-from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, NatsUserPassword, PullSub
 from faststream.specification import AsyncAPI
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import DeliverPolicy
 
 from shared import __version__, metrics
-from shared.bus import Bus, connect
+from shared.bus import Bus, connect, nats_servers
 from shared.settings import Settings
 from shared.worker import StepWorker
 
@@ -55,10 +55,10 @@ def build_app(name: str, settings: Settings, subscriptions: list[Subscription], 
     """The FastStream app of one service. ``bootstrap`` connects adapters and creates the workers."""
     broker_opts: dict[str, object] = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.5}
     if settings.nats_user:
-        broker_opts["user"] = settings.nats_user
-        broker_opts["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
+        broker_opts["security"] = NatsUserPassword(
+            settings.nats_user, settings.nats_password.get_secret_value() if settings.nats_password else "")
     # faststream logs through ours (JSON lines); per-message chatter only at DEBUG
-    broker = NatsBroker(settings.nats_url, logger=logging.getLogger("grove.broker"), log_level=logging.DEBUG,
+    broker = NatsBroker(nats_servers(settings.nats_url), logger=logging.getLogger("grove.broker"), log_level=logging.DEBUG,
                         **broker_opts)  # type: ignore[arg-type]
     app = FastStream(broker, logger=logging.getLogger("grove.app"), specification=AsyncAPI(
         title=f"Grove Export — {name}", version=__version__, description=description))

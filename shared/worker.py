@@ -22,12 +22,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import nats.errors
+import nats.js.errors
 from nats.aio.msg import Msg
 
 from shared import events as ev
 from shared import faults, metrics
 from shared.bus import Bus
-from shared.eventlog import Conflict, EventLog, Loaded
+from shared.eventlog import Conflict, EventLog, Loaded, LogUnavailable
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -156,6 +158,11 @@ class StepWorker:
             log.info("%s %s: standing down: %s", self.step, export_id, e)
         except Conflict:
             await msg.nak(delay=0.5)  # the log moved under us: re-decide from the new fold
+        except (LogUnavailable, nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError) as e:
+            # the bus did not answer (a leader election, a restart): like a crash, not an attempt
+            log.warning("%s %s: the event log did not answer (%s); retrying", self.step, export_id, type(e).__name__)
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=self.settings.retry_base_delay_s)
         except Exception as e:
             await self._failed(msg, tenant_id, export_id, e)
         finally:

@@ -39,10 +39,11 @@ class PartUploader:
         self.chain: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[object]] = set()
         self.on_part = on_part
+        self.failure: BaseException | None = None
 
     async def feed(self, item: Item) -> None:
-        if self.chain is not None and self.chain.done() and self.chain.exception():
-            raise self.chain.exception()  # type: ignore[misc]
+        if self.failure is not None:  # stop streaming at once when a part could not be logged
+            raise self.failure
         if isinstance(item, MemberRecord):
             self.records.append(item)
             return
@@ -104,6 +105,15 @@ class PartUploader:
 
     async def _log(self, previous: asyncio.Task[None] | None, upload: asyncio.Task[tuple[str, str]],
                    number: int, start: int, end: int, records: list[MemberRecord], done: tuple[int, int]) -> None:
+        try:
+            await self._log_part(previous, upload, number, start, end, records, done)
+        except BaseException as e:
+            self.failure = self.failure or e
+            raise
+
+    async def _log_part(self, previous: asyncio.Task[None] | None, upload: asyncio.Task[tuple[str, str]],
+                        number: int, start: int, end: int, records: list[MemberRecord],
+                        done: tuple[int, int]) -> None:
         etag, md5 = await upload
         faults.point("assemble.uploaded_not_logged")
         if previous is not None:

@@ -9,9 +9,9 @@ import contextlib
 import logging
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -23,7 +23,7 @@ from shared.bus import Bus
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
-IDLE_CHECK_S = 5.0
+IDLE_CHECK_S = 2.0
 
 
 def decode(msg: Msg) -> ev.Event | None:
@@ -35,10 +35,11 @@ def decode(msg: Msg) -> ev.Event | None:
         return None
 
 
-async def _subscribe(bus: Bus, start: int) -> JetStreamContext.PushSubscription:
+async def _subscribe(bus: Bus, start: int, cb: Callable[[Msg], Awaitable[None]] | None = None,
+                     ) -> JetStreamContext.PushSubscription:
     config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(1, start))
     return await bus.js.subscribe(f"{bus.log.prefix}.>", stream=bus.log.stream, ordered_consumer=True,
-                                  config=config)
+                                  config=config, cb=cb)
 
 
 async def _apply(model: ReadModel, msg: Msg) -> None:
@@ -46,11 +47,18 @@ async def _apply(model: ReadModel, msg: Msg) -> None:
 
 
 class Projector:
-    """Keeps one :class:`ReadModel` current; re-subscribes if the consumer goes quiet while behind."""
+    """Keeps one :class:`ReadModel` current.
+
+    Messages arrive on a callback (nats-py awaits it per message, so in order). A watchdog renews
+    the subscription from the last applied sequence when an apply failed, or when the consumer went
+    quiet while the stream is ahead (e.g. the ephemeral consumer was lost in a server restart).
+    """
 
     def __init__(self, bus: Bus, model: ReadModel) -> None:
         self.bus = bus
         self.model = model
+        self._sub: JetStreamContext.PushSubscription | None = None
+        self._broken = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -61,36 +69,49 @@ class Projector:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._drop()
 
     async def _run(self) -> None:
         while True:
             try:
-                sub = await _subscribe(self.bus, self.model.position + 1)
-                try:
-                    await self._consume(sub)
-                finally:
-                    with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
+                await self._drop()
+                self._broken.clear()
+                self._sub = await _subscribe(self.bus, self.model.position + 1, self._on_msg)
+                await self._watch()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # the bus is down or the consumer vanished: retry
                 log.warning("projector restarting after %r", exc)
                 await asyncio.sleep(1.0)
 
-    async def _consume(self, sub: JetStreamContext.PushSubscription) -> None:
-        quiet = 0.0
+    async def _on_msg(self, msg: Msg) -> None:
+        if self._broken.is_set():
+            return  # skip until the watchdog re-subscribes after the last applied sequence
+        try:
+            await _apply(self.model, msg)
+        except Exception:
+            log.exception("projector could not apply %s", msg.subject)
+            self._broken.set()
+
+    async def _watch(self) -> None:
+        """Return when the subscription must be renewed."""
+        seen = self.model.position
         while True:
             try:
-                msg = await sub.next_msg(timeout=1.0)
-            except nats.errors.TimeoutError:
-                quiet += 1.0
-                if quiet >= IDLE_CHECK_S:
-                    quiet = 0.0
-                    if await self._behind():
-                        return  # the consumer is stuck (e.g. lost in a server restart): re-subscribe
-                continue
-            quiet = 0.0
-            await _apply(self.model, msg)
+                async with asyncio.timeout(IDLE_CHECK_S):
+                    await self._broken.wait()
+                return
+            except TimeoutError:
+                pass
+            if self.model.position == seen and await self._behind():
+                return
+            seen = self.model.position
+
+    async def _drop(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def _behind(self) -> bool:
         info = await self.bus.js.stream_info(self.bus.log.stream)

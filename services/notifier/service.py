@@ -52,9 +52,10 @@ class Notifier:
         mail = self.settings.mail
         try:
             channel = await send_with_retries(self.mailer, email, mail.attempts, mail.retry_base_delay)
-        except MailError as e:
-            log.warning("email for %s not sent: %s", req.export_id, e)
-            await ctx.append(ev.NotificationFailed(**base, channel=mail.backend, reason=str(e), kind=kind),
+        except Exception as e:  # MailError, or anything unexpected: recorded, never a retry loop
+            reason = e.reason if isinstance(e, MailError) else f"{type(e).__name__}: {e}"
+            log.warning("email for %s not sent: %s", req.export_id, reason)
+            await ctx.append(ev.NotificationFailed(**base, channel=mail.backend, reason=reason, kind=kind),
                              msg_id=f"{req.export_id}:NotificationFailed:{kind}")
             return
         faults.point("notify.sent_not_logged")

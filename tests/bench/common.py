@@ -60,6 +60,14 @@ class SectionResult:
     rows: list[Row] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
+    load: str = ""  # /proc/loadavg (1-minute) before → after: other work on the machine
+
+
+def loadavg() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError):
+        return float("nan")
 
 
 # -- the machine -----------------------------------------------------------------------------
@@ -371,3 +379,84 @@ def fmt_bytes(n: float) -> str:
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- the gateway -------------------------------------------------------------------------------
+@dataclass
+class Gateway:
+    """The gateway as its own process (``python -m services.cli run gateway``), optionally with the
+    step services in another supervised group, all on one section's settings (filesystem store)."""
+
+    env: Env
+    gateway: Stack
+    steps: Stack | None
+    base: str
+
+    @property
+    def pid(self) -> int:
+        pid = self.gateway.child("gateway").pid
+        assert pid is not None
+        return pid
+
+    def token(self, tenant: str, username: str = "autumn") -> str:
+        from services.gateway.auth import make_token
+
+        return make_token(self.env.settings, tenant=tenant, user=f"u_{tenant}", email=f"{username}@example.org",
+                          username=username, ttl_s=3600)
+
+    def stop_steps(self) -> None:
+        if self.steps is not None:
+            self.steps.stop()
+            self.steps = None
+
+    async def close(self) -> None:
+        self.stop_steps()
+        self.gateway.stop()
+        await self.env.close()
+
+
+async def start_gateway(world: World, name: str, *, steps: bool = True) -> Gateway:
+    import aiohttp
+
+    from services.stack.natsserver import free_port
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    values = world.values(name, public_url=base, mail={"download_page_url": f"{base}/export"})
+    env = await Env.open(values)
+    step_stack = None
+    try:
+        if steps:
+            step_stack = await start_ready_stack(env, world.dir(name) / "steps")
+        gw = start_stack(world.dir(name) / "gateway", values, services=("gateway",), port=port)
+        try:
+            deadline = time.monotonic() + 60
+            async with aiohttp.ClientSession() as http:
+                while True:
+                    try:
+                        async with http.get(f"{base}/readyz") as r:
+                            if r.status == 200:
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the gateway did not become ready on {base}")
+                    await asyncio.sleep(0.1)
+        except BaseException:
+            gw.stop()
+            raise
+    except BaseException:
+        if step_stack is not None:
+            step_stack.stop()
+        await env.close()
+        raise
+    return Gateway(env, gw, step_stack, base)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100), nearest rank."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[k]

@@ -19,7 +19,8 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.bench.common import SectionResult, World, log, machine
+from tests.bench.common import SectionResult, World, loadavg, log, machine
+from tests.bench.small_e2e import release as release_gateway
 from tests.bench.throughput_s3 import cleanup as release_s3
 
 # Execution order: section 6 reuses section 1's moto, sources and stack; the gateway sections last.
@@ -55,9 +56,9 @@ def render(results: list[SectionResult], info: dict[str, str], started: datetime
         for row in r.rows:
             out.append(f"| {row.section} | {_cell(row.what)} | {_cell(row.figure)} | {_cell(row.goal)} | "
                        f"{row.verdict} | {_cell(row.note)} |")
-    out += ["", "| section | seconds |", "|---|---|"]
+    out += ["", "| section | seconds | load average (1 min) before → after |", "|---|---|---|"]
     for r in sorted(results, key=lambda r: int(r.number)):
-        out.append(f"| {r.number}. {_cell(r.title)} | {r.seconds:.0f} |")
+        out.append(f"| {r.number}. {_cell(r.title)} | {r.seconds:.0f} | {r.load} |")
     short = [row for r in results for row in r.rows if row.ok is False]
     passed = [row for r in results for row in r.rows if row.ok is True]
     errors = [r for r in results if r.error]
@@ -81,19 +82,23 @@ async def main_async(only: set[str] | None, quick: bool, keep: bool) -> list[Sec
             module = importlib.import_module(module_name)
             result = SectionResult(number, module.TITLE)
             log(f"section {number}: {module.TITLE}")
-            t0 = time.perf_counter()
+            t0, load0 = time.perf_counter(), loadavg()
             try:
                 result.rows = await module.run(world)
             except Exception as e:  # a section that breaks must not take the others with it
                 traceback.print_exc()
                 result.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:400]
             result.seconds = time.perf_counter() - t0
+            result.load = f"{load0:.1f} → {loadavg():.1f}"
             log(f"section {number} took {result.seconds:.0f} s")
             results.append(result)
             if number == "6" or (number == "1" and not wanted("6")):
                 await release_s3(world)  # section 1 leaves its stack for section 6
+            if number == "4" or (number == "7" and not wanted("4")):
+                await release_gateway(world)  # section 7 leaves its gateway for section 4
     finally:
         await release_s3(world)
+        await release_gateway(world)
         world.stop(keep=keep)
     return results
 

@@ -2,9 +2,8 @@
 
 ``tests.support.stack.start_stack`` passes one environment to every service; these tests need a
 NATS user per service, or a fault directory per replica (to count what each replica did), so they
-launch ``python -m tests.cluster.launch run <service>`` themselves: the same command a container
-runs (``grove-export run <service>``), plus the shims of :mod:`tests.cluster.launch` for the two
-production fixes still pending (no-ops once they land).
+launch ``python -m services.cli run <service>`` themselves: the same command a container runs
+(``grove-export run <service>``).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from shared.bus import Bus, kv_names
 from shared.eventlog import EventLog
 from shared.settings import Settings
 
-LAUNCH = [sys.executable, "-m", "tests.cluster.launch"]
+LAUNCH = [sys.executable, "-m", "services.cli"]
 
 
 @dataclass
@@ -66,11 +65,6 @@ class Procs:
             return self.children[tag].log_path.read_text()[-chars:]
         except FileNotFoundError:
             return ""
-
-    def shims(self) -> set[str]:
-        """The production fixes the launcher had to apply (see tests/cluster/launch.py)."""
-        return {line.split("test-shim: ", 1)[1].strip() for tag in self.children
-                for line in self.tail(tag, 10**7).splitlines() if line.startswith("test-shim: ")}
 
     def logs(self) -> str:
         return "\n".join(f"--- {tag} ---\n{self.tail(tag)}" for tag in self.children)

@@ -9,6 +9,7 @@ shows the stream's last sequence).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import random
@@ -179,13 +180,15 @@ async def test_an_export_survives_losing_the_stream_leader_and_an_assembler(tmp_
         holders = sorted({(tag, step) for _, _, step, worker in seen for tag, pid in pid_of.items()
                           if worker.endswith(f"-{pid}")})
         parts = len(state.parts)
+        names = collections.Counter(e.name() for e in events)
+        failures = [e.reason for e in events if isinstance(e, ev.StepFailed)]
         print(f"[cluster] export {export_id}: {state.completed.size_bytes / MiB:.0f} MiB, "  # type: ignore[union-attr]
               f"{parts} parts of {state.upload.part_size // MiB} MiB, complete in {duration:.1f}s "  # type: ignore[union-attr]
               f"({after_kills:.1f}s after the kills); part uploads per replica: {uploaded} "
-              f"(victim {victim}, survivor {survivor}); heartbeat holders: {holders}; "
+              f"(victim {victim}, survivor {survivor}), {outcome.reuploaded / MiB:.0f} MiB uploaded twice; "
+              f"PartUploaded logged {names['PartUploaded']}x, StepFailed {failures}; heartbeat holders: {holders}; "
               f"new stream leader {new_leader}; {leader} restarted and at last_seq {got} == {want} "
-              f"after {catch_up:.1f}s; replicas seen by the leader: {replicas}; "
-              f"shims: {sorted(procs.shims()) or 'none'}")
+              f"after {catch_up:.1f}s; replicas seen by the leader: {replicas}")
         watcher.cancel()
         assert ev.ExportCompleted.__name__ in {e.name() for e in events}
         await store.close()

@@ -67,14 +67,7 @@ async def start_gateway(settings_for: Callable[..., Settings]) -> AsyncIterator[
 
     yield start
     for client in reversed(clients):
-        import asyncio
-        try:
-            await asyncio.wait_for(asyncio.shield(client.close()), 10)
-        except TimeoutError:
-            for t in asyncio.all_tasks():
-                print("TASK", t)
-                t.print_stack()
-            raise
+        await client.close()
 
 
 @pytest.fixture

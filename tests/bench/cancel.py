@@ -1,0 +1,114 @@
+"""6. Cancel latency while streaming, on S3 (moto): 10 exports of 200 × 2 MiB images are each
+cancelled right after their 2nd PartUploaded (parts in flight), with the gateway's cancel protocol
+(``tests.support.pipeline.cancel``: fold, then CancelRequested fenced at the folded sequence).
+
+Two figures per cancel: CancelRequested → ExportCancelled by the events' own clocks (the canceller
+aborts the upload and re-lists until no part remains before it appends ExportCancelled), and the
+bench's own clock from the append until ``list_uploads`` under the export's prefix is empty.
+
+Uses section 1's moto, stack and seeded images when section 1 ran; otherwise sets them up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime
+
+import aiosqlite
+from nats.aio.msg import Msg
+
+from shared.snapshot import export_prefix
+from tests.bench.common import MiB, Env, Row, World, log, seed_random_images, start_ready_stack, timeline
+from tests.support.pipeline import cancel, request_export, wait_status
+
+NUMBER = "6"
+TITLE = "Cancel latency while streaming (S3)"
+RUNS = 10
+
+
+async def images_only_tenant(env: Env, source_tenant: str) -> str:
+    """A new tenant whose media rows point at ``source_tenant``'s image objects (no posts)."""
+    tenant = f"cancel_{uuid.uuid4().hex[:12]}"
+    now = int(datetime.now(UTC).timestamp())
+    async with aiosqlite.connect(env.settings.content_db) as db:
+        await db.execute("INSERT INTO tenants (id, username, display_name, email, created_at) VALUES (?,?,?,?,?)",
+                         (tenant, "autumn", "Autumn", "autumn@example.org", now))
+        await db.execute(
+            "INSERT INTO media (id, tenant_id, filename, original_name, r2_key, url, size, mime_type, alt_text,"
+            " uploaded_at) SELECT id || '_c', ?, filename, original_name, r2_key, url, size, mime_type, alt_text,"
+            " uploaded_at FROM media WHERE tenant_id = ?", (tenant, source_tenant))
+        await db.commit()
+    return tenant
+
+
+async def run(world: World) -> list[Row]:
+    shared = world.shared.get("s3")
+    own = shared is None
+    if own:
+        images = 40 if world.quick else 200
+        env = await Env.open(world.values("s3", s3=True, min_part_size=8 * MiB))
+        log(f"6: seeding {images} x 2 MiB images into moto")
+        source, _ = await seed_random_images(env, images=images, image_bytes=2 * MiB, posts=0)
+        stack = await start_ready_stack(env, world.dir("s3") / "stack")
+    else:
+        env, stack, source = shared["env"], shared["stack"], shared["tenant"]
+    runs = 3 if world.quick else RUNS
+    log_s: list[float] = []
+    list_s: list[float] = []
+    parts_at_cancel: list[int] = []
+    try:
+        tenant = await images_only_tenant(env, source)
+        for i in range(runs):
+            parts: dict[str, int] = {}
+            second_part = asyncio.Event()
+            cancelled = asyncio.Event()
+
+            async def on_event(msg: Msg) -> None:
+                name = msg.subject.rsplit(".", 1)[-1]
+                if name == "PartUploaded":
+                    parts["n"] = parts.get("n", 0) + 1
+                    if parts["n"] >= 2:
+                        second_part.set()
+                elif name == "ExportCancelled":
+                    cancelled.set()
+
+            export_id = ""
+            sub = await env.bus.nc.subscribe(f"{env.settings.subject_prefix}.{tenant}.*.>", cb=on_event)
+            try:
+                export_id = await request_export(env.bus, tenant)
+                await asyncio.wait_for(second_part.wait(), 120)
+                t0 = time.monotonic()
+                if not await cancel(env.bus, tenant, export_id):
+                    raise RuntimeError("the export finished before it could be cancelled")
+                parts_at_cancel.append(parts["n"])
+                await asyncio.wait_for(cancelled.wait(), 60)
+                prefix = export_prefix(tenant, export_id)
+                while await env.store.list_uploads(env.settings.buckets.exports, prefix):
+                    await asyncio.sleep(0.01)
+                list_s.append(time.monotonic() - t0)
+            finally:
+                await sub.unsubscribe()
+            state = await wait_status(env.bus, tenant, export_id, {"cancelled", "complete", "failed"}, 60)
+            if state.status != "cancelled":
+                raise RuntimeError(f"export {export_id} ended {state.status}")
+            tl = await timeline(env, tenant, export_id)
+            log_s.append(tl.seconds("CancelRequested", "ExportCancelled"))
+            log(f"6: cancel {i + 1}/{runs}: {log_s[-1]:.3f} s in the log, uploads gone after {list_s[-1]:.3f} s")
+    finally:
+        if own:
+            stack.stop()
+            await env.close()
+    med, worst = statistics.median(log_s), max(log_s)
+    lmed, lworst = statistics.median(list_s), max(list_s)
+    return [
+        Row(NUMBER, f"CancelRequested → ExportCancelled (log), median of {runs}", f"{med * 1000:.0f} ms",
+            "≤ 1 s", med <= 1.0, f"cancelled after PartUploaded #{min(parts_at_cancel)}–#{max(parts_at_cancel)} "
+            "of ~51; 200 × 2 MiB images, 8 MiB parts, 3 in flight"),
+        Row(NUMBER, f"CancelRequested → ExportCancelled (log), worst of {runs}", f"{worst * 1000:.0f} ms", "≤ 1 s",
+            worst <= 1.0, "all: " + ", ".join(f"{x * 1000:.0f}" for x in log_s) + " ms"),
+        Row(NUMBER, "cancel appended → list_uploads empty, median / worst", f"{lmed * 1000:.0f} / {lworst * 1000:.0f} ms",
+            "≤ 1 s", lworst <= 1.0, "bench clock, polled every 10 ms after ExportCancelled arrived"),
+    ]

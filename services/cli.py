@@ -130,10 +130,22 @@ def cmd_assemble(args: argparse.Namespace, settings: Settings) -> None:
     asyncio.run(_assemble(settings, args.snapshot, Path(args.out)))
 
 
-def cmd_replay(args: argparse.Namespace, settings: Settings) -> None:
-    from services.gateway.readmodel import replay_cli
+async def _replay(settings: Settings) -> None:
+    from services.gateway import replay
+    from shared.bus import connect
 
-    asyncio.run(replay_cli(settings))
+    bus = await connect(settings, "cli", ensure=False)
+    try:
+        started = time.monotonic()
+        rows = await replay(settings, bus)
+    finally:
+        await bus.close()
+    print(f"read model {settings.read_model_db}: {rows} exports rebuilt from the log in "
+          f"{time.monotonic() - started:.1f}s")
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> None:
+    asyncio.run(_replay(settings))
 
 
 def cmd_janitor(args: argparse.Namespace, settings: Settings) -> None:

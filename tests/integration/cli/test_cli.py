@@ -64,5 +64,7 @@ async def test_events_assemble_and_janitor_on_a_real_export(values: dict[str, An
     assert out.read_bytes() == await store.read(settings.buckets.exports, state.completed.archive_key)
     dry = cli(values, "janitor", "--dry-run")
     assert dry.returncode == 0 and dry.stdout.strip().splitlines()[-1].startswith("janitor: would expire 0")
+    replay = cli(values, "replay")
+    assert replay.returncode == 0 and ": 1 exports rebuilt from the log" in replay.stdout, replay.stderr
     run = cli(values, "janitor")
     assert run.returncode == 0 and run.stdout.strip().splitlines()[-1].startswith("janitor: expire 0 archives")

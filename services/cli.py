@@ -58,7 +58,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
 
     stack = Stack(Path(args.data), port=args.port).start()
     print(f"grove-export: local stack up — gateway http://127.0.0.1:{args.port}/export, "
-          f"NATS {stack.nats.url if stack.nats else '?'}, logs in {Path(args.data, 'logs')}", flush=True)
+          f"NATS {stack.nats.url if stack.nats else '?'}, logs in {Path(args.data, 'logs')}\n"
+          f"  one NATS user per service; operator commands (events, janitor, replay) need "
+          f"GROVE_NATS_URL={stack.nats.url if stack.nats else ''} GROVE_NATS_USER=admin and "
+          f"GROVE_NATS_PASSWORD from {Path(args.data, 'nats-users.json')}", flush=True)
     stop = {"now": False}
 
     def on_signal(*_: object) -> None:
@@ -148,6 +151,31 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> None:
     asyncio.run(_replay(settings))
 
 
+async def _setup(settings: Settings, days: int) -> None:
+    from shared.objectstore.factory import open_store
+
+    store = await open_store(settings, create_buckets=True)
+    try:
+        if settings.store != "s3":
+            print(f"filesystem store at {settings.store_root}: nothing to set up (the janitor aborts "
+                  f"orphan uploads)")
+            return
+        from shared.objectstore.s3 import S3Store, apply_lifecycle
+
+        assert isinstance(store, S3Store)
+        rules = await apply_lifecycle(store, settings.buckets.exports, days)
+    finally:
+        await store.close()
+    for rule in rules["Rules"]:
+        print(f"bucket {settings.buckets.exports}: rule {rule.get('ID')} "
+              f"AbortIncompleteMultipartUpload after {rule['AbortIncompleteMultipartUpload']['DaysAfterInitiation']} "
+              f"days ({rule.get('Status')})")
+
+
+def cmd_setup(args: argparse.Namespace, settings: Settings) -> None:
+    asyncio.run(_setup(settings, args.days))
+
+
 def cmd_janitor(args: argparse.Namespace, settings: Settings) -> None:
     from services.janitor.main import run_once
 
@@ -193,6 +221,9 @@ def parser() -> argparse.ArgumentParser:
     j = sub.add_parser("janitor", help="one janitor run (cron: 0 3 * * *)")
     j.add_argument("--dry-run", action="store_true")
     j.set_defaults(func=cmd_janitor)
+    su = sub.add_parser("setup", help="create buckets and apply the S3 lifecycle rule (abort stale uploads)")
+    su.add_argument("--days", type=int, default=2)
+    su.set_defaults(func=cmd_setup)
     sd = sub.add_parser("seed", help="create a demo tenant with content; prints its id")
     for name, default in (("posts", 12), ("pages", 3), ("images", 8), ("files", 6)):
         sd.add_argument(f"--{name}", type=int, default=default)

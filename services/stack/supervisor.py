@@ -6,7 +6,9 @@ restarted when it dies, so killing one in a test is a container crash in product
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -15,9 +17,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.stack.auth import ADMIN, USERS, render_authorization
 from services.stack.natsserver import NatsServer
 
 SERVICES = ("catalog", "assembler", "finalizer", "notifier", "gateway")
+
+
+def local_passwords(path: Path) -> dict[str, str]:
+    """Random passwords per NATS user for the local stack, kept (0600) beside its data."""
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    users = {u.name: secrets.token_urlsafe(18) for u in USERS} | {ADMIN: secrets.token_urlsafe(18)}
+    path.write_text(json.dumps(users, indent=1))
+    path.chmod(0o600)
+    return users
 
 
 @dataclass
@@ -53,10 +66,20 @@ class Stack:
     _watch: threading.Thread | None = None
 
     def start(self, nats_url: str | None = None) -> Stack:
+        """Start the services; without ``nats_url``, also a nats-server of our own, locked down with
+        one NATS user per service (the same permissions as production, see services/stack/auth.py)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
+        users: dict[str, str] = {}
         if nats_url is None:
-            self.nats = NatsServer(self.data_dir / "nats", log_file=self.data_dir / "logs" / "nats.log").start()
+            users = local_passwords(self.data_dir / "nats-users.json")
+            config = self.data_dir / "nats.conf"
+            prefix = self.env.get("GROVE_SUBJECT_PREFIX", "exports")
+            kv_prefix = self.env.get("GROVE_KV_PREFIX", "grove")
+            config.write_text(render_authorization(users, prefix=prefix, kv_prefix=kv_prefix))
+            config.chmod(0o600)
+            self.nats = NatsServer(self.data_dir / "nats", config_file=config,
+                                   log_file=self.data_dir / "logs" / "nats.log").start()
             nats_url = self.nats.url
         env = {**os.environ, "GROVE_NATS_URL": nats_url, "GROVE_PORT": str(self.port),
                "PYTHONUNBUFFERED": "1", **self.env}
@@ -64,7 +87,8 @@ class Stack:
         for name in self.services:
             for i in range(self.replicas.get(name, 1)):
                 tag = name if i == 0 else f"{name}-{i + 1}"
-                child = Child(tag, [*exe, name], env, self.data_dir / "logs" / f"{tag}.log")
+                own = {"GROVE_NATS_USER": name, "GROVE_NATS_PASSWORD": users[name]} if name in users else {}
+                child = Child(tag, [*exe, name], {**env, **own}, self.data_dir / "logs" / f"{tag}.log")
                 child.start()
                 self.children.append(child)
         self._watch = threading.Thread(target=self._supervise, daemon=True)

@@ -337,3 +337,22 @@ class S3Store:
                 except ClientError as e:
                     if _code(e) != "BucketAlreadyOwnedByYou":  # else: lost a race to another creator
                         raise
+
+
+LIFECYCLE_RULE_ID = "abort-incomplete-multipart-uploads-after-2-days"
+
+
+def lifecycle_rules(days: int = 2, prefix: str = "exports/") -> dict[str, Any]:
+    """The backstop to the janitor: S3 itself aborts multipart uploads older than ``days``
+    (the same rule as deploy/s3-lifecycle.json)."""
+    return {"Rules": [{"ID": LIFECYCLE_RULE_ID, "Status": "Enabled", "Filter": {"Prefix": prefix},
+                       "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days}}]}
+
+
+async def apply_lifecycle(store: S3Store, bucket: str, days: int = 2) -> dict[str, Any]:
+    """Put the rule on ``bucket`` (replacing its lifecycle configuration) and read it back."""
+    with _translated(bucket):
+        await store.client.put_bucket_lifecycle_configuration(
+            Bucket=bucket, LifecycleConfiguration=lifecycle_rules(days))
+        got = await store.client.get_bucket_lifecycle_configuration(Bucket=bucket)
+    return {"Rules": got.get("Rules", [])}

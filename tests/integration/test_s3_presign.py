@@ -272,3 +272,20 @@ async def test_open_store_creates_the_s3_buckets_only_when_asked(moto_s3: S3Sett
             assert await store.put(bucket, "k", b"x") == "9dd4e461268c8034f5c8564e155c67a6"
     finally:
         await store.close()
+
+
+async def test_setup_applies_the_abort_incomplete_multipart_upload_rule(s3_settings) -> None:  # noqa: ANN001
+    from shared.objectstore.s3 import S3Store, apply_lifecycle
+
+    async with S3Store(s3_settings.s3) as store:
+        rules = await apply_lifecycle(store, s3_settings.buckets.exports, days=2)
+    rule = rules["Rules"][0]
+    assert rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 2
+    assert rule["Status"] == "Enabled"
+    import json
+    from pathlib import Path
+
+    from shared.objectstore.s3 import lifecycle_rules
+
+    documented = json.loads((Path(__file__).resolve().parents[2] / "deploy" / "s3-lifecycle.json").read_text())
+    assert documented == lifecycle_rules(2)

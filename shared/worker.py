@@ -139,7 +139,9 @@ class StepWorker:
                 return
             ctx = StepContext(self.bus, loaded, self.settings)
             self.contexts[export_id] = ctx
+            log.info("%s %s: started", self.step, export_id, extra=_ids(tenant_id, export_id, self.step))
             await self.work(ctx)
+            log.info("%s %s: done", self.step, export_id, extra=_ids(tenant_id, export_id, self.step))
             faults.point(f"{self.step}.before_ack")
             await msg.ack()
             metrics.STEP_RUNS.labels(self.step, "ok").inc()
@@ -155,12 +157,13 @@ class StepWorker:
             raise
         except StandDown as e:
             metrics.STEP_RUNS.labels(self.step, "stood_down").inc()
-            log.info("%s %s: standing down: %s", self.step, export_id, e)
+            log.info("%s %s: standing down: %s", self.step, export_id, e, extra=_ids(tenant_id, export_id, self.step))
         except Conflict:
             await msg.nak(delay=0.5)  # the log moved under us: re-decide from the new fold
         except (LogUnavailable, nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError) as e:
             # the bus did not answer (a leader election, a restart): like a crash, not an attempt
-            log.warning("%s %s: the event log did not answer (%s); retrying", self.step, export_id, type(e).__name__)
+            log.warning("%s %s: the event log did not answer (%s); retrying", self.step, export_id,
+                        type(e).__name__, extra=_ids(tenant_id, export_id, self.step))
             with contextlib.suppress(Exception):
                 await msg.nak(delay=self.settings.retry_base_delay_s)
         except Exception as e:
@@ -173,7 +176,8 @@ class StepWorker:
 
     async def _failed(self, msg: Msg, tenant_id: str, export_id: str, error: Exception) -> None:
         reason = str(error) if isinstance(error, StepError) else f"{type(error).__name__}: {error}"
-        log.warning("%s %s failed: %s", self.step, export_id, reason, exc_info=not isinstance(error, StepError))
+        log.warning("%s %s failed: %s", self.step, export_id, reason, exc_info=not isinstance(error, StepError),
+                    extra=_ids(tenant_id, export_id, self.step))
         try:
             loaded = await self.bus.log.load(tenant_id, export_id)
             if loaded.state.stopping:
@@ -197,7 +201,8 @@ class StepWorker:
             await msg.nak(delay=self.settings.retry_base_delay_s * 2 ** (attempt - 1))
             metrics.STEP_RETRIES.labels(self.step).inc()
         except Exception:
-            log.exception("%s %s: could not record the failure", self.step, export_id)
+            log.exception("%s %s: could not record the failure", self.step, export_id,
+                          extra=_ids(tenant_id, export_id, self.step))
             with contextlib.suppress(Exception):
                 await msg.nak(delay=self.settings.retry_base_delay_s)
 
@@ -210,6 +215,11 @@ class StepWorker:
             with contextlib.suppress(Exception):
                 await self.bus.heartbeats.put(key, json.dumps(beat).encode())
             await asyncio.sleep(self.settings.progress_interval_s)
+
+
+def _ids(tenant_id: str, export_id: str, step: str) -> dict[str, str]:
+    """Structured fields of a log line (the JSON formatter puts them beside the message)."""
+    return {"tenant_id": tenant_id, "export_id": export_id, "step": step}
 
 
 def _readable(step: str, reason: str, attempts: int) -> str:

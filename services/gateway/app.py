@@ -81,12 +81,13 @@ def init_app(settings: Settings, *, store: ObjectStore | None = None) -> web.App
 
     app.router.add_get("/api/openapi.json", openapi)
     if STATIC.is_dir():  # the /export page (another team's): index.html and its assets
-        app.router.add_static("/export/", STATIC)
         index = STATIC / "index.html"
         if index.is_file():
 
             async def page(request: web.Request) -> web.FileResponse:
                 return web.FileResponse(index)
 
+            # before the static route: both are indexed under "/export" and the first registered wins
             app.router.add_get("/export", page)
+        app.router.add_static("/export/", STATIC)
     return app

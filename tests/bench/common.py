@@ -353,6 +353,13 @@ class Timeline:
     def count(self, name: str) -> int:
         return sum(1 for _, e in self.events if e.name() == name)
 
+    def phases(self) -> str:
+        """Where an export's time went, from its events."""
+        return (f"catalog {self.seconds('ExportRequested', 'ExportCataloged'):.1f} s, UploadStarted → first "
+                f"PartUploaded {self.seconds('UploadStarted', 'PartUploaded'):.1f} s, streaming "
+                f"{self.seconds('UploadStarted', 'ArchiveAssembled'):.1f} s, finalize "
+                f"{self.seconds('ArchiveAssembled', 'ExportCompleted'):.1f} s")
+
     def last(self, name: str) -> ev.Event:
         return [e for _, e in self.events if e.name() == name][-1]
 

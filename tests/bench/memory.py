@@ -39,7 +39,7 @@ FILE = 64 * MiB
 BOUND = PART * (IN_FLIGHT + 2) + 80 * MB
 
 
-async def one(world: World, size: int) -> tuple[int, int, float, int]:
+async def one(world: World, size: int, extra_env: dict[str, str] | None = None) -> tuple[int, int, float, int]:
     """(peak RSS kB, RSS kB after start-up, streaming MB/s, archive bytes) for one archive size."""
     name = f"mem-{size // MB}"
     values = world.values(name, min_part_size=PART, parts_in_flight=IN_FLIGHT)
@@ -48,7 +48,7 @@ async def one(world: World, size: int) -> tuple[int, int, float, int]:
     try:
         log(f"3: writing {fmt_bytes(size)} of sources")
         tenant, paths = await seed_fs_big_files(env, total_bytes=size, file_bytes=FILE)
-        stack = await start_ready_stack(env, world.dir(name) / "stack")
+        stack = await start_ready_stack(env, world.dir(name) / "stack", extra_env=extra_env)
         pid = stack.child("assembler").pid
         assert pid is not None
         idle_kb = proc_status_kb(pid, "VmRSS")

@@ -178,6 +178,7 @@ async def run(world: World) -> list[Row]:
         total = state.cataloged.total_bytes
         e2e_s = tl.seconds("ExportRequested", "ExportCompleted")
         stream_s = tl.seconds("UploadStarted", "ArchiveAssembled")
+        phases = tl.phases()
         snapshot = Snapshot.loads(await env.store.read(env.settings.buckets.exports, state.cataloged.snapshot_key))
         bucket = env.settings.buckets.exports
         log("1: raw copy (ceiling)")
@@ -202,7 +203,7 @@ async def run(world: World) -> list[Row]:
     usual_e2e = mbps(usual.nbytes, usual.total_s)
     assembler_cpu = cpu1[0] - cpu0[0]
     moto_cpu = cpu1[1] - cpu0[1]
-    note = (f"{fmt_bytes(total)} of sources ({images} x 2 MiB + {posts} posts), archive "
+    note = (f"{phases}; {fmt_bytes(total)} of sources ({images} x 2 MiB + {posts} posts), archive "
             f"{fmt_bytes(state.completed.size_bytes)} in {state.assembled.part_count if state.assembled else '?'} "
             f"parts of {PART // MiB} MiB, {IN_FLIGHT} in flight; assembler CPU {assembler_cpu:.1f} s, "
             f"moto CPU {moto_cpu:.1f} s during the export")

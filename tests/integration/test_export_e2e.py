@@ -4,6 +4,7 @@ notifier as separate processes on a real nats-server), on the filesystem store."
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,9 @@ async def test_blog_export_with_images_holds_every_byte_of_the_source(
         return list(Path(settings.mail.outbox_dir).glob(f"{export_id}*.eml"))
 
     assert len(await until(emailed, 30, what="the export-ready email in the outbox")) == 1
+    logged = [json.loads(line) for line in Path(running[1].child("assembler").log_path).read_text().splitlines()
+              if line.startswith("{")]
+    assert any(line.get("export_id") == export_id and line.get("step") == "assemble" for line in logged)
 
 
 async def test_text_only_export_has_no_media(bus: Bus, store: ObjectStore, content: ContentDB,

@@ -11,6 +11,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from shared.humanize import human_size as human_size  # re-exported for views
 from shared.state import Status
 
 
@@ -109,18 +110,6 @@ class ProblemBody(BaseModel):
     next_allowed_at: datetime | None = Field(None, alias="nextAllowedAt", description="With 003.")
     retry_after: int | None = Field(None, alias="retryAfter", description="With 003, in seconds.")
     errors: list[dict[str, object]] | None = Field(None, description="With 004: what was wrong.")
-
-
-def human_size(n: int) -> str:
-    """Decimal units, one decimal place: ``24.5 MB`` (as the notifier's email says it)."""
-    if n < 1000:
-        return "1 byte" if n == 1 else f"{n} bytes"
-    value = float(n)
-    for unit in ("KB", "MB", "GB", "TB", "PB"):
-        value /= 1000
-        if round(value, 1) < 1000 or unit == "PB":
-            return f"{value:.1f} {unit}"
-    raise AssertionError("unreachable")
 
 
 def from_ms(value: int | None) -> datetime | None:

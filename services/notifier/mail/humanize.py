@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-_UNITS = ("KB", "MB", "GB", "TB", "PB", "EB")
+from shared.humanize import human_size
+
+__all__ = ["count_phrases", "human_size", "human_utc", "plural"]
+
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = (
     "January",
@@ -28,25 +31,6 @@ _NOUNS: dict[str, tuple[str, str]] = {
     "images": ("image", "images"),
     "files": ("file", "files"),
 }
-
-
-def human_size(n: int) -> str:
-    """``n`` bytes with decimal (SI) units and one decimal place: ``24.5 MB``, ``999 bytes``.
-
-    Decimal units (1 MB = 1,000,000 bytes) match what file managers on macOS and most Linux
-    desktops show for the downloaded file.
-    """
-    if n < 0:
-        raise ValueError(f"size cannot be negative: {n}")
-    if n < 1000:
-        return "1 byte" if n == 1 else f"{n} bytes"
-    value = float(n)
-    for unit in _UNITS:
-        value /= 1000
-        # Promote when rounding to one decimal would print "1000.0" of this unit.
-        if round(value, 1) < 1000 or unit == _UNITS[-1]:
-            return f"{value:.1f} {unit}"
-    raise AssertionError("unreachable")
 
 
 def human_utc(moment: datetime) -> str:

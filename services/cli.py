@@ -54,9 +54,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
-    from services.stack.supervisor import Stack
+    from services.stack.supervisor import Stack, local_env
 
-    stack = Stack(Path(args.data), port=args.port).start()
+    data = Path(args.data).resolve()
+    stack = Stack(data, port=args.port, env=local_env(data, args.port)).start()
     print(f"grove-export: local stack up — gateway http://127.0.0.1:{args.port}/export, "
           f"NATS {stack.nats.url if stack.nats else '?'}, logs in {Path(args.data, 'logs')}\n"
           f"  one NATS user per service; operator commands (events, janitor, replay) need "
@@ -93,7 +94,7 @@ async def _events(settings: Settings, export_id: str) -> None:
 
     from shared.bus import connect
 
-    bus = await connect(settings, "cli", ensure=False)
+    bus = await connect(settings, "cli", ensure=False, persistent=False)
     try:
         try:
             last = await bus.js.get_last_msg(settings.stream_name, f"{settings.subject_prefix}.*.{export_id}.>",
@@ -137,7 +138,7 @@ async def _replay(settings: Settings) -> None:
     from services.gateway import replay
     from shared.bus import connect
 
-    bus = await connect(settings, "cli", ensure=False)
+    bus = await connect(settings, "cli", ensure=False, persistent=False)
     try:
         started = time.monotonic()
         rows = await replay(settings, bus)
@@ -255,8 +256,8 @@ def main(argv: list[str] | None = None) -> None:
 
         if not isinstance(e, NatsError | StoreError | OSError | TimeoutError):
             raise
-        print(f"grove-export: {type(e).__name__}: {e or 'no answer'} (is NATS at {settings.nats_url} "
-              f"and the store reachable?)", file=sys.stderr)
+        print(f"grove-export: {type(e).__name__}: {e or 'no answer'} (is NATS at {settings.nats_url} reachable "
+              f"with GROVE_NATS_USER/GROVE_NATS_PASSWORD, and the store?)", file=sys.stderr)
         sys.exit(1)
 
 

@@ -14,21 +14,11 @@ from pathlib import Path
 
 import aiohttp
 
-from services.stack.supervisor import Stack
+from services.stack.supervisor import Stack, local_env
 from shared.content.db import ContentDB
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store
 from shared.settings import Settings
-
-
-def _local_env(data: Path, port: int) -> dict[str, str]:
-    env = {"GROVE_PORT": str(port), "GROVE_PUBLIC_URL": f"http://127.0.0.1:{port}",
-           "GROVE_MAIL__DOWNLOAD_PAGE_URL": f"http://127.0.0.1:{port}/export"}
-    defaults = {"GROVE_STORE_ROOT": data / "store", "GROVE_CONTENT_DB": data / "content.db",
-                "GROVE_READ_MODEL_DB": data / "read-model.db", "GROVE_MAIL__OUTBOX_DIR": data / "outbox"}
-    for key, value in defaults.items():
-        env[key] = os.environ.get(key, str(value))
-    return env
 
 
 async def seed_cli(settings: Settings, *, posts: int, pages: int, images: int, files: int) -> None:
@@ -81,13 +71,19 @@ async def _export(settings: Settings, port: int, data: Path) -> Path:
                 raise RuntimeError(f"POST /api/export answered {r.status}: {body}")
         export_id = body["exportId"]
         print(f"export {export_id} requested", flush=True)
+        tty, shown = sys.stdout.isatty(), None
         while True:
             async with http.get(f"{base}/api/export/status/{export_id}", headers=headers) as r:
                 status = await r.json()
-            print(f"\r  {status['status']:<11} {_bar(status.get('progress', 0))} {status.get('progress', 0):>3}%",
-                  end="", flush=True)
+            line = f"  {status['status']:<11} {_bar(status.get('progress', 0))} {status.get('progress', 0):>3}%"
+            if tty:
+                print(f"\r{line}", end="", flush=True)
+            elif line != shown:  # a log file gets one line per change, not carriage returns
+                print(line, flush=True)
+            shown = line
             if status["status"] in ("complete", "failed", "cancelled", "expired"):
-                print(flush=True)
+                if tty:
+                    print(flush=True)
                 break
             if time.monotonic() - started > 300:
                 raise RuntimeError("the export did not finish within 5 minutes")
@@ -131,7 +127,7 @@ def _verify(path: Path, sha256: str) -> int:
 
 def run_demo(data: Path, port: int) -> int:
     data = data.resolve()
-    env = _local_env(data, port)
+    env = local_env(data, port)
     os.environ.update(env)
     settings = Settings()
     stack = Stack(data, port=port, env=env)

@@ -46,15 +46,22 @@ async def _ensure_kv(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
         return await js.create_key_value(config)
 
 
-async def connect(settings: Settings, producer: str, *, ensure: bool = True, name: str | None = None) -> Bus:
-    """Connect (retrying forever on reconnect), and create stream and buckets idempotently."""
-    opts: dict[str, object] = {}
+async def _quiet(_: Exception) -> None:
+    """One-shot commands report a failed connection as an error, not as a stream of tracebacks."""
+
+
+async def connect(settings: Settings, producer: str, *, ensure: bool = True, name: str | None = None,
+                  persistent: bool = True) -> Bus:
+    """Connect, and create stream and buckets idempotently. Services are ``persistent`` (they retry
+    and reconnect forever); one-shot commands give up after a few seconds with an exception."""
+    opts: dict[str, object] = {} if persistent else {"error_cb": _quiet}
     if settings.nats_user:
         opts["user"] = settings.nats_user
         opts["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
     nc = await nats.connect(
-        nats_servers(settings.nats_url), name=name or f"grove-{producer}", max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5, connect_timeout=5, allow_reconnect=True, **opts,  # type: ignore[arg-type]
+        nats_servers(settings.nats_url), name=name or f"grove-{producer}",
+        max_reconnect_attempts=-1 if persistent else 2, reconnect_time_wait=0.5, connect_timeout=5,
+        allow_reconnect=True, **opts,  # type: ignore[arg-type]
     )
     js = nc.jetstream(timeout=10)
     event_log = EventLog(js, settings.stream_name, settings.subject_prefix, producer)

@@ -81,7 +81,7 @@ class ArchiveStream:
                 return
             records.append(record)
             pos = record.end if record.status == "ok" else pos
-            self.progress.members_done = index + 1
+            self.progress.members_done = min(index + 1, n)  # of the snapshot's members (not manifest/errors)
             yield record
 
     def _emit(self, pos: int, chunks: Iterable[bytes]) -> Iterator[bytes]:

@@ -76,6 +76,11 @@ class Projector:
             try:
                 await self._drop()
                 self._broken.clear()
+                info = await self.bus.js.stream_info(self.bus.log.stream)
+                identity = f"{info.config.name}@{getattr(info, 'created', '')}"
+                if await self.model.bind(identity) or self.model.position > int(info.state.last_seq):
+                    log.warning("the read model was built from another stream: rebuilding it")
+                    await self.model.reset()
                 self._sub = await _subscribe(self.bus, self.model.position + 1, self._on_msg)
                 await self._watch()
             except asyncio.CancelledError:

@@ -30,6 +30,7 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS idx_exports_recent ON storage_exports(tenant_id, created_at, requested_seq)",
     "CREATE TABLE IF NOT EXISTS projector_position (id INTEGER PRIMARY KEY CHECK (id = 1), "
     "last_seq INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS projector_stream (id INTEGER PRIMARY KEY CHECK (id = 1), identity TEXT NOT NULL)",
 ]
 _UPSERT = (f"INSERT OR REPLACE INTO storage_exports ({', '.join(COLUMNS)}) "
            f"VALUES ({', '.join('?' for _ in COLUMNS)})")
@@ -56,6 +57,27 @@ class ReadModel:
             found = await cur.fetchone()
         model.position = int(found[0]) if found else 0
         return model
+
+    async def bind(self, identity: str) -> bool:
+        """Tie the table to one stream (its name and creation time); a table built from another
+        stream is emptied first. True when it was reset."""
+        async with self.db.execute("SELECT identity FROM projector_stream WHERE id = 1") as cur:
+            found = await cur.fetchone()
+        if found and found[0] == identity:
+            return False
+        reset = found is not None  # a table without an identity (fresh, or replayed) is adopted
+        if reset:
+            await self.reset()
+        await self.db.execute("INSERT OR REPLACE INTO projector_stream (id, identity) VALUES (1, ?)", (identity,))
+        await self.db.commit()
+        return reset
+
+    async def reset(self) -> None:
+        """Forget everything (the table was built from another stream than the one we now read)."""
+        await self.db.execute("DELETE FROM storage_exports")
+        await self.db.execute("DELETE FROM projector_position")
+        await self.db.commit()
+        self.position = 0
 
     async def close(self) -> None:
         await self.db.close()

@@ -23,6 +23,7 @@ from shared.eventlog import Conflict, Loaded
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
 from shared.settings import Settings
+from shared.snapshot import export_prefix
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class Summary:
 
     def line(self, dry_run: bool) -> str:
         verb = "would " if dry_run else ""
-        return (f"janitor: {verb}expire {self.expired} archives (deleted), {verb}abort {self.aborted} uploads, "
+        return (f"janitor: {verb}expire {self.expired} archives (deleting them), {verb}abort {self.aborted} uploads, "
                 f"{verb}fail {self.failed} stuck exports, {verb}remove {self.cleaned} work objects")
 
 
@@ -80,7 +81,10 @@ class Janitor:
                 expired.append(loaded)
             elif not loaded.state.terminal:
                 states[export_id] = await self._check_alive(loaded, now, summary)
-            elif not self.dry_run:
+            elif self.dry_run:
+                summary.cleaned += len(await self.store.list_keys(
+                    self.bucket, f"{export_prefix(tenant_id, export_id)}work/"))
+            else:
                 summary.cleaned += await remove_work_objects(self.store, self.bucket, tenant_id, export_id)
         batch = self.settings.janitor_batch
         for i in range(0, len(expired), batch):  # the spec's batches of 50
@@ -147,7 +151,7 @@ class Janitor:
 
 
 async def run_once(settings: Settings, dry_run: bool = False, now: datetime | None = None) -> Summary:
-    bus = await connect(settings, "janitor")
+    bus = await connect(settings, "janitor", persistent=False)
     store = await open_store(settings)
     try:
         summary = await Janitor(settings, bus, store, dry_run).run(now)

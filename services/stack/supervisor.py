@@ -23,6 +23,18 @@ from services.stack.natsserver import NatsServer
 SERVICES = ("catalog", "assembler", "finalizer", "notifier", "gateway")
 
 
+def local_env(data: Path, port: int) -> dict[str, str]:
+    """Settings of a local stack kept under ``data`` and served on ``port`` (what the user did not
+    set in the environment themselves): links, the store, databases and the outbox all follow."""
+    env = {"GROVE_PORT": str(port), "GROVE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+           "GROVE_MAIL__DOWNLOAD_PAGE_URL": f"http://127.0.0.1:{port}/export"}
+    defaults = {"GROVE_STORE_ROOT": data / "store", "GROVE_CONTENT_DB": data / "content.db",
+                "GROVE_READ_MODEL_DB": data / "read-model.db", "GROVE_MAIL__OUTBOX_DIR": data / "outbox"}
+    for key, value in defaults.items():
+        env[key] = os.environ.get(key, str(value))
+    return env
+
+
 def local_passwords(path: Path) -> dict[str, str]:
     """Random passwords per NATS user for the local stack, kept (0600) beside its data."""
     if path.exists():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 
 from services.assembler.bridge import pump, source_opener
 from services.assembler.encoder import ArchiveStream, Rewind, error_count
@@ -18,12 +19,14 @@ from shared import events as ev
 from shared import metrics
 from shared.archive.zipmember import fingerprint
 from shared.eventlog import Conflict, Loaded
-from shared.objectstore import ObjectStore
+from shared.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
 from shared.settings import Settings
-from shared.snapshot import Snapshot, sha256_hex
+from shared.snapshot import Snapshot, SnapshotMember, sha256_hex
 from shared.worker import StepContext, StepError
 
 log = logging.getLogger(__name__)
+TEXT_KINDS = frozenset({"readme", "post", "page"})
+TEXT_CACHE_LIMIT = 16 * 1024 * 1024
 
 
 def should_run(loaded: Loaded) -> bool:
@@ -106,7 +109,14 @@ class Assembler:
     async def _stream(self, ctx: StepContext, snapshot: Snapshot, upload: ev.UploadStarted, rp: ResumePoint,
                       skips: dict[int, str]) -> tuple[int, int, str | None, list[MemberRecord]]:
         loop = asyncio.get_running_loop()
-        stream = ArchiveStream(snapshot, lambda m: opener(m), rp, dict(skips))
+        texts = await self._texts(snapshot, rp)
+
+        def open_source(m: SnapshotMember) -> Iterator[bytes]:
+            if m.key in texts:
+                return iter([texts[m.key][m.start:m.start + m.size]])
+            return opener(m)
+
+        stream = ArchiveStream(snapshot, open_source, rp, dict(skips))
         opener = source_opener(self.store, loop, stream.stop)
         uploader = PartUploader(ctx, self.store, self.bucket, upload, rp.next_part, rp.offset,
                                 self.settings.parts_in_flight, stream.progress, metrics.observe_part)
@@ -122,4 +132,17 @@ class Assembler:
             await uploader.cancel()
             raise
         return size, last, sha, stream.records
+
+    async def _texts(self, snapshot: Snapshot, rp: ResumePoint) -> dict[str, bytes]:
+        """The rendered posts and pages are one small object: read it once (If-Match) instead of one
+        ranged GET per post — a thousand GETs cost seconds on S3. Larger blobs are read per member."""
+        wanted = {(m.bucket, m.key, m.etag) for m in snapshot.members[rp.member_index:] if m.kind in TEXT_KINDS}
+        total = sum(m.size for m in snapshot.members if m.kind in TEXT_KINDS)
+        if len(wanted) != 1 or total > TEXT_CACHE_LIMIT:
+            return {}
+        bucket, key, etag = wanted.pop()
+        try:
+            return {key: await self.store.read(bucket, key, if_match=etag)}
+        except (ObjectNotFound, PreconditionFailed):
+            return {}  # read per member, where each one is reported on its own
 

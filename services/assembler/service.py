@@ -26,7 +26,7 @@ from shared.worker import StepContext, StepError
 
 log = logging.getLogger(__name__)
 TEXT_KINDS = frozenset({"readme", "post", "page"})
-TEXT_CACHE_LIMIT = 16 * 1024 * 1024
+TEXT_CACHE_LIMIT = 4 * 1024 * 1024  # counts against the memory bound: keep it below one part
 
 
 def should_run(loaded: Loaded) -> bool:

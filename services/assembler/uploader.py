@@ -71,14 +71,15 @@ class PartUploader:
 
     async def _cut(self, n: int) -> None:
         check_part_budget(self.part)
-        data = bytes(self.buf[:n])
+        await self.slots.acquire()  # first: a part waiting for a slot must not hold a copy meanwhile
+        with memoryview(self.buf) as view:
+            data = bytes(view[:n])  # one copy; bytes(self.buf[:n]) made a second, temporary one
         del self.buf[:n]
         records, self.records = self.records, []
         number, start = self.part, self.offset
         self.part += 1
         self.offset += len(data)
         done = (self.progress.members_done, self.progress.source_bytes)
-        await self.slots.acquire()
         upload = self._spawn(self._upload(number, data))
         self.chain = self._spawn(self._log(self.chain, upload, number, start, start + len(data), records, done))
 
@@ -96,7 +97,7 @@ class PartUploader:
             await faults.slow("assemble.upload")
             faults.count("uploaded", len(data))
             etag = await self.store.upload_part(self.bucket, self.upload.archive_key, self.upload.upload_id,
-                                                number, data)
+                                                number, data, md5=md5)
             if self.on_part is not None:
                 self.on_part(len(data), time.perf_counter() - started)
             return etag, md5

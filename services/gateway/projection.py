@@ -8,7 +8,7 @@ Times are Unix milliseconds (UTC). ``workflow_id`` stays NULL: there is no workf
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -63,7 +63,7 @@ class Row:
         return [f.name for f in fields(cls)]
 
     def values(self) -> list[Any]:
-        return list(asdict(self).values())
+        return [getattr(self, name) for name in _NAMES]
 
     @property
     def terminal(self) -> bool:
@@ -71,6 +71,17 @@ class Row:
 
     def counts(self) -> dict[str, int]:
         return json.loads(self.item_counts) if self.item_counts else {}
+
+
+_NAMES = tuple(Row.columns())
+
+
+def replace(row: Row, **changes: Any) -> Row:
+    """``dataclasses.replace`` for this flat frozen row, ~10x faster (a replay calls it per event)."""
+    new = object.__new__(Row)
+    new.__dict__.update(row.__dict__)
+    new.__dict__.update(changes)
+    return new
 
 
 def ms(value: datetime) -> int:

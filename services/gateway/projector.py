@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
+from services.gateway.projection import Row, project
 from services.gateway.readmodel import ReadModel
 from shared import events as ev
 from shared.bus import Bus
@@ -24,6 +25,7 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 IDLE_CHECK_S = 2.0
+REPLAY_BATCH = 5000  # events folded in memory per write when rebuilding
 
 
 def decode(msg: Msg) -> ev.Event | None:
@@ -135,13 +137,41 @@ async def replay(target: Settings | Path | str, bus: Bus, *, timeout: float = 30
     try:
         last = int((await bus.js.stream_info(bus.log.stream)).state.last_seq)
         if last:
-            sub = await _subscribe(bus, 1)
+            inbox: list[Msg] = []
+            arrived = asyncio.Event()
+
+            async def on_msg(msg: Msg) -> None:  # no per-message future/timeout as next_msg has
+                inbox.append(msg)
+                arrived.set()
+
+            rows: dict[tuple[str, str], Row] = {}
+            dirty: set[tuple[str, str]] = set()
+            reached = pending = 0
+            sub = await _subscribe(bus, 1, on_msg)
             try:
-                while model.position < last:
-                    await _apply(model, await sub.next_msg(timeout=timeout))
+                while reached < last:
+                    async with asyncio.timeout(timeout):
+                        await arrived.wait()
+                    arrived.clear()
+                    batch, inbox[:] = inbox[:], []
+                    for msg in batch:  # fold in memory: no SELECT, no transaction per event
+                        reached = msg.metadata.sequence.stream
+                        event = decode(msg)
+                        if event is None:
+                            continue
+                        key = (event.tenant_id, event.export_id)
+                        row = project(rows.get(key), event, reached)
+                        if row is not None:
+                            rows[key] = row
+                            dirty.add(key)
+                    pending += len(batch)
+                    if pending >= REPLAY_BATCH or reached >= last:
+                        await model.write_rows([rows[k] for k in dirty], reached)
+                        dirty.clear()
+                        pending = 0
             finally:
                 await sub.unsubscribe()
-        rows = len(await model.dump())
+        count = len(await model.dump())
     except BaseException:
         await model.close()
         tmp.unlink(missing_ok=True)
@@ -150,4 +180,4 @@ async def replay(target: Settings | Path | str, bus: Bus, *, timeout: float = 30
     for stale in (Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
         stale.unlink(missing_ok=True)
     os.replace(tmp, path)
-    return rows
+    return count

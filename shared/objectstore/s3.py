@@ -263,7 +263,8 @@ class S3Store:
             resp = await self.client.create_multipart_upload(Bucket=bucket, Key=key, **extra)
         return str(resp["UploadId"])
 
-    async def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes) -> str:
+    async def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes,
+                          md5: str | None = None) -> str:
         with _translated(f"{bucket}/{key} upload {upload_id}"):
             resp = await self.client.upload_part(
                 Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=part_number, Body=data

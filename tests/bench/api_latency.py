@@ -18,7 +18,6 @@ read model projects each one (read-your-writes) before answering.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -119,7 +118,7 @@ async def run(world: World) -> list[Row]:
     try:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
-            if own:
+            if shared is None:
                 tenant, export_id = await known_export(gw, http)
             else:
                 tenant, export_id = shared["tenant"], shared["export_id"]

@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 import aiosqlite
 from nats.aio.msg import Msg
 
+from shared import events as ev
 from shared.snapshot import export_prefix
-from tests.bench.common import MiB, Env, Row, World, log, seed_random_images, start_ready_stack, timeline
+from tests.bench.common import Env, MiB, Row, World, log, seed_random_images, start_ready_stack, timeline
 from tests.support.pipeline import cancel, request_export, wait_status
 
 NUMBER = "6"
@@ -44,10 +45,28 @@ async def images_only_tenant(env: Env, source_tenant: str) -> str:
     return tenant
 
 
+class Watch:
+    """One export's events as they are appended (a core subscription on its tenant's subjects)."""
+
+    def __init__(self) -> None:
+        self.parts = 0
+        self.second_part = asyncio.Event()
+        self.cancelled = asyncio.Event()
+
+    async def on_event(self, msg: Msg) -> None:
+        name = msg.subject.rsplit(".", 1)[-1]
+        if name == "PartUploaded":
+            self.parts += 1
+            if self.parts >= 2:
+                self.second_part.set()
+        elif name == "ExportCancelled":
+            self.cancelled.set()
+
+
 async def run(world: World) -> list[Row]:
     shared = world.shared.get("s3")
     own = shared is None
-    if own:
+    if shared is None:
         images = 40 if world.quick else 200
         env = await Env.open(world.values("s3", s3=True, min_part_size=8 * MiB))
         log(f"6: seeding {images} x 2 MiB images into moto")
@@ -59,34 +78,23 @@ async def run(world: World) -> list[Row]:
     log_s: list[float] = []
     list_s: list[float] = []
     parts_at_cancel: list[int] = []
+    shape = (0, 0)
     try:
         tenant = await images_only_tenant(env, source)
         for i in range(runs):
-            parts: dict[str, int] = {}
-            second_part = asyncio.Event()
-            cancelled = asyncio.Event()
-
-            async def on_event(msg: Msg) -> None:
-                name = msg.subject.rsplit(".", 1)[-1]
-                if name == "PartUploaded":
-                    parts["n"] = parts.get("n", 0) + 1
-                    if parts["n"] >= 2:
-                        second_part.set()
-                elif name == "ExportCancelled":
-                    cancelled.set()
-
+            watch = Watch()
             export_id = ""
-            sub = await env.bus.nc.subscribe(f"{env.settings.subject_prefix}.{tenant}.*.>", cb=on_event)
+            sub = await env.bus.nc.subscribe(f"{env.settings.subject_prefix}.{tenant}.*.>", cb=watch.on_event)
             try:
                 export_id = await request_export(env.bus, tenant)
-                await asyncio.wait_for(second_part.wait(), 120)
+                await asyncio.wait_for(watch.second_part.wait(), 120)
                 t0 = time.monotonic()
                 if not await cancel(env.bus, tenant, export_id):
                     raise RuntimeError("the export finished before it could be cancelled")
-                parts_at_cancel.append(parts["n"])
-                await asyncio.wait_for(cancelled.wait(), 60)
+                parts_at_cancel.append(watch.parts)
+                await asyncio.wait_for(watch.cancelled.wait(), 60)
                 prefix = export_prefix(tenant, export_id)
-                while await env.store.list_uploads(env.settings.buckets.exports, prefix):
+                while await env.store.list_uploads(env.settings.buckets.exports, prefix):  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
                 list_s.append(time.monotonic() - t0)
             finally:
@@ -96,17 +104,22 @@ async def run(world: World) -> list[Row]:
                 raise RuntimeError(f"export {export_id} ended {state.status}")
             tl = await timeline(env, tenant, export_id)
             log_s.append(tl.seconds("CancelRequested", "ExportCancelled"))
+            cataloged = tl.last("ExportCataloged")
+            assert isinstance(cataloged, ev.ExportCataloged)
+            shape = (cataloged.member_count - 1, cataloged.total_bytes)
             log(f"6: cancel {i + 1}/{runs}: {log_s[-1]:.3f} s in the log, uploads gone after {list_s[-1]:.3f} s")
     finally:
         if own:
             stack.stop()
             await env.close()
     med, worst = statistics.median(log_s), max(log_s)
+    images, total = shape
+    parts = -(-total // (8 * MiB))
     lmed, lworst = statistics.median(list_s), max(list_s)
     return [
         Row(NUMBER, f"CancelRequested → ExportCancelled (log), median of {runs}", f"{med * 1000:.0f} ms",
             "≤ 1 s", med <= 1.0, f"cancelled after PartUploaded #{min(parts_at_cancel)}–#{max(parts_at_cancel)} "
-            "of ~51; 200 × 2 MiB images, 8 MiB parts, 3 in flight"),
+            f"of {parts}; {images} × 2 MiB images (+ README), 8 MiB parts, 3 in flight"),
         Row(NUMBER, f"CancelRequested → ExportCancelled (log), worst of {runs}", f"{worst * 1000:.0f} ms", "≤ 1 s",
             worst <= 1.0, "all: " + ", ".join(f"{x * 1000:.0f}" for x in log_s) + " ms"),
         Row(NUMBER, "cancel appended → list_uploads empty, median / worst", f"{lmed * 1000:.0f} / {lworst * 1000:.0f} ms",

@@ -24,15 +24,17 @@ import math
 import shutil
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from nats.aio.msg import Msg
 
 from services.assembler.uploader import load_records
+from services.stack.supervisor import Stack
 from shared import events as ev
 from tests.bench.common import (
     MB,
-    MiB,
     Env,
+    MiB,
     Row,
     World,
     delete_tenant_media,
@@ -52,6 +54,27 @@ IN_FLIGHT = 3
 FILE = 64 * MiB
 
 
+class Kill:
+    """SIGKILLs the assembler when the ``target``-th PartUploaded is appended; notes what it had read."""
+
+    def __init__(self, stack: Stack, pid: int, target: int) -> None:
+        self.stack, self.pid, self.target = stack, pid, target
+        self.parts = 0
+        self.rchar = 0
+        self.at: datetime | None = None
+        self.wall = 0.0
+
+    async def on_event(self, msg: Msg) -> None:
+        if not msg.subject.endswith(".PartUploaded") or self.at is not None:
+            return
+        self.parts += 1
+        if self.parts >= self.target:
+            self.rchar = proc_io(self.pid)["rchar"]
+            self.stack.kill("assembler")
+            self.at = datetime.now(UTC)
+            self.wall = time.monotonic()
+
+
 async def run(world: World) -> list[Row]:
     size = 300 * MB if world.quick else 1000 * MB
     name = "resume"
@@ -59,7 +82,7 @@ async def run(world: World) -> list[Row]:
     fault_dir = world.dir(name) / "faults"
     fault_dir.mkdir(parents=True, exist_ok=True)
     env = await Env.open(values)
-    tenant, paths, stack, sub = "", [], None, None
+    tenant, paths, stack, sub = "", list[Path](), None, None
     try:
         log(f"5: writing {fmt_bytes(size)} of sources")
         tenant, paths = await seed_fs_big_files(env, total_bytes=size, file_bytes=FILE)
@@ -73,32 +96,21 @@ async def run(world: World) -> list[Row]:
         idle1 = proc_io(first)["rchar"]  # reads while idle (should be ~0: sockets are not counted)
         base = idle1
         target = math.ceil(size / PART) // 2
-        seen = {"parts": 0, "rchar": 0, "at": None, "wall": 0.0}
-
-        async def on_event(msg: Msg) -> None:
-            if not msg.subject.endswith(".PartUploaded") or seen["at"] is not None:
-                return
-            seen["parts"] += 1
-            if seen["parts"] >= target:
-                seen["rchar"] = proc_io(first)["rchar"]
-                stack.kill("assembler")
-                seen["at"] = datetime.now(UTC)
-                seen["wall"] = time.monotonic()
-
-        sub = await env.bus.nc.subscribe(f"{env.settings.subject_prefix}.{tenant}.>", cb=on_event)
+        seen = Kill(stack, first, target)
+        sub = await env.bus.nc.subscribe(f"{env.settings.subject_prefix}.{tenant}.>", cb=seen.on_event)
         log(f"5: exporting {fmt_bytes(size)}, SIGKILL after PartUploaded #{target}")
         export_id = await request_export(env.bus, tenant)
         state = await wait_status(env.bus, tenant, export_id, timeout=1200)
         done_wall = time.monotonic()
         if state.status != "complete" or state.completed is None or state.cataloged is None:
             raise RuntimeError(f"export ended {state.status}: {state.failure}")
-        if seen["at"] is None:
+        if seen.at is None:
             raise RuntimeError("the export finished before the kill point")
         second = stack.child("assembler").pid
         assert second is not None and second != first
         rchar_end = proc_io(second)["rchar"]
         tl = await timeline(env, tenant, export_id)
-        kill_at = seen["at"]
+        kill_at = seen.at
         assert isinstance(kill_at, datetime)
         parts = [e for _, e in tl.events if isinstance(e, ev.PartUploaded)]
         before = [p for p in parts if p.occurred_at < kill_at]
@@ -115,10 +127,10 @@ async def run(world: World) -> list[Row]:
         archive = state.completed.size_bytes
         uploaded = sum(int(x) for f in fault_dir.glob("uploaded.count") for x in f.read_text().split())
         reuploaded = uploaded - archive
-        r1 = int(seen["rchar"]) - base
+        r1 = int(seen.rchar) - base
         r2 = rchar_end - base
         reread = r1 + r2 - total
-        stall = (done_wall - float(seen["wall"]))
+        stall = (done_wall - float(seen.wall))
     finally:
         if sub is not None:
             await sub.unsubscribe()
@@ -134,7 +146,7 @@ async def run(world: World) -> list[Row]:
         Row(NUMBER, "re-uploaded after the kill", f"{fmt_bytes(reuploaded)}",
             f"≤ {IN_FLIGHT} × {PART // MiB} MiB = {fmt_bytes(up_goal)}", reuploaded <= up_goal,
             f"archive {fmt_bytes(archive)}; {fmt_bytes(uploaded)} sent in all; killed after PartUploaded "
-            f"#{seen['parts']} of {state.assembled.part_count if state.assembled else '?'}, {logged} parts logged "
+            f"#{seen.parts} of {state.assembled.part_count if state.assembled else '?'}, {logged} parts logged "
             "before the kill"),
         Row(NUMBER, "re-read from sources (rchar of both processes − sources)", f"{fmt_bytes(reread)}",
             f"≤ one member + one part = {fmt_bytes(read_goal)}", reread <= read_goal,

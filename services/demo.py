@@ -21,6 +21,21 @@ from shared.objectstore.factory import open_store
 from shared.settings import Settings
 
 
+async def wait_ready(http: aiohttp.ClientSession, base: str, timeout: float = 60.0, what: str = "") -> None:
+    """Until the gateway's /readyz answers 200 (NATS and the store reachable)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            async with http.get(f"{base}/readyz") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the gateway at {base} did not become ready {what}".strip())
+        await asyncio.sleep(0.1)
+
+
 async def seed_cli(settings: Settings, *, posts: int, pages: int, images: int, files: int) -> None:
     store = await open_store(settings, create_buckets=True)
     try:
@@ -42,17 +57,7 @@ async def _export(settings: Settings, port: int, data: Path) -> Path:
 
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                async with http.get(f"{base}/readyz") as r:
-                    if r.status == 200:
-                        break
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway did not become ready; see {data / 'logs'}")
-            await asyncio.sleep(0.2)
+        await wait_ready(http, base, what=f"see {data / 'logs'}")
         store = await open_store(settings, create_buckets=True)
         try:
             seeded = await seed_tenant(ContentDB(settings.content_db), store, images_bucket=settings.buckets.images,

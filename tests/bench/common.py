@@ -19,6 +19,7 @@ from typing import Any
 
 import aiosqlite
 
+from services.demo import wait_ready
 from services.stack.natsserver import NatsServer
 from services.stack.supervisor import Stack
 from shared import events as ev
@@ -437,18 +438,8 @@ async def start_gateway(world: World, name: str, *, steps: bool = True) -> Gatew
             step_stack = await start_ready_stack(env, world.dir(name) / "steps")
         gw = start_stack(world.dir(name) / "gateway", values, services=("gateway",), port=port)
         try:
-            deadline = time.monotonic() + 60
             async with aiohttp.ClientSession() as http:
-                while True:
-                    try:
-                        async with http.get(f"{base}/readyz") as r:
-                            if r.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"the gateway did not become ready on {base}")
-                    await asyncio.sleep(0.1)
+                await wait_ready(http, base)
         except BaseException:
             gw.stop()
             raise

@@ -109,6 +109,11 @@ async def browser(live: LiveStack) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-def screenshots() -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    return SCREENSHOTS
+def screenshots(tmp_path: Path) -> Path:
+    """Where the tests write their screenshots: a temp folder, or docs/screenshots (the README's
+    picture) when GROVE_UPDATE_SCREENSHOTS=1, so a plain `make test` leaves the tree clean."""
+    import os
+
+    target = SCREENSHOTS if os.environ.get("GROVE_UPDATE_SCREENSHOTS") == "1" else tmp_path / "screenshots"
+    target.mkdir(parents=True, exist_ok=True)
+    return target

@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.objectstore import ObjectStore
+
 Kind = Literal["readme", "post", "page", "media", "file"]
 
 
@@ -116,3 +118,15 @@ def records_key(tenant_id: str, export_id: str, part_number: int) -> str:
 def archive_key(tenant_id: str, export_id: str, safe_username: str, day: str) -> str:
     """The spec's key format: exports/{tenant_id}/{export_id}/grove-export-{username}-{YYYY-MM-DD}.zip"""
     return f"{export_prefix(tenant_id, export_id)}grove-export-{safe_username}-{day}.zip"
+
+
+async def remove_work_objects(store: ObjectStore, bucket: str, tenant_id: str, export_id: str) -> int:
+    """Delete the snapshot and part records of an export (best effort; the janitor is the backstop)."""
+    removed = 0
+    try:
+        for obj in await store.list_keys(bucket, f"{export_prefix(tenant_id, export_id)}work/"):
+            await store.delete(bucket, obj.key)
+            removed += 1
+    except Exception:
+        return removed
+    return removed

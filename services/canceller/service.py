@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from services.finalizer.service import remove_work_objects
 from shared import events as ev
 from shared.eventlog import Conflict, Loaded
 from shared.objectstore import NoSuchUpload, ObjectStore
 from shared.settings import Settings
+from shared.snapshot import remove_work_objects
 from shared.worker import StepContext
 
 

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.archive.frontmatter import render_markdown
-from shared.archive.levels import level_for
 from shared.archive.names import NameAllocator, safe_component
 from shared.content.db import Row
 from shared.snapshot import SnapshotError
@@ -148,7 +147,3 @@ def keep_extension(filename: str, fallback_stem: str) -> str:
 
 def _ctype(row: Row, path: str) -> str:
     return row.get("mime_type") or mimetypes.guess_type(path)[0] or "application/octet-stream"
-
-
-def level(content_type: str, path: str) -> int:
-    return level_for(content_type, path)

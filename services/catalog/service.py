@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC
 
 from services.catalog.readme import render_readme
 from services.catalog.render import ObjectMember, Plan, plan_blog, plan_storage
@@ -128,7 +128,3 @@ class Catalog:
                 return info.size, info.etag
 
         return list(await asyncio.gather(*(head(o) for o in objects)))
-
-
-def now() -> datetime:
-    return datetime.now(UTC)

@@ -14,7 +14,6 @@ from shared import faults
 from shared.eventlog import Loaded
 from shared.objectstore import CompletedPart, NoSuchUpload, ObjectNotFound, ObjectStore
 from shared.settings import Settings
-from shared.snapshot import export_prefix
 from shared.worker import StepContext, StepError
 
 
@@ -86,15 +85,3 @@ class Finalizer:
         async for chunk in self.store.get(self.bucket, key, chunk_size=4 << 20):
             await asyncio.to_thread(sha.update, chunk)
         return sha.hexdigest()
-
-
-async def remove_work_objects(store: ObjectStore, bucket: str, tenant_id: str, export_id: str) -> int:
-    """Delete the snapshot and part records of an export (best effort; the janitor is the backstop)."""
-    removed = 0
-    try:
-        for obj in await store.list_keys(bucket, f"{export_prefix(tenant_id, export_id)}work/"):
-            await store.delete(bucket, obj.key)
-            removed += 1
-    except Exception:
-        return removed
-    return removed

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 
 from nats.js.api import DeliverPolicy
 
-from services.finalizer.service import remove_work_objects
 from services.janitor.decide import is_dead, is_expired, is_orphan_upload
 from shared import events as ev
 from shared.bus import Bus, connect
@@ -23,7 +22,7 @@ from shared.eventlog import Conflict, Loaded
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
 from shared.settings import Settings
-from shared.snapshot import export_prefix
+from shared.snapshot import export_prefix, remove_work_objects
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -26,6 +28,7 @@ from shared.state import ExportState, fold
 log = logging.getLogger(__name__)
 
 MAX_EVENT_BYTES = 256 * 1024
+WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"  # this replica, stamped on what it appends
 WRONG_LAST_SEQUENCE = (10071, 10164)
 
 
@@ -96,8 +99,10 @@ class EventLog:
         expected sequence is part of the id, so only a retry of this very append is absorbed; the
         same event appended again at a later position (a rewound part re-logged) is a new append.
         """
-        if event.producer == "unknown":
-            event = event.model_copy(update={"producer": self.producer})
+        stamp = {k: v for k, v in (("producer", self.producer), ("worker", WORKER_ID))
+                 if getattr(event, k) in ("", "unknown")}
+        if stamp:
+            event = event.model_copy(update=stamp)
         data = event.to_json()
         if len(data) > MAX_EVENT_BYTES:
             raise EventLogError(f"{event.name()} is {len(data)} bytes; events must stay under 256 KiB")

@@ -48,6 +48,7 @@ class Event(BaseModel):
     version: int = Field(1, description="Schema version of this event type.")
     occurred_at: datetime = Field(default_factory=utcnow, description="When it happened (UTC).")
     producer: str = Field("unknown", description="Service that appended it.")
+    worker: str = Field("", description="Replica (host-pid) that appended it: who did what, for operators and audits.")
 
     @classmethod
     def name(cls) -> str:

@@ -79,6 +79,17 @@ class ExportState:
         """Nothing new may start: terminal, or a cancel was asked for."""
         return self.terminal or self.cancel_requested
 
+    @property
+    def cancellable(self) -> bool:
+        """A cancel can still win: not ended, and ``FinalizeStarted`` is not in the log yet
+        (once it is, the finalizer completes the export). The whole cancel-vs-finalize rule."""
+        return not self.terminal and not self.finalize_started
+
+    @property
+    def cancel_wins(self) -> bool:
+        """A cancel was asked for and can still win: the canceller's to finish, not the finalizer's."""
+        return self.cancel_requested and self.cancellable
+
     def attempts_of(self, step: str) -> int:
         return dict(self.attempts).get(step, 0)
 

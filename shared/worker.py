@@ -16,8 +16,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,12 +27,10 @@ from nats.aio.msg import Msg
 from shared import events as ev
 from shared import faults, metrics
 from shared.bus import Bus
-from shared.eventlog import Conflict, EventLog, Loaded, LogUnavailable
+from shared.eventlog import WORKER_ID, Conflict, EventLog, Loaded, LogUnavailable
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
-
-WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"
 
 
 class StepError(Exception):

@@ -14,8 +14,7 @@ from shared.worker import StepContext
 
 def should_run(loaded: Loaded) -> bool:
     """A cancel wins unless FinalizeStarted came first (then the finalizer completes)."""
-    s = loaded.state
-    return s.cancel_requested and not s.terminal and not s.finalize_started
+    return loaded.state.cancel_wins
 
 
 class Canceller:

@@ -19,8 +19,7 @@ from shared.worker import StepContext, StepError
 
 def should_run(loaded: Loaded) -> bool:
     s = loaded.state
-    return s.assembled is not None and s.completed is None and not s.terminal and (
-        s.finalize_started or not s.cancel_requested)
+    return s.assembled is not None and s.completed is None and not s.terminal and not s.cancel_wins
 
 
 def check_parts(logged: list[tuple[int, str]], listed: dict[int, str]) -> str | None:

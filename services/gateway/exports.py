@@ -19,11 +19,10 @@ from services.gateway.keys import ADMISSION, BUS, READ_MODEL, SETTINGS
 from services.gateway.projection import Row, project
 from services.gateway.schemas import ExportRequest
 from shared import events as ev
-from shared.eventlog import Conflict
+from shared.cancel import CancelContended, NoSuchExport, NotCancellable, request_cancel
 
 log = logging.getLogger(__name__)
 READ_YOUR_WRITES_S = 2.0
-CANCEL_ROUNDS = 8
 
 
 def require_bus(app: web.Application) -> None:
@@ -89,29 +88,19 @@ async def find_row(app: web.Application, who: Identity, export_id: str) -> Row:
 
 
 async def cancel_export(app: web.Application, who: Identity, export_id: str) -> None:
-    """Append CancelRequested, fenced at the folded sequence; terminal or finalizing → 409."""
+    """Append CancelRequested (shared.cancel's protocol); terminal or finalizing → 409."""
     if not valid_id(export_id):
         raise p.NotFound("No export with this id.")
     require_bus(app)
-    bus = app[BUS]
-    for _ in range(CANCEL_ROUNDS):
-        loaded = await bus.log.load(who.tenant_id, export_id)
-        state = loaded.state
-        if not state.exists:
-            raise p.NotFound("No export with this id.")
-        if state.terminal:
-            raise p.NotCancellable(f"The export is already {state.status}.", exportStatus=state.status)
-        if state.finalize_started:
-            raise p.NotCancellable("The archive is being completed; it can no longer be cancelled.",
-                                   exportStatus=state.status)
-        if state.cancel_requested:
-            return
-        event = ev.CancelRequested(export_id=export_id, tenant_id=who.tenant_id, requested_by=who.user_id,
-                                   producer="gateway")
-        try:
-            seq = await bus.log.append(event, loaded.last_seq)
-        except Conflict:
-            continue  # the pipeline moved: re-read and re-decide
+    try:
+        seq = await request_cancel(app[BUS].log, who.tenant_id, export_id, who.user_id)
+    except NoSuchExport:
+        raise p.NotFound("No export with this id.") from None
+    except NotCancellable as e:
+        detail = ("The archive is being completed; it can no longer be cancelled." if e.finalizing
+                  else f"The export is already {e.status}.")
+        raise p.NotCancellable(detail, exportStatus=e.status) from None
+    except CancelContended:
+        raise p.Unavailable("The export is changing too quickly to cancel; try again.") from None
+    if seq is not None:
         await app[READ_MODEL].wait_for(seq, READ_YOUR_WRITES_S)
-        return
-    raise p.Unavailable("The export is changing too quickly to cancel; try again.")

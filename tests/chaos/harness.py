@@ -24,6 +24,7 @@ from tests.chaos.conftest import Tally
 from tests.support.env import build, settings_for
 from tests.support.pipeline import request_export, wait_status
 from tests.support.stack import logs_of, start_stack
+from tests.support.wait import until
 
 MIN_PART = 256 * 1024
 Action = Callable[[Stack, Bus, str, str], Awaitable[int]]
@@ -60,16 +61,16 @@ async def run_scenario(tmp: Path, nats_url: str, tally: Tally, *, faults: str = 
         export_id = await request_export(bus, seeded.tenant_id)
         kills = await action(stack, bus, seeded.tenant_id, export_id) if action else 0
         state = await wait_status(bus, seeded.tenant_id, export_id, {"complete", "failed", "cancelled"}, 180)
-        if faults:
-            state = await _wait_notified(bus, seeded.tenant_id, export_id, state)
+        assert state.status == "complete", f"{state.status}: {state.failure}\n{logs_of(stack)}"
+        state = await wait_notified(bus, seeded.tenant_id, export_id)
         kills += len(list(fault_dir.glob("*.fired")))
         tally.kills += kills
-        assert state.status == "complete", f"{state.status}: {state.failure}\n{logs_of(stack)}"
         events = [e async for _, e in bus.log.history(seeded.tenant_id, export_id)]
         uploaded = sum(int(x) for f in fault_dir.glob("uploaded.count") for x in f.read_text().split())
         outcome = Outcome(state, events, kills, max(0, uploaded - state.completed.size_bytes))  # type: ignore[union-attr]
         tally.reuploaded += outcome.reuploaded
         await check(settings, store, outcome, tmp, tally)
+        assert_one_email(settings, outcome)
         tally.complete += 1
         return outcome
     finally:
@@ -78,13 +79,23 @@ async def run_scenario(tmp: Path, nats_url: str, tally: Tally, *, faults: str = 
         await store.close()
 
 
-async def _wait_notified(bus: Bus, tenant: str, export_id: str, state: ExportState) -> ExportState:
-    for _ in range(100):
-        if state.notification is not None:
-            return state
-        await asyncio.sleep(0.1)
+async def wait_notified(bus: Bus, tenant: str, export_id: str, timeout: float = 60.0) -> ExportState:
+    """The export's email outcome, with a deadline: a lost email fails the scenario."""
+
+    async def notified() -> ExportState | None:
         state = (await bus.log.load(tenant, export_id)).state
-    return state
+        return state if state.notification is not None else None
+
+    return await until(notified, timeout, 0.1, f"the email of {export_id} to be recorded")
+
+
+def assert_one_email(settings: Settings, o: Outcome) -> None:
+    """Exactly one ready email reached the outbox, and the log records one NotificationSent."""
+    assert o.state.notification == "sent", o.state.notification_reason
+    names = [e.name() for e in o.events]
+    assert names.count("NotificationSent") == 1, names
+    mails = sorted(p.name for p in Path(settings.mail.outbox_dir).glob(f"{o.state.export_id}*.eml"))
+    assert mails == [f"{o.state.export_id}_ready.eml"], mails
 
 
 async def check(settings: Settings, store: ObjectStore, o: Outcome, tmp: Path, tally: Tally) -> None:
@@ -125,8 +136,9 @@ def assert_one_history(events: list[ev.Event]) -> None:
 
 
 def random_kill(seed: int, services: tuple[str, ...] = ("catalog", "assembler", "finalizer", "notifier"),
-                kills: int = 2) -> Action:
-    """SIGKILL random services at random moments (seeded; the seed is printed)."""
+                kills: int = 2, landed: list[str] | None = None) -> Action:
+    """SIGKILL random services at random moments (seeded; the seed is printed). ``landed`` collects,
+    per kill, the export's status read back right after it: not terminal means the kill hit mid-export."""
     rng = random.Random(seed)
     print(f"\nchaos seed {seed}")
 
@@ -137,6 +149,9 @@ def random_kill(seed: int, services: tuple[str, ...] = ("catalog", "assembler", 
             victim = rng.choice(services)
             stack.kill(victim, signal.SIGKILL)
             done += 1
+            if landed is not None:
+                status = (await bus.log.load(tenant, export_id)).state.status
+                landed.append(f"{victim}@{status}")
         return done
 
     return act

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -13,9 +14,11 @@ import pytest
 
 from services.stack.natsserver import NatsServer
 from services.stack.supervisor import Stack
+from shared import events as ev
 from shared.bus import Bus
 from tests.chaos.conftest import Tally
 from tests.chaos.harness import random_kill, run_scenario
+from tests.support.wait import until
 
 pytestmark = pytest.mark.chaos
 
@@ -46,29 +49,53 @@ async def test_a_crash_at_a_chosen_point_changes_nothing_in_the_archive(
 @pytest.mark.parametrize("seed", [int(os.environ.get("GROVE_CHAOS_SEED", "0")) or s for s in (11, 23, 47)])
 async def test_random_kills_at_random_moments_change_nothing(seed: int, tmp_path: Path, nats_server: NatsServer,
                                                              tally: Tally) -> None:
-    await run_scenario(tmp_path, nats_server.url, tally, action=random_kill(seed))
+    landed: list[str] = []
+    await run_scenario(tmp_path, nats_server.url, tally, action=random_kill(seed, landed=landed))
+    mid = [k for k in landed if k.rsplit("@", 1)[1] not in ("complete", "failed", "cancelled", "expired")]
+    assert mid, f"no kill landed mid-export (kills and the status right after each: {landed})"
 
 
 async def test_a_zombie_assembler_replica_cannot_fork_the_history(tmp_path: Path, nats_server: NatsServer,
                                                                   tally: Tally) -> None:
     """Freeze the replica that holds the export (SIGSTOP) past AckWait: the other replica takes over;
     then thaw it — the zombie's appends are fenced off and it stands down."""
+    seen: dict[str, int] = {}
+    zombie_log: list[Path] = []
 
     async def freeze_then_thaw(stack: Stack, bus: Bus, tenant: str, export_id: str) -> int:
-        holder = await _holder(stack, bus, tenant, export_id)
-        os.kill(holder, signal.SIGSTOP)
-        await asyncio.sleep(5)  # > AckWait (2 s): the message goes to the other replica
-        os.kill(holder, signal.SIGCONT)
+        zombie = await _holder(stack, bus, tenant, export_id)
+
+        async def logged_a_part(pid: int) -> bool:
+            return any([isinstance(e, ev.PartUploaded) and e.worker.endswith(f"-{pid}")
+                        async for _, e in bus.log.history(tenant, export_id)])
+
+        await until(lambda: logged_a_part(zombie), 30, 0.05, "the holder to log a part")
+        os.kill(zombie, signal.SIGSTOP)  # frozen past AckWait: the message goes to the other replica
+        try:
+            seen["zombie"] = zombie
+            zombie_log.append(next(c.log_path for c in stack.children if c.pid == zombie))
+            seen["taker"] = taker = await _holder(stack, bus, tenant, export_id, other_than=zombie)
+            await until(lambda: logged_a_part(taker), 30, 0.05, "the other replica to log a part")
+        finally:
+            os.kill(zombie, signal.SIGCONT)  # thawed mid-part: its next append must lose the fence
         return 1
 
     outcome = await run_scenario(tmp_path, nats_server.url, tally, action=freeze_then_thaw,
                                  replicas={"assembler": 2}, slow="assemble.upload:0.3", images=20)
-    producers = {e.producer for e in outcome.events}
-    assert "assembler" in producers
+    host = socket.gethostname()
+    zombie, taker = f"{host}-{seen['zombie']}", f"{host}-{seen['taker']}"
+    by_worker = [(e.worker, e.name()) for e in outcome.events if e.producer == "assembler"]
+    assert any(w == zombie for w, _ in by_worker), f"the zombie appended nothing before its freeze: {by_worker}"
+    assert any(w == taker for w, _ in by_worker), f"the other replica never appended: {by_worker}"
+    last_of_zombie = max(i for i, (w, _) in enumerate(by_worker) if w == zombie)
+    first_of_taker = min(i for i, (w, _) in enumerate(by_worker) if w == taker)
+    assert last_of_zombie < first_of_taker, f"the thawed zombie appended after the takeover: {by_worker}"
+    zombie_said = zombie_log[0].read_text()
+    assert f"assemble {outcome.state.export_id}: standing down" in zombie_said, zombie_said[-3000:]
 
 
-async def _holder(stack: Stack, bus: Bus, tenant: str, export_id: str) -> int:
-    """PID of the assembler replica whose heartbeat names this export."""
+async def _holder(stack: Stack, bus: Bus, tenant: str, export_id: str, other_than: int = 0) -> int:
+    """PID of the assembler replica whose heartbeat names this export (not ``other_than``)."""
     import json
 
     deadline = time.monotonic() + 30
@@ -78,9 +105,9 @@ async def _holder(stack: Stack, bus: Bus, tenant: str, export_id: str) -> int:
             beat = json.loads(entry.value or b"{}")
             if beat.get("step") == "assemble":
                 pid = int(beat["worker"].rsplit("-", 1)[1])
-                if pid in {c.pid for c in stack.children}:
+                if pid != other_than and pid in {c.pid for c in stack.children}:
                     return pid
         except Exception:
             pass
         await asyncio.sleep(0.05)
-    raise AssertionError("no assembler picked the export up")
+    raise AssertionError(f"no assembler (other than {other_than or 'none'}) picked the export up")

@@ -41,20 +41,13 @@ async def wait_status(bus: Bus, tenant_id: str, export_id: str, statuses: set[st
 
 
 async def cancel(bus: Bus, tenant_id: str, export_id: str) -> bool:
-    """The gateway's cancel protocol: refuse when finished or finalizing, else append
-    CancelRequested fenced at the folded sequence (re-deciding on a conflict). True if appended."""
-    from shared.eventlog import Conflict
+    """Ask for a cancel through the production protocol; True if this call appended it."""
+    from shared.cancel import NotCancellable, request_cancel
 
-    while True:
-        loaded = await bus.log.load(tenant_id, export_id)
-        if loaded.state.terminal or loaded.state.finalize_started:
-            return False
-        try:
-            await bus.log.append(ev.CancelRequested(export_id=export_id, tenant_id=tenant_id, requested_by="u1"),
-                                 loaded.last_seq)
-            return True
-        except Conflict:
-            continue
+    try:
+        return await request_cancel(bus.log, tenant_id, export_id, "u1") is not None
+    except NotCancellable:
+        return False
 
 
 @dataclass

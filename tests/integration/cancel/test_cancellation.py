@@ -4,6 +4,7 @@ and no email; a cancel racing the finalizer resolves to exactly one outcome."""
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from shared import events as ev
 from shared.bus import Bus
 from shared.content.db import ContentDB
 from shared.content.seed import seed_tenant
+from shared.eventlog import Conflict
 from shared.objectstore import ObjectNotFound, ObjectStore
 from shared.settings import Settings
 from tests.support.env import settings_for
@@ -97,23 +99,65 @@ async def test_cancelling_a_finished_export_changes_nothing(bus: Bus, store: Obj
     assert await bus.log.last_seq(tenant, export_id) == before
 
 
-async def test_cancel_racing_finalize_always_resolves_to_one_outcome(
-        bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings) -> None:
-    outcomes = []
-    for i in range(8):
-        tenant, export_id = await _export(bus, store, content, settings, images=1)
-        await wait_status(bus, tenant, export_id, {"uploading"}, 60)
-        await asyncio.sleep(0.9 + 0.05 * i)  # around the moment the finalizer appends FinalizeStarted
-        await cancel(bus, tenant, export_id)
-        state = await wait_status(bus, tenant, export_id, timeout=60)
-        key = state.assembled.archive_key if state.assembled else ""
-        try:
-            await store.head(settings.buckets.exports, key)
-            exists = True
-        except ObjectNotFound:
-            exists = False
-        uploads = await store.list_uploads(settings.buckets.exports, f"exports/{tenant}/{export_id}/")
-        assert uploads == []
-        assert (state.status, exists) in {("complete", True), ("cancelled", False)}, (state.status, exists)
-        outcomes.append(state.status)
-    print(f"\ncancel vs finalize outcomes: {outcomes}")
+async def _finalizer_holds(bus: Bus, tenant: str, export_id: str) -> bool:
+    """The finalizer has the export: its heartbeat is up (it then waits at finalize.before_start)."""
+    try:
+        entry = await bus.heartbeats.get(f"{tenant}.{export_id}")
+    except Exception:
+        return False
+    return json.loads(entry.value or b"{}").get("step") == "finalize"
+
+
+async def _names(bus: Bus, tenant: str, export_id: str) -> list[str]:
+    return [e.name() async for _, e in bus.log.history(tenant, export_id)]
+
+
+@pytest.mark.parametrize("order", ["cancel_first", "finalize_first", "cancel_fenced_by_finalize"])
+async def test_cancel_racing_finalize_resolves_to_exactly_one_outcome_in_each_order(
+        order: str, bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings) -> None:
+    """Drive each interleaving on purpose. The finalizer pauses 1 s at ``finalize.before_start``
+    (after deciding to run, before appending FinalizeStarted):
+
+    * cancel_first: the cancel lands in that pause; the finalizer's fenced FinalizeStarted loses,
+      it re-decides and stands down, the canceller wins → cancelled, no archive;
+    * finalize_first: the cancel comes after FinalizeStarted → refused, the export completes;
+    * cancel_fenced_by_finalize: the cancel was decided on a fold from before FinalizeStarted; its
+      append is fenced off, the re-decision refuses it → complete.
+    """
+    tenant, export_id = await _export(bus, store, content, settings, images=1)
+
+    async def finalizer_holds() -> bool:
+        return await _finalizer_holds(bus, tenant, export_id)
+
+    async def finalize_started() -> bool:
+        return "FinalizeStarted" in await _names(bus, tenant, export_id)
+
+    if order == "cancel_first":
+        await until(finalizer_holds, 60, 0.02, "the finalizer to take the export")
+        assert "FinalizeStarted" not in await _names(bus, tenant, export_id)
+        assert await cancel(bus, tenant, export_id)
+    elif order == "finalize_first":
+        await until(finalize_started, 60, 0.02, "FinalizeStarted")
+        assert not await cancel(bus, tenant, export_id)
+    else:
+        await until(finalizer_holds, 60, 0.02, "the finalizer to take the export")
+        stale = await bus.log.load(tenant, export_id)
+        assert not stale.state.finalize_started
+        await until(finalize_started, 60, 0.02, "FinalizeStarted")
+        with pytest.raises(Conflict):  # the fence the gateway's append carries
+            await bus.log.append(ev.CancelRequested(export_id=export_id, tenant_id=tenant, requested_by="u1"),
+                                 stale.last_seq)
+        assert not await cancel(bus, tenant, export_id)  # re-read, re-decided: refused
+
+    state = await wait_status(bus, tenant, export_id, timeout=60)
+    names = await _names(bus, tenant, export_id)
+    key = state.cataloged.archive_key if state.cataloged else ""
+    try:
+        await store.head(settings.buckets.exports, key)
+        exists = True
+    except ObjectNotFound:
+        exists = False
+    assert await store.list_uploads(settings.buckets.exports, f"exports/{tenant}/{export_id}/") == []
+    want = "cancelled" if order == "cancel_first" else "complete"
+    assert (state.status, exists) == (want, want == "complete"), (state.status, exists, names)
+    assert names.count("ExportCompleted") + names.count("ExportCancelled") == 1, names

@@ -27,7 +27,9 @@ from nats.aio.msg import Msg
 from shared import events as ev
 from shared import faults, metrics
 from shared.bus import Bus
-from shared.eventlog import WORKER_ID, Conflict, EventLog, Loaded, LogUnavailable
+from shared.eventlog import WORKER_ID, Conflict, Loaded, LogUnavailable
+from shared.ports import EventLogPort
+from shared.retry import Drop, GiveUp, Retry, after_failure
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ class StandDown(Exception):
 class StepContext:
     """What a step's work gets: the export's fold and a fenced appender that tracks the sequence."""
 
-    bus: Bus
+    log: EventLogPort
     loaded: Loaded
     settings: Settings
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
@@ -54,12 +56,8 @@ class StepContext:
     def state(self):
         return self.loaded.state
 
-    @property
-    def log(self) -> EventLog:
-        return self.bus.log
-
     async def append(self, event: ev.Event, msg_id: str | None = None) -> int:
-        seq = await self.bus.log.append(event, self.loaded.last_seq, msg_id)
+        seq = await self.log.append(event, self.loaded.last_seq, msg_id)
         from shared.state import apply
 
         self.loaded = Loaded(apply(self.loaded.state, event), seq)
@@ -67,11 +65,16 @@ class StepContext:
 
     async def reload(self) -> Loaded:
         s = self.loaded.state
-        self.loaded = await self.bus.log.load(s.tenant_id, s.export_id)
+        self.loaded = await self.log.load(s.tenant_id, s.export_id)
         return self.loaded
 
 
 Work = Callable[[StepContext], Awaitable[None]]
+
+
+def is_due(loaded: Loaded, should_run: Callable[[Loaded], bool]) -> bool:
+    """A step runs only for an export the log knows, and only when its own rule says so."""
+    return loaded.state.exists and should_run(loaded)
 
 
 def parse_subject(subject: str) -> tuple[str, str, str]:
@@ -130,10 +133,10 @@ class StepWorker:
         keepalive = asyncio.create_task(self._keepalive(msg, tenant_id, export_id))
         try:
             loaded = await self.bus.log.load(tenant_id, export_id)
-            if not loaded.state.exists or not self.should_run(loaded):
+            if not is_due(loaded, self.should_run):
                 await msg.ack()
                 return
-            ctx = StepContext(self.bus, loaded, self.settings)
+            ctx = StepContext(self.bus.log, loaded, self.settings)
             self.contexts[export_id] = ctx
             log.info("%s %s: started", self.step, export_id, extra=_ids(tenant_id, export_id, self.step))
             await self.work(ctx)
@@ -176,26 +179,26 @@ class StepWorker:
                     extra=_ids(tenant_id, export_id, self.step))
         try:
             loaded = await self.bus.log.load(tenant_id, export_id)
-            if loaded.state.stopping:
-                await msg.ack()
-                return
-            attempt = loaded.state.attempts_of(self.step) + 1
+            decision = after_failure(loaded.state, self.step, reason, self.settings.step_attempts,
+                                     self.settings.retry_base_delay_s)
             base = dict(export_id=export_id, tenant_id=tenant_id)
-            if attempt >= self.settings.step_attempts:
-                await self.bus.log.append(
-                    ev.ExportFailed(**base, step=self.step, reason=_readable(self.step, reason, attempt)),
-                    loaded.last_seq)
-                await msg.ack()
-                metrics.STEP_RUNS.labels(self.step, "failed").inc()
-                metrics.EXPORTS_FINISHED.labels("failed").inc()
-                if self.on_failed is not None:
-                    with contextlib.suppress(Exception):  # best effort; the janitor is the backstop
-                        await self.on_failed(loaded)
-                return
-            await self.bus.log.append(ev.StepFailed(**base, step=self.step, attempt=attempt, reason=reason),
-                                      loaded.last_seq)
-            await msg.nak(delay=self.settings.retry_base_delay_s * 2 ** (attempt - 1))
-            metrics.STEP_RETRIES.labels(self.step).inc()
+            match decision:
+                case Drop():
+                    await msg.ack()
+                case GiveUp(reason=readable):
+                    await self.bus.log.append(ev.ExportFailed(**base, step=self.step, reason=readable),
+                                              loaded.last_seq)
+                    await msg.ack()
+                    metrics.STEP_RUNS.labels(self.step, "failed").inc()
+                    metrics.EXPORTS_FINISHED.labels("failed").inc()
+                    if self.on_failed is not None:
+                        with contextlib.suppress(Exception):  # best effort; the janitor is the backstop
+                            await self.on_failed(loaded)
+                case Retry(attempt=attempt, delay_s=delay):
+                    await self.bus.log.append(ev.StepFailed(**base, step=self.step, attempt=attempt, reason=reason),
+                                              loaded.last_seq)
+                    await msg.nak(delay=delay)
+                    metrics.STEP_RETRIES.labels(self.step).inc()
         except Exception:
             log.exception("%s %s: could not record the failure", self.step, export_id,
                           extra=_ids(tenant_id, export_id, self.step))
@@ -216,9 +219,3 @@ class StepWorker:
 def _ids(tenant_id: str, export_id: str, step: str) -> dict[str, str]:
     """Structured fields of a log line (the JSON formatter puts them beside the message)."""
     return {"tenant_id": tenant_id, "export_id": export_id, "step": step}
-
-
-def _readable(step: str, reason: str, attempts: int) -> str:
-    what = {"catalog": "reading your content", "assemble": "building the archive",
-            "finalize": "saving the archive", "notify": "sending the email", "cancel": "cancelling"}[step]
-    return f"Failed while {what} after {attempts} attempts: {reason}"

@@ -43,7 +43,7 @@ async def _cataloged(bus: Bus, store: ObjectStore, content: ContentDB, settings:
     seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
                                amber_bucket=settings.buckets.amber, posts=6, images=10)
     export_id = await request_export(bus, seeded.tenant_id)
-    ctx = StepContext(bus, await bus.log.load(seeded.tenant_id, export_id), settings)
+    ctx = StepContext(bus.log, await bus.log.load(seeded.tenant_id, export_id), settings)
     await Catalog(settings, store, content)(ctx)
     return ctx
 

@@ -1,0 +1,28 @@
+"""Ports: what the steps need from the outside, as small Protocols.
+
+The real adapters are :class:`shared.eventlog.EventLog` (JetStream) and the object stores in
+:mod:`shared.objectstore`; :class:`shared.memlog.InMemoryEventLog` is the event log's twin for
+pure-logic tests, held to the JetStream adapter by one contract test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from shared import events as ev
+from shared.eventlog import Loaded
+
+
+class EventLogPort(Protocol):
+    """One export's append-only history: fenced appends, ordered reads, the fold."""
+
+    async def append(self, event: ev.Event, expected_seq: int, msg_id: str | None = None) -> int:
+        """Append if the export's last sequence is still ``expected_seq``; else raise Conflict."""
+        ...
+
+    async def last_seq(self, tenant_id: str, export_id: str) -> int: ...
+
+    def history(self, tenant_id: str, export_id: str) -> AsyncIterator[tuple[int, ev.Event]]: ...
+
+    async def load(self, tenant_id: str, export_id: str) -> Loaded: ...

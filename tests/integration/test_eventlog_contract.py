@@ -1,0 +1,106 @@
+"""One contract, two event logs: the JetStream log (a real nats-server) and its in-memory twin.
+
+Step decisions are unit-tested on the twin; this is what makes those tests mean something for
+the real log: fencing, dedupe of a retried append, per-export order and reads, the fold.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from shared import events as ev
+from shared.bus import Bus
+from shared.eventlog import Conflict, EventLogError
+from shared.memlog import InMemoryEventLog
+from shared.ports import EventLogPort
+
+
+@pytest.fixture(params=["jetstream", "memory"])
+async def log(request: pytest.FixtureRequest, bus: Bus) -> AsyncIterator[EventLogPort]:
+    yield InMemoryEventLog(producer="test") if request.param == "memory" else bus.log
+
+
+def _ids() -> tuple[str, str]:
+    return f"t_{uuid.uuid4().hex[:8]}", ev.new_export_id()
+
+
+def _requested(tenant: str, export_id: str) -> ev.ExportRequested:
+    return ev.ExportRequested(export_id=export_id, tenant_id=tenant, user_id="u", user_email="a@b.c",
+                              username="autumn")
+
+
+async def test_appends_are_fenced_by_the_exports_last_sequence(log: EventLogPort) -> None:
+    tenant, export_id = _ids()
+    first = await log.append(_requested(tenant, export_id), 0)
+    with pytest.raises(Conflict):  # a second "first event" of the same export
+        await log.append(_requested(tenant, export_id), 0, msg_id=f"{export_id}:again")
+    second = await log.append(ev.CatalogStarted(export_id=export_id, tenant_id=tenant), first)
+    assert second > first
+    with pytest.raises(Conflict):  # a writer that folded before `second`
+        await log.append(ev.CatalogStarted(export_id=export_id, tenant_id=tenant), first, msg_id="stale")
+    assert await log.last_seq(tenant, export_id) == second
+
+
+async def test_other_exports_do_not_move_an_exports_fence(log: EventLogPort) -> None:
+    tenant, a = _ids()
+    b = ev.new_export_id()
+    seq_a = await log.append(_requested(tenant, a), 0)
+    await log.append(_requested(tenant, b), 0)
+    await log.append(_requested("other_tenant", a), 0)  # same export id, another tenant: another history
+    assert await log.append(ev.CatalogStarted(export_id=a, tenant_id=tenant), seq_a) > seq_a
+
+
+async def test_a_retried_append_that_had_landed_is_a_conflict_not_a_second_event(log: EventLogPort) -> None:
+    """The fence is checked before the message id: a publisher whose PubAck was lost re-reads."""
+    tenant, export_id = _ids()
+    event = _requested(tenant, export_id)
+    await log.append(event, 0, msg_id=f"{export_id}:ExportRequested")
+    with pytest.raises(Conflict):
+        await log.append(event, 0, msg_id=f"{export_id}:ExportRequested")
+    assert [e.event_id async for _, e in log.history(tenant, export_id)] == [event.event_id]
+
+
+async def test_the_same_event_at_a_later_position_is_a_new_append(log: EventLogPort) -> None:
+    tenant, export_id = _ids()
+    s1 = await log.append(_requested(tenant, export_id), 0)
+    s2 = await log.append(ev.StepFailed(export_id=export_id, tenant_id=tenant, step="catalog", attempt=1,
+                                        reason="x"), s1, msg_id="same")
+    s3 = await log.append(ev.StepFailed(export_id=export_id, tenant_id=tenant, step="catalog", attempt=1,
+                                        reason="x"), s2, msg_id="same")
+    assert s1 < s2 < s3
+
+
+async def test_history_is_the_exports_events_in_order_and_load_folds_them(log: EventLogPort) -> None:
+    tenant, export_id = _ids()
+    assert await log.last_seq(tenant, export_id) == 0
+    assert [x async for x in log.history(tenant, export_id)] == []
+    empty = await log.load(tenant, export_id)
+    assert (empty.state.exists, empty.last_seq) == (False, 0)
+    seq = await log.append(_requested(tenant, export_id), 0)
+    seq = await log.append(ev.CatalogStarted(export_id=export_id, tenant_id=tenant), seq)
+    seq = await log.append(ev.CancelRequested(export_id=export_id, tenant_id=tenant, requested_by="u"), seq)
+    got = [(s, e.name()) async for s, e in log.history(tenant, export_id)]
+    assert [n for _, n in got] == ["ExportRequested", "CatalogStarted", "CancelRequested"]
+    assert [s for s, _ in got] == sorted(s for s, _ in got) and got[-1][0] == seq
+    loaded = await log.load(tenant, export_id)
+    assert loaded.last_seq == seq
+    assert (loaded.state.status, loaded.state.cancel_requested, loaded.state.events) == ("cataloging", True, 3)
+
+
+async def test_appends_are_stamped_with_producer_and_worker_unless_given(log: EventLogPort) -> None:
+    tenant, export_id = _ids()
+    await log.append(_requested(tenant, export_id).model_copy(update={"producer": "my-gateway"}), 0)
+    [(_, event)] = [x async for x in log.history(tenant, export_id)]
+    assert event.producer == "my-gateway"
+    assert event.worker.rsplit("-", 1)[1].isdigit()
+
+
+async def test_an_event_over_256_kib_is_refused(log: EventLogPort) -> None:
+    tenant, export_id = _ids()
+    huge = ev.ExportFailed(export_id=export_id, tenant_id=tenant, step="catalog", reason="x" * 300_000)
+    with pytest.raises(EventLogError):
+        await log.append(huge, 0)
+    assert await log.last_seq(tenant, export_id) == 0

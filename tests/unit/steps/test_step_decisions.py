@@ -1,0 +1,128 @@
+"""Every step's decisions, without a server: which step is due at each point of an export's life,
+what a failure leads to, what the finalizer checks, and a lost fence — on the in-memory log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from services.assembler.service import should_run as assemble_due
+from services.canceller.service import should_run as cancel_due
+from services.catalog.service import should_run as catalog_due
+from services.finalizer.service import check_parts
+from services.finalizer.service import should_run as finalize_due
+from services.notifier.service import should_run as notify_due
+from shared import events as ev
+from shared.eventlog import Conflict, Loaded
+from shared.memlog import InMemoryEventLog
+from shared.retry import Drop, GiveUp, Retry, after_failure
+from shared.settings import Settings
+from shared.state import fold
+from shared.worker import StepContext, is_due
+from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, E, part, requested
+
+DUE = {"catalog": catalog_due, "assemble": assemble_due, "finalize": finalize_due, "notify": notify_due,
+       "cancel": cancel_due}
+FAILED = ev.ExportFailed(**E, step="assemble", reason="Failed while building the archive after 4 attempts: x")
+LIFE = [
+    (requested(), {"catalog"}),
+    (ev.CatalogStarted(**E), {"catalog"}),
+    (ev.StepFailed(**E, step="catalog", attempt=1, reason="x"), {"catalog"}),
+    (CATALOGED, {"assemble"}),
+    (UPLOAD, {"assemble"}),
+    (part(1, 500, 10), {"assemble"}),
+    (ASSEMBLED, {"finalize"}),
+    (ev.FinalizeStarted(**E), {"finalize"}),
+    (COMPLETED, {"notify"}),
+    (ev.NotificationSent(**E, channel="outbox", message_id="m"), set()),
+    (ev.ExportExpired(**E, deleted_key="a.zip"), set()),
+]
+
+
+def _due(events: list[ev.Event]) -> set[str]:
+    loaded = Loaded(fold(events), len(events))
+    return {step for step, due in DUE.items() if is_due(loaded, due)}
+
+
+@pytest.mark.parametrize("n", range(1, len(LIFE) + 1))
+def test_exactly_the_next_step_is_due_at_each_point_of_a_normal_life(n: int) -> None:
+    events = [e for e, _ in LIFE[:n]]
+    assert _due(events) == LIFE[n - 1][1]
+
+
+@pytest.mark.parametrize("n", range(1, 8))
+def test_after_a_cancel_only_the_canceller_is_due_until_finalize_started(n: int) -> None:
+    events = [*(e for e, _ in LIFE[:n]), ev.CancelRequested(**E, requested_by="u")]
+    assert _due(events) == {"cancel"}
+    assert _due([*events, ev.ExportCancelled(**E)]) == set()
+
+
+def test_a_failed_export_wants_its_failure_email_and_nothing_else() -> None:
+    events = [requested(), CATALOGED, UPLOAD, FAILED]
+    assert _due(events) == {"notify"}
+    assert _due([requested(delivery_method="download"), CATALOGED, FAILED]) == set()
+    assert _due([*events, ev.NotificationFailed(**E, channel="smtp", reason="down")]) == set()
+
+
+def test_nothing_is_due_for_an_export_the_log_does_not_know() -> None:
+    assert _due([]) == set()
+
+
+@pytest.mark.parametrize(("failures", "expected"), [
+    (0, Retry(1, 2.0)), (1, Retry(2, 4.0)), (2, Retry(3, 8.0)),
+    (3, GiveUp(4, "Failed while building the archive after 4 attempts: disk on fire")),
+])
+def test_a_failure_is_retried_with_a_growing_delay_then_fails_the_export(failures: int, expected: object) -> None:
+    events: list[ev.Event] = [requested(), CATALOGED]
+    events += [ev.StepFailed(**E, step="assemble", attempt=i + 1, reason="x") for i in range(failures)]
+    assert after_failure(fold(events), "assemble", "disk on fire", 4, 2.0) == expected
+
+
+def test_attempts_are_counted_per_step() -> None:
+    events = [requested(), *(ev.StepFailed(**E, step="catalog", attempt=i + 1, reason="x") for i in range(3)),
+              CATALOGED]
+    assert after_failure(fold(events), "assemble", "x", 4, 1.0) == Retry(1, 1.0)
+
+
+def test_a_stopping_export_records_no_failure() -> None:
+    cancelled = fold([requested(), CATALOGED, ev.CancelRequested(**E, requested_by="u")])
+    assert after_failure(cancelled, "assemble", "x", 4, 1.0) == Drop()
+    assert after_failure(fold([requested(), FAILED]), "assemble", "x", 4, 1.0) == Drop()
+
+
+@pytest.mark.parametrize(("listed", "problem"), [
+    ({1: "e1", 2: "e2"}, None),
+    ({1: "e1", 2: "e2", 3: "e3"}, None),  # an extra part past the logged ones is not completed
+    ({1: "e1"}, "part 2 is missing from the upload"),
+    ({1: "e1", 2: "other"}, "part 2 in the store is not the logged one"),
+    ({}, "part 1 is missing from the upload"),
+])
+def test_the_finalizer_completes_only_the_logged_parts(listed: dict[int, str], problem: str | None) -> None:
+    assert check_parts([(1, "e1"), (2, "e2")], listed) == problem
+
+
+async def test_a_step_that_lost_its_fence_cannot_append() -> None:
+    """The finalizer folded before the cancel landed: its FinalizeStarted is refused."""
+    log = InMemoryEventLog(producer="finalizer")
+    seq = 0
+    for event in (requested(), CATALOGED, UPLOAD, part(1, 500, 10), ASSEMBLED):
+        seq = await log.append(event, seq)
+    ctx = StepContext(log, await log.load("t1", "exp_1"), Settings())
+    assert finalize_due(ctx.loaded)
+    await log.append(ev.CancelRequested(**E, requested_by="u"), seq)
+    with pytest.raises(Conflict):
+        await ctx.append(ev.FinalizeStarted(**E))
+    reloaded = await ctx.reload()
+    assert not finalize_due(reloaded) and cancel_due(reloaded)
+
+
+async def test_a_step_context_tracks_its_own_appends() -> None:
+    log = InMemoryEventLog(producer="catalog")
+    ctx = StepContext(log, Loaded(fold([]), await log.append(requested(), 0)), Settings())
+    ctx.loaded = await log.load("t1", "exp_1")
+    await ctx.append(ev.CatalogStarted(**E))
+    await ctx.append(CATALOGED)
+    assert ctx.state.status == "assembling" and ctx.loaded.last_seq == 3
+    assert [e.producer async for _, e in log.history("t1", "exp_1")] == ["catalog"] * 3
+    assert datetime.now(UTC) >= ctx.state.updated_at

@@ -2,17 +2,21 @@
 
 Subject: ``exports.<tenant_id>.<export_id>.<EventName>``. Body: the JSON of the model (UTF-8).
 Events are frozen; new fields get defaults; ``schema_version`` moves when a field's meaning does,
-and old versions are upcast by small named functions in :func:`parse_event`.
+and old versions are upcast on read: :func:`parse_event` reads the body's ``version`` and applies
+the registered upcasters (``@upcaster("PartUploaded", 1)`` turns a v1 body into v2) one version
+at a time. A body from a newer producer parses with the fields this version knows.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _ID_RE = re.compile(ID_PATTERN)
@@ -45,10 +49,17 @@ class Event(BaseModel):
     event_id: str = Field(default_factory=lambda: uuid.uuid4().hex, description="Unique id of this event.")
     export_id: Id = Field(description="The export this event belongs to.", examples=["exp_3f2a9c"])
     tenant_id: Id = Field(description="The tenant that owns the export.", examples=["tenant_autumn"])
-    version: int = Field(1, description="Schema version of this event type.")
+    version: int = Field(1, description="Schema version of this event's body (the type's schema_version when written).")
     occurred_at: datetime = Field(default_factory=utcnow, description="When it happened (UTC).")
     producer: str = Field("unknown", description="Service that appended it.")
     worker: str = Field("", description="Replica (host-pid) that appended it: who did what, for operators and audits.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _written_at_this_version(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "version" not in data and cls.schema_version != 1:
+            return {**data, "version": cls.schema_version}
+        return data
 
     @classmethod
     def name(cls) -> str:
@@ -212,14 +223,37 @@ class UnknownEvent(ValueError):
     """A message on the stream whose type this version does not know."""
 
 
+Body = dict[str, Any]
+UPCASTERS: dict[tuple[str, int], Callable[[Body], Body]] = {}
+
+
+def upcaster(type_name: str, from_version: int) -> Callable[[Callable[[Body], Body]], Callable[[Body], Body]]:
+    """Register the function that turns a ``type_name`` body of ``from_version`` into the next version."""
+
+    def register(fn: Callable[[Body], Body]) -> Callable[[Body], Body]:
+        UPCASTERS[(type_name, from_version)] = fn
+        return fn
+
+    return register
+
+
 def parse_event(type_name: str, data: bytes | str | dict[str, Any]) -> Event:
-    """Decode one event body by its type name (the last subject token)."""
+    """Decode one event body by its type name (the last subject token), upcasting old versions."""
     cls = EVENT_TYPES.get(type_name)
     if cls is None:
         raise UnknownEvent(type_name)
-    if isinstance(data, dict):
-        return cls.model_validate(data)
-    return cls.model_validate_json(data)
+    if cls.schema_version == 1:  # nothing older to upcast from: the fast path
+        return cls.model_validate(data) if isinstance(data, dict) else cls.model_validate_json(data)
+    body: Body = dict(data) if isinstance(data, dict) else json.loads(data)
+    version = int(body.get("version", 1))
+    while version < cls.schema_version:
+        step = UPCASTERS.get((type_name, version))
+        if step is None:
+            raise ValueError(f"no upcaster for {type_name} version {version}")
+        body = step(body)
+        version += 1
+        body["version"] = version
+    return cls.model_validate(body)
 
 
 def subject_for(prefix: str, event: Event) -> str:

@@ -51,6 +51,7 @@ class MailSettings(BaseModel):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_timeout: float = 10.0
+    smtp_ca_file: Path | None = Field(None, description="CA bundle to verify the SMTP server (a private CA).")
     http_url: str = "http://127.0.0.1:8025"
     http_api_key: SecretStr | None = None
     http_timeout: float = 10.0

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
@@ -50,7 +50,6 @@ class ExportState:
     updated_at: datetime | None = None
     cataloged: ev.ExportCataloged | None = None
     upload: ev.UploadStarted | None = None
-    uploads_started: int = 0
     parts: tuple[PartInfo, ...] = ()
     assembled: ev.ArchiveAssembled | None = None
     finalize_started: bool = False
@@ -63,7 +62,6 @@ class ExportState:
     notification_reason: str | None = None
     assembling_since: datetime | None = None
     last_part_at: datetime | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     # -- derived -------------------------------------------------------------------------
     @property
@@ -160,7 +158,7 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
             return replace(s, status="assembling", progress=10, cataloged=event)
         case ev.UploadStarted():
             return replace(
-                s, status="assembling", upload=event, uploads_started=s.uploads_started + 1,
+                s, status="assembling", upload=event,
                 parts=() if s.upload and s.upload.upload_id != event.upload_id else s.parts,
                 assembling_since=s.assembling_since or event.occurred_at,
             )

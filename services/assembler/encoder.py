@@ -18,7 +18,6 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from services.assembler.plan import MemberRecord, ResumePoint
-from shared import __version__
 from shared.archive.central import CDEntry, central_directory
 from shared.archive.zipmember import MemberEncoder, SourceSizeMismatch
 from shared.objectstore import ObjectNotFound, PreconditionFailed, StoreError, StoreUnavailable
@@ -196,4 +195,3 @@ def error_count(snapshot: Snapshot, records: Iterable[MemberRecord]) -> int:
     return len(snapshot.errors) + sum(1 for r in records if r.status == "skipped")
 
 
-GENERATOR = f"grove-export {__version__}"

@@ -16,8 +16,6 @@ Errors::
     ├── TransientMailError    retry (``retry_after``: the server's hint, if any)
     ├── PermanentMailError    do not retry
     └── MailGaveUp            raised by send_with_retries after the last transient failure
-
-Optional setting read with a fallback: ``MailSettings.smtp_ca_file`` (CA bundle for SMTP TLS).
 """
 
 from __future__ import annotations

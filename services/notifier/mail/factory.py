@@ -28,7 +28,7 @@ def build_mailer(mail_settings: Any, *, tls_context: ssl.SSLContext | None = Non
     if s.backend == "outbox":
         return OutboxMailer(Path(s.outbox_dir), sender=s.sender)
     if s.backend == "smtp":
-        ca_file = getattr(s, "smtp_ca_file", None)  # optional setting; see the package docstring
+        ca_file = s.smtp_ca_file
         return SmtpMailer(
             host=s.smtp_host,
             port=s.smtp_port,

@@ -61,12 +61,17 @@ class Projector:
         self.model = model
         self._sub: JetStreamContext.PushSubscription | None = None
         self._broken = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="gateway-projector")
 
     async def stop(self) -> None:
+        # A flag as well as the cancel: on Python 3.11 a cancel that lands as the watchdog's
+        # asyncio.timeout expires can be swallowed as a TimeoutError, and the task would live on.
+        self._stopping = True
+        self._broken.set()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -74,7 +79,7 @@ class Projector:
         await self._drop()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._drop()
                 self._broken.clear()
@@ -110,6 +115,8 @@ class Projector:
                 return
             except TimeoutError:
                 pass
+            if self._stopping:
+                return
             if self.model.position == seen and await self._behind():
                 return
             seen = self.model.position

@@ -18,7 +18,7 @@ from shared import events as ev
 from shared.bus import Bus
 from shared.content.db import ContentDB
 from shared.content.seed import seed_tenant
-from shared.eventlog import Conflict
+from shared.eventlog import Conflict, Loaded
 from shared.objectstore import ObjectNotFound, ObjectStore
 from shared.settings import Settings
 from tests.support.env import settings_for
@@ -140,9 +140,11 @@ async def test_cancel_racing_finalize_resolves_to_exactly_one_outcome_in_each_or
         await until(finalize_started, 60, 0.02, "FinalizeStarted")
         assert not await cancel(bus, tenant, export_id)
     else:
-        await until(finalizer_holds, 60, 0.02, "the finalizer to take the export")
-        stale = await bus.log.load(tenant, export_id)
-        assert not stale.state.finalize_started
+        async def assembled_not_finalizing() -> Loaded | None:  # the window the 1 s pause holds open
+            loaded = await bus.log.load(tenant, export_id)
+            return loaded if loaded.state.assembled and not loaded.state.finalize_started else None
+
+        stale = await until(assembled_not_finalizing, 60, 0.02, "ArchiveAssembled before FinalizeStarted")
         await until(finalize_started, 60, 0.02, "FinalizeStarted")
         with pytest.raises(Conflict):  # the fence the gateway's append carries
             await bus.log.append(ev.CancelRequested(export_id=export_id, tenant_id=tenant, requested_by="u1"),

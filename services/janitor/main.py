@@ -80,9 +80,10 @@ class Janitor:
                 expired.append(loaded)
             elif not loaded.state.terminal:
                 states[export_id] = await self._check_alive(loaded, now, summary)
-            elif self.dry_run:
-                summary.cleaned += len(await self.store.list_keys(
-                    self.bucket, f"{export_prefix(tenant_id, export_id)}work/"))
+            elif self.dry_run:  # name each object, as the other actions name theirs
+                for obj in await self.store.list_keys(self.bucket, f"{export_prefix(tenant_id, export_id)}work/"):
+                    summary.cleaned += 1
+                    summary.actions.append(f"remove work object {obj.key} (export {export_id} is {loaded.state.status})")
             else:
                 summary.cleaned += await remove_work_objects(self.store, self.bucket, tenant_id, export_id)
         batch = self.settings.janitor_batch

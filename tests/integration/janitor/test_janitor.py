@@ -82,3 +82,32 @@ async def test_janitor_expires_old_archives_fails_dead_exports_and_is_a_no_op_th
         assert (await bus.log.load("tB", fresh)).state.status == "complete"
     finally:
         await bus.close()
+
+
+async def test_a_dry_run_names_every_item_it_would_touch_and_touches_none(
+        janitor_settings: Settings, store: FilesystemStore) -> None:
+    from shared.bus import connect
+
+    settings = janitor_settings
+    bus = await connect(settings, "test")
+    try:
+        now = datetime.now(UTC)
+        old = await make_export(bus, store, settings, "tA", complete_at=now - timedelta(days=1), upload=False)
+        done = await make_export(bus, store, settings, "tB", complete_at=now + timedelta(days=6), upload=False)
+        stuck = await make_export(bus, store, settings, "tC", complete_at=None)  # in its upload step
+        orphan = await store.create_multipart(settings.buckets.exports, "exports/tZ/exp_gone/x.zip")
+        work = f"exports/tB/{done}/work/snapshot.jsonl"
+
+        dry = await Janitor(settings, bus, store, dry_run=True).run(now + timedelta(hours=2))
+
+        assert (dry.expired, dry.failed, dry.aborted, dry.cleaned) == (1, 1, 1, 1)
+        assert len(dry.actions) == dry.expired + dry.failed + dry.aborted + dry.cleaned  # nothing only counted
+        text = "\n".join(dry.actions)
+        for named in (old, stuck, orphan, "exports/tZ/exp_gone/x.zip", work):
+            assert named in text, (named, text)
+        assert f"remove work object {work} (export {done} is complete)" in dry.actions
+        assert await store.head(settings.buckets.exports, work)  # a dry run changes nothing
+        assert orphan in {u.upload_id for u in await store.list_uploads(settings.buckets.exports, "exports/")}
+        assert (await bus.log.load("tC", stuck)).state.status != "failed"
+    finally:
+        await bus.close()

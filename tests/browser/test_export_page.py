@@ -168,8 +168,30 @@ async def test_start_by_clicking_watch_progress_to_100_and_download_the_verified
     export_id = await page.get_attribute("#current", "data-export-id")
     status, view = await api(live, tenant, "GET", f"/api/export/status/{export_id}")
     assert status == 200 and view["sha256"] == sha and view["sizeBytes"] == len(data)
+
+    # A reload (or the link in the email) shows the same finished export with all it has.
+    await page.reload()
+    await page.wait_for_selector("html[data-ready='true']", state="attached")
+    await expect_complete_panel(page, live, view, title="Your latest export")
     no_page_errors(page)
     await page.context.close()
+
+
+async def expect_complete_panel(page: Any, live: LiveStack, view: dict[str, Any], title: str) -> None:
+    """The panel shows everything the status API says about a complete export."""
+    await page.wait_for_selector(f"#current[data-export-id='{view['exportId']}'][data-status='complete']")
+    assert await page.locator("#current-title").inner_text() == title
+    assert await page.locator("#current-status").inner_text() == "Complete"
+    assert await page.locator("#sha256").inner_text() == view["sha256"]
+    assert await page.get_by_role("button", name="Copy SHA-256").is_visible()
+    assert view["fileSize"] in await page.locator("#size").inner_text()
+    assert f"{view['sizeBytes']:,}" in await page.locator("#size").inner_text()
+    assert await page.locator("#expires time").get_attribute("datetime") == view["expiresAt"]
+    errors = await page.locator("#errors").inner_text()
+    assert errors.startswith("Nothing") if view["errorCount"] == 0 else errors.startswith(str(view["errorCount"]))
+    href = await page.get_by_role("link", name=f"Download archive ({view['fileSize']})").get_attribute("href")
+    assert href and href.startswith(f"{live.base_url}/api/export/download/")
+    assert await page.locator("#announce").inner_text() == ""  # showing it again is not news
 
 
 async def test_cancel_a_running_export_from_the_page(browser: Any, live: LiveStack, seed: Seed) -> None:
@@ -262,6 +284,17 @@ async def test_history_lists_finished_exports_with_download_links_and_429_says_w
     assert "Cancelled" in await gone.inner_text()
     assert await gone.get_by_role("link").count() == 0
 
+    # Opened afresh, the page shows the latest export in full; Details shows any row in full.
+    await expect_complete_panel(page, live, view, title="Your latest export")
+    await gone.get_by_role("button", name="Details").click()
+    await page.wait_for_selector(f"#current[data-export-id='{cancelled_id}'][data-status='cancelled']")
+    assert await page.evaluate("document.activeElement.id") == "current-title"
+    assert "cancelled" in (await page.locator("#result-text").inner_text()).lower()
+    assert not await page.locator("#download-row").is_visible() and not await page.locator("#sha-row").is_visible()
+    await done.get_by_role("button", name="Details").click()
+    await expect_complete_panel(page, live, view, title=await page.locator("#current-title").inner_text())
+    assert (await page.locator("#current-title").inner_text()).startswith("Blog export of ")
+
     # A complete export uses up the hour: the page says when the next one may start, in local time.
     await page.get_by_role("button", name="Start export").click()
     message = page.locator("#message[data-code='429']")
@@ -274,7 +307,7 @@ async def test_history_lists_finished_exports_with_download_links_and_429_says_w
     local = await page.evaluate(
         "at => new Intl.DateTimeFormat(undefined, {timeStyle: 'short'}).format(new Date(at))", at)
     assert local in await shown.inner_text()
-    assert await page.locator("#current").is_hidden()
+    assert await page.locator("#current").get_attribute("data-export-id") == complete_id  # still shown
     no_page_errors(page, allowed=("429",))
     await page.context.close()
 
@@ -344,10 +377,16 @@ async def test_accessibility_basics_a_rejected_token_and_reduced_motion(
     assert external == []
     await page.context.close()
 
+    page = await open_page(browser, live, None, token="")
+    assert await page.locator("#history-empty").inner_text() == "Paste your access token above to see your exports."
+    assert await page.get_by_label("Access token").is_visible()
+    await page.context.close()
+
     page = await open_page(browser, live, None, token="not-a-real-token")
     message = page.locator("#message[data-code='401']")
     await message.wait_for()
     assert "not accepted" in await message.inner_text()
+    assert await page.locator("#history-empty").inner_text() == "Paste your access token above to see your exports."
     assert await page.get_by_label("Access token").is_visible()
     assert await page.evaluate("document.activeElement.id") == "token"
     assert await page.evaluate("sessionStorage.getItem('grove-export-token')") is None

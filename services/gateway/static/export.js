@@ -12,6 +12,7 @@
   var POLL_MS = 1000;
   var RETRY_MS = 3000;
   var LINK_REFRESH_MS = 20 * 60 * 1000; // download links live an hour: refresh well before
+  var NEEDS_TOKEN = "Paste your access token above to see your exports.";
   var TERMINAL = { complete: true, failed: true, cancelled: true, expired: true };
   var BADGE = {
     pending: "Pending", cataloging: "Cataloging", assembling: "Assembling", uploading: "Uploading",
@@ -159,6 +160,20 @@
     el.signedIn.hidden = !token;
     el.tokenForm.hidden = !!token;
     el.access.classList.toggle("compact", !!token);
+    if (!token) showSignedOut();
+  }
+
+  // Without a token the page knows nothing about anyone's exports: say so, and ask for one.
+  function showSignedOut() {
+    historyGeneration++;
+    el.historyList.textContent = "";
+    el.historyList.hidden = true;
+    el.historyEmpty.hidden = false;
+    el.historyEmpty.textContent = NEEDS_TOKEN;
+    if (!current || TERMINAL[current.status]) {
+      current = null;
+      el.current.hidden = true;
+    }
   }
 
   /* ---------- messages (the polite live region) ---------- */
@@ -349,9 +364,10 @@
   function track(exportId, options) {
     options = options || {};
     stopPolling();
-    current = { id: exportId, status: "pending", data: null, cancelling: false };
+    current = { id: exportId, status: "pending", data: null, cancelling: false, quiet: !!options.quiet };
     el.current.hidden = false;
     el.current.dataset.exportId = exportId;
+    el.currentTitle.textContent = options.title || "Current export";
     el.result.hidden = true;
     el.running.hidden = false;
     el.runningFacts.hidden = false;
@@ -377,7 +393,7 @@
         render(res.data);
         if (TERMINAL[res.data.status]) {
           pollTimer = null;
-          loadHistory();
+          if (!current.quiet) loadHistory(); // it just ended: its history row changed
           return;
         }
         pollTimer = setTimeout(function () { poll(generation); }, POLL_MS);
@@ -445,7 +461,7 @@
     if (done && focusWasOnCancel) el.currentTitle.focus(); // keep keyboard users in place
     el.result.hidden = !done;
     if (done) renderResult(s);
-    if (done && previous !== s.status) announceEnd(s);
+    if (done && previous !== s.status && !current.quiet) announceEnd(s);
     syncHistoryRow(s);
     syncStartButton();
   }
@@ -490,8 +506,9 @@
     el.expires.textContent = "";
     if (complete && s.expiresAt) el.expires.append(timeElement(s.expiresAt));
     var errs = s.errorCount || 0;
-    el.errorsRow.hidden = !(errs > 0 && s.status !== "cancelled");
-    el.errors.textContent = errs === 1
+    el.errorsRow.hidden = !((complete || errs > 0) && s.status !== "cancelled");
+    el.errors.textContent = errs === 0 ? "Nothing: every item was included (errors.json is empty)."
+      : errs === 1
       ? "1 item could not be included; errors.json in the archive says which and why."
       : errs + " items could not be included; errors.json in the archive lists them and why.";
     el.failure.hidden = s.status !== "failed";
@@ -605,6 +622,8 @@
           if (active) {
             say("info", "An export you started earlier is still running; its progress is shown below.");
             track(active.exportId);
+          } else if (rows.length) {
+            track(rows[0].exportId, { title: "Your latest export", quiet: true });
           }
         }
       });
@@ -654,15 +673,19 @@
         a.setAttribute("aria-label", "Download the " + modeName(r.mode).toLowerCase() + " export of " +
                        formatDate(r.createdAt) + (r.fileSize ? " (" + r.fileSize + ")" : ""));
         side.append(a);
-      } else if (!TERMINAL[r.status] || r.status === "complete" || r.status === "failed") {
-        var show = document.createElement("button");
-        show.type = "button";
-        show.className = "link-button";
-        show.textContent = TERMINAL[r.status] ? "Details" : "Show progress";
-        show.setAttribute("aria-label", show.textContent + " of the export of " + formatDate(r.createdAt));
-        show.addEventListener("click", function () { track(r.exportId, { focus: true }); });
-        side.append(show);
       }
+      // Details puts the whole status (SHA-256, expiry, error count, link) in the panel above.
+      var show = document.createElement("button");
+      show.type = "button";
+      show.className = "link-button history-details";
+      show.textContent = TERMINAL[r.status] ? "Details" : "Show progress";
+      show.setAttribute("aria-label", show.textContent + " of the export of " + formatDate(r.createdAt));
+      show.addEventListener("click", function () {
+        track(r.exportId, TERMINAL[r.status]
+          ? { focus: true, quiet: true, title: modeName(r.mode) + " export of " + formatDate(r.createdAt) }
+          : { focus: true });
+      });
+      side.append(show);
       li.append(when, side);
       el.historyList.append(li);
     });

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -21,6 +22,23 @@ SERVICES = (*STEP_SERVICES, "gateway", "janitor")
 
 class CliError(Exception):
     """A one-line message for the user; exit code 2."""
+
+
+# Commands that run a stack of their own; every other command reads the local stack's stack.json.
+OWN_STACK = ("run", "serve", "demo")
+
+
+def _nats_where(settings: Settings, args: argparse.Namespace) -> str:
+    """Which server a command asked, and why that one: for messages that must not mislead."""
+    found = getattr(args, "found", None)
+    if found is not None and found.source is not None and "GROVE_NATS_URL" in found.env:
+        gone = "; that stack is no longer running" if found.stale else ""
+        return f"{settings.nats_url} (from {found.source}{gone})"
+    if "nats_url" in settings.model_fields_set:
+        return f"{settings.nats_url} (from GROVE_NATS_URL)"
+    data = getattr(args, "data", "var")
+    return (f"{settings.nats_url} (the default: no running local stack in {data}/; start one with "
+            f"`make serve`, pass --data, or set GROVE_NATS_URL)")
 
 
 def _app(name: str, settings: Settings):
@@ -60,9 +78,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     stack = Stack(data, port=args.port, env=local_env(data, args.port)).start()
     print(f"grove-export: local stack up — gateway http://127.0.0.1:{args.port}/export, "
           f"NATS {stack.nats.url if stack.nats else '?'}, logs in {Path(args.data, 'logs')}\n"
-          f"  one NATS user per service; operator commands (events, janitor, replay) need "
-          f"GROVE_NATS_URL={stack.nats.url if stack.nats else ''} GROVE_NATS_USER=admin and "
-          f"GROVE_NATS_PASSWORD from {Path(args.data, 'nats-users.json')}", flush=True)
+          f"  operator commands (events, janitor, replay, …) run from this folder find it through "
+          f"{stack.operator_file or Path(args.data, 'stack.json')} (elsewhere: --data {data})", flush=True)
     stop = {"now": False}
 
     def on_signal(*_: object) -> None:
@@ -78,17 +95,40 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
         print("grove-export: stack stopped", flush=True)
 
 
+async def _tenant_known(settings: Settings, tenant: str) -> str | None:
+    """Why the local content database cannot vouch for ``tenant`` (None when it knows it)."""
+    import sqlite3
+
+    from shared.content.db import ContentDB
+
+    if not Path(settings.content_db).is_file():
+        return f"there is no content database at {settings.content_db}"
+    try:
+        row = await ContentDB(settings.content_db).tenant(tenant)
+    except sqlite3.Error as e:
+        return f"the content database {settings.content_db} could not be read ({e})"
+    return None if row else f"the content database {settings.content_db} has no tenant {tenant!r}"
+
+
 def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
     from services.gateway.auth import make_token
     from shared.events import is_valid_id
 
     if not is_valid_id(args.tenant):
         raise CliError(f"tenant id {args.tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
+    if args.ttl <= 0:
+        raise CliError(f"--ttl must be a positive number of seconds, not {args.ttl}")
+    # A typo here would give an export that "succeeds" with nothing in it. Warn, but still mint:
+    # tests and external tools mint tokens for tenants whose content lives elsewhere.
+    unknown = asyncio.run(_tenant_known(settings, args.tenant))
+    if unknown:
+        print(f"grove-export: warning: {unknown}; its exports will be empty (a typo? "
+              f"`grove-export seed` prints a tenant id)", file=sys.stderr)
     print(make_token(settings, tenant=args.tenant, user=args.user, email=args.email, username=args.username,
                      ttl_s=args.ttl))
 
 
-async def _events(settings: Settings, export_id: str) -> None:
+async def _events(settings: Settings, export_id: str, where: str) -> None:
     from nats.errors import NoRespondersError
     from nats.js.errors import NotFoundError
 
@@ -100,7 +140,8 @@ async def _events(settings: Settings, export_id: str) -> None:
             last = await bus.js.get_last_msg(settings.stream_name, f"{settings.subject_prefix}.*.{export_id}.>",
                                              direct=True)
         except (NotFoundError, NoRespondersError):  # no such export, or no stream yet
-            raise CliError(f"no events for export {export_id!r}") from None
+            raise CliError(f"no events for export {export_id!r} in stream {settings.stream_name} "
+                           f"on NATS {where}") from None
         tenant = (last.subject or "").split(".")[1]
         async for seq, event in bus.log.history(tenant, export_id):
             fields = event.model_dump(mode="json", exclude={"event_id", "export_id", "tenant_id", "version",
@@ -112,7 +153,7 @@ async def _events(settings: Settings, export_id: str) -> None:
 
 
 def cmd_events(args: argparse.Namespace, settings: Settings) -> None:
-    asyncio.run(_events(settings, args.export_id))
+    asyncio.run(_events(settings, args.export_id, _nats_where(settings, args)))
 
 
 async def _assemble(settings: Settings, key: str, out: Path) -> None:
@@ -186,7 +227,15 @@ def cmd_janitor(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> None:
     from services.demo import seed_cli
 
-    asyncio.run(seed_cli(settings, posts=args.posts, pages=args.pages, images=args.images, files=args.files))
+    width, _, height = args.image_size.lower().partition("x")
+    if not (width.isdigit() and height.isdigit() and 16 <= int(width) <= 8000 and 16 <= int(height) <= 8000):
+        raise CliError(f"--image-size must be WIDTHxHEIGHT in pixels, 16 to 8000 each (like 1600x1200), "
+                       f"not {args.image_size!r}")
+    for name in ("posts", "images", "files"):
+        if getattr(args, name) < 0:
+            raise CliError(f"--{name} must be 0 or more, not {getattr(args, name)}")
+    asyncio.run(seed_cli(settings, posts=args.posts, pages=args.pages, images=args.images, files=args.files,
+                         image_size=(int(width), int(height)), username=args.username))
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
@@ -195,49 +244,83 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
     sys.exit(run_demo(Path(args.data), args.port))
 
 
+DATA_HELP = ("the local stack's data folder (default: var); its stack.json supplies the NATS URL, user, "
+             "password and paths that the environment (GROVE_*) does not set")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grove-export", description="Grove Export: durable streaming ZIP exports.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run one service in the foreground, as its container does")
-    r.add_argument("service", choices=SERVICES)
-    r.add_argument("--log-level", default="INFO")
+    r.add_argument("service", choices=SERVICES, help="the service to run")
+    r.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default: INFO)")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("serve", help="the whole local stack until Ctrl-C")
-    s.add_argument("--port", type=int, default=8080)
-    s.add_argument("--data", default="var")
+    s.add_argument("--port", type=int, default=8080, help="TCP port of the gateway and page (default: 8080)")
+    s.add_argument("--data", default="var", help="folder for the stack's store, databases, logs and outbox "
+                   "(default: var)")
     s.set_defaults(func=cmd_serve)
     t = sub.add_parser("token", help="print a bearer token signed with this stack's secret")
-    for name in ("tenant", "user", "email", "username"):
-        t.add_argument(f"--{name}", required=True)
-    t.add_argument("--ttl", type=int, default=3600)
+    t.add_argument("--tenant", required=True, help="tenant id whose content is exported (from `grove-export seed`)")
+    t.add_argument("--user", required=True, help="user id of the requester (the token's sub claim)")
+    t.add_argument("--email", required=True, help="where the export-ready email goes")
+    t.add_argument("--username", required=True, help="name shown on the page and in the archive's file name")
+    t.add_argument("--ttl", type=int, default=3600, metavar="SECONDS",
+                   help="how long the token is valid, in seconds (default: 3600 = 1 hour)")
+    t.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
     t.set_defaults(func=cmd_token)
     e = sub.add_parser("events", help="one export's log, one line per event")
-    e.add_argument("export_id")
+    e.add_argument("export_id", help="the export's id (exp_…), as POST /api/export answered")
+    e.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
     e.set_defaults(func=cmd_events)
     a = sub.add_parser("assemble", help="assemble a frozen snapshot to a local file (no bus)")
     a.add_argument("--snapshot", required=True, help="snapshot key in the exports bucket")
-    a.add_argument("--out", required=True)
+    a.add_argument("--out", required=True, help="the ZIP file to write")
+    a.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
     a.set_defaults(func=cmd_assemble)
-    sub.add_parser("replay", help="rebuild the gateway read model from the log").set_defaults(func=cmd_replay)
+    rp = sub.add_parser("replay", help="rebuild the gateway read model from the log")
+    rp.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
+    rp.set_defaults(func=cmd_replay)
     j = sub.add_parser("janitor", help="one janitor run (cron: 0 3 * * *)")
-    j.add_argument("--dry-run", action="store_true")
+    j.add_argument("--dry-run", action="store_true", help="list every item it would touch; change nothing")
+    j.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
     j.set_defaults(func=cmd_janitor)
     su = sub.add_parser("setup", help="create buckets and apply the S3 lifecycle rule (abort stale uploads)")
-    su.add_argument("--days", type=int, default=2)
+    su.add_argument("--days", type=int, default=2,
+                    help="abort incomplete multipart uploads this many days after they began (default: 2)")
+    su.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
     su.set_defaults(func=cmd_setup)
     sd = sub.add_parser("seed", help="create a demo tenant with content; prints its id")
-    for name, default in (("posts", 12), ("pages", 3), ("images", 8), ("files", 6)):
-        sd.add_argument(f"--{name}", type=int, default=default)
+    sd.add_argument("--posts", type=int, default=12, help="blog posts, with front matter and tags (default: 12)")
+    sd.add_argument("--pages", type=int, default=3, choices=range(6), metavar="0-5",
+                    help="pages: about, contact, now, uses, colophon (default: 3)")
+    sd.add_argument("--images", type=int, default=8,
+                    help="images in the media library, real JPEG/PNG files (default: 8)")
+    sd.add_argument("--image-size", default="640x480", metavar="WxH",
+                    help="pixels of each image; 640x480 is about 250 KB, 1600x1200 about 1.5 MB and takes a "
+                         "few seconds each to make (default: 640x480)")
+    sd.add_argument("--files", type=int, default=6,
+                    help="Amber storage files, for storage-mode exports (default: 6)")
+    sd.add_argument("--username", default="autumn", help="the tenant's username (default: autumn)")
+    sd.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
     sd.set_defaults(func=cmd_seed)
     d = sub.add_parser("demo", help="what `make run` does: stack, seed, export, verify, print the ZIP path")
-    d.add_argument("--port", type=int, default=8080)
-    d.add_argument("--data", default="var")
+    d.add_argument("--port", type=int, default=8080, help="TCP port of the gateway (default: 8080)")
+    d.add_argument("--data", default="var", help="folder for the stack's store, databases, logs, outbox and "
+                   "downloads (default: var)")
     d.set_defaults(func=cmd_demo)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    if args.command not in OWN_STACK:
+        from services.stack import operator
+
+        # This process is the composition root: what the local stack wrote fills in what the
+        # environment leaves unsaid, before the one Settings() read.
+        args.found = operator.find(Path(args.data), os.environ)
+        os.environ.update(args.found.env)
     try:
         settings = Settings()
     except Exception as e:
@@ -256,8 +339,8 @@ def main(argv: list[str] | None = None) -> None:
 
         if not isinstance(e, NatsError | StoreError | OSError | TimeoutError):
             raise
-        print(f"grove-export: {type(e).__name__}: {e or 'no answer'} (is NATS at {settings.nats_url} reachable "
-              f"with GROVE_NATS_USER/GROVE_NATS_PASSWORD, and the store?)", file=sys.stderr)
+        print(f"grove-export: {type(e).__name__}: {e or 'no answer'} (is NATS at {_nats_where(settings, args)} "
+              f"reachable with GROVE_NATS_USER/GROVE_NATS_PASSWORD, and the store?)", file=sys.stderr)
         sys.exit(1)
 
 

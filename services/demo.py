@@ -36,12 +36,13 @@ async def wait_ready(http: aiohttp.ClientSession, base: str, timeout: float = 60
         await asyncio.sleep(0.1)
 
 
-async def seed_cli(settings: Settings, *, posts: int, pages: int, images: int, files: int) -> None:
+async def seed_cli(settings: Settings, *, posts: int, pages: int, images: int, files: int,
+                   image_size: tuple[int, int] = (640, 480), username: str = "autumn") -> None:
     store = await open_store(settings, create_buckets=True)
     try:
         r = await seed_tenant(ContentDB(settings.content_db), store, images_bucket=settings.buckets.images,
                               amber_bucket=settings.buckets.amber, posts=posts, pages=pages, images=images,
-                              files=files)
+                              files=files, image_size=image_size, username=username)
     finally:
         await store.close()
     print(r.tenant_id)

@@ -6,9 +6,11 @@ import re
 
 from aiohttp import web
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from services.gateway import problems as p
 from services.gateway.auth import authenticate
+from services.gateway.didyoumean import closest
 from services.gateway.downloads import download, sign_for
 from services.gateway.exports import cancel_export, create_export, find_row
 from services.gateway.keys import BUS, READ_MODEL, SETTINGS, STORE
@@ -36,10 +38,23 @@ async def parse_export_request(request: web.Request) -> ExportRequest:
     try:
         return ExportRequest.model_validate_json(raw if raw.strip() else b"{}")
     except ValidationError as exc:
-        errors = [{"field": ".".join(str(x) for x in e["loc"]) or "(body)", "message": e["msg"], "type": e["type"]}
-                  for e in exc.errors(include_url=False, include_input=False)]
+        errors = [_error(e) for e in exc.errors(include_url=False, include_input=False)]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         raise p.BadRequest(f"The request body is not valid: {detail}", errors=errors) from None
+
+
+def _error(e: ErrorDetails) -> dict[str, str]:
+    """One validation error; an unknown field names the known field it most likely meant."""
+    error = {"field": ".".join(str(x) for x in e["loc"]) or "(body)", "message": e["msg"], "type": e["type"]}
+    if e["type"] == "extra_forbidden" and e["loc"]:
+        known = [f.alias or name for name, f in ExportRequest.model_fields.items()]
+        guess = closest(str(e["loc"][-1]), known)
+        if guess:
+            error["message"] = f"unknown field; did you mean {guess!r}?"
+            error["suggestion"] = guess
+        else:
+            error["message"] = f"unknown field; the known fields are {', '.join(known)}"
+    return error
 
 
 def idempotency_key(request: web.Request) -> str | None:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.stack import operator
 from services.stack.auth import ADMIN, USERS, render_authorization
 from services.stack.natsserver import NatsServer
 
@@ -76,6 +77,7 @@ class Stack:
     children: list[Child] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _watch: threading.Thread | None = None
+    operator_file: Path | None = None
 
     def start(self, nats_url: str | None = None) -> Stack:
         """Start the services; without ``nats_url``, also a nats-server of our own, locked down with
@@ -93,6 +95,9 @@ class Stack:
             self.nats = NatsServer(self.data_dir / "nats", config_file=config,
                                    log_file=self.data_dir / "logs" / "nats.log").start()
             nats_url = self.nats.url
+            # Operator commands (events, janitor, replay) read this instead of a stale exported URL.
+            self.operator_file = operator.write(self.data_dir, nats_url=nats_url, nats_user=ADMIN,
+                                                credentials_file=self.data_dir / "nats-users.json", env=self.env)
         env = {**os.environ, "GROVE_NATS_URL": nats_url, "GROVE_PORT": str(self.port),
                "PYTHONUNBUFFERED": "1", **self.env}
         exe = [sys.executable, "-m", "services.cli", "run"]
@@ -137,4 +142,6 @@ class Stack:
                     child.proc.kill()
                     child.proc.wait(5)
         if self.nats:
+            if self.operator_file:
+                operator.remove(self.data_dir)
             self.nats.stop()

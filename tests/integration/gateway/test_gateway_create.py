@@ -68,6 +68,19 @@ async def test_bad_bodies_are_004_saying_what_was_wrong(gateway, problem, header
     assert mentions.lower() in body["detail"].lower() and body["errors"]
 
 
+@pytest.mark.parametrize(("field", "meant"), [("include_images", "includeImages"), ("delivery", "deliveryMethod"),
+                                             ("Mode", "mode"), ("colour", None)])
+async def test_an_unknown_field_suggests_the_closest_known_one(gateway, problem, headers_for, field, meant):
+    resp = await gateway.post("/api/export", json={field: True}, headers=headers_for())
+    body = await problem(resp, 400, "GROVE-EXPORT-004")
+    [error] = body["errors"]
+    assert error["field"] == field and error["type"] == "extra_forbidden"
+    if meant:
+        assert error["suggestion"] == meant and f"did you mean '{meant}'?" in body["detail"]
+    else:
+        assert "suggestion" not in error and "includeImages, deliveryMethod" in body["detail"]
+
+
 async def test_a_body_over_the_limit_is_007(start_gateway, problem, headers_for):
     gateway = await start_gateway(0, max_body_bytes=64)
     data = b'{"mode": "blog"' + b" " * 100 + b"}"

@@ -1,0 +1,91 @@
+"""What operator commands need to reach a running local stack, kept in its data folder.
+
+The local stack's nats-server listens on a new port each start and has one user per service, so an
+``export GROVE_NATS_URL=…`` in a README goes stale. Instead the stack writes ``<data>/stack.json``
+(0600) when it starts and removes it when it stops::
+
+    {"nats_url": "nats://127.0.0.1:41234", "nats_user": "admin",
+     "credentials_file": "/…/var/nats-users.json", "pid": 1234,
+     "env": {"GROVE_STORE_ROOT": "/…/var/store", …}}
+
+and every ``grove-export`` command that reads settings (``events``, ``janitor``, ``replay``, ``seed``,
+``token``, …) fills in from it what the environment does not say: the environment always wins, and
+``GROVE_NATS_URL`` set by hand means "not the local stack" (no user or password is borrowed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+STACK_FILE = "stack.json"
+
+
+@dataclass(frozen=True)
+class Found:
+    """The settings to add to the environment, and where they came from (for messages)."""
+
+    env: dict[str, str]
+    source: Path | None
+    stale: bool = False  # the file names a stack process that is gone (killed, not stopped)
+
+
+def write(data_dir: Path, *, nats_url: str, nats_user: str, credentials_file: Path, env: Mapping[str, str]) -> Path:
+    path = data_dir / STACK_FILE
+    body = {"nats_url": nats_url, "nats_user": nats_user, "credentials_file": str(credentials_file.resolve()),
+            "pid": os.getpid(), "env": {k: v for k, v in env.items() if k.startswith("GROVE_")}}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body, indent=1) + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return path
+
+
+def remove(data_dir: Path) -> None:
+    (data_dir / STACK_FILE).unlink(missing_ok=True)
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def find(data_dir: Path, environ: Mapping[str, str]) -> Found:
+    """The GROVE_* values from ``<data>/stack.json`` that ``environ`` does not set itself."""
+    path = data_dir / STACK_FILE
+    try:
+        body = json.loads(path.read_text())
+    except (FileNotFoundError, NotADirectoryError):
+        return Found({}, None)
+    except (OSError, ValueError):
+        return Found({}, None)  # unreadable: behave as if absent; the message names the URL used
+    add = {k: str(v) for k, v in dict(body.get("env") or {}).items() if k not in environ}
+    if "GROVE_NATS_URL" not in environ:
+        add["GROVE_NATS_URL"] = str(body["nats_url"])
+        user = str(body.get("nats_user") or "")
+        if user and "GROVE_NATS_USER" not in environ:
+            add["GROVE_NATS_USER"] = user
+            if "GROVE_NATS_PASSWORD" not in environ:
+                password = _password(Path(str(body.get("credentials_file", ""))), user)
+                if password:
+                    add["GROVE_NATS_PASSWORD"] = password
+    else:
+        add.pop("GROVE_NATS_URL", None)
+    return Found(add, path.resolve(), stale=not _alive(body.get("pid")))
+
+
+def _password(credentials: Path, user: str) -> str | None:
+    try:
+        return str(json.loads(credentials.read_text())[user])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

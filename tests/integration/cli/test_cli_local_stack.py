@@ -1,0 +1,102 @@
+"""A new terminal with no GROVE_* environment: the CLI finds the running local stack through its
+data folder, warns about a token for a tenant it does not know, and names the server it asked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.stack.natsserver import free_port
+from services.stack.supervisor import Stack, local_env
+
+
+def new_shell(*args: str, cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")} | extra
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def http(method: str, url: str, token: str) -> dict[str, object]:
+    req = urllib.request.Request(url, method=method, data=b"{}" if method == "POST" else None,
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return dict(json.loads(resp.read()))
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[Stack, int]]:
+    data, port = tmp_path / "data", free_port()
+    stack = Stack(data, port=port, env=local_env(data, port)).start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            assert time.monotonic() < deadline, "the local stack did not become ready"
+            time.sleep(0.2)
+        yield stack, port
+    finally:
+        stack.stop()
+
+
+def test_operator_commands_in_a_new_terminal_find_the_local_stack_through_its_data_folder(
+        stack: tuple[Stack, int], tmp_path: Path) -> None:
+    running, port = stack
+    data = running.data_dir
+    assert (data / "stack.json").is_file() and running.nats is not None
+    seeded = new_shell("seed", "--images", "2", "--data", str(data), cwd=tmp_path)
+    assert seeded.returncode == 0, seeded.stderr
+    tenant = seeded.stdout.strip()
+
+    token = new_shell("token", "--tenant", tenant, "--user", "u1", "--email", "a@example.org", "--username", "autumn",
+                      "--data", str(data), cwd=tmp_path)
+    assert token.returncode == 0 and token.stderr == "", token.stderr  # a tenant it knows: no warning
+    typo = new_shell("token", "--tenant", tenant + "x", "--user", "u1", "--email", "a@example.org",
+                     "--username", "autumn", "--data", str(data), cwd=tmp_path)
+    assert typo.returncode == 0 and typo.stdout.count(".") == 2, typo  # still a token (a JWT)
+    assert typo.stderr.startswith("grove-export: warning: ") and f"no tenant '{tenant}x'" in typo.stderr
+
+    bearer = token.stdout.strip()
+    export_id = str(http("POST", f"http://127.0.0.1:{port}/api/export", bearer)["exportId"])
+    deadline = time.monotonic() + 60
+    while http("GET", f"http://127.0.0.1:{port}/api/export/status/{export_id}", bearer)["status"] != "complete":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+    # The data folder as the current folder (a clone's var/ is the default) and as --data.
+    (tmp_path / "clone").mkdir()
+    (tmp_path / "clone" / "var").symlink_to(data)
+    events = new_shell("events", export_id, cwd=tmp_path / "clone")
+    assert events.returncode == 0, events.stderr
+    names = [line.split()[3] for line in events.stdout.splitlines()]
+    assert names[0] == "ExportRequested" and "ExportCompleted" in names
+    dry = new_shell("janitor", "--dry-run", "--data", str(data), cwd=tmp_path)
+    assert dry.returncode == 0 and dry.stdout.splitlines()[-1].startswith("janitor: would expire 0"), dry.stderr
+
+    missing = new_shell("events", "exp_000000000000000000000000", "--data", str(data), cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (f"grove-export: no events for export 'exp_000000000000000000000000' in stream "
+                                      f"EXPORTS on NATS {running.nats.url} (from {(data / 'stack.json').resolve()})")
+
+
+def test_a_url_set_by_hand_wins_and_the_message_says_where_it_came_from(stack: tuple[Stack, int],
+                                                                       tmp_path: Path) -> None:
+    running, _ = stack
+    dead = f"nats://127.0.0.1:{free_port()}"
+    out = new_shell("events", "exp_000000000000000000000000", "--data", str(running.data_dir), cwd=tmp_path,
+                    GROVE_NATS_URL=dead)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert f"{dead} (from GROVE_NATS_URL)" in out.stderr

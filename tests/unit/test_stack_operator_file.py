@@ -1,0 +1,43 @@
+"""What the local stack leaves for operator commands, and how the environment overrides it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from services.stack import operator
+
+
+def write(tmp: Path) -> Path:
+    creds = tmp / "nats-users.json"
+    creds.write_text(json.dumps({"admin": "s3cret", "gateway": "other"}))
+    return operator.write(tmp, nats_url="nats://127.0.0.1:41234", nats_user="admin", credentials_file=creds,
+                          env={"GROVE_STORE_ROOT": str(tmp / "store"), "PATH": "/bin"})
+
+
+def test_a_new_shell_gets_the_url_user_password_and_folders_of_the_running_stack(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"  # it points at passwords
+    found = operator.find(tmp_path, {})
+    assert found.env == {"GROVE_NATS_URL": "nats://127.0.0.1:41234", "GROVE_NATS_USER": "admin",
+                         "GROVE_NATS_PASSWORD": "s3cret", "GROVE_STORE_ROOT": str(tmp_path / "store")}
+    assert found.source == path.resolve() and not found.stale  # written by this (living) process
+
+
+def test_the_environment_wins_and_a_url_set_by_hand_borrows_no_credentials(tmp_path: Path) -> None:
+    write(tmp_path)
+    found = operator.find(tmp_path, {"GROVE_NATS_URL": "nats://elsewhere:4222", "GROVE_STORE_ROOT": "/mine"})
+    assert found.env == {}
+    found = operator.find(tmp_path, {"GROVE_NATS_PASSWORD": "mine"})
+    assert found.env["GROVE_NATS_USER"] == "admin" and "GROVE_NATS_PASSWORD" not in found.env
+
+
+def test_no_file_means_nothing_found_and_a_dead_stack_is_flagged(tmp_path: Path) -> None:
+    assert operator.find(tmp_path / "nowhere", {}) == operator.Found({}, None)
+    path = write(tmp_path)
+    body = json.loads(path.read_text())
+    body["pid"] = 2**22 + 12345  # above pid_max on Linux: no such process
+    path.write_text(json.dumps(body))
+    assert operator.find(tmp_path, {}).stale
+    operator.remove(tmp_path)
+    assert not path.exists() and operator.find(tmp_path, {}).source is None

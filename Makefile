@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	@$(VENV)/bin/grove-export demo --data var
 
-## make serve: the local stack until Ctrl-C (gateway on http://127.0.0.1:8080/export)
+## make serve: the local stack until Ctrl-C (gateway on http://127.0.0.1:8080/export; PORT=N for another)
 serve: $(STAMP)
-	@$(VENV)/bin/grove-export serve --data var
+	@$(VENV)/bin/grove-export serve --data var --port $(or $(PORT),8080)
 
 ## make test: the whole suite against real nats-server, moto, SQLite, aiosmtpd
 test: $(STAMP)

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     parts_in_flight: int = 3
     spool_threshold: int = 64 * MiB
     archive_ttl_days: float = 7.0
+    demo_throttle_s: float = Field(
+        0.0, ge=0.0, le=60.0,
+        description="Demo aid, 0 = off: seconds the assembler pauses before each archive member, so an export "
+                    "lasts long enough to watch and cancel by hand.")
 
     # Content database (the source of blog posts, pages, media rows, amber files)
     content_db: Path = Path("var/content.db")

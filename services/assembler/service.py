@@ -111,7 +111,11 @@ class Assembler:
         loop = asyncio.get_running_loop()
         texts = await self._texts(snapshot, rp)
 
+        throttle = self.settings.demo_throttle_s
+
         def open_source(m: SnapshotMember) -> Iterator[bytes]:
+            if throttle > 0:  # a demo aid, off by default: wakes at once on cancel
+                stream.stop.wait(throttle)
             if m.key in texts:
                 return iter([texts[m.key][m.start:m.start + m.size]])
             return opener(m)

@@ -79,7 +79,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     print(f"grove-export: local stack up — gateway http://127.0.0.1:{args.port}/export, "
           f"NATS {stack.nats.url if stack.nats else '?'}, logs in {Path(args.data, 'logs')}\n"
           f"  operator commands (events, janitor, replay, …) run from this folder find it through "
-          f"{stack.operator_file or Path(args.data, 'stack.json')} (elsewhere: --data {data})", flush=True)
+          f"{stack.operator_file or Path(args.data, 'stack.json')} (elsewhere: --data {data}); "
+          f"the command is {Path(sys.executable).parent / 'grove-export'}", flush=True)
     stop = {"now": False}
 
     def on_signal(*_: object) -> None:
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
 
         # This process is the composition root: what the local stack wrote fills in what the
         # environment leaves unsaid, before the one Settings() read.
-        args.found = operator.find(Path(args.data), os.environ)
+        args.found = operator.find(Path(getattr(args, "data", "var")), os.environ)  # var/ unless --data
         os.environ.update(args.found.env)
     try:
         settings = Settings()

@@ -8,15 +8,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
 
+from pydantic import SecretStr
+
+from shared.secrets import SecretError
 from shared.settings import Settings
 
-STEP_SERVICES = ("catalog", "assembler", "finalizer", "notifier")
+STEP_SERVICES = ("catalog", "assembler", "canceller", "finalizer", "notifier")
 SERVICES = (*STEP_SERVICES, "gateway", "janitor")
 
 
@@ -46,6 +50,8 @@ def _app(name: str, settings: Settings):
         from services.catalog.main import create_app
     elif name == "assembler":
         from services.assembler.main import create_app
+    elif name == "canceller":
+        from services.canceller.main import create_app
     elif name == "finalizer":
         from services.finalizer.main import create_app
     elif name == "notifier":
@@ -119,14 +125,24 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
         raise CliError(f"tenant id {args.tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
     if args.ttl <= 0:
         raise CliError(f"--ttl must be a positive number of seconds, not {args.ttl}")
+    if settings.jwt_secret is None:  # the local stack's own secret, from its data folder
+        stored = Path(args.data, "secrets.json")
+        if not stored.is_file():
+            raise CliError(f"GROVE_JWT_SECRET is not set and there is no local stack in {args.data!r} "
+                           f"(start `grove-export serve --data {args.data}` first, or set it)")
+        settings = settings.model_copy(update={"jwt_secret": SecretStr(
+            json.loads(stored.read_text()).get("GROVE_JWT_SECRET", ""))})
     # A typo here would give an export that "succeeds" with nothing in it. Warn, but still mint:
     # tests and external tools mint tokens for tenants whose content lives elsewhere.
     unknown = asyncio.run(_tenant_known(settings, args.tenant))
     if unknown:
         print(f"grove-export: warning: {unknown}; its exports will be empty (a typo? "
               f"`grove-export seed` prints a tenant id)", file=sys.stderr)
-    print(make_token(settings, tenant=args.tenant, user=args.user, email=args.email, username=args.username,
-                     ttl_s=args.ttl))
+    try:
+        print(make_token(settings, tenant=args.tenant, user=args.user, email=args.email, username=args.username,
+                         ttl_s=args.ttl))
+    except ValueError as e:
+        raise CliError(str(e)) from None
 
 
 async def _events(settings: Settings, export_id: str, where: str) -> None:
@@ -267,8 +283,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--email", required=True, help="where the export-ready email goes")
     t.add_argument("--username", required=True, help="name shown on the page and in the archive's file name")
     t.add_argument("--ttl", type=int, default=3600, metavar="SECONDS",
-                   help="how long the token is valid, in seconds (default: 3600 = 1 hour)")
-    t.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
+                   help="how long the token is valid, in seconds (default: 3600 = 1 hour; at most "
+                        "GROVE_TOKEN_MAX_TTL_S)")
+    t.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP + " (its secrets.json signs the token)")
     t.set_defaults(func=cmd_token)
     e = sub.add_parser("events", help="one export's log, one line per event")
     e.add_argument("export_id", help="the export's id (exp_…), as POST /api/export answered")
@@ -330,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with contextlib.suppress(KeyboardInterrupt):
             args.func(args, settings)
-    except CliError as e:
+    except (CliError, SecretError) as e:
         print(f"grove-export: {e}", file=sys.stderr)
         sys.exit(2)
     except Exception as e:  # noqa: BLE001 - infrastructure errors: one line, not a traceback
@@ -340,9 +357,23 @@ def main(argv: list[str] | None = None) -> None:
 
         if not isinstance(e, NatsError | StoreError | OSError | TimeoutError):
             raise
-        print(f"grove-export: {type(e).__name__}: {e or 'no answer'} (is NATS at {_nats_where(settings, args)} "
-              f"reachable with GROVE_NATS_USER/GROVE_NATS_PASSWORD, and the store?)", file=sys.stderr)
+        print(f"grove-export: {_hint(e, settings, _nats_where(settings, args))}", file=sys.stderr)
         sys.exit(1)
+
+
+def _hint(e: Exception, settings: Settings, nats_where: str) -> str:
+    """One line naming what did not work: the object store or NATS, never one for the other."""
+    from shared.objectstore import StoreError, StoreRefused, StoreUnavailable
+
+    where = "GROVE_STORE_ROOT" if settings.store == "fs" else "GROVE_S3__ENDPOINT_URL and the S3 credentials"
+    if isinstance(e, StoreRefused):
+        return f"the object store refused: {e.reason} (check {where})"
+    if isinstance(e, StoreUnavailable):
+        return f"the object store did not answer: {e} (check {where})"
+    if isinstance(e, StoreError):
+        return f"the object store failed: {e} (check {where})"
+    return (f"{type(e).__name__}: {e or 'no answer'} (is NATS at {nats_where} reachable "
+            f"with GROVE_NATS_USER/GROVE_NATS_PASSWORD?)")
 
 
 if __name__ == "__main__":

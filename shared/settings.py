@@ -108,8 +108,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     read_model_db: Path = Path("var/read-model.db")
-    jwt_secret: SecretStr = SecretStr("grove-local-development-secret-change-me!!")
+    jwt_secret: SecretStr | None = Field(None, description="Signs bearer tokens; no default (shared/secrets.py).")
+    link_secret: SecretStr | None = Field(None, description="Signs download links; no default.")
     jwt_issuer: str = "grove"
+    token_max_ttl_s: float = Field(3600.0, description="Longest token lifetime accepted (exp - now).")
     rate_window_s: float = 3600.0
     reservation_timeout_s: float = 30.0
     max_body_bytes: int = 16 * 1024

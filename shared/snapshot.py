@@ -120,6 +120,18 @@ def archive_key(tenant_id: str, export_id: str, safe_username: str, day: str) ->
     return f"{export_prefix(tenant_id, export_id)}grove-export-{safe_username}-{day}.zip"
 
 
+def is_archive_key_of(tenant_id: str, export_id: str, key: str | None) -> bool:
+    """``key`` can only be this export's archive: one name directly under its prefix, nothing that
+    climbs out or reaches into ``work/`` (the snapshot). The gateway signs, and the janitor deletes,
+    only such keys, whatever an event in the log claims."""
+    prefix = export_prefix(tenant_id, export_id)
+    if not key or not key.startswith(prefix):
+        return False
+    name = key[len(prefix):]
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") \
+        and not name.startswith(".") and all(c.isprintable() for c in name)
+
+
 async def remove_work_objects(store: ObjectStore, bucket: str, tenant_id: str, export_id: str) -> int:
     """Delete the snapshot and part records of an export (best effort; the janitor is the backstop)."""
     removed = 0

@@ -7,8 +7,10 @@ toward the hour (``lastExportId``, ``lastStartedAt``). Rules, in order:
 1. the active export's log is not terminal → :class:`Conflict` (409, with its id);
    a reservation with no events yet blocks only for ``reservation_timeout_s`` after ``reservedAt``;
 2. the last export that counts started less than ``window_s`` ago → :class:`RateLimited` (429).
-   A failed or cancelled export does not count (the person got nothing), nor does an abandoned
-   reservation; a complete or expired one does;
+   Every admitted export counts — complete, expired and cancelled ones too (otherwise create →
+   cancel → create would run the catalog and part uploads without limit) — except one that failed
+   (every ExportFailed is our fault: a step out of retries, or a dead worker) and an abandoned
+   reservation;
 3. otherwise → :class:`Admit` with the slot to compare-and-set.
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 
 from shared.state import TERMINAL
 
-COUNTS = frozenset({"complete", "expired"})  # statuses that use up the tenant's hour
+COUNTS = frozenset({"complete", "expired", "cancelled"})  # statuses that use up the tenant's hour
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,14 @@ from aiohttp import web
 
 from services.gateway.admission_kv import AdmissionStore
 from services.gateway.downloads import url_signer
+from services.gateway.headers import add_security_headers
 from services.gateway.keys import ADMISSION, BUS, INSTANCE, READ_MODEL, SETTINGS, STORE
 from services.gateway.openapi import build_openapi
 from services.gateway.problems import problem_middleware
 from services.gateway.projector import Projector
 from services.gateway.readmodel import ReadModel
 from services.gateway.routes import routes
+from shared import secrets
 from shared.bus import connect
 from shared.objectstore.factory import open_store
 from shared.objectstore.port import ObjectStore
@@ -68,8 +70,15 @@ async def _read_model(app: web.Application) -> AsyncIterator[None]:
 
 
 def init_app(settings: Settings, *, store: ObjectStore | None = None) -> web.Application:
-    """The gateway application. ``store`` replaces the configured object store (tests)."""
+    """The gateway application. ``store`` replaces the configured object store (tests).
+
+    Raises :class:`shared.secrets.SecretError` when a signing secret is missing or unusable: the
+    gateway never starts with a key someone else could know.
+    """
+    secrets.require("jwt", settings.jwt_secret)
+    secrets.require("link", settings.link_secret)
     app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+    app.on_response_prepare.append(add_security_headers)
     app[SETTINGS] = settings
     app[INSTANCE] = uuid.uuid4().hex[:12]
     app.cleanup_ctx.extend([_bus, _store(store), _read_model])

@@ -1,12 +1,13 @@
 """Identity from a verified bearer token (HS256 JWT), never from the request body.
 
-Claims: ``sub`` (user id), ``tenant``, ``email``, ``username``, ``exp``, ``iss`` = settings.jwt_issuer.
+Claims: ``sub`` (user id), ``tenant``, ``email`` (exactly one address), ``username``, ``exp`` (at most
+``token_max_ttl_s`` ahead), ``iss`` = settings.jwt_issuer, ``aud`` = ``grove-export``. The key is
+``GROVE_JWT_SECRET`` (no default, see shared/secrets.py); download links have their own key.
 The CLI's ``grove-export token`` calls :func:`make_token`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 
@@ -14,11 +15,15 @@ import jwt
 from aiohttp import web
 
 from services.gateway.problems import Unauthorized
+from shared import secrets
 from shared.events import is_valid_id
+from shared.mailaddr import is_single_address
 from shared.settings import Settings
 
 ALGORITHM = "HS256"
-REQUIRED_CLAIMS = ("sub", "tenant", "email", "username", "exp", "iss")
+AUDIENCE = "grove-export"
+REQUIRED_CLAIMS = ("sub", "tenant", "email", "username", "exp", "iss", "aud")
+LEEWAY_S = 60  # clock skew between the issuer and us, allowed on the lifetime cap (never on expiry)
 
 
 @dataclass(frozen=True)
@@ -36,17 +41,21 @@ def valid_id(value: str) -> bool:
     return is_valid_id(value) and "\n" not in value
 
 
-def _secret(settings: Settings) -> str:
-    return settings.jwt_secret.get_secret_value()
+def _secret(settings: Settings) -> bytes:
+    return secrets.require("jwt", settings.jwt_secret)
 
 
 def make_token(settings: Settings, tenant: str, user: str, email: str, username: str,
                ttl_s: float = 3600.0) -> str:
-    """A signed token for ``user`` of ``tenant``, valid for ``ttl_s`` seconds."""
+    """A signed token for ``user`` of ``tenant``, valid for ``ttl_s`` seconds (at most the cap)."""
     if not valid_id(tenant):
         raise ValueError(f"tenant id {tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
+    if not is_single_address(email):
+        raise ValueError(f"email {email!r} must be exactly one address (no name, list, or line break)")
+    if ttl_s > settings.token_max_ttl_s:
+        raise ValueError(f"a token lives at most {settings.token_max_ttl_s:g} s (GROVE_TOKEN_MAX_TTL_S)")
     now = int(time.time())
-    claims = {"sub": user, "tenant": tenant, "email": email, "username": username,
+    claims = {"sub": user, "tenant": tenant, "email": email, "username": username, "aud": AUDIENCE,
               "iss": settings.jwt_issuer, "iat": now, "exp": now + int(ttl_s)}
     return jwt.encode(claims, _secret(settings), algorithm=ALGORITHM)
 
@@ -55,7 +64,7 @@ def verify_token(settings: Settings, token: str) -> Identity:
     """The identity in ``token``; raises :class:`Unauthorized` when it is not trustworthy."""
     try:
         claims = jwt.decode(token, _secret(settings), algorithms=[ALGORITHM], issuer=settings.jwt_issuer,
-                            options={"require": list(REQUIRED_CLAIMS)})
+                            audience=AUDIENCE, options={"require": list(REQUIRED_CLAIMS)})
     except jwt.ExpiredSignatureError:
         raise _unauthorized("The token has expired.") from None
     except jwt.PyJWTError:
@@ -64,7 +73,20 @@ def verify_token(settings: Settings, token: str) -> Identity:
     strings = [v for v in values if isinstance(v, str) and v]
     if len(strings) != len(values) or not valid_id(strings[0]):
         raise _unauthorized("The token's claims are incomplete.")
+    if not lifetime_ok(settings, claims):
+        raise _unauthorized(f"The token lives longer than {settings.token_max_ttl_s:g} seconds; ask for a new one.")
+    if not is_single_address(strings[2]):
+        raise _unauthorized("The token's email claim must be exactly one address.")
     return Identity(*strings)
+
+
+def lifetime_ok(settings: Settings, claims: dict[str, object]) -> bool:
+    """``exp`` lies no further ahead than the cap (from now, and from ``iat`` when present)."""
+    exp, iat = claims.get("exp"), claims.get("iat", None)
+    cap = settings.token_max_ttl_s + LEEWAY_S
+    if not isinstance(exp, int | float) or exp - time.time() > cap:
+        return False
+    return not (isinstance(iat, int | float) and exp - iat > cap)
 
 
 def _unauthorized(detail: str) -> Unauthorized:
@@ -81,5 +103,5 @@ def authenticate(request: web.Request, settings: Settings) -> Identity:
 
 
 def link_secret(settings: Settings) -> bytes:
-    """Key of the HMAC download links, derived from the JWT secret (a separate key per purpose)."""
-    return hashlib.sha256(b"grove-export download links\x00" + _secret(settings).encode()).digest()
+    """Key of the HMAC download links: ``GROVE_LINK_SECRET``, its own key (not derived from the JWT's)."""
+    return secrets.require("link", settings.link_secret)

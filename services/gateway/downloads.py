@@ -22,6 +22,7 @@ from shared import links
 from shared.objectstore.fs import FilesystemStore, UrlSigner
 from shared.objectstore.port import StoreError
 from shared.settings import Settings
+from shared.snapshot import is_archive_key_of
 
 SIG, EXP = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9]{1,12}")
 
@@ -59,7 +60,9 @@ async def download(request: web.Request) -> web.StreamResponse:
     if not links.verify(secret, key, exp, sig):
         raise p.Expired("This download link has expired; open the export page for a fresh one.")
     parts = key.split("/")
-    if len(parts) >= 4 and parts[0] == "exports":
+    if len(parts) != 4 or not is_archive_key_of(parts[1], parts[2], key):
+        raise p.NotFound("This download link is not valid.")  # only an export's archive is ever served
+    if parts[0] == "exports":
         row = await app[READ_MODEL].get(parts[1], parts[2])
         if row is not None and shown_status(row, int(time.time() * 1000)) == "expired":
             raise p.Expired("This export has expired.")

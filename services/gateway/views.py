@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from services.gateway.projection import Row, eta_seconds
 from services.gateway.schemas import ExportStatus, HistoryItem, from_ms, human_size
+from shared.snapshot import is_archive_key_of
 
 Signer = Callable[[str, int], Awaitable[str]]  # (key, expires_in seconds) -> URL
 EMAIL_NOTICE = "Your export is ready, but we could not send the email. You can download it here."
@@ -39,7 +40,8 @@ async def status_view(row: Row, sign: Signer, max_ttl_s: float, now_ms: int | No
         fields |= dict(file_size=human_size(row.file_size_bytes), size_bytes=row.file_size_bytes,
                        expires_at=from_ms(row.expires_at), sha256=row.sha256)
     ttl = link_ttl(row, now, max_ttl_s)
-    if status == "complete" and row.r2_key and ttl > 0:
+    if status == "complete" and is_archive_key_of(row.tenant_id, row.id, row.r2_key) and ttl > 0:
+        assert row.r2_key is not None
         fields["download_url"] = await sign(row.r2_key, ttl)
     if status == "failed":
         fields["error"] = row.error_message or "The export failed."

@@ -20,27 +20,42 @@ from pathlib import Path
 from services.stack import operator
 from services.stack.auth import ADMIN, USERS, render_authorization
 from services.stack.natsserver import NatsServer
+from shared.secrets import SECRET_NAMES, local_secrets
 
-SERVICES = ("catalog", "assembler", "finalizer", "notifier", "gateway")
+SERVICES = ("catalog", "assembler", "canceller", "finalizer", "notifier", "gateway", "janitor")
 
 
 def local_env(data: Path, port: int) -> dict[str, str]:
     """Settings of a local stack kept under ``data`` and served on ``port`` (what the user did not
     set in the environment themselves): links, the store, databases and the outbox all follow."""
     env = {"GROVE_PORT": str(port), "GROVE_PUBLIC_URL": f"http://127.0.0.1:{port}",
-           "GROVE_MAIL__DOWNLOAD_PAGE_URL": f"http://127.0.0.1:{port}/export"}
+           "GROVE_MAIL__DOWNLOAD_PAGE_URL": f"http://127.0.0.1:{port}/export",
+           # the janitor runs long-running here too, so a local stack cleans up like production
+           "GROVE_JANITOR_INTERVAL_S": os.environ.get("GROVE_JANITOR_INTERVAL_S", "300")}
     defaults = {"GROVE_STORE_ROOT": data / "store", "GROVE_CONTENT_DB": data / "content.db",
                 "GROVE_READ_MODEL_DB": data / "read-model.db", "GROVE_MAIL__OUTBOX_DIR": data / "outbox"}
     for key, value in defaults.items():
         env[key] = os.environ.get(key, str(value))
-    return env
+    return env | stack_secrets(data, os.environ)
+
+
+def stack_secrets(data: Path, given: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """The signing secrets of a local stack: those set in the environment, else random ones kept in
+    ``data/secrets.json`` (where ``grove-export token`` finds them). A set but weak value is not
+    replaced here: the gateway refuses it, with a line saying which."""
+    if all(var in given for var in SECRET_NAMES.values()):
+        return {var: given[var] for var in SECRET_NAMES.values()}
+    made = local_secrets(data)
+    return {var: given.get(var, made[var]) for var in SECRET_NAMES.values()}
 
 
 def local_passwords(path: Path) -> dict[str, str]:
     """Random passwords per NATS user for the local stack, kept (0600) beside its data."""
-    if path.exists():
-        return dict(json.loads(path.read_text()))
-    users = {u.name: secrets.token_urlsafe(18) for u in USERS} | {ADMIN: secrets.token_urlsafe(18)}
+    users: dict[str, str] = dict(json.loads(path.read_text())) if path.exists() else {}
+    if all(u.name in users for u in USERS) and ADMIN in users:
+        return users
+    # a user added since this folder was made (the canceller) gets a password too; the rest stay
+    users = {u.name: secrets.token_urlsafe(18) for u in USERS} | {ADMIN: secrets.token_urlsafe(18)} | users
     path.write_text(json.dumps(users, indent=1))
     path.chmod(0o600)
     return users
@@ -100,11 +115,14 @@ class Stack:
                                                 credentials_file=self.data_dir / "nats-users.json", env=self.env)
         env = {**os.environ, "GROVE_NATS_URL": nats_url, "GROVE_PORT": str(self.port),
                "PYTHONUNBUFFERED": "1", **self.env}
+        keys = stack_secrets(self.data_dir, env)  # only the gateway signs and checks with them
+        env = {k: v for k, v in env.items() if k not in keys}
         exe = [sys.executable, "-m", "services.cli", "run"]
         for name in self.services:
             for i in range(self.replicas.get(name, 1)):
                 tag = name if i == 0 else f"{name}-{i + 1}"
                 own = {"GROVE_NATS_USER": name, "GROVE_NATS_PASSWORD": users[name]} if name in users else {}
+                own |= keys if name == "gateway" else {}
                 child = Child(tag, [*exe, name], {**env, **own}, self.data_dir / "logs" / f"{tag}.log")
                 child.start()
                 self.children.append(child)

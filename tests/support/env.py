@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from pathlib import Path
 from typing import Any
 
 from shared.settings import Settings
+
+# Random per test run: nothing published can sign a token or a link in a test either.
+TEST_SECRETS = {"jwt": secrets.token_urlsafe(48), "link": secrets.token_urlsafe(48)}
 
 
 def unique(prefix: str = "t") -> str:
@@ -30,6 +34,8 @@ def settings_for(tmp: Path, nats_url: str, **overrides: Any) -> dict[str, Any]:
         "retry_base_delay_s": 0.2,
         "mail": {"outbox_dir": str(tmp / "outbox"), "retry_base_delay": 0.05},
         "log_json": True,
+        "jwt_secret": TEST_SECRETS["jwt"],
+        "link_secret": TEST_SECRETS["link"],
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(values.get(key), dict):

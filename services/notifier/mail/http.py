@@ -18,6 +18,7 @@ import aiohttp
 
 from .errors import MailError, PermanentMailError, TransientMailError
 from .message import Email
+from .mime import require_one_recipient
 
 CHANNEL = "http"
 _TRANSIENT_4XX = frozenset({408, 429})
@@ -75,6 +76,7 @@ class HttpMailer:
         return self._session
 
     async def send(self, email: Email) -> str:
+        require_one_recipient(email)
         headers = {"Idempotency-Key": email.idempotency_key}
         if self._api_key:
             headers["X-API-Key"] = self._api_key

@@ -11,17 +11,25 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
+from shared.mailaddr import is_single_address
+
 from .errors import PermanentMailError
 from .message import Email
 
 _NOT_ATEXT = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
 _DOMAIN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
-_ADDR_SPEC = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
 def envelope_address(header_value: str) -> str:
     """``Grove Export <exports@grove.local>`` → ``exports@grove.local``."""
     return parseaddr(header_value)[1] or header_value
+
+
+def require_one_recipient(email: Email) -> None:
+    """Refuse to send unless ``To`` is one bare address (no list, display name or header break):
+    the gateway checks the token's claim, and every adapter checks again before sending."""
+    if not is_single_address(email.to):
+        raise PermanentMailError("the recipient is not exactly one email address")
 
 
 def message_id(key: str, sender: str) -> str:
@@ -36,6 +44,7 @@ def message_id(key: str, sender: str) -> str:
 
 def to_mime(email: Email, *, sender: str, date: datetime | None = None) -> EmailMessage:
     """Build the message. Raises :class:`PermanentMailError` for a header that cannot be encoded."""
+    require_one_recipient(email)
     msg = EmailMessage()
     try:
         msg["From"] = sender
@@ -47,8 +56,6 @@ def to_mime(email: Email, *, sender: str, date: datetime | None = None) -> Email
         msg["Auto-Submitted"] = "auto-generated"
     except (ValueError, TypeError) as exc:
         raise PermanentMailError(f"cannot build the message headers: {exc}") from exc
-    if not _ADDR_SPEC.match(envelope_address(email.to)):
-        raise PermanentMailError(f"not an email address: {email.to!r}")
     msg.set_content(email.text)
     msg.add_alternative(email.html, subtype="html")
     return msg

@@ -22,6 +22,7 @@ from services.stack.natsserver import NatsServer
 from shared import events as ev
 from shared.bus import Bus, connect
 from shared.settings import Settings
+from tests.support.env import TEST_SECRETS
 
 ARCHIVE = b"PK\x05\x06" + bytes(18) + b"grove test archive " * 4000  # an empty ZIP plus padding
 
@@ -40,7 +41,8 @@ def settings_for(tmp_path: Path, nats_server: NatsServer) -> Callable[..., Setti
     def make(n: int = 0, **overrides: Any) -> Settings:
         values: dict[str, Any] = dict(nats_url=nats_server.url, store_root=tmp_path / "store",
                                       read_model_db=tmp_path / f"read-model-{n}.db",
-                                      public_url="http://gateway.test", log_json=False)
+                                      public_url="http://gateway.test", log_json=False,
+                                      jwt_secret=TEST_SECRETS["jwt"], link_secret=TEST_SECRETS["link"])
         return Settings(**(values | overrides))
 
     return make

@@ -46,10 +46,21 @@ async def test_a_failed_export_does_not_use_up_the_hour(start_gateway, headers_f
     assert again.status == 201
     second = await again.json()
     assert second["exportId"] != first["exportId"]
-    # a cancelled one is treated like a failed one
-    await gateway.post(f"/api/export/cancel/{second['exportId']}", headers=headers_for())
-    await pipeline.append(ev.ExportCancelled(tenant_id="tenant_a", export_id=second["exportId"]))
-    assert (await gateway.post("/api/export", json={}, headers=headers_for())).status == 201
+
+
+
+async def test_create_cancel_create_within_the_hour_is_429_not_409(gateway, headers_for, pipeline):
+    """Cancelling is not a way around the hourly limit (it would run a whole catalog each time)."""
+    first = await (await gateway.post("/api/export", json={}, headers=headers_for())).json()
+    assert (await gateway.post(f"/api/export/cancel/{first['exportId']}", headers=headers_for())).status == 200
+    # still cancelling: the one-active-export rule (409) is checked first
+    busy = await gateway.post("/api/export", json={}, headers=headers_for())
+    assert busy.status == 409 and (await busy.json(content_type=None))["activeExportId"] == first["exportId"]
+    await pipeline.append(ev.ExportCancelled(tenant_id="tenant_a", export_id=first["exportId"]))
+    again = await gateway.post("/api/export", json={}, headers=headers_for())
+    body = await again.json(content_type=None)
+    assert again.status == 429 and body["code"] == "GROVE-EXPORT-003", body
+    assert 3500 < int(again.headers["Retry-After"]) <= 3600
 
 
 async def test_the_rate_window_passes_and_other_tenants_are_independent(start_gateway, headers_for, pipeline):

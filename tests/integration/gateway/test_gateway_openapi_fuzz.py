@@ -20,6 +20,7 @@ from schemathesis import GenerationMode
 from services.gateway import make_token, run
 from services.stack.natsserver import NatsServer, free_port
 from shared.settings import Settings
+from tests.support.env import TEST_SECRETS
 
 
 class LiveGateway:
@@ -59,7 +60,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
     port = free_port()
     gateway = LiveGateway(Settings(nats_url=nats.url, store_root=tmp / "store", read_model_db=tmp / "rm.db",
                                    host="127.0.0.1", port=port, public_url=f"http://127.0.0.1:{port}",
-                                   log_json=False))
+                                   log_json=False, jwt_secret=TEST_SECRETS["jwt"],
+                                   link_secret=TEST_SECRETS["link"]))
     try:
         yield gateway.start()
     finally:

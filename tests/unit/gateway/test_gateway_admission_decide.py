@@ -60,10 +60,15 @@ def test_a_finished_export_older_than_the_hour_counts_as_the_last_start():
     assert decision == Admit(Slot("exp_new", NOW, ago(minutes=61), "exp_old"))
 
 
-@pytest.mark.parametrize("status", ["failed", "cancelled"])
-def test_a_failed_or_cancelled_export_does_not_use_up_the_hour(status):
-    decision = run(Slot("exp_old", ago(minutes=5)), status)
+def test_a_failed_export_does_not_use_up_the_hour():
+    decision = run(Slot("exp_old", ago(minutes=5)), "failed")
     assert decision == Admit(Slot("exp_new", NOW, None, None))
+
+
+@pytest.mark.parametrize("status", ["cancelled", "complete", "expired"])
+def test_a_cancelled_export_uses_up_the_hour_like_a_complete_one(status):
+    decision = run(Slot("exp_old", ago(minutes=5)), status)
+    assert isinstance(decision, RateLimited) and decision.retry_after_s == 3300
 
 
 def test_a_failure_does_not_hide_an_earlier_export_that_counts():

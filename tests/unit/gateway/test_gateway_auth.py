@@ -9,9 +9,11 @@ import pytest
 
 from services.gateway.auth import Identity, link_secret, make_token, verify_token
 from services.gateway.problems import Unauthorized
+from shared.secrets import SecretError
 from shared.settings import Settings
+from tests.support.env import TEST_SECRETS
 
-S = Settings(jwt_secret="a-test-secret-that-is-long-enough-for-hs256!")
+S = Settings(jwt_secret=TEST_SECRETS["jwt"], link_secret=TEST_SECRETS["link"])
 
 
 def test_a_token_made_by_make_token_verifies_to_its_identity():
@@ -36,11 +38,11 @@ def test_a_tampered_token_is_rejected():
 
 def test_another_issuer_or_a_missing_claim_is_rejected():
     base = {"sub": "u1", "tenant": "tenant_a", "email": "e@x.org", "username": "n", "iss": S.jwt_issuer,
-            "exp": int(time.time()) + 60}
+            "aud": "grove-export", "exp": int(time.time()) + 60}
     secret = S.jwt_secret.get_secret_value()
     with pytest.raises(Unauthorized):
         verify_token(S, jwt.encode({**base, "iss": "someone-else"}, secret, algorithm="HS256"))
-    for claim in ("sub", "tenant", "email", "username", "exp"):
+    for claim in ("sub", "tenant", "email", "username", "exp", "aud"):
         claims = {k: v for k, v in base.items() if k != claim}
         with pytest.raises(Unauthorized):
             verify_token(S, jwt.encode(claims, secret, algorithm="HS256"))
@@ -53,8 +55,58 @@ def test_make_token_refuses_a_tenant_id_that_cannot_be_a_subject_token():
         make_token(S, "tenant.a", "u1", "e@x.org", "n")
 
 
-def test_the_link_secret_is_derived_and_differs_from_the_jwt_secret():
-    assert link_secret(S) != S.jwt_secret.get_secret_value().encode() and len(link_secret(S)) == 32
+def test_the_link_secret_is_its_own_key_and_required():
+    assert link_secret(S) == TEST_SECRETS["link"].encode() != TEST_SECRETS["jwt"].encode()
+    with pytest.raises(SecretError, match="GROVE_LINK_SECRET is not set"):
+        link_secret(Settings(jwt_secret=TEST_SECRETS["jwt"]))
+
+
+def test_no_token_is_made_or_checked_without_a_usable_secret():
+    for bad in (None, "grove-local-development-secret-change-me!!", "short-but-random-Xq9", "CHANGE_ME" + "x" * 40,
+                "a" * 64):
+        unusable = Settings(jwt_secret=bad)
+        with pytest.raises(SecretError, match="GROVE_JWT_SECRET"):
+            make_token(unusable, "tenant_a", "u1", "e@x.org", "n")
+        with pytest.raises(SecretError):
+            verify_token(unusable, make_token(S, "tenant_a", "u1", "e@x.org", "n"))
+
+
+def _claims(**over: object) -> dict[str, object]:
+    now = int(time.time())
+    return {"sub": "u1", "tenant": "tenant_a", "email": "e@x.org", "username": "n", "iss": S.jwt_issuer,
+            "aud": "grove-export", "iat": now, "exp": now + 600} | over
+
+
+def test_a_token_for_another_audience_or_none_is_refused():
+    secret = TEST_SECRETS["jwt"]
+    assert verify_token(S, jwt.encode(_claims(), secret, algorithm="HS256")).tenant_id == "tenant_a"
+    for claims in (_claims(aud="someone-else"), {k: v for k, v in _claims().items() if k != "aud"}):
+        with pytest.raises(Unauthorized):
+            verify_token(S, jwt.encode(claims, secret, algorithm="HS256"))
+
+
+def test_a_token_living_longer_than_the_cap_is_refused():
+    secret, now = TEST_SECRETS["jwt"], int(time.time())
+    year_3000 = 32503680000
+    for claims in (_claims(exp=year_3000), _claims(iat=now - 10, exp=now + 7200),
+                   {k: v for k, v in _claims(exp=year_3000).items() if k != "iat"},
+                   _claims(iat=now - 5000, exp=now + 600)):
+        with pytest.raises(Unauthorized, match="lives longer"):
+            verify_token(S, jwt.encode(claims, secret, algorithm="HS256"))
+    with pytest.raises(ValueError, match="at most"):
+        make_token(S, "tenant_a", "u1", "e@x.org", "n", ttl_s=7200)
+    longer = Settings(jwt_secret=TEST_SECRETS["jwt"], token_max_ttl_s=86400)
+    assert verify_token(longer, make_token(longer, "tenant_a", "u1", "e@x.org", "n", ttl_s=7200))
+
+
+def test_an_email_claim_that_is_not_exactly_one_address_is_refused():
+    secret = TEST_SECRETS["jwt"]
+    for email in ("victim@x.y, attacker@evil.z", "Victim <victim@x.y>", "victim@x.y\r\nBcc: a@evil.z",
+                  "victim@x.y\n", "victim@x.y;a@evil.z", '"a b"@x.y', "no-at-sign", "a@b", " a@x.y"):
+        with pytest.raises(Unauthorized, match="one address"):
+            verify_token(S, jwt.encode(_claims(email=email), secret, algorithm="HS256"))
+        with pytest.raises(ValueError):
+            make_token(S, "tenant_a", "u1", email, "n")
 
 
 def test_ids_with_a_trailing_newline_are_not_ids():

@@ -8,6 +8,9 @@ from services.gateway import app as app_module
 from services.gateway.app import init_app
 from services.gateway.openapi import build_openapi
 from shared.settings import Settings
+from tests.support.env import TEST_SECRETS
+
+SETTINGS = Settings(jwt_secret=TEST_SECRETS["jwt"], link_secret=TEST_SECRETS["link"])
 
 
 def _shape(path: str) -> str:
@@ -16,7 +19,7 @@ def _shape(path: str) -> str:
 
 def test_every_route_of_the_app_is_documented_and_nothing_else():
     """The API is documented; the export page (/export and its static files) is HTML, not API."""
-    app = init_app(Settings())
+    app = init_app(SETTINGS)
     served = {(r.method, _shape(r.resource.canonical)) for r in app.router.routes()
               if r.method != "HEAD" and r.resource is not None and not r.resource.canonical.startswith("/export")}
     documented = {(m.upper(), _shape(p)) for p, ops in build_openapi()["paths"].items() for m in ops}
@@ -39,7 +42,7 @@ def test_errors_are_problem_json_and_protected_operations_need_a_bearer_token():
 
 def test_the_export_page_is_served_when_its_folder_exists(tmp_path, monkeypatch):
     def canonical_paths() -> set[str]:
-        return {r.canonical for r in init_app(Settings()).router.resources()}
+        return {r.canonical for r in init_app(SETTINGS).router.resources()}
 
     (tmp_path / "index.html").write_text("<h1>Export</h1>")
     monkeypatch.setattr(app_module, "STATIC", tmp_path)

@@ -28,13 +28,37 @@ from services.notifier.mail.smtp import translate_smtp_error
 from shared.settings import MailSettings
 
 EMAIL = Email(
-    to="Autumn <autumn@example.org>",
+    to="autumn@example.org",
     subject="Your Grove export is ready",
     text="Hi Zoë",
     html="<p>Hi Zo&euml;</p>",
     idempotency_key="exp_1:ready",
 )
 SENDER = "Grove Export <exports@grove.test>"
+
+
+@pytest.mark.parametrize("to", ["victim@x.y, attacker@evil.z", "Victim <victim@x.y>", "v@x.y\r\nBcc: a@evil.z",
+                                "v@x.y\n", "a@evil.z;v@x.y", ""])
+async def test_every_mail_adapter_refuses_a_recipient_that_is_not_one_address(to: str, tmp_path) -> None:  # noqa: ANN001
+    """The gateway checks the token's email claim; the adapters check again where mail is sent, so
+    an event published around the gateway cannot make us mail a second recipient."""
+    from dataclasses import replace
+
+    from services.notifier.mail.http import HttpMailer
+    from services.notifier.mail.outbox import OutboxMailer
+
+    bad = replace(EMAIL, to=to)
+    with pytest.raises(PermanentMailError, match="not exactly one email address"):
+        to_mime(bad, sender=SENDER)
+    with pytest.raises(PermanentMailError, match="not exactly one email address"):
+        await OutboxMailer(tmp_path, sender=SENDER).send(bad)
+    http = HttpMailer(url="http://127.0.0.1:9", api_key=None)  # nothing listens: a send would fail otherwise
+    try:
+        with pytest.raises(PermanentMailError, match="not exactly one email address"):
+            await http.send(bad)
+    finally:
+        await http.close()
+    assert not list(tmp_path.iterdir())
 
 
 def test_to_mime_is_multipart_alternative_with_text_first() -> None:

@@ -1,0 +1,89 @@
+"""No process starts with a secret someone else could know; the local stack makes its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.stack.supervisor import local_env
+from shared.secrets import KNOWN_DEFAULTS, SECRET_NAMES, problem
+from tests.integration.frontdoor.conftest import OLD_PUBLIC_DEFAULT
+from tests.support.env import TEST_SECRETS
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], env={**base, **env}, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.mark.parametrize(("jwt_secret", "link_secret", "named", "why"), [
+    (None, None, "GROVE_JWT_SECRET", "is not set"),
+    (OLD_PUBLIC_DEFAULT, TEST_SECRETS["link"], "GROVE_JWT_SECRET", "published default"),
+    ("grove-compose-development-secret-change-me", TEST_SECRETS["link"], "GROVE_JWT_SECRET", "published default"),
+    ("CHANGE_ME_at_least_32_random_characters", TEST_SECRETS["link"], "GROVE_JWT_SECRET", "published default"),
+    ("<your-secret-here-at-least-32-characters>", TEST_SECRETS["link"], "GROVE_JWT_SECRET", "placeholder"),
+    ("Xq9-short-but-random", TEST_SECRETS["link"], "GROVE_JWT_SECRET", "shorter than 32 bytes"),
+    (TEST_SECRETS["jwt"], None, "GROVE_LINK_SECRET", "is not set"),
+    (TEST_SECRETS["jwt"], "z" * 40, "GROVE_LINK_SECRET", "repetitive"),
+])
+def test_run_gateway_refuses_to_start_without_a_usable_secret(tmp_path: Path, jwt_secret: str | None,
+                                                             link_secret: str | None, named: str, why: str) -> None:
+    env = {"GROVE_STORE_ROOT": str(tmp_path / "store"), "GROVE_READ_MODEL_DB": str(tmp_path / "rm.db"),
+           "GROVE_NATS_URL": "nats://127.0.0.1:1", "GROVE_PORT": "1"}
+    if jwt_secret is not None:
+        env["GROVE_JWT_SECRET"] = jwt_secret
+    if link_secret is not None:
+        env["GROVE_LINK_SECRET"] = link_secret
+    out = _cli(["run", "gateway"], env, tmp_path)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0
+    assert len(lines) == 1 and named in lines[0] and why in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_every_published_value_is_refused() -> None:
+    for value in KNOWN_DEFAULTS:
+        assert problem(value) is not None, value
+    for path in ("deploy/docker-compose.yml", "deploy/k8s/secret.yaml", "README.md", "deploy/README.md"):
+        text = (ROOT / path).read_text() if (ROOT / path).exists() else ""
+        for var in SECRET_NAMES.values():
+            for line in text.splitlines():
+                if f"{var}:" in line and "${" not in line and "secretKeyRef" not in line:
+                    value = line.split(f"{var}:", 1)[1].strip().strip("\"'")
+                    assert not value or problem(value) is not None, (path, line)
+
+
+def test_the_local_stack_makes_random_secrets_in_its_data_folder_and_token_finds_them(tmp_path: Path) -> None:
+    data = tmp_path / "var"
+    env = local_env(data, 8080)
+    stored = json.loads((data / "secrets.json").read_text())
+    assert (data / "secrets.json").stat().st_mode & 0o777 == 0o600
+    for var in SECRET_NAMES.values():
+        assert env[var] == stored[var] and problem(stored[var]) is None
+    assert stored["GROVE_JWT_SECRET"] != stored["GROVE_LINK_SECRET"]
+    assert local_env(data, 8080)["GROVE_JWT_SECRET"] == stored["GROVE_JWT_SECRET"]  # kept, not remade
+    assert local_env(tmp_path / "other", 8080)["GROVE_JWT_SECRET"] != stored["GROVE_JWT_SECRET"]
+
+    out = _cli(["token", "--data", str(data), "--tenant", "t1", "--user", "u1", "--email", "a@example.org",
+                "--username", "n"], {}, tmp_path)
+    assert out.returncode == 0, out.stderr
+    import jwt as pyjwt
+
+    claims = pyjwt.decode(out.stdout.strip(), stored["GROVE_JWT_SECRET"], algorithms=["HS256"], audience="grove-export")
+    assert claims["tenant"] == "t1" and claims["exp"] - claims["iat"] <= 3600
+
+    missing = _cli(["token", "--data", str(tmp_path / "nothing"), "--tenant", "t1", "--user", "u1", "--email",
+                    "a@example.org", "--username", "n"], {}, tmp_path)
+    assert missing.returncode != 0 and "GROVE_JWT_SECRET" in missing.stderr and len(missing.stderr.splitlines()) == 1
+    base = ["token", "--data", str(data), "--tenant", "t1", "--user", "u1", "--username", "n"]
+    for extra in (["--email", "a@example.org, b@evil.example"], ["--email", "a@example.org", "--ttl", "86400"]):
+        refused = _cli([*base, *extra], {}, tmp_path)
+        assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr

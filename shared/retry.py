@@ -2,8 +2,9 @@
 
 Attempts are counted in the log (``StepFailed``), never by JetStream: the n-th failure of a step
 with ``max_attempts`` allowed is retried after ``base_delay * 2**(n-1)`` seconds until the last,
-which fails the export with a reason a person can read. A stopping export (cancelled or ended)
-records nothing more.
+which fails the export with a reason a person can read. A permanent error (a store that refuses)
+gives up at once: retrying cannot help. A stopping export (cancelled or ended) records nothing
+more, except for the step that runs *because* it is stopping (the cancel itself).
 """
 
 from __future__ import annotations
@@ -34,10 +35,15 @@ class Drop:
 
 
 def after_failure(state: ExportState, step: str, reason: str, max_attempts: int,
-                  base_delay_s: float) -> Retry | GiveUp | Drop:
-    if state.stopping:
+                  base_delay_s: float, *, still_due: bool = False, permanent: bool = False) -> Retry | GiveUp | Drop:
+    """``still_due``: the step's own should_run still holds (the cancel step runs while stopping)."""
+    if state.terminal or (state.stopping and not still_due):
         return Drop()
     attempt = state.attempts_of(step) + 1
+    doing = _DOING.get(step, step)
+    if permanent:
+        return GiveUp(attempt, f"Failed while {doing}: {reason} Retrying would not help until this is fixed; "
+                               f"please contact support.")
     if attempt >= max_attempts:
-        return GiveUp(attempt, f"Failed while {_DOING.get(step, step)} after {attempt} attempts: {reason}")
+        return GiveUp(attempt, f"Failed while {doing} after {attempt} attempts: {reason}")
     return Retry(attempt, base_delay_s * 2 ** (attempt - 1))

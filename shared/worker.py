@@ -29,6 +29,7 @@ from shared import faults, metrics
 from shared.bus import Bus
 from shared.eventlog import WORKER_ID, Conflict, Loaded, LogUnavailable
 from shared.ports import EventLogPort
+from shared.reasons import is_permanent, public_reason
 from shared.retry import Drop, GiveUp, Retry, after_failure
 from shared.settings import Settings
 
@@ -174,13 +175,14 @@ class StepWorker:
                 await self.bus.heartbeats.delete(f"{tenant_id}.{export_id}")
 
     async def _failed(self, msg: Msg, tenant_id: str, export_id: str, error: Exception) -> None:
-        reason = str(error) if isinstance(error, StepError) else f"{type(error).__name__}: {error}"
-        log.warning("%s %s failed: %s", self.step, export_id, reason, exc_info=not isinstance(error, StepError),
-                    extra=_ids(tenant_id, export_id, self.step))
+        reason = public_reason(error, StepError)  # what the person sees; the details stay in this log
+        log.warning("%s %s failed: %s (%s: %s)", self.step, export_id, reason, type(error).__name__, error,
+                    exc_info=not isinstance(error, StepError), extra=_ids(tenant_id, export_id, self.step))
         try:
             loaded = await self.bus.log.load(tenant_id, export_id)
             decision = after_failure(loaded.state, self.step, reason, self.settings.step_attempts,
-                                     self.settings.retry_base_delay_s)
+                                     self.settings.retry_base_delay_s, still_due=self.should_run(loaded),
+                                     permanent=is_permanent(error))
             base = dict(export_id=export_id, tenant_id=tenant_id)
             match decision:
                 case Drop():

@@ -1,8 +1,8 @@
-"""Composition root of the assembler service (which also hosts the canceller).
+"""Composition root of the assembler service.
 
 Every replica also listens on a plain NATS subscription for CancelRequested and stops that
-export's task at once; the durable canceller consumer (one delivery across replicas) aborts
-the upload and records ExportCancelled.
+export's task at once; the canceller (its own service, services/canceller/main.py) aborts the
+upload and records ExportCancelled.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from faststream import FastStream
 from nats.aio.msg import Msg
 
 from services.assembler.service import Assembler, should_run
-from services.canceller.service import Canceller
-from services.canceller.service import should_run as cancel_should_run
 from shared.eventlog import Loaded
 from shared.objectstore.factory import open_store
 from shared.runtime import ServiceRuntime, Subscription, build_app
@@ -32,7 +30,6 @@ def create_app(settings: Settings) -> FastStream:
 
         assembler = StepWorker("assemble", rt.bus, settings, Assembler(settings, store), should_run, abort_upload)
         rt.workers["assemble"] = assembler
-        rt.workers["cancel"] = StepWorker("cancel", rt.bus, settings, Canceller(settings, store), cancel_should_run)
 
         async def stop_now(msg: Msg) -> None:
             _, export_id, _ = parse_subject(msg.subject)
@@ -43,6 +40,5 @@ def create_app(settings: Settings) -> FastStream:
 
     app, _ = build_app("assembler", settings, [
         Subscription("ExportCataloged", "assembler", "assemble", "Stream the snapshot into the archive."),
-        Subscription("CancelRequested", "canceller", "cancel", "Abort the upload of a cancelled export."),
     ], bootstrap, "Streams every member through stream-zip into a logged multipart upload.")
     return app

@@ -26,6 +26,16 @@ def is_dead(state: ExportState, last_event: str, last_at: datetime | None, heart
     return now - last_at > timedelta(seconds=ttl_s)
 
 
+def is_abandoned_cancel(state: ExportState, last_at: datetime | None, heartbeat_alive: bool, ttl_s: float,
+                        now: datetime) -> bool:
+    """A cancel nobody completes (no canceller running, or one that died): asked for, not finished,
+    not overtaken by the finalizer, no heartbeat and nothing logged for a whole TTL. The janitor
+    records it cancelled so the tenant is free; its upload is then an orphan it aborts."""
+    if not state.cancel_requested or state.terminal or state.finalize_started or heartbeat_alive:
+        return False
+    return last_at is not None and now - last_at > timedelta(seconds=ttl_s)
+
+
 def is_orphan_upload(state: ExportState | None, upload_id: str, initiated: datetime | None,
                      min_age_s: float, now: datetime) -> bool:
     """An open multipart upload nobody will complete: its export is finished or unknown, or the

@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 
 from nats.js.api import DeliverPolicy
 
-from services.janitor.decide import is_dead, is_expired, is_orphan_upload
+from services.janitor.decide import is_abandoned_cancel, is_dead, is_expired, is_orphan_upload
 from shared import events as ev
 from shared.bus import Bus, connect
 from shared.eventlog import Conflict, Loaded
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
 from shared.settings import Settings
-from shared.snapshot import export_prefix, remove_work_objects
+from shared.snapshot import export_prefix, is_archive_key_of, remove_work_objects
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +32,15 @@ class Summary:
     expired: int = 0
     aborted: int = 0
     failed: int = 0
+    cancelled: int = 0
     cleaned: int = 0
     actions: list[str] = field(default_factory=list)
 
     def line(self, dry_run: bool) -> str:
         verb = "would " if dry_run else ""
         return (f"janitor: {verb}expire {self.expired} archives (deleting them), {verb}abort {self.aborted} uploads, "
-                f"{verb}fail {self.failed} stuck exports, {verb}remove {self.cleaned} work objects")
+                f"{verb}fail {self.failed} stuck exports, {verb}complete {self.cancelled} cancels, "
+                f"{verb}remove {self.cleaned} work objects")
 
 
 class Janitor:
@@ -98,7 +100,11 @@ class Janitor:
         summary.expired += 1
         summary.actions.append(f"expire {s.export_id} ({s.completed.archive_key})")
         if not self.dry_run:
-            await self.store.delete(self.bucket, s.completed.archive_key)
+            if is_archive_key_of(s.tenant_id, s.export_id, s.completed.archive_key):
+                await self.store.delete(self.bucket, s.completed.archive_key)
+            else:  # not this export's key, whatever the log says: never delete outside its prefix
+                log.warning("janitor: %s names archive key %r outside its prefix; not deleting it",
+                            s.export_id, s.completed.archive_key, extra={"export_id": s.export_id})
             await self._append(loaded, ev.ExportExpired(export_id=s.export_id, tenant_id=s.tenant_id,
                                                         deleted_key=s.completed.archive_key))
 
@@ -106,6 +112,16 @@ class Janitor:
         s = loaded.state
         last_event, last_at = await self._last(s.tenant_id, s.export_id)
         alive = await self._beating(s.tenant_id, s.export_id)
+        if is_abandoned_cancel(s, last_at, alive, self.settings.heartbeat_ttl_s, now):
+            summary.cancelled += 1
+            summary.actions.append(f"complete the cancel of {s.export_id} (nobody finished it)")
+            if self.dry_run:
+                return loaded
+            await self._append(loaded, ev.ExportCancelled(export_id=s.export_id, tenant_id=s.tenant_id,
+                                                          aborted_upload=False))
+            return await self.bus.log.load(s.tenant_id, s.export_id)
+        if s.cancel_requested and not s.finalize_started:
+            return loaded  # a cancel in progress is never failed: it ends cancelled
         if not is_dead(s, last_event, last_at, alive, self.settings.heartbeat_ttl_s, now):
             return loaded
         summary.failed += 1

@@ -58,18 +58,18 @@ class ServiceUser:
     subscribe: tuple[str, ...] = ()         # extra core subscriptions, "{prefix}" is substituted
 
 
-# Which events each service appends (the canceller runs inside the assembler process).
+# Which events each service appends.
 USERS: tuple[ServiceUser, ...] = (
     ServiceUser("gateway", ("ExportRequested", "CancelRequested"), kv_write=("admission",)),
     ServiceUser("catalog", ("CatalogStarted", "ExportCataloged", "StepFailed", "ExportFailed"),
                 kv_write=("heartbeats",)),
-    ServiceUser("assembler", ("UploadStarted", "PartUploaded", "ArchiveAssembled", "StepFailed", "ExportFailed",
-                              "ExportCancelled"),
+    ServiceUser("assembler", ("UploadStarted", "PartUploaded", "ArchiveAssembled", "StepFailed", "ExportFailed"),
                 kv_write=("heartbeats",), subscribe=("{prefix}.*.*.CancelRequested",)),
+    ServiceUser("canceller", ("ExportCancelled", "StepFailed"), kv_write=("heartbeats",)),
     ServiceUser("finalizer", ("FinalizeStarted", "ExportCompleted", "StepFailed", "ExportFailed"),
                 kv_write=("heartbeats",)),
     ServiceUser("notifier", ("NotificationSent", "NotificationFailed"), kv_write=("heartbeats",)),
-    ServiceUser("janitor", ("ExportExpired", "ExportFailed")),
+    ServiceUser("janitor", ("ExportExpired", "ExportFailed", "ExportCancelled")),
 )
 ADMIN = "admin"
 

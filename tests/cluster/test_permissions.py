@@ -156,7 +156,7 @@ async def test_a_whole_export_runs_with_a_nats_user_per_service(secured: Secured
     admin: Bus | None = None
     store = await open_store(s, create_buckets=True)
     try:
-        for svc in ("gateway", "catalog", "assembler", "finalizer", "notifier"):
+        for svc in ("gateway", "catalog", "assembler", "canceller", "finalizer", "notifier"):
             env = {"GROVE_NATS_USER": svc, "GROVE_NATS_PASSWORD": PASSWORDS[svc]}
             if svc == "assembler":  # slow uploads a little so the second export can be cancelled mid-way
                 env["GROVE_FAULTS_SLOW"] = "assemble.upload:0.3"

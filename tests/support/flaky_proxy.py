@@ -1,5 +1,6 @@
 """A fault-injecting HTTP proxy in front of an S3 endpoint: a share of 503 SlowDown answers and
-dropped connections, or the store down for good."""
+dropped connections, or the store down for good; or a store that bends the rules: one that answers
+aborts (``DELETE ?uploadId=``) or GETs with a fixed status, or ignores ``If-Match`` on GET."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ class FlakyProxy:
     error_rate: float = 0.0
     drop_rate: float = 0.0
     down: bool = False
+    abort_status: int | None = None      # answer every AbortMultipartUpload with this status
+    get_status: int | None = None        # answer every GET of an object with this status
+    strip_if_match: bool = False         # forward GETs without If-Match (a server that ignores it)
     seed: int = 5
     requests: int = 0
     faults: int = 0
@@ -54,12 +58,20 @@ class FlakyProxy:
         if self.down or roll < self.error_rate:
             self.faults += 1
             return web.Response(status=503, body=SLOW_DOWN, content_type="application/xml")
+        if request.method == "DELETE" and "uploadId" in request.query and self.abort_status:
+            self.faults += 1
+            return _error(self.abort_status)
+        if request.method == "GET" and self.get_status and request.path.count("/") >= 2:
+            self.faults += 1
+            return _error(self.get_status)
         if roll < self.error_rate + self.drop_rate:
             self.faults += 1
             assert request.transport is not None
             request.transport.close()  # a reset connection, mid-request
             return web.Response(status=500)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        if self.strip_if_match and request.method == "GET":
+            headers = {k: v for k, v in headers.items() if k.lower() != "if-match"}
         target = self.upstream + request.raw_path
         async with self.session.request(request.method, target, data=body, headers=headers) as up:
             data = await up.read()
@@ -70,3 +82,13 @@ class FlakyProxy:
                 await resp.prepare(request)
                 return resp
             return web.Response(status=up.status, body=data, headers=out)
+
+
+_CODES = {403: "AccessDenied", 405: "MethodNotAllowed", 501: "NotImplemented", 503: "ServiceUnavailable"}
+
+
+def _error(status: int) -> web.Response:
+    code = _CODES.get(status, "InternalError")
+    body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+            f"<Message>{code} from the test proxy</Message></Error>").encode()
+    return web.Response(status=status, body=body, content_type="application/xml")

@@ -9,7 +9,7 @@ from typing import Any
 from services.stack.supervisor import Stack
 from tests.support.env import to_env
 
-STEP_SERVICES = ("catalog", "assembler", "finalizer", "notifier")
+STEP_SERVICES = ("catalog", "assembler", "canceller", "finalizer", "notifier")
 
 
 def start_stack(data_dir: Path, values: dict[str, Any], services: tuple[str, ...] = STEP_SERVICES,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from services.assembler.plan import MemberRecord, ResumePoint
 from shared.archive.central import CDEntry, central_directory
 from shared.archive.zipmember import MemberEncoder, SourceSizeMismatch
-from shared.objectstore import ObjectNotFound, PreconditionFailed, StoreError, StoreUnavailable
+from shared.objectstore import ObjectNotFound, PreconditionFailed, StoreError, StoreRefused, StoreUnavailable
 from shared.snapshot import Snapshot, SnapshotMember
 
 Item = bytes | MemberRecord
@@ -98,8 +98,8 @@ class ArchiveStream:
         try:
             source = self.open_source(m)
             first = next(source, b"")  # the GET (with If-Match) happens here
-        except StoreUnavailable:
-            raise
+        except (StoreUnavailable, StoreRefused):
+            raise  # the store, not this file: retried (transient) or the step fails at once (refused)
         except (ObjectNotFound, PreconditionFailed, StoreError) as e:
             reason = _reason(e)
             if pos < self.start.offset:  # part of it is already uploaded: drop it from there on
@@ -158,7 +158,7 @@ def _reason(e: Exception) -> str:
         return "missing: the file was deleted from storage after the export began"
     if isinstance(e, PreconditionFailed):
         return "changed: the file was modified after the export began"
-    return f"unreadable: {e}"
+    return "unreadable: the storage service returned an error for this file"
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -9,6 +9,7 @@ from shared.objectstore.port import (
     ObjectStore,
     PreconditionFailed,
     StoreError,
+    StoreRefused,
     StoreUnavailable,
     UploadedPart,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "ObjectStore",
     "PreconditionFailed",
     "StoreError",
+    "StoreRefused",
     "StoreUnavailable",
     "UploadedPart",
 ]

@@ -6,6 +6,8 @@ Errors::
     ├── ObjectNotFound       the key (or bucket) does not exist
     ├── PreconditionFailed   If-Match did not match: the object changed since it was seen
     ├── NoSuchUpload         the multipart upload id is unknown (completed or aborted)
+    ├── StoreRefused         permanent: retrying will not help (403, a missing bucket, 405, 501);
+    │                        ``reason`` says what in words, without hosts or keys
     └── StoreUnavailable     transient: the store did not answer (after the adapter's retries)
 """
 
@@ -35,6 +37,15 @@ class NoSuchUpload(StoreError):
 
 class StoreUnavailable(StoreError):
     pass
+
+
+class StoreRefused(StoreError):
+    """The store refuses this call and will again: permissions, a missing bucket, an operation it
+    does not implement. Steps fail at once with :attr:`reason` instead of retrying."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason} {detail}".strip())
+        self.reason = reason
 
 
 @dataclass(frozen=True)

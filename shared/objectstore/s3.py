@@ -4,14 +4,17 @@ One long-lived client per store (its connection pool is the point); a second, of
 signs download links for ``public_endpoint_url`` when the users reach the store by another address.
 botocore's errors are translated at the edge into the port's hierarchy::
 
-    404 / NoSuchKey / NoSuchBucket          -> ObjectNotFound
+    404 / NoSuchKey                         -> ObjectNotFound
     412 / PreconditionFailed                -> PreconditionFailed
     NoSuchUpload                            -> NoSuchUpload
-    connection errors, timeouts, 5xx,
+    403, NoSuchBucket, 405, 501             -> StoreRefused (permanent: fail fast, say what)
+    connection errors, timeouts, other 5xx,
     SlowDown (after botocore's retries)     -> StoreUnavailable
     any other ClientError                   -> StoreError("<Code>: <message>")
 
-ETags leave this module without quotes, as the filesystem store writes them.
+ETags leave this module without quotes, as the filesystem store writes them. A GET with ``if_match``
+checks the answer too (its ETag, and its length for a range): a store that ignores ``If-Match``
+must not slip changed bytes into an archive.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from shared.objectstore.port import (
     ObjectNotFound,
     PreconditionFailed,
     StoreError,
+    StoreRefused,
     StoreUnavailable,
     UploadedPart,
 )
@@ -44,6 +48,17 @@ from shared.settings import S3Settings
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 _PRECONDITION = {"412", "PreconditionFailed"}
 _TRANSIENT = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling"}
+# Permanent refusals, in words a person can act on (no host, bucket or key in them).
+_REFUSED_CODES = {
+    "AccessDenied": "the storage service denied access (check the service's credentials and policy)",
+    "InvalidAccessKeyId": "the storage service does not know the access key",
+    "SignatureDoesNotMatch": "the storage service rejected the secret key",
+    "AllAccessDisabled": "the storage service denied access (check the service's credentials and policy)",
+    "NoSuchBucket": "the storage bucket does not exist",
+    "MethodNotAllowed": "the storage service does not allow this operation",
+    "NotImplemented": "the storage service does not implement this operation",
+}
+_REFUSED_STATUS = {403: "AccessDenied", 405: "MethodNotAllowed", 501: "NotImplemented"}
 _TRANSPORT_ERRORS = (
     BotoConnectionError,
     HTTPClientError,
@@ -59,6 +74,17 @@ def _bare(etag: str) -> str:
 
 def _quoted(etag: str) -> str:
     return f'"{_bare(etag)}"'
+
+
+def _check_answer(resp: dict[str, Any], if_match: str, start: int, end: int | None, what: str) -> None:
+    """The object answered is the one asked for: its ETag is the expected one and a range is whole
+    (otherwise the object changed and a server ignored If-Match)."""
+    etag = resp.get("ETag")
+    if etag is None or _bare(etag) != _bare(if_match):
+        raise PreconditionFailed(f"{what} changed (the store answered another version)")
+    length = resp.get("ContentLength")
+    if end is not None and length is not None and int(length) != end - start:
+        raise PreconditionFailed(f"{what} changed (its length differs)")
 
 
 def _code(e: ClientError) -> str:
@@ -77,6 +103,9 @@ def _translated(what: str) -> Iterator[None]:
         message = err.get("Message") or code
         if code == "NoSuchUpload":  # also a 404, so before the generic 404 below
             raise NoSuchUpload(what) from None
+        refused = code if code in _REFUSED_CODES else _REFUSED_STATUS.get(status)
+        if refused:
+            raise StoreRefused(_REFUSED_CODES[refused], f"({code or status}: {message}; {what})") from e
         if code in _NOT_FOUND or status == 404:
             raise ObjectNotFound(what) from None
         if code in _PRECONDITION or status == 412:
@@ -232,6 +261,8 @@ class S3Store:
                 if _code(e) == "InvalidRange":
                     return
                 raise
+            if if_match is not None:
+                _check_answer(resp, if_match, start, end, what)
             async with resp["Body"] as body:
                 async for chunk in body.iter_chunks(chunk_size):
                     yield chunk

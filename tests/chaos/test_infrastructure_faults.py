@@ -74,7 +74,7 @@ async def test_a_store_down_for_good_fails_the_export_after_three_retries_with_a
         state = await wait_status(bus, seeded.tenant_id, export_id, timeout=120)
         assert state.status == "failed"
         assert state.failure and state.failure.step in ("assemble", "catalog")
-        assert "after 4 attempts" in state.failure.reason and "unavailable" in state.failure.reason.lower()
+        assert "after 4 attempts" in state.failure.reason and "did not answer" in state.failure.reason.lower()
         assert state.attempts_of(state.failure.step) == 3
         proxy.down = False  # the store comes back: nothing of the failed export may stay open
         await Janitor(settings, bus, store).run()

@@ -26,7 +26,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from shared.objectstore.factory import open_store
-from shared.objectstore.port import ObjectNotFound, StoreUnavailable
+from shared.objectstore.port import StoreRefused, StoreUnavailable
 from shared.objectstore.s3 import S3Store
 from shared.settings import Buckets, S3Settings, Settings
 
@@ -262,7 +262,7 @@ async def test_open_store_creates_the_s3_buckets_only_when_asked(moto_s3: S3Sett
     )
     store = await open_store(settings)
     try:
-        with pytest.raises(ObjectNotFound):  # NoSuchBucket
+        with pytest.raises(StoreRefused, match="bucket does not exist"):  # NoSuchBucket: permanent
             await store.put(settings.buckets.exports, "k", b"x")
     finally:
         await store.close()

@@ -109,15 +109,36 @@
         history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
       }
     }
+    var stored = null;
+    try {
+      stored = sessionStorage.getItem(TOKEN_KEY);
+    } catch (e) { /* storage off */ }
+    if (fromHash && !sameIdentity(stored || token, cleanToken(fromHash)) && !confirmSwitch(stored || token, cleanToken(fromHash))) {
+      fromHash = null; // a link for someone else: the person said no, keep who they are
+    }
     if (fromHash) {
       saveToken(fromHash);
       return cleanToken(fromHash);
     }
-    try {
-      return sessionStorage.getItem(TOKEN_KEY);
-    } catch (e) {
-      return null;
-    }
+    return stored || token;
+  }
+
+  /* A #token= link for another identity never silently replaces the one signed in: a link sent by
+     someone else would otherwise swap the person into the sender's account. */
+  function identityOf(jwt) {
+    var c = jwt ? claims(jwt) : null;
+    return c ? [c.tenant, c.sub, c.email].join("\n") : null;
+  }
+
+  function sameIdentity(current, next) {
+    return !current || identityOf(current) === identityOf(next);
+  }
+
+  function confirmSwitch(current, next) {
+    var now = claims(current) || {}, then = claims(next) || {};
+    var describe = function (c) { return (c.username || "someone") + (c.email ? " (" + c.email + ")" : ""); };
+    return window.confirm("This link signs you in as " + describe(then) + " instead of " + describe(now) +
+      ". Switch accounts?");
   }
 
   function cleanToken(raw) {

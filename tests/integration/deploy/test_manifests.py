@@ -67,8 +67,14 @@ def setting_exists(var: str) -> bool:
 
 
 def resolve(value: str) -> str:
-    """Compose interpolation with every variable unset: ``${X:-d}`` → d."""
-    return INTERPOLATION.sub(lambda m: m.group(2) or "", value).replace("$$", "$")
+    """Compose interpolation: ``${X:-d}`` → d; a required ``${X:?why}`` → a stand-in value (compose
+    itself refuses to start while X is unset)."""
+    def one(m: re.Match[str]) -> str:
+        if m.group(0).startswith(f"${{{m.group(1)}:?"):
+            return f"required-{m.group(1)}-value-that-is-long-enough"
+        return m.group(2) or ""
+
+    return INTERPOLATION.sub(one, value).replace("$$", "$")
 
 
 def build_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
@@ -103,7 +109,8 @@ def test_the_dockerfile_runs_grove_export_as_a_non_root_user() -> None:
 
 # -- compose -----------------------------------------------------------------------------------------
 
-GROVE_SERVICES = {"gateway", "catalog", "assembler", "finalizer", "notifier", "janitor"}
+GROVE_SERVICES = {"gateway", "catalog", "assembler", "canceller", "finalizer", "notifier", "janitor"}
+NO_STORE = {"notifier"}  # never touches the object store, so gets no S3 credentials
 
 
 def test_compose_parses_and_has_the_whole_stack() -> None:
@@ -144,7 +151,8 @@ def test_compose_env_is_real_settings_with_s3_r3_and_a_nats_user_per_service(
         s = build_settings({k: resolve(str(v)) for k, v in env.items()}, monkeypatch)
         assert s.store == "s3" and s.stream_replicas == 3
         assert s.s3.endpoint_url == "http://minio:9000" and s.s3.public_endpoint_url
-        assert s.s3.access_key_id and s.s3.secret_access_key
+        assert bool(s.s3.access_key_id and s.s3.secret_access_key) == (name not in NO_STORE), name
+        assert (s.jwt_secret is not None, s.link_secret is not None) == ((name == "gateway"),) * 2, name
         assert s.nats_url.split(",") == [f"nats://nats-{i}:4222" for i in (1, 2, 3)]
         assert s.nats_user == name, "each service connects as its own NATS user"
         assert str(env["GROVE_NATS_PASSWORD"]).startswith(f"${{{password_env(name)}")
@@ -153,6 +161,19 @@ def test_compose_env_is_real_settings_with_s3_r3_and_a_nats_user_per_service(
         assert s.buckets.images in services["minio-init"]["command"][0]
     assert float(services["janitor"]["environment"]["GROVE_JANITOR_INTERVAL_S"]) > 0
     assert services["gateway"]["environment"].get("GROVE_READ_MODEL_DB")
+
+
+def test_compose_requires_every_secret_and_publishes_on_loopback_only() -> None:
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    for var in ("GROVE_JWT_SECRET", "GROVE_LINK_SECRET", "MINIO_ROOT_PASSWORD", "GROVE_S3_SECRET_ACCESS_KEY",
+                *(password_env(n) for n in (ADMIN, *USER_NAMES))):
+        uses = re.findall(rf"\$\{{{var}(:[?-])?", text)
+        assert uses and all(u == ":?" for u in uses), f"{var} must be required (${{{var}:?...}}), not defaulted"
+    for name, svc in compose()["services"].items():
+        for port in svc.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+        env = svc.get("environment", {})
+        assert "MINIO_ROOT_PASSWORD" not in str(env) or name in ("minio", "minio-init"), name
 
 
 def test_compose_nats_nodes_mount_the_generated_configs_and_get_every_password() -> None:
@@ -198,7 +219,8 @@ def test_k8s_manifests_parse_and_have_every_piece() -> None:
     for kind in ("Namespace", "ConfigMap", "Secret", "CronJob", "Service", "PersistentVolumeClaim"):
         assert kind in kinds, kind
     deployments = {d["metadata"]["name"]: d for d in of_kind("Deployment")}
-    assert set(deployments) == {f"grove-{s}" for s in ("gateway", "catalog", "assembler", "finalizer", "notifier")}
+    assert set(deployments) == {f"grove-{s}" for s in ("gateway", "catalog", "assembler", "canceller", "finalizer",
+                                                        "notifier")}
     assert deployments["grove-assembler"]["spec"]["replicas"] == 2
     namespaces = {d["metadata"].get("namespace") for _, d in docs if d["kind"] != "Namespace"}
     assert namespaces == {of_kind("Namespace")[0]["metadata"]["name"]}

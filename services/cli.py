@@ -79,9 +79,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     from services.stack.supervisor import Stack, local_env
+    from shared import secrets
 
     data = Path(args.data).resolve()
-    stack = Stack(data, port=args.port, env=local_env(data, args.port)).start()
+    env = local_env(data, args.port)
+    for name, var in secrets.SECRET_NAMES.items():  # a weak one set in the environment: say so, don't loop
+        secrets.require(name, SecretStr(env[var]))
+    stack = Stack(data, port=args.port, env=env).start()
     print(f"grove-export: local stack up — gateway http://127.0.0.1:{args.port}/export, "
           f"NATS {stack.nats.url if stack.nats else '?'}, logs in {Path(args.data, 'logs')}\n"
           f"  operator commands (events, janitor, replay, …) run from this folder find it through "

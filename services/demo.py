@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 
 from services.stack.supervisor import Stack, local_env
+from shared import secrets
 from shared.content.db import ContentDB
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store
@@ -134,6 +135,9 @@ def _verify(path: Path, sha256: str) -> int:
 def run_demo(data: Path, port: int) -> int:
     data = data.resolve()
     env = local_env(data, port)
+    settings_check = Settings(**{"jwt_secret": env["GROVE_JWT_SECRET"], "link_secret": env["GROVE_LINK_SECRET"]})
+    secrets.require("jwt", settings_check.jwt_secret)  # a weak one in the environment: one line, no stack
+    secrets.require("link", settings_check.link_secret)
     os.environ.update(env)
     settings = Settings()
     stack = Stack(data, port=port, env=env)

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import aiohttp
+from pydantic import SecretStr
 
 from services.stack.supervisor import Stack, local_env
 from shared import secrets
@@ -135,9 +136,8 @@ def _verify(path: Path, sha256: str) -> int:
 def run_demo(data: Path, port: int) -> int:
     data = data.resolve()
     env = local_env(data, port)
-    settings_check = Settings(**{"jwt_secret": env["GROVE_JWT_SECRET"], "link_secret": env["GROVE_LINK_SECRET"]})
-    secrets.require("jwt", settings_check.jwt_secret)  # a weak one in the environment: one line, no stack
-    secrets.require("link", settings_check.link_secret)
+    for name, var in secrets.SECRET_NAMES.items():  # a weak one in the environment: one line, no stack
+        secrets.require(name, SecretStr(env[var]))
     os.environ.update(env)
     settings = Settings()
     stack = Stack(data, port=port, env=env)

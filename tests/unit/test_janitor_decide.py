@@ -40,3 +40,19 @@ def test_orphan_uploads_belong_to_finished_or_unknown_exports_and_are_old_enough
     assert not is_orphan_upload(running, "u2", old, 86400, NOW)  # maybe the upload about to be logged
     cancelled = fold([requested(), ev.ExportCancelled(**E)])
     assert is_orphan_upload(cancelled, "u1", old, 86400, NOW)
+
+
+def test_a_cancel_nobody_finishes_is_completed_after_a_ttl_without_heartbeat() -> None:
+    from services.janitor.decide import is_abandoned_cancel
+
+    cancel = ev.CancelRequested(**E, requested_by="u1")
+    s = fold([requested(), CATALOGED, UPLOAD, cancel])
+    old = NOW - timedelta(seconds=301)
+    assert is_abandoned_cancel(s, old, heartbeat_alive=False, ttl_s=300, now=NOW)
+    assert not is_abandoned_cancel(s, old, heartbeat_alive=True, ttl_s=300, now=NOW)  # a canceller is on it
+    assert not is_abandoned_cancel(s, NOW - timedelta(seconds=10), heartbeat_alive=False, ttl_s=300, now=NOW)
+    assert not is_abandoned_cancel(fold([requested(), CATALOGED, UPLOAD]), old, False, 300, NOW)  # no cancel
+    finalizing = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, ev.FinalizeStarted(**E), cancel])
+    assert not is_abandoned_cancel(finalizing, old, False, 300, NOW)  # the finalizer won: not the cancel's
+    done = fold([requested(), CATALOGED, UPLOAD, cancel, ev.ExportCancelled(**E)])
+    assert not is_abandoned_cancel(done, old, False, 300, NOW)

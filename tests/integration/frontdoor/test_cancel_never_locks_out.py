@@ -110,3 +110,34 @@ async def test_a_cancel_whose_abort_fails_still_ends_cancelled_and_the_janitor_r
         await bus.close()
         await store.close()
         await proxy.stop()
+
+
+async def test_the_janitor_completes_a_cancel_whose_owner_is_gone(
+        tmp_path: Path, nats_server: Any, http: aiohttp.ClientSession) -> None:
+    live = await asyncio.to_thread(start_live, tmp_path, nats_server.url, services=("catalog", "gateway"))
+    settings = build({**live.values, "heartbeat_ttl_s": 1.0})
+    store = await open_store(settings)
+    bus = await connect(settings, "test")
+    try:
+        tenant = (await live.seed(images=2)).tenant_id
+        export_id = await _start(http, live, tenant)
+        await wait_api_status(http, live, tenant, export_id, {"assembling"})
+        status, body = await api(http, "POST", f"{live.base}/api/export/cancel/{export_id}",
+                                 headers=live.headers(tenant))
+        assert status == 200, body
+        status, body = await api(http, "POST", f"{live.base}/api/export", json={}, headers=live.headers(tenant))
+        assert status == 409, body  # no canceller runs: the cancel is still open
+
+        async def completed() -> bool:
+            await Janitor(settings, bus, store).run()
+            _, view = await api(http, "GET", f"{live.base}/api/export/status/{export_id}",
+                                headers=live.headers(tenant))
+            return view["status"] == "cancelled"
+
+        await until(completed, 30, 0.5, "the janitor to complete the abandoned cancel")
+        status, body = await api(http, "POST", f"{live.base}/api/export", json={}, headers=live.headers(tenant))
+        assert status == 429 and body["code"] == "GROVE-EXPORT-003", body
+    finally:
+        live.stack.stop()
+        await bus.close()
+        await store.close()

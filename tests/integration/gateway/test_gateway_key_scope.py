@@ -1,0 +1,42 @@
+"""The gateway signs only the export's own archive key, whatever an event in the log claims: a
+forged ExportCompleted that points at another tenant's archive or at the export's snapshot yields
+no download link."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared import events as ev
+
+
+@pytest.mark.parametrize("key", ["exports/tenant_b/exp_other/grove-export-b-2026-11-30.zip",
+                                 "exports/tenant_a/{export}/work/snapshot.jsonl",
+                                 "exports/tenant_a/{export}/../exp_other/x.zip", "images/tenant_a/x.jpg"])
+async def test_a_completed_export_naming_a_key_outside_its_prefix_gets_no_link(gateway, headers_for, pipeline,
+                                                                               key):
+    created = await (await gateway.post("/api/export", json={}, headers=headers_for())).json()
+    export_id = created["exportId"]
+    ids = dict(tenant_id="tenant_a", export_id=export_id)
+    await pipeline.assemble("tenant_a", export_id)
+    await pipeline.append(ev.FinalizeStarted(**ids))
+    await pipeline.append(ev.ExportCompleted(
+        **ids, archive_key=key.format(export=export_id), size_bytes=10, sha256=hashlib.sha256(b"x").hexdigest(),
+        item_counts={"posts": 1}, error_count=0, expires_at=datetime.now(UTC) + timedelta(days=7)))
+    await pipeline.settle(gateway)
+    view = await (await gateway.get(f"/api/export/status/{export_id}", headers=headers_for())).json()
+    assert view["status"] == "complete" and "downloadUrl" not in view, view
+
+
+async def test_the_page_and_the_api_carry_the_security_headers(gateway, headers_for):
+    for path, headers in (("/export", {}), ("/api/export/history", headers_for()), ("/healthz", {}),
+                          ("/api/export/status/exp_missing", headers_for())):
+        resp = await gateway.get(path, headers=headers)
+        csp = resp.headers.get("Content-Security-Policy", "")
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "'unsafe-inline'" not in csp, path
+        assert "style-src 'self'" in csp, path
+        assert resp.headers.get("X-Content-Type-Options") == "nosniff", path
+        assert resp.headers.get("Referrer-Policy") == "no-referrer", path
+        assert resp.headers.get("X-Frame-Options") == "DENY", path

@@ -1,0 +1,65 @@
+"""The front door's pure rules: what a secret must be, what an email claim may be, which keys an
+export owns, and what a person is told when a step fails."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.mailaddr import is_single_address
+from shared.objectstore import NoSuchUpload, ObjectNotFound, StoreError, StoreRefused, StoreUnavailable
+from shared.reasons import is_permanent, public_reason
+from shared.secrets import KNOWN_DEFAULTS, local_secrets, problem
+from shared.snapshot import archive_key, is_archive_key_of, snapshot_key
+from shared.worker import StepError
+
+
+@pytest.mark.parametrize("value", [None, "", "   ", *KNOWN_DEFAULTS, "x" * 31, "changeme" + "k3Y9" * 10,
+                                   "<put-a-secret-here-of-at-least-32-bytes>", "ab" * 40,
+                                   "my-example-secret-value-for-grove-export!"])
+def test_unusable_secrets_say_why(value: str | None) -> None:
+    assert problem(value) is not None
+
+
+def test_a_random_secret_is_usable_and_the_local_stack_keeps_its_own(tmp_path) -> None:  # noqa: ANN001
+    made = local_secrets(tmp_path)
+    assert all(problem(v) is None for v in made.values()) and len(set(made.values())) == 2
+    assert local_secrets(tmp_path) == made
+    (tmp_path / "secrets.json").write_text(json.dumps({"GROVE_JWT_SECRET": "short"}))
+    remade = local_secrets(tmp_path)  # a damaged file is replaced, never used
+    assert all(problem(v) is None for v in remade.values())
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("autumn@example.org", True), ("a.b+tag@sub.example.co.uk", True), ("x_y-z@d-1.io", True),
+    ("victim@x.y, attacker@evil.z", False), ("Victim <victim@x.y>", False), ("v@x.y\r\nBcc: a@e.z", False),
+    ("v@x.y\n", False), ("v@x.y;a@e.z", False), ('"a b"@x.y', False), ("a@b", False), ("@x.y", False),
+    (" a@x.y", False), ("a@@x.y", False), ("a@x..y", False), ("a@-x.y", False), ("a" * 65 + "@x.y", False),
+    ("a@" + "b" * 250 + ".io", False), (None, False), (42, False),
+])
+def test_an_email_claim_is_exactly_one_bare_address(value: object, ok: bool) -> None:
+    assert is_single_address(value) is ok
+
+
+def test_an_export_owns_only_its_archive_key() -> None:
+    own = archive_key("t1", "exp_1", "autumn", "2026-11-30")
+    assert is_archive_key_of("t1", "exp_1", own)
+    for other in (snapshot_key("t1", "exp_1"), archive_key("t2", "exp_1", "autumn", "2026-11-30"),
+                  archive_key("t1", "exp_2", "autumn", "2026-11-30"), "exports/t1/exp_1/", "exports/t1/exp_1/..",
+                  "exports/t1/exp_1/../exp_2/x.zip", "exports/t1/exp_1/.hidden", "other/t1/exp_1/x.zip",
+                  "exports/t1/exp_1/a\\b.zip", "exports/t1/exp_1/a\nb.zip", None, ""):
+        assert not is_archive_key_of("t1", "exp_1", other), other
+
+
+def test_reasons_name_what_failed_without_internals() -> None:
+    internals = ("127.0.0.1", "bucket-x", "exports/t1", "/var/", "Error", "Refused", "Traceback")
+    cases = [StoreRefused("the storage service does not implement this operation", "(501 at 127.0.0.1 bucket-x)"),
+             StoreUnavailable("SlowDown at http://127.0.0.1:9000 bucket-x"), ObjectNotFound("bucket-x/exports/t1/k"),
+             NoSuchUpload("bucket-x/exports/t1/k upload u"), StoreError("boom at /var/lib/x"),
+             KeyError("/var/secret"), TimeoutError()]
+    for error in cases:
+        reason = public_reason(error, StepError)
+        assert reason.endswith(".") and not any(i in reason for i in internals), (error, reason)
+    assert public_reason(StepError("The archive is too large."), StepError) == "The archive is too large."
+    assert is_permanent(StoreRefused("x")) and not is_permanent(StoreUnavailable("x"))

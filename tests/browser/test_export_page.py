@@ -473,3 +473,32 @@ async def test_failure_reason_email_notice_and_error_count_are_shown(
     assert await page.get_by_role("link", name="Download archive (1.2 MB)").get_attribute("href") == \
         complete["downloadUrl"]
     await page.context.close()
+
+
+async def test_a_token_link_for_someone_else_asks_before_switching(browser: Any, live: LiveStack, seed: Seed) -> None:
+    me, other = await seed(images=1, username="autumn"), await seed(images=1, username="birch")
+    page = await open_page(browser, live, me)
+    who = page.locator("#who")
+    assert "autumn" in await who.inner_text()
+    asked: list[str] = []
+
+    async def answer(dialog: Any, accept: bool) -> None:
+        asked.append(dialog.message)
+        await (dialog.accept() if accept else dialog.dismiss())
+
+    page.once("dialog", lambda d: answer(d, False))
+    await page.evaluate("t => { location.hash = 'token=' + t }", other.token)
+    await page.wait_for_function("!location.hash.includes('token=')")
+    assert len(asked) == 1 and "birch" in asked[0] and "autumn" in asked[0], asked
+    assert "autumn" in await who.inner_text() and "birch" not in await who.inner_text()
+
+    page.once("dialog", lambda d: answer(d, True))
+    await page.evaluate("t => { location.hash = 'token=' + t }", other.token)
+    await page.wait_for_function("document.getElementById('who').textContent.includes('birch')")
+    assert len(asked) == 2
+
+    await page.evaluate("t => { location.hash = 'token=' + t }", other.token)  # the same identity: no question
+    await page.wait_for_function("!location.hash.includes('token=')")
+    assert len(asked) == 2 and "birch" in await who.inner_text()
+    no_page_errors(page)
+    await page.context.close()

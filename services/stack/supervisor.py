@@ -112,7 +112,9 @@ class Stack:
             nats_url = self.nats.url
             # Operator commands (events, janitor, replay) read this instead of a stale exported URL.
             self.operator_file = operator.write(self.data_dir, nats_url=nats_url, nats_user=ADMIN,
-                                                credentials_file=self.data_dir / "nats-users.json", env=self.env)
+                                                credentials_file=self.data_dir / "nats-users.json",
+                                                env={k: v for k, v in self.env.items()
+                                                     if k not in SECRET_NAMES.values()})  # secrets.json has those
         env = {**os.environ, "GROVE_NATS_URL": nats_url, "GROVE_PORT": str(self.port),
                "PYTHONUNBUFFERED": "1", **self.env}
         keys = stack_secrets(self.data_dir, env)  # only the gateway signs and checks with them

@@ -136,17 +136,18 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
                            f"(start `grove-export serve --data {args.data}` first, or set it)")
         settings = settings.model_copy(update={"jwt_secret": SecretStr(
             json.loads(stored.read_text()).get("GROVE_JWT_SECRET", ""))})
+    try:  # refused inputs (a list of addresses, a lifetime over the cap) first: one line, no warning
+        token = make_token(settings, tenant=args.tenant, user=args.user, email=args.email,
+                           username=args.username, ttl_s=args.ttl)
+    except ValueError as e:
+        raise CliError(str(e)) from None
     # A typo here would give an export that "succeeds" with nothing in it. Warn, but still mint:
     # tests and external tools mint tokens for tenants whose content lives elsewhere.
     unknown = asyncio.run(_tenant_known(settings, args.tenant))
     if unknown:
         print(f"grove-export: warning: {unknown}; its exports will be empty (a typo? "
               f"`grove-export seed` prints a tenant id)", file=sys.stderr)
-    try:
-        print(make_token(settings, tenant=args.tenant, user=args.user, email=args.email, username=args.username,
-                         ttl_s=args.ttl))
-    except ValueError as e:
-        raise CliError(str(e)) from None
+    print(token)
 
 
 async def _events(settings: Settings, export_id: str, where: str) -> None:

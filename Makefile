@@ -23,7 +23,7 @@ serve: $(STAMP)
 
 ## make test: the whole suite against real nats-server, moto, SQLite, aiosmtpd
 test: $(STAMP)
-	@$(PYTEST) -q $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests ran"; exit 1; fi; exit $$rc
+	@$(PYTEST) -q --durations=10 $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests ran"; exit 1; fi; exit $$rc
 
 ## make chaos: the crash-injection suite, ending with one summary line
 chaos: $(STAMP)

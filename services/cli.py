@@ -332,6 +332,9 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--data", default="var", help="folder for the stack's store, databases, logs, outbox and "
                    "downloads (default: var)")
     d.set_defaults(func=cmd_demo)
+    from services.operator.cli import add_commands
+
+    add_commands(sub)  # exports, show, cancel, retry, resend, unlock, erase-tenant, backup, restore
     return p
 
 

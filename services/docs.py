@@ -16,12 +16,14 @@ from shared import events as ev
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.json"
 PUBLISHERS = {
-    "ExportRequested": "gateway (or any API gateway)", "CancelRequested": "gateway",
+    "ExportRequested": "gateway (or any API gateway)", "CancelRequested": "gateway, operator (grove-export cancel)",
     "CatalogStarted": "catalog", "ExportCataloged": "catalog",
     "UploadStarted": "assembler", "PartUploaded": "assembler", "ArchiveAssembled": "assembler",
     "ExportCancelled": "assembler (canceller)", "FinalizeStarted": "finalizer", "ExportCompleted": "finalizer",
     "NotificationSent": "notifier", "NotificationFailed": "notifier",
     "StepFailed": "any step service", "ExportFailed": "any step service, janitor", "ExportExpired": "janitor",
+    "ExportRetried": "operator (grove-export retry)", "ResendRequested": "operator (grove-export resend)",
+    "AdmissionUnlocked": "operator (grove-export unlock)",
 }
 
 

@@ -180,9 +180,11 @@ class ExportFailed(Event):
 
 
 class CancelRequested(Event):
-    """The owner asked to cancel."""
+    """The owner (or an operator, with ``grove-export cancel``) asked to cancel."""
 
     requested_by: str = ""
+    operator: str = Field("", description="The operator who cancelled it; empty when the owner did.")
+    reason: str = Field("", description="Why the operator cancelled it.")
 
 
 class ExportCancelled(Event):
@@ -195,6 +197,36 @@ class ExportExpired(Event):
     """The janitor deleted the archive after its retention period."""
 
     deleted_key: str | None = None
+
+
+class ExportRetried(Event):
+    """An operator started a failed export again (``grove-export retry``): a new attempt that goes
+    on from ``from_step``, the furthest point its log and the store still allow."""
+
+    operator: str = Field("", description="Who retried it.")
+    reason: str = Field("", description="Why.")
+    from_step: Literal["catalog", "assemble", "finalize"] = Field(
+        "catalog", description="'catalog' starts over; 'assemble' keeps the snapshot; 'finalize' keeps the parts.")
+    upload_id: str | None = Field(
+        None, description="Assemble: the open upload to resume into; None starts a new upload from part 1.")
+    attempt: int = Field(2, description="Which attempt of the whole export this starts (the first is 1).")
+    error_count: int = Field(0, description="Items already known to be missing at the point it restarts from.")
+
+
+class ResendRequested(Event):
+    """An operator asked for the export's email again (``grove-export resend``)."""
+
+    operator: str = Field("", description="Who asked.")
+    reason: str = Field("", description="Why.")
+
+
+class AdmissionUnlocked(Event):
+    """An operator freed the tenant's admission slot (``grove-export unlock``): the active export
+    and the hourly limit no longer hold the tenant back. Recorded on the export the slot named."""
+
+    operator: str = Field("", description="Who unlocked it.")
+    reason: str = Field("", description="Why.")
+    released_export_id: str | None = Field(None, description="The export the slot held, if any.")
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -215,6 +247,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CancelRequested,
         ExportCancelled,
         ExportExpired,
+        ExportRetried,
+        ResendRequested,
+        AdmissionUnlocked,
     )
 }
 

@@ -4,7 +4,8 @@ Attempts are counted in the log (``StepFailed``), never by JetStream: the n-th f
 with ``max_attempts`` allowed is retried after ``base_delay * 2**(n-1)`` seconds until the last,
 which fails the export with a reason a person can read. A permanent error (a store that refuses)
 gives up at once: retrying cannot help. A stopping export (cancelled or ended) records nothing
-more, except for the step that runs *because* it is stopping (the cancel itself).
+more, except for the step that runs *because* it is stopping (the cancel itself); nor does one
+whose log is empty (erased by ``grove-export erase-tenant``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Drop:
 def after_failure(state: ExportState, step: str, reason: str, max_attempts: int,
                   base_delay_s: float, *, still_due: bool = False, permanent: bool = False) -> Retry | GiveUp | Drop:
     """``still_due``: the step's own should_run still holds (the cancel step runs while stopping)."""
-    if state.terminal or (state.stopping and not still_due):
+    if not state.exists or state.terminal or (state.stopping and not still_due):  # erased log: no first event
         return Drop()
     attempt = state.attempts_of(step) + 1
     doing = _DOING.get(step, step)

@@ -62,6 +62,8 @@ class ExportState:
     notification_reason: str | None = None
     assembling_since: datetime | None = None
     last_part_at: datetime | None = None
+    attempt: int = 1  # 1 + the operator's retries (ExportRetried)
+    base_error_count: int = 0  # errors known before assembly: the catalog's, or carried by a retry
 
     # -- derived -------------------------------------------------------------------------
     @property
@@ -129,7 +131,7 @@ class ExportState:
             return self.completed.error_count
         if self.assembled:
             return self.assembled.error_count
-        return self.cataloged.error_count if self.cataloged else 0
+        return self.base_error_count
 
 
 def _assembling_progress(state: ExportState) -> int:
@@ -143,9 +145,9 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
     """Fold one event into the state. Pure: no clock, no I/O."""
     s = replace(state, events=state.events + 1, updated_at=event.occurred_at)
     if state.terminal and not isinstance(
-        event, ev.NotificationSent | ev.NotificationFailed | ev.ExportExpired
+        event, ev.NotificationSent | ev.NotificationFailed | ev.ExportExpired | ev.ExportRetried | ev.ResendRequested
     ):
-        return s  # nothing moves a finished export except the email and the janitor
+        return s  # nothing moves a finished export except the email, the janitor and an operator
     match event:
         case ev.ExportRequested():
             return replace(
@@ -155,7 +157,7 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
         case ev.CatalogStarted():
             return replace(s, status="cataloging", progress=5)
         case ev.ExportCataloged():
-            return replace(s, status="assembling", progress=10, cataloged=event)
+            return replace(s, status="assembling", progress=10, cataloged=event, base_error_count=event.error_count)
         case ev.UploadStarted():
             return replace(
                 s, status="assembling", upload=event,
@@ -188,11 +190,43 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
             return replace(s, status="cancelled")
         case ev.ExportExpired():
             return replace(s, status="expired") if s.status == "complete" else s
+        case ev.ExportRetried():
+            return _retried(s, event)
+        case ev.ResendRequested():
+            if s.status not in RESENDABLE:
+                return s
+            return replace(s, notification=None, notification_reason=None)
         case ev.NotificationSent():
             return replace(s, notification="sent", notification_reason=None)
         case ev.NotificationFailed():
             return replace(s, notification="failed", notification_reason=event.reason)
     return s
+
+
+RESENDABLE: frozenset[str] = frozenset({"complete", "failed"})  # the two outcomes that have an email
+
+
+def retryable(state: ExportState) -> bool:
+    """Only a failed export starts again, and not one whose cancel failed (it was meant to stop)."""
+    return state.status == "failed" and not state.cancel_requested
+
+
+def _retried(s: ExportState, event: ev.ExportRetried) -> ExportState:
+    """A failed export becomes active again at ``from_step``; step attempts count afresh."""
+    if not retryable(s):
+        return s
+    s = replace(s, failure=None, attempts=(), last_step_error=None, notification=None, notification_reason=None,
+                attempt=event.attempt)
+    if event.from_step == "finalize":
+        return replace(s, status="uploading", progress=90)
+    keep = event.from_step == "assemble" and s.upload is not None and s.upload.upload_id == event.upload_id
+    s = replace(s, assembled=None, finalize_started=False, base_error_count=event.error_count,
+                upload=s.upload if keep else None, parts=s.parts if keep else (),
+                assembling_since=s.assembling_since if keep else None, last_part_at=s.last_part_at if keep else None)
+    if event.from_step == "assemble":
+        s = replace(s, status="assembling")
+        return replace(s, progress=_assembling_progress(s))
+    return replace(s, status="pending", progress=0, cataloged=None)
 
 
 def fold(events: Iterable[ev.Event], state: ExportState | None = None) -> ExportState:

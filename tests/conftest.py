@@ -57,3 +57,24 @@ async def content(settings: Settings) -> ContentDB:
     db = ContentDB(settings.content_db)
     await db.init()
     return db
+
+
+# -- CI budget: the whole run must stay well under 45 minutes on CI's 2 cores (issue 20) ----------
+CI_BUDGET_MIN = 45.0
+_session_started: list[float] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    import time
+
+    _session_started.append(time.monotonic())
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """One line after ``--durations``: how much of CI's budget this run used."""
+    import time
+
+    if not _session_started:
+        return
+    minutes = (time.monotonic() - _session_started[0]) / 60
+    terminalreporter.write_line(f"CI budget: this run took {minutes:.1f} min of {CI_BUDGET_MIN:.0f}")

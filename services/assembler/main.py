@@ -40,5 +40,6 @@ def create_app(settings: Settings) -> FastStream:
 
     app, _ = build_app("assembler", settings, [
         Subscription("ExportCataloged", "assembler", "assemble", "Stream the snapshot into the archive."),
+        Subscription("ExportRetried", "assembler-retry", "assemble", "A retried export that goes on from assembly."),
     ], bootstrap, "Streams every member through stream-zip into a logged multipart upload.")
     return app

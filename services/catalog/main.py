@@ -22,5 +22,6 @@ def create_app(settings: Settings) -> FastStream:
 
     app, _ = build_app("catalog", settings, [
         Subscription("ExportRequested", "catalog", "catalog", "Freeze the snapshot of a requested export."),
+        Subscription("ExportRetried", "catalog-retry", "catalog", "A retried export that starts over."),
     ], bootstrap, "Reads the tenant's content once and freezes the export's snapshot.")
     return app

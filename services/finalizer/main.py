@@ -20,5 +20,6 @@ def create_app(settings: Settings) -> FastStream:
 
     app, _ = build_app("finalizer", settings, [
         Subscription("ArchiveAssembled", "finalizer", "finalize", "Complete the upload and record the archive."),
+        Subscription("ExportRetried", "finalizer-retry", "finalize", "A retried export that goes on from finalize."),
     ], bootstrap, "Completes the multipart upload and records size, counts and SHA-256.")
     return app

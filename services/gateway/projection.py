@@ -13,9 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from shared import events as ev
-from shared.state import TERMINAL
+from shared.state import RESENDABLE, TERMINAL
 
-_AFTER_TERMINAL = (ev.NotificationSent, ev.NotificationFailed, ev.ExportExpired)
+_AFTER_TERMINAL = (ev.NotificationSent, ev.NotificationFailed, ev.ExportExpired, ev.ExportRetried,
+                   ev.ResendRequested)
 
 
 @dataclass(frozen=True)
@@ -140,11 +141,33 @@ def project(row: Row | None, event: ev.Event, seq: int) -> Row | None:
             return replace(r, status="cancelled")
         case ev.ExportExpired():
             return replace(r, status="expired", r2_key=None) if r.status == "complete" else r
+        case ev.ExportRetried():
+            return _retried(r, event)
+        case ev.ResendRequested():
+            return replace(r, notification=None, notification_reason=None) if r.status in RESENDABLE else r
         case ev.NotificationSent():
             return replace(r, notification="sent", notification_reason=None)
         case ev.NotificationFailed():
             return replace(r, notification="failed", notification_reason=event.reason)
     return r
+
+
+def _retried(r: Row, event: ev.ExportRetried) -> Row:
+    """As shared.state's retry rule: a failed export becomes active again at ``from_step``."""
+    if r.status != "failed" or r.cancel_requested:
+        return r
+    r = replace(r, error_message=None, notification=None, notification_reason=None)
+    if event.from_step == "finalize":
+        return replace(r, status="uploading", progress=90)
+    keep = event.from_step == "assemble" and r.upload_id is not None and r.upload_id == event.upload_id
+    r = replace(r, finalize_started=0, error_count=event.error_count, error_source=1)
+    if not keep:
+        r = replace(r, upload_id=None, bytes_done=0, items_done=0, assembling_since=None, last_part_at=None)
+    if event.from_step == "assemble":
+        r = replace(r, status="assembling")
+        return replace(r, progress=_progress(r))
+    return replace(r, status="pending", progress=0, r2_key=None, total_bytes=None, items_total=None,
+                   item_counts=None)
 
 
 def _errors(row: Row, source: int, count: int) -> Row:

@@ -21,5 +21,6 @@ def create_app(settings: Settings) -> FastStream:
     app, _ = build_app("notifier", settings, [
         Subscription("ExportCompleted", "notifier", "notify", "Send the export-ready email."),
         Subscription("ExportFailed", "notifier-failed", "notify", "Send the export-failed email."),
+        Subscription("ResendRequested", "notifier-resend", "notify", "Send the email again (an operator asked)."),
     ], bootstrap, "Sends the export-ready (or failed) email; a courtesy, never a gate.")
     return app

@@ -1,0 +1,1 @@
+"""operator: the commands that see, fix, erase, back up and restore — always through the log."""

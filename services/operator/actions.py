@@ -1,0 +1,168 @@
+"""Fix: operator cancel, retry, resend and unlock. Each decides from the export's fold
+(:mod:`services.operator.decide`), then appends one event with who and why, fenced at the sequence it
+folded — a racing service or a second operator makes it re-read and re-decide, never fork the log.
+
+Errors::
+
+    Refusal   the log (or the admission slot) says no: one line for the operator, exit 1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.gateway import admission as adm
+from services.gateway.admission_kv import AdmissionStore
+from services.operator import decide
+from services.operator.inspect import read, requested
+from shared import events as ev
+from shared.bus import Bus
+from shared.eventlog import Conflict, Loaded
+from shared.objectstore import NoSuchUpload, ObjectStore
+from shared.settings import Settings
+from shared.snapshot import export_prefix, texts_key
+from shared.state import ExportState
+
+ROUNDS = 8
+PRODUCER = "operator"
+
+
+class Refusal(Exception):
+    """The log says no."""
+
+
+@dataclass(frozen=True)
+class Who:
+    operator: str
+    reason: str
+
+
+def _refuse(result: decide.Refused | None, export_id: str) -> None:
+    if result is not None:
+        raise Refusal(f"{export_id}: {result.why}")
+
+
+async def cancel(bus: Bus, tenant_id: str, export_id: str, who: Who) -> str:
+    """The gateway's cancel, by an operator: CancelRequested fenced at the folded sequence."""
+    for _ in range(ROUNDS):
+        loaded = await bus.log.load(tenant_id, export_id)
+        _refuse(decide.cancel_refusal(loaded.state), export_id)
+        event = ev.CancelRequested(export_id=export_id, tenant_id=tenant_id, requested_by=f"operator:{who.operator}",
+                                   operator=who.operator, reason=who.reason, producer=PRODUCER)
+        try:
+            seq = await bus.log.append(event, loaded.last_seq)
+        except Conflict:
+            continue  # the pipeline moved: re-read and re-decide
+        return f"{export_id}: CancelRequested by {who.operator} (seq {seq}); the canceller aborts the upload"
+    raise Refusal(f"{export_id}: the export is changing too quickly to cancel; try again")
+
+
+async def _retry_inputs(store: ObjectStore, settings: Settings, s: ExportState) -> dict[str, bool]:
+    """What the store still holds of a failed export: the snapshot, the upload, the part records."""
+    bucket = settings.buckets.exports
+    keys = {o.key for o in await store.list_keys(bucket, f"{export_prefix(s.tenant_id, s.export_id)}work/")}
+    snapshot = s.cataloged is not None and {s.cataloged.snapshot_key, texts_key(s.tenant_id, s.export_id)} <= keys
+    upload_open = False
+    if s.upload is not None:
+        try:
+            await store.list_parts(bucket, s.upload.archive_key, s.upload.upload_id)
+            upload_open = True
+        except NoSuchUpload:
+            pass
+    records = all(p.records_key in keys for p in s.parts)
+    return {"snapshot_present": snapshot, "upload_open": upload_open, "records_present": records}
+
+
+async def _hold_slot(admission: AdmissionStore, settings: Settings, tenant_id: str, export_id: str) -> None:
+    """Point the tenant's admission slot at the retried export, unless another export holds it."""
+    key = f"tenant.{tenant_id}"
+    for _ in range(ROUNDS):
+        now = await admission.server_now()
+        data, revision, _ = await admission.read(key)
+        slot = adm.Slot.from_json(data) if data else adm.Slot()
+        active = slot.active_export_id
+        status = await admission.active_status(tenant_id, active) if active else None
+        new = decide.slot_for_retry(slot, status, now, export_id, settings.reservation_timeout_s)
+        if isinstance(new, decide.Refused):
+            raise Refusal(f"{export_id}: {new.why}")
+        if await admission.write(key, new.to_json(), revision):
+            return
+    raise Refusal(f"{export_id}: the tenant's admission slot is changing too quickly; try again")
+
+
+async def retry(bus: Bus, store: ObjectStore, settings: Settings, tenant_id: str, export_id: str, who: Who) -> str:
+    """A failed export starts again as a new attempt, from the furthest step its log and store allow."""
+    admission = AdmissionStore(bus, settings, PRODUCER)
+    for _ in range(ROUNDS):
+        loaded = await bus.log.load(tenant_id, export_id)
+        s = loaded.state
+        inputs = await _retry_inputs(store, settings, s) if s.exists else {}
+        plan = decide.plan_retry(s, **inputs)
+        if isinstance(plan, decide.Refused):
+            raise Refusal(f"{export_id}: {plan.why}")
+        await _hold_slot(admission, settings, tenant_id, export_id)
+        event = ev.ExportRetried(export_id=export_id, tenant_id=tenant_id, operator=who.operator, reason=who.reason,
+                                 from_step=plan.from_step, upload_id=plan.upload_id,  # type: ignore[arg-type]
+                                 attempt=s.attempt + 1, error_count=plan.error_count, producer=PRODUCER)
+        try:
+            seq = await bus.log.append(event, loaded.last_seq)
+        except Conflict:
+            continue
+        return f"{export_id}: attempt {s.attempt + 1} started {plan.describe()} by {who.operator} (seq {seq})"
+    raise Refusal(f"{export_id}: the export is changing too quickly to retry; try again")
+
+
+async def resend(bus: Bus, tenant_id: str, export_id: str, who: Who) -> str:
+    """ResendRequested: the notifier sends the outcome's email again."""
+    for _ in range(ROUNDS):
+        loaded = await bus.log.load(tenant_id, export_id)
+        _refuse(decide.resend_refusal(loaded.state), export_id)
+        event = ev.ResendRequested(export_id=export_id, tenant_id=tenant_id, operator=who.operator, reason=who.reason,
+                                   producer=PRODUCER)
+        try:
+            seq = await bus.log.append(event, loaded.last_seq)
+        except Conflict:
+            continue
+        kind = "ready" if loaded.state.status == "complete" else "failed"
+        return f"{export_id}: ResendRequested by {who.operator} (seq {seq}); the notifier sends the {kind} email again"
+    raise Refusal(f"{export_id}: the export is changing too quickly; try again")
+
+
+async def unlock(bus: Bus, settings: Settings, tenant_id: str, who: Who) -> str:
+    """Free the tenant's admission slot (active export and hourly limit) when the log shows nothing
+    active; record AdmissionUnlocked on the export the slot named."""
+    admission = AdmissionStore(bus, settings, PRODUCER)
+    key = f"tenant.{tenant_id}"
+    for _ in range(ROUNDS):
+        states = [(await read(bus, t, e)).state for _, t, e in await requested(bus, settings, tenant_id)]
+        now = await admission.server_now()
+        data, revision, _ = await admission.read(key)
+        slot = adm.Slot.from_json(data) if data else adm.Slot()
+        named = slot.active_export_id or slot.last_export_id
+        status = await admission.active_status(tenant_id, slot.active_export_id) if slot.active_export_id else None
+        would = adm.decide(now, slot, status, new_export_id="probe", window_s=settings.rate_window_s,
+                           reservation_timeout_s=settings.reservation_timeout_s)
+        refusal = decide.unlock_refusal(states, would)
+        if refusal:
+            raise Refusal(f"tenant {tenant_id}: {refusal.why}")
+        if not await admission.write(key, adm.Slot().to_json(), revision):
+            continue  # a request was admitted meanwhile: re-decide
+        assert named is not None
+        seq = await _record(bus, ev.AdmissionUnlocked(export_id=named, tenant_id=tenant_id, operator=who.operator,
+                                                      reason=who.reason, released_export_id=slot.active_export_id,
+                                                      producer=PRODUCER))
+        held = {s.export_id: s.status for s in states}.get(named) or "no events"
+        return (f"tenant {tenant_id}: admission slot freed by {who.operator} (it named {named}, {held}); "
+                f"the hourly limit starts afresh; AdmissionUnlocked seq {seq}")
+    raise Refusal(f"tenant {tenant_id}: the admission slot is changing too quickly; try again")
+
+
+async def _record(bus: Bus, event: ev.Event) -> int:
+    """Append at whatever the export's log holds now (the event changes no decision)."""
+    for _ in range(ROUNDS):
+        loaded: Loaded = await bus.log.load(event.tenant_id, event.export_id)
+        try:
+            return await bus.log.append(event, loaded.last_seq)
+        except Conflict:
+            continue
+    raise Refusal(f"{event.export_id}: could not record {event.name()}; the log kept moving")

@@ -1,0 +1,131 @@
+"""Back up and restore the truth: the event stream and the KV buckets (heartbeats, admission).
+
+Uses JetStream's own snapshot and restore API, as ``nats stream backup`` / ``restore`` do (nats-py
+has no wrapper, so the small request/ack flow lives here):
+
+* ``$JS.API.STREAM.SNAPSHOT.<stream>`` with ``{"deliver_subject", "chunk_size"}`` answers with the
+  stream's config and state, then sends the snapshot (a tar, s2-compressed, with the stream's
+  messages and its consumers) in chunks to the deliver subject; each chunk carries a reply
+  subject to acknowledge (flow control), and an empty message ends it.
+* ``$JS.API.STREAM.RESTORE.<stream>`` with ``{"config", "state"}`` answers with a subject to send
+  the chunks to, each as a request; an empty request ends it and is answered with the stream's info.
+
+The backup folder holds, per stream, ``<stream>.tar.s2`` and ``<stream>.json`` (config and state),
+plus ``manifest.json``. The object store (archives, snapshots, part records) is not in it: back up
+the bucket with the store's own tools. Restore goes into a server where the streams do not exist.
+
+Errors::
+
+    BackupError   the server refused, or the folder is not a backup: one line
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client
+
+from shared.bus import kv_names
+from shared.settings import Settings
+
+CHUNK = 128 * 1024
+API = "$JS.API.STREAM"
+
+
+class BackupError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Saved:
+    stream: str
+    messages: int
+    bytes: int
+    file: str
+    sha256: str
+
+
+def streams(settings: Settings) -> list[str]:
+    """The streams that are the truth: the event log and the KV buckets' streams."""
+    return [settings.stream_name, *(f"KV_{b}" for b in kv_names(settings))]
+
+
+def _check(reply: bytes, what: str) -> dict[str, Any]:
+    data = json.loads(reply)
+    if "error" in data:
+        err = data["error"]
+        raise BackupError(f"{what}: {err.get('description', err)} (code {err.get('err_code', err.get('code'))})")
+    return dict(data)
+
+
+async def snapshot(nc: Client, stream: str, out: Path) -> Saved:
+    """Write one stream's snapshot to ``out/<stream>.tar.s2`` and its config/state to ``<stream>.json``."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    try:
+        req = {"deliver_subject": inbox, "chunk_size": CHUNK}
+        meta = _check((await nc.request(f"{API}.SNAPSHOT.{stream}", json.dumps(req).encode(), timeout=10)).data,
+                      f"snapshot of {stream}")
+        path, sha, size = out / f"{stream}.tar.s2", hashlib.sha256(), 0
+        with path.open("wb") as f:
+            while True:
+                msg = await sub.next_msg(timeout=60)
+                if not msg.data:  # the end; a header status other than 204 would be an error
+                    status = (msg.headers or {}).get("Status", "204")
+                    if status not in ("204", ""):
+                        raise BackupError(f"snapshot of {stream} ended with status {status}: "
+                                          f"{(msg.headers or {}).get('Description', '')}")
+                    break
+                f.write(msg.data)
+                sha.update(msg.data)
+                size += len(msg.data)
+                if msg.reply:
+                    await nc.publish(msg.reply, b"")
+    finally:
+        await sub.unsubscribe()
+    (out / f"{stream}.json").write_text(json.dumps({"config": meta["config"], "state": meta["state"]}, indent=1))
+    state = meta["state"]
+    return Saved(stream, int(state.get("messages", 0)), size, path.name, sha.hexdigest())
+
+
+async def backup(nc: Client, settings: Settings, out: Path) -> list[Saved]:
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "manifest.json").exists():
+        raise BackupError(f"{out} already holds a backup; choose an empty folder")
+    saved = [await snapshot(nc, name, out) for name in streams(settings)]
+    manifest = {"created": datetime.now(UTC).isoformat(), "chunk": CHUNK,
+                "streams": [s.__dict__ for s in saved]}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return saved
+
+
+async def restore_stream(nc: Client, folder: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    stream = entry["stream"]
+    meta = json.loads((folder / f"{stream}.json").read_text())
+    data = (folder / entry["file"]).read_bytes()
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise BackupError(f"{entry['file']} does not match its checksum in manifest.json")
+    answer = _check((await nc.request(f"{API}.RESTORE.{stream}", json.dumps(meta).encode(), timeout=10)).data,
+                    f"restore of {stream}")
+    deliver = answer["deliver_subject"]
+    for i in range(0, len(data), CHUNK):
+        await nc.request(deliver, data[i:i + CHUNK], timeout=30)
+    done = _check((await nc.request(deliver, b"", timeout=300)).data, f"restore of {stream}")
+    return dict(done.get("state", {}))
+
+
+async def restore(nc: Client, folder: Path) -> list[tuple[str, int]]:
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise BackupError(f"{folder} has no manifest.json; it is not a grove-export backup") from None
+    out = []
+    for entry in manifest["streams"]:
+        state = await restore_stream(nc, folder, entry)
+        out.append((entry["stream"], int(state.get("messages", 0))))
+    return out

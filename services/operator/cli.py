@@ -1,0 +1,303 @@
+"""The operator's subcommands of ``grove-export``: exports, show, cancel, retry, resend, unlock,
+erase-tenant, backup, restore. Each prints what it did (or what it would do) and ends non-zero with
+one line on stderr when the log says no.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from services.operator import actions, inspect
+from services.operator.decide import human_age, parse_age
+from shared.bus import Bus, connect
+from shared.events import is_valid_id
+from shared.humanize import human_size
+from shared.objectstore import ObjectStore
+from shared.settings import Settings
+
+STATUSES = ("pending", "cataloging", "assembling", "uploading", "complete", "failed", "cancelled", "expired")
+STEPS = ("catalog", "assemble", "finalize", "notify", "cancel", "janitor")
+
+
+class OperatorError(Exception):
+    """Bad input or a refusal: one line on stderr, exit 1."""
+
+
+@contextlib.asynccontextmanager
+async def _open(settings: Settings, store: bool = False) -> AsyncIterator[tuple[Bus, ObjectStore | None]]:
+    from shared.objectstore.factory import open_store
+
+    bus = await connect(settings, "operator", ensure=False, persistent=False)
+    st = await open_store(settings) if store else None
+    try:
+        yield bus, st
+    finally:
+        if st is not None:
+            await st.close()
+        await bus.close()
+
+
+def _who(args: argparse.Namespace) -> actions.Who:
+    if not args.reason.strip():
+        raise OperatorError("--reason must say why")
+    return actions.Who(args.by or getpass.getuser(), args.reason.strip())
+
+
+async def _tenant_of(bus: Bus, settings: Settings, export_id: str) -> str:
+    tenant = await inspect.locate(bus, settings, export_id)
+    if tenant is None:
+        raise OperatorError(f"no events for export {export_id!r}")
+    return tenant
+
+
+# -- see ----------------------------------------------------------------------------------------
+async def _exports(args: argparse.Namespace, settings: Settings) -> None:
+    try:
+        older = parse_age(args.older_than) if args.older_than else None
+    except ValueError as e:
+        raise OperatorError(str(e)) from None
+    if args.tenant and not is_valid_id(args.tenant):
+        raise OperatorError(f"tenant id {args.tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
+    filters = inspect.Filters(args.status, args.tenant, older, args.step)
+    now = datetime.now(UTC)
+    async with _open(settings) as (bus, _):
+        page = await inspect.list_exports(bus, settings, filters, now, page=args.page, per_page=args.limit)
+    rows = [inspect.summary(f, now) for f in page.rows]
+    if args.json:
+        print(json.dumps({"page": page.page, "more": page.more, "exports": rows}, indent=1))
+        return
+    print(f"{'EXPORT':<28} {'TENANT':<22} {'STATUS':<10} {'STEP':<9} {'ATT':>3} {'AGE':>5}  "
+          f"{'LAST EVENT':<24} {'SIZE':>9}")
+    for f, r in zip(page.rows, rows, strict=True):
+        last = f"{r['lastEvent']} {human_age(f.last.occurred_at, now) if f.last else ''}"
+        size = human_size(r["sizeBytes"]) if r["sizeBytes"] is not None else "-"
+        print(f"{r['exportId']:<28} {r['tenantId']:<22} {r['status']:<10} {r['step'] or '-':<9} {r['attempt']:>3} "
+              f"{human_age(f.state.created_at, now):>5}  {last:<24} {size:>9}")
+    more = f"; more: --page {page.page + 1}" if page.more else " (end)"
+    print(f"page {page.page}: {len(rows)} exports, newest first{more}")
+
+
+async def _show(args: argparse.Namespace, settings: Settings) -> None:
+    now = datetime.now(UTC)
+    async with _open(settings, store=True) as (bus, store):
+        assert store is not None
+        tenant = await _tenant_of(bus, settings, args.export_id)
+        folded = await inspect.read(bus, tenant, args.export_id)
+        upload = await inspect.upload_view(store, settings, folded.state)
+        beat = await inspect.heartbeat(bus, tenant, args.export_id, now)
+    s = folded.state
+    view: dict[str, Any] = inspect.summary(folded, now) | {
+        "progress": s.progress, "cancelRequested": s.cancel_requested, "finalizeStarted": s.finalize_started,
+        "stepAttempts": dict(s.attempts), "lastStepError": s.last_step_error,
+        "failure": s.failure.reason if s.failure else None, "notification": s.notification,
+        "request": inspect.event_fields(s.request) if s.request else None,
+        "snapshot": {"key": s.cataloged.snapshot_key, "members": s.cataloged.member_count,
+                     "totalBytes": s.cataloged.total_bytes, "errors": s.cataloged.error_count} if s.cataloged else None,
+        "upload": upload, "heartbeat": beat,
+        "events": [{"seq": seq, "type": e.name(), "at": inspect._iso(e.occurred_at), "producer": e.producer,
+                    **inspect.event_fields(e)} for seq, e in folded.events],
+    }
+    if args.json:
+        print(json.dumps(view, indent=1, default=str))
+        return
+    _print_show(view, folded)
+
+
+def _print_show(v: dict[str, Any], folded: inspect.Folded) -> None:
+    req = v["request"] or {}
+    print(f"export     {v['exportId']}  (tenant {v['tenantId']})")
+    print(f"status     {v['status']}, {v['progress']}%, step {v['step'] or '-'}, attempt {v['attempt']}"
+          + (", cancel requested" if v["cancelRequested"] else ""))
+    print(f"requested  {v['createdAt']} by {req.get('username')} <{req.get('user_email')}>, mode {req.get('mode')}, "
+          f"images {req.get('include_images')}, delivery {req.get('delivery_method')}")
+    if v["stepAttempts"]:
+        print(f"retries    {v['stepAttempts']}; last error: {v['lastStepError']}")
+    if v["failure"]:
+        print(f"failure    {v['failure']}")
+    if v["snapshot"]:
+        sn = v["snapshot"]
+        print(f"snapshot   {sn['key']}: {sn['members']} members, {human_size(sn['totalBytes'])}, {sn['errors']} errors")
+    up = v["upload"]
+    if up is None:
+        print("upload     none")
+    else:
+        state = (f"open, {len(up['storedParts'])} parts in the store ({human_size(up['storedBytes'])})"
+                 if up["open"] else "closed (completed or aborted)")
+        print(f"upload     {up['uploadId']}: {state}; {len(up['loggedParts'])} parts logged "
+              f"({human_size(up['loggedBytes'])})")
+    hb = v["heartbeat"]
+    print(f"heartbeat  {hb['step']} on {hb['worker']}, {hb['ageSeconds']}s ago" if hb else "heartbeat  none")
+    print(f"email      {v['notification'] or '-'}")
+    print(f"events     {len(folded.events)}")
+    for seq, event in folded.events:
+        print(inspect.event_line(seq, event))
+
+
+# -- fix ----------------------------------------------------------------------------------------
+async def _on_export(args: argparse.Namespace, settings: Settings,
+                     act: Callable[[Bus, ObjectStore, str], Awaitable[str]]) -> None:
+    async with _open(settings, store=True) as (bus, store):
+        assert store is not None
+        tenant = await _tenant_of(bus, settings, args.export_id)
+        print(await act(bus, store, tenant))
+
+
+async def _cancel(args: argparse.Namespace, settings: Settings) -> None:
+    who = _who(args)
+    await _on_export(args, settings, lambda bus, _, t: actions.cancel(bus, t, args.export_id, who))
+
+
+async def _retry(args: argparse.Namespace, settings: Settings) -> None:
+    who = _who(args)
+    await _on_export(args, settings, lambda bus, st, t: actions.retry(bus, st, settings, t, args.export_id, who))
+
+
+async def _resend(args: argparse.Namespace, settings: Settings) -> None:
+    who = _who(args)
+    await _on_export(args, settings, lambda bus, _, t: actions.resend(bus, t, args.export_id, who))
+
+
+async def _unlock(args: argparse.Namespace, settings: Settings) -> None:
+    who = _who(args)
+    if not is_valid_id(args.tenant):
+        raise OperatorError(f"tenant id {args.tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
+    async with _open(settings) as (bus, _):
+        print(await actions.unlock(bus, settings, args.tenant, who))
+
+
+# -- erase ----------------------------------------------------------------------------------------
+async def _erase(args: argparse.Namespace, settings: Settings) -> None:
+    from services.operator.erase import Eraser
+
+    if not is_valid_id(args.tenant):
+        raise OperatorError(f"tenant id {args.tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
+    models = [Path(p) for p in (args.read_model or [str(settings.read_model_db)])]
+    async with _open(settings, store=True) as (bus, store):
+        assert store is not None
+        eraser = Eraser(settings, bus, store, models)
+        if args.dry_run:
+            found = await eraser.holdings(args.tenant)
+            for line in found.lines("would remove"):
+                print(line)
+            for export in found.exports:
+                print(f"  export {export}")
+            return
+        still = await eraser.stop_running(args.tenant, actions.Who(args.by or getpass.getuser(),
+                                                                    args.reason or "erase-tenant"), args.wait)
+        found = await eraser.holdings(args.tenant)
+        await eraser.erase(args.tenant, found)
+        left = await eraser.holdings(args.tenant)
+    print(f"tenant {args.tenant}:")
+    for line in found.lines("removed"):
+        print(f"  {line}")
+    if still:
+        print(f"  {len(still)} exports had not stopped after {args.wait:g}s: {', '.join(still)}")
+    if not left.empty:
+        raise OperatorError(f"tenant {args.tenant}: something was written meanwhile: "
+                            + "; ".join(line for line in left.lines("still holds") if not line.split()[2] == "0")
+                            + " — run erase-tenant again")
+    print("  nothing left in the stream, the KV buckets, the store or the read model")
+
+
+def _run(fn: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]]
+         ) -> Callable[[argparse.Namespace, Settings], None]:
+    def run(args: argparse.Namespace, settings: Settings) -> None:
+        try:
+            asyncio.run(fn(args, settings))
+        except (OperatorError, actions.Refusal) as e:
+            print(f"grove-export: {e}", file=sys.stderr)
+            sys.exit(1)
+    return run
+
+
+def _actor(p: argparse.ArgumentParser, reason_required: bool = True) -> None:
+    p.add_argument("--reason", required=reason_required, default="", help="why (recorded in the log)")
+    p.add_argument("--by", default=None, help="operator name recorded in the log (default: your login)")
+
+
+def add_commands(sub: Any) -> None:
+    """Register the operator's subcommands on ``grove-export``'s subparsers."""
+    x = sub.add_parser("exports", help="list exports across tenants from the log, newest first")
+    x.add_argument("--status", choices=STATUSES)
+    x.add_argument("--tenant")
+    x.add_argument("--older-than", help="only exports requested longer ago than this (90s, 15m, 2h, 3d)")
+    x.add_argument("--step", choices=STEPS, help="the step it is in, or failed in")
+    x.add_argument("--page", type=int, default=1)
+    x.add_argument("--limit", type=int, default=20, help="exports per page")
+    x.add_argument("--json", action="store_true")
+    x.set_defaults(func=_run(_exports))
+    s = sub.add_parser("show", help="one export: state, events, open upload and parts, heartbeat")
+    s.add_argument("export_id")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_run(_show))
+    for name, fn, text in (("cancel", _cancel, "operator cancel (fenced, recorded with who and why)"),
+                           ("retry", _retry, "start a failed export again as a new attempt"),
+                           ("resend", _resend, "send the export's email again")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("export_id")
+        _actor(c)
+        c.set_defaults(func=_run(fn))
+    u = sub.add_parser("unlock", help="free a tenant's admission slot when the log shows nothing active")
+    u.add_argument("tenant")
+    _actor(u)
+    u.set_defaults(func=_run(_unlock))
+    e = sub.add_parser("erase-tenant", help="remove everything held about a tenant (--dry-run lists it)")
+    e.add_argument("tenant")
+    e.add_argument("--dry-run", action="store_true")
+    e.add_argument("--wait", type=float, default=30.0, help="seconds to wait for running exports to cancel")
+    e.add_argument("--read-model", action="append", help="a gateway read-model file (repeat per replica; "
+                                                          "default GROVE_READ_MODEL_DB)")
+    _actor(e, reason_required=False)
+    e.set_defaults(func=_run(_erase))
+    b = sub.add_parser("backup", help="snapshot the event stream and KV buckets into DIR")
+    b.add_argument("dir")
+    b.set_defaults(func=_run(_backup))
+    r = sub.add_parser("restore", help="restore a backup into a server where those streams do not exist")
+    r.add_argument("dir")
+    r.set_defaults(func=_run(_restore))
+
+
+# -- backup and restore ------------------------------------------------------------------------
+async def _backup(args: argparse.Namespace, settings: Settings) -> None:
+    from services.operator.backup import BackupError, backup
+
+    async with _open(settings) as (bus, _):
+        try:
+            saved = await backup(bus.nc, settings, Path(args.dir))
+        except BackupError as e:
+            raise OperatorError(str(e)) from None
+    for s in saved:
+        print(f"{s.stream}: {s.messages} messages, snapshot {human_size(s.bytes)} → {Path(args.dir, s.file)}")
+    print(f"backup in {Path(args.dir).resolve()} (manifest.json lists the files and their SHA-256)")
+
+
+async def _restore(args: argparse.Namespace, settings: Settings) -> None:
+    import nats
+
+    from services.operator.backup import BackupError, restore
+    from shared.bus import nats_servers
+
+    # a bare connection: connect() would create the (empty) stream and buckets the restore needs absent
+    opts: dict[str, Any] = {}
+    if settings.nats_user:
+        opts["user"] = settings.nats_user
+        opts["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
+    nc = await nats.connect(nats_servers(settings.nats_url), name="grove-operator", max_reconnect_attempts=2,
+                            connect_timeout=5, **opts)
+    try:
+        restored = await restore(nc, Path(args.dir))
+    except BackupError as e:
+        raise OperatorError(str(e)) from None
+    finally:
+        await nc.drain()
+    for stream, messages in restored:
+        print(f"{stream}: restored, {messages} messages")

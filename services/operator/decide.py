@@ -1,0 +1,142 @@
+"""Pure decisions of the operator's commands: from an export's fold (and what the store still holds)
+to an action, or a :class:`Refused` with one line that says why. No clock, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from services.gateway import admission as adm
+from shared.state import TERMINAL, ExportState, retryable
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The log says no; ``why`` is the one line the operator sees."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    from_step: str  # "catalog" | "assemble" | "finalize"
+    upload_id: str | None
+    error_count: int
+
+    def describe(self) -> str:
+        if self.from_step == "finalize":
+            return "from finalize (the parts are all uploaded)"
+        if self.from_step == "assemble":
+            how = f"resuming upload {self.upload_id}" if self.upload_id else "a new upload from part 1"
+            return f"from assemble (snapshot kept, {how})"
+        return "from catalog (a new snapshot)"
+
+
+def step_of(state: ExportState) -> str | None:
+    """The step an export is in (or waits for); for a failed one, the step that failed."""
+    if state.status == "failed":
+        return state.failure.step if state.failure else None
+    if state.cancel_requested and not state.terminal:
+        return "cancel"
+    return {"pending": "catalog", "cataloging": "catalog", "assembling": "assemble",
+            "uploading": "finalize"}.get(state.status or "")
+
+
+def cancel_refusal(state: ExportState) -> Refused | None:
+    """The gateway's rule: a finished export, or one whose archive is being completed, stays."""
+    if not state.exists:
+        return Refused("no such export")
+    if state.terminal:
+        return Refused(f"the export is already {state.status}")
+    if state.finalize_started:
+        return Refused("the archive is being completed (FinalizeStarted is in the log); it can no longer be cancelled")
+    if state.cancel_requested:
+        return Refused("a cancel is already in the log; the canceller is on it")
+    return None
+
+
+def plan_retry(state: ExportState, *, snapshot_present: bool = False, upload_open: bool = False,
+               records_present: bool = False) -> RetryPlan | Refused:
+    """Where a failed export can go on from: the furthest step whose inputs still exist.
+
+    ``snapshot_present``: the snapshot and its rendered texts are in the store; ``upload_open``: the
+    logged multipart upload still accepts parts; ``records_present``: every logged part's member
+    records are in the store (needed to resume inside the archive).
+    """
+    if not state.exists:
+        return Refused("no such export")
+    if not retryable(state):
+        if state.status == "failed":
+            return Refused("the export was being cancelled when it failed; start a new export instead")
+        return Refused(f"the export is {state.status}; only a failed export can be retried")
+    if state.assembled is not None and upload_open:
+        return RetryPlan("finalize", state.upload.upload_id if state.upload else None, state.error_count)
+    if state.cataloged is not None and snapshot_present:
+        keep = upload_open and records_present and state.upload is not None and bool(state.parts)
+        return RetryPlan("assemble", state.upload.upload_id if keep and state.upload else None,
+                         state.cataloged.error_count)
+    return RetryPlan("catalog", None, 0)
+
+
+def slot_for_retry(slot: adm.Slot, active_status: str | None, now: datetime, export_id: str,
+                   reservation_timeout_s: float) -> adm.Slot | Refused:
+    """The admission slot once the retried export holds it again; refused while another export does.
+
+    Keeps what counts toward the hour: a complete export the slot named is remembered as the last one.
+    """
+    active = slot.active_export_id
+    counted_at, counted_id = slot.last_started_at, slot.last_export_id
+    if active is not None and active != export_id:
+        if adm.reservation_live(slot, active_status, now, reservation_timeout_s) and active_status not in TERMINAL:
+            return Refused(f"the tenant has another export in progress ({active}, {active_status or 'reserved'}); "
+                           f"one active export per tenant")
+        if active_status in adm.COUNTS:
+            counted_at, counted_id = slot.reserved_at, active
+    return adm.Slot(export_id, now, counted_at, counted_id)
+
+
+def resend_refusal(state: ExportState) -> Refused | None:
+    if not state.exists:
+        return Refused("no such export")
+    if state.request is not None and state.request.delivery_method != "email":
+        return Refused("this export was asked for as a download only; there is no email to send")
+    if state.status == "expired":
+        return Refused("the archive has expired and was deleted; the email would link to nothing")
+    if state.status not in ("complete", "failed"):
+        return Refused(f"the export is {state.status}; there is no outcome to email yet")
+    if state.notification is None:
+        return Refused("an email for this export is already due; the notifier is on it")
+    return None
+
+
+def unlock_refusal(tenant_exports: list[ExportState], admission: adm.Decision) -> Refused | None:
+    """Free the slot only when no export of the tenant is active in the log, and only when the
+    admission rule (``admission``: what a new request would get now) actually holds the tenant back."""
+    for state in tenant_exports:
+        if state.status not in TERMINAL:
+            return Refused(f"export {state.export_id} is {state.status} in the log; cancel it first "
+                           f"(grove-export cancel {state.export_id}) or let it finish")
+    if isinstance(admission, adm.Admit):
+        return Refused("the admission slot is already free: a new export would be admitted now")
+    return None
+
+
+def parse_age(text: str) -> timedelta:
+    """``90s``, ``15m``, ``2h``, ``3d`` → a timedelta; ValueError with a readable message otherwise."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value, unit = text[:-1], text[-1:].lower()
+    if unit not in units or not value.replace(".", "", 1).isdigit():
+        raise ValueError(f"{text!r} is not an age like 90s, 15m, 2h or 3d")
+    return timedelta(seconds=float(value) * units[unit])
+
+
+def human_age(then: datetime | None, now: datetime) -> str:
+    """``42s``, ``7m``, ``3h``, ``2d``: how long ago, in the largest whole unit."""
+    if then is None:
+        return "-"
+    secs = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit}"
+    return f"{secs}s"

@@ -1,0 +1,172 @@
+"""See: ``grove-export exports`` (every export, across tenants, from the log) and ``grove-export
+show`` (one export: its fold, its events, its open upload and parts, its heartbeat).
+
+Everything is read through :class:`shared.eventlog.EventLog` and folded by :mod:`shared.state`, so
+what the operator sees is what the services decide from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from nats.js.errors import KeyNotFoundError, NotFoundError
+
+from services.operator.decide import step_of
+from shared import events as ev
+from shared.bus import Bus
+from shared.objectstore import NoSuchUpload, ObjectStore
+from shared.settings import Settings
+from shared.state import ExportState, fold
+
+
+@dataclass(frozen=True)
+class Folded:
+    """One export read from the log: its fold, its events with their sequences."""
+
+    state: ExportState
+    events: tuple[tuple[int, ev.Event], ...]
+
+    @property
+    def last(self) -> ev.Event | None:
+        return self.events[-1][1] if self.events else None
+
+    @property
+    def last_seq(self) -> int:
+        return self.events[-1][0] if self.events else 0
+
+
+async def read(bus: Bus, tenant_id: str, export_id: str) -> Folded:
+    events = tuple([(seq, e) async for seq, e in bus.log.history(tenant_id, export_id)])
+    return Folded(fold(e for _, e in events), events)
+
+
+async def locate(bus: Bus, settings: Settings, export_id: str) -> str | None:
+    """The tenant of an export id, from the subject of its last event; None when it has no events."""
+    if not ev.is_valid_id(export_id):
+        return None
+    try:
+        msg = await bus.js.get_last_msg(settings.stream_name, f"{settings.subject_prefix}.*.{export_id}.>",
+                                        direct=True)
+    except NotFoundError:
+        return None
+    return (msg.subject or "").split(".")[1] or None
+
+
+async def requested(bus: Bus, settings: Settings, tenant_id: str | None = None) -> list[tuple[int, str, str]]:
+    """(sequence of ExportRequested, tenant, export) of every export in the log, newest first."""
+    subject = f"{settings.subject_prefix}.{tenant_id or '*'}.*.ExportRequested"
+    info = await bus.js.stream_info(settings.stream_name, subjects_filter=subject)
+    out = []
+    for subj in (info.state.subjects or {}):
+        msg = await bus.js.get_last_msg(settings.stream_name, subj, direct=True)
+        _, tenant, export, _ = subj.split(".")
+        out.append((int(msg.seq or 0), tenant, export))
+    return sorted(out, reverse=True)
+
+
+@dataclass(frozen=True)
+class Filters:
+    status: str | None = None
+    tenant: str | None = None
+    older_than: timedelta | None = None
+    step: str | None = None
+
+    def match(self, state: ExportState, now: datetime) -> bool:
+        if self.status and state.status != self.status:
+            return False
+        if self.step and step_of(state) != self.step:
+            return False
+        if self.older_than and (state.created_at is None or now - state.created_at < self.older_than):
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Folded]
+    page: int
+    more: bool
+
+
+async def list_exports(bus: Bus, settings: Settings, filters: Filters, now: datetime, *, page: int = 1,
+                       per_page: int = 20) -> Page:
+    """Newest first; folds only as many exports as it takes to fill the page (and see one more)."""
+    skip, rows = (page - 1) * per_page, list[Folded]()
+    for _, tenant, export in await requested(bus, settings, filters.tenant):
+        folded = await read(bus, tenant, export)
+        if not filters.match(folded.state, now):
+            continue
+        if skip:
+            skip -= 1
+            continue
+        if len(rows) == per_page:
+            return Page(rows, page, True)
+        rows.append(folded)
+    return Page(rows, page, False)
+
+
+def size_of(state: ExportState) -> int | None:
+    """The archive's size once known, else the snapshot's source bytes."""
+    if state.completed:
+        return state.completed.size_bytes
+    if state.assembled:
+        return state.assembled.size_bytes
+    return state.cataloged.total_bytes if state.cataloged else None
+
+
+def summary(folded: Folded, now: datetime) -> dict[str, Any]:
+    s, last = folded.state, folded.last
+    return {"exportId": s.export_id, "tenantId": s.tenant_id, "status": s.status, "step": step_of(s),
+            "attempt": s.attempt, "createdAt": _iso(s.created_at),
+            "ageSeconds": int((now - s.created_at).total_seconds()) if s.created_at else None,
+            "lastEvent": last.name() if last else None, "lastEventAt": _iso(last.occurred_at) if last else None,
+            "sizeBytes": size_of(s)}
+
+
+async def upload_view(store: ObjectStore, settings: Settings, state: ExportState) -> dict[str, Any] | None:
+    """The logged upload and what the store holds for it right now."""
+    if state.upload is None:
+        return None
+    up = state.upload
+    view: dict[str, Any] = {"uploadId": up.upload_id, "key": up.archive_key, "partSize": up.part_size,
+                            "loggedParts": [p.number for p in state.parts],
+                            "loggedBytes": state.archive_bytes_uploaded}
+    try:
+        parts = await store.list_parts(settings.buckets.exports, up.archive_key, up.upload_id)
+    except NoSuchUpload:
+        view.update(open=False, storedParts=[])
+        return view
+    view.update(open=True, storedParts=[p.part_number for p in parts], storedBytes=sum(p.size for p in parts))
+    return view
+
+
+async def heartbeat(bus: Bus, tenant_id: str, export_id: str, now: datetime) -> dict[str, Any] | None:
+    """The export's heartbeat key (step, worker, when), or None when no worker holds it."""
+    try:
+        entry = await bus.heartbeats.get(f"{tenant_id}.{export_id}")
+    except KeyNotFoundError:
+        return None
+    if not entry or not entry.value:
+        return None
+    beat = json.loads(entry.value)
+    beat["ageSeconds"] = round(now.timestamp() - float(beat.get("at", 0)), 1)
+    return dict(beat)
+
+
+def event_fields(event: ev.Event) -> dict[str, Any]:
+    """An event's own fields, without the envelope."""
+    return event.model_dump(mode="json", exclude={"event_id", "export_id", "tenant_id", "version", "occurred_at",
+                                                  "producer"})
+
+
+def event_line(seq: int, event: ev.Event) -> str:
+    """One line per event, as ``grove-export events`` prints it."""
+    detail = " ".join(f"{k}={v}" for k, v in event_fields(event).items())
+    return f"{seq:>8} {event.occurred_at:%Y-%m-%dT%H:%M:%S.%f}Z {event.producer:<10} {event.name():<18} {detail}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None

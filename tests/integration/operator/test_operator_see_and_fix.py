@@ -1,0 +1,227 @@
+"""The operator's commands against a real stack (nats-server, service processes, filesystem store):
+``exports`` and ``show`` at every status; ``cancel``, ``retry``, ``resend`` and ``unlock`` with their
+log entries, and refused — one line, non-zero exit — where the log says no."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from services.gateway import admission as adm
+from services.gateway.admission_kv import AdmissionStore
+from services.janitor.main import run_once
+from shared import events as ev
+from shared.bus import Bus
+from shared.content.db import ContentDB
+from shared.content.seed import seed_tenant
+from shared.objectstore import ObjectStore
+from shared.settings import Settings
+from tests.support.env import to_env
+from tests.support.pipeline import fetch_archive, request_export, wait_status
+from tests.support.stack import logs_of, start_stack
+from tests.support.wait import until
+
+SLOW = "catalog.read:3,assemble.upload:0.6,finalize.before_start:3"
+FREEZE = (("cataloging", "catalog", "catalog"), ("assembling", "assemble", "assembler"),
+          ("uploading", "finalize", "finalizer"))
+
+
+def cli(values: dict[str, Any], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **to_env(values)}
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def ok(out: subprocess.CompletedProcess[str]) -> str:
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def refused(out: subprocess.CompletedProcess[str], words: str) -> None:
+    """A refusal: non-zero, one line on stderr naming the reason, no traceback."""
+    assert out.returncode != 0, out.stdout
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("grove-export: ") and words in lines[0], out.stderr
+
+
+def show(values: dict[str, Any], export_id: str) -> dict[str, Any]:
+    return dict(json.loads(ok(cli(values, "show", export_id, "--json"))))
+
+
+def listed(values: dict[str, Any], *filters: str) -> list[dict[str, Any]]:
+    return list(json.loads(ok(cli(values, "exports", "--json", *filters)))["exports"])
+
+
+async def events_of(bus: Bus, tenant: str, export_id: str) -> list[ev.Event]:
+    return [e async for _, e in bus.log.history(tenant, export_id)]
+
+
+async def _seed(content: ContentDB, store: ObjectStore, settings: Settings, images: int = 4) -> str:
+    await content.init()
+    seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
+                               amber_bucket=settings.buckets.amber, images=images, image_size=(900, 700))
+    return seeded.tenant_id
+
+
+async def test_exports_and_show_follow_one_export_through_every_status(
+        values: dict[str, Any], bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings,
+        tmp_path: Path) -> None:
+    tenant = await _seed(content, store, settings, images=12)
+    export_id = await request_export(bus, tenant)
+    # no services yet: pending, no upload, no heartbeat
+    view = show(values, export_id)
+    assert (view["status"], view["step"], view["attempt"], view["upload"], view["heartbeat"]) == (
+        "pending", "catalog", 1, None, None)
+    assert [r["exportId"] for r in listed(values, "--status", "pending")] == [export_id]
+    text = ok(cli(values, "show", export_id))
+    assert "status     pending" in text and "ExportRequested" in text and "heartbeat  none" in text
+    stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_FAULTS_SLOW": SLOW})
+    try:
+        for status, step, service in FREEZE:
+            await wait_status(bus, tenant, export_id, {status}, 60)
+            await until(lambda: _beating(bus, tenant, export_id, step), 30, 0.1, f"{step}'s heartbeat")
+            if status == "assembling":
+                await until(lambda: _parts(bus, tenant, export_id), 30, 0.1, "a logged part")
+            stack.kill(service, signal.SIGSTOP)  # hold the export here while the (slow) CLI looks
+            try:
+                view = show(values, export_id)
+                assert (view["status"], view["step"]) == (status, step), logs_of(stack)
+                assert view["heartbeat"]["step"] == step  # a worker holds it and beats
+                assert [r["exportId"] for r in listed(values, "--status", status, "--tenant", tenant)] == [export_id]
+                if status == "assembling":
+                    assert view["upload"]["open"] and view["snapshot"]["members"] > 12
+            finally:
+                stack.kill(service, signal.SIGCONT)
+        state = await wait_status(bus, tenant, export_id, {"complete"}, 60)
+        await until(lambda: _sent(bus, tenant, export_id, 1), 30, 0.2, "the ready email")
+    finally:
+        stack.stop()
+    view = show(values, export_id)
+    assert (view["status"], view["sizeBytes"], view["upload"]["open"]) == ("complete", state.completed.size_bytes,
+                                                                         False)
+    assert view["events"][0]["type"] == "ExportRequested" and view["events"][-1]["type"] == "NotificationSent"
+    assert listed(values, "--status", "complete", "--step", "catalog") == []
+    # expired: the janitor, a week later
+    await run_once(settings, now=datetime.now(UTC) + timedelta(days=8))
+    assert show(values, export_id)["status"] == "expired"
+    assert [r["status"] for r in listed(values, "--tenant", tenant)] == ["expired"]
+    assert listed(values, "--older-than", "1d") == []
+
+
+async def test_the_list_is_newest_first_paginated_and_filtered(values: dict[str, Any], bus: Bus) -> None:
+    ids = [await request_export(bus, f"tenant_{i % 2}") for i in range(5)]
+    first = listed(values, "--limit", "2")
+    second = json.loads(ok(cli(values, "exports", "--json", "--limit", "2", "--page", "3")))
+    assert [r["exportId"] for r in first] == ids[::-1][:2]
+    assert [r["exportId"] for r in second["exports"]] == [ids[0]] and second["more"] is False
+    assert {r["tenantId"] for r in listed(values, "--tenant", "tenant_1")} == {"tenant_1"}
+    table = ok(cli(values, "exports", "--limit", "2")).splitlines()
+    assert table[0].split()[:4] == ["EXPORT", "TENANT", "STATUS", "STEP"] and ids[-1] in table[1]
+    assert table[-1] == "page 1: 2 exports, newest first; more: --page 2"
+    refused(cli(values, "exports", "--older-than", "soon"), "like 90s")
+    refused(cli(values, "show", "exp_nothing_here"), "no events for export")
+
+
+async def test_operator_cancel_is_recorded_with_who_and_why_and_refused_once_finished(
+        values: dict[str, Any], bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings,
+        tmp_path: Path) -> None:
+    tenant = await _seed(content, store, settings, images=12)
+    stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_FAULTS_SLOW": "assemble.upload:0.6"})
+    try:
+        export_id = await request_export(bus, tenant)
+        await wait_status(bus, tenant, export_id, {"assembling"}, 60)
+        out = ok(cli(values, "cancel", export_id, "--by", "ada", "--reason", "ticket 123: person asked us"))
+        assert "CancelRequested by ada" in out
+        state = await wait_status(bus, tenant, export_id, timeout=30)
+        assert state.status == "cancelled", logs_of(stack)
+        asked = next(e for e in await events_of(bus, tenant, export_id) if isinstance(e, ev.CancelRequested))
+        assert (asked.operator, asked.reason, asked.requested_by, asked.producer) == (
+            "ada", "ticket 123: person asked us", "operator:ada", "operator")
+        assert await store.list_uploads(settings.buckets.exports, f"exports/{tenant}/{export_id}/") == []
+        refused(cli(values, "cancel", export_id, "--reason", "again"), "already cancelled")
+        done = await request_export(bus, tenant)
+        await wait_status(bus, tenant, done, {"complete"}, 60)
+        refused(cli(values, "cancel", done, "--reason", "too late"), "already complete")
+        refused(cli(values, "cancel", "exp_unknown", "--reason", "x"), "no events for export")
+    finally:
+        stack.stop()
+    assert listed(values, "--status", "cancelled")[0]["exportId"] == export_id
+
+
+async def test_retry_resend_and_unlock_act_through_the_log(values: dict[str, Any], bus: Bus, store: ObjectStore,
+                                                           settings: Settings, tmp_path: Path) -> None:
+    # The services' content database does not exist yet: the catalog fails every attempt.
+    tenant = "tenant_retry"
+    admission = AdmissionStore(bus, settings, "test")
+    export_id = ev.new_export_id()
+    assert isinstance(await admission.admit(tenant, export_id, None), adm.Admit)  # as the gateway does
+    await bus.log.append(ev.ExportRequested(export_id=export_id, tenant_id=tenant, user_id="u1",
+                                            user_email="autumn@example.org", username="autumn"), 0)
+    stack = start_stack(tmp_path / "stack", values)
+    try:
+        state = await wait_status(bus, tenant, export_id, timeout=60)
+        assert (state.status, state.failure.step if state.failure else None) == ("failed", "catalog"), logs_of(stack)
+        assert [r["exportId"] for r in listed(values, "--status", "failed", "--step", "catalog")] == [export_id]
+        await until(lambda: _sent(bus, tenant, export_id, 1), 30, 0.2, "the failed email")
+        refused(cli(values, "unlock", tenant, "--reason", "x"), "already free")  # nothing to free: it failed
+
+        # resend: the failed email again, recorded
+        out = ok(cli(values, "resend", export_id, "--by", "ada", "--reason", "person lost the email"))
+        assert "sends the failed email again" in out
+        await until(lambda: _sent(bus, tenant, export_id, 2), 30, 0.2, "the email sent again")
+        assert len(list(Path(settings.mail.outbox_dir).glob(f"{export_id}*failed*"))) >= 1
+
+        # retry: the content is there now; a new attempt from catalog, picked up by the services
+        content = ContentDB(settings.content_db)
+        await content.init()
+        await seed_tenant(content, store, images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber,
+                          tenant_id=tenant, images=3)
+        out = ok(cli(values, "retry", export_id, "--by", "ada", "--reason", "content database restored"))
+        assert "attempt 2 started from catalog" in out
+        state = await wait_status(bus, tenant, export_id, {"complete"}, 60)
+        await fetch_archive(store, settings, state)
+        retried = next(e for e in await events_of(bus, tenant, export_id) if isinstance(e, ev.ExportRetried))
+        assert (retried.operator, retried.reason, retried.from_step, retried.attempt) == (
+            "ada", "content database restored", "catalog", 2)
+        await until(lambda: _sent(bus, tenant, export_id, 3), 30, 0.2, "the ready email")
+        refused(cli(values, "retry", export_id, "--reason", "x"), "only a failed export can be retried")
+
+        # unlock: the slot names the complete export, so the hour holds the tenant back until unlocked
+        assert isinstance(await admission.admit(tenant, ev.new_export_id(), None), adm.RateLimited)
+        out = ok(cli(values, "unlock", tenant, "--by", "ada", "--reason", "support ticket 9"))
+        assert f"it named {export_id}, complete" in out
+        unlocked = [e for e in await events_of(bus, tenant, export_id) if isinstance(e, ev.AdmissionUnlocked)]
+        assert [(e.operator, e.reason) for e in unlocked] == [("ada", "support ticket 9")]
+        second = ev.new_export_id()
+        assert isinstance(await admission.admit(tenant, second, None), adm.Admit)
+    finally:
+        stack.stop()
+    # the new export is pending (no services): unlock, retry and resend say no
+    await bus.log.append(ev.ExportRequested(export_id=second, tenant_id=tenant, user_id="u1",
+                                            user_email="autumn@example.org", username="autumn"), 0)
+    refused(cli(values, "unlock", tenant, "--reason", "x"), f"export {second} is pending in the log; cancel it first")
+    refused(cli(values, "retry", second, "--reason", "x"), "the export is pending")
+    refused(cli(values, "resend", second, "--reason", "x"), "no outcome to email yet")
+    refused(cli(values, "resend", export_id, "--reason", "  "), "--reason must say why")
+
+
+async def _beating(bus: Bus, tenant: str, export_id: str, step: str) -> bool:
+    try:
+        entry = await bus.heartbeats.get(f"{tenant}.{export_id}")
+    except Exception:
+        return False
+    return bool(entry.value) and json.loads(entry.value or b"{}").get("step") == step
+
+
+async def _parts(bus: Bus, tenant: str, export_id: str) -> bool:
+    return bool((await bus.log.load(tenant, export_id)).state.parts)
+
+
+async def _sent(bus: Bus, tenant: str, export_id: str, n: int) -> bool:
+    return sum(isinstance(e, ev.NotificationSent) for e in await events_of(bus, tenant, export_id)) >= n

@@ -85,7 +85,7 @@ async def test_exports_and_show_follow_one_export_through_every_status(
     try:
         for status, step, service in FREEZE:
             await wait_status(bus, tenant, export_id, {status}, 60)
-            await until(lambda: _beating(bus, tenant, export_id, step), 30, 0.1, f"{step}'s heartbeat")
+            await until(lambda step=step: _beating(bus, tenant, export_id, step), 30, 0.1, f"{step}'s heartbeat")
             if status == "assembling":
                 await until(lambda: _parts(bus, tenant, export_id), 30, 0.1, "a logged part")
             stack.kill(service, signal.SIGSTOP)  # hold the export here while the (slow) CLI looks

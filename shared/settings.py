@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     step_attempts: int = Field(4, description="1 attempt + 3 retries (REQ-004).")
     retry_base_delay_s: float = 2.0
     concurrency: int = Field(4, description="Exports one service process works on at once.")
+    tenant_concurrency: int = Field(1, description="Of those, how many one tenant may hold (fairness).")
+    tenant_backoff_s: float = Field(1.0, description="Delay before a tenant over its share is offered again.")
 
     # Object store
     store: Literal["fs", "s3"] = "fs"
@@ -95,6 +97,8 @@ class Settings(BaseSettings):
     min_part_size: int = Field(8 * MiB, description="Smallest multipart part (S3 needs >= 5 MiB).")
     parts_in_flight: int = 3
     spool_threshold: int = 64 * MiB
+    pace_after_bytes: int = Field(32 * MiB, description="An export past this gives way to smaller ones "
+                                                        "streaming in the same process (fairness).")
     archive_ttl_days: float = 7.0
     demo_throttle_s: float = Field(
         0.0, ge=0.0, le=60.0,

@@ -3,6 +3,9 @@
 * Capacity: a handler starts the work as a task and returns only when a slot is free again, so
   a replica fetches a new message only when it can start it (no message waits in a local queue
   while its AckWait runs out).
+* Fairness: one tenant holds at most ``tenant_concurrency`` of a replica's slots; a message of a
+  tenant already at that bound is nak'd with a short delay (not an attempt), so one tenant's huge
+  export — or a publisher that bypasses admission with many — cannot take every slot.
 * Keep-alive: while a step runs, the message gets in-progress acks and the export's heartbeat
   key is refreshed every ``progress_interval_s``.
 * Retries are counted in the log: a failed attempt appends ``StepFailed`` and naks with a
@@ -100,6 +103,7 @@ class StepWorker:
         self.should_run = should_run
         self.capacity = asyncio.Semaphore(max(1, settings.concurrency))
         self.running: dict[str, asyncio.Task[None]] = {}
+        self.tenants: dict[str, str] = {}  # export id → tenant id of what runs here
         self.contexts: dict[str, StepContext] = {}
 
     async def handle(self, msg: Msg) -> None:
@@ -107,12 +111,18 @@ class StepWorker:
         tenant_id, export_id, _ = parse_subject(msg.subject)
         if export_id in self.running:
             return  # a redelivery of what this process is already doing; the running task acks
+        if sum(t == tenant_id for t in self.tenants.values()) >= max(1, self.settings.tenant_concurrency):
+            metrics.STEP_RUNS.labels(self.step, "tenant_bound").inc()
+            await msg.nak(delay=self.settings.tenant_backoff_s)  # this tenant has its share here: later
+            return
         await self.capacity.acquire()
         task = asyncio.create_task(self._run(msg, tenant_id, export_id), name=f"{self.step}:{export_id}")
         self.running[export_id] = task
+        self.tenants[export_id] = tenant_id
 
         def done(_: asyncio.Task[None]) -> None:
             self.running.pop(export_id, None)
+            self.tenants.pop(export_id, None)
             self.capacity.release()
 
         task.add_done_callback(done)

@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import hashlib
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -75,16 +76,29 @@ def source_opener(store: ObjectStore, loop: asyncio.AbstractEventLoop,
 Sink = Callable[[Item], Coroutine[Any, Any, None]]
 
 
-def pump(stream: ArchiveStream, sink: Sink, loop: asyncio.AbstractEventLoop, hash_all: bool) -> str | None:
+Pace = Callable[[float, int], None]
+
+
+def pump(stream: ArchiveStream, sink: Sink, loop: asyncio.AbstractEventLoop, hash_all: bool,
+         pace: Pace | None = None) -> str | None:
     """Run in a thread: drive the stream, hand ~1 MiB batches and records to ``sink`` in order.
-    Returns the SHA-256 of everything emitted when ``hash_all`` (a run from byte 0)."""
+    Returns the SHA-256 of everything emitted when ``hash_all`` (a run from byte 0).
+    ``pace(seconds, bytes_so_far)`` is called after each hop with the time that hop took; it may
+    sleep to give way to other exports (fairness)."""
     sha = hashlib.sha256() if hash_all else None
     pending = bytearray()
+    emitted, mark = 0, time.perf_counter()
 
     def hand(item: Item) -> None:
+        nonlocal emitted, mark
         if stream.stop.is_set():
             raise Stopped()
         call(loop, sink(item), stream.stop)
+        if pace is not None and isinstance(item, bytes):
+            emitted += len(item)
+            now = time.perf_counter()
+            pace(now - mark, emitted)
+            mark = time.perf_counter()
 
     for item in stream:
         if isinstance(item, bytes | bytearray | memoryview):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from services.assembler.bridge import pump, source_opener
 from services.assembler.encoder import ArchiveStream, Rewind, error_count
@@ -39,8 +40,27 @@ class Assembler:
         self.settings = settings
         self.store = store
         self.bucket = settings.buckets.exports
+        self.active: set[str] = set()  # exports this process is assembling now
+
+    def pace(self, export_id: str) -> Callable[[float, int], None]:
+        """Fairness inside one replica: an export past ``pace_after_bytes`` gives way to the others
+        beside it — after each hop it sleeps as long as the hop took, once per other
+        export (capped), so a huge export slows to its share and a small one is not kept waiting
+        behind its I/O. Alone, it runs at full speed."""
+        def pace(spent: float, emitted: int) -> None:
+            others = len(self.active - {export_id})
+            if others and emitted > self.settings.pace_after_bytes:
+                time.sleep(min(spent * others, 0.25))
+        return pace
 
     async def __call__(self, ctx: StepContext) -> None:
+        self.active.add(ctx.state.export_id)
+        try:
+            await self._assemble(ctx)
+        finally:
+            self.active.discard(ctx.state.export_id)
+
+    async def _assemble(self, ctx: StepContext) -> None:
         c = ctx.state.cataloged
         assert c is not None
         data = await self.store.read(self.bucket, c.snapshot_key)
@@ -125,7 +145,8 @@ class Assembler:
         uploader = PartUploader(ctx, self.store, self.bucket, upload, rp.next_part, rp.offset,
                                 self.settings.parts_in_flight, stream.progress, metrics.observe_part)
         try:
-            sha = await asyncio.to_thread(pump, stream, uploader.feed, loop, rp.offset == 0)
+            sha = await asyncio.to_thread(pump, stream, uploader.feed, loop, rp.offset == 0,
+                                          self.pace(ctx.state.export_id))
             size, last = await uploader.finish()
         except Rewind:
             await uploader.drain()  # parts already cut get logged; the rewind redoes them anyway

@@ -14,15 +14,16 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from services.operator import actions, inspect
-from services.operator.decide import human_age, parse_age
-from shared.bus import Bus, connect
 from shared.events import is_valid_id
 from shared.humanize import human_size
-from shared.objectstore import ObjectStore
 from shared.settings import Settings
+
+if TYPE_CHECKING:  # the commands import what they use when they run: `grove-export --help` stays quick
+    from services.operator import actions, inspect
+    from shared.bus import Bus
+    from shared.objectstore import ObjectStore
 
 STATUSES = ("pending", "cataloging", "assembling", "uploading", "complete", "failed", "cancelled", "expired")
 STEPS = ("catalog", "assemble", "finalize", "notify", "cancel", "janitor")
@@ -34,6 +35,7 @@ class OperatorError(Exception):
 
 @contextlib.asynccontextmanager
 async def _open(settings: Settings, store: bool = False) -> AsyncIterator[tuple[Bus, ObjectStore | None]]:
+    from shared.bus import connect
     from shared.objectstore.factory import open_store
 
     bus = await connect(settings, "operator", ensure=False, persistent=False)
@@ -47,12 +49,16 @@ async def _open(settings: Settings, store: bool = False) -> AsyncIterator[tuple[
 
 
 def _who(args: argparse.Namespace) -> actions.Who:
+    from services.operator import actions
+
     if not args.reason.strip():
         raise OperatorError("--reason must say why")
     return actions.Who(args.by or getpass.getuser(), args.reason.strip())
 
 
 async def _tenant_of(bus: Bus, settings: Settings, export_id: str) -> str:
+    from services.operator import inspect
+
     tenant = await inspect.locate(bus, settings, export_id)
     if tenant is None:
         raise OperatorError(f"no events for export {export_id!r}")
@@ -61,6 +67,9 @@ async def _tenant_of(bus: Bus, settings: Settings, export_id: str) -> str:
 
 # -- see ----------------------------------------------------------------------------------------
 async def _exports(args: argparse.Namespace, settings: Settings) -> None:
+    from services.operator import inspect
+    from services.operator.decide import human_age, parse_age
+
     try:
         older = parse_age(args.older_than) if args.older_than else None
     except ValueError as e:
@@ -87,6 +96,8 @@ async def _exports(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def _show(args: argparse.Namespace, settings: Settings) -> None:
+    from services.operator import inspect
+
     now = datetime.now(UTC)
     async with _open(settings, store=True) as (bus, store):
         assert store is not None
@@ -113,6 +124,8 @@ async def _show(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _print_show(v: dict[str, Any], folded: inspect.Folded) -> None:
+    from services.operator import inspect
+
     req = v["request"] or {}
     print(f"export     {v['exportId']}  (tenant {v['tenantId']})")
     print(f"status     {v['status']}, {v['progress']}%, step {v['step'] or '-'}, attempt {v['attempt']}"
@@ -152,21 +165,29 @@ async def _on_export(args: argparse.Namespace, settings: Settings,
 
 
 async def _cancel(args: argparse.Namespace, settings: Settings) -> None:
+    from services.operator import actions
+
     who = _who(args)
     await _on_export(args, settings, lambda bus, _, t: actions.cancel(bus, t, args.export_id, who))
 
 
 async def _retry(args: argparse.Namespace, settings: Settings) -> None:
+    from services.operator import actions
+
     who = _who(args)
     await _on_export(args, settings, lambda bus, st, t: actions.retry(bus, st, settings, t, args.export_id, who))
 
 
 async def _resend(args: argparse.Namespace, settings: Settings) -> None:
+    from services.operator import actions
+
     who = _who(args)
     await _on_export(args, settings, lambda bus, _, t: actions.resend(bus, t, args.export_id, who))
 
 
 async def _unlock(args: argparse.Namespace, settings: Settings) -> None:
+    from services.operator import actions
+
     who = _who(args)
     if not is_valid_id(args.tenant):
         raise OperatorError(f"tenant id {args.tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
@@ -176,6 +197,7 @@ async def _unlock(args: argparse.Namespace, settings: Settings) -> None:
 
 # -- erase ----------------------------------------------------------------------------------------
 async def _erase(args: argparse.Namespace, settings: Settings) -> None:
+    from services.operator import actions
     from services.operator.erase import Eraser
 
     if not is_valid_id(args.tenant):
@@ -211,6 +233,8 @@ async def _erase(args: argparse.Namespace, settings: Settings) -> None:
 def _run(fn: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]]
          ) -> Callable[[argparse.Namespace, Settings], None]:
     def run(args: argparse.Namespace, settings: Settings) -> None:
+        from services.operator import actions
+
         try:
             asyncio.run(fn(args, settings))
         except (OperatorError, actions.Refusal) as e:

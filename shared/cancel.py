@@ -41,8 +41,9 @@ class CancelContended(CancelError):
 
 
 async def request_cancel(log: EventLog, tenant_id: str, export_id: str, requested_by: str,
-                         rounds: int = ROUNDS) -> int | None:
-    """Append ``CancelRequested``; its sequence, or None when a cancel was already asked for."""
+                         rounds: int = ROUNDS, *, operator: str = "", reason: str = "") -> int | None:
+    """Append ``CancelRequested``; its sequence, or None when a cancel was already asked for.
+    An operator's cancel (``grove-export cancel``) also records who and why."""
     for _ in range(rounds):
         loaded = await log.load(tenant_id, export_id)
         state = loaded.state
@@ -52,7 +53,8 @@ async def request_cancel(log: EventLog, tenant_id: str, export_id: str, requeste
             raise NotCancellable(state.status or "", finalizing=not state.terminal)
         if state.cancel_requested:
             return None
-        event = ev.CancelRequested(export_id=export_id, tenant_id=tenant_id, requested_by=requested_by)
+        event = ev.CancelRequested(export_id=export_id, tenant_id=tenant_id, requested_by=requested_by,
+                                   operator=operator, reason=reason)
         try:
             return await log.append(event, loaded.last_seq)
         except Conflict:

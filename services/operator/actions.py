@@ -17,6 +17,7 @@ from services.operator import decide
 from services.operator.inspect import read, requested
 from shared import events as ev
 from shared.bus import Bus
+from shared.cancel import CancelContended, NoSuchExport, NotCancellable, request_cancel
 from shared.eventlog import Conflict, Loaded
 from shared.objectstore import NoSuchUpload, ObjectStore
 from shared.settings import Settings
@@ -43,18 +44,20 @@ def _refuse(result: decide.Refused | None, export_id: str) -> None:
 
 
 async def cancel(bus: Bus, tenant_id: str, export_id: str, who: Who) -> str:
-    """The gateway's cancel, by an operator: CancelRequested fenced at the folded sequence."""
-    for _ in range(ROUNDS):
-        loaded = await bus.log.load(tenant_id, export_id)
-        _refuse(decide.cancel_refusal(loaded.state), export_id)
-        event = ev.CancelRequested(export_id=export_id, tenant_id=tenant_id, requested_by=f"operator:{who.operator}",
-                                   operator=who.operator, reason=who.reason, producer=PRODUCER)
-        try:
-            seq = await bus.log.append(event, loaded.last_seq)
-        except Conflict:
-            continue  # the pipeline moved: re-read and re-decide
-        return f"{export_id}: CancelRequested by {who.operator} (seq {seq}); the canceller aborts the upload"
-    raise Refusal(f"{export_id}: the export is changing too quickly to cancel; try again")
+    """The gateway's cancel (:func:`shared.cancel.request_cancel`), by an operator, with who and why."""
+    try:
+        seq = await request_cancel(bus.log, tenant_id, export_id, f"operator:{who.operator}",
+                                   operator=who.operator, reason=who.reason)
+    except NoSuchExport:
+        raise Refusal(f"{export_id}: no such export") from None
+    except NotCancellable as e:
+        hint = " (FinalizeStarted is in the log)" if e.finalizing else ""
+        raise Refusal(f"{export_id}: {e}{hint}; it can no longer be cancelled") from None
+    except CancelContended:
+        raise Refusal(f"{export_id}: the export is changing too quickly to cancel; try again") from None
+    if seq is None:
+        raise Refusal(f"{export_id}: a cancel is already in the log; the canceller is on it")
+    return f"{export_id}: CancelRequested by {who.operator} (seq {seq}); the canceller aborts the upload"
 
 
 async def _retry_inputs(store: ObjectStore, settings: Settings, s: ExportState) -> dict[str, bool]:

@@ -43,19 +43,6 @@ def step_of(state: ExportState) -> str | None:
             "uploading": "finalize"}.get(state.status or "")
 
 
-def cancel_refusal(state: ExportState) -> Refused | None:
-    """The gateway's rule: a finished export, or one whose archive is being completed, stays."""
-    if not state.exists:
-        return Refused("no such export")
-    if state.terminal:
-        return Refused(f"the export is already {state.status}")
-    if state.finalize_started:
-        return Refused("the archive is being completed (FinalizeStarted is in the log); it can no longer be cancelled")
-    if state.cancel_requested:
-        return Refused("a cancel is already in the log; the canceller is on it")
-    return None
-
-
 def plan_retry(state: ExportState, *, snapshot_present: bool = False, upload_open: bool = False,
                records_present: bool = False) -> RetryPlan | Refused:
     """Where a failed export can go on from: the furthest step whose inputs still exist.

@@ -73,14 +73,6 @@ def test_a_resend_rearms_the_email_of_a_complete_or_failed_export_only():
     assert fold([REQ, CAT, ev.ResendRequested(**IDS)]).status == "assembling"
 
 
-def test_cancel_is_refused_where_the_gateway_refuses_it():
-    assert decide.cancel_refusal(fold([REQ, CAT])) is None
-    assert "complete" in decide.cancel_refusal(fold([REQ, DONE])).why  # type: ignore[union-attr]
-    assert "FinalizeStarted" in decide.cancel_refusal(fold([REQ, ASSEMBLED, ev.FinalizeStarted(**IDS)])).why  # type: ignore[union-attr]
-    assert "already" in decide.cancel_refusal(fold([REQ, ev.CancelRequested(**IDS)])).why  # type: ignore[union-attr]
-    assert decide.cancel_refusal(fold([])) == decide.Refused("no such export")
-
-
 def test_retry_goes_on_from_the_furthest_step_the_store_still_allows():
     failed_late = fold([REQ, CAT, UP, PART, ASSEMBLED, FAILED])
     assert decide.plan_retry(failed_late, snapshot_present=True, upload_open=True, records_present=True) == \

@@ -334,7 +334,7 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
     from services.operator.cli import add_commands
 
-    add_commands(sub)  # exports, show, cancel, retry, resend, unlock, erase-tenant, backup, restore
+    add_commands(sub, DATA_HELP)  # exports, show, cancel, retry, resend, unlock, erase-tenant, backup, restore
     return p
 
 

@@ -244,50 +244,54 @@ def _run(fn: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]]
 
 
 def _actor(p: argparse.ArgumentParser, reason_required: bool = True) -> None:
-    p.add_argument("--reason", required=reason_required, default="", help="why (recorded in the log)")
-    p.add_argument("--by", default=None, help="operator name recorded in the log (default: your login)")
+    p.add_argument("--reason", required=reason_required, default="",
+                   help="why, in a few words (recorded in the log with your name)")
+    p.add_argument("--by", default=None, metavar="NAME",
+                   help="the operator's name recorded in the log (default: your login name)")
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: Any, data_help: str) -> None:
     """Register the operator's subcommands on ``grove-export``'s subparsers."""
-    x = sub.add_parser("exports", help="list exports across tenants from the log, newest first")
-    x.add_argument("--status", choices=STATUSES)
-    x.add_argument("--tenant")
-    x.add_argument("--older-than", help="only exports requested longer ago than this (90s, 15m, 2h, 3d)")
-    x.add_argument("--step", choices=STEPS, help="the step it is in, or failed in")
-    x.add_argument("--page", type=int, default=1)
-    x.add_argument("--limit", type=int, default=20, help="exports per page")
-    x.add_argument("--json", action="store_true")
-    x.set_defaults(func=_run(_exports))
-    s = sub.add_parser("show", help="one export: state, events, open upload and parts, heartbeat")
-    s.add_argument("export_id")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=_run(_show))
-    for name, fn, text in (("cancel", _cancel, "operator cancel (fenced, recorded with who and why)"),
-                           ("retry", _retry, "start a failed export again as a new attempt"),
-                           ("resend", _resend, "send the export's email again")):
+    def command(name: str, text: str, fn: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]],
+                ) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=text)
-        c.add_argument("export_id")
-        _actor(c)
+        c.add_argument("--data", default="var", metavar="DIR", help=data_help)
         c.set_defaults(func=_run(fn))
-    u = sub.add_parser("unlock", help="free a tenant's admission slot when the log shows nothing active")
-    u.add_argument("tenant")
+        return c
+
+    x = command("exports", "list exports across tenants from the log, newest first", _exports)
+    x.add_argument("--status", choices=STATUSES, help="only exports with this status")
+    x.add_argument("--tenant", help="only this tenant's exports")
+    x.add_argument("--older-than", metavar="AGE", help="only exports requested longer ago than this (90s, 15m, 2h, 3d)")
+    x.add_argument("--step", choices=STEPS, help="only exports in this step, or that failed in it")
+    x.add_argument("--page", type=int, default=1, help="which page, from 1 (default: 1)")
+    x.add_argument("--limit", type=int, default=20, help="exports per page (default: 20)")
+    x.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    s = command("show", "one export: state, events, open upload and parts, heartbeat", _show)
+    s.add_argument("export_id", help="the export's id (exp_…)")
+    s.add_argument("--json", action="store_true", help="one JSON document instead of text")
+    for name, fn, text in (("cancel", _cancel, "operator cancel (fenced like the gateway's, recorded with who and why)"),
+                           ("retry", _retry, "start a failed export again as a new attempt, from where its log allows"),
+                           ("resend", _resend, "send the export's email (ready or failed) again")):
+        c = command(name, text, fn)
+        c.add_argument("export_id", help="the export's id (exp_…)")
+        _actor(c)
+    u = command("unlock", "free a tenant's admission slot and hourly limit when the log shows nothing active",
+                _unlock)
+    u.add_argument("tenant", help="the tenant id")
     _actor(u)
-    u.set_defaults(func=_run(_unlock))
-    e = sub.add_parser("erase-tenant", help="remove everything held about a tenant (--dry-run lists it)")
-    e.add_argument("tenant")
-    e.add_argument("--dry-run", action="store_true")
-    e.add_argument("--wait", type=float, default=30.0, help="seconds to wait for running exports to cancel")
-    e.add_argument("--read-model", action="append", help="a gateway read-model file (repeat per replica; "
-                                                          "default GROVE_READ_MODEL_DB)")
+    e = command("erase-tenant", "remove everything held about a tenant (--dry-run lists it)", _erase)
+    e.add_argument("tenant", help="the tenant id")
+    e.add_argument("--dry-run", action="store_true", help="list what would be removed; change nothing")
+    e.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                   help="how long to wait for the tenant's running exports to cancel (default: 30)")
+    e.add_argument("--read-model", action="append", metavar="PATH",
+                   help="a gateway's read-model file; repeat once per replica (default: GROVE_READ_MODEL_DB)")
     _actor(e, reason_required=False)
-    e.set_defaults(func=_run(_erase))
-    b = sub.add_parser("backup", help="snapshot the event stream and KV buckets into DIR")
-    b.add_argument("dir")
-    b.set_defaults(func=_run(_backup))
-    r = sub.add_parser("restore", help="restore a backup into a server where those streams do not exist")
-    r.add_argument("dir")
-    r.set_defaults(func=_run(_restore))
+    b = command("backup", "snapshot the event stream and KV buckets into a folder", _backup)
+    b.add_argument("dir", help="an empty folder for the backup")
+    r = command("restore", "restore a backup into a server where those streams do not exist yet", _restore)
+    r.add_argument("dir", help="the folder `grove-export backup` wrote")
 
 
 # -- backup and restore ------------------------------------------------------------------------

@@ -136,7 +136,12 @@ async def test_operator_cancel_is_recorded_with_who_and_why_and_refused_once_fin
     try:
         export_id = await request_export(bus, tenant)
         await wait_status(bus, tenant, export_id, {"assembling"}, 60)
-        out = ok(cli(values, "cancel", export_id, "--by", "ada", "--reason", "ticket 123: person asked us"))
+        await until(lambda: _parts(bus, tenant, export_id), 30, 0.1, "a logged part")
+        stack.kill("assembler", signal.SIGSTOP)  # hold it mid-archive while the (slow) CLI starts
+        try:
+            out = ok(cli(values, "cancel", export_id, "--by", "ada", "--reason", "ticket 123: person asked us"))
+        finally:
+            stack.kill("assembler", signal.SIGCONT)
         assert "CancelRequested by ada" in out
         state = await wait_status(bus, tenant, export_id, timeout=30)
         assert state.status == "cancelled", logs_of(stack)

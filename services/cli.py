@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from shared.content.port import ContentError
 from shared.secrets import SecretError
 from shared.settings import Settings
 
@@ -358,6 +359,9 @@ def main(argv: list[str] | None = None) -> None:
     except (CliError, SecretError) as e:
         print(f"grove-export: {e}", file=sys.stderr)
         sys.exit(2)
+    except ContentError as e:  # the content database: its own one line (it names no NATS or store)
+        print(f"grove-export: {e}", file=sys.stderr)
+        sys.exit(1)
     except Exception as e:  # noqa: BLE001 - infrastructure errors: one line, not a traceback
         from nats.errors import Error as NatsError
 

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from services.stack.supervisor import Stack, local_env
 from shared import secrets
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store
 from shared.settings import Settings
@@ -41,11 +41,13 @@ async def wait_ready(http: aiohttp.ClientSession, base: str, timeout: float = 60
 async def seed_cli(settings: Settings, *, posts: int, pages: int, images: int, files: int,
                    image_size: tuple[int, int] = (640, 480), username: str = "autumn") -> None:
     store = await open_store(settings, create_buckets=True)
+    content = content_source(settings)
     try:
-        r = await seed_tenant(ContentDB(settings.content_db), store, images_bucket=settings.buckets.images,
+        r = await seed_tenant(content, store, images_bucket=settings.buckets.images,
                               amber_bucket=settings.buckets.amber, posts=posts, pages=pages, images=images,
                               files=files, image_size=image_size, username=username)
     finally:
+        await content.close()
         await store.close()
     print(r.tenant_id)
 
@@ -62,10 +64,12 @@ async def _export(settings: Settings, port: int, data: Path) -> Path:
     async with aiohttp.ClientSession() as http:
         await wait_ready(http, base, what=f"see {data / 'logs'}")
         store = await open_store(settings, create_buckets=True)
+        content = content_source(settings)
         try:
-            seeded = await seed_tenant(ContentDB(settings.content_db), store, images_bucket=settings.buckets.images,
+            seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
                                        amber_bucket=settings.buckets.amber)
         finally:
+            await content.close()
             await store.close()
         print(f"seeded tenant {seeded.tenant_id}: {seeded.posts} posts, {seeded.pages} pages, "
               f"{seeded.images} images", flush=True)

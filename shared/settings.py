@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.content.factory import check_dsn
 
 MiB = 1024 * 1024
 
@@ -105,8 +107,11 @@ class Settings(BaseSettings):
         description="Demo aid, 0 = off: seconds the assembler pauses before each archive member, so an export "
                     "lasts long enough to watch and cancel by hand.")
 
-    # Content database (the source of blog posts, pages, media rows, amber files)
-    content_db: Path = Path("var/content.db")
+    # Content database (the source of blog posts, pages, media rows, amber files). A secret: a
+    # PostgreSQL DSN may carry a password.
+    content_dsn: SecretStr = Field(SecretStr("sqlite:///var/content.db"),
+                                   description="sqlite:///PATH (relative; //// for absolute) or postgresql://…")
+    content_pool_max: int = Field(4, description="PostgreSQL connections per process.")
 
     # Gateway
     host: str = "127.0.0.1"
@@ -132,3 +137,9 @@ class Settings(BaseSettings):
     # Observability
     log_json: bool = True
     metrics_port: int = 0
+
+    @field_validator("content_dsn")
+    @classmethod
+    def _known_content_dsn(cls, v: SecretStr) -> SecretStr:
+        check_dsn(v.get_secret_value())
+        return v

@@ -1,4 +1,6 @@
-"""Fixtures on real infrastructure: a nats-server from the wheel, the filesystem store, SQLite."""
+"""Fixtures on real infrastructure: a nats-server from the wheel, the filesystem store, SQLite or
+PostgreSQL (a test asks for PostgreSQL with ``@pytest.mark.parametrize("content_backend",
+["sqlite", "postgresql"], indirect=True)``)."""
 
 from __future__ import annotations
 
@@ -10,13 +12,14 @@ import pytest
 
 from services.stack.natsserver import NatsServer
 from shared.bus import Bus, connect
-from shared.content.db import ContentDB
+from shared.content.factory import content_source, sqlite_dsn
+from shared.content.port import ContentSource
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
 from shared.settings import Settings
 from tests.support.env import build, settings_for
 
-pytest_plugins = ["tests.fixtures.moto"]
+pytest_plugins = ["tests.fixtures.moto", "tests.support.postgres"]
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +31,21 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
 
 
 @pytest.fixture
-def values(tmp_path: Path, nats_server: NatsServer) -> dict[str, Any]:
-    return settings_for(tmp_path, nats_server.url)
+def content_backend(request: pytest.FixtureRequest) -> str:
+    """Which content source the test's settings name: ``sqlite`` unless parametrized."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def content_dsn(content_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if content_backend == "postgresql":
+        return str(request.getfixturevalue("postgres_dsn"))
+    return sqlite_dsn(tmp_path / "content.db")
+
+
+@pytest.fixture
+def values(tmp_path: Path, nats_server: NatsServer, content_dsn: str) -> dict[str, Any]:
+    return settings_for(tmp_path, nats_server.url, content_dsn=content_dsn)
 
 
 @pytest.fixture
@@ -53,10 +69,11 @@ async def store(settings: Settings) -> AsyncIterator[ObjectStore]:
 
 
 @pytest.fixture
-async def content(settings: Settings) -> ContentDB:
-    db = ContentDB(settings.content_db)
+async def content(settings: Settings) -> AsyncIterator[ContentSource]:
+    db = content_source(settings)
     await db.init()
-    return db
+    yield db
+    await db.close()
 
 
 # -- CI budget: the whole run must stay well under 45 minutes on CI's 2 cores (issue 20) ----------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from faststream import FastStream
 
 from services.catalog.service import Catalog, should_run
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
 from shared.objectstore.factory import open_store
 from shared.runtime import ServiceRuntime, Subscription, build_app
 from shared.settings import Settings
@@ -17,7 +17,9 @@ def create_app(settings: Settings) -> FastStream:
         store = await open_store(settings)
         rt.closers.append(store.close)
         assert rt.bus is not None
-        work = Catalog(settings, store, ContentDB(settings.content_db))
+        content = content_source(settings)
+        rt.closers.append(content.close)
+        work = Catalog(settings, store, content)
         rt.workers["catalog"] = StepWorker("catalog", rt.bus, settings, work, should_run)
 
     app, _ = build_app("catalog", settings, [

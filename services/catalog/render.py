@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.archive.frontmatter import render_markdown
 from shared.archive.names import NameAllocator, safe_component
-from shared.content.db import Row
+from shared.content.port import Row
 from shared.snapshot import SnapshotError
 
 EPOCH_FALLBACK = datetime(1980, 1, 1, tzinfo=UTC)

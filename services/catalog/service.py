@@ -11,7 +11,7 @@ from shared import __version__, faults
 from shared import events as ev
 from shared.archive.levels import level_for
 from shared.archive.names import sanitize_for_path
-from shared.content.db import ContentDB
+from shared.content.port import ContentSource
 from shared.eventlog import Loaded
 from shared.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
 from shared.settings import Settings
@@ -37,7 +37,7 @@ def should_run(loaded: Loaded) -> bool:
 
 
 class Catalog:
-    def __init__(self, settings: Settings, store: ObjectStore, content: ContentDB) -> None:
+    def __init__(self, settings: Settings, store: ObjectStore, content: ContentSource) -> None:
         self.settings = settings
         self.store = store
         self.content = content

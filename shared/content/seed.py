@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from PIL import Image
 
-from shared.content.db import ContentDB
+from shared.content.port import ContentSource
 from shared.objectstore import ObjectStore
 
 WORDS = ("grove moss fern cedar river stone lantern meadow hollow ember willow thistle "
@@ -49,7 +49,7 @@ def _sentence(rng: random.Random, n: int) -> str:
 
 
 async def seed_tenant(
-    db: ContentDB,
+    db: ContentSource,
     store: ObjectStore,
     *,
     images_bucket: str,

@@ -99,12 +99,12 @@ async def closed_loop(gw: Gateway, http: aiohttp.ClientSession, request: Request
 
 async def known_export(gw: Gateway, http: aiohttp.ClientSession) -> tuple[str, str]:
     """A complete export to poll: made here when section 7 did not leave one."""
-    from shared.content.db import ContentDB
+    from shared.content.factory import content_source
     from shared.content.seed import seed_tenant
     from tests.bench.small_e2e import one
 
     s = gw.env.settings
-    seeded = await seed_tenant(ContentDB(s.content_db), gw.env.store, images_bucket=s.buckets.images,
+    seeded = await seed_tenant(content_source(s), gw.env.store, images_bucket=s.buckets.images,
                                amber_bucket=s.buckets.amber, posts=20, pages=3, images=5, files=0)
     _, export_id, _ = await one(gw, http, seeded.tenant_id)
     return seeded.tenant_id, export_id

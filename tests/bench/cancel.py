@@ -21,6 +21,7 @@ import aiosqlite
 from nats.aio.msg import Msg
 
 from shared import events as ev
+from shared.content.factory import sqlite_path
 from shared.snapshot import export_prefix
 from tests.bench.common import Env, MiB, Row, World, log, seed_random_images, start_ready_stack, timeline
 from tests.support.pipeline import cancel, request_export, wait_status
@@ -34,7 +35,7 @@ async def images_only_tenant(env: Env, source_tenant: str) -> str:
     """A new tenant whose media rows point at ``source_tenant``'s image objects (no posts)."""
     tenant = f"cancel_{uuid.uuid4().hex[:12]}"
     now = int(datetime.now(UTC).timestamp())
-    async with aiosqlite.connect(env.settings.content_db) as db:
+    async with aiosqlite.connect(sqlite_path(env.settings.content_dsn.get_secret_value()) or "") as db:
         await db.execute("INSERT INTO tenants (id, username, display_name, email, created_at) VALUES (?,?,?,?,?)",
                          (tenant, "autumn", "Autumn", "autumn@example.org", now))
         await db.execute(

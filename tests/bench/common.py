@@ -24,7 +24,7 @@ from services.stack.natsserver import NatsServer
 from services.stack.supervisor import Stack
 from shared import events as ev
 from shared.bus import Bus, connect
-from shared.content.db import ContentDB
+from shared.content.factory import content_source, sqlite_path
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
@@ -268,7 +268,7 @@ async def seed_random_images(env: Env, *, images: int, image_bytes: int, posts: 
     of ``image_bytes`` each (random bytes after a JFIF marker: stored at level 0, like photos).
     Returns (tenant id, sum of image bytes)."""
     s = env.settings
-    seeded = await seed_tenant(ContentDB(s.content_db), env.store, images_bucket=s.buckets.images,
+    seeded = await seed_tenant(content_source(s), env.store, images_bucket=s.buckets.images,
                                amber_bucket=s.buckets.amber, posts=posts, pages=3, images=0, files=0, seed=seed)
     tenant = seeded.tenant_id
     pool = random_pool(seed)
@@ -285,7 +285,7 @@ async def seed_random_images(env: Env, *, images: int, image_bytes: int, posts: 
         rows.append(media_row(tenant, i, key, filename, len(data), now))
 
     await asyncio.gather(*(one(i) for i in range(images)))
-    await ContentDB(s.content_db).insert("media", rows)
+    await content_source(s).insert("media", rows)
     return tenant, images * image_bytes
 
 
@@ -296,7 +296,7 @@ async def seed_fs_big_files(env: Env, *, total_bytes: int, file_bytes: int, seed
     with media rows inserted in the content DB. Returns (tenant id, the files written)."""
     s = env.settings
     assert s.store == "fs"
-    seeded = await seed_tenant(ContentDB(s.content_db), env.store, images_bucket=s.buckets.images,
+    seeded = await seed_tenant(content_source(s), env.store, images_bucket=s.buckets.images,
                                amber_bucket=s.buckets.amber, posts=posts, pages=3, images=0, files=0, seed=seed)
     tenant = seeded.tenant_id
     block = random_pool(seed)[: 8 * MiB]
@@ -324,7 +324,7 @@ async def seed_fs_big_files(env: Env, *, total_bytes: int, file_bytes: int, seed
         rows.append(media_row(tenant, i, key, filename, size, now))
         left -= size
         i += 1
-    await ContentDB(s.content_db).insert("media", rows)
+    await content_source(s).insert("media", rows)
     return tenant, paths
 
 
@@ -332,7 +332,7 @@ async def delete_tenant_media(env: Env, tenant: str, paths: list[Path]) -> None:
     for p in paths:
         p.unlink(missing_ok=True)
         p.with_name(f".{p.name}.etag").unlink(missing_ok=True)
-    async with aiosqlite.connect(env.settings.content_db) as db:
+    async with aiosqlite.connect(sqlite_path(env.settings.content_dsn.get_secret_value()) or "") as db:
         await db.execute("DELETE FROM media WHERE tenant_id = ?", (tenant,))
         await db.commit()
 

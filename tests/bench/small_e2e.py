@@ -14,7 +14,7 @@ import time
 
 import aiohttp
 
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from tests.bench.common import Gateway, Row, World, log, start_gateway
 
@@ -52,7 +52,7 @@ async def run(world: World) -> list[Row]:
         s = gw.env.settings
         tenants = []
         for i in range(RUNS):
-            seeded = await seed_tenant(ContentDB(s.content_db), gw.env.store, images_bucket=s.buckets.images,
+            seeded = await seed_tenant(content_source(s), gw.env.store, images_bucket=s.buckets.images,
                                        amber_bucket=s.buckets.amber, posts=20, pages=3, images=5, files=0,
                                        seed=100 + i)
             tenants.append(seeded.tenant_id)

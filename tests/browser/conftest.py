@@ -23,7 +23,7 @@ import pytest
 
 from services.gateway.auth import make_token
 from services.stack.natsserver import NatsServer, free_port
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store
 from tests.browser.live import (
@@ -83,11 +83,13 @@ def seed(live: LiveStack) -> Seed:
     async def make(images: int = 12, posts: int = 12, username: str = "autumn") -> Tenant:
         settings = live.settings
         store = await open_store(settings, create_buckets=True)
+        content = content_source(settings)
         try:
-            seeded = await seed_tenant(ContentDB(settings.content_db), store, images_bucket=settings.buckets.images,
+            seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
                                        amber_bucket=settings.buckets.amber, images=images, posts=posts,
                                        username=username)
         finally:
+            await content.close()
             await store.close()
         token = make_token(settings, tenant=seeded.tenant_id, user=f"user_{seeded.tenant_id}",
                            email=seeded.email, username=seeded.username, ttl_s=1800)

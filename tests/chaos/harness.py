@@ -14,7 +14,7 @@ from services.reference import assemble_to_file
 from services.stack.supervisor import Stack
 from shared import events as ev
 from shared.bus import Bus, connect
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
@@ -55,8 +55,9 @@ async def run_scenario(tmp: Path, nats_url: str, tally: Tally, *, faults: str = 
     bus = await connect(settings, "chaos")
     stack = start_stack(tmp / "stack", values, replicas=replicas, extra_env=env)
     tally.exports += 1
+    content = content_source(settings)
     try:
-        seeded = await seed_tenant(ContentDB(settings.content_db), store, images_bucket=settings.buckets.images,
+        seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
                                    amber_bucket=settings.buckets.amber, posts=20, pages=3, images=images)
         export_id = await request_export(bus, seeded.tenant_id)
         kills = await action(stack, bus, seeded.tenant_id, export_id) if action else 0
@@ -75,6 +76,7 @@ async def run_scenario(tmp: Path, nats_url: str, tally: Tally, *, faults: str = 
         return outcome
     finally:
         stack.stop()
+        await content.close()
         await bus.close()
         await store.close()
 

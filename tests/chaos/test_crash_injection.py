@@ -17,7 +17,7 @@ from services.stack.supervisor import Stack
 from shared import events as ev
 from shared.bus import Bus
 from tests.chaos.conftest import Tally
-from tests.chaos.harness import random_kill, run_scenario
+from tests.chaos.harness import chaos_values, random_kill, run_scenario
 from tests.support.wait import until
 
 pytestmark = pytest.mark.chaos
@@ -44,6 +44,16 @@ async def test_a_crash_at_a_chosen_point_changes_nothing_in_the_archive(
         fault: str, tmp_path: Path, nats_server: NatsServer, tally: Tally) -> None:
     outcome = await run_scenario(tmp_path, nats_server.url, tally, faults=fault)
     assert outcome.kills == len(fault.split(","))
+
+
+async def test_a_crash_with_the_catalog_reading_postgresql_changes_nothing_in_the_archive(
+        tmp_path: Path, nats_server: NatsServer, tally: Tally, postgres_dsn: str) -> None:
+    """The catalog is killed after storing the snapshot and again before its ack, the assembler
+    after two parts; the content is in PostgreSQL, read again by the restarted catalog."""
+    fault = "catalog.snapshot_stored@1,catalog.before_ack@1,assemble.part_logged@2"
+    values = chaos_values(tmp_path, nats_server.url, content_dsn=postgres_dsn)
+    outcome = await run_scenario(tmp_path, nats_server.url, tally, faults=fault, values=values)
+    assert outcome.kills == 3
 
 
 @pytest.mark.parametrize("seed", [int(os.environ.get("GROVE_CHAOS_SEED", "0")) or s for s in (11, 23, 47)])

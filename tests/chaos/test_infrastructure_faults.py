@@ -11,7 +11,7 @@ from services.janitor.main import Janitor
 from services.stack.natsserver import NatsServer
 from services.stack.supervisor import Stack
 from shared.bus import Bus, connect
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store
 from tests.chaos.conftest import Tally
@@ -65,7 +65,7 @@ async def test_a_store_down_for_good_fails_the_export_after_three_retries_with_a
     bus = await connect(settings, "chaos")
     stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_FAULTS_SLOW": "assemble.upload:0.2"})
     try:
-        seeded = await seed_tenant(ContentDB(settings.content_db), store, images_bucket=settings.buckets.images,
+        seeded = await seed_tenant(content_source(settings), store, images_bucket=settings.buckets.images,
                                    amber_bucket=settings.buckets.amber, images=30)
         export_id = await request_export(bus, seeded.tenant_id)
         await wait_status(bus, seeded.tenant_id, export_id, {"assembling"}, 30)

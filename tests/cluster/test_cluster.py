@@ -23,7 +23,7 @@ from services.gateway.auth import make_token
 from services.stack.natsserver import free_port
 from shared import events as ev
 from shared.bus import Bus
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store
 from shared.settings import Settings
@@ -81,7 +81,7 @@ async def test_an_export_survives_losing_the_stream_leader_and_an_assembler(tmp_
         assert kv_info.config.num_replicas == 3
 
         store = await open_store(s, create_buckets=True)
-        seeded = await seed_tenant(ContentDB(s.content_db), store, images_bucket=s.buckets.images,
+        seeded = await seed_tenant(content_source(s), store, images_bucket=s.buckets.images,
                                    amber_bucket=s.buckets.amber, images=IMAGES, image_size=(64, 48), posts=6)
         rng = random.Random(11)
         for key in seeded.image_keys:  # big "photos": the catalog HEADs real sizes, so no DB change needed

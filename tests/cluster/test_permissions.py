@@ -27,7 +27,7 @@ from services.reference import assemble_to_file
 from services.stack.auth import ADMIN, USERS, password_env, render_authorization
 from services.stack.natsserver import NatsServer, env_without_proxies, free_port
 from shared.bus import Bus
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.eventlog import EventLog
 from shared.objectstore.factory import open_store
@@ -161,7 +161,7 @@ async def test_a_whole_export_runs_with_a_nats_user_per_service(secured: Secured
             if svc == "assembler":  # slow uploads a little so the second export can be cancelled mid-way
                 env["GROVE_FAULTS_SLOW"] = "assemble.upload:0.3"
             procs.run(svc, svc, env)
-        db = ContentDB(s.content_db)
+        db = content_source(s)
         a = await seed_tenant(db, store, images_bucket=s.buckets.images, amber_bucket=s.buckets.amber, images=6)
         b = await seed_tenant(db, store, images_bucket=s.buckets.images, amber_bucket=s.buckets.amber, images=12)
 

@@ -18,7 +18,7 @@ import pytest
 
 from services.stack.natsserver import NatsServer
 from shared.bus import Bus
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store
 from shared.state import ExportState
@@ -45,7 +45,7 @@ async def test_twenty_tenants_at_once_spread_over_three_assembler_replicas(tmp_p
     procs = Procs(tmp_path / "logs", to_env(values))
     watcher: asyncio.Task[None] | None = None
     try:
-        db = ContentDB(s.content_db)
+        db = content_source(s)
         tenants = [await seed_tenant(db, store, images_bucket=s.buckets.images, amber_bucket=s.buckets.amber,
                                      images=6, posts=6, files=2, seed=i) for i in range(TENANTS)]
         for svc in ("catalog", "finalizer", "notifier"):

@@ -15,7 +15,7 @@ from services.catalog.service import Catalog
 from services.reference import assemble_to_file
 from shared import events as ev
 from shared.bus import Bus
-from shared.content.db import ContentDB
+from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore, StoreUnavailable
 from shared.settings import Settings
@@ -39,7 +39,7 @@ class FailingUploads:
         return await self._store.upload_part(*args, **kwargs)
 
 
-async def _cataloged(bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings) -> StepContext:
+async def _cataloged(bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings) -> StepContext:
     seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
                                amber_bucket=settings.buckets.amber, posts=6, images=10)
     export_id = await request_export(bus, seeded.tenant_id)
@@ -64,7 +64,7 @@ async def _archive(store: ObjectStore, settings: Settings, ctx: StepContext) -> 
 
 
 async def test_after_a_failed_attempt_the_next_resumes_after_the_logged_parts_into_identical_bytes(
-        bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings, tmp_path: Path) -> None:
+        bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings, tmp_path: Path) -> None:
     ctx = await _cataloged(bus, store, content, settings)
     with pytest.raises(StoreUnavailable):
         await Assembler(settings, FailingUploads(store, fail_at=5))(ctx)  # type: ignore[arg-type]
@@ -79,7 +79,7 @@ async def test_after_a_failed_attempt_the_next_resumes_after_the_logged_parts_in
 
 
 async def test_a_changed_encoder_fingerprint_redoes_the_straddling_member_only(
-        bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings, tmp_path: Path,
+        bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = await _cataloged(bus, store, content, settings)
     monkeypatch.setattr("services.assembler.service.fingerprint", lambda: "an-older-encoder")
@@ -98,7 +98,7 @@ async def test_a_changed_encoder_fingerprint_redoes_the_straddling_member_only(
 
 
 async def test_a_source_changed_before_its_reread_is_dropped_and_reported(
-        bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings) -> None:
+        bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings) -> None:
     ctx = await _cataloged(bus, store, content, settings)
     with pytest.raises(StoreUnavailable):
         await Assembler(settings, FailingUploads(store, fail_at=6))(ctx)  # type: ignore[arg-type]

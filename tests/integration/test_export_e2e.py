@@ -14,7 +14,7 @@ import pytest
 from services.stack.natsserver import NatsServer
 from services.stack.supervisor import Stack
 from shared.bus import Bus
-from shared.content.db import ContentDB
+from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
 from shared.settings import Settings
@@ -24,12 +24,15 @@ from tests.support.stack import logs_of, start_stack
 from tests.support.wait import until
 
 
-@pytest.fixture(scope="module", params=["fs", "s3"])
+@pytest.fixture(scope="module", params=["fs", "s3", "fs+postgresql"])
 def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
             nats_server: NatsServer) -> Iterator[tuple[dict, Stack]]:
-    """The step services on their own settings; every test runs on both stores."""
+    """The step services on their own settings; every test runs on both stores, and once with the
+    catalog reading PostgreSQL."""
     tmp = tmp_path_factory.mktemp(f"e2e-{request.param}")
     extra = s3_values(request.getfixturevalue("moto_server")) if request.param == "s3" else {}
+    if request.param.endswith("+postgresql"):
+        extra["content_dsn"] = request.getfixturevalue("module_postgres_dsn")
     values = settings_for(tmp, nats_server.url, **extra)
     stack = start_stack(tmp / "stack", values)
     yield values, stack
@@ -41,13 +44,13 @@ def values(running: tuple[dict[str, Any], Stack]) -> dict[str, Any]:
     return running[0]
 
 
-async def _seed(content: ContentDB, store: ObjectStore, settings: Settings, **kw: Any):
+async def _seed(content: ContentSource, store: ObjectStore, settings: Settings, **kw: Any):
     return await seed_tenant(content, store, images_bucket=settings.buckets.images,
                              amber_bucket=settings.buckets.amber, **kw)
 
 
 async def test_blog_export_with_images_holds_every_byte_of_the_source(
-        bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings, tmp_path: Path,
+        bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings, tmp_path: Path,
         running: tuple[dict, Stack]) -> None:
     seeded = await _seed(content, store, settings, posts=9, pages=3, images=6)
     export_id = await request_export(bus, seeded.tenant_id)
@@ -80,7 +83,7 @@ async def test_blog_export_with_images_holds_every_byte_of_the_source(
     assert any(line.get("export_id") == export_id and line.get("step") == "assemble" for line in logged)
 
 
-async def test_text_only_export_has_no_media(bus: Bus, store: ObjectStore, content: ContentDB,
+async def test_text_only_export_has_no_media(bus: Bus, store: ObjectStore, content: ContentSource,
                                              settings: Settings) -> None:
     seeded = await _seed(content, store, settings, posts=4, pages=2, images=3)
     export_id = await request_export(bus, seeded.tenant_id, include_images=False)
@@ -91,7 +94,7 @@ async def test_text_only_export_has_no_media(bus: Bus, store: ObjectStore, conte
 
 
 async def test_tenant_with_no_content_gets_a_valid_archive(bus: Bus, store: ObjectStore,
-                                                           content: ContentDB, settings: Settings) -> None:
+                                                           content: ContentSource, settings: Settings) -> None:
     seeded = await _seed(content, store, settings, posts=0, pages=0, images=0, files=0)
     export_id = await request_export(bus, seeded.tenant_id)
     state = await wait_status(bus, seeded.tenant_id, export_id)
@@ -99,7 +102,7 @@ async def test_tenant_with_no_content_gets_a_valid_archive(bus: Bus, store: Obje
     assert archive.names() == ["README.md", "manifest.json", "errors.json"]
 
 
-async def test_two_tenants_export_at_once(bus: Bus, store: ObjectStore, content: ContentDB,
+async def test_two_tenants_export_at_once(bus: Bus, store: ObjectStore, content: ContentSource,
                                           settings: Settings) -> None:
     a = await _seed(content, store, settings, posts=3, images=2, seed=1)
     b = await _seed(content, store, settings, posts=5, images=3, seed=2)

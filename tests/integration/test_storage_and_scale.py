@@ -1,5 +1,6 @@
 """Storage mode (Amber files), a tenant with 600 images on S3 with the assembler's memory measured,
-and an export requested by publishing ExportRequested straight on the bus."""
+and an export requested by publishing ExportRequested straight on the bus — all with the content in
+PostgreSQL, as in production."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from services.stack.natsserver import NatsServer
 from services.stack.supervisor import Stack
 from shared.bus import Bus
-from shared.content.db import ContentDB
+from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
 from shared.settings import Settings
@@ -23,10 +24,12 @@ from tests.support.stack import logs_of, start_stack
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory, nats_server: NatsServer,
-            moto_server: str) -> Iterator[tuple[dict, Stack]]:
+def running(tmp_path_factory: pytest.TempPathFactory, nats_server: NatsServer, moto_server: str,
+            module_postgres_dsn: str) -> Iterator[tuple[dict, Stack]]:
+    """The services on S3 (moto), the catalog reading PostgreSQL: the production shape."""
     tmp = tmp_path_factory.mktemp("scale")
-    values = settings_for(tmp, nats_server.url, **s3_values(moto_server), min_part_size=5 * 1024 * 1024)
+    values = settings_for(tmp, nats_server.url, **s3_values(moto_server), min_part_size=5 * 1024 * 1024,
+                          content_dsn=module_postgres_dsn)
     stack = start_stack(tmp / "stack", values)
     yield values, stack
     stack.stop()
@@ -38,7 +41,7 @@ def values(running: tuple[dict[str, Any], Stack]) -> dict[str, Any]:
 
 
 async def test_storage_mode_archives_every_amber_file_under_its_category(
-        bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings) -> None:
+        bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings) -> None:
     seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
                                amber_bucket=settings.buckets.amber, posts=2, images=1, files=7)
     export_id = await request_export(bus, seeded.tenant_id, mode="storage")
@@ -57,7 +60,7 @@ async def test_storage_mode_archives_every_amber_file_under_its_category(
 
 @pytest.mark.slow
 async def test_600_images_complete_on_s3_with_flat_assembler_memory(
-        bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings,
+        bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings,
         running: tuple[dict, Stack]) -> None:
     """The spec's '500+ images' load test; the assembler is a separate process, moto another."""
     seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,

@@ -26,7 +26,7 @@ def settings_for(tmp: Path, nats_url: str, **overrides: Any) -> dict[str, Any]:
         "subject_prefix": f"ex{tag}",
         "kv_prefix": f"g{tag}",
         "store_root": str(tmp / "store"),
-        "content_db": str(tmp / "content.db"),
+        "content_dsn": "sqlite:///" + str(tmp / "content.db"),
         "read_model_db": str(tmp / "read-model.db"),
         "min_part_size": 256 * 1024,
         "ack_wait_s": 5.0,

@@ -27,7 +27,8 @@ import pytest
 from stream_unzip import stream_unzip
 
 from shared.bus import Bus, connect
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
+from shared.content.port import ContentSource
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
 from shared.settings import Settings
@@ -86,7 +87,7 @@ class Exported:
             return json.loads(zf.read("errors.json"))
 
 
-Prepare = Callable[[ContentDB, ObjectStore, Settings], Awaitable[tuple[str, dict[str, Any]]]]
+Prepare = Callable[[ContentSource, ObjectStore, Settings], Awaitable[tuple[str, dict[str, Any]]]]
 During = Callable[[Bus, ObjectStore, Settings, str, str, dict[str, Any]], Awaitable[None]]
 
 
@@ -102,9 +103,12 @@ def export_through_stack(values: dict[str, Any], out: Path, prepare: Prepare, *,
         store = await open_store(settings, create_buckets=True)
         bus = await connect(settings, "archive-e2e")
         try:
-            content = ContentDB(settings.content_db)
+            content = content_source(settings)
             await content.init()
-            tenant_id, info = await prepare(content, store, settings)
+            try:
+                tenant_id, info = await prepare(content, store, settings)
+            finally:
+                await content.close()
             started = time.monotonic()
             export_id = await request_export(bus, tenant_id, mode=mode, include_images=include_images)
             if during is not None:

@@ -35,7 +35,7 @@ from services.stack.natsserver import NatsServer
 from services.stack.supervisor import Stack
 from shared.archive.frontmatter import parse_markdown
 from shared.bus import Bus
-from shared.content.db import ContentDB
+from shared.content.port import ContentSource
 from shared.content.seed import make_image, seed_tenant
 from shared.objectstore import ObjectStore
 from shared.settings import Settings
@@ -91,7 +91,7 @@ def _export(stack: tuple[dict, Stack], out: Path, prepare: Prepare, **kw: Any) -
 
 @pytest.fixture(scope="module")
 def normal(plain_stack: tuple[dict, Stack], tmp_path_factory: pytest.TempPathFactory) -> Exported:
-    async def prepare(content: ContentDB, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
+    async def prepare(content: ContentSource, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
         seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
                                    amber_bucket=settings.buckets.amber, posts=9, pages=3, images=6, seed=3)
         return seeded.tenant_id, {"seeded": seeded}
@@ -144,7 +144,7 @@ def _row_time(i: int) -> int:
 
 @pytest.fixture(scope="module")
 def hostile(plain_stack: tuple[dict, Stack], tmp_path_factory: pytest.TempPathFactory) -> Exported:
-    async def prepare(content: ContentDB, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
+    async def prepare(content: ContentSource, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
         tenant = f"hostile_{uuid.uuid4().hex[:10]}"
         await content.insert("tenants", [{"id": tenant, "username": "Zoë ../\u202e<script>", "display_name": "x",
                                            "email": "z@example.org", "created_at": _row_time(0)}])
@@ -191,7 +191,7 @@ def hostile(plain_stack: tuple[dict, Stack], tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="module")
 def lost(slow_stack: tuple[dict, Stack], tmp_path_factory: pytest.TempPathFactory) -> Exported:
-    async def prepare(content: ContentDB, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
+    async def prepare(content: ContentSource, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
         seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
                                    amber_bucket=settings.buckets.amber, posts=5, pages=1, images=20, seed=11)
         return seeded.tenant_id, {"seeded": seeded}

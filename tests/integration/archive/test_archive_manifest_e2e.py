@@ -25,7 +25,7 @@ import pytest
 from services.stack.natsserver import NatsServer
 from services.stack.supervisor import Stack
 from shared import __version__
-from shared.content.db import ContentDB
+from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
 from shared.settings import Settings
@@ -47,7 +47,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, nats_server: NatsServer) -> 
 
 
 def _run(stack: tuple[dict, Stack], out: Path, mode: str) -> Exported:
-    async def prepare(content: ContentDB, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
+    async def prepare(content: ContentSource, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
         seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
                                    amber_bucket=settings.buckets.amber, posts=4, pages=2, images=3, files=5,
                                    seed=21)

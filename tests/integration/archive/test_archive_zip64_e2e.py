@@ -36,7 +36,7 @@ from services.stack.natsserver import NatsServer
 from services.stack.supervisor import Stack
 from shared.archive.trailer import EOCD, EOCD_SIG, ZIP64_EOCD, ZIP64_EOCD_SIG, ZIP64_LOCATOR, ZIP64_LOCATOR_SIG
 from shared.bus import connect
-from shared.content.db import ContentDB
+from shared.content.port import ContentSource
 from shared.content.seed import make_image
 from shared.objectstore import ObjectStore
 from shared.settings import Settings
@@ -131,7 +131,7 @@ def many_stack(tmp_path_factory: pytest.TempPathFactory, nats_server: NatsServer
 @pytest.mark.timeout(600)
 def test_65600_posts_get_zip64_end_records_and_open_in_every_reader(
         many_stack: tuple[dict, Stack], tmp_path: Path) -> None:
-    async def prepare(content: ContentDB, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
+    async def prepare(content: ContentSource, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
         tenant = f"many_{uuid.uuid4().hex[:10]}"
         now = 1_700_000_000
         await content.insert("tenants", [{"id": tenant, "username": "many", "display_name": "Many",
@@ -224,7 +224,7 @@ def test_an_archive_over_4_gib_with_a_member_over_4_gib_opens_in_every_reader(
         big_stack: tuple[dict, Stack], tmp_path: Path) -> None:
     values, stack = big_stack
 
-    async def prepare(content: ContentDB, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
+    async def prepare(content: ContentSource, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
         tenant = f"big_{uuid.uuid4().hex[:10]}"
         now = 1_700_000_000
         await content.insert("tenants", [{"id": tenant, "username": "big", "display_name": "Big",

@@ -16,7 +16,7 @@ from services.stack.natsserver import NatsServer
 from services.stack.supervisor import Stack
 from shared import events as ev
 from shared.bus import Bus
-from shared.content.db import ContentDB
+from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.eventlog import Conflict, Loaded
 from shared.objectstore import ObjectNotFound, ObjectStore
@@ -47,7 +47,7 @@ def values(running: tuple[dict[str, Any], Stack]) -> dict[str, Any]:
     return running[0]
 
 
-async def _export(bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings, images: int = 16) -> tuple[str, str]:
+async def _export(bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings, images: int = 16) -> tuple[str, str]:
     seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
                                amber_bucket=settings.buckets.amber, images=images)
     return seeded.tenant_id, await request_export(bus, seeded.tenant_id)
@@ -73,7 +73,7 @@ async def _assert_cancelled_cleanly(bus: Bus, store: ObjectStore, settings: Sett
 
 @pytest.mark.parametrize("stage", ["pending", "cataloging", "assembling", "uploading"])
 async def test_cancel_at_each_stage_leaves_no_parts_no_object_and_no_email(
-        stage: str, bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings,
+        stage: str, bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings,
         running: tuple[dict, Stack]) -> None:
     tenant, export_id = await _export(bus, store, content, settings)
     if stage == "pending":
@@ -89,7 +89,7 @@ async def test_cancel_at_each_stage_leaves_no_parts_no_object_and_no_email(
     await _assert_cancelled_cleanly(bus, store, settings, tenant, export_id, running[1])
 
 
-async def test_cancelling_a_finished_export_changes_nothing(bus: Bus, store: ObjectStore, content: ContentDB,
+async def test_cancelling_a_finished_export_changes_nothing(bus: Bus, store: ObjectStore, content: ContentSource,
                                                             settings: Settings) -> None:
     tenant, export_id = await _export(bus, store, content, settings, images=1)
     state = await wait_status(bus, tenant, export_id, timeout=60)
@@ -114,7 +114,7 @@ async def _names(bus: Bus, tenant: str, export_id: str) -> list[str]:
 
 @pytest.mark.parametrize("order", ["cancel_first", "finalize_first", "cancel_fenced_by_finalize"])
 async def test_cancel_racing_finalize_resolves_to_exactly_one_outcome_in_each_order(
-        order: str, bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings) -> None:
+        order: str, bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings) -> None:
     """Drive each interleaving on purpose. The finalizer pauses 1 s at ``finalize.before_start``
     (after deciding to run, before appending FinalizeStarted):
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.bus import Bus
-from shared.content.db import ContentDB
+from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
 from shared.settings import Settings
@@ -43,7 +43,7 @@ def test_bad_input_gets_a_one_line_message_and_a_non_zero_exit(values: dict[str,
 
 
 async def test_events_assemble_and_janitor_on_a_real_export(values: dict[str, Any], bus: Bus, store: ObjectStore,
-                                                            content: ContentDB, settings: Settings,
+                                                            content: ContentSource, settings: Settings,
                                                             tmp_path: Path) -> None:
     stack = start_stack(tmp_path / "stack", values)
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from services.stack.natsserver import NatsServer, free_port
 from shared.bus import connect
-from shared.content.db import ContentDB
+from shared.content.factory import content_source, sqlite_path
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store
 from tests.integration.mail.conftest import StartSmtp
@@ -25,11 +25,13 @@ async def _run(tmp: Path, values: dict, *, fail_catalog: bool = False, tenant: s
     bus = await connect(settings, "test")
     stack = start_stack(tmp / "stack", values)
     try:
-        content = ContentDB(settings.content_db)
+        content = content_source(settings)
         if fail_catalog:  # an unreadable content database fails the catalog step every time
             tenant_id = tenant
-            Path(settings.content_db).parent.mkdir(parents=True, exist_ok=True)
-            Path(settings.content_db).write_bytes(b"this is not a sqlite database")
+            path = sqlite_path(settings.content_dsn.get_secret_value())
+            assert path is not None
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"this is not a sqlite database")
         else:
             tenant_id = (await seed_tenant(content, store, images_bucket=settings.buckets.images,
                                            amber_bucket=settings.buckets.amber, images=2)).tenant_id

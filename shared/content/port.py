@@ -1,0 +1,102 @@
+"""The content-source port: the spec's catalog queries, read as streams, and a write side for
+seeders and importers.
+
+Errors::
+
+    ContentError
+     ├── ContentUnavailable   the database did not answer, or its tables are missing
+     └── ContentRejected      a write the source refuses (unknown table or column, a NUL in text,
+                              a duplicate id) — checked before anything is written
+
+Rows are plain dicts with the spec's column names; times are integers (Unix seconds, UTC), as in
+the spec's D1 schema. Every adapter returns the same dicts for the same rows, in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, Protocol
+
+Row = dict[str, Any]
+
+# The tables a writer may fill and their columns: an allow-list, because a writer's column names
+# end up in SQL text (values never do: they are bound parameters).
+TABLES: dict[str, tuple[str, ...]] = {
+    "tenants": ("id", "username", "display_name", "email", "created_at"),
+    "posts": ("id", "tenant_id", "slug", "title", "description", "markdown_content", "tags", "status",
+              "featured_image", "published_at", "created_at", "updated_at"),
+    "pages": ("id", "tenant_id", "slug", "title", "description", "markdown_content", "type", "display_order",
+              "created_at", "updated_at"),
+    "media": ("id", "tenant_id", "filename", "original_name", "r2_key", "url", "size", "mime_type", "alt_text",
+              "uploaded_at"),
+    "amber_files": ("id", "tenant_id", "filename", "original_name", "r2_key", "size", "mime_type", "category",
+                    "product", "uploaded_at"),
+}
+
+
+class ContentError(Exception):
+    """Something about the content source."""
+
+
+class ContentUnavailable(ContentError):
+    """The content database did not answer, or is not a content database."""
+
+
+class ContentRejected(ContentError, ValueError):
+    """A write the content source refuses; nothing of it was written."""
+
+
+class ContentSource(Protocol):
+    """Where the catalog reads a tenant's content. Reads stream: a tenant's rows are never all in
+    memory at once inside the adapter."""
+
+    async def init(self) -> None:
+        """Create the tables if they are missing (local stack, tests, seeding)."""
+
+    def posts(self, tenant_id: str) -> AsyncIterator[Row]:
+        """The spec's posts query: newest ``created_at`` first, ties by id."""
+
+    def pages(self, tenant_id: str) -> AsyncIterator[Row]:
+        """The spec's pages query: ``display_order`` ascending, ties by id."""
+
+    def media(self, tenant_id: str) -> AsyncIterator[Row]:
+        """The spec's media query: newest ``uploaded_at`` first, ties by id."""
+
+    def amber_files(self, tenant_id: str) -> AsyncIterator[Row]:
+        """The spec's Amber query: newest ``uploaded_at`` first, ties by id."""
+
+    async def tenant(self, tenant_id: str) -> Row | None:
+        """The tenant's row, or None."""
+
+    async def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Insert rows into one table in one transaction (all or none); returns how many."""
+
+    async def close(self) -> None:
+        """Release connections (a pool); the source is unusable afterwards."""
+
+
+def checked_rows(table: str, rows: Iterable[Mapping[str, Any]]) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    """Validate a write before anything touches the database: the table and every column must be
+    known, every row must have the same columns, and no text may hold a NUL (PostgreSQL cannot
+    store one; refusing it everywhere keeps the adapters interchangeable)."""
+    allowed = TABLES.get(table)
+    if allowed is None:
+        raise ContentRejected(f"unknown table {table!r}")
+    materialized = [dict(r) for r in rows]
+    if not materialized:
+        return (), []
+    cols = tuple(materialized[0])
+    unknown = [c for c in cols if c not in allowed]
+    if unknown:
+        raise ContentRejected(f"unknown column(s) for {table}: {', '.join(map(repr, unknown))}")
+    if "id" not in cols:
+        raise ContentRejected(f"rows for {table} need an id")
+    values: list[tuple[Any, ...]] = []
+    for n, row in enumerate(materialized):
+        if tuple(row) != cols:
+            raise ContentRejected(f"{table} row {n} has columns {sorted(row)}, the first row has {sorted(cols)}")
+        for col, value in row.items():
+            if isinstance(value, str) and "\x00" in value:
+                raise ContentRejected(f"{table} row {n} ({row.get('id')!r}): {col} contains a NUL character")
+        values.append(tuple(row[c] for c in cols))
+    return cols, values

@@ -1,0 +1,119 @@
+"""The content source on PostgreSQL via asyncpg, with a connection pool.
+
+Reads run a server-side cursor inside a read-only transaction and fetch ``FETCH_ROWS`` rows at a
+time, so a tenant with 100,000 posts costs one batch of rows in memory, not all of them. Writes
+use COPY (one round trip for many rows) inside one transaction: all rows or none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+import asyncpg
+
+from shared.content import schema
+from shared.content.port import ContentRejected, ContentUnavailable, Row, checked_rows
+
+# Rows per round trip of a server-side cursor: big enough that the round trips are cheap, small
+# enough that a batch of posts (a few KB each) stays a few MB.
+FETCH_ROWS = 500
+CONNECT_TIMEOUT_S = 10.0
+
+_DRIVER_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def numbered(sql: str) -> str:
+    """``?`` placeholders → PostgreSQL's ``$1, $2, …`` (the shared queries hold no literal ``?``)."""
+    counter = iter(range(1, 1000))
+    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
+
+
+def _unavailable(e: BaseException) -> ContentUnavailable:
+    return ContentUnavailable(f"the content database did not answer: {type(e).__name__}: {e}")
+
+
+class PostgresContent:
+    """A :class:`~shared.content.port.ContentSource` on PostgreSQL. The pool opens on first use."""
+
+    def __init__(self, dsn: str, *, pool_max: int = 4) -> None:
+        self._dsn = dsn
+        self._pool_max = pool_max
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:  # never the DSN: it may carry a password
+        return "PostgresContent(…)"
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        async with self._lock:
+            if self._pool is None:
+                try:
+                    self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_max,
+                                                           timeout=CONNECT_TIMEOUT_S)
+                except _DRIVER_ERRORS as e:
+                    raise _unavailable(e) from None
+            return self._pool
+
+    async def init(self) -> None:
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire() as conn:
+                # Serialize concurrent first starts: CREATE ... IF NOT EXISTS races on the catalog.
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('grove_content_schema'))")
+                    await conn.execute(schema.POSTGRES_SCHEMA)
+        except _DRIVER_ERRORS as e:
+            raise _unavailable(e) from None
+
+    async def _rows(self, sql: str, *args: Any) -> AsyncIterator[Row]:
+        pool = await self._get_pool()
+        query = numbered(sql)
+        try:
+            async with pool.acquire() as conn, conn.transaction(readonly=True):
+                async for record in conn.cursor(query, *args, prefetch=FETCH_ROWS):
+                    yield dict(record)
+        except _DRIVER_ERRORS as e:
+            raise _unavailable(e) from None
+
+    def posts(self, tenant_id: str) -> AsyncIterator[Row]:
+        return self._rows(schema.POSTS, tenant_id)
+
+    def pages(self, tenant_id: str) -> AsyncIterator[Row]:
+        return self._rows(schema.PAGES, tenant_id)
+
+    def media(self, tenant_id: str) -> AsyncIterator[Row]:
+        return self._rows(schema.MEDIA, tenant_id)
+
+    def amber_files(self, tenant_id: str) -> AsyncIterator[Row]:
+        return self._rows(schema.AMBER, tenant_id)
+
+    async def tenant(self, tenant_id: str) -> Row | None:
+        pool = await self._get_pool()
+        try:
+            record = await pool.fetchrow(numbered(schema.TENANT), tenant_id)
+        except _DRIVER_ERRORS as e:
+            raise _unavailable(e) from None
+        return dict(record) if record is not None else None
+
+    async def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        cols, values = checked_rows(table, rows)
+        if not values:
+            return 0
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.copy_records_to_table(table, records=values, columns=list(cols))
+        except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as e:
+            raise ContentRejected(f"{table}: {e}") from None
+        except _DRIVER_ERRORS as e:
+            raise _unavailable(e) from None
+        return len(values)
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._pool is not None:
+                await self._pool.close()
+                self._pool = None

@@ -1,0 +1,227 @@
+"""The content-source contract, run on every adapter: SQLite (aiosqlite) and PostgreSQL (asyncpg,
+a fresh database per test on the machine's server).
+
+What a catalog may rely on, whichever database is behind it: the spec's queries return the spec's
+columns, in the spec's order (ties broken by id, bytewise), only the tenant's rows, hostile text
+exactly as written; an empty tenant is empty; a write is all or nothing and checked first; a
+100,000-post tenant streams in bounded memory.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.content.factory import open_content, sqlite_dsn
+from shared.content.port import ContentRejected, ContentSource, ContentUnavailable, Row
+
+POST_COLUMNS = ["id", "slug", "title", "description", "markdown_content", "tags", "status", "featured_image",
+                "published_at", "created_at", "updated_at"]
+PAGE_COLUMNS = ["id", "slug", "title", "description", "markdown_content", "type", "created_at", "updated_at"]
+MEDIA_COLUMNS = ["id", "filename", "original_name", "r2_key", "url", "size", "mime_type", "alt_text", "uploaded_at"]
+AMBER_COLUMNS = ["id", "filename", "original_name", "r2_key", "size", "mime_type", "category", "product",
+                 "uploaded_at"]
+
+HOSTILE_TEXT = [
+    "'; DROP TABLE posts; --",
+    'quotes " and \' and `back`',
+    "---\nfront: matter\n---",
+    "yes", "null", "~", "",
+    "line\r\nbreaks\n\ttabs",
+    "Zoë ﬁ e\u0301 \u202eevil.exe \u200b zero-width",
+    "emoji 🌲🍂 and astral 𝔊𝔯𝔬𝔳𝔢",
+    "back\\slash ../../etc/passwd /abs",
+    "%_ like wildcards %% __",
+    "$1 ? :name %s {placeholders}",
+]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def source(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ContentSource]:
+    if request.param == "postgresql":
+        dsn = str(request.getfixturevalue("postgres_dsn"))
+    else:
+        dsn = sqlite_dsn(tmp_path / "content.db")
+    db = open_content(dsn, pool_max=2)
+    await db.init()
+    yield db
+    await db.close()
+
+
+async def _all(rows: AsyncIterator[Row]) -> list[Row]:
+    return [r async for r in rows]
+
+
+def _tenant(tid: str) -> dict[str, Any]:
+    return {"id": tid, "username": f"u-{tid}", "display_name": None, "email": f"{tid}@example.org",
+            "created_at": 1_700_000_000}
+
+
+def _post(tid: str, pid: str, created: int, **kw: Any) -> dict[str, Any]:
+    return {"id": pid, "tenant_id": tid, "slug": f"s-{pid}", "title": f"T {pid}", "description": None,
+            "markdown_content": f"# {pid}\n", "tags": '["a","b"]', "status": "published",
+            "featured_image": None, "published_at": created, "created_at": created, "updated_at": None, **kw}
+
+
+def _page(tid: str, pid: str, order: int) -> dict[str, Any]:
+    return {"id": pid, "tenant_id": tid, "slug": f"p-{pid}", "title": pid, "description": "d",
+            "markdown_content": "body", "type": "page", "display_order": order, "created_at": 1, "updated_at": 2}
+
+
+def _media(tid: str, mid: str, uploaded: int) -> dict[str, Any]:
+    return {"id": mid, "tenant_id": tid, "filename": f"{mid}.jpg", "original_name": None, "r2_key": f"{tid}/{mid}",
+            "url": None, "size": 5 * 2**40, "mime_type": "image/jpeg", "alt_text": None, "uploaded_at": uploaded}
+
+
+def _amber(tid: str, aid: str, uploaded: int) -> dict[str, Any]:
+    return {"id": aid, "tenant_id": tid, "filename": f"{aid}.txt", "original_name": aid, "r2_key": f"{tid}/{aid}",
+            "size": 3, "mime_type": "text/plain", "category": "uploads", "product": "amber", "uploaded_at": uploaded}
+
+
+def _project(row: dict[str, Any], cols: list[str]) -> dict[str, Any]:
+    return {c: row[c] for c in cols}
+
+
+async def test_every_query_returns_the_spec_columns_in_the_spec_order(source: ContentSource) -> None:
+    await source.insert("tenants", [_tenant("t1"), _tenant("t2")])
+    # ties on the sort key are broken by id, bytewise ("B" < "a" < "b"), on every adapter
+    posts = [_post("t1", "b", 200), _post("t1", "a", 200), _post("t1", "B", 200), _post("t1", "c", 300),
+             _post("t1", "old", -5), _post("t2", "other", 999)]
+    pages = [_page("t1", "p2", 2), _page("t1", "p0", 0), _page("t1", "pZ", 1), _page("t1", "pA", 1)]
+    media = [_media("t1", "m1", 10), _media("t1", "m2", 30), _media("t1", "m0", 30), _media("t2", "mx", 50)]
+    amber = [_amber("t1", "f1", 1), _amber("t1", "f2", 2), _amber("t2", "fx", 3)]
+    assert await source.insert("posts", posts) == 6
+    await source.insert("pages", pages)
+    await source.insert("media", media)
+    await source.insert("amber_files", amber)
+
+    got_posts = await _all(source.posts("t1"))
+    assert [list(r) for r in got_posts] == [POST_COLUMNS] * 5
+    assert [r["id"] for r in got_posts] == ["c", "B", "a", "b", "old"]
+    assert got_posts[0] == _project(posts[3], POST_COLUMNS)
+    assert [r["id"] for r in await _all(source.pages("t1"))] == ["p0", "pA", "pZ", "p2"]
+    assert [list(r) for r in await _all(source.pages("t1"))] == [PAGE_COLUMNS] * 4
+    got_media = await _all(source.media("t1"))
+    assert [r["id"] for r in got_media] == ["m0", "m2", "m1"]
+    assert [list(r) for r in got_media] == [MEDIA_COLUMNS] * 3
+    assert got_media[0]["size"] == 5 * 2**40  # sizes past 2^31 survive
+    got_amber = await _all(source.amber_files("t1"))
+    assert [r["id"] for r in got_amber] == ["f2", "f1"]
+    assert got_amber[0] == _project(amber[1], AMBER_COLUMNS)
+    assert [r["id"] for r in await _all(source.posts("t2"))] == ["other"]
+    assert await source.tenant("t1") == _tenant("t1")
+
+
+async def test_an_empty_or_unknown_tenant_has_no_rows(source: ContentSource) -> None:
+    await source.insert("tenants", [_tenant("empty"), _tenant("full")])
+    await source.insert("posts", [_post("full", "p1", 1)])
+    for tenant in ("empty", "nobody", "", "full' OR '1'='1", "%"):
+        assert await _all(source.posts(tenant)) == []
+        assert await _all(source.pages(tenant)) == []
+        assert await _all(source.media(tenant)) == []
+        assert await _all(source.amber_files(tenant)) == []
+    assert await source.tenant("nobody") is None
+    assert await source.insert("posts", []) == 0
+
+
+async def test_hostile_rows_come_back_exactly_as_written(source: ContentSource) -> None:
+    tid = "t'; --\"%_"
+    await source.insert("tenants", [_tenant(tid)])
+    posts = [_post(tid, f"h{i}", 1000 - i, title=text, slug=text, description=text, tags=text,
+                   markdown_content=text * 3, featured_image=text or None)
+             for i, text in enumerate(HOSTILE_TEXT)]
+    posts.append(_post(tid, "big", 1, markdown_content="x" * (2 * 1024 * 1024) + "🌲"))  # a 2 MiB body
+    await source.insert("posts", posts)
+    got = await _all(source.posts(tid))
+    assert got == [_project(p, POST_COLUMNS) for p in posts]
+    assert await source.tenant(tid) == _tenant(tid)
+
+
+async def test_a_nul_character_is_refused_and_nothing_of_the_batch_is_written(source: ContentSource) -> None:
+    await source.insert("tenants", [_tenant("t")])
+    batch = [_post("t", "ok", 2), _post("t", "bad", 1, title="nul\x00inside")]
+    with pytest.raises(ContentRejected, match="NUL"):
+        await source.insert("posts", batch)
+    assert await _all(source.posts("t")) == []
+
+
+async def test_unknown_tables_and_columns_are_refused(source: ContentSource) -> None:
+    with pytest.raises(ContentRejected, match="unknown table"):
+        await source.insert("posts; DROP TABLE tenants", [{"id": "x"}])
+    with pytest.raises(ContentRejected, match="unknown column"):
+        await source.insert("tenants", [{**_tenant("t"), "created_at) VALUES (1); --": 1}])
+    with pytest.raises(ContentRejected, match="columns"):
+        await source.insert("tenants", [_tenant("a"), {"id": "b", "username": "b", "created_at": 1}])
+    assert await source.tenant("t") is None and await source.tenant("a") is None
+
+
+async def test_a_duplicate_id_rolls_back_the_whole_batch(source: ContentSource) -> None:
+    await source.insert("tenants", [_tenant("t")])
+    await source.insert("posts", [_post("t", "p1", 1)])
+    with pytest.raises(ContentRejected):
+        await source.insert("posts", [_post("t", "p2", 2), _post("t", "p1", 3)])
+    assert [r["id"] for r in await _all(source.posts("t"))] == ["p1"]
+
+
+async def test_a_row_for_an_unknown_tenant_is_refused(source: ContentSource) -> None:
+    with pytest.raises(ContentRejected):
+        await source.insert("posts", [_post("ghost", "p1", 1)])
+
+
+async def test_a_reader_that_stops_early_gives_its_connection_back(source: ContentSource) -> None:
+    await source.insert("tenants", [_tenant("t")])
+    await source.insert("posts", [_post("t", f"p{i}", i) for i in range(50)])
+    for _ in range(10):  # more early stops than the pool (2) has connections
+        async for _row in source.posts("t"):
+            break
+    assert len(await _all(source.posts("t"))) == 50
+
+
+async def test_a_database_that_cannot_be_read_is_content_unavailable(tmp_path: Path) -> None:
+    garbage = tmp_path / "content.db"
+    garbage.write_bytes(b"this is not a sqlite database" * 100)
+    for dsn in (sqlite_dsn(garbage), sqlite_dsn(tmp_path / "missing" / "content.db"),
+                "postgresql://postgres@127.0.0.1:1/nothing"):
+        db = open_content(dsn)
+        with pytest.raises(ContentUnavailable):
+            await _all(db.posts("t"))
+        await db.close()
+
+
+async def test_tables_missing_on_postgresql_is_content_unavailable(postgres_dsn: str) -> None:
+    db = open_content(postgres_dsn)  # a fresh database, never initialised
+    with pytest.raises(ContentUnavailable, match="posts"):
+        await _all(db.posts("t"))
+    await db.close()
+
+
+@pytest.mark.slow
+async def test_a_tenant_with_100000_posts_streams_in_bounded_memory(source: ContentSource) -> None:
+    n, body = 100_000, "lorem ipsum dolor sit amet " * 40  # ~1 KB a post, ~110 MB if all were held
+    await source.insert("tenants", [_tenant("big"), _tenant("small")])
+    for start in range(0, n, 10_000):
+        await source.insert("posts", [_post("big", f"p{i:06d}", 2_000_000_000 - i, markdown_content=f"{i} {body}")
+                                      for i in range(start, start + 10_000)])
+    await source.insert("posts", [_post("small", "s1", 1)])
+
+    tracemalloc.start()
+    started = time.monotonic()
+    count, last, chars = 0, None, 0
+    try:
+        async for row in source.posts("big"):
+            assert last is None or row["created_at"] < last
+            last, count, chars = row["created_at"], count + 1, chars + len(row["markdown_content"])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    took = time.monotonic() - started
+    print(f"\n{type(source).__name__}: 100,000 posts ({chars / 1e6:.0f} MB of text) read in {took:.2f}s "
+          f"(traced), peak {peak / 2**20:.1f} MiB of Python memory")
+    assert count == n
+    assert chars > 100_000_000
+    assert peak < 16 * 2**20, f"reading the posts held {peak / 2**20:.1f} MiB at once"

@@ -3,6 +3,7 @@ export through the gateway, download, verify) with GROVE_CONTENT_DSN naming a fr
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -22,8 +23,8 @@ def _free_port() -> int:
 async def test_the_local_stack_seeds_and_exports_from_postgresql(tmp_path: Path, postgres_dsn: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
     env["GROVE_CONTENT_DSN"] = postgres_dsn
-    done = subprocess.run([sys.executable, "-m", "services.cli", "demo", "--data", str(tmp_path / "var"),
-                           "--port", str(_free_port())], env=env, capture_output=True, text=True, timeout=240)
+    argv = [sys.executable, "-m", "services.cli", "demo", "--data", str(tmp_path / "var"), "--port", str(_free_port())]
+    done = await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.strip().splitlines()
     archive = Path(lines[-1])

@@ -66,6 +66,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
     from shared import logs
 
     logs.setup(args.service, args.log_level, settings.log_json)
+    from shared import tracing
+
+    tracing.setup(args.service, settings)
     if args.service == "gateway":
         from services.gateway.main import run
 

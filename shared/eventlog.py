@@ -23,6 +23,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import APIError, NotFoundError
 
 from shared import events as ev
+from shared import tracing
 from shared.state import ExportState, fold
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class EventLog:
                 self.prefix, event.tenant_id, event.export_id
             ),
             "Nats-Msg-Id": f"{msg_id or f'{event.export_id}:{event.name()}:{event.event_id}'}@{expected_seq}",
+            **tracing.message_headers(event, self.subject(event)),  # {} unless tracing is on
         }
         for attempt in range(6):
             try:

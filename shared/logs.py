@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from shared import tracing
+
 
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
@@ -22,6 +24,8 @@ class JsonFormatter(logging.Formatter):
         for key in ("export_id", "tenant_id", "step"):
             if hasattr(record, key):
                 doc[key] = getattr(record, key)
+        if (ids := tracing.current_ids()) is not None:
+            doc["trace_id"], doc["span_id"] = ids
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return json.dumps(doc, ensure_ascii=False)

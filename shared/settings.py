@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     # Observability
     log_json: bool = True
     metrics_port: int = 0
+    otel_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces endpoint (e.g. http://jaeger:4318/v1/traces); unset = tracing off.")
 
     @field_validator("content_dsn")
     @classmethod

@@ -28,7 +28,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 
 from shared import events as ev
-from shared import faults, metrics
+from shared import faults, metrics, tracing
 from shared.bus import Bus
 from shared.eventlog import WORKER_ID, Conflict, Loaded, LogUnavailable
 from shared.ports import EventLogPort
@@ -149,11 +149,13 @@ class StepWorker:
                 return
             ctx = StepContext(self.bus.log, loaded, self.settings)
             self.contexts[export_id] = ctx
-            log.info("%s %s: started", self.step, export_id, extra=_ids(tenant_id, export_id, self.step))
-            await self.work(ctx)
-            log.info("%s %s: done", self.step, export_id, extra=_ids(tenant_id, export_id, self.step))
-            faults.point(f"{self.step}.before_ack")
-            await msg.ack()
+            with tracing.step_span(self.step, _durable(msg), msg.subject, msg.headers, tenant_id, export_id,
+                                   loaded.state.attempts_of(self.step) + 1):
+                log.info("%s %s: started", self.step, export_id, extra=_ids(tenant_id, export_id, self.step))
+                await self.work(ctx)
+                log.info("%s %s: done", self.step, export_id, extra=_ids(tenant_id, export_id, self.step))
+                faults.point(f"{self.step}.before_ack")
+                await msg.ack()
             metrics.STEP_RUNS.labels(self.step, "ok").inc()
             if ctx.state.terminal:
                 metrics.EXPORTS_FINISHED.labels(ctx.state.status).inc()
@@ -226,6 +228,13 @@ class StepWorker:
             with contextlib.suppress(Exception):
                 await self.bus.heartbeats.put(key, json.dumps(beat).encode())
             await asyncio.sleep(self.settings.progress_interval_s)
+
+
+def _durable(msg: Msg) -> str:
+    try:
+        return str(msg.metadata.consumer)
+    except Exception:  # not a JetStream delivery (tests that hand-craft a message)
+        return ""
 
 
 def _ids(tenant_id: str, export_id: str, step: str) -> dict[str, str]:

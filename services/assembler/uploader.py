@@ -17,7 +17,7 @@ from collections.abc import Callable
 from services.assembler.encoder import Item, Progress, Stopped
 from services.assembler.plan import MemberRecord, check_part_budget
 from shared import events as ev
-from shared import faults
+from shared import faults, tracing
 from shared.eventlog import Conflict
 from shared.objectstore import ObjectStore
 from shared.snapshot import records_key
@@ -96,8 +96,10 @@ class PartUploader:
             faults.point("assemble.before_upload")
             await faults.slow("assemble.upload")
             faults.count("uploaded", len(data))
-            etag = await self.store.upload_part(self.bucket, self.upload.archive_key, self.upload.upload_id,
-                                                number, data, md5=md5)
+            with tracing.span(f"upload part {number}", self.upload.export_id, **{"grove.part": number,
+                                                                                  "grove.part_bytes": len(data)}):
+                etag = await self.store.upload_part(self.bucket, self.upload.archive_key, self.upload.upload_id,
+                                                    number, data, md5=md5)
             if self.on_part is not None:
                 self.on_part(len(data), time.perf_counter() - started)
             return etag, md5

@@ -16,6 +16,7 @@ from services.gateway.exports import cancel_export, create_export, find_row
 from services.gateway.keys import BUS, READ_MODEL, SETTINGS, STORE
 from services.gateway.schemas import Body, Cancelled, ExportCreated, ExportRequest, Health, History
 from services.gateway.views import history_item, status_view
+from shared import tracing
 from shared.objectstore.port import ObjectNotFound
 
 routes = web.RouteTableDef()
@@ -66,10 +67,12 @@ def idempotency_key(request: web.Request) -> str | None:
 
 @routes.post("/api/export")
 async def create(request: web.Request) -> web.Response:
-    who = authenticate(request, request.app[SETTINGS])
-    key = idempotency_key(request)
-    body = await parse_export_request(request)
-    export_id = await create_export(request.app, who, body, key)
+    with tracing.server_span("POST", "/api/export", request.path) as span:  # the export's first span
+        who = authenticate(request, request.app[SETTINGS])
+        key = idempotency_key(request)
+        body = await parse_export_request(request)
+        export_id = await create_export(request.app, who, body, key)
+        tracing.set_export(span, who.tenant_id, export_id)
     message = ("Export started. You'll receive an email when it's ready." if body.delivery_method == "email"
                else "Export started. Check this page to download it when it's ready.")
     return reply(ExportCreated(export_id=export_id, message=message), status=201)

@@ -21,6 +21,17 @@ PROJECT = "grove-export"
 BUILD_TOOLS = ("pip",)
 
 
+def requirements_of(name: str, extras: frozenset[str] = frozenset()) -> list[Requirement]:
+    """What the installed ``name`` (with ``extras``) needs here, markers evaluated, no test/dev extras."""
+    env = default_environment()
+    reqs = []
+    for spec in distribution(name).requires or []:
+        req = Requirement(spec)
+        if req.marker is None or any(req.marker.evaluate({**env, "extra": e}) for e in (extras or {""})):
+            reqs.append(req)
+    return reqs
+
+
 def runtime_closure(project: str = PROJECT) -> dict[str, str]:
     """{canonical name: installed version} of everything ``project`` needs at run time."""
     found: dict[str, str] = {}
@@ -31,12 +42,7 @@ def runtime_closure(project: str = PROJECT) -> dict[str, str]:
         key = canonicalize_name(dist.metadata["Name"])
         seen_before = key in found
         found[key] = dist.version
-        for spec in dist.requires or []:
-            req = Requirement(spec)
-            env = default_environment()
-            if req.marker is not None and not any(
-                    req.marker.evaluate({**env, "extra": e}) for e in (extras or {""})):
-                continue
+        for req in requirements_of(name, extras):
             if not seen_before or req.extras:
                 todo.append((req.name, frozenset(req.extras)))
     found.pop(canonicalize_name(project))

@@ -111,18 +111,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def _tenant_known(settings: Settings, tenant: str) -> str | None:
-    """Why the local content database cannot vouch for ``tenant`` (None when it knows it)."""
-    import sqlite3
+    """Why the content database cannot vouch for ``tenant`` (None when it knows it)."""
+    from shared.content.factory import content_source, sqlite_path
 
-    from shared.content.db import ContentDB
-
-    if not Path(settings.content_db).is_file():
-        return f"there is no content database at {settings.content_db}"
+    path = sqlite_path(settings.content_dsn.get_secret_value())
+    where = str(path) if path is not None else "(PostgreSQL)"  # never the DSN: it may hold a password
+    if path is not None and not path.is_file():
+        return f"there is no content database at {path}"
+    content = content_source(settings)
     try:
-        row = await ContentDB(settings.content_db).tenant(tenant)
-    except sqlite3.Error as e:
-        return f"the content database {settings.content_db} could not be read ({e})"
-    return None if row else f"the content database {settings.content_db} has no tenant {tenant!r}"
+        row = await content.tenant(tenant)
+    except ContentError as e:
+        return f"the content database {where} could not be read ({e})"
+    finally:
+        await content.close()
+    return None if row else f"the content database {where} has no tenant {tenant!r}"
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> None:

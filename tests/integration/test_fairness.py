@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from shared.bus import Bus
-from shared.content.db import ContentDB
+from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
 from shared.settings import Settings
@@ -33,7 +33,7 @@ BIG_EXPORTS = 3
 SMALL = 50
 
 
-async def _big_tenant(content: ContentDB, store: ObjectStore, settings: Settings) -> str:
+async def _big_tenant(content: ContentSource, store: ObjectStore, settings: Settings) -> str:
     tenant = f"big_{uuid.uuid4().hex[:10]}"
     now = 1_700_000_000
     await content.insert("tenants", [{"id": tenant, "username": "big", "display_name": "Big",
@@ -63,7 +63,7 @@ async def _smalls(bus: Bus, tenants: list[str]) -> tuple[float, float, list[tupl
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 async def test_fifty_small_exports_finish_in_about_their_own_time_beside_a_tenants_huge_ones(
-        values: dict[str, Any], bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings,
+        values: dict[str, Any], bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings,
         tmp_path: Path) -> None:
     tenants = [(await seed_tenant(content, store, images_bucket=settings.buckets.images,
                                   amber_bucket=settings.buckets.amber, posts=3, pages=1, images=0, files=0)).tenant_id

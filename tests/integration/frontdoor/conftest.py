@@ -17,7 +17,7 @@ import pytest
 from services.gateway.auth import make_token
 from services.stack.natsserver import free_port
 from services.stack.supervisor import Stack
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
 from shared.content.seed import SeedResult, seed_tenant
 from shared.objectstore.factory import open_store
 from shared.settings import Settings
@@ -49,7 +49,7 @@ class Live:
         s = self.settings
         store = await open_store(s, create_buckets=True)
         try:
-            return await seed_tenant(ContentDB(s.content_db), store, images_bucket=s.buckets.images,
+            return await seed_tenant(content_source(s), store, images_bucket=s.buckets.images,
                                      amber_bucket=s.buckets.amber, images=images, **kw)
         finally:
             await store.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 from services.stack.natsserver import NatsServer
 from shared.bus import connect
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store
 from tests.support.env import build, settings_for, to_env
@@ -40,7 +40,7 @@ async def test_a_restored_server_shows_the_same_exports_and_finishes_the_one_in_
     settings = build(values)
     bus = await connect(settings, "test")
     store = await open_store(settings, create_buckets=True)
-    content = ContentDB(settings.content_db)
+    content = content_source(settings)
     await content.init()
     stack = None
     try:

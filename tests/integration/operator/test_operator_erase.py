@@ -18,7 +18,7 @@ from services.gateway import admission as adm
 from services.gateway.admission_kv import AdmissionStore
 from shared import events as ev
 from shared.bus import Bus, kv_names
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
 from shared.settings import Settings
@@ -76,7 +76,7 @@ async def test_erase_tenant_removes_everything_of_one_tenant_and_nothing_of_anot
         # failed: the content database does not exist yet, so the catalog fails every attempt
         failed = await _admitted(bus, settings, tenant)
         assert (await wait_status(bus, tenant, failed, timeout=60)).status == "failed", logs_of(stack)
-        content = ContentDB(settings.content_db)
+        content = content_source(settings)
         await content.init()
         for t in (tenant, other):
             await seed_tenant(content, store, images_bucket=settings.buckets.images,

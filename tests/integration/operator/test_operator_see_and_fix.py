@@ -18,7 +18,8 @@ from services.gateway.admission_kv import AdmissionStore
 from services.janitor.main import run_once
 from shared import events as ev
 from shared.bus import Bus
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
+from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
 from shared.settings import Settings
@@ -62,7 +63,7 @@ async def events_of(bus: Bus, tenant: str, export_id: str) -> list[ev.Event]:
     return [e async for _, e in bus.log.history(tenant, export_id)]
 
 
-async def _seed(content: ContentDB, store: ObjectStore, settings: Settings, images: int = 4) -> str:
+async def _seed(content: ContentSource, store: ObjectStore, settings: Settings, images: int = 4) -> str:
     await content.init()
     seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
                                amber_bucket=settings.buckets.amber, images=images, image_size=(900, 700))
@@ -70,7 +71,7 @@ async def _seed(content: ContentDB, store: ObjectStore, settings: Settings, imag
 
 
 async def test_exports_and_show_follow_one_export_through_every_status(
-        values: dict[str, Any], bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings,
+        values: dict[str, Any], bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings,
         tmp_path: Path) -> None:
     tenant = await _seed(content, store, settings, images=12)
     export_id = await request_export(bus, tenant)
@@ -129,7 +130,7 @@ async def test_the_list_is_newest_first_paginated_and_filtered(values: dict[str,
 
 
 async def test_operator_cancel_is_recorded_with_who_and_why_and_refused_once_finished(
-        values: dict[str, Any], bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings,
+        values: dict[str, Any], bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings,
         tmp_path: Path) -> None:
     tenant = await _seed(content, store, settings, images=12)
     stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_FAULTS_SLOW": "assemble.upload:0.6"})
@@ -183,7 +184,7 @@ async def test_retry_resend_and_unlock_act_through_the_log(values: dict[str, Any
         assert len(list(Path(settings.mail.outbox_dir).glob(f"{export_id}*failed*"))) >= 1
 
         # retry: the content is there now; a new attempt from catalog, picked up by the services
-        content = ContentDB(settings.content_db)
+        content = content_source(settings)
         await content.init()
         await seed_tenant(content, store, images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber,
                           tenant_id=tenant, images=3)

@@ -19,6 +19,7 @@ from shared.worker import StepContext, StepWorker
 class FakeMsg:
     subject: str
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    headers: dict[str, str] | None = None  # no trace context
 
     async def ack(self) -> None:
         self.calls.append(("ack", None))

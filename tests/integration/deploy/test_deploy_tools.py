@@ -150,10 +150,12 @@ def test_the_compose_schema_refuses_a_broken_compose_file() -> None:
 
 def test_compose_runs_the_catalog_on_postgresql_without_a_content_volume() -> None:
     doc = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
-    assert doc["x-grove-env"]["GROVE_CONTENT_DSN"].startswith("postgresql://")
     assert "content" not in doc.get("volumes", {})
-    for name in ("catalog", "seed"):
-        assert doc["services"][name]["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    for name in ("catalog", "seed"):  # the only ones that read or write content: only they get the DSN
+        service = doc["services"][name]
+        assert service["environment"]["GROVE_CONTENT_DSN"].startswith("postgresql://grove:${POSTGRES_PASSWORD:?")
+        assert service["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    assert "GROVE_CONTENT_DSN" not in doc["x-grove-env"]
 
 
 # -- Prometheus alert rules --------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Why one member at a time: stream-zip keeps the running offset and the central di
 it cannot resume mid-archive. Member bytes do not depend on their offset, so our code concatenates
 members and writes the central directory itself (`central.py`); resuming means re-encoding the
 straddling member and skipping bytes already uploaded. That only works if the same inputs always give
-the same bytes, hence: fixed 1 MiB input blocks (zlib level 0 output depends on input chunking),
+the same bytes, hence: fixed 1 MiB input blocks (zlib output must not depend on input chunking;
+level 0 is our own stored-block writer, `stored.py`, chunking-independent by construction),
 clamped UTC timestamps, a fixed mode, ZIP64 chosen from the snapshot's real size, and a fingerprint of
 everything else that can change the bytes.
 
@@ -27,6 +28,7 @@ from stream_zip import ZIP_32, ZIP_64, stream_zip
 
 from shared.archive.levels import TABLE_DIGEST
 from shared.archive.levels import level_for as level_for  # re-exported: the level is part of a member
+from shared.archive.stored import STORED_ID, compressobj_for
 from shared.archive.trailer import max_trailer_length, parse_trailer
 
 FORMAT_VERSION = 1
@@ -97,7 +99,7 @@ def fingerprint(levels: Iterable[int] = (0, 6)) -> str:
     py = f"{sys.version_info[0]}.{sys.version_info[1]}"
     return (
         f"gx{FORMAT_VERSION} py{py} zlib{zlib.ZLIB_RUNTIME_VERSION} stream-zip{version('stream-zip')}"
-        f" L{','.join(str(level) for level in levels)} B{BLOCK} T{TABLE_DIGEST}"
+        f" L{','.join(str(level) for level in levels)} B{BLOCK} T{TABLE_DIGEST} {STORED_ID}"
     )
 
 
@@ -152,7 +154,7 @@ class MemberEncoder:
         output = stream_zip(
             [(self.name, self.modified_at, MODE, ZIP_64 if self.zip64 else ZIP_32, self._counted())],
             chunk_size=OUTPUT_CHUNK,
-            get_compressobj=lambda: zlib.compressobj(level=level, wbits=-zlib.MAX_WBITS),
+            get_compressobj=lambda: compressobj_for(level),  # level 0: our stored blocks, not zlib's
             extended_timestamps=True,
         )
         held: deque[bytes] = deque()

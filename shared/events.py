@@ -112,8 +112,9 @@ class PartUploaded(Event):
     """
 
     part_number: int
-    etag: str
-    md5: str
+    etag: str = Field(description="The store's ETag of the part (its integrity check at completion).")
+    md5: str | None = Field(None, description="MD5 of the part (hex); written by older assemblers only.")
+    crc32: int | None = Field(None, description="CRC-32 of the part's bytes (the assembler's own digest).")
     byte_start: int
     byte_end: int = Field(description="Exclusive end offset of the part in the archive.")
     records_key: str = Field(description="Object with the member records completed in this part.")

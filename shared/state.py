@@ -28,7 +28,7 @@ ACTIVE: frozenset[str] = frozenset({"pending", "cataloging", "assembling", "uplo
 class PartInfo:
     number: int
     etag: str
-    md5: str
+    crc32: int | None
     byte_start: int
     byte_end: int
     records_key: str
@@ -167,7 +167,7 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
         case ev.PartUploaded():
             kept = tuple(p for p in s.parts if p.number < event.part_number)
             part = PartInfo(
-                event.part_number, event.etag, event.md5, event.byte_start, event.byte_end,
+                event.part_number, event.etag, event.crc32, event.byte_start, event.byte_end,
                 event.records_key, event.members_done, event.source_bytes_done,
             )
             s = replace(s, status="assembling", parts=(*kept, part), last_part_at=event.occurred_at)

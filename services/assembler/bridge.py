@@ -14,7 +14,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
-from services.assembler.encoder import ArchiveStream, Item, Stopped
+from services.assembler.encoder import ArchiveStream, Stopped
+from services.assembler.plan import MemberRecord
 from shared.objectstore import ObjectStore
 from shared.snapshot import SnapshotMember
 
@@ -48,13 +49,18 @@ class SourceReader:
         self.done = False
 
     async def _next(self) -> bytes | None:
-        buf = bytearray()
+        parts: list[bytes] = []
+        have = 0
         try:
-            while len(buf) < HOP:
-                buf += await self.gen.__anext__()
+            while have < HOP:
+                chunk = await self.gen.__anext__()
+                parts.append(chunk)
+                have += len(chunk)
         except StopAsyncIteration:
             self.done = True
-        return bytes(buf) if buf else None
+        if len(parts) <= 1:  # the filesystem store's usual case: one read of HOP bytes, no copy
+            return parts[0] if parts else None
+        return b"".join(parts)
 
     def __iter__(self) -> Iterator[bytes]:
         return self
@@ -70,10 +76,15 @@ class SourceReader:
 
 def source_opener(store: ObjectStore, loop: asyncio.AbstractEventLoop,
                   stop: threading.Event | None = None) -> Callable[[SnapshotMember], Iterator[bytes]]:
+    blocking = getattr(store, "get_blocking", None)
+    if blocking is not None:  # the filesystem store: read in this (the encoder's) thread, no hops
+        return lambda m: blocking(m.bucket, m.key, start=m.start, end=m.start + m.size, if_match=m.etag,
+                                  chunk_size=HOP)
     return lambda member: SourceReader(store, member, loop, stop)
 
 
-Sink = Callable[[Item], Coroutine[Any, Any, None]]
+Batch = list[bytes]
+Sink = Callable[[Batch | MemberRecord], Coroutine[Any, Any, None]]
 
 
 Pace = Callable[[float, int], None]
@@ -81,38 +92,44 @@ Pace = Callable[[float, int], None]
 
 def pump(stream: ArchiveStream, sink: Sink, loop: asyncio.AbstractEventLoop, hash_all: bool,
          pace: Pace | None = None) -> str | None:
-    """Run in a thread: drive the stream, hand ~1 MiB batches and records to ``sink`` in order.
-    Returns the SHA-256 of everything emitted when ``hash_all`` (a run from byte 0).
+    """Run in a thread: drive the stream, hand ~1 MiB batches of chunks (not joined: the sink copies
+    them once, into its part buffer) and records to ``sink`` in order. Returns the SHA-256 of
+    everything emitted when ``hash_all`` (a run from byte 0), computed by the stream's hasher.
     ``pace(seconds, bytes_so_far)`` is called after each hop with the time that hop took; it may
     sleep to give way to other exports (fairness)."""
     sha = hashlib.sha256() if hash_all else None
-    pending = bytearray()
+    hasher = stream.hasher
+    pending: Batch = []
+    have = 0
     emitted, mark = 0, time.perf_counter()
 
-    def hand(item: Item) -> None:
+    def hand(item: Batch | MemberRecord) -> None:
         nonlocal emitted, mark
         if stream.stop.is_set():
             raise Stopped()
         call(loop, sink(item), stream.stop)
-        if pace is not None and isinstance(item, bytes):
-            emitted += len(item)
+        if pace is not None and isinstance(item, list):
+            emitted += sum(len(chunk) for chunk in item)
             now = time.perf_counter()
             pace(now - mark, emitted)
             mark = time.perf_counter()
 
     for item in stream:
-        if isinstance(item, bytes | bytearray | memoryview):
-            if sha is not None:
-                sha.update(item)
-            pending += item
-            if len(pending) >= HOP:
-                hand(bytes(pending))
-                pending.clear()
-        else:
+        if isinstance(item, MemberRecord):
             if pending:
-                hand(bytes(pending))
-                pending.clear()
+                hand(pending)
+                pending, have = [], 0
             hand(item)
+            continue
+        if not isinstance(item, bytes):
+            item = bytes(item)
+        if sha is not None:
+            hasher.update(sha, item)
+        pending.append(item)
+        have += len(item)
+        if have >= HOP:
+            hand(pending)
+            pending, have = [], 0
     if pending:
-        hand(bytes(pending))
-    return sha.hexdigest() if sha else None
+        hand(pending)
+    return hasher.hexdigest(sha) if sha is not None else None

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from services.assembler.hashing import Hasher, InlineHasher
 from services.assembler.plan import MemberRecord, ResumePoint
 from shared.archive.central import CDEntry, central_directory
 from shared.archive.zipmember import MemberEncoder, SourceSizeMismatch
@@ -58,6 +59,7 @@ class ArchiveStream:
     skips: dict[int, str] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     progress: Progress = field(default_factory=Progress)
+    hasher: Hasher = field(default_factory=InlineHasher)  # a ThreadHasher moves SHA-256 to another core
 
     records: list[MemberRecord] = field(default_factory=list)
 
@@ -111,7 +113,7 @@ class ArchiveStream:
             for chunk in _chain(first, source):
                 if self.stop.is_set():
                     raise Stopped()
-                sha.update(chunk)
+                self.hasher.update(sha, chunk)
                 self.progress.source_bytes += len(chunk)
                 yield chunk
 
@@ -125,7 +127,7 @@ class ArchiveStream:
         r = encoder.result
         return MemberRecord(
             index=m.index, path=m.path, source_id=m.source_id, offset=pos, length=r.length, size=m.size,
-            crc32=r.crc32, sha256=sha.hexdigest(), content_type=m.content_type,
+            crc32=r.crc32, sha256=self.hasher.hexdigest(sha), content_type=m.content_type,
             cd=base64.b64encode(r.cd_template).decode(),
         )
 

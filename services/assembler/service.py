@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 from services.assembler.bridge import pump, source_opener
 from services.assembler.encoder import ArchiveStream, Rewind, error_count
+from services.assembler.hashing import ThreadHasher
 from services.assembler.plan import MemberRecord, ResumePoint, part_size, resume_point, rewind_target
 from services.assembler.uploader import PartUploader, load_records
 from shared import events as ev
@@ -140,7 +141,8 @@ class Assembler:
                 return iter([texts[m.key][m.start:m.start + m.size]])
             return opener(m)
 
-        stream = ArchiveStream(snapshot, open_source, rp, dict(skips))
+        hasher = ThreadHasher()  # the SHA-256s run on a second core while this thread encodes
+        stream = ArchiveStream(snapshot, open_source, rp, dict(skips), hasher=hasher)
         opener = source_opener(self.store, loop, stream.stop)
         uploader = PartUploader(ctx, self.store, self.bucket, upload, rp.next_part, rp.offset,
                                 self.settings.parts_in_flight, stream.progress, metrics.observe_part)
@@ -156,6 +158,8 @@ class Assembler:
             stream.stop.set()
             await uploader.cancel()
             raise
+        finally:
+            await asyncio.to_thread(hasher.close)
         return size, last, sha, stream.records
 
     async def _texts(self, snapshot: Snapshot, rp: ResumePoint) -> dict[str, bytes]:

@@ -115,7 +115,7 @@ class ObjectStore(Protocol):
         """Start a multipart upload; returns the upload id."""
         ...
 
-    async def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes,
+    async def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes | memoryview,
                           md5: str | None = None) -> str:
         """Upload (or overwrite) one part; returns its ETag. ``md5`` (hex) is the caller's MD5 of
         ``data`` when it has one, so the adapter need not hash the bytes again."""

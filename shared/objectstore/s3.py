@@ -119,6 +119,17 @@ def _translated(what: str) -> Iterator[None]:
         raise StoreError(f"{type(e).__name__}: {e} ({what})") from e
 
 
+def _body(data: bytes | memoryview) -> bytes | bytearray:
+    """botocore takes bytes, bytearray or a file, not a memoryview: a view of a whole bytearray (a
+    full part buffer) is passed as that bytearray, without a copy; anything else is copied once."""
+    if isinstance(data, memoryview):
+        owner = data.obj
+        if isinstance(owner, bytearray) and data.nbytes == len(owner) and data.contiguous:
+            return owner
+        return data.tobytes()
+    return data
+
+
 def _content_disposition(filename: str) -> str:
     """``attachment`` with an ASCII fallback name and the exact UTF-8 name (RFC 6266 / 5987)."""
     fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
@@ -294,11 +305,11 @@ class S3Store:
             resp = await self.client.create_multipart_upload(Bucket=bucket, Key=key, **extra)
         return str(resp["UploadId"])
 
-    async def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes,
+    async def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes | memoryview,
                           md5: str | None = None) -> str:
         with _translated(f"{bucket}/{key} upload {upload_id}"):
             resp = await self.client.upload_part(
-                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=part_number, Body=data
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=part_number, Body=_body(data)
             )
         return _bare(resp["ETag"])
 

@@ -1,0 +1,99 @@
+"""SHA-256 on a second core: the encoder thread queues bytes, a hashing thread digests them.
+
+Why: per byte, an export must CRC (the ZIP), copy (the part) and SHA-256 twice (each member for
+manifest.json, the whole archive for ArchiveAssembled). The two SHA-256s are the largest share, and
+``hashlib`` releases the GIL on buffers over 2 KiB, so a second thread runs them truly in parallel
+while the encoder thread does the rest.
+
+Order is kept per hash object (one FIFO); ``hexdigest`` waits until every queued update of that
+object is done. Memory is bounded: ``update`` blocks while more than ``limit`` bytes are queued.
+Queued buffers must not change afterwards (the encoder hands immutable ``bytes``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Protocol
+
+
+class _Hash(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+class InlineHasher:
+    """The same interface, hashing at once in the caller's thread (tools, tests)."""
+
+    def update(self, h: _Hash, data: bytes) -> None:
+        h.update(data)
+
+    def hexdigest(self, h: _Hash) -> str:
+        return h.hexdigest()
+
+    def close(self) -> None:
+        return None
+
+
+class ThreadHasher:
+    def __init__(self, limit: int = 4 << 20) -> None:
+        self._queue: deque[tuple[_Hash, bytes] | threading.Event | None] = deque()
+        self._queued = 0
+        self._limit = limit
+        self._cond = threading.Condition()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="archive-sha256", daemon=True)
+        self._thread.start()
+
+    def update(self, h: _Hash, data: bytes) -> None:
+        with self._cond:
+            while self._queued > self._limit and self._error is None:
+                self._cond.wait()
+            self._raise()
+            self._queue.append((h, data))
+            self._queued += len(data)
+            self._cond.notify_all()
+
+    def hexdigest(self, h: _Hash) -> str:
+        """Wait until the queue is drained up to now, then the digest (read in the caller's thread)."""
+        done = threading.Event()
+        with self._cond:
+            self._raise()
+            self._queue.append(done)
+            self._cond.notify_all()
+        done.wait()
+        self._raise()
+        return h.hexdigest()
+
+    def close(self) -> None:
+        with self._cond:
+            self._queue.append(None)
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise RuntimeError("the hashing thread failed") from self._error
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                item = self._queue.popleft()
+            if item is None:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            h, data = item
+            try:
+                h.update(data)  # outside the lock, GIL released by hashlib: the parallel part
+            except BaseException as e:  # never leave a waiter hanging
+                self._error = e
+            with self._cond:
+                self._queued -= len(data)
+                self._cond.notify_all()
+
+
+Hasher = InlineHasher | ThreadHasher

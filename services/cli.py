@@ -67,7 +67,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
 
     logs.setup(args.service, args.log_level, settings.log_json)
     from shared import tracing
+    from shared.alloc import tune_malloc
 
+    tune_malloc()  # before any large buffer exists: see shared/alloc.py
     tracing.setup(args.service, settings)
     if args.service == "gateway":
         from services.gateway.main import run

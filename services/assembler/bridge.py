@@ -83,8 +83,9 @@ def source_opener(store: ObjectStore, loop: asyncio.AbstractEventLoop,
     return lambda member: SourceReader(store, member, loop, stop)
 
 
-Batch = list[bytes]
-Sink = Callable[[Batch | MemberRecord], Coroutine[Any, Any, None]]
+Batch = list[bytes | MemberRecord]
+Sink = Callable[[Batch], Coroutine[Any, Any, None]]
+RECORDS_PER_HOP = 512
 
 
 Pace = Callable[[float, int], None]
@@ -92,44 +93,43 @@ Pace = Callable[[float, int], None]
 
 def pump(stream: ArchiveStream, sink: Sink, loop: asyncio.AbstractEventLoop, hash_all: bool,
          pace: Pace | None = None) -> str | None:
-    """Run in a thread: drive the stream, hand ~1 MiB batches of chunks (not joined: the sink copies
-    them once, into its part buffer) and records to ``sink`` in order. Returns the SHA-256 of
-    everything emitted when ``hash_all`` (a run from byte 0), computed by the stream's hasher.
-    ``pace(seconds, bytes_so_far)`` is called after each hop with the time that hop took; it may
-    sleep to give way to other exports (fairness)."""
+    """Run in a thread: drive the stream, hand batches of ~1 MiB of chunks (not joined: the sink
+    copies them once, into its part buffer) and member records, in stream order, to ``sink``; a
+    hop per batch, not per member. Returns the SHA-256 of everything emitted when ``hash_all``
+    (a run from byte 0), computed by the stream's hasher. ``pace(seconds, bytes_so_far)`` is
+    called after each hop with the time that hop took; it may sleep to give way to other exports
+    (fairness)."""
     sha = hashlib.sha256() if hash_all else None
     hasher = stream.hasher
     pending: Batch = []
-    have = 0
+    have = records = 0
     emitted, mark = 0, time.perf_counter()
 
-    def hand(item: Batch | MemberRecord) -> None:
+    def hand(batch: Batch) -> None:
         nonlocal emitted, mark
         if stream.stop.is_set():
             raise Stopped()
-        call(loop, sink(item), stream.stop)
-        if pace is not None and isinstance(item, list):
-            emitted += sum(len(chunk) for chunk in item)
+        call(loop, sink(batch), stream.stop)
+        if pace is not None:
+            emitted += sum(len(chunk) for chunk in batch if not isinstance(chunk, MemberRecord))
             now = time.perf_counter()
             pace(now - mark, emitted)
             mark = time.perf_counter()
 
     for item in stream:
         if isinstance(item, MemberRecord):
-            if pending:
-                hand(pending)
-                pending, have = [], 0
-            hand(item)
-            continue
-        if not isinstance(item, bytes):
-            item = bytes(item)
-        if sha is not None:
-            hasher.update(sha, item)
-        pending.append(item)
-        have += len(item)
-        if have >= HOP:
+            pending.append(item)
+            records += 1
+        else:
+            if not isinstance(item, bytes):
+                item = bytes(item)
+            if sha is not None:
+                hasher.update(sha, item)
+            pending.append(item)
+            have += len(item)
+        if have >= HOP or records >= RECORDS_PER_HOP:
             hand(pending)
-            pending, have = [], 0
+            pending, have, records = [], 0, 0
     if pending:
         hand(pending)
     return hasher.hexdigest(sha) if sha is not None else None

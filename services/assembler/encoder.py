@@ -25,6 +25,8 @@ from shared.objectstore import ObjectNotFound, PreconditionFailed, StoreError, S
 from shared.snapshot import Snapshot, SnapshotMember
 
 Item = bytes | MemberRecord
+SMALL_MEMBER = 1 << 20
+INLINE = InlineHasher()
 SourceOpener = Callable[[SnapshotMember], Iterator[bytes]]
 
 
@@ -108,12 +110,14 @@ class ArchiveStream:
                 raise Rewind(m.index, pos, reason) from None
             return _skipped(m, reason)
         sha = hashlib.sha256()
+        # A small member is hashed here: waiting for the hashing thread would cost more than the hash.
+        hasher = self.hasher if m.size >= SMALL_MEMBER else INLINE
 
         def chunks() -> Iterator[bytes]:
             for chunk in _chain(first, source):
                 if self.stop.is_set():
                     raise Stopped()
-                self.hasher.update(sha, chunk)
+                hasher.update(sha, chunk)
                 self.progress.source_bytes += len(chunk)
                 yield chunk
 
@@ -127,7 +131,7 @@ class ArchiveStream:
         r = encoder.result
         return MemberRecord(
             index=m.index, path=m.path, source_id=m.source_id, offset=pos, length=r.length, size=m.size,
-            crc32=r.crc32, sha256=self.hasher.hexdigest(sha), content_type=m.content_type,
+            crc32=r.crc32, sha256=hasher.hexdigest(sha), content_type=m.content_type,
             cd=base64.b64encode(r.cd_template).decode(),
         )
 

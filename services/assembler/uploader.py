@@ -46,14 +46,16 @@ class PartUploader:
         self.on_part = on_part
         self.failure: BaseException | None = None
 
-    async def feed(self, item: list[bytes] | MemberRecord) -> None:
-        if self.failure is not None:  # stop streaming at once when a part could not be logged
-            raise self.failure
-        if isinstance(item, MemberRecord):
-            self.records.append(item)
-            return
-        for chunk in item:
-            view = memoryview(chunk)
+    async def feed(self, batch: list[bytes | MemberRecord]) -> None:
+        """Take a batch of the stream, in order: bytes into the open part, records to the part
+        holding their member's last byte."""
+        for item in batch:
+            if self.failure is not None:  # stop streaming at once when a part could not be logged
+                raise self.failure
+            if isinstance(item, MemberRecord):
+                self.records.append(item)
+                continue
+            view = memoryview(item)
             while view:
                 if self.buf is None:
                     self.buf, self.fill = self.pool.take(), 0

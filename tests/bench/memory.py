@@ -6,7 +6,8 @@ images folder (``<root>/<bucket>/<key>``; the store hashes them for their ETag o
 media rows in the content DB, plus 20 posts. Every size gets a fresh stack, so each peak is that
 export's own; the assembler's RSS after start-up (before the export) is shown beside it. Files,
 rows and the archive are deleted afterwards. A size is skipped when the disk cannot hold sources +
-parts + archive (three times the size) with 2 GB to spare.
+parts + archive (three times the size) with 2 GB to spare. Default settings only: part buffers
+are pooled and the service sets its own malloc parameters at start-up (``shared/alloc.py``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ PART = 8 * MiB
 IN_FLIGHT = 3
 FILE = 64 * MiB
 BOUND = PART * (IN_FLIGHT + 2) + 80 * MB
-TUNED = "glibc.malloc.mmap_threshold=4194304:glibc.malloc.arena_max=2"
 
 
 async def one(world: World, size: int, extra_env: dict[str, str] | None = None) -> tuple[int, int, float, int]:
@@ -90,13 +90,6 @@ async def run(world: World) -> list[Row]:
             f"≤ {BOUND / MB:.0f} MB", peak <= BOUND,
             f"peak RSS after start-up {idle_kb * 1024 / MB:.0f} MB, so +{(peak - idle_kb * 1024) / MB:.0f} MB for the "
             f"export; archive {fmt_bytes(archive)}, streamed at {speed:.0f} MB/s"))
-    size = sizes[1]
-    if shutil.disk_usage(world.root).free >= 3 * size + 2_000_000_000:
-        peak_kb, idle_kb, speed, _ = await one(world, size, {"GLIBC_TUNABLES": TUNED})
-        rows.append(Row(
-            NUMBER, f"  same, {fmt_bytes(size)}, allocator tuned (GLIBC_TUNABLES; not the default)",
-            f"{peak_kb * 1024 / MB:.0f} MB", f"≤ {BOUND / MB:.0f} MB", None,
-            f"{TUNED}: 8 MiB parts mmapped and unmapped on free, 2 malloc arenas; streamed at {speed:.0f} MB/s"))
     if len(peaks) >= 2:
         spread = (max(peaks) - min(peaks)) * 1024
         rows.append(Row(NUMBER, "peak RSS spread across sizes (flat?)", f"{spread / MB:.1f} MB", "flat", None,

@@ -14,7 +14,8 @@ measure what the crash cost beside the archive's size:
   part's end (the restarted run re-encodes it from its first byte).
 
 Sources: 1 GB of generated 64 MiB files on the filesystem store (+20 posts); part size 8 MiB,
-3 parts in flight. Goals: re-upload ≤ parts in flight × part size; re-read ≤ one member + one part.
+3 parts in flight, default AckWait and in-progress period. Goals: re-upload ≤ parts in flight × part
+size; re-read ≤ one member + one part; the next part uploaded ≤ 10 s after the kill (takeover).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from nats.aio.msg import Msg
 from services.assembler.uploader import load_records
 from services.stack.supervisor import Stack
 from shared import events as ev
+from shared.settings import Settings
 from tests.bench.common import (
     MB,
     Env,
@@ -78,7 +80,11 @@ class Kill:
 async def run(world: World) -> list[Row]:
     size = 300 * MB if world.quick else 1000 * MB
     name = "resume"
-    values = world.values(name, min_part_size=PART, parts_in_flight=IN_FLIGHT)
+    # Takeover is measured at the default AckWait and in-progress period (the tests' values are shorter).
+    defaults = Settings.model_fields
+    values = world.values(name, min_part_size=PART, parts_in_flight=IN_FLIGHT,
+                          ack_wait_s=defaults["ack_wait_s"].default,
+                          progress_interval_s=defaults["progress_interval_s"].default)
     fault_dir = world.dir(name) / "faults"
     fault_dir.mkdir(parents=True, exist_ok=True)
     env = await Env.open(values)
@@ -157,6 +163,8 @@ async def run(world: World) -> list[Row]:
             f"bytes of the member straddling the end of part {logged} ({fmt_bytes(resume_offset)}) that lie "
             f"before it, plus what the killed run had read ahead (the rest of the figure above); members "
             f"are {FILE // MiB} MiB"),
-        Row(NUMBER, "  restart: kill → first part of the new run; kill → complete", f"{gap:.1f} s; {stall:.1f} s",
-            "", None, f"the redelivery waits for AckWait ({env.settings.ack_wait_s:.0f} s in this bench)"),
+        Row(NUMBER, "takeover: SIGKILL → next part uploaded (default settings)", f"{gap:.1f} s", "≤ 10 s",
+            gap <= 10.0, f"kill → complete {stall:.1f} s; the message is redelivered AckWait "
+            f"({env.settings.ack_wait_s:.0f} s) after the killed worker's last in-progress ack (every "
+            f"{env.settings.progress_interval_s:.0f} s); the supervisor's restarted replica takes it"),
     ]

@@ -33,6 +33,8 @@ SECTIONS = [
     ("7", "tests.bench.small_e2e"),
     ("4", "tests.bench.api_latency"),
     ("8", "tests.bench.replay"),
+    ("10", "tests.bench.members"),
+    ("9", "tests.bench.burst"),
 ]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,7 +108,7 @@ async def main_async(only: set[str] | None, quick: bool, keep: bool) -> list[Sec
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__.splitlines()[0])
-    p.add_argument("--only", help="comma-separated section numbers (1-8)")
+    p.add_argument("--only", help="comma-separated section numbers (1-10)")
     p.add_argument("--quick", action="store_true", help="smaller inputs, for trying the bench out")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
     p.add_argument("--out", default=str(ROOT / "bench-results" / "latest.md"))

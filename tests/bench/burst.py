@@ -1,0 +1,137 @@
+"""9. Burst: N small exports requested at once through the public event contract.
+
+``ExportRequested`` is published straight onto the bus (as an API gateway of one's own would, with
+the documented headers) for N exports at once — N = 500, then 2,000 — against one process per step
+service on the filesystem store. Each export is small: 20 posts, 3 pages, 5 real images. Seeding
+thousands of tenants with real images takes minutes, so the exports go round-robin over ``TENANTS``
+seeded tenants (publishing on the bus bypasses the gateway's one-export-per-tenant admission).
+
+Reported per N: how many completed, exports/s (N over the time from the first publish to the last
+ExportCompleted), p50/p99 of each export's publish → ExportCompleted, and CPU milliseconds per export
+of each service process and of nats-server. Goal: ≥ 50 exports/s at N = 2,000, with the completion
+time growing no faster than N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from nats.aio.msg import Msg
+
+from shared import events as ev
+from shared.content.db import ContentDB
+from shared.content.seed import seed_tenant
+from tests.bench.common import Env, Row, World, cpu_seconds, log, percentile, start_ready_stack
+from tests.support.stack import STEP_SERVICES
+
+NUMBER = "9"
+TITLE = "Burst: N small exports at once via the event contract"
+TENANTS = 10
+GOAL = 50.0
+
+
+async def _seed(env: Env, count: int) -> list[str]:
+    s = env.settings
+    tenants = []
+    for i in range(count):
+        seeded = await seed_tenant(ContentDB(s.content_db), env.store, images_bucket=s.buckets.images,
+                                   amber_bucket=s.buckets.amber, posts=20, pages=3, images=5, files=0,
+                                   seed=100 + i)
+        tenants.append(seeded.tenant_id)
+    return tenants
+
+
+async def _burst(world: World, env: Env, stack_pids: dict[str, int], tenants: list[str], n: int
+                 ) -> tuple[int, float, list[float], dict[str, float], int]:
+    """(completed, seconds to the last completion, per-export seconds, CPU-ms per export, failed)."""
+    published: dict[str, float] = {}
+    finished: dict[str, float] = {}
+    failed: set[str] = set()
+    all_done = asyncio.Event()
+
+    async def on_outcome(msg: Msg) -> None:
+        export_id = msg.subject.split(".")[2]
+        if export_id in published and export_id not in finished:
+            finished[export_id] = time.perf_counter()
+            if msg.subject.endswith(".ExportFailed"):
+                failed.add(export_id)
+            if len(finished) == n:
+                all_done.set()
+
+    prefix = env.settings.subject_prefix
+    subs = [await env.bus.nc.subscribe(f"{prefix}.*.*.{name}", cb=on_outcome)
+            for name in ("ExportCompleted", "ExportFailed")]
+    assert world.nats is not None and world.nats.proc is not None
+    pids = {**stack_pids, "nats-server": world.nats.proc.pid}
+    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    events = []
+    for i in range(n):
+        export_id = ev.new_export_id()
+        events.append(ev.ExportRequested(
+            export_id=export_id, tenant_id=tenants[i % len(tenants)], user_id="u1", user_email="b@example.org",
+            username="burst", mode="blog", include_images=True, delivery_method="email", producer="bench"))
+    gate = asyncio.Semaphore(64)
+
+    async def publish(event: ev.ExportRequested) -> None:
+        # The documented contract: expected sequence 0 for the export's subjects, a message id.
+        subject = f"{prefix}.{event.tenant_id}.{event.export_id}.ExportRequested"
+        headers = {"Nats-Msg-Id": f"{event.export_id}:ExportRequested",
+                   "Nats-Expected-Last-Subject-Sequence": "0",
+                   "Nats-Expected-Last-Subject-Sequence-Subject": f"{prefix}.{event.tenant_id}.{event.export_id}.>"}
+        async with gate:
+            published[event.export_id] = time.perf_counter()
+            await env.bus.js.publish(subject, event.to_json(), headers=headers, timeout=30)
+
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*(publish(e) for e in events))
+        try:
+            await asyncio.wait_for(all_done.wait(), timeout=120 + n * 0.5)
+        except TimeoutError:
+            log(f"9: {n - len(finished)} of {n} exports did not finish in time")
+    finally:
+        for sub in subs:
+            await sub.unsubscribe()
+    last = max(finished.values(), default=started)
+    cpu_ms = {name: (cpu_seconds(pid) - cpu0[name]) * 1000 / n for name, pid in pids.items()}
+    per_export = [finished[e] - published[e] for e in finished if e not in failed]
+    return len(finished) - len(failed), last - started, per_export, cpu_ms, len(failed)
+
+
+async def run(world: World) -> list[Row]:
+    sizes = [100, 300] if world.quick else [500, 2000]
+    values = world.values("burst", min_part_size=8 * 1024 * 1024)
+    env = await Env.open(values)
+    stack = None
+    rows: list[Row] = []
+    try:
+        log(f"9: seeding {TENANTS} tenants (20 posts, 3 pages, 5 images each)")
+        tenants = await _seed(env, TENANTS)
+        stack = await start_ready_stack(env, world.dir("burst") / "stack")
+        pids = {name: stack.child(name).pid for name in STEP_SERVICES}
+        totals: dict[int, float] = {}
+        for n in sizes:
+            log(f"9: {n} exports at once")
+            done, seconds, per_export, cpu_ms, failed = await _burst(world, env, {k: v for k, v in pids.items() if v},
+                                                                      tenants, n)
+            totals[n] = seconds
+            rate = done / seconds if seconds > 0 else 0.0
+            cpu = ", ".join(f"{name} {ms:.1f}" for name, ms in cpu_ms.items())
+            goal = f"≥ {GOAL:.0f}/s, all complete" if n == sizes[-1] else "all complete"
+            ok = done == n and (rate >= GOAL if n == sizes[-1] else True)
+            rows.append(Row(NUMBER, f"burst of {n:,} small exports (event contract)", f"{rate:.1f} exports/s",
+                            goal, ok, f"{done}/{n} complete, {failed} failed, in {seconds:.1f} s; publish → "
+                            f"complete p50 {percentile(per_export, 50):.1f} s, p99 {percentile(per_export, 99):.1f} s;"
+                            f" CPU-ms per export: {cpu}"))
+        if len(sizes) == 2 and all(totals.values()):
+            a, b = sizes
+            growth = totals[b] / totals[a]
+            rows.append(Row(NUMBER, f"  completion time {b:,} vs {a:,}", f"{growth:.2f}×", f"≤ {b / a:.0f}× (linear)",
+                            growth <= b / a, json.dumps({str(k): round(v, 1) for k, v in totals.items()})))
+    finally:
+        if stack is not None:
+            stack.stop()
+        await env.close()
+    return rows

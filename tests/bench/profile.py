@@ -1,0 +1,109 @@
+"""Profile the assembler with py-spy during one export (filesystem store or S3 on moto).
+
+    .venv/bin/pip install py-spy
+    .venv/bin/python -m tests.bench.profile --store fs [--images 200] [--out DIR]
+
+Runs the bench's export (incompressible 2 MiB JPEG-typed images + posts) through the real step
+services, attaches ``py-spy record`` to the assembler process for the export, and prints where its
+samples went: the share of samples per leaf function (self) and per function anywhere on the stack
+(inclusive), over all threads. The raw collapsed stacks are kept in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.bench.common import Env, MiB, World, cpu_seconds, mbps, seed_random_images, start_ready_stack, timeline
+from tests.support.pipeline import request_export, wait_status
+
+# Leaves where a thread waits (idle pool workers, the selector, a future): not CPU.
+IDLE = ("_worker (concurrent/futures/thread.py)", "Condition.wait (threading.py)", "Event.wait (threading.py)",
+        "EpollSelector.select (selectors.py)", "Queue.get (queue.py)", "Thread.join (threading.py)")
+
+
+def summarize(raw: Path, top: int = 25) -> str:
+    own: collections.Counter[str] = collections.Counter()
+    anywhere: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        frames = [f.split(" (")[0] + (" (" + f.split(" (")[1].split(":")[0] + ")" if " (" in f else "")
+                  for f in stack.split(";")]
+        frames = [f for f in frames if not f.startswith("process ") and not f.startswith("thread ")]
+        if not frames or frames[-1] in IDLE:
+            continue
+        total += n
+        own[frames[-1]] += n
+        for f in set(frames):
+            anywhere[f] += n
+    out = [f"{total} busy samples (waiting leaves left out)", "self:"]
+    out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top)]
+    out.append("inclusive:")
+    out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in anywhere.most_common(top)]
+    return "\n".join(out)
+
+
+async def main_async(store: str, images: int, posts: int, out: Path) -> None:
+    root = Path(tempfile.mkdtemp(prefix="grove-profile-"))
+    world = World(root).start()
+    env = None
+    stack = None
+    try:
+        values = world.values(store, s3=store == "s3", min_part_size=8 * MiB, parts_in_flight=3)
+        env = await Env.open(values)
+        tenant, _ = await seed_random_images(env, images=images, image_bytes=2 * MiB, posts=posts)
+        stack = await start_ready_stack(env, root / "stack")
+        pid = stack.child("assembler").pid
+        assert pid is not None
+        raw = out / f"assembler-{store}.txt"
+        spy_exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        spy = subprocess.Popen(  # noqa: ASYNC220  (a bench tool: blocking for a moment is fine)
+            [spy_exe, "record", "--pid", str(pid), "--threads", "--rate", "200", "--format", "raw",
+             "--output", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        await asyncio.sleep(1.0)  # py-spy attaches
+        cpu0 = cpu_seconds(pid)
+        export_id = await request_export(env.bus, tenant)
+        state = await wait_status(env.bus, tenant, export_id, timeout=900)
+        cpu = cpu_seconds(pid) - cpu0
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+        assert state.cataloged is not None
+        tl = await timeline(env, tenant, export_id)
+        total = state.cataloged.total_bytes
+        print(f"{store}: {state.status}; streaming {mbps(total, tl.seconds('UploadStarted', 'ArchiveAssembled')):.0f}"
+              f" MB/s; {tl.phases()}; assembler CPU {cpu:.2f} s for {total / 1e6:.0f} MB")
+        print(summarize(raw))
+    finally:
+        if stack is not None:
+            stack.stop()
+        if env is not None:
+            await env.close()
+        world.stop()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.bench.profile")
+    p.add_argument("--store", choices=("fs", "s3"), default="fs")
+    p.add_argument("--images", type=int, default=200)
+    p.add_argument("--posts", type=int, default=1000)
+    p.add_argument("--out", default="bench-results/profile")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main_async(args.store, args.images, args.posts, out.resolve()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,18 +24,18 @@ from tests.bench.common import SectionResult, World, loadavg, log, machine
 from tests.bench.small_e2e import release as release_gateway
 from tests.bench.throughput_s3 import cleanup as release_s3
 
-# Execution order: section 6 reuses section 1's moto, sources and stack; the gateway sections last.
+# Execution order: section 6 reuses section 1's moto, sources and stack; section 4 reuses 7's gateway.
 SECTIONS = [
-    ("1", "tests.bench.throughput_s3"),
-    ("6", "tests.bench.cancel"),
     ("2", "tests.bench.throughput_fs"),
     ("3", "tests.bench.memory"),
     ("5", "tests.bench.resume"),
+    ("1", "tests.bench.throughput_s3"),
+    ("6", "tests.bench.cancel"),
+    ("9", "tests.bench.burst"),
+    ("10", "tests.bench.members"),
     ("7", "tests.bench.small_e2e"),
     ("4", "tests.bench.api_latency"),
     ("8", "tests.bench.replay"),
-    ("10", "tests.bench.members"),
-    ("9", "tests.bench.burst"),
 ]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,7 +69,8 @@ def render(results: list[SectionResult], info: dict[str, str], started: datetime
     return "\n".join(out) + "\n"
 
 
-async def main_async(only: set[str] | None, quick: bool, keep: bool) -> list[SectionResult]:
+async def main_async(only: set[str] | None, quick: bool, keep: bool,
+                     partial: Callable[[list[SectionResult]], None] = lambda _: None) -> list[SectionResult]:
     root = Path(tempfile.mkdtemp(prefix="grove-bench-"))
     world = World(root, quick=quick).start()
     log(f"scratch folder {root}")
@@ -94,6 +96,7 @@ async def main_async(only: set[str] | None, quick: bool, keep: bool) -> list[Sec
             result.load = f"{load0:.1f} → {loadavg():.1f}"
             log(f"section {number} took {result.seconds:.0f} s")
             results.append(result)
+            partial(results)  # the table so far: a long run cut short still leaves its figures
             if number == "6" or (number == "1" and not wanted("6")):
                 await release_s3(world)  # section 1 leaves its stack for section 6
             if number == "4" or (number == "7" and not wanted("4")):
@@ -119,11 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: nproc {info['nproc']}; CPU {info['cpu']}; Python {info['python']}; zlib {info['zlib']}",
           flush=True)
     t0 = time.perf_counter()
-    results = asyncio.run(main_async(only, args.quick, args.keep))
-    total = time.perf_counter() - t0
-    table = render(results, info, started, total, argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+
+    def partial(results: list[SectionResult]) -> None:
+        out.write_text(render(results, info, started, time.perf_counter() - t0, argv) + "\n(partial: still running)\n")
+
+    results = asyncio.run(main_async(only, args.quick, args.keep, partial))
+    total = time.perf_counter() - t0
+    table = render(results, info, started, total, argv)
     out.write_text(table)
     print()
     print(table, end="")

@@ -105,7 +105,6 @@ class StepWorker:
         self.running: dict[str, asyncio.Task[None]] = {}
         self.tenants: dict[str, str] = {}  # export id → tenant id of what runs here
         self.contexts: dict[str, StepContext] = {}
-        self.beating: set[str] = set()  # exports whose heartbeat key this worker wrote
 
     async def handle(self, msg: Msg) -> None:
         """Entry point from the subscriber: start the work, return when there is room for more."""
@@ -184,10 +183,8 @@ class StepWorker:
         finally:
             keepalive.cancel()
             self.contexts.pop(export_id, None)
-            if export_id in self.beating:
-                self.beating.discard(export_id)
-                with contextlib.suppress(Exception):
-                    await self.bus.heartbeats.delete(f"{tenant_id}.{export_id}")
+            with contextlib.suppress(Exception):
+                await self.bus.heartbeats.delete(f"{tenant_id}.{export_id}")
 
     async def _failed(self, msg: Msg, tenant_id: str, export_id: str, error: Exception) -> None:
         reason = public_reason(error, StepError)  # what the person sees; the details stay in this log
@@ -223,19 +220,14 @@ class StepWorker:
                 await msg.nak(delay=self.settings.retry_base_delay_s)
 
     async def _keepalive(self, msg: Msg, tenant_id: str, export_id: str) -> None:
-        # The first beat waits one period: the delivery itself started AckWait, and a step that
-        # ends sooner (most steps of small exports) costs no KV write and no delete (a burst's
-        # thousands of exports saved two stream writes per step). The janitor only fails an export
-        # whose heartbeat is missing AND whose log stood still for a whole heartbeat TTL.
         key = f"{tenant_id}.{export_id}"
         while True:
-            await asyncio.sleep(self.settings.progress_interval_s)
             with contextlib.suppress(Exception):
                 await msg.in_progress()
             beat = {"step": self.step, "worker": WORKER_ID, "at": round(time.time(), 3)}
-            self.beating.add(export_id)
             with contextlib.suppress(Exception):
                 await self.bus.heartbeats.put(key, json.dumps(beat).encode())
+            await asyncio.sleep(self.settings.progress_interval_s)
 
 
 def _durable(msg: Msg) -> str:

@@ -21,7 +21,7 @@ import time
 from nats.aio.msg import Msg
 
 from shared import events as ev
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from tests.bench.common import Env, Row, World, cpu_seconds, log, percentile, start_ready_stack
 from tests.support.stack import STEP_SERVICES
@@ -36,7 +36,7 @@ async def _seed(env: Env, count: int) -> list[str]:
     s = env.settings
     tenants = []
     for i in range(count):
-        seeded = await seed_tenant(ContentDB(s.content_db), env.store, images_bucket=s.buckets.images,
+        seeded = await seed_tenant(content_source(s), env.store, images_bucket=s.buckets.images,
                                    amber_bucket=s.buckets.amber, posts=20, pages=3, images=5, files=0,
                                    seed=100 + i)
         tenants.append(seeded.tenant_id)

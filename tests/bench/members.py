@@ -14,7 +14,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from tests.bench.common import (
     JPEG_MAGIC,
@@ -42,7 +42,7 @@ SIZE = 1024
 
 async def _seed(env: Env, members: int) -> str:
     s = env.settings
-    seeded = await seed_tenant(ContentDB(s.content_db), env.store, images_bucket=s.buckets.images,
+    seeded = await seed_tenant(content_source(s), env.store, images_bucket=s.buckets.images,
                                amber_bucket=s.buckets.amber, posts=20, pages=3, images=0, files=0, seed=9)
     tenant = seeded.tenant_id
     now = int(datetime.now(UTC).timestamp())
@@ -58,7 +58,7 @@ async def _seed(env: Env, members: int) -> str:
         return rows
 
     rows = await asyncio.to_thread(write)
-    db = ContentDB(s.content_db)
+    db = content_source(s)
     for i in range(0, len(rows), 4096):
         await db.insert("media", rows[i:i + 4096])
     return tenant

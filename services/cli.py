@@ -275,6 +275,46 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
     sys.exit(run_demo(Path(args.data), args.port))
 
 
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> None:
+    from services.archivetools.verify import verify_archive
+
+    if not Path(args.archive).is_file():
+        raise CliError(f"no such file: {args.archive}")
+    report = verify_archive(Path(args.archive), args.sha256)
+    print(report.text())
+    sys.exit(0 if report.ok else 1)
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> None:
+    import re
+
+    from services.archivetools.importer import ImportRefused, import_archive
+    from shared.content.factory import content_source
+    from shared.events import ID_PATTERN
+    from shared.objectstore.factory import open_store
+
+    if not Path(args.archive).is_file():
+        raise CliError(f"no such file: {args.archive}")
+    if not re.fullmatch(ID_PATTERN, args.tenant):
+        raise CliError(f"--tenant must match {ID_PATTERN}")
+
+    async def go() -> str:
+        store, content = await open_store(settings), content_source(settings)
+        try:
+            plan = await import_archive(Path(args.archive), args.tenant, content, store,
+                                        url_template=settings.media_url_template,
+                                        images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber)
+        finally:
+            await store.close()
+            await content.close()
+        return "\n".join([*plan.notes, f"{plan.summary()} into tenant {args.tenant}"])
+
+    try:
+        print(asyncio.run(go()))
+    except ImportRefused as e:
+        raise CliError(f"import refused: {e}") from None
+
+
 DATA_HELP = ("the local stack's data folder (default: var); its stack.json supplies the NATS URL, user, "
              "password and paths that the environment (GROVE_*) does not set")
 
@@ -336,6 +376,15 @@ def parser() -> argparse.ArgumentParser:
     sd.add_argument("--username", default="autumn", help="the tenant's username (default: autumn)")
     sd.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
     sd.set_defaults(func=cmd_seed)
+    v = sub.add_parser("verify", help="check an archive: ZIP, every checksum, every linked image; exit 0 if sound")
+    v.add_argument("archive", help="the ZIP file to check")
+    v.add_argument("--sha256", help="the archive's SHA-256 from the email or the export page")
+    v.set_defaults(func=cmd_verify)
+    im = sub.add_parser("import", help="restore an archive into an empty tenant (content DB and object store)")
+    im.add_argument("archive", help="a Grove Export ZIP (it must verify)")
+    im.add_argument("--tenant", required=True, help="the tenant to restore into; it must have no content")
+    im.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
+    im.set_defaults(func=cmd_import)
     d = sub.add_parser("demo", help="what `make run` does: stack, seed, export, verify, print the ZIP path")
     d.add_argument("--port", type=int, default=8080, help="TCP port of the gateway (default: 8080)")
     d.add_argument("--data", default="var", help="folder for the stack's store, databases, logs, outbox and "

@@ -133,6 +133,8 @@ class ArchiveAssembled(Event):
     member_count: int
     error_count: int
     sha256: str | None = Field(None, description="Archive SHA-256, or None when a resume happened.")
+    item_counts: dict[str, int] | None = Field(
+        None, description="What the archive holds: the catalog's counts less members skipped while assembling.")
 
 
 class FinalizeStarted(Event):

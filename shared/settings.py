@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     content_dsn: SecretStr = Field(SecretStr("sqlite:///var/content.db"),
                                    description="sqlite:///PATH (relative; //// for absolute) or postgresql://…")
     content_pool_max: int = Field(4, description="PostgreSQL connections per process.")
+    media_url_template: str = Field(
+        "https://cdn.example/{key}",
+        description="The platform's public URL of a media object, `{key}` being its object key: "
+                    "`grove-export import` gives restored links and media rows these URLs.")
 
     # Gateway
     host: str = "127.0.0.1"

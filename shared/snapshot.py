@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from shared.objectstore import ObjectStore
 
-Kind = Literal["readme", "post", "page", "media", "file"]
+Kind = Literal["readme", "post", "page", "index", "media", "file"]
 
 
 class SnapshotMember(BaseModel):
@@ -35,6 +35,7 @@ class SnapshotMember(BaseModel):
     source_id: str
     modified_at: datetime
     level: int
+    meta: dict[str, Any] | None = None  # the row's metadata (media, files), copied into manifest.json
 
 
 class SnapshotError(BaseModel):

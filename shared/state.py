@@ -121,6 +121,8 @@ class ExportState:
     def item_counts(self) -> dict[str, int]:
         if self.completed:
             return dict(self.completed.item_counts)
+        if self.assembled and self.assembled.item_counts is not None:
+            return dict(self.assembled.item_counts)
         if self.cataloged:
             return dict(self.cataloged.item_counts)
         return {}

@@ -16,6 +16,7 @@ import json
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.assembler.hashing import Hasher, InlineHasher
 from services.assembler.plan import MemberRecord, ResumePoint
@@ -178,15 +179,34 @@ def manifest_json(snapshot: Snapshot, records: list[MemberRecord]) -> bytes:
     doc = {
         "export_id": h.export_id, "tenant_id": h.tenant_id, "mode": h.mode, "username": h.username,
         "created_at": h.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "generator": h.generator,
-        "format_version": 1, "item_counts": h.item_counts,
-        "members": [
-            {"path": r.path, "size": r.size, "sha256": r.sha256, "content_type": r.content_type,
-             "source_id": r.source_id}
-            for r in records if r.status == "ok"
-        ],
-        "notes": "Checksums are SHA-256 of each file's bytes. manifest.json and errors.json are not listed.",
+        "format_version": 1, "item_counts": held_counts(snapshot, records),
+        "members": [_manifest_entry(snapshot, r) for r in records if r.status == "ok"],
+        "notes": "Checksums are SHA-256 of each file's bytes. manifest.json and errors.json are not listed. "
+                 "item_counts are what this archive holds; errors.json lists what it does not.",
     }
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _manifest_entry(snapshot: Snapshot, r: MemberRecord) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": r.path, "size": r.size, "sha256": r.sha256, "content_type": r.content_type,
+                             "source_id": r.source_id}
+    meta = snapshot.members[r.index].meta if r.index < len(snapshot.members) else None
+    if meta:
+        entry["metadata"] = meta
+    return entry
+
+
+COUNTED = {"post": "posts", "page": "pages", "media": "images", "file": "files"}
+
+
+def held_counts(snapshot: Snapshot, records: Iterable[MemberRecord]) -> dict[str, int]:
+    """The header's counts, lowered by members skipped while assembling: what the archive really holds."""
+    counts = dict(snapshot.header.item_counts)
+    for r in records:
+        kind = COUNTED.get(snapshot.members[r.index].kind) if r.index < len(snapshot.members) else None
+        if r.status == "skipped" and kind in counts:
+            counts[kind] -= 1
+    return counts
 
 
 def errors_json(snapshot: Snapshot, records: list[MemberRecord]) -> bytes:

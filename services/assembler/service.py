@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from services.assembler.bridge import pump, source_opener
-from services.assembler.encoder import ArchiveStream, Rewind, error_count
+from services.assembler.encoder import ArchiveStream, Rewind, error_count, held_counts
 from services.assembler.hashing import ThreadHasher
 from services.assembler.plan import MemberRecord, ResumePoint, part_size, resume_point, rewind_target
 from services.assembler.uploader import PartUploader, load_records
@@ -27,7 +27,7 @@ from shared.snapshot import Snapshot, SnapshotMember, sha256_hex
 from shared.worker import StepContext, StepError
 
 log = logging.getLogger(__name__)
-TEXT_KINDS = frozenset({"readme", "post", "page"})
+TEXT_KINDS = frozenset({"readme", "post", "page", "index"})
 TEXT_CACHE_LIMIT = 4 * 1024 * 1024  # counts against the memory bound: keep it below one part
 
 
@@ -88,6 +88,7 @@ class Assembler:
             upload_id=upload.upload_id, size_bytes=size, part_count=last,
             member_count=sum(1 for r in records if r.status == "ok"),
             error_count=error_count(snapshot, records), sha256=None if resumed else sha,
+            item_counts=held_counts(snapshot, records),
         ), msg_id=f"{c.export_id}:ArchiveAssembled")
 
     async def _upload(self, ctx: StepContext, c: ev.ExportCataloged) -> tuple[ev.UploadStarted, int | None]:

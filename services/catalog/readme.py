@@ -8,16 +8,35 @@ LAYOUT = {
     "blog": ("posts/{slug}.md      one file per post: YAML front matter (title, description, tags,\n"
              "                     status, dates, featured image) then the Markdown body\n"
              "pages/{slug}.md      one file per page, same format\n"
-             "media/{filename}     your images, byte for byte as uploaded\n"),
-    "storage": "files/{category}/{filename}   every stored file, byte for byte as uploaded\n",
+             "media/{filename}     your images, byte for byte as uploaded\n"
+             "index.json           every post, page and image with all its details (alt text, original\n"
+             "                     file name, original URL, type, upload time) and where it is in here\n"
+             "feed.json            your posts as a JSON Feed 1.1 (jsonfeed.org), for feed readers and tools\n"),
+    "storage": ("files/{category}/{filename}   every stored file, byte for byte as uploaded\n"
+                "index.json           every file with all its details (original name, type, category,\n"
+                "                     product, upload time) and where it is in here\n"),
 }
+
+BLOG_USE = """
+Links in your posts and pages that showed your own images now point at the copies in `media/`,
+by a path relative to the Markdown file (`../media/photo.jpg`), so they work offline in any
+Markdown viewer (GitHub, Obsidian, VS Code). The original addresses are kept in `index.json`
+(`media_links`). Front matter has the fields static-site generators read (`date`, `lastmod`,
+`draft`) beside Grove's own (`status`, `published_at`, `created_at`, `updated_at`).
+
+**Hugo:** `hugo new site mysite`, copy `posts/` and `pages/` into `mysite/content/` and `media/`
+into `mysite/static/`, add a theme, and add this one line to `hugo.toml` so that file-relative
+image links resolve: `uglyURLs = true`. Drafts stay drafts (`hugo -D` shows them).
+"""
 
 
 def render_readme(*, username: str, tenant_id: str, export_id: str, mode: str, created_at: datetime,
-                  counts: dict[str, int], include_images: bool, generator: str) -> str:
+                  counts: dict[str, int], include_images: bool, generator: str, missing: int = 0) -> str:
     what = ", ".join(f"{n} {k}" for k, n in counts.items())
     if mode == "blog" and not include_images:
         what += " (images were not requested for this export)"
+    if missing:
+        what += f"; {missing} item{'s' if missing != 1 else ''} could not be included (see errors.json)"
     return f"""# Your Grove export
 
 This archive holds a copy of your data from Grove, made for **{username}**
@@ -43,7 +62,12 @@ errors.json          everything that could NOT be included, and why (an empty li
    `Get-FileHash … -Algorithm SHA256` (Windows PowerShell).
 2. `manifest.json` lists every file with its size and SHA-256. After unzipping, check each file,
    for example: `python3 -c "import json,hashlib;[print('OK' if hashlib.sha256(open(m['path'],'rb').read()).hexdigest()==m['sha256'] else 'BAD', m['path']) for m in json.load(open('manifest.json'))['members']]"`
-3. `errors.json` lists items that existed in your account but could not be put in the archive
+3. With the Grove Export command-line tool, one command checks all of it — the ZIP's structure,
+   every checksum in `manifest.json`, and that every image a post or page links to is in here:
+   `grove-export verify grove-export-….zip --sha256 <the SHA-256 from the email>`.
+   It prints a short report and exits with 0 when everything is sound, 1 when something is not,
+   naming the file that is damaged or missing.
+4. `errors.json` lists items that existed in your account but could not be put in the archive
    (the file was missing from storage, changed while the export ran, or could not be read),
    each with its id and the reason. If it is not empty, you can run a new export later, or
    contact support with the export id above.
@@ -53,4 +77,4 @@ errors.json          everything that could NOT be included, and why (an empty li
 Posts and pages are plain Markdown with YAML front matter, readable by any text editor and
 importable by most static-site generators (Hugo, Jekyll, Eleventy, Astro). Media files are the
 original uploads. This copy is yours to keep.
-"""
+{BLOG_USE if mode == "blog" else ""}"""

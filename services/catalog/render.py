@@ -8,27 +8,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from services.catalog.index import (
+    FEED_PATH,
+    INDEX_PATH,
+    RenderedText,
+    feed_item,
+    feed_json,
+    file_meta,
+    index_entry,
+    index_json,
+    iso,
+    media_meta,
+    text_entry,
+    ts,
+)
 from shared.archive.frontmatter import render_markdown
 from shared.archive.names import NameAllocator, safe_component
+from shared.archive.ownmedia import MediaRef, OwnMedia, export_body, relative_link
 from shared.content.port import Row
 from shared.snapshot import SnapshotError
 
 EPOCH_FALLBACK = datetime(1980, 1, 1, tzinfo=UTC)
-
-
-def ts(value: Any) -> datetime | None:
-    """Unix seconds (the spec's INTEGER columns) or ISO text → aware UTC datetime."""
-    if value in (None, ""):
-        return None
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
-    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def iso(value: Any) -> str | None:
-    t = ts(value)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
 
 
 @dataclass
@@ -38,6 +38,10 @@ class TextMember:
     source_id: str
     modified_at: datetime
     data: bytes
+
+    @property
+    def content_type(self) -> str:
+        return "application/json" if self.path.endswith(".json") else "text/markdown; charset=utf-8"
 
 
 @dataclass
@@ -50,6 +54,8 @@ class ObjectMember:
     key: str
     content_type: str
     declared_size: int | None
+    meta: dict[str, Any] = field(default_factory=dict)
+    head: tuple[int, str] | None = None  # (size, ETag) from the catalog's HEAD
 
 
 @dataclass
@@ -70,25 +76,41 @@ def _tags(raw: Any) -> list[str]:
     return [str(t) for t in value] if isinstance(value, list) else [str(value)]
 
 
-def post_markdown(row: Row, media_paths: dict[str, str] | None = None) -> str:
-    """A post as Markdown; ``featured_image`` points into the archive when that image is in it."""
+def _ssg(date: Any, lastmod: Any, draft: bool) -> dict[str, Any]:
+    """What static-site generators read (Hugo, Jekyll, Eleventy): the spec's fields stay beside them."""
+    return {"date": iso(date), "lastmod": iso(lastmod), "draft": draft}
+
+
+def post_markdown(row: Row, path: str = "posts/post.md", own: OwnMedia | None = None) -> RenderedText:
+    """A post as Markdown; links to archived media (and ``featured_image``) become file-relative."""
+    own = own or OwnMedia([])
+    body, links, left = export_body(row.get("markdown_content") or "", path, own)
     featured = row.get("featured_image")
+    hit = own.lookup(featured) if featured else None
+    if hit and hit[0].path is None:
+        left.append({"url": str(featured), "media_id": hit[0].source_id, "reason": "the image is not in this archive"})
     meta = {
         "title": row["title"], "description": row.get("description"), "slug": row["slug"],
         "tags": _tags(row.get("tags")), "status": row.get("status"),
-        "featured_image": (media_paths or {}).get(featured, featured) if featured else None,
+        "featured_image": relative_link(path, hit[0].path) if hit and hit[0].path else featured,
+        "featured_image_original": featured,
         "published_at": iso(row.get("published_at")),
         "created_at": iso(row.get("created_at")), "updated_at": iso(row.get("updated_at")),
+        **_ssg(row.get("published_at") or row.get("created_at"), row.get("updated_at"),
+               row.get("status") != "published"),
     }
-    return render_markdown(meta, row.get("markdown_content") or "")
+    return RenderedText(render_markdown(meta, body), meta, body, links, left)
 
 
-def page_markdown(row: Row) -> str:
+def page_markdown(row: Row, path: str = "pages/page.md", own: OwnMedia | None = None) -> RenderedText:
+    body, links, left = export_body(row.get("markdown_content") or "", path, own or OwnMedia([]))
     meta = {
         "title": row["title"], "description": row.get("description"), "slug": row["slug"],
-        "type": row.get("type"), "created_at": iso(row.get("created_at")), "updated_at": iso(row.get("updated_at")),
+        "type": row.get("type"), "display_order": row.get("display_order"),
+        "created_at": iso(row.get("created_at")), "updated_at": iso(row.get("updated_at")),
+        **_ssg(row.get("created_at"), row.get("updated_at"), False),
     }
-    return render_markdown(meta, row.get("markdown_content") or "")
+    return RenderedText(render_markdown(meta, body), meta, body, links, left)
 
 
 def _modified(row: Row, *cols: str) -> datetime:
@@ -98,40 +120,69 @@ def _modified(row: Row, *cols: str) -> datetime:
     return EPOCH_FALLBACK
 
 
+Heads = dict[tuple[str, str], tuple[int, str] | str]  # (bucket, key) → (size, etag) or why it is missing
+
+
+def _object(plan: Plan, heads: Heads | None, obj: ObjectMember) -> bool:
+    """Add ``obj`` to the plan when the store has it (``heads`` None: assume it does); else an error."""
+    head = None if heads is None else heads.get((obj.bucket, obj.key), "missing: the file is not in storage")
+    if isinstance(head, str):
+        plan.errors.append(SnapshotError(source_id=obj.source_id, path=obj.path, reason=head))
+        return False
+    obj.head = head
+    plan.objects.append(obj)
+    return True
+
+
 def plan_blog(posts: list[Row], pages: list[Row], media: list[Row], include_images: bool,
-              images_bucket: str) -> Plan:
+              images_bucket: str, heads: Heads | None = None, title: str = "Posts") -> Plan:
     plan, names = Plan(), NameAllocator()
-    media_paths = {}
-    if include_images:  # names first, so posts can point at their featured image inside the archive
-        for row in media:
-            path = names.allocate("media", keep_extension(row.get("filename") or "", f"media-{row['id']}"),
-                                  f"media-{row['id']}")
-            media_paths[row["r2_key"]] = path
-            plan.objects.append(ObjectMember(path, "media", row["id"], _modified(row, "uploaded_at"),
-                                             images_bucket, row["r2_key"], _ctype(row, path), row.get("size")))
+    refs, media_index = [], []
+    for row in media:  # names first, so posts can point at their images inside the archive
+        path = names.allocate("media", keep_extension(row.get("filename") or "", f"media-{row['id']}"),
+                              f"media-{row['id']}")
+        obj = ObjectMember(path, "media", row["id"], _modified(row, "uploaded_at"), images_bucket, row["r2_key"],
+                           _ctype(row, path), row.get("size"), media_meta(row))
+        present = include_images and _object(plan, heads, obj)  # the metadata travels either way
+        refs.append(MediaRef(row["id"], row["r2_key"], row.get("url"), path if present else None))
+        media_index.append(index_entry(row, path if present else None, obj.meta))
+    own = OwnMedia(refs if include_images else [])  # without images, links keep their URLs
+    post_index, feed_items, page_index = [], [], []
     for row in posts:
         stem = safe_component(row["slug"] or "", f"post-{row['id']}")  # clean first, then add .md
         path = names.allocate("posts", f"{stem}.md", f"post-{row['id']}.md")
-        plan.texts.append(TextMember(path, "post", row["id"], _modified(row, "updated_at", "created_at"),
-                                     post_markdown(row, media_paths).encode()))
+        r = post_markdown(row, path, own)
+        plan.texts.append(TextMember(path, "post", row["id"], _modified(row, "updated_at", "created_at"), r.text.encode()))
+        post_index.append(text_entry(row["id"], path, r))
+        feed_items.append(feed_item(row, path, r, own))
     for row in pages:
         stem = safe_component(row["slug"] or "", f"page-{row['id']}")
         path = names.allocate("pages", f"{stem}.md", f"page-{row['id']}.md")
-        plan.texts.append(TextMember(path, "page", row["id"], _modified(row, "updated_at", "created_at"),
-                                     page_markdown(row).encode()))
+        r = page_markdown(row, path, own)
+        plan.texts.append(TextMember(path, "page", row["id"], _modified(row, "updated_at", "created_at"), r.text.encode()))
+        page_index.append(text_entry(row["id"], path, r))
+    newest = max((t.modified_at for t in plan.texts), default=EPOCH_FALLBACK)
+    plan.texts.append(TextMember(INDEX_PATH, "index", "index", newest, index_json(
+        {"posts": post_index, "pages": page_index, "media": media_index})))
+    plan.texts.append(TextMember(FEED_PATH, "index", "feed", newest, feed_json(title, feed_items)))
     plan.counts = {"posts": len(posts), "pages": len(pages), "images": len(plan.objects)}
     return plan
 
 
-def plan_storage(files: list[Row], amber_bucket: str) -> Plan:
+def plan_storage(files: list[Row], amber_bucket: str, heads: Heads | None = None) -> Plan:
     plan, names = Plan(), NameAllocator()
+    file_index = []
     for row in files:
         category = safe_component(row.get("category") or "uncategorized", "uncategorized")
         path = names.allocate(f"files/{category}", keep_extension(row.get("filename") or "", f"file-{row['id']}"),
                               f"file-{row['id']}")
-        plan.objects.append(ObjectMember(path, "file", row["id"], _modified(row, "uploaded_at"),
-                                         amber_bucket, row["r2_key"], _ctype(row, path), row.get("size")))
-    plan.counts = {"files": len(files)}
+        obj = ObjectMember(path, "file", row["id"], _modified(row, "uploaded_at"), amber_bucket, row["r2_key"],
+                           _ctype(row, path), row.get("size"), file_meta(row))
+        present = _object(plan, heads, obj)
+        file_index.append(index_entry(row, path if present else None, obj.meta))
+    newest = max((o.modified_at for o in plan.objects), default=EPOCH_FALLBACK)
+    plan.texts.append(TextMember(INDEX_PATH, "index", "index", newest, index_json({"files": file_index})))
+    plan.counts = {"files": len(plan.objects)}
     return plan
 
 

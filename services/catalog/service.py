@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC
 
 from services.catalog.readme import render_readme
-from services.catalog.render import ObjectMember, Plan, plan_blog, plan_storage
+from services.catalog.render import Heads, Plan, plan_blog, plan_storage
 from shared import __version__, faults
 from shared import events as ev
 from shared.archive.levels import level_for
@@ -75,59 +75,59 @@ class Catalog:
         b = self.settings.buckets
         if req.mode == "storage":
             files = [r async for r in self.content.amber_files(req.tenant_id)]
-            return await asyncio.to_thread(plan_storage, files, b.amber)
+            heads = await self._head_all([(b.amber, r["r2_key"]) for r in files])
+            return await asyncio.to_thread(plan_storage, files, b.amber, heads)
         posts = [r async for r in self.content.posts(req.tenant_id)]
         pages = [r async for r in self.content.pages(req.tenant_id)]
-        media = [r async for r in self.content.media(req.tenant_id)] if req.include_images else []
+        media = [r async for r in self.content.media(req.tenant_id)]  # metadata travels even without images
+        heads = await self._head_all([(b.images, r["r2_key"]) for r in media]) if req.include_images else {}
         # Rendering is CPU work (YAML front matter: minutes for 100,000 posts): off the event loop,
         # so in-progress acks and the heartbeat keep flowing meanwhile.
-        return await asyncio.to_thread(plan_blog, posts, pages, media, req.include_images, b.images)
+        return await asyncio.to_thread(plan_blog, posts, pages, media, req.include_images, b.images, heads,
+                                       f"Posts by {req.username}")
 
     async def _freeze(self, req: ev.ExportRequested, header: SnapshotHeader,
                       plan: Plan) -> tuple[list[SnapshotMember], list[SnapshotError]]:
         readme = render_readme(
             username=req.username, tenant_id=req.tenant_id, export_id=req.export_id, mode=req.mode,
             created_at=header.created_at, counts=plan.counts, include_images=req.include_images,
-            generator=header.generator,
+            generator=header.generator, missing=len(plan.errors),
         ).encode()
-        texts = [("README.md", "readme", "readme", header.created_at, readme)]
-        texts += [(t.path, t.kind, t.source_id, t.modified_at, t.data) for t in plan.texts]
+        texts = [("README.md", "readme", "readme", header.created_at, readme, "text/markdown; charset=utf-8")]
+        texts += [(t.path, t.kind, t.source_id, t.modified_at, t.data, t.content_type) for t in plan.texts]
         blob = b"".join(t[4] for t in texts)
         tkey = texts_key(req.tenant_id, req.export_id)
         etag = await self.store.put(self.settings.buckets.exports, tkey, blob, "application/octet-stream")
         members: list[SnapshotMember] = []
         offset = 0
-        for path, kind, source_id, modified, data in texts:
+        for path, kind, source_id, modified, data, ctype in texts:
             members.append(SnapshotMember(
                 index=len(members), path=path, kind=kind, bucket=self.settings.buckets.exports, key=tkey,  # type: ignore[arg-type]
-                start=offset, size=len(data), etag=etag, content_type="text/markdown; charset=utf-8",
+                start=offset, size=len(data), etag=etag, content_type=ctype,
                 source_id=source_id, modified_at=modified, level=6,
             ))
             offset += len(data)
-        heads = await self._head_all(plan.objects)
-        errors = list(plan.errors)
-        for obj, head in zip(plan.objects, heads, strict=True):
-            if isinstance(head, str):
-                errors.append(SnapshotError(source_id=obj.source_id, path=obj.path, reason=head))
-                continue
-            size, etag = head
+        for obj in plan.objects:
+            assert obj.head is not None  # plan_* keep only objects the HEAD found
+            size, etag = obj.head
             members.append(SnapshotMember(
                 index=len(members), path=obj.path, kind=obj.kind, bucket=obj.bucket, key=obj.key,  # type: ignore[arg-type]
                 size=size, etag=etag, content_type=obj.content_type, source_id=obj.source_id,
-                modified_at=obj.modified_at, level=level_for(obj.content_type, obj.path),
+                modified_at=obj.modified_at, level=level_for(obj.content_type, obj.path), meta=obj.meta,
             ))
-        return members, errors
+        return members, list(plan.errors)
 
-    async def _head_all(self, objects: list[ObjectMember]) -> list[tuple[int, str] | str]:
+    async def _head_all(self, objects: list[tuple[str, str]]) -> Heads:
         """Real size and ETag of every object (the database's declared size is not trusted)."""
         gate = asyncio.Semaphore(HEAD_CONCURRENCY)
 
-        async def head(obj: ObjectMember) -> tuple[int, str] | str:
+        async def head(bucket: str, key: str) -> tuple[int, str] | str:
             async with gate:
                 try:
-                    info = await self.store.head(obj.bucket, obj.key)
+                    info = await self.store.head(bucket, key)
                 except (ObjectNotFound, PreconditionFailed):
                     return "missing: the file is not in storage"
                 return info.size, info.etag
 
-        return list(await asyncio.gather(*(head(o) for o in objects)))
+        found = await asyncio.gather(*(head(b, k) for b, k in objects))
+        return dict(zip(objects, found, strict=True))

@@ -57,7 +57,7 @@ class Finalizer:
         now = datetime.now(UTC)
         await ctx.append(ev.ExportCompleted(
             export_id=a.export_id, tenant_id=a.tenant_id, archive_key=a.archive_key, size_bytes=a.size_bytes,
-            sha256=sha, item_counts=ctx.state.item_counts(), error_count=a.error_count,
+            sha256=sha, item_counts=a.item_counts or ctx.state.item_counts(), error_count=a.error_count,
             expires_at=now + timedelta(days=self.settings.archive_ttl_days),
         ), msg_id=f"{a.export_id}:ExportCompleted:{etag}")
 

@@ -79,7 +79,7 @@ POSTGRES_SCHEMA = _TABLES.format(int="BIGINT", id='TEXT COLLATE "C"')
 POSTS = """SELECT id, slug, title, description, markdown_content, tags, status,
        featured_image, published_at, created_at, updated_at
 FROM posts WHERE tenant_id = ? ORDER BY created_at DESC, id"""
-PAGES = """SELECT id, slug, title, description, markdown_content, type,
+PAGES = """SELECT id, slug, title, description, markdown_content, type, display_order,
        created_at, updated_at
 FROM pages WHERE tenant_id = ? ORDER BY display_order ASC, id"""
 MEDIA = """SELECT id, filename, original_name, r2_key, url, size, mime_type,

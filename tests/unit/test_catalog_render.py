@@ -17,16 +17,17 @@ def media(i: int, filename: str) -> dict:
 
 def test_duplicate_slugs_and_filenames_all_survive_with_unique_names() -> None:
     plan = plan_blog([post(1, "hello"), post(2, "hello")], [], [media(1, "a.jpg"), media(2, "a.jpg")], True, "img")
-    assert [t.path for t in plan.texts] == ["posts/hello.md", "posts/hello-2.md"]
+    assert [t.path for t in plan.texts] == ["posts/hello.md", "posts/hello-2.md", "index.json", "feed.json"]
     assert [o.path for o in plan.objects] == ["media/a.jpg", "media/a-2.jpg"]
     assert plan.counts == {"posts": 2, "pages": 0, "images": 2}
 
 
-def test_a_featured_image_points_at_its_path_inside_the_archive() -> None:
+def test_a_featured_image_points_at_its_file_relative_to_the_post_and_keeps_the_original() -> None:
     plan = plan_blog([post(1, "x", featured="k/2/b.jpg")], [], [media(2, "b.jpg")], True, "img")
     meta, _ = parse_markdown(plan.texts[0].data.decode())
-    assert meta["featured_image"] == "media/b.jpg"
-    text_only = plan_blog([post(1, "x", featured="k/2/b.jpg")], [], [], False, "img")
+    assert meta["featured_image"] == "../media/b.jpg"
+    assert meta["featured_image_original"] == "k/2/b.jpg"
+    text_only = plan_blog([post(1, "x", featured="k/2/b.jpg")], [], [media(2, "b.jpg")], False, "img")
     assert parse_markdown(text_only.texts[0].data.decode())[0]["featured_image"] == "k/2/b.jpg"
     assert text_only.objects == [] and text_only.counts["images"] == 0
 
@@ -44,5 +45,6 @@ def test_storage_mode_files_go_under_their_category() -> None:
 def test_dot_slugs_and_extension_only_filenames_keep_their_extension() -> None:
     plan = plan_blog([post(1, ""), post(2, ".."), post(3, "...")], [],
                      [media(1, "   .jpg"), media(2, ".jpg"), media(3, "")], True, "img")
-    assert all(t.path.endswith(".md") for t in plan.texts), [t.path for t in plan.texts]
+    posts = [t for t in plan.texts if t.kind == "post"]
+    assert len(posts) == 3 and all(t.path.endswith(".md") for t in posts), [t.path for t in posts]
     assert [o.path for o in plan.objects][:2] == ["media/media-m1.jpg", "media/media-m2.jpg"]

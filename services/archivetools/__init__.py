@@ -1,0 +1,1 @@
+"""Operator tools on finished archives: verify one, import one into an empty tenant."""

@@ -1,0 +1,160 @@
+"""``grove-export import ARCHIVE --tenant ID``: restore an archive into an empty tenant.
+
+The operator-side first step of import, and the proof of fidelity: export A → import into B →
+export B gives the same archive but for ids and times of the export. The archive is verified
+first (any problem refuses it); rows come from index.json and the Markdown files, object bytes
+from the members. Row ids and object keys that carry the source tenant's id carry the target's
+instead (others get a derived id: ids are unique across tenants); links the export made
+file-relative get the target tenant's media URLs (``GROVE_MEDIA_URL_TEMPLATE``), query string and
+fragment of the original kept. Media whose file is not in the archive are not restored (a row
+without its file would be a broken image): they are reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from shared.archive.frontmatter import parse_markdown
+from shared.archive.ownmedia import MediaRef, OwnMedia, import_body
+from shared.content.port import ContentSource, Row
+from shared.content.restore import TenantNotEmpty, content_counts, restore_tenant
+from shared.objectstore import ObjectStore
+
+
+class ImportRefused(Exception):
+    """The archive or the target tenant is not fit for an import; nothing was written."""
+
+
+@dataclass
+class Restore:
+    tables: dict[str, list[Row]] = field(default_factory=dict)
+    objects: list[tuple[str, str, str, str]] = field(default_factory=list)  # (bucket, key, member, type)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{len(rows)} {table}" for table, rows in self.tables.items())
+        return f"restored {counts}; {len(self.objects)} files put in the store"
+
+
+def _seconds(value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
+
+
+@dataclass(frozen=True)
+class Rekey:
+    source: str
+    target: str
+
+    def id(self, old: str) -> str:
+        if self.source in old:
+            return old.replace(self.source, self.target)
+        return "imp_" + hashlib.sha256(f"{self.target}\0{old}".encode()).hexdigest()[:24]
+
+    def key(self, old: str) -> str:
+        prefix = f"{self.source}/"
+        return self.target + "/" + (old[len(prefix):] if old.startswith(prefix) else f"imported/{old}")
+
+
+def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: str, amber: str) -> Restore:
+    """Pure but for reading members: the rows and objects that restore this archive into ``target``."""
+    manifest = json.loads(zf.read("manifest.json"))
+    index = json.loads(zf.read("index.json")) if "index.json" in zf.namelist() else None
+    if not isinstance(index, dict) or index.get("format") != "grove-export-index":
+        raise ImportRefused("the archive has no index.json (made before import existed?)")
+    rk, out = Rekey(manifest["tenant_id"], target), Restore()
+    new_keys: dict[str, str] = {}  # archive path → target object key
+    out.tables["media"] = []
+    for m in index.get("media", []):
+        if not m.get("in_archive"):
+            out.notes.append(f"media {m['id']} not restored: its file is not in the archive")
+            continue
+        key = new_keys[m["path"]] = rk.key(m["object_key"])
+        out.objects.append((images, key, m["path"], m.get("mime_type") or "application/octet-stream"))
+        out.tables["media"].append({
+            "id": rk.id(m["id"]), "tenant_id": target, "filename": m["filename"], "original_name": m["original_name"],
+            "r2_key": key, "url": url_template.format(key=key) if m.get("source_url") is not None else None,
+            "size": m["size"], "mime_type": m["mime_type"], "alt_text": m["alt_text"],
+            "uploaded_at": _seconds(m["uploaded_at"])})
+    own = OwnMedia(MediaRef(m["id"], m["object_key"], m.get("source_url"), m.get("path")) for m in index.get("media", []))
+
+    def url_for(path: str, original: str) -> str | None:
+        hit = own.lookup(original)
+        return url_template.format(key=new_keys[path]) + hit[1] if hit and path in new_keys else None
+
+    def featured(value: str | None) -> str | None:
+        hit = own.lookup(value) if value else None
+        if not value or not hit or hit[0].path not in new_keys:
+            return value
+        ref, rest = hit
+        base, new = value.strip()[: len(value.strip()) - len(rest)], new_keys[str(ref.path)]
+        return new + rest if ref.key in (base, unquote(base)) else url_template.format(key=new) + rest
+
+    for section, table in (("posts", "posts"), ("pages", "pages")):
+        out.tables[table] = [_text_row(section, e, zf, rk, target, url_for, featured) for e in index.get(section, [])]
+    if "files" in index:
+        out.tables["amber_files"] = []
+        for f in index["files"]:
+            if not f.get("in_archive"):
+                out.notes.append(f"file {f['id']} not restored: it is not in the archive")
+                continue
+            key = rk.key(f["object_key"])
+            out.objects.append((amber, key, f["path"], f.get("mime_type") or "application/octet-stream"))
+            out.tables["amber_files"].append({
+                "id": rk.id(f["id"]), "tenant_id": target, "filename": f["filename"],
+                "original_name": f["original_name"], "r2_key": key, "size": f["size"], "mime_type": f["mime_type"],
+                "category": f["category"], "product": f["product"], "uploaded_at": _seconds(f["uploaded_at"])})
+    out.tables = {t: rows for t, rows in out.tables.items() if rows or t in ("posts", "pages", "media")}
+    return out
+
+
+def _text_row(section: str, entry: dict[str, Any], zf: zipfile.ZipFile, rk: Rekey, target: str,
+              url_for: Any, featured: Any) -> Row:
+    meta, body = parse_markdown(zf.read(entry["path"]).decode())
+    body = import_body(body, entry["path"], entry.get("media_links", []), url_for)
+    row: Row = {"id": rk.id(entry["id"]), "tenant_id": target, "slug": meta["slug"], "title": meta["title"],
+                "description": meta.get("description"), "markdown_content": body}
+    if section == "posts":
+        row |= {"tags": json.dumps(meta.get("tags") or []), "status": meta.get("status"),
+                "featured_image": featured(meta.get("featured_image_original")),
+                "published_at": _seconds(meta.get("published_at"))}
+    else:
+        row |= {"type": meta.get("type"), "display_order": meta.get("display_order") or 0}
+    return row | {"created_at": _seconds(meta.get("created_at")), "updated_at": _seconds(meta.get("updated_at"))}
+
+
+async def import_archive(path: Path, tenant: str, db: ContentSource, store: ObjectStore, *, url_template: str,
+                         images_bucket: str, amber_bucket: str) -> Restore:
+    """Verify, check the tenant is empty, put the files, insert the rows; undo the files on failure."""
+    from services.archivetools.verify import verify_archive
+
+    report = verify_archive(path)
+    if not report.ok:
+        raise ImportRefused(f"the archive does not verify: {report.problems[0]}")
+    existing = {t: n for t, n in (await content_counts(db, tenant)).items() if n}
+    if existing:
+        raise ImportRefused(f"tenant {tenant!r} is not empty ({', '.join(f'{n} {t}' for t, n in existing.items())})")
+    with zipfile.ZipFile(path) as zf:
+        plan = plan_restore(zf, tenant, url_template, images_bucket, amber_bucket)
+        username = json.loads(zf.read("manifest.json")).get("username") or tenant
+        put: list[tuple[str, str]] = []
+        try:
+            for bucket, key, member, ctype in plan.objects:
+                await store.put(bucket, key, zf.read(member), ctype)
+                put.append((bucket, key))
+            await restore_tenant(db, tenant, username, plan.tables)
+        except BaseException as e:
+            for bucket, key in put:
+                await store.delete(bucket, key)
+            if isinstance(e, TenantNotEmpty):
+                raise ImportRefused(str(e)) from None
+            raise
+    return plan

@@ -1,0 +1,190 @@
+"""``grove-export verify ARCHIVE [--sha256 HEX]``: is this archive whole, and does it hold what it says?
+
+Checks, in order: the archive's own SHA-256 (when given), the ZIP structure (a truncated or cut
+archive is walked from the front to name the member that is cut off), every member's CRC-32 and
+the SHA-256 that manifest.json records for it, members that are in one but not the other, and that
+every image a post or page links to by a relative path, and every file index.json says is in the
+archive, really is. Each problem names the member. Reads nothing outside the ZIP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import struct
+import zipfile
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from shared.archive.frontmatter import parse_markdown
+from shared.archive.mdlinks import find_links
+
+GENERATED = ("manifest.json", "errors.json")
+LOCAL = struct.Struct("<4sHHHHHIIIHH")
+
+
+@dataclass
+class Report:
+    problems: list[str] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def text(self) -> str:
+        lines = [*self.facts, *(f"PROBLEM: {p}" for p in self.problems)]
+        lines.append("archive OK" if self.ok else f"archive NOT OK: {len(self.problems)} problem(s)")
+        return "\n".join(lines)
+
+
+def verify_archive(path: Path, sha256: str | None = None) -> Report:
+    report = Report()
+    if sha256:
+        digest = _sha256_file(path)
+        if digest != sha256.strip().lower():
+            report.problems.append(f"the archive's SHA-256 is {digest}, not {sha256.strip().lower()}")
+        else:
+            report.facts.append("SHA-256 of the archive matches")
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        report.problems.append(f"not a readable ZIP ({e}); {walk_front(path)}")
+        return report
+    with zf:
+        _check_members(zf, report)
+    return report
+
+
+def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
+    names = zf.namelist()
+    data: dict[str, bytes] = {}
+    for name in names:
+        try:
+            data[name] = zf.read(name)  # checks the CRC-32
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
+            report.problems.append(f"{name}: damaged ({e})")
+    manifest = _json(data, "manifest.json", report)
+    errors = _json(data, "errors.json", report)
+    if not isinstance(manifest, dict):
+        return
+    listed = {m["path"]: m for m in manifest.get("members", [])}
+    for member_path, entry in listed.items():
+        if member_path not in names:
+            report.problems.append(f"{member_path}: listed in manifest.json but not in the archive")
+        elif member_path in data and hashlib.sha256(data[member_path]).hexdigest() != entry.get("sha256"):
+            report.problems.append(f"{member_path}: SHA-256 does not match manifest.json")
+    for name in names:
+        if name not in listed and name not in GENERATED:
+            report.problems.append(f"{name}: in the archive but not listed in manifest.json")
+    _check_references(data, set(names), report)
+    counts = Counter(n.split("/", 1)[0] if "/" in n else "top level" for n in listed)
+    report.facts.insert(0, f"{len(names)} members: " + ", ".join(f"{n} in {k}" for k, n in sorted(counts.items())))
+    report.facts.append(f"manifest.json: {len(listed)} checksums checked; item counts {manifest.get('item_counts')}")
+    if isinstance(errors, list):
+        reasons = Counter(str(e.get("reason", "?")).split(":")[0] for e in errors)
+        report.facts.append(f"errors.json: {len(errors)} item(s) not included"
+                            + (f" ({', '.join(f'{n} {r}' for r, n in reasons.items())})" if errors else ""))
+
+
+def _json(data: dict[str, bytes], name: str, report: Report) -> Any:
+    if name not in data:
+        report.problems.append(f"{name}: missing or unreadable")
+        return None
+    try:
+        return json.loads(data[name])
+    except ValueError:
+        report.problems.append(f"{name}: not valid JSON")
+        return None
+
+
+def media_references(md_path: str, text: str) -> list[str]:
+    """Archive paths a post or page points at by a relative link (body and featured_image)."""
+    try:
+        meta, body = parse_markdown(text)
+    except ValueError:
+        meta, body = {}, text
+    urls = [s.url for s in find_links(body)]
+    if isinstance(meta.get("featured_image"), str):
+        urls.append(meta["featured_image"])
+    found = []
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme or parts.netloc or not parts.path or parts.path.startswith("/"):
+            continue
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(md_path), unquote(parts.path)))
+        if target.startswith("media/"):
+            found.append(target)
+    return found
+
+
+def _check_references(data: dict[str, bytes], names: set[str], report: Report) -> None:
+    checked = 0
+    for name, raw in data.items():
+        if name.endswith(".md") and name.startswith(("posts/", "pages/")):
+            for target in media_references(name, raw.decode("utf-8", "replace")):
+                checked += 1
+                if target not in names:
+                    report.problems.append(f"{name}: links to {target}, which is not in the archive")
+    try:
+        index = json.loads(data.get("index.json", b"{}"))
+    except ValueError:
+        report.problems.append("index.json: not valid JSON")
+        index = {}
+    for section in ("media", "files"):
+        for entry in index.get(section, []) if isinstance(index, dict) else []:
+            if entry.get("in_archive") and entry.get("path") not in names:
+                report.problems.append(f"{entry.get('path')}: index.json says it is in the archive; it is not")
+    report.facts.append(f"{checked} links to media checked")
+
+
+def walk_front(path: Path) -> str:
+    """Walk local headers from the start (as a streaming reader does) to say where the archive breaks."""
+    buf = path.read_bytes()
+    pos, last = 0, None
+    while buf[pos:pos + 4] == b"PK\x03\x04":
+        if pos + LOCAL.size > len(buf):
+            break
+        _, _, flags, method, _, _, _, csize, _, nlen, xlen = LOCAL.unpack_from(buf, pos)
+        name = buf[pos + LOCAL.size:pos + LOCAL.size + nlen].decode("utf-8", "replace")
+        start = pos + LOCAL.size + nlen + xlen
+        end = _data_end(buf, start, method, csize, bool(flags & 8))
+        if end is None:
+            return f"member {name!r} is cut off at byte {len(buf)} (the archive is truncated)"
+        last, pos = name, end
+    if buf[pos:pos + 4] in (b"PK\x01\x02", b"PK\x06\x06", b"PK\x05\x06"):
+        return f"every member is whole; the central directory after {last!r} is damaged or cut off"
+    return f"the archive breaks at byte {pos}, after member {last!r}"
+
+
+def _data_end(buf: bytes, start: int, method: int, csize: int, descriptor: bool) -> int | None:
+    if method == 8:
+        d = zlib.decompressobj(-15)
+        try:
+            d.decompress(buf[start:])
+        except zlib.error:
+            return None
+        if not d.eof:
+            return None
+        end = len(buf) - len(d.unused_data)
+    elif not descriptor:
+        end = start + csize
+    else:
+        return None
+    if descriptor:  # signature, CRC and sizes: 16 bytes, 24 with ZIP64; stream-zip writes the signature
+        nxt = end + (16 if buf[end + 16:end + 18] == b"PK" else 24)
+        end = nxt if nxt <= len(buf) else -1
+    return end if 0 <= end <= len(buf) else None
+
+
+def _sha256_file(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            sha.update(block)
+    return sha.hexdigest()

@@ -1,0 +1,94 @@
+"""Pure: the archive's machine-readable side — index.json (posts, pages, media, files with every
+column the catalog reads) and feed.json (the posts as a JSON Feed 1.1, jsonfeed.org).
+
+Both are written once by the catalog and never depend on the tenant or export id, so an archive
+restored into another tenant exports to the same index except for row ids and object keys.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.archive.ownmedia import OwnMedia, export_body, relative_link
+
+INDEX_PATH = "index.json"
+FEED_PATH = "feed.json"
+INDEX_FORMAT = {"format": "grove-export-index", "version": 1}
+
+
+def ts(value: Any) -> datetime | None:
+    """Unix seconds (the spec's INTEGER columns) or ISO text → aware UTC datetime."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def iso(value: Any) -> str | None:
+    t = ts(value)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+
+
+@dataclass(frozen=True)
+class RenderedText:
+    """A rendered post or page: the file, its front matter, its body and what happened to its links."""
+
+    text: str
+    meta: dict[str, Any]
+    body: str
+    links: list[dict[str, str]]  # rewritten: original url → archive path, in order
+    left: list[dict[str, str]]  # links to the person's media that could not point into the archive
+
+
+def media_meta(row: dict[str, Any]) -> dict[str, Any]:
+    """Everything the catalog reads about an image, besides its bytes (manifest.json and index.json)."""
+    return {"filename": row.get("filename"), "original_name": row.get("original_name"),
+            "alt_text": row.get("alt_text"), "source_url": row.get("url"), "object_key": row.get("r2_key"),
+            "mime_type": row.get("mime_type"), "size": row.get("size"), "uploaded_at": iso(row.get("uploaded_at"))}
+
+
+def file_meta(row: dict[str, Any]) -> dict[str, Any]:
+    return {"filename": row.get("filename"), "original_name": row.get("original_name"),
+            "category": row.get("category"), "product": row.get("product"), "object_key": row.get("r2_key"),
+            "mime_type": row.get("mime_type"), "size": row.get("size"), "uploaded_at": iso(row.get("uploaded_at"))}
+
+
+def index_entry(row: dict[str, Any], path: str | None, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "path": path, "in_archive": path is not None, **meta}
+
+
+def text_entry(row_id: str, path: str, r: RenderedText) -> dict[str, Any]:
+    return {"id": row_id, "path": path, **r.meta, "media_links": r.links, "media_links_left": r.left}
+
+
+def index_json(sections: dict[str, list[dict[str, Any]]]) -> bytes:
+    return (json.dumps({**INDEX_FORMAT, **sections}, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def feed_item(row: dict[str, Any], path: str, r: RenderedText, own: OwnMedia) -> dict[str, Any]:
+    """One JSON Feed item; links are relative to feed.json (the archive's root), like the image."""
+    body, _, _ = export_body(row.get("markdown_content") or "", FEED_PATH, own)
+    featured = row.get("featured_image")
+    hit = own.lookup(featured) if featured else None
+    item: dict[str, Any] = {
+        "id": row["id"], "title": row["title"], "content_text": body, "summary": row.get("description"),
+        "image": relative_link(FEED_PATH, hit[0].path) if hit and hit[0].path else featured,
+        "date_published": iso(row.get("published_at")), "date_modified": iso(row.get("updated_at")),
+        "tags": r.meta["tags"] or None,
+        "_grove": {"path": path, "slug": row.get("slug"), "status": row.get("status"), "draft": r.meta["draft"],
+                   "created_at": iso(row.get("created_at"))},
+    }
+    return {k: v for k, v in item.items() if v is not None}
+
+
+def feed_json(title: str, items: list[dict[str, Any]]) -> bytes:
+    doc = {"version": "https://jsonfeed.org/version/1.1", "title": title,
+           "description": "Every post in this archive. content_text is the Markdown body; links to images "
+                          "are relative to this file. _grove.path is the post's Markdown file.",
+           "items": items}
+    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()

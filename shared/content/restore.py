@@ -1,0 +1,46 @@
+"""Writing restored content into a tenant (``grove-export import``), in the style of seed.py: through
+the content-source port, so it works on SQLite and PostgreSQL alike.
+
+The port writes one table per transaction; a failure part-way leaves the tables already written,
+which is why the importer checks everything it can (archive, emptiness, rows) before writing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from shared.content.port import ContentSource, Row
+
+CONTENT_TABLES = ("posts", "pages", "media", "amber_files")
+
+
+class TenantNotEmpty(Exception):
+    """The tenant already has content: import never merges."""
+
+
+async def content_counts(source: ContentSource, tenant_id: str) -> dict[str, int]:
+    await source.init()
+    readers = {"posts": source.posts, "pages": source.pages, "media": source.media,
+               "amber_files": source.amber_files}
+    counts = {}
+    for table, read in readers.items():
+        counts[table] = 0
+        async for _ in read(tenant_id):
+            counts[table] += 1
+    return counts
+
+
+async def restore_tenant(source: ContentSource, tenant_id: str, username: str, tables: dict[str, list[Row]]) -> None:
+    """Insert every row, after checking the tenant is empty; the tenant row is made when missing."""
+    existing = {t: n for t, n in (await content_counts(source, tenant_id)).items() if n}
+    if existing:
+        raise TenantNotEmpty(f"tenant {tenant_id!r} is not empty "
+                             f"({', '.join(f'{n} {t}' for t, n in existing.items())})")
+    if await source.tenant(tenant_id) is None:
+        await source.insert("tenants", [{"id": tenant_id, "username": username, "display_name": username,
+                                         "email": None, "created_at": int(datetime.now(UTC).timestamp())}])
+    for table, rows in tables.items():
+        if table not in CONTENT_TABLES:
+            raise ValueError(table)
+        if rows:
+            await source.insert(table, rows)

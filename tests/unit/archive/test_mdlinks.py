@@ -1,0 +1,82 @@
+"""Links to the person's own media become file-relative paths; nothing else in a body changes."""
+
+from __future__ import annotations
+
+from shared.archive.ownmedia import MediaRef, OwnMedia, export_body, import_body
+
+CDN = "https://cdn.example/t1/media"
+OWN = OwnMedia([
+    MediaRef("m1", "t1/media/cat.jpg", f"{CDN}/cat.jpg", "media/cat.jpg"),
+    MediaRef("m2", "t1/media/dog (1).png", f"{CDN}/dog%20(1).png", "media/dog (1).png"),
+    MediaRef("m3", "t1/media/gone.jpg", f"{CDN}/gone.jpg", None),  # not in the archive
+])
+
+
+def rewrite(body: str) -> str:
+    return export_body(body, "posts/p.md", OWN)[0]
+
+
+def test_inline_images_and_links_point_into_the_archive() -> None:
+    body = f"A ![cat]({CDN}/cat.jpg) and [the file]({CDN}/cat.jpg).\n"
+    assert rewrite(body) == "A ![cat](../media/cat.jpg) and [the file](../media/cat.jpg).\n"
+
+
+def test_titles_with_parentheses_and_angle_destinations_keep_everything_but_the_url() -> None:
+    body = f'![c]({CDN}/cat.jpg "A cat (asleep)") ![c](<{CDN}/cat.jpg> \'t\') ![d]({CDN}/dog%20(1).png)\n'
+    assert rewrite(body) == ('![c](../media/cat.jpg "A cat (asleep)") ![c](<../media/cat.jpg> \'t\') '
+                             "![d](../media/dog%20%281%29.png)\n")
+
+
+def test_query_strings_and_fragments_still_find_the_file_and_the_original_is_kept() -> None:
+    body = f"![c]({CDN}/cat.jpg?w=600&h=400) [x]({CDN}/cat.jpg#top)\n"
+    new, links, _ = export_body(body, "posts/p.md", OWN)
+    assert new == "![c](../media/cat.jpg) [x](../media/cat.jpg)\n"
+    assert [link["url"] for link in links] == [f"{CDN}/cat.jpg?w=600&h=400", f"{CDN}/cat.jpg#top"]
+
+
+def test_reference_style_definitions_are_rewritten() -> None:
+    body = f"See ![cat][c] and [dog][d].\n\n[c]: {CDN}/cat.jpg \"Title (x)\"\n[d]: <{CDN}/dog%20(1).png>\n"
+    assert rewrite(body) == ('See ![cat][c] and [dog][d].\n\n[c]: ../media/cat.jpg "Title (x)"\n'
+                             "[d]: <../media/dog%20%281%29.png>\n")
+
+
+def test_html_img_and_a_tags_are_rewritten_with_entities_understood() -> None:
+    body = (f'<p><img alt="cat" src="{CDN}/cat.jpg?a=1&amp;b=2" width=3>'
+            f"<a class='x' href='{CDN}/cat.jpg'>big</a><img src={CDN}/cat.jpg></p>\n")
+    assert rewrite(body) == ('<p><img alt="cat" src="../media/cat.jpg" width=3>'
+                             "<a class='x' href='../media/cat.jpg'>big</a><img src=../media/cat.jpg></p>\n")
+
+
+def test_code_blocks_and_code_spans_are_never_touched() -> None:
+    body = (f"```md\n![c]({CDN}/cat.jpg)\n```\n\n    ![c]({CDN}/cat.jpg)\n\n"
+            f"Inline `![c]({CDN}/cat.jpg)` and `` <img src=\"{CDN}/cat.jpg\"> ``.\n\n"
+            f"~~~\n[c]: {CDN}/cat.jpg\n~~~\n<pre>![c]({CDN}/cat.jpg)</pre>\n")
+    assert rewrite(body) == body
+
+
+def test_links_to_other_sites_are_left_alone() -> None:
+    body = "![x](https://elsewhere.example/cat.jpg) [y](https://cdn.example/t2/media/cat.jpg) [z](cat.jpg)\n"
+    assert rewrite(body) == body
+
+
+def test_a_link_to_an_image_missing_from_the_archive_is_left_alone_and_reported() -> None:
+    body = f"![gone]({CDN}/gone.jpg) ![cat]({CDN}/cat.jpg)\n"
+    new, links, left = export_body(body, "posts/p.md", OWN)
+    assert new == f"![gone]({CDN}/gone.jpg) ![cat](../media/cat.jpg)\n"
+    assert left == [{"url": f"{CDN}/gone.jpg", "media_id": "m3", "reason": "the image is not in this archive"}]
+    assert links == [{"url": f"{CDN}/cat.jpg", "path": "media/cat.jpg"}]
+
+
+def test_a_reference_definition_inside_a_paragraph_is_text_and_stays() -> None:
+    body = f"para line\n[c]: {CDN}/cat.jpg\n"
+    assert rewrite(body) == body
+
+
+def test_import_restores_the_recorded_links_to_the_new_tenants_urls() -> None:
+    body = (f"![c]({CDN}/cat.jpg?w=6) <img src=\"{CDN}/dog%20(1).png\">\n"
+            "and my own [relative](../media/cat.jpg) link written by hand.\n")
+    exported, links, _ = export_body(body, "posts/p.md", OWN)
+    restored = import_body(exported, "posts/p.md", links,
+                           lambda path, url: "https://b.example/" + path + url.partition("?")[1] + url.partition("?")[2])
+    assert restored == ("![c](https://b.example/media/cat.jpg?w=6) <img src=\"https://b.example/media/dog (1).png\">\n"
+                        "and my own [relative](../media/cat.jpg) link written by hand.\n")

@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     content_pool_max: int = Field(4, description="PostgreSQL connections per process.")
     media_url_template: str = Field(
         "https://cdn.example/{key}",
-        description="The platform's public URL of a media object, `{key}` being its object key: "
+        description="The platform's public URL of a media object, `{key}` being its percent-encoded object key: "
                     "`grove-export import` gives restored links and media rows these URLs.")
 
     # Gateway

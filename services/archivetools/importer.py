@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from shared.archive.frontmatter import parse_markdown
 from shared.archive.ownmedia import MediaRef, OwnMedia, import_body
@@ -41,6 +41,11 @@ class Restore:
     def summary(self) -> str:
         counts = ", ".join(f"{len(rows)} {table}" for table, rows in self.tables.items())
         return f"restored {counts}; {len(self.objects)} files put in the store"
+
+
+def media_url(template: str, key: str) -> str:
+    """The platform's URL of an object: the template with the percent-encoded key."""
+    return template.replace("{key}", quote(key, safe="/"))
 
 
 def _seconds(value: Any) -> int | None:
@@ -81,14 +86,14 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
         out.objects.append((images, key, m["path"], m.get("mime_type") or "application/octet-stream"))
         out.tables["media"].append({
             "id": rk.id(m["id"]), "tenant_id": target, "filename": m["filename"], "original_name": m["original_name"],
-            "r2_key": key, "url": url_template.format(key=key) if m.get("source_url") is not None else None,
+            "r2_key": key, "url": media_url(url_template, key) if m.get("source_url") is not None else None,
             "size": m["size"], "mime_type": m["mime_type"], "alt_text": m["alt_text"],
             "uploaded_at": _seconds(m["uploaded_at"])})
     own = OwnMedia(MediaRef(m["id"], m["object_key"], m.get("source_url"), m.get("path")) for m in index.get("media", []))
 
     def url_for(path: str, original: str) -> str | None:
         hit = own.lookup(original)
-        return url_template.format(key=new_keys[path]) + hit[1] if hit and path in new_keys else None
+        return media_url(url_template, new_keys[path]) + hit[1] if hit and path in new_keys else None
 
     def featured(value: str | None) -> str | None:
         hit = own.lookup(value) if value else None
@@ -96,7 +101,7 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
             return value
         ref, rest = hit
         base, new = value.strip()[: len(value.strip()) - len(rest)], new_keys[str(ref.path)]
-        return new + rest if ref.key in (base, unquote(base)) else url_template.format(key=new) + rest
+        return new + rest if ref.key in (base, unquote(base)) else media_url(url_template, new) + rest
 
     for section, table in (("posts", "posts"), ("pages", "pages")):
         out.tables[table] = [_text_row(section, e, zf, rk, target, url_for, featured) for e in index.get(section, [])]

@@ -25,6 +25,7 @@ _FENCE_OPEN = re.compile(rf"^{_PREFIX}(`{{3,}}|~{{3,}})(.*)$")
 _INTERRUPTS = re.compile(r" {0,3}(?:#{1,6}(?:[ \t]|$)|[-+*][ \t]+\S|1[.)][ \t]+\S|(?:[-*_][ \t]*){3,}$)")
 _THEMATIC = re.compile(r" {0,3}(?:[-*_=][ \t]*){3,}$")
 _LIST_ITEM = re.compile(r"( *)(?:[-+*]|\d{1,9}[.)])( {1,4})(?=\S)")
+_HTML_START = re.compile(r" {0,3}<")
 _HEADING = re.compile(r" {0,3}#{1,6}(?:[ \t]|$)")
 _REF_DEF = re.compile(r" {0,3}\[(?:[^\]\\\n]|\\.){1,999}\]:[ \t]*(?:\n[ \t]*)?")
 _HTML_TAG = re.compile(r"<(img|a)\b((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>", re.IGNORECASE)
@@ -108,7 +109,8 @@ def code_ranges(body: str) -> list[tuple[int, int]]:
         if run_start >= 0 and (_HEADING.match(content) or _THEMATIC.match(content)):  # one line each
             text_runs.append((run_start, end))
             run_start = -1
-        prev_para = not (blank or is_code or fence_line or _HEADING.match(content))
+        # after a heading, a fence or an HTML block (`</pre>`), an indented line is code, not a continuation
+        prev_para = not (blank or is_code or fence_line or _HEADING.match(content) or _HTML_START.match(content))
         prev_blank, prev_code, prev_quote, pos = blank, is_code, quote, end
     if run_start >= 0:
         text_runs.append((run_start, pos))
@@ -243,13 +245,18 @@ def _inline_links(body: str, code: list[tuple[int, int]]) -> list[LinkSpan]:
                 dest_start, dest_end, url, end = tail
                 if not _inside(code, start, end):
                     found.append(LinkSpan(dest_start, dest_end, url, "inline"))
-                if not (start > 0 and body[start - 1] == "!" and not _escaped(body, start - 1)):
-                    for opener in stack:  # links do not contain links
-                        opener[1] = False
+                if not _is_image(body, start):
+                    for opener in stack:  # links do not contain links (images may)
+                        if not _is_image(body, opener[0]):
+                            opener[1] = False
                 i = end
                 continue
         i += 1
     return found
+
+
+def _is_image(body: str, bracket: int) -> bool:
+    return bracket > 0 and body[bracket - 1] == "!" and not _escaped(body, bracket - 1)
 
 
 def _escaped(body: str, at: int) -> bool:

@@ -84,7 +84,8 @@ def tokens(text: str, expect_rewritten: bool) -> list[tuple[Any, ...]]:
                     if expect_rewritten and t.markup != "autolink" and (new := resolve(value, "inline")):
                         value = new
                     attrs[name] = unquote(value)
-            content = "" if t.type in ("inline", "html_inline", "html_block") else t.content
+            # raw sources: compared through their children (inline, image) or by the byte check (html)
+            content = "" if t.type in ("inline", "image", "html_inline", "html_block") else t.content
             out.append((t.type, t.tag, content, tuple(sorted(attrs.items())), t.info, t.markup))
             if t.children:
                 walk(t.children)

@@ -1,0 +1,94 @@
+"""`grove-export verify`: passes a sound archive, and names the member for a flipped byte, a truncated
+archive and a missing media file. Archives come from the real encoder (ArchiveStream)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import struct
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from services.archivetools.verify import verify_archive
+from tests.unit.pipeline.test_archive_stream import full, snapshot
+
+POST = b"---\ntitle: a\nfeatured_image: ../media/b.jpg\n---\n![b](../media/b.jpg) [x](../media/c%20d.jpg)\n"
+
+
+def sources() -> dict[str, bytes]:
+    rng = random.Random(3)
+    return {"README.md": b"# hi\n", "posts/a.md": POST, "media/b.jpg": rng.randbytes(200_000),
+            "media/c d.jpg": rng.randbytes(5000)}
+
+
+def write(tmp: Path, src: dict[str, bytes], name: str = "a.zip") -> Path:
+    path = tmp / name
+    path.write_bytes(full(snapshot(src), src))
+    return path
+
+
+def data_start(buf: bytes, header_offset: int) -> int:
+    """Where a member's data begins: after its local header, name and extra field."""
+    nlen, xlen = struct.unpack_from("<HH", buf, header_offset + 26)
+    return header_offset + 30 + nlen + xlen
+
+
+def test_a_sound_archive_passes_with_its_sha256(tmp_path: Path) -> None:
+    path = write(tmp_path, sources())
+    report = verify_archive(path, hashlib.sha256(path.read_bytes()).hexdigest())
+    assert report.ok, report.text()
+    assert "SHA-256 of the archive matches" in report.text() and "3 links to media checked" in report.text()
+    assert not verify_archive(path, "0" * 64).ok
+
+
+def test_a_flipped_byte_names_the_member(tmp_path: Path) -> None:
+    path = write(tmp_path, sources())
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("media/b.jpg")
+    data[data_start(bytes(data), info.header_offset) + 1000] ^= 0x01
+    path.write_bytes(bytes(data))
+    report = verify_archive(path)
+    assert not report.ok
+    assert any(p.startswith("media/b.jpg:") for p in report.problems), report.problems
+
+
+def test_a_truncated_archive_names_the_member_it_cuts(tmp_path: Path) -> None:
+    path = write(tmp_path, sources())
+    data = path.read_bytes()
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("media/b.jpg")
+    path.write_bytes(data[:info.header_offset + 50_000])
+    report = verify_archive(path)
+    assert not report.ok
+    assert "member 'media/b.jpg' is cut off" in report.problems[0], report.problems
+
+
+def test_a_missing_media_file_is_named_with_the_post_that_links_to_it(tmp_path: Path) -> None:
+    src = sources()
+    good = write(tmp_path, src, "good.zip")
+    path = tmp_path / "missing.zip"
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(path, "w") as zout:
+        for info in zin.infolist():
+            if info.filename != "media/c d.jpg":  # keep manifest.json as it was
+                zout.writestr(info, zin.read(info))
+    report = verify_archive(path)
+    assert not report.ok
+    assert "media/c d.jpg: listed in manifest.json but not in the archive" in report.problems
+    assert "posts/a.md: links to media/c d.jpg, which is not in the archive" in report.problems
+
+
+def test_the_command_prints_a_report_and_exits_non_zero_on_a_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, sources())
+    ok = subprocess.run([sys.executable, "-m", "services.cli", "verify", str(path)], capture_output=True, text=True,
+                        timeout=60, check=False)
+    assert ok.returncode == 0 and ok.stdout.strip().endswith("archive OK"), ok.stdout + ok.stderr
+    path.write_bytes(path.read_bytes()[:-30])
+    bad = subprocess.run([sys.executable, "-m", "services.cli", "verify", str(path), "--sha256", "ab"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 1 and "archive NOT OK" in bad.stdout and "PROBLEM" in bad.stdout
+    missing = subprocess.run([sys.executable, "-m", "services.cli", "verify", str(tmp_path / "nope.zip")],
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert missing.returncode == 2 and missing.stderr.startswith("grove-export: no such file")

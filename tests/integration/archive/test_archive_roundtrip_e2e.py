@@ -11,12 +11,15 @@ content, and a 600-image tenant.
 from __future__ import annotations
 
 import json
+import posixpath
+import re
 import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -30,6 +33,7 @@ from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
 from shared.settings import Settings
 from tests.integration.archive.archive_e2e_support import Exported, export_through_stack, run_async
+from tests.integration.archive.hugo_support import build_site
 from tests.integration.archive.roundtrip_support import (
     Compared,
     compare_archives,
@@ -173,3 +177,36 @@ def test_import_refuses_a_non_empty_tenant_and_a_damaged_archive(stack: tuple[di
     done = subprocess.run([sys.executable, "-m", "services.cli", "import", str(a.path), "--tenant", unique("tC")],
                           env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and "restored 8 media, 12 posts, 3 pages" in done.stdout, done.stderr
+
+
+def test_the_unpacked_archive_builds_with_hugo_with_real_dates_drafts_and_images(
+        stack: tuple[dict, Stack], tmp_path: Path) -> None:
+    async def fill(content: ContentDB, store: ObjectStore, settings: Settings, tenant: str) -> None:
+        await many_images_tenant(content, store, settings, tenant, 10)
+
+    a = export(stack, tmp_path / "h.zip", unique("tH"), fill)
+    public, listed = build_site(a.path, tmp_path / "site")
+    with zipfile.ZipFile(a.path) as zf:
+        index = json.loads(zf.read("index.json"))
+        media = {n: zf.read(n) for n in zf.namelist() if n.startswith("media/")}
+    by_path = {row["path"].removeprefix("content/"): row for row in listed}
+    built, drafts, images = 0, 0, 0
+    for post in index["posts"]:
+        row = by_path[post["path"]]
+        page = public / urlsplit(row["permalink"]).path.lstrip("/")
+        assert (row["draft"] == "true") == (post["status"] != "published") == post["draft"]
+        assert row["date"].startswith((post["published_at"] or post["created_at"])[:10]), (row, post)
+        if post["draft"]:
+            drafts += 1
+            assert not page.exists()
+            continue
+        built += 1
+        html = page.read_text()
+        assert f"<time>{row['date'][:10]}</time>" in html
+        for src in re.findall(r'<img src="([^"]+)"', html):
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(urlsplit(row["permalink"]).path),
+                                                       unquote(src))).lstrip("/")
+            assert (public / target).read_bytes() == media[target], src
+            images += 1
+    print(f"hugo built {built} published posts, kept {drafts} drafts unbuilt, {images} images resolved to media/")
+    assert built == 5 and drafts == 2 and images == 10

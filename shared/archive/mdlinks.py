@@ -69,7 +69,7 @@ def code_ranges(body: str) -> list[tuple[int, int]]:
     """Character ranges that are, or might be, code (fenced, indented, code spans, pre/code elements)."""
     ranges: list[tuple[int, int]] = []
     text_runs: list[tuple[int, int]] = []  # paragraphs-ish runs between blank lines and blocks
-    pos, fence, prev_blank, prev_code, prev_para, prev_quote, run_start = 0, "", True, False, False, False, -1
+    pos, fence, prev_blank, prev_code, prev_para, run_quoted, run_start = 0, "", True, False, False, False, -1
     lists: list[int] = []  # content columns of the open list items
     for line in body.splitlines(keepends=True):
         end = pos + len(line)
@@ -85,8 +85,9 @@ def code_ranges(body: str) -> list[tuple[int, int]]:
             fence, is_code, fence_line = m.group(1), True, True
         elif not blank:
             ind = _indent(content)
-            while prev_blank and lists and ind < lists[-1]:
-                lists.pop()  # after a blank line, a less indented line has left the list item
+            lazy = prev_para and not _INTERRUPTS.match(content)  # a paragraph's lazy continuation line
+            while lists and ind < lists[-1] and (prev_blank or not lazy):
+                lists.pop()  # a less indented line that does not continue a paragraph has left the item
             is_code = ind >= (lists[-1] if lists else 0) + 4 and not prev_para
             if not is_code and (item := _LIST_ITEM.match(content)):
                 lists = [col for col in lists if col <= ind] + [item.end()]
@@ -95,7 +96,8 @@ def code_ranges(body: str) -> list[tuple[int, int]]:
         quote = content.lstrip(" ").startswith(">")
         # A run (paragraph) surely ends before these; where unsure, runs go on: a run too long can
         # only make more code (a link left alone), a run too short could miss a code span.
-        interrupts = bool(_INTERRUPTS.match(content)) or (quote and not prev_quote)
+        # a quote interrupts a plain paragraph; inside a quoted one (lazy lines included) it continues it
+        interrupts = bool(_INTERRUPTS.match(content)) or (quote and not run_quoted)
         if is_code or blank or interrupts:
             if run_start >= 0:
                 text_runs.append((run_start, pos))
@@ -111,7 +113,9 @@ def code_ranges(body: str) -> list[tuple[int, int]]:
             run_start = -1
         # after a heading, a fence or an HTML block (`</pre>`), an indented line is code, not a continuation
         prev_para = not (blank or is_code or fence_line or _HEADING.match(content) or _HTML_START.match(content))
-        prev_blank, prev_code, prev_quote, pos = blank, is_code, quote, end
+        if run_start == pos:
+            run_quoted = quote
+        prev_blank, prev_code, pos = blank, is_code, end
     if run_start >= 0:
         text_runs.append((run_start, pos))
     for start, stop in text_runs:

@@ -43,6 +43,7 @@ def test_ready_email_shows_counts_size_expiry_link_and_checksum(part: str) -> No
         SHA,
         "sha256sum",
         "exp_abc123",
+        f"grove-export verify grove-export-*.zip --sha256 {SHA}",
     ):
         assert expected in body
 

@@ -1,0 +1,95 @@
+"""Nothing the database holds is dropped: front matter for static-site generators, index.json with
+every media/file column, feed.json (JSON Feed 1.1), and links that follow what is really archived."""
+
+from __future__ import annotations
+
+import json
+
+from services.catalog.render import plan_blog, plan_storage
+from shared.archive.frontmatter import parse_markdown
+
+URL = "https://cdn.example/t1/media"
+
+
+def post(i: int, status: str = "published", body: str = "", featured: str | None = None) -> dict:
+    return {"id": f"p{i}", "slug": f"s{i}", "title": f"T{i}", "description": None, "markdown_content": body,
+            "tags": '["a"]', "status": status, "featured_image": featured,
+            "published_at": 1_700_000_000 if status == "published" else None,
+            "created_at": 1_600_000_000, "updated_at": 1_650_000_000}
+
+
+def media(i: int) -> dict:
+    return {"id": f"m{i}", "filename": f"f{i}.jpg", "original_name": f"Original {i}.JPG", "r2_key": f"t1/media/f{i}.jpg",
+            "url": f"{URL}/f{i}.jpg", "size": 10, "mime_type": "image/jpeg", "alt_text": f"alt {i}",
+            "uploaded_at": 1_500_000_000 + i}
+
+
+def texts(plan: object) -> dict[str, bytes]:
+    return {t.path: t.data for t in plan.texts}  # type: ignore[attr-defined]
+
+
+def heads(*present: int) -> dict:
+    return {("img", f"t1/media/f{i}.jpg"): (10, f"e{i}") for i in present}
+
+
+def test_posts_keep_the_spec_fields_and_add_date_lastmod_and_draft() -> None:
+    plan = plan_blog([post(1), post(2, status="draft")], [], [], True, "img", heads())
+    published, _ = parse_markdown(texts(plan)["posts/s1.md"].decode())
+    draft, _ = parse_markdown(texts(plan)["posts/s2.md"].decode())
+    assert published["published_at"] == published["date"] == "2023-11-14T22:13:20Z"
+    assert published["lastmod"] == published["updated_at"] == "2022-04-15T05:20:00Z"
+    assert published["draft"] is False and published["status"] == "published"
+    assert draft["draft"] is True and draft["date"] == draft["created_at"] == "2020-09-13T12:26:40Z"
+
+
+def test_index_holds_every_media_column_and_says_which_files_are_missing() -> None:
+    body = f"![one]({URL}/f1.jpg) ![two]({URL}/f2.jpg?w=3)\n"
+    plan = plan_blog([post(1, body=body, featured="t1/media/f2.jpg")], [], [media(1), media(2)], True, "img", heads(1))
+    index = json.loads(texts(plan)["index.json"])
+    one, two = index["media"]
+    assert one == {"id": "m1", "path": "media/f1.jpg", "in_archive": True, "filename": "f1.jpg",
+                   "original_name": "Original 1.JPG", "alt_text": "alt 1", "source_url": f"{URL}/f1.jpg",
+                   "object_key": "t1/media/f1.jpg", "mime_type": "image/jpeg", "size": 10,
+                   "uploaded_at": "2017-07-14T02:40:01Z"}
+    assert two["in_archive"] is False and two["path"] is None and two["alt_text"] == "alt 2"
+    assert [e.reason for e in plan.errors] == ["missing: the file is not in storage"]
+    meta, new_body = parse_markdown(texts(plan)["posts/s1.md"].decode())
+    assert new_body == f"![one](../media/f1.jpg) ![two]({URL}/f2.jpg?w=3)\n"  # the missing one is left alone
+    assert meta["featured_image"] == "t1/media/f2.jpg"
+    entry = index["posts"][0]
+    assert entry["media_links"] == [{"url": f"{URL}/f1.jpg", "path": "media/f1.jpg"}]
+    assert [x["url"] for x in entry["media_links_left"]] == [f"{URL}/f2.jpg?w=3", "t1/media/f2.jpg"]
+    assert plan.counts == {"posts": 1, "pages": 0, "images": 1}
+    assert plan.objects[0].meta["alt_text"] == "alt 1"  # copied into manifest.json by the assembler
+
+
+def test_feed_json_is_a_json_feed_1_1_with_links_relative_to_itself() -> None:
+    body = f"Hi ![one]({URL}/f1.jpg)\n"
+    plan = plan_blog([post(1, body=body, featured="t1/media/f1.jpg"), post(2, status="draft")], [], [media(1)],
+                     True, "img", heads(1), "Posts by autumn")
+    feed = json.loads(texts(plan)["feed.json"])
+    assert feed["version"] == "https://jsonfeed.org/version/1.1" and feed["title"] == "Posts by autumn"
+    first, second = feed["items"]
+    assert first["id"] == "p1" and first["content_text"] == "Hi ![one](media/f1.jpg)\n"
+    assert first["image"] == "media/f1.jpg" and first["date_published"] == "2023-11-14T22:13:20Z"
+    assert first["_grove"]["path"] == "posts/s1.md" and second["_grove"]["draft"] is True
+    assert "date_published" not in second and all(isinstance(i["id"], str) for i in feed["items"])
+
+
+def test_without_images_links_keep_their_urls_but_the_metadata_still_travels() -> None:
+    body = f"![one]({URL}/f1.jpg)\n"
+    plan = plan_blog([post(1, body=body, featured="t1/media/f1.jpg")], [], [media(1)], False, "img", {})
+    meta, new_body = parse_markdown(texts(plan)["posts/s1.md"].decode())
+    assert new_body == body and meta["featured_image"] == "t1/media/f1.jpg"
+    assert json.loads(texts(plan)["index.json"])["media"][0]["alt_text"] == "alt 1"
+    assert plan.objects == [] and plan.errors == []
+
+
+def test_stored_files_keep_category_product_and_original_name() -> None:
+    row = {"id": "f1", "filename": "x.txt", "original_name": "X (final).TXT", "r2_key": "t1/u/x.txt",
+           "mime_type": "text/plain", "size": 3, "category": "uploads", "product": "amber", "uploaded_at": 1}
+    plan = plan_storage([row], "amber", {("amber", "t1/u/x.txt"): (3, "e")})
+    entry = json.loads(texts(plan)["index.json"])["files"][0]
+    assert (entry["original_name"], entry["category"], entry["product"], entry["path"]) == \
+        ("X (final).TXT", "uploads", "amber", "files/uploads/x.txt")
+    assert plan.objects[0].meta["product"] == "amber"

@@ -99,7 +99,24 @@ async def test_tenant_with_no_content_gets_a_valid_archive(bus: Bus, store: Obje
     export_id = await request_export(bus, seeded.tenant_id)
     state = await wait_status(bus, seeded.tenant_id, export_id)
     archive = await fetch_archive(store, settings, state)
-    assert archive.names() == ["README.md", "manifest.json", "errors.json"]
+    assert archive.names() == ["README.md", "index.json", "feed.json", "manifest.json", "errors.json"]
+
+
+async def test_counts_say_what_the_archive_holds_and_errors_json_what_it_does_not(
+        bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings) -> None:
+    seeded = await _seed(content, store, settings, posts=2, pages=1, images=3)
+    await store.delete(settings.buckets.images, seeded.image_keys[1])
+    export_id = await request_export(bus, seeded.tenant_id)
+    state = await wait_status(bus, seeded.tenant_id, export_id)
+    archive = await fetch_archive(store, settings, state)
+    assert state.completed and state.completed.item_counts == {"posts": 2, "pages": 1, "images": 2}
+    assert archive.manifest["item_counts"] == state.completed.item_counts and state.completed.error_count == 1
+    readme = archive.zf.read("README.md").decode()
+    assert "2 posts, 1 pages, 2 images; 1 item could not be included (see errors.json)" in readme
+    assert [e["reason"] for e in archive.errors] == ["missing: the file is not in storage"]
+    index = json.loads(archive.zf.read("index.json"))
+    assert [m["in_archive"] for m in index["media"]] == [True, False, True]
+    assert len([n for n in archive.names() if n.startswith("media/")]) == 2
 
 
 async def test_two_tenants_export_at_once(bus: Bus, store: ObjectStore, content: ContentSource,

@@ -336,12 +336,14 @@ def find_links(body: str) -> list[LinkSpan]:
 
 
 def _may_start_definition(body: str, at: int) -> bool:
-    """A reference definition cannot interrupt a paragraph: the line before is blank, absent, or one."""
+    """A reference definition cannot interrupt a paragraph: the line before is blank, absent, another
+    definition, a heading or a break (after anything else, leaving it alone is the safe mistake)."""
     if at == 0:
         return True
     prev_start = body.rfind("\n", 0, at - 1) + 1
     prev = body[prev_start:at - 1]
-    return not prev.strip() or _REF_DEF.match(body, prev_start) is not None
+    return (not prev.strip() or _REF_DEF.match(body, prev_start) is not None or _HEADING.match(prev) is not None
+            or _THEMATIC.match(prev) is not None)
 
 
 def rewrite_links(body: str, resolve: Callable[[str, Kind], str | None]) -> tuple[str, list[Rewrite]]:

@@ -83,6 +83,8 @@ def code_ranges(body: str) -> list[tuple[int, int]]:
                 fence = ""
         elif (m := _FENCE_OPEN.match(content)) and not (m.group(1)[0] == "`" and "`" in m.group(2)):
             fence, is_code, fence_line = m.group(1), True, True
+            while lists and _indent(content) < lists[-1]:
+                lists.pop()  # a fence less indented than the item's content has left the item
         elif not blank:
             ind = _indent(content)
             lazy = prev_para and not _INTERRUPTS.match(content)  # a paragraph's lazy continuation line

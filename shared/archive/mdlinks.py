@@ -114,7 +114,9 @@ def code_ranges(body: str) -> list[tuple[int, int]]:
             text_runs.append((run_start, end))
             run_start = -1
         # after a heading, a fence or an HTML block (`</pre>`), an indented line is code, not a continuation
-        prev_para = not (blank or is_code or fence_line or _HEADING.match(content) or _HTML_START.match(content))
+        # (and after a reference definition: treating one as a paragraph could let code pass as text)
+        prev_para = not (blank or is_code or fence_line or _HEADING.match(content) or _HTML_START.match(content)
+                         or _REF_DEF.match(content))
         if run_start == pos:
             run_quoted = quote
         prev_blank, prev_code, pos = blank, is_code, end

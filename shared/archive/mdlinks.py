@@ -23,6 +23,9 @@ Kind = Literal["inline", "reference", "html"]
 _PREFIX = r"(?:[ \t>]|[-+*][ \t]|\d{1,9}[.)][ \t])*"
 _FENCE_OPEN = re.compile(rf"^{_PREFIX}(`{{3,}}|~{{3,}})(.*)$")
 _INTERRUPTS = re.compile(r" {0,3}(?:#{1,6}(?:[ \t]|$)|[-+*][ \t]+\S|1[.)][ \t]+\S|(?:[-*_][ \t]*){3,}$)")
+_BLOCK_TAGS = ("address|article|aside|blockquote|body|details|dialog|dd|div|dl|dt|fieldset|figcaption|figure|footer|"
+               "form|h[1-6]|header|hr|li|main|nav|ol|p|section|summary|table|tbody|td|tfoot|th|thead|tr|ul")
+_HTML_BLOCK = re.compile(rf" {{0,3}}</?(?:{_BLOCK_TAGS})(?:[\s/>]|$)", re.IGNORECASE)  # may interrupt a paragraph
 _THEMATIC = re.compile(r" {0,3}(?:[-*_=][ \t]*){3,}$")
 _LIST_ITEM = re.compile(r"( *)(?:[-+*]|\d{1,9}[.)])( {1,4})(?=\S)")
 _HTML_START = re.compile(r" {0,3}<")
@@ -99,7 +102,7 @@ def code_ranges(body: str) -> list[tuple[int, int]]:
         # A run (paragraph) surely ends before these; where unsure, runs go on: a run too long can
         # only make more code (a link left alone), a run too short could miss a code span.
         # a quote interrupts a plain paragraph; inside a quoted one (lazy lines included) it continues it
-        interrupts = bool(_INTERRUPTS.match(content)) or (quote and not run_quoted)
+        interrupts = bool(_INTERRUPTS.match(content) or _HTML_BLOCK.match(content)) or (quote and not run_quoted)
         if is_code or blank or interrupts:
             if run_start >= 0:
                 text_runs.append((run_start, pos))

@@ -103,7 +103,7 @@ async def test_tenant_with_no_content_gets_a_valid_archive(bus: Bus, store: Obje
 
 
 async def test_counts_say_what_the_archive_holds_and_errors_json_what_it_does_not(
-        bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings) -> None:
+        bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings) -> None:
     seeded = await _seed(content, store, settings, posts=2, pages=1, images=3)
     await store.delete(settings.buckets.images, seeded.image_keys[1])
     export_id = await request_export(bus, seeded.tenant_id)

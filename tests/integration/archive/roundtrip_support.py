@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import aiosqlite
-
-from shared.content.db import ContentDB
+from shared.content.port import ContentSource
 from shared.content.seed import make_image, seed_tenant
 from shared.objectstore import ObjectStore
 from shared.settings import Settings
@@ -123,14 +121,10 @@ def _swap(text: str, a: str, b: str) -> str:
     return text.replace(a, b)
 
 
-async def rows_of(db: ContentDB, tenant: str) -> dict[str, list[dict[str, Any]]]:
-    out = {}
-    async with aiosqlite.connect(db.path) as conn:
-        conn.row_factory = aiosqlite.Row
-        for table in TABLES:
-            async with conn.execute(f"SELECT * FROM {table} WHERE tenant_id = ? ORDER BY id", (tenant,)) as cur:
-                out[table] = [dict(r) async for r in cur]
-    return out
+async def rows_of(db: ContentSource, tenant: str) -> dict[str, list[dict[str, Any]]]:
+    """Every row the content source holds for the tenant, through the port (every column it reads)."""
+    readers = {"posts": db.posts, "pages": db.pages, "media": db.media, "amber_files": db.amber_files}
+    return {table: sorted([r async for r in read(tenant)], key=lambda r: r["id"]) for table, read in readers.items()}
 
 
 def compare_rows(a: dict[str, list[dict[str, Any]]], b: dict[str, list[dict[str, Any]]], tenant_a: str,
@@ -162,7 +156,7 @@ HOSTILE_TITLES = ['Quotes "and" \'more\': colon', "---", "yes", "null", "Line\nb
 HOSTILE_SLUGS = ["../../etc/passwd", "CON", "same", "same", "a/b\\c", "", "...", "trailing.", "ünï", "x" * 300]
 
 
-async def hostile_tenant(db: ContentDB, store: ObjectStore, settings: Settings, tenant: str) -> None:
+async def hostile_tenant(db: ContentSource, store: ObjectStore, settings: Settings, tenant: str) -> None:
     """Titles and slugs that break naive writers, bodies with `---`, code with image syntax, HTML,
     reference links, query strings, other sites — all pointing at this tenant's own images too."""
     rng = random.Random(5)
@@ -194,7 +188,7 @@ async def hostile_tenant(db: ContentDB, store: ObjectStore, settings: Settings, 
                                "created_at": 5, "updated_at": 6}])
 
 
-async def many_images_tenant(db: ContentDB, store: ObjectStore, settings: Settings, tenant: str, n: int) -> None:
+async def many_images_tenant(db: ContentSource, store: ObjectStore, settings: Settings, tenant: str, n: int) -> None:
     seeded = await seed_tenant(db, store, images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber,
                                tenant_id=tenant, posts=6, pages=1, images=n, files=0, image_size=(48, 32), seed=11)
     body = "\n".join(f"![img {i}](https://cdn.example/{k})" for i, k in enumerate(seeded.image_keys)) + "\n"

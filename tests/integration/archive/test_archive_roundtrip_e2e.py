@@ -27,7 +27,8 @@ from services.archivetools.importer import ImportRefused, import_archive
 from services.archivetools.verify import verify_archive
 from services.stack.natsserver import NatsServer
 from services.stack.supervisor import Stack
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
+from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
@@ -57,7 +58,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, nats_server: NatsServer) -> 
 
 
 def export(stack: tuple[dict, Stack], out: Path, tenant: str, fill: Any = None, **kw: Any) -> Exported:
-    async def prepare(content: ContentDB, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
+    async def prepare(content: ContentSource, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
         if fill is not None:
             await fill(content, store, settings, tenant)
         return tenant, {}
@@ -72,14 +73,26 @@ def import_into(values: dict, archive: Path, tenant: str) -> str:
     settings = build(values)
 
     async def go() -> str:
-        store = await open_store(settings, create_buckets=True)
+        store, content = await open_store(settings, create_buckets=True), content_source(settings)
         try:
-            plan = await import_archive(archive, tenant, ContentDB(settings.content_db), store,
+            plan = await import_archive(archive, tenant, content, store,
                                         url_template=settings.media_url_template,
                                         images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber)
             return plan.summary()
         finally:
             await store.close()
+            await content.close()
+
+    return run_async(go)
+
+
+def tenant_rows(values: dict, tenant: str) -> dict[str, list[dict[str, Any]]]:
+    async def go() -> dict[str, list[dict[str, Any]]]:
+        content = content_source(build(values))
+        try:
+            return await rows_of(content, tenant)
+        finally:
+            await content.close()
 
     return run_async(go)
 
@@ -92,15 +105,14 @@ def round_trip(stack: tuple[dict, Stack], tmp: Path, fill: Any, mode: str = "blo
     b = export(stack, tmp / "b.zip", b_id, mode=mode)
     compared = Compared()
     compare_archives(a.path, b.path, (a_id, a.export_id), (b_id, b.export_id), compared)
-    db = ContentDB(build(stack[0]).content_db)
-    rows_a, rows_b = run_async(lambda: rows_of(db, a_id)), run_async(lambda: rows_of(db, b_id))
+    rows_a, rows_b = tenant_rows(stack[0], a_id), tenant_rows(stack[0], b_id)
     tables = ("amber_files",) if mode == "storage" else ("posts", "pages", "media")
     compare_rows(rows_a, rows_b, a_id, b_id, compared, tables)
     print(f"round trip {fill.__name__ if fill else ''} {mode}: {compared.line()}")
     return a, compared
 
 
-async def demo(content: ContentDB, store: ObjectStore, settings: Settings, tenant: str) -> None:
+async def demo(content: ContentSource, store: ObjectStore, settings: Settings, tenant: str) -> None:
     await seed_tenant(content, store, images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber,
                       tenant_id=tenant, posts=12, pages=3, images=8, files=6)
 
@@ -130,7 +142,7 @@ def test_round_trip_of_hostile_content_is_lossless(stack: tuple[dict, Stack], tm
 
 @pytest.mark.slow
 def test_round_trip_of_a_600_image_tenant_is_lossless(stack: tuple[dict, Stack], tmp_path: Path) -> None:
-    async def fill(content: ContentDB, store: ObjectStore, settings: Settings, tenant: str) -> None:
+    async def fill(content: ContentSource, store: ObjectStore, settings: Settings, tenant: str) -> None:
         await many_images_tenant(content, store, settings, tenant, 600)
 
     fill.__name__ = "many_images"
@@ -143,7 +155,7 @@ def test_every_media_row_has_alt_text_original_name_and_source_url_in_the_archiv
         stack: tuple[dict, Stack], tmp_path: Path) -> None:
     tenant = unique("tM")
     a = export(stack, tmp_path / "m.zip", tenant, hostile_tenant)
-    media = run_async(lambda: rows_of(ContentDB(build(stack[0]).content_db), tenant))["media"]
+    media = tenant_rows(stack[0], tenant)["media"]
     with zipfile.ZipFile(a.path) as zf:
         index = {m["id"]: m for m in json.loads(zf.read("index.json"))["media"]}
         manifest = {m["source_id"]: m for m in json.loads(zf.read("manifest.json"))["members"]}
@@ -169,7 +181,7 @@ def test_import_refuses_a_non_empty_tenant_and_a_damaged_archive(stack: tuple[di
     fresh = unique("tE")
     with pytest.raises(ImportRefused, match="does not verify"):
         import_into(stack[0], damaged, fresh)
-    assert all(rows == [] for rows in run_async(lambda: rows_of(ContentDB(build(stack[0]).content_db), fresh)).values())
+    assert all(rows == [] for rows in tenant_rows(stack[0], fresh).values())
     env = {**to_env(stack[0]), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-m", "services.cli", "import", str(a.path), "--tenant", a.tenant_id],
                           env=env, capture_output=True, text=True, timeout=60, check=False)
@@ -181,7 +193,7 @@ def test_import_refuses_a_non_empty_tenant_and_a_damaged_archive(stack: tuple[di
 
 def test_the_unpacked_archive_builds_with_hugo_with_real_dates_drafts_and_images(
         stack: tuple[dict, Stack], tmp_path: Path) -> None:
-    async def fill(content: ContentDB, store: ObjectStore, settings: Settings, tenant: str) -> None:
+    async def fill(content: ContentSource, store: ObjectStore, settings: Settings, tenant: str) -> None:
         await many_images_tenant(content, store, settings, tenant, 10)
 
     a = export(stack, tmp_path / "h.zip", unique("tH"), fill)

@@ -5,7 +5,7 @@ Errors::
 
     ContentError
      ├── ContentUnavailable   the database did not answer, or its tables are missing
-     └── ContentRejected      a write the source refuses (unknown table or column, a NUL in text,
+     └── ContentRejected      a write the source refuses (unknown table or column, a NUL in text on PostgreSQL,
                               a duplicate id) — checked before anything is written
 
 Rows are plain dicts with the spec's column names; times are integers (Unix seconds, UTC), as in
@@ -75,10 +75,12 @@ class ContentSource(Protocol):
         """Release connections (a pool); the source is unusable afterwards."""
 
 
-def checked_rows(table: str, rows: Iterable[Mapping[str, Any]]) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+def checked_rows(table: str, rows: Iterable[Mapping[str, Any]], *,
+                 nul_ok: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
     """Validate a write before anything touches the database: the table and every column must be
-    known, every row must have the same columns, and no text may hold a NUL (PostgreSQL cannot
-    store one; refusing it everywhere keeps the adapters interchangeable)."""
+    known and every row must have the same columns. ``nul_ok=False`` (PostgreSQL, which cannot
+    store a NUL in text) refuses a NUL up front; SQLite stores it, and a platform's SQLite content
+    can hold one, so the export must carry it exactly."""
     allowed = TABLES.get(table)
     if allowed is None:
         raise ContentRejected(f"unknown table {table!r}")
@@ -96,7 +98,7 @@ def checked_rows(table: str, rows: Iterable[Mapping[str, Any]]) -> tuple[tuple[s
         if tuple(row) != cols:
             raise ContentRejected(f"{table} row {n} has columns {sorted(row)}, the first row has {sorted(cols)}")
         for col, value in row.items():
-            if isinstance(value, str) and "\x00" in value:
+            if not nul_ok and isinstance(value, str) and "\x00" in value:
                 raise ContentRejected(f"{table} row {n} ({row.get('id')!r}): {col} contains a NUL character")
         values.append(tuple(row[c] for c in cols))
     return cols, values

@@ -99,7 +99,7 @@ class PostgresContent:
         return dict(record) if record is not None else None
 
     async def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
-        cols, values = checked_rows(table, rows)
+        cols, values = checked_rows(table, rows, nul_ok=False)
         if not values:
             return 0
         pool = await self._get_pool()

@@ -64,7 +64,7 @@ class SqliteContent:
         return None
 
     async def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
-        cols, values = checked_rows(table, rows)
+        cols, values = checked_rows(table, rows, nul_ok=True)
         if not values:
             return 0
         sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"

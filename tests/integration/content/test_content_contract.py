@@ -22,7 +22,8 @@ from shared.content.port import ContentRejected, ContentSource, ContentUnavailab
 
 POST_COLUMNS = ["id", "slug", "title", "description", "markdown_content", "tags", "status", "featured_image",
                 "published_at", "created_at", "updated_at"]
-PAGE_COLUMNS = ["id", "slug", "title", "description", "markdown_content", "type", "created_at", "updated_at"]
+# The spec's pages query plus display_order: the order a person gave their pages travels with them.
+PAGE_COLUMNS = ["id", "slug", "title", "description", "markdown_content", "type", "display_order", "created_at", "updated_at"]
 MEDIA_COLUMNS = ["id", "filename", "original_name", "r2_key", "url", "size", "mime_type", "alt_text", "uploaded_at"]
 AMBER_COLUMNS = ["id", "filename", "original_name", "r2_key", "size", "mime_type", "category", "product",
                  "uploaded_at"]

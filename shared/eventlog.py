@@ -1,5 +1,10 @@
 """The event log: one JetStream stream, one subject per event, fenced appends per export.
 
+Reads trust the subject, not the body: the server's permissions vouch for who may publish on a
+subject, so an event whose body names another tenant, export or type than its subject is dropped
+(logged and counted in ``grove_events_rejected_total``), as is a type this version does not know
+or a body that does not parse. Reads use batched direct get: no consumer is created.
+
 Errors::
 
     EventLogError
@@ -23,7 +28,8 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import APIError, NotFoundError
 
 from shared import events as ev
-from shared import tracing
+from shared import metrics, tracing
+from shared.directget import get_batch, get_seq
 from shared.state import ExportState, fold
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,12 @@ class Conflict(EventLogError):
 
 class LogUnavailable(EventLogError):
     pass
+
+
+def reject(consumer: str, subject: str, error: ev.BadEvent) -> None:
+    """Drop a message that is not a usable event: one log line and one count, never a retry."""
+    metrics.EVENTS_REJECTED.labels(consumer, error.reason).inc()
+    log.warning("%s drops %s event on %s: %s", consumer, error.reason, subject, error)
 
 
 @dataclass(frozen=True)
@@ -95,10 +107,13 @@ class EventLog:
     async def append(self, event: ev.Event, expected_seq: int, msg_id: str | None = None) -> int:
         """Append ``event`` if the export's last sequence is still ``expected_seq``.
 
-        ``msg_id`` makes a retried publish of the same event a no-op (JetStream dedupe window);
-        it is not what makes steps idempotent — deciding from the fold plus this fence is. The
-        expected sequence is part of the id, so only a retry of this very append is absorbed; the
-        same event appended again at a later position (a rewound part re-logged) is a new append.
+        The message id makes a retried publish of this very append a no-op (JetStream dedupe
+        window); it is not what makes steps idempotent — deciding from the fold plus this fence is.
+        It carries the event's random ``event_id`` (unguessable before the append) and the expected
+        sequence (the same event appended again at a later position is a new append); ``msg_id``
+        is only a readable prefix. A PubAck that says "duplicate" is believed only when the message
+        stored at its sequence is this very event on this subject: anything else is someone else's
+        message squatting our id, and the append is a :class:`Conflict` — never a silent success.
         """
         stamp = {k: v for k, v in (("producer", self.producer), ("worker", WORKER_ID))
                  if getattr(event, k) in ("", "unknown")}
@@ -112,12 +127,15 @@ class EventLog:
             "Nats-Expected-Last-Subject-Sequence-Subject": ev.export_filter(
                 self.prefix, event.tenant_id, event.export_id
             ),
-            "Nats-Msg-Id": f"{msg_id or f'{event.export_id}:{event.name()}:{event.event_id}'}@{expected_seq}",
+            "Nats-Msg-Id": f"{msg_id or f'{event.export_id}:{event.name()}'}:{event.event_id}@{expected_seq}",
             **tracing.message_headers(event, self.subject(event)),  # {} unless tracing is on
         }
+        subject = self.subject(event)
         for attempt in range(6):
             try:
-                ack = await self.js.publish(self.subject(event), data, headers=headers, timeout=5)
+                ack = await self.js.publish(subject, data, headers=headers, timeout=5)
+                if ack.duplicate:
+                    await self._verify_duplicate(int(ack.seq), subject, data)
                 return int(ack.seq)
             except APIError as e:
                 if e.err_code in WRONG_LAST_SEQUENCE:
@@ -133,6 +151,13 @@ class EventLog:
                 await asyncio.sleep(0.2 * 2**attempt)  # same Nats-Msg-Id: a retry cannot double-append
         raise LogUnavailable("unreachable")
 
+    async def _verify_duplicate(self, seq: int, subject: str, data: bytes) -> None:
+        stored = await get_seq(self.js._nc, self.stream, seq)
+        if stored is None or stored.subject != subject or stored.data != data:
+            metrics.EVENTS_REJECTED.labels("append", "squatted").inc()
+            log.warning("duplicate PubAck for %s points at seq %s, which is not our event", subject, seq)
+            raise Conflict(f"{subject}: message id taken by another message (seq {seq})")
+
     async def last_seq(self, tenant_id: str, export_id: str) -> int:
         """Sequence of the export's last event, 0 when it has none."""
         try:
@@ -144,26 +169,21 @@ class EventLog:
         return int(msg.seq or 0)
 
     async def history(self, tenant_id: str, export_id: str) -> AsyncIterator[tuple[int, ev.Event]]:
-        """Every event of one export, in order, with its stream sequence."""
+        """Every event of one export, in order, with its stream sequence (bad events dropped)."""
         last = await self.last_seq(tenant_id, export_id)
-        if last == 0:
-            return
-        sub = await self.js.subscribe(
-            ev.export_filter(self.prefix, tenant_id, export_id), ordered_consumer=True,
-            stream=self.stream,
-        )
-        try:
-            while True:
-                msg = await sub.next_msg(timeout=10)
-                seq = msg.metadata.sequence.stream
-                try:
-                    yield seq, ev.parse_event(msg.subject.rsplit(".", 1)[-1], msg.data)
-                except ev.UnknownEvent:
-                    log.warning("skipping unknown event %s", msg.subject)
-                if seq >= last:
+        subject, seq = ev.export_filter(self.prefix, tenant_id, export_id), 1
+        while seq <= last:
+            batch = await get_batch(self.js._nc, self.stream, seq=seq, subject=subject)
+            for stored in batch.messages:
+                if stored.seq > last:
                     return
-        finally:
-            await sub.unsubscribe()
+                try:
+                    yield stored.seq, ev.decode(self.prefix, stored.subject, stored.data)
+                except ev.BadEvent as e:
+                    reject("log", stored.subject, e)
+            if not batch.messages or not batch.pending:
+                return
+            seq = batch.messages[-1].seq + 1
 
     async def load(self, tenant_id: str, export_id: str) -> Loaded:
         """Fold one export's history."""

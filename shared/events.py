@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _ID_RE = re.compile(ID_PATTERN)
@@ -60,6 +60,11 @@ class Event(BaseModel):
         if isinstance(data, dict) and "version" not in data and cls.schema_version != 1:
             return {**data, "version": cls.schema_version}
         return data
+
+    @computed_field(description="The event's type; equals the subject's last token (checked on read).")  # type: ignore[prop-decorator]
+    @property
+    def type(self) -> str:
+        return type(self).__name__
 
     @classmethod
     def name(cls) -> str:
@@ -257,8 +262,26 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-class UnknownEvent(ValueError):
+class BadEvent(ValueError):
+    """A message on the stream that is not a usable event: read it, drop it, count it (never retry).
+
+    ``reason`` is the metric label: ``unknown`` (a type this version does not know), ``malformed``
+    (not valid JSON of its type) or ``forged`` (its body disagrees with its subject).
+    """
+
+    reason = "malformed"
+
+
+class UnknownEvent(BadEvent):
     """A message on the stream whose type this version does not know."""
+
+    reason = "unknown"
+
+
+class ForgedEvent(BadEvent):
+    """An event whose body names another tenant, export or type than its subject."""
+
+    reason = "forged"
 
 
 Body = dict[str, Any]
@@ -292,6 +315,37 @@ def parse_event(type_name: str, data: bytes | str | dict[str, Any]) -> Event:
         version += 1
         body["version"] = version
     return cls.model_validate(body)
+
+
+def subject_tokens(prefix: str, subject: str) -> tuple[str, str, str]:
+    """``<prefix>.<tenant>.<export>.<Event>`` → (tenant, export, event type); ForgedEvent otherwise."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[0] != prefix or not is_valid_id(parts[1]) or not is_valid_id(parts[2]):
+        raise ForgedEvent(f"not an export subject: {subject!r}")
+    return parts[1], parts[2], parts[3]
+
+
+def decode(prefix: str, subject: str, data: bytes | str) -> Event:
+    """The event stored on ``subject``, checked against it: the subject is what the server's
+    permissions vouched for, so the body must name the same tenant, export and type.
+
+    Raises :class:`BadEvent` (unknown, malformed or forged); the caller drops and counts it.
+    """
+    tenant_id, export_id, type_name = subject_tokens(prefix, subject)
+    cls = EVENT_TYPES.get(type_name)
+    if cls is None:
+        raise UnknownEvent(type_name)
+    try:
+        raw = json.loads(data)
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        event = parse_event(type_name, raw)  # upcasts an older version
+    except (ValueError, ValidationError) as e:  # JSONDecodeError and ValidationError are ValueErrors
+        raise BadEvent(f"{subject}: {str(e).splitlines()[0]}") from None
+    claimed = raw.get("type", type_name)
+    if event.tenant_id != tenant_id or event.export_id != export_id or claimed != type_name:
+        raise ForgedEvent(f"{subject}: body says {event.tenant_id}/{event.export_id}/{claimed}")
+    return event
 
 
 def subject_for(prefix: str, event: Event) -> str:

@@ -20,6 +20,9 @@ BYTES_STREAMED = Counter("grove_archive_bytes_streamed_total", "Archive bytes up
 MEMBERS_STREAMED = Counter("grove_archive_members_total", "Members written into archives")
 PART_UPLOAD = Histogram("grove_part_upload_seconds", "Time to upload one part",
                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+EVENTS_REJECTED = Counter("grove_events_rejected_total",
+                          "Messages dropped unread: unknown type, malformed, forged (body ≠ subject), squatted id",
+                          ["consumer", "reason"])
 CONSUMER_LAG = Gauge("grove_consumer_pending_messages", "Messages not yet delivered or acked", ["durable"])
 
 Check = Callable[[], Awaitable[bool]]

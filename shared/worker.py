@@ -8,6 +8,9 @@
   export — or a publisher that bypasses admission with many — cannot take every slot.
 * Keep-alive: while a step runs, the message gets in-progress acks and the export's heartbeat
   key is refreshed every ``progress_interval_s``.
+* Trust the subject: a trigger whose body names another tenant, export or type than its subject
+  (or whose type or shape this version does not know) is acked and dropped with a log line and
+  a count — never retried. The work itself reads the export named by the subject from the log.
 * Retries are counted in the log: a failed attempt appends ``StepFailed`` and naks with a
   growing delay; the last allowed failure appends ``ExportFailed``. SIGTERM (task cancelled)
   naks at once and counts nothing; a kill counts nothing either (redelivery after AckWait).
@@ -30,7 +33,7 @@ from nats.aio.msg import Msg
 from shared import events as ev
 from shared import faults, metrics, tracing
 from shared.bus import Bus
-from shared.eventlog import WORKER_ID, Conflict, Loaded, LogUnavailable
+from shared.eventlog import WORKER_ID, Conflict, Loaded, LogUnavailable, reject
 from shared.ports import EventLogPort
 from shared.reasons import is_permanent, public_reason
 from shared.retry import Drop, GiveUp, Retry, after_failure
@@ -103,13 +106,21 @@ class StepWorker:
         self.should_run = should_run
         self.capacity = asyncio.Semaphore(max(1, settings.concurrency))
         self.running: dict[str, asyncio.Task[None]] = {}
-        self.tenants: dict[str, str] = {}  # export id → tenant id of what runs here
+        self.tenants: dict[str, str] = {}  # running key → tenant id of what runs here
         self.contexts: dict[str, StepContext] = {}
 
     async def handle(self, msg: Msg) -> None:
         """Entry point from the subscriber: start the work, return when there is room for more."""
-        tenant_id, export_id, _ = parse_subject(msg.subject)
-        if export_id in self.running:
+        try:
+            event = ev.decode(self.bus.log.prefix, msg.subject, msg.data)
+        except ev.BadEvent as e:
+            reject(self.step, msg.subject, e)
+            with contextlib.suppress(Exception):
+                await msg.ack()
+            return
+        tenant_id, export_id = event.tenant_id, event.export_id
+        key = running_key(tenant_id, export_id)
+        if key in self.running:
             return  # a redelivery of what this process is already doing; the running task acks
         if sum(t == tenant_id for t in self.tenants.values()) >= max(1, self.settings.tenant_concurrency):
             metrics.STEP_RUNS.labels(self.step, "tenant_bound").inc()
@@ -117,22 +128,23 @@ class StepWorker:
             return
         await self.capacity.acquire()
         task = asyncio.create_task(self._run(msg, tenant_id, export_id), name=f"{self.step}:{export_id}")
-        self.running[export_id] = task
-        self.tenants[export_id] = tenant_id
+        self.running[key] = task
+        self.tenants[key] = tenant_id
 
         def done(_: asyncio.Task[None]) -> None:
-            self.running.pop(export_id, None)
-            self.tenants.pop(export_id, None)
+            self.running.pop(key, None)
+            self.tenants.pop(key, None)
             self.capacity.release()
 
         task.add_done_callback(done)
         async with self.capacity:  # wait for a free slot before fetching the next message
             pass
 
-    def cancel_export(self, export_id: str) -> bool:
+    def cancel_export(self, tenant_id: str, export_id: str) -> bool:
         """Stop this export's task now (cancellation); True if one was running."""
-        ctx = self.contexts.get(export_id)
-        task = self.running.get(export_id)
+        key = running_key(tenant_id, export_id)
+        ctx = self.contexts.get(key)
+        task = self.running.get(key)
         if ctx:
             ctx.cancelled.set()
         if task:
@@ -148,7 +160,7 @@ class StepWorker:
                 await msg.ack()
                 return
             ctx = StepContext(self.bus.log, loaded, self.settings)
-            self.contexts[export_id] = ctx
+            self.contexts[running_key(tenant_id, export_id)] = ctx
             with tracing.step_span(self.step, _durable(msg), msg.subject, msg.headers, tenant_id, export_id,
                                    loaded.state.attempts_of(self.step) + 1):
                 log.info("%s %s: started", self.step, export_id, extra=_ids(tenant_id, export_id, self.step))
@@ -161,7 +173,7 @@ class StepWorker:
                 metrics.EXPORTS_FINISHED.labels(ctx.state.status).inc()
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                ctx_ = self.contexts.get(export_id)
+                ctx_ = self.contexts.get(running_key(tenant_id, export_id))
                 if ctx_ is not None and ctx_.cancelled.is_set():
                     await msg.ack()  # cancelled export: the canceller owns the rest
                 else:
@@ -182,7 +194,7 @@ class StepWorker:
             await self._failed(msg, tenant_id, export_id, e)
         finally:
             keepalive.cancel()
-            self.contexts.pop(export_id, None)
+            self.contexts.pop(running_key(tenant_id, export_id), None)
             with contextlib.suppress(Exception):
                 await self.bus.heartbeats.delete(f"{tenant_id}.{export_id}")
 
@@ -235,6 +247,11 @@ def _durable(msg: Msg) -> str:
         return str(msg.metadata.consumer)
     except Exception:  # not a JetStream delivery (tests that hand-craft a message)
         return ""
+
+
+def running_key(tenant_id: str, export_id: str) -> str:
+    """Tasks are keyed by tenant and export: an export id alone names nothing (any tenant may use it)."""
+    return f"{tenant_id}.{export_id}"
 
 
 def _ids(tenant_id: str, export_id: str, step: str) -> dict[str, str]:

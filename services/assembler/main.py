@@ -1,8 +1,10 @@
 """Composition root of the assembler service.
 
 Every replica also listens on a plain NATS subscription for CancelRequested and stops that
-export's task at once; the canceller (its own service, services/canceller/main.py) aborts the
-upload and records ExportCancelled.
+export's task at once — but a core message only wakes it: it re-reads the export's log and stops
+the task only when the log holds the cancel (a core message can come from anywhere that may
+publish on the subject, and is never stored). The canceller (its own service,
+services/canceller/main.py) aborts the upload and records ExportCancelled.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from faststream import FastStream
 from nats.aio.msg import Msg
 
 from services.assembler.service import Assembler, should_run
+from shared import events as ev
 from shared.eventlog import Loaded
 from shared.objectstore.factory import open_store
 from shared.runtime import ServiceRuntime, Subscription, build_app
 from shared.settings import Settings
-from shared.worker import StepWorker, parse_subject
+from shared.worker import StepWorker, running_key
 
 
 def create_app(settings: Settings) -> FastStream:
@@ -23,6 +26,7 @@ def create_app(settings: Settings) -> FastStream:
         store = await open_store(settings)
         rt.closers.append(store.close)
         assert rt.bus is not None
+        bus = rt.bus
         async def abort_upload(loaded: Loaded) -> None:
             if loaded.state.upload is not None:
                 up = loaded.state.upload
@@ -32,8 +36,15 @@ def create_app(settings: Settings) -> FastStream:
         rt.workers["assemble"] = assembler
 
         async def stop_now(msg: Msg) -> None:
-            _, export_id, _ = parse_subject(msg.subject)
-            assembler.cancel_export(export_id)
+            try:
+                tenant_id, export_id, _ = ev.subject_tokens(settings.subject_prefix, msg.subject)
+            except ev.BadEvent:
+                return
+            if running_key(tenant_id, export_id) not in assembler.running:
+                return  # nothing of ours to stop: the canceller's durable does the rest
+            loaded = await bus.log.load(tenant_id, export_id)
+            if loaded.state.cancel_requested and not loaded.state.finalize_started:
+                assembler.cancel_export(tenant_id, export_id)
 
         sub = await rt.bus.nc.subscribe(f"{settings.subject_prefix}.*.*.CancelRequested", cb=stop_now)
         rt.closers.append(sub.unsubscribe)

@@ -1,5 +1,11 @@
-"""Feeds the read model from the log: a JetStream ordered consumer over ``exports.>`` that starts
-right after the last applied stream sequence, and :func:`replay`, which rebuilds the table.
+"""Feeds the read model from the log without a consumer: batched direct get of ``exports.>`` from
+right after the last applied stream sequence, woken by the core messages of new events (a wake-up
+only: what is applied is what the stream holds) and by a poll every ``IDLE_CHECK_S`` as a backstop.
+:func:`replay` rebuilds the table the same way.
+
+An event whose body disagrees with its subject, of a type this version does not know, or that does
+not parse is skipped (logged, counted) and its sequence still counts as applied: it never reaches
+the table and never stops the projector.
 """
 
 from __future__ import annotations
@@ -9,58 +15,44 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
-from pydantic import ValidationError
 
 from services.gateway.projection import Row, project
 from services.gateway.readmodel import ReadModel
 from shared import events as ev
 from shared.bus import Bus
+from shared.directget import Stored, get_batch
+from shared.eventlog import reject
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 IDLE_CHECK_S = 2.0
 REPLAY_BATCH = 5000  # events folded in memory per write when rebuilding
+READ_BATCH = 1024
 
 
-def decode(msg: Msg) -> ev.Event | None:
-    """The event in ``msg``, or None for a type (or shape) this version does not know."""
+def decode(prefix: str, stored: Stored) -> ev.Event | None:
+    """The event in ``stored``, or None when it is not one the read model may use."""
     try:
-        return ev.parse_event(msg.subject.rsplit(".", 1)[-1], msg.data)
-    except (ev.UnknownEvent, ValidationError, ValueError):
-        log.warning("read model skips %s", msg.subject)
+        return ev.decode(prefix, stored.subject, stored.data)
+    except ev.BadEvent as e:
+        reject("read-model", stored.subject, e)
         return None
 
 
-async def _subscribe(bus: Bus, start: int, cb: Callable[[Msg], Awaitable[None]] | None = None,
-                     ) -> JetStreamContext.PushSubscription:
-    config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(1, start))
-    return await bus.js.subscribe(f"{bus.log.prefix}.>", stream=bus.log.stream, ordered_consumer=True,
-                                  config=config, cb=cb)
-
-
-async def _apply(model: ReadModel, msg: Msg) -> None:
-    await model.apply(msg.metadata.sequence.stream, decode(msg))
+async def read_from(bus: Bus, start: int, batch: int = READ_BATCH) -> tuple[list[Stored], int]:
+    """Stored events from sequence ``start`` on (at most ``batch``) and how many more follow."""
+    got = await get_batch(bus.nc, bus.log.stream, seq=start, subject=f"{bus.log.prefix}.>", batch=batch)
+    return got.messages, got.pending
 
 
 class Projector:
-    """Keeps one :class:`ReadModel` current.
-
-    Messages arrive on a callback (nats-py awaits it per message, so in order). A watchdog renews
-    the subscription from the last applied sequence when an apply failed, or when the consumer went
-    quiet while the stream is ahead (e.g. the ephemeral consumer was lost in a server restart).
-    """
+    """Keeps one :class:`ReadModel` current; one task, events applied strictly in stream order."""
 
     def __init__(self, bus: Bus, model: ReadModel) -> None:
         self.bus = bus
         self.model = model
-        self._sub: JetStreamContext.PushSubscription | None = None
-        self._broken = asyncio.Event()
+        self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -68,68 +60,51 @@ class Projector:
         self._task = asyncio.create_task(self._run(), name="gateway-projector")
 
     async def stop(self) -> None:
-        # A flag as well as the cancel: on Python 3.11 a cancel that lands as the watchdog's
-        # asyncio.timeout expires can be swallowed as a TimeoutError, and the task would live on.
+        # A flag as well as the cancel: on Python 3.11 a cancel that lands as an asyncio.timeout
+        # expires can be swallowed as a TimeoutError, and the task would live on.
         self._stopping = True
-        self._broken.set()
+        self._wake.set()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._drop()
+
+    async def _on_core(self, _msg: object) -> None:
+        self._wake.set()
 
     async def _run(self) -> None:
+        sub = None
         while not self._stopping:
             try:
-                await self._drop()
-                self._broken.clear()
+                if sub is None:
+                    sub = await self.bus.nc.subscribe(f"{self.bus.log.prefix}.>", cb=self._on_core)
                 info = await self.bus.js.stream_info(self.bus.log.stream)
                 identity = f"{info.config.name}@{getattr(info, 'created', '')}"
                 if await self.model.bind(identity) or self.model.position > int(info.state.last_seq):
                     log.warning("the read model was built from another stream: rebuilding it")
                     await self.model.reset()
-                self._sub = await _subscribe(self.bus, self.model.position + 1, self._on_msg)
-                await self._watch()
+                await self._follow()
             except asyncio.CancelledError:
+                if sub is not None:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
                 raise
-            except Exception as exc:  # the bus is down or the consumer vanished: retry
+            except Exception as exc:  # the bus is down, a read timed out: retry from the position
                 log.warning("projector restarting after %r", exc)
                 await asyncio.sleep(1.0)
 
-    async def _on_msg(self, msg: Msg) -> None:
-        if self._broken.is_set():
-            return  # skip until the watchdog re-subscribes after the last applied sequence
-        try:
-            await _apply(self.model, msg)
-        except Exception:
-            log.exception("projector could not apply %s", msg.subject)
-            self._broken.set()
-
-    async def _watch(self) -> None:
-        """Return when the subscription must be renewed."""
-        seen = self.model.position
-        while True:
-            try:
+    async def _follow(self) -> None:
+        prefix = self.bus.log.prefix
+        while not self._stopping:
+            self._wake.clear()
+            messages, pending = await read_from(self.bus, self.model.position + 1)
+            for stored in messages:
+                await self.model.apply(stored.seq, decode(prefix, stored))
+            if pending:
+                continue
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(IDLE_CHECK_S):
-                    await self._broken.wait()
-                return
-            except TimeoutError:
-                pass
-            if self._stopping:
-                return
-            if self.model.position == seen and await self._behind():
-                return
-            seen = self.model.position
-
-    async def _drop(self) -> None:
-        sub, self._sub = self._sub, None
-        if sub is not None:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-
-    async def _behind(self) -> bool:
-        info = await self.bus.js.stream_info(self.bus.log.stream)
-        return int(info.state.last_seq) > self.model.position
+                    await self._wake.wait()
 
 
 async def replay(target: Settings | Path | str, bus: Bus, *, timeout: float = 30.0) -> int:
@@ -143,41 +118,29 @@ async def replay(target: Settings | Path | str, bus: Bus, *, timeout: float = 30
     model = await ReadModel.open(tmp)
     try:
         last = int((await bus.js.stream_info(bus.log.stream)).state.last_seq)
-        if last:
-            inbox: list[Msg] = []
-            arrived = asyncio.Event()
-
-            async def on_msg(msg: Msg) -> None:  # no per-message future/timeout as next_msg has
-                inbox.append(msg)
-                arrived.set()
-
-            rows: dict[tuple[str, str], Row] = {}
-            dirty: set[tuple[str, str]] = set()
-            reached = pending = 0
-            sub = await _subscribe(bus, 1, on_msg)
-            try:
-                while reached < last:
-                    async with asyncio.timeout(timeout):
-                        await arrived.wait()
-                    arrived.clear()
-                    batch, inbox[:] = inbox[:], []
-                    for msg in batch:  # fold in memory: no SELECT, no transaction per event
-                        reached = msg.metadata.sequence.stream
-                        event = decode(msg)
-                        if event is None:
-                            continue
-                        key = (event.tenant_id, event.export_id)
-                        row = project(rows.get(key), event, reached)
-                        if row is not None:
-                            rows[key] = row
-                            dirty.add(key)
-                    pending += len(batch)
-                    if pending >= REPLAY_BATCH or reached >= last:
-                        await model.write_rows([rows[k] for k in dirty], reached)
-                        dirty.clear()
-                        pending = 0
-            finally:
-                await sub.unsubscribe()
+        rows: dict[tuple[str, str], Row] = {}
+        dirty: set[tuple[str, str]] = set()
+        reached = pending = 0
+        while reached < last:
+            async with asyncio.timeout(timeout):
+                messages, more = await read_from(bus, reached + 1, REPLAY_BATCH)
+            for stored in messages:  # fold in memory: no SELECT, no transaction per event
+                reached = stored.seq
+                event = decode(bus.log.prefix, stored)
+                if event is None:
+                    continue
+                key = (event.tenant_id, event.export_id)
+                row = project(rows.get(key), event, reached)
+                if row is not None:
+                    rows[key] = row
+                    dirty.add(key)
+            pending += len(messages)
+            if pending >= REPLAY_BATCH or reached >= last or not more:
+                await model.write_rows([rows[k] for k in dirty], reached)
+                dirty.clear()
+                pending = 0
+            if not messages or not more:
+                break
         count = len(await model.dump())
     except BaseException:
         await model.close()

@@ -3,6 +3,10 @@
 Every column comes from events (:func:`services.gateway.projection.project`). The stream sequence
 of the last applied event is stored in ``projector_position`` in the same transaction as the row,
 so a restart resumes exactly after it and a replay from sequence 1 ends identical.
+
+Rows are keyed by (tenant, export): an export id names nothing on its own (an event on another
+tenant's subject with the same export id is another export). A table from before that key
+(``PRAGMA user_version`` < 2) is dropped at open and rebuilt from the log by the projector.
 """
 
 from __future__ import annotations
@@ -17,14 +21,14 @@ from services.gateway.projection import Row, project
 from shared import events as ev
 
 _TYPES = {"include_images": "INTEGER NOT NULL DEFAULT 1", "progress": "INTEGER NOT NULL DEFAULT 0",
-          "created_at": "INTEGER NOT NULL", "id": "TEXT PRIMARY KEY", "tenant_id": "TEXT NOT NULL",
+          "created_at": "INTEGER NOT NULL", "id": "TEXT NOT NULL", "tenant_id": "TEXT NOT NULL",
           "user_email": "TEXT NOT NULL", "mode": "TEXT NOT NULL DEFAULT 'blog'",
           "delivery_method": "TEXT NOT NULL DEFAULT 'email'", "status": "TEXT NOT NULL DEFAULT 'pending'"}
 COLUMNS = Row.columns()
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS storage_exports (\n  "
     + ",\n  ".join(f"{f.name} {_TYPES.get(f.name, 'INTEGER' if 'int' in str(f.type) else 'TEXT')}"
-                   for f in fields(Row)) + "\n)",
+                   for f in fields(Row)) + ",\n  PRIMARY KEY (tenant_id, id)\n)",
     "CREATE INDEX IF NOT EXISTS idx_exports_tenant ON storage_exports(tenant_id, status)",
     "CREATE INDEX IF NOT EXISTS idx_exports_expiry ON storage_exports(status, expires_at)",
     "CREATE INDEX IF NOT EXISTS idx_exports_recent ON storage_exports(tenant_id, created_at, requested_seq)",
@@ -32,6 +36,7 @@ SCHEMA = [
     "last_seq INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS projector_stream (id INTEGER PRIMARY KEY CHECK (id = 1), identity TEXT NOT NULL)",
 ]
+SCHEMA_VERSION = 2  # 2: keyed by (tenant_id, id)
 _UPSERT = (f"INSERT OR REPLACE INTO storage_exports ({', '.join(COLUMNS)}) "
            f"VALUES ({', '.join('?' for _ in COLUMNS)})")
 
@@ -54,6 +59,12 @@ class ReadModel:
         # projector re-applies from the log (it resumes after the stored position).
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
+        async with db.execute("PRAGMA user_version") as cur:
+            version = int((await cur.fetchone() or (0,))[0])
+        if version < SCHEMA_VERSION:  # an older key: rebuild from the log rather than migrate rows
+            for table in ("storage_exports", "projector_position", "projector_stream"):
+                await db.execute(f"DROP TABLE IF EXISTS {table}")
+            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         for statement in SCHEMA:
             await db.execute(statement)
         await db.commit()
@@ -136,5 +147,5 @@ class ReadModel:
 
     async def dump(self) -> list[tuple[object, ...]]:
         """Every row, by id: for comparing a replay with the live table."""
-        async with self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM storage_exports ORDER BY id") as cur:
+        async with self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM storage_exports ORDER BY tenant_id, id") as cur:
             return [tuple(r) async for r in cur]

@@ -1,0 +1,83 @@
+"""Reading the stream without a consumer: JetStream batched direct get (nats-server ≥ 2.11).
+
+A request on ``$JS.API.DIRECT.GET.<stream>`` with ``{"seq", "next_by_subj", "batch", "max_bytes"}``
+is answered by the stream (any replica) with one message per stored message, in sequence order,
+then an end-of-batch status message (``204 EOB``); ``404`` means nothing matched. Nothing is
+created on the server, so a service user needs no CONSUMER.CREATE permission to read — and it is
+cheaper than an ordered consumer per read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+BATCH = 512
+MAX_BYTES = 4 * 1024 * 1024
+
+
+class DirectGetError(Exception):
+    """The stream answered a direct get with an error status."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One stored message: its stream sequence, subject and body."""
+
+    seq: int
+    subject: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Batch:
+    messages: list[Stored]
+    pending: int  # matching messages after the last one returned (0: the batch reached the end)
+
+
+def _status(msg: Msg) -> str | None:
+    return (msg.headers or {}).get("Status")
+
+
+async def get_batch(nc: Client, stream: str, *, seq: int, subject: str, batch: int = BATCH,
+                    max_bytes: int = MAX_BYTES, timeout: float = 5.0) -> Batch:
+    """Stored messages on ``subject`` (wildcards allowed) from sequence ``seq`` on, at most ``batch``."""
+    inbox = nc.new_inbox()  # under this connection's inbox prefix: only this user may listen there
+    queue: asyncio.Queue[Msg] = asyncio.Queue()
+    sub = await nc.subscribe(inbox, cb=queue.put)
+    request = {"seq": max(1, seq), "next_by_subj": subject, "batch": batch, "max_bytes": max_bytes}
+    out: list[Stored] = []
+    pending = 0
+    try:
+        await nc.publish(f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox)
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await queue.get()
+                status = _status(msg)
+                if status == "404":
+                    return Batch(out, 0)
+                if status == "204":  # end of batch
+                    pending = int((msg.headers or {}).get("Nats-Num-Pending", "0") or 0)
+                    return Batch(out, pending)
+                if status is not None:
+                    raise DirectGetError(f"direct get on {stream}: {status} {(msg.headers or {}).get('Description')}")
+                h = msg.headers or {}
+                out.append(Stored(int(h["Nats-Sequence"]), h["Nats-Subject"], msg.data))
+    finally:
+        await sub.unsubscribe()
+
+
+async def get_seq(nc: Client, stream: str, seq: int, timeout: float = 5.0) -> Stored | None:
+    """The message stored at ``seq``, or None when there is none (deleted, or past the end)."""
+    reply = await nc.request(f"$JS.API.DIRECT.GET.{stream}", json.dumps({"seq": seq}).encode(), timeout=timeout)
+    status = _status(reply)
+    if status == "404":
+        return None
+    if status is not None:
+        raise DirectGetError(f"direct get on {stream}: {status}")
+    h = reply.headers or {}
+    return Stored(int(h["Nats-Sequence"]), h["Nats-Subject"], reply.data)

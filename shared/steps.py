@@ -1,0 +1,116 @@
+"""The step table: which service runs which step, on which events, appending which, as which NATS user.
+
+One declarative registry read by the NATS permission generator (``services/stack/auth.py``), the
+admin set-up that creates every durable consumer (``shared/topology.py``), the AsyncAPI document
+(``services/docs.py``: who publishes each event) and the services' subscriptions. Adding a step or
+an event touches this table and its handler.
+
+A service's name is its NATS user name (operators' configuration refers to these: keep them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared import events as ev
+
+KvRole = str  # "heartbeats" or "admission": the bucket is ``<kv_prefix>_<role>``
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """One durable pull consumer: messages of event type ``trigger`` for a step."""
+
+    durable: str
+    trigger: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of the pipeline, run by a :class:`StepWorker` in ``service``."""
+
+    step: ev.Step
+    service: str
+    consumers: tuple[Consumer, ...]
+    emits: tuple[str, ...]
+    label: str  # the metrics label (``grove_step_runs_total{step=…}``)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service (one NATS user): its steps plus what it does outside them."""
+
+    name: str
+    appends: tuple[str, ...] = ()           # events appended outside a step (gateway, janitor)
+    kv_write: tuple[KvRole, ...] = ()       # buckets it puts/deletes keys in
+    kv_read: tuple[KvRole, ...] = ()        # buckets it only reads
+    wakes_on: tuple[str, ...] = ()          # event types it listens to as core messages (wake-ups only)
+    reads_stream_info: bool = False         # STREAM.INFO on the log (subjects listing, identity)
+
+
+_FAIL = ("StepFailed", "ExportFailed")  # every step records its failed attempts itself
+
+STEPS: tuple[StepSpec, ...] = (
+    StepSpec("catalog", "catalog", (Consumer("catalog", "ExportRequested",
+                                             "Freeze the snapshot of a requested export."),),
+             ("CatalogStarted", "ExportCataloged", *_FAIL), "catalog"),
+    StepSpec("assemble", "assembler", (Consumer("assembler", "ExportCataloged",
+                                                "Stream the snapshot into the archive."),),
+             ("UploadStarted", "PartUploaded", "ArchiveAssembled", *_FAIL), "assemble"),
+    StepSpec("finalize", "finalizer", (Consumer("finalizer", "ArchiveAssembled",
+                                                "Complete the upload and record the archive."),),
+             ("FinalizeStarted", "ExportCompleted", *_FAIL), "finalize"),
+    StepSpec("notify", "notifier", (Consumer("notifier", "ExportCompleted", "Send the export-ready email."),
+                                    Consumer("notifier-failed", "ExportFailed", "Send the export-failed email.")),
+             ("NotificationSent", "NotificationFailed"), "notify"),
+    StepSpec("cancel", "canceller", (Consumer("canceller", "CancelRequested",
+                                              "Abort the upload of a cancelled export."),),
+             ("ExportCancelled", *_FAIL), "cancel"),
+)
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("gateway", appends=("ExportRequested", "CancelRequested"), kv_write=("admission",),
+                wakes_on=tuple(ev.EVENT_TYPES), reads_stream_info=True),
+    ServiceSpec("catalog", kv_write=("heartbeats",)),
+    # every assembler replica stops an export's task at once on a CancelRequested (then re-reads the log)
+    ServiceSpec("assembler", kv_write=("heartbeats",), wakes_on=("CancelRequested",)),
+    ServiceSpec("finalizer", kv_write=("heartbeats",)),
+    ServiceSpec("notifier", kv_write=("heartbeats",)),
+    ServiceSpec("canceller", kv_write=("heartbeats",)),
+    ServiceSpec("janitor", appends=("ExportExpired", "ExportFailed"), kv_read=("heartbeats",),
+                reads_stream_info=True),
+)
+ADMIN = "admin"
+KV_ROLES: tuple[KvRole, ...] = ("heartbeats", "admission")
+
+
+def service(name: str) -> ServiceSpec:
+    return next(s for s in SERVICES if s.name == name)
+
+
+def steps_of(name: str) -> tuple[StepSpec, ...]:
+    return tuple(s for s in STEPS if s.service == name)
+
+
+def step(name: str) -> StepSpec:
+    return next(s for s in STEPS if s.step == name)
+
+
+def consumers_of(name: str) -> tuple[Consumer, ...]:
+    return tuple(c for s in steps_of(name) for c in s.consumers)
+
+
+def appends_of(name: str) -> tuple[str, ...]:
+    """Every event type the service ``name`` appends, in table order, without repeats."""
+    found = [*service(name).appends, *(e for s in steps_of(name) for e in s.emits)]
+    return tuple(dict.fromkeys(found))
+
+
+def publishers_of(event: str) -> tuple[str, ...]:
+    """The services allowed to append ``event``."""
+    return tuple(s.name for s in SERVICES if event in appends_of(s.name))
+
+
+def all_consumers() -> tuple[Consumer, ...]:
+    return tuple(c for s in STEPS for c in s.consumers)

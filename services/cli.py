@@ -57,6 +57,8 @@ def _app(name: str, settings: Settings):
         from services.finalizer.main import create_app
     elif name == "notifier":
         from services.notifier.main import create_app
+    elif name == "canceller":
+        from services.canceller.main import create_app
     else:
         raise CliError(f"unknown service {name!r}; choose one of: {', '.join(SERVICES)}")
     return create_app(settings)
@@ -224,9 +226,30 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> None:
     asyncio.run(_replay(settings))
 
 
+async def _setup_nats(settings: Settings) -> None:
+    """The admin step: the stream, the KV buckets and every durable of the step table (idempotent)."""
+    import nats.errors
+
+    from shared import topology
+    from shared.bus import open_nats
+
+    try:
+        nc = await open_nats(settings, "setup", persistent=False)
+    except (OSError, nats.errors.Error) as e:
+        raise CliError(f"cannot reach NATS at {settings.nats_url}: {e or type(e).__name__}") from None
+    try:
+        for line in await topology.ensure(nc.jetstream(timeout=10), settings):
+            print(line)
+    except nats.errors.Error as e:
+        raise CliError(f"NATS set-up failed (run it as the admin user): {e or type(e).__name__}") from None
+    finally:
+        await nc.close()
+
+
 async def _setup(settings: Settings, days: int) -> None:
     from shared.objectstore.factory import open_store
 
+    await _setup_nats(settings)
     store = await open_store(settings, create_buckets=True)
     try:
         if settings.store != "s3":
@@ -357,7 +380,8 @@ def parser() -> argparse.ArgumentParser:
     j.add_argument("--dry-run", action="store_true", help="list every item it would touch; change nothing")
     j.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
     j.set_defaults(func=cmd_janitor)
-    su = sub.add_parser("setup", help="create buckets and apply the S3 lifecycle rule (abort stale uploads)")
+    su = sub.add_parser("setup", help="as the NATS admin: create the stream, KV buckets and durables; create "
+                                      "the store's buckets and apply the S3 lifecycle rule (abort stale uploads)")
     su.add_argument("--days", type=int, default=2,
                     help="abort incomplete multipart uploads this many days after they began (default: 2)")
     su.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)

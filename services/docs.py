@@ -13,18 +13,20 @@ from faststream.specification import AsyncAPI
 
 from shared import __version__
 from shared import events as ev
+from shared import steps
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.json"
-PUBLISHERS = {
-    "ExportRequested": "gateway (or any API gateway)", "CancelRequested": "gateway, operator (grove-export cancel)",
-    "CatalogStarted": "catalog", "ExportCataloged": "catalog",
-    "UploadStarted": "assembler", "PartUploaded": "assembler", "ArchiveAssembled": "assembler",
-    "ExportCancelled": "assembler (canceller)", "FinalizeStarted": "finalizer", "ExportCompleted": "finalizer",
-    "NotificationSent": "notifier", "NotificationFailed": "notifier",
-    "StepFailed": "any step service", "ExportFailed": "any step service, janitor", "ExportExpired": "janitor",
-    "ExportRetried": "operator (grove-export retry)", "ResendRequested": "operator (grove-export resend)",
-    "AdmissionUnlocked": "operator (grove-export unlock)",
-}
+NOTES = {"ExportRequested": " (or any API gateway)", "CancelRequested": ", operator (grove-export cancel)"}
+
+
+def _publishers() -> dict[str, str]:
+    """Event → who may append it, from the step table (what the NATS permissions allow); events no
+    service appends are the operators' (the admin user)."""
+    return {name: (", ".join(steps.publishers_of(name)) or f"operator ({steps.ADMIN_EVENTS.get(name, 'admin')})")
+            + NOTES.get(name, "") for name in ev.EVENT_TYPES}
+
+
+PUBLISHERS = _publishers()
 
 
 def contract_app() -> FastStream:

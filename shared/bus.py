@@ -1,4 +1,9 @@
-"""Connecting to NATS: one connection per process, the stream and KV buckets ensured from code."""
+"""Connecting to NATS: one connection per process, as this service's NATS user.
+
+Services only bind to what the admin set-up created (``shared/topology.py``); ``ensure=True`` runs
+that set-up first (``grove-export setup``, tests). Each user's inboxes live under
+``_INBOX_<user>``, which only that user may subscribe to (see ``services/stack/auth.py``).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,13 @@ from dataclasses import dataclass
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
+from shared import steps, topology
 from shared.eventlog import EventLog
 from shared.settings import Settings
+from shared.topology import TopologyMissing
 
 log = logging.getLogger(__name__)
 
@@ -39,38 +45,58 @@ def kv_names(settings: Settings) -> tuple[str, str]:
     return f"{settings.kv_prefix}_heartbeats", f"{settings.kv_prefix}_admission"
 
 
-async def _ensure_kv(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+def inbox_prefix(user: str | None) -> str:
+    """Where a user's replies and pull deliveries arrive: ``_INBOX_<user>`` (``_INBOX`` without a user)."""
+    return f"_INBOX_{user}" if user else "_INBOX"
+
+
+async def _bind_kv(js: JetStreamContext, bucket: str, used: bool) -> KeyValue:
+    """A bucket this service uses is checked (it must exist); another is a handle never called
+    (its user may not even read that bucket's stream info)."""
+    if not used:
+        return KeyValue(name=bucket, stream=f"KV_{bucket}", pre=f"$KV.{bucket}.", js=js, direct=True)
     try:
-        return await js.key_value(config.bucket)
+        return await js.key_value(bucket)
     except BucketNotFoundError:
-        return await js.create_key_value(config)
+        raise TopologyMissing(f"KV bucket {bucket} does not exist: run `grove-export setup` first") from None
+
+
+def _buckets_of(producer: str) -> set[str]:
+    known = {s.name: s for s in steps.SERVICES}
+    if producer not in known:  # the admin's tools, tests
+        return set(steps.KV_ROLES)
+    return {*known[producer].kv_write, *known[producer].kv_read}
 
 
 async def _quiet(_: Exception) -> None:
     """One-shot commands report a failed connection as an error, not as a stream of tracebacks."""
 
 
-async def connect(settings: Settings, producer: str, *, ensure: bool = True, name: str | None = None,
-                  persistent: bool = True) -> Bus:
-    """Connect, and create stream and buckets idempotently. Services are ``persistent`` (they retry
-    and reconnect forever); one-shot commands give up after a few seconds with an exception."""
+async def open_nats(settings: Settings, producer: str, *, name: str | None = None, persistent: bool = True) -> Client:
+    """A connection as this process's NATS user, with that user's inbox prefix. Services are
+    ``persistent`` (they retry and reconnect forever); one-shot commands give up after a few
+    seconds with an exception."""
     opts: dict[str, object] = {} if persistent else {"error_cb": _quiet}
     if settings.nats_user:
         opts["user"] = settings.nats_user
         opts["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
-    nc = await nats.connect(
+    return await nats.connect(
         nats_servers(settings.nats_url), name=name or f"grove-{producer}",
         max_reconnect_attempts=-1 if persistent else 2, reconnect_time_wait=0.5, connect_timeout=5,
-        allow_reconnect=True, **opts,  # type: ignore[arg-type]
+        allow_reconnect=True, inbox_prefix=inbox_prefix(settings.nats_user).encode(), **opts,  # type: ignore[arg-type]
     )
+
+
+async def connect(settings: Settings, producer: str, *, ensure: bool = False, name: str | None = None,
+                  persistent: bool = True) -> Bus:
+    """Connect and bind the log and the buckets; ``ensure`` first creates them (the admin set-up)."""
+    nc = await open_nats(settings, producer, name=name, persistent=persistent)
     js = nc.jetstream(timeout=10)
     event_log = EventLog(js, settings.stream_name, settings.subject_prefix, producer)
     hb_name, adm_name = kv_names(settings)
     if ensure:
-        await event_log.ensure_stream(settings.stream_replicas, settings.stream_max_age_days)
-    heartbeats = await _ensure_kv(js, KeyValueConfig(
-        bucket=hb_name, ttl=settings.heartbeat_ttl_s, storage=StorageType.FILE,
-        replicas=settings.stream_replicas, history=1))
-    admission = await _ensure_kv(js, KeyValueConfig(
-        bucket=adm_name, storage=StorageType.FILE, replicas=settings.stream_replicas, history=1))
+        await topology.ensure(js, settings)
+    used = _buckets_of(producer)
+    heartbeats = await _bind_kv(js, hb_name, "heartbeats" in used)
+    admission = await _bind_kv(js, adm_name, "admission" in used)
     return Bus(nc, js, event_log, heartbeats, admission)

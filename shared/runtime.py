@@ -15,12 +15,12 @@ from typing import Any
 from faststream import AckPolicy, FastStream
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, NatsUserPassword, PullSub
 from faststream.specification import AsyncAPI
-from nats.js.api import AckPolicy as JsAckPolicy
-from nats.js.api import DeliverPolicy
 
 from shared import __version__, metrics
-from shared.bus import Bus, connect, nats_servers
+from shared.bus import Bus, connect, inbox_prefix, nats_servers
 from shared.settings import Settings
+from shared.steps import Consumer
+from shared.topology import consumer_config
 from shared.worker import StepWorker
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ Bootstrap = Callable[[ServiceRuntime], Awaitable[None]]
 def build_app(name: str, settings: Settings, subscriptions: list[Subscription], bootstrap: Bootstrap,
               description: str = "") -> tuple[FastStream, ServiceRuntime]:
     """The FastStream app of one service. ``bootstrap`` connects adapters and creates the workers."""
-    broker_opts: dict[str, object] = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.5}
+    broker_opts: dict[str, object] = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
+                                      "inbox_prefix": inbox_prefix(settings.nats_user)}
     if settings.nats_user:
         broker_opts["security"] = NatsUserPassword(
             settings.nats_user, settings.nats_password.get_secret_value() if settings.nats_password else "")
@@ -103,14 +104,19 @@ def build_app(name: str, settings: Settings, subscriptions: list[Subscription], 
 
 def _subscribe(broker: NatsBroker, runtime: ServiceRuntime, settings: Settings, stream: JStream,
                sub: Subscription) -> None:
+    """Bind to the durable the admin set-up created (shared/topology.py); its config is only used
+    where the server lets this user create it (an open development server)."""
     subject = f"{settings.subject_prefix}.*.*.{sub.event}"
+    js_config = consumer_config(settings, Consumer(sub.durable, sub.event))
     config = ConsumerConfig(
-        durable_name=sub.durable, ack_policy=JsAckPolicy.EXPLICIT, ack_wait=settings.ack_wait_s,
-        max_deliver=-1, deliver_policy=DeliverPolicy.ALL, max_ack_pending=1000,
+        durable_name=sub.durable, ack_policy=js_config.ack_policy, ack_wait=js_config.ack_wait,
+        max_deliver=js_config.max_deliver, deliver_policy=js_config.deliver_policy,
+        max_ack_pending=js_config.max_ack_pending,
     )
 
     @broker.subscriber(subject, stream=stream, durable=sub.durable, config=config,
                        pull_sub=PullSub(batch_size=1, timeout=1.0), ack_policy=AckPolicy.MANUAL,
+                       inbox_prefix=f"{inbox_prefix(settings.nats_user)}.".encode(),
                        title=f"{sub.durable}:{sub.event}", description=sub.description or None)
     async def handle(body: Any, msg: NatsMessage) -> None:
         worker = runtime.workers.get(sub.worker)

@@ -45,7 +45,7 @@ class ServiceSpec:
     appends: tuple[str, ...] = ()           # events appended outside a step (gateway, janitor)
     kv_write: tuple[KvRole, ...] = ()       # buckets it puts/deletes keys in
     kv_read: tuple[KvRole, ...] = ()        # buckets it only reads
-    wakes_on: tuple[str, ...] = ()          # event types it listens to as core messages (wake-ups only)
+    wakes_on: tuple[str, ...] = ()          # event types ("*": any) it hears as core messages (wake-ups only)
     reads_stream_info: bool = False         # STREAM.INFO on the log (subjects listing, identity)
 
 
@@ -66,22 +66,26 @@ STEPS: tuple[StepSpec, ...] = (
              ("NotificationSent", "NotificationFailed"), "notify"),
     StepSpec("cancel", "canceller", (Consumer("canceller", "CancelRequested",
                                               "Abort the upload of a cancelled export."),),
-             ("ExportCancelled", *_FAIL), "cancel"),
+             ("ExportCancelled", "StepFailed"), "cancel"),  # a cancel never fails the export
 )
 
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("gateway", appends=("ExportRequested", "CancelRequested"), kv_write=("admission",),
-                wakes_on=tuple(ev.EVENT_TYPES), reads_stream_info=True),
+                wakes_on=("*",), reads_stream_info=True),
     ServiceSpec("catalog", kv_write=("heartbeats",)),
     # every assembler replica stops an export's task at once on a CancelRequested (then re-reads the log)
     ServiceSpec("assembler", kv_write=("heartbeats",), wakes_on=("CancelRequested",)),
+    ServiceSpec("canceller", kv_write=("heartbeats",)),
     ServiceSpec("finalizer", kv_write=("heartbeats",)),
     ServiceSpec("notifier", kv_write=("heartbeats",)),
-    ServiceSpec("canceller", kv_write=("heartbeats",)),
-    ServiceSpec("janitor", appends=("ExportExpired", "ExportFailed"), kv_read=("heartbeats",),
+    # the janitor also completes a cancel whose canceller never finished (it appends ExportCancelled)
+    ServiceSpec("janitor", appends=("ExportExpired", "ExportFailed", "ExportCancelled"), kv_read=("heartbeats",),
                 reads_stream_info=True),
 )
 ADMIN = "admin"
+# Events only operators append, as the admin user (no service user may): event → the command.
+ADMIN_EVENTS = {"ExportRetried": "grove-export retry", "ResendRequested": "grove-export resend",
+                "AdmissionUnlocked": "grove-export unlock"}
 KV_ROLES: tuple[KvRole, ...] = ("heartbeats", "admission")
 
 

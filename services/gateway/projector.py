@@ -77,7 +77,7 @@ class Projector:
         while not self._stopping:
             try:
                 if sub is None:
-                    sub = await self.bus.nc.subscribe(f"{self.bus.log.prefix}.>", cb=self._on_core)
+                    sub = await self.bus.nc.subscribe(f"{self.bus.log.prefix}.*.*.*", cb=self._on_core)
                 info = await self.bus.js.stream_info(self.bus.log.stream)
                 identity = f"{info.config.name}@{getattr(info, 'created', '')}"
                 if await self.model.bind(identity) or self.model.position > int(info.state.last_seq):

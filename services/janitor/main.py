@@ -13,11 +13,10 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from nats.js.api import DeliverPolicy
-
 from services.janitor.decide import is_abandoned_cancel, is_dead, is_expired, is_orphan_upload
 from shared import events as ev
 from shared.bus import Bus, connect
+from shared.directget import get_batch
 from shared.eventlog import Conflict, Loaded
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
@@ -58,18 +57,14 @@ class Janitor:
         return [(s.split(".")[1], s.split(".")[2]) for s in found]
 
     async def _scan(self, subject: str) -> list[str]:
-        sub = await self.bus.js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
         out: list[str] = []
-        try:
-            while True:
-                msg = await sub.next_msg(timeout=1)
-                out.append(msg.subject)
-                if msg.metadata.num_pending == 0:
-                    return out
-        except Exception:
-            return out
-        finally:
-            await sub.unsubscribe()
+        seq = 1
+        while True:
+            batch = await get_batch(self.bus.nc, self.settings.stream_name, seq=seq, subject=subject)
+            out += [m.subject for m in batch.messages]
+            if not batch.messages or not batch.pending:
+                return out
+            seq = batch.messages[-1].seq + 1
 
     async def run(self, now: datetime | None = None) -> Summary:
         now = now or datetime.now(UTC)

@@ -1,41 +1,39 @@
-"""NATS users per service, with subject permissions: the nats-server config generator.
+"""NATS users per service, with allow-list permissions: the nats-server config generator.
 
-One table (:data:`USERS`) says what each service may append to the event log and which core
-subjects it may listen on; :func:`render_authorization` turns it into the ``authorization { users
-= [...] }`` block of a nats-server config, and :func:`render_node_config` into a whole config file
-for one node of the compose cluster (``deploy/nats/nats-N.conf``, regenerated with
-``python -m services.stack.auth deploy/nats``; a test checks the files equal this output).
+Generated from the step table (``shared/steps.py``): :data:`USERS` is one row per service user,
+:func:`permissions` turns a row into its ``permissions`` map, :func:`render_authorization` into the
+``authorization { users = [...] }`` block of a nats-server config, and :func:`render_node_config`
+into a whole config file for one node of the compose cluster (``deploy/nats/nats-N.conf``,
+regenerated with ``python -m services.stack.auth deploy/nats``; a test checks the files equal this
+output, and the Kubernetes set-up merges ``deploy/nats/auth.conf`` into its NATS config).
 
-What is locked down, and what is not (the trade-off)
------------------------------------------------------
-* **Event subjects are exact.** Appending to the log is an ordinary publish on
-  ``<prefix>.<tenant>.<export>.<Event>`` that JetStream stores, so a publish allow-list of
-  ``<prefix>.*.*.<Event>`` per event the service owns is what stops the finalizer from appending
-  ``PartUploaded`` or the notifier from appending ``ExportCompleted``. The server refuses the publish
-  (``Permissions Violation``); nothing reaches the stream and the client gets no PubAck.
-* **KV writes are per bucket.** Step services write heartbeats (``$KV.<kv_prefix>_heartbeats.>``),
-  only the gateway writes admission slots (``$KV.<kv_prefix>_admission.>``).
-* **Core subscriptions** are limited to ``_INBOX.>`` (request replies, pull-consumer deliveries,
-  ordered-consumer pushes) plus, for the assembler, the plain ``CancelRequested`` subscription.
-* **The JetStream API is broad.** Every user may publish ``$JS.API.>`` (minus the destructive calls
-  in :data:`JS_API_DENY`: deleting or purging streams, deleting messages or consumers, snapshots,
-  restores, peer removal, server and meta operations), ``$JS.ACK.>`` and ``$JS.FC.>``. A minimal
-  per-call list is possible (``$JS.API.STREAM.INFO.<stream>``, ``$JS.API.CONSUMER.MSG.NEXT.<stream>.
-  <durable>``, ``$JS.API.DIRECT.GET.<stream>.>``, the KV streams' equivalents, ordered consumers'
-  ``CONSUMER.CREATE`` forms…) but it changes with client library versions and breaks in ways that
-  look like time-outs. Consequence: any service user can *read* the whole log through a consumer of
-  its own making, and can create consumers and streams (which the services do at start-up, see
-  below). It cannot append another service's events, write another service's KV keys, delete or
-  purge the log, or delete another service's durable consumer.
-* ``_INBOX.>`` is shared: a user could listen to replies meant for another. Per-user inbox prefixes
-  (nats-py ``inbox_prefix``) would close that; not done.
-* Streams, KV buckets and durable consumers are created idempotently by every process at start-up
-  (``shared/bus.py``, ``shared/runtime.py``), so service users keep ``STREAM.CREATE`` and
-  ``CONSUMER.CREATE``. ``STREAM.UPDATE`` is denied to them: an existing stream is only changed by the
-  ``admin`` user (a service whose settings differ from the stream's fails at start instead of
-  silently rewriting the log's retention).
+What a service user may do — nothing else (every permission is an allow-list)
+------------------------------------------------------------------------------
+* **Append its own events**: publish ``<prefix>.*.*.<Event>`` for each event type the table says it
+  appends. A publish on any other subject is refused by the server (``Permissions Violation``):
+  nothing is stored, no PubAck comes back.
+* **Read the log without a consumer**: ``$JS.API.DIRECT.GET.<stream>`` (batched and last-by-subject
+  direct get) — every service user may read every export's events (see "still trusted").
+* **Its own durables only**: ``CONSUMER.INFO`` and ``CONSUMER.MSG.NEXT`` on ``<stream>.<durable>``
+  for each durable of its steps, and ``$JS.ACK.<stream>.<durable>.>`` to ack, nak, term or extend
+  its own deliveries.
+* **Its own inbox only**: it subscribes to ``_INBOX_<user>.>`` (replies, pull deliveries); clients
+  use that inbox prefix (nats-py ``inbox_prefix``), so no user can watch another's deliveries.
+* **Its own KV buckets only**: put/delete (``$KV.<bucket>.>``) where it writes, and stream info and
+  gets (``STREAM.INFO``, ``STREAM.MSG.GET``, ``DIRECT.GET`` on ``KV_<bucket>``) where it reads.
+* **Core wake-ups** it listens to (the assembler's ``CancelRequested``, the gateway's new events):
+  a core message only wakes a service, which then re-reads the log.
+* ``STREAM.INFO`` of the log for the gateway (its identity, the last sequence) and the janitor (the
+  list of exports' subjects).
 
-The ``admin`` user has no restrictions: set-up, ``grove-export events``, operators.
+No service user may create, update, delete, purge, pause or reset a stream, consumer or bucket, nor
+call any other JetStream API: those are the ``admin`` user's (``grove-export setup`` creates the
+stream, the buckets and every durable; operators' commands run as admin).
+
+Still trusted: every service user may read the whole log (it holds requesters' email addresses);
+each may append its own event types to any export (the notifier may append NotificationSent to any
+export; the janitor ExportFailed to any); the gateway decides who may start and cancel exports; the
+``admin`` user may do anything.
 """
 
 from __future__ import annotations
@@ -47,47 +45,30 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared import steps
+
 
 @dataclass(frozen=True)
 class ServiceUser:
-    """One NATS user: the events it appends, the KV buckets it writes, core subjects it reads."""
+    """One NATS user, as the step table describes it."""
 
     name: str
-    events: tuple[str, ...]
-    kv_write: tuple[str, ...] = ()          # bucket roles: "heartbeats", "admission"
-    subscribe: tuple[str, ...] = ()         # extra core subscriptions, "{prefix}" is substituted
+    events: tuple[str, ...]                 # event types it appends
+    durables: tuple[str, ...] = ()          # durable consumers it binds and pulls
+    kv_write: tuple[str, ...] = ()          # bucket roles it writes: "heartbeats", "admission"
+    kv_read: tuple[str, ...] = ()           # bucket roles it only reads
+    wakes_on: tuple[str, ...] = ()          # core subscriptions, "{prefix}" is substituted
+    stream_info: bool = False
 
 
-# Which events each service appends.
-USERS: tuple[ServiceUser, ...] = (
-    ServiceUser("gateway", ("ExportRequested", "CancelRequested"), kv_write=("admission",)),
-    ServiceUser("catalog", ("CatalogStarted", "ExportCataloged", "StepFailed", "ExportFailed"),
-                kv_write=("heartbeats",)),
-    ServiceUser("assembler", ("UploadStarted", "PartUploaded", "ArchiveAssembled", "StepFailed", "ExportFailed"),
-                kv_write=("heartbeats",), subscribe=("{prefix}.*.*.CancelRequested",)),
-    ServiceUser("canceller", ("ExportCancelled", "StepFailed"), kv_write=("heartbeats",)),
-    ServiceUser("finalizer", ("FinalizeStarted", "ExportCompleted", "StepFailed", "ExportFailed"),
-                kv_write=("heartbeats",)),
-    ServiceUser("notifier", ("NotificationSent", "NotificationFailed"), kv_write=("heartbeats",)),
-    ServiceUser("janitor", ("ExportExpired", "ExportFailed", "ExportCancelled")),
-)
-ADMIN = "admin"
+def _from_table(spec: steps.ServiceSpec) -> ServiceUser:
+    return ServiceUser(spec.name, steps.appends_of(spec.name),
+                       tuple(c.durable for c in steps.consumers_of(spec.name)), spec.kv_write, spec.kv_read,
+                       tuple(f"{{prefix}}.*.*.{event}" for event in spec.wakes_on), spec.reads_stream_info)
 
-JS_API_DENY: tuple[str, ...] = (
-    "$JS.API.STREAM.DELETE.>",
-    "$JS.API.STREAM.PURGE.>",
-    "$JS.API.STREAM.UPDATE.>",
-    "$JS.API.STREAM.MSG.DELETE.>",
-    "$JS.API.STREAM.SNAPSHOT.>",
-    "$JS.API.STREAM.RESTORE.>",
-    "$JS.API.STREAM.PEER.REMOVE.>",
-    "$JS.API.STREAM.LEADER.STEPDOWN.>",
-    "$JS.API.CONSUMER.DELETE.>",
-    "$JS.API.ACCOUNT.PURGE.>",
-    "$JS.API.SERVER.>",
-    "$JS.API.META.>",
-)
-JS_COMMON: tuple[str, ...] = ("$JS.API.>", "$JS.ACK.>", "$JS.FC.>")
+
+USERS: tuple[ServiceUser, ...] = tuple(_from_table(s) for s in steps.SERVICES)
+ADMIN = steps.ADMIN
 
 
 def user(name: str, users: Sequence[ServiceUser] = USERS) -> ServiceUser:
@@ -99,14 +80,24 @@ def password_env(name: str) -> str:
     return f"NATS_PASSWORD_{name.upper()}"
 
 
-def permissions(u: ServiceUser, *, prefix: str = "exports", kv_prefix: str = "grove") -> dict[str, object]:
-    """The ``permissions`` map of one service user."""
-    buckets = {"heartbeats": f"{kv_prefix}_heartbeats", "admission": f"{kv_prefix}_admission"}
+def permissions(u: ServiceUser, *, prefix: str = "exports", kv_prefix: str = "grove",
+                stream: str = "EXPORTS") -> dict[str, object]:
+    """The ``permissions`` map of one service user: allow-lists only."""
     publish = [f"{prefix}.*.*.{event}" for event in u.events]
-    publish += [f"$KV.{buckets[role]}.>" for role in u.kv_write]
-    publish += list(JS_COMMON)
-    subscribe = ["_INBOX.>", *(s.format(prefix=prefix) for s in u.subscribe)]
-    return {"publish": {"allow": publish, "deny": list(JS_API_DENY)}, "subscribe": {"allow": subscribe}}
+    publish += [f"$JS.API.DIRECT.GET.{stream}", f"$JS.API.DIRECT.GET.{stream}.>"]
+    if u.stream_info:
+        publish.append(f"$JS.API.STREAM.INFO.{stream}")
+    for durable in u.durables:
+        publish += [f"$JS.API.CONSUMER.INFO.{stream}.{durable}", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+                    f"$JS.ACK.{stream}.{durable}.>"]
+    for role in dict.fromkeys((*u.kv_write, *u.kv_read)):
+        kv_stream = f"KV_{kv_prefix}_{role}"
+        publish += [f"$JS.API.STREAM.INFO.{kv_stream}", f"$JS.API.STREAM.MSG.GET.{kv_stream}",
+                    f"$JS.API.DIRECT.GET.{kv_stream}", f"$JS.API.DIRECT.GET.{kv_stream}.>"]
+        if role in u.kv_write:
+            publish.append(f"$KV.{kv_prefix}_{role}.>")
+    subscribe = [f"_INBOX_{u.name}.>", *(s.format(prefix=prefix) for s in u.wakes_on)]
+    return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
 
 
 def _q(s: str) -> str:
@@ -125,7 +116,7 @@ def _password(name: str, passwords: Mapping[str, str] | None) -> str:
 
 
 def render_authorization(passwords: Mapping[str, str] | None = None, *, prefix: str = "exports",
-                         kv_prefix: str = "grove", users: Sequence[ServiceUser] = USERS,
+                         kv_prefix: str = "grove", stream: str = "EXPORTS", users: Sequence[ServiceUser] = USERS,
                          admin: str | None = ADMIN) -> str:
     """The ``authorization { users = [...] }`` block.
 
@@ -136,7 +127,7 @@ def render_authorization(passwords: Mapping[str, str] | None = None, *, prefix: 
     if admin:
         out += ["    {", f"      user: {_q(admin)}", f"      password: {_password(admin, passwords)}", "    }"]
     for u in users:
-        perms = permissions(u, prefix=prefix, kv_prefix=kv_prefix)
+        perms = permissions(u, prefix=prefix, kv_prefix=kv_prefix, stream=stream)
         pub, sub = perms["publish"], perms["subscribe"]
         assert isinstance(pub, dict) and isinstance(sub, dict)
         ind = "          "
@@ -147,7 +138,6 @@ def render_authorization(passwords: Mapping[str, str] | None = None, *, prefix: 
             "      permissions: {",
             "        publish: {",
             f"          allow: {_list(pub['allow'], ind)}",
-            f"          deny: {_list(pub['deny'], ind)}",
             "        }",
             "        subscribe: {",
             f"          allow: {_list(sub['allow'], ind)}",

@@ -62,6 +62,16 @@ def local_passwords(path: Path) -> dict[str, str]:
     return users
 
 
+def run_setup(env: dict[str, str], log_path: Path, timeout: float = 60.0) -> None:
+    """``grove-export setup`` (stream, buckets, durables) before any service starts: services may
+    only bind to what it created."""
+    with open(log_path, "ab") as log:
+        done = subprocess.run([sys.executable, "-m", "services.cli", "setup"], env=env, stdout=log, stderr=log,
+                              timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"grove-export setup failed; see {log_path}")
+
+
 @dataclass
 class Child:
     name: str
@@ -106,7 +116,8 @@ class Stack:
             config = self.data_dir / "nats.conf"
             prefix = self.env.get("GROVE_SUBJECT_PREFIX", "exports")
             kv_prefix = self.env.get("GROVE_KV_PREFIX", "grove")
-            config.write_text(render_authorization(users, prefix=prefix, kv_prefix=kv_prefix))
+            stream = self.env.get("GROVE_STREAM_NAME", "EXPORTS")
+            config.write_text(render_authorization(users, prefix=prefix, kv_prefix=kv_prefix, stream=stream))
             config.chmod(0o600)
             self.nats = NatsServer(self.data_dir / "nats", config_file=config,
                                    log_file=self.data_dir / "logs" / "nats.log").start()
@@ -120,6 +131,8 @@ class Stack:
                "PYTHONUNBUFFERED": "1", **self.env}
         keys = stack_secrets(self.data_dir, env)  # only the gateway signs and checks with them
         env = {k: v for k, v in env.items() if k not in keys}
+        admin = {"GROVE_NATS_USER": ADMIN, "GROVE_NATS_PASSWORD": users[ADMIN]} if users else {}
+        run_setup({**env, **admin}, self.data_dir / "logs" / "setup.log")
         exe = [sys.executable, "-m", "services.cli", "run"]
         for name in self.services:
             for i in range(self.replicas.get(name, 1)):

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nats
-from nats.js.api import KeyValueConfig, StorageType
 
 from services.stack.natsserver import NatsServer, env_without_proxies, free_port
 from services.stack.supervisor import Child
+from shared import topology
 from shared.bus import Bus, kv_names
 from shared.eventlog import EventLog
 from shared.settings import Settings
@@ -85,20 +85,16 @@ class Procs:
 
 async def connect_bus(settings: Settings, servers: Sequence[str], producer: str = "test", *,
                       user: str | None = None, password: str | None = None) -> Bus:
-    """Like ``shared.bus.connect`` (stream and buckets ensured), but with a list of servers."""
+    """Like ``shared.bus.connect(ensure=True)`` (the admin set-up: stream, buckets, durables), but with a
+    list of servers."""
     opts: dict[str, object] = {"user": user, "password": password} if user else {}
     nc = await nats.connect(servers=list(servers), name=f"grove-{producer}", max_reconnect_attempts=-1,
                             reconnect_time_wait=0.5, connect_timeout=5, allow_reconnect=True, **opts)  # type: ignore[arg-type]
     js = nc.jetstream(timeout=10)
     log = EventLog(js, settings.stream_name, settings.subject_prefix, producer)
-    await log.ensure_stream(settings.stream_replicas, settings.stream_max_age_days)
+    await topology.ensure(js, settings)
     hb, adm = kv_names(settings)
-    heartbeats = await js.create_key_value(KeyValueConfig(
-        bucket=hb, ttl=settings.heartbeat_ttl_s, storage=StorageType.FILE, replicas=settings.stream_replicas,
-        history=1))
-    admission = await js.create_key_value(KeyValueConfig(
-        bucket=adm, storage=StorageType.FILE, replicas=settings.stream_replicas, history=1))
-    return Bus(nc, js, log, heartbeats, admission)
+    return Bus(nc, js, log, await js.key_value(hb), await js.key_value(adm))
 
 
 @dataclass

@@ -26,7 +26,7 @@ from services.gateway.auth import make_token
 from services.reference import assemble_to_file
 from services.stack.auth import ADMIN, USERS, password_env, render_authorization
 from services.stack.natsserver import NatsServer, env_without_proxies, free_port
-from shared.bus import Bus
+from shared.bus import Bus, inbox_prefix
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.eventlog import EventLog
@@ -53,7 +53,8 @@ def secured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Secured
     port = free_port()
     values = settings_for(tmp_path, f"nats://127.0.0.1:{port}")
     conf = tmp_path / "auth.conf"
-    conf.write_text(render_authorization(prefix=values["subject_prefix"], kv_prefix=values["kv_prefix"]))
+    conf.write_text(render_authorization(prefix=values["subject_prefix"], kv_prefix=values["kv_prefix"],
+                                         stream=values["stream_name"]))
     for name, pw in PASSWORDS.items():
         monkeypatch.setenv(password_env(name), pw)  # the server resolves $NATS_PASSWORD_<USER> from env
     server = NatsServer(tmp_path / "nats", port=port, config_file=conf, log_file=tmp_path / "nats.log").start()
@@ -67,7 +68,8 @@ async def _connect(url: str, user: str, errors: list[str] | None = None) -> nats
             errors.append(str(e))
 
     return await nats.connect(url, user=user, password=PASSWORDS[user], error_cb=on_error,
-                              max_reconnect_attempts=0, connect_timeout=3)
+                              max_reconnect_attempts=0, connect_timeout=3,
+                              inbox_prefix=inbox_prefix(None if user == ADMIN else user).encode())
 
 
 async def test_an_unknown_user_or_a_wrong_password_cannot_connect(secured: Secured) -> None:
@@ -156,6 +158,8 @@ async def test_a_whole_export_runs_with_a_nats_user_per_service(secured: Secured
     admin: Bus | None = None
     store = await open_store(s, create_buckets=True)
     try:
+        # The admin step first (what `grove-export serve` runs): services may only bind.
+        admin = await connect_bus(s, [secured.server.url], "test", user=ADMIN, password=PASSWORDS[ADMIN])
         for svc in ("gateway", "catalog", "assembler", "canceller", "finalizer", "notifier"):
             env = {"GROVE_NATS_USER": svc, "GROVE_NATS_PASSWORD": PASSWORDS[svc]}
             if svc == "assembler":  # slow uploads a little so the second export can be cancelled mid-way
@@ -174,8 +178,6 @@ async def test_a_whole_export_runs_with_a_nats_user_per_service(secured: Secured
                 return False
 
         await until(ready, 30, 0.2, "gateway /readyz")
-        # The services created the stream and both KV buckets themselves, each as its own user.
-        admin = await connect_bus(s, [secured.server.url], "test", user=ADMIN, password=PASSWORDS[ADMIN])
         assert (await admin.js.stream_info(s.stream_name)).config.num_replicas == 1
 
         def headers(tenant: str) -> dict[str, str]:

@@ -1,0 +1,64 @@
+"""What exists on the NATS server before any service starts: the stream, the KV buckets and every
+durable consumer of the step table. Created (or brought to this config) by the admin step
+``grove-export setup`` — which ``grove-export serve`` runs at start — never by a service: service
+users may not create, update or delete streams, consumers or buckets.
+
+Idempotent: run it again after an upgrade or a settings change and it converges.
+"""
+
+from __future__ import annotations
+
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError
+
+from shared import steps
+from shared.eventlog import EventLog
+from shared.settings import Settings
+
+MAX_ACK_PENDING = 1000
+
+
+class TopologyMissing(Exception):
+    """The stream or a bucket does not exist: the admin set-up has not run."""
+
+
+def kv_name(settings: Settings, role: str) -> str:
+    return f"{settings.kv_prefix}_{role}"
+
+
+def kv_config(settings: Settings, role: str) -> KeyValueConfig:
+    ttl = settings.heartbeat_ttl_s if role == "heartbeats" else None
+    return KeyValueConfig(bucket=kv_name(settings, role), ttl=ttl, storage=StorageType.FILE,
+                          replicas=settings.stream_replicas, history=1, direct=True)
+
+
+def consumer_config(settings: Settings, consumer: steps.Consumer) -> ConsumerConfig:
+    """A step's durable: explicit acks, no max_deliver and no BackOff (retries are counted in the log)."""
+    return ConsumerConfig(
+        name=consumer.durable, durable_name=consumer.durable,
+        filter_subject=f"{settings.subject_prefix}.*.*.{consumer.trigger}",
+        ack_policy=AckPolicy.EXPLICIT, ack_wait=settings.ack_wait_s, max_deliver=-1,
+        deliver_policy=DeliverPolicy.ALL, max_ack_pending=MAX_ACK_PENDING,
+    )
+
+
+async def ensure(js: JetStreamContext, settings: Settings) -> list[str]:
+    """Create or converge the stream, the buckets and the durables; returns what it did, one line each."""
+    done: list[str] = []
+    await EventLog(js, settings.stream_name, settings.subject_prefix).ensure_stream(
+        settings.stream_replicas, settings.stream_max_age_days)
+    done.append(f"stream {settings.stream_name}: subjects {settings.subject_prefix}.>, "
+                f"{settings.stream_replicas} replica(s), direct get on")
+    for role in steps.KV_ROLES:
+        config = kv_config(settings, role)
+        try:
+            await js.key_value(config.bucket)
+            done.append(f"kv bucket {config.bucket}: exists")
+        except BucketNotFoundError:
+            await js.create_key_value(config)
+            done.append(f"kv bucket {config.bucket}: created")
+    for consumer in steps.all_consumers():
+        await js.add_consumer(settings.stream_name, consumer_config(settings, consumer))
+        done.append(f"durable {consumer.durable}: {settings.subject_prefix}.*.*.{consumer.trigger}")
+    return done

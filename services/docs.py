@@ -11,9 +11,8 @@ from faststream import FastStream
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 
-from shared import __version__
+from shared import __version__, steps
 from shared import events as ev
-from shared import steps
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.json"
 NOTES = {"ExportRequested": " (or any API gateway)", "CancelRequested": ", operator (grove-export cancel)"}

@@ -447,7 +447,11 @@ def main(argv: list[str] | None = None) -> None:
         from nats.errors import Error as NatsError
 
         from shared.objectstore import StoreError
+        from shared.topology import TopologyMissing
 
+        if isinstance(e, TopologyMissing):
+            print(f"grove-export: {e}", file=sys.stderr)
+            sys.exit(1)
         if not isinstance(e, NatsError | StoreError | OSError | TimeoutError):
             raise
         print(f"grove-export: {_hint(e, settings, _nats_where(settings, args))}", file=sys.stderr)

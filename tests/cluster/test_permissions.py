@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,54 +23,19 @@ import pytest
 
 from services.gateway.auth import make_token
 from services.reference import assemble_to_file
-from services.stack.auth import ADMIN, USERS, password_env, render_authorization
-from services.stack.natsserver import NatsServer, env_without_proxies, free_port
-from shared.bus import Bus, inbox_prefix
+from services.stack.auth import ADMIN, USERS
+from services.stack.natsserver import env_without_proxies, free_port
+from shared.bus import Bus
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.eventlog import EventLog
 from shared.objectstore.factory import open_store
-from shared.settings import Settings
 from tests.cluster.procs import LAUNCH, Procs, connect_bus
-from tests.support.env import build, settings_for, to_env
+from tests.cluster.secured import PASSWORDS, Secured, _connect
+from tests.support.env import to_env
 from tests.support.wait import until
 
 ALL_EVENTS = sorted({e for u in USERS for e in u.events})
-PASSWORDS = {name: f"pw-{name}-{i}" for i, name in enumerate([ADMIN, *(u.name for u in USERS)])}
-
-
-@dataclass
-class Secured:
-    server: NatsServer
-    values: dict[str, Any]
-    settings: Settings
-
-
-@pytest.fixture
-def secured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Secured]:
-    """A nats-server whose config is only the generated authorization block (passwords from env)."""
-    port = free_port()
-    values = settings_for(tmp_path, f"nats://127.0.0.1:{port}")
-    conf = tmp_path / "auth.conf"
-    conf.write_text(render_authorization(prefix=values["subject_prefix"], kv_prefix=values["kv_prefix"],
-                                         stream=values["stream_name"]))
-    for name, pw in PASSWORDS.items():
-        monkeypatch.setenv(password_env(name), pw)  # the server resolves $NATS_PASSWORD_<USER> from env
-    server = NatsServer(tmp_path / "nats", port=port, config_file=conf, log_file=tmp_path / "nats.log").start()
-    yield Secured(server, values, build(values))
-    server.stop()
-
-
-async def _connect(url: str, user: str, errors: list[str] | None = None) -> nats.NATS:
-    async def on_error(e: Exception) -> None:
-        if errors is not None:
-            errors.append(str(e))
-
-    return await nats.connect(url, user=user, password=PASSWORDS[user], error_cb=on_error,
-                              max_reconnect_attempts=0, connect_timeout=3,
-                              inbox_prefix=inbox_prefix(None if user == ADMIN else user).encode())
-
-
 async def test_an_unknown_user_or_a_wrong_password_cannot_connect(secured: Secured) -> None:
     with pytest.raises(nats.errors.Error):
         await nats.connect(secured.server.url, max_reconnect_attempts=0, connect_timeout=2,

@@ -55,7 +55,7 @@ def settings(values: dict[str, Any]) -> Settings:
 
 @pytest.fixture
 async def bus(settings: Settings) -> AsyncIterator[Bus]:
-    b = await connect(settings, "test")
+    b = await connect(settings, "test", ensure=True)
     yield b
     await b.close()
 

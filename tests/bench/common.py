@@ -194,7 +194,7 @@ class Env:
     async def open(cls, values: dict[str, Any]) -> Env:
         settings = build(values)
         store = await open_store(settings, create_buckets=True)
-        bus = await connect(settings, "bench")
+        bus = await connect(settings, "bench", ensure=True)
         return cls(values, settings, store, bus)
 
     async def close(self) -> None:

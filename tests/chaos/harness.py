@@ -52,7 +52,7 @@ async def run_scenario(tmp: Path, nats_url: str, tally: Tally, *, faults: str = 
     env = {"GROVE_FAULTS": faults, "GROVE_FAULTS_DIR": str(fault_dir), "GROVE_FAULTS_SLOW": slow}
     settings = build(values)
     store = await open_store(settings, create_buckets=True)
-    bus = await connect(settings, "chaos")
+    bus = await connect(settings, "chaos", ensure=True)
     stack = start_stack(tmp / "stack", values, replicas=replicas, extra_env=env)
     tally.exports += 1
     content = content_source(settings)

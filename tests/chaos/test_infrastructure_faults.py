@@ -62,7 +62,7 @@ async def test_a_store_down_for_good_fails_the_export_after_three_retries_with_a
     values["s3"]["max_attempts"] = 2
     settings = build(values)
     store = await open_store(settings, create_buckets=True)
-    bus = await connect(settings, "chaos")
+    bus = await connect(settings, "chaos", ensure=True)
     stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_FAULTS_SLOW": "assemble.upload:0.2"})
     try:
         seeded = await seed_tenant(content_source(settings), store, images_bucket=settings.buckets.images,
@@ -91,7 +91,7 @@ async def test_redelivering_every_event_to_every_service_changes_nothing(
     values = chaos_values(tmp_path, nats_server.url)
     outcome = await run_scenario(tmp_path, nats_server.url, tally, values=values, slow="")
     settings = build(values)
-    bus = await connect(settings, "chaos")
+    bus = await connect(settings, "chaos", ensure=True)
     try:
         s = outcome.state
         before = await bus.log.last_seq(s.tenant_id, s.export_id)

@@ -101,7 +101,7 @@ def export_through_stack(values: dict[str, Any], out: Path, prepare: Prepare, *,
 
     async def go() -> Exported:
         store = await open_store(settings, create_buckets=True)
-        bus = await connect(settings, "archive-e2e")
+        bus = await connect(settings, "archive-e2e", ensure=True)
         try:
             content = content_source(settings)
             await content.init()

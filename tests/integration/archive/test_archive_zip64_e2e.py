@@ -82,7 +82,7 @@ def _tail_records(path: Path) -> dict[str, Any]:
 def _history(values: dict[str, Any], e: Exported) -> dict[str, float]:
     """Seconds from ExportRequested to each milestone, from the events' own timestamps."""
     async def go() -> dict[str, float]:
-        bus = await connect(e.settings, "archive-e2e-history")
+        bus = await connect(e.settings, "archive-e2e-history", ensure=True)
         try:
             events = [ev async for _, ev in bus.log.history(e.tenant_id, e.export_id)]
         finally:

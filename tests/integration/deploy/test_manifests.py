@@ -334,3 +334,20 @@ def test_the_docker_build_context_makes_a_complete_wheel(tmp_path: Path) -> None
     assert not wanted - names, f"missing from the image: {sorted(wanted - names)[:20]}"
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "grove-export = services.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+
+
+def test_the_admin_setup_runs_before_the_services_in_compose_and_kubernetes() -> None:
+    """Service users may only bind: `grove-export setup` as admin creates the stream, buckets and durables."""
+    services = compose()["services"]
+    setup = services["setup"]
+    assert setup["command"] == ["setup"] and setup["restart"] == "no"
+    assert setup["environment"]["GROVE_NATS_USER"] == ADMIN
+    assert "setup" not in setup["depends_on"]
+    for name in GROVE_SERVICES:
+        assert services[name]["depends_on"]["setup"]["condition"] == "service_completed_successfully", name
+    (job,) = of_kind("Job")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["setup"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["GROVE_NATS_USER"]["value"] == ADMIN
+    assert env["GROVE_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == password_env(ADMIN)

@@ -49,7 +49,7 @@ async def test_janitor_expires_old_archives_fails_dead_exports_and_is_a_no_op_th
     from shared.bus import connect
 
     settings = janitor_settings
-    bus = await connect(settings, "test")
+    bus = await connect(settings, "test", ensure=True)
     try:
         now = datetime.now(UTC)
         expired = await make_export(bus, store, settings, "tA", complete_at=now - timedelta(days=1))

@@ -22,7 +22,7 @@ from tests.support.wait import until
 async def _run(tmp: Path, values: dict, *, fail_catalog: bool = False, tenant: str = "") -> tuple:
     settings = build(values)
     store = await open_store(settings, create_buckets=True)
-    bus = await connect(settings, "test")
+    bus = await connect(settings, "test", ensure=True)
     stack = start_stack(tmp / "stack", values)
     try:
         content = content_source(settings)

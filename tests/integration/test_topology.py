@@ -1,0 +1,72 @@
+"""The admin set-up (``grove-export setup``): idempotent, and it adopts what the old layout created.
+
+Before the step table, each service created its stream, buckets and durable consumers itself at
+start-up (faststream's pull subscriber with the config below). Upgrading runs ``setup`` against
+that server: it must converge without error and keep every durable's position.
+"""
+
+from __future__ import annotations
+
+import nats
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
+
+from shared import events as ev
+from shared import steps, topology
+from shared.eventlog import EventLog
+from shared.settings import Settings
+
+
+async def _old_layout(settings: Settings, nc: nats.NATS) -> None:
+    """What the services of the previous layout created on their own (shared/bus.py, shared/runtime.py)."""
+    js = nc.jetstream()
+    await EventLog(js, settings.stream_name, settings.subject_prefix).ensure_stream(1)
+    await js.create_key_value(KeyValueConfig(bucket=f"{settings.kv_prefix}_heartbeats", ttl=settings.heartbeat_ttl_s,
+                                             storage=StorageType.FILE, history=1))
+    await js.create_key_value(KeyValueConfig(bucket=f"{settings.kv_prefix}_admission", storage=StorageType.FILE,
+                                             history=1))
+    for c in steps.all_consumers():
+        config = ConsumerConfig(durable_name=c.durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=settings.ack_wait_s,
+                                max_deliver=-1, deliver_policy=DeliverPolicy.ALL, max_ack_pending=1000)
+        await js.pull_subscribe(f"{settings.subject_prefix}.*.*.{c.trigger}", durable=c.durable,
+                                stream=settings.stream_name, config=config)
+
+
+async def test_setup_adopts_the_old_layout_and_keeps_every_durables_position(settings: Settings) -> None:
+    nc = await nats.connect(settings.nats_url)
+    try:
+        await _old_layout(settings, nc)
+        js = nc.jetstream()
+        log = EventLog(js, settings.stream_name, settings.subject_prefix, "test")
+        for i in range(3):
+            await log.append(ev.ExportRequested(export_id=f"exp_{i}", tenant_id="t", user_id="u",
+                                                user_email="u@example.org", username="u"), 0)
+        sub = await js.pull_subscribe_bind("catalog", settings.stream_name)
+        (first,) = await sub.fetch(1, timeout=5)
+        await first.ack_sync()  # the old catalog consumed one request before the upgrade
+
+        lines = await topology.ensure(js, settings)
+        again = await topology.ensure(js, settings)  # and once more: nothing changes
+
+        assert lines == [line.replace("created", "exists") for line in lines] == again
+        infos = {c.name: c for c in await js.consumers_info(settings.stream_name)}
+        assert set(infos) == {c.durable for c in steps.all_consumers()}
+        catalog = infos["catalog"]
+        assert catalog.delivered.stream_seq == 1 and catalog.ack_floor.stream_seq == 1 and catalog.num_pending == 2
+        assert catalog.config.filter_subject == f"{settings.subject_prefix}.*.*.ExportRequested"
+        assert catalog.config.max_deliver == -1 and catalog.config.ack_wait == settings.ack_wait_s
+    finally:
+        await nc.close()
+
+
+async def test_setup_on_an_empty_server_creates_every_durable_of_the_step_table(settings: Settings) -> None:
+    nc = await nats.connect(settings.nats_url)
+    try:
+        js = nc.jetstream()
+        lines = await topology.ensure(js, settings)
+        infos = {c.name: c.config for c in await js.consumers_info(settings.stream_name)}
+        for c in steps.all_consumers():
+            assert infos[c.durable].filter_subject == f"{settings.subject_prefix}.*.*.{c.trigger}"
+            assert any(line.startswith(f"durable {c.durable}:") for line in lines)
+        assert (await js.stream_info(settings.stream_name)).config.allow_direct
+    finally:
+        await nc.close()

@@ -9,6 +9,7 @@ legitimate export started alongside completes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -115,8 +116,7 @@ async def test_every_service_user_is_refused_every_jetstream_admin_call(secured:
             ("$JS.API.SERVER.REMOVE", b""),
             (f"$JS.API.STREAM.SNAPSHOT.{stream}", b"{}"),
         ]
-        for subject, payload in calls:
-            await _refused(nc, errors, subject, payload)
+        await asyncio.gather(*(_refused(nc, errors, subject, payload) for subject, payload in calls))
         # Acks of another service's deliveries are refused too (and answer nothing anyway).
         await nc.publish(f"$JS.ACK.{stream}.{other}.1.1.1.1.0", b"+TERM")
         await nc.flush()

@@ -163,3 +163,26 @@ async def test_cancel_racing_finalize_resolves_to_exactly_one_outcome_in_each_or
     want = "cancelled" if order == "cancel_first" else "complete"
     assert (state.status, exists) == (want, want == "complete"), (state.status, exists, names)
     assert names.count("ExportCompleted") + names.count("ExportCancelled") == 1, names
+
+
+@pytest.mark.parametrize("forgery", ["another tenant in the body", "not json"])
+async def test_a_forged_cancel_only_wakes_the_assembler_and_the_export_completes(
+        forgery: str, bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings,
+        running: tuple[dict, Stack]) -> None:
+    """Every assembler replica hears CancelRequested as a core message; it re-reads the log, where a
+    forged cancel is dropped, so the export goes on; the canceller's durable drops it too."""
+    tenant, export_id = await _export(bus, store, content, settings, images=12)
+    await wait_status(bus, tenant, export_id, {"assembling"}, 30)
+
+    async def uploading() -> bool:
+        return len((await bus.log.load(tenant, export_id)).state.parts) >= 1
+
+    await until(uploading, 30, 0.05, "the first part")
+    body = (ev.CancelRequested(export_id=export_id, tenant_id="someone_else").to_json()
+            if forgery != "not json" else b"{cancel!")
+    await bus.nc.publish(f"{settings.subject_prefix}.{tenant}.{export_id}.CancelRequested", body)
+    state = await wait_status(bus, tenant, export_id, timeout=60)
+    assert state.status == "complete", (state.status, logs_of(running[1]))
+    assert not state.cancel_requested
+    info = await bus.js.consumer_info(settings.stream_name, "canceller")
+    assert info.num_ack_pending == 0 and info.num_pending == 0  # dropped and acked, not retried

@@ -19,6 +19,7 @@ from schemathesis import GenerationMode
 
 from services.gateway import make_token, run
 from services.stack.natsserver import NatsServer, free_port
+from shared.bus import connect
 from shared.settings import Settings
 from tests.support.env import TEST_SECRETS
 
@@ -33,6 +34,8 @@ class LiveGateway:
 
     async def _main(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        # the admin set-up first (`grove-export setup`): the gateway only binds
+        await (await connect(self.settings, "test-setup", ensure=True, persistent=False)).close()
         await run(self.settings, stop=self._stop)
 
     def start(self, timeout: float = 15.0) -> LiveGateway:

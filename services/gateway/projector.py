@@ -102,9 +102,11 @@ class Projector:
                 await self.model.apply(stored.seq, decode(prefix, stored))
             if pending:
                 continue
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(IDLE_CHECK_S):
                     await self._wake.wait()
+            except TimeoutError:
+                return  # quiet for a while: re-check the stream's identity, then go on
 
 
 async def replay(target: Settings | Path | str, bus: Bus, *, timeout: float = 30.0) -> int:

@@ -69,14 +69,17 @@ class Janitor:
     async def run(self, now: datetime | None = None) -> Summary:
         now = now or datetime.now(UTC)
         summary = Summary()
-        states: dict[str, Loaded] = {}
+        states: dict[tuple[str, str], Loaded] = {}  # by (tenant, export): an export id alone names nothing
         expired: list[Loaded] = []
         for tenant_id, export_id in await self.exports():
-            loaded = states[export_id] = await self.bus.log.load(tenant_id, export_id)
+            loaded = await self.bus.log.load(tenant_id, export_id)
+            if not loaded.state.exists:
+                continue  # a request whose body disagreed with its subject: dropped by the read, not an export
+            states[(tenant_id, export_id)] = loaded
             if is_expired(loaded.state, now):
                 expired.append(loaded)
             elif not loaded.state.terminal:
-                states[export_id] = await self._check_alive(loaded, now, summary)
+                states[(tenant_id, export_id)] = await self._check_alive(loaded, now, summary)
             elif self.dry_run:  # name each object, as the other actions name theirs
                 for obj in await self.store.list_keys(self.bucket, f"{export_prefix(tenant_id, export_id)}work/"):
                     summary.cleaned += 1
@@ -128,10 +131,10 @@ class Janitor:
                                                    reason=reason))
         return await self.bus.log.load(s.tenant_id, s.export_id)
 
-    async def _uploads(self, states: dict[str, Loaded], now: datetime, summary: Summary) -> None:
+    async def _uploads(self, states: dict[tuple[str, str], Loaded], now: datetime, summary: Summary) -> None:
         for upload in await self.store.list_uploads(self.bucket, "exports/"):
             parts = upload.key.split("/")
-            loaded = states.get(parts[2]) if len(parts) > 3 else None
+            loaded = states.get((parts[1], parts[2])) if len(parts) > 3 else None
             if loaded is None and len(parts) > 3:
                 loaded = await self.bus.log.load(parts[1], parts[2])
             state = loaded.state if loaded else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from shared.content.db import ContentDB
 from shared.content.seed import seed_tenant
 from shared.eventlog import Conflict
 from shared.objectstore.factory import open_store
-from tests.cluster.procs import Procs, connect_bus
+from tests.cluster.procs import LAUNCH, Procs, connect_bus
 from tests.cluster.secured import PASSWORDS, Secured, connect_as
 from tests.support.env import to_env
 from tests.support.wait import until
@@ -179,7 +180,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 async def test_forgeries_and_squats_stop_nothing_while_every_service_runs_as_its_own_user(
         secured: Secured, admin: Bus, tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    from services.stack.natsserver import free_port
+    from services.stack.natsserver import env_without_proxies, free_port
 
     values, s = secured.values, secured.settings
     port = free_port()
@@ -292,6 +293,12 @@ async def test_forgeries_and_squats_stop_nothing_while_every_service_runs_as_its
         assert [e async for _, e in admin.log.history(b.tenant_id, "exp_ghost")] == []
         ghost_subjects = (await admin.js.stream_info(s.stream_name, subjects_filter=f"{p}.*.exp_ghost.>")).state.subjects
         assert set(ghost_subjects or {}) == {f"{p}.{b.tenant_id}.exp_ghost.ExportRequested"}, ghost_subjects
+        # The janitor meets the forged request among the exports' subjects and is not thrown by it.
+        env = {**env_without_proxies(), **base, "GROVE_NATS_USER": "janitor", "GROVE_NATS_PASSWORD": PASSWORDS["janitor"]}
+        out = await asyncio.to_thread(subprocess.run, [*LAUNCH, "janitor"], env=env, capture_output=True, text=True,
+                                      timeout=60)
+        assert out.returncode == 0 and "janitor:" in out.stdout, out.stdout + out.stderr
+        assert [e.name() async for _, e in admin.log.history(a.tenant_id, victim)] == log_before
         procs.assert_alive()
     finally:
         for c in attackers.values():

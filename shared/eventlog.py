@@ -170,7 +170,13 @@ class EventLog:
 
     async def history(self, tenant_id: str, export_id: str) -> AsyncIterator[tuple[int, ev.Event]]:
         """Every event of one export, in order, with its stream sequence (bad events dropped)."""
-        last = await self.last_seq(tenant_id, export_id)
+        async for seq, event in self._stored(tenant_id, export_id, await self.last_seq(tenant_id, export_id)):
+            if event is not None:
+                yield seq, event
+
+    async def _stored(self, tenant_id: str, export_id: str, last: int,
+                      ) -> AsyncIterator[tuple[int, ev.Event | None]]:
+        """Every message on the export's subjects up to ``last``; None for one that is not a usable event."""
         subject, seq = ev.export_filter(self.prefix, tenant_id, export_id), 1
         while seq <= last:
             batch = await get_batch(self.js._nc, self.stream, seq=seq, subject=subject)
@@ -181,16 +187,18 @@ class EventLog:
                     yield stored.seq, ev.decode(self.prefix, stored.subject, stored.data)
                 except ev.BadEvent as e:
                     reject("log", stored.subject, e)
+                    yield stored.seq, None
             if not batch.messages or not batch.pending:
                 return
             seq = batch.messages[-1].seq + 1
 
     async def load(self, tenant_id: str, export_id: str) -> Loaded:
-        """Fold one export's history."""
-        state, last = ExportState(), 0
+        """Fold one export's history. ``last_seq`` is the export's last *stored* message, dropped
+        ones included: it is what the server's fence compares with, so a forged message on the
+        export's subjects costs a writer one re-read, never a loop."""
         events = []
-        async for seq, event in self.history(tenant_id, export_id):
-            events.append(event)
-            last = seq
-        state = fold(events)
-        return Loaded(state, last)
+        last = await self.last_seq(tenant_id, export_id)
+        async for _, event in self._stored(tenant_id, export_id, last):
+            if event is not None:
+                events.append(event)
+        return Loaded(fold(events), last)

@@ -246,10 +246,12 @@ async def _setup_nats(settings: Settings) -> None:
         await nc.close()
 
 
-async def _setup(settings: Settings, days: int) -> None:
+async def _setup(settings: Settings, days: int, nats_only: bool = False) -> None:
     from shared.objectstore.factory import open_store
 
     await _setup_nats(settings)
+    if nats_only:
+        return
     store = await open_store(settings, create_buckets=True)
     try:
         if settings.store != "s3":
@@ -269,7 +271,7 @@ async def _setup(settings: Settings, days: int) -> None:
 
 
 def cmd_setup(args: argparse.Namespace, settings: Settings) -> None:
-    asyncio.run(_setup(settings, args.days))
+    asyncio.run(_setup(settings, args.days, args.nats_only))
 
 
 def cmd_janitor(args: argparse.Namespace, settings: Settings) -> None:
@@ -384,6 +386,8 @@ def parser() -> argparse.ArgumentParser:
                                       "the store's buckets and apply the S3 lifecycle rule (abort stale uploads)")
     su.add_argument("--days", type=int, default=2,
                     help="abort incomplete multipart uploads this many days after they began (default: 2)")
+    su.add_argument("--nats-only", action="store_true",
+                    help="only the stream, KV buckets and durables (what serve runs at start)")
     su.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
     su.set_defaults(func=cmd_setup)
     sd = sub.add_parser("seed", help="create a demo tenant with content; prints its id")

@@ -63,10 +63,10 @@ def local_passwords(path: Path) -> dict[str, str]:
 
 
 def run_setup(env: dict[str, str], log_path: Path, timeout: float = 60.0) -> None:
-    """``grove-export setup`` (stream, buckets, durables) before any service starts: services may
-    only bind to what it created."""
+    """``grove-export setup --nats-only`` (stream, buckets, durables) before any service starts:
+    services may only bind to what it created."""
     with open(log_path, "ab") as log:
-        done = subprocess.run([sys.executable, "-m", "services.cli", "setup"], env=env, stdout=log, stderr=log,
+        done = subprocess.run([sys.executable, "-m", "services.cli", "setup", "--nats-only"], env=env, stdout=log, stderr=log,
                               timeout=timeout, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"grove-export setup failed; see {log_path}")

@@ -4,8 +4,9 @@ Same contract, held to the JetStream log by ``tests/integration/test_eventlog_co
 one global sequence, per-export fencing (an append names the export's last sequence it folded,
 or 0 for the first event; anything else is a :class:`Conflict`), then the message id: as on
 nats-server 2.15, the fence is checked first, so a retry of an append that did land is a
-Conflict (re-read, re-decide), and only an id first used outside the export's subjects can make
-a fenced append vanish as a duplicate.
+Conflict (re-read, re-decide). Message ids carry the event's random id; a duplicate is believed
+only when the message stored under that id is this very event on this subject (else Conflict):
+an id first used outside the export's subjects cannot make a fenced append vanish.
 Step decisions (should it run, retry or fail, stand down on a lost fence) run on it in
 milliseconds, without a server.
 """
@@ -35,12 +36,16 @@ class InMemoryEventLog:
             event = event.model_copy(update=stamp)
         if len(event.to_json()) > 256 * 1024:
             raise EventLogError(f"{event.name()} is too large; events must stay under 256 KiB")
-        key = f"{msg_id or f'{event.export_id}:{event.name()}:{event.event_id}'}@{expected_seq}"
+        key = f"{msg_id or f'{event.export_id}:{event.name()}'}:{event.event_id}@{expected_seq}"
         if await self.last_seq(event.tenant_id, event.export_id) != expected_seq:
             raise Conflict(f"{event.export_id}: log moved past {expected_seq}")
-        if key in self._ids:
-            return self._ids[key]  # JetStream's duplicate PubAck: the first message's sequence
-        self.messages.append((ev.subject_for(self.prefix, event), event))
+        subject = ev.subject_for(self.prefix, event)
+        if key in self._ids:  # JetStream's duplicate PubAck, verified against what is stored there
+            seq = self._ids[key]
+            if self.messages[seq - 1] != (subject, event):
+                raise Conflict(f"{subject}: message id taken by another message (seq {seq})")
+            return seq
+        self.messages.append((subject, event))
         seq = len(self.messages)
         self._ids[key] = seq
         return seq

@@ -43,7 +43,7 @@ def create_app(settings: Settings) -> FastStream:
             if running_key(tenant_id, export_id) not in assembler.running:
                 return  # nothing of ours to stop: the canceller's durable does the rest
             loaded = await bus.log.load(tenant_id, export_id)
-            if loaded.state.cancel_requested and not loaded.state.finalize_started:
+            if loaded.state.cancel_wins:  # the one cancel-vs-finalize rule, asked of the fold
                 assembler.cancel_export(tenant_id, export_id)
 
         sub = await rt.bus.nc.subscribe(f"{settings.subject_prefix}.*.*.CancelRequested", cb=stop_now)

@@ -74,24 +74,24 @@ class Projector:
 
     async def _run(self) -> None:
         sub = None
-        while not self._stopping:
-            try:
-                if sub is None:
-                    sub = await self.bus.nc.subscribe(f"{self.bus.log.prefix}.*.*.*", cb=self._on_core)
-                info = await self.bus.js.stream_info(self.bus.log.stream)
-                identity = f"{info.config.name}@{getattr(info, 'created', '')}"
-                if await self.model.bind(identity) or self.model.position > int(info.state.last_seq):
-                    log.warning("the read model was built from another stream: rebuilding it")
-                    await self.model.reset()
-                await self._follow()
-            except asyncio.CancelledError:
-                if sub is not None:
-                    with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
-                raise
-            except Exception as exc:  # the bus is down, a read timed out: retry from the position
-                log.warning("projector restarting after %r", exc)
-                await asyncio.sleep(1.0)
+        try:
+            while not self._stopping:
+                try:
+                    if sub is None:
+                        sub = await self.bus.nc.subscribe(f"{self.bus.log.prefix}.*.*.*", cb=self._on_core)
+                    info = await self.bus.js.stream_info(self.bus.log.stream)
+                    identity = f"{info.config.name}@{getattr(info, 'created', '')}"
+                    if await self.model.bind(identity) or self.model.position > int(info.state.last_seq):
+                        log.warning("the read model was built from another stream: rebuilding it")
+                        await self.model.reset()
+                    await self._follow()
+                except Exception as exc:  # the bus is down, a read timed out: retry from the position
+                    log.warning("projector restarting after %r", exc)
+                    await asyncio.sleep(1.0)
+        finally:
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
 
     async def _follow(self) -> None:
         prefix = self.bus.log.prefix

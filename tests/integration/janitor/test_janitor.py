@@ -89,7 +89,7 @@ async def test_a_dry_run_names_every_item_it_would_touch_and_touches_none(
     from shared.bus import connect
 
     settings = janitor_settings
-    bus = await connect(settings, "test")
+    bus = await connect(settings, "test", ensure=True)
     try:
         now = datetime.now(UTC)
         old = await make_export(bus, store, settings, "tA", complete_at=now - timedelta(days=1), upload=False)

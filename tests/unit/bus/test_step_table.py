@@ -7,7 +7,7 @@ from services.stack.auth import USERS, permissions
 from shared import events as ev
 from shared import steps
 
-NAMES = ["admin", "gateway", "catalog", "assembler", "finalizer", "notifier", "canceller", "janitor"]
+NAMES = ["admin", "gateway", "catalog", "assembler", "canceller", "finalizer", "notifier", "janitor"]
 
 
 def test_user_names_stay_what_operators_configured() -> None:
@@ -26,7 +26,7 @@ def test_every_event_has_a_publisher_and_every_durable_one_owner() -> None:
 def test_the_canceller_is_its_own_service_with_its_own_durable() -> None:
     assert steps.step("cancel").service == "canceller"
     assert [c.durable for c in steps.consumers_of("canceller")] == ["canceller"]
-    assert steps.publishers_of("ExportCancelled") == ("canceller",)
+    assert steps.publishers_of("ExportCancelled") == ("canceller", "janitor")  # an abandoned cancel
 
 
 def test_permissions_are_allow_lists_with_no_admin_call_and_only_own_durables_and_inbox() -> None:

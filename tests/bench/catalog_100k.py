@@ -52,7 +52,7 @@ async def measure(tmp: Path, nats_url: str, dsn: str, posts: int) -> str:
     read = time.monotonic() - read_started
     await content.close()
     store = await open_store(settings, create_buckets=True)
-    bus = await connect(settings, "bench")
+    bus = await connect(settings, "bench", ensure=True)
     stack = start_stack(tmp / "stack", values, services=("catalog",))
     try:
         export_id = await request_export(bus, tenant, include_images=False)

@@ -26,7 +26,7 @@ from services.stack.auth import ADMIN, USERS
 from shared import events as ev
 from shared import steps
 from shared.bus import Bus
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.eventlog import Conflict
 from shared.objectstore.factory import open_store
@@ -192,7 +192,7 @@ async def test_forgeries_and_squats_stop_nothing_while_every_service_runs_as_its
     try:
         for svc in ("gateway", "catalog", "assembler", "finalizer", "notifier", "canceller"):
             procs.run(svc, svc, {"GROVE_NATS_USER": svc, "GROVE_NATS_PASSWORD": PASSWORDS[svc]})
-        db = ContentDB(s.content_db)
+        db = content_source(s)
         a = await seed_tenant(db, store, images_bucket=s.buckets.images, amber_bucket=s.buckets.amber, images=2)
         b = await seed_tenant(db, store, images_bucket=s.buckets.images, amber_bucket=s.buckets.amber, images=2)
 

@@ -23,7 +23,7 @@ from services.stack.auth import ADMIN, password_env, render_authorization
 from services.stack.natsserver import NatsServer, env_without_proxies, free_port
 from shared import events as ev
 from shared import steps
-from shared.content.db import ContentDB
+from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.eventlog import EventLog
 from shared.objectstore.factory import open_store
@@ -63,7 +63,7 @@ async def test_the_readme_upgrade_path_from_the_old_layout(tmp_path: Path, monke
                 ack_policy=AckPolicy.EXPLICIT, ack_wait=s.ack_wait_s, max_deliver=-1,
                 deliver_policy=DeliverPolicy.ALL, max_ack_pending=1000))
         await old.close()
-        db = ContentDB(s.content_db)
+        db = content_source(s)
         a = await seed_tenant(db, store, images_bucket=s.buckets.images, amber_bucket=s.buckets.amber, images=2)
         b = await seed_tenant(db, store, images_bucket=s.buckets.images, amber_bucket=s.buckets.amber, images=2)
         gw = await nats.connect(server.url, user="gateway", password=PASSWORDS["gateway"])

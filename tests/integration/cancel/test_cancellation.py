@@ -167,7 +167,7 @@ async def test_cancel_racing_finalize_resolves_to_exactly_one_outcome_in_each_or
 
 @pytest.mark.parametrize("forgery", ["another tenant in the body", "not json"])
 async def test_a_forged_cancel_only_wakes_the_assembler_and_the_export_completes(
-        forgery: str, bus: Bus, store: ObjectStore, content: ContentDB, settings: Settings,
+        forgery: str, bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings,
         running: tuple[dict, Stack]) -> None:
     """Every assembler replica hears CancelRequested as a core message; it re-reads the log, where a
     forged cancel is dropped, so the export goes on; the canceller's durable drops it too."""

@@ -82,7 +82,7 @@ async def test_a_cancel_whose_abort_fails_still_ends_cancelled_and_the_janitor_r
     live = await asyncio.to_thread(start_live, tmp_path, nats_server.url, extra_env=SLOW, **values)
     direct = build({**live.values, "s3": {**live.values["s3"], "endpoint_url": moto_server},
                     "orphan_upload_age_s": 0.0})
-    bus = await connect(direct, "test")
+    bus = await connect(direct, "test", ensure=True)
     try:
         victim, bystander = (await live.seed(images=24)).tenant_id, (await live.seed(images=3)).tenant_id
         export_id = await _start(http, live, victim)
@@ -117,7 +117,7 @@ async def test_the_janitor_completes_a_cancel_whose_owner_is_gone(
     live = await asyncio.to_thread(start_live, tmp_path, nats_server.url, services=("catalog", "gateway"))
     settings = build({**live.values, "heartbeat_ttl_s": 1.0})
     store = await open_store(settings)
-    bus = await connect(settings, "test")
+    bus = await connect(settings, "test", ensure=True)
     try:
         tenant = (await live.seed(images=2)).tenant_id
         export_id = await _start(http, live, tenant)

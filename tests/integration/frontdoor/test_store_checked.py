@@ -79,7 +79,7 @@ async def test_a_501_from_the_store_is_permanent_readable_and_named_as_the_store
     store = await open_store(build(values), create_buckets=True)
     live = await asyncio.to_thread(start_live, tmp_path, nats_server.url, **values)
     settings = live.settings
-    bus = await connect(settings, "test")
+    bus = await connect(settings, "test", ensure=True)
     try:
         tenant = (await live.seed(images=2)).tenant_id
         await store.put(settings.buckets.exports, "probe", b"x")

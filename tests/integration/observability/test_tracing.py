@@ -83,7 +83,7 @@ async def test_every_span_of_a_resumed_export_is_found_by_its_id_in_the_expected
         "GROVE_FAULTS_DIR": str(faults), "GROVE_FAULTS_SLOW": "assemble.upload:0.05"})
     store = await open_store(settings, create_buckets=True)
     content = content_source(settings)
-    bus = await connect(settings, "test")
+    bus = await connect(settings, "test", ensure=True)
     try:
         seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
                                    amber_bucket=settings.buckets.amber, posts=6, images=12)

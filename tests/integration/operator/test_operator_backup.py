@@ -38,7 +38,7 @@ async def test_a_restored_server_shows_the_same_exports_and_finishes_the_one_in_
     first = NatsServer(tmp_path / "nats-a", log_file=tmp_path / "nats-a.log").start()
     values = settings_for(tmp_path, first.url)
     settings = build(values)
-    bus = await connect(settings, "test")
+    bus = await connect(settings, "test", ensure=True)
     store = await open_store(settings, create_buckets=True)
     content = content_source(settings)
     await content.init()
@@ -76,7 +76,7 @@ async def test_a_restored_server_shows_the_same_exports_and_finishes_the_one_in_
         assert exports(values_b) == seen
         twice = cli(values_b, "restore", str(tmp_path / "backup"))
         assert twice.returncode == 1 and "already in use" in twice.stderr, twice.stderr
-        bus = await connect(build(values_b), "test")
+        bus = await connect(build(values_b), "test", ensure=True)
         stack = start_stack(tmp_path / "stack-b", values_b)
         state = await wait_status(bus, seeded[1].tenant_id, flying, timeout=120)
         assert state.status == "complete", logs_of(stack)

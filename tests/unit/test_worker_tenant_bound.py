@@ -20,6 +20,7 @@ class FakeMsg:
     subject: str
     calls: list[tuple[str, Any]] = field(default_factory=list)
     headers: dict[str, str] | None = None  # no trace context
+    data: bytes = b""  # the event's body: the worker checks it against the subject
 
     async def ack(self) -> None:
         self.calls.append(("ack", None))
@@ -54,7 +55,8 @@ async def test_a_tenant_at_its_share_waits_while_another_tenant_starts() -> None
     settings = Settings(concurrency=4, tenant_concurrency=1, tenant_backoff_s=1.5, progress_interval_s=60)
     bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
     worker = StepWorker("catalog", bus, settings, work, lambda loaded: True)
-    msgs = [FakeMsg(f"exports.{t}.{e}.ExportRequested") for t, e in ids]
+    msgs = [FakeMsg(f"exports.{t}.{e}.ExportRequested", data=ev.ExportRequested(
+        export_id=e, tenant_id=t, user_id="u", user_email="u@example.org", username="u").to_json()) for t, e in ids]
     for m in msgs:
         await asyncio.wait_for(worker.handle(m), 2)  # type: ignore[arg-type]
     for _ in range(50):

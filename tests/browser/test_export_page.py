@@ -15,6 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from services.operator.actions import Who, unlock
+from shared.bus import connect
 from tests.browser.live import LiveStack, Seed, Tenant
 
 pytestmark = pytest.mark.browser
@@ -128,7 +130,7 @@ async def test_start_by_clicking_watch_progress_to_100_and_download_the_verified
         if not shot_running and status == "assembling" and 20 <= value <= 80:
             assert "percent" in (await bar.get_attribute("aria-valuetext") or "")
             assert "of" in await page.locator("#items").inner_text()
-            await page.wait_for_function("document.getAnimations().length === 0")  # the bar has caught up
+            await page.wait_for_function("() => document.getAnimations().length === 0")  # the bar has caught up
             await page.screenshot(path=str(screenshots / "export-running.png"))
             shot_running = True
         if status in TERMINAL:
@@ -153,7 +155,7 @@ async def test_start_by_clicking_watch_progress_to_100_and_download_the_verified
     await page.locator("#history-list a.history-download").first.wait_for()
     await page.get_by_role("button", name="Copy SHA-256").wait_for()  # "Copied" is back to "Copy"
     await page.mouse.move(0, 0)
-    await page.wait_for_function("document.getAnimations().length === 0")
+    await page.wait_for_function("() => document.getAnimations().length === 0")
     await page.screenshot(path=str(screenshots / "export-complete.png"))
 
     async with page.expect_download() as info:
@@ -199,7 +201,7 @@ async def test_cancel_a_running_export_from_the_page(browser: Any, live: LiveSta
     page = await open_page(browser, live, tenant)
     await page.get_by_role("button", name="Start export").click()
     await wait_status(page, ("assembling",), 60)
-    await page.wait_for_function("Number(document.getElementById('progress').getAttribute('aria-valuenow')) > 10")
+    await page.wait_for_function("() => Number(document.getElementById('progress').getAttribute('aria-valuenow')) > 10")
     await page.get_by_role("button", name="Cancel export").click()
     assert await wait_status(page, TERMINAL, 60) == "cancelled"
     assert await page.locator("#current-status").inner_text() == "Cancelled"
@@ -261,6 +263,14 @@ async def test_history_lists_finished_exports_with_download_links_and_429_says_w
     status, body = await api(live, tenant, "POST", f"/api/export/cancel/{cancelled_id}")
     assert status == 200, body
     await api_wait(live, tenant, cancelled_id, TERMINAL)
+    # A cancelled export uses up the hour too (issue 14): an operator frees the tenant, through the log.
+    status, body = await api(live, tenant, "POST", "/api/export", {"deliveryMethod": "download"})
+    assert status == 429, body
+    bus = await connect(live.settings, "test-operator")
+    try:
+        await unlock(bus, live.settings, tenant.tenant_id, Who("browser-test", "a second export for the history"))
+    finally:
+        await bus.close()
     status, created = await api(live, tenant, "POST", "/api/export", {"deliveryMethod": "download"})
     assert status == 201, created
     complete_id = created["exportId"]
@@ -396,7 +406,9 @@ async def test_accessibility_basics_a_rejected_token_and_reduced_motion(
     await page.get_by_text(f"Signed in as {tenant.username}").wait_for()
     await page.get_by_text("No exports yet.").wait_for()
     assert await page.locator("#message").inner_text() == ""
-    # The same tab opened with another #token= link: only the fragment changes, the page follows.
+    # The same tab opened with another #token= link: only the fragment changes; the page asks
+    # before switching identities (the person says yes here), then follows.
+    page.once("dialog", lambda d: d.accept())
     await page.goto(live.page_url("expired-or-wrong"))
     await page.locator("#message[data-code='401']").wait_for()
     assert await page.get_by_label("Access token").is_visible()
@@ -488,17 +500,17 @@ async def test_a_token_link_for_someone_else_asks_before_switching(browser: Any,
 
     page.once("dialog", lambda d: answer(d, False))
     await page.evaluate("t => { location.hash = 'token=' + t }", other.token)
-    await page.wait_for_function("!location.hash.includes('token=')")
+    await page.wait_for_function("() => !location.hash.includes('token=')")
     assert len(asked) == 1 and "birch" in asked[0] and "autumn" in asked[0], asked
     assert "autumn" in await who.inner_text() and "birch" not in await who.inner_text()
 
     page.once("dialog", lambda d: answer(d, True))
     await page.evaluate("t => { location.hash = 'token=' + t }", other.token)
-    await page.wait_for_function("document.getElementById('who').textContent.includes('birch')")
+    await page.wait_for_function("() => document.getElementById('who').textContent.includes('birch')")
     assert len(asked) == 2
 
     await page.evaluate("t => { location.hash = 'token=' + t }", other.token)  # the same identity: no question
-    await page.wait_for_function("!location.hash.includes('token=')")
+    await page.wait_for_function("() => !location.hash.includes('token=')")
     assert len(asked) == 2 and "birch" in await who.inner_text()
     no_page_errors(page)
     await page.context.close()

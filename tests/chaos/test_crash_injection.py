@@ -60,7 +60,9 @@ async def test_a_crash_with_the_catalog_reading_postgresql_changes_nothing_in_th
 async def test_random_kills_at_random_moments_change_nothing(seed: int, tmp_path: Path, nats_server: NatsServer,
                                                              tally: Tally) -> None:
     landed: list[str] = []
-    await run_scenario(tmp_path, nats_server.url, tally, action=random_kill(seed, landed=landed))
+    # long enough (slow uploads, more images) that kills within 3 s land while the export runs
+    await run_scenario(tmp_path, nats_server.url, tally, action=random_kill(seed, landed=landed),
+                       slow="assemble.upload:0.3", images=40)
     mid = [k for k in landed if k.rsplit("@", 1)[1] not in ("complete", "failed", "cancelled", "expired")]
     assert mid, f"no kill landed mid-export (kills and the status right after each: {landed})"
 

@@ -94,6 +94,11 @@ async def test_cancelling_a_finished_export_changes_nothing(bus: Bus, store: Obj
     tenant, export_id = await _export(bus, store, content, settings, images=1)
     state = await wait_status(bus, tenant, export_id, timeout=60)
     assert state.status == "complete"
+
+    async def emailed() -> bool:  # the notifier's event comes after completion: let it land first
+        return (await bus.log.load(tenant, export_id)).state.notification is not None
+
+    await until(emailed, 30, 0.1, "the email outcome")
     before = await bus.log.last_seq(tenant, export_id)
     assert not await cancel(bus, tenant, export_id)
     assert await bus.log.last_seq(tenant, export_id) == before

@@ -21,6 +21,7 @@ from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store
 from shared.settings import Settings
+from shared.state import is_terminal
 
 
 async def wait_ready(http: aiohttp.ClientSession, base: str, timeout: float = 60.0, what: str = "") -> None:
@@ -93,7 +94,7 @@ async def _export(settings: Settings, port: int, data: Path) -> Path:
             elif line != shown:  # a log file gets one line per change, not carriage returns
                 print(line, flush=True)
             shown = line
-            if status["status"] in ("complete", "failed", "cancelled", "expired"):
+            if is_terminal(status["status"]):
                 if tty:
                     print(flush=True)
                 break

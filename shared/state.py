@@ -15,13 +15,46 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from shared import events as ev
 
 Status = Literal["pending", "cataloging", "assembling", "uploading", "complete", "failed", "cancelled", "expired"]
+STATUSES: tuple[str, ...] = get_args(Status)
 TERMINAL: frozenset[str] = frozenset({"complete", "failed", "cancelled", "expired"})
 ACTIVE: frozenset[str] = frozenset({"pending", "cataloging", "assembling", "uploading"})
+RESENDABLE: frozenset[str] = frozenset({"complete", "failed"})  # the two outcomes that have an email
+# Every admitted export uses up the tenant's hour except one that failed (the person did not get it).
+COUNTS_TOWARD_LIMIT: frozenset[str] = frozenset({"complete", "expired", "cancelled"})
+# The status an export has whenever this event is its last one (nothing after it can be newer).
+_DECIDES: dict[str, Status] = {"ExportRequested": "pending", "ExportCompleted": "complete",
+                               "ExportFailed": "failed", "ExportCancelled": "cancelled"}
+# Last events of an export whose step is running: a worker holds it and keeps its heartbeat alive.
+_RUNNING_AFTER: frozenset[str] = frozenset({"CatalogStarted", "UploadStarted", "PartUploaded", "FinalizeStarted",
+                                            "StepFailed"})
+_STEP_OF: dict[str, str] = {"pending": "catalog", "cataloging": "catalog", "assembling": "assemble",
+                            "uploading": "finalize"}
+
+
+# -- questions asked of a status or an event type (callers that hold no fold) -----------------
+def is_terminal(status: str | None) -> bool:
+    """Ended: nothing moves it but the email, the janitor's expiry and an operator."""
+    return status in TERMINAL
+
+
+def counts_toward_limit(status: str | None) -> bool:
+    """Does an export with this status use up the tenant's hourly export?"""
+    return status in COUNTS_TOWARD_LIMIT
+
+
+def decided_by(event_type: str) -> Status | None:
+    """The export's status when ``event_type`` is its last event, or None when only the fold can say."""
+    return _DECIDES.get(event_type)
+
+
+def step_running_after(event_type: str) -> bool:
+    """An export whose last event is ``event_type`` is inside a step (not waiting in a queue)."""
+    return event_type in _RUNNING_AFTER
 
 
 @dataclass(frozen=True)
@@ -89,6 +122,26 @@ class ExportState:
     def cancel_wins(self) -> bool:
         """A cancel was asked for and can still win: the canceller's to finish, not the finalizer's."""
         return self.cancel_requested and self.cancellable
+
+    @property
+    def step(self) -> str | None:
+        """The step the export is in or waits for (cancel while a cancel can win); for a failed
+        export the step that failed; None once it ended otherwise."""
+        if self.status == "failed":
+            return self.failure.step if self.failure else None
+        if self.cancel_requested and not self.terminal:
+            return "cancel"
+        return _STEP_OF.get(self.status or "")
+
+    @property
+    def email_due(self) -> bool:
+        """The person asked for an email, the export has an outcome, and no email was recorded for it."""
+        wants = self.request is not None and self.request.delivery_method == "email"
+        return wants and self.notification is None and self.status in RESENDABLE
+
+    @property
+    def counts_toward_limit(self) -> bool:
+        return counts_toward_limit(self.status)
 
     def attempts_of(self, step: str) -> int:
         return dict(self.attempts).get(step, 0)
@@ -204,8 +257,6 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
             return replace(s, notification="failed", notification_reason=event.reason)
     return s
 
-
-RESENDABLE: frozenset[str] = frozenset({"complete", "failed"})  # the two outcomes that have an email
 
 
 def retryable(state: ExportState) -> bool:

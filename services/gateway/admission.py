@@ -21,9 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.state import TERMINAL
-
-COUNTS = frozenset({"complete", "expired", "cancelled"})  # statuses that use up the tenant's hour
+from shared.state import counts_toward_limit, is_terminal
 
 
 @dataclass(frozen=True)
@@ -99,9 +97,9 @@ def decide(now: datetime, slot: Slot | None, active_status: str | None, *, new_e
     if active is not None:
         if active_status is None and reservation_live(slot, None, now, reservation_timeout_s):
             return Conflict(active)
-        if active_status is not None and active_status not in TERMINAL:
+        if active_status is not None and not is_terminal(active_status):
             return Conflict(active)
-        if active_status in COUNTS:
+        if counts_toward_limit(active_status):
             counted_at, counted_id = slot.reserved_at, active
     if counted_at is not None:
         next_allowed = counted_at + timedelta(seconds=window_s)

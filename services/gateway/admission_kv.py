@@ -24,11 +24,10 @@ from services.gateway.problems import Unavailable
 from shared import events as ev
 from shared.bus import Bus, kv_names
 from shared.settings import Settings
+from shared.state import decided_by
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 MAX_ROUNDS = 25
-_DECISIVE = {"ExportRequested": "pending", "ExportCompleted": "complete", "ExportFailed": "failed",
-             "ExportCancelled": "cancelled"}
 
 Outcome = adm.Admit | adm.Conflict | adm.RateLimited | adm.Replay | adm.Mismatch
 
@@ -80,7 +79,7 @@ class AdmissionStore:
                 direct=True)
         except NotFoundError:
             return None
-        status = _DECISIVE.get((msg.subject or "").rsplit(".", 1)[-1])
+        status = decided_by((msg.subject or "").rsplit(".", 1)[-1])  # any other (or unknown) type: fold
         if status:
             return status
         return (await self.bus.log.load(tenant_id, export_id)).state.status

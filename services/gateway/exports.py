@@ -16,7 +16,7 @@ from services.gateway import admission as adm
 from services.gateway import problems as p
 from services.gateway.auth import Identity, valid_id
 from services.gateway.keys import ADMISSION, BUS, READ_MODEL, SETTINGS
-from services.gateway.projection import Row, project
+from services.gateway.projection import Row, fold_rows
 from services.gateway.schemas import ExportRequest
 from shared import events as ev
 from shared.cancel import CancelContended, NoSuchExport, NotCancellable, request_cancel
@@ -80,8 +80,7 @@ async def find_row(app: web.Application, who: Identity, export_id: str) -> Row:
     if row is not None:
         return row
     require_bus(app)
-    async for seq, event in app[BUS].log.history(who.tenant_id, export_id):
-        row = project(row, event, seq)
+    row = fold_rows([item async for item in app[BUS].log.history(who.tenant_id, export_id)])
     if row is None:
         raise p.NotFound("No export with this id.")
     return row

@@ -1,22 +1,21 @@
-"""One ``storage_exports`` row folded from events: the read model's pure projection.
+"""One ``storage_exports`` row: a pure function of the export's fold (:class:`shared.state.ExportState`).
 
-It follows :func:`shared.state.apply` rule for rule (a unit test folds the same events both ways
-and compares), keeping only what the row needs: the last part's counters instead of every part.
-Times are Unix milliseconds (UTC). ``workflow_id`` stays NULL: there is no workflow engine.
+No rule lives here. Status, progress, ETA, error count, item counts and every transition are the
+fold's (:func:`shared.state.apply`); :func:`row_from_state` only copies what the table shows into
+flat columns. Times are Unix milliseconds (UTC). ``workflow_id`` stays NULL: there is no workflow
+engine.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from shared import events as ev
-from shared.state import RESENDABLE, TERMINAL
-
-_AFTER_TERMINAL = (ev.NotificationSent, ev.NotificationFailed, ev.ExportExpired, ev.ExportRetried,
-                   ev.ResendRequested)
+from shared.state import ExportState, apply, is_terminal
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class Row:
     username: str = ""
     sha256: str | None = None
     error_count: int = 0
-    error_source: int = 0  # which event error_count came from: 1 cataloged, 2 assembled, 3 completed
+    error_source: int = 0  # which event error_count came from: 1 cataloged (or a retry), 2 assembled, 3 completed
     bytes_done: int = 0
     total_bytes: int | None = None  # None until cataloged
     items_done: int = 0
@@ -58,6 +57,7 @@ class Row:
     events: int = 0
     requested_seq: int = 0
     last_seq: int = 0
+    eta_seconds: float | None = None  # ExportState.eta_seconds() when the row was written
 
     @classmethod
     def columns(cls) -> list[str]:
@@ -68,7 +68,7 @@ class Row:
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL
+        return is_terminal(self.status)
 
     def counts(self) -> dict[str, int]:
         return json.loads(self.item_counts) if self.item_counts else {}
@@ -77,115 +77,76 @@ class Row:
 _NAMES = tuple(Row.columns())
 
 
-def replace(row: Row, **changes: Any) -> Row:
-    """``dataclasses.replace`` for this flat frozen row, ~10x faster (a replay calls it per event)."""
-    new = object.__new__(Row)
-    new.__dict__.update(row.__dict__)
-    new.__dict__.update(changes)
-    return new
-
-
 def ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
-def _progress(row: Row) -> int:
-    total = row.total_bytes or 0
-    return 10 if total <= 0 else 10 + min(75, (75 * row.bytes_done) // total)
+def _ms(value: datetime | None) -> int | None:
+    return None if value is None else ms(value)
 
 
-def project(row: Row | None, event: ev.Event, seq: int) -> Row | None:
-    """The row after ``event`` (stream sequence ``seq``). Events before ExportRequested are ignored."""
-    if isinstance(event, ev.ExportRequested):
-        return Row(
-            id=event.export_id, tenant_id=event.tenant_id, user_email=event.user_email, mode=event.mode,
-            include_images=int(event.include_images), delivery_method=event.delivery_method,
-            status="pending", progress=0, created_at=ms(event.occurred_at), updated_at=ms(event.occurred_at),
-            user_id=event.user_id, username=event.username, events=(row.events if row else 0) + 1,
-            requested_seq=seq, last_seq=seq)
-    if row is None:
+def row_from_state(state: ExportState, requested_seq: int, last_seq: int) -> Row | None:
+    """The row of an export whose fold is ``state``: ``requested_seq`` is the stream sequence of its
+    ExportRequested, ``last_seq`` of the last event folded. None before the export was requested."""
+    req = state.request
+    if req is None or state.status is None or state.created_at is None:
         return None
-    r = replace(row, events=row.events + 1, updated_at=ms(event.occurred_at), last_seq=seq)
-    if row.terminal and not isinstance(event, _AFTER_TERMINAL):
-        return r
-    match event:
-        case ev.CatalogStarted():
-            return replace(r, status="cataloging", progress=5)
-        case ev.ExportCataloged():
-            return replace(_errors(r, 1, event.error_count), status="assembling", progress=10,
-                           r2_key=event.archive_key, total_bytes=event.total_bytes,
-                           items_total=event.member_count, item_counts=_counts(event.item_counts))
-        case ev.UploadStarted():
-            reset = r.upload_id is not None and r.upload_id != event.upload_id
-            return replace(r, status="assembling", upload_id=event.upload_id,
-                           bytes_done=0 if reset else r.bytes_done, items_done=0 if reset else r.items_done,
-                           assembling_since=r.assembling_since or ms(event.occurred_at))
-        case ev.PartUploaded():
-            r = replace(r, status="assembling", bytes_done=event.source_bytes_done,
-                        items_done=event.members_done, last_part_at=ms(event.occurred_at))
-            return replace(r, progress=_progress(r))
-        case ev.ArchiveAssembled():
-            return replace(_errors(r, 2, event.error_count), status="uploading", progress=90)
-        case ev.FinalizeStarted():
-            return replace(r, status="uploading", progress=90, finalize_started=1)
-        case ev.ExportCompleted():
-            return replace(_errors(r, 3, event.error_count), status="complete", progress=100,
-                           r2_key=event.archive_key, file_size_bytes=event.size_bytes, sha256=event.sha256,
-                           item_counts=_counts(event.item_counts), completed_at=ms(event.occurred_at),
-                           expires_at=ms(event.expires_at))
-        case ev.ExportFailed():
-            return replace(r, status="failed", error_message=event.reason)
-        case ev.CancelRequested():
-            return replace(r, cancel_requested=1)
-        case ev.ExportCancelled():
-            return replace(r, status="cancelled")
-        case ev.ExportExpired():
-            return replace(r, status="expired", r2_key=None) if r.status == "complete" else r
-        case ev.ExportRetried():
-            return _retried(r, event)
-        case ev.ResendRequested():
-            return replace(r, notification=None, notification_reason=None) if r.status in RESENDABLE else r
-        case ev.NotificationSent():
-            return replace(r, notification="sent", notification_reason=None)
-        case ev.NotificationFailed():
-            return replace(r, notification="failed", notification_reason=event.reason)
-    return r
-
-
-def _retried(r: Row, event: ev.ExportRetried) -> Row:
-    """As shared.state's retry rule: a failed export becomes active again at ``from_step``."""
-    if r.status != "failed" or r.cancel_requested:
-        return r
-    r = replace(r, error_message=None, notification=None, notification_reason=None)
-    if event.from_step == "finalize":
-        return replace(r, status="uploading", progress=90)
-    keep = event.from_step == "assemble" and r.upload_id is not None and r.upload_id == event.upload_id
-    r = replace(r, finalize_started=0, error_count=event.error_count, error_source=1)
-    if not keep:
-        r = replace(r, upload_id=None, bytes_done=0, items_done=0, assembling_since=None, last_part_at=None)
-    if event.from_step == "assemble":
-        r = replace(r, status="assembling")
-        return replace(r, progress=_progress(r))
-    return replace(r, status="pending", progress=0, r2_key=None, total_bytes=None, items_total=None,
-                   item_counts=None)
-
-
-def _errors(row: Row, source: int, count: int) -> Row:
-    """As ExportState.error_count: the completed count wins over the assembled, that over the cataloged."""
-    return row if source < row.error_source else replace(row, error_count=count, error_source=source)
+    done, assembled, cataloged = state.completed, state.assembled, state.cataloged
+    if state.status == "expired":
+        key = None  # the janitor deleted the archive
+    elif done is not None:
+        key = done.archive_key
+    else:
+        key = cataloged.archive_key if cataloged else None
+    source = 3 if done else 2 if assembled else 1 if (cataloged or state.attempt > 1) else 0
+    return Row(
+        id=req.export_id, tenant_id=req.tenant_id, user_email=req.user_email, mode=req.mode,
+        include_images=int(req.include_images), delivery_method=req.delivery_method,
+        status=state.status, progress=state.progress, created_at=ms(state.created_at), r2_key=key,
+        file_size_bytes=done.size_bytes if done else None,
+        item_counts=_counts(state.item_counts()) if (done or assembled or cataloged) else None,
+        error_message=state.failure.reason if state.failure else None,
+        updated_at=_ms(state.updated_at), completed_at=_ms(done.occurred_at if done else None),
+        expires_at=_ms(done.expires_at if done else None), user_id=req.user_id, username=req.username,
+        sha256=done.sha256 if done else None, error_count=state.error_count, error_source=source,
+        bytes_done=state.bytes_done, total_bytes=cataloged.total_bytes if cataloged else None,
+        items_done=state.items_done, items_total=cataloged.member_count if cataloged else None,
+        upload_id=state.upload.upload_id if state.upload else None,
+        assembling_since=_ms(state.assembling_since), last_part_at=_ms(state.last_part_at),
+        finalize_started=int(state.finalize_started), cancel_requested=int(state.cancel_requested),
+        notification=state.notification, notification_reason=state.notification_reason,
+        events=state.events, requested_seq=requested_seq, last_seq=last_seq, eta_seconds=state.eta_seconds())
 
 
 def _counts(counts: dict[str, int]) -> str:
     return json.dumps(counts, sort_keys=True, separators=(",", ":"))
 
 
-def eta_seconds(row: Row) -> float | None:
-    """Seconds left at the rate seen since assembly began (as ExportState.eta_seconds)."""
-    if row.status != "assembling" or row.total_bytes is None or row.bytes_done <= 0:
-        return None
-    if row.assembling_since is None or row.last_part_at is None:
-        return None
-    elapsed = (row.last_part_at - row.assembling_since) / 1000
-    if elapsed <= 0:
-        return None
-    return round(max(0, row.total_bytes - row.bytes_done) * elapsed / row.bytes_done, 1)
+@dataclass(frozen=True)
+class Fold:
+    """One export as the read model folds it: the shared fold and the sequence of its request."""
+
+    state: ExportState
+    requested_seq: int
+
+    def row(self, last_seq: int) -> Row | None:
+        return row_from_state(self.state, self.requested_seq, last_seq)
+
+
+def advance(fold: Fold | None, seq: int, event: ev.Event) -> Fold | None:
+    """``fold`` after ``event`` (stream sequence ``seq``): :func:`shared.state.apply`, nothing more.
+    The read model folds an export from its ExportRequested on (an event before it has no row)."""
+    if fold is None:
+        if not isinstance(event, ev.ExportRequested):
+            return None
+        return Fold(apply(ExportState(), event), seq)
+    state = apply(fold.state, event)
+    return Fold(state, seq if state.request is event else fold.requested_seq)
+
+
+def fold_rows(events: Iterable[tuple[int, ev.Event]]) -> Row | None:
+    """The row of one export's whole history (what the projector ends with)."""
+    fold, last = None, 0
+    for seq, event in events:
+        fold, last = advance(fold, seq, event), seq
+    return fold.row(last) if fold else None

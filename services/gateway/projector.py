@@ -3,6 +3,11 @@ right after the last applied stream sequence, woken by the core messages of new 
 only: what is applied is what the stream holds) and by a poll every ``IDLE_CHECK_S`` as a backstop.
 :func:`replay` rebuilds the table the same way.
 
+Each row is :func:`services.gateway.projection.row_from_state` of the export's shared fold, kept in
+memory per export (:class:`Folds`, least recently used out). A miss — after a restart, or an export
+pushed out — re-folds that export's events before the sequence from the log; an export with no row
+yet needs no read (it starts at its ExportRequested).
+
 An event whose body disagrees with its subject, of a type this version does not know, or that does
 not parse is skipped (logged, counted) and its sequence still counts as applied: it never reaches
 the table and never stops the projector.
@@ -15,9 +20,10 @@ import contextlib
 import logging
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from services.gateway.projection import Row, project
+from services.gateway.projection import Fold, advance
 from services.gateway.readmodel import ReadModel
 from shared import events as ev
 from shared.bus import Bus
@@ -29,6 +35,38 @@ log = logging.getLogger(__name__)
 IDLE_CHECK_S = 2.0
 REPLAY_BATCH = 5000  # events folded in memory per write when rebuilding
 READ_BATCH = 1024
+FOLDS_KEPT = 10_000  # exports whose fold the projector keeps in memory
+
+Miss = Callable[[str, str, int], Awaitable[Fold | None]]
+
+
+class Folds:
+    """The fold of each export the projector applied, by (tenant, export). ``miss(tenant, export,
+    seq)`` gives the fold of the export's events before ``seq`` when it is not kept here."""
+
+    def __init__(self, miss: Miss | None = None, limit: int | None = FOLDS_KEPT) -> None:
+        self._kept: dict[tuple[str, str], Fold] = {}  # insertion order: least recently used first
+        self._miss = miss
+        self._limit = limit
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def get(self, tenant_id: str, export_id: str) -> Fold | None:
+        return self._kept.get((tenant_id, export_id))
+
+    async def apply(self, seq: int, event: ev.Event) -> Fold | None:
+        """The export's fold after ``event``; None while it has no ExportRequested."""
+        key = (event.tenant_id, event.export_id)
+        fold = self._kept.pop(key, None)
+        if fold is None and self._miss is not None:
+            fold = await self._miss(event.tenant_id, event.export_id, seq)
+        fold = advance(fold, seq, event)
+        if fold is not None:
+            self._kept[key] = fold
+            if self._limit is not None and len(self._kept) > self._limit:
+                del self._kept[next(iter(self._kept))]
+        return fold
 
 
 def decode(prefix: str, stored: Stored) -> ev.Event | None:
@@ -49,9 +87,10 @@ async def read_from(bus: Bus, start: int, batch: int = READ_BATCH) -> tuple[list
 class Projector:
     """Keeps one :class:`ReadModel` current; one task, events applied strictly in stream order."""
 
-    def __init__(self, bus: Bus, model: ReadModel) -> None:
+    def __init__(self, bus: Bus, model: ReadModel, folds_kept: int = FOLDS_KEPT) -> None:
         self.bus = bus
         self.model = model
+        self.folds = Folds(self._refold, folds_kept)
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -69,6 +108,17 @@ class Projector:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    async def _refold(self, tenant_id: str, export_id: str, seq: int) -> Fold | None:
+        """The export's fold before ``seq``, from the log; no read when it has no row yet."""
+        if await self.model.get(tenant_id, export_id) is None:
+            return None
+        fold = None
+        async for at, event in self.bus.log.history(tenant_id, export_id):
+            if at >= seq:
+                break
+            fold = advance(fold, at, event)
+        return fold
+
     async def _on_core(self, _msg: object) -> None:
         self._wake.set()
 
@@ -84,9 +134,11 @@ class Projector:
                     if await self.model.bind(identity) or self.model.position > int(info.state.last_seq):
                         log.warning("the read model was built from another stream: rebuilding it")
                         await self.model.reset()
+                        self.folds = Folds(self._refold, self.folds._limit)
                     await self._follow()
                 except Exception as exc:  # the bus is down, a read timed out: retry from the position
                     log.warning("projector restarting after %r", exc)
+                    self.folds = Folds(self._refold, self.folds._limit)  # it may be ahead of the table
                     await asyncio.sleep(1.0)
         finally:
             if sub is not None:
@@ -99,7 +151,11 @@ class Projector:
             self._wake.clear()
             messages, pending = await read_from(self.bus, self.model.position + 1)
             for stored in messages:
-                await self.model.apply(stored.seq, decode(prefix, stored))
+                if stored.seq <= self.model.position:
+                    continue  # already applied (redelivery after a reconnect)
+                event = decode(prefix, stored)
+                fold = await self.folds.apply(stored.seq, event) if event is not None else None
+                await self.model.apply(stored.seq, fold.row(stored.seq) if fold else None)
             if pending:
                 continue
             try:
@@ -120,8 +176,8 @@ async def replay(target: Settings | Path | str, bus: Bus, *, timeout: float = 30
     model = await ReadModel.open(tmp)
     try:
         last = int((await bus.js.stream_info(bus.log.stream)).state.last_seq)
-        rows: dict[tuple[str, str], Row] = {}
-        dirty: set[tuple[str, str]] = set()
+        folds = Folds(limit=None)  # from sequence 1: every export's fold is here, none is missed
+        dirty: dict[tuple[str, str], int] = {}  # export → its last sequence
         reached = pending = 0
         while reached < last:
             async with asyncio.timeout(timeout):
@@ -131,14 +187,12 @@ async def replay(target: Settings | Path | str, bus: Bus, *, timeout: float = 30
                 event = decode(bus.log.prefix, stored)
                 if event is None:
                     continue
-                key = (event.tenant_id, event.export_id)
-                row = project(rows.get(key), event, reached)
-                if row is not None:
-                    rows[key] = row
-                    dirty.add(key)
+                if await folds.apply(reached, event) is not None:
+                    dirty[(event.tenant_id, event.export_id)] = reached
             pending += len(messages)
             if pending >= REPLAY_BATCH or reached >= last or not more:
-                await model.write_rows([rows[k] for k in dirty], reached)
+                rows = [fold.row(seq) for (t, e), seq in dirty.items() if (fold := folds.get(t, e))]
+                await model.write_rows([r for r in rows if r is not None], reached)
                 dirty.clear()
                 pending = 0
             if not messages or not more:

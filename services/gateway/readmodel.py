@@ -1,12 +1,14 @@
 """The gateway's read model: one SQLite ``storage_exports`` table per gateway process.
 
-Every column comes from events (:func:`services.gateway.projection.project`). The stream sequence
+Every row is the shared fold of the export's events (:func:`services.gateway.projection.row_from_state`,
+computed by the projector). The stream sequence
 of the last applied event is stored in ``projector_position`` in the same transaction as the row,
 so a restart resumes exactly after it and a replay from sequence 1 ends identical.
 
 Rows are keyed by (tenant, export): an export id names nothing on its own (an event on another
 tenant's subject with the same export id is another export). A table from before that key
-(``PRAGMA user_version`` < 2) is dropped at open and rebuilt from the log by the projector.
+(``PRAGMA user_version`` < 2), or without the ``eta_seconds`` column (< 3), is dropped at open and
+rebuilt from the log by the projector.
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ from pathlib import Path
 
 import aiosqlite
 
-from services.gateway.projection import Row, project
-from shared import events as ev
+from services.gateway.projection import Row
 
 _TYPES = {"include_images": "INTEGER NOT NULL DEFAULT 1", "progress": "INTEGER NOT NULL DEFAULT 0",
           "created_at": "INTEGER NOT NULL", "id": "TEXT NOT NULL", "tenant_id": "TEXT NOT NULL",
           "user_email": "TEXT NOT NULL", "mode": "TEXT NOT NULL DEFAULT 'blog'",
-          "delivery_method": "TEXT NOT NULL DEFAULT 'email'", "status": "TEXT NOT NULL DEFAULT 'pending'"}
+          "delivery_method": "TEXT NOT NULL DEFAULT 'email'", "status": "TEXT NOT NULL DEFAULT 'pending'", "eta_seconds": "REAL"}
 COLUMNS = Row.columns()
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS storage_exports (\n  "
@@ -36,7 +37,7 @@ SCHEMA = [
     "last_seq INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS projector_stream (id INTEGER PRIMARY KEY CHECK (id = 1), identity TEXT NOT NULL)",
 ]
-SCHEMA_VERSION = 2  # 2: keyed by (tenant_id, id)
+SCHEMA_VERSION = 3  # 2: keyed by (tenant_id, id); 3: eta_seconds from the shared fold
 _UPSERT = (f"INSERT OR REPLACE INTO storage_exports ({', '.join(COLUMNS)}) "
            f"VALUES ({', '.join('?' for _ in COLUMNS)})")
 
@@ -98,14 +99,13 @@ class ReadModel:
     async def close(self) -> None:
         await self.db.close()
 
-    async def apply(self, seq: int, event: ev.Event | None) -> None:
-        """Apply the event at ``seq`` (None: an event this version does not know) in one transaction."""
+    async def apply(self, seq: int, row: Row | None) -> None:
+        """Store the row the event at ``seq`` produced (None: an event that makes no row, such as one
+        this version does not know) and the position, in one transaction."""
         if seq <= self.position:
             return  # already applied (redelivery after a reconnect)
-        if event is not None:
-            row = project(await self._row(event.tenant_id, event.export_id), event, seq)
-            if row is not None:
-                await self.db.execute(_UPSERT, row.values())
+        if row is not None:
+            await self.db.execute(_UPSERT, row.values())
         await self.db.execute("INSERT OR REPLACE INTO projector_position (id, last_seq) VALUES (1, ?)", (seq,))
         await self.db.commit()
         async with self._moved:

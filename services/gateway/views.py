@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from services.gateway.projection import Row, eta_seconds
+from services.gateway.projection import Row
 from services.gateway.schemas import ExportStatus, HistoryItem, from_ms, human_size
 from shared.snapshot import is_archive_key_of
 
@@ -34,7 +34,7 @@ async def status_view(row: Row, sign: Signer, max_ttl_s: float, now_ms: int | No
         export_id=row.id, status=status, progress=row.progress, item_counts=row.counts(),
         created_at=from_ms(row.created_at), mode=row.mode, bytes_done=row.bytes_done,
         total_bytes=row.total_bytes, items_done=row.items_done, items_total=row.items_total,
-        eta_seconds=eta_seconds(row), error_count=row.error_count, notification=row.notification,
+        eta_seconds=row.eta_seconds, error_count=row.error_count, notification=row.notification,
     )
     if row.file_size_bytes is not None and status in ("complete", "expired"):
         fields |= dict(file_size=human_size(row.file_size_bytes), size_bytes=row.file_size_bytes,

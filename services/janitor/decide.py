@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from shared.state import ExportState
-
-# The last event of an export whose step is running (a worker holds it, so it must keep beating).
-IN_STEP = frozenset({"CatalogStarted", "UploadStarted", "PartUploaded", "FinalizeStarted", "StepFailed"})
+from shared.state import ExportState, step_running_after
 
 
 def is_expired(state: ExportState, now: datetime) -> bool:
@@ -21,7 +18,7 @@ def is_dead(state: ExportState, last_event: str, last_at: datetime | None, heart
     An export waiting in a queue (last event is a step's output) is not stuck, however long it
     waits; one that keeps beating is never touched, however long it runs.
     """
-    if state.terminal or heartbeat_alive or last_event not in IN_STEP or last_at is None:
+    if state.terminal or heartbeat_alive or not step_running_after(last_event) or last_at is None:
         return False
     return now - last_at > timedelta(seconds=ttl_s)
 

@@ -22,9 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def should_run(loaded: Loaded) -> bool:
-    s = loaded.state
-    wants_email = s.request is not None and s.request.delivery_method == "email"
-    return wants_email and s.notification is None and s.status in ("complete", "failed")
+    return loaded.state.email_due
 
 
 class Notifier:

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from shared.events import is_valid_id
 from shared.humanize import human_size
 from shared.settings import Settings
+from shared.state import STATUSES
 
 if TYPE_CHECKING:  # the commands import what they use when they run: `grove-export --help` stays quick
     from services.operator import actions, inspect
     from shared.bus import Bus
     from shared.objectstore import ObjectStore
 
-STATUSES = ("pending", "cataloging", "assembling", "uploading", "complete", "failed", "cancelled", "expired")
 STEPS = ("catalog", "assemble", "finalize", "notify", "cancel", "janitor")
 
 

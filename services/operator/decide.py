@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.gateway import admission as adm
-from shared.state import TERMINAL, ExportState, retryable
+from shared.state import RESENDABLE, ExportState, counts_toward_limit, is_terminal, retryable
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,7 @@ class RetryPlan:
 
 def step_of(state: ExportState) -> str | None:
     """The step an export is in (or waits for); for a failed one, the step that failed."""
-    if state.status == "failed":
-        return state.failure.step if state.failure else None
-    if state.cancel_requested and not state.terminal:
-        return "cancel"
-    return {"pending": "catalog", "cataloging": "catalog", "assembling": "assemble",
-            "uploading": "finalize"}.get(state.status or "")
+    return state.step
 
 
 def plan_retry(state: ExportState, *, snapshot_present: bool = False, upload_open: bool = False,
@@ -75,10 +70,10 @@ def slot_for_retry(slot: adm.Slot, active_status: str | None, now: datetime, exp
     active = slot.active_export_id
     counted_at, counted_id = slot.last_started_at, slot.last_export_id
     if active is not None and active != export_id:
-        if adm.reservation_live(slot, active_status, now, reservation_timeout_s) and active_status not in TERMINAL:
+        if adm.reservation_live(slot, active_status, now, reservation_timeout_s) and not is_terminal(active_status):
             return Refused(f"the tenant has another export in progress ({active}, {active_status or 'reserved'}); "
                            f"one active export per tenant")
-        if active_status in adm.COUNTS:
+        if counts_toward_limit(active_status):
             counted_at, counted_id = slot.reserved_at, active
     return adm.Slot(export_id, now, counted_at, counted_id)
 
@@ -90,7 +85,7 @@ def resend_refusal(state: ExportState) -> Refused | None:
         return Refused("this export was asked for as a download only; there is no email to send")
     if state.status == "expired":
         return Refused("the archive has expired and was deleted; the email would link to nothing")
-    if state.status not in ("complete", "failed"):
+    if state.status not in RESENDABLE:
         return Refused(f"the export is {state.status}; there is no outcome to email yet")
     if state.notification is None:
         return Refused("an email for this export is already due; the notifier is on it")
@@ -101,7 +96,7 @@ def unlock_refusal(tenant_exports: list[ExportState], admission: adm.Decision) -
     """Free the slot only when no export of the tenant is active in the log, and only when the
     admission rule (``admission``: what a new request would get now) actually holds the tenant back."""
     for state in tenant_exports:
-        if state.status not in TERMINAL:
+        if not state.terminal:
             return Refused(f"export {state.export_id} is {state.status} in the log; cancel it first "
                            f"(grove-export cancel {state.export_id}) or let it finish")
     if isinstance(admission, adm.Admit):

@@ -14,7 +14,7 @@ from shared import events as ev
 from shared.bus import Bus
 from shared.objectstore import ObjectStore
 from shared.settings import Settings
-from shared.state import ExportState
+from shared.state import TERMINAL, ExportState
 from tests.support.wait import until
 
 
@@ -31,7 +31,7 @@ async def request_export(bus: Bus, tenant_id: str, *, mode: str = "blog", includ
 
 async def wait_status(bus: Bus, tenant_id: str, export_id: str, statuses: set[str] | None = None,
                       timeout: float = 90.0) -> ExportState:
-    want = statuses or {"complete", "failed", "cancelled", "expired"}
+    want = statuses or TERMINAL
 
     async def check() -> ExportState | None:
         state = (await bus.log.load(tenant_id, export_id)).state

@@ -1,4 +1,5 @@
-"""The read model's row projection agrees with the shared fold (ExportState) on every sequence."""
+"""The read model's row is the shared fold (ExportState) copied into columns, on every sequence;
+the projector's per-export folds give the same rows however often an export is pushed out."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.gateway.projection import Row, eta_seconds, ms, project
+from services.gateway.projection import Row, advance, fold_rows, ms, row_from_state
+from services.gateway.projector import Folds
 from shared import events as ev
 from shared.state import ExportState, fold
 
@@ -68,10 +70,7 @@ def test_sequences_through_operator_retries_project_like_the_fold():
 
 
 def row_of(events: list[ev.Event]) -> Row | None:
-    row = None
-    for seq, event in enumerate(events, start=1):
-        row = project(row, event, seq)
-    return row
+    return fold_rows(enumerate(events, start=1))
 
 
 def assert_agrees(row: Row, state: ExportState) -> None:
@@ -87,7 +86,7 @@ def assert_agrees(row: Row, state: ExportState) -> None:
     assert bool(row.cancel_requested) == state.cancel_requested
     assert row.events == state.events
     assert row.created_at == ms(state.created_at) and row.updated_at == ms(state.updated_at)
-    assert eta_seconds(row) == state.eta_seconds()
+    assert row.eta_seconds == state.eta_seconds()
     if state.failure:
         assert row.error_message == state.failure.reason
 
@@ -117,11 +116,52 @@ def test_a_happy_path_fills_every_column_of_a_complete_export():
 def test_the_eta_comes_from_the_rate_since_assembly_began():
     events = timed([REQUEST, *POOL[:3], part(1, 250)])  # 250 of 1000 bytes in 7 s
     row = row_of(events)
-    assert row is not None and eta_seconds(row) == 21.0 == fold(events).eta_seconds()
+    assert row is not None and row.eta_seconds == 21.0 == fold(events).eta_seconds()
 
 
 def test_expiry_clears_the_key_and_events_before_a_request_are_ignored():
     events = timed([REQUEST, *POOL[:3], POOL[10], POOL[14]])
     row = row_of(events)
     assert row is not None and row.status == "expired" and row.r2_key is None
-    assert project(None, POOL[0], 1) is None
+    assert advance(None, 1, POOL[0]) is None
+    assert row_from_state(fold([POOL[0]]), 0, 1) is None
+
+
+def test_the_status_progress_and_counts_are_the_folds_answers_not_a_copy_of_its_rules():
+    """A row computed from a fold whose answers differ from the events' shows the fold's answers:
+    the row copies ExportState, it does not re-derive status, progress, ETA or the error count."""
+    events = timed([REQUEST, *POOL[:3], part(1, 250)])
+    state = fold(events)
+    odd = state.__class__(**{**state.__dict__, "status": "uploading", "progress": 42, "base_error_count": 9})
+    row = row_from_state(odd, 1, 5)
+    assert row is not None and (row.status, row.progress, row.error_count) == ("uploading", 42, 9)
+    assert row.eta_seconds is None  # the fold's ETA is only for an export that is assembling
+
+
+async def test_the_projectors_folds_give_the_same_rows_when_exports_are_pushed_out_and_refolded():
+    """A restart or an export pushed out of memory re-folds from the log: the rows do not change."""
+    logs: dict[tuple[str, str], list[tuple[int, ev.Event]]] = {}
+    stream: list[tuple[int, ev.Event]] = []
+    for n in range(3):
+        ids = dict(tenant_id="tenant_a", export_id=f"exp_{n}")
+        for e in timed([REQUEST, *POOL[:3], part(1, 300), part(2, 700), *POOL[8:11], POOL[15]]):
+            stream.append((0, e.model_copy(update=ids)))
+    stream = [(seq, e) for seq, (_, e) in enumerate(sorted(stream, key=lambda x: x[1].occurred_at), start=1)]
+    for seq, e in stream:
+        logs.setdefault((e.tenant_id, e.export_id), []).append((seq, e))
+    refolds = []
+
+    async def miss(tenant_id: str, export_id: str, seq: int):
+        refolds.append(export_id)
+        f = None
+        for at, e in logs.get((tenant_id, export_id), []):
+            if at < seq:
+                f = advance(f, at, e)
+        return f
+
+    kept, pushed = Folds(limit=None), Folds(miss, limit=1)
+    for seq, e in stream:
+        a, b = await kept.apply(seq, e), await pushed.apply(seq, e)
+        assert a is not None and b is not None and a.row(seq) == b.row(seq)
+    assert len(pushed) == 1 and refolds  # exports really were pushed out and re-folded
+    assert {f"exp_{n}" for n in range(3)} == {e for e in refolds}

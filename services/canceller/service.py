@@ -6,6 +6,10 @@ abort (a 5xx past the adapter's retries, a 405 from a store without the call, a 
 retried with a growing delay); after the last attempt the export is recorded cancelled anyway
 (``aborted_upload=False``) and the open upload is left to the janitor's orphan sweep, which
 keeps trying. The tenant is never held by an upload nobody can abort.
+
+Nothing gives up silently: ``aborted_upload`` is true only when the store really holds no part of
+the upload any more, and rounds that all lose to a moving log raise a :class:`StepError` (counted
+and retried), never fall through without ``ExportCancelled``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ def should_run(loaded: Loaded) -> bool:
     return loaded.state.cancel_wins
 
 
+ROUNDS = 20  # fenced tries at ExportCancelled per attempt (an assembler may log parts meanwhile)
+ABORT_TRIES = 50  # abort + list rounds until the store lists no part
+ABORT_DELAY_S = 0.05  # first pause between them, doubled up to 1 s
+
+
 class Canceller:
     def __init__(self, settings: Settings, store: ObjectStore) -> None:
         self.store = store
@@ -36,7 +45,7 @@ class Canceller:
         self.attempts = settings.step_attempts
 
     async def __call__(self, ctx: StepContext) -> None:
-        for _ in range(20):
+        for _ in range(ROUNDS):
             s = ctx.state
             aborted = False
             if s.upload is not None:
@@ -49,6 +58,8 @@ class Canceller:
             except Conflict:  # an assembler logged a part meanwhile: re-read, abort again
                 if not should_run(await ctx.reload()):
                     return
+        else:
+            raise StepError("The export kept changing while we cancelled it; we will try again.")
         try:
             await remove_work_objects(self.store, self.bucket, ctx.state.tenant_id, ctx.state.export_id)
         except StoreError as e:  # the janitor removes work objects of finished exports too
@@ -69,7 +80,7 @@ class Canceller:
             raise StepError("The storage service did not let us remove the partial upload yet.") from None
 
     async def abort_until_empty(self, key: str, upload_id: str) -> None:
-        for attempt in range(50):
+        for attempt in range(ABORT_TRIES):
             try:
                 await self.store.abort_multipart(self.bucket, key, upload_id)
             except NoSuchUpload:
@@ -79,5 +90,5 @@ class Canceller:
                     return
             except NoSuchUpload:
                 return
-            await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
-        raise StoreError("parts kept appearing after the abort")
+            await asyncio.sleep(min(ABORT_DELAY_S * 2**attempt, 1.0))
+        raise StoreError(f"parts kept appearing after {ABORT_TRIES} aborts")

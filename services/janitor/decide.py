@@ -11,23 +11,29 @@ def is_expired(state: ExportState, now: datetime) -> bool:
     return state.status == "complete" and state.completed is not None and state.completed.expires_at <= now
 
 
-def is_dead(state: ExportState, last_event: str, last_at: datetime | None, heartbeat_alive: bool,
+def is_dead(state: ExportState, last_event: str, last_at: datetime | None, heartbeat_alive: bool | None,
             ttl_s: float, now: datetime) -> bool:
     """A step was running, its heartbeat key expired, and nothing happened for a whole TTL.
 
     An export waiting in a queue (last event is a step's output) is not stuck, however long it
-    waits; one that keeps beating is never touched, however long it runs.
+    waits; one that keeps beating is never touched, however long it runs. ``heartbeat_alive`` None:
+    the heartbeat could not be read (a KV hiccup) — unknown is not dead, the next run decides.
     """
+    if heartbeat_alive is None:
+        return False
     if state.terminal or heartbeat_alive or not step_running_after(last_event) or last_at is None:
         return False
     return now - last_at > timedelta(seconds=ttl_s)
 
 
-def is_abandoned_cancel(state: ExportState, last_at: datetime | None, heartbeat_alive: bool, ttl_s: float,
-                        now: datetime) -> bool:
+def is_abandoned_cancel(state: ExportState, last_at: datetime | None, heartbeat_alive: bool | None,
+                        ttl_s: float, now: datetime) -> bool:
     """A cancel nobody completes (no canceller running, or one that died): asked for, not finished,
     not overtaken by the finalizer, no heartbeat and nothing logged for a whole TTL. The janitor
-    records it cancelled so the tenant is free; its upload is then an orphan it aborts."""
+    records it cancelled so the tenant is free; its upload is then an orphan it aborts. A heartbeat
+    that could not be read (None) is not a missing one."""
+    if heartbeat_alive is None:
+        return False
     if not state.cancel_requested or state.terminal or state.finalize_started or heartbeat_alive:
         return False
     return last_at is not None and now - last_at > timedelta(seconds=ttl_s)

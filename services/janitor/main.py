@@ -13,6 +13,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from nats.js.errors import KeyNotFoundError
+
 from services.janitor.decide import is_abandoned_cancel, is_dead, is_expired, is_orphan_upload
 from shared import events as ev
 from shared.bus import Bus, connect
@@ -156,11 +158,17 @@ class Janitor:
             direct=True)
         return (msg.subject or "").rsplit(".", 1)[-1], msg.time
 
-    async def _beating(self, tenant_id: str, export_id: str) -> bool:
+    async def _beating(self, tenant_id: str, export_id: str) -> bool | None:
+        """True: a worker beats; False: no heartbeat key (expired or deleted); None: the read
+        failed (a KV hiccup), which says nothing about the worker."""
         try:
             entry = await self.bus.heartbeats.get(f"{tenant_id}.{export_id}")
-        except Exception:
+        except KeyNotFoundError:  # also KeyDeletedError: the worker's key is gone
             return False
+        except Exception as e:
+            log.warning("janitor: heartbeat of %s unreadable (%r); leaving it for the next run", export_id, e,
+                        extra={"export_id": export_id, "tenant_id": tenant_id})
+            return None
         return bool(entry and entry.value)
 
 

@@ -1,0 +1,131 @@
+"""Loops that run out of tries say so: the canceller's rounds, the abort that never empties the
+upload, and a heartbeat the janitor could not read — on the in-memory log, no server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from nats.js.errors import KeyNotFoundError
+
+from services.canceller import service as canceller
+from services.canceller.service import Canceller
+from services.janitor.decide import is_abandoned_cancel, is_dead
+from services.janitor.main import Janitor, Summary
+from shared import events as ev
+from shared.memlog import InMemoryEventLog
+from shared.objectstore import NoSuchUpload
+from shared.settings import Settings
+from shared.state import fold
+from shared.worker import StepContext, StepError
+from tests.unit.test_state_fold import CATALOGED, UPLOAD, E, part, requested
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class Store:
+    """Just what the canceller calls; ``parts_left`` is what list_parts keeps answering."""
+
+    def __init__(self, parts_left: bool) -> None:
+        self.parts_left = parts_left
+        self.aborts = 0
+
+    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        self.aborts += 1
+
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[object]:
+        if self.parts_left:
+            return [SimpleNamespace(number=1)]
+        raise NoSuchUpload(upload_id)
+
+    async def list_keys(self, bucket: str, prefix: str) -> list[object]:
+        return []
+
+
+async def cancelling(log: InMemoryEventLog, *failed_attempts: int) -> StepContext:
+    seq = 0
+    for event in (requested(), CATALOGED, UPLOAD, part(1, 500, 10), ev.CancelRequested(**E, requested_by="u"),
+                  *(ev.StepFailed(**E, step="cancel", attempt=n, reason="x") for n in failed_attempts)):
+        seq = await log.append(event, seq)
+    return StepContext(log, await log.load("t1", "exp_1"), Settings())
+
+
+def cancelled(log: InMemoryEventLog) -> list[ev.ExportCancelled]:
+    return [e for _, e in log.messages if isinstance(e, ev.ExportCancelled)]
+
+
+class MovingLog(InMemoryEventLog):
+    """An assembler logs a part just before every ExportCancelled: each fenced try loses."""
+
+    async def append(self, event: ev.Event, expected_seq: int, msg_id: str | None = None) -> int:
+        if isinstance(event, ev.ExportCancelled):
+            n = len(self.messages) + 2
+            await super().append(part(n, 500, n * 10), await self.last_seq(event.tenant_id, event.export_id))
+        return await super().append(event, expected_seq, msg_id)
+
+
+async def test_cancel_rounds_that_all_lose_raise_a_step_error_instead_of_returning() -> None:
+    log = MovingLog(producer="canceller")
+    ctx = await cancelling(log)
+    with pytest.raises(StepError, match="kept changing"):
+        await Canceller(Settings(), Store(parts_left=False))(ctx)  # type: ignore[arg-type]
+    assert cancelled(log) == []
+    assert sum(isinstance(e, ev.PartUploaded) for _, e in log.messages) == canceller.ROUNDS + 1
+
+
+async def test_an_upload_that_never_empties_is_a_retried_failure_and_never_aborted_upload_true(monkeypatch) -> None:
+    monkeypatch.setattr(canceller, "ABORT_TRIES", 3)
+    monkeypatch.setattr(canceller, "ABORT_DELAY_S", 0.0)
+    store = Store(parts_left=True)
+    log = InMemoryEventLog(producer="canceller")
+    with pytest.raises(StepError, match="partial upload"):
+        await Canceller(Settings(), store)(await cancelling(log))  # type: ignore[arg-type]
+    assert store.aborts == 3 and cancelled(log) == []
+
+    last = InMemoryEventLog(producer="canceller")  # the last allowed attempt: cancelled, and says what happened
+    await Canceller(Settings(), store)(await cancelling(last, 1, 2, 3))  # type: ignore[arg-type]
+    assert [e.aborted_upload for e in cancelled(last)] == [False]
+
+
+async def test_an_upload_the_store_really_emptied_is_reported_aborted() -> None:
+    log = InMemoryEventLog(producer="canceller")
+    await Canceller(Settings(), Store(parts_left=False))(await cancelling(log))  # type: ignore[arg-type]
+    assert [e.aborted_upload for e in cancelled(log)] == [True]
+
+
+def test_an_unreadable_heartbeat_is_neither_dead_nor_an_abandoned_cancel() -> None:
+    running = fold([requested(), ev.CatalogStarted(**E)])
+    late = NOW - timedelta(minutes=10)
+    assert is_dead(running, "CatalogStarted", late, False, 60, NOW)  # missing: dead
+    assert not is_dead(running, "CatalogStarted", late, None, 60, NOW)  # unknown: not dead
+    stopping = fold([requested(), ev.CancelRequested(**E, requested_by="u")])
+    assert is_abandoned_cancel(stopping, late, False, 60, NOW)
+    assert not is_abandoned_cancel(stopping, late, None, 60, NOW)
+
+
+class Heartbeats:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def get(self, key: str) -> object:
+        raise self.error
+
+
+@pytest.mark.parametrize(("error", "fails"), [(KeyNotFoundError(), True), (TimeoutError(), False),
+                                              (ConnectionError("kv"), False)])
+async def test_the_janitor_fails_an_export_only_when_its_heartbeat_is_known_to_be_gone(error, fails) -> None:
+    log = InMemoryEventLog(producer="janitor")
+    seq = 0
+    for event in (requested(), ev.CatalogStarted(**E)):
+        seq = await log.append(event, seq)
+
+    async def get_last_msg(stream: str, subject: str, direct: bool = False) -> object:
+        return SimpleNamespace(subject="exports.t1.exp_1.CatalogStarted", time=NOW - timedelta(hours=1))
+
+    bus = SimpleNamespace(log=log, heartbeats=Heartbeats(error), js=SimpleNamespace(get_last_msg=get_last_msg))
+    summary = Summary()
+    await Janitor(Settings(), bus, Store(parts_left=False))._check_alive(  # type: ignore[arg-type]
+        await log.load("t1", "exp_1"), NOW, summary)
+    assert summary.failed == int(fails)
+    assert [type(e).__name__ for _, e in log.messages][-1] == ("ExportFailed" if fails else "CatalogStarted")

@@ -78,6 +78,7 @@ class ExportState:
     status: Status | None = None
     progress: int = 0
     events: int = 0
+    last_event: str | None = None  # the type of the last event folded (one this version knows)
     request: ev.ExportRequested | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -198,7 +199,7 @@ def _assembling_progress(state: ExportState) -> int:
 
 def apply(state: ExportState, event: ev.Event) -> ExportState:
     """Fold one event into the state. Pure: no clock, no I/O."""
-    s = replace(state, events=state.events + 1, updated_at=event.occurred_at)
+    s = replace(state, events=state.events + 1, updated_at=event.occurred_at, last_event=event.name())
     if state.terminal and not isinstance(
         event, ev.NotificationSent | ev.NotificationFailed | ev.ExportExpired | ev.ExportRetried | ev.ResendRequested
     ):

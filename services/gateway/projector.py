@@ -119,6 +119,14 @@ class Projector:
             fold = advance(fold, at, event)
         return fold
 
+    async def apply(self, stored: Stored) -> None:
+        """One stored message into the table; one this version cannot use only moves the position."""
+        if stored.seq <= self.model.position:
+            return  # already applied (redelivery after a reconnect)
+        event = decode(self.bus.log.prefix, stored)
+        fold = await self.folds.apply(stored.seq, event) if event is not None else None
+        await self.model.apply(stored.seq, fold.row(stored.seq) if fold else None)
+
     async def _on_core(self, _msg: object) -> None:
         self._wake.set()
 
@@ -146,16 +154,11 @@ class Projector:
                     await sub.unsubscribe()
 
     async def _follow(self) -> None:
-        prefix = self.bus.log.prefix
         while not self._stopping:
             self._wake.clear()
             messages, pending = await read_from(self.bus, self.model.position + 1)
             for stored in messages:
-                if stored.seq <= self.model.position:
-                    continue  # already applied (redelivery after a reconnect)
-                event = decode(prefix, stored)
-                fold = await self.folds.apply(stored.seq, event) if event is not None else None
-                await self.model.apply(stored.seq, fold.row(stored.seq) if fold else None)
+                await self.apply(stored)
             if pending:
                 continue
             try:

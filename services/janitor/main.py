@@ -110,7 +110,8 @@ class Janitor:
 
     async def _check_alive(self, loaded: Loaded, now: datetime, summary: Summary) -> Loaded:
         s = loaded.state
-        last_event, last_at = await self._last(s.tenant_id, s.export_id)
+        _, last_at = await self._last(s.tenant_id, s.export_id)
+        last_event = s.last_event or ""  # the last event this version knows (an unknown one decides nothing)
         alive = await self._beating(s.tenant_id, s.export_id)
         if is_abandoned_cancel(s, last_at, alive, self.settings.heartbeat_ttl_s, now):
             summary.cancelled += 1

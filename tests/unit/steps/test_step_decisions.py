@@ -3,6 +3,7 @@ what a failure leads to, what the finalizer checks, and a lost fence — on the 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -126,3 +127,52 @@ async def test_a_step_context_tracks_its_own_appends() -> None:
     assert ctx.state.status == "assembling" and ctx.loaded.last_seq == 3
     assert [e.producer async for _, e in log.history("t1", "exp_1")] == ["catalog"] * 3
     assert datetime.now(UTC) >= ctx.state.updated_at
+
+
+class _RecordsStore:
+    def __init__(self) -> None:
+        self.put_keys: list[str] = []
+
+    async def put(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        self.put_keys.append(key)
+
+
+async def _assembler_that_lost_its_fence(*, then: ev.Event) -> tuple[InMemoryEventLog, object]:
+    """An assembler folded at UploadStarted; meanwhile ``then`` was logged by someone else."""
+    from services.assembler.uploader import PartUploader
+
+    log = InMemoryEventLog(producer="assembler")
+    seq = 0
+    for event in (requested(), CATALOGED, UPLOAD):
+        seq = await log.append(event, seq)
+    ctx = StepContext(log, await log.load("t1", "exp_1"), Settings())
+    await log.append(then, seq)
+    uploader = PartUploader(ctx, _RecordsStore(), "b", UPLOAD, 1, 0, 1, None)  # type: ignore[arg-type]
+    return log, uploader
+
+
+async def _log_part_one(uploader: object) -> None:
+    async def uploaded() -> tuple[str, int]:
+        return "e1", 7
+
+    await uploader._log_part(None, asyncio.ensure_future(uploaded()), 1, 0, 10, [], (1, 500))  # type: ignore[attr-defined]
+
+
+async def test_an_assembler_whose_part_another_worker_logged_stands_down_without_appending() -> None:
+    from shared.worker import StandDown
+
+    log, uploader = await _assembler_that_lost_its_fence(then=part(1, 500, 10))
+    before = list(log.messages)
+    with pytest.raises(StandDown, match="another worker logged part 1"):
+        await _log_part_one(uploader)
+    assert log.messages == before  # the stale writer appended nothing
+
+
+async def test_an_assembler_that_lost_its_fence_to_a_cancel_stops_instead_of_standing_down() -> None:
+    from services.assembler.encoder import Stopped
+
+    log, uploader = await _assembler_that_lost_its_fence(then=ev.CancelRequested(**E, requested_by="u"))
+    before = list(log.messages)
+    with pytest.raises(Stopped):
+        await _log_part_one(uploader)
+    assert log.messages == before

@@ -52,6 +52,10 @@ class Folds:
     def __len__(self) -> int:
         return len(self._kept)
 
+    def clear(self) -> None:
+        """Forget every fold (the table was reset, or may be behind what was folded)."""
+        self._kept.clear()
+
     def get(self, tenant_id: str, export_id: str) -> Fold | None:
         return self._kept.get((tenant_id, export_id))
 
@@ -142,11 +146,11 @@ class Projector:
                     if await self.model.bind(identity) or self.model.position > int(info.state.last_seq):
                         log.warning("the read model was built from another stream: rebuilding it")
                         await self.model.reset()
-                        self.folds = Folds(self._refold, self.folds._limit)
+                        self.folds.clear()
                     await self._follow()
                 except Exception as exc:  # the bus is down, a read timed out: retry from the position
                     log.warning("projector restarting after %r", exc)
-                    self.folds = Folds(self._refold, self.folds._limit)  # it may be ahead of the table
+                    self.folds.clear()  # a fold may be ahead of the table: re-fold from the log
                     await asyncio.sleep(1.0)
         finally:
             if sub is not None:

@@ -165,3 +165,30 @@ async def test_the_projectors_folds_give_the_same_rows_when_exports_are_pushed_o
         assert a is not None and b is not None and a.row(seq) == b.row(seq)
     assert len(pushed) == 1 and refolds  # exports really were pushed out and re-folded
     assert {f"exp_{n}" for n in range(3)} == {e for e in refolds}
+
+
+async def test_a_restarted_projector_refolds_an_export_from_the_log_and_ends_with_the_same_row() -> None:
+    from types import SimpleNamespace
+
+    from services.gateway.projector import Projector
+    from services.gateway.readmodel import ReadModel
+    from shared.directget import Stored
+    from shared.memlog import InMemoryEventLog
+
+    log = InMemoryEventLog()
+    seq = 0
+    for e in timed([REQUEST, *POOL[:3], part(1, 400), part(2, 1000), POOL[8], POOL[9], POOL[10], POOL[15]]):
+        seq = await log.append(e, seq)
+    stored = [Stored(n, subject, e.to_json()) for n, (subject, e) in enumerate(log.messages, start=1)]
+    model = await ReadModel.open(":memory:")
+    try:
+        first = Projector(SimpleNamespace(log=log), model)  # type: ignore[arg-type]
+        for s in stored[:5]:
+            await first.apply(s)
+        restarted = Projector(SimpleNamespace(log=log), model)  # type: ignore[arg-type]
+        for s in stored[5:]:
+            await restarted.apply(s)
+        assert await model.get("tenant_a", "exp_1") == row_of([e for _, e in log.messages])
+        assert len(restarted.folds) == 1  # it did fold the export again (from the log, before sequence 6)
+    finally:
+        await model.close()

@@ -34,7 +34,7 @@ def is_abandoned_cancel(state: ExportState, last_at: datetime | None, heartbeat_
     that could not be read (None) is not a missing one."""
     if heartbeat_alive is None:
         return False
-    if not state.cancel_requested or state.terminal or state.finalize_started or heartbeat_alive:
+    if not state.cancel_wins or heartbeat_alive:
         return False
     return last_at is not None and now - last_at > timedelta(seconds=ttl_s)
 

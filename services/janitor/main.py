@@ -121,7 +121,7 @@ class Janitor:
             await self._append(loaded, ev.ExportCancelled(export_id=s.export_id, tenant_id=s.tenant_id,
                                                           aborted_upload=False))
             return await self.bus.log.load(s.tenant_id, s.export_id)
-        if s.cancel_requested and not s.finalize_started:
+        if s.cancel_wins:
             return loaded  # a cancel in progress is never failed: it ends cancelled
         if not is_dead(s, last_event, last_at, alive, self.settings.heartbeat_ttl_s, now):
             return loaded

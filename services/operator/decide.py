@@ -33,11 +33,6 @@ class RetryPlan:
         return "from catalog (a new snapshot)"
 
 
-def step_of(state: ExportState) -> str | None:
-    """The step an export is in (or waits for); for a failed one, the step that failed."""
-    return state.step
-
-
 def plan_retry(state: ExportState, *, snapshot_present: bool = False, upload_open: bool = False,
                records_present: bool = False) -> RetryPlan | Refused:
     """Where a failed export can go on from: the furthest step whose inputs still exist.

@@ -14,7 +14,6 @@ from typing import Any
 
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
-from services.operator.decide import step_of
 from shared import events as ev
 from shared.bus import Bus
 from shared.objectstore import NoSuchUpload, ObjectStore
@@ -77,7 +76,7 @@ class Filters:
     def match(self, state: ExportState, now: datetime) -> bool:
         if self.status and state.status != self.status:
             return False
-        if self.step and step_of(state) != self.step:
+        if self.step and state.step != self.step:
             return False
         if self.older_than and (state.created_at is None or now - state.created_at < self.older_than):
             return False
@@ -119,7 +118,7 @@ def size_of(state: ExportState) -> int | None:
 
 def summary(folded: Folded, now: datetime) -> dict[str, Any]:
     s, last = folded.state, folded.last
-    return {"exportId": s.export_id, "tenantId": s.tenant_id, "status": s.status, "step": step_of(s),
+    return {"exportId": s.export_id, "tenantId": s.tenant_id, "status": s.status, "step": s.step,
             "attempt": s.attempt, "createdAt": _iso(s.created_at),
             "ageSeconds": int((now - s.created_at).total_seconds()) if s.created_at else None,
             "lastEvent": last.name() if last else None, "lastEventAt": _iso(last.occurred_at) if last else None,

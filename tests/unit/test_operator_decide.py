@@ -138,10 +138,10 @@ def test_a_bad_age_says_what_it_should_look_like():
         decide.parse_age("soon")
 
 
-def test_step_of_names_where_an_export_is_or_failed():
-    assert decide.step_of(fold([REQ])) == "catalog"
-    assert decide.step_of(fold([REQ, CAT])) == "assemble"
-    assert decide.step_of(fold([REQ, CAT, ASSEMBLED])) == "finalize"
-    assert decide.step_of(fold([REQ, FAILED])) == "assemble"
-    assert decide.step_of(fold([REQ, CAT, ev.CancelRequested(**IDS)])) == "cancel"
-    assert decide.step_of(fold([REQ, DONE])) is None
+def test_the_lifecycle_names_the_step_where_an_export_is_or_failed():
+    assert fold([REQ]).step == "catalog"
+    assert fold([REQ, CAT]).step == "assemble"
+    assert fold([REQ, CAT, ASSEMBLED]).step == "finalize"
+    assert fold([REQ, FAILED]).step == "assemble"
+    assert fold([REQ, CAT, ev.CancelRequested(**IDS)]).step == "cancel"
+    assert fold([REQ, DONE]).step is None

@@ -1,0 +1,53 @@
+"""The questions every service asks of an export's lifecycle (shared/state.py), answered from the
+fold — and the answers that callers without a fold use agree with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared import events as ev
+from shared.state import STATUSES, TERMINAL, counts_toward_limit, decided_by, fold, is_terminal, step_running_after
+from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, E, part, requested
+
+FAILED = ev.ExportFailed(**E, step="assemble", reason="x")
+LIFE: list[ev.Event] = [requested(), ev.CatalogStarted(**E), CATALOGED, UPLOAD, part(1, 500, 10), ASSEMBLED,
+                        ev.FinalizeStarted(**E), COMPLETED]
+ENDINGS: list[ev.Event] = [COMPLETED, FAILED, ev.ExportCancelled(**E)]
+
+
+def test_every_status_is_named_once_and_the_terminal_ones_are_the_outcomes() -> None:
+    assert len(set(STATUSES)) == len(STATUSES) == 8
+    assert TERMINAL == {"complete", "failed", "cancelled", "expired"} and TERMINAL < set(STATUSES)
+    assert all(is_terminal(s) == fold([requested(), e]).terminal for s, e in zip(
+        ("complete", "failed", "cancelled"), ENDINGS, strict=True))
+    assert not is_terminal(None) and not is_terminal("assembling")
+
+
+def test_a_failed_export_does_not_count_toward_the_hour_and_every_other_outcome_does() -> None:
+    assert [s for s in STATUSES if counts_toward_limit(s)] == ["complete", "cancelled", "expired"]
+    assert fold([requested(), COMPLETED]).counts_toward_limit and not fold([requested(), FAILED]).counts_toward_limit
+
+
+@pytest.mark.parametrize("n", range(len(LIFE)))
+@pytest.mark.parametrize("last", [requested(), *ENDINGS])
+def test_the_status_a_last_event_decides_is_what_the_fold_says(n: int, last: ev.Event) -> None:
+    """Admission's fast path: whenever an export's last event is one of these, the fold agrees."""
+    head = LIFE[:n] if not isinstance(last, ev.ExportRequested) else []
+    if not head and not isinstance(last, ev.ExportRequested):
+        head = [requested()]
+    assert fold([*head, last]).status == decided_by(last.name())
+    for other in (ev.CatalogStarted, ev.PartUploaded, ev.StepFailed, ev.CancelRequested, ev.NotificationSent):
+        assert decided_by(other.name()) is None  # the fold must decide
+
+
+def test_a_step_is_running_only_after_a_steps_own_progress_events() -> None:
+    running = {t for t in ev.EVENT_TYPES if step_running_after(t)}
+    assert running == {"CatalogStarted", "UploadStarted", "PartUploaded", "FinalizeStarted", "StepFailed"}
+
+
+def test_an_email_is_due_once_per_outcome_and_only_when_one_was_asked_for() -> None:
+    assert fold([requested(), COMPLETED]).email_due and fold([requested(), FAILED]).email_due
+    assert not fold([requested(), ev.ExportCancelled(**E)]).email_due
+    assert not fold([requested(delivery_method="download"), COMPLETED]).email_due
+    assert not fold([requested(), COMPLETED, ev.NotificationSent(**E, channel="outbox")]).email_due
+    assert not fold([requested(), CATALOGED]).email_due

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import signal
@@ -17,12 +18,13 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from shared import steps
 from shared.content.port import ContentError
 from shared.secrets import SecretError
 from shared.settings import Settings
 
-STEP_SERVICES = ("catalog", "assembler", "canceller", "finalizer", "notifier")
-SERVICES = (*STEP_SERVICES, "gateway", "janitor")
+STEP_SERVICES = steps.step_services()  # from the step table, like every list of services
+SERVICES = steps.service_names()
 
 
 class CliError(Exception):
@@ -47,21 +49,9 @@ def _nats_where(settings: Settings, args: argparse.Namespace) -> str:
 
 
 def _app(name: str, settings: Settings):
-    if name == "catalog":
-        from services.catalog.main import create_app
-    elif name == "assembler":
-        from services.assembler.main import create_app
-    elif name == "canceller":
-        from services.canceller.main import create_app
-    elif name == "finalizer":
-        from services.finalizer.main import create_app
-    elif name == "notifier":
-        from services.notifier.main import create_app
-    elif name == "canceller":
-        from services.canceller.main import create_app
-    else:
+    if name not in STEP_SERVICES:
         raise CliError(f"unknown service {name!r}; choose one of: {', '.join(SERVICES)}")
-    return create_app(settings)
+    return importlib.import_module(f"services.{name}.main").create_app(settings)
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> None:

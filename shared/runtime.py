@@ -16,7 +16,7 @@ from faststream import AckPolicy, FastStream
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, NatsUserPassword, PullSub
 from faststream.specification import AsyncAPI
 
-from shared import __version__, metrics
+from shared import __version__, metrics, steps
 from shared.bus import Bus, connect, inbox_prefix, nats_servers
 from shared.settings import Settings
 from shared.steps import Consumer
@@ -26,14 +26,20 @@ from shared.worker import StepWorker
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Subscription:
-    """One durable consumer: events of type ``event`` go to ``worker_name``'s worker."""
+    """One durable consumer of the step table: events of type ``event`` go to step ``worker``'s worker."""
 
     event: str
     durable: str
     worker: str
     description: str = ""
+
+
+def subscriptions_of(name: str) -> list[Subscription]:
+    """What service ``name`` consumes, read from the step table (``shared/steps.py``)."""
+    return [Subscription(c.trigger, c.durable, spec.step, c.description)
+            for spec in steps.steps_of(name) for c in spec.consumers]
 
 
 @dataclass
@@ -50,9 +56,11 @@ class ServiceRuntime:
 Bootstrap = Callable[[ServiceRuntime], Awaitable[None]]
 
 
-def build_app(name: str, settings: Settings, subscriptions: list[Subscription], bootstrap: Bootstrap,
+def build_app(name: str, settings: Settings, bootstrap: Bootstrap,
               description: str = "") -> tuple[FastStream, ServiceRuntime]:
-    """The FastStream app of one service. ``bootstrap`` connects adapters and creates the workers."""
+    """The FastStream app of one service: its durable subscriptions come from the step table;
+    ``bootstrap`` connects adapters and creates one worker per step the table gives it."""
+    subscriptions = subscriptions_of(name)
     broker_opts: dict[str, object] = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
                                       "inbox_prefix": inbox_prefix(settings.nats_user)}
     if settings.nats_user:
@@ -73,6 +81,9 @@ def build_app(name: str, settings: Settings, subscriptions: list[Subscription], 
     async def start() -> None:
         runtime.bus = await connect(settings, name)
         await bootstrap(runtime)
+        missing = {sub.worker for sub in subscriptions} - set(runtime.workers)
+        if missing:  # a step in the table with no worker would nak its messages forever
+            raise RuntimeError(f"{name}: no worker for step(s) {sorted(missing)} of the step table")
         if settings.metrics_port:
             runner = await metrics.serve(settings.metrics_port, ready, refresh_lag)
             runtime.closers.append(runner.cleanup)

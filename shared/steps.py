@@ -96,6 +96,16 @@ ADMIN_EVENTS = {"ExportRetried": "grove-export retry", "ResendRequested": "grove
 KV_ROLES: tuple[KvRole, ...] = ("heartbeats", "admission")
 
 
+def step_services() -> tuple[str, ...]:
+    """The services that run steps (each a durable-consumer process), in table order."""
+    return tuple(dict.fromkeys(s.service for s in STEPS))
+
+
+def service_names() -> tuple[str, ...]:
+    """Every service (one process and one NATS user each): the step services, then the others."""
+    return (*step_services(), *(s.name for s in SERVICES if s.name not in step_services()))
+
+
 def service(name: str) -> ServiceSpec:
     return next(s for s in SERVICES if s.name == name)
 

@@ -16,7 +16,7 @@ from services.assembler.service import Assembler, should_run
 from shared import events as ev
 from shared.eventlog import Loaded
 from shared.objectstore.factory import open_store
-from shared.runtime import ServiceRuntime, Subscription, build_app
+from shared.runtime import ServiceRuntime, build_app
 from shared.settings import Settings
 from shared.worker import StepWorker, running_key
 
@@ -49,8 +49,5 @@ def create_app(settings: Settings) -> FastStream:
         sub = await rt.bus.nc.subscribe(f"{settings.subject_prefix}.*.*.CancelRequested", cb=stop_now)
         rt.closers.append(sub.unsubscribe)
 
-    app, _ = build_app("assembler", settings, [
-        Subscription("ExportCataloged", "assembler", "assemble", "Stream the snapshot into the archive."),
-        Subscription("ExportRetried", "assembler-retry", "assemble", "A retried export that goes on from assembly."),
-    ], bootstrap, "Streams every member through stream-zip into a logged multipart upload.")
+    app, _ = build_app("assembler", settings, bootstrap, "Streams every member through stream-zip into a logged multipart upload.")
     return app

@@ -11,7 +11,7 @@ from faststream import FastStream
 
 from services.canceller.service import Canceller, should_run
 from shared.objectstore.factory import open_store
-from shared.runtime import ServiceRuntime, Subscription, build_app
+from shared.runtime import ServiceRuntime, build_app
 from shared.settings import Settings
 from shared.worker import StepWorker
 
@@ -23,7 +23,5 @@ def create_app(settings: Settings) -> FastStream:
         assert rt.bus is not None
         rt.workers["cancel"] = StepWorker("cancel", rt.bus, settings, Canceller(settings, store), should_run)
 
-    app, _ = build_app("canceller", settings, [
-        Subscription("CancelRequested", "canceller", "cancel", "Abort the upload of a cancelled export."),
-    ], bootstrap, "Aborts a cancelled export's upload and records ExportCancelled.")
+    app, _ = build_app("canceller", settings, bootstrap, "Aborts a cancelled export's upload and records ExportCancelled.")
     return app

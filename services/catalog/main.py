@@ -7,7 +7,7 @@ from faststream import FastStream
 from services.catalog.service import Catalog, should_run
 from shared.content.factory import content_source
 from shared.objectstore.factory import open_store
-from shared.runtime import ServiceRuntime, Subscription, build_app
+from shared.runtime import ServiceRuntime, build_app
 from shared.settings import Settings
 from shared.worker import StepWorker
 
@@ -22,8 +22,5 @@ def create_app(settings: Settings) -> FastStream:
         work = Catalog(settings, store, content)
         rt.workers["catalog"] = StepWorker("catalog", rt.bus, settings, work, should_run)
 
-    app, _ = build_app("catalog", settings, [
-        Subscription("ExportRequested", "catalog", "catalog", "Freeze the snapshot of a requested export."),
-        Subscription("ExportRetried", "catalog-retry", "catalog", "A retried export that starts over."),
-    ], bootstrap, "Reads the tenant's content once and freezes the export's snapshot.")
+    app, _ = build_app("catalog", settings, bootstrap, "Reads the tenant's content once and freezes the export's snapshot.")
     return app

@@ -6,7 +6,7 @@ from faststream import FastStream
 
 from services.finalizer.service import Finalizer, should_run
 from shared.objectstore.factory import open_store
-from shared.runtime import ServiceRuntime, Subscription, build_app
+from shared.runtime import ServiceRuntime, build_app
 from shared.settings import Settings
 from shared.worker import StepWorker
 
@@ -18,8 +18,5 @@ def create_app(settings: Settings) -> FastStream:
         assert rt.bus is not None
         rt.workers["finalize"] = StepWorker("finalize", rt.bus, settings, Finalizer(settings, store), should_run)
 
-    app, _ = build_app("finalizer", settings, [
-        Subscription("ArchiveAssembled", "finalizer", "finalize", "Complete the upload and record the archive."),
-        Subscription("ExportRetried", "finalizer-retry", "finalize", "A retried export that goes on from finalize."),
-    ], bootstrap, "Completes the multipart upload and records size, counts and SHA-256.")
+    app, _ = build_app("finalizer", settings, bootstrap, "Completes the multipart upload and records size, counts and SHA-256.")
     return app

@@ -6,7 +6,7 @@ from faststream import FastStream
 
 from services.notifier.mail import build_mailer
 from services.notifier.service import Notifier, should_run
-from shared.runtime import ServiceRuntime, Subscription, build_app
+from shared.runtime import ServiceRuntime, build_app
 from shared.settings import Settings
 from shared.worker import StepWorker
 
@@ -18,9 +18,5 @@ def create_app(settings: Settings) -> FastStream:
         assert rt.bus is not None
         rt.workers["notify"] = StepWorker("notify", rt.bus, settings, Notifier(settings, mailer), should_run)
 
-    app, _ = build_app("notifier", settings, [
-        Subscription("ExportCompleted", "notifier", "notify", "Send the export-ready email."),
-        Subscription("ExportFailed", "notifier-failed", "notify", "Send the export-failed email."),
-        Subscription("ResendRequested", "notifier-resend", "notify", "Send the email again (an operator asked)."),
-    ], bootstrap, "Sends the export-ready (or failed) email; a courtesy, never a gate.")
+    app, _ = build_app("notifier", settings, bootstrap, "Sends the export-ready (or failed) email; a courtesy, never a gate.")
     return app

@@ -20,10 +20,11 @@ from pathlib import Path
 from services.stack import operator
 from services.stack.auth import ADMIN, USERS, render_authorization
 from services.stack.natsserver import NatsServer
+from shared import steps
 from shared.content.factory import sqlite_dsn
 from shared.secrets import SECRET_NAMES, local_secrets
 
-SERVICES = ("catalog", "assembler", "canceller", "finalizer", "notifier", "gateway", "janitor")
+SERVICES = steps.service_names()  # every service of the step table, one process each
 
 
 def local_env(data: Path, port: int) -> dict[str, str]:

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from services.stack.supervisor import Stack
+from shared import steps
 from tests.support.env import to_env
 
-STEP_SERVICES = ("catalog", "assembler", "canceller", "finalizer", "notifier")
+STEP_SERVICES = steps.step_services()
 
 
 def start_stack(data_dir: Path, values: dict[str, Any], services: tuple[str, ...] = STEP_SERVICES,

@@ -109,7 +109,7 @@ def test_the_dockerfile_runs_grove_export_as_a_non_root_user() -> None:
 
 # -- compose -----------------------------------------------------------------------------------------
 
-GROVE_SERVICES = {"gateway", "catalog", "assembler", "canceller", "finalizer", "notifier", "janitor"}
+GROVE_SERVICES = set(SERVICES)  # the step table's services
 NO_STORE = {"notifier"}  # never touches the object store, so gets no S3 credentials
 
 

@@ -1,0 +1,26 @@
+"""Every step service's subscriptions, and every list of services, are read from the step table."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from services import cli
+from services.stack import auth, supervisor
+from shared import steps
+from shared.settings import Settings
+from tests.support import stack
+
+
+@pytest.mark.parametrize("name", steps.step_services())
+def test_a_step_service_subscribes_to_exactly_the_durables_of_the_table(name: str) -> None:
+    app = importlib.import_module(f"services.{name}.main").create_app(Settings())
+    durables = sorted(s.config.durable_name for s in app.broker.subscribers)
+    assert durables == sorted(c.durable for c in steps.consumers_of(name))
+
+
+def test_every_list_of_services_is_the_tables() -> None:
+    names = {s.name for s in steps.SERVICES}
+    assert set(cli.SERVICES) == set(supervisor.SERVICES) == {u.name for u in auth.USERS} == names
+    assert set(cli.STEP_SERVICES) == set(stack.STEP_SERVICES) == {s.service for s in steps.STEPS}

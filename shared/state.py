@@ -52,6 +52,14 @@ def decided_by(event_type: str) -> Status | None:
     return _DECIDES.get(event_type)
 
 
+def shown_status(status: str, expires_at: datetime | None, now: datetime) -> str:
+    """A complete export past its expiry is expired, even before the janitor records it (the
+    janitor records it because of this same rule)."""
+    if status == "complete" and expires_at is not None and now >= expires_at:
+        return "expired"
+    return status
+
+
 def step_running_after(event_type: str) -> bool:
     """An export whose last event is ``event_type`` is inside a step (not waiting in a queue)."""
     return event_type in _RUNNING_AFTER

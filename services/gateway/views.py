@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from services.gateway.projection import Row
 from services.gateway.schemas import ExportStatus, HistoryItem, from_ms, human_size
 from shared.snapshot import is_archive_key_of
+from shared.state import shown_status as lifecycle_status
 
 Signer = Callable[[str, int], Awaitable[str]]  # (key, expires_in seconds) -> URL
 EMAIL_NOTICE = "Your export is ready, but we could not send the email. You can download it here."
 
 
 def shown_status(row: Row, now_ms: int) -> str:
-    """A complete export past its expiry is expired, even before the janitor records it."""
-    if row.status == "complete" and row.expires_at is not None and now_ms >= row.expires_at:
-        return "expired"
-    return row.status
+    """The row's status as the lifecycle shows it at ``now_ms`` (complete past its expiry: expired)."""
+    def at(ms: int) -> datetime:
+        return datetime.fromtimestamp(ms / 1000, UTC)
+    expires = at(row.expires_at) if row.expires_at is not None else None
+    return lifecycle_status(row.status, expires, at(now_ms))
 
 
 def link_ttl(row: Row, now_ms: int, max_ttl_s: float) -> int:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from shared.state import ExportState, step_running_after
+from shared.state import ExportState, shown_status, step_running_after
 
 
 def is_expired(state: ExportState, now: datetime) -> bool:
-    return state.status == "complete" and state.completed is not None and state.completed.expires_at <= now
+    """Complete and past its expiry (the lifecycle's rule, also what the gateway shows)."""
+    if state.status is None or state.completed is None:
+        return False
+    return shown_status(state.status, state.completed.expires_at, now) == "expired"
 
 
 def is_dead(state: ExportState, last_event: str, last_at: datetime | None, heartbeat_alive: bool | None,

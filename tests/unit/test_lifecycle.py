@@ -3,6 +3,9 @@ fold — and the answers that callers without a fold use agree with it."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
 import pytest
 
 from shared import events as ev
@@ -51,3 +54,21 @@ def test_an_email_is_due_once_per_outcome_and_only_when_one_was_asked_for() -> N
     assert not fold([requested(delivery_method="download"), COMPLETED]).email_due
     assert not fold([requested(), COMPLETED, ev.NotificationSent(**E, channel="outbox")]).email_due
     assert not fold([requested(), CATALOGED]).email_due
+
+
+def test_a_complete_export_is_shown_expired_from_its_expiry_on_by_the_gateway_and_the_janitor() -> None:
+    from services.gateway.projection import Row
+    from services.gateway.views import shown_status as gateway_status
+    from services.janitor.decide import is_expired
+    from shared.state import shown_status
+
+    expires = datetime(2030, 1, 1, tzinfo=UTC)
+    assert shown_status("complete", expires, expires - timedelta(seconds=1)) == "complete"
+    assert shown_status("complete", expires, expires) == "expired"
+    assert shown_status("failed", expires, expires + timedelta(days=1)) == "failed"
+    row = Row(id="e", tenant_id="t", user_email="a@b.c", mode="full", include_images=1, delivery_method="email",
+              status="complete", progress=100, created_at=0, expires_at=int(expires.timestamp() * 1000))
+    ms = int(expires.timestamp() * 1000)
+    assert (gateway_status(row, ms - 1), gateway_status(row, ms)) == ("complete", "expired")
+    state = SimpleNamespace(status="complete", completed=SimpleNamespace(expires_at=expires))
+    assert (is_expired(state, expires - timedelta(seconds=1)), is_expired(state, expires)) == (False, True)  # type: ignore[arg-type]

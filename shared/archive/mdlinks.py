@@ -228,14 +228,30 @@ _AUTOLINK_OR_TAG = re.compile(
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
 
+_SPECIAL = re.compile(r"[\\\n<\[\]]")  # what _inline_links acts on: escapes, line ends, `<`, brackets
+
+
 def _inline_links(body: str, code: list[tuple[int, int]]) -> list[LinkSpan]:
     """CommonMark's bracket matching, enough to know which `](` close a real link text: brackets
     balance, escapes and code/HTML/autolinks hide brackets, and a link inside a link is not one."""
     found: list[LinkSpan] = []
     stack: list[list[Any]] = []  # [position, active]
     code_at = {start: end for start, end in code}
-    i, n = 0, len(body)
+    code_starts = sorted(code_at)
+    ci, i, n = 0, 0, len(body)
     while i < n:
+        # Jump to the next character that can matter (or the next code span): the same positions a
+        # character-by-character walk would act on, without a Python step for every other character.
+        special = _SPECIAL.search(body, i)
+        nxt = special.start() if special else n
+        while ci < len(code_starts) and code_starts[ci] < i:
+            ci += 1
+        if ci < len(code_starts) and code_starts[ci] <= nxt:
+            i = code_starts[ci]
+        elif special is None:
+            break
+        else:
+            i = nxt
         if i in code_at:
             i = max(code_at[i], i + 1)
             continue

@@ -47,8 +47,19 @@ class OwnMedia:
 
 def relative_link(from_file: str, target: str) -> str:
     """``posts/a.md`` → ``media/b c.jpg`` gives ``../media/b%20c.jpg``: safe in Markdown and HTML alike."""
-    rel = posixpath.relpath(target, posixpath.dirname(from_file) or ".")
-    return quote(rel, safe="/-._~")
+    return quote(_relpath(target, posixpath.dirname(from_file)), safe="/-._~")
+
+
+def _relpath(path: str, start: str) -> str:
+    """``posixpath.relpath`` for archive paths, computed without the working directory (relpath calls
+    ``os.getcwd()`` twice per link: most of a small export's link rewriting, and cwd has no say here)."""
+    start_list = [x for x in posixpath.normpath("/" + start).split("/") if x]
+    path_list = [x for x in posixpath.normpath("/" + path).split("/") if x]
+    i = 0
+    while i < min(len(start_list), len(path_list)) and start_list[i] == path_list[i]:
+        i += 1
+    rel = [".."] * (len(start_list) - i) + path_list[i:]
+    return "/".join(rel) if rel else "."
 
 
 def escape_for(kind: Kind, url: str) -> str:

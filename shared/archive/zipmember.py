@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from importlib.metadata import version
 
 from stream_zip import ZIP_32, ZIP_64, stream_zip
@@ -94,11 +95,17 @@ def clamp_time(modified_at: datetime) -> datetime:
     return min(max(moment, EARLIEST), LATEST)
 
 
+@cache
+def _stream_zip_version() -> str:
+    """Looked up once per process: ``importlib.metadata`` scans site-packages on every call."""
+    return version("stream-zip")
+
+
 def fingerprint(levels: Iterable[int] = (0, 6)) -> str:
     """Everything besides the inputs that can change member bytes; compared on resume."""
     py = f"{sys.version_info[0]}.{sys.version_info[1]}"
     return (
-        f"gx{FORMAT_VERSION} py{py} zlib{zlib.ZLIB_RUNTIME_VERSION} stream-zip{version('stream-zip')}"
+        f"gx{FORMAT_VERSION} py{py} zlib{zlib.ZLIB_RUNTIME_VERSION} stream-zip{_stream_zip_version()}"
         f" L{','.join(str(level) for level in levels)} B{BLOCK} T{TABLE_DIGEST} {STORED_ID}"
     )
 

@@ -7,7 +7,8 @@
   tenant already at that bound is nak'd with a short delay (not an attempt), so one tenant's huge
   export — or a publisher that bypasses admission with many — cannot take every slot.
 * Keep-alive: while a step runs, the message gets in-progress acks and the export's heartbeat
-  key is refreshed every ``progress_interval_s``.
+  key is refreshed every ``progress_interval_s``, the first time one interval after the start
+  (a step done sooner sends neither; its heartbeat key is deleted only if it was put).
 * Trust the subject: a trigger whose body names another tenant, export or type than its subject
   (or whose type or shape this version does not know) is acked and dropped with a log line and
   a count — never retried. The work itself reads the export named by the subject from the log.
@@ -153,7 +154,8 @@ class StepWorker:
         return False
 
     async def _run(self, msg: Msg, tenant_id: str, export_id: str) -> None:
-        keepalive = asyncio.create_task(self._keepalive(msg, tenant_id, export_id))
+        beating: list[bool] = []
+        keepalive = asyncio.create_task(self._keepalive(msg, tenant_id, export_id, beating))
         try:
             loaded = await self.bus.log.load(tenant_id, export_id)
             if not is_due(loaded, self.should_run):
@@ -195,8 +197,9 @@ class StepWorker:
         finally:
             keepalive.cancel()
             self.contexts.pop(running_key(tenant_id, export_id), None)
-            with contextlib.suppress(Exception):
-                await self.bus.heartbeats.delete(f"{tenant_id}.{export_id}")
+            if beating:  # no beat was put: nothing to delete (and no request to make)
+                with contextlib.suppress(Exception):
+                    await self.bus.heartbeats.delete(f"{tenant_id}.{export_id}")
 
     async def _failed(self, msg: Msg, tenant_id: str, export_id: str, error: Exception) -> None:
         reason = public_reason(error, StepError)  # what the person sees; the details stay in this log
@@ -231,15 +234,19 @@ class StepWorker:
             with contextlib.suppress(Exception):
                 await msg.nak(delay=self.settings.retry_base_delay_s)
 
-    async def _keepalive(self, msg: Msg, tenant_id: str, export_id: str) -> None:
+    async def _keepalive(self, msg: Msg, tenant_id: str, export_id: str, beating: list[bool]) -> None:
+        """The first beat comes one ``progress_interval_s`` after the step started (well inside
+        AckWait): a step that is done by then — most steps of a small export — costs no in-progress
+        ack and no heartbeat key to put and delete. ``beating`` tells ``_run`` a key may exist."""
         key = f"{tenant_id}.{export_id}"
         while True:
+            await asyncio.sleep(self.settings.progress_interval_s)
             with contextlib.suppress(Exception):
                 await msg.in_progress()
             beat = {"step": self.step, "worker": WORKER_ID, "at": round(time.time(), 3)}
+            beating[:] = [True]
             with contextlib.suppress(Exception):
                 await self.bus.heartbeats.put(key, json.dumps(beat).encode())
-            await asyncio.sleep(self.settings.progress_interval_s)
 
 
 def _durable(msg: Msg) -> str:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 BATCH = 512
 MAX_BYTES = 4 * 1024 * 1024
@@ -43,12 +45,49 @@ def _status(msg: Msg) -> str | None:
     return (msg.headers or {}).get("Status")
 
 
+class _Replies:
+    """One wildcard subscription per connection for every batched get's replies, told apart by the
+    last token of the reply subject: a get costs no SUB/UNSUB round of its own (each of which also
+    makes the server rebuild its subject cache)."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.prefix = nc.new_inbox()  # under this connection's inbox prefix: only this user may listen there
+        self.queues: dict[str, asyncio.Queue[Msg]] = {}
+        self.sub: Subscription | None = None
+        self.lock = asyncio.Lock()
+        self.next = 0
+
+    async def open(self) -> tuple[str, asyncio.Queue[Msg]]:
+        if self.sub is None:
+            async with self.lock:
+                if self.sub is None:
+                    self.sub = await self.nc.subscribe(f"{self.prefix}.*", cb=self._deliver)
+        self.next += 1
+        token = str(self.next)
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self.queues[token] = queue
+        return f"{self.prefix}.{token}", queue
+
+    def close(self, inbox: str) -> None:
+        self.queues.pop(inbox.rsplit(".", 1)[-1], None)
+
+    async def _deliver(self, msg: Msg) -> None:
+        queue = self.queues.get(msg.subject.rsplit(".", 1)[-1])
+        if queue is not None:  # a late reply to a get that timed out is dropped
+            queue.put_nowait(msg)
+
+
+_replies: weakref.WeakKeyDictionary[Client, _Replies] = weakref.WeakKeyDictionary()
+
+
 async def get_batch(nc: Client, stream: str, *, seq: int, subject: str, batch: int = BATCH,
                     max_bytes: int = MAX_BYTES, timeout: float = 5.0) -> Batch:
     """Stored messages on ``subject`` (wildcards allowed) from sequence ``seq`` on, at most ``batch``."""
-    inbox = nc.new_inbox()  # under this connection's inbox prefix: only this user may listen there
-    queue: asyncio.Queue[Msg] = asyncio.Queue()
-    sub = await nc.subscribe(inbox, cb=queue.put)
+    replies = _replies.get(nc)
+    if replies is None:
+        replies = _replies[nc] = _Replies(nc)
+    inbox, queue = await replies.open()
     request = {"seq": max(1, seq), "next_by_subj": subject, "batch": batch, "max_bytes": max_bytes}
     out: list[Stored] = []
     pending = 0
@@ -68,7 +107,7 @@ async def get_batch(nc: Client, stream: str, *, seq: int, subject: str, batch: i
                 h = msg.headers or {}
                 out.append(Stored(int(h["Nats-Sequence"]), h["Nats-Subject"], msg.data))
     finally:
-        await sub.unsubscribe()
+        replies.close(inbox)
 
 
 async def get_seq(nc: Client, stream: str, seq: int, timeout: float = 5.0) -> Stored | None:

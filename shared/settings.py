@@ -79,10 +79,12 @@ class Settings(BaseSettings):
     kv_prefix: str = Field("grove", description="Prefix of the KV buckets (heartbeats, admission).")
 
     # Consumers, retries, heartbeats
-    # A killed worker's message is redelivered AckWait after its last in-progress ack: 6 s / 2 s lets
-    # another replica resume within ~6 s (fencing, not AckWait, is what keeps a zombie harmless).
-    ack_wait_s: float = 6.0
-    progress_interval_s: float = 2.0
+    # A killed worker's message is redelivered AckWait after its last in-progress ack: 4 s / 1 s lets
+    # another (or the restarted) replica resume 3–4 s after a kill, with 3 s of slack for a busy event
+    # loop between two acks. A redelivery to a live worker costs a wasted start at worst: fencing, not
+    # AckWait, is what keeps a zombie harmless.
+    ack_wait_s: float = 4.0
+    progress_interval_s: float = 1.0
     heartbeat_ttl_s: float = 300.0
     step_attempts: int = Field(4, description="1 attempt + 3 retries (REQ-004).")
     retry_base_delay_s: float = 2.0

@@ -21,6 +21,7 @@ size; re-read ≤ one member + one part; the next part uploaded ≤ 10 s after t
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import shutil
 import time
@@ -54,6 +55,25 @@ TITLE = "Resume cost after SIGKILL at ~50 %"
 PART = 8 * MiB
 IN_FLIGHT = 3
 FILE = 64 * MiB
+
+
+def takeover_phases(log_path: Path, kill_at: datetime, export_id: str) -> str:
+    """Where the takeover time went, from the assembler's log: the restarted replica's first line,
+    and when its step started on the redelivered message."""
+    up = started = None
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            doc = json.loads(line)
+            at = datetime.strptime(doc["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        except (ValueError, KeyError, TypeError):
+            continue
+        if at < kill_at:
+            continue
+        up = up or at
+        if started is None and doc.get("export_id") == export_id and str(doc.get("msg", "")).endswith(": started"):
+            started = at
+    fmt = lambda t: f"{(t - kill_at).total_seconds():.1f} s" if t else "?"  # noqa: E731
+    return f"kill → restarted replica's first log line {fmt(up)}, → step started on the redelivered message {fmt(started)}"
 
 
 class Kill:
@@ -137,6 +157,7 @@ async def run(world: World) -> list[Row]:
         r2 = rchar_end - base
         reread = r1 + r2 - total
         stall = (done_wall - float(seen.wall))
+        phases = takeover_phases(world.dir(name) / "stack" / "logs" / "assembler.log", kill_at, export_id)
     finally:
         if sub is not None:
             await sub.unsubscribe()
@@ -164,7 +185,7 @@ async def run(world: World) -> list[Row]:
             f"before it, plus what the killed run had read ahead (the rest of the figure above); members "
             f"are {FILE // MiB} MiB"),
         Row(NUMBER, "takeover: SIGKILL → next part uploaded (default settings)", f"{gap:.1f} s", "≤ 10 s",
-            gap <= 10.0, f"kill → complete {stall:.1f} s; the message is redelivered AckWait "
+            gap <= 10.0, f"{phases}; kill → complete {stall:.1f} s; the message is redelivered AckWait "
             f"({env.settings.ack_wait_s:.0f} s) after the killed worker's last in-progress ack (every "
             f"{env.settings.progress_interval_s:.0f} s); the supervisor's restarted replica takes it"),
     ]

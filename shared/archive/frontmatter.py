@@ -89,15 +89,69 @@ def render_markdown(meta: dict[str, Any], body: str) -> str:
     """
     if not isinstance(meta, dict) or not isinstance(body, str):
         raise TypeError("render_markdown(meta: dict, body: str)")
-    document = yaml.dump(
-        _plain(meta),
-        Dumper=_Dumper,
-        sort_keys=False,
-        allow_unicode=True,
-        default_flow_style=False,
-        width=float("inf"),
-    )
+    plain = _plain(meta)
+    document = _simple_document(plain)
+    if document is None:
+        document = yaml.dump(
+            plain,
+            Dumper=_Dumper,
+            sort_keys=False,
+            allow_unicode=True,
+            default_flow_style=False,
+            width=float("inf"),
+        )
     return OPEN + document + OPEN + _plain(body)
+
+
+# The common frontmatter — short ASCII words, slugs, URLs, ISO dates, numbers, flags, lists of
+# those — written directly, byte for byte what the SafeDumper above writes for it (PyYAML's emitter
+# is most of a small export's catalog CPU). Anything else goes through PyYAML.
+_SIMPLE = re.compile(r"(?!\.\.\.)[A-Za-z0-9_./][A-Za-z0-9_./=+~,'!?()&-]*(?:[ :][A-Za-z0-9_./=+~,'!?()&-]+)*")
+_RESOLVER = yaml.resolver.Resolver()
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _simple_scalar(value: Any) -> str | None:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if not isinstance(value, str) or not _SIMPLE.fullmatch(value):
+        return None
+    if _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == _STR_TAG \
+            and not _OTHER_READERS_NON_STR.fullmatch(value):
+        return value  # plain
+    if "'" in value:
+        return None
+    return f"'{value}'"  # reads back as something else: single-quoted
+
+
+def _simple_document(meta: dict[str, Any]) -> str | None:
+    if not meta:
+        return None
+    lines = []
+    for key, value in meta.items():
+        k = _simple_scalar(key)
+        if k is None:
+            return None
+        if isinstance(value, list):
+            if not value:
+                lines.append(f"{k}: []")
+                continue
+            lines.append(f"{k}:")
+            for item in value:
+                v = _simple_scalar(item)
+                if v is None:
+                    return None
+                lines.append(f"- {v}")
+            continue
+        v = _simple_scalar(value)
+        if v is None:
+            return None
+        lines.append(f"{k}: {v}")
+    return "\n".join(lines) + "\n"
 
 
 def parse_markdown(text: str) -> tuple[dict[str, Any], str]:

@@ -27,7 +27,9 @@ from tests.support.stack import logs_of, start_stack
 from tests.support.wait import until
 
 LATENCIES: list[float] = []
-SLOW = "assemble.upload:0.25,catalog.read:1.5,finalize.before_start:1.0"
+# The finalizer's pause must outlast its first heartbeat (one progress interval, 1 s in tests, after
+# the step starts): the heartbeat is how the cancel_first race below knows the finalizer holds the export.
+SLOW = "assemble.upload:0.25,catalog.read:1.5,finalize.before_start:2.5"
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +122,7 @@ async def _names(bus: Bus, tenant: str, export_id: str) -> list[str]:
 @pytest.mark.parametrize("order", ["cancel_first", "finalize_first", "cancel_fenced_by_finalize"])
 async def test_cancel_racing_finalize_resolves_to_exactly_one_outcome_in_each_order(
         order: str, bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings) -> None:
-    """Drive each interleaving on purpose. The finalizer pauses 1 s at ``finalize.before_start``
+    """Drive each interleaving on purpose. The finalizer pauses 2.5 s at ``finalize.before_start``
     (after deciding to run, before appending FinalizeStarted):
 
     * cancel_first: the cancel lands in that pause; the finalizer's fenced FinalizeStarted loses,
@@ -145,7 +147,7 @@ async def test_cancel_racing_finalize_resolves_to_exactly_one_outcome_in_each_or
         await until(finalize_started, 60, 0.02, "FinalizeStarted")
         assert not await cancel(bus, tenant, export_id)
     else:
-        async def assembled_not_finalizing() -> Loaded | None:  # the window the 1 s pause holds open
+        async def assembled_not_finalizing() -> Loaded | None:  # the window the pause holds open
             loaded = await bus.log.load(tenant, export_id)
             return loaded if loaded.state.assembled and not loaded.state.finalize_started else None
 

@@ -3,7 +3,8 @@
 Stored as JSON Lines in the exports bucket (a header line, then one line per member, then one per
 catalog-time error), so a snapshot of 100,000 members never needs one giant JSON document.
 Text members (README, posts, pages) are rendered once into one ``texts`` object and referenced
-by byte range; every member is thus (bucket, key, range, ETag) and read the same way.
+by byte range; every member is thus (bucket, key, range, ETag) and read the same way. Where each
+object lives (its key) and the members' paths and order are the layout's (shared/archive/layout.py).
 """
 
 from __future__ import annotations
@@ -99,45 +100,13 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def export_prefix(tenant_id: str, export_id: str) -> str:
-    """Every object of one export lives under this prefix of the exports bucket."""
-    return f"exports/{tenant_id}/{export_id}/"
-
-
-def snapshot_key(tenant_id: str, export_id: str) -> str:
-    return f"{export_prefix(tenant_id, export_id)}work/snapshot.jsonl"
-
-
-def texts_key(tenant_id: str, export_id: str) -> str:
-    return f"{export_prefix(tenant_id, export_id)}work/texts.bin"
-
-
-def records_key(tenant_id: str, export_id: str, part_number: int) -> str:
-    return f"{export_prefix(tenant_id, export_id)}work/parts/{part_number:05d}.json"
-
-
-def archive_key(tenant_id: str, export_id: str, safe_username: str, day: str) -> str:
-    """The spec's key format: exports/{tenant_id}/{export_id}/grove-export-{username}-{YYYY-MM-DD}.zip"""
-    return f"{export_prefix(tenant_id, export_id)}grove-export-{safe_username}-{day}.zip"
-
-
-def is_archive_key_of(tenant_id: str, export_id: str, key: str | None) -> bool:
-    """``key`` can only be this export's archive: one name directly under its prefix, nothing that
-    climbs out or reaches into ``work/`` (the snapshot). The gateway signs, and the janitor deletes,
-    only such keys, whatever an event in the log claims."""
-    prefix = export_prefix(tenant_id, export_id)
-    if not key or not key.startswith(prefix):
-        return False
-    name = key[len(prefix):]
-    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") \
-        and not name.startswith(".") and all(c.isprintable() for c in name)
-
-
 async def remove_work_objects(store: ObjectStore, bucket: str, tenant_id: str, export_id: str) -> int:
     """Delete the snapshot and part records of an export (best effort; the janitor is the backstop)."""
+    from shared.archive.layout import work_prefix  # the layout builds on this module's models
+
     removed = 0
     try:
-        for obj in await store.list_keys(bucket, f"{export_prefix(tenant_id, export_id)}work/"):
+        for obj in await store.list_keys(bucket, work_prefix(tenant_id, export_id)):
             await store.delete(bucket, obj.key)
             removed += 1
     except Exception:

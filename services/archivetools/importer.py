@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from shared.archive.frontmatter import parse_markdown
+from shared.archive.layout import INDEX_PATH, MANIFEST_PATH
 from shared.archive.ownmedia import MediaRef, OwnMedia, import_body
 from shared.content.port import ContentSource, Row
 from shared.content.restore import TenantNotEmpty, content_counts, restore_tenant
@@ -71,8 +72,8 @@ class Rekey:
 
 def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: str, amber: str) -> Restore:
     """Pure but for reading members: the rows and objects that restore this archive into ``target``."""
-    manifest = json.loads(zf.read("manifest.json"))
-    index = json.loads(zf.read("index.json")) if "index.json" in zf.namelist() else None
+    manifest = json.loads(zf.read(MANIFEST_PATH))
+    index = json.loads(zf.read(INDEX_PATH)) if INDEX_PATH in zf.namelist() else None
     if not isinstance(index, dict) or index.get("format") != "grove-export-index":
         raise ImportRefused("the archive has no index.json (made before import existed?)")
     rk, out = Rekey(manifest["tenant_id"], target), Restore()
@@ -149,7 +150,7 @@ async def import_archive(path: Path, tenant: str, db: ContentSource, store: Obje
         raise ImportRefused(f"tenant {tenant!r} is not empty ({', '.join(f'{n} {t}' for t, n in existing.items())})")
     with zipfile.ZipFile(path) as zf:
         plan = plan_restore(zf, tenant, url_template, images_bucket, amber_bucket)
-        username = json.loads(zf.read("manifest.json")).get("username") or tenant
+        username = json.loads(zf.read(MANIFEST_PATH)).get("username") or tenant
         put: list[tuple[str, str]] = []
         try:
             for bucket, key, member, ctype in plan.objects:

@@ -22,9 +22,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from shared.archive.frontmatter import parse_markdown
+from shared.archive.layout import ERRORS_PATH, GENERATED_PATHS, INDEX_PATH, MANIFEST_PATH, is_media, is_text_page
 from shared.archive.mdlinks import find_links
 
-GENERATED = ("manifest.json", "errors.json")
 LOCAL = struct.Struct("<4sHHHHHIIIHH")
 
 
@@ -69,8 +69,8 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
             data[name] = zf.read(name)  # checks the CRC-32
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
             report.problems.append(f"{name}: damaged ({e})")
-    manifest = _json(data, "manifest.json", report)
-    errors = _json(data, "errors.json", report)
+    manifest = _json(data, MANIFEST_PATH, report)
+    errors = _json(data, ERRORS_PATH, report)
     if not isinstance(manifest, dict):
         return
     listed = {m["path"]: m for m in manifest.get("members", [])}
@@ -80,7 +80,7 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
         elif member_path in data and hashlib.sha256(data[member_path]).hexdigest() != entry.get("sha256"):
             report.problems.append(f"{member_path}: SHA-256 does not match manifest.json")
     for name in names:
-        if name not in listed and name not in GENERATED:
+        if name not in listed and name not in GENERATED_PATHS:
             report.problems.append(f"{name}: in the archive but not listed in manifest.json")
     _check_references(data, set(names), report)
     counts = Counter(n.split("/", 1)[0] if "/" in n else "top level" for n in listed)
@@ -118,7 +118,7 @@ def media_references(md_path: str, text: str) -> list[str]:
         if parts.scheme or parts.netloc or not parts.path or parts.path.startswith("/"):
             continue
         target = posixpath.normpath(posixpath.join(posixpath.dirname(md_path), unquote(parts.path)))
-        if target.startswith("media/"):
+        if is_media(target):
             found.append(target)
     return found
 
@@ -126,15 +126,15 @@ def media_references(md_path: str, text: str) -> list[str]:
 def _check_references(data: dict[str, bytes], names: set[str], report: Report) -> None:
     checked = 0
     for name, raw in data.items():
-        if name.endswith(".md") and name.startswith(("posts/", "pages/")):
+        if is_text_page(name):
             for target in media_references(name, raw.decode("utf-8", "replace")):
                 checked += 1
                 if target not in names:
                     report.problems.append(f"{name}: links to {target}, which is not in the archive")
     try:
-        index = json.loads(data.get("index.json", b"{}"))
+        index = json.loads(data.get(INDEX_PATH, b"{}"))
     except ValueError:
-        report.problems.append("index.json: not valid JSON")
+        report.problems.append(f"{INDEX_PATH}: not valid JSON")
         index = {}
     for section in ("media", "files"):
         for entry in index.get(section, []) if isinstance(index, dict) else []:

@@ -1,5 +1,7 @@
-"""The archive stream: members from the snapshot, then manifest.json, errors.json and the central
-directory — a deterministic function of the snapshot and the skip decisions.
+"""The archive stream: the snapshot's members in the order given, then the layout's generated
+members (manifest.json, errors.json) and the central directory — a deterministic function of the
+snapshot and the skip decisions. Paths, order and the generated members' content are the layout's
+(shared/archive/layout.py); this module only encodes.
 
 Runs in a worker thread (zlib, CRC and SHA-256 stay off the event loop). It yields archive bytes
 and, right after a member's last byte, that member's record; skipped members yield only a record.
@@ -12,14 +14,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from services.assembler.hashing import Hasher, InlineHasher
 from services.assembler.plan import MemberRecord, ResumePoint
+from shared.archive import layout
 from shared.archive.central import CDEntry, central_directory
 from shared.archive.zipmember import MemberEncoder, SourceSizeMismatch
 from shared.objectstore import ObjectNotFound, PreconditionFailed, StoreError, StoreRefused, StoreUnavailable
@@ -72,14 +73,15 @@ class ArchiveStream:
         self.progress.members_done = self.start.member_index
         self.progress.source_bytes = sum(m.size for m in self.snapshot.members[: self.start.member_index])
         n = len(self.snapshot.members)
-        for index in range(self.start.member_index, n + 3):
+        generated = layout.GENERATED
+        for index in range(self.start.member_index, n + len(generated) + 1):
             if self.stop.is_set():
                 raise Stopped()
             if index < n:
                 member = self.snapshot.members[index]
                 record = yield from self._member(member, pos)
-            elif index < n + 2:
-                record = yield from self._generated(index, records, pos)
+            elif index < n + len(generated):
+                record = yield from self._generated(generated[index - n], index, records, pos)
             else:
                 yield from self._emit(pos, self._central(records, pos))
                 return
@@ -136,16 +138,15 @@ class ArchiveStream:
             cd=base64.b64encode(r.cd_template).decode(),
         )
 
-    def _generated(self, index: int, records: list[MemberRecord], pos: int) -> Generator[Item, None, MemberRecord]:
-        n = len(self.snapshot.members)
-        name = "manifest.json" if index == n else "errors.json"
-        data = manifest_json(self.snapshot, records) if index == n else errors_json(self.snapshot, records)
-        encoder = MemberEncoder(name, self.snapshot.header.created_at, len(data), 6, [data])
+    def _generated(self, g: layout.Generated, index: int, records: list[MemberRecord],
+                   pos: int) -> Generator[Item, None, MemberRecord]:
+        data = g.render(self.snapshot, records)
+        encoder = MemberEncoder(g.path, g.modified_at(self.snapshot), len(data), g.level, [data])
         yield from self._emit(pos, encoder)
         r = encoder.result
         return MemberRecord(
-            index=index, path=name, source_id=name, offset=pos, length=r.length, size=len(data), crc32=r.crc32,
-            sha256=hashlib.sha256(data).hexdigest(), content_type="application/json",
+            index=index, path=g.path, source_id=g.path, offset=pos, length=r.length, size=len(data), crc32=r.crc32,
+            sha256=hashlib.sha256(data).hexdigest(), content_type=g.content_type,
             cd=base64.b64encode(r.cd_template).decode(),
         )
 
@@ -172,52 +173,3 @@ def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     if first:
         yield first
     yield from rest
-
-
-def manifest_json(snapshot: Snapshot, records: list[MemberRecord]) -> bytes:
-    h = snapshot.header
-    doc = {
-        "export_id": h.export_id, "tenant_id": h.tenant_id, "mode": h.mode, "username": h.username,
-        "created_at": h.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "generator": h.generator,
-        "format_version": 1, "item_counts": held_counts(snapshot, records),
-        "members": [_manifest_entry(snapshot, r) for r in records if r.status == "ok"],
-        "notes": "Checksums are SHA-256 of each file's bytes. manifest.json and errors.json are not listed. "
-                 "item_counts are what this archive holds; errors.json lists what it does not.",
-    }
-    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
-
-
-def _manifest_entry(snapshot: Snapshot, r: MemberRecord) -> dict[str, Any]:
-    entry: dict[str, Any] = {"path": r.path, "size": r.size, "sha256": r.sha256, "content_type": r.content_type,
-                             "source_id": r.source_id}
-    meta = snapshot.members[r.index].meta if r.index < len(snapshot.members) else None
-    if meta:
-        entry["metadata"] = meta
-    return entry
-
-
-COUNTED = {"post": "posts", "page": "pages", "media": "images", "file": "files"}
-
-
-def held_counts(snapshot: Snapshot, records: Iterable[MemberRecord]) -> dict[str, int]:
-    """The header's counts, lowered by members skipped while assembling: what the archive really holds."""
-    counts = dict(snapshot.header.item_counts)
-    for r in records:
-        kind = COUNTED.get(snapshot.members[r.index].kind) if r.index < len(snapshot.members) else None
-        if r.status == "skipped" and kind in counts:
-            counts[kind] -= 1
-    return counts
-
-
-def errors_json(snapshot: Snapshot, records: list[MemberRecord]) -> bytes:
-    errors: list[dict[str, str | None]] = [
-        {"source_id": e.source_id, "path": e.path, "reason": e.reason} for e in snapshot.errors]
-    errors += [{"source_id": r.source_id, "path": r.path, "reason": r.reason}
-               for r in records if r.status == "skipped"]
-    return (json.dumps(errors, indent=2, ensure_ascii=False) + "\n").encode()
-
-
-def error_count(snapshot: Snapshot, records: Iterable[MemberRecord]) -> int:
-    return len(snapshot.errors) + sum(1 for r in records if r.status == "skipped")
-
-

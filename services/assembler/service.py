@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable, Iterator
 
 from services.assembler.bridge import pump, source_opener
-from services.assembler.encoder import ArchiveStream, Rewind, error_count, held_counts
+from services.assembler.encoder import ArchiveStream, Rewind
 from services.assembler.hashing import ThreadHasher
 from services.assembler.plan import MemberRecord, ResumePoint, part_size, resume_point, rewind_target
 from services.assembler.uploader import PartUploader, load_records
 from shared import events as ev
 from shared import metrics
+from shared.archive import layout
 from shared.archive.zipmember import fingerprint
 from shared.eventlog import Conflict, Loaded
 from shared.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
@@ -87,8 +88,8 @@ class Assembler:
             export_id=c.export_id, tenant_id=c.tenant_id, archive_key=upload.archive_key,
             upload_id=upload.upload_id, size_bytes=size, part_count=last,
             member_count=sum(1 for r in records if r.status == "ok"),
-            error_count=error_count(snapshot, records), sha256=None if resumed else sha,
-            item_counts=held_counts(snapshot, records),
+            error_count=layout.error_count(snapshot, records), sha256=None if resumed else sha,
+            item_counts=layout.held_counts(snapshot, records),
         ), msg_id=f"{c.export_id}:ArchiveAssembled")
 
     async def _upload(self, ctx: StepContext, c: ev.ExportCataloged) -> tuple[ev.UploadStarted, int | None]:

@@ -19,9 +19,9 @@ from services.assembler.encoder import Progress, Stopped
 from services.assembler.plan import MemberRecord, check_part_budget
 from shared import events as ev
 from shared import faults, tracing
+from shared.archive.layout import records_key
 from shared.eventlog import Conflict
 from shared.objectstore import ObjectStore
-from shared.snapshot import records_key
 from shared.worker import StandDown, StepContext
 
 

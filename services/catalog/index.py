@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.archive.layout import FEED_PATH
 from shared.archive.ownmedia import OwnMedia, export_body, relative_link
 
-INDEX_PATH = "index.json"
-FEED_PATH = "feed.json"
 INDEX_FORMAT = {"format": "grove-export-index", "version": 1}
 
 

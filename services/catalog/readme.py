@@ -4,18 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-LAYOUT = {
-    "blog": ("posts/{slug}.md      one file per post: YAML front matter (title, description, tags,\n"
-             "                     status, dates, featured image) then the Markdown body\n"
-             "pages/{slug}.md      one file per page, same format\n"
-             "media/{filename}     your images, byte for byte as uploaded\n"
-             "index.json           every post, page and image with all its details (alt text, original\n"
-             "                     file name, original URL, type, upload time) and where it is in here\n"
-             "feed.json            your posts as a JSON Feed 1.1 (jsonfeed.org), for feed readers and tools\n"),
-    "storage": ("files/{category}/{filename}   every stored file, byte for byte as uploaded\n"
-                "index.json           every file with all its details (original name, type, category,\n"
-                "                     product, upload time) and where it is in here\n"),
-}
+from shared.archive.layout import readme_listing
 
 BLOG_USE = """
 Links in your posts and pages that showed your own images now point at the copies in `media/`,
@@ -50,10 +39,7 @@ This archive holds a copy of your data from Grove, made for **{username}**
 ## What is inside
 
 ```
-README.md            this file
-{LAYOUT[mode]}manifest.json        every file in this archive with its size and SHA-256 checksum
-errors.json          everything that could NOT be included, and why (an empty list when nothing)
-```
+{readme_listing(mode)}```
 
 ## How to check that nothing was lost or damaged
 

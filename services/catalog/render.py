@@ -1,4 +1,7 @@
-"""Pure: content rows → the snapshot's member list and its rendered text (README, posts, pages)."""
+"""Pure: content rows → the snapshot's member list and its rendered text (README, posts, pages).
+
+Member paths, their order and the member types are the layout's (shared/archive/layout.py).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.catalog.index import (
-    FEED_PATH,
-    INDEX_PATH,
     RenderedText,
     feed_item,
     feed_json,
@@ -22,40 +23,15 @@ from services.catalog.index import (
     text_entry,
     ts,
 )
+from shared.archive import layout
 from shared.archive.frontmatter import render_markdown
-from shared.archive.names import NameAllocator, safe_component
+from shared.archive.layout import FEED_PATH, INDEX_PATH, ObjectMember, TextMember
+from shared.archive.names import NameAllocator
 from shared.archive.ownmedia import MediaRef, OwnMedia, export_body, relative_link
 from shared.content.port import Row
 from shared.snapshot import SnapshotError
 
 EPOCH_FALLBACK = datetime(1980, 1, 1, tzinfo=UTC)
-
-
-@dataclass
-class TextMember:
-    path: str
-    kind: str
-    source_id: str
-    modified_at: datetime
-    data: bytes
-
-    @property
-    def content_type(self) -> str:
-        return "application/json" if self.path.endswith(".json") else "text/markdown; charset=utf-8"
-
-
-@dataclass
-class ObjectMember:
-    path: str
-    kind: str
-    source_id: str
-    modified_at: datetime
-    bucket: str
-    key: str
-    content_type: str
-    declared_size: int | None
-    meta: dict[str, Any] = field(default_factory=dict)
-    head: tuple[int, str] | None = None  # (size, ETag) from the catalog's HEAD
 
 
 @dataclass
@@ -139,8 +115,7 @@ def plan_blog(posts: list[Row], pages: list[Row], media: list[Row], include_imag
     plan, names = Plan(), NameAllocator()
     refs, media_index = [], []
     for row in media:  # names first, so posts can point at their images inside the archive
-        path = names.allocate("media", keep_extension(row.get("filename") or "", f"media-{row['id']}"),
-                              f"media-{row['id']}")
+        path = layout.media_path(names, row["id"], row.get("filename"))
         obj = ObjectMember(path, "media", row["id"], _modified(row, "uploaded_at"), images_bucket, row["r2_key"],
                            _ctype(row, path), row.get("size"), media_meta(row))
         present = include_images and _object(plan, heads, obj)  # the metadata travels either way
@@ -149,15 +124,13 @@ def plan_blog(posts: list[Row], pages: list[Row], media: list[Row], include_imag
     own = OwnMedia(refs if include_images else [])  # without images, links keep their URLs
     post_index, feed_items, page_index = [], [], []
     for row in posts:
-        stem = safe_component(row["slug"] or "", f"post-{row['id']}")  # clean first, then add .md
-        path = names.allocate("posts", f"{stem}.md", f"post-{row['id']}.md")
+        path = layout.post_path(names, row["id"], row["slug"])
         r = post_markdown(row, path, own)
         plan.texts.append(TextMember(path, "post", row["id"], _modified(row, "updated_at", "created_at"), r.text.encode()))
         post_index.append(text_entry(row["id"], path, r))
         feed_items.append(feed_item(row, path, r, own))
     for row in pages:
-        stem = safe_component(row["slug"] or "", f"page-{row['id']}")
-        path = names.allocate("pages", f"{stem}.md", f"page-{row['id']}.md")
+        path = layout.page_path(names, row["id"], row["slug"])
         r = page_markdown(row, path, own)
         plan.texts.append(TextMember(path, "page", row["id"], _modified(row, "updated_at", "created_at"), r.text.encode()))
         page_index.append(text_entry(row["id"], path, r))
@@ -173,9 +146,7 @@ def plan_storage(files: list[Row], amber_bucket: str, heads: Heads | None = None
     plan, names = Plan(), NameAllocator()
     file_index = []
     for row in files:
-        category = safe_component(row.get("category") or "uncategorized", "uncategorized")
-        path = names.allocate(f"files/{category}", keep_extension(row.get("filename") or "", f"file-{row['id']}"),
-                              f"file-{row['id']}")
+        path = layout.file_path(names, row["id"], row.get("filename"), row.get("category"))
         obj = ObjectMember(path, "file", row["id"], _modified(row, "uploaded_at"), amber_bucket, row["r2_key"],
                            _ctype(row, path), row.get("size"), file_meta(row))
         present = _object(plan, heads, obj)
@@ -184,16 +155,6 @@ def plan_storage(files: list[Row], amber_bucket: str, heads: Heads | None = None
     plan.texts.append(TextMember(INDEX_PATH, "index", "index", newest, index_json({"files": file_index})))
     plan.counts = {"files": len(plan.objects)}
     return plan
-
-
-def keep_extension(filename: str, fallback_stem: str) -> str:
-    """``"   .jpg"`` or ``"..jpg"`` keep their extension: the stem falls back, not the whole name."""
-    stem, dot, ext = filename.rpartition(".")
-    if not dot or not ext or "/" in ext or "\\" in ext or len(ext) > 10:
-        return filename
-    if not stem.strip(" .\t\r\n"):  # nothing usable left of the stem
-        return f"{fallback_stem}.{ext}"
-    return filename
 
 
 def _ctype(row: Row, path: str) -> str:

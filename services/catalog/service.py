@@ -9,22 +9,13 @@ from services.catalog.readme import render_readme
 from services.catalog.render import Heads, Plan, plan_blog, plan_storage
 from shared import __version__, faults
 from shared import events as ev
-from shared.archive.levels import level_for
+from shared.archive import layout
 from shared.archive.names import sanitize_for_path
 from shared.content.port import ContentSource
 from shared.eventlog import Loaded
 from shared.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
 from shared.settings import Settings
-from shared.snapshot import (
-    Snapshot,
-    SnapshotError,
-    SnapshotHeader,
-    SnapshotMember,
-    archive_key,
-    sha256_hex,
-    snapshot_key,
-    texts_key,
-)
+from shared.snapshot import Snapshot, SnapshotError, SnapshotHeader, SnapshotMember, sha256_hex
 from shared.worker import StepContext
 
 HEAD_CONCURRENCY = 16
@@ -53,7 +44,7 @@ class Catalog:
         await faults.slow("catalog.read")
         plan = await self._plan(req)
         created = req.occurred_at.astimezone(UTC)
-        key = archive_key(req.tenant_id, req.export_id, sanitize_for_path(req.username), created.strftime("%Y-%m-%d"))
+        key = layout.archive_key(req.tenant_id, req.export_id, sanitize_for_path(req.username), created.strftime("%Y-%m-%d"))
         header = SnapshotHeader(
             export_id=req.export_id, tenant_id=req.tenant_id, mode=req.mode, username=req.username,
             include_images=req.include_images, created_at=created, archive_key=key,
@@ -62,7 +53,7 @@ class Catalog:
         members, errors = await self._freeze(req, header, plan)
         snapshot = Snapshot(header=header, members=tuple(members), errors=tuple(errors))
         data = snapshot.dumps()
-        skey = snapshot_key(req.tenant_id, req.export_id)
+        skey = layout.snapshot_key(req.tenant_id, req.export_id)
         await self.store.put(self.settings.buckets.exports, skey, data, "application/x-ndjson")
         faults.point("catalog.snapshot_stored")
         await ctx.append(ev.ExportCataloged(
@@ -93,28 +84,12 @@ class Catalog:
             created_at=header.created_at, counts=plan.counts, include_images=req.include_images,
             generator=header.generator, missing=len(plan.errors),
         ).encode()
-        texts = [("README.md", "readme", "readme", header.created_at, readme, "text/markdown; charset=utf-8")]
-        texts += [(t.path, t.kind, t.source_id, t.modified_at, t.data, t.content_type) for t in plan.texts]
-        blob = b"".join(t[4] for t in texts)
-        tkey = texts_key(req.tenant_id, req.export_id)
+        texts = layout.in_archive_order([layout.readme_member(readme, header.created_at), *plan.texts])
+        blob = layout.texts_blob(texts)
+        tkey = layout.texts_key(req.tenant_id, req.export_id)
         etag = await self.store.put(self.settings.buckets.exports, tkey, blob, "application/octet-stream")
-        members: list[SnapshotMember] = []
-        offset = 0
-        for path, kind, source_id, modified, data, ctype in texts:
-            members.append(SnapshotMember(
-                index=len(members), path=path, kind=kind, bucket=self.settings.buckets.exports, key=tkey,  # type: ignore[arg-type]
-                start=offset, size=len(data), etag=etag, content_type=ctype,
-                source_id=source_id, modified_at=modified, level=6,
-            ))
-            offset += len(data)
-        for obj in plan.objects:
-            assert obj.head is not None  # plan_* keep only objects the HEAD found
-            size, etag = obj.head
-            members.append(SnapshotMember(
-                index=len(members), path=obj.path, kind=obj.kind, bucket=obj.bucket, key=obj.key,  # type: ignore[arg-type]
-                size=size, etag=etag, content_type=obj.content_type, source_id=obj.source_id,
-                modified_at=obj.modified_at, level=level_for(obj.content_type, obj.path), meta=obj.meta,
-            ))
+        members = layout.snapshot_members(texts, plan.objects, layout.TextsObject(self.settings.buckets.exports,
+                                                                                  tkey, etag))
         return members, list(plan.errors)
 
     async def _head_all(self, objects: list[tuple[str, str]]) -> Heads:

@@ -19,10 +19,10 @@ from services.gateway.auth import link_secret
 from services.gateway.keys import READ_MODEL, SETTINGS, STORE
 from services.gateway.views import Signer, shown_status
 from shared import links
+from shared.archive import layout
 from shared.objectstore.fs import FilesystemStore, UrlSigner
 from shared.objectstore.port import StoreError
 from shared.settings import Settings
-from shared.snapshot import is_archive_key_of
 
 SIG, EXP = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9]{1,12}")
 
@@ -43,7 +43,7 @@ def sign_for(app: web.Application) -> Signer:
     store, bucket = app[STORE], app[SETTINGS].buckets.exports
 
     async def sign(key: str, expires_in: int) -> str:
-        return await store.signed_url(bucket, key, expires_in, filename=key.rsplit("/", 1)[-1])
+        return await store.signed_url(bucket, key, expires_in, filename=layout.file_name(key))
 
     return sign
 
@@ -59,13 +59,12 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise p.NotFound("This download link is not valid.")
     if not links.verify(secret, key, exp, sig):
         raise p.Expired("This download link has expired; open the export page for a fresh one.")
-    parts = key.split("/")
-    if len(parts) != 4 or not is_archive_key_of(parts[1], parts[2], key):
+    owner = layout.archive_owner(key)
+    if owner is None:
         raise p.NotFound("This download link is not valid.")  # only an export's archive is ever served
-    if parts[0] == "exports":
-        row = await app[READ_MODEL].get(parts[1], parts[2])
-        if row is not None and shown_status(row, int(time.time() * 1000)) == "expired":
-            raise p.Expired("This export has expired.")
+    row = await app[READ_MODEL].get(*owner)
+    if row is not None and shown_status(row, int(time.time() * 1000)) == "expired":
+        raise p.Expired("This export has expired.")
     if not isinstance(store, FilesystemStore):
         raise p.NotFound("Downloads are served by the object store, not the gateway.")
     try:
@@ -74,7 +73,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise p.NotFound("This download link is not valid.") from None
     if not await asyncio.to_thread(path.is_file):
         raise p.Expired("This export is no longer available.")
-    name = parts[-1]
+    name = layout.file_name(key)
     return web.FileResponse(path, headers={
         "Content-Type": "application/zip" if name.endswith(".zip") else "application/octet-stream",
         "Content-Disposition": f"attachment; filename=\"{quote(name)}\"; filename*=UTF-8''{quote(name)}",

@@ -17,13 +17,14 @@ from nats.js.errors import KeyNotFoundError
 
 from services.janitor.decide import is_abandoned_cancel, is_dead, is_expired, is_orphan_upload
 from shared import events as ev
+from shared.archive.layout import EXPORTS_ROOT, export_of_key, is_archive_key_of, work_prefix
 from shared.bus import Bus, connect
 from shared.directget import get_batch
 from shared.eventlog import Conflict, Loaded
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
 from shared.settings import Settings
-from shared.snapshot import export_prefix, is_archive_key_of, remove_work_objects
+from shared.snapshot import remove_work_objects
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class Janitor:
             elif not loaded.state.terminal:
                 states[(tenant_id, export_id)] = await self._check_alive(loaded, now, summary)
             elif self.dry_run:  # name each object, as the other actions name theirs
-                for obj in await self.store.list_keys(self.bucket, f"{export_prefix(tenant_id, export_id)}work/"):
+                for obj in await self.store.list_keys(self.bucket, work_prefix(tenant_id, export_id)):
                     summary.cleaned += 1
                     summary.actions.append(f"remove work object {obj.key} (export {export_id} is {loaded.state.status})")
             else:
@@ -135,11 +136,11 @@ class Janitor:
         return await self.bus.log.load(s.tenant_id, s.export_id)
 
     async def _uploads(self, states: dict[tuple[str, str], Loaded], now: datetime, summary: Summary) -> None:
-        for upload in await self.store.list_uploads(self.bucket, "exports/"):
-            parts = upload.key.split("/")
-            loaded = states.get((parts[1], parts[2])) if len(parts) > 3 else None
-            if loaded is None and len(parts) > 3:
-                loaded = await self.bus.log.load(parts[1], parts[2])
+        for upload in await self.store.list_uploads(self.bucket, EXPORTS_ROOT):
+            owner = export_of_key(upload.key)
+            loaded = states.get(owner) if owner else None
+            if loaded is None and owner:
+                loaded = await self.bus.log.load(*owner)
             state = loaded.state if loaded else None
             if is_orphan_upload(state, upload.upload_id, upload.initiated, self.settings.orphan_upload_age_s, now):
                 summary.aborted += 1

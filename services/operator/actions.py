@@ -16,12 +16,12 @@ from services.gateway.admission_kv import AdmissionStore
 from services.operator import decide
 from services.operator.inspect import read, requested
 from shared import events as ev
+from shared.archive.layout import texts_key, work_prefix
 from shared.bus import Bus
 from shared.cancel import CancelContended, NoSuchExport, NotCancellable, request_cancel
 from shared.eventlog import Conflict, Loaded
 from shared.objectstore import NoSuchUpload, ObjectStore
 from shared.settings import Settings
-from shared.snapshot import export_prefix, texts_key
 from shared.state import ExportState
 
 ROUNDS = 8
@@ -63,7 +63,7 @@ async def cancel(bus: Bus, tenant_id: str, export_id: str, who: Who) -> str:
 async def _retry_inputs(store: ObjectStore, settings: Settings, s: ExportState) -> dict[str, bool]:
     """What the store still holds of a failed export: the snapshot, the upload, the part records."""
     bucket = settings.buckets.exports
-    keys = {o.key for o in await store.list_keys(bucket, f"{export_prefix(s.tenant_id, s.export_id)}work/")}
+    keys = {o.key for o in await store.list_keys(bucket, work_prefix(s.tenant_id, s.export_id))}
     snapshot = s.cataloged is not None and {s.cataloged.snapshot_key, texts_key(s.tenant_id, s.export_id)} <= keys
     upload_open = False
     if s.upload is not None:

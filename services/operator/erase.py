@@ -18,6 +18,7 @@ from pathlib import Path
 
 from services.operator import actions
 from services.operator.inspect import read, requested
+from shared.archive import layout
 from shared.bus import Bus, kv_names
 from shared.objectstore import ObjectStore
 from shared.settings import Settings
@@ -82,9 +83,9 @@ class Eraser:
         for subject in subjects[f"KV_{self.admission}"]:
             h.admission_keys += sorted(await self._count(f"KV_{self.admission}", subject))
         h.heartbeat_keys = sorted(await self._count(f"KV_{self.heartbeats}", subjects[f"KV_{self.heartbeats}"][0]))
-        prefix = f"exports/{tenant_id}/"
+        prefix = layout.tenant_prefix(tenant_id)
         for obj in await self.store.list_keys(self.bucket, prefix):
-            (h.work_objects if "/work/" in obj.key else h.archives).append(obj.key)
+            (h.work_objects if layout.is_work_key(obj.key) else h.archives).append(obj.key)
         h.uploads = [(u.key, u.upload_id) for u in await self.store.list_uploads(self.bucket, prefix)]
         for path in self.read_models:
             h.read_model_rows[str(path)] = _rows(path, tenant_id, delete=False)

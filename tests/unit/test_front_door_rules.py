@@ -7,11 +7,11 @@ import json
 
 import pytest
 
+from shared.archive.layout import archive_key, is_archive_key_of, snapshot_key
 from shared.mailaddr import is_single_address
 from shared.objectstore import NoSuchUpload, ObjectNotFound, StoreError, StoreRefused, StoreUnavailable
 from shared.reasons import is_permanent, public_reason
 from shared.secrets import KNOWN_DEFAULTS, local_secrets, problem
-from shared.snapshot import archive_key, is_archive_key_of, snapshot_key
 from shared.worker import StepError
 
 

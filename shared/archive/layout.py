@@ -1,0 +1,401 @@
+"""The archive's layout, in one place: where every member goes, in which order, what the special
+members hold, and every object key of an export.
+
+Archive, top to bottom::
+
+    README.md                       the catalog renders it (services/catalog/readme.py)
+    posts/{slug}.md                 one per post, in the content source's order
+    pages/{slug}.md                 one per page
+    index.json                      every row and where it is in here (services/catalog/index.py)
+    feed.json                       blog only: the posts as a JSON Feed 1.1
+    media/{filename}                blog with images, byte for byte
+    files/{category}/{filename}     storage mode, byte for byte
+    manifest.json                   written by the assembler after the snapshot's members
+    errors.json                     idem
+    central directory
+
+The snapshot holds the members up to the last file, already in this order; the encoder writes
+the members it is given, in the order given, then :data:`GENERATED`, then the central directory.
+Object keys (exports bucket)::
+
+    exports/{tenant}/{export}/grove-export-{username}-{YYYY-MM-DD}.zip   the archive (the spec's format)
+    exports/{tenant}/{export}/work/snapshot.jsonl                        the frozen snapshot
+    exports/{tenant}/{export}/work/texts.bin                             the rendered text members
+    exports/{tenant}/{export}/work/parts/{part:05d}.json                 each part's member records
+
+Pure: no I/O. Errors::
+
+    LayoutError   two members would share a path (a bug upstream: never write such an archive)
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from shared.archive.levels import level_for
+from shared.archive.names import NameAllocator, safe_component
+from shared.snapshot import Snapshot, SnapshotMember
+
+
+class LayoutError(ValueError):
+    """The members do not make a valid archive layout."""
+
+
+# ---- object keys ---------------------------------------------------------------------------------
+
+EXPORTS_ROOT = "exports/"
+WORK = "work/"
+
+
+def tenant_prefix(tenant_id: str) -> str:
+    """Every object of every export of one tenant (operator erase)."""
+    return f"{EXPORTS_ROOT}{tenant_id}/"
+
+
+def export_prefix(tenant_id: str, export_id: str) -> str:
+    """Every object of one export lives under this prefix of the exports bucket."""
+    return f"{tenant_prefix(tenant_id)}{export_id}/"
+
+
+def work_prefix(tenant_id: str, export_id: str) -> str:
+    """The export's working objects (snapshot, texts, part records): removed when the export ends."""
+    return f"{export_prefix(tenant_id, export_id)}{WORK}"
+
+
+def snapshot_key(tenant_id: str, export_id: str) -> str:
+    return f"{work_prefix(tenant_id, export_id)}snapshot.jsonl"
+
+
+def texts_key(tenant_id: str, export_id: str) -> str:
+    return f"{work_prefix(tenant_id, export_id)}texts.bin"
+
+
+def records_key(tenant_id: str, export_id: str, part_number: int) -> str:
+    return f"{work_prefix(tenant_id, export_id)}parts/{part_number:05d}.json"
+
+
+def archive_key(tenant_id: str, export_id: str, safe_username: str, day: str) -> str:
+    """The spec's key format: exports/{tenant_id}/{export_id}/grove-export-{username}-{YYYY-MM-DD}.zip"""
+    return f"{export_prefix(tenant_id, export_id)}grove-export-{safe_username}-{day}.zip"
+
+
+def is_archive_key_of(tenant_id: str, export_id: str, key: str | None) -> bool:
+    """``key`` can only be this export's archive: one name directly under its prefix, nothing that
+    climbs out or reaches into ``work/`` (the snapshot). The gateway signs, and the janitor deletes,
+    only such keys, whatever an event in the log claims."""
+    prefix = export_prefix(tenant_id, export_id)
+    if not key or not key.startswith(prefix):
+        return False
+    name = key[len(prefix):]
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") \
+        and not name.startswith(".") and all(c.isprintable() for c in name)
+
+
+def export_of_key(key: str) -> tuple[str, str] | None:
+    """(tenant, export) of any object under an export's prefix (e.g. an upload the janitor finds)."""
+    parts = key.split("/")
+    if len(parts) < 4 or f"{parts[0]}/" != EXPORTS_ROOT:
+        return None
+    return parts[1], parts[2]
+
+
+def archive_owner(key: str) -> tuple[str, str] | None:
+    """(tenant, export) when ``key`` is an export's archive (:func:`is_archive_key_of`), else None."""
+    owner = export_of_key(key)
+    if owner is None or len(key.split("/")) != 4 or not is_archive_key_of(*owner, key):
+        return None
+    return owner
+
+
+def is_work_key(key: str) -> bool:
+    """A working object (snapshot, texts, part records), not an archive."""
+    owner = export_of_key(key)
+    return owner is not None and key.startswith(work_prefix(*owner))
+
+
+def file_name(key: str) -> str:
+    """The archive's file name as the person downloads it: the key's last component."""
+    return key.rsplit("/", 1)[-1]
+
+
+# ---- member paths --------------------------------------------------------------------------------
+
+README_PATH = "README.md"
+INDEX_PATH = "index.json"
+FEED_PATH = "feed.json"
+MANIFEST_PATH = "manifest.json"
+ERRORS_PATH = "errors.json"
+POSTS, PAGES, MEDIA, FILES = "posts", "pages", "media", "files"
+TEXT_LEVEL = 6  # README, posts, pages and the JSON members: deflate level 6
+JSON_TYPE = "application/json"
+MARKDOWN_TYPE = "text/markdown; charset=utf-8"
+
+
+def text_content_type(path: str) -> str:
+    return JSON_TYPE if path.endswith(".json") else MARKDOWN_TYPE
+
+
+def keep_extension(filename: str, fallback_stem: str) -> str:
+    """``"   .jpg"`` or ``"..jpg"`` keep their extension: the stem falls back, not the whole name."""
+    stem, dot, ext = filename.rpartition(".")
+    if not dot or not ext or "/" in ext or "\\" in ext or len(ext) > 10:
+        return filename
+    if not stem.strip(" .\t\r\n"):  # nothing usable left of the stem
+        return f"{fallback_stem}.{ext}"
+    return filename
+
+
+# Each allocates from the export's one NameAllocator, so paths are unique (case-insensitively) and
+# the same rows always give the same paths. Blog: media first, so posts can link to their images.
+def media_path(names: NameAllocator, row_id: str, filename: str | None) -> str:
+    return names.allocate(MEDIA, keep_extension(filename or "", f"media-{row_id}"), f"media-{row_id}")
+
+
+def post_path(names: NameAllocator, row_id: str, slug: str | None) -> str:
+    stem = safe_component(slug or "", f"post-{row_id}")  # clean first, then add .md
+    return names.allocate(POSTS, f"{stem}.md", f"post-{row_id}.md")
+
+
+def page_path(names: NameAllocator, row_id: str, slug: str | None) -> str:
+    stem = safe_component(slug or "", f"page-{row_id}")
+    return names.allocate(PAGES, f"{stem}.md", f"page-{row_id}.md")
+
+
+def file_path(names: NameAllocator, row_id: str, filename: str | None, category: str | None) -> str:
+    folder = f"{FILES}/{safe_component(category or 'uncategorized', 'uncategorized')}"
+    return names.allocate(folder, keep_extension(filename or "", f"file-{row_id}"), f"file-{row_id}")
+
+
+def is_text_page(path: str) -> bool:
+    """A post or page (Markdown whose relative links point at media)."""
+    return path.endswith(".md") and path.startswith((f"{POSTS}/", f"{PAGES}/"))
+
+
+def is_media(path: str) -> bool:
+    return path.startswith(f"{MEDIA}/")
+
+
+# ---- members and their order ---------------------------------------------------------------------
+
+@dataclass
+class TextMember:
+    """A member rendered by the catalog; its bytes go into the export's texts object."""
+
+    path: str
+    kind: str
+    source_id: str
+    modified_at: datetime
+    data: bytes
+
+    @property
+    def content_type(self) -> str:
+        return text_content_type(self.path)
+
+
+@dataclass
+class ObjectMember:
+    """A member copied byte for byte from a source object (an image, a stored file)."""
+
+    path: str
+    kind: str
+    source_id: str
+    modified_at: datetime
+    bucket: str
+    key: str
+    content_type: str
+    declared_size: int | None
+    meta: dict[str, Any] = field(default_factory=dict)
+    head: tuple[int, str] | None = None  # (size, ETag) from the catalog's HEAD
+
+
+def readme_member(data: bytes, created_at: datetime) -> TextMember:
+    return TextMember(README_PATH, "readme", "readme", created_at, data)
+
+
+# The archive's order, by section; within a section, the catalog's order (the content source's).
+ORDER = (README_PATH, "post", "page", INDEX_PATH, FEED_PATH, "media", "file")
+
+
+def rank(path: str, kind: str) -> int:
+    """Position of a member's section in :data:`ORDER` (special members by path, others by kind)."""
+    return ORDER.index(path) if path in ORDER else ORDER.index(kind)
+
+
+M = TypeVar("M", TextMember, ObjectMember)
+
+
+def in_archive_order(members: Iterable[M]) -> list[M]:
+    return sorted(members, key=lambda m: rank(m.path, m.kind))  # stable: keeps the catalog's order
+
+
+@dataclass(frozen=True)
+class TextsObject:
+    """Where the catalog stored the text members' bytes, concatenated in archive order."""
+
+    bucket: str
+    key: str
+    etag: str
+
+
+def texts_blob(texts: Sequence[TextMember]) -> bytes:
+    """The texts object: the text members' bytes in the order given (:func:`in_archive_order`)."""
+    return b"".join(t.data for t in texts)
+
+
+def snapshot_members(texts: Sequence[TextMember], objects: Sequence[ObjectMember],
+                     stored: TextsObject) -> list[SnapshotMember]:
+    """The snapshot's members in archive order: ``texts`` (as stored by :func:`texts_blob`), then
+    ``objects``. Indexes are positions; two members never share a path, whatever the case."""
+    if [t.path for t in texts] != [t.path for t in in_archive_order(texts)]:
+        raise LayoutError("the text members are not in archive order")
+    members: list[SnapshotMember] = []
+    offset = 0
+    for t in texts:
+        members.append(SnapshotMember(
+            index=len(members), path=t.path, kind=t.kind, bucket=stored.bucket, key=stored.key,  # type: ignore[arg-type]
+            start=offset, size=len(t.data), etag=stored.etag, content_type=t.content_type,
+            source_id=t.source_id, modified_at=t.modified_at, level=TEXT_LEVEL,
+        ))
+        offset += len(t.data)
+    for obj in in_archive_order(objects):
+        if obj.head is None:
+            raise LayoutError(f"{obj.path}: an object member without the HEAD that found it")
+        size, etag = obj.head
+        members.append(SnapshotMember(
+            index=len(members), path=obj.path, kind=obj.kind, bucket=obj.bucket, key=obj.key,  # type: ignore[arg-type]
+            size=size, etag=etag, content_type=obj.content_type, source_id=obj.source_id,
+            modified_at=obj.modified_at, level=level_for(obj.content_type, obj.path), meta=obj.meta,
+        ))
+    check_unique(m.path for m in members)
+    return members
+
+
+def check_unique(paths: Iterable[str]) -> None:
+    """Raise :class:`LayoutError` when two paths (or a path and a generated member) are the same
+    on a case-insensitive file system."""
+    def key(path: str) -> str:
+        return unicodedata.normalize("NFC", path.casefold())
+
+    seen = {key(p): p for p in GENERATED_PATHS}
+    for path in paths:
+        if (other := seen.get(key(path))) is not None:
+            raise LayoutError(f"{path!r} and {other!r} would be the same file in the archive")
+        seen[key(path)] = path
+
+
+# ---- the members the assembler writes after the snapshot's ---------------------------------------
+
+class Record(Protocol):
+    """What manifest.json and errors.json read of a member record (the assembler's MemberRecord)."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def source_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def content_type(self) -> str: ...
+
+
+COUNTED = {"post": "posts", "page": "pages", "media": "images", "file": "files"}
+
+
+def held_counts(snapshot: Snapshot, records: Iterable[Record]) -> dict[str, int]:
+    """The header's counts, lowered by members skipped while assembling: what the archive really holds."""
+    counts = dict(snapshot.header.item_counts)
+    for r in records:
+        kind = COUNTED.get(snapshot.members[r.index].kind) if r.index < len(snapshot.members) else None
+        if r.status == "skipped" and kind in counts:
+            counts[kind] -= 1
+    return counts
+
+
+def error_count(snapshot: Snapshot, records: Iterable[Record]) -> int:
+    return len(snapshot.errors) + sum(1 for r in records if r.status == "skipped")
+
+
+def manifest_json(snapshot: Snapshot, records: Sequence[Record]) -> bytes:
+    """Every member written so far (not the generated ones) with its size and SHA-256."""
+    h = snapshot.header
+    doc = {
+        "export_id": h.export_id, "tenant_id": h.tenant_id, "mode": h.mode, "username": h.username,
+        "created_at": h.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "generator": h.generator,
+        "format_version": 1, "item_counts": held_counts(snapshot, records),
+        "members": [_manifest_entry(snapshot, r) for r in records if r.status == "ok"],
+        "notes": f"Checksums are SHA-256 of each file's bytes. {MANIFEST_PATH} and {ERRORS_PATH} are not listed. "
+                 f"item_counts are what this archive holds; {ERRORS_PATH} lists what it does not.",
+    }
+    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _manifest_entry(snapshot: Snapshot, r: Record) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": r.path, "size": r.size, "sha256": r.sha256, "content_type": r.content_type,
+                             "source_id": r.source_id}
+    meta = snapshot.members[r.index].meta if r.index < len(snapshot.members) else None
+    if meta:
+        entry["metadata"] = meta
+    return entry
+
+
+def errors_json(snapshot: Snapshot, records: Sequence[Record]) -> bytes:
+    """What the catalog could not include, then what the assembler skipped, with the reason."""
+    errors: list[dict[str, str | None]] = [
+        {"source_id": e.source_id, "path": e.path, "reason": e.reason} for e in snapshot.errors]
+    errors += [{"source_id": r.source_id, "path": r.path, "reason": r.reason}
+               for r in records if r.status == "skipped"]
+    return (json.dumps(errors, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A member the assembler renders from the snapshot and the records of the members before it."""
+
+    path: str
+    render: Callable[[Snapshot, Sequence[Record]], bytes]
+    content_type: str = JSON_TYPE
+    level: int = TEXT_LEVEL
+
+    @staticmethod
+    def modified_at(snapshot: Snapshot) -> datetime:
+        return snapshot.header.created_at
+
+
+GENERATED: tuple[Generated, ...] = (Generated(MANIFEST_PATH, manifest_json), Generated(ERRORS_PATH, errors_json))
+GENERATED_PATHS = tuple(g.path for g in GENERATED)
+
+
+# ---- what README.md says is inside ---------------------------------------------------------------
+
+README_LISTING = {
+    "blog": ("posts/{slug}.md      one file per post: YAML front matter (title, description, tags,\n"
+             "                     status, dates, featured image) then the Markdown body\n"
+             "pages/{slug}.md      one file per page, same format\n"
+             "media/{filename}     your images, byte for byte as uploaded\n"
+             "index.json           every post, page and image with all its details (alt text, original\n"
+             "                     file name, original URL, type, upload time) and where it is in here\n"
+             "feed.json            your posts as a JSON Feed 1.1 (jsonfeed.org), for feed readers and tools\n"),
+    "storage": ("files/{category}/{filename}   every stored file, byte for byte as uploaded\n"
+                "index.json           every file with all its details (original name, type, category,\n"
+                "                     product, upload time) and where it is in here\n"),
+}
+
+
+def readme_listing(mode: str) -> str:
+    """The "What is inside" block of README.md: every member, in archive order."""
+    return (f"{README_PATH}            this file\n{README_LISTING[mode]}"
+            f"{MANIFEST_PATH}        every file in this archive with its size and SHA-256 checksum\n"
+            f"{ERRORS_PATH}          everything that could NOT be included, and why (an empty list when nothing)\n")

@@ -226,7 +226,7 @@ def rank(path: str, kind: str) -> int:
     return ORDER.index(path) if path in ORDER else ORDER.index(kind)
 
 
-M = TypeVar("M", TextMember, ObjectMember)
+M = TypeVar("M", bound=TextMember | ObjectMember)
 
 
 def in_archive_order(members: Iterable[M]) -> list[M]:
@@ -235,7 +235,7 @@ def in_archive_order(members: Iterable[M]) -> list[M]:
 
 @dataclass(frozen=True)
 class TextsObject:
-    """Where the catalog stored the text members' bytes, concatenated in archive order."""
+    """Where the catalog stored the text members' bytes (:func:`texts_blob`)."""
 
     bucket: str
     key: str
@@ -243,26 +243,30 @@ class TextsObject:
 
 
 def texts_blob(texts: Sequence[TextMember]) -> bytes:
-    """The texts object: the text members' bytes in the order given (:func:`in_archive_order`)."""
+    """The texts object: the text members' bytes, in the order given."""
     return b"".join(t.data for t in texts)
 
 
 def snapshot_members(texts: Sequence[TextMember], objects: Sequence[ObjectMember],
                      stored: TextsObject) -> list[SnapshotMember]:
-    """The snapshot's members in archive order: ``texts`` (as stored by :func:`texts_blob`), then
-    ``objects``. Indexes are positions; two members never share a path, whatever the case."""
-    if [t.path for t in texts] != [t.path for t in in_archive_order(texts)]:
-        raise LayoutError("the text members are not in archive order")
-    members: list[SnapshotMember] = []
-    offset = 0
+    """The snapshot's members in archive order (:data:`ORDER`): a text member is read from its byte
+    range of the texts object (``texts`` in the order :func:`texts_blob` joined them), an object
+    member from its source. Indexes are positions; no two members share a path, whatever the case."""
+    start_of, offset = {}, 0
     for t in texts:
-        members.append(SnapshotMember(
-            index=len(members), path=t.path, kind=t.kind, bucket=stored.bucket, key=stored.key,  # type: ignore[arg-type]
-            start=offset, size=len(t.data), etag=stored.etag, content_type=t.content_type,
-            source_id=t.source_id, modified_at=t.modified_at, level=TEXT_LEVEL,
-        ))
+        start_of[id(t)] = offset
         offset += len(t.data)
-    for obj in in_archive_order(objects):
+    every: list[TextMember | ObjectMember] = [*texts, *objects]
+    members: list[SnapshotMember] = []
+    for m in in_archive_order(every):
+        if isinstance(m, TextMember):
+            members.append(SnapshotMember(
+                index=len(members), path=m.path, kind=m.kind, bucket=stored.bucket, key=stored.key,  # type: ignore[arg-type]
+                start=start_of[id(m)], size=len(m.data), etag=stored.etag, content_type=m.content_type,
+                source_id=m.source_id, modified_at=m.modified_at, level=TEXT_LEVEL,
+            ))
+            continue
+        obj = m
         if obj.head is None:
             raise LayoutError(f"{obj.path}: an object member without the HEAD that found it")
         size, etag = obj.head
@@ -395,7 +399,7 @@ README_LISTING = {
 
 
 def readme_listing(mode: str) -> str:
-    """The "What is inside" block of README.md: every member, in archive order."""
+    """The "What is inside" block of README.md: every kind of member and what it holds."""
     return (f"{README_PATH}            this file\n{README_LISTING[mode]}"
             f"{MANIFEST_PATH}        every file in this archive with its size and SHA-256 checksum\n"
             f"{ERRORS_PATH}          everything that could NOT be included, and why (an empty list when nothing)\n")

@@ -1,0 +1,184 @@
+"""The archive layout (shared/archive/layout.py), pure: member order, object keys, path collisions,
+and that the encoder writes what it is given, in the order given, without deciding anything."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from datetime import UTC, datetime
+
+import pytest
+
+from services.assembler.encoder import ArchiveStream
+from services.assembler.plan import resume_point
+from services.catalog.readme import render_readme
+from services.catalog.render import plan_blog
+from shared.archive import layout
+from shared.archive.layout import LayoutError, ObjectMember, TextMember
+from shared.archive.names import NameAllocator
+from shared.objectstore import ObjectNotFound
+from shared.snapshot import Snapshot, SnapshotError
+from tests.unit.pipeline.test_archive_stream import opener, snapshot
+
+T = datetime(2026, 2, 22, 10, 30, tzinfo=UTC)
+STORED = layout.TextsObject("exports", "exports/t1/e1/work/texts.bin", "etag-texts")
+
+
+def text(path: str, kind: str, data: bytes = b"x") -> TextMember:
+    return TextMember(path, kind, path, T, data)
+
+
+def obj(path: str, kind: str = "media", ctype: str = "image/jpeg") -> ObjectMember:
+    return ObjectMember(path, kind, path, T, "images", f"src/{path}", ctype, 3, head=(3, f"etag-{path}"))
+
+
+def zip_names(data: bytes) -> list[str]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return zf.namelist()
+
+
+# ---- member order --------------------------------------------------------------------------------
+
+def test_members_are_ordered_readme_posts_pages_index_feed_then_files_keeping_the_catalogs_order() -> None:
+    shuffled = [obj("media/b.jpg"), text("feed.json", "index"), text("pages/b.md", "page"), obj("media/a.jpg"),
+                text("posts/z.md", "post"), text("index.json", "index"), text("README.md", "readme"),
+                text("posts/a.md", "post"), text("pages/a.md", "page")]
+    ordered = [t.path for t in layout.in_archive_order(shuffled)]
+    assert ordered == ["README.md", "posts/z.md", "posts/a.md", "pages/b.md", "pages/a.md", "index.json", "feed.json",
+                       "media/b.jpg", "media/a.jpg"]
+    files = [obj("files/x/b", "file"), text("index.json", "index"), obj("files/a", "file"), text("README.md", "readme")]
+    assert [m.path for m in layout.in_archive_order(files)] == ["README.md", "index.json", "files/x/b", "files/a"]
+
+
+def test_snapshot_members_are_the_texts_by_byte_range_then_the_objects_indexed_by_position() -> None:
+    texts = layout.in_archive_order([text("index.json", "index", b"{}\n"), text("README.md", "readme", b"# hi\n"),
+                                     text("posts/a.md", "post", b"post")])
+    blob = layout.texts_blob(texts)
+    members = layout.snapshot_members(texts, [obj("media/b.svg", ctype="image/svg+xml"), obj("media/a.jpg")], STORED)
+    assert [(m.index, m.path) for m in members] == [
+        (0, "README.md"), (1, "posts/a.md"), (2, "index.json"), (3, "media/b.svg"), (4, "media/a.jpg")]
+    for m in members[:3]:
+        assert (m.bucket, m.key, m.etag, m.level) == (STORED.bucket, STORED.key, STORED.etag, layout.TEXT_LEVEL)
+        assert blob[m.start:m.start + m.size] == next(t.data for t in texts if t.path == m.path)
+    assert members[1].content_type == "text/markdown; charset=utf-8" and members[2].content_type == "application/json"
+    assert (members[3].key, members[3].etag, members[3].level) == ("src/media/b.svg", "etag-media/b.svg", 6)
+    assert members[4].level == 0  # JPEG is stored, not deflated
+
+
+def test_texts_stored_in_any_order_take_their_archive_place_and_keep_their_own_bytes() -> None:
+    texts = [text("posts/a.md", "post", b"post"), text("README.md", "readme", b"# readme\n")]
+    blob = layout.texts_blob(texts)
+    members = layout.snapshot_members(texts, [obj("media/a.jpg")], STORED)
+    assert [m.path for m in members] == ["README.md", "posts/a.md", "media/a.jpg"]
+    assert [blob[m.start:m.start + m.size] for m in members[:2]] == [b"# readme\n", b"post"]
+
+
+def test_the_catalog_plans_index_and_feed_after_the_pages_and_the_generated_members_come_last() -> None:
+    post = {"id": "p1", "slug": "hi", "title": "T", "markdown_content": "b", "created_at": 1, "updated_at": 1}
+    page = {"id": "g1", "slug": "about", "title": "A", "markdown_content": "b", "created_at": 1, "updated_at": 1}
+    plan = plan_blog([post], [page], [], True, "img")
+    texts = layout.in_archive_order([layout.readme_member(b"r", T), *plan.texts])
+    assert [t.path for t in texts] == ["README.md", "posts/hi.md", "pages/about.md", "index.json", "feed.json"]
+    assert layout.GENERATED_PATHS == ("manifest.json", "errors.json")
+
+
+# ---- object keys ---------------------------------------------------------------------------------
+
+def test_object_keys_have_the_spec_format_under_the_exports_prefix() -> None:
+    assert layout.archive_key("t1", "e1", "autumn", "2026-02-22") == "exports/t1/e1/grove-export-autumn-2026-02-22.zip"
+    assert layout.snapshot_key("t1", "e1") == "exports/t1/e1/work/snapshot.jsonl"
+    assert layout.texts_key("t1", "e1") == "exports/t1/e1/work/texts.bin"
+    assert layout.records_key("t1", "e1", 7) == "exports/t1/e1/work/parts/00007.json"
+    assert layout.tenant_prefix("t1") == "exports/t1/" and layout.work_prefix("t1", "e1") == "exports/t1/e1/work/"
+
+
+def test_only_an_exports_own_archive_key_is_its_archive() -> None:
+    key = layout.archive_key("t1", "e1", "autumn", "2026-02-22")
+    assert layout.is_archive_key_of("t1", "e1", key) and layout.archive_owner(key) == ("t1", "e1")
+    for other in (layout.snapshot_key("t1", "e1"), layout.records_key("t1", "e1", 1), "exports/t1/e1/../x.zip",
+                  "exports/t1/e1/", "elsewhere/t1/e1/a.zip", "exports/t1/e1/.hidden.zip"):
+        assert layout.archive_owner(other) is None, other
+    assert not layout.is_archive_key_of("t2", "e1", key) and not layout.is_archive_key_of("t1", "e2", key)
+    assert layout.file_name(key) == "grove-export-autumn-2026-02-22.zip"
+
+
+def test_work_keys_and_owners_are_read_back_from_a_key() -> None:
+    assert layout.export_of_key(layout.records_key("t1", "e1", 3)) == ("t1", "e1")
+    assert layout.export_of_key("exports/t1") is None and layout.export_of_key("other/t1/e1/x") is None
+    assert layout.is_work_key(layout.snapshot_key("t1", "e1")) and layout.is_work_key(layout.texts_key("t1", "e1"))
+    assert not layout.is_work_key(layout.archive_key("t1", "e1", "u", "2026-01-01"))
+
+
+# ---- path collisions -----------------------------------------------------------------------------
+
+def test_colliding_slugs_and_file_names_get_distinct_paths_case_insensitively() -> None:
+    names = NameAllocator()
+    media = [layout.media_path(names, "m1", "photo.jpg"), layout.media_path(names, "m2", "Photo.JPG"),
+             layout.media_path(names, "m3", "   .jpg")]
+    posts = [layout.post_path(names, "p1", "Hello"), layout.post_path(names, "p2", "hello"),
+             layout.post_path(names, "p3", "../README"), layout.post_path(names, "p4", "")]
+    files = [layout.file_path(names, "f1", "a.txt", "Docs"), layout.file_path(names, "f2", "A.TXT", "docs"),
+             layout.file_path(names, "f3", "b", None)]
+    assert media == ["media/photo.jpg", "media/Photo-2.JPG", "media/media-m3.jpg"]
+    assert posts == ["posts/Hello.md", "posts/hello-2.md", "posts/_README.md", "posts/post-p4.md"]
+    assert files == ["files/Docs/a.txt", "files/Docs/A-2.TXT", "files/uncategorized/b"]
+    layout.check_unique(media + posts + files)  # and no allocated path is the same file as another
+
+
+def test_two_members_on_one_path_or_on_a_generated_members_path_are_refused() -> None:
+    with pytest.raises(LayoutError, match="same file"):
+        layout.snapshot_members([text("README.md", "readme")], [obj("media/A.jpg"), obj("media/a.JPG")], STORED)
+    with pytest.raises(LayoutError, match=r"manifest\.json"):
+        layout.check_unique(["README.md", "Manifest.json"])
+
+
+# ---- the encoder only encodes --------------------------------------------------------------------
+
+def test_the_encoder_writes_the_members_in_exactly_the_order_given_then_the_generated_ones() -> None:
+    src = {"zz/last-name-first.md": b"z" * 40, "media/b.jpg": b"b" * 30, "README.md": b"# r\n", "a.md": b"a"}
+    archive = b"".join(i for i in ArchiveStream(snapshot(src), opener(src), resume_point([])) if isinstance(i, bytes))
+    assert zip_names(archive) == [*src, *layout.GENERATED_PATHS]
+
+
+def test_the_encoder_takes_its_generated_members_from_the_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    def listing(snap: Snapshot, records: object) -> bytes:
+        return json.dumps([r.path for r in records]).encode()  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(layout, "GENERATED", (layout.Generated("contents.json", listing),))
+    src = {"b.md": b"b", "a.md": b"a"}
+    stream = ArchiveStream(snapshot(src), opener(src), resume_point([]))
+    archive = b"".join(i for i in stream if isinstance(i, bytes))
+    assert zip_names(archive) == ["b.md", "a.md", "contents.json"]
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        assert json.loads(zf.read("contents.json")) == ["b.md", "a.md"]
+
+
+# ---- what the special members hold ---------------------------------------------------------------
+
+def test_manifest_lists_written_members_and_errors_lists_catalog_errors_then_skipped_ones() -> None:
+    src = {"README.md": b"r", "media/a.jpg": b"a", "media/gone.jpg": b"g"}
+    base = snapshot(src)
+    snap = Snapshot(header=base.header.model_copy(update={"item_counts": {"images": 2}}), members=base.members,
+                    errors=(SnapshotError(source_id="m9", path="media/x.jpg", reason="missing: not in storage"),))
+    stream = ArchiveStream(snap, opener(src, fail={"media/gone.jpg": ObjectNotFound("gone")}), resume_point([]))
+    list(stream)
+    records = stream.records[: len(src)]
+    manifest = json.loads(layout.manifest_json(snap, records))
+    assert [m["path"] for m in manifest["members"]] == ["README.md", "media/a.jpg"]
+    assert manifest["item_counts"] == {"images": 1} == layout.held_counts(snap, records)
+    errors = json.loads(layout.errors_json(snap, records))
+    assert [(e["path"], e["reason"].split(":")[0]) for e in errors] == [("media/x.jpg", "missing"),
+                                                                         ("media/gone.jpg", "missing")]
+    assert layout.error_count(snap, records) == 2
+
+
+def test_the_readme_lists_the_layouts_members_for_each_mode() -> None:
+    for mode in ("blog", "storage"):
+        readme = render_readme(username="u", tenant_id="t", export_id="e", mode=mode, created_at=T,
+                               counts={}, include_images=True, generator="g")
+        listing = layout.readme_listing(mode)
+        assert f"```\n{listing}```" in readme
+        for path in (layout.README_PATH, layout.INDEX_PATH, *layout.GENERATED_PATHS):
+            assert f"\n{path} " in f"\n{listing}"
+    assert layout.FEED_PATH in layout.readme_listing("blog") and layout.FEED_PATH not in layout.readme_listing("storage")

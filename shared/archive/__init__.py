@@ -1,5 +1,6 @@
 """The archive format: deterministic per-member ZIP encoding, our central directory, safe member
-names and Markdown frontmatter. Pure logic: no I/O, no event or storage knowledge.
+names and Markdown frontmatter, and the archive's layout (:mod:`shared.archive.layout`: member
+paths and order, the generated members, every object key of an export). Pure logic: no I/O.
 
     archive = concat(MemberEncoder bytes) + central_directory(CDEntry(result.cd_template, offset))
 """

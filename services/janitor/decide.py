@@ -9,8 +9,8 @@ from shared.state import ExportState, shown_status, step_running_after
 
 def is_expired(state: ExportState, now: datetime) -> bool:
     """Complete and past its expiry (the lifecycle's rule, also what the gateway shows)."""
-    if state.status is None or state.completed is None:
-        return False
+    if state.status != "complete" or state.completed is None:
+        return False  # already expired (or never complete): nothing to record
     return shown_status(state.status, state.completed.expires_at, now) == "expired"
 
 

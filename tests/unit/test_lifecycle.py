@@ -72,3 +72,5 @@ def test_a_complete_export_is_shown_expired_from_its_expiry_on_by_the_gateway_an
     assert (gateway_status(row, ms - 1), gateway_status(row, ms)) == ("complete", "expired")
     state = SimpleNamespace(status="complete", completed=SimpleNamespace(expires_at=expires))
     assert (is_expired(state, expires - timedelta(seconds=1)), is_expired(state, expires)) == (False, True)  # type: ignore[arg-type]
+    recorded = SimpleNamespace(status="expired", completed=state.completed)  # the janitor's own ExportExpired
+    assert not is_expired(recorded, expires + timedelta(days=1))  # type: ignore[arg-type]

@@ -156,7 +156,15 @@ class Assembler:
             await uploader.drain()  # parts already cut get logged; the rewind redoes them anyway
             await ctx.reload()
             raise
-        except BaseException:
+        except Exception:
+            # A failed attempt (a store outage): the parts already uploaded still get logged — real
+            # progress for the retry, and no append of ours lands after we gave up (it would move
+            # the fence under the next attempt). Then stop what is left.
+            stream.stop.set()
+            await uploader.drain()
+            await uploader.cancel()
+            raise
+        except BaseException:  # cancelled or shutting down: stop at once
             stream.stop.set()
             await uploader.cancel()
             raise

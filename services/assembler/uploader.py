@@ -136,7 +136,12 @@ class PartUploader:
     async def _log_part(self, previous: asyncio.Task[None] | None, upload: asyncio.Task[tuple[str, int]],
                         number: int, start: int, end: int, records: list[MemberRecord],
                         done: tuple[int, int]) -> None:
-        etag, crc = await upload
+        try:
+            etag, crc = await upload
+        except BaseException:
+            if previous is not None:  # earlier parts finish logging before this failure is seen
+                await asyncio.gather(previous, return_exceptions=True)
+            raise
         faults.point("assemble.uploaded_not_logged")
         if previous is not None:
             await previous

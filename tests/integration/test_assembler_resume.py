@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -21,13 +22,16 @@ from shared.objectstore import ObjectStore, StoreUnavailable
 from shared.settings import Settings
 from shared.worker import StepContext
 from tests.support.pipeline import request_export
+from tests.support.wait import until
 
 
 class FailingUploads:
     """Wraps a store: the n-th upload_part raises StoreUnavailable (a store outage mid-stream)."""
 
-    def __init__(self, store: ObjectStore, fail_at: int) -> None:
+    def __init__(self, store: ObjectStore, fail_at: int,
+                 before_failing: Callable[[], Awaitable[object]] | None = None) -> None:
         self._store, self.fail_at, self.calls = store, fail_at, 0
+        self.before_failing = before_failing  # holds the outage back until the test's condition holds
 
     def __getattr__(self, name: str):
         return getattr(self._store, name)
@@ -35,8 +39,14 @@ class FailingUploads:
     async def upload_part(self, *args, **kwargs):
         self.calls += 1
         if self.calls == self.fail_at:
+            if self.before_failing is not None:
+                await self.before_failing()
             raise StoreUnavailable("injected outage")
         return await self._store.upload_part(*args, **kwargs)
+
+
+async def _parts_logged(bus: Bus, tenant_id: str, export_id: str) -> int | None:
+    return len((await bus.log.load(tenant_id, export_id)).state.parts) or None
 
 
 async def _cataloged(bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings) -> StepContext:
@@ -66,8 +76,13 @@ async def _archive(store: ObjectStore, settings: Settings, ctx: StepContext) -> 
 async def test_after_a_failed_attempt_the_next_resumes_after_the_logged_parts_into_identical_bytes(
         bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings, tmp_path: Path) -> None:
     ctx = await _cataloged(bus, store, content, settings)
+    tenant_id, export_id = ctx.state.tenant_id, ctx.state.export_id
+
+    async def a_part_is_logged() -> object:  # parts upload 3 at once: the outage must not beat part 1's log
+        return await until(lambda: _parts_logged(bus, tenant_id, export_id), timeout=30)
+
     with pytest.raises(StoreUnavailable):
-        await Assembler(settings, FailingUploads(store, fail_at=5))(ctx)  # type: ignore[arg-type]
+        await Assembler(settings, FailingUploads(store, fail_at=5, before_failing=a_part_is_logged))(ctx)  # type: ignore[arg-type]
     logged = len((await ctx.reload()).state.parts)
     assert logged >= 1
     await Assembler(settings, store)(ctx)

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from services.assembler.hashing import Hasher, InlineHasher
 from services.assembler.plan import MemberRecord, ResumePoint
+from services.assembler.spill import RecordSpill
 from shared.archive import layout
-from shared.archive.central import CDEntry, central_directory
+from shared.archive.central import central_directory
 from shared.archive.zipmember import MemberEncoder, SourceSizeMismatch
 from shared.objectstore import ObjectNotFound, PreconditionFailed, StoreError, StoreRefused, StoreUnavailable
 from shared.snapshot import Snapshot, SnapshotMember
@@ -65,10 +67,12 @@ class ArchiveStream:
     progress: Progress = field(default_factory=Progress)
     hasher: Hasher = field(default_factory=InlineHasher)  # a ThreadHasher moves SHA-256 to another core
 
-    records: list[MemberRecord] = field(default_factory=list)
+    # On disk as they finish (memory stays flat in the number of members); set when iteration starts.
+    records: RecordSpill = field(init=False)
 
     def __iter__(self) -> Iterator[Item]:
-        records = self.records = list(self.start.records)
+        records = self.records = RecordSpill(self.snapshot)
+        records.extend(self.start.records)
         pos = self.start.member_offset
         self.progress.members_done = self.start.member_index
         self.progress.source_bytes = sum(m.size for m in self.snapshot.members[: self.start.member_index])
@@ -138,22 +142,32 @@ class ArchiveStream:
             cd=base64.b64encode(r.cd_template).decode(),
         )
 
-    def _generated(self, g: layout.Generated, index: int, records: list[MemberRecord],
+    def _generated(self, g: layout.Generated, index: int, records: RecordSpill,
                    pos: int) -> Generator[Item, None, MemberRecord]:
-        data = g.render(self.snapshot, records)
-        encoder = MemberEncoder(g.path, g.modified_at(self.snapshot), len(data), g.level, [data])
+        if g.path == layout.MANIFEST_PATH:  # streamed from the spill: never the whole document in memory
+            size, parts = manifest_stream(self.snapshot, records)
+        else:  # errors.json needs only the skipped members' records (kept in memory)
+            data = g.render(self.snapshot, records.skipped if g.path == layout.ERRORS_PATH else list(records))
+            size, parts = len(data), iter([data])
+        sha = hashlib.sha256()
+
+        def hashed() -> Iterator[bytes]:
+            for chunk in parts:
+                sha.update(chunk)
+                yield chunk
+
+        encoder = MemberEncoder(g.path, g.modified_at(self.snapshot), size, g.level, hashed())
         yield from self._emit(pos, encoder)
         r = encoder.result
         return MemberRecord(
-            index=index, path=g.path, source_id=g.path, offset=pos, length=r.length, size=len(data), crc32=r.crc32,
-            sha256=hashlib.sha256(data).hexdigest(), content_type=g.content_type,
+            index=index, path=g.path, source_id=g.path, offset=pos, length=r.length, size=size, crc32=r.crc32,
+            sha256=sha.hexdigest(), content_type=g.content_type,
             cd=base64.b64encode(r.cd_template).decode(),
         )
 
     @staticmethod
-    def _central(records: list[MemberRecord], pos: int) -> Iterator[bytes]:
-        entries = (CDEntry(base64.b64decode(r.cd), r.offset) for r in records if r.status == "ok")
-        return central_directory(entries, pos)
+    def _central(records: RecordSpill, pos: int) -> Iterator[bytes]:
+        return central_directory(records.cd_entries(), pos)
 
 
 def _skipped(m: SnapshotMember, reason: str) -> MemberRecord:
@@ -173,3 +187,30 @@ def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     if first:
         yield first
     yield from rest
+
+
+MANIFEST_NOTES = (f"Checksums are SHA-256 of each file's bytes. {layout.MANIFEST_PATH} and {layout.ERRORS_PATH} are "
+                  f"not listed. item_counts are what this archive holds; {layout.ERRORS_PATH} lists what it does not.")
+
+
+def manifest_stream(snapshot: Snapshot, records: RecordSpill) -> tuple[int, Iterator[bytes]]:
+    """manifest.json as (size, chunks), byte for byte what :func:`layout.manifest_json` writes (a unit
+    test holds them together), with the member entries read from the spill:
+    ``json.dumps(doc, indent=2)`` around the list."""
+    h = snapshot.header
+    head_doc = {
+        "export_id": h.export_id, "tenant_id": h.tenant_id, "mode": h.mode, "username": h.username,
+        "created_at": h.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "generator": h.generator,
+        "format_version": 1, "item_counts": layout.held_counts(snapshot, records.skipped),
+    }
+    head_text = json.dumps(head_doc, indent=2, ensure_ascii=False)
+    head = (head_text[:-2] + ',\n  "members": ' + ("[\n    " if records.entries else "[]")).encode()
+    tail = (("\n  ]" if records.entries else "") + ',\n  "notes": '
+            + json.dumps(MANIFEST_NOTES, ensure_ascii=False) + "\n}\n").encode()
+
+    def chunks() -> Iterator[bytes]:
+        yield head
+        yield from records.entries_chunks()
+        yield tail
+
+    return len(head) + records.entries_bytes + len(tail), chunks()

@@ -16,6 +16,7 @@ from services.assembler.bridge import pump, source_opener
 from services.assembler.encoder import ArchiveStream, Rewind
 from services.assembler.hashing import ThreadHasher
 from services.assembler.plan import MemberRecord, ResumePoint, part_size, resume_point, rewind_target
+from services.assembler.spill import RecordSpill, load_snapshot
 from services.assembler.uploader import PartUploader, load_records
 from shared import events as ev
 from shared import metrics
@@ -24,7 +25,7 @@ from shared.archive.zipmember import fingerprint
 from shared.eventlog import Conflict, Loaded
 from shared.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
 from shared.settings import Settings
-from shared.snapshot import Snapshot, SnapshotMember, sha256_hex
+from shared.snapshot import Snapshot, SnapshotMember
 from shared.worker import StepContext, StepError
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,11 @@ class Assembler:
     async def _assemble(self, ctx: StepContext) -> None:
         c = ctx.state.cataloged
         assert c is not None
-        data = await self.store.read(self.bucket, c.snapshot_key)
-        if sha256_hex(data) != c.snapshot_sha256:
+        # Into a temporary file, members parsed one at a time: memory stays flat in the member count.
+        snapshot = await load_snapshot(self.store.get(self.bucket, c.snapshot_key, chunk_size=1 << 20),
+                                       c.snapshot_sha256)
+        if snapshot is None:
             raise StepError("the frozen snapshot does not match its checksum")
-        snapshot = Snapshot.loads(data)
         upload, keep = await self._upload(ctx, c)
         skips: dict[int, str] = {}
         resumed = bool(ctx.state.parts)
@@ -83,14 +85,15 @@ class Assembler:
                 skips[r.index] = r.reason
                 keep = rewind_target(r.member_offset, upload.part_size, len(ctx.state.parts)) - 1
                 resumed = True
-        metrics.MEMBERS_STREAMED.inc(sum(1 for r in records if r.status == "ok"))
+        metrics.MEMBERS_STREAMED.inc(records.ok_count)
         await ctx.append(ev.ArchiveAssembled(
             export_id=c.export_id, tenant_id=c.tenant_id, archive_key=upload.archive_key,
             upload_id=upload.upload_id, size_bytes=size, part_count=last,
-            member_count=sum(1 for r in records if r.status == "ok"),
-            error_count=layout.error_count(snapshot, records), sha256=None if resumed else sha,
-            item_counts=layout.held_counts(snapshot, records),
+            member_count=records.ok_count,
+            error_count=layout.error_count(snapshot, records.skipped), sha256=None if resumed else sha,
+            item_counts=layout.held_counts(snapshot, records.skipped),
         ), msg_id=f"{c.export_id}:ArchiveAssembled")
+        records.close()
 
     async def _upload(self, ctx: StepContext, c: ev.ExportCataloged) -> tuple[ev.UploadStarted, int | None]:
         """The upload to write into, and how many logged parts stay valid (None = all)."""
@@ -130,7 +133,7 @@ class Assembler:
         return resume_point([(p.number, p.byte_end, r) for p, r in zip(parts, loaded, strict=True)])
 
     async def _stream(self, ctx: StepContext, snapshot: Snapshot, upload: ev.UploadStarted, rp: ResumePoint,
-                      skips: dict[int, str]) -> tuple[int, int, str | None, list[MemberRecord]]:
+                      skips: dict[int, str]) -> tuple[int, int, str | None, RecordSpill]:
         loop = asyncio.get_running_loop()
         texts = await self._texts(snapshot, rp)
 

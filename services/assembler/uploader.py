@@ -39,7 +39,9 @@ class PartUploader:
         self.pool = BufferPool(self.size, max(1, in_flight) + 1)
         self.buf: bytearray | None = None
         self.fill = 0
-        self.records: list[MemberRecord] = []
+        # The open part's member records, already as JSON: ~0.5 KB each instead of ~2.4 KB as models
+        # (a part of small files holds thousands of them, and N + 1 parts may be held at once).
+        self.records: list[bytes] = []
         self.slots = asyncio.Semaphore(max(1, in_flight))
         self.chain: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[object]] = set()
@@ -53,7 +55,7 @@ class PartUploader:
             if self.failure is not None:  # stop streaming at once when a part could not be logged
                 raise self.failure
             if isinstance(item, MemberRecord):
-                self.records.append(item)
+                self.records.append(item.model_dump_json().encode())
                 continue
             view = memoryview(item)
             while view:
@@ -126,7 +128,7 @@ class PartUploader:
             self.slots.release()
 
     async def _log(self, previous: asyncio.Task[None] | None, upload: asyncio.Task[tuple[str, int]],
-                   number: int, start: int, end: int, records: list[MemberRecord], done: tuple[int, int]) -> None:
+                   number: int, start: int, end: int, records: list[bytes], done: tuple[int, int]) -> None:
         try:
             await self._log_part(previous, upload, number, start, end, records, done)
         except BaseException as e:
@@ -134,7 +136,7 @@ class PartUploader:
             raise
 
     async def _log_part(self, previous: asyncio.Task[None] | None, upload: asyncio.Task[tuple[str, int]],
-                        number: int, start: int, end: int, records: list[MemberRecord],
+                        number: int, start: int, end: int, records: list[bytes],
                         done: tuple[int, int]) -> None:
         try:
             etag, crc = await upload
@@ -147,7 +149,7 @@ class PartUploader:
             await previous
         s = self.ctx.state
         rkey = records_key(s.tenant_id, s.export_id, number)
-        body = json.dumps([r.model_dump() for r in records]).encode()
+        body = b"[" + b", ".join(records) + b"]"  # a JSON list of the records, as load_records reads it
         await self.store.put(self.bucket, rkey, body, "application/json")
         event = ev.PartUploaded(
             export_id=s.export_id, tenant_id=s.tenant_id, part_number=number, etag=etag, crc32=crc,

@@ -54,7 +54,7 @@ def summarize(raw: Path, top: int = 25) -> str:
     return "\n".join(out)
 
 
-async def main_async(store: str, images: int, posts: int, out: Path) -> None:
+async def main_async(store: str, images: int, posts: int, out: Path, members: int = 0) -> None:
     root = Path(tempfile.mkdtemp(prefix="grove-profile-"))
     world = World(root).start()
     env = None
@@ -62,7 +62,11 @@ async def main_async(store: str, images: int, posts: int, out: Path) -> None:
     try:
         values = world.values(store, s3=store == "s3", min_part_size=8 * MiB, parts_in_flight=3)
         env = await Env.open(values)
-        tenant, _ = await seed_random_images(env, images=images, image_bytes=2 * MiB, posts=posts)
+        if members:  # section 10's export: many 1 KiB files (filesystem store)
+            from tests.bench.members import _seed
+            tenant = await _seed(env, members)
+        else:
+            tenant, _ = await seed_random_images(env, images=images, image_bytes=2 * MiB, posts=posts)
         stack = await start_ready_stack(env, root / "stack")
         pid = stack.child("assembler").pid
         assert pid is not None
@@ -97,11 +101,13 @@ def main() -> int:
     p.add_argument("--store", choices=("fs", "s3"), default="fs")
     p.add_argument("--images", type=int, default=200)
     p.add_argument("--posts", type=int, default=1000)
+    p.add_argument("--members", type=int, default=0,
+                   help="profile section 10's export instead: this many 1 KiB files (filesystem store)")
     p.add_argument("--out", default="bench-results/profile")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    asyncio.run(main_async(args.store, args.images, args.posts, out.resolve()))
+    asyncio.run(main_async(args.store, args.images, args.posts, out.resolve(), args.members))
     return 0
 
 

@@ -1,0 +1,228 @@
+"""Per-member state on disk, not in memory: memory stays flat in the number of members.
+
+An export of 65,536 small files would otherwise hold ~3 KB per member as parsed snapshot members and
+~2.4 KB per member record until the central directory and manifest.json are written (measured: +26 MB
+per 8,192 members for the snapshot alone). Here both live in anonymous temporary files:
+
+* :class:`SpilledMembers` — the snapshot's member lines in a file plus one 8-byte offset per member;
+  a member is parsed when it is asked for (the stream asks for each once, in order).
+* :class:`RecordSpill` — the member records as they finish: the central-directory templates with
+  their offsets (binary), manifest.json's ``members`` entries already formatted, and the records as
+  JSON lines (for resume tools and tests). Only skipped members' records stay in memory (they are
+  few, and errors.json and the counts need them).
+
+The files are unlinked at creation (``TemporaryFile``), so a killed process leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from array import array
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import IO, Any, overload
+
+from services.assembler.plan import MemberRecord
+from shared.archive.central import CDEntry
+from shared.snapshot import Snapshot, SnapshotError, SnapshotHeader, SnapshotMember
+
+READ = 1 << 20
+_CD = struct.Struct("<QI")  # offset, template length
+
+
+class SpilledMembers(Sequence[SnapshotMember]):
+    """A read-only sequence of snapshot members parsed on access from a file of JSON lines."""
+
+    def __init__(self, file: IO[bytes], offsets: array, lo: int = 0, hi: int | None = None) -> None:
+        self._file = file
+        self._offsets = offsets  # len(members) + 1 byte offsets: line i is offsets[i]..offsets[i + 1]
+        self._lo = lo
+        self._hi = len(offsets) - 1 if hi is None else hi
+        self._last: tuple[int, SnapshotMember] | None = None
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    @overload
+    def __getitem__(self, i: int) -> SnapshotMember: ...
+    @overload
+    def __getitem__(self, i: slice) -> SpilledMembers: ...
+
+    def __getitem__(self, i: int | slice) -> SnapshotMember | SpilledMembers:
+        if isinstance(i, slice):
+            lo, hi, step = i.indices(len(self))
+            if step != 1:
+                raise ValueError("spilled snapshot members are sliced with step 1 only")
+            return SpilledMembers(self._file, self._offsets, self._lo + lo, self._lo + max(lo, hi))
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(i)
+        at = self._lo + i
+        if self._last is not None and self._last[0] == at:
+            return self._last[1]
+        start, end = self._offsets[at], self._offsets[at + 1]
+        line = os.pread(self._file.fileno(), end - start, start)
+        member = SnapshotMember.model_validate(json.loads(line)["member"])
+        self._last = (at, member)
+        return member
+
+    def __iter__(self) -> Iterator[SnapshotMember]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+async def load_snapshot(chunks: AsyncIterator[bytes], expected_sha256: str) -> Snapshot | None:
+    """Read a snapshot (JSON Lines) from ``chunks`` into a temporary file, checking its SHA-256 on
+    the way; None when the checksum does not match. Members stay in the file (:class:`SpilledMembers`);
+    the header and catalog-time errors are parsed."""
+    file = tempfile.TemporaryFile(prefix="grove-snapshot-")
+    sha = hashlib.sha256()
+    async for chunk in chunks:
+        sha.update(chunk)
+        file.write(chunk)
+    if sha.hexdigest() != expected_sha256:
+        file.close()
+        return None
+    file.flush()
+    file.seek(0)
+    header: SnapshotHeader | None = None
+    errors: list[SnapshotError] = []
+    offsets = array("Q")  # start of each member line, then the end of the last one
+    pos = 0
+    previous_was_member = False
+    end = 0
+    for line in file:  # buffered, one line at a time
+        is_member = line.startswith(b'{"member"')
+        if not is_member and line.strip():
+            obj = json.loads(line)
+            if "header" in obj:
+                header = SnapshotHeader.model_validate(obj["header"])
+            elif "error" in obj:
+                errors.append(SnapshotError.model_validate(obj["error"]))
+            is_member = "member" in obj
+        if is_member:
+            if offsets and not previous_was_member:
+                file.close()
+                raise ValueError("snapshot member lines are not contiguous")
+            offsets.append(pos)
+        previous_was_member = is_member
+        pos += len(line)
+        if is_member:
+            end = pos
+    if header is None:
+        file.close()
+        raise ValueError("snapshot has no header line")
+    offsets.append(end)
+    members = SpilledMembers(file, offsets)
+    # A Sequence where a tuple is declared: every reader indexes, slices, iterates or takes len().
+    return Snapshot.model_construct(header=header, members=members, errors=tuple(errors))  # type: ignore[arg-type]
+
+
+class RecordSpill:
+    """The member records of one stream, in order, spilled to temporary files as they arrive."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        self._n = len(snapshot.members)
+        self._records = tempfile.TemporaryFile(prefix="grove-records-")
+        self._cd = tempfile.TemporaryFile(prefix="grove-cd-")
+        self._entries = tempfile.TemporaryFile(prefix="grove-manifest-")
+        self.count = 0
+        self.ok_count = 0
+        self.entries = 0  # manifest entries written (ok members of the snapshot)
+        self.entries_bytes = 0
+        self.skipped: list[MemberRecord] = []
+        self.last: MemberRecord | None = None
+
+    def append(self, record: MemberRecord) -> None:
+        self._records.write(record.model_dump_json().encode() + b"\n")
+        self.count += 1
+        self.last = record
+        if record.status != "ok":
+            self.skipped.append(record)
+            return
+        self.ok_count += 1
+        cd = record.cd.encode()
+        self._cd.write(_CD.pack(record.offset, len(cd)) + cd)
+        if record.index < self._n:
+            text = manifest_entry_text(self._snapshot, record)
+            self._entries.write(text if not self.entries else b",\n    " + text)
+            self.entries_bytes += len(text) + (6 if self.entries else 0)
+            self.entries += 1
+
+    def extend(self, records: Sequence[MemberRecord] | tuple[MemberRecord, ...]) -> None:
+        for r in records:
+            self.append(r)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[MemberRecord]:
+        self._records.flush()
+        with open(os.dup(self._records.fileno()), "rb", closefd=True) as f:
+            f.seek(0)
+            for line in f:
+                yield MemberRecord.model_validate_json(line)
+
+    def cd_entries(self) -> Iterator[CDEntry]:
+        """The ok members' central-directory templates with their offsets, in order."""
+        self._cd.flush()
+        fd = self._cd.fileno()
+        pos = 0
+        buf = b""
+        while True:
+            more = os.pread(fd, READ, pos)
+            if not more:
+                break
+            pos += len(more)
+            buf += more
+            at = 0
+            while len(buf) - at >= _CD.size:
+                offset, length = _CD.unpack_from(buf, at)
+                if len(buf) - at - _CD.size < length:
+                    break
+                start = at + _CD.size
+                yield CDEntry(base64.b64decode(buf[start:start + length]), offset)
+                at = start + length
+            buf = buf[at:]
+        if buf:
+            raise ValueError("truncated central-directory spill")
+
+    def entries_chunks(self) -> Iterator[bytes]:
+        """manifest.json's member entries, formatted and joined as ``json.dumps(indent=2)`` would."""
+        self._entries.flush()
+        fd = self._entries.fileno()
+        pos = 0
+        while True:
+            more = os.pread(fd, READ, pos)
+            if not more:
+                return
+            pos += len(more)
+            yield more
+
+    def close(self) -> None:
+        for f in (self._records, self._cd, self._entries):
+            f.close()
+
+
+def manifest_entry(snapshot: Snapshot, r: MemberRecord) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": r.path, "size": r.size, "sha256": r.sha256, "content_type": r.content_type,
+                             "source_id": r.source_id}
+    meta = snapshot.members[r.index].meta if r.index < len(snapshot.members) else None
+    if meta:
+        entry["metadata"] = meta
+    return entry
+
+
+def manifest_entry_text(snapshot: Snapshot, r: MemberRecord) -> bytes:
+    """One entry of manifest.json's ``members`` list as ``json.dumps(doc, indent=2)`` writes it
+    there (two levels deep: every line after the first indented by four more spaces; JSON strings
+    hold no raw newline, so splitting on newlines is exact)."""
+    text = json.dumps(manifest_entry(snapshot, r), indent=2, ensure_ascii=False)
+    return text.replace("\n", "\n    ").encode()

@@ -102,6 +102,7 @@ def pump(stream: ArchiveStream, sink: Sink, loop: asyncio.AbstractEventLoop, has
     sha = hashlib.sha256() if hash_all else None
     hasher = stream.hasher
     pending: Batch = []
+    unhashed: list[bytes] = []  # the batch's bytes, handed to the hasher once per hop
     have = records = 0
     emitted, mark = 0, time.perf_counter()
 
@@ -109,6 +110,8 @@ def pump(stream: ArchiveStream, sink: Sink, loop: asyncio.AbstractEventLoop, has
         nonlocal emitted, mark
         if stream.stop.is_set():
             raise Stopped()
+        if sha is not None and unhashed:
+            hasher.update_many(sha, unhashed)
         call(loop, sink(batch), stream.stop)
         if pace is not None:
             emitted += sum(len(chunk) for chunk in batch if not isinstance(chunk, MemberRecord))
@@ -124,12 +127,12 @@ def pump(stream: ArchiveStream, sink: Sink, loop: asyncio.AbstractEventLoop, has
             if not isinstance(item, bytes):
                 item = bytes(item)
             if sha is not None:
-                hasher.update(sha, item)
+                unhashed.append(item)
             pending.append(item)
             have += len(item)
         if have >= HOP or records >= RECORDS_PER_HOP:
             hand(pending)
-            pending, have, records = [], 0, 0
+            pending, unhashed, have, records = [], [], 0, 0
     if pending:
         hand(pending)
     return hasher.hexdigest(sha) if sha is not None else None

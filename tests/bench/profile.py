@@ -1,10 +1,11 @@
-"""Profile the assembler with py-spy during one export (filesystem store or S3 on moto).
+"""Profile the assembler (or another step service) with py-spy during one export (fs or S3 on moto).
 
     .venv/bin/pip install py-spy
-    .venv/bin/python -m tests.bench.profile --store fs [--images 200] [--out DIR]
+    .venv/bin/python -m tests.bench.profile --store fs [--images 200] [--members N] [--service S] [--out DIR]
 
-Runs the bench's export (incompressible 2 MiB JPEG-typed images + posts) through the real step
-services, attaches ``py-spy record`` to the assembler process for the export, and prints where its
+Runs the bench's export (incompressible 2 MiB JPEG-typed images + posts; with ``--members N``
+section 10's export of N 1 KiB files) through the real step services, attaches ``py-spy record``
+to the assembler (or ``--service``) process for the export, and prints where its
 samples went: the share of samples per leaf function (self) and per function anywhere on the stack
 (inclusive), over all threads. The raw collapsed stacks are kept in ``--out``.
 """
@@ -54,7 +55,8 @@ def summarize(raw: Path, top: int = 25) -> str:
     return "\n".join(out)
 
 
-async def main_async(store: str, images: int, posts: int, out: Path, members: int = 0) -> None:
+async def main_async(store: str, images: int, posts: int, out: Path, members: int = 0,
+                     service: str = "assembler") -> None:
     root = Path(tempfile.mkdtemp(prefix="grove-profile-"))
     world = World(root).start()
     env = None
@@ -68,9 +70,9 @@ async def main_async(store: str, images: int, posts: int, out: Path, members: in
         else:
             tenant, _ = await seed_random_images(env, images=images, image_bytes=2 * MiB, posts=posts)
         stack = await start_ready_stack(env, root / "stack")
-        pid = stack.child("assembler").pid
+        pid = stack.child(service).pid
         assert pid is not None
-        raw = out / f"assembler-{store}.txt"
+        raw = out / f"{service}-{store}.txt"
         spy_exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         spy = subprocess.Popen(  # noqa: ASYNC220  (a bench tool: blocking for a moment is fine)
             [spy_exe, "record", "--pid", str(pid), "--threads", "--rate", "200", "--format", "raw",
@@ -86,7 +88,7 @@ async def main_async(store: str, images: int, posts: int, out: Path, members: in
         tl = await timeline(env, tenant, export_id)
         total = state.cataloged.total_bytes
         print(f"{store}: {state.status}; streaming {mbps(total, tl.seconds('UploadStarted', 'ArchiveAssembled')):.0f}"
-              f" MB/s; {tl.phases()}; assembler CPU {cpu:.2f} s for {total / 1e6:.0f} MB")
+              f" MB/s; {tl.phases()}; {service} CPU {cpu:.2f} s for {total / 1e6:.0f} MB")
         print(summarize(raw))
     finally:
         if stack is not None:
@@ -103,11 +105,12 @@ def main() -> int:
     p.add_argument("--posts", type=int, default=1000)
     p.add_argument("--members", type=int, default=0,
                    help="profile section 10's export instead: this many 1 KiB files (filesystem store)")
+    p.add_argument("--service", default="assembler", help="the step service py-spy attaches to")
     p.add_argument("--out", default="bench-results/profile")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    asyncio.run(main_async(args.store, args.images, args.posts, out.resolve(), args.members))
+    asyncio.run(main_async(args.store, args.images, args.posts, out.resolve(), args.members, args.service))
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC
 
 from services.catalog.readme import render_readme
@@ -14,7 +13,7 @@ from shared.archive import layout
 from shared.archive.names import sanitize_for_path
 from shared.content.port import ContentSource
 from shared.eventlog import Loaded
-from shared.objectstore import ObjectInfo, ObjectNotFound, ObjectStore, PreconditionFailed
+from shared.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
 from shared.settings import Settings
 from shared.snapshot import Snapshot, SnapshotError, SnapshotHeader, SnapshotMember, sha256_hex
 from shared.worker import StepContext
@@ -95,9 +94,6 @@ class Catalog:
 
     async def _head_all(self, objects: list[tuple[str, str]]) -> Heads:
         """Real size and ETag of every object (the database's declared size is not trusted)."""
-        blocking = getattr(self.store, "head_blocking", None)
-        if blocking is not None:  # the filesystem store: one thread hop for all, not one per file
-            return await asyncio.to_thread(_heads_blocking, blocking, objects)
         gate = asyncio.Semaphore(HEAD_CONCURRENCY)
 
         async def head(bucket: str, key: str) -> tuple[int, str] | str:
@@ -110,14 +106,3 @@ class Catalog:
 
         found = await asyncio.gather(*(head(b, k) for b, k in objects))
         return dict(zip(objects, found, strict=True))
-
-
-def _heads_blocking(head: Callable[[str, str], ObjectInfo], objects: list[tuple[str, str]]) -> Heads:
-    out: Heads = {}
-    for bucket, key in objects:
-        try:
-            info = head(bucket, key)
-            out[(bucket, key)] = info.size, info.etag
-        except (ObjectNotFound, PreconditionFailed):
-            out[(bucket, key)] = "missing: the file is not in storage"
-    return out

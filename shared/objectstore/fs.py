@@ -86,11 +86,6 @@ class FilesystemStore:
     async def head(self, bucket: str, key: str) -> ObjectInfo:
         return await asyncio.to_thread(self._head, bucket, key)
 
-    def head_blocking(self, bucket: str, key: str) -> ObjectInfo:
-        """:meth:`head` for a caller already in a worker thread (the catalog HEADs thousands of
-        files in one thread hop instead of one hop each)."""
-        return self._head(bucket, key)
-
     def _head(self, bucket: str, key: str) -> ObjectInfo:
         path = self.path(bucket, key)
         try:

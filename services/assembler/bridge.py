@@ -86,6 +86,7 @@ def source_opener(store: ObjectStore, loop: asyncio.AbstractEventLoop,
 Batch = list[bytes | MemberRecord]
 Sink = Callable[[Batch], Coroutine[Any, Any, None]]
 RECORDS_PER_HOP = 512
+SMALL_CHUNK = 64 * 1024  # archive chunks below this are hashed in batches (one thread wake-up per hop)
 
 
 Pace = Callable[[float, int], None]
@@ -102,16 +103,17 @@ def pump(stream: ArchiveStream, sink: Sink, loop: asyncio.AbstractEventLoop, has
     sha = hashlib.sha256() if hash_all else None
     hasher = stream.hasher
     pending: Batch = []
-    unhashed: list[bytes] = []  # the batch's bytes, handed to the hasher once per hop
+    unhashed: list[bytes] = []  # small chunks not yet handed to the hasher
     have = records = 0
     emitted, mark = 0, time.perf_counter()
 
     def hand(batch: Batch) -> None:
-        nonlocal emitted, mark
+        nonlocal emitted, mark, unhashed
         if stream.stop.is_set():
             raise Stopped()
         if sha is not None and unhashed:
             hasher.update_many(sha, unhashed)
+            unhashed = []
         call(loop, sink(batch), stream.stop)
         if pace is not None:
             emitted += sum(len(chunk) for chunk in batch if not isinstance(chunk, MemberRecord))
@@ -127,12 +129,18 @@ def pump(stream: ArchiveStream, sink: Sink, loop: asyncio.AbstractEventLoop, has
             if not isinstance(item, bytes):
                 item = bytes(item)
             if sha is not None:
-                unhashed.append(item)
+                if len(item) >= SMALL_CHUNK:  # a large chunk: to the hasher at once, as it comes
+                    if unhashed:
+                        hasher.update_many(sha, unhashed)
+                        unhashed = []
+                    hasher.update(sha, item)
+                else:  # small chunks (small members): one hand-off per hop
+                    unhashed.append(item)
             pending.append(item)
             have += len(item)
         if have >= HOP or records >= RECORDS_PER_HOP:
             hand(pending)
-            pending, unhashed, have, records = [], [], 0, 0
+            pending, have, records = [], 0, 0
     if pending:
         hand(pending)
     return hasher.hexdigest(sha) if sha is not None else None

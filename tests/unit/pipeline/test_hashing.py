@@ -25,6 +25,20 @@ def test_the_thread_hasher_gives_the_digests_of_hashing_in_order() -> None:
         hasher.close()
 
 
+def test_batched_and_single_updates_keep_their_order() -> None:
+    """The pump hands small chunks as one batch and large ones singly, interleaved."""
+    for hasher in (ThreadHasher(limit=64 * 1024), InlineHasher()):
+        try:
+            h = hashlib.sha256()
+            for i in range(0, len(CHUNKS), 7):
+                hasher.update_many(h, CHUNKS[i:i + 5])
+                for chunk in CHUNKS[i + 5:i + 7]:
+                    hasher.update(h, chunk)
+            assert hasher.hexdigest(h) == hashlib.sha256(b"".join(CHUNKS)).hexdigest()
+        finally:
+            hasher.close()
+
+
 class SlowHash:
     """Records how many bytes were queued (not yet hashed) whenever it runs."""
 

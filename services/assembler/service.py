@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
-from services.assembler.bridge import pump, source_opener
+from services.assembler.bridge import TextWindows, pump, source_opener
 from services.assembler.encoder import ArchiveStream, Rewind
 from services.assembler.hashing import ThreadHasher
 from services.assembler.plan import MemberRecord, ResumePoint, part_size, resume_point, rewind_target
@@ -23,14 +23,13 @@ from shared import metrics
 from shared.archive import layout
 from shared.archive.zipmember import fingerprint
 from shared.eventlog import Conflict, Loaded
-from shared.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
+from shared.objectstore import ObjectStore
 from shared.settings import Settings
 from shared.snapshot import Snapshot, SnapshotMember
 from shared.worker import StepContext, StepError
 
 log = logging.getLogger(__name__)
 TEXT_KINDS = frozenset({"readme", "post", "page", "index"})
-TEXT_CACHE_LIMIT = 4 * 1024 * 1024  # counts against the memory bound: keep it below one part
 
 
 def should_run(loaded: Loaded) -> bool:
@@ -135,20 +134,23 @@ class Assembler:
     async def _stream(self, ctx: StepContext, snapshot: Snapshot, upload: ev.UploadStarted, rp: ResumePoint,
                       skips: dict[int, str]) -> tuple[int, int, str | None, RecordSpill]:
         loop = asyncio.get_running_loop()
-        texts = await self._texts(snapshot, rp)
-
         throttle = self.settings.demo_throttle_s
 
         def open_source(m: SnapshotMember) -> Iterator[bytes]:
             if throttle > 0:  # a demo aid, off by default: wakes at once on cancel
                 stream.stop.wait(throttle)
-            if m.key in texts:
-                return iter([texts[m.key][m.start:m.start + m.size]])
+            if m.kind in TEXT_KINDS:
+                data = texts.read(m)
+                if data is not None:
+                    return iter([data])
+            else:
+                texts.release()  # texts come first: free the window for the rest of the stream
             return opener(m)
 
         hasher = ThreadHasher()  # the SHA-256s run on a second core while this thread encodes
         stream = ArchiveStream(snapshot, open_source, rp, dict(skips), hasher=hasher)
         opener = source_opener(self.store, loop, stream.stop)
+        texts = TextWindows(self.store, snapshot.members, loop, stream.stop)
         uploader = PartUploader(ctx, self.store, self.bucket, upload, rp.next_part, rp.offset,
                                 self.settings.parts_in_flight, stream.progress, metrics.observe_part)
         try:
@@ -174,17 +176,3 @@ class Assembler:
         finally:
             await asyncio.to_thread(hasher.close)
         return size, last, sha, stream.records
-
-    async def _texts(self, snapshot: Snapshot, rp: ResumePoint) -> dict[str, bytes]:
-        """The rendered posts and pages are one small object: read it once (If-Match) instead of one
-        ranged GET per post — a thousand GETs cost seconds on S3. Larger blobs are read per member."""
-        wanted = {(m.bucket, m.key, m.etag) for m in snapshot.members[rp.member_index:] if m.kind in TEXT_KINDS}
-        total = sum(m.size for m in snapshot.members if m.kind in TEXT_KINDS)
-        if len(wanted) != 1 or total > TEXT_CACHE_LIMIT:
-            return {}
-        bucket, key, etag = wanted.pop()
-        try:
-            return {key: await self.store.read(bucket, key, if_match=etag)}
-        except (ObjectNotFound, PreconditionFailed):
-            return {}  # read per member, where each one is reported on its own
-

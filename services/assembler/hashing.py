@@ -40,7 +40,7 @@ class InlineHasher:
 
 
 class ThreadHasher:
-    def __init__(self, limit: int = 4 << 20) -> None:
+    def __init__(self, limit: int = 3 << 20) -> None:
         self._queue: deque[tuple[_Hash, bytes | list[bytes]] | threading.Event | None] = deque()
         self._queued = 0
         self._limit = limit

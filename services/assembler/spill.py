@@ -178,6 +178,15 @@ class RecordSpill:
             for line in f:
                 yield MemberRecord.model_validate_json(line)
 
+    @overload
+    def __getitem__(self, i: int) -> MemberRecord: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[MemberRecord]: ...
+
+    def __getitem__(self, i: int | slice) -> MemberRecord | list[MemberRecord]:
+        """Like a list of the records (reads them all back: for tools and tests, not the stream)."""
+        return list(self)[i]
+
     def cd_entries(self) -> Iterator[CDEntry]:
         """The ok members' central-directory templates with their offsets, in order."""
         self._cd.flush()

@@ -1,5 +1,9 @@
 """Ports: what the steps need from the outside, as small Protocols.
 
+``Clock`` is the time a step decides with (the finalizer's expiry, the janitor's "now"); the content
+source's port is :class:`shared.content.port.ContentSource`, the object store's
+:class:`shared.objectstore.ObjectStore`.
+
 The real adapters are :class:`shared.eventlog.EventLog` (JetStream) and the object stores in
 :mod:`shared.objectstore`; :class:`shared.memlog.InMemoryEventLog` is the event log's twin for
 pure-logic tests, held to the JetStream adapter by one contract test.
@@ -8,6 +12,8 @@ pure-logic tests, held to the JetStream adapter by one contract test.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 from shared import events as ev
@@ -26,3 +32,27 @@ class EventLogPort(Protocol):
     def history(self, tenant_id: str, export_id: str) -> AsyncIterator[tuple[int, ev.Event]]: ...
 
     async def load(self, tenant_id: str, export_id: str) -> Loaded: ...
+
+
+class Clock(Protocol):
+    """Now, in UTC: the only time a step's decisions read."""
+
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class FixedClock:
+    """A clock that stands still, for pure-logic tests."""
+
+    at: datetime
+
+    def now(self) -> datetime:
+        return self.at
+
+
+SYSTEM_CLOCK: Clock = SystemClock()

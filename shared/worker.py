@@ -35,7 +35,7 @@ from shared import events as ev
 from shared import faults, metrics, tracing
 from shared.bus import Bus
 from shared.eventlog import WORKER_ID, Conflict, Loaded, LogUnavailable, reject
-from shared.ports import EventLogPort
+from shared.ports import SYSTEM_CLOCK, Clock, EventLogPort
 from shared.reasons import is_permanent, public_reason
 from shared.retry import Drop, GiveUp, Retry, after_failure
 from shared.settings import Settings
@@ -59,6 +59,7 @@ class StepContext:
     loaded: Loaded
     settings: Settings
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    clock: Clock = SYSTEM_CLOCK
 
     @property
     def state(self):

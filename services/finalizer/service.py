@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from shared import events as ev
 from shared import faults
@@ -54,7 +54,7 @@ class Finalizer:
         if head.size != a.size_bytes:
             raise StepError(f"the archive is {head.size} bytes, the log says {a.size_bytes}")
         sha = a.sha256 or await self._hash(a.archive_key)
-        now = datetime.now(UTC)
+        now = ctx.clock.now()
         await ctx.append(ev.ExportCompleted(
             export_id=a.export_id, tenant_id=a.tenant_id, archive_key=a.archive_key, size_bytes=a.size_bytes,
             sha256=sha, item_counts=a.item_counts or ctx.state.item_counts(), error_count=a.error_count,

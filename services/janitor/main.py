@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from nats.js.errors import KeyNotFoundError
 
@@ -23,6 +23,7 @@ from shared.directget import get_batch
 from shared.eventlog import Conflict, Loaded
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
+from shared.ports import SYSTEM_CLOCK, Clock
 from shared.settings import Settings
 from shared.snapshot import remove_work_objects
 
@@ -46,8 +47,9 @@ class Summary:
 
 
 class Janitor:
-    def __init__(self, settings: Settings, bus: Bus, store: ObjectStore, dry_run: bool = False) -> None:
-        self.settings, self.bus, self.store, self.dry_run = settings, bus, store, dry_run
+    def __init__(self, settings: Settings, bus: Bus, store: ObjectStore, dry_run: bool = False,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self.settings, self.bus, self.store, self.dry_run, self.clock = settings, bus, store, dry_run, clock
         self.bucket = settings.buckets.exports
 
     async def exports(self) -> list[tuple[str, str]]:
@@ -70,7 +72,7 @@ class Janitor:
             seq = batch.messages[-1].seq + 1
 
     async def run(self, now: datetime | None = None) -> Summary:
-        now = now or datetime.now(UTC)
+        now = now or self.clock.now()
         summary = Summary()
         states: dict[tuple[str, str], Loaded] = {}  # by (tenant, export): an export id alone names nothing
         expired: list[Loaded] = []

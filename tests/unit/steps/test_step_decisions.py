@@ -4,7 +4,7 @@ what a failure leads to, what the finalizer checks, and a lost fence — on the 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -176,3 +176,31 @@ async def test_an_assembler_that_lost_its_fence_to_a_cancel_stops_instead_of_sta
     with pytest.raises(Stopped):
         await _log_part_one(uploader)
     assert log.messages == before
+
+
+async def test_the_finalizer_completes_on_the_in_memory_log_and_dates_expiry_by_the_step_clock(tmp_path) -> None:
+    """The whole finalize step without a server: the filesystem store (the zero-setup adapter), the
+    in-memory log, and a clock that stands still — the expiry is that clock's now + the TTL."""
+    from services.finalizer.service import Finalizer
+    from shared.objectstore.fs import FilesystemStore
+    from shared.ports import FixedClock
+
+    settings = Settings()
+    store = FilesystemStore(tmp_path)
+    bucket = settings.buckets.exports
+    upload_id = await store.create_multipart(bucket, "a.zip")
+    etag = await store.upload_part(bucket, "a.zip", upload_id, 1, b"0123456789")
+    log = InMemoryEventLog(producer="finalizer")
+    seq = 0
+    logged_part = ev.PartUploaded(**E, part_number=1, etag=etag, byte_start=0, byte_end=10, records_key="r1",
+                                  records_count=1, members_done=1, source_bytes_done=10)
+    for event in (requested(), CATALOGED, UPLOAD.model_copy(update={"upload_id": upload_id}), logged_part,
+                  ASSEMBLED.model_copy(update={"upload_id": upload_id, "size_bytes": 10, "part_count": 1})):
+        seq = await log.append(event, seq)
+    at = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    ctx = StepContext(log, await log.load("t1", "exp_1"), settings, clock=FixedClock(at))
+    await Finalizer(settings, store)(ctx)
+    completed = ctx.state.completed
+    assert completed is not None and ctx.state.status == "complete"
+    assert completed.expires_at == at + timedelta(days=settings.archive_ttl_days)
+    assert await store.read(bucket, "a.zip") == b"0123456789"

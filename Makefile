@@ -37,7 +37,7 @@ bench: $(STAMP)
 	@$(PY) -m tests.bench.run
 
 docs: $(STAMP)
-	@$(PY) -m services.docs
+	@$(PY) -m services.devtools.docs
 
 up:
 	docker compose -f deploy/docker-compose.yml up -d --build

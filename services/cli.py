@@ -18,10 +18,10 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from shared import steps
 from shared.content.port import ContentError
-from shared.secrets import SecretError
-from shared.settings import Settings
+from shared.core import steps
+from shared.runtime.secrets import SecretError
+from shared.runtime.settings import Settings
 
 STEP_SERVICES = steps.step_services()  # from the step table, like every list of services
 SERVICES = steps.service_names()
@@ -55,13 +55,13 @@ def _app(name: str, settings: Settings):
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
-    from shared import logs
+    from shared.runtime import logs
 
     logs.setup(args.service, args.log_level, settings.log_json)
-    from shared import tracing
-    from shared.alloc import tune_malloc
+    from shared.runtime import tracing
+    from shared.runtime.alloc import tune_malloc
 
-    tune_malloc()  # before any large buffer exists: see shared/alloc.py
+    tune_malloc()  # before any large buffer exists: see shared/runtime/alloc.py
     tracing.setup(args.service, settings)
     if args.service == "gateway":
         from services.gateway.main import run
@@ -76,8 +76,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
-    from services.stack.supervisor import Stack, local_env
-    from shared import secrets
+    from services.devtools.stack.supervisor import Stack, local_env
+    from shared.runtime import secrets
 
     data = Path(args.data).resolve()
     env = local_env(data, args.port)
@@ -124,7 +124,7 @@ async def _tenant_known(settings: Settings, tenant: str) -> str | None:
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
     from services.gateway.auth import make_token
-    from shared.events import is_valid_id
+    from shared.core.events import is_valid_id
 
     if not is_valid_id(args.tenant):
         raise CliError(f"tenant id {args.tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
@@ -155,7 +155,7 @@ async def _events(settings: Settings, export_id: str, where: str) -> None:
     from nats.errors import NoRespondersError
     from nats.js.errors import NotFoundError
 
-    from shared.bus import connect
+    from shared.bus.connect import connect
 
     bus = await connect(settings, "cli", ensure=False, persistent=False)
     try:
@@ -180,7 +180,7 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def _assemble(settings: Settings, key: str, out: Path) -> None:
-    from services.reference import assemble_to_file
+    from services.archivetools.reference import assemble_to_file
     from shared.objectstore import ObjectNotFound
     from shared.objectstore.factory import open_store
 
@@ -200,7 +200,7 @@ def cmd_assemble(args: argparse.Namespace, settings: Settings) -> None:
 
 async def _replay(settings: Settings) -> None:
     from services.gateway import replay
-    from shared.bus import connect
+    from shared.bus.connect import connect
 
     bus = await connect(settings, "cli", ensure=False, persistent=False)
     try:
@@ -220,8 +220,8 @@ async def _setup_nats(settings: Settings) -> None:
     """The admin step: the stream, the KV buckets and every durable of the step table (idempotent)."""
     import nats.errors
 
-    from shared import topology
-    from shared.bus import open_nats
+    from shared.bus import topology
+    from shared.bus.connect import open_nats
 
     try:
         nc = await open_nats(settings, "setup", persistent=False)
@@ -271,7 +271,7 @@ def cmd_janitor(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> None:
-    from services.demo import seed_cli
+    from services.devtools.demo import seed_cli
 
     width, _, height = args.image_size.lower().partition("x")
     if not (width.isdigit() and height.isdigit() and 16 <= int(width) <= 8000 and 16 <= int(height) <= 8000):
@@ -285,7 +285,7 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
-    from services.demo import run_demo
+    from services.devtools.demo import run_demo
 
     sys.exit(run_demo(Path(args.data), args.port))
 
@@ -305,7 +305,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> None:
 
     from services.archivetools.importer import ImportRefused, import_archive
     from shared.content.factory import content_source
-    from shared.events import ID_PATTERN
+    from shared.core.events import ID_PATTERN
     from shared.objectstore.factory import open_store
 
     if not Path(args.archive).is_file():
@@ -417,7 +417,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.command not in OWN_STACK:
-        from services.stack import operator
+        from services.devtools.stack import operator
 
         # This process is the composition root: what the local stack wrote fills in what the
         # environment leaves unsaid, before the one Settings() read.
@@ -440,8 +440,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # noqa: BLE001 - infrastructure errors: one line, not a traceback
         from nats.errors import Error as NatsError
 
+        from shared.bus.topology import TopologyMissing
         from shared.objectstore import StoreError
-        from shared.topology import TopologyMissing
 
         if isinstance(e, TopologyMissing):
             print(f"grove-export: {e}", file=sys.stderr)

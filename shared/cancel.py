@@ -14,8 +14,8 @@ Errors::
 
 from __future__ import annotations
 
-from shared import events as ev
-from shared.eventlog import Conflict, EventLog
+from shared.core import events as ev
+from shared.eventlog.jetstream import Conflict, EventLog
 
 ROUNDS = 8
 

@@ -4,8 +4,8 @@
 source's port is :class:`shared.content.port.ContentSource`, the object store's
 :class:`shared.objectstore.ObjectStore`.
 
-The real adapters are :class:`shared.eventlog.EventLog` (JetStream) and the object stores in
-:mod:`shared.objectstore`; :class:`shared.memlog.InMemoryEventLog` is the event log's twin for
+The real adapters are :class:`shared.eventlog.jetstream.EventLog` (JetStream) and the object stores in
+:mod:`shared.objectstore`; :class:`shared.eventlog.memory.InMemoryEventLog` is the event log's twin for
 pure-logic tests, held to the JetStream adapter by one contract test.
 """
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from shared import events as ev
-from shared.eventlog import Loaded
+from shared.core import events as ev
+from shared.eventlog.jetstream import Loaded
 
 
 class EventLogPort(Protocol):

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from services.stack.natsserver import NatsServer
-from shared.bus import Bus, connect
+from services.devtools.stack.natsserver import NatsServer
+from shared.bus.connect import Bus, connect
 from shared.content.factory import content_source, sqlite_dsn
 from shared.content.port import ContentSource
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.support.env import build, settings_for
 
 pytest_plugins = ["tests.fixtures.moto", "tests.support.postgres"]

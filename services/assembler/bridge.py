@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from services.assembler.encoder import ArchiveStream, Stopped
 from services.assembler.plan import MemberRecord
+from shared.core.snapshot import SnapshotMember
 from shared.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
-from shared.snapshot import SnapshotMember
 
 HOP = 1 << 20
 T = TypeVar("T")

@@ -25,8 +25,8 @@ from services.assembler.spill import RecordSpill
 from shared.archive import layout
 from shared.archive.central import central_directory
 from shared.archive.zipmember import MemberEncoder, SourceSizeMismatch
+from shared.core.snapshot import Snapshot, SnapshotMember
 from shared.objectstore import ObjectNotFound, PreconditionFailed, StoreError, StoreRefused, StoreUnavailable
-from shared.snapshot import Snapshot, SnapshotMember
 
 Item = bytes | MemberRecord
 SMALL_MEMBER = 1 << 20

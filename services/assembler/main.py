@@ -13,12 +13,12 @@ from faststream import FastStream
 from nats.aio.msg import Msg
 
 from services.assembler.service import Assembler, should_run
-from shared import events as ev
-from shared.eventlog import Loaded
+from shared.core import events as ev
+from shared.eventlog.jetstream import Loaded
 from shared.objectstore.factory import open_store
-from shared.runtime import ServiceRuntime, build_app
-from shared.settings import Settings
-from shared.worker import StepWorker, running_key
+from shared.runtime.service import ServiceRuntime, build_app
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepWorker, running_key
 
 
 def create_app(settings: Settings) -> FastStream:

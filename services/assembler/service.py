@@ -18,15 +18,15 @@ from services.assembler.hashing import ThreadHasher
 from services.assembler.plan import MemberRecord, ResumePoint, part_size, resume_point, rewind_target
 from services.assembler.spill import RecordSpill, load_snapshot
 from services.assembler.uploader import PartUploader, load_records
-from shared import events as ev
-from shared import metrics
 from shared.archive import layout
 from shared.archive.zipmember import fingerprint
-from shared.eventlog import Conflict, Loaded
+from shared.core import events as ev
+from shared.core.snapshot import Snapshot, SnapshotMember
+from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import ObjectStore
-from shared.settings import Settings
-from shared.snapshot import Snapshot, SnapshotMember
-from shared.worker import StepContext, StepError
+from shared.runtime import metrics
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepContext, StepError
 
 log = logging.getLogger(__name__)
 TEXT_KINDS = frozenset({"readme", "post", "page", "index"})

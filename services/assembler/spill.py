@@ -30,7 +30,7 @@ from pydantic_core import from_json
 
 from services.assembler.plan import MemberRecord
 from shared.archive.central import CDEntry
-from shared.snapshot import Snapshot, SnapshotError, SnapshotHeader, SnapshotMember
+from shared.core.snapshot import Snapshot, SnapshotError, SnapshotHeader, SnapshotMember
 
 READ = 1 << 20
 _CD = struct.Struct("<QI")  # offset, template length

@@ -17,12 +17,12 @@ from collections.abc import Callable
 
 from services.assembler.encoder import Progress, Stopped
 from services.assembler.plan import MemberRecord, check_part_budget
-from shared import events as ev
-from shared import faults, tracing
 from shared.archive.layout import records_key
-from shared.eventlog import Conflict
+from shared.core import events as ev
+from shared.eventlog.jetstream import Conflict
 from shared.objectstore import ObjectStore
-from shared.worker import StandDown, StepContext
+from shared.runtime import faults, tracing
+from shared.runtime.worker import StandDown, StepContext
 
 
 class PartUploader:

@@ -11,9 +11,9 @@ from faststream import FastStream
 
 from services.canceller.service import Canceller, should_run
 from shared.objectstore.factory import open_store
-from shared.runtime import ServiceRuntime, build_app
-from shared.settings import Settings
-from shared.worker import StepWorker
+from shared.runtime.service import ServiceRuntime, build_app
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepWorker
 
 
 def create_app(settings: Settings) -> FastStream:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from shared import events as ev
-from shared.eventlog import Conflict, Loaded
+from shared.core import events as ev
+from shared.core.reasons import is_permanent
+from shared.core.snapshot import remove_work_objects
+from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import NoSuchUpload, ObjectStore, StoreError
-from shared.reasons import is_permanent
-from shared.settings import Settings
-from shared.snapshot import remove_work_objects
-from shared.worker import StepContext, StepError
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepContext, StepError
 
 log = logging.getLogger(__name__)
 

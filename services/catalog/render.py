@@ -29,7 +29,7 @@ from shared.archive.layout import FEED_PATH, INDEX_PATH, ObjectMember, TextMembe
 from shared.archive.names import NameAllocator
 from shared.archive.ownmedia import MediaRef, OwnMedia, export_body, relative_link
 from shared.content.port import Row
-from shared.snapshot import SnapshotError
+from shared.core.snapshot import SnapshotError
 
 EPOCH_FALLBACK = datetime(1980, 1, 1, tzinfo=UTC)
 

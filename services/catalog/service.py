@@ -7,16 +7,17 @@ from datetime import UTC
 
 from services.catalog.readme import render_readme
 from services.catalog.render import Heads, Plan, plan_blog, plan_storage
-from shared import __version__, faults
-from shared import events as ev
+from shared import __version__
 from shared.archive import layout
 from shared.archive.names import sanitize_for_path
 from shared.content.port import ContentSource
-from shared.eventlog import Loaded
+from shared.core import events as ev
+from shared.core.snapshot import Snapshot, SnapshotError, SnapshotHeader, SnapshotMember, sha256_hex
+from shared.eventlog.jetstream import Loaded
 from shared.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
-from shared.settings import Settings
-from shared.snapshot import Snapshot, SnapshotError, SnapshotHeader, SnapshotMember, sha256_hex
-from shared.worker import StepContext
+from shared.runtime import faults
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepContext
 
 HEAD_CONCURRENCY = 16
 

@@ -9,12 +9,12 @@ import asyncio
 import hashlib
 from datetime import timedelta
 
-from shared import events as ev
-from shared import faults
-from shared.eventlog import Loaded
+from shared.core import events as ev
+from shared.eventlog.jetstream import Loaded
 from shared.objectstore import CompletedPart, NoSuchUpload, ObjectNotFound, ObjectStore
-from shared.settings import Settings
-from shared.worker import StepContext, StepError
+from shared.runtime import faults
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepContext, StepError
 
 
 def should_run(loaded: Loaded) -> bool:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.state import counts_toward_limit, is_terminal
+from shared.core.lifecycle import counts_toward_limit, is_terminal
 
 
 @dataclass(frozen=True)

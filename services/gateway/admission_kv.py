@@ -21,10 +21,10 @@ from nats.js.errors import APIError, KeyWrongLastSequenceError, NotFoundError
 
 from services.gateway import admission as adm
 from services.gateway.problems import Unavailable
-from shared import events as ev
-from shared.bus import Bus, kv_names
-from shared.settings import Settings
-from shared.state import decided_by
+from shared.bus.connect import Bus, kv_names
+from shared.core import events as ev
+from shared.core.lifecycle import decided_by
+from shared.runtime.settings import Settings
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 MAX_ROUNDS = 25

@@ -24,11 +24,11 @@ from services.gateway.problems import problem_middleware
 from services.gateway.projector import Projector
 from services.gateway.readmodel import ReadModel
 from services.gateway.routes import routes
-from shared import secrets
-from shared.bus import connect
+from shared.bus.connect import connect
 from shared.objectstore.factory import open_store
 from shared.objectstore.port import ObjectStore
-from shared.settings import Settings
+from shared.runtime import secrets
+from shared.runtime.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
 Ctx = Callable[[web.Application], AsyncIterator[None]]
@@ -72,7 +72,7 @@ async def _read_model(app: web.Application) -> AsyncIterator[None]:
 def init_app(settings: Settings, *, store: ObjectStore | None = None) -> web.Application:
     """The gateway application. ``store`` replaces the configured object store (tests).
 
-    Raises :class:`shared.secrets.SecretError` when a signing secret is missing or unusable: the
+    Raises :class:`shared.runtime.secrets.SecretError` when a signing secret is missing or unusable: the
     gateway never starts with a key someone else could know.
     """
     secrets.require("jwt", settings.jwt_secret)

@@ -2,7 +2,7 @@
 
 Claims: ``sub`` (user id), ``tenant``, ``email`` (exactly one address), ``username``, ``exp`` (at most
 ``token_max_ttl_s`` ahead), ``iss`` = settings.jwt_issuer, ``aud`` = ``grove-export``. The key is
-``GROVE_JWT_SECRET`` (no default, see shared/secrets.py); download links have their own key.
+``GROVE_JWT_SECRET`` (no default, see shared/runtime/secrets.py); download links have their own key.
 The CLI's ``grove-export token`` calls :func:`make_token`.
 """
 
@@ -15,10 +15,10 @@ import jwt
 from aiohttp import web
 
 from services.gateway.problems import Unauthorized
-from shared import secrets
-from shared.events import is_valid_id
-from shared.mailaddr import is_single_address
-from shared.settings import Settings
+from shared.core.events import is_valid_id
+from shared.core.mailaddr import is_single_address
+from shared.runtime import secrets
+from shared.runtime.settings import Settings
 
 ALGORITHM = "HS256"
 AUDIENCE = "grove-export"

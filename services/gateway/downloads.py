@@ -18,11 +18,11 @@ from services.gateway import problems as p
 from services.gateway.auth import link_secret
 from services.gateway.keys import READ_MODEL, SETTINGS, STORE
 from services.gateway.views import Signer, shown_status
-from shared import links
 from shared.archive import layout
+from shared.objectstore import links
 from shared.objectstore.fs import FilesystemStore, UrlSigner
 from shared.objectstore.port import StoreError
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 SIG, EXP = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9]{1,12}")
 

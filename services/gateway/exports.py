@@ -18,8 +18,8 @@ from services.gateway.auth import Identity, valid_id
 from services.gateway.keys import ADMISSION, BUS, READ_MODEL, SETTINGS
 from services.gateway.projection import Row, fold_rows
 from services.gateway.schemas import ExportRequest
-from shared import events as ev
 from shared.cancel import CancelContended, NoSuchExport, NotCancellable, request_cancel
+from shared.core import events as ev
 
 log = logging.getLogger(__name__)
 READ_YOUR_WRITES_S = 2.0

@@ -6,9 +6,9 @@ from aiohttp import web
 
 from services.gateway.admission_kv import AdmissionStore
 from services.gateway.readmodel import ReadModel
-from shared.bus import Bus
+from shared.bus.connect import Bus
 from shared.objectstore.port import ObjectStore
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 BUS = web.AppKey("bus", Bus)

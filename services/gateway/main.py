@@ -10,7 +10,7 @@ import signal
 from aiohttp import web
 
 from services.gateway.app import init_app
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pydantic.json_schema import models_json_schema
 
 from services.gateway import schemas as s
 from shared import __version__
-from shared.events import ID_PATTERN
+from shared.core.events import ID_PATTERN
 
 JSON, PROBLEM = "application/json", "application/problem+json"
 _PUBLIC: list[dict[str, list[str]]] = []  # no authentication

@@ -31,7 +31,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from nats.js.errors import ServiceUnavailableError
 
-from shared.eventlog import LogUnavailable
+from shared.eventlog.jetstream import LogUnavailable
 from shared.objectstore.port import StoreUnavailable
 
 log = logging.getLogger(__name__)

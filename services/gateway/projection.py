@@ -1,7 +1,7 @@
-"""One ``storage_exports`` row: a pure function of the export's fold (:class:`shared.state.ExportState`).
+"""One ``storage_exports`` row: a pure function of the export's fold (:class:`shared.core.lifecycle.ExportState`).
 
 No rule lives here. Status, progress, ETA, error count, item counts and every transition are the
-fold's (:func:`shared.state.apply`); :func:`row_from_state` only copies what the table shows into
+fold's (:func:`shared.core.lifecycle.apply`); :func:`row_from_state` only copies what the table shows into
 flat columns. Times are Unix milliseconds (UTC). ``workflow_id`` stays NULL: there is no workflow
 engine.
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from shared import events as ev
-from shared.state import ExportState, apply, is_terminal
+from shared.core import events as ev
+from shared.core.lifecycle import ExportState, apply, is_terminal
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ class Fold:
 
 
 def advance(fold: Fold | None, seq: int, event: ev.Event) -> Fold | None:
-    """``fold`` after ``event`` (stream sequence ``seq``): :func:`shared.state.apply`, nothing more.
+    """``fold`` after ``event`` (stream sequence ``seq``): :func:`shared.core.lifecycle.apply`, nothing more.
     The read model folds an export from its ExportRequested on (an event before it has no row)."""
     if fold is None:
         if not isinstance(event, ev.ExportRequested):

@@ -25,11 +25,11 @@ from pathlib import Path
 
 from services.gateway.projection import Fold, advance
 from services.gateway.readmodel import ReadModel
-from shared import events as ev
-from shared.bus import Bus
-from shared.directget import Stored, get_batch
-from shared.eventlog import reject
-from shared.settings import Settings
+from shared.bus.connect import Bus
+from shared.core import events as ev
+from shared.eventlog.directget import Stored, get_batch
+from shared.eventlog.jetstream import reject
+from shared.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 IDLE_CHECK_S = 2.0

@@ -16,8 +16,8 @@ from services.gateway.exports import cancel_export, create_export, find_row
 from services.gateway.keys import BUS, READ_MODEL, SETTINGS, STORE
 from services.gateway.schemas import Body, Cancelled, ExportCreated, ExportRequest, Health, History
 from services.gateway.views import history_item, status_view
-from shared import tracing
 from shared.objectstore.port import ObjectNotFound
+from shared.runtime import tracing
 
 routes = web.RouteTableDef()
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")  # visible ASCII

@@ -11,8 +11,8 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from shared.humanize import human_size as human_size  # re-exported for views
-from shared.state import Status
+from shared.core.humanize import human_size as human_size  # re-exported for views
+from shared.core.lifecycle import Status
 
 
 class Body(BaseModel):

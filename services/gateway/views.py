@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from services.gateway.projection import Row
 from services.gateway.schemas import ExportStatus, HistoryItem, from_ms, human_size
 from shared.archive.layout import is_archive_key_of
-from shared.state import shown_status as lifecycle_status
+from shared.core.lifecycle import shown_status as lifecycle_status
 
 Signer = Callable[[str, int], Awaitable[str]]  # (key, expires_in seconds) -> URL
 EMAIL_NOTICE = "Your export is ready, but we could not send the email. You can download it here."

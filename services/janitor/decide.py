@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from shared.state import ExportState, shown_status, step_running_after
+from shared.core.lifecycle import ExportState, shown_status, step_running_after
 
 
 def is_expired(state: ExportState, now: datetime) -> bool:

@@ -16,16 +16,16 @@ from datetime import datetime
 from nats.js.errors import KeyNotFoundError
 
 from services.janitor.decide import is_abandoned_cancel, is_dead, is_expired, is_orphan_upload
-from shared import events as ev
 from shared.archive.layout import EXPORTS_ROOT, export_of_key, is_archive_key_of, work_prefix
-from shared.bus import Bus, connect
-from shared.directget import get_batch
-from shared.eventlog import Conflict, Loaded
+from shared.bus.connect import Bus, connect
+from shared.core import events as ev
+from shared.core.snapshot import remove_work_objects
+from shared.eventlog.directget import get_batch
+from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
 from shared.ports import SYSTEM_CLOCK, Clock
-from shared.settings import Settings
-from shared.snapshot import remove_work_objects
+from shared.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

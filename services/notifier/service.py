@@ -12,11 +12,11 @@ import logging
 from services.notifier.mail import MailError, failed_email, ready_email
 from services.notifier.mail.port import Mailer
 from services.notifier.mail.retry import send_with_retries
-from shared import events as ev
-from shared import faults
-from shared.eventlog import Loaded
-from shared.settings import Settings
-from shared.worker import StepContext
+from shared.core import events as ev
+from shared.eventlog.jetstream import Loaded
+from shared.runtime import faults
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepContext
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,14 @@ from services.gateway import admission as adm
 from services.gateway.admission_kv import AdmissionStore
 from services.operator import decide
 from services.operator.inspect import read, requested
-from shared import events as ev
 from shared.archive.layout import texts_key, work_prefix
-from shared.bus import Bus
+from shared.bus.connect import Bus
 from shared.cancel import CancelContended, NoSuchExport, NotCancellable, request_cancel
-from shared.eventlog import Conflict, Loaded
+from shared.core import events as ev
+from shared.core.lifecycle import ExportState
+from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import NoSuchUpload, ObjectStore
-from shared.settings import Settings
-from shared.state import ExportState
+from shared.runtime.settings import Settings
 
 ROUNDS = 8
 PRODUCER = "operator"

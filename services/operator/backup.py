@@ -30,8 +30,8 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from shared.bus import kv_names
-from shared.settings import Settings
+from shared.bus.connect import kv_names
+from shared.runtime.settings import Settings
 
 CHUNK = 128 * 1024
 API = "$JS.API.STREAM"

@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.events import is_valid_id
-from shared.humanize import human_size
-from shared.settings import Settings
-from shared.state import STATUSES
+from shared.core.events import is_valid_id
+from shared.core.humanize import human_size
+from shared.core.lifecycle import STATUSES
+from shared.runtime.settings import Settings
 
 if TYPE_CHECKING:  # the commands import what they use when they run: `grove-export --help` stays quick
     from services.operator import actions, inspect
-    from shared.bus import Bus
+    from shared.bus.connect import Bus
     from shared.objectstore import ObjectStore
 
 STEPS = ("catalog", "assemble", "finalize", "notify", "cancel", "janitor")
@@ -35,7 +35,7 @@ class OperatorError(Exception):
 
 @contextlib.asynccontextmanager
 async def _open(settings: Settings, store: bool = False) -> AsyncIterator[tuple[Bus, ObjectStore | None]]:
-    from shared.bus import connect
+    from shared.bus.connect import connect
     from shared.objectstore.factory import open_store
 
     bus = await connect(settings, "operator", ensure=False, persistent=False)
@@ -312,7 +312,7 @@ async def _restore(args: argparse.Namespace, settings: Settings) -> None:
     import nats
 
     from services.operator.backup import BackupError, restore
-    from shared.bus import nats_servers
+    from shared.bus.connect import nats_servers
 
     # a bare connection: connect() would create the (empty) stream and buckets the restore needs absent
     opts: dict[str, Any] = {}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.gateway import admission as adm
-from shared.state import RESENDABLE, ExportState, counts_toward_limit, is_terminal, retryable
+from shared.core.lifecycle import RESENDABLE, ExportState, counts_toward_limit, is_terminal, retryable
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from pathlib import Path
 from services.operator import actions
 from services.operator.inspect import read, requested
 from shared.archive import layout
-from shared.bus import Bus, kv_names
+from shared.bus.connect import Bus, kv_names
 from shared.objectstore import ObjectStore
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 
 @dataclass

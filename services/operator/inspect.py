@@ -1,7 +1,7 @@
 """See: ``grove-export exports`` (every export, across tenants, from the log) and ``grove-export
 show`` (one export: its fold, its events, its open upload and parts, its heartbeat).
 
-Everything is read through :class:`shared.eventlog.EventLog` and folded by :mod:`shared.state`, so
+Everything is read through :class:`shared.eventlog.jetstream.EventLog` and folded by :mod:`shared.core.lifecycle`, so
 what the operator sees is what the services decide from.
 """
 
@@ -14,11 +14,11 @@ from typing import Any
 
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
-from shared import events as ev
-from shared.bus import Bus
+from shared.bus.connect import Bus
+from shared.core import events as ev
+from shared.core.lifecycle import ExportState, fold
 from shared.objectstore import NoSuchUpload, ObjectStore
-from shared.settings import Settings
-from shared.state import ExportState, fold
+from shared.runtime.settings import Settings
 
 
 @dataclass(frozen=True)

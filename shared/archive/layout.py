@@ -39,7 +39,7 @@ from typing import Any, Protocol, TypeVar
 
 from shared.archive.levels import level_for
 from shared.archive.names import NameAllocator, safe_component
-from shared.snapshot import Snapshot, SnapshotMember
+from shared.core.snapshot import Snapshot, SnapshotMember
 
 
 class LayoutError(ValueError):

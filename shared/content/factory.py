@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from shared.content.port import ContentSource
 
 if TYPE_CHECKING:
-    from shared.settings import Settings
+    from shared.runtime.settings import Settings
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from shared.objectstore.fs import FilesystemStore, UrlSigner
 from shared.objectstore.port import ObjectStore
 from shared.objectstore.s3 import S3Store
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 
 async def open_store(

@@ -43,7 +43,7 @@ from shared.objectstore.port import (
     StoreUnavailable,
     UploadedPart,
 )
-from shared.settings import S3Settings
+from shared.runtime.settings import S3Settings
 
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 _PRECONDITION = {"412", "PreconditionFailed"}

@@ -20,9 +20,9 @@ import time
 
 from nats.aio.msg import Msg
 
-from shared import events as ev
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
+from shared.core import events as ev
 from tests.bench.common import Env, Row, World, cpu_seconds, log, percentile, start_ready_stack
 from tests.support.stack import STEP_SERVICES
 

@@ -13,10 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from services.stack.natsserver import NatsServer
-from shared import events as ev
-from shared.bus import connect
+from services.devtools.stack.natsserver import NatsServer
+from shared.bus.connect import connect
 from shared.content.factory import content_source, sqlite_dsn
+from shared.core import events as ev
 from shared.objectstore.factory import open_store
 from tests.support.env import build, settings_for
 from tests.support.pipeline import request_export, wait_status

@@ -19,16 +19,16 @@ from typing import Any
 
 import aiosqlite
 
-from services.demo import wait_ready
-from services.stack.natsserver import NatsServer
-from services.stack.supervisor import Stack
-from shared import events as ev
-from shared.bus import Bus, connect
+from services.devtools.demo import wait_ready
+from services.devtools.stack.natsserver import NatsServer
+from services.devtools.stack.supervisor import Stack
+from shared.bus.connect import Bus, connect
 from shared.content.factory import content_source, sqlite_path
 from shared.content.seed import seed_tenant
+from shared.core import events as ev
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.support.env import build, s3_values, settings_for
 from tests.support.stack import STEP_SERVICES, start_stack
 
@@ -426,7 +426,7 @@ class Gateway:
 async def start_gateway(world: World, name: str, *, steps: bool = True) -> Gateway:
     import aiohttp
 
-    from services.stack.natsserver import free_port
+    from services.devtools.stack.natsserver import free_port
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"

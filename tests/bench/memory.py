@@ -7,7 +7,7 @@ media rows in the content DB, plus 20 posts. Every size gets a fresh stack, so e
 export's own; the assembler's RSS after start-up (before the export) is shown beside it. Files,
 rows and the archive are deleted afterwards. A size is skipped when the disk cannot hold sources +
 parts + archive (three times the size) with 2 GB to spare. Default settings only: part buffers
-are pooled and the service sets its own malloc parameters at start-up (``shared/alloc.py``).
+are pooled and the service sets its own malloc parameters at start-up (``shared/runtime/alloc.py``).
 """
 
 from __future__ import annotations

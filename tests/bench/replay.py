@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from shared import events as ev
+from shared.core import events as ev
 from tests.bench.common import Env, Row, World, log
 
 NUMBER = "8"

@@ -31,9 +31,9 @@ from pathlib import Path
 from nats.aio.msg import Msg
 
 from services.assembler.uploader import load_records
-from services.stack.supervisor import Stack
-from shared import events as ev
-from shared.settings import Settings
+from services.devtools.stack.supervisor import Stack
+from shared.core import events as ev
+from shared.runtime.settings import Settings
 from tests.bench.common import (
     MB,
     Env,

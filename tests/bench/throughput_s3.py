@@ -23,9 +23,9 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.stack.supervisor import Stack
+from services.devtools.stack.supervisor import Stack
+from shared.core.snapshot import Snapshot
 from shared.objectstore import CompletedPart, ObjectStore
-from shared.snapshot import Snapshot
 from tests.bench.common import (
     Env,
     MiB,

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from services.devtools.stack.natsserver import NatsServer, free_port
 from services.gateway.auth import make_token
-from services.stack.natsserver import NatsServer, free_port
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.stack.supervisor import Stack
-from shared.settings import Settings
+from services.devtools.stack.supervisor import Stack
+from shared.runtime.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from services.operator.actions import Who, unlock
-from shared.bus import connect
+from shared.bus.connect import connect
 from tests.browser.live import LiveStack, Seed, Tenant
 
 pytestmark = pytest.mark.browser

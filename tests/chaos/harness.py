@@ -10,16 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.reference import assemble_to_file
-from services.stack.supervisor import Stack
-from shared import events as ev
-from shared.bus import Bus, connect
+from services.archivetools.reference import assemble_to_file
+from services.devtools.stack.supervisor import Stack
+from shared.bus.connect import Bus, connect
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
+from shared.core import events as ev
+from shared.core.lifecycle import ExportState
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
-from shared.settings import Settings
-from shared.state import ExportState
+from shared.runtime.settings import Settings
 from tests.chaos.conftest import Tally
 from tests.support.env import build, settings_for
 from tests.support.pipeline import request_export, wait_status

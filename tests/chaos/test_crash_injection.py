@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from services.stack.natsserver import NatsServer
-from services.stack.supervisor import Stack
-from shared import events as ev
-from shared.bus import Bus
+from services.devtools.stack.natsserver import NatsServer
+from services.devtools.stack.supervisor import Stack
+from shared.bus.connect import Bus
+from shared.core import events as ev
 from tests.chaos.conftest import Tally
 from tests.chaos.harness import chaos_values, random_kill, run_scenario
 from tests.support.wait import until

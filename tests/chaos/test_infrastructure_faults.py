@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from services.devtools.stack.natsserver import NatsServer
+from services.devtools.stack.supervisor import Stack
 from services.janitor.main import Janitor
-from services.stack.natsserver import NatsServer
-from services.stack.supervisor import Stack
-from shared.bus import Bus, connect
+from shared.bus.connect import Bus, connect
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import nats
 
-from services.stack.natsserver import NatsServer, env_without_proxies, free_port
-from services.stack.supervisor import Child
-from shared import topology
-from shared.bus import Bus, kv_names
-from shared.eventlog import EventLog
-from shared.settings import Settings
+from services.devtools.stack.natsserver import NatsServer, env_without_proxies, free_port
+from services.devtools.stack.supervisor import Child
+from shared.bus import topology
+from shared.bus.connect import Bus, kv_names
+from shared.eventlog.jetstream import EventLog
+from shared.runtime.settings import Settings
 
 LAUNCH = [sys.executable, "-m", "services.cli"]
 
@@ -85,7 +85,7 @@ class Procs:
 
 async def connect_bus(settings: Settings, servers: Sequence[str], producer: str = "test", *,
                       user: str | None = None, password: str | None = None) -> Bus:
-    """Like ``shared.bus.connect(ensure=True)`` (the admin set-up: stream, buckets, durables), but with a
+    """Like ``shared.bus.connect.connect(ensure=True)`` (the admin set-up: stream, buckets, durables), but with a
     list of servers."""
     opts: dict[str, object] = {"user": user, "password": password} if user else {}
     nc = await nats.connect(servers=list(servers), name=f"grove-{producer}", max_reconnect_attempts=-1,

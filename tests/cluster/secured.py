@@ -10,10 +10,10 @@ from typing import Any
 import nats
 import pytest
 
-from services.stack.auth import ADMIN, USERS, password_env, render_authorization
-from services.stack.natsserver import NatsServer, free_port
-from shared.bus import inbox_prefix
-from shared.settings import Settings
+from services.devtools.stack.natsserver import NatsServer, free_port
+from shared.bus.connect import inbox_prefix
+from shared.bus.permissions import ADMIN, USERS, password_env, render_authorization
+from shared.runtime.settings import Settings
 from tests.support.env import build, settings_for
 
 PASSWORDS = {name: f"pw-{name}-{i}" for i, name in enumerate([ADMIN, *(u.name for u in USERS)])}

@@ -22,13 +22,13 @@ import pytest
 from nats.js.api import ConsumerConfig, RePublish, StreamConfig
 
 from services.gateway.auth import make_token
-from services.stack.auth import ADMIN, USERS
-from shared import events as ev
-from shared import steps
-from shared.bus import Bus
+from shared.bus.connect import Bus
+from shared.bus.permissions import ADMIN, USERS
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
-from shared.eventlog import Conflict
+from shared.core import events as ev
+from shared.core import steps
+from shared.eventlog.jetstream import Conflict
 from shared.objectstore.factory import open_store
 from tests.cluster.procs import LAUNCH, Procs, connect_bus
 from tests.cluster.secured import PASSWORDS, Secured, connect_as
@@ -180,7 +180,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 async def test_forgeries_and_squats_stop_nothing_while_every_service_runs_as_its_own_user(
         secured: Secured, admin: Bus, tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    from services.stack.natsserver import env_without_proxies, free_port
+    from services.devtools.stack.natsserver import env_without_proxies, free_port
 
     values, s = secured.values, secured.settings
     port = free_port()

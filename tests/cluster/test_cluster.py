@@ -19,15 +19,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from services.devtools.stack.natsserver import free_port
 from services.gateway.auth import make_token
-from services.stack.natsserver import free_port
-from shared import events as ev
-from shared.bus import Bus
+from shared.bus.connect import Bus
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
+from shared.core import events as ev
+from shared.core.lifecycle import ExportState
 from shared.objectstore.factory import open_store
-from shared.settings import Settings
-from shared.state import ExportState
+from shared.runtime.settings import Settings
 from tests.chaos.conftest import Tally
 from tests.chaos.harness import Outcome, check
 from tests.cluster.procs import Cluster, Procs, connect_bus, count_lines, wait_for_jetstream

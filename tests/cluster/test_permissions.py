@@ -21,14 +21,14 @@ import nats
 import nats.errors
 import pytest
 
+from services.archivetools.reference import assemble_to_file
+from services.devtools.stack.natsserver import env_without_proxies, free_port
 from services.gateway.auth import make_token
-from services.reference import assemble_to_file
-from services.stack.auth import ADMIN, USERS
-from services.stack.natsserver import env_without_proxies, free_port
-from shared.bus import Bus
+from shared.bus.connect import Bus
+from shared.bus.permissions import ADMIN, USERS
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
-from shared.eventlog import EventLog
+from shared.eventlog.jetstream import EventLog
 from shared.objectstore.factory import open_store
 from tests.cluster.procs import LAUNCH, Procs, connect_bus
 from tests.cluster.secured import PASSWORDS, Secured, _connect

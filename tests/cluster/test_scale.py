@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from services.stack.natsserver import NatsServer
-from shared.bus import Bus
+from services.devtools.stack.natsserver import NatsServer
+from shared.bus.connect import Bus
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
+from shared.core.lifecycle import ExportState
 from shared.objectstore.factory import open_store
-from shared.state import ExportState
 from tests.chaos.conftest import Tally
 from tests.chaos.harness import Outcome, check
 from tests.cluster.procs import Procs, connect_bus, count_lines

@@ -19,13 +19,13 @@ import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
 
-from services.stack.auth import ADMIN, password_env, render_authorization
-from services.stack.natsserver import NatsServer, env_without_proxies, free_port
-from shared import events as ev
-from shared import steps
+from services.devtools.stack.natsserver import NatsServer, env_without_proxies, free_port
+from shared.bus.permissions import ADMIN, password_env, render_authorization
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
-from shared.eventlog import EventLog
+from shared.core import events as ev
+from shared.core import steps
+from shared.eventlog.jetstream import EventLog
 from shared.objectstore.factory import open_store
 from tests.cluster.procs import LAUNCH, Procs, connect_bus
 from tests.cluster.secured import PASSWORDS

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from services.archivetools.reference import assemble_to_file
 from services.assembler.service import Assembler
 from services.catalog.service import Catalog
-from services.reference import assemble_to_file
-from shared import events as ev
-from shared.bus import Bus
+from shared.bus.connect import Bus
 from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
+from shared.core import events as ev
 from shared.objectstore import ObjectStore, StoreUnavailable
-from shared.settings import Settings
-from shared.worker import StepContext
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepContext
 from tests.support.pipeline import request_export
 from tests.support.wait import until
 
@@ -120,7 +120,7 @@ async def test_a_source_changed_before_its_reread_is_dropped_and_reported(
     await ctx.reload()
     from services.assembler.plan import resume_point
     from services.assembler.uploader import load_records
-    from shared.snapshot import Snapshot
+    from shared.core.snapshot import Snapshot
 
     parts = ctx.state.parts
     records = [load_records(await store.read(settings.buckets.exports, p.records_key)) for p in parts]

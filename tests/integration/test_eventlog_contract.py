@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from shared import events as ev
-from shared.bus import Bus
-from shared.eventlog import Conflict, EventLogError
-from shared.memlog import InMemoryEventLog
+from shared.bus.connect import Bus
+from shared.core import events as ev
+from shared.eventlog.jetstream import Conflict, EventLogError
+from shared.eventlog.memory import InMemoryEventLog
 from shared.ports import EventLogPort
 
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from shared.bus import Bus
+from shared.bus.connect import Bus
 from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.support.pipeline import request_export, wait_status
 from tests.support.stack import logs_of, start_stack
 

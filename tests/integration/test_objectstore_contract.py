@@ -22,7 +22,7 @@ from shared.objectstore.port import (
     StoreError,
     StoreUnavailable,
 )
-from shared.settings import Buckets, Settings
+from shared.runtime.settings import Buckets, Settings
 
 pytest_plugins = ["tests.fixtures.moto"]
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]

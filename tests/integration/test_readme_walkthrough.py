@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from services.stack.natsserver import free_port
+from services.devtools.stack.natsserver import free_port
 from tests.support.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]

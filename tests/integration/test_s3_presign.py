@@ -28,7 +28,7 @@ from aiohttp import web
 from shared.objectstore.factory import open_store
 from shared.objectstore.port import StoreRefused, StoreUnavailable
 from shared.objectstore.s3 import S3Store
-from shared.settings import Buckets, S3Settings, Settings
+from shared.runtime.settings import Buckets, S3Settings, Settings
 
 pytest_plugins = ["tests.fixtures.moto"]
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]

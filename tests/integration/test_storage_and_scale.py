@@ -11,13 +11,13 @@ from typing import Any
 import psutil
 import pytest
 
-from services.stack.natsserver import NatsServer
-from services.stack.supervisor import Stack
-from shared.bus import Bus
+from services.devtools.stack.natsserver import NatsServer
+from services.devtools.stack.supervisor import Stack
+from shared.bus.connect import Bus
 from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.support.env import s3_values, settings_for
 from tests.support.pipeline import fetch_archive, request_export, wait_status
 from tests.support.stack import logs_of, start_stack

@@ -10,14 +10,15 @@ from __future__ import annotations
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
 
-from shared import events as ev
-from shared import steps, topology
-from shared.eventlog import EventLog
-from shared.settings import Settings
+from shared.bus import topology
+from shared.core import events as ev
+from shared.core import steps
+from shared.eventlog.jetstream import EventLog
+from shared.runtime.settings import Settings
 
 
 async def _old_layout(settings: Settings, nc: nats.NATS) -> None:
-    """What the services of the previous layout created on their own (shared/bus.py, shared/runtime.py)."""
+    """What the services of the previous layout created on their own (shared/bus/connect.py, shared/runtime/service.py)."""
     js = nc.jetstream()
     await EventLog(js, settings.stream_name, settings.subject_prefix).ensure_stream(1)
     await js.create_key_value(KeyValueConfig(bucket=f"{settings.kv_prefix}_heartbeats", ttl=settings.heartbeat_ttl_s,

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 # Random per test run: nothing published can sign a token or a link in a test either.
 TEST_SECRETS = {"jwt": secrets.token_urlsafe(48), "link": secrets.token_urlsafe(48)}

@@ -10,11 +10,11 @@ import subprocess
 import zipfile
 from dataclasses import dataclass
 
-from shared import events as ev
-from shared.bus import Bus
+from shared.bus.connect import Bus
+from shared.core import events as ev
+from shared.core.lifecycle import TERMINAL, ExportState
 from shared.objectstore import ObjectStore
-from shared.settings import Settings
-from shared.state import TERMINAL, ExportState
+from shared.runtime.settings import Settings
 from tests.support.wait import until
 
 

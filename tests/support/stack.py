@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from services.stack.supervisor import Stack
-from shared import steps
+from services.devtools.stack.supervisor import Stack
+from shared.core import steps
 from tests.support.env import to_env
 
 STEP_SERVICES = steps.step_services()

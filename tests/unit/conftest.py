@@ -5,7 +5,7 @@ A test (or the code under it) that opens an IPv4/IPv6 socket to anything but a s
 process bound (an in-process aiohttp test server) fails, with the address it tried, even when the
 code swallows the error; the NATS URL points at an unroutable address
 (TEST-NET-1), so nothing can reach a stray local nats-server either. Pure logic needs no server:
-the steps run on :class:`shared.memlog.InMemoryEventLog`.
+the steps run on :class:`shared.eventlog.memory.InMemoryEventLog`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The checked-in AsyncAPI document is the one the code generates (run `make docs` after changing events)."""
 
-from services.docs import OUT, render
-from shared import events as ev
+from services.devtools.docs import OUT, render
+from shared.core import events as ev
 
 
 def test_the_checked_in_asyncapi_document_equals_the_generated_one() -> None:

@@ -10,9 +10,9 @@ import pytest
 
 from services.canceller.service import should_run as canceller_due
 from services.finalizer.service import should_run as finalizer_due
-from shared import events as ev
-from shared.eventlog import Loaded
-from shared.state import fold
+from shared.core import events as ev
+from shared.core.lifecycle import fold
+from shared.eventlog.jetstream import Loaded
 from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, E, part, requested
 
 CANCEL = ev.CancelRequested(**E, requested_by="u1")

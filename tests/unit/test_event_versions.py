@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import Field
 
-from shared import events as ev
+from shared.core import events as ev
 
 
 class Renamed(ev.Event):

@@ -8,11 +8,11 @@ import json
 import pytest
 
 from shared.archive.layout import archive_key, is_archive_key_of, snapshot_key
-from shared.mailaddr import is_single_address
+from shared.core.mailaddr import is_single_address
+from shared.core.reasons import is_permanent, public_reason
 from shared.objectstore import NoSuchUpload, ObjectNotFound, StoreError, StoreRefused, StoreUnavailable
-from shared.reasons import is_permanent, public_reason
-from shared.secrets import KNOWN_DEFAULTS, local_secrets, problem
-from shared.worker import StepError
+from shared.runtime.secrets import KNOWN_DEFAULTS, local_secrets, problem
+from shared.runtime.worker import StepError
 
 
 @pytest.mark.parametrize("value", [None, "", "   ", *KNOWN_DEFAULTS, "x" * 31, "changeme" + "k3Y9" * 10,

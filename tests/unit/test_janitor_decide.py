@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from services.janitor.decide import is_dead, is_expired, is_orphan_upload
-from shared import events as ev
-from shared.state import fold
+from shared.core import events as ev
+from shared.core.lifecycle import fold
 from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, requested
 
 NOW = datetime(2031, 1, 1, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""The questions every service asks of an export's lifecycle (shared/state.py), answered from the
+"""The questions every service asks of an export's lifecycle (shared/core/lifecycle.py), answered from the
 fold — and the answers that callers without a fold use agree with it."""
 
 from __future__ import annotations
@@ -8,8 +8,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from shared import events as ev
-from shared.state import STATUSES, TERMINAL, counts_toward_limit, decided_by, fold, is_terminal, step_running_after
+from shared.core import events as ev
+from shared.core.lifecycle import (
+    STATUSES,
+    TERMINAL,
+    counts_toward_limit,
+    decided_by,
+    fold,
+    is_terminal,
+    step_running_after,
+)
 from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, E, part, requested
 
 FAILED = ev.ExportFailed(**E, step="assemble", reason="x")
@@ -60,7 +68,7 @@ def test_a_complete_export_is_shown_expired_from_its_expiry_on_by_the_gateway_an
     from services.gateway.projection import Row
     from services.gateway.views import shown_status as gateway_status
     from services.janitor.decide import is_expired
-    from shared.state import shown_status
+    from shared.core.lifecycle import shown_status
 
     expires = datetime(2030, 1, 1, tzinfo=UTC)
     assert shown_status("complete", expires, expires - timedelta(seconds=1)) == "complete"

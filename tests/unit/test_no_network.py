@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 
 async def test_a_connection_is_refused_and_recorded_even_when_swallowed(no_network: list[object]) -> None:

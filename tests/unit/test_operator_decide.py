@@ -8,8 +8,8 @@ import pytest
 
 from services.gateway.admission import Slot
 from services.operator import decide
-from shared import events as ev
-from shared.state import fold
+from shared.core import events as ev
+from shared.core.lifecycle import fold
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 IDS = dict(tenant_id="t1", export_id="exp_1")

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from shared import events as ev
+from shared.core import events as ev
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from services.stack import operator
+from services.devtools.stack import operator
 
 
 def write(tmp: Path) -> Path:

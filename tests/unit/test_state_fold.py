@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared import events as ev
-from shared.state import fold
+from shared.core import events as ev
+from shared.core.lifecycle import fold
 
 E = {"export_id": "exp_1", "tenant_id": "t1"}
 

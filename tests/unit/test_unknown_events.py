@@ -13,13 +13,13 @@ from services.gateway.admission_kv import AdmissionStore
 from services.gateway.projector import Projector
 from services.gateway.readmodel import ReadModel
 from services.janitor.main import Janitor, Summary
-from shared import events as ev
-from shared import metrics
-from shared.directget import Stored
-from shared.memlog import InMemoryEventLog
-from shared.settings import Settings
-from shared.state import decided_by, step_running_after
-from shared.worker import StepWorker
+from shared.core import events as ev
+from shared.core.lifecycle import decided_by, step_running_after
+from shared.eventlog.directget import Stored
+from shared.eventlog.memory import InMemoryEventLog
+from shared.runtime import metrics
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepWorker
 from tests.unit.test_state_fold import CATALOGED, E, requested
 
 FUTURE = json.dumps({"type": "FutureEvent", "schema_version": 9, **E, "shiny": True}).encode()

@@ -8,11 +8,11 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import events as ev
-from shared.bus import Bus
-from shared.memlog import InMemoryEventLog
-from shared.settings import Settings
-from shared.worker import StepContext, StepWorker
+from shared.bus.connect import Bus
+from shared.core import events as ev
+from shared.eventlog.memory import InMemoryEventLog
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepContext, StepWorker
 from tests.support.wait import until
 
 

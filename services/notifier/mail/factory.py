@@ -19,7 +19,7 @@ def _secret(value: Any) -> str | None:
 
 
 def build_mailer(mail_settings: Any, *, tls_context: ssl.SSLContext | None = None) -> Mailer:
-    """Build the backend named by ``mail_settings.backend`` (a ``shared.settings.MailSettings``).
+    """Build the backend named by ``mail_settings.backend`` (a ``shared.runtime.settings.MailSettings``).
 
     ``tls_context`` overrides certificate handling for SMTP (tests, private CAs in code).
     Raises ``ValueError`` for settings that cannot work (unknown backend, HTTP without an API key).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from shared.humanize import human_size
+from shared.core.humanize import human_size
 
 __all__ = ["count_phrases", "human_size", "human_utc", "plural"]
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
-from shared.mailaddr import is_single_address
+from shared.core.mailaddr import is_single_address
 
 from .errors import PermanentMailError
 from .message import Email

@@ -26,13 +26,13 @@ from typing import Any, TypeVar
 import pytest
 from stream_unzip import stream_unzip
 
-from shared.bus import Bus, connect
+from shared.bus.connect import Bus, connect
 from shared.content.factory import content_source
 from shared.content.port import ContentSource
+from shared.core.lifecycle import ExportState
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
-from shared.settings import Settings
-from shared.state import ExportState
+from shared.runtime.settings import Settings
 from tests.support.env import build
 from tests.support.pipeline import request_export, wait_status
 from tests.unit.archive.tools import require_tool

@@ -21,7 +21,7 @@ from urllib.parse import quote
 from shared.content.port import ContentSource
 from shared.content.seed import make_image, seed_tenant
 from shared.objectstore import ObjectStore
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 VARYING_JSON = ("manifest.json",)  # carries export id, tenant id and created_at
 MEDIA_URL = re.compile(r"(https://cdn\.example/[^\s)\"'<>?#]+)")

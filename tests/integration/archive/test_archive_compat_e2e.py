@@ -31,15 +31,15 @@ from typing import Any
 
 import pytest
 
-from services.stack.natsserver import NatsServer
-from services.stack.supervisor import Stack
+from services.devtools.stack.natsserver import NatsServer
+from services.devtools.stack.supervisor import Stack
 from shared.archive.frontmatter import parse_markdown
-from shared.bus import Bus
+from shared.bus.connect import Bus
 from shared.content.port import ContentSource
 from shared.content.seed import make_image, seed_tenant
+from shared.core.snapshot import Snapshot
 from shared.objectstore import ObjectStore
-from shared.settings import Settings
-from shared.snapshot import Snapshot
+from shared.runtime.settings import Settings
 from tests.integration.archive.archive_e2e_support import (
     READERS,
     Exported,

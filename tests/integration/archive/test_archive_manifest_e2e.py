@@ -22,13 +22,13 @@ from typing import Any
 
 import pytest
 
-from services.stack.natsserver import NatsServer
-from services.stack.supervisor import Stack
+from services.devtools.stack.natsserver import NatsServer
+from services.devtools.stack.supervisor import Stack
 from shared import __version__
 from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.integration.archive.archive_e2e_support import Exported, cli_extract, export_through_stack, run_async
 from tests.support.env import settings_for
 from tests.support.stack import logs_of, start_stack

@@ -25,14 +25,14 @@ import pytest
 
 from services.archivetools.importer import ImportRefused, import_archive
 from services.archivetools.verify import verify_archive
-from services.stack.natsserver import NatsServer
-from services.stack.supervisor import Stack
+from services.devtools.stack.natsserver import NatsServer
+from services.devtools.stack.supervisor import Stack
 from shared.content.factory import content_source
 from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.integration.archive.archive_e2e_support import Exported, export_through_stack, run_async
 from tests.integration.archive.hugo_support import build_site
 from tests.integration.archive.roundtrip_support import (

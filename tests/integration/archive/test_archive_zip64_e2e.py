@@ -32,14 +32,14 @@ from typing import Any
 
 import pytest
 
-from services.stack.natsserver import NatsServer
-from services.stack.supervisor import Stack
+from services.devtools.stack.natsserver import NatsServer
+from services.devtools.stack.supervisor import Stack
 from shared.archive.trailer import EOCD, EOCD_SIG, ZIP64_EOCD, ZIP64_EOCD_SIG, ZIP64_LOCATOR, ZIP64_LOCATOR_SIG
-from shared.bus import connect
+from shared.bus.connect import connect
 from shared.content.port import ContentSource
 from shared.content.seed import make_image
 from shared.objectstore import ObjectStore
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.integration.archive.archive_e2e_support import (
     Exported,
     cli_names,

@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from services.stack.natsserver import NatsServer
-from services.stack.supervisor import Stack
-from shared import events as ev
-from shared.bus import Bus
+from services.devtools.stack.natsserver import NatsServer
+from services.devtools.stack.supervisor import Stack
+from shared.bus.connect import Bus
 from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
-from shared.eventlog import Conflict, Loaded
+from shared.core import events as ev
+from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import ObjectNotFound, ObjectStore
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.support.env import settings_for
 from tests.support.pipeline import cancel, request_export, wait_status
 from tests.support.stack import logs_of, start_stack

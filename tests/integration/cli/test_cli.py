@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared.bus import Bus
+from shared.bus.connect import Bus
 from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.support.env import to_env
 from tests.support.pipeline import request_export, wait_status
 from tests.support.stack import start_stack

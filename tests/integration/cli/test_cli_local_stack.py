@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from services.stack.natsserver import free_port
-from services.stack.supervisor import Stack, local_env
+from services.devtools.stack.natsserver import free_port
+from services.devtools.stack.supervisor import Stack, local_env
 
 
 def new_shell(*args: str, cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:

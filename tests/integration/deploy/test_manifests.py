@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from services.cli import SERVICES, parser
-from services.stack.auth import ADMIN, USERS, password_env, render_deploy_files
-from services.stack.natsserver import nats_server_binary
-from shared.settings import Settings
+from services.devtools.stack.natsserver import nats_server_binary
+from shared.bus.permissions import ADMIN, USERS, password_env, render_deploy_files
+from shared.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
@@ -196,7 +196,7 @@ def test_the_nats_configs_equal_the_generator_output() -> None:
     for name, text in render_deploy_files().items():
         path = DEPLOY / "nats" / name
         assert path.exists() and path.read_text() == text, (
-            f"deploy/nats/{name} is stale: run `python -m services.stack.auth deploy/nats`")
+            f"deploy/nats/{name} is stale: run `python -m shared.bus.permissions deploy/nats`")
 
 
 @pytest.mark.parametrize("name", ["nats-1.conf", "nats-2.conf", "nats-3.conf", "auth.conf"])

@@ -14,17 +14,17 @@ from typing import Any
 import aiohttp
 import pytest
 
+from services.devtools.stack.natsserver import free_port
+from services.devtools.stack.supervisor import Stack
 from services.gateway.auth import make_token
-from services.stack.natsserver import free_port
-from services.stack.supervisor import Stack
 from shared.content.factory import content_source
 from shared.content.seed import SeedResult, seed_tenant
 from shared.objectstore.factory import open_store
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.support.env import build, settings_for
 from tests.support.stack import STEP_SERVICES, logs_of, start_stack
 
-OLD_PUBLIC_DEFAULT = "grove-local-development-secret-change-me!!"  # shared/settings.py before this fix
+OLD_PUBLIC_DEFAULT = "grove-local-development-secret-change-me!!"  # shared/runtime/settings.py before this fix
 
 
 def old_link_key() -> bytes:

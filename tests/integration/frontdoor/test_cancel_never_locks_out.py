@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from services.janitor.main import Janitor
-from shared import events as ev
-from shared.bus import connect
+from shared.bus.connect import connect
+from shared.core import events as ev
 from shared.objectstore.factory import open_store
 from tests.integration.frontdoor.conftest import Live, api, start_live, wait_api_status
 from tests.support.env import build, s3_values

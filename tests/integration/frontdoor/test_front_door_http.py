@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import jwt
 
-from shared import links
+from shared.objectstore import links
 from tests.integration.frontdoor.conftest import OLD_PUBLIC_DEFAULT, Live, api, old_link_key, wait_api_status
 from tests.support.env import TEST_SECRETS
 

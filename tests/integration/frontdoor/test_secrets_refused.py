@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from services.stack.supervisor import local_env
-from shared.secrets import KNOWN_DEFAULTS, SECRET_NAMES, problem
+from services.devtools.stack.supervisor import local_env
+from shared.runtime.secrets import KNOWN_DEFAULTS, SECRET_NAMES, problem
 from tests.integration.frontdoor.conftest import OLD_PUBLIC_DEFAULT
 from tests.support.env import TEST_SECRETS
 

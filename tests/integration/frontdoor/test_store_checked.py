@@ -17,8 +17,8 @@ from typing import Any
 
 import aiohttp
 
-from shared import events as ev
-from shared.bus import connect
+from shared.bus.connect import connect
+from shared.core import events as ev
 from shared.objectstore import StoreRefused
 from shared.objectstore.factory import open_store
 from tests.integration.frontdoor.conftest import api, start_live, wait_api_status

@@ -13,9 +13,9 @@ import aiohttp
 
 from services.gateway import replay
 from services.janitor.main import run_once
-from shared import events as ev
-from shared.bus import connect
-from shared.state import fold
+from shared.bus.connect import connect
+from shared.core import events as ev
+from shared.core.lifecycle import fold
 from tests.integration.frontdoor.conftest import Live, api, wait_api_status
 from tests.support.stack import logs_of
 

@@ -17,12 +17,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from services.devtools.stack.natsserver import NatsServer
 from services.gateway import init_app, make_token
 from services.gateway.keys import READ_MODEL
-from services.stack.natsserver import NatsServer
-from shared import events as ev
-from shared.bus import Bus, connect
-from shared.settings import Settings
+from shared.bus.connect import Bus, connect
+from shared.core import events as ev
+from shared.runtime.settings import Settings
 from tests.support.env import TEST_SECRETS
 
 ARCHIVE = b"PK\x05\x06" + bytes(18) + b"grove test archive " * 4000  # an empty ZIP plus padding

@@ -8,8 +8,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from services.gateway.keys import SETTINGS
-from shared import events as ev
-from shared.bus import kv_names
+from shared.bus.connect import kv_names
+from shared.core import events as ev
 
 
 async def test_fifty_concurrent_posts_on_two_replicas_admit_exactly_one(start_gateway, headers_for, pipeline, gateway):

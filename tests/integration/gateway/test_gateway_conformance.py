@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from shared import events as ev
+from shared.core import events as ev
 
 
 async def status_of(gateway, export_id, headers) -> dict:

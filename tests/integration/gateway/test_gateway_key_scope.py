@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared import events as ev
+from shared.core import events as ev
 
 
 @pytest.mark.parametrize("key", ["exports/tenant_b/exp_other/grove-export-b-2026-11-30.zip",

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from services.gateway.auth import link_secret
-from shared import events as ev
-from shared import links
+from shared.core import events as ev
+from shared.objectstore import links
 
 
 async def start(gateway, headers) -> str:

@@ -17,10 +17,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
+from services.devtools.stack.natsserver import NatsServer, free_port
 from services.gateway import make_token, run
-from services.stack.natsserver import NatsServer, free_port
-from shared.bus import connect
-from shared.settings import Settings
+from shared.bus.connect import connect
+from shared.runtime.settings import Settings
 from tests.support.env import TEST_SECRETS
 
 

@@ -7,7 +7,7 @@ import sqlite3
 from services.gateway import replay
 from services.gateway.keys import READ_MODEL
 from services.gateway.readmodel import ReadModel
-from shared import events as ev
+from shared.core import events as ev
 
 
 def rows(path) -> list[tuple]:

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.janitor.main import Janitor
-from shared import events as ev
-from shared.bus import Bus
+from shared.bus.connect import Bus
+from shared.core import events as ev
 from shared.objectstore import ObjectNotFound
 from shared.objectstore.fs import FilesystemStore
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 
 async def make_export(bus: Bus, store: FilesystemStore, settings: Settings, tenant: str, *, complete_at: datetime | None,
@@ -46,7 +46,7 @@ def janitor_settings(values: dict) -> Settings:
 
 async def test_janitor_expires_old_archives_fails_dead_exports_and_is_a_no_op_the_second_time(
         janitor_settings: Settings, store: FilesystemStore) -> None:
-    from shared.bus import connect
+    from shared.bus.connect import connect
 
     settings = janitor_settings
     bus = await connect(settings, "test", ensure=True)
@@ -86,7 +86,7 @@ async def test_janitor_expires_old_archives_fails_dead_exports_and_is_a_no_op_th
 
 async def test_a_dry_run_names_every_item_it_would_touch_and_touches_none(
         janitor_settings: Settings, store: FilesystemStore) -> None:
-    from shared.bus import connect
+    from shared.bus.connect import connect
 
     settings = janitor_settings
     bus = await connect(settings, "test", ensure=True)

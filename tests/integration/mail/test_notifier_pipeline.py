@@ -7,8 +7,8 @@ import email
 from email import policy
 from pathlib import Path
 
-from services.stack.natsserver import NatsServer, free_port
-from shared.bus import connect
+from services.devtools.stack.natsserver import NatsServer, free_port
+from shared.bus.connect import connect
 from shared.content.factory import content_source, sqlite_path
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store

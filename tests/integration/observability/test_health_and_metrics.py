@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
-from services.stack.natsserver import NatsServer, free_port
+from services.devtools.stack.natsserver import NatsServer, free_port
 from tests.support.env import settings_for
 from tests.support.stack import start_stack
 from tests.support.wait import until

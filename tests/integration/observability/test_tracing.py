@@ -16,9 +16,9 @@ import pytest
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from services.devtools.stack.natsserver import NatsServer
 from services.gateway.auth import make_token
-from services.stack.natsserver import NatsServer
-from shared.bus import connect
+from shared.bus.connect import connect
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store
@@ -170,7 +170,7 @@ def test_tracing_off_imports_no_opentelemetry() -> None:
         "import sys\n"
         "from shared import tracing, logs\n"
         "from shared import events as ev\n"
-        "import shared.worker, shared.eventlog, services.gateway.routes\n"
+        "import shared.runtime.worker, shared.eventlog.jetstream, services.gateway.routes\n"
         "e = ev.CatalogStarted(export_id='e1', tenant_id='t1')\n"
         "assert tracing.message_headers(e, 'x') == {}\n"
         "with tracing.step_span('catalog', 'catalog', 's', {}, 't1', 'e1', 1) as s: assert s is None\n"

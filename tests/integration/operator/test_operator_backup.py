@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from services.stack.natsserver import NatsServer
-from shared.bus import connect
+from services.devtools.stack.natsserver import NatsServer
+from shared.bus.connect import connect
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store

@@ -16,12 +16,12 @@ from typing import Any
 
 from services.gateway import admission as adm
 from services.gateway.admission_kv import AdmissionStore
-from shared import events as ev
-from shared.bus import Bus, kv_names
+from shared.bus.connect import Bus, kv_names
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
+from shared.core import events as ev
 from shared.objectstore import ObjectStore
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.support.env import to_env
 from tests.support.pipeline import wait_status
 from tests.support.stack import logs_of, start_stack

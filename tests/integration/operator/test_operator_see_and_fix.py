@@ -16,13 +16,13 @@ from typing import Any
 from services.gateway import admission as adm
 from services.gateway.admission_kv import AdmissionStore
 from services.janitor.main import run_once
-from shared import events as ev
-from shared.bus import Bus
+from shared.bus.connect import Bus
 from shared.content.factory import content_source
 from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
+from shared.core import events as ev
 from shared.objectstore import ObjectStore
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.support.env import to_env
 from tests.support.pipeline import fetch_archive, request_export, wait_status
 from tests.support.stack import logs_of, start_stack

@@ -17,8 +17,8 @@ from services.catalog.render import plan_blog
 from shared.archive import layout
 from shared.archive.layout import LayoutError, ObjectMember, TextMember
 from shared.archive.names import NameAllocator
+from shared.core.snapshot import Snapshot, SnapshotError
 from shared.objectstore import ObjectNotFound
-from shared.snapshot import Snapshot, SnapshotError
 from tests.unit.pipeline.test_archive_stream import opener, snapshot
 
 T = datetime(2026, 2, 22, 10, 30, tzinfo=UTC)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from services.docs import PUBLISHERS
-from services.stack.auth import USERS, permissions
-from shared import events as ev
-from shared import steps
+from services.devtools.docs import PUBLISHERS
+from shared.bus.permissions import USERS, permissions
+from shared.core import events as ev
+from shared.core import steps
 
 NAMES = ["admin", "gateway", "catalog", "assembler", "canceller", "finalizer", "notifier", "janitor"]
 

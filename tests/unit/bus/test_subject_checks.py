@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from shared import events as ev
+from shared.core import events as ev
 
 
 def _body(event: ev.Event, **changes: object) -> bytes:

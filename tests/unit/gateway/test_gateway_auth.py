@@ -9,8 +9,8 @@ import pytest
 
 from services.gateway.auth import Identity, link_secret, make_token, verify_token
 from services.gateway.problems import Unauthorized
-from shared.secrets import SecretError
-from shared.settings import Settings
+from shared.runtime.secrets import SecretError
+from shared.runtime.settings import Settings
 from tests.support.env import TEST_SECRETS
 
 S = Settings(jwt_secret=TEST_SECRETS["jwt"], link_secret=TEST_SECRETS["link"])

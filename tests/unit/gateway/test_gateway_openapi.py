@@ -7,7 +7,7 @@ import re
 from services.gateway import app as app_module
 from services.gateway.app import init_app
 from services.gateway.openapi import build_openapi
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.support.env import TEST_SECRETS
 
 SETTINGS = Settings(jwt_secret=TEST_SECRETS["jwt"], link_secret=TEST_SECRETS["link"])

@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from services.gateway.problems import ExportInProgress, problem_middleware
-from shared.eventlog import LogUnavailable
+from shared.eventlog.jetstream import LogUnavailable
 from shared.objectstore.port import StoreUnavailable
 
 RAISES = {"store": StoreUnavailable("down"), "log": LogUnavailable("no ack"), "nats": nats.errors.TimeoutError(),

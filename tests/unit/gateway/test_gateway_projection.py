@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from services.gateway.projection import Row, advance, fold_rows, ms, row_from_state
 from services.gateway.projector import Folds
-from shared import events as ev
-from shared.state import ExportState, fold
+from shared.core import events as ev
+from shared.core.lifecycle import ExportState, fold
 
 T0 = datetime(2026, 2, 22, 10, 0, tzinfo=UTC)
 IDS = dict(tenant_id="tenant_a", export_id="exp_1")
@@ -172,8 +172,8 @@ async def test_a_restarted_projector_refolds_an_export_from_the_log_and_ends_wit
 
     from services.gateway.projector import Projector
     from services.gateway.readmodel import ReadModel
-    from shared.directget import Stored
-    from shared.memlog import InMemoryEventLog
+    from shared.eventlog.directget import Stored
+    from shared.eventlog.memory import InMemoryEventLog
 
     log = InMemoryEventLog()
     seq = 0

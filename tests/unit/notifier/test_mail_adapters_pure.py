@@ -25,7 +25,7 @@ from services.notifier.mail import (
 )
 from services.notifier.mail.http import classify_status, parse_retry_after
 from services.notifier.mail.smtp import translate_smtp_error
-from shared.settings import MailSettings
+from shared.runtime.settings import MailSettings
 
 EMAIL = Email(
     to="autumn@example.org",

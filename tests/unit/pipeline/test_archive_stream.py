@@ -14,8 +14,8 @@ import pytest
 
 from services.assembler.encoder import ArchiveStream, Rewind
 from services.assembler.plan import MemberRecord, resume_point
+from shared.core.snapshot import Snapshot, SnapshotHeader, SnapshotMember
 from shared.objectstore import ObjectNotFound, PreconditionFailed
-from shared.snapshot import Snapshot, SnapshotHeader, SnapshotMember
 
 T = datetime(2026, 2, 22, 10, 30, tzinfo=UTC)
 

@@ -9,8 +9,8 @@ from io import BytesIO
 from services.assembler.encoder import ArchiveStream
 from services.assembler.plan import resume_point
 from shared.archive.layout import held_counts
+from shared.core.snapshot import Snapshot
 from shared.objectstore import ObjectNotFound
-from shared.snapshot import Snapshot
 from tests.unit.pipeline.test_archive_stream import opener, snapshot
 
 

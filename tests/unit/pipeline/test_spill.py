@@ -17,7 +17,7 @@ from services.assembler.encoder import ArchiveStream, manifest_stream
 from services.assembler.plan import MemberRecord, resume_point
 from services.assembler.spill import RecordSpill, load_snapshot
 from shared.archive.layout import manifest_json
-from shared.snapshot import Snapshot, SnapshotError, SnapshotHeader, SnapshotMember
+from shared.core.snapshot import Snapshot, SnapshotError, SnapshotHeader, SnapshotMember
 
 T = datetime(2026, 2, 22, 10, 30, tzinfo=UTC)
 

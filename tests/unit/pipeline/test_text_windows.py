@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from services.assembler.bridge import TEXT_WINDOW, TextWindows
+from shared.core.snapshot import SnapshotMember
 from shared.objectstore.fs import FilesystemStore
-from shared.snapshot import SnapshotMember
 
 T = datetime(2026, 2, 22, 10, 30, tzinfo=UTC)
 

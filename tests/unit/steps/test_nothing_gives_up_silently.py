@@ -13,12 +13,12 @@ from services.canceller import service as canceller
 from services.canceller.service import Canceller
 from services.janitor.decide import is_abandoned_cancel, is_dead
 from services.janitor.main import Janitor, Summary
-from shared import events as ev
-from shared.memlog import InMemoryEventLog
+from shared.core import events as ev
+from shared.core.lifecycle import fold
+from shared.eventlog.memory import InMemoryEventLog
 from shared.objectstore import NoSuchUpload
-from shared.settings import Settings
-from shared.state import fold
-from shared.worker import StepContext, StepError
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepContext, StepError
 from tests.unit.test_state_fold import CATALOGED, UPLOAD, E, part, requested
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

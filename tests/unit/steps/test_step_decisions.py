@@ -14,13 +14,13 @@ from services.catalog.service import should_run as catalog_due
 from services.finalizer.service import check_parts
 from services.finalizer.service import should_run as finalize_due
 from services.notifier.service import should_run as notify_due
-from shared import events as ev
-from shared.eventlog import Conflict, Loaded
-from shared.memlog import InMemoryEventLog
-from shared.retry import Drop, GiveUp, Retry, after_failure
-from shared.settings import Settings
-from shared.state import fold
-from shared.worker import StepContext, is_due
+from shared.core import events as ev
+from shared.core.lifecycle import fold
+from shared.core.retry import Drop, GiveUp, Retry, after_failure
+from shared.eventlog.jetstream import Conflict, Loaded
+from shared.eventlog.memory import InMemoryEventLog
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepContext, is_due
 from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, E, part, requested
 
 DUE = {"catalog": catalog_due, "assemble": assemble_due, "finalize": finalize_due, "notify": notify_due,
@@ -159,7 +159,7 @@ async def _log_part_one(uploader: object) -> None:
 
 
 async def test_an_assembler_whose_part_another_worker_logged_stands_down_without_appending() -> None:
-    from shared.worker import StandDown
+    from shared.runtime.worker import StandDown
 
     log, uploader = await _assembler_that_lost_its_fence(then=part(1, 500, 10))
     before = list(log.messages)

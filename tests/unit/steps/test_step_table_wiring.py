@@ -7,9 +7,10 @@ import importlib
 import pytest
 
 from services import cli
-from services.stack import auth, supervisor
-from shared import steps
-from shared.settings import Settings
+from services.devtools.stack import supervisor
+from shared.bus import permissions as auth
+from shared.core import steps
+from shared.runtime.settings import Settings
 from tests.support import stack
 
 

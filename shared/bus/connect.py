@@ -1,8 +1,8 @@
 """Connecting to NATS: one connection per process, as this service's NATS user.
 
-Services only bind to what the admin set-up created (``shared/topology.py``); ``ensure=True`` runs
+Services only bind to what the admin set-up created (``shared/bus/topology.py``); ``ensure=True`` runs
 that set-up first (``grove-export setup``, tests). Each user's inboxes live under
-``_INBOX_<user>``, which only that user may subscribe to (see ``services/stack/auth.py``).
+``_INBOX_<user>``, which only that user may subscribe to (see ``shared/bus/permissions.py``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
-from shared import steps, topology
-from shared.eventlog import EventLog
-from shared.settings import Settings
-from shared.topology import TopologyMissing
+from shared.bus import topology
+from shared.bus.topology import TopologyMissing
+from shared.core import steps
+from shared.eventlog.jetstream import EventLog
+from shared.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.stack import operator
-from services.stack.auth import ADMIN, USERS, render_authorization
-from services.stack.natsserver import NatsServer
-from shared import steps
+from services.devtools.stack import operator
+from services.devtools.stack.natsserver import NatsServer
+from shared.bus.permissions import ADMIN, USERS, render_authorization
 from shared.content.factory import sqlite_dsn
-from shared.secrets import SECRET_NAMES, local_secrets
+from shared.core import steps
+from shared.runtime.secrets import SECRET_NAMES, local_secrets
 
 SERVICES = steps.service_names()  # every service of the step table, one process each
 
@@ -108,7 +108,7 @@ class Stack:
 
     def start(self, nats_url: str | None = None) -> Stack:
         """Start the services; without ``nats_url``, also a nats-server of our own, locked down with
-        one NATS user per service (the same permissions as production, see services/stack/auth.py)."""
+        one NATS user per service (the same permissions as production, see shared/bus/permissions.py)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
         users: dict[str, str] = {}

@@ -16,12 +16,14 @@ from faststream import AckPolicy, FastStream
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, NatsUserPassword, PullSub
 from faststream.specification import AsyncAPI
 
-from shared import __version__, metrics, steps
-from shared.bus import Bus, connect, inbox_prefix, nats_servers
-from shared.settings import Settings
-from shared.steps import Consumer
-from shared.topology import consumer_config
-from shared.worker import StepWorker
+from shared import __version__
+from shared.bus.connect import Bus, connect, inbox_prefix, nats_servers
+from shared.bus.topology import consumer_config
+from shared.core import steps
+from shared.core.steps import Consumer
+from shared.runtime import metrics
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepWorker
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class Subscription:
 
 
 def subscriptions_of(name: str) -> list[Subscription]:
-    """What service ``name`` consumes, read from the step table (``shared/steps.py``)."""
+    """What service ``name`` consumes, read from the step table (``shared/core/steps.py``)."""
     return [Subscription(c.trigger, c.durable, spec.step, c.description)
             for spec in steps.steps_of(name) for c in spec.consumers]
 
@@ -115,7 +117,7 @@ def build_app(name: str, settings: Settings, bootstrap: Bootstrap,
 
 def _subscribe(broker: NatsBroker, runtime: ServiceRuntime, settings: Settings, stream: JStream,
                sub: Subscription) -> None:
-    """Bind to the durable the admin set-up created (shared/topology.py); its config is only used
+    """Bind to the durable the admin set-up created (shared/bus/topology.py); its config is only used
     where the server lets this user create it (an open development server)."""
     subject = f"{settings.subject_prefix}.*.*.{sub.event}"
     js_config = consumer_config(settings, Consumer(sub.durable, sub.event))

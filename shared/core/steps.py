@@ -1,8 +1,8 @@
 """The step table: which service runs which step, on which events, appending which, as which NATS user.
 
-One declarative registry read by the NATS permission generator (``services/stack/auth.py``), the
-admin set-up that creates every durable consumer (``shared/topology.py``), the AsyncAPI document
-(``services/docs.py``: who publishes each event) and the services' subscriptions. Adding a step or
+One declarative registry read by the NATS permission generator (``shared/bus/permissions.py``), the
+admin set-up that creates every durable consumer (``shared/bus/topology.py``), the AsyncAPI document
+(``services/devtools/docs.py``: who publishes each event) and the services' subscriptions. Adding a step or
 an event touches this table and its handler.
 
 A service's name is its NATS user name (operators' configuration refers to these: keep them).
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared import events as ev
+from shared.core import events as ev
 
 KvRole = str  # "heartbeats" or "admission": the bucket is ``<kv_prefix>_<role>``
 

@@ -12,9 +12,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError
 
-from shared import steps
-from shared.eventlog import EventLog
-from shared.settings import Settings
+from shared.core import steps
+from shared.eventlog.jetstream import EventLog
+from shared.runtime.settings import Settings
 
 MAX_ACK_PENDING = 1000
 

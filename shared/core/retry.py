@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.state import ExportState
+from shared.core.lifecycle import ExportState
 
 _DOING = {"catalog": "reading your content", "assemble": "building the archive", "finalize": "saving the archive",
           "notify": "sending the email", "cancel": "cancelling"}

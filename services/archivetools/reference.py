@@ -13,8 +13,8 @@ from pathlib import Path
 from services.assembler.bridge import source_opener
 from services.assembler.encoder import ArchiveStream
 from services.assembler.plan import resume_point
+from shared.core.snapshot import Snapshot
 from shared.objectstore import ObjectStore
-from shared.snapshot import Snapshot
 
 
 async def assemble_to_file(store: ObjectStore, bucket: str, snapshot_key: str, out: Path) -> tuple[int, str]:

@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from shared import tracing
+from shared.runtime import tracing
 
 
 class JsonFormatter(logging.Formatter):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import nats.errors
 
-from shared.eventlog import LogUnavailable
+from shared.eventlog.jetstream import LogUnavailable
 from shared.objectstore import (
     NoSuchUpload,
     ObjectNotFound,

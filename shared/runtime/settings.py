@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     read_model_db: Path = Path("var/read-model.db")
-    jwt_secret: SecretStr | None = Field(None, description="Signs bearer tokens; no default (shared/secrets.py).")
+    jwt_secret: SecretStr | None = Field(None, description="Signs bearer tokens; no default (shared/runtime/secrets.py).")
     link_secret: SecretStr | None = Field(None, description="Signs download links; no default.")
     jwt_issuer: str = "grove"
     token_max_ttl_s: float = Field(3600.0, description="Longest token lifetime accepted (exp - now).")

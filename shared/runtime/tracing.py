@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
-    from shared import events as ev
-    from shared.settings import Settings
+    from shared.core import events as ev
+    from shared.runtime.settings import Settings
 
 EXPORT_ID = "grove.export_id"
 TENANT_ID = "grove.tenant_id"

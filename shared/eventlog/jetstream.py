@@ -27,10 +27,10 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
-from shared import events as ev
-from shared import metrics, tracing
-from shared.directget import get_batch, get_seq
-from shared.state import ExportState, fold
+from shared.core import events as ev
+from shared.core.lifecycle import ExportState, fold
+from shared.eventlog.directget import get_batch, get_seq
+from shared.runtime import metrics, tracing
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""An in-memory event log: the twin of :class:`shared.eventlog.EventLog` for pure-logic tests.
+"""An in-memory event log: the twin of :class:`shared.eventlog.jetstream.EventLog` for pure-logic tests.
 
 Same contract, held to the JetStream log by ``tests/integration/test_eventlog_contract.py``:
 one global sequence, per-export fencing (an append names the export's last sequence it folded,
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from shared import events as ev
-from shared.eventlog import WORKER_ID, Conflict, EventLogError, Loaded
-from shared.state import fold
+from shared.core import events as ev
+from shared.core.lifecycle import fold
+from shared.eventlog.jetstream import WORKER_ID, Conflict, EventLogError, Loaded
 
 
 class InMemoryEventLog:

@@ -15,13 +15,13 @@ from pathlib import Path
 import aiohttp
 from pydantic import SecretStr
 
-from services.stack.supervisor import Stack, local_env
-from shared import secrets
+from services.devtools.stack.supervisor import Stack, local_env
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
+from shared.core.lifecycle import is_terminal
 from shared.objectstore.factory import open_store
-from shared.settings import Settings
-from shared.state import is_terminal
+from shared.runtime import secrets
+from shared.runtime.settings import Settings
 
 
 async def wait_ready(http: aiohttp.ClientSession, base: str, timeout: float = 60.0, what: str = "") -> None:

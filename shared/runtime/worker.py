@@ -31,14 +31,14 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 
-from shared import events as ev
-from shared import faults, metrics, tracing
-from shared.bus import Bus
-from shared.eventlog import WORKER_ID, Conflict, Loaded, LogUnavailable, reject
+from shared.bus.connect import Bus
+from shared.core import events as ev
+from shared.core.reasons import is_permanent, public_reason
+from shared.core.retry import Drop, GiveUp, Retry, after_failure
+from shared.eventlog.jetstream import WORKER_ID, Conflict, Loaded, LogUnavailable, reject
 from shared.ports import SYSTEM_CLOCK, Clock, EventLogPort
-from shared.reasons import is_permanent, public_reason
-from shared.retry import Drop, GiveUp, Retry, after_failure
-from shared.settings import Settings
+from shared.runtime import faults, metrics, tracing
+from shared.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class StepContext:
 
     async def append(self, event: ev.Event, msg_id: str | None = None) -> int:
         seq = await self.log.append(event, self.loaded.last_seq, msg_id)
-        from shared.state import apply
+        from shared.core.lifecycle import apply
 
         self.loaded = Loaded(apply(self.loaded.state, event), seq)
         return seq

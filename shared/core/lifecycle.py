@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, get_args
 
-from shared import events as ev
+from shared.core import events as ev
 
 Status = Literal["pending", "cataloging", "assembling", "uploading", "complete", "failed", "cancelled", "expired"]
 STATUSES: tuple[str, ...] = get_args(Status)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import nats.js.errors
 import pytest
 
 from services.devtools.stack.natsserver import free_port
@@ -117,7 +118,12 @@ async def test_an_export_survives_losing_the_stream_leader_and_an_assembler(tmp_
         total_parts = f"~{IMAGES * IMAGE_BYTES // (4 * MiB)}"
 
         # Who is assembling it now (its heartbeat names the worker: hostname-pid)?
-        beat = json.loads((await bus.heartbeats.get(f"{seeded.tenant_id}.{export_id}")).value or b"{}")
+        async def heartbeat() -> dict | None:  # the first beat comes one progress interval into the step
+            with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+                return json.loads((await bus.heartbeats.get(f"{seeded.tenant_id}.{export_id}")).value or b"{}")
+            return None
+
+        beat = await until(heartbeat, 30, 0.1, "the assembler's heartbeat")
         worker_pid = int(beat["worker"].rsplit("-", 1)[1])
         victim = next(tag for tag, pid in pid_of.items() if pid == worker_pid and tag.startswith("assembler"))
         survivor = "assembler-2" if victim == "assembler-1" else "assembler-1"

@@ -18,6 +18,7 @@ from shared.core import events as ev
 from shared.core.lifecycle import fold
 from tests.integration.frontdoor.conftest import Live, api, wait_api_status
 from tests.support.stack import logs_of
+from tests.support.wait import until
 
 
 def future(tenant: str, export_id: str) -> bytes:
@@ -46,8 +47,11 @@ async def test_an_unknown_event_type_is_skipped_everywhere_and_the_export_comple
         code, data = await api(http, "GET", view["downloadUrl"])
         assert code == 200 and data[:2] == b"PK"
 
+        async def notified() -> str | None:  # the email follows completion: wait for its outcome
+            return fold([e async for _, e in bus.log.history(tenant, export_id)]).notification
+
+        assert await until(notified, 60, 0.1, "the email's outcome") == "sent", logs_of(live_fs.stack)
         history = [e async for _, e in bus.log.history(tenant, export_id)]
-        assert fold(history).notification == "sent", logs_of(live_fs.stack)
         for seq in stored:  # the unknown messages really are in the export's log
             assert (await bus.js.get_msg(s.stream_name, seq)).subject == subject
 

@@ -168,8 +168,8 @@ def test_tracing_off_imports_no_opentelemetry() -> None:
     """Off by default and no cost: appending, logging and a step attempt touch no OpenTelemetry."""
     code = (
         "import sys\n"
-        "from shared import tracing, logs\n"
-        "from shared import events as ev\n"
+        "from shared.runtime import logs, tracing\n"
+        "from shared.core import events as ev\n"
         "import shared.runtime.worker, shared.eventlog.jetstream, services.gateway.routes\n"
         "e = ev.CatalogStarted(export_id='e1', tenant_id='t1')\n"
         "assert tracing.message_headers(e, 'x') == {}\n"

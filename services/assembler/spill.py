@@ -24,12 +24,13 @@ import struct
 import tempfile
 from array import array
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import IO, Any, overload
+from typing import IO, overload
 
 from pydantic_core import from_json
 
 from services.assembler.plan import MemberRecord
 from shared.archive.central import CDEntry
+from shared.archive.layout import manifest_entry
 from shared.core.snapshot import Snapshot, SnapshotError, SnapshotHeader, SnapshotMember
 
 READ = 1 << 20
@@ -226,15 +227,6 @@ class RecordSpill:
     def close(self) -> None:
         for f in (self._records, self._cd, self._entries):
             f.close()
-
-
-def manifest_entry(snapshot: Snapshot, r: MemberRecord) -> dict[str, Any]:
-    entry: dict[str, Any] = {"path": r.path, "size": r.size, "sha256": r.sha256, "content_type": r.content_type,
-                             "source_id": r.source_id}
-    meta = snapshot.members[r.index].meta if r.index < len(snapshot.members) else None
-    if meta:
-        entry["metadata"] = meta
-    return entry
 
 
 def manifest_entry_text(snapshot: Snapshot, r: MemberRecord) -> bytes:

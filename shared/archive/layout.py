@@ -339,14 +339,15 @@ def manifest_json(snapshot: Snapshot, records: Sequence[Record]) -> bytes:
         "export_id": h.export_id, "tenant_id": h.tenant_id, "mode": h.mode, "username": h.username,
         "created_at": h.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "generator": h.generator,
         "format_version": 1, "item_counts": held_counts(snapshot, records),
-        "members": [_manifest_entry(snapshot, r) for r in records if r.status == "ok"],
+        "members": [manifest_entry(snapshot, r) for r in records if r.status == "ok"],
         "notes": f"Checksums are SHA-256 of each file's bytes. {MANIFEST_PATH} and {ERRORS_PATH} are not listed. "
                  f"item_counts are what this archive holds; {ERRORS_PATH} lists what it does not.",
     }
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def _manifest_entry(snapshot: Snapshot, r: Record) -> dict[str, Any]:
+def manifest_entry(snapshot: Snapshot, r: Record) -> dict[str, Any]:
+    """One member's entry in manifest.json (also streamed entry by entry by the assembler's spill)."""
     entry: dict[str, Any] = {"path": r.path, "size": r.size, "sha256": r.sha256, "content_type": r.content_type,
                              "source_id": r.source_id}
     meta = snapshot.members[r.index].meta if r.index < len(snapshot.members) else None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from shared.core import events as ev
-from shared.core.lifecycle import fold
+from shared.core.lifecycle import ExportState, _with, fold
 
 E = {"export_id": "exp_1", "tenant_id": "t1"}
 
@@ -86,3 +89,13 @@ def test_eta_comes_from_the_rate_seen_so_far() -> None:
     s = fold([requested(), CATALOGED, up, part(1, 250, 10, t0 + timedelta(seconds=10))])
     assert s.eta_seconds() == 30.0
     assert s.bytes_done == 250 and s.items_done == 1
+
+
+def test_the_fold_copies_state_as_replace_would_and_refuses_unknown_fields() -> None:
+    before = fold([requested(), CATALOGED])
+    after = _with(before, status="failed", progress=7)
+    assert after == dataclasses.replace(before, status="failed", progress=7)
+    assert before.status == "assembling" and before.progress == 10  # the old state is untouched
+    assert isinstance(after, ExportState)
+    with pytest.raises(TypeError, match="no_such_field"):
+        _with(before, no_such_field=1)

@@ -181,14 +181,22 @@ async def replay(target: Settings | Path | str, bus: Bus, *, timeout: float = 30
     path = Path(target.read_model_db if isinstance(target, Settings) else target)
     tmp = path.with_name(f"{path.name}.replay-{uuid.uuid4().hex[:8]}")
     model = await ReadModel.open(tmp)
+    # Three things overlap: the next batch is read from the stream and the last rows are written
+    # (SQLite's own thread) while this one is decoded and folded. Writes stay in order, one at a time.
+    reading: asyncio.Task[tuple[list[Stored], int]] | None = None
+    writing: asyncio.Task[None] | None = None
     try:
         last = int((await bus.js.stream_info(bus.log.stream)).state.last_seq)
         folds = Folds(limit=None)  # from sequence 1: every export's fold is here, none is missed
         dirty: dict[tuple[str, str], int] = {}  # export → its last sequence
         reached = pending = 0
-        while reached < last:
+        reading = asyncio.create_task(read_from(bus, 1, REPLAY_BATCH))
+        while reading is not None:
             async with asyncio.timeout(timeout):
-                messages, more = await read_from(bus, reached + 1, REPLAY_BATCH)
+                messages, more = await reading
+            reading = None
+            if messages and more and messages[-1].seq < last:
+                reading = asyncio.create_task(read_from(bus, messages[-1].seq + 1, REPLAY_BATCH))
             for stored in messages:  # fold in memory: no SELECT, no transaction per event
                 reached = stored.seq
                 event = decode(bus.log.prefix, stored)
@@ -197,15 +205,22 @@ async def replay(target: Settings | Path | str, bus: Bus, *, timeout: float = 30
                 if await folds.apply(reached, event) is not None:
                     dirty[(event.tenant_id, event.export_id)] = reached
             pending += len(messages)
-            if pending >= REPLAY_BATCH or reached >= last or not more:
+            if pending >= REPLAY_BATCH or reading is None:  # a batch's worth, or the end
                 rows = [fold.row(seq) for (t, e), seq in dirty.items() if (fold := folds.get(t, e))]
-                await model.write_rows([r for r in rows if r is not None], reached)
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(model.write_rows([r for r in rows if r is not None], reached))
                 dirty.clear()
                 pending = 0
-            if not messages or not more:
-                break
+        if writing is not None:
+            await writing
         count = len(await model.dump())
     except BaseException:
+        for task in (reading, writing):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
         await model.close()
         tmp.unlink(missing_ok=True)
         raise

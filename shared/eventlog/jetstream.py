@@ -29,7 +29,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from shared.core import events as ev
 from shared.core.lifecycle import ExportState, fold
-from shared.eventlog.directget import get_batch, get_seq
+from shared.eventlog.directget import Stored, count_and_first, get_batch, get_seq, last_per_subject
 from shared.runtime import metrics, tracing
 
 log = logging.getLogger(__name__)
@@ -195,17 +195,42 @@ class EventLog:
     async def load(self, tenant_id: str, export_id: str) -> Loaded:
         """Fold one export's history. ``last_seq`` is the export's last *stored* message, dropped
         ones included: it is what the server's fence compares with, so a forged message on the
-        export's subjects costs a writer one re-read, never a loop."""
+        export's subjects costs a writer one re-read, never a loop.
+
+        An export's events are interleaved with every other export's, and the server finds the
+        next message on a wildcard by walking the messages in between: with thousands of exports
+        in flight that walk was most of nats-server's CPU, growing with their number. So first ask
+        the per-subject index: the last message of each of the export's subjects, then how many
+        messages there are. When the count is the number of subjects (each event type once, the
+        usual case) those messages are the whole history; otherwise walk it."""
+        nc, subject = self.js._nc, ev.export_filter(self.prefix, tenant_id, export_id)
+        lasts = await last_per_subject(nc, self.stream, subject)
+        if lasts == []:
+            return Loaded(fold([]), 0)
+        if lasts is not None:
+            # Read after the lasts: messages are only ever added (no deletes), so a count equal to
+            # the subjects then was one message per subject then. If the oldest were aged out in
+            # between, the first message would not be ours.
+            first, count = await count_and_first(nc, self.stream, subject)
+            if first is not None and count == len(lasts) and first.seq == lasts[0].seq:
+                return Loaded(fold(self._decoded(lasts)), lasts[-1].seq)
         events, last = [], 0
-        subject, seq = ev.export_filter(self.prefix, tenant_id, export_id), 1
+        seq = 1
         while True:  # batched direct gets until one reaches the end: no separate "last sequence" request
-            batch = await get_batch(self.js._nc, self.stream, seq=seq, subject=subject)
-            for stored in batch.messages:
-                last = stored.seq
-                try:
-                    events.append(ev.decode(self.prefix, stored.subject, stored.data))
-                except ev.BadEvent as e:
-                    reject("log", stored.subject, e)
+            batch = await get_batch(nc, self.stream, seq=seq, subject=subject)
+            events += self._decoded(batch.messages)
+            if batch.messages:
+                last = batch.messages[-1].seq
             if not batch.messages or not batch.pending:
                 return Loaded(fold(events), last)
             seq = batch.messages[-1].seq + 1
+
+    def _decoded(self, stored: list[Stored]) -> list[ev.Event]:
+        """The usable events among ``stored``; the rest dropped, logged and counted."""
+        events = []
+        for m in stored:
+            try:
+                events.append(ev.decode(self.prefix, m.subject, m.data))
+            except ev.BadEvent as e:
+                reject("log", m.subject, e)
+        return events

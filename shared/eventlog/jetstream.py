@@ -29,7 +29,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from shared.core import events as ev
 from shared.core.lifecycle import ExportState, fold
-from shared.eventlog.directget import Stored, count_and_first, get_batch, get_seq, last_per_subject
+from shared.eventlog.directget import BATCH, Stored, count_and_first, get_batch, get_seq, last_per_subject
 from shared.runtime import metrics, tracing
 
 log = logging.getLogger(__name__)
@@ -207,6 +207,7 @@ class EventLog:
         lasts = await last_per_subject(nc, self.stream, subject)
         if lasts == []:
             return Loaded(fold([]), 0)
+        seq, want = 1, BATCH
         if lasts is not None:
             # Read after the lasts: messages are only ever added (no deletes), so a count equal to
             # the subjects then was one message per subject then. If the oldest were aged out in
@@ -214,16 +215,17 @@ class EventLog:
             first, count = await count_and_first(nc, self.stream, subject)
             if first is not None and count == len(lasts) and first.seq == lasts[0].seq:
                 return Loaded(fold(self._decoded(lasts)), lasts[-1].seq)
+            if first is not None:  # ask for what is there: a larger batch walks on to the stream's end
+                seq, want = first.seq, count
         events, last = [], 0
-        seq = 1
-        while True:  # batched direct gets until one reaches the end: no separate "last sequence" request
-            batch = await get_batch(nc, self.stream, seq=seq, subject=subject)
+        while True:  # batched direct gets until one reaches the end
+            batch = await get_batch(nc, self.stream, seq=seq, subject=subject, batch=max(1, min(BATCH, want)))
             events += self._decoded(batch.messages)
             if batch.messages:
                 last = batch.messages[-1].seq
             if not batch.messages or not batch.pending:
                 return Loaded(fold(events), last)
-            seq = batch.messages[-1].seq + 1
+            seq, want = batch.messages[-1].seq + 1, batch.pending
 
     def _decoded(self, stored: list[Stored]) -> list[ev.Event]:
         """The usable events among ``stored``; the rest dropped, logged and counted."""

@@ -85,8 +85,13 @@ class EventLog:
     """Append and read events of exports on a JetStream stream."""
 
     def __init__(self, js: JetStreamContext, stream: str = "EXPORTS", prefix: str = "exports",
-                 producer: str = "unknown") -> None:
+                 producer: str = "unknown", indexed_reads: bool = False) -> None:
         self.js = js
+        # Only when one server answers direct gets (a stream of one replica): then the two reads
+        # of load() see one history, the second no older than the first. Replicas answer direct
+        # gets too, each from its own (possibly lagging) copy, as does a mirror made with
+        # mirror_direct (the admin set-up makes none).
+        self.indexed_reads = indexed_reads
         self.stream = stream
         self.prefix = prefix
         self.producer = producer
@@ -198,26 +203,26 @@ class EventLog:
         export's subjects costs a writer one re-read, never a loop.
 
         An export's events are interleaved with every other export's, and the server finds the
-        next message on a wildcard by walking the messages in between: with thousands of exports
-        in flight that walk was most of nats-server's CPU, growing with their number. So first ask
-        the per-subject index: the last message of each of the export's subjects, then how many
-        messages there are. When the count is the number of subjects (each event type once, the
-        usual case) those messages are the whole history; otherwise walk it."""
+        next message on a wildcard by walking every message in between: with thousands of exports
+        in flight that walk was most of nats-server's CPU, growing with their number. So ask the
+        per-subject index first: the last message of each of the export's subjects, then the
+        first message and how many there are. A count equal to the number of subjects means each
+        event type once (the usual case): those messages are the whole history. Otherwise walk
+        it, asking for as many as there are (a larger batch walks on to the end of the stream)."""
         nc, subject = self.js._nc, ev.export_filter(self.prefix, tenant_id, export_id)
-        lasts = await last_per_subject(nc, self.stream, subject)
+        lasts = await last_per_subject(nc, self.stream, subject) if self.indexed_reads else None
         if lasts == []:
             return Loaded(fold([]), 0)
-        seq, want = 1, BATCH
-        if lasts is not None:
-            # Read after the lasts: messages are only ever added (no deletes), so a count equal to
-            # the subjects then was one message per subject then. If the oldest were aged out in
-            # between, the first message would not be ours.
-            first, count = await count_and_first(nc, self.stream, subject)
-            if first is not None and count == len(lasts) and first.seq == lasts[0].seq:
-                return Loaded(fold(self._decoded(lasts)), lasts[-1].seq)
-            if first is not None:  # ask for what is there: a larger batch walks on to the stream's end
-                seq, want = first.seq, count
+        first, count = await count_and_first(nc, self.stream, subject)
+        if first is None:
+            return Loaded(fold([]), 0)
+        # Read after the lasts, on the same server: messages are only ever added (no deletes), so a
+        # count equal to the subjects then was one message per subject then. Were the oldest aged
+        # out in between, the first message would not be the lasts' first.
+        if lasts is not None and count == len(lasts) and first.seq == lasts[0].seq:
+            return Loaded(fold(self._decoded(lasts)), lasts[-1].seq)
         events, last = [], 0
+        seq, want = first.seq, count
         while True:  # batched direct gets until one reaches the end
             batch = await get_batch(nc, self.stream, seq=seq, subject=subject, batch=max(1, min(BATCH, want)))
             events += self._decoded(batch.messages)

@@ -11,13 +11,16 @@ per 8,192 members for the snapshot alone). Here both live in anonymous temporary
   JSON lines (for resume tools and tests). Only skipped members' records stay in memory (they are
   few, and errors.json and the counts need them).
 
-The files are unlinked at creation (``TemporaryFile``), so a killed process leaves nothing behind.
+Each spill stays in memory until it passes ``SPOOL`` bytes (a small export's spills never reach
+it); then it moves to a file unlinked at creation (``TemporaryFile``), so a killed process leaves
+nothing behind.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import struct
@@ -36,12 +39,61 @@ from shared.core.snapshot import Snapshot, SnapshotError, SnapshotHeader, Snapsh
 READ = 1 << 20
 _CD = struct.Struct("<QI")  # offset, template length
 _MEMBER_PREFIX = b'{"member": '
+# Each spill stays in memory up to this many bytes: a small export's four spills (snapshot, records,
+# central directory, manifest entries) cost no temporary file (creating and dropping one is ~0.5 ms
+# of CPU on ext4 — most of the spill's cost for a 30-member export); a big one rolls over early.
+SPOOL = 64 * 1024
+
+
+class Spool:
+    """Bytes appended in memory up to ``SPOOL``, then in an unlinked temporary file; read back by
+    position. (``tempfile.SpooledTemporaryFile`` rolls over on ``fileno()``, which positional
+    reads need.)"""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._mem: io.BytesIO | None = io.BytesIO()
+        self._file: IO[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._mem is not None:
+            if self._mem.tell() + len(data) <= SPOOL:
+                self._mem.write(data)
+                return
+            self._file = tempfile.TemporaryFile(prefix=self._prefix)
+            self._file.write(self._mem.getbuffer())
+            self._mem = None
+        assert self._file is not None
+        self._file.write(data)
+
+    def pread(self, size: int, pos: int) -> bytes:
+        if self._mem is not None:
+            return bytes(self._mem.getbuffer()[pos:pos + size])
+        assert self._file is not None
+        self._file.flush()
+        return os.pread(self._file.fileno(), size, pos)
+
+    def lines(self) -> Iterator[bytes]:
+        """Every line from the start (a reader of its own: writing may go on afterwards)."""
+        if self._mem is not None:
+            yield from io.BytesIO(self._mem.getvalue())
+            return
+        assert self._file is not None
+        self._file.flush()
+        with open(os.dup(self._file.fileno()), "rb", closefd=True) as f:
+            f.seek(0)
+            yield from f
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._mem = None
 
 
 class SpilledMembers(Sequence[SnapshotMember]):
     """A read-only sequence of snapshot members parsed on access from a file of JSON lines."""
 
-    def __init__(self, file: IO[bytes], offsets: array, lo: int = 0, hi: int | None = None) -> None:
+    def __init__(self, file: Spool, offsets: array, lo: int = 0, hi: int | None = None) -> None:
         self._file = file
         self._offsets = offsets  # len(members) + 1 byte offsets: line i is offsets[i]..offsets[i + 1]
         self._lo = lo
@@ -71,7 +123,7 @@ class SpilledMembers(Sequence[SnapshotMember]):
         if self._last is not None and self._last[0] == at:
             return self._last[1]
         start, end = self._offsets[at], self._offsets[at + 1]
-        line = os.pread(self._file.fileno(), end - start, start).rstrip()
+        line = self._file.pread(end - start, start).rstrip()
         if line.startswith(_MEMBER_PREFIX) and line.endswith(b"}"):  # as Snapshot.dumps writes it
             # pydantic's JSON parser: 2.5x json.loads; caching only keys (values would fill its
             # 16K-string cache with paths and ids: a bounded but needless ~1 MB)
@@ -87,10 +139,10 @@ class SpilledMembers(Sequence[SnapshotMember]):
 
 
 async def load_snapshot(chunks: AsyncIterator[bytes], expected_sha256: str) -> Snapshot | None:
-    """Read a snapshot (JSON Lines) from ``chunks`` into a temporary file, checking its SHA-256 on
-    the way; None when the checksum does not match. Members stay in the file (:class:`SpilledMembers`);
+    """Read a snapshot (JSON Lines) from ``chunks`` into a :class:`Spool`, checking its SHA-256 on
+    the way; None when the checksum does not match. Members stay in the spool (:class:`SpilledMembers`);
     the header and catalog-time errors are parsed."""
-    file = tempfile.TemporaryFile(prefix="grove-snapshot-")
+    file = Spool("grove-snapshot-")
     sha = hashlib.sha256()
     async for chunk in chunks:
         sha.update(chunk)
@@ -98,15 +150,13 @@ async def load_snapshot(chunks: AsyncIterator[bytes], expected_sha256: str) -> S
     if sha.hexdigest() != expected_sha256:
         file.close()
         return None
-    file.flush()
-    file.seek(0)
     header: SnapshotHeader | None = None
     errors: list[SnapshotError] = []
     offsets = array("Q")  # start of each member line, then the end of the last one
     pos = 0
     previous_was_member = False
     end = 0
-    for line in file:  # buffered, one line at a time
+    for line in file.lines():  # buffered, one line at a time
         is_member = line.startswith(b'{"member"')
         if not is_member and line.strip():
             obj = json.loads(line)
@@ -139,9 +189,9 @@ class RecordSpill:
     def __init__(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
         self._n = len(snapshot.members)
-        self._records = tempfile.TemporaryFile(prefix="grove-records-")
-        self._cd = tempfile.TemporaryFile(prefix="grove-cd-")
-        self._entries = tempfile.TemporaryFile(prefix="grove-manifest-")
+        self._records = Spool("grove-records-")
+        self._cd = Spool("grove-cd-")
+        self._entries = Spool("grove-manifest-")
         self.count = 0
         self.ok_count = 0
         self.entries = 0  # manifest entries written (ok members of the snapshot)
@@ -173,11 +223,8 @@ class RecordSpill:
         return self.count
 
     def __iter__(self) -> Iterator[MemberRecord]:
-        self._records.flush()
-        with open(os.dup(self._records.fileno()), "rb", closefd=True) as f:
-            f.seek(0)
-            for line in f:
-                yield MemberRecord.model_validate_json(line)
+        for line in self._records.lines():
+            yield MemberRecord.model_validate_json(line)
 
     @overload
     def __getitem__(self, i: int) -> MemberRecord: ...
@@ -190,12 +237,10 @@ class RecordSpill:
 
     def cd_entries(self) -> Iterator[CDEntry]:
         """The ok members' central-directory templates with their offsets, in order."""
-        self._cd.flush()
-        fd = self._cd.fileno()
         pos = 0
         buf = b""
         while True:
-            more = os.pread(fd, READ, pos)
+            more = self._cd.pread(READ, pos)
             if not more:
                 break
             pos += len(more)
@@ -214,11 +259,9 @@ class RecordSpill:
 
     def entries_chunks(self) -> Iterator[bytes]:
         """manifest.json's member entries, formatted and joined as ``json.dumps(indent=2)`` would."""
-        self._entries.flush()
-        fd = self._entries.fileno()
         pos = 0
         while True:
-            more = os.pread(fd, READ, pos)
+            more = self._entries.pread(READ, pos)
             if not more:
                 return
             pos += len(more)

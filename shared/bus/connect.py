@@ -93,7 +93,8 @@ async def connect(settings: Settings, producer: str, *, ensure: bool = False, na
     """Connect and bind the log and the buckets; ``ensure`` first creates them (the admin set-up)."""
     nc = await open_nats(settings, producer, name=name, persistent=persistent)
     js = nc.jetstream(timeout=10)
-    event_log = EventLog(js, settings.stream_name, settings.subject_prefix, producer)
+    event_log = EventLog(js, settings.stream_name, settings.subject_prefix, producer,
+                         indexed_reads=settings.stream_replicas == 1)
     hb_name, adm_name = kv_names(settings)
     if ensure:
         await topology.ensure(js, settings)

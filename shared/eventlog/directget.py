@@ -20,6 +20,7 @@ from nats.aio.subscription import Subscription
 
 BATCH = 512
 MAX_BYTES = 4 * 1024 * 1024
+MULTI_LAST_MAX = 1024  # the server's cap on one multi-last answer
 
 
 class DirectGetError(Exception):
@@ -81,16 +82,14 @@ class _Replies:
 _replies: weakref.WeakKeyDictionary[Client, _Replies] = weakref.WeakKeyDictionary()
 
 
-async def get_batch(nc: Client, stream: str, *, seq: int, subject: str, batch: int = BATCH,
-                    max_bytes: int = MAX_BYTES, timeout: float = 5.0) -> Batch:
-    """Stored messages on ``subject`` (wildcards allowed) from sequence ``seq`` on, at most ``batch``."""
+async def _exchange(nc: Client, stream: str, request: dict[str, object], timeout: float,
+                    ) -> tuple[list[Stored], dict[str, str]]:
+    """One batched direct get: the stored messages and the end-of-batch headers ({} for 404)."""
     replies = _replies.get(nc)
     if replies is None:
         replies = _replies[nc] = _Replies(nc)
     inbox, queue = await replies.open()
-    request = {"seq": max(1, seq), "next_by_subj": subject, "batch": batch, "max_bytes": max_bytes}
     out: list[Stored] = []
-    pending = 0
     try:
         await nc.publish(f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox)
         async with asyncio.timeout(timeout):
@@ -98,16 +97,48 @@ async def get_batch(nc: Client, stream: str, *, seq: int, subject: str, batch: i
                 msg = await queue.get()
                 status = _status(msg)
                 if status == "404":
-                    return Batch(out, 0)
+                    return out, {}
                 if status == "204":  # end of batch
-                    pending = int((msg.headers or {}).get("Nats-Num-Pending", "0") or 0)
-                    return Batch(out, pending)
+                    return out, dict(msg.headers or {})
                 if status is not None:
                     raise DirectGetError(f"direct get on {stream}: {status} {(msg.headers or {}).get('Description')}")
                 h = msg.headers or {}
                 out.append(Stored(int(h["Nats-Sequence"]), h["Nats-Subject"], msg.data))
     finally:
         replies.close(inbox)
+
+
+async def get_batch(nc: Client, stream: str, *, seq: int, subject: str, batch: int = BATCH,
+                    max_bytes: int = MAX_BYTES, timeout: float = 5.0) -> Batch:
+    """Stored messages on ``subject`` (wildcards allowed) from sequence ``seq`` on, at most ``batch``.
+
+    The server walks the stream from ``seq`` until it has ``batch`` matches or reaches the end,
+    message by message when the subjects are mostly distinct (ours are): a batch larger than what
+    is there costs a walk to the end of the stream."""
+    request = {"seq": max(1, seq), "next_by_subj": subject, "batch": batch, "max_bytes": max_bytes}
+    out, eob = await _exchange(nc, stream, request, timeout)
+    return Batch(out, int(eob.get("Nats-Num-Pending", "0") or 0))
+
+
+async def count_and_first(nc: Client, stream: str, subject: str, timeout: float = 5.0) -> tuple[Stored | None, int]:
+    """The first stored message on ``subject`` and how many there are now. From the stream's
+    per-subject index: no walk over other subjects' messages."""
+    out, eob = await _exchange(nc, stream, {"seq": 1, "next_by_subj": subject, "batch": 1}, timeout)
+    if not out:
+        return None, 0
+    return out[0], 1 + int(eob.get("Nats-Num-Pending", "0") or 0)
+
+
+async def last_per_subject(nc: Client, stream: str, subject: str, timeout: float = 5.0) -> list[Stored] | None:
+    """The last stored message of each subject matching ``subject``, in sequence order, from the
+    stream's per-subject index (no walk over other subjects' messages); None when the server
+    refuses (more than 1,024 subjects)."""
+    request = {"multi_last": [subject], "batch": MULTI_LAST_MAX}
+    try:
+        out, _ = await _exchange(nc, stream, request, timeout)
+    except DirectGetError:
+        return None
+    return sorted(out, key=lambda m: m.seq)
 
 
 async def get_seq(nc: Client, stream: str, seq: int, timeout: float = 5.0) -> Stored | None:

@@ -29,7 +29,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from shared.core import events as ev
 from shared.core.lifecycle import ExportState, fold
-from shared.eventlog.directget import get_batch, get_seq
+from shared.eventlog.directget import BATCH, Stored, count_and_first, get_batch, get_seq, last_per_subject
 from shared.runtime import metrics, tracing
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,13 @@ class EventLog:
     """Append and read events of exports on a JetStream stream."""
 
     def __init__(self, js: JetStreamContext, stream: str = "EXPORTS", prefix: str = "exports",
-                 producer: str = "unknown") -> None:
+                 producer: str = "unknown", indexed_reads: bool = False) -> None:
         self.js = js
+        # Only when one server answers direct gets (a stream of one replica): then the two reads
+        # of load() see one history, the second no older than the first. Replicas answer direct
+        # gets too, each from its own (possibly lagging) copy, as does a mirror made with
+        # mirror_direct (the admin set-up makes none).
+        self.indexed_reads = indexed_reads
         self.stream = stream
         self.prefix = prefix
         self.producer = producer
@@ -170,42 +175,56 @@ class EventLog:
 
     async def history(self, tenant_id: str, export_id: str) -> AsyncIterator[tuple[int, ev.Event]]:
         """Every event of one export, in order, with its stream sequence (bad events dropped)."""
-        async for seq, event in self._stored(tenant_id, export_id, await self.last_seq(tenant_id, export_id)):
-            if event is not None:
-                yield seq, event
-
-    async def _stored(self, tenant_id: str, export_id: str, last: int,
-                      ) -> AsyncIterator[tuple[int, ev.Event | None]]:
-        """Every message on the export's subjects up to ``last``; None for one that is not a usable event."""
-        subject, seq = ev.export_filter(self.prefix, tenant_id, export_id), 1
-        while seq <= last:
-            batch = await get_batch(self.js._nc, self.stream, seq=seq, subject=subject)
-            for stored in batch.messages:
-                if stored.seq > last:
-                    return
-                try:
-                    yield stored.seq, ev.decode(self.prefix, stored.subject, stored.data)
-                except ev.BadEvent as e:
-                    reject("log", stored.subject, e)
-                    yield stored.seq, None
-            if not batch.messages or not batch.pending:
-                return
-            seq = batch.messages[-1].seq + 1
+        for stored in await self._read(tenant_id, export_id):
+            try:
+                yield stored.seq, ev.decode(self.prefix, stored.subject, stored.data)
+            except ev.BadEvent as e:
+                reject("log", stored.subject, e)
 
     async def load(self, tenant_id: str, export_id: str) -> Loaded:
         """Fold one export's history. ``last_seq`` is the export's last *stored* message, dropped
         ones included: it is what the server's fence compares with, so a forged message on the
         export's subjects costs a writer one re-read, never a loop."""
-        events, last = [], 0
-        subject, seq = ev.export_filter(self.prefix, tenant_id, export_id), 1
-        while True:  # batched direct gets until one reaches the end: no separate "last sequence" request
-            batch = await get_batch(self.js._nc, self.stream, seq=seq, subject=subject)
-            for stored in batch.messages:
-                last = stored.seq
-                try:
-                    events.append(ev.decode(self.prefix, stored.subject, stored.data))
-                except ev.BadEvent as e:
-                    reject("log", stored.subject, e)
+        stored = await self._read(tenant_id, export_id)
+        return Loaded(fold(self._decoded(stored)), stored[-1].seq if stored else 0)
+
+    async def _read(self, tenant_id: str, export_id: str) -> list[Stored]:
+        """Every message stored on one export's subjects, in order.
+
+        An export's events are interleaved with every other export's, and the server finds the
+        next message on a wildcard by walking every message in between: with thousands of exports
+        in flight that walk was most of nats-server's CPU, growing with their number. So ask the
+        per-subject index first: the last message of each of the export's subjects, then the
+        first message and how many there are. A count equal to the number of subjects means each
+        event type once (the usual case): those messages are the whole history. Otherwise walk
+        it, asking for as many as there are (a larger batch walks on to the end of the stream)."""
+        nc, subject = self.js._nc, ev.export_filter(self.prefix, tenant_id, export_id)
+        lasts = await last_per_subject(nc, self.stream, subject) if self.indexed_reads else None
+        if lasts == []:
+            return []
+        first, count = await count_and_first(nc, self.stream, subject)
+        if first is None:
+            return []
+        # Read after the lasts, on the same server: messages are only ever added (no deletes), so a
+        # count equal to the subjects then was one message per subject then. Were the oldest aged
+        # out in between, the first message would not be the lasts' first.
+        if lasts is not None and count == len(lasts) and first.seq == lasts[0].seq:
+            return lasts
+        out: list[Stored] = []
+        seq, want = first.seq, count
+        while True:  # batched direct gets until one reaches the end
+            batch = await get_batch(nc, self.stream, seq=seq, subject=subject, batch=max(1, min(BATCH, want)))
+            out += batch.messages
             if not batch.messages or not batch.pending:
-                return Loaded(fold(events), last)
-            seq = batch.messages[-1].seq + 1
+                return out
+            seq, want = batch.messages[-1].seq + 1, batch.pending
+
+    def _decoded(self, stored: list[Stored]) -> list[ev.Event]:
+        """The usable events among ``stored``; the rest dropped, logged and counted."""
+        events = []
+        for m in stored:
+            try:
+                events.append(ev.decode(self.prefix, m.subject, m.data))
+            except ev.BadEvent as e:
+                reject("log", m.subject, e)
+        return events

@@ -90,6 +90,24 @@ async def test_history_is_the_exports_events_in_order_and_load_folds_them(log: E
     assert (loaded.state.status, loaded.state.cancel_requested, loaded.state.events) == ("cataloging", True, 3)
 
 
+async def test_load_folds_every_event_when_a_type_repeats(log: EventLogPort) -> None:
+    """The JetStream log reads one message per subject from the stream's index when that is the
+    whole history; a repeated event type (retries, parts) must still be folded once per event."""
+    tenant, export_id = _ids()
+    other = ev.new_export_id()
+    seq = await log.append(_requested(tenant, export_id), 0)
+    other_seq = await log.append(_requested(tenant, other), 0)
+    for attempt in (1, 2):
+        seq = await log.append(ev.StepFailed(export_id=export_id, tenant_id=tenant, step="catalog",
+                                             attempt=attempt, reason="x"), seq)
+        other_seq = await log.append(ev.CatalogStarted(export_id=other, tenant_id=tenant), other_seq,
+                                     msg_id=f"other{attempt}")
+    seq = await log.append(ev.CatalogStarted(export_id=export_id, tenant_id=tenant), seq)
+    loaded = await log.load(tenant, export_id)
+    assert (loaded.last_seq, loaded.state.events, loaded.state.attempts_of("catalog")) == (seq, 4, 2)
+    assert (await log.load(tenant, other)).state.events == 3
+
+
 async def test_appends_are_stamped_with_producer_and_worker_unless_given(log: EventLogPort) -> None:
     tenant, export_id = _ids()
     await log.append(_requested(tenant, export_id).model_copy(update={"producer": "my-gateway"}), 0)
@@ -104,3 +122,22 @@ async def test_an_event_over_256_kib_is_refused(log: EventLogPort) -> None:
     with pytest.raises(EventLogError):
         await log.append(huge, 0)
     assert await log.last_seq(tenant, export_id) == 0
+
+
+async def test_the_index_read_and_the_walk_fold_the_same_history(bus: Bus) -> None:
+    """A stream of several replicas is read by walking (its replicas may lag one another); one
+    replica reads the per-subject index. Both give the same fold and the same fence."""
+    from shared.eventlog.jetstream import EventLog
+
+    walk = EventLog(bus.js, bus.log.stream, bus.log.prefix, "test", indexed_reads=False)
+    assert bus.log.indexed_reads and not walk.indexed_reads
+    tenant, export_id = _ids()
+    seq = await bus.log.append(_requested(tenant, export_id), 0)
+    seq = await bus.log.append(ev.CatalogStarted(export_id=export_id, tenant_id=tenant), seq)
+    for _ in range(3):  # every subject once (twice), then a subject twice
+        a, b = await bus.log.load(tenant, export_id), await walk.load(tenant, export_id)
+        assert (a.last_seq, a.state.events, a.state.status) == (b.last_seq, b.state.events, b.state.status)
+        assert a.last_seq == seq
+        seq = await bus.log.append(ev.StepFailed(export_id=export_id, tenant_id=tenant, step="catalog",
+                                                 attempt=1, reason="x"), seq, msg_id=f"f{seq}")
+    assert (await walk.load(tenant, "exp_none")).last_seq == 0

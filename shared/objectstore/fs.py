@@ -160,10 +160,14 @@ class FilesystemStore:
 
     def _list_keys(self, bucket: str, prefix: str) -> list[ObjectInfo]:
         base = self.root / bucket
-        if not base.exists():
+        folder = prefix[:prefix.rfind("/") + 1]  # walk only the prefix's folder, not the whole bucket
+        if folder and (folder.startswith("/") or any(p in (".", "..") for p in folder.split("/")[:-1])):
+            return []
+        start = base / folder if folder else base
+        if not start.is_dir():
             return []
         out = []
-        for path in sorted(base.rglob("*")):
+        for path in sorted(start.rglob("*")):
             if not path.is_file() or path.name.startswith(".") or path.name.endswith(_ETAG_SUFFIX):
                 continue
             key = path.relative_to(base).as_posix()

@@ -1,7 +1,8 @@
 """Between the encoder thread and the event loop: sources read by the loop, bytes handed back.
 
 The thread does the CPU work; the loop does all I/O (store reads, uploads, the log, heartbeats).
-Each crossing moves about 1 MiB, so the cost of a hop is small against the work it carries.
+A source read crosses per 1 MiB, the archive per part (8 MiB or more), so the cost of a hop is small
+against the work it carries.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 from services.assembler.encoder import ArchiveStream, Stopped
 from services.assembler.plan import MemberRecord
+from services.assembler.uploader import PartUploader
 from shared.core.snapshot import SnapshotMember
 from shared.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
 
@@ -136,64 +138,63 @@ def source_opener(store: ObjectStore, loop: asyncio.AbstractEventLoop,
     return lambda member: SourceReader(store, member, loop, stop)
 
 
-Batch = list[bytes | MemberRecord]
-Sink = Callable[[Batch], Coroutine[Any, Any, None]]
-RECORDS_PER_HOP = 512
-SMALL_CHUNK = 64 * 1024  # archive chunks below this are hashed in batches (one thread wake-up per hop)
-
-
 Pace = Callable[[float, int], None]
 
 
-def pump(stream: ArchiveStream, sink: Sink, loop: asyncio.AbstractEventLoop, hash_all: bool,
+def pump(stream: ArchiveStream, uploader: PartUploader, loop: asyncio.AbstractEventLoop, hash_all: bool,
          pace: Pace | None = None) -> str | None:
-    """Run in a thread: drive the stream, hand batches of ~1 MiB of chunks (not joined: the sink
-    copies them once, into its part buffer) and member records, in stream order, to ``sink``; a
-    hop per batch, not per member. Returns the SHA-256 of everything emitted when ``hash_all``
-    (a run from byte 0), computed by the stream's hasher. ``pace(seconds, bytes_so_far)`` is
-    called after each hop with the time that hop took; it may sleep to give way to other exports
-    (fairness)."""
+    """Run in a thread: drive the stream, copy its bytes into part buffers (the one copy of each
+    byte, made here and not on the event loop) and hand each full part, with the records of the
+    members that end in it, to ``uploader`` — one hop to the loop per part, not per chunk. A part
+    is cut lazily: the newest byte always stays in the open part, so a member's record goes to the
+    part holding its last byte. Returns the SHA-256 of everything emitted when ``hash_all`` (a
+    run from byte 0): the stream's hasher reads each part buffer once, on another core.
+    ``pace(seconds, bytes_so_far)`` is called after each part with the time since the last one;
+    it may sleep to give way to other exports (fairness)."""
     sha = hashlib.sha256() if hash_all else None
-    hasher = stream.hasher
-    pending: Batch = []
-    unhashed: list[bytes] = []  # small chunks not yet handed to the hasher
-    have = records = 0
-    emitted, mark = 0, time.perf_counter()
+    hasher, pool, size = stream.hasher, uploader.pool, uploader.size
+    buf: bytearray | None = None
+    fill = emitted = 0
+    # The open part's member records, already as JSON: ~0.5 KB each instead of ~2.4 KB as models
+    # (a part of small files holds thousands of them, and N + 1 parts may be held at once).
+    records: list[bytes] = []
+    mark = time.perf_counter()
 
-    def hand(batch: Batch) -> None:
-        nonlocal emitted, mark, unhashed
+    def cut() -> None:
+        nonlocal buf, fill, records, emitted, mark
         if stream.stop.is_set():
             raise Stopped()
-        if sha is not None and unhashed:
-            hasher.update_many(sha, unhashed)
-            unhashed = []
-        call(loop, sink(batch), stream.stop)
+        part = buf if buf is not None else pool.take()
+        hashed = hasher.update_buffer(sha, memoryview(part)[:fill]) if sha is not None and fill else None
+        done = (stream.progress.members_done, stream.progress.source_bytes)
+        buf = None  # handed over: the uploader gives it back to the pool
+        call(loop, uploader.submit(part, fill, records, done, hashed), stream.stop)
+        emitted += fill
+        fill, records = 0, []
         if pace is not None:
-            emitted += sum(len(chunk) for chunk in batch if not isinstance(chunk, MemberRecord))
             now = time.perf_counter()
             pace(now - mark, emitted)
             mark = time.perf_counter()
 
-    for item in stream:
-        if isinstance(item, MemberRecord):
-            pending.append(item)
-            records += 1
-        else:
-            if not isinstance(item, bytes):
-                item = bytes(item)
-            if sha is not None:
-                if len(item) >= SMALL_CHUNK:  # a large chunk: to the hasher at once, as it comes
-                    if unhashed:
-                        hasher.update_many(sha, unhashed)
-                        unhashed = []
-                    hasher.update(sha, item)
-                else:  # small chunks (small members): one hand-off per hop
-                    unhashed.append(item)
-            pending.append(item)
-            have += len(item)
-        if have >= HOP or records >= RECORDS_PER_HOP:
-            hand(pending)
-            pending, have, records = [], 0, 0
-    if pending:
-        hand(pending)
+    try:
+        for item in stream:
+            if isinstance(item, MemberRecord):
+                records.append(item.model_dump_json().encode())
+                continue
+            view = memoryview(item)
+            while view:
+                if buf is None:
+                    buf, fill = pool.take(), 0
+                elif fill == size:
+                    cut()
+                    continue
+                n = min(len(view), size - fill)
+                buf[fill:fill + n] = view[:n]
+                fill += n
+                view = view[n:]
+        if fill or records:
+            cut()
+    finally:
+        if buf is not None:
+            pool.give(buf)
     return hasher.hexdigest(sha) if sha is not None else None

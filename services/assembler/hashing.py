@@ -43,7 +43,7 @@ class InlineHasher:
 
 
 class ThreadHasher:
-    def __init__(self, limit: int = 3 << 20) -> None:
+    def __init__(self, limit: int = 2 << 20) -> None:  # member chunks only: part buffers are not counted
         self._queue: deque[tuple[_Hash, Buffer, int, threading.Event | None] | threading.Event | None] = deque()
         self._queued = 0
         self._limit = limit

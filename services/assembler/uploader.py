@@ -101,8 +101,7 @@ class PartUploader:
                 self.on_part(n, time.perf_counter() - started)
             return etag, crc
         finally:
-            if hashed is None or hashed.is_set():  # else dropped: the hash may still be reading it
-                self.pool.give(buf)
+            self.pool.give(buf, hashed)
             self.slots.release()
 
     async def _log(self, previous: asyncio.Task[None] | None, upload: asyncio.Task[tuple[str, int]],
@@ -153,9 +152,10 @@ class BufferPool:
     """Part buffers of one size, shared by the exports of this process and reused: allocating (and
     zeroing) 8 MiB per part, or per small export, costs time and leaves the allocator holding freed
     memory. Each uploader takes at most ``in_flight + 1`` (its slots bound it); at most ``keep``
-    free buffers stay around."""
+    free buffers stay around. A buffer may come back before the archive hash has read it: ``take``
+    (in the encoder's thread) waits for that, oldest first, instead of allocating another."""
 
-    _free: dict[int, list[bytearray]] = {}
+    _free: dict[int, list[tuple[bytearray, threading.Event | None]]] = {}
 
     def __init__(self, size: int, keep: int) -> None:
         self.size = size
@@ -163,9 +163,17 @@ class BufferPool:
 
     def take(self) -> bytearray:
         free = self._free.get(self.size)
-        return free.pop() if free else bytearray(self.size)
+        if not free:
+            return bytearray(self.size)
+        buf, hashed = free.pop(0)
+        if hashed is not None and not hashed.wait(HASH_WAIT_S):  # a stuck hasher: do not reuse it
+            return bytearray(self.size)
+        return buf
 
-    def give(self, buf: bytearray) -> None:
+    def give(self, buf: bytearray, hashed: threading.Event | None = None) -> None:
         free = self._free.setdefault(self.size, [])
         if len(free) < self.keep:
-            free.append(buf)
+            free.append((buf, hashed))
+
+
+HASH_WAIT_S = 30.0

@@ -27,7 +27,11 @@ T = TypeVar("T")
 
 def call(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], stop: threading.Event | None) -> T:
     """Run ``coro`` on the loop from this thread; give up promptly when ``stop`` is set."""
-    fut = asyncio.run_coroutine_threadsafe(coro, loop)
+    return wait(asyncio.run_coroutine_threadsafe(coro, loop), stop)
+
+
+def wait(fut: concurrent.futures.Future[T], stop: threading.Event | None) -> T:
+    """The result of ``fut`` (running on the loop); give up promptly when ``stop`` is set."""
     while True:
         try:
             return fut.result(timeout=0.1)
@@ -38,7 +42,9 @@ def call(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], stop: th
 
 
 class SourceReader:
-    """A sync iterator over one member's bytes, read by the loop with If-Match on the snapshot ETag."""
+    """A sync iterator over one member's bytes, read by the loop with If-Match on the snapshot ETag.
+    One block ahead: while this thread encodes a block, the loop already reads the next (else the
+    encoder waited for every network read, and the loop for every block's encoding)."""
 
     def __init__(self, store: ObjectStore, member: SnapshotMember, loop: asyncio.AbstractEventLoop,
                  stop: threading.Event | None = None) -> None:
@@ -49,6 +55,7 @@ class SourceReader:
             if_match=member.etag, chunk_size=HOP,
         )
         self.done = False
+        self.ahead: concurrent.futures.Future[bytes | None] | None = None
 
     async def _next(self) -> bytes | None:
         parts: list[bytes] = []
@@ -68,9 +75,14 @@ class SourceReader:
         return self
 
     def __next__(self) -> bytes:
-        if self.done:
-            raise StopIteration
-        block = call(self.loop, self._next(), self.stop)
+        if self.ahead is None:
+            if self.done:
+                raise StopIteration
+            self.ahead = asyncio.run_coroutine_threadsafe(self._next(), self.loop)
+        block = wait(self.ahead, self.stop)
+        # _next has finished (so self.done is current): start the next read before returning
+        self.ahead = None if self.done or block is None else \
+            asyncio.run_coroutine_threadsafe(self._next(), self.loop)
         if block is None:
             raise StopIteration
         return block

@@ -160,7 +160,8 @@ def pump(stream: ArchiveStream, uploader: PartUploader, loop: asyncio.AbstractEv
     members that end in it, to ``uploader`` — one hop to the loop per part, not per chunk. A part
     is cut lazily: the newest byte always stays in the open part, so a member's record goes to the
     part holding its last byte. Returns the SHA-256 of everything emitted when ``hash_all`` (a
-    run from byte 0): the stream's hasher reads each part buffer once, on another core.
+    run from byte 0): the stream's hasher reads each part buffer once, on another core, a hop's worth
+    at a time as it fills.
     ``pace(seconds, bytes_so_far)`` is called after each part with the time since the last one;
     it may sleep to give way to other exports (fairness)."""
     sha = hashlib.sha256() if hash_all else None
@@ -171,18 +172,29 @@ def pump(stream: ArchiveStream, uploader: PartUploader, loop: asyncio.AbstractEv
     # (a part of small files holds thousands of them, and N + 1 parts may be held at once).
     records: list[bytes] = []
     mark = time.perf_counter()
+    hashed_to = 0  # bytes of the open part already queued for the archive hash
+    read: threading.Event | None = None  # set once the hash has read them (FIFO: all before too)
+
+    def hash_to(part: bytearray, end: int) -> None:
+        """Queue the part's bytes up to ``end`` for the archive hash, in slices of about a hop as
+        they are written (not one 8 MiB item that member chunks would wait behind)."""
+        nonlocal hashed_to, read
+        if sha is not None and end > hashed_to:
+            read = hasher.update_buffer(sha, memoryview(part)[hashed_to:end])
+            hashed_to = end
 
     def cut() -> None:
-        nonlocal buf, fill, records, emitted, mark
+        nonlocal buf, fill, records, emitted, mark, hashed_to, read
         if stream.stop.is_set():
             raise Stopped()
         part = buf if buf is not None else pool.take()
-        hashed = hasher.update_buffer(sha, memoryview(part)[:fill]) if sha is not None and fill else None
+        hash_to(part, fill)
+        hashed, read = read, None
         done = (stream.progress.members_done, stream.progress.source_bytes)
         buf = None  # handed over: the uploader gives it back to the pool
         call(loop, uploader.submit(part, fill, records, done, hashed), stream.stop)
         emitted += fill
-        fill, records = 0, []
+        fill, hashed_to, records = 0, 0, []
         if pace is not None:
             now = time.perf_counter()
             pace(now - mark, emitted)
@@ -204,9 +216,11 @@ def pump(stream: ArchiveStream, uploader: PartUploader, loop: asyncio.AbstractEv
                 buf[fill:fill + n] = view[:n]
                 fill += n
                 view = view[n:]
+                if fill - hashed_to >= HOP:
+                    hash_to(buf, fill)
         if fill or records:
             cut()
     finally:
         if buf is not None:
-            pool.give(buf)
+            pool.give(buf, read)
     return hasher.hexdigest(sha) if sha is not None else None

@@ -1,7 +1,8 @@
 """Between the encoder thread and the event loop: sources read by the loop, bytes handed back.
 
 The thread does the CPU work; the loop does all I/O (store reads, uploads, the log, heartbeats).
-Each crossing moves about 1 MiB, so the cost of a hop is small against the work it carries.
+A source read crosses per 1 MiB, the archive per part (8 MiB or more), so the cost of a hop is small
+against the work it carries.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 from services.assembler.encoder import ArchiveStream, Stopped
 from services.assembler.plan import MemberRecord
+from services.assembler.uploader import PartUploader
 from shared.core.snapshot import SnapshotMember
 from shared.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
 
@@ -25,7 +27,11 @@ T = TypeVar("T")
 
 def call(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], stop: threading.Event | None) -> T:
     """Run ``coro`` on the loop from this thread; give up promptly when ``stop`` is set."""
-    fut = asyncio.run_coroutine_threadsafe(coro, loop)
+    return wait(asyncio.run_coroutine_threadsafe(coro, loop), stop)
+
+
+def wait(fut: concurrent.futures.Future[T], stop: threading.Event | None) -> T:
+    """The result of ``fut`` (running on the loop); give up promptly when ``stop`` is set."""
     while True:
         try:
             return fut.result(timeout=0.1)
@@ -36,7 +42,9 @@ def call(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], stop: th
 
 
 class SourceReader:
-    """A sync iterator over one member's bytes, read by the loop with If-Match on the snapshot ETag."""
+    """A sync iterator over one member's bytes, read by the loop with If-Match on the snapshot ETag.
+    One block ahead: while this thread encodes a block, the loop already reads the next (else the
+    encoder waited for every network read, and the loop for every block's encoding)."""
 
     def __init__(self, store: ObjectStore, member: SnapshotMember, loop: asyncio.AbstractEventLoop,
                  stop: threading.Event | None = None) -> None:
@@ -47,6 +55,7 @@ class SourceReader:
             if_match=member.etag, chunk_size=HOP,
         )
         self.done = False
+        self.ahead: concurrent.futures.Future[bytes | None] | None = None
 
     async def _next(self) -> bytes | None:
         parts: list[bytes] = []
@@ -66,9 +75,14 @@ class SourceReader:
         return self
 
     def __next__(self) -> bytes:
-        if self.done:
-            raise StopIteration
-        block = call(self.loop, self._next(), self.stop)
+        if self.ahead is None:
+            if self.done:
+                raise StopIteration
+            self.ahead = asyncio.run_coroutine_threadsafe(self._next(), self.loop)
+        block = wait(self.ahead, self.stop)
+        # _next has finished (so self.done is current): start the next read before returning
+        self.ahead = None if self.done or block is None else \
+            asyncio.run_coroutine_threadsafe(self._next(), self.loop)
         if block is None:
             raise StopIteration
         return block
@@ -136,64 +150,77 @@ def source_opener(store: ObjectStore, loop: asyncio.AbstractEventLoop,
     return lambda member: SourceReader(store, member, loop, stop)
 
 
-Batch = list[bytes | MemberRecord]
-Sink = Callable[[Batch], Coroutine[Any, Any, None]]
-RECORDS_PER_HOP = 512
-SMALL_CHUNK = 64 * 1024  # archive chunks below this are hashed in batches (one thread wake-up per hop)
-
-
 Pace = Callable[[float, int], None]
 
 
-def pump(stream: ArchiveStream, sink: Sink, loop: asyncio.AbstractEventLoop, hash_all: bool,
+def pump(stream: ArchiveStream, uploader: PartUploader, loop: asyncio.AbstractEventLoop, hash_all: bool,
          pace: Pace | None = None) -> str | None:
-    """Run in a thread: drive the stream, hand batches of ~1 MiB of chunks (not joined: the sink
-    copies them once, into its part buffer) and member records, in stream order, to ``sink``; a
-    hop per batch, not per member. Returns the SHA-256 of everything emitted when ``hash_all``
-    (a run from byte 0), computed by the stream's hasher. ``pace(seconds, bytes_so_far)`` is
-    called after each hop with the time that hop took; it may sleep to give way to other exports
-    (fairness)."""
+    """Run in a thread: drive the stream, copy its bytes into part buffers (the one copy of each
+    byte, made here and not on the event loop) and hand each full part, with the records of the
+    members that end in it, to ``uploader`` — one hop to the loop per part, not per chunk. A part
+    is cut lazily: the newest byte always stays in the open part, so a member's record goes to the
+    part holding its last byte. Returns the SHA-256 of everything emitted when ``hash_all`` (a
+    run from byte 0): the stream's hasher reads each part buffer once, on another core, a hop's worth
+    at a time as it fills.
+    ``pace(seconds, bytes_so_far)`` is called after each part with the time since the last one;
+    it may sleep to give way to other exports (fairness)."""
     sha = hashlib.sha256() if hash_all else None
-    hasher = stream.hasher
-    pending: Batch = []
-    unhashed: list[bytes] = []  # small chunks not yet handed to the hasher
-    have = records = 0
-    emitted, mark = 0, time.perf_counter()
+    hasher, pool, size = stream.hasher, uploader.pool, uploader.size
+    buf: bytearray | None = None
+    fill = emitted = 0
+    # The open part's member records, already as JSON: ~0.5 KB each instead of ~2.4 KB as models
+    # (a part of small files holds thousands of them, and N + 1 parts may be held at once).
+    records: list[bytes] = []
+    mark = time.perf_counter()
+    hashed_to = 0  # bytes of the open part already queued for the archive hash
+    read: threading.Event | None = None  # set once the hash has read them (FIFO: all before too)
 
-    def hand(batch: Batch) -> None:
-        nonlocal emitted, mark, unhashed
+    def hash_to(part: bytearray, end: int) -> None:
+        """Queue the part's bytes up to ``end`` for the archive hash, in slices of about a hop as
+        they are written (not one 8 MiB item that member chunks would wait behind)."""
+        nonlocal hashed_to, read
+        if sha is not None and end > hashed_to:
+            read = hasher.update_buffer(sha, memoryview(part)[hashed_to:end])
+            hashed_to = end
+
+    def cut() -> None:
+        nonlocal buf, fill, records, emitted, mark, hashed_to, read
         if stream.stop.is_set():
             raise Stopped()
-        if sha is not None and unhashed:
-            hasher.update_many(sha, unhashed)
-            unhashed = []
-        call(loop, sink(batch), stream.stop)
+        part = buf if buf is not None else pool.take()
+        hash_to(part, fill)
+        hashed, read = read, None
+        done = (stream.progress.members_done, stream.progress.source_bytes)
+        buf = None  # handed over: the uploader gives it back to the pool
+        call(loop, uploader.submit(part, fill, records, done, hashed), stream.stop)
+        emitted += fill
+        fill, hashed_to, records = 0, 0, []
         if pace is not None:
-            emitted += sum(len(chunk) for chunk in batch if not isinstance(chunk, MemberRecord))
             now = time.perf_counter()
             pace(now - mark, emitted)
             mark = time.perf_counter()
 
-    for item in stream:
-        if isinstance(item, MemberRecord):
-            pending.append(item)
-            records += 1
-        else:
-            if not isinstance(item, bytes):
-                item = bytes(item)
-            if sha is not None:
-                if len(item) >= SMALL_CHUNK:  # a large chunk: to the hasher at once, as it comes
-                    if unhashed:
-                        hasher.update_many(sha, unhashed)
-                        unhashed = []
-                    hasher.update(sha, item)
-                else:  # small chunks (small members): one hand-off per hop
-                    unhashed.append(item)
-            pending.append(item)
-            have += len(item)
-        if have >= HOP or records >= RECORDS_PER_HOP:
-            hand(pending)
-            pending, have, records = [], 0, 0
-    if pending:
-        hand(pending)
+    try:
+        for item in stream:
+            if isinstance(item, MemberRecord):
+                records.append(item.model_dump_json().encode())
+                continue
+            view = memoryview(item)
+            while view:
+                if buf is None:
+                    buf, fill = pool.take(), 0
+                elif fill == size:
+                    cut()
+                    continue
+                n = min(len(view), size - fill)
+                buf[fill:fill + n] = view[:n]
+                fill += n
+                view = view[n:]
+                if fill - hashed_to >= HOP:
+                    hash_to(buf, fill)
+        if fill or records:
+            cut()
+    finally:
+        if buf is not None:
+            pool.give(buf, read)
     return hasher.hexdigest(sha) if sha is not None else None

@@ -7,7 +7,8 @@ while the encoder thread does the rest.
 
 Order is kept per hash object (one FIFO); ``hexdigest`` waits until every queued update of that
 object is done. Memory is bounded: ``update`` blocks while more than ``limit`` bytes are queued.
-Queued buffers must not change afterwards (the encoder hands immutable ``bytes``).
+Queued buffers must not change afterwards (the encoder hands immutable ``bytes``; a part buffer is
+reused only after the event ``update_buffer`` returns is set).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import threading
 from collections import deque
 from typing import Protocol
 
+Buffer = bytes | memoryview
+
 
 class _Hash(Protocol):
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: Buffer, /) -> None: ...
     def hexdigest(self) -> str: ...
 
 
@@ -28,9 +31,9 @@ class InlineHasher:
     def update(self, h: _Hash, data: bytes) -> None:
         h.update(data)
 
-    def update_many(self, h: _Hash, datas: list[bytes]) -> None:
-        for data in datas:
-            h.update(data)
+    def update_buffer(self, h: _Hash, data: memoryview) -> threading.Event | None:
+        h.update(data)
+        return None
 
     def hexdigest(self, h: _Hash) -> str:
         return h.hexdigest()
@@ -40,8 +43,8 @@ class InlineHasher:
 
 
 class ThreadHasher:
-    def __init__(self, limit: int = 3 << 20) -> None:
-        self._queue: deque[tuple[_Hash, bytes | list[bytes]] | threading.Event | None] = deque()
+    def __init__(self, limit: int = 2 << 20) -> None:  # member chunks only: part buffers are not counted
+        self._queue: deque[tuple[_Hash, Buffer, int, threading.Event | None] | threading.Event | None] = deque()
         self._queued = 0
         self._limit = limit
         self._cond = threading.Condition()
@@ -52,18 +55,20 @@ class ThreadHasher:
     def update(self, h: _Hash, data: bytes) -> None:
         self._put(h, data, len(data))
 
-    def update_many(self, h: _Hash, datas: list[bytes]) -> None:
-        """``update`` for each of ``datas``, queued as one item: one wake-up of the hashing thread for
-        a batch of small chunks (a member of 1 KiB is a few chunks; waking per chunk cost more GIL
-        hand-offs than hashing)."""
-        self._put(h, datas, sum(len(d) for d in datas))
+    def update_buffer(self, h: _Hash, data: memoryview) -> threading.Event:
+        """``update`` with a buffer the caller already holds (a part buffer): not counted against
+        the queue's bound (it adds no memory), and the caller must not change it until the
+        returned event is set."""
+        done = threading.Event()
+        self._put(h, data, 0, done)
+        return done
 
-    def _put(self, h: _Hash, data: bytes | list[bytes], size: int) -> None:
+    def _put(self, h: _Hash, data: Buffer, size: int, done: threading.Event | None = None) -> None:
         with self._cond:
-            while self._queued > self._limit and self._error is None:
+            while size and self._queued > self._limit and self._error is None:
                 self._cond.wait()
             self._raise()
-            self._queue.append((h, data))
+            self._queue.append((h, data, size, done))
             self._queued += size
             self._cond.notify_all()
 
@@ -99,15 +104,15 @@ class ThreadHasher:
             if isinstance(item, threading.Event):
                 item.set()
                 continue
-            h, data = item
-            datas = data if isinstance(data, list) else [data]
+            h, data, size, done = item
             try:
-                for d in datas:
-                    h.update(d)  # outside the lock, GIL released by hashlib: the parallel part
+                h.update(data)  # outside the lock, GIL released by hashlib: the parallel part
             except BaseException as e:  # never leave a waiter hanging
                 self._error = e
+            if done is not None:
+                done.set()
             with self._cond:
-                self._queued -= sum(len(d) for d in datas)
+                self._queued -= size
                 self._cond.notify_all()
 
 

@@ -152,9 +152,9 @@ class Assembler:
         opener = source_opener(self.store, loop, stream.stop)
         texts = TextWindows(self.store, snapshot.members, loop, stream.stop)
         uploader = PartUploader(ctx, self.store, self.bucket, upload, rp.next_part, rp.offset,
-                                self.settings.parts_in_flight, stream.progress, metrics.observe_part)
+                                self.settings.parts_in_flight, metrics.observe_part)
         try:
-            sha = await asyncio.to_thread(pump, stream, uploader.feed, loop, rp.offset == 0,
+            sha = await asyncio.to_thread(pump, stream, uploader, loop, rp.offset == 0,
                                           self.pace(ctx.state.export_id))
             size, last = await uploader.finish()
         except Rewind:

@@ -1,4 +1,5 @@
-"""Cut the archive stream into parts, upload up to N at once, log them strictly in order.
+"""Upload the archive's parts (cut and filled by the encoder's thread, ``bridge.pump``) up to N at
+once, log them strictly in order.
 
 Memory: one part being filled plus at most ``in_flight`` parts uploading — part size × (N + 1),
 whatever the archive's size. A part's member records are stored as an object before its
@@ -11,11 +12,12 @@ import asyncio
 import base64
 import hashlib
 import json
+import threading
 import time
 import zlib
 from collections.abc import Callable
 
-from services.assembler.encoder import Progress, Stopped
+from services.assembler.encoder import Stopped
 from services.assembler.plan import MemberRecord, check_part_budget
 from shared.archive.layout import records_key
 from shared.core import events as ev
@@ -27,52 +29,39 @@ from shared.runtime.worker import StandDown, StepContext
 
 class PartUploader:
     def __init__(self, ctx: StepContext, store: ObjectStore, bucket: str, upload: ev.UploadStarted,
-                 first_part: int, offset: int, in_flight: int, progress: Progress,
+                 first_part: int, offset: int, in_flight: int,
                  on_part: Callable[[int, float], None] | None = None) -> None:
         self.ctx, self.store, self.bucket, self.upload = ctx, store, bucket, upload
         self.size = upload.part_size
         self.part = first_part
         self.offset = offset
-        self.progress = progress
         # Part buffers are allocated once and reused (one filling + ``in_flight`` uploading): no
         # part-sized allocation per part, which the allocator would keep as freed-but-resident memory.
         self.pool = BufferPool(self.size, max(1, in_flight) + 1)
-        self.buf: bytearray | None = None
-        self.fill = 0
-        # The open part's member records, already as JSON: ~0.5 KB each instead of ~2.4 KB as models
-        # (a part of small files holds thousands of them, and N + 1 parts may be held at once).
-        self.records: list[bytes] = []
         self.slots = asyncio.Semaphore(max(1, in_flight))
         self.chain: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[object]] = set()
         self.on_part = on_part
         self.failure: BaseException | None = None
 
-    async def feed(self, batch: list[bytes | MemberRecord]) -> None:
-        """Take a batch of the stream, in order: bytes into the open part, records to the part
-        holding their member's last byte."""
-        for item in batch:
-            if self.failure is not None:  # stop streaming at once when a part could not be logged
-                raise self.failure
-            if isinstance(item, MemberRecord):
-                self.records.append(item.model_dump_json().encode())
-                continue
-            view = memoryview(item)
-            while view:
-                if self.buf is None:
-                    self.buf, self.fill = self.pool.take(), 0
-                elif self.fill == self.size:  # cut lazily: the newest byte always stays in the open part
-                    await self._cut()
-                    continue
-                n = min(len(view), self.size - self.fill)
-                self.buf[self.fill:self.fill + n] = view[:n]  # the one copy of the part's bytes
-                self.fill += n
-                view = view[n:]
+    async def submit(self, buf: bytearray, n: int, records: list[bytes], done: tuple[int, int],
+                     hashed: threading.Event | None = None) -> None:
+        """Upload a filled part (``n`` bytes of ``buf``, the records of the members ending in it),
+        then log it after every earlier part. Waits for a free upload slot: the caller takes its
+        next buffer only after this returns. ``hashed``: set once the archive hash has read
+        ``buf``; the buffer is reused only then."""
+        if self.failure is not None:  # stop streaming at once when a part could not be logged
+            raise self.failure
+        check_part_budget(self.part)
+        await self.slots.acquire()
+        number, start = self.part, self.offset
+        self.part += 1
+        self.offset += n
+        upload = self._spawn(self._upload(number, buf, n, hashed))
+        self.chain = self._spawn(self._log(self.chain, upload, number, start, start + n, records, done))
 
     async def finish(self) -> tuple[int, int]:
-        """Flush the last part; wait until every part is logged. Returns (archive size, last part)."""
-        if self.fill or self.records:
-            await self._cut()
+        """Wait until every part is logged. Returns (archive size, last part)."""
         if self.chain is not None:
             await self.chain
         return self.offset, self.part - 1
@@ -87,26 +76,14 @@ class PartUploader:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
-    async def _cut(self) -> None:
-        check_part_budget(self.part)
-        await self.slots.acquire()  # a free slot means a free buffer for the next part
-        buf, n = self.buf if self.buf is not None else self.pool.take(), self.fill
-        self.buf, self.fill = None, 0
-        records, self.records = self.records, []
-        number, start = self.part, self.offset
-        self.part += 1
-        self.offset += n
-        done = (self.progress.members_done, self.progress.source_bytes)
-        upload = self._spawn(self._upload(number, buf, n))
-        self.chain = self._spawn(self._log(self.chain, upload, number, start, start + n, records, done))
-
     def _spawn(self, coro):
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
 
-    async def _upload(self, number: int, buf: bytearray, n: int) -> tuple[str, int]:
+    async def _upload(self, number: int, buf: bytearray, n: int,
+                      hashed: threading.Event | None) -> tuple[str, int]:
         try:
             started = time.perf_counter()
             data = memoryview(buf)[:n]
@@ -124,7 +101,7 @@ class PartUploader:
                 self.on_part(n, time.perf_counter() - started)
             return etag, crc
         finally:
-            self.pool.give(buf)
+            self.pool.give(buf, hashed)
             self.slots.release()
 
     async def _log(self, previous: asyncio.Task[None] | None, upload: asyncio.Task[tuple[str, int]],
@@ -175,9 +152,10 @@ class BufferPool:
     """Part buffers of one size, shared by the exports of this process and reused: allocating (and
     zeroing) 8 MiB per part, or per small export, costs time and leaves the allocator holding freed
     memory. Each uploader takes at most ``in_flight + 1`` (its slots bound it); at most ``keep``
-    free buffers stay around."""
+    free buffers stay around. A buffer may come back before the archive hash has read it: ``take``
+    (in the encoder's thread) waits for that, oldest first, instead of allocating another."""
 
-    _free: dict[int, list[bytearray]] = {}
+    _free: dict[int, list[tuple[bytearray, threading.Event | None]]] = {}
 
     def __init__(self, size: int, keep: int) -> None:
         self.size = size
@@ -185,9 +163,17 @@ class BufferPool:
 
     def take(self) -> bytearray:
         free = self._free.get(self.size)
-        return free.pop() if free else bytearray(self.size)
+        if not free:
+            return bytearray(self.size)
+        buf, hashed = free.pop(0)
+        if hashed is not None and not hashed.wait(HASH_WAIT_S):  # a stuck hasher: do not reuse it
+            return bytearray(self.size)
+        return buf
 
-    def give(self, buf: bytearray) -> None:
+    def give(self, buf: bytearray, hashed: threading.Event | None = None) -> None:
         free = self._free.setdefault(self.size, [])
         if len(free) < self.keep:
-            free.append(buf)
+            free.append((buf, hashed))
+
+
+HASH_WAIT_S = 30.0

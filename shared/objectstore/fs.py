@@ -1,12 +1,14 @@
 """The filesystem object store: the zero-setup default, with the same contract as S3.
 
 Layout under ``root``: ``<bucket>/<key>`` for objects, ``.uploads/<bucket>/<upload_id>/`` for
-multipart uploads (a ``meta.json`` and one file per part). ETags are content hashes (MD5 of the
-bytes, and S3's ``md5-of-part-md5s-N`` for completed multipart objects), so If-Match means
-"the bytes did not change". Writes go to a temp file then ``os.replace`` — a reader never sees a
+multipart uploads (a ``meta.json`` and one file per part). ETags are content hashes, so If-Match
+means "the bytes did not change": an object's is the MD5 of its bytes (as S3's); a part's is its
+SHA-256 cut to 128 bits (:func:`part_etag`: the store hashes every byte of every archive, and here
+SHA-256 runs at ~2.3x MD5's speed), and a completed multipart object's is S3's shape over the part
+digests, ``md5-of-part-digests-N``. Writes go to a temp file then ``os.replace`` — a reader never sees a
 half-written object, and a reader that opened the old file keeps reading the old bytes.
 
-A part's MD5 is computed once, in the thread that writes it, and kept beside it (trusted while the
+A part's digest is computed once, in the thread that writes it, and kept beside it (trusted while the
 file's mtime and size match). Completion renames part 1 into place after appending the other parts
 to it in the kernel (``copy_file_range``: no pass through Python, no re-hashing); a journal makes
 an interrupted completion undoable (part 1 is truncated back) or, once the object is in place, final.
@@ -160,10 +162,14 @@ class FilesystemStore:
 
     def _list_keys(self, bucket: str, prefix: str) -> list[ObjectInfo]:
         base = self.root / bucket
-        if not base.exists():
+        folder = prefix[:prefix.rfind("/") + 1]  # walk only the prefix's folder, not the whole bucket
+        if folder and (folder.startswith("/") or any(p in (".", "..") for p in folder.split("/")[:-1])):
+            return []
+        start = base / folder if folder else base
+        if not start.is_dir():
             return []
         out = []
-        for path in sorted(base.rglob("*")):
+        for path in sorted(start.rglob("*")):
             if not path.is_file() or path.name.startswith(".") or path.name.endswith(_ETAG_SUFFIX):
                 continue
             key = path.relative_to(base).as_posix()
@@ -201,7 +207,7 @@ class FilesystemStore:
             d = self._meta(bucket, key, upload_id)
             tmp = d / f".{part_number}.{uuid.uuid4().hex}.tmp"
             tmp.write_bytes(data)
-            etag = md5 or hashlib.md5(data, usedforsecurity=False).hexdigest()
+            etag = md5 or part_etag(data)
             path = d / f"{part_number:05d}.part"
             os.replace(tmp, path)
             _write_etag(path, etag)  # list_parts and completion read this instead of hashing again
@@ -295,17 +301,24 @@ def _read_etag(path: Path, st: os.stat_result | None = None) -> str:
             return etag
     except (FileNotFoundError, ValueError):
         pass
-    etag = _md5_file(path)
+    etag = _hash_file(path)
     _write_etag(path, etag)
     return etag
 
 
-def _md5_file(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
+def part_etag(data: bytes | memoryview) -> str:
+    """A multipart part's ETag: SHA-256 cut to 128 bits (MD5's length)."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def _hash_file(path: Path) -> str:
+    """The ETag of a file without a valid cached one: a part's digest for a part, else MD5."""
+    part = path.name.endswith(".part")
+    h = hashlib.sha256() if part else hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
-    return h.hexdigest()
+    return h.hexdigest()[:32]
 
 
 _JOURNAL = ".completing"  # holds part 1's size while part 1 is being grown into the object

@@ -20,10 +20,11 @@ must not slip changed bytes into an archive.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from typing import Any, Self
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -130,6 +131,24 @@ def _body(data: bytes | memoryview) -> bytes | bytearray:
     return data
 
 
+def _sign_payloads(endpoint_url: str | None) -> bool:
+    """Whether botocore SHA-256-hashes every request body into the signature: a whole pass over
+    each archive part on the event loop. Not over HTTPS (AWS's own endpoint when None), where TLS
+    keeps the body intact; not on loopback, where no network lies between us and the store. Over
+    plain HTTP to another host it does: there the signature is the body's only protection. (Left
+    to itself botocore signs every body here, HTTPS or not: it skips only when a checksum header
+    is present, and ``request_checksum_calculation="when_required"`` adds none to UploadPart.)"""
+    if endpoint_url is None:
+        return False
+    url = urlsplit(endpoint_url)
+    if url.scheme == "https":
+        return False
+    try:
+        return not ipaddress.ip_address(url.hostname or "").is_loopback
+    except ValueError:
+        return url.hostname != "localhost"
+
+
 def _content_disposition(filename: str) -> str:
     """``attachment`` with an ASCII fallback name and the exact UTF-8 name (RFC 6266 / 5987)."""
     fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
@@ -178,7 +197,7 @@ class S3Store:
             # total_max_attempts counts the first try (as AWS_MAX_ATTEMPTS does); the dict key
             # "max_attempts" would count retries only, one request more than the setting says.
             retries={"mode": "standard", "total_max_attempts": s.max_attempts},
-            s3={"addressing_style": s.addressing_style},
+            s3={"addressing_style": s.addressing_style, "payload_signing_enabled": _sign_payloads(s.endpoint_url)},
             # R2, MinIO and moto reject or mis-handle the CRC trailers botocore adds by default.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",

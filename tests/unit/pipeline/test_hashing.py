@@ -25,18 +25,45 @@ def test_the_thread_hasher_gives_the_digests_of_hashing_in_order() -> None:
         hasher.close()
 
 
-def test_batched_and_single_updates_keep_their_order() -> None:
-    """The pump hands small chunks as one batch and large ones singly, interleaved."""
+def test_part_buffers_and_single_updates_keep_their_order() -> None:
+    """The encoder hands member chunks singly and the archive's part buffers whole, interleaved."""
     for hasher in (ThreadHasher(limit=64 * 1024), InlineHasher()):
         try:
-            h = hashlib.sha256()
+            h, member = hashlib.sha256(), hashlib.sha256()
             for i in range(0, len(CHUNKS), 7):
-                hasher.update_many(h, CHUNKS[i:i + 5])
+                hasher.update_buffer(h, memoryview(b"".join(CHUNKS[i:i + 5])))
                 for chunk in CHUNKS[i + 5:i + 7]:
                     hasher.update(h, chunk)
+                    hasher.update(member, chunk)
             assert hasher.hexdigest(h) == hashlib.sha256(b"".join(CHUNKS)).hexdigest()
+            tail = b"".join(c for i in range(0, len(CHUNKS), 7) for c in CHUNKS[i + 5:i + 7])
+            assert hasher.hexdigest(member) == hashlib.sha256(tail).hexdigest()
         finally:
             hasher.close()
+
+
+def test_a_part_buffer_is_not_held_to_the_bound_and_its_event_says_when_it_was_read() -> None:
+    hasher = ThreadHasher(limit=1000)
+    slow = SlowHash()
+    try:
+        read = hasher.update_buffer(slow, memoryview(b"x" * 100_000))  # far over the bound: queued anyway
+        queued = threading.Event()
+
+        def more() -> None:
+            read2 = hasher.update_buffer(slow, memoryview(b"y" * 5000))
+            assert read2 is not None
+            queued.set()
+
+        producer = threading.Thread(target=more)
+        producer.start()
+        producer.join(5)
+        assert queued.is_set() and not read.is_set()  # not blocked by the bound; not read yet
+        slow.gate.set()
+        assert read.wait(5)
+        assert hasher.hexdigest(slow) == "105000"
+    finally:
+        slow.gate.set()
+        hasher.close()
 
 
 class SlowHash:

@@ -147,7 +147,7 @@ async def _assembler_that_lost_its_fence(*, then: ev.Event) -> tuple[InMemoryEve
         seq = await log.append(event, seq)
     ctx = StepContext(log, await log.load("t1", "exp_1"), Settings())
     await log.append(then, seq)
-    uploader = PartUploader(ctx, _RecordsStore(), "b", UPLOAD, 1, 0, 1, None)  # type: ignore[arg-type]
+    uploader = PartUploader(ctx, _RecordsStore(), "b", UPLOAD, 1, 0, 1)  # type: ignore[arg-type]
     return log, uploader
 
 

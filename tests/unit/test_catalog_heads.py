@@ -1,0 +1,51 @@
+"""The catalog learns every source object's real size and ETag: a folder of many wanted keys (a
+tenant's media) from one listing, anything the listing does not show from its own HEAD — with the
+same answers a HEAD per key gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.catalog.service import LIST_AT_LEAST, Catalog
+from shared.objectstore.fs import FilesystemStore
+from shared.runtime.settings import Settings
+
+
+class CountingStore(FilesystemStore):
+    """The filesystem store (the zero-setup adapter), counting the calls the catalog makes."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.heads: list[str] = []
+        self.listings: list[str] = []
+
+    async def head(self, bucket, key):  # type: ignore[no-untyped-def]
+        self.heads.append(key)
+        return await super().head(bucket, key)
+
+    async def list_keys(self, bucket, prefix):  # type: ignore[no-untyped-def]
+        self.listings.append(prefix)
+        return await super().list_keys(bucket, prefix)
+
+
+async def test_a_folder_of_many_wanted_keys_is_listed_once_and_the_rest_headed(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path)
+    many = [f"t1/media/{i:03d}.jpg" for i in range(LIST_AT_LEAST + 3)]
+    for i, key in enumerate(many):
+        await store.put("img", key, b"x" * i)
+    await store.put("img", "t1/media/not-wanted.jpg", b"other")
+    await store.put("img", "t1/few/one.jpg", b"one")
+    wanted = [("img", k) for k in many] + [("img", "t1/media/gone.jpg"), ("img", "t1/few/one.jpg"),
+                                           ("img", "top-level.jpg")]
+    heads = await Catalog(Settings(), store, None)._head_all(wanted)  # type: ignore[arg-type]
+
+    assert store.listings == ["t1/media/"]
+    assert sorted(store.heads) == ["t1/few/one.jpg", "t1/media/gone.jpg", "top-level.jpg"]
+    by_head = {}
+    for bucket, key in wanted:
+        try:
+            info = await FilesystemStore(tmp_path).head(bucket, key)
+            by_head[(bucket, key)] = (info.size, info.etag)
+        except Exception:
+            by_head[(bucket, key)] = "missing: the file is not in storage"
+    assert heads == by_head

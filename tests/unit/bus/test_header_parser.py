@@ -1,0 +1,28 @@
+"""Our NATS client parses message headers as nats-py does, only faster (shared/bus/connect.py)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nats.aio.client import Client
+
+from shared.bus.connect import _Client
+
+# Header-ish bytes: names, separators, spaces of every kind, line ends, and a few non-ASCII bytes.
+PIECES = st.sampled_from([b"Nats-Sequence", b"Nats-Subject", b"X", b":", b": ", b" ", b"\t", b"\x0b", b"\x1c",
+                          b"\x85", b"\xc3\xa9", b"\xff", b"\r\n", b"\n", b"\r", b"12345", b"exports.t.e.Ev", b""])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(PIECES, max_size=30).map(b"".join))
+def test_the_fast_parser_gives_what_nats_py_gives(raw: bytes) -> None:
+    assert _Client._parse_header_lines(raw) == Client._parse_header_lines(raw)
+
+
+def test_known_headers_and_the_ones_nats_py_drops() -> None:
+    raw = (b"Nats-Stream: EXPORTS\r\nNats-Subject: exports.t.e.PartUploaded\r\nNats-Sequence: 42\r\n"
+           b"Bad Name: x\r\nno colon\r\nNon-Ascii\xc3\xa9: y\r\nValue: caf\xc3\xa9 \r\n\r\n")
+    want = {"Nats-Stream": "EXPORTS", "Nats-Subject": "exports.t.e.PartUploaded", "Nats-Sequence": "42",
+            "Value": "café"}
+    assert _Client._parse_header_lines(raw) == Client._parse_header_lines(raw) == want
+

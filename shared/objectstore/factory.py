@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from shared.objectstore.fs import FilesystemStore, UrlSigner
 from shared.objectstore.port import ObjectStore
-from shared.objectstore.s3 import S3Store
 from shared.runtime.settings import Settings
 
 
@@ -21,6 +20,10 @@ async def open_store(
     if settings.store == "fs":
         return FilesystemStore(settings.store_root, url_signer)
     if settings.store == "s3":
+        # Imported here: botocore and aiobotocore add about 36 MB to every process that loads them,
+        # and a service on the filesystem store never calls them.
+        from shared.objectstore.s3 import S3Store
+
         store = await S3Store.open(settings.s3)
         if create_buckets:
             b = settings.buckets

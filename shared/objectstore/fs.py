@@ -3,9 +3,10 @@
 Layout under ``root``: ``<bucket>/<key>`` for objects, ``.uploads/<bucket>/<upload_id>/`` for
 multipart uploads (a ``meta.json`` and one file per part). ETags are content hashes, so If-Match
 means "the bytes did not change": an object's is the MD5 of its bytes (as S3's); a part's is its
-SHA-256 cut to 128 bits (:func:`part_etag`: the store hashes every byte of every archive, and here
-SHA-256 runs at ~2.3x MD5's speed), and a completed multipart object's is S3's shape over the part
-digests, ``md5-of-part-digests-N``. Writes go to a temp file then ``os.replace`` — a reader never sees a
+XXH3-128 (:func:`part_etag`: the store hashes every byte of every archive; XXH3 runs at ~22 GB/s
+here against SHA-256's 1.2 and MD5's 0.45 — it guards against lost or rewritten parts, not against
+someone who can write the store's directory, who could rewrite the cached digest as well), and a
+completed multipart object's is S3's shape over the part digests, ``md5-of-part-digests-N``. Writes go to a temp file then ``os.replace`` — a reader never sees a
 half-written object, and a reader that opened the old file keeps reading the old bytes.
 
 A part's digest is computed once, in the thread that writes it, and kept beside it (trusted while the
@@ -27,6 +28,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
+
+import xxhash
 
 from shared.objectstore.port import (
     CompletedPart,
@@ -307,18 +310,17 @@ def _read_etag(path: Path, st: os.stat_result | None = None) -> str:
 
 
 def part_etag(data: bytes | memoryview) -> str:
-    """A multipart part's ETag: SHA-256 cut to 128 bits (MD5's length)."""
-    return hashlib.sha256(data).hexdigest()[:32]
+    """A multipart part's ETag: its XXH3-128, 32 hex digits (MD5's length)."""
+    return xxhash.xxh3_128_hexdigest(data)
 
 
 def _hash_file(path: Path) -> str:
     """The ETag of a file without a valid cached one: a part's digest for a part, else MD5."""
-    part = path.name.endswith(".part")
-    h = hashlib.sha256() if part else hashlib.md5(usedforsecurity=False)
+    h = xxhash.xxh3_128() if path.name.endswith(".part") else hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
-    return h.hexdigest()[:32]
+    return h.hexdigest()
 
 
 _JOURNAL = ".completing"  # holds part 1's size while part 1 is being grown into the object

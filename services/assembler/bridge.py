@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequen
 from typing import Any, TypeVar
 
 from services.assembler.encoder import ArchiveStream, Stopped
+from services.assembler.hashing import Hasher
 from services.assembler.plan import MemberRecord
 from services.assembler.uploader import PartUploader
 from shared.core.snapshot import SnapshotMember
@@ -154,18 +155,18 @@ Pace = Callable[[float, int], None]
 
 
 def pump(stream: ArchiveStream, uploader: PartUploader, loop: asyncio.AbstractEventLoop, hash_all: bool,
-         pace: Pace | None = None) -> str | None:
+         pace: Pace | None = None, archive_hasher: Hasher | None = None) -> str | None:
     """Run in a thread: drive the stream, copy its bytes into part buffers (the one copy of each
     byte, made here and not on the event loop) and hand each full part, with the records of the
     members that end in it, to ``uploader`` — one hop to the loop per part, not per chunk. A part
     is cut lazily: the newest byte always stays in the open part, so a member's record goes to the
     part holding its last byte. Returns the SHA-256 of everything emitted when ``hash_all`` (a
-    run from byte 0): the stream's hasher reads each part buffer once, on another core, a hop's worth
-    at a time as it fills.
+    run from byte 0): ``archive_hasher`` (default: the stream's) reads each part buffer once, on
+    another core, a hop's worth at a time as it fills.
     ``pace(seconds, bytes_so_far)`` is called after each part with the time since the last one;
     it may sleep to give way to other exports (fairness)."""
     sha = hashlib.sha256() if hash_all else None
-    hasher, pool, size = stream.hasher, uploader.pool, uploader.size
+    hasher, pool, size = archive_hasher or stream.hasher, uploader.pool, uploader.size
     buf: bytearray | None = None
     fill = emitted = 0
     # The open part's member records, already as JSON: ~0.5 KB each instead of ~2.4 KB as models

@@ -49,8 +49,13 @@ class ThreadHasher:
         self._limit = limit
         self._cond = threading.Condition()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="archive-sha256", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None  # started by the first update: an export of
+        # small files never hashes here, and a thread per export is not free in a burst of thousands
+
+    def _start(self) -> None:  # under self._cond
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+            self._thread.start()
 
     def update(self, h: _Hash, data: bytes) -> None:
         self._put(h, data, len(data))
@@ -68,6 +73,7 @@ class ThreadHasher:
             while size and self._queued > self._limit and self._error is None:
                 self._cond.wait()
             self._raise()
+            self._start()
             self._queue.append((h, data, size, done))
             self._queued += size
             self._cond.notify_all()
@@ -77,6 +83,8 @@ class ThreadHasher:
         done = threading.Event()
         with self._cond:
             self._raise()
+            if self._thread is None:  # nothing was ever queued
+                return h.hexdigest()
             self._queue.append(done)
             self._cond.notify_all()
         done.wait()
@@ -85,9 +93,11 @@ class ThreadHasher:
 
     def close(self) -> None:
         with self._cond:
+            thread = self._thread
             self._queue.append(None)
             self._cond.notify_all()
-        self._thread.join()
+        if thread is not None:
+            thread.join()
 
     def _raise(self) -> None:
         if self._error is not None:

@@ -147,7 +147,9 @@ class Assembler:
                 texts.release()  # texts come first: free the window for the rest of the stream
             return opener(m)
 
-        hasher = ThreadHasher()  # the SHA-256s run on a second core while this thread encodes
+        # The two SHA-256 passes (each member's, the archive's) run on threads of their own, in
+        # parallel with each other and with this export's encoding thread.
+        hasher, archive_hasher = ThreadHasher(), ThreadHasher()
         stream = ArchiveStream(snapshot, open_source, rp, dict(skips), hasher=hasher)
         opener = source_opener(self.store, loop, stream.stop)
         texts = TextWindows(self.store, snapshot.members, loop, stream.stop)
@@ -155,7 +157,7 @@ class Assembler:
                                 self.settings.parts_in_flight, metrics.observe_part)
         try:
             sha = await asyncio.to_thread(pump, stream, uploader, loop, rp.offset == 0,
-                                          self.pace(ctx.state.export_id))
+                                          self.pace(ctx.state.export_id), archive_hasher)
             size, last = await uploader.finish()
         except Rewind:
             await uploader.drain()  # parts already cut get logged; the rewind redoes them anyway
@@ -175,4 +177,5 @@ class Assembler:
             raise
         finally:
             await asyncio.to_thread(hasher.close)
+            await asyncio.to_thread(archive_hasher.close)
         return size, last, sha, stream.records

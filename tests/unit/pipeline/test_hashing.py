@@ -121,3 +121,15 @@ def test_the_inline_hasher_hashes_at_once() -> None:
     h = hashlib.sha256()
     InlineHasher().update(h, b"abc")
     assert InlineHasher().hexdigest(h) == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_a_hasher_never_fed_starts_no_thread() -> None:
+    import hashlib
+    import threading
+
+    before = threading.active_count()
+    hasher = ThreadHasher()
+    h = hashlib.sha256(b"x")
+    assert hasher.hexdigest(h) == hashlib.sha256(b"x").hexdigest()
+    assert threading.active_count() == before  # an export of small files costs no thread
+    hasher.close()

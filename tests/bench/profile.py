@@ -55,8 +55,27 @@ def summarize(raw: Path, top: int = 25) -> str:
     return "\n".join(out)
 
 
+STALLS = (("waits for an upload slot", "pump.<locals>.cut"), ("waits for a member's SHA-256", "hexdigest"),
+          ("waits for the archive hash (buffer reuse)", "BufferPool.take"),
+          ("waits for the hash queue", "ThreadHasher._put"))
+
+
+def stalls(raw: Path) -> str:
+    """Where the encoder thread (``pump``) spends its samples: each kind of wait, and the rest."""
+    counts: collections.Counter[str] = collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if "pump (" not in stack:
+            continue
+        waiting = stack.rsplit(";", 1)[-1].split(" (")[0] in {f.split(" (")[0] for f in IDLE}
+        kind = next((k for k, frame in STALLS if frame in stack), None) if waiting else None
+        counts[kind or ("other waits" if waiting else "working")] += int(count)
+    total = sum(counts.values()) or 1
+    return "encoder thread (pump):\n" + "\n".join(f"  {100 * n / total:5.1f}%  {k}" for k, n in counts.most_common())
+
+
 async def main_async(store: str, images: int, posts: int, out: Path, members: int = 0,
-                     service: str = "assembler") -> None:
+                     service: str = "assembler", native: bool = False) -> None:
     root = Path(tempfile.mkdtemp(prefix="grove-profile-"))
     world = World(root).start()
     env = None
@@ -73,10 +92,14 @@ async def main_async(store: str, images: int, posts: int, out: Path, members: in
         pid = stack.child(service).pid
         assert pid is not None
         raw = out / f"{service}-{store}.txt"
-        spy_exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        spy = subprocess.Popen(  # noqa: ASYNC220  (a bench tool: blocking for a moment is fine)
-            [spy_exe, "record", "--pid", str(pid), "--threads", "--rate", "200", "--format", "raw",
-             "--output", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if native:  # perf: where the CPU goes below Python (memcpy, SHA-256, page faults, syscalls)
+            raw = out / f"{service}-{store}.perf.data"
+            cmd = ["perf", "record", "-F", "499", "-p", str(pid), "-o", str(raw)]
+        else:  # --idle: waiting threads too, so a stall shows (summarize leaves the waiting leaves out)
+            spy_exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+            cmd = [spy_exe, "record", "--pid", str(pid), "--threads", "--idle", "--rate", "200", "--format", "raw",
+                   "--output", str(raw)]
+        spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
         await asyncio.sleep(1.0)  # py-spy attaches
         cpu0 = cpu_seconds(pid)
         export_id = await request_export(env.bus, tenant)
@@ -89,7 +112,14 @@ async def main_async(store: str, images: int, posts: int, out: Path, members: in
         total = state.cataloged.total_bytes
         print(f"{store}: {state.status}; streaming {mbps(total, tl.seconds('UploadStarted', 'ArchiveAssembled')):.0f}"
               f" MB/s; {tl.phases()}; {service} CPU {cpu:.2f} s for {total / 1e6:.0f} MB")
-        print(summarize(raw))
+        if native:
+            report = subprocess.run(  # noqa: ASYNC221  (a bench tool, after the export)
+                ["perf", "report", "-i", str(raw), "--stdio", "--no-children", "--sort", "dso,symbol",
+                 "--percent-limit", "0.7"], capture_output=True, text=True, check=True)
+            print("\n".join(line for line in report.stdout.splitlines() if line and not line.startswith("#")))
+        else:
+            print(summarize(raw))
+            print(stalls(raw))
     finally:
         if stack is not None:
             stack.stop()
@@ -107,10 +137,12 @@ def main() -> int:
                    help="profile section 10's export instead: this many 1 KiB files (filesystem store)")
     p.add_argument("--service", default="assembler", help="the step service py-spy attaches to")
     p.add_argument("--out", default="bench-results/profile")
+    p.add_argument("--perf", action="store_true", help="sample with perf (native frames, kernel) instead of py-spy")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    asyncio.run(main_async(args.store, args.images, args.posts, out.resolve(), args.members, args.service))
+    asyncio.run(main_async(args.store, args.images, args.posts, out.resolve(), args.members, args.service,
+                            args.perf))
     return 0
 
 

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import json
 import threading
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -73,6 +74,7 @@ class ArchiveStream:
     def __iter__(self) -> Iterator[Item]:
         records = self.records = RecordSpill(self.snapshot)
         records.extend(self.start.records)
+        self._pending: deque[MemberRecord | Deferred] = deque()
         pos = self.start.member_offset
         self.progress.members_done = self.start.member_index
         self.progress.source_bytes = sum(m.size for m in self.snapshot.members[: self.start.member_index])
@@ -85,14 +87,33 @@ class ArchiveStream:
                 member = self.snapshot.members[index]
                 record = yield from self._member(member, pos)
             elif index < n + len(generated):
+                yield from self.settle()  # manifest.json and errors.json read every member's record
                 record = yield from self._generated(generated[index - n], index, records, pos)
             else:
                 yield from self._emit(pos, self._central(records, pos))
                 return
-            records.append(record)
+            self._pending.append(record)
             pos = record.end if record.status == "ok" else pos
             self.progress.members_done = min(index + 1, n)  # of the snapshot's members (not manifest/errors)
-            yield record
+            yield from self.settle(block=False)
+
+    def settle(self, block: bool = True) -> list[MemberRecord]:
+        """The records of the members encoded so far, in member order, each added to the spill as it
+        is returned: those whose SHA-256 is done, or (``block``) all of them, waiting for the hashing
+        thread. Iteration yields them as they become ready; the pump settles before it cuts a part,
+        so a member's record still goes with the part holding its last byte — and the encoder does
+        not wait for each large member's hash to catch up (a quarter of its time, measured)."""
+        out = []
+        while self._pending:
+            item = self._pending[0]
+            if isinstance(item, Deferred):
+                if not block and not item.ready():
+                    break
+                item = item.record()
+            self._pending.popleft()
+            self.records.append(item)
+            out.append(item)
+        return out
 
     def _emit(self, pos: int, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """Yield the bytes of ``chunks`` (which start at archive offset ``pos``) from ``start.offset`` on."""
@@ -103,7 +124,7 @@ class ArchiveStream:
                 yield chunk if pos >= skip_until else chunk[skip_until - pos:]
             pos = end
 
-    def _member(self, m: SnapshotMember, pos: int) -> Generator[Item, None, MemberRecord]:
+    def _member(self, m: SnapshotMember, pos: int) -> Generator[Item, None, MemberRecord | Deferred]:
         if m.index in self.skips:
             return _skipped(m, self.skips[m.index])
         try:
@@ -136,11 +157,14 @@ class ArchiveStream:
         except PreconditionFailed:
             raise Rewind(m.index, pos, "changed: the file was modified while it was read") from None
         r = encoder.result
-        return MemberRecord(
+        known = MemberRecord(
             index=m.index, path=m.path, source_id=m.source_id, offset=pos, length=r.length, size=m.size,
-            crc32=r.crc32, sha256=hasher.hexdigest(sha), content_type=m.content_type,
-            cd=base64.b64encode(r.cd_template).decode(),
+            crc32=r.crc32, content_type=m.content_type, cd=base64.b64encode(r.cd_template).decode(),
         )
+        upto = hasher.mark()
+        if upto is None:  # hashed in this thread: done
+            return known.model_copy(update={"sha256": sha.hexdigest()})
+        return Deferred(known, lambda: hasher.hexdigest(sha, upto), upto)
 
     def _generated(self, g: layout.Generated, index: int, records: RecordSpill,
                    pos: int) -> Generator[Item, None, MemberRecord]:
@@ -168,6 +192,27 @@ class ArchiveStream:
     @staticmethod
     def _central(records: RecordSpill, pos: int) -> Iterator[bytes]:
         return central_directory(records.cd_entries(), pos)
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A member's record whose SHA-256 the hashing thread is still computing."""
+
+    known: MemberRecord  # everything but sha256
+    digest: Callable[[], str]
+    upto: threading.Event  # set once the hashing thread has read all of the member
+
+    status = "ok"
+
+    @property
+    def end(self) -> int:
+        return self.known.end
+
+    def ready(self) -> bool:
+        return self.upto.is_set()
+
+    def record(self) -> MemberRecord:
+        return self.known.model_copy(update={"sha256": self.digest()})
 
 
 def _skipped(m: SnapshotMember, reason: str) -> MemberRecord:

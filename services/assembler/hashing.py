@@ -35,7 +35,10 @@ class InlineHasher:
         h.update(data)
         return None
 
-    def hexdigest(self, h: _Hash) -> str:
+    def mark(self) -> threading.Event | None:
+        return None  # every update is already done
+
+    def hexdigest(self, h: _Hash, upto: threading.Event | None = None) -> str:
         return h.hexdigest()
 
     def close(self) -> None:
@@ -78,16 +81,23 @@ class ThreadHasher:
             self._queued += size
             self._cond.notify_all()
 
-    def hexdigest(self, h: _Hash) -> str:
-        """Wait until the queue is drained up to now, then the digest (read in the caller's thread)."""
-        done = threading.Event()
+    def mark(self) -> threading.Event | None:
+        """An event set once every update queued so far is done (None: nothing was ever queued)."""
         with self._cond:
             self._raise()
-            if self._thread is None:  # nothing was ever queued
-                return h.hexdigest()
+            if self._thread is None:
+                return None
+            done = threading.Event()
             self._queue.append(done)
             self._cond.notify_all()
-        done.wait()
+        return done
+
+    def hexdigest(self, h: _Hash, upto: threading.Event | None = None) -> str:
+        """The digest once the queue is drained up to now — or up to ``upto``, a :meth:`mark` taken
+        after ``h``'s last update (read in the caller's thread)."""
+        done = upto or self.mark()
+        if done is not None:
+            done.wait()
         self._raise()
         return h.hexdigest()
 

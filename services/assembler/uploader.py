@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import mmap
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from shared.objectstore import ObjectStore
 from shared.runtime import faults, tracing
 from shared.runtime.worker import StandDown, StepContext
 
+PartBuffer = bytearray | mmap.mmap
+
 
 class PartUploader:
     def __init__(self, ctx: StepContext, store: ObjectStore, bucket: str, upload: ev.UploadStarted,
@@ -37,14 +40,14 @@ class PartUploader:
         self.offset = offset
         # Part buffers are allocated once and reused (one filling + ``in_flight`` uploading): no
         # part-sized allocation per part, which the allocator would keep as freed-but-resident memory.
-        self.pool = BufferPool(self.size, max(1, in_flight) + 1)
+        self.pool = BufferPool(self.size, max(1, in_flight) + 1, getattr(store, "page_aligned_parts", False))
         self.slots = asyncio.Semaphore(max(1, in_flight))
         self.chain: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[object]] = set()
         self.on_part = on_part
         self.failure: BaseException | None = None
 
-    async def submit(self, buf: bytearray, n: int, records: list[bytes], done: tuple[int, int],
+    async def submit(self, buf: PartBuffer, n: int, records: list[bytes], done: tuple[int, int],
                      hashed: threading.Event | None = None) -> None:
         """Upload a filled part (``n`` bytes of ``buf``, the records of the members ending in it),
         then log it after every earlier part. Waits for a free upload slot: the caller takes its
@@ -82,7 +85,7 @@ class PartUploader:
         task.add_done_callback(self.tasks.discard)
         return task
 
-    async def _upload(self, number: int, buf: bytearray, n: int,
+    async def _upload(self, number: int, buf: PartBuffer, n: int,
                       hashed: threading.Event | None) -> tuple[str, int]:
         try:
             started = time.perf_counter()
@@ -155,23 +158,30 @@ class BufferPool:
     free buffers stay around. A buffer may come back before the archive hash has read it: ``take``
     (in the encoder's thread) waits for that, oldest first, instead of allocating another."""
 
-    _free: dict[int, list[tuple[bytearray, threading.Event | None]]] = {}
+    _free: dict[tuple[int, bool], list[tuple[PartBuffer, threading.Event | None]]] = {}
 
-    def __init__(self, size: int, keep: int) -> None:
+    def __init__(self, size: int, keep: int, aligned: bool = False) -> None:
+        """``aligned``: page-aligned buffers (anonymous mmaps), for a store that writes whole pages
+        straight from them (the filesystem store's O_DIRECT); else bytearrays, which botocore sends
+        as they are."""
         self.size = size
         self.keep = keep
+        self.key = (size, aligned)
 
-    def take(self) -> bytearray:
-        free = self._free.get(self.size)
+    def _new(self) -> PartBuffer:
+        return mmap.mmap(-1, self.size) if self.key[1] else bytearray(self.size)
+
+    def take(self) -> PartBuffer:
+        free = self._free.get(self.key)
         if not free:
-            return bytearray(self.size)
+            return self._new()
         buf, hashed = free.pop(0)
         if hashed is not None and not hashed.wait(HASH_WAIT_S):  # a stuck hasher: do not reuse it
-            return bytearray(self.size)
+            return self._new()
         return buf
 
-    def give(self, buf: bytearray, hashed: threading.Event | None = None) -> None:
-        free = self._free.setdefault(self.size, [])
+    def give(self, buf: PartBuffer, hashed: threading.Event | None = None) -> None:
+        free = self._free.setdefault(self.key, [])
         if len(free) < self.keep:
             free.append((buf, hashed))
 

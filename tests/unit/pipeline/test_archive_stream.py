@@ -142,3 +142,43 @@ def test_a_straddling_member_that_changed_before_its_reread_forces_a_rewind() ->
     with pytest.raises(Rewind) as info:
         list(ArchiveStream(snap, opener(src, fail={"media/big.jpg": PreconditionFailed("x")}), rp))
     assert info.value.member_offset == rp.member_offset
+
+
+def test_the_stream_goes_on_while_a_large_members_hash_is_behind_and_settles_records_in_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    import threading
+
+    from services.assembler import encoder as encmod
+    from services.assembler.hashing import ThreadHasher
+
+    gate = threading.Event()
+    real = hashlib.sha256
+
+    class Held:  # a SHA-256 whose updates wait for the gate (as a hashing thread that lags behind)
+        def __init__(self) -> None:
+            self.h = real()
+
+        def update(self, data: bytes) -> None:
+            gate.wait(timeout=2)
+            self.h.update(data)
+
+        def hexdigest(self) -> str:
+            return self.h.hexdigest()
+
+    monkeypatch.setattr(encmod.hashlib, "sha256", Held)
+    rng = random.Random(7)
+    src = {"media/a.jpg": rng.randbytes(1_200_000), "media/b.jpg": rng.randbytes(1_200_000)}
+    hasher = ThreadHasher()
+    items: list[bytes | MemberRecord] = []
+    it = iter(ArchiveStream(snapshot(src), opener(src, chunk=1 << 20), resume_point([]), hasher=hasher))
+    while sum(len(i) for i in items if isinstance(i, bytes)) < 2_000_000:  # well into b.jpg
+        items.append(next(it))
+    assert not gate.is_set()
+    assert not any(isinstance(i, MemberRecord) for i in items)  # a.jpg's record waits; the bytes did not
+    gate.set()
+    items += list(it)
+    hasher.close()
+    records = [i for i in items if isinstance(i, MemberRecord)]
+    assert [r.path for r in records[:2]] == ["media/a.jpg", "media/b.jpg"]
+    assert [r.sha256 for r in records[:2]] == [real(src[k]).hexdigest() for k in ("media/a.jpg", "media/b.jpg")]

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from services.assembler.encoder import ArchiveStream, Stopped
 from services.assembler.hashing import Hasher
 from services.assembler.plan import MemberRecord
-from services.assembler.uploader import PartBuffer, PartUploader
+from services.assembler.uploader import PartBuffer, PartCrc, PartUploader
 from shared.core.snapshot import SnapshotMember
 from shared.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
 
@@ -175,26 +175,29 @@ def pump(stream: ArchiveStream, uploader: PartUploader, loop: asyncio.AbstractEv
     mark = time.perf_counter()
     hashed_to = 0  # bytes of the open part already queued for the archive hash
     read: threading.Event | None = None  # set once the hash has read them (FIFO: all before too)
+    part_crc: PartCrc | None = None  # the open part's CRC-32, fed by the archive hash's thread
 
     def hash_to(part: PartBuffer, end: int) -> None:
-        """Queue the part's bytes up to ``end`` for the archive hash, in slices of about a hop as
-        they are written (not one 8 MiB item that member chunks would wait behind)."""
-        nonlocal hashed_to, read
+        """Queue the part's bytes up to ``end`` for the archive hash (and the part's CRC), in slices
+        of about a hop as they are written (not one 8 MiB item that member chunks would wait behind)."""
+        nonlocal hashed_to, read, part_crc
         if sha is not None and end > hashed_to:
-            read = hasher.update_buffer(sha, memoryview(part)[hashed_to:end])
+            part_crc = part_crc or PartCrc(sha)
+            read = hasher.update_buffer(part_crc, memoryview(part)[hashed_to:end])
             hashed_to = end
 
     def cut() -> None:
-        nonlocal buf, fill, records, emitted, mark, hashed_to, read
+        nonlocal buf, fill, records, emitted, mark, hashed_to, read, part_crc
         if stream.stop.is_set():
             raise Stopped()
         part = buf if buf is not None else pool.take()
         records.extend(r.model_dump_json().encode() for r in stream.settle())  # every member ended so far
         hash_to(part, fill)
-        hashed, read = read, None
+        hashed, read, crc = read, None, part_crc
+        part_crc = None
         done = (stream.progress.members_done, stream.progress.source_bytes)
         buf = None  # handed over: the uploader gives it back to the pool
-        call(loop, uploader.submit(part, fill, records, done, hashed), stream.stop)
+        call(loop, uploader.submit(part, fill, records, done, hashed, crc), stream.stop)
         emitted += fill
         fill, hashed_to, records = 0, 0, []
         if pace is not None:

@@ -30,6 +30,24 @@ from shared.runtime.worker import StandDown, StepContext
 PartBuffer = bytearray | mmap.mmap
 
 
+class PartCrc:
+    """Fed to the archive hash's thread in place of the archive's SHA-256: updates it and the
+    part's CRC-32 from the same read of the part buffer."""
+
+    __slots__ = ("archive", "value")
+
+    def __init__(self, archive: hashlib._Hash) -> None:
+        self.archive = archive
+        self.value = 0
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.archive.update(data)
+        self.value = crc32(data, self.value)
+
+    def hexdigest(self) -> str:
+        return self.archive.hexdigest()
+
+
 class PartUploader:
     def __init__(self, ctx: StepContext, store: ObjectStore, bucket: str, upload: ev.UploadStarted,
                  first_part: int, offset: int, in_flight: int,
@@ -48,11 +66,12 @@ class PartUploader:
         self.failure: BaseException | None = None
 
     async def submit(self, buf: PartBuffer, n: int, records: list[bytes], done: tuple[int, int],
-                     hashed: threading.Event | None = None) -> None:
+                     hashed: threading.Event | None = None, part_crc: PartCrc | None = None) -> None:
         """Upload a filled part (``n`` bytes of ``buf``, the records of the members ending in it),
         then log it after every earlier part. Waits for a free upload slot: the caller takes its
         next buffer only after this returns. ``hashed``: set once the archive hash has read
-        ``buf``; the buffer is reused only then."""
+        ``buf``; the buffer is reused only then. ``part_crc``: the part's CRC-32, complete once
+        ``hashed`` is set (else the CRC is computed here)."""
         if self.failure is not None:  # stop streaming at once when a part could not be logged
             raise self.failure
         check_part_budget(self.part)
@@ -60,7 +79,7 @@ class PartUploader:
         number, start = self.part, self.offset
         self.part += 1
         self.offset += n
-        upload = self._spawn(self._upload(number, buf, n, hashed))
+        upload = self._spawn(self._upload(number, buf, n, hashed, part_crc))
         self.chain = self._spawn(self._log(self.chain, upload, number, start, start + n, records, done))
 
     async def finish(self) -> tuple[int, int]:
@@ -85,14 +104,11 @@ class PartUploader:
         task.add_done_callback(self.tasks.discard)
         return task
 
-    async def _upload(self, number: int, buf: PartBuffer, n: int,
-                      hashed: threading.Event | None) -> tuple[str, int]:
+    async def _upload(self, number: int, buf: PartBuffer, n: int, hashed: threading.Event | None,
+                      part_crc: PartCrc | None) -> tuple[str, int]:
         try:
             started = time.perf_counter()
             data = memoryview(buf)[:n]
-            # CRC-32 (ISA-L's, ~11 GB/s) is the part's own digest; the store's ETag is its integrity
-            # check (S3 computes it server-side; the filesystem store in its writing thread).
-            crc = await asyncio.to_thread(crc32, data)
             faults.point("assemble.before_upload")
             await faults.slow("assemble.upload")
             faults.count("uploaded", n)
@@ -100,6 +116,15 @@ class PartUploader:
                                                                                   "grove.part_bytes": n}):
                 etag = await self.store.upload_part(self.bucket, self.upload.archive_key, self.upload.upload_id,
                                                     number, data)
+            # CRC-32 is the part's own digest; the store's ETag is its integrity check (S3 computes
+            # it server-side; the filesystem store in its writing thread). A run from byte 0 gets
+            # the CRC from the archive hash's thread, which reads the part anyway: no hop of its own.
+            if part_crc is not None and hashed is not None:
+                if not hashed.is_set():
+                    await asyncio.to_thread(hashed.wait)
+                crc = part_crc.value
+            else:
+                crc = await asyncio.to_thread(crc32, data)
             if self.on_part is not None:
                 self.on_part(n, time.perf_counter() - started)
             return etag, crc

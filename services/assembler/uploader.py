@@ -80,7 +80,9 @@ class PartUploader:
         self.part += 1
         self.offset += n
         upload = self._spawn(self._upload(number, buf, n, hashed, part_crc))
-        self.chain = self._spawn(self._log(self.chain, upload, number, start, start + n, records, done))
+        stored = self._spawn(self._store_records(number, records))  # beside the upload, not in the chain
+        self.chain = self._spawn(self._log(self.chain, upload, stored, number, start, start + n, len(records),
+                                           done))
 
     async def finish(self) -> tuple[int, int]:
         """Wait until every part is logged. Returns (archive size, last part)."""
@@ -132,19 +134,29 @@ class PartUploader:
             self.pool.give(buf, hashed)
             self.slots.release()
 
+    async def _store_records(self, number: int, records: list[bytes]) -> str:
+        """The part's member records as an object (a JSON list, as load_records reads it), stored
+        while the part uploads: the log chain then only appends events (a PUT in the chain held
+        every later part's event behind it, and on S3 each PUT is a request of its own)."""
+        s = self.ctx.state
+        rkey = records_key(s.tenant_id, s.export_id, number)
+        await self.store.put(self.bucket, rkey, b"[" + b", ".join(records) + b"]", "application/json")
+        return rkey
+
     async def _log(self, previous: asyncio.Task[None] | None, upload: asyncio.Task[tuple[str, int]],
-                   number: int, start: int, end: int, records: list[bytes], done: tuple[int, int]) -> None:
+                   stored: asyncio.Task[str], number: int, start: int, end: int, count: int,
+                   done: tuple[int, int]) -> None:
         try:
-            await self._log_part(previous, upload, number, start, end, records, done)
+            await self._log_part(previous, upload, stored, number, start, end, count, done)
         except BaseException as e:
             self.failure = self.failure or e
             raise
 
     async def _log_part(self, previous: asyncio.Task[None] | None, upload: asyncio.Task[tuple[str, int]],
-                        number: int, start: int, end: int, records: list[bytes],
+                        stored: asyncio.Task[str], number: int, start: int, end: int, count: int,
                         done: tuple[int, int]) -> None:
         try:
-            etag, crc = await upload
+            (etag, crc), rkey = await asyncio.gather(upload, stored)  # the records before the event
         except BaseException:
             if previous is not None:  # earlier parts finish logging before this failure is seen
                 await asyncio.gather(previous, return_exceptions=True)
@@ -153,12 +165,9 @@ class PartUploader:
         if previous is not None:
             await previous
         s = self.ctx.state
-        rkey = records_key(s.tenant_id, s.export_id, number)
-        body = b"[" + b", ".join(records) + b"]"  # a JSON list of the records, as load_records reads it
-        await self.store.put(self.bucket, rkey, body, "application/json")
         event = ev.PartUploaded(
             export_id=s.export_id, tenant_id=s.tenant_id, part_number=number, etag=etag, crc32=crc,
-            byte_start=start, byte_end=end, records_key=rkey, records_count=len(records),
+            byte_start=start, byte_end=end, records_key=rkey, records_count=count,
             members_done=done[0], source_bytes_done=done[1],
         )
         digest = base64.b32encode(hashlib.sha256(f"{etag}:{crc}:{end - start}".encode()).digest()[:10]).decode()

@@ -155,7 +155,8 @@ async def _log_part_one(uploader: object) -> None:
     async def uploaded() -> tuple[str, int]:
         return "e1", 7
 
-    await uploader._log_part(None, asyncio.ensure_future(uploaded()), 1, 0, 10, [], (1, 500))  # type: ignore[attr-defined]
+    stored = asyncio.ensure_future(uploader._store_records(1, []))  # type: ignore[attr-defined]
+    await uploader._log_part(None, asyncio.ensure_future(uploaded()), stored, 1, 0, 10, 0, (1, 500))  # type: ignore[attr-defined]
 
 
 async def test_an_assembler_whose_part_another_worker_logged_stands_down_without_appending() -> None:

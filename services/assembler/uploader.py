@@ -12,7 +12,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import mmap
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from shared.objectstore import ObjectStore
 from shared.runtime import faults, tracing
 from shared.runtime.worker import StandDown, StepContext
 
-PartBuffer = bytearray | mmap.mmap
+PartBuffer = bytearray
 
 
 class PartCrc:
@@ -58,7 +57,7 @@ class PartUploader:
         self.offset = offset
         # Part buffers are allocated once and reused (one filling + ``in_flight`` uploading): no
         # part-sized allocation per part, which the allocator would keep as freed-but-resident memory.
-        self.pool = BufferPool(self.size, max(1, in_flight) + 1, getattr(store, "page_aligned_parts", False))
+        self.pool = BufferPool(self.size, max(1, in_flight) + 1)
         self.slots = asyncio.Semaphore(max(1, in_flight))
         self.chain: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[object]] = set()
@@ -192,30 +191,23 @@ class BufferPool:
     free buffers stay around. A buffer may come back before the archive hash has read it: ``take``
     (in the encoder's thread) waits for that, oldest first, instead of allocating another."""
 
-    _free: dict[tuple[int, bool], list[tuple[PartBuffer, threading.Event | None]]] = {}
+    _free: dict[int, list[tuple[PartBuffer, threading.Event | None]]] = {}
 
-    def __init__(self, size: int, keep: int, aligned: bool = False) -> None:
-        """``aligned``: page-aligned buffers (anonymous mmaps), for a store that writes whole pages
-        straight from them (the filesystem store's O_DIRECT); else bytearrays, which botocore sends
-        as they are."""
+    def __init__(self, size: int, keep: int) -> None:
         self.size = size
         self.keep = keep
-        self.key = (size, aligned)
-
-    def _new(self) -> PartBuffer:
-        return mmap.mmap(-1, self.size) if self.key[1] else bytearray(self.size)
 
     def take(self) -> PartBuffer:
-        free = self._free.get(self.key)
+        free = self._free.get(self.size)
         if not free:
-            return self._new()
+            return bytearray(self.size)
         buf, hashed = free.pop(0)
         if hashed is not None and not hashed.wait(HASH_WAIT_S):  # a stuck hasher: do not reuse it
-            return self._new()
+            return bytearray(self.size)
         return buf
 
     def give(self, buf: PartBuffer, hashed: threading.Event | None = None) -> None:
-        free = self._free.setdefault(self.key, [])
+        free = self._free.setdefault(self.size, [])
         if len(free) < self.keep:
             free.append((buf, hashed))
 

@@ -18,8 +18,6 @@ an interrupted completion undoable (part 1 is truncated back) or, once the objec
 from __future__ import annotations
 
 import asyncio
-import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -57,9 +55,6 @@ def _safe_key(key: str) -> str:
 
 class FilesystemStore:
     """Object store on a local folder. Blocking file work runs in threads."""
-
-    # The assembler hands parts in page-aligned buffers, which _write_new sends with O_DIRECT.
-    page_aligned_parts = True
 
     def __init__(self, root: Path, url_signer: UrlSigner | None = None) -> None:
         self.root = Path(root)
@@ -214,7 +209,7 @@ class FilesystemStore:
         def write() -> str:  # hashing in this thread too: never on the event loop
             d = self._meta(bucket, key, upload_id)
             tmp = d / f".{part_number}.{uuid.uuid4().hex}.tmp"
-            _write_new(tmp, data)
+            tmp.write_bytes(data)
             etag = md5 or part_etag(data)
             path = d / f"{part_number:05d}.part"
             os.replace(tmp, path)
@@ -284,46 +279,6 @@ class FilesystemStore:
 
     async def close(self) -> None:
         return None
-
-
-_PAGE = 4096
-
-
-def _write_new(path: Path, data: bytes | memoryview) -> None:
-    """Write ``data`` to a new file. Its whole pages go with O_DIRECT when the buffer is page-aligned
-    (the assembler's part buffers are: :attr:`FilesystemStore.page_aligned_parts`): the disk reads
-    them from our memory instead of the CPU copying them into the page cache, which cost 0.46 of
-    the assembler's 2.3 CPU-seconds for a 424 MB export here. Where the filesystem or the buffer
-    refuses it (tmpfs on older kernels, an unaligned buffer: EINVAL), a plain write."""
-    view = memoryview(data).cast("B")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        done = 0
-        whole = len(view) - len(view) % _PAGE
-        direct = getattr(os, "O_DIRECT", 0)
-        if direct and whole:
-            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-            try:
-                fcntl.fcntl(fd, fcntl.F_SETFL, flags | direct)
-                done = _write_all(fd, view[:whole], 0)
-            except OSError as e:
-                if e.errno != errno.EINVAL:
-                    raise
-                os.ftruncate(fd, 0)
-                done = 0
-            finally:
-                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
-        _write_all(fd, view[done:], done)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, view: memoryview, at: int) -> int:
-    """pwrite all of ``view`` at offset ``at``; returns the offset after it."""
-    while view:
-        n = os.pwrite(fd, view, at)
-        view, at = view[n:], at + n
-    return at
 
 
 def _etag_path(path: Path) -> Path:

@@ -157,14 +157,14 @@ class ArchiveStream:
         except PreconditionFailed:
             raise Rewind(m.index, pos, "changed: the file was modified while it was read") from None
         r = encoder.result
-        known = MemberRecord(
-            index=m.index, path=m.path, source_id=m.source_id, offset=pos, length=r.length, size=m.size,
-            crc32=r.crc32, content_type=m.content_type, cd=base64.b64encode(r.cd_template).decode(),
-        )
         upto = hasher.mark()
-        if upto is None:  # hashed in this thread: done
-            return known.model_copy(update={"sha256": sha.hexdigest()})
-        return Deferred(known, lambda: hasher.hexdigest(sha, upto), upto)
+        record = MemberRecord(
+            index=m.index, path=m.path, source_id=m.source_id, offset=pos, length=r.length, size=m.size,
+            crc32=r.crc32, sha256="" if upto else sha.hexdigest(), content_type=m.content_type,
+            cd=base64.b64encode(r.cd_template).decode(),
+        )
+        # hashed in this thread (a small member): done; else the hashing thread may still be at it
+        return record if upto is None else Deferred(record, lambda: hasher.hexdigest(sha, upto), upto)
 
     def _generated(self, g: layout.Generated, index: int, records: RecordSpill,
                    pos: int) -> Generator[Item, None, MemberRecord]:

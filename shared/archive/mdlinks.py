@@ -335,6 +335,11 @@ def _skip_space(body: str, i: int) -> int:
 
 def find_links(body: str) -> list[LinkSpan]:
     """Every rewritable destination outside code, in order of position."""
+    if "[" not in body and "<" not in body:
+        # Every destination found below opens with one of them (a link or definition with "[", an
+        # HTML tag with "<"): a body without either has none, and needs no code scan — the scan was
+        # ~40% of the catalog's rendering of a small blog, most of whose posts link nothing.
+        return []
     code = code_ranges(body)
     found: list[LinkSpan] = []
     found += _inline_links(body, code)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from shared.archive import mdlinks
+from shared.archive.mdlinks import find_links
 from shared.archive.ownmedia import MediaRef, OwnMedia, export_body, import_body
 
 CDN = "https://cdn.example/t1/media"
@@ -80,3 +84,14 @@ def test_import_restores_the_recorded_links_to_the_new_tenants_urls() -> None:
                            lambda path, url: "https://b.example/" + path + url.partition("?")[1] + url.partition("?")[2])
     assert restored == ("![c](https://b.example/media/cat.jpg?w=6) <img src=\"https://b.example/media/dog (1).png\">\n"
                         "and my own [relative](../media/cat.jpg) link written by hand.\n")
+
+
+def test_a_body_without_brackets_or_tags_is_not_scanned_for_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_scan(body: str) -> list[tuple[int, int]]:
+        raise AssertionError("code_ranges ran for a body that cannot hold a link")
+
+    monkeypatch.setattr(mdlinks, "code_ranges", no_scan)
+    assert find_links("# Title\n\nPlain text, `code`, !(no) and (parens) (x).\n") == []
+    assert find_links("    indented\n\n```\nfenced\n```\n") == []
+    with pytest.raises(AssertionError):  # a body that may hold one still gets the scan
+        find_links("see [x](a.png)")

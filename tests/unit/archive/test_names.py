@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import re
 import unicodedata
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.archive import names
 from shared.archive.names import NameAllocator, is_safe_component, safe_component, sanitize_for_path
 
 BIDI_AND_FORMAT = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u200b\ufeff"
@@ -142,3 +145,16 @@ def test_usernames_become_short_ascii_file_name_parts(raw: str) -> None:
     cleaned = sanitize_for_path(raw)
     assert 1 <= len(cleaned) <= 64
     assert all(c.isascii() and (c.isalnum() or c in "-_") for c in cleaned)
+
+
+@settings(max_examples=500)
+@given(st.text(st.sampled_from("aZ09_-. ~COMLPTNUaux$"), max_size=40), st.integers(min_value=8, max_value=40))
+def test_the_plain_ascii_fast_path_gives_what_the_full_cleaning_gives(name: str, max_bytes: int) -> None:
+    fast = safe_component(name, "file", max_bytes)
+    with mock.patch.object(names, "_PLAIN", re.compile(r"(?!)")):  # never matches: the full path
+        assert safe_component(name, "file", max_bytes) == fast
+
+
+def test_plain_names_take_the_fast_path() -> None:
+    with mock.patch.object(unicodedata, "category", side_effect=AssertionError("per-character check")):
+        assert safe_component("my-photo_2.final.jpg", "file") == "my-photo_2.final.jpg"

@@ -93,3 +93,14 @@ def test_stored_files_keep_category_product_and_original_name() -> None:
     assert (entry["original_name"], entry["category"], entry["product"], entry["path"]) == \
         ("X (final).TXT", "uploads", "amber", "files/uploads/x.txt")
     assert plan.objects[0].meta["product"] == "amber"
+
+
+def test_iso_answers_repeated_column_values_from_its_cache_with_the_same_text() -> None:
+    from services.catalog import index
+
+    for value in (1764500000, "2024-05-01T12:00:00Z", "2024-05-01 12:00:00+02:00", True, 0, "", None, 1.5):
+        assert index.iso(value) == index._iso(value)
+    hits = index._iso_cached.cache_info().hits
+    index.iso(1764500000)
+    index.iso("2024-05-01T12:00:00Z")
+    assert index._iso_cached.cache_info().hits == hits + 2

@@ -131,7 +131,11 @@ def _subscribe(broker: NatsBroker, runtime: ServiceRuntime, settings: Settings, 
                        pull_sub=PullSub(batch_size=1, timeout=1.0), ack_policy=AckPolicy.MANUAL,
                        inbox_prefix=f"{inbox_prefix(settings.nats_user)}.".encode(),
                        title=f"{sub.durable}:{sub.event}", description=sub.description or None)
-    async def handle(body: Any, msg: NatsMessage) -> None:
+    async def handle(body: Any) -> None:
+        # The message from faststream's context, not as a `msg: NatsMessage` parameter: fast_depends
+        # resolves such a Context field with a sync function, so it ran in anyio's thread pool — a
+        # thread hop per message in every service (a test keeps handlers free of such fields).
+        msg: NatsMessage = broker.context.get_local("message")
         worker = runtime.workers.get(sub.worker)
         if worker is None:
             await msg.nack(delay=1)  # still starting

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from services.assembler.encoder import ArchiveStream, Stopped
 from services.assembler.hashing import Hasher
 from services.assembler.plan import MemberRecord
-from services.assembler.uploader import PartBuffer, PartCrc, PartUploader
+from services.assembler.uploader import PartCrc, PartUploader
 from shared.core.snapshot import SnapshotMember
 from shared.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
 
@@ -167,7 +167,7 @@ def pump(stream: ArchiveStream, uploader: PartUploader, loop: asyncio.AbstractEv
     it may sleep to give way to other exports (fairness)."""
     sha = hashlib.sha256() if hash_all else None
     hasher, pool, size = archive_hasher or stream.hasher, uploader.pool, uploader.size
-    buf: PartBuffer | None = None
+    buf: bytearray | None = None
     fill = emitted = 0
     # The open part's member records, already as JSON: ~0.5 KB each instead of ~2.4 KB as models
     # (a part of small files holds thousands of them, and N + 1 parts may be held at once).
@@ -177,7 +177,7 @@ def pump(stream: ArchiveStream, uploader: PartUploader, loop: asyncio.AbstractEv
     read: threading.Event | None = None  # set once the hash has read them (FIFO: all before too)
     part_crc: PartCrc | None = None  # the open part's CRC-32, fed by the archive hash's thread
 
-    def hash_to(part: PartBuffer, end: int) -> None:
+    def hash_to(part: bytearray, end: int) -> None:
         """Queue the part's bytes up to ``end`` for the archive hash (and the part's CRC), in slices
         of about a hop as they are written (not one 8 MiB item that member chunks would wait behind)."""
         nonlocal hashed_to, read, part_crc

@@ -26,8 +26,6 @@ from shared.objectstore import ObjectStore
 from shared.runtime import faults, tracing
 from shared.runtime.worker import StandDown, StepContext
 
-PartBuffer = bytearray
-
 
 class PartCrc:
     """Fed to the archive hash's thread in place of the archive's SHA-256: updates it and the
@@ -64,13 +62,13 @@ class PartUploader:
         self.on_part = on_part
         self.failure: BaseException | None = None
 
-    async def submit(self, buf: PartBuffer, n: int, records: list[bytes], done: tuple[int, int],
+    async def submit(self, buf: bytearray, n: int, records: list[bytes], done: tuple[int, int],
                      hashed: threading.Event | None = None, part_crc: PartCrc | None = None) -> None:
         """Upload a filled part (``n`` bytes of ``buf``, the records of the members ending in it),
         then log it after every earlier part. Waits for a free upload slot: the caller takes its
         next buffer only after this returns. ``hashed``: set once the archive hash has read
         ``buf``; the buffer is reused only then. ``part_crc``: the part's CRC-32, complete once
-        ``hashed`` is set (else the CRC is computed here)."""
+        ``hashed`` is set (None: the CRC is computed here)."""
         if self.failure is not None:  # stop streaming at once when a part could not be logged
             raise self.failure
         check_part_budget(self.part)
@@ -105,7 +103,7 @@ class PartUploader:
         task.add_done_callback(self.tasks.discard)
         return task
 
-    async def _upload(self, number: int, buf: PartBuffer, n: int, hashed: threading.Event | None,
+    async def _upload(self, number: int, buf: bytearray, n: int, hashed: threading.Event | None,
                       part_crc: PartCrc | None) -> tuple[str, int]:
         try:
             started = time.perf_counter()
@@ -120,8 +118,8 @@ class PartUploader:
             # CRC-32 is the part's own digest; the store's ETag is its integrity check (S3 computes
             # it server-side; the filesystem store in its writing thread). A run from byte 0 gets
             # the CRC from the archive hash's thread, which reads the part anyway: no hop of its own.
-            if part_crc is not None and hashed is not None:
-                if not hashed.is_set():
+            if part_crc is not None:
+                if hashed is not None and not hashed.is_set():
                     await asyncio.to_thread(hashed.wait)
                 crc = part_crc.value
             else:
@@ -191,13 +189,13 @@ class BufferPool:
     free buffers stay around. A buffer may come back before the archive hash has read it: ``take``
     (in the encoder's thread) waits for that, oldest first, instead of allocating another."""
 
-    _free: dict[int, list[tuple[PartBuffer, threading.Event | None]]] = {}
+    _free: dict[int, list[tuple[bytearray, threading.Event | None]]] = {}
 
     def __init__(self, size: int, keep: int) -> None:
         self.size = size
         self.keep = keep
 
-    def take(self) -> PartBuffer:
+    def take(self) -> bytearray:
         free = self._free.get(self.size)
         if not free:
             return bytearray(self.size)
@@ -206,7 +204,7 @@ class BufferPool:
             return bytearray(self.size)
         return buf
 
-    def give(self, buf: PartBuffer, hashed: threading.Event | None = None) -> None:
+    def give(self, buf: bytearray, hashed: threading.Event | None = None) -> None:
         free = self._free.setdefault(self.size, [])
         if len(free) < self.keep:
             free.append((buf, hashed))

@@ -6,8 +6,9 @@ means "the bytes did not change": an object's is the MD5 of its bytes (as S3's);
 XXH3-128 (:func:`part_etag`: the store hashes every byte of every archive; XXH3 runs at ~22 GB/s
 here against SHA-256's 1.2 and MD5's 0.45 — it guards against lost or rewritten parts, not against
 someone who can write the store's directory, who could rewrite the cached digest as well), and a
-completed multipart object's is S3's shape over the part digests, ``md5-of-part-digests-N``. Writes go to a temp file then ``os.replace`` — a reader never sees a
-half-written object, and a reader that opened the old file keeps reading the old bytes.
+completed multipart object's is S3's shape over the part digests, ``md5-of-part-digests-N``. Writes
+go to a temp file then ``os.replace`` — a reader never sees a half-written object, and a reader that
+opened the old file keeps reading the old bytes.
 
 A part's digest is computed once, in the thread that writes it, and kept beside it (trusted while the
 file's mtime and size match). Completion renames part 1 into place after appending the other parts

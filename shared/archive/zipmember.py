@@ -25,15 +25,11 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib.metadata import version
 
-from stream_zip import ZIP_32, ZIP_64, stream_zip
-
-from shared.archive import crc
 from shared.archive.levels import TABLE_DIGEST
 from shared.archive.levels import level_for as level_for  # re-exported: the level is part of a member
 from shared.archive.stored import STORED_ID, compressobj_for
+from shared.archive.streamzip import ZIP_32, ZIP_64, stream_zip
 from shared.archive.trailer import max_trailer_length, parse_trailer
-
-crc.install()  # member CRCs through ISA-L's CRC-32: same values, ten times zlib's speed here
 
 FORMAT_VERSION = 1
 BLOCK = 1024 * 1024

@@ -1,7 +1,8 @@
 """Profile the assembler (or another step service) with py-spy during one export (fs or S3 on moto).
 
     .venv/bin/pip install py-spy
-    .venv/bin/python -m tests.bench.profile --store fs [--images 200] [--members N] [--service S] [--out DIR]
+    .venv/bin/python -m tests.bench.profile --store fs [--images 200] [--members N] [--burst N] [--service S]
+        [--out DIR] [--perf | --gil]
 
 Runs the bench's export (incompressible 2 MiB JPEG-typed images + posts; with ``--members N``
 section 10's export of N 1 KiB files) through the real step services, attaches ``py-spy record``
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from tests.bench.common import Env, MiB, World, cpu_seconds, mbps, seed_random_images, start_ready_stack, timeline
 from tests.support.pipeline import request_export, wait_status
+from tests.support.stack import STEP_SERVICES
 
 # Leaves where a thread waits (idle pool workers, the selector, a future): not CPU.
 IDLE = ("_worker (concurrent/futures/thread.py)", "Condition.wait (threading.py)", "Event.wait (threading.py)",
@@ -75,7 +77,8 @@ def stalls(raw: Path) -> str:
 
 
 async def main_async(store: str, images: int, posts: int, out: Path, members: int = 0,
-                     service: str = "assembler", native: bool = False) -> None:
+                     service: str = "assembler", native: bool = False, burst: int = 0,
+                     gil: bool = False) -> None:
     root = Path(tempfile.mkdtemp(prefix="grove-profile-"))
     world = World(root).start()
     env = None
@@ -83,7 +86,10 @@ async def main_async(store: str, images: int, posts: int, out: Path, members: in
     try:
         values = world.values(store, s3=store == "s3", min_part_size=8 * MiB, parts_in_flight=3)
         env = await Env.open(values)
-        if members:  # section 10's export: many 1 KiB files (filesystem store)
+        if burst:  # section 9's burst: small exports over its seeded tenants
+            from tests.bench import burst as section9
+            tenants = await section9._seed(env, section9.TENANTS)
+        elif members:  # section 10's export: many 1 KiB files (filesystem store)
             from tests.bench.members import _seed
             tenant = await _seed(env, members)
         else:
@@ -97,21 +103,31 @@ async def main_async(store: str, images: int, posts: int, out: Path, members: in
             cmd = ["perf", "record", "-F", "499", "-p", str(pid), "-o", str(raw)]
         else:  # --idle: waiting threads too, so a stall shows (summarize leaves the waiting leaves out)
             spy_exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-            cmd = [spy_exe, "record", "--pid", str(pid), "--threads", "--idle", "--rate", "200", "--format", "raw",
-                   "--output", str(raw)]
+            # --gil: only the thread holding the GIL, i.e. where the Python CPU time goes
+            cmd = [spy_exe, "record", "--pid", str(pid), "--threads", "--gil" if gil else "--idle", "--rate", "200",
+                   "--format", "raw", "--output", str(raw)]
         spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
         await asyncio.sleep(1.0)  # py-spy attaches
         cpu0 = cpu_seconds(pid)
-        export_id = await request_export(env.bus, tenant)
-        state = await wait_status(env.bus, tenant, export_id, timeout=900)
-        cpu = cpu_seconds(pid) - cpu0
-        spy.send_signal(signal.SIGINT)
-        spy.wait(timeout=60)
-        assert state.cataloged is not None
-        tl = await timeline(env, tenant, export_id)
-        total = state.cataloged.total_bytes
-        print(f"{store}: {state.status}; streaming {mbps(total, tl.seconds('UploadStarted', 'ArchiveAssembled')):.0f}"
-              f" MB/s; {tl.phases()}; {service} CPU {cpu:.2f} s for {total / 1e6:.0f} MB")
+        if burst:
+            done, seconds, _, cpu_ms, _, _ = await section9._burst(
+                world, env, {name: stack.child(name).pid for name in STEP_SERVICES}, tenants, burst)
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+            print(f"burst of {burst}: {done} complete in {seconds:.1f} s = {done / seconds:.1f}/s; CPU-ms per export: "
+                  + ", ".join(f"{name} {ms:.1f}" for name, ms in cpu_ms.items()))
+        else:
+            export_id = await request_export(env.bus, tenant)
+            state = await wait_status(env.bus, tenant, export_id, timeout=900)
+            cpu = cpu_seconds(pid) - cpu0
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+            assert state.cataloged is not None
+            tl = await timeline(env, tenant, export_id)
+            total = state.cataloged.total_bytes
+            print(f"{store}: {state.status}; streaming "
+                  f"{mbps(total, tl.seconds('UploadStarted', 'ArchiveAssembled')):.0f} MB/s; {tl.phases()}; "
+                  f"{service} CPU {cpu:.2f} s for {total / 1e6:.0f} MB")
         if native:
             report = subprocess.run(  # noqa: ASYNC221  (a bench tool, after the export)
                 ["perf", "report", "-i", str(raw), "--stdio", "--no-children", "--sort", "dso,symbol",
@@ -119,7 +135,8 @@ async def main_async(store: str, images: int, posts: int, out: Path, members: in
             print("\n".join(line for line in report.stdout.splitlines() if line and not line.startswith("#")))
         else:
             print(summarize(raw))
-            print(stalls(raw))
+            if not gil:
+                print(stalls(raw))
     finally:
         if stack is not None:
             stack.stop()
@@ -135,14 +152,18 @@ def main() -> int:
     p.add_argument("--posts", type=int, default=1000)
     p.add_argument("--members", type=int, default=0,
                    help="profile section 10's export instead: this many 1 KiB files (filesystem store)")
+    p.add_argument("--burst", type=int, default=0,
+                   help="profile section 9's burst instead: this many small exports at once (filesystem store)")
     p.add_argument("--service", default="assembler", help="the step service py-spy attaches to")
     p.add_argument("--out", default="bench-results/profile")
+    p.add_argument("--gil", action="store_true",
+                   help="py-spy samples only the thread holding the GIL (Python CPU time) instead of every thread")
     p.add_argument("--perf", action="store_true", help="sample with perf (native frames, kernel) instead of py-spy")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     asyncio.run(main_async(args.store, args.images, args.posts, out.resolve(), args.members, args.service,
-                            args.perf))
+                            args.perf, args.burst, args.gil))
     return 0
 
 

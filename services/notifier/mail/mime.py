@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from email import policy
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
@@ -18,6 +20,30 @@ from .message import Email
 
 _NOT_ATEXT = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
 _DOMAIN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
+
+
+class _ReusedHeaderClasses(HeaderRegistry):
+    """The standard registry, but each header name's class is made once, not on every header set.
+
+    ``HeaderRegistry.__getitem__`` builds a new class with ``type()`` each time a header is set or
+    parsed — a tenth of the notifier's CPU per email in a burst (py-spy, GIL samples). The classes
+    it builds are stateless, so sharing one per name changes nothing in the message; a unit test
+    holds the bytes equal to the default policy's.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
+POLICY = policy.default.clone(header_factory=_ReusedHeaderClasses())
 
 
 def envelope_address(header_value: str) -> str:
@@ -45,7 +71,7 @@ def message_id(key: str, sender: str) -> str:
 def to_mime(email: Email, *, sender: str, date: datetime | None = None) -> EmailMessage:
     """Build the message. Raises :class:`PermanentMailError` for a header that cannot be encoded."""
     require_one_recipient(email)
-    msg = EmailMessage()
+    msg = EmailMessage(policy=POLICY)
     try:
         msg["From"] = sender
         msg["To"] = email.to

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -72,6 +73,24 @@ def test_to_mime_is_multipart_alternative_with_text_first() -> None:
     assert msg["Auto-Submitted"] == "auto-generated"
     text = msg.get_body(preferencelist=("plain",))
     assert isinstance(text, EmailMessage) and text.get_content() == "Hi Zoë\n"
+
+
+def test_to_mime_reuses_header_classes_and_writes_the_default_policys_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from email import policy
+
+    from services.notifier.mail import mime
+
+    when = datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
+    email = replace(EMAIL, subject="Zoë, your Grove export is ready — " + "long subject " * 8)
+    fast = to_mime(email, sender=SENDER, date=when)
+    assert type(fast["Subject"]) is type(to_mime(email, sender=SENDER, date=when)["Subject"])  # made once
+    monkeypatch.setattr(mime, "POLICY", policy.default)
+    plain = to_mime(email, sender=SENDER, date=when)
+    assert type(plain["Subject"]) is not type(to_mime(email, sender=SENDER, date=when)["Subject"])
+    for msg in (fast, plain):
+        msg.set_boundary("===b===")  # otherwise random per message
+    assert fast.as_bytes(policy=policy.SMTP) == plain.as_bytes(policy=policy.SMTP)
+
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from services.assembler.hashing import Hasher, InlineHasher
 from services.assembler.plan import MemberRecord, ResumePoint
 from services.assembler.spill import RecordSpill
-from shared.archive import layout
+from shared.archive import jsontext, layout
 from shared.archive.central import central_directory
 from shared.archive.zipmember import MemberEncoder, SourceSizeMismatch
 from shared.core.snapshot import Snapshot, SnapshotMember
@@ -248,7 +248,7 @@ def manifest_stream(snapshot: Snapshot, records: RecordSpill) -> tuple[int, Iter
         "created_at": h.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "generator": h.generator,
         "format_version": 1, "item_counts": layout.held_counts(snapshot, records.skipped),
     }
-    head_text = json.dumps(head_doc, indent=2, ensure_ascii=False)
+    head_text = jsontext.dumps(head_doc)
     head = (head_text[:-2] + ',\n  "members": ' + ("[\n    " if records.entries else "[]")).encode()
     tail = (("\n  ]" if records.entries else "") + ',\n  "notes": '
             + json.dumps(MANIFEST_NOTES, ensure_ascii=False) + "\n}\n").encode()

@@ -32,6 +32,7 @@ from typing import IO, overload
 from pydantic_core import from_json
 
 from services.assembler.plan import MemberRecord
+from shared.archive import jsontext
 from shared.archive.central import CDEntry
 from shared.archive.layout import manifest_entry
 from shared.core.snapshot import Snapshot, SnapshotError, SnapshotHeader, SnapshotMember
@@ -276,5 +277,5 @@ def manifest_entry_text(snapshot: Snapshot, r: MemberRecord) -> bytes:
     """One entry of manifest.json's ``members`` list as ``json.dumps(doc, indent=2)`` writes it
     there (two levels deep: every line after the first indented by four more spaces; JSON strings
     hold no raw newline, so splitting on newlines is exact)."""
-    text = json.dumps(manifest_entry(snapshot, r), indent=2, ensure_ascii=False)
+    text = jsontext.dumps(manifest_entry(snapshot, r))
     return text.replace("\n", "\n    ").encode()

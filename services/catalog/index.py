@@ -7,12 +7,12 @@ restored into another tenant exports to the same index except for row ids and ob
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from shared.archive import jsontext
 from shared.archive.layout import FEED_PATH
 from shared.archive.ownmedia import OwnMedia, export_body, relative_link
 
@@ -76,7 +76,7 @@ def text_entry(row_id: str, path: str, r: RenderedText) -> dict[str, Any]:
 
 
 def index_json(sections: dict[str, list[dict[str, Any]]]) -> bytes:
-    return (json.dumps({**INDEX_FORMAT, **sections}, indent=2, ensure_ascii=False) + "\n").encode()
+    return jsontext.pretty({**INDEX_FORMAT, **sections})
 
 
 def feed_item(row: dict[str, Any], path: str, r: RenderedText, own: OwnMedia) -> dict[str, Any]:
@@ -100,4 +100,4 @@ def feed_json(title: str, items: list[dict[str, Any]]) -> bytes:
            "description": "Every post in this archive. content_text is the Markdown body; links to images "
                           "are relative to this file. _grove.path is the post's Markdown file.",
            "items": items}
-    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+    return jsontext.pretty(doc)

@@ -30,13 +30,13 @@ Pure: no I/O. Errors::
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from shared.archive import jsontext
 from shared.archive.levels import level_for
 from shared.archive.names import NameAllocator, safe_component
 from shared.core.snapshot import Snapshot, SnapshotMember
@@ -343,7 +343,7 @@ def manifest_json(snapshot: Snapshot, records: Sequence[Record]) -> bytes:
         "notes": f"Checksums are SHA-256 of each file's bytes. {MANIFEST_PATH} and {ERRORS_PATH} are not listed. "
                  f"item_counts are what this archive holds; {ERRORS_PATH} lists what it does not.",
     }
-    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+    return jsontext.pretty(doc)
 
 
 def manifest_entry(snapshot: Snapshot, r: Record) -> dict[str, Any]:
@@ -362,7 +362,7 @@ def errors_json(snapshot: Snapshot, records: Sequence[Record]) -> bytes:
         {"source_id": e.source_id, "path": e.path, "reason": e.reason} for e in snapshot.errors]
     errors += [{"source_id": r.source_id, "path": r.path, "reason": r.reason}
                for r in records if r.status == "skipped"]
-    return (json.dumps(errors, indent=2, ensure_ascii=False) + "\n").encode()
+    return jsontext.pretty(errors)
 
 
 @dataclass(frozen=True)

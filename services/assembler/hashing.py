@@ -44,6 +44,10 @@ class InlineHasher:
     def close(self) -> None:
         return None
 
+    @property
+    def running(self) -> bool:
+        return False
+
 
 class ThreadHasher:
     def __init__(self, limit: int = 2 << 20) -> None:  # member chunks only: part buffers are not counted
@@ -100,6 +104,11 @@ class ThreadHasher:
             done.wait()
         self._raise()
         return h.hexdigest()
+
+    @property
+    def running(self) -> bool:
+        """A hashing thread was started (so :meth:`close` has one to join)."""
+        return self._thread is not None
 
     def close(self) -> None:
         with self._cond:

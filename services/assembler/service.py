@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from services.assembler.bridge import TextWindows, pump, source_opener
-from services.assembler.encoder import ArchiveStream, Rewind
+from services.assembler.encoder import INLINE, ArchiveStream, Rewind
 from services.assembler.hashing import ThreadHasher
 from services.assembler.plan import MemberRecord, ResumePoint, part_size, resume_point, rewind_target
 from services.assembler.spill import RecordSpill, load_snapshot
@@ -148,8 +148,11 @@ class Assembler:
             return opener(m)
 
         # The two SHA-256 passes (each member's, the archive's) run on threads of their own, in
-        # parallel with each other and with this export's encoding thread.
-        hasher, archive_hasher = ThreadHasher(), ThreadHasher()
+        # parallel with each other and with this export's encoding thread — except the archive's
+        # when it fits one part: then a thread (started, fed, joined) costs more than the hash.
+        hasher = ThreadHasher()
+        small = ctx.state.cataloged is not None and ctx.state.cataloged.total_bytes < self.settings.min_part_size
+        archive_hasher = INLINE if small else ThreadHasher()
         stream = ArchiveStream(snapshot, open_source, rp, dict(skips), hasher=hasher)
         opener = source_opener(self.store, loop, stream.stop)
         texts = TextWindows(self.store, snapshot.members, loop, stream.stop)
@@ -176,6 +179,9 @@ class Assembler:
             await uploader.cancel()
             raise
         finally:
-            await asyncio.to_thread(hasher.close)
-            await asyncio.to_thread(archive_hasher.close)
+            for h in (hasher, archive_hasher):
+                if h.running:  # a join: off the loop (an export of small files never starts one)
+                    await asyncio.to_thread(h.close)
+                else:
+                    h.close()  # nothing to join; a thread started after this stops at once
         return size, last, sha, stream.records

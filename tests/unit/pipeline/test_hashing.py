@@ -133,3 +133,17 @@ def test_a_hasher_never_fed_starts_no_thread() -> None:
     assert hasher.hexdigest(h) == hashlib.sha256(b"x").hexdigest()
     assert threading.active_count() == before  # an export of small files costs no thread
     hasher.close()
+
+
+def test_a_hasher_starts_its_thread_on_first_use_only() -> None:
+    """The assembler joins (a hop off the event loop) only a hasher that is running."""
+    hasher = ThreadHasher()
+    assert not hasher.running and not InlineHasher().running
+    assert hasher.mark() is None  # nothing queued: no thread for it either
+    assert not hasher.running
+    h = hashlib.sha256()
+    hasher.update(h, b"abc")
+    assert hasher.running
+    assert hasher.hexdigest(h) == hashlib.sha256(b"abc").hexdigest()
+    hasher.close()
+    assert hasher._thread is not None and not hasher._thread.is_alive()

@@ -29,17 +29,23 @@ from shared.runtime.worker import StandDown, StepContext
 
 class PartCrc:
     """Fed to the archive hash's thread in place of the archive's SHA-256: updates it and the
-    part's CRC-32 from the same read of the part buffer."""
+    part's CRC-32 from the same read of the part buffer. ``failed``: an update raised, so ``value``
+    is not the part's CRC (the uploader then computes it from the part itself)."""
 
-    __slots__ = ("archive", "value")
+    __slots__ = ("archive", "failed", "value")
 
     def __init__(self, archive: hashlib._Hash) -> None:
         self.archive = archive
         self.value = 0
+        self.failed = False
 
     def update(self, data: bytes | memoryview) -> None:
-        self.archive.update(data)
-        self.value = crc32(data, self.value)
+        try:
+            self.archive.update(data)
+            self.value = crc32(data, self.value)
+        except BaseException:
+            self.failed = True  # the hashing thread reports the error; the step fails on the digest
+            raise
 
     def hexdigest(self) -> str:
         return self.archive.hexdigest()
@@ -118,11 +124,11 @@ class PartUploader:
             # CRC-32 is the part's own digest; the store's ETag is its integrity check (S3 computes
             # it server-side; the filesystem store in its writing thread). A run from byte 0 gets
             # the CRC from the archive hash's thread, which reads the part anyway: no hop of its own.
-            if part_crc is not None:
-                if hashed is not None and not hashed.is_set():
-                    await asyncio.to_thread(hashed.wait)
+            if part_crc is not None and hashed is not None and not hashed.is_set():
+                await asyncio.to_thread(hashed.wait)
+            if part_crc is not None and not part_crc.failed:
                 crc = part_crc.value
-            else:
+            else:  # a resumed run, or the hash failed on this part: never log a CRC it left half-done
                 crc = await asyncio.to_thread(crc32, data)
             if self.on_part is not None:
                 self.on_part(n, time.perf_counter() - started)
@@ -190,24 +196,30 @@ class BufferPool:
     (in the encoder's thread) waits for that, oldest first, instead of allocating another."""
 
     _free: dict[int, list[tuple[bytearray, threading.Event | None]]] = {}
+    # Several exports' encoder threads take and the event loop gives back: the check and the pop
+    # must be one step, whatever the interpreter's GIL happens to make atomic.
+    _lock = threading.Lock()
 
     def __init__(self, size: int, keep: int) -> None:
         self.size = size
         self.keep = keep
 
     def take(self) -> bytearray:
-        free = self._free.get(self.size)
-        if not free:
+        with self._lock:
+            free = self._free.get(self.size)
+            item = free.pop(0) if free else None
+        if item is None:
             return bytearray(self.size)
-        buf, hashed = free.pop(0)
+        buf, hashed = item
         if hashed is not None and not hashed.wait(HASH_WAIT_S):  # a stuck hasher: do not reuse it
             return bytearray(self.size)
         return buf
 
     def give(self, buf: bytearray, hashed: threading.Event | None = None) -> None:
-        free = self._free.setdefault(self.size, [])
-        if len(free) < self.keep:
-            free.append((buf, hashed))
+        with self._lock:
+            free = self._free.setdefault(self.size, [])
+            if len(free) < self.keep:
+                free.append((buf, hashed))
 
 
 HASH_WAIT_S = 30.0

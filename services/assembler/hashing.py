@@ -20,6 +20,11 @@ from typing import Protocol
 Buffer = bytes | memoryview
 
 
+class HasherClosed(RuntimeError):
+    """An update or a digest asked of a hasher after :meth:`ThreadHasher.close` (a step that was
+    stopped while its encoder thread still ran): nothing more is hashed."""
+
+
 class _Hash(Protocol):
     def update(self, data: Buffer, /) -> None: ...
     def hexdigest(self) -> str: ...
@@ -58,6 +63,7 @@ class ThreadHasher:
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None  # started by the first update: an export of
         # small files never hashes here, and a thread per export is not free in a burst of thousands
+        self._closed = False
 
     def _start(self) -> None:  # under self._cond
         if self._thread is None:
@@ -77,8 +83,12 @@ class ThreadHasher:
 
     def _put(self, h: _Hash, data: Buffer, size: int, done: threading.Event | None = None) -> None:
         with self._cond:
-            while size and self._queued > self._limit and self._error is None:
+            while size and self._queued > self._limit and self._error is None and not self._closed:
                 self._cond.wait()
+            if self._closed:  # never queued behind the stop marker, where no thread would read it
+                if done is not None:
+                    done.set()  # the caller's buffer is free again
+                raise HasherClosed("the hasher was closed")
             self._raise()
             self._start()
             self._queue.append((h, data, size, done))
@@ -88,6 +98,8 @@ class ThreadHasher:
     def mark(self) -> threading.Event | None:
         """An event set once every update queued so far is done (None: nothing was ever queued)."""
         with self._cond:
+            if self._closed:
+                raise HasherClosed("the hasher was closed")
             self._raise()
             if self._thread is None:
                 return None
@@ -111,8 +123,10 @@ class ThreadHasher:
         return self._thread is not None
 
     def close(self) -> None:
+        """Stop the thread after what is queued; later updates and marks raise :class:`HasherClosed`."""
         with self._cond:
             thread = self._thread
+            self._closed = True
             self._queue.append(None)
             self._cond.notify_all()
         if thread is not None:

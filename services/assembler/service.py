@@ -151,7 +151,8 @@ class Assembler:
         # parallel with each other and with this export's encoding thread — except the archive's
         # when it fits one part: then a thread (started, fed, joined) costs more than the hash.
         hasher = ThreadHasher()
-        small = ctx.state.cataloged is not None and ctx.state.cataloged.total_bytes < self.settings.min_part_size
+        c = ctx.state.cataloged  # sources plus ~1 KiB a member of headers, records and manifest
+        small = c is not None and c.total_bytes + c.member_count * 1024 < self.settings.min_part_size
         archive_hasher = INLINE if small else ThreadHasher()
         stream = ArchiveStream(snapshot, open_source, rp, dict(skips), hasher=hasher)
         opener = source_opener(self.store, loop, stream.stop)
@@ -183,5 +184,5 @@ class Assembler:
                 if h.running:  # a join: off the loop (an export of small files never starts one)
                     await asyncio.to_thread(h.close)
                 else:
-                    h.close()  # nothing to join; a thread started after this stops at once
+                    h.close()  # nothing to join; an update after this (a stopped encoder) raises
         return size, last, sha, stream.records

@@ -124,11 +124,10 @@ class PartUploader:
             # CRC-32 is the part's own digest; the store's ETag is its integrity check (S3 computes
             # it server-side; the filesystem store in its writing thread). A run from byte 0 gets
             # the CRC from the archive hash's thread, which reads the part anyway: no hop of its own.
-            if part_crc is not None and hashed is not None and not hashed.is_set():
-                await asyncio.to_thread(hashed.wait)
-            if part_crc is not None and not part_crc.failed:
+            read = hashed is None or hashed.is_set() or await asyncio.to_thread(hashed.wait, HASH_WAIT_S)
+            if part_crc is not None and read and not part_crc.failed:
                 crc = part_crc.value
-            else:  # a resumed run, or the hash failed on this part: never log a CRC it left half-done
+            else:  # a resumed run, or the hash failed or stalled on this part: never log a half-done CRC
                 crc = await asyncio.to_thread(crc32, data)
             if self.on_part is not None:
                 self.on_part(n, time.perf_counter() - started)

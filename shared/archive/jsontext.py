@@ -7,7 +7,10 @@ catalog's and a few per cent of the assembler's CPU per small export (py-spy, GI
 pydantic-core's ``to_json`` (already a dependency) writes the same text for strings, integers,
 booleans, null, lists and objects with string keys; not for floats (``1e-07`` against ``1e-7``).
 So a document holding anything else takes the standard library's path (which also keeps its
-errors), and a Hypothesis test holds both paths equal over arbitrary JSON values.
+errors), and a Hypothesis test holds both paths equal over arbitrary JSON values. One difference
+stays: a string with a lone surrogate makes ``to_json`` raise (``PydanticSerializationError``, a
+``ValueError``) where ``json.dumps`` returns it and the UTF-8 encoding after it raises
+(``UnicodeEncodeError``, a ``ValueError`` too); no caller catches either.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ future flag gives the same bytes (a unit test holds every member kind equal to t
 module's output) at the lower cost.
 
 The copy is a private module object: ``import stream_zip`` elsewhere still gets the installed
-module untouched. Its version is the installed package's, and the encoder fingerprint names it.
+module untouched (its classes are not the copy's: nothing here catches or pickles them). Its
+version is the installed package's, and the encoder fingerprint names it. Installed without its
+source (bytecode only), the installed module itself is used: the same bytes, without the saving.
 """
 
 from __future__ import annotations
@@ -28,7 +30,15 @@ def _load() -> types.ModuleType:
     spec = importlib.util.find_spec("stream_zip")
     if spec is None or spec.origin is None:
         raise ImportError("stream-zip is not installed")
-    source = Path(spec.origin).read_text(encoding="utf-8")
+    try:
+        source = Path(spec.origin).read_text(encoding="utf-8") if spec.origin.endswith(".py") else None
+    except OSError:
+        source = None
+    if source is None:
+        import stream_zip as installed
+
+        crc.install(installed)
+        return installed
     module = types.ModuleType("stream_zip", "stream-zip, annotations not evaluated at definition time")
     module.__file__ = spec.origin
     code = compile(source, spec.origin, "exec", flags=__future__.annotations.compiler_flag, dont_inherit=True)

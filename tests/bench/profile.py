@@ -114,7 +114,8 @@ async def main_async(store: str, images: int, posts: int, out: Path, members: in
                 world, env, {name: stack.child(name).pid for name in STEP_SERVICES}, tenants, burst)
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
-            print(f"burst of {burst}: {done} complete in {seconds:.1f} s = {done / seconds:.1f}/s; CPU-ms per export: "
+            print(f"burst of {burst}: {done} complete in {seconds:.1f} s = {done / max(seconds, 1e-9):.1f}/s; "
+                  "CPU-ms per export: "
                   + ", ".join(f"{name} {ms:.1f}" for name, ms in cpu_ms.items()))
         else:
             export_id = await request_export(env.bus, tenant)
@@ -150,15 +151,17 @@ def main() -> int:
     p.add_argument("--store", choices=("fs", "s3"), default="fs")
     p.add_argument("--images", type=int, default=200)
     p.add_argument("--posts", type=int, default=1000)
-    p.add_argument("--members", type=int, default=0,
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--members", type=int, default=0,
                    help="profile section 10's export instead: this many 1 KiB files (filesystem store)")
-    p.add_argument("--burst", type=int, default=0,
+    what.add_argument("--burst", type=int, default=0,
                    help="profile section 9's burst instead: this many small exports at once (filesystem store)")
     p.add_argument("--service", default="assembler", help="the step service py-spy attaches to")
     p.add_argument("--out", default="bench-results/profile")
-    p.add_argument("--gil", action="store_true",
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--gil", action="store_true",
                    help="py-spy samples only the thread holding the GIL (Python CPU time) instead of every thread")
-    p.add_argument("--perf", action="store_true", help="sample with perf (native frames, kernel) instead of py-spy")
+    how.add_argument("--perf", action="store_true", help="sample with perf (native frames, kernel) instead of py-spy")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

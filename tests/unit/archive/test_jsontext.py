@@ -32,6 +32,7 @@ def test_pretty_is_json_dumps_indent_2(doc: Any) -> None:
                     max_leaves=30))
 def test_documents_without_floats_take_the_compiled_path(doc: Any) -> None:
     assert jsontext._compiled_writes_the_same(doc)
+    assert jsontext.pretty(doc) == (standard(doc) + "\n").encode()
 
 
 def test_floats_and_other_keys_take_the_standard_path() -> None:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from services.assembler.hashing import InlineHasher, ThreadHasher
+from services.assembler.hashing import HasherClosed, InlineHasher, ThreadHasher
 
 CHUNKS = [bytes([i]) * (4096 + i) for i in range(200)]
 
@@ -147,3 +147,23 @@ def test_a_hasher_starts_its_thread_on_first_use_only() -> None:
     assert hasher.hexdigest(h) == hashlib.sha256(b"abc").hexdigest()
     hasher.close()
     assert hasher._thread is not None and not hasher._thread.is_alive()
+
+
+def test_after_close_an_update_frees_its_buffer_and_raises_instead_of_queueing_behind_the_stop() -> None:
+    """A stopped step closes its hashers while its encoder thread may still hash a part: that part
+    buffer must come back (its event set), not wait 30 s in the pool for a thread that has gone."""
+    for started in (False, True):
+        hasher = ThreadHasher()
+        h = hashlib.sha256()
+        if started:
+            hasher.update(h, b"x" * 5000)
+        hasher.close()
+        done = threading.Event()
+        with pytest.raises(HasherClosed):
+            hasher._put(h, memoryview(bytearray(4096)), 0, done)  # what update_buffer does
+        assert done.is_set()
+        with pytest.raises(HasherClosed):
+            hasher.update(h, b"more")
+        with pytest.raises(HasherClosed):
+            hasher.mark()
+        assert list(hasher._queue) in ([], [None])  # nothing queued behind the stop marker

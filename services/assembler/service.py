@@ -99,10 +99,11 @@ class Assembler:
         fp = fingerprint()
         current = ctx.state.upload
         if current is None:
-            upload_id = await self.store.create_multipart(self.bucket, c.archive_key, "application/zip")
+            size = part_size(c.total_bytes, self.settings.min_part_size)
+            upload_id = await self.store.create_multipart(self.bucket, c.archive_key, "application/zip", size)
             started = ev.UploadStarted(
                 export_id=c.export_id, tenant_id=c.tenant_id, upload_id=upload_id, archive_key=c.archive_key,
-                part_size=part_size(c.total_bytes, self.settings.min_part_size), fingerprint=fp)
+                part_size=size, fingerprint=fp)
             try:
                 await ctx.append(started, msg_id=f"{c.export_id}:UploadStarted")
             except Conflict:

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import mmap
 import threading
 import time
 from collections.abc import Callable
@@ -61,7 +62,7 @@ class PartUploader:
         self.offset = offset
         # Part buffers are allocated once and reused (one filling + ``in_flight`` uploading): no
         # part-sized allocation per part, which the allocator would keep as freed-but-resident memory.
-        self.pool = BufferPool(self.size, max(1, in_flight) + 1)
+        self.pool = BufferPool(self.size, max(1, in_flight) + 1, getattr(store, "aligned_part_buffers", False))
         self.slots = asyncio.Semaphore(max(1, in_flight))
         self.chain: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[object]] = set()
@@ -194,29 +195,36 @@ class BufferPool:
     free buffers stay around. A buffer may come back before the archive hash has read it: ``take``
     (in the encoder's thread) waits for that, oldest first, instead of allocating another."""
 
-    _free: dict[int, list[tuple[bytearray, threading.Event | None]]] = {}
+    _free: dict[tuple[int, bool], list[tuple[bytearray, threading.Event | None]]] = {}
     # Several exports' encoder threads take and the event loop gives back: the check and the pop
     # must be one step, whatever the interpreter's GIL happens to make atomic.
     _lock = threading.Lock()
 
-    def __init__(self, size: int, keep: int) -> None:
+    def __init__(self, size: int, keep: int, aligned: bool = False) -> None:
         self.size = size
         self.keep = keep
+        # aligned: page-aligned memory (an anonymous mapping) for a store that writes with O_DIRECT
+        self.aligned = aligned
+
+    def _new(self) -> bytearray:
+        if self.aligned:  # an mmap takes slice assignment and memoryviews as a bytearray does
+            return mmap.mmap(-1, self.size)  # type: ignore[return-value]
+        return bytearray(self.size)
 
     def take(self) -> bytearray:
         with self._lock:
-            free = self._free.get(self.size)
+            free = self._free.get((self.size, self.aligned))
             item = free.pop(0) if free else None
         if item is None:
-            return bytearray(self.size)
+            return self._new()
         buf, hashed = item
         if hashed is not None and not hashed.wait(HASH_WAIT_S):  # a stuck hasher: do not reuse it
-            return bytearray(self.size)
+            return self._new()
         return buf
 
     def give(self, buf: bytearray, hashed: threading.Event | None = None) -> None:
         with self._lock:
-            free = self._free.setdefault(self.size, [])
+            free = self._free.setdefault((self.size, self.aligned), [])
             if len(free) < self.keep:
                 free.append((buf, hashed))
 

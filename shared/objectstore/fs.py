@@ -14,11 +14,22 @@ A part's digest is computed once, in the thread that writes it, and kept beside 
 file's mtime and size match). Completion renames part 1 into place after appending the other parts
 to it in the kernel (``copy_file_range``: no pass through Python, no re-hashing); a journal makes
 an interrupted completion undoable (part 1 is truncated back) or, once the object is in place, final.
+
+An upload started with a ``part_size`` (the assembler's) is laid out by it instead: every part is
+written straight into one file at ``(n - 1) × part_size`` (``upload.bin``; a part may not be larger),
+its digest and size kept beside it (``NNNNN.staged``), and completion truncates that file to the
+parts' total and renames it into place: no byte is copied again. Parts are written with O_DIRECT
+where the filesystem and the buffer allow it (the assembler hands page-aligned part buffers): on a
+VM, putting every archive byte into fresh page-cache pages cost the writing threads more CPU than
+both SHA-256s (perf: 1.3 CPU-s for 424 MB, against 0.04 s with O_DIRECT), and nothing reads the
+parts back. If the listed parts are not all ``part_size`` long but the last, completion gathers
+their ranges into a new file instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
@@ -45,6 +56,10 @@ from shared.objectstore.port import (
 
 UrlSigner = Callable[[str, str, int, str | None], str]
 _ETAG_SUFFIX = ".etag"
+_STAGED = "upload.bin"  # an upload with a part size: every part at (n - 1) * part_size
+_STAGED_PART = ".staged"  # beside it, per part: "<etag> <size>"
+ALIGN = 4096  # O_DIRECT: offsets, lengths and buffer addresses in multiples of this
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
 def _safe_key(key: str) -> str:
@@ -56,6 +71,8 @@ def _safe_key(key: str) -> str:
 
 class FilesystemStore:
     """Object store on a local folder. Blocking file work runs in threads."""
+
+    aligned_part_buffers = True  # the uploader hands page-aligned part buffers: O_DIRECT can take them
 
     def __init__(self, root: Path, url_signer: UrlSigner | None = None) -> None:
         self.root = Path(root)
@@ -182,15 +199,19 @@ class FilesystemStore:
         return out
 
     # -- multipart ---------------------------------------------------------------------------
-    async def create_multipart(self, bucket: str, key: str, content_type: str | None = None) -> str:
+    async def create_multipart(self, bucket: str, key: str, content_type: str | None = None,
+                               part_size: int | None = None) -> str:
         upload_id = uuid.uuid4().hex
         d = self._upload_dir(bucket, upload_id)
-        meta = {"key": _safe_key(key), "initiated": datetime.now(UTC).isoformat()}
+        meta: dict[str, object] = {"key": _safe_key(key), "initiated": datetime.now(UTC).isoformat()}
+        if part_size is not None and part_size > 0 and part_size % ALIGN == 0:
+            meta["part_size"] = part_size  # parts go into one file at their offsets
         await asyncio.to_thread(d.mkdir, parents=True)
         await asyncio.to_thread((d / "meta.json").write_text, json.dumps(meta))
         return upload_id
 
-    def _meta(self, bucket: str, key: str, upload_id: str) -> Path:
+    def _meta(self, bucket: str, key: str, upload_id: str) -> tuple[Path, int | None]:
+        """The upload's folder and its part size (None: one file per part)."""
         d = self._upload_dir(bucket, upload_id)
         try:
             meta = json.loads((d / "meta.json").read_text())
@@ -200,7 +221,7 @@ class FilesystemStore:
             raise NoSuchUpload(upload_id)
         if _recover(d):
             raise NoSuchUpload(upload_id)  # it was completed: like S3, the upload id is gone
-        return d
+        return d, meta.get("part_size")
 
     async def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes | memoryview,
                           md5: str | None = None) -> str:
@@ -208,7 +229,15 @@ class FilesystemStore:
             raise StoreError(f"part number {part_number} out of range")
 
         def write() -> str:  # hashing in this thread too: never on the event loop
-            d = self._meta(bucket, key, upload_id)
+            d, stride = self._meta(bucket, key, upload_id)
+            if stride is not None:
+                if len(data) > stride:
+                    raise StoreError(f"part {part_number} has {len(data)} bytes, more than the upload's part size "
+                                     f"{stride}")
+                etag = md5 or part_etag(data)
+                _write_at(d / _STAGED, data, (part_number - 1) * stride)
+                _replace_text(d / f"{part_number:05d}{_STAGED_PART}", f"{etag} {len(data)}")
+                return etag
             tmp = d / f".{part_number}.{uuid.uuid4().hex}.tmp"
             tmp.write_bytes(data)
             etag = md5 or part_etag(data)
@@ -221,7 +250,9 @@ class FilesystemStore:
 
     async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[UploadedPart]:
         def scan() -> list[UploadedPart]:
-            d = self._meta(bucket, key, upload_id)
+            d, stride = self._meta(bucket, key, upload_id)
+            if stride is not None:
+                return [UploadedPart(n, etag, size) for n, (etag, size) in sorted(_staged_parts(d).items())]
             parts = []
             for p in sorted(d.glob("*.part")):
                 parts.append(UploadedPart(int(p.stem), _read_etag(p), p.stat().st_size))
@@ -231,7 +262,9 @@ class FilesystemStore:
 
     async def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart]) -> str:
         def complete() -> str:
-            d = self._meta(bucket, key, upload_id)
+            d, stride = self._meta(bucket, key, upload_id)
+            if stride is not None:
+                return complete_staged(d, stride)
             files, digests = [], []
             for i, part in enumerate(parts, start=1):
                 f = d / f"{part.part_number:05d}.part"
@@ -246,6 +279,24 @@ class FilesystemStore:
                 raise StoreError("a multipart upload needs at least one part")
             etag = f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(parts)}"
             _assemble(d, files, self.path(bucket, key), etag)
+            shutil.rmtree(d, ignore_errors=True)
+            return etag
+
+        def complete_staged(d: Path, stride: int) -> str:
+            staged = _staged_parts(d)
+            sizes, digests = [], []
+            for i, part in enumerate(parts, start=1):
+                if part.part_number != i or part.part_number not in staged:
+                    raise StoreError(f"invalid part list at part {part.part_number}")
+                etag, size = staged[part.part_number]
+                if etag != part.etag.strip('"'):
+                    raise StoreError(f"part {part.part_number} etag mismatch")
+                sizes.append(size)
+                digests.append(bytes.fromhex(etag))
+            if not sizes:
+                raise StoreError("a multipart upload needs at least one part")
+            etag = f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(parts)}"
+            _complete_staged(d, stride, sizes, self.path(bucket, key), etag)
             shutil.rmtree(d, ignore_errors=True)
             return etag
 
@@ -362,12 +413,116 @@ def _append(src: int, dst: int, size: int) -> None:
         done += n
 
 
+def _replace_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _staged_parts(d: Path) -> dict[int, tuple[str, int]]:
+    """Part number → (etag, size) of an upload laid out by part size."""
+    out = {}
+    for p in d.glob(f"*{_STAGED_PART}"):
+        etag, size = p.read_text().split()
+        out[int(p.name[:-len(_STAGED_PART)])] = (etag, int(size))
+    return out
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(data):
+        done += os.pwrite(fd, data[done:], offset + done)
+
+
+def _write_at(path: Path, data: bytes | memoryview, offset: int) -> None:
+    """``data`` into ``path`` at ``offset`` (created if need be): with O_DIRECT when the offset,
+    the length and the buffer's address allow it (EINVAL otherwise), else through the page cache."""
+    view = memoryview(data).cast("B")
+    if _O_DIRECT and offset % ALIGN == 0 and len(view) % ALIGN == 0:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | _O_DIRECT, 0o644)
+        except OSError:  # a filesystem without O_DIRECT (tmpfs)
+            fd = -1
+        if fd >= 0:
+            try:
+                _pwrite_all(fd, view, offset)
+                return
+            except OSError as e:
+                if e.errno != errno.EINVAL:  # not an alignment refusal: a real write error
+                    raise
+            finally:
+                os.close(fd)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        _pwrite_all(fd, view, offset)
+    finally:
+        os.close(fd)
+
+
+def _copy_range(src: int, dst: int, offset: int, size: int) -> None:
+    done = 0
+    while done < size:
+        try:
+            n = os.copy_file_range(src, dst, size - done, offset + done)
+        except OSError:  # not supported between these files: through user space
+            n = os.write(dst, os.pread(src, min(size - done, 1 << 20), offset + done))
+        if n == 0:
+            raise StoreError("the upload's file is shorter than its parts")
+        done += n
+
+
+def _complete_staged(d: Path, stride: int, sizes: list[int], target: Path, etag: str) -> None:
+    """The upload file becomes the object: cut to the parts' total and renamed into place when every
+    part but the last is ``stride`` long; else the parts' ranges are gathered into a new file first.
+    The journal, written before anything changes, lets :func:`_recover` tell a finished completion
+    from an interrupted one."""
+    staged = d / _STAGED
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if all(size == stride for size in sizes[:-1]):
+        _replace_text(d / _JOURNAL, f"staged {stride}")
+        os.truncate(staged, (len(sizes) - 1) * stride + sizes[-1])
+        obj = staged
+    else:
+        tmp = d / f".gather.{uuid.uuid4().hex}.tmp"
+        with open(staged, "rb") as src, open(tmp, "wb") as out:
+            for i, size in enumerate(sizes):
+                _copy_range(src.fileno(), out.fileno(), i * stride, size)
+        obj = d / _GROWING
+        os.replace(tmp, obj)
+        _replace_text(d / _JOURNAL, "gather")
+    _etag_path(target).write_text(f"{etag} {_stamp(obj)}")  # the rename keeps mtime and size
+    os.replace(obj, target)
+
+
+def _recover_staged(d: Path, mode: str) -> bool:
+    """:func:`_recover` for an upload laid out by part size (see :func:`_complete_staged`)."""
+    journal = d / _JOURNAL
+    if mode == "gather":
+        growing = d / _GROWING
+        if not growing.exists():
+            return True  # renamed into place
+        growing.unlink()
+    else:
+        staged = d / _STAGED
+        if not staged.exists():
+            return True
+        stride, size = int(mode.split()[1]), staged.stat().st_size
+        for number, (_, part_size) in _staged_parts(d).items():  # parts the cut reached are gone
+            if (number - 1) * stride + part_size > size:
+                (d / f"{number:05d}{_STAGED_PART}").unlink()
+    journal.unlink()
+    return False
+
+
 def _recover(d: Path) -> bool:
     """After an interrupted completion: True when it had finished (the object is in place); when
     it had not, part 1 is cut back to its own bytes and the upload is as it was before."""
     journal = d / _JOURNAL
     if not journal.exists():
         return False
+    mode = journal.read_text()
+    if not mode.isdigit():
+        return _recover_staged(d, mode)
     growing = d / _GROWING
     if not growing.exists():
         return True

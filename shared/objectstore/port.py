@@ -111,8 +111,11 @@ class ObjectStore(Protocol):
 
     async def list_keys(self, bucket: str, prefix: str) -> list[ObjectInfo]: ...
 
-    async def create_multipart(self, bucket: str, key: str, content_type: str | None = None) -> str:
-        """Start a multipart upload; returns the upload id."""
+    async def create_multipart(self, bucket: str, key: str, content_type: str | None = None,
+                               part_size: int | None = None) -> str:
+        """Start a multipart upload; returns the upload id. ``part_size``: a promise that every part
+        but the last has exactly this many bytes and none has more (a store may lay parts out by
+        it; S3 ignores it)."""
         ...
 
     async def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes | memoryview,

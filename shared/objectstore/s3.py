@@ -318,7 +318,8 @@ class S3Store:
         return out
 
     # -- multipart ---------------------------------------------------------------------------
-    async def create_multipart(self, bucket: str, key: str, content_type: str | None = None) -> str:
+    async def create_multipart(self, bucket: str, key: str, content_type: str | None = None,
+                               part_size: int | None = None) -> str:
         extra = {"ContentType": content_type} if content_type else {}
         with _translated(f"{bucket}/{key}"):
             resp = await self.client.create_multipart_upload(Bucket=bucket, Key=key, **extra)

@@ -79,3 +79,111 @@ async def test_a_completion_interrupted_after_the_rename_counts_as_done(tmp_path
         await store.list_parts("b", "out/a.zip", uid)
     head = await store.head("b", "out/a.zip")
     assert head.size == len(P1 + P2 + P3) and head.etag.endswith("-3")
+
+
+# -- an upload laid out by part size (the assembler's): parts at their offsets in one file --------
+STRIDE = 16 * 4096
+S1, S2, S3 = os.urandom(STRIDE), os.urandom(STRIDE), os.urandom(5000)
+
+
+def _aligned(data: bytes) -> memoryview:
+    """A page-aligned buffer, as the assembler's part buffers for this store are."""
+    import mmap
+
+    buf = mmap.mmap(-1, STRIDE)
+    buf[:len(data)] = data
+    return memoryview(buf)[:len(data)]
+
+
+async def _staged(store: FilesystemStore, parts: tuple[bytes, ...] = (S1, S2, S3),
+                  aligned: bool = True) -> tuple[str, list[CompletedPart]]:
+    uid = await store.create_multipart("b", "out/s.zip", "application/zip", STRIDE)
+    done = [CompletedPart(n, await store.upload_part("b", "out/s.zip", uid, n, _aligned(d) if aligned else d))
+            for n, d in enumerate(parts, start=1)]
+    return uid, done
+
+
+async def test_a_staged_upload_writes_parts_at_their_offsets_with_o_direct_and_completes_by_rename(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FilesystemStore(tmp_path)
+    flags: list[int] = []
+    real_open = os.open
+
+    def watch(path: object, flag: int, *args: object) -> int:
+        flags.append(flag)
+        return real_open(path, flag, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fsmod.os, "open", watch)
+    uid, parts = await _staged(store)
+    monkeypatch.undo()
+    direct = [f for f in flags if f & fsmod._O_DIRECT]
+    assert fsmod._O_DIRECT and len(direct) == 2  # the two whole parts; the 5,000-byte last one is buffered
+    d = tmp_path / ".uploads" / "b" / uid
+    assert not list(d.glob("*.part"))  # no file per part
+    staged = d / "upload.bin"
+    inode = staged.stat().st_ino
+    listed = await store.list_parts("b", "out/s.zip", uid)
+    assert [(p.part_number, p.size, p.etag) for p in listed] == [
+        (1, STRIDE, fsmod.part_etag(S1)), (2, STRIDE, fsmod.part_etag(S2)), (3, 5000, fsmod.part_etag(S3))]
+    etag = await store.complete_multipart("b", "out/s.zip", uid, parts)
+    target = tmp_path / "b" / "out" / "s.zip"
+    assert target.read_bytes() == S1 + S2 + S3
+    assert target.stat().st_ino == inode  # renamed, not copied
+    assert (await store.head("b", "out/s.zip")).etag == etag
+    assert not d.exists()
+
+
+async def test_a_staged_upload_refuses_a_part_larger_than_its_part_size(tmp_path: Path) -> None:
+    from shared.objectstore import StoreError
+
+    store = FilesystemStore(tmp_path)
+    uid = await store.create_multipart("b", "out/s.zip", None, STRIDE)
+    with pytest.raises(StoreError, match="more than the upload's part size"):
+        await store.upload_part("b", "out/s.zip", uid, 1, os.urandom(STRIDE + 1))
+
+
+async def test_a_staged_upload_with_a_short_middle_part_is_gathered_into_the_object(tmp_path: Path) -> None:
+    store = FilesystemStore(tmp_path)
+    short = os.urandom(3000)
+    uid, parts = await _staged(store, (S1, short, S3), aligned=False)  # bytes: written through the page cache
+    await store.complete_multipart("b", "out/s.zip", uid, parts)
+    assert (tmp_path / "b" / "out" / "s.zip").read_bytes() == S1 + short + S3
+
+
+async def test_a_staged_completion_interrupted_before_the_rename_is_undone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FilesystemStore(tmp_path)
+    uid, parts = await _staged(store)
+    real_replace = os.replace
+
+    def killed_at_the_rename(src: object, dst: object) -> None:
+        if str(dst).endswith("s.zip"):
+            raise KeyboardInterrupt("killed after the cut, before the rename")
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fsmod.os, "replace", killed_at_the_rename)
+    with pytest.raises(KeyboardInterrupt):  # completing parts 1-2 only: the file was cut after part 2
+        await store.complete_multipart("b", "out/s.zip", uid, parts[:2])
+    monkeypatch.undo()
+    listed = await store.list_parts("b", "out/s.zip", uid)  # the journal is found: part 3 was cut away
+    assert [(p.part_number, p.size) for p in listed] == [(1, STRIDE), (2, STRIDE)]
+    parts[2] = CompletedPart(3, await store.upload_part("b", "out/s.zip", uid, 3, S3))  # re-sent, as on resume
+    await store.complete_multipart("b", "out/s.zip", uid, parts)
+    assert (tmp_path / "b" / "out" / "s.zip").read_bytes() == S1 + S2 + S3
+
+
+async def test_a_staged_completion_interrupted_after_the_rename_counts_as_done(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FilesystemStore(tmp_path)
+    uid, parts = await _staged(store)
+
+    def killed(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt("killed before the upload folder was removed")
+
+    monkeypatch.setattr(fsmod.shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        await store.complete_multipart("b", "out/s.zip", uid, parts)
+    monkeypatch.undo()
+    with pytest.raises(NoSuchUpload):
+        await store.list_parts("b", "out/s.zip", uid)
+    assert (tmp_path / "b" / "out" / "s.zip").read_bytes() == S1 + S2 + S3

@@ -200,6 +200,28 @@ async def test_multipart_lists_parts_and_completes_to_their_concatenation(
         await store.list_parts(bucket, "out/archive.zip", uid)
 
 
+async def test_an_upload_with_a_part_size_lists_and_completes_the_same_way(store: ObjectStore, bucket: str) -> None:
+    """The part-size hint (the filesystem store lays parts out by it; S3 ignores it) changes nothing
+    a caller sees: the same ETags, sizes, listing, re-upload and concatenation."""
+    p1, p2, p3 = os.urandom(PART), os.urandom(PART), b"tail"
+    uid = await store.create_multipart(bucket, "out/sized.zip", "application/zip", PART)
+    e1 = await store.upload_part(bucket, "out/sized.zip", uid, 1, p1)
+    await store.upload_part(bucket, "out/sized.zip", uid, 2, os.urandom(PART))
+    e2 = await store.upload_part(bucket, "out/sized.zip", uid, 2, memoryview(p2))  # replaced
+    e3 = await store.upload_part(bucket, "out/sized.zip", uid, 3, p3)
+    assert (e1, e2, e3) == (part_etag(store, p1), part_etag(store, p2), part_etag(store, p3))
+    listed = await store.list_parts(bucket, "out/sized.zip", uid)
+    assert [(p.part_number, p.etag, p.size) for p in listed] == [(1, e1, PART), (2, e2, PART), (3, e3, 4)]
+    with pytest.raises(StoreError):
+        await store.complete_multipart(bucket, "out/sized.zip", uid,
+                                       [CompletedPart(1, e1), CompletedPart(2, e1), CompletedPart(3, e3)])
+    etag = await store.complete_multipart(bucket, "out/sized.zip", uid, [CompletedPart(p.part_number, p.etag)
+                                                                         for p in listed])
+    assert etag == multipart_etag(store, p1, p2, p3)
+    assert await store.read(bucket, "out/sized.zip") == p1 + p2 + p3
+    assert await store.list_uploads(bucket, "out/sized") == []
+
+
 async def test_reuploading_a_part_number_replaces_the_part(store: ObjectStore, bucket: str) -> None:
     old, new, last = b"a" * PART, b"b" * (PART + 7), b"end"
     uid = await store.create_multipart(bucket, "k", None)

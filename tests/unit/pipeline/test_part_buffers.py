@@ -32,7 +32,7 @@ class _SlowCheck(list):  # type: ignore[type-arg]
 def test_two_encoder_threads_taking_the_last_free_buffer_both_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
     last = bytearray(64)
     barrier = threading.Barrier(2)
-    monkeypatch.setattr(BufferPool, "_free", {64: _SlowCheck([(last, None)], barrier)})
+    monkeypatch.setattr(BufferPool, "_free", {(64, False): _SlowCheck([(last, None)], barrier)})
     pool = BufferPool(64, keep=2)
     got: list[bytearray] = []
     errors: list[BaseException] = []

@@ -263,40 +263,30 @@ class FilesystemStore:
     async def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart]) -> str:
         def complete() -> str:
             d, stride = self._meta(bucket, key, upload_id)
-            if stride is not None:
-                return complete_staged(d, stride)
-            files, digests = [], []
-            for i, part in enumerate(parts, start=1):
-                f = d / f"{part.part_number:05d}.part"
-                if part.part_number != i or not f.exists():
-                    raise StoreError(f"invalid part list at part {part.part_number}")
-                md5 = _read_etag(f)
-                if md5 != part.etag.strip('"'):
-                    raise StoreError(f"part {part.part_number} etag mismatch")
-                files.append(f)
-                digests.append(bytes.fromhex(md5))
-            if not files:
-                raise StoreError("a multipart upload needs at least one part")
-            etag = f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(parts)}"
-            _assemble(d, files, self.path(bucket, key), etag)
-            shutil.rmtree(d, ignore_errors=True)
-            return etag
+            staged = _staged_parts(d) if stride is not None else {}
 
-        def complete_staged(d: Path, stride: int) -> str:
-            staged = _staged_parts(d)
-            sizes, digests = [], []
+            def uploaded(number: int) -> str | None:  # the part's etag, in either layout
+                if stride is not None:
+                    return staged[number][0] if number in staged else None
+                f = d / f"{number:05d}.part"
+                return _read_etag(f) if f.exists() else None
+
+            digests = []
             for i, part in enumerate(parts, start=1):
-                if part.part_number != i or part.part_number not in staged:
+                known = uploaded(part.part_number) if part.part_number == i else None
+                if known is None:
                     raise StoreError(f"invalid part list at part {part.part_number}")
-                etag, size = staged[part.part_number]
-                if etag != part.etag.strip('"'):
+                if known != part.etag.strip('"'):
                     raise StoreError(f"part {part.part_number} etag mismatch")
-                sizes.append(size)
-                digests.append(bytes.fromhex(etag))
-            if not sizes:
+                digests.append(bytes.fromhex(known))
+            if not digests:
                 raise StoreError("a multipart upload needs at least one part")
             etag = f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(parts)}"
-            _complete_staged(d, stride, sizes, self.path(bucket, key), etag)
+            target = self.path(bucket, key)
+            if stride is not None:
+                _complete_staged(d, stride, [staged[p.part_number][1] for p in parts], target, etag)
+            else:
+                _assemble(d, [d / f"{p.part_number:05d}.part" for p in parts], target, etag)
             shutil.rmtree(d, ignore_errors=True)
             return etag
 

@@ -32,8 +32,13 @@ def test_the_environment_wins_and_a_url_set_by_hand_borrows_no_credentials(tmp_p
     assert found.env["GROVE_NATS_USER"] == "admin" and "GROVE_NATS_PASSWORD" not in found.env
 
 
-def test_no_file_means_nothing_found_and_a_dead_stack_is_flagged(tmp_path: Path) -> None:
-    assert operator.find(tmp_path / "nowhere", {}) == operator.Found({}, None)
+def test_no_file_means_no_server_but_the_data_folders_own_paths_and_a_dead_stack_is_flagged(tmp_path: Path) -> None:
+    data = tmp_path / "nowhere"
+    found = operator.find(data, {"GROVE_READ_MODEL_DB": "/mine.db"})
+    assert found.source is None and not any(k.startswith("GROVE_NATS") for k in found.env)
+    assert found.env == {"GROVE_STORE_ROOT": str(data / "store"),
+                         "GROVE_CONTENT_DSN": f"sqlite:///{data / 'content.db'}",
+                         "GROVE_MAIL__OUTBOX_DIR": str(data / "outbox")}  # the environment still wins
     path = write(tmp_path)
     body = json.loads(path.read_text())
     body["pid"] = 2**22 + 12345  # above pid_max on Linux: no such process

@@ -11,6 +11,8 @@ The local stack's nats-server listens on a new port each start and has one user 
 and every ``grove-export`` command that reads settings (``events``, ``janitor``, ``replay``, ``seed``,
 ``token``, …) fills in from it what the environment does not say: the environment always wins, and
 ``GROVE_NATS_URL`` set by hand means "not the local stack" (no user or password is borrowed).
+With no stack running (no file), a command still uses the data folder's own store, databases and
+outbox (:func:`folder_paths`): ``grove-export seed --data DIR`` seeds DIR, not ./var.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ class Found:
     env: dict[str, str]
     source: Path | None
     stale: bool = False  # the file names a stack process that is gone (killed, not stopped)
+
+
+def folder_paths(data_dir: Path) -> dict[str, str]:
+    """Where a local stack kept in ``data_dir`` has its store, databases and outbox: the supervisor
+    starts the stack with these, and commands run while it is down use the same folder."""
+    from shared.content.factory import sqlite_dsn
+
+    return {"GROVE_STORE_ROOT": str(data_dir / "store"), "GROVE_CONTENT_DSN": sqlite_dsn(data_dir / "content.db"),
+            "GROVE_READ_MODEL_DB": str(data_dir / "read-model.db"), "GROVE_MAIL__OUTBOX_DIR": str(data_dir / "outbox")}
 
 
 def write(data_dir: Path, *, nats_url: str, nats_user: str, credentials_file: Path, env: Mapping[str, str]) -> Path:
@@ -65,10 +76,9 @@ def find(data_dir: Path, environ: Mapping[str, str]) -> Found:
     path = data_dir / STACK_FILE
     try:
         body = json.loads(path.read_text())
-    except (FileNotFoundError, NotADirectoryError):
-        return Found({}, None)
-    except (OSError, ValueError):
-        return Found({}, None)  # unreadable: behave as if absent; the message names the URL used
+    except (OSError, ValueError):  # absent (no stack running), or unreadable: the folder's own paths;
+        # NATS stays unset (the message then names the URL used and why)
+        return Found({k: v for k, v in folder_paths(data_dir).items() if k not in environ}, None)
     add = {k: str(v) for k, v in dict(body.get("env") or {}).items() if k not in environ}
     if "GROVE_NATS_URL" not in environ:
         add["GROVE_NATS_URL"] = str(body["nats_url"])

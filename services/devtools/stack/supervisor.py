@@ -20,7 +20,6 @@ from pathlib import Path
 from services.devtools.stack import operator
 from services.devtools.stack.natsserver import NatsServer
 from shared.bus.permissions import ADMIN, USERS, render_authorization
-from shared.content.factory import sqlite_dsn
 from shared.core import steps
 from shared.runtime.secrets import SECRET_NAMES, local_secrets
 
@@ -34,10 +33,8 @@ def local_env(data: Path, port: int) -> dict[str, str]:
            "GROVE_MAIL__DOWNLOAD_PAGE_URL": f"http://127.0.0.1:{port}/export",
            # the janitor runs long-running here too, so a local stack cleans up like production
            "GROVE_JANITOR_INTERVAL_S": os.environ.get("GROVE_JANITOR_INTERVAL_S", "300")}
-    defaults = {"GROVE_STORE_ROOT": data / "store", "GROVE_CONTENT_DSN": sqlite_dsn(data / "content.db"),
-                "GROVE_READ_MODEL_DB": data / "read-model.db", "GROVE_MAIL__OUTBOX_DIR": data / "outbox"}
-    for key, value in defaults.items():
-        env[key] = os.environ.get(key, str(value))
+    for key, value in operator.folder_paths(data).items():
+        env[key] = os.environ.get(key, value)
     return env | stack_secrets(data, os.environ)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -100,3 +101,17 @@ def test_a_url_set_by_hand_wins_and_the_message_says_where_it_came_from(stack: t
                     GROVE_NATS_URL=dead)
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     assert f"{dead} (from GROVE_NATS_URL)" in out.stderr
+
+
+def test_seed_with_a_data_folder_and_no_stack_running_seeds_that_folder(tmp_path: Path) -> None:
+    """Seen in use: `seed --data DIR` after `demo` had stopped wrote into ./var of the working
+    directory, and the export from DIR then found no such tenant."""
+    data, cwd = tmp_path / "data", tmp_path / "elsewhere"
+    cwd.mkdir()
+    seeded = new_shell("seed", "--posts", "2", "--images", "1", "--files", "0", "--data", str(data), cwd=cwd)
+    assert seeded.returncode == 0, seeded.stderr
+    tenant = seeded.stdout.split()[-1]
+    assert (data / "content.db").is_file() and not (cwd / "var").exists()
+    assert any((data / "store").rglob("*")), "the image went to the data folder's store"
+    with sqlite3.connect(data / "content.db") as db:
+        assert db.execute("SELECT count(*) FROM posts WHERE tenant_id = ?", (tenant,)).fetchone() == (2,)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from services.assembler.bridge import TextWindows, pump, source_opener
 from services.assembler.encoder import INLINE, ArchiveStream, Rewind
@@ -43,6 +44,15 @@ class Assembler:
         self.store = store
         self.bucket = settings.buckets.exports
         self.active: set[str] = set()  # exports this process is assembling now
+        # Each export's encoder (``bridge.pump``) runs on a thread of this pool, never on the event
+        # loop's default executor: a pump waits for the loop (text windows, source reads, part
+        # uploads), and the filesystem store does its file I/O on the default executor. With as
+        # many exports running as that executor has threads (min(32, CPUs + 4)), every thread held
+        # a pump waiting for I/O that could not start — a deadlock, and the in-progress acks kept
+        # the stuck exports from every other replica (seen: GROVE_CONCURRENCY=8 on 2 CPUs). Twice
+        # the slots: a cancelled export's encoder may still be stopping when the next one starts.
+        self.encoders = ThreadPoolExecutor(max_workers=2 * max(1, settings.concurrency),
+                                           thread_name_prefix="encoder")
 
     def pace(self, export_id: str) -> Callable[[float, int], None]:
         """Fairness inside one replica: an export past ``pace_after_bytes`` gives way to the others
@@ -54,6 +64,10 @@ class Assembler:
             if others and emitted > self.settings.pace_after_bytes:
                 time.sleep(min(spent * others, 0.25))
         return pace
+
+    async def close(self) -> None:
+        """At shutdown, after the running exports were cancelled (their encoders stop on their own)."""
+        self.encoders.shutdown(wait=False, cancel_futures=True)
 
     async def __call__(self, ctx: StepContext) -> None:
         self.active.add(ctx.state.export_id)
@@ -161,8 +175,8 @@ class Assembler:
         uploader = PartUploader(ctx, self.store, self.bucket, upload, rp.next_part, rp.offset,
                                 self.settings.parts_in_flight, metrics.observe_part)
         try:
-            sha = await asyncio.to_thread(pump, stream, uploader, loop, rp.offset == 0,
-                                          self.pace(ctx.state.export_id), archive_hasher)
+            sha = await loop.run_in_executor(self.encoders, pump, stream, uploader, loop, rp.offset == 0,
+                                             self.pace(ctx.state.export_id), archive_hasher)
             size, last = await uploader.finish()
         except Rewind:
             await uploader.drain()  # parts already cut get logged; the rewind redoes them anyway

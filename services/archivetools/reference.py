@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from services.assembler.bridge import source_opener
@@ -36,4 +37,10 @@ async def assemble_to_file(store: ObjectStore, bucket: str, snapshot_key: str, o
         return size, sha.hexdigest()
 
     opener = source_opener(store, loop)
-    return await asyncio.to_thread(write)
+    # A thread of its own, not the loop's default executor: reading from S3, ``write`` waits for the
+    # loop, whose DNS lookups use the default executor (the assembler's deadlock, services/assembler).
+    own = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reference")
+    try:
+        return await loop.run_in_executor(own, write)
+    finally:
+        own.shutdown(wait=False)

@@ -33,7 +33,6 @@ def create_app(settings: Settings) -> FastStream:
                 await store.abort_multipart(settings.buckets.exports, up.archive_key, up.upload_id)
 
         work = Assembler(settings, store)
-        rt.closers.append(work.close)
         assembler = StepWorker("assemble", rt.bus, settings, work, should_run, abort_upload)
         rt.workers["assemble"] = assembler
 

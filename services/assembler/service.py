@@ -51,6 +51,8 @@ class Assembler:
         # a pump waiting for I/O that could not start — a deadlock, and the in-progress acks kept
         # the stuck exports from every other replica (seen: GROVE_CONCURRENCY=8 on 2 CPUs). Twice
         # the slots: a cancelled export's encoder may still be stopping when the next one starts.
+        # Never shut down: a message taken while the service stops must not fail its step on a
+        # closed pool (idle threads end with the process).
         self.encoders = ThreadPoolExecutor(max_workers=2 * max(1, settings.concurrency),
                                            thread_name_prefix="encoder")
 
@@ -64,10 +66,6 @@ class Assembler:
             if others and emitted > self.settings.pace_after_bytes:
                 time.sleep(min(spent * others, 0.25))
         return pace
-
-    async def close(self) -> None:
-        """At shutdown, after the running exports were cancelled (their encoders stop on their own)."""
-        self.encoders.shutdown(wait=False, cancel_futures=True)
 
     async def __call__(self, ctx: StepContext) -> None:
         self.active.add(ctx.state.export_id)

@@ -34,7 +34,7 @@ def test_the_environment_wins_and_a_url_set_by_hand_borrows_no_credentials(tmp_p
 
 def test_no_file_means_no_server_but_the_data_folders_own_paths_and_a_dead_stack_is_flagged(tmp_path: Path) -> None:
     data = tmp_path / "nowhere"
-    found = operator.find(data, {"GROVE_READ_MODEL_DB": "/mine.db"})
+    found = operator.find(data, {"grove_read_model_db": "/mine.db"})  # the settings ignore case: so does this
     assert found.source is None and not any(k.startswith("GROVE_NATS") for k in found.env)
     assert found.env == {"GROVE_STORE_ROOT": str(data / "store"),
                          "GROVE_CONTENT_DSN": f"sqlite:///{data / 'content.db'}",

@@ -72,7 +72,9 @@ def _alive(pid: object) -> bool:
 
 
 def find(data_dir: Path, environ: Mapping[str, str]) -> Found:
-    """The GROVE_* values from ``<data>/stack.json`` that ``environ`` does not set itself."""
+    """The GROVE_* values from ``<data>/stack.json`` that ``environ`` does not set itself (in any
+    letter case: the settings read names case-insensitively)."""
+    environ = {k.upper(): v for k, v in environ.items()}
     path = data_dir / STACK_FILE
     try:
         body = json.loads(path.read_text())

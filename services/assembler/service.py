@@ -8,6 +8,8 @@ straddling member when the encoder's fingerprint moved.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -173,8 +175,11 @@ class Assembler:
         uploader = PartUploader(ctx, self.store, self.bucket, upload, rp.next_part, rp.offset,
                                 self.settings.parts_in_flight, metrics.observe_part)
         try:
-            sha = await loop.run_in_executor(self.encoders, pump, stream, uploader, loop, rp.offset == 0,
-                                             self.pace(ctx.state.export_id), archive_hasher)
+            # with this task's context (its trace span and log fields), as asyncio.to_thread would:
+            # the part uploads the encoder starts on the loop are children of this attempt's span
+            run = functools.partial(contextvars.copy_context().run, pump, stream, uploader, loop, rp.offset == 0,
+                                    self.pace(ctx.state.export_id), archive_hasher)
+            sha = await loop.run_in_executor(self.encoders, run)
             size, last = await uploader.finish()
         except Rewind:
             await uploader.drain()  # parts already cut get logged; the rewind redoes them anyway

@@ -76,14 +76,17 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
-    from services.devtools.stack.supervisor import Stack, local_env
+    from services.devtools.stack.supervisor import Stack, StackBusy, local_env
     from shared.runtime import secrets
 
     data = Path(args.data).resolve()
     env = local_env(data, args.port)
     for name, var in secrets.SECRET_NAMES.items():  # a weak one set in the environment: say so, don't loop
         secrets.require(name, SecretStr(env[var]))
-    stack = Stack(data, port=args.port, env=env).start()
+    try:
+        stack = Stack(data, port=args.port, env=env).start()
+    except StackBusy as e:
+        raise CliError(str(e)) from None
     print(f"grove-export: local stack up — gateway http://127.0.0.1:{args.port}/export, "
           f"NATS {stack.nats.url if stack.nats else '?'}, logs in {Path(args.data, 'logs')}\n"
           f"  operator commands (events, janitor, replay, …) run from this folder find it through "
@@ -443,8 +446,8 @@ def main(argv: list[str] | None = None) -> None:
         from shared.bus.topology import TopologyMissing
         from shared.objectstore import StoreError
 
-        if isinstance(e, TopologyMissing):
-            print(f"grove-export: {e}", file=sys.stderr)
+        if isinstance(e, TopologyMissing):  # with the server asked and why that one: maybe not ours at all
+            print(f"grove-export: {e} (NATS {_nats_where(settings, args)})", file=sys.stderr)
             sys.exit(1)
         if not isinstance(e, NatsError | StoreError | OSError | TimeoutError):
             raise

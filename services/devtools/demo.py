@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 from pydantic import SecretStr
 
-from services.devtools.stack.supervisor import Stack, local_env
+from services.devtools.stack.supervisor import Stack, StackBusy, local_env
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.core.lifecycle import is_terminal
@@ -147,7 +147,11 @@ def run_demo(data: Path, port: int) -> int:
     settings = Settings()
     stack = Stack(data, port=port, env=env)
     print(f"starting the local stack in {data} (logs in {data / 'logs'})", flush=True)
-    stack.start()
+    try:
+        stack.start()
+    except StackBusy as e:
+        print(f"grove-export: {e}", file=sys.stderr)
+        return 2
     try:
         path = asyncio.run(_export(settings, port, data))
     except Exception as e:

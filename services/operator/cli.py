@@ -219,6 +219,10 @@ async def _erase(args: argparse.Namespace, settings: Settings) -> None:
         await eraser.erase(args.tenant, found)
         left = await eraser.holdings(args.tenant)
     print(f"tenant {args.tenant}:")
+    if found.empty and not still:
+        print(f"grove-export: nothing was held about tenant {args.tenant!r}, so nothing was erased (a typo? "
+              f"`grove-export exports --tenant` lists a tenant's exports; erasing twice also ends here)",
+              file=sys.stderr)
     for line in found.lines("removed"):
         print(f"  {line}")
     if still:

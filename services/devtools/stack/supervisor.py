@@ -6,10 +6,12 @@ restarted when it dies, so killing one in a test is a container crash in product
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +26,40 @@ from shared.core import steps
 from shared.runtime.secrets import SECRET_NAMES, local_secrets
 
 SERVICES = steps.service_names()  # every service of the step table, one process each
+LOCK_FILE = "stack.lock"
+
+
+class StackBusy(Exception):
+    """The data folder already has a running local stack, or the gateway's port is taken: one line."""
+
+
+def _lock(data_dir: Path) -> int:
+    """Hold ``<data>/stack.lock`` while the stack runs (the kernel lets go if the process dies): a
+    second stack on the same folder would share its nats-server store and remove its stack.json."""
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        try:
+            body = json.loads((data_dir / operator.STACK_FILE).read_text())
+            where = f" (pid {body.get('pid')}, gateway {body.get('env', {}).get('GROVE_PUBLIC_URL', '?')})"
+        except (OSError, ValueError):
+            where = ""
+        raise StackBusy(f"a local stack already runs in {data_dir}{where}: use it (operator commands and "
+                        f"`grove-export seed` run from this folder find it), stop it first, or pass "
+                        f"--data with another folder") from None
+    return fd
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def local_env(data: Path, port: int) -> dict[str, str]:
@@ -102,6 +138,7 @@ class Stack:
     _stop: threading.Event = field(default_factory=threading.Event)
     _watch: threading.Thread | None = None
     operator_file: Path | None = None
+    _lock_fd: int | None = None
 
     def start(self, nats_url: str | None = None) -> Stack:
         """Start the services; without ``nats_url``, also a nats-server of our own, locked down with
@@ -109,7 +146,11 @@ class Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
         users: dict[str, str] = {}
-        if nats_url is None:
+        if nats_url is None:  # a stack of its own in this folder: one at a time, on a free port
+            self._lock_fd = _lock(self.data_dir)
+            if "gateway" in self.services and _port_taken(self.port):
+                self._unlock()
+                raise StackBusy(f"port {self.port} is in use by another program: pass --port with a free one")
             users = local_passwords(self.data_dir / "nats-users.json")
             config = self.data_dir / "nats.conf"
             prefix = self.env.get("GROVE_SUBJECT_PREFIX", "exports")
@@ -177,3 +218,9 @@ class Stack:
             if self.operator_file:
                 operator.remove(self.data_dir)
             self.nats.stop()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing drops the flock
+            self._lock_fd = None

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,3 +116,39 @@ def test_seed_with_a_data_folder_and_no_stack_running_seeds_that_folder(tmp_path
     assert any((data / "store").rglob("*")), "the image went to the data folder's store"
     with sqlite3.connect(data / "content.db") as db:
         assert db.execute("SELECT count(*) FROM posts WHERE tenant_id = ?", (tenant,)).fetchone() == (2,)
+
+
+def test_a_second_local_stack_in_the_same_folder_is_refused_and_the_first_keeps_its_file(
+        stack: tuple[Stack, int], tmp_path: Path) -> None:
+    """Seen in use: `make run` beside a running `make serve` started a second nats-server on the same
+    store folder, and on exit removed the first stack's stack.json."""
+    running, port = stack
+    data = running.data_dir
+    for command in (["serve", "--port", str(free_port())], ["demo", "--port", str(free_port())]):
+        out = new_shell(*command, "--data", str(data), cwd=tmp_path)
+        assert out.returncode == 2, out
+        assert out.stderr.startswith(f"grove-export: a local stack already runs in {data} (pid {os.getpid()}, "
+                                     f"gateway http://127.0.0.1:{port})"), out.stderr
+    assert (data / "stack.json").is_file()
+    assert len([p for p in (data / "logs").glob("nats*.log")]) == 1
+
+
+def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        out = new_shell("serve", "--port", str(busy), "--data", str(tmp_path / "data"), cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip() == (
+        f"grove-export: port {busy} is in use by another program: pass --port with a free one"), out.stderr
+    assert not (tmp_path / "data" / "stack.json").exists()
+
+
+def test_an_operator_command_against_a_server_without_the_stream_names_that_server(
+        nats_server: Any, tmp_path: Path) -> None:
+    out = new_shell("exports", cwd=tmp_path, GROVE_NATS_URL=nats_server.url, GROVE_STREAM_NAME="NOT_HERE",
+                    GROVE_KV_PREFIX="not_here")
+    assert out.returncode == 1, out
+    assert f"(NATS {nats_server.url} (from GROVE_NATS_URL))" in out.stderr, out.stderr

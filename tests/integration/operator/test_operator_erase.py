@@ -118,6 +118,7 @@ async def test_erase_tenant_removes_everything_of_one_tenant_and_nothing_of_anot
         again = cli(values, "erase-tenant", tenant)
         assert again.returncode == 0, again.stderr
         assert "removed 0 events of 0 exports" in again.stdout and "nothing left" in again.stdout
+        assert f"nothing was held about tenant '{tenant}'" in again.stderr  # a typo reads the same: said
         assert (await wait_status(bus, other, kept, timeout=5)).status == "complete"
     finally:
         stack.stop()

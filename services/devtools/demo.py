@@ -154,6 +154,9 @@ def run_demo(data: Path, port: int) -> int:
         return 2
     try:
         path = asyncio.run(_export(settings, port, data))
+    except KeyboardInterrupt:
+        print("\ngrove-export demo: interrupted; stopping the local stack", file=sys.stderr)
+        return 130
     except Exception as e:
         print(f"\ngrove-export demo failed: {e}", file=sys.stderr)
         return 1

@@ -152,3 +152,32 @@ def test_an_operator_command_against_a_server_without_the_stream_names_that_serv
                     GROVE_KV_PREFIX="not_here")
     assert out.returncode == 1, out
     assert f"(NATS {nats_server.url} (from GROVE_NATS_URL))" in out.stderr, out.stderr
+
+
+def test_ctrl_c_during_the_demo_stops_it_and_its_stack_at_once(tmp_path: Path) -> None:
+    import signal
+
+    from services.devtools.stack import supervisor
+
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")} | {"GROVE_DEMO_THROTTLE_S": "0.5"}
+    proc = subprocess.Popen(  # SIGINT as a terminal's Ctrl-C delivers it (a background job would ignore it)
+        [sys.executable, "-m", "services.cli", "demo", "--data", str(data), "--port", str(free_port())],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 90
+        log = data / "logs" / "assembler.log"
+        while not (log.exists() and ": started" in log.read_text()):  # mid-export (0.5 s a member)
+            assert proc.poll() is None and time.monotonic() < deadline, "the demo's export never started"
+            time.sleep(0.2)
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted; stopping the local stack" in err and time.monotonic() - interrupted < 15
+    assert not (data / "stack.json").exists()
+    os.close(supervisor._lock(data))  # the folder is free for the next stack

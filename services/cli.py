@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import importlib
 import json
 import os
@@ -466,6 +467,10 @@ def _hint(e: Exception, settings: Settings, nats_where: str) -> str:
         return f"the object store did not answer: {e} (check {where})"
     if isinstance(e, StoreError):
         return f"the object store failed: {e} (check {where})"
+    if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:  # the gateway's or metrics' port, not NATS
+        ports = [f"{settings.port} (GROVE_PORT)"] + \
+            ([f"{settings.metrics_port} (GROVE_METRICS_PORT)"] if settings.metrics_port else [])
+        return f"{e.strerror or e}: port {' or '.join(ports)} is taken by another program"
     return (f"{type(e).__name__}: {e or 'no answer'} (is NATS at {nats_where} reachable "
             f"with GROVE_NATS_USER/GROVE_NATS_PASSWORD?)")
 

@@ -1,0 +1,19 @@
+"""The one line the CLI prints for an infrastructure error names what failed, never one for another."""
+
+from __future__ import annotations
+
+import errno
+
+from services.cli import _hint
+from shared.runtime.settings import Settings
+
+
+def test_a_taken_port_is_named_as_a_port_not_blamed_on_nats() -> None:
+    """Seen: a gateway whose port another program held said "is NATS … reachable?"."""
+    taken = OSError(errno.EADDRINUSE, "address already in use")
+    line = _hint(taken, Settings(port=18080), "nats://127.0.0.1:4222")
+    assert line == "address already in use: port 18080 (GROVE_PORT) is taken by another program"
+    line = _hint(taken, Settings(port=18080, metrics_port=9100), "nats://127.0.0.1:4222")
+    assert "port 18080 (GROVE_PORT) or 9100 (GROVE_METRICS_PORT)" in line and "NATS" not in line
+    refused = OSError(errno.ECONNREFUSED, "Connect call failed")
+    assert "is NATS at nats://127.0.0.1:4222 reachable" in _hint(refused, Settings(), "nats://127.0.0.1:4222")

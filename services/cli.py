@@ -286,6 +286,12 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> None:
             raise CliError(f"--{name} must be 0 or more, not {getattr(args, name)}")
     asyncio.run(seed_cli(settings, posts=args.posts, pages=args.pages, images=args.images, files=args.files,
                          image_size=(int(width), int(height)), username=args.username))
+    found = getattr(args, "found", None)
+    # no stack, and the folder (not the environment: a deployment's seed job) chose the database
+    if found is not None and found.source is None and "GROVE_CONTENT_DSN" in found.env:  # stdout: the id alone
+        print(f"grove-export: no local stack is running in {args.data}/; seeded its folder anyway (a stack "
+              f"started there sees it; for a stack running elsewhere, run this in its folder or pass --data)",
+              file=sys.stderr)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:

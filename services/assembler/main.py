@@ -32,8 +32,7 @@ def create_app(settings: Settings) -> FastStream:
                 up = loaded.state.upload
                 await store.abort_multipart(settings.buckets.exports, up.archive_key, up.upload_id)
 
-        work = Assembler(settings, store)
-        assembler = StepWorker("assemble", rt.bus, settings, work, should_run, abort_upload)
+        assembler = StepWorker("assemble", rt.bus, settings, Assembler(settings, store), should_run, abort_upload)
         rt.workers["assemble"] = assembler
 
         async def stop_now(msg: Msg) -> None:

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.content.factory import sqlite_dsn
+
 STACK_FILE = "stack.json"
 
 
@@ -38,8 +40,6 @@ class Found:
 def folder_paths(data_dir: Path) -> dict[str, str]:
     """Where a local stack kept in ``data_dir`` has its store, databases and outbox: the supervisor
     starts the stack with these, and commands run while it is down use the same folder."""
-    from shared.content.factory import sqlite_dsn
-
     return {"GROVE_STORE_ROOT": str(data_dir / "store"), "GROVE_CONTENT_DSN": sqlite_dsn(data_dir / "content.db"),
             "GROVE_READ_MODEL_DB": str(data_dir / "read-model.db"), "GROVE_MAIL__OUTBOX_DIR": str(data_dir / "outbox")}
 

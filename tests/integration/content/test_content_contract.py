@@ -9,6 +9,7 @@ exactly as written; an empty tenant is empty; a write is all or nothing and chec
 
 from __future__ import annotations
 
+import asyncio
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -199,6 +200,58 @@ async def test_a_database_that_cannot_be_read_is_content_unavailable(tmp_path: P
         with pytest.raises(ContentUnavailable):
             await _all(db.posts("t"))
         await db.close()
+
+
+async def test_sqlite_reads_reuse_their_connections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Opening a connection per query cost the catalog ~2.8 ms of CPU per small export (five queries;
+    # measured 4.5 → 1.7 ms): the adapter keeps idle read-only connections between queries.
+    import sqlite3
+
+    from shared.content import sqlite as adapter
+
+    path = tmp_path / "content.db"
+    db = open_content(sqlite_dsn(path))
+    await db.init()
+    await db.insert("tenants", [_tenant("t")])
+    await db.insert("posts", [_post("t", "p1", 1)])
+    opened: list[str] = []
+    real_connect = sqlite3.connect
+
+    def connect(database: str, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(database)
+        return real_connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(adapter.sqlite3, "connect", connect)
+    for _ in range(5):
+        assert await db.tenant("t") is not None
+        assert [r["id"] for r in await _all(db.posts("t"))] == ["p1"]
+    assert len(opened) == 1
+    await db.insert("posts", [_post("t", "p2", 2)])  # another writer's commit: the kept reader sees it
+    assert [r["id"] for r in await _all(db.posts("t"))] == ["p2", "p1"]
+    readers = [_all(db.posts("t")) for _ in range(3)]  # at once: one connection each, all kept after
+    assert all(len(rows) == 2 for rows in await asyncio.gather(*readers))
+    assert len(opened) == 3
+    await _all(db.pages("t"))
+    assert len(opened) == 3
+    await db.close()
+
+
+async def test_sqlite_reads_follow_a_database_file_replaced_under_them(tmp_path: Path) -> None:
+    path, other = tmp_path / "content.db", tmp_path / "restored.db"
+    for p, post in ((path, "old"), (other, "new")):
+        w = open_content(sqlite_dsn(p))
+        await w.init()
+        await w.insert("tenants", [_tenant("t")])
+        await w.insert("posts", [_post("t", post, 1)])
+        await w.close()
+    db = open_content(sqlite_dsn(path))
+    assert [r["id"] for r in await _all(db.posts("t"))] == ["old"]
+    other.replace(path)  # a restore, or a new seed, puts another file at the path
+    assert [r["id"] for r in await _all(db.posts("t"))] == ["new"]
+    path.unlink()
+    with pytest.raises(ContentUnavailable, match="does not exist"):
+        await _all(db.posts("t"))
+    await db.close()
 
 
 async def test_tables_missing_on_postgresql_is_content_unavailable(postgres_dsn: str) -> None:

@@ -160,15 +160,23 @@ async def _events(settings: Settings, export_id: str, where: str) -> None:
     from nats.js.errors import NotFoundError
 
     from shared.bus.connect import connect
+    from shared.core.events import is_valid_id
 
+    if not is_valid_id(export_id):
+        raise CliError(f"export id {export_id!r} must match [A-Za-z0-9_-]{{1,64}}")
     bus = await connect(settings, "cli", ensure=False, persistent=False)
     try:
         try:
             last = await bus.js.get_last_msg(settings.stream_name, f"{settings.subject_prefix}.*.{export_id}.>",
                                              direct=True)
         except (NotFoundError, NoRespondersError):  # no such export, or no stream yet
+            hint = ""
+            with contextlib.suppress(NotFoundError, NoRespondersError):  # a tenant's id given by mistake?
+                await bus.js.get_last_msg(settings.stream_name, f"{settings.subject_prefix}.{export_id}.*.>",
+                                          direct=True)
+                hint = f"; {export_id!r} is a tenant: `grove-export exports --tenant {export_id}` lists its exports"
             raise CliError(f"no events for export {export_id!r} in stream {settings.stream_name} "
-                           f"on NATS {where}") from None
+                           f"on NATS {where}{hint}") from None
         tenant = (last.subject or "").split(".")[1]
         async for seq, event in bus.log.history(tenant, export_id):
             fields = event.model_dump(mode="json", exclude={"event_id", "export_id", "tenant_id", "version",
@@ -346,6 +354,8 @@ DATA_HELP = ("the local stack's data folder (default: var); its stack.json suppl
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grove-export", description="Grove Export: durable streaming ZIP exports.")
+    p.add_argument("--data", dest="data_before", metavar="DIR",
+                   help="the local stack's data folder, as the command's own --data (either place works)")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run one service in the foreground, as its container does")
     r.add_argument("service", choices=SERVICES, help="the service to run")
@@ -424,8 +434,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def data_before_command(args: argparse.Namespace) -> str | None:
+    """``grove-export --data DIR seed`` means ``grove-export seed --data DIR``; what is wrong, if anything."""
+    if args.data_before is None:
+        return None
+    if not hasattr(args, "data"):
+        return f"{args.command} takes no --data"
+    if args.data not in ("var", args.data_before):
+        return f"two data folders given: --data {args.data_before} and --data {args.data}"
+    args.data = args.data_before
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    if problem := data_before_command(args):
+        print(f"grove-export: {problem}", file=sys.stderr)
+        sys.exit(2)
     if args.command not in OWN_STACK:
         from services.devtools.stack import operator
 

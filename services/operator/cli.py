@@ -93,6 +93,9 @@ async def _exports(args: argparse.Namespace, settings: Settings) -> None:
               f"{human_age(f.state.created_at, now):>5}  {last:<24} {size:>9}")
     more = f"; more: --page {page.page + 1}" if page.more else " (end)"
     print(f"page {page.page}: {len(rows)} exports, newest first{more}")
+    if args.tenant and not rows and page.page == 1 and not (args.status or older or args.step):
+        print(f"grove-export: the log holds no export of tenant {args.tenant!r} (a typo? `grove-export seed` "
+              "printed the tenant id; `grove-export exports` lists every tenant's)", file=sys.stderr)
 
 
 async def _show(args: argparse.Namespace, settings: Settings) -> None:

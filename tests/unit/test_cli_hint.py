@@ -17,3 +17,19 @@ def test_a_taken_port_is_named_as_a_port_not_blamed_on_nats() -> None:
     assert "port 18080 (GROVE_PORT) or 9100 (GROVE_METRICS_PORT)" in line and "NATS" not in line
     refused = OSError(errno.ECONNREFUSED, "Connect call failed")
     assert "is NATS at nats://127.0.0.1:4222 reachable" in _hint(refused, Settings(), "nats://127.0.0.1:4222")
+
+
+def test_data_before_the_command_means_the_commands_own_data_folder() -> None:
+    """Seen: `grove-export --data DIR seed` got argparse's "invalid choice"."""
+    from services.cli import data_before_command, parser
+
+    args = parser().parse_args(["--data", "/srv/grove", "exports", "--tenant", "t1"])
+    assert data_before_command(args) is None and args.data == "/srv/grove"
+    args = parser().parse_args(["--data", "/srv/grove", "seed", "--data", "/srv/grove"])
+    assert data_before_command(args) is None and args.data == "/srv/grove"
+    args = parser().parse_args(["seed", "--data", "/srv/grove"])
+    assert data_before_command(args) is None and args.data == "/srv/grove"
+    args = parser().parse_args(["--data", "/a", "seed", "--data", "/b"])
+    assert data_before_command(args) == "two data folders given: --data /a and --data /b"
+    args = parser().parse_args(["--data", "/a", "verify", "x.zip"])
+    assert data_before_command(args) == "verify takes no --data"

@@ -85,13 +85,22 @@ def test_operator_commands_in_a_new_terminal_find_the_local_stack_through_its_da
     assert events.returncode == 0, events.stderr
     names = [line.split()[3] for line in events.stdout.splitlines()]
     assert names[0] == "ExportRequested" and "ExportCompleted" in names
-    dry = new_shell("janitor", "--dry-run", "--data", str(data), cwd=tmp_path)
+    dry = new_shell("--data", str(data), "janitor", "--dry-run", cwd=tmp_path)  # --data before the command too
     assert dry.returncode == 0 and dry.stdout.splitlines()[-1].startswith("janitor: would expire 0"), dry.stderr
 
     missing = new_shell("events", "exp_000000000000000000000000", "--data", str(data), cwd=tmp_path)
     assert missing.returncode == 2
     assert missing.stderr.strip() == (f"grove-export: no events for export 'exp_000000000000000000000000' in stream "
                                       f"EXPORTS on NATS {running.nats.url} (from {(data / 'stack.json').resolve()})")
+    mistaken = new_shell("events", tenant, "--data", str(data), cwd=tmp_path)  # a tenant's id, not an export's
+    assert mistaken.returncode == 2
+    assert mistaken.stderr.strip().endswith(
+        f"; '{tenant}' is a tenant: `grove-export exports --tenant {tenant}` lists its exports"), mistaken.stderr
+    listed = new_shell("exports", "--tenant", tenant, "--data", str(data), cwd=tmp_path)
+    assert listed.returncode == 0 and export_id in listed.stdout and listed.stderr == "", listed
+    none = new_shell("exports", "--tenant", tenant + "x", "--data", str(data), cwd=tmp_path)
+    assert none.returncode == 0 and "page 1: 0 exports" in none.stdout
+    assert none.stderr.startswith(f"grove-export: the log holds no export of tenant '{tenant}x' (a typo?"), none
 
 
 def test_a_url_set_by_hand_wins_and_the_message_says_where_it_came_from(stack: tuple[Stack, int],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -111,7 +112,10 @@ def _object(plan: Plan, heads: Heads | None, obj: ObjectMember) -> bool:
 
 
 def plan_blog(posts: list[Row], pages: list[Row], media: list[Row], include_images: bool,
-              images_bucket: str, heads: Heads | None = None, title: str = "Posts") -> Plan:
+              images_bucket: str, heads: Heads | None = None, title: str = "Posts",
+              moved: Callable[[], None] = lambda: None) -> Plan:
+    """``moved`` is called after each post (rendering 100,000 takes a while; the worker stops a step
+    that stops moving)."""
     plan, names = Plan(), NameAllocator()
     refs, media_index = [], []
     for row in media:  # names first, so posts can point at their images inside the archive
@@ -129,6 +133,7 @@ def plan_blog(posts: list[Row], pages: list[Row], media: list[Row], include_imag
         plan.texts.append(TextMember(path, "post", row["id"], _modified(row, "updated_at", "created_at"), r.text.encode()))
         post_index.append(text_entry(row["id"], path, r))
         feed_items.append(feed_item(row, path, r, own))
+        moved()
     for row in pages:
         path = layout.page_path(names, row["id"], row["slug"])
         r = page_markdown(row, path, own)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC
 
 from services.catalog.readme import render_readme
@@ -44,7 +45,8 @@ class Catalog:
                              msg_id=f"{req.export_id}:CatalogStarted")
         faults.point("catalog.started")
         await faults.slow("catalog.read")
-        plan = await self._plan(req)
+        plan = await self._plan(req, ctx.progress)
+        ctx.progress()
         created = req.occurred_at.astimezone(UTC)
         key = layout.archive_key(req.tenant_id, req.export_id, sanitize_for_path(req.username), created.strftime("%Y-%m-%d"))
         header = SnapshotHeader(
@@ -64,20 +66,24 @@ class Catalog:
             item_counts=plan.counts, error_count=len(errors),
         ), msg_id=f"{req.export_id}:ExportCataloged")
 
-    async def _plan(self, req: ev.ExportRequested) -> Plan:
+    async def _plan(self, req: ev.ExportRequested, moved: Callable[[], None]) -> Plan:
+        """``moved``: called as the work advances (the worker stops a step that stalls)."""
         b = self.settings.buckets
         if req.mode == "storage":
             files = [r async for r in self.content.amber_files(req.tenant_id)]
-            heads = await self._head_all([(b.amber, r["r2_key"]) for r in files])
+            moved()
+            heads = await self._head_all([(b.amber, r["r2_key"]) for r in files], moved)
             return await asyncio.to_thread(plan_storage, files, b.amber, heads)
         posts = [r async for r in self.content.posts(req.tenant_id)]
+        moved()
         pages = [r async for r in self.content.pages(req.tenant_id)]
         media = [r async for r in self.content.media(req.tenant_id)]  # metadata travels even without images
-        heads = await self._head_all([(b.images, r["r2_key"]) for r in media]) if req.include_images else {}
+        moved()
+        heads = await self._head_all([(b.images, r["r2_key"]) for r in media], moved) if req.include_images else {}
         # Rendering is CPU work (YAML front matter: minutes for 100,000 posts): off the event loop,
         # so in-progress acks and the heartbeat keep flowing meanwhile.
         return await asyncio.to_thread(plan_blog, posts, pages, media, req.include_images, b.images, heads,
-                                       f"Posts by {req.username}")
+                                       f"Posts by {req.username}", moved)
 
     async def _freeze(self, req: ev.ExportRequested, header: SnapshotHeader,
                       plan: Plan) -> tuple[list[SnapshotMember], list[SnapshotError]]:
@@ -94,7 +100,7 @@ class Catalog:
                                                                                   tkey, etag))
         return members, list(plan.errors)
 
-    async def _head_all(self, objects: list[tuple[str, str]]) -> Heads:
+    async def _head_all(self, objects: list[tuple[str, str]], moved: Callable[[], None]) -> Heads:
         """Real size and ETag of every object (the database's declared size is not trusted). Keys
         sharing a folder with many others (a tenant's media) are read from one listing of that
         folder — a thousand keys per call instead of a HEAD each; whatever the listing does not
@@ -107,6 +113,8 @@ class Catalog:
                     info = await self.store.head(bucket, key)
                 except (ObjectNotFound, PreconditionFailed):
                     return "missing: the file is not in storage"
+                finally:
+                    moved()
                 return info.size, info.etag
 
         folders: dict[tuple[str, str], set[str]] = {}
@@ -119,6 +127,7 @@ class Catalog:
             if len(keys) >= LIST_AT_LEAST:
                 listed.update(((bucket, o.key), (o.size, o.etag))
                               for o in await self.store.list_keys(bucket, folder) if o.key in keys)
+                moved()
 
         async def known(bucket: str, key: str) -> tuple[int, str] | str:
             return listed.get((bucket, key)) or await head(bucket, key)

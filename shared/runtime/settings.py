@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     # AckWait, is what keeps a zombie harmless.
     ack_wait_s: float = 4.0
     progress_interval_s: float = 1.0
+    stall_after_s: float = Field(600.0, description="A step that appends nothing and marks no progress for this "
+                                 "long is stopped and counted as a failed attempt (0: never).")
     heartbeat_ttl_s: float = 300.0
     step_attempts: int = Field(4, description="1 attempt + 3 retries (REQ-004).")
     retry_base_delay_s: float = 2.0

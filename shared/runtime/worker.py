@@ -9,6 +9,11 @@
 * Keep-alive: while a step runs, the message gets in-progress acks and the export's heartbeat
   key is refreshed every ``progress_interval_s``, the first time one interval after the start
   (a step done sooner sends neither; its heartbeat key is deleted only if it was put).
+* Stalls: a step beats only while it moves. One that neither appended an event nor marked
+  progress (``StepContext.progress``) for ``stall_after_s`` is stopped and counted as a failed
+  attempt (``StepFailed``, then ``ExportFailed`` once attempts run out) — a step that hangs in a
+  live process (a deadlock, a call that never returns) is retried and then reported, not kept
+  alive by its own heartbeat forever.
 * Trust the subject: a trigger whose body names another tenant, export or type than its subject
   (or whose type or shape this version does not know) is acked and dropped with a log line and
   a count — never retried. The work itself reads the export named by the subject from the log.
@@ -60,13 +65,20 @@ class StepContext:
     settings: Settings
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     clock: Clock = SYSTEM_CLOCK
+    progressed_at: float = field(default_factory=time.monotonic)
+    stalled: bool = False  # set by the keep-alive when it stops this step for making no progress
 
     @property
     def state(self):
         return self.loaded.state
 
+    def progress(self) -> None:
+        """The step moved (a member encoded, a stage done): keep it alive. Safe from any thread."""
+        self.progressed_at = time.monotonic()
+
     async def append(self, event: ev.Event, msg_id: str | None = None) -> int:
         seq = await self.log.append(event, self.loaded.last_seq, msg_id)
+        self.progress()
         from shared.core.lifecycle import apply
 
         self.loaded = Loaded(apply(self.loaded.state, event), seq)
@@ -175,8 +187,15 @@ class StepWorker:
             if ctx.state.terminal:
                 metrics.EXPORTS_FINISHED.labels(ctx.state.status).inc()
         except asyncio.CancelledError:
+            ctx_ = self.contexts.get(running_key(tenant_id, export_id))
+            if ctx_ is not None and ctx_.stalled and not ctx_.cancelled.is_set():
+                task = asyncio.current_task()
+                if task is not None and task.uncancel() == 0:  # our own cancel, not a shutdown's too
+                    metrics.STEP_RUNS.labels(self.step, "stalled").inc()
+                    await self._failed(msg, tenant_id, export_id, StepError(
+                        f"the {self.step} step made no progress for {self.settings.stall_after_s:g} s"))
+                    return
             with contextlib.suppress(Exception):
-                ctx_ = self.contexts.get(running_key(tenant_id, export_id))
                 if ctx_ is not None and ctx_.cancelled.is_set():
                     await msg.ack()  # cancelled export: the canceller owns the rest
                 else:
@@ -242,6 +261,16 @@ class StepWorker:
         key = f"{tenant_id}.{export_id}"
         while True:
             await asyncio.sleep(self.settings.progress_interval_s)
+            ctx = self.contexts.get(running_key(tenant_id, export_id))
+            stall = self.settings.stall_after_s
+            if ctx is not None and stall > 0 and time.monotonic() - ctx.progressed_at > stall:
+                log.warning("%s %s: no progress for %g s; stopping the step (a failed attempt)", self.step,
+                            export_id, stall, extra=_ids(tenant_id, export_id, self.step))
+                ctx.stalled = True
+                task = self.running.get(running_key(tenant_id, export_id))
+                if task is not None:
+                    task.cancel("stalled")
+                return  # no more beats: were this process gone too, AckWait hands the message on
             with contextlib.suppress(Exception):
                 await msg.in_progress()
             beat = {"step": self.step, "worker": WORKER_ID, "at": round(time.time(), 3)}

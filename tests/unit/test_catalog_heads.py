@@ -37,7 +37,7 @@ async def test_a_folder_of_many_wanted_keys_is_listed_once_and_the_rest_headed(t
     await store.put("img", "t1/few/one.jpg", b"one")
     wanted = [("img", k) for k in many] + [("img", "t1/media/gone.jpg"), ("img", "t1/few/one.jpg"),
                                            ("img", "top-level.jpg")]
-    heads = await Catalog(Settings(), store, None)._head_all(wanted)  # type: ignore[arg-type]
+    heads = await Catalog(Settings(), store, None)._head_all(wanted, lambda: None)  # type: ignore[arg-type]
 
     assert store.listings == ["t1/media/"]
     assert sorted(store.heads) == ["t1/few/one.jpg", "t1/media/gone.jpg", "top-level.jpg"]

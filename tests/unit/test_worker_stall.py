@@ -1,0 +1,124 @@
+"""A step beats only while it moves: one that appends nothing and marks no progress for
+``stall_after_s`` is stopped and counted as a failed attempt — retried, then reported as failed —
+instead of being kept alive by its own heartbeat forever (seen: an encoder deadlock that left
+exports "assembling" with a fresh heartbeat). On the in-memory event log; no server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from shared.bus.connect import Bus
+from shared.core import events as ev
+from shared.eventlog.memory import InMemoryEventLog
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepContext, StepWorker
+from tests.unit.test_worker_keepalive import Beats, FakeMsg
+
+
+async def _worker(work: Any, **settings: Any) -> tuple[StepWorker, FakeMsg, Beats, InMemoryEventLog]:
+    log = InMemoryEventLog()
+    requested = ev.ExportRequested(export_id="exp_s", tenant_id="t_s", user_id="u", user_email="u@example.org",
+                                   username="u")
+    await log.append(requested, 0)
+    beats = Beats()
+    bus = Bus(nc=None, js=None, log=log, heartbeats=beats, admission=None)  # type: ignore[arg-type]
+    worker = StepWorker("catalog", bus, Settings(progress_interval_s=0.02, retry_base_delay_s=0.01, **settings),
+                        work, lambda loaded: True)
+    return worker, FakeMsg("exports.t_s.exp_s.ExportRequested", requested.to_json()), beats, log
+
+
+async def _names(log: InMemoryEventLog) -> list[str]:
+    return [e.name() async for _, e in log.history("t_s", "exp_s")]
+
+
+async def _run_once(worker: StepWorker, msg: FakeMsg, within: float) -> float:
+    started = time.monotonic()
+    await worker.handle(msg)  # type: ignore[arg-type]
+    async with asyncio.timeout(within):  # the step must end by itself: nobody releases it
+        await asyncio.gather(*worker.running.values())
+    return time.monotonic() - started
+
+
+async def test_a_step_that_hangs_is_stopped_and_counted_as_a_failed_attempt() -> None:
+    entered: list[float] = []
+
+    async def hangs(ctx: StepContext) -> None:
+        entered.append(time.monotonic())
+        await asyncio.Event().wait()  # a deadlock: alive, never moving
+
+    worker, msg, beats, log = await _worker(hangs, stall_after_s=0.2, step_attempts=3)
+    took = await _run_once(worker, msg, within=5)
+    assert 0.2 <= took < 2, took
+    assert await _names(log) == ["ExportRequested", "StepFailed"]
+    failed = [e async for _, e in log.history("t_s", "exp_s")][-1]
+    assert isinstance(failed, ev.StepFailed) and failed.attempt == 1 and failed.step == "catalog"
+    assert failed.reason == "the catalog step made no progress for 0.2 s"
+    assert msg.calls[-1] == "nak" and "ack" not in msg.calls  # retried later, not dropped
+    assert beats.calls[-1] == ("delete", "t_s.exp_s")  # the heartbeat it had put is gone
+    assert not worker.running and not worker.contexts and worker.capacity._value == worker.settings.concurrency
+
+
+async def test_the_last_allowed_stall_fails_the_export_with_the_reason() -> None:
+    async def hangs(ctx: StepContext) -> None:
+        await asyncio.Event().wait()
+
+    worker, msg, _, log = await _worker(hangs, stall_after_s=0.1, step_attempts=2)
+    for _ in range(2):
+        msg.calls.clear()
+        await _run_once(worker, msg, within=5)
+    assert await _names(log) == ["ExportRequested", "StepFailed", "ExportFailed"]
+    failed = [e async for _, e in log.history("t_s", "exp_s")][-1]
+    assert isinstance(failed, ev.ExportFailed) and "made no progress for 0.1 s" in failed.reason
+    assert msg.calls[-1] == "ack"
+
+
+async def test_a_long_step_that_keeps_moving_is_never_stopped() -> None:
+    async def moves(ctx: StepContext) -> None:
+        for _ in range(25):  # 0.5 s in all, 2.5 times the stall limit
+            await asyncio.sleep(0.02)
+            ctx.progress()
+
+    worker, msg, beats, log = await _worker(moves, stall_after_s=0.2)
+    took = await _run_once(worker, msg, within=5)
+    assert took >= 0.5
+    assert await _names(log) == ["ExportRequested"] and msg.calls[-1] == "ack"
+    assert msg.calls.count("in_progress") >= 10  # it kept beating all along
+    assert beats.calls.count(("put", "t_s.exp_s")) >= 10 and beats.calls[-1] == ("delete", "t_s.exp_s")
+
+
+async def test_an_append_counts_as_progress_and_zero_turns_the_check_off() -> None:
+    async def appends(ctx: StepContext) -> None:
+        s = ctx.state
+        for _ in range(5):
+            await asyncio.sleep(0.1)
+            await ctx.append(ev.StepFailed(export_id=s.export_id, tenant_id=s.tenant_id, step="assemble",
+                                           attempt=1, reason="a mark"))
+
+    worker, msg, _, log = await _worker(appends, stall_after_s=0.25)
+    await _run_once(worker, msg, within=5)
+    assert (await _names(log)).count("StepFailed") == 5 and msg.calls[-1] == "ack"
+
+    async def sleeps(ctx: StepContext) -> None:
+        await asyncio.sleep(0.4)
+
+    worker, msg, _, log = await _worker(sleeps, stall_after_s=0)
+    await _run_once(worker, msg, within=5)
+    assert await _names(log) == ["ExportRequested"] and msg.calls[-1] == "ack"
+
+
+async def test_a_shutdown_during_a_stall_is_not_counted() -> None:
+    async def hangs(ctx: StepContext) -> None:
+        await asyncio.Event().wait()
+
+    worker, msg, _, log = await _worker(hangs, stall_after_s=30)
+    await worker.handle(msg)  # type: ignore[arg-type]
+    task = next(iter(worker.running.values()))
+    await asyncio.sleep(0.05)
+    worker.contexts["t_s.exp_s"].stalled = True  # the keep-alive's stop and a SIGTERM land together
+    task.cancel("stalled")
+    task.cancel("shutdown")
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled() and msg.calls[-1] == "nak"
+    assert await _names(log) == ["ExportRequested"]  # no attempt counted

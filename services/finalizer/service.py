@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from datetime import timedelta
 
 from shared.core import events as ev
@@ -53,7 +54,8 @@ class Finalizer:
         head = await self.store.head(self.bucket, a.archive_key)
         if head.size != a.size_bytes:
             raise StepError(f"the archive is {head.size} bytes, the log says {a.size_bytes}")
-        sha = a.sha256 or await self._hash(a.archive_key)
+        ctx.progress()  # the complete can take a while on a big archive; the hash below marks its own
+        sha = a.sha256 or await self._hash(a.archive_key, ctx.progress)
         now = ctx.clock.now()
         await ctx.append(ev.ExportCompleted(
             export_id=a.export_id, tenant_id=a.tenant_id, archive_key=a.archive_key, size_bytes=a.size_bytes,
@@ -78,9 +80,11 @@ class Finalizer:
         done = [CompletedPart(p.number, p.etag) for p in parts]
         return await self.store.complete_multipart(self.bucket, a.archive_key, a.upload_id, done)
 
-    async def _hash(self, key: str) -> str:
-        """After a resume the running hash was lost: read the completed object back."""
+    async def _hash(self, key: str, moved: Callable[[], None]) -> str:
+        """After a resume the running hash was lost: read the completed object back (``moved``
+        after each chunk: a big archive takes minutes, and a step that stops moving is stopped)."""
         sha = hashlib.sha256()
         async for chunk in self.store.get(self.bucket, key, chunk_size=4 << 20):
             await asyncio.to_thread(sha.update, chunk)
+            moved()
         return sha.hexdigest()

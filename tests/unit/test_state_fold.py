@@ -99,3 +99,25 @@ def test_the_fold_copies_state_as_replace_would_and_refuses_unknown_fields() -> 
     assert isinstance(after, ExportState)
     with pytest.raises(TypeError, match="no_such_field"):
         _with(before, no_such_field=1)
+
+
+def test_applying_an_event_never_changes_the_state_it_was_applied_to() -> None:
+    # apply sets the event's fields on its own fresh copy (one copy per event): every earlier
+    # state must stay exactly as it was, whichever event came next.
+    from shared.core.lifecycle import apply
+
+    history: list[ev.Event] = [
+        requested(), ev.CatalogStarted(**E), CATALOGED, UPLOAD, part(1, 10, 10), part(2, 20, 20),
+        ev.StepFailed(**E, step="assemble", attempt=1, reason="r"), part(2, 20, 20), ev.CancelRequested(**E),
+        ASSEMBLED, ev.FinalizeStarted(**E), COMPLETED, ev.NotificationFailed(**E, channel="smtp", reason="x"),
+        ev.ResendRequested(**E, by="op", reason="again"), ev.NotificationSent(**E, channel="smtp"),
+        ev.ExportExpired(**E), ev.ExportFailed(**E, step="finalize", reason="late"), ev.ExportCancelled(**E),
+    ]
+    states = [ExportState()]
+    snapshots = [dataclasses.asdict(states[0])]
+    for event in history:
+        new = apply(states[-1], event)
+        assert new is not states[-1]
+        states.append(new)
+        snapshots.append(dataclasses.asdict(new))
+        assert [dataclasses.asdict(s) for s in states] == snapshots  # none of the earlier ones moved

@@ -35,6 +35,20 @@ log = logging.getLogger(__name__)
 TEXT_KINDS = frozenset({"readme", "post", "page", "index"})
 
 
+def marked(chunks: Iterator[bytes], moved: Callable[[], None]) -> Iterator[bytes]:
+    """``chunks``, calling ``moved`` before each: the step is alive while its sources flow — also
+    while a resume re-reads the straddling member and drops its bytes, when no part is logged
+    (the worker stops a step that stops moving). Closing this closes ``chunks`` at once."""
+    try:
+        for chunk in chunks:
+            moved()
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
 def should_run(loaded: Loaded) -> bool:
     s = loaded.state
     return not s.stopping and s.cataloged is not None and s.assembled is None
@@ -141,7 +155,9 @@ class Assembler:
 
         async def records(key: str) -> list[MemberRecord]:
             async with gate:
-                return load_records(await self.store.read(self.bucket, key))
+                found = load_records(await self.store.read(self.bucket, key))
+            ctx.progress()  # thousands of parts take a while to read back
+            return found
 
         loaded = await asyncio.gather(*(records(p.records_key) for p in parts))
         return resume_point([(p.number, p.byte_end, r) for p, r in zip(parts, loaded, strict=True)])
@@ -154,13 +170,14 @@ class Assembler:
         def open_source(m: SnapshotMember) -> Iterator[bytes]:
             if throttle > 0:  # a demo aid, off by default: wakes at once on cancel
                 stream.stop.wait(throttle)
+            ctx.progress()
             if m.kind in TEXT_KINDS:
                 data = texts.read(m)
                 if data is not None:
                     return iter([data])
             else:
                 texts.release()  # texts come first: free the window for the rest of the stream
-            return opener(m)
+            return marked(opener(m), ctx.progress)
 
         # The two SHA-256 passes (each member's, the archive's) run on threads of their own, in
         # parallel with each other and with this export's encoding thread — except the archive's

@@ -112,9 +112,9 @@ class Catalog:
                 try:
                     info = await self.store.head(bucket, key)
                 except (ObjectNotFound, PreconditionFailed):
-                    return "missing: the file is not in storage"
-                finally:
                     moved()
+                    return "missing: the file is not in storage"
+                moved()
                 return info.size, info.etag
 
         folders: dict[tuple[str, str], set[str]] = {}

@@ -9,11 +9,14 @@
 * Keep-alive: while a step runs, the message gets in-progress acks and the export's heartbeat
   key is refreshed every ``progress_interval_s``, the first time one interval after the start
   (a step done sooner sends neither; its heartbeat key is deleted only if it was put).
-* Stalls: a step beats only while it moves. One that neither appended an event nor marked
-  progress (``StepContext.progress``) for ``stall_after_s`` is stopped and counted as a failed
-  attempt (``StepFailed``, then ``ExportFailed`` once attempts run out) — a step that hangs in a
-  live process (a deadlock, a call that never returns) is retried and then reported, not kept
-  alive by its own heartbeat forever.
+* Stalls: the steps that build an archive (``STALL_WATCHED``) beat only while they move. One
+  that neither appended an event nor marked progress (``StepContext.progress``) for
+  ``stall_after_s`` is stopped and counted as a failed attempt (``StepFailed``, then
+  ``ExportFailed`` once attempts run out) — a step that hangs in a live process (a deadlock, a
+  call that never returns) is retried and then reported, not kept alive by its own heartbeat
+  forever. The notifier and the canceller are not watched: each of their calls has its own
+  timeouts, and their failures follow their own rules (an email's failure is recorded by the
+  notifier; a cancel always ends cancelled).
 * Trust the subject: a trigger whose body names another tenant, export or type than its subject
   (or whose type or shape this version does not know) is acked and dropped with a log line and
   a count — never retried. The work itself reads the export named by the subject from the log.
@@ -52,6 +55,15 @@ class StepError(Exception):
     """A handled failure with a reason a person can read; the step is retried."""
 
 
+class Stalled(Exception):
+    """Raised by ``StepContext.progress`` once the step was stopped for making no progress: a
+    thread still working for it (a render, an encoder) stops at its next mark."""
+
+
+# The steps whose work is long and marks progress; see the module docstring for the others.
+STALL_WATCHED = frozenset({"catalog", "assemble", "finalize"})
+
+
 class StandDown(Exception):
     """Another worker owns this export now (a fenced append lost): stop without acking."""
 
@@ -66,6 +78,7 @@ class StepContext:
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     clock: Clock = SYSTEM_CLOCK
     progressed_at: float = field(default_factory=time.monotonic)
+    working: bool = True  # the step's work runs (the stall check applies only then)
     stalled: bool = False  # set by the keep-alive when it stops this step for making no progress
 
     @property
@@ -73,12 +86,15 @@ class StepContext:
         return self.loaded.state
 
     def progress(self) -> None:
-        """The step moved (a member encoded, a stage done): keep it alive. Safe from any thread."""
+        """The step moved (a source read, a post rendered, a stage done): keep it alive. Safe from
+        any thread; raises :class:`Stalled` once the step was stopped, so its threads stop too."""
+        if self.stalled:
+            raise Stalled("the step was stopped for making no progress")
         self.progressed_at = time.monotonic()
 
     async def append(self, event: ev.Event, msg_id: str | None = None) -> int:
         seq = await self.log.append(event, self.loaded.last_seq, msg_id)
-        self.progress()
+        self.progressed_at = time.monotonic()  # an append is progress (and never raises Stalled)
         from shared.core.lifecycle import apply
 
         self.loaded = Loaded(apply(self.loaded.state, event), seq)
@@ -179,7 +195,10 @@ class StepWorker:
             with tracing.step_span(self.step, _durable(msg), msg.subject, msg.headers, tenant_id, export_id,
                                    loaded.state.attempts_of(self.step) + 1):
                 log.info("%s %s: started", self.step, export_id, extra=_ids(tenant_id, export_id, self.step))
-                await self.work(ctx)
+                try:
+                    await self.work(ctx)
+                finally:
+                    ctx.working = False  # done or failed: what follows (ack, _failed) is not watched
                 log.info("%s %s: done", self.step, export_id, extra=_ids(tenant_id, export_id, self.step))
                 faults.point(f"{self.step}.before_ack")
                 await msg.ack()
@@ -263,7 +282,8 @@ class StepWorker:
             await asyncio.sleep(self.settings.progress_interval_s)
             ctx = self.contexts.get(running_key(tenant_id, export_id))
             stall = self.settings.stall_after_s
-            if ctx is not None and stall > 0 and time.monotonic() - ctx.progressed_at > stall:
+            if (ctx is not None and ctx.working and stall > 0 and self.step in STALL_WATCHED
+                    and time.monotonic() - ctx.progressed_at > stall):
                 log.warning("%s %s: no progress for %g s; stopping the step (a failed attempt)", self.step,
                             export_id, stall, extra=_ids(tenant_id, export_id, self.step))
                 ctx.stalled = True

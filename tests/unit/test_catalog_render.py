@@ -48,3 +48,10 @@ def test_dot_slugs_and_extension_only_filenames_keep_their_extension() -> None:
     posts = [t for t in plan.texts if t.kind == "post"]
     assert len(posts) == 3 and all(t.path.endswith(".md") for t in posts), [t.path for t in posts]
     assert [o.path for o in plan.objects][:2] == ["media/media-m1.jpg", "media/media-m2.jpg"]
+
+
+def test_rendering_marks_progress_after_each_post() -> None:
+    # The worker stops a step that stops moving: 100,000 posts take minutes to render.
+    marks: list[int] = []
+    plan_blog([post(i, f"p{i}") for i in range(1, 6)], [], [], True, "img", moved=lambda: marks.append(1))
+    assert len(marks) == 5

@@ -6,6 +6,7 @@ exports "assembling" with a fresh heartbeat). On the in-memory event log; no ser
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -17,14 +18,15 @@ from shared.runtime.worker import StepContext, StepWorker
 from tests.unit.test_worker_keepalive import Beats, FakeMsg
 
 
-async def _worker(work: Any, **settings: Any) -> tuple[StepWorker, FakeMsg, Beats, InMemoryEventLog]:
+async def _worker(work: Any, step: ev.Step = "catalog",
+                  **settings: Any) -> tuple[StepWorker, FakeMsg, Beats, InMemoryEventLog]:
     log = InMemoryEventLog()
     requested = ev.ExportRequested(export_id="exp_s", tenant_id="t_s", user_id="u", user_email="u@example.org",
                                    username="u")
     await log.append(requested, 0)
     beats = Beats()
     bus = Bus(nc=None, js=None, log=log, heartbeats=beats, admission=None)  # type: ignore[arg-type]
-    worker = StepWorker("catalog", bus, Settings(progress_interval_s=0.02, retry_base_delay_s=0.01, **settings),
+    worker = StepWorker(step, bus, Settings(progress_interval_s=0.02, retry_base_delay_s=0.01, **settings),
                         work, lambda loaded: True)
     return worker, FakeMsg("exports.t_s.exp_s.ExportRequested", requested.to_json()), beats, log
 
@@ -122,3 +124,59 @@ async def test_a_shutdown_during_a_stall_is_not_counted() -> None:
     await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled() and msg.calls[-1] == "nak"
     assert await _names(log) == ["ExportRequested"]  # no attempt counted
+
+
+async def test_a_thread_still_working_for_a_stopped_step_stops_at_its_next_mark() -> None:
+    ended = threading.Event()
+
+    def render(ctx: StepContext) -> None:  # a catalog's render in its worker thread
+        try:
+            time.sleep(0.4)  # longer than the limit without a mark: the step is stopped meanwhile
+            while True:
+                ctx.progress()  # raises Stalled once the step was stopped
+                time.sleep(0.01)
+        finally:
+            ended.set()
+
+    async def work(ctx: StepContext) -> None:
+        await asyncio.to_thread(render, ctx)
+
+    worker, msg, _, log = await _worker(work, stall_after_s=0.2)
+    await _run_once(worker, msg, within=5)
+    assert await _names(log) == ["ExportRequested", "StepFailed"]
+    assert await asyncio.to_thread(ended.wait, 5)  # the thread did not run on for ever
+
+
+async def test_a_failure_recorded_after_a_quiet_spell_is_not_mistaken_for_a_stall() -> None:
+    # Seen in review: a step that failed 0.25 s after its last mark, with a 0.3 s limit and a slow
+    # bus, was stopped inside the failure handling: no StepFailed, no nak, nothing counted.
+    async def fails_late(ctx: StepContext) -> None:
+        await asyncio.sleep(0.25)
+        raise RuntimeError("boom")
+
+    worker, msg, _, log = await _worker(fails_late, stall_after_s=0.3)
+    real_load, loads = log.load, []
+
+    async def slow_load(tenant_id: str, export_id: str) -> Any:
+        loads.append(tenant_id)
+        if len(loads) == 2:  # the load inside the failure handling
+            await asyncio.sleep(0.3)
+        return await real_load(tenant_id, export_id)
+
+    log.load = slow_load  # type: ignore[method-assign]
+    await _run_once(worker, msg, within=5)
+    assert await _names(log) == ["ExportRequested", "StepFailed"] and msg.calls[-1] == "nak"
+    failed = [e async for _, e in log.history("t_s", "exp_s")][-1]
+    assert isinstance(failed, ev.StepFailed) and "made no progress" not in failed.reason
+
+
+async def test_the_notifier_and_the_canceller_are_not_watched() -> None:
+    # Their calls have their own timeouts and their failures their own rules: a stalled email on a
+    # complete export would be dropped (acked, nothing recorded), a stalled cancel would fail it.
+    async def slow(ctx: StepContext) -> None:
+        await asyncio.sleep(0.5)
+
+    for step in ("notify", "cancel"):
+        worker, msg, _, log = await _worker(slow, step, stall_after_s=0.1)  # type: ignore[arg-type]
+        took = await _run_once(worker, msg, within=5)
+        assert took >= 0.5 and msg.calls[-1] == "ack" and await _names(log) == ["ExportRequested"], step

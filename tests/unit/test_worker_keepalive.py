@@ -44,14 +44,15 @@ class Beats:
         self.calls.append(("delete", key))
 
 
-async def _worker(interval: float, work: Any) -> tuple[StepWorker, FakeMsg, Beats]:
+async def _worker(interval: float, work: Any, step: ev.Step = "catalog",
+                  **settings: Any) -> tuple[StepWorker, FakeMsg, Beats]:
     log = InMemoryEventLog()
     requested = ev.ExportRequested(export_id="exp_k", tenant_id="t_k", user_id="u", user_email="u@example.org",
                                    username="u")
     await log.append(requested, 0)
     beats = Beats()
     bus = Bus(nc=None, js=None, log=log, heartbeats=beats, admission=None)  # type: ignore[arg-type]
-    worker = StepWorker("catalog", bus, Settings(progress_interval_s=interval), work, lambda loaded: True)
+    worker = StepWorker(step, bus, Settings(progress_interval_s=interval, **settings), work, lambda loaded: True)
     return worker, FakeMsg("exports.t_k.exp_k.ExportRequested", requested.to_json()), beats
 
 

@@ -10,29 +10,23 @@ import threading
 import time
 from typing import Any
 
-from shared.bus.connect import Bus
 from shared.core import events as ev
 from shared.eventlog.memory import InMemoryEventLog
-from shared.runtime.settings import Settings
 from shared.runtime.worker import StepContext, StepWorker
 from tests.unit.test_worker_keepalive import Beats, FakeMsg
+from tests.unit.test_worker_keepalive import _worker as keepalive_worker
 
 
 async def _worker(work: Any, step: ev.Step = "catalog",
                   **settings: Any) -> tuple[StepWorker, FakeMsg, Beats, InMemoryEventLog]:
-    log = InMemoryEventLog()
-    requested = ev.ExportRequested(export_id="exp_s", tenant_id="t_s", user_id="u", user_email="u@example.org",
-                                   username="u")
-    await log.append(requested, 0)
-    beats = Beats()
-    bus = Bus(nc=None, js=None, log=log, heartbeats=beats, admission=None)  # type: ignore[arg-type]
-    worker = StepWorker(step, bus, Settings(progress_interval_s=0.02, retry_base_delay_s=0.01, **settings),
-                        work, lambda loaded: True)
-    return worker, FakeMsg("exports.t_s.exp_s.ExportRequested", requested.to_json()), beats, log
+    """The keep-alive tests' worker, beating every 0.02 s, with its in-memory log."""
+    worker, msg, beats = await keepalive_worker(0.02, work, step, retry_base_delay_s=0.01, **settings)
+    assert isinstance(worker.bus.log, InMemoryEventLog)
+    return worker, msg, beats, worker.bus.log
 
 
 async def _names(log: InMemoryEventLog) -> list[str]:
-    return [e.name() async for _, e in log.history("t_s", "exp_s")]
+    return [e.name() async for _, e in log.history("t_k", "exp_k")]
 
 
 async def _run_once(worker: StepWorker, msg: FakeMsg, within: float) -> float:
@@ -54,11 +48,11 @@ async def test_a_step_that_hangs_is_stopped_and_counted_as_a_failed_attempt() ->
     took = await _run_once(worker, msg, within=5)
     assert 0.2 <= took < 2, took
     assert await _names(log) == ["ExportRequested", "StepFailed"]
-    failed = [e async for _, e in log.history("t_s", "exp_s")][-1]
+    failed = [e async for _, e in log.history("t_k", "exp_k")][-1]
     assert isinstance(failed, ev.StepFailed) and failed.attempt == 1 and failed.step == "catalog"
     assert failed.reason == "the catalog step made no progress for 0.2 s"
     assert msg.calls[-1] == "nak" and "ack" not in msg.calls  # retried later, not dropped
-    assert beats.calls[-1] == ("delete", "t_s.exp_s")  # the heartbeat it had put is gone
+    assert beats.calls[-1] == ("delete", "t_k.exp_k")  # the heartbeat it had put is gone
     assert not worker.running and not worker.contexts and worker.capacity._value == worker.settings.concurrency
 
 
@@ -71,7 +65,7 @@ async def test_the_last_allowed_stall_fails_the_export_with_the_reason() -> None
         msg.calls.clear()
         await _run_once(worker, msg, within=5)
     assert await _names(log) == ["ExportRequested", "StepFailed", "ExportFailed"]
-    failed = [e async for _, e in log.history("t_s", "exp_s")][-1]
+    failed = [e async for _, e in log.history("t_k", "exp_k")][-1]
     assert isinstance(failed, ev.ExportFailed) and "made no progress for 0.1 s" in failed.reason
     assert msg.calls[-1] == "ack"
 
@@ -87,7 +81,7 @@ async def test_a_long_step_that_keeps_moving_is_never_stopped() -> None:
     assert took >= 0.5
     assert await _names(log) == ["ExportRequested"] and msg.calls[-1] == "ack"
     assert msg.calls.count("in_progress") >= 10  # it kept beating all along
-    assert beats.calls.count(("put", "t_s.exp_s")) >= 10 and beats.calls[-1] == ("delete", "t_s.exp_s")
+    assert beats.calls.count(("put", "t_k.exp_k")) >= 10 and beats.calls[-1] == ("delete", "t_k.exp_k")
 
 
 async def test_an_append_counts_as_progress_and_zero_turns_the_check_off() -> None:
@@ -118,7 +112,7 @@ async def test_a_shutdown_during_a_stall_is_not_counted() -> None:
     await worker.handle(msg)  # type: ignore[arg-type]
     task = next(iter(worker.running.values()))
     await asyncio.sleep(0.05)
-    worker.contexts["t_s.exp_s"].stalled = True  # the keep-alive's stop and a SIGTERM land together
+    worker.contexts["t_k.exp_k"].stalled = True  # the keep-alive's stop and a SIGTERM land together
     task.cancel("stalled")
     task.cancel("shutdown")
     await asyncio.gather(task, return_exceptions=True)
@@ -166,7 +160,7 @@ async def test_a_failure_recorded_after_a_quiet_spell_is_not_mistaken_for_a_stal
     log.load = slow_load  # type: ignore[method-assign]
     await _run_once(worker, msg, within=5)
     assert await _names(log) == ["ExportRequested", "StepFailed"] and msg.calls[-1] == "nak"
-    failed = [e async for _, e in log.history("t_s", "exp_s")][-1]
+    failed = [e async for _, e in log.history("t_k", "exp_k")][-1]
     assert isinstance(failed, ev.StepFailed) and "made no progress" not in failed.reason
 
 

@@ -117,8 +117,7 @@ class Eraser:
         for stream, filters in self._subjects(tenant_id).items():
             for subject in filters:
                 await self.bus.js.purge_stream(stream, subject=subject)
-        for key in found.archives + found.work_objects:
-            await self.store.delete(self.bucket, key)
+        await self.store.delete_many(self.bucket, [*found.archives, *found.work_objects])
         for path in self.read_models:
             _rows(path, tenant_id, delete=True)
 

@@ -36,7 +36,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -177,6 +177,17 @@ class FilesystemStore:
             return
         for p in (path, _etag_path(path)):
             await asyncio.to_thread(p.unlink, True)
+
+    async def delete_many(self, bucket: str, keys: Sequence[str]) -> None:
+        paths = [self.path(bucket, key) for key in keys]  # every key checked before any is deleted
+
+        def remove() -> None:  # one thread hop for all of them
+            for path in paths:
+                if path.is_file():  # missing, or only a prefix of other keys: nothing to delete
+                    path.unlink(missing_ok=True)
+                    _etag_path(path).unlink(missing_ok=True)
+
+        await asyncio.to_thread(remove)
 
     async def list_keys(self, bucket: str, prefix: str) -> list[ObjectInfo]:
         return await asyncio.to_thread(self._list_keys, bucket, prefix)

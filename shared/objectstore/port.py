@@ -13,7 +13,7 @@ Errors::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -107,6 +107,12 @@ class ObjectStore(Protocol):
 
     async def delete(self, bucket: str, key: str) -> None:
         """Delete; deleting a missing key is not an error."""
+        ...
+
+    async def delete_many(self, bucket: str, keys: Sequence[str]) -> None:
+        """Delete every key (a missing one is not an error) in as few calls as the store allows:
+        S3 takes up to 1,000 keys per ``DeleteObjects``. Raises :class:`StoreError` naming the
+        first key the store would not delete (the others may be gone)."""
         ...
 
     async def list_keys(self, bucket: str, prefix: str) -> list[ObjectInfo]: ...

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from typing import Any, Self
 from urllib.parse import quote, urlsplit
@@ -50,6 +50,7 @@ _NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 _PRECONDITION = {"412", "PreconditionFailed"}
 _TRANSIENT = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling"}
 # Permanent refusals, in words a person can act on (no host, bucket or key in them).
+DELETE_BATCH = 1000  # S3's limit of keys per DeleteObjects request
 _REFUSED_CODES = {
     "AccessDenied": "the storage service denied access (check the service's credentials and policy)",
     "InvalidAccessKeyId": "the storage service does not know the access key",
@@ -306,6 +307,21 @@ class S3Store:
                 await self.client.delete_object(Bucket=bucket, Key=key)
         except ObjectNotFound:
             pass
+
+    async def delete_many(self, bucket: str, keys: Sequence[str]) -> None:
+        for i in range(0, len(keys), DELETE_BATCH):
+            batch = keys[i:i + DELETE_BATCH]
+            with _translated(f"{bucket}: {len(batch)} keys"):
+                resp = await self.client.delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+            # Quiet: only failures are listed (S3 counts a missing key as deleted)
+            errors = [e for e in resp.get("Errors", []) if e.get("Code") != "NoSuchKey"]
+            if errors:
+                code, key = str(errors[0].get("Code", "")), errors[0].get("Key")
+                detail = f"({code}: {errors[0].get('Message') or code}; {bucket}/{key}, {len(errors)} of {len(batch)} keys)"
+                if code in _REFUSED_CODES:
+                    raise StoreRefused(_REFUSED_CODES[code], detail)
+                raise StoreError(f"the storage service did not delete every key {detail}")
 
     async def list_keys(self, bucket: str, prefix: str) -> list[ObjectInfo]:
         out = []

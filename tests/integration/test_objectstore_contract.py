@@ -157,6 +157,22 @@ async def test_delete_is_idempotent(store: ObjectStore, bucket: str) -> None:
     assert await store.list_keys(bucket, "") == []
 
 
+async def test_delete_many_removes_every_key_and_nothing_else(store: ObjectStore, bucket: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.objectstore import s3
+
+    monkeypatch.setattr(s3, "DELETE_BATCH", 2)  # S3: five keys take three DeleteObjects requests
+    keys = [f"w/parts/{i:05d}.json" for i in range(5)]
+    for key in keys:
+        await store.put(bucket, key, key.encode())
+    await store.put(bucket, "w/keep", b"k")
+    await store.put(bucket, "w/dir/obj", b"d")
+    # a missing key and a key that is only a prefix of another are not errors, and the prefix's object stays
+    await store.delete_many(bucket, [*keys, "w/never-there", "w/dir"])
+    assert [o.key for o in await store.list_keys(bucket, "w/")] == ["w/dir/obj", "w/keep"]
+    await store.delete_many(bucket, [])  # nothing to do
+
+
 async def test_list_keys_returns_only_keys_under_the_prefix(store: ObjectStore, bucket: str) -> None:
     etags = {
         k: await store.put(bucket, k, k.encode()) for k in ["jobs/1/a", "jobs/1/b/c", "jobs/10", "other"]

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from shared.core import events as ev
 from shared.eventlog.jetstream import Loaded
-from shared.objectstore import CompletedPart, NoSuchUpload, ObjectNotFound, ObjectStore
+from shared.objectstore import CompletedPart, NoSuchUpload, ObjectNotFound, ObjectStore, StoreError, StoreRefused
 from shared.runtime import faults
 from shared.runtime.settings import Settings
 from shared.runtime.worker import StepContext, StepError
@@ -64,21 +64,36 @@ class Finalizer:
         ), msg_id=f"{a.export_id}:ExportCompleted:{etag}")
 
     async def _complete(self, a: ev.ArchiveAssembled, parts: list) -> str:
-        try:
-            listed = {p.part_number: p.etag for p in await self.store.list_parts(self.bucket, a.archive_key, a.upload_id)}
-        except NoSuchUpload:
-            try:  # completed before a crash: the object is there with the logged size
-                head = await self.store.head(self.bucket, a.archive_key)
-            except ObjectNotFound:
-                raise StepError("the upload is gone and no archive was completed") from None
-            if head.size == a.size_bytes:
-                return head.etag
-            raise StepError("the upload is gone and the object at the key is not this archive") from None
-        problem = check_parts([(p.number, p.etag) for p in parts], listed)
-        if problem:
-            raise StepError(f"cannot complete: {problem}")
+        """Complete the upload with the logged parts. The store checks each one itself (S3 refuses
+        a missing part or another ETag: ``InvalidPart``; the filesystem store the same), so the
+        parts are listed only to say why it refused — not before every completion (a request)."""
         done = [CompletedPart(p.number, p.etag) for p in parts]
-        return await self.store.complete_multipart(self.bucket, a.archive_key, a.upload_id, done)
+        try:
+            return await self.store.complete_multipart(self.bucket, a.archive_key, a.upload_id, done)
+        except NoSuchUpload:
+            return await self._completed_before(a)
+        except StoreRefused:
+            raise
+        except StoreError as e:
+            try:
+                listed = {p.part_number: p.etag
+                          for p in await self.store.list_parts(self.bucket, a.archive_key, a.upload_id)}
+            except NoSuchUpload:
+                return await self._completed_before(a)  # a completion of ours landed after all
+            problem = check_parts([(p.number, p.etag) for p in parts], listed)
+            if problem:
+                raise StepError(f"cannot complete: {problem}") from e
+            raise
+
+    async def _completed_before(self, a: ev.ArchiveAssembled) -> str:
+        """The upload is gone: completed before a crash (the object is there with the logged size)?"""
+        try:
+            head = await self.store.head(self.bucket, a.archive_key)
+        except ObjectNotFound:
+            raise StepError("the upload is gone and no archive was completed") from None
+        if head.size == a.size_bytes:
+            return head.etag
+        raise StepError("the upload is gone and the object at the key is not this archive") from None
 
     async def _hash(self, key: str, moved: Callable[[], None]) -> str:
         """After a resume the running hash was lost: read the completed object back (``moved``

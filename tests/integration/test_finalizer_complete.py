@@ -1,0 +1,116 @@
+"""The finalizer completes with the logged parts and lets the store check them (no listing first);
+when the store refuses, the listing says why. On the filesystem store and on S3 (moto)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+import pytest_asyncio
+
+from services.finalizer.service import Finalizer
+from shared.core import events as ev
+from shared.objectstore import ObjectStore, StoreError
+from shared.objectstore.factory import open_store
+from shared.runtime.settings import Buckets, Settings
+from shared.runtime.worker import StepError
+
+pytest_plugins = ["tests.fixtures.moto"]
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
+
+PART = 64 * 1024  # the smallest non-last part the test moto accepts
+KEY = "exports/tnt_f/exp_f/archive.zip"
+
+
+class Part(NamedTuple):
+    number: int
+    etag: str
+
+
+class CountingStore:
+    """The real store, counting the listings the finalizer asks for."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store, self.listings = store, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[object]:
+        self.listings += 1
+        return await self.store.list_parts(bucket, key, upload_id)  # type: ignore[return-value]
+
+
+@pytest.fixture(params=["fs", "s3"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    if request.param == "s3":
+        s3: Settings = request.getfixturevalue("s3_settings")
+        return s3
+    tag = uuid.uuid4().hex[:12]
+    return Settings(store="fs", store_root=tmp_path / "store",
+                    buckets=Buckets(exports=f"exports-{tag}", images=f"images-{tag}", amber=f"amber-{tag}"))
+
+
+@pytest_asyncio.fixture
+async def store(settings: Settings) -> AsyncIterator[CountingStore]:
+    s = await open_store(settings, create_buckets=True)
+    try:
+        yield CountingStore(s)
+    finally:
+        await s.close()
+
+
+async def _upload(store: CountingStore, bucket: str, *chunks: bytes) -> tuple[str, list[Part]]:
+    upload_id = await store.create_multipart(bucket, KEY, "application/zip")
+    parts = [Part(n, await store.upload_part(bucket, KEY, upload_id, n, data))
+             for n, data in enumerate(chunks, start=1)]
+    return upload_id, parts
+
+
+def _assembled(upload_id: str, size: int, count: int) -> ev.ArchiveAssembled:
+    return ev.ArchiveAssembled(export_id="exp_f", tenant_id="tnt_f", archive_key=KEY, upload_id=upload_id,
+                               size_bytes=size, part_count=count, member_count=1, error_count=0)
+
+
+async def test_completes_without_listing_the_parts(store: CountingStore, settings: Settings) -> None:
+    bucket = settings.buckets.exports
+    one, two = os.urandom(PART), os.urandom(1000)
+    upload_id, parts = await _upload(store, bucket, one, two)
+    finalizer = Finalizer(settings, store)  # type: ignore[arg-type]
+    etag = await finalizer._complete(_assembled(upload_id, PART + 1000, 2), parts)
+    assert await store.read(bucket, KEY) == one + two
+    assert store.listings == 0
+    # a second run (the first one's ack was lost): the upload is gone, the object is this archive
+    assert await finalizer._complete(_assembled(upload_id, PART + 1000, 2), parts) == etag
+
+
+async def test_a_missing_part_is_named_and_the_upload_stays(store: CountingStore, settings: Settings) -> None:
+    bucket = settings.buckets.exports
+    upload_id, parts = await _upload(store, bucket, os.urandom(PART))
+    logged = [*parts, Part(2, parts[0].etag)]
+    with pytest.raises(StepError, match="cannot complete: part 2 is missing from the upload"):
+        await Finalizer(settings, store)._complete(_assembled(upload_id, PART + 1, 2), logged)  # type: ignore[arg-type]
+    assert store.listings == 1
+    assert [p.part_number for p in await store.list_parts(bucket, KEY, upload_id)] == [1]  # nothing lost
+
+
+async def test_another_part_in_the_store_is_named(store: CountingStore, settings: Settings) -> None:
+    bucket = settings.buckets.exports
+    upload_id, parts = await _upload(store, bucket, os.urandom(PART), os.urandom(10))
+    other = await store.upload_part(bucket, KEY, upload_id, 2, os.urandom(10))  # a zombie's part 2
+    assert other != parts[1].etag
+    with pytest.raises(StepError, match="cannot complete: part 2 in the store is not the logged one"):
+        await Finalizer(settings, store)._complete(_assembled(upload_id, PART + 10, 2), parts)  # type: ignore[arg-type]
+
+
+async def test_a_refusal_the_listing_cannot_explain_is_raised_as_it_was(store: CountingStore,
+                                                                         settings: Settings) -> None:
+    bucket = settings.buckets.exports
+    upload_id, _ = await _upload(store, bucket, os.urandom(PART))
+    with pytest.raises(StoreError) as e:  # no part at all: every logged part is there, the list is empty
+        await Finalizer(settings, store)._complete(_assembled(upload_id, 0, 0), [])  # type: ignore[arg-type]
+    assert not isinstance(e.value, StepError)

@@ -60,10 +60,7 @@ class Canceller:
                     return
         else:
             raise StepError("The export kept changing while we cancelled it; we will try again.")
-        try:
-            await remove_work_objects(self.store, self.bucket, ctx.state.tenant_id, ctx.state.export_id)
-        except StoreError as e:  # the janitor removes work objects of finished exports too
-            log.warning("cancel %s: work objects left for the janitor (%s)", ctx.state.export_id, e)
+        await remove_work_objects(self.store, self.bucket, ctx.state.tenant_id, ctx.state.export_id)
 
     async def _abort(self, ctx: StepContext, key: str, upload_id: str) -> bool:
         """True when the upload is gone; False on the last allowed attempt (the janitor sweeps it);

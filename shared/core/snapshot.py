@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.objectstore import ObjectStore
+from shared.objectstore import ObjectStore, StoreError
+
+log = logging.getLogger(__name__)
 
 Kind = Literal["readme", "post", "page", "index", "media", "file"]
 
@@ -101,12 +104,16 @@ def sha256_hex(data: bytes) -> str:
 
 
 async def remove_work_objects(store: ObjectStore, bucket: str, tenant_id: str, export_id: str) -> int:
-    """Delete the snapshot and part records of an export (best effort; the janitor is the backstop)."""
+    """Delete the snapshot and part records of an export; how many (0 when the store failed:
+    logged, and the janitor, which lists them again, is the backstop)."""
     from shared.archive.layout import work_prefix  # the layout builds on this module's models
 
     try:
         keys = [obj.key for obj in await store.list_keys(bucket, work_prefix(tenant_id, export_id))]
-        await store.delete_many(bucket, keys)  # one request per 1,000 on S3, not one per part record
-    except Exception:
+        if keys:
+            await store.delete_many(bucket, keys)  # one request per 1,000 on S3, not one per part record
+    except StoreError as e:  # some may be gone: the next janitor run lists what is left
+        log.warning("export %s: work objects left for the janitor (%s)", export_id, e,
+                    extra={"tenant_id": tenant_id, "export_id": export_id})
         return 0
     return len(keys)

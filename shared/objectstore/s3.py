@@ -49,8 +49,11 @@ from shared.runtime.settings import S3Settings
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 _PRECONDITION = {"412", "PreconditionFailed"}
 _TRANSIENT = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling"}
-# Permanent refusals, in words a person can act on (no host, bucket or key in them).
 DELETE_BATCH = 1000  # S3's limit of keys per DeleteObjects request
+# A DeleteObjects refused as a whole by a store that does not take it as sent (an older MinIO or
+# Ceph that wants Content-MD5, which botocore no longer sends; keys XML cannot carry): key by key.
+_NO_BATCH_DELETE = {"MissingContentMD5", "InvalidRequest", "NotImplemented", "MalformedXML", "InvalidDigest"}
+# Permanent refusals, in words a person can act on (no host, bucket or key in them).
 _REFUSED_CODES = {
     "AccessDenied": "the storage service denied access (check the service's credentials and policy)",
     "InvalidAccessKeyId": "the storage service does not know the access key",
@@ -312,8 +315,15 @@ class S3Store:
         for i in range(0, len(keys), DELETE_BATCH):
             batch = keys[i:i + DELETE_BATCH]
             with _translated(f"{bucket}: {len(batch)} keys"):
-                resp = await self.client.delete_objects(
-                    Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+                try:
+                    resp = await self.client.delete_objects(
+                        Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+                except ClientError as e:
+                    if _code(e) not in _NO_BATCH_DELETE:
+                        raise
+                    for key in batch:
+                        await self.delete(bucket, key)
+                    continue
             # Quiet: only failures are listed (S3 counts a missing key as deleted)
             errors = [e for e in resp.get("Errors", []) if e.get("Code") != "NoSuchKey"]
             if errors:
@@ -321,6 +331,8 @@ class S3Store:
                 detail = f"({code}: {errors[0].get('Message') or code}; {bucket}/{key}, {len(errors)} of {len(batch)} keys)"
                 if code in _REFUSED_CODES:
                     raise StoreRefused(_REFUSED_CODES[code], detail)
+                if code in _TRANSIENT:
+                    raise StoreUnavailable(f"the storage service did not delete every key yet {detail}")
                 raise StoreError(f"the storage service did not delete every key {detail}")
 
     async def list_keys(self, bucket: str, prefix: str) -> list[ObjectInfo]:

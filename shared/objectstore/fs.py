@@ -172,11 +172,7 @@ class FilesystemStore:
         return b"".join([c async for c in self.get(bucket, key, if_match=if_match)])
 
     async def delete(self, bucket: str, key: str) -> None:
-        path = self.path(bucket, key)
-        if not await asyncio.to_thread(path.is_file):  # missing, or only a prefix of other keys
-            return
-        for p in (path, _etag_path(path)):
-            await asyncio.to_thread(p.unlink, True)
+        await self.delete_many(bucket, [key])
 
     async def delete_many(self, bucket: str, keys: Sequence[str]) -> None:
         paths = [self.path(bucket, key) for key in keys]  # every key checked before any is deleted

@@ -4,9 +4,7 @@ when the store refuses, the listing says why. On the filesystem store and on S3 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -16,7 +14,7 @@ from services.finalizer.service import Finalizer
 from shared.core import events as ev
 from shared.objectstore import ObjectStore, StoreError
 from shared.objectstore.factory import open_store
-from shared.runtime.settings import Buckets, Settings
+from shared.runtime.settings import Settings
 from shared.runtime.worker import StepError
 
 pytest_plugins = ["tests.fixtures.moto"]
@@ -45,14 +43,9 @@ class CountingStore:
         return await self.store.list_parts(bucket, key, upload_id)  # type: ignore[return-value]
 
 
-@pytest.fixture(params=["fs", "s3"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    if request.param == "s3":
-        s3: Settings = request.getfixturevalue("s3_settings")
-        return s3
-    tag = uuid.uuid4().hex[:12]
-    return Settings(store="fs", store_root=tmp_path / "store",
-                    buckets=Buckets(exports=f"exports-{tag}", images=f"images-{tag}", amber=f"amber-{tag}"))
+@pytest.fixture
+def settings(either_store_settings: Settings) -> Settings:
+    return either_store_settings
 
 
 @pytest_asyncio.fixture

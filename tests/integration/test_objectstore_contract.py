@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -24,7 +22,7 @@ from shared.objectstore.port import (
     StoreError,
     StoreUnavailable,
 )
-from shared.runtime.settings import Buckets, Settings
+from shared.runtime.settings import Settings
 
 pytest_plugins = ["tests.fixtures.moto"]
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
@@ -33,14 +31,9 @@ PART = 64 * 1024  # the smallest non-last part the test moto accepts (tests/fixt
 DATA = os.urandom(300_000)
 
 
-@pytest.fixture(params=["fs", "s3"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    if request.param == "s3":
-        s3: Settings = request.getfixturevalue("s3_settings")
-        return s3
-    tag = uuid.uuid4().hex[:12]
-    buckets = Buckets(exports=f"exports-{tag}", images=f"images-{tag}", amber=f"amber-{tag}")
-    return Settings(store="fs", store_root=tmp_path / "store", buckets=buckets)
+@pytest.fixture
+def settings(either_store_settings: Settings) -> Settings:
+    return either_store_settings
 
 
 @pytest_asyncio.fixture

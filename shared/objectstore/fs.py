@@ -19,7 +19,8 @@ An upload started with a ``part_size`` (the assembler's) is laid out by it inste
 written straight into one file at ``(n - 1) × part_size`` (``upload.bin``; a part may not be larger),
 its digest and size kept beside it (``NNNNN.staged``), and completion truncates that file to the
 parts' total and renames it into place: no byte is copied again. Parts are written with O_DIRECT
-where the filesystem and the buffer allow it (the assembler hands page-aligned part buffers): on a
+where the filesystem and the buffer allow it (the assembler hands page-aligned part buffers; a last
+part's final partial page goes through the page cache): on a
 VM, putting every archive byte into fresh page-cache pages cost the writing threads more CPU than
 both SHA-256s (perf: 1.3 CPU-s for 424 MB, against 0.04 s with O_DIRECT), and nothing reads the
 parts back. If the listed parts are not all ``part_size`` long but the last, completion gathers
@@ -432,18 +433,24 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
 
 
 def _write_at(path: Path, data: bytes | memoryview, offset: int) -> None:
-    """``data`` into ``path`` at ``offset`` (created if need be): with O_DIRECT when the offset,
-    the length and the buffer's address allow it (EINVAL otherwise), else through the page cache."""
+    """``data`` into ``path`` at ``offset`` (created if need be): its whole pages with O_DIRECT when
+    the offset and the buffer's address allow it (EINVAL otherwise), the rest through the page cache.
+    A last part is rarely a whole number of pages, and for a small export it is the whole archive:
+    only its final partial page goes through the page cache (in a burst of small exports, filling
+    fresh page-cache pages with every archive cost the assembler 3–5 ms of system time an export)."""
     view = memoryview(data).cast("B")
-    if _O_DIRECT and offset % ALIGN == 0 and len(view) % ALIGN == 0:
+    head = len(view) - len(view) % ALIGN if _O_DIRECT and offset % ALIGN == 0 else 0
+    if head:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | _O_DIRECT, 0o644)
         except OSError:  # a filesystem without O_DIRECT (tmpfs)
             fd = -1
         if fd >= 0:
             try:
-                _pwrite_all(fd, view, offset)
-                return
+                _pwrite_all(fd, view[:head], offset)
+                view, offset = view[head:], offset + head
+                if not view:
+                    return
             except OSError as e:
                 if e.errno != errno.EINVAL:  # not an alignment refusal: a real write error
                     raise

@@ -224,8 +224,9 @@ STEP_DURABLES = ("catalog", "assembler", "finalizer", "notifier", "canceller")
 
 
 async def start_ready_stack(env: Env, data_dir: Path, services: tuple[str, ...] = STEP_SERVICES,
-                            extra_env: dict[str, str] | None = None) -> Stack:
-    stack = start_stack(data_dir, env.values, services=services, extra_env=extra_env)
+                            extra_env: dict[str, str] | None = None,
+                            replicas: dict[str, int] | None = None) -> Stack:
+    stack = start_stack(data_dir, env.values, services=services, extra_env=extra_env, replicas=replicas)
     try:
         durables = tuple(d for d in STEP_DURABLES
                          if (d in ("canceller",) and "assembler" in services) or d in services)

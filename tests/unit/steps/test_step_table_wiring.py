@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +26,10 @@ def test_every_list_of_services_is_the_tables() -> None:
     names = {s.name for s in steps.SERVICES}
     assert set(cli.SERVICES) == set(supervisor.SERVICES) == {u.name for u in auth.USERS} == names
     assert set(cli.STEP_SERVICES) == set(stack.STEP_SERVICES) == {s.service for s in steps.STEPS}
+
+
+def test_the_local_stack_runs_two_assemblers_on_two_cores_and_one_on_one() -> None:
+    assert supervisor.default_replicas(1) == {}
+    assert supervisor.default_replicas(2) == supervisor.default_replicas(16) == {"assembler": 2}
+    assert set(supervisor.default_replicas(2)) <= set(steps.step_services())  # a service of the table
+    assert supervisor.Stack(Path("unused")).replicas == supervisor.default_replicas()

@@ -151,7 +151,17 @@ class Stack:
 
     def start(self, nats_url: str | None = None) -> Stack:
         """Start the services; without ``nats_url``, also a nats-server of our own, locked down with
-        one NATS user per service (the same permissions as production, see shared/bus/permissions.py)."""
+        one NATS user per service (the same permissions as production, see shared/bus/permissions.py).
+        A start that fails part way stops what it started and lets the folder's lock go: the
+        children run in sessions of their own, so a nats-server left behind would outlive the
+        command that failed."""
+        try:
+            return self._start(nats_url)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, nats_url: str | None) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
         users: dict[str, str] = {}
@@ -168,7 +178,8 @@ class Stack:
             config.write_text(render_authorization(users, prefix=prefix, kv_prefix=kv_prefix, stream=stream))
             config.chmod(0o600)
             self.nats = NatsServer(self.data_dir / "nats", config_file=config,
-                                   log_file=self.data_dir / "logs" / "nats.log").start()
+                                   log_file=self.data_dir / "logs" / "nats.log")
+            self.nats.start()  # assigned first: a server that starts but never answers is stopped too
             nats_url = self.nats.url
             # Operator commands (events, janitor, replay) read this instead of a stale exported URL.
             self.operator_file = operator.write(self.data_dir, nats_url=nats_url, nats_user=ADMIN,

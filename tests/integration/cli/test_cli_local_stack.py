@@ -194,3 +194,22 @@ def test_ctrl_c_during_the_demo_stops_it_and_its_stack_at_once(tmp_path: Path) -
     assert "interrupted; stopping the local stack" in err and time.monotonic() - interrupted < 15
     assert not (data / "stack.json").exists()
     os.close(supervisor._lock(data))  # the folder is free for the next stack
+
+
+def test_a_start_that_fails_part_way_stops_its_nats_server_and_lets_the_folder_go(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The children run in sessions of their own: a nats-server left running by a failed start
+    would outlive the command, and the held lock would refuse the next start in this process."""
+    from services.devtools.stack import supervisor
+
+    def failing_setup(env: dict[str, str], log_path: Path, timeout: float = 60.0) -> None:
+        raise RuntimeError("grove-export setup failed; see the log")
+
+    monkeypatch.setattr(supervisor, "run_setup", failing_setup)
+    data, port = tmp_path / "data", free_port()
+    stack = Stack(data, port=port, env=local_env(data, port))
+    with pytest.raises(RuntimeError, match="setup failed"):
+        stack.start()
+    assert stack.nats is not None and stack.nats.proc is None  # it had started, and was stopped
+    assert not stack.children and not (data / "stack.json").exists()
+    os.close(supervisor._lock(data))  # the folder's lock is free again

@@ -1,1 +1,2 @@
-"""The local stack: a nats-server from the wheel plus one supervised process per service."""
+"""The local stack: a nats-server from the wheel plus supervised processes: one per service, two
+assemblers on two or more cores."""

@@ -1,4 +1,5 @@
-"""``grove-export serve``: nats-server plus one supervised OS process per service.
+"""``grove-export serve``: nats-server plus supervised OS processes, one per service (two
+assemblers on two or more cores: :func:`default_replicas`).
 
 Each service runs as ``grove-export run NAME`` — exactly what its container runs — and is
 restarted when it dies, so killing one in a test is a container crash in production.
@@ -25,7 +26,7 @@ from shared.bus.permissions import ADMIN, USERS, render_authorization
 from shared.core import steps
 from shared.runtime.secrets import SECRET_NAMES, local_secrets
 
-SERVICES = steps.service_names()  # every service of the step table, one process each
+SERVICES = steps.service_names()  # every service of the step table
 LOCK_FILE = "stack.lock"
 
 
@@ -35,7 +36,13 @@ def default_replicas(cpus: int | None = None) -> dict[str, int]:
     (ZIP framing, records) and so holds one core at most per process: in a burst of 2,000 small
     exports on two cores it ran at 100 % of one while 40 % of the machine sat idle, and a second
     replica on the same durable consumer took that (38.7 → 43.0–47.7 exports/s measured)."""
-    return {"assembler": 2} if (cpus or os.cpu_count() or 1) >= 2 else {}
+    return {"assembler": 2} if (cpus if cpus is not None else usable_cpus()) >= 2 else {}
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity, e.g. under ``taskset``), not the host's."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 class StackBusy(Exception):
@@ -235,9 +242,10 @@ class Stack:
                     child.proc.kill()
                     child.proc.wait(5)
         if self.nats:
-            if self.operator_file:
+            if self.operator_file and self._lock_fd is not None:  # ours only while we hold the folder
                 operator.remove(self.data_dir)
             self.nats.stop()
+        self.operator_file = None
         self._unlock()
 
     def _unlock(self) -> None:

@@ -77,15 +77,18 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
-    from services.devtools.stack.supervisor import Stack, StackBusy, local_env
+    from services.devtools.stack.supervisor import MAX_ASSEMBLERS, Stack, StackBusy, default_replicas, local_env
     from shared.runtime import secrets
 
+    if args.assemblers is not None and not 1 <= args.assemblers <= MAX_ASSEMBLERS:
+        raise CliError(f"--assemblers must be 1 to {MAX_ASSEMBLERS}, not {args.assemblers}")
+    replicas = default_replicas() if args.assemblers is None else {"assembler": args.assemblers}
     data = Path(args.data).resolve()
     env = local_env(data, args.port)
     for name, var in secrets.SECRET_NAMES.items():  # a weak one set in the environment: say so, don't loop
         secrets.require(name, SecretStr(env[var]))
     try:
-        stack = Stack(data, port=args.port, env=env).start()
+        stack = Stack(data, port=args.port, env=env, replicas=replicas).start()
     except StackBusy as e:
         raise CliError(str(e)) from None
     print(f"grove-export: local stack up — gateway http://127.0.0.1:{args.port}/export, "
@@ -365,6 +368,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8080, help="TCP port of the gateway and page (default: 8080)")
     s.add_argument("--data", default="var", help="folder for the stack's store, databases, logs and outbox "
                    "(default: var)")
+    s.add_argument("--assemblers", type=int, metavar="N",
+                   help="assembler processes (default: 2 on two or more cores, else 1)")
     s.set_defaults(func=cmd_serve)
     t = sub.add_parser("token", help="print a bearer token signed with this stack's secret")
     t.add_argument("--tenant", required=True, help="tenant id whose content is exported (from `grove-export seed`)")

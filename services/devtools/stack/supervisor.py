@@ -28,6 +28,7 @@ from shared.runtime.secrets import SECRET_NAMES, local_secrets
 
 SERVICES = steps.service_names()  # every service of the step table
 LOCK_FILE = "stack.lock"
+MAX_ASSEMBLERS = 16  # `serve --assemblers N`: more processes than that on one machine only compete
 
 
 def default_replicas(cpus: int | None = None) -> dict[str, int]:

@@ -214,3 +214,35 @@ def test_a_start_that_fails_part_way_stops_its_nats_server_and_lets_the_folder_g
     assert stack.nats is not None and stack.nats.proc is None  # it had started, and was stopped
     assert not stack.children and not (data / "stack.json").exists()
     os.close(supervisor._lock(data))  # the folder's lock is free again
+
+
+def test_serve_runs_as_many_assemblers_as_asked_and_refuses_a_count_out_of_range(tmp_path: Path) -> None:
+    import signal
+
+    for bad in ("0", "17"):
+        out = new_shell("serve", "--assemblers", bad, "--data", str(tmp_path / "bad"), cwd=tmp_path)
+        assert out.returncode == 2 and out.stderr.strip() == f"grove-export: --assemblers must be 1 to 16, not {bad}"
+        assert not (tmp_path / "bad").exists()  # refused before anything was made
+    data, port = tmp_path / "data", free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--assemblers", "3", "--data", str(data),
+                             "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "the stack did not become ready"
+            time.sleep(0.2)
+        assert sorted(p.name for p in (data / "logs").glob("assembler*.log")) == [
+            "assembler-2.log", "assembler-3.log", "assembler.log"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from services.devtools.stack.natsserver import free_port
 from services.devtools.stack.supervisor import Stack, local_env
+from tests.support.stack import wait_ready
 
 
 def new_shell(*args: str, cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:
@@ -39,16 +39,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[Stack, int]]:
     data, port = tmp_path / "data", free_port()
     stack = Stack(data, port=port, env=local_env(data, port)).start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            assert time.monotonic() < deadline, "the local stack did not become ready"
-            time.sleep(0.2)
+        assert wait_ready(f"http://127.0.0.1:{port}", 60), "the local stack did not become ready"
         yield stack, port
     finally:
         stack.stop()
@@ -229,16 +220,8 @@ def test_serve_runs_as_many_assemblers_as_asked_and_refuses_a_count_out_of_range
                              "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "the stack did not become ready"
-            time.sleep(0.2)
+        assert wait_ready(f"http://127.0.0.1:{port}", 60, alive=lambda: proc.poll() is None), \
+            "the stack did not become ready"
         assert sorted(p.name for p in (data / "logs").glob("assembler*.log")) == [
             "assembler-2.log", "assembler-3.log", "assembler.log"]
         proc.send_signal(signal.SIGINT)

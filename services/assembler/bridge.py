@@ -12,7 +12,7 @@ import concurrent.futures
 import hashlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
 from services.assembler.encoder import ArchiveStream, Stopped
@@ -48,15 +48,30 @@ class SourceReader:
     encoder waited for every network read, and the loop for every block's encoding)."""
 
     def __init__(self, store: ObjectStore, member: SnapshotMember, loop: asyncio.AbstractEventLoop,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, on_done: Callable[[], None] | None = None) -> None:
         self.loop = loop
         self.stop = stop
-        self.gen: AsyncIterator[bytes] = store.get(
+        self.member = member
+        self.gen: AsyncGenerator[bytes, None] = store.get(  # type: ignore[assignment]
             member.bucket, member.key, start=member.start, end=member.start + member.size,
             if_match=member.etag, chunk_size=HOP,
         )
         self.done = False
+        self.on_done = on_done  # called on the loop once the source's last byte is read
         self.ahead: concurrent.futures.Future[bytes | None] | None = None
+
+    def start(self) -> None:
+        """Request the first block now, before the encoder asks for it."""
+        if self.ahead is None and not self.done:
+            self.ahead = asyncio.run_coroutine_threadsafe(self._next(), self.loop)
+
+    def close(self) -> None:
+        """Give up a reader the encoder never read to its end: stop its request, release its body."""
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None and not ahead.done():
+            ahead.cancel()  # cancels the read inside the generator, which closes the response
+        elif not self.done:
+            asyncio.run_coroutine_threadsafe(self.gen.aclose(), self.loop)
 
     async def _next(self) -> bytes | None:
         parts: list[bytes] = []
@@ -68,6 +83,8 @@ class SourceReader:
                 have += len(chunk)
         except StopAsyncIteration:
             self.done = True
+            if self.on_done is not None:
+                self.on_done()
         if len(parts) <= 1:  # the filesystem store's usual case: one read of HOP bytes, no copy
             return parts[0] if parts else None
         return b"".join(parts)
@@ -79,7 +96,8 @@ class SourceReader:
         if self.ahead is None:
             if self.done:
                 raise StopIteration
-            self.ahead = asyncio.run_coroutine_threadsafe(self._next(), self.loop)
+            self.start()
+        assert self.ahead is not None
         block = wait(self.ahead, self.stop)
         # _next has finished (so self.done is current): start the next read before returning
         self.ahead = None if self.done or block is None else \
@@ -142,13 +160,55 @@ class TextWindows:
         return self.data[m.start - self.start:m.start - self.start + m.size]
 
 
-def source_opener(store: ObjectStore, loop: asyncio.AbstractEventLoop,
-                  stop: threading.Event | None = None) -> Callable[[SnapshotMember], Iterator[bytes]]:
+class ReadAhead:
+    """Opens members' sources through the loop (S3), the next member's first block already asked
+    for: once a member's last byte is read, the loop starts the GET of the member after it (when
+    ``wanted``), so each request's round trip overlaps the encoding of the block in hand instead
+    of stalling the encoder once per member. One request and one block ahead at most."""
+
+    def __init__(self, store: ObjectStore, members: Sequence[SnapshotMember], loop: asyncio.AbstractEventLoop,
+                 stop: threading.Event | None = None,
+                 wanted: Callable[[SnapshotMember], bool] = lambda m: True) -> None:
+        self.store, self.members, self.loop, self.stop, self.wanted = store, members, loop, stop, wanted
+        self.next: SourceReader | None = None  # set on the loop, taken in the encoder's thread
+
+    def __call__(self, m: SnapshotMember) -> SourceReader:
+        ahead, self.next = self.next, None
+        if ahead is not None:
+            if ahead.member.index == m.index:
+                return ahead
+            ahead.close()
+        return self._reader(m)
+
+    def close(self) -> None:
+        ahead, self.next = self.next, None
+        if ahead is not None:
+            ahead.close()
+
+    def _reader(self, m: SnapshotMember) -> SourceReader:
+        following = m.index + 1
+
+        def ahead() -> None:  # on the loop, when m's last byte is read
+            if following < len(self.members) and not (self.stop is not None and self.stop.is_set()):
+                nxt = self.members[following]
+                if self.wanted(nxt):
+                    self.close()
+                    self.next = reader = self._reader(nxt)
+                    reader.start()
+
+        return SourceReader(self.store, m, self.loop, self.stop, on_done=ahead)
+
+
+def source_opener(store: ObjectStore, loop: asyncio.AbstractEventLoop, stop: threading.Event | None = None,
+                  members: Sequence[SnapshotMember] = (), wanted: Callable[[SnapshotMember], bool] = lambda m: True,
+                  ) -> Callable[[SnapshotMember], Iterator[bytes]]:
+    """How the encoder opens a member: the filesystem store reads in the encoder's thread; another
+    store through the loop, one member ahead (``members``: the snapshot's, in archive order)."""
     blocking = getattr(store, "get_blocking", None)
     if blocking is not None:  # the filesystem store: read in this (the encoder's) thread, no hops
         return lambda m: blocking(m.bucket, m.key, start=m.start, end=m.start + m.size, if_match=m.etag,
                                   chunk_size=HOP)
-    return lambda member: SourceReader(store, member, loop, stop)
+    return ReadAhead(store, members, loop, stop, wanted)
 
 
 Pace = Callable[[float, int], None]

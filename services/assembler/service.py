@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from services.assembler.bridge import TextWindows, pump, source_opener
+from services.assembler.bridge import ReadAhead, TextWindows, pump, source_opener
 from services.assembler.encoder import INLINE, ArchiveStream, Rewind
 from services.assembler.hashing import ThreadHasher
 from services.assembler.plan import MemberRecord, ResumePoint, part_size, resume_point, rewind_target
@@ -187,7 +187,8 @@ class Assembler:
         small = c is not None and c.total_bytes + c.member_count * 1024 < self.settings.min_part_size
         archive_hasher = INLINE if small else ThreadHasher()
         stream = ArchiveStream(snapshot, open_source, rp, dict(skips), hasher=hasher)
-        opener = source_opener(self.store, loop, stream.stop)
+        opener = source_opener(self.store, loop, stream.stop, snapshot.members,
+                               lambda m: m.index not in skips and m.kind not in TEXT_KINDS)
         texts = TextWindows(self.store, snapshot.members, loop, stream.stop)
         uploader = PartUploader(ctx, self.store, self.bucket, upload, rp.next_part, rp.offset,
                                 self.settings.parts_in_flight, metrics.observe_part)
@@ -215,6 +216,8 @@ class Assembler:
             await uploader.cancel()
             raise
         finally:
+            if isinstance(opener, ReadAhead):
+                opener.close()  # a member read ahead that the stream did not reach
             for h in (hasher, archive_hasher):
                 if h.running:  # a join: off the loop (an export of small files never starts one)
                     await asyncio.to_thread(h.close)

@@ -1,5 +1,6 @@
 """A source read through the loop (S3) is read one block ahead: the loop fetches the next block
-while the encoder's thread works on the one it has — and the blocks arrive whole and in order."""
+while the encoder's thread works on the one it has — and the blocks arrive whole and in order.
+Across members too: once a member is read to its end, the next member's GET has started."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.assembler.bridge import HOP, SourceReader
+from services.assembler.bridge import HOP, ReadAhead, SourceReader
 from shared.core.snapshot import SnapshotMember
 from shared.objectstore.fs import FilesystemStore
 
@@ -56,3 +57,78 @@ async def test_the_next_block_is_read_while_the_thread_holds_the_current_one(tmp
     blocks, seen = await asyncio.to_thread(consume)
     assert b"".join(blocks) == data and [len(b) for b in blocks] == [HOP, HOP, HOP, 123]
     assert seen == [2 * HOP, 3 * HOP, len(data), len(data)]
+
+
+class ReadsByKey:
+    """A real filesystem store's GET, noting the bytes read per key and which reads were closed."""
+
+    def __init__(self, store: FilesystemStore) -> None:
+        self.store = store
+        self.read: dict[str, int] = {}
+        self.ended: list[tuple[str, int]] = []  # (key, bytes this read had yielded) as reads end
+
+    async def get(self, bucket: str, key: str, **kwargs: Any) -> AsyncIterator[bytes]:
+        self.read.setdefault(key, 0)
+        n = 0
+        try:
+            async for chunk in self.store.get(bucket, key, **kwargs):
+                self.read[key] += len(chunk)
+                n += len(chunk)
+                yield chunk
+        finally:
+            self.ended.append((key, n))
+
+
+def members(sizes: dict[str, int], etags: dict[str, str]) -> list[SnapshotMember]:
+    return [member(size, etags[key]).model_copy(update={"index": i, "key": key, "path": f"images/{key}"})
+            for i, (key, size) in enumerate(sizes.items())]
+
+
+def until(check: Any, what: str) -> None:
+    deadline = time.monotonic() + 5
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+async def test_the_next_members_first_block_is_read_once_a_member_is_read_to_its_end(tmp_path: Path) -> None:
+    sizes = {"a.jpg": 2 * HOP + 7, "b.jpg": 3 * HOP, "c.jpg": 100}
+    data = {k: os.urandom(n) for k, n in sizes.items()}
+    store = ReadsByKey(FilesystemStore(tmp_path))
+    etags = {k: await store.store.put("b", k, v) for k, v in data.items()}
+    ms = members(sizes, etags)
+    opener = ReadAhead(store, ms, asyncio.get_running_loop())  # type: ignore[arg-type]
+
+    def consume() -> list[bytes]:
+        out = []
+        for m in ms:
+            if m.index > 0:  # nobody opened it yet: its first block is already read
+                until(lambda m=m: store.read.get(m.key, 0) == min(m.size, HOP), f"{m.key} read ahead")
+            out.append(b"".join(opener(m)))
+        return out
+
+    assert await asyncio.to_thread(consume) == list(data.values())
+    assert opener.next is None  # nothing follows the last member
+
+
+async def test_a_member_read_ahead_but_not_opened_next_is_given_up(tmp_path: Path) -> None:
+    sizes = {"a.jpg": HOP + 1, "b.jpg": 3 * HOP, "c.jpg": 100}
+    data = {k: os.urandom(n) for k, n in sizes.items()}
+    store = ReadsByKey(FilesystemStore(tmp_path))
+    etags = {k: await store.store.put("b", k, v) for k, v in data.items()}
+    ms = members(sizes, etags)
+    opener = ReadAhead(store, ms, asyncio.get_running_loop(), wanted=lambda m: m.key != "c.jpg")  # type: ignore[arg-type]
+
+    def consume() -> tuple[bytes, bytes, bytes]:
+        a = b"".join(opener(ms[0]))
+        until(lambda: store.read.get("b.jpg") == HOP, "b.jpg read ahead")
+        c = b"".join(opener(ms[2]))  # b.jpg skipped (say, a rewind): its read is dropped
+        b = b"".join(opener(ms[1]))  # opened after all: read afresh, from its first byte
+        # the read ahead starts before a member's last block is handed over: none was started
+        # after b.jpg, as c.jpg is not wanted
+        assert opener.next is None
+        return a, c, b
+
+    a, c, b = await asyncio.to_thread(consume)
+    assert (a, c, b) == (data["a.jpg"], data["c.jpg"], data["b.jpg"])
+    assert store.ended == [("a.jpg", HOP + 1), ("b.jpg", HOP), ("c.jpg", 100), ("b.jpg", 3 * HOP)]

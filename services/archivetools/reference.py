@@ -36,7 +36,7 @@ async def assemble_to_file(store: ObjectStore, bucket: str, snapshot_key: str, o
         tmp.replace(out)
         return size, sha.hexdigest()
 
-    opener = source_opener(store, loop)
+    opener = source_opener(store, loop, members=snapshot.members)  # from S3: one member read ahead
     # A thread of its own, not the loop's default executor: reading from S3, ``write`` waits for the
     # loop, whose DNS lookups use the default executor (the assembler's deadlock, services/assembler).
     own = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reference")

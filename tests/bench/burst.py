@@ -50,7 +50,7 @@ async def _delivered(env: Env, durable: str) -> int:
     return int(info.delivered.consumer_seq or 0)
 
 
-async def _burst(world: World, env: Env, stack_pids: dict[str, int], tenants: list[str], n: int
+async def _burst(world: World, env: Env, processes: dict[str, list[int]], tenants: list[str], n: int
                  ) -> tuple[int, float, list[float], dict[str, float], int, dict[str, int]]:
     """(completed, seconds to the last completion, per-export seconds, CPU-ms per export, failed,
     deliveries beyond one per export for each step before the email)."""
@@ -72,8 +72,8 @@ async def _burst(world: World, env: Env, stack_pids: dict[str, int], tenants: li
     subs = [await env.bus.nc.subscribe(f"{prefix}.*.*.{name}", cb=on_outcome)
             for name in ("ExportCompleted", "ExportFailed")]
     assert world.nats is not None and world.nats.proc is not None
-    pids = {**stack_pids, "nats-server": world.nats.proc.pid}
-    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    pids = {**processes, "nats-server": [world.nats.proc.pid]}  # service → its processes (replicas)
+    cpu0 = {name: sum(map(cpu_seconds, group)) for name, group in pids.items()}
     delivered0 = {d: await _delivered(env, d) for d in FAIRNESS_DURABLES}
     events = []
     for i in range(n):
@@ -106,10 +106,7 @@ async def _burst(world: World, env: Env, stack_pids: dict[str, int], tenants: li
     last = max(finished.values(), default=started)
     # Deliveries beyond one per export: mostly the fairness rule's naks (a tenant at its share waits).
     extra = {d: await _delivered(env, d) - delivered0[d] - n for d in FAIRNESS_DURABLES}
-    cpu_ms: dict[str, float] = {}
-    for name, pid in pids.items():  # a service's replicas ("assembler-2") counted as the service
-        service = name.rsplit("-", 1)[0] if name.rsplit("-", 1)[-1].isdigit() else name
-        cpu_ms[service] = cpu_ms.get(service, 0.0) + (cpu_seconds(pid) - cpu0[name]) * 1000 / n
+    cpu_ms = {name: (sum(map(cpu_seconds, group)) - cpu0[name]) * 1000 / n for name, group in pids.items()}
     per_export = [finished[e] - published[e] for e in finished if e not in failed]
     return len(finished) - len(failed), last - started, per_export, cpu_ms, len(failed), extra
 
@@ -125,12 +122,14 @@ async def run(world: World) -> list[Row]:
         tenants = await _seed(env, TENANTS)
         replicas = default_replicas()
         stack = await start_ready_stack(env, world.dir("burst") / "stack", replicas=replicas)
-        pids = {c.name: c.pid for c in stack.children}
+        groups: dict[str, list[int]] = {}  # service → the pids of its replicas
+        for c in stack.children:
+            if c.pid:
+                groups.setdefault(c.service, []).append(c.pid)
         totals: dict[int, float] = {}
         for n in sizes:
             log(f"9: {n} exports at once")
-            done, seconds, per_export, cpu_ms, failed, extra = await _burst(world, env, {k: v for k, v in pids.items() if v},
-                                                                      tenants, n)
+            done, seconds, per_export, cpu_ms, failed, extra = await _burst(world, env, groups, tenants, n)
             totals[n] = seconds
             rate = done / seconds if seconds > 0 else 0.0
             cpu = ", ".join(f"{name} {ms:.1f}" for name, ms in cpu_ms.items())

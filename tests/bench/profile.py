@@ -25,7 +25,6 @@ from pathlib import Path
 
 from tests.bench.common import Env, MiB, World, cpu_seconds, mbps, seed_random_images, start_ready_stack, timeline
 from tests.support.pipeline import request_export, wait_status
-from tests.support.stack import STEP_SERVICES
 
 # Leaves where a thread waits (idle pool workers, the selector, a future): not CPU.
 IDLE = ("_worker (concurrent/futures/thread.py)", "Condition.wait (threading.py)", "Event.wait (threading.py)",
@@ -111,7 +110,7 @@ async def main_async(store: str, images: int, posts: int, out: Path, members: in
         cpu0 = cpu_seconds(pid)
         if burst:
             done, seconds, _, cpu_ms, _, _ = await section9._burst(
-                world, env, {name: stack.child(name).pid for name in STEP_SERVICES}, tenants, burst)
+                world, env, {c.service: [c.pid] for c in stack.children if c.pid}, tenants, burst)
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
             print(f"burst of {burst}: {done} complete in {seconds:.1f} s = {done / max(seconds, 1e-9):.1f}/s; "

@@ -125,12 +125,13 @@ def run_setup(env: dict[str, str], log_path: Path, timeout: float = 60.0) -> Non
 
 @dataclass
 class Child:
-    name: str
+    name: str  # unique in its stack: the service, then "-2", "-3"… for further replicas
     args: list[str]
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
+    service: str = ""  # the service this process runs (a replica's too)
 
     def start(self) -> None:
         log = open(self.log_path, "ab")
@@ -206,7 +207,7 @@ class Stack:
                 tag = name if i == 0 else f"{name}-{i + 1}"
                 own = {"GROVE_NATS_USER": name, "GROVE_NATS_PASSWORD": users[name]} if name in users else {}
                 own |= keys if name == "gateway" else {}
-                child = Child(tag, [*exe, name], {**env, **own}, self.data_dir / "logs" / f"{tag}.log")
+                child = Child(tag, [*exe, name], {**env, **own}, self.data_dir / "logs" / f"{tag}.log", service=name)
                 child.start()
                 self.children.append(child)
         self._watch = threading.Thread(target=self._supervise, daemon=True)

@@ -50,7 +50,7 @@ def test_operator_commands_in_a_new_terminal_find_the_local_stack_through_its_da
     running, port = stack
     data = running.data_dir
     assert (data / "stack.json").is_file() and running.nats is not None
-    assemblers = [c.name for c in running.children if c.name.split("-")[0] == "assembler"]
+    assemblers = [c.name for c in running.children if c.service == "assembler"]
     from services.devtools.stack.supervisor import usable_cpus
     assert assemblers == (["assembler", "assembler-2"] if usable_cpus() >= 2 else ["assembler"])
     seeded = new_shell("seed", "--images", "2", "--data", str(data), cwd=tmp_path)

@@ -60,7 +60,8 @@ async def test_the_next_block_is_read_while_the_thread_holds_the_current_one(tmp
 
 
 class ReadsByKey:
-    """A real filesystem store's GET, noting the bytes read per key and which reads were closed."""
+    """A real filesystem store's GET, noting the bytes read per key and, as each read ends (read
+    to its end or closed), how many bytes it had given."""
 
     def __init__(self, store: FilesystemStore) -> None:
         self.store = store

@@ -33,3 +33,16 @@ def test_the_local_stack_runs_two_assemblers_on_two_cores_and_one_on_one() -> No
     assert supervisor.default_replicas(2) == supervisor.default_replicas(16) == {"assembler": 2}
     assert set(supervisor.default_replicas(2)) <= set(steps.step_services())  # a service of the table
     assert supervisor.Stack(Path("unused")).replicas == supervisor.default_replicas()
+
+
+def test_usable_cores_are_capped_by_the_cgroup_quota(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(supervisor.os, "sched_getaffinity", lambda pid: set(range(8)))  # an 8-core host
+    cpu_max = tmp_path / "cpu.max"
+    assert supervisor.usable_cpus(tmp_path / "absent") == 8  # no cgroup v2 file: the affinity alone
+    for line, expected in (("max 100000\n", 8), ("100000 100000\n", 1), ("150000 100000\n", 2),
+                           ("50000 100000\n", 1), ("1600000 100000\n", 8), ("garbage\n", 8), ("", 8)):
+        cpu_max.write_text(line)
+        assert supervisor.usable_cpus(cpu_max) == expected, line
+    cpu_max.write_text("100000 100000\n")
+    monkeypatch.setattr(supervisor, "CPU_MAX", cpu_max)
+    assert supervisor.default_replicas() == {}  # one core's quota: one assembler

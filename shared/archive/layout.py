@@ -16,12 +16,8 @@ Archive, top to bottom::
 
 The snapshot holds the members up to the last file, already in this order; the encoder writes
 the members it is given, in the order given, then :data:`GENERATED`, then the central directory.
-Object keys (exports bucket)::
-
-    exports/{tenant}/{export}/grove-export-{username}-{YYYY-MM-DD}.zip   the archive (the spec's format)
-    exports/{tenant}/{export}/work/snapshot.jsonl                        the frozen snapshot
-    exports/{tenant}/{export}/work/texts.bin                             the rendered text members
-    exports/{tenant}/{export}/work/parts/{part:05d}.json                 each part's member records
+Every object key of an export (the exports bucket's layout) is in :mod:`shared.core.keys`,
+re-exported here.
 
 Pure: no I/O. Errors::
 
@@ -39,6 +35,7 @@ from typing import Any, Protocol, TypeVar
 from shared.archive import jsontext
 from shared.archive.levels import level_for
 from shared.archive.names import NameAllocator, safe_component
+from shared.core import keys
 from shared.core.snapshot import Snapshot, SnapshotMember
 
 
@@ -46,76 +43,21 @@ class LayoutError(ValueError):
     """The members do not make a valid archive layout."""
 
 
-# ---- object keys ---------------------------------------------------------------------------------
+# ---- object keys: their home is shared/core/keys.py; the names stay here for the layout's callers
 
-EXPORTS_ROOT = "exports/"
-WORK = "work/"
-
-
-def tenant_prefix(tenant_id: str) -> str:
-    """Every object of every export of one tenant (operator erase)."""
-    return f"{EXPORTS_ROOT}{tenant_id}/"
-
-
-def export_prefix(tenant_id: str, export_id: str) -> str:
-    """Every object of one export lives under this prefix of the exports bucket."""
-    return f"{tenant_prefix(tenant_id)}{export_id}/"
-
-
-def work_prefix(tenant_id: str, export_id: str) -> str:
-    """The export's working objects (snapshot, texts, part records): removed when the export ends."""
-    return f"{export_prefix(tenant_id, export_id)}{WORK}"
-
-
-def snapshot_key(tenant_id: str, export_id: str) -> str:
-    return f"{work_prefix(tenant_id, export_id)}snapshot.jsonl"
-
-
-def texts_key(tenant_id: str, export_id: str) -> str:
-    return f"{work_prefix(tenant_id, export_id)}texts.bin"
-
-
-def records_key(tenant_id: str, export_id: str, part_number: int) -> str:
-    return f"{work_prefix(tenant_id, export_id)}parts/{part_number:05d}.json"
-
-
-def archive_key(tenant_id: str, export_id: str, safe_username: str, day: str) -> str:
-    """The spec's key format: exports/{tenant_id}/{export_id}/grove-export-{username}-{YYYY-MM-DD}.zip"""
-    return f"{export_prefix(tenant_id, export_id)}grove-export-{safe_username}-{day}.zip"
-
-
-def is_archive_key_of(tenant_id: str, export_id: str, key: str | None) -> bool:
-    """``key`` can only be this export's archive: one name directly under its prefix, nothing that
-    climbs out or reaches into ``work/`` (the snapshot). The gateway signs, and the janitor deletes,
-    only such keys, whatever an event in the log claims."""
-    prefix = export_prefix(tenant_id, export_id)
-    if not key or not key.startswith(prefix):
-        return False
-    name = key[len(prefix):]
-    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") \
-        and not name.startswith(".") and all(c.isprintable() for c in name)
-
-
-def export_of_key(key: str) -> tuple[str, str] | None:
-    """(tenant, export) of any object under an export's prefix (e.g. an upload the janitor finds)."""
-    parts = key.split("/")
-    if len(parts) < 4 or f"{parts[0]}/" != EXPORTS_ROOT:
-        return None
-    return parts[1], parts[2]
-
-
-def archive_owner(key: str) -> tuple[str, str] | None:
-    """(tenant, export) when ``key`` is an export's archive (:func:`is_archive_key_of`), else None."""
-    owner = export_of_key(key)
-    if owner is None or len(key.split("/")) != 4 or not is_archive_key_of(*owner, key):
-        return None
-    return owner
-
-
-def is_work_key(key: str) -> bool:
-    """A working object (snapshot, texts, part records), not an archive."""
-    owner = export_of_key(key)
-    return owner is not None and key.startswith(work_prefix(*owner))
+EXPORTS_ROOT = keys.EXPORTS_ROOT
+WORK = keys.WORK
+tenant_prefix = keys.tenant_prefix
+export_prefix = keys.export_prefix
+work_prefix = keys.work_prefix
+snapshot_key = keys.snapshot_key
+texts_key = keys.texts_key
+records_key = keys.records_key
+archive_key = keys.archive_key
+is_archive_key_of = keys.is_archive_key_of
+export_of_key = keys.export_of_key
+archive_owner = keys.archive_owner
+is_work_key = keys.is_work_key
 
 
 def file_name(key: str) -> str:

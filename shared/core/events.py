@@ -19,6 +19,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
 from pydantic_core import from_json
 
+from shared.core import keys
+
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _ID_RE = re.compile(ID_PATTERN)
 
@@ -74,6 +76,16 @@ class Event(BaseModel):
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()
 
+    def foreign_keys(self) -> list[str]:
+        """The object keys this event names that are not its own export's (:mod:`shared.core.keys`).
+        Any at all and the event is forged (:func:`decode`): a step must never read another
+        export's snapshot or write over another tenant's archive because a body said so."""
+        return []
+
+
+def _not_own(*checks: tuple[str | None, bool]) -> list[str]:
+    return [str(key) for key, own in checks if not own]
+
 
 class ExportRequested(Event):
     """A person (or an API gateway on their behalf) asked for an export. Always the first event."""
@@ -101,6 +113,11 @@ class ExportCataloged(Event):
     item_counts: dict[str, int] = Field(description="{posts, pages, images} or {files}.")
     error_count: int = Field(0, description="Items already known to be missing at catalog time.")
 
+    def foreign_keys(self) -> list[str]:
+        t, e = self.tenant_id, self.export_id
+        return _not_own((self.snapshot_key, self.snapshot_key == keys.snapshot_key(t, e)),
+                        (self.archive_key, keys.is_archive_key_of(t, e, self.archive_key)))
+
 
 class UploadStarted(Event):
     """A multipart upload was created for the archive."""
@@ -109,6 +126,9 @@ class UploadStarted(Event):
     archive_key: str
     part_size: int = Field(description="Bytes per part (all but the last).")
     fingerprint: str = Field(description="Encoder fingerprint: zlib, stream-zip, levels, block size.")
+
+    def foreign_keys(self) -> list[str]:
+        return _not_own((self.archive_key, keys.is_archive_key_of(self.tenant_id, self.export_id, self.archive_key)))
 
 
 class PartUploaded(Event):
@@ -128,6 +148,10 @@ class PartUploaded(Event):
     members_done: int = Field(description="Members finished (written or skipped) so far.")
     source_bytes_done: int = Field(description="Source bytes consumed so far (progress).")
 
+    def foreign_keys(self) -> list[str]:
+        own = keys.records_key(self.tenant_id, self.export_id, self.part_number)
+        return _not_own((self.records_key, self.records_key == own))
+
 
 class ArchiveAssembled(Event):
     """Every part is uploaded; the upload awaits completion."""
@@ -141,6 +165,9 @@ class ArchiveAssembled(Event):
     sha256: str | None = Field(None, description="Archive SHA-256, or None when a resume happened.")
     item_counts: dict[str, int] | None = Field(
         None, description="What the archive holds: the catalog's counts less members skipped while assembling.")
+
+    def foreign_keys(self) -> list[str]:
+        return _not_own((self.archive_key, keys.is_archive_key_of(self.tenant_id, self.export_id, self.archive_key)))
 
 
 class FinalizeStarted(Event):
@@ -156,6 +183,9 @@ class ExportCompleted(Event):
     item_counts: dict[str, int]
     error_count: int
     expires_at: datetime
+
+    def foreign_keys(self) -> list[str]:
+        return _not_own((self.archive_key, keys.is_archive_key_of(self.tenant_id, self.export_id, self.archive_key)))
 
 
 class NotificationSent(Event):
@@ -206,6 +236,10 @@ class ExportExpired(Event):
     """The janitor deleted the archive after its retention period."""
 
     deleted_key: str | None = None
+
+    def foreign_keys(self) -> list[str]:
+        key = self.deleted_key
+        return _not_own((key, key is None or keys.is_archive_key_of(self.tenant_id, self.export_id, key)))
 
 
 class ExportRetried(Event):
@@ -328,7 +362,8 @@ def subject_tokens(prefix: str, subject: str) -> tuple[str, str, str]:
 
 def decode(prefix: str, subject: str, data: bytes | str) -> Event:
     """The event stored on ``subject``, checked against it: the subject is what the server's
-    permissions vouched for, so the body must name the same tenant, export and type.
+    permissions vouched for, so the body must name the same tenant, export and type, and every
+    object key in it must be that export's own (:meth:`Event.foreign_keys`).
 
     Raises :class:`BadEvent` (unknown, malformed or forged); the caller drops and counts it.
     """
@@ -346,6 +381,9 @@ def decode(prefix: str, subject: str, data: bytes | str) -> Event:
     claimed = raw.get("type", type_name)
     if event.tenant_id != tenant_id or event.export_id != export_id or claimed != type_name:
         raise ForgedEvent(f"{subject}: body says {event.tenant_id}/{event.export_id}/{claimed}")
+    foreign = event.foreign_keys()
+    if foreign:
+        raise ForgedEvent(f"{subject}: names an object that is not this export's: {foreign[0]!r}")
     return event
 
 

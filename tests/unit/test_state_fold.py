@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.core import events as ev
+from shared.core import keys
 from shared.core.lifecycle import ExportState, _with, fold
 
 E = {"export_id": "exp_1", "tenant_id": "t1"}
+ZIP = keys.archive_key("t1", "exp_1", "autumn", "2026-01-01")  # the export's own keys: others are forged
 
 
 def requested(**kw: object) -> ev.ExportRequested:
@@ -20,15 +22,15 @@ def requested(**kw: object) -> ev.ExportRequested:
 def part(n: int, done: int, end: int, at: datetime | None = None) -> ev.PartUploaded:
     extra = {"occurred_at": at} if at else {}
     return ev.PartUploaded(**E, part_number=n, etag=f"e{n}", md5=f"m{n}", byte_start=(n - 1) * 10, byte_end=end,
-                           records_key=f"r{n}", records_count=1, members_done=n, source_bytes_done=done, **extra)
+                           records_key=keys.records_key("t1", "exp_1", n), records_count=1, members_done=n, source_bytes_done=done, **extra)
 
 
-CATALOGED = ev.ExportCataloged(**E, snapshot_key="s", snapshot_sha256="x", archive_key="a.zip", member_count=3,
+CATALOGED = ev.ExportCataloged(**E, snapshot_key=keys.snapshot_key("t1", "exp_1"), snapshot_sha256="x", archive_key=ZIP, member_count=3,
                                total_bytes=1000, item_counts={"posts": 2, "pages": 1, "images": 0})
-UPLOAD = ev.UploadStarted(**E, upload_id="u1", archive_key="a.zip", part_size=10, fingerprint="f")
-ASSEMBLED = ev.ArchiveAssembled(**E, archive_key="a.zip", upload_id="u1", size_bytes=30, part_count=3,
+UPLOAD = ev.UploadStarted(**E, upload_id="u1", archive_key=ZIP, part_size=10, fingerprint="f")
+ASSEMBLED = ev.ArchiveAssembled(**E, archive_key=ZIP, upload_id="u1", size_bytes=30, part_count=3,
                                 member_count=4, error_count=0, sha256="abc")
-COMPLETED = ev.ExportCompleted(**E, archive_key="a.zip", size_bytes=30, sha256="abc",
+COMPLETED = ev.ExportCompleted(**E, archive_key=ZIP, size_bytes=30, sha256="abc",
                                item_counts={"posts": 2, "pages": 1, "images": 0}, error_count=0,
                                expires_at=datetime(2030, 1, 1, tzinfo=UTC))
 
@@ -61,7 +63,7 @@ def test_terminal_events_keep_progress_and_stop_everything_else() -> None:
 
 def test_a_complete_export_expires_and_still_records_its_email() -> None:
     s = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, COMPLETED, ev.NotificationSent(**E, channel="smtp"),
-              ev.ExportExpired(**E, deleted_key="a.zip")])
+              ev.ExportExpired(**E, deleted_key=ZIP)])
     assert (s.status, s.progress, s.notification) == ("expired", 100, "sent")
 
 

@@ -22,6 +22,7 @@ from services.gateway import init_app, make_token
 from services.gateway.keys import READ_MODEL
 from shared.bus.connect import Bus, connect
 from shared.core import events as ev
+from shared.core import keys
 from shared.runtime.settings import Settings
 from tests.support.env import TEST_SECRETS
 
@@ -116,7 +117,7 @@ class Pipeline:
         key = self.archive_key(tenant, export_id)
         await self.append(ev.CatalogStarted(**ids))
         await self.append(ev.ExportCataloged(
-            **ids, snapshot_key=f"exports/{tenant}/{export_id}/work/snapshot.jsonl", snapshot_sha256="0" * 64,
+            **ids, snapshot_key=keys.snapshot_key(tenant, export_id), snapshot_sha256="0" * 64,
             archive_key=key, member_count=10, total_bytes=len(ARCHIVE),
             item_counts={"posts": 5, "pages": 2, "images": 3}))
         await self.append(ev.UploadStarted(**ids, upload_id="up1", archive_key=key, part_size=len(ARCHIVE),
@@ -124,7 +125,7 @@ class Pipeline:
         for n in range(1, parts + 1):
             await self.append(ev.PartUploaded(
                 **ids, part_number=n, etag=f"e{n}", md5=f"m{n}", byte_start=0, byte_end=n,
-                records_key=f"r{n}", records_count=1, members_done=5 * n, source_bytes_done=len(ARCHIVE) * n // parts))
+                records_key=keys.records_key(tenant, export_id, n), records_count=1, members_done=5 * n, source_bytes_done=len(ARCHIVE) * n // parts))
         await self.append(ev.ArchiveAssembled(**ids, archive_key=key, upload_id="up1", size_bytes=len(ARCHIVE),
                                               part_count=parts, member_count=10, error_count=1))
 

@@ -1,6 +1,7 @@
 """The gateway signs only the export's own archive key, whatever an event in the log claims: a
-forged ExportCompleted that points at another tenant's archive or at the export's snapshot yields
-no download link."""
+forged ExportCompleted that points at another tenant's archive or at the export's snapshot is
+dropped as forged (its body names another export's object), so the export is not complete and
+has no download link."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from shared.core import events as ev
 @pytest.mark.parametrize("key", ["exports/tenant_b/exp_other/grove-export-b-2026-11-30.zip",
                                  "exports/tenant_a/{export}/work/snapshot.jsonl",
                                  "exports/tenant_a/{export}/../exp_other/x.zip", "images/tenant_a/x.jpg"])
-async def test_a_completed_export_naming_a_key_outside_its_prefix_gets_no_link(gateway, headers_for, pipeline,
-                                                                               key):
+async def test_a_completed_export_naming_a_key_outside_its_prefix_is_dropped(gateway, headers_for, pipeline, key):
     created = await (await gateway.post("/api/export", json={}, headers=headers_for())).json()
     export_id = created["exportId"]
     ids = dict(tenant_id="tenant_a", export_id=export_id)
@@ -27,7 +27,7 @@ async def test_a_completed_export_naming_a_key_outside_its_prefix_gets_no_link(g
         item_counts={"posts": 1}, error_count=0, expires_at=datetime.now(UTC) + timedelta(days=7)))
     await pipeline.settle(gateway)
     view = await (await gateway.get(f"/api/export/status/{export_id}", headers=headers_for())).json()
-    assert view["status"] == "complete" and "downloadUrl" not in view, view
+    assert view["status"] == "uploading" and "downloadUrl" not in view, view  # still finalizing
 
 
 async def test_the_page_and_the_api_carry_the_security_headers(gateway, headers_for):

@@ -10,6 +10,7 @@ import pytest
 
 from services.gateway.auth import link_secret
 from shared.core import events as ev
+from shared.core import keys
 from shared.objectstore import links
 
 
@@ -35,11 +36,13 @@ async def test_status_shows_progress_while_assembling(gateway, headers_for, pipe
     ids = dict(tenant_id="tenant_a", export_id=export_id)
     await pipeline.append(ev.CatalogStarted(**ids))
     await pipeline.append(ev.ExportCataloged(
-        **ids, snapshot_key="s", snapshot_sha256="0", archive_key=pipeline.archive_key("tenant_a", export_id),
+        **ids, snapshot_key=keys.snapshot_key("tenant_a", export_id), snapshot_sha256="0",
+        archive_key=pipeline.archive_key("tenant_a", export_id),
         member_count=8, total_bytes=1000, item_counts={"posts": 5, "pages": 3}))
-    await pipeline.append(ev.UploadStarted(**ids, upload_id="u", archive_key="k", part_size=1, fingerprint="f"))
+    await pipeline.append(ev.UploadStarted(**ids, upload_id="u", archive_key=pipeline.archive_key("tenant_a", export_id),
+                                           part_size=1, fingerprint="f"))
     await pipeline.append(ev.PartUploaded(**ids, part_number=1, etag="e", md5="m", byte_start=0, byte_end=9,
-                                          records_key="r", records_count=1, members_done=4, source_bytes_done=400))
+                                          records_key=keys.records_key("tenant_a", export_id, 1), records_count=1, members_done=4, source_bytes_done=400))
     await pipeline.settle(gateway)
     view = await status_of(gateway, export_id, headers_for())
     assert (view["status"], view["progress"], view["bytesDone"], view["totalBytes"]) == ("assembling", 40, 400, 1000)

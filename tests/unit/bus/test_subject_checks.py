@@ -7,6 +7,7 @@ import json
 import pytest
 
 from shared.core import events as ev
+from shared.core import keys
 
 
 def _body(event: ev.Event, **changes: object) -> bytes:
@@ -67,3 +68,49 @@ def test_a_body_that_does_not_parse_is_malformed(data: bytes) -> None:
     with pytest.raises(ev.BadEvent) as info:
         ev.decode("exports", "exports.tenant_a.exp_a.ExportRequested", data)
     assert info.value.reason == "malformed"
+
+
+# Every object key an event names must be its own export's: with a service user's password alone,
+# an ExportCataloged naming tenant B's snapshot made the assembler build B's data into tenant A's
+# archive, and an archive key of B's made the finalizer write over B's finished archive.
+OWN = {"export_id": "exp_a", "tenant_id": "tenant_a"}
+ZIP = keys.archive_key("tenant_a", "exp_a", "a", "2026-12-01")
+OTHER_ZIP = keys.archive_key("tenant_b", "exp_b", "b", "2026-12-01")
+CATALOGED = ev.ExportCataloged(**OWN, snapshot_key=keys.snapshot_key("tenant_a", "exp_a"), snapshot_sha256="0" * 64,
+                               archive_key=ZIP, member_count=1, total_bytes=1, item_counts={})
+UPLOAD = ev.UploadStarted(**OWN, upload_id="u", archive_key=ZIP, part_size=8, fingerprint="f")
+PART = ev.PartUploaded(**OWN, part_number=2, etag="e", byte_start=0, byte_end=8,
+                       records_key=keys.records_key("tenant_a", "exp_a", 2), records_count=1, members_done=1,
+                       source_bytes_done=8)
+ASSEMBLED = ev.ArchiveAssembled(**OWN, archive_key=ZIP, upload_id="u", size_bytes=8, part_count=1, member_count=1,
+                                error_count=0)
+COMPLETED = ev.ExportCompleted(**OWN, archive_key=ZIP, size_bytes=8, sha256="0" * 64, item_counts={}, error_count=0,
+                               expires_at="2026-12-31T00:00:00Z")
+EXPIRED = ev.ExportExpired(**OWN, deleted_key=ZIP)
+KEYED = [CATALOGED, UPLOAD, PART, ASSEMBLED, COMPLETED, EXPIRED, ev.ExportExpired(**OWN)]
+
+
+@pytest.mark.parametrize("event", KEYED, ids=lambda e: e.name())
+def test_an_event_naming_its_own_exports_objects_decodes(event: ev.Event) -> None:
+    assert ev.decode("exports", f"exports.tenant_a.exp_a.{event.name()}", event.to_json()) == event
+
+
+@pytest.mark.parametrize(("event", "field", "value"), [
+    (CATALOGED, "snapshot_key", keys.snapshot_key("tenant_b", "exp_b")),   # another tenant's snapshot
+    (CATALOGED, "snapshot_key", keys.snapshot_key("tenant_a", "exp_other")),  # the same tenant's other export
+    (CATALOGED, "snapshot_key", keys.texts_key("tenant_a", "exp_a")),      # its own, but not its snapshot
+    (CATALOGED, "archive_key", OTHER_ZIP),
+    (CATALOGED, "archive_key", keys.snapshot_key("tenant_a", "exp_a")),   # into its own work/ folder
+    (CATALOGED, "archive_key", "exports/tenant_a/exp_a/../exp_b/x.zip"),
+    (UPLOAD, "archive_key", OTHER_ZIP),
+    (PART, "records_key", keys.records_key("tenant_b", "exp_b", 2)),
+    (PART, "records_key", keys.records_key("tenant_a", "exp_a", 1)),      # another part's records
+    (ASSEMBLED, "archive_key", OTHER_ZIP),
+    (COMPLETED, "archive_key", OTHER_ZIP),
+    (COMPLETED, "archive_key", "elsewhere.zip"),
+    (EXPIRED, "deleted_key", OTHER_ZIP),
+], ids=lambda x: x if isinstance(x, str) else None)
+def test_an_event_naming_another_exports_object_is_forged(event: ev.Event, field: str, value: str) -> None:
+    with pytest.raises(ev.ForgedEvent) as info:
+        ev.decode("exports", f"exports.tenant_a.exp_a.{event.name()}", _body(event, **{field: value}))
+    assert info.value.reason == "forged" and value in str(info.value)

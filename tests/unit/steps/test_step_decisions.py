@@ -15,13 +15,14 @@ from services.finalizer.service import check_parts
 from services.finalizer.service import should_run as finalize_due
 from services.notifier.service import should_run as notify_due
 from shared.core import events as ev
+from shared.core import keys
 from shared.core.lifecycle import fold
 from shared.core.retry import Drop, GiveUp, Retry, after_failure
 from shared.eventlog.jetstream import Conflict, Loaded
 from shared.eventlog.memory import InMemoryEventLog
 from shared.runtime.settings import Settings
 from shared.runtime.worker import StepContext, is_due
-from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, E, part, requested
+from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, ZIP, E, part, requested
 
 DUE = {"catalog": catalog_due, "assemble": assemble_due, "finalize": finalize_due, "notify": notify_due,
        "cancel": cancel_due}
@@ -37,7 +38,7 @@ LIFE = [
     (ev.FinalizeStarted(**E), {"finalize"}),
     (COMPLETED, {"notify"}),
     (ev.NotificationSent(**E, channel="outbox", message_id="m"), set()),
-    (ev.ExportExpired(**E, deleted_key="a.zip"), set()),
+    (ev.ExportExpired(**E, deleted_key=ZIP), set()),
 ]
 
 
@@ -189,11 +190,11 @@ async def test_the_finalizer_completes_on_the_in_memory_log_and_dates_expiry_by_
     settings = Settings()
     store = FilesystemStore(tmp_path)
     bucket = settings.buckets.exports
-    upload_id = await store.create_multipart(bucket, "a.zip")
-    etag = await store.upload_part(bucket, "a.zip", upload_id, 1, b"0123456789")
+    upload_id = await store.create_multipart(bucket, ZIP)
+    etag = await store.upload_part(bucket, ZIP, upload_id, 1, b"0123456789")
     log = InMemoryEventLog(producer="finalizer")
     seq = 0
-    logged_part = ev.PartUploaded(**E, part_number=1, etag=etag, byte_start=0, byte_end=10, records_key="r1",
+    logged_part = ev.PartUploaded(**E, part_number=1, etag=etag, byte_start=0, byte_end=10, records_key=keys.records_key("t1", "exp_1", 1),
                                   records_count=1, members_done=1, source_bytes_done=10)
     for event in (requested(), CATALOGED, UPLOAD.model_copy(update={"upload_id": upload_id}), logged_part,
                   ASSEMBLED.model_copy(update={"upload_id": upload_id, "size_bytes": 10, "part_count": 1})):
@@ -204,4 +205,4 @@ async def test_the_finalizer_completes_on_the_in_memory_log_and_dates_expiry_by_
     completed = ctx.state.completed
     assert completed is not None and ctx.state.status == "complete"
     assert completed.expires_at == at + timedelta(days=settings.archive_ttl_days)
-    assert await store.read(bucket, "a.zip") == b"0123456789"
+    assert await store.read(bucket, ZIP) == b"0123456789"

@@ -1,0 +1,83 @@
+"""Every object key of an export, and which keys belong to which export.
+
+Pure string functions, in the core because the event contract uses them: an event that names an
+object key must name one of its own export's (:func:`shared.core.events.decode`), so a service
+user on the bus cannot point a step at another tenant's snapshot or archive. Layout of the
+exports bucket::
+
+    exports/{tenant}/{export}/grove-export-{username}-{YYYY-MM-DD}.zip   the archive (the spec's format)
+    exports/{tenant}/{export}/work/snapshot.jsonl                        the frozen snapshot
+    exports/{tenant}/{export}/work/texts.bin                             the rendered text members
+    exports/{tenant}/{export}/work/parts/{part:05d}.json                 each part's member records
+"""
+
+from __future__ import annotations
+
+EXPORTS_ROOT = "exports/"
+WORK = "work/"
+
+
+def tenant_prefix(tenant_id: str) -> str:
+    """Every object of every export of one tenant (operator erase)."""
+    return f"{EXPORTS_ROOT}{tenant_id}/"
+
+
+def export_prefix(tenant_id: str, export_id: str) -> str:
+    """Every object of one export lives under this prefix of the exports bucket."""
+    return f"{tenant_prefix(tenant_id)}{export_id}/"
+
+
+def work_prefix(tenant_id: str, export_id: str) -> str:
+    """The export's working objects (snapshot, texts, part records): removed when the export ends."""
+    return f"{export_prefix(tenant_id, export_id)}{WORK}"
+
+
+def snapshot_key(tenant_id: str, export_id: str) -> str:
+    return f"{work_prefix(tenant_id, export_id)}snapshot.jsonl"
+
+
+def texts_key(tenant_id: str, export_id: str) -> str:
+    return f"{work_prefix(tenant_id, export_id)}texts.bin"
+
+
+def records_key(tenant_id: str, export_id: str, part_number: int) -> str:
+    return f"{work_prefix(tenant_id, export_id)}parts/{part_number:05d}.json"
+
+
+def archive_key(tenant_id: str, export_id: str, safe_username: str, day: str) -> str:
+    """The spec's key format: exports/{tenant_id}/{export_id}/grove-export-{username}-{YYYY-MM-DD}.zip"""
+    return f"{export_prefix(tenant_id, export_id)}grove-export-{safe_username}-{day}.zip"
+
+
+def is_archive_key_of(tenant_id: str, export_id: str, key: str | None) -> bool:
+    """``key`` can only be this export's archive: one name directly under its prefix, nothing that
+    climbs out or reaches into ``work/`` (the snapshot). The gateway signs, and the janitor deletes,
+    only such keys, whatever an event in the log claims."""
+    prefix = export_prefix(tenant_id, export_id)
+    if not key or not key.startswith(prefix):
+        return False
+    name = key[len(prefix):]
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") \
+        and not name.startswith(".") and all(c.isprintable() for c in name)
+
+
+def export_of_key(key: str) -> tuple[str, str] | None:
+    """(tenant, export) of any object under an export's prefix (e.g. an upload the janitor finds)."""
+    parts = key.split("/")
+    if len(parts) < 4 or f"{parts[0]}/" != EXPORTS_ROOT:
+        return None
+    return parts[1], parts[2]
+
+
+def archive_owner(key: str) -> tuple[str, str] | None:
+    """(tenant, export) when ``key`` is an export's archive (:func:`is_archive_key_of`), else None."""
+    owner = export_of_key(key)
+    if owner is None or len(key.split("/")) != 4 or not is_archive_key_of(*owner, key):
+        return None
+    return owner
+
+
+def is_work_key(key: str) -> bool:
+    """A working object (snapshot, texts, part records), not an archive."""
+    owner = export_of_key(key)
+    return owner is not None and key.startswith(work_prefix(*owner))

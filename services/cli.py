@@ -158,7 +158,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
     print(token)
 
 
-async def _events(settings: Settings, export_id: str, where: str) -> None:
+async def _events(settings: Settings, export_id: str, where: str, tenant: str | None = None) -> None:
     from nats.errors import NoRespondersError
     from nats.js.errors import NotFoundError
 
@@ -170,8 +170,8 @@ async def _events(settings: Settings, export_id: str, where: str) -> None:
     bus = await connect(settings, "cli", ensure=False, persistent=False)
     try:
         try:
-            last = await bus.js.get_last_msg(settings.stream_name, f"{settings.subject_prefix}.*.{export_id}.>",
-                                             direct=True)
+            await bus.js.get_last_msg(settings.stream_name, f"{settings.subject_prefix}.*.{export_id}.>",
+                                      direct=True)
         except (NotFoundError, NoRespondersError):  # no such export, or no stream yet
             hint = ""
             with contextlib.suppress(NotFoundError, NoRespondersError):  # a tenant's id given by mistake?
@@ -180,7 +180,12 @@ async def _events(settings: Settings, export_id: str, where: str) -> None:
                 hint = f"; {export_id!r} is a tenant: `grove-export exports --tenant {export_id}` lists its exports"
             raise CliError(f"no events for export {export_id!r} in stream {settings.stream_name} "
                            f"on NATS {where}{hint}") from None
-        tenant = (last.subject or "").split(".")[1]
+        from services.operator.cli import OperatorError, _tenant_of
+
+        try:
+            tenant = await _tenant_of(bus, settings, export_id, tenant)
+        except OperatorError as e:
+            raise CliError(str(e)) from None
         async for seq, event in bus.log.history(tenant, export_id):
             fields = event.model_dump(mode="json", exclude={"event_id", "export_id", "tenant_id", "version",
                                                             "occurred_at", "producer"})
@@ -191,7 +196,7 @@ async def _events(settings: Settings, export_id: str, where: str) -> None:
 
 
 def cmd_events(args: argparse.Namespace, settings: Settings) -> None:
-    asyncio.run(_events(settings, args.export_id, _nats_where(settings, args)))
+    asyncio.run(_events(settings, args.export_id, _nats_where(settings, args), args.tenant))
 
 
 async def _assemble(settings: Settings, key: str, out: Path) -> None:
@@ -383,6 +388,7 @@ def parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_token)
     e = sub.add_parser("events", help="one export's log, one line per event")
     e.add_argument("export_id", help="the export's id (exp_…), as POST /api/export answered")
+    e.add_argument("--tenant", help="whose export it is, when two tenants use the same export id")
     e.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
     e.set_defaults(func=cmd_events)
     a = sub.add_parser("assemble", help="assemble a frozen snapshot to a local file (no bus)")

@@ -56,13 +56,23 @@ def _who(args: argparse.Namespace) -> actions.Who:
     return actions.Who(args.by or getpass.getuser(), args.reason.strip())
 
 
-async def _tenant_of(bus: Bus, settings: Settings, export_id: str) -> str:
+async def _tenant_of(bus: Bus, settings: Settings, export_id: str, tenant: str | None = None) -> str:
+    """The tenant whose export ``export_id`` is: the only one whose log holds that id, or ``tenant``
+    (``--tenant``) — an id two tenants use is refused rather than guessed."""
     from services.operator import inspect
 
-    tenant = await inspect.locate(bus, settings, export_id)
-    if tenant is None:
+    tenants = await inspect.locate(bus, settings, export_id)
+    if tenant is not None:
+        if tenant not in tenants:
+            raise OperatorError(f"no events for export {export_id!r} of tenant {tenant!r}"
+                                + (f" (it is {', '.join(tenants)}'s)" if tenants else ""))
+        return tenant
+    if not tenants:
         raise OperatorError(f"no events for export {export_id!r}")
-    return tenant
+    if len(tenants) > 1:
+        raise OperatorError(f"export id {export_id!r} is used by {len(tenants)} tenants ({', '.join(tenants)}): "
+                            "pass --tenant to say whose")
+    return tenants[0]
 
 
 # -- see ----------------------------------------------------------------------------------------
@@ -104,7 +114,7 @@ async def _show(args: argparse.Namespace, settings: Settings) -> None:
     now = datetime.now(UTC)
     async with _open(settings, store=True) as (bus, store):
         assert store is not None
-        tenant = await _tenant_of(bus, settings, args.export_id)
+        tenant = await _tenant_of(bus, settings, args.export_id, args.tenant)
         folded = await inspect.read(bus, tenant, args.export_id)
         upload = await inspect.upload_view(store, settings, folded.state)
         beat = await inspect.heartbeat(bus, tenant, args.export_id, now)
@@ -163,7 +173,7 @@ async def _on_export(args: argparse.Namespace, settings: Settings,
                      act: Callable[[Bus, ObjectStore, str], Awaitable[str]]) -> None:
     async with _open(settings, store=True) as (bus, store):
         assert store is not None
-        tenant = await _tenant_of(bus, settings, args.export_id)
+        tenant = await _tenant_of(bus, settings, args.export_id, args.tenant)
         print(await act(bus, store, tenant))
 
 
@@ -257,6 +267,9 @@ def _actor(p: argparse.ArgumentParser, reason_required: bool = True) -> None:
                    help="the operator's name recorded in the log (default: your login name)")
 
 
+TENANT_HELP = "whose export it is, when two tenants use the same export id (default: the one that does)"
+
+
 def add_commands(sub: Any, data_help: str) -> None:
     """Register the operator's subcommands on ``grove-export``'s subparsers."""
     def command(name: str, text: str, fn: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]],
@@ -276,12 +289,14 @@ def add_commands(sub: Any, data_help: str) -> None:
     x.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     s = command("show", "one export: state, events, open upload and parts, heartbeat", _show)
     s.add_argument("export_id", help="the export's id (exp_…)")
+    s.add_argument("--tenant", help=TENANT_HELP)
     s.add_argument("--json", action="store_true", help="one JSON document instead of text")
     for name, fn, text in (("cancel", _cancel, "operator cancel (fenced like the gateway's, recorded with who and why)"),
                            ("retry", _retry, "start a failed export again as a new attempt, from where its log allows"),
                            ("resend", _resend, "send the export's email (ready or failed) again")):
         c = command(name, text, fn)
         c.add_argument("export_id", help="the export's id (exp_…)")
+        c.add_argument("--tenant", help=TENANT_HELP)
         _actor(c)
     u = command("unlock", "free a tenant's admission slot and hourly limit when the log shows nothing active",
                 _unlock)

@@ -42,16 +42,17 @@ async def read(bus: Bus, tenant_id: str, export_id: str) -> Folded:
     return Folded(fold(e for _, e in events), events)
 
 
-async def locate(bus: Bus, settings: Settings, export_id: str) -> str | None:
-    """The tenant of an export id, from the subject of its last event; None when it has no events."""
+async def locate(bus: Bus, settings: Settings, export_id: str) -> list[str]:
+    """Every tenant whose log holds events of this export id, sorted: export ids are unique within
+    a tenant only (a gateway of one's own picks them), so an id alone may name several exports."""
     if not ev.is_valid_id(export_id):
-        return None
+        return []
     try:
-        msg = await bus.js.get_last_msg(settings.stream_name, f"{settings.subject_prefix}.*.{export_id}.>",
-                                        direct=True)
+        info = await bus.js.stream_info(settings.stream_name,
+                                        subjects_filter=f"{settings.subject_prefix}.*.{export_id}.>")
     except NotFoundError:
-        return None
-    return (msg.subject or "").split(".")[1] or None
+        return []
+    return sorted({subject.split(".")[1] for subject in (info.state.subjects or {})})
 
 
 async def requested(bus: Bus, settings: Settings, tenant_id: str | None = None) -> list[tuple[int, str, str]]:

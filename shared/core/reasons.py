@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import nats.errors
 
+from shared.content.port import ContentUnavailable
 from shared.eventlog.jetstream import LogUnavailable
 from shared.objectstore import (
     NoSuchUpload,
@@ -36,6 +37,8 @@ def public_reason(error: BaseException, step_error: type[Exception]) -> str:
         return "The storage service returned an error."
     if isinstance(error, LogUnavailable | nats.errors.Error | TimeoutError):
         return "Our event log did not answer."
+    if isinstance(error, ContentUnavailable):  # its message names the database's path or host: logs only
+        return "The content database could not be read."
     return "An internal error occurred."
 
 

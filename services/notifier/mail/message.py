@@ -1,8 +1,9 @@
 """The two emails the notifier sends, built by pure functions from Jinja2 templates.
 
-Each :class:`Email` carries an ``idempotency_key`` (``{export_id}:{kind}``): backends use it so a
-redelivered event produces the same message (same outbox file, same Message-ID, same Zephyr
-``Idempotency-Key``) instead of a second one.
+Each :class:`Email` carries an ``idempotency_key`` (``{export_id}:{kind}:{tenant_id}``): backends use
+it so a redelivered event produces the same message (same outbox file, same Message-ID, same Zephyr
+``Idempotency-Key``) instead of a second one. The tenant is part of it: export ids are unique only
+within a tenant (a gateway of one's own chooses them), and two tenants' emails must never be one.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def _render(name: str, context: Mapping[str, Any]) -> str:
     return _env().get_template(name).render(**context)
 
 
-def idempotency_key(export_id: str, kind: Kind) -> str:
-    return f"{export_id}:{kind}"
+def idempotency_key(tenant_id: str, export_id: str, kind: Kind) -> str:
+    return f"{export_id}:{kind}:{tenant_id}"
 
 
 def ready_email(
@@ -69,6 +70,7 @@ def ready_email(
     sha256: str,
     error_count: int,
     export_id: str,
+    tenant_id: str,
 ) -> Email:
     """The "your export is ready" email: contents, size, expiry, link, checksum and how to verify."""
     context = {
@@ -87,11 +89,12 @@ def ready_email(
         subject=READY_SUBJECT,
         text=_render("ready.txt.j2", context),
         html=_render("ready.html.j2", context),
-        idempotency_key=idempotency_key(export_id, "ready"),
+        idempotency_key=idempotency_key(tenant_id, export_id, "ready"),
     )
 
 
-def failed_email(*, to: str, username: str, reason: str, export_id: str, download_page_url: str) -> Email:
+def failed_email(*, to: str, username: str, reason: str, export_id: str, tenant_id: str,
+                 download_page_url: str) -> Email:
     """The "your export failed" email: what happened and how to start again."""
     context = {
         "username": username,
@@ -104,5 +107,5 @@ def failed_email(*, to: str, username: str, reason: str, export_id: str, downloa
         subject=FAILED_SUBJECT,
         text=_render("failed.txt.j2", context),
         html=_render("failed.html.j2", context),
-        idempotency_key=idempotency_key(export_id, "failed"),
+        idempotency_key=idempotency_key(tenant_id, export_id, "failed"),
     )

@@ -22,7 +22,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 def outbox_filename(idempotency_key: str) -> str:
-    """``exp_1:ready`` → ``exp_1_ready.eml``."""
+    """``exp_1:ready:tenant_a`` → ``exp_1_ready_tenant_a.eml``."""
     return _UNSAFE.sub("_", idempotency_key).lstrip(".") + ".eml"
 
 

@@ -42,6 +42,7 @@ def ready() -> Email:
         sha256="ab" * 32,
         error_count=2,
         export_id="exp_3f2a9c",
+        tenant_id="tenant_tom",
     )
 
 

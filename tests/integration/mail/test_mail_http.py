@@ -50,7 +50,7 @@ async def test_posts_the_spec_body_with_api_key_and_idempotency_key(
         "text": ready.text,
     }
     assert call.headers["X-API-Key"] == API_KEY
-    assert call.headers["Idempotency-Key"] == "exp_3f2a9c:ready"
+    assert call.headers["Idempotency-Key"] == "exp_3f2a9c:ready:tenant_tom"
     assert call.headers["Content-Type"].startswith("application/json")
     assert "&lt;script&gt;" in call.body["html"]
 
@@ -64,7 +64,7 @@ async def test_503_is_retried_with_the_same_idempotency_key_then_succeeds(
     channel = await send_with_retries(mailer, ready, 4, 0.5, sleeps)
 
     assert channel == "http"
-    assert [c.headers["Idempotency-Key"] for c in zephyr.calls] == ["exp_3f2a9c:ready"] * 2
+    assert [c.headers["Idempotency-Key"] for c in zephyr.calls] == ["exp_3f2a9c:ready:tenant_tom"] * 2
     assert sleeps == [0.5]
 
 

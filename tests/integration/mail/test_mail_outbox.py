@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 from dataclasses import replace
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from services.notifier.mail import Email, OutboxMailer, failed_email
+from services.notifier.mail import Email, OutboxMailer, failed_email, ready_email
 
 
 def read_eml(path: Path) -> EmailMessage:
@@ -23,11 +24,11 @@ async def test_writes_a_parseable_eml_with_text_and_html(tmp_path: Path, ready: 
     channel = await outbox.send(ready)
 
     assert channel == "outbox"
-    assert outbox.last_path == tmp_path / "outbox" / "exp_3f2a9c_ready.eml"
+    assert outbox.last_path == tmp_path / "outbox" / "exp_3f2a9c_ready_tenant_tom.eml"
     msg = read_eml(outbox.last_path)
     assert msg["To"] == "wanderer@example.org"
     assert msg["Subject"] == "Your Grove export is ready"
-    assert msg["Message-ID"] == "<exp_3f2a9c.ready@grove.test>"
+    assert msg["Message-ID"] == "<exp_3f2a9c.ready.tenant_tom@grove.test>"
     text = msg.get_body(preferencelist=("plain",))
     html = msg.get_body(preferencelist=("html",))
     assert text is not None and html is not None
@@ -42,7 +43,7 @@ async def test_redelivery_rewrites_the_same_file(tmp_path: Path, ready: Email) -
     await outbox.send(replace(ready, subject="Your Grove export is ready (again)"))
 
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["exp_3f2a9c_ready.eml"]  # and no temp files left behind
+    assert files == ["exp_3f2a9c_ready_tenant_tom.eml"]  # and no temp files left behind
     assert read_eml(tmp_path / files[0])["Subject"] == "Your Grove export is ready (again)"
 
 
@@ -53,12 +54,27 @@ async def test_ready_and_failed_emails_of_one_export_are_separate_files(tmp_path
         username="Zoë",
         reason="The content database was unavailable.",
         export_id="exp_3f2a9c",
+        tenant_id="tenant_tom",
         download_page_url="https://grove.test/arbor/export",
     )
 
     await outbox.send(ready)
     await outbox.send(failed)
 
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp_3f2a9c_failed.eml", "exp_3f2a9c_ready.eml"]
-    body = read_eml(tmp_path / "exp_3f2a9c_failed.eml").get_body(preferencelist=("plain",))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp_3f2a9c_failed_tenant_tom.eml", "exp_3f2a9c_ready_tenant_tom.eml"]
+    body = read_eml(tmp_path / "exp_3f2a9c_failed_tenant_tom.eml").get_body(preferencelist=("plain",))
     assert body is not None and "Hi Zoë," in body.get_content()
+
+
+async def test_two_tenants_exports_with_the_same_id_get_two_emails(tmp_path: Path, ready: Email) -> None:
+    """Export ids are unique within a tenant only (a gateway of one's own picks them): another
+    tenant's export of the same id must not overwrite this one's email, nor share its Message-ID."""
+    outbox = OutboxMailer(tmp_path, sender="Grove Export <exports@grove.test>")
+    other = ready_email(to="quinn@example.org", username="Quinn", item_counts={"posts": 1}, size_bytes=1,
+                        expires_at=dt.datetime(2026, 3, 1, tzinfo=dt.UTC), download_page_url="https://grove.test/x",
+                        sha256="cd" * 32, error_count=0, export_id="exp_3f2a9c", tenant_id="tenant_quinn")
+    await outbox.send(ready)
+    await outbox.send(other)
+    files = sorted(tmp_path.iterdir())
+    assert [read_eml(f)["To"] for f in files] == ["quinn@example.org", "wanderer@example.org"]
+    assert len({read_eml(f)["Message-ID"] for f in files}) == 2

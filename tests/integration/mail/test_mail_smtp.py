@@ -62,7 +62,7 @@ async def test_plain_smtp_delivers_both_parts_headers_and_escaped_html(start_smt
     assert msg["From"] == SENDER
     assert msg["To"] == "wanderer@example.org"
     assert msg["Subject"] == "Your Grove export is ready"
-    assert msg["Message-ID"] == "<exp_3f2a9c.ready@grove.test>"
+    assert msg["Message-ID"] == "<exp_3f2a9c.ready.tenant_tom@grove.test>"
     assert msg["Date"] is not None
     text, html = body(msg, "plain"), body(msg, "html")
     assert f"Hi {NASTY_NAME}," in text
@@ -80,7 +80,7 @@ async def test_redelivery_reuses_the_message_id(start_smtp: Any, ready: Email) -
     await m.send(ready)
 
     ids = {parse(r.data)["Message-ID"] for r in server.handler.messages}
-    assert ids == {"<exp_3f2a9c.ready@grove.test>"}
+    assert ids == {"<exp_3f2a9c.ready.tenant_tom@grove.test>"}
 
 
 async def test_starttls_upgrades_before_sending(start_smtp: Any, certs: Any, ready: Email) -> None:

@@ -231,3 +231,22 @@ async def _parts(bus: Bus, tenant: str, export_id: str) -> bool:
 
 async def _sent(bus: Bus, tenant: str, export_id: str, n: int) -> bool:
     return sum(isinstance(e, ev.NotificationSent) for e in await events_of(bus, tenant, export_id)) >= n
+
+
+async def test_an_export_id_two_tenants_use_is_never_guessed(values: dict[str, Any], bus: Bus) -> None:
+    """Export ids are unique within a tenant only (a gateway of one's own picks them): with the id
+    alone, ``show``, ``events`` and ``cancel`` refuse and name both tenants; ``--tenant`` picks one,
+    and the action lands on that tenant's export only."""
+    export_id = await request_export(bus, "tenant_pat")
+    await bus.log.append(ev.ExportRequested(export_id=export_id, tenant_id="tenant_quinn", user_id="u2",
+                                            user_email="quinn@example.org", username="quinn"), 0)
+    for command in (("show", export_id), ("events", export_id), ("cancel", export_id, "--reason", "test")):
+        refused(cli(values, *command), "tenant_pat, tenant_quinn): pass --tenant")
+    view = dict(json.loads(ok(cli(values, "show", export_id, "--tenant", "tenant_quinn", "--json"))))
+    assert view["tenantId"] == "tenant_quinn"
+    assert "ExportRequested" in ok(cli(values, "events", export_id, "--tenant", "tenant_pat"))
+    refused(cli(values, "show", export_id, "--tenant", "tenant_other"), "of tenant 'tenant_other'")
+    ok(cli(values, "cancel", export_id, "--tenant", "tenant_quinn", "--reason", "test"))
+    assert [e.name() for e in await events_of(bus, "tenant_quinn", export_id)] == ["ExportRequested",
+                                                                                  "CancelRequested"]
+    assert [e.name() for e in await events_of(bus, "tenant_pat", export_id)] == ["ExportRequested"]

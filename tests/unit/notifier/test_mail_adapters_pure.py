@@ -113,7 +113,7 @@ def test_to_mime_refuses_bad_recipients_permanently(to: str) -> None:
 
 
 def test_outbox_filename_is_sanitized() -> None:
-    assert outbox_filename("exp_1:ready") == "exp_1_ready.eml"
+    assert outbox_filename("exp_1:ready:tenant_a") == "exp_1_ready_tenant_a.eml"
     assert outbox_filename("../x/y:z") == "_x_y_z.eml"
 
 

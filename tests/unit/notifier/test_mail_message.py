@@ -24,6 +24,7 @@ def make_ready(**overrides: Any) -> Email:
         "sha256": SHA,
         "error_count": 0,
         "export_id": "exp_abc123",
+        "tenant_id": "tenant_autumn",
     }
     return ready_email(**(args | overrides))
 
@@ -51,7 +52,7 @@ def test_ready_email_shows_counts_size_expiry_link_and_checksum(part: str) -> No
 def test_ready_email_subject_and_idempotency_key() -> None:
     email = make_ready()
     assert email.subject == "Your Grove export is ready"
-    assert email.idempotency_key == "exp_abc123:ready"
+    assert email.idempotency_key == "exp_abc123:ready:tenant_autumn"
     assert email.to == "autumn@example.org"
 
 
@@ -113,11 +114,12 @@ def test_failed_email_says_why_and_what_to_do() -> None:
         username="Autumn & <b>Co</b>",
         reason="The image store was unavailable after 4 attempts.",
         export_id="exp_abc123",
+        tenant_id="tenant_autumn",
         download_page_url=PAGE,
     )
 
     assert email.subject == "Your Grove export could not be completed"
-    assert email.idempotency_key == "exp_abc123:failed"
+    assert email.idempotency_key == "exp_abc123:failed:tenant_autumn"
     for body in (email.text, email.html):
         assert "The image store was unavailable after 4 attempts." in body
         assert "start a new export" in body
@@ -129,7 +131,8 @@ def test_failed_email_says_why_and_what_to_do() -> None:
 
 def test_failed_email_escapes_the_reason_in_html() -> None:
     email = failed_email(
-        to="a@example.org", username="A", reason="bad <tag> & more", export_id="exp_1", download_page_url=PAGE
+        to="a@example.org", username="A", reason="bad <tag> & more", export_id="exp_1", tenant_id="t1",
+        download_page_url=PAGE
     )
     assert "bad &lt;tag&gt; &amp; more" in email.html
     assert "bad <tag> & more" in email.text

@@ -19,6 +19,7 @@ from services.janitor.decide import is_abandoned_cancel, is_dead, is_expired, is
 from shared.archive.layout import EXPORTS_ROOT, export_of_key, is_archive_key_of, work_prefix
 from shared.bus.connect import Bus, connect
 from shared.core import events as ev
+from shared.core.keys import heartbeat_key
 from shared.core.snapshot import remove_work_objects
 from shared.eventlog.directget import get_batch
 from shared.eventlog.jetstream import Conflict, Loaded
@@ -115,7 +116,7 @@ class Janitor:
         s = loaded.state
         _, last_at = await self._last(s.tenant_id, s.export_id)
         last_event = s.last_event or ""  # the last event this version knows (an unknown one decides nothing)
-        alive = await self._beating(s.tenant_id, s.export_id)
+        alive = await self._beating(s.tenant_id, s.export_id, s.step)
         if is_abandoned_cancel(s, last_at, alive, self.settings.heartbeat_ttl_s, now):
             summary.cancelled += 1
             summary.actions.append(f"complete the cancel of {s.export_id} (nobody finished it)")
@@ -162,11 +163,15 @@ class Janitor:
             direct=True)
         return (msg.subject or "").rsplit(".", 1)[-1], msg.time
 
-    async def _beating(self, tenant_id: str, export_id: str) -> bool | None:
-        """True: a worker beats; False: no heartbeat key (expired or deleted); None: the read
-        failed (a KV hiccup), which says nothing about the worker."""
+    async def _beating(self, tenant_id: str, export_id: str, step: str | None) -> bool | None:
+        """True: a worker of the step the log says runs beats; False: no heartbeat key of that step
+        (expired, deleted, or no step runs); None: the read failed (a KV hiccup), which says nothing
+        about the worker. Another step's key — written by a service the step is not — counts for
+        nothing."""
+        if step is None:
+            return False
         try:
-            entry = await self.bus.heartbeats.get(f"{tenant_id}.{export_id}")
+            entry = await self.bus.heartbeats.get(heartbeat_key(step, tenant_id, export_id))
         except KeyNotFoundError:  # also KeyDeletedError: the worker's key is gone
             return False
         except Exception as e:

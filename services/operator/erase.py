@@ -67,7 +67,7 @@ class Eraser:
             self.settings.stream_name: [f"{p}.{tenant_id}.>"],
             f"KV_{self.admission}": [f"$KV.{self.admission}.tenant.{tenant_id}",
                                      f"$KV.{self.admission}.idem.{tenant_id}.>"],
-            f"KV_{self.heartbeats}": [f"$KV.{self.heartbeats}.{tenant_id}.>"],
+            f"KV_{self.heartbeats}": [f"$KV.{self.heartbeats}.*.{tenant_id}.>"],  # keys.heartbeat_key
         }
 
     async def _count(self, stream: str, subject: str) -> dict[str, int]:

@@ -16,6 +16,8 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from shared.bus.connect import Bus
 from shared.core import events as ev
+from shared.core import steps
+from shared.core.keys import heartbeat_key
 from shared.core.lifecycle import ExportState, fold
 from shared.objectstore import NoSuchUpload, ObjectStore
 from shared.runtime.settings import Settings
@@ -144,14 +146,19 @@ async def upload_view(store: ObjectStore, settings: Settings, state: ExportState
 
 
 async def heartbeat(bus: Bus, tenant_id: str, export_id: str, now: datetime) -> dict[str, Any] | None:
-    """The export's heartbeat key (step, worker, when), or None when no worker holds it."""
-    try:
-        entry = await bus.heartbeats.get(f"{tenant_id}.{export_id}")
-    except KeyNotFoundError:
+    """The export's freshest heartbeat (step, worker, when) over its steps' keys, or None when no
+    worker holds one."""
+    beats = []
+    for step in dict.fromkeys(s.step for s in steps.STEPS):
+        try:
+            entry = await bus.heartbeats.get(heartbeat_key(step, tenant_id, export_id))
+        except KeyNotFoundError:
+            continue
+        if entry and entry.value:
+            beats.append(json.loads(entry.value))
+    if not beats:
         return None
-    if not entry or not entry.value:
-        return None
-    beat = json.loads(entry.value)
+    beat = max(beats, key=lambda b: float(b.get("at", 0)))
     beat["ageSeconds"] = round(now.timestamp() - float(beat.get("at", 0)), 1)
     return dict(beat)
 

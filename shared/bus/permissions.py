@@ -19,7 +19,8 @@ What a service user may do — nothing else (every permission is an allow-list)
   its own deliveries.
 * **Its own inbox only**: it subscribes to ``_INBOX_<user>.>`` (replies, pull deliveries); clients
   use that inbox prefix (nats-py ``inbox_prefix``), so no user can watch another's deliveries.
-* **Its own KV buckets only**: put/delete (``$KV.<bucket>.>``) where it writes, and stream info and
+* **Its own KV buckets only**: put/delete (``$KV.<bucket>.>``; in the heartbeats bucket only its own
+  steps' keys, ``$KV.<bucket>.<step>.>``) where it writes, and stream info and
   gets (``STREAM.INFO``, ``STREAM.MSG.GET``, ``DIRECT.GET`` on ``KV_<bucket>``) where it reads.
 * **Core wake-ups** it listens to (the assembler's ``CancelRequested``, the gateway's new events):
   a core message only wakes a service, which then re-reads the log.
@@ -59,12 +60,14 @@ class ServiceUser:
     kv_read: tuple[str, ...] = ()           # bucket roles it only reads
     wakes_on: tuple[str, ...] = ()          # core subscriptions, "{prefix}" is substituted
     stream_info: bool = False
+    steps: tuple[str, ...] = ()             # the steps it runs: it writes only their heartbeat keys
 
 
 def _from_table(spec: steps.ServiceSpec) -> ServiceUser:
     return ServiceUser(spec.name, steps.appends_of(spec.name),
                        tuple(c.durable for c in steps.consumers_of(spec.name)), spec.kv_write, spec.kv_read,
-                       tuple(f"{{prefix}}.*.*.{event}" for event in spec.wakes_on), spec.reads_stream_info)
+                       tuple(f"{{prefix}}.*.*.{event}" for event in spec.wakes_on), spec.reads_stream_info,
+                       tuple(s.step for s in steps.steps_of(spec.name)))
 
 
 USERS: tuple[ServiceUser, ...] = tuple(_from_table(s) for s in steps.SERVICES)
@@ -94,7 +97,9 @@ def permissions(u: ServiceUser, *, prefix: str = "exports", kv_prefix: str = "gr
         kv_stream = f"KV_{kv_prefix}_{role}"
         publish += [f"$JS.API.STREAM.INFO.{kv_stream}", f"$JS.API.STREAM.MSG.GET.{kv_stream}",
                     f"$JS.API.DIRECT.GET.{kv_stream}", f"$JS.API.DIRECT.GET.{kv_stream}.>"]
-        if role in u.kv_write:
+        if role in u.kv_write and role == "heartbeats":  # its own steps' keys only (keys.heartbeat_key)
+            publish += [f"$KV.{kv_prefix}_{role}.{step}.>" for step in u.steps]
+        elif role in u.kv_write:
             publish.append(f"$KV.{kv_prefix}_{role}.>")
     subscribe = [f"_INBOX_{u.name}.>", *(s.format(prefix=prefix) for s in u.wakes_on)]
     return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}

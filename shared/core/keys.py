@@ -81,3 +81,10 @@ def is_work_key(key: str) -> bool:
     """A working object (snapshot, texts, part records), not an archive."""
     owner = export_of_key(key)
     return owner is not None and key.startswith(work_prefix(*owner))
+
+
+def heartbeat_key(step: str, tenant_id: str, export_id: str) -> str:
+    """A running step's heartbeat in the heartbeats KV bucket. The step comes first so that a
+    service user may write only its own steps' keys (``$KV.<bucket>.<step>.>``): the notifier's
+    password cannot keep an assembling export alive for the janitor."""
+    return f"{step}.{tenant_id}.{export_id}"

@@ -41,6 +41,7 @@ from nats.aio.msg import Msg
 
 from shared.bus.connect import Bus
 from shared.core import events as ev
+from shared.core.keys import heartbeat_key
 from shared.core.reasons import is_permanent, public_reason
 from shared.core.retry import Drop, GiveUp, Retry, after_failure
 from shared.eventlog.jetstream import WORKER_ID, Conflict, Loaded, LogUnavailable, reject
@@ -238,7 +239,7 @@ class StepWorker:
             self.contexts.pop(running_key(tenant_id, export_id), None)
             if beating:  # no beat was put: nothing to delete (and no request to make)
                 with contextlib.suppress(Exception):
-                    await self.bus.heartbeats.delete(f"{tenant_id}.{export_id}")
+                    await self.bus.heartbeats.delete(heartbeat_key(self.step, tenant_id, export_id))
 
     async def _failed(self, msg: Msg, tenant_id: str, export_id: str, error: Exception) -> None:
         reason = public_reason(error, StepError)  # what the person sees; the details stay in this log
@@ -277,7 +278,7 @@ class StepWorker:
         """The first beat comes one ``progress_interval_s`` after the step started (well inside
         AckWait): a step that is done by then — most steps of a small export — costs no in-progress
         ack and no heartbeat key to put and delete. ``beating`` tells ``_run`` a key may exist."""
-        key = f"{tenant_id}.{export_id}"
+        key = heartbeat_key(self.step, tenant_id, export_id)
         while True:
             await asyncio.sleep(self.settings.progress_interval_s)
             ctx = self.contexts.get(running_key(tenant_id, export_id))

@@ -16,6 +16,7 @@ from services.devtools.stack.natsserver import NatsServer
 from services.devtools.stack.supervisor import Stack
 from shared.bus.connect import Bus
 from shared.core import events as ev
+from shared.core.keys import heartbeat_key
 from tests.chaos.conftest import Tally
 from tests.chaos.harness import chaos_values, random_kill, run_scenario
 from tests.support.wait import until
@@ -113,7 +114,7 @@ async def _holder(stack: Stack, bus: Bus, tenant: str, export_id: str, other_tha
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            entry = await bus.heartbeats.get(f"{tenant}.{export_id}")
+            entry = await bus.heartbeats.get(heartbeat_key("assemble", tenant, export_id))
             beat = json.loads(entry.value or b"{}")
             if beat.get("step") == "assemble":
                 pid = int(beat["worker"].rsplit("-", 1)[1])

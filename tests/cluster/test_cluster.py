@@ -26,6 +26,7 @@ from shared.bus.connect import Bus
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.core import events as ev
+from shared.core.keys import heartbeat_key
 from shared.core.lifecycle import ExportState
 from shared.objectstore.factory import open_store
 from shared.runtime.settings import Settings
@@ -120,7 +121,8 @@ async def test_an_export_survives_losing_the_stream_leader_and_an_assembler(tmp_
         # Who is assembling it now (its heartbeat names the worker: hostname-pid)?
         async def heartbeat() -> dict | None:  # the first beat comes one progress interval into the step
             with contextlib.suppress(nats.js.errors.KeyNotFoundError):
-                return json.loads((await bus.heartbeats.get(f"{seeded.tenant_id}.{export_id}")).value or b"{}")
+                entry = await bus.heartbeats.get(heartbeat_key("assemble", seeded.tenant_id, export_id))
+                return json.loads(entry.value or b"{}")
             return None
 
         beat = await until(heartbeat, 30, 0.1, "the assembler's heartbeat")

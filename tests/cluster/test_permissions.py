@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import nats
 import nats.errors
+import nats.js.errors
 import pytest
 
 from services.archivetools.reference import assemble_to_file
@@ -82,6 +83,17 @@ async def test_each_service_user_appends_only_its_own_events(secured: Secured) -
         fin_js = conns["finalizer"].jetstream()
         with pytest.raises(nats.errors.TimeoutError):
             await fin_js.publish(f"$KV.{s.kv_prefix}_admission.tenant.x", b"{}", timeout=1)
+        # Heartbeats: a step user writes only its own steps' keys (shared/core/keys.heartbeat_key), so
+        # the finalizer's password cannot keep an assembling export alive for the janitor.
+        hb = f"{s.kv_prefix}_heartbeats"
+        try:
+            await admin.jetstream().key_value(hb)
+        except nats.js.errors.BucketNotFoundError:
+            await admin.jetstream().create_key_value(bucket=hb)
+        assert (await fin_js.publish(f"$KV.{hb}.finalize.t_x.e_x", b"{}", timeout=2)).seq > 0
+        for key in ("assemble.t_x.e_x", "t_x.e_x", "notify.t_x.e_x"):
+            with pytest.raises(nats.errors.TimeoutError):
+                await fin_js.publish(f"$KV.{hb}.{key}", b"{}", timeout=1)
         # Destructive JetStream API calls are denied (request never reaches the server's handler).
         with pytest.raises(nats.errors.TimeoutError):
             await fin_js.purge_stream(s.stream_name)

@@ -81,5 +81,5 @@ async def test_a_longer_step_beats_every_interval_and_deletes_its_key() -> None:
     await until(beaten_twice, 5, 0.01, "two in-progress acks")
     release.set()
     await asyncio.gather(*worker.running.values())
-    assert msg.calls[-1] == "ack" and ("put", "t_k.exp_k") in beats.calls
-    assert beats.calls[-1] == ("delete", "t_k.exp_k")
+    assert msg.calls[-1] == "ack" and ("put", "catalog.t_k.exp_k") in beats.calls
+    assert beats.calls[-1] == ("delete", "catalog.t_k.exp_k")

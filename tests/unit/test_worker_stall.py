@@ -52,7 +52,7 @@ async def test_a_step_that_hangs_is_stopped_and_counted_as_a_failed_attempt() ->
     assert isinstance(failed, ev.StepFailed) and failed.attempt == 1 and failed.step == "catalog"
     assert failed.reason == "the catalog step made no progress for 0.2 s"
     assert msg.calls[-1] == "nak" and "ack" not in msg.calls  # retried later, not dropped
-    assert beats.calls[-1] == ("delete", "t_k.exp_k")  # the heartbeat it had put is gone
+    assert beats.calls[-1] == ("delete", "catalog.t_k.exp_k")  # the heartbeat it had put is gone
     assert not worker.running and not worker.contexts and worker.capacity._value == worker.settings.concurrency
 
 
@@ -81,7 +81,7 @@ async def test_a_long_step_that_keeps_moving_is_never_stopped() -> None:
     assert took >= 0.5
     assert await _names(log) == ["ExportRequested"] and msg.calls[-1] == "ack"
     assert msg.calls.count("in_progress") >= 10  # it kept beating all along
-    assert beats.calls.count(("put", "t_k.exp_k")) >= 10 and beats.calls[-1] == ("delete", "t_k.exp_k")
+    assert beats.calls.count(("put", "catalog.t_k.exp_k")) >= 10 and beats.calls[-1] == ("delete", "catalog.t_k.exp_k")
 
 
 async def test_an_append_counts_as_progress_and_zero_turns_the_check_off() -> None:

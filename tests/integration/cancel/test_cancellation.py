@@ -18,6 +18,7 @@ from shared.bus.connect import Bus
 from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.core import events as ev
+from shared.core.keys import heartbeat_key
 from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import ObjectNotFound, ObjectStore
 from shared.runtime.settings import Settings
@@ -109,7 +110,7 @@ async def test_cancelling_a_finished_export_changes_nothing(bus: Bus, store: Obj
 async def _finalizer_holds(bus: Bus, tenant: str, export_id: str) -> bool:
     """The finalizer has the export: its heartbeat is up (it then waits at finalize.before_start)."""
     try:
-        entry = await bus.heartbeats.get(f"{tenant}.{export_id}")
+        entry = await bus.heartbeats.get(heartbeat_key("finalize", tenant, export_id))
     except Exception:
         return False
     return json.loads(entry.value or b"{}").get("step") == "finalize"

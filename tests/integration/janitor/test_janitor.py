@@ -11,6 +11,7 @@ import pytest
 from services.janitor.main import Janitor
 from shared.bus.connect import Bus
 from shared.core import events as ev
+from shared.core.keys import heartbeat_key
 from shared.objectstore import ObjectNotFound
 from shared.objectstore.fs import FilesystemStore
 from shared.runtime.settings import Settings
@@ -56,16 +57,21 @@ async def test_janitor_expires_old_archives_fails_dead_exports_and_is_a_no_op_th
         fresh = await make_export(bus, store, settings, "tB", complete_at=now + timedelta(days=6))
         dead = await make_export(bus, store, settings, "tC", complete_at=None)
         beating = await make_export(bus, store, settings, "tD", complete_at=None)
-        await bus.heartbeats.put(f"tD.{beating}", json.dumps({"at": 1}).encode())
+        await bus.heartbeats.put(heartbeat_key("assemble", "tD", beating), json.dumps({"at": 1}).encode())
+        # another step's heartbeat (a service that is not the assembler wrote it) keeps nothing alive
+        mislabelled = await make_export(bus, store, settings, "tE", complete_at=None)
+        await bus.heartbeats.put(heartbeat_key("notify", "tE", mislabelled), json.dumps({"at": 1}).encode())
         # An orphan: an upload whose export does not exist.
         orphan = await store.create_multipart(settings.buckets.exports, "exports/tZ/exp_gone/x.zip")
         later = now + timedelta(hours=2)  # past the heartbeat TTL and the orphan threshold
-        await bus.heartbeats.put(f"tD.{beating}", json.dumps({"at": 2}).encode())
+        await bus.heartbeats.put(heartbeat_key("assemble", "tD", beating), json.dumps({"at": 2}).encode())
+        await bus.heartbeats.put(heartbeat_key("notify", "tE", mislabelled), json.dumps({"at": 2}).encode())
 
         # two janitors at once: each action happens once
         s1, s2 = await asyncio.gather(Janitor(settings, bus, store).run(later), Janitor(settings, bus, store).run(later))
         for export_id, tenant, status in ((expired, "tA", "expired"), (fresh, "tB", "complete"),
-                                          (dead, "tC", "failed"), (beating, "tD", "assembling")):
+                                          (dead, "tC", "failed"), (beating, "tD", "assembling"),
+                                          (mislabelled, "tE", "failed")):
             assert (await bus.log.load(tenant, export_id)).state.status == status, export_id
         history = [e async for _, e in bus.log.history("tA", expired)]
         assert sum(isinstance(e, ev.ExportExpired) for e in history) == 1

@@ -63,7 +63,7 @@ async def _held(bus: Bus, store: ObjectStore, settings: Settings, tenant: str) -
         "uploads": await store.list_uploads(settings.buckets.exports, f"exports/{tenant}/"),
         "admission": await _subjects(bus, f"KV_{admission}", f"$KV.{admission}.idem.{tenant}.>")
         | await _subjects(bus, f"KV_{admission}", f"$KV.{admission}.tenant.{tenant}"),
-        "heartbeats": await _subjects(bus, f"KV_{hb}", f"$KV.{hb}.{tenant}.>"),
+        "heartbeats": await _subjects(bus, f"KV_{hb}", f"$KV.{hb}.*.{tenant}.>"),
         "rows": rows,
     }
 

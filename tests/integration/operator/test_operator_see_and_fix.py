@@ -21,6 +21,7 @@ from shared.content.factory import content_source
 from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.core import events as ev
+from shared.core.keys import heartbeat_key
 from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
 from tests.support.env import to_env
@@ -219,7 +220,7 @@ async def test_retry_resend_and_unlock_act_through_the_log(values: dict[str, Any
 
 async def _beating(bus: Bus, tenant: str, export_id: str, step: str) -> bool:
     try:
-        entry = await bus.heartbeats.get(f"{tenant}.{export_id}")
+        entry = await bus.heartbeats.get(heartbeat_key(step, tenant, export_id))
     except Exception:
         return False
     return bool(entry.value) and json.loads(entry.value or b"{}").get("step") == step

@@ -84,6 +84,8 @@ async def _exports(args: argparse.Namespace, settings: Settings) -> None:
         older = parse_age(args.older_than) if args.older_than else None
     except ValueError as e:
         raise OperatorError(str(e)) from None
+    if args.page < 1 or args.limit < 1:
+        raise OperatorError(f"--page and --limit count from 1 (got --page {args.page}, --limit {args.limit})")
     if args.tenant and not is_valid_id(args.tenant):
         raise OperatorError(f"tenant id {args.tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
     filters = inspect.Filters(args.status, args.tenant, older, args.step)
@@ -116,6 +118,9 @@ async def _show(args: argparse.Namespace, settings: Settings) -> None:
         assert store is not None
         tenant = await _tenant_of(bus, settings, args.export_id, args.tenant)
         folded = await inspect.read(bus, tenant, args.export_id)
+        if not folded.state.exists:  # only forged or malformed events: the services dropped them all
+            raise OperatorError(f"export {args.export_id!r} has no valid request in the log (its events are "
+                                "malformed or forged; every service drops them)")
         upload = await inspect.upload_view(store, settings, folded.state)
         beat = await inspect.heartbeat(bus, tenant, args.export_id, now)
     s = folded.state

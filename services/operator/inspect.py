@@ -95,11 +95,16 @@ class Page:
 
 async def list_exports(bus: Bus, settings: Settings, filters: Filters, now: datetime, *, page: int = 1,
                        per_page: int = 20) -> Page:
-    """Newest first; folds only as many exports as it takes to fill the page (and see one more)."""
+    """Newest first; folds only as many exports as it takes to fill the page (and see one more).
+
+    An export whose log holds no valid request (a forged or malformed ``ExportRequested`` that every
+    service drops) is not an export: it is skipped, as the janitor and the workers skip it."""
+    if page < 1 or per_page < 1:
+        raise ValueError(f"page and per_page start at 1, not {page} and {per_page}")
     skip, rows = (page - 1) * per_page, list[Folded]()
     for _, tenant, export in await requested(bus, settings, filters.tenant):
         folded = await read(bus, tenant, export)
-        if not filters.match(folded.state, now):
+        if not folded.state.exists or not filters.match(folded.state, now):
             continue
         if skip:
             skip -= 1
@@ -111,12 +116,14 @@ async def list_exports(bus: Bus, settings: Settings, filters: Filters, now: date
 
 
 def size_of(state: ExportState) -> int | None:
-    """The archive's size once known, else the snapshot's source bytes."""
-    if state.completed:
+    """The archive's size while there is an archive: all parts uploaded (``uploading``) or
+    ``complete``; else None. Never the snapshot's source bytes: a cancelled or failed export that
+    never had an archive showed them as if it had one, and an expired one's archive is deleted."""
+    if state.status == "complete" and state.completed:
         return state.completed.size_bytes
-    if state.assembled:
+    if state.status == "uploading" and state.assembled:
         return state.assembled.size_bytes
-    return state.cataloged.total_bytes if state.cataloged else None
+    return None
 
 
 def summary(folded: Folded, now: datetime) -> dict[str, Any]:

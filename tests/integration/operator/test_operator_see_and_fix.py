@@ -21,6 +21,7 @@ from shared.content.factory import content_source
 from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.core import events as ev
+from shared.core import keys
 from shared.core.keys import heartbeat_key
 from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
@@ -128,6 +129,44 @@ async def test_the_list_is_newest_first_paginated_and_filtered(values: dict[str,
     assert table[-1] == "page 1: 2 exports, newest first; more: --page 2"
     refused(cli(values, "exports", "--older-than", "soon"), "like 90s")
     refused(cli(values, "show", "exp_nothing_here"), "no events for export")
+
+
+async def test_the_list_skips_what_the_services_drop_and_sizes_only_an_archive(
+        values: dict[str, Any], bus: Bus, settings: Settings) -> None:
+    """A forged or malformed ExportRequested (anyone with a publishing password can store one) is
+    dropped by every service; the list must not show it as a row (it crashed the table: status None),
+    and a cancelled export that never had an archive has no size."""
+    tenant = "tenant_phantoms"
+    real = await request_export(bus, tenant)
+    prefix = settings.subject_prefix
+    forged = ev.ExportRequested(export_id=ev.new_export_id(), tenant_id="tenant_victim", user_id="u1",
+                                user_email="a@example.org", username="a", mode="blog", include_images=True,
+                                delivery_method="email")
+    for subject, body in ((f"{prefix}.{tenant}.exp_malformed1.ExportRequested", b"{not json"),
+                          (f"{prefix}.{tenant}.exp_forged1.ExportRequested", forged.to_json()),  # body names another
+                          (f"{prefix}.{tenant}.exp_array1.ExportRequested", b"[1, 2]")):
+        await bus.js.publish(subject, body, stream=settings.stream_name)
+    cancelled = await request_export(bus, tenant)
+    loaded = await bus.log.load(tenant, cancelled)
+    seq = await bus.log.append(ev.ExportCataloged(
+        export_id=cancelled, tenant_id=tenant, snapshot_key=keys.snapshot_key(tenant, cancelled),
+        snapshot_sha256="0" * 64, archive_key=keys.archive_key(tenant, cancelled, "a", "2026-01-01"),
+        member_count=3, total_bytes=123_456_789, item_counts={"posts": 3}, producer="catalog"), loaded.last_seq)
+    await bus.log.append(ev.ExportCancelled(export_id=cancelled, tenant_id=tenant, producer="gateway"), seq)
+
+    rows = listed(values, "--tenant", tenant)
+    assert [r["exportId"] for r in rows] == [cancelled, real]
+    assert all(r["tenantId"] == tenant and r["status"] for r in rows)
+    assert rows[0]["status"] == "cancelled" and rows[0]["sizeBytes"] is None  # no archive, no size
+    table = ok(cli(values, "exports", "--tenant", tenant)).splitlines()
+    assert [line.split()[0] for line in table[1:-1]] == [cancelled, real], table
+    assert table[1].split()[-1] == "-" and table[-1] == "page 1: 2 exports, newest first (end)"
+    assert [r["exportId"] for r in listed(values, "--tenant", tenant, "--limit", "1", "--page", "2")] == [real]
+    phantom = cli(values, "show", "exp_malformed1")  # stderr also has the log's "drops malformed event" line
+    assert phantom.returncode != 0 and "Traceback" not in phantom.stderr, phantom.stderr
+    assert phantom.stderr.splitlines()[-1].startswith("grove-export: export 'exp_malformed1' has no valid request")
+    for bad in (["--page", "0"], ["--page", "-1"], ["--limit", "0"], ["--limit", "-3"]):
+        refused(cli(values, "exports", *bad), bad[0])
 
 
 async def test_operator_cancel_is_recorded_with_who_and_why_and_refused_once_finished(

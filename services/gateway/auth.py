@@ -8,6 +8,7 @@ The CLI's ``grove-export token`` calls :func:`make_token`.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from shared.runtime.settings import Settings
 ALGORITHM = "HS256"
 AUDIENCE = "grove-export"
 REQUIRED_CLAIMS = ("sub", "tenant", "email", "username", "exp", "iss", "aud")
+TIME_CLAIMS = ("exp", "iat", "nbf")  # NumericDates: a finite number, never a bool or a string
 LEEWAY_S = 60  # clock skew between the issuer and us, allowed on the lifetime cap (never on expiry)
 
 
@@ -69,6 +71,8 @@ def verify_token(settings: Settings, token: str) -> Identity:
         raise _unauthorized("The token has expired.") from None
     except jwt.PyJWTError:
         raise _unauthorized("The token is not valid.") from None
+    if any(k in claims and numeric_date(claims[k]) is None for k in TIME_CLAIMS):
+        raise _unauthorized("The token is not valid.")
     values = [claims.get(k) for k in ("tenant", "sub", "email", "username")]
     strings = [v for v in values if isinstance(v, str) and v]
     if len(strings) != len(values) or not valid_id(strings[0]):
@@ -80,13 +84,26 @@ def verify_token(settings: Settings, token: str) -> Identity:
     return Identity(*strings)
 
 
+def numeric_date(value: object) -> float | None:
+    """A JWT NumericDate as seconds, or None when ``value`` is none: a bool, a string, NaN, an
+    infinity, or an integer no float can hold (``10**400``: ``exp - time.time()`` raised
+    OverflowError, a 500 for a signed token). Fractions are allowed, as RFC 7519 allows them."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
 def lifetime_ok(settings: Settings, claims: dict[str, object]) -> bool:
     """``exp`` lies no further ahead than the cap (from now, and from ``iat`` when present)."""
-    exp, iat = claims.get("exp"), claims.get("iat", None)
+    exp, iat = numeric_date(claims.get("exp")), numeric_date(claims.get("iat"))
     cap = settings.token_max_ttl_s + LEEWAY_S
-    if not isinstance(exp, int | float) or exp - time.time() > cap:
+    if exp is None or exp - time.time() > cap:
         return False
-    return not (isinstance(iat, int | float) and exp - iat > cap)
+    return not (iat is not None and exp - iat > cap)
 
 
 def _unauthorized(detail: str) -> Unauthorized:

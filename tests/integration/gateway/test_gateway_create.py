@@ -46,6 +46,14 @@ async def test_a_tampered_or_expired_token_is_001(gateway, settings, problem, he
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
+async def test_a_signed_token_with_an_exp_no_float_holds_is_001_not_500(gateway, problem):
+    from tests.unit.gateway.test_gateway_auth import BASE, HUGE, _signed
+
+    for times in (f'"exp":{HUGE}', f'"exp":{HUGE},"iat":{HUGE}', '"exp":NaN'):
+        resp = await gateway.get("/api/export/history", headers={"Authorization": f"Bearer {_signed('{' + BASE + ',' + times + '}')}"})
+        assert "not valid" in (await problem(resp, 401, "GROVE-EXPORT-001"))["detail"]
+
+
 async def test_a_second_export_while_one_is_active_is_002_with_its_id(gateway, problem, headers_for):
     first = await (await gateway.post("/api/export", json={}, headers=headers_for())).json()
     body = await problem(await gateway.post("/api/export", json={}, headers=headers_for(user="u2")), 409,

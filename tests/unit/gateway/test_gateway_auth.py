@@ -113,3 +113,40 @@ def test_ids_with_a_trailing_newline_are_not_ids():
     from services.gateway.auth import valid_id
 
     assert valid_id("exp_1") and not valid_id("exp_1\n") and not valid_id("a.b")
+
+
+def _signed(payload: str) -> str:
+    """A token signed with the right key whose payload is ``payload`` verbatim (JSON that PyJWT's
+    encoder would not write: 10**400, NaN, a bool)."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(raw: bytes) -> bytes:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+    signing = b64(b'{"alg":"HS256","typ":"JWT"}') + b"." + b64(payload.encode())
+    sig = hmac.new(TEST_SECRETS["jwt"].encode(), signing, hashlib.sha256).digest()
+    return (signing + b"." + b64(sig)).decode()
+
+
+BASE = '"sub":"u1","tenant":"tenant_a","email":"e@x.org","username":"n","iss":"grove","aud":"grove-export"'
+HUGE, NEG_HUGE = "1" + "0" * 400, "-1" + "0" * 400
+BAD_TIMES = [HUGE, NEG_HUGE, "1e400", "NaN", "Infinity", "-Infinity", "true", "false", "null", '"{now}"', "[1]",
+             "{{}}"]
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("value", BAD_TIMES)
+def test_a_signed_token_with_a_time_claim_that_is_no_time_is_invalid_not_a_crash(claim: str, value: str) -> None:
+    now = int(time.time())
+    value = value.format(now=now + 60)
+    times = f'"exp":{value}' if claim == "exp" else f'"exp":{now + 60},"{claim}":{value}'
+    with pytest.raises(Unauthorized, match=r"not valid|expired"):  # exp true is 1: expired
+        verify_token(S, _signed("{" + BASE + "," + times + "}"))
+
+
+def test_fractional_times_are_numeric_dates_and_accepted() -> None:
+    now = time.time()
+    token = _signed("{" + BASE + f',"iat":{now:.3f},"nbf":{now - 1:.3f},"exp":{now + 60:.3f}' + "}")
+    assert verify_token(S, token).tenant_id == "tenant_a"

@@ -85,8 +85,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     replicas = default_replicas() if args.assemblers is None else {"assembler": args.assemblers}
     data = Path(args.data).resolve()
     env = local_env(data, args.port)
-    for name, var in secrets.SECRET_NAMES.items():  # a weak one set in the environment: say so, don't loop
-        secrets.require(name, SecretStr(env[var]))
+    names = secrets.SECRET_NAMES  # a weak or shared one set in the environment: say so, don't loop
+    secrets.require_signing(env[names["jwt"]], env[names["link"]])
     try:
         stack = Stack(data, port=args.port, env=env, replicas=replicas).start()
     except StackBusy as e:

@@ -72,11 +72,10 @@ async def _read_model(app: web.Application) -> AsyncIterator[None]:
 def init_app(settings: Settings, *, store: ObjectStore | None = None) -> web.Application:
     """The gateway application. ``store`` replaces the configured object store (tests).
 
-    Raises :class:`shared.runtime.secrets.SecretError` when a signing secret is missing or unusable: the
+    Raises :class:`shared.runtime.secrets.SecretError` when a signing secret is missing or unusable, or both are one key: the
     gateway never starts with a key someone else could know.
     """
-    secrets.require("jwt", settings.jwt_secret)
-    secrets.require("link", settings.link_secret)
+    secrets.require_signing(settings.jwt_secret, settings.link_secret)
     app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
     app.on_response_prepare.append(add_security_headers)
     app[SETTINGS] = settings

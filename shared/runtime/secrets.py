@@ -2,14 +2,15 @@
 
 ``GROVE_JWT_SECRET`` signs bearer tokens and ``GROVE_LINK_SECRET`` signs the filesystem store's
 download links; they are separate keys so that one leaking does not give the other away. A
-process that needs one refuses to start without a good one (:func:`require`), with one line saying
-which variable is wrong. The only place secrets are made up is the local stack
+process that needs one refuses to start without a good one (:func:`require`), and the gateway
+without two different ones (:func:`require_signing`), with one line saying which variable is wrong. The only place secrets are made up is the local stack
 (``grove-export serve`` / ``demo``), which writes random ones into its data folder
 (:func:`local_secrets`) — never an environment flag that could be copied into production.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import secrets
 from pathlib import Path
@@ -64,13 +65,26 @@ def require(name: str, value: SecretStr | None) -> bytes:
     return raw.encode()
 
 
+def require_signing(jwt: SecretStr | str | None, link: SecretStr | str | None) -> tuple[bytes, bytes]:
+    """Both signing keys, each good and the two different, or :class:`SecretError`. One key in both
+    variables would let whoever holds the link key (the filesystem store's download links) mint
+    bearer tokens: the README promises two separate keys."""
+    jwt_key = require("jwt", SecretStr(jwt) if isinstance(jwt, str) else jwt)
+    link_key = require("link", SecretStr(link) if isinstance(link, str) else link)
+    if hmac.compare_digest(jwt_key, link_key):
+        raise SecretError(f"{SECRET_NAMES['link']} is the same as {SECRET_NAMES['jwt']}: they must be two "
+                          "different random keys, so that a leaked link key cannot sign bearer tokens")
+    return jwt_key, link_key
+
+
 def local_secrets(data_dir: Path) -> dict[str, str]:
     """Random secrets of the local stack kept (0600) in ``data_dir/secrets.json``: the environment
     variables that the gateway and ``grove-export token`` use. Made on first use, then reused."""
     path = data_dir / "secrets.json"
     if path.exists():
         stored = dict(json.loads(path.read_text()))
-        if all(problem(stored.get(var)) is None for var in SECRET_NAMES.values()):
+        if all(problem(stored.get(var)) is None for var in SECRET_NAMES.values()) and \
+                stored[SECRET_NAMES["jwt"]] != stored[SECRET_NAMES["link"]]:
             return stored
     data_dir.mkdir(parents=True, exist_ok=True)
     made = {var: secrets.token_urlsafe(48) for var in SECRET_NAMES.values()}

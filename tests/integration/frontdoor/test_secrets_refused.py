@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from services.devtools.stack.supervisor import local_env
-from shared.runtime.secrets import KNOWN_DEFAULTS, SECRET_NAMES, problem
+from shared.runtime.secrets import KNOWN_DEFAULTS, SECRET_NAMES, local_secrets, problem
 from tests.integration.frontdoor.conftest import OLD_PUBLIC_DEFAULT
 from tests.support.env import TEST_SECRETS
 
@@ -33,6 +33,7 @@ def _cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 30) -
     ("Xq9-short-but-random", TEST_SECRETS["link"], "GROVE_JWT_SECRET", "shorter than 32 bytes"),
     (TEST_SECRETS["jwt"], None, "GROVE_LINK_SECRET", "is not set"),
     (TEST_SECRETS["jwt"], "z" * 40, "GROVE_LINK_SECRET", "repetitive"),
+    (TEST_SECRETS["jwt"], TEST_SECRETS["jwt"], "GROVE_LINK_SECRET is the same as GROVE_JWT_SECRET", "different"),
 ])
 def test_run_gateway_refuses_to_start_without_a_usable_secret(tmp_path: Path, jwt_secret: str | None,
                                                              link_secret: str | None, named: str, why: str) -> None:
@@ -47,6 +48,38 @@ def test_run_gateway_refuses_to_start_without_a_usable_secret(tmp_path: Path, jw
     assert out.returncode != 0
     assert len(lines) == 1 and named in lines[0] and why in lines[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_the_local_stack_refuses_one_key_for_both_signing_secrets(
+        tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from services import cli
+    from services.devtools import demo
+    from services.devtools.stack import supervisor
+
+    class NoStack:  # in-process, so that a regression cannot leave a stack running
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("the stack was started with one key for both secrets")
+
+    monkeypatch.setattr(supervisor, "Stack", NoStack)
+    monkeypatch.setattr(demo, "Stack", NoStack)
+    for var in [k for k in os.environ if k.startswith("GROVE_")]:
+        monkeypatch.delenv(var)
+    same = TEST_SECRETS["jwt"]
+    monkeypatch.setenv("GROVE_JWT_SECRET", same)
+    monkeypatch.setenv("GROVE_LINK_SECRET", same)
+    with pytest.raises(SystemExit) as exited:
+        cli.main([command, "--port", "1", "--data", str(tmp_path / "var")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2 and len(lines) == 1, lines
+    assert "GROVE_LINK_SECRET is the same as GROVE_JWT_SECRET" in lines[0]
+
+
+def test_a_local_secrets_file_with_one_key_twice_is_made_afresh(tmp_path: Path) -> None:
+    same = TEST_SECRETS["jwt"]
+    (tmp_path / "secrets.json").write_text(json.dumps(dict.fromkeys(SECRET_NAMES.values(), same)))
+    made = local_secrets(tmp_path)
+    assert made["GROVE_JWT_SECRET"] != made["GROVE_LINK_SECRET"] and same not in made.values()
 
 
 def test_every_published_value_is_refused() -> None:

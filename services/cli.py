@@ -56,7 +56,9 @@ def _app(name: str, settings: Settings):
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
-    from shared.runtime import logs
+    from shared.runtime import logs, secrets
+
+    secrets.require_settings(settings, signing=args.service == "gateway")  # before it logs or connects
 
     logs.setup(args.service, args.log_level, settings.log_json)
     from shared.runtime import tracing
@@ -281,12 +283,17 @@ async def _setup(settings: Settings, days: int, nats_only: bool = False) -> None
 
 
 def cmd_setup(args: argparse.Namespace, settings: Settings) -> None:
+    from shared.runtime import secrets
+
+    secrets.require_settings(settings)
     asyncio.run(_setup(settings, args.days, args.nats_only))
 
 
 def cmd_janitor(args: argparse.Namespace, settings: Settings) -> None:
     from services.janitor.main import run_once
+    from shared.runtime import secrets
 
+    secrets.require_settings(settings)
     asyncio.run(run_once(settings, dry_run=args.dry_run))
 
 

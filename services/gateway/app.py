@@ -72,10 +72,11 @@ async def _read_model(app: web.Application) -> AsyncIterator[None]:
 def init_app(settings: Settings, *, store: ObjectStore | None = None) -> web.Application:
     """The gateway application. ``store`` replaces the configured object store (tests).
 
-    Raises :class:`shared.runtime.secrets.SecretError` when a signing secret is missing or unusable, or both are one key: the
-    gateway never starts with a key someone else could know.
+    Raises :class:`shared.runtime.secrets.SecretError` when a signing secret is missing or unusable,
+    both are one key, or a credential it uses is a placeholder: the gateway never starts with a key
+    someone else could know.
     """
-    secrets.require_signing(settings.jwt_secret, settings.link_secret)
+    secrets.require_settings(settings, signing=True)
     app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
     app.on_response_prepare.append(add_security_headers)
     app[SETTINGS] = settings

@@ -1,11 +1,16 @@
-"""Secrets that sign things: no usable default, no placeholder, no short key.
+"""Secrets: none has a usable default or may be a placeholder; those that sign things are long.
 
 ``GROVE_JWT_SECRET`` signs bearer tokens and ``GROVE_LINK_SECRET`` signs the filesystem store's
 download links; they are separate keys so that one leaking does not give the other away. A
 process that needs one refuses to start without a good one (:func:`require`), and the gateway
-without two different ones (:func:`require_signing`), with one line saying which variable is wrong. The only place secrets are made up is the local stack
-(``grove-export serve`` / ``demo``), which writes random ones into its data folder
+without two different ones (:func:`require_signing`), with one line saying which variable is wrong.
+The only place secrets are made up is the local stack (``grove-export serve`` / ``demo``), which writes random ones into its data folder
 (:func:`local_secrets`) — never an environment flag that could be copied into production.
+
+Every other credential a service uses (its NATS password, the S3 keys, the mail backend's, the
+content database's password) must be set and no placeholder (:func:`placeholder`): every service
+refuses to start otherwise (:func:`require_settings`), so deploy/k8s/secret.yaml's ``CHANGE_ME``
+values never reach a running system.
 """
 
 from __future__ import annotations
@@ -14,8 +19,13 @@ import hmac
 import json
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr
+
+if TYPE_CHECKING:
+    from shared.runtime.settings import Settings
 
 MIN_BYTES = 32
 
@@ -27,9 +37,13 @@ KNOWN_DEFAULTS = frozenset({
     "CHANGE_ME_at_least_32_random_characters",
     "a-test-secret-that-is-long-enough-for-hs256!",
 })
-PLACEHOLDER_WORDS = ("change-me", "change_me", "changeme", "placeholder", "example", "replace-me",
-                     "replace_me", "your-secret", "your_secret", "development-secret", "default", "xxxxxxxx",
-                     "secret-here")
+# A value holding one of these (any case) was written to be replaced: deploy/k8s/secret.yaml's
+# CHANGE_ME and its kin. Words short enough to turn up in a random key by chance are not here.
+PLACEHOLDER_WORDS = ("change-me", "change_me", "change me", "changeme", "changeit", "placeholder", "example",
+                     "replace-me", "replace_me", "replaceme", "your-secret", "your_secret", "your-password",
+                     "your_password", "development-secret", "default", "xxxxxxxx", "secret-here")
+# Whole values (any case) that are templates or vendors' defaults, never a credential.
+PLACEHOLDER_VALUES = frozenset({"password", "secret", "minioadmin", "todo", "tbd", "none", "null", "xxx", "***"})
 SECRET_NAMES = {"jwt": "GROVE_JWT_SECRET", "link": "GROVE_LINK_SECRET"}
 
 
@@ -37,15 +51,25 @@ class SecretError(Exception):
     """A secret is missing or unusable; the message is one line naming the variable."""
 
 
-def problem(value: str | None) -> str | None:
-    """Why ``value`` cannot be a signing key, or None when it can."""
+def placeholder(value: str | None) -> str | None:
+    """Why ``value`` cannot be any secret (a password, an access key, a signing key): unset, empty, a
+    published default or a placeholder; None when it may be one. The one rule for every secret."""
     if value is None or not value.strip():
         return "is not set"
     if value in KNOWN_DEFAULTS:
         return "is a published default"
-    lowered = value.lower()
-    if any(word in lowered for word in PLACEHOLDER_WORDS) or (value.startswith("<") and value.endswith(">")):
+    lowered = value.strip().lower()
+    if any(word in lowered for word in PLACEHOLDER_WORDS) or lowered in PLACEHOLDER_VALUES or \
+            (lowered.startswith("<") and lowered.endswith(">")) or lowered.startswith("${"):
         return "is a placeholder"
+    return None
+
+
+def problem(value: str | None) -> str | None:
+    """Why ``value`` cannot be a signing key, or None when it can."""
+    if (why := placeholder(value)) is not None:
+        return why
+    assert value is not None
     if len(value.encode()) < MIN_BYTES:
         return f"is shorter than {MIN_BYTES} bytes"
     if len(set(value)) < 8:
@@ -75,6 +99,51 @@ def require_signing(jwt: SecretStr | str | None, link: SecretStr | str | None) -
         raise SecretError(f"{SECRET_NAMES['link']} is the same as {SECRET_NAMES['jwt']}: they must be two "
                           "different random keys, so that a leaked link key cannot sign bearer tokens")
     return jwt_key, link_key
+
+
+def used_secrets(settings: Settings) -> list[tuple[str, str | None]]:
+    """(variable, value) of every credential these settings make a process use: the NATS password
+    when it logs in as a user, the S3 keys when the store is S3 and they are given (unset: the SDK's
+    own credential chain), the mail backend's, and the password in a PostgreSQL DSN. A deployment
+    hands each service only its own, so this is what that service uses."""
+    def raw(value: SecretStr | None) -> str | None:
+        return value.get_secret_value() if value is not None else None
+
+    used: list[tuple[str, str | None]] = []
+    if settings.nats_user or settings.nats_password is not None:
+        used.append(("GROVE_NATS_PASSWORD", raw(settings.nats_password)))
+    if settings.store == "s3":
+        used += [(var, value) for var, value in (("GROVE_S3__ACCESS_KEY_ID", settings.s3.access_key_id),
+                                                 ("GROVE_S3__SECRET_ACCESS_KEY", raw(settings.s3.secret_access_key)))
+                 if value is not None]
+    mail = settings.mail
+    if mail.backend == "smtp" and (mail.smtp_username is not None or mail.smtp_password is not None):
+        used += [("GROVE_MAIL__SMTP_USERNAME", mail.smtp_username),  # a login needs both
+                 ("GROVE_MAIL__SMTP_PASSWORD", raw(mail.smtp_password))]
+    if mail.backend == "http":
+        used.append(("GROVE_MAIL__HTTP_API_KEY", raw(mail.http_api_key)))
+    dsn = settings.content_dsn.get_secret_value()
+    if "://" in dsn and not dsn.startswith("sqlite:"):
+        try:
+            password = urlsplit(dsn).password
+        except ValueError:
+            password = None
+        if password is not None:
+            used.append(("GROVE_CONTENT_DSN's password", unquote(password)))
+    return used
+
+
+def require_settings(settings: Settings, *, signing: bool = False) -> None:
+    """Refuse to start (:class:`SecretError`, one line naming the variable, never its value) when a
+    credential the process uses is unset, empty or a placeholder; with ``signing`` (the gateway), also
+    without two good, different signing keys. Every service calls this before it connects anywhere."""
+    for var, value in used_secrets(settings):
+        why = placeholder(value)
+        if why is not None:
+            raise SecretError(f"{var} {why}: set the real credential (deploy/k8s/secret.yaml and "
+                              "deploy/.env.example only show where it goes)")
+    if signing:
+        require_signing(settings.jwt_secret, settings.link_secret)
 
 
 def local_secrets(data_dir: Path) -> dict[str, str]:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from services.devtools.stack.supervisor import local_env
-from shared.runtime.secrets import KNOWN_DEFAULTS, SECRET_NAMES, local_secrets, problem
+from shared.runtime.secrets import KNOWN_DEFAULTS, SECRET_NAMES, local_secrets, placeholder, problem
 from tests.integration.frontdoor.conftest import OLD_PUBLIC_DEFAULT
 from tests.support.env import TEST_SECRETS
 
@@ -80,6 +82,62 @@ def test_a_local_secrets_file_with_one_key_twice_is_made_afresh(tmp_path: Path) 
     (tmp_path / "secrets.json").write_text(json.dumps(dict.fromkeys(SECRET_NAMES.values(), same)))
     made = local_secrets(tmp_path)
     assert made["GROVE_JWT_SECRET"] != made["GROVE_LINK_SECRET"] and same not in made.values()
+
+
+PLACEHOLDER_RUNS = [  # (command, settings, the variable named): deploy/k8s/secret.yaml's values and their kin
+    (["run", "catalog"], {"GROVE_NATS_USER": "catalog", "GROVE_NATS_PASSWORD": "CHANGE_ME"}, "GROVE_NATS_PASSWORD"),
+    (["run", "gateway"], {"GROVE_NATS_USER": "gateway", "GROVE_NATS_PASSWORD": "changeme"}, "GROVE_NATS_PASSWORD"),
+    (["run", "janitor"], {"GROVE_NATS_USER": "janitor", "GROVE_NATS_PASSWORD": ""}, "GROVE_NATS_PASSWORD"),
+    (["run", "finalizer"], {"GROVE_NATS_USER": "finalizer"}, "GROVE_NATS_PASSWORD"),
+    (["setup", "--nats-only"], {"GROVE_NATS_USER": "admin", "GROVE_NATS_PASSWORD": "Change-Me"}, "GROVE_NATS_PASSWORD"),
+    (["janitor"], {"GROVE_NATS_USER": "janitor", "GROVE_NATS_PASSWORD": "<password>"}, "GROVE_NATS_PASSWORD"),
+    (["run", "assembler"], {"GROVE_STORE": "s3", "GROVE_S3__ACCESS_KEY_ID": "CHANGE_ME",
+                            "GROVE_S3__SECRET_ACCESS_KEY": "kXv3-real-looking"}, "GROVE_S3__ACCESS_KEY_ID"),
+    (["run", "canceller"], {"GROVE_STORE": "s3", "GROVE_S3__ACCESS_KEY_ID": "AKIAREALLOOKING",
+                            "GROVE_S3__SECRET_ACCESS_KEY": "change_me"}, "GROVE_S3__SECRET_ACCESS_KEY"),
+    (["run", "notifier"], {"GROVE_MAIL__BACKEND": "smtp", "GROVE_MAIL__SMTP_USERNAME": "grove",
+                           "GROVE_MAIL__SMTP_PASSWORD": "CHANGE_ME"}, "GROVE_MAIL__SMTP_PASSWORD"),
+    (["run", "notifier"], {"GROVE_MAIL__BACKEND": "http", "GROVE_MAIL__HTTP_API_KEY": "   "}, "GROVE_MAIL__HTTP_API_KEY"),
+    (["run", "catalog"], {"GROVE_CONTENT_DSN": "postgresql://grove:CHANGE_ME@postgres.example.com:5432/grove"},
+     "GROVE_CONTENT_DSN's password"),
+]
+
+
+@pytest.mark.parametrize(("command", "env", "named"), PLACEHOLDER_RUNS)
+def test_every_service_refuses_a_placeholder_or_empty_credential(tmp_path: Path, command: list[str],
+                                                                 env: dict[str, str], named: str) -> None:
+    base = {"GROVE_STORE_ROOT": str(tmp_path / "store"), "GROVE_READ_MODEL_DB": str(tmp_path / "rm.db"),
+            "GROVE_NATS_URL": "nats://127.0.0.1:1", "GROVE_PORT": "1", "GROVE_JWT_SECRET": TEST_SECRETS["jwt"],
+            "GROVE_LINK_SECRET": TEST_SECRETS["link"]}
+    out = _cli(command, base | env, tmp_path)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0 and len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert lines[0].startswith(f"grove-export: {named} is "), lines[0]
+    assert "CHANGE_ME" not in lines[0] and "example.com" not in lines[0]  # never the value or the DSN
+
+
+def test_every_value_deploy_ships_as_a_credential_is_refused() -> None:
+    import yaml
+
+    secret = yaml.safe_load((ROOT / "deploy/k8s/secret.yaml").read_text())["stringData"]
+    assert {"NATS_PASSWORD_ADMIN", "GROVE_S3__SECRET_ACCESS_KEY", "GROVE_MAIL__SMTP_PASSWORD"} <= set(secret)
+    for var, value in secret.items():
+        if var == "GROVE_CONTENT_DSN":
+            value = urlsplit(value).password
+        assert placeholder(value) is not None, (var, value)
+    for line in (ROOT / "deploy/.env.example").read_text().splitlines():
+        var, _, value = line.partition("=")
+        if line and not line.startswith("#") and any(w in var for w in ("PASSWORD", "SECRET")):
+            assert placeholder(value) is not None, line
+
+
+def test_credentials_that_tests_and_the_local_stack_use_pass() -> None:
+    from tests.cluster.secured import PASSWORDS
+
+    for value in [*PASSWORDS.values(), "testing", "s3cret-pass", "zephyr-test-key", *TEST_SECRETS.values()]:
+        assert placeholder(value) is None, value
+    for _ in range(200):
+        assert placeholder(secrets.token_urlsafe(18)) is None
 
 
 def test_every_published_value_is_refused() -> None:

@@ -2,7 +2,8 @@
 
 The signature covers the key and the expiry, so no tenant check is needed: a link cannot be moved
 to another key. A bad signature is a 404 (it names nothing); a valid but expired link, or an
-export whose archive expired or is gone, is a 410. ``web.FileResponse`` serves Range requests.
+export whose archive expired or is gone, is a 410. ``web.FileResponse`` serves Range requests; one
+it cannot satisfy is a 416 problem (:func:`check_range`), not its empty 416 labelled as a ZIP.
 """
 
 from __future__ import annotations
@@ -73,9 +74,42 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise p.NotFound("This download link is not valid.") from None
     if not await asyncio.to_thread(path.is_file):
         raise p.Expired("This export is no longer available.")
+    try:
+        stat = await asyncio.to_thread(path.stat)
+    except FileNotFoundError:
+        raise p.Expired("This export is no longer available.") from None
+    check_range(request, stat.st_size, stat.st_mtime)
     name = layout.file_name(key)
     return web.FileResponse(path, headers={
         "Content-Type": "application/zip" if name.endswith(".zip") else "application/octet-stream",
         "Content-Disposition": f"attachment; filename=\"{quote(name)}\"; filename*=UTF-8''{quote(name)}",
         "Cache-Control": "private, no-store",
     })
+
+
+def check_range(request: web.Request, size: int, mtime: float) -> None:
+    """Raise :class:`RangeNotSatisfiable` (with ``Content-Range: bytes */SIZE``) for a ``Range``
+    that ``web.FileResponse`` would answer with an empty 416 labelled as the file: malformed, more
+    than one range, or starting at or past the end. The same rules as its own: a range is only
+    read when ``If-Range`` is absent or still holds; ``bytes=-N`` is the last N bytes."""
+    if "Range" not in request.headers:
+        return
+    if_range = request.if_range
+    if if_range is not None and mtime > if_range.timestamp():
+        return  # the file changed since: the whole file, as a 200
+    try:
+        rng = request.http_range
+    except ValueError:
+        raise _unsatisfiable(size, f"The archive has {size} bytes; ask for one range of them "
+                                   "(bytes=START-END).") from None
+    start = rng.start
+    if start is None:
+        return
+    if start < 0 and rng.stop is None:  # bytes=-N: the last N bytes, or the whole file when shorter
+        start = max(0, start + size)
+    if start >= size:
+        raise _unsatisfiable(size, f"The archive has {size} bytes; the range starts past its end.")
+
+
+def _unsatisfiable(size: int, detail: str) -> p.RangeNotSatisfiable:
+    return p.RangeNotSatisfiable(detail, headers={"Content-Range": f"bytes */{size}"}, sizeBytes=size)

@@ -9,11 +9,12 @@ Errors::
     ├── BadRequest            004  400  malformed JSON, unknown fields, wrong types (errors)
     │   ├── IdempotencyMismatch  004  422  Idempotency-Key reused with another body
     │   └── MethodNotAllowed     004  405  a known path with another method
-    ├── NotFound              005  404  no such export for this tenant, bad id, unknown route
+    ├── NotFound              005  404  no such export for this tenant, bad id, unknown route (or folder)
     ├── NotCancellable        006  409  terminal, or the archive is being completed
     ├── TooLarge              007  413  body over settings.max_body_bytes
     ├── Unavailable           008  503  the bus or the store did not answer
-    └── Expired               009  410  the export (or the download link) expired
+    ├── Expired               009  410  the export (or the download link) expired
+    └── RangeNotSatisfiable   010  416  a download's Range names no byte of the archive, or several
     (Problem itself: 500 GROVE-EXPORT-000, a bug; the detail says nothing more)
 
 Infrastructure errors (NATS timeouts and disconnects, LogUnavailable, StoreUnavailable) are mapped
@@ -101,6 +102,10 @@ class Expired(Problem):
     status, code, title, slug = 410, "GROVE-EXPORT-009", "Export expired", "expired"
 
 
+class RangeNotSatisfiable(Problem):
+    status, code, title, slug = 416, "GROVE-EXPORT-010", "Range not satisfiable", "range-not-satisfiable"
+
+
 _UNAVAILABLE = (LogUnavailable, StoreUnavailable, nats.errors.TimeoutError, nats.errors.NoRespondersError,
                 nats.errors.ConnectionClosedError, nats.errors.StaleConnectionError,
                 nats.errors.OutboundBufferLimitError, ServiceUnavailableError, TimeoutError)
@@ -112,7 +117,7 @@ def problem_response(problem: Problem) -> web.Response:
 
 
 def _from_http(exc: web.HTTPException) -> Problem:
-    if exc.status == 404:
+    if exc.status in (403, 404):  # 403: aiohttp's static route on a folder (GET /export/); it names nothing
         return NotFound("No such resource.")
     if exc.status == 405:
         return MethodNotAllowed(f"{exc.reason}.", headers={"Allow": exc.headers.get("Allow", "")})

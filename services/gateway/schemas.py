@@ -110,6 +110,7 @@ class ProblemBody(BaseModel):
     next_allowed_at: datetime | None = Field(None, alias="nextAllowedAt", description="With 003.")
     retry_after: int | None = Field(None, alias="retryAfter", description="With 003, in seconds.")
     errors: list[dict[str, object]] | None = Field(None, description="With 004: what was wrong.")
+    size_bytes: int | None = Field(None, alias="sizeBytes", description="With 010: the archive's size.")
 
 
 def from_ms(value: int | None) -> datetime | None:

@@ -84,6 +84,32 @@ async def test_download_problems_are_404_for_bad_signatures_and_410_when_gone(
     await problem(await gateway.get(good), 410, "GROVE-EXPORT-009")
 
 
+async def test_a_range_the_archive_cannot_satisfy_is_a_416_problem_naming_its_size(
+        gateway, settings, headers_for, pipeline, problem):
+    export_id = await start(gateway, headers_for())
+    await pipeline.complete("tenant_a", export_id)
+    key, size = pipeline.archive_key("tenant_a", export_id), len(pipeline.archive)
+    url = local(links.sign(link_secret(settings), "http://x", key, 600))
+    for rng in ("bytes=99999999-", f"bytes={size}-", "bytes=0-1,5-9", "bytes=5-1", "bytes=abc", "lines=1-2"):
+        resp = await gateway.get(url, headers={"Range": rng})
+        body = await problem(resp, 416, "GROVE-EXPORT-010")
+        assert resp.headers["Content-Range"] == f"bytes */{size}" and body["title"] == "Range not satisfiable", rng
+        assert str(size) in body["detail"]
+    for rng, want in ((f"bytes={size - 5}-", pipeline.archive[-5:]), ("bytes=-7", pipeline.archive[-7:]),
+                      (f"bytes=0-{size + 100}", pipeline.archive)):
+        part = await gateway.get(url, headers={"Range": rng})
+        assert part.status == 206 and await part.read() == want, rng
+    stale = "Mon, 01 Jan 1990 00:00:00 GMT"  # If-Range no longer matching: the whole file, Range ignored
+    whole = await gateway.get(url, headers={"Range": "bytes=99999999-", "If-Range": stale})
+    assert whole.status == 200 and await whole.read() == pipeline.archive
+
+
+async def test_the_page_folder_itself_is_a_404_problem_not_a_403_internal_error(gateway, problem):
+    body = await problem(await gateway.get("/export/"), 404, "GROVE-EXPORT-005")
+    assert body["title"] == "Not found"
+    assert (await gateway.get("/export/export.js")).status == 200  # its assets are still served
+
+
 async def test_an_expired_export_shows_expired_and_its_links_answer_410(
         gateway, settings, headers_for, pipeline, problem):
     export_id = await start(gateway, headers_for())

@@ -13,7 +13,7 @@ from shared.objectstore.port import StoreUnavailable
 
 RAISES = {"store": StoreUnavailable("down"), "log": LogUnavailable("no ack"), "nats": nats.errors.TimeoutError(),
           "closed": nats.errors.ConnectionClosedError(), "busy": ExportInProgress("busy", activeExportId="exp_1"),
-          "bug": RuntimeError("boom")}
+          "bug": RuntimeError("boom"), "forbidden": web.HTTPForbidden()}
 
 
 @pytest.fixture
@@ -49,3 +49,11 @@ async def test_unknown_routes_and_methods_are_problems_too(client):
 async def test_a_bug_is_a_500_problem_without_details(client):
     resp = await client.get("/raise/bug")
     assert resp.status == 500 and "boom" not in await resp.text()
+
+
+async def test_a_forbidden_answer_is_a_404_problem_not_an_internal_error(client):
+    # aiohttp's static route answers GET /export/ (a folder) with HTTPForbidden: it names nothing
+    resp = await client.get("/raise/forbidden")
+    body = await resp.json(content_type=None)
+    assert resp.status == 404 and resp.content_type == "application/problem+json"
+    assert (body["code"], body["title"]) == ("GROVE-EXPORT-005", "Not found") and "internal" not in body["type"]

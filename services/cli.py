@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -34,6 +35,22 @@ class CliError(Exception):
 
 # Commands that run a stack of their own; every other command reads the local stack's stack.json.
 OWN_STACK = ("run", "serve", "demo")
+
+
+def no_stack_to_ask(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
+    """Why a command that needs NATS must not run (None when it may): no GROVE_NATS_URL and no local
+    stack running in its data folder. Falling back to nats://127.0.0.1:4222 would read, or with
+    ``setup`` create the stream and buckets on, whatever server happens to listen there."""
+    if not getattr(args, "needs_nats", False) or any(k.upper() == "GROVE_NATS_URL" for k in environ):
+        return None
+    found = getattr(args, "found", None)
+    if found is not None and found.source is not None and not found.stale:
+        return None
+    data = str(getattr(args, "data", "var")).rstrip("/") or "/"
+    why = (" (no such folder)" if not Path(data).is_dir()
+           else " (its stack.json is left from a stack that is gone)" if found is not None and found.stale else "")
+    return (f"no local stack is running in {data}/{why} and GROVE_NATS_URL is not set: start one with "
+            f"`make serve`, pass --data DIR, or set GROVE_NATS_URL")
 
 
 def _nats_where(settings: Settings, args: argparse.Namespace) -> str:
@@ -397,7 +414,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("export_id", help="the export's id (exp_…), as POST /api/export answered")
     e.add_argument("--tenant", help="whose export it is, when two tenants use the same export id")
     e.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
-    e.set_defaults(func=cmd_events)
+    e.set_defaults(func=cmd_events, needs_nats=True)
     a = sub.add_parser("assemble", help="assemble a frozen snapshot to a local file (no bus)")
     a.add_argument("--snapshot", required=True, help="snapshot key in the exports bucket")
     a.add_argument("--out", required=True, help="the ZIP file to write")
@@ -405,11 +422,11 @@ def parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_assemble)
     rp = sub.add_parser("replay", help="rebuild the gateway read model from the log")
     rp.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
-    rp.set_defaults(func=cmd_replay)
+    rp.set_defaults(func=cmd_replay, needs_nats=True)
     j = sub.add_parser("janitor", help="one janitor run (cron: 0 3 * * *)")
     j.add_argument("--dry-run", action="store_true", help="list every item it would touch; change nothing")
     j.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
-    j.set_defaults(func=cmd_janitor)
+    j.set_defaults(func=cmd_janitor, needs_nats=True)
     su = sub.add_parser("setup", help="as the NATS admin: create the stream, KV buckets and durables; create "
                                       "the store's buckets and apply the S3 lifecycle rule (abort stale uploads)")
     su.add_argument("--days", type=int, default=2,
@@ -417,7 +434,7 @@ def parser() -> argparse.ArgumentParser:
     su.add_argument("--nats-only", action="store_true",
                     help="only the stream, KV buckets and durables (what serve runs at start)")
     su.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
-    su.set_defaults(func=cmd_setup)
+    su.set_defaults(func=cmd_setup, needs_nats=True)
     sd = sub.add_parser("seed", help="create a demo tenant with content; prints its id")
     sd.add_argument("--posts", type=int, default=12, help="blog posts, with front matter and tags (default: 12)")
     sd.add_argument("--pages", type=int, default=3, choices=range(6), metavar="0-5",
@@ -475,6 +492,9 @@ def main(argv: list[str] | None = None) -> None:
         # This process is the composition root: what the local stack wrote fills in what the
         # environment leaves unsaid, before the one Settings() read.
         args.found = operator.find(Path(getattr(args, "data", "var")), os.environ)  # var/ unless --data
+        if problem := no_stack_to_ask(args, os.environ):  # before the found URL joins the environment
+            print(f"grove-export: {problem}", file=sys.stderr)
+            sys.exit(2)
         os.environ.update(args.found.env)
     try:
         settings = Settings()

@@ -281,7 +281,7 @@ def add_commands(sub: Any, data_help: str) -> None:
                 ) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=text)
         c.add_argument("--data", default="var", metavar="DIR", help=data_help)
-        c.set_defaults(func=_run(fn))
+        c.set_defaults(func=_run(fn), needs_nats=True)  # none runs without a server to ask
         return c
 
     x = command("exports", "list exports across tenants from the log, newest first", _exports)

@@ -68,3 +68,44 @@ async def test_events_assemble_and_janitor_on_a_real_export(values: dict[str, An
     assert replay.returncode == 0 and ": 1 exports rebuilt from the log" in replay.stdout, replay.stderr
     run = cli(values, "janitor")
     assert run.returncode == 0 and run.stdout.strip().splitlines()[-1].startswith("janitor: expire 0 archives")
+
+
+def bare(*args: str, cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a new terminal: no GROVE_* in the environment but ``extra``."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")} | extra
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_a_nats_command_with_no_local_stack_and_no_url_is_refused_without_asking_any_server(tmp_path: Path) -> None:
+    """Seen: with no stack running, every operator command asked nats://127.0.0.1:4222 — whatever
+    listened there — and `setup` would have created the stream and buckets on it."""
+    tail = "and GROVE_NATS_URL is not set: start one with `make serve`, pass --data DIR, or set GROVE_NATS_URL"
+    commands = [["exports"], ["events", "exp_x"], ["show", "exp_x"], ["cancel", "exp_x", "--reason", "r"],
+                ["retry", "exp_x", "--reason", "r"], ["resend", "exp_x", "--reason", "r"], ["unlock", "t", "--reason", "r"],
+                ["backup", str(tmp_path / "b")], ["restore", str(tmp_path / "b")], ["erase-tenant", "t"],
+                ["replay"], ["janitor", "--dry-run"], ["setup"]]
+    for command in commands:
+        out = bare(*command, cwd=tmp_path)
+        assert (out.returncode, out.stderr) == (2, f"grove-export: no local stack is running in var/ (no such folder) {tail}\n"), \
+            (command, out.stderr)
+    (tmp_path / "empty").mkdir()
+    out = bare("exports", "--data", str(tmp_path / "empty"), cwd=tmp_path)
+    assert (out.returncode, out.stderr) == (2, f"grove-export: no local stack is running in {tmp_path}/empty/ {tail}\n")
+    out = bare("--data", str(tmp_path / "missing"), "setup", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.startswith(
+        f"grove-export: no local stack is running in {tmp_path}/missing/ (no such folder) and"), out.stderr
+    (tmp_path / "killed").mkdir()  # a stack killed, not stopped: its file names a server that is gone
+    (tmp_path / "killed" / "stack.json").write_text('{"nats_url": "nats://127.0.0.1:1", "pid": 999999999}')
+    out = bare("exports", "--data", str(tmp_path / "killed"), cwd=tmp_path)
+    assert out.returncode == 2 and "(its stack.json is left from a stack that is gone)" in out.stderr, out.stderr
+    assert not (tmp_path / "var").exists() and not (tmp_path / "b").exists()  # nothing was made
+
+
+def test_a_nats_url_set_by_hand_is_still_asked_with_no_local_stack(values: dict[str, Any], tmp_path: Path) -> None:
+    out = bare("exports", cwd=tmp_path, GROVE_NATS_URL=values["nats_url"], GROVE_STREAM_NAME=values["stream_name"],
+               GROVE_KV_PREFIX=values["kv_prefix"], GROVE_SUBJECT_PREFIX=values["subject_prefix"])
+    assert out.returncode == 1 and "no local stack" not in out.stderr, out.stderr  # asked: it has no stream yet
+    assert f"(NATS {values['nats_url']} (from GROVE_NATS_URL))" in out.stderr, out.stderr

@@ -498,8 +498,10 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.update(args.found.env)
     try:
         settings = Settings()
-    except Exception as e:
-        print(f"grove-export: invalid settings: {str(e).splitlines()[0]}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - pydantic's errors, or pydantic-settings' own: one line
+        from shared.runtime.settings import explain
+
+        print(f"grove-export: invalid settings: {explain(e)}", file=sys.stderr)
         sys.exit(2)
     try:
         with contextlib.suppress(KeyboardInterrupt):

@@ -6,11 +6,12 @@ Nested groups use a double underscore, e.g. ``GROVE_S3__ENDPOINT_URL``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from shared.content.factory import check_dsn
 
@@ -155,3 +156,43 @@ class Settings(BaseSettings):
     def _known_content_dsn(cls, v: SecretStr) -> SecretStr:
         check_dsn(v.get_secret_value())
         return v
+
+
+def _field_path(loc: tuple[int | str, ...]) -> tuple[list[str], bool]:
+    """The setting names along ``loc`` (pydantic's tail after them, like a union member's tag,
+    dropped), and whether the value is a secret (never echoed)."""
+    model: Any = Settings
+    names: list[str] = []
+    secret = False
+    for part in loc:
+        fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
+        if str(part) not in fields:
+            break
+        names.append(str(part))
+        annotation = fields[str(part)].annotation
+        secret = secret or annotation is SecretStr or SecretStr in get_args(annotation)
+        model = annotation
+    return names, secret
+
+
+def explain(error: Exception) -> str:
+    """One line for a settings error: each environment variable with what is wrong with it, e.g.
+    ``GROVE_STORE: Input should be 'fs' or 's3' (got 'nope')``; several are joined with "; "."""
+    if isinstance(error, SettingsError):  # a group (GROVE_S3, GROVE_MAIL) given as bad JSON
+        found = re.search(r'field "(\w+)"', str(error))
+        if found:
+            return (f"GROVE_{found.group(1).upper()}: not a JSON object (set its fields one by one, "
+                    f"e.g. GROVE_{found.group(1).upper()}__FIELD)")
+        return str(error).splitlines()[0]
+    if not isinstance(error, ValidationError):
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    lines = []
+    for e in error.errors():
+        names, secret = _field_path(tuple(e["loc"]))
+        var = "GROVE_" + "__".join(n.upper() for n in names) if names else "settings"
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        value = e.get("input")
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "…"
+        got = f" (got {shown})" if isinstance(value, str | int | float) and not secret else ""
+        lines.append(f"{var}: {msg}{got}")
+    return "; ".join(lines)

@@ -39,7 +39,9 @@ def test_bad_input_gets_a_one_line_message_and_a_non_zero_exit(values: dict[str,
         assert lines and (lines[-1].startswith("grove-export") or "invalid choice" in lines[-1]), (args, out.stderr)
         assert "Traceback" not in out.stderr, out.stderr
     bad_env = cli({**values, "min_part_size": "lots"}, "janitor")
-    assert bad_env.returncode == 2 and "invalid settings" in bad_env.stderr
+    assert (bad_env.returncode, bad_env.stderr) == (2, "grove-export: invalid settings: GROVE_MIN_PART_SIZE: Input "
+                                                       "should be a valid integer, unable to parse string as an "
+                                                       "integer (got 'lots')\n")
 
 
 async def test_events_assemble_and_janitor_on_a_real_export(values: dict[str, Any], bus: Bus, store: ObjectStore,

@@ -69,7 +69,7 @@ class Assembler:
         # the slots: a cancelled export's encoder may still be stopping when the next one starts.
         # Never shut down: a message taken while the service stops must not fail its step on a
         # closed pool (idle threads end with the process).
-        self.encoders = ThreadPoolExecutor(max_workers=2 * max(1, settings.concurrency),
+        self.encoders = ThreadPoolExecutor(max_workers=2 * settings.concurrency,  # >= 1: Settings checks it
                                            thread_name_prefix="encoder")
 
     def pace(self, export_id: str) -> Callable[[float, int], None]:

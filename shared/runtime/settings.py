@@ -29,8 +29,8 @@ class S3Settings(BaseModel):
     access_key_id: str | None = None
     secret_access_key: SecretStr | None = None
     addressing_style: Literal["auto", "path", "virtual"] = "path"
-    max_pool_connections: int = 32
-    max_attempts: int = Field(5, description="botocore standard retry mode attempts.")
+    max_pool_connections: int = Field(32, ge=1)
+    max_attempts: int = Field(5, ge=1, description="botocore standard retry mode attempts.")
 
 
 class Buckets(BaseModel):
@@ -49,17 +49,17 @@ class MailSettings(BaseModel):
     sender: str = "Grove Export <exports@grove.local>"
     download_page_url: str = "http://127.0.0.1:8080/export"
     smtp_host: str = "127.0.0.1"
-    smtp_port: int = 25
+    smtp_port: int = Field(25, ge=1, le=65535)
     smtp_security: Literal["plain", "starttls", "tls"] = "plain"
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    smtp_timeout: float = 10.0
+    smtp_timeout: float = Field(10.0, gt=0)
     smtp_ca_file: Path | None = Field(None, description="CA bundle to verify the SMTP server (a private CA).")
     http_url: str = "http://127.0.0.1:8025"
     http_api_key: SecretStr | None = None
-    http_timeout: float = 10.0
-    attempts: int = Field(4, description="Send attempts before NotificationFailed.")
-    retry_base_delay: float = 0.5
+    http_timeout: float = Field(10.0, gt=0)
+    attempts: int = Field(4, ge=1, description="Send attempts before NotificationFailed.")
+    retry_base_delay: float = Field(0.5, ge=0)
 
 
 class Settings(BaseSettings):
@@ -74,8 +74,8 @@ class Settings(BaseSettings):
     nats_user: str | None = None
     nats_password: SecretStr | None = None
     stream_name: str = "EXPORTS"
-    stream_replicas: int = 1
-    stream_max_age_days: float = Field(30.0, description="How long events (and the email in them) live.")
+    stream_replicas: int = Field(1, ge=1, le=5, description="JetStream allows 1 to 5.")
+    stream_max_age_days: float = Field(30.0, gt=0, description="How long events (and the email in them) live.")
     subject_prefix: str = "exports"
     kv_prefix: str = Field("grove", description="Prefix of the KV buckets (heartbeats, admission).")
 
@@ -84,16 +84,16 @@ class Settings(BaseSettings):
     # another (or the restarted) replica resume 3–4 s after a kill, with 3 s of slack for a busy event
     # loop between two acks. A redelivery to a live worker costs a wasted start at worst: fencing, not
     # AckWait, is what keeps a zombie harmless.
-    ack_wait_s: float = 4.0
-    progress_interval_s: float = 1.0
-    stall_after_s: float = Field(600.0, description="A step that appends nothing and marks no progress for this "
+    ack_wait_s: float = Field(4.0, gt=0)
+    progress_interval_s: float = Field(1.0, gt=0)
+    stall_after_s: float = Field(600.0, ge=0, description="A step that appends nothing and marks no progress for this "
                                  "long is stopped and counted as a failed attempt (0: never).")
-    heartbeat_ttl_s: float = 300.0
-    step_attempts: int = Field(4, description="1 attempt + 3 retries (REQ-004).")
-    retry_base_delay_s: float = 2.0
-    concurrency: int = Field(4, description="Exports one service process works on at once.")
-    tenant_concurrency: int = Field(1, description="Of those, how many one tenant may hold (fairness).")
-    tenant_backoff_s: float = Field(1.0, description="Delay before a tenant over its share is offered again.")
+    heartbeat_ttl_s: float = Field(300.0, gt=0)
+    step_attempts: int = Field(4, ge=1, description="1 attempt + 3 retries (REQ-004).")
+    retry_base_delay_s: float = Field(2.0, ge=0)
+    concurrency: int = Field(4, ge=1, description="Exports one service process works on at once.")
+    tenant_concurrency: int = Field(1, ge=1, description="Of those, how many one tenant may hold (fairness).")
+    tenant_backoff_s: float = Field(1.0, ge=0, description="Delay before a tenant over its share is offered again.")
 
     # Object store
     store: Literal["fs", "s3"] = "fs"
@@ -103,12 +103,12 @@ class Settings(BaseSettings):
     public_url: str = Field("http://127.0.0.1:8080", description="Base URL of the gateway for links.")
 
     # Archive
-    min_part_size: int = Field(8 * MiB, description="Smallest multipart part (S3 needs >= 5 MiB).")
-    parts_in_flight: int = 3
+    min_part_size: int = Field(8 * MiB, ge=1, description="Smallest multipart part (S3 needs >= 5 MiB).")
+    parts_in_flight: int = Field(3, ge=1)
     spool_threshold: int = 64 * MiB
-    pace_after_bytes: int = Field(32 * MiB, description="An export past this gives way to smaller ones "
+    pace_after_bytes: int = Field(32 * MiB, ge=0, description="An export past this gives way to smaller ones "
                                                         "streaming in the same process (fairness).")
-    archive_ttl_days: float = 7.0
+    archive_ttl_days: float = Field(7.0, gt=0)
     demo_throttle_s: float = Field(
         0.0, ge=0.0, le=60.0,
         description="Demo aid, 0 = off: seconds the assembler pauses before each archive member, so an export "
@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     # PostgreSQL DSN may carry a password.
     content_dsn: SecretStr = Field(SecretStr("sqlite:///var/content.db"),
                                    description="sqlite:///PATH (relative; //// for absolute) or postgresql://…")
-    content_pool_max: int = Field(4, description="PostgreSQL connections per process.")
+    content_pool_max: int = Field(4, ge=1, description="PostgreSQL connections per process.")
     media_url_template: str = Field(
         "https://cdn.example/{key}",
         description="The platform's public URL of a media object, `{key}` being its percent-encoded object key: "
@@ -126,28 +126,28 @@ class Settings(BaseSettings):
 
     # Gateway
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = Field(8080, ge=1, le=65535)
     read_model_db: Path = Path("var/read-model.db")
     jwt_secret: SecretStr | None = Field(None, description="Signs bearer tokens; no default (shared/runtime/secrets.py).")
     link_secret: SecretStr | None = Field(None, description="Signs download links; no default.")
     jwt_issuer: str = "grove"
-    token_max_ttl_s: float = Field(3600.0, description="Longest token lifetime accepted (exp - now).")
-    rate_window_s: float = 3600.0
-    reservation_timeout_s: float = 30.0
-    max_body_bytes: int = 16 * 1024
-    download_link_ttl_s: float = 3600.0
+    token_max_ttl_s: float = Field(3600.0, gt=0, description="Longest token lifetime accepted (exp - now).")
+    rate_window_s: float = Field(3600.0, ge=0, description="One new export per tenant per this many seconds (0: no limit).")
+    reservation_timeout_s: float = Field(30.0, gt=0)
+    max_body_bytes: int = Field(16 * 1024, ge=1)
+    download_link_ttl_s: float = Field(3600.0, gt=0)
 
     # Mail
     mail: MailSettings = MailSettings()
 
     # Janitor
-    orphan_upload_age_s: float = 24 * 3600.0
-    janitor_batch: int = 50
-    janitor_interval_s: float = Field(86400.0, description="Long-running janitor: seconds between runs.")
+    orphan_upload_age_s: float = Field(24 * 3600.0, ge=0)
+    janitor_batch: int = Field(50, ge=1)
+    janitor_interval_s: float = Field(86400.0, gt=0, description="Long-running janitor: seconds between runs.")
 
     # Observability
     log_json: bool = True
-    metrics_port: int = 0
+    metrics_port: int = Field(0, ge=0, le=65535, description="0: no metrics endpoint.")
     otel_endpoint: str | None = Field(
         None, description="OTLP/HTTP traces endpoint (e.g. http://jaeger:4318/v1/traces); unset = tracing off.")
 

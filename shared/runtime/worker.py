@@ -135,7 +135,7 @@ class StepWorker:
         self.settings = settings
         self.work = work
         self.should_run = should_run
-        self.capacity = asyncio.Semaphore(max(1, settings.concurrency))
+        self.capacity = asyncio.Semaphore(settings.concurrency)  # >= 1: Settings checks it
         self.running: dict[str, asyncio.Task[None]] = {}
         self.tenants: dict[str, str] = {}  # running key → tenant id of what runs here
         self.contexts: dict[str, StepContext] = {}
@@ -153,7 +153,7 @@ class StepWorker:
         key = running_key(tenant_id, export_id)
         if key in self.running:
             return  # a redelivery of what this process is already doing; the running task acks
-        if sum(t == tenant_id for t in self.tenants.values()) >= max(1, self.settings.tenant_concurrency):
+        if sum(t == tenant_id for t in self.tenants.values()) >= self.settings.tenant_concurrency:
             metrics.STEP_RUNS.labels(self.step, "tenant_bound").inc()
             await msg.nak(delay=self.settings.tenant_backoff_s)  # this tenant has its share here: later
             return

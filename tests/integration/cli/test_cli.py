@@ -42,6 +42,10 @@ def test_bad_input_gets_a_one_line_message_and_a_non_zero_exit(values: dict[str,
     assert (bad_env.returncode, bad_env.stderr) == (2, "grove-export: invalid settings: GROVE_MIN_PART_SIZE: Input "
                                                        "should be a valid integer, unable to parse string as an "
                                                        "integer (got 'lots')\n")
+    out_of_range = cli({**values, "concurrency": "-1", "mail": {**values["mail"], "backend": "nope"}}, "run", "catalog")
+    assert (out_of_range.returncode, out_of_range.stderr) == (
+        2, "grove-export: invalid settings: GROVE_CONCURRENCY: Input should be greater than or equal to 1 (got '-1'); "
+           "GROVE_MAIL__BACKEND: Input should be 'outbox', 'smtp' or 'http' (got 'nope')\n")
 
 
 async def test_events_assemble_and_janitor_on_a_real_export(values: dict[str, Any], bus: Bus, store: ObjectStore,

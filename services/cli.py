@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from services.cliargs import Parser, number_in
 from shared.content.port import ContentError
 from shared.core import steps
 from shared.runtime.secrets import SecretError
@@ -385,7 +386,7 @@ DATA_HELP = ("the local stack's data folder (default: var); its stack.json suppl
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="grove-export", description="Grove Export: durable streaming ZIP exports.")
+    p = Parser(prog="grove-export", description="Grove Export: durable streaming ZIP exports.")
     p.add_argument("--data", dest="data_before", metavar="DIR",
                    help="the local stack's data folder, as the command's own --data (either place works)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -394,7 +395,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default: INFO)")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("serve", help="the whole local stack until Ctrl-C")
-    s.add_argument("--port", type=int, default=8080, help="TCP port of the gateway and page (default: 8080)")
+    s.add_argument("--port", type=number_in(1, 65535), default=8080,
+                   help="TCP port of the gateway and page (default: 8080)")
     s.add_argument("--data", default="var", help="folder for the stack's store, databases, logs and outbox "
                    "(default: var)")
     s.add_argument("--assemblers", type=int, metavar="N",
@@ -405,7 +407,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--user", required=True, help="user id of the requester (the token's sub claim)")
     t.add_argument("--email", required=True, help="where the export-ready email goes")
     t.add_argument("--username", required=True, help="name shown on the page and in the archive's file name")
-    t.add_argument("--ttl", type=int, default=3600, metavar="SECONDS",
+    t.add_argument("--ttl", type=number_in(1), default=3600, metavar="SECONDS",
                    help="how long the token is valid, in seconds (default: 3600 = 1 hour; at most "
                         "GROVE_TOKEN_MAX_TTL_S)")
     t.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP + " (its secrets.json signs the token)")
@@ -429,7 +431,7 @@ def parser() -> argparse.ArgumentParser:
     j.set_defaults(func=cmd_janitor, needs_nats=True)
     su = sub.add_parser("setup", help="as the NATS admin: create the stream, KV buckets and durables; create "
                                       "the store's buckets and apply the S3 lifecycle rule (abort stale uploads)")
-    su.add_argument("--days", type=int, default=2,
+    su.add_argument("--days", type=number_in(1), default=2,
                     help="abort incomplete multipart uploads this many days after they began (default: 2)")
     su.add_argument("--nats-only", action="store_true",
                     help="only the stream, KV buckets and durables (what serve runs at start)")
@@ -459,7 +461,7 @@ def parser() -> argparse.ArgumentParser:
     im.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
     im.set_defaults(func=cmd_import)
     d = sub.add_parser("demo", help="what `make run` does: stack, seed, export, verify, print the ZIP path")
-    d.add_argument("--port", type=int, default=8080, help="TCP port of the gateway (default: 8080)")
+    d.add_argument("--port", type=number_in(1, 65535), default=8080, help="TCP port of the gateway (default: 8080)")
     d.add_argument("--data", default="var", help="folder for the stack's store, databases, logs, outbox and "
                    "downloads (default: var)")
     d.set_defaults(func=cmd_demo)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from services.cliargs import number_in
 from shared.core.events import is_valid_id
 from shared.core.humanize import human_size
 from shared.core.lifecycle import STATUSES
@@ -289,8 +290,8 @@ def add_commands(sub: Any, data_help: str) -> None:
     x.add_argument("--tenant", help="only this tenant's exports")
     x.add_argument("--older-than", metavar="AGE", help="only exports requested longer ago than this (90s, 15m, 2h, 3d)")
     x.add_argument("--step", choices=STEPS, help="only exports in this step, or that failed in it")
-    x.add_argument("--page", type=int, default=1, help="which page, from 1 (default: 1)")
-    x.add_argument("--limit", type=int, default=20, help="exports per page (default: 20)")
+    x.add_argument("--page", type=number_in(1), default=1, help="which page, from 1 (default: 1)")
+    x.add_argument("--limit", type=number_in(1), default=20, help="exports per page (default: 20)")
     x.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     s = command("show", "one export: state, events, open upload and parts, heartbeat", _show)
     s.add_argument("export_id", help="the export's id (exp_…)")
@@ -310,7 +311,7 @@ def add_commands(sub: Any, data_help: str) -> None:
     e = command("erase-tenant", "remove everything held about a tenant (--dry-run lists it)", _erase)
     e.add_argument("tenant", help="the tenant id")
     e.add_argument("--dry-run", action="store_true", help="list what would be removed; change nothing")
-    e.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+    e.add_argument("--wait", type=number_in(0, kind=float), default=30.0, metavar="SECONDS",
                    help="how long to wait for the tenant's running exports to cancel (default: 30)")
     e.add_argument("--read-model", action="append", metavar="PATH",
                    help="a gateway's read-model file; repeat once per replica (default: GROVE_READ_MODEL_DB)")

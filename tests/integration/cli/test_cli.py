@@ -115,3 +115,25 @@ def test_a_nats_url_set_by_hand_is_still_asked_with_no_local_stack(values: dict[
                GROVE_KV_PREFIX=values["kv_prefix"], GROVE_SUBJECT_PREFIX=values["subject_prefix"])
     assert out.returncode == 1 and "no local stack" not in out.stderr, out.stderr  # asked: it has no stream yet
     assert f"(NATS {values['nats_url']} (from GROVE_NATS_URL))" in out.stderr, out.stderr
+
+
+def test_a_number_flag_out_of_range_is_refused_in_one_line_before_anything_starts(tmp_path: Path) -> None:
+    """Seen: `serve --port 99999` ended in an OverflowError traceback; `exports --page 0` and
+    `--limit -3` were taken as given."""
+    cases = {("serve", "--port", "99999"): "--port must be 1-65535, not 99999",
+             ("serve", "--port", "0"): "--port must be 1-65535, not 0",
+             ("demo", "--port", "x"): "--port must be a whole number 1-65535, not 'x'",
+             ("exports", "--page", "0"): "--page must be 1 or more, not 0",
+             ("exports", "--limit", "-3"): "--limit must be 1 or more, not -3",
+             ("token", "--tenant", "t", "--user", "u", "--email", "a@b.c", "--username", "n", "--ttl", "0"):
+                 "--ttl must be 1 or more, not 0",
+             ("setup", "--days", "0"): "--days must be 1 or more, not 0",
+             ("erase-tenant", "t", "--wait", "-1"): "--wait must be 0 or more, not -1",
+             ("serve", "--assemblers", "0"): "--assemblers must be 1 to 16, not 0"}
+    for args, line in cases.items():
+        out = bare(*args, "--data", str(tmp_path / "data"), cwd=tmp_path)
+        assert (out.returncode, out.stderr) == (2, f"grove-export: {line}\n"), (args, out.stderr)
+    out = bare("exports", "--bogus", cwd=tmp_path)  # argparse's own refusals: one line too, no usage block
+    assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("grove-export: unrecognized arguments: --bogus"), out.stderr
+    assert not (tmp_path / "data").exists()

@@ -1,0 +1,39 @@
+"""Argument parsing for ``grove-export``: a refused argument is one line on stderr and exit 2,
+like every other bad input (argparse's own output is a usage block, then the error)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with each error as one line: ``grove-export: --port must be 1-65535, not 99999``.
+    Subcommands' parsers are of this class too (``add_subparsers`` uses the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        flag = re.fullmatch(r"argument ([^:]+): (must .*)", message)  # our own range checks
+        line = f"{flag.group(1).split('/')[-1]} {flag.group(2)}" if flag else \
+            f"{message} (`{self.prog} --help` lists the options)"
+        print(f"grove-export: {line}", file=sys.stderr)
+        sys.exit(2)
+
+
+def number_in(low: float, high: float | None = None, kind: type[int] | type[float] = int) -> Callable[[str], float]:
+    """An argparse ``type``: a whole number (or, with ``kind=float``, any number) from ``low`` to
+    ``high`` (no upper bound when None)."""
+    def parse(text: str) -> float:
+        span = f"{low:g}-{high:g}" if high is not None else f"{low:g} or more"
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {'a whole number' if kind is int else 'a number'} {span}, not {text!r}") from None
+        if not (low <= value and (high is None or value <= high)) or value != value:  # NaN too
+            raise argparse.ArgumentTypeError(f"must be {span}, not {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its own messages
+    return parse

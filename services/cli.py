@@ -263,10 +263,7 @@ async def _setup_nats(settings: Settings) -> None:
     from shared.bus import topology
     from shared.bus.connect import open_nats
 
-    try:
-        nc = await open_nats(settings, "setup", persistent=False)
-    except (OSError, nats.errors.Error) as e:
-        raise CliError(f"cannot reach NATS at {settings.nats_url}: {e or type(e).__name__}") from None
+    nc = await open_nats(settings, "setup", persistent=False)  # unreachable: main() says so, like every command
     try:
         for line in await topology.ensure(nc.jetstream(timeout=10), settings):
             print(line)
@@ -517,7 +514,12 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # noqa: BLE001 - infrastructure errors: one line, not a traceback
         from nats.errors import Error as NatsError
 
+        from shared.bus.connect import NatsUnreachable
         from shared.bus.topology import TopologyMissing
+
+        if isinstance(e, NatsUnreachable):  # the same line, and exit 2, from every command
+            print(f"grove-export: cannot reach NATS at {_nats_where(settings, args)}: {e.reason}", file=sys.stderr)
+            sys.exit(2)
         from shared.objectstore import StoreError
 
         if isinstance(e, TopologyMissing):  # with the server asked and why that one: maybe not ours at all
@@ -544,8 +546,9 @@ def _hint(e: Exception, settings: Settings, nats_where: str) -> str:
         ports = [f"{settings.port} (GROVE_PORT)"] + \
             ([f"{settings.metrics_port} (GROVE_METRICS_PORT)"] if settings.metrics_port else [])
         return f"{e.strerror or e}: port {' or '.join(ports)} is taken by another program"
-    return (f"{type(e).__name__}: {e or 'no answer'} (is NATS at {nats_where} reachable "
-            f"with GROVE_NATS_USER/GROVE_NATS_PASSWORD?)")
+    from shared.bus.connect import unreachable_reason
+
+    return f"NATS at {nats_where} failed: {unreachable_reason(e, settings.nats_user)}"
 
 
 if __name__ == "__main__":

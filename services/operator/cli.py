@@ -337,18 +337,11 @@ async def _backup(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def _restore(args: argparse.Namespace, settings: Settings) -> None:
-    import nats
-
     from services.operator.backup import BackupError, restore
-    from shared.bus.connect import nats_servers
+    from shared.bus.connect import open_nats
 
-    # a bare connection: connect() would create the (empty) stream and buckets the restore needs absent
-    opts: dict[str, Any] = {}
-    if settings.nats_user:
-        opts["user"] = settings.nats_user
-        opts["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
-    nc = await nats.connect(nats_servers(settings.nats_url), name="grove-operator", max_reconnect_attempts=2,
-                            connect_timeout=5, **opts)
+    # a bare connection: connect() binds the stream and buckets the restore needs absent
+    nc = await open_nats(settings, "operator", persistent=False)
     try:
         restored = await restore(nc, Path(args.dir))
     except BackupError as e:

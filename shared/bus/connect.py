@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 from dataclasses import dataclass
 
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError
@@ -95,24 +97,57 @@ def _buckets_of(producer: str) -> set[str]:
     return {*known[producer].kv_write, *known[producer].kv_read}
 
 
-async def _quiet(_: Exception) -> None:
-    """One-shot commands report a failed connection as an error, not as a stream of tracebacks."""
+class NatsUnreachable(ConnectionError):
+    """A one-shot command could not connect to NATS; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def unreachable_reason(error: BaseException, user: str | None = None) -> str:
+    """Why a connection to NATS failed, in words (nats-py's own error says only "no servers")."""
+    text = str(error).removeprefix("nats: ").strip()
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused (is nats-server running there?)"
+    if isinstance(error, socket.gaierror):
+        return f"unknown host ({error.strerror or text})"
+    if isinstance(error, TimeoutError) or "timeout" in text.lower():
+        return "no answer in time"
+    if "authorization" in text.lower() or "authentication" in text.lower():
+        who = f"user {user!r} and its password (GROVE_NATS_USER, GROVE_NATS_PASSWORD)" if user \
+            else "connection without a user (set GROVE_NATS_USER and GROVE_NATS_PASSWORD)"
+        return f"the server refused the {who}"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return text or type(error).__name__
 
 
 async def open_nats(settings: Settings, producer: str, *, name: str | None = None, persistent: bool = True) -> Client:
     """A connection as this process's NATS user, with that user's inbox prefix. Services are
     ``persistent`` (they retry and reconnect forever); one-shot commands give up after a few
-    seconds with an exception."""
-    opts: dict[str, object] = {} if persistent else {"error_cb": _quiet}
+    seconds with :class:`NatsUnreachable`, not a stream of tracebacks (nats-py's default error
+    callback prints one per attempt)."""
+    failures: list[Exception] = []
+
+    async def note(e: Exception) -> None:
+        failures.append(e)
+
+    opts: dict[str, object] = {} if persistent else {"error_cb": note}
     if settings.nats_user:
         opts["user"] = settings.nats_user
         opts["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
     nc = _Client()
-    await nc.connect(
-        nats_servers(settings.nats_url), name=name or f"grove-{producer}",
-        max_reconnect_attempts=-1 if persistent else 2, reconnect_time_wait=0.5, connect_timeout=5,  # type: ignore[arg-type]
-        allow_reconnect=True, inbox_prefix=inbox_prefix(settings.nats_user).encode(), **opts,  # type: ignore[arg-type]
-    )
+    try:
+        await nc.connect(
+            nats_servers(settings.nats_url), name=name or f"grove-{producer}",
+            max_reconnect_attempts=-1 if persistent else 2, reconnect_time_wait=0.5, connect_timeout=5,  # type: ignore[arg-type]
+            allow_reconnect=True, inbox_prefix=inbox_prefix(settings.nats_user).encode(), **opts,  # type: ignore[arg-type]
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as e:
+        if persistent:
+            raise
+        raise NatsUnreachable(unreachable_reason(failures[-1] if failures else e, settings.nats_user)) from None
     return nc
 
 

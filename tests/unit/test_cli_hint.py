@@ -15,8 +15,27 @@ def test_a_taken_port_is_named_as_a_port_not_blamed_on_nats() -> None:
     assert line == "address already in use: port 18080 (GROVE_PORT) is taken by another program"
     line = _hint(taken, Settings(port=18080, metrics_port=9100), "nats://127.0.0.1:4222")
     assert "port 18080 (GROVE_PORT) or 9100 (GROVE_METRICS_PORT)" in line and "NATS" not in line
-    refused = OSError(errno.ECONNREFUSED, "Connect call failed")
-    assert "is NATS at nats://127.0.0.1:4222 reachable" in _hint(refused, Settings(), "nats://127.0.0.1:4222")
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed")
+    assert _hint(refused, Settings(), "nats://127.0.0.1:4222") == \
+        "NATS at nats://127.0.0.1:4222 failed: connection refused (is nats-server running there?)"
+
+
+def test_why_nats_could_not_be_reached_is_said_in_words_without_a_class_name() -> None:
+    """Seen: `NoServersError: nats: no servers available ... (reachable with GROVE_NATS_USER/
+    GROVE_NATS_PASSWORD?)` with no user set; the reason (refused, unknown host) was lost."""
+    import socket
+
+    from nats.errors import AuthorizationError, NoServersError
+
+    from shared.bus.connect import unreachable_reason
+
+    assert unreachable_reason(socket.gaierror(-2, "Name or service not known")) == \
+        "unknown host (Name or service not known)"
+    assert unreachable_reason(TimeoutError()) == "no answer in time"
+    assert unreachable_reason(AuthorizationError()) == \
+        "the server refused the connection without a user (set GROVE_NATS_USER and GROVE_NATS_PASSWORD)"
+    assert "user 'catalog' and its password" in unreachable_reason(AuthorizationError(), "catalog")
+    assert unreachable_reason(NoServersError()) == "no servers available for connection"
 
 
 def test_data_before_the_command_means_the_commands_own_data_folder() -> None:

@@ -137,3 +137,17 @@ def test_a_number_flag_out_of_range_is_refused_in_one_line_before_anything_start
     assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
     assert out.stderr.startswith("grove-export: unrecognized arguments: --bogus"), out.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_every_command_says_the_same_line_when_nats_cannot_be_reached(tmp_path: Path) -> None:
+    """Seen: `restore` printed three nats-py tracebacks before its line, which named a class
+    (NoServersError) and GROVE_NATS_USER/PASSWORD though none was set; `setup` alone exited 2."""
+    from services.devtools.stack.natsserver import free_port
+
+    dead = f"nats://127.0.0.1:{free_port()}"
+    line = (f"grove-export: cannot reach NATS at {dead} (from GROVE_NATS_URL): connection refused (is nats-server "
+            f"running there?)\n")
+    for command in (["restore", str(tmp_path / "backup")], ["backup", str(tmp_path / "b")], ["setup"], ["exports"],
+                    ["events", "exp_x"], ["janitor"]):
+        out = bare(*command, cwd=tmp_path, GROVE_NATS_URL=dead)
+        assert (out.returncode, out.stderr) == (2, line), (command, out.stderr)

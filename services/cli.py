@@ -341,6 +341,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> None:
     from services.archivetools.verify import verify_archive
 
+    if Path(args.archive).is_dir():
+        raise CliError(f"{args.archive} is a folder, not an archive file")
     if not Path(args.archive).is_file():
         raise CliError(f"no such file: {args.archive}")
     report = verify_archive(Path(args.archive), args.sha256)
@@ -356,6 +358,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> None:
     from shared.core.events import ID_PATTERN
     from shared.objectstore.factory import open_store
 
+    if Path(args.archive).is_dir():
+        raise CliError(f"{args.archive} is a folder, not an archive file")
     if not Path(args.archive).is_file():
         raise CliError(f"no such file: {args.archive}")
     if not re.fullmatch(ID_PATTERN, args.tenant):

@@ -157,9 +157,11 @@ def walk_front(path: Path) -> str:
         if end is None:
             return f"member {name!r} is cut off at byte {len(buf)} (the archive is truncated)"
         last, pos = name, end
+    after = f"after member {last!r}" if last is not None else "before its first member"
     if buf[pos:pos + 4] in (b"PK\x01\x02", b"PK\x06\x06", b"PK\x05\x06"):
-        return f"every member is whole; the central directory after {last!r} is damaged or cut off"
-    return f"the archive breaks at byte {pos}, after member {last!r}"
+        whole = "every member is whole; " if last is not None else ""
+        return f"{whole}the central directory {after} is damaged or cut off"
+    return f"the archive breaks at byte {pos}, {after}"
 
 
 def _data_end(buf: bytes, start: int, method: int, csize: int, descriptor: bool) -> int | None:

@@ -92,3 +92,16 @@ def test_the_command_prints_a_report_and_exits_non_zero_on_a_problem(tmp_path: P
     missing = subprocess.run([sys.executable, "-m", "services.cli", "verify", str(tmp_path / "nope.zip")],
                              capture_output=True, text=True, timeout=60, check=False)
     assert missing.returncode == 2 and missing.stderr.startswith("grove-export: no such file")
+    folder = subprocess.run([sys.executable, "-m", "services.cli", "verify", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert (folder.returncode, folder.stderr) == (2, f"grove-export: {tmp_path} is a folder, not an archive file\n")
+
+
+def test_a_file_that_is_no_zip_at_all_is_said_without_a_none(tmp_path: Path) -> None:
+    """Seen: `verify README.md` said "the archive breaks at byte 0, after member None"."""
+    text = tmp_path / "README.md"
+    text.write_text("# not a zip\n")
+    report = verify_archive(text, None)
+    assert not report.ok and "None" not in report.text(), report.text()
+    assert any(p.endswith("the archive breaks at byte 0, before its first member") for p in report.problems), \
+        report.problems

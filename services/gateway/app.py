@@ -24,7 +24,7 @@ from services.gateway.problems import problem_middleware
 from services.gateway.projector import Projector
 from services.gateway.readmodel import ReadModel
 from services.gateway.routes import routes
-from shared.bus.connect import connect
+from shared.bus.connect import connect, wait_for_nats
 from shared.objectstore.factory import open_store
 from shared.objectstore.port import ObjectStore
 from shared.runtime import secrets
@@ -36,6 +36,7 @@ Ctx = Callable[[web.Application], AsyncIterator[None]]
 
 async def _bus(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    await wait_for_nats(settings, "gateway")  # one line per try while NATS is down, not a traceback each
     bus = await connect(settings, "gateway", name=f"grove-gateway-{app[INSTANCE]}")
     app[BUS] = bus
     app[ADMISSION] = AdmissionStore(bus, settings, app[INSTANCE])

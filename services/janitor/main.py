@@ -17,7 +17,7 @@ from nats.js.errors import KeyNotFoundError
 
 from services.janitor.decide import is_abandoned_cancel, is_dead, is_expired, is_orphan_upload
 from shared.archive.layout import EXPORTS_ROOT, export_of_key, is_archive_key_of, work_prefix
-from shared.bus.connect import Bus, connect
+from shared.bus.connect import Bus, NatsUnreachable, connect
 from shared.core import events as ev
 from shared.core.keys import heartbeat_key
 from shared.core.snapshot import remove_work_objects
@@ -199,6 +199,8 @@ async def run_forever(settings: Settings) -> None:
     while True:
         try:
             await run_once(settings)
+        except NatsUnreachable as e:  # said in one line; the next run tries again
+            log.warning("janitor run skipped: cannot reach NATS at %s: %s", settings.nats_url, e.reason)
         except Exception:
             log.exception("janitor run failed")
         await asyncio.sleep(settings.janitor_interval_s)

@@ -7,9 +7,11 @@ that set-up first (``grove-export setup``, tests). Each user's inboxes live unde
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import nats.errors
@@ -123,7 +125,33 @@ def unreachable_reason(error: BaseException, user: str | None = None) -> str:
     return text or type(error).__name__
 
 
-async def open_nats(settings: Settings, producer: str, *, name: str | None = None, persistent: bool = True) -> Client:
+def _log_briefly(user: str | None) -> Callable[[Exception], Awaitable[None]]:
+    """A service's error callback: one line with the reason, not nats-py's traceback per attempt."""
+    async def error_cb(e: Exception) -> None:
+        log.warning("NATS connection error: %s", unreachable_reason(e, user))
+    return error_cb
+
+
+async def wait_for_nats(settings: Settings, producer: str, *, first_delay: float = 0.5, max_delay: float = 5.0,
+                        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    """Until NATS answers: one log line per try, with the reason, waiting twice as long after each
+    (``first_delay`` up to ``max_delay``). A service started before its server (compose, a reboot)
+    then connects as soon as it is up, without a traceback every half second meanwhile."""
+    delay = first_delay
+    while True:
+        try:
+            nc = await open_nats(settings, producer, persistent=False, attempts=1)  # 0 would be "for ever"
+        except NatsUnreachable as e:
+            log.warning("NATS at %s: %s; trying again in %g s", settings.nats_url, e.reason, delay)
+            await sleep(delay)
+            delay = min(max_delay, delay * 2)
+            continue
+        await nc.close()
+        return
+
+
+async def open_nats(settings: Settings, producer: str, *, name: str | None = None, persistent: bool = True,
+                    attempts: int = 2) -> Client:
     """A connection as this process's NATS user, with that user's inbox prefix. Services are
     ``persistent`` (they retry and reconnect forever); one-shot commands give up after a few
     seconds with :class:`NatsUnreachable`, not a stream of tracebacks (nats-py's default error
@@ -133,7 +161,7 @@ async def open_nats(settings: Settings, producer: str, *, name: str | None = Non
     async def note(e: Exception) -> None:
         failures.append(e)
 
-    opts: dict[str, object] = {} if persistent else {"error_cb": note}
+    opts: dict[str, object] = {"error_cb": _log_briefly(settings.nats_user) if persistent else note}
     if settings.nats_user:
         opts["user"] = settings.nats_user
         opts["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
@@ -141,7 +169,7 @@ async def open_nats(settings: Settings, producer: str, *, name: str | None = Non
     try:
         await nc.connect(
             nats_servers(settings.nats_url), name=name or f"grove-{producer}",
-            max_reconnect_attempts=-1 if persistent else 2, reconnect_time_wait=0.5, connect_timeout=5,  # type: ignore[arg-type]
+            max_reconnect_attempts=-1 if persistent else attempts, reconnect_time_wait=0.5, connect_timeout=5,  # type: ignore[arg-type]
             allow_reconnect=True, inbox_prefix=inbox_prefix(settings.nats_user).encode(), **opts,  # type: ignore[arg-type]
         )
     except (OSError, TimeoutError, nats.errors.Error) as e:

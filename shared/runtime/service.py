@@ -17,7 +17,7 @@ from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, Na
 from faststream.specification import AsyncAPI
 
 from shared import __version__
-from shared.bus.connect import Bus, connect, inbox_prefix, nats_servers
+from shared.bus.connect import Bus, connect, inbox_prefix, nats_servers, wait_for_nats
 from shared.bus.topology import consumer_config
 from shared.core import steps
 from shared.core.steps import Consumer
@@ -80,7 +80,8 @@ def build_app(name: str, settings: Settings, bootstrap: Bootstrap,
         _subscribe(broker, runtime, settings, stream, sub)
 
     @app.on_startup
-    async def start() -> None:
+    async def start() -> None:  # runs before the broker connects (FastStream: hooks, then the broker)
+        await wait_for_nats(settings, name)
         runtime.bus = await connect(settings, name)
         await bootstrap(runtime)
         missing = {sub.worker for sub in subscriptions} - set(runtime.workers)

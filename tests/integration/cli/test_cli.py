@@ -151,3 +151,43 @@ def test_every_command_says_the_same_line_when_nats_cannot_be_reached(tmp_path: 
                     ["events", "exp_x"], ["janitor"]):
         out = bare(*command, cwd=tmp_path, GROVE_NATS_URL=dead)
         assert (out.returncode, out.stderr) == (2, line), (command, out.stderr)
+
+
+def test_a_service_started_before_nats_logs_one_line_per_try_and_connects_once_it_is_up(tmp_path: Path) -> None:
+    """Seen: `grove-export run catalog` with NATS down logged a full traceback every 0.5 s, for ever."""
+    import json
+    import os
+    import time
+
+    from services.devtools.stack.natsserver import NatsServer
+    from tests.support.env import settings_for
+
+    server = NatsServer(tmp_path / "nats", log_file=tmp_path / "nats.log").start()
+    values = settings_for(tmp_path, server.url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")} | to_env(values)
+    setup = subprocess.run([sys.executable, "-m", "services.cli", "setup", "--nats-only"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert setup.returncode == 0, setup.stderr
+    server.stop()  # the stream and durables stay in its store folder
+    log = tmp_path / "catalog.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "catalog"], env=env, cwd=tmp_path,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(6)
+        down = [json.loads(line) for line in log.read_text().splitlines()]
+        tries = [r for r in down if "trying again in" in r["msg"]]
+        assert not any("exc" in r for r in down), down  # no traceback
+        assert 3 <= len(tries) <= 5 and len(down) <= len(tries) + 1, [r["msg"] for r in down]  # backing off
+        assert tries[0]["msg"] == (f"NATS at {server.url}: connection refused (is nats-server running there?); "
+                                   f"trying again in 0.5 s")
+        assert "trying again in 2 s" in tries[2]["msg"]
+        server.start()  # the same port and store
+        deadline = time.monotonic() + 30
+        while "FastStream app started successfully" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        server.stop()

@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 ## make run: local stack, a fresh demo tenant, one export end to end; prints the ZIP's path last
+## (PORT=N when 8080 is taken)
 run: $(STAMP)
-	@$(VENV)/bin/grove-export demo --data var
+	@$(VENV)/bin/grove-export demo --data var --port $(or $(PORT),8080)
 
 ## make serve: the local stack until Ctrl-C (gateway on http://127.0.0.1:8080/export; PORT=N for another)
 serve: $(STAMP)

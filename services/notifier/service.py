@@ -41,12 +41,13 @@ class Notifier:
             email = ready_email(to=req.user_email, username=req.username, item_counts=c.item_counts,
                                 size_bytes=c.size_bytes, expires_at=c.expires_at, download_page_url=page,
                                 sha256=c.sha256, error_count=c.error_count, export_id=req.export_id,
-                                tenant_id=req.tenant_id)
+                                tenant_id=req.tenant_id, attempt=s.attempt, resend=s.resends)
         else:
             kind = "failed"
             reason = s.failure.reason if s.failure else "unknown"
             email = failed_email(to=req.user_email, username=req.username, reason=reason,
-                                 export_id=req.export_id, tenant_id=req.tenant_id, download_page_url=page)
+                                 export_id=req.export_id, tenant_id=req.tenant_id, download_page_url=page,
+                                 attempt=s.attempt, resend=s.resends)
         base = dict(export_id=req.export_id, tenant_id=req.tenant_id)
         mail = self.settings.mail
         try:

@@ -105,6 +105,7 @@ class ExportState:
     assembling_since: datetime | None = None
     last_part_at: datetime | None = None
     attempt: int = 1  # 1 + the operator's retries (ExportRetried)
+    resends: int = 0  # operator resends (ResendRequested) that re-armed the email
     base_error_count: int = 0  # errors known before assembly: the catalog's, or carried by a retry
 
     # -- derived -------------------------------------------------------------------------
@@ -283,7 +284,7 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
         case ev.ResendRequested():
             if s.status not in RESENDABLE:
                 return s
-            return _set(s, notification=None, notification_reason=None)
+            return _set(s, notification=None, notification_reason=None, resends=s.resends + 1)
         case ev.NotificationSent():
             return _set(s, notification="sent", notification_reason=None)
         case ev.NotificationFailed():

@@ -71,6 +71,9 @@ def test_a_resend_rearms_the_email_of_a_complete_or_failed_export_only():
     assert fold([REQ, DONE, sent, ev.ResendRequested(**IDS)]).notification is None
     assert fold([REQ, FAILED, sent, ev.ResendRequested(**IDS)]).notification is None
     assert fold([REQ, CAT, ev.ResendRequested(**IDS)]).status == "assembling"
+    # each resend that re-armed the email is counted: the email it sends is a new one (its own key)
+    assert fold([REQ, DONE, sent, ev.ResendRequested(**IDS), sent, ev.ResendRequested(**IDS)]).resends == 2
+    assert fold([REQ, CAT, ev.ResendRequested(**IDS)]).resends == 0
 
 
 def test_retry_goes_on_from_the_furthest_step_the_store_still_allows():

@@ -4,6 +4,8 @@ Each :class:`Email` carries an ``idempotency_key`` (``{export_id}:{kind}:{tenant
 it so a redelivered event produces the same message (same outbox file, same Message-ID, same Zephyr
 ``Idempotency-Key``) instead of a second one. The tenant is part of it: export ids are unique only
 within a tenant (a gateway of one's own chooses them), and two tenants' emails must never be one.
+An operator's retry (attempt 2, …) and resend (1, 2, …) are new emails, so they get their own
+identity (``…:a2``, ``…:r1``): the same key would let the mail service drop the resend as a repeat.
 """
 
 from __future__ import annotations
@@ -55,8 +57,8 @@ def _render(name: str, context: Mapping[str, Any]) -> str:
     return _env().get_template(name).render(**context)
 
 
-def idempotency_key(tenant_id: str, export_id: str, kind: Kind) -> str:
-    return f"{export_id}:{kind}:{tenant_id}"
+def idempotency_key(tenant_id: str, export_id: str, kind: Kind, attempt: int = 1, resend: int = 0) -> str:
+    return f"{export_id}:{kind}:{tenant_id}" + (f":a{attempt}" if attempt > 1 else "") + (f":r{resend}" if resend else "")
 
 
 def ready_email(
@@ -71,6 +73,8 @@ def ready_email(
     error_count: int,
     export_id: str,
     tenant_id: str,
+    attempt: int = 1,
+    resend: int = 0,
 ) -> Email:
     """The "your export is ready" email: contents, size, expiry, link, checksum and how to verify."""
     context = {
@@ -89,12 +93,12 @@ def ready_email(
         subject=READY_SUBJECT,
         text=_render("ready.txt.j2", context),
         html=_render("ready.html.j2", context),
-        idempotency_key=idempotency_key(tenant_id, export_id, "ready"),
+        idempotency_key=idempotency_key(tenant_id, export_id, "ready", attempt, resend),
     )
 
 
 def failed_email(*, to: str, username: str, reason: str, export_id: str, tenant_id: str,
-                 download_page_url: str) -> Email:
+                 download_page_url: str, attempt: int = 1, resend: int = 0) -> Email:
     """The "your export failed" email: what happened and how to start again."""
     context = {
         "username": username,
@@ -107,5 +111,5 @@ def failed_email(*, to: str, username: str, reason: str, export_id: str, tenant_
         subject=FAILED_SUBJECT,
         text=_render("failed.txt.j2", context),
         html=_render("failed.html.j2", context),
-        idempotency_key=idempotency_key(tenant_id, export_id, "failed"),
+        idempotency_key=idempotency_key(tenant_id, export_id, "failed", attempt, resend),
     )

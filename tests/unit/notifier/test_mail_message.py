@@ -140,3 +140,10 @@ def test_failed_email_escapes_the_reason_in_html() -> None:
 
 def test_builders_are_pure() -> None:
     assert make_ready() == make_ready()
+
+
+def test_a_retry_and_a_resend_are_new_emails_with_their_own_identity() -> None:
+    keys = {make_ready(attempt=a, resend=r).idempotency_key for a, r in ((1, 0), (2, 0), (1, 1), (1, 2), (2, 1))}
+    assert keys == {"exp_abc123:ready:tenant_autumn", "exp_abc123:ready:tenant_autumn:a2",
+                    "exp_abc123:ready:tenant_autumn:r1", "exp_abc123:ready:tenant_autumn:r2",
+                    "exp_abc123:ready:tenant_autumn:a2:r1"}

@@ -147,7 +147,8 @@ async def unlock(bus: Bus, settings: Settings, tenant_id: str, who: Who) -> str:
                            reservation_timeout_s=settings.reservation_timeout_s)
         refusal = decide.unlock_refusal(states, would)
         if refusal:
-            raise Refusal(f"tenant {tenant_id}: {refusal.why}")
+            typo = "" if states or data else " (the log holds no export of this tenant: a typo?)"
+            raise Refusal(f"tenant {tenant_id}: {refusal.why}{typo}")
         if not await admission.write(key, adm.Slot().to_json(), revision):
             continue  # a request was admitted meanwhile: re-decide
         assert named is not None

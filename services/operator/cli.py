@@ -231,6 +231,9 @@ async def _erase(args: argparse.Namespace, settings: Settings) -> None:
                 print(line)
             for export in found.exports:
                 print(f"  export {export}")
+            if found.empty:
+                print(f"grove-export: nothing is held about tenant {args.tenant!r} (a typo? `grove-export exports "
+                      "--tenant` lists a tenant's exports)", file=sys.stderr)
             return
         still = await eraser.stop_running(args.tenant, actions.Who(args.by or getpass.getuser(),
                                                                     args.reason or "erase-tenant"), args.wait)

@@ -19,8 +19,10 @@ from shared.bus.connect import connect
 from shared.core import events as ev
 from shared.core import keys
 from shared.core.lifecycle import fold
+from shared.eventlog.jetstream import Loaded
 from tests.integration.frontdoor.conftest import Live, api, start_live, wait_api_status
 from tests.support.stack import logs_of
+from tests.support.wait import until
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,12 @@ async def test_a_cataloged_event_naming_another_tenants_snapshot_and_archive_is_
             snapshot_sha256=victim_state.cataloged.snapshot_sha256, archive_key=victim_key,
             member_count=victim_state.cataloged.member_count, total_bytes=victim_state.cataloged.total_bytes,
             item_counts=victim_state.cataloged.item_counts, producer="catalog")
-        loaded = await bus.log.load(attacker, export_id)
+
+        async def reading() -> Loaded | None:  # CatalogStarted is in: the catalog is in its slowed read
+            loaded = await bus.log.load(attacker, export_id)
+            return loaded if loaded.state.status == "cataloging" else None
+
+        loaded = await until(reading, 30, 0.05, "the catalog to start reading")
         assert loaded.state.cataloged is None, "the catalog was not slow enough for the forgery to land first"
         seq = await bus.log.append(forged, loaded.last_seq)  # fenced, as the catalog's append is
         stored = await bus.js.get_msg(s.stream_name, seq)

@@ -200,10 +200,10 @@ async def _events(settings: Settings, export_id: str, where: str, tenant: str | 
                 hint = f"; {export_id!r} is a tenant: `grove-export exports --tenant {export_id}` lists its exports"
             raise CliError(f"no events for export {export_id!r} in stream {settings.stream_name} "
                            f"on NATS {where}{hint}") from None
-        from services.operator.cli import OperatorError, _tenant_of
+        from services.operator.cli import OperatorError, tenant_of
 
         try:
-            tenant = await _tenant_of(bus, settings, export_id, tenant)
+            tenant = await tenant_of(bus, settings, export_id, tenant)
         except OperatorError as e:
             raise CliError(str(e)) from None
         async for seq, event in bus.log.history(tenant, export_id):

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from services.assembler.encoder import Stopped
 from services.assembler.plan import MemberRecord, check_part_budget
 from shared.archive.crc import crc32
-from shared.archive.layout import records_key
 from shared.core import events as ev
+from shared.core.keys import records_key
 from shared.eventlog.jetstream import Conflict
 from shared.objectstore import ObjectStore
 from shared.runtime import faults, tracing

@@ -13,6 +13,7 @@ from shared.archive import layout
 from shared.archive.names import sanitize_for_path
 from shared.content.port import ContentSource
 from shared.core import events as ev
+from shared.core.keys import archive_key, snapshot_key, texts_key
 from shared.core.snapshot import Snapshot, SnapshotError, SnapshotHeader, SnapshotMember, sha256_hex
 from shared.eventlog.jetstream import Loaded
 from shared.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
@@ -48,7 +49,7 @@ class Catalog:
         plan = await self._plan(req, ctx.progress)
         ctx.progress()
         created = req.occurred_at.astimezone(UTC)
-        key = layout.archive_key(req.tenant_id, req.export_id, sanitize_for_path(req.username), created.strftime("%Y-%m-%d"))
+        key = archive_key(req.tenant_id, req.export_id, sanitize_for_path(req.username), created.strftime("%Y-%m-%d"))
         header = SnapshotHeader(
             export_id=req.export_id, tenant_id=req.tenant_id, mode=req.mode, username=req.username,
             include_images=req.include_images, created_at=created, archive_key=key,
@@ -57,7 +58,7 @@ class Catalog:
         members, errors = await self._freeze(req, header, plan)
         snapshot = Snapshot(header=header, members=tuple(members), errors=tuple(errors))
         data = snapshot.dumps()
-        skey = layout.snapshot_key(req.tenant_id, req.export_id)
+        skey = snapshot_key(req.tenant_id, req.export_id)
         await self.store.put(self.settings.buckets.exports, skey, data, "application/x-ndjson")
         faults.point("catalog.snapshot_stored")
         await ctx.append(ev.ExportCataloged(
@@ -94,7 +95,7 @@ class Catalog:
         ).encode()
         texts = layout.in_archive_order([layout.readme_member(readme, header.created_at), *plan.texts])
         blob = layout.texts_blob(texts)
-        tkey = layout.texts_key(req.tenant_id, req.export_id)
+        tkey = texts_key(req.tenant_id, req.export_id)
         etag = await self.store.put(self.settings.buckets.exports, tkey, blob, "application/octet-stream")
         members = layout.snapshot_members(texts, plan.objects, layout.TextsObject(self.settings.buckets.exports,
                                                                                   tkey, etag))

@@ -20,6 +20,7 @@ from services.gateway.auth import link_secret
 from services.gateway.keys import READ_MODEL, SETTINGS, STORE
 from services.gateway.views import Signer, shown_status
 from shared.archive import layout
+from shared.core import keys
 from shared.objectstore import links
 from shared.objectstore.fs import FilesystemStore, UrlSigner
 from shared.objectstore.port import StoreError
@@ -60,7 +61,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise p.NotFound("This download link is not valid.")
     if not links.verify(secret, key, exp, sig):
         raise p.Expired("This download link has expired; open the export page for a fresh one.")
-    owner = layout.archive_owner(key)
+    owner = keys.archive_owner(key)
     if owner is None:
         raise p.NotFound("This download link is not valid.")  # only an export's archive is ever served
     row = await app[READ_MODEL].get(*owner)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from services.gateway.projection import Row
 from services.gateway.schemas import ExportStatus, HistoryItem, from_ms, human_size
-from shared.archive.layout import is_archive_key_of
+from shared.core.keys import is_archive_key_of
 from shared.core.lifecycle import shown_status as lifecycle_status
 
 Signer = Callable[[str, int], Awaitable[str]]  # (key, expires_in seconds) -> URL

@@ -16,10 +16,9 @@ from datetime import datetime
 from nats.js.errors import KeyNotFoundError
 
 from services.janitor.decide import is_abandoned_cancel, is_dead, is_expired, is_orphan_upload
-from shared.archive.layout import EXPORTS_ROOT, export_of_key, is_archive_key_of, work_prefix
 from shared.bus.connect import Bus, NatsUnreachable, connect
 from shared.core import events as ev
-from shared.core.keys import heartbeat_key
+from shared.core.keys import EXPORTS_ROOT, export_of_key, heartbeat_key, is_archive_key_of, work_prefix
 from shared.core.snapshot import remove_work_objects
 from shared.eventlog.directget import get_batch
 from shared.eventlog.jetstream import Conflict, Loaded

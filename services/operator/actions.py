@@ -15,10 +15,10 @@ from services.gateway import admission as adm
 from services.gateway.admission_kv import AdmissionStore
 from services.operator import decide
 from services.operator.inspect import read, requested
-from shared.archive.layout import texts_key, work_prefix
 from shared.bus.connect import Bus
 from shared.cancel import CancelContended, NoSuchExport, NotCancellable, request_cancel
 from shared.core import events as ev
+from shared.core.keys import texts_key, work_prefix
 from shared.core.lifecycle import ExportState
 from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import NoSuchUpload, ObjectStore

@@ -57,7 +57,7 @@ def _who(args: argparse.Namespace) -> actions.Who:
     return actions.Who(args.by or getpass.getuser(), args.reason.strip())
 
 
-async def _tenant_of(bus: Bus, settings: Settings, export_id: str, tenant: str | None = None) -> str:
+async def tenant_of(bus: Bus, settings: Settings, export_id: str, tenant: str | None = None) -> str:
     """The tenant whose export ``export_id`` is: the only one whose log holds that id, or ``tenant``
     (``--tenant``) — an id two tenants use is refused rather than guessed."""
     from services.operator import inspect
@@ -117,7 +117,7 @@ async def _show(args: argparse.Namespace, settings: Settings) -> None:
     now = datetime.now(UTC)
     async with _open(settings, store=True) as (bus, store):
         assert store is not None
-        tenant = await _tenant_of(bus, settings, args.export_id, args.tenant)
+        tenant = await tenant_of(bus, settings, args.export_id, args.tenant)
         folded = await inspect.read(bus, tenant, args.export_id)
         if not folded.state.exists:  # only forged or malformed events: the services dropped them all
             raise OperatorError(f"export {args.export_id!r} has no valid request in the log (its events are "
@@ -179,7 +179,7 @@ async def _on_export(args: argparse.Namespace, settings: Settings,
                      act: Callable[[Bus, ObjectStore, str], Awaitable[str]]) -> None:
     async with _open(settings, store=True) as (bus, store):
         assert store is not None
-        tenant = await _tenant_of(bus, settings, args.export_id, args.tenant)
+        tenant = await tenant_of(bus, settings, args.export_id, args.tenant)
         print(await act(bus, store, tenant))
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from services.operator import actions
 from services.operator.inspect import read, requested
-from shared.archive import layout
 from shared.bus.connect import Bus, kv_names
+from shared.core import keys
 from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
 
@@ -67,7 +67,7 @@ class Eraser:
             self.settings.stream_name: [f"{p}.{tenant_id}.>"],
             f"KV_{self.admission}": [f"$KV.{self.admission}.tenant.{tenant_id}",
                                      f"$KV.{self.admission}.idem.{tenant_id}.>"],
-            f"KV_{self.heartbeats}": [f"$KV.{self.heartbeats}.*.{tenant_id}.>"],  # keys.heartbeat_key
+            f"KV_{self.heartbeats}": [f"$KV.{self.heartbeats}.{keys.heartbeat_key('*', tenant_id, '>')}"],
         }
 
     async def _count(self, stream: str, subject: str) -> dict[str, int]:
@@ -83,9 +83,9 @@ class Eraser:
         for subject in subjects[f"KV_{self.admission}"]:
             h.admission_keys += sorted(await self._count(f"KV_{self.admission}", subject))
         h.heartbeat_keys = sorted(await self._count(f"KV_{self.heartbeats}", subjects[f"KV_{self.heartbeats}"][0]))
-        prefix = layout.tenant_prefix(tenant_id)
+        prefix = keys.tenant_prefix(tenant_id)
         for obj in await self.store.list_keys(self.bucket, prefix):
-            (h.work_objects if layout.is_work_key(obj.key) else h.archives).append(obj.key)
+            (h.work_objects if keys.is_work_key(obj.key) else h.archives).append(obj.key)
         h.uploads = [(u.key, u.upload_id) for u in await self.store.list_uploads(self.bucket, prefix)]
         for path in self.read_models:
             h.read_model_rows[str(path)] = _rows(path, tenant_id, delete=False)

@@ -1,5 +1,5 @@
-"""The archive's layout, in one place: where every member goes, in which order, what the special
-members hold, and every object key of an export.
+"""The archive's layout, in one place: where every member goes, in which order, and what the
+special members hold.
 
 Archive, top to bottom::
 
@@ -16,8 +16,7 @@ Archive, top to bottom::
 
 The snapshot holds the members up to the last file, already in this order; the encoder writes
 the members it is given, in the order given, then :data:`GENERATED`, then the central directory.
-Every object key of an export (the exports bucket's layout) is in :mod:`shared.core.keys`,
-re-exported here.
+Every object key of an export (the exports bucket's layout) is in :mod:`shared.core.keys`.
 
 Pure: no I/O. Errors::
 
@@ -35,29 +34,11 @@ from typing import Any, Protocol, TypeVar
 from shared.archive import jsontext
 from shared.archive.levels import level_for
 from shared.archive.names import NameAllocator, safe_component
-from shared.core import keys
 from shared.core.snapshot import Snapshot, SnapshotMember
 
 
 class LayoutError(ValueError):
     """The members do not make a valid archive layout."""
-
-
-# ---- object keys: their home is shared/core/keys.py; the names stay here for the layout's callers
-
-EXPORTS_ROOT = keys.EXPORTS_ROOT
-WORK = keys.WORK
-tenant_prefix = keys.tenant_prefix
-export_prefix = keys.export_prefix
-work_prefix = keys.work_prefix
-snapshot_key = keys.snapshot_key
-texts_key = keys.texts_key
-records_key = keys.records_key
-archive_key = keys.archive_key
-is_archive_key_of = keys.is_archive_key_of
-export_of_key = keys.export_of_key
-archive_owner = keys.archive_owner
-is_work_key = keys.is_work_key
 
 
 def file_name(key: str) -> str:

@@ -106,7 +106,7 @@ def sha256_hex(data: bytes) -> str:
 async def remove_work_objects(store: ObjectStore, bucket: str, tenant_id: str, export_id: str) -> int:
     """Delete the snapshot and part records of an export; how many (0 when the store failed:
     logged, and the janitor, which lists them again, is the backstop)."""
-    from shared.archive.layout import work_prefix  # the layout builds on this module's models
+    from shared.core.keys import work_prefix
 
     try:
         keys = [obj.key for obj in await store.list_keys(bucket, work_prefix(tenant_id, export_id))]

@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 import aiosqlite
 from nats.aio.msg import Msg
 
-from shared.archive.layout import export_prefix
 from shared.content.factory import sqlite_path
 from shared.core import events as ev
+from shared.core.keys import export_prefix
 from tests.bench.common import Env, MiB, Row, World, log, seed_random_images, start_ready_stack, timeline
 from tests.support.pipeline import cancel, request_export, wait_status
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from shared.archive.layout import archive_key, is_archive_key_of, snapshot_key
+from shared.core.keys import archive_key, is_archive_key_of, snapshot_key
 from shared.core.mailaddr import is_single_address
 from shared.core.reasons import is_permanent, public_reason
 from shared.objectstore import NoSuchUpload, ObjectNotFound, StoreError, StoreRefused, StoreUnavailable

@@ -17,6 +17,7 @@ from services.catalog.render import plan_blog
 from shared.archive import layout
 from shared.archive.layout import LayoutError, ObjectMember, TextMember
 from shared.archive.names import NameAllocator
+from shared.core import keys
 from shared.core.snapshot import Snapshot, SnapshotError
 from shared.objectstore import ObjectNotFound
 from tests.unit.pipeline.test_archive_stream import opener, snapshot
@@ -86,28 +87,28 @@ def test_the_catalog_plans_index_and_feed_after_the_pages_and_the_generated_memb
 # ---- object keys ---------------------------------------------------------------------------------
 
 def test_object_keys_have_the_spec_format_under_the_exports_prefix() -> None:
-    assert layout.archive_key("t1", "e1", "autumn", "2026-02-22") == "exports/t1/e1/grove-export-autumn-2026-02-22.zip"
-    assert layout.snapshot_key("t1", "e1") == "exports/t1/e1/work/snapshot.jsonl"
-    assert layout.texts_key("t1", "e1") == "exports/t1/e1/work/texts.bin"
-    assert layout.records_key("t1", "e1", 7) == "exports/t1/e1/work/parts/00007.json"
-    assert layout.tenant_prefix("t1") == "exports/t1/" and layout.work_prefix("t1", "e1") == "exports/t1/e1/work/"
+    assert keys.archive_key("t1", "e1", "autumn", "2026-02-22") == "exports/t1/e1/grove-export-autumn-2026-02-22.zip"
+    assert keys.snapshot_key("t1", "e1") == "exports/t1/e1/work/snapshot.jsonl"
+    assert keys.texts_key("t1", "e1") == "exports/t1/e1/work/texts.bin"
+    assert keys.records_key("t1", "e1", 7) == "exports/t1/e1/work/parts/00007.json"
+    assert keys.tenant_prefix("t1") == "exports/t1/" and keys.work_prefix("t1", "e1") == "exports/t1/e1/work/"
 
 
 def test_only_an_exports_own_archive_key_is_its_archive() -> None:
-    key = layout.archive_key("t1", "e1", "autumn", "2026-02-22")
-    assert layout.is_archive_key_of("t1", "e1", key) and layout.archive_owner(key) == ("t1", "e1")
-    for other in (layout.snapshot_key("t1", "e1"), layout.records_key("t1", "e1", 1), "exports/t1/e1/../x.zip",
+    key = keys.archive_key("t1", "e1", "autumn", "2026-02-22")
+    assert keys.is_archive_key_of("t1", "e1", key) and keys.archive_owner(key) == ("t1", "e1")
+    for other in (keys.snapshot_key("t1", "e1"), keys.records_key("t1", "e1", 1), "exports/t1/e1/../x.zip",
                   "exports/t1/e1/", "elsewhere/t1/e1/a.zip", "exports/t1/e1/.hidden.zip"):
-        assert layout.archive_owner(other) is None, other
-    assert not layout.is_archive_key_of("t2", "e1", key) and not layout.is_archive_key_of("t1", "e2", key)
+        assert keys.archive_owner(other) is None, other
+    assert not keys.is_archive_key_of("t2", "e1", key) and not keys.is_archive_key_of("t1", "e2", key)
     assert layout.file_name(key) == "grove-export-autumn-2026-02-22.zip"
 
 
 def test_work_keys_and_owners_are_read_back_from_a_key() -> None:
-    assert layout.export_of_key(layout.records_key("t1", "e1", 3)) == ("t1", "e1")
-    assert layout.export_of_key("exports/t1") is None and layout.export_of_key("other/t1/e1/x") is None
-    assert layout.is_work_key(layout.snapshot_key("t1", "e1")) and layout.is_work_key(layout.texts_key("t1", "e1"))
-    assert not layout.is_work_key(layout.archive_key("t1", "e1", "u", "2026-01-01"))
+    assert keys.export_of_key(keys.records_key("t1", "e1", 3)) == ("t1", "e1")
+    assert keys.export_of_key("exports/t1") is None and keys.export_of_key("other/t1/e1/x") is None
+    assert keys.is_work_key(keys.snapshot_key("t1", "e1")) and keys.is_work_key(keys.texts_key("t1", "e1"))
+    assert not keys.is_work_key(keys.archive_key("t1", "e1", "u", "2026-01-01"))
 
 
 # ---- path collisions -----------------------------------------------------------------------------

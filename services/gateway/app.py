@@ -16,11 +16,11 @@ from pathlib import Path
 from aiohttp import web
 
 from services.gateway.admission_kv import AdmissionStore
-from services.gateway.downloads import url_signer
+from services.gateway.downloads import check_file_request, url_signer
 from services.gateway.headers import add_security_headers
 from services.gateway.keys import ADMISSION, BUS, INSTANCE, READ_MODEL, SETTINGS, STORE
 from services.gateway.openapi import build_openapi
-from services.gateway.problems import problem_middleware
+from services.gateway.problems import NotFound, problem_middleware
 from services.gateway.projector import Projector
 from services.gateway.readmodel import ReadModel
 from services.gateway.routes import routes
@@ -91,13 +91,22 @@ def init_app(settings: Settings, *, store: ObjectStore | None = None) -> web.App
 
     app.router.add_get("/api/openapi.json", openapi)
     if STATIC.is_dir():  # the /export page (another team's): index.html and its assets
-        index = STATIC / "index.html"
-        if index.is_file():
+        # The files there when the gateway starts, by name: an allow-list, never a path walked per
+        # request. Served with the downloads' checks, so a bad Range or a stale If-Match is a problem.
+        assets = {f.name: f for f in STATIC.iterdir() if f.is_file()}
 
-            async def page(request: web.Request) -> web.FileResponse:
-                return web.FileResponse(index)
+        async def send(request: web.Request, path: Path | None) -> web.FileResponse:
+            if path is None:
+                raise NotFound("No such resource.")
+            check_file_request(request, await asyncio.to_thread(path.stat))
+            return web.FileResponse(path)
 
-            # before the static route: both are indexed under "/export" and the first registered wins
-            app.router.add_get("/export", page)
-        app.router.add_static("/export/", STATIC)
+        async def page(request: web.Request) -> web.FileResponse:
+            return await send(request, assets.get("index.html"))
+
+        async def asset(request: web.Request) -> web.FileResponse:
+            return await send(request, assets.get(request.match_info["name"]))
+
+        app.router.add_get("/export", page)
+        app.router.add_get("/export/{name}", asset)
     return app

@@ -3,12 +3,14 @@
 The signature covers the key and the expiry, so no tenant check is needed: a link cannot be moved
 to another key. A bad signature is a 404 (it names nothing); a valid but expired link, or an
 export whose archive expired or is gone, is a 410. ``web.FileResponse`` serves Range requests; one
-it cannot satisfy is a 416 problem (:func:`check_range`), not its empty 416 labelled as a ZIP.
+it cannot satisfy is a 416 problem, and an If-Match or If-Unmodified-Since that no longer holds a 412
+problem (:func:`check_file_request`), not its empty 416 or 412 labelled as a ZIP.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 from urllib.parse import quote
@@ -79,13 +81,32 @@ async def download(request: web.Request) -> web.StreamResponse:
         stat = await asyncio.to_thread(path.stat)
     except FileNotFoundError:
         raise p.Expired("This export is no longer available.") from None
-    check_range(request, stat.st_size, stat.st_mtime)
+    check_file_request(request, stat)
     name = layout.file_name(key)
     return web.FileResponse(path, headers={
         "Content-Type": "application/zip" if name.endswith(".zip") else "application/octet-stream",
         "Content-Disposition": f"attachment; filename=\"{quote(name)}\"; filename*=UTF-8''{quote(name)}",
         "Cache-Control": "private, no-store",
     })
+
+
+def check_file_request(request: web.Request, stat: os.stat_result) -> None:
+    """Raise the problem for a request that ``web.FileResponse`` would answer with an empty body:
+    :class:`PreconditionFailed` when ``If-Match`` names no current version of the file (its ETag is
+    ``web.FileResponse``'s own, from the file's mtime and size) or, without ``If-Match``, the file
+    changed after ``If-Unmodified-Since``; then :func:`check_range`. The same rules, in the same
+    order, as its own."""
+    etag = f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
+    if_match = request.if_match
+    if if_match is not None and not (len(if_match) == 1 and if_match[0].value == "*") \
+            and not any(tag.value == etag and not tag.is_weak for tag in if_match):
+        raise p.PreconditionFailed("The file is not the version If-Match names; download it again from the start.",
+                                   headers={"ETag": f'"{etag}"'})
+    since = request.if_unmodified_since
+    if if_match is None and since is not None and stat.st_mtime > since.timestamp():
+        raise p.PreconditionFailed("The file changed after If-Unmodified-Since; download it again from the start.",
+                                   headers={"ETag": f'"{etag}"'})
+    check_range(request, stat.st_size, stat.st_mtime)
 
 
 def check_range(request: web.Request, size: int, mtime: float) -> None:

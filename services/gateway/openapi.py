@@ -28,6 +28,7 @@ def _problems(*statuses: int) -> dict[str, Any]:
                409: "Conflict: export in progress (002) or not cancellable (006)",
                410: "Expired (GROVE-EXPORT-009)", 413: "Body too large (GROVE-EXPORT-007)",
                422: "Idempotency-Key reused with another body (GROVE-EXPORT-004)",
+               412: "If-Match or If-Unmodified-Since no longer holds (GROVE-EXPORT-011)",
                416: "Range not satisfiable (GROVE-EXPORT-010)", 429: "Rate limited (GROVE-EXPORT-003)",
                503: "Unavailable (GROVE-EXPORT-008)"}
     out: dict[str, Any] = {}
@@ -79,7 +80,7 @@ def _paths() -> dict[str, Any]:
                         "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
                 "206": {"description": "Part of the ZIP.",
                         "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
-                **_problems(404, 410, 416, 503)}}},
+                **_problems(404, 410, 412, 416, 503)}}},
         "/api/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document.", "security": _PUBLIC,
             "responses": {"200": {"description": "OpenAPI 3.1", "content": {JSON: {"schema": {"type": "object"}}}}}}},

@@ -14,7 +14,8 @@ Errors::
     ├── TooLarge              007  413  body over settings.max_body_bytes
     ├── Unavailable           008  503  the bus or the store did not answer
     ├── Expired               009  410  the export (or the download link) expired
-    └── RangeNotSatisfiable   010  416  a download's Range names no byte of the archive, or several
+    ├── RangeNotSatisfiable   010  416  a download's Range names no byte of the archive, or several
+    └── PreconditionFailed    011  412  a download's If-Match or If-Unmodified-Since no longer holds
     (Problem itself: 500 GROVE-EXPORT-000, a bug; the detail says nothing more)
 
 Infrastructure errors (NATS timeouts and disconnects, LogUnavailable, StoreUnavailable) are mapped
@@ -106,6 +107,10 @@ class RangeNotSatisfiable(Problem):
     status, code, title, slug = 416, "GROVE-EXPORT-010", "Range not satisfiable", "range-not-satisfiable"
 
 
+class PreconditionFailed(Problem):
+    status, code, title, slug = 412, "GROVE-EXPORT-011", "Precondition failed", "precondition-failed"
+
+
 _UNAVAILABLE = (LogUnavailable, StoreUnavailable, nats.errors.TimeoutError, nats.errors.NoRespondersError,
                 nats.errors.ConnectionClosedError, nats.errors.StaleConnectionError,
                 nats.errors.OutboundBufferLimitError, ServiceUnavailableError, TimeoutError)
@@ -117,7 +122,7 @@ def problem_response(problem: Problem) -> web.Response:
 
 
 def _from_http(exc: web.HTTPException) -> Problem:
-    if exc.status in (403, 404):  # 403: aiohttp's static route on a folder (GET /export/); it names nothing
+    if exc.status in (403, 404):  # 403: a file the process may not read; it names nothing
         return NotFound("No such resource.")
     if exc.status == 405:
         return MethodNotAllowed(f"{exc.reason}.", headers={"Allow": exc.headers.get("Allow", "")})

@@ -110,6 +110,39 @@ async def test_the_page_folder_itself_is_a_404_problem_not_a_403_internal_error(
     assert (await gateway.get("/export/export.js")).status == 200  # its assets are still served
 
 
+async def test_a_download_whose_if_match_or_if_unmodified_since_fails_is_a_412_problem(
+        gateway, settings, headers_for, pipeline, problem):
+    export_id = await start(gateway, headers_for())
+    await pipeline.complete("tenant_a", export_id)
+    url = local(links.sign(link_secret(settings), "http://x", pipeline.archive_key("tenant_a", export_id), 600))
+    etag = (await gateway.get(url)).headers["ETag"]
+    for headers in ({"If-Match": '"0-0"'}, {"If-Match": f"W/{etag}"}, {"If-Unmodified-Since": "Mon, 01 Jan 1990 00:00:00 GMT"}):
+        resp = await gateway.get(url, headers={**headers, "Range": "bytes=0-9"})
+        body = await problem(resp, 412, "GROVE-EXPORT-011")
+        assert body["title"] == "Precondition failed" and resp.headers["ETag"] == etag, headers
+    for headers in ({"If-Match": etag}, {"If-Match": f'"0-0", {etag}'}, {"If-Match": "*"},
+                    {"If-Unmodified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}):
+        part = await gateway.get(url, headers={**headers, "Range": "bytes=0-9"})  # resuming a download
+        assert part.status == 206 and await part.read() == pipeline.archive[:10], headers
+
+
+async def test_the_page_serves_only_its_own_files_and_answers_bad_conditions_with_problems(gateway, problem):
+    page = await gateway.get("/export")
+    assert page.status == 200 and "text/html" in page.headers["Content-Type"]
+    script = await gateway.get("/export/export.js")
+    assert script.status == 200 and "javascript" in script.headers["Content-Type"]
+    for path in ("/export/nope.js", "/export/..%2Fapp.py", "/export/%2e%2e/app.py", "/export/index.html/"):
+        await problem(await gateway.get(path), 404, "GROVE-EXPORT-005")
+    size = len(await script.read())
+    resp = await gateway.get("/export/export.js", headers={"Range": f"bytes={size}-"})
+    body = await problem(resp, 416, "GROVE-EXPORT-010")
+    assert resp.headers["Content-Range"] == f"bytes */{size}" and str(size) in body["detail"]
+    await problem(await gateway.get("/export/export.css", headers={"If-Match": '"stale"'}), 412, "GROVE-EXPORT-011")
+    await problem(await gateway.get("/export", headers={"If-Match": '"stale"'}), 412, "GROVE-EXPORT-011")
+    part = await gateway.get("/export/export.js", headers={"Range": "bytes=0-3", "If-Match": script.headers["ETag"]})
+    assert part.status == 206 and len(await part.read()) == 4
+
+
 async def test_an_expired_export_shows_expired_and_its_links_answer_410(
         gateway, settings, headers_for, pipeline, problem):
     export_id = await start(gateway, headers_for())

@@ -66,8 +66,14 @@ class Rekey:
         return "imp_" + hashlib.sha256(f"{self.target}\0{old}".encode()).hexdigest()[:24]
 
     def key(self, old: str) -> str:
+        """The target's object key for the archive's ``old`` one, always under ``target/``: a key
+        with an empty, ``.`` or ``..`` segment is refused, since a store or a proxy that normalises
+        the path would put its bytes elsewhere (``..``: under another tenant's keys)."""
         prefix = f"{self.source}/"
-        return self.target + "/" + (old[len(prefix):] if old.startswith(prefix) else f"imported/{old}")
+        rest = old[len(prefix):] if old.startswith(prefix) else f"imported/{old}"
+        if any(seg in ("", ".", "..") for seg in rest.split("/")):
+            raise ImportRefused(f"the archive names an unsafe object key {old!r}")
+        return self.target + "/" + rest
 
 
 def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: str, amber: str) -> Restore:

@@ -1,0 +1,28 @@
+"""Import puts every object under the target tenant's keys, and refuses an archive whose index
+names a key a normalising store or proxy would move elsewhere — before anything is written."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.archivetools.importer import ImportRefused, Rekey
+
+REKEY = Rekey("tenant_a", "tenant_b")
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("tenant_a/media/1a2b-photo.jpg", "tenant_b/media/1a2b-photo.jpg"),
+    ("elsewhere/x.png", "tenant_b/imported/elsewhere/x.png"),
+    ("tenant_a/media/..hidden..jpg", "tenant_b/media/..hidden..jpg"),  # dots inside a name are a name
+])
+def test_keys_move_under_the_target_tenant(old: str, new: str) -> None:
+    assert REKEY.key(old) == new
+
+
+@pytest.mark.parametrize("old", [
+    "tenant_a/../tenant_c/media/x.jpg", "../tenant_c/x.jpg", "tenant_a/media/..", "tenant_a/./x.jpg",
+    "tenant_a//x.jpg", "tenant_a/", "/tenant_c/x.jpg", "tenant_a/media/x/../../../tenant_c/y",
+])
+def test_a_key_with_an_empty_dot_or_dot_dot_segment_is_refused(old: str) -> None:
+    with pytest.raises(ImportRefused, match="unsafe object key"):
+        REKEY.key(old)

@@ -10,6 +10,7 @@ import signal
 from aiohttp import web
 
 from services.gateway.app import init_app
+from services.gateway.problems import ProblemRunner
 from shared.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set, or, without one, until SIGINT or SIGTERM."""
-    runner = web.AppRunner(init_app(settings), handle_signals=False)
+    runner = ProblemRunner(init_app(settings), handle_signals=False)
     await runner.setup()
     installed: list[signal.Signals] = []
     if stop is None:

@@ -29,7 +29,7 @@ import logging
 from typing import Any
 
 import nats.errors
-from aiohttp import web
+from aiohttp import web, web_protocol
 from aiohttp.typedefs import Handler
 from nats.js.errors import ServiceUnavailableError
 
@@ -152,3 +152,41 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(Problem("Something went wrong on our side."))
+
+
+class _ProblemRequestHandler(web_protocol.RequestHandler):
+    """A request aiohttp cannot parse (a malformed request line or header, a header over its size
+    limit, a method that is not a token) is answered by aiohttp itself, before any middleware, as
+    text/plain: here it is a problem like every other error (400: GROVE-EXPORT-004). aiohttp
+    still logs it and closes the connection."""
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs; refuses once bytes were sent
+        if status == 400:
+            problem: Problem = BadRequest("The request is not valid HTTP: a malformed request line or header, "
+                                          "or a header over the size limit.")
+        elif status == 413:
+            problem = TooLarge("The request body is larger than this gateway accepts.")
+        else:
+            problem = Problem("Something went wrong on our side.")
+            if status != 500:
+                problem.status = status
+        resp = problem_response(problem)
+        resp.force_close()
+        return resp
+
+
+class _ProblemServer(web.Server):
+    def __call__(self) -> web_protocol.RequestHandler:
+        return _ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ProblemRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer unparseable requests with problems (see
+    :class:`_ProblemRequestHandler`)."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _ProblemServer  # adds no state: only which RequestHandler a connection gets
+        return server

@@ -1,0 +1,69 @@
+"""Requests aiohttp cannot parse never reach a handler or a middleware: the gateway's server answers
+them as problems too (not aiohttp's text/plain), then closes the connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from services.gateway.main import run
+from shared.bus.connect import connect
+from shared.runtime.settings import Settings
+from tests.fixtures.moto import free_port
+
+pytestmark = [pytest.mark.timeout(60)]
+
+MALFORMED = {
+    "a header line without a colon": b"GET /healthz HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
+    "a method that is not a token": b"G(T /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    "a control byte in a header value": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
+    "a header over the size limit": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 20000 + b"\r\n\r\n",
+    "two Content-Length values": b"POST /api/export HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n{}",
+}
+
+
+async def _answer(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 10)  # to the end: the server closes after an error
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+async def test_unparseable_requests_get_a_400_problem_and_a_closed_connection(
+        settings_for: Callable[..., Settings]) -> None:
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    await (await connect(settings, "test-setup", ensure=True, persistent=False)).close()
+    stop = asyncio.Event()
+    server = asyncio.create_task(run(settings, stop=stop))
+    try:
+        for _ in range(200):  # until it listens
+            with contextlib.suppress(OSError):
+                if (await _answer(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))[0] == 200:
+                    break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the gateway did not start listening")
+        for what, raw in MALFORMED.items():
+            status, headers, body = await _answer(port, raw)
+            doc: dict[str, Any] = json.loads(body)
+            content_type = headers["content-type"].split(";")[0]
+            assert (status, content_type, doc["code"]) == (400, "application/problem+json", "GROVE-EXPORT-004"), what
+            assert "not valid HTTP" in doc["detail"], what  # and the read above ended: the server closed
+    finally:
+        stop.set()
+        await server

@@ -207,8 +207,9 @@ async def _events(settings: Settings, export_id: str, where: str, tenant: str | 
         except OperatorError as e:
             raise CliError(str(e)) from None
         async for seq, event in bus.log.history(tenant, export_id):
-            fields = event.model_dump(mode="json", exclude={"event_id", "export_id", "tenant_id", "version",
-                                                            "occurred_at", "producer"})
+            # the line already says the type, the time and the producer; unset fields say nothing
+            fields = event.model_dump(mode="json", exclude_none=True, exclude={
+                "event_id", "export_id", "tenant_id", "version", "occurred_at", "producer", "type"})
             detail = " ".join(f"{k}={v}" for k, v in fields.items())
             print(f"{seq:>8} {event.occurred_at:%Y-%m-%dT%H:%M:%S.%f}Z {event.producer:<10} {event.name():<18} {detail}")
     finally:

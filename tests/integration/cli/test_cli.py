@@ -64,6 +64,7 @@ async def test_events_assemble_and_janitor_on_a_real_export(values: dict[str, An
     assert events.returncode == 0, events.stderr
     names = [line.split()[3] for line in events.stdout.splitlines()]
     assert names[0] == "ExportRequested" and "ExportCompleted" in names
+    assert " type=" not in events.stdout and "=None" not in events.stdout  # said once, or not set at all
     out = tmp_path / "ref.zip"
     ref = cli(values, "assemble", "--snapshot", state.cataloged.snapshot_key, "--out", str(out))
     assert ref.returncode == 0, ref.stderr

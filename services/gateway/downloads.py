@@ -90,6 +90,9 @@ async def download(request: web.Request) -> web.StreamResponse:
     })
 
 
+SUFFIX_ZERO = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*")
+
+
 def check_file_request(request: web.Request, stat: os.stat_result) -> None:
     """Raise the problem for a request that ``web.FileResponse`` would answer with an empty body:
     :class:`PreconditionFailed` when ``If-Match`` names no current version of the file (its ETag is
@@ -116,6 +119,8 @@ def check_range(request: web.Request, size: int, mtime: float) -> None:
     read when ``If-Range`` is absent or still holds; ``bytes=-N`` is the last N bytes."""
     if "Range" not in request.headers:
         return
+    if SUFFIX_ZERO.fullmatch(request.headers["Range"]):  # the last 0 bytes: none (aiohttp sends all of them)
+        raise _unsatisfiable(size, f"The archive has {size} bytes; bytes=-0 asks for none of them.")
     if_range = request.if_range
     if if_range is not None and mtime > if_range.timestamp():
         return  # the file changed since: the whole file, as a 200

@@ -8,7 +8,8 @@ Errors::
     ├── RateLimited           003  429  one new export per hour (Retry-After, nextAllowedAt)
     ├── BadRequest            004  400  malformed JSON, unknown fields, wrong types (errors)
     │   ├── IdempotencyMismatch  004  422  Idempotency-Key reused with another body
-    │   └── MethodNotAllowed     004  405  a known path with another method
+    │   ├── MethodNotAllowed     004  405  a known path with another method
+    │   └── ExpectationFailed    004  417  an Expect header other than 100-continue
     ├── NotFound              005  404  no such export for this tenant, bad id, unknown route (or folder)
     ├── NotCancellable        006  409  terminal, or the archive is being completed
     ├── TooLarge              007  413  body over settings.max_body_bytes
@@ -83,6 +84,10 @@ class MethodNotAllowed(BadRequest):
     status, title, slug = 405, "Method not allowed", "method-not-allowed"
 
 
+class ExpectationFailed(BadRequest):
+    status, title, slug = 417, "Expectation failed", "expectation-failed"
+
+
 class NotFound(Problem):
     status, code, title, slug = 404, "GROVE-EXPORT-005", "Not found", "not-found"
 
@@ -130,6 +135,8 @@ def _from_http(exc: web.HTTPException) -> Problem:
         return TooLarge("The request body is larger than this gateway accepts.")
     if exc.status == 400:
         return BadRequest(exc.text or "Bad request.")
+    if exc.status == 417:
+        return ExpectationFailed("The Expect header asks for something other than 100-continue.")
     problem = Problem(exc.reason)
     problem.status, problem.title = exc.status, exc.reason
     return problem
@@ -146,6 +153,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         return problem_response(_from_http(exc))
+    except web_protocol.RequestPayloadError:  # a body its Content-Encoding cannot decode, or cut short
+        return problem_response(BadRequest("The request body could not be read: it does not match its "
+                                           "Content-Encoding or Content-Length."))
     except _UNAVAILABLE as exc:
         log.warning("unavailable on %s %s: %r", request.method, request.path, exc)
         return problem_response(Unavailable("The export service is temporarily unavailable; try again."))
@@ -175,6 +185,20 @@ class _ProblemRequestHandler(web_protocol.RequestHandler):
         resp = problem_response(problem)
         resp.force_close()
         return resp
+
+
+    async def _handle_request(self, request: Any, start_time: float | None, request_handler: Any) -> Any:
+        """aiohttp answers an ``Expect`` other than 100-continue (417) before any middleware: a problem too."""
+
+        async def problems(req: Any) -> web.StreamResponse:
+            try:
+                return await request_handler(req)
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                return problem_response(_from_http(exc))
+
+        return await super()._handle_request(request, start_time, problems)
 
 
 class _ProblemServer(web.Server):

@@ -46,6 +46,10 @@ async def test_forged_and_overreaching_tokens_are_refused_while_a_real_export_co
         "a header break": jwt.encode(_claims(victim.tenant_id, email="v@x.y\r\nBcc: attacker@evil.z"), real,
                                      "HS256"),
         "alg none": jwt.encode(_claims(victim.tenant_id), None, algorithm="none"),
+        "a line break in the username": jwt.encode(
+            _claims(victim.tenant_id, username="evil\r\nBcc: attacker@evil.org"), real, "HS256"),
+        "a control byte in the user id": jwt.encode(_claims(victim.tenant_id, sub="u\x1b[2Jx"), real, "HS256"),
+        "a line separator in the username": jwt.encode(_claims(victim.tenant_id, username="a\u2028b"), real, "HS256"),
     }
     for what, token in attacks.items():
         headers = {"Authorization": f"Bearer {token}"}

@@ -116,3 +116,9 @@ async def test_an_idempotent_retry_after_completion_still_returns_the_export_not
     await pipeline.complete("tenant_a", export_id)
     again = await gateway.post("/api/export", json={}, headers=headers)
     assert again.status == 201 and (await again.json())["exportId"] == export_id
+
+
+async def test_a_body_its_content_encoding_cannot_decode_is_a_400_problem(gateway, headers_for, problem):
+    headers = {**headers_for(), "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    body = await problem(await gateway.post("/api/export", data=b"{}", headers=headers), 400, "GROVE-EXPORT-004")
+    assert "Content-Encoding" in body["detail"]

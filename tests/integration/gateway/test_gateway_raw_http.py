@@ -64,6 +64,12 @@ async def test_unparseable_requests_get_a_400_problem_and_a_closed_connection(
             content_type = headers["content-type"].split(";")[0]
             assert (status, content_type, doc["code"]) == (400, "application/problem+json", "GROVE-EXPORT-004"), what
             assert "not valid HTTP" in doc["detail"], what  # and the read above ended: the server closed
+        for path in ("/healthz", "/api/export", "/no/such/route"):  # before any route or middleware runs
+            status, headers, body = await _answer(
+                port, f"GET {path} HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nConnection: close\r\n\r\n".encode())
+            doc = json.loads(body)
+            assert (status, headers["content-type"].split(";")[0], doc["code"]) == (
+                417, "application/problem+json", "GROVE-EXPORT-004"), path
     finally:
         stop.set()
         await server

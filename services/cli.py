@@ -440,16 +440,17 @@ def parser() -> argparse.ArgumentParser:
     su.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
     su.set_defaults(func=cmd_setup, needs_nats=True)
     sd = sub.add_parser("seed", help="create a demo tenant with content; prints its id")
-    sd.add_argument("--posts", type=int, default=12, help="blog posts, with front matter and tags (default: 12)")
+    sd.add_argument("--posts", type=number_in(0, 100_000), default=12,
+                    help="blog posts, with front matter and tags, 0-100000 (default: 12)")
     sd.add_argument("--pages", type=int, default=3, choices=range(6), metavar="0-5",
                     help="pages: about, contact, now, uses, colophon (default: 3)")
-    sd.add_argument("--images", type=int, default=8,
-                    help="images in the media library, real JPEG/PNG files (default: 8)")
+    sd.add_argument("--images", type=number_in(0, 10_000), default=8,
+                    help="images in the media library, real JPEG/PNG files, 0-10000 (default: 8)")
     sd.add_argument("--image-size", default="640x480", metavar="WxH",
                     help="pixels of each image; 640x480 is about 250 KB, 1600x1200 about 1.5 MB and takes a "
                          "few seconds each to make (default: 640x480)")
-    sd.add_argument("--files", type=int, default=6,
-                    help="Amber storage files, for storage-mode exports (default: 6)")
+    sd.add_argument("--files", type=number_in(0, 10_000), default=6,
+                    help="Amber storage files, for storage-mode exports, 0-10000 (default: 6)")
     sd.add_argument("--username", default="autumn", help="the tenant's username (default: autumn)")
     sd.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
     sd.set_defaults(func=cmd_seed)
@@ -513,6 +514,9 @@ def main(argv: list[str] | None = None) -> None:
     except (CliError, SecretError) as e:
         print(f"grove-export: {e}", file=sys.stderr)
         sys.exit(2)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except ContentError as e:  # the content database: its own one line (it names no NATS or store)
         print(f"grove-export: {e}", file=sys.stderr)
         sys.exit(1)
@@ -547,6 +551,8 @@ def _hint(e: Exception, settings: Settings, nats_where: str) -> str:
         return f"the object store did not answer: {e} (check {where})"
     if isinstance(e, StoreError):
         return f"the object store failed: {e} (check {where})"
+    if isinstance(e, OSError) and e.filename is not None:  # a file or folder of ours, not a server
+        return f"{e.strerror or e}: {e.filename}"
     if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:  # the gateway's or metrics' port, not NATS
         ports = [f"{settings.port} (GROVE_PORT)"] + \
             ([f"{settings.metrics_port} (GROVE_METRICS_PORT)"] if settings.metrics_port else [])

@@ -130,7 +130,9 @@ def test_a_number_flag_out_of_range_is_refused_in_one_line_before_anything_start
                  "--ttl must be 1 or more, not 0",
              ("setup", "--days", "0"): "--days must be 1 or more, not 0",
              ("erase-tenant", "t", "--wait", "-1"): "--wait must be 0 or more, not -1",
-             ("serve", "--assemblers", "0"): "--assemblers must be 1 to 16, not 0"}
+             ("serve", "--assemblers", "0"): "--assemblers must be 1 to 16, not 0",
+             ("seed", "--posts", "99999999999999999999"): "--posts must be 0-100000, not 99999999999999999999",
+             ("seed", "--images", "-1"): "--images must be 0-10000, not -1"}
     for args, line in cases.items():
         out = bare(*args, "--data", str(tmp_path / "data"), cwd=tmp_path)
         assert (out.returncode, out.stderr) == (2, f"grove-export: {line}\n"), (args, out.stderr)
@@ -192,3 +194,26 @@ def test_a_service_started_before_nats_logs_one_line_per_try_and_connects_once_i
         proc.terminate()
         proc.wait(15)
         server.stop()
+
+
+def test_a_file_problem_names_the_file_not_nats_and_a_closed_pipe_ends_quietly(values: dict[str, Any],
+                                                                             tmp_path: Path) -> None:
+    """Seen: `backup /etc/passwd` said "NATS at nats://… failed: File exists"; `events … | head`
+    said NATS failed with a broken pipe."""
+    assert cli(values, "setup").returncode == 0
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder")
+    out = cli(values, "backup", str(taken))
+    assert out.returncode != 0 and "NATS" not in out.stderr and str(taken) in out.stderr, out.stderr
+    assert len(out.stderr.splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
+    import os
+
+    env = {**os.environ, **to_env(values)}
+    reader = subprocess.Popen([sys.executable, "-m", "services.cli", "token", "--tenant", "t", "--user", "u",
+                               "--email", "a@b.c", "--username", "n"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.close()  # the reader goes away before the command prints (it takes a second to start)
+    assert reader.wait(timeout=60) == 1
+    err = reader.stderr.read()
+    assert not any(word in err for word in ("Broken pipe", "NATS", "Traceback", "Exception ignored")), err

@@ -14,7 +14,7 @@ the spec's D1 schema. Every adapter returns the same dicts for the same rows, in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 Row = dict[str, Any]
@@ -70,6 +70,10 @@ class ContentSource(Protocol):
 
     async def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
         """Insert rows into one table in one transaction (all or none); returns how many."""
+
+    async def insert_tables(self, batches: Sequence[tuple[str, Iterable[Mapping[str, Any]]]]) -> int:
+        """Insert rows into several tables, in the order given, in one transaction: every row of
+        every table or none (an importer must not leave half a tenant). Returns how many rows."""
 
     async def close(self) -> None:
         """Release connections (a pool); the source is unusable afterwards."""

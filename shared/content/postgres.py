@@ -2,14 +2,14 @@
 
 Reads run a server-side cursor inside a read-only transaction and fetch ``FETCH_ROWS`` rows at a
 time, so a tenant with 100,000 posts costs one batch of rows in memory, not all of them. Writes
-use COPY (one round trip for many rows) inside one transaction: all rows or none.
+use COPY (one round trip for many rows) inside one transaction: all rows (of every table) or none.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -99,18 +99,24 @@ class PostgresContent:
         return dict(record) if record is not None else None
 
     async def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
-        cols, values = checked_rows(table, rows, nul_ok=False)
-        if not values:
+        return await self.insert_tables([(table, rows)])
+
+    async def insert_tables(self, batches: Sequence[tuple[str, Iterable[Mapping[str, Any]]]]) -> int:
+        checked = [(table, *checked_rows(table, rows, nul_ok=False)) for table, rows in batches]
+        checked = [(table, cols, values) for table, cols, values in checked if values]
+        if not checked:
             return 0
         pool = await self._get_pool()
+        table = checked[0][0]
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.copy_records_to_table(table, records=values, columns=list(cols))
+            async with pool.acquire() as conn, conn.transaction():  # every table or none
+                for table, cols, values in checked:
+                    await conn.copy_records_to_table(table, records=values, columns=list(cols))
         except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as e:
             raise ContentRejected(f"{table}: {e}") from None
         except _DRIVER_ERRORS as e:
             raise _unavailable(e) from None
-        return len(values)
+        return sum(len(values) for _, _, values in checked)
 
     async def close(self) -> None:
         async with self._lock:

@@ -1,8 +1,9 @@
 """Writing restored content into a tenant (``grove-export import``), in the style of seed.py: through
 the content-source port, so it works on SQLite and PostgreSQL alike.
 
-The port writes one table per transaction; a failure part-way leaves the tables already written,
-which is why the importer checks everything it can (archive, emptiness, rows) before writing.
+The tenant row and every table's rows go in one transaction (``insert_tables``): a failure part-way
+leaves nothing. The importer still checks everything it can (archive, emptiness, rows) before
+writing, so that a refusal names the archive's problem rather than the database's.
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ async def restore_tenant(source: ContentSource, tenant_id: str, username: str, t
     if existing:
         raise TenantNotEmpty(f"tenant {tenant_id!r} is not empty "
                              f"({', '.join(f'{n} {t}' for t, n in existing.items())})")
+    batches: list[tuple[str, list[Row]]] = []
     if await source.tenant(tenant_id) is None:
-        await source.insert("tenants", [{"id": tenant_id, "username": username, "display_name": username,
-                                         "email": None, "created_at": int(datetime.now(UTC).timestamp())}])
+        batches.append(("tenants", [{"id": tenant_id, "username": username, "display_name": username,
+                                     "email": None, "created_at": int(datetime.now(UTC).timestamp())}]))
     for table, rows in tables.items():
         if table not in CONTENT_TABLES:
             raise ValueError(table)
-        if rows:
-            await source.insert(table, rows)
+        batches.append((table, rows))
+    await source.insert_tables(batches)

@@ -14,7 +14,7 @@ import asyncio
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,20 +122,30 @@ class SqliteContent:
         return rows[0] if rows else None
 
     async def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
-        cols, values = checked_rows(table, rows, nul_ok=True)
-        if not values:
+        return await self.insert_tables([(table, rows)])
+
+    async def insert_tables(self, batches: Sequence[tuple[str, Iterable[Mapping[str, Any]]]]) -> int:
+        checked = [(table, *checked_rows(table, rows, nul_ok=True)) for table, rows in batches]
+        checked = [(table, cols, values) for table, cols, values in checked if values]
+        if not checked:
             return 0
-        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+        table = checked[0][0]
         try:
             async with aiosqlite.connect(self.path) as db:
                 await db.execute("PRAGMA foreign_keys=ON")
-                await db.executemany(sql, values)
-                await db.commit()
+                try:  # one transaction: executemany opens it, commit ends it; any failure undoes every table
+                    for table, cols, values in checked:
+                        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+                        await db.executemany(sql, values)
+                    await db.commit()
+                except BaseException:
+                    await db.rollback()
+                    raise
         except sqlite3.IntegrityError as e:
             raise ContentRejected(f"{table}: {e}") from None
         except sqlite3.DatabaseError as e:
             raise ContentUnavailable(f"the content database {self.path} cannot be written: {e}") from None
-        return len(values)
+        return sum(len(values) for _, _, values in checked)
 
     async def close(self) -> None:
         """Close the kept connections."""

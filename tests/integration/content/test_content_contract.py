@@ -176,6 +176,20 @@ async def test_a_duplicate_id_rolls_back_the_whole_batch(source: ContentSource) 
     assert [r["id"] for r in await _all(source.posts("t"))] == ["p1"]
 
 
+async def test_a_write_across_tables_is_all_or_nothing(source: ContentSource) -> None:
+    """An importer writes the tenant and every table at once: a row refused in the last table
+    leaves no tenant, no posts and no media behind."""
+    batches: list[tuple[str, list[dict[str, Any]]]] = [
+        ("tenants", [_tenant("t")]), ("posts", [_post("t", "p1", 1)]), ("media", [_media("t", "m1", 1)]),
+        ("pages", [_page("t", "g1", 0), _page("t", "g1", 1)])]  # the duplicate id comes last
+    with pytest.raises(ContentRejected, match="pages"):
+        await source.insert_tables(batches)
+    assert await source.tenant("t") is None
+    assert await _all(source.posts("t")) == [] and await _all(source.media("t")) == []
+    assert await source.insert_tables(batches[:3]) == 3
+    assert [r["id"] for r in await _all(source.media("t"))] == ["m1"]
+
+
 async def test_a_row_for_an_unknown_tenant_is_refused(source: ContentSource) -> None:
     with pytest.raises(ContentRejected):
         await source.insert("posts", [_post("ghost", "p1", 1)])

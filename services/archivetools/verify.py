@@ -5,6 +5,10 @@ archive is walked from the front to name the member that is cut off), every memb
 the SHA-256 that manifest.json records for it, members that are in one but not the other, and that
 every image a post or page links to by a relative path, and every file index.json says is in the
 archive, really is. Each problem names the member. Reads nothing outside the ZIP.
+
+Members are streamed through their hashes in chunks; only manifest.json, index.json and errors.json
+(each under 64 MiB) and the posts and pages (for their links) are held whole, one document of the
+wrong shape is one problem naming it (see documents.py), never a traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +25,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pydantic import BaseModel
+
+from services.archivetools.documents import (
+    CHUNK,
+    JSON_LIMIT,
+    TEXT_LIMIT,
+    DocumentError,
+    Errors,
+    Index,
+    Manifest,
+    check,
+)
 from shared.archive.frontmatter import parse_markdown
 from shared.archive.layout import ERRORS_PATH, GENERATED_PATHS, INDEX_PATH, MANIFEST_PATH, is_media, is_text_page
 from shared.archive.mdlinks import find_links
@@ -63,44 +79,74 @@ def verify_archive(path: Path, sha256: str | None = None) -> Report:
 
 def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     names = zf.namelist()
-    data: dict[str, bytes] = {}
-    for name in names:
+    digests: dict[str, str] = {}
+    kept: dict[str, bytes] = {}  # the JSON documents and the posts and pages, each under its limit
+    for info in zf.infolist():
+        name = info.filename
+        limit = JSON_LIMIT if name in (MANIFEST_PATH, ERRORS_PATH, INDEX_PATH) else \
+            TEXT_LIMIT if is_text_page(name) else None
         try:
-            data[name] = zf.read(name)  # checks the CRC-32
+            digests[name], data = _stream(zf, info, limit)  # reading to the end checks the CRC-32
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
             report.problems.append(f"{name}: damaged ({e})")
-    manifest = _json(data, MANIFEST_PATH, report)
-    errors = _json(data, ERRORS_PATH, report)
-    if not isinstance(manifest, dict):
+            continue
+        if data is not None:
+            kept[name] = data
+        elif limit is not None:
+            report.problems.append(f"{name}: over the {limit // 2**20} MiB limit for a document read whole")
+    manifest = _document(kept, MANIFEST_PATH, Manifest, report, names)
+    errors = _document(kept, ERRORS_PATH, Errors, report, names)
+    index = _document(kept, INDEX_PATH, Index, report, names, required=False)
+    _check_references(kept, index, set(names), report)
+    if manifest is None:
         return
     listed = {m["path"]: m for m in manifest.get("members", [])}
     for member_path, entry in listed.items():
         if member_path not in names:
             report.problems.append(f"{member_path}: listed in manifest.json but not in the archive")
-        elif member_path in data and hashlib.sha256(data[member_path]).hexdigest() != entry.get("sha256"):
+        elif member_path in digests and digests[member_path] != entry.get("sha256"):
             report.problems.append(f"{member_path}: SHA-256 does not match manifest.json")
     for name in names:
         if name not in listed and name not in GENERATED_PATHS:
             report.problems.append(f"{name}: in the archive but not listed in manifest.json")
-    _check_references(data, set(names), report)
     counts = Counter(n.split("/", 1)[0] if "/" in n else "top level" for n in listed)
     report.facts.insert(0, f"{len(names)} members: " + ", ".join(f"{n} in {k}" for k, n in sorted(counts.items())))
     report.facts.append(f"manifest.json: {len(listed)} checksums checked; item counts {manifest.get('item_counts')}")
-    if isinstance(errors, list):
+    if errors is not None:
         reasons = Counter(str(e.get("reason", "?")).split(":")[0] for e in errors)
         report.facts.append(f"errors.json: {len(errors)} item(s) not included"
                             + (f" ({', '.join(f'{n} {r}' for r, n in reasons.items())})" if errors else ""))
 
 
-def _json(data: dict[str, bytes], name: str, report: Report) -> Any:
-    if name not in data:
-        report.problems.append(f"{name}: missing or unreadable")
+def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, keep_under: int | None) -> tuple[str, bytes | None]:
+    """The member's SHA-256, read in chunks; and its bytes when ``keep_under`` is given and they fit."""
+    sha, chunks, size = hashlib.sha256(), [], 0
+    keep = keep_under is not None and info.file_size <= keep_under
+    with zf.open(info) as f:
+        while block := f.read(CHUNK):
+            sha.update(block)
+            size += len(block)
+            if keep and keep_under is not None and size > keep_under:  # it expands past what it states
+                keep, chunks = False, []
+            if keep:
+                chunks.append(block)
+    return sha.hexdigest(), b"".join(chunks) if keep else None
+
+
+def _document(kept: dict[str, bytes], name: str, model: type[BaseModel], report: Report, names: list[str],
+              required: bool = True) -> Any:
+    """The parsed document when it is there, JSON and of the shape; else None and a problem."""
+    if name not in kept:
+        if required and name not in names:
+            report.problems.append(f"{name}: missing or unreadable")
         return None
     try:
-        return json.loads(data[name])
+        return check(model, json.loads(kept[name]), name)
+    except DocumentError as e:
+        report.problems.append(str(e))
     except ValueError:
         report.problems.append(f"{name}: not valid JSON")
-        return None
+    return None
 
 
 def media_references(md_path: str, text: str) -> list[str]:
@@ -123,21 +169,16 @@ def media_references(md_path: str, text: str) -> list[str]:
     return found
 
 
-def _check_references(data: dict[str, bytes], names: set[str], report: Report) -> None:
+def _check_references(kept: dict[str, bytes], index: Any, names: set[str], report: Report) -> None:
     checked = 0
-    for name, raw in data.items():
+    for name, raw in kept.items():
         if is_text_page(name):
             for target in media_references(name, raw.decode("utf-8", "replace")):
                 checked += 1
                 if target not in names:
                     report.problems.append(f"{name}: links to {target}, which is not in the archive")
-    try:
-        index = json.loads(data.get(INDEX_PATH, b"{}"))
-    except ValueError:
-        report.problems.append(f"{INDEX_PATH}: not valid JSON")
-        index = {}
     for section in ("media", "files"):
-        for entry in index.get(section, []) if isinstance(index, dict) else []:
+        for entry in index.get(section, []) if index is not None else []:
             if entry.get("in_archive") and entry.get("path") not in names:
                 report.problems.append(f"{entry.get('path')}: index.json says it is in the archive; it is not")
     report.facts.append(f"{checked} links to media checked")

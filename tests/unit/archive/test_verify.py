@@ -4,13 +4,21 @@ archive and a missing media file. Archives come from the real encoder (ArchiveSt
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import random
 import struct
 import subprocess
 import sys
+import tracemalloc
 import zipfile
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from services.archivetools import verify
+from services.archivetools.documents import CHUNK
 from services.archivetools.verify import verify_archive
 from tests.unit.pipeline.test_archive_stream import full, snapshot
 
@@ -105,3 +113,79 @@ def test_a_file_that_is_no_zip_at_all_is_said_without_a_none(tmp_path: Path) -> 
     assert not report.ok and "None" not in report.text(), report.text()
     assert any(p.endswith("the archive breaks at byte 0, before its first member") for p in report.problems), \
         report.problems
+
+
+def rewrite(src: Path, dst: Path, manifest: Any = None, extra: dict[str, bytes] | None = None,
+            edit: Any = None) -> Path:
+    """``src`` with members added or replaced and manifest.json listing them with their SHA-256; then
+    ``edit(manifest)`` may break the manifest itself (or ``manifest`` replaces it whole)."""
+    with zipfile.ZipFile(src) as zf:
+        data = {n: zf.read(n) for n in zf.namelist()}
+    data.update(extra or {})
+    man = json.loads(data["manifest.json"])
+    man["members"] = [{"path": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+                      for n, b in data.items() if n not in ("manifest.json", "errors.json")]
+    if edit:
+        edit(man)
+    data["manifest.json"] = json.dumps(man if manifest is None else manifest).encode()
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as out:
+        for n, b in data.items():
+            out.writestr(n, b)
+    return dst
+
+
+@pytest.mark.parametrize(("broken", "problem"), [
+    ({"manifest": ["x"]}, "manifest.json: is not an object"),
+    ({"edit": lambda m: m.update(members=["x"])}, "manifest.json: members[0] is not an object"),
+    ({"edit": lambda m: m["members"].append({})}, "manifest.json: members[4].path is missing"),
+    ({"edit": lambda m: m.update(members={"a": 1})}, "manifest.json: members is not a list"),
+    ({"extra": {"errors.json": b'["x"]'}}, "errors.json: item 0 is not an object"),
+    ({"extra": {"errors.json": b'{"reason": 1}'}}, "errors.json: is not a list"),
+    ({"extra": {"index.json": b'{"media": ["x"]}'}}, "index.json: media[0] is not an object"),
+    ({"extra": {"index.json": b'{"files": [{"path": 5, "in_archive": true}]}'}}, "index.json: files[0].path is not a string"),
+    ({"extra": {"index.json": b'{'}}, "index.json: not valid JSON"),
+])
+def test_a_document_of_the_wrong_shape_is_one_problem_naming_it(tmp_path: Path, broken: dict[str, Any],
+                                                                 problem: str) -> None:
+    path = rewrite(write(tmp_path, sources()), tmp_path / "broken.zip", **broken)
+    report = verify_archive(path)
+    assert report.problems == [problem], report.text()
+
+
+def test_the_cli_says_it_in_a_line_and_exits_1(tmp_path: Path) -> None:
+    path = rewrite(write(tmp_path, sources()), tmp_path / "broken.zip", edit=lambda m: m.update(members=["x"]))
+    out = subprocess.run([sys.executable, "-m", "services.cli", "verify", str(path)], capture_output=True,
+                         text=True, timeout=60, check=False, env={**os.environ, "GROVE_NATS_URL": "nats://127.0.0.1:1"})
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "PROBLEM: manifest.json: members[0] is not an object" in out.stdout.splitlines()
+
+
+def test_members_stream_through_their_hashes_in_bounded_memory(tmp_path: Path) -> None:
+    """80 MiB of zeros in a 80 KB member: verify hashes it in chunks, never holding it."""
+    big = bytes(80 * 2**20)
+    path = rewrite(write(tmp_path, sources()), tmp_path / "big.zip", extra={"media/zeros.jpg": big})
+    del big
+    tracemalloc.start()
+    try:
+        report = verify_archive(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.ok, report.text()
+    assert peak < 16 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_a_json_document_over_the_limit_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2 MiB manifest.json over a 1 MiB limit (the real limit is 64 MiB): one problem, and the
+    bytes were never held."""
+    monkeypatch.setattr(verify, "JSON_LIMIT", 2**20)
+    path = rewrite(write(tmp_path, sources()), tmp_path / "bomb.zip",
+                   edit=lambda m: m.update(padding=" " * 2 * 2**20))
+    tracemalloc.start()
+    try:
+        report = verify_archive(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "manifest.json: over the 1 MiB limit for a document read whole" in report.problems, report.text()
+    assert peak < 2**20 + 3 * CHUNK, f"peak {peak / 2**20:.1f} MiB"

@@ -1,0 +1,203 @@
+"""The shape of an archive's JSON documents (manifest.json, index.json, errors.json) and of a post's
+or page's front matter, checked once before verify or import use them.
+
+An archive is input from anywhere: a document of the wrong shape is refused with one line that
+names the document and the place (``manifest.json: members[0] is not an object``), never a
+KeyError or TypeError further on. Verify checks only what it reads (it must pass archives of older
+versions); import checks every field it turns into a row.
+
+The JSON documents are read whole, so each is refused over ``JSON_LIMIT`` bytes (64 MiB: the index
+of a tenant with about 90,000 posts; a real archive's are far smaller). Posts and pages are read
+whole too, for their links and front matter, under ``TEXT_LIMIT``. Every other member is streamed.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, ValidationError
+
+JSON_LIMIT = 64 * 1024 * 1024
+TEXT_LIMIT = 64 * 1024 * 1024
+CHUNK = 1024 * 1024
+
+
+class DocumentError(ValueError):
+    """A document of the archive is too large, not JSON, or not of the shape expected: one line."""
+
+
+def read_limited(zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """A member's bytes, refused when over ``limit`` (its stated size, or what it really expands to)."""
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise DocumentError(f"{name}: not in the archive") from None
+    if info.file_size > limit:
+        raise DocumentError(f"{name}: {info.file_size} bytes, over the {limit // 2**20} MiB limit")
+    with zf.open(info) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise DocumentError(f"{name}: over the {limit // 2**20} MiB limit")
+    return data
+
+
+def where(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]" if out else f"item {part}"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+_SAYS = {"missing": "is missing", "model_type": "is not an object", "dict_type": "is not an object",
+         "model_attributes_type": "is not an object", "list_type": "is not a list", "string_type": "is not a string",
+         "int_type": "is not an integer", "bool_type": "is not true or false", "literal_error": "is not expected",
+         "string_too_short": "is empty"}
+
+
+def check(model: type[BaseModel], value: Any, name: str) -> Any:
+    """``value`` unchanged when it has ``model``'s shape; else DocumentError naming the first problem."""
+    try:
+        model.model_validate(value)
+    except ValidationError as e:
+        first = e.errors()[0]
+        says = _SAYS.get(first["type"]) or str(first["msg"]).removeprefix("Value error, ")
+        at = where(tuple(first["loc"]))
+        raise DocumentError(f"{name}: {at + ' ' if at else ''}{says}") from None
+    return value
+
+
+def _iso_time(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("is not an ISO 8601 time")
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value[:40]!r} is not an ISO 8601 time") from None
+    return value
+
+
+def _optional_time(value: Any) -> Any:
+    return value if value in (None, "") else _iso_time(value)
+
+
+def _object_key(value: str) -> str:
+    if not value or any(ord(c) < 0x20 or c == "\x7f" for c in value):
+        raise ValueError("is empty or holds a control character")
+    return value
+
+
+Time = Annotated[Any, AfterValidator(_iso_time)]
+OptTime = Annotated[Any, AfterValidator(_optional_time)]
+Key = Annotated[str, AfterValidator(_object_key)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+# -- what verify reads -------------------------------------------------------------------------
+class Member(_Doc):
+    path: str
+    sha256: str | None = None
+
+
+class Manifest(_Doc):
+    members: list[Member] = []
+
+
+class SkippedItem(_Doc):
+    pass
+
+
+class Errors(RootModel[list[SkippedItem]]):
+    model_config = ConfigDict(strict=True)
+
+
+class IndexEntry(_Doc):
+    path: str | None = None
+    in_archive: bool = False
+
+
+class Index(_Doc):
+    media: list[IndexEntry] = []
+    files: list[IndexEntry] = []
+
+
+# -- what import turns into rows ---------------------------------------------------------------
+class ImportManifest(_Doc):
+    tenant_id: NonEmpty
+    username: str | None = None
+
+
+class MediaLink(_Doc):
+    path: str
+    url: str
+
+
+class TextEntry(_Doc):
+    id: NonEmpty
+    path: str
+    media_links: list[MediaLink] = []
+
+
+class MediaEntry(_Doc):
+    id: NonEmpty
+    path: str | None = None
+    in_archive: bool = False
+    filename: str
+    original_name: str | None = None
+    object_key: Key
+    source_url: str | None = None
+    size: int | None = None
+    mime_type: str | None = None
+    alt_text: str | None = None
+    uploaded_at: Time
+
+
+class FileEntry(_Doc):
+    id: NonEmpty
+    path: str | None = None
+    in_archive: bool = False
+    filename: str
+    original_name: str | None = None
+    object_key: Key
+    size: int | None = None
+    mime_type: str | None = None
+    category: str | None = None
+    product: str | None = None
+    uploaded_at: Time
+
+
+class ImportIndex(_Doc):
+    posts: list[TextEntry] = []
+    pages: list[TextEntry] = []
+    media: list[MediaEntry] = []
+    files: list[FileEntry] = []
+
+
+class _TextMeta(_Doc):
+    slug: str
+    title: str
+    description: str | None = None
+    created_at: Time
+    updated_at: OptTime = None
+
+
+class PostMeta(_TextMeta):
+    tags: list[str] | None = None
+    status: str
+    featured_image_original: str | None = None
+    published_at: OptTime = None
+
+
+class PageMeta(_TextMeta):
+    type: str | None = None
+    display_order: int | None = None

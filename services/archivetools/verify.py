@@ -120,7 +120,8 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
 
 def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, keep_under: int | None) -> tuple[str, bytes | None]:
     """The member's SHA-256, read in chunks; and its bytes when ``keep_under`` is given and they fit."""
-    sha, chunks, size = hashlib.sha256(), [], 0
+    sha, size = hashlib.sha256(), 0
+    chunks: list[bytes] = []
     keep = keep_under is not None and info.file_size <= keep_under
     with zf.open(info) as f:
         while block := f.read(CHUNK):

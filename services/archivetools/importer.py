@@ -21,6 +21,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+from services.archivetools.documents import (
+    JSON_LIMIT,
+    TEXT_LIMIT,
+    DocumentError,
+    ImportIndex,
+    ImportManifest,
+    PageMeta,
+    PostMeta,
+    check,
+    read_limited,
+)
 from shared.archive.frontmatter import parse_markdown
 from shared.archive.layout import INDEX_PATH, MANIFEST_PATH
 from shared.archive.ownmedia import MediaRef, OwnMedia, import_body
@@ -69,6 +80,8 @@ class Rekey:
         """The target's object key for the archive's ``old`` one, always under ``target/``: a key
         with an empty, ``.`` or ``..`` segment is refused, since a store or a proxy that normalises
         the path would put its bytes elsewhere (``..``: under another tenant's keys)."""
+        if "\x00" in old:
+            raise ImportRefused(f"the archive names an unsafe object key {old!r}")
         prefix = f"{self.source}/"
         rest = old[len(prefix):] if old.startswith(prefix) else f"imported/{old}"
         if any(seg in ("", ".", "..") for seg in rest.split("/")):
@@ -76,12 +89,37 @@ class Rekey:
         return self.target + "/" + rest
 
 
+def _document(zf: zipfile.ZipFile, name: str) -> Any:
+    try:
+        return json.loads(read_limited(zf, name, JSON_LIMIT))
+    except DocumentError as e:
+        raise ImportRefused(str(e)) from None
+    except ValueError:
+        raise ImportRefused(f"{name}: not valid JSON") from None
+
+
 def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: str, amber: str) -> Restore:
-    """Pure but for reading members: the rows and objects that restore this archive into ``target``."""
-    manifest = json.loads(zf.read(MANIFEST_PATH))
-    index = json.loads(zf.read(INDEX_PATH)) if INDEX_PATH in zf.namelist() else None
+    """Pure but for reading members: the rows and objects that restore this archive into ``target``.
+    Every document and row is checked here (shape, types, required fields, ids unique per table):
+    a plan that comes back is one the content database takes whole."""
+    manifest = _document(zf, MANIFEST_PATH)
+    index = _document(zf, INDEX_PATH) if INDEX_PATH in zf.namelist() else None
     if not isinstance(index, dict) or index.get("format") != "grove-export-index":
         raise ImportRefused("the archive has no index.json (made before import existed?)")
+    try:
+        check(ImportManifest, manifest, MANIFEST_PATH)
+        check(ImportIndex, index, INDEX_PATH)
+    except DocumentError as e:
+        raise ImportRefused(str(e)) from None
+    names = set(zf.namelist())
+    for section in ("posts", "pages", "media", "files"):
+        ids: set[str] = set()
+        for n, entry in enumerate(index.get(section, [])):
+            if entry["id"] in ids:
+                raise ImportRefused(f"{INDEX_PATH}: {section}[{n}].id {entry['id']!r} appears twice in {section}")
+            ids.add(entry["id"])
+            if (section in ("posts", "pages") or entry.get("in_archive")) and entry.get("path") not in names:
+                raise ImportRefused(f"{INDEX_PATH}: {section}[{n}].path {entry.get('path')!r} is not in the archive")
     rk, out = Rekey(manifest["tenant_id"], target), Restore()
     new_keys: dict[str, str] = {}  # archive path → target object key
     out.tables["media"] = []
@@ -125,12 +163,25 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
                 "original_name": f["original_name"], "r2_key": key, "size": f["size"], "mime_type": f["mime_type"],
                 "category": f["category"], "product": f["product"], "uploaded_at": _seconds(f["uploaded_at"])})
     out.tables = {t: rows for t, rows in out.tables.items() if rows or t in ("posts", "pages", "media")}
+    for table, rows in out.tables.items():
+        seen: set[str] = set()
+        for row in rows:
+            if row["id"] in seen:
+                raise ImportRefused(f"{INDEX_PATH}: two {table} rows would have the id {row['id']!r}")
+            seen.add(row["id"])
     return out
 
 
 def _text_row(section: str, entry: dict[str, Any], zf: zipfile.ZipFile, rk: Rekey, target: str,
               url_for: Any, featured: Any) -> Row:
-    meta, body = parse_markdown(zf.read(entry["path"]).decode())
+    path = entry["path"]
+    try:
+        meta, body = parse_markdown(read_limited(zf, path, TEXT_LIMIT).decode())
+        check(PostMeta if section == "posts" else PageMeta, meta, f"{path}: front matter")
+    except DocumentError as e:
+        raise ImportRefused(str(e)) from None
+    except ValueError as e:  # not UTF-8, or no front matter
+        raise ImportRefused(f"{path}: not a post or page ({e})") from None
     body = import_body(body, entry["path"], entry.get("media_links", []), url_for)
     row: Row = {"id": rk.id(entry["id"]), "tenant_id": target, "slug": meta["slug"], "title": meta["title"],
                 "description": meta.get("description"), "markdown_content": body}
@@ -156,7 +207,7 @@ async def import_archive(path: Path, tenant: str, db: ContentSource, store: Obje
         raise ImportRefused(f"tenant {tenant!r} is not empty ({', '.join(f'{n} {t}' for t, n in existing.items())})")
     with zipfile.ZipFile(path) as zf:
         plan = plan_restore(zf, tenant, url_template, images_bucket, amber_bucket)
-        username = json.loads(zf.read(MANIFEST_PATH)).get("username") or tenant
+        username = _document(zf, MANIFEST_PATH).get("username") or tenant
         put: list[tuple[str, str]] = []
         try:
             for bucket, key, member, ctype in plan.objects:

@@ -1,0 +1,168 @@
+"""`grove-export import` leaves nothing behind on any failure: an archive with bad rows (a duplicate
+id, a missing or mistyped field, a post that is not there) or of the wrong shape is refused in one
+line before anything is written, and a write the database refuses part-way undoes every table and
+every file. A refused tenant can be imported into afterwards."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.archivetools.importer import ImportRefused, Rekey, import_archive
+from shared.archive.frontmatter import render_markdown
+from shared.content.factory import open_content, sqlite_dsn
+from shared.content.port import ContentError, ContentSource
+from shared.content.restore import content_counts
+from shared.objectstore.fs import FilesystemStore
+
+SOURCE = "tenant_src"
+POST = "posts/hello.md"
+IMAGE = b"\xff\xd8not really a jpeg" * 100
+
+
+def post_meta(**kw: Any) -> dict[str, Any]:
+    return {"title": "Hello", "description": None, "slug": "hello", "tags": ["a"], "status": "published",
+            "featured_image": None, "featured_image_original": None, "published_at": "2026-01-02T00:00:00Z",
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": None, **kw}
+
+
+def index_doc() -> dict[str, Any]:
+    return {"format": "grove-export-index", "version": 1,
+            "posts": [{"id": f"post_1_{SOURCE}", "path": POST, "media_links": []},
+                      {"id": f"post_2_{SOURCE}", "path": "posts/two.md", "media_links": []}],
+            "pages": [{"id": f"page_1_{SOURCE}", "path": "pages/about.md", "media_links": []}],
+            "media": [{"id": f"med_1_{SOURCE}", "path": "media/a.jpg", "in_archive": True, "filename": "a.jpg",
+                       "original_name": "a.jpg", "alt_text": None, "source_url": "https://cdn.example/x",
+                       "object_key": f"{SOURCE}/media/a.jpg", "mime_type": "image/jpeg", "size": len(IMAGE),
+                       "uploaded_at": "2026-01-01T00:00:00Z"}]}
+
+
+def members(post: dict[str, Any] | None = None) -> dict[str, bytes]:
+    page = {"title": "About", "description": None, "slug": "about", "type": "page", "display_order": 0,
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": None}
+    return {POST: render_markdown(post or post_meta(), "# Hello\n").encode(),
+            "posts/two.md": render_markdown(post_meta(slug="two", title="Two"), "two\n").encode(),
+            "pages/about.md": render_markdown(page, "about\n").encode(), "media/a.jpg": IMAGE}
+
+
+def archive(path: Path, edit_index: Callable[[dict], Any] | None = None,
+            edit_manifest: Callable[[dict], Any] | None = None, post: dict[str, Any] | None = None) -> Path:
+    """An archive that verifies (every checksum right) whatever the edits did to its rows."""
+    index = index_doc()
+    if edit_index:
+        edit_index(index)
+    data = {**members(post), "index.json": json.dumps(index).encode()}
+    manifest: dict[str, Any] = {"tenant_id": SOURCE, "username": "src", "mode": "blog",
+                                "members": [{"path": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+                                            for n, b in data.items()]}
+    if edit_manifest:
+        edit_manifest(manifest)
+    data |= {"manifest.json": json.dumps(manifest).encode(), "errors.json": b"[]"}
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, raw in data.items():
+            zf.writestr(name, raw)
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def content(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ContentSource]:
+    dsn = str(request.getfixturevalue("postgres_dsn")) if request.param == "postgresql" \
+        else sqlite_dsn(tmp_path / "content.db")
+    db = open_content(dsn, pool_max=2)
+    await db.init()
+    yield db
+    await db.close()
+
+
+async def run_import(path: Path, tenant: str, content: ContentSource, store: FilesystemStore) -> Any:
+    return await import_archive(path, tenant, content, store, url_template="https://cdn.example/{key}",
+                                images_bucket="images", amber_bucket="amber")
+
+
+async def assert_nothing_left(content: ContentSource, store: FilesystemStore, tenant: str) -> None:
+    assert await content.tenant(tenant) is None
+    assert set((await content_counts(content, tenant)).values()) == {0}
+    assert not [p for p in store.root.rglob("*") if p.is_file()], "files were left in the store"
+
+
+def _dup_post_id(i: dict) -> None:
+    i["posts"][1]["id"] = i["posts"][0]["id"]
+
+
+def _no_created(m: dict) -> dict:
+    return {k: v for k, v in m.items() if k != "created_at"}
+
+
+BAD_ROWS: dict[str, tuple[dict[str, Any], str]] = {
+    "duplicate post id": ({"edit_index": _dup_post_id}, "index.json: posts[1].id 'post_1_tenant_src' appears twice"),
+    "duplicate media id": ({"edit_index": lambda i: i["media"].append(dict(i["media"][0]))},
+                           "index.json: media[1].id 'med_1_tenant_src' appears twice"),
+    "post without created_at": ({"post": _no_created(post_meta())}, f"{POST}: front matter: created_at is missing"),
+    "created_at not a time": ({"post": post_meta(created_at="yesterday")},
+                              f"{POST}: front matter: created_at 'yesterday' is not an ISO 8601 time"),
+    "title not text": ({"post": post_meta(title=5)}, f"{POST}: front matter: title is not a string"),
+    "post file not in the archive": ({"edit_index": lambda i: i["posts"][0].update(path="posts/nope.md")},
+                                     "index.json: posts[0].path 'posts/nope.md' is not in the archive"),
+    "post without id": ({"edit_index": lambda i: i["posts"][0].pop("id")}, "index.json: posts[0].id is missing"),
+    "media size not a number": ({"edit_index": lambda i: i["media"][0].update(size="big")},
+                                "index.json: media[0].size is not an integer"),
+    "object_key with a NUL": ({"edit_index": lambda i: i["media"][0].update(object_key=f"{SOURCE}/a\0b")},
+                              "index.json: media[0].object_key is empty or holds a control character"),
+    "object_key a number": ({"edit_index": lambda i: i["media"][0].update(object_key=5)},
+                            "index.json: media[0].object_key is not a string"),
+    "manifest without tenant_id": ({"edit_manifest": lambda m: m.pop("tenant_id")},
+                                   "manifest.json: tenant_id is missing"),
+    "manifest with an empty tenant_id": ({"edit_manifest": lambda m: m.update(tenant_id="")},
+                                         "manifest.json: tenant_id is empty"),
+    "members not objects": ({"edit_manifest": lambda m: m.update(members=["x"])},
+                            "the archive does not verify: manifest.json: members[0] is not an object"),
+    "index.media not objects": ({"edit_index": lambda i: i.update(media=["x"])},
+                                "the archive does not verify: index.json: media[0] is not an object"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ROWS)
+async def test_bad_rows_are_refused_before_anything_is_written(case: str, tmp_path: Path,
+                                                               content: ContentSource) -> None:
+    edits, says = BAD_ROWS[case]
+    store = FilesystemStore(tmp_path / "store")
+    with pytest.raises(ImportRefused) as refused:
+        await run_import(archive(tmp_path / "bad.zip", **edits), "tenant_b", content, store)
+    assert str(refused.value).startswith(says), str(refused.value)
+    await assert_nothing_left(content, store, "tenant_b")
+    plan = await run_import(archive(tmp_path / "good.zip"), "tenant_b", content, store)  # not "not empty"
+    assert plan.summary() == "restored 1 media, 2 posts, 1 pages; 1 files put in the store"
+
+
+async def test_a_write_the_database_refuses_part_way_leaves_nothing(tmp_path: Path, content: ContentSource) -> None:
+    """The plan is sound, but another tenant already holds the id the second post gets: the media
+    rows went in first, the tenant row before them; all of it is undone, and the image deleted."""
+    await content.insert("tenants", [{"id": "other", "username": "o", "display_name": None, "email": None,
+                                      "created_at": 1}])
+    taken = Rekey(SOURCE, "tenant_b").id(f"post_2_{SOURCE}")
+    await content.insert("posts", [{"id": taken, "tenant_id": "other", "slug": "s", "title": "t",
+                                    "created_at": 1}])
+    store = FilesystemStore(tmp_path / "store")
+    with pytest.raises(ContentError, match="posts"):
+        await run_import(archive(tmp_path / "a.zip"), "tenant_b", content, store)
+    await assert_nothing_left(content, store, "tenant_b")
+
+
+def test_the_cli_refuses_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    path = archive(tmp_path / "dup.zip", edit_index=_dup_post_id)
+    env = {**os.environ, "GROVE_STORE": "fs", "GROVE_STORE_ROOT": str(tmp_path / "store"),
+           "GROVE_CONTENT_DSN": sqlite_dsn(tmp_path / "content.db")}
+    out = subprocess.run([sys.executable, "-m", "services.cli", "--data", str(tmp_path), "import", str(path),
+                          "--tenant", "tenant_b"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode != 0 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "import refused: index.json: posts[1].id" in out.stderr
+    assert not (tmp_path / "store").exists() or not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]

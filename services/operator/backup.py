@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ from shared.runtime.settings import Settings
 
 CHUNK = 128 * 1024
 API = "$JS.API.STREAM"
+STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")  # a stream name goes into an API subject: no . * > or space
 
 
 class BackupError(Exception):
@@ -104,9 +106,58 @@ async def backup(nc: Client, settings: Settings, out: Path) -> list[Saved]:
     return saved
 
 
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BackupError(f"{path} is missing; {what}") from None
+    except (ValueError, OSError) as e:  # not JSON, not UTF-8, a folder, unreadable
+        raise BackupError(f"{path}: not readable JSON ({type(e).__name__})") from None
+
+
+def _file_sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def check_backup(folder: Path) -> list[dict[str, Any]]:
+    """The manifest's entries, each with its ``meta`` (config and state), once every entry has the
+    expected shape and every snapshot its checksum: a folder that is not a whole backup is refused
+    in one line before anything is restored (restoring the first stream, then failing on the second,
+    would leave the server half restored)."""
+    if not (folder / "manifest.json").is_file():
+        raise BackupError(f"{folder} has no manifest.json; it is not a grove-export backup")
+    manifest = _read_json(folder / "manifest.json", "it is not a grove-export backup")
+    where = folder / "manifest.json"
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("streams"), list):
+        raise BackupError(f"{where}: not a grove-export backup manifest (no list of streams)")
+    entries = []
+    for n, entry in enumerate(manifest["streams"]):
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("stream", "file", "sha256")):
+            raise BackupError(f"{where}: streams[{n}] is not an object with stream, file and sha256")
+        stream, file = entry["stream"], entry["file"]
+        if not STREAM_NAME.fullmatch(stream):
+            raise BackupError(f"{where}: streams[{n}].stream {stream!r} is not a stream name")
+        if file in ("", ".", "..") or "/" in file or "\\" in file or "\x00" in file:
+            raise BackupError(f"{where}: streams[{n}].file {file!r} is not a file name in the folder")
+        meta = _read_json(folder / f"{stream}.json", "the backup is incomplete")
+        if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or "state" not in meta:
+            raise BackupError(f"{folder / f'{stream}.json'}: not a stream's config and state")
+        try:
+            digest = _file_sha256(folder / file)
+        except OSError as e:
+            raise BackupError(f"{folder / file}: cannot be read ({e.strerror or e})") from None
+        if digest != entry["sha256"]:
+            raise BackupError(f"{file} does not match its checksum in manifest.json")
+        entries.append({**entry, "meta": meta})
+    return entries
+
+
 async def restore_stream(nc: Client, folder: Path, entry: dict[str, Any]) -> dict[str, Any]:
-    stream = entry["stream"]
-    meta = json.loads((folder / f"{stream}.json").read_text())
+    stream, meta = entry["stream"], entry["meta"]
     data = (folder / entry["file"]).read_bytes()
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise BackupError(f"{entry['file']} does not match its checksum in manifest.json")
@@ -119,13 +170,10 @@ async def restore_stream(nc: Client, folder: Path, entry: dict[str, Any]) -> dic
     return dict(done.get("state", {}))
 
 
-async def restore(nc: Client, folder: Path) -> list[tuple[str, int]]:
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-    except FileNotFoundError:
-        raise BackupError(f"{folder} has no manifest.json; it is not a grove-export backup") from None
+async def restore(nc: Client, folder: Path, entries: list[dict[str, Any]] | None = None) -> list[tuple[str, int]]:
+    """Restore every stream of the backup; ``entries`` from :func:`check_backup` when already checked."""
     out = []
-    for entry in manifest["streams"]:
+    for entry in entries if entries is not None else check_backup(folder):
         state = await restore_stream(nc, folder, entry)
         out.append((entry["stream"], int(state.get("messages", 0))))
     return out

@@ -340,13 +340,17 @@ async def _backup(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def _restore(args: argparse.Namespace, settings: Settings) -> None:
-    from services.operator.backup import BackupError, restore
+    from services.operator.backup import BackupError, check_backup, restore
     from shared.bus.connect import open_nats
 
+    try:  # before connecting: a folder that is not a whole backup is refused without a server
+        entries = check_backup(Path(args.dir))
+    except BackupError as e:
+        raise OperatorError(str(e)) from None
     # a bare connection: connect() binds the stream and buckets the restore needs absent
     nc = await open_nats(settings, "operator", persistent=False)
     try:
-        restored = await restore(nc, Path(args.dir))
+        restored = await restore(nc, Path(args.dir), entries)
     except BackupError as e:
         raise OperatorError(str(e)) from None
     finally:

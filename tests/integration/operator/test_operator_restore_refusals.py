@@ -1,0 +1,81 @@
+"""``grove-export restore DIR`` refuses a folder that is not a whole backup in one line, before it
+connects and before any stream is restored: a manifest.json that is not JSON (it was a
+JSONDecodeError traceback), of the wrong shape, naming a stream that is not a stream name or a file
+outside the folder, a snapshot whose checksum does not match."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.operator.backup import BackupError, check_backup
+
+
+def backup_folder(folder: Path, edit: Callable[[dict[str, Any]], Any] | None = None) -> Path:
+    folder.mkdir()
+    streams = []
+    for name in ("EXPORTS", "KV_grove_heartbeats"):
+        data = name.encode() * 100
+        (folder / f"{name}.tar.s2").write_bytes(data)
+        (folder / f"{name}.json").write_text(json.dumps({"config": {"name": name}, "state": {"messages": 1}}))
+        streams.append({"stream": name, "messages": 1, "bytes": len(data), "file": f"{name}.tar.s2",
+                        "sha256": hashlib.sha256(data).hexdigest()})
+    manifest: dict[str, Any] = {"created": "2026-01-01T00:00:00+00:00", "chunk": 131072, "streams": streams}
+    if edit:
+        edit(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def _second(**kw: Any) -> Callable[[dict[str, Any]], Any]:
+    return lambda m: m["streams"][1].update(kw)
+
+
+CASES: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
+    "streams not a list": (lambda m: m.update(streams={"a": 1}), "no list of streams"),
+    "an entry not an object": (lambda m: m["streams"].append("x"), "streams[2] is not an object"),
+    "an entry without sha256": (lambda m: m["streams"][0].pop("sha256"), "streams[0] is not an object with"),
+    "a stream name with a dot": (_second(stream="EXPORTS.>"), "streams[1].stream 'EXPORTS.>' is not a stream name"),
+    "a file outside the folder": (_second(file="../elsewhere"), "streams[1].file '../elsewhere' is not a file name"),
+    "a checksum that does not match": (_second(sha256="0" * 64), "KV_grove_heartbeats.tar.s2 does not match"),
+    "a missing snapshot": (_second(file="gone.tar.s2"), "gone.tar.s2: cannot be read"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_folder_that_is_not_a_whole_backup_is_refused_before_restoring(case: str, tmp_path: Path) -> None:
+    edit, says = CASES[case]
+    with pytest.raises(BackupError) as refused:
+        check_backup(backup_folder(tmp_path / "bk", edit))
+    assert says in str(refused.value), str(refused.value)
+
+
+def test_whole_backup_entries_come_with_their_config(tmp_path: Path) -> None:
+    entries = check_backup(backup_folder(tmp_path / "bk"))
+    assert [e["stream"] for e in entries] == ["EXPORTS", "KV_grove_heartbeats"]
+    assert entries[0]["meta"]["config"] == {"name": "EXPORTS"}
+
+
+@pytest.mark.parametrize(("manifest", "says"), [
+    ("{", "manifest.json: not readable JSON (JSONDecodeError)"),
+    ("[1]", "manifest.json: not a grove-export backup manifest"),
+    (None, "has no manifest.json; it is not a grove-export backup"),
+])
+def test_the_cli_refuses_in_one_line_without_a_server(tmp_path: Path, manifest: str | None, says: str) -> None:
+    folder = tmp_path / "bk"
+    folder.mkdir()
+    if manifest is not None:
+        (folder / "manifest.json").write_text(manifest)
+    env = {**os.environ, "GROVE_NATS_URL": "nats://127.0.0.1:1"}  # nothing listens: it must not be asked
+    out = subprocess.run([sys.executable, "-m", "services.cli", "restore", str(folder)], env=env,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1 and says in out.stderr, out.stderr

@@ -1,0 +1,398 @@
+"""The Markdown link scanner as it was before it was made linear (shared/archive/mdlinks.py at 6409403),
+kept verbatim as the reference that test_mdlinks_linear.py holds the new one to, output for output.
+Quadratic on hostile input: call it on small bodies only.
+
+The original module docstring:
+
+Find and rewrite link destinations in a Markdown body without touching anything else.
+
+A careful scanner rather than a Markdown parser: a parser's output loses the source bytes, and the
+rule here is that the body changes only inside the destinations we replace. What it finds, outside
+code: inline links and images (`[t](url "title")`, `![a](<url>)`), reference definitions
+(`[id]: url`) and the `src`/`href` of HTML `<img>` and `<a>` tags. What counts as code is chosen
+generously — a fence at any indentation or after list/quote markers, an indented block after a
+blank line, a backtick code span, `<pre>`/`<code>` elements — because mistaking text for code only
+leaves a link unrewritten, while mistaking code for text would change code. A property test holds
+the result to markdown-it-py's reading of the same body.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["inline", "reference", "html"]
+
+_PREFIX = r"(?:[ \t>]|[-+*][ \t]|\d{1,9}[.)][ \t])*"
+_FENCE_OPEN = re.compile(rf"^{_PREFIX}(`{{3,}}|~{{3,}})(.*)$")
+_INTERRUPTS = re.compile(r" {0,3}(?:#{1,6}(?:[ \t]|$)|[-+*][ \t]+\S|1[.)][ \t]+\S|(?:[-*_][ \t]*){3,}$)")
+_BLOCK_TAGS = ("address|article|aside|blockquote|body|details|dialog|dd|div|dl|dt|fieldset|figcaption|figure|footer|"
+               "form|h[1-6]|header|hr|li|main|nav|ol|p|section|summary|table|tbody|td|tfoot|th|thead|tr|ul")
+_HTML_BLOCK = re.compile(rf" {{0,3}}</?(?:{_BLOCK_TAGS})(?:[\s/>]|$)", re.IGNORECASE)  # may interrupt a paragraph
+_THEMATIC = re.compile(r" {0,3}(?:[-*_=][ \t]*){3,}$")
+_LIST_ITEM = re.compile(r"( *)(?:[-+*]|\d{1,9}[.)])( {1,4})(?=\S)")
+_HTML_START = re.compile(r" {0,3}<")
+_HEADING = re.compile(r" {0,3}#{1,6}(?:[ \t]|$)")
+_REF_DEF = re.compile(r" {0,3}\[(?:[^\]\\\n]|\\.){1,999}\]:[ \t]*(?:\n[ \t]*)?")
+_HTML_TAG = re.compile(r"<(img|a)\b((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>", re.IGNORECASE)
+_HTML_ATTR = re.compile(r"""(?<![\w-])(src|href)[ \t\n]*=[ \t\n]*("[^"]*"|'[^']*'|[^\s"'=<>`]+)""", re.IGNORECASE)
+_PRE = re.compile(r"<(pre|code|script|style|textarea)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class LinkSpan:
+    """A destination at ``body[start:end]``; ``url`` is what it means (HTML entities decoded)."""
+
+    start: int
+    end: int
+    url: str
+    kind: Kind
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    start: int  # in the original body
+    end: int
+    original: str  # the bytes that were there
+    replacement: str
+    url: str  # the destination it meant
+
+
+def _indent(line: str) -> int:
+    cols = 0
+    for ch in line:
+        if ch == " ":
+            cols += 1
+        elif ch == "\t":
+            cols += 4 - cols % 4
+        else:
+            break
+    return cols
+
+
+def code_ranges(body: str) -> list[tuple[int, int]]:
+    """Character ranges that are, or might be, code (fenced, indented, code spans, pre/code elements)."""
+    ranges: list[tuple[int, int]] = []
+    text_runs: list[tuple[int, int]] = []  # paragraphs-ish runs between blank lines and blocks
+    pos, fence, prev_blank, prev_code, prev_para, run_quoted, run_start = 0, "", True, False, False, False, -1
+    lists: list[int] = []  # content columns of the open list items
+    for line in body.splitlines(keepends=True):
+        end = pos + len(line)
+        content = line.rstrip("\r\n")
+        blank = not content.strip()
+        is_code, fence_line = False, bool(fence)
+        if fence:
+            is_code = True
+            m = _FENCE_OPEN.match(content)
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not m.group(2).strip():
+                fence = ""
+        elif (m := _FENCE_OPEN.match(content)) and not (m.group(1)[0] == "`" and "`" in m.group(2)):
+            fence, is_code, fence_line = m.group(1), True, True
+            while lists and _indent(content) < lists[-1]:
+                lists.pop()  # a fence less indented than the item's content has left the item
+        elif not blank:
+            ind = _indent(content)
+            lazy = prev_para and not _INTERRUPTS.match(content)  # a paragraph's lazy continuation line
+            while lists and ind < lists[-1] and (prev_blank or not lazy):
+                lists.pop()  # a less indented line that does not continue a paragraph has left the item
+            is_code = ind >= (lists[-1] if lists else 0) + 4 and not prev_para
+            if not is_code and (item := _LIST_ITEM.match(content)):
+                lists = [col for col in lists if col <= ind] + [item.end()]
+        elif prev_code:
+            is_code = True
+        quote = content.lstrip(" ").startswith(">")
+        # A run (paragraph) surely ends before these; where unsure, runs go on: a run too long can
+        # only make more code (a link left alone), a run too short could miss a code span.
+        # a quote interrupts a plain paragraph; inside a quoted one (lazy lines included) it continues it
+        interrupts = bool(_INTERRUPTS.match(content) or _HTML_BLOCK.match(content)) or (quote and not run_quoted)
+        if is_code or blank or interrupts:
+            if run_start >= 0:
+                text_runs.append((run_start, pos))
+                run_start = -1
+            if is_code:
+                ranges.append((pos, end))
+            elif not blank:
+                run_start = pos
+        elif run_start < 0:
+            run_start = pos
+        if run_start >= 0 and (_HEADING.match(content) or _THEMATIC.match(content)):  # one line each
+            text_runs.append((run_start, end))
+            run_start = -1
+        # after a heading, a fence or an HTML block (`</pre>`), an indented line is code, not a continuation
+        # (and after a reference definition: treating one as a paragraph could let code pass as text)
+        prev_para = not (blank or is_code or fence_line or _HEADING.match(content) or _HTML_START.match(content)
+                         or _REF_DEF.match(content))
+        if run_start == pos:
+            run_quoted = quote
+        prev_blank, prev_code, pos = blank, is_code, end
+    if run_start >= 0:
+        text_runs.append((run_start, pos))
+    for start, stop in text_runs:
+        ranges += _code_spans(body, start, stop)
+    for pattern in (_PRE, _COMMENT):
+        ranges += [(m.start(), m.end()) for m in pattern.finditer(body)]
+    return _merge(ranges)
+
+
+def _code_spans(body: str, start: int, stop: int) -> list[tuple[int, int]]:
+    """Backtick code spans inside one run of text; an unmatched run of backticks is literal."""
+    spans, i = [], start
+    while i < stop:
+        j = body.find("`", i, stop)
+        if j < 0:
+            break
+        k = j
+        while k < stop and body[k] == "`":
+            k += 1
+        n = k - j
+        backslashes = 0
+        while j - backslashes - 1 >= start and body[j - backslashes - 1] == "\\":
+            backslashes += 1
+        if backslashes % 2:  # an escaped backtick opens nothing, but the rest of the run may
+            i = j + 1
+            continue
+        close = _closing_run(body, k, stop, n)
+        if close < 0:
+            i = k
+            continue
+        spans.append((j, close + n))
+        i = close + n
+    return spans
+
+
+def _closing_run(body: str, i: int, stop: int, n: int) -> int:
+    while i < stop:
+        j = body.find("`", i, stop)
+        if j < 0:
+            return -1
+        k = j
+        while k < stop and body[k] == "`":
+            k += 1
+        if k - j == n:
+            return j
+        i = k
+    return -1
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _inside(ranges: list[tuple[int, int]], start: int, end: int) -> bool:
+    return any(s < end and start < e for s, e in ranges)
+
+
+def _destination(body: str, i: int) -> tuple[int, int, str] | None:
+    """The link destination starting at ``body[i]`` (after optional spaces): (start, end, url)."""
+    while i < len(body) and body[i] in " \t":
+        i += 1
+    if i < len(body) and body[i] == "\n":
+        i += 1
+        while i < len(body) and body[i] in " \t":
+            i += 1
+    if i < len(body) and body[i] == "<":
+        j = i + 1
+        while j < len(body) and body[j] not in "<>\n":
+            j += 2 if body[j] == "\\" else 1
+        if j < len(body) and body[j] == ">":
+            return i + 1, j, body[i + 1:j]
+        return None
+    j, depth = i, 0
+    while j < len(body):
+        ch = body[j]
+        if ch == "\\" and j + 1 < len(body) and not body[j + 1].isspace():
+            j += 2
+            continue
+        if ch.isspace() or ord(ch) < 0x20:
+            break
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            if depth == 0:
+                break
+            depth -= 1
+        j += 1
+    if j == i or depth:
+        return None
+    return i, j, body[i:j]
+
+
+_AUTOLINK_OR_TAG = re.compile(
+    r"<(?:[A-Za-z][A-Za-z0-9+.-]{1,31}:[^<>\s]*"
+    r"|[A-Za-z][A-Za-z0-9-]*(?:\s+[A-Za-z_:][\w.:-]*(?:\s*=\s*(?:[^\s\"'=<>`]+|'[^']*'|\"[^\"]*\"))?)*\s*/?"
+    r"|/[A-Za-z][A-Za-z0-9-]*\s*)>")
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+
+_SPECIAL = re.compile(r"[\\\n<\[\]]")  # what _inline_links acts on: escapes, line ends, `<`, brackets
+
+
+def _inline_links(body: str, code: list[tuple[int, int]]) -> list[LinkSpan]:
+    """CommonMark's bracket matching, enough to know which `](` close a real link text: brackets
+    balance, escapes and code/HTML/autolinks hide brackets, and a link inside a link is not one."""
+    found: list[LinkSpan] = []
+    stack: list[list[Any]] = []  # [position, active]
+    code_at = {start: end for start, end in code}
+    code_starts = sorted(code_at)
+    ci, i, n = 0, 0, len(body)
+    while i < n:
+        # Jump to the next character that can matter (or the next code span): the same positions a
+        # character-by-character walk would act on, without a Python step for every other character.
+        special = _SPECIAL.search(body, i)
+        nxt = special.start() if special else n
+        while ci < len(code_starts) and code_starts[ci] < i:
+            ci += 1
+        if ci < len(code_starts) and code_starts[ci] <= nxt:
+            i = code_starts[ci]
+        elif special is None:
+            break
+        else:
+            i = nxt
+        if i in code_at:
+            i = max(code_at[i], i + 1)
+            continue
+        ch = body[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "\n" and _BLANK_LINE.match(body, i):
+            stack.clear()  # a paragraph ends: no link text spans it
+        elif ch == "<" and (m := _AUTOLINK_OR_TAG.match(body, i)):
+            i = m.end()
+            continue
+        elif ch == "[":
+            stack.append([i, True])
+        elif ch == "]" and stack:
+            start, active = stack.pop()
+            if active and body[i + 1:i + 2] == "(" and (tail := _inline_tail(body, i + 2)) is not None:
+                dest_start, dest_end, url, end = tail
+                if not _inside(code, start, end):
+                    found.append(LinkSpan(dest_start, dest_end, url, "inline"))
+                if not _is_image(body, start):
+                    for opener in stack:  # links do not contain links (images may)
+                        if not _is_image(body, opener[0]):
+                            opener[1] = False
+                i = end
+                continue
+        i += 1
+    return found
+
+
+def _is_image(body: str, bracket: int) -> bool:
+    return bracket > 0 and body[bracket - 1] == "!" and not _escaped(body, bracket - 1)
+
+
+def _escaped(body: str, at: int) -> bool:
+    count = 0
+    while at - count - 1 >= 0 and body[at - count - 1] == "\\":
+        count += 1
+    return count % 2 == 1
+
+
+def _inline_tail(body: str, i: int) -> tuple[int, int, str, int] | None:
+    """After `](`: destination, optional title, `)`. Returns (dest start, dest end, url, end after `)`)."""
+    j = _skip_space(body, i)
+    if j < len(body) and body[j] == ")":
+        return j, j, "", j + 1
+    dest = _destination(body, j)
+    if dest is None:
+        return None
+    start, end, url = dest
+    k = end + 1 if body[end:end + 1] == ">" else end
+    after = _skip_space(body, k)
+    if after < len(body) and body[after] in "\"'(" and after > k:
+        close = {"\"": "\"", "'": "'", "(": ")"}[body[after]]
+        t = after + 1
+        while t < len(body) and body[t] != close:
+            if body[t] == "\\":
+                t += 1
+            elif body[after] == "(" and body[t] == "(":
+                return None
+            t += 1
+        if t >= len(body) or _BLANK_LINE.search(body, after, t + 1):
+            return None
+        after = _skip_space(body, t + 1)
+    if after < len(body) and body[after] == ")":
+        return start, end, url, after + 1
+    return None
+
+
+def _skip_space(body: str, i: int) -> int:
+    """Spaces and tabs with at most one line break among them."""
+    newline = False
+    while i < len(body) and body[i] in " \t\n":
+        if body[i] == "\n":
+            if newline:
+                break
+            newline = True
+        i += 1
+    return i
+
+
+def find_links(body: str) -> list[LinkSpan]:
+    """Every rewritable destination outside code, in order of position."""
+    if "[" not in body and "<" not in body:
+        # Every destination found below opens with one of them (a link or definition with "[", an
+        # HTML tag with "<"): a body without either has none, and needs no code scan — the scan was
+        # ~40% of the catalog's rendering of a small blog, most of whose posts link nothing.
+        return []
+    code = code_ranges(body)
+    found: list[LinkSpan] = []
+    found += _inline_links(body, code)
+    for m in re.finditer(r"(?m)^ {0,3}\[", body):
+        d = _REF_DEF.match(body, m.start())
+        if d and _may_start_definition(body, m.start()) and (dest := _destination(body, d.end())) and not _inside(code, m.start(), dest[1]):
+            found.append(LinkSpan(dest[0], dest[1], dest[2], "reference"))
+    for tag in _HTML_TAG.finditer(body):
+        if _inside(code, tag.start(), tag.end()):
+            continue
+        wanted = "src" if tag.group(1).lower() == "img" else "href"
+        for attr in _HTML_ATTR.finditer(tag.group(2)):
+            if attr.group(1).lower() != wanted:
+                continue
+            value = attr.group(2)
+            start = tag.start(2) + attr.start(2)
+            if value[0] in "\"'":
+                start, value = start + 1, value[1:-1]
+            found.append(LinkSpan(start, start + len(value), html.unescape(value), "html"))
+    found.sort(key=lambda s: s.start)
+    return [s for n, s in enumerate(found) if n == 0 or s.start >= found[n - 1].end]
+
+
+def _may_start_definition(body: str, at: int) -> bool:
+    """A reference definition cannot interrupt a paragraph: the line before is blank, absent, another
+    definition, a heading or a break (after anything else, leaving it alone is the safe mistake)."""
+    if at == 0:
+        return True
+    prev_start = body.rfind("\n", 0, at - 1) + 1
+    prev = body[prev_start:at - 1]
+    return (not prev.strip() or _REF_DEF.match(body, prev_start) is not None or _HEADING.match(prev) is not None
+            or _THEMATIC.match(prev) is not None)
+
+
+def rewrite_links(body: str, resolve: Callable[[str, Kind], str | None]) -> tuple[str, list[Rewrite]]:
+    """Replace each destination ``resolve`` maps to a new one; everything else stays byte for byte.
+
+    ``resolve(url, kind)`` returns the replacement text for that position (already escaped for its
+    kind) or None to leave it.
+    """
+    out, done, last = [], [], 0
+    for span in find_links(body):
+        new = resolve(span.url, span.kind)
+        if new is None:
+            continue
+        out += [body[last:span.start], new]
+        done.append(Rewrite(span.start, span.end, body[span.start:span.end], new, span.url))
+        last = span.end
+    out.append(body[last:])
+    return "".join(out), done

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -182,43 +183,109 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _inside(ranges: list[tuple[int, int]], start: int, end: int) -> bool:
-    return any(s < end and start < e for s, e in ranges)
+def _inside(ranges: list[tuple[int, int]], start: int, end: int, ends: list[int] | None = None) -> bool:
+    """Whether ``[start, end)`` overlaps one of ``ranges`` (sorted and disjoint, as code_ranges gives them).
+
+    By bisection: trying every range for every link was quadratic in a body of many code spans and
+    links. ``ends`` (each range's end, in order) saves building that list on every call.
+    """
+    if ends is None:
+        ends = [e for _, e in ranges]
+    k = bisect_right(ends, start)  # the first range that ends after start; those before end too early
+    return k < len(ranges) and ranges[k][0] < end
 
 
 def _destination(body: str, i: int) -> tuple[int, int, str] | None:
     """The link destination starting at ``body[i]`` (after optional spaces): (start, end, url)."""
-    while i < len(body) and body[i] in " \t":
-        i += 1
-    if i < len(body) and body[i] == "\n":
-        i += 1
+    return _Destinations(body).at(i)
+
+
+_DEST_STOP = re.compile(r"[\\()\s\x00-\x1f]")  # what a bare destination's walk acts on (\s is str.isspace)
+
+
+class _Destinations:
+    """:func:`_destination` for many starts in one body, in time linear in the body.
+
+    A bare destination runs to the first space or control character, or to the first `)` that closes
+    nothing, and must have balanced parentheses. Walking that from every `(` of `[a](` repeated made
+    the scan quadratic. Instead one walk over a run (up to the space or control character that ends
+    it, ignoring the `)` rule) records each parenthesis with its nesting level; the destination from
+    any start inside the run then ends at the first `)` after it at the start's own level, found by
+    bisection, or at the run's end when the levels there agree.
+    """
+
+    def __init__(self, body: str) -> None:
+        self.body = body
+        self._start, self._stop, self._end_level = -1, -1, 0
+        self._parens: list[int] = []  # positions of the `(`/`)` that count, in the walk from _start
+        self._levels: list[int] = []  # nesting level just before each
+        self._closes: list[int] = []  # per paren: the first `)` at or after it at its level, or -1
+
+    def at(self, i: int) -> tuple[int, int, str] | None:
+        body = self.body
         while i < len(body) and body[i] in " \t":
             i += 1
-    if i < len(body) and body[i] == "<":
-        j = i + 1
-        while j < len(body) and body[j] not in "<>\n":
-            j += 2 if body[j] == "\\" else 1
-        if j < len(body) and body[j] == ">":
-            return i + 1, j, body[i + 1:j]
-        return None
-    j, depth = i, 0
-    while j < len(body):
-        ch = body[j]
-        if ch == "\\" and j + 1 < len(body) and not body[j + 1].isspace():
-            j += 2
-            continue
-        if ch.isspace() or ord(ch) < 0x20:
-            break
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            if depth == 0:
-                break
-            depth -= 1
-        j += 1
-    if j == i or depth:
-        return None
-    return i, j, body[i:j]
+        if i < len(body) and body[i] == "\n":
+            i += 1
+            while i < len(body) and body[i] in " \t":
+                i += 1
+        if i < len(body) and body[i] == "<":
+            j = i + 1
+            while j < len(body) and body[j] not in "<>\n":
+                j += 2 if body[j] == "\\" else 1
+            if j < len(body) and body[j] == ">":
+                return i + 1, j, body[i + 1:j]
+            return None
+        if not (self._start <= i <= self._stop and self._aligned(i)):
+            self._walk(i)
+        k = bisect_left(self._parens, i)
+        level, close = (self._levels[k], self._closes[k]) if k < len(self._parens) else (self._end_level, -1)
+        if close >= 0:
+            j = close  # a `)` at depth 0 ends it
+        elif self._end_level == level:
+            j = self._stop
+        else:
+            return None  # parentheses left open
+        if j == i:
+            return None
+        return i, j, body[i:j]
+
+    def _aligned(self, i: int) -> bool:
+        """Whether the walk from _start steps on ``i`` rather than over it (as the second character of
+        a backslash escape): then the walk from ``i`` is the rest of it."""
+        body, count = self.body, 0
+        while i - count - 1 >= self._start and body[i - count - 1] == "\\":
+            count += 1
+        return count % 2 == 0 or i >= len(body) or body[i].isspace()
+
+    def _walk(self, i: int) -> None:
+        body, n = self.body, len(self.body)
+        parens: list[int] = []
+        levels: list[int] = []
+        j, depth = i, 0
+        while (m := _DEST_STOP.search(body, j)) is not None:
+            j = m.start()
+            ch = body[j]
+            if ch == "\\":
+                j += 2 if j + 1 < n and not body[j + 1].isspace() else 1
+                continue
+            if ch == "(" or ch == ")":
+                parens.append(j)
+                levels.append(depth)
+                depth += 1 if ch == "(" else -1
+                j += 1
+                continue
+            break  # a space or control character ends the run
+        else:
+            j = n
+        closes = [-1] * len(parens)
+        nearest: dict[int, int] = {}
+        for k in range(len(parens) - 1, -1, -1):
+            if body[parens[k]] == ")":
+                nearest[levels[k]] = parens[k]
+            closes[k] = nearest.get(levels[k], -1)
+        self._start, self._stop, self._end_level = i, j, depth
+        self._parens, self._levels, self._closes = parens, levels, closes
 
 
 _AUTOLINK_OR_TAG = re.compile(
@@ -236,6 +303,9 @@ def _inline_links(body: str, code: list[tuple[int, int]]) -> list[LinkSpan]:
     balance, escapes and code/HTML/autolinks hide brackets, and a link inside a link is not one."""
     found: list[LinkSpan] = []
     stack: list[list[Any]] = []  # [position, active]
+    settled = 0  # stack[:settled] holds no active opener that is not an image (see below)
+    dests = _Destinations(body)
+    code_ends = [e for _, e in code]
     code_at = {start: end for start, end in code}
     code_starts = sorted(code_at)
     ci, i, n = 0, 0, len(body)
@@ -261,6 +331,7 @@ def _inline_links(body: str, code: list[tuple[int, int]]) -> list[LinkSpan]:
             continue
         if ch == "\n" and _BLANK_LINE.match(body, i):
             stack.clear()  # a paragraph ends: no link text spans it
+            settled = 0
         elif ch == "<" and (m := _AUTOLINK_OR_TAG.match(body, i)):
             i = m.end()
             continue
@@ -268,14 +339,19 @@ def _inline_links(body: str, code: list[tuple[int, int]]) -> list[LinkSpan]:
             stack.append([i, True])
         elif ch == "]" and stack:
             start, active = stack.pop()
-            if active and body[i + 1:i + 2] == "(" and (tail := _inline_tail(body, i + 2)) is not None:
+            settled = min(settled, len(stack))
+            if active and body[i + 1:i + 2] == "(" and (tail := _inline_tail(body, i + 2, dests)) is not None:
                 dest_start, dest_end, url, end = tail
-                if not _inside(code, start, end):
+                if not _inside(code, start, end, code_ends):
                     found.append(LinkSpan(dest_start, dest_end, url, "inline"))
                 if not _is_image(body, start):
-                    for opener in stack:  # links do not contain links (images may)
+                    # Links do not contain links (images may). The openers below `settled` were
+                    # deactivated by an earlier link already: walking the whole stack for every link
+                    # was quadratic in `[[[…[a](b)[a](b)…`.
+                    for opener in stack[settled:]:
                         if not _is_image(body, opener[0]):
                             opener[1] = False
+                    settled = len(stack)
                 i = end
                 continue
         i += 1
@@ -293,12 +369,12 @@ def _escaped(body: str, at: int) -> bool:
     return count % 2 == 1
 
 
-def _inline_tail(body: str, i: int) -> tuple[int, int, str, int] | None:
+def _inline_tail(body: str, i: int, dests: _Destinations | None = None) -> tuple[int, int, str, int] | None:
     """After `](`: destination, optional title, `)`. Returns (dest start, dest end, url, end after `)`)."""
     j = _skip_space(body, i)
     if j < len(body) and body[j] == ")":
         return j, j, "", j + 1
-    dest = _destination(body, j)
+    dest = (dests or _Destinations(body)).at(j)
     if dest is None:
         return None
     start, end, url = dest
@@ -341,14 +417,17 @@ def find_links(body: str) -> list[LinkSpan]:
         # ~40% of the catalog's rendering of a small blog, most of whose posts link nothing.
         return []
     code = code_ranges(body)
+    code_ends = [e for _, e in code]
     found: list[LinkSpan] = []
     found += _inline_links(body, code)
+    dests = _Destinations(body)
     for m in re.finditer(r"(?m)^ {0,3}\[", body):
         d = _REF_DEF.match(body, m.start())
-        if d and _may_start_definition(body, m.start()) and (dest := _destination(body, d.end())) and not _inside(code, m.start(), dest[1]):
+        if d and _may_start_definition(body, m.start()) and (dest := dests.at(d.end())) \
+                and not _inside(code, m.start(), dest[1], code_ends):
             found.append(LinkSpan(dest[0], dest[1], dest[2], "reference"))
     for tag in _HTML_TAG.finditer(body):
-        if _inside(code, tag.start(), tag.end()):
+        if _inside(code, tag.start(), tag.end(), code_ends):
             continue
         wanted = "src" if tag.group(1).lower() == "img" else "href"
         for attr in _HTML_ATTR.finditer(tag.group(2)):

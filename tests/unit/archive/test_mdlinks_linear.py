@@ -9,6 +9,9 @@ pre-rewrite scanner is kept verbatim in ``mdlinks_reference`` and the new one is
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -74,3 +77,49 @@ def test_the_scanner_finds_what_the_quadratic_one_found(body: str) -> None:
 def test_repeated_patterns_find_what_the_quadratic_one_found(unit: str, times: int, tail: str) -> None:
     """The adversarial shape — one piece over and over — in many variants, small enough for the old scanner."""
     _same(unit * times + tail)
+
+
+def _repeat(unit: str) -> Callable[[int], str]:
+    return lambda size: unit * (size // len(unit))
+
+
+ADVERSARIAL: dict[str, Callable[[int], str]] = {
+    "[a](": _repeat("[a]("),
+    "(": lambda size: "[" + "(" * size,
+    "[": _repeat("["),
+    "](": _repeat("]("),
+    "<": _repeat("<"),
+    "\\(": lambda size: "[" + "\\(" * (size // 2),
+    "[[...](((": lambda size: "[" * (size // 3) + "](" * (size // 3),
+    "[[...[a](b)": lambda size: "[" * (size // 7) + "[a](b)" * (size // 7),
+    "`code` [a](b)": _repeat("`x` [a](b) "),
+    "[a](x '": _repeat("[a](x '"),
+    "[a](<x": _repeat("[a](<x"),
+    "mixed": _repeat("[a](\\(<`[]("),
+    "nested": lambda size: "[a](" + "(" * (size // 4) + "[b](" * (size // 8) + ")" * (size // 4),
+}
+
+
+def _cpu(find: Callable[[str], object], body: str, runs: int = 3) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        start = time.process_time()
+        find(body)
+        best = min(best, time.process_time() - start)
+    return best
+
+
+@pytest.mark.parametrize("name", list(ADVERSARIAL))
+def test_eight_times_the_input_takes_at_most_twenty_times_the_time(name: str) -> None:
+    """Linear work grows 8x, quadratic 64x: a bound of 20x leaves room for noise on a busy machine.
+    Times are CPU time, best of 3 (the small one of 5, as it is the noisier)."""
+    small, large = ADVERSARIAL[name](4096), ADVERSARIAL[name](8 * 4096)
+    t_small = max(_cpu(mdlinks.find_links, small, runs=5), 1e-4)  # below 0.1 ms the clock is the noise
+    t_large = _cpu(mdlinks.find_links, large)
+    assert t_large < 20 * t_small, f"{name}: {t_small * 1e3:.2f} ms at 4 KB, {t_large * 1e3:.2f} ms at 32 KB"
+
+
+def test_a_quarter_megabyte_of_unclosed_links_is_scanned_in_well_under_two_seconds() -> None:
+    body = "[a](" * (256 * 1024 // 4)
+    assert _cpu(mdlinks.find_links, body, runs=1) < 2.0
+

@@ -128,13 +128,48 @@ def code_ranges(body: str) -> list[tuple[int, int]]:
         text_runs.append((run_start, pos))
     for start, stop in text_runs:
         ranges += _code_spans(body, start, stop)
-    for pattern in (_PRE, _COMMENT):
-        ranges += [(m.start(), m.end()) for m in pattern.finditer(body)]
+    ranges += _elements(body)
+    ranges += _comments(body)
     return _merge(ranges)
+
+
+_PRE_OPEN = re.compile(r"<(pre|code|script|style|textarea)\b", re.IGNORECASE)
+
+
+def _elements(body: str) -> list[tuple[int, int]]:
+    """``_PRE.finditer``'s matches, without searching to the end of the body again for every opener
+    that has no closer (`<pre>` repeated): once an opener spelled ``<PrE`` has none, no later one
+    spelled the same has, so each spelling fails at most once."""
+    out, pos, unclosed = [], 0, set()
+    while (m := _PRE_OPEN.search(body, pos)) is not None:
+        if m.group(1) not in unclosed:
+            if (full := _PRE.match(body, m.start())) is not None:
+                out.append((full.start(), full.end()))
+                pos = full.end()
+                continue
+            unclosed.add(m.group(1))
+        pos = m.start() + 1
+    return out
+
+
+def _comments(body: str) -> list[tuple[int, int]]:
+    """``_COMMENT.finditer``'s matches: the first `<!--` without a `-->` after it ends the search (the
+    regex tried every later `<!--` against the rest of the body, quadratic in `<!--` repeated)."""
+    out, pos = [], 0
+    while (start := body.find("<!--", pos)) >= 0 and (close := body.find("-->", start + 4)) >= 0:
+        out.append((start, close + 3))
+        pos = close + 3
+    return out
 
 
 def _code_spans(body: str, start: int, stop: int) -> list[tuple[int, int]]:
     """Backtick code spans inside one run of text; an unmatched run of backticks is literal."""
+    # The closing run of an opener of length n is the next run of exactly n backticks. Looked up here
+    # rather than searched for: every opener without one searched to the end of the run of text,
+    # O(n^1.5) for runs of 1, 2, 3, ... backticks.
+    runs: dict[int, list[int]] = {}  # length -> positions of the (whole) runs of backticks that long
+    for m in _BACKTICKS.finditer(body, start, stop):
+        runs.setdefault(m.end() - m.start(), []).append(m.start())
     spans, i = [], start
     while i < stop:
         j = body.find("`", i, stop)
@@ -150,7 +185,7 @@ def _code_spans(body: str, start: int, stop: int) -> list[tuple[int, int]]:
         if backslashes % 2:  # an escaped backtick opens nothing, but the rest of the run may
             i = j + 1
             continue
-        close = _closing_run(body, k, stop, n)
+        close = _closing_run(runs, k, n)
         if close < 0:
             i = k
             continue
@@ -159,18 +194,14 @@ def _code_spans(body: str, start: int, stop: int) -> list[tuple[int, int]]:
     return spans
 
 
-def _closing_run(body: str, i: int, stop: int, n: int) -> int:
-    while i < stop:
-        j = body.find("`", i, stop)
-        if j < 0:
-            return -1
-        k = j
-        while k < stop and body[k] == "`":
-            k += 1
-        if k - j == n:
-            return j
-        i = k
-    return -1
+def _closing_run(runs: dict[int, list[int]], i: int, n: int) -> int:
+    """Where the first run of exactly ``n`` backticks at or after ``i`` starts (``i`` ends a run), or -1."""
+    at = runs.get(n, [])
+    k = bisect_left(at, i)
+    return at[k] if k < len(at) else -1
+
+
+_BACKTICKS = re.compile("`+")
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

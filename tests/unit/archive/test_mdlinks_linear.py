@@ -79,6 +79,15 @@ def test_repeated_patterns_find_what_the_quadratic_one_found(unit: str, times: i
     _same(unit * times + tail)
 
 
+def _ladder(size: int) -> str:
+    """Backtick runs of lengths 1, 2, 3, ...: every opener but one per length has no closer."""
+    parts, k = ["["], 1
+    while sum(map(len, parts)) < size:
+        parts.append("`" * k + "a")
+        k += 1
+    return "".join(parts)
+
+
 def _repeat(unit: str) -> Callable[[int], str]:
     return lambda size: unit * (size // len(unit))
 
@@ -93,6 +102,9 @@ ADVERSARIAL: dict[str, Callable[[int], str]] = {
     "[[...](((": lambda size: "[" * (size // 3) + "](" * (size // 3),
     "[[...[a](b)": lambda size: "[" * (size // 7) + "[a](b)" * (size // 7),
     "`code` [a](b)": _repeat("`x` [a](b) "),
+    "backtick ladder": _ladder,
+    "<pre>": _repeat("<pre>"),
+    "<!--": _repeat("<!--"),
     "[a](x '": _repeat("[a](x '"),
     "[a](<x": _repeat("[a](<x"),
     "mixed": _repeat("[a](\\(<`[]("),

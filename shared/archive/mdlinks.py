@@ -457,7 +457,7 @@ def find_links(body: str) -> list[LinkSpan]:
         if d and _may_start_definition(body, m.start()) and (dest := dests.at(d.end())) \
                 and not _inside(code, m.start(), dest[1], code_ends):
             found.append(LinkSpan(dest[0], dest[1], dest[2], "reference"))
-    for tag in _HTML_TAG.finditer(body):
+    for tag in _html_tags(body):
         if _inside(code, tag.start(), tag.end(), code_ends):
             continue
         wanted = "src" if tag.group(1).lower() == "img" else "href"
@@ -471,6 +471,48 @@ def find_links(body: str) -> list[LinkSpan]:
             found.append(LinkSpan(start, start + len(value), html.unescape(value), "html"))
     found.sort(key=lambda s: s.start)
     return [s for n, s in enumerate(found) if n == 0 or s.start >= found[n - 1].end]
+
+
+_TAG_OPEN = re.compile(r"<(img|a)\b", re.IGNORECASE)
+_TAG_STOP = re.compile(r"[>\"']")
+
+
+def _html_tags(body: str) -> list[re.Match[str]]:
+    """``_HTML_TAG.finditer``'s matches, in time linear in the body.
+
+    The regex tried every `<a`/`<img` against the rest of the body when no `>` closes it (`<a `
+    repeated), quadratic. Its match is deterministic: from the tag name on, skip quoted strings whole
+    and stop at the first `>` outside them (a match), or at a quote that nothing closes or the end (no
+    match). So a walk that reaches a quote an earlier failed walk opened — outside a quoted string,
+    as here — goes the same way from there and fails too; each quote is opened by a failed walk once.
+    """
+    out: list[re.Match[str]] = []
+    pos, failed, stops = 0, set(), None
+    while (m := _TAG_OPEN.search(body, pos)) is not None:
+        if stops is None:  # on the first tag only: most bodies have none
+            stops = [s.start() for s in _TAG_STOP.finditer(body)]
+            quotes = {q: [at for at in stops if body[at] == q] for q in "\"'"}
+        x, opened, closed = m.end(), [], False
+        while (k := bisect_left(stops, x)) < len(stops):
+            at = stops[k]
+            if body[at] == ">":
+                closed = True
+                break
+            if at in failed:
+                break
+            opened.append(at)
+            same = quotes[body[at]]
+            n = bisect_right(same, at)
+            if n == len(same):
+                break  # nothing closes this quote
+            x = same[n] + 1
+        if closed and (tag := _HTML_TAG.match(body, m.start())) is not None:
+            out.append(tag)
+            pos = tag.end()
+            continue
+        failed.update(opened)
+        pos = m.start() + 1
+    return out
 
 
 def _may_start_definition(body: str, at: int) -> bool:

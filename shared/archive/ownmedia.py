@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import posixpath
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
@@ -92,13 +93,13 @@ def export_body(body: str, md_path: str, own: OwnMedia) -> tuple[str, list[dict[
 
 def import_body(body: str, md_path: str, links: list[dict[str, str]], url_for: Callable[[str, str], str | None]) -> str:
     """Undo :func:`export_body`: the recorded links, in order, get ``url_for(archive_path, original_url)``."""
-    pending = list(links)
+    pending = deque(links)  # taken from the front: list.pop(0) moved the rest of the list each time
 
     def resolve(url: str, kind: Kind) -> str | None:
         if not pending or (url != unquote(relative_link(md_path, pending[0]["path"])) and \
                 url != relative_link(md_path, pending[0]["path"])):
             return None
-        link = pending.pop(0)
+        link = pending.popleft()
         new = url_for(link["path"], link["url"])
         return None if new is None else escape_for(kind, new)
 

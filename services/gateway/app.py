@@ -16,7 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from services.gateway.admission_kv import AdmissionStore
-from services.gateway.downloads import check_file_request, url_signer
+from services.gateway.downloads import file_response, url_signer
 from services.gateway.headers import add_security_headers
 from services.gateway.keys import ADMISSION, BUS, INSTANCE, READ_MODEL, SETTINGS, STORE
 from services.gateway.openapi import build_openapi
@@ -98,8 +98,7 @@ def init_app(settings: Settings, *, store: ObjectStore | None = None) -> web.App
         async def send(request: web.Request, path: Path | None) -> web.FileResponse:
             if path is None:
                 raise NotFound("No such resource.")
-            check_file_request(request, await asyncio.to_thread(path.stat))
-            return web.FileResponse(path)
+            return file_response(request, path, await asyncio.to_thread(path.stat))
 
         async def page(request: web.Request) -> web.FileResponse:
             return await send(request, assets.get("index.html"))

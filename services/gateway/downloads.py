@@ -13,9 +13,11 @@ import asyncio
 import os
 import re
 import time
+from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from services.gateway import problems as p
 from services.gateway.auth import link_secret
@@ -81,9 +83,8 @@ async def download(request: web.Request) -> web.StreamResponse:
         stat = await asyncio.to_thread(path.stat)
     except FileNotFoundError:
         raise p.Expired("This export is no longer available.") from None
-    check_file_request(request, stat)
     name = layout.file_name(key)
-    return web.FileResponse(path, headers={
+    return file_response(request, path, stat, headers={
         "Content-Type": "application/zip" if name.endswith(".zip") else "application/octet-stream",
         "Content-Disposition": f"attachment; filename=\"{quote(name)}\"; filename*=UTF-8''{quote(name)}",
         "Cache-Control": "private, no-store",
@@ -93,12 +94,31 @@ async def download(request: web.Request) -> web.StreamResponse:
 SUFFIX_ZERO = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*")
 
 
-def check_file_request(request: web.Request, stat: os.stat_result) -> None:
+def file_response(request: web.Request, path: Path, stat: os.stat_result,
+                  headers: dict[str, str] | None = None) -> web.FileResponse:
+    """``web.FileResponse`` for ``path``, after :func:`check_file_request`; when ``If-Range`` names
+    an entity tag that is not the file's current one, the whole file whatever ``Range`` says (RFC
+    9110 13.1.5: a resumed download must not splice two versions), which aiohttp, reading
+    ``If-Range`` only as a date, does not do."""
+    if check_file_request(request, stat):
+        return _WholeFile(path, headers=headers)
+    return web.FileResponse(path, headers=headers)
+
+
+class _WholeFile(web.FileResponse):
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        headers = request.headers.copy()
+        headers.popall("Range", None)
+        return await super().prepare(request.clone(headers=headers))
+
+
+def check_file_request(request: web.Request, stat: os.stat_result) -> bool:
     """Raise the problem for a request that ``web.FileResponse`` would answer with an empty body:
     :class:`PreconditionFailed` when ``If-Match`` names no current version of the file (its ETag is
     ``web.FileResponse``'s own, from the file's mtime and size) or, without ``If-Match``, the file
     changed after ``If-Unmodified-Since``; then :func:`check_range`. The same rules, in the same
-    order, as its own."""
+    order, as its own. True: an ``If-Range`` entity tag no longer holds, so ``Range`` is to be
+    ignored (and is not checked)."""
     etag = f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
     if_match = request.if_match
     if if_match is not None and not (len(if_match) == 1 and if_match[0].value == "*") \
@@ -109,7 +129,12 @@ def check_file_request(request: web.Request, stat: os.stat_result) -> None:
     if if_match is None and since is not None and stat.st_mtime > since.timestamp():
         raise p.PreconditionFailed("The file changed after If-Unmodified-Since; download it again from the start.",
                                    headers={"ETag": f'"{etag}"'})
+    if_range = request.headers.get("If-Range", "").strip()
+    if "Range" in request.headers and if_range.startswith(('"', 'W/"')):  # an entity tag, not a date
+        if if_range != f'"{etag}"':  # a strong match only
+            return True
     check_range(request, stat.st_size, stat.st_mtime)
+    return False
 
 
 def check_range(request: web.Request, size: int, mtime: float) -> None:

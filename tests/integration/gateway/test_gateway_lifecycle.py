@@ -124,6 +124,13 @@ async def test_a_download_whose_if_match_or_if_unmodified_since_fails_is_a_412_p
                     {"If-Unmodified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}):
         part = await gateway.get(url, headers={**headers, "Range": "bytes=0-9"})  # resuming a download
         assert part.status == 206 and await part.read() == pipeline.archive[:10], headers
+    # If-Range with an entity tag: the range only while the tag is the archive's (strong) one, else all of it
+    part = await gateway.get(url, headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert part.status == 206 and await part.read() == pipeline.archive[:10]
+    for stale in ('"0-0"', f"W/{etag}"):
+        for rng in ("bytes=0-9", "bytes=99999999-"):  # a Range ignored is not checked either
+            whole = await gateway.get(url, headers={"Range": rng, "If-Range": stale})
+            assert whole.status == 200 and await whole.read() == pipeline.archive, (stale, rng)
 
 
 async def test_the_page_serves_only_its_own_files_and_answers_bad_conditions_with_problems(gateway, problem):

@@ -148,32 +148,28 @@ class TextEntry(_Doc):
     media_links: list[MediaLink] = []
 
 
-class MediaEntry(_Doc):
+class _ObjectEntry(_Doc):
+    """What a media row and a stored file have in common: an object of the store."""
+
     id: NonEmpty
     path: str | None = None
     in_archive: bool = False
     filename: str
     original_name: str | None = None
     object_key: Key
-    source_url: str | None = None
     size: int | None = None
     mime_type: str | None = None
-    alt_text: str | None = None
     uploaded_at: Time
 
 
-class FileEntry(_Doc):
-    id: NonEmpty
-    path: str | None = None
-    in_archive: bool = False
-    filename: str
-    original_name: str | None = None
-    object_key: Key
-    size: int | None = None
-    mime_type: str | None = None
+class MediaEntry(_ObjectEntry):
+    source_url: str | None = None
+    alt_text: str | None = None
+
+
+class FileEntry(_ObjectEntry):
     category: str | None = None
     product: str | None = None
-    uploaded_at: Time
 
 
 class ImportIndex(_Doc):

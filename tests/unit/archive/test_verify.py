@@ -19,7 +19,7 @@ import pytest
 
 from services.archivetools import verify
 from services.archivetools.documents import CHUNK
-from services.archivetools.verify import verify_archive
+from services.archivetools.verify import Report, verify_archive
 from tests.unit.pipeline.test_archive_stream import full, snapshot
 
 POST = b"---\ntitle: a\nfeatured_image: ../media/b.jpg\n---\n![b](../media/b.jpg) [x](../media/c%20d.jpg)\n"
@@ -160,17 +160,22 @@ def test_the_cli_says_it_in_a_line_and_exits_1(tmp_path: Path) -> None:
     assert "PROBLEM: manifest.json: members[0] is not an object" in out.stdout.splitlines()
 
 
+def _verify_traced(path: Path) -> tuple[Report, int]:
+    """verify_archive's report and the peak of the memory Python allocated meanwhile."""
+    tracemalloc.start()
+    try:
+        report = verify_archive(path)
+        return report, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_members_stream_through_their_hashes_in_bounded_memory(tmp_path: Path) -> None:
     """80 MiB of zeros in a 80 KB member: verify hashes it in chunks, never holding it."""
     big = bytes(80 * 2**20)
     path = rewrite(write(tmp_path, sources()), tmp_path / "big.zip", extra={"media/zeros.jpg": big})
     del big
-    tracemalloc.start()
-    try:
-        report = verify_archive(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    report, peak = _verify_traced(path)
     assert report.ok, report.text()
     assert peak < 16 * 2**20, f"peak {peak / 2**20:.1f} MiB"
 
@@ -181,11 +186,6 @@ def test_a_json_document_over_the_limit_is_refused_unread(tmp_path: Path, monkey
     monkeypatch.setattr(verify, "JSON_LIMIT", 2**20)
     path = rewrite(write(tmp_path, sources()), tmp_path / "bomb.zip",
                    edit=lambda m: m.update(padding=" " * 2 * 2**20))
-    tracemalloc.start()
-    try:
-        report = verify_archive(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    report, peak = _verify_traced(path)
     assert "manifest.json: over the 1 MiB limit for a document read whole" in report.problems, report.text()
     assert peak < 2**20 + 3 * CHUNK, f"peak {peak / 2**20:.1f} MiB"

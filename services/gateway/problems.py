@@ -186,7 +186,6 @@ class _ProblemRequestHandler(web_protocol.RequestHandler):
         resp.force_close()
         return resp
 
-
     async def _handle_request(self, request: Any, start_time: float | None, request_handler: Any) -> Any:
         """aiohttp answers an ``Expect`` other than 100-continue (417) before any middleware: a problem too."""
 

@@ -37,7 +37,11 @@ from shared.archive.layout import INDEX_PATH, MANIFEST_PATH
 from shared.archive.ownmedia import MediaRef, OwnMedia, import_body
 from shared.content.port import ContentSource, Row
 from shared.content.restore import TenantNotEmpty, content_counts, restore_tenant
-from shared.objectstore import ObjectStore
+from shared.objectstore import CompletedPart, ObjectStore
+
+# A member larger than this goes to the store as a multipart upload, one part read at a time (S3
+# needs parts of at least 5 MiB): importing a 4 GB video holds one part in memory, not the video.
+IMPORT_PART = 8 << 20
 
 
 class ImportRefused(Exception):
@@ -211,13 +215,34 @@ async def import_archive(path: Path, tenant: str, db: ContentSource, store: Obje
         put: list[tuple[str, str]] = []
         try:
             for bucket, key, member, ctype in plan.objects:
-                await store.put(bucket, key, zf.read(member), ctype)
-                put.append((bucket, key))
+                put.append((bucket, key))  # before the put: a put cut short may have left it too
+                await put_member(store, bucket, key, zf, member, ctype)
             await restore_tenant(db, tenant, username, plan.tables)
         except BaseException as e:
             for bucket, key in put:
-                await store.delete(bucket, key)
+                await store.delete(bucket, key)  # deleting a key that is not there is no error
             if isinstance(e, TenantNotEmpty):
                 raise ImportRefused(str(e)) from None
             raise
     return plan
+
+
+async def put_member(store: ObjectStore, bucket: str, key: str, zf: zipfile.ZipFile, member: str,
+                     content_type: str, part_size: int = IMPORT_PART) -> None:
+    """Put one archive member into the store: at once when it fits one part, else as a multipart
+    upload read part by part from the archive (aborted if anything fails on the way)."""
+    if zf.getinfo(member).file_size <= part_size:
+        await store.put(bucket, key, zf.read(member), content_type)
+        return
+    upload_id = await store.create_multipart(bucket, key, content_type, part_size)
+    try:
+        parts: list[CompletedPart] = []
+        with zf.open(member) as f:
+            while chunk := f.read(part_size):
+                number = len(parts) + 1
+                parts.append(CompletedPart(number, await store.upload_part(bucket, key, upload_id, number, chunk)))
+                del chunk  # one part in memory at a time
+        await store.complete_multipart(bucket, key, upload_id, parts)
+    except BaseException:
+        await store.abort_multipart(bucket, key, upload_id)
+        raise

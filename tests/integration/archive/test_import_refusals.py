@@ -35,32 +35,33 @@ def post_meta(**kw: Any) -> dict[str, Any]:
             "created_at": "2026-01-01T00:00:00Z", "updated_at": None, **kw}
 
 
-def index_doc() -> dict[str, Any]:
+def index_doc(image: bytes = IMAGE) -> dict[str, Any]:
     return {"format": "grove-export-index", "version": 1,
             "posts": [{"id": f"post_1_{SOURCE}", "path": POST, "media_links": []},
                       {"id": f"post_2_{SOURCE}", "path": "posts/two.md", "media_links": []}],
             "pages": [{"id": f"page_1_{SOURCE}", "path": "pages/about.md", "media_links": []}],
             "media": [{"id": f"med_1_{SOURCE}", "path": "media/a.jpg", "in_archive": True, "filename": "a.jpg",
                        "original_name": "a.jpg", "alt_text": None, "source_url": "https://cdn.example/x",
-                       "object_key": f"{SOURCE}/media/a.jpg", "mime_type": "image/jpeg", "size": len(IMAGE),
+                       "object_key": f"{SOURCE}/media/a.jpg", "mime_type": "image/jpeg", "size": len(image),
                        "uploaded_at": "2026-01-01T00:00:00Z"}]}
 
 
-def members(post: dict[str, Any] | None = None) -> dict[str, bytes]:
+def members(post: dict[str, Any] | None = None, image: bytes = IMAGE) -> dict[str, bytes]:
     page = {"title": "About", "description": None, "slug": "about", "type": "page", "display_order": 0,
             "created_at": "2026-01-01T00:00:00Z", "updated_at": None}
     return {POST: render_markdown(post or post_meta(), "# Hello\n").encode(),
             "posts/two.md": render_markdown(post_meta(slug="two", title="Two"), "two\n").encode(),
-            "pages/about.md": render_markdown(page, "about\n").encode(), "media/a.jpg": IMAGE}
+            "pages/about.md": render_markdown(page, "about\n").encode(), "media/a.jpg": image}
 
 
 def archive(path: Path, edit_index: Callable[[dict], Any] | None = None,
-            edit_manifest: Callable[[dict], Any] | None = None, post: dict[str, Any] | None = None) -> Path:
+            edit_manifest: Callable[[dict], Any] | None = None, post: dict[str, Any] | None = None,
+            image: bytes = IMAGE) -> Path:
     """An archive that verifies (every checksum right) whatever the edits did to its rows."""
-    index = index_doc()
+    index = index_doc(image)
     if edit_index:
         edit_index(index)
-    data = {**members(post), "index.json": json.dumps(index).encode()}
+    data = {**members(post, image), "index.json": json.dumps(index).encode()}
     manifest: dict[str, Any] = {"tenant_id": SOURCE, "username": "src", "mode": "blog",
                                 "members": [{"path": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
                                             for n, b in data.items()]}

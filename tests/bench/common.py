@@ -91,6 +91,7 @@ def machine() -> dict[str, str]:
     import zlib
 
     return {
+        "python loop": f"{python_loop():.2f} s",
         "nproc": subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count()),
         "cpu": model,
         "memory": mem,
@@ -98,6 +99,16 @@ def machine() -> dict[str, str]:
         "zlib": zlib.ZLIB_RUNTIME_VERSION,
         "kernel": platform.release(),
     }
+
+
+def python_loop() -> float:
+    """Seconds for a fixed pure-Python loop, best of three: CPU-bound rows (the burst) scale with it."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        sum(i * i for i in range(10**7))
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 # -- /proc -----------------------------------------------------------------------------------

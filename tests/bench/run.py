@@ -48,7 +48,9 @@ def render(results: list[SectionResult], info: dict[str, str], started: datetime
            argv: list[str]) -> str:
     out = [f"# Grove Export bench — {started:%Y-%m-%d %H:%M} UTC", ""]
     out.append(f"Machine: nproc {info['nproc']}, {info['cpu']}, {info['memory']} RAM, Python {info['python']}, "
-               f"zlib {info['zlib']}, Linux {info['kernel']}.")
+               f"zlib {info['zlib']}, Linux {info['kernel']}; a fixed pure-Python loop "
+               f"(`sum(i * i for i in range(10**7))`, best of 3) takes {info['python loop']}: CPU-bound rows such as "
+               "the burst scale with it, so compare tables from different machines with it in mind.")
     out.append(f"Command: `python -m tests.bench.run{(' ' + ' '.join(argv)) if argv else ''}`; "
                f"total {total_s:.0f} s.")
     out += ["", "| # | measurement | figure | goal | result | notes |", "|---|---|---|---|---|---|"]

@@ -10,8 +10,9 @@ are already uploaded.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -62,28 +63,54 @@ class MemberRecord(BaseModel):
 @dataclass(frozen=True)
 class ResumePoint:
     """Where the stream restarts: encode from ``member_index`` at archive offset ``member_offset``,
-    emit only bytes from ``offset`` on, as part ``next_part``."""
+    emit only bytes from ``offset`` on, as part ``next_part``. ``records``: the logged parts' member
+    records in member order, iterated once by the stream (the service keeps them in a spill file:
+    65,536 records as models were 116 MB)."""
 
     next_part: int
     offset: int
     member_index: int
     member_offset: int
-    records: tuple[MemberRecord, ...]
+    records: Iterable[MemberRecord]
 
 
-def resume_point(parts: list[tuple[int, int, list[MemberRecord]]]) -> ResumePoint:
-    """From logged parts ``(number, byte_end, records)`` numbered 1..k contiguously."""
-    records: list[MemberRecord] = []
-    end = 0
-    for expected, (number, byte_end, recs) in enumerate(parts, start=1):
-        if number != expected:
+class RecordSink(Protocol):
+    def append(self, record: MemberRecord, /) -> None: ...
+    def __iter__(self) -> Iterator[MemberRecord]: ...
+
+
+class ResumeFold:
+    """Folds the logged parts, one at a time and in order, into a :class:`ResumePoint`; their records
+    go to ``sink`` as they come (a list by default), so nothing holds every part's records at once."""
+
+    def __init__(self, sink: RecordSink | None = None) -> None:
+        self.sink: RecordSink = [] if sink is None else sink
+        self.parts = self.end = self.next_index = self.last_ok_end = 0
+
+    def part(self, number: int, byte_end: int, records: Iterable[MemberRecord]) -> None:
+        if number != self.parts + 1:
             raise ValueError(f"parts are not contiguous at {number}")
-        records.extend(recs)
-        end = byte_end
-    records.sort(key=lambda r: r.index)
-    last_ok_end = max((r.end for r in records if r.status == "ok"), default=0)
-    next_index = records[-1].index + 1 if records else 0
-    return ResumePoint(len(parts) + 1, end, next_index, last_ok_end, tuple(records))
+        for r in records:
+            # each member's record goes to one part, in member order (the encoder settles them in order)
+            if r.index < self.next_index:
+                raise ValueError(f"part {number}: member {r.index}'s record is out of order or twice")
+            self.next_index = r.index + 1
+            if r.status == "ok":
+                self.last_ok_end = max(self.last_ok_end, r.end)
+            self.sink.append(r)
+        self.parts, self.end = number, byte_end
+
+    def point(self) -> ResumePoint:
+        return ResumePoint(self.parts + 1, self.end, self.next_index, self.last_ok_end, self.sink)
+
+
+def resume_point(parts: Iterable[tuple[int, int, Iterable[MemberRecord]]],
+                 sink: RecordSink | None = None) -> ResumePoint:
+    """From logged parts ``(number, byte_end, records)`` numbered 1..k contiguously."""
+    fold = ResumeFold(sink)
+    for number, byte_end, records in parts:
+        fold.part(number, byte_end, records)
+    return fold.point()
 
 
 def rewind_target(member_offset: int, part: int, logged: int) -> int:

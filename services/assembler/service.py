@@ -12,18 +12,20 @@ import contextvars
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from services.assembler.bridge import ReadAhead, TextWindows, pump, source_opener
 from services.assembler.encoder import INLINE, ArchiveStream, Rewind
 from services.assembler.hashing import ThreadHasher
-from services.assembler.plan import MemberRecord, ResumePoint, part_size, resume_point, rewind_target
-from services.assembler.spill import RecordSpill, load_snapshot
+from services.assembler.plan import ResumeFold, ResumePoint, part_size, rewind_target
+from services.assembler.spill import RecordSpill, SpilledRecords, load_snapshot
 from services.assembler.uploader import PartUploader, load_records
 from shared.archive import layout
 from shared.archive.zipmember import fingerprint
 from shared.core import events as ev
+from shared.core.lifecycle import PartInfo
 from shared.core.snapshot import Snapshot, SnapshotMember
 from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import ObjectStore
@@ -33,6 +35,7 @@ from shared.runtime.worker import StepContext, StepError
 
 log = logging.getLogger(__name__)
 TEXT_KINDS = frozenset({"readme", "post", "page", "index"})
+RECORDS_AHEAD = 8  # parts whose records a resume reads ahead: one request each, in flight together
 
 
 def marked(chunks: Iterator[bytes], moved: Callable[[], None]) -> Iterator[bytes]:
@@ -150,17 +153,31 @@ class Assembler:
         return started, keep
 
     async def _resume_point(self, ctx: StepContext, keep: int | None) -> ResumePoint:
+        """The logged parts' records folded in order, a few parts' records read ahead (thousands of
+        parts take a while to read back) and none kept in memory: they go to a spill file."""
         parts = ctx.state.parts if keep is None else ctx.state.parts[:keep]
-        gate = asyncio.Semaphore(16)
+        fold = ResumeFold(SpilledRecords())
 
-        async def records(key: str) -> list[MemberRecord]:
-            async with gate:
-                found = load_records(await self.store.read(self.bucket, key))
-            ctx.progress()  # thousands of parts take a while to read back
-            return found
+        async def read(key: str) -> bytes:
+            return await self.store.read(self.bucket, key)
 
-        loaded = await asyncio.gather(*(records(p.records_key) for p in parts))
-        return resume_point([(p.number, p.byte_end, r) for p, r in zip(parts, loaded, strict=True)])
+        ahead: deque[tuple[PartInfo, asyncio.Task[bytes]]] = deque()
+        try:
+            for part in parts:
+                ahead.append((part, asyncio.ensure_future(read(part.records_key))))
+                if len(ahead) > RECORDS_AHEAD:
+                    await self._fold_part(ctx, fold, *ahead.popleft())
+            while ahead:
+                await self._fold_part(ctx, fold, *ahead.popleft())
+        finally:
+            for _, task in ahead:
+                task.cancel()
+        return fold.point()
+
+    @staticmethod
+    async def _fold_part(ctx: StepContext, fold: ResumeFold, part: PartInfo, read: asyncio.Task[bytes]) -> None:
+        fold.part(part.number, part.byte_end, load_records(await read))
+        ctx.progress()
 
     async def _stream(self, ctx: StepContext, snapshot: Snapshot, upload: ev.UploadStarted, rp: ResumePoint,
                       skips: dict[int, str]) -> tuple[int, int, str | None, RecordSpill]:

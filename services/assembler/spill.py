@@ -6,6 +6,7 @@ per 8,192 members for the snapshot alone). Here both live in anonymous temporary
 
 * :class:`SpilledMembers` — the snapshot's member lines in a file plus one 8-byte offset per member;
   a member is parsed when it is asked for (the stream asks for each once, in order).
+* :class:`SpilledRecords` — a resume's records of the logged parts, read back once by the stream.
 * :class:`RecordSpill` — the member records as they finish: the central-directory templates with
   their offsets (binary), manifest.json's ``members`` entries already formatted, and the records as
   JSON lines (for resume tools and tests). Only skipped members' records stay in memory (they are
@@ -26,7 +27,7 @@ import os
 import struct
 import tempfile
 from array import array
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import IO, overload
 
 from pydantic_core import from_json
@@ -184,6 +185,26 @@ async def load_snapshot(chunks: AsyncIterator[bytes], expected_sha256: str) -> S
     return Snapshot.model_construct(header=header, members=members, errors=tuple(errors))  # type: ignore[arg-type]
 
 
+class SpilledRecords:
+    """Member records kept as JSON lines in a :class:`Spool` and read back in order: a resume's
+    record sink (:class:`~services.assembler.plan.ResumeFold`), one record in memory at a time."""
+
+    def __init__(self) -> None:
+        self._lines = Spool("grove-resume-")
+        self.count = 0
+
+    def append(self, record: MemberRecord) -> None:
+        self._lines.write(record.model_dump_json().encode() + b"\n")
+        self.count += 1
+
+    def __iter__(self) -> Iterator[MemberRecord]:
+        for line in self._lines.lines():
+            yield MemberRecord.model_validate_json(line)
+
+    def __len__(self) -> int:
+        return self.count
+
+
 class RecordSpill:
     """The member records of one stream, in order, spilled to temporary files as they arrive."""
 
@@ -216,7 +237,7 @@ class RecordSpill:
             self.entries_bytes += len(text) + (6 if self.entries else 0)
             self.entries += 1
 
-    def extend(self, records: Sequence[MemberRecord] | tuple[MemberRecord, ...]) -> None:
+    def extend(self, records: Iterable[MemberRecord]) -> None:
         for r in records:
             self.append(r)
 

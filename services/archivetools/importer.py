@@ -83,12 +83,14 @@ class Rekey:
     def key(self, old: str) -> str:
         """The target's object key for the archive's ``old`` one, always under ``target/``: a key
         with an empty, ``.`` or ``..`` segment is refused, since a store or a proxy that normalises
-        the path would put its bytes elsewhere (``..``: under another tenant's keys)."""
+        the path would put its bytes elsewhere (``..``: under another tenant's keys). A backslash
+        separates segments too here (stores and proxies on Windows, and some that mimic them, read it
+        so), while one inside a name is left as it is."""
         if "\x00" in old:
             raise ImportRefused(f"the archive names an unsafe object key {old!r}")
         prefix = f"{self.source}/"
         rest = old[len(prefix):] if old.startswith(prefix) else f"imported/{old}"
-        if any(seg in ("", ".", "..") for seg in rest.split("/")):
+        if any(seg in ("", ".", "..") for seg in rest.replace("\\", "/").split("/")):
             raise ImportRefused(f"the archive names an unsafe object key {old!r}")
         return self.target + "/" + rest
 

@@ -14,6 +14,7 @@ REKEY = Rekey("tenant_a", "tenant_b")
     ("tenant_a/media/1a2b-photo.jpg", "tenant_b/media/1a2b-photo.jpg"),
     ("elsewhere/x.png", "tenant_b/imported/elsewhere/x.png"),
     ("tenant_a/media/..hidden..jpg", "tenant_b/media/..hidden..jpg"),  # dots inside a name are a name
+    ("tenant_a/media/a\\b.jpg", "tenant_b/media/a\\b.jpg"),  # so is a backslash between names
 ])
 def test_keys_move_under_the_target_tenant(old: str, new: str) -> None:
     assert REKEY.key(old) == new
@@ -22,6 +23,7 @@ def test_keys_move_under_the_target_tenant(old: str, new: str) -> None:
 @pytest.mark.parametrize("old", [
     "tenant_a/../tenant_c/media/x.jpg", "../tenant_c/x.jpg", "tenant_a/media/..", "tenant_a/./x.jpg",
     "tenant_a//x.jpg", "tenant_a/", "/tenant_c/x.jpg", "tenant_a/media/x/../../../tenant_c/y", "tenant_a/a\x00b",
+    "tenant_a/..\\tenant_c\\x.jpg", "tenant_a/media\\..\\..\\tenant_c\\y", "tenant_a/media\\.\\x", "tenant_a/x\\",
 ])
 def test_a_key_with_an_empty_dot_or_dot_dot_segment_is_refused(old: str) -> None:
     with pytest.raises(ImportRefused, match="unsafe object key"):

@@ -274,7 +274,13 @@ async def _setup_nats(settings: Settings) -> None:
         await nc.close()
 
 
-async def _setup(settings: Settings, days: int, nats_only: bool = False) -> None:
+NO_LIFECYCLE_HINT = ("run setup with --no-lifecycle on a store that purges stale multipart uploads itself "
+                     "(MinIO does, after 24 h) and leave the rest to the janitor")
+
+
+async def _setup(settings: Settings, days: int | None, nats_only: bool = False) -> None:
+    """``days`` None: no lifecycle rule (--no-lifecycle)."""
+    from shared.objectstore import StoreError
     from shared.objectstore.factory import open_store
 
     await _setup_nats(settings)
@@ -286,23 +292,34 @@ async def _setup(settings: Settings, days: int, nats_only: bool = False) -> None
             print(f"filesystem store at {settings.store_root}: nothing to set up (the janitor aborts "
                   f"orphan uploads)")
             return
-        from shared.objectstore.s3 import S3Store, apply_lifecycle
+        if days is None:
+            print(f"bucket {settings.buckets.exports}: no lifecycle rule (--no-lifecycle): the store must purge "
+                  "stale multipart uploads itself; the janitor aborts the orphans it can list")
+            return
+        from shared.objectstore.s3 import S3Store, apply_lifecycle, kept_abort_rule
 
         assert isinstance(store, S3Store)
-        rules = await apply_lifecycle(store, settings.buckets.exports, days)
+        try:
+            rules = await apply_lifecycle(store, settings.buckets.exports, days)
+        except StoreError as e:  # MinIO before 2024 answers MalformedXML; others NotImplemented
+            raise CliError(f"the object store refused the lifecycle rule on bucket {settings.buckets.exports} "
+                           f"({e}): {NO_LIFECYCLE_HINT}") from None
     finally:
         await store.close()
-    for rule in rules["Rules"]:
-        print(f"bucket {settings.buckets.exports}: rule {rule.get('ID')} "
-              f"AbortIncompleteMultipartUpload after {rule['AbortIncompleteMultipartUpload']['DaysAfterInitiation']} "
-              f"days ({rule.get('Status')})")
+    rule = kept_abort_rule(rules, days)
+    if rule is None:  # accepted, yet not kept as sent (MinIO since 2024 drops the rule's abort field)
+        raise CliError(f"the object store accepted the lifecycle rule on bucket {settings.buckets.exports} but did "
+                       f"not keep its AbortIncompleteMultipartUpload after {days} days (it read back as "
+                       f"{json.dumps(rules['Rules'])}): {NO_LIFECYCLE_HINT}")
+    print(f"bucket {settings.buckets.exports}: rule {rule.get('ID')} "
+          f"AbortIncompleteMultipartUpload after {days} days ({rule.get('Status')})")
 
 
 def cmd_setup(args: argparse.Namespace, settings: Settings) -> None:
     from shared.runtime import secrets
 
     secrets.require_settings(settings)
-    asyncio.run(_setup(settings, args.days, args.nats_only))
+    asyncio.run(_setup(settings, None if args.no_lifecycle else args.days, args.nats_only))
 
 
 def cmd_janitor(args: argparse.Namespace, settings: Settings) -> None:
@@ -435,6 +452,9 @@ def parser() -> argparse.ArgumentParser:
                                       "the store's buckets and apply the S3 lifecycle rule (abort stale uploads)")
     su.add_argument("--days", type=number_in(1), default=2,
                     help="abort incomplete multipart uploads this many days after they began (default: 2)")
+    su.add_argument("--no-lifecycle", action="store_true",
+                    help="no S3 lifecycle rule: for a store that purges stale multipart uploads itself (MinIO) "
+                         "or whose rules an administrator manages")
     su.add_argument("--nats-only", action="store_true",
                     help="only the stream, KV buckets and durables (what serve runs at start)")
     su.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)

@@ -468,6 +468,18 @@ def lifecycle_rules(days: int = 2, prefix: str = "exports/") -> dict[str, Any]:
                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days}}]}
 
 
+def kept_abort_rule(config: dict[str, Any], days: int) -> dict[str, Any] | None:
+    """The rule of :func:`lifecycle_rules` in a lifecycle configuration read back from the store,
+    enabled and with its abort after ``days`` — or None: the store did not keep it as sent (MinIO
+    accepts the rule and drops its AbortIncompleteMultipartUpload)."""
+    for rule in config.get("Rules", []):
+        abort = rule.get("AbortIncompleteMultipartUpload") or {}
+        if rule.get("ID") == LIFECYCLE_RULE_ID and rule.get("Status") == "Enabled" and \
+                abort.get("DaysAfterInitiation") == days:
+            return dict(rule)
+    return None
+
+
 async def apply_lifecycle(store: S3Store, bucket: str, days: int = 2) -> dict[str, Any]:
     """Put the rule on ``bucket`` (replacing its lifecycle configuration) and read it back."""
     with _translated(bucket):

@@ -305,7 +305,17 @@ class FilesystemStore:
             d = self._upload_dir(bucket, upload_id)
         except NoSuchUpload:  # a malformed id names no upload: aborting it is not an error
             return
-        await asyncio.to_thread(shutil.rmtree, d, True)
+
+        def abort() -> None:
+            try:
+                owner = json.loads((d / "meta.json").read_text())["key"]
+            except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, KeyError, TypeError):
+                owner = None
+            if owner is not None and owner != key:
+                return  # another key's upload: like S3 (NoSuchUpload), nothing is aborted
+            shutil.rmtree(d, True)
+
+        await asyncio.to_thread(abort)
 
     async def list_uploads(self, bucket: str, prefix: str) -> list[MultipartUpload]:
         def scan() -> list[MultipartUpload]:

@@ -409,6 +409,10 @@ class S3Store:
         return _bare(resp["ETag"])
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        # An upload id names an upload of one key; AWS refuses another key's, but moto (and so
+        # maybe other implementations) aborts by id alone: abort only an upload listed under this key.
+        if not any(u.key == key and u.upload_id == upload_id for u in await self.list_uploads(bucket, key)):
+            return
         try:
             with _translated(f"{bucket}/{key} upload {upload_id}"):
                 await self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)

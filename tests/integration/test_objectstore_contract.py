@@ -277,6 +277,17 @@ async def test_abort_removes_the_upload_and_is_idempotent(store: ObjectStore, bu
         await store.head(bucket, "jobs/a.zip")
 
 
+async def test_abort_with_another_keys_name_leaves_the_upload_alone(store: ObjectStore, bucket: str) -> None:
+    """An upload id names an upload of one key: aborting it under another key (a forged
+    UploadStarted pairs one export's key with another's upload id) aborts nothing, as on S3."""
+    uid = await store.create_multipart(bucket, "exports/victim.zip", None)
+    etag = await store.upload_part(bucket, "exports/victim.zip", uid, 1, b"v" * 100)
+    await store.abort_multipart(bucket, "exports/attacker.zip", uid)
+    assert [u.upload_id for u in await store.list_uploads(bucket, "exports/victim")] == [uid]
+    await store.complete_multipart(bucket, "exports/victim.zip", uid, [CompletedPart(1, etag)])
+    assert await store.read(bucket, "exports/victim.zip") == b"v" * 100
+
+
 async def test_list_uploads_shows_open_uploads_under_the_prefix(store: ObjectStore, bucket: str) -> None:
     a = await store.create_multipart(bucket, "jobs/1/a.zip", None)
     b = await store.create_multipart(bucket, "jobs/1/b.zip", None)

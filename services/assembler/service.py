@@ -62,7 +62,8 @@ class Assembler:
         self.settings = settings
         self.store = store
         self.bucket = settings.buckets.exports
-        self.active: set[str] = set()  # exports this process is assembling now
+        # exports this process is assembling now, as (tenant, export): export ids are unique per tenant only
+        self.active: set[tuple[str, str]] = set()
         # Each export's encoder (``bridge.pump``) runs on a thread of this pool, never on the event
         # loop's default executor: a pump waits for the loop (text windows, source reads, part
         # uploads), and the filesystem store does its file I/O on the default executor. With as
@@ -75,23 +76,24 @@ class Assembler:
         self.encoders = ThreadPoolExecutor(max_workers=2 * settings.concurrency,  # >= 1: Settings checks it
                                            thread_name_prefix="encoder")
 
-    def pace(self, export_id: str) -> Callable[[float, int], None]:
+    def pace(self, tenant_id: str, export_id: str) -> Callable[[float, int], None]:
         """Fairness inside one replica: an export past ``pace_after_bytes`` gives way to the others
         beside it — after each hop it sleeps as long as the hop took, once per other
         export (capped), so a huge export slows to its share and a small one is not kept waiting
         behind its I/O. Alone, it runs at full speed."""
         def pace(spent: float, emitted: int) -> None:
-            others = len(self.active - {export_id})
+            others = len(self.active - {(tenant_id, export_id)})
             if others and emitted > self.settings.pace_after_bytes:
                 time.sleep(min(spent * others, 0.25))
         return pace
 
     async def __call__(self, ctx: StepContext) -> None:
-        self.active.add(ctx.state.export_id)
+        mine = (ctx.state.tenant_id, ctx.state.export_id)
+        self.active.add(mine)
         try:
             await self._assemble(ctx)
         finally:
-            self.active.discard(ctx.state.export_id)
+            self.active.discard(mine)
 
     async def _assemble(self, ctx: StepContext) -> None:
         c = ctx.state.cataloged
@@ -213,7 +215,7 @@ class Assembler:
             # with this task's context (its trace span and log fields), as asyncio.to_thread would:
             # the part uploads the encoder starts on the loop are children of this attempt's span
             run = functools.partial(contextvars.copy_context().run, pump, stream, uploader, loop, rp.offset == 0,
-                                    self.pace(ctx.state.export_id), archive_hasher)
+                                    self.pace(ctx.state.tenant_id, ctx.state.export_id), archive_hasher)
             sha = await loop.run_in_executor(self.encoders, run)
             size, last = await uploader.finish()
         except Rewind:

@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     # Gateway
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    header_timeout_s: float = Field(10.0, gt=0, le=300, description="The gateway closes a connection whose "
+                                    "request line and headers have not all arrived this long after it opened "
+                                    "(slow-header attacks hold connections otherwise).")
     read_model_db: Path = Path("var/read-model.db")
     jwt_secret: SecretStr | None = Field(None, description="Signs bearer tokens; no default (shared/runtime/secrets.py).")
     link_secret: SecretStr | None = Field(None, description="Signs download links; no default.")

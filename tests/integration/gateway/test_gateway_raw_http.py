@@ -73,3 +73,61 @@ async def test_unparseable_requests_get_a_400_problem_and_a_closed_connection(
     finally:
         stop.set()
         await server
+
+
+@contextlib.asynccontextmanager
+async def _gateway(settings: Settings) -> Any:
+    await (await connect(settings, "test-setup", ensure=True, persistent=False)).close()
+    stop = asyncio.Event()
+    server = asyncio.create_task(run(settings, stop=stop))
+    try:
+        for _ in range(200):  # until it listens
+            with contextlib.suppress(OSError):
+                if (await _answer(settings.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))[0] \
+                        == 200:
+                    break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the gateway did not start listening")
+        yield
+    finally:
+        stop.set()
+        await server
+
+
+async def test_a_request_head_that_does_not_arrive_in_time_gets_its_connection_closed(
+        settings_for: Callable[..., Settings]) -> None:
+    """Seen: 2,000 connections each sending `GET /healthz HTTP/1.1\\r\\nHost: x\\r\\nX-a: ` and nothing
+    more were all still open after 95 s, and with the gateway's file limit reached nobody was served."""
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port, header_timeout_s=1.0)
+    async with _gateway(settings):
+        loop = asyncio.get_running_loop()
+        slow = [await asyncio.open_connection("127.0.0.1", port) for _ in range(50)]
+        opened = loop.time()
+        for _, writer in slow:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-a: ")
+        # a head that arrives in pieces, all within the deadline, is served
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for piece in (b"GET /healthz HTTP/1.1\r\n", b"Host: x\r\n", b"Connection: close\r\n\r\n"):
+            writer.write(piece)
+            await asyncio.sleep(0.2)
+        assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200")
+        writer.close()
+        # every slow connection is closed by the server: the read ends (EOF), no answer
+        ends = await asyncio.gather(*(asyncio.wait_for(r.read(), 10) for r, _ in slow))
+        assert ends == [b""] * 50
+        assert 0.9 <= loop.time() - opened < 5, "closed at the deadline, not before and not much after"
+        for _, w in slow:
+            w.close()
+        # a kept-alive connection may wait longer than the deadline before its next request
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert first.startswith(b"HTTP/1.1 200")
+        length = int(next(line.split(b":")[1] for line in first.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        await reader.readexactly(length)
+        await asyncio.sleep(1.5)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200")
+        writer.close()

@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 
 from shared.archive.layout import readme_listing
+
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_PUNCTUATION = frozenset("!\"#$%'()*+,-./:;=?@[\\]^_`{|}~")
+_JOINERS = frozenset("\u200c\u200d")  # inside emoji and some scripts' words: kept
+
+
+def markdown_text(text: str) -> str:
+    """``text`` as Markdown that renders as exactly that text, never as markup: ``& < >`` become HTML
+    entities (no tag, no ``<img onerror=…>``, no autolink), every other ASCII punctuation character
+    is backslash-escaped (no emphasis, link, image, code span or heading; CommonMark and GFM read
+    the escape as the character), and line breaks, other control characters and bidi/format characters (but the
+    joiners emoji use) become a space: no new block starts inside the line, no text reads reversed."""
+    out = []
+    for c in text:
+        if c in _ENTITIES:
+            out.append(_ENTITIES[c])
+        elif c in _PUNCTUATION:
+            out.append("\\" + c)
+        elif unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") and c not in _JOINERS:
+            out.append(" ")
+        else:
+            out.append(c)
+    return "".join(out)
+
 
 BLOG_USE = """
 Links in your posts and pages that showed your own images now point at the copies in `media/`,
@@ -28,7 +53,7 @@ def render_readme(*, username: str, tenant_id: str, export_id: str, mode: str, c
         what += f"; {missing} item{'s' if missing != 1 else ''} could not be included (see errors.json)"
     return f"""# Your Grove export
 
-This archive holds a copy of your data from Grove, made for **{username}**
+This archive holds a copy of your data from Grove, made for **{markdown_text(username)}**
 (site `{tenant_id}`) on {created_at.strftime('%Y-%m-%d at %H:%M UTC')}.
 
 - Export id: `{export_id}`

@@ -1,0 +1,52 @@
+"""README.md names the person the archive was made for; a username is text, never Markdown or HTML."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import UTC, datetime
+
+import pytest
+from markdown_it import MarkdownIt
+
+from services.catalog.readme import markdown_text, render_readme
+
+HOSTILE = [
+    "[click me](https://evil.example/phish)",
+    "![x](https://evil.example/track.png)",
+    '<img src=x onerror="alert(1)">',
+    "<script>alert(1)</script>",
+    "<https://evil.example>",
+    "**bold** _it_ `code` ~~gone~~",
+    "a\n# Heading\n<b>x</b>",
+    "x\\*y\\",
+    "&lt;not-an-entity&gt; &amp;",
+    "[ref]: https://evil.example",
+    "autumn",
+    "zoë 👨\u200d👩\u200d👧",
+]
+
+
+def _made_for(readme: str) -> str:
+    line = next(x for x in readme.splitlines() if x.startswith("This archive holds"))
+    return line.split("made for ", 1)[1]
+
+
+@pytest.mark.parametrize("username", HOSTILE)
+def test_a_username_renders_as_its_own_text_in_a_markdown_viewer(username: str) -> None:
+    readme = render_readme(username=username, tenant_id="t1", export_id="e1", mode="blog",
+                           created_at=datetime(2024, 5, 1, tzinfo=UTC), counts={"posts": 1},
+                           include_images=True, generator="g")
+    rendered = MarkdownIt("commonmark").render(f"made for {_made_for(readme)}")
+    assert "<a " not in rendered and "<img" not in rendered and "<script" not in rendered
+    assert "<h1" not in rendered and "<code" not in rendered and "<em" not in rendered
+    inside = re.fullmatch(r"<p>made for <strong>(.*)</strong></p>\n", rendered, re.S)
+    assert inside, rendered
+    shown = html.unescape(inside.group(1))
+    assert shown == re.sub(r"[\n]", " ", username)
+
+
+def test_plain_names_are_left_as_they_are() -> None:
+    assert markdown_text("autumn 2024") == "autumn 2024"
+    assert markdown_text("a.b") == "a\\.b"  # escaped, yet shown as "a.b"
+    assert markdown_text("a\u202eb") == "a b"  # a bidi override cannot reverse what follows

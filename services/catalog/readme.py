@@ -40,7 +40,9 @@ Markdown viewer (GitHub, Obsidian, VS Code). The original addresses are kept in 
 
 **Hugo:** `hugo new site mysite`, copy `posts/` and `pages/` into `mysite/content/` and `media/`
 into `mysite/static/`, add a theme, and add this one line to `hugo.toml` so that file-relative
-image links resolve: `uglyURLs = true`. Drafts stay drafts (`hugo -D` shows them).
+image links resolve: `uglyURLs = true`. Drafts stay drafts (`hugo -D` shows them). A post whose
+slug is `index` or `_index` is in a file such as `index-2.md` (Hugo reads those two names as a
+folder's own page); its `slug` in the front matter is the original.
 """
 
 

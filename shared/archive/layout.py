@@ -4,8 +4,9 @@ special members hold.
 Archive, top to bottom::
 
     README.md                       the catalog renders it (services/catalog/readme.py)
-    posts/{slug}.md                 one per post, in the content source's order
-    pages/{slug}.md                 one per page
+    posts/{slug}.md                 one per post, in the content source's order (never index.md
+                                    or _index.md: see SSG_RESERVED)
+    pages/{slug}.md                 one per page (idem)
     index.json                      every row and where it is in here (services/catalog/index.py)
     feed.json                       blog only: the posts as a JSON Feed 1.1
     media/{filename}                blog with images, byte for byte
@@ -79,13 +80,22 @@ def media_path(names: NameAllocator, row_id: str, filename: str | None) -> str:
     return names.allocate(MEDIA, keep_extension(filename or "", f"media-{row_id}"), f"media-{row_id}")
 
 
+# Names a static-site generator reads as the folder's own page, not as one more post: Hugo takes a
+# folder holding `index.md` for a leaf bundle (every other post in it stops being a page) and
+# `_index.md` for the section's list page. A post or page with such a slug gets the name a collision
+# gives (`index-2.md`), case-insensitively like every name; its slug stays in its front matter.
+SSG_RESERVED = ("index.md", "_index.md")
+
+
 def post_path(names: NameAllocator, row_id: str, slug: str | None) -> str:
     stem = safe_component(slug or "", f"post-{row_id}")  # clean first, then add .md
+    names.reserve(POSTS, *SSG_RESERVED)
     return names.allocate(POSTS, f"{stem}.md", f"post-{row_id}.md")
 
 
 def page_path(names: NameAllocator, row_id: str, slug: str | None) -> str:
     stem = safe_component(slug or "", f"page-{row_id}")
+    names.reserve(PAGES, *SSG_RESERVED)
     return names.allocate(PAGES, f"{stem}.md", f"page-{row_id}.md")
 
 

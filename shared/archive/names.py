@@ -133,6 +133,14 @@ class NameAllocator:
         self._folders: dict[str, str] = {}
         self._next_counter: dict[str, int] = {}
 
+    def reserve(self, folder: str, *names: str) -> None:
+        """Keep ``names`` in ``folder`` from ever being handed out (case-insensitively, as every
+        name): asking for one gives the de-duplicated name a collision gives (``index-2.md``).
+        Idempotent; the same reservations before the same calls give the same paths."""
+        resolved = self._folder(folder)
+        for name in names:
+            self._taken.add(_key(_join(resolved, name)))
+
     def allocate(self, folder: str, name: str, fallback: str) -> str:
         """`folder/<safe unique name>`; `folder` is split on `/` and each part made safe too."""
         return self._unique(self._folder(folder), name, fallback)

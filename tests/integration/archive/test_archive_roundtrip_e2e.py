@@ -17,6 +17,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
+from html import unescape as html_text
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -222,3 +223,39 @@ def test_the_unpacked_archive_builds_with_hugo_with_real_dates_drafts_and_images
             images += 1
     print(f"hugo built {built} published posts, kept {drafts} drafts unbuilt, {images} images resolved to media/")
     assert built == 5 and drafts == 2 and images == 10
+
+
+def test_posts_and_pages_with_the_slug_index_or_underscore_index_are_built_by_hugo_like_any_other(
+        stack: tuple[dict, Stack], tmp_path: Path) -> None:
+    # posts/index.md made content/posts a leaf bundle (Hugo built no post at all) and _index.md
+    # turned a post into the section's page: such slugs get a de-duplicated file name instead.
+    async def fill(content: ContentSource, store: ObjectStore, settings: Settings, tenant: str) -> None:
+        await many_images_tenant(content, store, settings, tenant, 2)
+        await content.insert("posts", [
+            {"id": f"{slug}_{tenant}", "tenant_id": tenant, "slug": slug, "title": f"Called {slug}",
+             "description": None, "markdown_content": f"The {slug} post.\n", "tags": "[]", "status": "published",
+             "featured_image": None, "published_at": 10 + i, "created_at": 10 + i, "updated_at": None}
+            for i, slug in enumerate(("index", "_index"))])
+        await content.insert("pages", [{"id": f"pindex_{tenant}", "tenant_id": tenant, "slug": "index",
+                                        "title": "Page called index", "description": None,
+                                        "markdown_content": "The index page.\n", "type": None, "display_order": 0,
+                                        "created_at": 5, "updated_at": None}])
+
+    a = export(stack, tmp_path / "i.zip", unique("tI"), fill)
+    with zipfile.ZipFile(a.path) as zf:
+        index = json.loads(zf.read("index.json"))
+    texts = index["posts"] + index["pages"]
+    named = sorted(t["path"] for t in texts if t["slug"].casefold() in ("index", "_index"))
+    assert len(named) == 3 and not {p.rsplit("/", 1)[1].casefold() for p in named} & {"index.md", "_index.md"}, named
+    public, listed = build_site(a.path, tmp_path / "site")
+    by_path = {row["path"].removeprefix("content/"): row for row in listed}
+    for text in texts:
+        assert text["path"] in by_path, (text["path"], sorted(by_path))
+        if text["draft"]:
+            continue
+        url = urlsplit(by_path[text["path"]]["permalink"]).path  # slug "index": Hugo's /posts/
+        page = public / (url + "index.html" if url.endswith("/") else url).lstrip("/")
+        assert [html_text(h) for h in re.findall("<h1>(.*?)</h1>", page.read_text())] == [text["title"]], page
+    built = sum(1 for t in texts if not t["draft"])
+    print(f"hugo built all {built} published posts and pages, index/_index slugs included")
+    assert built >= 7

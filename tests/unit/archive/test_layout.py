@@ -127,6 +127,25 @@ def test_colliding_slugs_and_file_names_get_distinct_paths_case_insensitively() 
     layout.check_unique(media + posts + files)  # and no allocated path is the same file as another
 
 
+def test_index_and_underscore_index_are_never_a_post_or_page_name_for_hugo() -> None:
+    # Hugo takes posts/index.md for a leaf bundle (no other post is built) and _index.md for the
+    # section's page: such slugs get the name a collision gives, case-insensitively, in both folders.
+    names = NameAllocator()
+    posts = [layout.post_path(names, "p1", "index"), layout.post_path(names, "p2", "_index"),
+             layout.post_path(names, "p3", "INDEX"), layout.post_path(names, "p4", "index-2"),
+             layout.post_path(names, "p5", " _Index. "), layout.post_path(names, "p6", "index.md")]
+    pages = [layout.page_path(names, "g1", "Index"), layout.page_path(names, "g2", "_index")]
+    assert posts == ["posts/index-2.md", "posts/_index-2.md", "posts/INDEX-3.md", "posts/index-2-2.md",
+                     "posts/_Index-3.md", "posts/index.md.md"]
+    assert pages == ["pages/Index-2.md", "pages/_index-2.md"]
+    again = NameAllocator()  # deterministic: the same rows give the same paths
+    assert [layout.post_path(again, "p1", "index"), layout.post_path(again, "p2", "_index")] == posts[:2]
+    plan = plan_blog([{"id": "p1", "slug": "index", "title": "Index post", "markdown_content": "hi"}], [], [],
+                     True, "img")
+    assert [t.path for t in plan.texts] == ["posts/index-2.md", "index.json", "feed.json"]
+    assert b"slug: index\n" in plan.texts[0].data  # the slug itself is kept
+
+
 def test_two_members_on_one_path_or_on_a_generated_members_path_are_refused() -> None:
     with pytest.raises(LayoutError, match="same file"):
         layout.snapshot_members([text("README.md", "readme")], [obj("media/A.jpg"), obj("media/a.JPG")], STORED)

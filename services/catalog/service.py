@@ -16,7 +16,15 @@ from shared.core import events as ev
 from shared.core.keys import archive_key, snapshot_key, texts_key
 from shared.core.snapshot import Snapshot, SnapshotError, SnapshotHeader, SnapshotMember, sha256_hex
 from shared.eventlog.jetstream import Loaded
-from shared.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
+from shared.objectstore import (
+    InvalidKey,
+    ObjectNotFound,
+    ObjectStore,
+    PreconditionFailed,
+    StoreError,
+    StoreRefused,
+    StoreUnavailable,
+)
 from shared.runtime import faults
 from shared.runtime.settings import Settings
 from shared.runtime.worker import StepContext
@@ -105,7 +113,9 @@ class Catalog:
         """Real size and ETag of every object (the database's declared size is not trusted). Keys
         sharing a folder with many others (a tenant's media) are read from one listing of that
         folder — a thousand keys per call instead of a HEAD each; whatever the listing does not
-        show is HEADed on its own, so a missing or odd key is answered exactly as before."""
+        show is HEADed on its own, so a missing or odd key is answered exactly as before. A key the
+        store cannot hold, or any other error of one file, is that item's reason (errors.json); an
+        unavailable or refusing store fails the step as for every other call."""
         gate = asyncio.Semaphore(HEAD_CONCURRENCY)
 
         async def head(bucket: str, key: str) -> tuple[int, str] | str:
@@ -115,6 +125,14 @@ class Catalog:
                 except (ObjectNotFound, PreconditionFailed):
                     moved()
                     return "missing: the file is not in storage"
+                except (StoreUnavailable, StoreRefused):
+                    raise  # the store, not this file: retried (transient) or the step fails at once (refused)
+                except InvalidKey:  # e.g. `a//b.jpg`, `../x`, `dir/` on the filesystem store
+                    moved()
+                    return "unreadable: its storage key cannot name a file (an empty, . or .. segment, or a / at an end)"
+                except StoreError:  # this file, as the assembler decides it: listed in errors.json
+                    moved()
+                    return "unreadable: the storage service returned an error for this file"
                 moved()
                 return info.size, info.etag
 

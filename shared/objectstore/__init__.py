@@ -2,6 +2,7 @@
 
 from shared.objectstore.port import (
     CompletedPart,
+    InvalidKey,
     MultipartUpload,
     NoSuchUpload,
     ObjectInfo,
@@ -16,6 +17,7 @@ from shared.objectstore.port import (
 
 __all__ = [
     "CompletedPart",
+    "InvalidKey",
     "MultipartUpload",
     "NoSuchUpload",
     "ObjectInfo",

@@ -46,6 +46,7 @@ import xxhash
 
 from shared.objectstore.port import (
     CompletedPart,
+    InvalidKey,
     MultipartUpload,
     NoSuchUpload,
     ObjectInfo,
@@ -66,7 +67,7 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 def _safe_key(key: str) -> str:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key:
-        raise StoreError(f"unsafe key {key!r}")
+        raise InvalidKey(f"unsafe key {key!r}")
     return key
 
 

@@ -6,6 +6,8 @@ Errors::
     ├── ObjectNotFound       the key (or bucket) does not exist
     ├── PreconditionFailed   If-Match did not match: the object changed since it was seen
     ├── NoSuchUpload         the multipart upload id is unknown (completed or aborted)
+    ├── InvalidKey           no object can have this key in this store (the filesystem store: an
+    │                        empty, ``.`` or ``..`` segment, a leading or trailing ``/``, a backslash)
     ├── StoreRefused         permanent: retrying will not help (403, a missing bucket, 405, 501);
     │                        ``reason`` says what in words, without hosts or keys
     └── StoreUnavailable     transient: the store did not answer (after the adapter's retries)
@@ -33,6 +35,11 @@ class PreconditionFailed(StoreError):
 
 class NoSuchUpload(StoreError):
     pass
+
+
+class InvalidKey(StoreError):
+    """The key cannot name an object in this store, now or ever: a problem of the key (of the row
+    that holds it), not of the store."""
 
 
 class StoreUnavailable(StoreError):

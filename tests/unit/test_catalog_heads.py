@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from services.catalog.service import LIST_AT_LEAST, Catalog
+from shared.objectstore import StoreRefused, StoreUnavailable
 from shared.objectstore.fs import FilesystemStore
 from shared.runtime.settings import Settings
 
@@ -49,3 +52,32 @@ async def test_a_folder_of_many_wanted_keys_is_listed_once_and_the_rest_headed(t
         except Exception:
             by_head[(bucket, key)] = "missing: the file is not in storage"
     assert heads == by_head
+
+
+async def test_a_key_the_store_cannot_hold_is_that_items_error_and_an_outage_still_fails_the_step(
+        tmp_path: Path) -> None:
+    # On the filesystem store `a//b`, `..` and a trailing `/` raise (InvalidKey): one such media row
+    # failed the whole export; it is now that item's reason in errors.json, the others are exported.
+    store = FilesystemStore(tmp_path)
+    await store.put("img", "t1/media/ok.jpg", b"fine")
+    odd = ["t1//media/a.jpg", "t1/media/../../t2/media/b.jpg", "t1/media/c.jpg/", "/t1/d.jpg", "t1\\e.jpg"]
+    wanted = [("img", "t1/media/ok.jpg"), *(("img", k) for k in odd)]
+    heads = await Catalog(Settings(), store, None)._head_all(wanted, lambda: None)  # type: ignore[arg-type]
+    assert heads[("img", "t1/media/ok.jpg")] == (4, (await store.head("img", "t1/media/ok.jpg")).etag)
+    for key in odd:
+        reason = heads[("img", key)]
+        assert isinstance(reason, str) and reason.startswith("unreadable: its storage key cannot name a file"), key
+
+    class Down(FilesystemStore):
+        async def head(self, bucket, key):  # type: ignore[no-untyped-def]
+            raise StoreUnavailable("the store did not answer")
+
+    with pytest.raises(StoreUnavailable):
+        await Catalog(Settings(), Down(tmp_path), None)._head_all(wanted, lambda: None)  # type: ignore[arg-type]
+
+    class Refusing(FilesystemStore):
+        async def head(self, bucket, key):  # type: ignore[no-untyped-def]
+            raise StoreRefused("the storage service denied access")
+
+    with pytest.raises(StoreRefused):
+        await Catalog(Settings(), Refusing(tmp_path), None)._head_all(wanted, lambda: None)  # type: ignore[arg-type]

@@ -21,8 +21,11 @@ from services.catalog.index import (
     index_json,
     iso,
     media_meta,
+    raw,
     text_entry,
     ts,
+    unreadable_times,
+    with_unreadable,
 )
 from shared.archive import layout
 from shared.archive.frontmatter import render_markdown
@@ -43,19 +46,43 @@ class Plan:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _tags(raw: Any) -> list[str]:
-    if raw in (None, ""):
+def _tag(value: Any) -> str | None:
+    """One tag: text as it is, a number or true/false as its JSON text; None for anything else."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return json.dumps(value)
+    return None
+
+
+def _tags(column: Any) -> list[str] | None:
+    """The tags column (a JSON list of words; text that is not JSON: words between commas) as a list
+    of strings; None when it holds something else (an object, lists in the list, JSON nested too
+    deep to read): the caller shows [] and keeps the value as stored under ``unreadable``."""
+    if column in (None, ""):
         return []
-    try:
-        value = json.loads(raw) if isinstance(raw, str) else raw
-    except json.JSONDecodeError:
-        value = [t.strip() for t in str(raw).split(",")]
-    return [str(t) for t in value] if isinstance(value, list) else [str(value)]
+    if isinstance(column, str):
+        try:
+            value = json.loads(column)
+        except json.JSONDecodeError:
+            return [t.strip() for t in column.split(",")]
+        except (ValueError, RecursionError):  # an integer past Python's digit limit; nesting past the stack
+            return None
+    else:
+        value = column
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    tags = [_tag(t) for t in items]
+    return None if None in tags else [t for t in tags if t is not None]
 
 
 def _ssg(date: Any, lastmod: Any, draft: bool) -> dict[str, Any]:
     """What static-site generators read (Hugo, Jekyll, Eleventy): the spec's fields stay beside them."""
     return {"date": iso(date), "lastmod": iso(lastmod), "draft": draft}
+
+
+TIMES = ("published_at", "created_at", "updated_at")
 
 
 def post_markdown(row: Row, path: str = "posts/post.md", own: OwnMedia | None = None) -> RenderedText:
@@ -66,27 +93,32 @@ def post_markdown(row: Row, path: str = "posts/post.md", own: OwnMedia | None = 
     hit = own.lookup(featured) if featured else None
     if hit and hit[0].path is None:
         left.append({"url": str(featured), "media_id": hit[0].source_id, "reason": "the image is not in this archive"})
-    meta = {
+    tags, unreadable = _tags(row.get("tags")), unreadable_times(row, *TIMES)
+    if tags is None:
+        unreadable = {"tags": raw(row.get("tags")), **unreadable}
+    meta = with_unreadable({
         "title": row["title"], "description": row.get("description"), "slug": row["slug"],
-        "tags": _tags(row.get("tags")), "status": row.get("status"),
+        "tags": tags or [], "status": row.get("status"),
         "featured_image": relative_link(path, hit[0].path) if hit and hit[0].path else featured,
         "featured_image_original": featured,
         "published_at": iso(row.get("published_at")),
         "created_at": iso(row.get("created_at")), "updated_at": iso(row.get("updated_at")),
         **_ssg(row.get("published_at") or row.get("created_at"), row.get("updated_at"),
                row.get("status") != "published"),
-    }
+    }, unreadable)
+    if meta["date"] is None:  # an unreadable published_at: the creation time, as for a draft
+        meta["date"] = iso(row.get("created_at"))
     return RenderedText(render_markdown(meta, body), meta, body, links, left)
 
 
 def page_markdown(row: Row, path: str = "pages/page.md", own: OwnMedia | None = None) -> RenderedText:
     body, links, left = export_body(row.get("markdown_content") or "", path, own or OwnMedia([]))
-    meta = {
+    meta = with_unreadable({
         "title": row["title"], "description": row.get("description"), "slug": row["slug"],
         "type": row.get("type"), "display_order": row.get("display_order"),
         "created_at": iso(row.get("created_at")), "updated_at": iso(row.get("updated_at")),
         **_ssg(row.get("created_at"), row.get("updated_at"), False),
-    }
+    }, unreadable_times(row, "created_at", "updated_at"))
     return RenderedText(render_markdown(meta, body), meta, body, links, left)
 
 

@@ -104,3 +104,51 @@ def test_iso_answers_repeated_column_values_from_its_cache_with_the_same_text() 
     index.iso(1764500000)
     index.iso("2024-05-01T12:00:00Z")
     assert index._iso_cached.cache_info().hits == hits + 2
+
+
+def test_a_time_no_calendar_holds_is_null_and_kept_as_stored_under_unreadable() -> None:
+    # published_at in milliseconds (year ~55,000), NaN, text that is no ISO time: each made
+    # datetime raise and the whole export fail (4 attempts, then "An internal error occurred").
+    ms = 1_700_000_000_000
+    rows = [post(1) | {"published_at": ms}, post(2) | {"created_at": float("nan"), "updated_at": "yesterday"},
+            post(3) | {"published_at": -10**12}, post(4)]
+    plan = plan_blog(rows, [{"id": "g1", "slug": "g", "title": "G", "markdown_content": "", "created_at": "2024-13-45",
+                             "updated_at": 1_650_000_000}],
+                     [media(1) | {"uploaded_at": 10**15}], True, "img", heads(1))
+    index = json.loads(texts(plan)["index.json"])
+    one, two, three, four = index["posts"]
+    assert one["published_at"] is None and one["unreadable"] == {"published_at": ms}
+    assert one["date"] == one["created_at"] == "2020-09-13T12:26:40Z"  # a published post keeps a date
+    assert two["created_at"] is None and two["updated_at"] is None and two["lastmod"] is None
+    assert two["unreadable"] == {"created_at": "nan", "updated_at": "yesterday"}
+    assert three["unreadable"] == {"published_at": -10**12} and "unreadable" not in four
+    meta, _ = parse_markdown(texts(plan)["posts/s1.md"].decode())
+    assert meta["published_at"] is None and meta["unreadable"] == {"published_at": ms}
+    assert index["pages"][0]["created_at"] is None and index["pages"][0]["unreadable"] == {"created_at": "2024-13-45"}
+    assert index["media"][0]["uploaded_at"] is None and index["media"][0]["unreadable"] == {"uploaded_at": 10**15}
+    assert plan.objects[0].meta["unreadable"] == {"uploaded_at": 10**15}  # manifest.json too
+    feed = json.loads(texts(plan)["feed.json"])
+    assert "date_published" not in feed["items"][0] and plan.errors == []
+
+
+def test_tags_are_a_list_of_words_and_anything_else_is_kept_as_stored_under_unreadable() -> None:
+    deep = "[" * 2000 + "]" * 2000  # valid JSON: json.loads raised RecursionError
+    cases = {'["a", "b"]': (["a", "b"], None), "a, b": (["a", "b"], None), '"solo"': (["solo"], None),
+             "[1, 2.5, true]": (["1", "2.5", "true"], None), "null": ([], None),
+             deep: ([], deep), '{"a": 1}': ([], '{"a": 1}'), '["a", ["b"]]': ([], '["a", ["b"]]'),
+             '["a", null]': ([], '["a", null]'), "[" + "9" * 5000 + "]": ([], "[" + "9" * 5000 + "]")}
+    rows = [post(i) | {"tags": column} for i, column in enumerate(cases)]
+    plan = plan_blog(rows, [], [], True, "img")
+    index = json.loads(texts(plan)["index.json"])
+    for entry, (column, (tags, kept)) in zip(index["posts"], cases.items(), strict=True):
+        assert entry["tags"] == tags, column[:20]
+        assert entry.get("unreadable") == (None if kept is None else {"tags": kept}), column[:20]
+        meta, _ = parse_markdown(texts(plan)[entry["path"]].decode())
+        assert meta["tags"] == tags and "{'a'" not in json.dumps(meta)
+
+
+def test_a_time_with_an_offset_is_given_in_utc_with_a_four_digit_year() -> None:
+    from services.catalog.index import iso
+
+    assert iso("2024-05-01 12:00:00+02:00") == "2024-05-01T10:00:00Z"
+    assert iso(-62_000_000_000) == "0005-04-19T09:46:40Z"

@@ -188,3 +188,53 @@ def test_the_checksum_the_readme_points_to_is_in_the_export_ready_email(blog: Ex
     message = email.message_from_bytes(found[0].read_bytes(), policy=email.policy.default)
     bodies = [part.get_content() for part in message.walk() if part.get_content_type().startswith("text/")]
     assert any(blog.state.completed.sha256 in body for body in bodies)  # type: ignore[union-attr]
+
+
+def test_odd_column_values_and_odd_object_keys_never_fail_the_export(stack: tuple[dict, Stack], tmp_path: Path) -> None:
+    # One odd column failed the whole export (4 attempts, then "An internal error occurred"): tags
+    # nested 2000 deep, a time in milliseconds, text that is no time, and on the filesystem store a
+    # media key with `//`, `..` or a trailing `/`. Now the export completes: an odd value is shown
+    # as null or [] and kept as stored under `unreadable`; a file whose key names none is in errors.json.
+    deep, ms = "[" * 2000 + "]" * 2000, 1_700_000_000_000_000
+    odd_keys = {"m_slashes": "{t}//media/a.jpg", "m_dots": "{t}/media/../../other/media/b.jpg",
+                "m_folder": "{t}/media/c.jpg/"}
+
+    async def prepare(content: ContentSource, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
+        seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
+                                   amber_bucket=settings.buckets.amber, posts=2, pages=1, images=2, files=0, seed=4)
+        t = seeded.tenant_id
+        base = {"tenant_id": t, "description": None, "markdown_content": "hi\n", "status": "published",
+                "featured_image": None, "created_at": 100, "updated_at": None}
+        await content.insert("posts", [
+            base | {"id": f"deep_{t}", "slug": "deep", "title": "Deep", "tags": deep, "published_at": 100},
+            base | {"id": f"ms_{t}", "slug": "ms", "title": "Ms", "tags": '{"a": 1}', "published_at": ms}])
+        await content.insert("pages", [{"id": f"badtime_{t}", "tenant_id": t, "slug": "bad", "title": "Bad",
+                                        "description": None, "markdown_content": "x\n", "type": None,
+                                        "display_order": 5, "created_at": "not a time", "updated_at": None}])
+        await content.insert("media", [
+            {"id": f"{mid}_{t}", "tenant_id": t, "filename": f"{mid}.jpg", "original_name": None,
+             "r2_key": key.format(t=t), "url": None, "size": 1, "mime_type": "image/jpeg", "alt_text": None,
+             "uploaded_at": 100} for mid, key in odd_keys.items()])
+        return t, {}
+
+    try:
+        e = export_through_stack(stack[0], tmp_path / "odd.zip", prepare)
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{logs_of(stack[1])}") from None
+    t = e.tenant_id
+    with zipfile.ZipFile(e.path) as zf:
+        index = json.loads(zf.read("index.json"))
+        errors = json.loads(zf.read("errors.json"))
+        readme = zf.read("README.md").decode()
+        posts = {p["id"]: p for p in index["posts"]}
+        assert posts[f"deep_{t}"]["tags"] == [] and posts[f"deep_{t}"]["unreadable"] == {"tags": deep}
+        assert posts[f"ms_{t}"]["published_at"] is None and posts[f"ms_{t}"]["date"] == "1970-01-01T00:01:40Z"
+        assert posts[f"ms_{t}"]["unreadable"] == {"tags": '{"a": 1}', "published_at": ms}
+        assert "{'a': 1}" not in zf.read(posts[f"ms_{t}"]["path"]).decode()
+        page = index["pages"][-1]
+        assert page["created_at"] is None and page["unreadable"] == {"created_at": "not a time"}
+    skipped = {x["source_id"]: x["reason"] for x in errors}
+    assert set(skipped) == {f"{mid}_{t}" for mid in odd_keys}, errors
+    assert all(r.startswith("unreadable: its storage key cannot name a file") for r in skipped.values())
+    assert "3 items could not be included (see errors.json)" in readme
+    assert len(index["media"]) == 5 and sum(m["in_archive"] for m in index["media"]) == 2

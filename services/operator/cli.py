@@ -215,28 +215,62 @@ async def _unlock(args: argparse.Namespace, settings: Settings) -> None:
 
 
 # -- erase ----------------------------------------------------------------------------------------
+def _erase_places(args: argparse.Namespace, settings: Settings) -> tuple[list[Path], Path | None]:
+    """The read models and outbox folder to erase from, once checked; EraseError when one is not there."""
+    from services.operator.erase import check_places
+
+    if args.no_read_model and args.read_model:
+        raise OperatorError("--no-read-model and --read-model contradict each other: give one")
+    if args.no_read_model:
+        models: list[tuple[Path, str]] = []
+    elif args.read_model:
+        models = [(Path(p), "--read-model") for p in args.read_model]
+    else:
+        models = [(Path(settings.read_model_db), "GROVE_READ_MODEL_DB")]
+    check_places(settings, models)
+    outbox = Path(settings.mail.outbox_dir) if settings.mail.backend == "outbox" else None
+    return [p for p, _ in models], outbox
+
+
 async def _erase(args: argparse.Namespace, settings: Settings) -> None:
-    from services.operator import actions
-    from services.operator.erase import Eraser
+    from services.operator.erase import EraseError
 
     if not is_valid_id(args.tenant):
         raise OperatorError(f"tenant id {args.tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
-    models = [Path(p) for p in (args.read_model or [str(settings.read_model_db)])]
+    try:
+        await _erase_tenant(args, settings)
+    except EraseError as e:
+        raise OperatorError(str(e)) from None
+
+
+async def _erase_tenant(args: argparse.Namespace, settings: Settings) -> None:
+    from services.operator import actions
+    from services.operator.erase import Eraser
+
+    models, outbox = _erase_places(args, settings)  # before connecting: nothing is asked or changed yet
     async with _open(settings, store=True) as (bus, store):
         assert store is not None
-        eraser = Eraser(settings, bus, store, models)
+        eraser = Eraser(settings, bus, store, models, outbox)
+        await eraser.reachable(args.tenant)
         if args.dry_run:
             found = await eraser.holdings(args.tenant)
             for line in found.lines("would remove"):
                 print(line)
             for export in found.exports:
                 print(f"  export {export}")
+            for line in _not_looked_at(args, settings, outbox):
+                print(line)
             if found.empty:
                 print(f"grove-export: nothing is held about tenant {args.tenant!r} (a typo? `grove-export exports "
                       "--tenant` lists a tenant's exports)", file=sys.stderr)
             return
         still = await eraser.stop_running(args.tenant, actions.Who(args.by or getpass.getuser(),
                                                                     args.reason or "erase-tenant"), args.wait)
+        if still and not args.erase_running:
+            raise OperatorError(f"tenant {args.tenant}: {len(still)} exports had not stopped after {args.wait:g}s "
+                                f"({', '.join(still)}; their cancel is requested in the log): nothing was erased. "
+                                "Are the services running? Run again with a longer --wait, or pass --erase-running "
+                                "to erase them while they run")
         found = await eraser.holdings(args.tenant)
         await eraser.erase(args.tenant, found)
         left = await eraser.holdings(args.tenant)
@@ -248,12 +282,36 @@ async def _erase(args: argparse.Namespace, settings: Settings) -> None:
     for line in found.lines("removed"):
         print(f"  {line}")
     if still:
-        print(f"  {len(still)} exports had not stopped after {args.wait:g}s: {', '.join(still)}")
+        print(f"  {len(still)} exports had not stopped after {args.wait:g}s (erased anyway, --erase-running): "
+              f"{', '.join(still)}")
     if not left.empty:
         raise OperatorError(f"tenant {args.tenant}: something was written meanwhile: "
                             + "; ".join(line for line in left.lines("still holds") if not line.split()[2] == "0")
                             + " — run erase-tenant again")
-    print("  nothing left in the stream, the KV buckets, the store or the read model")
+    for line in _not_looked_at(args, settings, outbox):
+        print(f"  {line}")
+    places = ["the stream", "the KV buckets", "the store"]
+    if models:
+        places.append("the read model" if len(models) == 1 else f"the {len(models)} read models")
+    if outbox is not None and outbox.is_dir():
+        places.append("the outbox")
+    print(f"  nothing left in {', '.join(places[:-1])} or {places[-1]}")
+
+
+def _not_looked_at(args: argparse.Namespace, settings: Settings, outbox: Path | None) -> list[str]:
+    """What erase-tenant did not clear, said rather than implied by "nothing left"."""
+    lines = []
+    if args.no_read_model:
+        lines.append("read models: none cleared (--no-read-model); each gateway serves its rows of this tenant "
+                     "until its read model is rebuilt from the log (restart it on a fresh read model, or run "
+                     "`grove-export replay` with it stopped; see README, Erase)")
+    if outbox is None:
+        lines.append(f"emails: sent through the {settings.mail.backend} backend; copies in mailboxes and at the "
+                     "mail provider are not Grove Export's to erase")
+    elif not outbox.is_dir():
+        lines.append(f"emails: the outbox {outbox.resolve()} (GROVE_MAIL__OUTBOX_DIR) does not exist, so no email "
+                     "files were found there")
+    return lines
 
 
 def _run(fn: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]]
@@ -317,7 +375,13 @@ def add_commands(sub: Any, data_help: str) -> None:
     e.add_argument("--wait", type=number_in(0, kind=float), default=30.0, metavar="SECONDS",
                    help="how long to wait for the tenant's running exports to cancel (default: 30)")
     e.add_argument("--read-model", action="append", metavar="PATH",
-                   help="a gateway's read-model file; repeat once per replica (default: GROVE_READ_MODEL_DB)")
+                   help="a gateway's read-model file; repeat once per replica (default: GROVE_READ_MODEL_DB); "
+                        "a path that does not exist is refused before anything is erased")
+    e.add_argument("--no-read-model", action="store_true",
+                   help="no gateway read model is reachable from here (Kubernetes: each replica's is on an "
+                        "emptyDir): erase the rest; the gateways keep their rows until rebuilt (see README)")
+    e.add_argument("--erase-running", action="store_true",
+                   help="erase even when exports have not stopped after --wait (default: refuse, erase nothing)")
     _actor(e, reason_required=False)
     b = command("backup", "snapshot the event stream and KV buckets into a folder", _backup)
     b.add_argument("dir", help="an empty folder for the backup")

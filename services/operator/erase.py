@@ -3,17 +3,24 @@
 Order matters. Running exports are first cancelled through the log (so the assembler stops
 writing and the canceller aborts the upload), then the tenant's subjects are purged from the
 stream, its KV keys purged from the bucket streams (no delete markers are left behind), its
-objects and open uploads removed from the store, and its rows deleted from the read model.
-Finally everything is listed again: the command says "nothing left" only when that is what it saw.
-A second run finds nothing and removes nothing, so running it twice is safe.
+objects and open uploads removed from the store, its rows deleted from the read model and its
+emails removed from the outbox folder (the ``outbox`` mail backend's ``.eml`` files: they hold the
+requester's address). Finally everything is listed again: the command says "nothing left" only when
+that is what it saw. A second run finds nothing and removes nothing, so running it twice is safe.
+
+Before any of that, :func:`check_places` makes sure the places it erases from are the deployment's:
+a read-model file or a filesystem store folder that does not exist is refused (erasing "there"
+would find nothing, report success, and leave the data where it really is).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
 from pathlib import Path
 
 from services.operator import actions
@@ -22,6 +29,52 @@ from shared.bus.connect import Bus, kv_names
 from shared.core import keys
 from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
+
+
+class EraseError(Exception):
+    """A place to erase from is missing or unreadable: one line, nothing erased when raised first."""
+
+
+def check_read_model(path: Path, where: str) -> None:
+    """``path`` is an existing gateway read model (``where`` names the setting or flag it came from)."""
+    shown = path.resolve()
+    if not path.exists():
+        raise EraseError(f"the read model {shown} does not exist ({where}): nothing was erased; pass --read-model "
+                         "PATH once per gateway replica, or --no-read-model when no read model is reachable from "
+                         "here (see README, Erase)")
+    try:
+        db = sqlite3.connect(f"{shown.as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            table = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'storage_exports'"
+                               ).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        raise EraseError(f"the read model {shown} ({where}) cannot be read: {e}; nothing was erased") from None
+    if table is None:
+        raise EraseError(f"{shown} ({where}) has no storage_exports table: it is not a gateway's read model; "
+                         "nothing was erased")
+
+
+def check_store(settings: Settings) -> None:
+    """The filesystem store's root and exports bucket folder exist (S3 answers for its own buckets)."""
+    if settings.store != "fs":
+        return
+    root = settings.store_root.resolve()
+    if not root.is_dir():
+        raise EraseError(f"the filesystem store {root} does not exist (GROVE_STORE_ROOT; for a local stack, run "
+                         "in its folder or pass --data DIR): nothing was erased")
+    if not (root / settings.buckets.exports).is_dir():
+        raise EraseError(f"the filesystem store {root} has no {settings.buckets.exports}/ bucket folder "
+                         "(GROVE_STORE_ROOT, GROVE_BUCKETS__EXPORTS): is it the stack's store? nothing was erased "
+                         "(if no export was ever stored there, create that folder)")
+
+
+def check_places(settings: Settings, read_models: list[tuple[Path, str]]) -> None:
+    """Refuse before anything is cancelled or purged when a place to erase from is not there."""
+    for path, where in read_models:
+        check_read_model(path, where)
+    check_store(settings)
 
 
 @dataclass
@@ -36,11 +89,13 @@ class Holdings:
     admission_keys: list[str] = field(default_factory=list)
     heartbeat_keys: list[str] = field(default_factory=list)
     read_model_rows: dict[str, int] = field(default_factory=dict)
+    outbox: str | None = None  # the outbox folder looked in; None when emails are not kept in one
+    emails: list[Path] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         return not (self.events or self.archives or self.work_objects or self.uploads or self.admission_keys
-                    or self.heartbeat_keys or any(self.read_model_rows.values()))
+                    or self.heartbeat_keys or any(self.read_model_rows.values()) or self.emails)
 
     def lines(self, verb: str) -> list[str]:
         return [
@@ -51,12 +106,16 @@ class Holdings:
             f"{verb} {len(self.admission_keys)} admission and idempotency keys",
             f"{verb} {len(self.heartbeat_keys)} heartbeat keys",
             *(f"{verb} {n} read-model rows in {path}" for path, n in self.read_model_rows.items()),
+            *([f"{verb} {len(self.emails)} emails in the outbox {self.outbox}"] if self.outbox is not None else []),
         ]
 
 
 class Eraser:
-    def __init__(self, settings: Settings, bus: Bus, store: ObjectStore, read_models: list[Path]) -> None:
+    def __init__(self, settings: Settings, bus: Bus, store: ObjectStore, read_models: list[Path],
+                 outbox: Path | None = None) -> None:
+        """``read_models`` checked by :func:`check_places`; ``outbox``: the outbox mail backend's folder."""
         self.settings, self.bus, self.store, self.read_models = settings, bus, store, read_models
+        self.outbox = outbox
         self.bucket = settings.buckets.exports
         self.heartbeats, self.admission = kv_names(settings)
 
@@ -89,7 +148,15 @@ class Eraser:
         h.uploads = [(u.key, u.upload_id) for u in await self.store.list_uploads(self.bucket, prefix)]
         for path in self.read_models:
             h.read_model_rows[str(path)] = _rows(path, tenant_id, delete=False)
+        if self.outbox is not None:
+            h.outbox = str(self.outbox)
+            h.emails = tenant_emails(self.outbox, tenant_id)
         return h
+
+    async def reachable(self, tenant_id: str) -> None:
+        """Ask the store once before anything changes: a missing S3 bucket or bad credentials are
+        refused (StoreError) before the tenant's exports are cancelled."""
+        await self.store.list_keys(self.bucket, keys.tenant_prefix(tenant_id))
 
     async def stop_running(self, tenant_id: str, who: actions.Who, wait_s: float) -> list[str]:
         """Cancel the tenant's running exports through the log and wait for them to stop; the ids
@@ -120,21 +187,54 @@ class Eraser:
         await self.store.delete_many(self.bucket, [*found.archives, *found.work_objects])
         for path in self.read_models:
             _rows(path, tenant_id, delete=True)
+        for email in found.emails:
+            email.unlink(missing_ok=True)
 
 
 def _rows(path: Path, tenant_id: str, *, delete: bool) -> int:
-    """Rows of the tenant in one read-model file (a missing file or table holds none)."""
-    if not path.exists():
-        return 0
-    db = sqlite3.connect(path, timeout=10)
+    """Rows of the tenant in one read-model file; the file is never created here (a missing one was
+    refused by :func:`check_read_model`, and one gone since is an error, not "no rows")."""
     try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=10)
         try:
             (n,) = db.execute("SELECT COUNT(*) FROM storage_exports WHERE tenant_id = ?", (tenant_id,)).fetchone()
-        except sqlite3.OperationalError:
-            return 0
-        if delete and n:
-            db.execute("DELETE FROM storage_exports WHERE tenant_id = ?", (tenant_id,))
-            db.commit()
-        return int(n)
-    finally:
-        db.close()
+            if delete and n:
+                db.execute("DELETE FROM storage_exports WHERE tenant_id = ?", (tenant_id,))
+                db.commit()
+            return int(n)
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        raise EraseError(f"the read model {path.resolve()}: {e}") from None
+
+
+def _email_tenant(path: Path) -> str | None:
+    """The tenant an outbox file was written for, from its Message-ID: the idempotency key
+    ``export:kind:tenant[:aN][:rN]`` with ``:`` made ``.`` (services.notifier.mail.mime.message_id);
+    ids hold no dot, so the third field is the tenant. None for a file that is not such an email."""
+    try:
+        with path.open("rb") as f:
+            headers = BytesHeaderParser().parse(f)
+    except (OSError, ValueError):
+        return None
+    left = str(headers.get("Message-ID", "")).strip().lstrip("<").partition("@")[0]
+    fields = left.split(".")
+    return fields[2] if len(fields) >= 3 and fields[1] in ("ready", "failed") else None
+
+
+def tenant_emails(outbox: Path, tenant_id: str) -> list[Path]:
+    """The outbox's files of the tenant's emails: ``<export>_<kind>_<tenant>[_aN][_rN].eml``, and the
+    temp files of interrupted writes (``.<name>.<random>.tmp``). The name only preselects (an
+    underscore may be in an id): the Message-ID decides."""
+    try:
+        entries = list(os.scandir(outbox))
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in entries:
+        name = entry.name
+        if f"_{tenant_id}" not in name or not name.endswith((".eml", ".tmp")) or not entry.is_file(follow_symlinks=False):
+            continue
+        if _email_tenant(Path(entry.path)) == tenant_id:
+            found.append(Path(entry.path))
+    return sorted(found)

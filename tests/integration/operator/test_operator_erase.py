@@ -1,6 +1,7 @@
 """``grove-export erase-tenant`` against a real stack: a tenant with a finished, a running and a failed
-export is gone from the stream, the store, the KV buckets and the read model; another tenant's data
-is untouched; a second run finds nothing and is safe."""
+export is gone from the stream, the store, the KV buckets, the read model and the outbox (its emails
+carry the requester's address); another tenant's data is untouched; a second run finds nothing and
+is safe."""
 
 from __future__ import annotations
 
@@ -65,6 +66,7 @@ async def _held(bus: Bus, store: ObjectStore, settings: Settings, tenant: str) -
         | await _subjects(bus, f"KV_{admission}", f"$KV.{admission}.tenant.{tenant}"),
         "heartbeats": await _subjects(bus, f"KV_{hb}", f"$KV.{hb}.*.{tenant}.>"),
         "rows": rows,
+        "emails": sorted(p.name for p in Path(settings.mail.outbox_dir).glob(f"*_{tenant}*")),
     }
 
 
@@ -96,20 +98,25 @@ async def test_erase_tenant_removes_everything_of_one_tenant_and_nothing_of_anot
         before, kept_before = await _held(bus, store, settings, tenant), await _held(bus, store, settings, other)
         assert before["events"] and before["objects"] and before["uploads"] and before["admission"]
         assert before["heartbeats"] and before["rows"] == 3
+        assert before["emails"] == sorted([f"{failed}_failed_{tenant}.eml", f"{done}_ready_{tenant}.eml"])
+        assert kept_before["emails"] == [f"{kept}_ready_{other}.eml"]
 
         dry = cli(values, "erase-tenant", tenant, "--dry-run")
         assert dry.returncode == 0, dry.stderr
         counted = re.search(r"would remove (\d+) events of 3 exports", dry.stdout)
         assert counted and int(counted.group(1)) >= before["events"], dry.stdout  # the running one moves on
         assert f"would remove 3 read-model rows in {settings.read_model_db}" in dry.stdout
+        assert f"would remove 2 emails in the outbox {settings.mail.outbox_dir}" in dry.stdout, dry.stdout
         assert (await _held(bus, store, settings, tenant))["events"] >= before["events"]
 
         out = cli(values, "erase-tenant", tenant, "--by", "ada", "--reason", "GDPR request 77")
         assert out.returncode == 0, out.stdout + out.stderr
-        assert "nothing left in the stream, the KV buckets, the store or the read model" in out.stdout
+        assert "nothing left in the stream, the KV buckets, the store, the read model or the outbox" in out.stdout
         assert "removed 3 read-model rows" in out.stdout and "archives" in out.stdout
+        assert "removed 2 emails in the outbox" in out.stdout, out.stdout
         after = await _held(bus, store, settings, tenant)
-        assert after == {"events": 0, "objects": [], "uploads": [], "admission": {}, "heartbeats": {}, "rows": 0}
+        assert after == {"events": 0, "objects": [], "uploads": [], "admission": {}, "heartbeats": {}, "rows": 0,
+                         "emails": []}
         assert await _held(bus, store, settings, other) == kept_before
 
         # the erased exports stay gone while the services keep running

@@ -12,7 +12,9 @@ has no wrapper, so the small request/ack flow lives here):
 
 The backup folder holds, per stream, ``<stream>.tar.s2`` and ``<stream>.json`` (config and state),
 plus ``manifest.json``. The object store (archives, snapshots, part records) is not in it: back up
-the bucket with the store's own tools. Restore goes into a server where the streams do not exist.
+the bucket with the store's own tools. Restore goes into a server where the streams do not exist:
+it asks for every one of them first and refuses, restoring nothing, when any is there (restoring
+the first, then failing on the second, would leave the server half restored).
 
 Errors::
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,10 +173,51 @@ async def restore_stream(nc: Client, folder: Path, entry: dict[str, Any]) -> dic
     return dict(done.get("state", {}))
 
 
-async def restore(nc: Client, folder: Path, entries: list[dict[str, Any]] | None = None) -> list[tuple[str, int]]:
-    """Restore every stream of the backup; ``entries`` from :func:`check_backup` when already checked."""
-    out = []
-    for entry in entries if entries is not None else check_backup(folder):
-        state = await restore_stream(nc, folder, entry)
+NOT_FOUND = 10059  # JetStream's err_code for "stream not found"
+REMOVE = "nats stream rm -f {}"  # the nats CLI, as the NATS admin: deletes the stream and what it holds
+
+
+async def existing(nc: Client, names: list[str]) -> list[str]:
+    """Which of the streams ``names`` the server has."""
+    found = []
+    for name in names:
+        data = json.loads((await nc.request(f"{API}.INFO.{name}", b"", timeout=10)).data)
+        err = data.get("error")
+        if err is None:
+            found.append(name)
+        elif err.get("err_code") != NOT_FOUND:
+            raise BackupError(f"asking for stream {name}: {err.get('description', err)} "
+                              f"(code {err.get('err_code', err.get('code'))})")
+    return found
+
+
+def _remove_hint(names: list[str]) -> str:
+    return ", ".join(f"`{REMOVE.format(n)}`" for n in names)
+
+
+async def restore(nc: Client, folder: Path, entries: list[dict[str, Any]] | None = None,
+                  restored: Callable[[str, int], None] | None = None) -> list[tuple[str, int]]:
+    """Restore every stream of the backup; ``entries`` from :func:`check_backup` when already checked,
+    ``restored(stream, messages)`` called as each one is done (so a failure part-way shows what was)."""
+    entries = entries if entries is not None else check_backup(folder)
+    there = await existing(nc, [e["stream"] for e in entries])
+    if there:
+        raise BackupError(
+            f"the server already has stream{'s' if len(there) > 1 else ''} {', '.join(there)}: restore only "
+            "creates streams that do not exist, so nothing was restored. Restore before `grove-export setup` "
+            "creates them (in Kubernetes, before the grove-setup Job), or delete them as the NATS admin, with "
+            f"what they hold: {_remove_hint(there)}")
+    out: list[tuple[str, int]] = []
+    for entry in entries:
+        try:
+            state = await restore_stream(nc, folder, entry)
+        except BackupError as e:
+            if not out:
+                raise
+            done = [s for s, _ in out]
+            raise BackupError(f"{e}; already restored: {', '.join(done)} (delete them, {_remove_hint(done)}, "
+                              "before running restore again)") from None
         out.append((entry["stream"], int(state.get("messages", 0))))
+        if restored is not None:
+            restored(*out[-1])
     return out

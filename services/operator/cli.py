@@ -385,7 +385,8 @@ def add_commands(sub: Any, data_help: str) -> None:
     _actor(e, reason_required=False)
     b = command("backup", "snapshot the event stream and KV buckets into a folder", _backup)
     b.add_argument("dir", help="an empty folder for the backup")
-    r = command("restore", "restore a backup into a server where those streams do not exist yet", _restore)
+    r = command("restore", "restore a backup into a server where those streams do not exist yet (checked "
+                           "first: restores nothing when any is there)", _restore)
     r.add_argument("dir", help="the folder `grove-export backup` wrote")
 
 
@@ -413,11 +414,10 @@ async def _restore(args: argparse.Namespace, settings: Settings) -> None:
         raise OperatorError(str(e)) from None
     # a bare connection: connect() binds the stream and buckets the restore needs absent
     nc = await open_nats(settings, "operator", persistent=False)
-    try:
-        restored = await restore(nc, Path(args.dir), entries)
+    try:  # each stream is printed as it is restored: a failure part-way leaves a record of what was
+        await restore(nc, Path(args.dir), entries,
+                      lambda stream, messages: print(f"{stream}: restored, {messages} messages", flush=True))
     except BackupError as e:
         raise OperatorError(str(e)) from None
     finally:
         await nc.drain()
-    for stream, messages in restored:
-        print(f"{stream}: restored, {messages} messages")

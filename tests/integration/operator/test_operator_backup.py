@@ -75,7 +75,8 @@ async def test_a_restored_server_shows_the_same_exports_and_finishes_the_one_in_
         assert f"{settings.stream_name}: restored" in out.stdout
         assert exports(values_b) == seen
         twice = cli(values_b, "restore", str(tmp_path / "backup"))
-        assert twice.returncode == 1 and "already in use" in twice.stderr, twice.stderr
+        assert twice.returncode == 1 and "the server already has streams" in twice.stderr, twice.stderr
+        assert "nothing was restored" in twice.stderr and twice.stdout == "", twice.stderr
         bus = await connect(build(values_b), "test", ensure=True)
         stack = start_stack(tmp_path / "stack-b", values_b)
         state = await wait_status(bus, seeded[1].tenant_id, flying, timeout=120)

@@ -1,0 +1,87 @@
+"""``grove-export restore`` into a server that has some of the backup's streams restores none of them.
+
+Seen: with only EXPORTS deleted, restore restored EXPORTS, then failed on KV_…_heartbeats with
+"stream name already in use", exit 1, printing nothing about EXPORTS: a half-restored server on
+which the same command then failed on EXPORTS. Real nats-server; the backup is `grove-export
+backup`'s own."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from shared.bus.connect import Bus, kv_names
+from shared.core import events as ev
+from shared.runtime.settings import Settings
+from tests.support.env import to_env
+
+
+def cli(values: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], env={**os.environ, **to_env(values)},
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+async def _streams(bus: Bus, names: list[str]) -> dict[str, int]:
+    """The streams of ``names`` the server has, with their message counts."""
+    have = {}
+    for name in names:
+        try:
+            have[name] = int((await bus.js.stream_info(name)).state.messages)
+        except Exception:  # noqa: BLE001 - not found
+            continue
+    return have
+
+
+async def test_restore_refuses_before_restoring_anything_when_one_stream_exists(
+        values: dict[str, Any], bus: Bus, settings: Settings, tmp_path: Path) -> None:
+    hb, admission = (f"KV_{b}" for b in kv_names(settings))
+    names = [settings.stream_name, hb, admission]
+    await bus.log.append(ev.ExportRequested(export_id=ev.new_export_id(), tenant_id="tenant_r", user_id="u1",
+                                            user_email="r@example.org", username="autumn"), 0)
+    backup = tmp_path / "backup"
+    assert cli(values, "backup", str(backup)).returncode == 0
+
+    await bus.js.delete_stream(settings.stream_name)  # only the log is gone; the KV buckets' streams stay
+    out = cli(values, "restore", str(backup))
+    assert out.returncode == 1 and out.stdout == "", out.stdout + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert f"the server already has streams {hb}, {admission}: " in lines[0], lines[0]
+    assert "nothing was restored" in lines[0] and "grove-setup Job" in lines[0], lines[0]
+    assert f"`nats stream rm -f {hb}`" in lines[0] and f"`nats stream rm -f {admission}`" in lines[0], lines[0]
+    assert await _streams(bus, names) == {hb: 0, admission: 0}  # EXPORTS was not restored
+
+    for name in (hb, admission):
+        await bus.js.delete_stream(name)
+    out = cli(values, "restore", str(backup))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [f"{settings.stream_name}: restored, 1 messages", f"{hb}: restored, 0 messages",
+                                       f"{admission}: restored, 0 messages"], out.stdout
+    assert await _streams(bus, names) == {settings.stream_name: 1, hb: 0, admission: 0}
+
+
+async def test_a_restore_that_fails_part_way_says_what_it_had_restored(
+        values: dict[str, Any], bus: Bus, settings: Settings, tmp_path: Path) -> None:
+    hb, admission = (f"KV_{b}" for b in kv_names(settings))
+    backup = tmp_path / "backup"
+    assert cli(values, "backup", str(backup)).returncode == 0
+    # the second snapshot is not one the server can restore, with a checksum that matches it
+    manifest = json.loads((backup / "manifest.json").read_text())
+    broken = b"not a snapshot" * 100
+    (backup / manifest["streams"][1]["file"]).write_bytes(broken)
+    manifest["streams"][1]["sha256"] = hashlib.sha256(broken).hexdigest()
+    (backup / "manifest.json").write_text(json.dumps(manifest))
+    for name in (settings.stream_name, hb, admission):
+        await bus.js.delete_stream(name)
+
+    out = cli(values, "restore", str(backup))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stdout == f"{settings.stream_name}: restored, 0 messages\n", out.stdout
+    line = out.stderr.strip()
+    assert len(line.splitlines()) == 1 and line.startswith(f"grove-export: restore of {hb}"), line
+    assert f"already restored: {settings.stream_name} (delete them, `nats stream rm -f {settings.stream_name}`" in line

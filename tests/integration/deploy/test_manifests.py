@@ -176,6 +176,49 @@ def test_compose_requires_every_secret_and_publishes_on_loopback_only() -> None:
         assert "MINIO_ROOT_PASSWORD" not in str(env) or name in ("minio", "minio-init"), name
 
 
+def test_every_docker_compose_command_in_the_docs_names_the_compose_file() -> None:
+    """The compose file is in deploy/: a ``docker compose`` without ``-f deploy/docker-compose.yml``,
+    run from the repository root as the docs say, finds no project."""
+    for path in (ROOT / "README.md", DEPLOY / "README.md", DEPLOY / "docker-compose.yml", ROOT / "Makefile"):
+        text = re.sub(r"\s*\n\s*#?\s*", " ", path.read_text())  # commands wrapped over comment lines too
+        for args in re.findall(r"docker compose (\S+ \S+)", text):
+            assert args == "-f deploy/docker-compose.yml", f"{path.relative_to(ROOT)}: docker compose {args} …"
+
+
+def test_the_compose_header_names_the_setup_job_every_service_waits_for() -> None:
+    services = compose()["services"]
+    header = (DEPLOY / "docker-compose.yml").read_text().split("\nname:")[0]
+    setup = [name for name, svc in services.items() if svc.get("command") == ["setup"]]
+    assert setup == ["setup"] and "`setup` service" in header, "the header must say who creates the stream"
+    for name in GROVE_SERVICES:
+        assert services[name]["depends_on"]["setup"]["condition"] == "service_completed_successfully", name
+
+
+def test_every_required_compose_variable_is_in_env_example_and_the_readme_secrets_list() -> None:
+    """A ``${VAR:?…}`` of the compose file that .env.example or the README's list leaves out is a
+    stack that will not start for whoever follows them."""
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    body = "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))  # comments say `${VAR:?}`
+    required = set(re.findall(r"\$\{(\w+):\?", body))
+    example = (DEPLOY / ".env.example").read_text()
+    listed = {ln.split("=", 1)[0] for ln in example.splitlines() if ln.strip() and not ln.startswith("#")}
+    assert required == listed, f"deploy/.env.example: missing {required - listed}, not required {listed - required}"
+    readme = (ROOT / "README.md").read_text()
+    secrets = readme[readme.index("**Secrets refuse to be defaulted.**"):]
+    secrets = secrets[:secrets.index("\n\n")]
+    users = re.search(r"`NATS_PASSWORD_<USER>` for ([^)]*)\)", secrets)
+    assert users, "the README's secrets list does not name NATS_PASSWORD_<USER>"
+    assert {password_env(u.strip()) for u in users.group(1).split(",")} == {
+        v for v in required if v.startswith("NATS_PASSWORD_")}
+    missing = [v for v in sorted(required) if not v.startswith("NATS_PASSWORD_") and f"`{v}`" not in secrets]
+    assert not missing, f"README's list of compose secrets omits {missing}"
+    content = {n for n, svc in compose()["services"].items() if "GROVE_CONTENT_DSN" in svc.get("environment", {})}
+    assert content == {"catalog", "seed"}, "the README says only the catalog and seed get the content DSN"
+    for name, where in ((".env.example", example), ("docker-compose.yml", text)):  # files they point to exist
+        for path in re.findall(r"\b(?:services|shared)/[\w/]+\.py\b", where):
+            assert (ROOT / path).is_file(), f"deploy/{name} points to {path}, which does not exist"
+
+
 def test_compose_nats_nodes_mount_the_generated_configs_and_get_every_password() -> None:
     services = compose()["services"]
     for i in (1, 2, 3):

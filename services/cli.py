@@ -131,14 +131,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
         print("grove-export: stack stopped", flush=True)
 
 
-async def _tenant_known(settings: Settings, tenant: str) -> str | None:
-    """Why the content database cannot vouch for ``tenant`` (None when it knows it)."""
+async def _tenant_known(settings: Settings, tenant: str, guessed: bool = False) -> str | None:
+    """Why the content database cannot vouch for ``tenant`` (None when it knows it, or when there is no
+    database to ask). ``guessed``: nothing chose the database (no GROVE_CONTENT_DSN, no running local
+    stack), so a missing default SQLite file says nothing about where the content is: the compose
+    gateway mints tokens for content in PostgreSQL, which it never reads."""
     from shared.content.factory import content_source, sqlite_path
 
     path = sqlite_path(settings.content_dsn.get_secret_value())
     where = str(path) if path is not None else "(PostgreSQL)"  # never the DSN: it may hold a password
     if path is not None and not path.is_file():
-        return f"there is no content database at {path}"
+        return None if guessed else f"there is no content database at {path}"
     content = content_source(settings)
     try:
         row = await content.tenant(tenant)
@@ -171,7 +174,10 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
         raise CliError(str(e)) from None
     # A typo here would give an export that "succeeds" with nothing in it. Warn, but still mint:
     # tests and external tools mint tokens for tenants whose content lives elsewhere.
-    unknown = asyncio.run(_tenant_known(settings, args.tenant))
+    found = getattr(args, "found", None)  # the data folder's own paths, with no stack running: a guess
+    guessed = "content_dsn" not in settings.model_fields_set or (
+        found is not None and found.source is None and "GROVE_CONTENT_DSN" in found.env)
+    unknown = asyncio.run(_tenant_known(settings, args.tenant, guessed))
     if unknown:
         print(f"grove-export: warning: {unknown}; its exports will be empty (a typo? "
               f"`grove-export seed` prints a tenant id)", file=sys.stderr)

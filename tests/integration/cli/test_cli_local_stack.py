@@ -229,3 +229,22 @@ def test_serve_runs_as_many_assemblers_as_asked_and_refuses_a_count_out_of_range
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_token_warns_about_a_missing_content_database_only_when_one_was_chosen(tmp_path: Path) -> None:
+    """Seen in use: deploy/README's `docker compose run --rm gateway token …` warned "there is no
+    content database at var/content.db; its exports will be empty": the gateway container has the
+    signing secret but no GROVE_CONTENT_DSN (it never reads content; the catalog reads PostgreSQL),
+    so that path was only the default."""
+    import secrets
+
+    token = ("token", "--tenant", "demo_1", "--user", "u1", "--email", "a@example.org", "--username", "autumn")
+    signing = {"GROVE_JWT_SECRET": secrets.token_urlsafe(48)}
+    gateway = new_shell(*token, cwd=tmp_path, **signing)  # as in the compose gateway: no DSN, no var/
+    assert gateway.returncode == 0 and gateway.stdout.count(".") == 2, gateway.stderr
+    assert gateway.stderr == "", "no database was chosen, so there is none to be missing"
+    missing = tmp_path / "content.db"
+    chosen = new_shell(*token, cwd=tmp_path, GROVE_CONTENT_DSN=f"sqlite:///{missing}", **signing)
+    assert chosen.returncode == 0 and chosen.stdout.count(".") == 2, chosen.stderr
+    assert chosen.stderr.startswith(f"grove-export: warning: there is no content database at {missing}; "
+                                    "its exports will be empty"), chosen.stderr

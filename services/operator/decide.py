@@ -80,6 +80,9 @@ def resend_refusal(state: ExportState) -> Refused | None:
         return Refused("this export was asked for as a download only; there is no email to send")
     if state.status == "expired":
         return Refused("the archive has expired and was deleted; the email would link to nothing")
+    if state.status == "cancelled":
+        return Refused("the export was cancelled; a cancelled export sends no email (only a complete or failed "
+                       "one does)")
     if state.status not in RESENDABLE:
         return Refused(f"the export is {state.status}; there is no outcome to email yet")
     if state.notification is None:

@@ -116,6 +116,14 @@ def test_resend_is_refused_without_an_outcome_an_email_or_an_archive():
     assert "assembling" in decide.resend_refusal(fold([REQ, CAT])).why  # type: ignore[union-attr]
 
 
+def test_a_resend_of_a_cancelled_export_says_a_cancel_sends_no_email():
+    """Seen: "the export is cancelled; there is no outcome to email yet" — as if one would come."""
+    cancelled = fold([REQ, CAT, ev.CancelRequested(**IDS), ev.ExportCancelled(**IDS)])
+    why = decide.resend_refusal(cancelled).why  # type: ignore[union-attr]
+    assert "cancelled" in why and "no email" in why and "yet" not in why
+    assert "yet" in decide.resend_refusal(fold([REQ, CAT])).why  # type: ignore[union-attr]  # still running
+
+
 def test_unlock_is_refused_while_any_export_of_the_tenant_is_active_or_when_nothing_holds_it_back():
     held = adm_decide(Slot("exp_1", T0), "complete")
     assert "cancel it first" in decide.unlock_refusal([fold([REQ, DONE]), fold([REQ, CAT])], held).why  # type: ignore[union-attr]

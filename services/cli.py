@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from services.cliargs import Parser, number_in
+from services.cliargs import Parser, an_id, number_in
 from shared.content.port import ContentError
 from shared.core import steps
 from shared.runtime.secrets import SecretError
@@ -31,7 +31,12 @@ SERVICES = steps.service_names()
 
 
 class CliError(Exception):
-    """A one-line message for the user; exit code 2."""
+    """A one-line message for the user; exit code 2 (the command line is wrong), or ``code`` 1 when
+    what it names is not there (no such export, no such snapshot)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # Commands that run a stack of their own; every other command reads the local stack's stack.json.
@@ -185,45 +190,26 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def _events(settings: Settings, export_id: str, where: str, tenant: str | None = None) -> None:
-    from nats.errors import NoRespondersError
-    from nats.js.errors import NotFoundError
-
+    from services.operator.cli import tenant_of
+    from services.operator.inspect import event_line
     from shared.bus.connect import connect
-    from shared.core.events import is_valid_id
 
-    if not is_valid_id(export_id):
-        raise CliError(f"export id {export_id!r} must match [A-Za-z0-9_-]{{1,64}}")
     bus = await connect(settings, "cli", ensure=False, persistent=False)
     try:
-        try:
-            await bus.js.get_last_msg(settings.stream_name, f"{settings.subject_prefix}.*.{export_id}.>",
-                                      direct=True)
-        except (NotFoundError, NoRespondersError):  # no such export, or no stream yet
-            hint = ""
-            with contextlib.suppress(NotFoundError, NoRespondersError):  # a tenant's id given by mistake?
-                await bus.js.get_last_msg(settings.stream_name, f"{settings.subject_prefix}.{export_id}.*.>",
-                                          direct=True)
-                hint = f"; {export_id!r} is a tenant: `grove-export exports --tenant {export_id}` lists its exports"
-            raise CliError(f"no events for export {export_id!r} in stream {settings.stream_name} "
-                           f"on NATS {where}{hint}") from None
-        from services.operator.cli import OperatorError, tenant_of
-
-        try:
-            tenant = await tenant_of(bus, settings, export_id, tenant)
-        except OperatorError as e:
-            raise CliError(str(e)) from None
+        tenant = await tenant_of(bus, settings, export_id, tenant, where)  # the same refusals as `show`'s
         async for seq, event in bus.log.history(tenant, export_id):
-            # the line already says the type, the time and the producer; unset fields say nothing
-            fields = event.model_dump(mode="json", exclude_none=True, exclude={
-                "event_id", "export_id", "tenant_id", "version", "occurred_at", "producer", "type"})
-            detail = " ".join(f"{k}={v}" for k, v in fields.items())
-            print(f"{seq:>8} {event.occurred_at:%Y-%m-%dT%H:%M:%S.%f}Z {event.producer:<10} {event.name():<18} {detail}")
+            print(event_line(seq, event))  # the same lines as `show`'s
     finally:
         await bus.close()
 
 
 def cmd_events(args: argparse.Namespace, settings: Settings) -> None:
-    asyncio.run(_events(settings, args.export_id, _nats_where(settings, args), args.tenant))
+    from services.operator.cli import OperatorError
+
+    try:
+        asyncio.run(_events(settings, args.export_id, _nats_where(settings, args), args.tenant))
+    except OperatorError as e:  # the log holds no such export: exit 1, as from `show` and the others
+        raise CliError(str(e), code=1) from None
 
 
 async def _assemble(settings: Settings, key: str, out: Path) -> None:
@@ -235,7 +221,7 @@ async def _assemble(settings: Settings, key: str, out: Path) -> None:
     try:
         size, sha = await assemble_to_file(store, settings.buckets.exports, key, out)
     except ObjectNotFound:
-        raise CliError(f"no snapshot at {key!r} in bucket {settings.buckets.exports!r}") from None
+        raise CliError(f"no snapshot at {key!r} in bucket {settings.buckets.exports!r}", code=1) from None
     finally:
         await store.close()
     print(f"{out.resolve()} {size} bytes sha256={sha}")
@@ -438,8 +424,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP + " (its secrets.json signs the token)")
     t.set_defaults(func=cmd_token)
     e = sub.add_parser("events", help="one export's log, one line per event")
-    e.add_argument("export_id", help="the export's id (exp_…), as POST /api/export answered")
-    e.add_argument("--tenant", help="whose export it is, when two tenants use the same export id")
+    e.add_argument("export_id", type=an_id, metavar="EXPORT_ID",
+                   help="the export's id (exp_…), as POST /api/export answered")
+    e.add_argument("--tenant", type=an_id, help="whose export it is, when two tenants use the same export id")
     e.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
     e.set_defaults(func=cmd_events, needs_nats=True)
     a = sub.add_parser("assemble", help="assemble a frozen snapshot to a local file (no bus)")
@@ -534,12 +521,13 @@ def main(argv: list[str] | None = None) -> None:
 
         print(f"grove-export: invalid settings: {explain(e)}", file=sys.stderr)
         sys.exit(2)
+    args.nats_where = _nats_where(settings, args)  # for messages naming the server asked (`show`, `events`, …)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             args.func(args, settings)
     except (CliError, SecretError) as e:
         print(f"grove-export: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(e.code if isinstance(e, CliError) else 2)
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)

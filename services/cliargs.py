@@ -37,3 +37,25 @@ def number_in(low: float, high: float | None = None, kind: type[int] | type[floa
         return value
     parse.__name__ = kind.__name__  # argparse names the type in its own messages
     return parse
+
+
+def an_id(text: str) -> str:
+    """An argparse ``type``: a tenant or export id (one NATS subject token)."""
+    from shared.core.events import is_valid_id
+
+    if not is_valid_id(text):
+        raise argparse.ArgumentTypeError(f"must match [A-Za-z0-9_-]{{1,64}}, not {text!r}")
+    return text
+
+
+def an_age(text: str) -> str:
+    """An argparse ``type``: an age like ``90s``, ``15m``, ``2h``, ``3d`` (kept as text; the command
+    turns it into a duration)."""
+    from services.operator.decide import parse_age
+
+    try:
+        parse_age(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an age like 90s, 15m, 2h or 3d, not {text!r}") from None
+    return text
+

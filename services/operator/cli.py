@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.cliargs import number_in
+from services.cliargs import an_age, an_id, number_in
 from shared.core.events import is_valid_id
 from shared.core.humanize import human_size
 from shared.core.lifecycle import STATUSES
@@ -31,7 +31,8 @@ STEPS = ("catalog", "assemble", "finalize", "notify", "cancel", "janitor")
 
 
 class OperatorError(Exception):
-    """Bad input or a refusal: one line on stderr, exit 1."""
+    """The log says no (no such export, a refusal): one line on stderr, exit 1. A bad argument is
+    argparse's (``services.cliargs``): exit 2."""
 
 
 @contextlib.asynccontextmanager
@@ -57,9 +58,11 @@ def _who(args: argparse.Namespace) -> actions.Who:
     return actions.Who(args.by or getpass.getuser(), args.reason.strip())
 
 
-async def tenant_of(bus: Bus, settings: Settings, export_id: str, tenant: str | None = None) -> str:
+async def tenant_of(bus: Bus, settings: Settings, export_id: str, tenant: str | None = None,
+                    where: str | None = None) -> str:
     """The tenant whose export ``export_id`` is: the only one whose log holds that id, or ``tenant``
-    (``--tenant``) — an id two tenants use is refused rather than guessed."""
+    (``--tenant``) — an id two tenants use is refused rather than guessed. ``where``: the NATS server
+    asked and why that one, for the message when no log holds the id."""
     from services.operator import inspect
 
     tenants = await inspect.locate(bus, settings, export_id)
@@ -69,11 +72,27 @@ async def tenant_of(bus: Bus, settings: Settings, export_id: str, tenant: str | 
                                 + (f" (it is {', '.join(tenants)}'s)" if tenants else ""))
         return tenant
     if not tenants:
-        raise OperatorError(f"no events for export {export_id!r}")
+        raise OperatorError(await _no_export(bus, settings, export_id, where))
     if len(tenants) > 1:
         raise OperatorError(f"export id {export_id!r} is used by {len(tenants)} tenants ({', '.join(tenants)}): "
                             "pass --tenant to say whose")
     return tenants[0]
+
+
+async def _no_export(bus: Bus, settings: Settings, export_id: str, where: str | None) -> str:
+    """The one line for an export id no log holds, from every command: the stream and server asked,
+    and whether the id is a tenant's (a tenant id given by mistake)."""
+    from nats.errors import NoRespondersError
+    from nats.js.errors import NotFoundError
+
+    line = f"no events for export {export_id!r} in stream {settings.stream_name}" + (f" on NATS {where}"
+                                                                                    if where else "")
+    if is_valid_id(export_id):
+        with contextlib.suppress(NotFoundError, NoRespondersError):
+            await bus.js.get_last_msg(settings.stream_name, f"{settings.subject_prefix}.{export_id}.*.>",
+                                      direct=True)
+            line += f"; {export_id!r} is a tenant: `grove-export exports --tenant {export_id}` lists its exports"
+    return line
 
 
 # -- see ----------------------------------------------------------------------------------------
@@ -81,14 +100,7 @@ async def _exports(args: argparse.Namespace, settings: Settings) -> None:
     from services.operator import inspect
     from services.operator.decide import human_age, parse_age
 
-    try:
-        older = parse_age(args.older_than) if args.older_than else None
-    except ValueError as e:
-        raise OperatorError(str(e)) from None
-    if args.page < 1 or args.limit < 1:
-        raise OperatorError(f"--page and --limit count from 1 (got --page {args.page}, --limit {args.limit})")
-    if args.tenant and not is_valid_id(args.tenant):
-        raise OperatorError(f"tenant id {args.tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
+    older = parse_age(args.older_than) if args.older_than else None  # checked by argparse (an_age)
     filters = inspect.Filters(args.status, args.tenant, older, args.step)
     now = datetime.now(UTC)
     async with _open(settings) as (bus, _):
@@ -117,7 +129,7 @@ async def _show(args: argparse.Namespace, settings: Settings) -> None:
     now = datetime.now(UTC)
     async with _open(settings, store=True) as (bus, store):
         assert store is not None
-        tenant = await tenant_of(bus, settings, args.export_id, args.tenant)
+        tenant = await tenant_of(bus, settings, args.export_id, args.tenant, getattr(args, "nats_where", None))
         folded = await inspect.read(bus, tenant, args.export_id)
         if not folded.state.exists:  # only forged or malformed events: the services dropped them all
             raise OperatorError(f"export {args.export_id!r} has no valid request in the log (its events are "
@@ -179,7 +191,7 @@ async def _on_export(args: argparse.Namespace, settings: Settings,
                      act: Callable[[Bus, ObjectStore, str], Awaitable[str]]) -> None:
     async with _open(settings, store=True) as (bus, store):
         assert store is not None
-        tenant = await tenant_of(bus, settings, args.export_id, args.tenant)
+        tenant = await tenant_of(bus, settings, args.export_id, args.tenant, getattr(args, "nats_where", None))
         print(await act(bus, store, tenant))
 
 
@@ -327,8 +339,15 @@ def _run(fn: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]]
     return run
 
 
+def _reason(text: str) -> str:
+    """An argparse ``type``: a reason that says something."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must say why, not {text!r}")
+    return text
+
+
 def _actor(p: argparse.ArgumentParser, reason_required: bool = True) -> None:
-    p.add_argument("--reason", required=reason_required, default="",
+    p.add_argument("--reason", required=reason_required, default="", type=_reason if reason_required else str,
                    help="why, in a few words (recorded in the log with your name)")
     p.add_argument("--by", default=None, metavar="NAME",
                    help="the operator's name recorded in the log (default: your login name)")
@@ -348,29 +367,29 @@ def add_commands(sub: Any, data_help: str) -> None:
 
     x = command("exports", "list exports across tenants from the log, newest first", _exports)
     x.add_argument("--status", choices=STATUSES, help="only exports with this status")
-    x.add_argument("--tenant", help="only this tenant's exports")
-    x.add_argument("--older-than", metavar="AGE", help="only exports requested longer ago than this (90s, 15m, 2h, 3d)")
+    x.add_argument("--tenant", type=an_id, help="only this tenant's exports")
+    x.add_argument("--older-than", type=an_age, metavar="AGE", help="only exports requested longer ago than this (90s, 15m, 2h, 3d)")
     x.add_argument("--step", choices=STEPS, help="only exports in this step, or that failed in it")
     x.add_argument("--page", type=number_in(1), default=1, help="which page, from 1 (default: 1)")
     x.add_argument("--limit", type=number_in(1), default=20, help="exports per page (default: 20)")
     x.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     s = command("show", "one export: state, events, open upload and parts, heartbeat", _show)
-    s.add_argument("export_id", help="the export's id (exp_…)")
-    s.add_argument("--tenant", help=TENANT_HELP)
+    s.add_argument("export_id", type=an_id, metavar="EXPORT_ID", help="the export's id (exp_…)")
+    s.add_argument("--tenant", type=an_id, help=TENANT_HELP)
     s.add_argument("--json", action="store_true", help="one JSON document instead of text")
     for name, fn, text in (("cancel", _cancel, "operator cancel (fenced like the gateway's, recorded with who and why)"),
                            ("retry", _retry, "start a failed export again as a new attempt, from where its log allows"),
                            ("resend", _resend, "send the export's email (ready or failed) again")):
         c = command(name, text, fn)
-        c.add_argument("export_id", help="the export's id (exp_…)")
-        c.add_argument("--tenant", help=TENANT_HELP)
+        c.add_argument("export_id", type=an_id, metavar="EXPORT_ID", help="the export's id (exp_…)")
+        c.add_argument("--tenant", type=an_id, help=TENANT_HELP)
         _actor(c)
     u = command("unlock", "free a tenant's admission slot and hourly limit when the log shows nothing active",
                 _unlock)
-    u.add_argument("tenant", help="the tenant id")
+    u.add_argument("tenant", type=an_id, metavar="TENANT", help="the tenant id")
     _actor(u)
     e = command("erase-tenant", "remove everything held about a tenant (--dry-run lists it)", _erase)
-    e.add_argument("tenant", help="the tenant id")
+    e.add_argument("tenant", type=an_id, metavar="TENANT", help="the tenant id")
     e.add_argument("--dry-run", action="store_true", help="list what would be removed; change nothing")
     e.add_argument("--wait", type=number_in(0, kind=float), default=30.0, metavar="SECONDS",
                    help="how long to wait for the tenant's running exports to cancel (default: 30)")

@@ -170,15 +170,19 @@ async def heartbeat(bus: Bus, tenant_id: str, export_id: str, now: datetime) -> 
     return dict(beat)
 
 
+_ENVELOPE = frozenset({"event_id", "export_id", "tenant_id", "version", "occurred_at", "producer"})
+
+
 def event_fields(event: ev.Event) -> dict[str, Any]:
     """An event's own fields, without the envelope."""
-    return event.model_dump(mode="json", exclude={"event_id", "export_id", "tenant_id", "version", "occurred_at",
-                                                  "producer"})
+    return event.model_dump(mode="json", exclude=set(_ENVELOPE))
 
 
 def event_line(seq: int, event: ev.Event) -> str:
-    """One line per event, as ``grove-export events`` prints it."""
-    detail = " ".join(f"{k}={v}" for k, v in event_fields(event).items())
+    """One line per event, as ``grove-export events`` and ``show`` both print it: the line already says
+    the type, the time and the producer; unset fields say nothing."""
+    fields = event.model_dump(mode="json", exclude_none=True, exclude={*_ENVELOPE, "type"})
+    detail = " ".join(f"{k}={v}" for k, v in fields.items())
     return f"{seq:>8} {event.occurred_at:%Y-%m-%dT%H:%M:%S.%f}Z {event.producer:<10} {event.name():<18} {detail}"
 
 

@@ -83,11 +83,11 @@ def test_operator_commands_in_a_new_terminal_find_the_local_stack_through_its_da
     assert dry.returncode == 0 and dry.stdout.splitlines()[-1].startswith("janitor: would expire 0"), dry.stderr
 
     missing = new_shell("events", "exp_000000000000000000000000", "--data", str(data), cwd=tmp_path)
-    assert missing.returncode == 2
+    assert missing.returncode == 1  # the log says no, as from `show` (a bad argument is 2)
     assert missing.stderr.strip() == (f"grove-export: no events for export 'exp_000000000000000000000000' in stream "
                                       f"EXPORTS on NATS {running.nats.url} (from {(data / 'stack.json').resolve()})")
     mistaken = new_shell("events", tenant, "--data", str(data), cwd=tmp_path)  # a tenant's id, not an export's
-    assert mistaken.returncode == 2
+    assert mistaken.returncode == 1
     assert mistaken.stderr.strip().endswith(
         f"; '{tenant}' is a tenant: `grove-export exports --tenant {tenant}` lists its exports"), mistaken.stderr
     listed = new_shell("exports", "--tenant", tenant, "--data", str(data), cwd=tmp_path)

@@ -131,6 +131,31 @@ async def test_the_list_is_newest_first_paginated_and_filtered(values: dict[str,
     refused(cli(values, "show", "exp_nothing_here"), "no events for export")
 
 
+async def test_show_and_events_print_the_same_event_lines_and_fail_the_same_way(values: dict[str, Any],
+                                                                                bus: Bus) -> None:
+    """One convention: a bad argument exits 2 (as argparse's own refusals do), an export the log does
+    not hold exits 1 (the log says no), with the same line from ``show`` and ``events``."""
+    export_id = await request_export(bus, "tenant_same")
+    shown = ok(cli(values, "show", export_id)).splitlines()
+    listed_lines = ok(cli(values, "events", export_id)).splitlines()
+    assert shown[-len(listed_lines):] == listed_lines  # `show` ends with exactly `events`' lines
+    assert not any("type=" in line or "=None" in line for line in listed_lines), listed_lines
+    for args in (["exports", "--older-than", "2x"], ["exports", "--status", "bogus"], ["exports", "--page", "0"],
+                 ["exports", "--tenant", "a.b"], ["show", "exp one"], ["events", "exp one"],
+                 ["unlock", "a.b", "--reason", "x"], ["resend", export_id, "--reason", " "]):
+        out = cli(values, *args)
+        assert out.returncode == 2, (args, out.stderr)
+        refused(out, "grove-export: ")
+    missing = [cli(values, command, "exp_nope") for command in ("show", "events")]
+    assert [m.returncode for m in missing] == [1, 1], [m.stderr for m in missing]
+    assert missing[0].stderr == missing[1].stderr and "no events for export 'exp_nope'" in missing[0].stderr
+    no_snapshot = cli(values, "assemble", "--snapshot", "exports/t/exp_nope/work/snapshot.jsonl", "--out", "/dev/null")
+    assert no_snapshot.returncode == 1, no_snapshot.stderr  # not there: 1, as an export that is not
+    for command in ("show", "events"):  # a tenant's id where an export's belongs: both say so
+        refused(cli(values, command, "tenant_same"), "'tenant_same' is a tenant: `grove-export exports --tenant "
+                                                     "tenant_same` lists its exports")
+
+
 async def test_the_list_skips_what_the_services_drop_and_sizes_only_an_archive(
         values: dict[str, Any], bus: Bus, settings: Settings) -> None:
     """A forged or malformed ExportRequested (anyone with a publishing password can store one) is

@@ -55,7 +55,7 @@ def an_age(text: str) -> str:
 
     try:
         parse_age(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an age like 90s, 15m, 2h or 3d, not {text!r}") from None
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"must be an age like 90s, 15m, 2h or 3d, up to 36500d: {e}") from None
     return text
 

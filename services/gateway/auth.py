@@ -55,6 +55,10 @@ def make_token(settings: Settings, tenant: str, user: str, email: str, username:
         raise ValueError(f"tenant id {tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
     if not is_single_address(email):
         raise ValueError(f"email {email!r} must be exactly one address (no name, list, or line break)")
+    for name, value in (("user", user), ("username", username)):  # what verify_token refuses, refused here
+        if not value or _CONTROL.search(value):
+            raise ValueError(f"{name} {value!r} must be non-empty text without control characters "
+                             "(the gateway refuses a token that has them)")
     if ttl_s > settings.token_max_ttl_s:
         raise ValueError(f"a token lives at most {settings.token_max_ttl_s:g} s (GROVE_TOKEN_MAX_TTL_S)")
     now = int(time.time())

@@ -102,13 +102,19 @@ def unlock_refusal(tenant_exports: list[ExportState], admission: adm.Decision) -
     return None
 
 
+MAX_AGE_DAYS = 36_500  # a hundred years: older than any export
+
+
 def parse_age(text: str) -> timedelta:
     """``90s``, ``15m``, ``2h``, ``3d`` → a timedelta; ValueError with a readable message otherwise."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     value, unit = text[:-1], text[-1:].lower()
     if unit not in units or not value.replace(".", "", 1).isdigit():
         raise ValueError(f"{text!r} is not an age like 90s, 15m, 2h or 3d")
-    return timedelta(seconds=float(value) * units[unit])
+    seconds = float(value) * units[unit]
+    if seconds > MAX_AGE_DAYS * 86400:  # beyond it, timedelta and "now - age" overflow
+        raise ValueError(f"{text!r} is more than {MAX_AGE_DAYS} days")
+    return timedelta(seconds=seconds)
 
 
 def human_age(then: datetime | None, now: datetime) -> str:

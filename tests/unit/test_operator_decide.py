@@ -149,6 +149,14 @@ def test_a_bad_age_says_what_it_should_look_like():
         decide.parse_age("soon")
 
 
+@pytest.mark.parametrize("text", ["99999999999999d", "36501d", "9" * 400 + "s"])
+def test_an_age_beyond_a_hundred_years_is_a_bad_age_not_an_overflow(text: str):
+    # seen: `exports --older-than 99999999999999d` printed an OverflowError traceback
+    with pytest.raises(ValueError, match="more than 36500 days"):
+        decide.parse_age(text)
+    assert decide.parse_age("36500d").days == 36500
+
+
 def test_the_lifecycle_names_the_step_where_an_export_is_or_failed():
     assert fold([REQ]).step == "catalog"
     assert fold([REQ, CAT]).step == "assemble"

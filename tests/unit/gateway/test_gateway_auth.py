@@ -150,3 +150,17 @@ def test_fractional_times_are_numeric_dates_and_accepted() -> None:
     now = time.time()
     token = _signed("{" + BASE + f',"iat":{now:.3f},"nbf":{now - 1:.3f},"exp":{now + 60:.3f}' + "}")
     assert verify_token(S, token).tenant_id == "tenant_a"
+
+
+@pytest.mark.parametrize(("field", "value"), [("user", "u\n"), ("user", ""), ("username", "a\u2028b"),
+                                              ("username", "x\x00"), ("username", "")])
+def test_make_token_refuses_the_claims_the_gateway_refuses(field: str, value: str) -> None:
+    """Seen: `grove-export token --user $'u\\n'` exited 0 with a token every request refused (401)."""
+    claims = {"tenant": "t1", "user": "u1", "email": "a@example.org", "username": "ann", field: value}
+    with pytest.raises(ValueError, match="control characters"):
+        make_token(S, **claims)
+    forged = jwt.encode({"sub": claims["user"], "tenant": "t1", "email": "a@example.org", "username": claims["username"],
+                         "aud": "grove-export", "iss": S.jwt_issuer, "iat": int(time.time()),
+                         "exp": int(time.time()) + 60}, TEST_SECRETS["jwt"], algorithm="HS256")
+    with pytest.raises(Unauthorized):  # the gateway's side of the same rule
+        verify_token(S, forged)

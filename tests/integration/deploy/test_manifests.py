@@ -188,7 +188,7 @@ def test_every_docker_compose_command_in_the_docs_names_the_compose_file() -> No
 def test_the_compose_header_names_the_setup_job_every_service_waits_for() -> None:
     services = compose()["services"]
     header = (DEPLOY / "docker-compose.yml").read_text().split("\nname:")[0]
-    setup = [name for name, svc in services.items() if svc.get("command") == ["setup"]]
+    setup = [name for name, svc in services.items() if (svc.get("command") or [None])[0] == "setup"]
     assert setup == ["setup"] and "`setup` service" in header, "the header must say who creates the stream"
     for name in GROVE_SERVICES:
         assert services[name]["depends_on"]["setup"]["condition"] == "service_completed_successfully", name

@@ -321,7 +321,8 @@ async def test_an_export_id_two_tenants_use_is_never_guessed(values: dict[str, A
 
 
 async def test_a_tenant_the_log_does_not_know_is_named_as_a_possible_typo(values: dict[str, Any], bus: Bus,
-                                                                         store: ObjectStore) -> None:
+                                                                         settings: Settings) -> None:
+    (settings.store_root / settings.buckets.exports).mkdir(parents=True)  # the store erase-tenant checks for
     await request_export(bus, "tenant_known")  # a stream with something in it, just not this tenant
     refused(cli(values, "unlock", "tenant_nosuch", "--reason", "x"), "the log holds no export of this tenant: a typo?")
     dry = cli(values, "erase-tenant", "tenant_nosuch", "--dry-run", "--no-read-model")  # no gateway has run here

@@ -8,6 +8,8 @@ Idempotent: run it again after an upgrade or a settings change and it converges.
 
 from __future__ import annotations
 
+import dataclasses
+
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError
@@ -43,6 +45,24 @@ def consumer_config(settings: Settings, consumer: steps.Consumer) -> ConsumerCon
     )
 
 
+async def _converge_kv(js: JetStreamContext, config: KeyValueConfig) -> str:
+    """Bring an existing bucket to ``config``'s TTL and replicas: a changed GROVE_HEARTBEAT_TTL_S
+    (or GROVE_STREAM_REPLICAS) was otherwise kept at the bucket's first value for good, and the
+    janitor judges a step alive by whether its heartbeat key still exists."""
+    info = await js.stream_info(f"KV_{config.bucket}")
+    age, replicas = float(config.ttl or 0), config.replicas
+    had_age, had_replicas = float(info.config.max_age or 0), info.config.num_replicas or 1
+    changes = [f"{name} {old:g} → {new:g}" for name, old, new in
+               (("max_age", had_age, age), ("num_replicas", had_replicas, replicas)) if old != new]
+    if not changes:
+        return "exists"
+    window = info.config.duplicate_window or 0
+    await js.update_stream(dataclasses.replace(
+        info.config, max_age=age, num_replicas=replicas,
+        duplicate_window=min(window, age) if age else window))  # the server refuses a window over max_age
+    return f"updated ({', '.join(changes)})"
+
+
 async def ensure(js: JetStreamContext, settings: Settings) -> list[str]:
     """Create or converge the stream, the buckets and the durables; returns what it did, one line each."""
     done: list[str] = []
@@ -54,10 +74,11 @@ async def ensure(js: JetStreamContext, settings: Settings) -> list[str]:
         config = kv_config(settings, role)
         try:
             await js.key_value(config.bucket)
-            done.append(f"kv bucket {config.bucket}: exists")
         except BucketNotFoundError:
             await js.create_key_value(config)
             done.append(f"kv bucket {config.bucket}: created")
+            continue
+        done.append(f"kv bucket {config.bucket}: {await _converge_kv(js, config)}")
     for consumer in steps.all_consumers():
         await js.add_consumer(settings.stream_name, consumer_config(settings, consumer))
         done.append(f"durable {consumer.durable}: {settings.subject_prefix}.*.*.{consumer.trigger}")

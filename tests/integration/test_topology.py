@@ -71,3 +71,25 @@ async def test_setup_on_an_empty_server_creates_every_durable_of_the_step_table(
         assert (await js.stream_info(settings.stream_name)).config.allow_direct
     finally:
         await nc.close()
+
+
+async def test_setup_brings_an_existing_heartbeat_bucket_to_a_changed_ttl(settings: Settings) -> None:
+    """Seen: with GROVE_HEARTBEAT_TTL_S changed from 300 to 10 and setup run again, the bucket kept 300 s,
+    so a stopped assembler's heartbeat outlived it by minutes and the janitor took the step as alive."""
+    nc = await nats.connect(settings.nats_url)
+    try:
+        js = nc.jetstream()
+        await topology.ensure(js, settings)
+        bucket = topology.kv_name(settings, "heartbeats")
+        assert (await js.stream_info(f"KV_{bucket}")).config.max_age == settings.heartbeat_ttl_s
+        shorter = settings.model_copy(update={"heartbeat_ttl_s": 10.0})
+        lines = await topology.ensure(js, shorter)
+        assert f"kv bucket {bucket}: updated (max_age {settings.heartbeat_ttl_s:g} → 10)" in lines, lines
+        assert (await js.stream_info(f"KV_{bucket}")).config.max_age == 10
+        kv = await js.key_value(bucket)  # still the same bucket, with what it held
+        await kv.put("assemble.t.e", b"x")
+        assert (await kv.get("assemble.t.e")).value == b"x"
+        again = await topology.ensure(js, shorter)
+        assert f"kv bucket {bucket}: exists" in again  # converged: nothing more to change
+    finally:
+        await nc.close()

@@ -13,7 +13,7 @@ from shared.archive import layout
 from shared.archive.names import sanitize_for_path
 from shared.content.port import ContentSource
 from shared.core import events as ev
-from shared.core.keys import archive_key, snapshot_key, texts_key
+from shared.core.keys import OUTSIDE_TENANT, archive_key, is_tenant_source, snapshot_key, texts_key
 from shared.core.snapshot import Snapshot, SnapshotError, SnapshotHeader, SnapshotMember, sha256_hex
 from shared.eventlog.jetstream import Loaded
 from shared.objectstore import (
@@ -81,14 +81,15 @@ class Catalog:
         if req.mode == "storage":
             files = [r async for r in self.content.amber_files(req.tenant_id)]
             moved()
-            heads = await self._head_all([(b.amber, r["r2_key"]) for r in files], moved)
+            heads = await self._tenant_heads(req.tenant_id, [(b.amber, r["r2_key"]) for r in files], moved)
             return await asyncio.to_thread(plan_storage, files, b.amber, heads)
         posts = [r async for r in self.content.posts(req.tenant_id)]
         moved()
         pages = [r async for r in self.content.pages(req.tenant_id)]
         media = [r async for r in self.content.media(req.tenant_id)]  # metadata travels even without images
         moved()
-        heads = await self._head_all([(b.images, r["r2_key"]) for r in media], moved) if req.include_images else {}
+        heads = await self._tenant_heads(req.tenant_id, [(b.images, r["r2_key"]) for r in media], moved) \
+            if req.include_images else {}
         # Rendering is CPU work (YAML front matter: minutes for 100,000 posts): off the event loop,
         # so in-progress acks and the heartbeat keep flowing meanwhile.
         return await asyncio.to_thread(plan_blog, posts, pages, media, req.include_images, b.images, heads,
@@ -108,6 +109,15 @@ class Catalog:
         members = layout.snapshot_members(texts, plan.objects, layout.TextsObject(self.settings.buckets.exports,
                                                                                   tkey, etag))
         return members, list(plan.errors)
+
+    async def _tenant_heads(self, tenant_id: str, objects: list[tuple[str, str]], moved: Callable[[], None]) -> Heads:
+        """:meth:`_head_all` of the tenant's own objects; a key outside the tenant's prefix is that
+        item's reason (errors.json) and is never read: a content row naming another tenant's key put
+        that tenant's file in this tenant's archive."""
+        prefix = self.settings.source_key_prefix
+        own = [o for o in objects if is_tenant_source(prefix, tenant_id, o[1])]
+        heads = await self._head_all(own, moved)
+        return heads | {o: OUTSIDE_TENANT for o in objects if not is_tenant_source(prefix, tenant_id, o[1])}
 
     async def _head_all(self, objects: list[tuple[str, str]], moved: Callable[[], None]) -> Heads:
         """Real size and ETag of every object (the database's declared size is not trusted). Keys

@@ -14,6 +14,7 @@ exports bucket::
 from __future__ import annotations
 
 EXPORTS_ROOT = "exports/"
+OUTSIDE_TENANT = "outside: its storage key is not under this tenant's (GROVE_SOURCE_KEY_PREFIX), so it was not read"
 WORK = "work/"
 
 
@@ -88,3 +89,12 @@ def heartbeat_key(step: str, tenant_id: str, export_id: str) -> str:
     service user may write only its own steps' keys (``$KV.<bucket>.<step>.>``): the notifier's
     password cannot keep an assembling export alive for the janitor."""
     return f"{step}.{tenant_id}.{export_id}"
+
+
+def is_tenant_source(prefix_template: str, tenant_id: str, key: object) -> bool:
+    """May a content row of ``tenant_id`` name the source object ``key``? Only under the tenant's
+    prefix (``prefix_template`` with ``{tenant}``, ending in ``/``; empty: any key). A key that is
+    not text is the store's and the renderer's to refuse, as before."""
+    if not prefix_template or not isinstance(key, str):
+        return True
+    return key.startswith(prefix_template.replace("{tenant}", tenant_id))

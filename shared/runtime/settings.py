@@ -124,6 +124,13 @@ class Settings(BaseSettings):
         description="The platform's public URL of a media object, `{key}` being its percent-encoded object key: "
                     "`grove-export import` gives restored links and media rows these URLs.")
 
+    source_key_prefix: str = Field(
+        "{tenant}/",
+        description="Every media and file object key a tenant's content rows name must start with this, "
+                    "`{tenant}` being the tenant id: a row naming another key is listed in errors.json and "
+                    "never read (else a row pointing at another tenant's object put that object in this "
+                    "tenant's archive). Empty: no check, for a platform whose keys carry no tenant.")
+
     # Gateway
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
@@ -153,6 +160,13 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65535, description="0: no metrics endpoint.")
     otel_endpoint: str | None = Field(
         None, description="OTLP/HTTP traces endpoint (e.g. http://jaeger:4318/v1/traces); unset = tracing off.")
+
+    @field_validator("source_key_prefix")
+    @classmethod
+    def _tenant_in_prefix(cls, v: str) -> str:
+        if v and ("{tenant}" not in v or not v.endswith("/")):
+            raise ValueError("must name {tenant} and end with / (like {tenant}/ or media/{tenant}/), or be empty")
+        return v
 
     @field_validator("content_dsn")
     @classmethod

@@ -238,3 +238,40 @@ def test_odd_column_values_and_odd_object_keys_never_fail_the_export(stack: tupl
     assert all(r.startswith("unreadable: its storage key cannot name a file") for r in skipped.values())
     assert "3 items could not be included (see errors.json)" in readme
     assert len(index["media"]) == 5 and sum(m["in_archive"] for m in index["media"]) == 2
+
+
+@pytest.mark.parametrize("mode", ["blog", "storage"])
+def test_a_content_row_naming_another_tenants_object_does_not_put_it_in_this_archive(
+        stack: tuple[dict, Stack], tmp_path: Path, mode: str) -> None:
+    # Seen: tenant A's media row (or Amber file row) with r2_key = one of tenant B's keys, and A's
+    # export held B's private file byte for byte. Now the row is in errors.json and B's object is never read.
+    secret = b"B's private bytes " + mode.encode() * 1000
+
+    async def prepare(content: ContentSource, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
+        a = (await seed_tenant(content, store, images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber,
+                               posts=1, pages=0, images=1, files=1, seed=21)).tenant_id
+        b = (await seed_tenant(content, store, images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber,
+                               posts=1, pages=0, images=0, files=0, seed=22)).tenant_id
+        if mode == "blog":
+            bucket, key = settings.buckets.images, f"{b}/media/private.jpg"
+            await content.insert("media", [{"id": f"stolen_{a}", "tenant_id": a, "filename": "stolen.jpg",
+                                            "original_name": None, "r2_key": key, "url": None, "size": len(secret),
+                                            "mime_type": "image/jpeg", "alt_text": None, "uploaded_at": 100}])
+        else:
+            bucket, key = settings.buckets.amber, f"{b}/files/private.bin"
+            await content.insert("amber_files", [{"id": f"stolen_{a}", "tenant_id": a, "filename": "stolen.bin",
+                                                  "original_name": None, "r2_key": key, "size": len(secret),
+                                                  "mime_type": "application/octet-stream", "category": "documents",
+                                                  "product": None, "uploaded_at": 100}])
+        await store.put(bucket, key, secret, "application/octet-stream")
+        return a, {}
+
+    try:
+        e = export_through_stack(stack[0], tmp_path / f"{mode}.zip", prepare, mode=mode)
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{logs_of(stack[1])}") from None
+    with zipfile.ZipFile(e.path) as zf:
+        assert not any(zf.read(n) == secret for n in zf.namelist())
+        assert all(secret[:20] not in zf.read(n) for n in zf.namelist())
+        errors = {x["source_id"]: x["reason"] for x in json.loads(zf.read("errors.json"))}
+    assert errors[f"stolen_{e.tenant_id}"].startswith("outside: its storage key is not under this tenant's"), errors

@@ -1,0 +1,33 @@
+"""A tenant's content rows may name only that tenant's source objects: a media or file row whose
+key is outside the tenant's prefix is never read (a row naming another tenant's key put that
+tenant's file in this tenant's archive)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from shared.core.keys import is_tenant_source
+from shared.runtime.settings import Settings
+
+
+@pytest.mark.parametrize(("key", "ok"), [
+    ("t1/media/a.jpg", True), ("t1/", True),
+    ("t2/media/a.jpg", False), ("t10/media/a.jpg", False), ("t1", False), ("/t1/media/a.jpg", False),
+    ("media/t1/a.jpg", False), ("exports/t1/e/work/snapshot.jsonl", False), ("", False),
+])
+def test_only_keys_under_the_tenants_prefix_are_its_own(key: str, ok: bool) -> None:
+    assert is_tenant_source("{tenant}/", "t1", key) is ok
+
+
+def test_the_prefix_follows_the_platforms_layout_and_can_be_off() -> None:
+    assert is_tenant_source("media/{tenant}/", "t1", "media/t1/a.jpg")
+    assert not is_tenant_source("media/{tenant}/", "t1", "media/t2/a.jpg")
+    assert is_tenant_source("", "t1", "t2/media/a.jpg")  # no check: keys carry no tenant
+    assert is_tenant_source("{tenant}/", "t1", None)  # not text: the store and the renderer refuse it
+
+
+@pytest.mark.parametrize("bad", ["{tenant}", "media/", "uploads/{tenant}"])
+def test_a_prefix_must_name_the_tenant_and_end_with_a_slash(bad: str) -> None:
+    with pytest.raises(ValidationError, match="must name \\{tenant\\} and end with /"):
+        Settings(source_key_prefix=bad)

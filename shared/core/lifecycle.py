@@ -248,11 +248,12 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
         case ev.ExportCataloged():
             return _set(s, status="assembling", progress=10, cataloged=event, base_error_count=event.error_count)
         case ev.UploadStarted():
-            return _set(
-                s, status="assembling", upload=event,
-                parts=() if s.upload and s.upload.upload_id != event.upload_id else s.parts,
-                assembling_since=s.assembling_since or event.occurred_at,
-            )
+            if s.upload is not None and s.upload.upload_id != event.upload_id:
+                # a new upload (the logged one was gone from the store): its archive starts at byte 0,
+                # no part logged for the old upload is in it, and its pace is measured afresh
+                return _set(s, status="assembling", upload=event, parts=(), assembling_since=event.occurred_at,
+                            last_part_at=None, progress=10)
+            return _set(s, status="assembling", upload=event, assembling_since=s.assembling_since or event.occurred_at)
         case ev.PartUploaded():
             kept = tuple(p for p in s.parts if p.number < event.part_number)
             part = PartInfo(

@@ -80,6 +80,25 @@ def test_relogging_a_part_voids_the_parts_after_it() -> None:
     assert [p.number for p in s.parts] == [1, 2]
 
 
+def test_a_new_upload_drops_the_gone_uploads_parts_and_its_pace() -> None:
+    """The logged upload was gone from the store: the assembler's new UploadStarted (another upload id)
+    starts the archive over — no part of the old upload counts, the progress and ETA start afresh."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    old = fold([requested(), CATALOGED, UPLOAD.model_copy(update={"occurred_at": t0}), part(1, 250, 10, t0),
+                part(2, 500, 20, t0 + timedelta(seconds=10))])
+    assert old.progress > 10 and old.parts
+    later = t0 + timedelta(days=3)
+    fresh = UPLOAD.model_copy(update={"upload_id": "u2", "occurred_at": later})
+    s = fold([fresh], old)
+    assert s.upload == fresh and s.parts == () and s.status == "assembling" and s.progress == 10
+    assert (s.assembling_since, s.last_part_at, s.bytes_done, s.archive_bytes_uploaded) == (later, None, 0, 0)
+    s = fold([part(1, 250, 10, later + timedelta(seconds=10))], s)
+    assert [p.number for p in s.parts] == [1] and s.eta_seconds() == 30.0
+    # the same upload again (a new encoder fingerprint): its parts stay
+    same = fold([UPLOAD.model_copy(update={"fingerprint": "g", "occurred_at": later})], old)
+    assert same.parts == old.parts and same.assembling_since == t0 and same.progress == old.progress
+
+
 def test_cancel_requested_marks_stopping_without_changing_status() -> None:
     s = fold([requested(), CATALOGED, ev.CancelRequested(**E)])
     assert s.status == "assembling" and s.cancel_requested and s.stopping

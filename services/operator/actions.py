@@ -21,7 +21,8 @@ from shared.core import events as ev
 from shared.core.keys import texts_key, work_prefix
 from shared.core.lifecycle import ExportState
 from shared.eventlog.jetstream import Conflict, Loaded
-from shared.objectstore import NoSuchUpload, ObjectStore
+from shared.objectstore import ObjectStore
+from shared.objectstore import upload_open as store_upload_open
 from shared.runtime.settings import Settings
 
 ROUNDS = 8
@@ -65,13 +66,8 @@ async def _retry_inputs(store: ObjectStore, settings: Settings, s: ExportState) 
     bucket = settings.buckets.exports
     keys = {o.key for o in await store.list_keys(bucket, work_prefix(s.tenant_id, s.export_id))}
     snapshot = s.cataloged is not None and {s.cataloged.snapshot_key, texts_key(s.tenant_id, s.export_id)} <= keys
-    upload_open = False
-    if s.upload is not None:
-        try:
-            await store.list_parts(bucket, s.upload.archive_key, s.upload.upload_id)
-            upload_open = True
-        except NoSuchUpload:
-            pass
+    upload_open = s.upload is not None and await store_upload_open(store, bucket, s.upload.archive_key,
+                                                                   s.upload.upload_id)
     records = all(p.records_key in keys for p in s.parts)
     return {"snapshot_present": snapshot, "upload_open": upload_open, "records_present": records}
 

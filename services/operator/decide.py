@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.gateway import admission as adm
-from shared.core.lifecycle import RESENDABLE, ExportState, counts_toward_limit, is_terminal, retryable
+from shared.core.lifecycle import (
+    RESENDABLE,
+    ExportState,
+    counts_toward_limit,
+    is_terminal,
+    logged_upload_usable,
+    retryable,
+)
 
 
 @dataclass(frozen=True)
@@ -47,10 +54,12 @@ def plan_retry(state: ExportState, *, snapshot_present: bool = False, upload_ope
         if state.status == "failed":
             return Refused("the export was being cancelled when it failed; start a new export instead")
         return Refused(f"the export is {state.status}; only a failed export can be retried")
-    if state.assembled is not None and upload_open:
+    if state.assembled is not None and logged_upload_usable(state, upload_open=upload_open):
         return RetryPlan("finalize", state.upload.upload_id if state.upload else None, state.error_count)
     if state.cataloged is not None and snapshot_present:
-        keep = upload_open and records_present and state.upload is not None and bool(state.parts)
+        # the lifecycle's rule (the assembler asks it too); an upload with no part logged gains nothing
+        keep = bool(state.parts) and logged_upload_usable(state, upload_open=upload_open,
+                                                          records_present=records_present)
         return RetryPlan("assemble", state.upload.upload_id if keep and state.upload else None,
                          state.cataloged.error_count)
     return RetryPlan("catalog", None, 0)

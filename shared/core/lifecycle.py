@@ -294,6 +294,20 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
 
 
 
+def logged_upload_usable(state: ExportState, *, upload_open: bool, records_present: bool = True) -> bool:
+    """May the export go on in the multipart upload its log names (``state.upload``)? Only while the
+    store still holds that upload (``upload_open``: listing its parts did not answer NoSuchUpload)
+    and the logged parts' member records (``records_present``, needed to resume inside the archive).
+
+    An upload disappears without the log knowing: the S3 lifecycle rule ``grove-export setup``
+    installs (``AbortIncompleteMultipartUpload`` after 2 days) after a long outage, MinIO's own purge
+    of uploads older than 24 h, or any other abort — and with it every part. Then nothing the log
+    says about its parts is true any more: the export needs a new upload, assembled from byte 0
+    (its ``UploadStarted`` drops the gone upload's parts from the fold). The one rule for the
+    assembler (before it resumes) and the operator's ``retry`` (which step to go on from)."""
+    return state.upload is not None and upload_open and records_present
+
+
 def retryable(state: ExportState) -> bool:
     """Only a failed export starts again, and not one whose cancel failed (it was meant to stop)."""
     return state.status == "failed" and not state.cancel_requested

@@ -13,6 +13,7 @@ from shared.objectstore.port import (
     StoreRefused,
     StoreUnavailable,
     UploadedPart,
+    upload_open,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "StoreRefused",
     "StoreUnavailable",
     "UploadedPart",
+    "upload_open",
 ]

@@ -156,3 +156,14 @@ class ObjectStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def upload_open(store: ObjectStore, bucket: str, key: str, upload_id: str) -> bool:
+    """Does the store still hold this multipart upload? False when listing its parts answers
+    NoSuchUpload (aborted — by a lifecycle rule, a store's purge of stale uploads, anyone — or
+    completed); any other error is raised (an outage says nothing about the upload)."""
+    try:
+        await store.list_parts(bucket, key, upload_id)
+    except NoSuchUpload:
+        return False
+    return True

@@ -16,6 +16,7 @@ from shared.core.lifecycle import (
     decided_by,
     fold,
     is_terminal,
+    logged_upload_usable,
     step_running_after,
 )
 from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, E, part, requested
@@ -82,3 +83,14 @@ def test_a_complete_export_is_shown_expired_from_its_expiry_on_by_the_gateway_an
     assert (is_expired(state, expires - timedelta(seconds=1)), is_expired(state, expires)) == (False, True)  # type: ignore[arg-type]
     recorded = SimpleNamespace(status="expired", completed=state.completed)  # the janitor's own ExportExpired
     assert not is_expired(recorded, expires + timedelta(days=1))  # type: ignore[arg-type]
+
+
+def test_the_logged_upload_is_used_only_while_the_store_still_holds_it() -> None:
+    """One rule for the assembler (before it resumes) and the operator's retry: an upload aborted in
+    the store (lifecycle rule, MinIO's purge, anyone) means a new upload from byte 0."""
+    assembling = fold([requested(), CATALOGED, UPLOAD, part(1, 500, 10)])
+    assert logged_upload_usable(assembling, upload_open=True, records_present=True)
+    assert not logged_upload_usable(assembling, upload_open=False, records_present=True)
+    assert not logged_upload_usable(assembling, upload_open=True, records_present=False)
+    assert logged_upload_usable(assembling, upload_open=True)  # records not asked: assumed there
+    assert not logged_upload_usable(fold([requested(), CATALOGED]), upload_open=True)  # no upload logged

@@ -91,6 +91,20 @@ def test_retry_goes_on_from_the_furthest_step_the_store_still_allows():
         decide.RetryPlan("catalog", None, 0)
 
 
+def test_retry_and_the_assembler_share_one_rule_for_a_gone_upload():
+    """plan_retry keeps the logged upload exactly when the lifecycle's logged_upload_usable does (and a
+    part is logged): the assembler asks the same rule before it resumes."""
+    from shared.core.lifecycle import logged_upload_usable
+
+    failed_mid = fold([REQ, CAT, UP, PART, FAILED])
+    for upload_open in (True, False):
+        for records in (True, False):
+            plan = decide.plan_retry(failed_mid, snapshot_present=True, upload_open=upload_open,
+                                     records_present=records)
+            usable = logged_upload_usable(failed_mid, upload_open=upload_open, records_present=records)
+            assert plan == decide.RetryPlan("assemble", "up1" if usable else None, 1)
+
+
 def test_retry_is_refused_unless_the_log_says_failed():
     assert "complete" in decide.plan_retry(fold([REQ, DONE])).why  # type: ignore[union-attr]
     assert "assembling" in decide.plan_retry(fold([REQ, CAT])).why  # type: ignore[union-attr]

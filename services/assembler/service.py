@@ -25,10 +25,10 @@ from services.assembler.uploader import PartUploader, load_records
 from shared.archive import layout
 from shared.archive.zipmember import fingerprint
 from shared.core import events as ev
-from shared.core.lifecycle import PartInfo
+from shared.core.lifecycle import PartInfo, logged_upload_usable
 from shared.core.snapshot import Snapshot, SnapshotMember
 from shared.eventlog.jetstream import Conflict, Loaded
-from shared.objectstore import ObjectStore
+from shared.objectstore import NoSuchUpload, ObjectStore, upload_open
 from shared.runtime import metrics
 from shared.runtime.settings import Settings
 from shared.runtime.worker import StepContext, StepError
@@ -106,6 +106,7 @@ class Assembler:
         upload, keep = await self._upload(ctx, c)
         skips: dict[int, str] = {}
         resumed = bool(ctx.state.parts)
+        renewed = False
         while True:
             rp = await self._resume_point(ctx, keep)
             resumed = resumed or rp.offset > 0
@@ -117,6 +118,14 @@ class Assembler:
                 skips[r.index] = r.reason
                 keep = rewind_target(r.member_offset, upload.part_size, len(ctx.state.parts)) - 1
                 resumed = True
+            except NoSuchUpload:
+                # The upload vanished under this attempt (aborted in the store): once per attempt, the
+                # same rule as at the start decides — a new upload from byte 0 when it is gone. (A
+                # cancel's abort ends here too: the new UploadStarted then loses the fence.)
+                if renewed:
+                    raise
+                renewed = True
+                upload, keep = await self._upload(ctx, c)
         metrics.MEMBERS_STREAMED.inc(records.ok_count)
         await ctx.append(ev.ArchiveAssembled(
             export_id=c.export_id, tenant_id=c.tenant_id, archive_key=upload.archive_key,
@@ -128,9 +137,21 @@ class Assembler:
         records.close()
 
     async def _upload(self, ctx: StepContext, c: ev.ExportCataloged) -> tuple[ev.UploadStarted, int | None]:
-        """The upload to write into, and how many logged parts stay valid (None = all)."""
+        """The upload to write into, and how many logged parts stay valid (None = all).
+
+        The logged upload is used only while the store still holds it (the lifecycle's
+        ``logged_upload_usable``, which the operator's retry asks too): one aborted by the lifecycle
+        rule after a long outage, by MinIO's purge of stale uploads or by anyone else took its parts
+        with it, and every attempt into it would fail alike. Then a new upload, from byte 0."""
         fp = fingerprint()
         current = ctx.state.upload
+        if current is not None and not logged_upload_usable(
+                ctx.state, upload_open=await upload_open(self.store, self.bucket, current.archive_key,
+                                                         current.upload_id)):
+            log.warning("%s: upload %s is gone from the store (aborted); starting a new upload from byte 0, "
+                        "the %d parts logged for it are not reused", c.export_id, current.upload_id,
+                        len(ctx.state.parts))
+            current = None  # the new UploadStarted drops the gone upload's parts from the fold
         if current is None:
             size = part_size(c.total_bytes, self.settings.min_part_size)
             upload_id = await self.store.create_multipart(self.bucket, c.archive_key, "application/zip", size)

@@ -1,0 +1,131 @@
+"""The logged multipart upload is gone from the store (the S3 lifecycle rule's
+AbortIncompleteMultipartUpload after a long outage, MinIO's 24 h purge of stale uploads, any abort):
+the assembler starts a new upload, logs a new UploadStarted and assembles from byte 0 into it — it does
+not fail every attempt on NoSuchUpload. On the filesystem store and on S3 (moto), with the real bus."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.assembler.service import Assembler
+from shared.bus.connect import Bus
+from shared.content.port import ContentSource
+from shared.core import events as ev
+from shared.core.keys import work_prefix
+from shared.eventlog.jetstream import Conflict
+from shared.objectstore import NoSuchUpload, ObjectStore, StoreUnavailable
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepContext
+from tests.integration.test_assembler_resume import FailingUploads, _archive, _cataloged, _parts_logged, _reference
+from tests.support.env import build, s3_values
+from tests.support.wait import until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(params=["fs", "s3"])
+def settings(request: pytest.FixtureRequest, values: dict[str, Any]) -> Settings:
+    if request.param == "s3":
+        return build({**values, **s3_values(request.getfixturevalue("moto_server"))})
+    return build(values)
+
+
+async def _failed_attempt_with_parts_logged(bus: Bus, store: ObjectStore, settings: Settings,
+                                            ctx: StepContext) -> None:
+    """An attempt that logs a part or more, then fails on a store outage (as a long outage would)."""
+    tenant_id, export_id = ctx.state.tenant_id, ctx.state.export_id
+
+    async def a_part_is_logged() -> object:
+        return await until(lambda: _parts_logged(bus, tenant_id, export_id), timeout=30)
+
+    with pytest.raises(StoreUnavailable):
+        await Assembler(settings, FailingUploads(store, fail_at=5, before_failing=a_part_is_logged))(ctx)  # type: ignore[arg-type]
+    assert (await ctx.reload()).state.parts
+
+
+async def _events(bus: Bus, ctx: StepContext) -> list[ev.Event]:
+    return [e async for _, e in bus.log.history(ctx.state.tenant_id, ctx.state.export_id)]
+
+
+async def test_a_logged_upload_aborted_in_the_store_is_replaced_and_the_archive_is_identical(
+        bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings, tmp_path: Path) -> None:
+    ctx = await _cataloged(bus, store, content, settings)
+    await _failed_attempt_with_parts_logged(bus, store, settings, ctx)
+    dead = ctx.state.upload
+    assert dead is not None
+    bucket = settings.buckets.exports
+    await store.abort_multipart(bucket, dead.archive_key, dead.upload_id)  # the lifecycle rule, days later
+
+    await Assembler(settings, store)(ctx)
+
+    events = await _events(bus, ctx)
+    uploads = [e for e in events if isinstance(e, ev.UploadStarted)]
+    assert len(uploads) == 2 and uploads[0].upload_id == dead.upload_id
+    fresh = uploads[1]
+    assert fresh.upload_id != dead.upload_id
+    after = events[events.index(fresh) + 1:]
+    numbers = [e.part_number for e in after if isinstance(e, ev.PartUploaded)]
+    assert numbers == list(range(1, len(numbers) + 1))  # from part 1 again: no part of the dead upload reused
+    assert [p.number for p in ctx.state.parts] == numbers and ctx.state.parts[0].byte_start == 0
+    a = ctx.state.assembled
+    assert a is not None and a.upload_id == fresh.upload_id and a.part_count == numbers[-1]
+    assert a.sha256 is not None  # hashed from byte 0 in this run: nothing to read back
+    assert (await ctx.reload()).state.parts == ctx.state.parts  # the log folds to what the step saw
+    archive = await _archive(store, settings, ctx)
+    assert archive == await _reference(store, settings, ctx, tmp_path)
+    assert ctx.state.completed and ctx.state.completed.sha256 == hashlib.sha256(archive).hexdigest() == a.sha256
+    assert await store.list_uploads(bucket, work_prefix(ctx.state.tenant_id, ctx.state.export_id)) == []
+
+
+async def test_a_replica_that_lost_the_fence_starts_no_upload_in_the_log(
+        bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings) -> None:
+    ctx = await _cataloged(bus, store, content, settings)
+    await _failed_attempt_with_parts_logged(bus, store, settings, ctx)
+    dead = ctx.state.upload
+    assert dead is not None
+    bucket = settings.buckets.exports
+    await store.abort_multipart(bucket, dead.archive_key, dead.upload_id)
+    stale = StepContext(bus.log, ctx.loaded, settings)  # a replica paused here...
+    await ctx.append(ev.StepFailed(export_id=dead.export_id, tenant_id=dead.tenant_id, step="assemble",
+                                   attempt=1, reason="another replica moved the log"))  # ...while the log moved on
+    with pytest.raises(Conflict):
+        await Assembler(settings, store)(stale)
+    events = await _events(bus, ctx)
+    assert [e.upload_id for e in events if isinstance(e, ev.UploadStarted)] == [dead.upload_id]
+    assert await store.list_uploads(bucket, work_prefix(dead.tenant_id, dead.export_id)) == []  # its new one aborted
+
+
+class AbortingUploads:
+    """Wraps a store: before the n-th upload_part, the upload is aborted through the store port (a
+    purge of stale uploads landing mid-attempt); that part then meets NoSuchUpload."""
+
+    def __init__(self, store: ObjectStore, abort_at: int) -> None:
+        self._store, self.abort_at, self.calls = store, abort_at, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    async def upload_part(self, bucket: str, key: str, upload_id: str, *args: Any, **kwargs: Any) -> str:
+        self.calls += 1
+        if self.calls == self.abort_at:
+            await self._store.abort_multipart(bucket, key, upload_id)
+        return await self._store.upload_part(bucket, key, upload_id, *args, **kwargs)
+
+
+async def test_an_upload_aborted_during_an_attempt_is_replaced_within_it(
+        bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings, tmp_path: Path) -> None:
+    if settings.store == "s3":
+        pytest.skip("moto answers a part uploaded to an aborted upload with 500, not NoSuchUpload "
+                    "(tests/integration/test_objectstore_contract.py); the next attempt replaces it, as above")
+    ctx = await _cataloged(bus, store, content, settings)
+    await Assembler(settings, AbortingUploads(store, abort_at=3))(ctx)  # type: ignore[arg-type]
+    uploads = [e for e in await _events(bus, ctx) if isinstance(e, ev.UploadStarted)]
+    assert len({u.upload_id for u in uploads}) == 2
+    assert ctx.state.assembled and ctx.state.assembled.upload_id == uploads[-1].upload_id
+    assert await _archive(store, settings, ctx) == await _reference(store, settings, ctx, tmp_path)
+    with pytest.raises(NoSuchUpload):
+        await store.list_parts(settings.buckets.exports, uploads[0].archive_key, uploads[0].upload_id)

@@ -23,6 +23,16 @@ def should_run(loaded: Loaded) -> bool:
     return s.assembled is not None and s.completed is None and not s.terminal and not s.cancel_wins
 
 
+class UploadGone(StepError):
+    """The upload was aborted in the store before it was completed (the lifecycle rule, MinIO's purge
+    of stale uploads, anyone) and no archive was completed from it. Permanent for this step: its
+    parts went with it, and retrying the completion cannot bring them back. The export fails at
+    once; ``grove-export retry`` then goes on from assemble with a new upload (the lifecycle's
+    ``logged_upload_usable`` says the logged one is gone), not from finalize."""
+
+    permanent = True
+
+
 def check_parts(logged: list[tuple[int, str]], listed: dict[int, str]) -> str | None:
     """Why the store's parts do not match the log, or None when every logged part is there."""
     for number, etag in logged:
@@ -90,7 +100,8 @@ class Finalizer:
         try:
             head = await self.store.head(self.bucket, a.archive_key)
         except ObjectNotFound:
-            raise StepError("the upload is gone and no archive was completed") from None
+            raise UploadGone("The partly saved archive was removed from storage before it could be completed; "
+                             "nothing is wrong with your content.") from None
         if head.size == a.size_bytes:
             return head.etag
         raise StepError("the upload is gone and the object at the key is not this archive") from None

@@ -43,5 +43,7 @@ def public_reason(error: BaseException, step_error: type[Exception]) -> str:
 
 
 def is_permanent(error: BaseException) -> bool:
-    """Retrying cannot help: fail the export at once instead of after every retry."""
-    return isinstance(error, StoreRefused)
+    """Retrying cannot help: fail the export at once instead of after every retry. A store's refusal,
+    or a step's own error that says so (``permanent = True`` on its class: the finalizer's upload
+    that was aborted in the store)."""
+    return isinstance(error, StoreRefused) or getattr(error, "permanent", False) is True

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import pytest
 import pytest_asyncio
 
-from services.finalizer.service import Finalizer
+from services.finalizer.service import Finalizer, UploadGone
 from shared.core import events as ev
 from shared.objectstore import ObjectStore, StoreError
 from shared.objectstore.factory import open_store
@@ -107,3 +107,39 @@ async def test_a_refusal_the_listing_cannot_explain_is_raised_as_it_was(store: C
     with pytest.raises(StoreError) as e:  # no part at all: every logged part is there, the list is empty
         await Finalizer(settings, store)._complete(_assembled(upload_id, 0, 0), [])  # type: ignore[arg-type]
     assert not isinstance(e.value, StepError)
+
+
+async def test_an_upload_aborted_before_completion_fails_at_once_and_a_retry_reassembles(
+        store: CountingStore, settings: Settings) -> None:
+    """The upload vanished between ArchiveAssembled and completion (the lifecycle rule, MinIO's purge):
+    no retry of the finalize step can bring its parts back, so the export fails at once with what
+    happened — and the operator's retry, by the lifecycle's rule, goes on from assemble with a new
+    upload (not from finalize into the gone one)."""
+    from services.operator import decide
+    from shared.core.lifecycle import fold
+    from shared.core.reasons import is_permanent, public_reason
+    from shared.core.retry import GiveUp, after_failure
+    from shared.objectstore import upload_open
+
+    bucket = settings.buckets.exports
+    upload_id, parts = await _upload(store, bucket, os.urandom(PART))
+    await store.abort_multipart(bucket, KEY, upload_id)
+    with pytest.raises(UploadGone) as gone:
+        await Finalizer(settings, store)._complete(_assembled(upload_id, PART, 1), parts)  # type: ignore[arg-type]
+    assert is_permanent(gone.value) and "removed from storage" in public_reason(gone.value, StepError)
+    ids = {"export_id": "exp_f", "tenant_id": "tnt_f"}
+    events: list[ev.Event] = [
+        ev.ExportRequested(**ids, user_id="u", user_email="u@example.org", username="u"),
+        ev.ExportCataloged(**ids, snapshot_key="s", snapshot_sha256="0", archive_key=KEY, member_count=1,
+                           total_bytes=PART, item_counts={}),
+        ev.UploadStarted(**ids, upload_id=upload_id, archive_key=KEY, part_size=PART, fingerprint="f"),
+        ev.PartUploaded(**ids, part_number=1, etag=parts[0].etag, byte_start=0, byte_end=PART, records_key="r",
+                        records_count=1, members_done=1, source_bytes_done=PART),
+        _assembled(upload_id, PART, 1), ev.FinalizeStarted(**ids)]
+    decision = after_failure(fold(events), "finalize", public_reason(gone.value, StepError), 5, 1.0,
+                             permanent=is_permanent(gone.value))
+    assert isinstance(decision, GiveUp) and decision.attempt == 1
+    failed = fold([*events, ev.ExportFailed(**ids, step="finalize", reason=decision.reason)])
+    still_open = await upload_open(store, bucket, KEY, upload_id)
+    assert decide.plan_retry(failed, snapshot_present=True, upload_open=still_open, records_present=True) == \
+        decide.RetryPlan("assemble", None, 0)

@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 
 async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set, or, without one, until SIGINT or SIGTERM."""
-    runner = ProblemRunner(init_app(settings), handle_signals=False, head_timeout=settings.header_timeout_s)
+    # lingering: how long a body no handler read is read and dropped before the connection closes
+    runner = ProblemRunner(init_app(settings), handle_signals=False, head_timeout=settings.read_timeout_s,
+                           keepalive_timeout=settings.keepalive_timeout_s, lingering_time=settings.read_timeout_s)
     await runner.setup()
     installed: list[signal.Signals] = []
     if stop is None:

@@ -49,6 +49,7 @@ class Problem(Exception):
     code = "GROVE-EXPORT-000"
     title = "Internal error"
     slug = "internal"
+    close_connection = False  # True: the connection closes after the answer
 
     def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extras: Any) -> None:
         super().__init__(detail)
@@ -89,6 +90,14 @@ class ExpectationFailed(BadRequest):
     status, title, slug = 417, "Expectation failed", "expectation-failed"
 
 
+class RequestTimeout(BadRequest):
+    """A request body that did not all arrive in time (GROVE_READ_TIMEOUT_S): a bad request too,
+    answered on a connection that then closes."""
+
+    status = 408
+    close_connection = True
+
+
 class NotFound(Problem):
     status, code, title, slug = 404, "GROVE-EXPORT-005", "Not found", "not-found"
 
@@ -123,8 +132,11 @@ _UNAVAILABLE = (LogUnavailable, StoreUnavailable, nats.errors.TimeoutError, nats
 
 
 def problem_response(problem: Problem) -> web.Response:
-    return web.Response(status=problem.status, text=json.dumps(problem.body()),
+    resp = web.Response(status=problem.status, text=json.dumps(problem.body()),
                         content_type=PROBLEM_JSON, headers=problem.headers)
+    if problem.close_connection:
+        resp.force_close()  # and no lingering read of the rest of a body that is not coming
+    return resp
 
 
 def _from_http(exc: web.HTTPException) -> Problem:

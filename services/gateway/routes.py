@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from aiohttp import web
@@ -33,7 +34,12 @@ async def parse_export_request(request: web.Request) -> ExportRequest:
     limit = request.app[SETTINGS].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise p.TooLarge(f"The body must be at most {limit} bytes.")
-    raw = await request.read()
+    timeout = request.app[SETTINGS].read_timeout_s
+    try:
+        async with asyncio.timeout(timeout):  # a body trickled in held the handler (and its connection) for good
+            raw = await request.read()
+    except TimeoutError:
+        raise p.RequestTimeout(f"The request body did not all arrive within {timeout:g} s.") from None
     if len(raw) > limit:
         raise p.TooLarge(f"The body must be at most {limit} bytes.")
     try:

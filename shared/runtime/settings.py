@@ -134,9 +134,13 @@ class Settings(BaseSettings):
     # Gateway
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
-    header_timeout_s: float = Field(10.0, gt=0, le=300, description="The gateway closes a connection whose "
-                                    "request line and headers have not all arrived this long after it opened "
-                                    "(slow-header attacks hold connections otherwise).")
+    read_timeout_s: float = Field(10.0, gt=0, le=300, description="The gateway closes a connection whose first "
+                                  "request line and headers have not all arrived this long after it opened, and "
+                                  "answers 408 to a request body that has not all arrived this long after its "
+                                  "headers (slow senders hold connections and file descriptors otherwise).")
+    keepalive_timeout_s: float = Field(75.0, gt=0, le=3600, description="The gateway closes a kept-alive "
+                                       "connection this long after its last response when no whole next request "
+                                       "has arrived (aiohttp's own default is 3630 s).")
     read_model_db: Path = Path("var/read-model.db")
     jwt_secret: SecretStr | None = Field(None, description="Signs bearer tokens; no default (shared/runtime/secrets.py).")
     link_secret: SecretStr | None = Field(None, description="Signs download links; no default.")

@@ -100,7 +100,7 @@ async def test_a_request_head_that_does_not_arrive_in_time_gets_its_connection_c
     """Seen: 2,000 connections each sending `GET /healthz HTTP/1.1\\r\\nHost: x\\r\\nX-a: ` and nothing
     more were all still open after 95 s, and with the gateway's file limit reached nobody was served."""
     port = free_port()
-    settings = settings_for(0, host="127.0.0.1", port=port, header_timeout_s=1.0)
+    settings = settings_for(0, host="127.0.0.1", port=port, read_timeout_s=1.0)
     async with _gateway(settings):
         loop = asyncio.get_running_loop()
         slow = [await asyncio.open_connection("127.0.0.1", port) for _ in range(50)]
@@ -130,4 +130,42 @@ async def test_a_request_head_that_does_not_arrive_in_time_gets_its_connection_c
         await asyncio.sleep(1.5)
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200")
+        writer.close()
+
+
+async def test_a_kept_alive_connection_and_a_slow_body_are_bounded_too(settings_for: Callable[..., Settings]) -> None:
+    """Seen after the head deadline: one quick request first, then a next head that never ends (or
+    nothing), held the connection for aiohttp's default keep-alive of 3630 s; and a POST whose body
+    trickled in with a valid token held its handler for good."""
+    from services.gateway.auth import make_token
+
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port, read_timeout_s=1.0, keepalive_timeout_s=1.0)
+    async with _gateway(settings):
+        loop = asyncio.get_running_loop()
+        held = []
+        for trailer in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-a: ", b""):  # a next head begun, or nothing
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200")
+            length = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")))
+            await reader.readexactly(length)
+            writer.write(trailer)
+            held.append((reader, writer))
+        answered = loop.time()
+        assert await asyncio.gather(*(asyncio.wait_for(r.read(), 10) for r, _ in held)) == [b"", b""]
+        assert loop.time() - answered < 5, "closed at the keep-alive timeout, not an hour later"
+        # a body that trickles in, with a valid token: a 408 problem, then the connection closes
+        token = make_token(settings, tenant="t1", user="u1", email="u@example.org", username="u")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"POST /api/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{".encode())
+        started = loop.time()
+        data = await asyncio.wait_for(reader.read(), 10)  # to EOF: the server closes after answering
+        assert loop.time() - started < 5
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), head
+        doc = json.loads(body)
+        assert doc["code"] == "GROVE-EXPORT-004" and "did not all arrive within 1 s" in doc["detail"], doc
         writer.close()

@@ -56,9 +56,15 @@ class StepError(Exception):
     """A handled failure with a reason a person can read; the step is retried."""
 
 
-class Stalled(Exception):
-    """Raised by ``StepContext.progress`` once the step was stopped for making no progress: a
-    thread still working for it (a render, an encoder) stops at its next mark."""
+class Stopped(Exception):
+    """Raised by ``StepContext.progress`` once the step's work has ended — cancelled (the export's
+    cancel, a shutdown), stopped for a stall, or failed: a thread still working for it (a render
+    that ``asyncio.to_thread`` cannot interrupt) stops at its next mark instead of running on
+    beside the retry."""
+
+
+class Stalled(Stopped):
+    """:class:`Stopped`, because the step was stopped for making no progress."""
 
 
 # The steps whose work is long and marks progress; see the module docstring for the others.
@@ -88,9 +94,12 @@ class StepContext:
 
     def progress(self) -> None:
         """The step moved (a source read, a post rendered, a stage done): keep it alive. Safe from
-        any thread; raises :class:`Stalled` once the step was stopped, so its threads stop too."""
+        any thread; raises :class:`Stopped` (:class:`Stalled` for a stall) once the step's work
+        ended, so its threads stop too."""
         if self.stalled:
             raise Stalled("the step was stopped for making no progress")
+        if not self.working:
+            raise Stopped("the step's work ended (cancelled, shut down or failed)")
         self.progressed_at = time.monotonic()
 
     async def append(self, event: ev.Event, msg_id: str | None = None) -> int:

@@ -10,6 +10,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from shared.core import events as ev
 from shared.eventlog.memory import InMemoryEventLog
 from shared.runtime.worker import StepContext, StepWorker
@@ -174,3 +176,36 @@ async def test_the_notifier_and_the_canceller_are_not_watched() -> None:
         worker, msg, _, log = await _worker(slow, step, stall_after_s=0.1)  # type: ignore[arg-type]
         took = await _run_once(worker, msg, within=5)
         assert took >= 0.5 and msg.calls[-1] == "ack" and await _names(log) == ["ExportRequested"], step
+
+
+@pytest.mark.parametrize("how", ["cancel", "shutdown"])
+async def test_a_thread_still_working_for_a_cancelled_or_shut_down_step_stops_at_its_next_mark(how: str) -> None:
+    # Seen: a render thread (asyncio.to_thread cannot interrupt one) ran on to the end after its
+    # step was gone, beside the retry's own render; only a stall stopped it, not a cancel or SIGTERM.
+    started, ended, marks = threading.Event(), threading.Event(), []
+
+    def render(ctx: StepContext) -> None:
+        try:
+            started.set()
+            for _ in range(500):  # 5 s if nothing stops it
+                ctx.progress()
+                marks.append(1)
+                time.sleep(0.01)
+        finally:
+            ended.set()
+
+    async def work(ctx: StepContext) -> None:
+        await asyncio.to_thread(render, ctx)
+
+    worker, msg, _, log = await _worker(work, stall_after_s=30)
+    await worker.handle(msg)  # type: ignore[arg-type]
+    task = next(iter(worker.running.values()))
+    assert await asyncio.to_thread(started.wait, 5)
+    if how == "cancel":
+        assert worker.cancel_export("t_k", "exp_k")
+    else:
+        task.cancel("shutdown")
+    await asyncio.gather(task, return_exceptions=True)
+    assert await asyncio.to_thread(ended.wait, 1)  # stopped at its next mark, not 5 s later
+    assert len(marks) < 100
+    assert await _names(log) == ["ExportRequested"]  # neither counts as an attempt

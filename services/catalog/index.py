@@ -77,6 +77,7 @@ class RenderedText:
     body: str
     links: list[dict[str, str]]  # rewritten: original url → archive path, in order
     left: list[dict[str, str]]  # links to the person's media that could not point into the archive
+    feed_body: str | None = None  # a post's body as feed.json holds it (links relative to feed.json)
 
 
 def media_meta(row: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +111,8 @@ def index_json(sections: dict[str, list[dict[str, Any]]]) -> bytes:
 
 def feed_item(row: dict[str, Any], path: str, r: RenderedText, own: OwnMedia) -> dict[str, Any]:
     """One JSON Feed item; links are relative to feed.json (the archive's root), like the image."""
-    body, _, _ = export_body(row.get("markdown_content") or "", FEED_PATH, own)
+    body = r.feed_body if r.feed_body is not None else export_body(row.get("markdown_content") or "", FEED_PATH,
+                                                                       own)[0]  # scanned once, with the post
     featured = row.get("featured_image")
     hit = own.lookup(featured) if featured else None
     item: dict[str, Any] = {

@@ -31,7 +31,7 @@ from shared.archive import layout
 from shared.archive.frontmatter import render_markdown
 from shared.archive.layout import FEED_PATH, INDEX_PATH, ObjectMember, TextMember
 from shared.archive.names import NameAllocator
-from shared.archive.ownmedia import MediaRef, OwnMedia, export_body, relative_link
+from shared.archive.ownmedia import MediaRef, OwnMedia, export_bodies, export_body, relative_link
 from shared.content.port import Row
 from shared.core.snapshot import SnapshotError
 
@@ -88,7 +88,7 @@ TIMES = ("published_at", "created_at", "updated_at")
 def post_markdown(row: Row, path: str = "posts/post.md", own: OwnMedia | None = None) -> RenderedText:
     """A post as Markdown; links to archived media (and ``featured_image``) become file-relative."""
     own = own or OwnMedia([])
-    body, links, left = export_body(row.get("markdown_content") or "", path, own)
+    (body, feed_body), links, left = export_bodies(row.get("markdown_content") or "", (path, FEED_PATH), own)
     featured = row.get("featured_image")
     hit = own.lookup(featured) if featured else None
     if hit and hit[0].path is None:
@@ -108,7 +108,7 @@ def post_markdown(row: Row, path: str = "posts/post.md", own: OwnMedia | None = 
     }, unreadable)
     if meta["date"] is None:  # an unreadable published_at: the creation time, as for a draft
         meta["date"] = iso(row.get("created_at"))
-    return RenderedText(render_markdown(meta, body), meta, body, links, left)
+    return RenderedText(render_markdown(meta, body), meta, body, links, left, feed_body)
 
 
 def page_markdown(row: Row, path: str = "pages/page.md", own: OwnMedia | None = None) -> RenderedText:

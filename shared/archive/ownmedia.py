@@ -13,11 +13,11 @@ from __future__ import annotations
 import html
 import posixpath
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
-from shared.archive.mdlinks import Kind, rewrite_links
+from shared.archive.mdlinks import Kind, Rewrite, rewrite_links
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ class OwnMedia:
             for name in (ref.key, ref.url):
                 if name:
                     self._by.setdefault(name, ref)
+
+    def __bool__(self) -> bool:
+        """False when no link can be theirs (no media, or an export without images)."""
+        return bool(self._by)
 
     def lookup(self, link: str) -> tuple[MediaRef, str] | None:
         """(the media row, the part of ``link`` after the row's URL or key), or None: not theirs."""
@@ -73,6 +77,19 @@ def escape_for(kind: Kind, url: str) -> str:
 
 def export_body(body: str, md_path: str, own: OwnMedia) -> tuple[str, list[dict[str, str]], list[dict[str, str]]]:
     """(body with links to archived media made file-relative, rewritten links, links left alone)."""
+    (new_body,), rewritten, left = export_bodies(body, (md_path,), own)
+    return new_body, rewritten, left
+
+
+def export_bodies(body: str, md_paths: Sequence[str], own: OwnMedia) -> tuple[list[str], list[dict[str, str]],
+                                                                               list[dict[str, str]]]:
+    """:func:`export_body` for the same body in several files (a post's Markdown file and feed.json)
+    from one scan of its links: the scan is nearly all of the cost (~1 s and ~25 bytes per byte of
+    a body full of links), and only the relative paths differ between the files. The rewritten and
+    left links are the first file's (the other files' are the same links). Without media of the
+    person's (an export without images) no link can be rewritten: no scan at all."""
+    if not own:
+        return [body for _ in md_paths], [], []
     rewritten: list[dict[str, str]] = []
     left: list[dict[str, str]] = []
 
@@ -85,10 +102,21 @@ def export_body(body: str, md_path: str, own: OwnMedia) -> tuple[str, list[dict[
             left.append({"url": url, "media_id": ref.source_id, "reason": "the image is not in this archive"})
             return None
         rewritten.append({"url": url, "path": ref.path})
-        return relative_link(md_path, ref.path)
+        return relative_link(md_paths[0], ref.path)
 
-    new_body, _ = rewrite_links(body, resolve)
-    return new_body, rewritten, left
+    first, done = rewrite_links(body, resolve)
+    return [first, *(_splice(body, done, [relative_link(p, r["path"]) for r in rewritten]) for p in md_paths[1:])], \
+        rewritten, left
+
+
+def _splice(body: str, done: list[Rewrite], replacements: list[str]) -> str:
+    """``body`` with each rewrite's span replaced by the replacement at its place in the list."""
+    out, last = [], 0
+    for rewrite, new in zip(done, replacements, strict=True):
+        out += [body[last:rewrite.start], new]
+        last = rewrite.end
+    out.append(body[last:])
+    return "".join(out)
 
 
 def import_body(body: str, md_path: str, links: list[dict[str, str]], url_for: Callable[[str, str], str | None]) -> str:

@@ -78,6 +78,7 @@ class RenderedText:
     links: list[dict[str, str]]  # rewritten: original url → archive path, in order
     left: list[dict[str, str]]  # links to the person's media that could not point into the archive
     feed_body: str | None = None  # a post's body as feed.json holds it (links relative to feed.json)
+    not_rewritten: str | None = None  # why its links were not rewritten (a body over the limit)
 
 
 def media_meta(row: dict[str, Any]) -> dict[str, Any]:
@@ -102,7 +103,10 @@ def index_entry(row: dict[str, Any], path: str | None, meta: dict[str, Any]) -> 
 
 
 def text_entry(row_id: str, path: str, r: RenderedText) -> dict[str, Any]:
-    return {"id": row_id, "path": path, **r.meta, "media_links": r.links, "media_links_left": r.left}
+    entry = {"id": row_id, "path": path, **r.meta, "media_links": r.links, "media_links_left": r.left}
+    if r.not_rewritten is not None:  # only then: every other entry stays byte for byte as it was
+        entry["media_links_not_rewritten"] = r.not_rewritten
+    return entry
 
 
 def index_json(sections: dict[str, list[dict[str, Any]]]) -> bytes:

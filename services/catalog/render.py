@@ -31,7 +31,7 @@ from shared.archive import layout
 from shared.archive.frontmatter import render_markdown
 from shared.archive.layout import FEED_PATH, INDEX_PATH, ObjectMember, TextMember
 from shared.archive.names import NameAllocator
-from shared.archive.ownmedia import MediaRef, OwnMedia, export_bodies, export_body, relative_link
+from shared.archive.ownmedia import NOT_REWRITTEN, MediaRef, OwnMedia, export_bodies, relative_link, rewrites
 from shared.content.port import Row
 from shared.core.snapshot import SnapshotError
 
@@ -88,7 +88,8 @@ TIMES = ("published_at", "created_at", "updated_at")
 def post_markdown(row: Row, path: str = "posts/post.md", own: OwnMedia | None = None) -> RenderedText:
     """A post as Markdown; links to archived media (and ``featured_image``) become file-relative."""
     own = own or OwnMedia([])
-    (body, feed_body), links, left = export_bodies(row.get("markdown_content") or "", (path, FEED_PATH), own)
+    source = row.get("markdown_content") or ""
+    (body, feed_body), links, left = export_bodies(source, (path, FEED_PATH), own)
     featured = row.get("featured_image")
     hit = own.lookup(featured) if featured else None
     if hit and hit[0].path is None:
@@ -108,18 +109,25 @@ def post_markdown(row: Row, path: str = "posts/post.md", own: OwnMedia | None = 
     }, unreadable)
     if meta["date"] is None:  # an unreadable published_at: the creation time, as for a draft
         meta["date"] = iso(row.get("created_at"))
-    return RenderedText(render_markdown(meta, body), meta, body, links, left, feed_body)
+    return RenderedText(render_markdown(meta, body), meta, body, links, left, feed_body, _not_rewritten(source, own))
+
+
+def _not_rewritten(body: str, own: OwnMedia) -> str | None:
+    """Why the body's links were not rewritten (index.json says so), or None: they were, or none could be."""
+    return NOT_REWRITTEN if own and not rewrites(body) else None
 
 
 def page_markdown(row: Row, path: str = "pages/page.md", own: OwnMedia | None = None) -> RenderedText:
-    body, links, left = export_body(row.get("markdown_content") or "", path, own or OwnMedia([]))
+    own = own or OwnMedia([])
+    source = row.get("markdown_content") or ""
+    (body,), links, left = export_bodies(source, (path,), own)
     meta = with_unreadable({
         "title": row["title"], "description": row.get("description"), "slug": row["slug"],
         "type": row.get("type"), "display_order": row.get("display_order"),
         "created_at": iso(row.get("created_at")), "updated_at": iso(row.get("updated_at")),
         **_ssg(row.get("created_at"), row.get("updated_at"), False),
     }, unreadable_times(row, "created_at", "updated_at"))
-    return RenderedText(render_markdown(meta, body), meta, body, links, left)
+    return RenderedText(render_markdown(meta, body), meta, body, links, left, None, _not_rewritten(source, own))
 
 
 def _modified(row: Row, *cols: str) -> datetime:
@@ -147,7 +155,8 @@ def plan_blog(posts: list[Row], pages: list[Row], media: list[Row], include_imag
               images_bucket: str, heads: Heads | None = None, title: str = "Posts",
               moved: Callable[[], None] = lambda: None) -> Plan:
     """``moved`` is called after each post (rendering 100,000 takes a while; the worker stops a step
-    that stops moving)."""
+    that stops moving). No body's rendering runs long between two marks: bodies over
+    ``REWRITE_LIMIT`` are copied, not scanned."""
     plan, names = Plan(), NameAllocator()
     refs, media_index = [], []
     for row in media:  # names first, so posts can point at their images inside the archive
@@ -165,6 +174,7 @@ def plan_blog(posts: list[Row], pages: list[Row], media: list[Row], include_imag
         plan.texts.append(TextMember(path, "post", row["id"], _modified(row, "updated_at", "created_at"), r.text.encode()))
         post_index.append(text_entry(row["id"], path, r))
         feed_items.append(feed_item(row, path, r, own))
+        del r  # its text (a copy of the body) is not kept while the next post or feed.json is built
         moved()
     for row in pages:
         path = layout.page_path(names, row["id"], row["slug"])

@@ -19,6 +19,15 @@ from urllib.parse import quote, unquote
 
 from shared.archive.mdlinks import Kind, Rewrite, rewrite_links
 
+# Bodies longer than this (in characters: 2 MiB of ASCII text, some 350,000 words) are exported
+# exactly as stored, their links not rewritten. The link scan costs ~0.4–2.3 s and 17–62 bytes of
+# memory per character of body (a body of nothing but links, code spans or tags is the worst case):
+# unbounded, one tenant's 100 MB post took the shared catalog 166 s and ~1 GB per attempt. Up to
+# the limit a post costs at most ~5 s and ~130 MB; past it a copy or two of its bytes.
+REWRITE_LIMIT = 2 * 1024 * 1024
+NOT_REWRITTEN = (f"the body is longer than {REWRITE_LIMIT:,} characters: it is exported exactly as stored, "
+                 "its links keep their URLs")
+
 
 @dataclass(frozen=True)
 class MediaRef:
@@ -76,9 +85,15 @@ def escape_for(kind: Kind, url: str) -> str:
 
 
 def export_body(body: str, md_path: str, own: OwnMedia) -> tuple[str, list[dict[str, str]], list[dict[str, str]]]:
-    """(body with links to archived media made file-relative, rewritten links, links left alone)."""
+    """(body with links to archived media made file-relative, rewritten links, links left alone);
+    a body longer than :data:`REWRITE_LIMIT` comes back as it is (see :func:`export_bodies`)."""
     (new_body,), rewritten, left = export_bodies(body, (md_path,), own)
     return new_body, rewritten, left
+
+
+def rewrites(body: str) -> bool:
+    """Whether :func:`export_bodies` rewrites the links of ``body`` (it is not over the limit)."""
+    return len(body) <= REWRITE_LIMIT
 
 
 def export_bodies(body: str, md_paths: Sequence[str], own: OwnMedia) -> tuple[list[str], list[dict[str, str]],
@@ -87,8 +102,9 @@ def export_bodies(body: str, md_paths: Sequence[str], own: OwnMedia) -> tuple[li
     from one scan of its links: the scan is nearly all of the cost (~1 s and ~25 bytes per byte of
     a body full of links), and only the relative paths differ between the files. The rewritten and
     left links are the first file's (the other files' are the same links). Without media of the
-    person's (an export without images) no link can be rewritten: no scan at all."""
-    if not own:
+    person's (an export without images) no link can be rewritten: no scan at all; nor in a body
+    longer than :data:`REWRITE_LIMIT` (the caller says so: :func:`rewrites`)."""
+    if not own or not rewrites(body):
         return [body for _ in md_paths], [], []
     rewritten: list[dict[str, str]] = []
     left: list[dict[str, str]] = []
@@ -121,6 +137,8 @@ def _splice(body: str, done: list[Rewrite], replacements: list[str]) -> str:
 
 def import_body(body: str, md_path: str, links: list[dict[str, str]], url_for: Callable[[str, str], str | None]) -> str:
     """Undo :func:`export_body`: the recorded links, in order, get ``url_for(archive_path, original_url)``."""
+    if not links:
+        return body  # nothing to restore (no links of theirs, or a body over the limit): no scan
     pending = deque(links)  # taken from the front: list.pop(0) moved the rest of the list each time
 
     def resolve(url: str, kind: Kind) -> str | None:

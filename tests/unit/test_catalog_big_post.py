@@ -76,3 +76,50 @@ def test_export_bodies_gives_what_export_body_gives_for_each_file(body: str) -> 
     singles = [export_body(body, p, own) for p in paths]
     assert bodies == [s[0] for s in singles]
     assert (links, left) == singles[0][1:]
+
+
+def test_a_body_over_the_limit_is_exported_byte_for_byte_and_index_json_says_its_links_were_left(
+        scans: list[int]) -> None:
+    link = f"![one]({URL}/f1.jpg) "
+    big = link * (ownmedia.REWRITE_LIMIT // len(link) + 1)
+    small = f"![one]({URL}/f1.jpg)"
+    page = dict(post(big, 3), type="page")
+    plan = plan_blog([post(big), post(small, 2)], [page], [media(1)], True, "img")
+    files = texts(plan)
+    assert files["posts/s1.md"].endswith(big.encode()) and files["pages/s3.md"].endswith(big.encode())
+    assert files["posts/s2.md"].endswith(b"![one](../media/f1.jpg)")  # a small one still is rewritten
+    assert json.loads(files["feed.json"])["items"][0]["content_text"] == big
+    index = json.loads(files["index.json"])
+    first, second = index["posts"]
+    assert first["media_links"] == [] and first["media_links_not_rewritten"] == ownmedia.NOT_REWRITTEN
+    assert "2,097,152 characters" in ownmedia.NOT_REWRITTEN
+    assert index["pages"][0]["media_links_not_rewritten"] == ownmedia.NOT_REWRITTEN
+    assert "media_links_not_rewritten" not in second and second["media_links"] == [
+        {"url": f"{URL}/f1.jpg", "path": "media/f1.jpg"}]
+    assert scans == [len(small)]  # the big ones were not scanned at all
+    assert plan.errors == []  # nothing is missing: the post is there, whole
+    again = plan_blog([post(big), post(small, 2)], [page], [media(1)], True, "img")
+    assert texts(again) == files  # same rows, same bytes
+
+
+def test_without_media_of_theirs_a_big_body_needs_no_note() -> None:
+    big = "x" * (ownmedia.REWRITE_LIMIT + 1)
+    index = json.loads(texts(plan_blog([post(big)], [], [], True, "img"))["index.json"])
+    assert "media_links_not_rewritten" not in index["posts"][0]  # nothing could have been rewritten
+
+
+def test_rendering_a_big_link_heavy_post_costs_a_few_copies_of_it_not_tens() -> None:
+    # Seen: a 20 MB post of links raised the catalog's memory by ~800 MB (its links' spans, twice);
+    # 100 MB took 166 s and ~1.09 GB. Now the cost is its copies: the row's text, the post file's
+    # text and bytes, and feed.json's bytes.
+    import tracemalloc
+
+    link = f"word [x]({URL}/f1.jpg) "
+    body = link * (8 * 2**20 // len(link))
+    tracemalloc.start()
+    try:
+        plan_blog([post(body)], [], [media(1)], True, "img")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * len(body), peak / len(body)  # was ~40x (and minutes under tracemalloc)

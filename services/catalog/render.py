@@ -154,9 +154,10 @@ def _object(plan: Plan, heads: Heads | None, obj: ObjectMember) -> bool:
 def plan_blog(posts: list[Row], pages: list[Row], media: list[Row], include_images: bool,
               images_bucket: str, heads: Heads | None = None, title: str = "Posts",
               moved: Callable[[], None] = lambda: None) -> Plan:
-    """``moved`` is called after each post (rendering 100,000 takes a while; the worker stops a step
-    that stops moving). No body's rendering runs long between two marks: bodies over
-    ``REWRITE_LIMIT`` are copied, not scanned."""
+    """``moved`` is called after each post and page, and between a post's file and its feed item
+    (rendering 100,000 takes a while; the worker stops a step that stops moving, and a mark raises
+    once the step was stopped, so this thread stops too). No body's rendering runs long between two
+    marks: bodies over ``REWRITE_LIMIT`` are copied, not scanned."""
     plan, names = Plan(), NameAllocator()
     refs, media_index = [], []
     for row in media:  # names first, so posts can point at their images inside the archive
@@ -173,6 +174,7 @@ def plan_blog(posts: list[Row], pages: list[Row], media: list[Row], include_imag
         r = post_markdown(row, path, own)
         plan.texts.append(TextMember(path, "post", row["id"], _modified(row, "updated_at", "created_at"), r.text.encode()))
         post_index.append(text_entry(row["id"], path, r))
+        moved()
         feed_items.append(feed_item(row, path, r, own))
         del r  # its text (a copy of the body) is not kept while the next post or feed.json is built
         moved()
@@ -181,6 +183,8 @@ def plan_blog(posts: list[Row], pages: list[Row], media: list[Row], include_imag
         r = page_markdown(row, path, own)
         plan.texts.append(TextMember(path, "page", row["id"], _modified(row, "updated_at", "created_at"), r.text.encode()))
         page_index.append(text_entry(row["id"], path, r))
+        del r
+        moved()
     newest = max((t.modified_at for t in plan.texts), default=EPOCH_FALLBACK)
     plan.texts.append(TextMember(INDEX_PATH, "index", "index", newest, index_json(
         {"posts": post_index, "pages": page_index, "media": media_index})))

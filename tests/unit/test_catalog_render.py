@@ -50,8 +50,10 @@ def test_dot_slugs_and_extension_only_filenames_keep_their_extension() -> None:
     assert [o.path for o in plan.objects][:2] == ["media/media-m1.jpg", "media/media-m2.jpg"]
 
 
-def test_rendering_marks_progress_after_each_post() -> None:
-    # The worker stops a step that stops moving: 100,000 posts take minutes to render.
+def test_rendering_marks_progress_after_each_post_its_feed_item_and_each_page() -> None:
+    # The worker stops a step that stops moving: 100,000 posts take minutes to render (pages too:
+    # they marked nothing).
     marks: list[int] = []
-    plan_blog([post(i, f"p{i}") for i in range(1, 6)], [], [], True, "img", moved=lambda: marks.append(1))
-    assert len(marks) == 5
+    plan_blog([post(i, f"p{i}") for i in range(1, 6)], [post(i, f"g{i}") for i in range(6, 9)], [], True, "img",
+              moved=lambda: marks.append(1))
+    assert len(marks) == 5 * 2 + 3

@@ -51,11 +51,11 @@ def an_id(text: str) -> str:
 def an_age(text: str) -> str:
     """An argparse ``type``: an age like ``90s``, ``15m``, ``2h``, ``3d`` (kept as text; the command
     turns it into a duration)."""
-    from services.operator.decide import parse_age
+    from services.operator.decide import MAX_AGE_DAYS, parse_age
 
     try:
         parse_age(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(f"must be an age like 90s, 15m, 2h or 3d, up to 36500d: {e}") from None
+        raise argparse.ArgumentTypeError(f"must be an age like 90s, 15m, 2h or 3d, up to {MAX_AGE_DAYS}d: {e}") from None
     return text
 

@@ -13,7 +13,7 @@ from shared.archive import layout
 from shared.archive.names import sanitize_for_path
 from shared.content.port import ContentSource
 from shared.core import events as ev
-from shared.core.keys import OUTSIDE_TENANT, archive_key, is_tenant_source, snapshot_key, texts_key
+from shared.core.keys import archive_key, is_tenant_source, snapshot_key, texts_key
 from shared.core.snapshot import Snapshot, SnapshotError, SnapshotHeader, SnapshotMember, sha256_hex
 from shared.eventlog.jetstream import Loaded
 from shared.objectstore import (
@@ -114,10 +114,14 @@ class Catalog:
         """:meth:`_head_all` of the tenant's own objects; a key outside the tenant's prefix is that
         item's reason (errors.json) and is never read: a content row naming another tenant's key put
         that tenant's file in this tenant's archive."""
-        prefix = self.settings.source_key_prefix
-        own = [o for o in objects if is_tenant_source(prefix, tenant_id, o[1])]
-        heads = await self._head_all(own, moved)
-        return heads | {o: OUTSIDE_TENANT for o in objects if not is_tenant_source(prefix, tenant_id, o[1])}
+        own: list[tuple[str, str]] = []
+        heads: Heads = {}
+        for o in objects:
+            if is_tenant_source(self.settings.source_key_prefix, tenant_id, o[1]):
+                own.append(o)
+            else:
+                heads[o] = "outside: its storage key is not under this tenant's (GROVE_SOURCE_KEY_PREFIX), so it was not read"
+        return heads | await self._head_all(own, moved)
 
     async def _head_all(self, objects: list[tuple[str, str]], moved: Callable[[], None]) -> Heads:
         """Real size and ETag of every object (the database's declared size is not trusted). Keys

@@ -14,7 +14,6 @@ exports bucket::
 from __future__ import annotations
 
 EXPORTS_ROOT = "exports/"
-OUTSIDE_TENANT = "outside: its storage key is not under this tenant's (GROVE_SOURCE_KEY_PREFIX), so it was not read"
 WORK = "work/"
 
 

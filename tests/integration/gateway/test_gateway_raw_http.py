@@ -43,38 +43,6 @@ async def _answer(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), headers, body
 
 
-async def test_unparseable_requests_get_a_400_problem_and_a_closed_connection(
-        settings_for: Callable[..., Settings]) -> None:
-    port = free_port()
-    settings = settings_for(0, host="127.0.0.1", port=port)
-    await (await connect(settings, "test-setup", ensure=True, persistent=False)).close()
-    stop = asyncio.Event()
-    server = asyncio.create_task(run(settings, stop=stop))
-    try:
-        for _ in range(200):  # until it listens
-            with contextlib.suppress(OSError):
-                if (await _answer(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))[0] == 200:
-                    break
-            await asyncio.sleep(0.05)
-        else:
-            pytest.fail("the gateway did not start listening")
-        for what, raw in MALFORMED.items():
-            status, headers, body = await _answer(port, raw)
-            doc: dict[str, Any] = json.loads(body)
-            content_type = headers["content-type"].split(";")[0]
-            assert (status, content_type, doc["code"]) == (400, "application/problem+json", "GROVE-EXPORT-004"), what
-            assert "not valid HTTP" in doc["detail"], what  # and the read above ended: the server closed
-        for path in ("/healthz", "/api/export", "/no/such/route"):  # before any route or middleware runs
-            status, headers, body = await _answer(
-                port, f"GET {path} HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nConnection: close\r\n\r\n".encode())
-            doc = json.loads(body)
-            assert (status, headers["content-type"].split(";")[0], doc["code"]) == (
-                417, "application/problem+json", "GROVE-EXPORT-004"), path
-    finally:
-        stop.set()
-        await server
-
-
 @contextlib.asynccontextmanager
 async def _gateway(settings: Settings) -> Any:
     await (await connect(settings, "test-setup", ensure=True, persistent=False)).close()
@@ -93,6 +61,26 @@ async def _gateway(settings: Settings) -> Any:
     finally:
         stop.set()
         await server
+
+
+async def test_unparseable_requests_get_a_400_problem_and_a_closed_connection(
+        settings_for: Callable[..., Settings]) -> None:
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    async with _gateway(settings):
+        for what, raw in MALFORMED.items():
+            status, headers, body = await _answer(port, raw)
+            doc: dict[str, Any] = json.loads(body)
+            content_type = headers["content-type"].split(";")[0]
+            assert (status, content_type, doc["code"]) == (400, "application/problem+json", "GROVE-EXPORT-004"), what
+            assert "not valid HTTP" in doc["detail"], what  # and the read above ended: the server closed
+        for path in ("/healthz", "/api/export", "/no/such/route"):  # before any route or middleware runs
+            status, headers, body = await _answer(
+                port, f"GET {path} HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nConnection: close\r\n\r\n".encode())
+            doc = json.loads(body)
+            assert (status, headers["content-type"].split(";")[0], doc["code"]) == (
+                417, "application/problem+json", "GROVE-EXPORT-004"), path
+
 
 
 async def test_a_request_head_that_does_not_arrive_in_time_gets_its_connection_closed(

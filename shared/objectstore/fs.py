@@ -255,7 +255,15 @@ class FilesystemStore:
             _write_etag(path, etag)  # list_parts and completion read this instead of hashing again
             return etag
 
-        return await asyncio.to_thread(write)
+        def written() -> str:
+            try:
+                return write()
+            except FileNotFoundError:
+                if not (self._upload_dir(bucket, upload_id) / "meta.json").exists():
+                    raise NoSuchUpload(upload_id) from None  # aborted while this part was being written
+                raise
+
+        return await asyncio.to_thread(written)
 
     async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[UploadedPart]:
         def scan() -> list[UploadedPart]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from services.assembler.bridge import source_opener
 from services.assembler.encoder import ArchiveStream
-from services.assembler.plan import resume_point
+from services.assembler.plan import MemberRecord, resume_point
 from shared.core.snapshot import Snapshot
 from shared.objectstore import ObjectStore
 
@@ -29,7 +29,7 @@ async def assemble_to_file(store: ObjectStore, bucket: str, snapshot_key: str, o
         tmp = out.with_name(out.name + ".part")
         with open(tmp, "wb") as f:
             for item in stream:
-                if isinstance(item, bytes):
+                if not isinstance(item, MemberRecord):
                     f.write(item)
                     sha.update(item)
                     size += len(item)

@@ -29,7 +29,8 @@ from shared.archive.zipmember import MemberEncoder, SourceSizeMismatch
 from shared.core.snapshot import Snapshot, SnapshotMember
 from shared.objectstore import ObjectNotFound, PreconditionFailed, StoreError, StoreRefused, StoreUnavailable
 
-Item = bytes | MemberRecord
+# Archive bytes (level-0 members yield views of their sources' immutable chunks) or a record.
+Item = bytes | memoryview | MemberRecord
 SMALL_MEMBER = 1 << 20
 INLINE = InlineHasher()
 SourceOpener = Callable[[SnapshotMember], Iterator[bytes]]
@@ -115,7 +116,7 @@ class ArchiveStream:
             out.append(item)
         return out
 
-    def _emit(self, pos: int, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    def _emit(self, pos: int, chunks: Iterable[bytes | memoryview]) -> Iterator[bytes | memoryview]:
         """Yield the bytes of ``chunks`` (which start at archive offset ``pos``) from ``start.offset`` on."""
         skip_until = self.start.offset
         for chunk in chunks:

@@ -1,4 +1,6 @@
-"""Encode ONE ZIP member with stream-zip, deterministically, and without its trailer.
+"""Encode ONE ZIP member, deterministically, and without its trailer: with stream-zip, except at
+level 0, whose stored blocks are written here inside stream-zip's own framing (`framing.py`, held
+byte for byte to stream-zip's output by a unit test) without stream-zip's copies of every byte.
 
 Why one member at a time: stream-zip keeps the running offset and the central directory private, so
 it cannot resume mid-archive. Member bytes do not depend on their offset, so our code concatenates
@@ -19,15 +21,17 @@ import stat
 import sys
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib.metadata import version
 
-from shared.archive.levels import TABLE_DIGEST
+from shared.archive.crc import crc32
+from shared.archive.framing import Framing
+from shared.archive.levels import STORE_LEVEL, TABLE_DIGEST
 from shared.archive.levels import level_for as level_for  # re-exported: the level is part of a member
-from shared.archive.stored import STORED_ID, compressobj_for
+from shared.archive.stored import STORED_ID, stored_blocks, stored_size
 from shared.archive.streamzip import ZIP_32, ZIP_64, stream_zip
 from shared.archive.trailer import max_trailer_length, parse_trailer
 
@@ -114,6 +118,9 @@ class MemberEncoder:
 
     Single use. The trailer stream-zip appends is held back (~260 bytes plus the name), parsed, and
     never yielded. `result` is set just before the last chunk is yielded.
+
+    The chunks are ``bytes`` or, at level 0, read-only ``memoryview`` s of the source's own chunks
+    (valid as long as the caller keeps them: copy them before the next chunk if they must outlive it).
     """
 
     def __init__(self, name: str, modified_at: datetime, size: int, level: int,
@@ -142,11 +149,49 @@ class MemberEncoder:
             raise RuntimeError("the member has not been fully encoded yet")
         return self._result
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes | memoryview]:
         if self._started:
             raise RuntimeError("a MemberEncoder can be iterated only once")
         self._started = True
-        return self._encode()
+        return self._stored() if self.level == STORE_LEVEL else self._encode()
+
+    def _stored(self) -> Iterator[bytes | memoryview]:
+        """Level 0: stream-zip's framing around our stored blocks; each source chunk is CRC'd and
+        passed on as views between block headers (no copy here: the part takes the one copy)."""
+        framing = Framing(self.name.encode("utf-8"), self.modified_at, MODE, self.zip64)
+        crc = 0
+
+        def source() -> Iterator[bytes]:
+            nonlocal crc
+            for chunk in self._chunks:
+                if not isinstance(chunk, bytes):
+                    chunk = bytes(chunk)  # held by reference until its block is out: must not change
+                self._fed += len(chunk)
+                if self._fed > self.size:  # fail before passing on bytes the archive must not contain
+                    raise SourceSizeMismatch(f"{self.name}: source longer than declared {self.size} bytes")
+                crc = crc32(chunk, crc)
+                yield chunk
+            if self._fed != self.size:  # before the last block, which ends the member
+                raise SourceSizeMismatch(f"{self.name}: source gave {self._fed} bytes, declared {self.size}")
+
+        blocks: Generator[bytes | memoryview, None, None] = stored_blocks(source())
+        header = framing.local_header()
+        try:
+            yield header
+            yield from blocks
+        finally:
+            blocks.close()  # closing early (cancellation) closes the source at once
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+        compressed = stored_size(self.size)
+        descriptor = framing.descriptor(crc, compressed, self.size)
+        self._result = EncodedMember(
+            crc32=crc, compressed_size=compressed, uncompressed_size=self.size,
+            length=len(header) + compressed + len(descriptor), zip64=self.zip64,
+            cd_template=framing.cd_record(crc, compressed, self.size),
+        )
+        yield descriptor
 
     def _counted(self) -> Iterator[bytes]:
         for block in reblock(self._chunks):
@@ -160,7 +205,7 @@ class MemberEncoder:
         output = stream_zip(
             [(self.name, self.modified_at, MODE, ZIP_64 if self.zip64 else ZIP_32, self._counted())],
             chunk_size=OUTPUT_CHUNK,
-            get_compressobj=lambda: compressobj_for(level),  # level 0: our stored blocks, not zlib's
+            get_compressobj=lambda: zlib.compressobj(level=level, wbits=-zlib.MAX_WBITS),
             extended_timestamps=True,
         )
         held: deque[bytes] = deque()

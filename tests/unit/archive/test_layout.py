@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from services.assembler.encoder import ArchiveStream
-from services.assembler.plan import resume_point
+from services.assembler.plan import MemberRecord, resume_point
 from services.catalog.readme import render_readme
 from services.catalog.render import plan_blog
 from shared.archive import layout
@@ -157,7 +157,7 @@ def test_two_members_on_one_path_or_on_a_generated_members_path_are_refused() ->
 
 def test_the_encoder_writes_the_members_in_exactly_the_order_given_then_the_generated_ones() -> None:
     src = {"zz/last-name-first.md": b"z" * 40, "media/b.jpg": b"b" * 30, "README.md": b"# r\n", "a.md": b"a"}
-    archive = b"".join(i for i in ArchiveStream(snapshot(src), opener(src), resume_point([])) if isinstance(i, bytes))
+    archive = b"".join(i for i in ArchiveStream(snapshot(src), opener(src), resume_point([])) if not isinstance(i, MemberRecord))
     assert zip_names(archive) == [*src, *layout.GENERATED_PATHS]
 
 
@@ -168,7 +168,7 @@ def test_the_encoder_takes_its_generated_members_from_the_layout(monkeypatch: py
     monkeypatch.setattr(layout, "GENERATED", (layout.Generated("contents.json", listing),))
     src = {"b.md": b"b", "a.md": b"a"}
     stream = ArchiveStream(snapshot(src), opener(src), resume_point([]))
-    archive = b"".join(i for i in stream if isinstance(i, bytes))
+    archive = b"".join(i for i in stream if not isinstance(i, MemberRecord))
     assert zip_names(archive) == ["b.md", "a.md", "contents.json"]
     with zipfile.ZipFile(io.BytesIO(archive)) as zf:
         assert json.loads(zf.read("contents.json")) == ["b.md", "a.md"]

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.archive import streamzip, zipmember
-from shared.archive.stored import compressobj_for
 from shared.archive.zipmember import MODE
+from tests.unit.archive.reference_stored import compressobj_for
 
 WHEN = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 

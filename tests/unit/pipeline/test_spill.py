@@ -53,7 +53,7 @@ def opener(m: SnapshotMember) -> Iterator[bytes]:
 
 
 def archive(snap: Snapshot) -> bytes:
-    return b"".join(i for i in ArchiveStream(snap, opener, resume_point([])) if isinstance(i, bytes))
+    return b"".join(i for i in ArchiveStream(snap, opener, resume_point([])) if not isinstance(i, MemberRecord))
 
 
 def test_a_spilled_snapshot_reads_back_the_same_members_header_and_errors() -> None:

@@ -155,13 +155,22 @@ def _simple_document(meta: dict[str, Any]) -> str | None:
 
 
 def parse_markdown(text: str) -> tuple[dict[str, Any], str]:
-    """(meta, body) from `render_markdown` output; text without frontmatter gives ({}, text)."""
+    """(meta, body) from `render_markdown` output; text without frontmatter gives ({}, text).
+    Frontmatter that is not closed, not YAML (a syntax error, an unknown tag, nesting too deep for
+    the parser) or not a mapping is a one-line ValueError: the text may come from any archive."""
     if not text.startswith(OPEN):
         return {}, text
     end = text.find(CLOSE, len(OPEN) - 1)
     if end < 0:
         raise ValueError("frontmatter is not closed by a `---` line")
-    meta = yaml.safe_load(text[len(OPEN):end + 1])
+    try:
+        meta = yaml.safe_load(text[len(OPEN):end + 1])
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"frontmatter is not valid YAML: {getattr(e, 'problem', None) or e}{where}") from None
+    except RecursionError:
+        raise ValueError("frontmatter is not valid YAML: nested too deep") from None
     if meta is None:
         meta = {}
     if not isinstance(meta, dict):

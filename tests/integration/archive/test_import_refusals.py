@@ -46,22 +46,23 @@ def index_doc(image: bytes = IMAGE) -> dict[str, Any]:
                        "uploaded_at": "2026-01-01T00:00:00Z"}]}
 
 
-def members(post: dict[str, Any] | None = None, image: bytes = IMAGE) -> dict[str, bytes]:
+def members(post: dict[str, Any] | None = None, image: bytes = IMAGE, raw_post: bytes | None = None) -> dict[str, bytes]:
     page = {"title": "About", "description": None, "slug": "about", "type": "page", "display_order": 0,
             "created_at": "2026-01-01T00:00:00Z", "updated_at": None}
-    return {POST: render_markdown(post or post_meta(), "# Hello\n").encode(),
+    return {POST: raw_post if raw_post is not None else render_markdown(post or post_meta(), "# Hello\n").encode(),
             "posts/two.md": render_markdown(post_meta(slug="two", title="Two"), "two\n").encode(),
             "pages/about.md": render_markdown(page, "about\n").encode(), "media/a.jpg": image}
 
 
 def archive(path: Path, edit_index: Callable[[dict], Any] | None = None,
             edit_manifest: Callable[[dict], Any] | None = None, post: dict[str, Any] | None = None,
-            image: bytes = IMAGE) -> Path:
-    """An archive that verifies (every checksum right) whatever the edits did to its rows."""
+            image: bytes = IMAGE, raw_post: bytes | None = None) -> Path:
+    """An archive that verifies (every checksum right) whatever the edits did to its rows (``raw_post``:
+    the bytes of posts/hello.md as they are)."""
     index = index_doc(image)
     if edit_index:
         edit_index(index)
-    data = {**members(post, image), "index.json": json.dumps(index).encode()}
+    data = {**members(post, image, raw_post), "index.json": json.dumps(index).encode()}
     manifest: dict[str, Any] = {"tenant_id": SOURCE, "username": "src", "mode": "blog",
                                 "members": [{"path": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
                                             for n, b in data.items()]}
@@ -118,6 +119,10 @@ BAD_ROWS: dict[str, tuple[dict[str, Any], str]] = {
                                 "index.json: media[0].size is not an integer"),
     "object_key with a NUL": ({"edit_index": lambda i: i["media"][0].update(object_key=f"{SOURCE}/a\0b")},
                               "index.json: media[0].object_key is empty or holds a control character"),
+    "front matter not YAML": ({"raw_post": b"---\ntitle: [unclosed\n---\nbody\n"},
+                              f"{POST}: not a post or page (frontmatter is not valid YAML: "),
+    "front matter nested too deep": ({"raw_post": b"---\ntitle: " + b"[" * 5000 + b"]" * 5000 + b"\n---\nbody\n"},
+                                     f"{POST}: not a post or page (frontmatter is not valid YAML: "),
     "object_key a number": ({"edit_index": lambda i: i["media"][0].update(object_key=5)},
                             "index.json: media[0].object_key is not a string"),
     "manifest without tenant_id": ({"edit_manifest": lambda m: m.pop("tenant_id")},

@@ -204,3 +204,14 @@ def test_a_post_over_the_limit_is_hashed_not_refused(tmp_path: Path, monkeypatch
                   edit=lambda m: m["members"][[e["path"] for e in m["members"]].index("posts/a.md")].update(
                       sha256="0" * 64))
     assert "posts/a.md: SHA-256 does not match manifest.json" in verify.verify_archive(bad).problems
+
+
+def test_front_matter_that_is_not_yaml_is_read_as_text_not_a_traceback(tmp_path: Path) -> None:
+    """Seen: a post whose front matter was not YAML (`title: [unclosed`) made `grove-export verify`
+    end in a yaml ParserError traceback. It is read as text without front matter, as an unclosed
+    one is: its links are still checked, and the archive verifies."""
+    post = b"---\ntitle: [unclosed\n---\n![b](../media/b.jpg)\n"
+    path = rewrite(write(tmp_path, sources()), tmp_path / "yaml.zip", extra={"posts/a.md": post})
+    report = verify_archive(path)
+    assert report.ok, report.text()
+    assert "1 links to media checked" in report.facts, report.text()

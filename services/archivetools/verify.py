@@ -4,7 +4,8 @@ Checks, in order: the archive's own SHA-256 (when given), the ZIP structure (a t
 archive is walked from the front to name the member that is cut off), every member's CRC-32 and
 the SHA-256 that manifest.json records for it, members that are in one but not the other, and that
 every image a post or page links to by a relative path, and every file index.json says is in the
-archive, really is. Each problem names the member. Reads nothing outside the ZIP.
+archive, really is; no name appears twice (readers differ on which copy they take). Each problem
+names the member. Reads nothing outside the ZIP.
 
 Members are streamed through their hashes in chunks; only manifest.json, index.json and errors.json
 (each under 64 MiB) and the posts and pages (for their links) are held whole, one document of the
@@ -79,6 +80,9 @@ def verify_archive(path: Path, sha256: str | None = None) -> Report:
 
 def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     names = zf.namelist()
+    for name, times in Counter(names).items():  # zipfile reads the last of them, a streaming reader the first
+        if times > 1:
+            report.problems.append(f"{name}: in the archive {times} times (readers disagree on which is meant)")
     digests: dict[str, str] = {}
     kept: dict[str, bytes] = {}  # the JSON documents and the posts and pages, each under its limit
     for info in zf.infolist():

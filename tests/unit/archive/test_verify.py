@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import tracemalloc
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -215,3 +216,20 @@ def test_front_matter_that_is_not_yaml_is_read_as_text_not_a_traceback(tmp_path:
     report = verify_archive(path)
     assert report.ok, report.text()
     assert "1 links to media checked" in report.facts, report.text()
+
+
+def test_a_name_twice_in_the_archive_is_a_problem(tmp_path: Path) -> None:
+    """Two members named media/b.jpg, the first not the bytes manifest.json lists: Python's zipfile
+    reads the last, a streaming reader (or `unzip` answering "no" to overwrite) keeps the first. Verify
+    checked only the last against manifest.json and called the archive OK."""
+    good = write(tmp_path, sources(), "good.zip")
+    path = tmp_path / "twice.zip"
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(path, "w") as zout, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile's "Duplicate name"
+        zout.writestr("media/b.jpg", b"not the picture manifest.json lists")
+        for info in zin.infolist():
+            zout.writestr(info, zin.read(info))
+    with zipfile.ZipFile(path) as zf:
+        assert zf.read("media/b.jpg") == zipfile.ZipFile(good).read("media/b.jpg")  # what the manifest lists
+    report = verify_archive(path)
+    assert "media/b.jpg: in the archive 2 times (readers disagree on which is meant)" in report.problems, report.text()

@@ -71,20 +71,35 @@ def check(model: type[BaseModel], value: Any, name: str) -> Any:
     return value
 
 
+def epoch_seconds(value: Any) -> int:
+    """Seconds since 1970 of an ISO 8601 time (or a datetime), as the content database stores them;
+    ValueError or OverflowError when it has none (year 1 with no zone, read as local time)."""
+    return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
+
+
 def _iso_time(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str):
+    if not isinstance(value, str | datetime):
         raise ValueError("is not an ISO 8601 time")
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value[:40]!r} is not an ISO 8601 time") from None
     try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{value[:40]!r} is not an ISO 8601 time") from None
+        epoch_seconds(value)  # what import stores: a time it cannot turn into seconds is refused here
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"{str(value)[:40]!r} is out of range") from None
     return value
 
 
 def _optional_time(value: Any) -> Any:
     return value if value in (None, "") else _iso_time(value)
+
+
+def _int64(value: int) -> int:
+    if not -(2**63) <= value < 2**63:  # the most a database integer column holds
+        raise ValueError("is out of range")
+    return value
 
 
 def _object_key(value: str) -> str:
@@ -96,6 +111,7 @@ def _object_key(value: str) -> str:
 Time = Annotated[Any, AfterValidator(_iso_time)]
 OptTime = Annotated[Any, AfterValidator(_optional_time)]
 Key = Annotated[str, AfterValidator(_object_key)]
+Int64 = Annotated[int, AfterValidator(_int64)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
@@ -157,7 +173,7 @@ class _ObjectEntry(_Doc):
     filename: str
     original_name: str | None = None
     object_key: Key
-    size: int | None = None
+    size: Int64 | None = None
     mime_type: str | None = None
     uploaded_at: Time
 
@@ -196,4 +212,4 @@ class PostMeta(_TextMeta):
 
 class PageMeta(_TextMeta):
     type: str | None = None
-    display_order: int | None = None
+    display_order: Int64 | None = None

@@ -16,7 +16,6 @@ import hashlib
 import json
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -30,6 +29,7 @@ from services.archivetools.documents import (
     PageMeta,
     PostMeta,
     check,
+    epoch_seconds,
     read_limited,
 )
 from shared.archive.frontmatter import parse_markdown
@@ -65,9 +65,7 @@ def media_url(template: str, key: str) -> str:
 
 
 def _seconds(value: Any) -> int | None:
-    if value in (None, ""):
-        return None
-    return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
+    return None if value in (None, "") else epoch_seconds(value)  # checked convertible by documents.py
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,12 @@ BAD_ROWS: dict[str, tuple[dict[str, Any], str]] = {
                               f"{POST}: not a post or page (frontmatter is not valid YAML: "),
     "front matter nested too deep": ({"raw_post": b"---\ntitle: " + b"[" * 5000 + b"]" * 5000 + b"\n---\nbody\n"},
                                      f"{POST}: not a post or page (frontmatter is not valid YAML: "),
+    "media size past 64 bits": ({"edit_index": lambda i: i["media"][0].update(size=2**70)},
+                                "index.json: media[0].size is out of range"),
+    "uploaded_at in year 1 without a zone": ({"edit_index": lambda i: i["media"][0].update(
+        uploaded_at="0001-01-01T00:00:00")}, "index.json: media[0].uploaded_at '0001-01-01T00:00:00' is out of range"),
+    "created_at in year 1 without a zone": ({"post": post_meta(created_at="0001-01-01T00:00:00")},
+                                            f"{POST}: front matter: created_at '0001-01-01T00:00:00' is out of range"),
     "object_key a number": ({"edit_index": lambda i: i["media"][0].update(object_key=5)},
                             "index.json: media[0].object_key is not a string"),
     "manifest without tenant_id": ({"edit_manifest": lambda m: m.pop("tenant_id")},

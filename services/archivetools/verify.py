@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
+import os
 import posixpath
 import struct
 import zipfile
@@ -218,8 +220,17 @@ def _check_references(kept: dict[str, bytes], index: Any, names: set[str], repor
 
 
 def walk_front(path: Path) -> str:
-    """Walk local headers from the start (as a streaming reader does) to say where the archive breaks."""
-    buf = path.read_bytes()
+    """Walk local headers from the start (as a streaming reader does) to say where the archive breaks.
+    The file is mapped, not read, and a deflated member is inflated in chunks and its output dropped:
+    a cut download of any size, or deflated zeros with no directory, is walked in bounded memory."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return _walk(b"")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            return _walk(buf)
+
+
+def _walk(buf: bytes | mmap.mmap) -> str:
     pos, last = 0, None
     while buf[pos:pos + 4] == b"PK\x03\x04":
         if pos + LOCAL.size > len(buf):
@@ -238,16 +249,27 @@ def walk_front(path: Path) -> str:
     return f"the archive breaks at byte {pos}, {after}"
 
 
-def _data_end(buf: bytes, start: int, method: int, csize: int, descriptor: bool) -> int | None:
+def _inflated_end(buf: bytes | mmap.mmap, start: int) -> int | None:
+    """Where the deflate stream starting at ``start`` ends, or None when it is cut off or broken;
+    fed and drained a chunk at a time (the output is only counted, never kept)."""
+    d, pos = zlib.decompressobj(-15), start
+    try:
+        while not d.eof and pos < len(buf):
+            block = buf[pos:pos + CHUNK]
+            pos += len(block)
+            d.decompress(block, CHUNK)
+            while d.unconsumed_tail and not d.eof:
+                d.decompress(d.unconsumed_tail, CHUNK)
+    except zlib.error:
+        return None
+    return pos - len(d.unused_data) if d.eof else None
+
+
+def _data_end(buf: bytes | mmap.mmap, start: int, method: int, csize: int, descriptor: bool) -> int | None:
     if method == 8:
-        d = zlib.decompressobj(-15)
-        try:
-            d.decompress(buf[start:])
-        except zlib.error:
+        end = _inflated_end(buf, start)
+        if end is None:
             return None
-        if not d.eof:
-            return None
-        end = len(buf) - len(d.unused_data)
     elif not descriptor:
         end = start + csize
     else:

@@ -283,3 +283,21 @@ def test_overlapping_members_a_zip_bomb_are_refused_before_any_is_expanded(
     assert "media/0.bin: its data runs into media/1.bin (members overlap, as in a zip bomb)" in report.problems, \
         report.text()
     assert streamed == [], f"expanded {len(streamed)} members of an archive whose members overlap"
+
+
+def test_a_truncated_archive_is_walked_in_bounded_memory(tmp_path: Path) -> None:
+    """Seen: the walk that names where a truncated archive breaks read the whole file into memory
+    and inflated the member it cut in one call — a cut 4 GB download, the case the walk is for, held
+    4 GB and more; an 11 MB file of deflated zeros with no directory, 10 GB. Here: 24 MiB of noise,
+    then 160 MiB of zeros cut in the middle; the walk streams both."""
+    noise = random.Random(5).randbytes(24 * 2**20)
+    path = rewrite(write(tmp_path, sources()), tmp_path / "big.zip",
+                   extra={"media/noise.jpg": noise, "media/zeros.jpg": bytes(160 * 2**20)})
+    del noise
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("media/zeros.jpg")
+    with open(path, "r+b") as f:
+        f.truncate(data_start(f.read(info.header_offset + 64), info.header_offset) + info.compress_size // 2)
+    report, peak = _verify_traced(path)
+    assert any("member 'media/zeros.jpg' is cut off" in p for p in report.problems), report.text()
+    assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB"

@@ -201,11 +201,11 @@ def _text_row(section: str, entry: dict[str, Any], zf: zipfile.ZipFile, rk: Reke
 async def import_archive(path: Path, tenant: str, db: ContentSource, store: ObjectStore, *, url_template: str,
                          images_bucket: str, amber_bucket: str) -> Restore:
     """Verify, check the tenant is empty, put the files, insert the rows; undo the files on failure."""
-    from services.archivetools.verify import verify_archive
+    from services.archivetools.verify import printable, verify_archive
 
     report = verify_archive(path)
     if not report.ok:
-        raise ImportRefused(f"the archive does not verify: {report.problems[0]}")
+        raise ImportRefused(f"the archive does not verify: {printable(report.problems[0])}")
     existing = {t: n for t, n in (await content_counts(db, tenant)).items() if n}
     if existing:
         raise ImportRefused(f"tenant {tenant!r} is not empty ({', '.join(f'{n} {t}' for t, n in existing.items())})")

@@ -20,6 +20,7 @@ import json
 import mmap
 import os
 import posixpath
+import re
 import struct
 import zipfile
 import zlib
@@ -60,7 +61,17 @@ class Report:
     def text(self) -> str:
         lines = [*self.facts, *(f"PROBLEM: {p}" for p in self.problems)]
         lines.append("archive OK" if self.ok else f"archive NOT OK: {len(self.problems)} problem(s)")
-        return "\n".join(lines)
+        return "\n".join(printable(line) for line in lines)
+
+
+# Control characters (an escape sequence repaints or retitles a terminal) and bidi controls (they
+# reorder what follows): an archive names its members, so a name is shown as escapes, never as is.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control and bidi character as its escape (``\\x1b``, ``\\u202e``)."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def verify_archive(path: Path, sha256: str | None = None) -> Report:

@@ -301,3 +301,16 @@ def test_a_truncated_archive_is_walked_in_bounded_memory(tmp_path: Path) -> None
     report, peak = _verify_traced(path)
     assert any("member 'media/zeros.jpg' is cut off" in p for p in report.problems), report.text()
     assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_member_names_reach_the_terminal_escaped(tmp_path: Path) -> None:
+    """Seen: a member named with an escape sequence (ESC [2J clears the screen; ESC ]0; retitles the
+    window; U+202E reverses what follows) was printed as it is in the report, so an archive could
+    repaint the operator's terminal. Control and bidi characters are printed as escapes."""
+    name = "media/\x1b[2J\x1b]0;owned\x07\u202egpj.exe"
+    path = rewrite(write(tmp_path, sources()), tmp_path / "esc.zip", edit=lambda m: m["members"].pop())
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr(name, b"x")
+    text = verify_archive(path).text()
+    assert r"media/\x1b[2J\x1b]0;owned\x07\u202egpj.exe: in the archive but not listed in manifest.json" in text, text
+    assert not any(c in text for c in "\x1b\x07\u202e"), text

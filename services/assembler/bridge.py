@@ -146,9 +146,13 @@ class TextWindows:
                 return b"".join([c async for c in self.store.get(m.bucket, m.key, start=m.start, end=end,
                                                                   if_match=m.etag)])
 
+            blocking = getattr(self.store, "get_blocking", None)
             self.release()
             try:
-                self.data = call(self.loop, fetch(), self.stop)
+                if blocking is not None:  # the filesystem store: read here, as its media are (no hops)
+                    self.data = b"".join(blocking(m.bucket, m.key, start=m.start, end=end, if_match=m.etag))
+                else:
+                    self.data = call(self.loop, fetch(), self.stop)
             except (ObjectNotFound, PreconditionFailed):
                 self.failed.add(ident)
                 return None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from services.assembler.bridge import TEXT_WINDOW, TextWindows
 from shared.core.snapshot import SnapshotMember
@@ -16,7 +18,7 @@ T = datetime(2026, 2, 22, 10, 30, tzinfo=UTC)
 
 
 class CountingGets:
-    """A real filesystem store; counts the GETs made through it."""
+    """A real filesystem store, read through the loop as S3 is; counts the GETs made through it."""
 
     def __init__(self, store: FilesystemStore) -> None:
         self.store, self.gets = store, 0
@@ -24,6 +26,20 @@ class CountingGets:
     def get(self, *args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
         self.gets += 1
         return self.store.get(*args, **kwargs)
+
+
+class CountingBlockingGets(CountingGets):
+    """The filesystem store as the assembler has it: read in the encoder's thread, no loop."""
+
+    def get(self, *args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+        raise AssertionError("a store with get_blocking is read in the encoder's thread")
+
+    def get_blocking(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+        self.gets += 1
+        return self.store.get_blocking(*args, **kwargs)
+
+
+STORES = pytest.mark.parametrize("counting", [CountingGets, CountingBlockingGets], ids=["loop", "blocking"])
 
 
 def texts(bodies: list[bytes], etag: str) -> list[SnapshotMember]:
@@ -36,9 +52,11 @@ def texts(bodies: list[bytes], etag: str) -> list[SnapshotMember]:
     return members
 
 
-async def test_a_thousand_posts_over_4_mib_take_two_gets_and_read_back_exactly(tmp_path: Path) -> None:
+@STORES
+async def test_a_thousand_posts_over_4_mib_take_two_gets_and_read_back_exactly(tmp_path: Path,
+                                                                             counting: type[CountingGets]) -> None:
     bodies = [(f"post {i} " * 700).encode()[: 5000 + i] for i in range(1000)]  # ~5 MB in all
-    store = CountingGets(FilesystemStore(tmp_path))
+    store = counting(FilesystemStore(tmp_path))
     etag = await store.store.put("b", "texts.bin", b"".join(bodies))
     members = texts(bodies, etag)
     windows = TextWindows(store, members, asyncio.get_running_loop())  # type: ignore[arg-type]
@@ -47,9 +65,11 @@ async def test_a_thousand_posts_over_4_mib_take_two_gets_and_read_back_exactly(t
     assert store.gets == -(-sum(map(len, bodies)) // TEXT_WINDOW)  # 2: as few as whole members allow
 
 
-async def test_a_changed_texts_object_is_left_to_per_member_reads(tmp_path: Path) -> None:
+@STORES
+async def test_a_changed_texts_object_is_left_to_per_member_reads(tmp_path: Path,
+                                                                  counting: type[CountingGets]) -> None:
     bodies = [b"a" * 100, b"b" * 100]
-    store = CountingGets(FilesystemStore(tmp_path))
+    store = counting(FilesystemStore(tmp_path))
     await store.store.put("b", "texts.bin", b"".join(bodies))
     members = texts(bodies, etag="not-the-etag")
     windows = TextWindows(store, members, asyncio.get_running_loop())  # type: ignore[arg-type]

@@ -76,10 +76,13 @@ class Snapshot(BaseModel):
         return sum(m.size for m in self.members)
 
     def dumps(self) -> bytes:
-        lines = [json.dumps({"header": self.header.model_dump(mode="json")})]
-        lines += [json.dumps({"member": m.model_dump(mode="json")}) for m in self.members]
-        lines += [json.dumps({"error": e.model_dump(mode="json")}) for e in self.errors]
-        return ("\n".join(lines) + "\n").encode()
+        """One JSON object a line, each model written by pydantic's own serializer (a burst's catalog
+        spent 6 % of its time dumping to dicts and then through ``json``). The member lines start
+        with the prefix the assembler's spill parses fast (services/assembler/spill.py)."""
+        lines = [b'{"header": ' + self.header.model_dump_json().encode() + b"}"]
+        lines += [b'{"member": ' + m.model_dump_json().encode() + b"}" for m in self.members]
+        lines += [b'{"error": ' + e.model_dump_json().encode() + b"}" for e in self.errors]
+        return b"\n".join(lines) + b"\n"
 
     @classmethod
     def loads(cls, data: bytes) -> Snapshot:

@@ -10,12 +10,18 @@ import re
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from shared.content.factory import check_dsn
 
 MiB = 1024 * 1024
+# The longest duration a setting may name: 100 years. Longer ones, and infinity, passed start-up and
+# broke where they were first used: NATS holds a duration in int64 nanoseconds (292 years; `setup`
+# ended in a traceback or NATS's own JSON error), a Python date ends in 9999 (every finalize failed
+# on the archive's expiry), a timedelta at 999,999,999 days (the gateway's rate check, the janitor's).
+MAX_DAYS = 36500
+MAX_S = MAX_DAYS * 86400
 
 
 class S3Settings(BaseModel):
@@ -44,6 +50,8 @@ class Buckets(BaseModel):
 class MailSettings(BaseModel):
     """Where the notifier sends email."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     backend: Literal["outbox", "smtp", "http"] = "outbox"
     outbox_dir: Path = Path("var/outbox")
     sender: str = "Grove Export <exports@grove.local>"
@@ -53,20 +61,21 @@ class MailSettings(BaseModel):
     smtp_security: Literal["plain", "starttls", "tls"] = "plain"
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    smtp_timeout: float = Field(10.0, gt=0)
+    smtp_timeout: float = Field(10.0, gt=0, le=MAX_S)
     smtp_ca_file: Path | None = Field(None, description="CA bundle to verify the SMTP server (a private CA).")
     http_url: str = "http://127.0.0.1:8025"
     http_api_key: SecretStr | None = None
-    http_timeout: float = Field(10.0, gt=0)
+    http_timeout: float = Field(10.0, gt=0, le=MAX_S)
     attempts: int = Field(4, ge=1, description="Send attempts before NotificationFailed.")
-    retry_base_delay: float = Field(0.5, ge=0)
+    retry_base_delay: float = Field(0.5, ge=0, le=MAX_S)
 
 
 class Settings(BaseSettings):
     """All of Grove Export's configuration. Every field maps to ``GROVE_<FIELD>``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="GROVE_", env_nested_delimiter="__", extra="ignore", frozen=True
+        env_prefix="GROVE_", env_nested_delimiter="__", extra="ignore", frozen=True,
+        allow_inf_nan=False,  # "inf" is no duration: see MAX_DAYS
     )
 
     # Bus and event log
@@ -75,7 +84,8 @@ class Settings(BaseSettings):
     nats_password: SecretStr | None = None
     stream_name: str = "EXPORTS"
     stream_replicas: int = Field(1, ge=1, le=5, description="JetStream allows 1 to 5.")
-    stream_max_age_days: float = Field(30.0, gt=0, description="How long events (and the email in them) live.")
+    stream_max_age_days: float = Field(30.0, gt=0, le=MAX_DAYS,
+                                       description="How long events (and the email in them) live.")
     subject_prefix: str = "exports"
     kv_prefix: str = Field("grove", description="Prefix of the KV buckets (heartbeats, admission).")
 
@@ -84,16 +94,17 @@ class Settings(BaseSettings):
     # another (or the restarted) replica resume 3–4 s after a kill, with 3 s of slack for a busy event
     # loop between two acks. A redelivery to a live worker costs a wasted start at worst: fencing, not
     # AckWait, is what keeps a zombie harmless.
-    ack_wait_s: float = Field(4.0, gt=0)
-    progress_interval_s: float = Field(1.0, gt=0)
-    stall_after_s: float = Field(600.0, ge=0, description="A step that appends nothing and marks no progress for this "
-                                 "long is stopped and counted as a failed attempt (0: never).")
-    heartbeat_ttl_s: float = Field(300.0, gt=0)
+    ack_wait_s: float = Field(4.0, gt=0, le=MAX_S)
+    progress_interval_s: float = Field(1.0, gt=0, le=MAX_S)
+    stall_after_s: float = Field(600.0, ge=0, le=MAX_S, description="A step that appends nothing and marks no "
+                                 "progress for this long is stopped and counted as a failed attempt (0: never).")
+    heartbeat_ttl_s: float = Field(300.0, gt=0, le=MAX_S)
     step_attempts: int = Field(4, ge=1, description="1 attempt + 3 retries (REQ-004).")
-    retry_base_delay_s: float = Field(2.0, ge=0)
+    retry_base_delay_s: float = Field(2.0, ge=0, le=MAX_S)
     concurrency: int = Field(4, ge=1, description="Exports one service process works on at once.")
     tenant_concurrency: int = Field(1, ge=1, description="Of those, how many one tenant may hold (fairness).")
-    tenant_backoff_s: float = Field(1.0, ge=0, description="Delay before a tenant over its share is offered again.")
+    tenant_backoff_s: float = Field(1.0, ge=0, le=MAX_S,
+                                    description="Delay before a tenant over its share is offered again.")
 
     # Object store
     store: Literal["fs", "s3"] = "fs"
@@ -108,7 +119,7 @@ class Settings(BaseSettings):
     spool_threshold: int = 64 * MiB
     pace_after_bytes: int = Field(32 * MiB, ge=0, description="An export past this gives way to smaller ones "
                                                         "streaming in the same process (fairness).")
-    archive_ttl_days: float = Field(7.0, gt=0)
+    archive_ttl_days: float = Field(7.0, gt=0, le=MAX_DAYS)
     demo_throttle_s: float = Field(
         0.0, ge=0.0, le=60.0,
         description="Demo aid, 0 = off: seconds the assembler pauses before each archive member, so an export "
@@ -145,19 +156,21 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = Field(None, description="Signs bearer tokens; no default (shared/runtime/secrets.py).")
     link_secret: SecretStr | None = Field(None, description="Signs download links; no default.")
     jwt_issuer: str = "grove"
-    token_max_ttl_s: float = Field(3600.0, gt=0, description="Longest token lifetime accepted (exp - now).")
-    rate_window_s: float = Field(3600.0, ge=0, description="One new export per tenant per this many seconds (0: no limit).")
-    reservation_timeout_s: float = Field(30.0, gt=0)
+    token_max_ttl_s: float = Field(3600.0, gt=0, le=MAX_S, description="Longest token lifetime accepted (exp - now).")
+    rate_window_s: float = Field(3600.0, ge=0, le=MAX_S,
+                                 description="One new export per tenant per this many seconds (0: no limit).")
+    reservation_timeout_s: float = Field(30.0, gt=0, le=MAX_S)
     max_body_bytes: int = Field(16 * 1024, ge=1)
-    download_link_ttl_s: float = Field(3600.0, gt=0)
+    download_link_ttl_s: float = Field(3600.0, gt=0, le=MAX_S)
 
     # Mail
     mail: MailSettings = MailSettings()
 
     # Janitor
-    orphan_upload_age_s: float = Field(24 * 3600.0, ge=0)
+    orphan_upload_age_s: float = Field(24 * 3600.0, ge=0, le=MAX_S)
     janitor_batch: int = Field(50, ge=1)
-    janitor_interval_s: float = Field(86400.0, gt=0, description="Long-running janitor: seconds between runs.")
+    janitor_interval_s: float = Field(86400.0, gt=0, le=MAX_S,
+                                      description="Long-running janitor: seconds between runs.")
 
     # Observability
     log_json: bool = True

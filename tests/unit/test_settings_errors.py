@@ -64,3 +64,52 @@ def test_zero_is_kept_where_it_means_off(monkeypatch: pytest.MonkeyPatch) -> Non
         monkeypatch.setenv(key, "0")
     s = Settings()
     assert (s.stall_after_s, s.metrics_port, s.rate_window_s) == (0, 0, 0)
+
+
+def _float_settings() -> list[str]:
+    """Every number setting that takes a fraction (GROVE_ACK_WAIT_S, GROVE_MAIL__SMTP_TIMEOUT, …)."""
+    from pydantic import BaseModel
+
+    names = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                walk(field.annotation, f"{prefix}{name.upper()}__")
+            elif field.annotation is float:
+                names.append(f"{prefix}{name.upper()}")
+    walk(Settings, "GROVE_")
+    return names
+
+
+@pytest.mark.parametrize("var", _float_settings())
+def test_infinity_is_refused(monkeypatch: pytest.MonkeyPatch, var: str) -> None:
+    """Seen: GROVE_ARCHIVE_TTL_DAYS=inf ("keep them for ever") started, and then every export failed at
+    finalize (its expiry is not a date); GROVE_STREAM_MAX_AGE_DAYS, GROVE_ACK_WAIT_S or
+    GROVE_HEARTBEAT_TTL_S=inf made `grove-export setup` end in an OverflowError traceback."""
+    assert refusal(monkeypatch, **{var: "inf"}).startswith(f"{var}: "), var
+
+
+@pytest.mark.parametrize(("env", "why"), [
+    ({"GROVE_ARCHIVE_TTL_DAYS": "3000000"}, "GROVE_ARCHIVE_TTL_DAYS: Input should be less than or equal to 36500"),
+    ({"GROVE_STREAM_MAX_AGE_DAYS": "1000000"}, "GROVE_STREAM_MAX_AGE_DAYS: Input should be less than or equal to"),
+    ({"GROVE_ACK_WAIT_S": "1e12"}, "GROVE_ACK_WAIT_S: Input should be less than or equal to"),
+    ({"GROVE_HEARTBEAT_TTL_S": "1e12"}, "GROVE_HEARTBEAT_TTL_S: Input should be less than or equal to"),
+    ({"GROVE_RATE_WINDOW_S": "1e15"}, "GROVE_RATE_WINDOW_S: Input should be less than or equal to"),
+    ({"GROVE_ORPHAN_UPLOAD_AGE_S": "1e15"}, "GROVE_ORPHAN_UPLOAD_AGE_S: Input should be less than or equal to"),
+])
+def test_a_duration_longer_than_its_clock_holds_is_refused(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+                                                            why: str) -> None:
+    """Seen: GROVE_STREAM_MAX_AGE_DAYS=1000000 passed start-up and setup failed on NATS's own JSON error;
+    GROVE_ARCHIVE_TTL_DAYS=3000000 failed every export at finalize (no date that far ahead);
+    GROVE_RATE_WINDOW_S=1e15 made every POST /api/export a 500. 100 years is the limit."""
+    assert refusal(monkeypatch, **env).startswith(why)
+
+
+def test_a_hundred_years_is_still_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [k for k in os.environ if k.upper().startswith("GROVE_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("GROVE_ARCHIVE_TTL_DAYS", "36500")
+    monkeypatch.setenv("GROVE_RATE_WINDOW_S", str(36500 * 86400))
+    s = Settings()
+    assert (s.archive_ttl_days, s.rate_window_s) == (36500, 36500 * 86400)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from services.cliargs import Parser, an_id, number_in
+from services.cliargs import Parser, a_sha256, an_id, number_in
 from shared.content.port import ContentError
 from shared.core import steps
 from shared.runtime.secrets import SecretError
@@ -469,7 +469,8 @@ def parser() -> argparse.ArgumentParser:
     sd.set_defaults(func=cmd_seed)
     v = sub.add_parser("verify", help="check an archive: ZIP, every checksum, every linked image; exit 0 if sound")
     v.add_argument("archive", help="the ZIP file to check")
-    v.add_argument("--sha256", help="the archive's SHA-256 from the email or the export page")
+    v.add_argument("--sha256", type=a_sha256, metavar="HEX",
+                   help="the archive's SHA-256 from the email or the export page (64 hex digits)")
     v.set_defaults(func=cmd_verify)
     im = sub.add_parser("import", help="restore an archive into an empty tenant (content DB and object store)")
     im.add_argument("archive", help="a Grove Export ZIP (it must verify)")

@@ -59,3 +59,15 @@ def an_age(text: str) -> str:
         raise argparse.ArgumentTypeError(f"must be an age like 90s, 15m, 2h or 3d, up to {MAX_AGE_DAYS}d: {e}") from None
     return text
 
+
+
+def a_sha256(text: str) -> str:
+    """An argparse ``type``: a SHA-256 as the email, the page and the API give it (64 hex digits; case
+    and surrounding space as pasted do not matter). An empty one would check nothing, a cut one would
+    call a sound archive damaged: both are the command line's fault."""
+    digest = text.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        shown = repr(text) if len(text) <= 80 else repr(text[:77]) + "…"
+        raise argparse.ArgumentTypeError(f"must be the archive's SHA-256, 64 hex digits (from the email, the export "
+                                         f"page or the API's sha256), not {shown} ({len(digest)} characters)")
+    return digest

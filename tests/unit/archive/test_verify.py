@@ -96,7 +96,7 @@ def test_the_command_prints_a_report_and_exits_non_zero_on_a_problem(tmp_path: P
                         timeout=60, check=False)
     assert ok.returncode == 0 and ok.stdout.strip().endswith("archive OK"), ok.stdout + ok.stderr
     path.write_bytes(path.read_bytes()[:-30])
-    bad = subprocess.run([sys.executable, "-m", "services.cli", "verify", str(path), "--sha256", "ab"],
+    bad = subprocess.run([sys.executable, "-m", "services.cli", "verify", str(path), "--sha256", "ab" * 32],
                          capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 1 and "archive NOT OK" in bad.stdout and "PROBLEM" in bad.stdout
     missing = subprocess.run([sys.executable, "-m", "services.cli", "verify", str(tmp_path / "nope.zip")],
@@ -105,6 +105,27 @@ def test_the_command_prints_a_report_and_exits_non_zero_on_a_problem(tmp_path: P
     folder = subprocess.run([sys.executable, "-m", "services.cli", "verify", str(tmp_path)],
                             capture_output=True, text=True, timeout=60, check=False)
     assert (folder.returncode, folder.stderr) == (2, f"grove-export: {tmp_path} is a folder, not an archive file\n")
+
+
+def test_a_sha256_that_is_no_sha256_is_a_bad_command_line(tmp_path: Path) -> None:
+    """Seen: `verify a.zip --sha256 "$SHA"` with $SHA empty (the field read failed) said "archive OK"
+    without comparing anything, and a digest cut short by a copy said "archive NOT OK" of a sound
+    archive. Both are the command line's fault: one line, exit 2, the archive not read."""
+    path = write(tmp_path, sources())
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "services.cli", "verify", str(path), *extra],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    for bad in ("", "  ", digest[:-1], digest + "0", "z" * 64):
+        done = run("--sha256", bad)
+        assert (done.returncode, done.stdout) == (2, ""), (bad, done.stdout, done.stderr)
+        assert done.stderr.startswith("grove-export: --sha256 must be the archive's SHA-256, 64 hex digits"), \
+            done.stderr
+        assert done.stderr.count("\n") == 1, done.stderr
+    ok = run("--sha256", f" {digest.upper()}\n")  # as pasted: case and surrounding space do not matter
+    assert ok.returncode == 0 and ok.stdout.strip().endswith("archive OK"), ok.stdout + ok.stderr
 
 
 def test_a_file_that_is_no_zip_at_all_is_said_without_a_none(tmp_path: Path) -> None:

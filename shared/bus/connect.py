@@ -107,6 +107,12 @@ class NatsUnreachable(ConnectionError):
         self.reason = reason
 
 
+# What the server refused a one-shot command's connection (a "Permissions Violation"): nats-py hands it
+# only to the error callback, and the request it refused simply times out, so the command said "no
+# answer in time" — seen with an operator command run with a service's credentials inside its pod.
+_refused: list[str] = []
+
+
 def unreachable_reason(error: BaseException, user: str | None = None) -> str:
     """Why a connection to NATS failed, in words (nats-py's own error says only "no servers")."""
     text = str(error).removeprefix("nats: ").strip()
@@ -115,6 +121,10 @@ def unreachable_reason(error: BaseException, user: str | None = None) -> str:
     if isinstance(error, socket.gaierror):
         return f"unknown host ({error.strerror or text})"
     if isinstance(error, TimeoutError) or "timeout" in text.lower():
+        if _refused:  # the request timed out because the server refused it
+            who = f"user {user!r}" if user else "this connection"
+            return (f"the server refused {who}: {_refused[-1]} (operator commands and setup run as the NATS admin "
+                    "user: GROVE_NATS_USER=admin and its password)")
         return "no answer in time"
     if "authorization" in text.lower() or "authentication" in text.lower():
         who = f"user {user!r} and its password (GROVE_NATS_USER, GROVE_NATS_PASSWORD)" if user \
@@ -160,6 +170,8 @@ async def open_nats(settings: Settings, producer: str, *, name: str | None = Non
 
     async def note(e: Exception) -> None:
         failures.append(e)
+        if "permissions violation" in str(e).lower():
+            _refused.append(str(e).removeprefix("nats: ").strip())
 
     opts: dict[str, object] = {"error_cb": _log_briefly(settings.nats_user) if persistent else note}
     if settings.nats_user:

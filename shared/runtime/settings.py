@@ -22,6 +22,16 @@ MiB = 1024 * 1024
 # on the archive's expiry), a timedelta at 999,999,999 days (the gateway's rate check, the janitor's).
 MAX_DAYS = 36500
 MAX_S = MAX_DAYS * 86400
+_HTTP_URL = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?", re.IGNORECASE)
+
+
+def check_http_url(value: str | None) -> str | None:
+    """An address a browser, botocore or an HTTP client is given, checked at start-up: without its
+    scheme (``minio:9000``) botocore ended every command and service in a traceback, and a link began
+    ``host:8080/…``, which a browser reads as a path. Empty (compose's unset ``${VAR:-}``) stays off."""
+    if value and not _HTTP_URL.fullmatch(value):
+        raise ValueError("must be an http:// or https:// URL, like https://host or http://host:port")
+    return value
 
 
 class S3Settings(BaseModel):
@@ -37,6 +47,8 @@ class S3Settings(BaseModel):
     addressing_style: Literal["auto", "path", "virtual"] = "path"
     max_pool_connections: int = Field(32, ge=1)
     max_attempts: int = Field(5, ge=1, description="botocore standard retry mode attempts.")
+
+    _urls = field_validator("endpoint_url", "public_endpoint_url")(check_http_url)
 
 
 class Buckets(BaseModel):
@@ -68,6 +80,8 @@ class MailSettings(BaseModel):
     http_timeout: float = Field(10.0, gt=0, le=MAX_S)
     attempts: int = Field(4, ge=1, description="Send attempts before NotificationFailed.")
     retry_base_delay: float = Field(0.5, ge=0, le=MAX_S)
+
+    _urls = field_validator("download_page_url", "http_url")(check_http_url)
 
 
 class Settings(BaseSettings):
@@ -177,6 +191,8 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65535, description="0: no metrics endpoint.")
     otel_endpoint: str | None = Field(
         None, description="OTLP/HTTP traces endpoint (e.g. http://jaeger:4318/v1/traces); unset = tracing off.")
+
+    _urls = field_validator("public_url", "otel_endpoint")(check_http_url)
 
     @field_validator("source_key_prefix")
     @classmethod

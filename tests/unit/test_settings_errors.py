@@ -113,3 +113,29 @@ def test_a_hundred_years_is_still_accepted(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("GROVE_RATE_WINDOW_S", str(36500 * 86400))
     s = Settings()
     assert (s.archive_ttl_days, s.rate_window_s) == (36500, 36500 * 86400)
+
+
+@pytest.mark.parametrize("var", ["GROVE_S3__ENDPOINT_URL", "GROVE_S3__PUBLIC_ENDPOINT_URL", "GROVE_PUBLIC_URL",
+                                 "GROVE_MAIL__DOWNLOAD_PAGE_URL", "GROVE_MAIL__HTTP_URL", "GROVE_OTEL_ENDPOINT"])
+@pytest.mark.parametrize("value", ["minio:9000", "localhost:8080/export", "ftp://files.example", "http://", "https:// x"])
+def test_an_address_that_is_no_http_url_is_refused(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
+    """Seen: GROVE_S3__ENDPOINT_URL=minio:9000 (no scheme) started, and every command and service on S3
+    then ended in a botocore traceback ("ValueError: Invalid endpoint"); GROVE_PUBLIC_URL=host:8080
+    made download links a browser reads as a path on the page's own site."""
+    line = refusal(monkeypatch, **{var: value})
+    assert line == f"{var}: must be an http:// or https:// URL, like https://host or http://host:port " \
+                   f"(got {value!r})", line
+
+
+def test_the_urls_as_deployed_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compose passes GROVE_OTEL_ENDPOINT as "" when it is not set: tracing off, not an error."""
+    for key in [k for k in os.environ if k.upper().startswith("GROVE_")]:
+        monkeypatch.delenv(key)
+    for key, value in {"GROVE_S3__ENDPOINT_URL": "http://minio:9000",
+                       "GROVE_S3__PUBLIC_ENDPOINT_URL": "https://ACCOUNT_ID.r2.cloudflarestorage.com",
+                       "GROVE_PUBLIC_URL": "https://export.example.com", "GROVE_OTEL_ENDPOINT": "",
+                       "GROVE_MAIL__DOWNLOAD_PAGE_URL": "http://127.0.0.1:8080/export",
+                       "GROVE_MAIL__HTTP_URL": "http://[::1]:8025"}.items():
+        monkeypatch.setenv(key, value)
+    s = Settings()
+    assert (s.s3.endpoint_url, s.public_url, s.otel_endpoint) == ("http://minio:9000", "https://export.example.com", "")

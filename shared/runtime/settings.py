@@ -194,6 +194,13 @@ class Settings(BaseSettings):
 
     _urls = field_validator("public_url", "otel_endpoint")(check_http_url)
 
+    @field_validator("media_url_template")
+    @classmethod
+    def _key_in_template(cls, v: str) -> str:
+        if "{key}" not in v:  # else every restored media row and link got the same URL
+            raise ValueError("must hold {key}, where each object's key goes, like https://cdn.example/{key}")
+        return v
+
     @field_validator("source_key_prefix")
     @classmethod
     def _tenant_in_prefix(cls, v: str) -> str:

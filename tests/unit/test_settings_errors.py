@@ -139,3 +139,11 @@ def test_the_urls_as_deployed_are_accepted(monkeypatch: pytest.MonkeyPatch) -> N
         monkeypatch.setenv(key, value)
     s = Settings()
     assert (s.s3.endpoint_url, s.public_url, s.otel_endpoint) == ("http://minio:9000", "https://export.example.com", "")
+
+
+def test_a_media_url_template_without_the_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen: GROVE_MEDIA_URL_TEMPLATE=https://cdn.example.com/media/ (the {key} forgotten) and
+    `grove-export import` gave every restored media row and link the same URL, that folder's."""
+    assert refusal(monkeypatch, GROVE_MEDIA_URL_TEMPLATE="https://cdn.example.com/media/") == (
+        "GROVE_MEDIA_URL_TEMPLATE: must hold {key}, where each object's key goes, like "
+        "https://cdn.example/{key} (got 'https://cdn.example.com/media/')")

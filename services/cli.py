@@ -24,7 +24,7 @@ from services.cliargs import Parser, a_sha256, an_id, number_in
 from shared.content.port import ContentError
 from shared.core import steps
 from shared.runtime.secrets import SecretError
-from shared.runtime.settings import Settings
+from shared.runtime.settings import Settings, SettingsProblem
 
 STEP_SERVICES = steps.step_services()  # from the step table, like every list of services
 SERVICES = steps.service_names()
@@ -529,6 +529,9 @@ def main(argv: list[str] | None = None) -> None:
     except (CliError, SecretError) as e:
         print(f"grove-export: {e}", file=sys.stderr)
         sys.exit(e.code if isinstance(e, CliError) else 2)
+    except SettingsProblem as e:  # a setting that cannot work where it is used: like an invalid one
+        print(f"grove-export: invalid settings: {e}", file=sys.stderr)
+        sys.exit(2)
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)

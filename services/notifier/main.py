@@ -12,8 +12,9 @@ from shared.runtime.worker import StepWorker
 
 
 def create_app(settings: Settings) -> FastStream:
+    mailer = build_mailer(settings.mail)  # a mail setting that cannot work stops the start, before connecting
+
     async def bootstrap(rt: ServiceRuntime) -> None:
-        mailer = build_mailer(settings.mail)
         rt.closers.append(mailer.close)
         assert rt.bus is not None
         rt.workers["notify"] = StepWorker("notify", rt.bus, settings, Notifier(settings, mailer), should_run)

@@ -25,6 +25,12 @@ MAX_S = MAX_DAYS * 86400
 _HTTP_URL = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?", re.IGNORECASE)
 
 
+class SettingsProblem(ValueError):
+    """A setting that passed its own check but cannot work where a service uses it (a CA bundle that is
+    not there): raised before the service connects anywhere; ``grove-export`` says it in one line,
+    naming the variable, exit 2, like an invalid setting."""
+
+
 def check_http_url(value: str | None) -> str | None:
     """An address a browser, botocore or an HTTP client is given, checked at start-up: without its
     scheme (``minio:9000``) botocore ended every command and service in a traceback, and a link began

@@ -6,6 +6,8 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+from shared.runtime.settings import SettingsProblem
+
 from .http import HttpMailer
 from .outbox import OutboxMailer
 from .port import Mailer
@@ -22,13 +24,20 @@ def build_mailer(mail_settings: Any, *, tls_context: ssl.SSLContext | None = Non
     """Build the backend named by ``mail_settings.backend`` (a ``shared.runtime.settings.MailSettings``).
 
     ``tls_context`` overrides certificate handling for SMTP (tests, private CAs in code).
-    Raises ``ValueError`` for settings that cannot work (unknown backend, HTTP without an API key).
+    Raises ``ValueError`` for settings that cannot work (unknown backend, HTTP without an API key), and
+    ``SettingsProblem`` for a CA bundle (``GROVE_MAIL__SMTP_CA_FILE``) it cannot load.
     """
     s = mail_settings
     if s.backend == "outbox":
         return OutboxMailer(Path(s.outbox_dir), sender=s.sender)
     if s.backend == "smtp":
         ca_file = s.smtp_ca_file
+        if ca_file and tls_context is None:  # load it now: at send time it failed every email as "cannot reach"
+            try:
+                ssl.create_default_context(cafile=str(ca_file))
+            except OSError as e:  # not there, unreadable, or no certificate in it (ssl.SSLError)
+                why = e.strerror or getattr(e, "reason", None) or str(e)
+                raise SettingsProblem(f"GROVE_MAIL__SMTP_CA_FILE: {why} ({ca_file})") from None
         return SmtpMailer(
             host=s.smtp_host,
             port=s.smtp_port,

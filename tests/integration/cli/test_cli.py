@@ -77,13 +77,13 @@ async def test_events_assemble_and_janitor_on_a_real_export(values: dict[str, An
     assert run.returncode == 0 and run.stdout.strip().splitlines()[-1].startswith("janitor: expire 0 archives")
 
 
-def bare(*args: str, cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+def bare(*args: str, cwd: Path, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
     """The CLI in a new terminal: no GROVE_* in the environment but ``extra``."""
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")} | extra
     return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+                          text=True, timeout=timeout, check=False)
 
 
 def test_a_nats_command_with_no_local_stack_and_no_url_is_refused_without_asking_any_server(tmp_path: Path) -> None:
@@ -219,3 +219,16 @@ def test_a_file_problem_names_the_file_not_nats_and_a_closed_pipe_ends_quietly(v
     assert reader.wait(timeout=60) == 1
     err = reader.stderr.read()
     assert not any(word in err for word in ("Broken pipe", "NATS", "Traceback", "Exception ignored")), err
+
+
+def test_a_notifier_with_a_missing_smtp_ca_file_refuses_to_start_in_one_line(tmp_path: Path) -> None:
+    """Seen: `run notifier` with GROVE_MAIL__SMTP_CA_FILE=/etc/grove/ca.pem (not mounted) started, and
+    each email then failed as "cannot reach SMTP server". Now: refused before it connects, exit 2."""
+    from services.devtools.stack.natsserver import free_port
+
+    out = bare("run", "notifier", cwd=tmp_path, GROVE_NATS_URL=f"nats://127.0.0.1:{free_port()}",
+               GROVE_MAIL__BACKEND="smtp", GROVE_MAIL__SMTP_SECURITY="starttls",
+               GROVE_MAIL__SMTP_CA_FILE=str(tmp_path / "ca.pem"), timeout=20)
+    assert (out.returncode, out.stdout) == (2, ""), out.stderr[-2000:]
+    assert out.stderr == (f"grove-export: invalid settings: GROVE_MAIL__SMTP_CA_FILE: No such file or directory "
+                          f"({tmp_path / 'ca.pem'})\n"), out.stderr

@@ -234,3 +234,19 @@ def test_build_mailer_http_without_api_key_is_a_config_error() -> None:
 def test_smtp_mailer_rejects_unknown_security() -> None:
     with pytest.raises(ValueError):
         SmtpMailer(host="h", port=25, security="ssl")  # type: ignore[arg-type]
+
+
+def test_build_mailer_refuses_a_ca_file_it_cannot_load(tmp_path: Path) -> None:
+    """Seen: GROVE_MAIL__SMTP_CA_FILE naming a file that is not there (or is no CA bundle) started the
+    notifier; every email then failed its attempts with "cannot reach SMTP server …: [Errno 2] No such
+    file or directory" and ended NotificationFailed, the server never asked."""
+    from shared.runtime.settings import SettingsProblem
+
+    def smtp(ca: Path) -> MailSettings:
+        return MailSettings(backend="smtp", smtp_security="starttls", smtp_ca_file=ca)
+
+    with pytest.raises(SettingsProblem, match=r"^GROVE_MAIL__SMTP_CA_FILE: .*No such file or directory.*missing\.pem"):
+        build_mailer(smtp(tmp_path / "missing.pem"))
+    (tmp_path / "notes.txt").write_text("not a certificate\n")
+    with pytest.raises(SettingsProblem, match=r"^GROVE_MAIL__SMTP_CA_FILE: .*notes\.txt"):
+        build_mailer(smtp(tmp_path / "notes.txt"))

@@ -554,12 +554,14 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(1)
         if not isinstance(e, NatsError | StoreError | OSError | TimeoutError):
             raise
-        print(f"grove-export: {_hint(e, settings, _nats_where(settings, args))}", file=sys.stderr)
+        print(f"grove-export: {_hint(e, settings, _nats_where(settings, args), getattr(args, 'service', None))}",
+              file=sys.stderr)
         sys.exit(1)
 
 
-def _hint(e: Exception, settings: Settings, nats_where: str) -> str:
-    """One line naming what did not work: the object store or NATS, never one for the other."""
+def _hint(e: Exception, settings: Settings, nats_where: str, service: str | None = None) -> str:
+    """One line naming what did not work: the object store or NATS, never one for the other. ``service``
+    (``run SERVICE``): the one port it binds, the gateway's GROVE_PORT or a step service's metrics port."""
     from shared.objectstore import StoreError, StoreRefused, StoreUnavailable
 
     where = "GROVE_STORE_ROOT" if settings.store == "fs" else "GROVE_S3__ENDPOINT_URL and the S3 credentials"
@@ -572,8 +574,10 @@ def _hint(e: Exception, settings: Settings, nats_where: str) -> str:
     if isinstance(e, OSError) and e.filename is not None:  # a file or folder of ours, not a server
         return f"{e.strerror or e}: {e.filename}"
     if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:  # the gateway's or metrics' port, not NATS
-        ports = [f"{settings.port} (GROVE_PORT)"] + \
-            ([f"{settings.metrics_port} (GROVE_METRICS_PORT)"] if settings.metrics_port else [])
+        gateway = [f"{settings.port} (GROVE_PORT)"] if service in (None, "gateway") else []
+        metrics = [f"{settings.metrics_port} (GROVE_METRICS_PORT)"] if settings.metrics_port and service != "gateway" \
+            else []
+        ports = gateway + metrics or [f"{settings.port} (GROVE_PORT)"]
         return f"{e.strerror or e}: port {' or '.join(ports)} is taken by another program"
     from shared.bus.connect import unreachable_reason
 

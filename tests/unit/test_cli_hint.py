@@ -52,3 +52,16 @@ def test_data_before_the_command_means_the_commands_own_data_folder() -> None:
     assert data_before_command(args) == "two data folders given: --data /a and --data /b"
     args = parser().parse_args(["--data", "/a", "verify", "x.zip"])
     assert data_before_command(args) == "verify takes no --data"
+
+
+def test_a_taken_port_names_only_the_port_that_service_binds() -> None:
+    """Seen: `run notifier` with GROVE_METRICS_PORT=9317 taken said "port 8080 (GROVE_PORT) or 9317
+    (GROVE_METRICS_PORT) is taken": a step service never binds GROVE_PORT, and the gateway never binds
+    GROVE_METRICS_PORT (compose sets it for every service), so the operator was sent after a port that
+    was not the one."""
+    taken = OSError(errno.EADDRINUSE, "address already in use")
+    s = Settings(port=18080, metrics_port=9317)
+    assert _hint(taken, s, "nats://127.0.0.1:4222", service="notifier") == \
+        "address already in use: port 9317 (GROVE_METRICS_PORT) is taken by another program"
+    assert _hint(taken, s, "nats://127.0.0.1:4222", service="gateway") == \
+        "address already in use: port 18080 (GROVE_PORT) is taken by another program"

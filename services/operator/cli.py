@@ -34,6 +34,14 @@ class OperatorError(Exception):
     """The log says no (no such export, a refusal): one line on stderr, exit 1. A bad argument is
     argparse's (``services.cliargs``): exit 2."""
 
+    code = 1
+
+
+class UsageError(OperatorError):
+    """Arguments that argparse accepts one by one but not together: exit 2, like any bad command line."""
+
+    code = 2
+
 
 @contextlib.asynccontextmanager
 async def _open(settings: Settings, store: bool = False) -> AsyncIterator[tuple[Bus, ObjectStore | None]]:
@@ -232,7 +240,7 @@ def _erase_places(args: argparse.Namespace, settings: Settings) -> tuple[list[Pa
     from services.operator.erase import check_places
 
     if args.no_read_model and args.read_model:
-        raise OperatorError("--no-read-model and --read-model contradict each other: give one")
+        raise UsageError("--no-read-model and --read-model contradict each other: give one")
     if args.no_read_model:
         models: list[tuple[Path, str]] = []
     elif args.read_model:
@@ -335,7 +343,7 @@ def _run(fn: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]]
             asyncio.run(fn(args, settings))
         except (OperatorError, actions.Refusal) as e:
             print(f"grove-export: {e}", file=sys.stderr)
-            sys.exit(1)
+            sys.exit(e.code if isinstance(e, OperatorError) else 1)
     return run
 
 

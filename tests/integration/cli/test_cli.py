@@ -232,3 +232,14 @@ def test_a_notifier_with_a_missing_smtp_ca_file_refuses_to_start_in_one_line(tmp
     assert (out.returncode, out.stdout) == (2, ""), out.stderr[-2000:]
     assert out.stderr == (f"grove-export: invalid settings: GROVE_MAIL__SMTP_CA_FILE: No such file or directory "
                           f"({tmp_path / 'ca.pem'})\n"), out.stderr
+
+
+def test_contradicting_erase_flags_are_a_bad_command_line(tmp_path: Path) -> None:
+    """Seen: `erase-tenant T --no-read-model --read-model PATH` exited 1, the code for "the log says no",
+    though it is the command line that is wrong (exit 2), refused before anything is asked."""
+    from services.devtools.stack.natsserver import free_port
+
+    out = bare("erase-tenant", "t1", "--no-read-model", "--read-model", str(tmp_path / "rm.db"), cwd=tmp_path,
+               GROVE_NATS_URL=f"nats://127.0.0.1:{free_port()}")
+    assert (out.returncode, out.stderr) == (
+        2, "grove-export: --no-read-model and --read-model contradict each other: give one\n"), out.stderr

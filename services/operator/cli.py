@@ -418,9 +418,20 @@ def add_commands(sub: Any, data_help: str) -> None:
 
 
 # -- backup and restore ------------------------------------------------------------------------
+def _a_folder(path: Path, must_exist: bool) -> Path:
+    """A folder argument that cannot be one (no such folder to restore from, a file) is the command line's
+    fault: said as such, exit 2, before any server is asked."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path} is a file, not a folder")
+    if must_exist and not path.exists():
+        raise UsageError(f"no such folder: {path}")
+    return path
+
+
 async def _backup(args: argparse.Namespace, settings: Settings) -> None:
     from services.operator.backup import BackupError, backup
 
+    _a_folder(Path(args.dir), must_exist=False)
     async with _open(settings) as (bus, _):
         try:
             saved = await backup(bus.nc, settings, Path(args.dir))
@@ -436,7 +447,7 @@ async def _restore(args: argparse.Namespace, settings: Settings) -> None:
     from shared.bus.connect import open_nats
 
     try:  # before connecting: a folder that is not a whole backup is refused without a server
-        entries = check_backup(Path(args.dir))
+        entries = check_backup(_a_folder(Path(args.dir), must_exist=True))
     except BackupError as e:
         raise OperatorError(str(e)) from None
     # a bare connection: connect() binds the stream and buckets the restore needs absent

@@ -243,3 +243,19 @@ def test_contradicting_erase_flags_are_a_bad_command_line(tmp_path: Path) -> Non
                GROVE_NATS_URL=f"nats://127.0.0.1:{free_port()}")
     assert (out.returncode, out.stderr) == (
         2, "grove-export: --no-read-model and --read-model contradict each other: give one\n"), out.stderr
+
+
+def test_backup_and_restore_name_a_folder_argument_that_is_no_folder(tmp_path: Path) -> None:
+    """Seen: `restore var/bakup` (a typo) said "var/bakup has no manifest.json; it is not a grove-export
+    backup" and exited 1; `backup FILE` said "File exists: FILE", exit 1. No such folder is the command
+    line's fault: one line saying so, exit 2, before any server is asked."""
+    from services.devtools.stack.natsserver import free_port
+
+    dead = f"nats://127.0.0.1:{free_port()}"
+    out = bare("restore", str(tmp_path / "bakup"), cwd=tmp_path, GROVE_NATS_URL=dead)
+    assert (out.returncode, out.stderr) == (2, f"grove-export: no such folder: {tmp_path / 'bakup'}\n"), out.stderr
+    (tmp_path / "notes.txt").write_text("x")
+    for command in ("backup", "restore"):
+        out = bare(command, str(tmp_path / "notes.txt"), cwd=tmp_path, GROVE_NATS_URL=dead)
+        assert (out.returncode, out.stderr) == (
+            2, f"grove-export: {tmp_path / 'notes.txt'} is a file, not a folder\n"), (command, out.stderr)

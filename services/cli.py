@@ -563,7 +563,10 @@ def _hint(e: Exception, settings: Settings, nats_where: str, service: str | None
     """One line naming what did not work: the object store or NATS, never one for the other. ``service``
     (``run SERVICE``): the one port it binds, the gateway's GROVE_PORT or a step service's metrics port."""
     from shared.objectstore import StoreError, StoreRefused, StoreUnavailable
+    from shared.objectstore.port import StoreNotThere
 
+    if isinstance(e, StoreNotThere):  # names the folder and the setting itself
+        return str(e)
     where = "GROVE_STORE_ROOT" if settings.store == "fs" else "GROVE_S3__ENDPOINT_URL and the S3 credentials"
     if isinstance(e, StoreRefused):
         return f"the object store refused: {e.reason} (check {where})"

@@ -23,7 +23,8 @@ from shared.core.snapshot import remove_work_objects
 from shared.eventlog.directget import get_batch
 from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import ObjectStore
-from shared.objectstore.factory import open_store
+from shared.objectstore.factory import check_fs_store, open_store
+from shared.objectstore.port import StoreNotThere
 from shared.ports import SYSTEM_CLOCK, Clock
 from shared.runtime.settings import Settings
 
@@ -76,10 +77,14 @@ class Janitor:
         summary = Summary()
         states: dict[tuple[str, str], Loaded] = {}  # by (tenant, export): an export id alone names nothing
         expired: list[Loaded] = []
+        found: list[tuple[str, str, Loaded]] = []
         for tenant_id, export_id in await self.exports():
             loaded = await self.bus.log.load(tenant_id, export_id)
-            if not loaded.state.exists:
-                continue  # a request whose body disagreed with its subject: dropped by the read, not an export
+            if loaded.state.exists:  # else a request whose body disagreed with its subject: not an export
+                found.append((tenant_id, export_id, loaded))
+        if any(loaded.state.cataloged is not None for _, _, loaded in found):  # the log says the store holds some
+            check_fs_store(self.settings, "nothing was expired, failed, aborted or removed")
+        for tenant_id, export_id, loaded in found:
             states[(tenant_id, export_id)] = loaded
             if is_expired(loaded.state, now):
                 expired.append(loaded)
@@ -200,6 +205,8 @@ async def run_forever(settings: Settings) -> None:
             await run_once(settings)
         except NatsUnreachable as e:  # said in one line; the next run tries again
             log.warning("janitor run skipped: cannot reach NATS at %s: %s", settings.nats_url, e.reason)
+        except StoreNotThere as e:  # the same: one line, not a traceback each run
+            log.warning("janitor run skipped: %s", e)
         except Exception:
             log.exception("janitor run failed")
         await asyncio.sleep(settings.janitor_interval_s)

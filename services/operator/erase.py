@@ -58,16 +58,13 @@ def check_read_model(path: Path, where: str) -> None:
 
 def check_store(settings: Settings) -> None:
     """The filesystem store's root and exports bucket folder exist (S3 answers for its own buckets)."""
-    if settings.store != "fs":
-        return
-    root = settings.store_root.resolve()
-    if not root.is_dir():
-        raise EraseError(f"the filesystem store {root} does not exist (GROVE_STORE_ROOT; for a local stack, run "
-                         "in its folder or pass --data DIR): nothing was erased")
-    if not (root / settings.buckets.exports).is_dir():
-        raise EraseError(f"the filesystem store {root} has no {settings.buckets.exports}/ bucket folder "
-                         "(GROVE_STORE_ROOT, GROVE_BUCKETS__EXPORTS): is it the stack's store? nothing was erased "
-                         "(if no export was ever stored there, create that folder)")
+    from shared.objectstore.factory import check_fs_store
+    from shared.objectstore.port import StoreNotThere
+
+    try:
+        check_fs_store(settings, "nothing was erased")
+    except StoreNotThere as e:
+        raise EraseError(str(e)) from None
 
 
 def check_places(settings: Settings, read_models: list[tuple[Path, str]]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.objectstore.fs import FilesystemStore, UrlSigner
-from shared.objectstore.port import ObjectStore
+from shared.objectstore.port import ObjectStore, StoreNotThere
 from shared.runtime.settings import Settings
 
 
@@ -34,3 +34,20 @@ async def open_store(
                 raise
         return store
     raise ValueError(f"unknown store {settings.store!r}")
+
+
+def check_fs_store(settings: Settings, consequence: str) -> None:
+    """The filesystem store's root and exports bucket folder exist (S3 answers for its own buckets);
+    else :class:`StoreNotThere`, whose line ends with ``consequence`` (what was therefore not done).
+    A relative ``GROVE_STORE_ROOT`` (the default, ``var/store``) run from another folder — a cron job's
+    is the home folder — names a store that is not there: every key in it looks deleted already."""
+    if settings.store != "fs":
+        return
+    root = settings.store_root.resolve()
+    if not root.is_dir():
+        raise StoreNotThere(f"the filesystem store {root} does not exist (GROVE_STORE_ROOT; for a local stack, run "
+                            f"in its folder or pass --data DIR): {consequence}")
+    if not (root / settings.buckets.exports).is_dir():
+        raise StoreNotThere(f"the filesystem store {root} has no {settings.buckets.exports}/ bucket folder "
+                            f"(GROVE_STORE_ROOT, GROVE_BUCKETS__EXPORTS): is it the stack's store? {consequence} "
+                            "(if no export was ever stored there, create that folder)")

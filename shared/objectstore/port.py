@@ -25,6 +25,11 @@ class StoreError(Exception):
     """Base of every object-store error."""
 
 
+class StoreNotThere(StoreError):
+    """The filesystem store is not where the settings point (``GROVE_STORE_ROOT``, relative to the
+    folder a command runs in): said before anything is changed, never taken as an empty store."""
+
+
 class ObjectNotFound(StoreError):
     pass
 

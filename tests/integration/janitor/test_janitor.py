@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -115,5 +116,34 @@ async def test_a_dry_run_names_every_item_it_would_touch_and_touches_none(
         assert await store.head(settings.buckets.exports, work)  # a dry run changes nothing
         assert orphan in {u.upload_id for u in await store.list_uploads(settings.buckets.exports, "exports/")}
         assert (await bus.log.load("tC", stuck)).state.status != "failed"
+    finally:
+        await bus.close()
+
+
+async def test_a_janitor_run_where_the_store_is_not_refuses_and_expires_nothing(
+        janitor_settings: Settings, store: FilesystemStore, tmp_path: Path) -> None:
+    """Seen: `grove-export janitor` from cron (its folder is $HOME, GROVE_STORE_ROOT left relative) looked
+    for var/store there: it "deleted" each old archive from a store that does not exist, appended
+    ExportExpired and said so, while the archive — the person's data — stayed in the real store for good
+    (and no work object or orphan upload there was ever removed)."""
+    from services.janitor.main import run_once
+    from shared.bus.connect import connect
+    from shared.objectstore import StoreError
+
+    settings = janitor_settings
+    bus = await connect(settings, "test", ensure=True)
+    try:
+        now = datetime.now(UTC)
+        old = await make_export(bus, store, settings, "tA", complete_at=now - timedelta(days=1), upload=False)
+        key = f"exports/tA/{old}/grove-export-u-2026-01-01.zip"
+        elsewhere = settings.model_copy(update={"store_root": tmp_path / "home" / "var" / "store"})
+        with pytest.raises(StoreError, match=r"the filesystem store .*home/var/store does not exist \(GROVE_STORE_ROOT"):
+            await run_once(elsewhere, now=now + timedelta(hours=2))
+        (tmp_path / "home" / "var" / "store").mkdir(parents=True)  # a folder, but not the stack's store
+        with pytest.raises(StoreError, match=r"has no grove-exports/ bucket folder"):
+            await run_once(elsewhere, now=now + timedelta(hours=2))
+        assert (await bus.log.load("tA", old)).state.status == "complete"
+        assert await store.head(settings.buckets.exports, key)  # still there: nothing was deleted either
+        assert (await run_once(settings, now=now + timedelta(hours=2))).expired == 1  # where it is: as before
     finally:
         await bus.close()

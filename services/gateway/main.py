@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
+import socket
 
 from aiohttp import web
 
 from services.gateway.app import init_app
 from services.gateway.problems import ProblemRunner
-from shared.runtime.settings import Settings
+from shared.runtime.settings import Settings, SettingsProblem
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,14 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
                 installed.append(sig)
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:  # the gateway's own address: said as such, never as NATS's
+            if e.errno == errno.EADDRINUSE:
+                raise  # the command line names the port another program holds
+            why = f"unknown host ({e.strerror})" if isinstance(e, socket.gaierror) else (e.strerror or str(e))
+            raise SettingsProblem(f"GROVE_HOST: the gateway cannot listen on {settings.host}:{settings.port} "
+                                  f"({why})") from None
         log.info("gateway listening on http://%s:%s", settings.host, settings.port)
         await stop.wait()
     finally:

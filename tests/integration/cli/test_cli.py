@@ -259,3 +259,19 @@ def test_backup_and_restore_name_a_folder_argument_that_is_no_folder(tmp_path: P
         out = bare(command, str(tmp_path / "notes.txt"), cwd=tmp_path, GROVE_NATS_URL=dead)
         assert (out.returncode, out.stderr) == (
             2, f"grove-export: {tmp_path / 'notes.txt'} is a file, not a folder\n"), (command, out.stderr)
+
+
+def test_a_gateway_host_it_cannot_listen_on_is_named_not_blamed_on_nats(values: dict[str, Any]) -> None:
+    """Seen: `run gateway` with GROVE_HOST=no.such.host (or an address not on this machine) said "NATS at
+    nats://… failed: unknown host" — NATS had answered; the gateway's own address was the problem."""
+    from services.devtools.stack.natsserver import free_port
+
+    assert cli(values, "setup", "--nats-only").returncode == 0
+    port = free_port()
+    for host, why in (("no.such.host.invalid", "unknown host"), ("192.0.2.1", "cannot assign requested address")):
+        out = cli({**values, "host": host, "port": port}, "run", "gateway", timeout=60)
+        lines = [line for line in out.stderr.splitlines() if line.startswith("grove-export:")]
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+        assert len(lines) == 1 and lines[0].startswith(
+            f"grove-export: invalid settings: GROVE_HOST: the gateway cannot listen on {host}:{port} "), lines
+        assert why in lines[0] and "NATS" not in lines[0], lines

@@ -201,7 +201,8 @@ def _text_row(section: str, entry: dict[str, Any], zf: zipfile.ZipFile, rk: Reke
 async def import_archive(path: Path, tenant: str, db: ContentSource, store: ObjectStore, *, url_template: str,
                          images_bucket: str, amber_bucket: str) -> Restore:
     """Verify, check the tenant is empty, put the files, insert the rows; undo the files on failure."""
-    from services.archivetools.verify import printable, verify_archive
+    from services.archivetools.verify import verify_archive
+    from shared.core.printable import printable
 
     report = verify_archive(path)
     if not report.ok:

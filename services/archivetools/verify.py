@@ -20,7 +20,6 @@ import json
 import mmap
 import os
 import posixpath
-import re
 import struct
 import zipfile
 import zlib
@@ -45,6 +44,7 @@ from services.archivetools.documents import (
 from shared.archive.frontmatter import parse_markdown
 from shared.archive.layout import ERRORS_PATH, GENERATED_PATHS, INDEX_PATH, MANIFEST_PATH, is_media, is_text_page
 from shared.archive.mdlinks import find_links
+from shared.core.printable import printable
 
 LOCAL = struct.Struct("<4sHHHHHIIIHH")
 
@@ -62,16 +62,6 @@ class Report:
         lines = [*self.facts, *(f"PROBLEM: {p}" for p in self.problems)]
         lines.append("archive OK" if self.ok else f"archive NOT OK: {len(self.problems)} problem(s)")
         return "\n".join(printable(line) for line in lines)
-
-
-# Control characters (an escape sequence repaints or retitles a terminal) and bidi controls (they
-# reorder what follows): an archive names its members, so a name is shown as escapes, never as is.
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
-
-
-def printable(text: str) -> str:
-    """``text`` with every control and bidi character as its escape (``\\x1b``, ``\\u202e``)."""
-    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def verify_archive(path: Path, sha256: str | None = None) -> Report:

@@ -366,6 +366,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> None:
     from services.archivetools.importer import ImportRefused, import_archive
     from shared.content.factory import content_source
     from shared.core.events import ID_PATTERN
+    from shared.core.printable import printable
     from shared.objectstore.factory import open_store
 
     if Path(args.archive).is_dir():
@@ -384,7 +385,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> None:
         finally:
             await store.close()
             await content.close()
-        return "\n".join([*plan.notes, f"{plan.summary()} into tenant {args.tenant}"])
+        # a note names an id the archive chose: its control and bidi characters are escapes
+        return "\n".join(printable(line) for line in [*plan.notes, f"{plan.summary()} into tenant {args.tenant}"])
 
     try:
         print(asyncio.run(go()))
@@ -526,8 +528,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with contextlib.suppress(KeyboardInterrupt):
             args.func(args, settings)
-    except (CliError, SecretError) as e:
-        print(f"grove-export: {e}", file=sys.stderr)
+    except (CliError, SecretError) as e:  # a refusal may name what the log or an archive holds: escaped
+        from shared.core.printable import printable
+
+        print(printable(f"grove-export: {e}"), file=sys.stderr)
         sys.exit(e.code if isinstance(e, CliError) else 2)
     except SettingsProblem as e:  # a setting that cannot work where it is used: like an invalid one
         print(f"grove-export: invalid settings: {e}", file=sys.stderr)

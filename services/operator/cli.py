@@ -14,12 +14,13 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from services.cliargs import an_age, an_id, number_in
 from shared.core.events import is_valid_id
 from shared.core.humanize import human_size
 from shared.core.lifecycle import STATUSES
+from shared.core.printable import printable
 from shared.runtime.settings import Settings
 
 if TYPE_CHECKING:  # the commands import what they use when they run: `grove-export --help` stays quick
@@ -28,6 +29,17 @@ if TYPE_CHECKING:  # the commands import what they use when they run: `grove-exp
     from shared.objectstore import ObjectStore
 
 STEPS = ("catalog", "assemble", "finalize", "notify", "cancel", "janitor")
+
+
+def say(*lines: str, file: TextIO | None = None, flush: bool = False) -> None:
+    """Print each line with its control and bidi characters as escapes (``\\x1b``, ``\\u202e``): the
+    lines carry text from outside — a username or email that whoever published the ExportRequested
+    chose, a failure's reason quoting it, tenant ids read from stream subjects — and ESC [2J would
+    clear the operator's terminal, ESC ]0;… retitle it, U+202E reverse the line, a line break forge
+    a line. Every line these commands print goes through here except ``--json``'s (JSON escapes its
+    own control characters)."""
+    for line in lines:
+        print(printable(line), file=file, flush=flush)
 
 
 class OperatorError(Exception):
@@ -117,17 +129,17 @@ async def _exports(args: argparse.Namespace, settings: Settings) -> None:
     if args.json:
         print(json.dumps({"page": page.page, "more": page.more, "exports": rows}, indent=1))
         return
-    print(f"{'EXPORT':<28} {'TENANT':<22} {'STATUS':<10} {'STEP':<9} {'ATT':>3} {'AGE':>5}  "
+    say(f"{'EXPORT':<28} {'TENANT':<22} {'STATUS':<10} {'STEP':<9} {'ATT':>3} {'AGE':>5}  "
           f"{'LAST EVENT':<24} {'SIZE':>9}")
     for f, r in zip(page.rows, rows, strict=True):
         last = f"{r['lastEvent']} {human_age(f.last.occurred_at, now) if f.last else ''}"
         size = human_size(r["sizeBytes"]) if r["sizeBytes"] is not None else "-"
-        print(f"{r['exportId']:<28} {r['tenantId']:<22} {r['status']:<10} {r['step'] or '-':<9} {r['attempt']:>3} "
+        say(f"{r['exportId']:<28} {r['tenantId']:<22} {r['status']:<10} {r['step'] or '-':<9} {r['attempt']:>3} "
               f"{human_age(f.state.created_at, now):>5}  {last:<24} {size:>9}")
     more = f"; more: --page {page.page + 1}" if page.more else " (end)"
-    print(f"page {page.page}: {len(rows)} exports, newest first{more}")
+    say(f"page {page.page}: {len(rows)} exports, newest first{more}")
     if args.tenant and not rows and page.page == 1 and not (args.status or older or args.step):
-        print(f"grove-export: the log holds no export of tenant {args.tenant!r} (a typo? `grove-export seed` "
+        say(f"grove-export: the log holds no export of tenant {args.tenant!r} (a typo? `grove-export seed` "
               "printed the tenant id; `grove-export exports` lists every tenant's)", file=sys.stderr)
 
 
@@ -144,8 +156,20 @@ async def _show(args: argparse.Namespace, settings: Settings) -> None:
                                 "malformed or forged; every service drops them)")
         upload = await inspect.upload_view(store, settings, folded.state)
         beat = await inspect.heartbeat(bus, tenant, args.export_id, now)
+    view = _view(folded, upload, beat, now)
+    if args.json:
+        print(json.dumps(view, indent=1, default=str))
+        return
+    _print_show(view, folded)
+
+
+def _view(folded: inspect.Folded, upload: dict[str, Any] | None, beat: dict[str, Any] | None,
+          now: datetime) -> dict[str, Any]:
+    """What ``show`` says of one export (``--json`` prints it as is)."""
+    from services.operator import inspect
+
     s = folded.state
-    view: dict[str, Any] = inspect.summary(folded, now) | {
+    return inspect.summary(folded, now) | {
         "progress": s.progress, "cancelRequested": s.cancel_requested, "finalizeStarted": s.finalize_started,
         "stepAttempts": dict(s.attempts), "lastStepError": s.last_step_error,
         "failure": s.failure.reason if s.failure else None, "notification": s.notification,
@@ -156,42 +180,38 @@ async def _show(args: argparse.Namespace, settings: Settings) -> None:
         "events": [{"seq": seq, "type": e.name(), "at": inspect._iso(e.occurred_at), "producer": e.producer,
                     **inspect.event_fields(e)} for seq, e in folded.events],
     }
-    if args.json:
-        print(json.dumps(view, indent=1, default=str))
-        return
-    _print_show(view, folded)
 
 
 def _print_show(v: dict[str, Any], folded: inspect.Folded) -> None:
     from services.operator import inspect
 
     req = v["request"] or {}
-    print(f"export     {v['exportId']}  (tenant {v['tenantId']})")
-    print(f"status     {v['status']}, {v['progress']}%, step {v['step'] or '-'}, attempt {v['attempt']}"
+    say(f"export     {v['exportId']}  (tenant {v['tenantId']})")
+    say(f"status     {v['status']}, {v['progress']}%, step {v['step'] or '-'}, attempt {v['attempt']}"
           + (", cancel requested" if v["cancelRequested"] else ""))
-    print(f"requested  {v['createdAt']} by {req.get('username')} <{req.get('user_email')}>, mode {req.get('mode')}, "
+    say(f"requested  {v['createdAt']} by {req.get('username')} <{req.get('user_email')}>, mode {req.get('mode')}, "
           f"images {req.get('include_images')}, delivery {req.get('delivery_method')}")
     if v["stepAttempts"]:
-        print(f"retries    {v['stepAttempts']}; last error: {v['lastStepError']}")
+        say(f"retries    {v['stepAttempts']}; last error: {v['lastStepError']}")
     if v["failure"]:
-        print(f"failure    {v['failure']}")
+        say(f"failure    {v['failure']}")
     if v["snapshot"]:
         sn = v["snapshot"]
-        print(f"snapshot   {sn['key']}: {sn['members']} members, {human_size(sn['totalBytes'])}, {sn['errors']} errors")
+        say(f"snapshot   {sn['key']}: {sn['members']} members, {human_size(sn['totalBytes'])}, {sn['errors']} errors")
     up = v["upload"]
     if up is None:
-        print("upload     none")
+        say("upload     none")
     else:
         state = (f"open, {len(up['storedParts'])} parts in the store ({human_size(up['storedBytes'])})"
                  if up["open"] else "closed (completed or aborted)")
-        print(f"upload     {up['uploadId']}: {state}; {len(up['loggedParts'])} parts logged "
+        say(f"upload     {up['uploadId']}: {state}; {len(up['loggedParts'])} parts logged "
               f"({human_size(up['loggedBytes'])})")
     hb = v["heartbeat"]
-    print(f"heartbeat  {hb['step']} on {hb['worker']}, {hb['ageSeconds']}s ago" if hb else "heartbeat  none")
-    print(f"email      {v['notification'] or '-'}")
-    print(f"events     {len(folded.events)}")
+    say(f"heartbeat  {hb['step']} on {hb['worker']}, {hb['ageSeconds']}s ago" if hb else "heartbeat  none")
+    say(f"email      {v['notification'] or '-'}")
+    say(f"events     {len(folded.events)}")
     for seq, event in folded.events:
-        print(inspect.event_line(seq, event))
+        say(inspect.event_line(seq, event))
 
 
 # -- fix ----------------------------------------------------------------------------------------
@@ -200,7 +220,7 @@ async def _on_export(args: argparse.Namespace, settings: Settings,
     async with _open(settings, store=True) as (bus, store):
         assert store is not None
         tenant = await tenant_of(bus, settings, args.export_id, args.tenant, getattr(args, "nats_where", None))
-        print(await act(bus, store, tenant))
+        say(await act(bus, store, tenant))
 
 
 async def _cancel(args: argparse.Namespace, settings: Settings) -> None:
@@ -231,7 +251,7 @@ async def _unlock(args: argparse.Namespace, settings: Settings) -> None:
     if not is_valid_id(args.tenant):
         raise OperatorError(f"tenant id {args.tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
     async with _open(settings) as (bus, _):
-        print(await actions.unlock(bus, settings, args.tenant, who))
+        say(await actions.unlock(bus, settings, args.tenant, who))
 
 
 # -- erase ----------------------------------------------------------------------------------------
@@ -275,13 +295,13 @@ async def _erase_tenant(args: argparse.Namespace, settings: Settings) -> None:
         if args.dry_run:
             found = await eraser.holdings(args.tenant)
             for line in found.lines("would remove"):
-                print(line)
+                say(line)
             for export in found.exports:
-                print(f"  export {export}")
+                say(f"  export {export}")
             for line in _not_looked_at(args, settings, outbox):
-                print(line)
+                say(line)
             if found.empty:
-                print(f"grove-export: nothing is held about tenant {args.tenant!r} (a typo? `grove-export exports "
+                say(f"grove-export: nothing is held about tenant {args.tenant!r} (a typo? `grove-export exports "
                       "--tenant` lists a tenant's exports)", file=sys.stderr)
             return
         still = await eraser.stop_running(args.tenant, actions.Who(args.by or getpass.getuser(),
@@ -294,28 +314,28 @@ async def _erase_tenant(args: argparse.Namespace, settings: Settings) -> None:
         found = await eraser.holdings(args.tenant)
         await eraser.erase(args.tenant, found)
         left = await eraser.holdings(args.tenant)
-    print(f"tenant {args.tenant}:")
+    say(f"tenant {args.tenant}:")
     if found.empty and not still:
-        print(f"grove-export: nothing was held about tenant {args.tenant!r}, so nothing was erased (a typo? "
+        say(f"grove-export: nothing was held about tenant {args.tenant!r}, so nothing was erased (a typo? "
               f"`grove-export exports --tenant` lists a tenant's exports; erasing twice also ends here)",
               file=sys.stderr)
     for line in found.lines("removed"):
-        print(f"  {line}")
+        say(f"  {line}")
     if still:
-        print(f"  {len(still)} exports had not stopped after {args.wait:g}s (erased anyway, --erase-running): "
+        say(f"  {len(still)} exports had not stopped after {args.wait:g}s (erased anyway, --erase-running): "
               f"{', '.join(still)}")
     if not left.empty:
         raise OperatorError(f"tenant {args.tenant}: something was written meanwhile: "
                             + "; ".join(line for line in left.lines("still holds") if not line.split()[2] == "0")
                             + " — run erase-tenant again")
     for line in _not_looked_at(args, settings, outbox):
-        print(f"  {line}")
+        say(f"  {line}")
     places = ["the stream", "the KV buckets", "the store"]
     if models:
         places.append("the read model" if len(models) == 1 else f"the {len(models)} read models")
     if outbox is not None and outbox.is_dir():
         places.append("the outbox")
-    print(f"  nothing left in {', '.join(places[:-1])} or {places[-1]}")
+    say(f"  nothing left in {', '.join(places[:-1])} or {places[-1]}")
 
 
 def _not_looked_at(args: argparse.Namespace, settings: Settings, outbox: Path | None) -> list[str]:
@@ -342,7 +362,7 @@ def _run(fn: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]]
         try:
             asyncio.run(fn(args, settings))
         except (OperatorError, actions.Refusal) as e:
-            print(f"grove-export: {e}", file=sys.stderr)
+            say(f"grove-export: {e}", file=sys.stderr)
             sys.exit(e.code if isinstance(e, OperatorError) else 1)
     return run
 
@@ -438,8 +458,8 @@ async def _backup(args: argparse.Namespace, settings: Settings) -> None:
         except BackupError as e:
             raise OperatorError(str(e)) from None
     for s in saved:
-        print(f"{s.stream}: {s.messages} messages, snapshot {human_size(s.bytes)} → {Path(args.dir, s.file)}")
-    print(f"backup in {Path(args.dir).resolve()} (manifest.json lists the files and their SHA-256)")
+        say(f"{s.stream}: {s.messages} messages, snapshot {human_size(s.bytes)} → {Path(args.dir, s.file)}")
+    say(f"backup in {Path(args.dir).resolve()} (manifest.json lists the files and their SHA-256)")
 
 
 async def _restore(args: argparse.Namespace, settings: Settings) -> None:
@@ -454,7 +474,7 @@ async def _restore(args: argparse.Namespace, settings: Settings) -> None:
     nc = await open_nats(settings, "operator", persistent=False)
     try:  # each stream is printed as it is restored: a failure part-way leaves a record of what was
         await restore(nc, Path(args.dir), entries,
-                      lambda stream, messages: print(f"{stream}: restored, {messages} messages", flush=True))
+                      lambda stream, messages: say(f"{stream}: restored, {messages} messages", flush=True))
     except BackupError as e:
         raise OperatorError(str(e)) from None
     finally:

@@ -19,6 +19,7 @@ from shared.core import events as ev
 from shared.core import steps
 from shared.core.keys import heartbeat_key
 from shared.core.lifecycle import ExportState, fold
+from shared.core.printable import printable
 from shared.objectstore import NoSuchUpload, ObjectStore
 from shared.runtime.settings import Settings
 
@@ -180,10 +181,12 @@ def event_fields(event: ev.Event) -> dict[str, Any]:
 
 def event_line(seq: int, event: ev.Event) -> str:
     """One line per event, as ``grove-export events`` and ``show`` both print it: the line already says
-    the type, the time and the producer; unset fields say nothing."""
+    the type, the time and the producer; unset fields say nothing. Whoever published the event chose
+    its text (a username, a reason), so control and bidi characters are escapes (:func:`printable`)."""
     fields = event.model_dump(mode="json", exclude_none=True, exclude={*_ENVELOPE, "type"})
     detail = " ".join(f"{k}={v}" for k, v in fields.items())
-    return f"{seq:>8} {event.occurred_at:%Y-%m-%dT%H:%M:%S.%f}Z {event.producer:<10} {event.name():<18} {detail}"
+    return printable(f"{seq:>8} {event.occurred_at:%Y-%m-%dT%H:%M:%S.%f}Z {event.producer:<10} {event.name():<18} "
+                     f"{detail}")
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,0 +1,65 @@
+"""Text that came from outside (a publisher's ExportRequested, a step's failure reason) reaches the
+operator's terminal with its control and bidi characters as escapes: ``show`` and ``events`` print a
+username holding ESC [2J (clear the screen) or U+202E (reverse the line) as ``\\x1b[2J`` and
+``\\u202e``, never as is; ``--json`` stays JSON that reads back to the same text."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from services.operator import cli as op
+from services.operator import inspect
+from shared.core import events as ev
+from shared.core.lifecycle import fold
+from shared.core.printable import printable
+
+IDS = dict(tenant_id="t1", export_id="exp_1")
+HOSTILE = "ada\x1b[2J\x1b]0;pwned\x07\u202egpj.exe\x9b"
+RAW = ("\x1b", "\x07", "\u202e", "\x9b")
+ESCAPED = ("\\x1b[2J", "\\x1b]0;pwned\\x07", "\\u202egpj.exe", "\\x9b")
+EVENTS = (ev.ExportRequested(**IDS, user_id="u", user_email=f"{HOSTILE}@example.org", username=HOSTILE),
+          ev.StepFailed(**IDS, step="catalog", attempt=1, reason=f"step {HOSTILE}"),
+          ev.ExportFailed(**IDS, step="catalog", reason=f"failed {HOSTILE}\nforged line"))
+
+
+def _folded() -> inspect.Folded:
+    return inspect.Folded(fold(EVENTS), tuple(enumerate(EVENTS, start=1)))
+
+
+def _clean(text: str) -> None:
+    assert not any(c in text for c in RAW), text
+    assert all(e in text for e in ESCAPED), text
+
+
+def test_printable_escapes_control_and_bidi_characters_and_nothing_else() -> None:
+    assert printable(HOSTILE) == "ada\\x1b[2J\\x1b]0;pwned\\x07\\u202egpj.exe\\x9b"
+    assert printable("a\nb\tc\x7f\u2066") == "a\\nb\\tc\\x7f\\u2066"
+    assert printable("Zoë — 東京 ✓") == "Zoë — 東京 ✓"
+    assert printable(printable(HOSTILE)) == printable(HOSTILE)  # escaping twice changes nothing
+
+
+def test_event_lines_print_a_publishers_text_as_escapes() -> None:
+    for seq, event in enumerate(EVENTS, start=1):
+        line = inspect.event_line(seq, event)
+        assert "\n" not in line and not any(c in line for c in RAW), line
+    _clean(inspect.event_line(1, EVENTS[0]))
+    assert "\\nforged line" in inspect.event_line(3, EVENTS[2])
+
+
+def test_show_prints_a_publishers_text_as_escapes(capsys: pytest.CaptureFixture[str]) -> None:
+    folded = _folded()
+    view = op._view(folded, None, None, datetime.now(UTC))
+    op._print_show(view, folded)
+    out = capsys.readouterr().out
+    _clean(out)
+    lines = out.splitlines()
+    requested, retries, failure = (next(x for x in lines if x.startswith(w)) for w in ("requested", "retries",
+                                                                                         "failure"))
+    _clean(requested)
+    assert "\\x1b" in retries and "\\u202e" in retries and "\\nforged line" in failure
+    assert not any(line.startswith("forged line") for line in lines), lines
+    back = json.loads(json.dumps(view, indent=1, default=str))  # --json: the text itself, escaped by JSON
+    assert back["request"]["username"] == HOSTILE and back["failure"] == f"failed {HOSTILE}\nforged line"

@@ -56,3 +56,15 @@ def test_a_cancel_nobody_finishes_is_completed_after_a_ttl_without_heartbeat() -
     assert not is_abandoned_cancel(finalizing, old, False, 300, NOW)  # the finalizer won: not the cancel's
     done = fold([requested(), CATALOGED, UPLOAD, cancel, ev.ExportCancelled(**E)])
     assert not is_abandoned_cancel(done, old, False, 300, NOW)
+
+
+def test_the_upload_an_assembled_export_names_is_never_an_orphan_but_another_one_is() -> None:
+    """Between ArchiveAssembled and ExportCompleted the logged upload is the one the finalizer is
+    about to complete: aborting it would lose the archive. Only a different upload is stale."""
+    old = NOW - timedelta(days=2)
+    assembled = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED])
+    assert not assembled.terminal
+    assert not is_orphan_upload(assembled, "u1", old, 86400, NOW)  # the finalizer's to complete
+    assert is_orphan_upload(assembled, "u2", old, 86400, NOW)  # superseded by the logged u1
+    finalizing = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, ev.FinalizeStarted(**E)])
+    assert not is_orphan_upload(finalizing, "u1", old, 86400, NOW)

@@ -48,7 +48,8 @@ def test_an_export_owns_only_its_archive_key() -> None:
     for other in (snapshot_key("t1", "exp_1"), archive_key("t2", "exp_1", "autumn", "2026-11-30"),
                   archive_key("t1", "exp_2", "autumn", "2026-11-30"), "exports/t1/exp_1/", "exports/t1/exp_1/..",
                   "exports/t1/exp_1/../exp_2/x.zip", "exports/t1/exp_1/.hidden", "other/t1/exp_1/x.zip",
-                  "exports/t1/exp_1/a\\b.zip", "exports/t1/exp_1/a\nb.zip", None, ""):
+                  "exports/t1/exp_1/a\\b.zip", "exports/t1/exp_1/a\nb.zip", "exports/t1/exp_1/x.zip/",
+                  None, ""):
         assert not is_archive_key_of("t1", "exp_1", other), other
 
 

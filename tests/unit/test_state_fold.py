@@ -142,3 +142,17 @@ def test_applying_an_event_never_changes_the_state_it_was_applied_to() -> None:
         states.append(new)
         snapshots.append(dataclasses.asdict(new))
         assert [dataclasses.asdict(s) for s in states] == snapshots  # none of the earlier ones moved
+
+
+def test_only_a_complete_export_expires() -> None:
+    """An ExportExpired that reaches an export that is not complete (a failed or cancelled one, or
+    one still running) moves nothing: "expired" counts toward the tenant's hourly limit, "failed"
+    does not, and a running export must not be shown ended."""
+    expired = ev.ExportExpired(**E)
+    failed = fold([requested(), ev.CatalogStarted(**E), ev.ExportFailed(**E, step="catalog", reason="boom"), expired])
+    assert failed.status == "failed" and not failed.counts_toward_limit
+    cancelled = fold([requested(), ev.ExportCancelled(**E), expired])
+    assert cancelled.status == "cancelled"
+    running = fold([requested(), CATALOGED, UPLOAD, expired])
+    assert running.status == "assembling" and not running.terminal
+

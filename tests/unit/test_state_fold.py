@@ -156,3 +156,8 @@ def test_only_a_complete_export_expires() -> None:
     running = fold([requested(), CATALOGED, UPLOAD, expired])
     assert running.status == "assembling" and not running.terminal
 
+
+def test_a_redelivered_earlier_step_failure_does_not_lower_the_attempt_count() -> None:
+    s = fold([requested(), ev.StepFailed(**E, step="catalog", attempt=2, reason="y"),
+              ev.StepFailed(**E, step="catalog", attempt=1, reason="x")])
+    assert s.attempts_of("catalog") == 2

@@ -36,6 +36,15 @@ async def test_a_missing_or_broken_token_is_001(gateway, problem, header):
     assert body["title"] == "Not authenticated"
 
 
+
+@pytest.mark.parametrize("scheme", ["Basic", "Token", "JWT"])
+async def test_a_good_token_under_another_scheme_than_bearer_is_001(gateway, problem, headers_for, scheme):
+    """Only ``Bearer`` carries the token: the same valid JWT sent as ``Basic``/``Token`` credentials is refused."""
+    token = headers_for()["Authorization"].removeprefix("Bearer ")
+    resp = await gateway.get("/api/export/history", headers={"Authorization": f"{scheme} {token}"})
+    await problem(resp, 401, "GROVE-EXPORT-001")
+    assert (await gateway.get("/api/export/history", headers={"Authorization": f"bearer {token}"})).status == 200
+
 async def test_a_tampered_or_expired_token_is_001(gateway, settings, problem, headers_for):
     token = headers_for()["Authorization"]
     tampered = {"Authorization": token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb")}

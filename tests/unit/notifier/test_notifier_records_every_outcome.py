@@ -1,0 +1,52 @@
+"""The notify step records an outcome whatever the mailer raises: an error that is not a
+MailError (a bug in an adapter, a template) is a NotificationFailed with its reason, never an
+exception out of the step (which the worker drops for an ended export: no email and nothing
+recorded). On the in-memory event log; no server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from services.notifier.mail import Email
+from services.notifier.service import Notifier
+from shared.core import events as ev
+from shared.core import keys
+from shared.eventlog.memory import InMemoryEventLog
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepContext
+
+E = {"export_id": "exp_1", "tenant_id": "t1"}
+ZIP = keys.archive_key("t1", "exp_1", "autumn", "2026-01-01")
+
+
+class BrokenMailer:
+    def __init__(self) -> None:
+        self.tried: list[Email] = []
+
+    async def send(self, email: Email) -> str:
+        self.tried.append(email)
+        raise RuntimeError("adapter bug")
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_an_unexpected_mailer_error_is_recorded_as_notification_failed() -> None:
+    log = InMemoryEventLog()
+    seq = 0
+    for event in (ev.ExportRequested(**E, user_id="u", user_email="a@example.org", username="autumn"),
+                  ev.ExportCompleted(**E, archive_key=ZIP, size_bytes=30, sha256="abc", item_counts={"posts": 1},
+                                     error_count=0, expires_at=datetime(2030, 1, 1, tzinfo=UTC))):
+        seq = await log.append(event, seq)
+    settings = Settings(mail={"attempts": 2, "retry_base_delay": 0.0})
+    ctx = StepContext(log=log, loaded=await log.load("t1", "exp_1"), settings=settings)  # type: ignore[arg-type]
+    assert ctx.state.email_due
+    mailer = BrokenMailer()
+
+    await Notifier(settings, mailer)(ctx)  # must not raise
+
+    state = (await log.load("t1", "exp_1")).state
+    assert len(mailer.tried) == 1  # not a transient error: no retry
+    assert state.status == "complete" and state.notification == "failed"
+    assert state.notification_reason and "RuntimeError" in state.notification_reason
+    assert not state.email_due

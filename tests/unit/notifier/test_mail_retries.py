@@ -134,7 +134,8 @@ async def test_every_error_a_caller_sees_is_a_mail_error_with_a_reason() -> None
 
 @pytest.mark.parametrize(
     ("retry", "hint", "expected"),
-    [(0, None, 0.5), (1, None, 1.0), (3, None, 4.0), (10, None, 30.0), (0, 2.0, 2.0)],
+    [(0, None, 0.5), (1, None, 1.0), (3, None, 4.0), (10, None, 30.0), (0, 2.0, 2.0),
+     (3, 1.0, 4.0), (1, 0.0, 1.0)],  # a hint shorter than the backoff never shortens it
 )
 def test_backoff_delay(retry: int, hint: float | None, expected: float) -> None:
     assert backoff_delay(retry, 0.5, 30.0, hint) == expected

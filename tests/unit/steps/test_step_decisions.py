@@ -21,7 +21,7 @@ from shared.core.retry import Drop, GiveUp, Retry, after_failure
 from shared.eventlog.jetstream import Conflict, Loaded
 from shared.eventlog.memory import InMemoryEventLog
 from shared.runtime.settings import Settings
-from shared.runtime.worker import StepContext, is_due
+from shared.runtime.worker import StepContext, StepError, is_due
 from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, ZIP, E, part, requested
 
 DUE = {"catalog": catalog_due, "assemble": assemble_due, "finalize": finalize_due, "notify": notify_due,
@@ -206,3 +206,29 @@ async def test_the_finalizer_completes_on_the_in_memory_log_and_dates_expiry_by_
     assert completed is not None and ctx.state.status == "complete"
     assert completed.expires_at == at + timedelta(days=settings.archive_ttl_days)
     assert await store.read(bucket, ZIP) == b"0123456789"
+
+
+async def test_the_finalizer_refuses_a_completed_archive_whose_size_is_not_the_logged_one(tmp_path) -> None:
+    """The object the completion made must be as long as ArchiveAssembled says; otherwise no
+    ExportCompleted (the person would get a link to an archive that is not the assembled one)."""
+    from services.finalizer.service import Finalizer
+    from shared.objectstore.fs import FilesystemStore
+
+    settings = Settings()
+    store = FilesystemStore(tmp_path)
+    bucket = settings.buckets.exports
+    upload_id = await store.create_multipart(bucket, ZIP)
+    etag = await store.upload_part(bucket, ZIP, upload_id, 1, b"0123456789")
+    log = InMemoryEventLog(producer="finalizer")
+    seq = 0
+    logged_part = ev.PartUploaded(**E, part_number=1, etag=etag, byte_start=0, byte_end=10,
+                                  records_key=keys.records_key("t1", "exp_1", 1), records_count=1, members_done=1,
+                                  source_bytes_done=10)
+    for event in (requested(), CATALOGED, UPLOAD.model_copy(update={"upload_id": upload_id}), logged_part,
+                  ASSEMBLED.model_copy(update={"upload_id": upload_id, "size_bytes": 11, "part_count": 1})):
+        seq = await log.append(event, seq)
+    ctx = StepContext(log, await log.load("t1", "exp_1"), settings)
+    with pytest.raises(StepError, match="the archive is 10 bytes, the log says 11"):
+        await Finalizer(settings, store)(ctx)
+    state = (await log.load("t1", "exp_1")).state
+    assert state.completed is None and state.status == "uploading"

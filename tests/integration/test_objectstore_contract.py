@@ -288,6 +288,26 @@ async def test_abort_with_another_keys_name_leaves_the_upload_alone(store: Objec
     assert await store.read(bucket, "exports/victim.zip") == b"v" * 100
 
 
+
+async def test_an_upload_id_used_under_another_key_is_no_such_upload(settings: Settings, store: ObjectStore,
+                                                                    bucket: str) -> None:
+    """Listing, writing into or completing an upload under another key than its own is NoSuchUpload,
+    as on S3: a forged UploadStarted cannot read, overwrite or complete another export's upload."""
+    if settings.store == "s3":
+        pytest.skip("moto 5.2.5 lists an upload's parts under any key; S3 itself answers NoSuchUpload")
+    uid = await store.create_multipart(bucket, "exports/victim.zip", None)
+    etag = await store.upload_part(bucket, "exports/victim.zip", uid, 1, b"v" * 100)
+    with pytest.raises(NoSuchUpload):
+        await store.list_parts(bucket, "exports/attacker.zip", uid)
+    with pytest.raises(NoSuchUpload):
+        await store.upload_part(bucket, "exports/attacker.zip", uid, 1, b"a" * 100)
+    with pytest.raises(NoSuchUpload):
+        await store.complete_multipart(bucket, "exports/attacker.zip", uid, [CompletedPart(1, etag)])
+    with pytest.raises(ObjectNotFound):
+        await store.head(bucket, "exports/attacker.zip")
+    await store.complete_multipart(bucket, "exports/victim.zip", uid, [CompletedPart(1, etag)])
+    assert await store.read(bucket, "exports/victim.zip") == b"v" * 100
+
 async def test_list_uploads_shows_open_uploads_under_the_prefix(store: ObjectStore, bucket: str) -> None:
     a = await store.create_multipart(bucket, "jobs/1/a.zip", None)
     b = await store.create_multipart(bucket, "jobs/1/b.zip", None)

@@ -335,3 +335,9 @@ def test_member_names_reach_the_terminal_escaped(tmp_path: Path) -> None:
     text = verify_archive(path).text()
     assert r"media/\x1b[2J\x1b]0;owned\x07\u202egpj.exe: in the archive but not listed in manifest.json" in text, text
     assert not any(c in text for c in "\x1b\x07\u202e"), text
+def test_a_member_the_manifest_does_not_list_is_named(tmp_path: Path) -> None:
+    extra = {"media/stray.jpg": b"not in the manifest"}
+    path = rewrite(write(tmp_path, sources()), tmp_path / "stray.zip", extra=extra,
+                   edit=lambda m: m.update(members=[e for e in m["members"] if e["path"] != "media/stray.jpg"]))
+    report = verify_archive(path)
+    assert "media/stray.jpg: in the archive but not listed in manifest.json" in report.problems, report.problems

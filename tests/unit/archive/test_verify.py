@@ -341,3 +341,11 @@ def test_a_member_the_manifest_does_not_list_is_named(tmp_path: Path) -> None:
                    edit=lambda m: m.update(members=[e for e in m["members"] if e["path"] != "media/stray.jpg"]))
     report = verify_archive(path)
     assert "media/stray.jpg: in the archive but not listed in manifest.json" in report.problems, report.problems
+
+
+def test_a_file_index_json_places_in_the_archive_but_is_not_there_is_named(tmp_path: Path) -> None:
+    index = {"media": [{"path": "media/b.jpg", "in_archive": True}, {"path": "media/gone.jpg", "in_archive": True},
+                       {"path": "media/left-out.jpg", "in_archive": False}]}
+    path = rewrite(write(tmp_path, sources()), tmp_path / "index.zip", extra={"index.json": json.dumps(index).encode()})
+    report = verify_archive(path)
+    assert report.problems == ["media/gone.jpg: index.json says it is in the archive; it is not"], report.problems

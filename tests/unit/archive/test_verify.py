@@ -349,3 +349,11 @@ def test_a_file_index_json_places_in_the_archive_but_is_not_there_is_named(tmp_p
     path = rewrite(write(tmp_path, sources()), tmp_path / "index.zip", extra={"index.json": json.dumps(index).encode()})
     report = verify_archive(path)
     assert report.problems == ["media/gone.jpg: index.json says it is in the archive; it is not"], report.problems
+
+
+def test_the_archive_sha256_is_compared_whatever_its_case_and_surrounding_space(tmp_path: Path) -> None:
+    path = write(tmp_path, sources())
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    report = verify_archive(path, f" {digest.upper()}\n")
+    assert report.ok, report.text()
+    assert "SHA-256 of the archive matches" in report.text()

@@ -58,3 +58,20 @@ def test_nothing_is_due_once_the_export_ended() -> None:
     assert not fold([*BEFORE, ASSEMBLED, FINALIZE, COMPLETED]).cancellable
     cancelled = [*BEFORE, CANCEL, ev.ExportCancelled(**E, aborted_upload=True)]
     assert _due(cancelled) == (False, False)
+
+
+async def test_asking_to_cancel_twice_appends_one_cancel_requested() -> None:
+    """request_cancel is idempotent: a second ask (a double click, an operator after the person)
+    appends nothing and says so (None), so the log holds one CancelRequested."""
+    from shared.cancel import request_cancel
+    from shared.eventlog.memory import InMemoryEventLog
+
+    log = InMemoryEventLog()
+    seq = 0
+    for event in BEFORE:
+        seq = await log.append(event, seq)
+    first = await request_cancel(log, "t1", "exp_1", "u1")  # type: ignore[arg-type]
+    assert first is not None
+    assert await request_cancel(log, "t1", "exp_1", "u1") is None  # type: ignore[arg-type]
+    logged = [e async for _, e in log.history("t1", "exp_1") if isinstance(e, ev.CancelRequested)]
+    assert len(logged) == 1

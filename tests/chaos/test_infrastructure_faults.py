@@ -31,6 +31,9 @@ async def test_nats_restarted_mid_export_with_the_same_store_dir_completes(tmp_p
     async def restart_nats(stack: Stack, bus: Bus, tenant: str, export_id: str) -> int:
         await wait_status(bus, tenant, export_id, {"assembling"}, 30)
         await asyncio.sleep(0.5)
+        status = (await bus.log.load(tenant, export_id)).state.status  # read just before the kill
+        assert status not in ("complete", "failed", "cancelled", "expired"), \
+            f"the export was already {status} when NATS was killed: the restart did not land mid-export"
         nats.stop(kill=True)
         await asyncio.sleep(1.0)
         nats.start()

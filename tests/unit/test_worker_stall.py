@@ -107,13 +107,16 @@ async def test_an_append_counts_as_progress_and_zero_turns_the_check_off() -> No
 
 
 async def test_a_shutdown_during_a_stall_is_not_counted() -> None:
+    inside = asyncio.Event()
+
     async def hangs(ctx: StepContext) -> None:
+        inside.set()
         await asyncio.Event().wait()
 
     worker, msg, _, log = await _worker(hangs, stall_after_s=30)
     await worker.handle(msg)  # type: ignore[arg-type]
     task = next(iter(worker.running.values()))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(inside.wait(), 5)  # the step's work is running (and hanging): not before it
     worker.contexts["t_k.exp_k"].stalled = True  # the keep-alive's stop and a SIGTERM land together
     task.cancel("stalled")
     task.cancel("shutdown")

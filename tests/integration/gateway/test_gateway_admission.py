@@ -49,6 +49,25 @@ async def test_a_failed_export_does_not_use_up_the_hour(start_gateway, headers_f
 
 
 
+async def test_concurrent_posts_for_a_tenant_with_a_slot_already_admit_exactly_one(start_gateway, headers_for,
+                                                                                  pipeline, gateway):
+    """The tenant's slot exists (its earlier export failed, so the hour is free): every request reads
+    the same revision and decides Admit, and only the compare-and-set on that revision lets one of
+    them through. (The first export of a tenant creates the key instead: that path is the test above.)"""
+    other = await start_gateway(1)
+    first = await (await gateway.post("/api/export", json={}, headers=headers_for())).json()
+    await pipeline.fail("tenant_a", first["exportId"])
+    replicas = [gateway, other]
+    responses = await asyncio.gather(*[
+        replicas[i % 2].post("/api/export", json={}, headers=headers_for(user=f"u{i}")) for i in range(50)])
+    statuses = sorted(r.status for r in responses)
+    assert statuses == [201] + [409] * 49, statuses
+    created = await next(r for r in responses if r.status == 201).json()
+    assert created["exportId"] != first["exportId"]
+    conflicts = [await r.json(content_type=None) for r in responses if r.status == 409]
+    assert {c["activeExportId"] for c in conflicts} == {created["exportId"]}
+
+
 async def test_create_cancel_create_within_the_hour_is_429_not_409(gateway, headers_for, pipeline):
     """Cancelling is not a way around the hourly limit (it would run a whole catalog each time)."""
     first = await (await gateway.post("/api/export", json={}, headers=headers_for())).json()

@@ -129,3 +129,20 @@ async def test_the_janitor_fails_an_export_only_when_its_heartbeat_is_known_to_b
         await log.load("t1", "exp_1"), NOW, summary)
     assert summary.failed == int(fails)
     assert [type(e).__name__ for _, e in log.messages][-1] == ("ExportFailed" if fails else "CatalogStarted")
+
+
+async def test_a_store_that_refuses_the_abort_cancels_at_once_without_retrying() -> None:
+    """A refusal (a 405 from a store without the call, a policy without s3:AbortMultipartUpload) will
+    not change by retrying: the first attempt records the export cancelled with aborted_upload=False
+    (the janitor's sweep keeps trying) instead of holding the tenant through every retry."""
+    from shared.objectstore import StoreRefused
+
+    class Refuses(Store):
+        async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+            self.aborts += 1
+            raise StoreRefused("the storage service does not implement this operation")
+
+    store = Refuses(parts_left=True)
+    log = InMemoryEventLog(producer="canceller")
+    await Canceller(Settings(), store)(await cancelling(log))  # type: ignore[arg-type]  # first attempt
+    assert store.aborts == 1 and [e.aborted_upload for e in cancelled(log)] == [False]

@@ -144,6 +144,28 @@ def test_a_straddling_member_that_changed_before_its_reread_forces_a_rewind() ->
     assert info.value.member_offset == rp.member_offset
 
 
+
+def test_a_straddler_with_only_its_first_byte_uploaded_still_forces_a_rewind() -> None:
+    """The boundary of "part of it is already uploaded": one byte of the changed member (its local
+    header's first) is in a logged part, so skipping it from here on would leave that byte in the
+    archive — a rewind; a member that starts exactly at the resume offset is simply skipped."""
+    import dataclasses
+
+    src = sources()
+    snap = snapshot(src)
+    items = list(ArchiveStream(snap, opener(src), resume_point([])))
+    parts = cut(items, 256 * 1024)
+    rp = resume_point([(n, end, recs) for n, end, recs, _ in parts[:1]])
+    records = list(rp.records)
+    gone = opener(src, fail={"media/big.jpg": PreconditionFailed("x")})
+    one_byte_in = dataclasses.replace(rp, offset=rp.member_offset + 1, records=records)
+    with pytest.raises(Rewind) as info:
+        list(ArchiveStream(snap, gone, one_byte_in))
+    assert info.value.member_offset == rp.member_offset
+    none_in = dataclasses.replace(rp, offset=rp.member_offset, records=records)
+    tail = list(ArchiveStream(snap, gone, none_in))
+    assert any(isinstance(i, MemberRecord) and i.index == 2 and i.status == "skipped" for i in tail)
+
 def test_the_stream_goes_on_while_a_large_members_hash_is_behind_and_settles_records_in_order(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import hashlib

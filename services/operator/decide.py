@@ -16,6 +16,7 @@ from shared.core.lifecycle import (
     logged_upload_usable,
     retryable,
 )
+from shared.runtime.settings import MAX_DAYS
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def unlock_refusal(tenant_exports: list[ExportState], admission: adm.Decision) -
     return None
 
 
-MAX_AGE_DAYS = 36_500  # a hundred years: older than any export
+MAX_AGE_DAYS = MAX_DAYS  # a hundred years: older than any export, and the longest any setting names
 
 
 def parse_age(text: str) -> timedelta:

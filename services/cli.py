@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from services.cliargs import Parser, a_sha256, an_id, number_in
 from shared.content.port import ContentError
 from shared.core import steps
-from shared.runtime.secrets import SecretError
+from shared.runtime.secrets import SecretError, read_local_secrets
 from shared.runtime.settings import Settings, SettingsProblem
 
 STEP_SERVICES = steps.step_services()  # from the step table, like every list of services
@@ -171,7 +171,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
             raise CliError(f"GROVE_JWT_SECRET is not set and there is no local stack in {args.data!r} "
                            f"(start `grove-export serve --data {args.data}` first, or set it)")
         settings = settings.model_copy(update={"jwt_secret": SecretStr(
-            json.loads(stored.read_text()).get("GROVE_JWT_SECRET", ""))})
+            read_local_secrets(stored).get("GROVE_JWT_SECRET", ""))})
     try:  # refused inputs (a list of addresses, a lifetime over the cap) first: one line, no warning
         token = make_token(settings, tenant=args.tenant, user=args.user, email=args.email,
                            username=args.username, ttl_s=args.ttl)

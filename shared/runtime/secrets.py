@@ -146,12 +146,29 @@ def require_settings(settings: Settings, *, signing: bool = False) -> None:
         require_signing(settings.jwt_secret, settings.link_secret)
 
 
+def read_local_secrets(path: Path) -> dict[str, str]:
+    """What a local stack's ``secrets.json`` holds: a JSON object of strings, as :func:`local_secrets`
+    writes it. Anything else (cut short, not JSON, not UTF-8) is a :class:`SecretError` naming the file:
+    it is never replaced here, since a good file cut short may be restored and new secrets would void
+    every token and link signed with the old ones."""
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        why = f"not JSON at line {e.lineno}, column {e.colno}" if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
+    else:
+        if isinstance(stored, dict) and all(isinstance(v, str) for v in stored.values()):
+            return stored
+        why = "not a JSON object of strings"
+    raise SecretError(f"the local stack's secrets file {path} is damaged ({why}): restore it, or delete it "
+                      "to have new secrets made (tokens and links signed with the old ones then stop working)")
+
+
 def local_secrets(data_dir: Path) -> dict[str, str]:
     """Random secrets of the local stack kept (0600) in ``data_dir/secrets.json``: the environment
     variables that the gateway and ``grove-export token`` use. Made on first use, then reused."""
     path = data_dir / "secrets.json"
     if path.exists():
-        stored = dict(json.loads(path.read_text()))
+        stored = read_local_secrets(path)
         if all(problem(stored.get(var)) is None for var in SECRET_NAMES.values()) and \
                 stored[SECRET_NAMES["jwt"]] != stored[SECRET_NAMES["link"]]:
             return stored

@@ -98,10 +98,21 @@ async def snapshot(nc: Client, stream: str, out: Path) -> Saved:
     return Saved(stream, int(state.get("messages", 0)), size, path.name, sha.hexdigest())
 
 
+def not_for_backup(out: Path) -> str | None:
+    """Why ``out`` cannot take a backup: it holds other files (the backup's would be mixed in among
+    them). A folder that does not exist yet, an empty one, or one holding a backup (refused by
+    :func:`backup` itself, with its own line) is not this function's to refuse."""
+    if not out.is_dir() or (out / "manifest.json").exists() or next(out.iterdir(), None) is None:
+        return None
+    return f"{out} is not empty and holds no backup: choose an empty or a new folder"
+
+
 async def backup(nc: Client, settings: Settings, out: Path) -> list[Saved]:
-    out.mkdir(parents=True, exist_ok=True)
     if (out / "manifest.json").exists():
         raise BackupError(f"{out} already holds a backup; choose an empty folder")
+    if problem := not_for_backup(out):
+        raise BackupError(problem)
+    out.mkdir(parents=True, exist_ok=True)
     saved = [await snapshot(nc, name, out) for name in streams(settings)]
     manifest = {"created": datetime.now(UTC).isoformat(), "chunk": CHUNK,
                 "streams": [s.__dict__ for s in saved]}

@@ -449,9 +449,11 @@ def _a_folder(path: Path, must_exist: bool) -> Path:
 
 
 async def _backup(args: argparse.Namespace, settings: Settings) -> None:
-    from services.operator.backup import BackupError, backup
+    from services.operator.backup import BackupError, backup, not_for_backup
 
-    _a_folder(Path(args.dir), must_exist=False)
+    folder = _a_folder(Path(args.dir), must_exist=False)
+    if problem := not_for_backup(folder):  # before any server is asked: nothing written
+        raise UsageError(problem)
     async with _open(settings) as (bus, _):
         try:
             saved = await backup(bus.nc, settings, Path(args.dir))

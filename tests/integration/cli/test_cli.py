@@ -261,6 +261,23 @@ def test_backup_and_restore_name_a_folder_argument_that_is_no_folder(tmp_path: P
             2, f"grove-export: {tmp_path / 'notes.txt'} is a file, not a folder\n"), (command, out.stderr)
 
 
+def test_backup_into_a_folder_holding_other_files_is_refused_writing_nothing(tmp_path: Path) -> None:
+    """Seen: `backup DIR` into a folder with other files in it (not a backup: no manifest.json) wrote its
+    snapshots and manifest.json among them, though its help says "an empty folder". The command line's
+    fault: one line, exit 2, before any server is asked, nothing written. (A folder that already holds a
+    backup keeps its own refusal, exit 1; a folder that does not exist is still made.)"""
+    from services.devtools.stack.natsserver import free_port
+
+    dead = f"nats://127.0.0.1:{free_port()}"
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep")
+    out = bare("backup", str(folder), cwd=tmp_path, GROVE_NATS_URL=dead)
+    assert (out.returncode, out.stderr) == (
+        2, f"grove-export: {folder} is not empty and holds no backup: choose an empty or a new folder\n"), out.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
 def test_a_gateway_host_it_cannot_listen_on_is_named_not_blamed_on_nats(values: dict[str, Any]) -> None:
     """Seen: `run gateway` with GROVE_HOST=no.such.host (or an address not on this machine) said "NATS at
     nats://… failed: unknown host" — NATS had answered; the gateway's own address was the problem."""

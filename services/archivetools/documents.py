@@ -102,6 +102,12 @@ def _int64(value: int) -> int:
     return value
 
 
+def _size(value: int) -> int:
+    if value < 0:  # a count of bytes: the 64-bit check alone let -1 through into the rows
+        raise ValueError("is negative")
+    return _int64(value)
+
+
 def _object_key(value: str) -> str:
     if not value or any(ord(c) < 0x20 or c == "\x7f" for c in value):
         raise ValueError("is empty or holds a control character")
@@ -112,6 +118,7 @@ Time = Annotated[Any, AfterValidator(_iso_time)]
 OptTime = Annotated[Any, AfterValidator(_optional_time)]
 Key = Annotated[str, AfterValidator(_object_key)]
 Int64 = Annotated[int, AfterValidator(_int64)]
+Size = Annotated[int, AfterValidator(_size)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
@@ -173,7 +180,7 @@ class _ObjectEntry(_Doc):
     filename: str
     original_name: str | None = None
     object_key: Key
-    size: Int64 | None = None
+    size: Size | None = None
     mime_type: str | None = None
     uploaded_at: Time
 

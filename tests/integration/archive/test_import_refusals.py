@@ -125,6 +125,11 @@ BAD_ROWS: dict[str, tuple[dict[str, Any], str]] = {
                                      f"{POST}: not a post or page (frontmatter is not valid YAML: "),
     "media size past 64 bits": ({"edit_index": lambda i: i["media"][0].update(size=2**70)},
                                 "index.json: media[0].size is out of range"),
+    "media size negative": ({"edit_index": lambda i: i["media"][0].update(size=-1)},
+                            "index.json: media[0].size is negative"),
+    "file size negative": ({"edit_index": lambda i: i.update(files=[{
+        "id": f"file_1_{SOURCE}", "filename": "a.pdf", "object_key": f"{SOURCE}/files/a.pdf", "size": -5,
+        "uploaded_at": "2026-01-01T00:00:00Z"}])}, "index.json: files[0].size is negative"),
     "uploaded_at in year 1 without a zone": ({"edit_index": lambda i: i["media"][0].update(
         uploaded_at="0001-01-01T00:00:00")}, "index.json: media[0].uploaded_at '0001-01-01T00:00:00' is out of range"),
     "created_at in year 1 without a zone": ({"post": post_meta(created_at="0001-01-01T00:00:00")},

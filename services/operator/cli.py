@@ -374,10 +374,19 @@ def _reason(text: str) -> str:
     return text
 
 
+def _name(text: str) -> str:
+    """An argparse ``type``: the operator's name recorded in the log; a blank one would be recorded as
+    nobody (or, through ``args.by or getuser()``, silently as the login name)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must name who, not {text!r} (leave it out for your login name)")
+    return text
+
+
 def _actor(p: argparse.ArgumentParser, reason_required: bool = True) -> None:
-    p.add_argument("--reason", required=reason_required, default="", type=_reason if reason_required else str,
+    # a --reason given blank is refused even where it may be left out (erase-tenant): default None
+    p.add_argument("--reason", required=reason_required, default=None, type=_reason,
                    help="why, in a few words (recorded in the log with your name)")
-    p.add_argument("--by", default=None, metavar="NAME",
+    p.add_argument("--by", default=None, metavar="NAME", type=_name,
                    help="the operator's name recorded in the log (default: your login name)")
 
 

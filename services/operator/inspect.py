@@ -181,10 +181,10 @@ def event_fields(event: ev.Event) -> dict[str, Any]:
 
 def event_line(seq: int, event: ev.Event) -> str:
     """One line per event, as ``grove-export events`` and ``show`` both print it: the line already says
-    the type, the time and the producer; unset fields say nothing. Whoever published the event chose
+    the type, the time and the producer; unset and empty fields say nothing. Whoever published the event chose
     its text (a username, a reason), so control and bidi characters are escapes (:func:`printable`)."""
     fields = event.model_dump(mode="json", exclude_none=True, exclude={*_ENVELOPE, "type"})
-    detail = " ".join(f"{k}={v}" for k, v in fields.items())
+    detail = " ".join(f"{k}={v}" for k, v in fields.items() if v != "")  # "" (no worker, no operator): unset too
     return printable(f"{seq:>8} {event.occurred_at:%Y-%m-%dT%H:%M:%S.%f}Z {event.producer:<10} {event.name():<18} "
                      f"{detail}")
 

@@ -63,3 +63,13 @@ def test_show_prints_a_publishers_text_as_escapes(capsys: pytest.CaptureFixture[
     assert not any(line.startswith("forged line") for line in lines), lines
     back = json.loads(json.dumps(view, indent=1, default=str))  # --json: the text itself, escaped by JSON
     assert back["request"]["username"] == HOSTILE and back["failure"] == f"failed {HOSTILE}\nforged line"
+
+
+def test_event_lines_leave_out_empty_text_fields_like_unset_ones() -> None:
+    """Seen: an event with no worker printed ``worker=`` at the end of its line (exclude_none drops None,
+    not ""); an empty field says nothing, like an unset one. A set one is still printed."""
+    bare = inspect.event_line(2, EVENTS[1])
+    assert "worker=" not in bare and bare.endswith(f"reason=step {printable(HOSTILE)}"), bare
+    cancelled = inspect.event_line(4, ev.CancelRequested(**IDS, requested_by="u"))
+    assert "operator=" not in cancelled and "reason=" not in cancelled and "requested_by=u" in cancelled, cancelled
+    assert "worker=host-42" in inspect.event_line(5, EVENTS[1].model_copy(update={"worker": "host-42"}))

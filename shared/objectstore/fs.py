@@ -322,7 +322,15 @@ class FilesystemStore:
                 owner = None
             if owner is not None and owner != key:
                 return  # another key's upload: like S3 (NoSuchUpload), nothing is aborted
-            shutil.rmtree(d, True)
+            # Gone at once, then deleted: a part write racing this sees no folder at all (and says
+            # NoSuchUpload), never a half-deleted one whose meta.json is still there.
+            trash = self.root / ".uploads" / ".aborting" / f"{bucket}-{upload_id}-{uuid.uuid4().hex}"
+            try:
+                trash.parent.mkdir(parents=True, exist_ok=True)
+                d.rename(trash)
+            except FileNotFoundError:
+                return  # already gone
+            shutil.rmtree(trash, True)
 
         await asyncio.to_thread(abort)
 

@@ -3,6 +3,7 @@ interrupted completion is undone (or, once the object is in place, counts as don
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -197,3 +198,32 @@ async def test_a_staged_completion_interrupted_after_the_rename_counts_as_done(
     with pytest.raises(NoSuchUpload):
         await store.list_parts("b", "out/s.zip", uid)
     assert (tmp_path / "b" / "out" / "s.zip").read_bytes() == S1 + S2 + S3
+
+
+async def test_a_part_written_while_an_abort_deletes_the_upload_is_no_such_upload(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen twice in full runs: an abort deleting the upload's folder file by file while a part was
+    written, and the write failed with FileNotFoundError — its folder half-deleted, meta.json still
+    there, so it could not tell "aborted" from a broken store. Here the deletion stops half-way (all
+    but meta.json gone) while a part is written: the abort must have taken the folder away first."""
+    store = FilesystemStore(tmp_path)
+    uid = await store.create_multipart("b", "out/s.zip", None, STRIDE)
+    await store.upload_part("b", "out/s.zip", uid, 1, os.urandom(STRIDE))
+    real_rmtree = fsmod.shutil.rmtree
+    racing: list[BaseException | str] = []
+
+    def slow_rmtree(path: Path, ignore_errors: bool = False) -> None:
+        for p in Path(path).iterdir():  # everything but meta.json first, as rmtree may
+            if p.name != "meta.json":
+                p.unlink()
+        try:  # a part write lands now, while the deletion is half done
+            asyncio.run(store.upload_part("b", "out/s.zip", uid, 2, os.urandom(STRIDE)))
+            racing.append("written")
+        except BaseException as e:  # noqa: BLE001 (what it raised is the assertion)
+            racing.append(e)
+        real_rmtree(path, ignore_errors)
+
+    monkeypatch.setattr(fsmod.shutil, "rmtree", slow_rmtree)
+    await store.abort_multipart("b", "out/s.zip", uid)
+    assert len(racing) == 1 and isinstance(racing[0], NoSuchUpload), racing
+    assert await store.list_uploads("b", "out/") == []

@@ -1,7 +1,8 @@
 """More exports at once than the event loop's default executor has threads: every one completes.
 
-Each export's encoder thread waits for the loop's I/O (a window of text members, part uploads), and
-the filesystem store does that I/O on the loop's default executor. Encoders that ran on that same
+Each export's encoder thread waits for the loop's I/O (a window of text members read from S3, part
+uploads), and that I/O runs on the loop's default executor (the filesystem store's part writes, for
+one; the barrier below reads through the loop as S3 does). Encoders that ran on that same
 executor could hold every one of its threads while waiting for I/O that then could not start: a
 deadlock, seen at GROVE_CONCURRENCY=8 on 2 CPUs (the default executor has CPUs + 4 threads), with
 the in-progress acks keeping the stuck exports from every other replica.
@@ -37,6 +38,8 @@ class TextsBarrier:
         self.all_here = asyncio.Event()
 
     def __getattr__(self, name: str) -> Any:
+        if name == "get_blocking":  # read through the loop, as S3 is: the filesystem store's own
+            raise AttributeError(name)  # reads happen in the encoder's thread and never wait on it
         return getattr(self._store, name)
 
     async def get(self, bucket: str, key: str, **kwargs: Any) -> AsyncIterator[bytes]:

@@ -5,7 +5,6 @@ prompt re-decision, again recording nothing. On the in-memory event log; no serv
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -15,31 +14,7 @@ from shared.eventlog.jetstream import Conflict
 from shared.eventlog.memory import InMemoryEventLog
 from shared.runtime.settings import Settings
 from shared.runtime.worker import StandDown, StepContext, StepWorker
-
-
-@dataclass
-class FakeMsg:
-    subject: str
-    data: bytes
-    calls: list[tuple[str, float | None]] = field(default_factory=list)
-    headers: dict[str, str] | None = None
-
-    async def ack(self) -> None:
-        self.calls.append(("ack", None))
-
-    async def nak(self, delay: float | None = None) -> None:
-        self.calls.append(("nak", delay))
-
-    async def in_progress(self) -> None:
-        pass
-
-
-class Beats:
-    async def put(self, key: str, value: bytes) -> None:
-        pass
-
-    async def delete(self, key: str) -> None:
-        pass
+from tests.unit.test_worker_tenant_bound import Beats, FakeMsg
 
 
 @pytest.mark.parametrize(("error", "calls"), [
@@ -57,7 +32,7 @@ async def test_a_lost_fence_is_not_a_failed_attempt(error: Exception, calls: lis
         raise error
 
     worker = StepWorker("assemble", bus, Settings(progress_interval_s=60), work, lambda loaded: True)
-    msg = FakeMsg("exports.t_f.exp_f.ExportRequested", requested.to_json())
+    msg = FakeMsg("exports.t_f.exp_f.ExportRequested", data=requested.to_json())
     await worker.handle(msg)  # type: ignore[arg-type]
     await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)
     assert msg.calls == calls

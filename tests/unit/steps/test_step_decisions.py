@@ -180,38 +180,9 @@ async def test_an_assembler_that_lost_its_fence_to_a_cancel_stops_instead_of_sta
     assert log.messages == before
 
 
-async def test_the_finalizer_completes_on_the_in_memory_log_and_dates_expiry_by_the_step_clock(tmp_path) -> None:
-    """The whole finalize step without a server: the filesystem store (the zero-setup adapter), the
-    in-memory log, and a clock that stands still — the expiry is that clock's now + the TTL."""
-    from services.finalizer.service import Finalizer
-    from shared.objectstore.fs import FilesystemStore
-    from shared.ports import FixedClock
-
-    settings = Settings()
-    store = FilesystemStore(tmp_path)
-    bucket = settings.buckets.exports
-    upload_id = await store.create_multipart(bucket, ZIP)
-    etag = await store.upload_part(bucket, ZIP, upload_id, 1, b"0123456789")
-    log = InMemoryEventLog(producer="finalizer")
-    seq = 0
-    logged_part = ev.PartUploaded(**E, part_number=1, etag=etag, byte_start=0, byte_end=10, records_key=keys.records_key("t1", "exp_1", 1),
-                                  records_count=1, members_done=1, source_bytes_done=10)
-    for event in (requested(), CATALOGED, UPLOAD.model_copy(update={"upload_id": upload_id}), logged_part,
-                  ASSEMBLED.model_copy(update={"upload_id": upload_id, "size_bytes": 10, "part_count": 1})):
-        seq = await log.append(event, seq)
-    at = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
-    ctx = StepContext(log, await log.load("t1", "exp_1"), settings, clock=FixedClock(at))
-    await Finalizer(settings, store)(ctx)
-    completed = ctx.state.completed
-    assert completed is not None and ctx.state.status == "complete"
-    assert completed.expires_at == at + timedelta(days=settings.archive_ttl_days)
-    assert await store.read(bucket, ZIP) == b"0123456789"
-
-
-async def test_the_finalizer_refuses_a_completed_archive_whose_size_is_not_the_logged_one(tmp_path) -> None:
-    """The object the completion made must be as long as ArchiveAssembled says; otherwise no
-    ExportCompleted (the person would get a link to an archive that is not the assembled one)."""
-    from services.finalizer.service import Finalizer
+async def _one_part_assembled(tmp_path, logged_size: int):  # type: ignore[no-untyped-def]
+    """A filesystem store holding one uploaded 10-byte part, and an in-memory log up to
+    ArchiveAssembled saying the archive is ``logged_size`` bytes."""
     from shared.objectstore.fs import FilesystemStore
 
     settings = Settings()
@@ -225,8 +196,34 @@ async def test_the_finalizer_refuses_a_completed_archive_whose_size_is_not_the_l
                                   records_key=keys.records_key("t1", "exp_1", 1), records_count=1, members_done=1,
                                   source_bytes_done=10)
     for event in (requested(), CATALOGED, UPLOAD.model_copy(update={"upload_id": upload_id}), logged_part,
-                  ASSEMBLED.model_copy(update={"upload_id": upload_id, "size_bytes": 11, "part_count": 1})):
+                  ASSEMBLED.model_copy(update={"upload_id": upload_id, "size_bytes": logged_size, "part_count": 1})):
         seq = await log.append(event, seq)
+    return settings, store, log
+
+
+async def test_the_finalizer_completes_on_the_in_memory_log_and_dates_expiry_by_the_step_clock(tmp_path) -> None:
+    """The whole finalize step without a server: the filesystem store (the zero-setup adapter), the
+    in-memory log, and a clock that stands still — the expiry is that clock's now + the TTL."""
+    from services.finalizer.service import Finalizer
+    from shared.ports import FixedClock
+
+    settings, store, log = await _one_part_assembled(tmp_path, logged_size=10)
+    bucket = settings.buckets.exports
+    at = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    ctx = StepContext(log, await log.load("t1", "exp_1"), settings, clock=FixedClock(at))
+    await Finalizer(settings, store)(ctx)
+    completed = ctx.state.completed
+    assert completed is not None and ctx.state.status == "complete"
+    assert completed.expires_at == at + timedelta(days=settings.archive_ttl_days)
+    assert await store.read(bucket, ZIP) == b"0123456789"
+
+
+async def test_the_finalizer_refuses_a_completed_archive_whose_size_is_not_the_logged_one(tmp_path) -> None:
+    """The object the completion made must be as long as ArchiveAssembled says; otherwise no
+    ExportCompleted (the person would get a link to an archive that is not the assembled one)."""
+    from services.finalizer.service import Finalizer
+
+    settings, store, log = await _one_part_assembled(tmp_path, logged_size=11)
     ctx = StepContext(log, await log.load("t1", "exp_1"), settings)
     with pytest.raises(StepError, match="the archive is 10 bytes, the log says 11"):
         await Finalizer(settings, store)(ctx)

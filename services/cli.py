@@ -46,12 +46,14 @@ OWN_STACK = ("run", "serve", "demo")
 def no_stack_to_ask(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
     """Why a command that needs NATS must not run (None when it may): no GROVE_NATS_URL and no local
     stack running in its data folder. Falling back to nats://127.0.0.1:4222 would read, or with
-    ``setup`` create the stream and buckets on, whatever server happens to listen there."""
+    ``setup`` create the stream and buckets on, whatever server happens to listen there. Also a running
+    stack whose admin password cannot be read (a damaged nats-users.json): the server would only say
+    it refused the user."""
     if not getattr(args, "needs_nats", False) or any(k.upper() == "GROVE_NATS_URL" for k in environ):
         return None
     found = getattr(args, "found", None)
     if found is not None and found.source is not None and not found.stale:
-        return None
+        return found.unreadable  # its NATS password, when this command would have borrowed it
     data = str(getattr(args, "data", "var")).rstrip("/") or "/"
     why = (" (no such folder)" if not Path(data).is_dir()
            else " (its stack.json is left from a stack that is gone)" if found is not None and found.stale else "")

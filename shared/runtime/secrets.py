@@ -146,11 +146,10 @@ def require_settings(settings: Settings, *, signing: bool = False) -> None:
         require_signing(settings.jwt_secret, settings.link_secret)
 
 
-def read_local_secrets(path: Path) -> dict[str, str]:
-    """What a local stack's ``secrets.json`` holds: a JSON object of strings, as :func:`local_secrets`
-    writes it. Anything else (cut short, not JSON, not UTF-8) is a :class:`SecretError` naming the file:
-    it is never replaced here, since a good file cut short may be restored and new secrets would void
-    every token and link signed with the old ones."""
+def _read_local_file(path: Path, what: str, remedy: str) -> dict[str, str]:
+    """What one of a local stack's JSON files of strings holds, or :class:`SecretError` naming the file,
+    what is wrong with it and ``remedy``: the one rule for reading :func:`read_local_secrets`' and
+    :func:`read_local_passwords`' files."""
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
@@ -159,8 +158,25 @@ def read_local_secrets(path: Path) -> dict[str, str]:
         if isinstance(stored, dict) and all(isinstance(v, str) for v in stored.values()):
             return stored
         why = "not a JSON object of strings"
-    raise SecretError(f"the local stack's secrets file {path} is damaged ({why}): restore it, or delete it "
-                      "to have new secrets made (tokens and links signed with the old ones then stop working)")
+    raise SecretError(f"the local stack's {what} {path} is damaged ({why}): {remedy}")
+
+
+def read_local_secrets(path: Path) -> dict[str, str]:
+    """What a local stack's ``secrets.json`` holds: a JSON object of strings, as :func:`local_secrets`
+    writes it. Anything else (cut short, not JSON, not UTF-8) is a :class:`SecretError` naming the file:
+    it is never replaced here, since a good file cut short may be restored and new secrets would void
+    every token and link signed with the old ones."""
+    return _read_local_file(path, "secrets file", "restore it, or delete it to have new secrets made (tokens "
+                            "and links signed with the old ones then stop working)")
+
+
+def read_local_passwords(path: Path) -> dict[str, str]:
+    """What a local stack's ``nats-users.json`` holds: NATS user → password, a JSON object of strings.
+    Anything else is a :class:`SecretError` naming the file, as for :func:`read_local_secrets`; it is not
+    replaced here either (it may be a good file cut short), though new passwords cost nothing: each
+    start of the stack writes them into its nats.conf, and operator commands read them from this file."""
+    return _read_local_file(path, "NATS passwords file", "restore it, or delete it and start the stack again "
+                            "(`grove-export serve`), which makes new passwords")
 
 
 def local_secrets(data_dir: Path) -> dict[str, str]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.content.factory import sqlite_dsn
+from shared.runtime.secrets import SecretError, read_local_passwords
 
 STACK_FILE = "stack.json"
 
@@ -35,6 +36,7 @@ class Found:
     env: dict[str, str]
     source: Path | None
     stale: bool = False  # the file names a stack process that is gone (killed, not stopped)
+    unreadable: str | None = None  # why the stack's NATS password could not be borrowed: one line
 
 
 def folder_paths(data_dir: Path) -> dict[str, str]:
@@ -82,22 +84,32 @@ def find(data_dir: Path, environ: Mapping[str, str]) -> Found:
         # NATS stays unset (the message then names the URL used and why)
         return Found({k: v for k, v in folder_paths(data_dir).items() if k not in environ}, None)
     add = {k: str(v) for k, v in dict(body.get("env") or {}).items() if k not in environ}
+    unreadable = None
     if "GROVE_NATS_URL" not in environ:
         add["GROVE_NATS_URL"] = str(body["nats_url"])
         user = str(body.get("nats_user") or "")
         if user and "GROVE_NATS_USER" not in environ:
             add["GROVE_NATS_USER"] = user
             if "GROVE_NATS_PASSWORD" not in environ:
-                password = _password(Path(str(body.get("credentials_file", ""))), user)
-                if password:
-                    add["GROVE_NATS_PASSWORD"] = password
+                try:
+                    add["GROVE_NATS_PASSWORD"] = _password(Path(str(body.get("credentials_file", ""))), user)
+                except SecretError as e:
+                    unreadable = str(e)
     else:
         add.pop("GROVE_NATS_URL", None)
-    return Found(add, path.resolve(), stale=not _alive(body.get("pid")))
+    return Found(add, path.resolve(), stale=not _alive(body.get("pid")), unreadable=unreadable)
 
 
-def _password(credentials: Path, user: str) -> str | None:
+def _password(credentials: Path, user: str) -> str:
+    """``user``'s password from the stack's ``nats-users.json``, or :class:`SecretError` saying why not:
+    a command that logged in without it would only hear that the server refused the user."""
     try:
-        return str(json.loads(credentials.read_text())[user])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        passwords = read_local_passwords(credentials)
+    except OSError as e:
+        raise SecretError(f"the local stack's NATS passwords file {credentials} cannot be read "
+                          f"({e.strerror or e}): restore it, or restart the stack (`grove-export serve`)") from None
+    if not passwords.get(user):
+        raise SecretError(f"the local stack's NATS passwords file {credentials} has no password for {user!r}: "
+                          "restore it, or delete it and start the stack again (`grove-export serve`), which "
+                          "makes new passwords")
+    return passwords[user]

@@ -24,7 +24,7 @@ from services.devtools.stack import operator
 from services.devtools.stack.natsserver import NatsServer
 from shared.bus.permissions import ADMIN, USERS, render_authorization
 from shared.core import steps
-from shared.runtime.secrets import SECRET_NAMES, local_secrets
+from shared.runtime.secrets import SECRET_NAMES, local_secrets, read_local_passwords
 
 SERVICES = steps.service_names()  # every service of the step table
 LOCK_FILE = "stack.lock"
@@ -114,8 +114,9 @@ def stack_secrets(data: Path, given: dict[str, str] | os._Environ[str]) -> dict[
 
 
 def local_passwords(path: Path) -> dict[str, str]:
-    """Random passwords per NATS user for the local stack, kept (0600) beside its data."""
-    users: dict[str, str] = dict(json.loads(path.read_text())) if path.exists() else {}
+    """Random passwords per NATS user for the local stack, kept (0600) beside its data. A damaged
+    file is refused (:class:`SecretError`, one line naming it), never replaced."""
+    users = read_local_passwords(path) if path.exists() else {}
     if all(u.name in users for u in USERS) and ADMIN in users:
         return users
     # a user added since this folder was made (the canceller) gets a password too; the rest stay

@@ -104,17 +104,25 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
-    from services.devtools.stack.supervisor import MAX_ASSEMBLERS, Stack, StackBusy, default_replicas, local_env
+    from services.devtools.stack.supervisor import (
+        MAX_ASSEMBLERS,
+        Stack,
+        StackBusy,
+        default_replicas,
+        local_env,
+        preflight,
+    )
     from shared.runtime import secrets
 
     if args.assemblers is not None and not 1 <= args.assemblers <= MAX_ASSEMBLERS:
         raise CliError(f"--assemblers must be 1 to {MAX_ASSEMBLERS}, not {args.assemblers}")
     replicas = default_replicas() if args.assemblers is None else {"assembler": args.assemblers}
     data = Path(args.data).resolve()
-    env = local_env(data, args.port)
-    names = secrets.SECRET_NAMES  # a weak or shared one set in the environment: say so, don't loop
-    secrets.require_signing(env[names["jwt"]], env[names["link"]])
     try:
+        preflight(data, args.port, os.environ)  # before local_env writes secrets.json: a refusal leaves no trace
+        env = local_env(data, args.port)
+        names = secrets.SECRET_NAMES  # a weak or shared one set in the environment: say so, don't loop
+        secrets.require_signing(env[names["jwt"]], env[names["link"]])
         stack = Stack(data, port=args.port, env=env, replicas=replicas).start()
     except StackBusy as e:
         raise CliError(str(e)) from None

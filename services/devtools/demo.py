@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiohttp
 
-from services.devtools.stack.supervisor import Stack, StackBusy, local_env
+from services.devtools.stack.supervisor import Stack, StackBusy, local_env, preflight
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.core.lifecycle import is_terminal
@@ -139,6 +139,11 @@ def _verify(path: Path, sha256: str) -> int:
 
 def run_demo(data: Path, port: int) -> int:
     data = data.resolve()
+    try:
+        preflight(data, port, os.environ)  # before local_env writes secrets.json: a refusal leaves no trace
+    except StackBusy as e:
+        print(f"grove-export: {e}", file=sys.stderr)
+        return 2
     env = local_env(data, port)
     names = secrets.SECRET_NAMES  # a weak or shared one set in the environment: say so, don't loop
     secrets.require_signing(env[names["jwt"]], env[names["link"]])

@@ -45,6 +45,7 @@ PLACEHOLDER_WORDS = ("change-me", "change_me", "change me", "changeme", "changei
 # Whole values (any case) that are templates or vendors' defaults, never a credential.
 PLACEHOLDER_VALUES = frozenset({"password", "secret", "minioadmin", "todo", "tbd", "none", "null", "xxx", "***"})
 SECRET_NAMES = {"jwt": "GROVE_JWT_SECRET", "link": "GROVE_LINK_SECRET"}
+SECRETS_FILE = "secrets.json"  # the local stack's, in its data folder (:func:`local_secrets`)
 
 
 class SecretError(Exception):
@@ -182,7 +183,7 @@ def read_local_passwords(path: Path) -> dict[str, str]:
 def local_secrets(data_dir: Path) -> dict[str, str]:
     """Random secrets of the local stack kept (0600) in ``data_dir/secrets.json``: the environment
     variables that the gateway and ``grove-export token`` use. Made on first use, then reused."""
-    path = data_dir / "secrets.json"
+    path = data_dir / SECRETS_FILE
     if path.exists():
         stored = read_local_secrets(path)
         if all(problem(stored.get(var)) is None for var in SECRET_NAMES.values()) and \

@@ -17,17 +17,28 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from services.devtools.stack import operator
 from services.devtools.stack.natsserver import NatsServer
 from shared.bus.permissions import ADMIN, USERS, render_authorization
 from shared.core import steps
-from shared.runtime.secrets import SECRET_NAMES, local_secrets, read_local_passwords
+from shared.runtime.secrets import (
+    SECRET_NAMES,
+    SECRETS_FILE,
+    local_secrets,
+    read_local_passwords,
+    read_local_secrets,
+    require,
+)
 
 SERVICES = steps.service_names()  # every service of the step table
 LOCK_FILE = "stack.lock"
+PASSWORDS_FILE = "nats-users.json"  # NATS user → password of the stack's own nats-server (0600)
 MAX_ASSEMBLERS = 16  # `serve --assemblers N`: more processes than that on one machine only compete
 
 
@@ -62,10 +73,17 @@ class StackBusy(Exception):
     """The data folder already has a running local stack, or the gateway's port is taken: one line."""
 
 
-def _lock(data_dir: Path) -> int:
+def _lock(data_dir: Path, *, probe: bool = False) -> int:
     """Hold ``<data>/stack.lock`` while the stack runs (the kernel lets go if the process dies): a
-    second stack on the same folder would share its nats-server store and remove its stack.json."""
-    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    second stack on the same folder would share its nats-server store and remove its stack.json.
+    With ``probe``, only say whether another stack holds it (:class:`StackBusy`), writing nothing:
+    the file is not made, and the lock is let go at once (-1)."""
+    try:
+        fd = os.open(data_dir / LOCK_FILE, os.O_RDONLY if probe else os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError:
+        if probe:  # no stack ever ran here, so none runs now
+            return -1
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -78,6 +96,9 @@ def _lock(data_dir: Path) -> int:
         raise StackBusy(f"a local stack already runs in {data_dir}{where}: use it (operator commands and "
                         f"`grove-export seed` run from this folder find it), stop it first, or pass "
                         f"--data with another folder") from None
+    if probe:
+        os.close(fd)
+        return -1
     return fd
 
 
@@ -89,6 +110,24 @@ def _port_taken(port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def preflight(data_dir: Path, port: int | None, given: Mapping[str, str]) -> None:
+    """Every refusal a start of a local stack in ``data_dir`` can make before it writes anything, so a
+    refused ``serve`` or ``demo`` leaves the folder as it was: another stack holds the folder, the
+    gateway's ``port`` (None: no gateway) is taken (:class:`StackBusy`); a signing secret ``given`` in
+    the environment is unusable, or the folder's secrets.json or nats-users.json is damaged
+    (:class:`SecretError`). :meth:`Stack.start` still takes the lock itself: this only says no early."""
+    _lock(data_dir, probe=True)
+    if port is not None and _port_taken(port):
+        raise StackBusy(f"port {port} is in use by another program: pass --port with a free one")
+    for name, var in SECRET_NAMES.items():
+        if var in given:
+            require(name, SecretStr(given[var]))
+    if (data_dir / SECRETS_FILE).exists() and not all(var in given for var in SECRET_NAMES.values()):
+        read_local_secrets(data_dir / SECRETS_FILE)
+    if (data_dir / PASSWORDS_FILE).exists():
+        read_local_passwords(data_dir / PASSWORDS_FILE)
 
 
 def local_env(data: Path, port: int) -> dict[str, str]:
@@ -184,15 +223,14 @@ class Stack:
             raise
 
     def _start(self, nats_url: str | None) -> Stack:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "logs").mkdir(exist_ok=True)
         users: dict[str, str] = {}
         if nats_url is None:  # a stack of its own in this folder: one at a time, on a free port
+            preflight(self.data_dir, self.port if "gateway" in self.services else None, {**os.environ, **self.env})
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "logs").mkdir(exist_ok=True)
+        if nats_url is None:
             self._lock_fd = _lock(self.data_dir)
-            if "gateway" in self.services and _port_taken(self.port):
-                self._unlock()
-                raise StackBusy(f"port {self.port} is in use by another program: pass --port with a free one")
-            users = local_passwords(self.data_dir / "nats-users.json")
+            users = local_passwords(self.data_dir / PASSWORDS_FILE)
             config = self.data_dir / "nats.conf"
             prefix = self.env.get("GROVE_SUBJECT_PREFIX", "exports")
             kv_prefix = self.env.get("GROVE_KV_PREFIX", "grove")
@@ -205,7 +243,7 @@ class Stack:
             nats_url = self.nats.url
             # Operator commands (events, janitor, replay) read this instead of a stale exported URL.
             self.operator_file = operator.write(self.data_dir, nats_url=nats_url, nats_user=ADMIN,
-                                                credentials_file=self.data_dir / "nats-users.json",
+                                                credentials_file=self.data_dir / PASSWORDS_FILE,
                                                 env={k: v for k, v in self.env.items()
                                                      if k not in SECRET_NAMES.values()})  # secrets.json has those
         env = {**os.environ, "GROVE_NATS_URL": nats_url, "GROVE_PORT": str(self.port),

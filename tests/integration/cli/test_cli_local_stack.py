@@ -138,17 +138,42 @@ def test_a_second_local_stack_in_the_same_folder_is_refused_and_the_first_keeps_
     assert len([p for p in (data / "logs").glob("nats*.log")]) == 1
 
 
-def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
+def test_a_taken_port_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """Seen in use: a refused `serve` had made logs/, secrets.json and stack.lock in its data folder."""
     import socket
 
+    kept = tmp_path / "kept"  # a folder with a stack's data in it, not running: left exactly as it was
+    (kept / "store").mkdir(parents=True)
+    (kept / "content.db").write_bytes(b"rows")
+    before = sorted(p.relative_to(kept) for p in kept.rglob("*"))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
-        out = new_shell("serve", "--port", str(busy), "--data", str(tmp_path / "data"), cwd=tmp_path)
-    assert out.returncode == 2 and out.stderr.strip() == (
-        f"grove-export: port {busy} is in use by another program: pass --port with a free one"), out.stderr
-    assert not (tmp_path / "data" / "stack.json").exists()
+        for command, data in (("serve", tmp_path / "data"), ("demo", tmp_path / "data"), ("serve", kept)):
+            out = new_shell(command, "--port", str(busy), "--data", str(data), cwd=tmp_path)
+            assert out.returncode == 2 and out.stderr.strip() == (
+                f"grove-export: port {busy} is in use by another program: pass --port with a free one"), out.stderr
+            assert not (tmp_path / "data").exists(), sorted((tmp_path / "data").rglob("*"))
+    assert sorted(p.relative_to(kept) for p in kept.rglob("*")) == before
+
+
+@pytest.mark.parametrize(("damage", "says"), [
+    ({"secrets.json": '{"GROVE_JWT'}, "secrets file"),
+    ({"nats-users.json": '{"admin'}, "NATS passwords file"),
+    ({}, "GROVE_JWT_SECRET is shorter than 32 bytes"),  # with GROVE_JWT_SECRET=short below
+])
+def test_a_start_refused_for_a_damaged_file_or_a_weak_secret_writes_nothing(
+        tmp_path: Path, damage: dict[str, str], says: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, text in damage.items():
+        (data / name).write_text(text)
+    weak = {} if damage else {"GROVE_JWT_SECRET": "short"}
+    for command in ("serve", "demo"):
+        out = new_shell(command, "--port", str(free_port()), "--data", str(data), cwd=tmp_path, **weak)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and says in out.stderr, out.stderr
+        assert sorted(p.name for p in data.iterdir()) == sorted(damage), command
 
 
 def test_an_operator_command_against_a_server_without_the_stream_names_that_server(

@@ -22,6 +22,11 @@ MiB = 1024 * 1024
 # on the archive's expiry), a timedelta at 999,999,999 days (the gateway's rate check, the janitor's).
 MAX_DAYS = 36500
 MAX_S = MAX_DAYS * 86400
+# The most attempts a step may have. Each failed one waits twice as long as the last before the next
+# (GROVE_RETRY_BASE_DELAY_S × 2^(n-1)): at the default 2 s the 20th attempt comes ~12 days after the
+# first failure (its wait alone ~6), past any outage worth waiting out; more is a typo (1000000 passed
+# start-up, and the 1025th wait is no float at all).
+MAX_STEP_ATTEMPTS = 20
 _HTTP_URL = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?", re.IGNORECASE)
 
 
@@ -119,7 +124,7 @@ class Settings(BaseSettings):
     stall_after_s: float = Field(600.0, ge=0, le=MAX_S, description="A step that appends nothing and marks no "
                                  "progress for this long is stopped and counted as a failed attempt (0: never).")
     heartbeat_ttl_s: float = Field(300.0, gt=0, le=MAX_S)
-    step_attempts: int = Field(4, ge=1, description="1 attempt + 3 retries (REQ-004).")
+    step_attempts: int = Field(4, ge=1, le=MAX_STEP_ATTEMPTS, description="1 attempt + 3 retries (REQ-004).")
     retry_base_delay_s: float = Field(2.0, ge=0, le=MAX_S)
     concurrency: int = Field(4, ge=1, description="Exports one service process works on at once.")
     tenant_concurrency: int = Field(1, ge=1, description="Of those, how many one tenant may hold (fairness).")

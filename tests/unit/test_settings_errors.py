@@ -44,6 +44,9 @@ def test_a_secret_value_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None
     ({"GROVE_PORT": "0"}, "GROVE_PORT: Input should be greater than or equal to 1"),
     ({"GROVE_METRICS_PORT": "70000"}, "GROVE_METRICS_PORT: Input should be less than or equal to 65535"),
     ({"GROVE_STEP_ATTEMPTS": "0"}, "GROVE_STEP_ATTEMPTS: Input should be greater than or equal to 1"),
+    # a typo: the delay doubles with each attempt, so past 20 it is weeks (and past 1024 no float at all)
+    ({"GROVE_STEP_ATTEMPTS": "1000000"},
+     "GROVE_STEP_ATTEMPTS: Input should be less than or equal to 20 (got '1000000')"),
     ({"GROVE_HEARTBEAT_TTL_S": "0"}, "GROVE_HEARTBEAT_TTL_S: Input should be greater than 0"),
     ({"GROVE_STALL_AFTER_S": "-1"}, "GROVE_STALL_AFTER_S: Input should be greater than or equal to 0"),
     ({"GROVE_STREAM_REPLICAS": "7"}, "GROVE_STREAM_REPLICAS: Input should be less than or equal to 5"),

@@ -220,9 +220,10 @@ def _email_tenant(path: Path) -> str | None:
 
 
 def tenant_emails(outbox: Path, tenant_id: str) -> list[Path]:
-    """The outbox's files of the tenant's emails: ``<export>_<kind>_<tenant>[_aN][_rN].eml``, and the
-    temp files of interrupted writes (``.<name>.<random>.tmp``). The name only preselects (an
-    underscore may be in an id): the Message-ID decides."""
+    """The outbox's files of the tenant's emails: ``<export>.<kind>.<tenant>[.aN][.rN].eml`` (before
+    the names became one per key: ``_`` for ``.``), and the temp files of interrupted writes
+    (``.<name>.<random>.tmp``). The name only preselects (it holds the tenant id): the Message-ID
+    decides."""
     try:
         entries = list(os.scandir(outbox))
     except FileNotFoundError:
@@ -230,7 +231,7 @@ def tenant_emails(outbox: Path, tenant_id: str) -> list[Path]:
     found = []
     for entry in entries:
         name = entry.name
-        if f"_{tenant_id}" not in name or not name.endswith((".eml", ".tmp")) or not entry.is_file(follow_symlinks=False):
+        if tenant_id not in name or not name.endswith((".eml", ".tmp")) or not entry.is_file(follow_symlinks=False):
             continue
         if _email_tenant(Path(entry.path)) == tenant_id:
             found.append(Path(entry.path))

@@ -97,7 +97,7 @@ def assert_one_email(settings: Settings, o: Outcome) -> None:
     names = [e.name() for e in o.events]
     assert names.count("NotificationSent") == 1, names
     mails = sorted(p.name for p in Path(settings.mail.outbox_dir).glob(f"{o.state.export_id}*.eml"))
-    assert mails == [f"{o.state.export_id}_ready_{o.state.tenant_id}.eml"], mails
+    assert mails == [f"{o.state.export_id}.ready.{o.state.tenant_id}.eml"], mails
 
 
 async def check(settings: Settings, store: ObjectStore, o: Outcome, tmp: Path, tally: Tally) -> None:

@@ -24,7 +24,7 @@ async def test_writes_a_parseable_eml_with_text_and_html(tmp_path: Path, ready: 
     channel = await outbox.send(ready)
 
     assert channel == "outbox"
-    assert outbox.last_path == tmp_path / "outbox" / "exp_3f2a9c_ready_tenant_tom.eml"
+    assert outbox.last_path == tmp_path / "outbox" / "exp_3f2a9c.ready.tenant_tom.eml"
     msg = read_eml(outbox.last_path)
     assert msg["To"] == "wanderer@example.org"
     assert msg["Subject"] == "Your Grove export is ready"
@@ -43,7 +43,7 @@ async def test_redelivery_rewrites_the_same_file(tmp_path: Path, ready: Email) -
     await outbox.send(replace(ready, subject="Your Grove export is ready (again)"))
 
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["exp_3f2a9c_ready_tenant_tom.eml"]  # and no temp files left behind
+    assert files == ["exp_3f2a9c.ready.tenant_tom.eml"]  # and no temp files left behind
     assert read_eml(tmp_path / files[0])["Subject"] == "Your Grove export is ready (again)"
 
 
@@ -61,8 +61,8 @@ async def test_ready_and_failed_emails_of_one_export_are_separate_files(tmp_path
     await outbox.send(ready)
     await outbox.send(failed)
 
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp_3f2a9c_failed_tenant_tom.eml", "exp_3f2a9c_ready_tenant_tom.eml"]
-    body = read_eml(tmp_path / "exp_3f2a9c_failed_tenant_tom.eml").get_body(preferencelist=("plain",))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp_3f2a9c.failed.tenant_tom.eml", "exp_3f2a9c.ready.tenant_tom.eml"]
+    body = read_eml(tmp_path / "exp_3f2a9c.failed.tenant_tom.eml").get_body(preferencelist=("plain",))
     assert body is not None and "Hi Zoë," in body.get_content()
 
 
@@ -78,3 +78,34 @@ async def test_two_tenants_exports_with_the_same_id_get_two_emails(tmp_path: Pat
     files = sorted(tmp_path.iterdir())
     assert [read_eml(f)["To"] for f in files] == ["quinn@example.org", "wanderer@example.org"]
     assert len({read_eml(f)["Message-ID"] for f in files}) == 2
+
+
+async def test_two_keys_that_read_alike_get_two_files(tmp_path: Path, ready: Email) -> None:
+    """Seen: ``exp_1:ready:a:a2`` (tenant ``a``'s second attempt) and ``exp_1:ready:a_a2`` (tenant
+    ``a_a2``'s first, export ids being unique within a tenant only) were both ``exp_1_ready_a_a2.eml``:
+    the second email overwrote the first."""
+    outbox = OutboxMailer(tmp_path)
+    for key in ("a:a2", "a_a2", "exp_1:ready:a:a2", "exp_1:ready:a_a2"):
+        await outbox.send(replace(ready, to=f"{key.replace(':', '-')}@example.org", idempotency_key=key))
+    files = sorted(tmp_path.iterdir())
+    assert len(files) == 4, [f.name for f in files]
+    assert sorted(read_eml(f)["To"] for f in files) == sorted(
+        f"{key}@example.org" for key in ("a-a2", "a_a2", "exp_1-ready-a-a2", "exp_1-ready-a_a2"))
+
+
+async def test_an_email_written_under_the_old_name_is_rewritten_there(tmp_path: Path, ready: Email) -> None:
+    """An outbox filled before the names changed (``:`` was ``_``): a redelivered send of the same key
+    rewrites that file rather than adding a second copy of the email; a file of the old name that holds
+    another key's email (the one the old names confused) is left alone."""
+    outbox = OutboxMailer(tmp_path)
+    await outbox.send(ready)
+    assert outbox.last_path is not None
+    old = tmp_path / "exp_3f2a9c_ready_tenant_tom.eml"  # what the previous version named it
+    outbox.last_path.rename(old)
+    await outbox.send(replace(ready, subject="again"))
+    assert sorted(tmp_path.iterdir()) == [old] and read_eml(old)["Subject"] == "again"
+
+    other = replace(ready, idempotency_key="exp_3f2a9c:ready:tenant:tom", to="other@example.org")
+    await outbox.send(other)  # its old name is `old` too, but `old` holds tenant_tom's email
+    assert outbox.last_path != old and read_eml(old)["To"] == "wanderer@example.org"
+    assert len(list(tmp_path.iterdir())) == 2

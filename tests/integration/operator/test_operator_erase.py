@@ -66,7 +66,7 @@ async def _held(bus: Bus, store: ObjectStore, settings: Settings, tenant: str) -
         | await _subjects(bus, f"KV_{admission}", f"$KV.{admission}.tenant.{tenant}"),
         "heartbeats": await _subjects(bus, f"KV_{hb}", f"$KV.{hb}.*.{tenant}.>"),
         "rows": rows,
-        "emails": sorted(p.name for p in Path(settings.mail.outbox_dir).glob(f"*_{tenant}*")),
+        "emails": sorted(p.name for p in Path(settings.mail.outbox_dir).glob(f"*.{tenant}*")),
     }
 
 
@@ -98,8 +98,8 @@ async def test_erase_tenant_removes_everything_of_one_tenant_and_nothing_of_anot
         before, kept_before = await _held(bus, store, settings, tenant), await _held(bus, store, settings, other)
         assert before["events"] and before["objects"] and before["uploads"] and before["admission"]
         assert before["heartbeats"] and before["rows"] == 3
-        assert before["emails"] == sorted([f"{failed}_failed_{tenant}.eml", f"{done}_ready_{tenant}.eml"])
-        assert kept_before["emails"] == [f"{kept}_ready_{other}.eml"]
+        assert before["emails"] == sorted([f"{failed}.failed.{tenant}.eml", f"{done}.ready.{tenant}.eml"])
+        assert kept_before["emails"] == [f"{kept}.ready.{other}.eml"]
 
         dry = cli(values, "erase-tenant", tenant, "--dry-run")
         assert dry.returncode == 0, dry.stderr

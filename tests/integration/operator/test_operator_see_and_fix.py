@@ -248,7 +248,7 @@ async def test_retry_resend_and_unlock_act_through_the_log(values: dict[str, Any
         await until(lambda: _sent(bus, tenant, export_id, 2), 30, 0.2, "the email sent again")
         # a second email, not the first rewritten: its own outbox file (and Message-ID, Idempotency-Key)
         assert sorted(p.name for p in Path(settings.mail.outbox_dir).glob(f"{export_id}*failed*")) == [
-            f"{export_id}_failed_{tenant}.eml", f"{export_id}_failed_{tenant}_r1.eml"]
+            f"{export_id}.failed.{tenant}.eml", f"{export_id}.failed.{tenant}.r1.eml"]
 
         # retry: the content is there now; a new attempt from catalog, picked up by the services
         content = content_source(settings)
@@ -263,7 +263,7 @@ async def test_retry_resend_and_unlock_act_through_the_log(values: dict[str, Any
         assert (retried.operator, retried.reason, retried.from_step, retried.attempt) == (
             "ada", "content database restored", "catalog", 2)
         await until(lambda: _sent(bus, tenant, export_id, 3), 30, 0.2, "the ready email")
-        assert (Path(settings.mail.outbox_dir) / f"{export_id}_ready_{tenant}_a2_r1.eml").exists()
+        assert (Path(settings.mail.outbox_dir) / f"{export_id}.ready.{tenant}.a2.r1.eml").exists()
         refused(cli(values, "retry", export_id, "--reason", "x"), "only a failed export can be retried")
 
         # unlock: the slot names the complete export, so the hour holds the tenant back until unlocked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from services.notifier.mail import (
@@ -113,8 +116,22 @@ def test_to_mime_refuses_bad_recipients_permanently(to: str) -> None:
 
 
 def test_outbox_filename_is_sanitized() -> None:
-    assert outbox_filename("exp_1:ready:tenant_a") == "exp_1_ready_tenant_a.eml"
-    assert outbox_filename("../x/y:z") == "_x_y_z.eml"
+    assert outbox_filename("exp_1:ready:tenant_a") == "exp_1.ready.tenant_a.eml"
+    assert outbox_filename("exp_1:ready:a:a2:r1") == "exp_1.ready.a.a2.r1.eml"
+    assert outbox_filename("../x/y:z") == "+2E+2E+2Fx+2Fy.z.eml"
+    assert outbox_filename(":hidden") == "+3Ahidden.eml"
+
+
+_LOOKALIKE = st.text(alphabet=":_.-+/a2é\x00", min_size=1, max_size=8)  # what the old names confused
+
+
+@given(_LOOKALIKE, _LOOKALIKE)
+def test_two_keys_never_share_an_outbox_file(one: str, other: str) -> None:
+    """``a:a2`` and ``a_a2`` were both ``a_a2.eml``: one email overwrote the other."""
+    assert outbox_filename("a:a2") != outbox_filename("a_a2")
+    assert (outbox_filename(one) == outbox_filename(other)) == (one == other)
+    name = outbox_filename(one)
+    assert re.fullmatch(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*\.eml", name), name  # no dot first, no / or NUL
 
 
 def test_zephyr_body_has_exactly_the_spec_fields() -> None:

@@ -62,6 +62,7 @@ _STAGED = "upload.bin"  # an upload with a part size: every part at (n - 1) * pa
 _STAGED_PART = ".staged"  # beside it, per part: "<etag> <size>"
 ALIGN = 4096  # O_DIRECT: offsets, lengths and buffer addresses in multiples of this
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
+_ABORTING = ".aborting"  # under .uploads/: folders of aborted uploads, taken out of sight to be deleted
 
 
 def _safe_key(key: str) -> str:
@@ -324,13 +325,14 @@ class FilesystemStore:
                 return  # another key's upload: like S3 (NoSuchUpload), nothing is aborted
             # Gone at once, then deleted: a part write racing this sees no folder at all (and says
             # NoSuchUpload), never a half-deleted one whose meta.json is still there.
-            trash = self.root / ".uploads" / ".aborting" / f"{bucket}-{upload_id}-{uuid.uuid4().hex}"
+            trash = self.root / ".uploads" / _ABORTING / f"{bucket}-{upload_id}-{uuid.uuid4().hex}"
             try:
                 trash.parent.mkdir(parents=True, exist_ok=True)
                 d.rename(trash)
             except FileNotFoundError:
                 return  # already gone
-            shutil.rmtree(trash, True)
+            finally:
+                _empty_trash(trash.parent)  # this one, and any an abort killed before deleting it left
 
         await asyncio.to_thread(abort)
 
@@ -356,6 +358,19 @@ class FilesystemStore:
 
     async def close(self) -> None:
         return None
+
+
+def _empty_trash(aborting: Path) -> None:
+    """Delete every folder in ``.uploads/.aborting/``: each is an aborted upload, out of every listing
+    since its rename, so none is anyone's to read. One whose abort was killed between the rename and
+    the deletion would otherwise stay for good; the next abort takes it too. Two aborts emptying it at
+    once only find some of the files already gone."""
+    try:
+        leftovers = list(aborting.iterdir())
+    except FileNotFoundError:
+        return
+    for folder in leftovers:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _etag_path(path: Path) -> Path:

@@ -227,3 +227,33 @@ async def test_a_part_written_while_an_abort_deletes_the_upload_is_no_such_uploa
     await store.abort_multipart("b", "out/s.zip", uid)
     assert len(racing) == 1 and isinstance(racing[0], NoSuchUpload), racing
     assert await store.list_uploads("b", "out/") == []
+
+
+async def test_an_abort_cut_short_before_its_deletion_is_finished_by_the_next_abort(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An abort renames the upload's folder into ``.uploads/.aborting/`` and then deletes it; killed
+    between the two, the folder stayed there for good — no listing shows it, nothing else deletes it.
+    The next abort (the janitor's of an orphan, a cancel's) removes it, and leaves live uploads be."""
+    store = FilesystemStore(tmp_path)
+    cut = await store.create_multipart("b", "out/cut.zip", None, STRIDE)
+    await store.upload_part("b", "out/cut.zip", cut, 1, os.urandom(STRIDE))
+    with monkeypatch.context() as killed:  # the process dies after the rename, before the deletion
+        killed.setattr(fsmod.shutil, "rmtree", lambda path, ignore_errors=False: None)
+        await store.abort_multipart("b", "out/cut.zip", cut)
+    trash = tmp_path / ".uploads" / ".aborting"
+    assert [p.name.split("-")[1] for p in trash.iterdir()] == [cut]  # left behind, listed nowhere
+
+    live = await store.create_multipart("b", "out/live.zip", None, STRIDE)
+    data = os.urandom(STRIDE)
+    etag = await store.upload_part("b", "out/live.zip", live, 1, data)
+    plain = await store.create_multipart("b", "out/plain.zip")
+    await store.upload_part("b", "out/plain.zip", plain, 1, b"plain part")
+    orphan = await store.create_multipart("b", "out/orphan.zip")
+    await store.abort_multipart("b", "out/orphan.zip", orphan)
+
+    assert list(trash.iterdir()) == []
+    assert sorted(u.upload_id for u in await store.list_uploads("b", "out/")) == sorted([live, plain])
+    assert [p.etag for p in await store.list_parts("b", "out/live.zip", live)] == [etag]
+    assert await store.complete_multipart("b", "out/live.zip", live, [CompletedPart(1, etag)])
+    assert (tmp_path / "b" / "out" / "live.zip").read_bytes() == data
+    assert len(await store.list_parts("b", "out/plain.zip", plain)) == 1

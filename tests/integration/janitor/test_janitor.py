@@ -47,8 +47,9 @@ def janitor_settings(values: dict) -> Settings:
 
 
 async def test_janitor_expires_old_archives_fails_dead_exports_and_is_a_no_op_the_second_time(
-        janitor_settings: Settings, store: FilesystemStore) -> None:
+        janitor_settings: Settings, store: FilesystemStore, monkeypatch: pytest.MonkeyPatch) -> None:
     from shared.bus.connect import connect
+    from shared.objectstore import fs as fsmod
 
     settings = janitor_settings
     bus = await connect(settings, "test", ensure=True)
@@ -64,6 +65,14 @@ async def test_janitor_expires_old_archives_fails_dead_exports_and_is_a_no_op_th
         await bus.heartbeats.put(heartbeat_key("notify", "tE", mislabelled), json.dumps({"at": 1}).encode())
         # An orphan: an upload whose export does not exist.
         orphan = await store.create_multipart(settings.buckets.exports, "exports/tZ/exp_gone/x.zip")
+        # An abort killed between taking the upload's folder away and deleting it: listed nowhere.
+        cut = await store.create_multipart(settings.buckets.exports, "exports/tY/exp_cut/x.zip")
+        with monkeypatch.context() as killed:
+            killed.setattr(fsmod.shutil, "rmtree", lambda path, ignore_errors=False: None)
+            await store.abort_multipart(settings.buckets.exports, "exports/tY/exp_cut/x.zip", cut)
+        aborting = store.root / ".uploads" / ".aborting"
+        assert len(list(aborting.iterdir())) == 1
+        live = {u.upload_id for u in await store.list_uploads(settings.buckets.exports, "exports/tD/")}  # beating
         later = now + timedelta(hours=2)  # past the heartbeat TTL and the orphan threshold
         await bus.heartbeats.put(heartbeat_key("assemble", "tD", beating), json.dumps({"at": 2}).encode())
         await bus.heartbeats.put(heartbeat_key("notify", "tE", mislabelled), json.dumps({"at": 2}).encode())
@@ -80,6 +89,8 @@ async def test_janitor_expires_old_archives_fails_dead_exports_and_is_a_no_op_th
             await store.head(settings.buckets.exports, f"exports/tA/{expired}/grove-export-u-2026-01-01.zip")
         uploads = {u.upload_id for u in await store.list_uploads(settings.buckets.exports, "exports/")}
         assert orphan not in uploads
+        assert list(aborting.iterdir()) == []  # the janitor's abort of the orphan took the leftover too
+        assert len(live) == 1 and live <= uploads, (live, uploads)  # and not the upload of an export at work
         assert s1.expired + s2.expired >= 1 and s1.failed + s2.failed >= 1
 
         again = await Janitor(settings, bus, store).run(later)

@@ -4,7 +4,8 @@ Checks, in order: the archive's own SHA-256 (when given), the ZIP structure (a t
 archive is walked from the front to name the member that is cut off), every member's CRC-32 and
 the SHA-256 that manifest.json records for it, members that are in one but not the other, and that
 every image a post or page links to by a relative path, and every file index.json says is in the
-archive, really is; no name appears twice (readers differ on which copy they take). Members that
+archive, really is; no name appears twice (readers differ on which copy they take); no member is a
+symbolic link (an export holds only files, and `unzip` would make the link on disk). Members that
 overlap (a zip bomb) are named before anything is expanded, and nothing else is read. Each problem
 names the member. Reads nothing outside the ZIP.
 
@@ -20,6 +21,7 @@ import json
 import mmap
 import os
 import posixpath
+import stat
 import struct
 import zipfile
 import zlib
@@ -116,6 +118,9 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     kept: dict[str, bytes] = {}  # the JSON documents and the posts and pages, each under its limit
     for info in zf.infolist():
         name = info.filename
+        if stat.S_ISLNK(info.external_attr >> 16):  # whatever system it says made it: some reader makes a link
+            report.problems.append(f"{name}: a symbolic link (an export holds only files; unzip would make "
+                                   "the link on disk)")
         limit = JSON_LIMIT if name in (MANIFEST_PATH, ERRORS_PATH, INDEX_PATH) else \
             TEXT_LIMIT if is_text_page(name) else None
         try:

@@ -23,6 +23,7 @@ from shared.content.factory import open_content, sqlite_dsn
 from shared.content.port import ContentError, ContentSource
 from shared.content.restore import content_counts
 from shared.objectstore.fs import FilesystemStore
+from tests.unit.archive.test_verify import as_link
 
 SOURCE = "tenant_src"
 POST = "posts/hello.md"
@@ -182,4 +183,19 @@ def test_the_cli_refuses_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
                           "--tenant", "tenant_b"], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode != 0 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
     assert "import refused: index.json: posts[1].id" in out.stderr
+    assert not (tmp_path / "store").exists() or not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+
+
+def test_an_archive_with_a_symbolic_link_is_refused_in_one_line_and_nothing_is_written(tmp_path: Path) -> None:
+    """Its image member is a link to ``../../.ssh/authorized_keys`` (every checksum right): import
+    put the link's target text into the store as the image and called it restored."""
+    path = as_link(archive(tmp_path / "plain.zip", image=b"../../.ssh/authorized_keys"), tmp_path / "link.zip",
+                   "media/a.jpg")
+    env = {**os.environ, "GROVE_STORE": "fs", "GROVE_STORE_ROOT": str(tmp_path / "store"),
+           "GROVE_CONTENT_DSN": sqlite_dsn(tmp_path / "content.db")}
+    out = subprocess.run([sys.executable, "-m", "services.cli", "--data", str(tmp_path), "import", str(path),
+                          "--tenant", "tenant_b"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert (out.returncode, out.stdout) == (2, ""), out.stdout + out.stderr
+    assert out.stderr == ("grove-export: import refused: the archive does not verify: media/a.jpg: a symbolic link "
+                          "(an export holds only files; unzip would make the link on disk)\n"), out.stderr
     assert not (tmp_path / "store").exists() or not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]

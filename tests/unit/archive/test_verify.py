@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import stat
 import struct
 import subprocess
 import sys
@@ -357,3 +358,33 @@ def test_the_archive_sha256_is_compared_whatever_its_case_and_surrounding_space(
     report = verify_archive(path, f" {digest.upper()}\n")
     assert report.ok, report.text()
     assert "SHA-256 of the archive matches" in report.text()
+
+
+def as_link(src: Path, dst: Path, name: str, create_system: int = 3) -> Path:
+    """``src`` with member ``name`` made a symbolic link: S_IFLNK in the high 16 bits of its external
+    attributes (``create_system`` 3, Unix), its data the link's target, as Info-ZIP's `zip -y` writes it."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == name:
+                info.create_system, info.external_attr = create_system, (stat.S_IFLNK | 0o777) << 16
+            zout.writestr(info, data)
+    return dst
+
+
+def test_a_symbolic_link_is_a_problem(tmp_path: Path) -> None:
+    """Seen: a member marked a symbolic link whose data is ``../../.ssh/authorized_keys``, listed in
+    manifest.json with its right SHA-256, verified OK; `unzip` creates the link on the person's disk,
+    and a later member written through it lands outside the folder. An export holds regular files
+    only, so a link is one problem naming the member, and import refuses the archive."""
+    target = b"../../.ssh/authorized_keys"
+    path = rewrite(write(tmp_path, sources()), tmp_path / "plain.zip", extra={"media/link.jpg": target})
+    assert verify_archive(path).ok, verify_archive(path).text()
+    linked = as_link(path, tmp_path / "link.zip", "media/link.jpg")
+    with zipfile.ZipFile(linked) as zf:
+        assert stat.S_ISLNK(zf.getinfo("media/link.jpg").external_attr >> 16)
+    said = ["media/link.jpg: a symbolic link (an export holds only files; unzip would make the link on disk)"]
+    report = verify_archive(linked)
+    assert report.problems == said, report.text()
+    # made on another system (0: MS-DOS) the mode is still there for a reader that honours it
+    assert verify_archive(as_link(path, tmp_path / "dos.zip", "media/link.jpg", create_system=0)).problems == said

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import zipfile
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
 JSON_LIMIT = 64 * 1024 * 1024
 TEXT_LIMIT = 64 * 1024 * 1024
@@ -56,7 +56,7 @@ def where(loc: tuple[int | str, ...]) -> str:
 _SAYS = {"missing": "is missing", "model_type": "is not an object", "dict_type": "is not an object",
          "model_attributes_type": "is not an object", "list_type": "is not a list", "string_type": "is not a string",
          "int_type": "is not an integer", "bool_type": "is not true or false", "literal_error": "is not expected",
-         "string_too_short": "is empty"}
+         "string_too_short": "is empty", "extra_forbidden": "is not expected"}
 
 
 def check(model: type[BaseModel], value: Any, name: str) -> Any:
@@ -114,12 +114,26 @@ def _object_key(value: str) -> str:
     return value
 
 
-Time = Annotated[Any, AfterValidator(_iso_time)]
+def _as_stored(value: Any) -> Any:
+    """A value kept under ``unreadable``: what the column held, text or a whole number (the catalog
+    writes any other value as its text); it goes back into the column as it is."""
+    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
+        raise ValueError("is not text or a whole number")
+    return _int64(value) if isinstance(value, int) else value
+
+
+def _tags_as_stored(value: Any) -> Any:
+    if not isinstance(value, str):  # the tags column is text
+        raise ValueError("is not a string")
+    return value
+
+
 OptTime = Annotated[Any, AfterValidator(_optional_time)]
 Key = Annotated[str, AfterValidator(_object_key)]
 Int64 = Annotated[int, AfterValidator(_int64)]
 Size = Annotated[int, AfterValidator(_size)]
 NonEmpty = Annotated[str, Field(min_length=1)]
+Stored = Annotated[Any, AfterValidator(_as_stored)]
 
 
 class _Doc(BaseModel):
@@ -171,9 +185,40 @@ class TextEntry(_Doc):
     media_links: list[MediaLink] = []
 
 
-class _ObjectEntry(_Doc):
+class _Unreadable(BaseModel):
+    """``unreadable``: the columns the catalog could not read (shown as null or [] in their fields),
+    each with its value as stored. Only columns that can have one: import would drop any other."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Kept(_Doc):
+    """A row whose time columns may be null in their fields because ``unreadable`` holds them; a
+    column in ``REQUIRED`` must then be there (the database holds no row without it)."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+    unreadable: _Unreadable | None = None
+
+    @model_validator(mode="after")
+    def _one_value_each(self) -> Any:
+        kept = self.unreadable.model_fields_set if self.unreadable is not None else set()
+        for col in kept:
+            if getattr(self, col) not in (None, "", []):
+                raise ValueError(f"{col} and unreadable.{col} both hold a value")
+        for col in self.REQUIRED:
+            if getattr(self, col) in (None, "") and col not in kept:
+                raise ValueError(f"{col} is null and unreadable holds no {col}")
+        return self
+
+
+class _UnreadableUpload(_Unreadable):
+    uploaded_at: Stored = None
+
+
+class _ObjectEntry(_Kept):
     """What a media row and a stored file have in common: an object of the store."""
 
+    REQUIRED = ("uploaded_at",)
     id: NonEmpty
     path: str | None = None
     in_archive: bool = False
@@ -182,7 +227,8 @@ class _ObjectEntry(_Doc):
     object_key: Key
     size: Size | None = None
     mime_type: str | None = None
-    uploaded_at: Time
+    uploaded_at: OptTime
+    unreadable: _UnreadableUpload | None = None
 
 
 class MediaEntry(_ObjectEntry):
@@ -202,11 +248,22 @@ class ImportIndex(_Doc):
     files: list[FileEntry] = []
 
 
-class _TextMeta(_Doc):
+class _UnreadablePage(_Unreadable):
+    created_at: Stored = None
+    updated_at: Stored = None
+
+
+class _UnreadablePost(_UnreadablePage):
+    published_at: Stored = None
+    tags: Annotated[Any, AfterValidator(_tags_as_stored)] = None
+
+
+class _TextMeta(_Kept):
+    REQUIRED = ("created_at",)
     slug: str
     title: str
     description: str | None = None
-    created_at: Time
+    created_at: OptTime
     updated_at: OptTime = None
 
 
@@ -215,8 +272,10 @@ class PostMeta(_TextMeta):
     status: str
     featured_image_original: str | None = None
     published_at: OptTime = None
+    unreadable: _UnreadablePost | None = None
 
 
 class PageMeta(_TextMeta):
     type: str | None = None
     display_order: Int64 | None = None
+    unreadable: _UnreadablePage | None = None

@@ -6,8 +6,9 @@ first (any problem refuses it); rows come from index.json and the Markdown files
 from the members. Row ids and object keys that carry the source tenant's id carry the target's
 instead (others get a derived id: ids are unique across tenants); links the export made
 file-relative get the target tenant's media URLs (``GROVE_MEDIA_URL_TEMPLATE``), query string and
-fragment of the original kept. Media whose file is not in the archive are not restored (a row
-without its file would be a broken image): they are reported.
+fragment of the original kept. A value the catalog could not read (``unreadable``: shown as null
+or [] in its field) goes back into its column as it was stored. Media whose file is not in the
+archive are not restored (a row without its file would be a broken image): they are reported.
 """
 
 from __future__ import annotations
@@ -66,6 +67,14 @@ def media_url(template: str, key: str) -> str:
 
 def _seconds(value: Any) -> int | None:
     return None if value in (None, "") else epoch_seconds(value)  # checked convertible by documents.py
+
+
+def _column(entry: dict[str, Any], col: str) -> Any:
+    """A time column's value: what ``unreadable`` kept as stored (the field is null then), else the
+    field's time in seconds. documents.py checked that it is one or the other, and of a type the
+    database holds."""
+    kept = entry.get("unreadable") or {}
+    return kept[col] if col in kept else _seconds(entry.get(col))
 
 
 @dataclass(frozen=True)
@@ -137,7 +146,7 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
             "id": rk.id(m["id"]), "tenant_id": target, "filename": m["filename"], "original_name": m["original_name"],
             "r2_key": key, "url": media_url(url_template, key) if m.get("source_url") is not None else None,
             "size": m["size"], "mime_type": m["mime_type"], "alt_text": m["alt_text"],
-            "uploaded_at": _seconds(m["uploaded_at"])})
+            "uploaded_at": _column(m, "uploaded_at")})
     own = OwnMedia(MediaRef(m["id"], m["object_key"], m.get("source_url"), m.get("path")) for m in index.get("media", []))
 
     def url_for(path: str, original: str) -> str | None:
@@ -165,7 +174,7 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
             out.tables["amber_files"].append({
                 "id": rk.id(f["id"]), "tenant_id": target, "filename": f["filename"],
                 "original_name": f["original_name"], "r2_key": key, "size": f["size"], "mime_type": f["mime_type"],
-                "category": f["category"], "product": f["product"], "uploaded_at": _seconds(f["uploaded_at"])})
+                "category": f["category"], "product": f["product"], "uploaded_at": _column(f, "uploaded_at")})
     out.tables = {t: rows for t, rows in out.tables.items() if rows or t in ("posts", "pages", "media")}
     for table, rows in out.tables.items():
         seen: set[str] = set()
@@ -190,12 +199,13 @@ def _text_row(section: str, entry: dict[str, Any], zf: zipfile.ZipFile, rk: Reke
     row: Row = {"id": rk.id(entry["id"]), "tenant_id": target, "slug": meta["slug"], "title": meta["title"],
                 "description": meta.get("description"), "markdown_content": body}
     if section == "posts":
-        row |= {"tags": json.dumps(meta.get("tags") or []), "status": meta.get("status"),
-                "featured_image": featured(meta.get("featured_image_original")),
-                "published_at": _seconds(meta.get("published_at"))}
+        kept = meta.get("unreadable") or {}
+        row |= {"tags": kept["tags"] if "tags" in kept else json.dumps(meta.get("tags") or []),
+                "status": meta.get("status"), "featured_image": featured(meta.get("featured_image_original")),
+                "published_at": _column(meta, "published_at")}
     else:
         row |= {"type": meta.get("type"), "display_order": meta.get("display_order") or 0}
-    return row | {"created_at": _seconds(meta.get("created_at")), "updated_at": _seconds(meta.get("updated_at"))}
+    return row | {"created_at": _column(meta, "created_at"), "updated_at": _column(meta, "updated_at")}
 
 
 async def import_archive(path: Path, tenant: str, db: ContentSource, store: ObjectStore, *, url_template: str,

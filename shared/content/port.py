@@ -34,6 +34,14 @@ TABLES: dict[str, tuple[str, ...]] = {
 }
 
 
+# The integer columns of schema.py ({int}: INTEGER on SQLite, which holds any value there, as a
+# platform's content can; BIGINT on PostgreSQL, which holds 64-bit integers only).
+INTEGER_COLUMNS: frozenset[tuple[str, str]] = frozenset({
+    ("tenants", "created_at"), ("posts", "published_at"), ("posts", "created_at"), ("posts", "updated_at"),
+    ("pages", "display_order"), ("pages", "created_at"), ("pages", "updated_at"), ("media", "size"),
+    ("media", "uploaded_at"), ("amber_files", "size"), ("amber_files", "uploaded_at")})
+
+
 class ContentError(Exception):
     """Something about the content source."""
 
@@ -80,11 +88,13 @@ class ContentSource(Protocol):
 
 
 def checked_rows(table: str, rows: Iterable[Mapping[str, Any]], *,
-                 nul_ok: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+                 nul_ok: bool, any_type_ok: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
     """Validate a write before anything touches the database: the table and every column must be
     known and every row must have the same columns. ``nul_ok=False`` (PostgreSQL, which cannot
     store a NUL in text) refuses a NUL up front; SQLite stores it, and a platform's SQLite content
-    can hold one, so the export must carry it exactly."""
+    can hold one, so the export must carry it exactly. ``any_type_ok=False`` (PostgreSQL again)
+    refuses anything but a 64-bit integer or null in an integer column: SQLite keeps text there as
+    text (an export keeps such a value under ``unreadable``, and import puts it back)."""
     allowed = TABLES.get(table)
     if allowed is None:
         raise ContentRejected(f"unknown table {table!r}")
@@ -104,5 +114,9 @@ def checked_rows(table: str, rows: Iterable[Mapping[str, Any]], *,
         for col, value in row.items():
             if not nul_ok and isinstance(value, str) and "\x00" in value:
                 raise ContentRejected(f"{table} row {n} ({row.get('id')!r}): {col} contains a NUL character")
+            if not any_type_ok and (table, col) in INTEGER_COLUMNS and value is not None and \
+                    not (isinstance(value, int) and -(2**63) <= value < 2**63):
+                raise ContentRejected(f"{table} row {n} ({row.get('id')!r}): {col} holds {value!r:.60}, which is "
+                                      f"not a 64-bit integer (the only values this database holds there)")
         values.append(tuple(row[c] for c in cols))
     return cols, values

@@ -102,7 +102,7 @@ class PostgresContent:
         return await self.insert_tables([(table, rows)])
 
     async def insert_tables(self, batches: Sequence[tuple[str, Iterable[Mapping[str, Any]]]]) -> int:
-        checked = [(table, *checked_rows(table, rows, nul_ok=False)) for table, rows in batches]
+        checked = [(table, *checked_rows(table, rows, nul_ok=False, any_type_ok=False)) for table, rows in batches]
         checked = [(table, cols, values) for table, cols, values in checked if values]
         if not checked:
             return 0

@@ -196,3 +196,36 @@ async def many_images_tenant(db: ContentSource, store: ObjectStore, settings: Se
                                "description": None, "markdown_content": body, "tags": "[]", "status": "published",
                                "featured_image": seeded.image_keys[0], "published_at": 3, "created_at": 3,
                                "updated_at": 4}])
+
+
+# A value of each kind the catalog cannot read and keeps under `unreadable`: milliseconds (year
+# ~55,000), a time before year 1, text that is no time, tags that are no list of words.
+UNREADABLE_MS, UNREADABLE_EARLY, UNREADABLE_DEEP = 1_700_000_000_000_000, -10**12, "[" * 2000 + "]" * 2000
+
+
+async def unreadable_tenant(db: ContentSource, store: ObjectStore, settings: Settings, tenant: str) -> None:
+    """Rows holding what their columns cannot mean, in every table and every time column."""
+    await seed_tenant(db, store, images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber,
+                      tenant_id=tenant, posts=1, pages=1, images=1, files=1, image_size=(32, 24), seed=9)
+    base = {"tenant_id": tenant, "description": None, "markdown_content": "odd\n", "status": "published",
+            "featured_image": None, "created_at": 100, "updated_at": None}
+    await db.insert("posts", [
+        base | {"id": f"ms_{tenant}", "slug": "ms", "title": "Ms", "tags": '{"a": 1}',
+                "published_at": UNREADABLE_MS, "updated_at": "yesterday"},
+        base | {"id": f"deep_{tenant}", "slug": "deep", "title": "Deep", "tags": UNREADABLE_DEEP,
+                "published_at": 100, "created_at": "not a time"},
+        base | {"id": f"early_{tenant}", "slug": "early", "title": "Early", "tags": "[]", "status": "draft",
+                "published_at": None, "created_at": UNREADABLE_EARLY}])
+    await db.insert("pages", [{"id": f"badtime_{tenant}", "tenant_id": tenant, "slug": "bad", "title": "Bad",
+                               "description": None, "markdown_content": "x\n", "type": None, "display_order": 5,
+                               "created_at": "2024-13-45", "updated_at": UNREADABLE_MS}])
+    rng = random.Random(9)
+    image, file = f"{tenant}/media/when.jpg", f"{tenant}/uploads/when.txt"
+    await store.put(settings.buckets.images, image, make_image(rng, 16, 16), "image/jpeg")
+    await store.put(settings.buckets.amber, file, b"when?\n", "text/plain")
+    await db.insert("media", [{"id": f"med_when_{tenant}", "tenant_id": tenant, "filename": "when.jpg",
+                               "original_name": None, "r2_key": image, "url": None, "size": 1,
+                               "mime_type": "image/jpeg", "alt_text": None, "uploaded_at": UNREADABLE_MS}])
+    await db.insert("amber_files", [{"id": f"file_when_{tenant}", "tenant_id": tenant, "filename": "when.txt",
+                                     "original_name": None, "r2_key": file, "size": 6, "mime_type": "text/plain",
+                                     "category": "uploads", "product": "amber", "uploaded_at": "not a time"}])

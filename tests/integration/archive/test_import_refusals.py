@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -145,6 +146,24 @@ BAD_ROWS: dict[str, tuple[dict[str, Any], str]] = {
                             "the archive does not verify: manifest.json: members[0] is not an object"),
     "index.media not objects": ({"edit_index": lambda i: i.update(media=["x"])},
                                 "the archive does not verify: index.json: media[0] is not an object"),
+    "created_at null and not unreadable": ({"post": post_meta(created_at=None)},
+                                           f"{POST}: front matter: created_at is null and unreadable holds no "
+                                           "created_at"),
+    "uploaded_at null and not unreadable": ({"edit_index": lambda i: i["media"][0].update(uploaded_at=None)},
+                                            "index.json: media[0] uploaded_at is null and unreadable holds no "
+                                            "uploaded_at"),
+    "unreadable a column import cannot put back": ({"post": post_meta(unreadable={"title": "x"})},
+                                                   f"{POST}: front matter: unreadable.title is not expected"),
+    "unreadable value a list": ({"post": post_meta(published_at=None, unreadable={"published_at": [1]})},
+                                f"{POST}: front matter: unreadable.published_at is not text or a whole number"),
+    "unreadable value past 64 bits": ({"edit_index": lambda i: i["media"][0].update(
+        uploaded_at=None, unreadable={"uploaded_at": 2**64})}, "index.json: media[0].unreadable.uploaded_at is out "
+                                                               "of range"),
+    "unreadable tags not text": ({"post": post_meta(tags=[], unreadable={"tags": 5})},
+                                 f"{POST}: front matter: unreadable.tags is not a string"),
+    "a time both in its field and unreadable": ({"post": post_meta(unreadable={"published_at": 5})},
+                                                f"{POST}: front matter: published_at and unreadable.published_at "
+                                                "both hold a value"),
 }
 
 
@@ -159,6 +178,22 @@ async def test_bad_rows_are_refused_before_anything_is_written(case: str, tmp_pa
     await assert_nothing_left(content, store, "tenant_b")
     plan = await run_import(archive(tmp_path / "good.zip"), "tenant_b", content, store)  # not "not empty"
     assert plan.summary() == "restored 1 media, 2 posts, 1 pages; 1 files put in the store"
+
+
+async def test_text_kept_under_unreadable_goes_back_on_sqlite_and_is_refused_whole_on_postgresql(
+        tmp_path: Path, content: ContentSource, request: pytest.FixtureRequest) -> None:
+    """An export of SQLite content keeps text found in a time column under `unreadable`; import puts
+    it back. PostgreSQL's BIGINT column cannot hold it: the content database refuses the write in
+    one line naming the row, and nothing is left (the image put first is deleted)."""
+    path = archive(tmp_path / "a.zip", post=post_meta(created_at=None, unreadable={"created_at": "not a time"}))
+    store = FilesystemStore(tmp_path / "store")
+    if request.node.callspec.params["content"] == "sqlite":
+        await run_import(path, "tenant_b", content, store)
+        assert {r["id"]: r["created_at"] async for r in content.posts("tenant_b")}["post_1_tenant_b"] == "not a time"
+        return
+    with pytest.raises(ContentError, match=re.escape("posts row 0 ('post_1_tenant_b'): created_at holds 'not a time'")):
+        await run_import(path, "tenant_b", content, store)
+    await assert_nothing_left(content, store, "tenant_b")
 
 
 async def test_a_write_the_database_refuses_part_way_leaves_nothing(tmp_path: Path, content: ContentSource) -> None:

@@ -158,6 +158,26 @@ async def test_a_nul_character_round_trips_on_sqlite_and_is_refused_whole_on_pos
     assert await _all(source.posts("t")) == []
 
 
+async def test_text_in_an_integer_column_round_trips_on_sqlite_and_is_refused_whole_on_postgresql(
+        source: ContentSource, request: pytest.FixtureRequest) -> None:
+    """A platform's SQLite content can hold text where a time belongs, and import puts such a value
+    (kept under `unreadable`) back; PostgreSQL's BIGINT cannot hold it: the batch is refused before
+    anything is written, in a line naming the row and column (asyncpg's own TypeError named neither)."""
+    await source.insert("tenants", [_tenant("t")])
+    batch = [_post("t", "ok", 2), _post("t", "bad", 1, created_at="not a time")]
+    if request.node.callspec.params["source"] == "sqlite":
+        await source.insert("posts", batch)
+        assert [r["created_at"] for r in await _all(source.posts("t"))] == ["not a time", 2]
+        return
+    with pytest.raises(ContentRejected) as refused:
+        await source.insert("posts", batch)
+    assert str(refused.value) == ("posts row 1 ('bad'): created_at holds 'not a time', which is not a 64-bit integer "
+                                  "(the only values this database holds there)")
+    with pytest.raises(ContentRejected, match="size holds 18446744073709551616"):
+        await source.insert("media", [_media("t", "m1", 1) | {"size": 2**64}])
+    assert await _all(source.posts("t")) == [] and await _all(source.media("t")) == []
+
+
 async def test_unknown_tables_and_columns_are_refused(source: ContentSource) -> None:
     with pytest.raises(ContentRejected, match="unknown table"):
         await source.insert("posts; DROP TABLE tenants", [{"id": "x"}])

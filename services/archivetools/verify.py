@@ -6,8 +6,10 @@ the SHA-256 that manifest.json records for it, members that are in one but not t
 every image a post or page links to by a relative path, and every file index.json says is in the
 archive, really is; no name appears twice (readers differ on which copy they take); no member is a
 symbolic link (an export holds only files, and `unzip` would make the link on disk). Members that
-overlap (a zip bomb) are named before anything is expanded, and nothing else is read. Each problem
-names the member. Reads nothing outside the ZIP.
+overlap (a zip bomb) are named before anything is expanded, and nothing else is read; so are members
+that would expand past ``RATIO_FLOOR`` to more than ``MAX_RATIO`` times their compressed size (a zip
+bomb without overlaps; ``allow_ratio`` lifts it) and members compressed otherwise than an export is
+(stored or deflated). Each problem names the member. Reads nothing outside the ZIP.
 
 Members are streamed through their hashes in chunks; only manifest.json, index.json and errors.json
 (each under 64 MiB) and the posts and pages (for their links) are held whole, one document of the
@@ -46,9 +48,22 @@ from services.archivetools.documents import (
 from shared.archive.frontmatter import parse_markdown
 from shared.archive.layout import ERRORS_PATH, GENERATED_PATHS, INDEX_PATH, MANIFEST_PATH, is_media, is_text_page
 from shared.archive.mdlinks import find_links
+from shared.core.humanize import human_size
 from shared.core.printable import printable
 
 LOCAL = struct.Struct("<4sHHHHHIIIHH")
+
+# A member larger than RATIO_FLOOR may expand to at most MAX_RATIO times its compressed size (what
+# `--allow-ratio N` sets). Text deflates 3-20 times and images hardly at all; a member of a few
+# kilobytes that expands to gigabytes is how a zip bomb without overlapping entries does its work.
+# Deflate itself stops near 1032 to one, so with only stored and deflated members (METHODS) the work
+# of verifying or importing an archive stays under about a thousand times its size.
+MAX_RATIO = 1000
+RATIO_FLOOR = 16 * 1024 * 1024
+# zipfile inflates bzip2 and LZMA one whole read at a time with no bound on the output (79 bytes of
+# bzip2 are 64 MiB of zeros), so no limit could stop them part-way; an export never uses them.
+METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA"}
 
 
 @dataclass
@@ -66,8 +81,9 @@ class Report:
         return "\n".join(printable(line) for line in lines)
 
 
-def verify_archive(path: Path, sha256: str | None = None) -> Report:
-    report = Report()
+def verify_archive(path: Path, sha256: str | None = None, allow_ratio: int | None = None) -> Report:
+    """The report on the archive at ``path``; ``allow_ratio`` replaces MAX_RATIO."""
+    report, ratio = Report(), allow_ratio or MAX_RATIO
     if sha256:
         digest = _sha256_file(path)
         if digest != sha256.strip().lower():
@@ -77,14 +93,35 @@ def verify_archive(path: Path, sha256: str | None = None) -> Report:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
-        report.problems.append(f"not a readable ZIP ({e}); {walk_front(path)}")
+        report.problems.append(f"not a readable ZIP ({e}); {walk_front(path, ratio)}")
         return report
     with zf:
         if overlaps := _overlaps(zf, path):  # expanding them is what a zip bomb wants: nothing is read
             report.problems += overlaps
             return report
+        if bombs := _unexpandable(zf, ratio):  # likewise
+            report.problems += bombs
+            return report
         _check_members(zf, report)
     return report
+
+
+def _unexpandable(zf: zipfile.ZipFile, ratio: int) -> list[str]:
+    """Members compressed otherwise than stored or deflated, and members whose stated size is past
+    RATIO_FLOOR and more than ``ratio`` times their compressed size. zipfile expands a deflated member
+    no further than the size it states (a test holds it to that), and the compressed sizes of members
+    that do not overlap add up to at most the archive's: so the stated sizes bound the work."""
+    problems: list[str] = []
+    for info in zf.infolist():
+        if info.compress_type not in METHODS:
+            how = _METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
+            problems.append(f"{info.filename}: compressed with {how}; an export only stores or deflates, "
+                            "and nothing was expanded")
+        elif info.file_size > max(ratio * info.compress_size, RATIO_FLOOR):
+            problems.append(f"{info.filename}: expands to {human_size(info.file_size)}, more than {ratio} times its "
+                            f"{info.compress_size} compressed bytes (as in a zip bomb); nothing was expanded "
+                            "(--allow-ratio N lifts the limit)")
+    return problems
 
 
 def _overlaps(zf: zipfile.ZipFile, path: Path) -> list[str]:
@@ -225,18 +262,23 @@ def _check_references(kept: dict[str, bytes], index: Any, names: set[str], repor
     report.facts.append(f"{checked} links to media checked")
 
 
-def walk_front(path: Path) -> str:
+class _TooExpanded(Exception):
+    """A deflate stream whose output passed the ratio limit: the walk goes no further."""
+
+
+def walk_front(path: Path, ratio: int = MAX_RATIO) -> str:
     """Walk local headers from the start (as a streaming reader does) to say where the archive breaks.
     The file is mapped, not read, and a deflated member is inflated in chunks and its output dropped:
-    a cut download of any size, or deflated zeros with no directory, is walked in bounded memory."""
+    a cut download of any size, or deflated zeros with no directory, is walked in bounded memory; and
+    a member whose output passes RATIO_FLOOR and ``ratio`` times the input it took ends the walk."""
     with open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
-            return _walk(b"")
+            return _walk(b"", ratio)
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            return _walk(buf)
+            return _walk(buf, ratio)
 
 
-def _walk(buf: bytes | mmap.mmap) -> str:
+def _walk(buf: bytes | mmap.mmap, ratio: int) -> str:
     pos, last = 0, None
     while buf[pos:pos + 4] == b"PK\x03\x04":
         if pos + LOCAL.size > len(buf):
@@ -244,7 +286,11 @@ def _walk(buf: bytes | mmap.mmap) -> str:
         _, _, flags, method, _, _, _, csize, _, nlen, xlen = LOCAL.unpack_from(buf, pos)
         name = buf[pos + LOCAL.size:pos + LOCAL.size + nlen].decode("utf-8", "replace")
         start = pos + LOCAL.size + nlen + xlen
-        end = _data_end(buf, start, method, csize, bool(flags & 8))
+        try:
+            end = _data_end(buf, start, method, csize, bool(flags & 8), ratio)
+        except _TooExpanded:
+            return (f"member {name!r} expands more than {ratio} times its compressed size (as in a zip bomb); "
+                    "not walked further")
         if end is None:
             return f"member {name!r} is cut off at byte {len(buf)} (the archive is truncated)"
         last, pos = name, end
@@ -255,25 +301,34 @@ def _walk(buf: bytes | mmap.mmap) -> str:
     return f"the archive breaks at byte {pos}, {after}"
 
 
-def _inflated_end(buf: bytes | mmap.mmap, start: int) -> int | None:
+def _inflated_end(buf: bytes | mmap.mmap, start: int, ratio: int) -> int | None:
     """Where the deflate stream starting at ``start`` ends, or None when it is cut off or broken;
-    fed and drained a chunk at a time (the output is only counted, never kept)."""
-    d, pos = zlib.decompressobj(-15), start
+    fed and drained a chunk at a time (the output is only counted, never kept). _TooExpanded once
+    the output passes RATIO_FLOOR and ``ratio`` times the input it took."""
+    d, pos, out = zlib.decompressobj(-15), start, 0
+
+    def inflate(data: bytes) -> None:
+        nonlocal out
+        out += len(d.decompress(data, CHUNK))
+        if out > max(ratio * (pos - start - len(d.unconsumed_tail)), RATIO_FLOOR):
+            raise _TooExpanded
+
     try:
         while not d.eof and pos < len(buf):
             block = buf[pos:pos + CHUNK]
             pos += len(block)
-            d.decompress(block, CHUNK)
+            inflate(block)
             while d.unconsumed_tail and not d.eof:
-                d.decompress(d.unconsumed_tail, CHUNK)
+                inflate(d.unconsumed_tail)
     except zlib.error:
         return None
     return pos - len(d.unused_data) if d.eof else None
 
 
-def _data_end(buf: bytes | mmap.mmap, start: int, method: int, csize: int, descriptor: bool) -> int | None:
+def _data_end(buf: bytes | mmap.mmap, start: int, method: int, csize: int, descriptor: bool,
+              ratio: int) -> int | None:
     if method == 8:
-        end = _inflated_end(buf, start)
+        end = _inflated_end(buf, start, ratio)
         if end is None:
             return None
     elif not descriptor:

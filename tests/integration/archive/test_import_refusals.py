@@ -58,7 +58,7 @@ def members(post: dict[str, Any] | None = None, image: bytes = IMAGE, raw_post: 
 
 def archive(path: Path, edit_index: Callable[[dict], Any] | None = None,
             edit_manifest: Callable[[dict], Any] | None = None, post: dict[str, Any] | None = None,
-            image: bytes = IMAGE, raw_post: bytes | None = None) -> Path:
+            image: bytes = IMAGE, raw_post: bytes | None = None, compression: int = zipfile.ZIP_STORED) -> Path:
     """An archive that verifies (every checksum right) whatever the edits did to its rows (``raw_post``:
     the bytes of posts/hello.md as they are)."""
     index = index_doc(image)
@@ -71,7 +71,7 @@ def archive(path: Path, edit_index: Callable[[dict], Any] | None = None,
     if edit_manifest:
         edit_manifest(manifest)
     data |= {"manifest.json": json.dumps(manifest).encode(), "errors.json": b"[]"}
-    with zipfile.ZipFile(path, "w") as zf:
+    with zipfile.ZipFile(path, "w", compression) as zf:
         for name, raw in data.items():
             zf.writestr(name, raw)
     return path
@@ -234,3 +234,30 @@ def test_an_archive_with_a_symbolic_link_is_refused_in_one_line_and_nothing_is_w
     assert out.stderr == ("grove-export: import refused: the archive does not verify: media/a.jpg: a symbolic link "
                           "(an export holds only files; unzip would make the link on disk)\n"), out.stderr
     assert not (tmp_path / "store").exists() or not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+
+
+def test_an_image_that_expands_a_thousand_times_is_refused_in_one_line_unless_the_limit_is_lifted(
+        tmp_path: Path) -> None:
+    """17 MiB of zeros deflated to 17 KB, listed with its right checksum: import put it in the store.
+    Past 16 MiB, more than 1,000 times its compressed size is a zip bomb's ratio: refused before
+    anything is expanded or written; `--allow-ratio 2000` imports it."""
+    image = bytes(17 * 2**20)
+    path = archive(tmp_path / "zeros.zip", image=image, compression=zipfile.ZIP_DEFLATED)
+    env = {**os.environ, "GROVE_STORE": "fs", "GROVE_STORE_ROOT": str(tmp_path / "store"),
+           "GROVE_CONTENT_DSN": sqlite_dsn(tmp_path / "content.db")}
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "services.cli", "--data", str(tmp_path), "import", str(path),
+                               "--tenant", "tenant_b", *extra], env=env, capture_output=True, text=True, timeout=60,
+                              check=False)
+
+    out = run()
+    assert (out.returncode, out.stdout) == (2, ""), out.stdout + out.stderr
+    assert out.stderr.startswith("grove-export: import refused: the archive does not verify: media/a.jpg: expands "
+                                 "to 17.8 MB, more than 1000 times its ") and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.endswith("(as in a zip bomb); nothing was expanded (--allow-ratio N lifts the limit)\n")
+    assert not (tmp_path / "store").exists() or not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+    done = run("--allow-ratio", "2000")
+    assert done.returncode == 0 and "restored 1 media, 2 posts, 1 pages" in done.stdout, done.stdout + done.stderr
+    bad = run("--allow-ratio", "0")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--allow-ratio" in bad.stderr, bad.stderr

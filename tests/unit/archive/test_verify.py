@@ -184,22 +184,23 @@ def test_the_cli_says_it_in_a_line_and_exits_1(tmp_path: Path) -> None:
     assert "PROBLEM: manifest.json: members[0] is not an object" in out.stdout.splitlines()
 
 
-def _verify_traced(path: Path) -> tuple[Report, int]:
+def _verify_traced(path: Path, allow_ratio: int | None = None) -> tuple[Report, int]:
     """verify_archive's report and the peak of the memory Python allocated meanwhile."""
     tracemalloc.start()
     try:
-        report = verify_archive(path)
+        report = verify_archive(path, allow_ratio=allow_ratio)
         return report, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
 
 
 def test_members_stream_through_their_hashes_in_bounded_memory(tmp_path: Path) -> None:
-    """80 MiB of zeros in a 80 KB member: verify hashes it in chunks, never holding it."""
+    """80 MiB of zeros in a 80 KB member: verify hashes it in chunks, never holding it. (1030 to one:
+    a zip bomb's ratio, refused unless allowed.)"""
     big = bytes(80 * 2**20)
     path = rewrite(write(tmp_path, sources()), tmp_path / "big.zip", extra={"media/zeros.jpg": big})
     del big
-    report, peak = _verify_traced(path)
+    report, peak = _verify_traced(path, allow_ratio=2000)
     assert report.ok, report.text()
     assert peak < 16 * 2**20, f"peak {peak / 2**20:.1f} MiB"
 
@@ -311,7 +312,7 @@ def test_a_truncated_archive_is_walked_in_bounded_memory(tmp_path: Path) -> None
     """Seen: the walk that names where a truncated archive breaks read the whole file into memory
     and inflated the member it cut in one call — a cut 4 GB download, the case the walk is for, held
     4 GB and more; an 11 MB file of deflated zeros with no directory, 10 GB. Here: 24 MiB of noise,
-    then 160 MiB of zeros cut in the middle; the walk streams both."""
+    then 160 MiB of zeros cut in the middle; the walk streams both (the zeros at 1030 to one, allowed)."""
     noise = random.Random(5).randbytes(24 * 2**20)
     path = rewrite(write(tmp_path, sources()), tmp_path / "big.zip",
                    extra={"media/noise.jpg": noise, "media/zeros.jpg": bytes(160 * 2**20)})
@@ -320,7 +321,7 @@ def test_a_truncated_archive_is_walked_in_bounded_memory(tmp_path: Path) -> None
         info = zf.getinfo("media/zeros.jpg")
     with open(path, "r+b") as f:
         f.truncate(data_start(f.read(info.header_offset + 64), info.header_offset) + info.compress_size // 2)
-    report, peak = _verify_traced(path)
+    report, peak = _verify_traced(path, allow_ratio=2000)
     assert any("member 'media/zeros.jpg' is cut off" in p for p in report.problems), report.text()
     assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB"
 
@@ -388,3 +389,131 @@ def test_a_symbolic_link_is_a_problem(tmp_path: Path) -> None:
     assert report.problems == said, report.text()
     # made on another system (0: MS-DOS) the mode is still there for a reader that honours it
     assert verify_archive(as_link(path, tmp_path / "dos.zip", "media/link.jpg", create_system=0)).problems == said
+
+
+def _spy_streams(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The members verify streams (expands), in order."""
+    streamed: list[str] = []
+    real = verify._stream
+    monkeypatch.setattr(verify, "_stream", lambda zf, info, *a: (streamed.append(info.filename), real(zf, info, *a))[1])
+    return streamed
+
+
+def test_a_member_that_expands_a_thousand_times_past_the_floor_is_named_before_anything_is_expanded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen: an archive of a few members of deflated zeros, each 1,000 times its compressed size and
+    none overlapping, verified by expanding every one (a 16 MB archive: 16 GB hashed; import puts
+    them in the store). A member over the floor (16 MiB; 1 MiB here) that expands more than 1,000
+    times is named before anything is expanded; --allow-ratio lifts the limit."""
+    monkeypatch.setattr(verify, "RATIO_FLOOR", 2**20, raising=False)
+    path = rewrite(write(tmp_path, sources()), tmp_path / "zeros.zip", extra={"media/zeros.jpg": bytes(8 * 2**20)})
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("media/zeros.jpg")
+    assert info.file_size > 1000 * info.compress_size, (info.file_size, info.compress_size)
+    streamed = _spy_streams(monkeypatch)
+    report = verify_archive(path)
+    assert report.problems == [
+        f"media/zeros.jpg: expands to 8.4 MB, more than 1000 times its {info.compress_size} compressed bytes "
+        "(as in a zip bomb); nothing was expanded (--allow-ratio N lifts the limit)"], report.text()
+    assert streamed == [], f"expanded {streamed}"
+    assert verify_archive(path, allow_ratio=2000).ok
+    monkeypatch.setattr(verify, "RATIO_FLOOR", 9 * 2**20)  # under the floor, any ratio: small files of zeros
+    assert verify_archive(path).ok
+
+
+@pytest.mark.parametrize(("method", "says"), [(zipfile.ZIP_BZIP2, "bzip2"), (zipfile.ZIP_LZMA, "LZMA"),
+                                              (9, "method 9")])
+def test_a_member_compressed_otherwise_than_deflate_is_named_before_anything_is_expanded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: int, says: str) -> None:
+    """An export stores or deflates. zipfile inflates bzip2 and LZMA a whole read at a time, with no
+    bound on the output (79 bytes of bzip2 are 64 MiB of zeros: no limit could stop it part-way),
+    and a method it does not know (deflate64, 9) ended verify in a NotImplementedError traceback."""
+    path = rewrite(write(tmp_path, sources()), tmp_path / "plain.zip", extra={"media/z.jpg": bytes(4096)})
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(path) as zf, zipfile.ZipFile(other, "w") as out:
+        for i in zf.infolist():
+            out.writestr(i, zf.read(i), compress_type=method if i.filename == "media/z.jpg" and method != 9
+                         else i.compress_type)
+    if method == 9:  # zipfile writes no deflate64: the method field of both headers says it
+        data = bytearray(other.read_bytes())
+        with zipfile.ZipFile(other) as zf:
+            info, at = zf.getinfo("media/z.jpg"), zf.start_dir
+        struct.pack_into("<H", data, info.header_offset + 8, 9)
+        while data[at + 46:at + 46 + len(b"media/z.jpg")] != b"media/z.jpg":  # its central directory record
+            at += 46 + sum(struct.unpack_from("<HHH", data, at + 28))
+        struct.pack_into("<H", data, at + 10, 9)
+        other.write_bytes(bytes(data))
+    streamed = _spy_streams(monkeypatch)
+    report = verify_archive(other)
+    assert len(report.problems) == 1 and report.problems[0].startswith(f"media/z.jpg: compressed with {says}"), \
+        report.text()
+    assert "an export only stores or deflates" in report.problems[0] and streamed == []
+
+
+def test_a_deflate_stream_longer_than_its_stated_size_is_expanded_no_further(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limit is checked on the stated sizes, so what is expanded must stop there: a member that
+    states 1 MiB (16 times its compressed size, within any limit) but whose stream holds 64 MiB of
+    zeros is expanded to 1 MiB and no further. (zipfile stops there: this guards that the reading
+    keeps doing so.)"""
+    zeros, stated = bytes(64 * 2**20), 2**20
+    deflated = zlib.compressobj(9, zlib.DEFLATED, -15)
+    kernel = deflated.compress(zeros) + deflated.flush()
+    crc = zlib.crc32(zeros[:stated])
+    local = _local(b"media/z.jpg", kernel, crc, stated, 8)
+    cd = _central(b"media/z.jpg", crc, len(kernel), stated, 8, 0)
+    path = tmp_path / "long.zip"
+    path.write_bytes(local + cd + struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 1, 1, len(cd), len(local), 0))
+    out: list[int] = []
+    real = zlib.decompressobj
+
+    class Counting:
+        def __init__(self, *a: Any) -> None:
+            self.d = real(*a)
+
+        def decompress(self, data: bytes, *a: Any) -> bytes:
+            block = self.d.decompress(data, *a)
+            out.append(len(block))
+            return block
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.d, name)
+
+    monkeypatch.setattr(zipfile.zlib, "decompressobj", Counting)
+    verify_archive(path)
+    assert out and sum(out) <= stated + 2**20, f"expanded {sum(out) / 2**20:.1f} MiB of a member that states 1 MiB"
+
+
+def test_a_member_with_no_directory_that_expands_a_thousand_times_is_not_walked_to_its_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An archive with no central directory is walked from the front, inflating each member to find
+    where it ends (sizes are in a descriptor after the data): 11 MB of deflated zeros took 10 GB of
+    inflating, for verify and for import. The walk stops a member once its output passes the limit."""
+    monkeypatch.setattr(verify, "RATIO_FLOOR", 2**20, raising=False)
+    zeros = bytes(32 * 2**20)
+    deflated = zlib.compressobj(9, zlib.DEFLATED, -15)
+    kernel = deflated.compress(zeros) + deflated.flush()
+    path = tmp_path / "nodir.zip"
+    path.write_bytes(_local(b"media/z.jpg", kernel, zlib.crc32(zeros), len(zeros), 8))
+    out: list[int] = []
+    real = verify.zlib.decompressobj
+
+    class Counting:
+        def __init__(self, *a: Any) -> None:
+            self.d = real(*a)
+
+        def decompress(self, data: bytes, *a: Any) -> bytes:
+            block = self.d.decompress(data, *a)
+            out.append(len(block))
+            return block
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.d, name)
+
+    monkeypatch.setattr(verify.zlib, "decompressobj", Counting)
+    report = verify_archive(path)
+    assert any("member 'media/z.jpg' expands more than 1000 times its compressed size (as in a zip bomb); "
+               "not walked further" in p for p in report.problems), report.text()
+    assert sum(out) <= 3 * 2**20, f"inflated {sum(out) / 2**20:.1f} MiB"
+    out.clear()
+    assert "is cut off" not in verify_archive(path, allow_ratio=2000).text() and sum(out) == len(zeros)

@@ -8,8 +8,8 @@ archive, really is; no name appears twice (readers differ on which copy they tak
 symbolic link (an export holds only files, and `unzip` would make the link on disk). Members that
 overlap (a zip bomb) are named before anything is expanded, and nothing else is read; so are members
 that would expand past ``RATIO_FLOOR`` to more than ``MAX_RATIO`` times their compressed size (a zip
-bomb without overlaps; ``allow_ratio`` lifts it) and members compressed otherwise than an export is
-(stored or deflated). Each problem names the member. Reads nothing outside the ZIP.
+bomb without overlaps; ``allow_ratio`` lifts it) and members encrypted or compressed otherwise than
+an export is (stored or deflated). Each problem names the member. Reads nothing outside the ZIP.
 
 Members are streamed through their hashes in chunks; only manifest.json, index.json and errors.json
 (each under 64 MiB) and the posts and pages (for their links) are held whole, one document of the
@@ -107,13 +107,15 @@ def verify_archive(path: Path, sha256: str | None = None, allow_ratio: int | Non
 
 
 def _unexpandable(zf: zipfile.ZipFile, ratio: int) -> list[str]:
-    """Members compressed otherwise than stored or deflated, and members whose stated size is past
-    RATIO_FLOOR and more than ``ratio`` times their compressed size. zipfile expands a deflated member
-    no further than the size it states (a test holds it to that), and the compressed sizes of members
-    that do not overlap add up to at most the archive's: so the stated sizes bound the work."""
+    """Members encrypted or compressed otherwise than stored or deflated, and members whose stated size
+    is past RATIO_FLOOR and more than ``ratio`` times their compressed size. zipfile expands a deflated
+    member no further than the size it states (a test holds it to that), and the compressed sizes of
+    members that do not overlap add up to at most the archive's: so the stated sizes bound the work."""
     problems: list[str] = []
     for info in zf.infolist():
-        if info.compress_type not in METHODS:
+        if info.flag_bits & 0x1:  # zipfile would stop for a password (a RuntimeError, not a problem)
+            problems.append(f"{info.filename}: encrypted; an export never is, and nothing was expanded")
+        elif info.compress_type not in METHODS:
             how = _METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
             problems.append(f"{info.filename}: compressed with {how}; an export only stores or deflates, "
                             "and nothing was expanded")

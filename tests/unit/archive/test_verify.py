@@ -517,3 +517,19 @@ def test_a_member_with_no_directory_that_expands_a_thousand_times_is_not_walked_
     assert sum(out) <= 3 * 2**20, f"inflated {sum(out) / 2**20:.1f} MiB"
     out.clear()
     assert "is cut off" not in verify_archive(path, allow_ratio=2000).text() and sum(out) == len(zeros)
+
+
+def test_an_encrypted_member_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
+    """Seen: a member whose flags say it is encrypted ended verify (so import) in zipfile's
+    RuntimeError "password required" traceback. An export is never encrypted: one problem naming it."""
+    path = rewrite(write(tmp_path, sources()), tmp_path / "plain.zip", extra={"media/z.jpg": b"secret"})
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info, at = zf.getinfo("media/z.jpg"), zf.start_dir
+    struct.pack_into("<H", data, info.header_offset + 6, info.flag_bits | 1)
+    while data[at + 46:at + 46 + len(b"media/z.jpg")] != b"media/z.jpg":  # its central directory record
+        at += 46 + sum(struct.unpack_from("<HHH", data, at + 28))
+    struct.pack_into("<H", data, at + 8, info.flag_bits | 1)
+    path.write_bytes(bytes(data))
+    report = verify_archive(path)
+    assert report.problems == ["media/z.jpg: encrypted; an export never is, and nothing was expanded"], report.text()

@@ -365,7 +365,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> None:
         raise CliError(f"{args.archive} is a folder, not an archive file")
     if not Path(args.archive).is_file():
         raise CliError(f"no such file: {args.archive}")
-    report = verify_archive(Path(args.archive), args.sha256, args.allow_ratio)
+    report = verify_archive(Path(args.archive), args.sha256)
     print(report.text())
     sys.exit(0 if report.ok else 1)
 
@@ -391,8 +391,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> None:
         try:
             plan = await import_archive(Path(args.archive), args.tenant, content, store,
                                         url_template=settings.media_url_template,
-                                        images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber,
-                                        allow_ratio=args.allow_ratio)
+                                        images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber)
         finally:
             await store.close()
             await content.close()
@@ -405,8 +404,6 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> None:
         raise CliError(f"import refused: {e}") from None
 
 
-RATIO_HELP = ("how many times its compressed size a member over 16 MiB may expand to; one that would expand more "
-              "is refused, as in a zip bomb (default: 1000; a real export's text deflates 3-20 times)")
 DATA_HELP = ("the local stack's data folder (default: var); its stack.json supplies the NATS URL, user, "
              "password and paths that the environment (GROVE_*) does not set")
 
@@ -486,12 +483,10 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("archive", help="the ZIP file to check")
     v.add_argument("--sha256", type=a_sha256, metavar="HEX",
                    help="the archive's SHA-256 from the email or the export page (64 hex digits)")
-    v.add_argument("--allow-ratio", type=number_in(1), metavar="N", help=RATIO_HELP)
     v.set_defaults(func=cmd_verify)
     im = sub.add_parser("import", help="restore an archive into an empty tenant (content DB and object store)")
     im.add_argument("archive", help="a Grove Export ZIP (it must verify)")
     im.add_argument("--tenant", required=True, help="the tenant to restore into; it must have no content")
-    im.add_argument("--allow-ratio", type=number_in(1), metavar="N", help=RATIO_HELP)
     im.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
     im.set_defaults(func=cmd_import)
     d = sub.add_parser("demo", help="what `make run` does: stack, seed, export, verify, print the ZIP path")

@@ -209,13 +209,12 @@ def _text_row(section: str, entry: dict[str, Any], zf: zipfile.ZipFile, rk: Reke
 
 
 async def import_archive(path: Path, tenant: str, db: ContentSource, store: ObjectStore, *, url_template: str,
-                         images_bucket: str, amber_bucket: str, allow_ratio: int | None = None) -> Restore:
-    """Verify, check the tenant is empty, put the files, insert the rows; undo the files on failure.
-    ``allow_ratio``: as verify's (a member expanding more is refused before anything is expanded)."""
+                         images_bucket: str, amber_bucket: str) -> Restore:
+    """Verify, check the tenant is empty, put the files, insert the rows; undo the files on failure."""
     from services.archivetools.verify import verify_archive
     from shared.core.printable import printable
 
-    report = verify_archive(path, allow_ratio=allow_ratio)
+    report = verify_archive(path)
     if not report.ok:
         raise ImportRefused(f"the archive does not verify: {printable(report.problems[0])}")
     existing = {t: n for t, n in (await content_counts(db, tenant)).items() if n}

@@ -7,9 +7,9 @@ every image a post or page links to by a relative path, and every file index.jso
 archive, really is; no name appears twice (readers differ on which copy they take); no member is a
 symbolic link (an export holds only files, and `unzip` would make the link on disk). Members that
 overlap (a zip bomb) are named before anything is expanded, and nothing else is read; so are members
-that would expand past ``RATIO_FLOOR`` to more than ``MAX_RATIO`` times their compressed size (a zip
-bomb without overlaps; ``allow_ratio`` lifts it) and members encrypted or compressed otherwise than
-an export is (stored or deflated). Each problem names the member. Reads nothing outside the ZIP.
+encrypted or compressed otherwise than an export is (stored or deflated). Each problem names the
+member. Reads nothing outside the ZIP. A member is expanded no further than the size it states, and
+deflate stops near 1,032 to one: the work is bounded by about a thousand times the archive's size.
 
 Members are streamed through their hashes in chunks; only manifest.json, index.json and errors.json
 (each under 64 MiB) and the posts and pages (for their links) are held whole, one document of the
@@ -48,18 +48,14 @@ from services.archivetools.documents import (
 from shared.archive.frontmatter import parse_markdown
 from shared.archive.layout import ERRORS_PATH, GENERATED_PATHS, INDEX_PATH, MANIFEST_PATH, is_media, is_text_page
 from shared.archive.mdlinks import find_links
-from shared.core.humanize import human_size
 from shared.core.printable import printable
 
 LOCAL = struct.Struct("<4sHHHHHIIIHH")
 
-# A member larger than RATIO_FLOOR may expand to at most MAX_RATIO times its compressed size (what
-# `--allow-ratio N` sets). Text deflates 3-20 times and images hardly at all; a member of a few
-# kilobytes that expands to gigabytes is how a zip bomb without overlapping entries does its work.
-# Deflate itself stops near 1032 to one, so with only stored and deflated members (METHODS) the work
-# of verifying or importing an archive stays under about a thousand times its size.
-MAX_RATIO = 1000
-RATIO_FLOOR = 16 * 1024 * 1024
+# Deflate itself stops near 1032 to one, so with only stored and deflated members (METHODS), none
+# overlapping and none expanded past its stated size, the work of verifying or importing an archive
+# stays under about a thousand times its size, in bounded memory. No ratio is refused: runs of one
+# byte (a person's zero-filled or sparse file) deflate to exactly that, and such an export is sound.
 # zipfile inflates bzip2 and LZMA one whole read at a time with no bound on the output (79 bytes of
 # bzip2 are 64 MiB of zeros), so no limit could stop them part-way; an export never uses them.
 METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
@@ -81,9 +77,8 @@ class Report:
         return "\n".join(printable(line) for line in lines)
 
 
-def verify_archive(path: Path, sha256: str | None = None, allow_ratio: int | None = None) -> Report:
-    """The report on the archive at ``path``; ``allow_ratio`` replaces MAX_RATIO."""
-    report, ratio = Report(), allow_ratio or MAX_RATIO
+def verify_archive(path: Path, sha256: str | None = None) -> Report:
+    report = Report()
     if sha256:
         digest = _sha256_file(path)
         if digest != sha256.strip().lower():
@@ -93,24 +88,24 @@ def verify_archive(path: Path, sha256: str | None = None, allow_ratio: int | Non
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
-        report.problems.append(f"not a readable ZIP ({e}); {walk_front(path, ratio)}")
+        report.problems.append(f"not a readable ZIP ({e}); {walk_front(path)}")
         return report
     with zf:
         if overlaps := _overlaps(zf, path):  # expanding them is what a zip bomb wants: nothing is read
             report.problems += overlaps
             return report
-        if bombs := _unexpandable(zf, ratio):  # likewise
-            report.problems += bombs
+        if unexpandable := _unexpandable(zf):  # likewise
+            report.problems += unexpandable
             return report
         _check_members(zf, report)
     return report
 
 
-def _unexpandable(zf: zipfile.ZipFile, ratio: int) -> list[str]:
-    """Members encrypted or compressed otherwise than stored or deflated, and members whose stated size
-    is past RATIO_FLOOR and more than ``ratio`` times their compressed size. zipfile expands a deflated
-    member no further than the size it states (a test holds it to that), and the compressed sizes of
-    members that do not overlap add up to at most the archive's: so the stated sizes bound the work."""
+def _unexpandable(zf: zipfile.ZipFile) -> list[str]:
+    """Members encrypted or compressed otherwise than stored or deflated. zipfile expands a deflated
+    member no further than the size it states (a test holds it to that) nor, deflate being what it
+    is, past about 1,032 times its compressed size; and the compressed sizes of members that do not
+    overlap add up to at most the archive's: so the work is bounded by about 1,000 times its size."""
     problems: list[str] = []
     for info in zf.infolist():
         if info.flag_bits & 0x1:  # zipfile would stop for a password (a RuntimeError, not a problem)
@@ -119,10 +114,6 @@ def _unexpandable(zf: zipfile.ZipFile, ratio: int) -> list[str]:
             how = _METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
             problems.append(f"{info.filename}: compressed with {how}; an export only stores or deflates, "
                             "and nothing was expanded")
-        elif info.file_size > max(ratio * info.compress_size, RATIO_FLOOR):
-            problems.append(f"{info.filename}: expands to {human_size(info.file_size)}, more than {ratio} times its "
-                            f"{info.compress_size} compressed bytes (as in a zip bomb); nothing was expanded "
-                            "(--allow-ratio N lifts the limit)")
     return problems
 
 
@@ -264,23 +255,19 @@ def _check_references(kept: dict[str, bytes], index: Any, names: set[str], repor
     report.facts.append(f"{checked} links to media checked")
 
 
-class _TooExpanded(Exception):
-    """A deflate stream whose output passed the ratio limit: the walk goes no further."""
-
-
-def walk_front(path: Path, ratio: int = MAX_RATIO) -> str:
+def walk_front(path: Path) -> str:
     """Walk local headers from the start (as a streaming reader does) to say where the archive breaks.
     The file is mapped, not read, and a deflated member is inflated in chunks and its output dropped:
-    a cut download of any size, or deflated zeros with no directory, is walked in bounded memory; and
-    a member whose output passes RATIO_FLOOR and ``ratio`` times the input it took ends the walk."""
+    a cut download of any size, or deflated zeros with no directory, is walked in bounded memory (and
+    in work, deflate stopping near 1,032 to one)."""
     with open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
-            return _walk(b"", ratio)
+            return _walk(b"")
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            return _walk(buf, ratio)
+            return _walk(buf)
 
 
-def _walk(buf: bytes | mmap.mmap, ratio: int) -> str:
+def _walk(buf: bytes | mmap.mmap) -> str:
     pos, last = 0, None
     while buf[pos:pos + 4] == b"PK\x03\x04":
         if pos + LOCAL.size > len(buf):
@@ -288,11 +275,7 @@ def _walk(buf: bytes | mmap.mmap, ratio: int) -> str:
         _, _, flags, method, _, _, _, csize, _, nlen, xlen = LOCAL.unpack_from(buf, pos)
         name = buf[pos + LOCAL.size:pos + LOCAL.size + nlen].decode("utf-8", "replace")
         start = pos + LOCAL.size + nlen + xlen
-        try:
-            end = _data_end(buf, start, method, csize, bool(flags & 8), ratio)
-        except _TooExpanded:
-            return (f"member {name!r} expands more than {ratio} times its compressed size (as in a zip bomb); "
-                    "not walked further")
+        end = _data_end(buf, start, method, csize, bool(flags & 8))
         if end is None:
             return f"member {name!r} is cut off at byte {len(buf)} (the archive is truncated)"
         last, pos = name, end
@@ -303,34 +286,25 @@ def _walk(buf: bytes | mmap.mmap, ratio: int) -> str:
     return f"the archive breaks at byte {pos}, {after}"
 
 
-def _inflated_end(buf: bytes | mmap.mmap, start: int, ratio: int) -> int | None:
+def _inflated_end(buf: bytes | mmap.mmap, start: int) -> int | None:
     """Where the deflate stream starting at ``start`` ends, or None when it is cut off or broken;
-    fed and drained a chunk at a time (the output is only counted, never kept). _TooExpanded once
-    the output passes RATIO_FLOOR and ``ratio`` times the input it took."""
-    d, pos, out = zlib.decompressobj(-15), start, 0
-
-    def inflate(data: bytes) -> None:
-        nonlocal out
-        out += len(d.decompress(data, CHUNK))
-        if out > max(ratio * (pos - start - len(d.unconsumed_tail)), RATIO_FLOOR):
-            raise _TooExpanded
-
+    fed and drained a chunk at a time (the output is only counted, never kept)."""
+    d, pos = zlib.decompressobj(-15), start
     try:
         while not d.eof and pos < len(buf):
             block = buf[pos:pos + CHUNK]
             pos += len(block)
-            inflate(block)
+            d.decompress(block, CHUNK)
             while d.unconsumed_tail and not d.eof:
-                inflate(d.unconsumed_tail)
+                d.decompress(d.unconsumed_tail, CHUNK)
     except zlib.error:
         return None
     return pos - len(d.unused_data) if d.eof else None
 
 
-def _data_end(buf: bytes | mmap.mmap, start: int, method: int, csize: int, descriptor: bool,
-              ratio: int) -> int | None:
+def _data_end(buf: bytes | mmap.mmap, start: int, method: int, csize: int, descriptor: bool) -> int | None:
     if method == 8:
-        end = _inflated_end(buf, start, ratio)
+        end = _inflated_end(buf, start)
         if end is None:
             return None
     elif not descriptor:

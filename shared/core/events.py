@@ -16,7 +16,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
+from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, computed_field,
+                      model_validator)
 from pydantic_core import from_json
 
 from shared.core import keys
@@ -25,6 +26,24 @@ ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _ID_RE = re.compile(ID_PATTERN)
 
 Id = Annotated[str, Field(pattern=ID_PATTERN, description="Subject-safe id: [A-Za-z0-9_-]{1,64}.")]
+MAX_COUNT = 2**63 - 1  # what a reader can store (SQLite's INTEGER) and compare
+
+
+def _in_utc(value: datetime) -> datetime:
+    """An event's time in UTC, or a ValueError when it has none there (year 1 at +05:00 is year 0)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is outside the years 1-9999 in UTC") from None
+
+
+# Every reader compares event times with its own clock and stores them as Unix milliseconds: a time
+# without a zone (a TypeError against an aware clock; before year 1970 ``timestamp()`` reads it as
+# local time and fails in year 1) or one that leaves the calendar in UTC would stop a reader at that
+# event for good — the projector retries it in order, the janitor's run ends there. Such a body is
+# malformed: dropped and counted like one that is not JSON. Likewise a count past 64 bits.
+Time = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Mode = Literal["blog", "storage"]
 Step = Literal["catalog", "assemble", "finalize", "notify", "cancel"]
 
@@ -53,7 +72,7 @@ class Event(BaseModel):
     export_id: Id = Field(description="The export this event belongs to.", examples=["exp_3f2a9c"])
     tenant_id: Id = Field(description="The tenant that owns the export.", examples=["tenant_autumn"])
     version: int = Field(1, description="Schema version of this event's body (the type's schema_version when written).")
-    occurred_at: datetime = Field(default_factory=utcnow, description="When it happened (UTC).")
+    occurred_at: Time = Field(default_factory=utcnow, description="When it happened: ISO 8601 with its time zone (`Z` for UTC).")
     producer: str = Field("unknown", description="Service that appended it.")
     worker: str = Field("", description="Replica (host-pid) that appended it: who did what, for operators and audits.")
 
@@ -108,10 +127,10 @@ class ExportCataloged(Event):
     snapshot_key: str = Field(description="Key of the snapshot object in the exports bucket.")
     snapshot_sha256: str
     archive_key: str = Field(description="Where the ZIP will be, in the exports bucket.")
-    member_count: int = Field(description="Members planned (README, posts, pages, media/files).")
-    total_bytes: int = Field(description="Sum of the real sizes of every planned member.")
-    item_counts: dict[str, int] = Field(description="{posts, pages, images} or {files}.")
-    error_count: int = Field(0, description="Items already known to be missing at catalog time.")
+    member_count: Count = Field(description="Members planned (README, posts, pages, media/files).")
+    total_bytes: Count = Field(description="Sum of the real sizes of every planned member.")
+    item_counts: dict[str, Count] = Field(description="{posts, pages, images} or {files}.")
+    error_count: Count = Field(0, description="Items already known to be missing at catalog time.")
 
     def foreign_keys(self) -> list[str]:
         t, e = self.tenant_id, self.export_id
@@ -124,7 +143,7 @@ class UploadStarted(Event):
 
     upload_id: str
     archive_key: str
-    part_size: int = Field(description="Bytes per part (all but the last).")
+    part_size: Count = Field(description="Bytes per part (all but the last).")
     fingerprint: str = Field(description="Encoder fingerprint: zlib, stream-zip, levels, block size.")
 
     def foreign_keys(self) -> list[str]:
@@ -137,16 +156,16 @@ class PartUploaded(Event):
     Re-logging a part number means the stream was rewound to it: later parts are void.
     """
 
-    part_number: int
+    part_number: Count
     etag: str = Field(description="The store's ETag of the part (its integrity check at completion).")
     md5: str | None = Field(None, description="MD5 of the part (hex); written by older assemblers only.")
-    crc32: int | None = Field(None, description="CRC-32 of the part's bytes (the assembler's own digest).")
-    byte_start: int
-    byte_end: int = Field(description="Exclusive end offset of the part in the archive.")
+    crc32: Count | None = Field(None, description="CRC-32 of the part's bytes (the assembler's own digest).")
+    byte_start: Count
+    byte_end: Count = Field(description="Exclusive end offset of the part in the archive.")
     records_key: str = Field(description="Object with the member records completed in this part.")
-    records_count: int
-    members_done: int = Field(description="Members finished (written or skipped) so far.")
-    source_bytes_done: int = Field(description="Source bytes consumed so far (progress).")
+    records_count: Count
+    members_done: Count = Field(description="Members finished (written or skipped) so far.")
+    source_bytes_done: Count = Field(description="Source bytes consumed so far (progress).")
 
     def foreign_keys(self) -> list[str]:
         own = keys.records_key(self.tenant_id, self.export_id, self.part_number)
@@ -158,12 +177,12 @@ class ArchiveAssembled(Event):
 
     archive_key: str
     upload_id: str
-    size_bytes: int
-    part_count: int
-    member_count: int
-    error_count: int
+    size_bytes: Count
+    part_count: Count
+    member_count: Count
+    error_count: Count
     sha256: str | None = Field(None, description="Archive SHA-256, or None when a resume happened.")
-    item_counts: dict[str, int] | None = Field(
+    item_counts: dict[str, Count] | None = Field(
         None, description="What the archive holds: the catalog's counts less members skipped while assembling.")
 
     def foreign_keys(self) -> list[str]:
@@ -178,11 +197,11 @@ class ExportCompleted(Event):
     """The archive is in the store and downloadable until ``expires_at``."""
 
     archive_key: str
-    size_bytes: int
+    size_bytes: Count
     sha256: str
-    item_counts: dict[str, int]
-    error_count: int
-    expires_at: datetime
+    item_counts: dict[str, Count]
+    error_count: Count
+    expires_at: Time
 
     def foreign_keys(self) -> list[str]:
         return _not_own((self.archive_key, keys.is_archive_key_of(self.tenant_id, self.export_id, self.archive_key)))
@@ -207,7 +226,7 @@ class StepFailed(Event):
     """An attempt of a step failed and will be retried."""
 
     step: Step
-    attempt: int
+    attempt: Count
     reason: str
 
 
@@ -252,8 +271,8 @@ class ExportRetried(Event):
         "catalog", description="'catalog' starts over; 'assemble' keeps the snapshot; 'finalize' keeps the parts.")
     upload_id: str | None = Field(
         None, description="Assemble: the open upload to resume into; None starts a new upload from part 1.")
-    attempt: int = Field(2, description="Which attempt of the whole export this starts (the first is 1).")
-    error_count: int = Field(0, description="Items already known to be missing at the point it restarts from.")
+    attempt: Count = Field(2, description="Which attempt of the whole export this starts (the first is 1).")
+    error_count: Count = Field(0, description="Items already known to be missing at the point it restarts from.")
 
 
 class ResendRequested(Event):

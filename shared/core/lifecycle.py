@@ -239,6 +239,10 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
         return s  # nothing moves a finished export except the email, the janitor and an operator
     match event:
         case ev.ExportRequested():
+            if state.request is not None:
+                # Requested once: a later ExportRequested (a publisher's retry without the expected-
+                # sequence header, or a forgery) would send the email elsewhere and restart the status.
+                return s
             return _set(
                 s, export_id=event.export_id, tenant_id=event.tenant_id, status="pending",
                 progress=0, request=event, created_at=event.occurred_at,

@@ -22,8 +22,6 @@ from nats.js.errors import APIError, KeyWrongLastSequenceError, NotFoundError
 from services.gateway import admission as adm
 from services.gateway.problems import Unavailable
 from shared.bus.connect import Bus, kv_names
-from shared.core import events as ev
-from shared.core.lifecycle import decided_by
 from shared.runtime.settings import Settings
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -72,17 +70,13 @@ class AdmissionStore:
         return True
 
     async def active_status(self, tenant_id: str, export_id: str) -> str | None:
-        """Folded status of one export; None when it has no events. Cheap when the last event decides."""
-        try:
-            msg = await self.bus.js.get_last_msg(
-                self.settings.stream_name, ev.export_filter(self.settings.subject_prefix, tenant_id, export_id),
-                direct=True)
-        except NotFoundError:
-            return None
-        status = decided_by((msg.subject or "").rsplit(".", 1)[-1])  # any other (or unknown) type: fold
-        if status:
-            return status
-        return (await self.bus.log.load(tenant_id, export_id)).state.status
+        """Folded status of one export; None while it has no request (no events yet, or only ones
+        every reader drops). Always the fold: the type token of the last stored message is not an
+        event until its body is read, and even a valid one may be one the fold ignores (a second
+        ExportRequested, an ExportFailed after ExportCompleted) — it read "pending" or "failed" and
+        locked a tenant out, or let a second export run beside the first."""
+        state = (await self.bus.log.load(tenant_id, export_id)).state
+        return state.status if state.exists else None
 
     async def admit(self, tenant_id: str, new_export_id: str, fingerprint: str | None) -> Outcome:
         """Run the protocol until a decision sticks. ``fingerprint``: "<key hash>:<body hash>"."""

@@ -26,9 +26,6 @@ ACTIVE: frozenset[str] = frozenset({"pending", "cataloging", "assembling", "uplo
 RESENDABLE: frozenset[str] = frozenset({"complete", "failed"})  # the two outcomes that have an email
 # Every admitted export uses up the tenant's hour except one that failed (the person did not get it).
 COUNTS_TOWARD_LIMIT: frozenset[str] = frozenset({"complete", "expired", "cancelled"})
-# The status an export has whenever this event is its last one (nothing after it can be newer).
-_DECIDES: dict[str, Status] = {"ExportRequested": "pending", "ExportCompleted": "complete",
-                               "ExportFailed": "failed", "ExportCancelled": "cancelled"}
 # Last events of an export whose step is running: a worker holds it and keeps its heartbeat alive.
 _RUNNING_AFTER: frozenset[str] = frozenset({"CatalogStarted", "UploadStarted", "PartUploaded", "FinalizeStarted",
                                             "StepFailed"})
@@ -45,11 +42,6 @@ def is_terminal(status: str | None) -> bool:
 def counts_toward_limit(status: str | None) -> bool:
     """Does an export with this status use up the tenant's hourly export?"""
     return status in COUNTS_TOWARD_LIMIT
-
-
-def decided_by(event_type: str) -> Status | None:
-    """The export's status when ``event_type`` is its last event, or None when only the fold can say."""
-    return _DECIDES.get(event_type)
 
 
 def shown_status(status: str, expires_at: datetime | None, now: datetime) -> str:

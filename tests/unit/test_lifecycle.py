@@ -6,24 +6,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-import pytest
-
 from shared.core import events as ev
 from shared.core.lifecycle import (
     STATUSES,
     TERMINAL,
     counts_toward_limit,
-    decided_by,
     fold,
     is_terminal,
     logged_upload_usable,
     step_running_after,
 )
-from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, E, part, requested
+from tests.unit.test_state_fold import CATALOGED, COMPLETED, UPLOAD, E, part, requested
 
 FAILED = ev.ExportFailed(**E, step="assemble", reason="x")
-LIFE: list[ev.Event] = [requested(), ev.CatalogStarted(**E), CATALOGED, UPLOAD, part(1, 500, 10), ASSEMBLED,
-                        ev.FinalizeStarted(**E), COMPLETED]
 ENDINGS: list[ev.Event] = [COMPLETED, FAILED, ev.ExportCancelled(**E)]
 
 
@@ -38,18 +33,6 @@ def test_every_status_is_named_once_and_the_terminal_ones_are_the_outcomes() -> 
 def test_a_failed_export_does_not_count_toward_the_hour_and_every_other_outcome_does() -> None:
     assert [s for s in STATUSES if counts_toward_limit(s)] == ["complete", "cancelled", "expired"]
     assert fold([requested(), COMPLETED]).counts_toward_limit and not fold([requested(), FAILED]).counts_toward_limit
-
-
-@pytest.mark.parametrize("n", range(len(LIFE)))
-@pytest.mark.parametrize("last", [requested(), *ENDINGS])
-def test_the_status_a_last_event_decides_is_what_the_fold_says(n: int, last: ev.Event) -> None:
-    """Admission's fast path: whenever an export's last event is one of these, the fold agrees."""
-    head = LIFE[:n] if not isinstance(last, ev.ExportRequested) else []
-    if not head and not isinstance(last, ev.ExportRequested):
-        head = [requested()]
-    assert fold([*head, last]).status == decided_by(last.name())
-    for other in (ev.CatalogStarted, ev.PartUploaded, ev.StepFailed, ev.CancelRequested, ev.NotificationSent):
-        assert decided_by(other.name()) is None  # the fold must decide
 
 
 def test_a_step_is_running_only_after_a_steps_own_progress_events() -> None:

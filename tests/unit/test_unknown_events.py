@@ -14,7 +14,7 @@ from services.gateway.projector import Projector
 from services.gateway.readmodel import ReadModel
 from services.janitor.main import Janitor, Summary
 from shared.core import events as ev
-from shared.core.lifecycle import decided_by, step_running_after
+from shared.core.lifecycle import step_running_after
 from shared.eventlog.directget import Stored
 from shared.eventlog.memory import InMemoryEventLog
 from shared.runtime import metrics
@@ -62,7 +62,7 @@ async def test_a_step_worker_acks_counts_and_skips_an_unknown_type(caplog: pytes
 
 
 def test_the_lifecycle_decides_nothing_from_an_unknown_type() -> None:
-    assert decided_by("FutureEvent") is None and not step_running_after("FutureEvent")
+    assert not step_running_after("FutureEvent")
     with pytest.raises(ev.UnknownEvent):
         ev.decode("exports", SUBJECT, FUTURE)
 

@@ -32,7 +32,10 @@ SCHEMA = [
                    for f in fields(Row)) + ",\n  PRIMARY KEY (tenant_id, id)\n)",
     "CREATE INDEX IF NOT EXISTS idx_exports_tenant ON storage_exports(tenant_id, status)",
     "CREATE INDEX IF NOT EXISTS idx_exports_expiry ON storage_exports(status, expires_at)",
-    "CREATE INDEX IF NOT EXISTS idx_exports_recent ON storage_exports(tenant_id, created_at, requested_seq)",
+    # The history's order: the stream sequence of each request, the order the server took them in.
+    # ``created_at`` is the publisher's own clock (an API gateway of one's own may be years off).
+    "CREATE INDEX IF NOT EXISTS idx_exports_requested ON storage_exports(tenant_id, requested_seq)",
+    "DROP INDEX IF EXISTS idx_exports_recent",  # the old order's (by created_at)
     "CREATE TABLE IF NOT EXISTS projector_position (id INTEGER PRIMARY KEY CHECK (id = 1), "
     "last_seq INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS projector_stream (id INTEGER PRIMARY KEY CHECK (id = 1), identity TEXT NOT NULL)",
@@ -142,7 +145,7 @@ class ReadModel:
     async def recent(self, tenant_id: str, limit: int = 10) -> list[Row]:
         async with self.db.execute(
             f"SELECT {', '.join(COLUMNS)} FROM storage_exports WHERE tenant_id = ? "
-            "ORDER BY created_at DESC, requested_seq DESC LIMIT ?", (tenant_id, limit)) as cur:
+            "ORDER BY requested_seq DESC LIMIT ?", (tenant_id, limit)) as cur:
             return [Row(*r) async for r in cur]
 
     async def dump(self) -> list[tuple[object, ...]]:

@@ -368,7 +368,9 @@ def parse_event(type_name: str, data: bytes | str | dict[str, Any]) -> Event:
     if cls.schema_version == 1:  # nothing older to upcast from: the fast path
         return cls.model_validate(data) if isinstance(data, dict) else cls.model_validate_json(data)
     body: Body = dict(data) if isinstance(data, dict) else json.loads(data)
-    version = int(body.get("version", 1))
+    version = body.get("version", 1)
+    if type(version) is not int or version < 1:  # not int(): a list is a TypeError, 1.5 and true pass
+        raise ValueError("version is not a whole number from 1")
     while version < cls.schema_version:
         step = UPCASTERS.get((type_name, version))
         if step is None:

@@ -83,3 +83,11 @@ def test_an_unknown_type_is_its_own_error_that_readers_skip() -> None:
 def test_every_type_has_an_upcaster_for_each_older_version(name: str) -> None:
     cls = ev.EVENT_TYPES[name]
     assert all((name, v) in ev.UPCASTERS for v in range(1, cls.schema_version))
+
+
+@pytest.mark.parametrize("version", [None, [], {}, "two", "1e9", True, 1.5])
+def test_a_version_that_is_no_whole_number_is_a_bad_event(registered: None, version: object) -> None:
+    # What every reader calls: a bad event is dropped and counted, never a TypeError out of the fold.
+    body = json.dumps({**BASE, "type": "Renamed", "version": version, "mail": "a@b.c"}).encode()
+    with pytest.raises(ev.BadEvent):
+        ev.decode("exports", "exports.t1.exp_1.Renamed", body)

@@ -9,7 +9,6 @@ The CLI's ``grove-export token`` calls :func:`make_token`.
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from aiohttp import web
 from services.gateway.problems import Unauthorized
 from shared.core.events import is_valid_id
 from shared.core.mailaddr import is_single_address
+from shared.core.printable import has_unprintable
 from shared.runtime import secrets
 from shared.runtime.settings import Settings
 
@@ -56,8 +56,8 @@ def make_token(settings: Settings, tenant: str, user: str, email: str, username:
     if not is_single_address(email):
         raise ValueError(f"email {email!r} must be exactly one address (no name, list, or line break)")
     for name, value in (("user", user), ("username", username)):  # what verify_token refuses, refused here
-        if not value or _CONTROL.search(value):
-            raise ValueError(f"{name} {value!r} must be non-empty text without control characters "
+        if not value or has_unprintable(value):
+            raise ValueError(f"{name} {value!r} must be non-empty text without control or bidi characters "
                              "(the gateway refuses a token that has them)")
     if ttl_s > settings.token_max_ttl_s:
         raise ValueError(f"a token lives at most {settings.token_max_ttl_s:g} s (GROVE_TOKEN_MAX_TTL_S)")
@@ -82,16 +82,14 @@ def verify_token(settings: Settings, token: str) -> Identity:
     strings = [v for v in values if isinstance(v, str) and v]
     if len(strings) != len(values) or not valid_id(strings[0]):
         raise _unauthorized("The token's claims are incomplete.")
-    if any(_CONTROL.search(v) for v in (strings[1], strings[3])):  # they reach emails, logs and operator output
-        raise _unauthorized("The token's sub and username claims may not hold control characters.")
+    if any(has_unprintable(v) for v in (strings[1], strings[3])):  # they reach emails, logs and operator output
+        raise _unauthorized("The token's sub and username claims may not hold control or bidi characters.")
     if not lifetime_ok(settings, claims):
         raise _unauthorized(f"The token lives longer than {settings.token_max_ttl_s:g} seconds; ask for a new one.")
     if not is_single_address(strings[2]):
         raise _unauthorized("The token's email claim must be exactly one address.")
     return Identity(*strings)
 
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def numeric_date(value: object) -> float | None:

@@ -24,11 +24,13 @@ from pydantic import (
     Field,
     ValidationError,
     computed_field,
+    field_validator,
     model_validator,
 )
 from pydantic_core import from_json
 
 from shared.core import keys
+from shared.core.printable import has_unprintable
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _ID_RE = re.compile(ID_PATTERN)
@@ -117,12 +119,24 @@ def _not_own(*checks: tuple[str | None, bool]) -> list[str]:
 class ExportRequested(Event):
     """A person (or an API gateway on their behalf) asked for an export. Always the first event."""
 
-    user_id: str = Field(description="Id of the requesting user, from the verified identity.")
+    user_id: str = Field(description="Id of the requesting user, from the verified identity; no control or bidi "
+                                     "characters.")
     user_email: str = Field(description="Where the export-ready email goes (from the identity).")
-    username: str = Field(description="Shown in the archive name and the email.")
+    username: str = Field(description="Shown in the archive name and the email; no control or bidi characters.")
     mode: Mode = Field("blog", description="'blog' (posts, pages, media) or 'storage' (Amber files).")
     include_images: bool = Field(True, description="Blog mode: include media files.")
     delivery_method: Literal["email", "download"] = Field("email", description="'download' sends no email.")
+
+    @field_validator("user_id", "username")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        # They reach the person's email ("Hi {username},"), the archive's name and the operator's
+        # terminal: a line break would forge lines of the email, a bidi control reorder what follows.
+        # The gateway refuses such a token (services/gateway/auth.py); this holds a publisher on the
+        # event contract to the same rule.
+        if has_unprintable(value):
+            raise ValueError("holds a control or bidi character")
+        return value
 
 
 class CatalogStarted(Event):

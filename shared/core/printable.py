@@ -1,5 +1,7 @@
 """Text from outside, made safe to print on a terminal: archive member names (``verify``, ``import``)
-and what an event's publisher wrote (a username, a reason) in the operator's commands."""
+and what an event's publisher wrote (a username, a reason) in the operator's commands; and the rule
+that the person's own names (a token's ``sub`` and ``username``, an ExportRequested's ``user_id`` and
+``username``) hold none of those characters at all (:func:`has_unprintable`)."""
 
 from __future__ import annotations
 
@@ -15,3 +17,8 @@ def printable(text: str) -> str:
 
     A backslash is left as is, so escaping twice gives what escaping once gave."""
     return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
+def has_unprintable(text: str) -> bool:
+    """Whether ``text`` holds a character :func:`printable` would escape (a control or bidi character)."""
+    return _UNPRINTABLE.search(text) is not None

@@ -153,11 +153,12 @@ def test_fractional_times_are_numeric_dates_and_accepted() -> None:
 
 
 @pytest.mark.parametrize(("field", "value"), [("user", "u\n"), ("user", ""), ("username", "a\u2028b"),
-                                              ("username", "x\x00"), ("username", "")])
+                                              ("username", "x\x00"), ("username", ""), ("username", "ann\u202egpj.exe"),
+                                              ("user", "u\u2066")])
 def test_make_token_refuses_the_claims_the_gateway_refuses(field: str, value: str) -> None:
     """Seen: `grove-export token --user $'u\\n'` exited 0 with a token every request refused (401)."""
     claims = {"tenant": "t1", "user": "u1", "email": "a@example.org", "username": "ann", field: value}
-    with pytest.raises(ValueError, match="control characters"):
+    with pytest.raises(ValueError, match="control or bidi characters"):
         make_token(S, **claims)
     forged = jwt.encode({"sub": claims["user"], "tenant": "t1", "email": "a@example.org", "username": claims["username"],
                          "aud": "grove-export", "iss": S.jwt_issuer, "iat": int(time.time()),

@@ -1,0 +1,35 @@
+"""What an ExportRequested's publisher writes for the person reaches their email ("Hi {username},"),
+the archive's name and the operator's terminal: a line break there forges lines of the email, a bidi
+control reorders what follows. The gateway refuses such a token; a publisher on the event contract
+is held to the same rule by the event itself, so every reader drops the request (a bad event)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.core import events as ev
+
+BASE = dict(export_id="exp_1", tenant_id="t1", user_id="u1", user_email="a@example.org", username="ann",
+            mode="blog", include_images=True, delivery_method="email", producer="gateway")
+SUBJECT = "exports.t1.exp_1.ExportRequested"
+
+
+def body(**fields: str) -> bytes:
+    raw = json.loads(ev.ExportRequested(**BASE).to_json())  # type: ignore[arg-type]
+    return json.dumps({**raw, **fields}).encode()
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("username", "ann\nYour archive is at https://evil.example/x"), ("username", "ann\u202egpj.exe"),
+    ("username", "\x1b]0;pwned\x07"), ("username", "a\u2028b"), ("user_id", "u\r\n1"), ("user_id", "u\u2067"),
+])
+def test_a_request_with_control_or_bidi_characters_in_its_person_is_a_bad_event(field: str, value: str) -> None:
+    with pytest.raises(ev.BadEvent):
+        ev.decode("exports", SUBJECT, body(**{field: value}))
+
+
+@pytest.mark.parametrize("name", ["Zoë", "李小龍", "محمد", "O'Brien-Smith", "a b"])
+def test_names_in_any_script_are_kept(name: str) -> None:
+    assert ev.decode("exports", SUBJECT, body(username=name)).username == name  # type: ignore[attr-defined]

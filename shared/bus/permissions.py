@@ -21,7 +21,9 @@ What a service user may do — nothing else (every permission is an allow-list)
   use that inbox prefix (nats-py ``inbox_prefix``), so no user can watch another's deliveries.
 * **Its own KV buckets only**: put/delete (``$KV.<bucket>.>``; in the heartbeats bucket only its own
   steps' keys, ``$KV.<bucket>.<step>.>``) where it writes, and stream info and
-  gets (``STREAM.INFO``, ``STREAM.MSG.GET``, ``DIRECT.GET`` on ``KV_<bucket>``) where it reads.
+  gets (``STREAM.INFO``, ``STREAM.MSG.GET``, ``DIRECT.GET`` on ``KV_<bucket>``) where it reads. The
+  buckets refuse rollup headers (``shared/bus/topology.py``), so a put on its own key cannot purge the
+  rest of the bucket (``Nats-Rollup: all``).
 * **Core wake-ups** it listens to (the assembler's ``CancelRequested``, the gateway's new events):
   a core message only wakes a service, which then re-reads the log.
 * ``STREAM.INFO`` of the log for the gateway (its identity, the last sequence) and the janitor (the

@@ -29,6 +29,10 @@ def kv_name(settings: Settings, role: str) -> str:
     return f"{settings.kv_prefix}_{role}"
 
 
+# A bucket's stream refuses rollup headers: with them, ``Nats-Rollup: all`` on the one key a user may
+# write (its own heartbeat) purged the whole bucket — every other step's heartbeat. No service purges
+# a key (they put and delete), and nats-py's create_key_value always allows them: _converge_kv turns
+# them off, on a new bucket and on one made before.
 def kv_config(settings: Settings, role: str) -> KeyValueConfig:
     ttl = settings.heartbeat_ttl_s if role == "heartbeats" else None
     return KeyValueConfig(bucket=kv_name(settings, role), ttl=ttl, storage=StorageType.FILE,
@@ -54,11 +58,13 @@ async def _converge_kv(js: JetStreamContext, config: KeyValueConfig) -> str:
     had_age, had_replicas = float(info.config.max_age or 0), info.config.num_replicas or 1
     changes = [f"{name} {old:g} → {new:g}" for name, old, new in
                (("max_age", had_age, age), ("num_replicas", had_replicas, replicas)) if old != new]
+    if info.config.allow_rollup_hdrs:
+        changes.append("rollup headers off")
     if not changes:
         return "exists"
     window = info.config.duplicate_window or 0
     await js.update_stream(dataclasses.replace(
-        info.config, max_age=age, num_replicas=replicas,
+        info.config, max_age=age, num_replicas=replicas, allow_rollup_hdrs=False,
         duplicate_window=min(window, age) if age else window))  # the server refuses a window over max_age
     return f"updated ({', '.join(changes)})"
 
@@ -76,6 +82,7 @@ async def ensure(js: JetStreamContext, settings: Settings) -> list[str]:
             await js.key_value(config.bucket)
         except BucketNotFoundError:
             await js.create_key_value(config)
+            await _converge_kv(js, config)  # nats-py makes every bucket with rollup headers allowed
             done.append(f"kv bucket {config.bucket}: created")
             continue
         done.append(f"kv bucket {config.bucket}: {await _converge_kv(js, config)}")

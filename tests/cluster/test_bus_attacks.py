@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import nats
 import nats.errors
+import nats.js.errors
 import pytest
 from nats.js.api import ConsumerConfig, RePublish, StreamConfig
 
@@ -135,6 +136,33 @@ async def test_every_service_user_is_refused_every_jetstream_admin_call(secured:
         await nc.close()
     assert await _topology(admin, stream) == before, "a refused call changed the server"
     assert sorted(c.durable for c in steps.all_consumers()) == before[1]
+
+
+async def test_a_rollup_on_its_own_key_cannot_wipe_a_bucket(secured: Secured, admin: Bus) -> None:
+    """``Nats-Rollup: all`` on a key a user may write purged the whole bucket (KV streams allowed rollup
+    headers): the notifier's own heartbeat key wiped every other step's heartbeat (the janitor then
+    fails those exports as abandoned), the gateway's any admission slot."""
+    s = secured.settings
+    hb = f"{s.kv_prefix}_heartbeats"
+    keys = {f"{step.step}.t_v.e_v": b"alive" for step in steps.STEPS}
+    for key, value in keys.items():
+        await admin.heartbeats.put(key, value)
+    await admin.admission.put("tenant.t_v", b"slot")
+    for user, subject in [*((u.name, f"$KV.{hb}.{u.steps[0]}.t_x.e_x") for u in USERS if "heartbeats" in u.kv_write),
+                          ("gateway", f"$KV.{s.kv_prefix}_admission.tenant.t_x")]:
+        nc = await connect_as(secured.server.url, user)
+        try:
+            with pytest.raises(nats.js.errors.APIError):
+                await nc.jetstream().publish(subject, b"x", headers={"Nats-Rollup": "all"}, timeout=2)
+            for rollup in ("sub", "all"):  # nor a rollup header on a key's delete
+                with pytest.raises(nats.js.errors.APIError):
+                    await nc.jetstream().publish(subject, b"", timeout=2,
+                                                 headers={"KV-Operation": "PURGE", "Nats-Rollup": rollup})
+        finally:
+            await nc.close()
+    for key, value in keys.items():
+        assert (await admin.heartbeats.get(key)).value == value, key
+    assert (await admin.admission.get("tenant.t_v")).value == b"slot"
 
 
 async def test_a_squatted_message_id_is_a_conflict_never_a_silent_success(secured: Secured, admin: Bus) -> None:

@@ -37,6 +37,12 @@ Still trusted: every service user may read the whole log (it holds requesters' e
 each may append its own event types to any export (the notifier may append NotificationSent to any
 export; the janitor ExportFailed to any); the gateway decides who may start and cancel exports; the
 ``admin`` user may do anything.
+
+Open: a reply subject is checked against no permission, and the server answers a JetStream request
+(PubAck, direct get, pull) on it inside this one account, where the stream and the buckets store what
+matches their subjects — so any user can have the server store any event type on any export, or a
+value under any KV key (README, "Open, not yet closed: reply subjects"). Closing it takes the streams
+out of the service users' account (service imports), not a narrower allow-list.
 """
 
 from __future__ import annotations

@@ -165,6 +165,37 @@ async def test_a_rollup_on_its_own_key_cannot_wipe_a_bucket(secured: Secured, ad
     assert (await admin.admission.get("tenant.t_v")).value == b"slot"
 
 
+@pytest.mark.xfail(strict=True, reason="open hole: nats-server sends a JetStream reply (a PubAck, a direct get's "
+                   "copy of a stored message) to whatever reply subject the requester names, checked against no "
+                   "permission, and a stream whose subjects match stores it; closing it needs the streams in an "
+                   "account of their own that service users reach by service imports (see the report)")
+async def test_a_reply_subject_cannot_write_where_the_user_may_not_publish(secured: Secured, admin: Bus) -> None:
+    """The notifier may publish NotificationSent and ask for direct gets; the reply subject of either is
+    where the server publishes its answer — inside the account, where the stream and the buckets
+    listen. So: an operator-only ExportRetried (body agreeing with its subject) planted in a tenant's
+    export by having a direct get's copy of the notifier's own message sent to that subject, and a
+    PubAck written into the admission bucket under a tenant's slot."""
+    s = secured.settings
+    p, adm = s.subject_prefix, f"{s.kv_prefix}_admission"
+    req = ev.ExportRequested(export_id="exp_v", tenant_id="t_v", user_id="u", user_email="v@example.org", username="v")
+    await admin.log.append(req, 0)
+    errors: list[str] = []
+    notifier = await connect_as(secured.server.url, "notifier", errors)
+    try:
+        retried = ev.ExportRetried(export_id="exp_v", tenant_id="t_v", operator="mallory", from_step="catalog")
+        carrier = await notifier.jetstream().publish(f"{p}.t_x.e_x.NotificationSent", retried.to_json())
+        await notifier.publish(f"$JS.API.DIRECT.GET.{s.stream_name}", json.dumps({"seq": carrier.seq}).encode(),
+                               reply=f"{p}.t_v.exp_v.ExportRetried")
+        await notifier.publish(f"{p}.t_x.e_x.NotificationSent", b"{}", reply=f"$KV.{adm}.tenant.t_v")
+        await notifier.flush()
+        await asyncio.sleep(0.5)
+    finally:
+        await notifier.close()
+    assert [e.name() async for _, e in admin.log.history("t_v", "exp_v")] == ["ExportRequested"]
+    admission = (await admin.js.stream_info(f"KV_{adm}", subjects_filter=">")).state.subjects
+    assert not admission, admission
+
+
 async def test_a_squatted_message_id_is_a_conflict_never_a_silent_success(secured: Secured, admin: Bus) -> None:
     """The squatter publishes first, on a subject it may use, with the id the victim's append will carry."""
     s = secured.settings

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,9 +22,11 @@ from nats.js.errors import APIError, KeyWrongLastSequenceError, NotFoundError
 
 from services.gateway import admission as adm
 from services.gateway.problems import Unavailable
+from shared.bus.answers import stored_answer
 from shared.bus.connect import Bus, kv_names
 from shared.runtime.settings import Settings
 
+log = logging.getLogger(__name__)
 IDEMPOTENCY_TTL = timedelta(hours=24)
 MAX_ROUNDS = 25
 
@@ -48,14 +51,25 @@ class AdmissionStore:
         return msg.time
 
     async def read(self, key: str) -> tuple[dict[str, Any] | None, int, datetime | None]:
-        """(value, revision, server time of the write); revision 0 when the key never existed."""
+        """(value, revision, server time of the write); revision 0 when the key never existed. A value
+        no gateway wrote — the server's answer to someone's request stored under the key (any user can
+        aim one there: shared/bus/answers.py), or anything but a JSON object — is no value: the key
+        counts as free, and the next write replaces it (its revision is kept for that)."""
         try:
             msg = await self.bus.js.get_last_msg(self.stream, f"$KV.{self.bucket}.{key}")
         except NotFoundError:
             return None, 0, None
+        revision = int(msg.seq or 0)
         if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE") or not msg.data:
-            return None, int(msg.seq or 0), None
-        return json.loads(msg.data), int(msg.seq or 0), msg.time
+            return None, revision, None
+        try:
+            value = None if stored_answer(msg.headers, direct=False) else json.loads(msg.data)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            log.warning("admission: %s holds a value no gateway wrote; taken as free", key)
+            return None, revision, None
+        return value, revision, msg.time
 
     async def write(self, key: str, value: dict[str, Any], revision: int) -> bool:
         """Compare-and-set: False when the key moved past ``revision``."""

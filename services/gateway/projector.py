@@ -76,7 +76,7 @@ class Folds:
 def decode(prefix: str, stored: Stored) -> ev.Event | None:
     """The event in ``stored``, or None when it is not one the read model may use."""
     try:
-        return ev.decode(prefix, stored.subject, stored.data)
+        return ev.decode(prefix, stored.subject, stored.data, answer=stored.answer)
     except ev.BadEvent as e:
         reject("read-model", stored.subject, e)
         return None

@@ -21,6 +21,7 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from shared.bus import topology
+from shared.bus.answers import ANSWER_HEADERS, STORED_ANSWER
 from shared.bus.topology import TopologyMissing
 from shared.core import steps
 from shared.eventlog.jetstream import EventLog
@@ -48,7 +49,8 @@ class _Client(Client):
     """nats-py's client with a faster header parser and the same result. Every stored message we
     read carries headers, and nats-py tests each header name for spaces with a generator over its
     characters: about 14 us per direct-get message, most of a replay's message handling. The parse
-    is otherwise nats-py's, line for line (tests/unit/bus/test_header_parser.py holds the two equal)."""
+    is otherwise nats-py's, line for line (tests/unit/bus/test_header_parser.py holds the two equal),
+    plus one mark: STORED_ANSWER when a header of ANSWER_HEADERS comes twice."""
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:
@@ -63,6 +65,8 @@ class _Client(Client):
                 continue
             if _SPACE.search(key):
                 continue
+            if key in ANSWER_HEADERS and key in out:
+                out[STORED_ANSWER] = key
             out[key] = value.strip().decode("utf-8", "replace")
         return out
 

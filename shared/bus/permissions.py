@@ -38,11 +38,15 @@ each may append its own event types to any export (the notifier may append Notif
 export; the janitor ExportFailed to any); the gateway decides who may start and cancel exports; the
 ``admin`` user may do anything.
 
-Open: a reply subject is checked against no permission, and the server answers a JetStream request
-(PubAck, direct get, pull) on it inside this one account, where the stream and the buckets store what
-matches their subjects — so any user can have the server store any event type on any export, or a
-value under any KV key (README, "Open, not yet closed: reply subjects"). Closing it takes the streams
-out of the service users' account (service imports), not a narrower allow-list.
+Reply subjects: checked against no permission, and the server answers a JetStream request (PubAck,
+direct get, pull) on one inside this one account, where the stream and the buckets store what
+matches their subjects. The copy a direct get answers with is the dangerous answer (its body is a
+stored message, which the requester may have written on a subject of its own): it carries the
+server's own headers, so every reader drops it (shared/bus/answers.py) — from the log, from the
+admission slots, from the heartbeats. What stays open: any user can still have the server store
+such a message (the fence then costs a writer one re-read), and a PubAck or a pull's delivery of a
+real event on a subject where readers would take it (README, "Reply subjects"). Closing that takes
+the streams out of the service users' account (service imports), not a narrower allow-list.
 """
 
 from __future__ import annotations

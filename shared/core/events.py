@@ -403,13 +403,18 @@ def subject_tokens(prefix: str, subject: str) -> tuple[str, str, str]:
     return parts[1], parts[2], parts[3]
 
 
-def decode(prefix: str, subject: str, data: bytes | str) -> Event:
+def decode(prefix: str, subject: str, data: bytes | str, *, answer: bool = False) -> Event:
     """The event stored on ``subject``, checked against it: the subject is what the server's
     permissions vouched for, so the body must name the same tenant, export and type, and every
     object key in it must be that export's own (:meth:`Event.foreign_keys`).
 
+    ``answer``: the server stored it as its answer to someone's request (shared/bus/answers.py), so
+    no publisher's permission vouched for its subject: forged, whatever its body says.
+
     Raises :class:`BadEvent` (unknown, malformed or forged); the caller drops and counts it.
     """
+    if answer:
+        raise ForgedEvent(f"{subject}: stored by the server as its answer to a request, not published")
     tenant_id, export_id, type_name = subject_tokens(prefix, subject)
     cls = EVENT_TYPES.get(type_name)
     if cls is None:

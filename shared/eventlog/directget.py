@@ -18,6 +18,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from shared.bus.answers import STORED_ANSWER
+
 BATCH = 512
 MAX_BYTES = 4 * 1024 * 1024
 MULTI_LAST_MAX = 1024  # the server's cap on one multi-last answer
@@ -29,11 +31,14 @@ class DirectGetError(Exception):
 
 @dataclass(frozen=True)
 class Stored:
-    """One stored message: its stream sequence, subject and body."""
+    """One stored message: its stream sequence, subject and body. ``answer``: the server stored it as
+    its answer to someone's request (shared/bus/connect.py, ANSWER_HEADERS), not a publisher: every
+    reader drops it, and its sequence still counts (the fence compares with it)."""
 
     seq: int
     subject: str
     data: bytes
+    answer: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ async def _exchange(nc: Client, stream: str, request: dict[str, object], timeout
                 if status is not None:
                     raise DirectGetError(f"direct get on {stream}: {status} {(msg.headers or {}).get('Description')}")
                 h = msg.headers or {}
-                out.append(Stored(int(h["Nats-Sequence"]), h["Nats-Subject"], msg.data))
+                out.append(Stored(int(h["Nats-Sequence"]), h["Nats-Subject"], msg.data, STORED_ANSWER in h))
     finally:
         replies.close(inbox)
 
@@ -150,4 +155,4 @@ async def get_seq(nc: Client, stream: str, seq: int, timeout: float = 5.0) -> St
     if status is not None:
         raise DirectGetError(f"direct get on {stream}: {status}")
     h = reply.headers or {}
-    return Stored(int(h["Nats-Sequence"]), h["Nats-Subject"], reply.data)
+    return Stored(int(h["Nats-Sequence"]), h["Nats-Subject"], reply.data, STORED_ANSWER in h)

@@ -177,7 +177,7 @@ class EventLog:
         """Every event of one export, in order, with its stream sequence (bad events dropped)."""
         for stored in await self._read(tenant_id, export_id):
             try:
-                yield stored.seq, ev.decode(self.prefix, stored.subject, stored.data)
+                yield stored.seq, ev.decode(self.prefix, stored.subject, stored.data, answer=stored.answer)
             except ev.BadEvent as e:
                 reject("log", stored.subject, e)
 
@@ -224,7 +224,7 @@ class EventLog:
         events = []
         for m in stored:
             try:
-                events.append(ev.decode(self.prefix, m.subject, m.data))
+                events.append(ev.decode(self.prefix, m.subject, m.data, answer=m.answer))
             except ev.BadEvent as e:
                 reject("log", m.subject, e)
         return events

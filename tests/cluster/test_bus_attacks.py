@@ -13,6 +13,7 @@ import asyncio
 import json
 import subprocess
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -21,9 +22,10 @@ import nats.errors
 import nats.js.errors
 import pytest
 from nats.js.api import ConsumerConfig, RePublish, StreamConfig
+from pydantic import SecretStr
 
 from services.gateway.auth import make_token
-from shared.bus.connect import Bus
+from shared.bus.connect import Bus, connect
 from shared.bus.permissions import ADMIN, USERS
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
@@ -165,35 +167,101 @@ async def test_a_rollup_on_its_own_key_cannot_wipe_a_bucket(secured: Secured, ad
     assert (await admin.admission.get("tenant.t_v")).value == b"slot"
 
 
-@pytest.mark.xfail(strict=True, reason="open hole: nats-server sends a JetStream reply (a PubAck, a direct get's "
-                   "copy of a stored message) to whatever reply subject the requester names, checked against no "
-                   "permission, and a stream whose subjects match stores it; closing it needs the streams in an "
-                   "account of their own that service users reach by service imports (see the report)")
-async def test_a_reply_subject_cannot_write_where_the_user_may_not_publish(secured: Secured, admin: Bus) -> None:
-    """The notifier may publish NotificationSent and ask for direct gets; the reply subject of either is
-    where the server publishes its answer — inside the account, where the stream and the buckets
-    listen. So: an operator-only ExportRetried (body agreeing with its subject) planted in a tenant's
-    export by having a direct get's copy of the notifier's own message sent to that subject, and a
-    PubAck written into the admission bucket under a tenant's slot."""
+async def _as_service(secured: Secured, user: str) -> Bus:
+    """A bus as the services open theirs (shared.bus.connect: its client marks stored answers)."""
+    settings = secured.settings.model_copy(update={"nats_user": user, "nats_password": SecretStr(PASSWORDS[user])})
+    return await connect(settings, user)
+
+
+async def _aim_a_copy(secured: Secured, body: bytes, reply: str) -> None:
+    """The notifier publishes ``body`` on a subject of its own, then asks for a direct get of it with
+    ``reply`` as the reply subject: the server publishes its copy there, where no permission lets
+    the notifier publish, and the stream or bucket listening there stores it."""
     s = secured.settings
-    p, adm = s.subject_prefix, f"{s.kv_prefix}_admission"
-    req = ev.ExportRequested(export_id="exp_v", tenant_id="t_v", user_id="u", user_email="v@example.org", username="v")
-    await admin.log.append(req, 0)
-    errors: list[str] = []
-    notifier = await connect_as(secured.server.url, "notifier", errors)
+    notifier = await connect_as(secured.server.url, "notifier")
     try:
-        retried = ev.ExportRetried(export_id="exp_v", tenant_id="t_v", operator="mallory", from_step="catalog")
-        carrier = await notifier.jetstream().publish(f"{p}.t_x.e_x.NotificationSent", retried.to_json())
+        carrier = await notifier.jetstream().publish(f"{s.subject_prefix}.t_x.e_x.NotificationSent", body)
         await notifier.publish(f"$JS.API.DIRECT.GET.{s.stream_name}", json.dumps({"seq": carrier.seq}).encode(),
-                               reply=f"{p}.t_v.exp_v.ExportRetried")
-        await notifier.publish(f"{p}.t_x.e_x.NotificationSent", b"{}", reply=f"$KV.{adm}.tenant.t_v")
+                               reply=reply)
         await notifier.flush()
-        await asyncio.sleep(0.5)
     finally:
         await notifier.close()
-    assert [e.name() async for _, e in admin.log.history("t_v", "exp_v")] == ["ExportRequested"]
-    admission = (await admin.js.stream_info(f"KV_{adm}", subjects_filter=">")).state.subjects
-    assert not admission, admission
+
+
+async def _stored(admin: Bus, stream: str, subject: str) -> None:
+    """The attack landed: the server stored its answer (else the test proves nothing)."""
+    async def there() -> bool:
+        return subject in ((await admin.js.stream_info(stream, subjects_filter=subject)).state.subjects or {})
+
+    await until(there, 5, 0.05, f"the server's answer stored on {subject}")
+
+
+async def test_a_direct_gets_copy_aimed_at_an_exports_subject_is_no_event(secured: Secured, admin: Bus) -> None:
+    """No permission checks a reply subject (nats-server publishes a JetStream answer wherever the
+    request says, inside the account), so the notifier can have the server store a body it chose —
+    an operator-only ExportRetried agreeing with its subject — in any export's log. It is stored;
+    every reader drops it (shared/bus/answers.py): history and fold are the request alone."""
+    s = secured.settings
+    p = s.subject_prefix
+    await admin.log.append(ev.ExportRequested(export_id="exp_v", tenant_id="t_v", user_id="u",
+                                              user_email="v@example.org", username="v"), 0)
+    retried = ev.ExportRetried(export_id="exp_v", tenant_id="t_v", operator="mallory", from_step="catalog")
+    await _aim_a_copy(secured, retried.to_json(), f"{p}.t_v.exp_v.ExportRetried")
+    await _stored(admin, s.stream_name, f"{p}.t_v.exp_v.ExportRetried")
+    reader = await _as_service(secured, "gateway")
+    try:
+        assert [e.name() async for _, e in reader.log.history("t_v", "exp_v")] == ["ExportRequested"]
+        loaded = await reader.log.load("t_v", "exp_v")
+        assert loaded.state.status == "pending" and loaded.state.events == 1
+        assert loaded.last_seq == (await admin.js.stream_info(s.stream_name)).state.last_seq  # the fence sees it
+    finally:
+        await reader.close()
+
+
+async def test_a_direct_gets_copy_aimed_at_a_tenants_admission_slot_locks_nobody_out(
+        secured: Secured, admin: Bus) -> None:
+    """The same aimed at ``$KV.<kv>_admission.tenant.<t>``: a slot no gateway wrote, holding an export
+    that does not exist as reserved just now — which kept the tenant's every request a 409 until the
+    reservation timed out, and could be sent again for ever. It is stored; the gateway takes the key
+    as free and admits the tenant's export (its write replaces the copy)."""
+    from services.gateway import admission as adm
+    from services.gateway.admission_kv import AdmissionStore
+
+    s = secured.settings
+    bucket = f"{s.kv_prefix}_admission"
+    now = datetime.now(UTC)
+    forged = json.dumps(adm.Slot("exp_ghost", now, now, "exp_ghost").to_json()).encode()
+    await _aim_a_copy(secured, forged, f"$KV.{bucket}.tenant.t_v")
+    await _stored(admin, f"KV_{bucket}", f"$KV.{bucket}.tenant.t_v")
+    gateway = await _as_service(secured, "gateway")
+    try:
+        outcome = await AdmissionStore(gateway, s, "gw1").admit("t_v", "exp_new", None)
+        assert isinstance(outcome, adm.Admit), outcome
+    finally:
+        await gateway.close()
+
+
+async def test_a_direct_gets_copy_aimed_at_a_heartbeat_keeps_nothing_alive(secured: Secured, admin: Bus) -> None:
+    """The same aimed at a step's heartbeat key: a beat no worker put, which kept an export whose
+    worker is gone "alive" for the janitor. It is stored; the janitor counts it for nothing."""
+    from services.janitor.main import Janitor
+    from shared.core.keys import heartbeat_key
+
+    s = secured.settings
+    bucket = f"{s.kv_prefix}_heartbeats"
+    key = heartbeat_key("assembler", "t_v", "exp_v")
+    await _aim_a_copy(secured, b'{"step": "assembler", "worker": "ghost"}', f"$KV.{bucket}.{key}")
+    await _stored(admin, f"KV_{bucket}", f"$KV.{bucket}.{key}")
+    janitor = await _as_service(secured, "janitor")
+    store = await open_store(s)
+    try:
+        janitor_run = Janitor(s, janitor, store, dry_run=True)
+        assert await janitor_run._beating("t_v", "exp_v", "assembler") is False
+        await admin.heartbeats.put(key, b'{"step": "assembler", "worker": "w1"}')  # a beat a worker puts
+        assert await janitor_run._beating("t_v", "exp_v", "assembler") is True
+    finally:
+        await store.close()
+        await janitor.close()
 
 
 async def test_a_squatted_message_id_is_a_conflict_never_a_silent_success(secured: Secured, admin: Bus) -> None:

@@ -103,13 +103,6 @@ async def test_admission_folds_the_log_when_the_last_event_is_unknown() -> None:
     assert await store.active_status("t1", "exp_1") == "assembling"
 
 
-class NoHeartbeat:
-    async def get(self, key: str) -> object:
-        from nats.js.errors import KeyNotFoundError
-
-        raise KeyNotFoundError
-
-
 async def test_the_janitor_judges_a_dead_step_by_the_last_event_it_knows() -> None:
     """CatalogStarted, then an unknown type, then silence and no heartbeat: the catalog died."""
     log = InMemoryEventLog()
@@ -118,9 +111,13 @@ async def test_the_janitor_judges_a_dead_step_by_the_last_event_it_knows() -> No
         seq = await log.append(event, seq)
 
     async def get_last_msg(stream: str, subject: str, direct: bool = False) -> object:
+        if stream.startswith("KV_"):  # no heartbeat key
+            from nats.js.errors import NotFoundError
+
+            raise NotFoundError
         return SimpleNamespace(subject=SUBJECT, time=NOW - timedelta(hours=1))
 
-    bus = SimpleNamespace(log=log, heartbeats=NoHeartbeat(), js=SimpleNamespace(get_last_msg=get_last_msg))
+    bus = SimpleNamespace(log=log, js=SimpleNamespace(get_last_msg=get_last_msg))
     summary = Summary()
     await Janitor(Settings(), bus, None)._check_alive(await log.load("t1", "exp_1"), NOW, summary)  # type: ignore[arg-type]
     assert summary.failed == 1 and isinstance(log.messages[-1][1], ev.ExportFailed)

@@ -119,7 +119,7 @@ class Janitor:
 
     async def _check_alive(self, loaded: Loaded, now: datetime, summary: Summary) -> Loaded:
         s = loaded.state
-        _, last_at = await self._last(s.tenant_id, s.export_id)
+        last_at = await self._last(s.tenant_id, s.export_id)
         last_event = s.last_event or ""  # the last event this version knows (an unknown one decides nothing)
         alive = await self._beating(s.tenant_id, s.export_id, s.step)
         if is_abandoned_cancel(s, last_at, alive, self.settings.heartbeat_ttl_s, now):
@@ -162,11 +162,25 @@ class Janitor:
         except Conflict:  # another janitor (or the pipeline) got there first: re-decide next run
             log.info("janitor: %s moved while deciding; leaving it", event.export_id)
 
-    async def _last(self, tenant_id: str, export_id: str) -> tuple[str, datetime | None]:
-        msg = await self.bus.js.get_last_msg(
-            self.settings.stream_name, ev.export_filter(self.settings.subject_prefix, tenant_id, export_id),
-            direct=True)
-        return (msg.subject or "").rsplit(".", 1)[-1], msg.time
+    async def _last(self, tenant_id: str, export_id: str) -> datetime | None:
+        """Server time of the export's last message a reader takes. Not merely its last stored one:
+        a body no reader takes (garbage on a subject some user may publish, a copy the server stored
+        as its answer to someone's request) would otherwise keep a dead export alive for as long as
+        somebody kept sending them."""
+        stream, prefix = self.settings.stream_name, self.settings.subject_prefix
+        msg = await self.bus.js.get_last_msg(stream, ev.export_filter(prefix, tenant_id, export_id), direct=True)
+        if not stored_answer(msg.headers):
+            try:
+                ev.decode(prefix, msg.subject or "", msg.data or b"")
+                return msg.time
+            except ev.UnknownEvent:
+                return msg.time  # a newer version's event: activity all the same
+            except ev.BadEvent:
+                pass
+        last = None
+        async for seq, _ in self.bus.log.history(tenant_id, export_id):
+            last = seq
+        return None if last is None else (await self.bus.js.get_msg(stream, seq=last, direct=True)).time
 
     async def _beating(self, tenant_id: str, export_id: str, step: str | None) -> bool | None:
         """True: a worker of the step the log says runs beats; False: no heartbeat key of that step

@@ -264,6 +264,39 @@ async def test_a_direct_gets_copy_aimed_at_a_heartbeat_keeps_nothing_alive(secur
         await janitor.close()
 
 
+async def test_what_no_reader_takes_is_no_activity_for_the_janitor(secured: Secured, admin: Bus) -> None:
+    """The janitor fails an export whose step went silent for a whole TTL, timed by the export's last
+    message. Garbage the notifier may publish on any export (its NotificationSent subject), or a copy
+    the server stored as its answer there, was "activity": sent now and then, either kept a dead
+    export alive for ever. The time is now that of the last message a reader takes."""
+    from services.janitor.main import Janitor
+
+    s = secured.settings
+    p = s.subject_prefix
+    seq = await admin.log.append(ev.ExportRequested(export_id="exp_v", tenant_id="t_v", user_id="u",
+                                                    user_email="v@example.org", username="v"), 0)
+    seq = await admin.log.append(ev.CatalogStarted(export_id="exp_v", tenant_id="t_v"), seq)
+    started = (await admin.js.get_msg(s.stream_name, seq=seq, direct=True)).time
+    notifier = await connect_as(secured.server.url, "notifier")
+    try:
+        await notifier.jetstream().publish(f"{p}.t_v.exp_v.NotificationSent", b"not an event")
+    finally:
+        await notifier.close()
+    await _aim_a_copy(secured, ev.CatalogStarted(export_id="exp_v", tenant_id="t_v").to_json(),
+                      f"{p}.t_v.exp_v.CatalogStarted")
+    await _stored(admin, s.stream_name, f"{p}.t_v.exp_v.CatalogStarted")
+    info = await admin.js.stream_info(s.stream_name, subjects_filter=f"{p}.t_v.exp_v.>")
+    assert info.state.subjects == {f"{p}.t_v.exp_v.ExportRequested": 1, f"{p}.t_v.exp_v.CatalogStarted": 2,
+                                   f"{p}.t_v.exp_v.NotificationSent": 1}  # both landed after the real one
+    janitor = await _as_service(secured, "janitor")
+    store = await open_store(s)
+    try:
+        assert await Janitor(s, janitor, store, dry_run=True)._last("t_v", "exp_v") == started
+    finally:
+        await store.close()
+        await janitor.close()
+
+
 async def test_a_squatted_message_id_is_a_conflict_never_a_silent_success(secured: Secured, admin: Bus) -> None:
     """The squatter publishes first, on a subject it may use, with the id the victim's append will carry."""
     s = secured.settings

@@ -115,7 +115,8 @@ async def test_the_janitor_judges_a_dead_step_by_the_last_event_it_knows() -> No
             from nats.js.errors import NotFoundError
 
             raise NotFoundError
-        return SimpleNamespace(subject=SUBJECT, time=NOW - timedelta(hours=1))
+        return SimpleNamespace(subject=SUBJECT, time=NOW - timedelta(hours=1), headers={},
+                               data=json.dumps({**E, "type": "FutureEvent"}).encode())
 
     bus = SimpleNamespace(log=log, js=SimpleNamespace(get_last_msg=get_last_msg))
     summary = Summary()

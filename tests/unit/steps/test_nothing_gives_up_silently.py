@@ -115,7 +115,8 @@ async def test_the_janitor_fails_an_export_only_when_its_heartbeat_is_known_to_b
     async def get_last_msg(stream: str, subject: str, direct: bool = False) -> object:
         if stream.startswith("KV_"):  # the heartbeat's read
             raise error
-        return SimpleNamespace(subject="exports.t1.exp_1.CatalogStarted", time=NOW - timedelta(hours=1))
+        return SimpleNamespace(subject="exports.t1.exp_1.CatalogStarted", time=NOW - timedelta(hours=1),
+                               data=ev.CatalogStarted(**E).to_json(), headers={})
 
     bus = SimpleNamespace(log=log, js=SimpleNamespace(get_last_msg=get_last_msg))
     summary = Summary()

@@ -27,6 +27,9 @@ MAX_S = MAX_DAYS * 86400
 # first failure (its wait alone ~6), past any outage worth waiting out; more is a typo (1000000 passed
 # start-up, and the 1025th wait is no float at all).
 MAX_STEP_ATTEMPTS = 20
+# The most tries of one request inside a step (an email's sends, botocore's attempts of one S3 call):
+# each waits up to 30 s (mail) or 20 s (botocore) after the last, inside a step that holds its slot.
+MAX_CALL_ATTEMPTS = 20
 _HTTP_URL = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?", re.IGNORECASE)
 
 
@@ -57,7 +60,7 @@ class S3Settings(BaseModel):
     secret_access_key: SecretStr | None = None
     addressing_style: Literal["auto", "path", "virtual"] = "path"
     max_pool_connections: int = Field(32, ge=1)
-    max_attempts: int = Field(5, ge=1, description="botocore standard retry mode attempts.")
+    max_attempts: int = Field(5, ge=1, le=MAX_CALL_ATTEMPTS, description="botocore standard retry mode attempts.")
 
     _urls = field_validator("endpoint_url", "public_endpoint_url")(check_http_url)
 
@@ -89,7 +92,7 @@ class MailSettings(BaseModel):
     http_url: str = "http://127.0.0.1:8025"
     http_api_key: SecretStr | None = None
     http_timeout: float = Field(10.0, gt=0, le=MAX_S)
-    attempts: int = Field(4, ge=1, description="Send attempts before NotificationFailed.")
+    attempts: int = Field(4, ge=1, le=MAX_CALL_ATTEMPTS, description="Send attempts before NotificationFailed.")
     retry_base_delay: float = Field(0.5, ge=0, le=MAX_S)
 
     _urls = field_validator("download_page_url", "http_url")(check_http_url)

@@ -53,6 +53,11 @@ def test_a_secret_value_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None
     ({"GROVE_MAIL__ATTEMPTS": "0"}, "GROVE_MAIL__ATTEMPTS: Input should be greater than or equal to 1"),
     ({"GROVE_MAIL__SMTP_PORT": "0"}, "GROVE_MAIL__SMTP_PORT: Input should be greater than or equal to 1"),
     ({"GROVE_S3__MAX_ATTEMPTS": "0"}, "GROVE_S3__MAX_ATTEMPTS: Input should be greater than or equal to 1"),
+    # typos too: each retry waits up to 30 s (mail) or 20 s (botocore), inside one step that holds its slot
+    ({"GROVE_MAIL__ATTEMPTS": "1000000"},
+     "GROVE_MAIL__ATTEMPTS: Input should be less than or equal to 20 (got '1000000')"),
+    ({"GROVE_S3__MAX_ATTEMPTS": "1000000"},
+     "GROVE_S3__MAX_ATTEMPTS: Input should be less than or equal to 20 (got '1000000')"),
 ])
 def test_a_meaningless_number_is_refused(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], why: str) -> None:
     """Seen: GROVE_CONCURRENCY=-1 ran as 1, GROVE_PORT=99999 failed only when the gateway bound it."""

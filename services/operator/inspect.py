@@ -8,6 +8,7 @@ what the operator sees is what the services decide from.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -162,13 +163,27 @@ async def heartbeat(bus: Bus, tenant_id: str, export_id: str, now: datetime) -> 
             entry = await bus.heartbeats.get(heartbeat_key(step, tenant_id, export_id))
         except KeyNotFoundError:
             continue
-        if entry and entry.value:
-            beats.append(json.loads(entry.value))
+        beat = _beat(entry.value if entry else None)
+        if beat is not None:
+            beats.append(beat)
     if not beats:
         return None
     beat = max(beats, key=lambda b: float(b.get("at", 0)))
     beat["ageSeconds"] = round(now.timestamp() - float(beat.get("at", 0)), 1)
     return dict(beat)
+
+
+def _beat(value: bytes | None) -> dict[str, Any] | None:
+    """A heartbeat's value as a worker writes it ({step, worker, at}); None for anything else. A key
+    holds what was stored under it, and not only workers store there (a copy the server stored as
+    its answer to someone's request: shared/bus/answers.py): `show` ended in a traceback on one."""
+    try:
+        beat = json.loads(value) if value else None
+        if isinstance(beat, dict) and math.isfinite(float(beat.get("at", 0))):
+            return beat
+    except (ValueError, TypeError):
+        pass
+    return None
 
 
 _ENVELOPE = frozenset({"event_id", "export_id", "tenant_id", "version", "occurred_at", "producer"})

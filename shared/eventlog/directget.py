@@ -32,7 +32,7 @@ class DirectGetError(Exception):
 @dataclass(frozen=True)
 class Stored:
     """One stored message: its stream sequence, subject and body. ``answer``: the server stored it as
-    its answer to someone's request (shared/bus/connect.py, ANSWER_HEADERS), not a publisher: every
+    its answer to someone's request (shared/bus/answers.py), not a publisher: every
     reader drops it, and its sequence still counts (the fence compares with it)."""
 
     seq: int

@@ -13,13 +13,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from nats.js.errors import NotFoundError
-
 from services.janitor.decide import is_abandoned_cancel, is_dead, is_expired, is_orphan_upload
 from shared.bus.answers import stored_answer
-from shared.bus.connect import Bus, NatsUnreachable, connect, kv_names
+from shared.bus.beats import last_beat
+from shared.bus.connect import Bus, NatsUnreachable, connect
 from shared.core import events as ev
-from shared.core.keys import EXPORTS_ROOT, export_of_key, heartbeat_key, is_archive_key_of, work_prefix
+from shared.core.keys import EXPORTS_ROOT, export_of_key, is_archive_key_of, work_prefix
 from shared.core.snapshot import remove_work_objects
 from shared.eventlog.directget import get_batch
 from shared.eventlog.jetstream import Conflict, Loaded
@@ -189,23 +188,12 @@ class Janitor:
         nothing."""
         if step is None:
             return False
-        bucket = kv_names(self.settings)[0]
-        try:  # a direct get, as the bucket's own get, but with the headers: a beat no worker put is none
-            msg = await self.bus.js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.{heartbeat_key(step, tenant_id, export_id)}",
-                                                 direct=True)
-        except NotFoundError:  # the worker's key is gone (expired, or never put)
-            return False
+        try:
+            return await last_beat(self.bus, self.settings, step, tenant_id, export_id) is not None
         except Exception as e:
             log.warning("janitor: heartbeat of %s unreadable (%r); leaving it for the next run", export_id, e,
                         extra={"export_id": export_id, "tenant_id": tenant_id})
             return None
-        if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE") or not msg.data:
-            return False  # deleted by its worker
-        if stored_answer(msg.headers):  # the server's answer to someone's request, aimed at the key
-            log.warning("janitor: the heartbeat of %s was stored by the server as an answer, not put by a "
-                        "worker; it counts for nothing", export_id, extra={"export_id": export_id, "tenant_id": tenant_id})
-            return False
-        return True
 
 
 async def run_once(settings: Settings, dry_run: bool = False, now: datetime | None = None) -> Summary:

@@ -10,6 +10,7 @@ whose log is empty (erased by ``grove-export erase-tenant``).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from shared.core.lifecycle import ExportState
@@ -48,3 +49,34 @@ def after_failure(state: ExportState, step: str, reason: str, max_attempts: int,
     if attempt >= max_attempts:
         return GiveUp(attempt, f"Failed while {doing} after {attempt} attempts: {reason}")
     return Retry(attempt, base_delay_s * 2 ** (attempt - 1))
+
+
+def deaths_before(beat: bytes | None, step: str) -> int:
+    """How many runs of ``step`` in a row ended with their process (a kill, out of memory, a crash),
+    as the heartbeat a redelivered run finds tells it: a run that ends on its own deletes its
+    heartbeat, so one still there was left by a run that died, and counts itself plus the deaths
+    its own run had found. No heartbeat, or a value that is not a beat of this step: none known
+    (a run that dies before its first beat leaves none; a redelivered run beats at once)."""
+    if beat is None:
+        return 0
+    try:
+        value = json.loads(beat)
+    except ValueError:
+        return 0
+    if not isinstance(value, dict) or value.get("step") != step:
+        return 0
+    before = value.get("deaths", 0)
+    if not isinstance(before, int) or isinstance(before, bool) or not 0 <= before < 1000:
+        before = 0
+    return before + 1
+
+
+def after_deaths(state: ExportState, step: str, deaths: int, max_deaths: int) -> GiveUp | None:
+    """A step whose runs keep dying with their process is not run again for ever: after
+    ``max_deaths`` in a row the export fails, with a reason a person can read."""
+    if deaths < max_deaths:
+        return None
+    doing = _DOING.get(step, step)
+    return GiveUp(state.attempts_of(step) + 1,
+                  f"Failed while {doing}: the work stopped {deaths} times in a row before it was done "
+                  f"(the service running it ended each time, for example out of memory). Please contact support.")

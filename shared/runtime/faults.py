@@ -2,7 +2,8 @@
 
 ``GROVE_FAULTS=assemble.part_logged@3`` SIGKILLs the process the 3rd time it passes that point.
 Each fault fires once per ``GROVE_FAULTS_DIR`` (a marker file), so the restarted process runs on —
-a real crash, then a real restart. ``GROVE_FAULTS_DIR`` also collects counters (bytes uploaded).
+a real crash, then a real restart. ``name@always`` fires every time (a crash loop: each kill adds
+a line to ``name.kills.count`` in ``GROVE_FAULTS_DIR``). ``GROVE_FAULTS_DIR`` also collects counters (bytes uploaded).
 This reads the environment directly on purpose: it is test machinery, not configuration.
 """
 
@@ -16,9 +17,10 @@ from pathlib import Path
 _SPEC = os.environ.get("GROVE_FAULTS", "")
 _DIR = os.environ.get("GROVE_FAULTS_DIR", "")
 _WANT: dict[str, int] = {}
+ALWAYS = 0
 for item in filter(None, _SPEC.split(",")):
     name, _, nth = item.partition("@")
-    _WANT[name] = int(nth or 1)
+    _WANT[name] = ALWAYS if nth == "always" else int(nth or 1)
 _SEEN: dict[str, int] = {}
 _SLOW: dict[str, float] = {}
 for item in filter(None, os.environ.get("GROVE_FAULTS_SLOW", "").split(",")):
@@ -36,6 +38,9 @@ def point(name: str) -> None:
     """Die here (SIGKILL, no clean-up) if this crash point is armed and due."""
     if name not in _WANT:
         return
+    if _WANT[name] == ALWAYS and _DIR:
+        count(f"{name}.kills", 1)
+        os.kill(os.getpid(), signal.SIGKILL)
     _SEEN[name] = _SEEN.get(name, 0) + 1
     if _SEEN[name] < _WANT[name] or not _DIR:
         return

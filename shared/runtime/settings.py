@@ -128,6 +128,8 @@ class Settings(BaseSettings):
                                  "progress for this long is stopped and counted as a failed attempt (0: never).")
     heartbeat_ttl_s: float = Field(300.0, gt=0, le=MAX_S)
     step_attempts: int = Field(4, ge=1, le=MAX_STEP_ATTEMPTS, description="1 attempt + 3 retries (REQ-004).")
+    step_deaths: int = Field(5, ge=1, le=MAX_STEP_ATTEMPTS, description="Runs of a step in a row whose process "
+                             "ended before the step did (killed, out of memory, crashed) before the export fails.")
     retry_base_delay_s: float = Field(2.0, ge=0, le=MAX_S)
     concurrency: int = Field(4, ge=1, description="Exports one service process works on at once.")
     tenant_concurrency: int = Field(1, ge=1, description="Of those, how many one tenant may hold (fairness).")

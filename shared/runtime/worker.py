@@ -22,7 +22,13 @@
   a count — never retried. The work itself reads the export named by the subject from the log.
 * Retries are counted in the log: a failed attempt appends ``StepFailed`` and naks with a
   growing delay; the last allowed failure appends ``ExportFailed``. SIGTERM (task cancelled)
-  naks at once and counts nothing; a kill counts nothing either (redelivery after AckWait).
+  naks at once and counts nothing; a kill is no failed attempt either (redelivery after AckWait;
+  the next run resumes).
+* Deaths are counted in the heartbeat: a run of a watched step that ends on its own deletes its
+  heartbeat key, so a redelivered run that finds one knows the run before it died with its
+  process (killed, out of memory, crashed). It beats at once, carrying the count on; after
+  ``step_deaths`` such runs in a row the export fails (``retry.after_deaths``) instead of being
+  run, and killed, for ever.
 """
 
 from __future__ import annotations
@@ -39,11 +45,12 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 
+from shared.bus.beats import last_beat
 from shared.bus.connect import Bus
 from shared.core import events as ev
 from shared.core.keys import heartbeat_key
 from shared.core.reasons import is_permanent, public_reason
-from shared.core.retry import Drop, GiveUp, Retry, after_failure
+from shared.core.retry import Drop, GiveUp, Retry, after_deaths, after_failure, deaths_before
 from shared.eventlog.jetstream import WORKER_ID, Conflict, Loaded, LogUnavailable, reject
 from shared.ports import SYSTEM_CLOCK, Clock, EventLogPort
 from shared.runtime import faults, metrics, tracing
@@ -194,12 +201,23 @@ class StepWorker:
 
     async def _run(self, msg: Msg, tenant_id: str, export_id: str) -> None:
         beating: list[bool] = []
-        keepalive = asyncio.create_task(self._keepalive(msg, tenant_id, export_id, beating))
+        deaths = [0]
+        keepalive = asyncio.create_task(self._keepalive(msg, tenant_id, export_id, beating, deaths))
         try:
             loaded = await self.bus.log.load(tenant_id, export_id)
             if not is_due(loaded, self.should_run):
                 await msg.ack()
                 return
+            if self.step in STALL_WATCHED and _redelivered(msg):
+                deaths[0] = await self._deaths(tenant_id, export_id)
+                give_up = after_deaths(loaded.state, self.step, deaths[0], self.settings.step_deaths)
+                beating[:] = [True]  # the dead run's key is deleted at the end, whatever happens now
+                if give_up is not None:
+                    log.warning("%s %s: its runs died %d times in a row; failing the export", self.step, export_id,
+                                deaths[0], extra=_ids(tenant_id, export_id, self.step))
+                    await self._give_up(msg, loaded, give_up.reason)
+                    return
+                await self._beat(tenant_id, export_id, deaths[0])  # at once: so a run dying before its first beat counts
             ctx = StepContext(self.bus.log, loaded, self.settings)
             self.contexts[running_key(tenant_id, export_id)] = ctx
             with tracing.step_span(self.step, _durable(msg), msg.subject, msg.headers, tenant_id, export_id,
@@ -264,14 +282,7 @@ class StepWorker:
                 case Drop():
                     await msg.ack()
                 case GiveUp(reason=readable):
-                    await self.bus.log.append(ev.ExportFailed(**base, step=self.step, reason=readable),
-                                              loaded.last_seq)
-                    await msg.ack()
-                    metrics.STEP_RUNS.labels(self.step, "failed").inc()
-                    metrics.EXPORTS_FINISHED.labels("failed").inc()
-                    if self.on_failed is not None:
-                        with contextlib.suppress(Exception):  # best effort; the janitor is the backstop
-                            await self.on_failed(loaded)
+                    await self._give_up(msg, loaded, readable)
                 case Retry(attempt=attempt, delay_s=delay):
                     await self.bus.log.append(ev.StepFailed(**base, step=self.step, attempt=attempt, reason=reason),
                                               loaded.last_seq)
@@ -283,11 +294,40 @@ class StepWorker:
             with contextlib.suppress(Exception):
                 await msg.nak(delay=self.settings.retry_base_delay_s)
 
-    async def _keepalive(self, msg: Msg, tenant_id: str, export_id: str, beating: list[bool]) -> None:
+    async def _give_up(self, msg: Msg, loaded: Loaded, readable: str) -> None:
+        """Fail the export (the reason is what the person reads), then ack."""
+        state = loaded.state
+        await self.bus.log.append(ev.ExportFailed(export_id=state.export_id, tenant_id=state.tenant_id,
+                                                  step=self.step, reason=readable), loaded.last_seq)
+        await msg.ack()
+        metrics.STEP_RUNS.labels(self.step, "failed").inc()
+        metrics.EXPORTS_FINISHED.labels("failed").inc()
+        if self.on_failed is not None:
+            with contextlib.suppress(Exception):  # best effort; the janitor is the backstop
+                await self.on_failed(loaded)
+
+    async def _deaths(self, tenant_id: str, export_id: str) -> int:
+        """Runs of this step in a row that died, from the heartbeat left behind (0 if unreadable)."""
+        try:
+            beat = await last_beat(self.bus, self.settings, self.step, tenant_id, export_id)
+        except Exception as e:  # a KV hiccup: nothing known, nothing counted
+            log.warning("%s %s: heartbeat unreadable (%r)", self.step, export_id, e,
+                        extra=_ids(tenant_id, export_id, self.step))
+            return 0
+        return deaths_before(beat, self.step)
+
+    async def _beat(self, tenant_id: str, export_id: str, deaths: int) -> None:
+        beat: dict[str, object] = {"step": self.step, "worker": WORKER_ID, "at": round(time.time(), 3)}
+        if deaths:
+            beat["deaths"] = deaths
+        with contextlib.suppress(Exception):
+            await self.bus.heartbeats.put(heartbeat_key(self.step, tenant_id, export_id), json.dumps(beat).encode())
+
+    async def _keepalive(self, msg: Msg, tenant_id: str, export_id: str, beating: list[bool],
+                         deaths: list[int]) -> None:
         """The first beat comes one ``progress_interval_s`` after the step started (well inside
         AckWait): a step that is done by then — most steps of a small export — costs no in-progress
         ack and no heartbeat key to put and delete. ``beating`` tells ``_run`` a key may exist."""
-        key = heartbeat_key(self.step, tenant_id, export_id)
         while True:
             await asyncio.sleep(self.settings.progress_interval_s)
             ctx = self.contexts.get(running_key(tenant_id, export_id))
@@ -303,10 +343,15 @@ class StepWorker:
                 return  # no more beats: were this process gone too, AckWait hands the message on
             with contextlib.suppress(Exception):
                 await msg.in_progress()
-            beat = {"step": self.step, "worker": WORKER_ID, "at": round(time.time(), 3)}
             beating[:] = [True]
-            with contextlib.suppress(Exception):
-                await self.bus.heartbeats.put(key, json.dumps(beat).encode())
+            await self._beat(tenant_id, export_id, deaths[0])
+
+
+def _redelivered(msg: Msg) -> bool:
+    try:
+        return int(msg.metadata.num_delivered) > 1
+    except Exception:  # not a JetStream delivery (tests that hand-craft a message)
+        return False
 
 
 def _durable(msg: Msg) -> str:

@@ -14,11 +14,17 @@ import pytest
 
 from services.devtools.stack.natsserver import NatsServer
 from services.devtools.stack.supervisor import Stack
-from shared.bus.connect import Bus
+from shared.bus.connect import Bus, connect
+from shared.content.factory import content_source
+from shared.content.seed import seed_tenant
 from shared.core import events as ev
 from shared.core.keys import heartbeat_key
+from shared.objectstore.factory import open_store
 from tests.chaos.conftest import Tally
-from tests.chaos.harness import chaos_values, random_kill, run_scenario
+from tests.chaos.harness import chaos_values, random_kill, run_scenario, wait_notified
+from tests.support.env import build
+from tests.support.pipeline import request_export, wait_status
+from tests.support.stack import logs_of, start_stack
 from tests.support.wait import until
 
 pytestmark = pytest.mark.chaos
@@ -124,3 +130,40 @@ async def _holder(stack: Stack, bus: Bus, tenant: str, export_id: str, other_tha
             pass
         await asyncio.sleep(0.05)
     raise AssertionError(f"no assembler (other than {other_than or 'none'}) picked the export up")
+
+
+async def test_a_step_killed_every_time_fails_the_export_with_an_email_instead_of_looping(
+        tmp_path: Path, nats_server: NatsServer) -> None:
+    """A crash loop (the catalog's process dies on every run of this export, as out of memory on
+    one huge tenant would): each redelivered run finds the heartbeat the dead one left and counts
+    it; after ``step_deaths`` in a row the export fails and the person gets the failure email,
+    instead of the step being redelivered and killed for ever. The first run dies before its first
+    beat and leaves none, so the count starts with the second death: 4 kills for 3 deaths."""
+    values = chaos_values(tmp_path, nats_server.url, step_deaths=3)
+    fault_dir = tmp_path / "faults"
+    fault_dir.mkdir()
+    settings = build(values)
+    store = await open_store(settings, create_buckets=True)
+    bus = await connect(settings, "chaos", ensure=True)
+    stack = start_stack(tmp_path / "stack", values,
+                        extra_env={"GROVE_FAULTS": "catalog.started@always", "GROVE_FAULTS_DIR": str(fault_dir)})
+    content = content_source(settings)
+    try:
+        seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
+                                   amber_bucket=settings.buckets.amber, posts=3, pages=1, images=1)
+        export_id = await request_export(bus, seeded.tenant_id)
+        state = await wait_status(bus, seeded.tenant_id, export_id, {"complete", "failed", "cancelled"}, 120)
+        assert state.status == "failed", f"{state.status}\n{logs_of(stack)}"
+        assert state.failure is not None and "stopped 3 times in a row" in state.failure.reason, state.failure
+        kills = (fault_dir / "catalog.started.kills.count").read_text().split()
+        assert len(kills) == 4
+        state = await wait_notified(bus, seeded.tenant_id, export_id)
+        assert state.notification == "sent", state.notification_reason
+        mails = sorted(p.name for p in Path(settings.mail.outbox_dir).glob(f"{export_id}*.eml"))
+        assert mails == [f"{export_id}.failed.{seeded.tenant_id}.eml"], mails
+        assert "stopped 3 times in a row" in (Path(settings.mail.outbox_dir) / mails[0]).read_text()
+    finally:
+        stack.stop()
+        await content.close()
+        await bus.close()
+        await store.close()

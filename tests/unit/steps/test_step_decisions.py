@@ -17,7 +17,7 @@ from services.notifier.service import should_run as notify_due
 from shared.core import events as ev
 from shared.core import keys
 from shared.core.lifecycle import fold
-from shared.core.retry import Drop, GiveUp, Retry, after_failure
+from shared.core.retry import Drop, GiveUp, Retry, after_deaths, after_failure, deaths_before
 from shared.eventlog.jetstream import Conflict, Loaded
 from shared.eventlog.memory import InMemoryEventLog
 from shared.runtime.settings import Settings
@@ -91,6 +91,27 @@ def test_a_stopping_export_records_no_failure() -> None:
     cancelled = fold([requested(), CATALOGED, ev.CancelRequested(**E, requested_by="u")])
     assert after_failure(cancelled, "assemble", "x", 4, 1.0) == Drop()
     assert after_failure(fold([requested(), FAILED]), "assemble", "x", 4, 1.0) == Drop()
+
+
+@pytest.mark.parametrize(("beat", "deaths"), [
+    (None, 0),  # no heartbeat left: the run before ended on its own (or died before its first beat)
+    (b'{"step": "assemble", "worker": "w1", "at": 1.5}', 1),  # left by a run that died
+    (b'{"step": "assemble", "worker": "w2", "at": 2.5, "deaths": 3}', 4),  # that run had found 3
+    (b'{"step": "catalog", "worker": "w1", "at": 1.5, "deaths": 3}', 0),  # another step's: not ours
+    (b'{"step": "assemble", "deaths": -1}', 1), (b'{"step": "assemble", "deaths": true}', 1),
+    (b'{"step": "assemble", "deaths": 10000}', 1), (b'{"step": "assemble", "deaths": "9"}', 1),
+    (b"not json", 0), (b"[1, 2]", 0), (b'"assemble"', 0),
+])
+def test_deaths_are_read_from_the_heartbeat_a_run_left(beat: bytes | None, deaths: int) -> None:
+    assert deaths_before(beat, "assemble") == deaths
+
+
+def test_after_so_many_deaths_in_a_row_the_export_fails_with_a_readable_reason() -> None:
+    state = fold([requested(), CATALOGED, ev.StepFailed(**E, step="assemble", attempt=1, reason="x")])
+    assert after_deaths(state, "assemble", 4, 5) is None
+    decision = after_deaths(state, "assemble", 5, 5)
+    assert isinstance(decision, GiveUp) and decision.attempt == 2
+    assert decision.reason.startswith("Failed while building the archive: the work stopped 5 times in a row")
 
 
 @pytest.mark.parametrize(("listed", "problem"), [

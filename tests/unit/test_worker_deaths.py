@@ -1,0 +1,119 @@
+"""A run that finds the heartbeat of a run before it died counts that death, beats at once with the
+count, and after ``step_deaths`` deaths in a row fails the export instead of running the step again.
+On the in-memory event log and a fake bucket; no server (tests/chaos runs the real crash loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from nats.js.errors import NotFoundError
+
+from shared.bus.connect import Bus
+from shared.core import events as ev
+from shared.eventlog.memory import InMemoryEventLog
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepContext, StepWorker
+
+KEY = "catalog.t_k.exp_k"
+
+
+@dataclass
+class FakeMsg:
+    subject: str
+    data: bytes
+    delivered: int
+    calls: list[str] = field(default_factory=list)
+    headers: dict[str, str] | None = None
+
+    @property
+    def metadata(self) -> Any:
+        return SimpleNamespace(num_delivered=self.delivered, consumer="catalog")
+
+    async def ack(self) -> None:
+        self.calls.append("ack")
+
+    async def nak(self, delay: float | None = None) -> None:
+        self.calls.append("nak")
+
+    async def in_progress(self) -> None:
+        self.calls.append("in_progress")
+
+
+@dataclass
+class Bucket:
+    """The heartbeat bucket: puts and deletes as the worker makes them, and the last value left
+    under the key as a direct get returns it."""
+
+    left: bytes | None = None
+    calls: list[tuple[str, str, Any]] = field(default_factory=list)
+
+    async def put(self, key: str, value: bytes) -> None:
+        self.calls.append(("put", key, json.loads(value)))
+
+    async def delete(self, key: str) -> None:
+        self.calls.append(("delete", key, None))
+
+    async def get_last_msg(self, stream: str, subject: str, direct: bool = False) -> Any:
+        self.calls.append(("get", subject, None))
+        if self.left is None:
+            raise NotFoundError()
+        return SimpleNamespace(data=self.left, headers={})
+
+
+async def _run(delivered: int, left: dict[str, Any] | None, step_deaths: int = 5) -> tuple[FakeMsg, Bucket, list[str], InMemoryEventLog]:
+    log = InMemoryEventLog()
+    requested = ev.ExportRequested(export_id="exp_k", tenant_id="t_k", user_id="u", user_email="u@example.org",
+                                   username="u")
+    await log.append(requested, 0)
+    bucket = Bucket(None if left is None else json.dumps(left).encode())
+    bus = Bus(nc=None, js=bucket, log=log, heartbeats=bucket, admission=None)  # type: ignore[arg-type]
+    ran: list[str] = []
+
+    async def work(ctx: StepContext) -> None:
+        ran.append("work")
+
+    worker = StepWorker("catalog", bus, Settings(progress_interval_s=60.0, step_deaths=step_deaths), work,
+                        lambda loaded: True)
+    msg = FakeMsg("exports.t_k.exp_k.ExportRequested", requested.to_json(), delivered)
+    await worker.handle(msg)  # type: ignore[arg-type]
+    await asyncio.gather(*worker.running.values())
+    return msg, bucket, ran, log
+
+
+async def _names(log: InMemoryEventLog) -> list[str]:
+    return [e.name() async for _, e in log.history("t_k", "exp_k")]
+
+
+async def test_a_first_delivery_reads_no_heartbeat_and_puts_none() -> None:
+    msg, bucket, ran, _ = await _run(1, {"step": "catalog", "worker": "w", "at": 1.0, "deaths": 4})
+    assert ran == ["work"] and msg.calls == ["ack"]
+    assert bucket.calls == []
+
+
+async def test_a_redelivery_without_a_heartbeat_beats_at_once_then_deletes_it() -> None:
+    msg, bucket, ran, _ = await _run(2, None)
+    assert ran == ["work"] and msg.calls == ["ack"]
+    assert [c[0] for c in bucket.calls] == ["get", "put", "delete"]
+    assert bucket.calls[1][2]["step"] == "catalog" and "deaths" not in bucket.calls[1][2]
+
+
+async def test_a_heartbeat_left_behind_is_a_death_the_next_beat_carries() -> None:
+    msg, bucket, ran, log = await _run(3, {"step": "catalog", "worker": "w1", "at": 1.0, "deaths": 2})
+    assert ran == ["work"] and msg.calls == ["ack"]
+    assert bucket.calls[1] == ("put", KEY, bucket.calls[1][2]) and bucket.calls[1][2]["deaths"] == 3
+    assert bucket.calls[-1] == ("delete", KEY, None)
+    assert "ExportFailed" not in await _names(log)
+
+
+async def test_the_last_allowed_death_fails_the_export_instead_of_running_the_step() -> None:
+    msg, bucket, ran, log = await _run(7, {"step": "catalog", "worker": "w1", "at": 1.0, "deaths": 4})
+    assert ran == [] and msg.calls == ["ack"]
+    assert await _names(log) == ["ExportRequested", "ExportFailed"]
+    failed = [e async for _, e in log.history("t_k", "exp_k")][-1]
+    assert isinstance(failed, ev.ExportFailed) and failed.step == "catalog"
+    assert "stopped 5 times in a row" in failed.reason
+    assert bucket.calls[1:] == [("delete", KEY, None)]  # the dead run's key goes; no beat for a run not made

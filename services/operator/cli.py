@@ -155,7 +155,7 @@ async def _show(args: argparse.Namespace, settings: Settings) -> None:
             raise OperatorError(f"export {args.export_id!r} has no valid request in the log (its events are "
                                 "malformed or forged; every service drops them)")
         upload = await inspect.upload_view(store, settings, folded.state)
-        beat = await inspect.heartbeat(bus, tenant, args.export_id, now)
+        beat = await inspect.heartbeat(bus, settings, tenant, args.export_id, now)
     view = _view(folded, upload, beat, now)
     if args.json:
         print(json.dumps(view, indent=1, default=str))
@@ -207,7 +207,11 @@ def _print_show(v: dict[str, Any], folded: inspect.Folded) -> None:
         say(f"upload     {up['uploadId']}: {state}; {len(up['loggedParts'])} parts logged "
               f"({human_size(up['loggedBytes'])})")
     hb = v["heartbeat"]
-    say(f"heartbeat  {hb['step']} on {hb['worker']}, {hb['ageSeconds']}s ago" if hb else "heartbeat  none")
+    deaths = hb.get("deaths") if hb else None
+    died = f"; {deaths} earlier run{'s' if deaths != 1 else ''} died in a row" \
+        if isinstance(deaths, int) and not isinstance(deaths, bool) and deaths > 0 else ""
+    say(f"heartbeat  {hb['step']} on {hb['worker']}, {hb['ageSeconds']}s ago{died}"
+        if hb else "heartbeat  none")
     say(f"email      {v['notification'] or '-'}")
     say(f"events     {len(folded.events)}")
     for seq, event in folded.events:

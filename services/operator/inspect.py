@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.errors import NotFoundError
 
+from shared.bus.beats import last_beat
 from shared.bus.connect import Bus
 from shared.core import events as ev
 from shared.core import steps
-from shared.core.keys import heartbeat_key
 from shared.core.lifecycle import ExportState, fold
 from shared.core.printable import printable
 from shared.objectstore import NoSuchUpload, ObjectStore
@@ -154,16 +154,14 @@ async def upload_view(store: ObjectStore, settings: Settings, state: ExportState
     return view
 
 
-async def heartbeat(bus: Bus, tenant_id: str, export_id: str, now: datetime) -> dict[str, Any] | None:
-    """The export's freshest heartbeat (step, worker, when) over its steps' keys, or None when no
-    worker holds one."""
+async def heartbeat(bus: Bus, settings: Settings, tenant_id: str, export_id: str,
+                    now: datetime) -> dict[str, Any] | None:
+    """The export's freshest heartbeat (step, worker, when; ``deaths`` when runs before it died) over
+    its steps' keys, read as the janitor and the workers read them (shared/bus/beats.py), or None
+    when no worker holds one."""
     beats = []
     for step in dict.fromkeys(s.step for s in steps.STEPS):
-        try:
-            entry = await bus.heartbeats.get(heartbeat_key(step, tenant_id, export_id))
-        except KeyNotFoundError:
-            continue
-        beat = _beat(entry.value if entry else None)
+        beat = _beat(await last_beat(bus, settings, step, tenant_id, export_id))
         if beat is not None:
             beats.append(beat)
     if not beats:

@@ -8,6 +8,7 @@ export id as an idempotency key so the mail service can drop the repeat; SMTP ca
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from services.notifier.mail import MailError, failed_email, ready_email
 from services.notifier.mail.port import Mailer
@@ -25,6 +26,19 @@ def should_run(loaded: Loaded) -> bool:
     return loaded.state.email_due
 
 
+def dead_end(settings: Settings) -> Callable[[Loaded, str], ev.Event]:
+    """What the worker records when the notifier's runs for an export keep dying with their process
+    (``GROVE_STEP_DEATHS`` in a row): the email failed; the export stays as it is. Without it, a
+    notifier killed after each SMTP send (which cannot drop a repeat) would send for ever."""
+
+    def failed(loaded: Loaded, reason: str) -> ev.Event:
+        s = loaded.state
+        return ev.NotificationFailed(export_id=s.export_id, tenant_id=s.tenant_id, channel=settings.mail.backend,
+                                     reason=reason, kind="ready" if s.completed is not None else "failed")
+
+    return failed
+
+
 class Notifier:
     def __init__(self, settings: Settings, mailer: Mailer) -> None:
         self.settings = settings
@@ -35,7 +49,7 @@ class Notifier:
         req = s.request
         assert req is not None
         page = self.settings.mail.download_page_url
-        if s.completed is not None:
+        if s.completed is not None:  # the same choice as dead_end's
             c = s.completed
             kind = "ready"
             email = ready_email(to=req.user_email, username=req.username, item_counts=c.item_counts,

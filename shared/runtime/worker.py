@@ -28,7 +28,9 @@
   heartbeat key, so a redelivered run that finds one knows the run before it died with its
   process (killed, out of memory, crashed). It beats at once, carrying the count on; after
   ``step_deaths`` such runs in a row the export fails (``retry.after_deaths``) instead of being
-  run, and killed, for ever.
+  run, and killed, for ever. A step that is no gate gives its own ``dead_end`` event instead (the
+  notifier: ``NotificationFailed`` — an email whose sender dies after each send must not be sent
+  for ever).
 """
 
 from __future__ import annotations
@@ -144,8 +146,12 @@ class StepWorker:
 
     def __init__(self, step: ev.Step, bus: Bus, settings: Settings, work: Work,
                  should_run: Callable[[Loaded], bool],
-                 on_failed: Callable[[Loaded], Awaitable[None]] | None = None) -> None:
+                 on_failed: Callable[[Loaded], Awaitable[None]] | None = None,
+                 dead_end: Callable[[Loaded, str], ev.Event] | None = None) -> None:
         self.on_failed = on_failed
+        # What a step that is no gate records once its runs kept dying (the notifier: its email
+        # failed, the export stays as it is); the watched steps fail the export instead.
+        self.dead_end = dead_end
         self.step = step
         self.bus = bus
         self.settings = settings
@@ -208,14 +214,18 @@ class StepWorker:
             if not is_due(loaded, self.should_run):
                 await msg.ack()
                 return
-            if self.step in STALL_WATCHED and _redelivered(msg):
+            if (self.step in STALL_WATCHED or self.dead_end is not None) and _redelivered(msg):
                 deaths[0] = await self._deaths(tenant_id, export_id)
                 give_up = after_deaths(loaded.state, self.step, deaths[0], self.settings.step_deaths)
                 beating[:] = [True]  # the dead run's key is deleted at the end, whatever happens now
                 if give_up is not None:
-                    log.warning("%s %s: its runs died %d times in a row; failing the export", self.step, export_id,
+                    log.warning("%s %s: its runs died %d times in a row; giving up", self.step, export_id,
                                 deaths[0], extra=_ids(tenant_id, export_id, self.step))
-                    await self._give_up(msg, loaded, give_up.reason)
+                    if self.dead_end is not None:
+                        await self.bus.log.append(self.dead_end(loaded, give_up.reason), loaded.last_seq)
+                        await msg.ack()
+                    else:
+                        await self._give_up(msg, loaded, give_up.reason)
                     return
                 await self._beat(tenant_id, export_id, deaths[0])  # at once: so a run dying before its first beat counts
             ctx = StepContext(self.bus.log, loaded, self.settings)

@@ -4,10 +4,13 @@ after each, the archive equals `grove-export assemble` of its snapshot byte for 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from shared.content.seed import seed_tenant
 from shared.core import events as ev
 from shared.core.keys import heartbeat_key
 from shared.objectstore.factory import open_store
+from shared.runtime.settings import Settings
 from tests.chaos.conftest import Tally
 from tests.chaos.harness import chaos_values, random_kill, run_scenario, wait_notified
 from tests.support.env import build
@@ -132,6 +136,47 @@ async def _holder(stack: Stack, bus: Bus, tenant: str, export_id: str, other_tha
     raise AssertionError(f"no assembler (other than {other_than or 'none'}) picked the export up")
 
 
+@dataclass
+class Loop:
+    settings: Settings
+    bus: Bus
+    stack: Stack
+    tenant_id: str
+    export_id: str
+    fault_dir: Path
+
+    def kills(self, point: str) -> int:
+        return len((self.fault_dir / f"{point}.kills.count").read_text().split())
+
+
+@contextlib.asynccontextmanager
+async def crash_loop(tmp_path: Path, nats_url: str, point: str, deaths: int) -> AsyncIterator[Loop]:
+    """A stack whose process dies every time it passes ``point``, and one export requested."""
+    values = chaos_values(tmp_path, nats_url, step_deaths=deaths)
+    fault_dir = tmp_path / "faults"
+    fault_dir.mkdir()
+    settings = build(values)
+    store = await open_store(settings, create_buckets=True)
+    bus = await connect(settings, "chaos", ensure=True)
+    stack = start_stack(tmp_path / "stack", values,
+                        extra_env={"GROVE_FAULTS": f"{point}@always", "GROVE_FAULTS_DIR": str(fault_dir)})
+    content = content_source(settings)
+    try:
+        seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
+                                   amber_bucket=settings.buckets.amber, posts=3, pages=1, images=1)
+        export_id = await request_export(bus, seeded.tenant_id)
+        yield Loop(settings, bus, stack, seeded.tenant_id, export_id, fault_dir)
+    finally:
+        stack.stop()
+        await content.close()
+        await bus.close()
+        await store.close()
+
+
+def _outbox(loop: Loop) -> list[Path]:
+    return sorted(Path(loop.settings.mail.outbox_dir).glob(f"{loop.export_id}*.eml"))
+
+
 async def test_a_step_killed_every_time_fails_the_export_with_an_email_instead_of_looping(
         tmp_path: Path, nats_server: NatsServer) -> None:
     """A crash loop (the catalog's process dies on every run of this export, as out of memory on
@@ -139,31 +184,28 @@ async def test_a_step_killed_every_time_fails_the_export_with_an_email_instead_o
     it; after ``step_deaths`` in a row the export fails and the person gets the failure email,
     instead of the step being redelivered and killed for ever. The first run dies before its first
     beat and leaves none, so the count starts with the second death: 4 kills for 3 deaths."""
-    values = chaos_values(tmp_path, nats_server.url, step_deaths=3)
-    fault_dir = tmp_path / "faults"
-    fault_dir.mkdir()
-    settings = build(values)
-    store = await open_store(settings, create_buckets=True)
-    bus = await connect(settings, "chaos", ensure=True)
-    stack = start_stack(tmp_path / "stack", values,
-                        extra_env={"GROVE_FAULTS": "catalog.started@always", "GROVE_FAULTS_DIR": str(fault_dir)})
-    content = content_source(settings)
-    try:
-        seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
-                                   amber_bucket=settings.buckets.amber, posts=3, pages=1, images=1)
-        export_id = await request_export(bus, seeded.tenant_id)
-        state = await wait_status(bus, seeded.tenant_id, export_id, {"complete", "failed", "cancelled"}, 120)
-        assert state.status == "failed", f"{state.status}\n{logs_of(stack)}"
+    async with crash_loop(tmp_path, nats_server.url, "catalog.started", 3) as loop:
+        state = await wait_status(loop.bus, loop.tenant_id, loop.export_id, {"complete", "failed", "cancelled"}, 120)
+        assert state.status == "failed", f"{state.status}\n{logs_of(loop.stack)}"
         assert state.failure is not None and "stopped 3 times in a row" in state.failure.reason, state.failure
-        kills = (fault_dir / "catalog.started.kills.count").read_text().split()
-        assert len(kills) == 4
-        state = await wait_notified(bus, seeded.tenant_id, export_id)
+        assert loop.kills("catalog.started") == 4
+        state = await wait_notified(loop.bus, loop.tenant_id, loop.export_id)
         assert state.notification == "sent", state.notification_reason
-        mails = sorted(p.name for p in Path(settings.mail.outbox_dir).glob(f"{export_id}*.eml"))
-        assert mails == [f"{export_id}.failed.{seeded.tenant_id}.eml"], mails
-        assert "stopped 3 times in a row" in (Path(settings.mail.outbox_dir) / mails[0]).read_text()
-    finally:
-        stack.stop()
-        await content.close()
-        await bus.close()
-        await store.close()
+        assert [p.name for p in _outbox(loop)] == [f"{loop.export_id}.failed.{loop.tenant_id}.eml"]
+        assert "stopped 3 times in a row" in _outbox(loop)[0].read_text()
+
+
+async def test_a_notifier_killed_after_every_send_stops_sending_and_the_export_stays_complete(
+        tmp_path: Path, nats_server: NatsServer) -> None:
+    """The notifier dies after each send, before logging it (SMTP cannot drop a repeat, so each run
+    would mail the person again): after ``step_deaths`` deaths in a row it records
+    NotificationFailed instead of sending again, and the export stays complete (email is no gate)."""
+    async with crash_loop(tmp_path, nats_server.url, "notify.sent_not_logged", 3) as loop:
+        state = await wait_status(loop.bus, loop.tenant_id, loop.export_id, {"complete", "failed", "cancelled"}, 120)
+        assert state.status == "complete", f"{state.status}\n{logs_of(loop.stack)}"
+        state = await wait_notified(loop.bus, loop.tenant_id, loop.export_id, timeout=120)
+        assert state.notification == "failed", state.notification
+        assert state.notification_reason is not None and "stopped 3 times in a row" in state.notification_reason
+        assert state.status == "complete"
+        assert loop.kills("notify.sent_not_logged") == 4  # 4 sends (one outbox file, rewritten), then none
+        assert [p.name for p in _outbox(loop)] == [f"{loop.export_id}.ready.{loop.tenant_id}.eml"]

@@ -64,7 +64,8 @@ class Bucket:
         return SimpleNamespace(data=self.left, headers={})
 
 
-async def _run(delivered: int, left: dict[str, Any] | None, step_deaths: int = 5) -> tuple[FakeMsg, Bucket, list[str], InMemoryEventLog]:
+async def _run(delivered: int, left: dict[str, Any] | None, step_deaths: int = 5, step: ev.Step = "catalog",
+               dead_end: Any = None) -> tuple[FakeMsg, Bucket, list[str], InMemoryEventLog]:
     log = InMemoryEventLog()
     requested = ev.ExportRequested(export_id="exp_k", tenant_id="t_k", user_id="u", user_email="u@example.org",
                                    username="u")
@@ -76,8 +77,8 @@ async def _run(delivered: int, left: dict[str, Any] | None, step_deaths: int = 5
     async def work(ctx: StepContext) -> None:
         ran.append("work")
 
-    worker = StepWorker("catalog", bus, Settings(progress_interval_s=60.0, step_deaths=step_deaths), work,
-                        lambda loaded: True)
+    worker = StepWorker(step, bus, Settings(progress_interval_s=60.0, step_deaths=step_deaths), work,
+                        lambda loaded: True, dead_end=dead_end)
     msg = FakeMsg("exports.t_k.exp_k.ExportRequested", requested.to_json(), delivered)
     await worker.handle(msg)  # type: ignore[arg-type]
     await asyncio.gather(*worker.running.values())
@@ -117,3 +118,20 @@ async def test_the_last_allowed_death_fails_the_export_instead_of_running_the_st
     assert isinstance(failed, ev.ExportFailed) and failed.step == "catalog"
     assert "stopped 5 times in a row" in failed.reason
     assert bucket.calls[1:] == [("delete", KEY, None)]  # the dead run's key goes; no beat for a run not made
+
+
+async def test_a_step_that_is_no_gate_records_its_own_dead_end_and_the_export_goes_on() -> None:
+    from services.notifier.service import dead_end
+
+    left = {"step": "notify", "worker": "w1", "at": 1.0, "deaths": 4}
+    msg, _, ran, log = await _run(6, left, step="notify", dead_end=dead_end(Settings()))
+    assert ran == [] and msg.calls == ["ack"]
+    assert await _names(log) == ["ExportRequested", "NotificationFailed"]
+    failed = [e async for _, e in log.history("t_k", "exp_k")][-1]
+    assert isinstance(failed, ev.NotificationFailed) and failed.kind == "failed" and failed.channel == "outbox"
+    assert "stopped 5 times in a row" in failed.reason
+
+
+async def test_the_notifier_without_a_dead_end_is_not_counted() -> None:
+    msg, bucket, ran, _ = await _run(6, {"step": "notify", "worker": "w1", "at": 1.0, "deaths": 4}, step="notify")
+    assert ran == ["work"] and msg.calls == ["ack"] and bucket.calls == []

@@ -244,6 +244,7 @@ class StepWorker:
             if ctx.state.terminal:
                 metrics.EXPORTS_FINISHED.labels(ctx.state.status).inc()
         except asyncio.CancelledError:
+            await self._unbeat(keepalive, beating, tenant_id, export_id)  # before a nak hands the message on
             ctx_ = self.contexts.get(running_key(tenant_id, export_id))
             if ctx_ is not None and ctx_.stalled and not ctx_.cancelled.is_set():
                 task = asyncio.current_task()
@@ -262,21 +263,32 @@ class StepWorker:
             metrics.STEP_RUNS.labels(self.step, "stood_down").inc()
             log.info("%s %s: standing down: %s", self.step, export_id, e, extra=_ids(tenant_id, export_id, self.step))
         except Conflict:
+            await self._unbeat(keepalive, beating, tenant_id, export_id)
             await msg.nak(delay=0.5)  # the log moved under us: re-decide from the new fold
         except (LogUnavailable, nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError) as e:
             # the bus did not answer (a leader election, a restart): like a crash, not an attempt
+            await self._unbeat(keepalive, beating, tenant_id, export_id)
             log.warning("%s %s: the event log did not answer (%s); retrying", self.step, export_id,
                         type(e).__name__, extra=_ids(tenant_id, export_id, self.step))
             with contextlib.suppress(Exception):
                 await msg.nak(delay=self.settings.retry_base_delay_s)
         except Exception as e:
+            await self._unbeat(keepalive, beating, tenant_id, export_id)
             await self._failed(msg, tenant_id, export_id, e)
         finally:
-            keepalive.cancel()
             self.contexts.pop(running_key(tenant_id, export_id), None)
-            if beating:  # no beat was put: nothing to delete (and no request to make)
-                with contextlib.suppress(Exception):
-                    await self.bus.heartbeats.delete(heartbeat_key(self.step, tenant_id, export_id))
+            await self._unbeat(keepalive, beating, tenant_id, export_id)
+
+    async def _unbeat(self, keepalive: asyncio.Task[None], beating: list[bool], tenant_id: str,
+                      export_id: str) -> None:
+        """No more beats, and the key deleted if one may exist — before the message is handed on:
+        a nak (a shutdown's at once) redelivers it, and a run reading the key before this delete
+        would count a death no process died."""
+        keepalive.cancel()
+        if beating:  # no beat was put: nothing to delete (and no request to make)
+            beating.clear()
+            with contextlib.suppress(Exception):
+                await self.bus.heartbeats.delete(heartbeat_key(self.step, tenant_id, export_id))
 
     async def _failed(self, msg: Msg, tenant_id: str, export_id: str, error: Exception) -> None:
         reason = public_reason(error, StepError)  # what the person sees; the details stay in this log

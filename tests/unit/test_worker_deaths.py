@@ -135,3 +135,36 @@ async def test_a_step_that_is_no_gate_records_its_own_dead_end_and_the_export_go
 async def test_the_notifier_without_a_dead_end_is_not_counted() -> None:
     msg, bucket, ran, _ = await _run(6, {"step": "notify", "worker": "w1", "at": 1.0, "deaths": 4}, step="notify")
     assert ran == ["work"] and msg.calls == ["ack"] and bucket.calls == []
+
+
+async def test_a_shutdown_deletes_the_heartbeat_before_it_hands_the_message_on() -> None:
+    """The nak of a shutdown redelivers at once: a replica reading the key before this run's delete
+    would count a death no process died."""
+    log = InMemoryEventLog()
+    requested = ev.ExportRequested(export_id="exp_k", tenant_id="t_k", user_id="u", user_email="u@example.org",
+                                   username="u")
+    await log.append(requested, 0)
+    order: list[str] = []
+    bucket = Bucket(None)
+    bus = Bus(nc=None, js=bucket, log=log, heartbeats=bucket, admission=None)  # type: ignore[arg-type]
+    started = asyncio.Event()
+
+    async def work(ctx: StepContext) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    worker = StepWorker("catalog", bus, Settings(progress_interval_s=60.0), work, lambda loaded: True)
+    msg = FakeMsg("exports.t_k.exp_k.ExportRequested", requested.to_json(), 2, calls=order)
+    original_delete = bucket.delete
+
+    async def delete(key: str) -> None:
+        order.append("delete")
+        await original_delete(key)
+
+    bucket.delete = delete  # type: ignore[method-assign]
+    await worker.handle(msg)  # type: ignore[arg-type]
+    await started.wait()
+    for task in list(worker.running.values()):
+        task.cancel("shutting down")
+    await asyncio.gather(*worker.running.values(), return_exceptions=True)
+    assert order == ["delete", "nak"], order

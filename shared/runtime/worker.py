@@ -207,27 +207,30 @@ class StepWorker:
 
     async def _run(self, msg: Msg, tenant_id: str, export_id: str) -> None:
         beating: list[bool] = []
-        deaths = [0]
-        keepalive = asyncio.create_task(self._keepalive(msg, tenant_id, export_id, beating, deaths))
+        carry: dict[str, int] = {}  # what each beat of this run says: since (the log's sequence it started at), deaths
+        keepalive = asyncio.create_task(self._keepalive(msg, tenant_id, export_id, beating, carry))
         try:
             loaded = await self.bus.log.load(tenant_id, export_id)
+            carry["since"] = loaded.last_seq
             if not is_due(loaded, self.should_run):
                 await msg.ack()
                 return
             if (self.step in STALL_WATCHED or self.dead_end is not None) and _redelivered(msg):
-                deaths[0] = await self._deaths(tenant_id, export_id)
-                give_up = after_deaths(loaded.state, self.step, deaths[0], self.settings.step_deaths)
+                deaths = await self._deaths(tenant_id, export_id, loaded.last_seq)
+                if deaths:
+                    carry["deaths"] = deaths
+                give_up = after_deaths(loaded.state, self.step, deaths, self.settings.step_deaths)
                 beating[:] = [True]  # the dead run's key is deleted at the end, whatever happens now
                 if give_up is not None:
                     log.warning("%s %s: its runs died %d times in a row; giving up", self.step, export_id,
-                                deaths[0], extra=_ids(tenant_id, export_id, self.step))
+                                deaths, extra=_ids(tenant_id, export_id, self.step))
                     if self.dead_end is not None:
                         await self.bus.log.append(self.dead_end(loaded, give_up.reason), loaded.last_seq)
                         await msg.ack()
                     else:
                         await self._give_up(msg, loaded, give_up.reason)
                     return
-                await self._beat(tenant_id, export_id, deaths[0])  # at once: so a run dying before its first beat counts
+                await self._beat(tenant_id, export_id, carry)  # at once: so a run dying before its first beat counts
             ctx = StepContext(self.bus.log, loaded, self.settings)
             self.contexts[running_key(tenant_id, export_id)] = ctx
             with tracing.step_span(self.step, _durable(msg), msg.subject, msg.headers, tenant_id, export_id,
@@ -328,7 +331,7 @@ class StepWorker:
             with contextlib.suppress(Exception):  # best effort; the janitor is the backstop
                 await self.on_failed(loaded)
 
-    async def _deaths(self, tenant_id: str, export_id: str) -> int:
+    async def _deaths(self, tenant_id: str, export_id: str, last_seq: int) -> int:
         """Runs of this step in a row that died, from the heartbeat left behind (0 if unreadable)."""
         try:
             beat = await last_beat(self.bus, self.settings, self.step, tenant_id, export_id)
@@ -336,17 +339,15 @@ class StepWorker:
             log.warning("%s %s: heartbeat unreadable (%r)", self.step, export_id, e,
                         extra=_ids(tenant_id, export_id, self.step))
             return 0
-        return deaths_before(beat, self.step)
+        return deaths_before(beat, self.step, last_seq)
 
-    async def _beat(self, tenant_id: str, export_id: str, deaths: int) -> None:
-        beat: dict[str, object] = {"step": self.step, "worker": WORKER_ID, "at": round(time.time(), 3)}
-        if deaths:
-            beat["deaths"] = deaths
+    async def _beat(self, tenant_id: str, export_id: str, carry: dict[str, int]) -> None:
+        beat: dict[str, object] = {"step": self.step, "worker": WORKER_ID, "at": round(time.time(), 3), **carry}
         with contextlib.suppress(Exception):
             await self.bus.heartbeats.put(heartbeat_key(self.step, tenant_id, export_id), json.dumps(beat).encode())
 
     async def _keepalive(self, msg: Msg, tenant_id: str, export_id: str, beating: list[bool],
-                         deaths: list[int]) -> None:
+                         carry: dict[str, int]) -> None:
         """The first beat comes one ``progress_interval_s`` after the step started (well inside
         AckWait): a step that is done by then — most steps of a small export — costs no in-progress
         ack and no heartbeat key to put and delete. ``beating`` tells ``_run`` a key may exist."""
@@ -366,7 +367,7 @@ class StepWorker:
             with contextlib.suppress(Exception):
                 await msg.in_progress()
             beating[:] = [True]
-            await self._beat(tenant_id, export_id, deaths[0])
+            await self._beat(tenant_id, export_id, carry)
 
 
 def _redelivered(msg: Msg) -> bool:

@@ -168,3 +168,28 @@ async def test_a_shutdown_deletes_the_heartbeat_before_it_hands_the_message_on()
         task.cancel("shutting down")
     await asyncio.gather(*worker.running.values(), return_exceptions=True)
     assert order == ["delete", "nak"], order
+
+
+async def test_a_death_after_the_dead_run_moved_the_log_starts_a_new_row() -> None:
+    """A run killed beside another (an out-of-memory kill takes every export of the process) that
+    had logged progress is no crash loop: the row starts again from this death."""
+    log = InMemoryEventLog()
+    requested = ev.ExportRequested(export_id="exp_k", tenant_id="t_k", user_id="u", user_email="u@example.org",
+                                   username="u")
+    first = await log.append(requested, 0)
+    await log.append(ev.StepFailed(export_id="exp_k", tenant_id="t_k", step="catalog", attempt=1, reason="x"), first)
+    left = {"step": "catalog", "worker": "w1", "at": 1.0, "deaths": 4, "since": first}  # it appended after
+    bucket = Bucket(json.dumps(left).encode())
+    bus = Bus(nc=None, js=bucket, log=log, heartbeats=bucket, admission=None)  # type: ignore[arg-type]
+    ran: list[str] = []
+
+    async def work(ctx: StepContext) -> None:
+        ran.append("work")
+
+    worker = StepWorker("catalog", bus, Settings(progress_interval_s=60.0, step_deaths=5), work, lambda loaded: True)
+    msg = FakeMsg("exports.t_k.exp_k.ExportRequested", requested.to_json(), 3)
+    await worker.handle(msg)  # type: ignore[arg-type]
+    await asyncio.gather(*worker.running.values())
+    assert ran == ["work"] and "ExportFailed" not in await _names(log)
+    put = bucket.calls[1]
+    assert put[0] == "put" and put[2]["deaths"] == 1 and put[2]["since"] == first + 1

@@ -250,3 +250,13 @@ async def test_the_finalizer_refuses_a_completed_archive_whose_size_is_not_the_l
         await Finalizer(settings, store)(ctx)
     state = (await log.load("t1", "exp_1")).state
     assert state.completed is None and state.status == "uploading"
+
+
+@pytest.mark.parametrize(("beat", "last_seq", "deaths"), [
+    (b'{"step": "assemble", "deaths": 3, "since": 7}', 7, 4),  # the log did not move: a crash loop
+    (b'{"step": "assemble", "deaths": 3, "since": 7}', 9, 1),  # it moved after that run started: progress
+    (b'{"step": "assemble", "deaths": 3}', 9, 4),  # a beat that does not say: counted as before
+    (b'{"step": "assemble", "deaths": 3, "since": true}', 9, 4),
+])
+def test_a_death_after_progress_starts_a_new_row(beat: bytes, last_seq: int, deaths: int) -> None:
+    assert deaths_before(beat, "assemble", last_seq) == deaths

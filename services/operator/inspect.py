@@ -172,12 +172,13 @@ async def heartbeat(bus: Bus, settings: Settings, tenant_id: str, export_id: str
 
 
 def _beat(value: bytes | None) -> dict[str, Any] | None:
-    """A heartbeat's value as a worker writes it ({step, worker, at}); None for anything else. A key
+    """A heartbeat's value as a worker writes it ({step, worker, at, ...}); None for anything else. A key
     holds what was stored under it, and not only workers store there (a copy the server stored as
     its answer to someone's request: shared/bus/answers.py): `show` ended in a traceback on one."""
     try:
         beat = json.loads(value) if value else None
-        if isinstance(beat, dict) and math.isfinite(float(beat.get("at", 0))):
+        if (isinstance(beat, dict) and isinstance(beat.get("step"), str) and isinstance(beat.get("worker"), str)
+                and math.isfinite(float(beat.get("at", 0)))):
             return beat
     except (ValueError, TypeError):
         pass

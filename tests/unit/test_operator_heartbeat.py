@@ -39,7 +39,9 @@ def _bus(values: dict[str, bytes], headers: dict[str, dict[str, str]] | None = N
 
 
 @pytest.mark.parametrize("value", [b"not json", b"[1, 2]", b'"text"', b'{"at": "soon"}', b'{"at": [1]}',
-                                   b'{"at": "nan"}', b'{"at": 1e999}'])
+                                   b'{"at": "nan"}', b'{"at": 1e999}',
+                                   b'{"stream": "KV_grove_heartbeats", "seq": 5}',  # a PubAck the server stored
+                                   b'{"step": "assemble", "at": 1}', b'{"step": 1, "worker": "w", "at": 1}'])
 async def test_a_value_no_worker_wrote_is_no_beat(value: bytes) -> None:
     assert await inspect.heartbeat(_bus({"assemble.t1.exp_1": value}), SETTINGS, "t1", "exp_1", NOW) is None
 

@@ -7,8 +7,6 @@ what the operator sees is what the services decide from.
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -161,7 +159,7 @@ async def heartbeat(bus: Bus, settings: Settings, tenant_id: str, export_id: str
     when no worker holds one."""
     beats = []
     for step in dict.fromkeys(s.step for s in steps.STEPS):
-        beat = _beat(await last_beat(bus, settings, step, tenant_id, export_id))
+        beat = await last_beat(bus, settings, step, tenant_id, export_id)
         if beat is not None:
             beats.append(beat)
     if not beats:
@@ -169,20 +167,6 @@ async def heartbeat(bus: Bus, settings: Settings, tenant_id: str, export_id: str
     beat = max(beats, key=lambda b: float(b.get("at", 0)))
     beat["ageSeconds"] = round(now.timestamp() - float(beat.get("at", 0)), 1)
     return dict(beat)
-
-
-def _beat(value: bytes | None) -> dict[str, Any] | None:
-    """A heartbeat's value as a worker writes it ({step, worker, at, ...}); None for anything else. A key
-    holds what was stored under it, and not only workers store there (a copy the server stored as
-    its answer to someone's request: shared/bus/answers.py): `show` ended in a traceback on one."""
-    try:
-        beat = json.loads(value) if value else None
-        if (isinstance(beat, dict) and isinstance(beat.get("step"), str) and isinstance(beat.get("worker"), str)
-                and math.isfinite(float(beat.get("at", 0)))):
-            return beat
-    except (ValueError, TypeError):
-        pass
-    return None
 
 
 _ENVELOPE = frozenset({"event_id", "export_id", "tenant_id", "version", "occurred_at", "producer"})

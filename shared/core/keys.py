@@ -13,6 +13,10 @@ exports bucket::
 
 from __future__ import annotations
 
+import json
+import math
+from typing import Any
+
 EXPORTS_ROOT = "exports/"
 WORK = "work/"
 
@@ -88,6 +92,22 @@ def heartbeat_key(step: str, tenant_id: str, export_id: str) -> str:
     service user may write only its own steps' keys (``$KV.<bucket>.<step>.>``): the notifier's
     password cannot keep an assembling export alive for the janitor."""
     return f"{step}.{tenant_id}.{export_id}"
+
+
+def parse_beat(data: bytes, step: str) -> dict[str, Any] | None:
+    """What is under a heartbeat key, if a worker of ``step`` put it: ``{step, worker, at, ...}``
+    (the workers' own fields: ``since``, ``deaths``). Anything else — not JSON, another step's, a
+    PubAck or an event the server stored there as its answer to someone's request — is no beat."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or value.get("step") != step or not isinstance(value.get("worker"), str):
+        return None
+    at = value.get("at")
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+        return None
+    return value
 
 
 def is_tenant_source(prefix_template: str, tenant_id: str, key: object) -> bool:

@@ -10,8 +10,8 @@ whose log is empty (erased by ``grove-export erase-tenant``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from typing import Any
 
 from shared.core.lifecycle import ExportState
 
@@ -51,29 +51,23 @@ def after_failure(state: ExportState, step: str, reason: str, max_attempts: int,
     return Retry(attempt, base_delay_s * 2 ** (attempt - 1))
 
 
-def deaths_before(beat: bytes | None, step: str, last_seq: int | None = None) -> int:
+def deaths_before(beat: dict[str, Any] | None, last_seq: int | None = None) -> int:
     """How many runs of ``step`` in a row ended with their process (a kill, out of memory, a crash),
     as the heartbeat a redelivered run finds tells it: a run that ends on its own deletes its
     heartbeat, so one still there was left by a run that died, and counts itself plus the deaths
-    its own run had found. No heartbeat, or a value that is not a beat of this step: none known
-    (a run that dies before its first beat leaves none; a redelivered run beats at once).
+    its own run had found (``beat``: as ``keys.parse_beat`` reads it). No heartbeat: none known (a
+    run that dies before its first beat leaves none; a redelivered run beats at once).
 
     A dead run whose export's log moved after it started (``last_seq``, the log's sequence now,
     past the beat's ``since``) made progress: no crash loop, but a run killed beside another (an
     out-of-memory kill takes every export of its process) — its death starts a new row."""
     if beat is None:
         return 0
-    try:
-        value = json.loads(beat)
-    except ValueError:
-        return 0
-    if not isinstance(value, dict) or value.get("step") != step:
-        return 0
-    since = value.get("since")
+    since = beat.get("since")
     if (last_seq is not None and isinstance(since, int) and not isinstance(since, bool)
             and last_seq > since):
         return 1
-    before = value.get("deaths", 0)
+    before = beat.get("deaths", 0)
     if not isinstance(before, int) or isinstance(before, bool) or not 0 <= before < 1000:
         before = 0
     return before + 1

@@ -339,7 +339,7 @@ class StepWorker:
             log.warning("%s %s: heartbeat unreadable (%r)", self.step, export_id, e,
                         extra=_ids(tenant_id, export_id, self.step))
             return 0
-        return deaths_before(beat, self.step, last_seq)
+        return deaths_before(beat, last_seq)
 
     async def _beat(self, tenant_id: str, export_id: str, carry: dict[str, int]) -> None:
         beat: dict[str, object] = {"step": self.step, "worker": WORKER_ID, "at": round(time.time(), 3), **carry}

@@ -250,15 +250,42 @@ async def test_a_direct_gets_copy_aimed_at_a_heartbeat_keeps_nothing_alive(secur
     s = secured.settings
     bucket = f"{s.kv_prefix}_heartbeats"
     key = heartbeat_key("assembler", "t_v", "exp_v")
-    await _aim_a_copy(secured, b'{"step": "assembler", "worker": "ghost"}', f"$KV.{bucket}.{key}")
+    await _aim_a_copy(secured, b'{"step": "assembler", "worker": "ghost", "at": 1.5}', f"$KV.{bucket}.{key}")
     await _stored(admin, f"KV_{bucket}", f"$KV.{bucket}.{key}")
     janitor = await _as_service(secured, "janitor")
     store = await open_store(s)
     try:
         janitor_run = Janitor(s, janitor, store, dry_run=True)
         assert await janitor_run._beating("t_v", "exp_v", "assembler") is False
-        await admin.heartbeats.put(key, b'{"step": "assembler", "worker": "w1"}')  # a beat a worker puts
+        await admin.heartbeats.put(key, b'{"step": "assembler", "worker": "w1", "at": 1.5}')  # a beat a worker puts
         assert await janitor_run._beating("t_v", "exp_v", "assembler") is True
+    finally:
+        await store.close()
+        await janitor.close()
+
+
+async def test_a_puback_aimed_at_a_heartbeat_keeps_nothing_alive(secured: Secured, admin: Bus) -> None:
+    """A publish with a reply subject gets the server's PubAck there: the notifier publishes on its
+    own subject with a heartbeat key as the reply, and the bucket stores the PubAck — without the
+    server's headers, so it is no marked copy. It is no beat either (no step, no worker): the
+    janitor counts it for nothing."""
+    from services.janitor.main import Janitor
+    from shared.core.keys import heartbeat_key
+
+    s = secured.settings
+    bucket = f"{s.kv_prefix}_heartbeats"
+    key = heartbeat_key("assemble", "t_w", "exp_w")
+    notifier = await connect_as(secured.server.url, "notifier")
+    try:
+        await notifier.publish(f"{s.subject_prefix}.t_x.e_x.NotificationSent", b"{}", reply=f"$KV.{bucket}.{key}")
+        await notifier.flush()
+    finally:
+        await notifier.close()
+    await _stored(admin, f"KV_{bucket}", f"$KV.{bucket}.{key}")
+    janitor = await _as_service(secured, "janitor")
+    store = await open_store(s)
+    try:
+        assert await Janitor(s, janitor, store, dry_run=True)._beating("t_w", "exp_w", "assemble") is False
     finally:
         await store.close()
         await janitor.close()

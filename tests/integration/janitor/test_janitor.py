@@ -41,6 +41,11 @@ async def make_export(bus: Bus, store: FilesystemStore, settings: Settings, tena
     return export_id
 
 
+def _beat(step: str, at: float) -> bytes:
+    """A beat as a worker of ``step`` puts it (anything else under the key is no beat)."""
+    return json.dumps({"step": step, "worker": "w1", "at": at}).encode()
+
+
 @pytest.fixture
 def janitor_settings(values: dict) -> Settings:
     return Settings(**{**values, "heartbeat_ttl_s": 2.0, "orphan_upload_age_s": 3600.0})
@@ -59,10 +64,10 @@ async def test_janitor_expires_old_archives_fails_dead_exports_and_is_a_no_op_th
         fresh = await make_export(bus, store, settings, "tB", complete_at=now + timedelta(days=6))
         dead = await make_export(bus, store, settings, "tC", complete_at=None)
         beating = await make_export(bus, store, settings, "tD", complete_at=None)
-        await bus.heartbeats.put(heartbeat_key("assemble", "tD", beating), json.dumps({"at": 1}).encode())
+        await bus.heartbeats.put(heartbeat_key("assemble", "tD", beating), _beat("assemble", 1))
         # another step's heartbeat (a service that is not the assembler wrote it) keeps nothing alive
         mislabelled = await make_export(bus, store, settings, "tE", complete_at=None)
-        await bus.heartbeats.put(heartbeat_key("notify", "tE", mislabelled), json.dumps({"at": 1}).encode())
+        await bus.heartbeats.put(heartbeat_key("notify", "tE", mislabelled), _beat("notify", 1))
         # An orphan: an upload whose export does not exist.
         orphan = await store.create_multipart(settings.buckets.exports, "exports/tZ/exp_gone/x.zip")
         # An abort killed between taking the upload's folder away and deleting it: listed nowhere.
@@ -74,8 +79,8 @@ async def test_janitor_expires_old_archives_fails_dead_exports_and_is_a_no_op_th
         assert len(list(aborting.iterdir())) == 1
         live = {u.upload_id for u in await store.list_uploads(settings.buckets.exports, "exports/tD/")}  # beating
         later = now + timedelta(hours=2)  # past the heartbeat TTL and the orphan threshold
-        await bus.heartbeats.put(heartbeat_key("assemble", "tD", beating), json.dumps({"at": 2}).encode())
-        await bus.heartbeats.put(heartbeat_key("notify", "tE", mislabelled), json.dumps({"at": 2}).encode())
+        await bus.heartbeats.put(heartbeat_key("assemble", "tD", beating), _beat("assemble", 2))
+        await bus.heartbeats.put(heartbeat_key("notify", "tE", mislabelled), _beat("notify", 2))
 
         # two janitors at once: each action happens once
         s1, s2 = await asyncio.gather(Janitor(settings, bus, store).run(later), Janitor(settings, bus, store).run(later))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -93,17 +94,33 @@ def test_a_stopping_export_records_no_failure() -> None:
     assert after_failure(fold([requested(), FAILED]), "assemble", "x", 4, 1.0) == Drop()
 
 
+W = {"worker": "w1", "at": 1.5}
+
+
 @pytest.mark.parametrize(("beat", "deaths"), [
     (None, 0),  # no heartbeat left: the run before ended on its own (or died before its first beat)
-    (b'{"step": "assemble", "worker": "w1", "at": 1.5}', 1),  # left by a run that died
-    (b'{"step": "assemble", "worker": "w2", "at": 2.5, "deaths": 3}', 4),  # that run had found 3
-    (b'{"step": "catalog", "worker": "w1", "at": 1.5, "deaths": 3}', 0),  # another step's: not ours
-    (b'{"step": "assemble", "deaths": -1}', 1), (b'{"step": "assemble", "deaths": true}', 1),
-    (b'{"step": "assemble", "deaths": 10000}', 1), (b'{"step": "assemble", "deaths": "9"}', 1),
-    (b"not json", 0), (b"[1, 2]", 0), (b'"assemble"', 0),
+    ({"step": "assemble", **W}, 1),  # left by a run that died
+    ({"step": "assemble", **W, "deaths": 3}, 4),  # that run had found 3
+    ({"step": "assemble", **W, "deaths": -1}, 1), ({"step": "assemble", **W, "deaths": True}, 1),
+    ({"step": "assemble", **W, "deaths": 10000}, 1), ({"step": "assemble", **W, "deaths": "9"}, 1),
 ])
-def test_deaths_are_read_from_the_heartbeat_a_run_left(beat: bytes | None, deaths: int) -> None:
-    assert deaths_before(beat, "assemble") == deaths
+def test_deaths_are_read_from_the_heartbeat_a_run_left(beat: dict[str, Any] | None, deaths: int) -> None:
+    assert deaths_before(beat) == deaths
+
+
+@pytest.mark.parametrize(("value", "beat"), [
+    (b'{"step": "assemble", "worker": "w1", "at": 1.5, "deaths": 2}', True),
+    (b'{"step": "assemble", "worker": "w1", "at": 2}', True),
+    (b'{"step": "catalog", "worker": "w1", "at": 1.5}', False),  # another step's
+    (b'{"stream": "KV_grove_heartbeats", "seq": 5}', False),  # a PubAck the server stored there
+    (b'{"step": "assemble", "at": 1.5}', False), (b'{"step": "assemble", "worker": 7, "at": 1.5}', False),
+    (b'{"step": "assemble", "worker": "w1"}', False), (b'{"step": "assemble", "worker": "w1", "at": "1"}', False),
+    (b'{"step": "assemble", "worker": "w1", "at": true}', False),
+    (b'{"step": "assemble", "worker": "w1", "at": 1e999}', False),
+    (b"not json", False), (b"[1, 2]", False), (b'"assemble"', False),
+])
+def test_a_beat_is_what_a_worker_of_the_step_puts(value: bytes, beat: bool) -> None:
+    assert (keys.parse_beat(value, "assemble") is not None) is beat
 
 
 def test_after_so_many_deaths_in_a_row_the_export_fails_with_a_readable_reason() -> None:
@@ -253,10 +270,10 @@ async def test_the_finalizer_refuses_a_completed_archive_whose_size_is_not_the_l
 
 
 @pytest.mark.parametrize(("beat", "last_seq", "deaths"), [
-    (b'{"step": "assemble", "deaths": 3, "since": 7}', 7, 4),  # the log did not move: a crash loop
-    (b'{"step": "assemble", "deaths": 3, "since": 7}', 9, 1),  # it moved after that run started: progress
-    (b'{"step": "assemble", "deaths": 3}', 9, 4),  # a beat that does not say: counted as before
-    (b'{"step": "assemble", "deaths": 3, "since": true}', 9, 4),
+    ({"step": "assemble", **W, "deaths": 3, "since": 7}, 7, 4),  # the log did not move: a crash loop
+    ({"step": "assemble", **W, "deaths": 3, "since": 7}, 9, 1),  # it moved after that run started: progress
+    ({"step": "assemble", **W, "deaths": 3}, 9, 4),  # a beat that does not say: counted as before
+    ({"step": "assemble", **W, "deaths": 3, "since": True}, 9, 4),
 ])
-def test_a_death_after_progress_starts_a_new_row(beat: bytes, last_seq: int, deaths: int) -> None:
-    assert deaths_before(beat, "assemble", last_seq) == deaths
+def test_a_death_after_progress_starts_a_new_row(beat: dict[str, Any], last_seq: int, deaths: int) -> None:
+    assert deaths_before(beat, last_seq) == deaths

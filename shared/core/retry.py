@@ -52,7 +52,7 @@ def after_failure(state: ExportState, step: str, reason: str, max_attempts: int,
 
 
 def deaths_before(beat: dict[str, Any] | None, last_seq: int | None = None) -> int:
-    """How many runs of ``step`` in a row ended with their process (a kill, out of memory, a crash),
+    """How many runs of a step in a row ended with their process (a kill, out of memory, a crash),
     as the heartbeat a redelivered run finds tells it: a run that ends on its own deletes its
     heartbeat, so one still there was left by a run that died, and counts itself plus the deaths
     its own run had found (``beat``: as ``keys.parse_beat`` reads it). No heartbeat: none known (a

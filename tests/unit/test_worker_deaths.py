@@ -17,30 +17,20 @@ from shared.core import events as ev
 from shared.eventlog.memory import InMemoryEventLog
 from shared.runtime.settings import Settings
 from shared.runtime.worker import StepContext, StepWorker
+from tests.unit.test_worker_keepalive import FakeMsg
 
 KEY = "catalog.t_k.exp_k"
 
 
 @dataclass
-class FakeMsg:
-    subject: str
-    data: bytes
-    delivered: int
-    calls: list[str] = field(default_factory=list)
-    headers: dict[str, str] | None = None
+class Delivered(FakeMsg):
+    """A JetStream delivery: its metadata says how many times it was delivered."""
+
+    delivered: int = 1
 
     @property
     def metadata(self) -> Any:
         return SimpleNamespace(num_delivered=self.delivered, consumer="catalog")
-
-    async def ack(self) -> None:
-        self.calls.append("ack")
-
-    async def nak(self, delay: float | None = None) -> None:
-        self.calls.append("nak")
-
-    async def in_progress(self) -> None:
-        self.calls.append("in_progress")
 
 
 @dataclass
@@ -65,7 +55,7 @@ class Bucket:
 
 
 async def _run(delivered: int, left: dict[str, Any] | None, step_deaths: int = 5, step: ev.Step = "catalog",
-               dead_end: Any = None) -> tuple[FakeMsg, Bucket, list[str], InMemoryEventLog]:
+               dead_end: Any = None) -> tuple[Delivered, Bucket, list[str], InMemoryEventLog]:
     log = InMemoryEventLog()
     requested = ev.ExportRequested(export_id="exp_k", tenant_id="t_k", user_id="u", user_email="u@example.org",
                                    username="u")
@@ -79,7 +69,7 @@ async def _run(delivered: int, left: dict[str, Any] | None, step_deaths: int = 5
 
     worker = StepWorker(step, bus, Settings(progress_interval_s=60.0, step_deaths=step_deaths), work,
                         lambda loaded: True, dead_end=dead_end)
-    msg = FakeMsg("exports.t_k.exp_k.ExportRequested", requested.to_json(), delivered)
+    msg = Delivered("exports.t_k.exp_k.ExportRequested", requested.to_json(), delivered=delivered)
     await worker.handle(msg)  # type: ignore[arg-type]
     await asyncio.gather(*worker.running.values())
     return msg, bucket, ran, log
@@ -154,7 +144,7 @@ async def test_a_shutdown_deletes_the_heartbeat_before_it_hands_the_message_on()
         await asyncio.sleep(60)
 
     worker = StepWorker("catalog", bus, Settings(progress_interval_s=60.0), work, lambda loaded: True)
-    msg = FakeMsg("exports.t_k.exp_k.ExportRequested", requested.to_json(), 2, calls=order)
+    msg = Delivered("exports.t_k.exp_k.ExportRequested", requested.to_json(), calls=order, delivered=2)
     original_delete = bucket.delete
 
     async def delete(key: str) -> None:
@@ -187,7 +177,7 @@ async def test_a_death_after_the_dead_run_moved_the_log_starts_a_new_row() -> No
         ran.append("work")
 
     worker = StepWorker("catalog", bus, Settings(progress_interval_s=60.0, step_deaths=5), work, lambda loaded: True)
-    msg = FakeMsg("exports.t_k.exp_k.ExportRequested", requested.to_json(), 3)
+    msg = Delivered("exports.t_k.exp_k.ExportRequested", requested.to_json(), delivered=3)
     await worker.handle(msg)  # type: ignore[arg-type]
     await asyncio.gather(*worker.running.values())
     assert ran == ["work"] and "ExportFailed" not in await _names(log)

@@ -13,6 +13,7 @@ whole too, for their links and front matter, under ``TEXT_LIMIT``. Every other m
 
 from __future__ import annotations
 
+import json
 import zipfile
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
@@ -41,6 +42,17 @@ def read_limited(zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
     if len(data) > limit:
         raise DocumentError(f"{name}: over the {limit // 2**20} MiB limit")
     return data
+
+
+def parse_json(raw: bytes, name: str) -> Any:
+    """The JSON document ``name`` holds; DocumentError when it is not JSON, or is nested deeper than
+    the parser's stack (a few kilobytes of ``[`` are enough: a RecursionError, not a ValueError)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise DocumentError(f"{name}: nested too deep to read") from None
+    except ValueError:
+        raise DocumentError(f"{name}: not valid JSON") from None
 
 
 def where(loc: tuple[int | str, ...]) -> str:

@@ -31,6 +31,7 @@ from services.archivetools.documents import (
     PostMeta,
     check,
     epoch_seconds,
+    parse_json,
     read_limited,
 )
 from shared.archive.frontmatter import parse_markdown
@@ -104,11 +105,9 @@ class Rekey:
 
 def _document(zf: zipfile.ZipFile, name: str) -> Any:
     try:
-        return json.loads(read_limited(zf, name, JSON_LIMIT))
+        return parse_json(read_limited(zf, name, JSON_LIMIT), name)
     except DocumentError as e:
         raise ImportRefused(str(e)) from None
-    except ValueError:
-        raise ImportRefused(f"{name}: not valid JSON") from None
 
 
 def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: str, amber: str) -> Restore:

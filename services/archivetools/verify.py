@@ -19,7 +19,6 @@ wrong shape is one problem naming it (see documents.py), never a traceback.
 from __future__ import annotations
 
 import hashlib
-import json
 import mmap
 import os
 import posixpath
@@ -44,6 +43,7 @@ from services.archivetools.documents import (
     Index,
     Manifest,
     check,
+    parse_json,
 )
 from shared.archive.frontmatter import parse_markdown
 from shared.archive.layout import ERRORS_PATH, GENERATED_PATHS, INDEX_PATH, MANIFEST_PATH, is_media, is_text_page
@@ -212,11 +212,9 @@ def _document(kept: dict[str, bytes], name: str, model: type[BaseModel], report:
             report.problems.append(f"{name}: missing or unreadable")
         return None
     try:
-        return check(model, json.loads(kept[name]), name)
+        return check(model, parse_json(kept[name], name), name)
     except DocumentError as e:
         report.problems.append(str(e))
-    except ValueError:
-        report.problems.append(f"{name}: not valid JSON")
     return None
 
 

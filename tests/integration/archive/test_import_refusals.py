@@ -249,3 +249,31 @@ def test_an_image_of_deflated_zeros_is_imported_whole(tmp_path: Path) -> None:
     stored = [p for p in (tmp_path / "store").rglob("a.jpg") if p.is_file()]
     assert [p.stat().st_size for p in stored] == [len(image)], stored
     assert hashlib.sha256(stored[0].read_bytes()).digest() == hashlib.sha256(image).digest()
+
+
+def test_an_index_nested_too_deep_is_refused_in_one_line_and_nothing_is_written(tmp_path: Path) -> None:
+    """index.json of 100,000 `[` then as many `]` (200 KB, listed with its right checksum): verify and
+    import ended in a RecursionError traceback from the JSON parser."""
+    with zipfile.ZipFile(archive(tmp_path / "plain.zip")) as zf:
+        data = {n: zf.read(n) for n in zf.namelist() if n not in ("manifest.json", "errors.json")}
+    data["index.json"] = b"[" * 100_000 + b"]" * 100_000
+    manifest = {"tenant_id": SOURCE, "username": "src", "mode": "blog",
+                "members": [{"path": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+                            for n, b in data.items()]}
+    data |= {"manifest.json": json.dumps(manifest).encode(), "errors.json": b"[]"}
+    path = tmp_path / "deep.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, raw in data.items():
+            zf.writestr(name, raw)
+    env = {**os.environ, "GROVE_STORE": "fs", "GROVE_STORE_ROOT": str(tmp_path / "store"),
+           "GROVE_CONTENT_DSN": sqlite_dsn(tmp_path / "content.db")}
+    out = subprocess.run([sys.executable, "-m", "services.cli", "--data", str(tmp_path), "import", str(path),
+                          "--tenant", "tenant_b"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert (out.returncode, out.stdout) == (2, ""), out.stdout + out.stderr
+    assert out.stderr == ("grove-export: import refused: the archive does not verify: index.json: nested too deep "
+                          "to read\n"), out.stderr
+    assert not (tmp_path / "store").exists() or not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+    checked = subprocess.run([sys.executable, "-m", "services.cli", "verify", str(path)],
+                             env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert checked.returncode == 1 and checked.stderr == "", checked.stderr
+    assert "PROBLEM: index.json: nested too deep to read" in checked.stdout.splitlines(), checked.stdout

@@ -168,6 +168,8 @@ def rewrite(src: Path, dst: Path, manifest: Any = None, extra: dict[str, bytes] 
     ({"extra": {"index.json": b'{"media": ["x"]}'}}, "index.json: media[0] is not an object"),
     ({"extra": {"index.json": b'{"files": [{"path": 5, "in_archive": true}]}'}}, "index.json: files[0].path is not a string"),
     ({"extra": {"index.json": b'{'}}, "index.json: not valid JSON"),
+    ({"extra": {"index.json": b"[" * 100_000 + b"]" * 100_000}}, "index.json: nested too deep to read"),
+    ({"extra": {"errors.json": b'{"a":' * 100_000 + b"1" + b"}" * 100_000}}, "errors.json: nested too deep to read"),
 ])
 def test_a_document_of_the_wrong_shape_is_one_problem_naming_it(tmp_path: Path, broken: dict[str, Any],
                                                                  problem: str) -> None:

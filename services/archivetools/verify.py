@@ -51,6 +51,9 @@ from shared.archive.mdlinks import find_links
 from shared.core.printable import printable
 
 LOCAL = struct.Struct("<4sHHHHHIIIHH")
+# A data descriptor after a member's data: CRC-32 and both sizes, 4 or 8 bytes each (ZIP64), with or
+# without its signature. The only bytes that may lie between members; 30 could hold a local header.
+DESCRIPTORS = (12, 16, 20, 24)
 
 # Deflate itself stops near 1032 to one, so with only stored and deflated members (METHODS), none
 # overlapping and none expanded past its stated size, the work of verifying or importing an archive
@@ -121,22 +124,40 @@ def _overlaps(zf: zipfile.ZipFile, path: Path) -> list[str]:
     """Members whose bytes (local header, name, extra field and data, as the central directory
     states them) run into the next member's or the central directory: entries that point into one
     another, which is how zip bombs expand a million to one (Python 3.11's zipfile does not check).
-    A sound archive's members lie one after another; a local header that cannot be read is left
-    for the member walk to report."""
+    And bytes the directory does not account for: before the first member, between two (but for
+    the data descriptor a member flags) or before the directory; a streaming reader walks the local
+    headers and would read them as members that zipfile, so this check, never sees. A sound
+    archive's members lie one after another from its first byte; a local header that cannot be read
+    is left for the member walk to report."""
     problems: list[str] = []
     infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
+    end: int | None = 0  # where the previous member ends: where this one must begin
     with open(path, "rb") as f:
         for info, nxt in zip(infos, [*infos[1:], None], strict=True):
+            if end is not None and info.header_offset != end:
+                problems.append(_unaccounted(info.header_offset - end, f"before {info.filename}" if end else
+                                             "before its first member"))
             f.seek(info.header_offset)
             head = f.read(LOCAL.size)
             if len(head) < LOCAL.size:
+                end = None
                 continue
             nlen, xlen = LOCAL.unpack(head)[-2:]
             end = info.header_offset + LOCAL.size + nlen + xlen + info.compress_size
             limit, what = (nxt.header_offset, nxt.filename) if nxt else (zf.start_dir, "the central directory")
             if end > limit:
                 problems.append(f"{info.filename}: its data runs into {what} (members overlap, as in a zip bomb)")
+                end = None
+            elif info.flag_bits & 0x8 and limit - end in DESCRIPTORS:
+                end = limit
+        if end is not None and end != zf.start_dir:
+            problems.append(_unaccounted(zf.start_dir - end, "before the central directory"))
     return problems
+
+
+def _unaccounted(size: int, where: str) -> str:
+    return (f"the archive holds {size} bytes {where} that the central directory does not account for "
+            "(a streaming reader would read them as members it does not list)")
 
 
 def _check_members(zf: zipfile.ZipFile, report: Report) -> None:

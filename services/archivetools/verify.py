@@ -63,6 +63,7 @@ DESCRIPTORS = (12, 16, 20, 24)
 # bzip2 are 64 MiB of zeros), so no limit could stop them part-way; an export never uses them.
 METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA"}
+ENCRYPTED, PATCHED_DATA, STRONG_ENCRYPTION = 0x1, 0x20, 0x40  # general purpose flag bits 0, 5 and 6
 
 
 @dataclass
@@ -111,8 +112,13 @@ def _unexpandable(zf: zipfile.ZipFile) -> list[str]:
     overlap add up to at most the archive's: so the work is bounded by about 1,000 times its size."""
     problems: list[str] = []
     for info in zf.infolist():
-        if info.flag_bits & 0x1:  # zipfile would stop for a password (a RuntimeError, not a problem)
+        # zipfile would stop for a password (a RuntimeError), or at strong encryption (bit 6) or patched
+        # data (bit 5) with a NotImplementedError: neither is a problem it names
+        if info.flag_bits & (ENCRYPTED | STRONG_ENCRYPTION):
             problems.append(f"{info.filename}: encrypted; an export never is, and nothing was expanded")
+        elif info.flag_bits & PATCHED_DATA:
+            problems.append(f"{info.filename}: compressed as patched data; an export only stores or deflates, "
+                            "and nothing was expanded")
         elif info.compress_type not in METHODS:
             how = _METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
             problems.append(f"{info.filename}: compressed with {how}; an export only stores or deflates, "

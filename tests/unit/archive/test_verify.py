@@ -501,20 +501,41 @@ def test_a_deflate_stream_longer_than_its_stated_size_is_expanded_no_further(
     assert out and sum(out) <= stated + 2**20, f"expanded {sum(out) / 2**20:.1f} MiB of a member that states 1 MiB"
 
 
-def test_an_encrypted_member_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
-    """Seen: a member whose flags say it is encrypted ended verify (so import) in zipfile's
-    RuntimeError "password required" traceback. An export is never encrypted: one problem naming it."""
+def flagged(tmp_path: Path, flags: int) -> Path:
+    """A sound archive but for media/z.jpg, whose general purpose flags (local and central) gain ``flags``."""
     path = rewrite(write(tmp_path, sources()), tmp_path / "plain.zip", extra={"media/z.jpg": b"secret"})
     data = bytearray(path.read_bytes())
     with zipfile.ZipFile(path) as zf:
         info, at = zf.getinfo("media/z.jpg"), zf.start_dir
-    struct.pack_into("<H", data, info.header_offset + 6, info.flag_bits | 1)
+    struct.pack_into("<H", data, info.header_offset + 6, info.flag_bits | flags)
     while data[at + 46:at + 46 + len(b"media/z.jpg")] != b"media/z.jpg":  # its central directory record
         at += 46 + sum(struct.unpack_from("<HHH", data, at + 28))
-    struct.pack_into("<H", data, at + 8, info.flag_bits | 1)
+    struct.pack_into("<H", data, at + 8, info.flag_bits | flags)
     path.write_bytes(bytes(data))
-    report = verify_archive(path)
+    return path
+
+
+def test_an_encrypted_member_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
+    """Seen: a member whose flags say it is encrypted ended verify (so import) in zipfile's
+    RuntimeError "password required" traceback. An export is never encrypted: one problem naming it."""
+    report = verify_archive(flagged(tmp_path, 0x1))
     assert report.problems == ["media/z.jpg: encrypted; an export never is, and nothing was expanded"], report.text()
+
+
+@pytest.mark.parametrize(("flags", "problem"), [
+    (0x40, "media/z.jpg: encrypted; an export never is, and nothing was expanded"),
+    (0x20, "media/z.jpg: compressed as patched data; an export only stores or deflates, and nothing was expanded"),
+])
+def test_strong_encryption_or_patched_data_is_a_problem_not_a_traceback(tmp_path: Path, flags: int,
+                                                                         problem: str) -> None:
+    """Seen: flag bit 6 (strong encryption) or bit 5 (compressed patched data) on a member ended
+    verify, so import, in zipfile's NotImplementedError traceback; the CLI printed it and exited 1."""
+    path = flagged(tmp_path, flags)
+    assert verify_archive(path).problems == [problem]
+    out = subprocess.run([sys.executable, "-m", "services.cli", "verify", str(path)], capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert (out.returncode, out.stderr) == (1, ""), out.stderr
+    assert f"PROBLEM: {problem}" in out.stdout.splitlines(), out.stdout
 
 
 def test_a_real_export_of_a_zero_filled_file_verifies(tmp_path: Path) -> None:

@@ -64,6 +64,7 @@ DESCRIPTORS = (12, 16, 20, 24)
 METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA"}
 ENCRYPTED, PATCHED_DATA, STRONG_ENCRYPTION = 0x1, 0x20, 0x40  # general purpose flag bits 0, 5 and 6
+READ_AS = ENCRYPTED | 0x8 | PATCHED_DATA | STRONG_ENCRYPTION  # the flags that change how the data is read
 
 
 @dataclass
@@ -149,6 +150,10 @@ def _overlaps(zf: zipfile.ZipFile, path: Path) -> list[str]:
                 end = None
                 continue
             nlen, xlen = LOCAL.unpack(head)[-2:]
+            f.seek(nlen, os.SEEK_CUR)
+            if disagree := _local_disagrees(info, head, f.read(xlen)):
+                problems.append(f"{info.filename}: its local header and the central directory disagree on its "
+                                f"{disagree} (a streaming reader would extract other bytes than those checked)")
             end = info.header_offset + LOCAL.size + nlen + xlen + info.compress_size
             limit, what = (nxt.header_offset, nxt.filename) if nxt else (zf.start_dir, "the central directory")
             if end > limit:
@@ -159,6 +164,32 @@ def _overlaps(zf: zipfile.ZipFile, path: Path) -> list[str]:
         if end is not None and end != zf.start_dir:
             problems.append(_unaccounted(zf.start_dir - end, "before the central directory"))
     return problems
+
+
+def _local_disagrees(info: zipfile.ZipInfo, head: bytes, extra: bytes) -> str | None:
+    """What a member's local header says otherwise than the central directory, of what a streaming
+    reader (which reads only the local header) needs to read its data: the method, the flags that
+    change how the data is read and, when no data descriptor follows, the CRC-32 and sizes (ZIP64
+    ones from the local zip64 extra field). zipfile reads the directory's and checks only the name."""
+    _, _, flags, method, _, _, crc, csize, usize, _, _ = LOCAL.unpack(head)
+    if method != info.compress_type:
+        return "compression method"
+    if (flags ^ info.flag_bits) & READ_AS:
+        return "flags"
+    if flags & 0x8:  # the sizes and CRC-32 are in the descriptor after the data
+        return None
+    at, wide = 0, [usize == 0xFFFFFFFF, csize == 0xFFFFFFFF]
+    while at + 4 <= len(extra):
+        kind, size = struct.unpack_from("<HH", extra, at)
+        if kind == 0x0001:  # zip64: the sizes the header marks 0xFFFFFFFF, uncompressed first
+            values = iter(struct.unpack_from(f"<{sum(wide)}Q", extra, at + 4) if size >= 8 * sum(wide) else ())
+            usize = next(values, usize) if wide[0] else usize
+            csize = next(values, csize) if wide[1] else csize
+            break
+        at += 4 + size
+    if (crc, csize, usize) != (info.CRC, info.compress_size, info.file_size):
+        return "CRC-32 or sizes"
+    return None
 
 
 def _unaccounted(size: int, where: str) -> str:

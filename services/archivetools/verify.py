@@ -48,6 +48,7 @@ from services.archivetools.documents import (
 from shared.archive.frontmatter import parse_markdown
 from shared.archive.layout import ERRORS_PATH, GENERATED_PATHS, INDEX_PATH, MANIFEST_PATH, is_media, is_text_page
 from shared.archive.mdlinks import find_links
+from shared.archive.names import is_safe_path, same_file_key
 from shared.core.printable import printable
 
 LOCAL = struct.Struct("<4sHHHHHIIIHH")
@@ -202,6 +203,14 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     for name, times in Counter(names).items():  # zipfile reads the last of them, a streaming reader the first
         if times > 1:
             report.problems.append(f"{name}: in the archive {times} times (readers disagree on which is meant)")
+    first: dict[str, str] = {}
+    for name in dict.fromkeys(names):  # an export's names are safe and distinct on any disk (names.py)
+        if not is_safe_path(name):
+            report.problems.append(f"{name}: not a name an export makes (each part a safe file name: see "
+                                   "*What the archive holds*)")
+        if (other := first.setdefault(same_file_key(name), name)) != name:
+            report.problems.append(f"{name}: the same file as {other} on a case-insensitive disk (one would "
+                                   "overwrite the other)")
     digests: dict[str, str] = {}
     kept: dict[str, bytes] = {}  # the JSON documents and the posts and pages, each under its limit
     for info in zf.infolist():

@@ -26,7 +26,6 @@ Pure: no I/O. Errors::
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,7 +33,7 @@ from typing import Any, Protocol, TypeVar
 
 from shared.archive import jsontext
 from shared.archive.levels import level_for
-from shared.archive.names import NameAllocator, safe_component
+from shared.archive.names import NameAllocator, safe_component, same_file_key
 from shared.core.snapshot import Snapshot, SnapshotMember
 
 
@@ -215,14 +214,11 @@ def snapshot_members(texts: Sequence[TextMember], objects: Sequence[ObjectMember
 def check_unique(paths: Iterable[str]) -> None:
     """Raise :class:`LayoutError` when two paths (or a path and a generated member) are the same
     on a case-insensitive file system."""
-    def key(path: str) -> str:
-        return unicodedata.normalize("NFC", path.casefold())
-
-    seen = {key(p): p for p in GENERATED_PATHS}
+    seen = {same_file_key(p): p for p in GENERATED_PATHS}
     for path in paths:
-        if (other := seen.get(key(path))) is not None:
+        if (other := seen.get(same_file_key(path))) is not None:
             raise LayoutError(f"{path!r} and {other!r} would be the same file in the archive")
-        seen[key(path)] = path
+        seen[same_file_key(path)] = path
 
 
 # ---- the members the assembler writes after the snapshot's ---------------------------------------

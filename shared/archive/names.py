@@ -96,6 +96,12 @@ def is_safe_component(name: str, max_bytes: int = 200) -> bool:
     )
 
 
+def is_safe_path(path: str, max_component_bytes: int = 200) -> bool:
+    """True when every `/`-separated part of `path` is a safe component: a member name an export
+    makes (what verify asks of an archive's names: no `..`, empty or absolute part, no backslash)."""
+    return all(is_safe_component(part, max_component_bytes) for part in path.split("/"))
+
+
 def safe_component(name: str, fallback: str, max_bytes: int = 200) -> str:
     """One safe path component made from `name`, else from `fallback`, else "file"."""
     if max_bytes < _ALLOWED_MIN_BYTES:
@@ -139,7 +145,7 @@ class NameAllocator:
         Idempotent; the same reservations before the same calls give the same paths."""
         resolved = self._folder(folder)
         for name in names:
-            self._taken.add(_key(_join(resolved, name)))
+            self._taken.add(same_file_key(_join(resolved, name)))
 
     def allocate(self, folder: str, name: str, fallback: str) -> str:
         """`folder/<safe unique name>`; `folder` is split on `/` and each part made safe too."""
@@ -150,7 +156,7 @@ class NameAllocator:
         for part in folder.replace("\\", "/").split("/"):
             if not part.strip():
                 continue
-            key = _key(_join(resolved, safe_component(part, "folder", self._cap(resolved))))
+            key = same_file_key(_join(resolved, safe_component(part, "folder", self._cap(resolved))))
             if key not in self._folders:
                 self._folders[key] = self._unique(resolved, part, "folder")
             resolved = self._folders[key]
@@ -167,14 +173,14 @@ class NameAllocator:
         cap = self._cap(parent)
         base = safe_component(name, fallback, cap)
         candidate = base
-        base_key = _key(_join(parent, base))
+        base_key = same_file_key(_join(parent, base))
         if base_key in self._taken:
             counter = self._next_counter.get(base_key, 2)
-            while _key(_join(parent, candidate := with_counter(base, counter, cap))) in self._taken:
+            while same_file_key(_join(parent, candidate := with_counter(base, counter, cap))) in self._taken:
                 counter += 1
             self._next_counter[base_key] = counter + 1
         path = _join(parent, candidate)
-        self._taken.add(_key(path))
+        self._taken.add(same_file_key(path))
         return path
 
 
@@ -182,5 +188,6 @@ def _join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
 
 
-def _key(path: str) -> str:
+def same_file_key(path: str) -> str:
+    """Equal for two paths that are one file on a case-insensitive (Windows, macOS) file system."""
     return unicodedata.normalize("NFC", path.casefold())

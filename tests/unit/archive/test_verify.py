@@ -395,6 +395,30 @@ def test_a_local_header_that_disagrees_with_the_central_directory_is_a_problem(t
            "reader would extract other bytes than those checked)" in report.problems, report.text()
 
 
+@pytest.mark.parametrize("name", ["../../.bashrc", "/etc/cron.d/job", "media\\..\\..\\x.jpg", "media/C:x.jpg",
+                                  "media/", "media/./b2.jpg", "media/e\u0301.jpg", "media/x.jpg.", "media/CON.jpg"])
+def test_a_name_an_export_never_makes_is_a_problem(tmp_path: Path, name: str) -> None:
+    """Seen: "archive OK" for members named ``../../.bashrc``, ``/etc/cron.d/job``, with backslashes,
+    a drive, an empty or ``.`` part, not NFC, a trailing dot or a Windows device name, each listed
+    in manifest.json with its right checksum. An export's names are made safe (names.py) so that
+    unpacking it writes only inside one folder, each member to its own file; an archive whose names
+    are not is not an export, and the next tool to unpack it may trust them."""
+    path = rewrite(write(tmp_path, sources()), tmp_path / "named.zip", extra={name: b"x"})
+    report = verify_archive(path)
+    assert f"{name}: not a name an export makes (each part a safe file name: see *What the archive holds*)" \
+        in report.problems, report.text()
+
+
+def test_names_that_are_one_file_on_a_case_insensitive_disk_are_a_problem(tmp_path: Path) -> None:
+    """Seen: "archive OK" for media/b.jpg and media/B.jpg, both listed with their checksums: unpacked on
+    Windows or macOS one overwrites the other, and the post's image is the other's bytes. An export
+    never names two members so (layout.check_unique)."""
+    path = rewrite(write(tmp_path, sources()), tmp_path / "case.zip", extra={"media/B.jpg": b"other"})
+    report = verify_archive(path)
+    assert "media/B.jpg: the same file as media/b.jpg on a case-insensitive disk (one would overwrite the other)" \
+        in report.problems, report.text()
+
+
 def test_a_truncated_archive_is_walked_in_bounded_memory(tmp_path: Path) -> None:
     """Seen: the walk that names where a truncated archive breaks read the whole file into memory
     and inflated the member it cut in one call — a cut 4 GB download, the case the walk is for, held

@@ -256,7 +256,8 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
 
 
 def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, keep_under: int | None) -> tuple[str, bytes | None]:
-    """The member's SHA-256, read in chunks; and its bytes when ``keep_under`` is given and they fit."""
+    """The member's SHA-256, read in chunks; and its bytes when ``keep_under`` is given and they fit.
+    ValueError when it holds other than the size it states."""
     sha, size = hashlib.sha256(), 0
     chunks: list[bytes] = []
     keep = keep_under is not None and info.file_size <= keep_under
@@ -268,6 +269,8 @@ def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, keep_under: int | None) 
                 keep, chunks = False, []
             if keep:
                 chunks.append(block)
+    if size != info.file_size:  # zipfile stops at the end of the deflate stream and checks only the CRC-32 there
+        raise ValueError(f"it holds {size} bytes, not the {info.file_size} its central directory entry states")
     return sha.hexdigest(), b"".join(chunks) if keep else None
 
 

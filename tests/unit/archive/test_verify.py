@@ -419,6 +419,25 @@ def test_names_that_are_one_file_on_a_case_insensitive_disk_are_a_problem(tmp_pa
         in report.problems, report.text()
 
 
+@pytest.mark.parametrize("stated", [200_001, 2**32 - 2])
+def test_a_member_shorter_than_its_stated_size_is_a_problem(tmp_path: Path, stated: int) -> None:
+    """Seen: "archive OK" for a real export whose central directory says media/b.jpg (200,000 bytes,
+    deflated, its data descriptor right) holds 200,001 bytes, or 4 GiB: zipfile stops at the end of
+    the deflate stream and checks the CRC-32 there, never the size, so a reader that trusts the
+    directory's size (to allocate, to check the disk, to list it) is told what is not so."""
+    path = write(tmp_path, sources())
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        at = zf.start_dir
+    while data[at + 46:at + 46 + len(b"media/b.jpg")] != b"media/b.jpg":  # its central directory record
+        at += 46 + sum(struct.unpack_from("<HHH", data, at + 28))
+    struct.pack_into("<I", data, at + 24, stated)
+    path.write_bytes(bytes(data))
+    report = verify_archive(path)
+    assert report.problems == [f"media/b.jpg: damaged (it holds 200000 bytes, not the {stated} its central "
+                               "directory entry states)"], report.text()
+
+
 def test_a_truncated_archive_is_walked_in_bounded_memory(tmp_path: Path) -> None:
     """Seen: the walk that names where a truncated archive breaks read the whole file into memory
     and inflated the member it cut in one call — a cut 4 GB download, the case the walk is for, held

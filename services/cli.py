@@ -568,7 +568,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(1)
         if not isinstance(e, NatsError | StoreError | OSError | TimeoutError):
             raise
-        print(f"grove-export: {_hint(e, settings, _nats_where(settings, args), getattr(args, 'service', None))}",
+        from shared.core.printable import printable
+
+        # an OSError's file name can be an object key an archive chose (import): escaped, as a member name is
+        print(printable(f"grove-export: {_hint(e, settings, _nats_where(settings, args), getattr(args, 'service', None))}"),
               file=sys.stderr)
         sys.exit(1)
 

@@ -277,3 +277,21 @@ def test_an_index_nested_too_deep_is_refused_in_one_line_and_nothing_is_written(
                              env=env, capture_output=True, text=True, timeout=60, check=False)
     assert checked.returncode == 1 and checked.stderr == "", checked.stderr
     assert "PROBLEM: index.json: nested too deep to read" in checked.stdout.splitlines(), checked.stdout
+
+
+def test_a_store_failure_naming_an_archive_key_reaches_the_terminal_escaped(tmp_path: Path) -> None:
+    """Seen: an object key of 300-odd bytes with a bidi override (U+202E) and a C1 CSI (U+009B) in
+    it, which the filesystem store cannot name (ENAMETOOLONG): import undid its puts, but printed the
+    key as the archive spelt it, so the archive reordered, or with CSI repainted, the operator's
+    terminal. One line, with those characters as escapes, exit 1, nothing left."""
+    key = f"{SOURCE}/media/\u202egpj.exe" + "x" * 300 + "\x9b31m.jpg"
+    path = archive(tmp_path / "key.zip", edit_index=lambda i: i["media"][0].update(object_key=key))
+    env = {**os.environ, "GROVE_STORE": "fs", "GROVE_STORE_ROOT": str(tmp_path / "store"),
+           "GROVE_CONTENT_DSN": sqlite_dsn(tmp_path / "content.db")}
+    out = subprocess.run([sys.executable, "-m", "services.cli", "--data", str(tmp_path), "import", str(path),
+                          "--tenant", "tenant_b"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert (out.returncode, out.stdout, out.stderr.count("\n")) == (1, "", 1), out.stdout + out.stderr
+    assert out.stderr.startswith("grove-export: File name too long: "), out.stderr
+    assert "\u202e" not in out.stderr and "\x9b" not in out.stderr, ascii(out.stderr)
+    assert "\\u202egpj.exe" in out.stderr and "\\x9b31m.jpg" in out.stderr, out.stderr
+    assert not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]

@@ -64,6 +64,8 @@ DESCRIPTORS = (12, 16, 20, 24)
 # bzip2 are 64 MiB of zeros), so no limit could stop them part-way; an export never uses them.
 METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA"}
+_KINDS = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S_IFIFO: "named pipe",
+          stat.S_IFSOCK: "socket", stat.S_IFDIR: "directory"}
 ENCRYPTED, PATCHED_DATA, STRONG_ENCRYPTION = 0x1, 0x20, 0x40  # general purpose flag bits 0, 5 and 6
 READ_AS = ENCRYPTED | 0x8 | PATCHED_DATA | STRONG_ENCRYPTION  # the flags that change how the data is read
 
@@ -215,9 +217,13 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     kept: dict[str, bytes] = {}  # the JSON documents and the posts and pages, each under its limit
     for info in zf.infolist():
         name = info.filename
-        if stat.S_ISLNK(info.external_attr >> 16):  # whatever system it says made it: some reader makes a link
+        kind = stat.S_IFMT(info.external_attr >> 16)  # whatever system it says made it: some reader honours it
+        if kind == stat.S_IFLNK:
             report.problems.append(f"{name}: a symbolic link (an export holds only files; unzip would make "
                                    "the link on disk)")
+        elif kind not in (0, stat.S_IFREG):  # bsdtar makes a device node (as root), a pipe or a directory
+            report.problems.append(f"{name}: a {_KINDS.get(kind, 'special file')}, not a file (an export holds "
+                                   "only files; an unpacker may make one on disk)")
         limit = JSON_LIMIT if name in (MANIFEST_PATH, ERRORS_PATH, INDEX_PATH) else \
             TEXT_LIMIT if is_text_page(name) else None
         try:

@@ -521,6 +521,27 @@ def test_a_symbolic_link_is_a_problem(tmp_path: Path) -> None:
     assert verify_archive(as_link(path, tmp_path / "dos.zip", "media/link.jpg", create_system=0)).problems == said
 
 
+@pytest.mark.parametrize(("mode", "kind"), [(stat.S_IFCHR, "character device"), (stat.S_IFBLK, "block device"),
+                                           (stat.S_IFIFO, "named pipe"), (stat.S_IFSOCK, "socket"),
+                                           (stat.S_IFDIR, "directory")])
+def test_a_member_marked_another_kind_of_file_is_a_problem(tmp_path: Path, mode: int, kind: str) -> None:
+    """Seen: "archive OK" for media/z.jpg marked a character device, block device, named pipe, socket
+    or directory in its Unix mode (its bytes listed with their right checksum): bsdtar makes a device
+    node (as root) or a directory there instead of the file whose bytes were checked. Only a symbolic
+    link was refused; an export's members are regular files (S_IFREG, or no type at all)."""
+    path = rewrite(write(tmp_path, sources()), tmp_path / "plain.zip", extra={"media/z.jpg": b"bytes"})
+    marked = tmp_path / "marked.zip"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(marked, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "media/z.jpg":
+                info.create_system, info.external_attr = 3, (mode | 0o644) << 16
+            zout.writestr(info, data)
+    report = verify_archive(marked)
+    assert report.problems == [f"media/z.jpg: a {kind}, not a file (an export holds only files; an unpacker "
+                               "may make one on disk)"], report.text()
+
+
 def _spy_streams(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The members verify streams (expands), in order."""
     streamed: list[str] = []

@@ -95,7 +95,8 @@ def verify_archive(path: Path, sha256: str | None = None) -> Report:
             report.facts.append("SHA-256 of the archive matches")
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:  # a name flagged UTF-8 that is
+        # not (UnicodeDecodeError), a "version needed to extract" past what zipfile knows
         report.problems.append(f"not a readable ZIP ({e}); {walk_front(path)}")
         return report
     with zf:
@@ -144,6 +145,10 @@ def _overlaps(zf: zipfile.ZipFile, path: Path) -> list[str]:
     end: int | None = 0  # where the previous member ends: where this one must begin
     with open(path, "rb") as f:
         for info, nxt in zip(infos, [*infos[1:], None], strict=True):
+            if info.header_offset < 0:  # zipfile shifts offsets by what an end record says: it can lie
+                problems.append(f"{info.filename}: the central directory places it before the archive's first byte")
+                end = None
+                continue
             if end is not None and info.header_offset != end:
                 problems.append(_unaccounted(info.header_offset - end, f"before {info.filename}" if end else
                                              "before its first member"))

@@ -542,6 +542,49 @@ def test_a_member_marked_another_kind_of_file_is_a_problem(tmp_path: Path, mode:
                                "may make one on disk)"], report.text()
 
 
+def _central_record(data: bytearray, start_dir: int, name: bytes) -> int:
+    at = start_dir
+    while data[at + 46:at + 46 + len(name)] != name:
+        at += 46 + sum(struct.unpack_from("<HHH", data, at + 28))
+    return at
+
+
+def _bad_name(data: bytearray, start_dir: int) -> None:  # a UTF-8-flagged name that is not UTF-8
+    at = _central_record(data, start_dir, b"media/b.jpg")
+    data[at + 46 + 6] = 0xFF
+
+
+def _bad_version(data: bytearray, start_dir: int) -> None:  # "version needed to extract" 25.5
+    struct.pack_into("<H", data, _central_record(data, start_dir, b"media/b.jpg") + 6, 255)
+
+
+def _bad_offset(data: bytearray, start_dir: int) -> None:  # the directory said to start 1 MB further on
+    end = data.rindex(b"PK\x05\x06")
+    struct.pack_into("<I", data, end + 16, struct.unpack_from("<I", data, end + 16)[0] + 1_000_000)
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    (_bad_name, "not a readable ZIP ('utf-8' codec can't decode byte 0xff"),
+    (_bad_version, "not a readable ZIP (zip file version 25.5)"),
+    (_bad_offset, "README.md: the central directory places it before the archive's first byte"),
+])
+def test_a_central_directory_zipfile_cannot_read_is_a_problem_not_a_traceback(tmp_path: Path, edit: Any,
+                                                                               says: str) -> None:
+    """Seen (fuzzing a real export's central directory): a name flagged UTF-8 that is not, a "version
+    needed to extract" past 6.3, or an end record whose directory offset is too large (zipfile then
+    places the members before byte 0) ended verify, so import, in a UnicodeDecodeError or
+    NotImplementedError traceback, or an OSError from a seek to a negative offset: one problem instead."""
+    path = write(tmp_path, sources())
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        edit(data, zf.start_dir)
+    path.write_bytes(bytes(data))
+    out = subprocess.run([sys.executable, "-m", "services.cli", "verify", str(path)], capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert (out.returncode, out.stderr) == (1, ""), out.stderr
+    assert any(line.startswith(f"PROBLEM: {says}") for line in out.stdout.splitlines()), out.stdout
+
+
 def _spy_streams(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The members verify streams (expands), in order."""
     streamed: list[str] = []

@@ -84,8 +84,11 @@ class Rekey:
     target: str
 
     def id(self, old: str) -> str:
+        """The target's id for the archive's ``old`` one: the source tenant id in it replaced once
+        (the archive chooses that id: a one-letter one is in every id, and replacing each occurrence
+        multiplied a 64 MiB index by the target id's length), else a digest of it."""
         if self.source in old:
-            return old.replace(self.source, self.target)
+            return old.replace(self.source, self.target, 1)
         return "imp_" + hashlib.sha256(f"{self.target}\0{old}".encode()).hexdigest()[:24]
 
     def key(self, old: str) -> str:

@@ -28,3 +28,13 @@ def test_keys_move_under_the_target_tenant(old: str, new: str) -> None:
 def test_a_key_with_an_empty_dot_or_dot_dot_segment_is_refused(old: str) -> None:
     with pytest.raises(ImportRefused, match="unsafe object key"):
         REKEY.key(old)
+
+
+def test_an_id_grows_by_one_tenant_id_at_most_whatever_the_archive_names_its_tenant() -> None:
+    """The archive chooses its tenant id: one letter would be in every id, and replacing each
+    occurrence turned a 64 MiB index of such ids into gigabytes (and mangled the ids)."""
+    rekey = Rekey("a", "tenant_with_a_long_name")
+    old = "a" * 100_000
+    new = rekey.id(old)
+    assert len(new) <= len(old) - 1 + len("tenant_with_a_long_name")
+    assert REKEY.id("med_1_tenant_a") == "med_1_tenant_b"  # the usual id keeps its shape

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import errno
 import importlib
 import json
@@ -512,6 +511,9 @@ def data_before_command(args: argparse.Namespace) -> str | None:
     return None
 
 
+UNTIL_CTRL_C = frozenset({"run", "serve"})  # commands that run until stopped
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if problem := data_before_command(args):
@@ -536,8 +538,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     args.nats_where = _nats_where(settings, args)  # for messages naming the server asked (`show`, `events`, …)
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            args.func(args, settings)
+        args.func(args, settings)
+    except KeyboardInterrupt:
+        if args.command in UNTIL_CTRL_C:
+            return  # how a service in the foreground is stopped: it did what it was asked
+        # anything else did not finish: `import … && next-step` must not go on (130: 128 + SIGINT)
+        print(f"grove-export: interrupted; {args.command} did not finish", file=sys.stderr)
+        sys.exit(130)
     except (CliError, SecretError) as e:  # a refusal may name what the log or an archive holds: escaped
         from shared.core.printable import printable
 

@@ -65,3 +65,25 @@ def test_a_taken_port_names_only_the_port_that_service_binds() -> None:
         "address already in use: port 9317 (GROVE_METRICS_PORT) is taken by another program"
     assert _hint(taken, s, "nats://127.0.0.1:4222", service="gateway") == \
         "address already in use: port 18080 (GROVE_PORT) is taken by another program"
+
+
+def test_ctrl_c_is_a_failure_of_a_command_that_did_not_finish_and_the_way_a_service_stops(
+        tmp_path, monkeypatch, capsys) -> None:
+    """Seen: `grove-export import` cut short by Ctrl-C exited 0, so `import … && next-step` went on
+    as if the tenant were restored. A service in the foreground (`run`, `serve`) ends this way."""
+    import pytest
+
+    import services.cli as cli
+
+    def interrupted(args, settings) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "cmd_verify", interrupted)
+    monkeypatch.setattr(cli, "cmd_run", interrupted)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["verify", str(tmp_path / "a.zip")])
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err == "grove-export: interrupted; verify did not finish\n"
+    cli.main(["run", "catalog"])  # returns: a service stopped with Ctrl-C has done what it was asked
+    assert capsys.readouterr().err == ""

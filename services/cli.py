@@ -557,7 +557,10 @@ def main(argv: list[str] | None = None) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
     except ContentError as e:  # the content database: its own one line (it names no NATS or store)
-        print(f"grove-export: {e}", file=sys.stderr)
+        from shared.core.printable import printable
+
+        # it may quote a value an imported archive chose (a unique violation's key): escaped
+        print(printable(f"grove-export: {e}"), file=sys.stderr)
         sys.exit(1)
     except Exception as e:  # noqa: BLE001 - infrastructure errors: one line, not a traceback
         from nats.errors import Error as NatsError

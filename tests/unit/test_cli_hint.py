@@ -87,3 +87,24 @@ def test_ctrl_c_is_a_failure_of_a_command_that_did_not_finish_and_the_way_a_serv
     assert capsys.readouterr().err == "grove-export: interrupted; verify did not finish\n"
     cli.main(["run", "catalog"])  # returns: a service stopped with Ctrl-C has done what it was asked
     assert capsys.readouterr().err == ""
+
+
+def test_a_content_database_error_reaches_the_terminal_with_its_control_characters_escaped(
+        tmp_path, monkeypatch, capsys) -> None:
+    """A database error can quote a value an imported archive chose (PostgreSQL's DETAIL names the
+    key of a unique violation): it is printed as a member name is, escaped."""
+    import pytest
+
+    import services.cli as cli
+    from shared.content.port import ContentError
+
+    def failing(args, settings) -> None:
+        raise ContentError("duplicate key (id)=(\x1b]0;pwned\x07\u202eexe.jpg)")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "cmd_verify", failing)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["verify", str(tmp_path / "a.zip")])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 1 and err.count("\n") == 1
+    assert "\x1b" not in err and "\u202e" not in err and "\\x1b]0;pwned" in err, ascii(err)

@@ -35,6 +35,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from shared.bus.connect import kv_names
+from shared.eventlog.jetstream import stream_config
 from shared.runtime.settings import Settings
 
 CHUNK = 128 * 1024
@@ -57,7 +58,16 @@ class Saved:
 
 def streams(settings: Settings) -> list[str]:
     """The streams that are the truth: the event log and the KV buckets' streams."""
-    return [settings.stream_name, *(f"KV_{b}" for b in kv_names(settings))]
+    return list(subjects(settings))
+
+
+def subjects(settings: Settings) -> dict[str, list[str]]:
+    """Each of those streams with the subjects it holds in this deployment: a backup restores into
+    these streams only, each once, with these subjects (another deployment's stream would be
+    restored where no service reads it, its messages under subjects no service asks for)."""
+    log = stream_config(settings.stream_name, settings.subject_prefix, 1, 1)
+    return {log.name or settings.stream_name: list(log.subjects or []),
+            **{f"KV_{b}": [f"$KV.{b}.>"] for b in kv_names(settings)}}
 
 
 def _check(reply: bytes, what: str) -> dict[str, Any]:
@@ -137,29 +147,46 @@ def _file_sha256(path: Path) -> str:
     return sha.hexdigest()
 
 
-def check_backup(folder: Path) -> list[dict[str, Any]]:
+def check_backup(folder: Path, settings: Settings) -> list[dict[str, Any]]:
     """The manifest's entries, each with its ``meta`` (config and state), once every entry has the
-    expected shape and every snapshot its checksum: a folder that is not a whole backup is refused
-    in one line before anything is restored (restoring the first stream, then failing on the second,
-    would leave the server half restored)."""
+    expected shape and every snapshot its checksum, and the backup holds each of this deployment's
+    streams (:func:`subjects`) once, its config naming that stream and its subjects: a folder that
+    is not a whole backup of this deployment is refused in one line before anything is restored
+    (restoring the first stream, then failing on the second — a stream listed twice, a config naming
+    another — would leave the server half restored; one missing would restore the rest and exit 0)."""
+    ours = subjects(settings)
     if not (folder / "manifest.json").is_file():
         raise BackupError(f"{folder} has no manifest.json; it is not a grove-export backup")
     manifest = _read_json(folder / "manifest.json", "it is not a grove-export backup")
     where = folder / "manifest.json"
     if not isinstance(manifest, dict) or not isinstance(manifest.get("streams"), list):
         raise BackupError(f"{where}: not a grove-export backup manifest (no list of streams)")
-    entries = []
+    entries: list[dict[str, Any]] = []
     for n, entry in enumerate(manifest["streams"]):
         if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("stream", "file", "sha256")):
             raise BackupError(f"{where}: streams[{n}] is not an object with stream, file and sha256")
         stream, file = entry["stream"], entry["file"]
         if not STREAM_NAME.fullmatch(stream):
             raise BackupError(f"{where}: streams[{n}].stream {stream!r} is not a stream name")
+        if stream not in ours:
+            raise BackupError(f"{where}: streams[{n}].stream {stream!r} is not one of this deployment's streams "
+                              f"({', '.join(ours)}; GROVE_STREAM_NAME and GROVE_KV_PREFIX name them): a backup of "
+                              "another deployment?")
+        if any(e["stream"] == stream for e in entries):
+            raise BackupError(f"{where}: streams[{n}]: {stream} is listed twice")
         if file in ("", ".", "..") or "/" in file or "\\" in file or "\x00" in file:
             raise BackupError(f"{where}: streams[{n}].file {file!r} is not a file name in the folder")
         meta = _read_json(folder / f"{stream}.json", "the backup is incomplete")
         if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or "state" not in meta:
             raise BackupError(f"{folder / f'{stream}.json'}: not a stream's config and state")
+        config = meta["config"]
+        if config.get("name") != stream:
+            raise BackupError(f"{folder / f'{stream}.json'}: its config names stream {config.get('name')!r}, "
+                              f"not {stream}")
+        if config.get("subjects") != ours[stream]:
+            raise BackupError(f"{folder / f'{stream}.json'}: its stream holds subjects {config.get('subjects')!r}, "
+                              f"this deployment's {ours[stream]!r} (GROVE_SUBJECT_PREFIX, GROVE_KV_PREFIX): "
+                              "a backup of another deployment?")
         try:
             digest = _file_sha256(folder / file)
         except OSError as e:
@@ -167,6 +194,9 @@ def check_backup(folder: Path) -> list[dict[str, Any]]:
         if digest != entry["sha256"]:
             raise BackupError(f"{file} does not match its checksum in manifest.json")
         entries.append({**entry, "meta": meta})
+    if missing := [name for name in ours if not any(e["stream"] == name for e in entries)]:
+        raise BackupError(f"{where}: it holds no {', '.join(missing)}: not a whole backup of this deployment "
+                          f"(its streams are {', '.join(ours)}), so nothing was restored")
     return entries
 
 
@@ -206,11 +236,11 @@ def _remove_hint(names: list[str]) -> str:
     return ", ".join(f"`{REMOVE.format(n)}`" for n in names)
 
 
-async def restore(nc: Client, folder: Path, entries: list[dict[str, Any]] | None = None,
+async def restore(nc: Client, folder: Path, settings: Settings, entries: list[dict[str, Any]] | None = None,
                   restored: Callable[[str, int], None] | None = None) -> list[tuple[str, int]]:
     """Restore every stream of the backup; ``entries`` from :func:`check_backup` when already checked,
     ``restored(stream, messages)`` called as each one is done (so a failure part-way shows what was)."""
-    entries = entries if entries is not None else check_backup(folder)
+    entries = entries if entries is not None else check_backup(folder, settings)
     there = await existing(nc, [e["stream"] for e in entries])
     if there:
         raise BackupError(

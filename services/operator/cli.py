@@ -482,13 +482,13 @@ async def _restore(args: argparse.Namespace, settings: Settings) -> None:
     from shared.bus.connect import open_nats
 
     try:  # before connecting: a folder that is not a whole backup is refused without a server
-        entries = check_backup(_a_folder(Path(args.dir), must_exist=True))
+        entries = check_backup(_a_folder(Path(args.dir), must_exist=True), settings)
     except BackupError as e:
         raise OperatorError(str(e)) from None
     # a bare connection: connect() binds the stream and buckets the restore needs absent
     nc = await open_nats(settings, "operator", persistent=False)
     try:  # each stream is printed as it is restored: a failure part-way leaves a record of what was
-        await restore(nc, Path(args.dir), entries,
+        await restore(nc, Path(args.dir), settings, entries,
                       lambda stream, messages: say(f"{stream}: restored, {messages} messages", flush=True))
     except BackupError as e:
         raise OperatorError(str(e)) from None

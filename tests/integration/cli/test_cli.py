@@ -150,8 +150,9 @@ def test_every_command_says_the_same_line_when_nats_cannot_be_reached(tmp_path: 
     dead = f"nats://127.0.0.1:{free_port()}"
     line = (f"grove-export: cannot reach NATS at {dead} (from GROVE_NATS_URL): connection refused (is nats-server "
             f"running there?)\n")
-    (tmp_path / "backup").mkdir()  # restore checks its folder before it connects: give it one that passes
-    (tmp_path / "backup" / "manifest.json").write_text('{"streams": []}')
+    from tests.support.backups import backup_folder
+
+    backup_folder(tmp_path / "backup")  # restore checks its folder before it connects: give it one that passes
     for command in (["restore", str(tmp_path / "backup")], ["backup", str(tmp_path / "b")], ["setup"], ["exports"],
                     ["events", "exp_x"], ["janitor"]):
         out = bare(*command, cwd=tmp_path, GROVE_NATS_URL=dead)

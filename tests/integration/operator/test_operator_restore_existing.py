@@ -85,3 +85,23 @@ async def test_a_restore_that_fails_part_way_says_what_it_had_restored(
     line = out.stderr.strip()
     assert len(line.splitlines()) == 1 and line.startswith(f"grove-export: restore of {hb}"), line
     assert f"already restored: {settings.stream_name} (delete them, `nats stream rm -f {settings.stream_name}`" in line
+
+
+async def test_a_backup_listing_a_stream_twice_restores_nothing(
+        values: dict[str, Any], bus: Bus, settings: Settings, tmp_path: Path) -> None:
+    """Seen: a manifest listing EXPORTS twice restored EXPORTS, then failed on its second copy with
+    "stream name already in use", leaving the server half restored; and one listing only EXPORTS
+    restored it alone and exited 0, the KV buckets never restored."""
+    hb, admission = (f"KV_{b}" for b in kv_names(settings))
+    names = [settings.stream_name, hb, admission]
+    backup = tmp_path / "backup"
+    assert cli(values, "backup", str(backup)).returncode == 0
+    manifest = json.loads((backup / "manifest.json").read_text())
+    for name in names:
+        await bus.js.delete_stream(name)
+    for streams in ([manifest["streams"][0], *manifest["streams"]], manifest["streams"][:1]):
+        (backup / "manifest.json").write_text(json.dumps({**manifest, "streams": streams}))
+        out = cli(values, "restore", str(backup))
+        assert out.returncode == 1 and out.stdout == "", out.stdout + out.stderr
+        assert len(out.stderr.splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
+        assert await _streams(bus, names) == {}, out.stderr  # nothing restored

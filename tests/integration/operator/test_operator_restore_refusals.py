@@ -1,12 +1,13 @@
 """``grove-export restore DIR`` refuses a folder that is not a whole backup in one line, before it
 connects and before any stream is restored: a manifest.json that is not JSON (it was a
 JSONDecodeError traceback), of the wrong shape, naming a stream that is not a stream name or a file
-outside the folder, a snapshot whose checksum does not match."""
+outside the folder, a snapshot whose checksum does not match; and one that is not a backup of this
+deployment's streams: a stream listed twice, one missing, none at all, another deployment's (its stream
+names or subjects), a config that names another stream (each restored the first streams, then failed
+part-way, or restored what the services never read, and said nothing)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -17,22 +18,10 @@ from typing import Any
 import pytest
 
 from services.operator.backup import BackupError, check_backup
+from shared.runtime.settings import Settings
+from tests.support.backups import backup_folder
 
-
-def backup_folder(folder: Path, edit: Callable[[dict[str, Any]], Any] | None = None) -> Path:
-    folder.mkdir()
-    streams = []
-    for name in ("EXPORTS", "KV_grove_heartbeats"):
-        data = name.encode() * 100
-        (folder / f"{name}.tar.s2").write_bytes(data)
-        (folder / f"{name}.json").write_text(json.dumps({"config": {"name": name}, "state": {"messages": 1}}))
-        streams.append({"stream": name, "messages": 1, "bytes": len(data), "file": f"{name}.tar.s2",
-                        "sha256": hashlib.sha256(data).hexdigest()})
-    manifest: dict[str, Any] = {"created": "2026-01-01T00:00:00+00:00", "chunk": 131072, "streams": streams}
-    if edit:
-        edit(manifest)
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder
+SETTINGS = Settings(stream_name="EXPORTS", subject_prefix="exports", kv_prefix="grove")
 
 
 def _second(**kw: Any) -> Callable[[dict[str, Any]], Any]:
@@ -41,7 +30,7 @@ def _second(**kw: Any) -> Callable[[dict[str, Any]], Any]:
 
 CASES: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "streams not a list": (lambda m: m.update(streams={"a": 1}), "no list of streams"),
-    "an entry not an object": (lambda m: m["streams"].append("x"), "streams[2] is not an object"),
+    "an entry not an object": (lambda m: m["streams"].append("x"), "streams[3] is not an object"),
     "an entry without sha256": (lambda m: m["streams"][0].pop("sha256"), "streams[0] is not an object with"),
     "a stream name with a dot": (_second(stream="EXPORTS.>"), "streams[1].stream 'EXPORTS.>' is not a stream name"),
     "a file outside the folder": (_second(file="../elsewhere"), "streams[1].file '../elsewhere' is not a file name"),
@@ -54,14 +43,43 @@ CASES: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
 def test_a_folder_that_is_not_a_whole_backup_is_refused_before_restoring(case: str, tmp_path: Path) -> None:
     edit, says = CASES[case]
     with pytest.raises(BackupError) as refused:
-        check_backup(backup_folder(tmp_path / "bk", edit))
+        check_backup(backup_folder(tmp_path / "bk", edit), SETTINGS)
     assert says in str(refused.value), str(refused.value)
 
 
 def test_whole_backup_entries_come_with_their_config(tmp_path: Path) -> None:
-    entries = check_backup(backup_folder(tmp_path / "bk"))
-    assert [e["stream"] for e in entries] == ["EXPORTS", "KV_grove_heartbeats"]
-    assert entries[0]["meta"]["config"] == {"name": "EXPORTS"}
+    entries = check_backup(backup_folder(tmp_path / "bk"), SETTINGS)
+    assert [e["stream"] for e in entries] == ["EXPORTS", "KV_grove_heartbeats", "KV_grove_admission"]
+    assert entries[0]["meta"]["config"] == {"name": "EXPORTS", "subjects": ["exports.>"]}
+
+
+NOT_OURS: dict[str, tuple[Callable[[dict[str, Any]], Any] | None, Callable[[str, dict[str, Any]], Any] | None,
+                          str]] = {
+    "a stream listed twice": (lambda m: m["streams"].insert(1, m["streams"][0]), None,
+                              "streams[1]: EXPORTS is listed twice"),
+    "a stream missing": (lambda m: m["streams"].pop(), None,
+                         "it holds no KV_grove_admission: not a whole backup of this deployment"),
+    "no streams at all": (lambda m: m.update(streams=[]), None,
+                          "it holds no EXPORTS, KV_grove_heartbeats, KV_grove_admission"),
+    "another deployment's stream": (lambda m: m["streams"][0].update(stream="OTHER_EXPORTS"), None,
+                                    "streams[0].stream 'OTHER_EXPORTS' is not one of this deployment's streams "
+                                    "(EXPORTS, KV_grove_heartbeats, KV_grove_admission"),
+    "a config naming another stream": (None, lambda name, c: c.update(name="OTHER") if name.endswith("admission")
+                                       else None, "KV_grove_admission.json: its config names stream 'OTHER'"),
+    "another deployment's subjects": (None, lambda name, c: c.update(subjects=["other.>"]) if name == "EXPORTS"
+                                      else None, "EXPORTS.json: its stream holds subjects ['other.>'], "
+                                                 "this deployment's ['exports.>']"),
+    "a config without subjects": (None, lambda name, c: c.pop("subjects") if name == "EXPORTS" else None,
+                                  "EXPORTS.json: its stream holds subjects None"),
+}
+
+
+@pytest.mark.parametrize("case", NOT_OURS)
+def test_a_backup_that_is_not_one_of_this_deployments_streams_is_refused(case: str, tmp_path: Path) -> None:
+    edit, config, says = NOT_OURS[case]
+    with pytest.raises(BackupError) as refused:
+        check_backup(backup_folder(tmp_path / "bk", edit, config), SETTINGS)
+    assert says in str(refused.value), str(refused.value)
 
 
 @pytest.mark.parametrize(("manifest", "says"), [

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from nats.aio.client import Client
 
@@ -140,10 +140,14 @@ def _read_json(path: Path, what: str) -> Any:
 
 
 def _file_sha256(path: Path) -> str:
-    sha = hashlib.sha256()
     with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            sha.update(block)
+        return _sha256_of(f)
+
+
+def _sha256_of(f: BinaryIO) -> str:
+    sha = hashlib.sha256()
+    while block := f.read(1 << 20):
+        sha.update(block)
     return sha.hexdigest()
 
 
@@ -201,15 +205,25 @@ def check_backup(folder: Path, settings: Settings) -> list[dict[str, Any]]:
 
 
 async def restore_stream(nc: Client, folder: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """Send one stream's snapshot a chunk at a time (a big stream's snapshot is never held whole). The
+    file is opened once and its checksum taken before anything is sent, then again from the same
+    handle as the chunks go out: what is sent is what was checked (a file replaced since
+    :func:`check_backup` is refused before the server is asked; one written to in place while it is
+    sent is named, and the server may have made the stream from it by then)."""
     stream, meta = entry["stream"], entry["meta"]
-    data = (folder / entry["file"]).read_bytes()
-    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        raise BackupError(f"{entry['file']} does not match its checksum in manifest.json")
-    answer = _check((await nc.request(f"{API}.RESTORE.{stream}", json.dumps(meta).encode(), timeout=10)).data,
-                    f"restore of {stream}")
-    deliver = answer["deliver_subject"]
-    for i in range(0, len(data), CHUNK):
-        await nc.request(deliver, data[i:i + CHUNK], timeout=30)
+    with (folder / entry["file"]).open("rb") as f:
+        if _sha256_of(f) != entry["sha256"]:
+            raise BackupError(f"{entry['file']} does not match its checksum in manifest.json")
+        f.seek(0)
+        answer = _check((await nc.request(f"{API}.RESTORE.{stream}", json.dumps(meta).encode(), timeout=10)).data,
+                        f"restore of {stream}")
+        deliver, sha = answer["deliver_subject"], hashlib.sha256()
+        while chunk := f.read(CHUNK):
+            sha.update(chunk)
+            await nc.request(deliver, chunk, timeout=30)
+    if sha.hexdigest() != entry["sha256"]:
+        raise BackupError(f"{entry['file']} was written to while it was restored: delete {stream} "
+                          f"(`{REMOVE.format(stream)}`) and restore from an unchanged backup")
     done = _check((await nc.request(deliver, b"", timeout=300)).data, f"restore of {stream}")
     return dict(done.get("state", {}))
 

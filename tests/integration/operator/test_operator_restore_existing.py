@@ -105,3 +105,52 @@ async def test_a_backup_listing_a_stream_twice_restores_nothing(
         assert out.returncode == 1 and out.stdout == "", out.stdout + out.stderr
         assert len(out.stderr.splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
         assert await _streams(bus, names) == {}, out.stderr  # nothing restored
+
+
+async def test_a_large_snapshot_is_sent_a_chunk_at_a_time(bus: Bus, settings: Settings, tmp_path: Path) -> None:
+    """Seen: restore read each snapshot whole into memory before sending it (a backup of a big stream
+    needed as much memory as its largest file). 24 MiB that the server refuses as a snapshot: what
+    matters here is the memory restore takes on the way, then one BackupError and no stream."""
+    import tracemalloc
+
+    import pytest
+
+    from services.operator.backup import BackupError, restore_stream
+
+    data = os.urandom(24 << 20)
+    (tmp_path / "big.tar.s2").write_bytes(data)
+    name = f"BIG_{settings.kv_prefix}"
+    entry = {"stream": name, "file": "big.tar.s2", "sha256": hashlib.sha256(data).hexdigest(),
+             "meta": {"config": {"name": name, "subjects": [f"{name}.>"], "storage": "file", "num_replicas": 1},
+                      "state": {"messages": 1}}}
+    del data
+    tracemalloc.start()
+    try:
+        with pytest.raises(BackupError):
+            await restore_stream(bus.nc, tmp_path, entry)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"peak {peak / 2**20:.1f} MiB"
+    assert await _streams(bus, [name]) == {}
+
+
+async def test_a_snapshot_changed_since_it_was_checked_is_not_restored(
+        values: dict[str, Any], bus: Bus, settings: Settings, tmp_path: Path) -> None:
+    """The checksum is taken from the handle the chunks are then read from, before the server is asked:
+    a file that no longer matches (replaced since check_backup read it) makes no stream."""
+    import asyncio
+
+    import pytest
+
+    from services.operator.backup import BackupError, check_backup, restore_stream
+
+    backup = tmp_path / "backup"
+    assert cli(values, "backup", str(backup)).returncode == 0
+    entry = check_backup(backup, settings)[0]
+    await bus.js.delete_stream(settings.stream_name)
+    assert await _streams(bus, [settings.stream_name]) == {}
+    with pytest.raises(BackupError, match="does not match its checksum"):
+        await restore_stream(bus.nc, backup, {**entry, "sha256": "0" * 64})
+    await asyncio.sleep(1)
+    assert await _streams(bus, [settings.stream_name]) == {}

@@ -23,6 +23,7 @@ Errors::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -122,12 +123,30 @@ async def backup(nc: Client, settings: Settings, out: Path) -> list[Saved]:
         raise BackupError(f"{out} already holds a backup; choose an empty folder")
     if problem := not_for_backup(out):
         raise BackupError(problem)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    saved = [await snapshot(nc, name, out) for name in streams(settings)]
-    manifest = {"created": datetime.now(UTC).isoformat(), "chunk": CHUNK,
-                "streams": [s.__dict__ for s in saved]}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    names = streams(settings)
+    try:
+        saved = [await snapshot(nc, name, out) for name in names]
+        manifest = {"created": datetime.now(UTC).isoformat(), "chunk": CHUNK,
+                    "streams": [s.__dict__ for s in saved]}
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    except BaseException:  # a server that stops answering, a full disk, Ctrl-C: no half-written backup
+        _remove_partial(out, names, made)
+        raise
     return saved
+
+
+def _remove_partial(out: Path, names: list[str], made: bool) -> None:
+    """Remove what a backup that did not finish wrote in ``out`` (the folder too, when it made it): its
+    files without a manifest are no backup, and left there they made the same command refuse the
+    folder ("not empty and holds no backup") until found and removed by hand."""
+    for name in (*(f"{n}{ext}" for n in names for ext in (".tar.s2", ".json")), "manifest.json"):
+        with contextlib.suppress(OSError):
+            (out / name).unlink(missing_ok=True)
+    if made:
+        with contextlib.suppress(OSError):
+            out.rmdir()
 
 
 def _read_json(path: Path, what: str) -> Any:

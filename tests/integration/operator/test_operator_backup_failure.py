@@ -1,0 +1,41 @@
+"""``grove-export backup DIR`` that fails part-way (the server stops answering one stream's snapshot,
+the disk fills) leaves no half-written backup behind. Seen: the first stream's files stayed in DIR
+without a manifest, and running the same command again was refused ("DIR is not empty and holds no
+backup") until the operator found and removed them by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.operator import backup as bk
+from shared.bus.connect import Bus
+from shared.runtime.settings import Settings
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["a new folder", "an empty folder"])
+async def test_a_backup_that_fails_part_way_leaves_nothing_behind(
+        bus: Bus, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existing: bool) -> None:
+    real, calls = bk.snapshot, []
+
+    async def failing(nc: Any, stream: str, out: Path) -> bk.Saved:
+        calls.append(stream)
+        if len(calls) == 2:  # the second stream: part of its snapshot written, then the server goes away
+            (out / f"{stream}.tar.s2").write_bytes(b"half")
+            raise bk.BackupError(f"snapshot of {stream}: timed out")
+        return await real(nc, stream, out)
+
+    out = tmp_path / "backup"
+    if existing:
+        out.mkdir()
+    monkeypatch.setattr(bk, "snapshot", failing)
+    with pytest.raises(bk.BackupError, match="timed out"):
+        await bk.backup(bus.nc, settings, out)
+    assert (sorted(p.name for p in out.iterdir()) if out.exists() else None) == ([] if existing else None)
+
+    monkeypatch.setattr(bk, "snapshot", real)  # and the same command runs again
+    saved = await bk.backup(bus.nc, settings, out)
+    assert [s.stream for s in saved] == bk.streams(settings)
+    assert (out / "manifest.json").is_file()

@@ -241,8 +241,7 @@ async def restore_stream(nc: Client, folder: Path, entry: dict[str, Any]) -> dic
             sha.update(chunk)
             await nc.request(deliver, chunk, timeout=30)
     if sha.hexdigest() != entry["sha256"]:
-        raise BackupError(f"{entry['file']} was written to while it was restored: delete {stream} "
-                          f"(`{REMOVE.format(stream)}`) and restore from an unchanged backup")
+        raise BackupError(f"{entry['file']} was written to while it was restored: restore from an unchanged backup")
     done = _check((await nc.request(deliver, b"", timeout=300)).data, f"restore of {stream}")
     return dict(done.get("state", {}))
 
@@ -269,6 +268,33 @@ def _remove_hint(names: list[str]) -> str:
     return ", ".join(f"`{REMOVE.format(n)}`" for n in names)
 
 
+def _said(e: Exception) -> str:
+    return str(e) if isinstance(e, BackupError) else f"{type(e).__name__}: {e}".rstrip(": ")
+
+
+async def _undo(nc: Client, names: list[str], why: str) -> str:
+    """Delete every stream of the backup the server has now: none was there when restore began (it
+    refuses otherwise), so these are the ones this restore made — a restore that failed part-way
+    leaves the server as it found it, not half restored. The line to end with, naming any it could
+    not delete."""
+    try:
+        made = await existing(nc, names)
+    except Exception as e:  # noqa: BLE001 - the server is gone too: say what may be left
+        return (f"{why}; the streams restored before it may be left ({_said(e)}): delete those of "
+                f"{', '.join(names)} the server has ({_remove_hint(names)}) before running restore again")
+    kept = []
+    for name in made:
+        try:
+            _check((await nc.request(f"{API}.DELETE.{name}", b"", timeout=10)).data, f"deleting {name}")
+        except Exception:  # noqa: BLE001 - named below
+            kept.append(name)
+    if kept:
+        return (f"{why}; already restored: {', '.join(kept)} (delete them, {_remove_hint(kept)}, before running "
+                "restore again)")
+    undone = f" ({', '.join(made)} deleted again)" if made else ""
+    return f"{why}; nothing was restored{undone}: run restore again once that is fixed"
+
+
 async def restore(nc: Client, folder: Path, settings: Settings, entries: list[dict[str, Any]] | None = None,
                   restored: Callable[[str, int], None] | None = None) -> list[tuple[str, int]]:
     """Restore every stream of the backup; ``entries`` from :func:`check_backup` when already checked,
@@ -285,12 +311,8 @@ async def restore(nc: Client, folder: Path, settings: Settings, entries: list[di
     for entry in entries:
         try:
             state = await restore_stream(nc, folder, entry)
-        except BackupError as e:
-            if not out:
-                raise
-            done = [s for s, _ in out]
-            raise BackupError(f"{e}; already restored: {', '.join(done)} (delete them, {_remove_hint(done)}, "
-                              "before running restore again)") from None
+        except Exception as e:  # noqa: BLE001 - the server's refusal, a timeout, a read error: undo, then say it
+            raise BackupError(await _undo(nc, [x["stream"] for x in entries], _said(e))) from None
         out.append((entry["stream"], int(state.get("messages", 0))))
         if restored is not None:
             restored(*out[-1])

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from shared.bus.connect import Bus, kv_names
 from shared.core import events as ev
 from shared.runtime.settings import Settings
@@ -65,9 +67,13 @@ async def test_restore_refuses_before_restoring_anything_when_one_stream_exists(
     assert await _streams(bus, names) == {settings.stream_name: 1, hb: 0, admission: 0}
 
 
-async def test_a_restore_that_fails_part_way_says_what_it_had_restored(
+async def test_a_restore_that_fails_part_way_leaves_the_server_as_it_found_it(
         values: dict[str, Any], bus: Bus, settings: Settings, tmp_path: Path) -> None:
+    """Seen: the second snapshot refused by the server left EXPORTS restored (a half-restored server)
+    with a line asking the operator to delete it; and a timeout or read error there did not even name
+    it. Restore now deletes the streams it made (none was there when it began) and says so."""
     hb, admission = (f"KV_{b}" for b in kv_names(settings))
+    names = [settings.stream_name, hb, admission]
     backup = tmp_path / "backup"
     assert cli(values, "backup", str(backup)).returncode == 0
     # the second snapshot is not one the server can restore, with a checksum that matches it
@@ -76,7 +82,7 @@ async def test_a_restore_that_fails_part_way_says_what_it_had_restored(
     (backup / manifest["streams"][1]["file"]).write_bytes(broken)
     manifest["streams"][1]["sha256"] = hashlib.sha256(broken).hexdigest()
     (backup / "manifest.json").write_text(json.dumps(manifest))
-    for name in (settings.stream_name, hb, admission):
+    for name in names:
         await bus.js.delete_stream(name)
 
     out = cli(values, "restore", str(backup))
@@ -84,7 +90,8 @@ async def test_a_restore_that_fails_part_way_says_what_it_had_restored(
     assert out.stdout == f"{settings.stream_name}: restored, 0 messages\n", out.stdout
     line = out.stderr.strip()
     assert len(line.splitlines()) == 1 and line.startswith(f"grove-export: restore of {hb}"), line
-    assert f"already restored: {settings.stream_name} (delete them, `nats stream rm -f {settings.stream_name}`" in line
+    assert f"nothing was restored ({settings.stream_name} deleted again): run restore again" in line, line
+    assert await _streams(bus, names) == {}, line
 
 
 async def test_a_backup_listing_a_stream_twice_restores_nothing(
@@ -113,8 +120,6 @@ async def test_a_large_snapshot_is_sent_a_chunk_at_a_time(bus: Bus, settings: Se
     matters here is the memory restore takes on the way, then one BackupError and no stream."""
     import tracemalloc
 
-    import pytest
-
     from services.operator.backup import BackupError, restore_stream
 
     data = os.urandom(24 << 20)
@@ -141,8 +146,6 @@ async def test_a_snapshot_changed_since_it_was_checked_is_not_restored(
     a file that no longer matches (replaced since check_backup read it) makes no stream."""
     import asyncio
 
-    import pytest
-
     from services.operator.backup import BackupError, check_backup, restore_stream
 
     backup = tmp_path / "backup"
@@ -154,3 +157,31 @@ async def test_a_snapshot_changed_since_it_was_checked_is_not_restored(
         await restore_stream(bus.nc, backup, {**entry, "sha256": "0" * 64})
     await asyncio.sleep(1)
     assert await _streams(bus, [settings.stream_name]) == {}
+
+
+async def test_a_restore_that_times_out_part_way_leaves_the_server_as_it_found_it(
+        values: dict[str, Any], bus: Bus, settings: Settings, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen: a timeout on the second stream escaped as NATS's own timeout line, EXPORTS restored and not named."""
+    from nats.errors import TimeoutError as NatsTimeout
+
+    from services.operator import backup as bk
+
+    names = [settings.stream_name, *(f"KV_{b}" for b in kv_names(settings))]
+    backup = tmp_path / "backup"
+    assert cli(values, "backup", str(backup)).returncode == 0
+    for name in names:
+        await bus.js.delete_stream(name)
+    real = bk.restore_stream
+
+    async def times_out(nc: Any, folder: Path, entry: dict[str, Any]) -> dict[str, Any]:
+        if entry["stream"] != settings.stream_name:
+            raise NatsTimeout
+        return await real(nc, folder, entry)
+
+    monkeypatch.setattr(bk, "restore_stream", times_out)
+    with pytest.raises(bk.BackupError) as failed:
+        await bk.restore(bus.nc, backup, settings)
+    assert f"TimeoutError: nats: timeout; nothing was restored ({settings.stream_name} deleted again)" \
+        in str(failed.value), str(failed.value)
+    assert await _streams(bus, names) == {}

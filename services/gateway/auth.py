@@ -69,6 +69,8 @@ def make_token(settings: Settings, tenant: str, user: str, email: str, username:
 
 def verify_token(settings: Settings, token: str) -> Identity:
     """The identity in ``token``; raises :class:`Unauthorized` when it is not trustworthy."""
+    if not token.isascii():  # a JWT is base64url and dots; a raw non-UTF-8 byte (read with surrogateescape)
+        raise _unauthorized("The token is not valid.")  # made PyJWT raise UnicodeEncodeError: a 500
     try:
         claims = jwt.decode(token, _secret(settings), algorithms=[ALGORITHM], issuer=settings.jwt_issuer,
                             audience=AUDIENCE, options={"require": list(REQUIRED_CLAIMS)})

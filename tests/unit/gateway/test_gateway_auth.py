@@ -165,3 +165,12 @@ def test_make_token_refuses_the_claims_the_gateway_refuses(field: str, value: st
                          "exp": int(time.time()) + 60}, TEST_SECRETS["jwt"], algorithm="HS256")
     with pytest.raises(Unauthorized):  # the gateway's side of the same rule
         verify_token(S, forged)
+
+
+@pytest.mark.parametrize("token", ["\udcff\udcfe.a.b", "eyJ\udc80.eyJ.sig", "é.a.b"])
+def test_a_token_with_a_byte_that_is_not_ascii_is_unauthorized_not_a_crash(token: str) -> None:
+    """Seen: `Authorization: Bearer \\xff\\xfe.a.b` (raw bytes; aiohttp reads a header with
+    surrogateescape) was a 500 GROVE-EXPORT-000: PyJWT encodes the token as UTF-8 and raised
+    UnicodeEncodeError, which is no PyJWTError. A JWT is base64url and dots: ASCII only."""
+    with pytest.raises(Unauthorized, match="not valid"):
+        verify_token(S, token)

@@ -19,6 +19,11 @@ HEADERS = {
 }
 
 
+API_CACHE_CONTROL = "no-store"  # every /api/ answer: an export's status holds a working signed download link
+
+
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
+    if request.path.startswith("/api/"):  # tenant data, links, problems naming an export: never kept by a cache
+        response.headers.setdefault("Cache-Control", API_CACHE_CONTROL)  # (downloads set their own, no-store too)

@@ -40,3 +40,25 @@ async def test_the_page_and_the_api_carry_the_security_headers(gateway, headers_
         assert resp.headers.get("X-Content-Type-Options") == "nosniff", path
         assert resp.headers.get("Referrer-Policy") == "no-referrer", path
         assert resp.headers.get("X-Frame-Options") == "DENY", path
+
+
+async def test_every_api_answer_is_never_stored_by_a_cache(gateway, headers_for, pipeline):
+    """Seen: a complete export's status (its signed downloadUrl, sha256, size), the history and a
+    problem naming the tenant's active export were sent with no Cache-Control at all, so a browser's
+    or an intermediary's cache could keep a working download link and the tenant's exports."""
+    created = await (await gateway.post("/api/export", json={}, headers=headers_for())).json()
+    export_id = created["exportId"]
+    await pipeline.complete("tenant_a", export_id)
+    await pipeline.settle(gateway)
+    answers = [await gateway.get(f"/api/export/status/{export_id}", headers=headers_for()),
+               await gateway.get("/api/export/history", headers=headers_for()),
+               await gateway.post("/api/export", json={}, headers=headers_for("tenant_b")),
+               await gateway.post("/api/export", json={}, headers=headers_for("tenant_b")),  # 409, activeExportId
+               await gateway.post(f"/api/export/cancel/{export_id}", headers=headers_for()),  # 409
+               await gateway.get("/api/export/status/exp_missing", headers=headers_for())]
+    assert "downloadUrl" in await answers[0].json()
+    assert [a.status for a in answers] == [200, 200, 201, 409, 409, 404]
+    for resp in answers:
+        assert "no-store" in resp.headers.get("Cache-Control", ""), (resp.url, resp.headers)
+    page = await gateway.get("/export")  # the page and its files are public: their own caching, unchanged
+    assert page.status == 200 and "Cache-Control" not in page.headers

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import re
 
-# Control characters (an escape sequence repaints or retitles a terminal, a line break forges a line)
-# and bidi controls (they reorder what follows): shown as their escapes, never as is.
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+# Control characters (an escape sequence repaints or retitles a terminal, a line break forges a line),
+# bidi controls (they reorder what follows) and lone surrogates (half a UTF-16 pair, from a JSON
+# "\ud800" escape: no character, no UTF-8; printing one raised UnicodeEncodeError, and a token's
+# username holding one made ExportRequested unencodable, a 500): shown as their escapes, never as is.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def printable(text: str) -> str:

@@ -77,3 +77,13 @@ def test_event_lines_leave_out_empty_text_fields_like_unset_ones() -> None:
     cancelled = inspect.event_line(4, ev.CancelRequested(**IDS, requested_by="u"))
     assert "operator=" not in cancelled and "reason=" not in cancelled and "requested_by=u" in cancelled, cancelled
     assert "worker=host-42" in inspect.event_line(5, EVENTS[1].model_copy(update={"worker": "host-42"}))
+
+
+def test_a_lone_surrogate_is_no_printable_text() -> None:
+    """Half a UTF-16 pair (from a JSON ``\\ud800`` escape) is no character and has no UTF-8: printing
+    it raised UnicodeEncodeError, and a username holding it could not be appended as an event."""
+    from shared.core.printable import has_unprintable
+
+    assert has_unprintable("\ud800") and has_unprintable("a\udcffb")
+    assert printable("a\ud800b\udfff") == "a\\ud800b\\udfff"
+    assert not has_unprintable("Zoë — 東京 ✓ 😀")  # a whole pair is a character

@@ -174,3 +174,14 @@ def test_a_token_with_a_byte_that_is_not_ascii_is_unauthorized_not_a_crash(token
     UnicodeEncodeError, which is no PyJWTError. A JWT is base64url and dots: ASCII only."""
     with pytest.raises(Unauthorized, match="not valid"):
         verify_token(S, token)
+
+
+@pytest.mark.parametrize(("claim", "value"), [("username", "\\ud800"), ("sub", "a\\udcff"), ("username", "\\udfff\\ud800x")])
+def test_a_signed_token_whose_name_is_a_lone_surrogate_is_unauthorized(claim: str, value: str) -> None:
+    """Seen: a signed token with `"username":"\\ud800"` (a JSON escape of half a UTF-16 pair: no
+    character, no UTF-8) was accepted, and `POST /api/export` answered 500 GROVE-EXPORT-000 after
+    admission had reserved the tenant's slot: ExportRequested could not be encoded to append."""
+    claims = BASE.replace('"sub":"u1"', f'"sub":"{value}"') if claim == "sub" \
+        else BASE.replace('"username":"n"', f'"username":"{value}"')
+    with pytest.raises(Unauthorized, match="control or bidi"):
+        verify_token(S, _signed("{" + claims + f',"exp":{int(time.time()) + 60}' + "}"))

@@ -40,6 +40,8 @@ async def parse_export_request(request: web.Request) -> ExportRequest:
             raw = await request.read()
     except TimeoutError:
         raise p.RequestTimeout(f"The request body did not all arrive within {timeout:g} s.") from None
+    except ConnectionResetError:  # the client hung up mid-body: its request, not our error (it was a 500)
+        raise p.BadRequest("The connection closed before the request body all arrived.") from None
     if len(raw) > limit:
         raise p.TooLarge(f"The body must be at most {limit} bytes.")
     try:

@@ -157,3 +157,33 @@ async def test_a_kept_alive_connection_and_a_slow_body_are_bounded_too(settings_
         doc = json.loads(body)
         assert doc["code"] == "GROVE-EXPORT-004" and "did not all arrive within 1 s" in doc["detail"], doc
         writer.close()
+
+
+async def test_a_client_that_hangs_up_mid_body_is_a_bad_request_not_an_internal_error(
+        settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+    """Seen: `POST /api/export` with a valid token, `Content-Length: 100` (or a chunked body) and
+    the connection closed after 5 bytes was logged as `unhandled error` at ERROR with a
+    ConnectionResetError traceback and counted a 500: every flaky or hostile client paged as a bug."""
+    import logging
+
+    from services.gateway.auth import make_token
+
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    token = make_token(settings, tenant="t1", user="u1", email="u@example.org", username="u")
+    async with _gateway(settings):
+        for framing, start in (("Content-Length: 100", b'{"mo'), ("Transfer-Encoding: chunked", b'5\r\n{"mo')):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"POST /api/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                         f"{framing}\r\n\r\n".encode() + start)
+            await writer.drain()
+            await asyncio.sleep(0.3)
+            writer.close()
+            await asyncio.sleep(0.5)
+        # the gateway still serves, and nothing of the above was an error of ours
+        assert (await _answer(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))[0] == 200
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [(r.getMessage(), r.exc_info) for r in errors]
+    statuses = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access" and "POST" in r.getMessage()]
+    assert len(statuses) == 2 and all('" 400 ' in s for s in statuses), statuses

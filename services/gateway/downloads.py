@@ -10,10 +10,12 @@ problem (:func:`check_file_request`), not its empty 416 or 412 labelled as a ZIP
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import time
 from pathlib import Path
+from typing import IO, Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -30,6 +32,7 @@ from shared.objectstore.fs import FilesystemStore, UrlSigner
 from shared.objectstore.port import StoreError
 from shared.runtime.settings import Settings
 
+log = logging.getLogger(__name__)
 SIG, EXP = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9]{1,12}")
 
 
@@ -92,6 +95,7 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 
 SUFFIX_ZERO = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*")
+STALL_SLICE = 64 * 1024  # a client that takes fewer bytes than this in GROVE_READ_TIMEOUT_S has stalled
 
 
 def file_response(request: web.Request, path: Path, stat: os.stat_result,
@@ -99,13 +103,47 @@ def file_response(request: web.Request, path: Path, stat: os.stat_result,
     """``web.FileResponse`` for ``path``, after :func:`check_file_request`; when ``If-Range`` names
     an entity tag that is not the file's current one, the whole file whatever ``Range`` says (RFC
     9110 13.1.5: a resumed download must not splice two versions), which aiohttp, reading
-    ``If-Range`` only as a date, does not do."""
+    ``If-Range`` only as a date, does not do. Sent so that a client which stops reading is closed
+    (:class:`_File`)."""
+    stall_s = request.app[SETTINGS].read_timeout_s
     if check_file_request(request, stat):
-        return _WholeFile(path, headers=headers)
-    return web.FileResponse(path, headers=headers)
+        return _WholeFile(path, stall_s, headers=headers)
+    return _File(path, stall_s, headers=headers)
 
 
-class _WholeFile(web.FileResponse):
+class _File(web.FileResponse):
+    """A file sent (still zero-copy, by ``loop.sendfile``) in slices of :data:`STALL_SLICE`, each of
+    which the client must take within ``stall_s``, or its connection is closed: aiohttp's own send
+    has no bound, so a client that sent a download's request and then read nothing held the
+    connection, the open file (and the disk space of an archive deleted meanwhile) for good."""
+
+    def __init__(self, path: Path, stall_s: float, headers: dict[str, str] | None = None) -> None:
+        super().__init__(path, headers=headers)
+        self._stall_s = stall_s
+
+    async def _sendfile(self, request: web.BaseRequest, fobj: IO[Any], offset: int,
+                        count: int) -> AbstractStreamWriter:
+        writer = await web.StreamResponse.prepare(self, request)
+        assert writer is not None
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("Connection lost")
+        loop, end = asyncio.get_running_loop(), offset + count
+        while offset < end:
+            size = min(STALL_SLICE, end - offset)
+            try:
+                async with asyncio.timeout(self._stall_s):
+                    await loop.sendfile(transport, fobj, offset, size)  # falls back to writes by itself
+            except TimeoutError:
+                log.info("closed a download whose client took no %d bytes within %g s", size, self._stall_s)
+                transport.abort()
+                raise ConnectionResetError("the client stopped reading") from None
+            offset += size
+        await web.StreamResponse.write_eof(self)
+        return writer
+
+
+class _WholeFile(_File):
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         headers = request.headers.copy()
         headers.popall("Range", None)

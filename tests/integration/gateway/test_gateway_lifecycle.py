@@ -250,3 +250,74 @@ async def test_health_readiness_and_the_openapi_document(gateway):
                                  "/healthz", "/readyz"}
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 
+
+
+async def test_a_download_whose_client_stops_reading_is_closed_not_held_for_ever(start_gateway, settings_for):
+    """Seen (read timeout 1 s): three connections that sent `GET <download link>` for a 32 MiB
+    archive and then read nothing were still being served 4 s later (each got all 32 MiB once it
+    read again), and the server took minutes to shut down: the send had no bound, so anyone with a
+    link could hold connections and open files (and a deleted archive's disk space) for good. A
+    client that keeps reading, slowly, is served to the end."""
+    import asyncio
+    import socket
+
+    from tests.integration.gateway.conftest import Pipeline, auth
+
+    gateway = await start_gateway(0, read_timeout_s=1.0)
+    settings = settings_for(0, read_timeout_s=1.0)
+    from shared.bus.connect import connect
+
+    bus = await connect(settings, "test-pipeline", name="test-stall")
+    try:
+        pipeline = Pipeline(bus, settings)
+        export_id = await start(gateway, auth(settings))
+        await pipeline.complete("tenant_a", export_id)
+        size = 32 * 1024 * 1024
+        with open(pipeline.archive_path("tenant_a", export_id), "r+b") as f:
+            f.truncate(size)  # sparse: no disk
+        await pipeline.settle(gateway)
+        path = local((await status_of(gateway, export_id, auth(settings)))["downloadUrl"])
+    finally:
+        await bus.close()
+    loop = asyncio.get_running_loop()
+
+    def opened(rcvbuf: int | None = 4096) -> socket.socket:
+        s = socket.socket()
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.connect(("127.0.0.1", gateway.server.port))
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        s.setblocking(False)
+        return s
+
+    async def drained(s: socket.socket) -> int:
+        """Every byte the server still sends once the client reads again, to the connection's end
+        (the server runs on this test's loop: read through it, never blocking it)."""
+        total = 0
+        try:
+            while chunk := await asyncio.wait_for(loop.sock_recv(s, 1 << 20), 10):
+                total += len(chunk)
+        except ConnectionResetError:
+            pass
+        return total
+
+    stalled = [opened() for _ in range(3)]
+    slow = opened(None)
+    got = 0
+    deadline = loop.time() + 4
+    while loop.time() < deadline:  # the slow reader takes 64 KiB every 0.1 s; the others nothing
+        await asyncio.sleep(0.1)
+        try:
+            chunk = slow.recv(64 * 1024)
+        except BlockingIOError:
+            continue
+        got += len(chunk)
+    assert got > 0
+    results = [await drained(s) for s in stalled]  # had they been held, each would now get all 32 MiB
+    for s in stalled:
+        s.close()
+    assert all(n < size // 2 for n in results), results  # the server gave up on them: cut short
+    got += await drained(slow)  # the slow reader was never cut: it gets the whole archive
+    slow.close()
+    head = 300  # the response head, roughly: the body is all there
+    assert size < got < size + head * 10, got

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 from aiohttp import web
@@ -45,11 +46,30 @@ async def parse_export_request(request: web.Request) -> ExportRequest:
     if len(raw) > limit:
         raise p.TooLarge(f"The body must be at most {limit} bytes.")
     try:
-        return ExportRequest.model_validate_json(raw if raw.strip() else b"{}")
+        request_body = ExportRequest.model_validate_json(raw if raw.strip() else b"{}")
     except ValidationError as exc:
         errors = [_error(e) for e in exc.errors(include_url=False, include_input=False)]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         raise p.BadRequest(f"The request body is not valid: {detail}", errors=errors) from None
+    twice = _fields_given_twice(raw) if raw.strip() else []
+    if twice:  # JSON readers disagree on which one counts (pydantic took the last): neither is guessed
+        errors = [{"field": f, "message": "given more than once", "type": "duplicate_field"} for f in twice]
+        raise p.BadRequest(f"The request body is not valid: {', '.join(twice)} given more than once.", errors=errors)
+    return request_body
+
+
+def _fields_given_twice(raw: bytes) -> list[str]:
+    """The fields named more than once in a body that validated (so a flat object of known fields
+    and plain values: reading it again is cheap and cannot nest)."""
+    twice: list[str] = []
+
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        names = [name for name, _ in items]
+        twice.extend(n for i, n in enumerate(names) if n in names[:i] and n not in twice)
+        return dict(items)
+
+    json.loads(raw, object_pairs_hook=pairs)
+    return twice
 
 
 def _error(e: ErrorDetails) -> dict[str, str]:

@@ -78,6 +78,9 @@ async def test_a_second_export_while_one_is_active_is_002_with_its_id(gateway, p
     (b'{"deliveryMethod": 3}', "deliveryMethod"),
     (b'[1, 2]', "(body)"),
     (b'{"include_images": false}', "include_images"),
+    # a field twice: one JSON reader takes the first, another (ours) the last; seen: a 201 in storage mode
+    (b'{"mode": "blog", "mode": "storage"}', "mode"),
+    (b'{"deliveryMethod": "email", "includeImages": true, "deliveryMethod": "download"}', "deliveryMethod"),
 ])
 async def test_bad_bodies_are_004_saying_what_was_wrong(gateway, problem, headers_for, data, mentions):
     resp = await gateway.post("/api/export", data=data, headers={**headers_for(), "Content-Type": "application/json"})

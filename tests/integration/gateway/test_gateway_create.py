@@ -134,3 +134,15 @@ async def test_a_body_its_content_encoding_cannot_decode_is_a_400_problem(gatewa
     headers = {**headers_for(), "Content-Type": "application/json", "Content-Encoding": "gzip"}
     body = await problem(await gateway.post("/api/export", data=b"{}", headers=headers), 400, "GROVE-EXPORT-004")
     assert "Content-Encoding" in body["detail"]
+
+
+async def test_a_body_of_many_wrong_fields_gets_a_short_answer(gateway, problem, headers_for):
+    """Seen: a 16 KiB body of 2,000 unknown fields ({"0":0,"1":0,…}) was answered with 417 KB,
+    every field named twice (detail and errors) with a suggestion search each: 25 times the request."""
+    data = ("{" + ",".join(f'"{i:x}":0' for i in range(2000)) + "}").encode()
+    assert len(data) <= 16 * 1024
+    resp = await gateway.post("/api/export", data=data, headers={**headers_for(), "Content-Type": "application/json"})
+    body = await problem(resp, 400, "GROVE-EXPORT-004")
+    assert len(await resp.read()) < 8 * 1024, len(await resp.read())
+    assert len(body["errors"]) == 10 and body["errors"][0]["field"] == "0"
+    assert body["detail"].endswith("and 1990 more.")

@@ -95,7 +95,10 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 
 SUFFIX_ZERO = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*")
-STALL_SLICE = 64 * 1024  # a client that takes fewer bytes than this in GROVE_READ_TIMEOUT_S has stalled
+# A client that takes fewer bytes than this in GROVE_KEEPALIVE_TIMEOUT_S has stalled. The kernel
+# reports a socket writable only once about half its send buffer is free (up to MiBs on a fast
+# link), so the window must be long: a 1 s one cut a reader taking 640 KB/s through plain writes.
+STALL_SLICE = 64 * 1024
 
 
 def file_response(request: web.Request, path: Path, stat: os.stat_result,
@@ -105,7 +108,7 @@ def file_response(request: web.Request, path: Path, stat: os.stat_result,
     9110 13.1.5: a resumed download must not splice two versions), which aiohttp, reading
     ``If-Range`` only as a date, does not do. Sent so that a client which stops reading is closed
     (:class:`_File`)."""
-    stall_s = request.app[SETTINGS].read_timeout_s
+    stall_s = request.app[SETTINGS].keepalive_timeout_s  # an idle connection's bound, as between requests
     if check_file_request(request, stat):
         return _WholeFile(path, stall_s, headers=headers)
     return _File(path, stall_s, headers=headers)
@@ -128,12 +131,19 @@ class _File(web.FileResponse):
         transport = request.transport
         if transport is None:
             raise ConnectionResetError("Connection lost")
-        loop, end = asyncio.get_running_loop(), offset + count
+        loop, end, native = asyncio.get_running_loop(), offset + count, True
         while offset < end:
             size = min(STALL_SLICE, end - offset)
             try:
                 async with asyncio.timeout(self._stall_s):
-                    await loop.sendfile(transport, fobj, offset, size)  # falls back to writes by itself
+                    if native:
+                        try:
+                            await loop.sendfile(transport, fobj, offset, size)  # falls back to writes itself
+                        except NotImplementedError:  # a loop without it (as aiohttp allows): plain writes
+                            native = False
+                    if not native:
+                        await writer.write(await loop.run_in_executor(None, self._seek_and_read, fobj, offset, size))
+                        await writer.drain()
             except TimeoutError:
                 log.info("closed a download whose client took no %d bytes within %g s", size, self._stall_s)
                 transport.abort()

@@ -181,7 +181,8 @@ class Settings(BaseSettings):
                                   "headers (slow senders hold connections and file descriptors otherwise).")
     keepalive_timeout_s: float = Field(75.0, gt=0, le=3600, description="The gateway closes a kept-alive "
                                        "connection this long after its last response when no whole next request "
-                                       "has arrived (aiohttp's own default is 3630 s).")
+                                       "has arrived (aiohttp's own default is 3630 s), and a download whose "
+                                       "client takes less than 64 KiB of it this long.")
     read_model_db: Path = Path("var/read-model.db")
     jwt_secret: SecretStr | None = Field(None, description="Signs bearer tokens; no default (shared/runtime/secrets.py).")
     link_secret: SecretStr | None = Field(None, description="Signs download links; no default.")

@@ -13,11 +13,27 @@ nothing above them imports aiosmtplib or aiohttp.
 
 from __future__ import annotations
 
+from shared.core.printable import printable
+
+MAX_REASON = 1000  # characters: an SMTP server's refusal may be 32 KiB
+
+
+def one_line(reason: str) -> str:
+    """``reason`` as one line an event can carry: runs of whitespace (a multi-line SMTP reply is
+    joined with line breaks) as one space, any other control or bidi character and any lone
+    surrogate (a server's byte that is not UTF-8, kept by ``surrogateescape``) as its escape, and at
+    most :data:`MAX_REASON` characters. A surrogate made NotificationFailed unencodable: the step
+    raised and recorded nothing."""
+    text = printable(" ".join(reason.split()))
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+
 
 class MailError(Exception):
-    """Base of every mail error. ``reason`` is a readable one-line explanation."""
+    """Base of every mail error. ``reason`` is a readable one-line explanation (:func:`one_line`),
+    whatever a mail server put in it."""
 
     def __init__(self, reason: str) -> None:
+        reason = one_line(reason)
         super().__init__(reason)
         self.reason = reason
 

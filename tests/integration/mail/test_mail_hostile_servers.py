@@ -1,0 +1,107 @@
+"""Mail servers that misbehave on purpose: raw sockets speaking just enough SMTP or HTTP to answer
+with what a real server would never send (bytes that are not UTF-8, a multi-line refusal, an
+error body that never ends, a ``Retry-After`` of digits ``float`` cannot read)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from services.notifier.mail import Email, PermanentMailError, SmtpMailer
+from services.notifier.service import Notifier
+from shared.core import events as ev
+from shared.core import keys
+from shared.eventlog.memory import InMemoryEventLog
+from shared.runtime.settings import Settings
+from shared.runtime.worker import StepContext
+
+pytestmark = pytest.mark.timeout(30)
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
+    servers: list[asyncio.AbstractServer] = []
+
+    async def start(handler: Handler) -> int:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def smtp_refusing_mail_from(reply: bytes) -> Handler:
+    """Greets, answers EHLO, then answers MAIL FROM with ``reply`` (raw bytes)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 mx.test ESMTP\r\n")
+        try:
+            while line := await reader.readline():
+                verb = line[:4].upper()
+                if verb in (b"EHLO", b"HELO"):
+                    writer.write(b"250 mx.test\r\n")
+                elif verb == b"MAIL":
+                    writer.write(reply)
+                elif verb == b"QUIT":
+                    writer.write(b"221 bye\r\n")
+                    await writer.drain()
+                    break
+                else:
+                    writer.write(b"250 ok\r\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+    return handle
+
+
+def assert_fit_for_notification_failed(reason: str) -> None:
+    """What ``MailError.reason`` promises: one line that NotificationFailed can carry."""
+    assert "\n" not in reason and "\r" not in reason, reason
+    ev.NotificationFailed(export_id="exp_1", tenant_id="t1", channel="smtp", reason=reason).to_json()
+
+
+async def test_an_smtp_refusal_in_bytes_that_are_not_utf8_is_a_reason_an_event_can_carry(
+    raw_server: Any, ready: Email
+) -> None:
+    port = await raw_server(smtp_refusing_mail_from(b"550 sender \xff\xfe refused\r\n"))
+    with pytest.raises(PermanentMailError) as caught:
+        await SmtpMailer(host="127.0.0.1", port=port, timeout=5.0).send(ready)
+    assert "550" in caught.value.reason
+    assert_fit_for_notification_failed(caught.value.reason)
+
+
+async def test_a_multi_line_smtp_refusal_is_one_line_of_reason(raw_server: Any, ready: Email) -> None:
+    port = await raw_server(smtp_refusing_mail_from(b"550-first line\r\n550 second line\r\n"))
+    with pytest.raises(PermanentMailError) as caught:
+        await SmtpMailer(host="127.0.0.1", port=port, timeout=5.0).send(ready)
+    assert "first line" in caught.value.reason and "second line" in caught.value.reason
+    assert_fit_for_notification_failed(caught.value.reason)
+
+
+async def test_the_notifier_records_a_refusal_that_is_not_utf8_as_notification_failed(raw_server: Any) -> None:
+    port = await raw_server(smtp_refusing_mail_from(b"550 \xff\r\n"))
+    e = {"export_id": "exp_1", "tenant_id": "t1"}
+    log = InMemoryEventLog()
+    seq = 0
+    for event in (ev.ExportRequested(**e, user_id="u", user_email="a@example.org", username="autumn"),
+                  ev.ExportCompleted(**e, archive_key=keys.archive_key("t1", "exp_1", "autumn", "2026-01-01"),
+                                     size_bytes=30, sha256="abc", item_counts={"posts": 1}, error_count=0,
+                                     expires_at=datetime(2030, 1, 1, tzinfo=UTC))):
+        seq = await log.append(event, seq)
+    settings = Settings(mail={"attempts": 2, "retry_base_delay": 0.0})
+    ctx = StepContext(log=log, loaded=await log.load("t1", "exp_1"), settings=settings)  # type: ignore[arg-type]
+
+    await Notifier(settings, SmtpMailer(host="127.0.0.1", port=port, timeout=5.0))(ctx)  # must not raise
+
+    state = (await log.load("t1", "exp_1")).state
+    assert state.notification == "failed" and not state.email_due
+    assert state.notification_reason and "550" in state.notification_reason

@@ -5,13 +5,14 @@ error body that never ends, a ``Retry-After`` of digits ``float`` cannot read)."
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from services.notifier.mail import Email, PermanentMailError, SmtpMailer
+from services.notifier.mail import Email, HttpMailer, PermanentMailError, SmtpMailer, TransientMailError
 from services.notifier.service import Notifier
 from shared.core import events as ev
 from shared.core import keys
@@ -105,3 +106,46 @@ async def test_the_notifier_records_a_refusal_that_is_not_utf8_as_notification_f
     state = (await log.load("t1", "exp_1")).state
     assert state.notification == "failed" and not state.email_due
     assert state.notification_reason and "550" in state.notification_reason
+
+
+def http_answer(head: bytes, body: Callable[[asyncio.StreamWriter], Awaitable[None]] | None = None) -> Handler:
+    """Reads the request (head and its Content-Length body), writes ``head``, then ``body(writer)``."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in request.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            await reader.readexactly(length)
+            writer.write(head)
+            await writer.drain()
+            if body is not None:
+                await body(writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    return handle
+
+
+async def endless_chunks(writer: asyncio.StreamWriter) -> None:
+    chunk = b"x" * 65536
+    while True:
+        writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        await writer.drain()
+
+
+async def test_an_error_body_that_never_ends_is_not_read_to_the_timeout(raw_server: Any, ready: Email) -> None:
+    port = await raw_server(http_answer(b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n"
+                                        b"Content-Type: text/plain\r\n\r\n", endless_chunks))
+    mailer = HttpMailer(url=f"http://127.0.0.1:{port}", api_key="k", timeout=5.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransientMailError) as caught:
+            await mailer.send(ready)
+    finally:
+        await mailer.close()
+    assert time.monotonic() - started < 2.5
+    assert "HTTP 500" in caught.value.reason
+

@@ -149,3 +149,16 @@ async def test_an_error_body_that_never_ends_is_not_read_to_the_timeout(raw_serv
     assert time.monotonic() - started < 2.5
     assert "HTTP 500" in caught.value.reason
 
+
+async def test_a_retry_after_of_digits_float_cannot_read_is_still_a_transient_503(
+    raw_server: Any, ready: Email
+) -> None:
+    port = await raw_server(http_answer("HTTP/1.1 503 Service Unavailable\r\nRetry-After: ²\r\n"
+                                        "Content-Length: 4\r\nConnection: close\r\n\r\nbusy".encode()))
+    mailer = HttpMailer(url=f"http://127.0.0.1:{port}", api_key="k", timeout=5.0)
+    try:
+        with pytest.raises(TransientMailError) as caught:
+            await mailer.send(ready)
+    finally:
+        await mailer.close()
+    assert "HTTP 503" in caught.value.reason and caught.value.retry_after is None

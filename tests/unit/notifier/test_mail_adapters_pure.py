@@ -174,6 +174,13 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after(None) is None
 
 
+@pytest.mark.parametrize("value", ["²", "٣", "Mon, 01 Jan 99999999999999999999 00:00:00 GMT"])
+def test_a_retry_after_that_cannot_be_read_is_no_hint_not_an_error(value: str) -> None:
+    # "²" is str.isdigit() but not float(); a huge year overflowed: both escaped send() as
+    # ValueError/OverflowError, so a 503 became a NotificationFailed without a retry.
+    assert parse_retry_after(value) is None
+
+
 @pytest.mark.parametrize(
     ("exc", "kind"),
     [

@@ -103,8 +103,15 @@ class HttpMailer:
                 detail = await _detail(resp)
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientMailError(f"cannot reach the mail service at {self.endpoint}: {exc!r}") from exc
+            raise TransientMailError(f"cannot reach the mail service at {self.endpoint}: {self._describe(exc)}") from exc
         raise classify_status(resp.status, detail, retry_after)
+
+    def _describe(self, exc: BaseException) -> str:
+        """What went wrong, never the API key: ``repr`` of a ``ClientResponseError`` (an answer
+        that is not HTTP, a header over the limit) holds the request's headers, ``X-API-Key`` too,
+        and the reason goes into NotificationFailed and the log."""
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return text.replace(self._api_key, "[API key]") if self._api_key else text
 
     async def close(self) -> None:
         if self._session is not None:

@@ -162,3 +162,40 @@ async def test_a_retry_after_of_digits_float_cannot_read_is_still_a_transient_50
     finally:
         await mailer.close()
     assert "HTTP 503" in caught.value.reason and caught.value.retry_after is None
+
+
+@pytest.mark.parametrize("answer", [
+    b"HELLO WORLD\r\n\r\n",  # not HTTP at all
+    b"HTTP/1.1 500 x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n",  # a header over aiohttp's limit
+])
+async def test_a_garbled_answer_never_puts_the_api_key_in_the_reason(raw_server: Any, ready: Email,
+                                                                     answer: bytes) -> None:
+    port = await raw_server(http_answer(answer))
+    mailer = HttpMailer(url=f"http://127.0.0.1:{port}", api_key="zephyr-SECRET-key", timeout=5.0)
+    try:
+        with pytest.raises(TransientMailError) as caught:
+            await mailer.send(ready)
+    finally:
+        await mailer.close()
+    assert "SECRET" not in caught.value.reason
+    assert "mail service" in caught.value.reason
+
+
+async def test_a_redirect_is_not_followed_and_is_permanent(raw_server: Any, ready: Email) -> None:
+    elsewhere: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        elsewhere.append(await reader.read(65536))
+        writer.close()
+
+    other = await raw_server(record)
+    port = await raw_server(http_answer(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%d/send\r\n"
+                                        b"Content-Length: 0\r\n\r\n" % other))
+    mailer = HttpMailer(url=f"http://127.0.0.1:{port}", api_key="zephyr-SECRET-key", timeout=5.0)
+    try:
+        with pytest.raises(PermanentMailError) as caught:
+            await mailer.send(ready)
+    finally:
+        await mailer.close()
+    await asyncio.sleep(0.1)
+    assert elsewhere == [] and "HTTP 307" in caught.value.reason

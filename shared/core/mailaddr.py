@@ -3,7 +3,9 @@
 The address comes from the token's ``email`` claim and ends up in a ``To:`` header and in the mail
 service's ``to`` field, so anything that could name a second recipient or inject a header is
 refused: a display name (``Name <a@b>``), a list (``a@b, c@d``), CR or LF, whitespace, quotes,
-comments. Checked by the gateway when it reads the token and again by every mail adapter.
+comments, and an RFC 2047 encoded word (``=?utf-8?b?…?=``: atext, but Python's ``email`` decodes it,
+so ``=?utf-8?b?YUBldmlsLmNvbSwgYkBldmlsLmNvbQ==?=@x.co`` became ``To: a@evil.com, b@evil.com@x.co``;
+RFC 2047 forbids one in an address). Checked by the gateway when it reads the token and again by every mail adapter.
 """
 
 from __future__ import annotations
@@ -21,4 +23,4 @@ def is_single_address(value: object) -> bool:
     if not isinstance(value, str) or not value or len(value) > MAX_LENGTH:
         return False
     local = value.rpartition("@")[0]
-    return len(local) <= 64 and _ADDRESS.fullmatch(value) is not None
+    return len(local) <= 64 and "=?" not in value and _ADDRESS.fullmatch(value) is not None

@@ -42,7 +42,11 @@ SENDER = "Grove Export <exports@grove.test>"
 
 
 @pytest.mark.parametrize("to", ["victim@x.y, attacker@evil.z", "Victim <victim@x.y>", "v@x.y\r\nBcc: a@evil.z",
-                                "v@x.y\n", "a@evil.z;v@x.y", ""])
+                                "v@x.y\n", "a@evil.z;v@x.y", "",
+                                # RFC 2047 encoded words are atext, but the email package decodes them:
+                                # the To header came out as "To: a@evil.com, b@evil.com@x.co"
+                                "=?utf-8?b?YUBldmlsLmNvbSwgYkBldmlsLmNvbQ==?=@x.co",
+                                "=?utf-8?q?victim=40evil.example=2C?=@b.co"])
 async def test_every_mail_adapter_refuses_a_recipient_that_is_not_one_address(to: str, tmp_path) -> None:  # noqa: ANN001
     """The gateway checks the token's email claim; the adapters check again where mail is sent, so
     an event published around the gateway cannot make us mail a second recipient."""

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 from services.notifier.mail import MailError, failed_email, ready_email
+from services.notifier.mail.errors import one_line
 from services.notifier.mail.port import Mailer
 from services.notifier.mail.retry import send_with_retries
 from shared.core import events as ev
@@ -67,7 +68,7 @@ class Notifier:
         try:
             channel = await send_with_retries(self.mailer, email, mail.attempts, mail.retry_base_delay)
         except Exception as e:  # MailError, or anything unexpected: recorded, never a retry loop
-            reason = e.reason if isinstance(e, MailError) else f"{type(e).__name__}: {e}"
+            reason = e.reason if isinstance(e, MailError) else one_line(f"{type(e).__name__}: {e}")
             log.warning("email for %s not sent: %s", req.export_id, reason)
             await ctx.append(ev.NotificationFailed(**base, channel=mail.backend, reason=reason, kind=kind),
                              msg_id=f"{req.export_id}:NotificationFailed:{kind}")

@@ -50,3 +50,29 @@ async def test_an_unexpected_mailer_error_is_recorded_as_notification_failed() -
     assert state.status == "complete" and state.notification == "failed"
     assert state.notification_reason and "RuntimeError" in state.notification_reason
     assert not state.email_due
+
+
+class GarbledMailer(BrokenMailer):
+    async def send(self, email: Email) -> str:
+        self.tried.append(email)
+        raise RuntimeError("adapter bug \udcff\nsecond line")  # a byte that is not UTF-8, a line break
+
+
+async def test_an_unexpected_error_is_recorded_as_one_line_the_event_can_carry() -> None:
+    """The reason of a MailError is one printable line (errors.one_line); an error that is not one
+    took its text as it was, and a lone surrogate in it made NotificationFailed unencodable."""
+    log = InMemoryEventLog()
+    seq = 0
+    for event in (ev.ExportRequested(**E, user_id="u", user_email="a@example.org", username="autumn"),
+                  ev.ExportCompleted(**E, archive_key=ZIP, size_bytes=30, sha256="abc", item_counts={"posts": 1},
+                                     error_count=0, expires_at=datetime(2030, 1, 1, tzinfo=UTC))):
+        seq = await log.append(event, seq)
+    settings = Settings(mail={"attempts": 1, "retry_base_delay": 0.0})
+    ctx = StepContext(log=log, loaded=await log.load("t1", "exp_1"), settings=settings)  # type: ignore[arg-type]
+
+    await Notifier(settings, GarbledMailer())(ctx)
+
+    failed = [e for _, e in log.messages if isinstance(e, ev.NotificationFailed)]
+    assert len(failed) == 1
+    assert failed[0].reason == "RuntimeError: adapter bug \\udcff second line"
+    failed[0].to_json()  # the event the JetStream log would write

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections import Counter
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -67,8 +68,8 @@ def _fields_given_twice(raw: bytes) -> list[str]:
     twice: list[str] = []
 
     def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
-        names = [name for name, _ in items]
-        twice.extend(n for i, n in enumerate(names) if n in names[:i] and n not in twice)
+        counts = Counter(name for name, _ in items)
+        twice.extend(n for n, times in counts.items() if times > 1 and n not in twice)
         return dict(items)
 
     json.loads(raw, object_pairs_hook=pairs)

@@ -58,13 +58,15 @@ def members(post: dict[str, Any] | None = None, image: bytes = IMAGE, raw_post: 
 
 def archive(path: Path, edit_index: Callable[[dict], Any] | None = None,
             edit_manifest: Callable[[dict], Any] | None = None, post: dict[str, Any] | None = None,
-            image: bytes = IMAGE, raw_post: bytes | None = None, compression: int = zipfile.ZIP_STORED) -> Path:
-    """An archive that verifies (every checksum right) whatever the edits did to its rows (``raw_post``:
-    the bytes of posts/hello.md as they are)."""
+            image: bytes = IMAGE, raw_post: bytes | None = None, compression: int = zipfile.ZIP_STORED,
+            raw_index: bytes | None = None) -> Path:
+    """An archive that verifies (every checksum right) whatever the edits did to its rows (``raw_post``,
+    ``raw_index``: the bytes of posts/hello.md or index.json as they are)."""
     index = index_doc(image)
     if edit_index:
         edit_index(index)
-    data = {**members(post, image, raw_post), "index.json": json.dumps(index).encode()}
+    data = {**members(post, image, raw_post),
+            "index.json": raw_index if raw_index is not None else json.dumps(index).encode()}
     manifest: dict[str, Any] = {"tenant_id": SOURCE, "username": "src", "mode": "blog",
                                 "members": [{"path": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
                                             for n, b in data.items()]}
@@ -75,6 +77,18 @@ def archive(path: Path, edit_index: Callable[[dict], Any] | None = None,
         for name, raw in data.items():
             zf.writestr(name, raw)
     return path
+
+
+def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``grove-export ARGS`` as a person runs it, on a filesystem store and SQLite under ``tmp_path``."""
+    env = {**os.environ, "GROVE_STORE": "fs", "GROVE_STORE_ROOT": str(tmp_path / "store"),
+           "GROVE_CONTENT_DSN": sqlite_dsn(tmp_path / "content.db")}
+    return subprocess.run([sys.executable, "-m", "services.cli", *args],
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def files_in(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()]  # none when the folder was never made
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -212,13 +226,10 @@ async def test_a_write_the_database_refuses_part_way_leaves_nothing(tmp_path: Pa
 
 def test_the_cli_refuses_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
     path = archive(tmp_path / "dup.zip", edit_index=_dup_post_id)
-    env = {**os.environ, "GROVE_STORE": "fs", "GROVE_STORE_ROOT": str(tmp_path / "store"),
-           "GROVE_CONTENT_DSN": sqlite_dsn(tmp_path / "content.db")}
-    out = subprocess.run([sys.executable, "-m", "services.cli", "--data", str(tmp_path), "import", str(path),
-                          "--tenant", "tenant_b"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    out = cli(tmp_path, "--data", str(tmp_path), "import", str(path), "--tenant", "tenant_b")
     assert out.returncode != 0 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
     assert "import refused: index.json: posts[1].id" in out.stderr
-    assert not (tmp_path / "store").exists() or not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+    assert not files_in(tmp_path / "store")
 
 
 def test_an_archive_with_a_symbolic_link_is_refused_in_one_line_and_nothing_is_written(tmp_path: Path) -> None:
@@ -226,14 +237,11 @@ def test_an_archive_with_a_symbolic_link_is_refused_in_one_line_and_nothing_is_w
     put the link's target text into the store as the image and called it restored."""
     path = as_link(archive(tmp_path / "plain.zip", image=b"../../.ssh/authorized_keys"), tmp_path / "link.zip",
                    "media/a.jpg")
-    env = {**os.environ, "GROVE_STORE": "fs", "GROVE_STORE_ROOT": str(tmp_path / "store"),
-           "GROVE_CONTENT_DSN": sqlite_dsn(tmp_path / "content.db")}
-    out = subprocess.run([sys.executable, "-m", "services.cli", "--data", str(tmp_path), "import", str(path),
-                          "--tenant", "tenant_b"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    out = cli(tmp_path, "--data", str(tmp_path), "import", str(path), "--tenant", "tenant_b")
     assert (out.returncode, out.stdout) == (2, ""), out.stdout + out.stderr
     assert out.stderr == ("grove-export: import refused: the archive does not verify: media/a.jpg: a symbolic link "
                           "(an export holds only files; unzip would make the link on disk)\n"), out.stderr
-    assert not (tmp_path / "store").exists() or not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+    assert not files_in(tmp_path / "store")
 
 
 def test_an_image_of_deflated_zeros_is_imported_whole(tmp_path: Path) -> None:
@@ -241,10 +249,7 @@ def test_an_image_of_deflated_zeros_is_imported_whole(tmp_path: Path) -> None:
     its right checksum: import restores it, byte for byte, with no option."""
     image = bytes(20 * 2**20)
     path = archive(tmp_path / "zeros.zip", image=image, compression=zipfile.ZIP_DEFLATED)
-    env = {**os.environ, "GROVE_STORE": "fs", "GROVE_STORE_ROOT": str(tmp_path / "store"),
-           "GROVE_CONTENT_DSN": sqlite_dsn(tmp_path / "content.db")}
-    out = subprocess.run([sys.executable, "-m", "services.cli", "--data", str(tmp_path), "import", str(path),
-                          "--tenant", "tenant_b"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    out = cli(tmp_path, "--data", str(tmp_path), "import", str(path), "--tenant", "tenant_b")
     assert out.returncode == 0 and "restored 1 media, 2 posts, 1 pages" in out.stdout, out.stdout + out.stderr
     stored = [p for p in (tmp_path / "store").rglob("a.jpg") if p.is_file()]
     assert [p.stat().st_size for p in stored] == [len(image)], stored
@@ -254,27 +259,14 @@ def test_an_image_of_deflated_zeros_is_imported_whole(tmp_path: Path) -> None:
 def test_an_index_nested_too_deep_is_refused_in_one_line_and_nothing_is_written(tmp_path: Path) -> None:
     """index.json of 100,000 `[` then as many `]` (200 KB, listed with its right checksum): verify and
     import ended in a RecursionError traceback from the JSON parser."""
-    with zipfile.ZipFile(archive(tmp_path / "plain.zip")) as zf:
-        data = {n: zf.read(n) for n in zf.namelist() if n not in ("manifest.json", "errors.json")}
-    data["index.json"] = b"[" * 100_000 + b"]" * 100_000
-    manifest = {"tenant_id": SOURCE, "username": "src", "mode": "blog",
-                "members": [{"path": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
-                            for n, b in data.items()]}
-    data |= {"manifest.json": json.dumps(manifest).encode(), "errors.json": b"[]"}
-    path = tmp_path / "deep.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, raw in data.items():
-            zf.writestr(name, raw)
-    env = {**os.environ, "GROVE_STORE": "fs", "GROVE_STORE_ROOT": str(tmp_path / "store"),
-           "GROVE_CONTENT_DSN": sqlite_dsn(tmp_path / "content.db")}
-    out = subprocess.run([sys.executable, "-m", "services.cli", "--data", str(tmp_path), "import", str(path),
-                          "--tenant", "tenant_b"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    path = archive(tmp_path / "deep.zip", raw_index=b"[" * 100_000 + b"]" * 100_000,
+                   compression=zipfile.ZIP_DEFLATED)
+    out = cli(tmp_path, "--data", str(tmp_path), "import", str(path), "--tenant", "tenant_b")
     assert (out.returncode, out.stdout) == (2, ""), out.stdout + out.stderr
     assert out.stderr == ("grove-export: import refused: the archive does not verify: index.json: nested too deep "
                           "to read\n"), out.stderr
-    assert not (tmp_path / "store").exists() or not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
-    checked = subprocess.run([sys.executable, "-m", "services.cli", "verify", str(path)],
-                             env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert not files_in(tmp_path / "store")
+    checked = cli(tmp_path, "verify", str(path))
     assert checked.returncode == 1 and checked.stderr == "", checked.stderr
     assert "PROBLEM: index.json: nested too deep to read" in checked.stdout.splitlines(), checked.stdout
 
@@ -286,12 +278,9 @@ def test_a_store_failure_naming_an_archive_key_reaches_the_terminal_escaped(tmp_
     terminal. One line, with those characters as escapes, exit 1, nothing left."""
     key = f"{SOURCE}/media/\u202egpj.exe" + "x" * 300 + "\x9b31m.jpg"
     path = archive(tmp_path / "key.zip", edit_index=lambda i: i["media"][0].update(object_key=key))
-    env = {**os.environ, "GROVE_STORE": "fs", "GROVE_STORE_ROOT": str(tmp_path / "store"),
-           "GROVE_CONTENT_DSN": sqlite_dsn(tmp_path / "content.db")}
-    out = subprocess.run([sys.executable, "-m", "services.cli", "--data", str(tmp_path), "import", str(path),
-                          "--tenant", "tenant_b"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    out = cli(tmp_path, "--data", str(tmp_path), "import", str(path), "--tenant", "tenant_b")
     assert (out.returncode, out.stdout, out.stderr.count("\n")) == (1, "", 1), out.stdout + out.stderr
     assert out.stderr.startswith("grove-export: File name too long: "), out.stderr
     assert "\u202e" not in out.stderr and "\x9b" not in out.stderr, ascii(out.stderr)
     assert "\\u202egpj.exe" in out.stderr and "\\x9b31m.jpg" in out.stderr, out.stderr
-    assert not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+    assert not files_in(tmp_path / "store")

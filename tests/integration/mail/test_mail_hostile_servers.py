@@ -8,11 +8,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
-from services.notifier.mail import Email, HttpMailer, PermanentMailError, SmtpMailer, TransientMailError
+from services.notifier.mail import Email, HttpMailer, MailError, PermanentMailError, SmtpMailer, TransientMailError
 from services.notifier.service import Notifier
 from shared.core import events as ev
 from shared.core import keys
@@ -84,7 +84,7 @@ async def test_a_multi_line_smtp_refusal_is_one_line_of_reason(raw_server: Any, 
     port = await raw_server(smtp_refusing_mail_from(b"550-first line\r\n550 second line\r\n"))
     with pytest.raises(PermanentMailError) as caught:
         await SmtpMailer(host="127.0.0.1", port=port, timeout=5.0).send(ready)
-    assert "first line" in caught.value.reason and "second line" in caught.value.reason
+    assert "first line" in caught.value.reason and "second line" in caught.reason
     assert_fit_for_notification_failed(caught.value.reason)
 
 
@@ -136,18 +136,27 @@ async def endless_chunks(writer: asyncio.StreamWriter) -> None:
         await writer.drain()
 
 
+E = TypeVar("E", bound=MailError)
+
+
+async def refused(port: int, email: Email, error: type[E], api_key: str = "k") -> E:
+    """The error the HTTP backend raises sending ``email`` to the server on ``port``."""
+    mailer = HttpMailer(url=f"http://127.0.0.1:{port}", api_key=api_key, timeout=5.0)
+    try:
+        with pytest.raises(error) as caught:
+            await mailer.send(email)
+    finally:
+        await mailer.close()
+    return caught.value
+
+
 async def test_an_error_body_that_never_ends_is_not_read_to_the_timeout(raw_server: Any, ready: Email) -> None:
     port = await raw_server(http_answer(b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n"
                                         b"Content-Type: text/plain\r\n\r\n", endless_chunks))
-    mailer = HttpMailer(url=f"http://127.0.0.1:{port}", api_key="k", timeout=5.0)
     started = time.monotonic()
-    try:
-        with pytest.raises(TransientMailError) as caught:
-            await mailer.send(ready)
-    finally:
-        await mailer.close()
+    caught = await refused(port, ready, TransientMailError)
     assert time.monotonic() - started < 2.5
-    assert "HTTP 500" in caught.value.reason
+    assert "HTTP 500" in caught.reason
 
 
 async def test_a_retry_after_of_digits_float_cannot_read_is_still_a_transient_503(
@@ -155,13 +164,8 @@ async def test_a_retry_after_of_digits_float_cannot_read_is_still_a_transient_50
 ) -> None:
     port = await raw_server(http_answer("HTTP/1.1 503 Service Unavailable\r\nRetry-After: ²\r\n"
                                         "Content-Length: 4\r\nConnection: close\r\n\r\nbusy".encode()))
-    mailer = HttpMailer(url=f"http://127.0.0.1:{port}", api_key="k", timeout=5.0)
-    try:
-        with pytest.raises(TransientMailError) as caught:
-            await mailer.send(ready)
-    finally:
-        await mailer.close()
-    assert "HTTP 503" in caught.value.reason and caught.value.retry_after is None
+    caught = await refused(port, ready, TransientMailError)
+    assert "HTTP 503" in caught.reason and caught.retry_after is None
 
 
 @pytest.mark.parametrize("answer", [
@@ -171,14 +175,9 @@ async def test_a_retry_after_of_digits_float_cannot_read_is_still_a_transient_50
 async def test_a_garbled_answer_never_puts_the_api_key_in_the_reason(raw_server: Any, ready: Email,
                                                                      answer: bytes) -> None:
     port = await raw_server(http_answer(answer))
-    mailer = HttpMailer(url=f"http://127.0.0.1:{port}", api_key="zephyr-SECRET-key", timeout=5.0)
-    try:
-        with pytest.raises(TransientMailError) as caught:
-            await mailer.send(ready)
-    finally:
-        await mailer.close()
-    assert "SECRET" not in caught.value.reason
-    assert "mail service" in caught.value.reason
+    caught = await refused(port, ready, TransientMailError, api_key="zephyr-SECRET-key")
+    assert "SECRET" not in caught.reason
+    assert "mail service" in caught.reason
 
 
 async def test_a_redirect_is_not_followed_and_is_permanent(raw_server: Any, ready: Email) -> None:
@@ -191,11 +190,6 @@ async def test_a_redirect_is_not_followed_and_is_permanent(raw_server: Any, read
     other = await raw_server(record)
     port = await raw_server(http_answer(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%d/send\r\n"
                                         b"Content-Length: 0\r\n\r\n" % other))
-    mailer = HttpMailer(url=f"http://127.0.0.1:{port}", api_key="zephyr-SECRET-key", timeout=5.0)
-    try:
-        with pytest.raises(PermanentMailError) as caught:
-            await mailer.send(ready)
-    finally:
-        await mailer.close()
+    caught = await refused(port, ready, PermanentMailError, api_key="zephyr-SECRET-key")
     await asyncio.sleep(0.1)
-    assert elsewhere == [] and "HTTP 307" in caught.value.reason
+    assert elsewhere == [] and "HTTP 307" in caught.reason

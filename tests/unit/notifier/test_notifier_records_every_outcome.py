@@ -19,6 +19,17 @@ E = {"export_id": "exp_1", "tenant_id": "t1"}
 ZIP = keys.archive_key("t1", "exp_1", "autumn", "2026-01-01")
 
 
+async def completed_export() -> InMemoryEventLog:
+    """The log of a complete export whose ready email is due."""
+    log = InMemoryEventLog()
+    seq = 0
+    for event in (ev.ExportRequested(**E, user_id="u", user_email="a@example.org", username="autumn"),
+                  ev.ExportCompleted(**E, archive_key=ZIP, size_bytes=30, sha256="abc", item_counts={"posts": 1},
+                                     error_count=0, expires_at=datetime(2030, 1, 1, tzinfo=UTC))):
+        seq = await log.append(event, seq)
+    return log
+
+
 class BrokenMailer:
     def __init__(self) -> None:
         self.tried: list[Email] = []
@@ -32,12 +43,7 @@ class BrokenMailer:
 
 
 async def test_an_unexpected_mailer_error_is_recorded_as_notification_failed() -> None:
-    log = InMemoryEventLog()
-    seq = 0
-    for event in (ev.ExportRequested(**E, user_id="u", user_email="a@example.org", username="autumn"),
-                  ev.ExportCompleted(**E, archive_key=ZIP, size_bytes=30, sha256="abc", item_counts={"posts": 1},
-                                     error_count=0, expires_at=datetime(2030, 1, 1, tzinfo=UTC))):
-        seq = await log.append(event, seq)
+    log = await completed_export()
     settings = Settings(mail={"attempts": 2, "retry_base_delay": 0.0})
     ctx = StepContext(log=log, loaded=await log.load("t1", "exp_1"), settings=settings)  # type: ignore[arg-type]
     assert ctx.state.email_due
@@ -61,12 +67,7 @@ class GarbledMailer(BrokenMailer):
 async def test_an_unexpected_error_is_recorded_as_one_line_the_event_can_carry() -> None:
     """The reason of a MailError is one printable line (errors.one_line); an error that is not one
     took its text as it was, and a lone surrogate in it made NotificationFailed unencodable."""
-    log = InMemoryEventLog()
-    seq = 0
-    for event in (ev.ExportRequested(**E, user_id="u", user_email="a@example.org", username="autumn"),
-                  ev.ExportCompleted(**E, archive_key=ZIP, size_bytes=30, sha256="abc", item_counts={"posts": 1},
-                                     error_count=0, expires_at=datetime(2030, 1, 1, tzinfo=UTC))):
-        seq = await log.append(event, seq)
+    log = await completed_export()
     settings = Settings(mail={"attempts": 1, "retry_base_delay": 0.0})
     ctx = StepContext(log=log, loaded=await log.load("t1", "exp_1"), settings=settings)  # type: ignore[arg-type]
 

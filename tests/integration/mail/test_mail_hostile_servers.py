@@ -84,7 +84,7 @@ async def test_a_multi_line_smtp_refusal_is_one_line_of_reason(raw_server: Any, 
     port = await raw_server(smtp_refusing_mail_from(b"550-first line\r\n550 second line\r\n"))
     with pytest.raises(PermanentMailError) as caught:
         await SmtpMailer(host="127.0.0.1", port=port, timeout=5.0).send(ready)
-    assert "first line" in caught.value.reason and "second line" in caught.reason
+    assert "first line" in caught.value.reason and "second line" in caught.value.reason
     assert_fit_for_notification_failed(caught.value.reason)
 
 

@@ -122,8 +122,10 @@ def _unauthorized(detail: str) -> Unauthorized:
 
 def authenticate(request: web.Request, settings: Settings) -> Identity:
     """The caller's identity from ``Authorization: Bearer <token>``."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+    given = request.headers.getall("Authorization", [])
+    if len(given) > 1:  # which one counts differs between readers (first here, last in many proxies)
+        raise _unauthorized("Send one Authorization header: the request has more than one Authorization header.")
+    scheme, _, token = (given[0] if given else "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("Send 'Authorization: Bearer <token>'.")
     return verify_token(settings, token.strip())

@@ -90,6 +90,10 @@ class ExpectationFailed(BadRequest):
     status, title, slug = 417, "Expectation failed", "expectation-failed"
 
 
+class UnsupportedMediaType(BadRequest):
+    status, title, slug = 415, "Unsupported media type", "unsupported-media-type"
+
+
 class RequestTimeout(BadRequest):
     """A request body that did not all arrive in time (GROVE_READ_TIMEOUT_S): a bad request too,
     answered on a connection that then closes."""

@@ -25,6 +25,7 @@ from shared.runtime import tracing
 routes = web.RouteTableDef()
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")  # visible ASCII
 READY_PROBE_KEY = ".readyz-probe"
+DECODED = frozenset({"identity", "gzip", "deflate", "br", "zstd"})  # a body's Content-Encoding aiohttp undoes
 MAX_ERRORS = 10  # a bad body's first errors are named; the rest counted
 
 
@@ -35,6 +36,10 @@ def reply(model: Body, status: int = 200) -> web.Response:
 async def parse_export_request(request: web.Request) -> ExportRequest:
     """The validated body; an empty body means every default. Oversized → 413 (before reading it)."""
     limit = request.app[SETTINGS].max_body_bytes
+    encodings = request.headers.getall("Content-Encoding", [])
+    if len(encodings) > 1 or (encodings and encodings[0].strip().lower() not in DECODED):
+        # aiohttp reads any other label as plain bytes: what the client meant and what we read would differ
+        raise p.UnsupportedMediaType(f"Content-Encoding must be one of {', '.join(sorted(DECODED))} (or absent).")
     if request.content_length is not None and request.content_length > limit:
         raise p.TooLarge(f"The body must be at most {limit} bytes.")
     timeout = request.app[SETTINGS].read_timeout_s

@@ -146,3 +146,36 @@ async def test_a_body_of_many_wrong_fields_gets_a_short_answer(gateway, problem,
     assert len(await resp.read()) < 8 * 1024, len(await resp.read())
     assert len(body["errors"]) == 10 and body["errors"][0]["field"] == "0"
     assert body["detail"].endswith("and 1990 more.")
+
+
+async def test_two_authorization_headers_are_001_whichever_comes_first(gateway, problem, headers_for):
+    """A proxy that appends its own Authorization, or a client that sends two, leaves which one
+    counts to the reader (aiohttp's ``get`` takes the first, many proxies the last): neither is guessed."""
+    from multidict import CIMultiDict
+
+    good, other = headers_for()["Authorization"], headers_for("tenant_b")["Authorization"]
+    for pair in ((good, other), (good, good), (good, "Bearer not.a.jwt")):
+        headers = CIMultiDict([("Authorization", pair[0]), ("Authorization", pair[1])])
+        body = await problem(await gateway.post("/api/export", json={}, headers=headers), 401, "GROVE-EXPORT-001")
+        assert "more than one Authorization" in body["detail"]
+    assert (await gateway.get("/api/export/history", headers={"Authorization": good})).status == 200
+
+
+@pytest.mark.parametrize("encoding", ["compress", "x-unknown", "gzip, gzip", "identity, gzip"])
+async def test_a_content_encoding_the_gateway_does_not_decode_is_415_not_read_as_plain(
+        gateway, headers_for, problem, encoding):
+    """Seen: a body labelled with an encoding aiohttp does not decode was read as if it were plain
+    JSON (201), so what the client meant and what the gateway read could differ."""
+    headers = {**headers_for(), "Content-Type": "application/json", "Content-Encoding": encoding}
+    resp = await gateway.post("/api/export", data=b"{}", headers=headers)
+    body = await problem(resp, 415, "GROVE-EXPORT-004")
+    assert "Content-Encoding" in body["detail"]
+
+
+async def test_a_small_gzip_body_that_inflates_past_the_limit_is_413(gateway, headers_for, problem):
+    import gzip
+
+    data = gzip.compress(b"{" + b" " * (8 << 20) + b"}")  # 8 MiB of JSON whitespace in ~8 KiB
+    assert len(data) < 16 * 1024
+    headers = {**headers_for(), "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    await problem(await gateway.post("/api/export", data=data, headers=headers), 413, "GROVE-EXPORT-007")

@@ -35,6 +35,7 @@ from aiohttp import web, web_protocol
 from aiohttp.typedefs import Handler
 from nats.js.errors import ServiceUnavailableError
 
+from services.gateway.headers import API_CACHE_CONTROL, HEADERS
 from shared.eventlog.jetstream import LogUnavailable
 from shared.objectstore.port import StoreUnavailable
 
@@ -229,7 +230,7 @@ class _ProblemRequestHandler(web_protocol.RequestHandler):
             problem = Problem("Something went wrong on our side.")
             if status != 500:
                 problem.status = status
-        resp = problem_response(problem)
+        resp = _secured(problem_response(problem))
         resp.force_close()
         return resp
 
@@ -242,9 +243,17 @@ class _ProblemRequestHandler(web_protocol.RequestHandler):
             except web.HTTPException as exc:
                 if exc.status < 400:
                     raise
-                return problem_response(_from_http(exc))
+                return _secured(problem_response(_from_http(exc)))
 
         return await super()._handle_request(request, start_time, problems)
+
+
+def _secured(resp: web.Response) -> web.Response:
+    """An answer made before any middleware or signal: the security headers every other answer gets
+    (and no-store: it may follow an /api/ request)."""
+    resp.headers.update(HEADERS)
+    resp.headers["Cache-Control"] = API_CACHE_CONTROL
+    return resp
 
 
 class _ProblemServer(web.Server):

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from services.gateway.headers import HEADERS
 from services.gateway.main import run
 from shared.bus.connect import connect
 from shared.runtime.settings import Settings
@@ -74,12 +75,16 @@ async def test_unparseable_requests_get_a_400_problem_and_a_closed_connection(
             content_type = headers["content-type"].split(";")[0]
             assert (status, content_type, doc["code"]) == (400, "application/problem+json", "GROVE-EXPORT-004"), what
             assert "not valid HTTP" in doc["detail"], what  # and the read above ended: the server closed
+            # answered before any middleware, yet with every other answer's security headers (it had none)
+            assert {k.lower(): v for k, v in HEADERS.items()}.items() <= headers.items(), what
+            assert headers["cache-control"] == "no-store", what
         for path in ("/healthz", "/api/export", "/no/such/route"):  # before any route or middleware runs
             status, headers, body = await _answer(
                 port, f"GET {path} HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nConnection: close\r\n\r\n".encode())
             doc = json.loads(body)
             assert (status, headers["content-type"].split(";")[0], doc["code"]) == (
                 417, "application/problem+json", "GROVE-EXPORT-004"), path
+            assert {k.lower(): v for k, v in HEADERS.items()}.items() <= headers.items(), path
 
 
 

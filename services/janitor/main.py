@@ -21,7 +21,7 @@ from shared.core import events as ev
 from shared.core.keys import EXPORTS_ROOT, export_of_key, is_archive_key_of, work_prefix
 from shared.core.snapshot import remove_work_objects
 from shared.eventlog.directget import get_batch
-from shared.eventlog.jetstream import Conflict, Loaded
+from shared.eventlog.jetstream import Conflict, Loaded, stream_subjects
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import check_fs_store, open_store
 from shared.objectstore.port import StoreNotThere
@@ -56,9 +56,9 @@ class Janitor:
     async def exports(self) -> list[tuple[str, str]]:
         """Every export in the log: (tenant, export), from the subjects of ExportRequested."""
         subject = f"{self.settings.subject_prefix}.*.*.ExportRequested"
-        info = await self.bus.js.stream_info(self.settings.stream_name, subjects_filter=subject)
-        found = sorted((info.state.subjects or {}).keys())
-        if not found and (info.state.messages or 0) > 0:  # very old servers: fall back to reading them
+        found = sorted(await stream_subjects(self.bus.js, self.settings.stream_name, subject))  # every page
+        if not found and ((await self.bus.js.stream_info(self.settings.stream_name)).state.messages or 0) > 0:
+            # very old servers: fall back to reading them
             found = await self._scan(subject)
         return [(s.split(".")[1], s.split(".")[2]) for s in found]
 

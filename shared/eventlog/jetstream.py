@@ -15,6 +15,7 @@ Errors::
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -55,6 +56,23 @@ def reject(consumer: str, subject: str, error: ev.BadEvent) -> None:
     """Drop a message that is not a usable event: one log line and one count, never a retry."""
     metrics.EVENTS_REJECTED.labels(consumer, error.reason).inc()
     log.warning("%s drops %s event on %s: %s", consumer, error.reason, subject, error)
+
+
+async def stream_subjects(js: JetStreamContext, stream: str, subjects_filter: str) -> dict[str, int]:
+    """Every subject of ``stream`` matching ``subjects_filter``, with its message count.
+
+    nats-server answers a stream info's subjects in pages of at most 100,000 (``limit``, sorted by
+    subject) and says how many there are (``total``): the first page alone is not all of them once
+    the log holds more exports than that. Asks page after page (``offset``) until it has them all."""
+    out: dict[str, int] = {}
+    while True:
+        body = json.dumps({"subjects_filter": subjects_filter, "offset": len(out)}).encode()
+        resp = await js._api_request(f"{js._prefix}.STREAM.INFO.{stream}", body, timeout=js._timeout)
+        page = (resp.get("state") or {}).get("subjects") or {}
+        before = len(out)
+        out.update(page)
+        if len(out) == before or len(out) >= int(resp.get("total") or 0):
+            return out
 
 
 @dataclass(frozen=True)

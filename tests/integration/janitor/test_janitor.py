@@ -163,3 +163,33 @@ async def test_a_janitor_run_where_the_store_is_not_refuses_and_expires_nothing(
         assert (await run_once(settings, now=now + timedelta(hours=2))).expired == 1  # where it is: as before
     finally:
         await bus.close()
+
+
+async def test_the_janitor_finds_every_export_past_the_servers_100000_subjects_per_answer(
+        janitor_settings: Settings) -> None:
+    """nats-server answers a stream info's subjects in pages of at most 100,000 (sorted): the janitor
+    read the first page only, so with more exports in the log than that, those whose subject sorts
+    after the 100,000th were never expired (the archive — the person's data — kept for good), failed
+    or cleaned up."""
+    from shared.bus.connect import connect
+
+    settings = janitor_settings
+    bus = await connect(settings, "test", ensure=True)
+    try:
+        p, n = settings.subject_prefix, 100_010
+        for i in range(n):  # only the subjects matter here: the listing is what is tested
+            await bus.nc.publish(f"{p}.t{i:06d}.exp_{i}.ExportRequested", b"{}")
+            if i % 10_000 == 0:
+                await bus.nc.flush()
+        await bus.nc.flush()
+        deadline = asyncio.get_running_loop().time() + 60
+        while (await bus.js.stream_info(settings.stream_name)).state.messages < n:
+            assert asyncio.get_running_loop().time() < deadline, "the stream did not store every request"
+            await asyncio.sleep(0.05)
+
+        found = await Janitor(settings, bus, FilesystemStore(settings.store_root)).exports()
+
+        assert len(found) == n
+        assert ("t100009", "exp_100009") in found and ("t000000", "exp_0") in found
+    finally:
+        await bus.close()

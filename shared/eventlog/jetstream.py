@@ -193,21 +193,27 @@ class EventLog:
 
     async def history(self, tenant_id: str, export_id: str) -> AsyncIterator[tuple[int, ev.Event]]:
         """Every event of one export, in order, with its stream sequence (bad events dropped)."""
-        for stored in await self._read(tenant_id, export_id):
-            try:
-                yield stored.seq, ev.decode(self.prefix, stored.subject, stored.data, answer=stored.answer)
-            except ev.BadEvent as e:
-                reject("log", stored.subject, e)
+        async for batch in self._batches(tenant_id, export_id):
+            for stored in batch:
+                try:
+                    yield stored.seq, ev.decode(self.prefix, stored.subject, stored.data, answer=stored.answer)
+                except ev.BadEvent as e:
+                    reject("log", stored.subject, e)
 
     async def load(self, tenant_id: str, export_id: str) -> Loaded:
         """Fold one export's history. ``last_seq`` is the export's last *stored* message, dropped
         ones included: it is what the server's fence compares with, so a forged message on the
-        export's subjects costs a writer one re-read, never a loop."""
-        stored = await self._read(tenant_id, export_id)
-        return Loaded(fold(self._decoded(stored)), stored[-1].seq if stored else 0)
+        export's subjects costs a writer one re-read, never a loop. Folded one batch at a time:
+        any service user may append events of up to 256 KiB to any export, and the fold keeps only
+        what it needs of them, so a long history is never held whole."""
+        state, last = ExportState(), 0
+        async for batch in self._batches(tenant_id, export_id):
+            state = fold(self._decoded(batch), state)
+            last = batch[-1].seq
+        return Loaded(state, last)
 
-    async def _read(self, tenant_id: str, export_id: str) -> list[Stored]:
-        """Every message stored on one export's subjects, in order.
+    async def _batches(self, tenant_id: str, export_id: str) -> AsyncIterator[list[Stored]]:
+        """Every message stored on one export's subjects, in order, a batch at a time (none empty).
 
         An export's events are interleaved with every other export's, and the server finds the
         next message on a wildcard by walking every message in between: with thousands of exports
@@ -219,22 +225,23 @@ class EventLog:
         nc, subject = self.js._nc, ev.export_filter(self.prefix, tenant_id, export_id)
         lasts = await last_per_subject(nc, self.stream, subject) if self.indexed_reads else None
         if lasts == []:
-            return []
+            return
         first, count = await count_and_first(nc, self.stream, subject)
         if first is None:
-            return []
+            return
         # Read after the lasts, on the same server: messages are only ever added (no deletes), so a
         # count equal to the subjects then was one message per subject then. Were the oldest aged
         # out in between, the first message would not be the lasts' first.
         if lasts is not None and count == len(lasts) and first.seq == lasts[0].seq:
-            return lasts
-        out: list[Stored] = []
+            yield lasts
+            return
         seq, want = first.seq, count
         while True:  # batched direct gets until one reaches the end
             batch = await get_batch(nc, self.stream, seq=seq, subject=subject, batch=max(1, min(BATCH, want)))
-            out += batch.messages
+            if batch.messages:
+                yield batch.messages
             if not batch.messages or not batch.pending:
-                return out
+                return
             seq, want = batch.messages[-1].seq + 1, batch.pending
 
     def _decoded(self, stored: list[Stored]) -> list[ev.Event]:

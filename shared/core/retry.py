@@ -5,7 +5,9 @@ with ``max_attempts`` allowed is retried after ``base_delay * 2**(n-1)`` seconds
 which fails the export with a reason a person can read. A permanent error (a store that refuses)
 gives up at once: retrying cannot help. A stopping export (cancelled or ended) records nothing
 more, except for the step that runs *because* it is stopping (the cancel itself); nor does one
-whose log is empty (erased by ``grove-export erase-tenant``).
+whose log is empty (erased by ``grove-export erase-tenant``). A step that may not fail the export
+(the cancel: it always ends cancelled) is retried however many attempts it takes, the delay held at
+the last retry's.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shared.core import steps
 from shared.core.lifecycle import ExportState
 
 _DOING = {"catalog": "reading your content", "assemble": "building the archive", "finalize": "saving the archive",
@@ -42,6 +45,8 @@ def after_failure(state: ExportState, step: str, reason: str, max_attempts: int,
     if not state.exists or state.terminal or (state.stopping and not still_due):  # erased log: no first event
         return Drop()
     attempt = state.attempts_of(step) + 1
+    if not can_fail_export(step):  # the cancel: it always ends cancelled, so it is retried, never given up
+        return Retry(attempt, base_delay_s * 2 ** (min(attempt, max(1, max_attempts - 1)) - 1))
     doing = _DOING.get(step, step)
     if permanent:
         return GiveUp(attempt, f"Failed while {doing}: {reason} Retrying would not help until this is fixed; "
@@ -49,6 +54,13 @@ def after_failure(state: ExportState, step: str, reason: str, max_attempts: int,
     if attempt >= max_attempts:
         return GiveUp(attempt, f"Failed while {doing} after {attempt} attempts: {reason}")
     return Retry(attempt, base_delay_s * 2 ** (attempt - 1))
+
+
+def can_fail_export(step: str) -> bool:
+    """Whether ``step`` may append ``ExportFailed`` (the step table; its NATS user may publish only
+    what the table lists). The cancel may not: a cancel always ends cancelled."""
+    spec = next((s for s in steps.STEPS if s.step == step), None)
+    return spec is None or "ExportFailed" in spec.emits
 
 
 def deaths_before(beat: dict[str, Any] | None, last_seq: int | None = None) -> int:

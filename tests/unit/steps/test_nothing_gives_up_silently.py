@@ -141,3 +141,36 @@ async def test_a_store_that_refuses_the_abort_cancels_at_once_without_retrying()
     log = InMemoryEventLog(producer="canceller")
     await Canceller(Settings(), store)(await cancelling(log))  # type: ignore[arg-type]  # first attempt
     assert store.aborts == 1 and [e.aborted_upload for e in cancelled(log)] == [False]
+
+
+async def test_a_cancel_whose_rounds_keep_losing_is_retried_and_never_fails_the_export() -> None:
+    """"A cancel always ends cancelled": the canceller may append only ExportCancelled and StepFailed
+    (the step table; NATS refuses it anything else). The worker gave up the cancel step like any
+    other after its last attempt and appended ExportFailed(step=cancel) — refused on a secured bus
+    (no PubAck: ~36 s of retried publishes per delivery, then a nak, for ever), and elsewhere the
+    cancelled export ended 'failed' and its person was sent the failure email. A log that keeps
+    moving (another user appending to the export) makes each attempt lose its rounds."""
+    import asyncio
+
+    from shared.bus.connect import Bus
+    from shared.core import steps
+    from shared.runtime.worker import StepWorker
+    from tests.unit.test_worker_keepalive import Beats, FakeMsg
+
+    log = MovingLog(producer="canceller")
+    await cancelling(log)
+    settings = Settings(progress_interval_s=60.0, retry_base_delay_s=0.0)
+    bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
+    worker = StepWorker("cancel", bus, settings, Canceller(settings, Store(parts_left=False)),  # type: ignore[arg-type]
+                        canceller.should_run)
+    trigger = ev.CancelRequested(**E, requested_by="u").to_json()
+    before = len(log.messages)
+    for _ in range(settings.step_attempts + 2):
+        msg = FakeMsg("exports.t1.exp_1.CancelRequested", trigger)
+        await worker.handle(msg)  # type: ignore[arg-type]
+        await asyncio.gather(*worker.running.values())
+        assert msg.calls[-1] == "nak", msg.calls  # retried later, as every attempt before it
+    written = {e.name() for _, e in log.messages[before:] if not isinstance(e, ev.PartUploaded)}  # the canceller's
+    assert written <= set(steps.appends_of("canceller")), written
+    state = (await log.load("t1", "exp_1")).state
+    assert state.status != "failed" and state.cancel_wins

@@ -145,6 +145,8 @@ class Janitor:
     async def _uploads(self, states: dict[tuple[str, str], Loaded], now: datetime, summary: Summary) -> None:
         for upload in await self.store.list_uploads(self.bucket, EXPORTS_ROOT):
             owner = export_of_key(upload.key)
+            if owner and not all(ev.is_valid_id(token) for token in owner):
+                owner = None  # no export's (a '*' there read every tenant's export of that id): an orphan
             loaded = states.get(owner) if owner else None
             if loaded is None and owner:
                 loaded = await self.bus.log.load(*owner)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.janitor.main import Janitor
+from services.janitor.main import Janitor, Summary
 from shared.bus.connect import Bus
 from shared.core import events as ev
 from shared.core.keys import heartbeat_key
@@ -191,5 +191,32 @@ async def test_the_janitor_finds_every_export_past_the_servers_100000_subjects_p
 
         assert len(found) == n
         assert ("t100009", "exp_100009") in found and ("t000000", "exp_0") in found
+    finally:
+        await bus.close()
+
+
+@pytest.mark.parametrize("owner", [">", "*", "a.b", "a" * 65])
+async def test_an_upload_whose_key_names_no_possible_export_is_an_orphan_and_stops_no_sweep(
+        janitor_settings: Settings, store: FilesystemStore, owner: str) -> None:
+    """Whoever may write the exports bucket may open an upload under any key. One whose tenant (or
+    export) is no id was looked up in the log by that token: under 'exports/*/<id>/' the filter read
+    every tenant's export of that id, and while any of them ran the upload was kept (before: the '*'
+    case failed, the upload stayed). Such a key can be no export's: an orphan like any."""
+    from shared.bus.connect import connect
+
+    settings = janitor_settings
+    bus = await connect(settings, "test", ensure=True)
+    try:
+        now = datetime.now(UTC)
+        live = await make_export(bus, store, settings, "tA", complete_at=None)  # exp_live of tenant tA, running
+        strange = await store.create_multipart(settings.buckets.exports, f"exports/{owner}/{live}/x.zip")
+        behind = await store.create_multipart(settings.buckets.exports, f"exports/{owner}/{live}/zz/y.zip")
+        orphan = await store.create_multipart(settings.buckets.exports, "exports/tZ/exp_gone/x.zip")
+
+        summary = Summary()
+        await Janitor(settings, bus, store)._uploads({}, now + timedelta(hours=2), summary)
+
+        left = {u.upload_id for u in await store.list_uploads(settings.buckets.exports, "exports/")}
+        assert not {strange, behind, orphan} & left, summary.actions
     finally:
         await bus.close()

@@ -19,6 +19,7 @@ from shared.bus.beats import last_beat
 from shared.bus.connect import Bus, NatsUnreachable, connect
 from shared.core import events as ev
 from shared.core.keys import EXPORTS_ROOT, export_of_key, is_archive_key_of, work_prefix
+from shared.core.printable import printable
 from shared.core.snapshot import remove_work_objects
 from shared.eventlog.directget import get_batch
 from shared.eventlog.jetstream import Conflict, Loaded, stream_subjects
@@ -206,8 +207,8 @@ async def run_once(settings: Settings, dry_run: bool = False, now: datetime | No
     finally:
         await store.close()
         await bus.close()
-    for action in summary.actions:
-        print(("would " if dry_run else "") + action)
+    for action in summary.actions:  # keys from the store's listings: anyone who may write the bucket chose them
+        print(printable(("would " if dry_run else "") + action))
     print(summary.line(dry_run), flush=True)
     return summary
 

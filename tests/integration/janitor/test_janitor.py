@@ -220,3 +220,25 @@ async def test_an_upload_whose_key_names_no_possible_export_is_an_orphan_and_sto
         assert not {strange, behind, orphan} & left, summary.actions
     finally:
         await bus.close()
+
+
+async def test_a_dry_run_prints_a_stores_key_with_its_control_characters_escaped(
+        janitor_settings: Settings, store: FilesystemStore, capsys: pytest.CaptureFixture[str]) -> None:
+    """The keys a run names come from the store's listings, and whoever may write the bucket may
+    open an upload under any key: one holding an escape sequence and a line break was printed as
+    is — it repainted the operator's terminal and forged a line of the report."""
+    from services.janitor.main import run_once
+    from shared.bus.connect import connect
+
+    settings = janitor_settings
+    await (await connect(settings, "test", ensure=True)).close()  # the admin set-up
+    key = "exports/tZ/exp_gone/\x1b[2J\nwould expire exp_forged (nothing)\u202e.zip"
+    upload = await store.create_multipart(settings.buckets.exports, key)
+
+    await run_once(settings, dry_run=True, now=datetime.now(UTC) + timedelta(hours=2))
+
+    out = capsys.readouterr().out
+    assert not set(out) & {"\x1b", "\u202e"}, out
+    assert not any(line.startswith("would expire") for line in out.splitlines()), out  # no forged line
+    assert len(out.splitlines()) == 2, out
+    assert f"would abort upload {upload} of exports/tZ/exp_gone/\\x1b[2J\\nwould expire" in out

@@ -137,12 +137,16 @@ async def count_and_first(nc: Client, stream: str, subject: str, timeout: float 
 async def last_per_subject(nc: Client, stream: str, subject: str, timeout: float = 5.0) -> list[Stored] | None:
     """The last stored message of each subject matching ``subject``, in sequence order, from the
     stream's per-subject index (no walk over other subjects' messages); None when the server
-    refuses (more than 1,024 subjects)."""
-    request = {"multi_last": [subject], "batch": MULTI_LAST_MAX}
+    refuses (more than 1,024 subjects) or they hold more than one answer's ``MAX_BYTES``: any user
+    can have the server store a message of up to 256 KiB on a new subject of an export (a direct
+    get's copy aimed there), and one answer without a byte limit held them all at once."""
+    request = {"multi_last": [subject], "batch": MULTI_LAST_MAX, "max_bytes": MAX_BYTES}
     try:
-        out, _ = await _exchange(nc, stream, request, timeout)
+        out, eob = await _exchange(nc, stream, request, timeout)
     except DirectGetError:
         return None
+    if int(eob.get("Nats-Num-Pending", "0") or 0) > 0:
+        return None  # cut at max_bytes: the caller walks the history a batch at a time instead
     return sorted(out, key=lambda m: m.seq)
 
 

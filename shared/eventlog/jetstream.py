@@ -55,7 +55,9 @@ class LogUnavailable(EventLogError):
 def reject(consumer: str, subject: str, error: ev.BadEvent) -> None:
     """Drop a message that is not a usable event: one log line and one count, never a retry."""
     metrics.EVENTS_REJECTED.labels(consumer, error.reason).inc()
-    log.warning("%s drops %s event on %s: %s", consumer, error.reason, subject, error)
+    # the text, not the exception: its traceback holds the decoder's frame and so the whole body, for
+    # as long as a handler keeps the record (a buffering one, a test's capture)
+    log.warning("%s drops %s event on %s: %s", consumer, error.reason, subject, str(error))
 
 
 async def stream_subjects(js: JetStreamContext, stream: str, subjects_filter: str) -> dict[str, int]:

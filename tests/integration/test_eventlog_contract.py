@@ -172,3 +172,27 @@ async def test_loading_a_long_history_of_big_events_holds_one_batch_not_the_whol
     assert loaded.state.notification_reason == f"149 {reason}"
     assert load_peak < 16_000_000, f"load held {load_peak / 1e6:.0f} MB"
     assert history_peak < 16_000_000, f"history held {history_peak / 1e6:.0f} MB"
+
+
+async def test_many_subjects_of_big_messages_on_one_export_are_read_a_batch_at_a_time(bus: Bus) -> None:
+    """Any user can have the server store a message of its choosing (up to 256 KiB) on any subject of
+    an export (a direct get's copy aimed there: shared/bus/answers.py), a new subject each time. The
+    indexed read asked for the last message of every subject of the export in one answer with no
+    byte limit, and held it whole: 100 such subjects of 200 KB, 20 MB for every read of the export."""
+    import tracemalloc
+
+    assert bus.log.indexed_reads
+    tenant, export_id = _ids()
+    seq = await bus.log.append(_requested(tenant, export_id), 0)
+    junk = b"j" * 200_000
+    for n in range(100):  # on this unsecured server a plain publish lands them as such a copy would
+        await bus.js.publish(f"{bus.log.prefix}.{tenant}.{export_id}.Junk{n}", junk)
+    tracemalloc.start()
+    try:
+        loaded = await bus.log.load(tenant, export_id)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert loaded.state.exists and loaded.state.events == 1
+    assert loaded.last_seq == await bus.log.last_seq(tenant, export_id) > seq
+    assert peak < 12_000_000, f"load held {peak / 1e6:.0f} MB"

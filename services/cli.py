@@ -328,7 +328,10 @@ def cmd_janitor(args: argparse.Namespace, settings: Settings) -> None:
     from shared.runtime import secrets
 
     secrets.require_settings(settings)
-    asyncio.run(run_once(settings, dry_run=args.dry_run))
+    summary = asyncio.run(run_once(settings, dry_run=args.dry_run))
+    if summary.left:  # the rest was done; cron's mail (or the CronJob's status) shows this run was not clean
+        raise CliError(f"janitor: {summary.left} left for the next run after an error (the log says which and "
+                       f"why)", code=1)
 
 
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> None:

@@ -39,13 +39,15 @@ class Summary:
     failed: int = 0
     cancelled: int = 0
     cleaned: int = 0
+    left: int = 0  # exports and uploads an error stopped: the next run tries them again (the log says why)
     actions: list[str] = field(default_factory=list)
 
     def line(self, dry_run: bool) -> str:
         verb = "would " if dry_run else ""
-        return (f"janitor: {verb}expire {self.expired} archives (deleting them), {verb}abort {self.aborted} uploads, "
+        line = (f"janitor: {verb}expire {self.expired} archives (deleting them), {verb}abort {self.aborted} uploads, "
                 f"{verb}fail {self.failed} stuck exports, {verb}complete {self.cancelled} cancels, "
                 f"{verb}remove {self.cleaned} work objects")
+        return line + (f"; {self.left} left for the next run (an error: see the log)" if self.left else "")
 
 
 class Janitor:
@@ -85,29 +87,44 @@ class Janitor:
                 found.append((tenant_id, export_id, loaded))
         if any(loaded.state.cataloged is not None for _, _, loaded in found):  # the log says the store holds some
             check_fs_store(self.settings, "nothing was expired, failed, aborted or removed")
+        # One export's error (a store that refuses one delete, a read that times out) is that export's:
+        # it is left for the next run, and every other export is still seen to.
         for tenant_id, export_id, loaded in found:
             states[(tenant_id, export_id)] = loaded
-            if is_expired(loaded.state, now):
-                expired.append(loaded)
-            elif not loaded.state.terminal:
-                states[(tenant_id, export_id)] = await self._check_alive(loaded, now, summary)
-            elif self.dry_run:  # name each object, as the other actions name theirs
-                for obj in await self.store.list_keys(self.bucket, work_prefix(tenant_id, export_id)):
-                    summary.cleaned += 1
-                    summary.actions.append(f"remove work object {obj.key} (export {export_id} is {loaded.state.status})")
-            else:
-                summary.cleaned += await remove_work_objects(self.store, self.bucket, tenant_id, export_id)
+            try:
+                if is_expired(loaded.state, now):
+                    expired.append(loaded)
+                elif not loaded.state.terminal:
+                    states[(tenant_id, export_id)] = await self._check_alive(loaded, now, summary)
+                elif self.dry_run:  # name each object, as the other actions name theirs
+                    for obj in await self.store.list_keys(self.bucket, work_prefix(tenant_id, export_id)):
+                        summary.cleaned += 1
+                        summary.actions.append(
+                            f"remove work object {obj.key} (export {export_id} is {loaded.state.status})")
+                else:
+                    summary.cleaned += await remove_work_objects(self.store, self.bucket, tenant_id, export_id)
+            except Exception as e:
+                _left(summary, f"{tenant_id}/{export_id}", e)
         batch = self.settings.janitor_batch
         for i in range(0, len(expired), batch):  # the spec's batches of 50
-            await asyncio.gather(*(self._expire(loaded, summary) for loaded in expired[i:i + batch]))
+            chunk = expired[i:i + batch]
+            done = await asyncio.gather(*(self._expire(loaded) for loaded in chunk), return_exceptions=True)
+            for loaded, outcome in zip(chunk, done, strict=True):
+                s = loaded.state
+                if isinstance(outcome, BaseException):
+                    if not isinstance(outcome, Exception):
+                        raise outcome  # a cancellation, an interrupt: not this export's
+                    _left(summary, f"{s.tenant_id}/{s.export_id}", outcome)
+                    continue
+                assert s.completed is not None
+                summary.expired += 1
+                summary.actions.append(f"expire {s.export_id} ({s.completed.archive_key})")
         await self._uploads(states, now, summary)
         return summary
 
-    async def _expire(self, loaded: Loaded, summary: Summary) -> None:
+    async def _expire(self, loaded: Loaded) -> None:
         s = loaded.state
         assert s.completed is not None
-        summary.expired += 1
-        summary.actions.append(f"expire {s.export_id} ({s.completed.archive_key})")
         if not self.dry_run:
             if is_archive_key_of(s.tenant_id, s.export_id, s.completed.archive_key):
                 await self.store.delete(self.bucket, s.completed.archive_key)
@@ -148,15 +165,19 @@ class Janitor:
             owner = export_of_key(upload.key)
             if owner and not all(ev.is_valid_id(token) for token in owner):
                 owner = None  # no export's (a '*' there read every tenant's export of that id): an orphan
-            loaded = states.get(owner) if owner else None
-            if loaded is None and owner:
-                loaded = await self.bus.log.load(*owner)
-            state = loaded.state if loaded else None
-            if is_orphan_upload(state, upload.upload_id, upload.initiated, self.settings.orphan_upload_age_s, now):
-                summary.aborted += 1
-                summary.actions.append(f"abort upload {upload.upload_id} of {upload.key}")
-                if not self.dry_run:
-                    await self.store.abort_multipart(self.bucket, upload.key, upload.upload_id)
+            try:
+                loaded = states.get(owner) if owner else None
+                if loaded is None and owner:
+                    loaded = await self.bus.log.load(*owner)
+                state = loaded.state if loaded else None
+                if is_orphan_upload(state, upload.upload_id, upload.initiated, self.settings.orphan_upload_age_s,
+                                    now):
+                    if not self.dry_run:
+                        await self.store.abort_multipart(self.bucket, upload.key, upload.upload_id)
+                    summary.aborted += 1
+                    summary.actions.append(f"abort upload {upload.upload_id} of {upload.key}")
+            except Exception as e:
+                _left(summary, f"upload {upload.upload_id} of {upload.key!r}", e)
 
     async def _append(self, loaded: Loaded, event: ev.Event) -> None:
         try:
@@ -197,6 +218,12 @@ class Janitor:
             log.warning("janitor: heartbeat of %s unreadable (%r); leaving it for the next run", export_id, e,
                         extra={"export_id": export_id, "tenant_id": tenant_id})
             return None
+
+
+def _left(summary: Summary, what: str, error: Exception) -> None:
+    """An error on one export (or upload) leaves it for the next run and stops nothing else."""
+    summary.left += 1
+    log.warning("janitor: %s left for the next run: %r", what, error)
 
 
 async def run_once(settings: Settings, dry_run: bool = False, now: datetime | None = None) -> Summary:

@@ -24,6 +24,7 @@ class FlakyProxy:
     abort_status: int | None = None      # answer every AbortMultipartUpload with this status
     get_status: int | None = None        # answer every GET of an object with this status
     strip_if_match: bool = False         # forward GETs without If-Match (a server that ignores it)
+    refuse_delete_of: str | None = None  # answer a DeleteObject of a key holding this with 403 (object lock)
     seed: int = 5
     requests: int = 0
     faults: int = 0
@@ -61,6 +62,10 @@ class FlakyProxy:
         if request.method == "DELETE" and "uploadId" in request.query and self.abort_status:
             self.faults += 1
             return _error(self.abort_status)
+        if (request.method == "DELETE" and "uploadId" not in request.query and self.refuse_delete_of
+                and self.refuse_delete_of in request.path):
+            self.faults += 1
+            return _error(403)
         if request.method == "GET" and self.get_status and request.path.count("/") >= 2:
             self.faults += 1
             return _error(self.get_status)

@@ -242,3 +242,46 @@ async def test_a_dry_run_prints_a_stores_key_with_its_control_characters_escaped
     assert not any(line.startswith("would expire") for line in out.splitlines()), out  # no forged line
     assert len(out.splitlines()) == 2, out
     assert f"would abort upload {upload} of exports/tZ/exp_gone/\\x1b[2J\\nwould expire" in out
+
+
+
+async def test_an_archive_the_store_refuses_to_delete_does_not_stop_the_run_for_every_other(
+        values: dict, moto_server: str) -> None:
+    """Each run went through the exports in order and stopped at the first error: one archive the
+    store refused to delete (S3 Object Lock, a legal hold, a policy: 403 AccessDenied) ended the run
+    — every expired export after it (in later batches of janitor_batch) was never expired, and no
+    orphan upload was aborted, on every run (cron: once a day) for as long as that archive was held.
+    Now that export is left for the next run, said in the log and in the summary, and the rest done."""
+    from shared.bus.connect import connect
+    from shared.objectstore.factory import open_store
+    from tests.support.env import s3_values
+    from tests.support.flaky_proxy import FlakyProxy
+
+    proxy = await FlakyProxy(moto_server).start()
+    s3 = s3_values(proxy.url)
+    s3["s3"]["max_attempts"] = 1
+    settings = Settings(**{**values, **s3, "heartbeat_ttl_s": 2.0, "orphan_upload_age_s": 3600.0,
+                           "janitor_batch": 1})
+    store = await open_store(settings, create_buckets=True)
+    bus = await connect(settings, "test", ensure=True)
+    try:
+        now = datetime.now(UTC)
+        held = await make_export(bus, store, settings, "tA", complete_at=now - timedelta(days=1))  # type: ignore[arg-type]
+        others = [await make_export(bus, store, settings, "tB", complete_at=now - timedelta(days=1))  # type: ignore[arg-type]
+                  for _ in range(3)]
+        orphan = await store.create_multipart(settings.buckets.exports, "exports/tZ/exp_gone/x.zip")
+        proxy.refuse_delete_of = held
+
+        summary = await Janitor(settings, bus, store).run(now + timedelta(hours=2))
+
+        for export_id in others:
+            assert (await bus.log.load("tB", export_id)).state.status == "expired"
+        assert orphan not in {u.upload_id for u in await store.list_uploads(settings.buckets.exports, "exports/")}
+        assert (await bus.log.load("tA", held)).state.status == "complete"  # its archive is still there
+        assert (summary.expired, summary.left) == (3, 1)
+        assert "1 left for the next run" in summary.line(dry_run=False)
+        assert not any(action.startswith(f"expire {held}") for action in summary.actions), summary.actions
+    finally:
+        await bus.close()
+        await store.close()
+        await proxy.stop()

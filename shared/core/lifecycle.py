@@ -78,7 +78,10 @@ class ExportState:
     status: Status | None = None
     progress: int = 0
     events: int = 0
-    last_event: str | None = None  # the type of the last event folded (one this version knows)
+    # the type of the last event that moved the export (one this version knows): an event the fold
+    # ignores — a second ExportRequested, a cancel after FinalizeStarted, an operator's note — is not
+    # it (the janitor asks it whether a step runs: one such event must not end a dead step for it)
+    last_event: str | None = None
     request: ev.ExportRequested | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -131,7 +134,7 @@ class ExportState:
         export the step that failed; None once it ended otherwise."""
         if self.status == "failed":
             return self.failure.step if self.failure else None
-        if self.cancel_requested and not self.terminal:
+        if self.cancel_wins:
             return "cancel"
         return _STEP_OF.get(self.status or "")
 
@@ -234,7 +237,7 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
             if state.request is not None:
                 # Requested once: a later ExportRequested (a publisher's retry without the expected-
                 # sequence header, or a forgery) would send the email elsewhere and restart the status.
-                return s
+                return _set(s, last_event=state.last_event)
             return _set(
                 s, export_id=event.export_id, tenant_id=event.tenant_id, status="pending",
                 progress=0, request=event, created_at=event.occurred_at,
@@ -271,22 +274,24 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
         case ev.ExportFailed():
             return _set(s, status="failed", failure=event)
         case ev.CancelRequested():
+            if s.finalize_started:  # too late (the contract refuses it): the finalizer completes the export
+                return _set(s, last_event=state.last_event)
             return _set(s, cancel_requested=True)
         case ev.ExportCancelled():
             return _set(s, status="cancelled")
         case ev.ExportExpired():
-            return _set(s, status="expired") if s.status == "complete" else s
+            return _set(s, status="expired") if s.status == "complete" else _set(s, last_event=state.last_event)
         case ev.ExportRetried():
-            return _retried(s, event)
+            return _retried(s, event) if retryable(s) else _set(s, last_event=state.last_event)
         case ev.ResendRequested():
             if s.status not in RESENDABLE:
-                return s
+                return _set(s, last_event=state.last_event)
             return _set(s, notification=None, notification_reason=None, resends=s.resends + 1)
         case ev.NotificationSent():
             return _set(s, notification="sent", notification_reason=None)
         case ev.NotificationFailed():
             return _set(s, notification="failed", notification_reason=event.reason)
-    return s
+    return _set(s, last_event=state.last_event)  # AdmissionUnlocked: an operator's note, no transition
 
 
 

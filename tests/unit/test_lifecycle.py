@@ -77,3 +77,21 @@ def test_the_logged_upload_is_used_only_while_the_store_still_holds_it() -> None
     assert not logged_upload_usable(assembling, upload_open=True, records_present=False)
     assert logged_upload_usable(assembling, upload_open=True)  # records not asked: assumed there
     assert not logged_upload_usable(fold([requested(), CATALOGED]), upload_open=True)  # no upload logged
+
+
+def test_an_event_the_fold_ignores_is_not_the_last_event_and_a_late_cancel_is_no_cancel() -> None:
+    """The janitor asks the last event whether a step runs: a second ExportRequested, an operator's
+    note, a cancel after FinalizeStarted (the contract refuses it; the finalizer completes the export)
+    moved it, and the late cancel made the step 'cancel' — a dead step was then never failed."""
+    uploading = [requested(), ev.CatalogStarted(**E), CATALOGED, UPLOAD]
+    for stray in (requested(), ev.AdmissionUnlocked(**E, operator="ada"), ev.ResendRequested(**E),
+                  ev.ExportExpired(**E), ev.ExportRetried(**E)):
+        s = fold([*uploading, stray])
+        assert (s.last_event, s.step, s.status) == ("UploadStarted", "assemble", "assembling"), stray.name()
+        assert step_running_after(s.last_event or "")
+    finalizing = [*uploading, ev.ArchiveAssembled(**E, archive_key=UPLOAD.archive_key, upload_id="u1", size_bytes=1,
+                                                  part_count=1, member_count=1, error_count=0),
+                  ev.FinalizeStarted(**E)]
+    late = fold([*finalizing, ev.CancelRequested(**E, requested_by="u")])
+    assert (late.last_event, late.step, late.cancel_requested) == ("FinalizeStarted", "finalize", False)
+    assert fold([*uploading, ev.CancelRequested(**E, requested_by="u")]).step == "cancel"  # one that can win

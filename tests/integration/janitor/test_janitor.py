@@ -285,3 +285,42 @@ async def test_an_archive_the_store_refuses_to_delete_does_not_stop_the_run_for_
         await bus.close()
         await store.close()
         await proxy.stop()
+
+
+@pytest.mark.parametrize("stray", ["ExportRequested", "CancelRequested"])
+async def test_an_event_the_fold_ignores_does_not_hide_a_dead_step_from_the_janitor(
+        janitor_settings: Settings, store: FilesystemStore, stray: str) -> None:
+    """The janitor judged 'a step is running' by the type of the last event folded, even one the fold
+    ignores: a second ExportRequested (a publisher's retry without the expected-sequence header —
+    "changes nothing", says the event contract) or a CancelRequested after FinalizeStarted (too late:
+    the finalizer completes it) ended the step as far as the janitor could tell, so a step whose
+    worker died was never failed and the tenant's slot was held by it for good. The late cancel also
+    made the export's step 'cancel', so the janitor read the canceller's heartbeat, not the finalizer's."""
+    from shared.bus.connect import connect
+
+    settings = janitor_settings
+    bus = await connect(settings, "test", ensure=True)
+    try:
+        now = datetime.now(UTC)
+        export_id = await make_export(bus, store, settings, "tA", complete_at=None)
+        e = {"export_id": export_id, "tenant_id": "tA"}
+        seq = await bus.log.last_seq("tA", export_id)
+        if stray == "CancelRequested":
+            seq = await bus.log.append(ev.ArchiveAssembled(**e, archive_key=f"exports/tA/{export_id}/a.zip",
+                                                           upload_id="u", size_bytes=8, part_count=1, member_count=1,
+                                                           error_count=0, sha256="s"), seq)
+            seq = await bus.log.append(ev.FinalizeStarted(**e), seq)
+            late = ev.CancelRequested(**e, requested_by="u")
+            assert (await bus.log.load("tA", export_id)).state.step == "finalize"
+        else:
+            late = ev.ExportRequested(**e, user_id="u", user_email="a@b.c", username="u")
+        await bus.js.publish(ev.subject_for(settings.subject_prefix, late), late.to_json())  # no fence: it lands
+        state = (await bus.log.load("tA", export_id)).state
+        assert state.step == ("finalize" if stray == "CancelRequested" else "assemble")
+
+        summary = await Janitor(settings, bus, store).run(now + timedelta(hours=2))  # no worker beats
+
+        assert summary.failed == 1, summary.actions
+        assert (await bus.log.load("tA", export_id)).state.status == "failed"
+    finally:
+        await bus.close()

@@ -281,6 +281,14 @@ async def test_an_archive_the_store_refuses_to_delete_does_not_stop_the_run_for_
         assert (summary.expired, summary.left) == (3, 1)
         assert "1 left for the next run" in summary.line(dry_run=False)
         assert not any(action.startswith(f"expire {held}") for action in summary.actions), summary.actions
+
+        from tests.integration.cli.test_cli import cli  # the command cron runs: the rest done, then exit 1
+
+        run = await asyncio.to_thread(cli, {**values, **s3, "janitor_batch": 1}, "janitor")
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.splitlines()[-1] == ("grove-export: janitor: 1 left for the next run after an error "
+                                               "(the log says which and why)"), run.stderr
+        assert run.stdout.splitlines()[-1].endswith("; 1 left for the next run (an error: see the log)"), run.stdout
     finally:
         await bus.close()
         await store.close()

@@ -78,24 +78,28 @@ class Janitor:
     async def run(self, now: datetime | None = None) -> Summary:
         now = now or self.clock.now()
         summary = Summary()
-        states: dict[tuple[str, str], Loaded] = {}  # by (tenant, export): an export id alone names nothing
+        exports = await self.exports()
+        # The log says the store holds something once an export was cataloged: then the store must be
+        # where the settings say before anything changes. One such export tells; none is kept.
+        for tenant_id, export_id in exports:
+            state = (await self.bus.log.load(tenant_id, export_id)).state
+            if state.exists and state.cataloged is not None:
+                check_fs_store(self.settings, "nothing was expired, failed, aborted or removed")
+                break
+        # One export at a time (the expired ones a batch at a time): a run holds no fold of every
+        # export in the log, so its memory does not grow with the log. One export's error (a store
+        # that refuses one delete, a read that times out) is that export's: it is left for the next
+        # run, and every other export is still seen to.
         expired: list[Loaded] = []
-        found: list[tuple[str, str, Loaded]] = []
-        for tenant_id, export_id in await self.exports():
-            loaded = await self.bus.log.load(tenant_id, export_id)
-            if loaded.state.exists:  # else a request whose body disagreed with its subject: not an export
-                found.append((tenant_id, export_id, loaded))
-        if any(loaded.state.cataloged is not None for _, _, loaded in found):  # the log says the store holds some
-            check_fs_store(self.settings, "nothing was expired, failed, aborted or removed")
-        # One export's error (a store that refuses one delete, a read that times out) is that export's:
-        # it is left for the next run, and every other export is still seen to.
-        for tenant_id, export_id, loaded in found:
-            states[(tenant_id, export_id)] = loaded
+        for tenant_id, export_id in exports:
             try:
+                loaded = await self.bus.log.load(tenant_id, export_id)
+                if not loaded.state.exists:  # a request whose body disagreed with its subject: not an export
+                    continue
                 if is_expired(loaded.state, now):
                     expired.append(loaded)
                 elif not loaded.state.terminal:
-                    states[(tenant_id, export_id)] = await self._check_alive(loaded, now, summary)
+                    await self._check_alive(loaded, now, summary)
                 elif self.dry_run:  # name each object, as the other actions name theirs
                     for obj in await self.store.list_keys(self.bucket, work_prefix(tenant_id, export_id)):
                         summary.cleaned += 1
@@ -105,22 +109,26 @@ class Janitor:
                     summary.cleaned += await remove_work_objects(self.store, self.bucket, tenant_id, export_id)
             except Exception as e:
                 _left(summary, f"{tenant_id}/{export_id}", e)
-        batch = self.settings.janitor_batch
-        for i in range(0, len(expired), batch):  # the spec's batches of 50
-            chunk = expired[i:i + batch]
-            done = await asyncio.gather(*(self._expire(loaded) for loaded in chunk), return_exceptions=True)
-            for loaded, outcome in zip(chunk, done, strict=True):
-                s = loaded.state
-                if isinstance(outcome, BaseException):
-                    if not isinstance(outcome, Exception):
-                        raise outcome  # a cancellation, an interrupt: not this export's
-                    _left(summary, f"{s.tenant_id}/{s.export_id}", outcome)
-                    continue
-                assert s.completed is not None
-                summary.expired += 1
-                summary.actions.append(f"expire {s.export_id} ({s.completed.archive_key})")
-        await self._uploads(states, now, summary)
+            if len(expired) >= self.settings.janitor_batch:  # the spec's batches of 50
+                await self._expire_batch(expired, summary)
+                expired = []
+        if expired:
+            await self._expire_batch(expired, summary)
+        await self._uploads(now, summary)
         return summary
+
+    async def _expire_batch(self, chunk: list[Loaded], summary: Summary) -> None:
+        done = await asyncio.gather(*(self._expire(loaded) for loaded in chunk), return_exceptions=True)
+        for loaded, outcome in zip(chunk, done, strict=True):
+            s = loaded.state
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, Exception):
+                    raise outcome  # a cancellation, an interrupt: not this export's
+                _left(summary, f"{s.tenant_id}/{s.export_id}", outcome)
+                continue
+            assert s.completed is not None
+            summary.expired += 1
+            summary.actions.append(f"expire {s.export_id} ({s.completed.archive_key})")
 
     async def _expire(self, loaded: Loaded) -> None:
         s = loaded.state
@@ -160,16 +168,15 @@ class Janitor:
                                                    reason=reason))
         return await self.bus.log.load(s.tenant_id, s.export_id)
 
-    async def _uploads(self, states: dict[tuple[str, str], Loaded], now: datetime, summary: Summary) -> None:
+    async def _uploads(self, now: datetime, summary: Summary) -> None:
+        """Abort the orphans among the open uploads, each judged from its export's log as it is now
+        (after this run's own appends)."""
         for upload in await self.store.list_uploads(self.bucket, EXPORTS_ROOT):
             owner = export_of_key(upload.key)
             if owner and not all(ev.is_valid_id(token) for token in owner):
                 owner = None  # no export's (a '*' there read every tenant's export of that id): an orphan
             try:
-                loaded = states.get(owner) if owner else None
-                if loaded is None and owner:
-                    loaded = await self.bus.log.load(*owner)
-                state = loaded.state if loaded else None
+                state = (await self.bus.log.load(*owner)).state if owner else None
                 if is_orphan_upload(state, upload.upload_id, upload.initiated, self.settings.orphan_upload_age_s,
                                     now):
                     if not self.dry_run:

@@ -214,7 +214,7 @@ async def test_an_upload_whose_key_names_no_possible_export_is_an_orphan_and_sto
         orphan = await store.create_multipart(settings.buckets.exports, "exports/tZ/exp_gone/x.zip")
 
         summary = Summary()
-        await Janitor(settings, bus, store)._uploads({}, now + timedelta(hours=2), summary)
+        await Janitor(settings, bus, store)._uploads(now + timedelta(hours=2), summary)
 
         left = {u.upload_id for u in await store.list_uploads(settings.buckets.exports, "exports/")}
         assert not {strange, behind, orphan} & left, summary.actions
@@ -330,5 +330,42 @@ async def test_an_event_the_fold_ignores_does_not_hide_a_dead_step_from_the_jani
 
         assert summary.failed == 1, summary.actions
         assert (await bus.log.load("tA", export_id)).state.status == "failed"
+    finally:
+        await bus.close()
+
+
+async def test_a_run_holds_one_export_at_a_time_not_every_export_in_the_log(
+        janitor_settings: Settings, store: FilesystemStore) -> None:
+    """A run folded every export in the log first and held each fold (about 10 KB each) to the end of
+    the run: its memory grew with the log — 30 days of exports — and the CronJob's limit is 512 MiB
+    (deploy/k8s), so past some tens of thousands of exports every run was killed before it cleaned
+    anything. Now it decides one export at a time (the expired ones a batch at a time)."""
+    import tracemalloc
+
+    from shared.bus.connect import connect
+
+    settings = janitor_settings
+    bus = await connect(settings, "test", ensure=True)
+    try:
+        now = datetime.now(UTC)
+        await store.put(settings.buckets.exports, "exports/t0/exp_0/grove-export-u-2026-01-01.zip", b"zip")
+        for i in range(600):  # complete, not yet expired: each one only looked at
+            e = {"export_id": f"exp_{i}", "tenant_id": f"t{i}"}
+            key = f"exports/t{i}/exp_{i}/grove-export-u-2026-01-01.zip"
+            seq = await bus.log.append(ev.ExportRequested(**e, user_id="u", user_email="a@b.c", username="u"), 0)
+            seq = await bus.log.append(ev.ExportCataloged(**e, snapshot_key=f"exports/t{i}/exp_{i}/work/snapshot.jsonl",
+                                                          snapshot_sha256="x", archive_key=key, member_count=1,
+                                                          total_bytes=1, item_counts={"posts": 1}), seq)
+            await bus.log.append(ev.ExportCompleted(**e, archive_key=key, size_bytes=8, sha256="s",
+                                                    item_counts={"posts": 1}, error_count=0,
+                                                    expires_at=now + timedelta(days=3)), seq)
+        tracemalloc.start()
+        try:
+            summary = await Janitor(settings, bus, store).run(now)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert (summary.expired, summary.failed, summary.left) == (0, 0, 0)
+        assert peak < 2_500_000, f"a run over 600 exports held {peak / 1e6:.1f} MB"
     finally:
         await bus.close()

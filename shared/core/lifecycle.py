@@ -287,6 +287,11 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
             if s.status not in RESENDABLE:
                 return _set(s, last_event=state.last_event)
             return _set(s, notification=None, notification_reason=None, resends=s.resends + 1)
+        case ev.NotificationSent() | ev.NotificationFailed() if not state.terminal:
+            # No email is sent before an outcome (the notifier's own appends are fenced at a terminal
+            # fold): one appended to a running export would mark its email done before it is due and
+            # end the step for the janitor. Ignored.
+            return _set(s, last_event=state.last_event)
         case ev.NotificationSent():
             return _set(s, notification="sent", notification_reason=None)
         case ev.NotificationFailed():

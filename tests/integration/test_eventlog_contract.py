@@ -144,8 +144,8 @@ async def test_the_index_read_and_the_walk_fold_the_same_history(bus: Bus) -> No
 
 
 async def test_loading_a_long_history_of_big_events_holds_one_batch_not_the_whole_history(bus: Bus) -> None:
-    """Any service user may append its own events to any export, each up to 256 KiB (the notifier a
-    NotificationFailed with a long reason, a step a StepFailed): load() and history() read every
+    """Any service user may append its own events to any export, each up to 256 KiB (a step a
+    StepFailed with a long reason, the notifier a NotificationFailed): load() and history() read every
     stored body of the export into one list and decoded them all before folding, so each read of
     such an export — every step's, the janitor's every run, the gateway's — held the whole history
     twice over. The fold keeps only the latest of each; a read now holds one batch at a time."""
@@ -155,8 +155,8 @@ async def test_loading_a_long_history_of_big_events_holds_one_batch_not_the_whol
     seq = await bus.log.append(_requested(tenant, export_id), 0)
     reason = "r" * 200_000
     for n in range(150):  # 30 MB of bodies
-        seq = await bus.log.append(ev.NotificationFailed(export_id=export_id, tenant_id=tenant, channel="email",
-                                                         reason=f"{n} {reason}"), seq, msg_id=f"n{n}")
+        seq = await bus.log.append(ev.StepFailed(export_id=export_id, tenant_id=tenant, step="catalog", attempt=1,
+                                                 reason=f"{n} {reason}"), seq, msg_id=f"n{n}")
     tracemalloc.start()
     try:
         loaded = await bus.log.load(tenant, export_id)
@@ -169,7 +169,7 @@ async def test_loading_a_long_history_of_big_events_holds_one_batch_not_the_whol
     finally:
         tracemalloc.stop()
     assert (loaded.state.events, loaded.last_seq, read) == (151, seq, 151)
-    assert loaded.state.notification_reason == f"149 {reason}"
+    assert loaded.state.last_step_error == f"149 {reason}"
     assert load_peak < 16_000_000, f"load held {load_peak / 1e6:.0f} MB"
     assert history_peak < 16_000_000, f"history held {history_peak / 1e6:.0f} MB"
 

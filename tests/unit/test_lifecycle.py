@@ -85,7 +85,8 @@ def test_an_event_the_fold_ignores_is_not_the_last_event_and_a_late_cancel_is_no
     moved it, and the late cancel made the step 'cancel' — a dead step was then never failed."""
     uploading = [requested(), ev.CatalogStarted(**E), CATALOGED, UPLOAD]
     for stray in (requested(), ev.AdmissionUnlocked(**E, operator="ada"), ev.ResendRequested(**E),
-                  ev.ExportExpired(**E), ev.ExportRetried(**E)):
+                  ev.ExportExpired(**E), ev.ExportRetried(**E), ev.NotificationSent(**E, channel="smtp"),
+                  ev.NotificationFailed(**E, channel="smtp", reason="x")):
         s = fold([*uploading, stray])
         assert (s.last_event, s.step, s.status) == ("UploadStarted", "assemble", "assembling"), stray.name()
         assert step_running_after(s.last_event or "")
@@ -95,3 +96,10 @@ def test_an_event_the_fold_ignores_is_not_the_last_event_and_a_late_cancel_is_no
     late = fold([*finalizing, ev.CancelRequested(**E, requested_by="u")])
     assert (late.last_event, late.step, late.cancel_requested) == ("FinalizeStarted", "finalize", False)
     assert fold([*uploading, ev.CancelRequested(**E, requested_by="u")]).step == "cancel"  # one that can win
+
+
+def test_an_email_recorded_before_the_export_has_an_outcome_does_not_cancel_the_email_it_is_owed() -> None:
+    """The notifier's user may append NotificationSent to any export; one appended while it ran
+    marked its email done, so when it completed no email was due and the person never got it."""
+    s = fold([requested(), CATALOGED, ev.NotificationSent(**E, channel="smtp"), UPLOAD, COMPLETED])
+    assert (s.notification, s.email_due) == (None, True)

@@ -295,7 +295,7 @@ async def test_an_archive_the_store_refuses_to_delete_does_not_stop_the_run_for_
         await proxy.stop()
 
 
-@pytest.mark.parametrize("stray", ["ExportRequested", "CancelRequested"])
+@pytest.mark.parametrize("stray", ["ExportRequested", "CancelRequested", "NotificationSent"])
 async def test_an_event_the_fold_ignores_does_not_hide_a_dead_step_from_the_janitor(
         janitor_settings: Settings, store: FilesystemStore, stray: str) -> None:
     """The janitor judged 'a step is running' by the type of the last event folded, even one the fold
@@ -320,6 +320,8 @@ async def test_an_event_the_fold_ignores_does_not_hide_a_dead_step_from_the_jani
             seq = await bus.log.append(ev.FinalizeStarted(**e), seq)
             late = ev.CancelRequested(**e, requested_by="u")
             assert (await bus.log.load("tA", export_id)).state.step == "finalize"
+        elif stray == "NotificationSent":  # the notifier's user may append it to any export
+            late = ev.NotificationSent(**e, channel="smtp")
         else:
             late = ev.ExportRequested(**e, user_id="u", user_email="a@b.c", username="u")
         await bus.js.publish(ev.subject_for(settings.subject_prefix, late), late.to_json())  # no fence: it lands

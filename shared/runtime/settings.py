@@ -114,7 +114,9 @@ class Settings(BaseSettings):
     stream_replicas: int = Field(1, ge=1, le=5, description="JetStream allows 1 to 5.")
     stream_max_age_days: float = Field(30.0, gt=0, le=MAX_DAYS,
                                        description="How long events (and the email in them) live.")
-    subject_prefix: str = "exports"
+    # One subject token: every reader takes a subject as <prefix>.<tenant>.<export>.<Event>
+    subject_prefix: str = Field("exports", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                                description="First token of every event's subject (one token: no dot, no wildcard).")
     kv_prefix: str = Field("grove", description="Prefix of the KV buckets (heartbeats, admission).")
 
     # Consumers, retries, heartbeats

@@ -155,3 +155,13 @@ def test_a_media_url_template_without_the_key_is_refused(monkeypatch: pytest.Mon
     assert refusal(monkeypatch, GROVE_MEDIA_URL_TEMPLATE="https://cdn.example.com/media/") == (
         "GROVE_MEDIA_URL_TEMPLATE: must hold {key}, where each object's key goes, like "
         "https://cdn.example/{key} (got 'https://cdn.example.com/media/')")
+
+
+@pytest.mark.parametrize("prefix", ["grove.exports", "exports.>", "*", "", "ex ports"])
+def test_a_subject_prefix_that_is_not_one_subject_token_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                                  prefix: str) -> None:
+    """Every reader takes an event's subject as <prefix>.<tenant>.<export>.<Event>, four tokens: with a
+    prefix of two ('grove.exports') every event any service appended was dropped as forged — nothing
+    ever ran, the janitor found no export — and nothing said why."""
+    line = refusal(monkeypatch, GROVE_SUBJECT_PREFIX=prefix)
+    assert line.startswith("GROVE_SUBJECT_PREFIX: "), line

@@ -51,3 +51,13 @@ def is_orphan_upload(state: ExportState | None, upload_id: str, initiated: datet
     if state is None or not state.exists or state.terminal:
         return True
     return state.upload is not None and state.upload.upload_id != upload_id and state.assembled is not None
+
+
+def is_forgotten(in_log: bool, last_modified: datetime | None, min_age_s: float, now: datetime) -> bool:
+    """An object of an export the log no longer holds (its events aged out of the stream: a max age
+    shorter than the archive's retention, a janitor that did not run for weeks, a retry long after
+    the request), older than ``min_age_s``: nobody else would ever delete it. One of an export the
+    log holds is the log's to judge; one without a time is left."""
+    if in_log or last_modified is None:
+        return False
+    return now - last_modified >= timedelta(seconds=min_age_s)

@@ -13,12 +13,19 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.janitor.decide import is_abandoned_cancel, is_dead, is_expired, is_orphan_upload
+from services.janitor.decide import is_abandoned_cancel, is_dead, is_expired, is_forgotten, is_orphan_upload
 from shared.bus.answers import stored_answer
 from shared.bus.beats import last_beat
 from shared.bus.connect import Bus, NatsUnreachable, connect
 from shared.core import events as ev
-from shared.core.keys import EXPORTS_ROOT, export_of_key, is_archive_key_of, work_prefix
+from shared.core.keys import (
+    EXPORTS_ROOT,
+    archive_owner,
+    export_of_key,
+    is_archive_key_of,
+    is_work_key,
+    work_prefix,
+)
 from shared.core.printable import printable
 from shared.core.snapshot import remove_work_objects
 from shared.eventlog.directget import get_batch
@@ -39,6 +46,7 @@ class Summary:
     failed: int = 0
     cancelled: int = 0
     cleaned: int = 0
+    forgotten: int = 0  # objects of exports the log no longer holds, past their age
     left: int = 0  # exports and uploads an error stopped: the next run tries them again (the log says why)
     actions: list[str] = field(default_factory=list)
 
@@ -47,6 +55,8 @@ class Summary:
         line = (f"janitor: {verb}expire {self.expired} archives (deleting them), {verb}abort {self.aborted} uploads, "
                 f"{verb}fail {self.failed} stuck exports, {verb}complete {self.cancelled} cancels, "
                 f"{verb}remove {self.cleaned} work objects")
+        if self.forgotten:
+            line += f", {verb}delete {self.forgotten} objects of exports no longer in the log"
         return line + (f"; {self.left} left for the next run (an error: see the log)" if self.left else "")
 
 
@@ -115,6 +125,7 @@ class Janitor:
         if expired:
             await self._expire_batch(expired, summary)
         await self._uploads(now, summary)
+        await self._forgotten(set(exports), now, summary)
         return summary
 
     async def _expire_batch(self, chunk: list[Loaded], summary: Summary) -> None:
@@ -185,6 +196,30 @@ class Janitor:
                     summary.actions.append(f"abort upload {upload.upload_id} of {upload.key}")
             except Exception as e:
                 _left(summary, f"upload {upload.upload_id} of {upload.key!r}", e)
+
+    async def _forgotten(self, in_log: set[tuple[str, str]], now: datetime, summary: Summary) -> None:
+        """Delete the archives (past the retention) and work objects (past the orphan age) of exports
+        the log no longer holds (``in_log``: every export with a request in the log, whatever its
+        state). Only an export's own archive key or work key, and only of ids an export can have."""
+        for obj in await self.store.list_keys(self.bucket, EXPORTS_ROOT):
+            owner = export_of_key(obj.key)
+            if owner is None or not all(ev.is_valid_id(token) for token in owner):
+                continue
+            if archive_owner(obj.key) is not None:
+                what, min_age_s = "archive", self.settings.archive_ttl_days * 86400
+            elif is_work_key(obj.key):
+                what, min_age_s = "work object", self.settings.orphan_upload_age_s
+            else:
+                continue
+            try:
+                if not is_forgotten(owner in in_log, obj.last_modified, min_age_s, now):
+                    continue
+                if not self.dry_run:
+                    await self.store.delete(self.bucket, obj.key)
+                summary.forgotten += 1
+                summary.actions.append(f"delete {what} {obj.key} (export {owner[1]} is no longer in the log)")
+            except Exception as e:
+                _left(summary, f"{what} {obj.key!r}", e)
 
     async def _append(self, loaded: Loaded, event: ev.Event) -> None:
         try:

@@ -371,3 +371,41 @@ async def test_a_run_holds_one_export_at_a_time_not_every_export_in_the_log(
         assert peak < 2_500_000, f"a run over 600 exports held {peak / 1e6:.1f} MB"
     finally:
         await bus.close()
+
+
+async def test_an_archive_whose_export_the_log_no_longer_holds_is_deleted_once_past_its_retention(
+        janitor_settings: Settings, store: FilesystemStore) -> None:
+    """The janitor found exports only in the log, by their ExportRequested. When that has aged out of
+    the stream (GROVE_STREAM_MAX_AGE_DAYS shorter than the archive's days, as one who keeps the email
+    addresses only 5 days would set it; a janitor that did not run for weeks; an operator's retry days
+    after the request, whose new archive expires after its request is gone), the archive — the
+    person's data — and the export's work objects stayed in the store for good. Now whatever the log
+    no longer holds is deleted once older than the archive's retention (work objects: than
+    GROVE_ORPHAN_UPLOAD_AGE_S); the archives of the exports the log holds are judged by the log."""
+    from shared.bus.connect import connect
+
+    settings = janitor_settings
+    bucket = settings.buckets.exports
+    bus = await connect(settings, "test", ensure=True)
+    try:
+        now = datetime.now(UTC)
+        kept = await make_export(bus, store, settings, "tK", complete_at=now + timedelta(days=30), upload=False)
+        kept_key = f"exports/tK/{kept}/grove-export-u-2026-01-01.zip"
+        gone_key = "exports/tF/exp_forgotten/grove-export-u-2026-01-01.zip"
+        gone_work = "exports/tF/exp_forgotten/work/snapshot.jsonl"
+        await store.put(bucket, gone_key, b"zip")
+        await store.put(bucket, gone_work, b"{}")
+
+        young = await Janitor(settings, bus, store).run(now + timedelta(days=1))  # within the retention
+        assert await store.head(bucket, gone_key) and young.left == 0
+        dry = await Janitor(settings, bus, store, dry_run=True).run(now + timedelta(days=8))
+        assert any(gone_key in a for a in dry.actions) and await store.head(bucket, gone_key)
+
+        await Janitor(settings, bus, store).run(now + timedelta(days=8))
+
+        for key in (gone_key, gone_work):
+            with pytest.raises(ObjectNotFound):
+                await store.head(bucket, key)
+        assert await store.head(bucket, kept_key)  # the log holds it and says it is not expired yet
+    finally:
+        await bus.close()

@@ -92,8 +92,12 @@ class Janitor:
         # The log says the store holds something once an export was cataloged: then the store must be
         # where the settings say before anything changes. One such export tells; none is kept.
         for tenant_id, export_id in exports:
-            state = (await self.bus.log.load(tenant_id, export_id)).state
-            if state.exists and state.cataloged is not None:
+            try:
+                state = (await self.bus.log.load(tenant_id, export_id)).state
+                stored = state.exists and state.cataloged is not None
+            except Exception:  # unread: as if it said so (the check costs nothing where the store is)
+                stored = True
+            if stored:
                 check_fs_store(self.settings, "nothing was expired, failed, aborted or removed")
                 break
         # One export at a time (the expired ones a batch at a time): a run holds no fold of every

@@ -30,6 +30,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from shared.core import events as ev
 from shared.core.lifecycle import ExportState, fold
+from shared.core.printable import printable
 from shared.eventlog.directget import BATCH, Stored, count_and_first, get_batch, get_seq, last_per_subject
 from shared.runtime import metrics, tracing
 
@@ -57,7 +58,9 @@ def reject(consumer: str, subject: str, error: ev.BadEvent) -> None:
     metrics.EVENTS_REJECTED.labels(consumer, error.reason).inc()
     # the text, not the exception: its traceback holds the decoder's frame and so the whole body, for
     # as long as a handler keeps the record (a buffering one, a test's capture)
-    log.warning("%s drops %s event on %s: %s", consumer, error.reason, subject, str(error))
+    # the subject (and the error naming it) as escapes: a subject may hold any character but a space,
+    # a dot or a wildcard, and any user can have a message stored on one of an export's
+    log.warning("%s drops %s event on %s: %s", consumer, error.reason, printable(subject), printable(str(error)))
 
 
 async def stream_subjects(js: JetStreamContext, stream: str, subjects_filter: str) -> dict[str, int]:

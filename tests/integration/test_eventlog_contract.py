@@ -196,3 +196,23 @@ async def test_many_subjects_of_big_messages_on_one_export_are_read_a_batch_at_a
     assert loaded.state.exists and loaded.state.events == 1
     assert loaded.last_seq == await bus.log.last_seq(tenant, export_id) > seq
     assert peak < 12_000_000, f"load held {peak / 1e6:.0f} MB"
+
+
+async def test_a_dropped_message_is_logged_with_its_subjects_control_characters_escaped(
+        bus: Bus, caplog: pytest.LogCaptureFixture) -> None:
+    """A subject may hold any character but a space, a dot or a wildcard, and any user can have a
+    message stored on one of an export's (a direct get's copy aimed there): the line each reader logs
+    when it drops it named the subject as is — an escape sequence repainted the operator's terminal,
+    a bidi control reordered the line (JSON logs escape neither U+202E nor C1 controls)."""
+    tenant, export_id = _ids()
+    seq = await bus.log.append(_requested(tenant, export_id), 0)
+    for token in ("Evil\x1b[2J", "Junk\u202eenon", "Bad\x85x"):
+        await bus.js.publish(f"{bus.log.prefix}.{tenant}.{export_id}.{token}", b"{}")
+    with caplog.at_level("WARNING"):
+        loaded = await bus.log.load(tenant, export_id)
+    assert loaded.state.exists and loaded.last_seq > seq
+    lines = [r.getMessage() for r in caplog.records if "drops" in r.getMessage()]
+    assert len(lines) == 3, lines
+    for line in lines:
+        assert not set(line) & {"\x1b", "\u202e", "\x85"}, line
+    assert any("Evil\\x1b[2J" in line for line in lines), lines

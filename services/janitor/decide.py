@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from shared.core.lifecycle import ExportState, shown_status, step_running_after
+from shared.core.retry import retry_delay
 
 
 def is_expired(state: ExportState, now: datetime) -> bool:
@@ -15,18 +16,23 @@ def is_expired(state: ExportState, now: datetime) -> bool:
 
 
 def is_dead(state: ExportState, last_event: str, last_at: datetime | None, heartbeat_alive: bool | None,
-            ttl_s: float, now: datetime) -> bool:
+            ttl_s: float, now: datetime, *, retry_base_delay_s: float = 0.0, max_attempts: int = 1) -> bool:
     """A step was running, its heartbeat key expired, and nothing happened for a whole TTL.
 
     An export waiting in a queue (last event is a step's output) is not stuck, however long it
     waits; one that keeps beating is never touched, however long it runs. ``heartbeat_alive`` None:
-    the heartbeat could not be read (a KV hiccup) — unknown is not dead, the next run decides.
+    the heartbeat could not be read (a KV hiccup) — unknown is not dead, the next run decides. After a
+    failed attempt (``StepFailed``) the step waits for its retry (``retry.retry_delay``), beating
+    nothing: a whole TTL after that wait, not before.
     """
     if heartbeat_alive is None:
         return False
     if state.terminal or heartbeat_alive or not step_running_after(last_event) or last_at is None:
         return False
-    return now - last_at > timedelta(seconds=ttl_s)
+    waiting = 0.0
+    if last_event == "StepFailed" and state.step and state.attempts_of(state.step):
+        waiting = retry_delay(state.step, state.attempts_of(state.step), retry_base_delay_s, max_attempts)
+    return now - last_at > timedelta(seconds=ttl_s + waiting)
 
 
 def is_abandoned_cancel(state: ExportState, last_at: datetime | None, heartbeat_alive: bool | None,

@@ -172,7 +172,8 @@ class Janitor:
             return await self.bus.log.load(s.tenant_id, s.export_id)
         if s.cancel_wins:
             return loaded  # a cancel in progress is never failed: it ends cancelled
-        if not is_dead(s, last_event, last_at, alive, self.settings.heartbeat_ttl_s, now):
+        if not is_dead(s, last_event, last_at, alive, self.settings.heartbeat_ttl_s, now,
+                       retry_base_delay_s=self.settings.retry_base_delay_s, max_attempts=self.settings.step_attempts):
             return loaded
         summary.failed += 1
         summary.actions.append(f"fail {s.export_id} (no heartbeat since {last_at:%Y-%m-%d %H:%M:%S})")

@@ -46,14 +46,23 @@ def after_failure(state: ExportState, step: str, reason: str, max_attempts: int,
         return Drop()
     attempt = state.attempts_of(step) + 1
     if not can_fail_export(step):  # the cancel: it always ends cancelled, so it is retried, never given up
-        return Retry(attempt, base_delay_s * 2 ** (min(attempt, max(1, max_attempts - 1)) - 1))
+        return Retry(attempt, retry_delay(step, attempt, base_delay_s, max_attempts))
     doing = _DOING.get(step, step)
     if permanent:
         return GiveUp(attempt, f"Failed while {doing}: {reason} Retrying would not help until this is fixed; "
                                f"please contact support.")
     if attempt >= max_attempts:
         return GiveUp(attempt, f"Failed while {doing} after {attempt} attempts: {reason}")
-    return Retry(attempt, base_delay_s * 2 ** (attempt - 1))
+    return Retry(attempt, retry_delay(step, attempt, base_delay_s, max_attempts))
+
+
+def retry_delay(step: str, attempt: int, base_delay_s: float, max_attempts: int) -> float:
+    """How long the next attempt waits after failed attempt ``attempt`` of ``step`` (``StepFailed``
+    says which): ``base_delay_s * 2**(attempt-1)``, held at the last retry's for a step retried without
+    end (the cancel). The step worker naks with it; the janitor does not take an export waiting for it
+    as dead. ``attempt`` is held to ``max_attempts`` (a StepFailed may say any count)."""
+    n = max(1, min(attempt, max_attempts if can_fail_export(step) else max_attempts - 1))
+    return base_delay_s * 2 ** (n - 1)
 
 
 def can_fail_export(step: str) -> bool:

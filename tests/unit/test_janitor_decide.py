@@ -68,3 +68,14 @@ def test_the_upload_an_assembled_export_names_is_never_an_orphan_but_another_one
     assert is_orphan_upload(assembled, "u2", old, 86400, NOW)  # superseded by the logged u1
     finalizing = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, ev.FinalizeStarted(**E)])
     assert not is_orphan_upload(finalizing, "u1", old, 86400, NOW)
+
+
+def test_a_step_waiting_for_its_retry_is_dead_only_a_ttl_after_that_wait() -> None:
+    """The retry after failed attempt n waits base * 2**(n-1); a StepFailed may say any count (a
+    step's user may append one with attempt 2**62): the wait is held to the last retry's."""
+    s = fold([requested(), CATALOGED, UPLOAD, ev.StepFailed(**E, step="assemble", attempt=3, reason="x")])
+    kw = {"retry_base_delay_s": 120.0, "max_attempts": 4}  # the retry waits 480 s
+    assert not is_dead(s, "StepFailed", NOW - timedelta(seconds=700), False, 300, NOW, **kw)
+    assert is_dead(s, "StepFailed", NOW - timedelta(seconds=781), False, 300, NOW, **kw)
+    huge = fold([requested(), CATALOGED, UPLOAD, ev.StepFailed(**E, step="assemble", attempt=2**62, reason="x")])
+    assert is_dead(huge, "StepFailed", NOW - timedelta(seconds=300 + 120 * 8 + 1), False, 300, NOW, **kw)

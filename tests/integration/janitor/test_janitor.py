@@ -409,3 +409,30 @@ async def test_an_archive_whose_export_the_log_no_longer_holds_is_deleted_once_p
         assert await store.head(bucket, kept_key)  # the log holds it and says it is not expired yet
     finally:
         await bus.close()
+
+
+async def test_an_export_waiting_for_its_next_attempt_is_not_failed_as_dead(values: dict,
+                                                                           store: FilesystemStore) -> None:
+    """After a failed attempt (StepFailed) the step waits retry_base_delay_s * 2**(attempt-1) before the
+    next, beating nothing meanwhile. The janitor took an export whose last event is StepFailed as dead
+    once the heartbeat's TTL had passed, so with a longer delay than the TTL (GROVE_RETRY_BASE_DELAY_S
+    120: the third retry waits 480 s, past the default 300 s TTL) it failed exports that were only
+    waiting for their scheduled retry. Dead now means nothing for the TTL after that wait."""
+    from shared.bus.connect import connect
+
+    settings = Settings(**{**values, "heartbeat_ttl_s": 300.0, "retry_base_delay_s": 120.0})
+    bus = await connect(settings, "test", ensure=True)
+    try:
+        now = datetime.now(UTC)
+        export_id = await make_export(bus, store, settings, "tA", complete_at=None)
+        seq = await bus.log.last_seq("tA", export_id)
+        await bus.log.append(ev.StepFailed(export_id=export_id, tenant_id="tA", step="assemble", attempt=3,
+                                           reason="the store timed out"), seq)  # the next attempt in 480 s
+
+        waiting = await Janitor(settings, bus, store).run(now + timedelta(seconds=600))
+        assert waiting.failed == 0 and (await bus.log.load("tA", export_id)).state.status == "assembling"
+
+        gone = await Janitor(settings, bus, store).run(now + timedelta(seconds=480 + 300 + 60))
+        assert gone.failed == 1 and (await bus.log.load("tA", export_id)).state.status == "failed"
+    finally:
+        await bus.close()

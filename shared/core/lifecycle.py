@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -216,6 +217,10 @@ def _set(fresh: ExportState, **changes: Any) -> ExportState:
     return fresh
 
 
+def _part_number(part: PartInfo) -> int:
+    return part.number
+
+
 def _assembling_progress(state: ExportState) -> int:
     total = state.cataloged.total_bytes if state.cataloged else 0
     if total <= 0:
@@ -254,7 +259,9 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
                             last_part_at=None, progress=10)
             return _set(s, status="assembling", upload=event, assembling_since=s.assembling_since or event.occurred_at)
         case ev.PartUploaded():
-            kept = tuple(p for p in s.parts if p.number < event.part_number)
+            # parts are in number order: keep those before this one (a slice, not a walk in Python —
+            # that made a fold of 9,000 parts take seconds, quadratic in the parts)
+            kept = s.parts[:bisect_left(s.parts, event.part_number, key=_part_number)]
             part = PartInfo(
                 event.part_number, event.etag, event.crc32, event.byte_start, event.byte_end,
                 event.records_key, event.members_done, event.source_bytes_done,

@@ -26,6 +26,7 @@ from shared.core.keys import (
     is_work_key,
     work_prefix,
 )
+from shared.core.lifecycle import ExportState, apply, moved
 from shared.core.printable import printable
 from shared.core.snapshot import remove_work_objects
 from shared.eventlog.directget import get_batch
@@ -233,24 +234,31 @@ class Janitor:
             log.info("janitor: %s moved while deciding; leaving it", event.export_id)
 
     async def _last(self, tenant_id: str, export_id: str) -> datetime | None:
-        """Server time of the export's last message a reader takes. Not merely its last stored one:
-        a body no reader takes (garbage on a subject some user may publish, a copy the server stored
-        as its answer to someone's request) would otherwise keep a dead export alive for as long as
-        somebody kept sending them."""
+        """Server time of the export's last event that moved it (``lifecycle.moved``). Not merely its
+        last stored message: a body no reader takes (garbage on a subject some user may publish, a copy
+        the server stored as its answer to someone's request), or an event the fold ignores (a second
+        ExportRequested, a NotificationSent on a running export), would otherwise keep a dead export
+        alive for as long as somebody kept sending them. A newer version's event type counts."""
         stream, prefix = self.settings.stream_name, self.settings.subject_prefix
         msg = await self.bus.js.get_last_msg(stream, ev.export_filter(prefix, tenant_id, export_id), direct=True)
         if not stored_answer(msg.headers):
             try:
                 ev.decode(prefix, msg.subject or "", msg.data or b"")
-                return msg.time
             except ev.UnknownEvent:
                 return msg.time  # a newer version's event: activity all the same
             except ev.BadEvent:
                 pass
-        last = None
-        async for seq, _ in self.bus.log.history(tenant_id, export_id):
-            last = seq
-        return None if last is None else (await self.bus.js.get_msg(stream, seq=last, direct=True)).time
+        last, state = None, ExportState()
+        async for seq, event in self.bus.log.history(tenant_id, export_id):
+            after = apply(state, event)
+            if moved(state, after):
+                last = seq
+            state = after
+        if last is None:
+            return None
+        if msg.seq == last:  # the last message is that event: its time is at hand
+            return msg.time
+        return (await self.bus.js.get_msg(stream, seq=last, direct=True)).time
 
     async def _beating(self, tenant_id: str, export_id: str, step: str | None) -> bool | None:
         """True: a worker of the step the log says runs beats; False: no heartbeat key of that step

@@ -307,6 +307,19 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
 
 
 
+_BOOKKEEPING = frozenset({"events", "updated_at"})
+
+
+def moved(before: ExportState, after: ExportState) -> bool:
+    """Did folding one event change the export (``after = apply(before, event)``)? Not when the fold
+    ignored it — a second ExportRequested, an email recorded before an outcome, a cancel after
+    FinalizeStarted, an operator's note — nor for a repeat that changes nothing. The janitor's
+    'nothing happened for a TTL' counts only events that moved the export."""
+    old = before.__dict__
+    return any(value is not old.get(name) and value != old.get(name)
+               for name, value in after.__dict__.items() if name not in _BOOKKEEPING)
+
+
 def logged_upload_usable(state: ExportState, *, upload_open: bool, records_present: bool = True) -> bool:
     """May the export go on in the multipart upload its log names (``state.upload``)? Only while the
     store still holds that upload (``upload_open``: listing its parts did not answer NoSuchUpload)

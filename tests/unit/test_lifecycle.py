@@ -103,3 +103,14 @@ def test_an_email_recorded_before_the_export_has_an_outcome_does_not_cancel_the_
     marked its email done, so when it completed no email was due and the person never got it."""
     s = fold([requested(), CATALOGED, ev.NotificationSent(**E, channel="smtp"), UPLOAD, COMPLETED])
     assert (s.notification, s.email_due) == (None, True)
+
+
+def test_moved_says_whether_an_event_changed_the_export_beyond_counting_it() -> None:
+    from shared.core.lifecycle import apply, moved
+
+    s = fold([requested(), ev.CatalogStarted(**E), CATALOGED, UPLOAD])
+    for stray in (requested(), ev.NotificationSent(**E, channel="smtp"), ev.AdmissionUnlocked(**E, operator="ada")):
+        assert not moved(s, apply(s, stray)), stray.name()
+    for real in (part(1, 5, 10), ev.StepFailed(**E, step="assemble", attempt=1, reason="x"),
+                 ev.CancelRequested(**E, requested_by="u")):
+        assert moved(s, apply(s, real)), real.name()

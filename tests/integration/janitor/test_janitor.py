@@ -436,3 +436,33 @@ async def test_an_export_waiting_for_its_next_attempt_is_not_failed_as_dead(valu
         assert gone.failed == 1 and (await bus.log.load("tA", export_id)).state.status == "failed"
     finally:
         await bus.close()
+
+
+@pytest.mark.parametrize("stray", ["ExportRequested", "NotificationSent"])
+async def test_an_event_the_fold_ignores_is_no_activity_either(janitor_settings: Settings, store: FilesystemStore,
+                                                               stray: str) -> None:
+    """The janitor's 'nothing happened for a TTL' took the time of the export's last decodable event,
+    even one the fold ignores (a second ExportRequested; a NotificationSent, which the notifier's user
+    may append to any export): sending one now and then kept a dead export alive for ever, and its
+    tenant's slot held. The run here is between the two times: a TTL after the step's last event, less
+    than a TTL after the stray one."""
+    from shared.bus.connect import connect
+
+    settings = janitor_settings
+    bus = await connect(settings, "test", ensure=True)
+    try:
+        export_id = await make_export(bus, store, settings, "tA", complete_at=None)  # UploadStarted: running
+        e = {"export_id": export_id, "tenant_id": "tA"}
+        real = await bus.js.get_msg(settings.stream_name, seq=await bus.log.last_seq("tA", export_id), direct=True)
+        late = (ev.NotificationSent(**e, channel="smtp") if stray == "NotificationSent"
+                else ev.ExportRequested(**e, user_id="u", user_email="a@b.c", username="u"))
+        ack = await bus.js.publish(ev.subject_for(settings.subject_prefix, late), late.to_json())
+        other = await bus.js.get_msg(settings.stream_name, seq=ack.seq, direct=True)
+        assert real.time and other.time and other.time > real.time
+        now = real.time + timedelta(seconds=settings.heartbeat_ttl_s) + (other.time - real.time) / 2
+
+        summary = await Janitor(settings, bus, store).run(now)
+
+        assert summary.failed == 1, summary.actions
+    finally:
+        await bus.close()

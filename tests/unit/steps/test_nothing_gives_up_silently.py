@@ -116,7 +116,7 @@ async def test_the_janitor_fails_an_export_only_when_its_heartbeat_is_known_to_b
         if stream.startswith("KV_"):  # the heartbeat's read
             raise error
         return SimpleNamespace(subject="exports.t1.exp_1.CatalogStarted", time=NOW - timedelta(hours=1),
-                               data=ev.CatalogStarted(**E).to_json(), headers={})
+                               data=ev.CatalogStarted(**E).to_json(), headers={}, seq=2)
 
     bus = SimpleNamespace(log=log, js=SimpleNamespace(get_last_msg=get_last_msg))
     summary = Summary()

@@ -59,11 +59,15 @@ def is_orphan_upload(state: ExportState | None, upload_id: str, initiated: datet
     return state.upload is not None and state.upload.upload_id != upload_id and state.assembled is not None
 
 
-def is_forgotten(in_log: bool, last_modified: datetime | None, min_age_s: float, now: datetime) -> bool:
+def is_forgotten(in_log: bool, last_modified: datetime | None, log_begins: datetime | None,
+                 min_age_s: float, now: datetime) -> bool:
     """An object of an export the log no longer holds (its events aged out of the stream: a max age
     shorter than the archive's retention, a janitor that did not run for weeks, a retry long after
-    the request), older than ``min_age_s``: nobody else would ever delete it. One of an export the
-    log holds is the log's to judge; one without a time is left."""
-    if in_log or last_modified is None:
+    the request), older than ``min_age_s``: nobody else would ever delete it. Only one written before
+    the oldest message the log still holds (``log_begins``) can have aged out of it: a log that holds
+    nothing (a new or wrong server, one being restored) or a younger object without its export's
+    request (a key some writer made up) is no reason to delete anything. One of an export the log
+    holds is the log's to judge; one without a time is left."""
+    if in_log or last_modified is None or log_begins is None or last_modified >= log_begins:
         return False
     return now - last_modified >= timedelta(seconds=min_age_s)

@@ -13,6 +13,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from nats.js.errors import NotFoundError
+
 from services.janitor.decide import is_abandoned_cancel, is_dead, is_expired, is_forgotten, is_orphan_upload
 from shared.bus.answers import stored_answer
 from shared.bus.beats import last_beat
@@ -207,6 +209,9 @@ class Janitor:
         """Delete the archives (past the retention) and work objects (past the orphan age) of exports
         the log no longer holds (``in_log``: every export with a request in the log, whatever its
         state). Only an export's own archive key or work key, and only of ids an export can have."""
+        log_begins = await self._log_begins()
+        if log_begins is None:
+            return
         for obj in await self.store.list_keys(self.bucket, EXPORTS_ROOT):
             owner = export_of_key(obj.key)
             if owner is None or not all(ev.is_valid_id(token) for token in owner):
@@ -218,7 +223,7 @@ class Janitor:
             else:
                 continue
             try:
-                if not is_forgotten(owner in in_log, obj.last_modified, min_age_s, now):
+                if not is_forgotten(owner in in_log, obj.last_modified, log_begins, min_age_s, now):
                     continue
                 if not self.dry_run:
                     await self.store.delete(self.bucket, obj.key)
@@ -226,6 +231,18 @@ class Janitor:
                 summary.actions.append(f"delete {what} {obj.key} (export {owner[1]} is no longer in the log)")
             except Exception as e:
                 _left(summary, f"{what} {obj.key!r}", e)
+
+    async def _log_begins(self) -> datetime | None:
+        """Server time of the oldest message the stream holds; None when it holds none (or that
+        message went meanwhile: asked again next run)."""
+        stream = self.settings.stream_name
+        state = (await self.bus.js.stream_info(stream)).state
+        if not state.messages:
+            return None
+        try:
+            return (await self.bus.js.get_msg(stream, seq=state.first_seq, direct=True)).time
+        except NotFoundError:
+            return None
 
     async def _append(self, loaded: Loaded, event: ev.Event) -> None:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.janitor.decide import is_dead, is_expired, is_orphan_upload
+from services.janitor.decide import is_dead, is_expired, is_forgotten, is_orphan_upload
 from shared.core import events as ev
 from shared.core.lifecycle import fold
 from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, requested
@@ -79,3 +79,14 @@ def test_a_step_waiting_for_its_retry_is_dead_only_a_ttl_after_that_wait() -> No
     assert is_dead(s, "StepFailed", NOW - timedelta(seconds=781), False, 300, NOW, **kw)
     huge = fold([requested(), CATALOGED, UPLOAD, ev.StepFailed(**E, step="assemble", attempt=2**62, reason="x")])
     assert is_dead(huge, "StepFailed", NOW - timedelta(seconds=300 + 120 * 8 + 1), False, 300, NOW, **kw)
+
+
+def test_only_an_object_older_than_the_logs_oldest_message_and_its_age_is_forgotten() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    written, day = now - timedelta(days=10), 86400
+    assert is_forgotten(False, written, written + timedelta(hours=1), 7 * day, now)
+    assert not is_forgotten(True, written, written + timedelta(hours=1), 7 * day, now)  # the log judges it
+    assert not is_forgotten(False, written, None, 7 * day, now)  # a log that holds nothing
+    assert not is_forgotten(False, written, written, 7 * day, now)  # not before the oldest message: made up
+    assert not is_forgotten(False, written, written + timedelta(hours=1), 11 * day, now)  # younger than its age
+    assert not is_forgotten(False, None, written, 7 * day, now)  # no time

@@ -389,24 +389,33 @@ async def test_an_archive_whose_export_the_log_no_longer_holds_is_deleted_once_p
     bus = await connect(settings, "test", ensure=True)
     try:
         now = datetime.now(UTC)
-        kept = await make_export(bus, store, settings, "tK", complete_at=now + timedelta(days=30), upload=False)
-        kept_key = f"exports/tK/{kept}/grove-export-u-2026-01-01.zip"
         gone_key = "exports/tF/exp_forgotten/grove-export-u-2026-01-01.zip"
         gone_work = "exports/tF/exp_forgotten/work/snapshot.jsonl"
         await store.put(bucket, gone_key, b"zip")
         await store.put(bucket, gone_work, b"{}")
+        # A log that holds nothing (a new or wrong server, one being restored) says nothing aged out of it.
+        empty = await Janitor(settings, bus, store).run(now + timedelta(days=8))
+        assert empty.forgotten == 0 and await store.head(bucket, gone_key) and await store.head(bucket, gone_work)
+
+        kept = await make_export(bus, store, settings, "tK", complete_at=now + timedelta(days=30), upload=False)
+        kept_key = f"exports/tK/{kept}/grove-export-u-2026-01-01.zip"
+        # Written after the oldest message the log holds, yet without its request: not aged out (made up).
+        made_up = "exports/tM/exp_madeup/grove-export-u-2026-01-01.zip"
+        await store.put(bucket, made_up, b"zip")
 
         young = await Janitor(settings, bus, store).run(now + timedelta(days=1))  # within the retention
         assert await store.head(bucket, gone_key) and young.left == 0
         dry = await Janitor(settings, bus, store, dry_run=True).run(now + timedelta(days=8))
         assert any(gone_key in a for a in dry.actions) and await store.head(bucket, gone_key)
 
-        await Janitor(settings, bus, store).run(now + timedelta(days=8))
+        done = await Janitor(settings, bus, store).run(now + timedelta(days=8))
 
+        assert young.forgotten + done.forgotten == 2  # the work object goes at day 1 (its age is shorter)
         for key in (gone_key, gone_work):
             with pytest.raises(ObjectNotFound):
                 await store.head(bucket, key)
         assert await store.head(bucket, kept_key)  # the log holds it and says it is not expired yet
+        assert await store.head(bucket, made_up)
     finally:
         await bus.close()
 

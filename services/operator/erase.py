@@ -28,6 +28,7 @@ from services.operator.inspect import read, requested
 from shared.bus.connect import Bus, kv_names
 from shared.core import keys
 from shared.objectstore import ObjectStore
+from shared.objectstore.fs import FilesystemStore
 from shared.runtime.settings import Settings
 
 
@@ -83,6 +84,7 @@ class Holdings:
     archives: list[str] = field(default_factory=list)
     work_objects: list[str] = field(default_factory=list)
     uploads: list[tuple[str, str]] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)  # the filesystem store's files that are no object
     admission_keys: list[str] = field(default_factory=list)
     heartbeat_keys: list[str] = field(default_factory=list)
     read_model_rows: dict[str, int] = field(default_factory=dict)
@@ -91,7 +93,8 @@ class Holdings:
 
     @property
     def empty(self) -> bool:
-        return not (self.events or self.archives or self.work_objects or self.uploads or self.admission_keys
+        return not (self.events or self.archives or self.work_objects or self.uploads or self.leftovers
+                    or self.admission_keys
                     or self.heartbeat_keys or any(self.read_model_rows.values()) or self.emails)
 
     def lines(self, verb: str) -> list[str]:
@@ -100,6 +103,8 @@ class Holdings:
             f"{verb} {len(self.archives)} archives",
             f"{verb} {len(self.work_objects)} snapshot, text and part-record objects",
             f"{verb} {len(self.uploads)} open multipart uploads",
+            *([f"{verb} {len(self.leftovers)} files of writes cut short (temp files) in the store"]
+              if self.leftovers else []),
             f"{verb} {len(self.admission_keys)} admission and idempotency keys",
             f"{verb} {len(self.heartbeat_keys)} heartbeat keys",
             *(f"{verb} {n} read-model rows in {path}" for path, n in self.read_model_rows.items()),
@@ -143,6 +148,8 @@ class Eraser:
         for obj in await self.store.list_keys(self.bucket, prefix):
             (h.work_objects if keys.is_work_key(obj.key) else h.archives).append(obj.key)
         h.uploads = [(u.key, u.upload_id) for u in await self.store.list_uploads(self.bucket, prefix)]
+        if isinstance(self.store, FilesystemStore):  # a killed write's temp file holds the tenant's bytes too
+            h.leftovers = await self.store.leftovers(self.bucket, prefix)
         for path in self.read_models:
             h.read_model_rows[str(path)] = _rows(path, tenant_id, delete=False)
         if self.outbox is not None:
@@ -182,6 +189,8 @@ class Eraser:
             for subject in filters:
                 await self.bus.js.purge_stream(stream, subject=subject)
         await self.store.delete_many(self.bucket, [*found.archives, *found.work_objects])
+        if isinstance(self.store, FilesystemStore):  # then the temp files, and the emptied folders' names
+            await self.store.remove_leftovers(self.bucket, keys.tenant_prefix(tenant_id))
         for path in self.read_models:
             _rows(path, tenant_id, delete=True)
         for email in found.emails:

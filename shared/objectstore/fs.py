@@ -30,6 +30,7 @@ their ranges into a new file instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import json
@@ -207,6 +208,51 @@ class FilesystemStore:
             if key.startswith(prefix):
                 out.append(self._head(bucket, key))
         return out
+
+    async def leftovers(self, bucket: str, prefix: str) -> list[str]:
+        """Files under the folder ``prefix`` ends with (``exports/<tenant>/``) that :meth:`list_keys`
+        does not show: the temp files of writes cut short (a killed process, a full disk: ``.<name>.<hex>.tmp``
+        holding part of an object's bytes) and digests left beside no object. Paths relative to the
+        bucket, for :meth:`remove_leftovers` (operator erase: everything under a tenant's prefix goes)."""
+        return await asyncio.to_thread(self._leftovers, bucket, prefix)
+
+    def _leftovers(self, bucket: str, prefix: str) -> list[str]:
+        start = self._folder(bucket, prefix)
+        if start is None:
+            return []
+        base = self.root / bucket
+        objects = {o.key for o in self._list_keys(bucket, prefix)}
+        kept = objects | {_etag_path(base / key).relative_to(base).as_posix() for key in objects}
+        return [key for path in sorted(start.rglob("*")) if path.is_file() or path.is_symlink()
+                if (key := path.relative_to(base).as_posix()) not in kept]
+
+    async def remove_leftovers(self, bucket: str, prefix: str) -> None:
+        """Delete :meth:`leftovers` under the folder ``prefix`` ends with, then that folder and every
+        folder in it left empty (their names are the tenant's and its exports' ids); a folder a
+        writer filled meanwhile stays."""
+        def remove() -> None:
+            start = self._folder(bucket, prefix)
+            if start is None:
+                return
+            for key in self._leftovers(bucket, prefix):
+                (self.root / bucket / key).unlink(missing_ok=True)
+            folders = sorted((d for d in start.rglob("*") if d.is_dir() and not d.is_symlink()),
+                             key=lambda d: len(d.parts), reverse=True)  # the deepest first
+            for folder in [*folders, start]:
+                with contextlib.suppress(OSError):  # not empty (written meanwhile), or gone
+                    folder.rmdir()
+
+        await asyncio.to_thread(remove)
+
+    def _folder(self, bucket: str, prefix: str) -> Path | None:
+        """The folder a prefix ending in ``/`` names, when there is one and it is safe to walk."""
+        if not prefix.endswith("/"):
+            return None
+        try:
+            folder = self.root / _safe_key(bucket) / _safe_key(prefix[:-1])
+        except InvalidKey:
+            return None
+        return folder if folder.is_dir() and not folder.is_symlink() else None
 
     # -- multipart ---------------------------------------------------------------------------
     async def create_multipart(self, bucket: str, key: str, content_type: str | None = None,

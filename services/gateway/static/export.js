@@ -252,13 +252,16 @@
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
+    // Never rejects: an answer whose body broke off after its headers (a gateway restarting, a proxy
+    // timing out) is a lost connection too. Let through, it ended every caller's chain: polling
+    // stopped for good, and the start or cancel button stayed "Starting…" or "Cancelling…".
     return fetch(path, init).then(function (resp) {
       return resp.text().then(function (text) {
         var data = null;
         try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
         return { ok: resp.ok, status: resp.status, data: data, headers: resp.headers };
       });
-    }, function () {
+    }).catch(function () {
       return { ok: false, status: 0, data: null, headers: new Headers(), network: true };
     });
   }

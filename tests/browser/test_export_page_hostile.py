@@ -1,0 +1,85 @@
+"""The export page against answers cut short or malformed, in real Chromium against the real stack
+(the answers are the gateway's own models, served by intercepting the page's API calls)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from services.gateway.schemas import ExportStatus, History, HistoryItem
+from tests.browser.live import LiveStack, Seed
+from tests.browser.test_export_page import DESKTOP, TERMINAL, wait_status
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+async def cut_short() -> AsyncIterator[str]:
+    """A server whose every answer is a 200 with ``Content-Length: 4096`` and a few bytes of JSON,
+    then a closed connection: an answer cut off mid-body (a gateway restarting, a proxy timing out)."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{\"exp")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_an_answer_cut_off_mid_body_is_retried_not_the_end_of_the_page(
+        browser: Any, live: LiveStack, seed: Seed, cut_short: str) -> None:
+    """Seen: a status poll, a start or a cancel whose answer broke off after its headers left the
+    page for good: polling stopped ("Assembling", 40 %, until reloaded), the start button stayed
+    "Starting…" and disabled, the cancel button "Cancelling…"."""
+    tenant = await seed(images=1)
+    now = datetime.now(UTC)
+    export_id = "exp_0123456789abcdef01234567"
+    status = {"status": "assembling", "cuts": 1}
+
+    def body() -> dict[str, Any]:
+        return ExportStatus(export_id=export_id, status=status["status"], progress=40, item_counts={},
+                            created_at=now, mode="blog", bytes_done=400, total_bytes=1000, items_done=3,
+                            items_total=8, eta_seconds=4.0, error_count=0, notification=None).dump()
+
+    async def serve(route: Any) -> None:
+        url, method = route.request.url, route.request.method
+        if url.endswith("/api/export/history"):
+            item = HistoryItem(export_id=export_id, status=status["status"], mode="blog", file_size=None,
+                               created_at=now, expires_at=None)
+            await route.fulfill(json=History(exports=[item]).dump())
+        elif method == "POST" or status["cuts"] > 0:  # cut off once per status, and every start or cancel
+            status["cuts"] -= method != "POST"
+            await route.continue_(url=f"{cut_short}/cut")
+        else:
+            await route.fulfill(json=body())
+
+    context = await browser.new_context(viewport=DESKTOP)
+    page = await context.new_page()
+    await page.route("**/api/export/**", serve)
+    await page.route("**/api/export", serve)
+    await page.goto(live.page_url(tenant.token))
+    await page.wait_for_selector(f"#current[data-export-id='{export_id}']")
+    # the first poll broke off: the page says so and asks again, and follows the export to its end
+    await page.wait_for_function("() => document.getElementById('percent').textContent === '40 %'", timeout=15000)
+    await page.click("#cancel-button")  # its answer breaks off too: the button is usable again
+    await page.wait_for_function(
+        "() => document.getElementById('cancel-button').textContent === 'Cancel export'", timeout=15000)
+    assert "try again" in (await page.locator("#message").inner_text()).lower()
+    status["status"] = "cancelled"
+    assert await wait_status(page, TERMINAL, 15) == "cancelled"
+    await page.click("#start-button")  # a start whose answer breaks off: said, and the button comes back
+    await page.wait_for_function("() => document.getElementById('message').dataset.code === '0'", timeout=15000)
+    assert "could not reach" in (await page.locator("#message").inner_text()).lower()
+    assert await page.locator("#start-button").inner_text() == "Start export"
+    assert await page.locator("#start-button").is_enabled()
+    await context.close()

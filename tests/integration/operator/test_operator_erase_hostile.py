@@ -5,6 +5,7 @@ model; no services run."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -113,3 +114,24 @@ async def test_a_write_cut_short_in_the_tenants_folder_is_erased_too(
     assert (await _held(bus, settings, "t1"))["files"] == []
     assert not (bucket / "exports" / "t1").exists()  # the folders named by its ids went too
     assert await _held(bus, settings, "t10") == kept
+
+
+async def test_hostile_ids_in_the_log_are_printed_as_escapes(
+        values: dict[str, Any], bus: Bus, store: ObjectStore, settings: Settings) -> None:
+    await _tenant(bus, store, settings, "t1")
+    hostile = "exp_\x1b]0;pwned\x07\x1b[2J\u202eevil\u2028x"
+    await bus.js.publish(f"{settings.subject_prefix}.t1.{hostile}.ExportRequested", b'{"x": "\x1b[2J"}')
+    await bus.js.publish(f"{settings.subject_prefix}.t1.{hostile}.CancelRequested", b"not json")
+    odd = f"{settings.subject_prefix}.t1.exp_0123456789abcdef01234567"
+    await bus.js.publish(f"{odd}.ExportRequested", json.dumps(
+        {"export_id": "exp_0123456789abcdef01234567", "tenant_id": "t1", "username": "\x1b[2J\u202e",
+         "user_email": "\x1b]0;x\x07@example.org", "\x1b[31m": "\u2028"}, ensure_ascii=False).encode())
+    await bus.js.publish(f"{odd}.Ex\x1b[2Jport\u202e", "\x1b[2J\u202e".encode())
+    assert cli(values, "replay").returncode == 0
+    for args in (("--dry-run",), ("--wait", "0", "--erase-running")):
+        out = cli(values, "erase-tenant", "t1", *args)
+        print(out.returncode, repr(out.stdout), repr(out.stderr))
+        assert out.returncode == 0, out.stdout + out.stderr
+        for bad in ("\x1b", "\x07", "\u202e", "\u2028"):
+            assert bad not in out.stdout + out.stderr
+    assert (await _held(bus, settings, "t1"))["events"] == {}

@@ -27,6 +27,7 @@ from services.operator import actions
 from services.operator.inspect import read, requested
 from shared.bus.connect import Bus, kv_names
 from shared.core import keys
+from shared.eventlog.directget import subject_counts
 from shared.objectstore import ObjectStore
 from shared.objectstore.fs import FilesystemStore
 from shared.runtime.settings import Settings
@@ -132,8 +133,7 @@ class Eraser:
         }
 
     async def _count(self, stream: str, subject: str) -> dict[str, int]:
-        info = await self.bus.js.stream_info(stream, subjects_filter=subject)
-        return dict(info.state.subjects or {})
+        return await subject_counts(self.bus.nc, stream, subject)
 
     async def holdings(self, tenant_id: str) -> Holdings:
         h = Holdings()

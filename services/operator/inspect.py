@@ -19,6 +19,7 @@ from shared.core import events as ev
 from shared.core import steps
 from shared.core.lifecycle import ExportState, fold
 from shared.core.printable import printable
+from shared.eventlog.directget import subject_counts
 from shared.objectstore import NoSuchUpload, ObjectStore
 from shared.runtime.settings import Settings
 
@@ -60,9 +61,8 @@ async def locate(bus: Bus, settings: Settings, export_id: str) -> list[str]:
 async def requested(bus: Bus, settings: Settings, tenant_id: str | None = None) -> list[tuple[int, str, str]]:
     """(sequence of ExportRequested, tenant, export) of every export in the log, newest first."""
     subject = f"{settings.subject_prefix}.{tenant_id or '*'}.*.ExportRequested"
-    info = await bus.js.stream_info(settings.stream_name, subjects_filter=subject)
     out = []
-    for subj in (info.state.subjects or {}):
+    for subj in await subject_counts(bus.nc, settings.stream_name, subject):
         msg = await bus.js.get_last_msg(settings.stream_name, subj, direct=True)
         _, tenant, export, _ = subj.split(".")
         out.append((int(msg.seq or 0), tenant, export))

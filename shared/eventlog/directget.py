@@ -160,3 +160,23 @@ async def get_seq(nc: Client, stream: str, seq: int, timeout: float = 5.0) -> St
         raise DirectGetError(f"direct get on {stream}: {status}")
     h = reply.headers or {}
     return Stored(int(h["Nats-Sequence"]), h["Nats-Subject"], reply.data, STORED_ANSWER in h)
+
+
+async def subject_counts(nc: Client, stream: str, subject: str, timeout: float = 10.0) -> dict[str, int]:
+    """Stored messages per subject matching ``subject`` (wildcards allowed): every subject. The
+    server answers stream info's subject details a page at a time (100,000 subjects, sorted, with
+    ``total``), and nats-py's ``stream_info`` reads only the first page: a tenant with more subjects
+    was counted short, and the exports past them were not seen at all."""
+    from nats.js.errors import APIError
+
+    counts: dict[str, int] = {}
+    while True:
+        request = {"subjects_filter": subject, "offset": len(counts)}
+        reply = await nc.request(f"$JS.API.STREAM.INFO.{stream}", json.dumps(request).encode(), timeout=timeout)
+        info = json.loads(reply.data)
+        if "error" in info:
+            raise APIError.from_error(info["error"])
+        page = (info.get("state") or {}).get("subjects") or {}
+        counts.update(page)
+        if not page or len(counts) >= int(info.get("total") or 0):
+            return counts

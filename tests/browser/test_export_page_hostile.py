@@ -83,3 +83,24 @@ async def test_an_answer_cut_off_mid_body_is_retried_not_the_end_of_the_page(
     assert await page.locator("#start-button").inner_text() == "Start export"
     assert await page.locator("#start-button").is_enabled()
     await context.close()
+
+
+async def test_a_token_pasted_before_the_script_runs_never_goes_into_a_url(
+        browser: Any, live: LiveStack, seed: Seed) -> None:
+    """Before export.js has run (a slow network: it is deferred; a script blocker; a failed load) the
+    token form is a plain HTML form. Seen: Enter in it sent GET /export?token=<the bearer token>: in
+    the address bar and history, and in the gateway's access log line ("GET /export?token=eyJ…")."""
+    from pathlib import Path
+
+    tenant = await seed(images=1)
+    context = await browser.new_context(viewport=DESKTOP, java_script_enabled=False)
+    page = await context.new_page()
+    await page.goto(f"{live.base_url}/export")
+    await page.fill("#token", tenant.token)
+    async with page.expect_navigation():
+        await page.press("#token", "Enter")
+    assert tenant.token not in page.url
+    secret = tenant.token.rsplit(".", 1)[-1]
+    logs = "".join(Path(c.log_path).read_text() for c in live.stack.children if Path(c.log_path).exists())
+    assert secret not in logs
+    await context.close()

@@ -27,6 +27,7 @@ from services.operator import actions
 from services.operator.inspect import read, requested
 from shared.bus.connect import Bus, kv_names
 from shared.core import keys
+from shared.core.lifecycle import ExportState
 from shared.eventlog.directget import subject_counts
 from shared.objectstore import ObjectStore
 from shared.objectstore.fs import FilesystemStore
@@ -169,15 +170,16 @@ class Eraser:
         for _, tenant, export in await requested(self.bus, self.settings, tenant_id):
             state = (await read(self.bus, tenant, export)).state
             if state.exists and not state.terminal:
-                running.append(export)
                 try:
                     await actions.cancel(self.bus, tenant, export, who)
                 except actions.Refusal:
                     pass  # already cancelling, or finalizing: wait for it to finish either way
+            if _working(state):
+                running.append(export)
         deadline = time.monotonic() + wait_s
         while running and time.monotonic() < deadline:
             states = [(await read(self.bus, tenant_id, e)).state for e in running]
-            running = [s.export_id for s in states if s.exists and not s.terminal]
+            running = [s.export_id for s in states if _working(s)]
             if running:
                 await asyncio.sleep(0.2)
         return running
@@ -195,6 +197,13 @@ class Eraser:
             _rows(path, tenant_id, delete=True)
         for email in found.emails:
             email.unlink(missing_ok=True)
+
+
+def _working(state: ExportState) -> bool:
+    """A step of the export may still act on it: it has not ended, or it ended with its email still
+    to send — the notifier, retrying a mail server that is down, holds the requester's address and
+    sent the email after the erasure (its NotificationSent was refused, the email was not)."""
+    return state.exists and (not state.terminal or state.email_due)
 
 
 def _rows(path: Path, tenant_id: str, *, delete: bool) -> int:

@@ -1,0 +1,83 @@
+"""``grove-export erase-tenant`` while the tenant's finished export still has its email to send: the
+notify step is a step of the export too. Real nats-server, services, filesystem store, aiosmtpd."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from services.devtools.stack.natsserver import NatsServer, free_port
+from shared.bus.connect import connect
+from shared.content.factory import content_source
+from shared.content.seed import seed_tenant
+from shared.objectstore.factory import open_store
+from tests.integration.mail.conftest import SmtpHandler
+from tests.support.env import build, settings_for, to_env
+from tests.support.pipeline import request_export, wait_status
+from tests.support.stack import logs_of, start_stack
+from tests.support.wait import until
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def cli(values: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **to_env(values)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=120, check=False, cwd=ROOT)
+
+
+async def test_an_email_still_to_send_is_waited_for_not_sent_after_the_erasure(
+        tmp_path: Path, nats_server: NatsServer) -> None:
+    """Seen: with the mail server down, the export complete and its email still being retried,
+    erase-tenant said "nothing left" and exit 0; when the mail server came back the notifier sent
+    the ready email — the requester's address, name and export — after the erasure."""
+    port = free_port()
+    values = settings_for(tmp_path, nats_server.url, mail={"backend": "smtp", "smtp_host": "127.0.0.1",
+                                                           "smtp_port": port, "attempts": 8,
+                                                           "retry_base_delay": 1.0})
+    settings = build(values)
+    store = await open_store(settings, create_buckets=True)
+    bus = await connect(settings, "test", ensure=True)
+    stack = start_stack(tmp_path / "stack", values)
+    smtp: Controller | None = None
+    try:
+        content = content_source(settings)
+        await content.init()
+        tenant = (await seed_tenant(content, store, images_bucket=settings.buckets.images,
+                                    amber_bucket=settings.buckets.amber, images=1)).tenant_id
+        await content.close()
+        export_id = await request_export(bus, tenant, include_images=False)
+        state = await wait_status(bus, tenant, export_id, timeout=60)
+        assert state.status == "complete" and state.email_due, logs_of(stack)
+        assert cli(values, "replay").returncode == 0
+
+        out = cli(values, "erase-tenant", tenant, "--wait", "1")
+        assert out.returncode == 1, out.stdout + out.stderr  # its email is still being sent: not erased yet
+        assert export_id in out.stderr and "email" in out.stderr and "nothing was erased" in out.stderr, out.stderr
+        assert (await bus.log.load(tenant, export_id)).state.email_due
+
+        handler = SmtpHandler()
+        smtp = Controller(handler, hostname="127.0.0.1", port=port, server_hostname="mx.test")
+        smtp.start()  # the mail server is back: the email goes out while the export is still held
+
+        async def sent() -> bool:
+            return (await bus.log.load(tenant, export_id)).state.notification == "sent"
+
+        await until(sent, 90, 0.2, "the email sent")
+        assert len(handler.messages) == 1
+        out = cli(values, "erase-tenant", tenant, "--wait", "30")
+        assert out.returncode == 0 and "nothing left" in out.stdout, out.stdout + out.stderr
+        assert not (await bus.log.load(tenant, export_id)).state.exists
+    finally:
+        if smtp is not None:
+            smtp.stop()
+        stack.stop()
+        await bus.close()
+        await store.close()
+

@@ -104,3 +104,64 @@ async def test_a_token_pasted_before_the_script_runs_never_goes_into_a_url(
     logs = "".join(Path(c.log_path).read_text() for c in live.stack.children if Path(c.log_path).exists())
     assert secret not in logs
     await context.close()
+
+
+@pytest.fixture
+async def stalls() -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """A server that sends a 200's headers and the first byte of its body, then nothing (a hostile or
+    wedged proxy); the event is set once a request has reached it."""
+    reached, done = asyncio.Event(), asyncio.Event()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{")
+        await writer.drain()
+        reached.set()
+        await done.wait()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", reached
+    finally:
+        done.set()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_an_answer_that_stalls_mid_body_is_given_up_and_asked_again(
+        browser: Any, live: LiveStack, seed: Seed, stalls: tuple[str, asyncio.Event]) -> None:
+    """Seen: a status answer whose body stopped coming after its first byte held the page for good:
+    no timeout, so the poll never ended and the next was never asked ("Pending" and 0 %)."""
+    url, reached = stalls
+    tenant = await seed(images=1)
+    now = datetime.now(UTC)
+    export_id = "exp_0123456789abcdef01234567"
+    calls = {"status": 0}
+
+    async def serve(route: Any) -> None:
+        if route.request.url.endswith("/api/export/history"):
+            item = HistoryItem(export_id=export_id, status="assembling", mode="blog", file_size=None,
+                               created_at=now, expires_at=None)
+            await route.fulfill(json=History(exports=[item]).dump())
+            return
+        calls["status"] += 1
+        if calls["status"] == 1:
+            await route.continue_(url=f"{url}/stall")
+            return
+        await route.fulfill(json=ExportStatus(
+            export_id=export_id, status="assembling", progress=40, item_counts={}, created_at=now, mode="blog",
+            bytes_done=400, total_bytes=1000, items_done=3, items_total=8, eta_seconds=4.0, error_count=0,
+            notification=None).dump())
+
+    context = await browser.new_context(viewport=DESKTOP)
+    page = await context.new_page()
+    await page.clock.install()
+    await page.route("**/api/export/**", serve)
+    await page.goto(live.page_url(tenant.token))
+    await asyncio.wait_for(reached.wait(), 15)
+    await page.clock.fast_forward(60_000)  # a minute with no more of the answer
+    await page.clock.fast_forward(5_000)  # then the retry's own wait
+    await page.wait_for_function("() => document.getElementById('percent').textContent === '40 %'", timeout=15000)
+    await context.close()

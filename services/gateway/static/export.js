@@ -11,6 +11,7 @@
   var TOKEN_KEY = "grove-export-token";
   var POLL_MS = 1000;
   var RETRY_MS = 3000;
+  var API_TIMEOUT_MS = 30000; // an answer not all here by then is given up (and a poll asked again)
   var LINK_REFRESH_MS = 20 * 60 * 1000; // download links live an hour: refresh well before
   var NEEDS_TOKEN = "Paste your access token above to see your exports.";
   var TERMINAL = { complete: true, failed: true, cancelled: true, expired: true };
@@ -252,6 +253,14 @@
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
+    // A fetch has no deadline of its own: an answer whose body stopped coming held its caller for
+    // good (the poll never ended, so the next was never asked). Given up after API_TIMEOUT_MS.
+    var controller = typeof AbortController === "function" ? new AbortController() : null;
+    var timer = null;
+    if (controller) {
+      init.signal = controller.signal;
+      timer = setTimeout(function () { controller.abort(); }, API_TIMEOUT_MS);
+    }
     // Never rejects: an answer whose body broke off after its headers (a gateway restarting, a proxy
     // timing out) is a lost connection too. Let through, it ended every caller's chain: polling
     // stopped for good, and the start or cancel button stayed "Starting…" or "Cancelling…".
@@ -263,6 +272,9 @@
       });
     }).catch(function () {
       return { ok: false, status: 0, data: null, headers: new Headers(), network: true };
+    }).then(function (res) {
+      if (timer) clearTimeout(timer);
+      return res;
     });
   }
 

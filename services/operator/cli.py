@@ -312,8 +312,9 @@ async def _erase_tenant(args: argparse.Namespace, settings: Settings) -> None:
                                                                     args.reason or "erase-tenant"), args.wait)
         if still and not args.erase_running:
             raise OperatorError(f"tenant {args.tenant}: {len(still)} exports had not stopped after {args.wait:g}s "
-                                f"({', '.join(still)}; their cancel is requested in the log, or their email is "
-                                "still being sent): nothing was erased. Are the services running? Run again with a longer --wait, or pass --erase-running "
+                                f"({', '.join(still)}; their cancel is requested in the log, or a step still works "
+                                "on them, or their email is still being sent): nothing was erased. Are the services "
+                                "running? Run again with a longer --wait, or pass --erase-running "
                                 "to erase them while they run")
         found = await eraser.holdings(args.tenant)
         await eraser.erase(args.tenant, found)

@@ -372,11 +372,23 @@ def _run(fn: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]]
     return run
 
 
+def _utf8(text: str) -> str:
+    """Text an event can carry. A byte the locale could not decode (``é`` typed in a Latin-1
+    terminal) reaches Python as a lone surrogate, which no JSON event can hold: the command ended in a
+    traceback at its first append."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"must be UTF-8 text, not {text!r} (is the terminal's locale UTF-8?)"
+                                         ) from None
+    return text
+
+
 def _reason(text: str) -> str:
     """An argparse ``type``: a reason that says something."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"must say why, not {text!r}")
-    return text
+    return _utf8(text)
 
 
 def _name(text: str) -> str:
@@ -384,7 +396,7 @@ def _name(text: str) -> str:
     nobody (or, through ``args.by or getuser()``, silently as the login name)."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"must name who, not {text!r} (leave it out for your login name)")
-    return text
+    return _utf8(text)
 
 
 def _actor(p: argparse.ArgumentParser, reason_required: bool = True) -> None:

@@ -161,3 +161,18 @@ async def test_a_tenant_with_more_than_100_000_subjects_is_counted_whole(
     assert f"removed {many} events of 1 exports from stream subjects" in out.stdout, out.stdout
     assert (await _held(bus, settings, "t1"))["events"] == {}
     assert sum((await _held(bus, settings, "t10"))["events"].values()) == 1
+
+
+async def test_a_reason_or_name_that_is_not_utf8_is_refused_in_one_line_before_anything_changes(
+        values: dict[str, Any], bus: Bus, store: ObjectStore, settings: Settings) -> None:
+    """A byte the locale cannot decode (``é`` typed in a Latin-1 terminal: 0xE9) reaches Python as a
+    lone surrogate, which no JSON event can carry. Seen: erase-tenant (and cancel, retry, resend,
+    unlock) ended in a PydanticSerializationError traceback, exit 1, at the first CancelRequested."""
+    await _tenant(bus, store, settings, "t1")
+    assert cli(values, "replay").returncode == 0
+    before = await _held(bus, settings, "t1")
+    for flag in ("--reason", "--by"):
+        out = cli(values, "erase-tenant", "t1", "--wait", "0", flag, "L\udce9schung")
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and f"{flag} must be UTF-8 text" in out.stderr, out.stderr
+    assert await _held(bus, settings, "t1") == before

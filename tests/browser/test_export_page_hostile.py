@@ -165,3 +165,23 @@ async def test_an_answer_that_stalls_mid_body_is_given_up_and_asked_again(
     await page.clock.fast_forward(5_000)  # then the retry's own wait
     await page.wait_for_function("() => document.getElementById('percent').textContent === '40 %'", timeout=15000)
     await context.close()
+
+
+async def test_a_token_with_characters_no_token_has_is_said_to_be_wrong_not_a_lost_connection(
+        browser: Any, live: LiveStack, seed: Seed) -> None:
+    """A token copied cut short from a terminal ends in "…"; fetch refuses a header holding it before
+    anything is sent. Seen: "Could not load your recent exports (no connection)." for a token the
+    gateway would have answered with a 401."""
+    tenant = await seed(images=1)
+    for bad in (tenant.token[:40] + "\u2026", tenant.token[:20] + " " + tenant.token[20:]):
+        context = await browser.new_context(viewport=DESKTOP)
+        page = await context.new_page()
+        await page.goto(f"{live.base_url}/export")
+        await page.wait_for_selector("html[data-ready='true']", state="attached")
+        await page.fill("#token", bad)
+        await page.press("#token", "Enter")
+        await page.wait_for_function("() => document.getElementById('message').dataset.code === '401'",
+                                     timeout=15000)
+        text = await page.locator("#message").inner_text()
+        assert "not accepted" in text and "connection" not in (await page.locator("#history").inner_text()), text
+        await context.close()

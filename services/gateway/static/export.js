@@ -247,6 +247,13 @@
 
   function api(method, path, body) {
     var headers = { Accept: "application/json, application/problem+json" };
+    // A token holding what no token has (an "…" from one copied cut short, a line break) cannot go in
+    // a header: fetch refused it before sending, and the page said the connection was lost.
+    if (token && !/^[\x21-\x7e]+$/.test(token)) {
+      return Promise.resolve({ ok: false, status: 401, headers: new Headers(), data: {
+        detail: "it holds characters no access token has (a space, a line break, or an \u2026 from a token " +
+                "copied cut short)." } });
+    }
     if (token) headers.Authorization = "Bearer " + token;
     var init = { method: method, headers: headers, cache: "no-store", credentials: "omit" };
     if (body !== undefined) {

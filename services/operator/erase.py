@@ -230,9 +230,19 @@ def _rows(path: Path, tenant_id: str, *, delete: bool) -> int:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=10)
         try:
             (n,) = db.execute("SELECT COUNT(*) FROM storage_exports WHERE tenant_id = ?", (tenant_id,)).fetchone()
-            if delete and n:
-                db.execute("DELETE FROM storage_exports WHERE tenant_id = ?", (tenant_id,))
-                db.commit()
+            if delete:
+                # A deleted row's bytes stay in its page (and, with a gateway holding the file open in
+                # WAL mode, in the main file until some later checkpoint): the requester's address was
+                # still in read-model.db after the erasure. Overwritten with zeros, and moved out of
+                # the WAL into the file at once.
+                db.execute("PRAGMA secure_delete = ON")
+                if n:
+                    db.execute("DELETE FROM storage_exports WHERE tenant_id = ?", (tenant_id,))
+                    db.commit()
+                (busy, _, _) = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if busy:
+                    raise EraseError(f"the read model {path.resolve()}: its rows of the tenant are deleted, but "
+                                     "a reader kept it from writing them over on disk; run erase-tenant again")
             return int(n)
         finally:
             db.close()

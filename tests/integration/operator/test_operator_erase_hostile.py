@@ -176,3 +176,26 @@ async def test_a_reason_or_name_that_is_not_utf8_is_refused_in_one_line_before_a
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
         assert len(out.stderr.strip().splitlines()) == 1 and f"{flag} must be UTF-8 text" in out.stderr, out.stderr
     assert await _held(bus, settings, "t1") == before
+
+
+
+async def test_the_erased_rows_are_gone_from_the_read_models_files_too(
+        values: dict[str, Any], bus: Bus, store: ObjectStore, settings: Settings) -> None:
+    """SQLite leaves a deleted row's bytes in its page, and with the file held open in WAL mode (a
+    running gateway) the old page stays in the main file until a later checkpoint. Seen: after the
+    erasure, ``t1@example.org`` (the requester's address) was still in read-model.db."""
+    await _tenant(bus, store, settings, "t1")
+    await _tenant(bus, store, settings, "t10")
+    assert cli(values, "replay").returncode == 0
+    gateway = sqlite3.connect(settings.read_model_db)  # a running gateway keeps its read model open
+    try:
+        gateway.execute("PRAGMA journal_mode=WAL")
+        assert gateway.execute("SELECT COUNT(*) FROM storage_exports").fetchone() == (2,)
+        out = cli(values, "erase-tenant", "t1", "--wait", "0", "--erase-running")
+        assert out.returncode == 0, out.stdout + out.stderr
+        db = Path(settings.read_model_db)
+        files = {f.name: f.read_bytes() for f in db.parent.glob(db.name + "*")}
+        assert not [name for name, data in files.items() if b"t1@example.org" in data], list(files)
+        assert gateway.execute("SELECT user_email FROM storage_exports").fetchall() == [("t10@example.org",)]
+    finally:
+        gateway.close()

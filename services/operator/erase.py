@@ -30,7 +30,7 @@ from shared.core import keys
 from shared.core.lifecycle import ExportState
 from shared.eventlog.directget import subject_counts
 from shared.objectstore import ObjectStore
-from shared.objectstore.fs import FilesystemStore
+from shared.objectstore.port import StoreRefused
 from shared.runtime.settings import Settings
 
 
@@ -86,7 +86,8 @@ class Holdings:
     archives: list[str] = field(default_factory=list)
     work_objects: list[str] = field(default_factory=list)
     uploads: list[tuple[str, str]] = field(default_factory=list)
-    leftovers: list[str] = field(default_factory=list)  # the filesystem store's files that are no object
+    leftovers: list[str] = field(default_factory=list)  # held under the prefix, but no object: ObjectStore.leftovers
+    leftovers_unseen: str | None = None  # why the store would not list them (credentials without the right)
     admission_keys: list[str] = field(default_factory=list)
     heartbeat_keys: list[str] = field(default_factory=list)
     read_model_rows: dict[str, int] = field(default_factory=dict)
@@ -105,8 +106,11 @@ class Holdings:
             f"{verb} {len(self.archives)} archives",
             f"{verb} {len(self.work_objects)} snapshot, text and part-record objects",
             f"{verb} {len(self.uploads)} open multipart uploads",
-            *([f"{verb} {len(self.leftovers)} files of writes cut short (temp files) in the store"]
-              if self.leftovers else []),
+            *([f"{verb} {len(self.leftovers)} other things in the store (temp files of writes cut short, "
+               "older object versions)"] if self.leftovers else []),
+            *([f"older object versions: not looked at, the store refused to list them ({self.leftovers_unseen}); "
+               "on a versioned bucket grant s3:ListBucketVersions and s3:DeleteObjectVersion, and run it again"]
+              if self.leftovers_unseen else []),
             f"{verb} {len(self.admission_keys)} admission and idempotency keys",
             f"{verb} {len(self.heartbeat_keys)} heartbeat keys",
             *(f"{verb} {n} read-model rows in {path}" for path, n in self.read_model_rows.items()),
@@ -149,8 +153,10 @@ class Eraser:
         for obj in await self.store.list_keys(self.bucket, prefix):
             (h.work_objects if keys.is_work_key(obj.key) else h.archives).append(obj.key)
         h.uploads = [(u.key, u.upload_id) for u in await self.store.list_uploads(self.bucket, prefix)]
-        if isinstance(self.store, FilesystemStore):  # a killed write's temp file holds the tenant's bytes too
+        try:  # a temp file, an old version: the tenant's bytes too
             h.leftovers = await self.store.leftovers(self.bucket, prefix)
+        except StoreRefused as e:  # credentials granted as deploy/README.md said before: cannot list versions
+            h.leftovers_unseen = e.reason
         for path in self.read_models:
             h.read_model_rows[str(path)] = _rows(path, tenant_id, delete=False)
         if self.outbox is not None:
@@ -208,7 +214,8 @@ class Eraser:
             for subject in filters:
                 await self.bus.js.purge_stream(stream, subject=subject)
         await self.store.delete_many(self.bucket, [*found.archives, *found.work_objects])
-        if isinstance(self.store, FilesystemStore):  # then the temp files, and the emptied folders' names
+        # then the temp files (and the emptied folders' names), or the versions a versioned bucket kept
+        if found.leftovers_unseen is None:
             await self.store.remove_leftovers(self.bucket, keys.tenant_prefix(tenant_id))
         for path in self.read_models:
             _rows(path, tenant_id, delete=True)

@@ -156,6 +156,16 @@ class ObjectStore(Protocol):
 
     async def list_uploads(self, bucket: str, prefix: str) -> list[MultipartUpload]: ...
 
+    async def leftovers(self, bucket: str, prefix: str) -> list[str]:
+        """What the store holds under ``prefix`` (a folder, ending in ``/``) besides the objects
+        :meth:`list_keys` shows: the filesystem's temp files of writes cut short, S3's older versions
+        and delete markers (a versioned bucket). Keys, one per thing held (operator erase)."""
+        ...
+
+    async def remove_leftovers(self, bucket: str, prefix: str) -> None:
+        """Delete every :meth:`leftovers` under ``prefix`` (the filesystem: and its emptied folders)."""
+        ...
+
     async def signed_url(self, bucket: str, key: str, expires_in: int, filename: str | None = None) -> str:
         """A URL that downloads the object without other credentials until it expires."""
         ...

@@ -454,6 +454,38 @@ class S3Store:
                     out.append(MultipartUpload(u["Key"], u["UploadId"], u.get("Initiated")))
         return out
 
+    async def _versions(self, bucket: str, prefix: str) -> list[tuple[str, str]]:
+        """(key, version id) of every version and delete marker under ``prefix`` that is not an
+        object's current version. An unversioned bucket has none (its objects' version id is null)."""
+        out = []
+        pages = self.client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix)
+        with _translated(f"{bucket}/{prefix}* versions"):
+            async for page in pages:
+                for v in page.get("Versions", []):
+                    if not v.get("IsLatest") and v.get("VersionId") not in (None, "null"):
+                        out.append((v["Key"], v["VersionId"]))
+                for m in page.get("DeleteMarkers", []):
+                    out.append((m["Key"], m["VersionId"]))
+        return out
+
+    async def leftovers(self, bucket: str, prefix: str) -> list[str]:
+        """Older versions and delete markers under ``prefix`` (a versioned bucket keeps every version:
+        a delete only adds a marker, and the tenant's archive stayed readable by its version id)."""
+        return [f"{key} (version {version})" for key, version in await self._versions(bucket, prefix)]
+
+    async def remove_leftovers(self, bucket: str, prefix: str) -> None:
+        versions = await self._versions(bucket, prefix)
+        for i in range(0, len(versions), DELETE_BATCH):
+            batch = versions[i:i + DELETE_BATCH]
+            with _translated(f"{bucket}: {len(batch)} versions"):
+                resp = await self.client.delete_objects(Bucket=bucket, Delete={
+                    "Objects": [{"Key": k, "VersionId": v} for k, v in batch], "Quiet": True})
+            errors = resp.get("Errors", [])
+            if errors:
+                code, key = str(errors[0].get("Code", "")), errors[0].get("Key")
+                raise StoreError(f"the storage service did not delete every version ({code}; {bucket}/{key}, "
+                                 f"{len(errors)} of {len(batch)})")
+
     # -- links and setup ---------------------------------------------------------------------
     async def signed_url(self, bucket: str, key: str, expires_in: int, filename: str | None = None) -> str:
         params: dict[str, Any] = {"Bucket": bucket, "Key": key}

@@ -108,10 +108,10 @@ async def test_a_write_cut_short_in_the_tenants_folder_is_erased_too(
     assert cli(values, "replay").returncode == 0
     kept = await _held(bus, settings, "t10")
     dry = cli(values, "erase-tenant", "t1", "--dry-run")
-    assert "would remove 1 files of writes cut short (temp files) in the store" in dry.stdout, dry.stdout
+    assert "would remove 1 other things in the store (temp files of writes cut short, older object versions)" in dry.stdout, dry.stdout
     out = cli(values, "erase-tenant", "t1", "--wait", "0", "--erase-running")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "removed 1 files of writes cut short (temp files) in the store" in out.stdout, out.stdout
+    assert "removed 1 other things in the store (temp files of writes cut short, older object versions)" in out.stdout, out.stdout
     assert (await _held(bus, settings, "t1"))["files"] == []
     assert not (bucket / "exports" / "t1").exists()  # the folders named by its ids went too
     assert await _held(bus, settings, "t10") == kept
@@ -199,3 +199,34 @@ async def test_the_erased_rows_are_gone_from_the_read_models_files_too(
         assert gateway.execute("SELECT user_email FROM storage_exports").fetchall() == [("t10@example.org",)]
     finally:
         gateway.close()
+
+
+async def test_on_a_versioned_bucket_the_erased_objects_old_versions_go_too(
+        values: dict[str, Any], bus: Bus, moto_server: str) -> None:
+    """S3 keeps every version of an object in a bucket with versioning on: a delete adds a delete
+    marker, and the archive stays, readable by its version id. Seen: erase said "nothing left in ...
+    the store", exit 0, and list_object_versions still listed the tenant's archive and snapshot."""
+    from shared.objectstore.factory import open_store
+    from tests.support.env import build, s3_values
+
+    values = {**values, **s3_values(moto_server)}
+    settings = build(values)
+    store = await open_store(settings, create_buckets=True)
+    try:
+        client = store.client  # type: ignore[attr-defined]
+        bucket = settings.buckets.exports
+        await client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        await _tenant(bus, store, settings, "t1")
+        kept = await _tenant(bus, store, settings, "t10")
+        assert cli(values, "replay").returncode == 0
+        out = cli(values, "erase-tenant", "t1", "--wait", "0", "--erase-running")
+        assert out.returncode == 0, out.stdout + out.stderr
+
+        async def versions(prefix: str) -> list[str]:
+            listed = await client.list_object_versions(Bucket=bucket, Prefix=prefix)
+            return sorted(v["Key"] for v in [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])])
+
+        assert await versions("exports/t1/") == [], out.stdout
+        assert len(await versions(f"exports/t10/{kept}/")) == 2
+    finally:
+        await store.close()

@@ -31,8 +31,8 @@ from shared.core.keys import (
 from shared.core.lifecycle import ExportState, apply, moved
 from shared.core.printable import printable
 from shared.core.snapshot import remove_work_objects
-from shared.eventlog.directget import get_batch
-from shared.eventlog.jetstream import Conflict, Loaded, stream_subjects
+from shared.eventlog.directget import get_batch, subject_counts
+from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import check_fs_store, open_store
 from shared.objectstore.port import StoreNotThere
@@ -72,7 +72,7 @@ class Janitor:
     async def exports(self) -> list[tuple[str, str]]:
         """Every export in the log: (tenant, export), from the subjects of ExportRequested."""
         subject = f"{self.settings.subject_prefix}.*.*.ExportRequested"
-        found = sorted(await stream_subjects(self.bus.js, self.settings.stream_name, subject))  # every page
+        found = sorted(await subject_counts(self.bus.nc, self.settings.stream_name, subject))  # every page
         if not found and ((await self.bus.js.stream_info(self.settings.stream_name)).state.messages or 0) > 0:
             # very old servers: fall back to reading them
             found = await self._scan(subject)

@@ -15,7 +15,6 @@ Errors::
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -56,28 +55,12 @@ class LogUnavailable(EventLogError):
 def reject(consumer: str, subject: str, error: ev.BadEvent) -> None:
     """Drop a message that is not a usable event: one log line and one count, never a retry."""
     metrics.EVENTS_REJECTED.labels(consumer, error.reason).inc()
-    # the text, not the exception: its traceback holds the decoder's frame and so the whole body, for
-    # as long as a handler keeps the record (a buffering one, a test's capture)
-    # the subject (and the error naming it) as escapes: a subject may hold any character but a space,
-    # a dot or a wildcard, and any user can have a message stored on one of an export's
+    # The text, not the exception: its traceback holds the decoder's frame and so the whole body, for
+    # as long as a handler keeps the record (a buffering one, a test's capture). The subject and the
+    # error naming it as escapes: a subject may hold any character but a space, a dot or a wildcard,
+    # and any user can have a message stored on one of an export's subjects (an escape there repainted
+    # the terminal of an operator whose command read the log).
     log.warning("%s drops %s event on %s: %s", consumer, error.reason, printable(subject), printable(str(error)))
-
-
-async def stream_subjects(js: JetStreamContext, stream: str, subjects_filter: str) -> dict[str, int]:
-    """Every subject of ``stream`` matching ``subjects_filter``, with its message count.
-
-    nats-server answers a stream info's subjects in pages of at most 100,000 (``limit``, sorted by
-    subject) and says how many there are (``total``): the first page alone is not all of them once
-    the log holds more exports than that. Asks page after page (``offset``) until it has them all."""
-    out: dict[str, int] = {}
-    while True:
-        body = json.dumps({"subjects_filter": subjects_filter, "offset": len(out)}).encode()
-        resp = await js._api_request(f"{js._prefix}.STREAM.INFO.{stream}", body, timeout=js._timeout)
-        page = (resp.get("state") or {}).get("subjects") or {}
-        before = len(out)
-        out.update(page)
-        if len(out) == before or len(out) >= int(resp.get("total") or 0):
-            return out
 
 
 @dataclass(frozen=True)

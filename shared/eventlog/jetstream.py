@@ -52,15 +52,28 @@ class LogUnavailable(EventLogError):
     pass
 
 
+# How much of a dropped message's subject and reason its line shows. Both are a publisher's text (the
+# gateway's user may publish on ``<prefix>.*.*.ExportRequested``, any tokens; a body's ``type`` is
+# anything up to 256 KiB), so the line shows their control and bidi characters as escapes and cuts them
+# short: a raw U+202E reversed the rest of the line, and a 250 KB ``type`` was copied whole into the
+# line of every reader that dropped it.
+SHOWN_CHARS = 300
+
+
+def _shown(text: str) -> str:
+    cut = text[:SHOWN_CHARS]
+    return printable(cut) + (f"… ({len(text)} characters)" if len(text) > SHOWN_CHARS else "")
+
+
 def reject(consumer: str, subject: str, error: ev.BadEvent) -> None:
-    """Drop a message that is not a usable event: one log line and one count, never a retry."""
+    """Drop a message that is not a usable event: one short, escaped log line and one count, never a retry."""
     metrics.EVENTS_REJECTED.labels(consumer, error.reason).inc()
     # The text, not the exception: its traceback holds the decoder's frame and so the whole body, for
     # as long as a handler keeps the record (a buffering one, a test's capture). The subject and the
     # error naming it as escapes: a subject may hold any character but a space, a dot or a wildcard,
     # and any user can have a message stored on one of an export's subjects (an escape there repainted
     # the terminal of an operator whose command read the log).
-    log.warning("%s drops %s event on %s: %s", consumer, error.reason, printable(subject), printable(str(error)))
+    log.warning("%s drops %s event on %s: %s", consumer, error.reason, _shown(subject), _shown(str(error)))
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ async def _burst(world: World, env: Env, processes: dict[str, list[int]], tenant
     async def publish(event: ev.ExportRequested) -> None:
         # The documented contract: expected sequence 0 for the export's subjects, a message id.
         subject = f"{prefix}.{event.tenant_id}.{event.export_id}.ExportRequested"
-        headers = {"Nats-Msg-Id": f"{event.export_id}:ExportRequested",
+        headers = {"Nats-Msg-Id": f"{event.tenant_id}:{event.export_id}:ExportRequested:{event.event_id}",
                    "Nats-Expected-Last-Subject-Sequence": "0",
                    "Nats-Expected-Last-Subject-Sequence-Subject": f"{prefix}.{event.tenant_id}.{event.export_id}.>"}
         async with gate:

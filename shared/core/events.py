@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic_core import from_json
 
 from shared.core import keys
+from shared.core.mailaddr import is_single_address
 from shared.core.printable import has_unprintable
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -117,7 +118,8 @@ class ExportRequested(Event):
 
     user_id: str = Field(description="Id of the requesting user, from the verified identity; no control or bidi "
                                      "characters.")
-    user_email: str = Field(description="Where the export-ready email goes (from the identity).")
+    user_email: str = Field(description="Where the export-ready email goes (from the identity): exactly one bare "
+                                        "address, local@domain.tld.")
     username: str = Field(description="Shown in the archive name and the email; no control or bidi characters.")
     mode: Mode = Field("blog", description="'blog' (posts, pages, media) or 'storage' (Amber files).")
     include_images: bool = Field(True, description="Blog mode: include media files.")
@@ -132,6 +134,16 @@ class ExportRequested(Event):
         # event contract to the same rule.
         if has_unprintable(value):
             raise ValueError("holds a control or bidi character")
+        return value
+
+    @field_validator("user_email")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        # The export-ready email goes there. The gateway refuses a token whose email claim is not
+        # exactly one address (shared/core/mailaddr.py); a publisher on the event contract is held to
+        # it here, before any work — the mail adapters' same check came only after the whole export.
+        if not is_single_address(value):
+            raise ValueError("is not exactly one email address")
         return value
 
 

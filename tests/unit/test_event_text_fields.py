@@ -33,3 +33,15 @@ def test_a_request_with_control_or_bidi_characters_in_its_person_is_a_bad_event(
 @pytest.mark.parametrize("name", ["Zoë", "李小龍", "محمد", "O'Brien-Smith", "a b"])
 def test_names_in_any_script_are_kept(name: str) -> None:
     assert ev.decode("exports", SUBJECT, body(username=name)).username == name  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("email", [
+    "a@example.org\r\nBcc: evil@evil.example", "Ann <a@example.org>", "a@example.org, b@example.org", "",
+    "=?utf-8?b?YUBldmlsLmNvbSwgYkBldmlsLmNvbQ==?=@x.co", "a" * 300 + "@example.org", "a@example.org\u202e",
+])
+def test_a_request_whose_email_is_not_one_address_is_a_bad_event(email: str) -> None:
+    """The gateway refuses a token whose email claim is not exactly one address; a publisher on the
+    event contract sent one all the same, the whole export was made (catalog, archive, upload) and only
+    the notifier refused it at the end ("the recipient is not exactly one email address")."""
+    with pytest.raises(ev.BadEvent):
+        ev.decode("exports", SUBJECT, body(user_email=email))

@@ -411,6 +411,17 @@ def subject_tokens(prefix: str, subject: str) -> tuple[str, str, str]:
     return parts[1], parts[2], parts[3]
 
 
+def _what_is_wrong(error: ValidationError) -> str:
+    """``username: Value error, holds a control or bidi character`` — the first wrong field and why
+    (never its value: that is the publisher's text). pydantic's first line named only the model."""
+    problems = error.errors(include_url=False, include_input=False, include_context=False)
+    if not problems:
+        return str(error).splitlines()[0]
+    where = ".".join(str(part) for part in problems[0]["loc"]) or "body"
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{where}: {problems[0]['msg']}{more}"
+
+
 def decode(prefix: str, subject: str, data: bytes | str, *, answer: bool = False) -> Event:
     """The event stored on ``subject``, checked against it: the subject is what the server's
     permissions vouched for, so the body must name the same tenant, export and type, and every
@@ -432,7 +443,9 @@ def decode(prefix: str, subject: str, data: bytes | str, *, answer: bool = False
         if not isinstance(raw, dict):
             raise ValueError("not a JSON object")
         event = parse_event(type_name, raw)  # upcasts an older version
-    except (ValueError, ValidationError) as e:  # JSONDecodeError and ValidationError are ValueErrors
+    except ValidationError as e:
+        raise BadEvent(f"{subject}: {_what_is_wrong(e)}") from None
+    except ValueError as e:  # not JSON, not an object, no upcaster
         raise BadEvent(f"{subject}: {str(e).splitlines()[0]}") from None
     claimed = raw.get("type", type_name)
     if event.tenant_id != tenant_id or event.export_id != export_id or claimed != type_name:

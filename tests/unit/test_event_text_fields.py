@@ -45,3 +45,17 @@ def test_a_request_whose_email_is_not_one_address_is_a_bad_event(email: str) -> 
     the notifier refused it at the end ("the recipient is not exactly one email address")."""
     with pytest.raises(ev.BadEvent):
         ev.decode("exports", SUBJECT, body(user_email=email))
+
+
+@pytest.mark.parametrize(("fields", "said"), [
+    ({"username": "ann\n"}, "username: Value error, holds a control or bidi character"),
+    ({"user_email": "a@b"}, "user_email: Value error, is not exactly one email address"),
+    ({"occurred_at": "2026-11-29T10:30:00"}, "occurred_at: Input should have timezone info"),
+    ({"mode": "BLOG", "delivery_method": "fax"}, "mode: Input should be 'blog' or 'storage' (and 1 more)"),
+])
+def test_a_bad_events_reason_names_the_field_and_what_is_wrong(fields: dict, said: str) -> None:
+    """The line a reader logs when it drops the event says which field is wrong and why; it said
+    "1 validation error for ExportRequested" and nothing more, whatever the field."""
+    with pytest.raises(ev.BadEvent) as caught:
+        ev.decode("exports", SUBJECT, body(**fields))
+    assert str(caught.value) == f"{SUBJECT}: {said}"

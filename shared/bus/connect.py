@@ -45,12 +45,23 @@ class Bus:
 _SPACE = re.compile(r"\s")  # str.isspace's characters, as nats-py's own check
 
 
+# The names nats-py keeps the server's inline status under (``NATS/1.0 503 No Responders``: "Status",
+# "Description") — in the same dict as the message's own header lines, which it adds after. A stored
+# message whose publisher set ``Status: 503`` therefore read back as the server's status: a direct get
+# of it raised or ended the read there (the gateway's projector stopped at it for every tenant), and a
+# pull consumer's fetch discarded it without an ack (it stayed in the durable's pending acks for ever).
+# The server never sends these names as header lines; a message's own lines of that name are dropped.
+STATUS_NAMES = frozenset({"Status", "Description"})
+
+
 class _Client(Client):
     """nats-py's client with a faster header parser and the same result. Every stored message we
     read carries headers, and nats-py tests each header name for spaces with a generator over its
     characters: about 14 us per direct-get message, most of a replay's message handling. The parse
     is otherwise nats-py's, line for line (tests/unit/bus/test_header_parser.py holds the two equal),
-    plus one mark: STORED_ANSWER when a header of ANSWER_HEADERS comes twice."""
+    plus one mark: STORED_ANSWER when a header of ANSWER_HEADERS comes twice; and one refusal: a
+    header line named like the server's status (STATUS_NAMES) is not the message's to set.
+    Every connection of a service uses it, its step consumers' too (shared/runtime/service.py)."""
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:
@@ -63,12 +74,17 @@ class _Client(Client):
                 key = name.strip().decode("ascii")
             except UnicodeDecodeError:
                 continue
-            if _SPACE.search(key):
+            if _SPACE.search(key) or key in STATUS_NAMES:
                 continue
             if key in ANSWER_HEADERS and key in out:
                 out[STORED_ANSWER] = key
             out[key] = value.strip().decode("utf-8", "replace")
         return out
+
+
+def new_client() -> Client:
+    """A NATS client that reads headers as every reader of ours must (:class:`_Client`), not yet connected."""
+    return _Client()
 
 
 def nats_servers(url: str) -> list[str]:
@@ -181,7 +197,7 @@ async def open_nats(settings: Settings, producer: str, *, name: str | None = Non
     if settings.nats_user:
         opts["user"] = settings.nats_user
         opts["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
-    nc = _Client()
+    nc = new_client()
     try:
         await nc.connect(
             nats_servers(settings.nats_url), name=name or f"grove-{producer}",

@@ -17,7 +17,7 @@ from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, Na
 from faststream.specification import AsyncAPI
 
 from shared import __version__
-from shared.bus.connect import Bus, connect, inbox_prefix, nats_servers, wait_for_nats
+from shared.bus.connect import Bus, connect, inbox_prefix, nats_servers, new_client, wait_for_nats
 from shared.bus.topology import consumer_config
 from shared.core import steps
 from shared.core.steps import Consumer
@@ -69,7 +69,7 @@ def build_app(name: str, settings: Settings, bootstrap: Bootstrap,
         broker_opts["security"] = NatsUserPassword(
             settings.nats_user, settings.nats_password.get_secret_value() if settings.nats_password else "")
     # faststream logs through ours (JSON lines); per-message chatter only at DEBUG
-    broker = NatsBroker(nats_servers(settings.nats_url), logger=logging.getLogger("grove.broker"), log_level=logging.DEBUG,
+    broker = _Broker(nats_servers(settings.nats_url), logger=logging.getLogger("grove.broker"), log_level=logging.DEBUG,
                         **broker_opts)  # type: ignore[arg-type]
     app = FastStream(broker, logger=logging.getLogger("grove.app"), specification=AsyncAPI(
         title=f"Grove Export — {name}", version=__version__, description=description))
@@ -114,6 +114,19 @@ def build_app(name: str, settings: Settings, bootstrap: Bootstrap,
                 await runtime.bus.close()
 
     return app, runtime
+
+
+class _Broker(NatsBroker):
+    """FastStream's broker on our NATS client (``shared.bus.connect.new_client``): its pull consumers
+    read a message's headers as every other reader of ours does. On nats-py's own client a stored
+    ExportRequested with a ``Status: 404`` header of its publisher's was taken for the server's status
+    by the fetch, discarded unacked and redelivered for ever, holding one of the durable's pending acks."""
+
+    async def _connect(self) -> Any:
+        connection = new_client()
+        await connection.connect(**self._connection_kwargs)
+        self.config.connect(connection)
+        return connection
 
 
 def _subscribe(broker: NatsBroker, runtime: ServiceRuntime, settings: Settings, stream: JStream,

@@ -7,10 +7,10 @@ from hypothesis import strategies as st
 from nats.aio.client import Client
 
 from shared.bus.answers import ANSWER_HEADERS, STORED_ANSWER
-from shared.bus.connect import _Client
+from shared.bus.connect import STATUS_NAMES, _Client
 
 # Header-ish bytes: names, separators, spaces of every kind, line ends, and a few non-ASCII bytes.
-PIECES = st.sampled_from([b"Nats-Sequence", b"Nats-Subject", b"X", b":", b": ", b" ", b"\t", b"\x0b", b"\x1c",
+PIECES = st.sampled_from([b"Nats-Sequence", b"Nats-Subject", b"Status", b"Description", b"X", b":", b": ", b" ", b"\t", b"\x0b", b"\x1c",
                           b"\x85", b"\xc3\xa9", b"\xff", b"\r\n", b"\n", b"\r", b"12345", b"exports.t.e.Ev", b""])
 
 
@@ -19,7 +19,9 @@ PIECES = st.sampled_from([b"Nats-Sequence", b"Nats-Subject", b"X", b":", b": ", 
 def test_the_fast_parser_gives_what_nats_py_gives(raw: bytes) -> None:
     ours, theirs = _Client._parse_header_lines(raw), Client._parse_header_lines(raw)
     marked = ours.pop(STORED_ANSWER, None)
-    assert ours == theirs
+    # the one refusal: a line named like the server's status is not the message's (its own Status: 503
+    # read back as the server's answer)
+    assert ours == {k: v for k, v in theirs.items() if k not in STATUS_NAMES}
     # the one addition: the mark, exactly when a header the server adds to a copy comes twice
     kept = [line.partition(b":")[0].strip() for line in raw.split(b"\r\n") if b":" in line]
     names = [n.decode("ascii", "replace") for n in kept]

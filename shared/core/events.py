@@ -116,11 +116,13 @@ def _not_own(*checks: tuple[str | None, bool]) -> list[str]:
 class ExportRequested(Event):
     """A person (or an API gateway on their behalf) asked for an export. Always the first event."""
 
-    user_id: str = Field(description="Id of the requesting user, from the verified identity; no control or bidi "
-                                     "characters.")
+    user_id: str = Field(min_length=1, description="Id of the requesting user, from the verified identity; no "
+                                                   "control or bidi characters.")
     user_email: str = Field(description="Where the export-ready email goes (from the identity): exactly one bare "
                                         "address, local@domain.tld.")
-    username: str = Field(description="Shown in the archive name and the email; no control or bidi characters.")
+    # Not empty, as the gateway refuses a token whose sub or username is (the email began "Hi ,").
+    username: str = Field(min_length=1, description="Shown in the archive name and the email; no control or bidi "
+                                                    "characters.")
     mode: Mode = Field("blog", description="'blog' (posts, pages, media) or 'storage' (Amber files).")
     include_images: bool = Field(True, description="Blog mode: include media files.")
     delivery_method: Literal["email", "download"] = Field("email", description="'download' sends no email.")

@@ -59,3 +59,11 @@ def test_a_bad_events_reason_names_the_field_and_what_is_wrong(fields: dict, sai
     with pytest.raises(ev.BadEvent) as caught:
         ev.decode("exports", SUBJECT, body(**fields))
     assert str(caught.value) == f"{SUBJECT}: {said}"
+
+
+@pytest.mark.parametrize("field", ["user_id", "username"])
+def test_a_request_without_a_person_is_a_bad_event(field: str) -> None:
+    """The gateway refuses a token whose sub or username is empty; on the bus an empty username was
+    taken, and the person's email began "Hi ," (the archive was named for "user")."""
+    with pytest.raises(ev.BadEvent, match=field):
+        ev.decode("exports", SUBJECT, body(**{field: ""}))

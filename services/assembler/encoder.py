@@ -246,7 +246,7 @@ def manifest_stream(snapshot: Snapshot, records: RecordSpill) -> tuple[int, Iter
     h = snapshot.header
     head_doc = {
         "export_id": h.export_id, "tenant_id": h.tenant_id, "mode": h.mode, "username": h.username,
-        "created_at": h.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "generator": h.generator,
+        "created_at": layout.utc_text(h.created_at), "generator": h.generator,
         "format_version": 1, "item_counts": layout.held_counts(snapshot, records.skipped),
     }
     head_text = jsontext.dumps(head_doc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import datetime
 
-from shared.archive.layout import readme_listing
+from shared.archive.layout import readme_listing, utc_text
 
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _PUNCTUATION = frozenset("!\"#$%'()*+,-./:;=?@[\\]^_`{|}~")
@@ -56,7 +56,7 @@ def render_readme(*, username: str, tenant_id: str, export_id: str, mode: str, c
     return f"""# Your Grove export
 
 This archive holds a copy of your data from Grove, made for **{markdown_text(username)}**
-(site `{tenant_id}`) on {created_at.strftime('%Y-%m-%d at %H:%M UTC')}.
+(site `{tenant_id}`) on {utc_text(created_at)[:10]} at {utc_text(created_at)[11:16]} UTC.
 
 - Export id: `{export_id}`
 - Mode: {mode}

@@ -57,7 +57,7 @@ class Catalog:
         plan = await self._plan(req, ctx.progress)
         ctx.progress()
         created = req.occurred_at.astimezone(UTC)
-        key = archive_key(req.tenant_id, req.export_id, sanitize_for_path(req.username), created.strftime("%Y-%m-%d"))
+        key = archive_key(req.tenant_id, req.export_id, sanitize_for_path(req.username), layout.utc_text(created)[:10])
         header = SnapshotHeader(
             export_id=req.export_id, tenant_id=req.tenant_id, mode=req.mode, username=req.username,
             include_images=req.include_images, created_at=created, archive_key=key,

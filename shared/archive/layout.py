@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from shared.archive import jsontext
@@ -261,12 +261,20 @@ def error_count(snapshot: Snapshot, records: Iterable[Record]) -> int:
     return len(snapshot.errors) + sum(1 for r in records if r.status == "skipped")
 
 
+def utc_text(t: datetime) -> str:
+    """``2026-11-29T10:30:00Z``: the export's time as the archive writes it (manifest.json's
+    ``created_at``; its first ten characters name the archive's day, README.md shows both) — ISO 8601
+    in UTC with a four-digit year. ``strftime("%Y")`` writes year 5 as ``5`` on glibc, and a request's
+    time is its publisher's clock (any year from 1): ``5-03-01T12:00:00Z`` is no ISO 8601."""
+    return t.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+
+
 def manifest_json(snapshot: Snapshot, records: Sequence[Record]) -> bytes:
     """Every member written so far (not the generated ones) with its size and SHA-256."""
     h = snapshot.header
     doc = {
         "export_id": h.export_id, "tenant_id": h.tenant_id, "mode": h.mode, "username": h.username,
-        "created_at": h.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "generator": h.generator,
+        "created_at": utc_text(h.created_at), "generator": h.generator,
         "format_version": 1, "item_counts": held_counts(snapshot, records),
         "members": [manifest_entry(snapshot, r) for r in records if r.status == "ok"],
         "notes": f"Checksums are SHA-256 of each file's bytes. {MANIFEST_PATH} and {ERRORS_PATH} are not listed. "

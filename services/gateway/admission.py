@@ -17,10 +17,11 @@ toward the hour (``lastExportId``, ``lastStartedAt``). Rules, in order:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.core.events import is_valid_id
 from shared.core.lifecycle import counts_toward_limit, is_terminal
 
 
@@ -31,6 +32,9 @@ class Slot:
     last_started_at: datetime | None = None
     last_export_id: str | None = None
     idempotency: str | None = None  # "<sha256(key)>:<sha256(body)>" of the active reservation
+    # The stored fields that could not be read (from_json): each is None here. A gateway of one's own
+    # writes this key too (README, "Admission"), and the README names the fields, not their encoding.
+    unreadable: tuple[str, ...] = field(default=(), compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"activeExportId": self.active_export_id, "reservedAt": _iso(self.reserved_at),
@@ -39,8 +43,30 @@ class Slot:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Slot:
-        return cls(data.get("activeExportId"), _dt(data.get("reservedAt")), _dt(data.get("lastStartedAt")),
-                   data.get("lastExportId"), data.get("idempotency"))
+        """The slot as stored. A field that cannot be what it holds — a time that is not ISO 8601
+        with its zone (one without a zone, epoch milliseconds, any other text), an export id that is
+        no id (a ``*`` folded every export of the tenant as one), an idempotency that is not text —
+        is None and named in ``unreadable``: each made every request of the tenant a 500 before
+        (``now - reserved_at`` on a naive time), and ``grove-export unlock`` too."""
+        bad: list[str] = []
+
+        def read(name: str, ok: Any) -> Any:
+            value = data.get(name)
+            if value is None or value == "":
+                return None
+            got = ok(value)
+            if got is None:
+                bad.append(name)
+            return got
+
+        def an_id(value: Any) -> str | None:
+            return value if isinstance(value, str) and is_valid_id(value) else None
+
+        def text(value: Any) -> str | None:
+            return value if isinstance(value, str) else None
+
+        return cls(read("activeExportId", an_id), read("reservedAt", _dt), read("lastStartedAt", _dt),
+                   read("lastExportId", an_id), read("idempotency", text), tuple(bad))
 
 
 @dataclass(frozen=True)
@@ -128,6 +154,13 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+def _dt(value: Any) -> datetime | None:
+    """An ISO 8601 time with its zone, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else None
 

@@ -104,6 +104,8 @@ class AdmissionStore:
                     return remembered
             data, revision, _ = await self.read(key)
             slot = adm.Slot.from_json(data) if data else None
+            if slot is not None and slot.unreadable:
+                log.warning("admission: %s: %s cannot be read; taken as none", key, ", ".join(slot.unreadable))
             active = slot.active_export_id if slot else None
             status = await self.active_status(tenant_id, active) if active else None
             repeat = adm.match_idempotency(slot, status, now, s.reservation_timeout_s, fingerprint)

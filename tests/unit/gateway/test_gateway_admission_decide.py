@@ -103,3 +103,31 @@ def test_other_keys_and_abandoned_reservations_do_not_match():
     assert match_idempotency(slot, None, NOW, TIMEOUT, "k:b") is None
     assert match_idempotency(None, None, NOW, TIMEOUT, "k:b") is None
     assert match_idempotency(slot, "pending", NOW, TIMEOUT, None) is None
+
+
+# -- a slot written by a publisher of its own (README, "Admission": steps 1–6 on the same key) ------
+# The README gives the slot's fields, not their encoding, and a gateway of one's own writes them:
+# a time without a zone, epoch milliseconds or text that is no time made every POST of the tenant a
+# 500 (TypeError in ``now - reserved_at``) until someone rewrote the key — ``grove-export unlock`` too
+# read it with the same Slot.from_json. A field that cannot be read is no value (and says so).
+@pytest.mark.parametrize(("raw", "unreadable"), [
+    ({"activeExportId": "exp_x", "reservedAt": "2026-02-22T10:30:00"}, ["reservedAt"]),
+    ({"activeExportId": "exp_x", "reservedAt": 1771756200000}, ["reservedAt"]),
+    ({"lastExportId": "exp_y", "lastStartedAt": "yesterday"}, ["lastStartedAt"]),
+    ({"lastExportId": "exp_y", "lastStartedAt": "2026-02-22T10:00:00"}, ["lastStartedAt"]),
+    ({"activeExportId": "*", "reservedAt": NOW.isoformat()}, ["activeExportId"]),
+    ({"activeExportId": ["exp_x"], "idempotency": 7}, ["activeExportId", "idempotency"]),
+])
+def test_a_slot_field_that_cannot_be_read_is_no_value(raw: dict, unreadable: list[str]) -> None:
+    slot = Slot.from_json(raw)
+    assert sorted(slot.unreadable) == unreadable
+    assert isinstance(run(slot, None, idem="k:b"), Admit)
+    assert match_idempotency(slot, None, NOW, TIMEOUT, "k:b") is None
+
+
+def test_a_slot_written_with_zoned_times_reads_as_before() -> None:
+    raw = {"activeExportId": "exp_x", "reservedAt": "2026-02-22T10:29:50Z", "lastStartedAt": ago(minutes=5).isoformat(),
+           "lastExportId": "exp_y", "idempotency": "k:b"}
+    slot = Slot.from_json(raw)
+    assert slot == Slot("exp_x", ago(seconds=10), ago(minutes=5), "exp_y", "k:b") and slot.unreadable == ()
+    assert run(slot, None) == Conflict("exp_x")

@@ -129,6 +129,15 @@ class _Broker(NatsBroker):
         return connection
 
 
+async def _undecoded(msg: NatsMessage) -> bytes:
+    """The body as delivered: FastStream's own decoder is never run on a trigger. It read the body as
+    JSON or text by the publisher's ``content-type`` header, and its errors escaped the handler — a
+    body nested deeper than Python's JSON parser goes (RecursionError), ``application/json`` on one
+    that is no JSON, ``text/plain`` on one that is no UTF-8: never acked, redelivered after every ack
+    wait for ever. The worker decodes every trigger itself (``events.decode``) and drops a bad one."""
+    return msg.body
+
+
 def _subscribe(broker: NatsBroker, runtime: ServiceRuntime, settings: Settings, stream: JStream,
                sub: Subscription) -> None:
     """Bind to the durable the admin set-up created (shared/bus/topology.py); its config is only used
@@ -142,7 +151,7 @@ def _subscribe(broker: NatsBroker, runtime: ServiceRuntime, settings: Settings, 
     )
 
     @broker.subscriber(subject, stream=stream, durable=sub.durable, config=config,
-                       pull_sub=PullSub(batch_size=1, timeout=1.0), ack_policy=AckPolicy.MANUAL,
+                       pull_sub=PullSub(batch_size=1, timeout=1.0), ack_policy=AckPolicy.MANUAL, decoder=_undecoded,
                        inbox_prefix=f"{inbox_prefix(settings.nats_user)}.".encode(),
                        title=f"{sub.durable}:{sub.event}", description=sub.description or None)
     async def handle(body: Any) -> None:

@@ -11,6 +11,7 @@ closed and replaced when the file at ``path`` is no longer the one it opened (a 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sqlite3
 import threading
@@ -25,6 +26,20 @@ from shared.content.port import ContentRejected, ContentUnavailable, Row, checke
 
 READ_BATCH = 500  # rows per worker-thread hop
 IDLE_CONNECTIONS = 4  # read-only connections kept open between queries
+# SQLite keeps whatever bytes a platform wrote into a TEXT column. Text that is not UTF-8 made
+# sqlite3's default (``str``) raise "Could not decode to UTF-8", which failed the tenant's every
+# export; it is read with each undecodable byte as U+FFFD (valid UTF-8 reads exactly as before; a
+# C-level call, no Python frame per value). A BLOB comes back as bytes: see :func:`_as_text`.
+_TEXT = functools.partial(str, encoding="utf-8", errors="replace")
+
+
+def _as_text(row: sqlite3.Row) -> Row:
+    """The row as the port gives it (PostgreSQL never returns bytes): a BLOB, which SQLite keeps in
+    any column, as text like :data:`_TEXT` reads it (rendering refused bytes: "an internal error")."""
+    out = dict(row)
+    if bytes in map(type, out.values()):
+        return {k: _TEXT(v) if isinstance(v, bytes) else v for k, v in out.items()}
+    return out
 
 
 class SqliteContent:
@@ -48,6 +63,7 @@ class SqliteContent:
             return kept
         db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
         db.row_factory = sqlite3.Row
+        db.text_factory = _TEXT
         return db, inode
 
     def _release(self, kept: tuple[sqlite3.Connection, int]) -> None:
@@ -89,7 +105,7 @@ class SqliteContent:
             try:  # one thread at a time uses the connection: each hop is awaited before the next
                 while rows:
                     for row in rows:
-                        yield dict(row)
+                        yield _as_text(row)
                     if len(rows) < READ_BATCH:
                         break
                     rows = await asyncio.to_thread(cursor.fetchmany, READ_BATCH)

@@ -9,6 +9,7 @@ exactly as written; an empty tenant is empty; a write is all or nothing and chec
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -322,3 +323,25 @@ async def test_a_tenant_with_100000_posts_streams_in_bounded_memory(source: Cont
     assert count == n
     assert chars > 100_000_000
     assert peak < 16 * 2**20, f"reading the posts held {peak / 2**20:.1f} MiB at once"
+
+
+async def test_text_that_is_not_utf8_and_blobs_read_as_text_on_sqlite(tmp_path: Path) -> None:
+    """SQLite keeps whatever bytes a platform wrote into a TEXT column — text that is not UTF-8, a
+    BLOB — and Python's sqlite3 refused the first with an error that failed the tenant's every export
+    ("the content database could not be read"); a blob came through as bytes, which rendering refused
+    (TypeError, "an internal error"). Each is read as text, an undecodable byte as U+FFFD."""
+    path = tmp_path / "content.db"
+    db = open_content(sqlite_dsn(path))
+    await db.init()
+    await db.insert("tenants", [_tenant("t")])
+    await db.insert("posts", [_post("t", "p1", 1)])
+    await db.insert("media", [_media("t", "m1", 1)])
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE posts SET title = CAST(X'4361666583' AS TEXT), description = X'00FF41', "
+                    "markdown_content = CAST(X'C328' AS TEXT) WHERE id = 'p1'")
+        raw.execute("UPDATE media SET alt_text = X'E29C93', filename = CAST(X'FF2E6A7067' AS TEXT) WHERE id = 'm1'")
+    post = (await _all(db.posts("t")))[0]
+    assert (post["title"], post["description"], post["markdown_content"]) == ("Cafe\ufffd", "\x00\ufffdA", "\ufffd(")
+    image = (await _all(db.media("t")))[0]
+    assert (image["alt_text"], image["filename"]) == ("✓", "\ufffd.jpg")
+    await db.close()

@@ -225,6 +225,7 @@ class _Kept(_Doc):
 
 class _UnreadableUpload(_Unreadable):
     uploaded_at: Stored = None
+    size: Stored = None  # a fraction, text or a negative number: no count of bytes
 
 
 class _ObjectEntry(_Kept):
@@ -265,6 +266,10 @@ class _UnreadablePage(_Unreadable):
     updated_at: Stored = None
 
 
+class _UnreadablePageOnly(_UnreadablePage):
+    display_order: Stored = None  # a fraction or text
+
+
 class _UnreadablePost(_UnreadablePage):
     published_at: Stored = None
     tags: Annotated[Any, AfterValidator(_tags_as_stored)] = None
@@ -290,4 +295,4 @@ class PostMeta(_TextMeta):
 class PageMeta(_TextMeta):
     type: str | None = None
     display_order: Int64 | None = None
-    unreadable: _UnreadablePage | None = None
+    unreadable: _UnreadablePageOnly | None = None

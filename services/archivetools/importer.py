@@ -78,6 +78,15 @@ def _column(entry: dict[str, Any], col: str) -> Any:
     return kept[col] if col in kept else _seconds(entry.get(col))
 
 
+def _number(entry: dict[str, Any], col: str, default: int | None = None) -> Any:
+    """A whole-number column's value (a size, a page's order): what ``unreadable`` kept as stored, else the field's."""
+    kept = entry.get("unreadable") or {}
+    if col in kept:
+        return kept[col]
+    value = entry.get(col)
+    return default if value is None else value
+
+
 @dataclass(frozen=True)
 class Rekey:
     source: str
@@ -147,7 +156,7 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
         out.tables["media"].append({
             "id": rk.id(m["id"]), "tenant_id": target, "filename": m["filename"], "original_name": m["original_name"],
             "r2_key": key, "url": media_url(url_template, key) if m.get("source_url") is not None else None,
-            "size": m["size"], "mime_type": m["mime_type"], "alt_text": m["alt_text"],
+            "size": _number(m, "size"), "mime_type": m["mime_type"], "alt_text": m["alt_text"],
             "uploaded_at": _column(m, "uploaded_at")})
     own = OwnMedia(MediaRef(m["id"], m["object_key"], m.get("source_url"), m.get("path")) for m in index.get("media", []))
 
@@ -175,7 +184,7 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
             out.objects.append((amber, key, f["path"], f.get("mime_type") or "application/octet-stream"))
             out.tables["amber_files"].append({
                 "id": rk.id(f["id"]), "tenant_id": target, "filename": f["filename"],
-                "original_name": f["original_name"], "r2_key": key, "size": f["size"], "mime_type": f["mime_type"],
+                "original_name": f["original_name"], "r2_key": key, "size": _number(f, "size"), "mime_type": f["mime_type"],
                 "category": f["category"], "product": f["product"], "uploaded_at": _column(f, "uploaded_at")})
     out.tables = {t: rows for t, rows in out.tables.items() if rows or t in ("posts", "pages", "media")}
     for table, rows in out.tables.items():
@@ -206,7 +215,7 @@ def _text_row(section: str, entry: dict[str, Any], zf: zipfile.ZipFile, rk: Reke
                 "status": meta.get("status"), "featured_image": featured(meta.get("featured_image_original")),
                 "published_at": _column(meta, "published_at")}
     else:
-        row |= {"type": meta.get("type"), "display_order": meta.get("display_order") or 0}
+        row |= {"type": meta.get("type"), "display_order": _number(meta, "display_order", 0)}
     return row | {"created_at": _column(meta, "created_at"), "updated_at": _column(meta, "updated_at")}
 
 

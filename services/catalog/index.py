@@ -48,6 +48,21 @@ def unreadable_times(row: dict[str, Any], *columns: str) -> dict[str, Any]:
     return {c: raw(v) for c in columns if (v := row.get(c)) not in (None, "") and ts(v) is None}
 
 
+def whole(value: Any, least: int | None = None) -> int | None:
+    """A whole-number column (a size, a page's order) as its number, or None when it holds something
+    else: SQLite's INTEGER keeps a fraction or text as it was written, and a size below 0 (``least``)
+    counts no bytes. Front matter holds no float (the export failed on one) and import refused the
+    others: :func:`unreadable_numbers` keeps them, as an unreadable time is kept."""
+    if isinstance(value, int) and not isinstance(value, bool) and (least is None or value >= least):
+        return value
+    return None
+
+
+def unreadable_numbers(row: dict[str, Any], *columns: str, least: int | None = None) -> dict[str, Any]:
+    """The whole-number columns holding something :func:`whole` does not read, each as stored."""
+    return {c: raw(v) for c in columns if (v := row.get(c)) not in (None, "") and whole(v, least) is None}
+
+
 def with_unreadable(meta: dict[str, Any], unreadable: dict[str, Any]) -> dict[str, Any]:
     """``meta`` plus ``unreadable`` (the columns shown as null or [] and what they hold), only when
     there is any: the documents of rows without such a value stay byte for byte as they were."""
@@ -86,16 +101,18 @@ def media_meta(row: dict[str, Any]) -> dict[str, Any]:
     return with_unreadable(
         {"filename": row.get("filename"), "original_name": row.get("original_name"),
          "alt_text": row.get("alt_text"), "source_url": row.get("url"), "object_key": row.get("r2_key"),
-         "mime_type": row.get("mime_type"), "size": row.get("size"), "uploaded_at": iso(row.get("uploaded_at"))},
-        unreadable_times(row, "uploaded_at"))
+         "mime_type": row.get("mime_type"), "size": whole(row.get("size"), 0),
+         "uploaded_at": iso(row.get("uploaded_at"))},
+        unreadable_times(row, "uploaded_at") | unreadable_numbers(row, "size", least=0))
 
 
 def file_meta(row: dict[str, Any]) -> dict[str, Any]:
     return with_unreadable(
         {"filename": row.get("filename"), "original_name": row.get("original_name"),
          "category": row.get("category"), "product": row.get("product"), "object_key": row.get("r2_key"),
-         "mime_type": row.get("mime_type"), "size": row.get("size"), "uploaded_at": iso(row.get("uploaded_at"))},
-        unreadable_times(row, "uploaded_at"))
+         "mime_type": row.get("mime_type"), "size": whole(row.get("size"), 0),
+         "uploaded_at": iso(row.get("uploaded_at"))},
+        unreadable_times(row, "uploaded_at") | unreadable_numbers(row, "size", least=0))
 
 
 def index_entry(row: dict[str, Any], path: str | None, meta: dict[str, Any]) -> dict[str, Any]:

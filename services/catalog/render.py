@@ -24,7 +24,9 @@ from services.catalog.index import (
     raw,
     text_entry,
     ts,
+    unreadable_numbers,
     unreadable_times,
+    whole,
     with_unreadable,
 )
 from shared.archive import layout
@@ -123,10 +125,10 @@ def page_markdown(row: Row, path: str = "pages/page.md", own: OwnMedia | None = 
     (body,), links, left = export_bodies(source, (path,), own)
     meta = with_unreadable({
         "title": row["title"], "description": row.get("description"), "slug": row["slug"],
-        "type": row.get("type"), "display_order": row.get("display_order"),
+        "type": row.get("type"), "display_order": whole(row.get("display_order")),
         "created_at": iso(row.get("created_at")), "updated_at": iso(row.get("updated_at")),
         **_ssg(row.get("created_at"), row.get("updated_at"), False),
-    }, unreadable_times(row, "created_at", "updated_at"))
+    }, unreadable_times(row, "created_at", "updated_at") | unreadable_numbers(row, "display_order"))
     return RenderedText(render_markdown(meta, body), meta, body, links, left, None, _not_rewritten(source, own))
 
 

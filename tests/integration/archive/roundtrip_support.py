@@ -229,3 +229,27 @@ async def unreadable_tenant(db: ContentSource, store: ObjectStore, settings: Set
     await db.insert("amber_files", [{"id": f"file_when_{tenant}", "tenant_id": tenant, "filename": "when.txt",
                                      "original_name": None, "r2_key": file, "size": 6, "mime_type": "text/plain",
                                      "category": "uploads", "product": "amber", "uploaded_at": "not a time"}])
+
+
+async def odd_numbers_tenant(db: ContentSource, store: ObjectStore, settings: Settings, tenant: str) -> None:
+    """Sizes that are no byte count (negative, a fraction, text) and page orders that are no whole
+    number: SQLite's INTEGER columns keep what a platform wrote there, PostgreSQL's BIGINT a negative size."""
+    await seed_tenant(db, store, images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber,
+                      tenant_id=tenant, posts=1, pages=0, images=0, files=0, image_size=(16, 16), seed=4)
+    rng = random.Random(4)
+    media, files = [], []
+    for i, size in enumerate((-5, 1.5, "big")):
+        image, file = f"{tenant}/media/odd{i}.jpg", f"{tenant}/uploads/odd{i}.txt"
+        await store.put(settings.buckets.images, image, make_image(rng, 16, 16), "image/jpeg")
+        await store.put(settings.buckets.amber, file, b"odd\n", "text/plain")
+        media.append({"id": f"med_odd{i}_{tenant}", "tenant_id": tenant, "filename": f"odd{i}.jpg",
+                      "original_name": None, "r2_key": image, "url": None, "size": size, "mime_type": "image/jpeg",
+                      "alt_text": None, "uploaded_at": 10 + i})
+        files.append({"id": f"file_odd{i}_{tenant}", "tenant_id": tenant, "filename": f"odd{i}.txt",
+                      "original_name": None, "r2_key": file, "size": size, "mime_type": "text/plain",
+                      "category": "uploads", "product": "amber", "uploaded_at": 10 + i})
+    await db.insert("media", media)
+    await db.insert("amber_files", files)
+    await db.insert("pages", [{"id": f"order{i}_{tenant}", "tenant_id": tenant, "slug": f"order{i}", "title": "Order",
+                               "description": None, "markdown_content": "x\n", "type": None, "display_order": order,
+                               "created_at": 5, "updated_at": None} for i, order in enumerate((1.5, "first", -2))])

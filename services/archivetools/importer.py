@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,21 @@ class Restore:
     def summary(self) -> str:
         counts = ", ".join(f"{len(rows)} {table}" for table, rows in self.tables.items())
         return f"restored {counts}; {len(self.objects)} files put in the store"
+
+
+# A media type as a Content-Type header can carry it: type/subtype (RFC 6838 names), then parameters
+# in printable ASCII, 255 characters at most.
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}(;[ -~]*)?")
+
+
+def object_type(mime_type: Any) -> str:
+    """The Content-Type a restored file is put with: its row's MIME type when that is one, else
+    ``application/octet-stream``. The row's column is the tenant's own text and is restored as it is;
+    as a header, a line break or control character in it made S3 refuse the put ("Forbidden control
+    character detected in headers"), which failed the import."""
+    if isinstance(mime_type, str) and len(mime_type) <= 255 and _MEDIA_TYPE.fullmatch(mime_type):
+        return mime_type
+    return "application/octet-stream"
 
 
 def media_url(template: str, key: str) -> str:
@@ -152,7 +168,7 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
             out.notes.append(f"media {m['id']} not restored: its file is not in the archive")
             continue
         key = new_keys[m["path"]] = rk.key(m["object_key"])
-        out.objects.append((images, key, m["path"], m.get("mime_type") or "application/octet-stream"))
+        out.objects.append((images, key, m["path"], object_type(m.get("mime_type"))))
         out.tables["media"].append({
             "id": rk.id(m["id"]), "tenant_id": target, "filename": m["filename"], "original_name": m["original_name"],
             "r2_key": key, "url": media_url(url_template, key) if m.get("source_url") is not None else None,
@@ -181,7 +197,7 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
                 out.notes.append(f"file {f['id']} not restored: it is not in the archive")
                 continue
             key = rk.key(f["object_key"])
-            out.objects.append((amber, key, f["path"], f.get("mime_type") or "application/octet-stream"))
+            out.objects.append((amber, key, f["path"], object_type(f.get("mime_type"))))
             out.tables["amber_files"].append({
                 "id": rk.id(f["id"]), "tenant_id": target, "filename": f["filename"],
                 "original_name": f["original_name"], "r2_key": key, "size": _number(f, "size"), "mime_type": f["mime_type"],

@@ -86,14 +86,21 @@ def media_path(names: NameAllocator, row_id: str, filename: str | None) -> str:
 SSG_RESERVED = ("index.md", "_index.md")
 
 
+def _not_a_bundle(stem: str) -> str:
+    """Hugo reads any ``index.<anything>.md`` as the leaf bundle's index too (a language or output
+    format before the extension: ``index.json.md``, slug "index.json", built that post and no other
+    in its folder) and ``_index.<anything>.md`` as the section's page: the first dot becomes a dash."""
+    return stem.replace(".", "-", 1) if stem.split(".", 1)[0].casefold() in ("index", "_index") else stem
+
+
 def post_path(names: NameAllocator, row_id: str, slug: str | None) -> str:
-    stem = safe_component(slug or "", f"post-{row_id}")  # clean first, then add .md
+    stem = _not_a_bundle(safe_component(slug or "", f"post-{row_id}"))  # clean first, then add .md
     names.reserve(POSTS, *SSG_RESERVED)
     return names.allocate(POSTS, f"{stem}.md", f"post-{row_id}.md")
 
 
 def page_path(names: NameAllocator, row_id: str, slug: str | None) -> str:
-    stem = safe_component(slug or "", f"page-{row_id}")
+    stem = _not_a_bundle(safe_component(slug or "", f"page-{row_id}"))
     names.reserve(PAGES, *SSG_RESERVED)
     return names.allocate(PAGES, f"{stem}.md", f"page-{row_id}.md")
 

@@ -264,14 +264,15 @@ def test_the_unpacked_archive_builds_with_hugo_with_real_dates_drafts_and_images
 def test_posts_and_pages_with_the_slug_index_or_underscore_index_are_built_by_hugo_like_any_other(
         stack: tuple[dict, Stack], tmp_path: Path) -> None:
     # posts/index.md made content/posts a leaf bundle (Hugo built no post at all) and _index.md
-    # turned a post into the section's page: such slugs get a de-duplicated file name instead.
+    # turned a post into the section's page: such slugs get a de-duplicated file name instead. So
+    # did index.json.md, index.fr.md (Hugo reads `index.<anything>.md` alike) and _index.fr.md.
     async def fill(content: ContentSource, store: ObjectStore, settings: Settings, tenant: str) -> None:
         await many_images_tenant(content, store, settings, tenant, 2)
         await content.insert("posts", [
             {"id": f"{slug}_{tenant}", "tenant_id": tenant, "slug": slug, "title": f"Called {slug}",
              "description": None, "markdown_content": f"The {slug} post.\n", "tags": "[]", "status": "published",
              "featured_image": None, "published_at": 10 + i, "created_at": 10 + i, "updated_at": None}
-            for i, slug in enumerate(("index", "_index"))])
+            for i, slug in enumerate(("index", "_index", "index.json", "_index.fr", "index.x.y"))])
         await content.insert("pages", [{"id": f"pindex_{tenant}", "tenant_id": tenant, "slug": "index",
                                         "title": "Page called index", "description": None,
                                         "markdown_content": "The index page.\n", "type": None, "display_order": 0,
@@ -281,8 +282,9 @@ def test_posts_and_pages_with_the_slug_index_or_underscore_index_are_built_by_hu
     with zipfile.ZipFile(a.path) as zf:
         index = json.loads(zf.read("index.json"))
     texts = index["posts"] + index["pages"]
-    named = sorted(t["path"] for t in texts if t["slug"].casefold() in ("index", "_index"))
-    assert len(named) == 3 and not {p.rsplit("/", 1)[1].casefold() for p in named} & {"index.md", "_index.md"}, named
+    named = sorted(t["path"] for t in texts if t["slug"].casefold().split(".")[0] in ("index", "_index"))
+    assert len(named) == 6 and not {p.rsplit("/", 1)[1].split(".")[0].casefold() for p in named} & {"index", "_index"}, \
+        named  # index.json.md was Hugo's leaf bundle too: it built that post and no other
     public, listed = build_site(a.path, tmp_path / "site")
     by_path = {row["path"].removeprefix("content/"): row for row in listed}
     for text in texts:

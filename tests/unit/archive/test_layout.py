@@ -136,10 +136,25 @@ def test_index_and_underscore_index_are_never_a_post_or_page_name_for_hugo() -> 
              layout.post_path(names, "p5", " _Index. "), layout.post_path(names, "p6", "index.md")]
     pages = [layout.page_path(names, "g1", "Index"), layout.page_path(names, "g2", "_index")]
     assert posts == ["posts/index-2.md", "posts/_index-2.md", "posts/INDEX-3.md", "posts/index-2-2.md",
-                     "posts/_Index-3.md", "posts/index.md.md"]
+                     "posts/_Index-3.md", "posts/index-md.md"]
     assert pages == ["pages/Index-2.md", "pages/_index-2.md"]
     again = NameAllocator()  # deterministic: the same rows give the same paths
     assert [layout.post_path(again, "p1", "index"), layout.post_path(again, "p2", "_index")] == posts[:2]
+
+
+def test_a_slug_hugo_reads_as_index_with_a_language_or_format_is_never_a_post_or_page_name() -> None:
+    # Hugo (0.111) reads any `index.<anything>.md` as the leaf bundle's index too — posts/index.json.md
+    # (slug "index.json") built that one post and none of the others — and `_index.<anything>.md` as
+    # the section's page. The first dot becomes a dash; the name is de-duplicated like any other.
+    names = NameAllocator()
+    posts = [layout.post_path(names, f"p{i}", slug) for i, slug in enumerate(
+        ("index.json", "index.fr", "_index.en", "Index.x.y", "index-json", "indexes.md", "index."))]
+    pages = [layout.page_path(names, "g1", "index.json"), layout.page_path(names, "g2", "_INDEX.md")]
+    assert posts == ["posts/index-json.md", "posts/index-fr.md", "posts/_index-en.md", "posts/Index-x.y.md",
+                     "posts/index-json-2.md", "posts/indexes.md.md", "posts/index-2.md"]
+    assert pages == ["pages/index-json.md", "pages/_INDEX-md.md"]
+    for path in posts + pages:
+        assert path.rsplit("/", 1)[1].split(".")[0].casefold() not in ("index", "_index"), path
     plan = plan_blog([{"id": "p1", "slug": "index", "title": "Index post", "markdown_content": "hi"}], [], [],
                      True, "img")
     assert [t.path for t in plan.texts] == ["posts/index-2.md", "index.json", "feed.json"]

@@ -177,6 +177,27 @@ def test_round_trip_keeps_sizes_and_page_orders_that_are_no_whole_numbers(
     assert compared.rows == (1 + 3 + 3 if mode == "blog" else 3), compared.line()
 
 
+def test_links_the_person_wrote_into_media_themselves_neither_fail_verify_nor_import(
+        stack: tuple[dict, Stack], tmp_path: Path) -> None:
+    # A body (or featured image) of the person's own saying `../media/old.jpg` — a blog moved from a
+    # static site, say — is left as written, as every link that is not to their media; verify read
+    # it as a link the export made to a file missing from the archive ("archive NOT OK"), so import
+    # refused the archive the export had just made.
+    async def fill(content: ContentSource, store: ObjectStore, settings: Settings, tenant: str) -> None:
+        await many_images_tenant(content, store, settings, tenant, 1)
+        await content.insert("posts", [
+            {"id": f"own_{tenant}", "tenant_id": tenant, "slug": "moved", "title": "Moved", "description": None,
+             "markdown_content": "![old](../media/old.jpg) [doc](../media/a%20b.pdf) <img src=\"../media/x.png\">\n",
+             "tags": "[]", "status": "published", "featured_image": "../media/cover.jpg", "published_at": 9,
+             "created_at": 9, "updated_at": None}])
+
+    fill.__name__ = "own_relative_links"
+    a, compared = round_trip(stack, tmp_path, fill)
+    assert compared.differences == [], "\n".join(compared.differences)
+    report = verify_archive(a.path)
+    assert report.ok and "4 links the person wrote into media/ were not checked" in report.text(), report.text()
+
+
 @pytest.mark.slow
 def test_round_trip_of_a_600_image_tenant_is_lossless(stack: tuple[dict, Stack], tmp_path: Path) -> None:
     async def fill(content: ContentSource, store: ObjectStore, settings: Settings, tenant: str) -> None:

@@ -181,12 +181,16 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
         return media_url(url_template, new_keys[path]) + hit[1] if hit and path in new_keys else None
 
     def featured(value: str | None) -> str | None:
+        """The new tenant's URL (or key, as the person wrote a key) for their image, with the space
+        around it as they typed it (``lookup`` finds the image through it; it is theirs)."""
         hit = own.lookup(value) if value else None
         if not value or not hit or hit[0].path not in new_keys:
             return value
         ref, rest = hit
-        base, new = value.strip()[: len(value.strip()) - len(rest)], new_keys[str(ref.path)]
-        return new + rest if ref.key in (base, unquote(base)) else media_url(url_template, new) + rest
+        link = value.strip()
+        lead, trail = value[:len(value) - len(value.lstrip())], value[len(value.rstrip()):]
+        base, new = link[: len(link) - len(rest)], new_keys[str(ref.path)]
+        return lead + (new + rest if ref.key in (base, unquote(base)) else media_url(url_template, new) + rest) + trail
 
     for section, table in (("posts", "posts"), ("pages", "pages")):
         out.tables[table] = [_text_row(section, e, zf, rk, target, url_for, featured) for e in index.get(section, [])]

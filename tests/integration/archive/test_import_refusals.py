@@ -284,3 +284,18 @@ def test_a_store_failure_naming_an_archive_key_reaches_the_terminal_escaped(tmp_
     assert "\u202e" not in out.stderr and "\x9b" not in out.stderr, ascii(out.stderr)
     assert "\\u202egpj.exe" in out.stderr and "\\x9b31m.jpg" in out.stderr, out.stderr
     assert not files_in(tmp_path / "store")
+
+
+@pytest.mark.parametrize("featured", [" https://cdn.example/x\n", "\ttenant_src/media/a.jpg?w=5 "])
+async def test_a_featured_image_keeps_the_space_around_it(tmp_path: Path, content: ContentSource,
+                                                          featured: str) -> None:
+    """A featured image the person typed with a space or line break around their image's URL or key
+    is theirs (the export finds the image and keeps the text as written in featured_image_original);
+    import restored the new tenant's URL or key without it, so the row differed from the one exported."""
+    store = FilesystemStore(tmp_path / "store")
+    post = post_meta(featured_image="../media/a.jpg", featured_image_original=featured)
+    await run_import(archive(tmp_path / "a.zip", post=post), "tenant_b", content, store)
+    got = {r["id"]: r["featured_image"] async for r in content.posts("tenant_b")}
+    new = featured.replace("https://cdn.example/x", "https://cdn.example/tenant_b/media/a.jpg") \
+        .replace("tenant_src/", "tenant_b/")
+    assert got["post_1_tenant_b"] == new, got

@@ -15,6 +15,7 @@ import posixpath
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, unquote
 
 from shared.archive.mdlinks import Kind, Rewrite, rewrite_links
@@ -106,23 +107,43 @@ def export_bodies(body: str, md_paths: Sequence[str], own: OwnMedia) -> tuple[li
     longer than :data:`REWRITE_LIMIT` (the caller says so: :func:`rewrites`)."""
     if not own or not rewrites(body):
         return [body for _ in md_paths], [], []
-    rewritten: list[dict[str, str]] = []
+    rewritten: list[dict[str, Any]] = []
     left: list[dict[str, str]] = []
+    order: list[dict[str, Any] | str] = []  # the rewritten links and the body's other links, in order
 
     def resolve(url: str, kind: Kind) -> str | None:
         hit = own.lookup(url)
-        if hit is None:
+        if hit is None or hit[0].path is None:
+            if hit is not None:
+                left.append({"url": url, "media_id": hit[0].source_id, "reason": "the image is not in this archive"})
+            order.append(url)
             return None
-        ref, _ = hit
-        if ref.path is None:
-            left.append({"url": url, "media_id": ref.source_id, "reason": "the image is not in this archive"})
-            return None
-        rewritten.append({"url": url, "path": ref.path})
-        return relative_link(md_paths[0], ref.path)
+        entry = {"url": url, "path": hit[0].path}
+        rewritten.append(entry)
+        order.append(entry)
+        return relative_link(md_paths[0], entry["path"])
 
     first, done = rewrite_links(body, resolve)
+    if rewritten:
+        _count_lookalikes(order, rewritten, md_paths[0])
     return [first, *(_splice(body, done, [relative_link(p, r["path"]) for r in rewritten]) for p in md_paths[1:])], \
         rewritten, left
+
+
+def _count_lookalikes(order: list[dict[str, Any] | str], rewritten: list[dict[str, Any]], md_path: str) -> None:
+    """Mark each rewritten link with how many links the person wrote by hand ahead of it (after the
+    one before it) that read exactly as it does once rewritten (their own ``../media/cat.jpg``):
+    :func:`import_body` matches recorded links in order by that text, so it restored theirs and left
+    the export's relative. Only then is ``skip`` there: every other index entry stays as it was."""
+    at, skip = 0, 0
+    for item in order:
+        if isinstance(item, dict):
+            if skip:
+                item["skip"] = skip
+            at, skip = at + 1, 0
+        elif at < len(rewritten):
+            rel = relative_link(md_path, rewritten[at]["path"])
+            skip += item in (rel, unquote(rel))
 
 
 def _splice(body: str, done: list[Rewrite], replacements: list[str]) -> str:
@@ -135,16 +156,26 @@ def _splice(body: str, done: list[Rewrite], replacements: list[str]) -> str:
     return "".join(out)
 
 
+def _skip(link: dict[str, Any]) -> int:
+    n = link.get("skip", 0)
+    return n if isinstance(n, int) and not isinstance(n, bool) else 0
+
+
 def import_body(body: str, md_path: str, links: list[dict[str, str]], url_for: Callable[[str, str], str | None]) -> str:
     """Undo :func:`export_body`: the recorded links, in order, get ``url_for(archive_path, original_url)``."""
     if not links:
         return body  # nothing to restore (no links of theirs, or a body over the limit): no scan
     pending = deque(links)  # taken from the front: list.pop(0) moved the rest of the list each time
+    skipped = [0]  # look-alikes the person wrote by hand passed over ahead of pending[0] (its `skip`)
 
     def resolve(url: str, kind: Kind) -> str | None:
         if not pending or (url != unquote(relative_link(md_path, pending[0]["path"])) and \
                 url != relative_link(md_path, pending[0]["path"])):
             return None
+        if skipped[0] < _skip(pending[0]):
+            skipped[0] += 1
+            return None
+        skipped[0] = 0
         link = pending.popleft()
         new = url_for(link["path"], link["url"])
         return None if new is None else escape_for(kind, new)

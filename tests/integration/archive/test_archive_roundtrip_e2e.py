@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import random
 import re
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from services.devtools.stack.natsserver import NatsServer
 from services.devtools.stack.supervisor import Stack
 from shared.content.factory import content_source
 from shared.content.port import ContentSource
-from shared.content.seed import seed_tenant
+from shared.content.seed import make_image, seed_tenant
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
 from shared.runtime.settings import Settings
@@ -182,12 +183,19 @@ def test_links_the_person_wrote_into_media_themselves_neither_fail_verify_nor_im
     # A body (or featured image) of the person's own saying `../media/old.jpg` — a blog moved from a
     # static site, say — is left as written, as every link that is not to their media; verify read
     # it as a link the export made to a file missing from the archive ("archive NOT OK"), so import
-    # refused the archive the export had just made.
+    # refused the archive the export had just made. And one that reads as the path the export gives
+    # an image, ahead of a link the export rewrote to it: import restored theirs and left the export's.
     async def fill(content: ContentSource, store: ObjectStore, settings: Settings, tenant: str) -> None:
         await many_images_tenant(content, store, settings, tenant, 1)
+        key = f"{tenant}/media/mine.jpg"
+        await store.put(settings.buckets.images, key, make_image(random.Random(2), 8, 8), "image/jpeg")
+        await content.insert("media", [{"id": f"mine_{tenant}", "tenant_id": tenant, "filename": "mine.jpg",
+                                        "original_name": None, "r2_key": key, "url": f"https://cdn.example/{key}",
+                                        "size": 1, "mime_type": "image/jpeg", "alt_text": None, "uploaded_at": 1}])
         await content.insert("posts", [
             {"id": f"own_{tenant}", "tenant_id": tenant, "slug": "moved", "title": "Moved", "description": None,
-             "markdown_content": "![old](../media/old.jpg) [doc](../media/a%20b.pdf) <img src=\"../media/x.png\">\n",
+             "markdown_content": "![old](../media/old.jpg) [doc](../media/a%20b.pdf) <img src=\"../media/x.png\">\n"
+                                 f"[by hand](../media/mine.jpg) ![made](https://cdn.example/{key})\n",
              "tags": "[]", "status": "published", "featured_image": "../media/cover.jpg", "published_at": 9,
              "created_at": 9, "updated_at": None}])
 
@@ -196,6 +204,9 @@ def test_links_the_person_wrote_into_media_themselves_neither_fail_verify_nor_im
     assert compared.differences == [], "\n".join(compared.differences)
     report = verify_archive(a.path)
     assert report.ok and "4 links the person wrote into media/ were not checked" in report.text(), report.text()
+    with zipfile.ZipFile(a.path) as zf:
+        index = json.loads(zf.read("index.json"))
+    assert next(p["media_links"] for p in index["posts"] if p["slug"] == "moved")[0]["skip"] == 1
 
 
 @pytest.mark.slow

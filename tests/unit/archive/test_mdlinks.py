@@ -86,6 +86,21 @@ def test_import_restores_the_recorded_links_to_the_new_tenants_urls() -> None:
                         "and my own [relative](../media/cat.jpg) link written by hand.\n")
 
 
+def test_import_leaves_a_relative_link_written_by_hand_before_a_recorded_one_to_the_same_image() -> None:
+    # The person's own `../media/cat.jpg` ahead of a link the export made to that same file: import
+    # restored the first one it met (theirs) and left the export's relative, so the restored body
+    # swapped them. The export counts such look-alikes ahead of each recorded link (`skip`).
+    body = ("by hand [a](../media/cat.jpg) <img src=\"../media/cat.jpg\">\n"
+            f"![c]({CDN}/cat.jpg) then [b](../media/cat.jpg) ![d]({CDN}/cat.jpg?x)\n")
+    exported, links, _ = export_body(body, "posts/p.md", OWN)
+    assert links == [{"url": f"{CDN}/cat.jpg", "path": "media/cat.jpg", "skip": 2},
+                     {"url": f"{CDN}/cat.jpg?x", "path": "media/cat.jpg", "skip": 1}]
+    restored = import_body(exported, "posts/p.md", links, lambda path, url: url.replace("/t1/", "/t2/"))
+    assert restored == body.replace("/t1/", "/t2/")
+    plain = f"![c]({CDN}/cat.jpg) [own](../media/cat.jpg)\n"  # after every recorded link: nothing to count
+    assert export_body(plain, "posts/p.md", OWN)[1] == [{"url": f"{CDN}/cat.jpg", "path": "media/cat.jpg"}]
+
+
 def test_a_body_without_brackets_or_tags_is_not_scanned_for_code(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_scan(body: str) -> list[tuple[int, int]]:
         raise AssertionError("code_ranges ran for a body that cannot hold a link")

@@ -13,7 +13,6 @@ archive are not restored (a row without its file would be a broken image): they 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import zipfile
@@ -111,10 +110,13 @@ class Rekey:
     def id(self, old: str) -> str:
         """The target's id for the archive's ``old`` one: the source tenant id in it replaced once
         (the archive chooses that id: a one-letter one is in every id, and replacing each occurrence
-        multiplied a 64 MiB index by the target id's length), else a digest of it."""
+        multiplied a 64 MiB index by the target id's length), else ``imp_{target}_{old}``: unique to
+        the target and in the order of the old ids (ties of the content source's order are broken by
+        id, and the archive's names follow that order; a digest here shuffled them, so the restored
+        tenant's export named another of two same-slug posts `same.md`)."""
         if self.source in old:
             return old.replace(self.source, self.target, 1)
-        return "imp_" + hashlib.sha256(f"{self.target}\0{old}".encode()).hexdigest()[:24]
+        return f"imp_{self.target}_{old}"
 
     def key(self, old: str) -> str:
         """The target's object key for the archive's ``old`` one, always under ``target/``: a key

@@ -69,9 +69,15 @@ def with_unreadable(meta: dict[str, Any], unreadable: dict[str, Any]) -> dict[st
     return {**meta, "unreadable": unreadable} if unreadable else meta
 
 
+CACHED_LENGTH = 64  # an ISO 8601 time is at most ~35 characters
+
+
 def iso(value: Any) -> str | None:
-    if isinstance(value, int | str):  # the columns' usual types: the same few values come back many
-        return _iso_cached(value)  # times per export (each post's dates in front matter, index, feed)
+    # The columns' usual types: the same few values come back many times per export (each post's
+    # dates in front matter, index, feed). Only short text is cached: the cache kept any value, so a
+    # megabyte of a tenant's text in a time column stayed in the catalog's memory after the export.
+    if isinstance(value, int) or (isinstance(value, str) and len(value) <= CACHED_LENGTH):
+        return _iso_cached(value)
     return _iso(value)
 
 

@@ -102,9 +102,11 @@ def resend_refusal(state: ExportState) -> Refused | None:
 
 def unlock_refusal(tenant_exports: list[ExportState], admission: adm.Decision) -> Refused | None:
     """Free the slot only when no export of the tenant is active in the log, and only when the
-    admission rule (``admission``: what a new request would get now) actually holds the tenant back."""
+    admission rule (``admission``: what a new request would get now) actually holds the tenant back.
+    A log with no valid request (a forged or malformed ExportRequested every service drops) is no
+    export: it is not active, and it held the slot locked for good ("export  is None in the log")."""
     for state in tenant_exports:
-        if not state.terminal:
+        if state.exists and not state.terminal:
             return Refused(f"export {state.export_id} is {state.status} in the log; cancel it first "
                            f"(grove-export cancel {state.export_id}) or let it finish")
     if isinstance(admission, adm.Admit):

@@ -8,10 +8,11 @@ from __future__ import annotations
 import re
 
 # Control characters (an escape sequence repaints or retitles a terminal, a line break forges a line),
-# bidi controls (they reorder what follows) and lone surrogates (half a UTF-16 pair, from a JSON
+# bidi controls (they reorder what follows: U+061C, U+200E/F, U+202A–E, U+2066–9, Unicode's whole set)
+# and lone surrogates (half a UTF-16 pair, from a JSON
 # "\ud800" escape: no character, no UTF-8; printing one raised UnicodeEncodeError, and a token's
 # username holding one made ExportRequested unencodable, a 500): shown as their escapes, never as is.
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def printable(text: str) -> str:

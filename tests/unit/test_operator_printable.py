@@ -87,3 +87,9 @@ def test_a_lone_surrogate_is_no_printable_text() -> None:
     assert has_unprintable("\ud800") and has_unprintable("a\udcffb")
     assert printable("a\ud800b\udfff") == "a\\ud800b\\udfff"
     assert not has_unprintable("Zoë — 東京 ✓ 😀")  # a whole pair is a character
+
+
+def test_printable_escapes_the_arabic_letter_mark_a_bidi_control_too() -> None:
+    """U+061C (ARABIC LETTER MARK) is one of Unicode's bidi controls, like U+200F and U+2066–2069: it
+    printed as is, so a username holding it could reorder the operator's line."""
+    assert printable("ada\u061cgpj.exe") == "ada\\u061cgpj.exe"

@@ -3,12 +3,15 @@ have written to: forged or malformed events must not block, crash or mislead the
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from services.gateway import admission as adm
 from services.gateway.admission_kv import AdmissionStore
+from services.operator import actions
 from shared.bus.connect import Bus
 from shared.core import events as ev
+from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
 from tests.integration.operator.test_operator_see_and_fix import cli, events_of, ok
 
@@ -34,3 +37,44 @@ async def test_unlock_is_not_blocked_by_a_malformed_request_every_service_drops(
     assert f"it named {export_id}, cancelled" in ok(out)
     assert [e.operator for e in await events_of(bus, tenant, export_id) if isinstance(e, ev.AdmissionUnlocked)] \
         == ["ada"]
+
+
+async def _failed(bus: Bus, tenant: str) -> str:
+    export_id = ev.new_export_id()
+    await bus.log.append(ev.ExportRequested(export_id=export_id, tenant_id=tenant, user_id="u1",
+                                            user_email="a@example.org", username="a"), 0)
+    loaded = await bus.log.load(tenant, export_id)
+    await bus.log.append(ev.ExportFailed(export_id=export_id, tenant_id=tenant, step="catalog", reason="db down",
+                                         producer="catalog"), loaded.last_seq)
+    return export_id
+
+
+async def test_two_operators_acting_at_once_act_exactly_once(
+        bus: Bus, store: ObjectStore, settings: Settings) -> None:
+    """Two retries, two resends, two cancels of one export started together: one acts, the other is
+    refused with the log's reason, and the log holds exactly one event of each."""
+    tenant = "tenant_race"
+    ada, bob = actions.Who("ada", "ticket 1"), actions.Who("bob", "ticket 2")
+    export_id = await _failed(bus, tenant)
+    results = await asyncio.gather(actions.retry(bus, store, settings, tenant, export_id, ada),
+                                   actions.retry(bus, store, settings, tenant, export_id, bob),
+                                   return_exceptions=True)
+    assert sum(isinstance(r, str) for r in results) == 1, results
+    assert sum(isinstance(r, actions.Refusal) and "only a failed export" in str(r) for r in results) == 1, results
+    assert sum(isinstance(e, ev.ExportRetried) for e in await events_of(bus, tenant, export_id)) == 1
+    results = await asyncio.gather(actions.cancel(bus, tenant, export_id, ada),
+                                   actions.cancel(bus, tenant, export_id, bob), return_exceptions=True)
+    assert sum(isinstance(r, str) for r in results) == 1, results
+    assert sum(isinstance(r, actions.Refusal) for r in results) == 1, results
+    assert sum(isinstance(e, ev.CancelRequested) for e in await events_of(bus, tenant, export_id)) == 1
+
+    resent = await _failed(bus, tenant)
+    loaded = await bus.log.load(tenant, resent)
+    await bus.log.append(ev.NotificationSent(export_id=resent, tenant_id=tenant, channel="email", kind="failed",
+                                             producer="notifier"), loaded.last_seq)
+    results = await asyncio.gather(actions.resend(bus, tenant, resent, ada), actions.resend(bus, tenant, resent, bob),
+                                   return_exceptions=True)
+    assert sum(isinstance(r, str) for r in results) == 1, results
+    assert sum(isinstance(r, actions.Refusal) and "already due" in str(r) for r in results) == 1, results
+    assert sum(isinstance(e, ev.ResendRequested) for e in await events_of(bus, tenant, resent)) == 1
+

@@ -10,6 +10,7 @@ Errors::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from services.gateway import admission as adm
 from services.gateway.admission_kv import AdmissionStore
@@ -115,7 +116,7 @@ async def resend(bus: Bus, tenant_id: str, export_id: str, who: Who) -> str:
     """ResendRequested: the notifier sends the outcome's email again."""
     for _ in range(ROUNDS):
         loaded = await bus.log.load(tenant_id, export_id)
-        _refuse(decide.resend_refusal(loaded.state), export_id)
+        _refuse(decide.resend_refusal(loaded.state, datetime.now(UTC)), export_id)
         event = ev.ResendRequested(export_id=export_id, tenant_id=tenant_id, operator=who.operator, reason=who.reason,
                                    producer=PRODUCER)
         try:

@@ -15,6 +15,7 @@ from shared.core.lifecycle import (
     is_terminal,
     logged_upload_usable,
     retryable,
+    shown_status,
 )
 from shared.runtime.settings import MAX_DAYS
 
@@ -83,12 +84,15 @@ def slot_for_retry(slot: adm.Slot, active_status: str | None, now: datetime, exp
     return adm.Slot(export_id, now, counted_at, counted_id)
 
 
-def resend_refusal(state: ExportState) -> Refused | None:
+def resend_refusal(state: ExportState, now: datetime) -> Refused | None:
+    """``now``: a complete export past its expiry is expired (:func:`shown_status`) before the janitor
+    records it; the ready email would link to what the gateway already calls expired."""
     if not state.exists:
         return Refused("no such export")
     if state.request is not None and state.request.delivery_method != "email":
         return Refused("this export was asked for as a download only; there is no email to send")
-    if state.status == "expired":
+    expires_at = state.completed.expires_at if state.completed else None
+    if shown_status(state.status or "", expires_at, now) == "expired":
         return Refused("the archive has expired and was deleted; the email would link to nothing")
     if state.status == "cancelled":
         return Refused("the export was cancelled; a cancelled export sends no email (only a complete or failed "

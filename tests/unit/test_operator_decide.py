@@ -122,20 +122,22 @@ def test_a_retried_export_takes_the_slot_back_unless_another_export_holds_it():
 
 def test_resend_is_refused_without_an_outcome_an_email_or_an_archive():
     sent = ev.NotificationSent(**IDS, channel="outbox")
-    assert decide.resend_refusal(fold([REQ, DONE, sent])) is None
-    assert decide.resend_refusal(fold([REQ, DONE])) is not None  # the first email is still due
-    assert "expired" in decide.resend_refusal(fold([REQ, DONE, sent, ev.ExportExpired(**IDS)])).why  # type: ignore[union-attr]
+    assert decide.resend_refusal(fold([REQ, DONE, sent]), T0 - timedelta(days=1)) is None
+    assert decide.resend_refusal(fold([REQ, DONE]), T0 - timedelta(days=1)) is not None  # the first email is still due
+    assert "expired" in decide.resend_refusal(fold([REQ, DONE, sent, ev.ExportExpired(**IDS)]), T0).why  # type: ignore[union-attr]
     download = REQ.model_copy(update={"delivery_method": "download"})
-    assert "download" in decide.resend_refusal(fold([download, DONE])).why  # type: ignore[union-attr]
-    assert "assembling" in decide.resend_refusal(fold([REQ, CAT])).why  # type: ignore[union-attr]
+    assert "download" in decide.resend_refusal(fold([download, DONE]), T0).why  # type: ignore[union-attr]
+    assert "assembling" in decide.resend_refusal(fold([REQ, CAT]), T0).why  # type: ignore[union-attr]
+    # past its expiry, a complete export is expired before the janitor records it
+    assert "expired" in decide.resend_refusal(fold([REQ, DONE, sent]), T0).why  # type: ignore[union-attr]
 
 
 def test_a_resend_of_a_cancelled_export_says_a_cancel_sends_no_email():
     """Seen: "the export is cancelled; there is no outcome to email yet" — as if one would come."""
     cancelled = fold([REQ, CAT, ev.CancelRequested(**IDS), ev.ExportCancelled(**IDS)])
-    why = decide.resend_refusal(cancelled).why  # type: ignore[union-attr]
+    why = decide.resend_refusal(cancelled, T0).why  # type: ignore[union-attr]
     assert "cancelled" in why and "no email" in why and "yet" not in why
-    assert "yet" in decide.resend_refusal(fold([REQ, CAT])).why  # type: ignore[union-attr]  # still running
+    assert "yet" in decide.resend_refusal(fold([REQ, CAT]), T0).why  # type: ignore[union-attr]  # still running
 
 
 def test_unlock_is_refused_while_any_export_of_the_tenant_is_active_or_when_nothing_holds_it_back():

@@ -4,6 +4,7 @@ have written to: forged or malformed events must not block, crash or mislead the
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.gateway import admission as adm
@@ -11,6 +12,7 @@ from services.gateway.admission_kv import AdmissionStore
 from services.operator import actions
 from shared.bus.connect import Bus
 from shared.core import events as ev
+from shared.core import keys
 from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
 from tests.integration.operator.test_operator_see_and_fix import cli, events_of, ok
@@ -78,3 +80,26 @@ async def test_two_operators_acting_at_once_act_exactly_once(
     assert sum(isinstance(r, actions.Refusal) and "already due" in str(r) for r in results) == 1, results
     assert sum(isinstance(e, ev.ResendRequested) for e in await events_of(bus, tenant, resent)) == 1
 
+
+async def test_resend_is_refused_for_a_complete_export_past_its_expiry(bus: Bus, settings: Settings) -> None:
+    """A complete export past its expiry is expired (the gateway shows it so, the janitor records it
+    so) even before the janitor ran; resend appended ResendRequested, and the notifier emailed the
+    person a "ready" link to an archive the gateway calls expired."""
+    tenant = "tenant_past_expiry"
+    export_id = ev.new_export_id()
+    await bus.log.append(ev.ExportRequested(export_id=export_id, tenant_id=tenant, user_id="u1",
+                                            user_email="a@example.org", username="a"), 0)
+    seq = (await bus.log.load(tenant, export_id)).last_seq
+    for event in (ev.FinalizeStarted(export_id=export_id, tenant_id=tenant, producer="finalizer"),
+                  ev.ExportCompleted(export_id=export_id, tenant_id=tenant, producer="finalizer",
+                                     archive_key=keys.archive_key(tenant, export_id, "a", "2026-01-01"),
+                                     size_bytes=10, sha256="0" * 64, item_counts={"posts": 1}, error_count=0,
+                                     expires_at=datetime.now(UTC) - timedelta(hours=1)),
+                  ev.NotificationSent(export_id=export_id, tenant_id=tenant, channel="email", producer="notifier")):
+        seq = await bus.log.append(event, seq)
+    try:
+        said: object = await actions.resend(bus, tenant, export_id, actions.Who("ada", "lost the email"))
+    except actions.Refusal as e:
+        said = e
+    assert isinstance(said, actions.Refusal) and "expired" in str(said), said
+    assert not any(isinstance(e, ev.ResendRequested) for e in await events_of(bus, tenant, export_id))

@@ -142,7 +142,9 @@ async def unlock(bus: Bus, settings: Settings, tenant_id: str, who: Who) -> str:
         status = await admission.active_status(tenant_id, slot.active_export_id) if slot.active_export_id else None
         would = adm.decide(now, slot, status, new_export_id="probe", window_s=settings.rate_window_s,
                            reservation_timeout_s=settings.reservation_timeout_s)
-        refusal = decide.unlock_refusal(states, would)
+        live = slot.active_export_id if status is None and adm.reservation_live(
+            slot, status, now, settings.reservation_timeout_s) else None
+        refusal = decide.unlock_refusal(states, would, reserving=live)
         if refusal:
             typo = "" if states or data else " (the log holds no export of this tenant: a typo?)"
             raise Refusal(f"tenant {tenant_id}: {refusal.why}{typo}")

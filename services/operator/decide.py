@@ -104,15 +104,22 @@ def resend_refusal(state: ExportState, now: datetime) -> Refused | None:
     return None
 
 
-def unlock_refusal(tenant_exports: list[ExportState], admission: adm.Decision) -> Refused | None:
+def unlock_refusal(tenant_exports: list[ExportState], admission: adm.Decision,
+                   reserving: str | None = None) -> Refused | None:
     """Free the slot only when no export of the tenant is active in the log, and only when the
     admission rule (``admission``: what a new request would get now) actually holds the tenant back.
     A log with no valid request (a forged or malformed ExportRequested every service drops) is no
-    export: it is not active, and it held the slot locked for good ("export  is None in the log")."""
+    export: it is not active, and it held the slot locked for good ("export  is None in the log").
+    ``reserving``: the export a live reservation names while the log holds no request of it yet (a
+    gateway between reserving the slot and publishing ExportRequested): freeing the slot then let a
+    second request in beside it, and AdmissionUnlocked written first in its log refused its request."""
     for state in tenant_exports:
         if state.exists and not state.terminal:
             return Refused(f"export {state.export_id} is {state.status} in the log; cancel it first "
                            f"(grove-export cancel {state.export_id}) or let it finish")
+    if reserving is not None:  # a gateway holds a live reservation: its ExportRequested is on the way
+        return Refused(f"a request is being admitted right now (export {reserving} is reserved and not yet in "
+                       "the log); try again in a few seconds")
     if isinstance(admission, adm.Admit):
         return Refused("the admission slot is already free: a new export would be admitted now")
     return None

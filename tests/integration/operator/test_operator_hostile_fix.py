@@ -103,3 +103,21 @@ async def test_resend_is_refused_for_a_complete_export_past_its_expiry(bus: Bus,
         said = e
     assert isinstance(said, actions.Refusal) and "expired" in str(said), said
     assert not any(isinstance(e, ev.ResendRequested) for e in await events_of(bus, tenant, export_id))
+
+
+async def test_unlock_refuses_while_a_request_is_being_admitted(
+        values: dict[str, Any], bus: Bus, settings: Settings) -> None:
+    """A gateway has reserved the slot for a new export and is publishing its ExportRequested: the log
+    shows nothing yet, but the export is about to run. Unlock freed the slot, so a second request was
+    admitted beside it: two active exports for one tenant."""
+    tenant = "tenant_reserving"
+    admission = AdmissionStore(bus, settings, "test")
+    reserved = ev.new_export_id()
+    assert isinstance(await admission.admit(tenant, reserved, None), adm.Admit)  # reserved, not yet published
+    out = cli(values, "unlock", tenant, "--by", "ada", "--reason", "ticket 2")
+    await bus.log.append(ev.ExportRequested(export_id=reserved, tenant_id=tenant, user_id="u1",
+                                            user_email="a@example.org", username="a"), 0)  # the gateway goes on
+    second = await admission.admit(tenant, ev.new_export_id(), None)
+    assert not isinstance(second, adm.Admit), "a second export was admitted beside the first"
+    assert out.returncode == 1 and "Traceback" not in out.stderr, (out.stdout, out.stderr)
+    assert out.stderr.splitlines()[-1].startswith(f"grove-export: tenant {tenant}: ") and reserved in out.stderr

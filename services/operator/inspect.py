@@ -17,7 +17,7 @@ from shared.bus.beats import last_beat
 from shared.bus.connect import Bus
 from shared.core import events as ev
 from shared.core import steps
-from shared.core.lifecycle import ExportState, fold
+from shared.core.lifecycle import ExportState, fold, shown_status
 from shared.core.printable import printable
 from shared.eventlog.directget import subject_counts
 from shared.objectstore import NoSuchUpload, ObjectStore
@@ -77,7 +77,7 @@ class Filters:
     step: str | None = None
 
     def match(self, state: ExportState, now: datetime) -> bool:
-        if self.status and state.status != self.status:
+        if self.status and status_of(state, now) != self.status:
             return False
         if self.step and state.step != self.step:
             return False
@@ -115,6 +115,15 @@ async def list_exports(bus: Bus, settings: Settings, filters: Filters, now: date
     return Page(rows, page, False)
 
 
+def status_of(state: ExportState, now: datetime) -> str | None:
+    """The status the gateway shows: a complete export past its expiry is expired before the janitor
+    records it (:func:`shown_status`); ``show`` said complete, with a size, and ``--status expired``
+    left it out."""
+    if state.status is None:
+        return None
+    return shown_status(state.status, state.completed.expires_at if state.completed else None, now)
+
+
 def size_of(state: ExportState) -> int | None:
     """The archive's size while there is an archive: all parts uploaded (``uploading``) or
     ``complete``; else None. Never the snapshot's source bytes: a cancelled or failed export that
@@ -128,11 +137,12 @@ def size_of(state: ExportState) -> int | None:
 
 def summary(folded: Folded, now: datetime) -> dict[str, Any]:
     s, last = folded.state, folded.last
-    return {"exportId": s.export_id, "tenantId": s.tenant_id, "status": s.status, "step": s.step,
+    status = status_of(s, now)
+    return {"exportId": s.export_id, "tenantId": s.tenant_id, "status": status, "step": s.step,
             "attempt": s.attempt, "createdAt": _iso(s.created_at),
             "ageSeconds": int((now - s.created_at).total_seconds()) if s.created_at else None,
             "lastEvent": last.name() if last else None, "lastEventAt": _iso(last.occurred_at) if last else None,
-            "sizeBytes": size_of(s)}
+            "sizeBytes": size_of(s) if status == s.status else None}  # expired: no archive to offer
 
 
 async def upload_view(store: ObjectStore, settings: Settings, state: ExportState) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from shared.core import events as ev
 from shared.core import keys
 from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
-from tests.integration.operator.test_operator_see_and_fix import cli, events_of, ok
+from tests.integration.operator.test_operator_see_and_fix import cli, events_of, listed, ok, show
 
 
 async def test_unlock_is_not_blocked_by_a_malformed_request_every_service_drops(
@@ -86,17 +86,7 @@ async def test_resend_is_refused_for_a_complete_export_past_its_expiry(bus: Bus,
     so) even before the janitor ran; resend appended ResendRequested, and the notifier emailed the
     person a "ready" link to an archive the gateway calls expired."""
     tenant = "tenant_past_expiry"
-    export_id = ev.new_export_id()
-    await bus.log.append(ev.ExportRequested(export_id=export_id, tenant_id=tenant, user_id="u1",
-                                            user_email="a@example.org", username="a"), 0)
-    seq = (await bus.log.load(tenant, export_id)).last_seq
-    for event in (ev.FinalizeStarted(export_id=export_id, tenant_id=tenant, producer="finalizer"),
-                  ev.ExportCompleted(export_id=export_id, tenant_id=tenant, producer="finalizer",
-                                     archive_key=keys.archive_key(tenant, export_id, "a", "2026-01-01"),
-                                     size_bytes=10, sha256="0" * 64, item_counts={"posts": 1}, error_count=0,
-                                     expires_at=datetime.now(UTC) - timedelta(hours=1)),
-                  ev.NotificationSent(export_id=export_id, tenant_id=tenant, channel="email", producer="notifier")):
-        seq = await bus.log.append(event, seq)
+    export_id = await _complete(bus, tenant, datetime.now(UTC) - timedelta(hours=1))
     try:
         said: object = await actions.resend(bus, tenant, export_id, actions.Who("ada", "lost the email"))
     except actions.Refusal as e:
@@ -121,3 +111,31 @@ async def test_unlock_refuses_while_a_request_is_being_admitted(
     assert not isinstance(second, adm.Admit), "a second export was admitted beside the first"
     assert out.returncode == 1 and "Traceback" not in out.stderr, (out.stdout, out.stderr)
     assert out.stderr.splitlines()[-1].startswith(f"grove-export: tenant {tenant}: ") and reserved in out.stderr
+
+
+async def test_show_and_exports_call_a_complete_export_past_its_expiry_expired(
+        values: dict[str, Any], bus: Bus, settings: Settings) -> None:
+    """The gateway shows a complete export past its expiry as expired before the janitor records it;
+    show said "complete" with the archive's size and ``exports --status expired`` left it out."""
+    tenant = "tenant_show_expiry"
+    export_id = await _complete(bus, tenant, datetime.now(UTC) - timedelta(hours=1))
+    view = show(values, export_id)
+    assert (view["status"], view["sizeBytes"]) == ("expired", None), view
+    assert [r["exportId"] for r in listed(values, "--tenant", tenant, "--status", "expired")] == [export_id]
+    assert listed(values, "--tenant", tenant, "--status", "complete") == []
+
+
+async def _complete(bus: Bus, tenant: str, expires_at: datetime) -> str:
+    """A complete export whose ready email was sent, expiring at ``expires_at``."""
+    export_id = ev.new_export_id()
+    await bus.log.append(ev.ExportRequested(export_id=export_id, tenant_id=tenant, user_id="u1",
+                                            user_email="a@example.org", username="a"), 0)
+    seq = (await bus.log.load(tenant, export_id)).last_seq
+    for event in (ev.FinalizeStarted(export_id=export_id, tenant_id=tenant, producer="finalizer"),
+                  ev.ExportCompleted(export_id=export_id, tenant_id=tenant, producer="finalizer",
+                                     archive_key=keys.archive_key(tenant, export_id, "a", "2026-01-01"),
+                                     size_bytes=10, sha256="0" * 64, item_counts={"posts": 1}, error_count=0,
+                                     expires_at=expires_at),
+                  ev.NotificationSent(export_id=export_id, tenant_id=tenant, channel="email", producer="notifier")):
+        seq = await bus.log.append(event, seq)
+    return export_id

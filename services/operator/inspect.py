@@ -7,6 +7,7 @@ what the operator sees is what the services decide from.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -175,8 +176,19 @@ async def heartbeat(bus: Bus, settings: Settings, tenant_id: str, export_id: str
     if not beats:
         return None
     beat = max(beats, key=lambda b: float(b.get("at", 0)))
-    beat["ageSeconds"] = round(now.timestamp() - float(beat.get("at", 0)), 1)
-    return dict(beat)
+    # a field beside the worker's holding NaN or Infinity (json.loads takes them; anyone can put a beat)
+    # made `show --json` print NaN, which no JSON reader accepts. The workers write scalars only: a
+    # list or object (nested hundreds deep, it would not even print) is left out too
+    shown = {k: v for k, v in beat.items() if _scalar(v)}
+    shown["ageSeconds"] = round(now.timestamp() - float(beat.get("at", 0)), 1)
+    return shown
+
+
+def _scalar(value: Any) -> bool:
+    """A JSON scalar JSON can write: text, a whole number, a bool, null or a finite number."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, (str, int, bool))
 
 
 _ENVELOPE = frozenset({"event_id", "export_id", "tenant_id", "version", "occurred_at", "producer"})

@@ -68,3 +68,17 @@ def test_show_says_how_many_runs_before_the_beat_died(capsys: pytest.CaptureFixt
             "failure": None, "snapshot": None, "upload": None, "heartbeat": hb, "notification": None}
     _print_show(view, SimpleNamespace(events=[]))  # type: ignore[arg-type]
     assert "heartbeat  catalog on h-2, 0.4s ago; 3 earlier runs died in a row" in capsys.readouterr().out
+
+
+async def test_a_beats_fields_that_json_cannot_hold_are_left_out_of_show_json() -> None:
+    """A beat is a worker's JSON, but any user can put one: ``NaN`` or ``Infinity`` in a field beside
+    the worker's own (json.loads takes them) made ``show --json`` print ``NaN``, which no JSON reader
+    (jq, JSON.parse) accepts."""
+    value = b'{"step": "assemble", "worker": "h-1", "at": %f, "since": NaN, "deaths": Infinity, "x": [NaN]}' % (
+        NOW.timestamp() - 2)
+    shown = await inspect.heartbeat(_bus({"assemble.t1.exp_1": value}), SETTINGS, "t1", "exp_1", NOW)
+    assert shown is not None and (shown["step"], shown["worker"], shown["ageSeconds"]) == ("assemble", "h-1", 2.0)
+    json.dumps(shown, allow_nan=False)  # raised ValueError: the document held NaN
+    deep = b'{"step": "assemble", "worker": "h-1", "at": 1.0, "x": %s}' % (b"[" * 900 + b"]" * 900)
+    shown = await inspect.heartbeat(_bus({"assemble.t1.exp_1": deep}), SETTINGS, "t1", "exp_1", NOW)
+    assert shown is not None and "x" not in shown

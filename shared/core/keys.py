@@ -100,7 +100,7 @@ def parse_beat(data: bytes, step: str) -> dict[str, Any] | None:
     PubAck or an event the server stored there as its answer to someone's request — is no beat."""
     try:
         value = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # arrays nested a thousand deep: RecursionError, a traceback
         return None
     if not isinstance(value, dict) or value.get("step") != step or not isinstance(value.get("worker"), str):
         return None

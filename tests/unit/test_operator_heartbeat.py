@@ -82,3 +82,10 @@ async def test_a_beats_fields_that_json_cannot_hold_are_left_out_of_show_json() 
     deep = b'{"step": "assemble", "worker": "h-1", "at": 1.0, "x": %s}' % (b"[" * 900 + b"]" * 900)
     shown = await inspect.heartbeat(_bus({"assemble.t1.exp_1": deep}), SETTINGS, "t1", "exp_1", NOW)
     assert shown is not None and "x" not in shown
+
+
+async def test_a_value_nested_too_deep_to_read_is_no_beat() -> None:
+    """json.loads raises RecursionError (not ValueError) on arrays nested a thousand deep; a key
+    holding one made ``show`` end in a traceback (and every reader of heartbeats with it)."""
+    value = b'{"step": "assemble", "worker": "h-1", "at": 1.0, "x": %s}' % (b"[" * 5000 + b"]" * 5000)
+    assert await inspect.heartbeat(_bus({"assemble.t1.exp_1": value}), SETTINGS, "t1", "exp_1", NOW) is None

@@ -64,7 +64,7 @@ class AdmissionStore:
             return None, revision, None
         try:
             value = None if stored_answer(msg.headers, direct=False) else json.loads(msg.data)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested thousands deep: RecursionError, a traceback
             value = None
         if not isinstance(value, dict):
             log.warning("admission: %s holds a value no gateway wrote; taken as free", key)

@@ -139,3 +139,17 @@ async def _complete(bus: Bus, tenant: str, expires_at: datetime) -> str:
                   ev.NotificationSent(export_id=export_id, tenant_id=tenant, channel="email", producer="notifier")):
         seq = await bus.log.append(event, seq)
     return export_id
+
+
+async def test_unlock_and_retry_read_a_slot_nested_too_deep_as_free(
+        values: dict[str, Any], bus: Bus, settings: Settings) -> None:
+    """Anyone can put a value under a tenant's admission key; arrays nested thousands deep made
+    json.loads raise RecursionError (not ValueError), and unlock and retry ended in a traceback."""
+    tenant = "tenant_deep_slot"
+    export_id = await _failed(bus, tenant)
+    admission = AdmissionStore(bus, settings, "test")
+    await bus.js.publish(f"$KV.{admission.bucket}.tenant.{tenant}", b"[" * 5000 + b"]" * 5000)
+    out = cli(values, "unlock", tenant, "--reason", "x")
+    assert "Traceback" not in out.stderr and "already free" in out.stderr, out.stderr
+    out = cli(values, "retry", export_id, "--by", "ada", "--reason", "x")
+    assert out.returncode == 0 and "attempt 2 started" in out.stdout, out.stderr

@@ -127,7 +127,12 @@ async def test_show_and_exports_call_a_complete_export_past_its_expiry_expired(
 
 async def _complete(bus: Bus, tenant: str, expires_at: datetime) -> str:
     """A complete export whose ready email was sent, expiring at ``expires_at``."""
-    export_id = ev.new_export_id()
+    return await _complete_as(bus, tenant, ev.new_export_id(), expires_at)
+
+
+async def _complete_as(bus: Bus, tenant: str, export_id: str,
+                       expires_at: datetime | None = None) -> str:
+    expires_at = expires_at or datetime.now(UTC) + timedelta(days=7)
     await bus.log.append(ev.ExportRequested(export_id=export_id, tenant_id=tenant, user_id="u1",
                                             user_email="a@example.org", username="a"), 0)
     seq = (await bus.log.load(tenant, export_id)).last_seq
@@ -153,3 +158,18 @@ async def test_unlock_and_retry_read_a_slot_nested_too_deep_as_free(
     assert "Traceback" not in out.stderr and "already free" in out.stderr, out.stderr
     out = cli(values, "retry", export_id, "--by", "ada", "--reason", "x")
     assert out.returncode == 0 and "attempt 2 started" in out.stdout, out.stderr
+
+
+async def test_two_unlocks_at_once_free_the_slot_once(bus: Bus, settings: Settings) -> None:
+    tenant = "tenant_unlock_race"
+    admission = AdmissionStore(bus, settings, "test")
+    export_id = ev.new_export_id()
+    assert isinstance(await admission.admit(tenant, export_id, None), adm.Admit)
+    await _complete_as(bus, tenant, export_id)
+    assert isinstance(await admission.admit(tenant, ev.new_export_id(), None), adm.RateLimited)
+    results = await asyncio.gather(actions.unlock(bus, settings, tenant, actions.Who("ada", "t1")),
+                                   actions.unlock(bus, settings, tenant, actions.Who("bob", "t2")),
+                                   return_exceptions=True)
+    assert sum(isinstance(r, str) for r in results) == 1, results
+    assert sum(isinstance(r, actions.Refusal) and "already free" in str(r) for r in results) == 1, results
+    assert sum(isinstance(e, ev.AdmissionUnlocked) for e in await events_of(bus, tenant, export_id)) == 1

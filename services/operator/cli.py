@@ -37,9 +37,11 @@ def say(*lines: str, file: TextIO | None = None, flush: bool = False) -> None:
     chose, a failure's reason quoting it, tenant ids read from stream subjects — and ESC [2J would
     clear the operator's terminal, ESC ]0;… retitle it, U+202E reverse the line, a line break forge
     a line. Every line these commands print goes through here except ``--json``'s (JSON escapes its
-    own control characters)."""
+    own control characters). A character the terminal's encoding cannot hold (a name in Japanese on
+    a Latin-1 terminal) is its escape too: print() raised UnicodeEncodeError, a traceback."""
+    encoding = getattr(file or sys.stdout, "encoding", None) or "utf-8"
     for line in lines:
-        print(printable(line), file=file, flush=flush)
+        print(printable(line).encode(encoding, "backslashreplace").decode(encoding), file=file, flush=flush)
 
 
 class OperatorError(Exception):

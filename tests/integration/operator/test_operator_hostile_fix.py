@@ -4,6 +4,9 @@ have written to: forged or malformed events must not block, crash or mislead the
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +19,7 @@ from shared.core import keys
 from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
 from tests.integration.operator.test_operator_see_and_fix import cli, events_of, listed, ok, show
+from tests.support.env import to_env
 
 
 async def test_unlock_is_not_blocked_by_a_malformed_request_every_service_drops(
@@ -173,3 +177,22 @@ async def test_two_unlocks_at_once_free_the_slot_once(bus: Bus, settings: Settin
     assert sum(isinstance(r, str) for r in results) == 1, results
     assert sum(isinstance(r, actions.Refusal) and "already free" in str(r) for r in results) == 1, results
     assert sum(isinstance(e, ev.AdmissionUnlocked) for e in await events_of(bus, tenant, export_id)) == 1
+
+
+async def test_show_on_a_terminal_that_is_not_utf8_prints_what_it_cannot_encode_as_escapes(
+        values: dict[str, Any], bus: Bus) -> None:
+    """A Latin-1 terminal (PYTHONIOENCODING or the locale): a requester's name in any other script
+    made print() raise UnicodeEncodeError, and show ended in a traceback."""
+    tenant = "tenant_latin1"
+    export_id = ev.new_export_id()
+    await bus.log.append(ev.ExportRequested(export_id=export_id, tenant_id=tenant, user_id="u1",
+                                            user_email="tokyo@example.org", username="東京"), 0)
+    out = _latin1(values, "show", export_id)
+    assert out.returncode == 0 and b"Traceback" not in out.stderr, out.stderr.decode("latin-1")
+    assert b"by \\u6771\\u4eac <" in out.stdout, out.stdout
+
+
+def _latin1(values: dict[str, Any], *args: str) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, **to_env(values), "PYTHONIOENCODING": "latin-1"}
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, timeout=60,
+                          check=False)

@@ -196,3 +196,15 @@ def _latin1(values: dict[str, Any], *args: str) -> subprocess.CompletedProcess[b
     env = {**os.environ, **to_env(values), "PYTHONIOENCODING": "latin-1"}
     return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, timeout=60,
                           check=False)
+
+
+async def test_the_warnings_of_a_hostile_log_reach_the_terminal_escaped(
+        values: dict[str, Any], bus: Bus, settings: Settings) -> None:
+    """The log's warning about a dropped event names its subject, and anyone chose that subject's
+    tokens; the command printed the warning to stderr as is, ESC and all."""
+    prefix = settings.subject_prefix
+    await bus.js.publish(f"{prefix}.t\x1b]0;pwned\x07x.exp_hostile1.ExportRequested", b"{not json",
+                         stream=settings.stream_name)
+    out = cli(values, "exports")
+    assert out.returncode == 0, out.stderr
+    assert "\x1b" not in out.stderr and "\x07" not in out.stderr, repr(out.stderr)

@@ -13,6 +13,7 @@ from services.janitor.main import Janitor
 from shared.bus.connect import Bus, connect
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
+from shared.core.lifecycle import ExportState
 from shared.objectstore.factory import open_store
 from tests.chaos.conftest import Tally
 from tests.chaos.harness import chaos_values, run_scenario
@@ -66,17 +67,24 @@ async def test_a_store_down_for_good_fails_the_export_after_three_retries_with_a
     settings = build(values)
     store = await open_store(settings, create_buckets=True)
     bus = await connect(settings, "chaos", ensure=True)
-    stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_FAULTS_SLOW": "assemble.upload:0.2"})
+    # Each part upload waits 2 s first: the store goes down in that window, after the upload was
+    # opened and before its first part (a sleep of 0.3 s after "assembling" raced a fast machine:
+    # the whole archive was assembled by then, and the finalizer failed instead).
+    stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_FAULTS_SLOW": "assemble.upload:2"})
     try:
         seeded = await seed_tenant(content_source(settings), store, images_bucket=settings.buckets.images,
                                    amber_bucket=settings.buckets.amber, images=30)
         export_id = await request_export(bus, seeded.tenant_id)
-        await wait_status(bus, seeded.tenant_id, export_id, {"assembling"}, 30)
-        await asyncio.sleep(0.3)
+
+        async def opened() -> ExportState | None:
+            state = (await bus.log.load(seeded.tenant_id, export_id)).state
+            return state if state.upload is not None else None
+
+        assert not (await until(opened, 30, 0.05, "the export's upload to be opened")).parts  # none uploaded yet
         proxy.down = True
         state = await wait_status(bus, seeded.tenant_id, export_id, timeout=120)
         assert state.status == "failed"
-        assert state.failure and state.failure.step in ("assemble", "catalog")
+        assert state.failure and state.failure.step == "assemble"
         assert "after 4 attempts" in state.failure.reason and "did not answer" in state.failure.reason.lower()
         assert state.attempts_of(state.failure.step) == 3
         proxy.down = False  # the store comes back: nothing of the failed export may stay open

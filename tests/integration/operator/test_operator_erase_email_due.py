@@ -3,11 +3,7 @@ notify step is a step of the export too. Real nats-server, services, filesystem 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 from aiosmtpd.controller import Controller
 
@@ -17,19 +13,11 @@ from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store
 from tests.integration.mail.conftest import SmtpHandler
-from tests.support.env import build, settings_for, to_env
+from tests.integration.operator.test_operator_erase_hostile import cli
+from tests.support.env import build, settings_for
 from tests.support.pipeline import request_export, wait_status
 from tests.support.stack import logs_of, start_stack
 from tests.support.wait import until
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def cli(values: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **to_env(values)}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=120, check=False, cwd=ROOT)
 
 
 async def test_an_email_still_to_send_is_waited_for_not_sent_after_the_erasure(

@@ -3,9 +3,6 @@ called it cancelled. Real nats-server, services as processes, the filesystem sto
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +11,10 @@ from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
-from tests.support.env import to_env
+from tests.integration.operator.test_operator_erase_hostile import cli
 from tests.support.pipeline import request_export, wait_status
 from tests.support.stack import logs_of, start_stack
 from tests.support.wait import until
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def cli(values: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **to_env(values)}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=120, check=False, cwd=ROOT)
 
 
 async def test_a_catalog_cancelled_mid_read_is_waited_for_and_what_it_wrote_erased(

@@ -37,7 +37,7 @@ from services.archivetools.documents import (
 from shared.archive.frontmatter import parse_markdown
 from shared.archive.layout import INDEX_PATH, MANIFEST_PATH
 from shared.archive.ownmedia import MediaRef, OwnMedia, import_body
-from shared.content.port import ContentSource, Row
+from shared.content.port import ClaimHeld, ContentSource, Row
 from shared.content.restore import TenantNotEmpty, content_counts, restore_tenant
 from shared.objectstore import CompletedPart, ObjectStore
 
@@ -250,24 +250,30 @@ async def import_archive(path: Path, tenant: str, db: ContentSource, store: Obje
     report = verify_archive(path)
     if not report.ok:
         raise ImportRefused(f"the archive does not verify: {printable(report.problems[0])}")
-    existing = {t: n for t, n in (await content_counts(db, tenant)).items() if n}
-    if existing:
-        raise ImportRefused(f"tenant {tenant!r} is not empty ({', '.join(f'{n} {t}' for t, n in existing.items())})")
-    with zipfile.ZipFile(path) as zf:
-        plan = plan_restore(zf, tenant, url_template, images_bucket, amber_bucket)
-        username = _document(zf, MANIFEST_PATH).get("username") or tenant
-        put: list[tuple[str, str]] = []
-        try:
-            for bucket, key, member, ctype in plan.objects:
-                put.append((bucket, key))  # before the put: a put cut short may have left it too
-                await put_member(store, bucket, key, zf, member, ctype)
-            await restore_tenant(db, tenant, username, plan.tables)
-        except BaseException as e:
-            for bucket, key in put:
-                await store.delete(bucket, key)  # deleting a key that is not there is no error
-            if isinstance(e, TenantNotEmpty):
-                raise ImportRefused(str(e)) from None
-            raise
+    try:
+        async with db.import_claim(tenant):  # one import into a tenant at a time: check, put, undo
+            existing = {t: n for t, n in (await content_counts(db, tenant)).items() if n}
+            if existing:
+                held = ", ".join(f"{n} {t}" for t, n in existing.items())
+                raise ImportRefused(f"tenant {tenant!r} is not empty ({held})")
+            with zipfile.ZipFile(path) as zf:
+                plan = plan_restore(zf, tenant, url_template, images_bucket, amber_bucket)
+                username = _document(zf, MANIFEST_PATH).get("username") or tenant
+                put: list[tuple[str, str]] = []
+                try:
+                    for bucket, key, member, ctype in plan.objects:
+                        put.append((bucket, key))  # before the put: a put cut short may have left it too
+                        await put_member(store, bucket, key, zf, member, ctype)
+                    await restore_tenant(db, tenant, username, plan.tables)
+                except BaseException as e:
+                    for bucket, key in put:
+                        await store.delete(bucket, key)  # deleting a key that is not there is no error
+                    if isinstance(e, TenantNotEmpty):
+                        raise ImportRefused(str(e)) from None
+                    raise
+    except ClaimHeld:
+        raise ImportRefused(f"another import into tenant {tenant!r} is under way; try again once it has "
+                            "finished") from None
     return plan
 
 

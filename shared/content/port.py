@@ -5,8 +5,9 @@ Errors::
 
     ContentError
      ├── ContentUnavailable   the database did not answer, or its tables are missing
-     └── ContentRejected      a write the source refuses (unknown table or column, a NUL in text on PostgreSQL,
-                              a duplicate id) — checked before anything is written
+     ├── ContentRejected      a write the source refuses (unknown table or column, a NUL in text on PostgreSQL,
+     │                        a duplicate id) — checked before anything is written
+     └── ClaimHeld            another import holds the tenant's import claim
 
 Rows are plain dicts with the spec's column names; times are integers (Unix seconds, UTC), as in
 the spec's D1 schema. Every adapter returns the same dicts for the same rows, in the same order.
@@ -14,7 +15,9 @@ the spec's D1 schema. Every adapter returns the same dicts for the same rows, in
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 Row = dict[str, Any]
@@ -54,6 +57,16 @@ class ContentRejected(ContentError, ValueError):
     """A write the content source refuses; nothing of it was written."""
 
 
+class ClaimHeld(ContentError):
+    """Another import holds this tenant's import claim (:meth:`ContentSource.import_claim`)."""
+
+
+def claim_digest(tenant_id: str) -> bytes:
+    """What names a tenant's import claim (a lock key, a file name): never the id itself, which
+    may hold any character an id allows."""
+    return hashlib.sha256(f"grove-export import {tenant_id}".encode()).digest()
+
+
 class ContentSource(Protocol):
     """Where the catalog reads a tenant's content. Reads stream: a tenant's rows are never all in
     memory at once inside the adapter."""
@@ -82,6 +95,12 @@ class ContentSource(Protocol):
     async def insert_tables(self, batches: Sequence[tuple[str, Iterable[Mapping[str, Any]]]]) -> int:
         """Insert rows into several tables, in the order given, in one transaction: every row of
         every table or none (an importer must not leave half a tenant). Returns how many rows."""
+
+    def import_claim(self, tenant_id: str) -> AbstractAsyncContextManager[None]:
+        """Held while an import writes into ``tenant_id``: entered at once, or :class:`ClaimHeld`
+        when another import holds it — any process on this PostgreSQL database, any process on
+        this machine for a SQLite file. Released on exit, and by the database or the kernel when
+        its holder dies: there is never a stale claim to clear by hand."""
 
     async def close(self) -> None:
         """Release connections (a pool); the source is unusable afterwards."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 
 from shared.content import schema
-from shared.content.port import ContentRejected, ContentUnavailable, Row, checked_rows
+from shared.content.port import ClaimHeld, ContentRejected, ContentUnavailable, Row, checked_rows, claim_digest
 
 # Rows per round trip of a server-side cursor: big enough that the round trips are cheap, small
 # enough that a batch of posts (a few KB each) stays a few MB.
@@ -117,6 +118,27 @@ class PostgresContent:
         except _DRIVER_ERRORS as e:
             raise _unavailable(e) from None
         return sum(len(values) for _, _, values in checked)
+
+    @asynccontextmanager
+    async def import_claim(self, tenant_id: str) -> AsyncIterator[None]:
+        """A session-level advisory lock on a connection of its own (not the pool's: an import also
+        reads and writes through the pool, whatever its size). PostgreSQL releases it when that
+        session ends, so an import that died leaves no claim behind."""
+        key = int.from_bytes(claim_digest(tenant_id)[:8], "big", signed=True)
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_S)
+        except _DRIVER_ERRORS as e:
+            raise _unavailable(e) from None
+        try:
+            try:
+                taken = await conn.fetchval("SELECT pg_try_advisory_lock($1::bigint)", key)
+            except _DRIVER_ERRORS as e:
+                raise _unavailable(e) from None
+            if not taken:
+                raise ClaimHeld(tenant_id)
+            yield
+        finally:
+            await conn.close()  # ends the session, and with it the lock
 
     async def close(self) -> None:
         async with self._lock:

@@ -11,18 +11,20 @@ closed and replaced when the file at ``path`` is no longer the one it opened (a 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from shared.content import schema
-from shared.content.port import ContentRejected, ContentUnavailable, Row, checked_rows
+from shared.content.port import ClaimHeld, ContentRejected, ContentUnavailable, Row, checked_rows, claim_digest
 
 READ_BATCH = 500  # rows per worker-thread hop
 IDLE_CONNECTIONS = 4  # read-only connections kept open between queries
@@ -162,6 +164,38 @@ class SqliteContent:
         except sqlite3.DatabaseError as e:
             raise ContentUnavailable(f"the content database {self.path} cannot be written: {e}") from None
         return sum(len(values) for _, _, values in checked)
+
+    @asynccontextmanager
+    async def import_claim(self, tenant_id: str) -> AsyncIterator[None]:
+        """An exclusive ``flock`` on a file of its own beside the database (``<db>.imports/``), taken
+        without waiting; the kernel releases it when its holder dies. The file is removed on release
+        while still locked; a claimer that opened it just before finds it unlinked and tries again."""
+        folder = self.path.with_name(self.path.name + ".imports")
+        path = folder / f"{claim_digest(tenant_id).hex()[:32]}.lock"
+        try:
+            folder.mkdir(exist_ok=True)
+            while True:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    raise ClaimHeld(tenant_id) from None
+                try:
+                    if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                        break
+                except FileNotFoundError:
+                    pass
+                os.close(fd)  # the holder before removed this file after we opened it: a new one
+        except OSError as e:
+            raise ContentUnavailable(f"the import claim beside {self.path} cannot be taken: {e}") from None
+        try:
+            yield
+        finally:
+            try:
+                path.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
 
     async def close(self) -> None:
         """Close the kept connections."""

@@ -41,7 +41,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import xxhash
 
@@ -98,15 +98,18 @@ class FilesystemStore:
         return etag
 
     def _write_object(self, path: Path, chunks: list[bytes] | list[Path], etag: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "wb") as out:
-            for chunk in chunks:
-                if isinstance(chunk, Path):
-                    with open(chunk, "rb") as src:
-                        shutil.copyfileobj(src, out, 1 << 20)
-                else:
-                    out.write(chunk)
+
+        def write() -> None:
+            with open(tmp, "wb") as out:
+                for chunk in chunks:
+                    if isinstance(chunk, Path):
+                        with open(chunk, "rb") as src:
+                            shutil.copyfileobj(src, out, 1 << 20)
+                    else:
+                        out.write(chunk)
+
+        _into_folder(path, write)
         os.replace(tmp, path)
         _write_etag(path, etag)
 
@@ -186,6 +189,7 @@ class FilesystemStore:
                 if path.is_file():  # missing, or only a prefix of other keys: nothing to delete
                     path.unlink(missing_ok=True)
                     _etag_path(path).unlink(missing_ok=True)
+                    _prune(path.parent, self.root / bucket)
 
         await asyncio.to_thread(remove)
 
@@ -419,6 +423,44 @@ def _empty_trash(aborting: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+_FOLDER_TRIES = 20
+T = TypeVar("T")
+
+
+def _prune(folder: Path, bucket: Path) -> None:
+    """Remove ``folder`` and its parents up to ``bucket`` while they are empty: a key's folders go
+    with its last object, as S3 has no folders to leave (an expired export left
+    ``exports/<tenant>/<export>/work/parts/`` behind for good, three folders an export). A folder
+    written meanwhile is not empty and stays; a writer whose folder went just before it wrote makes
+    it again (:func:`_into_folder`)."""
+    while folder != bucket and bucket in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or already gone): its parents are not empty either
+            return
+        folder = folder.parent
+
+
+def _into_folder(path: Path, write: Callable[[], T]) -> T:
+    """``write()``, which creates a file in ``path``'s folder, after making that folder — and again
+    when :func:`_prune` removed the folder in between (it removes empty folders only, so once a
+    file is in it the folder stays)."""
+    for attempt in range(_FOLDER_TRIES):
+        last = attempt == _FOLDER_TRIES - 1
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, FileNotFoundError):  # a folder on the way pruned while pathlib made the next
+            if last:
+                raise
+            continue
+        try:
+            return write()
+        except FileNotFoundError:
+            if last:
+                raise  # something else is missing (a source file): the same error each time
+    raise AssertionError("unreachable")
+
+
 def _etag_path(path: Path) -> Path:
     return path.with_name(f".{path.name}{_ETAG_SUFFIX}")
 
@@ -479,9 +521,8 @@ def _assemble(d: Path, files: list[Path], target: Path, etag: str) -> None:
         for f in files[1:]:
             with open(f, "rb") as src:
                 _append(src.fileno(), out.fileno(), f.stat().st_size)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _etag_path(target).write_text(f"{etag} {_stamp(growing)}")  # the rename keeps mtime and size
-    os.replace(growing, target)
+    _into_folder(target, lambda: _etag_path(target).write_text(f"{etag} {_stamp(growing)}"))  # the rename
+    os.replace(growing, target)  # keeps mtime and size
 
 
 def _append(src: int, dst: int, size: int) -> None:
@@ -569,7 +610,6 @@ def _complete_staged(d: Path, stride: int, sizes: list[int], target: Path, etag:
     The journal, written before anything changes, lets :func:`_recover` tell a finished completion
     from an interrupted one."""
     staged = d / _STAGED
-    target.parent.mkdir(parents=True, exist_ok=True)
     if all(size == stride for size in sizes[:-1]):
         _replace_text(d / _JOURNAL, f"staged {stride}")
         os.truncate(staged, (len(sizes) - 1) * stride + sizes[-1])
@@ -582,8 +622,8 @@ def _complete_staged(d: Path, stride: int, sizes: list[int], target: Path, etag:
         obj = d / _GROWING
         os.replace(tmp, obj)
         _replace_text(d / _JOURNAL, "gather")
-    _etag_path(target).write_text(f"{etag} {_stamp(obj)}")  # the rename keeps mtime and size
-    os.replace(obj, target)
+    _into_folder(target, lambda: _etag_path(target).write_text(f"{etag} {_stamp(obj)}"))  # the rename keeps
+    os.replace(obj, target)  # mtime and size
 
 
 def _recover_staged(d: Path, mode: str) -> bool:

@@ -163,9 +163,8 @@ async def test_delete_many_removes_every_key_and_nothing_else(store: ObjectStore
     # a missing key and a key that is only a prefix of another are not errors, and the prefix's object stays
     await store.delete_many(bucket, [*keys, "w/never-there", "w/dir"])
     assert [o.key for o in await store.list_keys(bucket, "w/")] == ["w/dir/obj", "w/keep"]
-    if isinstance(store, FilesystemStore):  # no file left beside them either (the ETag side files)
-        left = sorted(p.name for p in store.path(bucket, "w/parts").iterdir())
-        assert left == [], left
+    if isinstance(store, FilesystemStore):  # no file left beside them either (the ETag side files), and
+        assert not store.path(bucket, "w/parts").exists()  # no folder: S3 has none to leave behind
     await store.delete_many(bucket, [])  # nothing to do
 
 

@@ -100,6 +100,8 @@ async def test_janitor_expires_old_archives_fails_dead_exports_and_is_a_no_op_th
 
         again = await Janitor(settings, bus, store).run(later)
         assert (again.expired, again.failed, again.aborted) == (0, 0, 0)
+        # the expired export's work objects went in this run, and its folders with them
+        assert not store.path(settings.buckets.exports, "exports/tA").exists()
         dry = await Janitor(settings, bus, store, dry_run=True).run(later + timedelta(days=30))
         assert dry.expired == 1  # the fresh one, later on; a dry run changes nothing
         assert (await bus.log.load("tB", fresh)).state.status == "complete"

@@ -110,6 +110,7 @@ async def assert_nothing_left(content: ContentSource, store: FilesystemStore, te
     assert await content.tenant(tenant) is None
     assert set((await content_counts(content, tenant)).values()) == {0}
     assert not [p for p in store.root.rglob("*") if p.is_file()], "files were left in the store"
+    assert not [p for p in store.root.glob("*/*")], "folders were left in the store"  # buckets' own stay
 
 
 def _dup_post_id(i: dict) -> None:

@@ -132,6 +132,13 @@ def page_markdown(row: Row, path: str = "pages/page.md", own: OwnMedia | None = 
     return RenderedText(render_markdown(meta, body), meta, body, links, left, None, _not_rewritten(source, own))
 
 
+def _source_id(row: Row) -> str:
+    """The row's id as the snapshot (source ids, errors) and fallback names carry it: text. SQLite's
+    ``id TEXT PRIMARY KEY`` holds NULL (in any number of rows), which failed the snapshot's check and
+    with it the tenant's every export; such an id is "" there, and null in index.json, as stored."""
+    return "" if row["id"] is None else row["id"]
+
+
 def _modified(row: Row, *cols: str) -> datetime:
     for col in cols:
         if (t := ts(row.get(col))) is not None:
@@ -163,27 +170,27 @@ def plan_blog(posts: list[Row], pages: list[Row], media: list[Row], include_imag
     plan, names = Plan(), NameAllocator()
     refs, media_index = [], []
     for row in media:  # names first, so posts can point at their images inside the archive
-        path = layout.media_path(names, row["id"], row.get("filename"))
-        obj = ObjectMember(path, "media", row["id"], _modified(row, "uploaded_at"), images_bucket, row["r2_key"],
+        path = layout.media_path(names, _source_id(row), row.get("filename"))
+        obj = ObjectMember(path, "media", _source_id(row), _modified(row, "uploaded_at"), images_bucket, row["r2_key"],
                            _ctype(row, path), row.get("size"), media_meta(row))
         present = include_images and _object(plan, heads, obj)  # the metadata travels either way
-        refs.append(MediaRef(row["id"], row["r2_key"], row.get("url"), path if present else None))
+        refs.append(MediaRef(_source_id(row), row["r2_key"], row.get("url"), path if present else None))
         media_index.append(index_entry(row, path if present else None, obj.meta))
     own = OwnMedia(refs if include_images else [])  # without images, links keep their URLs
     post_index, feed_items, page_index = [], [], []
     for row in posts:
-        path = layout.post_path(names, row["id"], row["slug"])
+        path = layout.post_path(names, _source_id(row), row["slug"])
         r = post_markdown(row, path, own)
-        plan.texts.append(TextMember(path, "post", row["id"], _modified(row, "updated_at", "created_at"), r.text.encode()))
+        plan.texts.append(TextMember(path, "post", _source_id(row), _modified(row, "updated_at", "created_at"), r.text.encode()))
         post_index.append(text_entry(row["id"], path, r))
         moved()
         feed_items.append(feed_item(row, path, r, own))
         del r  # its text (a copy of the body) is not kept while the next post or feed.json is built
         moved()
     for row in pages:
-        path = layout.page_path(names, row["id"], row["slug"])
+        path = layout.page_path(names, _source_id(row), row["slug"])
         r = page_markdown(row, path, own)
-        plan.texts.append(TextMember(path, "page", row["id"], _modified(row, "updated_at", "created_at"), r.text.encode()))
+        plan.texts.append(TextMember(path, "page", _source_id(row), _modified(row, "updated_at", "created_at"), r.text.encode()))
         page_index.append(text_entry(row["id"], path, r))
         del r
         moved()
@@ -199,8 +206,8 @@ def plan_storage(files: list[Row], amber_bucket: str, heads: Heads | None = None
     plan, names = Plan(), NameAllocator()
     file_index = []
     for row in files:
-        path = layout.file_path(names, row["id"], row.get("filename"), row.get("category"))
-        obj = ObjectMember(path, "file", row["id"], _modified(row, "uploaded_at"), amber_bucket, row["r2_key"],
+        path = layout.file_path(names, _source_id(row), row.get("filename"), row.get("category"))
+        obj = ObjectMember(path, "file", _source_id(row), _modified(row, "uploaded_at"), amber_bucket, row["r2_key"],
                            _ctype(row, path), row.get("size"), file_meta(row))
         present = _object(plan, heads, obj)
         file_index.append(index_entry(row, path if present else None, obj.meta))

@@ -143,7 +143,7 @@ class Catalog:
                     raise  # the store, not this file: retried (transient) or the step fails at once (refused)
                 except InvalidKey:  # e.g. `a//b.jpg`, `../x`, `dir/` on the filesystem store
                     moved()
-                    return "unreadable: its storage key cannot name a file (an empty, . or .. segment, or a / at an end)"
+                    return "unreadable: its storage key cannot name a file (an empty, . or .. segment, a / at an end, a NUL, a name too long)"
                 except StoreError:  # this file, as the assembler decides it: listed in errors.json
                     moved()
                     return "unreadable: the storage service returned an error for this file"

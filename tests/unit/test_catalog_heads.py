@@ -81,3 +81,20 @@ async def test_a_key_the_store_cannot_hold_is_that_items_error_and_an_outage_sti
 
     with pytest.raises(StoreRefused):
         await Catalog(Settings(), Refusing(tmp_path), None)._head_all(wanted, lambda: None)  # type: ignore[arg-type]
+
+
+async def test_a_key_with_a_nul_or_a_name_too_long_for_the_file_system_is_that_items_error(tmp_path: Path) -> None:
+    # SQLite keeps a NUL in text, and a key may carry an uploaded file's long name: on the filesystem
+    # store os.stat raised ValueError ("embedded null byte") or OSError (ENAMETOOLONG), neither a
+    # StoreError, so one such media row failed the tenant's every export ("An internal error occurred").
+    store = FilesystemStore(tmp_path)
+    await store.put("img", "t1/media/ok.jpg", b"fine")
+    long_folder = [f"t1/{'f' * 300}/{i}.jpg" for i in range(LIST_AT_LEAST)]  # read by listing the folder
+    odd = ["t1/media/a\x00b.jpg", "t1/media/" + "é" * 150 + ".jpg", "t1/" + "/".join(["d" * 200] * 25) + "/a.jpg",
+           *long_folder]
+    wanted = [("img", "t1/media/ok.jpg"), *(("img", k) for k in odd)]
+    heads = await Catalog(Settings(), store, None)._head_all(wanted, lambda: None)  # type: ignore[arg-type]
+    assert heads[("img", "t1/media/ok.jpg")] == (4, (await store.head("img", "t1/media/ok.jpg")).etag)
+    for key in odd:
+        reason = heads[("img", key)]
+        assert isinstance(reason, str) and reason.startswith("unreadable: its storage key cannot name a file"), key[:20]

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiosqlite
 
@@ -63,7 +64,8 @@ class SqliteContent:
             db.close()
         if kept is not None:
             return kept
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        # The path percent-encoded: a `#` or `?` in it ended the URI (another file, opened read-write), a `%41` read as `A`.
+        db = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, check_same_thread=False)
         db.row_factory = sqlite3.Row
         db.text_factory = _TEXT
         return db, inode

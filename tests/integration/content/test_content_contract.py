@@ -291,6 +291,22 @@ async def test_sqlite_reads_follow_a_database_file_replaced_under_them(tmp_path:
     await db.close()
 
 
+@pytest.mark.parametrize("folder", ["a#b", "c%41", "d?e"])
+async def test_sqlite_reads_the_file_its_dsn_names_whatever_characters_its_path_holds(
+        tmp_path: Path, folder: str) -> None:
+    # The readers open a `file:` URI (for mode=ro): a path's `#` or `?` cut the URI short (read-write
+    # on another file, created empty beside it: "no such table"), and `%41` read as `A`.
+    (tmp_path / folder).mkdir()
+    db = open_content(sqlite_dsn(tmp_path / folder / "content.db"))
+    await db.init()
+    await db.insert("tenants", [_tenant("t")])
+    await db.insert("posts", [_post("t", "p1", 1)])
+    assert [r["id"] for r in await _all(db.posts("t"))] == ["p1"]
+    assert await db.tenant("t") is not None
+    await db.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder]  # no stray database beside it
+
+
 async def test_tables_missing_on_postgresql_is_content_unavailable(postgres_dsn: str) -> None:
     db = open_content(postgres_dsn)  # a fresh database, never initialised
     with pytest.raises(ContentUnavailable, match="posts"):

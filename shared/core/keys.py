@@ -112,8 +112,12 @@ def parse_beat(data: bytes, step: str) -> dict[str, Any] | None:
 
 def is_tenant_source(prefix_template: str, tenant_id: str, key: object) -> bool:
     """May a content row of ``tenant_id`` name the source object ``key``? Only under the tenant's
-    prefix (``prefix_template`` with ``{tenant}``, ending in ``/``; empty: any key). A key that is
-    not text is the store's and the renderer's to refuse, as before."""
+    prefix (``prefix_template`` with ``{tenant}``, ending in ``/``; empty: any key), and with no
+    ``.`` or ``..`` segment after it (a backslash separating too, as import reads keys):
+    ``t1/../t2/a.jpg`` starts with ``t1/``, but a store or proxy that resolves dot segments answers
+    with tenant t2's object. A key that is not text is the store's and the renderer's to refuse."""
     if not prefix_template or not isinstance(key, str):
         return True
-    return key.startswith(prefix_template.replace("{tenant}", tenant_id))
+    prefix = prefix_template.replace("{tenant}", tenant_id)
+    return key.startswith(prefix) and not any(
+        seg in (".", "..") for seg in key[len(prefix):].replace("\\", "/").split("/"))

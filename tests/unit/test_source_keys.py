@@ -20,6 +20,21 @@ def test_only_keys_under_the_tenants_prefix_are_its_own(key: str, ok: bool) -> N
     assert is_tenant_source("{tenant}/", "t1", key) is ok
 
 
+@pytest.mark.parametrize("key", ["t1/../t2/media/a.jpg", "t1/media/../../t2/a.jpg", "t1/./../t2/a.jpg",
+                                 "t1/..", "t1\\..\\t2\\a.jpg", "t1/..\\t2/a.jpg"])
+def test_a_key_that_climbs_out_of_the_tenants_prefix_is_not_its_own(key: str) -> None:
+    # It starts with `t1/`, but a store or proxy that resolves dot segments (a backslash read as a
+    # separator, as import reads it) answers with another tenant's object for it.
+    assert not is_tenant_source("{tenant}/", "t1", key)
+    assert not is_tenant_source("media/{tenant}/", "t1", "media/" + key)
+
+
+def test_dots_inside_a_name_are_only_a_name() -> None:
+    assert is_tenant_source("{tenant}/", "t1", "t1/media/..a.jpg")
+    assert is_tenant_source("{tenant}/", "t1", "t1/media/a..jpg")
+    assert is_tenant_source("{tenant}/", "t1", "t1/.../a.jpg")
+
+
 def test_the_prefix_follows_the_platforms_layout_and_can_be_off() -> None:
     assert is_tenant_source("media/{tenant}/", "t1", "media/t1/a.jpg")
     assert not is_tenant_source("media/{tenant}/", "t1", "media/t2/a.jpg")

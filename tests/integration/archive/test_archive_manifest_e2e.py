@@ -196,8 +196,9 @@ def test_odd_column_values_and_odd_object_keys_never_fail_the_export(stack: tupl
     # media key with `//`, `..` or a trailing `/`. Now the export completes: an odd value is shown
     # as null or [] and kept as stored under `unreadable`; a file whose key names none is in errors.json.
     deep, ms = "[" * 2000 + "]" * 2000, 1_700_000_000_000_000
-    odd_keys = {"m_slashes": "{t}//media/a.jpg", "m_dots": "{t}/media/../../other/media/b.jpg",
-                "m_folder": "{t}/media/c.jpg/"}
+    odd_keys = {"m_slashes": "{t}//media/a.jpg", "m_folder": "{t}/media/c.jpg/", "m_nul": "{t}/media/d\x00.jpg",
+                "m_long": "{t}/media/" + "é" * 150 + ".jpg"}
+    climbing = {"m_dots": "{t}/media/../../other/media/b.jpg"}  # starts with the tenant's prefix, leaves it
 
     async def prepare(content: ContentSource, store: ObjectStore, settings: Settings) -> tuple[str, dict]:
         seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
@@ -214,7 +215,9 @@ def test_odd_column_values_and_odd_object_keys_never_fail_the_export(stack: tupl
         await content.insert("media", [
             {"id": f"{mid}_{t}", "tenant_id": t, "filename": f"{mid}.jpg", "original_name": None,
              "r2_key": key.format(t=t), "url": None, "size": 1, "mime_type": "image/jpeg", "alt_text": None,
-             "uploaded_at": 100} for mid, key in odd_keys.items()])
+             "uploaded_at": 100} for mid, key in (odd_keys | climbing).items()])
+        await content.insert("posts", [base | {"id": None, "slug": "no-id", "title": "No id", "tags": None,
+                                               "published_at": 100}])  # SQLite's TEXT PRIMARY KEY holds NULL
         return t, {}
 
     try:
@@ -234,10 +237,12 @@ def test_odd_column_values_and_odd_object_keys_never_fail_the_export(stack: tupl
         page = index["pages"][-1]
         assert page["created_at"] is None and page["unreadable"] == {"created_at": "not a time"}
     skipped = {x["source_id"]: x["reason"] for x in errors}
-    assert set(skipped) == {f"{mid}_{t}" for mid in odd_keys}, errors
-    assert all(r.startswith("unreadable: its storage key cannot name a file") for r in skipped.values())
-    assert "3 items could not be included (see errors.json)" in readme
-    assert len(index["media"]) == 5 and sum(m["in_archive"] for m in index["media"]) == 2
+    assert set(skipped) == {f"{mid}_{t}" for mid in odd_keys | climbing}, errors
+    assert all(skipped[f"{mid}_{t}"].startswith("unreadable: its storage key cannot name a file") for mid in odd_keys)
+    assert skipped[f"m_dots_{t}"].startswith("outside: its storage key is not under this tenant's")
+    assert "5 items could not be included (see errors.json)" in readme
+    assert len(index["media"]) == 7 and sum(m["in_archive"] for m in index["media"]) == 2
+    assert [p["path"] for p in index["posts"] if p["id"] is None] == ["posts/no-id.md"]
 
 
 @pytest.mark.parametrize("mode", ["blog", "storage"])

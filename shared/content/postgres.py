@@ -56,6 +56,8 @@ class PostgresContent:
                                                            timeout=CONNECT_TIMEOUT_S)
                 except _DRIVER_ERRORS as e:
                     raise _unavailable(e) from None
+                except (ValueError, ArithmeticError) as e:  # asyncpg parsing the DSN: a port not a number, past 65535
+                    raise ContentUnavailable(f"the content DSN cannot be used: {type(e).__name__}: {e}") from None
             return self._pool
 
     async def init(self) -> None:

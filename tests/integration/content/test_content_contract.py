@@ -236,6 +236,18 @@ async def test_a_database_that_cannot_be_read_is_content_unavailable(tmp_path: P
         await db.close()
 
 
+@pytest.mark.parametrize("dsn", ["postgresql://u:s3cret@127.0.0.1:abc/db", "postgresql://u:s3cret@127.0.0.1:99999/db",
+                                 "postgresql://u:s3cret@[::1/db"])
+async def test_a_postgresql_dsn_that_cannot_be_parsed_is_content_unavailable_without_its_password(dsn: str) -> None:
+    # asyncpg raised ValueError or OverflowError, not a ContentError: the catalog said "An internal
+    # error occurred" and the command line printed a traceback instead of its one line.
+    db = open_content(dsn)
+    with pytest.raises(ContentUnavailable) as caught:
+        await _all(db.posts("t"))
+    assert "s3cret" not in str(caught.value)
+    await db.close()
+
+
 async def test_sqlite_reads_reuse_their_connections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Opening a connection per query cost the catalog ~2.8 ms of CPU per small export (five queries;
     # measured 4.5 → 1.7 ms): the adapter keeps idle read-only connections between queries.

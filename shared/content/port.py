@@ -6,7 +6,7 @@ Errors::
     ContentError
      ├── ContentUnavailable   the database did not answer, or its tables are missing
      ├── ContentRejected      a write the source refuses (unknown table or column, a NUL in text on PostgreSQL,
-     │                        a duplicate id) — checked before anything is written
+     │                        a lone surrogate, a duplicate id) — checked before anything is written
      └── ClaimHeld            another import holds the tenant's import claim
 
 Rows are plain dicts with the spec's column names; times are integers (Unix seconds, UTC), as in
@@ -106,6 +106,16 @@ class ContentSource(Protocol):
         """Release connections (a pool); the source is unusable afterwards."""
 
 
+def _lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate in ``text`` (JSON can spell one, ``"\\ud800"``; no database stores
+    one: the drivers raised UnicodeEncodeError mid-write), or None (a C-level check in the common case)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return text[e.start]
+    return None
+
+
 def checked_rows(table: str, rows: Iterable[Mapping[str, Any]], *,
                  nul_ok: bool, any_type_ok: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
     """Validate a write before anything touches the database: the table and every column must be
@@ -133,6 +143,9 @@ def checked_rows(table: str, rows: Iterable[Mapping[str, Any]], *,
         for col, value in row.items():
             if not nul_ok and isinstance(value, str) and "\x00" in value:
                 raise ContentRejected(f"{table} row {n} ({row.get('id')!r}): {col} contains a NUL character")
+            if isinstance(value, str) and (lone := _lone_surrogate(value)) is not None:
+                raise ContentRejected(f"{table} row {n} ({row.get('id')!r}): {col} holds a lone surrogate "
+                                      f"(U+{ord(lone):04X}), which is not text")
             if not any_type_ok and (table, col) in INTEGER_COLUMNS and value is not None and \
                     not (isinstance(value, int) and -(2**63) <= value < 2**63):
                 raise ContentRejected(f"{table} row {n} ({row.get('id')!r}): {col} holds {value!r:.60}, which is "

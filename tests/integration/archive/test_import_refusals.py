@@ -211,6 +211,17 @@ async def test_text_kept_under_unreadable_goes_back_on_sqlite_and_is_refused_who
     await assert_nothing_left(content, store, "tenant_b")
 
 
+async def test_text_with_a_lone_surrogate_is_refused_in_one_line_and_nothing_is_left(
+        tmp_path: Path, content: ContentSource) -> None:
+    """index.json can spell a lone surrogate (`"\\ud83c"`, half of 🌲); no database holds one: the
+    driver's UnicodeEncodeError reached the command line as a traceback, after the image was put."""
+    path = archive(tmp_path / "a.zip", edit_index=lambda i: i["media"][0].update(alt_text="half \ud83c"))
+    store = FilesystemStore(tmp_path / "store")
+    with pytest.raises(ContentError, match=re.escape("alt_text holds a lone surrogate (U+D83C)")):
+        await run_import(path, "tenant_b", content, store)
+    await assert_nothing_left(content, store, "tenant_b")
+
+
 async def test_a_write_the_database_refuses_part_way_leaves_nothing(tmp_path: Path, content: ContentSource) -> None:
     """The plan is sound, but another tenant already holds the id the second post gets: the media
     rows went in first, the tenant row before them; all of it is undone, and the image deleted."""

@@ -179,6 +179,18 @@ async def test_text_in_an_integer_column_round_trips_on_sqlite_and_is_refused_wh
     assert await _all(source.posts("t")) == [] and await _all(source.media("t")) == []
 
 
+async def test_text_with_a_lone_surrogate_is_refused_whole_on_every_adapter(source: ContentSource) -> None:
+    """JSON can spell a lone surrogate (``"\\ud800"``), so an archive's index.json can hand import one;
+    neither database can store it (UTF-8 has no such character). The batch, tenant row included, is
+    refused before anything is written, in a line naming the row and column (the driver's
+    UnicodeEncodeError named neither and ended import in a traceback)."""
+    batch = [("tenants", [_tenant("t")]), ("media", [_media("t", "m1", 1) | {"alt_text": "half \ud83c of a tree"}])]
+    with pytest.raises(ContentRejected) as refused:
+        await source.insert_tables(batch)
+    assert str(refused.value) == "media row 0 ('m1'): alt_text holds a lone surrogate (U+D83C), which is not text"
+    assert await source.tenant("t") is None and await _all(source.media("t")) == []
+
+
 async def test_unknown_tables_and_columns_are_refused(source: ContentSource) -> None:
     with pytest.raises(ContentRejected, match="unknown table"):
         await source.insert("posts; DROP TABLE tenants", [{"id": "x"}])

@@ -124,7 +124,7 @@ class Rekey:
         the path would put its bytes elsewhere (``..``: under another tenant's keys). A backslash
         separates segments too here (stores and proxies on Windows, and some that mimic them, read it
         so), while one inside a name is left as it is."""
-        if "\x00" in old:
+        if "\x00" in old or any("\ud800" <= c <= "\udfff" for c in old):  # a lone surrogate: JSON spells one
             raise ImportRefused(f"the archive names an unsafe object key {old!r}")
         prefix = f"{self.source}/"
         rest = old[len(prefix):] if old.startswith(prefix) else f"imported/{old}"

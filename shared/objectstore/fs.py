@@ -68,7 +68,7 @@ _ABORTING = ".aborting"  # under .uploads/: folders of aborted uploads, taken ou
 
 def _safe_key(key: str) -> str:
     parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key or "\x00" in key:
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key:
         raise InvalidKey(f"unsafe key {key!r}")
     return key
 
@@ -122,10 +122,6 @@ class FilesystemStore:
             st = path.stat()
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(f"{bucket}/{key}") from None
-        except OSError as e:  # a name (or path) longer than the file system holds: no file has it
-            if e.errno == errno.ENAMETOOLONG:
-                raise InvalidKey(f"key too long for the file system: {key[:80]!r}…") from None
-            raise
         if not stat.S_ISREG(st.st_mode):  # a folder is only a prefix of other keys, not an object
             raise ObjectNotFound(f"{bucket}/{key}")
         return ObjectInfo(key, st.st_size, _read_etag(path, st), datetime.fromtimestamp(st.st_mtime, UTC))
@@ -206,13 +202,8 @@ class FilesystemStore:
         if folder and (folder.startswith("/") or any(p in (".", "..") for p in folder.split("/")[:-1])):
             return []
         start = base / folder if folder else base
-        try:
-            if not start.is_dir():
-                return []
-        except OSError as e:  # a folder name longer than the file system holds: no key is under it
-            if e.errno == errno.ENAMETOOLONG:
-                return []
-            raise
+        if not start.is_dir():
+            return []
         out = []
         for path in sorted(start.rglob("*")):
             if not path.is_file() or path.name.startswith(".") or path.name.endswith(_ETAG_SUFFIX):

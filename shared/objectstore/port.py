@@ -7,8 +7,7 @@ Errors::
     ├── PreconditionFailed   If-Match did not match: the object changed since it was seen
     ├── NoSuchUpload         the multipart upload id is unknown (completed or aborted)
     ├── InvalidKey           no object can have this key in this store (the filesystem store: an
-    │                        empty, ``.`` or ``..`` segment, a leading or trailing ``/``, a backslash,
-    │                        a NUL; a name too long for the file system, when HEADed)
+    │                        empty, ``.`` or ``..`` segment, a leading or trailing ``/``, a backslash)
     ├── StoreRefused         permanent: retrying will not help (403, a missing bucket, 405, 501);
     │                        ``reason`` says what in words, without hosts or keys
     └── StoreUnavailable     transient: the store did not answer (after the adapter's retries)

@@ -118,13 +118,44 @@ class FilesystemStore:
 
     def _head(self, bucket: str, key: str) -> ObjectInfo:
         path = self.path(bucket, key)
+        fd = self._open(bucket, key)
         try:
-            st = path.stat()
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return ObjectInfo(key, st.st_size, _read_etag(path, st), datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def _open(self, bucket: str, key: str) -> int:
+        """A descriptor of the regular file ``key`` names in the bucket's folder, reached one segment
+        at a time without following a symbolic link (a tenant's media folder is written by others: a
+        link to /etc/passwd or to another tenant's folder is no object of this key) and opened without
+        blocking (a FIFO put where a file was would hold the reader in open() for good). Anything but
+        a regular file — a folder (only a prefix of other keys), a FIFO, a device, a link — is
+        ObjectNotFound. The bucket's folder itself may be a link (a deployment's choice, not a key's)."""
+        segments = _safe_key(key).split("/")
+        try:
+            folder = os.open(self.root / _safe_key(bucket), os.O_RDONLY | os.O_DIRECTORY)
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(f"{bucket}/{key}") from None
-        if not stat.S_ISREG(st.st_mode):  # a folder is only a prefix of other keys, not an object
+        try:
+            for segment in segments[:-1]:
+                inner = os.open(segment, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=folder)
+                os.close(folder)
+                folder = inner
+            fd = os.open(segments[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(f"{bucket}/{key}") from None
+        except OSError as e:
+            if e.errno != errno.ELOOP:  # ELOOP: O_NOFOLLOW met a link
+                raise
+            raise ObjectNotFound(f"{bucket}/{key}") from None
+        finally:
+            os.close(folder)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
             raise ObjectNotFound(f"{bucket}/{key}")
-        return ObjectInfo(key, st.st_size, _read_etag(path, st), datetime.fromtimestamp(st.st_mtime, UTC))
+        os.set_blocking(fd, True)
+        return fd
 
     async def get(
         self,
@@ -137,12 +168,10 @@ class FilesystemStore:
         chunk_size: int = 1 << 20,
     ) -> AsyncIterator[bytes]:
         path = self.path(bucket, key)
+        handle = os.fdopen(await asyncio.to_thread(self._open, bucket, key), "rb")
         try:
-            handle = await asyncio.to_thread(open, path, "rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise ObjectNotFound(f"{bucket}/{key}") from None
-        try:
-            if if_match is not None and await asyncio.to_thread(_read_etag, path) != if_match.strip('"'):
+            if if_match is not None and await asyncio.to_thread(_read_etag, path, os.fstat(handle.fileno())) \
+                    != if_match.strip('"'):
                 raise PreconditionFailed(f"{bucket}/{key} changed")
             await asyncio.to_thread(handle.seek, start)
             left = None if end is None else max(0, end - start)
@@ -163,10 +192,7 @@ class FilesystemStore:
         plain file reads, no hop through the event loop per chunk. Checks run before the first
         chunk, as :meth:`get` does."""
         path = self.path(bucket, key)
-        try:
-            handle = open(path, "rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise ObjectNotFound(f"{bucket}/{key}") from None
+        handle = os.fdopen(self._open(bucket, key), "rb")
         try:  # the opened file's own stat: one path lookup fewer per member (many small files)
             if if_match is not None and _read_etag(path, os.fstat(handle.fileno())) != if_match.strip('"'):
                 raise PreconditionFailed(f"{bucket}/{key} changed")
@@ -202,11 +228,12 @@ class FilesystemStore:
         if folder and (folder.startswith("/") or any(p in (".", "..") for p in folder.split("/")[:-1])):
             return []
         start = base / folder if folder else base
-        if not start.is_dir():
-            return []
+        if not start.is_dir() or os.path.realpath(start) != os.path.join(os.path.realpath(base), folder.rstrip("/")):
+            return []  # missing, or reached through a link: no key of this bucket is there (see _open)
         out = []
-        for path in sorted(start.rglob("*")):
-            if not path.is_file() or path.name.startswith(".") or path.name.endswith(_ETAG_SUFFIX):
+        for path in sorted(start.rglob("*")):  # rglob enters no linked folder
+            if path.is_symlink() or not path.is_file() or path.name.startswith(".") or \
+                    path.name.endswith(_ETAG_SUFFIX):
                 continue
             key = path.relative_to(base).as_posix()
             if key.startswith(prefix):

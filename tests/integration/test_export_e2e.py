@@ -128,3 +128,27 @@ async def test_two_tenants_export_at_once(bus: Bus, store: ObjectStore, content:
     aa, ab = await fetch_archive(store, settings, sa), await fetch_archive(store, settings, sb)
     assert aa.manifest["tenant_id"] == a.tenant_id and ab.manifest["tenant_id"] == b.tenant_id
     assert len([n for n in ab.names() if n.startswith("media/")]) == 3
+
+
+async def test_a_media_file_that_is_a_link_out_of_the_tenants_folder_is_never_exported(
+        bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings, tmp_path: Path) -> None:
+    """On the filesystem store a tenant's media file replaced by a symbolic link — to a file outside
+    the store, to another tenant's photo — is not a file in storage: errors.json says `missing`, and
+    neither target's bytes are in the archive."""
+    if settings.store != "fs":
+        pytest.skip("symbolic links are the filesystem store's")
+    victim = await _seed(content, store, settings, posts=1, images=2, seed=3)
+    thief = await _seed(content, store, settings, posts=1, images=3, seed=4)
+    images = Path(settings.store_root) / settings.buckets.images
+    secret = tmp_path / "passwd"
+    secret.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n")
+    for key, target in ((thief.image_keys[1], images / victim.image_keys[0]), (thief.image_keys[2], secret)):
+        (images / key).unlink()
+        (images / key).symlink_to(target)
+    export_id = await request_export(bus, thief.tenant_id)
+    state = await wait_status(bus, thief.tenant_id, export_id)
+    archive = await fetch_archive(store, settings, state)
+    assert [e["reason"] for e in archive.errors] == ["missing: the file is not in storage"] * 2
+    held = [archive.zf.read(n) for n in archive.names() if n.startswith("media/")]
+    assert len(held) == 1
+    assert secret.read_bytes() not in held and (images / victim.image_keys[0]).read_bytes() not in held

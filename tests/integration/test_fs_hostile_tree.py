@@ -1,0 +1,90 @@
+"""The filesystem store reads a folder others write (a tenant's media): what is in it is not trusted.
+A key names a regular file in the bucket's folder, reached without following a symbolic link; a
+link (to /etc/passwd, to another tenant's folder), a FIFO or a device is no object — never read,
+never waited on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+
+import pytest
+
+from services.catalog.service import Catalog
+from shared.objectstore import ObjectNotFound
+from shared.objectstore.fs import FilesystemStore
+from shared.runtime.settings import Settings
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
+
+SECRET = b"root:x:0:0:root:/root:/bin/bash\n"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> tuple[FilesystemStore, Path]:
+    """t1's media holds a link to a file outside the store and a link to t2's media folder."""
+    outside = tmp_path / "etc-passwd"
+    outside.write_bytes(SECRET)
+    root = tmp_path / "store"
+    (root / "img" / "t2" / "media").mkdir(parents=True)
+    (root / "img" / "t2" / "media" / "private.jpg").write_bytes(b"t2's photo")
+    media = root / "img" / "t1" / "media"
+    media.mkdir(parents=True)
+    (media / "own.jpg").write_bytes(b"t1's photo")
+    (media / "passwd.jpg").symlink_to(outside)
+    (media / "other").symlink_to(root / "img" / "t2" / "media")
+    (root / "img" / "t3").symlink_to(root / "img" / "t2")  # a tenant's whole folder a link to another's
+    return FilesystemStore(root), root
+
+
+LINKED = ["t1/media/passwd.jpg", "t1/media/other/private.jpg", "t3/media/private.jpg"]
+
+
+@pytest.mark.parametrize("key", LINKED)
+async def test_a_key_through_a_symbolic_link_is_no_object(tree: tuple[FilesystemStore, Path], key: str) -> None:
+    store, _ = tree
+    with pytest.raises(ObjectNotFound):
+        await store.head("img", key)
+    with pytest.raises(ObjectNotFound):
+        await store.read("img", key)
+    with pytest.raises(ObjectNotFound):
+        b"".join(store.get_blocking("img", key))
+    assert await store.read("img", "t1/media/own.jpg") == b"t1's photo"
+
+
+async def test_a_listing_shows_no_linked_file_and_walks_no_linked_folder(tree: tuple[FilesystemStore, Path]) -> None:
+    store, _ = tree
+    assert [o.key for o in await store.list_keys("img", "t1/")] == ["t1/media/own.jpg"]
+    assert await store.list_keys("img", "t1/media/other/") == []
+    assert await store.list_keys("img", "t3/") == []
+
+
+async def test_the_catalog_never_takes_a_linked_file_into_an_export(tree: tuple[FilesystemStore, Path]) -> None:
+    store, _ = tree
+    wanted = [("img", k) for k in ["t1/media/own.jpg", *LINKED]]
+    heads = await Catalog(Settings(), store, None)._head_all(wanted, lambda: None)  # type: ignore[arg-type]
+    assert heads[("img", "t1/media/own.jpg")] == (10, (await store.head("img", "t1/media/own.jpg")).etag)
+    assert all(heads[("img", k)] == "missing: the file is not in storage" for k in LINKED)
+
+
+async def test_a_fifo_where_a_file_was_is_no_object_and_no_read_waits_on_it(tmp_path: Path) -> None:
+    # The catalog saw a file; by the time the assembler reads it, it is a FIFO nobody writes:
+    # opening it to read used to block the encoder's thread for good.
+    store = FilesystemStore(tmp_path)
+    etag = await store.put("img", "t1/media/a.jpg", b"photo")
+    path = tmp_path / "img" / "t1" / "media" / "a.jpg"
+    path.unlink()
+    os.mkfifo(path)
+    try:
+        with pytest.raises(ObjectNotFound):
+            await asyncio.wait_for(asyncio.to_thread(lambda: b"".join(
+                store.get_blocking("img", "t1/media/a.jpg", if_match=etag))), 5)
+        with pytest.raises(ObjectNotFound):
+            await asyncio.wait_for(store.read("img", "t1/media/a.jpg", if_match=etag), 5)
+        with pytest.raises(ObjectNotFound):
+            await asyncio.wait_for(store.head("img", "t1/media/a.jpg"), 5)
+    finally:  # a reader still blocked in open() is let go, so the test process can end
+        with contextlib.suppress(OSError):
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))

@@ -66,10 +66,20 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 _ABORTING = ".aborting"  # under .uploads/: folders of aborted uploads, taken out of sight to be deleted
 
 
+KEY_BYTES = 1024  # S3's longest key (UTF-8); a path of more could also pass the system's 4,096 below the root
+NAME_BYTES = 255  # the longest file name Linux filesystems take
+
+
 def _safe_key(key: str) -> str:
     parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key:
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key or "\0" in key:
         raise InvalidKey(f"unsafe key {key!r}")
+    try:
+        size = len(key.encode())
+    except UnicodeEncodeError:  # a lone surrogate: no file name
+        raise InvalidKey(f"key {key!r} is not UTF-8") from None
+    if size > KEY_BYTES or any(len(p.encode()) > NAME_BYTES for p in parts):
+        raise InvalidKey(f"key {key[:64]!r}… is too long for a file name")
     return key
 
 
@@ -225,8 +235,11 @@ class FilesystemStore:
     def _list_keys(self, bucket: str, prefix: str) -> list[ObjectInfo]:
         base = self.root / bucket
         folder = prefix[:prefix.rfind("/") + 1]  # walk only the prefix's folder, not the whole bucket
-        if folder and (folder.startswith("/") or any(p in (".", "..") for p in folder.split("/")[:-1])):
-            return []
+        if folder:
+            try:
+                _safe_key(folder[:-1])
+            except InvalidKey:  # no key that _safe_key takes is under it
+                return []
         start = base / folder if folder else base
         if not start.is_dir() or os.path.realpath(start) != os.path.join(os.path.realpath(base), folder.rstrip("/")):
             return []  # missing, or reached through a link: no key of this bucket is there (see _open)
@@ -511,8 +524,15 @@ def _read_etag(path: Path, st: os.stat_result | None = None) -> str:
             return etag
     except (FileNotFoundError, ValueError):
         pass
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:  # a name of over 249 bytes leaves no room for ".<name>.etag"
+            raise
     etag = _hash_file(path)
-    _write_etag(path, etag)
+    try:
+        _write_etag(path, etag)
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
     return etag
 
 

@@ -7,7 +7,8 @@ Errors::
     ├── PreconditionFailed   If-Match did not match: the object changed since it was seen
     ├── NoSuchUpload         the multipart upload id is unknown (completed or aborted)
     ├── InvalidKey           no object can have this key in this store (the filesystem store: an
-    │                        empty, ``.`` or ``..`` segment, a leading or trailing ``/``, a backslash)
+    │                        empty, ``.`` or ``..`` segment, a leading or trailing ``/``, a backslash,
+    │                        a NUL, a segment over 255 bytes, over 1,024 bytes in all)
     ├── StoreRefused         permanent: retrying will not help (403, a missing bucket, 405, 501);
     │                        ``reason`` says what in words, without hosts or keys
     └── StoreUnavailable     transient: the store did not answer (after the adapter's retries)

@@ -88,3 +88,38 @@ async def test_a_fifo_where_a_file_was_is_no_object_and_no_read_waits_on_it(tmp_
     finally:  # a reader still blocked in open() is let go, so the test process can end
         with contextlib.suppress(OSError):
             os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+async def test_a_key_no_file_can_have_is_that_items_reason_not_the_exports_failure(tmp_path: Path) -> None:
+    # A NUL byte, a segment over the filesystem's 255 bytes, a path over its 4,096: stat() raised
+    # ValueError / OSError(ENAMETOOLONG), which failed the catalog step (every retry, the whole export).
+    store = FilesystemStore(tmp_path)
+    await store.put("img", "t1/media/ok.jpg", b"fine")
+    odd = ["t1/media/a\0.jpg", "t1/media/" + "é" * 128 + ".jpg", "t1/" + "d/" * 2100 + "x.jpg"]
+    heads = await Catalog(Settings(), store, None)._head_all(  # type: ignore[arg-type]
+        [("img", "t1/media/ok.jpg"), *(("img", k) for k in odd)], lambda: None)
+    assert heads[("img", "t1/media/ok.jpg")] == (4, (await store.head("img", "t1/media/ok.jpg")).etag)
+    for key in odd:
+        reason = heads[("img", key)]
+        assert isinstance(reason, str) and reason.startswith("unreadable: its storage key cannot name a file"), key
+
+
+async def test_a_file_whose_name_leaves_no_room_for_its_cached_digest_is_still_read(tmp_path: Path) -> None:
+    # 250 bytes is a legal name; the digest kept beside it (".<name>.etag") is not: reading it raised
+    # ENAMETOOLONG out of head and list_keys, failing the catalog for one long file name.
+    name = "n" * 246 + ".jpg"
+    media = tmp_path / "img" / "t1" / "media"
+    media.mkdir(parents=True)
+    (media / name).write_bytes(b"long-named photo")
+    store = FilesystemStore(tmp_path)
+    info = await store.head("img", f"t1/media/{name}")
+    assert info.size == 16
+    assert [o.key for o in await store.list_keys("img", "t1/media/")] == [f"t1/media/{name}"]
+    assert await store.read("img", f"t1/media/{name}", if_match=info.etag) == b"long-named photo"
+
+
+@pytest.mark.parametrize("folder", ["t1/a\0b/", "t1/" + "d/" * 2100, "t1/" + "n" * 300 + "/"])
+async def test_listing_a_folder_no_key_can_be_in_is_empty(tmp_path: Path, folder: str) -> None:
+    store = FilesystemStore(tmp_path)
+    await store.put("img", "t1/media/ok.jpg", b"fine")
+    assert await store.list_keys("img", folder) == []

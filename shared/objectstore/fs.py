@@ -180,8 +180,8 @@ class FilesystemStore:
         path = self.path(bucket, key)
         handle = os.fdopen(await asyncio.to_thread(self._open, bucket, key), "rb")
         try:
-            if if_match is not None and await asyncio.to_thread(_read_etag, path, os.fstat(handle.fileno())) \
-                    != if_match.strip('"'):
+            seen = os.fstat(handle.fileno())
+            if if_match is not None and await asyncio.to_thread(_read_etag, path, seen) != if_match.strip('"'):
                 raise PreconditionFailed(f"{bucket}/{key} changed")
             await asyncio.to_thread(handle.seek, start)
             left = None if end is None else max(0, end - start)
@@ -193,6 +193,8 @@ class FilesystemStore:
                 if left is not None:
                     left -= len(chunk)
                 yield chunk
+            if if_match is not None:
+                _unchanged(handle, seen, f"{bucket}/{key}")
         finally:
             handle.close()
 
@@ -204,12 +206,13 @@ class FilesystemStore:
         path = self.path(bucket, key)
         handle = os.fdopen(self._open(bucket, key), "rb")
         try:  # the opened file's own stat: one path lookup fewer per member (many small files)
-            if if_match is not None and _read_etag(path, os.fstat(handle.fileno())) != if_match.strip('"'):
+            seen = os.fstat(handle.fileno())
+            if if_match is not None and _read_etag(path, seen) != if_match.strip('"'):
                 raise PreconditionFailed(f"{bucket}/{key} changed")
         except BaseException:
             handle.close()
             raise
-        return _read_range(handle, start, end, chunk_size)
+        return _read_range(handle, start, end, chunk_size, seen if if_match is not None else None, f"{bucket}/{key}")
 
     async def read(self, bucket: str, key: str, *, if_match: str | None = None) -> bytes:
         return b"".join([c async for c in self.get(bucket, key, if_match=if_match)])
@@ -711,14 +714,28 @@ def _recover(d: Path) -> bool:
     return False
 
 
-def _read_range(handle: BinaryIO, start: int, end: int | None, chunk_size: int) -> Iterator[bytes]:
+def _unchanged(handle: BinaryIO, seen: os.stat_result, what: str) -> None:
+    """After a read with If-Match: the file is as it was when the ETag was checked. A write into it
+    meanwhile (same size, in place) left the reader old bytes then new — a file that never existed;
+    a replacement by rename is no concern (the open file keeps its bytes). Modification time and size,
+    as the cached ETag trusts them: a write within the same clock tick as the last one goes unseen."""
+    now = os.fstat(handle.fileno())
+    if (now.st_mtime_ns, now.st_size) != (seen.st_mtime_ns, seen.st_size):
+        raise PreconditionFailed(f"{what} changed while it was read")
+
+
+def _read_range(handle: BinaryIO, start: int, end: int | None, chunk_size: int,
+                seen: os.stat_result | None = None, what: str = "") -> Iterator[bytes]:
+    """``seen``: the file's stat when its ETag was checked, for :func:`_unchanged` once read."""
     with handle:
         handle.seek(start)
         left = None if end is None else max(0, end - start)
         while left is None or left > 0:
             chunk = handle.read(chunk_size if left is None else min(chunk_size, left))
             if not chunk:
-                return
+                break
             if left is not None:
                 left -= len(chunk)
             yield chunk
+        if seen is not None:
+            _unchanged(handle, seen, what)

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from services.catalog.service import Catalog
-from shared.objectstore import ObjectNotFound
+from shared.objectstore import ObjectNotFound, PreconditionFailed
 from shared.objectstore.fs import FilesystemStore
 from shared.runtime.settings import Settings
 
@@ -123,3 +124,40 @@ async def test_listing_a_folder_no_key_can_be_in_is_empty(tmp_path: Path, folder
     store = FilesystemStore(tmp_path)
     await store.put("img", "t1/media/ok.jpg", b"fine")
     assert await store.list_keys("img", folder) == []
+
+
+@pytest.mark.parametrize("blocking", [True, False], ids=["get_blocking", "get"])
+async def test_a_file_rewritten_in_place_while_it_is_read_is_changed_not_torn(tmp_path: Path, blocking: bool) -> None:
+    # If-Match was checked when the file was opened; someone then wrote into it (same size) while
+    # it was read: the reader got old bytes then new ones, a file that never existed, into the archive
+    # with nothing said. The read now ends in PreconditionFailed (the encoder drops the member:
+    # "changed: the file was modified while it was read").
+    store = FilesystemStore(tmp_path)
+    data = os.urandom(3 << 20)
+    await store.put("img", "t1/media/big.jpg", data)
+    path = tmp_path / "img" / "t1" / "media" / "big.jpg"
+    then = time.time_ns() - 60 * 10**9
+    os.utime(path, ns=(then, then))  # written a minute before the export, as the catalog saw it
+    etag = (await store.head("img", "t1/media/big.jpg")).etag
+
+    def rewrite() -> None:
+        with open(path, "r+b") as f:
+            f.seek(2 << 20)
+            f.write(bytes(1000))
+
+    with pytest.raises(PreconditionFailed):
+        if blocking:
+            chunks = store.get_blocking("img", "t1/media/big.jpg", if_match=etag, chunk_size=1 << 20)
+            next(chunks)
+            rewrite()
+            list(chunks)
+        else:
+            agen = store.get("img", "t1/media/big.jpg", if_match=etag, chunk_size=1 << 20)
+            await agen.__anext__()
+            rewrite()
+            [c async for c in agen]
+    # untouched, the same reads pass
+    await store.put("img", "t1/media/b.jpg", data)
+    etag = (await store.head("img", "t1/media/b.jpg")).etag
+    assert b"".join(store.get_blocking("img", "t1/media/b.jpg", if_match=etag, start=5, end=2 << 20)) == data[5:2 << 20]
+    assert await store.read("img", "t1/media/b.jpg", if_match=etag) == data

@@ -86,13 +86,21 @@ def _quoted(etag: str) -> str:
 
 def _check_answer(resp: dict[str, Any], if_match: str, start: int, end: int | None, what: str) -> None:
     """The object answered is the one asked for: its ETag is the expected one and a range is whole
-    (otherwise the object changed and a server ignored If-Match)."""
+    (otherwise the object changed and a server ignored If-Match), and the bytes are the range asked
+    (``Content-Range``: a cache or gateway that mixes ranges up answers other bytes of the same length)."""
     etag = resp.get("ETag")
     if etag is None or _bare(etag) != _bare(if_match):
         raise PreconditionFailed(f"{what} changed (the store answered another version)")
     length = resp.get("ContentLength")
     if end is not None and length is not None and int(length) != end - start:
         raise PreconditionFailed(f"{what} changed (its length differs)")
+    if start > 0 or end is not None:  # a range was asked: these bytes, not others of the same length
+        answered = str(resp.get("ContentRange") or "").removeprefix("bytes ").split("/")[0]
+        first = answered.split("-")[0]
+        if answered and (first != str(start) or (end is not None and answered != f"{start}-{end - 1}")):
+            raise PreconditionFailed(f"{what}: the store answered bytes {answered}, not the range asked")
+        if not answered and start > 0:  # a 200: the whole object, from byte 0
+            raise PreconditionFailed(f"{what}: the store answered the whole object, not the range asked")
 
 
 def _code(e: ClientError) -> str:

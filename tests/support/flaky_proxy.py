@@ -1,6 +1,7 @@
 """A fault-injecting HTTP proxy in front of an S3 endpoint: a share of 503 SlowDown answers and
 dropped connections, or the store down for good; or a store that bends the rules: one that answers
-aborts (``DELETE ?uploadId=``) or GETs with a fixed status, or ignores ``If-Match`` on GET."""
+aborts (``DELETE ?uploadId=``) or GETs with a fixed status, or ignores ``If-Match`` on GET, or answers
+another byte range than the one asked for."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class FlakyProxy:
     abort_status: int | None = None      # answer every AbortMultipartUpload with this status
     get_status: int | None = None        # answer every GET of an object with this status
     strip_if_match: bool = False         # forward GETs without If-Match (a server that ignores it)
+    shift_range: int = 0                 # forward a GET's "Range: bytes=a-b" as a+k to b+k (a cache that mixes ranges up)
     refuse_delete_of: str | None = None  # answer a DeleteObject of a key holding this with 403 (object lock)
     seed: int = 5
     requests: int = 0
@@ -77,6 +79,9 @@ class FlakyProxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         if self.strip_if_match and request.method == "GET":
             headers = {k: v for k, v in headers.items() if k.lower() != "if-match"}
+        if self.shift_range and request.method == "GET" and "Range" in headers:
+            first, last = headers["Range"].removeprefix("bytes=").split("-")
+            headers["Range"] = f"bytes={int(first) + self.shift_range}-{int(last) + self.shift_range}"
         target = self.upstream + request.raw_path
         async with self.session.request(request.method, target, data=body, headers=headers) as up:
             data = await up.read()

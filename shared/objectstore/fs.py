@@ -253,7 +253,10 @@ class FilesystemStore:
                 continue
             key = path.relative_to(base).as_posix()
             if key.startswith(prefix):
-                out.append(self._head(bucket, key))
+                try:
+                    out.append(self._head(bucket, key))
+                except (ObjectNotFound, InvalidKey):  # deleted since the walk saw it; a name no key can be
+                    continue
         return out
 
     async def leftovers(self, bucket: str, prefix: str) -> list[str]:

@@ -161,3 +161,21 @@ async def test_a_file_rewritten_in_place_while_it_is_read_is_changed_not_torn(tm
     etag = (await store.head("img", "t1/media/b.jpg")).etag
     assert b"".join(store.get_blocking("img", "t1/media/b.jpg", if_match=etag, start=5, end=2 << 20)) == data[5:2 << 20]
     assert await store.read("img", "t1/media/b.jpg", if_match=etag) == data
+
+
+async def test_a_listing_skips_a_file_no_key_can_name_and_one_deleted_while_it_is_walked(tmp_path: Path) -> None:
+    # A name that is not UTF-8 (no key from a database names it) and a file deleted between the walk
+    # and its stat (a tenant deleting a photo while the catalog lists its media): either one made the
+    # whole listing raise, and the catalog step with it.
+    class DeletedMeanwhile(FilesystemStore):
+        def _head(self, bucket: str, key: str):  # type: ignore[no-untyped-def]
+            if key.endswith("gone.jpg"):
+                (self.root / bucket / key).unlink()
+            return super()._head(bucket, key)
+
+    store = DeletedMeanwhile(tmp_path)
+    for name in ("a.jpg", "gone.jpg", "z.jpg"):
+        await store.put("img", f"t1/media/{name}", name.encode())
+    with open(os.path.join(os.fsencode(tmp_path / "img" / "t1" / "media"), b"\xff.jpg"), "wb") as f:
+        f.write(b"latin-1 name")
+    assert [o.key for o in await store.list_keys("img", "t1/media/")] == ["t1/media/a.jpg", "t1/media/z.jpg"]

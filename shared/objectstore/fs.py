@@ -522,23 +522,20 @@ def _write_etag(path: Path, etag: str) -> None:
 
 def _read_etag(path: Path, st: os.stat_result | None = None) -> str:
     """The content hash, cached beside the file and trusted only while mtime and size match
-    (a file placed or changed by hand is hashed again). ``st``: the file's stat, when known."""
+    (a file placed or changed by hand is hashed again). ``st``: the file's stat, when known.
+    The cache is only a cache: one that cannot be read or written (a folder the service may read
+    but not write, a read-only mount, a name of over 249 bytes that leaves no room for
+    ``.<name>.etag``, a folder in its place) means hashing, never an error."""
     try:
         with open(path.parent / f".{path.name}{_ETAG_SUFFIX}", "rb") as f:
             etag, stamp = f.read().decode().split(" ", 1)
         if stamp == _stamp(path, st):
             return etag
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):
         pass
-    except OSError as e:
-        if e.errno != errno.ENAMETOOLONG:  # a name of over 249 bytes leaves no room for ".<name>.etag"
-            raise
     etag = _hash_file(path)
-    try:
+    with contextlib.suppress(OSError):
         _write_etag(path, etag)
-    except OSError as e:
-        if e.errno != errno.ENAMETOOLONG:
-            raise
     return etag
 
 

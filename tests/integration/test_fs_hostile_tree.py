@@ -179,3 +179,19 @@ async def test_a_listing_skips_a_file_no_key_can_name_and_one_deleted_while_it_i
     with open(os.path.join(os.fsencode(tmp_path / "img" / "t1" / "media"), b"\xff.jpg"), "wb") as f:
         f.write(b"latin-1 name")
     assert [o.key for o in await store.list_keys("img", "t1/media/")] == ["t1/media/a.jpg", "t1/media/z.jpg"]
+
+
+async def test_a_digest_cache_that_cannot_be_read_or_written_is_passed_over(tmp_path: Path) -> None:
+    # The digest kept beside a file (".<name>.etag") is a cache. A media folder the service may read
+    # but not write (another user's, a read-only mount), or a folder where the cache file would be,
+    # raised out of head: every export of that tenant failed its catalog step. As root only the
+    # second can be set up; both take the same path.
+    media = tmp_path / "img" / "t1" / "media"
+    media.mkdir(parents=True)
+    (media / "a.jpg").write_bytes(b"photo")
+    (media / ".a.jpg.etag").mkdir()
+    store = FilesystemStore(tmp_path)
+    info = await store.head("img", "t1/media/a.jpg")
+    assert info.size == 5
+    assert await store.read("img", "t1/media/a.jpg", if_match=info.etag) == b"photo"
+    assert [o.key for o in await store.list_keys("img", "t1/")] == ["t1/media/a.jpg"]

@@ -54,6 +54,7 @@ from shared.objectstore.port import (
     ObjectNotFound,
     PreconditionFailed,
     StoreError,
+    StoreRefused,
     UploadedPart,
 )
 
@@ -147,6 +148,9 @@ class FilesystemStore:
             folder = os.open(self.root / _safe_key(bucket), os.O_RDONLY | os.O_DIRECTORY)
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(f"{bucket}/{key}") from None
+        except PermissionError:  # the deployment's, not a file's: the step fails at once
+            raise StoreRefused("the storage folder cannot be read by this service (check its permissions)",
+                               f"({bucket})") from None
         try:
             for segment in segments[:-1]:
                 inner = os.open(segment, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=folder)
@@ -155,6 +159,8 @@ class FilesystemStore:
             fd = os.open(segments[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(f"{bucket}/{key}") from None
+        except PermissionError:  # another user's file or folder: this item's error, not the step's
+            raise StoreError(f"{bucket}/{key}: this service may not read it") from None
         except OSError as e:
             if e.errno != errno.ELOOP:  # ELOOP: O_NOFOLLOW met a link
                 raise
@@ -255,8 +261,10 @@ class FilesystemStore:
             if key.startswith(prefix):
                 try:
                     out.append(self._head(bucket, key))
-                except (ObjectNotFound, InvalidKey):  # deleted since the walk saw it; a name no key can be
-                    continue
+                except StoreRefused:
+                    raise
+                except StoreError:  # deleted since the walk saw it, a name no key can be, unreadable:
+                    continue  # not listed; a HEAD of it says why
         return out
 
     async def leftovers(self, bucket: str, prefix: str) -> list[str]:

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -195,3 +198,60 @@ async def test_a_digest_cache_that_cannot_be_read_or_written_is_passed_over(tmp_
     assert info.size == 5
     assert await store.read("img", "t1/media/a.jpg", if_match=info.etag) == b"photo"
     assert [o.key for o in await store.list_keys("img", "t1/")] == ["t1/media/a.jpg"]
+
+
+UNREADABLE = """
+import asyncio, json, sys
+from pathlib import Path
+from services.catalog.service import Catalog
+from shared.objectstore import StoreError
+from shared.objectstore.fs import FilesystemStore
+from shared.runtime.settings import Settings
+
+async def main() -> None:
+    store = FilesystemStore(Path(sys.argv[1]))
+    wanted = [("img", "t1/media/a.jpg"), ("img", "t1/media/locked.jpg")]
+    heads = await Catalog(Settings(), store, None)._head_all(wanted, lambda: None)
+    out = [heads[w] for w in wanted]
+    try:
+        b"".join(store.get_blocking("img", "t1/media/locked.jpg"))
+        out.append("read")
+    except StoreError as e:
+        out.append(type(e).__name__)
+    try:
+        await store.head("gone-bucket", "t1/media/a.jpg")
+    except StoreError as e:
+        out.append(type(e).__name__)
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+async def test_a_file_the_service_may_not_read_is_that_items_reason(tmp_path: Path) -> None:
+    # Another user's file without read permission for the service: open() raised PermissionError out
+    # of head, and the catalog step failed for every export of that tenant. It is now that item's
+    # `unreadable` entry in errors.json; a bucket folder the service may not read still fails the
+    # step at once (StoreRefused). Root reads every file: the check runs without its override.
+    media = tmp_path / "img" / "t1" / "media"
+    media.mkdir(parents=True)
+    (media / "a.jpg").write_bytes(b"photo")
+    (media / "locked.jpg").write_bytes(b"private")
+    (media / "locked.jpg").chmod(0)
+    (tmp_path / "gone-bucket").mkdir(mode=0)
+    command = [sys.executable, "-c", UNREADABLE, str(tmp_path)]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: every file is readable")
+        command = [setpriv, "--bounding-set=-dac_override,-dac_read_search",
+                   "--inh-caps=-dac_override,-dac_read_search", *command]
+    proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[2])
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    a, locked, read, bucket = json.loads(out)
+    assert a[0] == 5
+    assert locked == "unreadable: the storage service returned an error for this file"
+    assert read == "StoreError"
+    assert bucket == "StoreRefused"

@@ -134,7 +134,7 @@ class FilesystemStore:
             st = os.fstat(fd)
         finally:
             os.close(fd)
-        return ObjectInfo(key, st.st_size, _read_etag(path, st), datetime.fromtimestamp(st.st_mtime, UTC))
+        return ObjectInfo(key, st.st_size, _read_etag(path, st), _modified(st))
 
     def _open(self, bucket: str, key: str) -> int:
         """A descriptor of the regular file ``key`` names in the bucket's folder, reached one segment
@@ -513,6 +513,15 @@ def _into_folder(path: Path, write: Callable[[], T]) -> T:
             if last:
                 raise  # something else is missing (a source file): the same error each time
     raise AssertionError("unreachable")
+
+
+def _modified(st: os.stat_result) -> datetime | None:
+    """The file's modification time; None (unknown) past what a datetime holds — tmpfs, XFS and btrfs
+    keep 64-bit times, and tar restores whatever an archive says."""
+    try:
+        return datetime.fromtimestamp(st.st_mtime, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _etag_path(path: Path) -> Path:

@@ -33,6 +33,15 @@ class UploadGone(StepError):
     permanent = True
 
 
+class ForeignPart(StepError):
+    """A part in the store is not the logged one (a zombie attempt's, uploaded after ours): the upload
+    can never be completed with the logged parts and this step has no bytes to send again. Permanent;
+    the upload is aborted first, so ``grove-export retry`` goes on from assemble with a new upload (the
+    lifecycle's ``logged_upload_usable``), not from finalize into the same refusal for good."""
+
+    permanent = True
+
+
 def check_parts(logged: list[tuple[int, str]], listed: dict[int, str]) -> str | None:
     """Why the store's parts do not match the log, or None when every logged part is there."""
     for number, etag in logged:
@@ -91,7 +100,11 @@ class Finalizer:
             except NoSuchUpload:
                 return await self._completed_before(a)  # a completion of ours landed after all
             problem = check_parts([(p.number, p.etag) for p in parts], listed)
-            if problem:
+            if problem and any(listed.get(p.number, p.etag) != p.etag for p in parts):
+                await self.store.abort_multipart(self.bucket, a.archive_key, a.upload_id)
+                raise ForeignPart(f"The partly saved archive cannot be completed: {problem} (another attempt's); "
+                                  "a retry assembles it again. Nothing is wrong with your content.") from e
+            if problem:  # a part missing from the listing: the upload stays (nothing lost)
                 raise StepError(f"cannot complete: {problem}") from e
             raise
 

@@ -108,7 +108,7 @@ async def test_another_part_in_the_store_is_named(store: CountingStore, settings
     upload_id, parts = await _upload(store, bucket, os.urandom(PART), os.urandom(10))
     other = await store.upload_part(bucket, KEY, upload_id, 2, os.urandom(10))  # a zombie's part 2
     assert other != parts[1].etag
-    with pytest.raises(StepError, match="cannot complete: part 2 in the store is not the logged one"):
+    with pytest.raises(StepError, match="cannot be completed: part 2 in the store is not the logged one"):
         await Finalizer(settings, store)._complete(_assembled(upload_id, PART + 10, 2), parts)  # type: ignore[arg-type]
 
 
@@ -154,4 +154,37 @@ async def test_an_upload_aborted_before_completion_fails_at_once_and_a_retry_rea
     failed = fold([*events, ev.ExportFailed(**ids, step="finalize", reason=decision.reason)])
     still_open = await upload_open(store, bucket, KEY, upload_id)
     assert decide.plan_retry(failed, snapshot_present=True, upload_open=still_open, records_present=True) == \
+        decide.RetryPlan("assemble", None, 0)
+
+
+async def test_a_part_in_the_store_that_is_not_the_logged_one_ends_the_upload_and_a_retry_reassembles(
+        store: CountingStore, settings: Settings) -> None:
+    """A zombie attempt's part 2 landed after the logged one: the upload can never be completed with
+    the logged parts, and the finalizer has no bytes to send again. It failed its retries alike and
+    left the upload open, so the operator's retry went on from finalize into the same refusal, for
+    good. Now the step fails at once and aborts the upload: the retry goes on from assemble, new upload."""
+    from services.operator import decide
+    from shared.core.lifecycle import fold
+    from shared.core.reasons import is_permanent
+    from shared.objectstore import upload_open
+
+    bucket = settings.buckets.exports
+    upload_id, parts = await _upload(store, bucket, os.urandom(PART), os.urandom(10))
+    await store.upload_part(bucket, KEY, upload_id, 2, os.urandom(10))  # a zombie's part 2
+    with pytest.raises(StepError, match="cannot be completed: part 2 in the store is not the logged one") as e:
+        await Finalizer(settings, store)._complete(_assembled(upload_id, PART + 10, 2), parts)  # type: ignore[arg-type]
+    assert is_permanent(e.value)
+    assert not await upload_open(store, bucket, KEY, upload_id)
+    ids = {"export_id": "exp_f", "tenant_id": "tnt_f"}
+    failed = fold([
+        ev.ExportRequested(**ids, user_id="u", user_email="u@example.org", username="u"),
+        ev.ExportCataloged(**ids, snapshot_key="s", snapshot_sha256="0", archive_key=KEY, member_count=1,
+                           total_bytes=PART + 10, item_counts={}),
+        ev.UploadStarted(**ids, upload_id=upload_id, archive_key=KEY, part_size=PART, fingerprint="f"),
+        *(ev.PartUploaded(**ids, part_number=p.number, etag=p.etag, byte_start=(p.number - 1) * PART,
+                          byte_end=min(p.number * PART, PART + 10), records_key="r", records_count=1,
+                          members_done=1, source_bytes_done=PART) for p in parts),
+        _assembled(upload_id, PART + 10, 2), ev.FinalizeStarted(**ids),
+        ev.ExportFailed(**ids, step="finalize", reason="x")])
+    assert decide.plan_retry(failed, snapshot_present=True, upload_open=False, records_present=True) == \
         decide.RetryPlan("assemble", None, 0)

@@ -279,3 +279,17 @@ async def test_a_file_dated_past_year_9999_is_headed_and_listed(tmp_path: Path) 
         assert [o.key for o in await store.list_keys("img", "t1/")] == ["t1/media/a.jpg"]
     finally:
         shutil.rmtree(root)
+
+
+async def test_a_store_whose_root_is_a_link_reads_by_walking_and_still_refuses_links_below(
+        tree: tuple[FilesystemStore, Path], tmp_path: Path) -> None:
+    # A root (or a bucket folder) that is a link is the deployment's choice: the one-call open sees
+    # another name for the file and walks the key instead, with the same answers.
+    _, root = tree
+    (tmp_path / "root-link").symlink_to(root)
+    store = FilesystemStore(tmp_path / "root-link")
+    assert await store.read("img", "t1/media/own.jpg") == b"t1's photo"
+    assert b"".join(store.get_blocking("img", "t1/media/own.jpg")) == b"t1's photo"
+    for key in LINKED:
+        with pytest.raises(ObjectNotFound):
+            await store.head("img", key)

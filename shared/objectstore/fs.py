@@ -132,9 +132,9 @@ class FilesystemStore:
         fd = self._open(bucket, key, path)
         try:
             st = os.fstat(fd)
+            return ObjectInfo(key, st.st_size, _read_etag(path, st, fd), _modified(st))
         finally:
             os.close(fd)
-        return ObjectInfo(key, st.st_size, _read_etag(path, st), _modified(st))
 
     def _open(self, bucket: str, key: str, path: Path) -> int:
         """A descriptor of the regular file ``key`` names in the bucket's folder, reached without
@@ -205,7 +205,8 @@ class FilesystemStore:
         handle = os.fdopen(await asyncio.to_thread(self._open, bucket, key, path), "rb")
         try:
             seen = os.fstat(handle.fileno())
-            if if_match is not None and await asyncio.to_thread(_read_etag, path, seen) != if_match.strip('"'):
+            if if_match is not None and \
+                    await asyncio.to_thread(_read_etag, path, seen, handle.fileno()) != if_match.strip('"'):
                 raise PreconditionFailed(f"{bucket}/{key} changed")
             await asyncio.to_thread(handle.seek, start)
             left = None if end is None else max(0, end - start)
@@ -231,7 +232,7 @@ class FilesystemStore:
         handle = os.fdopen(self._open(bucket, key, path), "rb")
         try:  # the opened file's own stat: one path lookup fewer per member (many small files)
             seen = os.fstat(handle.fileno())
-            if if_match is not None and _read_etag(path, seen) != if_match.strip('"'):
+            if if_match is not None and _read_etag(path, seen, handle.fileno()) != if_match.strip('"'):
                 raise PreconditionFailed(f"{bucket}/{key} changed")
         except BaseException:
             handle.close()
@@ -566,7 +567,7 @@ def _write_etag(path: Path, etag: str) -> None:
     _etag_path(path).write_text(f"{etag} {_stamp(path)}")
 
 
-def _read_etag(path: Path, st: os.stat_result | None = None) -> str:
+def _read_etag(path: Path, st: os.stat_result | None = None, fd: int | None = None) -> str:
     """The content hash, cached beside the file and trusted only while mtime and size match
     (a file placed or changed by hand is hashed again). ``st``: the file's stat, when known.
     The cache is only a cache: one that cannot be read or written (a folder the service may read
@@ -579,10 +580,21 @@ def _read_etag(path: Path, st: os.stat_result | None = None) -> str:
             return etag
     except (OSError, ValueError):
         pass
-    etag = _hash_file(path)
+    etag = _hash_file(path) if fd is None else _hash_open(fd)
     with contextlib.suppress(OSError):
         _write_etag(path, etag)
     return etag
+
+
+def _hash_open(fd: int) -> str:
+    """The MD5 of a source already opened (``fd``, left open and where it was): the file that will be
+    read, not whatever the path names by now — a FIFO put there would hold this open() for good."""
+    h = hashlib.md5(usedforsecurity=False)
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        h.update(chunk)
+        offset += len(chunk)
+    return h.hexdigest()
 
 
 def part_etag(data: bytes | memoryview) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -293,3 +294,37 @@ async def test_a_store_whose_root_is_a_link_reads_by_walking_and_still_refuses_l
     for key in LINKED:
         with pytest.raises(ObjectNotFound):
             await store.head("img", key)
+
+
+@pytest.mark.parametrize("call", ["head", "get", "get_blocking"])
+async def test_a_file_swapped_for_a_fifo_after_it_was_opened_is_hashed_from_what_was_opened(
+        tmp_path: Path, call: str) -> None:
+    # A file without a cached digest (placed by hand) is hashed. That hash opened the path again:
+    # a FIFO put there in between held the thread in open() for good (and a link there was hashed
+    # in the opened file's place). It now reads the file already opened.
+    class SwappedAfterOpen(FilesystemStore):
+        def _open(self, bucket: str, key: str, path: Path) -> int:
+            fd = super()._open(bucket, key, path)
+            path.unlink()
+            os.mkfifo(path)
+            return fd
+
+    media = tmp_path / "img" / "t1" / "media"
+    media.mkdir(parents=True)
+    (media / "a.jpg").write_bytes(b"photo")
+    etag = hashlib.md5(b"photo", usedforsecurity=False).hexdigest()
+    store = SwappedAfterOpen(tmp_path)
+
+    def blocking() -> bytes:
+        return b"".join(store.get_blocking("img", "t1/media/a.jpg", if_match=etag))
+
+    try:
+        if call == "head":
+            assert (await asyncio.wait_for(store.head("img", "t1/media/a.jpg"), 5)).etag == etag
+        elif call == "get":
+            assert await asyncio.wait_for(store.read("img", "t1/media/a.jpg", if_match=etag), 5) == b"photo"
+        else:
+            assert await asyncio.wait_for(asyncio.to_thread(blocking), 5) == b"photo"
+    finally:  # a reader still blocked in open() is let go, so the test process can end
+        with contextlib.suppress(OSError):
+            os.close(os.open(media / "a.jpg", os.O_WRONLY | os.O_NONBLOCK))

@@ -564,7 +564,32 @@ def _stamp(path: Path, st: os.stat_result | None = None) -> str:
 
 
 def _write_etag(path: Path, etag: str) -> None:
-    _etag_path(path).write_text(f"{etag} {_stamp(path)}")
+    _put_etag_text(path, f"{etag} {_stamp(path)}")
+
+
+def _put_etag_text(path: Path, text: str) -> None:
+    """Write ``path``'s cached digest: into a new file renamed over ``.<name>.etag``, so a link or a
+    FIFO someone put there is replaced, never written through (or waited on)."""
+    tmp = path.with_name(f".{uuid.uuid4().hex}{_ETAG_SUFFIX}.tmp")
+    try:
+        with open(tmp, "x") as out:
+            out.write(text)
+        os.replace(tmp, _etag_path(path))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _cached_etag_text(path: Path) -> str:
+    """The text of ``path``'s cached digest; OSError when there is none that is a regular file (a
+    link, a FIFO or a folder in its place is not one — and is never waited on)."""
+    fd = os.open(_etag_path(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a regular file")
+        return os.read(fd, 4096).decode()
+    finally:
+        os.close(fd)
 
 
 def _read_etag(path: Path, st: os.stat_result | None = None, fd: int | None = None) -> str:
@@ -574,8 +599,7 @@ def _read_etag(path: Path, st: os.stat_result | None = None, fd: int | None = No
     but not write, a read-only mount, a name of over 249 bytes that leaves no room for
     ``.<name>.etag``, a folder in its place) means hashing, never an error."""
     try:
-        with open(path.parent / f".{path.name}{_ETAG_SUFFIX}", "rb") as f:
-            etag, stamp = f.read().decode().split(" ", 1)
+        etag, stamp = _cached_etag_text(path).split(" ", 1)
         if stamp == _stamp(path, st):
             return etag
     except (OSError, ValueError):
@@ -629,8 +653,8 @@ def _assemble(d: Path, files: list[Path], target: Path, etag: str) -> None:
         for f in files[1:]:
             with open(f, "rb") as src:
                 _append(src.fileno(), out.fileno(), f.stat().st_size)
-    _into_folder(target, lambda: _etag_path(target).write_text(f"{etag} {_stamp(growing)}"))  # the rename
-    os.replace(growing, target)  # keeps mtime and size
+    _into_folder(target, lambda: _put_etag_text(target, f"{etag} {_stamp(growing)}"))  # the rename keeps
+    os.replace(growing, target)  # mtime and size
 
 
 def _append(src: int, dst: int, size: int) -> None:
@@ -730,7 +754,7 @@ def _complete_staged(d: Path, stride: int, sizes: list[int], target: Path, etag:
         obj = d / _GROWING
         os.replace(tmp, obj)
         _replace_text(d / _JOURNAL, "gather")
-    _into_folder(target, lambda: _etag_path(target).write_text(f"{etag} {_stamp(obj)}"))  # the rename keeps
+    _into_folder(target, lambda: _put_etag_text(target, f"{etag} {_stamp(obj)}"))  # the rename keeps
     os.replace(obj, target)  # mtime and size
 
 

@@ -328,3 +328,29 @@ async def test_a_file_swapped_for_a_fifo_after_it_was_opened_is_hashed_from_what
     finally:  # a reader still blocked in open() is let go, so the test process can end
         with contextlib.suppress(OSError):
             os.close(os.open(media / "a.jpg", os.O_WRONLY | os.O_NONBLOCK))
+
+
+async def test_a_digest_cache_file_that_is_a_fifo_or_a_link_is_neither_waited_on_nor_written_through(
+        tmp_path: Path) -> None:
+    # ".<name>.etag" is read and written beside the tenant's file, in a folder others write. A FIFO
+    # there held head() in open() for good; a link there (to a file of the system's) had the digest
+    # written into the link's target — as whatever user the service runs as.
+    media = tmp_path / "img" / "t1" / "media"
+    media.mkdir(parents=True)
+    (media / "a.jpg").write_bytes(b"photo")
+    (media / "b.jpg").write_bytes(b"other")
+    os.mkfifo(media / ".a.jpg.etag")
+    target = tmp_path / "system-file"
+    target.write_bytes(SECRET)
+    (media / ".b.jpg.etag").symlink_to(target)
+    store = FilesystemStore(tmp_path)
+    try:
+        a = await asyncio.wait_for(store.head("img", "t1/media/a.jpg"), 5)
+        b = await asyncio.wait_for(store.head("img", "t1/media/b.jpg"), 5)
+        assert a.etag == hashlib.md5(b"photo", usedforsecurity=False).hexdigest()
+        assert b.etag == hashlib.md5(b"other", usedforsecurity=False).hexdigest()
+        assert target.read_bytes() == SECRET
+        assert await store.read("img", "t1/media/b.jpg", if_match=b.etag) == b"other"
+    finally:  # a reader still blocked in open() is let go, so the test process can end
+        with contextlib.suppress(OSError):
+            os.close(os.open(media / ".a.jpg.etag", os.O_WRONLY | os.O_NONBLOCK))

@@ -11,7 +11,6 @@ import errno
 import importlib
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -110,6 +109,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
         default_replicas,
         local_env,
         preflight,
+        stopped_by_signals,
     )
     from shared.runtime import secrets
 
@@ -117,32 +117,26 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
         raise CliError(f"--assemblers must be 1 to {MAX_ASSEMBLERS}, not {args.assemblers}")
     replicas = default_replicas() if args.assemblers is None else {"assembler": args.assemblers}
     data = Path(args.data).resolve()
-    try:
-        preflight(data, args.port, os.environ)  # before local_env writes secrets.json: a refusal leaves no trace
-        env = local_env(data, args.port)
-        names = secrets.SECRET_NAMES  # a weak or shared one set in the environment: say so, don't loop
-        secrets.require_signing(env[names["jwt"]], env[names["link"]])
-        stack = Stack(data, port=args.port, env=env, replicas=replicas).start()
-    except StackBusy as e:
-        raise CliError(str(e)) from None
-    print(f"grove-export: local stack up — gateway http://127.0.0.1:{args.port}/export, "
-          f"NATS {stack.nats.url if stack.nats else '?'}, logs in {Path(args.data, 'logs')}\n"
-          f"  operator commands (events, janitor, replay, …) run from this folder find it through "
-          f"{stack.operator_file or Path(args.data, 'stack.json')} (elsewhere: --data {data}); "
-          f"the command is {Path(sys.executable).parent / 'grove-export'}", flush=True)
-    stop = {"now": False}
-
-    def on_signal(*_: object) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        while not stop["now"]:
-            time.sleep(0.2)
-    finally:
-        stack.stop()
-        print("grove-export: stack stopped", flush=True)
+    with stopped_by_signals():  # SIGTERM or SIGHUP, starting or up: every child is stopped first
+        try:
+            preflight(data, args.port, os.environ)  # before local_env writes secrets.json: a refusal leaves no trace
+            env = local_env(data, args.port)
+            names = secrets.SECRET_NAMES  # a weak or shared one set in the environment: say so, don't loop
+            secrets.require_signing(env[names["jwt"]], env[names["link"]])
+            stack = Stack(data, port=args.port, env=env, replicas=replicas).start()
+        except StackBusy as e:
+            raise CliError(str(e)) from None
+        try:
+            print(f"grove-export: local stack up — gateway http://127.0.0.1:{args.port}/export, "
+                  f"NATS {stack.nats.url if stack.nats else '?'}, logs in {Path(args.data, 'logs')}\n"
+                  f"  operator commands (events, janitor, replay, …) run from this folder find it through "
+                  f"{stack.operator_file or Path(args.data, 'stack.json')} (elsewhere: --data {data}); "
+                  f"the command is {Path(sys.executable).parent / 'grove-export'}", flush=True)
+            while True:  # until a signal: KeyboardInterrupt
+                time.sleep(3600)
+        finally:
+            stack.stop()
+            print("grove-export: stack stopped", flush=True)
 
 
 async def _tenant_known(settings: Settings, tenant: str, guessed: bool = False) -> str | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiohttp
 
-from services.devtools.stack.supervisor import Stack, StackBusy, local_env, preflight
+from services.devtools.stack.supervisor import Stack, StackBusy, local_env, preflight, stopped_by_signals
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.core.lifecycle import is_terminal
@@ -138,6 +138,11 @@ def _verify(path: Path, sha256: str) -> int:
 
 
 def run_demo(data: Path, port: int) -> int:
+    with stopped_by_signals():  # SIGTERM or SIGHUP as Ctrl-C: the stack is stopped, never left running
+        return _run_demo(data, port)
+
+
+def _run_demo(data: Path, port: int) -> int:
     data = data.resolve()
     try:
         preflight(data, port, os.environ)  # before local_env writes secrets.json: a refusal leaves no trace

@@ -7,6 +7,7 @@ restarted when it dies, so killing one in a test is a container crash in product
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ SERVICES = steps.service_names()  # every service of the step table
 LOCK_FILE = "stack.lock"
 PASSWORDS_FILE = "nats-users.json"  # NATS user → password of the stack's own nats-server (0600)
 MAX_ASSEMBLERS = 16  # `serve --assemblers N`: more processes than that on one machine only compete
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def default_replicas(cpus: int | None = None) -> dict[str, int]:
@@ -67,6 +69,34 @@ def usable_cpus(cpu_max: Path | None = None) -> int:
     except (OSError, ValueError):  # no cgroup v2 here, or a line this code does not know: no quota
         pass
     return cpus
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """Inside, Ctrl-C, SIGTERM (``timeout``, systemd, ``docker stop``) and SIGHUP (its terminal closed) all
+    end a local stack's command as Ctrl-C does, with a KeyboardInterrupt wherever it is, starting or up:
+    :meth:`Stack.start`'s clean-up or the command's ``finally: stack.stop()`` then stops every child.
+    The children run in sessions of their own and get none of these signals: SIGTERM mid-start or
+    SIGHUP used to end the command outright, leaving nats-server and every service running. Signals
+    after the first are ignored, so none cuts the stop short (by a Python handler, not SIG_IGN, which
+    a child started meanwhile would inherit)."""
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+    def ignore(*_: object) -> None:
+        pass
+
+    def interrupt(signum: int, _frame: object) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, ignore)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class StackBusy(Exception):
@@ -259,8 +289,8 @@ class Stack:
                 own = {"GROVE_NATS_USER": name, "GROVE_NATS_PASSWORD": users[name]} if name in users else {}
                 own |= keys if name == "gateway" else {}
                 child = Child(tag, [*exe, name], {**env, **own}, self.data_dir / "logs" / f"{tag}.log", service=name)
+                self.children.append(child)  # first: a signal between the two must not lose a started child
                 child.start()
-                self.children.append(child)
         self._watch = threading.Thread(target=self._supervise, daemon=True)
         self._watch.start()
         return self

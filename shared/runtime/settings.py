@@ -30,6 +30,7 @@ MAX_STEP_ATTEMPTS = 20
 # The most tries of one request inside a step (an email's sends, botocore's attempts of one S3 call):
 # each waits up to 30 s (mail) or 20 s (botocore) after the last, inside a step that holds its slot.
 MAX_CALL_ATTEMPTS = 20
+NATS_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # a stream's or a KV bucket's name, as NATS takes them
 _HTTP_URL = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?", re.IGNORECASE)
 
 
@@ -110,14 +111,18 @@ class Settings(BaseSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     nats_user: str | None = None
     nats_password: SecretStr | None = None
-    stream_name: str = "EXPORTS"
+    # A NATS name (nats-py refuses '.', '*', '>', spaces; a KV bucket takes only these): checked here, else
+    # `setup` ended in a traceback or in "InvalidBucketNameError" naming no setting.
+    stream_name: str = Field("EXPORTS", pattern=NATS_NAME,
+                             description="The event log's JetStream stream (letters, digits, - and _).")
     stream_replicas: int = Field(1, ge=1, le=5, description="JetStream allows 1 to 5.")
     stream_max_age_days: float = Field(30.0, gt=0, le=MAX_DAYS,
                                        description="How long events (and the email in them) live.")
     # One subject token: every reader takes a subject as <prefix>.<tenant>.<export>.<Event>
     subject_prefix: str = Field("exports", pattern=r"^[A-Za-z0-9_-]{1,64}$",
                                 description="First token of every event's subject (one token: no dot, no wildcard).")
-    kv_prefix: str = Field("grove", description="Prefix of the KV buckets (heartbeats, admission).")
+    kv_prefix: str = Field("grove", pattern=NATS_NAME,
+                           description="Prefix of the KV buckets (heartbeats, admission): letters, digits, - and _.")
 
     # Consumers, retries, heartbeats
     # A killed worker's message is redelivered AckWait after its last in-progress ack: 4 s / 1 s lets

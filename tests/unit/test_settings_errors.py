@@ -165,3 +165,23 @@ def test_a_subject_prefix_that_is_not_one_subject_token_is_refused(monkeypatch: 
     ever ran, the janitor found no export — and nothing said why."""
     line = refusal(monkeypatch, GROVE_SUBJECT_PREFIX=prefix)
     assert line.startswith("GROVE_SUBJECT_PREFIX: "), line
+
+
+@pytest.mark.parametrize("var", ["GROVE_STREAM_NAME", "GROVE_KV_PREFIX"])
+@pytest.mark.parametrize("name", ["", "a.b", "EXPORTS*", "ex>", "ex ports", "ex/ports", "é"])
+def test_a_stream_or_bucket_name_nats_would_refuse_is_refused(monkeypatch: pytest.MonkeyPatch, var: str,
+                                                               name: str) -> None:
+    """Seen: GROVE_STREAM_NAME=a.b (or empty) passed start-up and `grove-export setup` ended in nats-py's
+    ValueError traceback; GROVE_KV_PREFIX=a.b in "NATS set-up failed: InvalidBucketNameError", naming no
+    setting (and every service then failed to bind its buckets)."""
+    line = refusal(monkeypatch, **{var: name})
+    assert line.startswith(f"{var}: "), line
+
+
+def test_the_stream_and_bucket_names_in_use_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [k for k in os.environ if k.upper().startswith("GROVE_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("GROVE_STREAM_NAME", "EXPORTS_t0123456789")
+    monkeypatch.setenv("GROVE_KV_PREFIX", "g-grove_2")
+    s = Settings()
+    assert (s.stream_name, s.kv_prefix) == ("EXPORTS_t0123456789", "g-grove_2")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -180,6 +181,20 @@ def read_local_passwords(path: Path) -> dict[str, str]:
                             "(`grove-export serve`), which makes new passwords")
 
 
+def write_private(path: Path, text: str) -> None:
+    """Put ``text`` (a secret, or what points at one) in ``path``, readable by its owner only from its
+    first byte: written to a new 0600 file beside it, then renamed over it. A file written first and
+    narrowed after (``write_text`` then ``chmod``) was readable by others in between, and whoever
+    opened it then (inotify says when a file appears) reads it through that open file for ever; a file
+    kept in place keeps its old readers too. The rename also never leaves a file cut short."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(tmp, path)
+
+
 def local_secrets(data_dir: Path) -> dict[str, str]:
     """Random secrets of the local stack kept (0600) in ``data_dir/secrets.json``: the environment
     variables that the gateway and ``grove-export token`` use. Made on first use, then reused."""
@@ -191,7 +206,5 @@ def local_secrets(data_dir: Path) -> dict[str, str]:
             return stored
     data_dir.mkdir(parents=True, exist_ok=True)
     made = {var: secrets.token_urlsafe(48) for var in SECRET_NAMES.values()}
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    path.write_text(json.dumps(made, indent=1))
+    write_private(path, json.dumps(made, indent=1))
     return made

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.content.factory import sqlite_dsn
-from shared.runtime.secrets import SecretError, read_local_passwords
+from shared.runtime.secrets import SecretError, read_local_passwords, write_private
 
 STACK_FILE = "stack.json"
 
@@ -50,10 +50,7 @@ def write(data_dir: Path, *, nats_url: str, nats_user: str, credentials_file: Pa
     path = data_dir / STACK_FILE
     body = {"nats_url": nats_url, "nats_user": nats_user, "credentials_file": str(credentials_file.resolve()),
             "pid": os.getpid(), "env": {k: v for k, v in env.items() if k.startswith("GROVE_")}}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body, indent=1) + "\n")
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    write_private(path, json.dumps(body, indent=1) + "\n")  # it points at the passwords
     return path
 
 

@@ -35,6 +35,7 @@ from shared.runtime.secrets import (
     read_local_passwords,
     read_local_secrets,
     require,
+    write_private,
 )
 
 SERVICES = steps.service_names()  # every service of the step table
@@ -190,8 +191,7 @@ def local_passwords(path: Path) -> dict[str, str]:
         return users
     # a user added since this folder was made (the canceller) gets a password too; the rest stay
     users = {u.name: secrets.token_urlsafe(18) for u in USERS} | {ADMIN: secrets.token_urlsafe(18)} | users
-    path.write_text(json.dumps(users, indent=1))
-    path.chmod(0o600)
+    write_private(path, json.dumps(users, indent=1))
     return users
 
 
@@ -265,8 +265,7 @@ class Stack:
             prefix = self.env.get("GROVE_SUBJECT_PREFIX", "exports")
             kv_prefix = self.env.get("GROVE_KV_PREFIX", "grove")
             stream = self.env.get("GROVE_STREAM_NAME", "EXPORTS")
-            config.write_text(render_authorization(users, prefix=prefix, kv_prefix=kv_prefix, stream=stream))
-            config.chmod(0o600)
+            write_private(config, render_authorization(users, prefix=prefix, kv_prefix=kv_prefix, stream=stream))
             self.nats = NatsServer(self.data_dir / "nats", config_file=config,
                                    log_file=self.data_dir / "logs" / "nats.log")
             self.nats.start()  # assigned first: a server that starts but never answers is stopped too

@@ -43,6 +43,16 @@ LOCK_FILE = "stack.lock"
 PASSWORDS_FILE = "nats-users.json"  # NATS user → password of the stack's own nats-server (0600)
 MAX_ASSEMBLERS = 16  # `serve --assemblers N`: more processes than that on one machine only compete
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+QUICK_DEATH_S = 10.0  # a service that dies this soon after it started is failing to start, not crashing
+MAX_RESTART_DELAY_S = 30.0
+
+
+def restart_delay(quick_deaths: int) -> float:
+    """Seconds before a dead service is started again, after ``quick_deaths`` deaths in a row each soon
+    after its start: none for the first two (a kill, a crash), then 0.5 s doubling to 30 s. A service that
+    fails at every start (a setting only it refuses, a port already taken) was restarted every 0.2 s for
+    ever, a whole Python start each time, on a machine the rest of the stack shares."""
+    return 0.0 if quick_deaths < 3 else min(MAX_RESTART_DELAY_S, 0.5 * 2 ** (quick_deaths - 3))
 
 
 def default_replicas(cpus: int | None = None) -> dict[str, int]:
@@ -214,8 +224,12 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     service: str = ""  # the service this process runs (a replica's too)
+    started: float = 0.0  # time.monotonic() of the last start
+    quick_deaths: int = 0  # deaths in a row, each within QUICK_DEATH_S of its start
+    due: float | None = None  # found dead: when it is started again
 
     def start(self) -> None:
+        self.started = time.monotonic()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log, start_new_session=True)
 
@@ -300,7 +314,20 @@ class Stack:
     def _supervise(self) -> None:
         while not self._stop.wait(0.2):
             for child in self.children:
-                if child.proc and child.proc.poll() is not None and not self._stop.is_set():
+                if not child.proc or child.proc.poll() is None or self._stop.is_set():
+                    continue
+                now = time.monotonic()
+                if child.due is None:  # just found dead
+                    quick = now - child.started < QUICK_DEATH_S
+                    child.quick_deaths = child.quick_deaths + 1 if quick else 0
+                    delay = restart_delay(child.quick_deaths)
+                    child.due = now + delay
+                    if delay:
+                        print(f"grove-export serve: {child.name} exited (code {child.proc.returncode}) "
+                              f"{child.quick_deaths} times in a row soon after starting; starting it again "
+                              f"in {delay:g} s — see {child.log_path}", file=sys.stderr, flush=True)
+                if now >= child.due:
+                    child.due = None
                     child.restarts += 1
                     child.start()
 

@@ -1,0 +1,54 @@
+"""A service of the local stack that dies at every start (a setting only it refuses, a port already
+taken) is restarted less and less often, and `serve` says which one and where its log is. It was
+restarted every 0.2 s for ever, each time a whole Python start, and `serve` said nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from services.devtools.stack.supervisor import Child, Stack
+
+
+def supervised(tmp_path: Path, args: list[str]) -> tuple[Stack, Child]:
+    stack = Stack(tmp_path, services=())
+    child = Child("crasher", args, dict(os.environ), tmp_path / "crasher.log", service="crasher")
+    stack.children.append(child)
+    child.start()
+    stack._watch = threading.Thread(target=stack._supervise, daemon=True)
+    stack._watch.start()
+    return stack, child
+
+
+def test_a_service_that_dies_at_every_start_is_restarted_less_and_less_often(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    false = shutil.which("false")
+    assert false is not None
+    stack, child = supervised(tmp_path, [false])
+    try:
+        time.sleep(4.0)  # a window to count restarts in, not a wait for anything
+    finally:
+        stack.stop()
+    assert child.restarts <= 8, f"restarted {child.restarts} times in 4 s"
+    err = capsys.readouterr().err
+    assert "crasher" in err and str(tmp_path / "crasher.log") in err, err
+
+
+def test_a_service_that_ran_a_while_is_restarted_at_once(tmp_path: Path) -> None:
+    """A process killed after it ran (a test's kill, an out-of-memory kill) is back within a poll."""
+    stack, child = supervised(tmp_path, ["sleep", "600"])
+    try:
+        child.started = time.monotonic() - 60  # as if it had run for a minute
+        assert child.proc is not None
+        child.proc.kill()
+        deadline = time.monotonic() + 5
+        while child.restarts == 0:
+            assert time.monotonic() < deadline, "not restarted"
+            time.sleep(0.05)
+    finally:
+        stack.stop()

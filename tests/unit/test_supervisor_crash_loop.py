@@ -52,3 +52,35 @@ def test_a_service_that_ran_a_while_is_restarted_at_once(tmp_path: Path) -> None
             time.sleep(0.05)
     finally:
         stack.stop()
+
+
+def test_a_restart_under_way_when_the_stack_stops_is_stopped_too(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervising thread found a service dead and was starting it again as stop() began: stop()
+    passed that child while its old process was dead and returned, and the new one (in a session of
+    its own) was left running."""
+    stack, child = supervised(tmp_path, ["sleep", "600"])
+    real_start = Child.start
+
+    def start_as_stop_begins(self: Child) -> None:
+        assert stack._stop.wait(10), "stop() never began"
+        time.sleep(0.5)  # the Popen of a busy machine, while stop() goes on
+        real_start(self)
+
+    monkeypatch.setattr(Child, "start", start_as_stop_begins)
+    assert child.proc is not None
+    child.started = time.monotonic() - 60  # ran a while: restarted at once
+    child.proc.kill()
+    deadline = time.monotonic() + 5
+    while child.due is None and child.restarts == 0:  # the supervisor has found it dead
+        assert time.monotonic() < deadline, "the death was never noticed"
+        time.sleep(0.02)
+    stack.stop()
+    assert stack._watch is not None
+    stack._watch.join(5)  # whatever the supervising thread was doing is done
+    try:
+        assert child.proc.poll() is not None, "a service started during stop() is still running"
+    finally:
+        if child.proc.poll() is None:
+            child.proc.kill()
+            child.proc.wait(5)

@@ -339,6 +339,10 @@ class Stack:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        if self._watch is not None and self._watch is not threading.current_thread():
+            # a restart it is making now ends before the children are stopped, or that one is missed
+            # (its old process already dead) and left running in its own session
+            self._watch.join(timeout)
         for child in self.children:
             if child.proc and child.proc.poll() is None:
                 child.proc.terminate()

@@ -66,12 +66,27 @@ class S3Settings(BaseModel):
     _urls = field_validator("endpoint_url", "public_endpoint_url")(check_http_url)
 
 
+# S3's bucket naming rules (R2 and MinIO keep them too): 3 to 63 lower-case letters, digits, dots and
+# hyphens, a letter or digit at each end, no two dots in a row.
+_BUCKET = re.compile(r"(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
 class Buckets(BaseModel):
     """Bucket names. The filesystem store maps each to a folder."""
 
     exports: str = "grove-exports"
     images: str = "grove-images"
     amber: str = "grove-amber"
+
+    @field_validator("exports", "images", "amber")
+    @classmethod
+    def _s3_bucket_name(cls, v: str) -> str:
+        # also on the filesystem store: an empty name failed every archive write there ("unsafe key"),
+        # and a folder S3 would refuse as a bucket makes a move to S3 fail at setup
+        if not _BUCKET.fullmatch(v):
+            raise ValueError("must be an S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens, "
+                             "starting and ending with a letter or digit, like grove-exports")
+        return v
 
 
 class MailSettings(BaseModel):

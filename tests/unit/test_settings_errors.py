@@ -185,3 +185,26 @@ def test_the_stream_and_bucket_names_in_use_are_accepted(monkeypatch: pytest.Mon
     monkeypatch.setenv("GROVE_KV_PREFIX", "g-grove_2")
     s = Settings()
     assert (s.stream_name, s.kv_prefix) == ("EXPORTS_t0123456789", "g-grove_2")
+
+
+@pytest.mark.parametrize("var", ["GROVE_BUCKETS__EXPORTS", "GROVE_BUCKETS__IMAGES", "GROVE_BUCKETS__AMBER"])
+@pytest.mark.parametrize("name", ["", "ab", "Grove-Exports", "grove_exports", "grove-exports ", " grove-exports",
+                                  "-grove", "grove-", "../escape", "a/b", "grove..exports", "x" * 64, "grövé"])
+def test_a_bucket_name_s3_would_refuse_is_refused(monkeypatch: pytest.MonkeyPatch, var: str, name: str) -> None:
+    """Seen: GROVE_BUCKETS__EXPORTS="" passed start-up, and on the filesystem store every archive then
+    failed to be written ("unsafe key ''"), retried until the export failed; a name with a capital, an
+    underscore or a trailing space made a folder on the filesystem store that S3, R2 and MinIO refuse,
+    so a deployment moved to S3 failed at `setup`."""
+    line = refusal(monkeypatch, **{var: name})
+    assert line.startswith(f"{var}: must be an S3 bucket name"), line
+
+
+def test_the_bucket_names_in_use_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [k for k in os.environ if k.upper().startswith("GROVE_")]:
+        monkeypatch.delenv(key)
+    for var, value in {"GROVE_BUCKETS__EXPORTS": "exports-0123456789", "GROVE_BUCKETS__IMAGES": "e-1",
+                       "GROVE_BUCKETS__AMBER": "grove.amber.example"}.items():
+        monkeypatch.setenv(var, value)
+    s = Settings()
+    assert (s.buckets.exports, s.buckets.images, s.buckets.amber) == (
+        "exports-0123456789", "e-1", "grove.amber.example")

@@ -195,7 +195,7 @@ class Settings(BaseSettings):
                     "tenant's archive). Empty: no check, for a platform whose keys carry no tenant.")
 
     # Gateway
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="Where the gateway listens; 0.0.0.0 for every interface.")
     port: int = Field(8080, ge=1, le=65535)
     read_timeout_s: float = Field(10.0, gt=0, le=300, description="The gateway closes a connection whose first "
                                   "request line and headers have not all arrived this long after it opened, and "
@@ -232,6 +232,14 @@ class Settings(BaseSettings):
         None, description="OTLP/HTTP traces endpoint (e.g. http://jaeger:4318/v1/traces); unset = tracing off.")
 
     _urls = field_validator("public_url", "otel_endpoint")(check_http_url)
+
+    @field_validator("host")
+    @classmethod
+    def _host_named(cls, v: str) -> str:
+        if not v or v != v.strip() or any(c.isspace() for c in v):  # asyncio reads "" as every interface
+            raise ValueError("must be an address or host name without spaces, like 127.0.0.1 (0.0.0.0: every "
+                             "interface; empty is not the default)")
+        return v
 
     @field_validator("media_url_template")
     @classmethod

@@ -208,3 +208,11 @@ def test_the_bucket_names_in_use_are_accepted(monkeypatch: pytest.MonkeyPatch) -
     s = Settings()
     assert (s.buckets.exports, s.buckets.images, s.buckets.amber) == (
         "exports-0123456789", "e-1", "grove.amber.example")
+
+
+@pytest.mark.parametrize("host", ["", " ", " 127.0.0.1", "127.0.0.1 "])
+def test_an_empty_or_padded_gateway_host_is_refused(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    """Seen: GROVE_HOST= (empty, meant as "the default") passed start-up, and asyncio takes an empty host
+    as every interface: the gateway, 127.0.0.1 by default, listened on all of them."""
+    line = refusal(monkeypatch, GROVE_HOST=host)
+    assert line.startswith("GROVE_HOST: must be an address or host name"), line

@@ -7,6 +7,7 @@ Nested groups use a double underscore, e.g. ``GROVE_S3__ENDPOINT_URL``.
 from __future__ import annotations
 
 import re
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from shared.content.factory import check_dsn
+from shared.core.mailaddr import is_single_address
 
 MiB = 1024 * 1024
 # The longest duration a setting may name: 100 years. Longer ones, and infinity, passed start-up and
@@ -112,6 +114,16 @@ class MailSettings(BaseModel):
     retry_base_delay: float = Field(0.5, ge=0, le=MAX_S)
 
     _urls = field_validator("download_page_url", "http_url")(check_http_url)
+
+    @field_validator("sender")
+    @classmethod
+    def _one_sender(cls, v: str) -> str:
+        # a line break made every email fail for good at its headers; "" or no domain, a From no one answers
+        found = getaddresses([v]) if "\r" not in v and "\n" not in v else []
+        if len(found) != 1 or not is_single_address(found[0][1]):
+            raise ValueError("must be one email address, with a name or without, like "
+                             "Grove Export <exports@example.com>")
+        return v
 
 
 class Settings(BaseSettings):

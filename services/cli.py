@@ -64,11 +64,11 @@ def _nats_where(settings: Settings, args: argparse.Namespace) -> str:
     found = getattr(args, "found", None)
     if found is not None and found.source is not None and "GROVE_NATS_URL" in found.env:
         gone = "; that stack is no longer running" if found.stale else ""
-        return f"{settings.nats_url} (from {found.source}{gone})"
+        return f"{settings.nats_url_shown} (from {found.source}{gone})"
     if "nats_url" in settings.model_fields_set:
-        return f"{settings.nats_url} (from GROVE_NATS_URL)"
+        return f"{settings.nats_url_shown} (from GROVE_NATS_URL)"
     data = getattr(args, "data", "var")
-    return (f"{settings.nats_url} (the default: no running local stack in {data}/; start one with "
+    return (f"{settings.nats_url_shown} (the default: no running local stack in {data}/; start one with "
             f"`make serve`, pass --data, or set GROVE_NATS_URL)")
 
 

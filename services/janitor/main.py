@@ -317,7 +317,7 @@ async def run_forever(settings: Settings) -> None:
         try:
             await run_once(settings)
         except NatsUnreachable as e:  # said in one line; the next run tries again
-            log.warning("janitor run skipped: cannot reach NATS at %s: %s", settings.nats_url, e.reason)
+            log.warning("janitor run skipped: cannot reach NATS at %s: %s", settings.nats_url_shown, e.reason)
         except StoreNotThere as e:  # the same: one line, not a traceback each run
             log.warning("janitor run skipped: %s", e)
         except Exception:

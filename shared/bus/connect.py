@@ -172,7 +172,7 @@ async def wait_for_nats(settings: Settings, producer: str, *, first_delay: float
         try:
             nc = await open_nats(settings, producer, persistent=False, attempts=1)  # 0 would be "for ever"
         except NatsUnreachable as e:
-            log.warning("NATS at %s: %s; trying again in %g s", settings.nats_url, e.reason, delay)
+            log.warning("NATS at %s: %s; trying again in %g s", settings.nats_url_shown, e.reason, delay)
             await sleep(delay)
             delay = min(max_delay, delay * 2)
             continue

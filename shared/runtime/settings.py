@@ -36,6 +36,21 @@ NATS_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # a stream's or a KV bucket's name, as NAT
 _HTTP_URL = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?", re.IGNORECASE)
 
 
+_USERINFO = re.compile(r"^(\s*[A-Za-z][A-Za-z0-9+.-]*://)([^@/?#]*)@")
+
+
+def masked_url(url: str) -> str:
+    """``url`` (or several, comma-separated: GROVE_NATS_URL) fit for a log or an error line: the password
+    in ``user:password@`` is ***, and so is a user part alone, which NATS takes as a token. Every line
+    that names the NATS server printed ``nats://admin:PASSWORD@host`` as given."""
+    def one(part: str) -> str:
+        def mask(m: re.Match[str]) -> str:
+            user, colon, _ = m.group(2).partition(":")
+            return f"{m.group(1)}{user}:***@" if colon else f"{m.group(1)}***@"
+        return _USERINFO.sub(mask, part)
+    return ",".join(one(part) for part in url.split(","))
+
+
 class SettingsProblem(ValueError):
     """A setting that passed its own check but cannot work where a service uses it (a CA bundle that is
     not there): raised before the service connects anywhere; ``grove-export`` says it in one line,
@@ -244,6 +259,11 @@ class Settings(BaseSettings):
         None, description="OTLP/HTTP traces endpoint (e.g. http://jaeger:4318/v1/traces); unset = tracing off.")
 
     _urls = field_validator("public_url", "otel_endpoint")(check_http_url)
+
+    @property
+    def nats_url_shown(self) -> str:
+        """GROVE_NATS_URL as logs and messages name it: a password or token in it masked."""
+        return masked_url(self.nats_url)
 
     @field_validator("host")
     @classmethod

@@ -11,7 +11,7 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from shared.content.factory import check_dsn
@@ -264,6 +264,17 @@ class Settings(BaseSettings):
     def nats_url_shown(self) -> str:
         """GROVE_NATS_URL as logs and messages name it: a password or token in it masked."""
         return masked_url(self.nats_url)
+
+    @field_validator("progress_interval_s")
+    @classmethod
+    def _beats_within_ack_wait(cls, v: float, info: ValidationInfo) -> float:
+        # else a live worker's message is redelivered before its first in-progress ack: another replica
+        # takes the live run's heartbeat for a dead run's, counts a death and runs the step over it
+        ack_wait = info.data.get("ack_wait_s")
+        if ack_wait is not None and v >= ack_wait:
+            raise ValueError(f"must be less than GROVE_ACK_WAIT_S ({ack_wait:g} s): the in-progress acks must come "
+                             "before NATS redelivers a running step's message to another worker")
+        return v
 
     @field_validator("host")
     @classmethod

@@ -234,3 +234,18 @@ def test_the_senders_in_use_are_accepted(monkeypatch: pytest.MonkeyPatch) -> Non
             monkeypatch.delenv(key)
         monkeypatch.setenv("GROVE_MAIL__SENDER", sender)
         assert Settings().mail.sender == sender
+
+
+@pytest.mark.parametrize(("env", "why"), [
+    ({"GROVE_PROGRESS_INTERVAL_S": "4"}, "GROVE_PROGRESS_INTERVAL_S: must be less than GROVE_ACK_WAIT_S (4 s)"),
+    ({"GROVE_PROGRESS_INTERVAL_S": "10", "GROVE_ACK_WAIT_S": "5"},
+     "GROVE_PROGRESS_INTERVAL_S: must be less than GROVE_ACK_WAIT_S (5 s)"),
+    ({"GROVE_ACK_WAIT_S": "0.5"}, "GROVE_PROGRESS_INTERVAL_S: must be less than GROVE_ACK_WAIT_S (0.5 s)"),
+])
+def test_an_in_progress_ack_slower_than_the_ack_wait_is_refused(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+                                                                 why: str) -> None:
+    """GROVE_PROGRESS_INTERVAL_S=10 with the 4 s AckWait passed start-up; from the worker's code, a step
+    longer than 4 s is then redelivered while its worker is alive — to another replica, which takes the
+    live run's heartbeat for a dead run's, counts a death, and starts the step again over it; a step
+    whose log does not move meanwhile can reach GROVE_STEP_DEATHS and fail with no process dead."""
+    assert refusal(monkeypatch, **env).startswith(why)

@@ -67,7 +67,7 @@ async def _run(delivered: int, left: dict[str, Any] | None, step_deaths: int = 5
     async def work(ctx: StepContext) -> None:
         ran.append("work")
 
-    worker = StepWorker(step, bus, Settings(progress_interval_s=60.0, step_deaths=step_deaths), work,
+    worker = StepWorker(step, bus, Settings(progress_interval_s=60.0, ack_wait_s=120.0, step_deaths=step_deaths), work,
                         lambda loaded: True, dead_end=dead_end)
     msg = Delivered("exports.t_k.exp_k.ExportRequested", requested.to_json(), delivered=delivered)
     await worker.handle(msg)  # type: ignore[arg-type]
@@ -143,7 +143,7 @@ async def test_a_shutdown_deletes_the_heartbeat_before_it_hands_the_message_on()
         started.set()
         await asyncio.sleep(60)
 
-    worker = StepWorker("catalog", bus, Settings(progress_interval_s=60.0), work, lambda loaded: True)
+    worker = StepWorker("catalog", bus, Settings(progress_interval_s=60.0, ack_wait_s=120.0), work, lambda loaded: True)
     msg = Delivered("exports.t_k.exp_k.ExportRequested", requested.to_json(), calls=order, delivered=2)
     original_delete = bucket.delete
 
@@ -176,7 +176,7 @@ async def test_a_death_after_the_dead_run_moved_the_log_starts_a_new_row() -> No
     async def work(ctx: StepContext) -> None:
         ran.append("work")
 
-    worker = StepWorker("catalog", bus, Settings(progress_interval_s=60.0, step_deaths=5), work, lambda loaded: True)
+    worker = StepWorker("catalog", bus, Settings(progress_interval_s=60.0, ack_wait_s=120.0, step_deaths=5), work, lambda loaded: True)
     msg = Delivered("exports.t_k.exp_k.ExportRequested", requested.to_json(), delivered=3)
     await worker.handle(msg)  # type: ignore[arg-type]
     await asyncio.gather(*worker.running.values())

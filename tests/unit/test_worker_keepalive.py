@@ -52,7 +52,7 @@ async def _worker(interval: float, work: Any, step: ev.Step = "catalog",
     await log.append(requested, 0)
     beats = Beats()
     bus = Bus(nc=None, js=None, log=log, heartbeats=beats, admission=None)  # type: ignore[arg-type]
-    worker = StepWorker(step, bus, Settings(progress_interval_s=interval, **settings), work, lambda loaded: True)
+    worker = StepWorker(step, bus, Settings(progress_interval_s=interval, ack_wait_s=max(4.0, 2 * interval), **settings), work, lambda loaded: True)
     return worker, FakeMsg("exports.t_k.exp_k.ExportRequested", requested.to_json()), beats
 
 

@@ -31,7 +31,7 @@ async def test_a_lost_fence_is_not_a_failed_attempt(error: Exception, calls: lis
     async def work(ctx: StepContext) -> None:
         raise error
 
-    worker = StepWorker("assemble", bus, Settings(progress_interval_s=60), work, lambda loaded: True)
+    worker = StepWorker("assemble", bus, Settings(progress_interval_s=60, ack_wait_s=120), work, lambda loaded: True)
     msg = FakeMsg("exports.t_f.exp_f.ExportRequested", data=requested.to_json())
     await worker.handle(msg)  # type: ignore[arg-type]
     await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)

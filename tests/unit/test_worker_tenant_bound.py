@@ -52,7 +52,7 @@ async def test_a_tenant_at_its_share_waits_while_another_tenant_starts() -> None
         started.append(ctx.state.export_id)
         await release.wait()
 
-    settings = Settings(concurrency=4, tenant_concurrency=1, tenant_backoff_s=1.5, progress_interval_s=60)
+    settings = Settings(concurrency=4, tenant_concurrency=1, tenant_backoff_s=1.5, progress_interval_s=60, ack_wait_s=120)
     bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
     worker = StepWorker("catalog", bus, settings, work, lambda loaded: True)
     msgs = [FakeMsg(f"exports.{t}.{e}.ExportRequested", data=ev.ExportRequested(

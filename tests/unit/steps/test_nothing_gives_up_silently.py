@@ -159,7 +159,7 @@ async def test_a_cancel_whose_rounds_keep_losing_is_retried_and_never_fails_the_
 
     log = MovingLog(producer="canceller")
     await cancelling(log)
-    settings = Settings(progress_interval_s=60.0, retry_base_delay_s=0.0)
+    settings = Settings(progress_interval_s=60.0, ack_wait_s=120.0, retry_base_delay_s=0.0)
     bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
     worker = StepWorker("cancel", bus, settings, Canceller(settings, Store(parts_left=False)),  # type: ignore[arg-type]
                         canceller.should_run)

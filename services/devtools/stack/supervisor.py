@@ -37,6 +37,7 @@ from shared.runtime.secrets import (
     require,
     write_private,
 )
+from shared.runtime.settings import Settings
 
 SERVICES = steps.service_names()  # every service of the step table
 LOCK_FILE = "stack.lock"
@@ -276,9 +277,12 @@ class Stack:
             self._lock_fd = _lock(self.data_dir)
             users = local_passwords(self.data_dir / PASSWORDS_FILE)
             config = self.data_dir / "nats.conf"
-            prefix = self.env.get("GROVE_SUBJECT_PREFIX", "exports")
-            kv_prefix = self.env.get("GROVE_KV_PREFIX", "grove")
-            stream = self.env.get("GROVE_STREAM_NAME", "EXPORTS")
+            # the names the services will use: they read them from this environment too (permissions on
+            # the defaults alone refused every service of a stack started with GROVE_STREAM_NAME set)
+            given, field = {**os.environ, **self.env}, Settings.model_fields
+            prefix = given.get("GROVE_SUBJECT_PREFIX", field["subject_prefix"].default)
+            kv_prefix = given.get("GROVE_KV_PREFIX", field["kv_prefix"].default)
+            stream = given.get("GROVE_STREAM_NAME", field["stream_name"].default)
             write_private(config, render_authorization(users, prefix=prefix, kv_prefix=kv_prefix, stream=stream))
             self.nats = NatsServer(self.data_dir / "nats", config_file=config,
                                    log_file=self.data_dir / "logs" / "nats.log")

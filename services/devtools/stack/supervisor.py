@@ -289,10 +289,12 @@ class Stack:
             self.nats.start()  # assigned first: a server that starts but never answers is stopped too
             nats_url = self.nats.url
             # Operator commands (events, janitor, replay) read this instead of a stale exported URL.
+            # With the names too: a new shell without them asked the default stream ("no events").
+            names = {"GROVE_SUBJECT_PREFIX": prefix, "GROVE_KV_PREFIX": kv_prefix, "GROVE_STREAM_NAME": stream}
             self.operator_file = operator.write(self.data_dir, nats_url=nats_url, nats_user=ADMIN,
                                                 credentials_file=self.data_dir / PASSWORDS_FILE,
-                                                env={k: v for k, v in self.env.items()
-                                                     if k not in SECRET_NAMES.values()})  # secrets.json has those
+                                                env=names | {k: v for k, v in self.env.items()
+                                                             if k not in SECRET_NAMES.values()})  # secrets.json has those
         env = {**os.environ, "GROVE_NATS_URL": nats_url, "GROVE_PORT": str(self.port),
                "PYTHONUNBUFFERED": "1", **self.env}
         keys = stack_secrets(self.data_dir, env)  # only the gateway signs and checks with them

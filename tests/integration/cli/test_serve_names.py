@@ -3,6 +3,7 @@ nats-server's users get their permissions on those names, the ones its services 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,12 @@ def test_the_local_nats_permissions_follow_the_names_set_in_the_environment(
     try:
         stack.start()
         conf = (data / "nats.conf").read_text()
+        found = json.loads((data / "stack.json").read_text())["env"]
     finally:
         stack.stop()
     assert '"myprefix.*.*.ExportRequested"' in conf and "$JS.API.CONSUMER.MSG.NEXT.MYSTREAM.catalog" in conf
     assert "KV_mykv_heartbeats" in conf
     assert '"exports.' not in conf and ".EXPORTS." not in conf and "KV_grove_" not in conf
+    # operator commands in a new shell (no such variables there) find the stack's stream through stack.json
+    assert (found["GROVE_STREAM_NAME"], found["GROVE_KV_PREFIX"], found["GROVE_SUBJECT_PREFIX"]) == (
+        "MYSTREAM", "mykv", "myprefix")

@@ -37,7 +37,7 @@ from shared.runtime.secrets import (
     require,
     write_private,
 )
-from shared.runtime.settings import Settings
+from shared.runtime.settings import Settings, SettingsProblem
 
 SERVICES = steps.service_names()  # every service of the step table
 LOCK_FILE = "stack.lock"
@@ -157,9 +157,14 @@ def _port_taken(port: int) -> bool:
 def preflight(data_dir: Path, port: int | None, given: Mapping[str, str]) -> None:
     """Every refusal a start of a local stack in ``data_dir`` can make before it writes anything, so a
     refused ``serve`` or ``demo`` leaves the folder as it was: another stack holds the folder, the
-    gateway's ``port`` (None: no gateway) is taken (:class:`StackBusy`); a signing secret ``given`` in
+    gateway's ``port`` (None: no gateway) is taken (:class:`StackBusy`); GROVE_METRICS_PORT is set, one port for
+    every service (:class:`SettingsProblem`); a signing secret ``given`` in
     the environment is unusable, or the folder's secrets.json or nats-users.json is damaged
     (:class:`SecretError`). :meth:`Stack.start` still takes the lock itself: this only says no early."""
+    if int(given.get("GROVE_METRICS_PORT") or 0):  # valid: Settings() has read it
+        raise SettingsProblem("GROVE_METRICS_PORT: the local stack runs every step service on this machine, and "
+                              "each would bind that one port (all but the first then die at each start): unset it "
+                              "for `serve` and `demo`")
     _lock(data_dir, probe=True)
     if port is not None and _port_taken(port):
         raise StackBusy(f"port {port} is in use by another program: pass --port with a free one")

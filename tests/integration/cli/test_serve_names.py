@@ -34,3 +34,29 @@ def test_the_local_nats_permissions_follow_the_names_set_in_the_environment(
     # operator commands in a new shell (no such variables there) find the stack's stream through stack.json
     assert (found["GROVE_STREAM_NAME"], found["GROVE_KV_PREFIX"], found["GROVE_SUBJECT_PREFIX"]) == (
         "MYSTREAM", "mykv", "myprefix")
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_a_metrics_port_for_the_whole_local_stack_is_refused_before_anything_starts(tmp_path: Path,
+                                                                                     command: str) -> None:
+    """Seen: GROVE_METRICS_PORT=9100 grove-export serve: every step service was given port 9100, one bound
+    it, and the other five died at each start ("port … is taken by another program") for as long as the
+    stack ran — no export could pass the steps whose services were down."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")} | {"GROVE_METRICS_PORT": "9100"}
+    data = tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", command, "--data", str(data), "--port",
+                             str(free_port())], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # it started: stopped as Ctrl-C would, so its children stop too
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and err.count("\n") == 1, err
+    assert err.startswith("grove-export: invalid settings: GROVE_METRICS_PORT: "), err
+    assert not data.exists(), sorted(p.name for p in data.iterdir())

@@ -176,6 +176,21 @@ def test_compose_requires_every_secret_and_publishes_on_loopback_only() -> None:
         assert "MINIO_ROOT_PASSWORD" not in str(env) or name in ("minio", "minio-init"), name
 
 
+def test_every_grove_container_in_compose_is_locked_down_as_in_kubernetes() -> None:
+    """Kubernetes runs each container with a read-only root filesystem (a writable /tmp only), no
+    capabilities, no privilege escalation and CPU and memory limits; compose ran the same image with
+    none of these: a writable image, every default capability, and one runaway export free to take the
+    host's memory from NATS and MinIO beside it."""
+    for name, svc in compose()["services"].items():
+        if "build" not in svc:  # not the grove-export image
+            continue
+        assert svc.get("read_only") is True, f"{name}: a writable root filesystem"
+        assert "/tmp" in [t.split(":")[0] for t in svc.get("tmpfs", [])], f"{name}: no writable /tmp"
+        assert svc.get("cap_drop") == ["ALL"], f"{name}: keeps the default capabilities"
+        assert "no-new-privileges:true" in svc.get("security_opt", []), f"{name}: may escalate privileges"
+        assert svc.get("mem_limit") and svc.get("cpus"), f"{name}: no memory or CPU limit"
+
+
 def test_every_docker_compose_command_in_the_docs_names_the_compose_file() -> None:
     """The compose file is in deploy/: a ``docker compose`` without ``-f deploy/docker-compose.yml``,
     run from the repository root as the docs say, finds no project."""

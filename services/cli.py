@@ -533,6 +533,10 @@ def main(argv: list[str] | None = None) -> None:
 
         print(f"grove-export: invalid settings: {explain(e)}", file=sys.stderr)
         sys.exit(2)
+    from shared.runtime.settings import unknown_variables
+
+    for line in unknown_variables(os.environ):  # ignored by Settings(): a typo would run on the default
+        print(f"grove-export: warning: {line}", file=sys.stderr)
     args.nats_where = _nats_where(settings, args)  # for messages naming the server asked (`show`, `events`, …)
     try:
         args.func(args, settings)

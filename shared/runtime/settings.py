@@ -6,7 +6,9 @@ Nested groups use a double underscore, e.g. ``GROVE_S3__ENDPOINT_URL``.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Mapping
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -303,6 +305,35 @@ class Settings(BaseSettings):
     def _known_content_dsn(cls, v: SecretStr) -> SecretStr:
         check_dsn(v.get_secret_value())
         return v
+
+
+def setting_variables() -> list[str]:
+    """Every environment variable a setting is read from: GROVE_PORT, GROVE_S3, GROVE_S3__ENDPOINT_URL, …"""
+    names: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            names.append(f"{prefix}{name.upper()}")
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                walk(field.annotation, f"{prefix}{name.upper()}__")
+    walk(Settings, "GROVE_")
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A line for each GROVE_* variable that is no setting but nearly one (a typo, ``_`` for ``__``),
+    naming the setting it was probably meant for. Settings ignore unknown variables (other tools
+    have GROVE_* ones of their own), so GROVE_CONCURENCY=8 ran with 4, and nothing said so."""
+    known = setting_variables()
+    lines = []
+    for key in sorted(environ):
+        upper = key.upper()
+        if not upper.startswith("GROVE_") or upper in known:
+            continue
+        near = difflib.get_close_matches(upper, known, n=1, cutoff=0.9)
+        if near:
+            lines.append(f"{key} is no setting and is ignored: did you mean {near[0]}?")
+    return lines
 
 
 def _field_path(loc: tuple[int | str, ...]) -> tuple[list[str], bool]:

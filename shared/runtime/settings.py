@@ -197,7 +197,6 @@ class Settings(BaseSettings):
     # Archive
     min_part_size: int = Field(8 * MiB, ge=1, description="Smallest multipart part (S3 needs >= 5 MiB).")
     parts_in_flight: int = Field(3, ge=1)
-    spool_threshold: int = 64 * MiB
     pace_after_bytes: int = Field(32 * MiB, ge=0, description="An export past this gives way to smaller ones "
                                                         "streaming in the same process (fairness).")
     archive_ttl_days: float = Field(7.0, gt=0, le=MAX_DAYS)

@@ -23,3 +23,27 @@ def test_settings_and_other_tools_variables_are_not_named() -> None:
     assert unknown_variables({"GROVE_CONCURRENCY": "8", "grove_port": "1", "GROVE_S3__ACCESS_KEY_ID": "k",
                               "GROVE_MAIL__SMTP_PASSWORD": "p", "GROVE_FAULTS": "x", "GROVE_IMAGE": "i",
                               "GROVE_TEST_POSTGRES": "1", "GROVE_S3": "{}"}) == []
+
+
+def test_every_setting_is_read_by_some_code() -> None:
+    """Seen: GROVE_SPOOL_THRESHOLD was a setting no code read — set, it changed nothing, and said nothing."""
+    import re
+    from pathlib import Path
+
+    from pydantic import BaseModel
+
+    from shared.runtime.settings import Settings
+
+    root = Path(__file__).resolve().parents[2]
+    code = "\n".join(p.read_text() for top in ("shared", "services") for p in (root / top).rglob("*.py")
+                     if p.name != "settings.py")
+    unread = []
+
+    def walk(model: type[BaseModel]) -> None:
+        for name, field in model.model_fields.items():
+            if not re.search(rf"\.{name}\b", code) and f'"{name}"' not in code:
+                unread.append(name)
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                walk(field.annotation)
+    walk(Settings)
+    assert unread == [], unread

@@ -6,12 +6,15 @@ same server binary with the same flags.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +42,28 @@ def nats_server_binary() -> str:
     return found
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send the child SIGTERM when its parent ends, however it ends
+    (Linux; None elsewhere). The local stack's children run in sessions of their own, so a ``serve``
+    killed with SIGKILL (or by the out-of-memory killer) left nats-server and every service running.
+    The parent is the *thread* that started the child: the stack's children are started by its main
+    thread and its supervising thread, which both live until the stack is stopped."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent ended before the line above: nothing would signal this one
+            os.kill(os.getpid(), signal.SIGTERM)
+    return in_child
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -57,6 +82,7 @@ class NatsServer:
     log_file: Path | None = None
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    with_parent: bool = False  # ended by the kernel when the thread that started it ends (the local stack's)
 
     @property
     def url(self) -> str:
@@ -78,7 +104,8 @@ class NatsServer:
             self.port = free_port()
         self.store_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.args(), stdout=out, stderr=out, start_new_session=True)
+        self.proc = subprocess.Popen(self.args(), stdout=out, stderr=out, start_new_session=True,
+                                     preexec_fn=die_with_parent() if self.with_parent else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

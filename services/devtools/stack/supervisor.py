@@ -25,7 +25,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from services.devtools.stack import operator
-from services.devtools.stack.natsserver import NatsServer
+from services.devtools.stack.natsserver import NatsServer, die_with_parent
 from shared.bus.permissions import ADMIN, USERS, render_authorization
 from shared.core import steps
 from shared.runtime.secrets import (
@@ -237,7 +237,8 @@ class Child:
     def start(self) -> None:
         self.started = time.monotonic()
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log, start_new_session=True)
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log, start_new_session=True,
+                                     preexec_fn=die_with_parent())  # even when `serve` is killed with SIGKILL
 
     @property
     def pid(self) -> int | None:
@@ -290,7 +291,7 @@ class Stack:
             stream = given.get("GROVE_STREAM_NAME", field["stream_name"].default)
             write_private(config, render_authorization(users, prefix=prefix, kv_prefix=kv_prefix, stream=stream))
             self.nats = NatsServer(self.data_dir / "nats", config_file=config,
-                                   log_file=self.data_dir / "logs" / "nats.log")
+                                   log_file=self.data_dir / "logs" / "nats.log", with_parent=True)
             self.nats.start()  # assigned first: a server that starts but never answers is stopped too
             nats_url = self.nats.url
             # Operator commands (events, janitor, replay) read this instead of a stale exported URL.

@@ -69,3 +69,27 @@ def test_a_signal_that_ends_serve_ends_its_children_too(tmp_path: Path, signals:
         if proc.poll() is None:
             proc.kill()
         kill_all(data)
+
+
+def test_a_killed_serve_takes_its_children_with_it(tmp_path: Path) -> None:
+    """SIGKILL (`kill -9`, the out-of-memory killer, a test harness's timeout) cannot be caught: the
+    kernel ends each child with its parent instead (PR_SET_PDEATHSIG). Seen: nats-server and every
+    service ran on, in sessions of their own, after a test's subprocess.run timeout killed `serve`."""
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--data", str(data),
+                             "--port", str(free_port())], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert "local stack up" in (proc.stdout.readline() if proc.stdout else ""), proc.communicate()
+        assert running_from(data)
+        proc.kill()
+        proc.communicate(timeout=30)
+        deadline = time.monotonic() + 30  # the services stop as they would on SIGTERM
+        while (left := running_from(data)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"still running after `serve` was killed: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kill_all(data)

@@ -46,6 +46,9 @@ PLACEHOLDER_WORDS = ("change-me", "change_me", "change me", "changeme", "changei
 # Whole values (any case) that are templates or vendors' defaults, never a credential.
 PLACEHOLDER_VALUES = frozenset({"password", "secret", "minioadmin", "todo", "tbd", "none", "null", "xxx", "***"})
 SECRET_NAMES = {"jwt": "GROVE_JWT_SECRET", "link": "GROVE_LINK_SECRET"}
+# A local stack's data folder, when it makes it: its owner's only. It holds every archive, the emails
+# with their download links, the databases and the logs (at the umask's 0755, any user could read them).
+DATA_DIR_MODE = 0o700
 SECRETS_FILE = "secrets.json"  # the local stack's, in its data folder (:func:`local_secrets`)
 
 
@@ -204,7 +207,7 @@ def local_secrets(data_dir: Path) -> dict[str, str]:
         if all(problem(stored.get(var)) is None for var in SECRET_NAMES.values()) and \
                 stored[SECRET_NAMES["jwt"]] != stored[SECRET_NAMES["link"]]:
             return stored
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
     made = {var: secrets.token_urlsafe(48) for var in SECRET_NAMES.values()}
     write_private(path, json.dumps(made, indent=1))
     return made

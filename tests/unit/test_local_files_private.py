@@ -54,3 +54,11 @@ def test_a_file_once_readable_by_others_is_made_private_before_the_secret_goes_i
     os.chmod(path, 0o644)
     supervisor.local_passwords(path)
     assert mode(path) == "0o600"
+
+
+def test_the_data_folder_a_local_stack_makes_is_its_owners_only(tmp_path: Path) -> None:
+    """It holds every archive (store/), the emails with their download links (outbox/), the content and
+    read-model databases and the logs: made at the umask's 0755, any user of the machine could read them."""
+    data = tmp_path / "var"
+    supervisor.local_env(data, 8080)  # the first thing `serve` and `demo` write: secrets.json in it
+    assert mode(data) == "0o700"

@@ -29,6 +29,7 @@ from services.devtools.stack.natsserver import NatsServer, die_with_parent
 from shared.bus.permissions import ADMIN, USERS, render_authorization
 from shared.core import steps
 from shared.runtime.secrets import (
+    DATA_DIR_MODE,
     SECRET_NAMES,
     SECRETS_FILE,
     local_secrets,
@@ -277,7 +278,7 @@ class Stack:
         users: dict[str, str] = {}
         if nats_url is None:  # a stack of its own in this folder: one at a time, on a free port
             preflight(self.data_dir, self.port if "gateway" in self.services else None, {**os.environ, **self.env})
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)  # when made here: owner's only
         (self.data_dir / "logs").mkdir(exist_ok=True)
         if nats_url is None:
             self._lock_fd = _lock(self.data_dir)

@@ -102,10 +102,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
+    from services.devtools.stack.natsserver import NatsServerError
     from services.devtools.stack.supervisor import (
         MAX_ASSEMBLERS,
         Stack,
         StackBusy,
+        StackFailed,
         default_replicas,
         local_env,
         preflight,
@@ -126,6 +128,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
             stack = Stack(data, port=args.port, env=env, replicas=replicas).start()
         except StackBusy as e:
             raise CliError(str(e)) from None
+        except (StackFailed, NatsServerError) as e:  # stopped again by Stack.start: one line, not a traceback
+            raise CliError(f"the local stack did not start: {e}", code=1) from None
         try:
             print(f"grove-export: local stack up — gateway http://127.0.0.1:{args.port}/export, "
                   f"NATS {stack.nats.url if stack.nats else '?'}, logs in {Path(args.data, 'logs')}\n"

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import aiohttp
 
-from services.devtools.stack.supervisor import Stack, StackBusy, local_env, preflight, stopped_by_signals
+from services.devtools.stack.natsserver import NatsServerError
+from services.devtools.stack.supervisor import (
+    Stack,
+    StackBusy,
+    StackFailed,
+    local_env,
+    preflight,
+    stopped_by_signals,
+)
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.core.lifecycle import is_terminal
@@ -161,6 +169,9 @@ def _run_demo(data: Path, port: int) -> int:
     except StackBusy as e:
         print(f"grove-export: {e}", file=sys.stderr)
         return 2
+    except (StackFailed, NatsServerError) as e:  # stopped again by Stack.start: one line, not a traceback
+        print(f"grove-export: the local stack did not start: {e}", file=sys.stderr)
+        return 1
     try:
         path = asyncio.run(_export(settings, port, data))
     except KeyboardInterrupt:

@@ -212,14 +212,24 @@ def local_passwords(path: Path) -> dict[str, str]:
     return users
 
 
+class StackFailed(RuntimeError):
+    """The local stack did not start (its set-up failed): one line saying why, for ``serve`` and ``demo``."""
+
+
 def run_setup(env: dict[str, str], log_path: Path, timeout: float = 60.0) -> None:
     """``grove-export setup --nats-only`` (stream, buckets, durables) before any service starts:
-    services may only bind to what it created."""
+    services may only bind to what it created. A failure is :class:`StackFailed` with setup's own last
+    line (it was a traceback ending in "see setup.log", the reason only in that file)."""
     with open(log_path, "ab") as log:
+        start = log.tell()
         done = subprocess.run([sys.executable, "-m", "services.cli", "setup", "--nats-only"], env=env, stdout=log, stderr=log,
                               timeout=timeout, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"grove-export setup failed; see {log_path}")
+        with open(log_path, "rb") as log:
+            log.seek(start)
+            lines = [ln.strip() for ln in log.read().decode(errors="replace").splitlines() if ln.strip()]
+        why = lines[-1].removeprefix("grove-export: ") if lines else f"exit code {done.returncode}"
+        raise StackFailed(f"grove-export setup failed: {why} (see {log_path})")
 
 
 @dataclass

@@ -60,3 +60,26 @@ def test_a_metrics_port_for_the_whole_local_stack_is_refused_before_anything_sta
     assert proc.returncode == 2 and err.count("\n") == 1, err
     assert err.startswith("grove-export: invalid settings: GROVE_METRICS_PORT: "), err
     assert not data.exists(), sorted(p.name for p in data.iterdir())
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_a_setup_that_fails_at_start_is_one_line_naming_why(tmp_path: Path, command: str) -> None:
+    """Seen: GROVE_STREAM_REPLICAS=3 grove-export serve (the local nats-server is one node): a traceback
+    ending in "RuntimeError: grove-export setup failed; see …/setup.log", the reason only in that file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")} | {"GROVE_STREAM_REPLICAS": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", command, "--data", str(tmp_path / "data"),
+                             "--port", str(free_port())], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith("grove-export: the local stack did not start: grove-export setup failed: ") and \
+        "replicas > 1 not supported" in err and "setup.log" in err, err

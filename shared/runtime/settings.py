@@ -35,6 +35,7 @@ MAX_STEP_ATTEMPTS = 20
 # each waits up to 30 s (mail) or 20 s (botocore) after the last, inside a step that holds its slot.
 MAX_CALL_ATTEMPTS = 20
 NATS_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # a stream's or a KV bucket's name, as NATS takes them
+_REGION = re.compile(r"(?![0-9]+$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _HTTP_URL = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?", re.IGNORECASE)
 
 
@@ -83,6 +84,15 @@ class S3Settings(BaseModel):
     max_attempts: int = Field(5, ge=1, le=MAX_CALL_ATTEMPTS, description="botocore standard retry mode attempts.")
 
     _urls = field_validator("endpoint_url", "public_endpoint_url")(check_http_url)
+
+    @field_validator("region")
+    @classmethod
+    def _region_name(cls, v: str) -> str:
+        # botocore's own rule (a host label): else every S3 call ended in its InvalidRegionError traceback
+        if not _REGION.fullmatch(v):
+            raise ValueError("must be a region name: letters, digits and inner hyphens, like us-east-1 "
+                             "(auto for Cloudflare R2)")
+        return v
 
 
 # S3's bucket naming rules (R2 and MinIO keep them too): 3 to 63 lower-case letters, digits, dots and

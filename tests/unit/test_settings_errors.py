@@ -249,3 +249,19 @@ def test_an_in_progress_ack_slower_than_the_ack_wait_is_refused(monkeypatch: pyt
     live run's heartbeat for a dead run's, counts a death, and starts the step again over it; a step
     whose log does not move meanwhile can reach GROVE_STEP_DEATHS and fail with no process dead."""
     assert refusal(monkeypatch, **env).startswith(why)
+
+
+@pytest.mark.parametrize("region", ["", " us-east-1", "us-east-1 ", "us east", "-us", "123", "eu_west_1"])
+def test_a_region_botocore_refuses_is_refused(monkeypatch: pytest.MonkeyPatch, region: str) -> None:
+    """Seen: GROVE_S3__REGION=" us-east-1" (a space pasted in) passed start-up, and every command and
+    service on S3 then ended in botocore's InvalidRegionError traceback."""
+    line = refusal(monkeypatch, GROVE_S3__REGION=region)
+    assert line.startswith("GROVE_S3__REGION: must be a region name"), line
+
+
+def test_the_regions_in_use_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    for region in ("us-east-1", "auto", "eu-central-2", "garage"):
+        for key in [k for k in os.environ if k.upper().startswith("GROVE_")]:
+            monkeypatch.delenv(key)
+        monkeypatch.setenv("GROVE_S3__REGION", region)
+        assert Settings().s3.region == region

@@ -69,6 +69,16 @@ def check_http_url(value: str | None) -> str | None:
     return value
 
 
+def check_host(value: str) -> str:
+    """A host name or address to listen on or connect to: an empty one or one with a space passed
+    start-up, and asyncio took GROVE_HOST="" as every interface (the gateway, 127.0.0.1 by default,
+    listened on all of them), GROVE_MAIL__SMTP_HOST=" smtp.example.com" failed every email's send."""
+    if not value or any(c.isspace() for c in value):
+        raise ValueError("must be an address or host name without spaces, like 127.0.0.1 (0.0.0.0: every "
+                         "interface; empty is not the default)")
+    return value
+
+
 class S3Settings(BaseModel):
     """Connection to an S3-compatible store (AWS S3, Cloudflare R2, MinIO)."""
 
@@ -141,6 +151,7 @@ class MailSettings(BaseModel):
     retry_base_delay: float = Field(0.5, ge=0, le=MAX_S)
 
     _urls = field_validator("download_page_url", "http_url")(check_http_url)
+    _host = field_validator("smtp_host")(check_host)
 
     @field_validator("sender")
     @classmethod
@@ -287,13 +298,7 @@ class Settings(BaseSettings):
                              "before NATS redelivers a running step's message to another worker")
         return v
 
-    @field_validator("host")
-    @classmethod
-    def _host_named(cls, v: str) -> str:
-        if not v or v != v.strip() or any(c.isspace() for c in v):  # asyncio reads "" as every interface
-            raise ValueError("must be an address or host name without spaces, like 127.0.0.1 (0.0.0.0: every "
-                             "interface; empty is not the default)")
-        return v
+    _host = field_validator("host")(check_host)
 
     @field_validator("media_url_template")
     @classmethod

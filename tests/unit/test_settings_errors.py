@@ -210,12 +210,14 @@ def test_the_bucket_names_in_use_are_accepted(monkeypatch: pytest.MonkeyPatch) -
         "exports-0123456789", "e-1", "grove.amber.example")
 
 
+@pytest.mark.parametrize("var", ["GROVE_HOST", "GROVE_MAIL__SMTP_HOST"])
 @pytest.mark.parametrize("host", ["", " ", " 127.0.0.1", "127.0.0.1 "])
-def test_an_empty_or_padded_gateway_host_is_refused(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+def test_an_empty_or_padded_host_is_refused(monkeypatch: pytest.MonkeyPatch, var: str, host: str) -> None:
     """Seen: GROVE_HOST= (empty, meant as "the default") passed start-up, and asyncio takes an empty host
-    as every interface: the gateway, 127.0.0.1 by default, listened on all of them."""
-    line = refusal(monkeypatch, GROVE_HOST=host)
-    assert line.startswith("GROVE_HOST: must be an address or host name"), line
+    as every interface: the gateway, 127.0.0.1 by default, listened on all of them. A padded SMTP host
+    failed every email's send instead."""
+    line = refusal(monkeypatch, **{var: host})
+    assert line.startswith(f"{var}: must be an address or host name"), line
 
 
 @pytest.mark.parametrize("sender", ["", "exports", "Grove Export", "Grove <exports@grove.local>\nBcc: all@example.com",

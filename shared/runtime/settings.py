@@ -79,6 +79,15 @@ def check_host(value: str) -> str:
     return value
 
 
+def check_path(value: object) -> object:
+    """A file or folder setting, before it becomes a Path: "" became Path("."), the current folder (the
+    filesystem store's buckets and the outbox's emails went wherever the process ran), and a pasted
+    space a folder named with it."""
+    if isinstance(value, str) and (not value.strip() or value != value.strip()):
+        raise ValueError("must be a path, not empty and without spaces at either end (unset it for the default)")
+    return value
+
+
 class S3Settings(BaseModel):
     """Connection to an S3-compatible store (AWS S3, Cloudflare R2, MinIO)."""
 
@@ -152,6 +161,7 @@ class MailSettings(BaseModel):
 
     _urls = field_validator("download_page_url", "http_url")(check_http_url)
     _host = field_validator("smtp_host")(check_host)
+    _paths = field_validator("outbox_dir", "smtp_ca_file", mode="before")(check_path)
 
     @field_validator("sender")
     @classmethod
@@ -299,6 +309,7 @@ class Settings(BaseSettings):
         return v
 
     _host = field_validator("host")(check_host)
+    _paths = field_validator("store_root", "read_model_db", mode="before")(check_path)
 
     @field_validator("media_url_template")
     @classmethod

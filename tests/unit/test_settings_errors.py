@@ -267,3 +267,13 @@ def test_the_regions_in_use_are_accepted(monkeypatch: pytest.MonkeyPatch) -> Non
             monkeypatch.delenv(key)
         monkeypatch.setenv("GROVE_S3__REGION", region)
         assert Settings().s3.region == region
+
+
+@pytest.mark.parametrize("var", ["GROVE_STORE_ROOT", "GROVE_READ_MODEL_DB", "GROVE_MAIL__OUTBOX_DIR",
+                                 "GROVE_MAIL__SMTP_CA_FILE"])
+@pytest.mark.parametrize("value", ["", " ", "var/store ", " var/store"])
+def test_an_empty_or_padded_path_is_refused(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
+    """Seen: GROVE_STORE_ROOT= (empty, meant as the default) passed start-up as Path("") — the current
+    folder: the filesystem store put its buckets, and the outbox its emails, wherever the process ran."""
+    line = refusal(monkeypatch, **{var: value})
+    assert line.startswith(f"{var}: must be a path"), line

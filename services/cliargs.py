@@ -4,10 +4,11 @@ like every other bad input (argparse's own output is a usage block, then the err
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import sys
-from collections.abc import Callable
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 
 class Parser(argparse.ArgumentParser):
@@ -20,6 +21,23 @@ class Parser(argparse.ArgumentParser):
             f"{message} (`{self.prog} --help` lists the options)"
         print(f"grove-export: {line}", file=sys.stderr)
         sys.exit(2)
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        """An option no command knows is refused by the command it was given to, naming that command's
+        ``--help`` and the option probably meant (argparse refuses it at the top, whose help lists
+        commands: ``janitor --dryrun`` pointed at ``grove-export --help``)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            owner: argparse.ArgumentParser = self
+            for action in self._actions:
+                if isinstance(action, argparse._SubParsersAction):  # the command given, if any
+                    owner = action.choices.get(getattr(parsed, action.dest or "", None) or "", self)
+            options = [o for a in owner._actions for o in a.option_strings if o.startswith("--")]
+            meant = [m for x in extras if x.startswith("--")
+                     for m in difflib.get_close_matches(x.split("=", 1)[0], options, n=1)]
+            owner.error(f"unrecognized arguments: {' '.join(extras)}"
+                        + (f" (did you mean {', '.join(meant)}?)" if meant else ""))
+        return parsed
 
 
 def number_in(low: float, high: float | None = None, kind: type[int] | type[float] = int) -> Callable[[str], float]:

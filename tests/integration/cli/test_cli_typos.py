@@ -1,4 +1,6 @@
-"""Every grove-export command says, first, which GROVE_* variable it ignores as nearly a setting."""
+"""What a person who types a command or a setting slightly wrong is told: the help that lists the right
+option, the option they probably meant, and (first, for every command) the GROVE_* variable ignored as
+nearly a setting."""
 
 from __future__ import annotations
 
@@ -8,6 +10,29 @@ import sys
 from pathlib import Path
 
 from services.devtools.stack.natsserver import free_port
+
+
+def bare(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI in a new terminal: no GROVE_* in the environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_a_mistyped_option_names_the_commands_own_help_and_the_option_meant(tmp_path: Path) -> None:
+    """Seen: `grove-export janitor --dryrun` said "(`grove-export --help` lists the options)", and
+    that help lists the commands, not janitor's --dry-run."""
+    cases = {("janitor", "--dryrun"): "unrecognized arguments: --dryrun (did you mean --dry-run?) "
+                                      "(`grove-export janitor --help` lists the options)",
+             ("exports", "--olderthan", "2h"): "unrecognized arguments: --olderthan 2h (did you mean --older-than?) "
+                                           "(`grove-export exports --help` lists the options)",
+             ("show", "exp_1", "--jsn"): "unrecognized arguments: --jsn (did you mean --json?) "
+                                         "(`grove-export show --help` lists the options)",
+             ("exports", "--bogus"): "unrecognized arguments: --bogus (`grove-export exports --help` lists the options)"}
+    for args, line in cases.items():
+        out = bare(*args, cwd=tmp_path)
+        assert (out.returncode, out.stderr) == (2, f"grove-export: {line}\n"), (args, out.stderr)
+    assert not (tmp_path / "var").exists()  # refused before anything was made
 
 
 def test_a_mistyped_setting_is_named_on_stderr_before_anything_else(tmp_path: Path) -> None:

@@ -175,8 +175,9 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
     if settings.jwt_secret is None:  # the local stack's own secret, from its data folder
         stored = Path(args.data, "secrets.json")
         if not stored.is_file():
-            raise CliError(f"GROVE_JWT_SECRET is not set and there is no local stack in {args.data!r} "
-                           f"(start `grove-export serve --data {args.data}` first, or set it)")
+            raise CliError(f"GROVE_JWT_SECRET is not set and there is no local stack in "
+                           f"{str(args.data).rstrip('/') or '/'}/: pass --data DIR for a stack started in another "
+                           f"folder (the clone's var/), start one with `make serve`, or set GROVE_JWT_SECRET")
         settings = settings.model_copy(update={"jwt_secret": SecretStr(
             read_local_secrets(stored).get("GROVE_JWT_SECRET", ""))})
     try:  # refused inputs (a list of addresses, a lifetime over the cap) first: one line, no warning

@@ -42,3 +42,14 @@ def test_a_mistyped_setting_is_named_on_stderr_before_anything_else(tmp_path: Pa
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.stderr.splitlines()[0] == ("grove-export: warning: GROVE_CONCURENCY is no setting and is ignored: "
                                           "did you mean GROVE_CONCURRENCY?"), out.stderr
+
+
+def test_token_run_from_another_folder_says_to_pass_data(tmp_path: Path) -> None:
+    """Seen: `grove-export token …` run outside the clone said to start `grove-export serve --data var`
+    there — a second stack — while the person's stack ran in the clone: --data was not mentioned."""
+    out = bare("token", "--tenant", "t", "--user", "u", "--email", "a@b.co", "--username", "n", cwd=tmp_path)
+    assert (out.returncode, out.stderr) == (2, "grove-export: GROVE_JWT_SECRET is not set and there is no local stack "
+                                               "in var/: pass --data DIR for a stack started in another folder (the "
+                                               "clone's var/), start one with `make serve`, or set GROVE_JWT_SECRET\n"), \
+        out.stderr
+    assert not (tmp_path / "var").exists()

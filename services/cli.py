@@ -223,13 +223,16 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> None:
 async def _assemble(settings: Settings, key: str, out: Path) -> None:
     from services.archivetools.reference import assemble_to_file
     from shared.objectstore import ObjectNotFound
-    from shared.objectstore.factory import open_store
+    from shared.objectstore.factory import check_fs_store, open_store
 
+    check_fs_store(settings, "nothing was assembled")  # run from another folder, var/store is not the stack's
     store = await open_store(settings)
     try:
         size, sha = await assemble_to_file(store, settings.buckets.exports, key, out)
     except ObjectNotFound:
-        raise CliError(f"no snapshot at {key!r} in bucket {settings.buckets.exports!r}", code=1) from None
+        raise CliError(f"no snapshot at {key!r} in bucket {settings.buckets.exports!r} (a finished export's "
+                       f"snapshot is removed with its other work objects: by the canceller at once, by the janitor "
+                       f"once complete or failed)", code=1) from None
     finally:
         await store.close()
     print(f"{out.resolve()} {size} bytes sha256={sha}")

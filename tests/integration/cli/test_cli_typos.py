@@ -53,3 +53,21 @@ def test_token_run_from_another_folder_says_to_pass_data(tmp_path: Path) -> None
                                                "clone's var/), start one with `make serve`, or set GROVE_JWT_SECRET\n"), \
         out.stderr
     assert not (tmp_path / "var").exists()
+
+
+def test_assemble_names_a_store_that_is_not_there_and_why_a_snapshot_may_be_gone(tmp_path: Path) -> None:
+    """Seen: `grove-export assemble --snapshot KEY` run outside the clone said "no snapshot at KEY":
+    there was no store at all (var/store is relative). And in the clone, with the key `events` printed
+    for a finished export, the same line with no word that the janitor removes such a snapshot."""
+    key = "exports/t1/exp_1/work/snapshot.jsonl"
+    out = bare("assemble", "--snapshot", key, "--out", "a.zip", cwd=tmp_path)
+    assert (out.returncode, out.stderr) == (1, f"grove-export: the filesystem store {tmp_path}/var/store does not exist "
+                                               "(GROVE_STORE_ROOT; for a local stack, run in its folder or pass --data "
+                                               "DIR): nothing was assembled\n"), out.stderr
+    (tmp_path / "var" / "store" / "grove-exports").mkdir(parents=True)
+    out = bare("assemble", "--snapshot", key, "--out", "a.zip", cwd=tmp_path)
+    assert (out.returncode, out.stderr) == (1, f"grove-export: no snapshot at {key!r} in bucket 'grove-exports' (a "
+                                               "finished export's snapshot is removed with its other work objects: "
+                                               "by the canceller at once, by the janitor once complete or failed)\n"), \
+        out.stderr
+    assert not (tmp_path / "a.zip").exists()

@@ -257,6 +257,14 @@ async def _replay(settings: Settings) -> None:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> None:
+    found = getattr(args, "found", None)
+    if found is not None and found.source is not None and not found.stale and "GROVE_READ_MODEL_DB" in found.env:
+        # A running gateway keeps the file it opened: the rebuilt one would not be served (and the swap
+        # deletes the live file's -wal and -shm). Rebuilding into a file of one's own choosing is fine.
+        raise CliError(f"the local stack in {found.source.parent} is running, and its gateway keeps reading the "
+                       f"read model {settings.read_model_db} it opened: a rebuilt one would not be served. Stop the "
+                       f"stack (Ctrl-C where `make serve` runs), then replay; or set GROVE_READ_MODEL_DB to rebuild "
+                       f"into another file", code=1)
     asyncio.run(_replay(settings))
 
 

@@ -71,3 +71,24 @@ def test_assemble_names_a_store_that_is_not_there_and_why_a_snapshot_may_be_gone
                                                "by the canceller at once, by the janitor once complete or failed)\n"), \
         out.stderr
     assert not (tmp_path / "a.zip").exists()
+
+
+def test_replay_refuses_to_swap_the_read_model_under_the_running_local_stack(tmp_path: Path) -> None:
+    """Seen: `grove-export replay` with `make serve` up printed "… exports rebuilt from the log" and
+    exit 0; the README says to stop the gateway first, since a running one keeps reading the file it
+    opened (the rebuilt one is not served, and replay deleted the live file's -wal and -shm)."""
+    import json
+
+    data = tmp_path / "var"
+    data.mkdir()
+    model = data / "read-model.db"
+    model.write_bytes(b"")  # the running gateway's file: left as it is
+    (data / "stack.json").write_text(json.dumps({  # a stack whose pid is alive: this test's own
+        "nats_url": "nats://127.0.0.1:1", "pid": os.getpid(), "env": {"GROVE_READ_MODEL_DB": str(model)}}))
+    out = bare("replay", cwd=tmp_path)
+    assert (out.returncode, out.stderr) == (1, f"grove-export: the local stack in {data} is running, and its gateway "
+                                               f"keeps reading the read model {model} it opened: a rebuilt one would "
+                                               "not be served. Stop the stack (Ctrl-C where `make serve` runs), then "
+                                               "replay; or set GROVE_READ_MODEL_DB to rebuild into another file\n"), \
+        out.stderr
+    assert sorted(p.name for p in data.iterdir()) == ["read-model.db", "stack.json"]

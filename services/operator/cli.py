@@ -459,10 +459,10 @@ def add_commands(sub: Any, data_help: str) -> None:
                    help="erase even when exports have not stopped after --wait (default: refuse, erase nothing)")
     _actor(e, reason_required=False)
     b = command("backup", "snapshot the event stream and KV buckets into a folder", _backup)
-    b.add_argument("dir", help="an empty folder for the backup")
+    b.add_argument("dir", metavar="DIR", help="an empty folder for the backup")
     r = command("restore", "restore a backup into a server where those streams do not exist yet (checked "
                            "first: restores nothing when any is there)", _restore)
-    r.add_argument("dir", help="the folder `grove-export backup` wrote")
+    r.add_argument("dir", metavar="DIR", help="the folder `grove-export backup` wrote")
 
 
 # -- backup and restore ------------------------------------------------------------------------

@@ -92,3 +92,12 @@ def test_replay_refuses_to_swap_the_read_model_under_the_running_local_stack(tmp
                                                "replay; or set GROVE_READ_MODEL_DB to rebuild into another file\n"), \
         out.stderr
     assert sorted(p.name for p in data.iterdir()) == ["read-model.db", "stack.json"]
+
+
+def test_a_missing_file_or_folder_argument_is_named_as_the_readme_and_help_name_it(tmp_path: Path) -> None:
+    """Seen: the README and `--help`'s command list say `verify ARCHIVE` and `backup DIR`; left out,
+    the line said "required: archive" and "required: dir", in the case of no other argument's name."""
+    for command, name in (("verify", "ARCHIVE"), ("import", "ARCHIVE"), ("backup", "DIR"), ("restore", "DIR")):
+        out = bare(command, *(["--tenant", "t"] if command == "import" else []), cwd=tmp_path)
+        assert (out.returncode, out.stderr) == (2, f"grove-export: the following arguments are required: {name} "
+                                                   f"(`grove-export {command} --help` lists the options)\n"), out.stderr

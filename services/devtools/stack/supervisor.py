@@ -168,7 +168,8 @@ def preflight(data_dir: Path, port: int | None, given: Mapping[str, str]) -> Non
                               "for `serve` and `demo`")
     _lock(data_dir, probe=True)
     if port is not None and _port_taken(port):
-        raise StackBusy(f"port {port} is in use by another program: pass --port with a free one")
+        raise StackBusy(f"port {port} is in use by another program: pass --port with a free one "
+                        f"(with make: `make run PORT=N`, `make serve PORT=N`)")
     for name, var in SECRET_NAMES.items():
         if var in given:
             require(name, SecretStr(given[var]))

@@ -139,7 +139,8 @@ def test_a_second_local_stack_in_the_same_folder_is_refused_and_the_first_keeps_
 
 
 def test_a_taken_port_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    """Seen in use: a refused `serve` had made logs/, secrets.json and stack.lock in its data folder."""
+    """Seen in use: a refused `serve` had made logs/, secrets.json and stack.lock in its data folder. And
+    `make run` on a taken port said only "pass --port", which a person typing make cannot: PORT=N."""
     import socket
 
     kept = tmp_path / "kept"  # a folder with a stack's data in it, not running: left exactly as it was
@@ -153,7 +154,8 @@ def test_a_taken_port_is_refused_before_anything_is_written(tmp_path: Path) -> N
         for command, data in (("serve", tmp_path / "data"), ("demo", tmp_path / "data"), ("serve", kept)):
             out = new_shell(command, "--port", str(busy), "--data", str(data), cwd=tmp_path)
             assert out.returncode == 2 and out.stderr.strip() == (
-                f"grove-export: port {busy} is in use by another program: pass --port with a free one"), out.stderr
+                f"grove-export: port {busy} is in use by another program: pass --port with a free one "
+                f"(with make: `make run PORT=N`, `make serve PORT=N`)"), out.stderr
             assert not (tmp_path / "data").exists(), sorted((tmp_path / "data").rglob("*"))
     assert sorted(p.relative_to(kept) for p in kept.rglob("*")) == before
 

@@ -397,6 +397,13 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> None:
         raise CliError(f"no such file: {args.archive}")
     if not re.fullmatch(ID_PATTERN, args.tenant):
         raise CliError(f"--tenant must match {ID_PATTERN}")
+    from shared.content.factory import sqlite_path
+
+    db = sqlite_path(settings.content_dsn.get_secret_value())
+    if db is not None and not db.parent.is_dir():  # run outside the stack's folder: var/ is not there
+        raise CliError(f"the content database {db} cannot be made: its folder {db.parent} does not exist "
+                       f"(GROVE_CONTENT_DSN; for a local stack, run in its folder or pass --data DIR): nothing "
+                       f"was imported")
 
     async def go() -> str:
         store, content = await open_store(settings), content_source(settings)

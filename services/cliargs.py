@@ -16,6 +16,13 @@ class Parser(argparse.ArgumentParser):
     Subcommands' parsers are of this class too (``add_subparsers`` uses the parent's class)."""
 
     def error(self, message: str) -> NoReturn:
+        choice = re.fullmatch(r"(argument [^:]+: invalid choice: (.*?)) (\(choose from (.*)\))", message)
+        if choice:  # a typo of a command or a choice: name the one probably meant before the whole list
+            given, options = choice.group(2).strip("'"), re.findall(r"'([^']*)'", choice.group(4))
+            meant = difflib.get_close_matches(given, options, n=1) or \
+                difflib.get_close_matches(given.lower(), options, n=1)
+            if meant:
+                message = f"{choice.group(1)}; did you mean {meant[0]!r}? {choice.group(3)}"
         flag = re.fullmatch(r"argument ([^:]+): (must .*)", message)  # our own range checks
         line = f"{flag.group(1).split('/')[-1]} {flag.group(2)}" if flag else \
             f"{message} (`{self.prog} --help` lists the options)"

@@ -125,3 +125,20 @@ def test_import_run_outside_the_stacks_folder_names_the_content_database(tmp_pat
                                                "folder var does not exist (GROVE_CONTENT_DSN; for a local stack, run in "
                                                "its folder or pass --data DIR): nothing was imported\n"), out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip"]
+
+
+def test_a_mistyped_command_or_choice_names_the_one_probably_meant(tmp_path: Path) -> None:
+    """Seen: `grove-export shwo exp_…` and `exports --step assembler` listed every choice there is and
+    left the person to spot the one they meant."""
+    for args, start, meant in ((("shwo", "exp_1"), "argument command: invalid choice: 'shwo'", "show"),
+                               (("run", "gatway"), "argument service: invalid choice: 'gatway'", "gateway"),
+                               (("exports", "--step", "assembler"), "argument --step: invalid choice: 'assembler'",
+                                "assemble"),
+                               (("exports", "--status", "Complete"), "argument --status: invalid choice: 'Complete'",
+                                "complete")):
+        out = bare(*args, cwd=tmp_path)
+        assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
+        assert out.stderr.startswith(f"grove-export: {start}; did you mean '{meant}'? (choose from "), out.stderr
+    out = bare("frobnicate", cwd=tmp_path)  # nothing close: the list alone
+    assert out.stderr.startswith("grove-export: argument command: invalid choice: 'frobnicate' (choose from 'run', "), \
+        out.stderr

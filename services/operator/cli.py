@@ -117,6 +117,24 @@ async def _no_export(bus: Bus, settings: Settings, export_id: str, where: str | 
     return line
 
 
+async def _tenant_of_export(bus: Bus, settings: Settings, an_id: str) -> str | None:
+    """The tenant whose export ``an_id`` is, when a command that takes a tenant was given an export's
+    id (the converse of :func:`_no_export`'s hint); None when no log names it so."""
+    from nats.errors import NoRespondersError
+    from nats.js.errors import NotFoundError
+
+    with contextlib.suppress(NotFoundError, NoRespondersError):
+        msg = await bus.js.get_last_msg(settings.stream_name, f"{settings.subject_prefix}.*.{an_id}.>", direct=True)
+        return str(msg.subject).split(".")[-3]
+    return None
+
+
+def _export_not_tenant(an_id: str, tenant: str, command: str) -> str:
+    if command == "erase-tenant":  # no command to paste: it would erase every export of that tenant
+        return f"{an_id!r} is an export of tenant {tenant}; erase-tenant takes a tenant id and erases all its exports"
+    return f"{an_id!r} is an export of tenant {tenant}: `grove-export {command} {tenant}`"
+
+
 # -- see ----------------------------------------------------------------------------------------
 async def _exports(args: argparse.Namespace, settings: Settings) -> None:
     from services.operator import inspect
@@ -257,7 +275,12 @@ async def _unlock(args: argparse.Namespace, settings: Settings) -> None:
     if not is_valid_id(args.tenant):
         raise OperatorError(f"tenant id {args.tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
     async with _open(settings) as (bus, _):
-        say(await actions.unlock(bus, settings, args.tenant, who))
+        try:
+            say(await actions.unlock(bus, settings, args.tenant, who))
+        except actions.Refusal as e:
+            if "a typo?" in str(e) and (owner := await _tenant_of_export(bus, settings, args.tenant)):
+                raise actions.Refusal(f"{e}; {_export_not_tenant(args.tenant, owner, 'unlock')}") from None
+            raise
 
 
 # -- erase ----------------------------------------------------------------------------------------
@@ -307,8 +330,10 @@ async def _erase_tenant(args: argparse.Namespace, settings: Settings) -> None:
             for line in _not_looked_at(args, settings, outbox):
                 say(line)
             if found.empty:
+                owner = await _tenant_of_export(bus, settings, args.tenant)
                 say(f"grove-export: nothing is held about tenant {args.tenant!r} (a typo? `grove-export exports "
-                      "--tenant` lists a tenant's exports)", file=sys.stderr)
+                    "--tenant` lists a tenant's exports)"
+                    + (f"; {_export_not_tenant(args.tenant, owner, 'erase-tenant')}" if owner else ""), file=sys.stderr)
             return
         still = await eraser.stop_running(args.tenant, actions.Who(args.by or getpass.getuser(),
                                                                     args.reason or "erase-tenant"), args.wait)
@@ -321,11 +346,12 @@ async def _erase_tenant(args: argparse.Namespace, settings: Settings) -> None:
         found = await eraser.holdings(args.tenant)
         await eraser.erase(args.tenant, found)
         left = await eraser.holdings(args.tenant)
+        owner = await _tenant_of_export(bus, settings, args.tenant) if found.empty and not still else None
     say(f"tenant {args.tenant}:")
     if found.empty and not still:
         say(f"grove-export: nothing was held about tenant {args.tenant!r}, so nothing was erased (a typo? "
-              f"`grove-export exports --tenant` lists a tenant's exports; erasing twice also ends here)",
-              file=sys.stderr)
+            f"`grove-export exports --tenant` lists a tenant's exports; erasing twice also ends here)"
+            + (f"; {_export_not_tenant(args.tenant, owner, 'erase-tenant')}" if owner else ""), file=sys.stderr)
     for line in found.lines("removed"):
         say(f"  {line}")
     if still:

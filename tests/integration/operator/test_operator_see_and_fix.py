@@ -323,8 +323,16 @@ async def test_an_export_id_two_tenants_use_is_never_guessed(values: dict[str, A
 async def test_a_tenant_the_log_does_not_know_is_named_as_a_possible_typo(values: dict[str, Any], bus: Bus,
                                                                          settings: Settings) -> None:
     (settings.store_root / settings.buckets.exports).mkdir(parents=True)  # the store erase-tenant checks for
-    await request_export(bus, "tenant_known")  # a stream with something in it, just not this tenant
+    export_id = await request_export(bus, "tenant_known")  # a stream with something in it, just not this tenant
     refused(cli(values, "unlock", "tenant_nosuch", "--reason", "x"), "the log holds no export of this tenant: a typo?")
+    # an export's id where a tenant's belongs (show and events say the converse): named, with its tenant
+    refused(cli(values, "unlock", export_id, "--reason", "x"),
+            f"{export_id!r} is an export of tenant tenant_known: `grove-export unlock tenant_known`")
+    dry = cli(values, "erase-tenant", export_id, "--dry-run", "--no-read-model")
+    assert f"{export_id!r} is an export of tenant tenant_known; erase-tenant takes a tenant id and erases all its " \
+        "exports" in dry.stderr, dry.stderr
+    done = cli(values, "erase-tenant", export_id, "--no-read-model", "--reason", "x")
+    assert "is an export of tenant tenant_known; erase-tenant takes a tenant id" in done.stderr, done.stderr
     dry = cli(values, "erase-tenant", "tenant_nosuch", "--dry-run", "--no-read-model")  # no gateway has run here
     assert dry.returncode == 0 and "nothing is held about tenant 'tenant_nosuch' (a typo?" in dry.stderr, dry.stderr
     known = cli(values, "erase-tenant", "tenant_known", "--dry-run", "--no-read-model")

@@ -54,7 +54,9 @@ def no_stack_to_ask(args: argparse.Namespace, environ: Mapping[str, str]) -> str
         return found.unreadable  # its NATS password, when this command would have borrowed it
     data = str(getattr(args, "data", "var")).rstrip("/") or "/"
     why = (" (no such folder)" if not Path(data).is_dir()
-           else " (its stack.json is left from a stack that is gone)" if found is not None and found.stale else "")
+           else " (its stack.json is left from a stack that is gone)" if found is not None and found.stale
+           else f" (its var/ holds one: pass --data {data.rstrip('/')}/var)" if Path(data, "var", "stack.json").is_file()
+           else "")  # the clone given for its var/
     return (f"no local stack is running in {data}/{why} and GROVE_NATS_URL is not set: start one with "
             f"`make serve`, pass --data DIR, or set GROVE_NATS_URL")
 

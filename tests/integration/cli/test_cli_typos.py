@@ -142,3 +142,17 @@ def test_a_mistyped_command_or_choice_names_the_one_probably_meant(tmp_path: Pat
     out = bare("frobnicate", cwd=tmp_path)  # nothing close: the list alone
     assert out.stderr.startswith("grove-export: argument command: invalid choice: 'frobnicate' (choose from 'run', "), \
         out.stderr
+
+
+def test_the_clone_given_as_data_folder_points_at_its_var(tmp_path: Path) -> None:
+    """Seen: `grove-export exports --data ~/grove-export` (the clone, not its var/) said "no local stack
+    is running in ~/grove-export/" while one ran in ~/grove-export/var."""
+    import json
+
+    clone = tmp_path / "clone"
+    (clone / "var").mkdir(parents=True)
+    (clone / "var" / "stack.json").write_text(json.dumps({"nats_url": "nats://127.0.0.1:1", "pid": os.getpid()}))
+    out = bare("exports", "--data", str(clone), cwd=tmp_path)
+    assert (out.returncode, out.stderr) == (2, f"grove-export: no local stack is running in {clone}/ (its var/ holds "
+                                               f"one: pass --data {clone}/var) and GROVE_NATS_URL is not set: start one "
+                                               "with `make serve`, pass --data DIR, or set GROVE_NATS_URL\n"), out.stderr

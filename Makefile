@@ -5,7 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
 
-.PHONY: run test chaos lint bench docs serve clean up down
+.PHONY: help run test chaos lint bench docs serve clean up down
+.DEFAULT_GOAL := help
+
+## make help: this list (what `make` alone prints)
+help:
+	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -30,21 +35,26 @@ test: $(STAMP)
 chaos: $(STAMP)
 	@$(PYTEST) -q -m chaos -s tests/chaos
 
+## make lint: ruff + mypy
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check shared services tests
 	@$(VENV)/bin/mypy
 
+## make bench: speed and memory, measured side by side (not a test)
 bench: $(STAMP)
 	@$(PY) -m tests.bench.run
 
+## make docs: regenerate docs/asyncapi.json from the event models
 docs: $(STAMP)
 	@$(PY) -m services.devtools.docs
 
+## make up / make down: the compose deployment (deploy/docker-compose.yml)
 up:
 	docker compose -f deploy/docker-compose.yml up -d --build
 
 down:
 	docker compose -f deploy/docker-compose.yml down
 
+## make clean: delete var/ (the local stack's data; stop the stack first)
 clean:
 	rm -rf var

@@ -103,18 +103,6 @@ def test_a_missing_file_or_folder_argument_is_named_as_the_readme_and_help_name_
                                                    f"(`grove-export {command} --help` lists the options)\n"), out.stderr
 
 
-
-
-def test_a_misspelt_grove_variable_is_named_not_silently_ignored(tmp_path: Path) -> None:
-    """Seen: `GROVE_CONCURENCY=8 grove-export run assembler` ran with 4, and nothing said why."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")} | {"GROVE_CONCURENCY": "8"}
-    out = subprocess.run([sys.executable, "-m", "services.cli", "verify", "missing.zip"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=60, check=False)
-    assert (out.returncode, out.stderr) == (2, "grove-export: warning: not a setting, ignored: GROVE_CONCURENCY (did "
-                                               "you mean GROVE_CONCURRENCY?)\ngrove-export: no such file: missing.zip\n"), \
-        out.stderr
-
-
 def test_import_run_outside_the_stacks_folder_names_the_content_database(tmp_path: Path) -> None:
     """Seen: `grove-export import ARCHIVE --tenant T` run in a folder with no var/ said "the import claim
     beside var/content.db cannot be taken: [Errno 2] No such file or directory: 'var/content.db.imports'"."""

@@ -143,7 +143,8 @@ def feed_item(row: dict[str, Any], path: str, r: RenderedText, own: OwnMedia) ->
     featured = row.get("featured_image")
     hit = own.lookup(featured) if featured else None
     item: dict[str, Any] = {
-        "id": row["id"], "title": row["title"], "content_text": body, "summary": row.get("description"),
+        # JSON Feed requires an id, unique in the feed: a post whose id is null (SQLite holds one) has its path
+        "id": path if row["id"] is None else row["id"], "title": row["title"], "content_text": body, "summary": row.get("description"),
         "image": relative_link(FEED_PATH, hit[0].path) if hit and hit[0].path else featured,
         "date_published": iso(row.get("published_at")), "date_modified": iso(row.get("updated_at")),
         "tags": r.meta["tags"] or None,

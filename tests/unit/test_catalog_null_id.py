@@ -53,3 +53,12 @@ def test_stored_files_with_a_null_id_are_exported() -> None:
     snap = _snapshot(plan, "storage")
     assert [m.path for m in snap.members if m.kind == "file"] == ["files/uncategorized/x.txt"]
     assert [e.source_id for e in snap.errors] == [""]
+
+
+def test_a_feed_item_of_a_post_with_a_null_id_has_its_path_as_id() -> None:
+    """JSON Feed 1.1 requires every item's id (a string, unique in the feed): a post with a null id
+    had none, so the whole feed.json was invalid for readers that check. Its member path is unique."""
+    plan = plan_blog([_post("one"), _post("two"), {**_post("three"), "id": "post_3"}], [], [], True, "img", {})
+    feed = json.loads(next(t.data for t in plan.texts if t.path == layout.FEED_PATH))
+    assert [item["id"] for item in feed["items"]] == ["posts/one.md", "posts/two.md", "post_3"]
+    assert all(isinstance(item["id"], str) for item in feed["items"])

@@ -38,12 +38,20 @@ class MediaRef:
     path: str | None  # in the archive, e.g. "media/cat.jpg"; None when the file is not in it
 
 
+def names_a_file(name: str) -> bool:
+    """A media row's URL or key can be a link's: its path, without query string or fragment, ends
+    in a file name. A row whose URL was ``#``, ``/`` or ``.`` (a platform's placeholder) made every
+    ``[top](#)`` or ``[home](/)`` link of the tenant's posts point at that image."""
+    base = name.strip().split("#", 1)[0].split("?", 1)[0]
+    return base.rsplit("/", 1)[-1] not in ("", ".", "..")
+
+
 class OwnMedia:
     def __init__(self, refs: Iterable[MediaRef]) -> None:
         self._by: dict[str, MediaRef] = {}
         for ref in refs:
             for name in (ref.key, ref.url):
-                if name:
+                if name and names_a_file(name):
                     self._by.setdefault(name, ref)
 
     def __bool__(self) -> bool:

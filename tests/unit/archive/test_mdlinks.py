@@ -110,3 +110,15 @@ def test_a_body_without_brackets_or_tags_is_not_scanned_for_code(monkeypatch: py
     assert find_links("    indented\n\n```\nfenced\n```\n") == []
     with pytest.raises(AssertionError):  # a body that may hold one still gets the scan
         find_links("see [x](a.png)")
+
+
+@pytest.mark.parametrize("name", ["#", "/", ".", "..", "./", "https://cdn.example/", "?w=1", " / "])
+def test_a_media_url_or_key_that_names_no_file_matches_no_link(name: str) -> None:
+    """Seen: a media row whose url was `#` (or `/`, `.`) made every `[top](#)` or `[home](/)` link of
+    the tenant's posts point at that image in the archive, and listed it as the image's link."""
+    own = OwnMedia([MediaRef("m9", name, name, "media/odd.jpg"),
+                    MediaRef("m1", "t1/media/cat.jpg", f"{CDN}/cat.jpg", "media/cat.jpg")])
+    body = "[top](#) [home](/) [here](.) [up](..) [dir](./) [site](https://cdn.example/) [q](?w=1)\n"
+    new, links, _ = export_body(body + f"![c]({CDN}/cat.jpg)\n", "posts/p.md", own)
+    assert new == body + "![c](../media/cat.jpg)\n"
+    assert [link["url"] for link in links] == [f"{CDN}/cat.jpg"]

@@ -249,11 +249,14 @@ class FilesystemStore:
         paths = [self.path(bucket, key) for key in keys]  # every key checked before any is deleted
 
         def remove() -> None:  # one thread hop for all of them
+            emptied = set()
             for path in paths:
                 if path.is_file():  # missing, or only a prefix of other keys: nothing to delete
                     path.unlink(missing_ok=True)
                     _etag_path(path).unlink(missing_ok=True)
-                    _prune(path.parent, self.root / bucket)
+                    emptied.add(path.parent)
+            for folder in sorted(emptied, key=lambda f: len(f.parts), reverse=True):  # each once, deepest first
+                _prune(folder, self.root / bucket)
 
         await asyncio.to_thread(remove)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -69,6 +69,15 @@ def check_http_url(value: str | None) -> str | None:
     return value
 
 
+def spelled(pattern: re.Pattern[str], rule: str) -> Callable[[str], str]:
+    """A field check: the whole value matches ``pattern``, else ``rule`` (the message a person reads)."""
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(rule)
+        return value
+    return check
+
+
 def check_host(value: str) -> str:
     """A host name or address to listen on or connect to: an empty one or one with a space passed
     start-up, and asyncio took GROVE_HOST="" as every interface (the gateway, 127.0.0.1 by default,
@@ -104,14 +113,9 @@ class S3Settings(BaseModel):
 
     _urls = field_validator("endpoint_url", "public_endpoint_url")(check_http_url)
 
-    @field_validator("region")
-    @classmethod
-    def _region_name(cls, v: str) -> str:
-        # botocore's own rule (a host label): else every S3 call ended in its InvalidRegionError traceback
-        if not _REGION.fullmatch(v):
-            raise ValueError("must be a region name: letters, digits and inner hyphens, like us-east-1 "
-                             "(auto for Cloudflare R2)")
-        return v
+    # botocore's own rule (a host label): else every S3 call ended in its InvalidRegionError traceback
+    _region = field_validator("region")(spelled(_REGION, "must be a region name: letters, digits and inner "
+                                                         "hyphens, like us-east-1 (auto for Cloudflare R2)"))
 
 
 # S3's bucket naming rules (R2 and MinIO keep them too): 3 to 63 lower-case letters, digits, dots and
@@ -126,15 +130,11 @@ class Buckets(BaseModel):
     images: str = "grove-images"
     amber: str = "grove-amber"
 
-    @field_validator("exports", "images", "amber")
-    @classmethod
-    def _s3_bucket_name(cls, v: str) -> str:
-        # also on the filesystem store: an empty name failed every archive write there ("unsafe key"),
-        # and a folder S3 would refuse as a bucket makes a move to S3 fail at setup
-        if not _BUCKET.fullmatch(v):
-            raise ValueError("must be an S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens, "
-                             "starting and ending with a letter or digit, like grove-exports")
-        return v
+    # also on the filesystem store: an empty name failed every archive write there ("unsafe key"), and a
+    # folder S3 would refuse as a bucket makes a move to S3 fail at setup
+    _names = field_validator("exports", "images", "amber")(spelled(
+        _BUCKET, "must be an S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens, starting and "
+                 "ending with a letter or digit, like grove-exports"))
 
 
 class MailSettings(BaseModel):
@@ -194,7 +194,7 @@ class Settings(BaseSettings):
     stream_max_age_days: float = Field(30.0, gt=0, le=MAX_DAYS,
                                        description="How long events (and the email in them) live.")
     # One subject token: every reader takes a subject as <prefix>.<tenant>.<export>.<Event>
-    subject_prefix: str = Field("exports", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+    subject_prefix: str = Field("exports", pattern=NATS_NAME,
                                 description="First token of every event's subject (one token: no dot, no wildcard).")
     kv_prefix: str = Field("grove", pattern=NATS_NAME,
                            description="Prefix of the KV buckets (heartbeats, admission): letters, digits, - and _.")

@@ -40,16 +40,21 @@ def kill_all(data: Path) -> None:
         os.kill(int(line.split(":")[0]), signal.SIGKILL)
 
 
+def start_serve(cwd: Path, data: Path) -> subprocess.Popen[str]:
+    """`grove-export serve` in a new terminal (no GROVE_* set), its data in ``data``, on a free port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
+    return subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--data", str(data),
+                             "--port", str(free_port())], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
 @pytest.mark.parametrize(("signals", "when"), [
     ([signal.SIGTERM], "starting"),  # e.g. `timeout`, systemd or docker stopping it while setup runs
     ([signal.SIGHUP], "up"),  # the terminal window it runs in is closed
 ])
 def test_a_signal_that_ends_serve_ends_its_children_too(tmp_path: Path, signals: list[int], when: str) -> None:
     data = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--data", str(data),
-                             "--port", str(free_port())], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_serve(tmp_path, data)
     try:
         deadline = time.monotonic() + 90
         if when == "starting":  # nats-server runs, setup has begun, no service yet
@@ -76,10 +81,7 @@ def test_a_killed_serve_takes_its_children_with_it(tmp_path: Path) -> None:
     kernel ends each child with its parent instead (PR_SET_PDEATHSIG). Seen: nats-server and every
     service ran on, in sessions of their own, after a test's subprocess.run timeout killed `serve`."""
     data = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--data", str(data),
-                             "--port", str(free_port())], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_serve(tmp_path, data)
     try:
         assert "local stack up" in (proc.stdout.readline() if proc.stdout else ""), proc.communicate()
         assert running_from(data)

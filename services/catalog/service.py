@@ -79,14 +79,18 @@ class Catalog:
         """``moved``: called as the work advances (the worker stops a step that stalls)."""
         b = self.settings.buckets
         if req.mode == "storage":
-            files = [r async for r in self.content.amber_files(req.tenant_id)]
+            async with self.content.read(req.tenant_id) as read:
+                files = [r async for r in read.amber_files()]
             moved()
             heads = await self._tenant_heads(req.tenant_id, [(b.amber, r["r2_key"]) for r in files], moved)
             return await asyncio.to_thread(plan_storage, files, b.amber, heads)
-        posts = [r async for r in self.content.posts(req.tenant_id)]
-        moved()
-        pages = [r async for r in self.content.pages(req.tenant_id)]
-        media = [r async for r in self.content.media(req.tenant_id)]  # metadata travels even without images
+        # One snapshot: read in transactions of their own, an edit committed between the posts and
+        # the media gave an archive that never existed (a post naming an image whose row was gone).
+        async with self.content.read(req.tenant_id) as read:
+            posts = [r async for r in read.posts()]
+            moved()
+            pages = [r async for r in read.pages()]
+            media = [r async for r in read.media()]  # metadata travels even without images
         moved()
         heads = await self._tenant_heads(req.tenant_id, [(b.images, r["r2_key"]) for r in media], moved) \
             if req.include_images else {}

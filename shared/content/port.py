@@ -11,6 +11,12 @@ Errors::
 
 Rows are plain dicts with the spec's column names; times are integers (Unix seconds, UTC), as in
 the spec's D1 schema. Every adapter returns the same dicts for the same rows, in the same order.
+
+One snapshot: ``async with source.read(tenant) as read`` reads the tenant's posts, pages, media and
+files as they all were when the read was entered, whatever is committed meanwhile (one ``REPEATABLE
+READ READ ONLY`` transaction on one PostgreSQL connection; one read transaction on one SQLite
+connection). The catalog reads through it; ``source.posts(tenant)`` and its kin are one query each,
+a read of their own.
 """
 
 from __future__ import annotations
@@ -67,6 +73,30 @@ def claim_digest(tenant_id: str) -> bytes:
     return hashlib.sha256(f"grove-export import {tenant_id}".encode()).digest()
 
 
+def read_ended(tenant_id: str) -> ContentError:
+    """A stream of a :meth:`ContentSource.read` iterated after its ``async with`` block ended."""
+    return ContentError(f"the read of tenant {tenant_id!r} has ended: read its rows inside "
+                        "`async with source.read(tenant)`")
+
+
+class TenantRead(Protocol):
+    """One tenant's content as one snapshot (:meth:`ContentSource.read`). Each stream is the spec's
+    query, in its order, and may be read any number of times, interleaved with the others, or left
+    part-read; only inside the ``async with`` block (after it: :func:`read_ended`)."""
+
+    def posts(self) -> AsyncIterator[Row]:
+        """The spec's posts query: newest ``created_at`` first, ties by id."""
+
+    def pages(self) -> AsyncIterator[Row]:
+        """The spec's pages query: ``display_order`` ascending, ties by id."""
+
+    def media(self) -> AsyncIterator[Row]:
+        """The spec's media query: newest ``uploaded_at`` first, ties by id."""
+
+    def amber_files(self) -> AsyncIterator[Row]:
+        """The spec's Amber query: newest ``uploaded_at`` first, ties by id."""
+
+
 class ContentSource(Protocol):
     """Where the catalog reads a tenant's content. Reads stream: a tenant's rows are never all in
     memory at once inside the adapter."""
@@ -74,17 +104,22 @@ class ContentSource(Protocol):
     async def init(self) -> None:
         """Create the tables if they are missing (local stack, tests, seeding)."""
 
+    def read(self, tenant_id: str) -> AbstractAsyncContextManager[TenantRead]:
+        """The tenant's content as one snapshot, taken when the block is entered: a commit by anyone
+        while it is open is not seen by any of its streams. Holds one connection until the block
+        ends; a failure inside the block (or a stream abandoned) still gives it back."""
+
     def posts(self, tenant_id: str) -> AsyncIterator[Row]:
-        """The spec's posts query: newest ``created_at`` first, ties by id."""
+        """:meth:`TenantRead.posts` in a read of its own."""
 
     def pages(self, tenant_id: str) -> AsyncIterator[Row]:
-        """The spec's pages query: ``display_order`` ascending, ties by id."""
+        """:meth:`TenantRead.pages` in a read of its own."""
 
     def media(self, tenant_id: str) -> AsyncIterator[Row]:
-        """The spec's media query: newest ``uploaded_at`` first, ties by id."""
+        """:meth:`TenantRead.media` in a read of its own."""
 
     def amber_files(self, tenant_id: str) -> AsyncIterator[Row]:
-        """The spec's Amber query: newest ``uploaded_at`` first, ties by id."""
+        """:meth:`TenantRead.amber_files` in a read of its own."""
 
     async def tenant(self, tenant_id: str) -> Row | None:
         """The tenant's row, or None."""

@@ -1,7 +1,9 @@
 """The content source on PostgreSQL via asyncpg, with a connection pool.
 
 Reads run a server-side cursor inside a read-only transaction and fetch ``FETCH_ROWS`` rows at a
-time, so a tenant with 100,000 posts costs one batch of rows in memory, not all of them. Writes
+time, so a tenant with 100,000 posts costs one batch of rows in memory, not all of them. A
+:meth:`PostgresContent.read` runs all of its queries on one connection in one ``REPEATABLE READ
+READ ONLY`` transaction: one snapshot of the tenant. Writes
 use COPY (one round trip for many rows) inside one transaction: all rows (of every table) or none.
 """
 
@@ -16,7 +18,15 @@ from typing import Any
 import asyncpg
 
 from shared.content import schema
-from shared.content.port import ClaimHeld, ContentRejected, ContentUnavailable, Row, checked_rows, claim_digest
+from shared.content.port import (
+    ClaimHeld,
+    ContentRejected,
+    ContentUnavailable,
+    Row,
+    checked_rows,
+    claim_digest,
+    read_ended,
+)
 
 # Rows per round trip of a server-side cursor: big enough that the round trips are cheap, small
 # enough that a batch of posts (a few KB each) stays a few MB.
@@ -34,6 +44,49 @@ def numbered(sql: str) -> str:
 
 def _unavailable(e: BaseException) -> ContentUnavailable:
     return ContentUnavailable(f"the content database did not answer: {type(e).__name__}: {e}")
+
+
+class _PostgresRead:
+    """The streams of one :meth:`PostgresContent.read`: a cursor each, on its one connection and in
+    its one transaction, fetched ``FETCH_ROWS`` at a time, one fetch at a time (two streams may be
+    interleaved; a connection runs one statement at a time)."""
+
+    def __init__(self, conn: asyncpg.Connection, tenant_id: str) -> None:
+        self._conn, self._tenant_id = conn, tenant_id
+        self._lock = asyncio.Lock()
+        self.open = True
+
+    async def rows(self, sql: str) -> AsyncIterator[Row]:
+        query = numbered(sql)
+        try:
+            async with self._lock:
+                if not self.open:
+                    raise read_ended(self._tenant_id)
+                cursor = await self._conn.cursor(query, self._tenant_id)
+                records = await cursor.fetch(FETCH_ROWS)
+            while records:
+                for record in records:
+                    yield dict(record)
+                if len(records) < FETCH_ROWS:
+                    break
+                async with self._lock:
+                    if not self.open:
+                        raise read_ended(self._tenant_id)
+                    records = await cursor.fetch(FETCH_ROWS)
+        except _DRIVER_ERRORS as e:
+            raise _unavailable(e) from None
+
+    def posts(self) -> AsyncIterator[Row]:
+        return self.rows(schema.POSTS)
+
+    def pages(self) -> AsyncIterator[Row]:
+        return self.rows(schema.PAGES)
+
+    def media(self) -> AsyncIterator[Row]:
+        return self.rows(schema.MEDIA)
+
+    def amber_files(self) -> AsyncIterator[Row]:
+        return self.rows(schema.AMBER)
 
 
 class PostgresContent:
@@ -71,27 +124,45 @@ class PostgresContent:
         except _DRIVER_ERRORS as e:
             raise _unavailable(e) from None
 
-    async def _rows(self, sql: str, *args: Any) -> AsyncIterator[Row]:
+    @asynccontextmanager
+    async def read(self, tenant_id: str) -> AsyncIterator[_PostgresRead]:
+        """One pooled connection in one ``REPEATABLE READ READ ONLY`` transaction, its snapshot taken
+        by a first statement when the block is entered. Rolled back (and the connection given back)
+        when the block ends, however it ends."""
         pool = await self._get_pool()
-        query = numbered(sql)
+        body_error: BaseException | None = None
         try:
-            async with pool.acquire() as conn, conn.transaction(readonly=True):
-                async for record in conn.cursor(query, *args, prefetch=FETCH_ROWS):
-                    yield dict(record)
+            async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+                await conn.execute("SELECT 1")  # the transaction's snapshot, now
+                session = _PostgresRead(conn, tenant_id)
+                try:
+                    yield session
+                except BaseException as e:
+                    body_error = e
+                    raise
+                finally:
+                    session.open = False
         except _DRIVER_ERRORS as e:
+            if e is body_error:  # the block's own (its streams' errors are ContentUnavailable already)
+                raise
             raise _unavailable(e) from None
 
+    async def _one(self, sql: str, tenant_id: str) -> AsyncIterator[Row]:
+        async with self.read(tenant_id) as read:
+            async for row in read.rows(sql):
+                yield row
+
     def posts(self, tenant_id: str) -> AsyncIterator[Row]:
-        return self._rows(schema.POSTS, tenant_id)
+        return self._one(schema.POSTS, tenant_id)
 
     def pages(self, tenant_id: str) -> AsyncIterator[Row]:
-        return self._rows(schema.PAGES, tenant_id)
+        return self._one(schema.PAGES, tenant_id)
 
     def media(self, tenant_id: str) -> AsyncIterator[Row]:
-        return self._rows(schema.MEDIA, tenant_id)
+        return self._one(schema.MEDIA, tenant_id)
 
     def amber_files(self, tenant_id: str) -> AsyncIterator[Row]:
-        return self._rows(schema.AMBER, tenant_id)
+        return self._one(schema.AMBER, tenant_id)
 
     async def tenant(self, tenant_id: str) -> Row | None:
         pool = await self._get_pool()

@@ -21,13 +21,13 @@ class TenantNotEmpty(Exception):
 
 async def content_counts(source: ContentSource, tenant_id: str) -> dict[str, int]:
     await source.init()
-    readers = {"posts": source.posts, "pages": source.pages, "media": source.media,
-               "amber_files": source.amber_files}
     counts = {}
-    for table, read in readers.items():
-        counts[table] = 0
-        async for _ in read(tenant_id):
-            counts[table] += 1
+    async with source.read(tenant_id) as read:  # one snapshot of the four tables
+        readers = {"posts": read.posts, "pages": read.pages, "media": read.media, "amber_files": read.amber_files}
+        for table, rows in readers.items():
+            counts[table] = 0
+            async for _ in rows():
+                counts[table] += 1
     return counts
 
 

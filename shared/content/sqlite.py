@@ -1,7 +1,9 @@
 """The content source on SQLite via aiosqlite: the zero-setup default of the local stack.
 
 Reads use read-only connections kept open between queries (a few idle ones at most), and pull rows
-from the cursor in batches of ``READ_BATCH`` in a worker thread, so a tenant's rows stream.
+from the cursor in batches of ``READ_BATCH`` in a worker thread, so a tenant's rows stream. A
+:meth:`SqliteContent.read` is one read transaction on one connection: every query in it sees the
+same snapshot of the file.
 
 Why keep them: opening a connection (and reading the schema again) per query cost the catalog
 ~2.8 ms of CPU per small export of five queries, more than reading their rows. A kept connection is
@@ -16,16 +18,24 @@ import functools
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiosqlite
 
 from shared.content import schema
-from shared.content.port import ClaimHeld, ContentRejected, ContentUnavailable, Row, checked_rows, claim_digest
+from shared.content.port import (
+    ClaimHeld,
+    ContentRejected,
+    ContentUnavailable,
+    Row,
+    checked_rows,
+    claim_digest,
+    read_ended,
+)
 
 READ_BATCH = 500  # rows per worker-thread hop
 IDLE_CONNECTIONS = 4  # read-only connections kept open between queries
@@ -34,6 +44,7 @@ IDLE_CONNECTIONS = 4  # read-only connections kept open between queries
 # export; it is read with each undecodable byte as U+FFFD (valid UTF-8 reads exactly as before; a
 # C-level call, no Python frame per value). A BLOB comes back as bytes: see :func:`_as_text`.
 _TEXT = functools.partial(str, encoding="utf-8", errors="replace")
+_T = TypeVar("_T")
 
 
 def _as_text(row: sqlite3.Row) -> Row:
@@ -43,6 +54,66 @@ def _as_text(row: sqlite3.Row) -> Row:
     if bytes in map(type, out.values()):
         return {k: _TEXT(v) if isinstance(v, bytes) else v for k, v in out.items()}
     return out
+
+
+class _SqliteRead:
+    """The streams of one :meth:`SqliteContent.read`: cursors on its one connection, inside its one
+    read transaction. Rows are pulled ``READ_BATCH`` at a time in a worker thread, one hop at a
+    time (two streams may be interleaved; a connection is used by one thread at a time)."""
+
+    def __init__(self, path: Path, tenant_id: str, db: sqlite3.Connection) -> None:
+        self._path, self._tenant_id, self._db = path, tenant_id, db
+        self._cursors: list[sqlite3.Cursor] = []
+        self.lock = asyncio.Lock()
+        self.open = True
+        self.torn = False  # a hop failed or was cancelled: the connection is not kept
+
+    async def _hop(self, work: Callable[[], _T]) -> _T:
+        async with self.lock:
+            if not self.open:
+                raise read_ended(self._tenant_id)
+            try:
+                return await asyncio.to_thread(work)
+            except sqlite3.DatabaseError as e:
+                self.torn = True
+                raise ContentUnavailable(f"the content database {self._path} cannot be read: {e}") from None
+            except BaseException:
+                self.torn = True
+                raise
+
+    def _execute(self, sql: str) -> tuple[sqlite3.Cursor, list[sqlite3.Row]]:
+        cursor = self._db.execute(sql, (self._tenant_id,))
+        self._cursors.append(cursor)
+        return cursor, cursor.fetchmany(READ_BATCH)
+
+    async def rows(self, sql: str) -> AsyncIterator[Row]:
+        cursor, rows = await self._hop(functools.partial(self._execute, sql))
+        while rows:
+            for row in rows:
+                yield _as_text(row)
+            if len(rows) < READ_BATCH:
+                break
+            rows = await self._hop(functools.partial(cursor.fetchmany, READ_BATCH))
+
+    def posts(self) -> AsyncIterator[Row]:
+        return self.rows(schema.POSTS)
+
+    def pages(self) -> AsyncIterator[Row]:
+        return self.rows(schema.PAGES)
+
+    def media(self) -> AsyncIterator[Row]:
+        return self.rows(schema.MEDIA)
+
+    def amber_files(self) -> AsyncIterator[Row]:
+        return self.rows(schema.AMBER)
+
+    def finish(self) -> None:
+        """End the read transaction (in a worker thread, with no hop running): its cursors, read to
+        the end or not, are closed first."""
+        for cursor in self._cursors:
+            cursor.close()
+        self._cursors.clear()
+        self._db.execute("COMMIT")
 
 
 class SqliteContent:
@@ -68,6 +139,7 @@ class SqliteContent:
         db = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, check_same_thread=False)
         db.row_factory = sqlite3.Row
         db.text_factory = _TEXT
+        db.isolation_level = None  # the reads' BEGIN and COMMIT are explicit (:meth:`read`)
         return db, inode
 
     def _release(self, kept: tuple[sqlite3.Connection, int]) -> None:
@@ -90,55 +162,68 @@ class SqliteContent:
         except sqlite3.DatabaseError as e:
             raise ContentUnavailable(f"the content database {self.path} cannot be used: {e}") from None
 
-    async def _rows(self, sql: str, *args: Any) -> AsyncIterator[Row]:
-        # Plain sqlite3, one worker-thread hop per batch (the first one also finds a connection): an
-        # aiosqlite connection starts a thread of its own and hops once per call, which made a small
-        # export's three queries cost more CPU than reading their rows.
-        def first() -> tuple[tuple[sqlite3.Connection, int], sqlite3.Cursor, list[sqlite3.Row]]:
+    @asynccontextmanager
+    async def read(self, tenant_id: str) -> AsyncIterator[_SqliteRead]:
+        """One read transaction on one kept connection: ``BEGIN`` and a first read of the file take
+        the snapshot when the block is entered (in WAL mode, which :meth:`init` sets, writers go on
+        committing meanwhile; a file in rollback-journal mode makes them wait for the block to end)."""
+
+        def begin() -> tuple[sqlite3.Connection, int]:
             kept = self._connect()
             try:
-                cursor = kept[0].execute(sql, args)
-                return kept, cursor, cursor.fetchmany(READ_BATCH)
+                kept[0].execute("BEGIN")
+                kept[0].execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # the snapshot, now
             except BaseException:
                 kept[0].close()
                 raise
+            return kept
 
         try:
-            kept, cursor, rows = await asyncio.to_thread(first)
-            whole = False
-            try:  # one thread at a time uses the connection: each hop is awaited before the next
-                while rows:
-                    for row in rows:
-                        yield _as_text(row)
-                    if len(rows) < READ_BATCH:
-                        break
-                    rows = await asyncio.to_thread(cursor.fetchmany, READ_BATCH)
-                whole = True
-            finally:
-                if whole:  # read to the end: the connection is idle and well
-                    cursor.close()  # ends the read transaction: a kept connection holds no snapshot
-                    self._release(kept)
-                else:  # failed, cancelled (a fetch may still run in its thread) or abandoned
-                    kept[0].close()
+            kept = await asyncio.to_thread(begin)
         except FileNotFoundError:
             raise ContentUnavailable(f"the content database {self.path} does not exist") from None
         except sqlite3.DatabaseError as e:
             raise ContentUnavailable(f"the content database {self.path} cannot be read: {e}") from None
+        session = _SqliteRead(self.path, tenant_id, kept[0])
+        try:
+            yield session
+        except BaseException:  # failed, cancelled (a fetch may still run in its thread) or abandoned
+            session.open = False
+            kept[0].close()
+            raise
+        async with session.lock:  # every hop of its streams is done
+            session.open = False
+            if session.torn:
+                kept[0].close()
+                return
+            try:
+                await asyncio.to_thread(session.finish)
+            except BaseException as e:
+                kept[0].close()
+                if isinstance(e, sqlite3.DatabaseError):
+                    raise ContentUnavailable(f"the content database {self.path} cannot be read: {e}") from None
+                raise
+        self._release(kept)  # the read transaction ended: a kept connection holds no snapshot
+
+    async def _one(self, sql: str, tenant_id: str) -> AsyncIterator[Row]:
+        async with self.read(tenant_id) as read:
+            async for row in read.rows(sql):
+                yield row
 
     def posts(self, tenant_id: str) -> AsyncIterator[Row]:
-        return self._rows(schema.POSTS, tenant_id)
+        return self._one(schema.POSTS, tenant_id)
 
     def pages(self, tenant_id: str) -> AsyncIterator[Row]:
-        return self._rows(schema.PAGES, tenant_id)
+        return self._one(schema.PAGES, tenant_id)
 
     def media(self, tenant_id: str) -> AsyncIterator[Row]:
-        return self._rows(schema.MEDIA, tenant_id)
+        return self._one(schema.MEDIA, tenant_id)
 
     def amber_files(self, tenant_id: str) -> AsyncIterator[Row]:
-        return self._rows(schema.AMBER, tenant_id)
+        return self._one(schema.AMBER, tenant_id)
 
     async def tenant(self, tenant_id: str) -> Row | None:
-        rows = [row async for row in self._rows(schema.TENANT, tenant_id)]  # to the end: keeps the connection
+        rows = [row async for row in self._one(schema.TENANT, tenant_id)]  # to the end: keeps the connection
         return rows[0] if rows else None
 
     async def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:

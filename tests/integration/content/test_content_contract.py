@@ -9,6 +9,7 @@ exactly as written; an empty tenant is empty; a write is all or nothing and chec
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 import tracemalloc
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from shared.content.factory import open_content, sqlite_dsn
-from shared.content.port import ContentRejected, ContentSource, ContentUnavailable, Row
+from shared.content.port import ContentError, ContentRejected, ContentSource, ContentUnavailable, Row
 
 POST_COLUMNS = ["id", "slug", "title", "description", "markdown_content", "tags", "status", "featured_image",
                 "published_at", "created_at", "updated_at"]
@@ -385,3 +386,116 @@ async def test_text_that_is_not_utf8_and_blobs_read_as_text_on_sqlite(tmp_path: 
     image = (await _all(db.media("t")))[0]
     assert (image["alt_text"], image["filename"]) == ("✓", "\ufffd.jpg")
     await db.close()
+
+
+# -- One read of a tenant is one snapshot --------------------------------------------------------
+# The catalog reads posts, then pages, then media: each in a transaction of its own, an edit
+# committed between them gave an archive that never existed as a whole (a post naming an image
+# whose row was deleted a moment later, a page renamed half-way). ``read(tenant)`` is one snapshot:
+# these tests commit an edit on another connection between the streams, no sleeps, on every adapter.
+
+DEADLINE_S = 30.0
+
+
+async def _commit_elsewhere(source: ContentSource, request: pytest.FixtureRequest, *statements: str) -> None:
+    """Run and commit ``statements`` on a connection of their own (not the adapter's)."""
+    if request.node.callspec.params["source"] == "sqlite":
+        with sqlite3.connect(source.path) as raw:  # type: ignore[attr-defined]
+            for sql in statements:
+                raw.execute(sql)
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(str(request.getfixturevalue("postgres_dsn")))
+    try:
+        async with conn.transaction():
+            for sql in statements:
+                await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _seed_one_of_each(source: ContentSource) -> None:
+    await source.insert("tenants", [_tenant("t")])
+    await source.insert("posts", [_post("t", "p1", 10, featured_image="https://cdn.example/t/m1")])
+    await source.insert("pages", [_page("t", "about", 1)])
+    await source.insert("media", [_media("t", "m1", 10)])
+    await source.insert("amber_files", [_amber("t", "f1", 1)])
+
+
+EDIT = ("DELETE FROM media WHERE id = 'm1'", "UPDATE pages SET title = 'renamed' WHERE id = 'about'",
+        "DELETE FROM amber_files WHERE id = 'f1'", "UPDATE posts SET title = 'edited' WHERE id = 'p1'",
+        "INSERT INTO posts (id, tenant_id, slug, title, created_at) VALUES ('p2', 't', 'new', 'new', 20)")
+
+
+async def test_one_read_sees_the_tenant_as_it_was_when_it_began_whatever_commits_meanwhile(
+        source: ContentSource, request: pytest.FixtureRequest) -> None:
+    await _seed_one_of_each(source)
+    async with asyncio.timeout(DEADLINE_S):
+        async with source.read("t") as read:
+            posts = await _all(read.posts())
+            await _commit_elsewhere(source, request, *EDIT)  # between the posts and the rest
+            pages, media, files = await _all(read.pages()), await _all(read.media()), await _all(read.amber_files())
+            again = await _all(read.posts())
+        assert [(p["id"], p["title"]) for p in posts] == [("p1", "T p1")] and again == posts
+        assert [p["title"] for p in pages] == ["about"]
+        assert [m["id"] for m in media] == ["m1"] and [f["id"] for f in files] == ["f1"]
+        # a read begun after the commit sees it
+        async with source.read("t") as read:
+            assert [(p["id"], p["title"]) for p in await _all(read.posts())] == [("p2", "new"), ("p1", "edited")]
+            assert [p["title"] for p in await _all(read.pages())] == ["renamed"]
+            assert await _all(read.media()) == [] and await _all(read.amber_files()) == []
+
+
+async def test_a_read_is_pinned_when_it_is_entered_not_at_its_first_row(
+        source: ContentSource, request: pytest.FixtureRequest) -> None:
+    await _seed_one_of_each(source)
+    async with asyncio.timeout(DEADLINE_S), source.read("t") as read:
+        await _commit_elsewhere(source, request, *EDIT)
+        assert [p["id"] for p in await _all(read.posts())] == ["p1"]
+        assert [m["id"] for m in await _all(read.media())] == ["m1"]
+
+
+async def test_the_streams_of_one_read_may_be_interleaved_and_stopped_early(source: ContentSource) -> None:
+    await source.insert("tenants", [_tenant("t")])
+    await source.insert("posts", [_post("t", f"p{i:04d}", i) for i in range(1200)])  # more than a batch
+    await source.insert("media", [_media("t", f"m{i:04d}", i) for i in range(1200)])
+    async with asyncio.timeout(DEADLINE_S):
+        for _ in range(5):  # more reads stopped early than the pool (2) has connections
+            async with source.read("t") as read:
+                posts, media = read.posts(), read.media()
+                pairs = [(await posts.__anext__())["id"], (await media.__anext__())["id"]]
+                assert pairs == ["p1199", "m1199"]
+                got = [(p["id"], m["id"]) async for p, m in _zip(posts, media)]
+                assert len(got) == 1199 and got[-1] == ("p0000", "m0000")
+            async with source.read("t") as read:
+                async for _row in read.posts():
+                    break  # abandoned mid-stream, the read left: its connection is given back
+        assert len(await _all(source.posts("t"))) == 1200
+
+
+async def _zip(a: AsyncIterator[Row], b: AsyncIterator[Row]) -> AsyncIterator[tuple[Row, Row]]:
+    async for x in a:
+        yield x, await b.__anext__()
+
+
+async def test_a_stream_used_after_its_read_ended_is_refused_in_one_line(source: ContentSource) -> None:
+    await _seed_one_of_each(source)
+    async with source.read("t") as read:
+        late = read.media()
+    with pytest.raises(ContentError, match=r"^the read of tenant 't' has ended: .*$"):
+        await _all(late)
+    with pytest.raises(ContentError, match="has ended"):
+        await _all(read.posts())
+    assert [r["id"] for r in await _all(source.media("t"))] == ["m1"]  # the source itself still reads
+
+
+async def test_a_failure_inside_a_read_gives_its_connection_back(source: ContentSource) -> None:
+    await _seed_one_of_each(source)
+    for _ in range(5):  # more than the pool (2) has connections
+        with pytest.raises(KeyError):
+            async with source.read("t") as read:
+                async for row in read.posts():
+                    raise KeyError(row["id"])
+    async with asyncio.timeout(DEADLINE_S), source.read("t") as read:
+        assert [r["id"] for r in await _all(read.pages())] == ["about"]

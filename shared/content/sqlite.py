@@ -13,6 +13,7 @@ closed and replaced when the file at ``path`` is no longer the one it opened (a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import functools
 import os
@@ -39,6 +40,7 @@ from shared.content.port import (
 
 READ_BATCH = 500  # rows per worker-thread hop
 IDLE_CONNECTIONS = 4  # read-only connections kept open between queries
+CLAIM_ATTEMPTS = 100  # an import claim's tries when releases keep removing its folder under it
 # SQLite keeps whatever bytes a platform wrote into a TEXT column. Text that is not UTF-8 made
 # sqlite3's default (``str``) raise "Could not decode to UTF-8", which failed the tenant's every
 # export; it is read with each undecodable byte as U+FFFD (valid UTF-8 reads exactly as before; a
@@ -256,13 +258,19 @@ class SqliteContent:
     async def import_claim(self, tenant_id: str) -> AsyncIterator[None]:
         """An exclusive ``flock`` on a file of its own beside the database (``<db>.imports/``), taken
         without waiting; the kernel releases it when its holder dies. The file is removed on release
-        while still locked; a claimer that opened it just before finds it unlinked and tries again."""
+        while still locked; a claimer that opened it just before finds it unlinked and tries again.
+        The folder is removed after it when empty (``rmdir`` fails on a folder holding another
+        tenant's claim, or a claimer's new file); a claimer that made the folder just before it went
+        finds no folder to create its file in, and makes it again."""
         folder = self.path.with_name(self.path.name + ".imports")
         path = folder / f"{claim_digest(tenant_id).hex()[:32]}.lock"
         try:
-            folder.mkdir(exist_ok=True)
-            while True:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            for _ in range(CLAIM_ATTEMPTS):
+                folder.mkdir(exist_ok=True)
+                try:
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+                except FileNotFoundError:  # a holder's release removed the folder after our mkdir
+                    continue
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -274,6 +282,8 @@ class SqliteContent:
                 except FileNotFoundError:
                     pass
                 os.close(fd)  # the holder before removed this file after we opened it: a new one
+            else:
+                raise OSError(f"its folder or file was removed under it {CLAIM_ATTEMPTS} times in a row")
         except OSError as e:
             raise ContentUnavailable(f"the import claim beside {self.path} cannot be taken: {e}") from None
         try:
@@ -281,6 +291,8 @@ class SqliteContent:
         finally:
             try:
                 path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # not empty (another claim, a claimer's new file): kept
+                    folder.rmdir()
             finally:
                 os.close(fd)
 

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,82 @@ async def test_a_killed_holder_leaves_no_claim(dsn: str) -> None:
             holder.kill()
             await holder.wait()
         await db.close()
+
+
+async def test_a_released_claim_leaves_no_folder_beside_the_sqlite_file(tmp_path: Path) -> None:
+    # An empty `<db>.imports/` was left beside the database after every import.
+    db = open_content(sqlite_dsn(tmp_path / "content.db"))
+    await db.init()
+    other = open_content(sqlite_dsn(tmp_path / "content.db"))
+    try:
+        async with db.import_claim("tenant_a"):
+            async with other.import_claim("tenant_b"):
+                pass
+            assert (tmp_path / "content.db.imports").is_dir()  # tenant_a's claim is still in it
+        async with db.import_claim("tenant_a"):
+            pass
+    finally:
+        await db.close()
+        await other.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("content.db-")) == ["content.db"]
+
+
+RELEASER = """
+import asyncio, sys
+from shared.content.factory import open_content
+
+async def main() -> None:
+    db = open_content(sys.argv[1])
+    async with db.import_claim(sys.argv[2]):
+        print("held", flush=True)
+        sys.stdin.readline()
+    print("released", flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_claim_taken_while_the_last_holder_removes_the_folder_is_taken(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race the folder's removal opens: a claimer has made the folder and is about to create its
+    lock file in it when the last holder releases and removes the (then empty) folder. Driven, not
+    slept: the claimer's open of its lock file first lets the holder (another process) release."""
+    import subprocess
+
+    dsn = sqlite_dsn(tmp_path / "content.db")
+    db = open_content(dsn)
+    await db.init()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    # Blocking on purpose: the claimer's os.open (synchronous) waits for the holder's release.
+    holder = subprocess.Popen([sys.executable, "-c", RELEASER, dsn, "tenant_a"], env=env,  # noqa: ASYNC220
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    real_open = os.open
+    released: list[str] = []
+
+    def open_after_the_holder_released(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith(".lock") and not released:  # between our mkdir and our open
+            assert holder.stdin is not None and holder.stdout is not None
+            holder.stdin.write("go\n")
+            holder.stdin.flush()
+            released.append(holder.stdout.readline())  # the holder has unlinked its file (and the folder)
+        return real_open(path, flags, *args, **kwargs)
+
+    try:
+        assert holder.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(holder.stdout.readline), DEADLINE_S)
+        assert line == "held\n"
+        with pytest.raises(ClaimHeld):  # held by the other process, whose file is in the folder
+            async with db.import_claim("tenant_a"):
+                pass
+        monkeypatch.setattr(os, "open", open_after_the_holder_released)
+        async with asyncio.timeout(DEADLINE_S), db.import_claim("tenant_a"):
+            monkeypatch.setattr(os, "open", real_open)
+            assert released == ["released\n"]
+        assert holder.wait(DEADLINE_S) == 0
+    finally:
+        monkeypatch.setattr(os, "open", real_open)
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        await db.close()
+    assert not (tmp_path / "content.db.imports").exists()

@@ -63,16 +63,16 @@ class _PostgresRead:
                 if not self.open:
                     raise read_ended(self._tenant_id)
                 cursor = await self._conn.cursor(query, self._tenant_id)
-                records = await cursor.fetch(FETCH_ROWS)
-            while records:
-                for record in records:
-                    yield dict(record)
-                if len(records) < FETCH_ROWS:
-                    break
+            while True:
                 async with self._lock:
                     if not self.open:
                         raise read_ended(self._tenant_id)
                     records = await cursor.fetch(FETCH_ROWS)
+                for record in records:
+                    yield dict(record)
+                if len(records) < FETCH_ROWS:
+                    break
+                del records  # not held while the next batch arrives: one batch in memory, not two
         except _DRIVER_ERRORS as e:
             raise _unavailable(e) from None
 

@@ -95,6 +95,7 @@ class _SqliteRead:
                 yield _as_text(row)
             if len(rows) < READ_BATCH:
                 break
+            del rows  # not held while the next batch is read: one batch in memory, not two
             rows = await self._hop(functools.partial(cursor.fetchmany, READ_BATCH))
 
     def posts(self) -> AsyncIterator[Row]:

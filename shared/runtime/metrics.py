@@ -1,29 +1,63 @@
 """Prometheus metrics, and /healthz, /readyz, /metrics for every step service.
 
 One service per process, so the default registry is that service's. Served on
-``GROVE_METRICS_PORT`` (0 = off; the local stack leaves it off, containers set it).
+``GROVE_METRICS_HOST``:``GROVE_METRICS_PORT`` (port 0 = off; the local stack leaves it off, containers set it).
+
+Every label value comes from a closed set of this code's own names (steps, durables, outcomes,
+statuses, reasons); any other value is counted as ``other``. Each distinct value is a series kept for
+the life of the process and sent on every scrape, and the bus and the gateway are open to anyone:
+a label that took a message's type, subject or reason would let a publisher grow every service's
+memory and blow up the scrape.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Generic, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
-STEP_RUNS = Counter("grove_step_runs_total", "Step runs by outcome", ["step", "outcome"])
-STEP_RETRIES = Counter("grove_step_retries_total", "Failed attempts that will be retried", ["step"])
-EXPORTS_FINISHED = Counter("grove_exports_finished_total", "Exports this service moved to a final status",
-                           ["status"])
+from shared.core import steps
+from shared.core.lifecycle import TERMINAL
+
+OTHER = "other"
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class Closed(Generic[M]):
+    """A labelled metric whose ``labels()`` keeps only values of its closed sets (one per label, in
+    order); any other value becomes ``other``."""
+
+    def __init__(self, metric: M, *allowed: Iterable[str]) -> None:
+        self.metric = metric
+        self.allowed = tuple(frozenset(a) for a in allowed)
+
+    def labels(self, *values: str) -> M:
+        return self.metric.labels(*(v if v in ok else OTHER for v, ok in zip(values, self.allowed, strict=True)))
+
+
+_STEPS = {s.step for s in steps.STEPS} | {s.label for s in steps.STEPS}
+_DURABLES = {c.durable for c in steps.all_consumers()}
+_OUTCOMES = ("ok", "failed", "stalled", "stood_down", "tenant_bound")
+_READERS = ("log", "read-model", "append")  # who drops a bad event besides a step's worker
+_REASONS = ("malformed", "unknown", "forged", "squatted")  # ev.BadEvent.reason and its kinds, and append's
+
+STEP_RUNS = Closed(Counter("grove_step_runs_total", "Step runs by outcome", ["step", "outcome"]), _STEPS, _OUTCOMES)
+STEP_RETRIES = Closed(Counter("grove_step_retries_total", "Failed attempts that will be retried", ["step"]), _STEPS)
+EXPORTS_FINISHED = Closed(Counter("grove_exports_finished_total", "Exports this service moved to a final status",
+                                  ["status"]), TERMINAL)
 BYTES_STREAMED = Counter("grove_archive_bytes_streamed_total", "Archive bytes uploaded as parts")
 MEMBERS_STREAMED = Counter("grove_archive_members_total", "Members written into archives")
 PART_UPLOAD = Histogram("grove_part_upload_seconds", "Time to upload one part",
                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-EVENTS_REJECTED = Counter("grove_events_rejected_total",
-                          "Messages dropped unread: unknown type, malformed, forged (body ≠ subject), squatted id",
-                          ["consumer", "reason"])
-CONSUMER_LAG = Gauge("grove_consumer_pending_messages", "Messages not yet delivered or acked", ["durable"])
+EVENTS_REJECTED = Closed(Counter("grove_events_rejected_total",
+                                 "Messages dropped unread: unknown type, malformed, forged (body ≠ subject), squatted id",
+                                 ["consumer", "reason"]), _STEPS | set(_READERS), _REASONS)
+CONSUMER_LAG = Closed(Gauge("grove_consumer_pending_messages", "Messages not yet delivered or acked", ["durable"]),
+                      _DURABLES)
 
 Check = Callable[[], Awaitable[bool]]
 

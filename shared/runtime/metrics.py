@@ -13,6 +13,8 @@ memory and blow up the scrape.
 from __future__ import annotations
 
 import contextlib
+import errno
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, TypeVar
 
@@ -22,6 +24,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from shared.core import steps
 from shared.core.lifecycle import TERMINAL
+from shared.runtime.settings import SettingsProblem
 
 OTHER = "other"
 M = TypeVar("M", bound=MetricWrapperBase)
@@ -67,9 +70,10 @@ def observe_part(nbytes: int, seconds: float) -> None:
     PART_UPLOAD.observe(seconds)
 
 
-async def serve(port: int, ready: Check, refresh: Callable[[], Awaitable[None]] | None = None,
-                host: str = "0.0.0.0") -> web.AppRunner:
-    """Start the health and metrics endpoints; returns the runner (call ``cleanup()`` to stop)."""
+async def serve(port: int, ready: Check, refresh: Callable[[], Awaitable[None]] | None = None, *,
+                host: str) -> web.AppRunner:
+    """Start the health and metrics endpoints on ``host:port`` (GROVE_METRICS_HOST, 127.0.0.1 unless
+    set: the image sets 0.0.0.0 for the scraper and the probes); returns the runner (``cleanup()`` stops it)."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -92,5 +96,13 @@ async def serve(port: int, ready: Check, refresh: Callable[[], Awaitable[None]] 
     app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as e:
+        await runner.cleanup()
+        if e.errno == errno.EADDRINUSE:
+            raise  # the command line names the port another program holds
+        why = f"unknown host ({e.strerror})" if isinstance(e, socket.gaierror) else (e.strerror or str(e))
+        raise SettingsProblem(f"GROVE_METRICS_HOST: the metrics endpoint cannot listen on {host}:{port} "
+                              f"({why})") from None
     return runner

@@ -88,7 +88,7 @@ def build_app(name: str, settings: Settings, bootstrap: Bootstrap,
         if missing:  # a step in the table with no worker would nak its messages forever
             raise RuntimeError(f"{name}: no worker for step(s) {sorted(missing)} of the step table")
         if settings.metrics_port:
-            runner = await metrics.serve(settings.metrics_port, ready, refresh_lag)
+            runner = await metrics.serve(settings.metrics_port, ready, refresh_lag, host=settings.metrics_host)
             runtime.closers.append(runner.cleanup)
 
     async def ready() -> bool:

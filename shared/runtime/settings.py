@@ -287,6 +287,8 @@ class Settings(BaseSettings):
     # Observability
     log_json: bool = True
     metrics_port: int = Field(0, ge=0, le=65535, description="0: no metrics endpoint.")
+    metrics_host: str = Field("127.0.0.1", description="Where a step service's /healthz, /readyz and /metrics "
+                              "listen; 0.0.0.0 for every interface (the image sets it, for the scraper and probes).")
     otel_endpoint: str | None = Field(
         None, description="OTLP/HTTP traces endpoint (e.g. http://jaeger:4318/v1/traces); unset = tracing off.")
 
@@ -308,7 +310,7 @@ class Settings(BaseSettings):
                              "before NATS redelivers a running step's message to another worker")
         return v
 
-    _host = field_validator("host")(check_host)
+    _host = field_validator("host", "metrics_host")(check_host)
     _paths = field_validator("store_root", "read_model_db", mode="before")(check_path)
 
     @field_validator("media_url_template")

@@ -210,7 +210,7 @@ def test_the_bucket_names_in_use_are_accepted(monkeypatch: pytest.MonkeyPatch) -
         "exports-0123456789", "e-1", "grove.amber.example")
 
 
-@pytest.mark.parametrize("var", ["GROVE_HOST", "GROVE_MAIL__SMTP_HOST"])
+@pytest.mark.parametrize("var", ["GROVE_HOST", "GROVE_MAIL__SMTP_HOST", "GROVE_METRICS_HOST"])
 @pytest.mark.parametrize("host", ["", " ", " 127.0.0.1", "127.0.0.1 "])
 def test_an_empty_or_padded_host_is_refused(monkeypatch: pytest.MonkeyPatch, var: str, host: str) -> None:
     """Seen: GROVE_HOST= (empty, meant as "the default") passed start-up, and asyncio takes an empty host

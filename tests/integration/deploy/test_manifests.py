@@ -339,6 +339,29 @@ def test_k8s_deployments_have_probes_that_point_at_real_endpoints() -> None:
             assert ports[ready["port"]] == ports[live["port"]] == metrics_port
 
 
+def _image_env() -> dict[str, str]:
+    """The ENV of the Dockerfile's final stage: what every container starts with."""
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    final = text[text.rindex("\nFROM "):]
+    env: dict[str, str] = {}
+    for line in final.splitlines():
+        if line.strip().upper().startswith("ENV "):
+            env |= dict(word.split("=", 1) for word in line.split()[1:])
+    return env
+
+
+def test_the_metrics_endpoint_of_every_deployed_step_service_listens_for_the_scraper() -> None:
+    """GROVE_METRICS_HOST is 127.0.0.1 unless set (a step service run by hand keeps its counters to
+    itself); the image sets 0.0.0.0, or the probes and Prometheus of compose and Kubernetes, which
+    reach the pod's address, would find nothing — and neither overrides it."""
+    assert Settings.model_fields["metrics_host"].default == "127.0.0.1"
+    assert _image_env()["GROVE_METRICS_HOST"] == "0.0.0.0"
+    config = of_kind("ConfigMap")[0]["data"]
+    envs = [config, *(svc.get("environment", {}) for svc in compose()["services"].values())]
+    envs += [{e["name"]: e.get("value") for e in pod["containers"][0].get("env", [])} for _, pod in _pods()]
+    assert all("GROVE_METRICS_HOST" not in env for env in envs)
+
+
 def test_the_janitor_cronjob_runs_at_three_every_night() -> None:
     (cron,) = of_kind("CronJob")
     assert cron["spec"]["schedule"] == "0 3 * * *"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from services.devtools.stack.natsserver import NatsServer, free_port
+from shared.runtime import metrics
+from shared.runtime.settings import Settings, SettingsProblem
 from tests.support.env import settings_for
 from tests.support.stack import start_stack
 from tests.support.wait import until
@@ -44,3 +49,54 @@ async def test_a_step_service_is_healthy_ready_and_exports_its_metrics(tmp_path:
     lines = [json.loads(line) for line in Path(stack.child("catalog").log_path).read_text().splitlines()
              if line.startswith("{")]
     assert lines and all(line["service"] == "catalog" for line in lines)
+
+
+async def _raw(port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(), 10)  # read() to the end: the endpoint closes
+    finally:
+        writer.close()
+
+
+async def test_the_metrics_endpoint_listens_on_loopback_unless_told_and_refuses_garbage(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen: the endpoint listened on 0.0.0.0 wherever GROVE_METRICS_PORT was set, whatever GROVE_HOST
+    said — `run catalog` on a laptop served the counters to its whole network. It listens on
+    GROVE_METRICS_HOST, 127.0.0.1 unless set; the image sets 0.0.0.0 (tests/integration/deploy)."""
+    for key in [k for k in os.environ if k.upper().startswith("GROVE_")]:
+        monkeypatch.delenv(key)
+    port = free_port()
+
+    async def ready() -> bool:
+        return True
+
+    runner = await metrics.serve(port, ready, host=Settings().metrics_host)
+    try:
+        assert [a[0] for a in runner.addresses] == ["127.0.0.1"]
+        assert (await _raw(port, b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).startswith(
+            b"HTTP/1.1 404 ")
+        assert (await _raw(port, b"POST /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                 b"Content-Length: 3\r\n\r\nabc")).startswith(b"HTTP/1.1 405 ")
+        for garbage in (b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n\r\n",
+                        b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 100_000 + b"\r\n\r\n",
+                        b"\x00\x01\x02 garbage\r\n\r\n"):
+            answer = await _raw(port, garbage)
+            assert answer.startswith(b"HTTP/1.0 400 ") and len(answer) < 1000, answer[:200]
+        ok = await _raw(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert ok.startswith(b"HTTP/1.1 200 ") and b"grove_" in ok  # still serving after all that
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_metrics_host_it_cannot_listen_on_is_one_settings_line() -> None:
+    async def ready() -> bool:
+        return True
+
+    for host, why in (("no.such.host.invalid", "unknown host"), ("192.0.2.1", "cannot assign requested address")):
+        with pytest.raises(SettingsProblem) as e:
+            await metrics.serve(free_port(), ready, host=host)
+        assert str(e.value).startswith(f"GROVE_METRICS_HOST: the metrics endpoint cannot listen on {host}:")
+        assert why in str(e.value).lower() and "\n" not in str(e.value)

@@ -293,3 +293,17 @@ def test_a_gateway_host_it_cannot_listen_on_is_named_not_blamed_on_nats(values: 
         assert len(lines) == 1 and lines[0].startswith(
             f"grove-export: invalid settings: GROVE_HOST: the gateway cannot listen on {host}:{port} "), lines
         assert why in lines[0] and "NATS" not in lines[0], lines
+
+
+def test_a_metrics_host_it_cannot_listen_on_stops_a_step_service_in_one_line(values: dict[str, Any]) -> None:
+    """`run catalog` with GROVE_METRICS_HOST an address not on this machine: one settings line, exit 2."""
+    from services.devtools.stack.natsserver import free_port
+
+    assert cli(values, "setup", "--nats-only").returncode == 0
+    port = free_port()
+    out = cli({**values, "metrics_host": "192.0.2.1", "metrics_port": port}, "run", "catalog", timeout=60)
+    lines = [line for line in out.stderr.splitlines() if line.startswith("grove-export:")]
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith(
+        f"grove-export: invalid settings: GROVE_METRICS_HOST: the metrics endpoint cannot listen on 192.0.2.1:{port} ("
+    ), lines

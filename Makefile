@@ -55,6 +55,7 @@ up:
 down:
 	docker compose -f deploy/docker-compose.yml down
 
-## make clean: delete var/ (the local stack's data; stop the stack first)
+## make clean: delete var/ (the local stack's data; refused while the stack runs)
 clean:
+	@if [ -x $(PY) ]; then $(PY) -m services.devtools.stack.operator var; fi
 	rm -rf var

@@ -50,7 +50,7 @@ def no_stack_to_ask(args: argparse.Namespace, environ: Mapping[str, str]) -> str
     if not getattr(args, "needs_nats", False) or any(k.upper() == "GROVE_NATS_URL" for k in environ):
         return None
     found = getattr(args, "found", None)
-    if found is not None and found.source is not None and not found.stale:
+    if found is not None and found.running:
         return found.unreadable  # its NATS password, when this command would have borrowed it
     data = str(getattr(args, "data", "var")).rstrip("/") or "/"
     why = (" (no such folder)" if not Path(data).is_dir()
@@ -260,7 +260,7 @@ async def _replay(settings: Settings) -> None:
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> None:
     found = getattr(args, "found", None)
-    if found is not None and found.source is not None and not found.stale and "GROVE_READ_MODEL_DB" in found.env:
+    if found is not None and found.running and "GROVE_READ_MODEL_DB" in found.env:
         # A running gateway keeps the file it opened: the rebuilt one would not be served (and the swap
         # deletes the live file's -wal and -shm). Rebuilding into a file of one's own choosing is fine.
         raise CliError(f"the local stack in {found.source.parent} is running, and its gateway keeps reading the "

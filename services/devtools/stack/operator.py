@@ -37,6 +37,12 @@ class Found:
     source: Path | None
     stale: bool = False  # the file names a stack process that is gone (killed, not stopped)
     unreadable: str | None = None  # why the stack's NATS password could not be borrowed: one line
+    pid: object = None  # the stack's process, as its stack.json names it
+
+    @property
+    def running(self) -> bool:
+        """A stack runs in the folder: its stack.json names a process that is alive."""
+        return self.source is not None and not self.stale
 
 
 def folder_paths(data_dir: Path) -> dict[str, str]:
@@ -94,7 +100,8 @@ def find(data_dir: Path, environ: Mapping[str, str]) -> Found:
                     unreadable = str(e)
     else:
         add.pop("GROVE_NATS_URL", None)
-    return Found(add, path.resolve(), stale=not _alive(body.get("pid")), unreadable=unreadable)
+    return Found(add, path.resolve(), stale=not _alive(body.get("pid")), unreadable=unreadable,
+                 pid=body.get("pid"))
 
 
 def _password(credentials: Path, user: str) -> str:
@@ -110,3 +117,22 @@ def _password(credentials: Path, user: str) -> str:
                           "restore it, or delete it and start the stack again (`grove-export serve`), which "
                           "makes new passwords")
     return passwords[user]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m services.devtools.stack.operator DIR`` (``make clean``): 0 when no local stack runs
+    in DIR, else one line on stderr and 1. `make clean` under a running `make run` or `make serve`
+    deleted the nats-server store, the object store and the databases from under it."""
+    import sys
+
+    data = Path((sys.argv[1:] if argv is None else argv)[0])
+    found = find(data, {"GROVE_NATS_URL": ""})  # the process named, nothing borrowed
+    if found.running:
+        print(f"make clean: the local stack in {data} is running (pid {found.pid}): stop it first "
+              "(Ctrl-C where `make run` or `make serve` runs), then make clean", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

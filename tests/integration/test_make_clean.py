@@ -1,0 +1,53 @@
+"""`make clean` deletes var/, but never from under a running local stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.tools import require_tool
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _clean(clone: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(["make", "clean", f"PY={sys.executable}"], cwd=clone, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def _clone_with_stack(tmp_path: Path, pid: int) -> Path:
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "var" / "store").mkdir(parents=True)
+    (tmp_path / "var" / "stack.json").write_text(json.dumps(
+        {"nats_url": "nats://127.0.0.1:4222", "nats_user": "admin", "credentials_file": "/nowhere", "pid": pid,
+         "env": {}}))
+    return tmp_path
+
+
+def test_make_clean_refuses_while_the_local_stack_runs(tmp_path: Path) -> None:
+    """Seen: `make clean` beside a running `make run` deleted its nats-server store, object store and
+    databases from under it (the Makefile's own help said only "stop the stack first")."""
+    require_tool("make", "make")
+    clone = _clone_with_stack(tmp_path, os.getpid())  # a live process, as a running stack's stack.json names
+    out = _clean(clone)
+    assert out.returncode != 0 and (clone / "var" / "store").is_dir(), out
+    ours = [line for line in out.stderr.splitlines() if not line.startswith("make: ")]  # make adds its own Error line
+    assert ours == [f"make clean: the local stack in var is running (pid {os.getpid()}): stop it first "
+                    "(Ctrl-C where `make run` or `make serve` runs), then make clean"], out.stderr
+    assert "rm -rf" not in out.stdout
+
+
+def test_make_clean_deletes_var_once_the_stack_is_gone(tmp_path: Path) -> None:
+    require_tool("make", "make")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    clone = _clone_with_stack(tmp_path, dead.pid)  # killed, not stopped: its stack.json is left
+    out = _clean(clone)
+    assert out.returncode == 0 and not (clone / "var").exists(), out
+    (clone / "var").mkdir()  # no stack ever ran here
+    assert _clean(clone).returncode == 0 and not (clone / "var").exists()

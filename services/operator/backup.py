@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -247,7 +248,6 @@ async def restore_stream(nc: Client, folder: Path, entry: dict[str, Any]) -> dic
 
 
 NOT_FOUND = 10059  # JetStream's err_code for "stream not found"
-REMOVE = "nats stream rm -f {}"  # the nats CLI, as the NATS admin: deletes the stream and what it holds
 
 
 async def existing(nc: Client, names: list[str]) -> list[str]:
@@ -264,55 +264,74 @@ async def existing(nc: Client, names: list[str]) -> list[str]:
     return found
 
 
-def _remove_hint(names: list[str]) -> str:
-    return ", ".join(f"`{REMOVE.format(n)}`" for n in names)
+def _replace_hint(folder: Path) -> str:
+    """The command that deletes the streams the backup holds, with what they hold, and restores it: the
+    line named the `nats` CLI's ``nats stream rm``, which nothing here installs (grove-export can delete)."""
+    return f"`grove-export restore --replace {shlex.quote(str(folder))}`"
 
 
 def _said(e: Exception) -> str:
     return str(e) if isinstance(e, BackupError) else f"{type(e).__name__}: {e}".rstrip(": ")
 
 
-async def _undo(nc: Client, names: list[str], why: str) -> str:
+async def _delete(nc: Client, name: str) -> None:
+    _check((await nc.request(f"{API}.DELETE.{name}", b"", timeout=10)).data, f"deleting {name}")
+
+
+async def _undo(nc: Client, folder: Path, names: list[str], why: str, replaced: list[str]) -> str:
     """Delete every stream of the backup the server has now: none was there when restore began (it
-    refuses otherwise), so these are the ones this restore made — a restore that failed part-way
-    leaves the server as it found it, not half restored. The line to end with, naming any it could
-    not delete."""
+    refuses otherwise, or deleted them first: ``replaced``), so these are the ones this restore made —
+    a restore that failed part-way leaves the server without them, not half restored. The line to end
+    with, naming any it could not delete."""
+    gone = (f" (the streams it replaced, {', '.join(replaced)}, were deleted before: restore them from this "
+            "backup)") if replaced else ""
     try:
         made = await existing(nc, names)
     except Exception as e:  # noqa: BLE001 - the server is gone too: say what may be left
-        return (f"{why}; the streams restored before it may be left ({_said(e)}): delete those of "
-                f"{', '.join(names)} the server has ({_remove_hint(names)}) before running restore again")
+        return (f"{why}; the streams restored before it may be left ({_said(e)}){gone}: run "
+                f"{_replace_hint(folder)} once the server answers")
     kept = []
     for name in made:
         try:
-            _check((await nc.request(f"{API}.DELETE.{name}", b"", timeout=10)).data, f"deleting {name}")
+            await _delete(nc, name)
         except Exception:  # noqa: BLE001 - named below
             kept.append(name)
     if kept:
-        return (f"{why}; already restored: {', '.join(kept)} (delete them, {_remove_hint(kept)}, before running "
+        return (f"{why}; already restored: {', '.join(kept)}{gone} (run {_replace_hint(folder)} to delete them and "
                 "restore again)")
     undone = f" ({', '.join(made)} deleted again)" if made else ""
-    return f"{why}; nothing was restored{undone}: run restore again once that is fixed"
+    return f"{why}; nothing was restored{undone}{gone}: run restore again once that is fixed"
 
 
 async def restore(nc: Client, folder: Path, settings: Settings, entries: list[dict[str, Any]] | None = None,
-                  restored: Callable[[str, int], None] | None = None) -> list[tuple[str, int]]:
+                  restored: Callable[[str, int], None] | None = None, *, replace: bool = False,
+                  deleted: Callable[[str], None] | None = None) -> list[tuple[str, int]]:
     """Restore every stream of the backup; ``entries`` from :func:`check_backup` when already checked,
-    ``restored(stream, messages)`` called as each one is done (so a failure part-way shows what was)."""
+    ``restored(stream, messages)`` called as each one is done (so a failure part-way shows what was).
+    ``replace``: the backup's streams the server has are deleted first, with what they hold
+    (``deleted(stream)`` called for each); without it, any of them there refuses the whole restore."""
     entries = entries if entries is not None else check_backup(folder, settings)
-    there = await existing(nc, [e["stream"] for e in entries])
-    if there:
+    names = [e["stream"] for e in entries]
+    there = await existing(nc, names)
+    if there and not replace:
         raise BackupError(
             f"the server already has stream{'s' if len(there) > 1 else ''} {', '.join(there)}: restore only "
             "creates streams that do not exist, so nothing was restored. Restore before `grove-export setup` "
-            "creates them (in Kubernetes, before the grove-setup Job), or delete them as the NATS admin, with "
-            f"what they hold: {_remove_hint(there)}")
+            "creates them (in Kubernetes, before the grove-setup Job), or replace them, deleting what they "
+            f"hold: {_replace_hint(folder)}")
+    for name in there:
+        try:
+            await _delete(nc, name)
+        except Exception as e:  # noqa: BLE001 - the server refused or did not answer: nothing restored yet
+            raise BackupError(f"{_said(e)}; nothing was restored") from None
+        if deleted is not None:
+            deleted(name)
     out: list[tuple[str, int]] = []
     for entry in entries:
         try:
             state = await restore_stream(nc, folder, entry)
         except Exception as e:  # noqa: BLE001 - the server's refusal, a timeout, a read error: undo, then say it
-            raise BackupError(await _undo(nc, [x["stream"] for x in entries], _said(e))) from None
+            raise BackupError(await _undo(nc, folder, names, _said(e), there)) from None
         out.append((entry["stream"], int(state.get("messages", 0))))
         if restored is not None:
             restored(*out[-1])

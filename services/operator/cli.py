@@ -489,6 +489,8 @@ def add_commands(sub: Any, data_help: str) -> None:
     r = command("restore", "restore a backup into a server where those streams do not exist yet (checked "
                            "first: restores nothing when any is there)", _restore)
     r.add_argument("dir", metavar="DIR", help="the folder `grove-export backup` wrote")
+    r.add_argument("--replace", action="store_true",
+                   help="delete the backup's streams the server has, with what they hold, then restore")
 
 
 # -- backup and restore ------------------------------------------------------------------------
@@ -530,7 +532,8 @@ async def _restore(args: argparse.Namespace, settings: Settings) -> None:
     nc = await open_nats(settings, "operator", persistent=False)
     try:  # each stream is printed as it is restored: a failure part-way leaves a record of what was
         await restore(nc, Path(args.dir), settings, entries,
-                      lambda stream, messages: say(f"{stream}: restored, {messages} messages", flush=True))
+                      lambda stream, messages: say(f"{stream}: restored, {messages} messages", flush=True),
+                      replace=args.replace, deleted=lambda stream: say(f"{stream}: deleted (--replace)", flush=True))
     except BackupError as e:
         raise OperatorError(str(e)) from None
     finally:

@@ -55,14 +55,16 @@ async def test_restore_refuses_before_restoring_anything_when_one_stream_exists(
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
     assert f"the server already has streams {hb}, {admission}: " in lines[0], lines[0]
     assert "nothing was restored" in lines[0] and "grove-setup Job" in lines[0], lines[0]
-    assert f"`nats stream rm -f {hb}`" in lines[0] and f"`nats stream rm -f {admission}`" in lines[0], lines[0]
+    # Seen: it named `nats stream rm -f …`, the nats CLI, which nothing here installs: now a command one has
+    assert lines[0].endswith(f"replace them, deleting what they hold: `grove-export restore --replace {backup}`"), \
+        lines[0]
+    assert "nats stream" not in lines[0]
     assert await _streams(bus, names) == {hb: 0, admission: 0}  # EXPORTS was not restored
 
-    for name in (hb, admission):
-        await bus.js.delete_stream(name)
-    out = cli(values, "restore", str(backup))
+    out = cli(values, "restore", "--replace", str(backup))  # the command the line names, as it names it
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == [f"{settings.stream_name}: restored, 1 messages", f"{hb}: restored, 0 messages",
+    assert out.stdout.splitlines() == [f"{hb}: deleted (--replace)", f"{admission}: deleted (--replace)",
+                                       f"{settings.stream_name}: restored, 1 messages", f"{hb}: restored, 0 messages",
                                        f"{admission}: restored, 0 messages"], out.stdout
     assert await _streams(bus, names) == {settings.stream_name: 1, hb: 0, admission: 0}
 

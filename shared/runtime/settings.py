@@ -34,6 +34,15 @@ MAX_STEP_ATTEMPTS = 20
 # The most tries of one request inside a step (an email's sends, botocore's attempts of one S3 call):
 # each waits up to 30 s (mail) or 20 s (botocore) after the last, inside a step that holds its slot.
 MAX_CALL_ATTEMPTS = 20
+# Counts with no use past a bound, where a typo (a zero or three too many) passed start-up and the
+# service then fell over. Exports one process works on: each holds two encoder threads and up to
+# GROVE_PARTS_IN_FLIGHT parts of GROVE_MIN_PART_SIZE (24 MiB by default) — 64 is 1.5 GiB of parts; run
+# more replicas for more. PostgreSQL connections per process: PostgreSQL's own default max_connections
+# is 100, for every process together. A request body: the API's largest is a few hundred bytes, and
+# 1 MiB is aiohttp's own default limit.
+MAX_CONCURRENCY = 64
+MAX_POOL = 100
+MAX_BODY_BYTES = 1024 * 1024
 NATS_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # a stream's or a KV bucket's name, as NATS takes them
 _REGION = re.compile(r"(?![0-9]+$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _HTTP_URL = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?", re.IGNORECASE)
@@ -213,7 +222,7 @@ class Settings(BaseSettings):
     step_deaths: int = Field(5, ge=1, le=MAX_STEP_ATTEMPTS, description="Runs of a step in a row whose process "
                              "ended before the step did (killed, out of memory, crashed) before the export fails.")
     retry_base_delay_s: float = Field(2.0, ge=0, le=MAX_S)
-    concurrency: int = Field(4, ge=1, description="Exports one service process works on at once.")
+    concurrency: int = Field(4, ge=1, le=MAX_CONCURRENCY, description="Exports one service process works on at once.")
     tenant_concurrency: int = Field(1, ge=1, description="Of those, how many one tenant may hold (fairness).")
     tenant_backoff_s: float = Field(1.0, ge=0, le=MAX_S,
                                     description="Delay before a tenant over its share is offered again.")
@@ -240,7 +249,7 @@ class Settings(BaseSettings):
     # PostgreSQL DSN may carry a password.
     content_dsn: SecretStr = Field(SecretStr("sqlite:///var/content.db"),
                                    description="sqlite:///PATH (relative; //// for absolute) or postgresql://…")
-    content_pool_max: int = Field(4, ge=1, description="PostgreSQL connections per process.")
+    content_pool_max: int = Field(4, ge=1, le=MAX_POOL, description="PostgreSQL connections per process.")
     media_url_template: str = Field(
         "https://cdn.example/{key}",
         description="The platform's public URL of a media object, `{key}` being its percent-encoded object key: "
@@ -272,7 +281,7 @@ class Settings(BaseSettings):
     rate_window_s: float = Field(3600.0, ge=0, le=MAX_S,
                                  description="One new export per tenant per this many seconds (0: no limit).")
     reservation_timeout_s: float = Field(30.0, gt=0, le=MAX_S)
-    max_body_bytes: int = Field(16 * 1024, ge=1)
+    max_body_bytes: int = Field(16 * 1024, ge=1, le=MAX_BODY_BYTES)
     download_link_ttl_s: float = Field(3600.0, gt=0, le=MAX_S)
 
     # Mail

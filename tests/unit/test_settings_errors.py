@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -62,6 +63,35 @@ def test_a_secret_value_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None
 def test_a_meaningless_number_is_refused(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], why: str) -> None:
     """Seen: GROVE_CONCURRENCY=-1 ran as 1, GROVE_PORT=99999 failed only when the gateway bound it."""
     assert refusal(monkeypatch, **env).startswith(why)
+
+
+@pytest.mark.parametrize(("var", "typo", "bound", "ok"), [
+    ("GROVE_MAX_BODY_BYTES", "16384000", 1024 * 1024, "1048576"),
+    ("GROVE_CONCURRENCY", "4000", 64, "64"),
+    ("GROVE_CONTENT_POOL_MAX", "4000", 100, "100"),
+])
+def test_a_count_with_a_zero_too_many_is_refused(monkeypatch: pytest.MonkeyPatch, var: str, typo: str, bound: int,
+                                                 ok: str) -> None:
+    """Seen: no upper bound, so a typo started the service, which then fell over: GROVE_CONCURRENCY=4000
+    made 8000 encoder threads and took 4000 exports' parts in flight at once (memory, file descriptors),
+    GROVE_CONTENT_POOL_MAX=4000 asked PostgreSQL (100 connections by default) for more than it has, and
+    GROVE_MAX_BODY_BYTES=16384000 let each request hold 16 MB where the API's largest body is a few hundred
+    bytes."""
+    assert refusal(monkeypatch, **{var: typo}) == f"{var}: Input should be less than or equal to {bound} (got '{typo}')"
+    monkeypatch.setenv(var, ok)
+    Settings()  # the bound itself is allowed
+
+
+def test_a_count_over_its_bound_stops_a_service_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("GROVE_")} | {
+        "GROVE_CONCURRENCY": "640", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, "-m", "services.cli", "run", "assembler"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert (out.returncode, out.stderr) == (2, "grove-export: invalid settings: GROVE_CONCURRENCY: Input should be "
+                                               "less than or equal to 64 (got '640')\n"), out
 
 
 def test_zero_is_kept_where_it_means_off(monkeypatch: pytest.MonkeyPatch) -> None:

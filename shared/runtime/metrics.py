@@ -12,9 +12,11 @@ memory and blow up the scrape.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, TypeVar
 
@@ -63,6 +65,8 @@ CONSUMER_LAG = Closed(Gauge("grove_consumer_pending_messages", "Messages not yet
                       _DURABLES)
 
 Check = Callable[[], Awaitable[bool]]
+# The gauges ``refresh`` sets ask NATS (one request per durable): at most once this often, whoever scrapes.
+REFRESH_EVERY_S = 1.0
 
 
 def observe_part(nbytes: int, seconds: float) -> None:
@@ -84,10 +88,17 @@ async def serve(port: int, ready: Check, refresh: Callable[[], Awaitable[None]] 
             ok = await ready()
         return web.json_response({"ready": ok}, status=200 if ok else 503)
 
+    refreshing = asyncio.Lock()
+    refreshed_at = -REFRESH_EVERY_S
+
     async def metrics(_: web.Request) -> web.Response:
+        nonlocal refreshed_at
         if refresh is not None:
-            with contextlib.suppress(Exception):
-                await refresh()
+            async with refreshing:  # scrapes that come during a refresh wait for it and ask nothing more
+                if time.monotonic() - refreshed_at >= REFRESH_EVERY_S:
+                    with contextlib.suppress(Exception):
+                        await refresh()
+                    refreshed_at = time.monotonic()
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()

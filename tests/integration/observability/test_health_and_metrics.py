@@ -100,3 +100,34 @@ async def test_a_metrics_host_it_cannot_listen_on_is_one_settings_line() -> None
             await metrics.serve(free_port(), ready, host=host)
         assert str(e.value).startswith(f"GROVE_METRICS_HOST: the metrics endpoint cannot listen on {host}:")
         assert why in str(e.value).lower() and "\n" not in str(e.value)
+
+
+async def test_a_flood_of_scrapes_asks_nats_once_a_second() -> None:
+    """Seen: each GET /metrics asked NATS for every durable's info (the lag gauge), so anyone who could
+    reach the port turned each request of theirs into several on the bus. One refresh a second now,
+    shared by the scrapes that come meanwhile."""
+    refreshes = 0
+
+    async def ready() -> bool:
+        return True
+
+    async def refresh() -> None:
+        nonlocal refreshes
+        refreshes += 1
+        await asyncio.sleep(0.05)
+
+    port = free_port()
+    runner = await metrics.serve(port, ready, refresh, host="127.0.0.1")
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def scrape() -> int:
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                    await r.read()
+                    return r.status
+
+            assert await asyncio.gather(*(scrape() for _ in range(50))) == [200] * 50
+            assert refreshes == 1
+            await asyncio.sleep(metrics.REFRESH_EVERY_S + 0.1)
+            assert await scrape() == 200 and refreshes == 2
+    finally:
+        await runner.cleanup()

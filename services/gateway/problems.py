@@ -25,7 +25,6 @@ to ``Unavailable`` here, at the edge, so handlers never catch them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any
@@ -38,6 +37,7 @@ from nats.js.errors import ServiceUnavailableError
 from services.gateway.headers import API_CACHE_CONTROL, HEADERS
 from shared.eventlog.jetstream import LogUnavailable
 from shared.objectstore.port import StoreUnavailable
+from shared.runtime.httpserve import HeadDeadlineHandler, HeadDeadlineRunner
 
 log = logging.getLogger(__name__)
 
@@ -182,41 +182,12 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(Problem("Something went wrong on our side."))
 
 
-class _ProblemRequestHandler(web_protocol.RequestHandler):
+class _ProblemRequestHandler(HeadDeadlineHandler):
     """A request aiohttp cannot parse (a malformed request line or header, a header over its size
     limit, a method that is not a token) is answered by aiohttp itself, before any middleware, as
     text/plain: here it is a problem like every other error (400: GROVE-EXPORT-004). aiohttp
-    still logs it and closes the connection.
-
-    A connection whose first request line and headers have not all arrived ``head_timeout`` seconds
-    after it opened is closed: aiohttp waits for them forever, so a client trickling header bytes
-    held thousands of connections (and file descriptors) until the gateway could accept no more.
-    Later requests on a kept-alive connection are bounded by aiohttp's keep-alive timeout."""
-
-    head_timeout: float = 10.0
-    _head_deadline: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self._head_deadline = self._loop.call_later(self.head_timeout, self._head_late)
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self._request_count and self._head_deadline is not None:  # a whole request head arrived
-            self._head_deadline.cancel()
-            self._head_deadline = None
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
-        super().connection_lost(exc)
-
-    def _head_late(self) -> None:
-        self._head_deadline = None
-        if not self._request_count:
-            log.info("closed a connection whose request head did not arrive within %.0f s", self.head_timeout)
-            self.force_close()
+    still logs it and closes the connection. A request head too slow to arrive closes the connection
+    (:class:`HeadDeadlineHandler`)."""
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
@@ -256,25 +227,8 @@ def _secured(resp: web.Response) -> web.Response:
     return resp
 
 
-class _ProblemServer(web.Server):
-    head_timeout = 10.0
-
-    def __call__(self) -> web_protocol.RequestHandler:
-        handler = _ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
-        handler.head_timeout = self.head_timeout
-        return handler
-
-
-class ProblemRunner(web.AppRunner):
+class ProblemRunner(HeadDeadlineRunner):
     """``web.AppRunner`` whose connections answer unparseable requests with problems and are closed
     when their request head is too slow to arrive (see :class:`_ProblemRequestHandler`)."""
 
-    def __init__(self, app: web.Application, *, head_timeout: float = 10.0, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self.head_timeout = head_timeout
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = _ProblemServer  # only which RequestHandler a connection gets, and its deadline
-        server.head_timeout = self.head_timeout  # type: ignore[attr-defined]
-        return server
+    handler_class = _ProblemRequestHandler

@@ -26,6 +26,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from shared.core import steps
 from shared.core.lifecycle import TERMINAL
+from shared.runtime.httpserve import HeadDeadlineRunner
 from shared.runtime.settings import SettingsProblem
 
 OTHER = "other"
@@ -67,6 +68,9 @@ CONSUMER_LAG = Closed(Gauge("grove_consumer_pending_messages", "Messages not yet
 Check = Callable[[], Awaitable[bool]]
 # The gauges ``refresh`` sets ask NATS (one request per durable): at most once this often, whoever scrapes.
 REFRESH_EVERY_S = 1.0
+# A scraper or probe sends its request at once: a connection whose request has not come by then is closed
+# (aiohttp waits for ever, and each held connection is a file descriptor of the service).
+HEAD_TIMEOUT_S = 10.0
 
 
 def observe_part(nbytes: int, seconds: float) -> None:
@@ -105,7 +109,7 @@ async def serve(port: int, ready: Check, refresh: Callable[[], Awaitable[None]] 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
+    runner = HeadDeadlineRunner(app, access_log=None, head_timeout=HEAD_TIMEOUT_S, keepalive_timeout=HEAD_TIMEOUT_S)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

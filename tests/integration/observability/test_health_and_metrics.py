@@ -131,3 +131,25 @@ async def test_a_flood_of_scrapes_asks_nats_once_a_second() -> None:
             assert await scrape() == 200 and refreshes == 2
     finally:
         await runner.cleanup()
+
+
+async def test_a_connection_whose_request_never_comes_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen: half a request line, then nothing, held the connection (and a file descriptor of the
+    service) for as long as the client liked — the gateway closes such connections, this port did not."""
+    monkeypatch.setattr(metrics, "HEAD_TIMEOUT_S", 0.5)
+
+    async def ready() -> bool:
+        return True
+
+    port = free_port()
+    runner = await metrics.serve(port, ready, host="127.0.0.1")
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the endpoint, well before 5 s
+        writer.close()
+        assert (await _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).startswith(
+            b"HTTP/1.1 200 ")
+    finally:
+        await runner.cleanup()

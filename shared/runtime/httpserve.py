@@ -1,0 +1,74 @@
+"""An aiohttp runner whose connections are closed when their first request head is too slow to arrive.
+
+aiohttp waits for a request line and headers for ever, so a client trickling header bytes (or sending
+half a request line and nothing more) held thousands of connections, and their file descriptors, until
+the server could accept no more. Used by the gateway and by every step service's metrics endpoint.
+Later requests on a kept-alive connection are bounded by aiohttp's keep-alive timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web, web_protocol
+
+log = logging.getLogger(__name__)
+
+
+class HeadDeadlineHandler(web_protocol.RequestHandler):
+    """A connection whose first request line and headers have not all arrived ``head_timeout`` seconds
+    after it opened is closed."""
+
+    head_timeout: float = 10.0
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._head_deadline = self._loop.call_later(self.head_timeout, self._head_late)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._request_count and self._head_deadline is not None:  # a whole request head arrived
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+        super().connection_lost(exc)
+
+    def _head_late(self) -> None:
+        self._head_deadline = None
+        if not self._request_count:
+            log.info("closed a connection whose request head did not arrive within %.0f s", self.head_timeout)
+            self.force_close()
+
+
+class _DeadlineServer(web.Server):
+    head_timeout = 10.0
+    handler_class: type[HeadDeadlineHandler] = HeadDeadlineHandler
+
+    def __call__(self) -> web_protocol.RequestHandler:
+        handler = self.handler_class(self, loop=self._loop, **self._kwargs)
+        handler.head_timeout = self.head_timeout
+        return handler
+
+
+class HeadDeadlineRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections are :class:`HeadDeadlineHandler` (or ``handler_class``)."""
+
+    handler_class: type[HeadDeadlineHandler] = HeadDeadlineHandler
+
+    def __init__(self, app: web.Application, *, head_timeout: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.head_timeout = head_timeout
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _DeadlineServer  # only which RequestHandler a connection gets, and its deadline
+        server.head_timeout = self.head_timeout  # type: ignore[attr-defined]
+        server.handler_class = self.handler_class  # type: ignore[attr-defined]
+        return server

@@ -223,7 +223,8 @@ class Settings(BaseSettings):
                              "ended before the step did (killed, out of memory, crashed) before the export fails.")
     retry_base_delay_s: float = Field(2.0, ge=0, le=MAX_S)
     concurrency: int = Field(4, ge=1, le=MAX_CONCURRENCY, description="Exports one service process works on at once.")
-    tenant_concurrency: int = Field(1, ge=1, description="Of those, how many one tenant may hold (fairness).")
+    tenant_concurrency: int = Field(1, ge=1, description="Of those, how many one tenant may hold (fairness); "
+                                    "at most GROVE_CONCURRENCY.")
     tenant_backoff_s: float = Field(1.0, ge=0, le=MAX_S,
                                     description="Delay before a tenant over its share is offered again.")
 
@@ -317,6 +318,16 @@ class Settings(BaseSettings):
         if ack_wait is not None and v >= ack_wait:
             raise ValueError(f"must be less than GROVE_ACK_WAIT_S ({ack_wait:g} s): the in-progress acks must come "
                              "before NATS redelivers a running step's message to another worker")
+        return v
+
+    @field_validator("tenant_concurrency")
+    @classmethod
+    def _share_within_slots(cls, v: int, info: ValidationInfo) -> int:
+        # a share above the slots cannot take effect (GROVE_TENANT_CONCURRENCY=40 meant 4): likely a typo
+        slots = info.data.get("concurrency")
+        if slots is not None and v > slots:
+            raise ValueError(f"must be at most GROVE_CONCURRENCY ({slots}): one tenant's share of a replica's "
+                             "export slots cannot be more than the slots")
         return v
 
     _host = field_validator("host", "metrics_host")(check_host)

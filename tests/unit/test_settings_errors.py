@@ -39,6 +39,10 @@ def test_a_secret_value_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None
 @pytest.mark.parametrize(("env", "why"), [
     ({"GROVE_CONCURRENCY": "-1"}, "GROVE_CONCURRENCY: Input should be greater than or equal to 1 (got '-1')"),
     ({"GROVE_TENANT_CONCURRENCY": "0"}, "GROVE_TENANT_CONCURRENCY: Input should be greater than or equal to 1"),
+    # a share above the slots cannot take effect: 40 for 4 was a typo, and ran as "one tenant may take every slot"
+    ({"GROVE_TENANT_CONCURRENCY": "40"}, "GROVE_TENANT_CONCURRENCY: must be at most GROVE_CONCURRENCY (4)"),
+    ({"GROVE_CONCURRENCY": "2", "GROVE_TENANT_CONCURRENCY": "3"},
+     "GROVE_TENANT_CONCURRENCY: must be at most GROVE_CONCURRENCY (2)"),
     ({"GROVE_ACK_WAIT_S": "0"}, "GROVE_ACK_WAIT_S: Input should be greater than 0 (got '0')"),
     ({"GROVE_RATE_WINDOW_S": "-5"}, "GROVE_RATE_WINDOW_S: Input should be greater than or equal to 0 (got '-5')"),
     ({"GROVE_PORT": "99999"}, "GROVE_PORT: Input should be less than or equal to 65535 (got '99999')"),

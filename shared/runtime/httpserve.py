@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from aiohttp import web, web_protocol
+from aiohttp.http_exceptions import HttpProcessingError
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,19 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
             self._head_deadline.cancel()
             self._head_deadline = None
         super().connection_lost(exc)
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """A request the client got wrong (a header line with no colon, a line too long: aiohttp
+        answers 400) is one INFO line, not aiohttp's traceback at ERROR: anyone who can reach the
+        port could otherwise fill the logs, 40 lines a request, and page whoever alerts on errors.
+        A failure of ours (a handler raising) keeps its traceback."""
+        exc = kw.get("exc_info")
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 0) < 500:
+            remote = args[1] if len(args) > 1 else "?"
+            reason = " ".join(str(exc.message or type(exc).__name__).split())[:200]
+            log.info("bad request from %s: %s %s", remote, exc.code, reason)
+            return
+        super().log_exception(*args, **kw)
 
     def _head_late(self) -> None:
         self._head_deadline = None

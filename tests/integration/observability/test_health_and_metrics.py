@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from services.devtools.stack.natsserver import NatsServer, free_port
 from shared.runtime import metrics
+from shared.runtime.httpserve import HeadDeadlineRunner
 from shared.runtime.settings import Settings, SettingsProblem
 from tests.support.env import settings_for
 from tests.support.stack import start_stack
@@ -151,5 +155,49 @@ async def test_a_connection_whose_request_never_comes_is_closed(monkeypatch: pyt
         writer.close()
         assert (await _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).startswith(
             b"HTTP/1.1 200 ")
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_malformed_request_is_one_log_line_and_a_failing_handler_keeps_its_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Seen: each malformed request (a header line with no colon, a request line too long) logged
+    aiohttp's whole traceback at ERROR — anyone who reached the gateway or a metrics port could
+    fill the logs, 40 lines a request, and page whoever alerts on errors. A request the client
+    got wrong is one INFO line without a traceback; a handler of ours that fails is still an
+    ERROR with its traceback."""
+    port = free_port()
+
+    async def boom(_: web.Request) -> web.Response:
+        raise RuntimeError("a bug of ours")
+
+    app = web.Application()
+    app.router.add_get("/boom", boom)
+    runner = HeadDeadlineRunner(app)  # the gateway's and every metrics endpoint's runner
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    def logged(match: Callable[[logging.LogRecord], bool]) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return any(match(r) for r in caplog.records)
+        return check
+
+    try:
+        caplog.set_level(logging.DEBUG)
+        for garbage in (b"GET /metrics HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+                        b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n\r\n"):
+            caplog.clear()
+            assert (await _raw(port, garbage)).startswith(b"HTTP/1.0 400 ")
+            await until(logged(lambda r: "bad request" in r.getMessage()), timeout=10, what="the bad request's line")
+            errors = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+            assert errors == [], [(r.levelname, r.getMessage()) for r in errors]
+            line = next(r for r in caplog.records if "bad request" in r.getMessage())
+            assert line.levelno == logging.INFO and "127.0.0.1" in line.getMessage(), line.getMessage()
+        caplog.clear()
+        answer = await _raw(port, b"GET /boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 500 ")
+        await until(logged(lambda r: bool(r.exc_info)), timeout=10, what="the handler's traceback")
+        failed = next(r for r in caplog.records if r.exc_info)
+        assert failed.levelno == logging.ERROR and failed.exc_info and failed.exc_info[0] is RuntimeError
     finally:
         await runner.cleanup()

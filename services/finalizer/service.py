@@ -68,11 +68,7 @@ class Finalizer:
                              msg_id=f"{a.export_id}:FinalizeStarted")
         faults.point("finalize.started")
         parts = [p for p in ctx.state.parts if p.number <= a.part_count]
-        etag = await self._complete(a, parts)
-        faults.point("finalize.completed_not_logged")
-        head = await self.store.head(self.bucket, a.archive_key)
-        if head.size != a.size_bytes:
-            raise StepError(f"the archive is {head.size} bytes, the log says {a.size_bytes}")
+        etag = await self._finish(a, parts)
         ctx.progress()  # the complete can take a while on a big archive; the hash below marks its own
         sha = a.sha256 or await self._hash(a.archive_key, ctx.progress)
         now = ctx.clock.now()
@@ -81,6 +77,15 @@ class Finalizer:
             sha256=sha, item_counts=a.item_counts or ctx.state.item_counts(), error_count=a.error_count,
             expires_at=now + timedelta(days=self.settings.archive_ttl_days),
         ), msg_id=f"{a.export_id}:ExportCompleted:{etag}")
+
+    async def _finish(self, a: ev.ArchiveAssembled, parts: list) -> str:
+        """Complete the upload and check that the object at the key is the archive the log names."""
+        etag = await self._complete(a, parts)
+        faults.point("finalize.completed_not_logged")
+        head = await self.store.head(self.bucket, a.archive_key)
+        if head.size != a.size_bytes:
+            raise StepError(f"the archive is {head.size} bytes, the log says {a.size_bytes}")
+        return etag
 
     async def _complete(self, a: ev.ArchiveAssembled, parts: list) -> str:
         """Complete the upload with the logged parts. The store checks each one itself (S3 refuses

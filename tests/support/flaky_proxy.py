@@ -1,11 +1,14 @@
 """A fault-injecting HTTP proxy in front of an S3 endpoint: a share of 503 SlowDown answers and
 dropped connections, or the store down for good; or a store that bends the rules: one that answers
 aborts (``DELETE ?uploadId=``) or GETs with a fixed status, or ignores ``If-Match`` on GET, or answers
-another byte range than the one asked for."""
+another byte range than the one asked for; or one that lies about a multipart upload: answers its
+completion with a fixed status and body (S3's "200 OK with an <Error> in the body"), after passing
+it on or without, HEADs of an object with another size or ETag, or its parts' listing rewritten."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -27,6 +30,11 @@ class FlakyProxy:
     strip_if_match: bool = False         # forward GETs without If-Match (a server that ignores it)
     shift_range: int = 0                 # forward a GET's "Range: bytes=a-b" as a+k to b+k (a cache that mixes ranges up)
     refuse_delete_of: str | None = None  # answer a DeleteObject of a key holding this with 403 (object lock)
+    complete_answer: tuple[int, bytes] | None = None  # answer CompleteMultipartUpload with (status, body)
+    complete_forward: bool = False       # ... after passing it on (the store did complete the upload)
+    head_size_delta: int = 0             # a HEAD of an object reports its length plus this
+    head_etag: str | None = None         # a HEAD of an object reports this ETag
+    list_parts_body: Callable[[bytes], bytes] | None = None  # rewrite a ListParts answer's XML
     seed: int = 5
     requests: int = 0
     faults: int = 0
@@ -77,6 +85,15 @@ class FlakyProxy:
             request.transport.close()  # a reset connection, mid-request
             return web.Response(status=500)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        completing = request.method == "POST" and "uploadId" in request.query
+        if completing and self.complete_answer is not None:
+            self.faults += 1
+            if self.complete_forward:
+                async with self.session.request("POST", self.upstream + request.raw_path, data=body,
+                                                headers=headers) as up:
+                    await up.read()
+            status, answer = self.complete_answer
+            return web.Response(status=status, body=answer, content_type="application/xml")
         if self.strip_if_match and request.method == "GET":
             headers = {k: v for k, v in headers.items() if k.lower() != "if-match"}
         if self.shift_range and request.method == "GET" and "Range" in headers:
@@ -88,9 +105,18 @@ class FlakyProxy:
             out = {k: v for k, v in up.headers.items() if k.lower() not in HOP_HEADERS}
             if request.method == "HEAD":  # keep the object's length; a HEAD answer has no body
                 out["Content-Length"] = up.headers.get("Content-Length", "0")
+                if up.status == 200 and (self.head_size_delta or self.head_etag):
+                    self.faults += 1
+                    out["Content-Length"] = str(int(out["Content-Length"]) + self.head_size_delta)
+                    if self.head_etag:
+                        out = {k: v for k, v in out.items() if k.lower() != "etag"} | {"ETag": f'"{self.head_etag}"'}
                 resp = web.StreamResponse(status=up.status, headers=out)
                 await resp.prepare(request)
                 return resp
+            if (request.method == "GET" and "uploadId" in request.query and up.status == 200
+                    and self.list_parts_body is not None):
+                self.faults += 1
+                data = self.list_parts_body(data)
             return web.Response(status=up.status, body=data, headers=out)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from shared.core import events as ev
+from shared.core.keys import is_archive_key_of
 from shared.eventlog.jetstream import Loaded
 from shared.objectstore import CompletedPart, NoSuchUpload, ObjectNotFound, ObjectStore, StoreError, StoreRefused
 from shared.runtime import faults
@@ -40,6 +41,21 @@ class ForeignPart(StepError):
     lifecycle's ``logged_upload_usable``), not from finalize into the same refusal for good."""
 
     permanent = True
+
+
+class NotTheArchive(StepError):
+    """The store completed the upload, but the object it then holds at the key is not the archive the
+    log names: another size, or another ETag than the completion answered. The export must never be
+    completed with it, and the upload is spent, so retrying the completion cannot help: permanent.
+    The object is deleted first (it is this export's own key: nothing the log does not vouch for is
+    left there to download), and ``grove-export retry`` goes on from assemble with a new upload."""
+
+    permanent = True
+
+
+class Incoherent(StepError):
+    """The store's listing of the upload contradicts itself (a part listed twice with two ETags):
+    no account of the upload to abort it on. Retried; the upload stays."""
 
 
 def check_parts(logged: list[tuple[int, str]], listed: dict[int, str]) -> str | None:
@@ -84,8 +100,15 @@ class Finalizer:
         faults.point("finalize.completed_not_logged")
         head = await self.store.head(self.bucket, a.archive_key)
         if head.size != a.size_bytes:
-            raise StepError(f"the archive is {head.size} bytes, the log says {a.size_bytes}")
-        return etag
+            problem = f"it is {head.size} bytes, {a.size_bytes} were written"
+        elif head.etag != etag:
+            problem = "storage describes another object than the one it completed"
+        else:
+            return etag
+        if is_archive_key_of(a.tenant_id, a.export_id, a.archive_key):
+            await self.store.delete(self.bucket, a.archive_key)
+        raise NotTheArchive(f"The finished archive in storage is not the one assembled ({problem}); it was "
+                            "removed, and a retry assembles it again. Nothing is wrong with your content.")
 
     async def _complete(self, a: ev.ArchiveAssembled, parts: list) -> str:
         """Complete the upload with the logged parts. The store checks each one itself (S3 refuses
@@ -100,10 +123,14 @@ class Finalizer:
             raise
         except StoreError as e:
             try:
-                listed = {p.part_number: p.etag
-                          for p in await self.store.list_parts(self.bucket, a.archive_key, a.upload_id)}
+                listing = await self.store.list_parts(self.bucket, a.archive_key, a.upload_id)
             except NoSuchUpload:
                 return await self._completed_before(a)  # a completion of ours landed after all
+            listed: dict[int, str] = {}
+            for p in listing:  # in any order; a part twice with two ETags: no account to abort on
+                if listed.setdefault(p.part_number, p.etag) != p.etag:
+                    raise Incoherent(f"cannot complete: the store listed part {p.part_number} twice, "
+                                     "with two different contents") from e
             problem = check_parts([(p.number, p.etag) for p in parts], listed)
             if problem and any(listed.get(p.number, p.etag) != p.etag for p in parts):
                 await self.store.abort_multipart(self.bucket, a.archive_key, a.upload_id)

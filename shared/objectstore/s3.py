@@ -440,6 +440,12 @@ class S3Store:
             resp = await self.client.complete_multipart_upload(
                 Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload=body
             )
+        # S3 may answer "200 OK" with an <Error> in the body: botocore reads that as a 500 (retried,
+        # then StoreUnavailable). A 200 that names no object at all (an empty body: a proxy cut it) is
+        # no completion either, and no refusal: the store may or may not have completed, so it is an
+        # outage; the caller's retry finds the upload gone and the object there, or completes it.
+        if not resp.get("ETag"):
+            raise StoreUnavailable(f"the answer to the completion names no object ({bucket}/{key} upload {upload_id})")
         return _bare(resp["ETag"])
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:

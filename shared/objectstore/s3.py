@@ -410,6 +410,12 @@ class S3Store:
     # -- multipart ---------------------------------------------------------------------------
     async def create_multipart(self, bucket: str, key: str, content_type: str | None = None,
                                part_size: int | None = None) -> str:
+        if part_size is not None and part_size < self.settings.smallest_part:
+            # S3 would take every part and refuse the completion (EntityTooSmall) after the last: refused
+            # before a byte is sent (settings made without validation skip GROVE_MIN_PART_SIZE's check)
+            raise StoreRefused("the archive's parts are smaller than the storage service accepts "
+                               "(GROVE_MIN_PART_SIZE, GROVE_S3__SMALLEST_PART)",
+                               f"({part_size} < {self.settings.smallest_part}; {bucket}/{key})")
         extra = {"ContentType": content_type} if content_type else {}
         with _translated(f"{bucket}/{key}"):
             resp = await self.client.create_multipart_upload(Bucket=bucket, Key=key, **extra)

@@ -43,6 +43,9 @@ MAX_CALL_ATTEMPTS = 20
 MAX_CONCURRENCY = 64
 MAX_POOL = 100
 MAX_BODY_BYTES = 1024 * 1024
+# S3's smallest part but the last (AWS, R2 and MinIO alike): a completion with a smaller one is refused
+# with EntityTooSmall, and only then, after the whole archive was uploaded.
+S3_SMALLEST_PART = 5 * 1024 * 1024
 NATS_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # a stream's or a KV bucket's name, as NATS takes them
 _REGION = re.compile(r"(?![0-9]+$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _HTTP_URL = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?", re.IGNORECASE)
@@ -119,6 +122,11 @@ class S3Settings(BaseModel):
     addressing_style: Literal["auto", "path", "virtual"] = "path"
     max_pool_connections: int = Field(32, ge=1)
     max_attempts: int = Field(5, ge=1, le=MAX_CALL_ATTEMPTS, description="botocore standard retry mode attempts.")
+    smallest_part: int = Field(
+        S3_SMALLEST_PART, ge=1,
+        description="The smallest part but the last the store accepts: S3's 5 MiB (R2 and MinIO keep it too), "
+                    "the least GROVE_MIN_PART_SIZE may be. Lower only for a test server that takes smaller parts "
+                    "(moto with S3_UPLOAD_PART_MIN_SIZE).")
 
     _urls = field_validator("endpoint_url", "public_endpoint_url")(check_http_url)
 
@@ -236,7 +244,8 @@ class Settings(BaseSettings):
     public_url: str = Field("http://127.0.0.1:8080", description="Base URL of the gateway for links.")
 
     # Archive
-    min_part_size: int = Field(8 * MiB, ge=1, description="Smallest multipart part (S3 needs >= 5 MiB).")
+    min_part_size: int = Field(8 * MiB, ge=1, validate_default=True,
+                               description="Smallest multipart part (on S3 at least GROVE_S3__SMALLEST_PART, 5 MiB).")
     parts_in_flight: int = Field(3, ge=1)
     pace_after_bytes: int = Field(32 * MiB, ge=0, description="An export past this gives way to smaller ones "
                                                         "streaming in the same process (fairness).")
@@ -328,6 +337,19 @@ class Settings(BaseSettings):
         if slots is not None and v > slots:
             raise ValueError(f"must be at most GROVE_CONCURRENCY ({slots}): one tenant's share of a replica's "
                              "export slots cannot be more than the slots")
+        return v
+
+    @field_validator("min_part_size")
+    @classmethod
+    def _parts_the_store_takes(cls, v: int, info: ValidationInfo) -> int:
+        # else every export on S3 was uploaded whole before S3 refused its completion (EntityTooSmall)
+        s3 = info.data.get("s3")
+        if info.data.get("store") == "s3" and s3 is not None and v < s3.smallest_part:
+            floor = s3.smallest_part
+            shown = f"{floor // MiB} MiB ({floor})" if floor % MiB == 0 else f"{floor} bytes"
+            raise ValueError(f"must be at least {shown} on S3 (GROVE_STORE=s3): S3 refuses to complete an "
+                             "upload with a smaller part (EntityTooSmall), after the whole archive was uploaded; "
+                             "a test server that takes smaller parts (moto) says so in GROVE_S3__SMALLEST_PART")
         return v
 
     _host = field_validator("host", "metrics_host")(check_host)

@@ -37,3 +37,23 @@ async def test_a_ranged_get_answered_with_other_bytes_of_the_right_length_is_ref
     finally:
         await store.close()
         await proxy.stop()
+
+
+async def test_an_upload_of_parts_s3_would_refuse_is_not_started(s3_settings: Settings) -> None:
+    """Settings made without validation (``model_copy``) skip the start-up check of GROVE_MIN_PART_SIZE:
+    the S3 store refuses to start an upload whose parts are under the store's smallest, before a byte
+    is sent, instead of S3 refusing its completion (EntityTooSmall) after every byte was."""
+    from shared.objectstore import StoreRefused
+
+    assert s3_settings.s3 is not None
+    strict = s3_settings.model_copy(update={"s3": s3_settings.s3.model_copy(update={"smallest_part": 5 << 20})})
+    store = await open_store(strict)
+    bucket, key = s3_settings.buckets.exports, "exports/t1/exp_1/archive.zip"
+    try:
+        with pytest.raises(StoreRefused, match="smaller than the storage service accepts"):
+            await store.create_multipart(bucket, key, "application/zip", part_size=(5 << 20) - 1)
+        assert await store.list_uploads(bucket, "exports/") == []
+        upload_id = await store.create_multipart(bucket, key, "application/zip", part_size=5 << 20)
+        await store.abort_multipart(bucket, key, upload_id)
+    finally:
+        await store.close()

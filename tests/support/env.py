@@ -51,7 +51,8 @@ def s3_values(endpoint: str) -> dict[str, Any]:
     return {
         "store": "s3",
         "s3": {"endpoint_url": endpoint, "access_key_id": "testing", "secret_access_key": "testing",
-               "region": "us-east-1", "addressing_style": "path", "max_attempts": 3},
+               "region": "us-east-1", "addressing_style": "path", "max_attempts": 3,
+               "smallest_part": 64 * 1024},  # moto's, as tests/fixtures/moto.py starts it (MOTO_PART_MIN_SIZE)
         "buckets": {"exports": f"exports-{tag}", "images": f"images-{tag}", "amber": f"amber-{tag}"},
     }
 

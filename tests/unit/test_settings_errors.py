@@ -311,3 +311,22 @@ def test_an_empty_or_padded_path_is_refused(monkeypatch: pytest.MonkeyPatch, var
     folder: the filesystem store put its buckets, and the outbox its emails, wherever the process ran."""
     line = refusal(monkeypatch, **{var: value})
     assert line.startswith(f"{var}: must be a path"), line
+
+
+def test_a_part_size_s3_would_refuse_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GROVE_MIN_PART_SIZE under S3's 5 MiB passed start-up with an S3 store, and the whole export was
+    uploaded before S3 refused its completion (EntityTooSmall), for every export. Refused at start in
+    one line; a test server that takes smaller parts (moto) says so with GROVE_S3__SMALLEST_PART."""
+    line = refusal(monkeypatch, GROVE_STORE="s3", GROVE_MIN_PART_SIZE="1048576")
+    assert line.startswith("GROVE_MIN_PART_SIZE: must be at least 5 MiB (5242880) on S3") and \
+        "EntityTooSmall" in line and "GROVE_S3__SMALLEST_PART" in line and line.endswith("(got '1048576')"), line
+    assert "\n" not in line
+    # the floor raised past the default part size: the default is checked too
+    assert refusal(monkeypatch, GROVE_STORE="s3", GROVE_S3__SMALLEST_PART=str(16 << 20)).startswith(
+        "GROVE_MIN_PART_SIZE: must be at least 16 MiB (16777216) on S3")
+    for key in [k for k in os.environ if k.upper().startswith("GROVE_")]:
+        monkeypatch.delenv(key)
+    assert Settings(store="s3", min_part_size=5 << 20).min_part_size == 5 << 20
+    assert Settings(store="fs", min_part_size=1024).min_part_size == 1024  # the filesystem takes any size
+    moto = Settings(store="s3", min_part_size=256 * 1024, s3={"smallest_part": 64 * 1024})  # type: ignore[arg-type]
+    assert moto.min_part_size == 256 * 1024

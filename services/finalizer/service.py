@@ -86,7 +86,7 @@ class Finalizer:
         parts = [p for p in ctx.state.parts if p.number <= a.part_count]
         etag = await self._finish(a, parts)
         ctx.progress()  # the complete can take a while on a big archive; the hash below marks its own
-        sha = a.sha256 or await self._hash(a.archive_key, ctx.progress)
+        sha = a.sha256 or await self._hash(a, etag, ctx.progress)
         now = ctx.clock.now()
         await ctx.append(ev.ExportCompleted(
             export_id=a.export_id, tenant_id=a.tenant_id, archive_key=a.archive_key, size_bytes=a.size_bytes,
@@ -151,11 +151,18 @@ class Finalizer:
             return head.etag
         raise StepError("the upload is gone and the object at the key is not this archive") from None
 
-    async def _hash(self, key: str, moved: Callable[[], None]) -> str:
+    async def _hash(self, a: ev.ArchiveAssembled, etag: str, moved: Callable[[], None]) -> str:
         """After a resume the running hash was lost: read the completed object back (``moved``
-        after each chunk: a big archive takes minutes, and a step that stops moving is stopped)."""
+        after each chunk: a big archive takes minutes, and a step that stops moving is stopped).
+        Only the object just checked (``If-Match`` its ETag), and all of it: a read that gives another
+        length (a cache's cut copy, a connection that ended early and cleanly) is no hash of the archive."""
         sha = hashlib.sha256()
-        async for chunk in self.store.get(self.bucket, key, chunk_size=4 << 20):
+        read = 0
+        async for chunk in self.store.get(self.bucket, a.archive_key, if_match=etag, chunk_size=4 << 20):
             await asyncio.to_thread(sha.update, chunk)
+            read += len(chunk)
             moved()
+        if read != a.size_bytes:
+            raise StepError(f"the archive read back from storage for its checksum was {read} bytes, "
+                            f"not {a.size_bytes}; it will be read again")
         return sha.hexdigest()

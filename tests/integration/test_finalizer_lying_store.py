@@ -5,6 +5,7 @@ and leaves no half-made thing behind (an open upload only where a retry can stil
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import AsyncIterator
@@ -181,3 +182,41 @@ async def test_a_listing_out_of_order_still_names_the_foreign_part(lying: Lying)
         await Finalizer(lying.settings, lying.store)._finish(_assembled(upload_id, PART + 999, 2), parts)  # type: ignore[arg-type]
     assert is_permanent(e.value)
     assert not await upload_open(lying.truth, bucket, KEY, upload_id)
+
+
+async def test_a_resumed_archive_read_back_short_is_not_hashed_as_the_archive(lying: Lying) -> None:
+    """After a resume the finalizer reads the completed archive back for its SHA-256. A store (a
+    cache) that answers the GET with fewer bytes, its Content-Length to match, had that hash of a
+    cut copy recorded in ExportCompleted and sent to the person as the archive's. The read must give
+    the logged size; else the attempt fails (retried) and nothing is completed."""
+    from shared.eventlog.memory import InMemoryEventLog
+    from shared.runtime.worker import StepContext
+
+    bucket = lying.settings.buckets.exports
+    one, two = os.urandom(PART), os.urandom(999)
+    upload_id, parts = await _upload(lying.truth, bucket, one, two)
+    ids = {"export_id": "exp_l", "tenant_id": "tnt_l"}
+    log = InMemoryEventLog(producer="finalizer")
+    seq = 0
+    for event in [
+        ev.ExportRequested(**ids, user_id="u", user_email="u@example.org", username="u"),
+        ev.ExportCataloged(**ids, snapshot_key="exports/tnt_l/exp_l/work/snapshot.json", snapshot_sha256="0",
+                           archive_key=KEY, member_count=1, total_bytes=PART + 999, item_counts={}),
+        ev.UploadStarted(**ids, upload_id=upload_id, archive_key=KEY, part_size=PART, fingerprint="f"),
+        *(ev.PartUploaded(**ids, part_number=p.number, etag=p.etag, byte_start=(p.number - 1) * PART,
+                          byte_end=min(p.number * PART, PART + 999), records_key="r", records_count=1,
+                          members_done=1, source_bytes_done=PART) for p in parts),
+        _assembled(upload_id, PART + 999, 2),  # no sha256: the run that logged it was a resume
+    ]:
+        seq = await log.append(event, seq)
+    lying.proxy.get_short = 1000
+    ctx = StepContext(log, await log.load("tnt_l", "exp_l"), lying.settings)
+    with pytest.raises(StepError, match="read back") as e:
+        await Finalizer(lying.settings, lying.store)(ctx)
+    assert not is_permanent(e.value)
+    assert (await log.load("tnt_l", "exp_l")).state.completed is None
+    lying.proxy.get_short = 0  # the retry reads the whole archive
+    ctx = StepContext(log, await log.load("tnt_l", "exp_l"), lying.settings)
+    await Finalizer(lying.settings, lying.store)(ctx)
+    completed = (await log.load("tnt_l", "exp_l")).state.completed
+    assert completed is not None and completed.sha256 == hashlib.sha256(one + two).hexdigest()

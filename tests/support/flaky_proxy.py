@@ -3,7 +3,8 @@ dropped connections, or the store down for good; or a store that bends the rules
 aborts (``DELETE ?uploadId=``) or GETs with a fixed status, or ignores ``If-Match`` on GET, or answers
 another byte range than the one asked for; or one that lies about a multipart upload: answers its
 completion with a fixed status and body (S3's "200 OK with an <Error> in the body"), after passing
-it on or without, HEADs of an object with another size or ETag, or its parts' listing rewritten."""
+it on or without, HEADs of an object with another size or ETag, or its parts' listing rewritten; or a GET of a whole
+object answered short, with a Content-Length to match."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class FlakyProxy:
     head_size_delta: int = 0             # a HEAD of an object reports its length plus this
     head_etag: str | None = None         # a HEAD of an object reports this ETag
     list_parts_body: Callable[[bytes], bytes] | None = None  # rewrite a ListParts answer's XML
+    get_short: int = 0                   # a whole-object GET answers this many bytes fewer (a cut copy)
     seed: int = 5
     requests: int = 0
     faults: int = 0
@@ -113,6 +115,9 @@ class FlakyProxy:
                 resp = web.StreamResponse(status=up.status, headers=out)
                 await resp.prepare(request)
                 return resp
+            if request.method == "GET" and self.get_short and up.status == 200 and not request.query:
+                self.faults += 1
+                data = data[:-self.get_short]
             if (request.method == "GET" and "uploadId" in request.query and up.status == 200
                     and self.list_parts_body is not None):
                 self.faults += 1

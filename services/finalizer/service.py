@@ -13,7 +13,15 @@ from datetime import timedelta
 from shared.core import events as ev
 from shared.core.keys import is_archive_key_of
 from shared.eventlog.jetstream import Loaded
-from shared.objectstore import CompletedPart, NoSuchUpload, ObjectNotFound, ObjectStore, StoreError, StoreRefused
+from shared.objectstore import (
+    CompletedPart,
+    NoSuchUpload,
+    ObjectNotFound,
+    ObjectStore,
+    PartsTooSmall,
+    StoreError,
+    StoreRefused,
+)
 from shared.runtime import faults
 from shared.runtime.settings import Settings
 from shared.runtime.worker import StepContext, StepError
@@ -119,6 +127,9 @@ class Finalizer:
             return await self.store.complete_multipart(self.bucket, a.archive_key, a.upload_id, done)
         except NoSuchUpload:
             return await self._completed_before(a)
+        except PartsTooSmall:  # refused for good: ended, so a retry assembles again (not finalize into it)
+            await self.store.abort_multipart(self.bucket, a.archive_key, a.upload_id)
+            raise
         except StoreRefused:
             raise
         except StoreError as e:

@@ -10,7 +10,8 @@ Errors::
     │                        empty, ``.`` or ``..`` segment, a leading or trailing ``/``, a backslash,
     │                        a NUL, a segment over 255 bytes, over 1,024 bytes in all)
     ├── StoreRefused         permanent: retrying will not help (403, a missing bucket, 405, 501);
-    │                        ``reason`` says what in words, without hosts or keys
+    │   │                    ``reason`` says what in words, without hosts or keys
+    │   └── PartsTooSmall    a part but the last is under the store's minimum (S3's EntityTooSmall)
     └── StoreUnavailable     transient: the store did not answer (after the adapter's retries)
 """
 
@@ -59,6 +60,17 @@ class StoreRefused(StoreError):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason} {detail}".strip())
         self.reason = reason
+
+
+class PartsTooSmall(StoreRefused):
+    """The store takes no part but the last this small (S3: 5 MiB, ``EntityTooSmall`` at completion):
+    the same parts are refused for good, so the upload can never be completed."""
+
+    REASON = ("the archive's parts are smaller than the storage service accepts "
+              "(GROVE_MIN_PART_SIZE, GROVE_S3__SMALLEST_PART)")
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(self.REASON, detail)
 
 
 @dataclass(frozen=True)

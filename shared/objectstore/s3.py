@@ -7,6 +7,7 @@ botocore's errors are translated at the edge into the port's hierarchy::
     404 / NoSuchKey                         -> ObjectNotFound
     412 / PreconditionFailed                -> PreconditionFailed
     NoSuchUpload                            -> NoSuchUpload
+    EntityTooSmall                          -> PartsTooSmall (a StoreRefused)
     403, NoSuchBucket, 405, 501             -> StoreRefused (permanent: fail fast, say what)
     connection errors, timeouts, other 5xx,
     SlowDown (after botocore's retries)     -> StoreUnavailable
@@ -41,6 +42,7 @@ from shared.objectstore.port import (
     NoSuchUpload,
     ObjectInfo,
     ObjectNotFound,
+    PartsTooSmall,
     PreconditionFailed,
     StoreError,
     StoreRefused,
@@ -119,6 +121,8 @@ def _translated(what: str) -> Iterator[None]:
         message = err.get("Message") or code
         if code == "NoSuchUpload":  # also a 404, so before the generic 404 below
             raise NoSuchUpload(what) from None
+        if code == "EntityTooSmall":  # a 400: the same parts are refused for good
+            raise PartsTooSmall(f"({code}: {message}; {what})") from e
         refused = code if code in _REFUSED_CODES else _REFUSED_STATUS.get(status)
         if refused:
             raise StoreRefused(_REFUSED_CODES[refused], f"({code or status}: {message}; {what})") from e
@@ -413,9 +417,7 @@ class S3Store:
         if part_size is not None and part_size < self.settings.smallest_part:
             # S3 would take every part and refuse the completion (EntityTooSmall) after the last: refused
             # before a byte is sent (settings made without validation skip GROVE_MIN_PART_SIZE's check)
-            raise StoreRefused("the archive's parts are smaller than the storage service accepts "
-                               "(GROVE_MIN_PART_SIZE, GROVE_S3__SMALLEST_PART)",
-                               f"({part_size} < {self.settings.smallest_part}; {bucket}/{key})")
+            raise PartsTooSmall(f"({part_size} < {self.settings.smallest_part}; {bucket}/{key})")
         extra = {"ContentType": content_type} if content_type else {}
         with _translated(f"{bucket}/{key}"):
             resp = await self.client.create_multipart_upload(Bucket=bucket, Key=key, **extra)

@@ -220,3 +220,19 @@ async def test_a_resumed_archive_read_back_short_is_not_hashed_as_the_archive(ly
     await Finalizer(lying.settings, lying.store)(ctx)
     completed = (await log.load("tnt_l", "exp_l")).state.completed
     assert completed is not None and completed.sha256 == hashlib.sha256(one + two).hexdigest()
+
+
+async def test_parts_the_store_finds_too_small_end_the_upload_at_once(lying: Lying) -> None:
+    """The store refuses the completion with EntityTooSmall (a part under its minimum: a store with a
+    larger one than GROVE_S3__SMALLEST_PART says). The same parts are refused for good: it was retried
+    as "the storage service returned an error" four times, and the upload left open sent the operator's
+    retry from finalize into the same refusal. Now the step fails at once, saying which setting, and
+    the upload is aborted, so a retry assembles it again."""
+    bucket = lying.settings.buckets.exports
+    upload_id, parts = await _upload(lying.truth, bucket, os.urandom(1000), os.urandom(10))  # moto's least: 64 KiB
+    with pytest.raises(StoreError) as e:
+        await Finalizer(lying.settings, lying.store)._finish(_assembled(upload_id, 1010, 2), parts)  # type: ignore[arg-type]
+    assert is_permanent(e.value)
+    assert "GROVE_MIN_PART_SIZE" in public_reason(e.value, StepError)
+    assert not await upload_open(lying.truth, bucket, KEY, upload_id)
+    assert await _gone(lying.truth, bucket)

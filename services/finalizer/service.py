@@ -160,7 +160,11 @@ class Finalizer:
                              "nothing is wrong with your content.") from None
         if head.size == a.size_bytes:
             return head.etag
-        raise StepError("the upload is gone and the object at the key is not this archive") from None
+        # Permanent, like a gone upload; the object is left alone: a finalizer whose log is stale (its
+        # upload replaced by a retry's) would be looking at the newer archive.
+        raise UploadGone("The partly saved archive is no longer in storage, and what storage holds in its place "
+                         "is not the archive assembled; a retry assembles it again. Nothing is wrong with your "
+                         "content.") from None
 
     async def _hash(self, a: ev.ArchiveAssembled, etag: str, moved: Callable[[], None]) -> str:
         """After a resume the running hash was lost: read the completed object back (``moved``

@@ -85,13 +85,19 @@ async def test_completes_without_listing_the_parts(store: CountingStore, setting
 async def test_a_gone_upload_with_another_object_at_the_key_is_not_taken_for_this_archive(
         store: CountingStore, settings: Settings) -> None:
     """The upload is gone and an object is at the key, but not of the logged size: it is not this
-    archive (a stale one, a zombie's), so the step fails instead of completing the export with it."""
+    archive (a stale one, a zombie's), so the step fails instead of completing the export with it —
+    at once: no retry of the completion can bring the upload back (it was retried four times alike).
+    The object is left alone: a finalizer whose log is stale could be looking at a newer archive."""
+    from shared.core.reasons import is_permanent
+
     bucket = settings.buckets.exports
     upload_id, parts = await _upload(store, bucket, os.urandom(PART))
     await store.abort_multipart(bucket, KEY, upload_id)
     await store.put(bucket, KEY, os.urandom(PART - 1))
-    with pytest.raises(StepError, match="not this archive"):
+    with pytest.raises(StepError, match="what storage holds in its place is not the archive assembled") as e:
         await Finalizer(settings, store)._complete(_assembled(upload_id, PART, 1), parts)  # type: ignore[arg-type]
+    assert is_permanent(e.value)
+    assert (await store.head(bucket, KEY)).size == PART - 1
 
 async def test_a_missing_part_is_named_and_the_upload_stays(store: CountingStore, settings: Settings) -> None:
     bucket = settings.buckets.exports

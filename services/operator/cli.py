@@ -321,10 +321,13 @@ async def _erase_tenant(args: argparse.Namespace, settings: Settings) -> None:
         assert store is not None
         eraser = Eraser(settings, bus, store, models, outbox)
         await eraser.reachable(args.tenant)
+        overwrites = await eraser.overwrites()
         if args.dry_run:
             found = await eraser.holdings(args.tenant)
             for line in found.lines("would remove"):
                 say(line)
+            if found.events and not overwrites:
+                say(_not_written_over(settings, found.events, "would be"))
             for export in found.exports:
                 say(f"  export {export}")
             for line in _not_looked_at(args, settings, outbox):
@@ -354,6 +357,8 @@ async def _erase_tenant(args: argparse.Namespace, settings: Settings) -> None:
             + (f"; {_export_not_tenant(args.tenant, owner, 'erase-tenant')}" if owner else ""), file=sys.stderr)
     for line in found.lines("removed"):
         say(f"  {line}")
+    if found.events and not overwrites:
+        say(f"  {_not_written_over(settings, found.events, 'were')}")
     if still:
         say(f"  {len(still)} exports had not stopped after {args.wait:g}s (erased anyway, --erase-running): "
               f"{', '.join(still)}")
@@ -363,12 +368,19 @@ async def _erase_tenant(args: argparse.Namespace, settings: Settings) -> None:
                             + " — run erase-tenant again")
     for line in _not_looked_at(args, settings, outbox):
         say(f"  {line}")
-    places = ["the stream", "the KV buckets", "the store"]
+    places = ["the stream" if overwrites or not found.events else "the stream (to read)", "the KV buckets", "the store"]
     if models:
         places.append("the read model" if len(models) == 1 else f"the {len(models)} read models")
     if outbox is not None and outbox.is_dir():
         places.append("the outbox")
     say(f"  nothing left in {', '.join(places[:-1])} or {places[-1]}")
+
+
+def _not_written_over(settings: Settings, events: int, verb: str) -> str:
+    return (f"the stream {settings.stream_name} refuses message deletes (it was made with deny_delete, which "
+            f"nats-server never lets an update clear): its {events} events of the tenant {verb} purged, not "
+            "written over — their bytes, the requester's address among them, stay in the stream's block files "
+            "until nats-server compacts or removes those blocks (see README, Erase)")
 
 
 def _not_looked_at(args: argparse.Namespace, settings: Settings, outbox: Path | None) -> list[str]:

@@ -1,8 +1,11 @@
 """Erase: ``grove-export erase-tenant TENANT`` removes everything Grove Export holds about a tenant.
 
 Order matters. Running exports are first cancelled through the log (so the assembler stops
-writing and the canceller aborts the upload), then the tenant's subjects are purged from the
-stream, its KV keys purged from the bucket streams (no delete markers are left behind), its
+writing and the canceller aborts the upload), then the tenant's events are deleted from the
+stream one by one with the server's message delete, which writes over each in its block file (a
+purge leaves the bytes there; the assembler's ``PartUploaded`` progress events, which hold nothing
+of the requester, are only purged), its KV keys purged from the bucket streams (no delete markers
+are left behind; their values hold ids, times and hashes, not the address), its
 objects and open uploads removed from the store, its rows deleted from the read model and its
 emails removed from the outbox folder (the ``outbox`` mail backend's ``.eml`` files: they hold the
 requester's address). Finally everything is listed again: the command says "nothing left" only when
@@ -23,15 +26,22 @@ from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
+from nats.js.errors import APIError
+
 from services.operator import actions
 from services.operator.inspect import read, requested
 from shared.bus.connect import Bus, kv_names
+from shared.core import events as ev
 from shared.core import keys
 from shared.core.lifecycle import ExportState
-from shared.eventlog.directget import subject_counts
+from shared.eventlog.directget import get_batch, subject_counts
 from shared.objectstore import ObjectStore
 from shared.objectstore.port import StoreRefused
 from shared.runtime.settings import Settings
+
+IN_FLIGHT = 16  # message deletes awaiting their answer at once (the server does them one by one)
+SEQUENCE_NOT_FOUND = 10043  # nats-server's JSSequenceNotFoundErr
+ROUNDS = 5  # listings of the tenant's events to delete; what a publisher still appends after them is purged
 
 
 class EraseError(Exception):
@@ -207,11 +217,50 @@ class Eraser:
                 found.append(export)
         return found
 
+    async def overwrites(self) -> bool:
+        """Whether the event stream lets its messages be deleted one by one, so written over on
+        disk; a stream made before that was allowed was made with ``deny_delete``, which no update
+        can clear: there the events are only purged (shared/eventlog/jetstream.py)."""
+        return not (await self.bus.js.stream_info(self.settings.stream_name)).config.deny_delete
+
+    async def _write_over(self, subject: str) -> None:
+        """Delete the tenant's events with the server's message delete, which (unlike a purge, which
+        leaves the bytes in the stream's block files) writes random bytes over the message —
+        subject, headers and body — in its block. One request per event, and nats-server does them
+        one at a time, each costing a reread of its block (2–30 ms here): the assembler's
+        ``PartUploaded`` events — ids, offsets, digests and counts, most of a big export's events —
+        are left to the purge. Rounds until a listing finds nothing more to write over (an event
+        appended meanwhile)."""
+        stream, done = self.settings.stream_name, set[int]()
+        for _ in range(ROUNDS):
+            seqs, seq = [], 1
+            while True:
+                batch = await get_batch(self.bus.nc, stream, seq=seq, subject=subject)
+                seqs += [m.seq for m in batch.messages if m.seq not in done and not _progress(m.subject)]
+                if not batch.messages or not batch.pending:
+                    break
+                seq = batch.messages[-1].seq + 1
+            if not seqs:
+                return
+            for i in range(0, len(seqs), IN_FLIGHT):
+                await asyncio.gather(*(self._delete(stream, s) for s in seqs[i:i + IN_FLIGHT]))
+            done.update(seqs)
+
+    async def _delete(self, stream: str, seq: int) -> None:
+        try:
+            await self.bus.js.delete_msg(stream, seq)  # no_erase false: the server's secure erase
+        except APIError as e:  # 10043: gone since the listing (the stream's max age), nothing to write over
+            if e.err_code != SEQUENCE_NOT_FOUND:
+                raise
+
     async def erase(self, tenant_id: str, found: Holdings) -> None:
         for key, upload_id in found.uploads:  # first, so no part lands after the objects are gone
             await self.store.abort_multipart(self.bucket, key, upload_id)
+        events = self._subjects(tenant_id)[self.settings.stream_name][0]
+        if await self.overwrites():
+            await self._write_over(events)
         for stream, filters in self._subjects(tenant_id).items():
-            for subject in filters:
+            for subject in filters:  # the KV keys; on the stream, what a refused delete or a late append left
                 await self.bus.js.purge_stream(stream, subject=subject)
         await self.store.delete_many(self.bucket, [*found.archives, *found.work_objects])
         # then the temp files (and the emptied folders' names), or the versions a versioned bucket kept
@@ -221,6 +270,13 @@ class Eraser:
             _rows(path, tenant_id, delete=True)
         for email in found.emails:
             email.unlink(missing_ok=True)
+
+
+def _progress(subject: str) -> bool:
+    """An assembler's progress event by its subject (``<prefix>.<tenant>.<export>.PartUploaded``):
+    nothing of the requester in it, only the export's ids, byte offsets, digests and counts."""
+    tokens = subject.split(".")
+    return len(tokens) == 4 and tokens[3] == ev.PartUploaded.name()
 
 
 def _working(state: ExportState) -> bool:

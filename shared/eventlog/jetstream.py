@@ -15,6 +15,7 @@ Errors::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -84,6 +85,12 @@ class Loaded:
     last_seq: int
 
 
+# Message deletes are allowed: ``grove-export erase-tenant`` deletes each of a tenant's events with
+# the server's message delete, which writes random bytes over the message in its block file — a
+# purge leaves the bytes there (the requester's address was still in the stream's ``msgs/1.blk``
+# after the erasure). No service user may call the delete API (shared/bus/permissions.py), and the
+# admin could purge the stream anyway. A stream made before keeps ``deny_delete``: nats-server never
+# lets an update clear it (:meth:`EventLog.ensure_stream` keeps it, erase says what that costs).
 def stream_config(name: str, prefix: str, replicas: int, max_age_days: float) -> StreamConfig:
     return StreamConfig(
         name=name,
@@ -96,7 +103,7 @@ def stream_config(name: str, prefix: str, replicas: int, max_age_days: float) ->
         duplicate_window=3600,
         max_msg_size=MAX_EVENT_BYTES,
         allow_direct=True,
-        deny_delete=True,
+        deny_delete=False,
     )
 
 
@@ -123,6 +130,8 @@ class EventLog:
         except APIError as e:
             if e.err_code != 10058:  # stream name already in use with a different config
                 raise
+            if (await self.js.stream_info(self.stream)).config.deny_delete:  # one-way: an update may not clear it
+                config = dataclasses.replace(config, deny_delete=True)
             await self.js.update_stream(config)
 
     def subject(self, event: ev.Event) -> str:

@@ -63,6 +63,10 @@ class ReadModel:
         # projector re-applies from the log (it resumes after the stored position).
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
+        # Each event rewrites its export's row (INSERT OR REPLACE): without this, on an SQLite built
+        # without SQLITE_SECURE_DELETE, every former version of the row — the requester's address
+        # in each — stayed in the file's free space, also after erase-tenant deleted the row.
+        await db.execute("PRAGMA secure_delete=ON")
         async with db.execute("PRAGMA user_version") as cur:
             version = int((await cur.fetchone() or (0,))[0])
         if version < SCHEMA_VERSION:  # an older key: rebuild from the log rather than migrate rows

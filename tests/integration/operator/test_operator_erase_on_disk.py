@@ -119,3 +119,25 @@ async def test_the_erased_address_is_in_no_file_of_a_read_model_a_gateway_wrote_
     finally:
         await model.close()
 
+
+async def test_rows_a_gateway_replaced_without_secure_delete_are_in_no_file_after_the_erasure(
+        values: dict[str, Any], bus: Bus, store: ObjectStore, settings: Settings) -> None:
+    """A gateway on an SQLite built without SQLITE_SECURE_DELETE (this one has it; many do not), or
+    one from before it asked for it, left each replaced row's former cell, address and all, in the
+    file: the erasing connection's secure_delete zeroes only the row it deletes itself."""
+    await _tenant(bus, store, settings, "t1")
+    await _tenant(bus, store, settings, "t10")
+    model = await ReadModel.open(settings.read_model_db)
+    try:
+        await model.db.execute("PRAGMA secure_delete = OFF")  # as such a build, or an older gateway, wrote it
+        await _apply_progress(model)
+        db = Path(settings.read_model_db)
+        assert _holding({f.name: f.read_bytes() for f in db.parent.glob(db.name + "*")}, b"t1@example.org")
+        out = cli(values, "erase-tenant", "t1", "--wait", "0", "--erase-running")
+        assert out.returncode == 0, out.stdout + out.stderr
+        files = {f.name: f.read_bytes() for f in db.parent.glob(db.name + "*")}
+        assert _holding(files, b"t1@example.org") == [], list(files)
+        async with model.db.execute("SELECT COUNT(*) FROM storage_exports") as cur:  # the gateway reads on
+            assert await cur.fetchone() == (201,)
+    finally:
+        await model.close()

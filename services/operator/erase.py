@@ -40,7 +40,6 @@ from shared.objectstore.port import StoreRefused
 from shared.runtime.settings import Settings
 
 IN_FLIGHT = 16  # message deletes awaiting their answer at once (the server does them one by one)
-SEQUENCE_NOT_FOUND = 10043  # nats-server's JSSequenceNotFoundErr
 ROUNDS = 5  # listings of the tenant's events to delete; what a publisher still appends after them is purged
 
 
@@ -249,8 +248,8 @@ class Eraser:
     async def _delete(self, stream: str, seq: int) -> None:
         try:
             await self.bus.js.delete_msg(stream, seq)  # no_erase false: the server's secure erase
-        except APIError as e:  # 10043: gone since the listing (the stream's max age), nothing to write over
-            if e.err_code != SEQUENCE_NOT_FOUND:
+        except APIError as e:  # gone since the listing (the stream's max age): nothing to write over
+            if not _gone(e):
                 raise
 
     async def erase(self, tenant_id: str, found: Holdings) -> None:
@@ -270,6 +269,13 @@ class Eraser:
             _rows(path, tenant_id, delete=True)
         for email in found.emails:
             email.unlink(missing_ok=True)
+
+
+def _gone(e: APIError) -> bool:
+    """The message delete found no message at that sequence: nats-server 2.10+ answers err_code 10057
+    ("no message found"), the code it also gives a refused delete, so the text decides; older
+    servers 10043 (sequence not found)."""
+    return e.err_code == 10043 or (e.err_code == 10057 and (e.description or "").lower() == "no message found")
 
 
 def _progress(subject: str) -> bool:

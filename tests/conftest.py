@@ -4,6 +4,7 @@ PostgreSQL (a test asks for PostgreSQL with ``@pytest.mark.parametrize("content_
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,19 @@ from shared.runtime.settings import Settings
 from tests.support.env import build, settings_for
 
 pytest_plugins = ["tests.fixtures.moto", "tests.support.postgres"]
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """Every test leaves os.environ as it found it. A test that runs the CLI in-process (``cli.main``)
+    gets the stack's folder settings added to os.environ, as a shell's command would, and they leaked
+    into every later test: a local stack started later inherited ``GROVE_STORE_ROOT=var/store``
+    (relative) and its export never completed — only when the unit tests ran first."""
+    saved = dict(os.environ)
+    yield
+    for key in [k for k in os.environ if k not in saved]:
+        del os.environ[key]
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,7 @@ import json
 import os
 import shutil
 import stat
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -561,9 +562,19 @@ def _etag_path(path: Path) -> Path:
     return path.with_name(f".{path.name}{_ETAG_SUFFIX}")
 
 
+# A digest computed from a file modified this recently is not cached: a file system's clock ticks
+# coarsely (a jiffy on ext4 and XFS, a second on ext3 or HFS+, two on FAT), and a same-size rewrite
+# within the tick keeps the mtime, so the cache would describe bytes the file no longer holds (git's
+# "racily clean" files). The next read hashes again, once the file has aged past this.
+RACY_NS = 2 * 10**9
+
+
 def _stamp(path: Path, st: os.stat_result | None = None) -> str:
+    """What a cached digest is trusted by: mtime, size and inode (a sync that keeps times — rsync -t,
+    cp -p — replaces a file by another of the same size and mtime, but not the same inode; a rename
+    keeps it, so the store's own completions stamp before they rename)."""
     st = path.stat() if st is None else st
-    return f"{st.st_mtime_ns}:{st.st_size}"
+    return f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
 
 
 def _write_etag(path: Path, etag: str) -> None:
@@ -602,14 +613,17 @@ def _read_etag(path: Path, st: os.stat_result | None = None, fd: int | None = No
     but not write, a read-only mount, a name of over 249 bytes that leaves no room for
     ``.<name>.etag``, a folder in its place) means hashing, never an error."""
     try:
+        st = st if st is not None else os.fstat(fd) if fd is not None else path.stat()
         etag, stamp = _cached_etag_text(path).split(" ", 1)
         if stamp == _stamp(path, st):
             return etag
     except (OSError, ValueError):
         pass
     etag = _hash_file(path) if fd is None else _hash_open(fd)
-    with contextlib.suppress(OSError):
-        _write_etag(path, etag)
+    # stamped with the stat taken before hashing: a change while it hashed gives another stamp next time
+    if st is not None and time.time_ns() - st.st_mtime_ns >= RACY_NS:
+        with contextlib.suppress(OSError):
+            _put_etag_text(path, f"{etag} {_stamp(path, st)}")
     return etag
 
 

@@ -354,3 +354,44 @@ async def test_a_digest_cache_file_that_is_a_fifo_or_a_link_is_neither_waited_on
     finally:  # a reader still blocked in open() is let go, so the test process can end
         with contextlib.suppress(OSError):
             os.close(os.open(media / ".a.jpg.etag", os.O_WRONLY | os.O_NONBLOCK))
+
+
+async def test_a_file_changed_within_its_clock_tick_is_not_described_by_the_old_digest(tmp_path: Path) -> None:
+    """The digest cached beside a file is trusted while the file's stamp matches. A file rewritten in
+    place with the same size within one tick of the file system's clock keeps its mtime, so a digest
+    cached just before the rewrite described the old bytes: the catalog froze that ETag, the
+    assembler's If-Match passed on the new bytes, and a change between catalog and assembly went
+    unseen. A digest is not cached while the file's mtime is that recent (git's "racily clean")."""
+    media = tmp_path / "img" / "t1" / "media"
+    media.mkdir(parents=True)
+    photo = media / "a.jpg"
+    photo.write_bytes(b"old photo")
+    store = FilesystemStore(tmp_path)
+    before = (await store.head("img", "t1/media/a.jpg")).etag
+    assert before == hashlib.md5(b"old photo").hexdigest()
+    tick = photo.stat().st_mtime_ns
+    with open(photo, "r+b") as f:  # in place: same inode, same size
+        f.write(b"new photo")
+    os.utime(photo, ns=(tick, tick))  # the same tick of the clock
+    after = (await store.head("img", "t1/media/a.jpg")).etag
+    assert after == hashlib.md5(b"new photo").hexdigest() != before
+
+
+async def test_a_file_replaced_by_one_with_the_same_size_and_mtime_is_hashed_again(tmp_path: Path) -> None:
+    """A platform's sync that keeps times (rsync -t, cp -p, an unpacked backup) replaces a file by
+    another of the same size with the same mtime: the cached digest of the old file matched its
+    stamp and was served for the new one. The stamp holds the inode too."""
+    media = tmp_path / "img" / "t1" / "media"
+    media.mkdir(parents=True)
+    photo = media / "a.jpg"
+    photo.write_bytes(b"old photo")
+    hour_ago = time.time_ns() - 3600 * 10**9
+    os.utime(photo, ns=(hour_ago, hour_ago))  # old enough to be cached
+    store = FilesystemStore(tmp_path)
+    assert (await store.head("img", "t1/media/a.jpg")).etag == hashlib.md5(b"old photo").hexdigest()
+    assert (media / ".a.jpg.etag").is_file()  # cached
+    staged = media / "a.jpg.sync-tmp"
+    staged.write_bytes(b"new photo")
+    os.utime(staged, ns=(hour_ago, hour_ago))
+    os.replace(staged, photo)
+    assert (await store.head("img", "t1/media/a.jpg")).etag == hashlib.md5(b"new photo").hexdigest()

@@ -308,11 +308,13 @@ def _rows(path: Path, tenant_id: str, *, delete: bool) -> int:
                 if n:
                     db.execute("DELETE FROM storage_exports WHERE tenant_id = ?", (tenant_id,))
                     db.commit()
-                    # secure_delete zeroes only what this connection deletes: each INSERT OR REPLACE
-                    # of a gateway whose SQLite was built without SQLITE_SECURE_DELETE (or from before
-                    # it asked for it) freed the row's former cell as it was. VACUUM writes every
-                    # page afresh from the rows that are left (the read model is one row per export).
-                    db.execute("VACUUM")
+                # secure_delete zeroes only what this connection deletes: each INSERT OR REPLACE of a
+                # gateway whose SQLite was built without SQLITE_SECURE_DELETE (or from before it asked
+                # for it) freed the row's former cell as it was. VACUUM writes every page afresh from
+                # the rows that are left (the read model is one row per export) — also when no row is
+                # left to delete: a run stopped after its DELETE committed (killed, a busy file) found
+                # none when run again, and left those cells, the address in each, in the file.
+                db.execute("VACUUM")
                 (busy, _, _) = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
                 if busy:
                     raise EraseError(f"the read model {path.resolve()}: its rows of the tenant are deleted, but "

@@ -63,8 +63,10 @@ class _SqliteRead:
     read transaction. Rows are pulled ``READ_BATCH`` at a time in a worker thread, one hop at a
     time (two streams may be interleaved; a connection is used by one thread at a time)."""
 
-    def __init__(self, path: Path, tenant_id: str, db: sqlite3.Connection) -> None:
-        self._path, self._tenant_id, self._db = path, tenant_id, db
+    def __init__(self, path: Path, tenant_id: str, db: sqlite3.Connection, gate: threading.Lock) -> None:
+        self._path, self._tenant_id = path, tenant_id
+        self._db: sqlite3.Connection | None = db  # None once closed
+        self._gate = gate  # held by the thread using the connection: it is closed only between uses
         self._cursors: list[sqlite3.Cursor] = []
         self.lock = asyncio.Lock()
         self.open = True
@@ -75,7 +77,7 @@ class _SqliteRead:
             if not self.open:
                 raise read_ended(self._tenant_id)
             try:
-                return await asyncio.to_thread(work)
+                return await asyncio.to_thread(self._gated, work)
             except sqlite3.DatabaseError as e:
                 self.torn = True
                 raise ContentUnavailable(f"the content database {self._path} cannot be read: {e}") from None
@@ -83,7 +85,20 @@ class _SqliteRead:
                 self.torn = True
                 raise
 
+    def _gated(self, work: Callable[[], _T]) -> _T:
+        with self._gate:
+            if self._db is None:
+                raise read_ended(self._tenant_id)
+            return work()
+
+    def discard(self) -> None:
+        """Close the connection once no thread uses it, without waiting here: a hop cancelled, or a
+        block left, while its thread still fetches (closing a connection under a fetch on another
+        thread is not safe in the sqlite3 module)."""
+        asyncio.get_running_loop().run_in_executor(None, _close_gated, self._gate, self)
+
     def _execute(self, sql: str) -> tuple[sqlite3.Cursor, list[sqlite3.Row]]:
+        assert self._db is not None  # run gated: checked open
         cursor = self._db.execute(sql, (self._tenant_id,))
         self._cursors.append(cursor)
         return cursor, cursor.fetchmany(READ_BATCH)
@@ -116,7 +131,22 @@ class _SqliteRead:
         for cursor in self._cursors:
             cursor.close()
         self._cursors.clear()
+        assert self._db is not None  # run gated: checked open
         self._db.execute("COMMIT")
+
+
+def _close_gated(gate: threading.Lock, holder: Any) -> None:
+    """Close ``holder._db`` once the thread using it (holding ``gate``) is done; it is used no more."""
+    with gate:
+        db, holder._db = holder._db, None
+        if db is not None:
+            db.close()
+
+
+class _Begun:
+    """What a read's first thread made, for :func:`_close_gated` when the read was cancelled meanwhile."""
+
+    _db: sqlite3.Connection | None = None
 
 
 class SqliteContent:
@@ -171,38 +201,48 @@ class SqliteContent:
         the snapshot when the block is entered (in WAL mode, which :meth:`init` sets, writers go on
         committing meanwhile; a file in rollback-journal mode makes them wait for the block to end)."""
 
+        gate, begun = threading.Lock(), _Begun()
+
         def begin() -> tuple[sqlite3.Connection, int]:
-            kept = self._connect()
-            try:
-                kept[0].execute("BEGIN")
-                kept[0].execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # the snapshot, now
-            except BaseException:
-                kept[0].close()
-                raise
-            return kept
+            with gate:
+                kept = self._connect()
+                try:
+                    kept[0].execute("BEGIN")
+                    kept[0].execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # the snapshot, now
+                except BaseException:
+                    kept[0].close()
+                    raise
+                begun._db = kept[0]
+                return kept
 
         try:
             kept = await asyncio.to_thread(begin)
+        except asyncio.CancelledError:
+            # the thread goes on and begins the transaction: its connection is closed once it is done
+            # (left, it held its snapshot for ever: no checkpoint passed it, writers of a
+            # rollback-journal file waited on it)
+            asyncio.get_running_loop().run_in_executor(None, _close_gated, gate, begun)
+            raise
         except FileNotFoundError:
             raise ContentUnavailable(f"the content database {self.path} does not exist") from None
         except sqlite3.DatabaseError as e:
             raise ContentUnavailable(f"the content database {self.path} cannot be read: {e}") from None
-        session = _SqliteRead(self.path, tenant_id, kept[0])
+        session = _SqliteRead(self.path, tenant_id, kept[0], gate)
         try:
             yield session
         except BaseException:  # failed, cancelled (a fetch may still run in its thread) or abandoned
             session.open = False
-            kept[0].close()
+            session.discard()
             raise
-        async with session.lock:  # every hop of its streams is done
+        async with session.lock:  # every hop of its streams has returned (a cancelled one's thread may run on)
             session.open = False
             if session.torn:
-                kept[0].close()
+                session.discard()
                 return
             try:
-                await asyncio.to_thread(session.finish)
+                await asyncio.to_thread(session._gated, session.finish)
             except BaseException as e:
-                kept[0].close()
+                session.discard()
                 if isinstance(e, sqlite3.DatabaseError):
                     raise ContentUnavailable(f"the content database {self.path} cannot be read: {e}") from None
                 raise

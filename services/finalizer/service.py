@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from shared.core import events as ev
-from shared.core.keys import is_archive_key_of
 from shared.eventlog.jetstream import Loaded
 from shared.objectstore import (
     CompletedPart,
@@ -55,8 +54,10 @@ class NotTheArchive(StepError):
     """The store completed the upload, but the object it then holds at the key is not the archive the
     log names: another size, or another ETag than the completion answered. The export must never be
     completed with it, and the upload is spent, so retrying the completion cannot help: permanent.
-    The object is deleted first (it is this export's own key: nothing the log does not vouch for is
-    left there to download), and ``grove-export retry`` goes on from assemble with a new upload."""
+    The object is left alone: a finalizer that stalled between its completion and its HEAD may be
+    looking at a newer archive a retry put there meanwhile (as :meth:`Finalizer._completed_before`
+    leaves it). Nothing offers a failed export's key for download, and ``grove-export retry`` goes on
+    from assemble with a new upload, which replaces it."""
 
     permanent = True
 
@@ -113,10 +114,8 @@ class Finalizer:
             problem = "storage describes another object than the one it completed"
         else:
             return etag
-        if is_archive_key_of(a.tenant_id, a.export_id, a.archive_key):
-            await self.store.delete(self.bucket, a.archive_key)
-        raise NotTheArchive(f"The finished archive in storage is not the one assembled ({problem}); it was "
-                            "removed, and a retry assembles it again. Nothing is wrong with your content.")
+        raise NotTheArchive(f"The finished archive in storage is not the one assembled ({problem}); a retry "
+                            "assembles it again. Nothing is wrong with your content.")
 
     async def _complete(self, a: ev.ArchiveAssembled, parts: list) -> str:
         """Complete the upload with the logged parts. The store checks each one itself (S3 refuses

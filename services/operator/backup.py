@@ -319,11 +319,16 @@ async def restore(nc: Client, folder: Path, settings: Settings, entries: list[di
             "creates streams that do not exist, so nothing was restored. Restore before `grove-export setup` "
             "creates them (in Kubernetes, before the grove-setup Job), or replace them, deleting what they "
             f"hold: {_replace_hint(folder)}")
+    gone: list[str] = []
     for name in there:
         try:
             await _delete(nc, name)
         except Exception as e:  # noqa: BLE001 - the server refused or did not answer: nothing restored yet
-            raise BackupError(f"{_said(e)}; nothing was restored") from None
+            before = (f"; {', '.join(gone)} {'was' if len(gone) == 1 else 'were'} deleted before it, with what "
+                      f"{'it' if len(gone) == 1 else 'they'} held: run {_replace_hint(folder)} again once that "
+                      "is fixed") if gone else ""
+            raise BackupError(f"{_said(e)}; nothing was restored{before}") from None
+        gone.append(name)
         if deleted is not None:
             deleted(name)
     out: list[tuple[str, int]] = []

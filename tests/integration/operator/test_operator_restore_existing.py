@@ -187,3 +187,33 @@ async def test_a_restore_that_times_out_part_way_leaves_the_server_as_it_found_i
     assert f"TimeoutError: nats: timeout; nothing was restored ({settings.stream_name} deleted again)" \
         in str(failed.value), str(failed.value)
     assert await _streams(bus, names) == {}
+
+
+async def test_a_replace_whose_second_delete_fails_names_the_stream_it_already_deleted(
+        values: dict[str, Any], bus: Bus, settings: Settings, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`restore --replace` deletes the backup's streams the server has, then restores. Seen (review):
+    when the second delete failed, the line said only "nothing was restored" — the first stream,
+    already deleted with what it held, was named nowhere but in a line printed above it. The
+    refusal names it and says how to get it back."""
+    from services.operator import backup as bk
+
+    hb, admission = (f"KV_{b}" for b in kv_names(settings))
+    backup = tmp_path / "backup"
+    assert cli(values, "backup", str(backup)).returncode == 0
+    await bus.js.delete_stream(settings.stream_name)  # the two KV streams stay: both to be replaced
+    real = bk._delete
+
+    async def refused(nc: Any, name: str) -> None:
+        if name == admission:
+            raise bk.BackupError(f"deleting {name}: insufficient resources (code 10023)")
+        await real(nc, name)
+
+    monkeypatch.setattr(bk, "_delete", refused)
+    with pytest.raises(bk.BackupError) as failed:
+        await bk.restore(bus.nc, backup, settings, replace=True)
+    line = str(failed.value)
+    assert line.startswith(f"deleting {admission}: insufficient resources (code 10023); nothing was restored"), line
+    assert f"{hb} was deleted before it, with what it held" in line, line
+    assert line.endswith(f"run `grove-export restore --replace {backup}` again once that is fixed"), line
+    assert await _streams(bus, [settings.stream_name, hb, admission]) == {admission: 0}

@@ -27,6 +27,7 @@ from shared.content.port import (
     claim_digest,
     read_ended,
 )
+from shared.content.queries import ReadQueries, SourceQueries
 
 # Rows per round trip of a server-side cursor: big enough that the round trips are cheap, small
 # enough that a batch of posts (a few KB each) stays a few MB.
@@ -46,7 +47,7 @@ def _unavailable(e: BaseException) -> ContentUnavailable:
     return ContentUnavailable(f"the content database did not answer: {type(e).__name__}: {e}")
 
 
-class _PostgresRead:
+class _PostgresRead(ReadQueries):
     """The streams of one :meth:`PostgresContent.read`: a cursor each, on its one connection and in
     its one transaction, fetched ``FETCH_ROWS`` at a time, one fetch at a time (two streams may be
     interleaved; a connection runs one statement at a time)."""
@@ -76,20 +77,9 @@ class _PostgresRead:
         except _DRIVER_ERRORS as e:
             raise _unavailable(e) from None
 
-    def posts(self) -> AsyncIterator[Row]:
-        return self.rows(schema.POSTS)
-
-    def pages(self) -> AsyncIterator[Row]:
-        return self.rows(schema.PAGES)
-
-    def media(self) -> AsyncIterator[Row]:
-        return self.rows(schema.MEDIA)
-
-    def amber_files(self) -> AsyncIterator[Row]:
-        return self.rows(schema.AMBER)
 
 
-class PostgresContent:
+class PostgresContent(SourceQueries):
     """A :class:`~shared.content.port.ContentSource` on PostgreSQL. The pool opens on first use."""
 
     def __init__(self, dsn: str, *, pool_max: int = 4) -> None:
@@ -146,23 +136,6 @@ class PostgresContent:
             if e is body_error:  # the block's own (its streams' errors are ContentUnavailable already)
                 raise
             raise _unavailable(e) from None
-
-    async def _one(self, sql: str, tenant_id: str) -> AsyncIterator[Row]:
-        async with self.read(tenant_id) as read:
-            async for row in read.rows(sql):
-                yield row
-
-    def posts(self, tenant_id: str) -> AsyncIterator[Row]:
-        return self._one(schema.POSTS, tenant_id)
-
-    def pages(self, tenant_id: str) -> AsyncIterator[Row]:
-        return self._one(schema.PAGES, tenant_id)
-
-    def media(self, tenant_id: str) -> AsyncIterator[Row]:
-        return self._one(schema.MEDIA, tenant_id)
-
-    def amber_files(self, tenant_id: str) -> AsyncIterator[Row]:
-        return self._one(schema.AMBER, tenant_id)
 
     async def tenant(self, tenant_id: str) -> Row | None:
         pool = await self._get_pool()

@@ -37,6 +37,7 @@ from shared.content.port import (
     claim_digest,
     read_ended,
 )
+from shared.content.queries import ReadQueries, SourceQueries
 
 READ_BATCH = 500  # rows per worker-thread hop
 IDLE_CONNECTIONS = 4  # read-only connections kept open between queries
@@ -58,7 +59,7 @@ def _as_text(row: sqlite3.Row) -> Row:
     return out
 
 
-class _SqliteRead:
+class _SqliteRead(ReadQueries):
     """The streams of one :meth:`SqliteContent.read`: cursors on its one connection, inside its one
     read transaction. Rows are pulled ``READ_BATCH`` at a time in a worker thread, one hop at a
     time (two streams may be interleaved; a connection is used by one thread at a time)."""
@@ -113,17 +114,6 @@ class _SqliteRead:
             del rows  # not held while the next batch is read: one batch in memory, not two
             rows = await self._hop(functools.partial(cursor.fetchmany, READ_BATCH))
 
-    def posts(self) -> AsyncIterator[Row]:
-        return self.rows(schema.POSTS)
-
-    def pages(self) -> AsyncIterator[Row]:
-        return self.rows(schema.PAGES)
-
-    def media(self) -> AsyncIterator[Row]:
-        return self.rows(schema.MEDIA)
-
-    def amber_files(self) -> AsyncIterator[Row]:
-        return self.rows(schema.AMBER)
 
     def finish(self) -> None:
         """End the read transaction (in a worker thread, with no hop running): its cursors, read to
@@ -149,7 +139,7 @@ class _Begun:
     _db: sqlite3.Connection | None = None
 
 
-class SqliteContent:
+class SqliteContent(SourceQueries):
     """A :class:`~shared.content.port.ContentSource` on one SQLite file."""
 
     def __init__(self, path: Path | str) -> None:
@@ -247,23 +237,6 @@ class SqliteContent:
                     raise ContentUnavailable(f"the content database {self.path} cannot be read: {e}") from None
                 raise
         self._release(kept)  # the read transaction ended: a kept connection holds no snapshot
-
-    async def _one(self, sql: str, tenant_id: str) -> AsyncIterator[Row]:
-        async with self.read(tenant_id) as read:
-            async for row in read.rows(sql):
-                yield row
-
-    def posts(self, tenant_id: str) -> AsyncIterator[Row]:
-        return self._one(schema.POSTS, tenant_id)
-
-    def pages(self, tenant_id: str) -> AsyncIterator[Row]:
-        return self._one(schema.PAGES, tenant_id)
-
-    def media(self, tenant_id: str) -> AsyncIterator[Row]:
-        return self._one(schema.MEDIA, tenant_id)
-
-    def amber_files(self, tenant_id: str) -> AsyncIterator[Row]:
-        return self._one(schema.AMBER, tenant_id)
 
     async def tenant(self, tenant_id: str) -> Row | None:
         rows = [row async for row in self._one(schema.TENANT, tenant_id)]  # to the end: keeps the connection

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from typing import NamedTuple
 
 import pytest
 import pytest_asyncio
@@ -16,6 +15,7 @@ from shared.objectstore import ObjectStore, StoreError
 from shared.objectstore.factory import open_store
 from shared.runtime.settings import Settings
 from shared.runtime.worker import StepError
+from tests.support.multipart import Part, assembled, upload
 
 pytest_plugins = ["tests.fixtures.moto"]
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
@@ -23,10 +23,6 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 PART = 64 * 1024  # the smallest non-last part the test moto accepts
 KEY = "exports/tnt_f/exp_f/archive.zip"
 
-
-class Part(NamedTuple):
-    number: int
-    etag: str
 
 
 class CountingStore:
@@ -57,28 +53,18 @@ async def store(settings: Settings) -> AsyncIterator[CountingStore]:
         await s.close()
 
 
-async def _upload(store: CountingStore, bucket: str, *chunks: bytes) -> tuple[str, list[Part]]:
-    upload_id = await store.create_multipart(bucket, KEY, "application/zip")
-    parts = [Part(n, await store.upload_part(bucket, KEY, upload_id, n, data))
-             for n, data in enumerate(chunks, start=1)]
-    return upload_id, parts
-
-
-def _assembled(upload_id: str, size: int, count: int) -> ev.ArchiveAssembled:
-    return ev.ArchiveAssembled(export_id="exp_f", tenant_id="tnt_f", archive_key=KEY, upload_id=upload_id,
-                               size_bytes=size, part_count=count, member_count=1, error_count=0)
 
 
 async def test_completes_without_listing_the_parts(store: CountingStore, settings: Settings) -> None:
     bucket = settings.buckets.exports
     one, two = os.urandom(PART), os.urandom(1000)
-    upload_id, parts = await _upload(store, bucket, one, two)
+    upload_id, parts = await upload(store, bucket, KEY, one, two)
     finalizer = Finalizer(settings, store)  # type: ignore[arg-type]
-    etag = await finalizer._complete(_assembled(upload_id, PART + 1000, 2), parts)
+    etag = await finalizer._complete(assembled(KEY, upload_id, PART + 1000, 2), parts)
     assert await store.read(bucket, KEY) == one + two
     assert store.listings == 0
     # a second run (the first one's ack was lost): the upload is gone, the object is this archive
-    assert await finalizer._complete(_assembled(upload_id, PART + 1000, 2), parts) == etag
+    assert await finalizer._complete(assembled(KEY, upload_id, PART + 1000, 2), parts) == etag
 
 
 
@@ -91,39 +77,39 @@ async def test_a_gone_upload_with_another_object_at_the_key_is_not_taken_for_thi
     from shared.core.reasons import is_permanent
 
     bucket = settings.buckets.exports
-    upload_id, parts = await _upload(store, bucket, os.urandom(PART))
+    upload_id, parts = await upload(store, bucket, KEY, os.urandom(PART))
     await store.abort_multipart(bucket, KEY, upload_id)
     await store.put(bucket, KEY, os.urandom(PART - 1))
     with pytest.raises(StepError, match="what storage holds in its place is not the archive assembled") as e:
-        await Finalizer(settings, store)._complete(_assembled(upload_id, PART, 1), parts)  # type: ignore[arg-type]
+        await Finalizer(settings, store)._complete(assembled(KEY, upload_id, PART, 1), parts)  # type: ignore[arg-type]
     assert is_permanent(e.value)
     assert (await store.head(bucket, KEY)).size == PART - 1
 
 async def test_a_missing_part_is_named_and_the_upload_stays(store: CountingStore, settings: Settings) -> None:
     bucket = settings.buckets.exports
-    upload_id, parts = await _upload(store, bucket, os.urandom(PART))
+    upload_id, parts = await upload(store, bucket, KEY, os.urandom(PART))
     logged = [*parts, Part(2, parts[0].etag)]
     with pytest.raises(StepError, match="cannot complete: part 2 is missing from the upload"):
-        await Finalizer(settings, store)._complete(_assembled(upload_id, PART + 1, 2), logged)  # type: ignore[arg-type]
+        await Finalizer(settings, store)._complete(assembled(KEY, upload_id, PART + 1, 2), logged)  # type: ignore[arg-type]
     assert store.listings == 1
     assert [p.part_number for p in await store.list_parts(bucket, KEY, upload_id)] == [1]  # nothing lost
 
 
 async def test_another_part_in_the_store_is_named(store: CountingStore, settings: Settings) -> None:
     bucket = settings.buckets.exports
-    upload_id, parts = await _upload(store, bucket, os.urandom(PART), os.urandom(10))
+    upload_id, parts = await upload(store, bucket, KEY, os.urandom(PART), os.urandom(10))
     other = await store.upload_part(bucket, KEY, upload_id, 2, os.urandom(10))  # a zombie's part 2
     assert other != parts[1].etag
     with pytest.raises(StepError, match="cannot be completed: part 2 in the store is not the logged one"):
-        await Finalizer(settings, store)._complete(_assembled(upload_id, PART + 10, 2), parts)  # type: ignore[arg-type]
+        await Finalizer(settings, store)._complete(assembled(KEY, upload_id, PART + 10, 2), parts)  # type: ignore[arg-type]
 
 
 async def test_a_refusal_the_listing_cannot_explain_is_raised_as_it_was(store: CountingStore,
                                                                          settings: Settings) -> None:
     bucket = settings.buckets.exports
-    upload_id, _ = await _upload(store, bucket, os.urandom(PART))
+    upload_id, _ = await upload(store, bucket, KEY, os.urandom(PART))
     with pytest.raises(StoreError) as e:  # no part at all: every logged part is there, the list is empty
-        await Finalizer(settings, store)._complete(_assembled(upload_id, 0, 0), [])  # type: ignore[arg-type]
+        await Finalizer(settings, store)._complete(assembled(KEY, upload_id, 0, 0), [])  # type: ignore[arg-type]
     assert not isinstance(e.value, StepError)
 
 
@@ -140,10 +126,10 @@ async def test_an_upload_aborted_before_completion_fails_at_once_and_a_retry_rea
     from shared.objectstore import upload_open
 
     bucket = settings.buckets.exports
-    upload_id, parts = await _upload(store, bucket, os.urandom(PART))
+    upload_id, parts = await upload(store, bucket, KEY, os.urandom(PART))
     await store.abort_multipart(bucket, KEY, upload_id)
     with pytest.raises(UploadGone) as gone:
-        await Finalizer(settings, store)._complete(_assembled(upload_id, PART, 1), parts)  # type: ignore[arg-type]
+        await Finalizer(settings, store)._complete(assembled(KEY, upload_id, PART, 1), parts)  # type: ignore[arg-type]
     assert is_permanent(gone.value) and "removed from storage" in public_reason(gone.value, StepError)
     ids = {"export_id": "exp_f", "tenant_id": "tnt_f"}
     events: list[ev.Event] = [
@@ -153,7 +139,7 @@ async def test_an_upload_aborted_before_completion_fails_at_once_and_a_retry_rea
         ev.UploadStarted(**ids, upload_id=upload_id, archive_key=KEY, part_size=PART, fingerprint="f"),
         ev.PartUploaded(**ids, part_number=1, etag=parts[0].etag, byte_start=0, byte_end=PART, records_key="r",
                         records_count=1, members_done=1, source_bytes_done=PART),
-        _assembled(upload_id, PART, 1), ev.FinalizeStarted(**ids)]
+        assembled(KEY, upload_id, PART, 1), ev.FinalizeStarted(**ids)]
     decision = after_failure(fold(events), "finalize", public_reason(gone.value, StepError), 5, 1.0,
                              permanent=is_permanent(gone.value))
     assert isinstance(decision, GiveUp) and decision.attempt == 1
@@ -175,10 +161,10 @@ async def test_a_part_in_the_store_that_is_not_the_logged_one_ends_the_upload_an
     from shared.objectstore import upload_open
 
     bucket = settings.buckets.exports
-    upload_id, parts = await _upload(store, bucket, os.urandom(PART), os.urandom(10))
+    upload_id, parts = await upload(store, bucket, KEY, os.urandom(PART), os.urandom(10))
     await store.upload_part(bucket, KEY, upload_id, 2, os.urandom(10))  # a zombie's part 2
     with pytest.raises(StepError, match="cannot be completed: part 2 in the store is not the logged one") as e:
-        await Finalizer(settings, store)._complete(_assembled(upload_id, PART + 10, 2), parts)  # type: ignore[arg-type]
+        await Finalizer(settings, store)._complete(assembled(KEY, upload_id, PART + 10, 2), parts)  # type: ignore[arg-type]
     assert is_permanent(e.value)
     assert not await upload_open(store, bucket, KEY, upload_id)
     ids = {"export_id": "exp_f", "tenant_id": "tnt_f"}
@@ -190,7 +176,7 @@ async def test_a_part_in_the_store_that_is_not_the_logged_one_ends_the_upload_an
         *(ev.PartUploaded(**ids, part_number=p.number, etag=p.etag, byte_start=(p.number - 1) * PART,
                           byte_end=min(p.number * PART, PART + 10), records_key="r", records_count=1,
                           members_done=1, source_bytes_done=PART) for p in parts),
-        _assembled(upload_id, PART + 10, 2), ev.FinalizeStarted(**ids),
+        assembled(KEY, upload_id, PART + 10, 2), ev.FinalizeStarted(**ids),
         ev.ExportFailed(**ids, step="finalize", reason="x")])
     assert decide.plan_retry(failed, snapshot_present=True, upload_open=False, records_present=True) == \
         decide.RetryPlan("assemble", None, 0)

@@ -22,6 +22,7 @@ from shared.objectstore.factory import open_store
 from shared.runtime.settings import Settings
 from shared.runtime.worker import StepError
 from tests.support.flaky_proxy import FlakyProxy
+from tests.support.multipart import assembled, upload
 
 pytest_plugins = ["tests.fixtures.moto"]
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
@@ -31,10 +32,6 @@ KEY = "exports/tnt_l/exp_l/archive.zip"
 ERROR_200 = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
              b"<Message>We encountered an internal error. Please try again.</Message></Error>")
 
-
-class Part(NamedTuple):
-    number: int
-    etag: str
 
 
 class Lying(NamedTuple):
@@ -58,16 +55,6 @@ async def lying(s3_settings: Settings, moto_server: str) -> AsyncIterator[Lying]
         await proxy.stop()
 
 
-async def _upload(store: ObjectStore, bucket: str, *chunks: bytes) -> tuple[str, list[Part]]:
-    upload_id = await store.create_multipart(bucket, KEY, "application/zip")
-    parts = [Part(n, await store.upload_part(bucket, KEY, upload_id, n, data))
-             for n, data in enumerate(chunks, start=1)]
-    return upload_id, parts
-
-
-def _assembled(upload_id: str, size: int, count: int) -> ev.ArchiveAssembled:
-    return ev.ArchiveAssembled(export_id="exp_l", tenant_id="tnt_l", archive_key=KEY, upload_id=upload_id,
-                               size_bytes=size, part_count=count, member_count=1, error_count=0)
 
 
 async def _gone(store: ObjectStore, bucket: str) -> bool:
@@ -85,10 +72,10 @@ async def test_a_200_with_an_error_body_is_no_completion(lying: Lying, forward: 
     upload and its parts intact; if it did, the retry finds the upload gone and the archive there."""
     bucket = lying.settings.buckets.exports
     one, two = os.urandom(PART), os.urandom(999)
-    upload_id, parts = await _upload(lying.truth, bucket, one, two)
+    upload_id, parts = await upload(lying.truth, bucket, KEY, one, two)
     lying.proxy.complete_answer, lying.proxy.complete_forward = (200, ERROR_200), forward
     finalizer = Finalizer(lying.settings, lying.store)
-    a = _assembled(upload_id, PART + 999, 2)
+    a = assembled(KEY, upload_id, PART + 999, 2)
     if not forward:
         with pytest.raises(StoreError) as e:
             await finalizer._finish(a, parts)  # type: ignore[arg-type]
@@ -108,10 +95,10 @@ async def test_a_200_without_an_etag_is_no_completion(lying: Lying, forward: boo
     completion (it ended in KeyError: 'ETag', "an internal error"), but checked like an outage."""
     bucket = lying.settings.buckets.exports
     one, two = os.urandom(PART), os.urandom(999)
-    upload_id, parts = await _upload(lying.truth, bucket, one, two)
+    upload_id, parts = await upload(lying.truth, bucket, KEY, one, two)
     lying.proxy.complete_answer, lying.proxy.complete_forward = (200, b""), forward
     finalizer = Finalizer(lying.settings, lying.store)
-    a = _assembled(upload_id, PART + 999, 2)
+    a = assembled(KEY, upload_id, PART + 999, 2)
     if not forward:
         with pytest.raises(StoreError) as e:
             await finalizer._finish(a, parts)  # type: ignore[arg-type]
@@ -134,13 +121,13 @@ async def test_a_completed_object_that_is_not_the_logged_archive_fails_at_once_a
     at a newer archive a retry put there meanwhile (a failed export's key is offered to no one, and
     the retry's new upload replaces it)."""
     bucket = lying.settings.buckets.exports
-    upload_id, parts = await _upload(lying.truth, bucket, os.urandom(PART), os.urandom(999))
+    upload_id, parts = await upload(lying.truth, bucket, KEY, os.urandom(PART), os.urandom(999))
     if bend == "size":
         lying.proxy.head_size_delta = -1
     else:
         lying.proxy.head_etag = "0" * 32 + "-2"
     with pytest.raises(StepError) as e:
-        await Finalizer(lying.settings, lying.store)._finish(_assembled(upload_id, PART + 999, 2), parts)  # type: ignore[arg-type]
+        await Finalizer(lying.settings, lying.store)._finish(assembled(KEY, upload_id, PART + 999, 2), parts)  # type: ignore[arg-type]
     assert is_permanent(e.value)
     reason = public_reason(e.value, StepError)
     assert "not the one assembled" in reason and "\n" not in reason
@@ -153,7 +140,7 @@ async def test_a_listing_that_names_a_part_twice_aborts_nothing(lying: Lying) ->
     with the logged ETag and once with another: it is no account of the upload to abort it on. The
     step fails retryably, saying so, and the upload with every logged part stays."""
     bucket = lying.settings.buckets.exports
-    upload_id, parts = await _upload(lying.truth, bucket, os.urandom(PART), os.urandom(999))
+    upload_id, parts = await upload(lying.truth, bucket, KEY, os.urandom(PART), os.urandom(999))
     lying.proxy.complete_answer = (400, b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidPart</Code>'
                                         b"<Message>One or more of the specified parts could not be found."
                                         b"</Message></Error>")
@@ -164,7 +151,7 @@ async def test_a_listing_that_names_a_part_twice_aborts_nothing(lying: Lying) ->
         return xml.replace(b"".join(found), b"".join([*reversed(found), bogus]))
     lying.proxy.list_parts_body = doubled
     with pytest.raises(StepError, match="listed part 2 twice") as e:
-        await Finalizer(lying.settings, lying.store)._finish(_assembled(upload_id, PART + 999, 2), parts)  # type: ignore[arg-type]
+        await Finalizer(lying.settings, lying.store)._finish(assembled(KEY, upload_id, PART + 999, 2), parts)  # type: ignore[arg-type]
     assert not is_permanent(e.value)
     assert [(p.part_number, p.etag) for p in await lying.truth.list_parts(bucket, KEY, upload_id)] == \
         [(p.number, p.etag) for p in parts]
@@ -173,7 +160,7 @@ async def test_a_listing_that_names_a_part_twice_aborts_nothing(lying: Lying) ->
 async def test_a_listing_out_of_order_still_names_the_foreign_part(lying: Lying) -> None:
     """The order of a listing says nothing: a part that is not the logged one is found in any order."""
     bucket = lying.settings.buckets.exports
-    upload_id, parts = await _upload(lying.truth, bucket, os.urandom(PART), os.urandom(999))
+    upload_id, parts = await upload(lying.truth, bucket, KEY, os.urandom(PART), os.urandom(999))
     await lying.truth.upload_part(bucket, KEY, upload_id, 1, os.urandom(PART))  # a zombie's part 1
 
     def reverse(xml: bytes) -> bytes:
@@ -181,7 +168,7 @@ async def test_a_listing_out_of_order_still_names_the_foreign_part(lying: Lying)
         return xml.replace(b"".join(found), b"".join(reversed(found)))
     lying.proxy.list_parts_body = reverse
     with pytest.raises(StepError, match="part 1 in the store is not the logged one") as e:
-        await Finalizer(lying.settings, lying.store)._finish(_assembled(upload_id, PART + 999, 2), parts)  # type: ignore[arg-type]
+        await Finalizer(lying.settings, lying.store)._finish(assembled(KEY, upload_id, PART + 999, 2), parts)  # type: ignore[arg-type]
     assert is_permanent(e.value)
     assert not await upload_open(lying.truth, bucket, KEY, upload_id)
 
@@ -196,7 +183,7 @@ async def test_a_resumed_archive_read_back_short_is_not_hashed_as_the_archive(ly
 
     bucket = lying.settings.buckets.exports
     one, two = os.urandom(PART), os.urandom(999)
-    upload_id, parts = await _upload(lying.truth, bucket, one, two)
+    upload_id, parts = await upload(lying.truth, bucket, KEY, one, two)
     ids = {"export_id": "exp_l", "tenant_id": "tnt_l"}
     log = InMemoryEventLog(producer="finalizer")
     seq = 0
@@ -208,7 +195,7 @@ async def test_a_resumed_archive_read_back_short_is_not_hashed_as_the_archive(ly
         *(ev.PartUploaded(**ids, part_number=p.number, etag=p.etag, byte_start=(p.number - 1) * PART,
                           byte_end=min(p.number * PART, PART + 999), records_key="r", records_count=1,
                           members_done=1, source_bytes_done=PART) for p in parts),
-        _assembled(upload_id, PART + 999, 2),  # no sha256: the run that logged it was a resume
+        assembled(KEY, upload_id, PART + 999, 2),  # no sha256: the run that logged it was a resume
     ]:
         seq = await log.append(event, seq)
     lying.proxy.get_short = 1000
@@ -231,9 +218,9 @@ async def test_parts_the_store_finds_too_small_end_the_upload_at_once(lying: Lyi
     retry from finalize into the same refusal. Now the step fails at once, saying which setting, and
     the upload is aborted, so a retry assembles it again."""
     bucket = lying.settings.buckets.exports
-    upload_id, parts = await _upload(lying.truth, bucket, os.urandom(1000), os.urandom(10))  # moto's least: 64 KiB
+    upload_id, parts = await upload(lying.truth, bucket, KEY, os.urandom(1000), os.urandom(10))  # moto's least: 64 KiB
     with pytest.raises(StoreError) as e:
-        await Finalizer(lying.settings, lying.store)._finish(_assembled(upload_id, 1010, 2), parts)  # type: ignore[arg-type]
+        await Finalizer(lying.settings, lying.store)._finish(assembled(KEY, upload_id, 1010, 2), parts)  # type: ignore[arg-type]
     assert is_permanent(e.value)
     assert "GROVE_MIN_PART_SIZE" in public_reason(e.value, StepError)
     assert not await upload_open(lying.truth, bucket, KEY, upload_id)

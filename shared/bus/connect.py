@@ -58,28 +58,46 @@ class _Client(Client):
     """nats-py's client with a faster header parser and the same result. Every stored message we
     read carries headers, and nats-py tests each header name for spaces with a generator over its
     characters: about 14 us per direct-get message, most of a replay's message handling. The parse
-    is otherwise nats-py's, line for line (tests/unit/bus/test_header_parser.py holds the two equal),
-    plus one mark: STORED_ANSWER when a header of ANSWER_HEADERS comes twice; and one refusal: a
-    header line named like the server's status (STATUS_NAMES) is not the message's to set.
+    gives nats-py's result (tests/unit/bus/test_header_parser.py holds the two equal), plus one
+    mark: STORED_ANSWER when a header of ANSWER_HEADERS comes twice; and one refusal: a header line
+    named like the server's status (STATUS_NAMES) is not the message's to set.
     Every connection of a service uses it, its step consumers' too (shared/runtime/service.py)."""
+
+    async def _process_headers(self, headers: bytes | None) -> dict[str, str] | None:
+        # A message's own header lines, with no status from the server (every stored message we
+        # read): straight to the parser below. nats-py would hand them to fast_mail_parser instead
+        # when that is installed (nats-py's fast_parse extra), and the mark and refusal would go.
+        if headers and headers.startswith(_PLAIN_HEAD):
+            return self._parse_header_lines(headers[len(_PLAIN_HEAD):]) or None
+        return await super()._process_headers(headers)  # type: ignore[no-any-return]
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:
+        # The block is decoded once, not each name and value apart: UTF-8's replacement never takes
+        # in an ASCII byte, so lines, colons and the spaces strip() takes are where they were, a
+        # name that is not ASCII still is not, and a value decodes as its own bytes would.
         out: dict[str, str] = {}
-        for line in raw.split(b"\r\n"):
-            name, sep, value = line.partition(b":")
+        for line in raw.decode("utf-8", "replace").split("\r\n"):
+            name, sep, value = line.partition(":")
             if not sep:
                 continue
-            try:
-                key = name.strip().decode("ascii")
-            except UnicodeDecodeError:
-                continue
-            if _SPACE.search(key) or key in STATUS_NAMES:
-                continue
+            key = _NAMES.get(name)
+            if key is None:  # not a name seen before: check it (a few per connection, then cached)
+                key = name.strip(_BYTE_SPACES)
+                if not key.isascii() or _SPACE.search(key) or key in STATUS_NAMES:
+                    continue
+                if len(_NAMES) < _NAMES_KEPT:  # bounded: a publisher's made-up names fill no memory
+                    _NAMES[name] = key
             if key in ANSWER_HEADERS and key in out:
                 out[STORED_ANSWER] = key
-            out[key] = value.strip().decode("utf-8", "replace")
+            out[key] = value.strip(_BYTE_SPACES)
         return out
+
+
+_PLAIN_HEAD = b"NATS/1.0\r\n"  # a header block that opens with no status
+_BYTE_SPACES = " \t\n\r\x0b\x0c"  # what bytes.strip() takes, as nats-py strips the raw bytes
+_NAMES: dict[str, str] = {}  # a header line's name part → its checked name (valid names only)
+_NAMES_KEPT = 256
 
 
 def new_client() -> Client:

@@ -62,7 +62,7 @@ def is_archive_key_of(tenant_id: str, export_id: str, key: str | None) -> bool:
         return False
     name = key[len(prefix):]
     return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") \
-        and not name.startswith(".") and all(c.isprintable() for c in name)
+        and not name.startswith(".") and name.isprintable()
 
 
 def export_of_key(key: str) -> tuple[str, str] | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client
@@ -35,3 +37,33 @@ def test_known_headers_and_the_ones_nats_py_drops() -> None:
             "Value": "café"}
     assert _Client._parse_header_lines(raw) == Client._parse_header_lines(raw) == want
 
+
+
+def test_names_made_up_by_publishers_do_not_grow_the_name_cache() -> None:
+    from shared.bus import connect
+
+    for i in range(5 * connect._NAMES_KEPT):
+        assert _Client._parse_header_lines(f"X-Made-Up-{i}: v\r\n".encode()) == {f"X-Made-Up-{i}": "v"}
+    assert len(connect._NAMES) <= connect._NAMES_KEPT
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(PIECES, max_size=30).map(b"".join))
+def test_a_plain_header_block_is_processed_as_nats_py_does(raw: bytes) -> None:
+    block = b"NATS/1.0\r\n" + raw
+    ours = asyncio.run(_Client()._process_headers(block))
+    theirs = asyncio.run(Client()._process_headers(block))
+    ours_marked = dict(ours or {})
+    ours_marked.pop(STORED_ANSWER, None)
+    assert ours_marked == {k: v for k, v in (theirs or {}).items() if k not in STATUS_NAMES}
+
+
+def test_our_parser_reads_plain_blocks_even_with_nats_pys_email_parser_installed(monkeypatch) -> None:
+    import nats.aio.client as nats_client
+
+    # nats-py's fast_parse extra: its email parser would read the lines, with no mark and no refusal
+    monkeypatch.setattr(nats_client, "parse_email", lambda raw: type("P", (), {"headers": {"Status": "503"}})(),
+                        raising=False)
+    block = b"NATS/1.0\r\nNats-Sequence: 1\r\nNats-Sequence: 2\r\nStatus: 503\r\n\r\n"
+    got = asyncio.run(_Client()._process_headers(block))
+    assert got == {"Nats-Sequence": "2", STORED_ANSWER: "Nats-Sequence"}

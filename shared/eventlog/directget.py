@@ -51,6 +51,35 @@ def _status(msg: Msg) -> str | None:
     return (msg.headers or {}).get("Status")
 
 
+class _Get:
+    """One batched get's answer as it arrives: the stored messages so far, and ``done`` once the
+    end-of-batch status (its headers; {} for 404) or an error has come. Collected in the
+    subscription's callback: one wake-up of the asker per batch, not a queue round per message."""
+
+    __slots__ = ("done", "out")
+
+    def __init__(self) -> None:
+        self.out: list[Stored] = []
+        self.done: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
+
+    def take(self, msg: Msg) -> None:
+        if self.done.done():
+            return  # after its end: a stray or repeated answer
+        h = msg.headers or {}
+        status = h.get("Status")
+        try:
+            if status is None:
+                self.out.append(Stored(int(h["Nats-Sequence"]), h["Nats-Subject"], msg.data, STORED_ANSWER in h))
+            elif status == "404":
+                self.done.set_result({})
+            elif status == "204":  # end of batch
+                self.done.set_result(dict(h))
+            else:
+                raise DirectGetError(f"{status} {h.get('Description')}")
+        except Exception as e:  # noqa: BLE001  (no sequence, not a number: the asker raises it, not nats-py)
+            self.done.set_exception(e)
+
+
 class _Replies:
     """One wildcard subscription per connection for every batched get's replies, told apart by the
     last token of the reply subject: a get costs no SUB/UNSUB round of its own (each of which also
@@ -59,29 +88,30 @@ class _Replies:
     def __init__(self, nc: Client) -> None:
         self.nc = nc
         self.prefix = nc.new_inbox()  # under this connection's inbox prefix: only this user may listen there
-        self.queues: dict[str, asyncio.Queue[Msg]] = {}
+        self.gets: dict[str, _Get] = {}
         self.sub: Subscription | None = None
         self.lock = asyncio.Lock()
         self.next = 0
 
-    async def open(self) -> tuple[str, asyncio.Queue[Msg]]:
+    async def open(self) -> tuple[str, _Get]:
         if self.sub is None:
             async with self.lock:
                 if self.sub is None:
                     self.sub = await self.nc.subscribe(f"{self.prefix}.*", cb=self._deliver)
         self.next += 1
         token = str(self.next)
-        queue: asyncio.Queue[Msg] = asyncio.Queue()
-        self.queues[token] = queue
-        return f"{self.prefix}.{token}", queue
+        get = self.gets[token] = _Get()
+        return f"{self.prefix}.{token}", get
 
     def close(self, inbox: str) -> None:
-        self.queues.pop(inbox.rsplit(".", 1)[-1], None)
+        get = self.gets.pop(inbox.rsplit(".", 1)[-1], None)
+        if get is not None and get.done.done() and not get.done.cancelled():
+            get.done.exception()  # seen: an error that came as the asker gave up is not "never retrieved"
 
     async def _deliver(self, msg: Msg) -> None:
-        queue = self.queues.get(msg.subject.rsplit(".", 1)[-1])
-        if queue is not None:  # a late reply to a get that timed out is dropped
-            queue.put_nowait(msg)
+        get = self.gets.get(msg.subject.rsplit(".", 1)[-1])
+        if get is not None:  # a late reply to a get that timed out is dropped
+            get.take(msg)
 
 
 _replies: weakref.WeakKeyDictionary[Client, _Replies] = weakref.WeakKeyDictionary()
@@ -93,22 +123,15 @@ async def _exchange(nc: Client, stream: str, request: dict[str, object], timeout
     replies = _replies.get(nc)
     if replies is None:
         replies = _replies[nc] = _Replies(nc)
-    inbox, queue = await replies.open()
-    out: list[Stored] = []
+    inbox, get = await replies.open()
     try:
         await nc.publish(f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox)
-        async with asyncio.timeout(timeout):
-            while True:
-                msg = await queue.get()
-                status = _status(msg)
-                if status == "404":
-                    return out, {}
-                if status == "204":  # end of batch
-                    return out, dict(msg.headers or {})
-                if status is not None:
-                    raise DirectGetError(f"direct get on {stream}: {status} {(msg.headers or {}).get('Description')}")
-                h = msg.headers or {}
-                out.append(Stored(int(h["Nats-Sequence"]), h["Nats-Subject"], msg.data, STORED_ANSWER in h))
+        try:
+            async with asyncio.timeout(timeout):
+                eob = await get.done
+        except DirectGetError as e:
+            raise DirectGetError(f"direct get on {stream}: {e}") from None
+        return get.out, eob
     finally:
         replies.close(inbox)
 

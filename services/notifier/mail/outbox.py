@@ -13,13 +13,12 @@ import asyncio
 import os
 import re
 import tempfile
-from email import policy
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
 from .errors import PermanentMailError, TransientMailError
 from .message import Email
-from .mime import message_id, to_mime
+from .mime import message_id, mime_bytes
 
 CHANNEL = "outbox"
 _KEEP = re.compile(r"[A-Za-z0-9_-]")  # what ids are made of: kept as they are
@@ -98,7 +97,7 @@ class OutboxMailer:
         return path
 
     async def send(self, email: Email) -> str:
-        data = to_mime(email, sender=self.sender).as_bytes(policy=policy.SMTP)
+        data = mime_bytes(email, sender=self.sender)
         try:
             path = await asyncio.to_thread(self._write, email, data)
         except PermissionError as exc:

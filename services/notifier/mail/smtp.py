@@ -12,7 +12,7 @@ import aiosmtplib
 
 from .errors import MailError, PermanentMailError, TransientMailError
 from .message import Email
-from .mime import envelope_address, to_mime
+from .mime import envelope_address, mime_bytes
 
 CHANNEL = "smtp"
 Security = Literal["plain", "starttls", "tls"]
@@ -108,16 +108,14 @@ class SmtpMailer:
         )
 
     async def send(self, email: Email) -> str:
-        msg = to_mime(email, sender=self.sender)
+        data = mime_bytes(email, sender=self.sender)  # 7-bit: no SMTPUTF8 or 8BITMIME needed
         where = f"SMTP server {self.host}:{self.port}"
         client = self._client()
         try:
             async with client:
                 if self.username:
                     await client.login(self.username, self._password)
-                await client.send_message(
-                    msg, sender=envelope_address(self.sender), recipients=[envelope_address(email.to)]
-                )
+                await client.sendmail(envelope_address(self.sender), [envelope_address(email.to)], data)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise translate_smtp_error(exc, where) from exc
         return CHANNEL

@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
+from email import policy
 from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import format_datetime
 from pathlib import Path
 
 import aiosmtplib
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
@@ -23,12 +26,14 @@ from services.notifier.mail import (
     TransientMailError,
     build_mailer,
     message_id,
+    mime_bytes,
     outbox_filename,
     to_mime,
     zephyr_body,
 )
 from services.notifier.mail.http import classify_status, parse_retry_after
 from services.notifier.mail.smtp import translate_smtp_error
+from shared.core.mailaddr import is_single_address
 from shared.runtime.settings import MailSettings
 
 EMAIL = Email(
@@ -82,22 +87,64 @@ def test_to_mime_is_multipart_alternative_with_text_first() -> None:
     assert isinstance(text, EmailMessage) and text.get_content() == "Hi Zoë\n"
 
 
-def test_to_mime_reuses_header_classes_and_writes_the_default_policys_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from email import policy
+def _email_package_build(email: Email, sender: str, when: datetime) -> bytes:
+    """The message as ``EmailMessage`` builds it (how :func:`mime_bytes` did it before): the oracle."""
+    msg = EmailMessage(policy=policy.default)
+    msg["From"] = sender
+    msg["To"] = email.to
+    msg["Subject"] = email.subject
+    msg["Date"] = format_datetime(when)
+    msg["Message-ID"] = message_id(email.idempotency_key, sender)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(email.text)
+    msg.add_alternative(email.html, subtype="html")
+    return msg.as_bytes(policy=policy.SMTP)
 
-    from services.notifier.mail import mime
 
+def _as_read(data: bytes) -> tuple[object, ...]:
+    """What a recipient reads: every header but the boundary, each part's type, charset and text
+    (its lines: a base64 body of the email package's decodes to LF line breaks, any other to CRLF)."""
+    msg = BytesParser(policy=policy.default).parsebytes(data)
+    assert isinstance(msg, EmailMessage) and not msg.defects
+    heads = [(k, str(v)) for k, v in msg.items() if k != "Content-Type"]
+    parts = [(p.get_content_type(), p.get_content_charset(), p.get_content().replace("\r\n", "\n"), p.defects)
+             for p in msg.iter_parts()]
+    return msg.get_content_type(), heads, parts
+
+
+_ADDRESS = st.from_regex(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,40}@[a-z0-9]{1,60}\.[a-z]{2,6}", fullmatch=True)
+_SENDERS = st.sampled_from([SENDER, "exports@grove.test", "Zoë's Grove <exports@grove.test>",
+                            '"Grove, Export" <exports@grove.test>', "Grove — exports " * 6 + "<x@grove.test>"])
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=400)  # a lone surrogate: both refuse it
+
+
+@given(to=_ADDRESS, sender=_SENDERS, subject=st.text(st.characters(exclude_categories=("Cs", "Cc", "Zl", "Zp")),
+                                                     min_size=1, max_size=120),
+       text=_TEXT | st.sampled_from(["a" * 200, "line\r\nbreaks\rof\nevery kind\r", "", ".\n", "=\n ", "--" * 50]),
+       html=_TEXT, key=st.text(max_size=30))
+def test_mime_bytes_reads_the_same_as_the_email_packages_build(
+        to: str, sender: str, subject: str, text: str, html: str, key: str) -> None:
+    """Every header and both bodies as a recipient's mail program reads them are the ones the
+    standard library's ``EmailMessage`` gives, for hostile names and text; the bytes are 7-bit, CRLF,
+    no line over 78 octets but ``To`` (one address, not folded: at most 258)."""
+    assume(is_single_address(to))
+    email = Email(to=to, subject=subject, text=text, html=html, idempotency_key=key + ":ready")
     when = datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
-    email = replace(EMAIL, subject="Zoë, your Grove export is ready — " + "long subject " * 8)
-    fast = to_mime(email, sender=SENDER, date=when)
-    assert type(fast["Subject"]) is type(to_mime(email, sender=SENDER, date=when)["Subject"])  # made once
-    monkeypatch.setattr(mime, "POLICY", policy.default)
-    plain = to_mime(email, sender=SENDER, date=when)
-    assert type(plain["Subject"]) is not type(to_mime(email, sender=SENDER, date=when)["Subject"])
-    for msg in (fast, plain):
-        msg.set_boundary("===b===")  # otherwise random per message
-    assert fast.as_bytes(policy=policy.SMTP) == plain.as_bytes(policy=policy.SMTP)
+    ours = mime_bytes(email, sender=sender, date=when)
+    assert _as_read(ours) == _as_read(_email_package_build(email, sender, when))
+    assert ours.isascii() and ours.endswith(b"\r\n")
+    lines = ours.split(b"\r\n")
+    assert all(b"\r" not in line and b"\n" not in line for line in lines)
+    assert all(len(line) <= 78 or (line.startswith(b"To: ") and len(line) <= 258) for line in lines)
 
+
+def test_mime_bytes_refuses_text_that_is_not_unicode_and_headers_with_line_breaks() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        mime_bytes(replace(EMAIL, text="a\udc80"), sender=SENDER)
+    with pytest.raises(PermanentMailError, match="cannot build the message headers"):
+        mime_bytes(replace(EMAIL, subject="s\r\nBcc: victim@evil.example"), sender=SENDER)
+    with pytest.raises(PermanentMailError, match="cannot build the message headers"):
+        mime_bytes(EMAIL, sender="exports@grove.test\nBcc: victim@evil.example")
 
 
 @pytest.mark.parametrize(

@@ -59,8 +59,11 @@ def _holds(path: Path, message: str) -> bool:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except FileNotFoundError:  # the folder is made by the first write (again, if it was removed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -86,10 +89,10 @@ class OutboxMailer:
         this very email (the Message-ID says so), written before the names changed — a repeat must
         rewrite it, not add a copy. Reads the folder: call it off the event loop."""
         key = email.idempotency_key
-        old = self.directory / _legacy_filename(key)
-        if old.name != outbox_filename(key) and _holds(old, message_id(key, self.sender)):
+        name, old = outbox_filename(key), self.directory / _legacy_filename(key)
+        if old.name != name and _holds(old, message_id(key, self.sender)):
             return old
-        return self.directory / outbox_filename(key)
+        return self.directory / name
 
     def _write(self, email: Email, data: bytes) -> Path:
         path = self.path_for(email)

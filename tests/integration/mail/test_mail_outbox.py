@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email
+import shutil
 from dataclasses import replace
 from email import policy
 from email.message import EmailMessage
@@ -34,6 +35,17 @@ async def test_writes_a_parseable_eml_with_text_and_html(tmp_path: Path, ready: 
     assert text is not None and html is not None
     assert "<script>alert(1)</script> Tom & Jerry" in text.get_content()
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Tom &amp; Jerry" in html.get_content()
+
+
+async def test_the_outbox_folder_is_made_by_the_first_write_and_again_if_removed(tmp_path: Path, ready: Email) -> None:
+    """The folder is made when a write finds it missing, not checked before every write."""
+    outbox = OutboxMailer(tmp_path / "var" / "outbox")
+
+    await outbox.send(ready)
+    shutil.rmtree(tmp_path / "var")
+    await outbox.send(ready)
+
+    assert [p.name for p in (tmp_path / "var" / "outbox").iterdir()] == ["exp_3f2a9c.ready.tenant_tom.eml"]
 
 
 async def test_redelivery_rewrites_the_same_file(tmp_path: Path, ready: Email) -> None:

@@ -120,7 +120,7 @@ def mime_bytes(email: Email, *, sender: str, date: datetime | None = None) -> by
 
 
 def to_mime(email: Email, *, sender: str, date: datetime | None = None) -> EmailMessage:
-    """:func:`mime_bytes` read back as an ``EmailMessage`` with ``\n`` line breaks, as one built in
+    """:func:`mime_bytes` read back as an ``EmailMessage`` with ``\\n`` line breaks, as one built in
     memory holds them (for looking into; the backends send the bytes)."""
     data = mime_bytes(email, sender=sender, date=date).replace(CRLF, b"\n")
     msg = BytesParser(policy=policy.default).parsebytes(data)

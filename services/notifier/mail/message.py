@@ -50,6 +50,9 @@ def _env() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # The templates ship with the code: once loaded, a render does not stat their files (each
+        # template and the layout it extends) to see whether they changed on disk.
+        auto_reload=False,
     )
 
 

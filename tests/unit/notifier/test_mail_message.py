@@ -147,3 +147,19 @@ def test_a_retry_and_a_resend_are_new_emails_with_their_own_identity() -> None:
     assert keys == {"exp_abc123:ready:tenant_autumn", "exp_abc123:ready:tenant_autumn:a2",
                     "exp_abc123:ready:tenant_autumn:r1", "exp_abc123:ready:tenant_autumn:r2",
                     "exp_abc123:ready:tenant_autumn:a2:r1"}
+
+
+def test_an_email_once_its_templates_are_loaded_reads_no_template_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jinja's default checks each template's file (and its layout's) for a change on every render."""
+    import os.path
+
+    first = make_ready(), failed_email(to="autumn@example.org", username="Autumn", reason="r", export_id="exp_1",
+                                       tenant_id="t", download_page_url=PAGE)
+
+    def no_stat(path: object) -> float:
+        raise AssertionError(f"looked at {path}")
+
+    monkeypatch.setattr(os.path, "getmtime", no_stat)
+    assert make_ready() == first[0]
+    assert failed_email(to="autumn@example.org", username="Autumn", reason="r", export_id="exp_1", tenant_id="t",
+                        download_page_url=PAGE) == first[1]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 import yaml
@@ -89,17 +90,22 @@ def render_markdown(meta: dict[str, Any], body: str) -> str:
     """
     if not isinstance(meta, dict) or not isinstance(body, str):
         raise TypeError("render_markdown(meta: dict, body: str)")
-    plain = _plain(meta)
-    document = _simple_document(plain)
+    # Common metadata is already plain (text, numbers, flags, lists of those): written directly,
+    # without the checked copy :func:`_plain` makes. ASCII text holds no surrogate, and whatever the
+    # direct writer does not take (a date, a tuple, a key that is not text) is copied and checked.
+    document = _simple_document(meta)
     if document is None:
-        document = yaml.dump(
-            plain,
-            Dumper=_Dumper,
-            sort_keys=False,
-            allow_unicode=True,
-            default_flow_style=False,
-            width=float("inf"),
-        )
+        plain = _plain(meta)
+        document = _simple_document(plain)
+        if document is None:
+            document = yaml.dump(
+                plain,
+                Dumper=_Dumper,
+                sort_keys=False,
+                allow_unicode=True,
+                default_flow_style=False,
+                width=float("inf"),
+            )
     return OPEN + document + OPEN + _plain(body)
 
 
@@ -109,6 +115,44 @@ def render_markdown(meta: dict[str, Any], body: str) -> str:
 _SIMPLE = re.compile(r"(?!\.\.\.)[A-Za-z0-9_./][A-Za-z0-9_./=+~,'!?()&-]*(?:[ :][A-Za-z0-9_./=+~,'!?()&-]+)*")
 _RESOLVER = yaml.resolver.Resolver()
 _STR_TAG = "tag:yaml.org,2002:str"
+# PyYAML's implicit resolvers of a plain scalar, as ``Resolver.resolve`` tries them: those of its
+# first character, then the wildcard ones (none today). Looked up here directly: ``resolve`` is a
+# general method (any node kind, path resolvers) and was a third of the direct writer's time.
+_WILDCARD = tuple(_RESOLVER.yaml_implicit_resolvers.get(None, []))
+_IMPLICIT = {first: tuple(resolvers) + _WILDCARD for first, resolvers in _RESOLVER.yaml_implicit_resolvers.items()
+             if first is not None}
+assert not _RESOLVER.yaml_path_resolvers  # else resolve() would also consult the node's path
+
+
+def _resolves_to_str(value: str) -> bool:
+    """``_RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == _STR_TAG``."""
+    for tag, regexp in _IMPLICIT.get(value[:1], _WILDCARD):
+        if regexp.match(value):
+            return tag == _STR_TAG
+    return True
+
+
+CACHED_LENGTH = 64  # keys, flags, dates, short words: the same few come back in every document
+
+
+def _simple_text(value: str) -> str | None:
+    if type(value) is str and len(value) <= CACHED_LENGTH:  # a subclass may format itself: not shared
+        return _simple_text_cached(value)
+    return _simple_text_of(value)
+
+
+def _simple_text_of(value: str) -> str | None:
+    if not _SIMPLE.fullmatch(value):
+        return None
+    if _resolves_to_str(value) and not _OTHER_READERS_NON_STR.fullmatch(value):
+        return value  # plain
+    if "'" in value:
+        return None
+    return f"'{value}'"  # reads back as something else: single-quoted
+
+
+# bounded, pure, thread-safe; only short text, so no tenant's long text stays in memory after the export
+_simple_text_cached = lru_cache(maxsize=4096)(_simple_text_of)
 
 
 def _simple_scalar(value: Any) -> str | None:
@@ -118,14 +162,9 @@ def _simple_scalar(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    if not isinstance(value, str) or not _SIMPLE.fullmatch(value):
-        return None
-    if _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == _STR_TAG \
-            and not _OTHER_READERS_NON_STR.fullmatch(value):
-        return value  # plain
-    if "'" in value:
-        return None
-    return f"'{value}'"  # reads back as something else: single-quoted
+    if isinstance(value, str):
+        return _simple_text(value)
+    return None
 
 
 def _simple_document(meta: dict[str, Any]) -> str | None:
@@ -133,7 +172,9 @@ def _simple_document(meta: dict[str, Any]) -> str | None:
         return None
     lines = []
     for key, value in meta.items():
-        k = _simple_scalar(key)
+        if not isinstance(key, str):  # render_markdown refuses it (TypeError), as _plain does
+            return None
+        k = _simple_text(key)
         if k is None:
             return None
         if isinstance(value, list):

@@ -61,3 +61,22 @@ def test_whatever_the_direct_writer_accepts_it_writes_as_pyyaml_does() -> None:
             accepted += 1
             assert direct == _pyyaml(meta), meta
     assert accepted > 1000  # the comparison covered many documents, not a handful
+
+
+def test_the_direct_resolver_lookup_answers_as_pyyamls_resolver() -> None:
+    rnd = random.Random(5)
+    texts = PIECES + [rnd.choice(["", " ", ":", ".", "-"]).join(rnd.choice(PIECES) for _ in range(rnd.randint(1, 3)))
+                      for _ in range(5_000)]
+    for text in texts:
+        expected = fm._RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == fm._STR_TAG
+        assert fm._resolves_to_str(text) == expected, text
+
+
+def test_text_that_is_not_a_plain_str_is_written_as_before() -> None:
+    class Word(str):
+        def __format__(self, spec: str) -> str:
+            return "formatted"
+
+    fm.render_markdown({"k": "x"}, "")  # a plain "x" in the cache must not stand for the subclass's text
+    meta = {"title": Word("x"), "tags": ("a", "b"), "k": Word("x")}
+    assert fm.render_markdown(meta, "") == "---\ntitle: formatted\ntags:\n- a\n- b\nk: formatted\n---\n"

@@ -47,3 +47,15 @@ def test_a_lone_surrogate_is_refused_on_either_path() -> None:
     for doc in ({"a": "x\udc80"}, {"a": "x\udc80", "f": 0.5}):
         with pytest.raises(ValueError):
             jsontext.pretty(doc)
+
+
+def test_only_exact_json_types_anywhere_take_the_compiled_path() -> None:
+    class Text(str):
+        pass
+
+    deep = {"a": [{"b": ({"c": [None, True, 3, "x"]},)}]}
+    assert jsontext._compiled_writes_the_same(deep) and jsontext._compiled_writes_the_same("top")
+    for odd in (Text("s"), 1.5, b"x", {1}, object()):
+        assert not jsontext._compiled_writes_the_same({"a": [{"b": ({"c": [None, odd]},)}]}), odd
+        assert not jsontext._compiled_writes_the_same(odd), odd
+    assert not jsontext._compiled_writes_the_same([{"a": 1}, {Text("k"): 1}])

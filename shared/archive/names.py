@@ -138,20 +138,30 @@ class NameAllocator:
         self._taken: set[str] = set()
         self._folders: dict[str, str] = {}
         self._next_counter: dict[str, int] = {}
+        # What _folder gave for a folder as asked for, and the reservations made: asked again (every
+        # post asks for "posts" and reserves its two names there) they are the same, and were
+        # about half of the work of naming a small export's members.
+        self._resolved: dict[str, str] = {}
+        self._reserved: set[tuple[str, tuple[str, ...]]] = set()
 
     def reserve(self, folder: str, *names: str) -> None:
         """Keep ``names`` in ``folder`` from ever being handed out (case-insensitively, as every
         name): asking for one gives the de-duplicated name a collision gives (``index-2.md``).
         Idempotent; the same reservations before the same calls give the same paths."""
+        if (folder, names) in self._reserved:
+            return
         resolved = self._folder(folder)
         for name in names:
             self._taken.add(same_file_key(_join(resolved, name)))
+        self._reserved.add((folder, names))
 
     def allocate(self, folder: str, name: str, fallback: str) -> str:
         """`folder/<safe unique name>`; `folder` is split on `/` and each part made safe too."""
         return self._unique(self._folder(folder), name, fallback)
 
     def _folder(self, folder: str) -> str:
+        if (known := self._resolved.get(folder)) is not None:
+            return known
         resolved = ""
         for part in folder.replace("\\", "/").split("/"):
             if not part.strip():
@@ -160,6 +170,7 @@ class NameAllocator:
             if key not in self._folders:
                 self._folders[key] = self._unique(resolved, part, "folder")
             resolved = self._folders[key]
+        self._resolved[folder] = resolved
         return resolved
 
     def _cap(self, parent: str) -> int:

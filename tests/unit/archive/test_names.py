@@ -158,3 +158,16 @@ def test_the_plain_ascii_fast_path_gives_what_the_full_cleaning_gives(name: str,
 def test_plain_names_take_the_fast_path() -> None:
     with mock.patch.object(unicodedata, "category", side_effect=AssertionError("per-character check")):
         assert safe_component("my-photo_2.final.jpg", "file") == "my-photo_2.final.jpg"
+
+
+def test_asking_again_for_a_folder_or_a_reservation_gives_what_the_first_ask_gave() -> None:
+    fresh, again = NameAllocator(), NameAllocator()
+    for allocator in (fresh, again):
+        allocator.reserve("posts", "index.md", "_index.md")
+    again.allocate("Posts", "x.md", "f")  # another spelling first: the folder keeps it (first spelling wins)
+    fresh.allocate("Posts", "x.md", "f")
+    for allocator in (fresh, again):
+        allocator.reserve("posts", "index.md", "_index.md")
+    assert [fresh.allocate("posts", n, "f") for n in ("Index.md", "a.md", "A.md")] == \
+        [again.allocate("posts", n, "f") for n in ("Index.md", "a.md", "A.md")] == \
+        ["posts/Index-2.md", "posts/a.md", "posts/A-2.md"]

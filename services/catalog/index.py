@@ -44,8 +44,10 @@ def raw(value: Any) -> Any:
 
 
 def unreadable_times(row: dict[str, Any], *columns: str) -> dict[str, Any]:
-    """The time columns holding something that is not a time, each with its value as stored."""
-    return {c: raw(v) for c in columns if (v := row.get(c)) not in (None, "") and ts(v) is None}
+    """The time columns holding something that is not a time, each with its value as stored.
+    Asked through :func:`iso` (None exactly when :func:`ts` is), whose cache already holds the
+    row's times: the documents write each of them."""
+    return {c: raw(v) for c in columns if (v := row.get(c)) not in (None, "") and iso(v) is None}
 
 
 def whole(value: Any, least: int | None = None) -> int | None:

@@ -86,8 +86,8 @@ class _Client(Client):
                 key = name.strip(_BYTE_SPACES)
                 if not key.isascii() or _SPACE.search(key) or key in STATUS_NAMES:
                     continue
-                if len(_NAMES) < _NAMES_KEPT:  # bounded: a publisher's made-up names fill no memory
-                    _NAMES[name] = key
+                if len(name) <= _NAME_KEPT_LENGTH and len(_NAMES) < _NAMES_KEPT:  # bounded in count and size:
+                    _NAMES[name] = key  # a publisher's made-up names (up to max_payload each) fill no memory
             if key in ANSWER_HEADERS and key in out:
                 out[STORED_ANSWER] = key
             out[key] = value.strip(_BYTE_SPACES)
@@ -98,6 +98,7 @@ _PLAIN_HEAD = b"NATS/1.0\r\n"  # a header block that opens with no status
 _BYTE_SPACES = " \t\n\r\x0b\x0c"  # what bytes.strip() takes, as nats-py strips the raw bytes
 _NAMES: dict[str, str] = {}  # a header line's name part → its checked name (valid names only)
 _NAMES_KEPT = 256
+_NAME_KEPT_LENGTH = 64  # a real header name is a few dozen characters; a longer one is checked each time
 
 
 def new_client() -> Client:

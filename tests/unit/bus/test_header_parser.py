@@ -67,3 +67,15 @@ def test_our_parser_reads_plain_blocks_even_with_nats_pys_email_parser_installed
     block = b"NATS/1.0\r\nNats-Sequence: 1\r\nNats-Sequence: 2\r\nStatus: 503\r\n\r\n"
     got = asyncio.run(_Client()._process_headers(block))
     assert got == {"Nats-Sequence": "2", STORED_ANSWER: "Nats-Sequence"}
+
+
+def test_long_made_up_names_are_not_kept_in_the_name_cache() -> None:
+    """A header name may be as long as the server's max_payload (1 MB): 256 such names, from any user
+    who can publish a message a service reads, were kept in every reader's cache for good (256 MB)."""
+    from shared.bus import connect
+
+    connect._NAMES.clear()
+    for i in range(connect._NAMES_KEPT + 4):
+        name = f"X-{i}-" + "a" * 10_000
+        assert _Client._parse_header_lines(f"{name}: v\r\n".encode()) == {name: "v"}
+    assert sum(map(len, connect._NAMES)) <= connect._NAMES_KEPT * connect._NAME_KEPT_LENGTH

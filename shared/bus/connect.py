@@ -86,8 +86,10 @@ class _Client(Client):
                 key = name.strip(_BYTE_SPACES)
                 if not key.isascii() or _SPACE.search(key) or key in STATUS_NAMES:
                     continue
-                if len(name) <= _NAME_KEPT_LENGTH and len(_NAMES) < _NAMES_KEPT:  # bounded in count and size:
-                    _NAMES[name] = key  # a publisher's made-up names (up to max_payload each) fill no memory
+                if len(name) <= _NAME_KEPT_LENGTH:  # bounded in size: a made-up name may be max_payload long
+                    if len(_NAMES) >= _NAMES_KEPT:  # and in count, emptied when full: made-up names that
+                        _NAMES.clear()  # filled it for good would leave the real ones checked every time
+                    _NAMES[name] = key
             if key in ANSWER_HEADERS and key in out:
                 out[STORED_ANSWER] = key
             out[key] = value.strip(_BYTE_SPACES)

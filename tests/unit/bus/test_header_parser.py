@@ -79,3 +79,16 @@ def test_long_made_up_names_are_not_kept_in_the_name_cache() -> None:
         name = f"X-{i}-" + "a" * 10_000
         assert _Client._parse_header_lines(f"{name}: v\r\n".encode()) == {name: "v"}
     assert sum(map(len, connect._NAMES)) <= connect._NAMES_KEPT * connect._NAME_KEPT_LENGTH
+
+
+def test_made_up_names_do_not_keep_the_real_ones_out_of_the_name_cache() -> None:
+    """256 made-up names from one publisher filled the cache for the process's life: every real name
+    after them (Nats-Sequence, Nats-Subject, ...) was checked again on every message of every replay."""
+    from shared.bus import connect
+
+    connect._NAMES.clear()
+    for i in range(2 * connect._NAMES_KEPT):
+        _Client._parse_header_lines(f"X-Filler-{i}: v\r\n".encode())
+    assert _Client._parse_header_lines(b"Nats-Sequence: 7\r\n") == {"Nats-Sequence": "7"}
+    assert connect._NAMES.get("Nats-Sequence") == "Nats-Sequence"
+    assert len(connect._NAMES) <= connect._NAMES_KEPT

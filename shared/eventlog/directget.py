@@ -66,7 +66,7 @@ class _Get:
         if self.done.done():
             return  # after its end: a stray or repeated answer
         h = msg.headers or {}
-        status = h.get("Status")
+        status = _status(msg)
         try:
             if status is None:
                 self.out.append(Stored(int(h["Nats-Sequence"]), h["Nats-Subject"], msg.data, STORED_ANSWER in h))

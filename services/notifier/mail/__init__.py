@@ -25,7 +25,7 @@ from .factory import build_mailer
 from .http import HttpMailer, zephyr_body
 from .humanize import human_size, human_utc
 from .message import Email, failed_email, ready_email
-from .mime import message_id, mime_bytes, to_mime
+from .mime import message_id, mime_bytes
 from .outbox import OutboxMailer, outbox_filename
 from .port import Mailer
 from .retry import backoff_delay, send_with_retries
@@ -51,6 +51,5 @@ __all__ = [
     "outbox_filename",
     "ready_email",
     "send_with_retries",
-    "to_mime",
     "zephyr_body",
 ]

@@ -20,8 +20,6 @@ import random
 import re
 from datetime import UTC, datetime
 from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 
@@ -117,12 +115,3 @@ def mime_bytes(email: Email, *, sender: str, date: datetime | None = None) -> by
         % (boundary, html_cte), html,
         b"\r\n--%s--\r\n" % boundary,
     ])
-
-
-def to_mime(email: Email, *, sender: str, date: datetime | None = None) -> EmailMessage:
-    """:func:`mime_bytes` read back as an ``EmailMessage`` with ``\\n`` line breaks, as one built in
-    memory holds them (for looking into; the backends send the bytes)."""
-    data = mime_bytes(email, sender=sender, date=date).replace(CRLF, b"\n")
-    msg = BytesParser(policy=policy.default).parsebytes(data)
-    assert isinstance(msg, EmailMessage)
-    return msg

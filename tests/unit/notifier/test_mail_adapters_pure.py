@@ -28,13 +28,21 @@ from services.notifier.mail import (
     message_id,
     mime_bytes,
     outbox_filename,
-    to_mime,
     zephyr_body,
 )
 from services.notifier.mail.http import classify_status, parse_retry_after
 from services.notifier.mail.smtp import translate_smtp_error
 from shared.core.mailaddr import is_single_address
 from shared.runtime.settings import MailSettings
+
+
+def to_mime(email: Email, *, sender: str, date: datetime | None = None) -> EmailMessage:
+    """What the backends send (:func:`mime_bytes`), read back as a mail reader sees it."""
+    data = mime_bytes(email, sender=sender, date=date).replace(b"\r\n", b"\n")
+    msg = BytesParser(policy=policy.default).parsebytes(data)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
 
 EMAIL = Email(
     to="autumn@example.org",

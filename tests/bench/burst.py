@@ -7,10 +7,12 @@ the documented headers) for N exports at once — N = 500, then 2,000 — agains
 thousands of tenants with real images takes minutes, so the exports go round-robin over ``TENANTS``
 seeded tenants (publishing on the bus bypasses the gateway's one-export-per-tenant admission).
 
-Reported per N: how many completed, exports/s (N over the time from the first publish to the last
-ExportCompleted), p50/p99 of each export's publish → ExportCompleted, and CPU milliseconds per export
-of each service process and of nats-server. Goal: ≥ 50 exports/s at N = 2,000, with the completion
-time growing no faster than N.
+Reported per N, over ``RUNS`` bursts of it one after another (the median, with the range: the
+machine's speed drifts between runs minutes apart by more than most changes): how many completed,
+exports/s (N over the time from the first publish to the last ExportCompleted), and, of the
+median run, p50/p99 of each export's publish → ExportCompleted and CPU milliseconds per export of
+each service process and of nats-server. Goal: ≥ 50 exports/s at N = 2,000, with the completion
+time growing no faster than N (medians).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import statistics
 import time
 
 from nats.aio.msg import Msg
@@ -32,6 +35,7 @@ NUMBER = "9"
 TITLE = "Burst: N small exports at once via the event contract"
 TENANTS = 10
 GOAL = 50.0
+RUNS = 3  # bursts of each N; the table gives their median and range
 FAIRNESS_DURABLES = ("catalog", "assembler", "finalizer")
 
 
@@ -128,11 +132,17 @@ async def run(world: World) -> list[Row]:
             if c.pid:
                 groups.setdefault(c.service, []).append(c.pid)
         totals: dict[int, float] = {}
+        runs = 1 if world.quick else RUNS
         for n in sizes:
-            log(f"9: {n} exports at once")
-            done, seconds, per_export, cpu_ms, failed, extra = await _burst(world, env, groups, tenants, n)
-            totals[n] = seconds
-            rate = done / seconds if seconds > 0 else 0.0
+            bursts = []
+            for i in range(runs):
+                log(f"9: {n} exports at once ({i + 1}/{runs})")
+                bursts.append(await _burst(world, env, groups, tenants, n))
+            # each burst's rate: completed over the time to its last completion (all must complete)
+            rates = [b[0] / b[1] if b[1] > 0 else 0.0 for b in bursts]
+            done, seconds, per_export, cpu_ms, failed, extra = bursts[rates.index(statistics.median_low(rates))]
+            rate = statistics.median(rates)
+            totals[n] = statistics.median(b[1] for b in bursts)
             cpu = ", ".join(f"{name} {ms:.1f}" for name, ms in cpu_ms.items())
             # what the machine's cores could do at this CPU cost with every core busy all the time:
             # a rate below it is waiting; a ceiling below the goal is CPU cost per export
@@ -141,9 +151,13 @@ async def run(world: World) -> list[Row]:
             processes = "".join(f"{k} × {v}, " for k, v in replicas.items()) + ("the rest one each" if replicas
                                                                                  else "one each")
             goal = f"≥ {GOAL:.0f}/s, all complete" if n == sizes[-1] else "all complete"
-            ok = done == n and (rate >= GOAL if n == sizes[-1] else True)
+            all_complete = all(b[0] == n for b in bursts)
+            ok = all_complete and (rate >= GOAL if n == sizes[-1] else True)
+            spread = (f"{runs} runs: median {rate:.1f}, range {min(rates):.1f}–{max(rates):.1f}/s, "
+                      f"{sum(b[0] for b in bursts)}/{n * runs} complete, {sum(b[4] for b in bursts)} failed; "
+                      if runs > 1 else f"{done}/{n} complete, {failed} failed; ")
             rows.append(Row(NUMBER, f"burst of {n:,} small exports (event contract)", f"{rate:.1f} exports/s",
-                            goal, ok, f"{done}/{n} complete, {failed} failed, in {seconds:.1f} s; publish → "
+                            goal, ok, spread + f"the median run: {done}/{n} in {seconds:.1f} s, publish → "
                             f"complete p50 {percentile(per_export, 50):.1f} s, p99 {percentile(per_export, 99):.1f} s;"
                             f" CPU-ms per export: {cpu} (processes: {processes}), {sum(cpu_ms.values()):.1f} in all, "
                             f"so {cores} cores busy all the time would reach {ceiling:.1f}/s; redeliveries (fairness naks) "
@@ -152,7 +166,8 @@ async def run(world: World) -> list[Row]:
             a, b = sizes
             growth = totals[b] / totals[a]
             rows.append(Row(NUMBER, f"  completion time {b:,} vs {a:,}", f"{growth:.2f}×", f"≤ {b / a:.0f}× (linear)",
-                            growth <= b / a, json.dumps({str(k): round(v, 1) for k, v in totals.items()})))
+                            growth <= b / a, "median seconds of each N: "
+                            + json.dumps({str(k): round(v, 1) for k, v in totals.items()})))
     finally:
         if stack is not None:
             stack.stop()

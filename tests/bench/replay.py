@@ -5,15 +5,18 @@ The events are the real models of 10,000 exports × 10 events (ExportRequested, 
 ExportCataloged, UploadStarted, 2 × PartUploaded, ArchiveAssembled, FinalizeStarted,
 ExportCompleted, NotificationSent), published first with ``js.publish`` and 300 in flight.
 
-A replay slower than the time limit is stopped there; its rate is then read from the rebuilt
-file's ``projector_position`` (how far it got), and the table says so.
+The replay runs ``RUNS`` times, each into a new file; the table gives the median rate and the
+range. A replay slower than the time limit is stopped there; its rate is then read from the
+rebuilt file's ``projector_position`` (how far it got), and the table says so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import statistics
 import time
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +28,7 @@ TITLE = "Event-log replay into the read model"
 EXPORTS = 10_000
 IN_FLIGHT = 300
 LIMIT_S = 60.0
+RUNS = 3
 
 
 def events_of(i: int) -> list[ev.Event]:
@@ -105,32 +109,42 @@ async def run(world: World) -> list[Row]:
     try:
         log(f"8: publishing {exports * 10:,} events")
         count, pub_s = await publish_all(env, exports)
-        target = world.dir("replay") / "read-model.db"
-        log(f"8: replaying {count:,} events (limit {LIMIT_S:.0f} s)")
-        started = time.perf_counter()
-        task = asyncio.create_task(replay(target, env.bus, timeout=30))
-        done, reached = False, 0
-        while True:
-            finished, _ = await asyncio.wait({task}, timeout=1.0)
-            if finished:
-                rows = task.result()
-                elapsed, reached, done = time.perf_counter() - started, count, True
-                break
-            if time.perf_counter() - started > LIMIT_S:
-                reached = position(target.parent, target.name)
-                elapsed = time.perf_counter() - started
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                break
+        runs = 1 if world.quick else RUNS
+        results = []
+        for i in range(runs):
+            log(f"8: replaying {count:,} events (limit {LIMIT_S:.0f} s), {i + 1}/{runs}")
+            results.append(await _replay(replay, env, world.dir("replay") / f"read-model-{i + 1}.db", count))
     finally:
         await env.close()
-    rate = reached / elapsed if elapsed > 0 else 0.0
-    note = (f"{count:,} events of {exports:,} exports; rebuilt {rows:,} rows in {elapsed:.1f} s" if done else
-            f"stopped at the {LIMIT_S:.0f} s limit after {reached:,} of {count:,} events (rate from its "
+    rates = [reached / elapsed if elapsed > 0 else 0.0 for reached, elapsed, _ in results]
+    rate = statistics.median(rates)
+    stopped = [r for r in results if r[2] is None]
+    rows = next((r[2] for r in results if r[2] is not None), 0)
+    spread = f"{runs} runs: median {rate:,.0f}, range {min(rates):,.0f}–{max(rates):,.0f} events/s; " if runs > 1 else ""
+    note = (f"{count:,} events of {exports:,} exports; rebuilt {rows:,} rows, in "
+            + ", ".join(f"{e:.1f}" for _, e, _ in results) + " s" if not stopped else
+            f"{len(stopped)} of {runs} stopped at the {LIMIT_S:.0f} s limit (their rate from how far they got: "
             "projector_position)")
     return [
         Row(NUMBER, "read-model replay (projector.replay)", f"{rate:,.0f} events/s", "≥ 20,000 events/s",
-            rate >= 20_000, note),
+            rate >= 20_000, spread + note),
         Row(NUMBER, "  publishing them (js.publish, 300 in flight)", f"{count / pub_s:,.0f} events/s", "", None,
             f"{count:,} events in {pub_s:.1f} s"),
     ]
+
+
+async def _replay(replay: Callable[..., Coroutine[object, object, int]], env: Env, target: Path,
+                  count: int) -> tuple[int, float, int | None]:
+    """(events replayed, seconds, rows rebuilt — None when stopped at the limit)."""
+    started = time.perf_counter()
+    task = asyncio.create_task(replay(target, env.bus, timeout=30))
+    while True:
+        finished, _ = await asyncio.wait({task}, timeout=1.0)
+        if finished:
+            return count, time.perf_counter() - started, task.result()
+        if time.perf_counter() - started > LIMIT_S:
+            reached = position(target.parent, target.name)
+            elapsed = time.perf_counter() - started
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return reached, elapsed, None

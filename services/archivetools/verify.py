@@ -66,6 +66,10 @@ METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA"}
 _KINDS = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S_IFIFO: "named pipe",
           stat.S_IFSOCK: "socket", stat.S_IFDIR: "directory"}
+# Extra fields that give a member another name than its header's: Info-ZIP's Unicode Path (0x7075),
+# which `unzip`, bsdtar and 7-Zip extract under instead, while zipfile (so every check here) reads the
+# header's name. An export never writes one.
+RENAMING_EXTRAS = (0x7075,)
 ENCRYPTED, PATCHED_DATA, STRONG_ENCRYPTION = 0x1, 0x20, 0x40  # general purpose flag bits 0, 5 and 6
 READ_AS = ENCRYPTED | 0x8 | PATCHED_DATA | STRONG_ENCRYPTION  # the flags that change how the data is read
 
@@ -159,7 +163,10 @@ def _overlaps(zf: zipfile.ZipFile, path: Path) -> list[str]:
                 continue
             nlen, xlen = LOCAL.unpack(head)[-2:]
             f.seek(nlen, os.SEEK_CUR)
-            if disagree := _local_disagrees(info, head, f.read(xlen)):
+            local_extra = f.read(xlen)
+            if _renames(local_extra) and not _renames(info.extra):  # the directory's own is named below
+                problems.append(_renamed(info.filename, "local header"))
+            if disagree := _local_disagrees(info, head, local_extra):
                 problems.append(f"{info.filename}: its local header and the central directory disagree on its "
                                 f"{disagree} (a streaming reader would extract other bytes than those checked)")
             end = info.header_offset + LOCAL.size + nlen + xlen + info.compress_size
@@ -200,6 +207,22 @@ def _local_disagrees(info: zipfile.ZipInfo, head: bytes, extra: bytes) -> str | 
     return None
 
 
+def _renames(extra: bytes) -> bool:
+    """The extra field holds one of :data:`RENAMING_EXTRAS`."""
+    at = 0
+    while at + 4 <= len(extra):
+        kind, size = struct.unpack_from("<HH", extra, at)
+        if kind in RENAMING_EXTRAS:
+            return True
+        at += 4 + size
+    return False
+
+
+def _renamed(name: str, where: str) -> str:
+    return (f"{name}: its {where} carries another name for it (a Unicode Path extra field, which unzip, bsdtar "
+            "and 7-Zip extract under instead of the name checked; an export never writes one)")
+
+
 def _unaccounted(size: int, where: str) -> str:
     return (f"the archive holds {size} bytes {where} that the central directory does not account for "
             "(a streaming reader would read them as members it does not list)")
@@ -218,6 +241,9 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
         if (other := first.setdefault(same_file_key(name), name)) != name:
             report.problems.append(f"{name}: the same file as {other} on a case-insensitive disk (one would "
                                    "overwrite the other)")
+    for info in zf.infolist():
+        if _renames(info.extra):
+            report.problems.append(_renamed(info.filename, "central directory entry"))
     digests: dict[str, str] = {}
     kept: dict[str, bytes] = {}  # the JSON documents and the posts and pages, each under its limit
     for info in zf.infolist():

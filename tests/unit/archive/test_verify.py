@@ -705,3 +705,45 @@ def test_a_real_export_of_a_zero_filled_file_verifies(tmp_path: Path) -> None:
     assert info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > 1000 * info.compress_size
     report = verify_archive(path)
     assert report.ok, report.text()
+
+
+def _unicode_path(src: Path, dst: Path, name: str, other: str, where: str) -> Path:
+    """``src`` with an Info-ZIP Unicode Path extra field (0x7075) naming ``name`` ``other``, in its
+    local header, its central directory entry or both (the other one's id changed to an unknown one)."""
+    raw = name.encode()
+    field = struct.pack("<HHBI", 0x7075, 5 + len(other.encode()), 1, zlib.crc32(raw)) + other.encode()
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            copy = zipfile.ZipInfo(info.filename, info.date_time)
+            copy.compress_type, copy.external_attr = info.compress_type, info.external_attr
+            if info.filename == name:
+                copy.extra = field
+            zout.writestr(copy, zin.read(info))
+    data = bytearray(dst.read_bytes())
+    with zipfile.ZipFile(dst) as zf:
+        info = zf.getinfo(name)
+    local = info.header_offset + 30 + len(raw)
+    central = data.index(raw + field, zf.start_dir) + len(raw)
+    unknown = struct.pack("<H", 0x7074)
+    if where == "central":
+        data[local:local + 2] = unknown
+    elif where == "local":
+        data[central:central + 2] = unknown
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+@pytest.mark.parametrize("where", ["both", "central", "local"])
+def test_a_member_an_unpacker_would_extract_under_another_name_is_a_problem(tmp_path: Path, where: str) -> None:
+    """Seen: posts/a.md given a Unicode Path extra field (0x7075) naming it README.md, its bytes and
+    checksums untouched: verify said "archive OK", while unzip, bsdtar and 7-Zip (which honour that
+    field over the header's name) extracted the post as README.md over the archive's README, and no
+    posts/a.md at all. An export never writes such a field: it is one problem naming the member."""
+    path = _unicode_path(write(tmp_path, sources()), tmp_path / "renamed.zip", "posts/a.md", "README.md", where)
+    with zipfile.ZipFile(path) as zf:  # zipfile reads the header's name: the checks below see posts/a.md
+        assert zf.read("posts/a.md") == POST
+    report = verify_archive(path)
+    said = "local header" if where == "local" else "central directory entry"
+    assert report.problems == [f"posts/a.md: its {said} carries another name for it (a Unicode Path extra "
+                               "field, which unzip, bsdtar and 7-Zip extract under instead of the name checked; "
+                               "an export never writes one)"], report.text()

@@ -71,6 +71,7 @@ _KINDS = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S
 # header's name. An export never writes one.
 RENAMING_EXTRAS = (0x7075,)
 ENCRYPTED, PATCHED_DATA, STRONG_ENCRYPTION = 0x1, 0x20, 0x40  # general purpose flag bits 0, 5 and 6
+UTF8_NAME = 0x800  # bit 11: the name is UTF-8 (an export sets it on every member)
 READ_AS = ENCRYPTED | 0x8 | PATCHED_DATA | STRONG_ENCRYPTION  # the flags that change how the data is read
 
 
@@ -244,6 +245,10 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     for info in zf.infolist():
         if _renames(info.extra):
             report.problems.append(_renamed(info.filename, "central directory entry"))
+        if not info.flag_bits & UTF8_NAME and not info.filename.isascii():
+            report.problems.append(f"{info.filename}: a name not marked UTF-8 (zipfile reads it as code page 437, "
+                                   "unzip, bsdtar and 7-Zip as UTF-8: it is another file on disk than the one "
+                                   "checked; an export marks every name)")
     digests: dict[str, str] = {}
     kept: dict[str, bytes] = {}  # the JSON documents and the posts and pages, each under its limit
     for info in zf.infolist():

@@ -747,3 +747,27 @@ def test_a_member_an_unpacker_would_extract_under_another_name_is_a_problem(tmp_
     assert report.problems == [f"posts/a.md: its {said} carries another name for it (a Unicode Path extra "
                                "field, which unzip, bsdtar and 7-Zip extract under instead of the name checked; "
                                "an export never writes one)"], report.text()
+
+
+def test_a_name_not_marked_utf8_is_a_problem(tmp_path: Path) -> None:
+    """Seen: posts/é.md and a member whose name is the same bytes (c3 a9) without the UTF-8 flag,
+    each listed in manifest.json with its checksum: zipfile reads the second as code page 437,
+    posts/├⌐.md, a name of its own, and verify said "archive OK"; unzip, bsdtar and 7-Zip read both
+    as posts/é.md and the second overwrote the first on disk. An export marks every name UTF-8."""
+    marked = write(tmp_path, {**sources(), "posts/é.md": POST})
+    assert verify_archive(marked).ok, verify_archive(marked).text()  # a name with é, marked, is sound
+    read_as = "posts/\u251c\u2310.md"  # c3 a9 in code page 437
+
+    def rename(manifest: Any) -> None:
+        for entry in manifest["members"]:
+            if entry["path"] == "posts/QQ.md":
+                entry["path"] = read_as
+
+    path = rewrite(marked, tmp_path / "unmarked.zip", extra={"posts/QQ.md": b"not the post checked\n"}, edit=rename)
+    path.write_bytes(path.read_bytes().replace(b"posts/QQ.md", "posts/é.md".encode()))  # ASCII: not marked
+    with zipfile.ZipFile(path) as zf:
+        assert read_as in zf.namelist() and not zf.getinfo(read_as).flag_bits & 0x800
+    report = verify_archive(path)
+    assert report.problems == [f"{read_as}: a name not marked UTF-8 (zipfile reads it as code page 437, unzip, "
+                               "bsdtar and 7-Zip as UTF-8: it is another file on disk than the one checked; "
+                               "an export marks every name)"], report.text()

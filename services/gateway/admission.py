@@ -135,12 +135,19 @@ def decide(now: datetime, slot: Slot | None, active_status: str | None, *, new_e
     return Admit(new)
 
 
+IDEMPOTENCY_TTL = timedelta(hours=24)  # how long an Idempotency-Key is honoured (README, "The API")
+
+
 def match_idempotency(slot: Slot | None, active_status: str | None, now: datetime, timeout_s: float,
                       idempotency: str | None) -> Replay | Mismatch | None:
-    """Whether this request repeats the active reservation's Idempotency-Key (same or other body)."""
+    """Whether this request repeats the active reservation's Idempotency-Key (same or other body),
+    within :data:`IDEMPOTENCY_TTL` of that reservation: the slot keeps its key until the tenant's next
+    export, so a key used again days later was answered with the old export (or a 422) for good."""
     if not idempotency or slot is None or not slot.idempotency or slot.active_export_id is None:
         return None
     if not reservation_live(slot, active_status, now, timeout_s):
+        return None
+    if slot.reserved_at is None or now - slot.reserved_at >= IDEMPOTENCY_TTL:
         return None
     key, _, _ = idempotency.partition(":")
     if slot.idempotency == idempotency:

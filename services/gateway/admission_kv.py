@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from nats.js.errors import APIError, KeyWrongLastSequenceError, NotFoundError
@@ -27,7 +27,7 @@ from shared.bus.connect import Bus, kv_names
 from shared.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
-IDEMPOTENCY_TTL = timedelta(hours=24)
+IDEMPOTENCY_TTL = adm.IDEMPOTENCY_TTL
 MAX_ROUNDS = 25
 
 Outcome = adm.Admit | adm.Conflict | adm.RateLimited | adm.Replay | adm.Mismatch

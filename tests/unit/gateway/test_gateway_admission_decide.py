@@ -131,3 +131,17 @@ def test_a_slot_written_with_zoned_times_reads_as_before() -> None:
     slot = Slot.from_json(raw)
     assert slot == Slot("exp_x", ago(seconds=10), ago(minutes=5), "exp_y", "k:b") and slot.unreadable == ()
     assert run(slot, None) == Conflict("exp_x")
+
+
+def test_an_idempotency_key_is_honoured_for_24_hours_not_until_the_next_export():
+    """Seen: the slot kept the reservation's key until the tenant's next export, so the same key
+    sent again two days later (a client that reuses keys per day, say) got the two-day-old export
+    back, and with another body a 422, never a new export — the README promises 24 h, which the
+    remembered ``idem.`` entry keeps and the slot did not."""
+    slot = Slot("exp_a", ago(hours=23, minutes=59), idempotency="k:b")
+    assert match_idempotency(slot, "complete", NOW, TIMEOUT, "k:b") == Replay("exp_a")
+    assert match_idempotency(slot, "complete", NOW, TIMEOUT, "k:c") == Mismatch("exp_a")
+    old = Slot("exp_a", ago(hours=48), idempotency="k:b")
+    assert match_idempotency(old, "complete", NOW, TIMEOUT, "k:b") is None
+    assert match_idempotency(old, "complete", NOW, TIMEOUT, "k:c") is None
+    assert isinstance(run(old, "complete", idem="k:b"), Admit)

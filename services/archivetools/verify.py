@@ -71,6 +71,7 @@ _KINDS = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S
 # header's name. An export never writes one.
 RENAMING_EXTRAS = (0x7075,)
 ENCRYPTED, PATCHED_DATA, STRONG_ENCRYPTION = 0x1, 0x20, 0x40  # general purpose flag bits 0, 5 and 6
+DOS_DIRECTORY = 0x10  # FILE_ATTRIBUTE_DIRECTORY in the low byte of a member's external attributes
 UTF8_NAME = 0x800  # bit 11: the name is UTF-8 (an export sets it on every member)
 READ_AS = ENCRYPTED | 0x8 | PATCHED_DATA | STRONG_ENCRYPTION  # the flags that change how the data is read
 
@@ -260,6 +261,10 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
         elif kind not in (0, stat.S_IFREG):  # bsdtar makes a device node (as root), a pipe or a directory
             report.problems.append(f"{name}: a {_KINDS.get(kind, 'special file')}, not a file (an export holds "
                                    "only files; an unpacker may make one on disk)")
+        elif info.external_attr & DOS_DIRECTORY:  # the low byte: MS-DOS/Windows attributes, which 7-Zip and
+            # bsdtar read as a directory when the member says DOS or NTFS made it (an export sets none)
+            report.problems.append(f"{name}: a directory, not a file (an export holds only files; an unpacker "
+                                   "may make one on disk)")
         limit = JSON_LIMIT if name in (MANIFEST_PATH, ERRORS_PATH, INDEX_PATH) else \
             TEXT_LIMIT if is_text_page(name) else None
         try:

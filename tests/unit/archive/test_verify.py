@@ -771,3 +771,23 @@ def test_a_name_not_marked_utf8_is_a_problem(tmp_path: Path) -> None:
     assert report.problems == [f"{read_as}: a name not marked UTF-8 (zipfile reads it as code page 437, unzip, "
                                "bsdtar and 7-Zip as UTF-8: it is another file on disk than the one checked; "
                                "an export marks every name)"], report.text()
+
+
+@pytest.mark.parametrize("create_system", [0, 11, 3])
+def test_a_member_with_the_dos_directory_attribute_is_a_problem(tmp_path: Path, create_system: int) -> None:
+    """Seen: "archive OK" for README.md whose external attributes held only the MS-DOS directory
+    attribute (0x10), made by "MS-DOS" (0) or "NTFS" (11): 7-Zip (both) and bsdtar (MS-DOS) made a
+    folder README.md instead of the file whose bytes were checked. The Unix mode check read only the
+    high 16 bits. An export writes a Unix mode and no DOS attribute."""
+    path = write(tmp_path, sources())
+    marked = tmp_path / "dos.zip"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(marked, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "README.md":
+                info.create_system = create_system
+                info.external_attr = ((stat.S_IFREG | 0o644) << 16 if create_system == 3 else 0) | 0x10
+            zout.writestr(info, data)
+    report = verify_archive(marked)
+    assert report.problems == ["README.md: a directory, not a file (an export holds only files; an unpacker may "
+                               "make one on disk)"], report.text()

@@ -71,6 +71,9 @@ _KINDS = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S
 # header's name. An export never writes one.
 RENAMING_EXTRAS = (0x7075,)
 ENCRYPTED, PATCHED_DATA, STRONG_ENCRYPTION = 0x1, 0x20, 0x40  # general purpose flag bits 0, 5 and 6
+# Mode bits an export never sets and an unpacker applies: setuid, setgid and sticky (bsdtar keeps them
+# when run as root: a setuid root file) and write for group or others (unzip keeps them)
+UNSAFE_MODE = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWGRP | stat.S_IWOTH
 DOS_DIRECTORY = 0x10  # FILE_ATTRIBUTE_DIRECTORY in the low byte of a member's external attributes
 UTF8_NAME = 0x800  # bit 11: the name is UTF-8 (an export sets it on every member)
 READ_AS = ENCRYPTED | 0x8 | PATCHED_DATA | STRONG_ENCRYPTION  # the flags that change how the data is read
@@ -209,6 +212,12 @@ def _local_disagrees(info: zipfile.ZipInfo, head: bytes, extra: bytes) -> str | 
     return None
 
 
+def _mode_bits(mode: int) -> str:
+    names = ((stat.S_ISUID, "setuid"), (stat.S_ISGID, "setgid"), (stat.S_ISVTX, "sticky"),
+             (stat.S_IWGRP | stat.S_IWOTH, "write for others"))
+    return ", ".join(word for bit, word in names if mode & bit)
+
+
 def _renames(extra: bytes) -> bool:
     """The extra field holds one of :data:`RENAMING_EXTRAS`."""
     at = 0
@@ -261,8 +270,11 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
         elif kind not in (0, stat.S_IFREG):  # bsdtar makes a device node (as root), a pipe or a directory
             report.problems.append(f"{name}: a {_KINDS.get(kind, 'special file')}, not a file (an export holds "
                                    "only files; an unpacker may make one on disk)")
-        elif info.external_attr & DOS_DIRECTORY:  # the low byte: MS-DOS/Windows attributes, which 7-Zip and
-            # bsdtar read as a directory when the member says DOS or NTFS made it (an export sets none)
+        elif mode := stat.S_IMODE(info.external_attr >> 16) & UNSAFE_MODE:  # bsdtar, as root, kept a setuid bit
+            report.problems.append(f"{name}: its Unix mode {oct(stat.S_IMODE(info.external_attr >> 16))} sets "
+                                   f"{_mode_bits(mode)} (unpackers apply it on disk; an export's files are 0o644)")
+        if info.external_attr & DOS_DIRECTORY and kind in (0, stat.S_IFREG):  # the low byte: DOS attributes,
+            # which 7-Zip and bsdtar read as a directory when DOS or NTFS made the member (an export sets none)
             report.problems.append(f"{name}: a directory, not a file (an export holds only files; an unpacker "
                                    "may make one on disk)")
         limit = JSON_LIMIT if name in (MANIFEST_PATH, ERRORS_PATH, INDEX_PATH) else \

@@ -791,3 +791,23 @@ def test_a_member_with_the_dos_directory_attribute_is_a_problem(tmp_path: Path, 
     report = verify_archive(marked)
     assert report.problems == ["README.md: a directory, not a file (an export holds only files; an unpacker may "
                                "make one on disk)"], report.text()
+
+
+@pytest.mark.parametrize(("mode", "said"), [(0o4755, "setuid"), (0o2755, "setgid"), (0o1644, "sticky"),
+                                            (0o666, "write for others"), (0o6777, "setuid, setgid, write for others")])
+def test_a_member_whose_unix_mode_an_unpacker_should_not_apply_is_a_problem(tmp_path: Path, mode: int,
+                                                                            said: str) -> None:
+    """Seen: "archive OK" for README.md with the Unix mode 06777: bsdtar, run as root, made it a
+    setuid and setgid root file writable by anyone, and unzip a file writable by anyone. An export's
+    files are 0644; what an unpacker applies beyond that is one problem naming the member."""
+    path = write(tmp_path, sources())
+    marked = tmp_path / "mode.zip"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(marked, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "README.md":
+                info.create_system, info.external_attr = 3, (stat.S_IFREG | mode) << 16
+            zout.writestr(info, data)
+    report = verify_archive(marked)
+    assert report.problems == [f"README.md: its Unix mode {oct(mode)} sets {said} (unpackers apply it on disk; an "
+                               "export's files are 0o644)"], report.text()

@@ -70,6 +70,9 @@ _KINDS = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S
 # which `unzip`, bsdtar and 7-Zip extract under instead, while zipfile (so every check here) reads the
 # header's name. An export never writes one.
 RENAMING_EXTRAS = (0x7075,)
+# Extra fields that give a member an owner (Info-ZIP's Unix UID/GID, 0x7875 and 0x7855; ASi Unix,
+# 0x756e, which also carries a mode and a link target): bsdtar run as root applies the owner on disk.
+OWNING_EXTRAS = (0x7875, 0x7855, 0x756e)
 ENCRYPTED, PATCHED_DATA, STRONG_ENCRYPTION = 0x1, 0x20, 0x40  # general purpose flag bits 0, 5 and 6
 # Mode bits an export never sets and an unpacker applies: setuid, setgid and sticky (bsdtar keeps them
 # when run as root: a setuid root file) and write for group or others (unzip keeps them)
@@ -171,6 +174,8 @@ def _overlaps(zf: zipfile.ZipFile, path: Path) -> list[str]:
             local_extra = f.read(xlen)
             if _renames(local_extra) and not _renames(info.extra):  # the directory's own is named below
                 problems.append(_renamed(info.filename, "local header"))
+            if _has(local_extra, OWNING_EXTRAS) and not _has(info.extra, OWNING_EXTRAS):
+                problems.append(_owned(info.filename, "local header"))
             if disagree := _local_disagrees(info, head, local_extra):
                 problems.append(f"{info.filename}: its local header and the central directory disagree on its "
                                 f"{disagree} (a streaming reader would extract other bytes than those checked)")
@@ -220,13 +225,22 @@ def _mode_bits(mode: int) -> str:
 
 def _renames(extra: bytes) -> bool:
     """The extra field holds one of :data:`RENAMING_EXTRAS`."""
+    return _has(extra, RENAMING_EXTRAS)
+
+
+def _has(extra: bytes, ids: tuple[int, ...]) -> bool:
     at = 0
     while at + 4 <= len(extra):
         kind, size = struct.unpack_from("<HH", extra, at)
-        if kind in RENAMING_EXTRAS:
+        if kind in ids:
             return True
         at += 4 + size
     return False
+
+
+def _owned(name: str, where: str) -> str:
+    return (f"{name}: its {where} gives it an owner (a Unix UID/GID extra field, which bsdtar run as root "
+            "applies on disk; an export never writes one)")
 
 
 def _renamed(name: str, where: str) -> str:
@@ -255,6 +269,8 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     for info in zf.infolist():
         if _renames(info.extra):
             report.problems.append(_renamed(info.filename, "central directory entry"))
+        if _has(info.extra, OWNING_EXTRAS):
+            report.problems.append(_owned(info.filename, "central directory entry"))
         if not info.flag_bits & UTF8_NAME and not info.filename.isascii():
             report.problems.append(f"{info.filename}: a name not marked UTF-8 (zipfile reads it as code page 437, "
                                    "unzip, bsdtar and 7-Zip as UTF-8: it is another file on disk than the one "

@@ -811,3 +811,33 @@ def test_a_member_whose_unix_mode_an_unpacker_should_not_apply_is_a_problem(tmp_
     report = verify_archive(marked)
     assert report.problems == [f"README.md: its Unix mode {oct(mode)} sets {said} (unpackers apply it on disk; an "
                                "export's files are 0o644)"], report.text()
+
+
+@pytest.mark.parametrize("where", ["both", "central", "local"])
+def test_a_member_given_an_owner_is_a_problem(tmp_path: Path, where: str) -> None:
+    """Seen: "archive OK" for README.md carrying an Info-ZIP Unix UID/GID extra field (0x7875) naming
+    uid 4242: bsdtar run as root made the file on disk owned by 4242, who could then rewrite it. An
+    export writes no owner: one problem naming the member."""
+    path = write(tmp_path, sources())
+    field = struct.pack("<HHBBIBI", 0x7875, 11, 1, 4, 4242, 4, 4343)
+    marked = tmp_path / "owned.zip"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(marked, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            copy = zipfile.ZipInfo(info.filename, info.date_time)
+            copy.compress_type, copy.external_attr = info.compress_type, info.external_attr
+            if info.filename == "README.md":
+                copy.extra = field
+            zout.writestr(copy, zin.read(info))
+    data = bytearray(marked.read_bytes())
+    with zipfile.ZipFile(marked) as zf:
+        info, start_dir = zf.getinfo("README.md"), zf.start_dir
+    local = info.header_offset + 30 + len(b"README.md")
+    central = data.index(b"README.md" + field, start_dir) + len(b"README.md")
+    if where != "both":  # the other one's id made one no reader knows
+        at = local if where == "central" else central
+        data[at:at + 2] = struct.pack("<H", 0x7874)
+    marked.write_bytes(bytes(data))
+    said = "local header" if where == "local" else "central directory entry"
+    assert verify_archive(marked).problems == [f"README.md: its {said} gives it an owner (a Unix UID/GID extra "
+                                               "field, which bsdtar run as root applies on disk; an export "
+                                               "never writes one)"]

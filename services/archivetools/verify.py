@@ -255,6 +255,13 @@ def _unaccounted(size: int, where: str) -> str:
 
 def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     names = zf.namelist()
+    if zf.comment:  # unzip prints it on every extraction, escapes and all: a channel to the person's terminal
+        report.problems.append(f"the archive carries a comment of {len(zf.comment)} bytes (unzip prints it, as it "
+                               "is, to the terminal that unpacks it; an export has none)")
+    for info in zf.infolist():
+        if info.comment:  # zipinfo and unzip -v print them likewise
+            report.problems.append(f"{info.filename}: carries a comment of {len(info.comment)} bytes (unzip -v "
+                                   "prints it, as it is; an export writes none)")
     for name, times in Counter(names).items():  # zipfile reads the last of them, a streaming reader the first
         if times > 1:
             report.problems.append(f"{name}: in the archive {times} times (readers disagree on which is meant)")

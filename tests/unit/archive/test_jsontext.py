@@ -59,3 +59,59 @@ def test_only_exact_json_types_anywhere_take_the_compiled_path() -> None:
         assert not jsontext._compiled_writes_the_same({"a": [{"b": ({"c": [None, odd]},)}]}), odd
         assert not jsontext._compiled_writes_the_same(odd), odd
     assert not jsontext._compiled_writes_the_same([{"a": 1}, {Text("k"): 1}])
+
+
+# ---- documents written in pieces (index.json and feed.json of a big tenant) ------------------------
+
+def in_pieces(doc: dict[str, Any], as_items: list[bool]) -> bytes:
+    """``doc`` through :func:`jsontext.pretty_pieces`, each list value chosen by ``as_items`` written
+    as :class:`jsontext.Items` (its entries appended one by one), the other values as they are."""
+    chosen = iter(as_items)
+    pieces: dict[str, Any] = {}
+    for key, value in doc.items():
+        if isinstance(value, list) and next(chosen, True):
+            items = jsontext.Items()
+            for entry in value:
+                items.append(entry)
+            value = items
+        pieces[key] = value
+    return b"".join(jsontext.pretty_pieces(pieces))
+
+
+ENTRIES = st.lists(VALUES, max_size=5)  # empty lists too; floats send an entry down the standard path
+DOCS = st.dictionaries(TEXT, ENTRIES | VALUES, max_size=5)
+
+
+@settings(max_examples=300)
+@given(DOCS, st.lists(st.booleans()))
+def test_a_document_written_in_pieces_is_pretty_byte_for_byte(doc: dict[str, Any], as_items: list[bool]) -> None:
+    assert in_pieces(doc, as_items) == jsontext.pretty(doc) == (standard(doc) + "\n").encode()
+
+
+@given(VALUES, st.integers(0, 4))
+def test_a_value_indented_to_its_depth_is_how_pretty_writes_it_there(value: Any, depth: int) -> None:
+    doc: Any = value
+    for _ in range(depth):
+        doc = [doc]
+    opened = "".join("[\n" + "  " * (d + 1) for d in range(depth))
+    closed = "".join("\n" + "  " * d + "]" for d in reversed(range(depth)))
+    assert opened + jsontext.indented(value, depth).decode() + closed == standard(doc)
+
+
+def test_the_catalogs_documents_written_in_pieces_are_the_whole_documents_bytes() -> None:
+    entry = {"id": "p1", "title": "Ünïcödé \u2028 \"quoted\"\n", "tags": [], "meta": {}, "n": 1.5, "links": [{"u": "x"}]}
+    doc = {"format": "grove-export-index", "version": 1, "posts": [entry, {**entry, "id": None}], "pages": [],
+           "media": [{"size": 3}]}
+    assert in_pieces(doc, []) == jsontext.pretty(doc)
+    assert in_pieces({}, []) == jsontext.pretty({}) == b"{}\n"
+
+
+def test_an_entry_that_cannot_be_written_leaves_the_items_as_they_were() -> None:
+    items = jsontext.Items()
+    items.append({"a": 1})
+    import pytest
+
+    with pytest.raises(ValueError):
+        items.append({"a": "x\udc80"})
+    assert len(items) == 1
+    assert b"".join(jsontext.pretty_pieces({"l": items})) == jsontext.pretty({"l": [{"a": 1}]})

@@ -1,12 +1,14 @@
 """Pure: the archive's machine-readable side — index.json (posts, pages, media, files with every
 column the catalog reads) and feed.json (the posts as a JSON Feed 1.1, jsonfeed.org).
 
-Both are written once by the catalog and never depend on the tenant or export id, so an archive
-restored into another tenant exports to the same index except for row ids and object keys.
+Both are written once by the catalog, in pieces (each entry as it comes), and never depend on the
+tenant or export id, so an archive restored into another tenant exports to the same index except
+for row ids and object keys.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -134,8 +136,10 @@ def text_entry(row_id: str, path: str, r: RenderedText) -> dict[str, Any]:
     return entry
 
 
-def index_json(sections: dict[str, list[dict[str, Any]]]) -> bytes:
-    return jsontext.pretty({**INDEX_FORMAT, **sections})
+def index_json(sections: dict[str, jsontext.Items]) -> Iterator[bytes]:
+    """index.json in pieces (:func:`jsontext.pretty_pieces`): each section's entries were written as
+    they came."""
+    return jsontext.pretty_pieces({**INDEX_FORMAT, **sections})
 
 
 def feed_item(row: dict[str, Any], path: str, r: RenderedText, own: OwnMedia) -> dict[str, Any]:
@@ -156,9 +160,10 @@ def feed_item(row: dict[str, Any], path: str, r: RenderedText, own: OwnMedia) ->
     return {k: v for k, v in item.items() if v is not None}
 
 
-def feed_json(title: str, items: list[dict[str, Any]]) -> bytes:
+def feed_json(title: str, items: jsontext.Items) -> Iterator[bytes]:
+    """feed.json in pieces, as :func:`index_json`."""
     doc = {"version": "https://jsonfeed.org/version/1.1", "title": title,
            "description": "Every post in this archive. content_text is the Markdown body; links to images "
                           "are relative to this file. _grove.path is the post's Markdown file.",
            "items": items}
-    return jsontext.pretty(doc)
+    return jsontext.pretty_pieces(doc)

@@ -1,4 +1,7 @@
-"""Pure: content rows → the snapshot's member list and its rendered text (README, posts, pages).
+"""Content rows → the snapshot's member list and its rendered text (README, posts, pages, index.json,
+feed.json). Pure but for where the text goes: into the plan's :class:`Spool` as it is rendered, in
+archive order, so the texts object is written by the time the plan is done and no member's bytes
+(nor index.json's or feed.json's entries) are held in memory meanwhile.
 
 Member paths, their order and the member types are the layout's (shared/archive/layout.py).
 """
@@ -7,7 +10,8 @@ from __future__ import annotations
 
 import json
 import mimetypes
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,9 +33,11 @@ from services.catalog.index import (
     whole,
     with_unreadable,
 )
+from services.catalog.spool import Spool
 from shared.archive import layout
 from shared.archive.frontmatter import render_markdown
-from shared.archive.layout import FEED_PATH, INDEX_PATH, ObjectMember, TextMember
+from shared.archive.jsontext import Items
+from shared.archive.layout import FEED_PATH, INDEX_PATH, README_PATH, ObjectMember, TextMember
 from shared.archive.names import NameAllocator
 from shared.archive.ownmedia import NOT_REWRITTEN, MediaRef, OwnMedia, export_bodies, relative_link, rewrites
 from shared.content.port import Row
@@ -42,10 +48,53 @@ EPOCH_FALLBACK = datetime(1980, 1, 1, tzinfo=UTC)
 
 @dataclass
 class Plan:
+    """What the snapshot will hold. ``texts`` are byte ranges of ``spool`` (the texts object, written
+    in the order of ``texts``): :meth:`close` it once stored."""
+
     texts: list[TextMember] = field(default_factory=list)
     objects: list[ObjectMember] = field(default_factory=list)
     errors: list[SnapshotError] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    spool: Spool = field(default_factory=Spool)
+
+    def add_text(self, path: str, kind: str, source_id: str, modified_at: datetime,
+                 data: bytes | Iterable[bytes]) -> None:
+        """A text member whose bytes are ``data`` (or its pieces, written one by one)."""
+        start = self.spool.size
+        for piece in (data,) if isinstance(data, bytes) else data:
+            self.spool.write(piece)
+        self.texts.append(TextMember(path, kind, source_id, modified_at, start, self.spool.size - start, self.spool))
+
+    def add_readme(self, data: bytes, created_at: datetime) -> None:
+        self.add_text(README_PATH, "readme", "readme", created_at, data)
+
+    def close(self) -> None:
+        self.spool.close()
+
+
+# Renders README.md into the plan (:meth:`Plan.add_readme`), called once the plan knows its counts
+# and errors and before any other text: README.md comes first in the texts object, as in the archive.
+Readme = Callable[[Plan], None]
+
+
+def _spools(plan: Plan) -> ExitStack:
+    """The spools of one plan's rendering: the lists' (:func:`_items`), closed when it ends, and the
+    plan's own, closed too when it ends in an error (the plan is not returned)."""
+    spools = ExitStack()
+
+    def on_error(kind: type[BaseException] | None, *_: object) -> bool:
+        if kind is not None:
+            plan.close()
+        return False
+
+    spools.push(on_error)
+    return spools
+
+
+def _items(spools: ExitStack) -> Items:
+    """A list of index.json or feed.json, its entries written as they come into a spool of its own
+    (closed with ``spools``)."""
+    return Items(spools.enter_context(closing(Spool())))
 
 
 def _tag(value: Any) -> str | None:
@@ -162,58 +211,71 @@ def _object(plan: Plan, heads: Heads | None, obj: ObjectMember) -> bool:
 
 def plan_blog(posts: list[Row], pages: list[Row], media: list[Row], include_images: bool,
               images_bucket: str, heads: Heads | None = None, title: str = "Posts",
-              moved: Callable[[], None] = lambda: None) -> Plan:
+              moved: Callable[[], None] = lambda: None, readme: Readme | None = None) -> Plan:
     """``moved`` is called after each post and page, and between a post's file and its feed item
     (rendering 100,000 takes a while; the worker stops a step that stops moving, and a mark raises
     once the step was stopped, so this thread stops too). No body's rendering runs long between two
-    marks: bodies over ``REWRITE_LIMIT`` are copied, not scanned."""
+    marks: bodies over ``REWRITE_LIMIT`` are copied, not scanned. Each post goes into the texts
+    object as it is rendered, its index.json entry and feed item into spools of their own."""
     plan, names = Plan(), NameAllocator()
-    refs, media_index = [], []
-    for row in media:  # names first, so posts can point at their images inside the archive
-        path = layout.media_path(names, _source_id(row), row.get("filename"))
-        obj = ObjectMember(path, "media", _source_id(row), _modified(row, "uploaded_at"), images_bucket, row["r2_key"],
-                           _ctype(row, path), row.get("size"), media_meta(row))
-        present = include_images and _object(plan, heads, obj)  # the metadata travels either way
-        refs.append(MediaRef(_source_id(row), row["r2_key"], row.get("url"), path if present else None))
-        media_index.append(index_entry(row, path if present else None, obj.meta))
-    own = OwnMedia(refs if include_images else [])  # without images, links keep their URLs
-    post_index, feed_items, page_index = [], [], []
-    for row in posts:
-        path = layout.post_path(names, _source_id(row), row["slug"])
-        r = post_markdown(row, path, own)
-        plan.texts.append(TextMember(path, "post", _source_id(row), _modified(row, "updated_at", "created_at"), r.text.encode()))
-        post_index.append(text_entry(row["id"], path, r))
-        moved()
-        feed_items.append(feed_item(row, path, r, own))
-        del r  # its text (a copy of the body) is not kept while the next post or feed.json is built
-        moved()
-    for row in pages:
-        path = layout.page_path(names, _source_id(row), row["slug"])
-        r = page_markdown(row, path, own)
-        plan.texts.append(TextMember(path, "page", _source_id(row), _modified(row, "updated_at", "created_at"), r.text.encode()))
-        page_index.append(text_entry(row["id"], path, r))
-        del r
-        moved()
-    newest = max((t.modified_at for t in plan.texts), default=EPOCH_FALLBACK)
-    plan.texts.append(TextMember(INDEX_PATH, "index", "index", newest, index_json(
-        {"posts": post_index, "pages": page_index, "media": media_index})))
-    plan.texts.append(TextMember(FEED_PATH, "index", "feed", newest, feed_json(title, feed_items)))
-    plan.counts = {"posts": len(posts), "pages": len(pages), "images": len(plan.objects)}
+    refs = []
+    with _spools(plan) as spools:
+        media_index, post_index, feed_items, page_index = (_items(spools) for _ in range(4))
+        for row in media:  # names first, so posts can point at their images inside the archive
+            path = layout.media_path(names, _source_id(row), row.get("filename"))
+            obj = ObjectMember(path, "media", _source_id(row), _modified(row, "uploaded_at"), images_bucket,
+                               row["r2_key"], _ctype(row, path), row.get("size"), media_meta(row))
+            present = include_images and _object(plan, heads, obj)  # the metadata travels either way
+            refs.append(MediaRef(_source_id(row), row["r2_key"], row.get("url"), path if present else None))
+            media_index.append(index_entry(row, path if present else None, obj.meta))
+        plan.counts = {"posts": len(posts), "pages": len(pages), "images": len(plan.objects)}
+        if readme is not None:
+            readme(plan)
+        own = OwnMedia(refs if include_images else [])  # without images, links keep their URLs
+        newest: datetime | None = None  # of the posts and pages
+        for row in posts:
+            path = layout.post_path(names, _source_id(row), row["slug"])
+            r = post_markdown(row, path, own)
+            modified = _modified(row, "updated_at", "created_at")
+            plan.add_text(path, "post", _source_id(row), modified, r.text.encode())
+            newest = modified if newest is None else max(newest, modified)
+            post_index.append(text_entry(row["id"], path, r))
+            moved()
+            feed_items.append(feed_item(row, path, r, own))
+            del r  # its text (a copy of the body) is not kept while the next post or feed.json is built
+            moved()
+        for row in pages:
+            path = layout.page_path(names, _source_id(row), row["slug"])
+            r = page_markdown(row, path, own)
+            modified = _modified(row, "updated_at", "created_at")
+            plan.add_text(path, "page", _source_id(row), modified, r.text.encode())
+            newest = modified if newest is None else max(newest, modified)
+            page_index.append(text_entry(row["id"], path, r))
+            del r
+            moved()
+        at = newest or EPOCH_FALLBACK
+        plan.add_text(INDEX_PATH, "index", "index", at, index_json(
+            {"posts": post_index, "pages": page_index, "media": media_index}))
+        plan.add_text(FEED_PATH, "index", "feed", at, feed_json(title, feed_items))
     return plan
 
 
-def plan_storage(files: list[Row], amber_bucket: str, heads: Heads | None = None) -> Plan:
+def plan_storage(files: list[Row], amber_bucket: str, heads: Heads | None = None,
+                 readme: Readme | None = None) -> Plan:
     plan, names = Plan(), NameAllocator()
-    file_index = []
-    for row in files:
-        path = layout.file_path(names, _source_id(row), row.get("filename"), row.get("category"))
-        obj = ObjectMember(path, "file", _source_id(row), _modified(row, "uploaded_at"), amber_bucket, row["r2_key"],
-                           _ctype(row, path), row.get("size"), file_meta(row))
-        present = _object(plan, heads, obj)
-        file_index.append(index_entry(row, path if present else None, obj.meta))
-    newest = max((o.modified_at for o in plan.objects), default=EPOCH_FALLBACK)
-    plan.texts.append(TextMember(INDEX_PATH, "index", "index", newest, index_json({"files": file_index})))
-    plan.counts = {"files": len(plan.objects)}
+    with _spools(plan) as spools:
+        file_index = _items(spools)
+        for row in files:
+            path = layout.file_path(names, _source_id(row), row.get("filename"), row.get("category"))
+            obj = ObjectMember(path, "file", _source_id(row), _modified(row, "uploaded_at"), amber_bucket,
+                               row["r2_key"], _ctype(row, path), row.get("size"), file_meta(row))
+            present = _object(plan, heads, obj)
+            file_index.append(index_entry(row, path if present else None, obj.meta))
+        plan.counts = {"files": len(plan.objects)}
+        if readme is not None:
+            readme(plan)
+        newest = max((o.modified_at for o in plan.objects), default=EPOCH_FALLBACK)
+        plan.add_text(INDEX_PATH, "index", "index", newest, index_json({"files": file_index}))
     return plan
 
 

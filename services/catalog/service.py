@@ -7,14 +7,15 @@ from collections.abc import Callable
 from datetime import UTC
 
 from services.catalog.readme import render_readme
-from services.catalog.render import Heads, Plan, plan_blog, plan_storage
+from services.catalog.render import Heads, Plan, Readme, plan_blog, plan_storage
+from services.catalog.spool import store_spool
 from shared import __version__
 from shared.archive import layout
 from shared.archive.names import sanitize_for_path
 from shared.content.port import ContentSource
 from shared.core import events as ev
 from shared.core.keys import archive_key, is_tenant_source, snapshot_key, texts_key
-from shared.core.snapshot import Snapshot, SnapshotError, SnapshotHeader, SnapshotMember, sha256_hex
+from shared.core.snapshot import Snapshot, SnapshotHeader, SnapshotMember, sha256_hex
 from shared.eventlog.jetstream import Loaded
 from shared.objectstore import (
     InvalidKey,
@@ -54,28 +55,43 @@ class Catalog:
                              msg_id=f"{req.export_id}:CatalogStarted")
         faults.point("catalog.started")
         await faults.slow("catalog.read")
-        plan = await self._plan(req, ctx.progress)
-        ctx.progress()
         created = req.occurred_at.astimezone(UTC)
-        key = archive_key(req.tenant_id, req.export_id, sanitize_for_path(req.username), layout.utc_text(created)[:10])
-        header = SnapshotHeader(
-            export_id=req.export_id, tenant_id=req.tenant_id, mode=req.mode, username=req.username,
-            include_images=req.include_images, created_at=created, archive_key=key,
-            item_counts=plan.counts, generator=f"grove-export {__version__}",
-        )
-        members, errors = await self._freeze(req, header, plan)
+        generator = f"grove-export {__version__}"
+
+        def readme(plan: Plan) -> None:  # in the rendering thread, before any other text
+            plan.add_readme(render_readme(
+                username=req.username, tenant_id=req.tenant_id, export_id=req.export_id, mode=req.mode,
+                created_at=created, counts=plan.counts, include_images=req.include_images,
+                generator=generator, missing=len(plan.errors),
+            ).encode(), created)
+
+        plan = await self._plan(req, ctx.progress, readme)
+        try:
+            ctx.progress()
+            key = archive_key(req.tenant_id, req.export_id, sanitize_for_path(req.username),
+                              layout.utc_text(created)[:10])
+            header = SnapshotHeader(
+                export_id=req.export_id, tenant_id=req.tenant_id, mode=req.mode, username=req.username,
+                include_images=req.include_images, created_at=created, archive_key=key,
+                item_counts=plan.counts, generator=generator,
+            )
+            members = await self._freeze(req, plan, ctx.progress)
+        finally:
+            plan.close()
+        errors = plan.errors
         snapshot = Snapshot(header=header, members=tuple(members), errors=tuple(errors))
+        del members
         data = snapshot.dumps()
         skey = snapshot_key(req.tenant_id, req.export_id)
         await self.store.put(self.settings.buckets.exports, skey, data, "application/x-ndjson")
         faults.point("catalog.snapshot_stored")
         await ctx.append(ev.ExportCataloged(
             export_id=req.export_id, tenant_id=req.tenant_id, snapshot_key=skey, snapshot_sha256=sha256_hex(data),
-            archive_key=key, member_count=len(members), total_bytes=snapshot.total_bytes,
+            archive_key=key, member_count=len(snapshot.members), total_bytes=snapshot.total_bytes,
             item_counts=plan.counts, error_count=len(errors),
         ), msg_id=f"{req.export_id}:ExportCataloged")
 
-    async def _plan(self, req: ev.ExportRequested, moved: Callable[[], None]) -> Plan:
+    async def _plan(self, req: ev.ExportRequested, moved: Callable[[], None], readme: Readme) -> Plan:
         """``moved``: called as the work advances (the worker stops a step that stalls)."""
         b = self.settings.buckets
         if req.mode == "storage":
@@ -83,7 +99,7 @@ class Catalog:
                 files = [r async for r in read.amber_files()]
             moved()
             heads = await self._tenant_heads(req.tenant_id, [(b.amber, r["r2_key"]) for r in files], moved)
-            return await asyncio.to_thread(plan_storage, files, b.amber, heads)
+            return await asyncio.to_thread(plan_storage, files, b.amber, heads, readme)
         # One snapshot: read in transactions of their own, an edit committed between the posts and
         # the media gave an archive that never existed (a post naming an image whose row was gone).
         async with self.content.read(req.tenant_id) as read:
@@ -97,22 +113,15 @@ class Catalog:
         # Rendering is CPU work (YAML front matter: minutes for 100,000 posts): off the event loop,
         # so in-progress acks and the heartbeat keep flowing meanwhile.
         return await asyncio.to_thread(plan_blog, posts, pages, media, req.include_images, b.images, heads,
-                                       f"Posts by {req.username}", moved)
+                                       f"Posts by {req.username}", moved, readme)
 
-    async def _freeze(self, req: ev.ExportRequested, header: SnapshotHeader,
-                      plan: Plan) -> tuple[list[SnapshotMember], list[SnapshotError]]:
-        readme = render_readme(
-            username=req.username, tenant_id=req.tenant_id, export_id=req.export_id, mode=req.mode,
-            created_at=header.created_at, counts=plan.counts, include_images=req.include_images,
-            generator=header.generator, missing=len(plan.errors),
-        ).encode()
-        texts = layout.in_archive_order([layout.readme_member(readme, header.created_at), *plan.texts])
-        blob = layout.texts_blob(texts)
-        tkey = texts_key(req.tenant_id, req.export_id)
-        etag = await self.store.put(self.settings.buckets.exports, tkey, blob, "application/octet-stream")
-        members = layout.snapshot_members(texts, plan.objects, layout.TextsObject(self.settings.buckets.exports,
-                                                                                  tkey, etag))
-        return members, list(plan.errors)
+    async def _freeze(self, req: ev.ExportRequested, plan: Plan, moved: Callable[[], None]) -> list[SnapshotMember]:
+        """Store the texts object (the plan's spool) and list the snapshot's members."""
+        bucket, tkey = self.settings.buckets.exports, texts_key(req.tenant_id, req.export_id)
+        etag = await store_spool(self.store, bucket, tkey, plan.spool, "application/octet-stream",
+                                 self.settings.min_part_size, moved)
+        return layout.snapshot_members(layout.in_archive_order(plan.texts), plan.objects,
+                                       layout.TextsObject(bucket, tkey, etag))
 
     async def _tenant_heads(self, tenant_id: str, objects: list[tuple[str, str]], moved: Callable[[], None]) -> Heads:
         """:meth:`_head_all` of the tenant's own objects; a key outside the tenant's prefix is that

@@ -121,19 +121,33 @@ def is_media(path: str) -> bool:
 
 # ---- members and their order ---------------------------------------------------------------------
 
-@dataclass
+class TextsReader(Protocol):
+    """The texts object as it is being written (the catalog's spool): bytes read back by range."""
+
+    def read(self, start: int, size: int) -> bytes: ...
+
+
+@dataclass(slots=True)
 class TextMember:
-    """A member rendered by the catalog; its bytes go into the export's texts object."""
+    """A member rendered by the catalog: its bytes are ``[start, start + size)`` of the export's
+    texts object, written into ``texts`` as it was rendered (no member's bytes are held here)."""
 
     path: str
     kind: str
     source_id: str
     modified_at: datetime
-    data: bytes
+    start: int
+    size: int
+    texts: TextsReader = field(repr=False, compare=False)
 
     @property
     def content_type(self) -> str:
         return text_content_type(self.path)
+
+    @property
+    def data(self) -> bytes:
+        """Its bytes, read back from ``texts`` (checks and tests; the catalog never reads them)."""
+        return self.texts.read(self.start, self.size)
 
 
 @dataclass
@@ -150,10 +164,6 @@ class ObjectMember:
     declared_size: int | None
     meta: dict[str, Any] = field(default_factory=dict)
     head: tuple[int, str] | None = None  # (size, ETag) from the catalog's HEAD
-
-
-def readme_member(data: bytes, created_at: datetime) -> TextMember:
-    return TextMember(README_PATH, "readme", "readme", created_at, data)
 
 
 # The archive's order, by section; within a section, the catalog's order (the content source's).
@@ -174,34 +184,25 @@ def in_archive_order(members: Iterable[M]) -> list[M]:
 
 @dataclass(frozen=True)
 class TextsObject:
-    """Where the catalog stored the text members' bytes (:func:`texts_blob`)."""
+    """Where the catalog stored the text members' bytes (each member's ``start`` and ``size``)."""
 
     bucket: str
     key: str
     etag: str
 
 
-def texts_blob(texts: Sequence[TextMember]) -> bytes:
-    """The texts object: the text members' bytes, in the order given."""
-    return b"".join(t.data for t in texts)
-
-
 def snapshot_members(texts: Sequence[TextMember], objects: Sequence[ObjectMember],
                      stored: TextsObject) -> list[SnapshotMember]:
     """The snapshot's members in archive order (:data:`ORDER`): a text member is read from its byte
-    range of the texts object (``texts`` in the order :func:`texts_blob` joined them), an object
-    member from its source. Indexes are positions; no two members share a path, whatever the case."""
-    start_of, offset = {}, 0
-    for t in texts:
-        start_of[id(t)] = offset
-        offset += len(t.data)
+    range of the texts object (wherever it lies there), an object member from its source. Indexes are
+    positions; no two members share a path, whatever the case."""
     every: list[TextMember | ObjectMember] = [*texts, *objects]
     members: list[SnapshotMember] = []
     for m in in_archive_order(every):
         if isinstance(m, TextMember):
             members.append(SnapshotMember(
                 index=len(members), path=m.path, kind=m.kind, bucket=stored.bucket, key=stored.key,  # type: ignore[arg-type]
-                start=start_of[id(m)], size=len(m.data), etag=stored.etag, content_type=m.content_type,
+                start=m.start, size=m.size, etag=stored.etag, content_type=m.content_type,
                 source_id=m.source_id, modified_at=m.modified_at, level=TEXT_LEVEL,
             ))
             continue

@@ -14,6 +14,7 @@ from services.assembler.encoder import ArchiveStream
 from services.assembler.plan import MemberRecord, resume_point
 from services.catalog.readme import render_readme
 from services.catalog.render import plan_blog
+from services.catalog.spool import Spool
 from shared.archive import layout
 from shared.archive.layout import LayoutError, ObjectMember, TextMember
 from shared.archive.names import NameAllocator
@@ -26,8 +27,10 @@ T = datetime(2026, 2, 22, 10, 30, tzinfo=UTC)
 STORED = layout.TextsObject("exports", "exports/t1/e1/work/texts.bin", "etag-texts")
 
 
-def text(path: str, kind: str, data: bytes = b"x") -> TextMember:
-    return TextMember(path, kind, path, T, data)
+def text(path: str, kind: str, data: bytes = b"x", texts: Spool | None = None) -> TextMember:
+    """A text member whose bytes are written into ``texts`` (a spool of its own when None)."""
+    texts = texts if texts is not None else Spool()
+    return TextMember(path, kind, path, T, texts.write(data), len(data), texts)
 
 
 def obj(path: str, kind: str = "media", ctype: str = "image/jpeg") -> ObjectMember:
@@ -53,23 +56,26 @@ def test_members_are_ordered_readme_posts_pages_index_feed_then_files_keeping_th
 
 
 def test_snapshot_members_are_the_texts_by_byte_range_then_the_objects_indexed_by_position() -> None:
-    texts = layout.in_archive_order([text("index.json", "index", b"{}\n"), text("README.md", "readme", b"# hi\n"),
-                                     text("posts/a.md", "post", b"post")])
-    blob = layout.texts_blob(texts)
+    spool = Spool()
+    texts = layout.in_archive_order([text("index.json", "index", b"{}\n", spool),
+                                     text("README.md", "readme", b"# hi\n", spool),
+                                     text("posts/a.md", "post", b"post", spool)])
+    blob = spool.getvalue()
     members = layout.snapshot_members(texts, [obj("media/b.svg", ctype="image/svg+xml"), obj("media/a.jpg")], STORED)
     assert [(m.index, m.path) for m in members] == [
         (0, "README.md"), (1, "posts/a.md"), (2, "index.json"), (3, "media/b.svg"), (4, "media/a.jpg")]
     for m in members[:3]:
         assert (m.bucket, m.key, m.etag, m.level) == (STORED.bucket, STORED.key, STORED.etag, layout.TEXT_LEVEL)
-        assert blob[m.start:m.start + m.size] == next(t.data for t in texts if t.path == m.path)
+        assert blob[m.start:m.start + m.size] == next(t.data for t in texts if t.path == m.path) != b""
     assert members[1].content_type == "text/markdown; charset=utf-8" and members[2].content_type == "application/json"
     assert (members[3].key, members[3].etag, members[3].level) == ("src/media/b.svg", "etag-media/b.svg", 6)
     assert members[4].level == 0  # JPEG is stored, not deflated
 
 
 def test_texts_stored_in_any_order_take_their_archive_place_and_keep_their_own_bytes() -> None:
-    texts = [text("posts/a.md", "post", b"post"), text("README.md", "readme", b"# readme\n")]
-    blob = layout.texts_blob(texts)
+    spool = Spool()
+    texts = [text("posts/a.md", "post", b"post", spool), text("README.md", "readme", b"# readme\n", spool)]
+    blob = spool.getvalue()
     members = layout.snapshot_members(texts, [obj("media/a.jpg")], STORED)
     assert [m.path for m in members] == ["README.md", "posts/a.md", "media/a.jpg"]
     assert [blob[m.start:m.start + m.size] for m in members[:2]] == [b"# readme\n", b"post"]
@@ -78,9 +84,10 @@ def test_texts_stored_in_any_order_take_their_archive_place_and_keep_their_own_b
 def test_the_catalog_plans_index_and_feed_after_the_pages_and_the_generated_members_come_last() -> None:
     post = {"id": "p1", "slug": "hi", "title": "T", "markdown_content": "b", "created_at": 1, "updated_at": 1}
     page = {"id": "g1", "slug": "about", "title": "A", "markdown_content": "b", "created_at": 1, "updated_at": 1}
-    plan = plan_blog([post], [page], [], True, "img")
-    texts = layout.in_archive_order([layout.readme_member(b"r", T), *plan.texts])
-    assert [t.path for t in texts] == ["README.md", "posts/hi.md", "pages/about.md", "index.json", "feed.json"]
+    plan = plan_blog([post], [page], [], True, "img", readme=lambda plan: plan.add_readme(b"r", T))
+    assert [t.path for t in plan.texts] == ["README.md", "posts/hi.md", "pages/about.md", "index.json", "feed.json"]
+    assert [t.path for t in layout.in_archive_order(plan.texts)] == [t.path for t in plan.texts]
+    assert [t.start for t in plan.texts] == [0, *(sum(t.size for t in plan.texts[:i]) for i in range(1, 5))]
     assert layout.GENERATED_PATHS == ("manifest.json", "errors.json")
 
 

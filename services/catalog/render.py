@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from services.catalog import spool
 from services.catalog.index import (
     RenderedText,
     feed_item,
@@ -94,7 +95,7 @@ def _spools(plan: Plan) -> ExitStack:
 def _items(spools: ExitStack) -> Items:
     """A list of index.json or feed.json, its entries written as they come into a spool of its own
     (closed with ``spools``)."""
-    return Items(spools.enter_context(closing(Spool())))
+    return Items(spools.enter_context(closing(Spool(spool.LIST_IN_MEMORY))))
 
 
 def _tag(value: Any) -> str | None:

@@ -26,14 +26,15 @@ from shared.objectstore import CompletedPart, ObjectStore
 
 MiB = 1024 * 1024
 IN_MEMORY = 8 * MiB  # the texts object up to this size is one PUT from memory, as before
+LIST_IN_MEMORY = 1 * MiB  # each list of index.json and feed.json (read once, into the texts)
 CHUNK = 1 * MiB
 
 
 class Spool:
     """Bytes appended in order; read back by range. Written by one thread at a time."""
 
-    def __init__(self, in_memory: int = IN_MEMORY) -> None:
-        self.in_memory = in_memory
+    def __init__(self, in_memory: int | None = None) -> None:
+        self.in_memory = IN_MEMORY if in_memory is None else in_memory
         self.size = 0
         self._memory: io.BytesIO | None = io.BytesIO()
         self._file: BinaryIO | None = None

@@ -15,7 +15,7 @@ from shared.archive.names import sanitize_for_path
 from shared.content.port import ContentSource
 from shared.core import events as ev
 from shared.core.keys import archive_key, is_tenant_source, snapshot_key, texts_key
-from shared.core.snapshot import Snapshot, SnapshotHeader, SnapshotMember, sha256_hex
+from shared.core.snapshot import Dumped, SnapshotHeader, dump, sha256_hex
 from shared.eventlog.jetstream import Loaded
 from shared.objectstore import (
     InvalidKey,
@@ -32,6 +32,7 @@ from shared.runtime.worker import StepContext
 
 HEAD_CONCURRENCY = 16
 LIST_AT_LEAST = 32  # wanted keys in one folder from which listing it beats HEADing each
+DUMP_ON_LOOP = 1000  # members a snapshot may have to be written on the event loop (~10 ms), not in a thread
 
 
 def should_run(loaded: Loaded) -> bool:
@@ -75,20 +76,16 @@ class Catalog:
                 include_images=req.include_images, created_at=created, archive_key=key,
                 item_counts=plan.counts, generator=generator,
             )
-            members = await self._freeze(req, plan, ctx.progress)
+            dumped = await self._freeze(req, header, plan, ctx.progress)
         finally:
             plan.close()
-        errors = plan.errors
-        snapshot = Snapshot(header=header, members=tuple(members), errors=tuple(errors))
-        del members
-        data = snapshot.dumps()
         skey = snapshot_key(req.tenant_id, req.export_id)
-        await self.store.put(self.settings.buckets.exports, skey, data, "application/x-ndjson")
+        await self.store.put(self.settings.buckets.exports, skey, dumped.data, "application/x-ndjson")
         faults.point("catalog.snapshot_stored")
         await ctx.append(ev.ExportCataloged(
-            export_id=req.export_id, tenant_id=req.tenant_id, snapshot_key=skey, snapshot_sha256=sha256_hex(data),
-            archive_key=key, member_count=len(snapshot.members), total_bytes=snapshot.total_bytes,
-            item_counts=plan.counts, error_count=len(errors),
+            export_id=req.export_id, tenant_id=req.tenant_id, snapshot_key=skey,
+            snapshot_sha256=sha256_hex(dumped.data), archive_key=key, member_count=dumped.member_count,
+            total_bytes=dumped.total_bytes, item_counts=plan.counts, error_count=len(plan.errors),
         ), msg_id=f"{req.export_id}:ExportCataloged")
 
     async def _plan(self, req: ev.ExportRequested, moved: Callable[[], None], readme: Readme) -> Plan:
@@ -115,13 +112,17 @@ class Catalog:
         return await asyncio.to_thread(plan_blog, posts, pages, media, req.include_images, b.images, heads,
                                        f"Posts by {req.username}", moved, readme)
 
-    async def _freeze(self, req: ev.ExportRequested, plan: Plan, moved: Callable[[], None]) -> list[SnapshotMember]:
-        """Store the texts object (the plan's spool) and list the snapshot's members."""
+    async def _freeze(self, req: ev.ExportRequested, header: SnapshotHeader, plan: Plan,
+                      moved: Callable[[], None]) -> Dumped:
+        """Store the texts object (the plan's spool), then write the snapshot member by member (in a
+        thread: 100,000 members take seconds)."""
         bucket, tkey = self.settings.buckets.exports, texts_key(req.tenant_id, req.export_id)
         etag = await store_spool(self.store, bucket, tkey, plan.spool, "application/octet-stream",
                                  self.settings.min_part_size, moved)
-        return layout.snapshot_members(layout.in_archive_order(plan.texts), plan.objects,
-                                       layout.TextsObject(bucket, tkey, etag))
+        members = layout.iter_snapshot_members(plan.texts, plan.objects, layout.TextsObject(bucket, tkey, etag))
+        if len(plan.texts) + len(plan.objects) <= DUMP_ON_LOOP:
+            return dump(header, members, plan.errors)
+        return await asyncio.to_thread(dump, header, members, plan.errors)
 
     async def _tenant_heads(self, tenant_id: str, objects: list[tuple[str, str]], moved: Callable[[], None]) -> Heads:
         """:meth:`_head_all` of the tenant's own objects; a key outside the tenant's prefix is that

@@ -26,7 +26,7 @@ Pure: no I/O. Errors::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -196,27 +196,34 @@ def snapshot_members(texts: Sequence[TextMember], objects: Sequence[ObjectMember
     """The snapshot's members in archive order (:data:`ORDER`): a text member is read from its byte
     range of the texts object (wherever it lies there), an object member from its source. Indexes are
     positions; no two members share a path, whatever the case."""
-    every: list[TextMember | ObjectMember] = [*texts, *objects]
-    members: list[SnapshotMember] = []
-    for m in in_archive_order(every):
+    return list(iter_snapshot_members(texts, objects, stored))
+
+
+def iter_snapshot_members(texts: Sequence[TextMember], objects: Sequence[ObjectMember],
+                          stored: TextsObject) -> Iterator[SnapshotMember]:
+    """:func:`snapshot_members` one at a time (a big export's are written to the snapshot as they come,
+    never all held as models); the paths are checked before the first is given."""
+    every: list[TextMember | ObjectMember] = in_archive_order([*texts, *objects])
+    for o in every:
+        if isinstance(o, ObjectMember) and o.head is None:
+            raise LayoutError(f"{o.path}: an object member without the HEAD that found it")
+    check_unique(m.path for m in every)
+    for index, m in enumerate(every):
         if isinstance(m, TextMember):
-            members.append(SnapshotMember(
-                index=len(members), path=m.path, kind=m.kind, bucket=stored.bucket, key=stored.key,  # type: ignore[arg-type]
+            yield SnapshotMember(
+                index=index, path=m.path, kind=m.kind, bucket=stored.bucket, key=stored.key,  # type: ignore[arg-type]
                 start=m.start, size=m.size, etag=stored.etag, content_type=m.content_type,
                 source_id=m.source_id, modified_at=m.modified_at, level=TEXT_LEVEL,
-            ))
+            )
             continue
         obj = m
-        if obj.head is None:
-            raise LayoutError(f"{obj.path}: an object member without the HEAD that found it")
+        assert obj.head is not None
         size, etag = obj.head
-        members.append(SnapshotMember(
-            index=len(members), path=obj.path, kind=obj.kind, bucket=obj.bucket, key=obj.key,  # type: ignore[arg-type]
+        yield SnapshotMember(
+            index=index, path=obj.path, kind=obj.kind, bucket=obj.bucket, key=obj.key,  # type: ignore[arg-type]
             size=size, etag=etag, content_type=obj.content_type, source_id=obj.source_id,
             modified_at=obj.modified_at, level=level_for(obj.content_type, obj.path), meta=obj.meta,
-        ))
-    check_unique(m.path for m in members)
-    return members
+        )
 
 
 def check_unique(paths: Iterable[str]) -> None:

@@ -10,8 +10,11 @@ object lives (its key) and the members' paths and order are the layout's (shared
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -79,10 +82,7 @@ class Snapshot(BaseModel):
         """One JSON object a line, each model written by pydantic's own serializer (a burst's catalog
         spent 6 % of its time dumping to dicts and then through ``json``). The member lines start
         with the prefix the assembler's spill parses fast (services/assembler/spill.py)."""
-        lines = [b'{"header": ' + self.header.model_dump_json().encode() + b"}"]
-        lines += [b'{"member": ' + m.model_dump_json().encode() + b"}" for m in self.members]
-        lines += [b'{"error": ' + e.model_dump_json().encode() + b"}" for e in self.errors]
-        return b"\n".join(lines) + b"\n"
+        return b"".join(dump_lines(self.header, self.members, self.errors))
 
     @classmethod
     def loads(cls, data: bytes) -> Snapshot:
@@ -100,6 +100,41 @@ class Snapshot(BaseModel):
         if header is None:
             raise ValueError("snapshot has no header line")
         return cls(header=header, members=tuple(members), errors=tuple(errors))
+
+
+def dump_lines(header: SnapshotHeader, members: Iterable[SnapshotMember],
+               errors: Iterable[SnapshotError]) -> Iterator[bytes]:
+    """The lines of :meth:`Snapshot.dumps` (each with its line feed), one model at a time."""
+    yield b'{"header": ' + header.model_dump_json().encode() + b"}\n"
+    for m in members:
+        yield b'{"member": ' + m.model_dump_json().encode() + b"}\n"
+    for e in errors:
+        yield b'{"error": ' + e.model_dump_json().encode() + b"}\n"
+
+
+@dataclass(frozen=True)
+class Dumped:
+    """A snapshot's bytes and what ExportCataloged says of it."""
+
+    data: bytes
+    member_count: int
+    total_bytes: int
+
+
+def dump(header: SnapshotHeader, members: Iterable[SnapshotMember], errors: Iterable[SnapshotError]) -> Dumped:
+    """``Snapshot(header, members, errors).dumps()``, written member by member as ``members`` yields
+    them: 100,000 members held as models took 124 MiB, their text in the snapshot 32 MiB."""
+    out, count, total = io.BytesIO(), 0, 0
+
+    def counted() -> Iterator[SnapshotMember]:
+        nonlocal count, total
+        for m in members:
+            count, total = count + 1, total + m.size
+            yield m
+
+    for line in dump_lines(header, counted(), errors):
+        out.write(line)
+    return Dumped(out.getvalue(), count, total)
 
 
 def sha256_hex(data: bytes) -> str:

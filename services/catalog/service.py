@@ -88,7 +88,7 @@ class Catalog:
             total_bytes=dumped.total_bytes, item_counts=plan.counts, error_count=len(plan.errors),
         ), msg_id=f"{req.export_id}:ExportCataloged")
 
-    async def _plan(self, req: ev.ExportRequested, moved: Callable[[], None], readme: Readme) -> Plan:
+    async def _plan(self, req: ev.ExportRequested, moved: Callable[[], None], readme: Readme | None = None) -> Plan:
         """``moved``: called as the work advances (the worker stops a step that stalls)."""
         b = self.settings.buckets
         if req.mode == "storage":

@@ -233,6 +233,20 @@ async def test_an_upload_with_a_part_size_lists_and_completes_the_same_way(store
     assert await store.list_uploads(bucket, "out/sized") == []
 
 
+async def test_a_completed_multipart_object_is_read_by_range_with_its_etag(store: ObjectStore, bucket: str) -> None:
+    """The catalog's big texts object is such an object; the assembler reads its members by range
+    with the completion's ETag as If-Match."""
+    p1, p2 = os.urandom(PART), os.urandom(1000)
+    uid = await store.create_multipart(bucket, "work/texts.bin", "application/octet-stream", PART)
+    parts = [CompletedPart(n, await store.upload_part(bucket, "work/texts.bin", uid, n, p)) for n, p in ((1, p1), (2, p2))]
+    etag = await store.complete_multipart(bucket, "work/texts.bin", uid, parts)
+    start, end = PART - 10, PART + 500  # across the parts' boundary
+    assert b"".join(await collect(store.get(bucket, "work/texts.bin", start=start, end=end, if_match=etag))) == \
+        (p1 + p2)[start:end]
+    with pytest.raises(PreconditionFailed):
+        await collect(store.get(bucket, "work/texts.bin", start=start, end=end, if_match=multipart_etag(store, p2, p1)))
+
+
 async def test_reuploading_a_part_number_replaces_the_part(store: ObjectStore, bucket: str) -> None:
     old, new, last = b"a" * PART, b"b" * (PART + 7), b"end"
     uid = await store.create_multipart(bucket, "k", None)

@@ -42,6 +42,19 @@ def test_orphan_uploads_belong_to_finished_or_unknown_exports_and_are_old_enough
     assert is_orphan_upload(cancelled, "u1", old, 86400, NOW)
 
 
+def test_a_texts_upload_a_killed_catalog_left_is_an_orphan_once_the_export_ends_never_while_it_catalogs() -> None:
+    # The catalog uploads a big texts object in parts and aborts the upload when it fails; a killed
+    # one leaves it open, under the export's work/ prefix, with no event naming it.
+    old = NOW - timedelta(days=2)
+    cataloging = fold([requested(), ev.CatalogStarted(**E)])
+    assert not is_orphan_upload(cataloging, "texts", old, 86400, NOW)  # a rerun may be uploading it
+    assert not is_orphan_upload(fold([requested(), CATALOGED, UPLOAD]), "texts", old, 86400, NOW)
+    assert is_orphan_upload(fold([requested(), CATALOGED, UPLOAD, ASSEMBLED]), "texts", old, 86400, NOW)
+    assert is_orphan_upload(fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, COMPLETED]), "texts", old, 86400, NOW)
+    assert is_orphan_upload(fold([requested(), ev.ExportFailed(**E, step="catalog", reason="x")]), "texts", old,
+                            86400, NOW)
+
+
 def test_a_cancel_nobody_finishes_is_completed_after_a_ttl_without_heartbeat() -> None:
     from services.janitor.decide import is_abandoned_cancel
 

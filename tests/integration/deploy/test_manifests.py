@@ -185,7 +185,8 @@ def test_every_grove_container_in_compose_is_locked_down_as_in_kubernetes() -> N
         if "build" not in svc:  # not the grove-export image
             continue
         assert svc.get("read_only") is True, f"{name}: a writable root filesystem"
-        assert "/tmp" in [t.split(":")[0] for t in svc.get("tmpfs", [])], f"{name}: no writable /tmp"
+        writable = [t.split(":")[0] for t in svc.get("tmpfs", [])] + [v.split(":")[1] for v in svc.get("volumes", [])]
+        assert "/tmp" in writable, f"{name}: no writable /tmp"
         assert svc.get("cap_drop") == ["ALL"], f"{name}: keeps the default capabilities"
         assert "no-new-privileges:true" in svc.get("security_opt", []), f"{name}: may escalate privileges"
         assert svc.get("mem_limit") and svc.get("cpus"), f"{name}: no memory or CPU limit"

@@ -95,6 +95,13 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 
 SUFFIX_ZERO = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*")
+
+
+def is_bytes_range(value: str) -> bool:
+    """Whether a ``Range`` value is in bytes (its unit, before ``=``, case-insensitive); ``items=0-1``
+    is not, and is answered with the whole file as if absent, not with a 416."""
+    unit, eq, _ = value.partition("=")
+    return not eq or unit.strip().lower() == "bytes"  # no '=' at all: malformed, check_range's 416
 # A client that takes fewer bytes than this in GROVE_KEEPALIVE_TIMEOUT_S has stalled. The kernel
 # reports a socket writable only once about half its send buffer is free (up to MiBs on a fast
 # link), so the window must be long: a 1 s one cut a reader taking 640 KB/s through plain writes.
@@ -166,7 +173,7 @@ def check_file_request(request: web.Request, stat: os.stat_result) -> bool:
     ``web.FileResponse``'s own, from the file's mtime and size) or, without ``If-Match``, the file
     changed after ``If-Unmodified-Since``; then :func:`check_range`. The same rules, in the same
     order, as its own. True: an ``If-Range`` entity tag no longer holds, so ``Range`` is to be
-    ignored (and is not checked)."""
+    ignored (and is not checked): so is a ``Range`` in another unit than bytes."""
     etag = f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
     if_match = request.if_match
     if if_match is not None and not (len(if_match) == 1 and if_match[0].value == "*") \
@@ -177,6 +184,8 @@ def check_file_request(request: web.Request, stat: os.stat_result) -> bool:
     if if_match is None and since is not None and stat.st_mtime > since.timestamp():
         raise p.PreconditionFailed("The file changed after If-Unmodified-Since; download it again from the start.",
                                    headers={"ETag": f'"{etag}"'})
+    if "Range" in request.headers and not is_bytes_range(request.headers["Range"]):
+        return True  # RFC 9110 14.2: a range unit the server does not understand is ignored (the whole file)
     if_range = request.headers.get("If-Range", "").strip()
     if "Range" in request.headers and if_range.startswith(('"', 'W/"')):  # an entity tag, not a date
         if if_range != f'"{etag}"':  # a strong match only

@@ -90,7 +90,7 @@ async def test_a_range_the_archive_cannot_satisfy_is_a_416_problem_naming_its_si
     await pipeline.complete("tenant_a", export_id)
     key, size = pipeline.archive_key("tenant_a", export_id), len(pipeline.archive)
     url = local(links.sign(link_secret(settings), "http://x", key, 600))
-    for rng in ("bytes=99999999-", f"bytes={size}-", "bytes=0-1,5-9", "bytes=5-1", "bytes=abc", "lines=1-2", "bytes=-0"):
+    for rng in ("bytes=99999999-", f"bytes={size}-", "bytes=0-1,5-9", "bytes=5-1", "bytes=abc", "bytes=-0", "0-9"):
         resp = await gateway.get(url, headers={"Range": rng})
         body = await problem(resp, 416, "GROVE-EXPORT-010")
         assert resp.headers["Content-Range"] == f"bytes */{size}" and body["title"] == "Range not satisfiable", rng
@@ -102,6 +102,11 @@ async def test_a_range_the_archive_cannot_satisfy_is_a_416_problem_naming_its_si
     stale = "Mon, 01 Jan 1990 00:00:00 GMT"  # If-Range no longer matching: the whole file, Range ignored
     whole = await gateway.get(url, headers={"Range": "bytes=99999999-", "If-Range": stale})
     assert whole.status == 200 and await whole.read() == pipeline.archive
+    for rng in ("lines=1-2", "items=99999999-", " x = 0-9"):  # RFC 9110 14.2: a unit not understood is ignored
+        whole = await gateway.get(url, headers={"Range": rng})
+        assert whole.status == 200 and await whole.read() == pipeline.archive, rng
+    part = await gateway.get(url, headers={"Range": "BYTES=0-3"})  # the unit is case-insensitive
+    assert part.status == 206 and await part.read() == pipeline.archive[:4]
 
 
 async def test_the_page_folder_itself_is_a_404_problem_not_a_403_internal_error(gateway, problem):

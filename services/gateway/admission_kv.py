@@ -24,6 +24,7 @@ from services.gateway import admission as adm
 from services.gateway.problems import Unavailable
 from shared.bus.answers import stored_answer
 from shared.bus.connect import Bus, kv_names
+from shared.core import events as ev
 from shared.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,9 +125,11 @@ class AdmissionStore:
         data, _, written = await self.read(f"idem.{tenant_id}.{key_hash}")
         if not data or written is None or now - written >= IDEMPOTENCY_TTL:
             return None
-        if data.get("body") == body_hash:
-            return adm.Replay(data["exportId"])
-        return adm.Mismatch(data["exportId"])
+        export_id = data.get("exportId")
+        if not isinstance(export_id, str) or not ev.is_valid_id(export_id):  # no gateway wrote it: not remembered
+            log.warning("admission: idem.%s.%s names no export; taken as not remembered", tenant_id, key_hash)
+            return None
+        return adm.Replay(export_id) if data.get("body") == body_hash else adm.Mismatch(export_id)
 
     async def remember(self, tenant_id: str, fingerprint: str, export_id: str) -> None:
         key_hash, _, body_hash = fingerprint.partition(":")

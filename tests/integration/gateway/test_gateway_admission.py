@@ -4,6 +4,7 @@ abandoned reservations free themselves — decided by compare-and-set on the KV 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -111,3 +112,20 @@ async def test_a_reservation_without_events_frees_itself_after_the_timeout(start
                                                 "lastStartedAt": None, "lastExportId": None}).encode())
     busy = await gateway.post("/api/export", json={}, headers=headers_for("tenant_d"))
     assert busy.status == 409 and (await busy.json(content_type=None))["activeExportId"] == "exp_inflight"
+
+
+
+async def test_an_idempotency_entry_that_names_no_export_is_not_remembered(gateway, headers_for, pipeline):
+    """An ``idem.`` entry without a valid exportId (no gateway writes one; a bug or a hand edit could)
+    was a KeyError, or a non-id handed back to the client: a 500 for every retry with that key for
+    24 h. It is taken as not remembered: the request starts an export of its own."""
+    key = "retry-after-damage"
+    key_hash = hashlib.sha256(key.encode()).hexdigest()
+    damaged = ({"body": "x"}, {"exportId": 7, "body": "x"}, {"exportId": "a.b", "body": "x"})
+    for n, value in enumerate(damaged):
+        tenant = f"tenant_idem{n}"  # one export an hour per tenant
+        await pipeline.bus.admission.put(f"idem.{tenant}.{key_hash}", json.dumps(value).encode())
+        resp = await gateway.post("/api/export", json={}, headers={**headers_for(tenant), "Idempotency-Key": key})
+        assert resp.status == 201, (value, resp.status, await resp.text())
+        export_id = (await resp.json())["exportId"]
+        assert ev.is_valid_id(export_id) and export_id not in ("a.b", "7")

@@ -74,6 +74,11 @@ RENAMING_EXTRAS = (0x7075,)
 # Unix field, 0x5855; ASi Unix, 0x756e, which also carries a mode and a link target): bsdtar run as
 # root applies the owner on disk.
 OWNING_EXTRAS = (0x7875, 0x7855, 0x5855, 0x756e)
+# Extra fields that give a member its attributes again: libarchive's 'xl' field (0x6c78), whose
+# external attributes bsdtar applies over the central directory's (from either header): a member
+# whose mode there said a symbolic link, a directory or setuid 06777 was made one on disk, while
+# every check here read the directory's 0644. An export never writes one.
+ATTRIBUTE_EXTRAS = (0x6c78,)
 ENCRYPTED, PATCHED_DATA, STRONG_ENCRYPTION = 0x1, 0x20, 0x40  # general purpose flag bits 0, 5 and 6
 # Mode bits an export never sets and an unpacker applies: setuid, setgid and sticky (bsdtar keeps them
 # when run as root: a setuid root file) and write for group or others (unzip keeps them)
@@ -177,6 +182,8 @@ def _overlaps(zf: zipfile.ZipFile, path: Path) -> list[str]:
                 problems.append(_renamed(info.filename, "local header"))
             if _has(local_extra, OWNING_EXTRAS) and not _has(info.extra, OWNING_EXTRAS):
                 problems.append(_owned(info.filename, "local header"))
+            if _has(local_extra, ATTRIBUTE_EXTRAS) and not _has(info.extra, ATTRIBUTE_EXTRAS):
+                problems.append(_attributed(info.filename, "local header"))
             if disagree := _local_disagrees(info, head, local_extra):
                 problems.append(f"{info.filename}: its local header and the central directory disagree on its "
                                 f"{disagree} (a streaming reader would extract other bytes than those checked)")
@@ -244,6 +251,11 @@ def _owned(name: str, where: str) -> str:
             "applies on disk; an export never writes one)")
 
 
+def _attributed(name: str, where: str) -> str:
+    return (f"{name}: its {where} gives it other attributes (libarchive's 'xl' extra field, whose kind and mode "
+            "bsdtar applies instead of those checked: a link, a directory, setuid; an export never writes one)")
+
+
 def _renamed(name: str, where: str) -> str:
     return (f"{name}: its {where} carries another name for it (a Unicode Path extra field, which unzip, bsdtar "
             "and 7-Zip extract under instead of the name checked; an export never writes one)")
@@ -279,6 +291,8 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
             report.problems.append(_renamed(info.filename, "central directory entry"))
         if _has(info.extra, OWNING_EXTRAS):
             report.problems.append(_owned(info.filename, "central directory entry"))
+        if _has(info.extra, ATTRIBUTE_EXTRAS):
+            report.problems.append(_attributed(info.filename, "central directory entry"))
         if not info.flag_bits & UTF8_NAME and not info.filename.isascii():
             report.problems.append(f"{info.filename}: a name not marked UTF-8 (zipfile reads it as code page 437, "
                                    "unzip, bsdtar and 7-Zip as UTF-8: it is another file on disk than the one "

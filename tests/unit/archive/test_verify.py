@@ -8,6 +8,7 @@ import io
 import json
 import os
 import random
+import shutil
 import stat
 import struct
 import subprocess
@@ -866,3 +867,44 @@ def test_a_comment_an_unpacker_prints_is_a_problem(tmp_path: Path) -> None:
             zout.writestr(info, data)
     assert verify_archive(commented).problems == ["README.md: carries a comment of 4 bytes (unzip -v prints it, as "
                                                   "it is; an export writes none)"]
+
+
+XL_MODES = [(stat.S_IFLNK | 0o777, "lrwxrwxrwx"), (stat.S_IFREG | 0o6777, "-rwsrwsrwx"),
+            (stat.S_IFDIR | 0o755, "drwxr-xr-x")]
+
+
+@pytest.mark.parametrize("where", ["both", "central", "local"])
+@pytest.mark.parametrize(("mode", "shown"), XL_MODES)
+def test_a_member_given_other_attributes_in_an_xl_field_is_a_problem(tmp_path: Path, where: str, mode: int,
+                                                                     shown: str) -> None:
+    """Seen: "archive OK" for README.md whose central directory said 0o100644 but whose libarchive 'xl'
+    extra field (0x6c78: made by Unix, external attributes) said a symbolic link, a directory or
+    06777, in either header: bsdtar (run as root, seekable or streaming) made README.md that link,
+    directory or setuid root file writable by anyone on disk. An export never writes one."""
+    field = struct.pack("<HHBHI", 0x6c78, 7, 0x01 | 0x04, (3 << 8) | 20, mode << 16)
+    path = write(tmp_path, sources())
+    marked = tmp_path / "xl.zip"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(marked, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "README.md":
+                info.extra = field
+            zout.writestr(info, data)
+    data = bytearray(marked.read_bytes())
+    with zipfile.ZipFile(marked) as zf:
+        info, start_dir = zf.getinfo("README.md"), zf.start_dir
+    local = info.header_offset + 30 + len(b"README.md")
+    central = data.index(b"README.md" + field, start_dir) + len(b"README.md")
+    if where != "both":  # the other one's id made one no reader knows
+        at = local if where == "central" else central
+        data[at:at + 2] = struct.pack("<H", 0x6c77)
+    marked.write_bytes(bytes(data))
+    if sys.platform == "linux" and os.geteuid() == 0 and (bsdtar := shutil.which("bsdtar")):  # what it does
+        out = tmp_path / "out"
+        out.mkdir()
+        subprocess.run([bsdtar, "-xpf", str(marked), "-C", str(out)], check=False, capture_output=True)
+        assert stat.filemode(os.lstat(out / "README.md").st_mode) == shown
+    said = "local header" if where == "local" else "central directory entry"
+    assert verify_archive(marked).problems == [f"README.md: its {said} gives it other attributes (libarchive's 'xl' "
+                                               "extra field, whose kind and mode bsdtar applies instead of those "
+                                               "checked: a link, a directory, setuid; an export never writes one)"]

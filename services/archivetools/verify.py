@@ -27,6 +27,7 @@ import struct
 import zipfile
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,10 @@ def _overlaps(zf: zipfile.ZipFile, path: Path) -> list[str]:
             if disagree := _local_disagrees(info, head, local_extra):
                 problems.append(f"{info.filename}: its local header and the central directory disagree on its "
                                 f"{disagree} (a streaming reader would extract other bytes than those checked)")
+            if info.compress_type == zipfile.ZIP_STORED and info.flag_bits & 0x8:
+                problems.append(f"{info.filename}: stored with a data descriptor (a streaming reader finds its end by "
+                                "searching its bytes for a descriptor: one inside them ends it early and the rest is "
+                                "read as members; an export deflates every member)")
             end = info.header_offset + LOCAL.size + nlen + xlen + info.compress_size
             limit, what = (nxt.header_offset, nxt.filename) if nxt else (zf.start_dir, "the central directory")
             if end > limit:
@@ -358,8 +363,10 @@ def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, keep_under: int | None) 
     sha, size = hashlib.sha256(), 0
     chunks: list[bytes] = []
     keep = keep_under is not None and info.file_size <= keep_under
-    with zf.open(info) as f:
-        while block := f.read(CHUNK):
+    with zf.open(info) as f:  # zipfile's checks of the local header; a deflated member is inflated here
+        blocks = _inflated(Path(zf.filename), info) if info.compress_type == zipfile.ZIP_DEFLATED and \
+            isinstance(zf.filename, str) else iter(lambda: f.read(CHUNK), b"")
+        for block in blocks:
             sha.update(block)
             size += len(block)
             if keep and keep_under is not None and size > keep_under:  # it expands past what it states
@@ -369,6 +376,46 @@ def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, keep_under: int | None) 
     if size != info.file_size:  # zipfile stops at the end of the deflate stream and checks only the CRC-32 there
         raise ValueError(f"it holds {size} bytes, not the {info.file_size} its central directory entry states")
     return sha.hexdigest(), b"".join(chunks) if keep else None
+
+
+def _inflated(path: Path, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    """A deflated member's bytes, in pieces of at most :data:`CHUNK`, their CRC-32 checked at the end
+    (as zipfile checks it); ValueError unless its deflate stream ends exactly at the end of the
+    compressed bytes its entry states, having expanded to no more than the size it states. zipfile
+    stops at the end of the stream, never reading what the entry holds after it (a streaming reader
+    goes on from there, past a descriptor, and extracted a member hidden there), and at the size the
+    entry states though the stream goes on (unzip and 7-Zip wrote all of it); and no further than one
+    byte past that size is expanded here either."""
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        head = f.read(LOCAL.size)
+        if len(head) < LOCAL.size:
+            raise ValueError("its local header is cut off")
+        nlen, xlen = LOCAL.unpack(head)[-2:]
+        f.seek(nlen + xlen, os.SEEK_CUR)
+        inflate, left, out, crc = zlib.decompressobj(-zlib.MAX_WBITS), info.compress_size, 0, 0
+        while left and not inflate.eof:
+            chunk = f.read(min(CHUNK, left))
+            if not chunk:
+                raise EOFError("its compressed data is cut off")
+            left -= len(chunk)
+            while chunk and not inflate.eof:
+                block = inflate.decompress(chunk, min(CHUNK, info.file_size - out + 1))
+                out += len(block)
+                if out > info.file_size:
+                    raise ValueError(f"its deflate stream goes on past the {info.file_size} bytes its central "
+                                     "directory entry states (unzip and 7-Zip write all of it)")
+                crc = zlib.crc32(block, crc)
+                yield block
+                chunk = inflate.unconsumed_tail
+        after = left + len(inflate.unused_data)
+    if not inflate.eof:
+        raise EOFError("its deflate stream is cut off")
+    if after:
+        raise ValueError(f"its deflate stream ends {after} bytes before the {info.compress_size} compressed bytes "
+                         "its central directory entry states (a streaming reader reads those as more members)")
+    if crc != info.CRC:
+        raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
 
 
 def _document(kept: dict[str, bytes], name: str, model: type[BaseModel], report: Report, names: list[str],

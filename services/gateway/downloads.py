@@ -94,7 +94,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     })
 
 
-SUFFIX_ZERO = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*")
+SUFFIX_ZERO = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*", re.IGNORECASE)  # the unit is case-insensitive (RFC 9110 14.1)
 
 
 def is_bytes_range(value: str) -> bool:

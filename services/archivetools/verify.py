@@ -163,7 +163,7 @@ def _overlaps(zf: zipfile.ZipFile, path: Path) -> list[str]:
     infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
     end: int | None = 0  # where the previous member ends: where this one must begin
     with open(path, "rb") as f:
-        for info, nxt in zip(infos, [*infos[1:], None], strict=True):
+        for info, nxt in zip(infos, [*infos[1:], None][:len(infos)], strict=True):  # none: an empty archive
             if info.header_offset < 0:  # zipfile shifts offsets by what an end record says: it can lie
                 problems.append(f"{info.filename}: the central directory places it before the archive's first byte")
                 end = None

@@ -1008,3 +1008,19 @@ def test_a_stored_member_with_a_data_descriptor_is_a_problem(tmp_path: Path) -> 
                                                "its end by searching its bytes for a descriptor: one inside them ends "
                                                "it early and the rest is read as members; an export deflates every "
                                                "member)"]
+
+
+@pytest.mark.parametrize("before", [b"", b"PK\x03\x04 a member no directory lists"])
+def test_an_archive_without_members_is_a_report_not_a_traceback(tmp_path: Path, before: bytes) -> None:
+    """Seen: `grove-export verify` of an empty ZIP (zipfile writes one: its end record alone), or of
+    one whose end record was made to count no entries, ended in a traceback (ValueError from zip()
+    in the overlap check) instead of saying what is wrong."""
+    path = tmp_path / "empty.zip"
+    path.write_bytes(before + struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 0, 0, 0, len(before), 0))
+    report = verify_archive(path)
+    if before:
+        assert report.problems == [f"the archive holds {len(before)} bytes before the central directory that the "
+                                   "central directory does not account for (a streaming reader would read them as "
+                                   "members it does not list)"]
+    else:
+        assert "manifest.json: missing or unreadable" in report.problems, report.text()

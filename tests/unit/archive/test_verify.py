@@ -1024,3 +1024,32 @@ def test_an_archive_without_members_is_a_report_not_a_traceback(tmp_path: Path, 
                                    "members it does not list)"]
     else:
         assert "manifest.json: missing or unreadable" in report.problems, report.text()
+
+
+def test_a_local_header_naming_the_member_otherwise_is_a_problem(tmp_path: Path) -> None:
+    """Seen: "archive OK" for posts/é.md, marked UTF-8 in the central directory, whose local header
+    held posts/\\x82.md unmarked — code page 437's reading of those bytes is posts/é.md, and zipfile
+    compares the two names only as text — while bsdtar (seekable and streaming) made posts/\\x82.md
+    on disk and stream_unzip gave that name: another file than the one checked."""
+    src = rewrite(write(tmp_path, sources()), tmp_path / "src.zip", extra={"posts/é.md": POST})
+    with zipfile.ZipFile(src) as zf:
+        members = [(n, zf.read(n)) for n in zf.namelist()]
+    out, cen = bytearray(), bytearray()
+    for n, data in members:
+        raw, crc, off, comp = n.encode(), zlib.crc32(data), len(out), _deflate(data)
+        local, flags = (n.encode("cp437"), 0x008) if n == "posts/é.md" else (raw, 0x808)
+        out += struct.pack("<IHHHHHIIIHH", 0x04034b50, 20, flags, 8, 0, 0x21, 0, 0, 0, len(local), 0) + local
+        out += comp + struct.pack("<IIII", 0x08074b50, crc, len(comp), len(data))
+        cen += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014b50, 0x031e, 20, 0x808, 8, 0, 0x21, crc, len(comp), len(data),
+                           len(raw), 0, 0, 0, 0, 0o100644 << 16, off) + raw
+    path = tmp_path / "local-name.zip"
+    path.write_bytes(bytes(out) + cen + struct.pack("<IHHHHIIH", 0x06054b50, 0, 0, len(members), len(members),
+                                                    len(cen), len(out), 0))
+    with zipfile.ZipFile(path) as zf:
+        assert zf.read("posts/é.md") == POST  # zipfile reads it under the directory's name
+    assert b"posts/\x82.md" in [name for name, _, _ in _chunks_of(stream_unzip(iter([path.read_bytes()])), 99)]
+    assert verify_archive(path).problems == ["posts/é.md: its local header names it otherwise (b'posts/\\x82.md': "
+                                             "bsdtar makes that file on disk and stream_unzip gives that name, not "
+                                             "the one checked; an export writes the same name in both)"]
+    sound = _raw(tmp_path, "sound.zip", members, 8, _deflate)  # the same names in both headers: sound
+    assert verify_archive(sound).ok, verify_archive(sound).text()

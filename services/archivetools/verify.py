@@ -72,9 +72,13 @@ _KINDS = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S
 # header's name. An export never writes one.
 RENAMING_EXTRAS = (0x7075,)
 # Extra fields that give a member an owner (Info-ZIP's Unix UID/GID, 0x7875 and 0x7855, and its older
-# Unix field, 0x5855; ASi Unix, 0x756e, which also carries a mode and a link target): bsdtar run as
-# root applies the owner on disk.
-OWNING_EXTRAS = (0x7875, 0x7855, 0x5855, 0x756e)
+# Unix field, 0x5855): bsdtar run as root applies the owner on disk. Info-ZIP's `zip` writes 0x7875 by
+# default, so an export unpacked and zipped again carries one on every member: a fact, not a problem
+# (names and bytes are what was checked; import ignores owners) — the first version refused them, and
+# such an archive could no longer be imported. ASi Unix (0x756e) also carries a mode and a link
+# target, which zipfile does not read: a problem. An export writes none of them.
+OWNER_EXTRAS = (0x7875, 0x7855, 0x5855)
+OWNING_EXTRAS = (0x756e,)
 # Extra fields that give a member its attributes again: libarchive's 'xl' field (0x6c78), whose
 # external attributes bsdtar applies over the central directory's (from either header): a member
 # whose mode there said a symbolic link, a directory or setuid 06777 was made one on disk, while
@@ -184,8 +188,9 @@ def _overlaps(zf: zipfile.ZipFile, path: Path) -> list[str]:
                                 "writes the same name in both)")
             if _renames(local_extra) and not _renames(info.extra):  # the directory's own is named below
                 problems.append(_renamed(info.filename, "local header"))
-            if _has(local_extra, OWNING_EXTRAS) and not _has(info.extra, OWNING_EXTRAS):
-                problems.append(_owned(info.filename, "local header"))
+            if _has(local_extra, OWNER_EXTRAS + OWNING_EXTRAS) and not _has(info.extra, OWNER_EXTRAS + OWNING_EXTRAS):
+                problems.append(f"{info.filename}: its local header alone gives it an owner (an extra field the "
+                                "central directory does not carry, which bsdtar run as root applies on disk)")
             if _has(local_extra, ATTRIBUTE_EXTRAS) and not _has(info.extra, ATTRIBUTE_EXTRAS):
                 problems.append(_attributed(info.filename, "local header"))
             if disagree := _local_disagrees(info, head, local_extra):
@@ -264,8 +269,8 @@ def _has(extra: bytes, ids: tuple[int, ...]) -> bool:
 
 
 def _owned(name: str, where: str) -> str:
-    return (f"{name}: its {where} gives it an owner (a Unix UID/GID extra field, which bsdtar run as root "
-            "applies on disk; an export never writes one)")
+    return (f"{name}: its {where} gives it an owner, a mode and maybe a link target (an ASi Unix extra field, "
+            "which zipfile, so every check here, does not read; an export never writes one)")
 
 
 def _attributed(name: str, where: str) -> str:
@@ -303,17 +308,23 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
         if (other := first.setdefault(same_file_key(name), name)) != name:
             report.problems.append(f"{name}: the same file as {other} on a case-insensitive disk (one would "
                                    "overwrite the other)")
+    owned = 0
     for info in zf.infolist():
         if _renames(info.extra):
             report.problems.append(_renamed(info.filename, "central directory entry"))
         if _has(info.extra, OWNING_EXTRAS):
             report.problems.append(_owned(info.filename, "central directory entry"))
+        owned += _has(info.extra, OWNER_EXTRAS)
         if _has(info.extra, ATTRIBUTE_EXTRAS):
             report.problems.append(_attributed(info.filename, "central directory entry"))
         if not info.flag_bits & UTF8_NAME and not info.filename.isascii():
             report.problems.append(f"{info.filename}: a name not marked UTF-8 (zipfile reads it as code page 437, "
                                    "unzip, bsdtar and 7-Zip as UTF-8: it is another file on disk than the one "
                                    "checked; an export marks every name)")
+    if owned:
+        report.facts.append(f"{owned} member(s) carry a Unix owner (an Info-ZIP UID/GID extra field: `zip` writes one "
+                            "unless given -X; an export has none): bsdtar run as root gives the files that owner "
+                            "on disk — unpack as yourself, or with --no-same-owner")
     digests: dict[str, str] = {}
     kept: dict[str, bytes] = {}  # the JSON documents and the posts and pages, each under its limit
     for info in zf.infolist():

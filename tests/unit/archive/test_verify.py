@@ -814,22 +814,15 @@ def test_a_member_whose_unix_mode_an_unpacker_should_not_apply_is_a_problem(tmp_
                                "export's files are 0o644)"], report.text()
 
 
-@pytest.mark.parametrize(("where", "field"), [
-    ("both", struct.pack("<HHBBIBI", 0x7875, 11, 1, 4, 4242, 4, 4343)),
-    ("central", struct.pack("<HHBBIBI", 0x7875, 11, 1, 4, 4242, 4, 4343)),
-    ("local", struct.pack("<HHBBIBI", 0x7875, 11, 1, 4, 4242, 4, 4343)),
-    ("both", struct.pack("<HHIIHH", 0x5855, 12, 0, 0, 4242, 4343)),  # Info-ZIP's older Unix field: bsdtar too
-])
-def test_a_member_given_an_owner_is_a_problem(tmp_path: Path, where: str, field: bytes) -> None:
-    """Seen: "archive OK" for README.md carrying an Info-ZIP Unix UID/GID extra field (0x7875) naming
-    uid 4242: bsdtar run as root made the file on disk owned by 4242, who could then rewrite it. An
-    export writes no owner: one problem naming the member."""
+def _with_extra(tmp_path: Path, field: bytes, where: str) -> Path:
+    """An export whose README.md carries ``field`` in both headers, or only in one (the other's id
+    changed into one no reader knows)."""
     path = write(tmp_path, sources())
-    marked = tmp_path / "owned.zip"
+    marked = tmp_path / "marked.zip"
     with zipfile.ZipFile(path) as zin, zipfile.ZipFile(marked, "w", zipfile.ZIP_DEFLATED) as zout:
         for info in zin.infolist():
             copy = zipfile.ZipInfo(info.filename, info.date_time)
-            copy.compress_type, copy.external_attr = info.compress_type, info.external_attr
+            copy.compress_type, copy.external_attr, copy.flag_bits = info.compress_type, info.external_attr, 0x800
             if info.filename == "README.md":
                 copy.extra = field
             zout.writestr(copy, zin.read(info))
@@ -838,14 +831,62 @@ def test_a_member_given_an_owner_is_a_problem(tmp_path: Path, where: str, field:
         info, start_dir = zf.getinfo("README.md"), zf.start_dir
     local = info.header_offset + 30 + len(b"README.md")
     central = data.index(b"README.md" + field, start_dir) + len(b"README.md")
-    if where != "both":  # the other one's id made one no reader knows
+    if where != "both":
         at = local if where == "central" else central
         data[at:at + 2] = struct.pack("<H", 0x7874)
     marked.write_bytes(bytes(data))
-    said = "local header" if where == "local" else "central directory entry"
-    assert verify_archive(marked).problems == [f"README.md: its {said} gives it an owner (a Unix UID/GID extra "
-                                               "field, which bsdtar run as root applies on disk; an export "
-                                               "never writes one)"]
+    return marked
+
+
+UID_GID = struct.pack("<HHBBIBI", 0x7875, 11, 1, 4, 4242, 4, 4343)
+OLD_UNIX = struct.pack("<HHIIHH", 0x5855, 12, 0, 0, 4242, 4343)  # Info-ZIP's older Unix field: bsdtar too
+
+
+@pytest.mark.parametrize(("where", "field"), [("both", UID_GID), ("central", UID_GID), ("both", OLD_UNIX)])
+def test_a_member_given_an_owner_is_said_not_refused(tmp_path: Path, where: str, field: bytes) -> None:
+    """Info-ZIP's ``zip`` writes a UID/GID field (0x7875) on every member unless given -X, so an export
+    unpacked and zipped again carries one: names and bytes are what verify checks (import ignores
+    owners), and refusing it (as a first version did) refused importing such an archive. bsdtar run
+    as root applies the owner: verify says so, once, as a fact."""
+    report = verify_archive(_with_extra(tmp_path, field, where))
+    assert report.ok, report.text()
+    assert [f for f in report.facts if "owner" in f] == [
+        "1 member(s) carry a Unix owner (an Info-ZIP UID/GID extra field: `zip` writes one unless given -X; an "
+        "export has none): bsdtar run as root gives the files that owner on disk — unpack as yourself, or with "
+        "--no-same-owner"]
+
+
+def test_an_owner_in_the_local_header_alone_is_a_problem(tmp_path: Path) -> None:
+    """A streaming bsdtar reads the local header's owner, which the central directory does not show:
+    the two headers disagree about the member, which no zip tool writes."""
+    assert verify_archive(_with_extra(tmp_path, UID_GID, "local")).problems == [
+        "README.md: its local header alone gives it an owner (an extra field the central directory does not "
+        "carry, which bsdtar run as root applies on disk)"]
+
+
+def test_an_asi_unix_field_is_a_problem(tmp_path: Path) -> None:
+    """ASi Unix (0x756e) carries a mode and a link target beside the owner, none of which zipfile reads."""
+    field = struct.pack("<HHIHIHH", 0x756e, 14, 0, 0o100644, 0, 4242, 4343)
+    assert verify_archive(_with_extra(tmp_path, field, "both")).problems == [
+        "README.md: its central directory entry gives it an owner, a mode and maybe a link target (an ASi Unix "
+        "extra field, which zipfile, so every check here, does not read; an export never writes one)"]
+
+
+def test_an_export_zipped_again_with_info_zip_verifies(tmp_path: Path) -> None:
+    """The regression seen: an export unpacked and zipped again with ``zip -rD`` (its default UID/GID
+    field on every member) verified OK before the owner check and then had a problem per member."""
+    from tests.support.tools import require_tool
+
+    require_tool("zip")
+    path = write(tmp_path, sources())
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(path) as zf:
+        zf.extractall(unpacked)
+    again = tmp_path / "again.zip"
+    subprocess.run(["zip", "-qrD", str(again), "."], cwd=unpacked, check=True)
+    report = verify_archive(again)
+    assert report.ok, report.text()
+    assert any("carry a Unix owner" in f for f in report.facts), report.text()
 
 
 def test_a_comment_an_unpacker_prints_is_a_problem(tmp_path: Path) -> None:

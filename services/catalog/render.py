@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import threading
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
@@ -210,6 +211,141 @@ def _object(plan: Plan, heads: Heads | None, obj: ObjectMember) -> bool:
     return True
 
 
+class BlogPlanner:
+    """:func:`plan_blog` in steps, for rows that arrive in batches (the catalog reads them from one
+    snapshot of the content, rendering each batch as it comes, so a tenant's posts and pages are
+    never all in memory): :meth:`media` (all of them, first: posts link to their names), then
+    :meth:`begin` with how many posts and pages will follow (README.md's counts), then
+    :meth:`posts` and :meth:`pages` in batches, in that order, then :meth:`end`, which gives the plan.
+
+    Each step may run in a thread of its own, one at a time. :meth:`close` (from any thread) gives
+    the plan's spools back; while a step runs, that step does so when it ends. A step that raises
+    closes them too."""
+
+    def __init__(self, include_images: bool, images_bucket: str, heads: Heads | None = None,
+                 title: str = "Posts", moved: Callable[[], None] = lambda: None,
+                 readme: Readme | None = None) -> None:
+        self.include_images, self.images_bucket, self.heads = include_images, images_bucket, heads
+        self.title, self.moved, self.readme = title, moved, readme
+        self.plan, self.names = Plan(), NameAllocator()
+        self._lists = ExitStack()  # index.json's and feed.json's spools: read into the texts by end()
+        self._media_index, self._post_index, self._feed_items, self._page_index = \
+            (_items(self._lists) for _ in range(4))
+        self._refs: list[MediaRef] = []
+        self._own = OwnMedia([])
+        self._expected: dict[str, int] = {}
+        self._seen = {"posts": 0, "pages": 0}
+        self._newest: datetime | None = None  # of the posts and pages
+        self._lock = threading.Lock()
+        self._closing = self._closed = False
+
+    def _step(self, work: Callable[[], None]) -> None:
+        with self._lock:
+            if self._closed:
+                raise ValueError("the plan was closed")
+            try:
+                work()
+            except BaseException:
+                self._close_locked()
+                raise
+        if self._closing:  # asked while this step ran (checked after the lock is free: see close)
+            self.close()
+
+    def _close_locked(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                self._lists.close()
+            finally:
+                self.plan.close()
+
+    def close(self) -> None:
+        """Give the spools back, the plan's too (idempotent): for a planning that failed or was
+        cancelled, never once :meth:`end` has handed the plan over. Now, or when the step running in
+        a thread ends."""
+        self._closing = True
+        if self._lock.acquire(blocking=False):
+            try:
+                self._close_locked()
+            finally:
+                self._lock.release()
+
+    def media(self, rows: Iterable[Row]) -> None:
+        """Every media row, before any post: names first, so posts can point at their images inside
+        the archive."""
+        self._step(lambda: self._media(rows))
+
+    def _media(self, rows: Iterable[Row]) -> None:
+        plan, refs = self.plan, self._refs
+        for row in rows:
+            path = layout.media_path(self.names, _source_id(row), row.get("filename"))
+            obj = ObjectMember(path, "media", _source_id(row), _modified(row, "uploaded_at"), self.images_bucket,
+                               row["r2_key"], _ctype(row, path), row.get("size"), media_meta(row))
+            present = self.include_images and _object(plan, self.heads, obj)  # the metadata travels either way
+            refs.append(MediaRef(_source_id(row), row["r2_key"], row.get("url"), path if present else None))
+            self._media_index.append(index_entry(row, path if present else None, obj.meta))
+
+    def begin(self, posts: int, pages: int) -> None:
+        """How many posts and pages follow: README.md (its counts) goes into the texts object now,
+        before them."""
+        self._step(lambda: self._begin(posts, pages))
+
+    def _begin(self, posts: int, pages: int) -> None:
+        self._expected = {"posts": posts, "pages": pages}
+        self.plan.counts = {"posts": posts, "pages": pages, "images": len(self.plan.objects)}
+        if self.readme is not None:
+            self.readme(self.plan)
+        self._own = OwnMedia(self._refs if self.include_images else [])  # without images, links keep their URLs
+
+    def posts(self, rows: Iterable[Row]) -> None:
+        self._step(lambda: self._posts(rows))
+
+    def _posts(self, rows: Iterable[Row]) -> None:
+        plan, names, own, moved = self.plan, self.names, self._own, self.moved
+        for row in rows:
+            self._seen["posts"] += 1
+            path = layout.post_path(names, _source_id(row), row["slug"])
+            r = post_markdown(row, path, own)
+            modified = _modified(row, "updated_at", "created_at")
+            plan.add_text(path, "post", _source_id(row), modified, r.text.encode())
+            self._newest = modified if self._newest is None else max(self._newest, modified)
+            self._post_index.append(text_entry(row["id"], path, r))
+            moved()
+            self._feed_items.append(feed_item(row, path, r, own))
+            del r  # its text (a copy of the body) is not kept while the next post or feed.json is built
+            moved()
+
+    def pages(self, rows: Iterable[Row]) -> None:
+        self._step(lambda: self._pages(rows))
+
+    def _pages(self, rows: Iterable[Row]) -> None:
+        plan, names, own, moved = self.plan, self.names, self._own, self.moved
+        for row in rows:
+            self._seen["pages"] += 1
+            path = layout.page_path(names, _source_id(row), row["slug"])
+            r = page_markdown(row, path, own)
+            modified = _modified(row, "updated_at", "created_at")
+            plan.add_text(path, "page", _source_id(row), modified, r.text.encode())
+            self._newest = modified if self._newest is None else max(self._newest, modified)
+            self._page_index.append(text_entry(row["id"], path, r))
+            del r
+            moved()
+
+    def end(self) -> Plan:
+        """index.json and feed.json; the plan, its spool now the caller's (:meth:`Plan.close`)."""
+        self._step(self._end)
+        return self.plan
+
+    def _end(self) -> None:
+        if self._seen != self._expected:  # README.md said otherwise: never in one snapshot
+            raise RuntimeError(f"README.md counted {self._expected}, but {self._seen} were rendered")
+        at = self._newest or EPOCH_FALLBACK
+        self.plan.add_text(INDEX_PATH, "index", "index", at, index_json(
+            {"posts": self._post_index, "pages": self._page_index, "media": self._media_index}))
+        self.plan.add_text(FEED_PATH, "index", "feed", at, feed_json(self.title, self._feed_items))
+        self._lists.close()
+
+
 def plan_blog(posts: list[Row], pages: list[Row], media: list[Row], include_images: bool,
               images_bucket: str, heads: Heads | None = None, title: str = "Posts",
               moved: Callable[[], None] = lambda: None, readme: Readme | None = None) -> Plan:
@@ -217,50 +353,14 @@ def plan_blog(posts: list[Row], pages: list[Row], media: list[Row], include_imag
     (rendering 100,000 takes a while; the worker stops a step that stops moving, and a mark raises
     once the step was stopped, so this thread stops too). No body's rendering runs long between two
     marks: bodies over ``REWRITE_LIMIT`` are copied, not scanned. Each post goes into the texts
-    object as it is rendered, its index.json entry and feed item into spools of their own."""
-    plan, names = Plan(), NameAllocator()
-    refs = []
-    with _spools(plan) as spools:
-        media_index, post_index, feed_items, page_index = (_items(spools) for _ in range(4))
-        for row in media:  # names first, so posts can point at their images inside the archive
-            path = layout.media_path(names, _source_id(row), row.get("filename"))
-            obj = ObjectMember(path, "media", _source_id(row), _modified(row, "uploaded_at"), images_bucket,
-                               row["r2_key"], _ctype(row, path), row.get("size"), media_meta(row))
-            present = include_images and _object(plan, heads, obj)  # the metadata travels either way
-            refs.append(MediaRef(_source_id(row), row["r2_key"], row.get("url"), path if present else None))
-            media_index.append(index_entry(row, path if present else None, obj.meta))
-        plan.counts = {"posts": len(posts), "pages": len(pages), "images": len(plan.objects)}
-        if readme is not None:
-            readme(plan)
-        own = OwnMedia(refs if include_images else [])  # without images, links keep their URLs
-        newest: datetime | None = None  # of the posts and pages
-        for row in posts:
-            path = layout.post_path(names, _source_id(row), row["slug"])
-            r = post_markdown(row, path, own)
-            modified = _modified(row, "updated_at", "created_at")
-            plan.add_text(path, "post", _source_id(row), modified, r.text.encode())
-            newest = modified if newest is None else max(newest, modified)
-            post_index.append(text_entry(row["id"], path, r))
-            moved()
-            feed_items.append(feed_item(row, path, r, own))
-            del r  # its text (a copy of the body) is not kept while the next post or feed.json is built
-            moved()
-        for row in pages:
-            path = layout.page_path(names, _source_id(row), row["slug"])
-            r = page_markdown(row, path, own)
-            modified = _modified(row, "updated_at", "created_at")
-            plan.add_text(path, "page", _source_id(row), modified, r.text.encode())
-            newest = modified if newest is None else max(newest, modified)
-            page_index.append(text_entry(row["id"], path, r))
-            del r
-            moved()
-        at = newest or EPOCH_FALLBACK
-        plan.add_text(INDEX_PATH, "index", "index", at, index_json(
-            {"posts": post_index, "pages": page_index, "media": media_index}))
-        plan.add_text(FEED_PATH, "index", "feed", at, feed_json(title, feed_items))
-    return plan
-
-
+    object as it is rendered, its index.json entry and feed item into spools of their own.
+    :class:`BlogPlanner` does the same for rows that arrive in batches."""
+    planner = BlogPlanner(include_images, images_bucket, heads, title, moved, readme)
+    planner.media(media)
+    planner.begin(len(posts), len(pages))
+    planner.posts(posts)
+    planner.pages(pages)
+    return planner.end()
 def plan_storage(files: list[Row], amber_bucket: str, heads: Heads | None = None,
                  readme: Readme | None = None) -> Plan:
     plan, names = Plan(), NameAllocator()

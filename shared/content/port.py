@@ -24,9 +24,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 Row = dict[str, Any]
+Stream = Literal["posts", "pages", "media", "amber_files"]  # the streams of a TenantRead
 
 # The tables a writer may fill and their columns: an allow-list, because a writer's column names
 # end up in SQL text (values never do: they are bound parameters).
@@ -95,6 +96,10 @@ class TenantRead(Protocol):
 
     def amber_files(self) -> AsyncIterator[Row]:
         """The spec's Amber query: newest ``uploaded_at`` first, ties by id."""
+
+    async def count(self, stream: Stream) -> int:
+        """How many rows the stream of that name gives in this read (the same snapshot): the catalog
+        writes README.md's counts before it renders the posts and pages as they arrive."""
 
 
 class ContentSource(Protocol):

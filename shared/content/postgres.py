@@ -77,6 +77,14 @@ class _PostgresRead(ReadQueries):
         except _DRIVER_ERRORS as e:
             raise _unavailable(e) from None
 
+    async def value(self, sql: str) -> Any:
+        try:
+            async with self._lock:
+                if not self.open:
+                    raise read_ended(self._tenant_id)
+                return await self._conn.fetchval(numbered(sql), self._tenant_id)
+        except _DRIVER_ERRORS as e:
+            raise _unavailable(e) from None
 
 
 class PostgresContent(SourceQueries):

@@ -12,12 +12,19 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from shared.content import schema
-from shared.content.port import Row
+from shared.content.port import Row, Stream
 
 
 class ReadQueries:
     def rows(self, sql: str) -> AsyncIterator[Row]:
         raise NotImplementedError
+
+    async def value(self, sql: str) -> Any:
+        """The first column of the first row of ``sql`` (the tenant its one parameter)."""
+        raise NotImplementedError
+
+    async def count(self, stream: Stream) -> int:
+        return int(await self.value(schema.COUNTS[stream]))
 
     def posts(self) -> AsyncIterator[Row]:
         return self.rows(schema.POSTS)

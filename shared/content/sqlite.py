@@ -114,6 +114,16 @@ class _SqliteRead(ReadQueries):
             del rows  # not held while the next batch is read: one batch in memory, not two
             rows = await self._hop(functools.partial(cursor.fetchmany, READ_BATCH))
 
+    async def value(self, sql: str) -> Any:
+        return await self._hop(functools.partial(self._value, sql))
+
+    def _value(self, sql: str) -> Any:
+        assert self._db is not None  # run gated: checked open
+        cursor = self._db.execute(sql, (self._tenant_id,))
+        try:
+            return cursor.fetchone()[0]
+        finally:
+            cursor.close()
 
     def finish(self) -> None:
         """End the read transaction (in a worker thread, with no hop running): its cursors, read to

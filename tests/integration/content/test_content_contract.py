@@ -447,6 +447,34 @@ async def test_one_read_sees_the_tenant_as_it_was_when_it_began_whatever_commits
             assert await _all(read.media()) == [] and await _all(read.amber_files()) == []
 
 
+async def test_a_read_counts_each_stream_in_its_own_snapshot(
+        source: ContentSource, request: pytest.FixtureRequest) -> None:
+    # The catalog writes README.md's counts before it renders the posts and pages as they come: the
+    # count and the stream it counts must agree, whatever commits in between, interleaved or not.
+    await _seed_one_of_each(source)
+    await source.insert("tenants", [_tenant("other")])
+    await source.insert("posts", [_post("t", f"q{i:04d}", i) for i in range(600)] + [_post("other", "o1", 1)])
+    async with asyncio.timeout(DEADLINE_S):
+        async with source.read("t") as read:
+            posts = read.posts()
+            first = await posts.__anext__()
+            assert await read.count("posts") == 601  # between two rows of the stream it counts
+            await _commit_elsewhere(source, request, *EDIT)
+            rest = await _all(posts)
+            assert 1 + len(rest) == await read.count("posts") == 601 and first["id"] == "q0599"
+            counts = {s: await read.count(s) for s in ("pages", "media", "amber_files")}
+            assert counts == {"pages": 1, "media": 1, "amber_files": 1}
+        late = read
+        with pytest.raises(ContentError, match="has ended"):
+            await late.count("posts")
+        async with source.read("t") as read:
+            assert [await read.count(s) for s in ("posts", "pages", "media", "amber_files")] == [602, 1, 0, 0]
+        for tenant in ("other", "nobody", "%"):
+            async with source.read(tenant) as read:
+                assert await read.count("posts") == (1 if tenant == "other" else 0)
+                assert await read.count("media") == 0
+
+
 async def test_a_read_is_pinned_when_it_is_entered_not_at_its_first_row(
         source: ContentSource, request: pytest.FixtureRequest) -> None:
     await _seed_one_of_each(source)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import functools
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC
 
 from services.catalog.readme import render_readme
-from services.catalog.render import Heads, Plan, Readme, plan_blog, plan_storage
+from services.catalog.render import BlogPlanner, Heads, Plan, Readme, plan_storage
 from services.catalog.spool import store_spool
 from shared import __version__
 from shared.archive import layout
 from shared.archive.names import sanitize_for_path
-from shared.content.port import ContentSource
+from shared.content.port import ContentSource, Row
 from shared.core import events as ev
 from shared.core.keys import archive_key, is_tenant_source, snapshot_key, texts_key
 from shared.core.snapshot import Dumped, SnapshotHeader, dump, sha256_hex
@@ -33,6 +34,33 @@ from shared.runtime.worker import StepContext
 HEAD_CONCURRENCY = 16
 LIST_AT_LEAST = 32  # wanted keys in one folder from which listing it beats HEADing each
 DUMP_ON_LOOP = 1000  # members a snapshot may have to be written on the event loop (~10 ms), not in a thread
+
+
+RENDER_BATCH = 500  # posts or pages read, then rendered in a thread, at a time (the adapters fetch 500 too)
+
+
+async def _take(rows: AsyncIterator[Row], n: int) -> list[Row]:
+    """The next ``n`` rows of ``rows`` (fewer: it ended), leaving the rest to be read."""
+    batch: list[Row] = []
+    if n:
+        async for row in rows:
+            batch.append(row)
+            if len(batch) == n:
+                break
+    return batch
+
+
+async def _render(steps: list[Callable[[], object]]) -> None:
+    """Run ``steps`` in order in one worker thread, and forget them (their rows) once run."""
+    work = list(steps)
+    steps.clear()
+
+    def run() -> None:
+        for step in work:
+            step()
+        work.clear()
+
+    await asyncio.to_thread(run)
 
 
 def should_run(loaded: Loaded) -> bool:
@@ -99,18 +127,56 @@ class Catalog:
             return await asyncio.to_thread(plan_storage, files, b.amber, heads, readme)
         # One snapshot: read in transactions of their own, an edit committed between the posts and
         # the media gave an archive that never existed (a post naming an image whose row was gone).
-        async with self.content.read(req.tenant_id) as read:
-            posts = [r async for r in read.posts()]
-            moved()
-            pages = [r async for r in read.pages()]
-            media = [r async for r in read.media()]  # metadata travels even without images
-        moved()
-        heads = await self._tenant_heads(req.tenant_id, [(b.images, r["r2_key"]) for r in media], moved) \
-            if req.include_images else {}
-        # Rendering is CPU work (YAML front matter: minutes for 100,000 posts): off the event loop,
-        # so in-progress acks and the heartbeat keep flowing meanwhile.
-        return await asyncio.to_thread(plan_blog, posts, pages, media, req.include_images, b.images, heads,
-                                       f"Posts by {req.username}", moved, readme)
+        # The posts and pages are rendered as they arrive, a batch at a time, inside that read: a
+        # tenant's rows were all held at once (176 MiB of the 100,000-post tenant's 345 MiB peak).
+        planner: BlogPlanner | None = None
+        try:
+            async with self.content.read(req.tenant_id) as read:
+                media = [r async for r in read.media()]  # first: posts link to their names; metadata travels even without images
+                posts, pages = read.posts(), read.pages()
+                first_posts = await _take(posts, RENDER_BATCH)
+                moved()
+                first_pages = await _take(pages, RENDER_BATCH)
+                more_posts, more_pages = len(first_posts) == RENDER_BATCH, len(first_pages) == RENDER_BATCH
+                # README.md (first in the archive and the texts object) says how many: a small tenant's
+                # are the rows read; a bigger one's are counted in the same snapshot
+                counts = (await read.count("posts") if more_posts else len(first_posts),
+                          await read.count("pages") if more_pages else len(first_pages))
+                moved()
+                heads = await self._tenant_heads(req.tenant_id, [(b.images, r["r2_key"]) for r in media], moved) \
+                    if req.include_images else {}
+                planner = BlogPlanner(req.include_images, b.images, heads, f"Posts by {req.username}", moved, readme)
+                # Rendering is CPU work (YAML front matter: minutes for 100,000 posts): off the event loop,
+                # so in-progress acks and the heartbeat keep flowing meanwhile. A batch of rows is read
+                # here, then rendered there; a small tenant (every stream under one batch) is rendered
+                # in one hop, as it was.
+                steps: list[Callable[[], object]] = [
+                    functools.partial(planner.media, media), functools.partial(planner.begin, *counts),
+                    functools.partial(planner.posts, first_posts)]
+                del media, first_posts
+                while more_posts:
+                    await _render(steps)
+                    batch = await _take(posts, RENDER_BATCH)
+                    moved()
+                    more_posts = len(batch) == RENDER_BATCH
+                    steps.append(functools.partial(planner.posts, batch))
+                    del batch
+                steps.append(functools.partial(planner.pages, first_pages))
+                del first_pages
+                while more_pages:
+                    await _render(steps)
+                    batch = await _take(pages, RENDER_BATCH)
+                    moved()
+                    more_pages = len(batch) == RENDER_BATCH
+                    steps.append(functools.partial(planner.pages, batch))
+                    del batch
+                steps.append(planner.end)
+                await _render(steps)
+        except BaseException:
+            if planner is not None:
+                planner.close()  # now, or (a batch still rendering in its thread) when that batch ends
+            raise
+        return planner.plan
 
     async def _freeze(self, req: ev.ExportRequested, header: SnapshotHeader, plan: Plan,
                       moved: Callable[[], None]) -> Dumped:

@@ -1,6 +1,10 @@
 """Catalog rendering: rows become members with safe, unique names; posts point at archive paths."""
 
-from services.catalog.render import plan_blog, plan_storage
+import threading
+
+import pytest
+
+from services.catalog.render import BlogPlanner, plan_blog, plan_storage
 from shared.archive.frontmatter import parse_markdown
 
 
@@ -57,3 +61,29 @@ def test_rendering_marks_progress_after_each_post_its_feed_item_and_each_page() 
     plan_blog([post(i, f"p{i}") for i in range(1, 6)], [post(i, f"g{i}") for i in range(6, 9)], [], True, "img",
               moved=lambda: marks.append(1))
     assert len(marks) == 5 * 2 + 3
+
+
+def test_a_planner_closed_while_a_step_renders_in_its_thread_is_closed_when_that_step_ends() -> None:
+    # The catalog closes the planner when its step is cancelled while a batch renders in a thread:
+    # the spools are not pulled from under that thread, and nothing more is rendered after it.
+    rendering, closed = threading.Event(), threading.Event()
+
+    def moved() -> None:
+        rendering.set()
+        assert closed.wait(10)
+
+    planner = BlogPlanner(True, "img", moved=moved)
+    planner.media([])
+    planner.begin(2, 0)
+    step = threading.Thread(target=planner.posts, args=([post(1, "a")],))
+    step.start()
+    assert rendering.wait(10)
+    planner.close()
+    assert planner.plan.spool.size > 0 and not planner.plan.spool.on_disk
+    planner.plan.spool.read(0, 1)  # still open: the step is rendering
+    closed.set()
+    step.join(10)
+    with pytest.raises(ValueError, match="closed"):
+        planner.plan.spool.read(0, 1)
+    with pytest.raises(ValueError, match="the plan was closed"):
+        planner.posts([post(2, "b")])

@@ -154,22 +154,20 @@ class Catalog:
                     functools.partial(planner.media, media), functools.partial(planner.begin, *counts),
                     functools.partial(planner.posts, first_posts)]
                 del media, first_posts
-                while more_posts:
-                    await _render(steps)
-                    batch = await _take(posts, RENDER_BATCH)
-                    moved()
-                    more_posts = len(batch) == RENDER_BATCH
-                    steps.append(functools.partial(planner.posts, batch))
-                    del batch
+
+                async def rest(rows: AsyncIterator[Row], render: Callable[[list[Row]], None], more: bool) -> None:
+                    while more:  # render what is queued (a thread), then read the next batch (here)
+                        await _render(steps)
+                        batch = await _take(rows, RENDER_BATCH)
+                        moved()
+                        more = len(batch) == RENDER_BATCH
+                        steps.append(functools.partial(render, batch))
+                        del batch
+
+                await rest(posts, planner.posts, more_posts)
                 steps.append(functools.partial(planner.pages, first_pages))
                 del first_pages
-                while more_pages:
-                    await _render(steps)
-                    batch = await _take(pages, RENDER_BATCH)
-                    moved()
-                    more_pages = len(batch) == RENDER_BATCH
-                    steps.append(functools.partial(planner.pages, batch))
-                    del batch
+                await rest(pages, planner.pages, more_pages)
                 steps.append(planner.end)
                 await _render(steps)
         except BaseException:

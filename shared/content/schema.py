@@ -90,7 +90,6 @@ AMBER = """SELECT id, filename, original_name, r2_key, size, mime_type, category
 FROM amber_files WHERE tenant_id = ? ORDER BY uploaded_at DESC, id"""
 # How many rows each stream gives (its query's FROM and WHERE): what the catalog writes in README.md
 # before it reads the posts and pages themselves.
-COUNTS = {name: f"SELECT COUNT(*) FROM {table} WHERE tenant_id = ?"
-          for name, table in (("posts", "posts"), ("pages", "pages"), ("media", "media"),
-                              ("amber_files", "amber_files"))}
+COUNTS = {table: f"SELECT COUNT(*) FROM {table} WHERE tenant_id = ?" for table in ("posts", "pages", "media",
+                                                                                  "amber_files")}
 TENANT = "SELECT id, username, display_name, email, created_at FROM tenants WHERE id = ?"

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from services.assembler.ahead import DeflateAhead
 from services.assembler.hashing import Hasher, InlineHasher
 from services.assembler.plan import MemberRecord, ResumePoint
 from services.assembler.spill import RecordSpill
@@ -68,6 +69,7 @@ class ArchiveStream:
     stop: threading.Event = field(default_factory=threading.Event)
     progress: Progress = field(default_factory=Progress)
     hasher: Hasher = field(default_factory=InlineHasher)  # a ThreadHasher moves SHA-256 to another core
+    ahead: DeflateAhead | None = None  # large deflated members compressed on another core
 
     # On disk as they finish (memory stays flat in the number of members); set when iteration starts.
     records: RecordSpill = field(init=False)
@@ -150,7 +152,8 @@ class ArchiveStream:
                 self.progress.source_bytes += len(chunk)
                 yield chunk
 
-        encoder = MemberEncoder(m.path, m.modified_at, m.size, m.level, chunks())
+        deflated = self.ahead.take(m) if self.ahead is not None else None
+        encoder = MemberEncoder(m.path, m.modified_at, m.size, m.level, chunks(), deflated)
         try:
             yield from self._emit(pos, encoder)
         except SourceSizeMismatch as e:

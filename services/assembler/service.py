@@ -11,12 +11,14 @@ import asyncio
 import contextvars
 import functools
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from services.assembler.bridge import ReadAhead, TextWindows, pump, source_opener
+from services.assembler.ahead import DeflateAhead, candidates
+from services.assembler.bridge import TEXT_WINDOW, ReadAhead, TextWindows, pump, source_opener
 from services.assembler.encoder import INLINE, ArchiveStream, Rewind
 from services.assembler.hashing import ThreadHasher
 from services.assembler.plan import ResumeFold, ResumePoint, part_size, rewind_target
@@ -226,7 +228,20 @@ class Assembler:
         c = ctx.state.cataloged  # sources plus ~1 KiB a member of headers, records and manifest
         small = c is not None and c.total_bytes + c.member_count * 1024 < self.settings.min_part_size
         archive_hasher = INLINE if small else ThreadHasher()
-        stream = ArchiveStream(snapshot, open_source, rp, dict(skips), hasher=hasher)
+        # The large deflated members (a big blog's index.json and feed.json) are compressed on
+        # another core while the encoder is still at the text members before them.
+        early = candidates(snapshot.members, rp.member_index, skips, TEXT_WINDOW)
+        stop = threading.Event()
+        ahead_texts = TextWindows(self.store, snapshot.members, loop, stop)
+
+        def read_ahead(m: SnapshotMember) -> bytes | None:  # in the ahead's thread
+            data = ahead_texts.read(m)
+            if m is early[-1]:
+                ahead_texts.release()  # its window is not held through the rest of the stream
+            return data
+
+        ahead = DeflateAhead(early, read_ahead, stop)
+        stream = ArchiveStream(snapshot, open_source, rp, dict(skips), stop=stop, hasher=hasher, ahead=ahead)
         opener = source_opener(self.store, loop, stream.stop, snapshot.members,
                                lambda m: m.index not in skips and m.kind not in TEXT_KINDS)
         texts = TextWindows(self.store, snapshot.members, loop, stream.stop)
@@ -239,6 +254,8 @@ class Assembler:
                                     self.pace(ctx.state.tenant_id, ctx.state.export_id), archive_hasher)
             sha = await loop.run_in_executor(self.encoders, run)
             size, last = await uploader.finish()
+            if ahead.taken:
+                log.info("%s: %d large member(s) deflated ahead on another core", upload.export_id, ahead.taken)
         except Rewind:
             await uploader.drain()  # parts already cut get logged; the rewind redoes them anyway
             await ctx.reload()
@@ -258,7 +275,7 @@ class Assembler:
         finally:
             if isinstance(opener, ReadAhead):
                 opener.close()  # a member read ahead that the stream did not reach
-            for h in (hasher, archive_hasher):
+            for h in (ahead, hasher, archive_hasher):
                 if h.running:  # a join: off the loop (an export of small files never starts one)
                     await asyncio.to_thread(h.close)
                 else:

@@ -62,6 +62,48 @@ class EncodedMember:
     cd_template: bytes  # stream-zip's central-directory record for this member, offset 0
 
 
+@dataclass(frozen=True)
+class Deflated:
+    """A member's deflate stream computed before the encoder reached it (:func:`deflate`), with the
+    size and CRC-32 of the bytes it was computed from."""
+
+    data: bytes
+    size: int
+    crc32: int
+
+
+def compressor(level: int) -> zlib._Compress:
+    """The compressobj every deflated member is written with: raw deflate, 32 KiB window."""
+    return zlib.compressobj(level=level, wbits=-zlib.MAX_WBITS)
+
+
+def deflate(data: bytes, level: int) -> Deflated:
+    """``data`` deflated exactly as :class:`MemberEncoder` deflates it (the same compressobj fed
+    the same 1 MiB blocks), for a member to be framed later with ``MemberEncoder(deflated=...)``.
+    Runs in any thread: zlib releases the GIL while it compresses."""
+    c = compressor(level)
+    out = [c.compress(block) for block in reblock([data])]
+    out.append(c.flush())
+    return Deflated(b"".join(out), len(data), crc32(data))
+
+
+class _Replay:
+    """Stands in for the compressobj inside stream-zip when the deflate stream is already known:
+    stream-zip still reads the source (its CRC-32 and size), frames the member and counts its
+    bytes; the compressed bytes are the ones computed ahead, given at the end."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def compress(self, _block: bytes) -> bytes:
+        return b""
+
+    def flush(self) -> bytes:
+        return self.data
+
+
 def reblock(chunks: Iterable[bytes], size: int = BLOCK) -> Iterator[bytes]:
     """Re-chunk into blocks of exactly `size` bytes (the last may be shorter, never empty).
 
@@ -124,7 +166,7 @@ class MemberEncoder:
     """
 
     def __init__(self, name: str, modified_at: datetime, size: int, level: int,
-                 chunks: Iterable[bytes]) -> None:
+                 chunks: Iterable[bytes], deflated: Deflated | None = None) -> None:
         if size < 0:
             raise ValueError("size must be >= 0")
         if not 0 <= level <= 9:
@@ -139,6 +181,9 @@ class MemberEncoder:
         self.level = level
         self.zip64 = size > ZIP64_THRESHOLD
         self._chunks = chunks
+        # the deflate stream of these very bytes, computed ahead (:func:`deflate`): checked against
+        # the CRC-32 and size of what the source gives here, or the member counts as changed
+        self._deflated = deflated if level != STORE_LEVEL else None
         self._fed = 0
         self._started = False
         self._result: EncodedMember | None = None
@@ -201,11 +246,11 @@ class MemberEncoder:
             yield block
 
     def _encode(self) -> Iterator[bytes]:
-        level = self.level
+        level, ahead = self.level, self._deflated
         output = stream_zip(
             [(self.name, self.modified_at, MODE, ZIP_64 if self.zip64 else ZIP_32, self._counted())],
             chunk_size=OUTPUT_CHUNK,
-            get_compressobj=lambda: zlib.compressobj(level=level, wbits=-zlib.MAX_WBITS),
+            get_compressobj=(lambda: compressor(level)) if ahead is None else (lambda: _Replay(ahead.data)),
             extended_timestamps=True,
         )
         held: deque[bytes] = deque()
@@ -227,6 +272,8 @@ class MemberEncoder:
         trailer = parse_trailer(tail, emitted, self.zip64)
         if trailer.uncompressed_size != self._fed:
             raise SourceSizeMismatch(f"{self.name}: zip recorded {trailer.uncompressed_size} bytes")
+        if ahead is not None and (ahead.size, ahead.crc32) != (self._fed, trailer.crc32):
+            raise SourceSizeMismatch(f"{self.name}: the source read differs from the bytes deflated ahead")
         self._result = EncodedMember(
             crc32=trailer.crc32,
             compressed_size=trailer.compressed_size,

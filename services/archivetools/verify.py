@@ -371,7 +371,7 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     for name in names:
         if name not in listed and name not in GENERATED_PATHS:
             report.problems.append(f"{name}: in the archive but not listed in manifest.json")
-    counts = Counter(n.split("/", 1)[0] if "/" in n else "top level" for n in listed)
+    counts = Counter(n.split("/", 1)[0] if "/" in n else "top level" for n in names)
     report.facts.insert(0, f"{len(names)} members: " + ", ".join(f"{n} in {k}" for k, n in sorted(counts.items())))
     report.facts.append(f"manifest.json: {len(listed)} checksums checked; item counts {manifest.get('item_counts')}")
     if errors is not None:

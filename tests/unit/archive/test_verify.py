@@ -57,6 +57,20 @@ def test_a_sound_archive_passes_with_its_sha256(tmp_path: Path) -> None:
     assert not verify_archive(path, "0" * 64).ok
 
 
+def test_the_member_breakdown_adds_up_to_the_members_counted(tmp_path: Path) -> None:
+    """The first line counts every member and breaks them down by folder: manifest.json and errors.json
+    are members too, though manifest.json lists neither (a demo archive read "28 members: 8 in media,
+    3 in pages, 12 in posts, 3 in top level", 26 in all)."""
+    path = write(tmp_path, sources())
+    report = verify_archive(path)
+    assert report.ok, report.text()
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    top = sum("/" not in n for n in names)
+    assert {"manifest.json", "errors.json"} <= set(names)
+    assert report.facts[0] == f"{len(names)} members: 2 in media, 1 in posts, {top} in top level", report.text()
+
+
 def test_a_flipped_byte_names_the_member(tmp_path: Path) -> None:
     path = write(tmp_path, sources())
     data = bytearray(path.read_bytes())

@@ -205,7 +205,11 @@ async def test_cancel_a_running_export_from_the_page(browser: Any, live: LiveSta
     await page.get_by_role("button", name="Cancel export").click()
     assert await wait_status(page, TERMINAL, 60) == "cancelled"
     assert await page.locator("#current-status").inner_text() == "Cancelled"
-    assert "cancelled" in (await page.locator("#result-text").inner_text()).lower()
+    result = await page.locator("#result-text").inner_text()
+    assert "cancelled" in result.lower()
+    # A cancelled export counts toward the hourly limit (README, Admission): the page must not promise
+    # a new one at once (it said "you can start a new one", and Start then got the 429).
+    assert "start a new one" not in result and "counts toward" in result, result
     assert "cancelled" in (await page.get_attribute("#progress", "aria-valuetext") or "")
     assert not await page.get_by_role("button", name="Cancel export").is_visible()
     assert not await page.locator("#download-row").is_visible()

@@ -527,7 +527,7 @@
     var texts = {
       complete: "Your archive is ready.",
       failed: "The export failed.",
-      cancelled: "The export was cancelled. Nothing was kept; you can start a new one.",
+      cancelled: "The export was cancelled. Nothing was kept. It still counts toward the one new export per hour.",
       expired: "This export has expired and its archive was deleted. Start a new export for a fresh copy."
     };
     el.resultText.textContent = texts[s.status] || "";

@@ -352,8 +352,8 @@
   }
 
   function inProgress(activeId) {
-    var parts = [paragraph("An export is already in progress for your blog. Only one export can run at a time; " +
-                           "you can start a new one when it has finished.")];
+    var parts = [paragraph("An export is already in progress for your blog. Only one export can run at a time, " +
+                           "and one new export can start per hour.")];
     if (activeId) {
       var code = document.createElement("code");
       code.textContent = activeId;

@@ -207,7 +207,7 @@ async def test_cancel_a_running_export_from_the_page(browser: Any, live: LiveSta
     assert await page.locator("#current-status").inner_text() == "Cancelled"
     result = await page.locator("#result-text").inner_text()
     assert "cancelled" in result.lower()
-    # A cancelled export counts toward the hourly limit (README, Admission): the page must not promise
+    # A cancelled export counts toward the rate limit (README, Admission): the page must not promise
     # a new one at once (it said "you can start a new one", and Start then got the 429).
     assert "start a new one" not in result and "counts toward" in result, result
     assert "cancelled" in (await page.get_attribute("#progress", "aria-valuetext") or "")
@@ -234,11 +234,11 @@ async def test_a_second_start_shows_the_export_in_progress_and_jumps_to_it(
     await first.get_by_role("button", name="Start export").click()
     await first.wait_for_selector("#current[data-export-id]")
     active = await first.get_attribute("#current", "data-export-id")
-    # Once this export has finished a new one is a 429 for the rest of the hour (README, Admission):
+    # Once this export has finished a new one is a 429 for the rest of the window (README, Admission):
     # neither the hint under Start nor the 409 below may promise one "when it has finished".
     hint = first.locator("#start-hint")
     await hint.wait_for()
-    assert "finished" not in await hint.inner_text() and "per hour" in await hint.inner_text()
+    assert "finished" not in await hint.inner_text() and "is limited" in await hint.inner_text()
 
     await second.get_by_role("button", name="Start export").click()
     message = second.locator("#message[data-code='409']")

@@ -353,7 +353,7 @@
 
   function inProgress(activeId) {
     var parts = [paragraph("An export is already in progress for your blog. Only one export can run at a time, " +
-                           "and one new export can start per hour.")];
+                           "and how often a new one can start is limited.")];
     if (activeId) {
       var code = document.createElement("code");
       code.textContent = activeId;
@@ -527,7 +527,7 @@
     var texts = {
       complete: "Your archive is ready.",
       failed: "The export failed.",
-      cancelled: "The export was cancelled. Nothing was kept. It still counts toward the one new export per hour.",
+      cancelled: "The export was cancelled. Nothing was kept. It still counts toward the limit on how often a new export can start.",
       expired: "This export has expired and its archive was deleted. Start a new export for a fresh copy."
     };
     el.resultText.textContent = texts[s.status] || "";

@@ -235,10 +235,11 @@ class Assembler:
         ahead_texts = TextWindows(self.store, snapshot.members, loop, stop)
 
         def read_ahead(m: SnapshotMember) -> bytes | None:  # in the ahead's thread
-            data = ahead_texts.read(m)
-            if m is early[-1]:
-                ahead_texts.release()  # its window is not held through the rest of the stream
-            return data
+            try:
+                return ahead_texts.read(m)
+            finally:
+                if m is early[-1]:
+                    ahead_texts.release()  # its window is not held through the rest of the stream
 
         ahead = DeflateAhead(early, read_ahead, stop)
         stream = ArchiveStream(snapshot, open_source, rp, dict(skips), stop=stop, hasher=hasher, ahead=ahead)

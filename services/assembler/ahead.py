@@ -13,9 +13,8 @@ The bytes are the same either way: :func:`shared.archive.zipmember.deflate` is t
 compressobj fed the same 1 MiB blocks, and the encoder checks the size and CRC-32 of what it reads
 itself against those of what was compressed here (a source that changed in between is a changed
 member, as it is without this). Anything that goes wrong here (a read that fails, a stop) only
-means the encoder deflates that member itself. Memory: members of at most ``maximum`` bytes, one
-at a time (the reader's window), and at most ``HELD`` bytes of finished output waiting for the
-encoder.
+means the encoder deflates that member itself, as it does a member it reaches first. Memory: one
+member read whole at a time, and at most ``HELD`` bytes of finished output waiting for the encoder.
 """
 
 from __future__ import annotations
@@ -32,65 +31,66 @@ log = logging.getLogger(__name__)
 
 MINIMUM = 256 * 1024  # below this the hop to another thread costs more than it saves
 HELD = 8 * 1024 * 1024  # finished output the encoder has not taken yet
+TAIL = 2  # the layout puts index.json and feed.json last among the text members
 
-_PENDING, _WORKING, _DONE, _CLAIMED = range(4)
+
+def worth_it(m: SnapshotMember, maximum: int) -> bool:
+    """Deflated, large enough to be worth a thread, and at most ``maximum`` bytes (read whole)."""
+    return m.level != STORE_LEVEL and MINIMUM <= m.size <= maximum
 
 
-def candidates(members: Sequence[SnapshotMember], start: int, skips: Collection[int],
-               maximum: int) -> list[SnapshotMember]:
-    """The members from ``start`` on that this compresses ahead: deflated, not skipped, large
-    enough to be worth a thread and at most ``maximum`` bytes (read whole)."""
-    return [m for m in members[start:]
-            if m.level != STORE_LEVEL and MINIMUM <= m.size <= maximum and m.index not in skips]
+def last_texts(members: Sequence[SnapshotMember], start: int, is_text: Callable[[SnapshotMember], bool],
+               skips: Collection[int], maximum: int) -> list[SnapshotMember]:
+    """The members worth compressing ahead among the last ``TAIL`` text members from ``start`` on.
+    The text members are the snapshot's first (``layout.ORDER``: README, posts, pages, index.json,
+    feed.json), so where they end is found by bisection: a handful of members parsed whatever the
+    blog's size (a spilled snapshot parses a member on every access, and this runs on the loop)."""
+    lo, hi = start, len(members)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if is_text(members[mid]):
+            lo = mid + 1
+        else:
+            hi = mid
+    return [m for m in members[max(start, lo - TAIL):lo] if worth_it(m, maximum) and m.index not in skips]
 
 
 class DeflateAhead:
     """Compresses ``members`` (in archive order) in a thread of its own; :meth:`take` gives the
     encoder a member's deflate stream, or None: deflate it yourself. ``read`` returns a member's
-    bytes, or None when they cannot be had (called in this object's thread)."""
+    bytes, or None when they cannot be had; ``finished`` is called once the thread is done with
+    them (both in this object's thread)."""
 
     def __init__(self, members: Sequence[SnapshotMember], read: Callable[[SnapshotMember], bytes | None],
-                 stop: threading.Event) -> None:
-        self._order = list(members)
-        self._read = read
-        self._stop = stop
-        self._state = {m.index: _PENDING for m in self._order}
+                 stop: threading.Event, finished: Callable[[], None] = lambda: None) -> None:
+        self._members, self._read, self._stop, self._finished = members, read, stop, finished
+        self._working: int | None = None  # the member being compressed
         self._done: dict[int, Deflated | None] = {}
+        self._reached = -1  # the encoder's last member: nothing at or before it is started here
         self._held = 0
         self._cond = threading.Condition()
         self._closed = False
         self.taken = 0  # members the encoder took from here (tests, logs)
-        self._thread: threading.Thread | None = None
-        if self._order:
-            self._thread = threading.Thread(target=self._run, name="deflate-ahead", daemon=True)
-            self._thread.start()
+        self._thread = threading.Thread(target=self._run, name="deflate-ahead", daemon=True)
+        self._thread.start()
+
+    running = True  # a thread to join on close (the hashers' interface)
 
     def take(self, m: SnapshotMember) -> Deflated | None:
-        """``m``'s deflate stream once ready; None if ``m`` is not compressed here, or not started
-        yet (the encoder is first: it does it itself, and this skips it)."""
+        """``m``'s deflate stream once ready; None if it is not compressed here, or not started yet
+        (the encoder is first: it does it itself, and this thread skips it)."""
         with self._cond:
-            state = self._state.get(m.index)
-            if state is None or self._closed:
-                return None
-            if state == _PENDING:
-                self._state[m.index] = _CLAIMED
-                return None
-            while self._state[m.index] == _WORKING and not self._closed and not self._stop.is_set():
+            self._reached = max(self._reached, m.index)
+            while self._working == m.index and not self._closed and not self._stop.is_set():
                 self._cond.wait(0.1)
-            if self._state[m.index] != _DONE:
+            if self._closed or m.index not in self._done:
                 return None
-            del self._state[m.index]
-            deflated = self._done.pop(m.index, None)
+            deflated = self._done.pop(m.index)
             if deflated is not None:
                 self._held -= len(deflated.data)
                 self.taken += 1
             self._cond.notify_all()
             return deflated
-
-    @property
-    def running(self) -> bool:
-        """A thread was started (so :meth:`close` has one to join)."""
-        return self._thread is not None
 
     def close(self) -> None:
         """Stop after the member in hand; what was computed and not taken is dropped."""
@@ -98,31 +98,37 @@ class DeflateAhead:
             self._closed = True
             self._done.clear()
             self._cond.notify_all()
-        if self._thread is not None and self._thread is not threading.current_thread():
+        if self._thread is not threading.current_thread():
             self._thread.join()
 
     def _run(self) -> None:
-        for m in self._order:
+        try:
+            for m in self._members:
+                with self._cond:
+                    while self._held > HELD and not self._closed and not self._stop.is_set():
+                        self._cond.wait(0.1)
+                    if self._closed or self._stop.is_set():
+                        return
+                    if m.index <= self._reached:
+                        continue  # the encoder got there first
+                    self._working = m.index
+                deflated = None
+                try:
+                    data = self._read(m)
+                    if data is not None and len(data) == m.size:
+                        deflated = deflate(data, m.level)
+                except Exception:  # noqa: BLE001  (the encoder reads and reports the member itself)
+                    log.debug("deflating %s ahead failed; the encoder does it", m.path, exc_info=True)
+                with self._cond:
+                    self._working = None
+                    if self._closed:
+                        return
+                    self._done[m.index] = deflated
+                    if deflated is not None:
+                        self._held += len(deflated.data)
+                    self._cond.notify_all()
+        finally:
             with self._cond:
-                while self._held > HELD and not self._closed and not self._stop.is_set():
-                    self._cond.wait(0.1)
-                if self._closed or self._stop.is_set():
-                    return
-                if self._state.get(m.index) != _PENDING:
-                    continue  # the encoder got there first
-                self._state[m.index] = _WORKING
-            deflated = None
-            try:
-                data = self._read(m)
-                if data is not None and len(data) == m.size:
-                    deflated = deflate(data, m.level)
-            except Exception:  # noqa: BLE001  (the encoder reads and reports the member itself)
-                log.debug("deflating %s ahead failed; the encoder does it", m.path, exc_info=True)
-            with self._cond:
-                if self._closed:
-                    return
-                self._state[m.index] = _DONE
-                self._done[m.index] = deflated
-                if deflated is not None:
-                    self._held += len(deflated.data)
+                self._working = None
                 self._cond.notify_all()
+            self._finished()

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from services.assembler.ahead import DeflateAhead, candidates
+from services.assembler.ahead import DeflateAhead, last_texts
 from services.assembler.bridge import TEXT_WINDOW, ReadAhead, TextWindows, pump, source_opener
 from services.assembler.encoder import INLINE, ArchiveStream, Rewind
 from services.assembler.hashing import ThreadHasher
@@ -230,18 +230,14 @@ class Assembler:
         archive_hasher = INLINE if small else ThreadHasher()
         # The large deflated members (a big blog's index.json and feed.json) are compressed on
         # another core while the encoder is still at the text members before them.
-        early = candidates(snapshot.members, rp.member_index, skips, TEXT_WINDOW)
         stop = threading.Event()
-        ahead_texts = TextWindows(self.store, snapshot.members, loop, stop)
-
-        def read_ahead(m: SnapshotMember) -> bytes | None:  # in the ahead's thread
-            try:
-                return ahead_texts.read(m)
-            finally:
-                if m is early[-1]:
-                    ahead_texts.release()  # its window is not held through the rest of the stream
-
-        ahead = DeflateAhead(early, read_ahead, stop)
+        early = last_texts(snapshot.members, rp.member_index, lambda m: m.kind in TEXT_KINDS, skips, TEXT_WINDOW)
+        ahead = None
+        if early:
+            # a view of its own: a spilled snapshot's member list caches the member last parsed,
+            # and that cache is the encoder thread's
+            ahead_texts = TextWindows(self.store, snapshot.members[0:], loop, stop)
+            ahead = DeflateAhead(early, ahead_texts.read, stop, ahead_texts.release)  # no window held after
         stream = ArchiveStream(snapshot, open_source, rp, dict(skips), stop=stop, hasher=hasher, ahead=ahead)
         opener = source_opener(self.store, loop, stream.stop, snapshot.members,
                                lambda m: m.index not in skips and m.kind not in TEXT_KINDS)
@@ -255,7 +251,7 @@ class Assembler:
                                     self.pace(ctx.state.tenant_id, ctx.state.export_id), archive_hasher)
             sha = await loop.run_in_executor(self.encoders, run)
             size, last = await uploader.finish()
-            if ahead.taken:
+            if ahead is not None and ahead.taken:
                 log.info("%s: %d large member(s) deflated ahead on another core", upload.export_id, ahead.taken)
         except Rewind:
             await uploader.drain()  # parts already cut get logged; the rewind redoes them anyway
@@ -276,7 +272,7 @@ class Assembler:
         finally:
             if isinstance(opener, ReadAhead):
                 opener.close()  # a member read ahead that the stream did not reach
-            for h in (ahead, hasher, archive_hasher):
+            for h in (hasher, archive_hasher) if ahead is None else (ahead, hasher, archive_hasher):
                 if h.running:  # a join: off the loop (an export of small files never starts one)
                     await asyncio.to_thread(h.close)
                 else:

@@ -122,8 +122,9 @@ class SpilledMembers(Sequence[SnapshotMember]):
         if not 0 <= i < n:
             raise IndexError(i)
         at = self._lo + i
-        if self._last is not None and self._last[0] == at:
-            return self._last[1]
+        last = self._last  # read once: a view read by two threads must never mix two entries
+        if last is not None and last[0] == at:
+            return last[1]
         start, end = self._offsets[at], self._offsets[at + 1]
         line = self._file.pread(end - start, start).rstrip()
         if line.startswith(_MEMBER_PREFIX) and line.endswith(b"}"):  # as Snapshot.dumps writes it

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from services.assembler import ahead as ahead_module
-from services.assembler.ahead import DeflateAhead, candidates
+from services.assembler.ahead import DeflateAhead, last_texts, worth_it
 from services.assembler.encoder import ArchiveStream, Rewind
 from services.assembler.plan import MemberRecord, resume_point
 from shared.archive.zipmember import MemberEncoder, SourceSizeMismatch, deflate
@@ -66,6 +66,14 @@ def big_sources() -> dict[str, bytes]:
     }
 
 
+def BIG(m: SnapshotMember) -> bool:
+    return worth_it(m, 4 << 20)
+
+
+def start(members, read, stop: threading.Event | None = None) -> DeflateAhead:
+    return DeflateAhead([m for m in members if BIG(m)], read, stop or threading.Event())
+
+
 def archive(stream: ArchiveStream) -> bytes:
     return b"".join(i for i in stream if not isinstance(i, MemberRecord))
 
@@ -82,10 +90,9 @@ def test_the_archive_is_the_same_and_the_encoder_takes_what_was_deflated_ahead()
     src = big_sources()
     snap = snapshot(src)
     reference = archive(ArchiveStream(snap, opener(src), resume_point([])))
-    early = candidates(snap.members, 0, set(), 4 << 20)
-    assert [m.path for m in early] == ["index.json", "feed.json"]
+    assert [m.path for m in snap.members if BIG(m)] == ["index.json", "feed.json"]
     stop = threading.Event()
-    ahead = DeflateAhead(early, reader(src), stop)
+    ahead = start(snap.members, reader(src), stop)
     try:
         got = archive(ArchiveStream(snap, opener(src), resume_point([]), stop=stop, ahead=ahead))
     finally:
@@ -97,9 +104,8 @@ def test_the_archive_is_the_same_and_the_encoder_takes_what_was_deflated_ahead()
 def test_a_member_changed_between_the_two_reads_rewinds_the_stream() -> None:
     src = big_sources()
     snap = snapshot(src)
-    early = candidates(snap.members, 0, set(), 4 << 20)
     stale = dict(src, **{"feed.json": src["feed.json"][:-1] + b"?"})  # what the ahead thread read
-    ahead = DeflateAhead(early, reader(stale), threading.Event())
+    ahead = start(snap.members, reader(stale))
     try:
         with pytest.raises(Rewind) as e:
             archive(ArchiveStream(snap, opener(src), resume_point([]), ahead=ahead))
@@ -119,7 +125,7 @@ def test_a_read_that_fails_leaves_the_member_to_the_encoder() -> None:
         return src[m.key]
 
     stop = threading.Event()
-    ahead = DeflateAhead(candidates(snap.members, 0, set(), 4 << 20), read, stop)
+    ahead = start(snap.members, read, stop)
     try:
         got = archive(ArchiveStream(snap, opener(src), resume_point([]), stop=stop, ahead=ahead))
     finally:
@@ -140,7 +146,7 @@ def test_a_member_the_encoder_reaches_before_the_thread_starts_it_is_the_encoder
         release.wait(5)  # the thread is held at a.json
         return src[m.key]
 
-    ahead = DeflateAhead([a, b], read, threading.Event())
+    ahead = start([a, b], read)
     try:
         assert ahead.take(b) is None  # b not started yet: the encoder deflates it itself
         release.set()
@@ -152,12 +158,59 @@ def test_a_member_the_encoder_reaches_before_the_thread_starts_it_is_the_encoder
     assert ahead.taken == 1
 
 
-def test_a_resumed_stream_compresses_ahead_only_what_lies_ahead_of_it() -> None:
+def texts_then_media(src: dict[str, bytes]) -> list[SnapshotMember]:
+    """big_sources' members with the layout's kinds: texts first, then media."""
+    kinds = {"README.md": "readme", "posts/a.md": "post", "index.json": "index", "feed.json": "index"}
+    return [m.model_copy(update={"kind": kinds.get(m.path, "media")}) for m in snapshot(src).members]
+
+
+def is_text(m: SnapshotMember) -> bool:
+    return m.kind != "media"
+
+
+def test_the_last_text_members_are_found_by_bisection_and_only_large_deflated_ones_kept() -> None:
+    members = texts_then_media(big_sources())
+    assert [m.path for m in last_texts(members, 0, is_text, set(), 4 << 20)] == ["index.json", "feed.json"]
+    assert [m.path for m in last_texts(members, 3, is_text, set(), 4 << 20)] == ["feed.json"]  # resumed there
+    assert last_texts(members, 4, is_text, set(), 4 << 20) == []  # resumed in the media
+    assert [m.path for m in last_texts(members, 0, is_text, {3}, 4 << 20)] == ["index.json"]  # feed.json skipped
+    assert [m.path for m in last_texts(members, 0, is_text, set(), 500_000)] == ["index.json"]  # feed.json too big
+
+    reads: list[int] = []
+
+    class Counting(list):  # a spilled snapshot parses the member on every access: count them
+        def __getitem__(self, i):
+            reads.append(i)
+            return super().__getitem__(i)
+
+    post, photo = members[1], members[4]
+    many = Counting([post.model_copy(update={"index": i}) for i in range(10_000)]
+                    + [photo.model_copy(update={"index": 10_000 + i}) for i in range(10_000)])
+    assert last_texts(many, 0, is_text, set(), 4 << 20) == []  # small posts only
+    assert len(reads) < 40  # a bisection, not a walk over 20,000 members
+
+
+def test_a_member_the_thread_is_given_and_the_encoder_reaches_first_is_not_read() -> None:
     src = big_sources()
     snap = snapshot(src)
-    assert [m.path for m in candidates(snap.members, 3, set(), 4 << 20)] == ["feed.json"]
-    assert candidates(snap.members, 0, {2: "skipped"}, 4 << 20)[0].path == "feed.json"
-    assert candidates(snap.members, 0, set(), 500_000) == [snap.members[2]]
+    index, feed = [m for m in snap.members if BIG(m)]
+    calls: list[str] = []
+    release = threading.Event()
+    finished = threading.Event()
+
+    def read(m: SnapshotMember) -> bytes | None:
+        calls.append(m.key)
+        release.wait(5)
+        return src[m.key]
+
+    ahead = DeflateAhead([index, feed], read, threading.Event(), finished.set)
+    try:
+        assert ahead.take(feed) is None  # the encoder is past feed.json: the thread must skip it
+        release.set()
+        assert finished.wait(5)
+        assert calls == ["index.json"]
+    finally:
+        ahead.close()
 
 
 def test_the_thread_holds_at_most_its_bound_of_finished_output(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,7 +219,7 @@ def test_the_thread_holds_at_most_its_bound_of_finished_output(monkeypatch: pyte
     snap = snapshot(src)
     monkeypatch.setattr(ahead_module, "HELD", 400_000)
     calls: list[str] = []
-    ahead = DeflateAhead(list(snap.members), reader(src, calls), threading.Event())
+    ahead = start(list(snap.members), reader(src, calls))
     try:
         deadline = time.monotonic() + 5
         while len(calls) < 2 and time.monotonic() < deadline:
@@ -191,7 +244,7 @@ def test_close_stops_the_thread_and_take_then_gives_nothing() -> None:
         release.wait(5)
         return src[m.key]
 
-    ahead = DeflateAhead(list(snap.members), read, threading.Event())
+    ahead = start(list(snap.members), read)
     closing = threading.Thread(target=ahead.close)
     closing.start()
     release.set()

@@ -8,8 +8,11 @@ import errno
 import logging
 import signal
 import socket
+from collections.abc import Iterable
+from urllib.parse import urlencode
 
 from aiohttp import web
+from aiohttp.web_log import AccessLogger
 
 from services.gateway.app import init_app
 from services.gateway.problems import ProblemRunner
@@ -18,11 +21,27 @@ from shared.runtime.settings import Settings, SettingsProblem
 log = logging.getLogger(__name__)
 
 
+class RedactingAccessLogger(AccessLogger):
+    """aiohttp's access log with a download link's ``sig`` left out of the request line: the whole
+    line (``GET /api/export/download/<key>?exp=…&sig=… HTTP/1.1``) was a working link to that archive
+    for anyone who reads the logs, for the link's hour. The path and the other parameters stay."""
+
+    def _format_line(self, request: web.BaseRequest, response: web.StreamResponse,
+                     time: float) -> Iterable[tuple[str | tuple[str, str], str]]:
+        line = super()._format_line(request, response, time)
+        if request is None or "sig" not in request.query:
+            return line
+        query = urlencode([(k, "REDACTED" if k == "sig" else v) for k, v in request.query.items()])
+        first = f"{request.method} {request.path}?{query} HTTP/{request.version.major}.{request.version.minor}"
+        return [(key, first if key == "first_request_line" else value) for key, value in line]
+
+
 async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set, or, without one, until SIGINT or SIGTERM."""
     # lingering: how long a body no handler read is read and dropped before the connection closes
     runner = ProblemRunner(init_app(settings), handle_signals=False, head_timeout=settings.read_timeout_s,
-                           keepalive_timeout=settings.keepalive_timeout_s, lingering_time=settings.read_timeout_s)
+                           keepalive_timeout=settings.keepalive_timeout_s, lingering_time=settings.read_timeout_s,
+                           access_log_class=RedactingAccessLogger)
     await runner.setup()
     installed: list[signal.Signals] = []
     if stop is None:

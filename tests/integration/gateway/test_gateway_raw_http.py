@@ -192,3 +192,33 @@ async def test_a_client_that_hangs_up_mid_body_is_a_bad_request_not_an_internal_
     assert not errors, [(r.getMessage(), r.exc_info) for r in errors]
     statuses = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access" and "POST" in r.getMessage()]
     assert len(statuses) == 2 and all('" 400 ' in s for s in statuses), statuses
+
+
+async def test_the_access_log_never_holds_a_working_download_link(
+        settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+    """Seen: every download was logged by aiohttp's access log as its whole request line,
+    `GET /api/export/download/exports/t1/exp_…/grove-export-….zip?exp=…&sig=… HTTP/1.1`: anyone who
+    reads the gateway's logs (a log pipeline, a support engineer) could fetch any tenant's archive for
+    the link's hour. The signature is logged redacted; the rest of the line stays."""
+    import logging
+
+    from services.gateway.auth import link_secret
+    from shared.objectstore import links
+
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    key = "exports/t1/exp_0123456789abcdef01234567/grove-export-u-2026-02-22.zip"
+    url = links.sign(link_secret(settings), "http://x", key, 600)
+    sig = url.rpartition("sig=")[2]
+    path_qs = url.removeprefix("http://x")
+    async with _gateway(settings):
+        for target in (path_qs, path_qs.replace("&sig=", "&%73ig=")):  # the name percent-encoded reads the same
+            status, _, _ = await _answer(port, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            assert status == 410  # a working signature for an archive that is not there
+    access = [r for r in caplog.records if r.name == "aiohttp.access" and "/api/export/download/" in r.getMessage()]
+    assert len(access) == 2, [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    for record in access:
+        line = record.getMessage()
+        assert f"GET /api/export/download/{key}?exp=" in line and '" 410 ' in line, line
+        assert sig not in line and sig not in str(vars(record)), line

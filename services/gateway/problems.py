@@ -31,6 +31,7 @@ from typing import Any
 
 import nats.errors
 from aiohttp import web, web_protocol
+from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.typedefs import Handler
 from nats.js.errors import ServiceUnavailableError
 
@@ -192,9 +193,12 @@ class _ProblemRequestHandler(HeadDeadlineHandler):
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         super().handle_error(request, status, exc, message)  # logs; refuses once bytes were sent
-        if status == 400:
-            problem: Problem = BadRequest("The request is not valid HTTP: a malformed request line or header, "
-                                          "or a header over the size limit.")
+        if status == 400 and isinstance(exc, ContentEncodingError):  # br or zstd without its decoder
+            problem: Problem = UnsupportedMediaType(
+                "This gateway cannot decode the body's Content-Encoding; send it uncompressed, or as gzip or deflate.")
+        elif status == 400:
+            problem = BadRequest("The request is not valid HTTP: a malformed request line or header, "
+                                 "or a header over the size limit.")
         elif status == 413:
             problem = TooLarge("The request body is larger than this gateway accepts.")
         else:

@@ -8,6 +8,7 @@ import re
 from collections import Counter
 
 from aiohttp import web
+from aiohttp.compression_utils import HAS_BROTLI, HAS_ZSTD
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
@@ -25,7 +26,10 @@ from shared.runtime import tracing
 routes = web.RouteTableDef()
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")  # visible ASCII
 READY_PROBE_KEY = ".readyz-probe"
-DECODED = frozenset({"identity", "gzip", "deflate", "br", "zstd"})  # a body's Content-Encoding aiohttp undoes
+# A body's Content-Encoding aiohttp undoes: br and zstd only with their optional decoders installed
+# (without one aiohttp refuses the request while parsing its head: a 415 too, from problems.py's handler).
+DECODED = frozenset({"identity", "gzip", "deflate"} | ({"br"} if HAS_BROTLI else set())
+                    | ({"zstd"} if HAS_ZSTD else set()))
 MAX_ERRORS = 10  # a bad body's first errors are named; the rest counted
 
 

@@ -222,3 +222,35 @@ async def test_the_access_log_never_holds_a_working_download_link(
         line = record.getMessage()
         assert f"GET /api/export/download/{key}?exp=" in line and '" 410 ' in line, line
         assert sig not in line and sig not in str(vars(record)), line
+
+
+async def test_a_content_encoding_this_server_cannot_decode_is_a_415_problem(
+        settings_for: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen: `Content-Encoding: br` or `zstd`, which the README and the 415's own detail listed as
+    read, was answered 400 "The request is not valid HTTP" when aiohttp's optional decoder for it is
+    not installed (it is not a dependency): aiohttp refuses the body while parsing the head, before
+    any route. It is a 415 like every other encoding the gateway does not read, and the 415's list
+    names only the encodings this server can decode."""
+    from aiohttp import compression_utils, http_parser
+
+    from services.gateway.auth import make_token
+
+    for name in ("HAS_BROTLI", "HAS_ZSTD"):  # as when the optional decoders are not installed (they are not here)
+        monkeypatch.setattr(http_parser, name, False)
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    token = make_token(settings, tenant="t1", user="u1", email="u@example.org", username="u")
+    readable = ["deflate", "gzip", "identity"] + ["br"] * compression_utils.HAS_BROTLI + ["zstd"] * compression_utils.HAS_ZSTD
+    async with _gateway(settings):
+        for encoding in ("br", "zstd", "compress"):
+            status, headers, body = await _answer(port, (
+                f"POST /api/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Encoding: {encoding}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}").encode())
+            doc = json.loads(body)
+            assert (status, headers["content-type"].split(";")[0], doc["code"]) == (
+                415, "application/problem+json", "GROVE-EXPORT-004"), (encoding, doc)
+            assert "Content-Encoding" in doc["detail"] and "install" not in doc["detail"].lower(), doc
+            assert {k.lower(): v for k, v in HEADERS.items()}.items() <= headers.items(), encoding
+            if encoding == "compress":  # answered by the route: it names what this server reads
+                named = doc["detail"].split("one of ")[1].split(" (")[0].split(", ")
+                assert sorted(named) == sorted(readable), doc

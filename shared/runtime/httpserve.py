@@ -3,7 +3,8 @@
 aiohttp waits for a request line and headers for ever, so a client trickling header bytes (or sending
 half a request line and nothing more) held thousands of connections, and their file descriptors, until
 the server could accept no more. Used by the gateway and by every step service's metrics endpoint.
-Later requests on a kept-alive connection are bounded by aiohttp's keep-alive timeout.
+Later requests on a kept-alive connection are bounded by aiohttp's keep-alive timeout, and so is a
+client that stops taking its answers (:meth:`HeadDeadlineHandler.pause_writing`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
 
     head_timeout: float = 10.0
     _head_deadline: asyncio.TimerHandle | None = None
+    _write_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -39,7 +41,31 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
         if self._head_deadline is not None:
             self._head_deadline.cancel()
             self._head_deadline = None
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The client is not taking what was written (its buffers are full): unless it takes some
+        within the keep-alive timeout, the connection is closed. A client that pipelined thousands of
+        requests and read nothing held its handler, blocked writing, for good (aiohttp's drain has
+        no bound; only downloads had one of their own)."""
+        super().pause_writing()
+        if self._write_deadline is None:
+            self._write_deadline = self._loop.call_later(self._keepalive_timeout, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+
+    def _write_stalled(self) -> None:
+        self._write_deadline = None
+        log.info("closed a connection whose client took none of its answer within %.0f s", self._keepalive_timeout)
+        if self.transport is not None:
+            self.transport.abort()  # and the handler's pending drain fails: it ends
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
         """A request the client got wrong (a header line with no colon, a line too long: aiohttp

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -254,3 +255,35 @@ async def test_a_content_encoding_this_server_cannot_decode_is_a_415_problem(
             if encoding == "compress":  # answered by the route: it names what this server reads
                 named = doc["detail"].split("one of ")[1].split(" (")[0].split(", ")
                 assert sorted(named) == sorted(readable), doc
+
+
+async def test_a_client_that_stops_reading_its_answers_gets_its_connection_closed(
+        settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+    """Seen: one connection that pipelined 3,000 `GET /api/openapi.json` (no token needed) and then
+    read nothing held its handler, blocked writing, for as long as it liked: after 20 s without a
+    byte read, with a 1 s keep-alive and read timeout, all 44.6 MB of answers still arrived. Only
+    downloads bounded a client that stops reading; any answer does now (GROVE_KEEPALIVE_TIMEOUT_S)."""
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port, read_timeout_s=1.0, keepalive_timeout_s=1.0)
+    async with _gateway(settings):
+        one = len((await _answer(port, b"GET /api/openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))[2])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /api/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 3000)  # answers far beyond any socket buffer
+        await asyncio.sleep(4)  # reading nothing
+        got = 0
+        with contextlib.suppress(ConnectionError):
+            while chunk := await asyncio.wait_for(reader.read(1 << 20), 10):  # to EOF or a reset
+                got += len(chunk)
+        writer.close()
+        assert got < 3000 * one / 2, f"{got} bytes of {3000 * one}: the connection was held while nothing was read"
+        # a client that reads is served in full, however many answers it asked for
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /api/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 299
+                     + b"GET /api/openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = await asyncio.wait_for(reader.read(), 30)
+        assert data.count(b"HTTP/1.1 200 OK") == 300
+        writer.close()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]  # the client's doing, not an error of ours
+    assert not errors, [(r.getMessage(), r.exc_info) for r in errors]
+    assert any("took none of its answer within 1 s" in r.getMessage() for r in caplog.records)

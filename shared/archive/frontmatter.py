@@ -33,6 +33,18 @@ _OTHER_READERS_NON_STR = re.compile(
     r"|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)|[yYnN]|[Oo]n|ON|[Oo]ff|OFF|[Yy]es|YES|[Nn]o|NO"
     r"|[Tt]rue|TRUE|[Ff]alse|FALSE|[Nn]ull|NULL|~|"
 )
+# go-yaml (v2 and v3: Hugo's front matter reader) takes a plain scalar that starts with a digit or a
+# sign for a number when, its underscores removed, Go's strconv reads it as one: a base prefix in
+# either case, signed or not (`0X1F`, `0O17`, `-0o17`, `0B11`, `0o1_7`), or a float (`1e1_0`). Hugo
+# showed the title `0X1F` as "31" and made the tag an integer.
+_GO_YAML_NUMBER = re.compile(
+    r"[-+]?(?:0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?)")
+
+
+def _other_readers_non_str(value: str) -> bool:
+    """Whether a YAML reader other than PyYAML may read the plain scalar ``value`` as no string."""
+    return bool(_OTHER_READERS_NON_STR.fullmatch(value)) or (
+        value[:1] in tuple("+-0123456789") and _GO_YAML_NUMBER.fullmatch(value.replace("_", "")) is not None)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -42,7 +54,7 @@ class _Dumper(yaml.SafeDumper):
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     if any(c in _LINE_BREAKS for c in value):
         style: str | None = '"'
-    elif _OTHER_READERS_NON_STR.fullmatch(value):
+    elif _other_readers_non_str(value):
         style = "'"
     else:
         style = None
@@ -144,7 +156,7 @@ def _simple_text(value: str) -> str | None:
 def _simple_text_of(value: str) -> str | None:
     if not _SIMPLE.fullmatch(value):
         return None
-    if _resolves_to_str(value) and not _OTHER_READERS_NON_STR.fullmatch(value):
+    if _resolves_to_str(value) and not _other_readers_non_str(value):
         return value  # plain
     if "'" in value:
         return None

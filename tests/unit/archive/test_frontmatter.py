@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import html
+import subprocess
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import yaml
@@ -8,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.archive.frontmatter import parse_markdown, render_markdown
+from tests.unit.archive.tools import require_tool
 
 TRICKY = [
     "yes", "no", "on", "off", "y", "n", "true", "False", "null", "Null", "~", "", "123", "-1", "0o17", "0x1F",
@@ -100,3 +104,31 @@ def test_any_metadata_and_body_round_trip_exactly(meta: dict, body: str) -> None
 def test_any_utc_datetime_reads_back_as_its_iso_string(moment: datetime) -> None:
     meta, _ = parse_markdown(render_markdown({"at": moment}, ""))
     assert datetime.fromisoformat(meta["at"].replace("Z", "+00:00")) == moment
+
+
+GO_YAML_NUMBERS = ["0X1F", "-0X1F", "+0x1F", "0O17", "-0o17", "+0o17", "0o1_7", "0B11", "-0b1", "1e1_0", "1_2.5"]
+
+
+@pytest.mark.parametrize("value", GO_YAML_NUMBERS)
+def test_strings_go_yaml_reads_as_numbers_are_quoted(value: str) -> None:
+    # Hugo's reader (go-yaml) takes a plain scalar starting with a digit or sign for a number when Go's
+    # strconv reads it, underscores removed: a post titled `0X1F` was "31" in Hugo, its tag the integer 31.
+    text = render_markdown({"title": value, "tags": [value]}, "")
+    assert f"title: '{value}'\n" in text and f"- '{value}'\n" in text
+    assert parse_markdown(text)[0] == {"title": value, "tags": [value]}
+
+
+def test_hugo_reads_such_titles_and_tags_as_the_text_they_are(tmp_path: Path) -> None:
+    hugo = require_tool("hugo", "hugo")
+    subprocess.run([hugo, "new", "site", str(tmp_path)], check=True, capture_output=True, timeout=60)
+    (tmp_path / "layouts" / "_default").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "layouts" / "_default" / "single.html").write_text(
+        '{{ printf "%T %v" .Params.title .Params.title }}|{{ range .Params.tags }}{{ printf "%T %v" . . }}{{ end }}\n')
+    (tmp_path / "layouts" / "_default" / "list.html").write_text("\n")
+    (tmp_path / "content" / "posts").mkdir(parents=True, exist_ok=True)
+    for i, value in enumerate(GO_YAML_NUMBERS):
+        (tmp_path / "content" / "posts" / f"p{i}.md").write_text(render_markdown({"title": value, "tags": [value]}, ""))
+    subprocess.run([hugo, "-s", str(tmp_path)], check=True, capture_output=True, timeout=120)
+    shown = [html.unescape((tmp_path / "public" / "posts" / f"p{i}" / "index.html").read_text().strip())
+             for i in range(len(GO_YAML_NUMBERS))]
+    assert shown == [f"string {v}|string {v}" for v in GO_YAML_NUMBERS]

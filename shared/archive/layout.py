@@ -93,14 +93,21 @@ def _not_a_bundle(stem: str) -> str:
     return stem.replace(".", "-", 1) if stem.split(".", 1)[0].casefold() in ("index", "_index") else stem
 
 
+def _not_ignored(stem: str) -> str:
+    """Hugo skips a content file whose name starts with ``#`` (an editor's autosave file): the post
+    with the slug ``#tag`` was in the archive and missing from the site, without a word. That ``#``
+    becomes ``_``."""
+    return "_" + stem[1:] if stem.startswith("#") else stem
+
+
 def post_path(names: NameAllocator, row_id: str, slug: str | None) -> str:
-    stem = _not_a_bundle(safe_component(slug or "", f"post-{row_id}"))  # clean first, then add .md
+    stem = _not_a_bundle(_not_ignored(safe_component(slug or "", f"post-{row_id}")))  # clean first, then add .md
     names.reserve(POSTS, *SSG_RESERVED)
     return names.allocate(POSTS, f"{stem}.md", f"post-{row_id}.md")
 
 
 def page_path(names: NameAllocator, row_id: str, slug: str | None) -> str:
-    stem = _not_a_bundle(safe_component(slug or "", f"page-{row_id}"))
+    stem = _not_a_bundle(_not_ignored(safe_component(slug or "", f"page-{row_id}")))
     names.reserve(PAGES, *SSG_RESERVED)
     return names.allocate(PAGES, f"{stem}.md", f"page-{row_id}.md")
 

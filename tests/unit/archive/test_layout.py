@@ -3,10 +3,13 @@ and that the encoder writes what it is given, in the order given, without decidi
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import subprocess
 import zipfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +24,7 @@ from shared.archive.names import NameAllocator
 from shared.core import keys
 from shared.core.snapshot import Snapshot, SnapshotError
 from shared.objectstore import ObjectNotFound
+from tests.unit.archive.tools import require_tool
 from tests.unit.pipeline.test_archive_stream import opener, snapshot
 
 T = datetime(2026, 2, 22, 10, 30, tzinfo=UTC)
@@ -166,6 +170,28 @@ def test_a_slug_hugo_reads_as_index_with_a_language_or_format_is_never_a_post_or
                      True, "img")
     assert [t.path for t in plan.texts] == ["posts/index-2.md", "index.json", "feed.json"]
     assert b"slug: index\n" in plan.texts[0].data  # the slug itself is kept
+
+
+def test_a_slug_starting_with_a_hash_is_never_a_name_hugo_skips(tmp_path: Path) -> None:
+    # Hugo skips content files whose name starts with `#` (editors' autosave files): the post with the
+    # slug "#tag" was posts/#tag.md, in the archive and silently missing from the site Hugo built.
+    names = NameAllocator()
+    assert [layout.post_path(names, "p1", "#tag"), layout.post_path(names, "p2", "_tag"),
+            layout.post_path(names, "p3", "#index.json"), layout.page_path(names, "g1", "##")] == \
+        ["posts/_tag.md", "posts/_tag-2.md", "posts/_index-json.md", "pages/_#.md"]
+    rows = [{"id": f"p{i}", "slug": slug, "title": f"T{i}", "markdown_content": "hi", "status": "published",
+             "created_at": 1} for i, slug in enumerate(("#tag", "#1 post", "plain"))]
+    plan = plan_blog(rows, [], [], True, "img")
+    hugo = require_tool("hugo", "hugo")
+    subprocess.run([hugo, "new", "site", str(tmp_path)], check=True, capture_output=True, timeout=60)
+    for t in plan.texts:
+        if t.kind == "post":
+            (tmp_path / "content" / t.path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "content" / t.path).write_bytes(t.data)
+    listed = subprocess.run([hugo, "list", "all", "-s", str(tmp_path)], capture_output=True, text=True,
+                            timeout=60, check=True)
+    built = {row["path"] for row in csv.DictReader(io.StringIO(listed.stdout))}
+    assert built == {f"content/{t.path}" for t in plan.texts if t.kind == "post"}, built
 
 
 def test_two_members_on_one_path_or_on_a_generated_members_path_are_refused() -> None:

@@ -33,7 +33,14 @@ _HTML_START = re.compile(r" {0,3}<")
 _HEADING = re.compile(r" {0,3}#{1,6}(?:[ \t]|$)")
 _REF_DEF = re.compile(r" {0,3}\[(?:[^\]\\\n]|\\.){1,999}\]:[ \t]*(?:\n[ \t]*)?")
 _HTML_TAG = re.compile(r"<(img|a)\b((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>", re.IGNORECASE)
-_HTML_ATTR = re.compile(r"""(?<![\w-])(src|href)[ \t\n]*=[ \t\n]*("[^"]*"|'[^']*'|[^\s"'=<>`]+)""", re.IGNORECASE)
+# A tag's src or href (groups 1 and 2); the other alternatives match any other attribute with its value,
+# or a quoted string, whole, so a `src=…` written inside another attribute's value (alt text quoting
+# markup: `alt="src=https://…"`) is that value's text, never taken for the tag's own src. An attribute
+# name starts after a space, a quote or a slash only: tried at every character of a long run of them,
+# the scan for its `=` was quadratic.
+_HTML_ATTR = re.compile(r"""(?<![\w-])(src|href)[ \t\n]*=[ \t\n]*("[^"]*"|'[^']*'|[^\s"'=<>`]+)"""
+                        r"""|(?<![^\s"'/])[^\s"'=<>`/]+[ \t\n]*=[ \t\n]*(?:"[^"]*"|'[^']*'|[^\s"'<>`]+)|"[^"]*"|'[^']*'""",
+                        re.IGNORECASE)
 _PRE = re.compile(r"<(pre|code|script|style|textarea)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 
@@ -462,7 +469,7 @@ def find_links(body: str) -> list[LinkSpan]:
             continue
         wanted = "src" if tag.group(1).lower() == "img" else "href"
         for attr in _HTML_ATTR.finditer(tag.group(2)):
-            if attr.group(1).lower() != wanted:
+            if attr.group(1) is None or attr.group(1).lower() != wanted:
                 continue
             value = attr.group(2)
             start = tag.start(2) + attr.start(2)

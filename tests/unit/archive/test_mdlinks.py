@@ -122,3 +122,17 @@ def test_a_media_url_or_key_that_names_no_file_matches_no_link(name: str) -> Non
     new, links, _ = export_body(body + f"![c]({CDN}/cat.jpg)\n", "posts/p.md", own)
     assert new == body + "![c](../media/cat.jpg)\n"
     assert [link["url"] for link in links] == [f"{CDN}/cat.jpg"]
+
+
+def test_a_src_or_href_written_inside_another_attributes_value_is_that_value_not_a_link() -> None:
+    # Alt text or a title may quote markup: `src=…` inside a value is text. The scanner took it for the
+    # tag's own src and rewrote the alt text (and import "restored" it), against "nothing else changes".
+    body = (f'<img alt="src={CDN}/cat.jpg" src="{CDN}/cat.jpg">'
+            f"<a title='see href=\"{CDN}/cat.jpg\"' href=\"{CDN}/cat.jpg\">x</a>"
+            f"<img alt=src={CDN}/cat.jpg src={CDN}/cat.jpg><img data-src={CDN}/cat.jpg src=x.png>\n")
+    new, links, _ = export_body(body, "posts/p.md", OWN)
+    assert new == (f'<img alt="src={CDN}/cat.jpg" src="../media/cat.jpg">'
+                   f"<a title='see href=\"{CDN}/cat.jpg\"' href=\"../media/cat.jpg\">x</a>"
+                   f"<img alt=src={CDN}/cat.jpg src=../media/cat.jpg><img data-src={CDN}/cat.jpg src=x.png>\n")
+    assert len(links) == 3
+    assert import_body(new, "posts/p.md", links, lambda path, url: url) == body

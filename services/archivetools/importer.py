@@ -35,7 +35,7 @@ from services.archivetools.documents import (
     read_limited,
 )
 from shared.archive.frontmatter import parse_markdown
-from shared.archive.layout import INDEX_PATH, MANIFEST_PATH
+from shared.archive.layout import ERRORS_PATH, INDEX_PATH, MANIFEST_PATH
 from shared.archive.ownmedia import MediaRef, OwnMedia, import_body
 from shared.content.port import ClaimHeld, ContentSource, Row
 from shared.content.restore import TenantNotEmpty, content_counts, restore_tenant
@@ -154,19 +154,26 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
     except DocumentError as e:
         raise ImportRefused(str(e)) from None
     names = set(zf.namelist())
+    # What errors.json lists as left out and the archive does not hold: an image or file that changed
+    # in storage after the catalog named it (index.json, rendered before, still says in_archive). It is
+    # not restored, as one index.json says is not in the archive; its links get their URLs back.
+    errors = _document(zf, ERRORS_PATH) if ERRORS_PATH in names else []
+    absent = {e["path"] for e in errors if isinstance(e, dict) and isinstance(e.get("path"), str)} - names \
+        if isinstance(errors, list) else set()
     for section in ("posts", "pages", "media", "files"):
         ids: set[str] = set()
         for n, entry in enumerate(index.get(section, [])):
             if entry["id"] in ids:
                 raise ImportRefused(f"{INDEX_PATH}: {section}[{n}].id {entry['id']!r} appears twice in {section}")
             ids.add(entry["id"])
-            if (section in ("posts", "pages") or entry.get("in_archive")) and entry.get("path") not in names:
+            if (section in ("posts", "pages") or (entry.get("in_archive") and entry.get("path") not in absent)) \
+                    and entry.get("path") not in names:
                 raise ImportRefused(f"{INDEX_PATH}: {section}[{n}].path {entry.get('path')!r} is not in the archive")
     rk, out = Rekey(manifest["tenant_id"], target), Restore()
     new_keys: dict[str, str] = {}  # archive path → target object key
     out.tables["media"] = []
     for m in index.get("media", []):
-        if not m.get("in_archive"):
+        if not m.get("in_archive") or m["path"] in absent:
             out.notes.append(f"media {m['id']} not restored: its file is not in the archive")
             continue
         key = new_keys[m["path"]] = rk.key(m["object_key"])
@@ -179,6 +186,8 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
     own = OwnMedia(MediaRef(m["id"], m["object_key"], m.get("source_url"), m.get("path")) for m in index.get("media", []))
 
     def url_for(path: str, original: str) -> str | None:
+        if path in absent:
+            return original  # the export made it relative to a file it then left out: as the person wrote it
         hit = own.lookup(original)
         return media_url(url_template, new_keys[path]) + hit[1] if hit and path in new_keys else None
 
@@ -199,7 +208,7 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
     if "files" in index:
         out.tables["amber_files"] = []
         for f in index["files"]:
-            if not f.get("in_archive"):
+            if not f.get("in_archive") or f["path"] in absent:
                 out.notes.append(f"file {f['id']} not restored: it is not in the archive")
                 continue
             key = rk.key(f["object_key"])

@@ -336,9 +336,10 @@ _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _SPECIAL = re.compile(r"[\\\n<\[\]]")  # what _inline_links acts on: escapes, line ends, `<`, brackets
 
 
-def _inline_links(body: str, code: list[tuple[int, int]]) -> list[LinkSpan]:
+def _inline_links(body: str, code: list[tuple[int, int]], titles: list[tuple[int, int]] | None = None) -> list[LinkSpan]:
     """CommonMark's bracket matching, enough to know which `](` close a real link text: brackets
-    balance, escapes and code/HTML/autolinks hide brackets, and a link inside a link is not one."""
+    balance, escapes and code/HTML/autolinks hide brackets, and a link inside a link is not one.
+    ``titles`` gets the range after each destination, its title's (text, never HTML)."""
     found: list[LinkSpan] = []
     stack: list[list[Any]] = []  # [position, active]
     settled = 0  # stack[:settled] holds no active opener that is not an image (see below)
@@ -382,6 +383,8 @@ def _inline_links(body: str, code: list[tuple[int, int]]) -> list[LinkSpan]:
                 dest_start, dest_end, url, end = tail
                 if not _inside(code, start, end, code_ends):
                     found.append(LinkSpan(dest_start, dest_end, url, "inline"))
+                    if titles is not None:
+                        titles.append((dest_end, end))
                 if not _is_image(body, start):
                     # Links do not contain links (images may). The openers below `settled` were
                     # deactivated by an earlier link already: walking the whole stack for every link
@@ -457,16 +460,22 @@ def find_links(body: str) -> list[LinkSpan]:
     code = code_ranges(body)
     code_ends = [e for _, e in code]
     found: list[LinkSpan] = []
-    found += _inline_links(body, code)
+    titles: list[tuple[int, int]] = []  # link and definition titles: text, whatever markup they quote
+    found += _inline_links(body, code, titles)
     dests = _Destinations(body)
     for m in re.finditer(r"(?m)^ {0,3}\[", body):
         d = _REF_DEF.match(body, m.start())
         if d and _may_start_definition(body, m.start()) and (dest := dests.at(d.end())) \
                 and not _inside(code, m.start(), dest[1], code_ends):
             found.append(LinkSpan(dest[0], dest[1], dest[2], "reference"))
+            titles.append((dest[1], _definition_end(body, dest[1])))
+    titles = _merged(titles)
+    title_starts = [t for t, _ in titles]
     for tag in _html_tags(body):
         if _inside(code, tag.start(), tag.end(), code_ends):
             continue
+        if _escaped(body, tag.start()) or ((k := bisect_right(title_starts, tag.start())) and tag.start() < titles[k - 1][1]):
+            continue  # `\<img …>` is text, and so is a tag quoted in a link's title
         wanted = "src" if tag.group(1).lower() == "img" else "href"
         for attr in _HTML_ATTR.finditer(tag.group(2)):
             if attr.group(1) is None or attr.group(1).lower() != wanted:
@@ -478,6 +487,31 @@ def find_links(body: str) -> list[LinkSpan]:
             found.append(LinkSpan(start, start + len(value), html.unescape(value), "html"))
     found.sort(key=lambda s: s.start)
     return [s for n, s in enumerate(found) if n == 0 or s.start >= found[n - 1].end]
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The ranges, sorted, with those that overlap made one (a link's title can lie in a definition's)."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and start < out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _definition_end(body: str, at: int) -> int:
+    """Where the reference definition whose destination ends at ``at`` ends: with its line, or with
+    the next when its title starts there."""
+    eol = body.find("\n", at)
+    if eol < 0:
+        return len(body)
+    if not body[at:eol].strip(" \t"):
+        nxt = body.find("\n", eol + 1)
+        nxt = len(body) if nxt < 0 else nxt
+        if body[eol + 1:nxt].lstrip(" \t")[:1] in ("\"", "'", "("):
+            return nxt
+    return eol
 
 
 _TAG_OPEN = re.compile(r"<(img|a)\b", re.IGNORECASE)

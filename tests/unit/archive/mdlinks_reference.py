@@ -38,7 +38,9 @@ _HTML_START = re.compile(r" {0,3}<")
 _HEADING = re.compile(r" {0,3}#{1,6}(?:[ \t]|$)")
 _REF_DEF = re.compile(r" {0,3}\[(?:[^\]\\\n]|\\.){1,999}\]:[ \t]*(?:\n[ \t]*)?")
 _HTML_TAG = re.compile(r"<(img|a)\b((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>", re.IGNORECASE)
-_HTML_ATTR = re.compile(r"""(?<![\w-])(src|href)[ \t\n]*=[ \t\n]*("[^"]*"|'[^']*'|[^\s"'=<>`]+)""", re.IGNORECASE)
+_HTML_ATTR = re.compile(r"""(?<![\w-])(src|href)[ \t\n]*=[ \t\n]*("[^"]*"|'[^']*'|[^\s"'=<>`]+)"""
+                        r"""|(?<![^\s"'/])[^\s"'=<>`/]+[ \t\n]*=[ \t\n]*(?:"[^"]*"|'[^']*'|[^\s"'<>`]+)|"[^"]*"|'[^']*'""",
+                        re.IGNORECASE)
 _PRE = re.compile(r"<(pre|code|script|style|textarea)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 
@@ -237,7 +239,7 @@ _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _SPECIAL = re.compile(r"[\\\n<\[\]]")  # what _inline_links acts on: escapes, line ends, `<`, brackets
 
 
-def _inline_links(body: str, code: list[tuple[int, int]]) -> list[LinkSpan]:
+def _inline_links(body: str, code: list[tuple[int, int]], titles: list[tuple[int, int]] | None = None) -> list[LinkSpan]:
     """CommonMark's bracket matching, enough to know which `](` close a real link text: brackets
     balance, escapes and code/HTML/autolinks hide brackets, and a link inside a link is not one."""
     found: list[LinkSpan] = []
@@ -278,6 +280,8 @@ def _inline_links(body: str, code: list[tuple[int, int]]) -> list[LinkSpan]:
                 dest_start, dest_end, url, end = tail
                 if not _inside(code, start, end):
                     found.append(LinkSpan(dest_start, dest_end, url, "inline"))
+                    if titles is not None:
+                        titles.append((dest_end, end))
                 if not _is_image(body, start):
                     for opener in stack:  # links do not contain links (images may)
                         if not _is_image(body, opener[0]):
@@ -348,17 +352,27 @@ def find_links(body: str) -> list[LinkSpan]:
         return []
     code = code_ranges(body)
     found: list[LinkSpan] = []
-    found += _inline_links(body, code)
+    titles: list[tuple[int, int]] = []
+    found += _inline_links(body, code, titles)
     for m in re.finditer(r"(?m)^ {0,3}\[", body):
         d = _REF_DEF.match(body, m.start())
         if d and _may_start_definition(body, m.start()) and (dest := _destination(body, d.end())) and not _inside(code, m.start(), dest[1]):
             found.append(LinkSpan(dest[0], dest[1], dest[2], "reference"))
+            eol = body.find("\n", dest[1])
+            end = len(body) if eol < 0 else eol
+            if eol >= 0 and not body[dest[1]:eol].strip(" \t"):
+                nxt = body.find("\n", eol + 1)
+                if body[eol + 1:len(body) if nxt < 0 else nxt].lstrip(" \t")[:1] in ("\"", "'", "("):
+                    end = len(body) if nxt < 0 else nxt
+            titles.append((dest[1], end))
     for tag in _HTML_TAG.finditer(body):
         if _inside(code, tag.start(), tag.end()):
             continue
+        if _escaped(body, tag.start()) or any(a <= tag.start() < b for a, b in titles):
+            continue
         wanted = "src" if tag.group(1).lower() == "img" else "href"
         for attr in _HTML_ATTR.finditer(tag.group(2)):
-            if attr.group(1).lower() != wanted:
+            if attr.group(1) is None or attr.group(1).lower() != wanted:
                 continue
             value = attr.group(2)
             start = tag.start(2) + attr.start(2)

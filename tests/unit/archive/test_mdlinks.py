@@ -136,3 +136,22 @@ def test_a_src_or_href_written_inside_another_attributes_value_is_that_value_not
                    f"<img alt=src={CDN}/cat.jpg src=../media/cat.jpg><img data-src={CDN}/cat.jpg src=x.png>\n")
     assert len(links) == 3
     assert import_body(new, "posts/p.md", links, lambda path, url: url) == body
+
+
+@pytest.mark.parametrize("body", [
+    f'[x](https://a.example "see <img src={CDN}/cat.jpg>")\n',  # a link's title is text
+    f"[x](<https://a.example> '<a href={CDN}/cat.jpg>')\n",
+    f'[x]: https://a.example "see <img src={CDN}/cat.jpg>"\n',  # so is a definition's
+    f'[x]: https://a.example\n  "see <img src={CDN}/cat.jpg>"\n\n[x]\n',
+    f"Write \\<img src={CDN}/cat.jpg> to show it.\n",  # an escaped `<` starts no tag
+])
+def test_markup_written_as_text_in_a_title_or_after_a_backslash_is_left_as_written(body: str) -> None:
+    # CommonMark (markdown-it) reads these as text — a title, an escaped `<` — while the scanner
+    # took the tag in them for HTML and rewrote the URL in the text.
+    assert rewrite(body) == body
+
+
+def test_tags_beside_a_title_or_after_an_escaped_backslash_are_still_rewritten() -> None:
+    body = (f'[x](https://a.example "t") <img src="{CDN}/cat.jpg">\n\n'
+            f'[y]: https://a.example "t"\n<img src="{CDN}/cat.jpg">\n\n\\\\<img src="{CDN}/cat.jpg">\n')
+    assert rewrite(body) == body.replace(f"{CDN}/cat.jpg", "../media/cat.jpg")

@@ -100,14 +100,27 @@ def _not_ignored(stem: str) -> str:
     return "_" + stem[1:] if stem.startswith("#") else stem
 
 
+def _not_a_translation(stem: str) -> str:
+    """Hugo reads ``name.en.md`` as the English (its default language's) version of ``name.md``: of
+    the posts with the slugs "notes" and "notes.en" it built one, and the other was missing from the
+    site without a word. That last dot becomes a dash (``notes-en.md``)."""
+    base, dot, language = stem.rpartition(".")
+    return f"{base}-{language}" if dot and base and language == "en" else stem
+
+
+def _hugo_stem(stem: str) -> str:
+    """A post's or page's file name without ``.md``, as Hugo builds every one of them."""
+    return _not_a_bundle(_not_a_translation(_not_ignored(stem)))
+
+
 def post_path(names: NameAllocator, row_id: str, slug: str | None) -> str:
-    stem = _not_a_bundle(_not_ignored(safe_component(slug or "", f"post-{row_id}")))  # clean first, then add .md
+    stem = _hugo_stem(safe_component(slug or "", f"post-{row_id}"))  # clean first, then add .md
     names.reserve(POSTS, *SSG_RESERVED)
     return names.allocate(POSTS, f"{stem}.md", f"post-{row_id}.md")
 
 
 def page_path(names: NameAllocator, row_id: str, slug: str | None) -> str:
-    stem = _not_a_bundle(_not_ignored(safe_component(slug or "", f"page-{row_id}")))
+    stem = _hugo_stem(safe_component(slug or "", f"page-{row_id}"))
     names.reserve(PAGES, *SSG_RESERVED)
     return names.allocate(PAGES, f"{stem}.md", f"page-{row_id}.md")
 

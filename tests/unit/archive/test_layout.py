@@ -194,6 +194,30 @@ def test_a_slug_starting_with_a_hash_is_never_a_name_hugo_skips(tmp_path: Path) 
     assert built == {f"content/{t.path}" for t in plan.texts if t.kind == "post"}, built
 
 
+def test_a_slug_ending_in_the_default_language_is_never_a_translation_for_hugo(tmp_path: Path) -> None:
+    # Hugo reads posts/notes.en.md as the English version of posts/notes.md: of the posts with the
+    # slugs "notes" and "notes.en" it built one, and the other was silently missing from the site.
+    names = NameAllocator()
+    assert [layout.post_path(names, "p1", "notes"), layout.post_path(names, "p2", "notes.en"),
+            layout.post_path(names, "p3", "v1.2.en"), layout.post_path(names, "p4", "notes.EN"),
+            layout.post_path(names, "p5", ".en"), layout.page_path(names, "g1", "index.en")] == \
+        ["posts/notes.md", "posts/notes-en.md", "posts/v1.2-en.md", "posts/notes.EN.md", "posts/en.md",
+         "pages/index-en.md"]
+    rows = [{"id": f"p{i}", "slug": slug, "title": f"T{i}", "markdown_content": "hi", "status": "published",
+             "created_at": 1} for i, slug in enumerate(("notes", "notes.en", "about", "about.en"))]
+    plan = plan_blog(rows, [], [], True, "img")
+    hugo = require_tool("hugo", "hugo")
+    subprocess.run([hugo, "new", "site", str(tmp_path)], check=True, capture_output=True, timeout=60)
+    for t in plan.texts:
+        if t.kind == "post":
+            (tmp_path / "content" / t.path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "content" / t.path).write_bytes(t.data)
+    listed = subprocess.run([hugo, "list", "all", "-s", str(tmp_path)], capture_output=True, text=True,
+                            timeout=60, check=True)
+    built = {row["path"] for row in csv.DictReader(io.StringIO(listed.stdout))}
+    assert built == {f"content/{t.path}" for t in plan.texts if t.kind == "post"}, built
+
+
 def test_two_members_on_one_path_or_on_a_generated_members_path_are_refused() -> None:
     with pytest.raises(LayoutError, match="same file"):
         layout.snapshot_members([text("README.md", "readme")], [obj("media/A.jpg"), obj("media/a.JPG")], STORED)

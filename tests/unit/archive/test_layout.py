@@ -16,7 +16,7 @@ import pytest
 from services.assembler.encoder import ArchiveStream
 from services.assembler.plan import MemberRecord, resume_point
 from services.catalog.readme import render_readme
-from services.catalog.render import plan_blog
+from services.catalog.render import Plan, plan_blog
 from services.catalog.spool import Spool
 from shared.archive import layout
 from shared.archive.layout import LayoutError, ObjectMember, TextMember
@@ -172,6 +172,19 @@ def test_a_slug_hugo_reads_as_index_with_a_language_or_format_is_never_a_post_or
     assert b"slug: index\n" in plan.texts[0].data  # the slug itself is kept
 
 
+def hugo_built(site: Path, plan: Plan) -> tuple[set[str], set[str]]:
+    """(what ``hugo list all`` builds, the posts) of ``plan``'s posts put into a new site's content."""
+    hugo = require_tool("hugo", "hugo")
+    subprocess.run([hugo, "new", "site", str(site)], check=True, capture_output=True, timeout=60)
+    posts = [t for t in plan.texts if t.kind == "post"]
+    for t in posts:
+        (site / "content" / t.path).parent.mkdir(parents=True, exist_ok=True)
+        (site / "content" / t.path).write_bytes(t.data)
+    listed = subprocess.run([hugo, "list", "all", "-s", str(site)], capture_output=True, text=True,
+                            timeout=60, check=True)
+    return {row["path"] for row in csv.DictReader(io.StringIO(listed.stdout))}, {f"content/{t.path}" for t in posts}
+
+
 def test_a_slug_starting_with_a_hash_is_never_a_name_hugo_skips(tmp_path: Path) -> None:
     # Hugo skips content files whose name starts with `#` (editors' autosave files): the post with the
     # slug "#tag" was posts/#tag.md, in the archive and silently missing from the site Hugo built.
@@ -182,16 +195,8 @@ def test_a_slug_starting_with_a_hash_is_never_a_name_hugo_skips(tmp_path: Path) 
     rows = [{"id": f"p{i}", "slug": slug, "title": f"T{i}", "markdown_content": "hi", "status": "published",
              "created_at": 1} for i, slug in enumerate(("#tag", "#1 post", "plain"))]
     plan = plan_blog(rows, [], [], True, "img")
-    hugo = require_tool("hugo", "hugo")
-    subprocess.run([hugo, "new", "site", str(tmp_path)], check=True, capture_output=True, timeout=60)
-    for t in plan.texts:
-        if t.kind == "post":
-            (tmp_path / "content" / t.path).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / "content" / t.path).write_bytes(t.data)
-    listed = subprocess.run([hugo, "list", "all", "-s", str(tmp_path)], capture_output=True, text=True,
-                            timeout=60, check=True)
-    built = {row["path"] for row in csv.DictReader(io.StringIO(listed.stdout))}
-    assert built == {f"content/{t.path}" for t in plan.texts if t.kind == "post"}, built
+    built, posts = hugo_built(tmp_path, plan)
+    assert built == posts, built
 
 
 def test_a_slug_ending_in_the_default_language_is_never_a_translation_for_hugo(tmp_path: Path) -> None:
@@ -206,16 +211,8 @@ def test_a_slug_ending_in_the_default_language_is_never_a_translation_for_hugo(t
     rows = [{"id": f"p{i}", "slug": slug, "title": f"T{i}", "markdown_content": "hi", "status": "published",
              "created_at": 1} for i, slug in enumerate(("notes", "notes.en", "about", "about.en"))]
     plan = plan_blog(rows, [], [], True, "img")
-    hugo = require_tool("hugo", "hugo")
-    subprocess.run([hugo, "new", "site", str(tmp_path)], check=True, capture_output=True, timeout=60)
-    for t in plan.texts:
-        if t.kind == "post":
-            (tmp_path / "content" / t.path).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / "content" / t.path).write_bytes(t.data)
-    listed = subprocess.run([hugo, "list", "all", "-s", str(tmp_path)], capture_output=True, text=True,
-                            timeout=60, check=True)
-    built = {row["path"] for row in csv.DictReader(io.StringIO(listed.stdout))}
-    assert built == {f"content/{t.path}" for t in plan.texts if t.kind == "post"}, built
+    built, posts = hugo_built(tmp_path, plan)
+    assert built == posts, built
 
 
 def test_two_members_on_one_path_or_on_a_generated_members_path_are_refused() -> None:

@@ -175,6 +175,17 @@ def rewrite(src: Path, dst: Path, manifest: Any = None, extra: dict[str, bytes] 
     return dst
 
 
+def with_info(src: Path, dst: Path, name: str, change: Any) -> Path:
+    """``src`` copied to ``dst`` member by member, ``change(info)`` applied to member ``name``'s ZipInfo."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == name:
+                change(info)
+            zout.writestr(info, data)
+    return dst
+
+
 @pytest.mark.parametrize(("broken", "problem"), [
     ({"manifest": ["x"]}, "manifest.json: is not an object"),
     ({"edit": lambda m: m.update(members=["x"])}, "manifest.json: members[0] is not an object"),
@@ -509,13 +520,10 @@ def test_the_archive_sha256_is_compared_whatever_its_case_and_surrounding_space(
 def as_link(src: Path, dst: Path, name: str, create_system: int = 3) -> Path:
     """``src`` with member ``name`` made a symbolic link: S_IFLNK in the high 16 bits of its external
     attributes (``create_system`` 3, Unix), its data the link's target, as Info-ZIP's `zip -y` writes it."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == name:
-                info.create_system, info.external_attr = create_system, (stat.S_IFLNK | 0o777) << 16
-            zout.writestr(info, data)
-    return dst
+    def link(info: zipfile.ZipInfo) -> None:
+        info.create_system, info.external_attr = create_system, (stat.S_IFLNK | 0o777) << 16
+
+    return with_info(src, dst, name, link)
 
 
 def test_a_symbolic_link_is_a_problem(tmp_path: Path) -> None:
@@ -545,13 +553,11 @@ def test_a_member_marked_another_kind_of_file_is_a_problem(tmp_path: Path, mode:
     node (as root) or a directory there instead of the file whose bytes were checked. Only a symbolic
     link was refused; an export's members are regular files (S_IFREG, or no type at all)."""
     path = rewrite(write(tmp_path, sources()), tmp_path / "plain.zip", extra={"media/z.jpg": b"bytes"})
-    marked = tmp_path / "marked.zip"
-    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(marked, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "media/z.jpg":
-                info.create_system, info.external_attr = 3, (mode | 0o644) << 16
-            zout.writestr(info, data)
+
+    def kind_of(info: zipfile.ZipInfo) -> None:
+        info.create_system, info.external_attr = 3, (mode | 0o644) << 16
+
+    marked = with_info(path, tmp_path / "marked.zip", "media/z.jpg", kind_of)
     report = verify_archive(marked)
     assert report.problems == [f"media/z.jpg: a {kind}, not a file (an export holds only files; an unpacker "
                                "may make one on disk)"], report.text()
@@ -795,14 +801,12 @@ def test_a_member_with_the_dos_directory_attribute_is_a_problem(tmp_path: Path, 
     folder README.md instead of the file whose bytes were checked. The Unix mode check read only the
     high 16 bits. An export writes a Unix mode and no DOS attribute."""
     path = write(tmp_path, sources())
-    marked = tmp_path / "dos.zip"
-    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(marked, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "README.md":
-                info.create_system = create_system
-                info.external_attr = ((stat.S_IFREG | 0o644) << 16 if create_system == 3 else 0) | 0x10
-            zout.writestr(info, data)
+
+    def dos_directory(info: zipfile.ZipInfo) -> None:
+        info.create_system = create_system
+        info.external_attr = ((stat.S_IFREG | 0o644) << 16 if create_system == 3 else 0) | 0x10
+
+    marked = with_info(path, tmp_path / "dos.zip", "README.md", dos_directory)
     report = verify_archive(marked)
     assert report.problems == ["README.md: a directory, not a file (an export holds only files; an unpacker may "
                                "make one on disk)"], report.text()
@@ -816,13 +820,11 @@ def test_a_member_whose_unix_mode_an_unpacker_should_not_apply_is_a_problem(tmp_
     setuid and setgid root file writable by anyone, and unzip a file writable by anyone. An export's
     files are 0644; what an unpacker applies beyond that is one problem naming the member."""
     path = write(tmp_path, sources())
-    marked = tmp_path / "mode.zip"
-    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(marked, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "README.md":
-                info.create_system, info.external_attr = 3, (stat.S_IFREG | mode) << 16
-            zout.writestr(info, data)
+
+    def moded(info: zipfile.ZipInfo) -> None:
+        info.create_system, info.external_attr = 3, (stat.S_IFREG | mode) << 16
+
+    marked = with_info(path, tmp_path / "mode.zip", "README.md", moded)
     report = verify_archive(marked)
     assert report.problems == [f"README.md: its Unix mode {oct(mode)} sets {said} (unpackers apply it on disk; an "
                                "export's files are 0o644)"], report.text()
@@ -913,13 +915,11 @@ def test_a_comment_an_unpacker_prints_is_a_problem(tmp_path: Path) -> None:
     assert verify_archive(path).problems == ["the archive carries a comment of 44 bytes (unzip prints it, as it is, "
                                              "to the terminal that unpacks it; an export has none)"]
     member = write(tmp_path, sources(), "member.zip")
-    commented = tmp_path / "commented.zip"
-    with zipfile.ZipFile(member) as zin, zipfile.ZipFile(commented, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "README.md":
-                info.comment = b"\x1b[2J"
-            zout.writestr(info, data)
+
+    def comment(info: zipfile.ZipInfo) -> None:
+        info.comment = b"\x1b[2J"
+
+    commented = with_info(member, tmp_path / "commented.zip", "README.md", comment)
     assert verify_archive(commented).problems == ["README.md: carries a comment of 4 bytes (unzip -v prints it, as "
                                                   "it is; an export writes none)"]
 
@@ -938,13 +938,7 @@ def test_a_member_given_other_attributes_in_an_xl_field_is_a_problem(tmp_path: P
     directory or setuid root file writable by anyone on disk. An export never writes one."""
     field = struct.pack("<HHBHI", 0x6c78, 7, 0x01 | 0x04, (3 << 8) | 20, mode << 16)
     path = write(tmp_path, sources())
-    marked = tmp_path / "xl.zip"
-    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(marked, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "README.md":
-                info.extra = field
-            zout.writestr(info, data)
+    marked = with_info(path, tmp_path / "xl.zip", "README.md", lambda info: setattr(info, "extra", field))
     data = bytearray(marked.read_bytes())
     with zipfile.ZipFile(marked) as zf:
         info, start_dir = zf.getinfo("README.md"), zf.start_dir

@@ -278,6 +278,7 @@ class _UnreadablePost(_UnreadablePage):
 class _TextMeta(_Kept):
     REQUIRED = ("created_at",)
     slug: str
+    slug_original: str | None = None  # the slug as stored, where Hugo could not build it (layout.hugo_slug)
     title: str
     description: str | None = None
     created_at: OptTime
@@ -286,10 +287,17 @@ class _TextMeta(_Kept):
 
 class PostMeta(_TextMeta):
     tags: list[str] | None = None
+    tags_original: list[str] | None = None  # the tags as stored, where Hugo could not build one (layout.hugo_tags)
     status: str
     featured_image_original: str | None = None
     published_at: OptTime = None
     unreadable: _UnreadablePost | None = None
+
+    @model_validator(mode="after")
+    def _tags_kept_once(self) -> Any:
+        if self.tags_original is not None and self.unreadable is not None and "tags" in self.unreadable.model_fields_set:
+            raise ValueError("tags_original and unreadable.tags both hold a value")
+        return self
 
 
 class PageMeta(_TextMeta):

@@ -238,11 +238,15 @@ def _text_row(section: str, entry: dict[str, Any], zf: zipfile.ZipFile, rk: Reke
     except ValueError as e:  # not UTF-8, or no front matter
         raise ImportRefused(f"{path}: not a post or page ({e})") from None
     body = import_body(body, entry["path"], entry.get("media_links", []), url_for)
-    row: Row = {"id": rk.id(entry["id"]), "tenant_id": target, "slug": meta["slug"], "title": meta["title"],
+    # slug_original and tags_original: the values as stored where Hugo could not build them (an
+    # archive made before they existed has the stored ones in slug and tags)
+    slug = meta["slug"] if meta.get("slug_original") is None else meta["slug_original"]
+    row: Row = {"id": rk.id(entry["id"]), "tenant_id": target, "slug": slug, "title": meta["title"],
                 "description": meta.get("description"), "markdown_content": body}
     if section == "posts":
         kept = meta.get("unreadable") or {}
-        row |= {"tags": kept["tags"] if "tags" in kept else json.dumps(meta.get("tags") or []),
+        tags = meta.get("tags") if meta.get("tags_original") is None else meta["tags_original"]
+        row |= {"tags": kept["tags"] if "tags" in kept else json.dumps(tags or []),
                 "status": meta.get("status"), "featured_image": featured(meta.get("featured_image_original")),
                 "published_at": _column(meta, "published_at")}
     else:

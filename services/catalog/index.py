@@ -153,7 +153,7 @@ def feed_item(row: dict[str, Any], path: str, r: RenderedText, own: OwnMedia) ->
         "id": path if row["id"] is None else row["id"], "title": row["title"], "content_text": body, "summary": row.get("description"),
         "image": relative_link(FEED_PATH, hit[0].path) if hit and hit[0].path else featured,
         "date_published": iso(row.get("published_at")), "date_modified": iso(row.get("updated_at")),
-        "tags": r.meta["tags"] or None,
+        "tags": r.meta.get("tags_original", r.meta["tags"]) or None,  # as stored: a feed reader is no Hugo
         "_grove": {"path": path, "slug": row.get("slug"), "status": row.get("status"), "draft": r.meta["draft"],
                    "created_at": iso(row.get("created_at"))},
     }

@@ -138,6 +138,19 @@ def _ssg(date: Any, lastmod: Any, draft: bool) -> dict[str, Any]:
 TIMES = ("published_at", "created_at", "updated_at")
 
 
+def _hugo_slug(row: Row, path: str) -> dict[str, Any]:
+    """``slug`` as Hugo can build it, and ``slug_original`` as stored only when the two differ
+    (:func:`layout.hugo_slug`), as ``featured_image`` goes beside ``featured_image_original``."""
+    slug = layout.hugo_slug(row["slug"], path)
+    return {"slug": slug} if slug == row["slug"] else {"slug": slug, "slug_original": row["slug"]}
+
+
+def _hugo_tags(tags: list[str]) -> dict[str, Any]:
+    """``tags`` Hugo can build, and ``tags_original`` as stored only when one was left out."""
+    usable = layout.hugo_tags(tags)
+    return {"tags": usable} if usable == tags else {"tags": usable, "tags_original": tags}
+
+
 def post_markdown(row: Row, path: str = "posts/post.md", own: OwnMedia | None = None) -> RenderedText:
     """A post as Markdown; links to archived media (and ``featured_image``) become file-relative."""
     own = own or OwnMedia([])
@@ -151,8 +164,8 @@ def post_markdown(row: Row, path: str = "posts/post.md", own: OwnMedia | None = 
     if tags is None:
         unreadable = {"tags": raw(row.get("tags")), **unreadable}
     meta = with_unreadable({
-        "title": row["title"], "description": row.get("description"), "slug": row["slug"],
-        "tags": tags or [], "status": row.get("status"),
+        "title": row["title"], "description": row.get("description"), **_hugo_slug(row, path),
+        **_hugo_tags(tags or []), "status": row.get("status"),
         "featured_image": relative_link(path, hit[0].path) if hit and hit[0].path else featured,
         "featured_image_original": featured,
         "published_at": iso(row.get("published_at")),
@@ -175,7 +188,7 @@ def page_markdown(row: Row, path: str = "pages/page.md", own: OwnMedia | None = 
     source = row.get("markdown_content") or ""
     (body,), links, left = export_bodies(source, (path,), own)
     meta = with_unreadable({
-        "title": row["title"], "description": row.get("description"), "slug": row["slug"],
+        "title": row["title"], "description": row.get("description"), **_hugo_slug(row, path),
         "type": row.get("type"), "display_order": whole(row.get("display_order")),
         "created_at": iso(row.get("created_at")), "updated_at": iso(row.get("updated_at")),
         **_ssg(row.get("created_at"), row.get("updated_at"), False),

@@ -113,6 +113,42 @@ def _hugo_stem(stem: str) -> str:
     return _not_a_bundle(_not_a_translation(_not_ignored(stem)))
 
 
+# Hugo builds a post at ``<section>/<slug>`` and a tag's page at ``tags/<tag>``, reading ``/`` as a
+# folder: what it made of these (Debian's Hugo 0.111, with and without ``uglyURLs``) is in hugo_unsafe.
+HUGO_LIST_FILES = ("index.html", "index.xml")  # what a section's or a tag's list page writes in its folder
+
+
+def hugo_unsafe(value: str) -> bool:
+    """Whether Hugo cannot build ``value``, a slug or a tag, as a page of its own: a part (between
+    ``/``) is ``.``, ``..``, ``index.html`` or ``index.xml`` (any case), or it is nothing but dots and
+    slashes. A ``..`` part took a post out of its section (``../c``: public/c.html, over whatever was
+    there) or built no page for it (``..``, ``../../tags``); ``.`` or ``/`` put it on the section's
+    list page (posts/index.html); ``index.html`` ended the whole build ("is a directory"). A tag
+    ``..`` ended it too ("missing taxonomy: tags"), ``../x`` was built as public/x.html, and ``./x``
+    on tag x's page; ``.``, ``/`` and ``...`` had no page. Hugo trims a tag (``" .. "`` is ``..``), so
+    both are trimmed here. A backslash, ``%2e%2e`` or ``a/b`` are plain characters to it. (A tag
+    ending in a dot, ``etc.``, got a page listing no post, and took tag etc's: left to Hugo, as the
+    build and every post were sound.)"""
+    text = value.strip()
+    if text and not text.strip("/."):
+        return True
+    return any(part in (".", "..") or part.casefold() in HUGO_LIST_FILES for part in text.split("/"))
+
+
+def hugo_slug(slug: Any, path: str) -> Any:
+    """The ``slug`` Hugo is given for the post or page at ``path``: the slug itself, or, when Hugo
+    cannot build it (:func:`hugo_unsafe`), the file's name without ``.md``, which is what Hugo uses for
+    a post without a slug and is never unsafe (:func:`_hugo_stem`, ``safe_component``). The slug as
+    stored then goes beside it as ``slug_original``, which import restores."""
+    return path.rsplit("/", 1)[-1].removesuffix(".md") if isinstance(slug, str) and hugo_unsafe(slug) else slug
+
+
+def hugo_tags(tags: list[str]) -> list[str]:
+    """The tags Hugo can build a page for (:func:`hugo_unsafe`); when one is left out, the tags as
+    stored go beside them as ``tags_original``, which import restores."""
+    return [t for t in tags if not hugo_unsafe(t)]
+
+
 def post_path(names: NameAllocator, row_id: str, slug: str | None) -> str:
     stem = _hugo_stem(safe_component(slug or "", f"post-{row_id}"))  # clean first, then add .md
     names.reserve(POSTS, *SSG_RESERVED)

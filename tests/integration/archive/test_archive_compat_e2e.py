@@ -291,14 +291,15 @@ def test_frontmatter_parses_back_to_exactly_the_database_values(hostile: Exporte
         for row in hostile.info["posts"]:
             text = zf.read(by_source[row["id"]]).decode("utf-8")
             meta, body = parse_markdown(text)
-            got = (meta["title"], meta["description"], meta["tags"], meta["slug"], body)
+            # a slug Hugo cannot build (`..`, `.`) is beside the one Hugo is given, as stored (layout.hugo_slug)
+            got = (meta["title"], meta["description"], meta["tags"], meta.get("slug_original", meta["slug"]), body)
             want = (row["title"], row["description"], _expected_tags(row["tags"]), row["slug"],
                     row["markdown_content"])
             assert got == want, f"{row['id']}: {got!r} != {want!r}"
             assert meta["created_at"] == datetime.fromtimestamp(row["created_at"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         for row in hostile.info["pages"]:
             meta, body = parse_markdown(zf.read(by_source[row["id"]]).decode("utf-8"))
-            assert (meta["title"], meta["description"], meta["slug"], body) == (
+            assert (meta["title"], meta["description"], meta.get("slug_original", meta["slug"]), body) == (
                 row["title"], row["description"], row["slug"], row["markdown_content"]), row["id"]
 
 

@@ -3,7 +3,9 @@
 * ``now``: the gateway writes a probe key ``clock.<instance>`` and reads the last message on that
   subject back (``STREAM.MSG.GET``: the bucket is not created with direct gets); the message's
   ``time`` is the server's clock (a concurrent probe of the same instance may answer with a
-  slightly later time, which is still "now").
+  slightly later time, which is still "now"). A probe is two round trips and a stored message, so
+  admission takes one at most every ``CLOCK_REFRESH_S`` and counts on from it with the monotonic
+  clock (:class:`ServerClock`): still the server's time, to within the probe's round trip.
 * ``tenant.<id>``: the slot (see :mod:`services.gateway.admission`), read the same way (value,
   revision, time) and written with ``kv.update(key, value, last=revision)`` / ``kv.create``; a
   ``KeyWrongLastSequenceError`` means another request won: re-read and re-decide.
@@ -13,9 +15,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from datetime import datetime
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from nats.js.errors import APIError, KeyWrongLastSequenceError, NotFoundError
@@ -30,8 +35,37 @@ from shared.runtime.settings import Settings
 log = logging.getLogger(__name__)
 IDEMPOTENCY_TTL = adm.IDEMPOTENCY_TTL
 MAX_ROUNDS = 25
+CLOCK_REFRESH_S = 1.0
 
 Outcome = adm.Admit | adm.Conflict | adm.RateLimited | adm.Replay | adm.Mismatch
+
+
+class ServerClock:
+    """The server's time from a probe taken at most every ``refresh_s``, counted on with the
+    monotonic clock in between (one probe at a time; never earlier than a time it gave before)."""
+
+    def __init__(self, probe: Callable[[], Awaitable[datetime]], refresh_s: float = CLOCK_REFRESH_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._probe, self._refresh_s, self._monotonic = probe, refresh_s, monotonic
+        self._base: tuple[datetime, float] | None = None  # (server time, monotonic reading when it was read)
+        self._last: datetime | None = None
+        self._lock = asyncio.Lock()
+
+    async def now(self) -> datetime:
+        if self._stale():
+            async with self._lock:
+                if self._stale():  # not refreshed by the request this one waited behind
+                    taken = self._monotonic()
+                    server = await self._probe()
+                    self._base = (server, taken)
+        assert self._base is not None
+        server, taken = self._base
+        now = server + timedelta(seconds=self._monotonic() - taken)
+        self._last = now if self._last is None or now > self._last else self._last
+        return self._last
+
+    def _stale(self) -> bool:
+        return self._base is None or self._monotonic() - self._base[1] >= self._refresh_s
 
 
 class AdmissionStore:
@@ -43,8 +77,10 @@ class AdmissionStore:
         self.bucket = kv_names(settings)[1]
         self.stream = f"KV_{self.bucket}"
         self.clock_key = f"clock.{instance}"
+        self.clock = ServerClock(self.server_now)
 
     async def server_now(self) -> datetime:
+        """A fresh probe of the server's clock (see :attr:`clock` for the one admission reads)."""
         await self.bus.admission.put(self.clock_key, b"")
         msg = await self.bus.js.get_last_msg(self.stream, f"$KV.{self.bucket}.{self.clock_key}")
         if msg.time is None:
@@ -98,7 +134,7 @@ class AdmissionStore:
         s = self.settings
         key = f"tenant.{tenant_id}"
         for _ in range(MAX_ROUNDS):
-            now = await self.server_now()
+            now = await self.clock.now()
             if fingerprint:
                 remembered = await self.remembered(tenant_id, fingerprint, now)
                 if remembered:

@@ -135,6 +135,16 @@ def decide(now: datetime, slot: Slot | None, active_status: str | None, *, new_e
     return Admit(new)
 
 
+def rate_text(window_s: float) -> str:
+    """The rate limit as the 429 states it: "One new export per hour." for the default window, and
+    the configured one (``GROVE_RATE_WINDOW_S``) otherwise — it said "per hour" whatever it was."""
+    for unit, size in (("hour", 3600), ("minute", 60), ("second", 1)):
+        n = window_s / size
+        if n >= 1 and n == int(n):
+            return f"One new export per {unit}." if n == 1 else f"One new export every {int(n)} {unit}s."
+    return f"One new export every {window_s:g} seconds."
+
+
 IDEMPOTENCY_TTL = timedelta(hours=24)  # how long an Idempotency-Key is honoured (README, "The API")
 
 

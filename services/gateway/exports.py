@@ -55,7 +55,7 @@ async def create_export(app: web.Application, who: Identity, request: ExportRequ
         case adm.Conflict(active_export_id=active):
             raise p.ExportInProgress("An export is already in progress for this blog.", activeExportId=active)
         case adm.RateLimited(next_allowed_at=at, retry_after_s=secs):
-            raise p.RateLimited("One new export per hour.", headers={"Retry-After": str(secs)},
+            raise p.RateLimited(adm.rate_text(settings.rate_window_s), headers={"Retry-After": str(secs)},
                                 nextAllowedAt=at.isoformat().replace("+00:00", "Z"), retryAfter=secs)
     if time.monotonic() - started > settings.reservation_timeout_s / 2:
         # Our reservation may lapse before the event lands: let the client retry instead.

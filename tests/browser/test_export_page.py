@@ -319,7 +319,8 @@ async def test_history_lists_finished_exports_with_download_links_and_429_says_w
     await page.get_by_role("button", name="Start export").click()
     message = page.locator("#message[data-code='429']")
     await message.wait_for()
-    assert "one new export per hour" in (await message.inner_text()).lower()
+    assert "one new export per hour. you have already started one in that time." in \
+        (await message.inner_text()).lower()
     shown = page.locator("#next-allowed")
     at = await shown.get_attribute("datetime")
     status, problem = await api(live, tenant, "POST", "/api/export", {})

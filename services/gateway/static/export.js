@@ -382,7 +382,9 @@
       var secs = Number(body.retryAfter || headers.get("Retry-After"));
       if (secs > 0) at = new Date(Date.now() + secs * 1000).toISOString();
     }
-    var parts = [paragraph("You can start one new export per hour, and you have already had one this hour.")];
+    // the API's detail states the limit as configured ("One new export per hour." by default)
+    var parts = [paragraph((body.detail || "New exports are limited.") +
+                           " You have already started one in that time.")];
     if (at) {
       var when = new Date(at);
       var sameDay = when.toDateString() === new Date().toDateString();

@@ -34,6 +34,7 @@ async def test_fifty_concurrent_posts_on_two_replicas_admit_exactly_one(start_ga
         body = await limited.json(content_type=None)
         retry_after = int(limited.headers["Retry-After"])
         assert body["code"] == "GROVE-EXPORT-003" and 3500 < retry_after <= 3600
+        assert body["detail"] == "One new export per hour."
         next_allowed = datetime.fromisoformat(body["nextAllowedAt"])
         expected = datetime.now(UTC) + timedelta(seconds=retry_after)
         assert abs((next_allowed - expected).total_seconds()) < 5
@@ -88,7 +89,9 @@ async def test_the_rate_window_passes_and_other_tenants_are_independent(start_ga
     first = await (await gateway.post("/api/export", json={}, headers=headers_for())).json()
     assert (await gateway.post("/api/export", json={}, headers=headers_for("tenant_b"))).status == 201
     await pipeline.complete("tenant_a", first["exportId"])
-    assert (await gateway.post("/api/export", json={}, headers=headers_for())).status == 429
+    limited = await gateway.post("/api/export", json={}, headers=headers_for())
+    assert limited.status == 429
+    assert (await limited.json(content_type=None))["detail"] == "One new export per second."  # not "per hour"
     deadline = asyncio.get_running_loop().time() + 5
     while True:  # poll with a deadline until the one-second window has passed
         resp = await gateway.post("/api/export", json={}, headers=headers_for())

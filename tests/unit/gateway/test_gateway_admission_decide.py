@@ -15,6 +15,7 @@ from services.gateway.admission import (
     Slot,
     decide,
     match_idempotency,
+    rate_text,
 )
 
 NOW = datetime(2026, 2, 22, 10, 30, tzinfo=UTC)
@@ -145,3 +146,11 @@ def test_an_idempotency_key_is_honoured_for_24_hours_not_until_the_next_export()
     assert match_idempotency(old, "complete", NOW, TIMEOUT, "k:b") is None
     assert match_idempotency(old, "complete", NOW, TIMEOUT, "k:c") is None
     assert isinstance(run(old, "complete", idem="k:b"), Admit)
+
+
+def test_the_429_states_the_configured_window() -> None:
+    # it said "One new export per hour." whatever GROVE_RATE_WINDOW_S was
+    assert [rate_text(w) for w in (3600, 7200, 60, 600, 1, 90, 1.5, 5400)] == [
+        "One new export per hour.", "One new export every 2 hours.", "One new export per minute.",
+        "One new export every 10 minutes.", "One new export per second.", "One new export every 90 seconds.",
+        "One new export every 1.5 seconds.", "One new export every 90 minutes."]

@@ -131,6 +131,16 @@ class _File(web.FileResponse):
         super().__init__(path, headers=headers)
         self._stall_s = stall_s
 
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        since = request.if_modified_since
+        if since is not None and since.timestamp() > time.time():
+            # RFC 9110 13.1.3: a date later than the server's clock is not a valid one, and is
+            # ignored (aiohttp answered 304 Not Modified, so a cache kept whatever it held)
+            headers = request.headers.copy()
+            headers.popall("If-Modified-Since", None)
+            request = request.clone(headers=headers)
+        return await super().prepare(request)
+
     async def _sendfile(self, request: web.BaseRequest, fobj: IO[Any], offset: int,
                         count: int) -> AbstractStreamWriter:
         writer = await web.StreamResponse.prepare(self, request)
@@ -190,6 +200,8 @@ def check_file_request(request: web.Request, stat: os.stat_result) -> bool:
     if "Range" in request.headers and if_range.startswith(('"', 'W/"')):  # an entity tag, not a date
         if if_range != f'"{etag}"':  # a strong match only
             return True
+    elif "Range" in request.headers and if_range and request.if_range is None:
+        return True  # neither an entity tag nor a date: a validator that cannot match (RFC 9110 13.1.5)
     check_range(request, stat.st_size, stat.st_mtime)
     return False
 

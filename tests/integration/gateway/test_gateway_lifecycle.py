@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -132,10 +133,16 @@ async def test_a_download_whose_if_match_or_if_unmodified_since_fails_is_a_412_p
     # If-Range with an entity tag: the range only while the tag is the archive's (strong) one, else all of it
     part = await gateway.get(url, headers={"Range": "bytes=0-9", "If-Range": etag})
     assert part.status == 206 and await part.read() == pipeline.archive[:10]
-    for stale in ('"0-0"', f"W/{etag}"):
+    for stale in ('"0-0"', f"W/{etag}", "garbage", "Mon, 32 Foo 2026"):  # no validator that could match either
         for rng in ("bytes=0-9", "bytes=99999999-"):  # a Range ignored is not checked either
             whole = await gateway.get(url, headers={"Range": rng, "If-Range": stale})
             assert whole.status == 200 and await whole.read() == pipeline.archive, (stale, rng)
+    # If-Modified-Since: a date after the server's clock is not valid, and ignored (RFC 9110 13.1.3)
+    archive = settings.store_root / settings.buckets.exports / pipeline.archive_key("tenant_a", export_id)
+    os.utime(archive, (946684800, 946684800))  # made in 2000: any date since then is "not modified"
+    assert (await gateway.get(url, headers={"If-Modified-Since": "Sat, 01 Jan 2022 00:00:00 GMT"})).status == 304
+    later = await gateway.get(url, headers={"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"})
+    assert later.status == 200 and await later.read() == pipeline.archive
 
 
 async def test_the_page_serves_only_its_own_files_and_answers_bad_conditions_with_problems(gateway, problem):

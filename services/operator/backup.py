@@ -305,11 +305,14 @@ async def _undo(nc: Client, folder: Path, names: list[str], why: str, replaced: 
 
 async def restore(nc: Client, folder: Path, settings: Settings, entries: list[dict[str, Any]] | None = None,
                   restored: Callable[[str, int], None] | None = None, *, replace: bool = False,
-                  deleted: Callable[[str], None] | None = None) -> list[tuple[str, int]]:
+                  deleted: Callable[[str], None] | None = None,
+                  interrupted: Callable[[str], None] | None = None) -> list[tuple[str, int]]:
     """Restore every stream of the backup; ``entries`` from :func:`check_backup` when already checked,
     ``restored(stream, messages)`` called as each one is done (so a failure part-way shows what was).
     ``replace``: the backup's streams the server has are deleted first, with what they hold
-    (``deleted(stream)`` called for each); without it, any of them there refuses the whole restore."""
+    (``deleted(stream)`` called for each); without it, any of them there refuses the whole restore.
+    Cut short while restoring (Ctrl-C: the task is cancelled), the streams it made are deleted as after
+    a failure, ``interrupted(line)`` is told what was undone, and the interruption goes on."""
     entries = entries if entries is not None else check_backup(folder, settings)
     names = [e["stream"] for e in entries]
     there = await existing(nc, names)
@@ -337,6 +340,11 @@ async def restore(nc: Client, folder: Path, settings: Settings, entries: list[di
             state = await restore_stream(nc, folder, entry)
         except Exception as e:  # noqa: BLE001 - the server's refusal, a timeout, a read error: undo, then say it
             raise BackupError(await _undo(nc, folder, names, _said(e), there)) from None
+        except BaseException:  # Ctrl-C: undone the same way (it left the first streams restored, the rest not)
+            line = await _undo(nc, folder, names, "interrupted", there)
+            if interrupted is not None:
+                interrupted(line)
+            raise
         out.append((entry["stream"], int(state.get("messages", 0))))
         if restored is not None:
             restored(*out[-1])

@@ -545,7 +545,8 @@ async def _restore(args: argparse.Namespace, settings: Settings) -> None:
     try:  # each stream is printed as it is restored: a failure part-way leaves a record of what was
         await restore(nc, Path(args.dir), settings, entries,
                       lambda stream, messages: say(f"{stream}: restored, {messages} messages", flush=True),
-                      replace=args.replace, deleted=lambda stream: say(f"{stream}: deleted (--replace)", flush=True))
+                      replace=args.replace, deleted=lambda stream: say(f"{stream}: deleted (--replace)", flush=True),
+                      interrupted=lambda line: say(f"grove-export: restore {line}", file=sys.stderr, flush=True))
     except BackupError as e:
         raise OperatorError(str(e)) from None
     finally:

@@ -534,6 +534,29 @@ def data_before_command(args: argparse.Namespace) -> str | None:
 
 
 UNTIL_CTRL_C = frozenset({"run", "serve"})  # commands that run until stopped
+OWN_SIGNALS = frozenset({"run", "serve", "demo"})  # stopped by SIGTERM and SIGHUP in their own way
+
+
+def stopped_like_ctrl_c() -> None:
+    """SIGTERM (``timeout``, systemd, a Job deleted) and SIGHUP (the ssh session or terminal closed)
+    end every other command as Ctrl-C does: through SIGINT's handler, which inside ``asyncio.run``
+    cancels the command's task, so its clean-up runs (a backup removes its files, a restore deletes
+    the streams it made, an import the objects it put) and it ends with the interrupted line, exit
+    130. Their default ended the process at once: a restore left half restored, a backup's files
+    refused by the same command. The first one counts; those after it are ignored. Where SIGINT is
+    ignored (a background job of a script: ``grove-export backup DIR &``), asyncio has no handler on
+    it and the signal raises KeyboardInterrupt where the command is, as ``stopped_by_signals`` does."""
+    import signal
+
+    def interrupt(signum: int, _frame: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda *_: None)
+        if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+        signal.raise_signal(signal.SIGINT)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -563,6 +586,8 @@ def main(argv: list[str] | None = None) -> None:
     for line in unknown_variables(os.environ):  # ignored by Settings(): a typo would run on the default
         print(f"grove-export: warning: {line}", file=sys.stderr)
     args.nats_where = _nats_where(settings, args)  # for messages naming the server asked (`show`, `events`, …)
+    if args.command not in OWN_SIGNALS:
+        stopped_like_ctrl_c()
     try:
         args.func(args, settings)
     except KeyboardInterrupt:

@@ -11,13 +11,22 @@ stream left that stream on the server; now it prints that it deleted it again, a
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from services.operator import backup as bk
 from shared.bus.connect import Bus, kv_names
 from shared.core import events as ev
 from shared.runtime.settings import Settings
+from tests.support.env import to_env
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 async def _streams(bus: Bus, names: list[str]) -> list[str]:
@@ -57,3 +66,39 @@ async def test_a_restore_interrupted_part_way_leaves_no_stream_restored(
     assert await _streams(bus, names) == []  # nothing restored: the same restore can simply run again
 
     assert [s for s, _ in await bk.restore(bus.nc, backup, settings)] == names
+
+
+def _restore_cut_short(values: dict[str, Any], backup: Path, sig: int) -> tuple[int, str, str]:
+    """`grove-export restore` in a process of its own, sent ``sig`` once it printed its first stream
+    (the second, big, is being sent then): (exit code, stdout, stderr)."""
+    env = {**os.environ, **to_env(values), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "restore", str(backup)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, first + out, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP (its terminal closed)"])
+async def test_a_restore_ended_by_sigterm_or_sighup_is_undone_as_ctrl_c_is(
+        values: dict[str, Any], bus: Bus, settings: Settings, tmp_path: Path, sig: int) -> None:
+    """Seen: a restore whose ssh session dropped (SIGHUP), or that `timeout`, systemd or Kubernetes
+    stopped (SIGTERM), ended at once without the clean-up Ctrl-C gets — here EXPORTS stayed restored,
+    the KV buckets' streams missing. Both now end it as Ctrl-C does."""
+    names = [settings.stream_name, *(f"KV_{b}" for b in kv_names(settings))]
+    beats = await bus.js.key_value(kv_names(settings)[0])
+    for i in range(60):  # the second stream takes a while to send: the signal lands in it
+        await beats.put(f"catalog.tenant_i.exp_{i}", os.urandom(900_000))
+    backup = tmp_path / "backup"
+    await bk.backup(bus.nc, settings, backup)
+    for name in names:
+        await bus.js.delete_stream(name)
+
+    code, out, err = await asyncio.to_thread(_restore_cut_short, values, backup, sig)
+    assert out == f"{settings.stream_name}: restored, 0 messages\n", out + err
+    assert code == 130 and "Traceback" not in err, err
+    assert err.endswith("grove-export: interrupted; restore did not finish\n"), err
+    await asyncio.sleep(0.5)
+    assert await _streams(bus, names) == []

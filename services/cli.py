@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -537,7 +538,7 @@ UNTIL_CTRL_C = frozenset({"run", "serve"})  # commands that run until stopped
 OWN_SIGNALS = frozenset({"run", "serve", "demo"})  # stopped by SIGTERM and SIGHUP in their own way
 
 
-def stopped_like_ctrl_c() -> None:
+def stopped_like_ctrl_c() -> dict[int, Any]:
     """SIGTERM (``timeout``, systemd, a Job deleted) and SIGHUP (the ssh session or terminal closed)
     end every other command as Ctrl-C does: through SIGINT's handler, which inside ``asyncio.run``
     cancels the command's task, so its clean-up runs (a backup removes its files, a restore deletes
@@ -555,8 +556,10 @@ def stopped_like_ctrl_c() -> None:
             raise KeyboardInterrupt(signal.Signals(signum).name)
         signal.raise_signal(signal.SIGINT)
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    for sig in previous:
         signal.signal(sig, interrupt)
+    return previous  # the handlers before, for main() to put back
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -586,55 +589,62 @@ def main(argv: list[str] | None = None) -> None:
     for line in unknown_variables(os.environ):  # ignored by Settings(): a typo would run on the default
         print(f"grove-export: warning: {line}", file=sys.stderr)
     args.nats_where = _nats_where(settings, args)  # for messages naming the server asked (`show`, `events`, …)
-    if args.command not in OWN_SIGNALS:
-        stopped_like_ctrl_c()
+    # restored when the command returns: main() is also called in-process (tests), whose own
+    # process keeps its handlers
+    previous: dict[int, Any] = stopped_like_ctrl_c() if args.command not in OWN_SIGNALS else {}
     try:
-        args.func(args, settings)
-    except KeyboardInterrupt:
-        if args.command in UNTIL_CTRL_C:
-            return  # how a service in the foreground is stopped: it did what it was asked
-        # anything else did not finish: `import … && next-step` must not go on (130: 128 + SIGINT)
-        print(f"grove-export: interrupted; {args.command} did not finish", file=sys.stderr)
-        sys.exit(130)
-    except (CliError, SecretError) as e:  # a refusal may name what the log or an archive holds: escaped
-        from shared.core.printable import printable
+        try:
+            args.func(args, settings)
+        except KeyboardInterrupt:
+            if args.command in UNTIL_CTRL_C:
+                return  # how a service in the foreground is stopped: it did what it was asked
+            # anything else did not finish: `import … && next-step` must not go on (130: 128 + SIGINT)
+            print(f"grove-export: interrupted; {args.command} did not finish", file=sys.stderr)
+            sys.exit(130)
+        except (CliError, SecretError) as e:  # a refusal may name what the log or an archive holds: escaped
+            from shared.core.printable import printable
 
-        print(printable(f"grove-export: {e}"), file=sys.stderr)
-        sys.exit(e.code if isinstance(e, CliError) else 2)
-    except SettingsProblem as e:  # a setting that cannot work where it is used: like an invalid one
-        print(f"grove-export: invalid settings: {e}", file=sys.stderr)
-        sys.exit(2)
-    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
-    except ContentError as e:  # the content database: its own one line (it names no NATS or store)
-        from shared.core.printable import printable
-
-        # it may quote a value an imported archive chose (a unique violation's key): escaped
-        print(printable(f"grove-export: {e}"), file=sys.stderr)
-        sys.exit(1)
-    except Exception as e:  # noqa: BLE001 - infrastructure errors: one line, not a traceback
-        from nats.errors import Error as NatsError
-
-        from shared.bus.connect import NatsUnreachable
-        from shared.bus.topology import TopologyMissing
-
-        if isinstance(e, NatsUnreachable):  # the same line, and exit 2, from every command
-            print(f"grove-export: cannot reach NATS at {_nats_where(settings, args)}: {e.reason}", file=sys.stderr)
+            print(printable(f"grove-export: {e}"), file=sys.stderr)
+            sys.exit(e.code if isinstance(e, CliError) else 2)
+        except SettingsProblem as e:  # a setting that cannot work where it is used: like an invalid one
+            print(f"grove-export: invalid settings: {e}", file=sys.stderr)
             sys.exit(2)
-        from shared.objectstore import StoreError
-
-        if isinstance(e, TopologyMissing):  # with the server asked and why that one: maybe not ours at all
-            print(f"grove-export: {e} (NATS {_nats_where(settings, args)})", file=sys.stderr)
+        except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
-        if not isinstance(e, NatsError | StoreError | OSError | TimeoutError):
-            raise
-        from shared.core.printable import printable
+        except ContentError as e:  # the content database: its own one line (it names no NATS or store)
+            from shared.core.printable import printable
 
-        # an OSError's file name can be an object key an archive chose (import): escaped, as a member name is
-        print(printable(f"grove-export: {_hint(e, settings, _nats_where(settings, args), getattr(args, 'service', None))}"),
-              file=sys.stderr)
-        sys.exit(1)
+            # it may quote a value an imported archive chose (a unique violation's key): escaped
+            print(printable(f"grove-export: {e}"), file=sys.stderr)
+            sys.exit(1)
+        except Exception as e:  # noqa: BLE001 - infrastructure errors: one line, not a traceback
+            from nats.errors import Error as NatsError
+
+            from shared.bus.connect import NatsUnreachable
+            from shared.bus.topology import TopologyMissing
+
+            if isinstance(e, NatsUnreachable):  # the same line, and exit 2, from every command
+                print(f"grove-export: cannot reach NATS at {_nats_where(settings, args)}: {e.reason}", file=sys.stderr)
+                sys.exit(2)
+            from shared.objectstore import StoreError
+
+            if isinstance(e, TopologyMissing):  # with the server asked and why that one: maybe not ours at all
+                print(f"grove-export: {e} (NATS {_nats_where(settings, args)})", file=sys.stderr)
+                sys.exit(1)
+            if not isinstance(e, NatsError | StoreError | OSError | TimeoutError):
+                raise
+            from shared.core.printable import printable
+
+            # an OSError's file name can be an object key an archive chose (import): escaped, as a member name is
+            print(printable(f"grove-export: {_hint(e, settings, _nats_where(settings, args), getattr(args, 'service', None))}"),
+                  file=sys.stderr)
+            sys.exit(1)
+    finally:
+        import signal
+
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _hint(e: Exception, settings: Settings, nats_where: str, service: str | None = None) -> str:

@@ -108,3 +108,20 @@ def test_a_content_database_error_reaches_the_terminal_with_its_control_characte
     err = capsys.readouterr().err
     assert stopped.value.code == 1 and err.count("\n") == 1
     assert "\x1b" not in err and "\u202e" not in err and "\\x1b]0;pwned" in err, ascii(err)
+
+
+def test_a_command_run_in_process_puts_the_signal_handlers_back(tmp_path, monkeypatch) -> None:
+    """main() turns SIGTERM and SIGHUP into Ctrl-C for an operator command; called in-process (as
+    tests do) it left them so for the rest of the process."""
+    import signal
+
+    import pytest
+
+    from services.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    with pytest.raises(SystemExit) as ended:
+        main(["verify", str(tmp_path / "missing.zip")])
+    assert ended.value.code != 0
+    assert {sig: signal.getsignal(sig) for sig in before} == before

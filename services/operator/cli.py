@@ -551,3 +551,16 @@ async def _restore(args: argparse.Namespace, settings: Settings) -> None:
         raise OperatorError(str(e)) from None
     finally:
         await nc.drain()
+    say(erased_since(Path(args.dir)), file=sys.stderr)
+
+
+def erased_since(folder: Path) -> str:
+    """What a restore brings back that an erasure took away: a backup holds every tenant's events as
+    they were when it was taken, so a tenant erased since is back (the requester's address with it)."""
+    try:
+        taken = json.loads((folder / "manifest.json").read_text()).get("created")
+    except (OSError, ValueError, AttributeError):
+        taken = None
+    when = f"taken {printable(taken)}" if isinstance(taken, str) else "of an unknown time"
+    return (f"grove-export: note: this backup is {when}; a tenant erased since then is back with it: run "
+            "`grove-export erase-tenant TENANT` again for each one")

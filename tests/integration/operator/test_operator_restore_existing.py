@@ -67,6 +67,10 @@ async def test_restore_refuses_before_restoring_anything_when_one_stream_exists(
                                        f"{settings.stream_name}: restored, 1 messages", f"{hb}: restored, 0 messages",
                                        f"{admission}: restored, 0 messages"], out.stdout
     assert await _streams(bus, names) == {settings.stream_name: 1, hb: 0, admission: 0}
+    # a tenant erased after the backup was taken is back: the operator is told to erase it again
+    taken = json.loads((backup / "manifest.json").read_text())["created"]
+    assert out.stderr == (f"grove-export: note: this backup is taken {taken}; a tenant erased since then is back "
+                          "with it: run `grove-export erase-tenant TENANT` again for each one\n"), out.stderr
 
 
 async def test_a_restore_that_fails_part_way_leaves_the_server_as_it_found_it(

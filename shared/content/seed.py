@@ -2,6 +2,8 @@
 
 Images are real JPEG/PNG files (noise plus a gradient, a few hundred KB) written to the images
 bucket; Amber files go to the amber bucket. Used by ``make run``, the tests and the benchmarks.
+Every time is at or before the moment it runs: a post a day apart from the next, edited a minute
+after it was written, the newest edited just now (an archive made next has nothing dated later).
 """
 
 from __future__ import annotations
@@ -94,8 +96,9 @@ async def seed_tenant(
             "description": _sentence(rng, 10), "markdown_content": f"# {title}\n\n{body}\n",
             "tags": json.dumps(rng.sample(WORDS, 3)), "status": "published" if i % 4 else "draft",
             "featured_image": keys[i % len(keys)] if keys else None,
-            "published_at": now - i * 86400 if i % 4 else None,
-            "created_at": now - i * 86400, "updated_at": now - i * 86400 + 60,
+            # edited a minute after it was written, and the newest edited as the seed runs: never after
+            "published_at": now - i * 86400 - 60 if i % 4 else None,
+            "created_at": now - i * 86400 - 60, "updated_at": now - i * 86400,
         })
     await db.insert("posts", post_rows)
     page_rows = [{"id": f"page_{i + 1}_{tenant_id}", "tenant_id": tenant_id, "slug": slug, "title": slug.title(),

@@ -10,6 +10,7 @@ identity (``…:a2``, ``…:r1``): the same key would let the mail service drop 
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,6 +61,23 @@ def _render(name: str, context: Mapping[str, Any]) -> str:
     return _env().get_template(name).render(**context)
 
 
+TEXT_WIDTH = 72
+
+
+def fill_text(text: str, width: int = TEXT_WIDTH) -> str:
+    """The plain-text part as a mail reader shows it best: each line longer than ``width`` filled at
+    spaces to ``width``. A word longer than that (a URL, a checksum) is never split, nor at a hyphen:
+    it stands whole on a line of its own. An indented line (a command to copy, the checksum, a list
+    item) is left as written. The templates keep a paragraph on one line for this."""
+    lines = []
+    for line in text.split("\n"):
+        if len(line) <= width or line[:1].isspace():
+            lines.append(line)
+        else:
+            lines.extend(textwrap.wrap(line, width, break_long_words=False, break_on_hyphens=False))
+    return "\n".join(lines)
+
+
 def idempotency_key(tenant_id: str, export_id: str, kind: Kind, attempt: int = 1, resend: int = 0) -> str:
     return f"{export_id}:{kind}:{tenant_id}" + (f":a{attempt}" if attempt > 1 else "") + (f":r{resend}" if resend else "")
 
@@ -94,7 +112,7 @@ def ready_email(
     return Email(
         to=to,
         subject=READY_SUBJECT,
-        text=_render("ready.txt.j2", context),
+        text=fill_text(_render("ready.txt.j2", context)),
         html=_render("ready.html.j2", context),
         idempotency_key=idempotency_key(tenant_id, export_id, "ready", attempt, resend),
     )
@@ -112,7 +130,7 @@ def failed_email(*, to: str, username: str, reason: str, export_id: str, tenant_
     return Email(
         to=to,
         subject=FAILED_SUBJECT,
-        text=_render("failed.txt.j2", context),
+        text=fill_text(_render("failed.txt.j2", context)),
         html=_render("failed.html.j2", context),
         idempotency_key=idempotency_key(tenant_id, export_id, "failed", attempt, resend),
     )

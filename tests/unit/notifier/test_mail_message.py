@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from services.notifier.mail import Email, failed_email, ready_email
+from services.notifier.mail.message import fill_text
 
 SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 PAGE = "https://grove.place/arbor/export"
@@ -163,3 +164,28 @@ def test_an_email_once_its_templates_are_loaded_reads_no_template_file(monkeypat
     assert make_ready() == first[0]
     assert failed_email(to="autumn@example.org", username="Autumn", reason="r", export_id="exp_1", tenant_id="t",
                         download_page_url=PAGE) == first[1]
+
+
+LONG_PAGE = "https://grove.place/arbor/export?from=email&campaign=ready-" + "x" * 60
+
+
+@pytest.mark.parametrize("email", [
+    make_ready(error_count=3, download_page_url=LONG_PAGE, username="Autumn of the long-named grove " * 3),
+    failed_email(to="a@example.org", username="A", export_id="exp_1", tenant_id="t1", download_page_url=LONG_PAGE,
+                 reason="The image store was unavailable after 4 attempts; " * 4),
+], ids=["ready", "failed"])
+def test_the_text_part_wraps_at_72_columns_and_never_splits_a_url_or_the_checksum(email: Email) -> None:
+    """Seen: the plain-text part had paragraphs broken at ~96 columns beside unbroken ones of 104-115
+    (a mail reader showing 78 columns cut each of them in two, unevenly)."""
+    lines = email.text.split("\n")
+    for line in lines:
+        # longer only when indented (a command, the checksum: copied as written) or one word (a URL)
+        assert len(line) <= 72 or line.startswith(" ") or " " not in line, line
+    assert LONG_PAGE in lines
+    if email.subject == "Your Grove export is ready":
+        assert f"  {SHA}" in lines and f"  grove-export verify grove-export-*.zip --sha256 {SHA}" in lines
+
+
+def test_fill_text_keeps_hyphenated_words_and_indented_lines_whole() -> None:
+    text = "word " * 14 + "one-export-per-hour-limit\n  " + "x " * 50 + "\n"
+    assert fill_text(text) == ("word " * 14).rstrip() + "\none-export-per-hour-limit\n  " + "x " * 50 + "\n"

@@ -194,8 +194,7 @@ def _view(folded: inspect.Folded, upload: dict[str, Any] | None, beat: dict[str,
         "stepAttempts": dict(s.attempts), "lastStepError": s.last_step_error,
         "failure": s.failure.reason if s.failure else None, "notification": s.notification,
         "request": inspect.event_fields(s.request) if s.request else None,
-        "snapshot": {"key": s.cataloged.snapshot_key, "members": s.cataloged.member_count,
-                     "totalBytes": s.cataloged.total_bytes, "errors": s.cataloged.error_count} if s.cataloged else None,
+        "snapshot": inspect.snapshot_of(s),
         "upload": upload, "heartbeat": beat,
         "events": [{"seq": seq, "type": e.name(), "at": inspect._iso(e.occurred_at), "producer": e.producer,
                     **inspect.event_fields(e)} for seq, e in folded.events],
@@ -217,7 +216,9 @@ def _print_show(v: dict[str, Any], folded: inspect.Folded) -> None:
         say(f"failure    {v['failure']}")
     if v["snapshot"]:
         sn = v["snapshot"]
-        say(f"snapshot   {sn['key']}: {sn['members']} members, {human_size(sn['totalBytes'])}, {sn['errors']} errors")
+        planned = f"{sn['members']} members, {human_size(sn['totalBytes'])}, {sn['errors']} errors"
+        say(f"snapshot   {sn['key']}: " + (f"{planned} planned; no archive was made ({v['status']})"
+                                           if sn["archived"] is False else planned))
     up = v["upload"]
     if up is None:
         say("upload     none")

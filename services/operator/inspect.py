@@ -136,6 +136,18 @@ def size_of(state: ExportState) -> int | None:
     return None
 
 
+def snapshot_of(state: ExportState) -> dict[str, Any] | None:
+    """What the catalog froze, and whether it became the archive: ``archived`` is true once the
+    export completed (an expired one's archive was made, then deleted), false when it ended without
+    one (cancelled or failed: ``show`` printed the snapshot's members as if they were archived), and
+    null while the export is under way."""
+    if not state.cataloged:
+        return None
+    c = state.cataloged
+    return {"key": c.snapshot_key, "members": c.member_count, "totalBytes": c.total_bytes, "errors": c.error_count,
+            "archived": True if state.completed else False if state.terminal else None}
+
+
 def summary(folded: Folded, now: datetime) -> dict[str, Any]:
     s, last = folded.state, folded.last
     status = status_of(s, now)

@@ -56,6 +56,8 @@ down:
 	docker compose -f deploy/docker-compose.yml down
 
 ## make clean: delete var/ (the local stack's data; refused while the stack runs)
+# A refusal is make's own one-line error (exit 2), expanded before any line of the recipe runs: a
+# failing recipe line would add make's "*** [clean] Error 1" under the reason.
 clean:
-	@if [ -x $(PY) ]; then $(PY) -m services.devtools.stack.operator var; fi
+	@$(eval refusal := $$(if $$(wildcard $(PY)),$$(shell $(PY) -m services.devtools.stack.operator var 2>&1)))$(if $(refusal),$(error $(refusal)))
 	rm -rf var

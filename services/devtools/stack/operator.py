@@ -122,13 +122,14 @@ def _password(credentials: Path, user: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m services.devtools.stack.operator DIR`` (``make clean``): 0 when no local stack runs
     in DIR, else one line on stderr and 1. `make clean` under a running `make run` or `make serve`
-    deleted the nats-server store, the object store and the databases from under it."""
+    deleted the nats-server store, the object store and the databases from under it. The Makefile
+    gives the line as make's own error (``Makefile:N: *** LINE.  Stop.``), so it names no command."""
     import sys
 
     data = Path((sys.argv[1:] if argv is None else argv)[0])
     found = find(data, {"GROVE_NATS_URL": ""})  # the process named, nothing borrowed
     if found.running:
-        print(f"make clean: the local stack in {data} is running (pid {found.pid}): stop it first "
+        print(f"the local stack in {data} is running (pid {found.pid}): stop it first "
               "(Ctrl-C where `make run` or `make serve` runs), then make clean", file=sys.stderr)
         return 1
     return 0

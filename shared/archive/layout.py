@@ -26,6 +26,7 @@ Pure: no I/O. Errors::
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -126,21 +127,58 @@ def hugo_unsafe(value: str) -> bool:
     list page (posts/index.html); ``index.html`` ended the whole build ("is a directory"). A tag
     ``..`` ended it too ("missing taxonomy: tags"), ``../x`` was built as public/x.html, and ``./x``
     on tag x's page; ``.``, ``/`` and ``...`` had no page. Hugo trims a tag (``" .. "`` is ``..``), so
-    both are trimmed here. A backslash, ``%2e%2e`` or ``a/b`` are plain characters to it. (A tag
+    both are trimmed here, and it drops characters (:func:`hugo_path_text`: ``.!.`` is ``..``, ``!`` is
+    nothing), so the check is on what is left. A backslash, ``%2e%2e`` or ``a/b`` are plain characters to it. (A tag
     ending in a dot, ``etc.``, got a page listing no post, and took tag etc's: left to Hugo, as the
     build and every post were sound.)"""
-    text = value.strip()
-    if text and not text.strip("/."):
+    text = hugo_path_text(value)
+    if value.strip() and not text.strip("/."):
         return True
     return any(part in (".", "..") or part.casefold() in HUGO_LIST_FILES for part in text.split("/"))
 
 
+_HUGO_KEPT = frozenset("./\\_#+~-@")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _hugo_keeps(value: str, i: int) -> bool:
+    c = value[i]
+    cat = unicodedata.category(c)
+    return (c in _HUGO_KEPT or cat[0] in "LM" or cat == "Nd"
+            or (c == "%" and i + 2 < len(value) and value[i + 1] in _HEX and value[i + 2] in _HEX))
+
+
+def hugo_path_text(value: str) -> str:
+    """What Hugo makes of a slug or tag before it is a path (its ``UnicodeSanitize``): letters, marks,
+    digits, ``./\\_#+~-@`` and a ``%`` before two hex digits are kept, whitespace after a kept character
+    is one ``-`` before the next, every other character is dropped — so ``.!.`` is ``..`` to it (the
+    slug ``x/.!./.!./y`` built public/y.html, the tag ``..!`` ended the build), and ``!`` is nothing."""
+    kept: list[str] = []
+    hyphen = False
+    for i, c in enumerate(value):
+        if _hugo_keeps(value, i):
+            if hyphen:
+                kept.append("-")
+                hyphen = False
+            kept.append(c)
+        elif kept and c.isspace():
+            hyphen = True
+    return "".join(kept)
+
+
 def hugo_slug(slug: Any, path: str) -> Any:
     """The ``slug`` Hugo is given for the post or page at ``path``: the slug itself, or, when Hugo
-    cannot build it (:func:`hugo_unsafe`), the file's name without ``.md``, which is what Hugo uses for
-    a post without a slug and is never unsafe (:func:`_hugo_stem`, ``safe_component``). The slug as
+    cannot build it (:func:`hugo_unsafe`), the file's name without ``.md`` (what Hugo uses for a post
+    without a slug: :func:`_hugo_stem`, ``safe_component``) with every character Hugo would drop
+    (:func:`hugo_path_text`) percent-encoded, so that it is never unsafe either. The slug as
     stored then goes beside it as ``slug_original``, which import restores."""
-    return path.rsplit("/", 1)[-1].removesuffix(".md") if isinstance(slug, str) and hugo_unsafe(slug) else slug
+    if not (isinstance(slug, str) and hugo_unsafe(slug)):
+        return slug
+    stem = path.rsplit("/", 1)[-1].removesuffix(".md")
+    # a character Hugo would drop is percent-encoded, which it keeps as it is: the file `!.md` (the
+    # slug `..!`) is `%21` to it, not nothing, and `x_.!._.!._y.md` is not `x_.._.._y.md`'s page
+    return "".join(c if _hugo_keeps(stem, i) else "".join(f"%{b:02X}" for b in c.encode())
+                   for i, c in enumerate(stem))
 
 
 def hugo_tags(tags: list[str]) -> list[str]:

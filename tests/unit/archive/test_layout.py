@@ -239,10 +239,14 @@ def test_a_slug_ending_in_the_default_language_is_never_a_translation_for_hugo(t
 # Slugs and tags Debian's Hugo 0.111 could not build as a page of their own (layout.hugo_unsafe), and
 # some it could, beside them: the same post or tag must not be taken for another.
 HUGO_UNSAFE_SLUGS = ("..", "../../", "../../tags", "../c", "x/../../y", "/", ".", "index.html", "../index.xml",
-                     " .. ", "a/index.html", "Index.XML")
+                     " .. ", "a/index.html", "Index.XML",
+                     # characters Hugo drops (layout.hugo_path_text): `x/.!./.!./y` built public/y.html
+                     "..!", ".?.", "x/.!./.!./y", "index.html!", "a/..?", "!", "?!", "..\u200b", "../\U0001f600c",
+                     "\U0001f332")  # a slug of nothing Hugo keeps: its post was under posts/index.html
 HUGO_SAFE_SLUGS = ("a", "c", "y", "a/b", "a/...", "\\..", "%2e%2e", "x")
-HUGO_UNSAFE_TAGS = ("..", " .. ", "../..", "../x", "../posts", ".", "/", "./x", "...", "index.html", "a/index.xml")
-HUGO_SAFE_TAGS = ("a", "x", "...x", "a/b", "\\..", "%2e%2e")
+HUGO_UNSAFE_TAGS = ("..", " .. ", "../..", "../x", "../posts", ".", "/", "./x", "...", "index.html", "a/index.xml",
+                    ".!.", "..!", "!./x", "?", "*", "index.xml!", "\U0001f332")
+HUGO_SAFE_TAGS = ("a", "x", "...x", "a/b", "\\..", "%2e%2e", "a!b")
 
 
 @pytest.mark.parametrize("config", ["", "uglyURLs = true\n"], ids=["pretty-urls", "ugly-urls"])

@@ -49,20 +49,30 @@ class ServerClock:
         self._probe, self._refresh_s, self._monotonic = probe, refresh_s, monotonic
         self._base: tuple[datetime, float] | None = None  # (server time, monotonic reading when it was read)
         self._last: datetime | None = None
-        self._lock = asyncio.Lock()
+        self._probing: asyncio.Task[None] | None = None
 
     async def now(self) -> datetime:
         if self._stale():
-            async with self._lock:
-                if self._stale():  # not refreshed by the request this one waited behind
-                    taken = self._monotonic()
-                    server = await self._probe()
-                    self._base = (server, taken)
+            # one probe for every request that finds the time stale while it runs: they share its
+            # answer and its failure (behind a lock each took its own failing probe in turn, the
+            # fifth waiting five bus timeouts for its 503); one given up on leaves it to the others
+            if self._probing is None:
+                self._probing = asyncio.create_task(self._take())
+                self._probing.add_done_callback(lambda t: t.cancelled() or t.exception())  # none unretrieved
+            await asyncio.shield(self._probing)
         assert self._base is not None
         server, taken = self._base
         now = server + timedelta(seconds=self._monotonic() - taken)
         self._last = now if self._last is None or now > self._last else self._last
         return self._last
+
+    async def _take(self) -> None:
+        try:
+            taken = self._monotonic()
+            server = await self._probe()
+            self._base = (server, taken)
+        finally:
+            self._probing = None  # a failed probe is taken again by the next request
 
     def _stale(self) -> bool:
         return self._base is None or self._monotonic() - self._base[1] >= self._refresh_s

@@ -93,3 +93,48 @@ async def test_a_failed_probe_is_taken_again_by_the_next_request() -> None:
     else:
         raise AssertionError("the failed probe gave a time")
     assert await clock.now() == T0 and calls == 2
+
+
+async def test_requests_waiting_for_a_probe_that_fails_share_its_failure() -> None:
+    # each request behind a failing probe took its own, one after another: with the bus's 10 s
+    # timeout the fifth create waited 50 s for its 503 (before this clock each waited its own 10 s)
+    gate = asyncio.Event()
+    probing = asyncio.Event()
+    calls = 0
+
+    async def probe() -> datetime:
+        nonlocal calls
+        calls += 1
+        probing.set()
+        await gate.wait()
+        raise ConnectionError("bus down")
+
+    clock = ServerClock(probe, refresh_s=1.0, monotonic=lambda: 5.0)
+    readers = [asyncio.create_task(clock.now()) for _ in range(5)]
+    await asyncio.wait_for(probing.wait(), 5)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    gate.set()
+    results = await asyncio.wait_for(asyncio.gather(*readers, return_exceptions=True), 5)
+    assert all(isinstance(r, ConnectionError) for r in results), results
+    assert calls == 1
+
+
+async def test_a_reader_given_up_on_leaves_the_probe_to_the_others() -> None:
+    gate = asyncio.Event()
+    probing = asyncio.Event()
+
+    async def probe() -> datetime:
+        probing.set()
+        await gate.wait()
+        return T0
+
+    clock = ServerClock(probe, refresh_s=1.0, monotonic=lambda: 5.0)
+    first = asyncio.create_task(clock.now())
+    await asyncio.wait_for(probing.wait(), 5)
+    second = asyncio.create_task(clock.now())
+    await asyncio.sleep(0)
+    first.cancel()  # the request that started the probe is given up on (a client gone, a timeout)
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.wait_for(second, 5) == T0

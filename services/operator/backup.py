@@ -338,6 +338,9 @@ async def restore(nc: Client, folder: Path, settings: Settings, entries: list[di
     for entry in entries:
         try:
             state = await restore_stream(nc, folder, entry)
+            out.append((entry["stream"], int(state.get("messages", 0))))
+            if restored is not None:  # telling it is part of the step: a reader gone (`| head`) stops it too
+                restored(*out[-1])
         except Exception as e:  # noqa: BLE001 - the server's refusal, a timeout, a read error: undo, then say it
             raise BackupError(await _undo(nc, folder, names, _said(e), there)) from None
         except BaseException:  # Ctrl-C: undone the same way (it left the first streams restored, the rest not)
@@ -345,7 +348,4 @@ async def restore(nc: Client, folder: Path, settings: Settings, entries: list[di
             if interrupted is not None:
                 interrupted(line)
             raise
-        out.append((entry["stream"], int(state.get("messages", 0))))
-        if restored is not None:
-            restored(*out[-1])
     return out

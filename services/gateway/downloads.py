@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import re
 import time
@@ -200,8 +201,10 @@ def check_file_request(request: web.Request, stat: os.stat_result) -> bool:
     if "Range" in request.headers and if_range.startswith(('"', 'W/"')):  # an entity tag, not a date
         if if_range != f'"{etag}"':  # a strong match only
             return True
-    elif "Range" in request.headers and if_range and request.if_range is None:
-        return True  # neither an entity tag nor a date: a validator that cannot match (RFC 9110 13.1.5)
+    elif "Range" in request.headers and if_range:
+        when = request.if_range  # None: neither an entity tag nor a date, a validator that cannot match
+        if when is None or when.timestamp() != math.ceil(stat.st_mtime):  # aiohttp sends the mtime rounded up
+            return True  # RFC 9110 13.1.5: a date holds only when it is exactly the Last-Modified sent
     check_range(request, stat.st_size, stat.st_mtime)
     return False
 

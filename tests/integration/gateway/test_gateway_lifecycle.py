@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from datetime import timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import pytest
@@ -137,6 +138,14 @@ async def test_a_download_whose_if_match_or_if_unmodified_since_fails_is_a_412_p
         for rng in ("bytes=0-9", "bytes=99999999-"):  # a Range ignored is not checked either
             whole = await gateway.get(url, headers={"Range": rng, "If-Range": stale})
             assert whole.status == 200 and await whole.read() == pipeline.archive, (stale, rng)
+    # If-Range with a date: the range only when it is exactly the Last-Modified sent (a later one
+    # held too, as aiohttp compares "not modified since")
+    modified = (await gateway.get(url)).headers["Last-Modified"]
+    part = await gateway.get(url, headers={"Range": "bytes=0-9", "If-Range": modified})
+    assert part.status == 206 and await part.read() == pipeline.archive[:10]
+    later = format_datetime(parsedate_to_datetime(modified) + timedelta(seconds=1), usegmt=True)
+    whole = await gateway.get(url, headers={"Range": "bytes=0-9", "If-Range": later})
+    assert whole.status == 200 and await whole.read() == pipeline.archive, later
     # If-Modified-Since: a date after the server's clock is not valid, and ignored (RFC 9110 13.1.3)
     archive = settings.store_root / settings.buckets.exports / pipeline.archive_key("tenant_a", export_id)
     os.utime(archive, (946684800, 946684800))  # made in 2000: any date since then is "not modified"

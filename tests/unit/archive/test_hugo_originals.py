@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import zipfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,11 @@ import pytest
 from services.archivetools.documents import DocumentError, PageMeta, PostMeta, check
 from services.archivetools.importer import plan_restore
 from services.archivetools.verify import verify_archive
-from services.assembler.encoder import ArchiveStream
-from services.assembler.plan import MemberRecord, resume_point
 from services.catalog.render import plan_blog
 from shared.archive import layout
 from shared.archive.frontmatter import parse_markdown
-from shared.core.snapshot import Snapshot, SnapshotHeader, SnapshotMember
+from shared.core.snapshot import SnapshotMember
+from tests.support.archives import encode_plan
 
 UNSAFE_SLUGS = ["..", "../../tags", "../c", "x/../../y", "/", ".", "index.html", "../index.xml", " .. "]
 TAGS = [["..", "a"], [" .. ", "../x"], ["/", "."], ["index.html", "ok", "..."], []]
@@ -30,18 +28,11 @@ TAGS = [["..", "a"], [" .. ", "../x"], ["/", "."], ["index.html", "ok", "..."], 
 def exported(tmp_path: Path, posts: list[dict[str, Any]], pages: list[dict[str, Any]]) -> Path:
     """The archive the pipeline makes of these posts and pages (no media)."""
     plan = plan_blog(posts, pages, [], True, "img")
-    members = tuple(layout.snapshot_members(plan.texts, plan.objects, layout.TextsObject("exports", "texts", "e")))
-    snap = Snapshot(header=SnapshotHeader(
-        export_id="exp_1", tenant_id="t1", mode="blog", username="u", include_images=True,
-        created_at=datetime(2026, 1, 1, tzinfo=UTC), archive_key="k.zip", item_counts=plan.counts, generator="t"),
-        members=members, errors=tuple(plan.errors))
 
     def open_source(m: SnapshotMember) -> Iterator[bytes]:
         return iter([plan.spool.read(m.start, m.size)])
 
-    path = tmp_path / "a.zip"
-    path.write_bytes(b"".join(i for i in ArchiveStream(snap, open_source, resume_point([]))
-                              if not isinstance(i, MemberRecord)))
+    path = encode_plan(plan, tmp_path / "a.zip", open_source)
     plan.close()
     return path
 

@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 from services.archivetools.importer import plan_restore
 from services.archivetools.verify import verify_archive
-from services.assembler.encoder import ArchiveStream
-from services.assembler.plan import MemberRecord, resume_point
 from services.catalog.render import plan_blog
-from shared.archive import layout
 from shared.archive.frontmatter import parse_markdown
-from shared.core.snapshot import Snapshot, SnapshotHeader, SnapshotMember
+from shared.core.snapshot import SnapshotMember
 from shared.objectstore import PreconditionFailed
+from tests.support.archives import encode_plan
 
 CDN = "https://cdn.example/t1/media"
 IMG = b"\xff\xd8" + b"x" * 100
@@ -32,12 +29,6 @@ def exported(tmp_path: Path) -> Path:
               "size": len(IMG), "mime_type": "image/jpeg", "uploaded_at": 1} for i, n in enumerate(("cat", "dog"))]
     heads = {("img", f"t1/media/{n}.jpg"): (len(IMG), "e") for n in ("cat", "dog")}
     plan = plan_blog([post], [], media, True, "img", heads=heads)
-    members = tuple(layout.snapshot_members(plan.texts, plan.objects, layout.TextsObject("exports", "texts", "e")))
-    snap = Snapshot(header=SnapshotHeader(
-        export_id="exp_1", tenant_id="t1", mode="blog", username="u", include_images=True,
-        created_at=datetime(2026, 1, 1, tzinfo=UTC), archive_key="k.zip", item_counts=plan.counts, generator="t"),
-        members=members, errors=tuple(plan.errors))
-
     def open_source(m: SnapshotMember) -> Iterator[bytes]:
         if m.key == "texts":
             return iter([plan.spool.read(m.start, m.size)])
@@ -45,9 +36,7 @@ def exported(tmp_path: Path) -> Path:
             raise PreconditionFailed("changed")  # its ETag is no longer the one the catalog's HEAD found
         return iter([IMG])
 
-    path = tmp_path / "a.zip"
-    path.write_bytes(b"".join(i for i in ArchiveStream(snap, open_source, resume_point([]))
-                              if not isinstance(i, MemberRecord)))
+    path = encode_plan(plan, tmp_path / "a.zip", open_source)
     plan.close()
     return path
 

@@ -26,6 +26,7 @@ Pure: no I/O. Errors::
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -131,12 +132,15 @@ def hugo_unsafe(value: str) -> bool:
     nothing), so the check is on what is left. A backslash, ``%2e%2e`` or ``a/b`` are plain characters to it. (A tag
     ending in a dot, ``etc.``, got a page listing no post, and took tag etc's: left to Hugo, as the
     build and every post were sound.)"""
+    if _PLAIN.fullmatch(value):  # most slugs and tags: kept whole by Hugo, no dot or slash
+        return False
     text = hugo_path_text(value)
     if value.strip() and not text.strip("/."):
         return True
     return any(part in (".", "..") or part.casefold() in HUGO_LIST_FILES for part in text.split("/"))
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9_-]+")  # characters hugo_path_text keeps as they are, none a dot or slash
 _HUGO_KEPT = frozenset("./\\_#+~-@")
 _HEX = frozenset("0123456789abcdefABCDEF")
 

@@ -21,7 +21,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(), "service": self.service, "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key in ("export_id", "tenant_id", "step"):
+        for key in ("export_id", "tenant_id", "step", "seconds"):  # seconds: a duration the line reports
             if hasattr(record, key):
                 doc[key] = getattr(record, key)
         if (ids := tracing.current_ids()) is not None:

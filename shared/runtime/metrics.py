@@ -59,6 +59,9 @@ BYTES_STREAMED = Counter("grove_archive_bytes_streamed_total", "Archive bytes up
 MEMBERS_STREAMED = Counter("grove_archive_members_total", "Members written into archives")
 PART_UPLOAD = Histogram("grove_part_upload_seconds", "Time to upload one part",
                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+ARCHIVE_COMPLETE = Histogram("grove_archive_complete_seconds",
+                             "Time the store took to complete an archive's upload and describe the object (HEAD)",
+                             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 EVENTS_REJECTED = Closed(Counter("grove_events_rejected_total",
                                  "Messages dropped unread: unknown type, malformed, forged (body ≠ subject), squatted id",
                                  ["consumer", "reason"]), _STEPS | set(_READERS), _REASONS)

@@ -15,6 +15,7 @@ its completion, so each export figure has a like-for-like ceiling.
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import tempfile
 import time
@@ -180,6 +181,23 @@ async def measured(world: World, run: Awaitable[Copy]) -> Copy:
 
 
 RUNS = 3
+# The finalize row: the step is the store's complete + HEAD (the raw copy's own two requests) and two
+# log appends. moto's complete of 51 parts of 8 MiB took 3.7, 7.0 and 7.4 s in one run's three
+# finalizes (the step's own part of each: 10–30 ms), so comparing the step with the raw copy's
+# complete said PASS or SHORT by chance (PASS in 13 of the README's last 20 tables, SHORT in 7, with
+# the step's happy path the same complete + HEAD throughout);
+# what the step adds to those two requests is measured instead (the finalizer logs the store's time).
+OWN_SHARE = 0.05
+
+
+def store_seconds(log_path: Path, export_id: str) -> float:
+    """The store's complete + HEAD in this export's finalize, from the finalizer's JSON log line."""
+    for line in reversed(log_path.read_text(errors="replace").splitlines()):
+        if export_id in line and '"seconds"' in line:
+            doc = json.loads(line)
+            if doc.get("export_id") == export_id and "completed the upload" in doc.get("msg", ""):
+                return float(doc["seconds"])
+    raise RuntimeError(f"no completion time for {export_id} in {log_path}")
 
 
 def spread(values: list[float]) -> str:
@@ -194,6 +212,7 @@ async def run(world: World) -> list[Row]:
     tenant, _ = await seed_random_images(env, images=images, image_bytes=2 * MiB, posts=posts)
     stack: Stack | None = await start_ready_stack(env, world.dir("s3") / "stack")
     e2e, streaming, finalize, raw_e2e, raw_stream, raw_complete, usual_e2e = [], [], [], [], [], [], []
+    store_s: list[float] = []  # the store's complete + HEAD inside each finalize, as the finalizer logged it
     cpu_note = ""
     try:
         assert stack is not None
@@ -213,6 +232,7 @@ async def run(world: World) -> list[Row]:
             e2e.append(mbps(total, tl.seconds("ExportRequested", "ExportCompleted")))
             streaming.append(mbps(total, tl.seconds("UploadStarted", "ArchiveAssembled")))
             finalize.append(tl.seconds("ArchiveAssembled", "ExportCompleted"))
+            store_s.append(store_seconds(stack.child("finalizer").log_path, export_id))
             phases = tl.phases()
             snapshot = Snapshot.loads(await env.store.read(bucket, state.cataloged.snapshot_key))
             # the references run after the export: keep the archive out of moto's memory from here on
@@ -243,6 +263,7 @@ async def run(world: World) -> list[Row]:
     ratio_e2e = med(e2e) / med(raw_e2e)
     ratio_stream = med(streaming) / med(raw_stream)
     ratio_usual = med(e2e) / med(usual_e2e)
+    own = med([f - t for f, t in zip(finalize, store_s, strict=True)])
     return [
         Row(NUMBER, "S3 export, ExportRequested → ExportCompleted", f"{med(e2e):.1f} MB/s",
             "≥ 0.9× raw copy incl. complete", ratio_e2e >= 0.9,
@@ -252,9 +273,12 @@ async def run(world: World) -> list[Row]:
             "≥ 1.0× raw copy to its last part", ratio_stream >= 1.0,
             f"{ratio_stream:.2f}× ({med(raw_stream):.1f} MB/s); {RUNS} runs: {spread(streaming)} MB/s"),
         Row(NUMBER, "S3 finalize, ArchiveAssembled → ExportCompleted", f"{med(finalize):.2f} s",
-            "≤ raw copy's complete + HEAD", med(finalize) <= med(raw_complete),
-            f"raw copy's complete_multipart_upload + HEAD {spread(raw_complete)} s; finalize {RUNS} runs: "
-            f"{spread(finalize)} s (no re-read: the archive's SHA-256 came from the stream)"),
+            "≤ raw copy's complete + HEAD", own <= OWN_SHARE * med(raw_complete),
+            f"its own time besides the store's complete + HEAD (the raw copy's two requests): median "
+            f"{own * 1000:.0f} ms, goal ≤ {OWN_SHARE:.0%} of the raw copy's {med(raw_complete):.2f} s "
+            f"(no re-read: the archive's SHA-256 came from the stream); the store took {spread(store_s)} s for "
+            f"them inside the {RUNS} finalizes ({spread(finalize)} s) and the raw copy {spread(raw_complete)} s — "
+            f"moto's complete of the same {part_count} parts varies that much from one upload to the next"),
         Row(NUMBER, "  raw copy GET→multipart, no ZIP (ceiling)", f"{med(raw_e2e):.1f} MB/s", "", None,
             f"{RUNS} runs incl. complete: {spread(raw_e2e)} MB/s; to the last part {spread(raw_stream)} MB/s"),
         Row(NUMBER, "  the usual way: zipfile deflate → temp file → multipart", f"{med(usual_e2e):.1f} MB/s", "",

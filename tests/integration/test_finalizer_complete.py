@@ -68,6 +68,31 @@ async def test_completes_without_listing_the_parts(store: CountingStore, setting
 
 
 
+async def test_the_stores_time_to_complete_is_logged_and_observed(
+        store: CountingStore, settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    """The finalize step is the store's complete + HEAD and two appends: how long the store took is
+    what an operator (and the bench's finalize row) needs, as a JSON field and a histogram."""
+    import json
+    import logging
+
+    from shared.runtime import metrics
+    from shared.runtime.logs import JsonFormatter
+
+    bucket = settings.buckets.exports
+    upload_id, parts = await upload(store, bucket, KEY, os.urandom(PART), os.urandom(10))
+    a = assembled(KEY, upload_id, PART + 10, 2)
+    before = metrics.ARCHIVE_COMPLETE._sum.get(), sum(b.get() for b in metrics.ARCHIVE_COMPLETE._buckets)
+    with caplog.at_level(logging.INFO, logger="services.finalizer.service"):
+        await Finalizer(settings, store)._finish(a, parts)  # type: ignore[arg-type]
+    line = next(r for r in caplog.records if "completed the upload" in r.getMessage())
+    doc = json.loads(JsonFormatter("finalizer").format(line))
+    assert doc["export_id"] == a.export_id and doc["tenant_id"] == a.tenant_id
+    assert isinstance(doc["seconds"], float) and 0 <= doc["seconds"] < 30
+    assert "(2 parts, 65546 bytes)" in doc["msg"]
+    assert sum(b.get() for b in metrics.ARCHIVE_COMPLETE._buckets) == before[1] + 1
+    assert metrics.ARCHIVE_COMPLETE._sum.get() >= before[0] + doc["seconds"] - 0.001
+
+
 async def test_a_gone_upload_with_another_object_at_the_key_is_not_taken_for_this_archive(
         store: CountingStore, settings: Settings) -> None:
     """The upload is gone and an object is at the key, but not of the logged size: it is not this

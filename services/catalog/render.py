@@ -138,10 +138,11 @@ def _ssg(date: Any, lastmod: Any, draft: bool) -> dict[str, Any]:
 TIMES = ("published_at", "created_at", "updated_at")
 
 
-def _hugo_slug(row: Row, path: str) -> dict[str, Any]:
+def _hugo_slug(row: Row, path: str, taken: set[str] | None) -> dict[str, Any]:
     """``slug`` as Hugo can build it, and ``slug_original`` as stored only when the two differ
-    (:func:`layout.hugo_slug`), as ``featured_image`` goes beside ``featured_image_original``."""
-    slug = layout.hugo_slug(row["slug"], path)
+    (:func:`layout.hugo_slug`; ``taken``: the section's addresses so far), as ``featured_image``
+    goes beside ``featured_image_original``."""
+    slug = layout.hugo_slug(row["slug"], path, taken)
     return {"slug": slug} if slug == row["slug"] else {"slug": slug, "slug_original": row["slug"]}
 
 
@@ -151,7 +152,8 @@ def _hugo_tags(tags: list[str]) -> dict[str, Any]:
     return {"tags": usable} if usable == tags else {"tags": usable, "tags_original": tags}
 
 
-def post_markdown(row: Row, path: str = "posts/post.md", own: OwnMedia | None = None) -> RenderedText:
+def post_markdown(row: Row, path: str = "posts/post.md", own: OwnMedia | None = None,
+                  taken: set[str] | None = None) -> RenderedText:
     """A post as Markdown; links to archived media (and ``featured_image``) become file-relative."""
     own = own or OwnMedia([])
     source = row.get("markdown_content") or ""
@@ -164,7 +166,7 @@ def post_markdown(row: Row, path: str = "posts/post.md", own: OwnMedia | None = 
     if tags is None:
         unreadable = {"tags": raw(row.get("tags")), **unreadable}
     meta = with_unreadable({
-        "title": row["title"], "description": row.get("description"), **_hugo_slug(row, path),
+        "title": row["title"], "description": row.get("description"), **_hugo_slug(row, path, taken),
         **_hugo_tags(tags or []), "status": row.get("status"),
         "featured_image": relative_link(path, hit[0].path) if hit and hit[0].path else featured,
         "featured_image_original": featured,
@@ -183,12 +185,13 @@ def _not_rewritten(body: str, own: OwnMedia) -> str | None:
     return NOT_REWRITTEN if own and not rewrites(body) else None
 
 
-def page_markdown(row: Row, path: str = "pages/page.md", own: OwnMedia | None = None) -> RenderedText:
+def page_markdown(row: Row, path: str = "pages/page.md", own: OwnMedia | None = None,
+                  taken: set[str] | None = None) -> RenderedText:
     own = own or OwnMedia([])
     source = row.get("markdown_content") or ""
     (body,), links, left = export_bodies(source, (path,), own)
     meta = with_unreadable({
-        "title": row["title"], "description": row.get("description"), **_hugo_slug(row, path),
+        "title": row["title"], "description": row.get("description"), **_hugo_slug(row, path, taken),
         "type": row.get("type"), "display_order": whole(row.get("display_order")),
         "created_at": iso(row.get("created_at")), "updated_at": iso(row.get("updated_at")),
         **_ssg(row.get("created_at"), row.get("updated_at"), False),
@@ -248,6 +251,7 @@ class BlogPlanner:
         self._own = OwnMedia([])
         self._expected: dict[str, int] = {}
         self._seen = {"posts": 0, "pages": 0}
+        self._addresses: dict[str, set[str]] = {"posts": set(), "pages": set()}  # Hugo's (layout.hugo_slug)
         self._newest: datetime | None = None  # of the posts and pages
         self._lock = threading.Lock()
         self._closing = self._closed = False
@@ -318,7 +322,7 @@ class BlogPlanner:
         for row in rows:
             self._seen["posts"] += 1
             path = layout.post_path(names, _source_id(row), row["slug"])
-            r = post_markdown(row, path, own)
+            r = post_markdown(row, path, own, self._addresses["posts"])
             modified = _modified(row, "updated_at", "created_at")
             plan.add_text(path, "post", _source_id(row), modified, r.text.encode())
             self._newest = modified if self._newest is None else max(self._newest, modified)
@@ -336,7 +340,7 @@ class BlogPlanner:
         for row in rows:
             self._seen["pages"] += 1
             path = layout.page_path(names, _source_id(row), row["slug"])
-            r = page_markdown(row, path, own)
+            r = page_markdown(row, path, own, self._addresses["pages"])
             modified = _modified(row, "updated_at", "created_at")
             plan.add_text(path, "page", _source_id(row), modified, r.text.encode())
             self._newest = modified if self._newest is None else max(self._newest, modified)

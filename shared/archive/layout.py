@@ -170,19 +170,44 @@ def hugo_path_text(value: str) -> str:
     return "".join(kept)
 
 
-def hugo_slug(slug: Any, path: str) -> Any:
+def hugo_address(value: str) -> str:
+    """The address Hugo builds from a slug, or from a file's name when there is none, in its section:
+    what it keeps of it (:func:`hugo_path_text`), lower-cased, as Hugo lower-cases every address. Two
+    posts (or pages) with one address are one page in Hugo's output: the last one built."""
+    return hugo_path_text(value).lower()
+
+
+def hugo_slug(slug: Any, path: str, taken: set[str] | None = None) -> Any:
     """The ``slug`` Hugo is given for the post or page at ``path``: the slug itself, or, when Hugo
     cannot build it (:func:`hugo_unsafe`), the file's name without ``.md`` (what Hugo uses for a post
     without a slug: :func:`_hugo_stem`, ``safe_component``) with every character Hugo would drop
     (:func:`hugo_path_text`) percent-encoded, so that it is never unsafe either. The slug as
-    stored then goes beside it as ``slug_original``, which import restores."""
-    if not (isinstance(slug, str) and hugo_unsafe(slug)):
-        return slug
+    stored then goes beside it as ``slug_original``, which import restores.
+
+    ``taken``: the addresses (:func:`hugo_address`) of the section's posts or pages given before
+    this one, to which this one's is added. A post whose address is taken — a slug another post has
+    too, or has but for case, or but for characters Hugo drops (``Hello``, ``hello!``, ``hello``) —
+    was missing from the site, without a word: it gets the file's name as above (with ``-2``, ``-3``…
+    while that is taken too), the first one keeps its slug. (A post without a slug, or with an
+    empty one, is built at its file's name, which then is taken.)"""
     stem = path.rsplit("/", 1)[-1].removesuffix(".md")
+    if not (isinstance(slug, str) and hugo_unsafe(slug)):
+        own = slug if isinstance(slug, str) and slug else stem
+        if taken is None or not isinstance(slug, str) or hugo_address(own) not in taken:
+            if taken is not None:
+                taken.add(hugo_address(own))
+            return slug
     # a character Hugo would drop is percent-encoded, which it keeps as it is: the file `!.md` (the
     # slug `..!`) is `%21` to it, not nothing, and `x_.!._.!._y.md` is not `x_.._.._y.md`'s page
-    return "".join(c if _hugo_keeps(stem, i) else "".join(f"%{b:02X}" for b in c.encode())
+    safe = "".join(c if _hugo_keeps(stem, i) else "".join(f"%{b:02X}" for b in c.encode())
                    for i, c in enumerate(stem))
+    given, n = safe, 1
+    while taken is not None and hugo_address(given) in taken:
+        n += 1
+        given = f"{safe}-{n}"
+    if taken is not None:
+        taken.add(hugo_address(given))
+    return given
 
 
 def hugo_tags(tags: list[str]) -> list[str]:

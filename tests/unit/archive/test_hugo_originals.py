@@ -74,7 +74,7 @@ def test_import_restores_the_slugs_and_tags_hugo_could_not_build_exactly_as_stor
 def test_an_archive_made_before_slug_original_still_imports_its_slug_and_tags(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Before, the slug and tags in front matter were the stored ones, whatever Hugo made of them.
-    monkeypatch.setattr(layout, "hugo_slug", lambda slug, path: slug)
+    monkeypatch.setattr(layout, "hugo_slug", lambda slug, path, taken=None: slug)
     monkeypatch.setattr(layout, "hugo_tags", lambda tags: tags)
     posts, pages = rows()
     path = exported(tmp_path, posts, pages)
@@ -100,3 +100,21 @@ def test_slug_original_and_tags_original_are_checked_like_the_fields_beside_them
     with pytest.raises(DocumentError) as refused:
         check(model, meta, "posts/post-p1.md: front matter")
     assert str(refused.value) == f"posts/post-p1.md: front matter: {says}"
+
+
+def test_import_restores_the_slugs_that_shared_an_address_in_hugo_exactly_as_stored(tmp_path: Path) -> None:
+    slugs = ["hello", "Hello", "hello!", "", "post-p3", "x"]
+    posts = [{"id": f"p{i}", "slug": slug, "title": f"T{i}", "markdown_content": "hi", "status": "published",
+              "created_at": 1} for i, slug in enumerate(slugs)]
+    pages = [{"id": f"g{i}", "slug": slug, "title": f"G{i}", "markdown_content": "hi", "created_at": 1}
+             for i, slug in enumerate(["about", "About"])]
+    path = exported(tmp_path, posts, pages)
+    report = verify_archive(path)
+    assert report.ok, report.text()
+    with zipfile.ZipFile(path) as zf:
+        index = json.loads(zf.read("index.json"))
+        moved = [e["slug_original"] for e in index["posts"] + index["pages"] if "slug_original" in e]
+        assert moved == ["Hello", "hello!", "post-p3", "About"]  # the first of each address keeps its slug
+        restore = plan_restore(zf, "t2", "https://new.example/{key}", "img", "amber")
+    assert [r["slug"] for r in restore.tables["posts"]] == slugs
+    assert [r["slug"] for r in restore.tables["pages"]] == ["about", "About"]

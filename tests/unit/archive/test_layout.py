@@ -19,6 +19,7 @@ from services.catalog.readme import render_readme
 from services.catalog.render import Plan, plan_blog
 from services.catalog.spool import Spool
 from shared.archive import layout
+from shared.archive.frontmatter import parse_markdown
 from shared.archive.layout import LayoutError, ObjectMember, TextMember
 from shared.archive.names import NameAllocator
 from shared.core import keys
@@ -282,6 +283,45 @@ def test_every_post_and_page_is_built_by_hugo_on_its_own_page_in_its_section_wha
          "categories.html"}, lists  # no tag's page outside tags/
     terms = {text.split(" ", 2)[2] for text in pages_built if text.startswith("LIST term")}
     assert terms == set(HUGO_SAFE_TAGS), terms
+
+
+# Slugs that are one address to Hugo (layout.hugo_address): the same, the same but for case, or but
+# for characters it drops; and a slug that is another post's file name, whose post has no slug.
+SHARED_ADDRESS_SLUGS = ("hello", "Hello", "hello!", "HELLO\u200b", "", "post-p4", "post-p4", "Hello-2", "x", "x!")
+
+
+@pytest.mark.parametrize("config", ["", "uglyURLs = true\n"], ids=["pretty-urls", "ugly-urls"])
+def test_posts_whose_slugs_are_one_address_to_hugo_are_each_built_on_a_page_of_their_own(
+        tmp_path: Path, config: str) -> None:
+    # Hugo built one page for the posts `hello`, `Hello` and `hello!` (it lower-cases an address and
+    # drops the `!`): the last one built, the others missing from the site without a word. The first
+    # keeps its slug; each later one is given its file's name (then -2, -3…), the slug as stored
+    # beside it as slug_original (which import restores: test_hugo_originals.py).
+    posts = [{"id": f"p{i}", "slug": slug, "title": f"T{i}", "markdown_content": "hi", "status": "published",
+              "created_at": 1} for i, slug in enumerate(SHARED_ADDRESS_SLUGS)]
+    pages = [{"id": f"g{i}", "slug": slug, "title": f"G{i}", "markdown_content": "hi", "created_at": 1}
+             for i, slug in enumerate(("About", "about", "about?"))]
+    plan = plan_blog(posts, pages, [], True, "img")
+    built, texts = hugo_built(tmp_path, plan, config)
+    assert built == texts, built
+    pages_built = hugo_pages(tmp_path)
+    for t in plan.texts:
+        if t.kind in ("post", "page"):
+            assert len(pages_built.pop(f"SINGLE {t.path}", [])) == 1, (t.path, pages_built)
+    metas = [parse_markdown(t.data.decode())[0] for t in plan.texts if t.kind == "post"]
+    assert [m.get("slug_original", m["slug"]) for m in metas] == list(SHARED_ADDRESS_SLUGS)  # as stored
+    assert [m["slug"] for m in metas][:1] == ["hello"] and "slug_original" not in metas[0]
+    assert len({layout.hugo_address(m["slug"] or "post-p4") for m in metas}) == len(metas)
+
+
+def test_a_slug_is_given_to_hugo_as_it_is_unless_its_address_is_taken() -> None:
+    taken: set[str] = set()
+    given = [layout.hugo_slug(slug, f"posts/{stem}.md", taken) for slug, stem in
+             [("Hello", "Hello"), ("hello!", "hello"), ("hello", "hello-2"), (None, "hello-3"), ("hello-3", "x"),
+              ("..", "_"), ("_", "_-2")]]
+    assert given == ["Hello", "hello-2", "hello-2-2", None, "x", "_", "_-2"]
+    assert taken == {"hello", "hello-2", "hello-2-2", "hello-3", "x", "_", "_-2"}
+    assert layout.hugo_slug("hello", "posts/hello.md") == "hello"  # no section given: the slug alone decides
 
 
 def test_two_members_on_one_path_or_on_a_generated_members_path_are_refused() -> None:

@@ -42,7 +42,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import xxhash
 
@@ -343,18 +343,24 @@ class FilesystemStore:
         meta: dict[str, object] = {"key": _safe_key(key), "initiated": datetime.now(UTC).isoformat()}
         if part_size is not None and part_size > 0 and part_size % ALIGN == 0:
             meta["part_size"] = part_size  # parts go into one file at their offsets
-        await asyncio.to_thread(d.mkdir, parents=True)
-        await asyncio.to_thread((d / "meta.json").write_text, json.dumps(meta))
+
+        def create() -> None:
+            d.mkdir(parents=True)
+            try:  # whole or not at all: a write cut short leaves no meta.json, never half of one
+                _write_durably(d / "meta.json", json.dumps(meta).encode())
+                _fsync_folder(d.parent)  # the upload's folder, too, survives a power loss
+            except BaseException:
+                shutil.rmtree(d, ignore_errors=True)  # a full disk: no folder left without its meta.json
+                raise
+
+        await asyncio.to_thread(create)
         return upload_id
 
     def _meta(self, bucket: str, key: str, upload_id: str) -> tuple[Path, int | None]:
         """The upload's folder and its part size (None: one file per part)."""
         d = self._upload_dir(bucket, upload_id)
-        try:
-            meta = json.loads((d / "meta.json").read_text())
-        except FileNotFoundError:
-            raise NoSuchUpload(upload_id) from None
-        if meta["key"] != key:
+        meta = _read_meta(d)
+        if meta is None or meta["key"] != key:
             raise NoSuchUpload(upload_id)
         if _recover(d):
             raise NoSuchUpload(upload_id)  # it was completed: like S3, the upload id is gone
@@ -444,10 +450,8 @@ class FilesystemStore:
             return
 
         def abort() -> None:
-            try:
-                owner = json.loads((d / "meta.json").read_text())["key"]
-            except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, KeyError, TypeError):
-                owner = None
+            meta = _read_meta(d)
+            owner = None if meta is None else meta["key"]
             if owner is not None and owner != key:
                 return  # another key's upload: like S3 (NoSuchUpload), nothing is aborted
             # Gone at once, then deleted: a part write racing this sees no folder at all (and says
@@ -468,12 +472,9 @@ class FilesystemStore:
             base = self.root / ".uploads" / bucket
             out = []
             for d in sorted(base.glob("*")) if base.exists() else []:
-                try:
-                    meta = json.loads((d / "meta.json").read_text())
-                except (FileNotFoundError, json.JSONDecodeError):
-                    continue
-                if meta["key"].startswith(prefix):
-                    out.append(MultipartUpload(meta["key"], d.name, datetime.fromisoformat(meta["initiated"])))
+                meta = _read_meta(d)
+                if meta is not None and meta["key"].startswith(prefix):
+                    out.append(MultipartUpload(meta["key"], d.name, meta["initiated"]))
             return out
 
         return await asyncio.to_thread(scan)
@@ -485,6 +486,58 @@ class FilesystemStore:
 
     async def close(self) -> None:
         return None
+
+
+def _read_meta(d: Path) -> dict[str, Any] | None:
+    """An upload folder's meta.json: ``key`` (text) and ``initiated`` (a time, or None), ``part_size``
+    when it has one. None when there is none that can be read — not there (aborted, completed, or its
+    create was killed before the rename), or damaged (a power loss after an older version wrote it in
+    place): with no key to own it, it is no upload, NoSuchUpload to every caller, as an unknown id is."""
+    try:
+        meta = json.loads((d / "meta.json").read_bytes())
+    except (OSError, ValueError):  # FileNotFoundError, NotADirectoryError; not JSON, not UTF-8
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("key"), str):
+        return None
+    try:
+        meta["initiated"] = datetime.fromisoformat(meta["initiated"])
+    except (KeyError, TypeError, ValueError):
+        meta["initiated"] = None
+    if meta["initiated"] is not None and meta["initiated"].tzinfo is None:
+        meta["initiated"] = None  # no zone: no time to compare with
+    if not isinstance(meta.get("part_size"), int | None):
+        return None
+    return meta
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """``data`` at ``path``, whole or not at all: into a temp file beside it, flushed to disk (fsync),
+    renamed over it (``os.replace``), and the rename flushed with the folder. A write cut short (a full
+    disk) removes its temp file; a process killed mid-write leaves only that temp file, never a short
+    ``path``."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _empty_trash(aborting: Path) -> None:

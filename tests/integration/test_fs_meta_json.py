@@ -1,0 +1,131 @@
+"""An upload's ``meta.json`` is written whole or not at all: a write cut short (the process killed
+mid-write, a full disk) leaves no half-written meta.json, and a damaged one (written by an older
+version before a power loss) is no upload (NoSuchUpload, as the contract says of an unknown one),
+never a JSON error from every reader. The other uploads are left as they were."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.objectstore import CompletedPart, NoSuchUpload
+from shared.objectstore.fs import FilesystemStore
+
+STRIDE = 16 * 4096
+KEY = "out/a.zip"
+ROOT = Path(__file__).resolve().parents[2]
+
+# A child process whose files may not grow past 20 bytes: meta.json (some 80) is cut short mid-write,
+# by the kernel. "kill": SIGXFSZ at its default ends the process there (a crash); "full": ignored, the
+# write fails with EFBIG (a full disk) and the process lives on.
+CHILD = """
+import asyncio, resource, signal, sys
+from pathlib import Path
+from shared.objectstore.fs import FilesystemStore
+
+store = FilesystemStore(Path(sys.argv[1]))
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL if sys.argv[2] == "kill" else signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+resource.setrlimit(resource.RLIMIT_FSIZE, (20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    asyncio.run(store.create_multipart("b", "out/cut.zip", None, 65536))
+except OSError as e:
+    print(e.errno)
+    sys.exit(3)
+"""
+
+
+def _create_cut_short(root: Path, how: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([sys.executable, "-c", CHILD, str(root), how], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+async def _healthy(store: FilesystemStore) -> tuple[str, list[CompletedPart]]:
+    uid = await store.create_multipart("b", KEY, None, STRIDE)
+    data = os.urandom(STRIDE)
+    return uid, [CompletedPart(1, await store.upload_part("b", KEY, uid, 1, data))]
+
+
+def _folders(root: Path) -> list[Path]:
+    return sorted(p for p in (root / ".uploads" / "b").iterdir())
+
+
+async def test_a_process_killed_while_writing_meta_json_leaves_no_half_written_upload(tmp_path: Path) -> None:
+    store = FilesystemStore(tmp_path)
+    uid, parts = await _healthy(store)
+    child = _create_cut_short(tmp_path, "kill")
+    assert child.returncode == -signal.SIGXFSZ, (child.returncode, child.stderr)  # killed mid-write
+    cut = [d for d in _folders(tmp_path) if d.name != uid]
+    assert len(cut) == 1, cut  # the killed create's folder: it was never handed out as an upload
+    meta = cut[0] / "meta.json"
+    if meta.exists():  # whole, or not there at all
+        json.loads(meta.read_text())
+    assert [u.upload_id for u in await store.list_uploads("b", "out/")] == [uid]
+    with pytest.raises(NoSuchUpload):
+        await store.list_parts("b", "out/cut.zip", cut[0].name)
+    await store.abort_multipart("b", "out/cut.zip", cut[0].name)  # gone with whatever it held
+    assert _folders(tmp_path) == [tmp_path / ".uploads" / "b" / uid]
+    assert await store.list_parts("b", KEY, uid) != []  # the other upload is as it was, and completes
+    await store.complete_multipart("b", KEY, uid, parts)
+    assert (tmp_path / "b" / KEY).stat().st_size == STRIDE
+
+
+async def test_a_meta_json_write_that_fails_leaves_no_upload_folder(tmp_path: Path) -> None:
+    """A full disk (EFBIG here) fails the create: nothing of it is left behind, half written."""
+    store = FilesystemStore(tmp_path)
+    uid, _ = await _healthy(store)
+    child = _create_cut_short(tmp_path, "full")
+    assert child.returncode == 3 and child.stdout.strip() == str(27), (child.returncode, child.stdout, child.stderr)
+    assert _folders(tmp_path) == [tmp_path / ".uploads" / "b" / uid]
+    assert not [p for p in (tmp_path / ".uploads" / "b" / uid).iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("damaged", [b"", b'{"key": "out/a.z', b"[]", b'{"initiated": 1}', b"\xff\xfe"],
+                         ids=["empty", "cut short", "a list", "no key", "not UTF-8"])
+async def test_a_damaged_meta_json_is_no_upload_for_every_reader(tmp_path: Path, damaged: bytes) -> None:
+    """What a power loss left of meta.json written in place (before this wave, with no fsync): every
+    reader failed on it with a JSON error (resume, complete, abort, the janitor's listing)."""
+    store = FilesystemStore(tmp_path)
+    uid, parts = await _healthy(store)
+    other, _ = await _healthy(store)
+    (tmp_path / ".uploads" / "b" / uid / "meta.json").write_bytes(damaged)
+    for call in (store.list_parts("b", KEY, uid), store.upload_part("b", KEY, uid, 2, b"x"),
+                 store.complete_multipart("b", KEY, uid, parts)):
+        with pytest.raises(NoSuchUpload):
+            await call
+    assert [u.upload_id for u in await store.list_uploads("b", "out/")] == [other]
+    await store.abort_multipart("b", KEY, uid)
+    assert _folders(tmp_path) == [tmp_path / ".uploads" / "b" / other]
+
+
+async def test_meta_json_is_on_disk_before_it_is_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Renamed into place only once its bytes are flushed (fsync), and the rename flushed with its
+    folder: a power loss leaves the old state or the whole file, never an empty meta.json."""
+    seen: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        seen.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        seen.append(("replace", f"{os.fspath(src)} -> {os.fspath(dst)}"))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    uid = await FilesystemStore(tmp_path).create_multipart("b", KEY, None, STRIDE)
+    folder = tmp_path / ".uploads" / "b" / uid
+    renames = [i for i, (what, arg) in enumerate(seen) if what == "replace" and arg.endswith(f"{folder}/meta.json")]
+    assert len(renames) == 1, seen
+    tmp = seen[renames[0]][1].split(" -> ")[0]
+    assert ("fsync", tmp) in seen[:renames[0]], seen  # its bytes first
+    assert ("fsync", str(folder)) in seen[renames[0]:], seen  # then the rename
+    assert json.loads((folder / "meta.json").read_text())["key"] == KEY

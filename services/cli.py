@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import SecretStr
 
@@ -223,7 +223,7 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> None:
         raise CliError(str(e), code=1) from None
 
 
-async def _assemble(settings: Settings, key: str, out: Path) -> None:
+async def _assemble(settings: Settings, key: str, out: Path, placed: list[os.stat_result]) -> None:
     from services.archivetools.reference import assemble_to_file
     from shared.objectstore import ObjectNotFound
     from shared.objectstore.factory import check_fs_store, open_store
@@ -231,7 +231,7 @@ async def _assemble(settings: Settings, key: str, out: Path) -> None:
     check_fs_store(settings, "nothing was assembled")  # run from another folder, var/store is not the stack's
     store = await open_store(settings)
     try:
-        size, sha = await assemble_to_file(store, settings.buckets.exports, key, out)
+        size, sha = await assemble_to_file(store, settings.buckets.exports, key, out, placed)
     except ObjectNotFound:
         raise CliError(f"no snapshot at {key!r} in bucket {settings.buckets.exports!r} (a finished export's "
                        f"snapshot is removed with its other work objects: by the canceller at once, by the janitor "
@@ -242,7 +242,14 @@ async def _assemble(settings: Settings, key: str, out: Path) -> None:
 
 
 def cmd_assemble(args: argparse.Namespace, settings: Settings) -> None:
-    asyncio.run(_assemble(settings, args.snapshot, Path(args.out)))
+    from services.archivetools.reference import take_back
+
+    out = Path(args.out)
+    placed: list[os.stat_result] = []
+    # An interrupt that lands once the archive is at FILE — as the line is printed, or after this has
+    # returned to main() — still means the command did not finish: main() takes FILE back, then says so.
+    args.on_interrupt.append(lambda: take_back(out, placed))
+    asyncio.run(_assemble(settings, args.snapshot, out, placed))
 
 
 async def _replay(settings: Settings) -> None:
@@ -592,15 +599,14 @@ def main(argv: list[str] | None = None) -> None:
     # restored when the command returns: main() is also called in-process (tests), whose own
     # process keeps its handlers
     previous: dict[int, Any] = stopped_like_ctrl_c() if args.command not in OWN_SIGNALS else {}
+    args.on_interrupt = []  # undos of what the command put in place, for an interrupt however late it lands
     try:
         try:
             args.func(args, settings)
         except KeyboardInterrupt:
             if args.command in UNTIL_CTRL_C:
                 return  # how a service in the foreground is stopped: it did what it was asked
-            # anything else did not finish: `import … && next-step` must not go on (130: 128 + SIGINT)
-            print(f"grove-export: interrupted; {args.command} did not finish", file=sys.stderr)
-            sys.exit(130)
+            interrupted(args)
         except (CliError, SecretError) as e:  # a refusal may name what the log or an archive holds: escaped
             from shared.core.printable import printable
 
@@ -643,8 +649,22 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         import signal
 
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        try:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        except KeyboardInterrupt:  # landed as the command returned: it did not finish all the same
+            if args.command not in UNTIL_CTRL_C:
+                interrupted(args)
+
+
+def interrupted(args: argparse.Namespace) -> NoReturn:
+    """A command other than ``run`` and ``serve`` cut short: what it had put in place is taken back
+    (``args.on_interrupt``), and it did not finish — `import … && next-step` must not go on (exit
+    130: 128 + SIGINT)."""
+    for undo in reversed(args.on_interrupt):
+        undo()
+    print(f"grove-export: interrupted; {args.command} did not finish", file=sys.stderr)
+    sys.exit(130)
 
 
 def _hint(e: Exception, settings: Settings, nats_where: str, service: str | None = None) -> str:

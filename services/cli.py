@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from pydantic import SecretStr
 
@@ -663,8 +663,28 @@ def interrupted(args: argparse.Namespace) -> NoReturn:
     130: 128 + SIGINT)."""
     for undo in reversed(args.on_interrupt):
         undo()
-    print(f"grove-export: interrupted; {args.command} did not finish", file=sys.stderr)
+    for stream, line in ((sys.stderr, f"grove-export: interrupted; {args.command} did not finish"), (sys.stdout, "")):
+        try:
+            if line:
+                print(line, file=stream)
+            stream.flush()
+        except OSError:  # the terminal is gone (SIGHUP: writes fail with EIO): the undo is done, and 130 says so
+            _to_devnull(stream)
     sys.exit(130)
+
+
+def _to_devnull(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at /dev/null: what it still buffers is flushed there at exit,
+    which would fail again (EIO) and end the process with 120 instead of the code it chose."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # no file descriptor (or closed): nothing is flushed to one at exit
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 def _hint(e: Exception, settings: Settings, nats_where: str, service: str | None = None) -> str:

@@ -346,6 +346,9 @@ async def restore(nc: Client, folder: Path, settings: Settings, entries: list[di
         except BaseException:  # Ctrl-C: undone the same way (it left the first streams restored, the rest not)
             line = await _undo(nc, folder, names, "interrupted", there)
             if interrupted is not None:
-                interrupted(line)
+                try:
+                    interrupted(line)
+                except OSError:  # stderr gone (SIGHUP from a lost terminal: EIO): the undo is done, and
+                    pass  # the interruption goes on (the error replaced it: exit 1, as if restore had failed)
             raise
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -122,3 +123,41 @@ async def test_a_restore_ended_by_sigterm_or_sighup_is_undone_as_ctrl_c_is(
     assert code == 130 and "Traceback" not in err, err
     assert err.endswith("grove-export: interrupted; restore did not finish\n"), err
     assert await _streams(bus, names) == []  # undone before the process ended
+
+
+def _restore_hung_up(values: dict[str, Any], backup: Path) -> tuple[int, str]:
+    """`grove-export restore` whose stderr is a terminal (a pty) that goes away once it printed its first
+    stream — its master closed, as when the ssh session drops: every write there fails with EIO — then
+    SIGHUP: (exit code, stdout)."""
+    env = {**os.environ, **to_env(values), "PYTHONPATH": str(ROOT)}
+    master, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "services.cli", "restore", str(backup)], env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal, text=True)
+    finally:
+        os.close(terminal)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    os.close(master)  # the terminal is gone
+    proc.send_signal(signal.SIGHUP)
+    out, _ = proc.communicate(timeout=120)
+    return proc.returncode, first + out
+
+
+async def test_a_restore_whose_terminal_went_away_is_undone_and_exits_130(
+        values: dict[str, Any], bus: Bus, settings: Settings, tmp_path: Path) -> None:
+    """Seen: SIGHUP from a lost terminal undid the restore, then its message saying so failed with EIO
+    (stderr gone), and that error replaced the interruption: exit 1, as if the restore had failed."""
+    names = [settings.stream_name, *(f"KV_{b}" for b in kv_names(settings))]
+    beats = await bus.js.key_value(kv_names(settings)[0])
+    for i in range(60):  # the second stream takes a while to send: the signal lands in it
+        await beats.put(f"catalog.tenant_i.exp_{i}", os.urandom(900_000))
+    backup = tmp_path / "backup"
+    await bk.backup(bus.nc, settings, backup)
+    for name in names:
+        await bus.js.delete_stream(name)
+
+    code, out = await asyncio.to_thread(_restore_hung_up, values, backup)
+    assert out == f"{settings.stream_name}: restored, 0 messages\n", out
+    assert code == 130
+    assert await _streams(bus, names) == []  # the undo is done all the same

@@ -57,7 +57,13 @@ down:
 
 ## make clean: delete var/ (the local stack's data; refused while the stack runs)
 # A refusal is make's own one-line error (exit 2), expanded before any line of the recipe runs: a
-# failing recipe line would add make's "*** [clean] Error 1" under the reason.
+# failing recipe line would add make's "*** [clean] Error 1" under the reason. The check needs no
+# venv (standard library only: $(PYTHON) runs it when .venv/bin/python is missing; it was skipped
+# then); exit 3 is "running", with its line; any other failure is "cannot tell": nothing is deleted.
+STACK_CHECK = $(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m services.devtools.stack.running var
+stack_refusal = $(shell out=$$($(STACK_CHECK) 2>&1); rc=$$?; if [ $$rc -eq 3 ]; then echo "$$out"; \
+	elif [ $$rc -ne 0 ]; then echo "cannot tell whether a local stack runs in var ($(STACK_CHECK) exited $$rc): \
+	nothing was deleted"; fi)
 clean:
-	@$(eval refusal := $$(if $$(wildcard $(PY)),$$(shell $(PY) -m services.devtools.stack.operator var 2>&1)))$(if $(refusal),$(error $(refusal)))
+	@$(eval refusal := $$(stack_refusal))$(if $(refusal),$(error $(refusal)))
 	rm -rf var

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.devtools.stack import running
 from shared.content.factory import sqlite_dsn
 from shared.runtime.secrets import SecretError, read_local_passwords, write_private
 
@@ -64,18 +65,6 @@ def remove(data_dir: Path) -> None:
     (data_dir / STACK_FILE).unlink(missing_ok=True)
 
 
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def find(data_dir: Path, environ: Mapping[str, str]) -> Found:
     """The GROVE_* values from ``<data>/stack.json`` that ``environ`` does not set itself (in any
     letter case: the settings read names case-insensitively)."""
@@ -100,7 +89,7 @@ def find(data_dir: Path, environ: Mapping[str, str]) -> Found:
                     unreadable = str(e)
     else:
         add.pop("GROVE_NATS_URL", None)
-    return Found(add, path.resolve(), stale=not _alive(body.get("pid")), unreadable=unreadable,
+    return Found(add, path.resolve(), stale=not running.alive(body.get("pid")), unreadable=unreadable,
                  pid=body.get("pid"))
 
 
@@ -120,19 +109,9 @@ def _password(credentials: Path, user: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m services.devtools.stack.operator DIR`` (``make clean``): 0 when no local stack runs
-    in DIR, else one line on stderr and 1. `make clean` under a running `make run` or `make serve`
-    deleted the nats-server store, the object store and the databases from under it. The Makefile
-    gives the line as make's own error (``Makefile:N: *** LINE.  Stop.``), so it names no command."""
-    import sys
-
-    data = Path((sys.argv[1:] if argv is None else argv)[0])
-    found = find(data, {"GROVE_NATS_URL": ""})  # the process named, nothing borrowed
-    if found.running:
-        print(f"the local stack in {data} is running (pid {found.pid}): stop it first "
-              "(Ctrl-C where `make run` or `make serve` runs), then make clean", file=sys.stderr)
-        return 1
-    return 0
+    """``python -m services.devtools.stack.operator DIR``: what ``services.devtools.stack.running`` says
+    (`make clean` runs that one: it needs no package of the virtualenv)."""
+    return running.main(argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,55 @@
+"""Is a local stack running in a data folder? ``python -m services.devtools.stack.running DIR`` is
+`make clean`'s check: exit 0 and nothing said when none runs there, else exit 3 and one line on stderr.
+
+Standard library only, so it runs on any Python 3 (the Makefile's ``$(PYTHON)``) when the project's
+virtualenv is missing: with no ``.venv/bin/python`` the check used to be skipped, and `make clean`
+deleted var/ from under a running stack. Any other exit (this file cannot run) means "cannot tell"."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+STACK_FILE = "stack.json"  # written by the stack when it starts, removed when it stops
+RUNNING = 3  # not 1: an uncaught error exits 1, and must not read as an answer
+
+
+def alive(pid: object) -> bool:
+    """Does the process ``pid`` (as stack.json gives it) exist? One of another user's counts too."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_pid(data_dir: Path) -> object | None:
+    """The pid of the stack running in ``data_dir`` (its stack.json names a live process), else None."""
+    try:
+        body = json.loads((data_dir / STACK_FILE).read_text())
+    except (OSError, ValueError):  # absent (no stack running) or unreadable, as operator.find reads it
+        return None
+    pid = body.get("pid") if isinstance(body, dict) else None
+    return pid if alive(pid) else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The Makefile gives the line as make's own error (``Makefile:N: *** LINE.  Stop.``), so it names
+    no command."""
+    data = Path((sys.argv[1:] if argv is None else argv)[0])
+    pid = running_pid(data)
+    if pid is not None:
+        print(f"the local stack in {data} is running (pid {pid}): stop it first "
+              "(Ctrl-C where `make run` or `make serve` runs), then make clean", file=sys.stderr)
+        return RUNNING
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

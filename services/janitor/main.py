@@ -255,14 +255,17 @@ class Janitor:
         last stored message: a body no reader takes (garbage on a subject some user may publish, a copy
         the server stored as its answer to someone's request), or an event the fold ignores (a second
         ExportRequested, a NotificationSent on a running export), would otherwise keep a dead export
-        alive for as long as somebody kept sending them. A newer version's event type counts."""
+        alive for as long as somebody kept sending them. A newer version's event type counts, when its body
+        reads as this export's event (`events.envelope_agrees`): a PubAck aimed at such a subject is none."""
         stream, prefix = self.settings.stream_name, self.settings.subject_prefix
         msg = await self.bus.js.get_last_msg(stream, ev.export_filter(prefix, tenant_id, export_id), direct=True)
         if not stored_answer(msg.headers):
             try:
                 ev.decode(prefix, msg.subject or "", msg.data or b"")
             except ev.UnknownEvent:
-                return msg.time  # a newer version's event: activity all the same
+                if ev.envelope_agrees(prefix, msg.subject or "", msg.data or b""):
+                    return msg.time  # a newer version's event: activity all the same
+                # else a PubAck (or another export's event) the server stored there as an answer: none
             except ev.BadEvent:
                 pass
         last, state = None, ExportState()

@@ -458,6 +458,22 @@ def decode(prefix: str, subject: str, data: bytes | str, *, answer: bool = False
     return event
 
 
+def envelope_agrees(prefix: str, subject: str, data: bytes | str) -> bool:
+    """Whether ``data`` reads as an event of the export and type ``subject`` names — a JSON object
+    whose ``tenant_id`` and ``export_id`` (and ``type``, when given) are the subject's — whatever its
+    type. For a type this version does not know (:class:`UnknownEvent`): a newer version's event
+    agrees; a PubAck (``{"stream": …, "seq": …}``), which any user can have the server store on any
+    export's subjects by naming one as its reply subject, or another export's event delivered there,
+    does not."""
+    try:
+        tenant_id, export_id, type_name = subject_tokens(prefix, subject)
+        raw = from_json(data)
+    except ValueError:  # ForgedEvent is one too: not an export subject; or no JSON
+        return False
+    return (isinstance(raw, dict) and raw.get("tenant_id") == tenant_id and raw.get("export_id") == export_id
+            and raw.get("type", type_name) == type_name)
+
+
 def subject_for(prefix: str, event: Event) -> str:
     return f"{prefix}.{event.tenant_id}.{event.export_id}.{event.name()}"
 

@@ -324,6 +324,48 @@ async def test_what_no_reader_takes_is_no_activity_for_the_janitor(secured: Secu
         await janitor.close()
 
 
+async def test_a_puback_aimed_at_an_unknown_event_type_is_no_activity_for_the_janitor(
+        secured: Secured, admin: Bus) -> None:
+    """The janitor counts a message of an event type this version does not know as activity (a newer
+    version's event, during an upgrade). A PubAck is no event, but the notifier can have the server
+    store one on any export's subjects: it publishes on its own subject with the reply subject
+    ``<prefix>.<tenant>.<export>.<AnyName>``. Sent now and then, it kept a dead export "alive" for
+    ever, and with it its tenant's admission slot (every new export a 409). A delivery of another
+    export's real event aimed there is no activity of this export either. Only a body that reads as
+    this export's event (its envelope agreeing with the subject) counts."""
+    from datetime import timedelta
+
+    from services.janitor.main import Janitor
+
+    s = secured.settings
+    p = s.subject_prefix
+    seq = await admin.log.append(ev.ExportRequested(export_id="exp_v", tenant_id="t_v", user_id="u",
+                                                    user_email="v@example.org", username="v"), 0)
+    seq = await admin.log.append(ev.CatalogStarted(export_id="exp_v", tenant_id="t_v"), seq)
+    started = (await admin.js.get_msg(s.stream_name, seq=seq, direct=True)).time
+    notifier = await connect_as(secured.server.url, "notifier")
+    try:
+        await notifier.publish(f"{p}.t_x.e_x.NotificationSent", b"{}", reply=f"{p}.t_v.exp_v.FromTheFuture")
+        await notifier.flush()
+    finally:
+        await notifier.close()
+    await _stored(admin, s.stream_name, f"{p}.t_v.exp_v.FromTheFuture")
+    janitor = await _as_service(secured, "janitor")
+    store = await open_store(s)
+    try:
+        run = Janitor(s, janitor, store, dry_run=True)
+        assert await run._last("t_v", "exp_v") == started
+        later = started + timedelta(seconds=s.heartbeat_ttl_s + 60)
+        assert (await run.run(now=later)).failed == 1  # dead: the janitor fails it (dry run: says so)
+        # a newer version's event of this very export still counts
+        newer = json.dumps({"export_id": "exp_v", "tenant_id": "t_v", "type": "FromTheFuture"}).encode()
+        await admin.js.publish(f"{p}.t_v.exp_v.FromTheFuture", newer)
+        assert await run._last("t_v", "exp_v") != started
+    finally:
+        await store.close()
+        await janitor.close()
+
+
 async def test_a_squatted_message_id_is_a_conflict_never_a_silent_success(secured: Secured, admin: Bus) -> None:
     """The squatter publishes first, on a subject it may use, with the id the victim's append will carry."""
     s = secured.settings

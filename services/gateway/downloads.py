@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
+from multidict import CIMultiDict
 
 from services.gateway import problems as p
 from services.gateway.auth import link_secret
@@ -137,9 +138,7 @@ class _File(web.FileResponse):
         if since is not None and since.timestamp() > time.time():
             # RFC 9110 13.1.3: a date later than the server's clock is not a valid one, and is
             # ignored (aiohttp answered 304 Not Modified, so a cache kept whatever it held)
-            headers = request.headers.copy()
-            headers.popall("If-Modified-Since", None)
-            request = request.clone(headers=headers)
+            request = _without(request, "If-Modified-Since")
         return await super().prepare(request)
 
     async def _sendfile(self, request: web.BaseRequest, fobj: IO[Any], offset: int,
@@ -173,9 +172,28 @@ class _File(web.FileResponse):
 
 class _WholeFile(_File):
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        headers = request.headers.copy()
-        headers.popall("Range", None)
-        return await super().prepare(request.clone(headers=headers))
+        return await super().prepare(_without(request, "Range"))
+
+
+def _without(request: web.BaseRequest, name: str) -> web.BaseRequest:
+    """``request`` without its ``name`` header, for ``web.FileResponse`` to read. A header value
+    holding a byte that is not UTF-8 (aiohttp reads it as a surrogate escape) is left out of the
+    copy: ``request.clone`` encodes every header as UTF-8, and such a value — in any header, a
+    Latin-1 Cookie or User-Agent — raised UnicodeEncodeError as the answer was prepared, past every
+    middleware, so the connection closed with no answer. Every header ``web.FileResponse`` reads
+    (validators, dates, ranges, Accept-Encoding) is ASCII when it means anything; one that is not
+    could match nothing, and left out it is ignored as such."""
+    headers = CIMultiDict((k, v) for k, v in request.headers.items() if _utf8(v))
+    headers.popall(name, None)
+    return request.clone(headers=headers)
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_file_request(request: web.Request, stat: os.stat_result) -> bool:

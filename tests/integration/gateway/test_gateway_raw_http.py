@@ -225,6 +225,48 @@ async def test_the_access_log_never_holds_a_working_download_link(
         assert sig not in line and sig not in str(vars(record)), line
 
 
+@pytest.mark.parametrize("condition", [
+    "Range: bytes=0-9\r\nIf-Range: \"not-its-etag\"",  # a resumed download of another version: all of it
+    "Range: items=0-9",  # a unit the server does not know: ignored, all of it
+    "If-Modified-Since: Fri, 31 Dec 9999 23:59:59 GMT",  # a date in the future: ignored, all of it
+])
+async def test_a_download_whose_request_holds_a_byte_that_is_not_utf8_is_answered(
+        settings_for: Callable[..., Settings], condition: str) -> None:
+    """Seen: a download (or an asset of the export page) answered in full because its Range or
+    If-Modified-Since is to be ignored got no answer at all — the connection closed — when any header
+    of its request held a byte that is not UTF-8 (a Cookie or User-Agent some other software wrote in
+    Latin-1): aiohttp reads such a byte as a surrogate escape, and the copy of the request made without
+    that header (request.clone) encodes every header as UTF-8, which raised UnicodeEncodeError once
+    the handler had returned, past every middleware. Now the whole archive, as without that byte."""
+    from services.gateway.auth import link_secret
+    from shared.objectstore import links
+
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    key = "exports/t1/exp_0123456789abcdef01234567/grove-export-u-2026-02-22.zip"
+    archive = settings.store_root / settings.buckets.exports / key
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"PK" + bytes(998))
+    target = links.sign(link_secret(settings), "http://x", key, 600).removeprefix("http://x")
+    async with _gateway(settings):
+        for path in (target, "/export/export.css"):
+            raw = (f"GET {path} HTTP/1.1\r\nHost: x\r\n{condition}\r\nConnection: close\r\n".encode()
+                   + b"User-Agent: Caf\xe9/1.0\r\n\r\n")
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(raw)
+            async with asyncio.timeout(10):
+                data = await reader.read()  # to the end: Connection: close
+            writer.close()
+            assert data, f"{path}: no answer, the connection closed"
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+            assert lines[0].split()[1] == "200", (path, data[:300])
+            assert len(body) == int(headers["content-length"]) > 0, path
+            if path == target:
+                assert body == archive.read_bytes()
+
+
 async def test_a_content_encoding_this_server_cannot_decode_is_a_415_problem(
         settings_for: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
     """Seen: `Content-Encoding: br` or `zstd`, which the README and the 415's own detail listed as

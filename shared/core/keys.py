@@ -18,6 +18,8 @@ import math
 from typing import Any
 
 EXPORTS_ROOT = "exports/"
+NAME_BYTES = 255  # the longest file name Linux filesystems take (the filesystem store's bound)
+KEY_BYTES = 1024  # S3's longest key
 WORK = "work/"
 
 
@@ -56,13 +58,21 @@ def archive_key(tenant_id: str, export_id: str, safe_username: str, day: str) ->
 def is_archive_key_of(tenant_id: str, export_id: str, key: str | None) -> bool:
     """``key`` can only be this export's archive: one name directly under its prefix, nothing that
     climbs out or reaches into ``work/`` (the snapshot). The gateway signs, and the janitor deletes,
-    only such keys, whatever an event in the log claims."""
+    only such keys, whatever an event in the log claims. And one every store can hold: a name of at
+    most :data:`NAME_BYTES` and a key of at most :data:`KEY_BYTES` in UTF-8 (the archive's own name
+    is under 100 bytes) — an ExportCompleted naming a longer one made the owner's every status
+    request a 500 (the filesystem store refuses to sign a link to a file it could not hold)."""
     prefix = export_prefix(tenant_id, export_id)
     if not key or not key.startswith(prefix):
         return False
     name = key[len(prefix):]
-    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") \
-        and not name.startswith(".") and name.isprintable()
+    if not (bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+            and not name.startswith(".") and name.isprintable()):
+        return False
+    try:
+        return len(name.encode()) <= NAME_BYTES and len(key.encode()) <= KEY_BYTES
+    except UnicodeEncodeError:  # a lone surrogate: no store's key
+        return False
 
 
 def export_of_key(key: str) -> tuple[str, str] | None:

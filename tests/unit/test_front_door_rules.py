@@ -49,8 +49,10 @@ def test_an_export_owns_only_its_archive_key() -> None:
                   archive_key("t1", "exp_2", "autumn", "2026-11-30"), "exports/t1/exp_1/", "exports/t1/exp_1/..",
                   "exports/t1/exp_1/../exp_2/x.zip", "exports/t1/exp_1/.hidden", "other/t1/exp_1/x.zip",
                   "exports/t1/exp_1/a\\b.zip", "exports/t1/exp_1/a\nb.zip", "exports/t1/exp_1/x.zip/",
-                  None, ""):
+                  None, "", "exports/t1/exp_1/" + "x" * 256, "exports/t1/exp_1/" + "é" * 128):
         assert not is_archive_key_of("t1", "exp_1", other), other
+    assert is_archive_key_of("t1", "exp_1", "exports/t1/exp_1/" + "x" * 255)  # a file name's longest
+    assert is_archive_key_of("t1", "exp_1", "exports/t1/exp_1/" + "é" * 127)
 
 
 def test_reasons_name_what_failed_without_internals() -> None:

@@ -1,7 +1,7 @@
 """The gateway signs only the export's own archive key, whatever an event in the log claims: a
 forged ExportCompleted that points at another tenant's archive or at the export's snapshot is
 dropped as forged (its body names another export's object), so the export is not complete and
-has no download link."""
+has no download link. So is one naming a key no store can hold (a name over 255 bytes)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from shared.core import events as ev
 
 @pytest.mark.parametrize("key", ["exports/tenant_b/exp_other/grove-export-b-2026-11-30.zip",
                                  "exports/tenant_a/{export}/work/snapshot.jsonl",
-                                 "exports/tenant_a/{export}/../exp_other/x.zip", "images/tenant_a/x.jpg"])
+                                 "exports/tenant_a/{export}/../exp_other/x.zip", "images/tenant_a/x.jpg",
+                                 # a name no store holds (over 255 bytes): the owner's every status was a 500
+                                 "exports/tenant_a/{export}/" + "x" * 252 + ".zip",
+                                 "exports/tenant_a/{export}/" + "é" * 126 + ".zip"])
 async def test_a_completed_export_naming_a_key_outside_its_prefix_is_dropped(gateway, headers_for, pipeline, key):
     created = await (await gateway.post("/api/export", json={}, headers=headers_for())).json()
     export_id = created["exportId"]

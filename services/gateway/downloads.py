@@ -118,7 +118,7 @@ def file_response(request: web.Request, path: Path, stat: os.stat_result,
     ``If-Range`` only as a date, does not do. Sent so that a client which stops reading is closed
     (:class:`_File`)."""
     stall_s = request.app[SETTINGS].keepalive_timeout_s  # an idle connection's bound, as between requests
-    if check_file_request(request, stat):
+    if check_file_request(_readable(request), stat):
         return _WholeFile(path, stall_s, headers=headers)
     return _File(path, stall_s, headers=headers)
 
@@ -134,6 +134,7 @@ class _File(web.FileResponse):
         self._stall_s = stall_s
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        request = _readable(request)  # aiohttp prepares the answer with the request as it came
         since = request.if_modified_since
         if since is not None and since.timestamp() > time.time():
             # RFC 9110 13.1.3: a date later than the server's clock is not a valid one, and is
@@ -175,8 +176,36 @@ class _WholeFile(_File):
         return await super().prepare(_without(request, "Range"))
 
 
-def _without(request: web.BaseRequest, name: str) -> web.BaseRequest:
-    """``request`` without its ``name`` header, for ``web.FileResponse`` to read. A header value
+# The conditional dates aiohttp reads (header, the request's property). Its date parser lets an
+# OverflowError out (parsedate takes any number: 'Mon, 01 Jan 2024 99999999999999999999:00:00 GMT'),
+# so reading such a header raised: a 500 from the handler, no answer at all from prepare.
+_DATES = (("If-Modified-Since", "if_modified_since"), ("If-Unmodified-Since", "if_unmodified_since"),
+          ("If-Range", "if_range"))
+_NO_VALIDATOR = "unreadable"  # an If-Range that is neither an entity tag nor a date: it matches nothing
+
+
+def _readable(request: web.BaseRequest) -> web.BaseRequest:
+    """``request`` with the conditional dates aiohttp cannot read as what an invalid date is: an
+    If-Modified-Since or If-Unmodified-Since left out (RFC 9110 13.1.3, 13.1.4: ignored), an If-Range
+    a validator that matches nothing (13.1.5: the whole file). The request itself when all read."""
+    bad = []
+    for name, attribute in _DATES:
+        try:
+            getattr(request, attribute)
+        except (OverflowError, ValueError):
+            bad.append(name)
+    if not bad:
+        return request
+    request = _without(request, *bad)
+    if "If-Range" in bad:
+        headers = request.headers.copy()
+        headers["If-Range"] = _NO_VALIDATOR
+        request = request.clone(headers=headers)
+    return request
+
+
+def _without(request: web.BaseRequest, *names: str) -> web.BaseRequest:
+    """``request`` without its ``names`` headers, for ``web.FileResponse`` to read. A header value
     holding a byte that is not UTF-8 (aiohttp reads it as a surrogate escape) is left out of the
     copy: ``request.clone`` encodes every header as UTF-8, and such a value — in any header, a
     Latin-1 Cookie or User-Agent — raised UnicodeEncodeError as the answer was prepared, past every
@@ -184,7 +213,8 @@ def _without(request: web.BaseRequest, name: str) -> web.BaseRequest:
     (validators, dates, ranges, Accept-Encoding) is ASCII when it means anything; one that is not
     could match nothing, and left out it is ignored as such."""
     headers = CIMultiDict((k, v) for k, v in request.headers.items() if _utf8(v))
-    headers.popall(name, None)
+    for name in names:
+        headers.popall(name, None)
     return request.clone(headers=headers)
 
 
@@ -196,7 +226,7 @@ def _utf8(value: str) -> bool:
     return True
 
 
-def check_file_request(request: web.Request, stat: os.stat_result) -> bool:
+def check_file_request(request: web.BaseRequest, stat: os.stat_result) -> bool:
     """Raise the problem for a request that ``web.FileResponse`` would answer with an empty body:
     :class:`PreconditionFailed` when ``If-Match`` names no current version of the file (its ETag is
     ``web.FileResponse``'s own, from the file's mtime and size) or, without ``If-Match``, the file
@@ -227,7 +257,7 @@ def check_file_request(request: web.Request, stat: os.stat_result) -> bool:
     return False
 
 
-def check_range(request: web.Request, size: int, mtime: float) -> None:
+def check_range(request: web.BaseRequest, size: int, mtime: float) -> None:
     """Raise :class:`RangeNotSatisfiable` (with ``Content-Range: bytes */SIZE``) for a ``Range``
     that ``web.FileResponse`` would answer with an empty 416 labelled as the file: malformed, more
     than one range, or starting at or past the end. The same rules as its own: a range is only

@@ -267,6 +267,50 @@ async def test_a_download_whose_request_holds_a_byte_that_is_not_utf8_is_answere
                 assert body == archive.read_bytes()
 
 
+BEYOND_ANY_CLOCK = "Mon, 01 Jan 2024 99999999999999999999:00:00 GMT"  # aiohttp's parser: OverflowError
+
+
+@pytest.mark.parametrize("condition", [
+    f"If-Modified-Since: {BEYOND_ANY_CLOCK}",  # no answer at all before (raised in prepare)
+    f"If-Unmodified-Since: {BEYOND_ANY_CLOCK}",  # a 500 before (raised in the handler)
+    f"Range: bytes=0-9\r\nIf-Range: {BEYOND_ANY_CLOCK}",  # a 500 before
+    f"If-Range: {BEYOND_ANY_CLOCK}",  # no answer at all before
+])
+async def test_a_conditional_date_no_clock_can_hold_is_ignored_as_an_invalid_date_is(
+        settings_for: Callable[..., Settings], condition: str) -> None:
+    """Seen: a download or an asset of the export page asked with an If-Modified-Since,
+    If-Unmodified-Since or If-Range date whose numbers no clock holds got a 500 or no answer at all
+    (the connection closed): aiohttp reads those headers with email.utils.parsedate, which takes any
+    number, and the datetime made of it raised OverflowError, which aiohttp lets out. RFC 9110 says an
+    invalid date is ignored (13.1.3, 13.1.4) and an If-Range that is no validator matches nothing
+    (13.1.5): the whole file, 200."""
+    from services.gateway.auth import link_secret
+    from shared.objectstore import links
+
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    key = "exports/t1/exp_0123456789abcdef01234567/grove-export-u-2026-02-22.zip"
+    archive = settings.store_root / settings.buckets.exports / key
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"PK" + bytes(998))
+    target = links.sign(link_secret(settings), "http://x", key, 600).removeprefix("http://x")
+    async with _gateway(settings):
+        for path in (target, "/export/export.css"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n{condition}\r\nConnection: close\r\n\r\n".encode())
+            async with asyncio.timeout(10):
+                data = await reader.read()  # to the end: Connection: close
+            writer.close()
+            assert data, f"{path}: no answer, the connection closed"
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+            assert lines[0].split()[1] == "200", (path, data[:300])
+            assert len(body) == int(headers["content-length"]) > 10, path
+            if path == target:
+                assert body == archive.read_bytes()
+
+
 async def test_a_content_encoding_this_server_cannot_decode_is_a_415_problem(
         settings_for: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
     """Seen: `Content-Encoding: br` or `zstd`, which the README and the 415's own detail listed as

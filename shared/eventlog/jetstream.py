@@ -176,6 +176,8 @@ class EventLog:
                 if e.code == 503 and attempt < 5:
                     await asyncio.sleep(0.2 * 2**attempt)  # no responders / leader election
                     continue
+                if e.code == 503:  # still refused (its storage full, no leader): the bus is unavailable
+                    raise LogUnavailable(f"{event.name()} of {event.export_id}: {e.description}") from e
                 raise EventLogError(str(e)) from e
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError,
                     nats.errors.ConnectionClosedError):

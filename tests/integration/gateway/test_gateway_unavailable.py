@@ -37,3 +37,23 @@ async def test_a_lost_bus_makes_readiness_and_writes_503_and_recovers(gateway, n
     bus = gateway.app[BUS]
     last = int((await bus.js.stream_info(bus.log.stream)).state.last_seq)
     assert await gateway.app[READ_MODEL].wait_for(last, 15.0), "the projector did not resume after the restart"
+
+
+async def test_an_event_log_that_refuses_appends_is_a_503_not_an_internal_error(gateway, headers_for, problem):
+    """Seen: when JetStream kept refusing the request's append with a 503 (its storage full:
+    'insufficient resources', or a stream at its byte limit; a leader election that does not end), the
+    gateway retried it for some 6 s and then answered 500 GROVE-EXPORT-000, 'Something went wrong on our
+    side': the event log raised its generic error for a 503 once out of retries, where a bus that does
+    not answer is LogUnavailable (503, GROVE-EXPORT-008; a step naks and tries later, not an attempt).
+    Here the stream is made to refuse new messages (its byte limit reached, discard new)."""
+    from dataclasses import replace
+
+    from nats.js.api import DiscardPolicy
+
+    bus = gateway.app[BUS]
+    info = await bus.js.stream_info(bus.log.stream)
+    await bus.js.update_stream(replace(info.config, discard=DiscardPolicy.NEW,
+                                       max_bytes=int(info.state.bytes or 0) + 64))
+    async with asyncio.timeout(20):
+        await problem(await gateway.post("/api/export", json={}, headers=headers_for("tenant_full")), 503,
+                      "GROVE-EXPORT-008")

@@ -13,6 +13,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
@@ -62,6 +63,18 @@ class _Client(Client):
     mark: STORED_ANSWER when a header of ANSWER_HEADERS comes twice; and one refusal: a header line
     named like the server's status (STATUS_NAMES) is not the message's to set.
     Every connection of a service uses it, its step consumers' too (shared/runtime/service.py)."""
+
+    def _build_message(self, sid: int, subject: bytes, reply: bytes, data: bytes,
+                       headers: dict[str, str] | None) -> Any:
+        # A subject is any bytes but spaces to the server, so a wildcard permission lets a user publish
+        # on ``exports.\xff.x.NotificationSent`` (and anyone can aim a reply there): nats-py decoded
+        # it as strict UTF-8, and the UnicodeDecodeError ended the client's read loop for good — the
+        # connection stayed "connected" and read nothing more (every request timed out, every
+        # subscription went deaf) until its pings went stale, minutes later. Read as UTF-8 with each
+        # byte that is not as U+FFFD: no export's subject (its tokens are [A-Za-z0-9_-]), so every
+        # reader drops it as it drops any other subject that is not an export's.
+        return super()._build_message(sid, subject.decode("utf-8", "replace").encode(),
+                                      reply.decode("utf-8", "replace").encode(), data, headers)
 
     async def _process_headers(self, headers: bytes | None) -> dict[str, str] | None:
         # A message's own header lines, with no status from the server (every stored message we

@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import nats
@@ -364,6 +365,49 @@ async def test_a_puback_aimed_at_an_unknown_event_type_is_no_activity_for_the_ja
     finally:
         await store.close()
         await janitor.close()
+
+
+async def test_a_subject_that_is_not_utf8_leaves_every_reader_reading(secured: Secured, admin: Bus) -> None:
+    """A subject is any bytes but spaces to nats-server, so the notifier's allow-list
+    (``<prefix>.*.*.NotificationSent``) lets it publish on ``<prefix>.\\xff.x.NotificationSent``. The
+    gateway hears every export's subjects as wake-ups (``<prefix>.*.*.*``), and nats-py decoded the
+    subject as strict UTF-8: the UnicodeDecodeError ended the gateway connection's read loop for good —
+    still "connected", it read nothing more, so every tenant's export was a 503 after the bus's 10 s
+    timeout, and the projector stopped, until the connection's pings went stale minutes later. One
+    publish, sent again then, kept it so. Now the message is one more subject no reader takes, and
+    the connection reads on: the wake-up after it arrives and the log reads at once."""
+    s = secured.settings
+    p = s.subject_prefix
+    gateway = await _as_service(secured, "gateway")
+    heard: list[str] = []
+
+    async def wake(msg: Any) -> None:
+        heard.append(msg.subject)
+
+    async def woken() -> bool:
+        return f"{p}.t_v.exp_v.ExportRequested" in heard
+
+    try:
+        await gateway.nc.subscribe(f"{p}.*.*.*", cb=wake)  # what the projector listens to
+        await gateway.nc.flush()
+        reader, writer = await asyncio.open_connection("127.0.0.1", secured.server.port)
+        try:
+            await reader.readline()  # INFO
+            login = json.dumps({"verbose": False, "user": "notifier", "pass": PASSWORDS["notifier"]}).encode()
+            writer.write(b"CONNECT " + login + b"\r\nPUB " + p.encode() + b".\xff.x.NotificationSent 2\r\n{}\r\nPING\r\n")
+            await writer.drain()
+            async with asyncio.timeout(5):
+                assert await reader.readline() == b"PONG\r\n"  # accepted: no permissions violation
+        finally:
+            writer.close()
+        await admin.log.append(ev.ExportRequested(export_id="exp_v", tenant_id="t_v", user_id="u",
+                                                  user_email="v@example.org", username="v"), 0)
+        async with asyncio.timeout(5):
+            await until(woken, 5, 0.05, "the wake-up after it")
+            assert (await gateway.log.load("t_v", "exp_v")).state.status == "pending"
+        assert heard[0] == f"{p}.\ufffd.x.NotificationSent"  # read, as a subject no reader takes
+    finally:
+        await gateway.close()
 
 
 async def test_a_squatted_message_id_is_a_conflict_never_a_silent_success(secured: Secured, admin: Bus) -> None:

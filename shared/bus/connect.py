@@ -82,7 +82,17 @@ class _Client(Client):
         # when that is installed (nats-py's fast_parse extra), and the mark and refusal would go.
         if headers and headers.startswith(_PLAIN_HEAD):
             return self._parse_header_lines(headers[len(_PLAIN_HEAD):]) or None
-        return await super()._process_headers(headers)  # type: ignore[no-any-return]
+        if not headers:
+            return None
+        # A status line: the server's (ASCII: 404, 408, 503, a heartbeat's 100), or one a publisher
+        # wrote itself (HPUB takes any header block, and subscribers get it as sent). nats-py decoded
+        # its status and description as strict UTF-8: a byte that is not (``NATS/1.0 \xff``) ended the
+        # read loop for good, as a subject's did (_build_message). Read such bytes as U+FFFD; a block
+        # nats-py cannot parse at all is no headers.
+        try:
+            return await super()._process_headers(headers.decode("utf-8", "replace").encode())  # type: ignore[no-any-return]
+        except (ValueError, IndexError):  # UnicodeError is a ValueError
+            return {}
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:

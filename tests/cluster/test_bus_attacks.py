@@ -410,6 +410,51 @@ async def test_a_subject_that_is_not_utf8_leaves_every_reader_reading(secured: S
         await gateway.close()
 
 
+@pytest.mark.parametrize("head", [b"NATS/1.0 \xff\r\n\r\n", b"NATS/1.0 503 \xff\xfe\r\n\r\n",
+                                  b"NATS/1.0 100 Idle\r\nX: \xff\r\n\r\n"])
+async def test_a_status_line_a_publisher_wrote_leaves_every_reader_reading(
+        secured: Secured, admin: Bus, head: bytes) -> None:
+    """HPUB takes any header block, and a subscriber gets it as sent: the notifier may publish its
+    own subject with a status line of its making. nats-py decoded the status and its description as
+    strict UTF-8, and a byte that is not ended the read loop of the connection that heard it (the
+    gateway's, which hears every export's subjects) as a subject that is not UTF-8 did. It reads on."""
+    s = secured.settings
+    p = s.subject_prefix
+    gateway = await _as_service(secured, "gateway")
+    heard: list[str] = []
+
+    async def wake(msg: Any) -> None:
+        heard.append(msg.subject)
+
+    async def woken() -> bool:
+        return f"{p}.t_v.exp_v.ExportRequested" in heard
+
+    try:
+        await gateway.nc.subscribe(f"{p}.*.*.*", cb=wake)
+        await gateway.nc.flush()
+        reader, writer = await asyncio.open_connection("127.0.0.1", secured.server.port)
+        try:
+            await reader.readline()  # INFO
+            login = json.dumps({"verbose": False, "headers": True, "user": "notifier",
+                                "pass": PASSWORDS["notifier"]}).encode()
+            subject = f"{p}.t_x.e_x.NotificationSent".encode()
+            writer.write(b"CONNECT " + login + b"\r\nHPUB " + subject + b" %d %d\r\n" % (len(head), len(head) + 2)
+                         + head + b"{}\r\nPING\r\n")
+            await writer.drain()
+            async with asyncio.timeout(5):
+                assert await reader.readline() == b"PONG\r\n"
+        finally:
+            writer.close()
+        await admin.log.append(ev.ExportRequested(export_id="exp_v", tenant_id="t_v", user_id="u",
+                                                  user_email="v@example.org", username="v"), 0)
+        async with asyncio.timeout(5):
+            await until(woken, 5, 0.05, "the wake-up after it")
+            assert (await gateway.log.load("t_v", "exp_v")).state.status == "pending"
+        assert heard[0] == f"{p}.t_x.e_x.NotificationSent"
+    finally:
+        await gateway.close()
+
+
 async def test_a_squatted_message_id_is_a_conflict_never_a_silent_success(secured: Secured, admin: Bus) -> None:
     """The squatter publishes first, on a subject it may use, with the id the victim's append will carry."""
     s = secured.settings

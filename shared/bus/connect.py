@@ -73,8 +73,9 @@ class _Client(Client):
         # subscription went deaf) until its pings went stale, minutes later. Read as UTF-8 with each
         # byte that is not as U+FFFD: no export's subject (its tokens are [A-Za-z0-9_-]), so every
         # reader drops it as it drops any other subject that is not an export's.
-        return super()._build_message(sid, subject.decode("utf-8", "replace").encode(),
-                                      reply.decode("utf-8", "replace").encode(), data, headers)
+        if not (subject.isascii() and reply.isascii()):  # every subject of ours is ASCII: no copies for it
+            subject, reply = (b.decode("utf-8", "replace").encode() for b in (subject, reply))
+        return super()._build_message(sid, subject, reply, data, headers)
 
     async def _process_headers(self, headers: bytes | None) -> dict[str, str] | None:
         # A message's own header lines, with no status from the server (every stored message we

@@ -69,6 +69,9 @@ class Slot:
                    read("lastExportId", an_id), read("idempotency", text), tuple(bad))
 
 
+SLOT_FIELDS = frozenset({"activeExportId", "reservedAt", "lastStartedAt", "lastExportId", "idempotency"})  # to_json's
+
+
 @dataclass(frozen=True)
 class Admit:
     slot: Slot

@@ -20,13 +20,14 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nats.js.errors import APIError, KeyWrongLastSequenceError, NotFoundError
 
 from services.gateway import admission as adm
 from services.gateway.problems import Unavailable
+from services.gateway.readmodel import ReadModel
 from shared.bus.answers import stored_answer
 from shared.bus.connect import Bus, kv_names
 from shared.core import events as ev
@@ -78,11 +79,21 @@ class ServerClock:
         return self._base is None or self._monotonic() - self._base[1] >= self._refresh_s
 
 
-class AdmissionStore:
-    """Reads and compare-and-sets the admission bucket for one gateway instance."""
+Newest = Callable[[str], Awaitable["adm.Slot | None"]]
 
-    def __init__(self, bus: Bus, settings: Settings, instance: str) -> None:
+
+class AdmissionStore:
+    """Reads and compare-and-sets the admission bucket for one gateway instance.
+
+    ``newest(tenant)``: the slot the log gives when the bucket's is no gateway's — the tenant's
+    newest export as the read model holds it (:func:`newest_from`): a value anyone aimed at the key
+    (a PubAck: any publisher names the reply subject) freed the slot, so the tenant could run two
+    exports at once and the rate limit was forgotten. Without it (the operator's commands), such a
+    slot is free, as before."""
+
+    def __init__(self, bus: Bus, settings: Settings, instance: str, newest: Newest | None = None) -> None:
         self.bus = bus
+        self.newest = newest
         self.settings = settings
         self.bucket = kv_names(settings)[1]
         self.stream = f"KV_{self.bucket}"
@@ -102,21 +113,26 @@ class AdmissionStore:
         no gateway wrote — the server's answer to someone's request stored under the key (any user can
         aim one there: shared/bus/answers.py), or anything but a JSON object — is no value: the key
         counts as free, and the next write replaces it (its revision is kept for that)."""
+        value, revision, written, _ = await self._read(key)
+        return value, revision, written
+
+    async def _read(self, key: str) -> tuple[dict[str, Any] | None, int, datetime | None, bool]:
+        """:meth:`read`, and whether the key holds a value no gateway wrote."""
         try:
             msg = await self.bus.js.get_last_msg(self.stream, f"$KV.{self.bucket}.{key}")
         except NotFoundError:
-            return None, 0, None
+            return None, 0, None, False
         revision = int(msg.seq or 0)
         if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE") or not msg.data:
-            return None, revision, None
+            return None, revision, None, False
         try:
             value = None if stored_answer(msg.headers, direct=False) else json.loads(msg.data)
         except (ValueError, RecursionError):  # nested thousands deep: RecursionError, a traceback
             value = None
         if not isinstance(value, dict):
-            log.warning("admission: %s holds a value no gateway wrote; taken as free", key)
-            return None, revision, None
-        return value, revision, msg.time
+            log.warning("admission: %s holds a value no gateway wrote", key)
+            return None, revision, None, True
+        return value, revision, msg.time, False
 
     async def write(self, key: str, value: dict[str, Any], revision: int) -> bool:
         """Compare-and-set: False when the key moved past ``revision``."""
@@ -149,10 +165,14 @@ class AdmissionStore:
                 remembered = await self.remembered(tenant_id, fingerprint, now)
                 if remembered:
                     return remembered
-            data, revision, _ = await self.read(key)
-            slot = adm.Slot.from_json(data) if data else None
+            data, revision, _, foreign = await self._read(key)
+            # an object naming none of a slot's fields (a PubAck: {"stream": …, "seq": …}) is none
+            foreign = foreign or (data is not None and not data.keys() & adm.SLOT_FIELDS)
+            slot = adm.Slot.from_json(data) if data and not foreign else None
             if slot is not None and slot.unreadable:
-                log.warning("admission: %s: %s cannot be read; taken as none", key, ", ".join(slot.unreadable))
+                log.warning("admission: %s: %s cannot be read", key, ", ".join(slot.unreadable))
+            if (foreign or (slot is not None and slot.unreadable)) and self.newest is not None:
+                slot = await self.newest(tenant_id)  # decided from the log; the write below replaces it
             active = slot.active_export_id if slot else None
             status = await self.active_status(tenant_id, active) if active else None
             repeat = adm.match_idempotency(slot, status, now, s.reservation_timeout_s, fingerprint)
@@ -185,3 +205,13 @@ class AdmissionStore:
             await self.bus.js.publish(subject, value, msg_ttl=IDEMPOTENCY_TTL.total_seconds())
         except APIError:  # a bucket made without per-message TTLs: the entry's time still bounds it
             await self.bus.admission.put(f"idem.{tenant_id}.{key_hash}", value)
+
+
+async def newest_from(model: ReadModel, tenant_id: str) -> adm.Slot | None:
+    """The slot the log gives for ``tenant_id``: its newest export (the read model's, which holds
+    only events every reader takes) as the active one, reserved when it was requested; its folded
+    status then says whether it is running or counts toward the limit, as for any slot."""
+    rows = await model.recent(tenant_id, 1)
+    if not rows:
+        return None
+    return adm.Slot(active_export_id=rows[0].id, reserved_at=datetime.fromtimestamp(rows[0].created_at / 1000, UTC))

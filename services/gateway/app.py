@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from services.gateway.admission_kv import AdmissionStore
+from services.gateway.admission_kv import AdmissionStore, newest_from
 from services.gateway.downloads import file_response, url_signer
 from services.gateway.headers import add_security_headers
 from services.gateway.keys import ADMISSION, BUS, INSTANCE, READ_MODEL, SETTINGS, STORE
@@ -39,7 +39,8 @@ async def _bus(app: web.Application) -> AsyncIterator[None]:
     await wait_for_nats(settings, "gateway")  # one line per try while NATS is down, not a traceback each
     bus = await connect(settings, "gateway", name=f"grove-gateway-{app[INSTANCE]}")
     app[BUS] = bus
-    app[ADMISSION] = AdmissionStore(bus, settings, app[INSTANCE])
+    app[ADMISSION] = AdmissionStore(bus, settings, app[INSTANCE],
+                                    newest=lambda tenant: newest_from(app[READ_MODEL], tenant))
     yield
     with contextlib.suppress(Exception):
         async with asyncio.timeout(5):

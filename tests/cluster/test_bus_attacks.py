@@ -242,6 +242,49 @@ async def test_a_direct_gets_copy_aimed_at_a_tenants_admission_slot_locks_nobody
         await gateway.close()
 
 
+async def test_a_puback_aimed_at_a_tenants_admission_slot_frees_no_running_export(
+        secured: Secured, admin: Bus, tmp_path: Path) -> None:
+    """A publish's PubAck aimed at ``tenant.<t>``: a JSON object no gateway wrote, which the gateway
+    took as a free slot — the tenant's running export forgotten, a second one admitted beside it and
+    the rate limit with it, as often as the notifier liked (found by the attack run). The gateway now
+    takes such a slot from the log: the read model's newest export, whose folded status decides."""
+    from services.gateway import admission as adm
+    from services.gateway.admission_kv import AdmissionStore, newest_from
+    from services.gateway.projector import replay
+    from services.gateway.readmodel import ReadModel
+
+    s = secured.settings
+    bucket = f"{s.kv_prefix}_admission"
+    gateway = await _as_service(secured, "gateway")
+    try:
+        assert isinstance(await AdmissionStore(gateway, s, "gw1").admit("t_q", "exp_q1", None), adm.Admit)
+        await admin.log.append(ev.ExportRequested(export_id="exp_q1", tenant_id="t_q", user_id="u",
+                                                  user_email="q@example.org", username="q"), 0)
+        written = (await admin.admission.get("tenant.t_q")).revision
+        notifier = await connect_as(secured.server.url, "notifier")
+        try:
+            await notifier.publish(f"{s.subject_prefix}.t_x.e_x.NotificationSent", b"{}", reply=f"$KV.{bucket}.tenant.t_q")
+            await notifier.flush()
+        finally:
+            await notifier.close()
+
+        async def landed() -> bool:
+            return int((await admin.js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.tenant.t_q")).seq or 0) > written
+
+        await until(landed, 5, 0.05, "the PubAck stored as the tenant's slot")
+        await replay(tmp_path / "read-model.db", gateway)
+        model = await ReadModel.open(tmp_path / "read-model.db")
+        try:
+            store = AdmissionStore(gateway, s, "gw1", newest=lambda tenant: newest_from(model, tenant))
+            assert await store.admit("t_q", "exp_q2", None) == adm.Conflict("exp_q1")
+        finally:
+            await model.close()
+        # what a store without the log does (the operator's): the slot is free, the attack landed
+        assert isinstance(await AdmissionStore(gateway, s, "gw1").admit("t_q", "exp_q2", None), adm.Admit)
+    finally:
+        await gateway.close()
+
+
 async def test_a_direct_gets_copy_aimed_at_a_heartbeat_keeps_nothing_alive(secured: Secured, admin: Bus) -> None:
     """The same aimed at a step's heartbeat key: a beat no worker put, which kept an export whose
     worker is gone "alive" for the janitor. It is stored; the janitor counts it for nothing."""

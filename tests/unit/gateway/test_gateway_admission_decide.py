@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.gateway.admission import (
+    SLOT_FIELDS,
     Admit,
     Conflict,
     Mismatch,
@@ -154,3 +155,8 @@ def test_the_429_states_the_configured_window() -> None:
         "One new export per hour.", "One new export every 2 hours.", "One new export per minute.",
         "One new export every 10 minutes.", "One new export per second.", "One new export every 90 seconds.",
         "One new export every 1.5 seconds.", "One new export every 90 minutes."]
+
+
+def test_the_fields_a_slot_is_known_by_are_those_it_is_written_with() -> None:
+    # a stored object naming none of them is no gateway's slot (admission_kv: decided from the log)
+    assert SLOT_FIELDS == set(Slot().to_json())

@@ -89,6 +89,29 @@ def epoch_seconds(value: Any) -> int:
     return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
 
 
+def seconds(value: Any) -> int | None:
+    """A time field's value as the content database stores it: None when it is empty, else its
+    seconds since 1970 (:func:`epoch_seconds`)."""
+    return None if value in (None, "") else epoch_seconds(value)
+
+
+def time_column(entry: dict[str, Any], col: str) -> Any:
+    """A time column's value: what ``unreadable`` kept as stored (the field is null then), else the
+    field's time in seconds. The models below check that it is one or the other, and of a type the
+    database holds."""
+    kept = entry.get("unreadable") or {}
+    return kept[col] if col in kept else seconds(entry.get(col))
+
+
+def number_column(entry: dict[str, Any], col: str, default: int | None = None) -> Any:
+    """A whole-number column's value (a size, a page's order): what ``unreadable`` kept as stored, else the field's."""
+    kept = entry.get("unreadable") or {}
+    if col in kept:
+        return kept[col]
+    value = entry.get(col)
+    return default if value is None else value
+
+
 def _iso_time(value: Any) -> Any:
     if not isinstance(value, str | datetime):
         raise ValueError("is not an ISO 8601 time")
@@ -176,6 +199,8 @@ class IndexEntry(_Doc):
 
 
 class Index(_Doc):
+    posts: list[IndexEntry] = []  # a post's or page's entry: its path, and the fields of its front matter
+    pages: list[IndexEntry] = []
     media: list[IndexEntry] = []
     files: list[IndexEntry] = []
 
@@ -304,3 +329,45 @@ class PageMeta(_TextMeta):
     type: str | None = None
     display_order: Int64 | None = None
     unreadable: _UnreadablePageOnly | None = None
+
+
+# -- what import restores of a post or page ------------------------------------------------------
+# Each column import takes from a post's or page's front matter, and the fields it is read from (an
+# index.json entry holds the same fields: the catalog writes one dict into both).
+TEXT_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
+    "posts": {"slug": ("slug", "slug_original"), "title": ("title",), "description": ("description",),
+              "tags": ("tags", "tags_original"), "status": ("status",),
+              "featured_image": ("featured_image_original",), "published_at": ("published_at",),
+              "created_at": ("created_at",), "updated_at": ("updated_at",)},
+    "pages": {"slug": ("slug", "slug_original"), "title": ("title",), "description": ("description",),
+              "type": ("type",), "display_order": ("display_order",), "created_at": ("created_at",),
+              "updated_at": ("updated_at",)},
+}
+
+
+def text_columns(section: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The columns import restores from a post's (``section`` "posts") or page's front matter, before
+    ids, keys and URLs become the target tenant's: the one rule import and verify share. The value as
+    stored where Hugo was given a stand-in (``slug_original``, ``tags_original``; an archive made
+    before they existed has the stored ones in ``slug`` and ``tags``), and what ``unreadable`` kept.
+    For front matter of :class:`PostMeta`'s or :class:`PageMeta`'s shape; on any other it may raise
+    TypeError, ValueError, OverflowError or OSError."""
+    kept = meta.get("unreadable") or {}
+    out = {"slug": meta.get("slug") if meta.get("slug_original") is None else meta["slug_original"],
+           "title": meta.get("title"), "description": meta.get("description")}
+    if section == "posts":
+        tags = meta.get("tags") if meta.get("tags_original") is None else meta["tags_original"]
+        out |= {"tags": kept["tags"] if "tags" in kept else json.dumps(tags or []), "status": meta.get("status"),
+                "featured_image": meta.get("featured_image_original"),
+                "published_at": time_column(meta, "published_at")}
+    else:
+        out |= {"type": meta.get("type"), "display_order": number_column(meta, "display_order", 0)}
+    return out | {"created_at": time_column(meta, "created_at"), "updated_at": time_column(meta, "updated_at")}
+
+
+def declared_columns(section: str, meta: dict[str, Any]) -> set[str]:
+    """The columns of :func:`text_columns` that ``meta`` (an index.json entry) gives a value for: a
+    field it holds, or ``unreadable``'s value for the column."""
+    kept = meta.get("unreadable")
+    kept = kept if isinstance(kept, dict) else {}
+    return {col for col, fields in TEXT_COLUMNS[section].items() if col in kept or any(f in meta for f in fields)}

@@ -2,8 +2,9 @@
 
 The operator-side first step of import, and the proof of fidelity: export A → import into B →
 export B gives the same archive but for ids and times of the export. The archive is verified
-first (any problem refuses it); rows come from index.json and the Markdown files, object bytes
-from the members. Row ids and object keys that carry the source tenant's id carry the target's
+first (any problem refuses it); rows come from index.json and the Markdown files (a post's or
+page's fields from its front matter, :func:`documents.text_columns`, the rule verify holds to its
+index.json entry), object bytes from the members. Row ids and object keys that carry the source tenant's id carry the target's
 instead (others get a derived id: ids are unique across tenants); links the export made
 file-relative get the target tenant's media URLs (``GROVE_MEDIA_URL_TEMPLATE``), query string and
 fragment of the original kept. A value the catalog could not read (``unreadable``: shown as null
@@ -13,7 +14,6 @@ archive are not restored (a row without its file would be a broken image): they 
 
 from __future__ import annotations
 
-import json
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -30,9 +30,11 @@ from services.archivetools.documents import (
     PageMeta,
     PostMeta,
     check,
-    epoch_seconds,
+    number_column,
     parse_json,
     read_limited,
+    text_columns,
+    time_column,
 )
 from shared.archive.frontmatter import parse_markdown
 from shared.archive.layout import ERRORS_PATH, INDEX_PATH, MANIFEST_PATH
@@ -79,27 +81,6 @@ def object_type(mime_type: Any) -> str:
 def media_url(template: str, key: str) -> str:
     """The platform's URL of an object: the template with the percent-encoded key."""
     return template.replace("{key}", quote(key, safe="/"))
-
-
-def _seconds(value: Any) -> int | None:
-    return None if value in (None, "") else epoch_seconds(value)  # checked convertible by documents.py
-
-
-def _column(entry: dict[str, Any], col: str) -> Any:
-    """A time column's value: what ``unreadable`` kept as stored (the field is null then), else the
-    field's time in seconds. documents.py checked that it is one or the other, and of a type the
-    database holds."""
-    kept = entry.get("unreadable") or {}
-    return kept[col] if col in kept else _seconds(entry.get(col))
-
-
-def _number(entry: dict[str, Any], col: str, default: int | None = None) -> Any:
-    """A whole-number column's value (a size, a page's order): what ``unreadable`` kept as stored, else the field's."""
-    kept = entry.get("unreadable") or {}
-    if col in kept:
-        return kept[col]
-    value = entry.get(col)
-    return default if value is None else value
 
 
 @dataclass(frozen=True)
@@ -181,8 +162,8 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
         out.tables["media"].append({
             "id": rk.id(m["id"]), "tenant_id": target, "filename": m["filename"], "original_name": m["original_name"],
             "r2_key": key, "url": media_url(url_template, key) if m.get("source_url") is not None else None,
-            "size": _number(m, "size"), "mime_type": m["mime_type"], "alt_text": m["alt_text"],
-            "uploaded_at": _column(m, "uploaded_at")})
+            "size": number_column(m, "size"), "mime_type": m["mime_type"], "alt_text": m["alt_text"],
+            "uploaded_at": time_column(m, "uploaded_at")})
     own = OwnMedia(MediaRef(m["id"], m["object_key"], m.get("source_url"), m.get("path")) for m in index.get("media", []))
 
     def url_for(path: str, original: str) -> str | None:
@@ -215,8 +196,8 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
             out.objects.append((amber, key, f["path"], object_type(f.get("mime_type"))))
             out.tables["amber_files"].append({
                 "id": rk.id(f["id"]), "tenant_id": target, "filename": f["filename"],
-                "original_name": f["original_name"], "r2_key": key, "size": _number(f, "size"), "mime_type": f["mime_type"],
-                "category": f["category"], "product": f["product"], "uploaded_at": _column(f, "uploaded_at")})
+                "original_name": f["original_name"], "r2_key": key, "size": number_column(f, "size"), "mime_type": f["mime_type"],
+                "category": f["category"], "product": f["product"], "uploaded_at": time_column(f, "uploaded_at")})
     out.tables = {t: rows for t, rows in out.tables.items() if rows or t in ("posts", "pages", "media")}
     for table, rows in out.tables.items():
         seen: set[str] = set()
@@ -238,20 +219,11 @@ def _text_row(section: str, entry: dict[str, Any], zf: zipfile.ZipFile, rk: Reke
     except ValueError as e:  # not UTF-8, or no front matter
         raise ImportRefused(f"{path}: not a post or page ({e})") from None
     body = import_body(body, entry["path"], entry.get("media_links", []), url_for)
-    # slug_original and tags_original: the values as stored where Hugo could not build them (an
-    # archive made before they existed has the stored ones in slug and tags)
-    slug = meta["slug"] if meta.get("slug_original") is None else meta["slug_original"]
-    row: Row = {"id": rk.id(entry["id"]), "tenant_id": target, "slug": slug, "title": meta["title"],
-                "description": meta.get("description"), "markdown_content": body}
+    columns = text_columns(section, meta)  # verify held them to index.json's
+    row: Row = {"id": rk.id(entry["id"]), "tenant_id": target, **columns, "markdown_content": body}
     if section == "posts":
-        kept = meta.get("unreadable") or {}
-        tags = meta.get("tags") if meta.get("tags_original") is None else meta["tags_original"]
-        row |= {"tags": kept["tags"] if "tags" in kept else json.dumps(tags or []),
-                "status": meta.get("status"), "featured_image": featured(meta.get("featured_image_original")),
-                "published_at": _column(meta, "published_at")}
-    else:
-        row |= {"type": meta.get("type"), "display_order": _number(meta, "display_order", 0)}
-    return row | {"created_at": _column(meta, "created_at"), "updated_at": _column(meta, "updated_at")}
+        row["featured_image"] = featured(columns["featured_image"])
+    return row
 
 
 async def import_archive(path: Path, tenant: str, db: ContentSource, store: ObjectStore, *, url_template: str,

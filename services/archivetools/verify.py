@@ -1,19 +1,22 @@
 """``grove-export verify ARCHIVE [--sha256 HEX]``: is this archive whole, and does it hold what it says?
 
 Checks, in order: the archive's own SHA-256 (when given), the ZIP structure (a truncated or cut
-archive is walked from the front to name the member that is cut off), every member's CRC-32 and
-the SHA-256 that manifest.json records for it, members that are in one but not the other, and that
-every image a post or page links to by a relative path, and every file index.json says is in the
-archive, really is; no name appears twice (readers differ on which copy they take); no member is a
-symbolic link (an export holds only files, and `unzip` would make the link on disk). Members that
-overlap (a zip bomb) are named before anything is expanded, and nothing else is read; so are members
-encrypted or compressed otherwise than an export is (stored or deflated). Each problem names the
-member. Reads nothing outside the ZIP. A member is expanded no further than the size it states, and
-deflate stops near 1,032 to one: the work is bounded by about a thousand times the archive's size.
+archive is walked from the front to name the member that is cut off), every member's CRC-32 and the
+SHA-256 that manifest.json records for it, members that are in one but not the other, and that every
+image a post or page links to by a relative path, and every file index.json says is in the archive,
+really is; that each post's and page's front matter gives the values its index.json entry gives for
+every column import restores from it (import reads the front matter: an archive edited in one and
+not the other passed verify and imported other values than index.json says); no name appears twice
+(readers differ on which copy they take); no member is a symbolic link (an export holds only files,
+and `unzip` would make the link on disk). Members that overlap (a zip bomb) are named before
+anything is expanded, and nothing else is read; so are members encrypted or compressed otherwise
+than an export is (stored or deflated). Each problem names the member. Reads nothing outside the
+ZIP. A member is expanded no further than the size it states, and deflate stops near 1,032 to one:
+the work is bounded by about a thousand times the archive's size.
 
 Members are streamed through their hashes in chunks; only manifest.json, index.json and errors.json
-(each under 64 MiB) and the posts and pages (for their links) are held whole, one document of the
-wrong shape is one problem naming it (see documents.py), never a traceback.
+(each under 64 MiB) and the posts and pages (for their links and front matter) are held whole, one
+document of the wrong shape is one problem naming it (see documents.py), never a traceback.
 """
 
 from __future__ import annotations
@@ -38,13 +41,16 @@ from pydantic import BaseModel
 from services.archivetools.documents import (
     CHUNK,
     JSON_LIMIT,
+    TEXT_COLUMNS,
     TEXT_LIMIT,
     DocumentError,
     Errors,
     Index,
     Manifest,
     check,
+    declared_columns,
     parse_json,
+    text_columns,
 )
 from shared.archive.frontmatter import parse_markdown
 from shared.archive.layout import ERRORS_PATH, GENERATED_PATHS, INDEX_PATH, MANIFEST_PATH, is_media, is_text_page
@@ -353,7 +359,8 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
         if data is not None:
             kept[name] = data
         elif limit is not None and is_text_page(name):  # an export can hold a post this big: hashed, not read whole
-            report.facts.append(f"{name}: over {limit // 2**20} MiB; its checksum was checked, its links were not")
+            report.facts.append(f"{name}: over {limit // 2**20} MiB; its checksum was checked, its links and front "
+                                "matter were not")
         elif limit is not None:
             report.problems.append(f"{name}: over the {limit // 2**20} MiB limit for a document read whole")
     manifest = _document(kept, MANIFEST_PATH, Manifest, report, names)
@@ -462,6 +469,10 @@ def media_references(md_path: str, text: str) -> list[str]:
         meta, body = parse_markdown(text)
     except ValueError:
         meta, body = {}, text
+    return _media_targets(md_path, meta, body)
+
+
+def _media_targets(md_path: str, meta: dict[str, Any], body: str) -> list[str]:
     urls = [s.url for s in find_links(body)]
     if isinstance(meta.get("featured_image"), str):
         urls.append(meta["featured_image"])
@@ -476,6 +487,27 @@ def media_references(md_path: str, text: str) -> list[str]:
     return found
 
 
+def _disagreement(name: str, section: str, entry: dict[str, Any], meta: dict[str, Any]) -> str | None:
+    """The problem when a post's or page's front matter (``meta``) gives other values than its
+    index.json ``entry`` (in ``section``, posts or pages) for a column import restores (documents.text_columns, the rule import uses:
+    Hugo's stand-ins beside ``slug_original``/``tags_original`` are the values as stored). Only the
+    columns the entry gives are compared. Front matter import cannot turn into a row is left to
+    import, which refuses it in one line naming the field."""
+    try:
+        theirs = text_columns(section, meta)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+    try:
+        declared: dict[str, Any] | None = text_columns(section, entry)
+    except (TypeError, ValueError, OverflowError, OSError):
+        declared = None
+    differ = [col for col in TEXT_COLUMNS[section] if col in declared_columns(section, entry)
+              and (declared is None or declared[col] != theirs[col])]
+    if not differ:
+        return None
+    return f"{name}: its front matter and index.json disagree on {', '.join(differ)} (import restores the front matter's)"
+
+
 def _check_references(kept: dict[str, bytes], index: Any, names: set[str], report: Report,
                       left_out: set[str] | None = None) -> None:
     """Every link into media/ the export made points at a member. With an index.json, those are the
@@ -485,13 +517,29 @@ def _check_references(kept: dict[str, bytes], index: Any, names: set[str], repor
     A path errors.json lists (``left_out``) is missing by the archive's own account: an image that
     changed in storage after the catalog named it (and rewrote the links to it) is left out by the
     assembler and listed there, while index.json and the posts, rendered before, still name it. Such
-    an export, as sound as it was made, failed verify and import."""
+    an export, as sound as it was made, failed verify and import.
+
+    And each post's and page's front matter gives the values its index.json entry gives (see
+    :func:`_disagreement`): import restores a row from the front matter, and an archive whose front
+    matter says otherwise (edited by hand, or a writer's bug) passed verify and was imported with other
+    values than index.json, the archive's own account of its rows, says. The front matter is parsed
+    once, for both checks."""
     left_out = left_out or set()
     checked, theirs, listed = 0, 0, 0
     made = None if index is None else {e.get("path") for e in index.get("media", []) if e.get("path")}
+    entries = {} if index is None else {e.get("path"): (section, e) for section in TEXT_COLUMNS
+                                        for e in index.get(section, [])}
     for name, raw in kept.items():
         if is_text_page(name):
-            for target in media_references(name, raw.decode("utf-8", "replace")):
+            text = raw.decode("utf-8", "replace")
+            try:
+                meta, body = parse_markdown(text)
+                listed_as = entries.get(name)
+            except ValueError:  # not front matter: import refuses it in one line naming it, if it is listed
+                (meta, body), listed_as = ({}, text), None
+            if listed_as is not None and (problem := _disagreement(name, *listed_as, meta)):
+                report.problems.append(problem)
+            for target in _media_targets(name, meta, body):
                 if made is not None and target not in made:
                     theirs += 1
                     continue

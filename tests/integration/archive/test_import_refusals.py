@@ -176,6 +176,9 @@ BAD_ROWS: dict[str, tuple[dict[str, Any], str]] = {
                                                                "of range"),
     "unreadable tags not text": ({"post": post_meta(tags=[], unreadable={"tags": 5})},
                                  f"{POST}: front matter: unreadable.tags is not a string"),
+    "front matter other than index.json": ({"edit_index": lambda i: i["posts"][0].update(title="Hi", tags=["a"])},
+                                           f"the archive does not verify: {POST}: its front matter and index.json "
+                                           "disagree on title (import restores the front matter's)"),
     "a time both in its field and unreadable": ({"post": post_meta(unreadable={"published_at": 5})},
                                                 f"{POST}: front matter: published_at and unreadable.published_at "
                                                 "both hold a value"),

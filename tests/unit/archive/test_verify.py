@@ -253,7 +253,8 @@ def test_a_post_over_the_limit_is_hashed_not_refused(tmp_path: Path, monkeypatch
     path = write(tmp_path, sources())
     report = verify.verify_archive(path)
     assert report.ok, report.text()
-    assert "posts/a.md: over 0 MiB; its checksum was checked, its links were not" in report.facts, report.text()
+    assert "posts/a.md: over 0 MiB; its checksum was checked, its links and front matter were not" in report.facts, \
+        report.text()
     bad = rewrite(path, tmp_path / "bad.zip", extra={"posts/a.md": POST + b"tampered"},
                   edit=lambda m: m["members"][[e["path"] for e in m["members"]].index("posts/a.md")].update(
                       sha256="0" * 64))

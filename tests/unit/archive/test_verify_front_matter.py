@@ -1,0 +1,86 @@
+"""`grove-export verify` holds each post's and page's front matter to its index.json entry: import
+restores a row's fields from the front matter, so an archive whose front matter says otherwise than
+index.json (the archive's own account of its rows) is a problem naming the member and the fields —
+"verify passed" means import restores what index.json says. Hugo's stand-ins (``slug`` beside
+``slug_original``, ``tags`` beside ``tags_original``) are the same row: agreement, not a problem."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from services.archivetools.importer import plan_restore
+from services.archivetools.verify import verify_archive
+from shared.archive.frontmatter import parse_markdown, render_markdown
+from tests.unit.archive.test_hugo_originals import exported
+from tests.unit.archive.test_verify import rewrite
+
+
+def rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    posts = [{"id": "p1", "slug": "hello", "title": "Hello", "markdown_content": "hi", "status": "published",
+              "created_at": 1, "published_at": 2, "tags": json.dumps(["a", "b"])},
+             {"id": "p2", "slug": "../c", "title": "C", "markdown_content": "c", "status": "draft",
+              "created_at": 1, "tags": json.dumps(["..", "x"])}]
+    pages = [{"id": "g1", "slug": "about", "title": "About", "markdown_content": "me", "created_at": 1,
+              "display_order": 3}]
+    return posts, pages
+
+
+def member(path: Path, name: str) -> tuple[dict[str, Any], str]:
+    with zipfile.ZipFile(path) as zf:
+        return parse_markdown(zf.read(name).decode())
+
+
+def with_front_matter(src: Path, dst: Path, name: str, **change: Any) -> Path:
+    """``src`` with ``name``'s front matter changed (``None``: the field removed) and manifest.json
+    listing the new bytes: an archive sound in every other way."""
+    meta, body = member(src, name)
+    meta = {k: v for k, v in {**meta, **change}.items() if v is not None}
+    return rewrite(src, dst, extra={name: render_markdown(meta, body).encode()})
+
+
+def test_front_matter_that_says_otherwise_than_index_json_is_a_problem_naming_the_member(tmp_path: Path) -> None:
+    # Seen: a post's title edited in its file (not in index.json) verified OK, and import restored
+    # the edited title, not the one index.json gives.
+    path = exported(tmp_path, *rows())
+    assert verify_archive(path).ok, verify_archive(path).text()
+    bad = with_front_matter(path, tmp_path / "title.zip", "posts/hello.md", title="Edited", tags=["a"])
+    report = verify_archive(bad)
+    assert report.problems == ["posts/hello.md: its front matter and index.json disagree on title, tags "
+                               "(import restores the front matter's)"], report.text()
+    with zipfile.ZipFile(bad) as zf:  # what import would have restored without the check
+        restored = plan_restore(zf, "t2", "https://new.example/{key}", "img", "amber").tables["posts"][0]
+    assert (restored["title"], restored["tags"]) == ("Edited", '["a"]')
+    page = with_front_matter(path, tmp_path / "page.zip", "pages/about.md", display_order=4, description="new")
+    assert verify_archive(page).problems == ["pages/about.md: its front matter and index.json disagree on "
+                                             "description, display_order (import restores the front matter's)"]
+    times = with_front_matter(path, tmp_path / "times.zip", "posts/hello.md", published_at="2001-01-01T00:00:00Z")
+    assert verify_archive(times).problems == ["posts/hello.md: its front matter and index.json disagree on "
+                                              "published_at (import restores the front matter's)"]
+
+
+def test_hugos_stand_ins_for_a_slug_or_tag_agree_with_the_stored_ones_in_index_json(tmp_path: Path) -> None:
+    path = exported(tmp_path, *rows())
+    meta, _ = member(path, "posts/_c.md")
+    assert (meta["slug"], meta["slug_original"], meta["tags"], meta["tags_original"]) == \
+        ("_c", "../c", ["x"], ["..", "x"])
+
+    def as_stored(entry: dict[str, Any]) -> None:  # index.json giving only the values as stored
+        entry.update(slug=entry.pop("slug_original"), tags=entry.pop("tags_original"))
+
+    with zipfile.ZipFile(path) as zf:
+        index = json.loads(zf.read("index.json"))
+    as_stored(index["posts"][1])
+    stored = rewrite(path, tmp_path / "stored.zip", extra={"index.json": json.dumps(index).encode()})
+    assert verify_archive(stored).ok, verify_archive(stored).text()
+    # the stand-in changed is no disagreement (import restores the originals); an original changed is
+    other = with_front_matter(path, tmp_path / "standin.zip", "posts/_c.md", slug="_c2", tags=[])
+    assert verify_archive(other).ok, verify_archive(other).text()
+    moved = with_front_matter(path, tmp_path / "moved.zip", "posts/_c.md", slug_original="../d")
+    assert verify_archive(moved).problems == ["posts/_c.md: its front matter and index.json disagree on slug "
+                                              "(import restores the front matter's)"]
+    lost = with_front_matter(path, tmp_path / "lost.zip", "posts/_c.md", tags_original=None)
+    assert verify_archive(lost).problems == ["posts/_c.md: its front matter and index.json disagree on tags "
+                                             "(import restores the front matter's)"]

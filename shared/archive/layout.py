@@ -129,15 +129,24 @@ def hugo_unsafe(value: str) -> bool:
     ``..`` ended it too ("missing taxonomy: tags"), ``../x`` was built as public/x.html, and ``./x``
     on tag x's page; ``.``, ``/`` and ``...`` had no page. Hugo trims a tag (``" .. "`` is ``..``), so
     both are trimmed here, and it drops characters (:func:`hugo_path_text`: ``.!.`` is ``..``, ``!`` is
-    nothing), so the check is on what is left. A backslash, ``%2e%2e`` or ``a/b`` are plain characters to it. (A tag
-    ending in a dot, ``etc.``, got a page listing no post, and took tag etc's: left to Hugo, as the
-    build and every post were sound.)"""
+    nothing), so the check is on what is left. A backslash, ``%2e%2e`` or ``a/b`` are plain characters to it. A tag
+    ending in a dot is unsafe too (:func:`hugo_unsafe_tag`); a slug ending in one is not."""
     if _PLAIN.fullmatch(value):  # most slugs and tags: kept whole by Hugo, no dot or slash
         return False
     text = hugo_path_text(value)
     if value.strip() and not text.strip("/."):
         return True
     return any(part in (".", "..") or part.casefold() in HUGO_LIST_FILES for part in text.split("/"))
+
+
+def hugo_unsafe_tag(tag: str) -> bool:
+    """Whether Hugo cannot build a page of its own for ``tag``: :func:`hugo_unsafe`, or the last
+    character Hugo keeps of it (:func:`hugo_path_text`) is a dot. The tag ``etc.`` (``a/b.``, ``x..``,
+    ``w.!``, `` v1. ``) got a page, tags/etc./, listing no post; with tag ``etc`` beside it Hugo built
+    that one page for both, so ``etc``'s posts were listed on none (Debian's Hugo 0.111, with and
+    without ``uglyURLs``). A slug ending in a dot is built as it is (posts/etc./ beside posts/etc/), so
+    this is for tags alone."""
+    return hugo_unsafe(tag) or (not _PLAIN.fullmatch(tag) and hugo_path_text(tag).endswith("."))
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9_-]+")  # characters hugo_path_text keeps as they are, none a dot or slash
@@ -211,9 +220,9 @@ def hugo_slug(slug: Any, path: str, taken: set[str] | None = None) -> Any:
 
 
 def hugo_tags(tags: list[str]) -> list[str]:
-    """The tags Hugo can build a page for (:func:`hugo_unsafe`); when one is left out, the tags as
+    """The tags Hugo can build a page for (:func:`hugo_unsafe_tag`); when one is left out, the tags as
     stored go beside them as ``tags_original``, which import restores."""
-    return [t for t in tags if not hugo_unsafe(t)]
+    return [t for t in tags if not hugo_unsafe_tag(t)]
 
 
 def post_path(names: NameAllocator, row_id: str, slug: str | None) -> str:

@@ -62,7 +62,7 @@ def test_import_restores_the_slugs_and_tags_hugo_could_not_build_exactly_as_stor
             assert (meta["slug"], entry["slug"]) == (stem, stem)  # what Hugo builds: the file's own name
             assert meta["slug_original"] == entry["slug_original"] == UNSAFE_SLUGS[int(entry["id"][1:])]
             for tags in (meta.get("tags"), entry.get("tags")):
-                assert tags is None or not any(layout.hugo_unsafe(t) for t in tags)
+                assert tags is None or not any(layout.hugo_unsafe_tag(t) for t in tags)
         restore = plan_restore(zf, "t2", "https://new.example/{key}", "img", "amber")
     assert [(r["slug"], json.loads(r["tags"])) for r in restore.tables["posts"]] == \
         [(p["slug"], json.loads(p["tags"])) for p in posts]

@@ -246,8 +246,9 @@ HUGO_UNSAFE_SLUGS = ("..", "../../", "../../tags", "../c", "x/../../y", "/", "."
                      "\U0001f332")  # a slug of nothing Hugo keeps: its post was under posts/index.html
 HUGO_SAFE_SLUGS = ("a", "c", "y", "a/b", "a/...", "\\..", "%2e%2e", "x")
 HUGO_UNSAFE_TAGS = ("..", " .. ", "../..", "../x", "../posts", ".", "/", "./x", "...", "index.html", "a/index.xml",
-                    ".!.", "..!", "!./x", "?", "*", "index.xml!", "\U0001f332")
-HUGO_SAFE_TAGS = ("a", "x", "...x", "a/b", "\\..", "%2e%2e", "a!b")
+                    ".!.", "..!", "!./x", "?", "*", "index.xml!", "\U0001f332",
+                    "\\..", "etc.")  # ending in a dot: a page listing no post (tags/etc./, taken for etc)
+HUGO_SAFE_TAGS = ("a", "x", "...x", "a/b", "%2e%2e", "a!b")
 
 
 @pytest.mark.parametrize("config", ["", "uglyURLs = true\n"], ids=["pretty-urls", "ugly-urls"])
@@ -322,6 +323,32 @@ def test_a_slug_is_given_to_hugo_as_it_is_unless_its_address_is_taken() -> None:
     assert given == ["Hello", "hello-2", "hello-2-2", None, "x", "_", "_-2"]
     assert taken == {"hello", "hello-2", "hello-2-2", "hello-3", "x", "_", "_-2"}
     assert layout.hugo_slug("hello", "posts/hello.md") == "hello"  # no section given: the slug alone decides
+@pytest.mark.parametrize("config", ["", "uglyURLs = true\n"], ids=["pretty-urls", "ugly-urls"])
+def test_every_tag_hugo_is_given_has_its_own_page_listing_its_posts(tmp_path: Path, config: str) -> None:
+    # A tag whose last character Hugo keeps is a dot: Debian's Hugo 0.111 built tags/etc./ for `etc.`,
+    # listing no post, and took it for tag `etc` (it drops the dot), whose posts were then on no page.
+    tags = [["etc."], ["etc"], ["etc", "etc."], ["a/b.", "a/b"], ["v1.", "keep"], ["x..", "w.!"], ["\\..", "é."],
+            ["a.b", "...x", ".x", "a./b"]]
+    posts = [{"id": f"p{i}", "slug": f"s{i}", "title": f"T{i}", "markdown_content": "hi", "status": "published",
+              "created_at": 1, "tags": json.dumps(t)} for i, t in enumerate(tags)]
+    plan = plan_blog(posts, [], [], True, "img")
+    built, texts = hugo_built(tmp_path, plan, config)
+    assert built == texts, built
+    (tmp_path / "layouts" / "_default" / "list.html").write_text(
+        "LIST {{ .Kind }} {{ .Title }}:{{ range .Pages }} {{ .File.Path }}{{ end }}\n")
+    listed = {text.split(" ", 2)[2].split(":")[0]: text.split(":", 1)[1].split()
+              for text in hugo_pages(tmp_path) if text.startswith("LIST term ")}
+    given: dict[str, list[str]] = {}
+    for t in plan.texts:
+        for tag in parse_markdown(t.data.decode())[0]["tags"] if t.kind == "post" else []:
+            given.setdefault(tag, []).append(t.path)
+    assert listed == given  # each tag Hugo is given: a page of its own, listing every post given it
+    assert layout.hugo_tags(["etc.", "etc", "a.b", "...x", " v1. ", "w.!"]) == ["etc", "a.b", "...x"]
+    with pytest.MonkeyPatch.context() as before:  # a post with no such tag: byte for byte as it was
+        before.setattr(layout, "hugo_unsafe_tag", layout.hugo_unsafe)
+        was = plan_blog(posts, [], [], True, "img")
+    assert [t.data == w.data for t, w in zip(plan.texts, was.texts, strict=True) if t.kind == "post"] == \
+        [not any(tag.endswith((".", ".!")) for tag in t) for t in tags]
 
 
 def test_two_members_on_one_path_or_on_a_generated_members_path_are_refused() -> None:

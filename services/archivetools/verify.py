@@ -501,8 +501,8 @@ def _disagreement(name: str, section: str, entry: dict[str, Any], meta: dict[str
         declared: dict[str, Any] | None = text_columns(section, entry)
     except (TypeError, ValueError, OverflowError, OSError):
         declared = None
-    differ = [col for col in TEXT_COLUMNS[section] if col in declared_columns(section, entry)
-              and (declared is None or declared[col] != theirs[col])]
+    given = declared_columns(section, entry)
+    differ = [col for col in TEXT_COLUMNS[section] if col in given and (declared is None or declared[col] != theirs[col])]
     if not differ:
         return None
     return f"{name}: its front matter and index.json disagree on {', '.join(differ)} (import restores the front matter's)"

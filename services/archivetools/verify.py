@@ -15,8 +15,9 @@ ZIP. A member is expanded no further than the size it states, and deflate stops 
 the work is bounded by about a thousand times the archive's size.
 
 Members are streamed through their hashes in chunks; only manifest.json, index.json and errors.json
-(each under 64 MiB) and the posts and pages (for their links and front matter) are held whole, one
-document of the wrong shape is one problem naming it (see documents.py), never a traceback.
+(each under 64 MiB, read first) and each post and page (for its links and front matter, one at a
+time as it is read) are held whole; one document of the wrong shape is one problem naming it (see
+documents.py), never a traceback.
 """
 
 from __future__ import annotations
@@ -332,7 +333,24 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
                             "unless given -X; an export has none): bsdtar run as root gives the files that owner "
                             "on disk — unpack as yourself, or with --no-same-owner")
     digests: dict[str, str] = {}
-    kept: dict[str, bytes] = {}  # the JSON documents and the posts and pages, each under its limit
+    kept: dict[str, bytes] = {}  # the JSON documents, each under its limit
+    # The JSON documents are read first (the central directory says where they are): index.json and
+    # errors.json come after the posts, and each post or page is checked against them as it is read,
+    # then dropped. Every post was held to the end before, so memory grew with the blog.
+    early: dict[zipfile.ZipInfo, tuple[str, bytes | None] | Exception] = {}
+    for doc in (MANIFEST_PATH, ERRORS_PATH, INDEX_PATH):
+        if doc in zf.NameToInfo:
+            try:
+                early[zf.getinfo(doc)] = got = _stream(zf, zf.getinfo(doc), JSON_LIMIT)
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
+                early[zf.getinfo(doc)] = e
+                continue
+            if got[1] is not None:
+                kept[doc] = got[1]
+    documents = Report()  # their problems, said after the members' as before
+    errors = _document(kept, ERRORS_PATH, Errors, documents, names)
+    index = _document(kept, INDEX_PATH, Index, documents, names, required=False)
+    texts = _Texts(index, set(names), {e["path"] for e in errors or [] if isinstance(e.get("path"), str)})
     for info in zf.infolist():
         name = info.filename
         kind = stat.S_IFMT(info.external_attr >> 16)  # whatever system it says made it: some reader honours it
@@ -352,22 +370,24 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
         limit = JSON_LIMIT if name in (MANIFEST_PATH, ERRORS_PATH, INDEX_PATH) else \
             TEXT_LIMIT if is_text_page(name) else None
         try:
-            digests[name], data = _stream(zf, info, limit)  # reading to the end checks the CRC-32
+            done = early.pop(info, None)
+            if isinstance(done, Exception):
+                raise done
+            digests[name], data = done or _stream(zf, info, limit)  # reading to the end checks the CRC-32
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
             report.problems.append(f"{name}: damaged ({e})")
             continue
         if data is not None:
-            kept[name] = data
+            if is_text_page(name) and zf.getinfo(name) is info:  # the copy zipfile reads, as import does
+                texts.check(name, data)
         elif limit is not None and is_text_page(name):  # an export can hold a post this big: hashed, not read whole
             report.facts.append(f"{name}: over {limit // 2**20} MiB; its checksum was checked, its links and front "
                                 "matter were not")
         elif limit is not None:
             report.problems.append(f"{name}: over the {limit // 2**20} MiB limit for a document read whole")
     manifest = _document(kept, MANIFEST_PATH, Manifest, report, names)
-    errors = _document(kept, ERRORS_PATH, Errors, report, names)
-    index = _document(kept, INDEX_PATH, Index, report, names, required=False)
-    left_out = {e["path"] for e in errors or [] if isinstance(e.get("path"), str)}
-    _check_references(kept, index, set(names), report, left_out)
+    report.problems += documents.problems
+    texts.finish(report)
     if manifest is None:
         return
     listed = {m["path"]: m for m in manifest.get("members", [])}
@@ -508,9 +528,9 @@ def _disagreement(name: str, section: str, entry: dict[str, Any], meta: dict[str
     return f"{name}: its front matter and index.json disagree on {', '.join(differ)} (import restores the front matter's)"
 
 
-def _check_references(kept: dict[str, bytes], index: Any, names: set[str], report: Report,
-                      left_out: set[str] | None = None) -> None:
-    """Every link into media/ the export made points at a member. With an index.json, those are the
+class _Texts:
+    """The posts and pages, checked one at a time as they are read (none is held after its check).
+    Every link into media/ the export made points at a member. With an index.json, those are the
     links to a path it gives an image: a link the person wrote themselves (``../media/old.jpg``, from
     a blog moved off a static site) is their text, left as written, and was read as a file missing
     from the archive (verify failed, and import refused, the archive the export had just made).
@@ -524,42 +544,50 @@ def _check_references(kept: dict[str, bytes], index: Any, names: set[str], repor
     matter says otherwise (edited by hand, or a writer's bug) passed verify and was imported with other
     values than index.json, the archive's own account of its rows, says. The front matter is parsed
     once, for both checks."""
-    left_out = left_out or set()
-    checked, theirs, listed = 0, 0, 0
-    made = None if index is None else {e.get("path") for e in index.get("media", []) if e.get("path")}
-    entries = {} if index is None else {e.get("path"): (section, e) for section in TEXT_COLUMNS
-                                        for e in index.get(section, [])}
-    for name, raw in kept.items():
-        if is_text_page(name):
-            text = raw.decode("utf-8", "replace")
-            try:
-                meta, body = parse_markdown(text)
-                listed_as = entries.get(name)
-            except ValueError:  # not front matter: import refuses it in one line naming it, if it is listed
-                (meta, body), listed_as = ({}, text), None
-            if listed_as is not None and (problem := _disagreement(name, *listed_as, meta)):
-                report.problems.append(problem)
-            for target in _media_targets(name, meta, body):
-                if made is not None and target not in made:
-                    theirs += 1
-                    continue
-                if target not in names and target in left_out:
-                    listed += 1
-                    continue
-                checked += 1
-                if target not in names:
-                    report.problems.append(f"{name}: links to {target}, which is not in the archive")
-    for section in ("media", "files"):
-        for entry in index.get(section, []) if index is not None else []:
-            if entry.get("in_archive") and entry.get("path") not in names and entry.get("path") not in left_out:
-                report.problems.append(f"{entry.get('path')}: index.json says it is in the archive; it is not")
-    report.facts.append(f"{checked} links to media checked")
-    if listed:
-        report.facts.append(f"{listed} links to images errors.json lists as not included (left as the export "
-                            "wrote them)")
-    if theirs:
-        report.facts.append(f"{theirs} links the person wrote into media/ were not checked (no image of the "
-                            "archive's; left as written)")
+
+    def __init__(self, index: Any, names: set[str], left_out: set[str]) -> None:
+        self.index, self.names, self.left_out = index, names, left_out
+        self.made = None if index is None else {e.get("path") for e in index.get("media", []) if e.get("path")}
+        self.entries = {} if index is None else {e.get("path"): (section, e) for section in TEXT_COLUMNS
+                                                 for e in index.get(section, [])}
+        self.problems: list[str] = []
+        self.checked = self.theirs = self.listed = 0
+
+    def check(self, name: str, raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace")
+        try:
+            meta, body = parse_markdown(text)
+            listed_as = self.entries.get(name)
+        except ValueError:  # not front matter: import refuses it in one line naming it, if it is listed
+            (meta, body), listed_as = ({}, text), None
+        if listed_as is not None and (problem := _disagreement(name, *listed_as, meta)):
+            self.problems.append(problem)
+        for target in _media_targets(name, meta, body):
+            if self.made is not None and target not in self.made:
+                self.theirs += 1
+                continue
+            if target not in self.names and target in self.left_out:
+                self.listed += 1
+                continue
+            self.checked += 1
+            if target not in self.names:
+                self.problems.append(f"{name}: links to {target}, which is not in the archive")
+
+    def finish(self, report: Report) -> None:
+        """The problems found, then every file index.json says is in the archive and is not, and the counts."""
+        report.problems += self.problems
+        for section in ("media", "files"):
+            for entry in self.index.get(section, []) if self.index is not None else []:
+                if entry.get("in_archive") and entry.get("path") not in self.names and \
+                        entry.get("path") not in self.left_out:
+                    report.problems.append(f"{entry.get('path')}: index.json says it is in the archive; it is not")
+        report.facts.append(f"{self.checked} links to media checked")
+        if self.listed:
+            report.facts.append(f"{self.listed} links to images errors.json lists as not included (left as the "
+                                "export wrote them)")
+        if self.theirs:
+            report.facts.append(f"{self.theirs} links the person wrote into media/ were not checked (no image of "
+                                "the archive's; left as written)")
 
 
 def walk_front(path: Path) -> str:

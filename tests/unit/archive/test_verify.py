@@ -234,6 +234,19 @@ def test_members_stream_through_their_hashes_in_bounded_memory(tmp_path: Path) -
     assert peak < 16 * 2**20, f"peak {peak / 2**20:.1f} MiB"
 
 
+def test_posts_are_checked_as_they_are_read_never_all_held(tmp_path: Path) -> None:
+    """64 posts of 256 KiB (16 MiB): each post's links and front matter are checked as it is read, so
+    verify holds one post at a time, not all of them (it held every post to the end, for the
+    index.json and errors.json that come after them in the archive: memory grew with the blog)."""
+    post = b"---\ntitle: t\n---\n![b](../media/b.jpg) " + b"word " * (2**18 // 5)
+    path = rewrite(write(tmp_path, sources()), tmp_path / "many.zip",
+                   extra={f"posts/p{i}.md": post for i in range(64)})
+    report, peak = _verify_traced(path)
+    assert report.ok, report.text()
+    assert "67 links to media checked" in report.facts, report.text()
+    assert peak < 6 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
 def test_a_json_document_over_the_limit_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A 2 MiB manifest.json over a 1 MiB limit (the real limit is 64 MiB): one problem, and the
     bytes were never held."""

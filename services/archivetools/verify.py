@@ -483,16 +483,8 @@ def _document(kept: dict[str, bytes], name: str, model: type[BaseModel], report:
     return None
 
 
-def media_references(md_path: str, text: str) -> list[str]:
-    """Archive paths a post or page points at by a relative link (body and featured_image)."""
-    try:
-        meta, body = parse_markdown(text)
-    except ValueError:
-        meta, body = {}, text
-    return _media_targets(md_path, meta, body)
-
-
 def _media_targets(md_path: str, meta: dict[str, Any], body: str) -> list[str]:
+    """Archive paths a post or page points at by a relative link (body and featured_image)."""
     urls = [s.url for s in find_links(body)]
     if isinstance(meta.get("featured_image"), str):
         urls.append(meta["featured_image"])

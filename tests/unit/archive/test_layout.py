@@ -323,6 +323,8 @@ def test_a_slug_is_given_to_hugo_as_it_is_unless_its_address_is_taken() -> None:
     assert given == ["Hello", "hello-2", "hello-2-2", None, "x", "_", "_-2"]
     assert taken == {"hello", "hello-2", "hello-2-2", "hello-3", "x", "_", "_-2"}
     assert layout.hugo_slug("hello", "posts/hello.md") == "hello"  # no section given: the slug alone decides
+
+
 @pytest.mark.parametrize("config", ["", "uglyURLs = true\n"], ids=["pretty-urls", "ugly-urls"])
 def test_every_tag_hugo_is_given_has_its_own_page_listing_its_posts(tmp_path: Path, config: str) -> None:
     # A tag whose last character Hugo keeps is a dot: Debian's Hugo 0.111 built tags/etc./ for `etc.`,

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -171,8 +172,14 @@ class AdmissionStore:
             slot = adm.Slot.from_json(data) if data and not foreign else None
             if slot is not None and slot.unreadable:
                 log.warning("admission: %s: %s cannot be read", key, ", ".join(slot.unreadable))
-            if (foreign or (slot is not None and slot.unreadable)) and self.newest is not None:
+            from_log = (foreign or (slot is not None and slot.unreadable)) and self.newest is not None
+            if from_log:
+                assert self.newest is not None
                 slot = await self.newest(tenant_id)  # decided from the log; the write below replaces it
+                if slot is not None and slot.reserved_at is not None and slot.reserved_at > now:
+                    # created_at is the publisher's clock (a gateway of one's own may be years ahead):
+                    # a 429 (or 409) until then, for good, as the foreign value stayed
+                    slot = dataclasses.replace(slot, reserved_at=now)
             active = slot.active_export_id if slot else None
             status = await self.active_status(tenant_id, active) if active else None
             repeat = adm.match_idempotency(slot, status, now, s.reservation_timeout_s, fingerprint)
@@ -181,6 +188,8 @@ class AdmissionStore:
             decision = adm.decide(now, slot, status, new_export_id=new_export_id, window_s=s.rate_window_s,
                                   reservation_timeout_s=s.reservation_timeout_s, idempotency=fingerprint)
             if not isinstance(decision, adm.Admit):
+                if from_log and slot is not None:  # fixed in server time, and a slot `unlock` can free
+                    await self.write(key, slot.to_json(), revision)
                 return decision
             if await self.write(key, decision.slot.to_json(), revision):
                 return decision

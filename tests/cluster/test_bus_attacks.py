@@ -279,8 +279,9 @@ async def test_a_puback_aimed_at_a_tenants_admission_slot_frees_no_running_expor
             assert await store.admit("t_q", "exp_q2", None) == adm.Conflict("exp_q1")
         finally:
             await model.close()
-        # what a store without the log does (the operator's): the slot is free, the attack landed
-        assert isinstance(await AdmissionStore(gateway, s, "gw1").admit("t_q", "exp_q2", None), adm.Admit)
+        # the slot taken from the log is written back: a store without the log (the operator's), which
+        # takes a foreign value as free, sees the running export too
+        assert await AdmissionStore(gateway, s, "gw1").admit("t_q", "exp_q2", None) == adm.Conflict("exp_q1")
     finally:
         await gateway.close()
 
@@ -666,3 +667,53 @@ async def test_forgeries_and_squats_stop_nothing_while_every_service_runs_as_its
             await c.close()
         procs.stop()
         await store.close()
+
+
+async def test_a_slot_taken_from_the_log_whose_export_a_clock_ahead_requested_locks_the_tenant_out_for_no_longer_than_the_window(
+        secured: Secured, admin: Bus, tmp_path: Path) -> None:
+    """A slot rebuilt from the read model (a PubAck aimed at ``tenant.<t>``) takes the newest export's
+    ``created_at``, the publisher's own clock (a gateway of one's own may be years off), as the time it
+    was reserved: one years ahead made every request a 429 until then, and, as a 429 writes nothing,
+    the foreign value stayed, so ``grove-export unlock`` saw a free slot and refused. The rebuilt slot
+    is reserved no later than the server's now, and is written back: the window counts from there."""
+    from services.gateway import admission as adm
+    from services.gateway.admission_kv import AdmissionStore, newest_from
+    from services.gateway.projector import replay
+    from services.gateway.readmodel import ReadModel
+
+    s = secured.settings
+    bucket = f"{s.kv_prefix}_admission"
+    gateway = await _as_service(secured, "gateway")
+    try:
+        assert isinstance(await AdmissionStore(gateway, s, "gw1").admit("t_k", "exp_k1", None), adm.Admit)
+        ahead = datetime(2031, 1, 1, tzinfo=UTC)
+        seq = await admin.log.append(ev.ExportRequested(export_id="exp_k1", tenant_id="t_k", user_id="u",
+                                                        user_email="k@example.org", username="k",
+                                                        occurred_at=ahead), 0)
+        seq = await admin.log.append(ev.CancelRequested(export_id="exp_k1", tenant_id="t_k", occurred_at=ahead), seq)
+        await admin.log.append(ev.ExportCancelled(export_id="exp_k1", tenant_id="t_k", occurred_at=ahead), seq)
+        written = (await admin.admission.get("tenant.t_k")).revision
+        notifier = await connect_as(secured.server.url, "notifier")
+        try:
+            await notifier.publish(f"{s.subject_prefix}.t_x.e_x.NotificationSent", b"{}", reply=f"$KV.{bucket}.tenant.t_k")
+            await notifier.flush()
+        finally:
+            await notifier.close()
+
+        async def landed() -> bool:
+            return int((await admin.js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.tenant.t_k")).seq or 0) > written
+
+        await until(landed, 5, 0.05, "the PubAck stored as the tenant's slot")
+        await replay(tmp_path / "read-model.db", gateway)
+        model = await ReadModel.open(tmp_path / "read-model.db")
+        try:
+            store = AdmissionStore(gateway, s, "gw1", newest=lambda tenant: newest_from(model, tenant))
+            got = await store.admit("t_k", "exp_k2", None)
+        finally:
+            await model.close()
+        assert isinstance(got, adm.Admit) or (isinstance(got, adm.RateLimited)
+                                              and got.retry_after_s <= s.rate_window_s), got
+        data, _, _ = await store.read("tenant.t_k")  # the slot is a gateway's again: unlock can free it
+        assert data is not None and data.get("activeExportId") in ("exp_k1", "exp_k2"), data
+    finally:
+        await gateway.close()

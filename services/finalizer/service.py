@@ -111,11 +111,12 @@ class Finalizer:
         The store's time for the two (all of this step's time but two log appends: nothing is read
         back unless a resume lost the running hash) is logged and observed: on S3 it grows with the
         archive, on some S3-compatible stores by minutes."""
-        started = time.perf_counter()
-        etag = await self._complete(a, parts)
+        spent: list[float] = []  # the two requests alone: anything else the step does is not the store's
+        etag = await self._complete(a, parts, spent)
         faults.point("finalize.completed_not_logged")
+        started = time.perf_counter()
         head = await self.store.head(self.bucket, a.archive_key)
-        seconds = time.perf_counter() - started
+        seconds = sum(spent) + time.perf_counter() - started
         metrics.ARCHIVE_COMPLETE.observe(seconds)
         log.info("%s: the store completed the upload (%d parts, %d bytes) and described it in %.3f s",
                  a.export_id, len(parts), a.size_bytes, seconds,
@@ -129,13 +130,18 @@ class Finalizer:
         raise NotTheArchive(f"The finished archive in storage is not the one assembled ({problem}); a retry "
                             "assembles it again. Nothing is wrong with your content.")
 
-    async def _complete(self, a: ev.ArchiveAssembled, parts: list) -> str:
+    async def _complete(self, a: ev.ArchiveAssembled, parts: list, spent: list[float] | None = None) -> str:
         """Complete the upload with the logged parts. The store checks each one itself (S3 refuses
         a missing part or another ETag: ``InvalidPart``; the filesystem store the same), so the
-        parts are listed only to say why it refused — not before every completion (a request)."""
+        parts are listed only to say why it refused — not before every completion (a request).
+        ``spent`` gets the completion request's own seconds when it answers."""
         done = [CompletedPart(p.number, p.etag) for p in parts]
         try:
-            return await self.store.complete_multipart(self.bucket, a.archive_key, a.upload_id, done)
+            started = time.perf_counter()
+            etag = await self.store.complete_multipart(self.bucket, a.archive_key, a.upload_id, done)
+            if spent is not None:
+                spent.append(time.perf_counter() - started)
+            return etag
         except NoSuchUpload:
             return await self._completed_before(a)
         except PartsTooSmall:  # refused for good: ended, so a retry assembles again (not finalize into it)

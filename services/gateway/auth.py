@@ -26,7 +26,7 @@ ALGORITHM = "HS256"
 AUDIENCE = "grove-export"
 REQUIRED_CLAIMS = ("sub", "tenant", "email", "username", "exp", "iss", "aud")
 TIME_CLAIMS = ("exp", "iat", "nbf")  # NumericDates: a finite number, never a bool or a string
-LEEWAY_S = 60  # clock skew between the issuer and us, allowed on the lifetime cap (never on expiry)
+LEEWAY_S = 60  # clock skew between the issuer and us, allowed on iat, nbf and the lifetime cap (never on expiry)
 
 
 @dataclass(frozen=True)
@@ -72,14 +72,19 @@ def verify_token(settings: Settings, token: str) -> Identity:
     if not token.isascii():  # a JWT is base64url and dots; a raw non-UTF-8 byte (read with surrogateescape)
         raise _unauthorized("The token is not valid.")  # made PyJWT raise UnicodeEncodeError: a 500
     try:
+        # The issuer's clock may run ahead of ours: an iat or nbf up to LEEWAY_S in our future is
+        # allowed (PyJWT's leeway 0 made every token an issuer a second ahead minted a 401 until our
+        # clock caught up). Its leeway would stretch exp too, so exp is checked below, with none.
         claims = jwt.decode(token, _secret(settings), algorithms=[ALGORITHM], issuer=settings.jwt_issuer,
-                            audience=AUDIENCE, options={"require": list(REQUIRED_CLAIMS)})
-    except jwt.ExpiredSignatureError:
-        raise _unauthorized("The token has expired.") from None
+                            audience=AUDIENCE, leeway=LEEWAY_S,
+                            options={"require": list(REQUIRED_CLAIMS), "verify_exp": False})
     except jwt.PyJWTError:
         raise _unauthorized("The token is not valid.") from None
     if any(k in claims and numeric_date(claims[k]) is None for k in TIME_CLAIMS):
         raise _unauthorized("The token is not valid.")
+    expires = numeric_date(claims["exp"])
+    if expires is None or expires <= time.time():  # never any leeway on expiry
+        raise _unauthorized("The token has expired.")
     values = [claims.get(k) for k in ("tenant", "sub", "email", "username")]
     strings = [v for v in values if isinstance(v, str) and v]
     if len(strings) != len(values) or not valid_id(strings[0]):

@@ -185,3 +185,25 @@ def test_a_signed_token_whose_name_is_a_lone_surrogate_is_unauthorized(claim: st
         else BASE.replace('"username":"n"', f'"username":"{value}"')
     with pytest.raises(Unauthorized, match="control or bidi"):
         verify_token(S, _signed("{" + claims + f',"exp":{int(time.time()) + 60}' + "}"))
+
+
+@pytest.mark.parametrize("ahead_s", [1, 5, 30, 59])
+def test_a_token_from_an_issuer_whose_clock_runs_a_little_ahead_is_accepted(ahead_s: int) -> None:
+    """Seen: a token minted by an issuer 1 s ahead of the gateway (its iat and nbf its own "now")
+    was a 401 "not valid" until the gateway's clock caught up — PyJWT allows no skew by default,
+    though LEEWAY_S says how much the gateway allows between the issuer and itself."""
+    now = int(time.time())
+    claims = _claims(iat=now + ahead_s, nbf=now + ahead_s, exp=now + ahead_s + 600)
+    assert verify_token(S, jwt.encode(claims, TEST_SECRETS["jwt"], algorithm="HS256")).tenant_id == "tenant_a"
+
+
+def test_skew_is_allowed_on_iat_and_nbf_only_up_to_the_leeway_and_never_on_expiry() -> None:
+    from services.gateway.auth import LEEWAY_S
+
+    now, secret = int(time.time()), TEST_SECRETS["jwt"]
+    for claim in ("iat", "nbf"):  # further ahead than any clock skew: not yet valid
+        with pytest.raises(Unauthorized, match="not valid"):
+            verify_token(S, jwt.encode(_claims(**{claim: now + LEEWAY_S + 30}, exp=now + 600), secret, algorithm="HS256"))
+    for past in (1, 30):  # expired a moment ago: expired, whatever the leeway
+        with pytest.raises(Unauthorized, match="expired"):
+            verify_token(S, jwt.encode(_claims(iat=now - 600, exp=now - past), secret, algorithm="HS256"))

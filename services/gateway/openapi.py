@@ -31,6 +31,7 @@ def _problems(*statuses: int) -> dict[str, Any]:
                412: "If-Match or If-Unmodified-Since no longer holds (GROVE-EXPORT-011)",
                415: "Content-Encoding not one the gateway decodes (GROVE-EXPORT-004)",
                416: "Range not satisfiable (GROVE-EXPORT-010)", 429: "Rate limited (GROVE-EXPORT-003)",
+               501: "A Transfer-Encoding other than chunked (GROVE-EXPORT-004)",
                503: "Unavailable (GROVE-EXPORT-008)"}
     out: dict[str, Any] = {}
     for status in statuses:
@@ -57,7 +58,7 @@ def _paths() -> dict[str, Any]:
             "parameters": [_IDEMPOTENCY],
             "requestBody": {"required": False, "content": {JSON: {"schema": _ref("ExportRequest")}}},
             "responses": {"201": _ok(s.ExportCreated, "Started (or the same export for a repeated key)."),
-                          **_problems(400, 401, 409, 413, 415, 422, 429, 503)}}},
+                          **_problems(400, 401, 409, 413, 415, 422, 429, 501, 503)}}},
         "/api/export/status/{exportId}": {"get": {
             "operationId": "getExportStatus", "summary": "Poll an export's progress.",
             "parameters": [_EXPORT_ID],

@@ -9,6 +9,7 @@ Errors::
     ├── BadRequest            004  400  malformed JSON, unknown fields, wrong types (errors)
     │   ├── IdempotencyMismatch  004  422  Idempotency-Key reused with another body
     │   ├── MethodNotAllowed     004  405  a known path with another method
+    │   ├── TransferCodingNotImplemented  004  501  a Transfer-Encoding other than chunked
     │   └── ExpectationFailed    004  417  an Expect header other than 100-continue
     ├── NotFound              005  404  no such export for this tenant, bad id, unknown route (or folder)
     ├── NotCancellable        006  409  terminal, or the archive is being completed
@@ -94,6 +95,15 @@ class ExpectationFailed(BadRequest):
 
 class UnsupportedMediaType(BadRequest):
     status, title, slug = 415, "Unsupported media type", "unsupported-media-type"
+
+
+class TransferCodingNotImplemented(BadRequest):
+    """A request body sent with a transfer coding other than chunked (``gzip, chunked``): aiohttp
+    reads the chunks' bytes as the body without undoing it, so the body read is not the one sent
+    (RFC 9112 6.1: a server SHOULD answer 501). The body is not read: the connection closes."""
+
+    status, title, slug = 501, "Transfer coding not implemented", "transfer-coding-not-implemented"
+    close_connection = True
 
 
 class RequestTimeout(BadRequest):

@@ -40,6 +40,13 @@ def reply(model: Body, status: int = 200) -> web.Response:
 async def parse_export_request(request: web.Request) -> ExportRequest:
     """The validated body; an empty body means every default. Oversized → 413 (before reading it)."""
     limit = request.app[SETTINGS].max_body_bytes
+    codings = [c.strip().lower() for v in request.headers.getall("Transfer-Encoding", []) for c in v.split(",")]
+    if [c for c in codings if c] not in ([], ["chunked"]):
+        # aiohttp undoes chunked only: under `gzip, chunked` (or any other coding before it) it read
+        # the chunks' bytes as the body, so the body read was not the one sent (a gzipped body was
+        # "Invalid JSON"; `foo, chunked` over plain JSON started an export)
+        raise p.TransferCodingNotImplemented("This gateway takes a request body in no transfer coding but chunked; "
+                                             "send it as is, or use Content-Encoding (gzip, deflate).")
     encodings = request.headers.getall("Content-Encoding", [])
     if len(encodings) > 1 or (encodings and encodings[0].strip().lower() not in DECODED):
         # aiohttp reads any other label as plain bytes: what the client meant and what we read would differ

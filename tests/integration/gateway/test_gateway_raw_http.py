@@ -343,6 +343,45 @@ async def test_a_content_encoding_this_server_cannot_decode_is_a_415_problem(
                 assert sorted(named) == sorted(readable), doc
 
 
+async def test_a_body_in_a_transfer_coding_other_than_chunked_is_a_501_problem_and_starts_nothing(
+        settings_for: Callable[..., Settings]) -> None:
+    """Seen: aiohttp undoes only the chunked transfer coding and reads the chunks' bytes as the body
+    whatever came before it in Transfer-Encoding. `gzip, chunked` over a gzipped `{"mode":"storage"}`
+    was a 400 "Invalid JSON", and `gzip, chunked` or `foo, chunked` over plain `{}` started an export
+    (201) from a body the client had not sent as such — a proxy that undoes gzip reads another one.
+    RFC 9112 6.1: a transfer coding the server does not understand is a 501. Chunked alone still works."""
+    import gzip
+
+    from services.gateway.auth import make_token
+
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+
+    def post(token: str, coding: str, body: bytes) -> bytes:
+        chunked = b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+        return (f"POST /api/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: application/json\r\nTransfer-Encoding: {coding}\r\nConnection: close\r\n\r\n"
+                ).encode() + chunked
+
+    async with _gateway(settings):
+        for n, (coding, body) in enumerate([("gzip, chunked", gzip.compress(b'{"mode":"storage"}')),
+                                            ("gzip, chunked", b"{}"), ("foo, chunked", b"{}"),
+                                            ("deflate,chunked", b"{}"), ("identity, chunked", b"{}")]):
+            token = make_token(settings, tenant=f"te{n}", user="u1", email="u@example.org", username="u")
+            status, headers, answer = await _answer(port, post(token, coding, body))
+            doc = json.loads(answer)
+            assert (status, headers["content-type"].split(";")[0], doc["code"]) == (
+                501, "application/problem+json", "GROVE-EXPORT-004"), (coding, body, doc)
+            assert "chunked" in doc["detail"], doc
+            history = await _answer(port, (f"GET /api/export/history HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                           f"{token}\r\nConnection: close\r\n\r\n").encode())
+            assert json.loads(history[2]) == {"exports": []}, (coding, history)  # nothing was started
+        for coding in ("chunked", "Chunked"):
+            token = make_token(settings, tenant=f"te_{coding}", user="u1", email="u@example.org", username="u")
+            status, _, answer = await _answer(port, post(token, coding, b'{"mode":"storage"}'))
+            assert status == 201, (coding, answer)
+
+
 async def test_a_client_that_stops_reading_its_answers_gets_its_connection_closed(
         settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
     """Seen: one connection that pipelined 3,000 `GET /api/openapi.json` (no token needed) and then

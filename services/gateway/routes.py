@@ -107,7 +107,10 @@ def _error(e: ErrorDetails) -> dict[str, str]:
 
 
 def idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
+    given = request.headers.getall("Idempotency-Key", [])
+    if len(given) > 1:  # which one counts differs between readers (first here, last in many proxies)
+        raise p.BadRequest("Send one Idempotency-Key header: the request has more than one.")
+    key = given[0] if given else None
     if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         raise p.BadRequest("Idempotency-Key must be 1-255 visible ASCII characters.")
     return key

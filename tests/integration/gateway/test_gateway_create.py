@@ -121,6 +121,24 @@ async def test_the_same_idempotency_key_and_body_returns_the_same_export(gateway
     await problem(bad, 400, "GROVE-EXPORT-004")
 
 
+async def test_more_than_one_idempotency_key_is_a_400_problem_and_starts_nothing(gateway, headers_for, problem):
+    """Seen: `Idempotency-Key: k1` and `Idempotency-Key: k2` in one request started an export under k1,
+    the first (aiohttp's reading; many proxies take the last): a retry under k2 was then a 409, not
+    the same export. Which key counts is not guessed, as with two Authorization headers."""
+    from multidict import CIMultiDict
+
+    headers = CIMultiDict(headers_for())
+    headers.add("Idempotency-Key", "k1")
+    headers.add("Idempotency-Key", "k2")
+    body = await problem(await gateway.post("/api/export", json={}, headers=headers), 400, "GROVE-EXPORT-004")
+    assert "Idempotency-Key" in body["detail"]
+    history = await (await gateway.get("/api/export/history", headers=headers_for())).json()
+    assert history == {"exports": []}  # nothing was started
+    for key in ("k2", "k1"):  # each key alone is then a first request, then its repeat
+        again = await gateway.post("/api/export", json={}, headers={**headers_for(), "Idempotency-Key": key})
+        assert again.status == (201 if key == "k2" else 409), await again.text()
+
+
 async def test_an_idempotent_retry_after_completion_still_returns_the_export_not_429(
         gateway, headers_for, pipeline):
     headers = {**headers_for(), "Idempotency-Key": "k-123"}

@@ -260,10 +260,14 @@ def check_file_request(request: web.BaseRequest, stat: os.stat_result) -> bool:
 def check_range(request: web.BaseRequest, size: int, mtime: float) -> None:
     """Raise :class:`RangeNotSatisfiable` (with ``Content-Range: bytes */SIZE``) for a ``Range``
     that ``web.FileResponse`` would answer with an empty 416 labelled as the file: malformed, more
-    than one range, or starting at or past the end. The same rules as its own: a range is only
+    than one range (in one Range header or in two: aiohttp read the first and served it, while a
+    cache or proxy that reads the last stored those bytes as another range), or starting at or past
+    the end. The same rules as its own: a range is only
     read when ``If-Range`` is absent or still holds; ``bytes=-N`` is the last N bytes."""
     if "Range" not in request.headers:
         return
+    if len(request.headers.getall("Range")) > 1:  # one field: two lines are "bytes=0-1, bytes=5-6", no range-set
+        raise _unsatisfiable(size, f"The archive has {size} bytes; send one Range header naming one range of them.")
     if SUFFIX_ZERO.fullmatch(request.headers["Range"]):  # the last 0 bytes: none (aiohttp sends all of them)
         raise _unsatisfiable(size, f"The archive has {size} bytes; bytes=-0 asks for none of them.")
     if_range = request.if_range

@@ -111,6 +111,25 @@ async def test_a_range_the_archive_cannot_satisfy_is_a_416_problem_naming_its_si
     assert part.status == 206 and await part.read() == pipeline.archive[:4]
 
 
+async def test_two_range_headers_are_a_416_problem_not_the_first_ones_bytes(
+        gateway, settings, headers_for, pipeline, problem):
+    """Seen: `Range: bytes=0-1` and `Range: bytes=5-6` in one download request were answered 206 with
+    bytes 0-1 (aiohttp reads the first line); a cache or proxy in front that reads the last one keeps
+    those two bytes as bytes 5-6 of the archive. Range is one field: two lines are no range-set."""
+    from multidict import CIMultiDict
+
+    export_id = await start(gateway, headers_for())
+    await pipeline.complete("tenant_a", export_id)
+    key, size = pipeline.archive_key("tenant_a", export_id), len(pipeline.archive)
+    url = local(links.sign(link_secret(settings), "http://x", key, 600))
+    for pair in (("bytes=0-1", "bytes=5-6"), ("bytes=0-1", "bytes=0-1")):
+        resp = await gateway.get(url, headers=CIMultiDict([("Range", pair[0]), ("Range", pair[1])]))
+        body = await problem(resp, 416, "GROVE-EXPORT-010")
+        assert resp.headers["Content-Range"] == f"bytes */{size}" and "one Range header" in body["detail"], pair
+    part = await gateway.get(url, headers={"Range": "bytes=5-6"})  # one is served as before
+    assert part.status == 206 and await part.read() == pipeline.archive[5:7]
+
+
 async def test_the_page_folder_itself_is_a_404_problem_not_a_403_internal_error(gateway, problem):
     body = await problem(await gateway.get("/export/"), 404, "GROVE-EXPORT-005")
     assert body["title"] == "Not found"

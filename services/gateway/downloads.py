@@ -184,22 +184,38 @@ _DATES = (("If-Modified-Since", "if_modified_since"), ("If-Unmodified-Since", "i
 _NO_VALIDATOR = "unreadable"  # an If-Range that is neither an entity tag nor a date: it matches nothing
 
 
+# List fields: several lines of one are one comma-separated list (RFC 9110 5.3), of which aiohttp
+# read the first line alone — `If-Match: "old"` + `If-Match: "<current>"` was a 412, and the same
+# pair of If-None-Match the whole file instead of a 304.
+_LISTS = ("If-Match", "If-None-Match")
+
+
 def _readable(request: web.BaseRequest) -> web.BaseRequest:
     """``request`` with the conditional dates aiohttp cannot read as what an invalid date is: an
     If-Modified-Since or If-Unmodified-Since left out (RFC 9110 13.1.3, 13.1.4: ignored), an If-Range
-    a validator that matches nothing (13.1.5: the whole file). The request itself when all read."""
+    a validator that matches nothing (13.1.5: the whole file) — a date field given on two lines too
+    (one field: "date, date" is no date; aiohttp read the first) — and an If-Match or If-None-Match
+    given on several lines as the one list they make (:data:`_LISTS`). The request itself when all read."""
+    given = request.headers
+    many = {name for name in (*_LISTS, *(n for n, _ in _DATES)) if len(given.getall(name, ())) > 1}
     bad = []
     for name, attribute in _DATES:
+        if name in many:
+            bad.append(name)
+            continue
         try:
             getattr(request, attribute)
         except (OverflowError, ValueError):
             bad.append(name)
-    if not bad:
+    joined = {name: ", ".join(v for v in given.getall(name) if _utf8(v)) for name in _LISTS if name in many}
+    if not bad and not joined:
         return request
-    request = _without(request, *bad)
-    if "If-Range" in bad:
+    request = _without(request, *bad, *joined)
+    if "If-Range" in bad or joined:
         headers = request.headers.copy()
-        headers["If-Range"] = _NO_VALIDATOR
+        if "If-Range" in bad:
+            headers["If-Range"] = _NO_VALIDATOR
+        headers.update({name: value for name, value in joined.items() if value})
         request = request.clone(headers=headers)
     return request
 

@@ -130,6 +130,38 @@ async def test_two_range_headers_are_a_416_problem_not_the_first_ones_bytes(
     assert part.status == 206 and await part.read() == pipeline.archive[5:7]
 
 
+async def test_conditions_given_on_several_lines_are_read_as_one_field(
+        gateway, settings, headers_for, pipeline, problem):
+    """Seen: aiohttp reads only the first line of If-Match and If-None-Match, which are lists whose
+    lines together are one list (RFC 9110 5.3): `If-Match: "0-0"` + `If-Match: <current ETag>` was a
+    412, and `If-None-Match: "x"` + `If-None-Match: <current ETag>` the whole archive, not a 304. A
+    date field (If-Range, If-Unmodified-Since) on two lines was read by its first line alone; as one
+    field it holds no date: If-Range then holds for no range (the whole archive), and
+    If-Unmodified-Since is ignored."""
+    from multidict import CIMultiDict
+
+    export_id = await start(gateway, headers_for())
+    await pipeline.complete("tenant_a", export_id)
+    url = local(links.sign(link_secret(settings), "http://x", pipeline.archive_key("tenant_a", export_id), 600))
+    first = await gateway.get(url)
+    etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+
+    def twice(name: str, one: str, two: str, **more: str) -> CIMultiDict[str]:
+        return CIMultiDict([(name, one), (name, two), *more.items()])
+
+    part = await gateway.get(url, headers=twice("If-Match", '"0-0"', etag, Range="bytes=0-9"))
+    assert part.status == 206 and await part.read() == pipeline.archive[:10]
+    await problem(await gateway.get(url, headers=twice("If-Match", '"0-0"', '"1-1"')), 412, "GROVE-EXPORT-011")
+    unchanged = await gateway.get(url, headers=twice("If-None-Match", '"x"', etag))
+    assert unchanged.status == 304 and await unchanged.read() == b""
+    whole = await gateway.get(url, headers=twice("If-Range", modified, "Mon, 01 Jan 1990 00:00:00 GMT", Range="bytes=0-9"))
+    assert whole.status == 200 and await whole.read() == pipeline.archive
+    whole = await gateway.get(url, headers=twice("If-Range", etag, '"x"', Range="bytes=0-9"))
+    assert whole.status == 200 and await whole.read() == pipeline.archive
+    ignored = await gateway.get(url, headers=twice("If-Unmodified-Since", "Mon, 01 Jan 1990 00:00:00 GMT", modified))
+    assert ignored.status == 200 and await ignored.read() == pipeline.archive
+
+
 async def test_the_page_folder_itself_is_a_404_problem_not_a_403_internal_error(gateway, problem):
     body = await problem(await gateway.get("/export/"), 404, "GROVE-EXPORT-005")
     assert body["title"] == "Not found"

@@ -124,10 +124,15 @@ class AdmissionStore:
         except NotFoundError:
             return None, 0, None, False
         revision = int(msg.seq or 0)
-        if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE") or not msg.data:
+        # A copy the server stored as its answer is asked about first: a direct get's copy carries the
+        # headers and body of a message the requester chose, so one of an empty message, or of one
+        # with a `KV-Operation: DEL` header, read as the key's delete marker — a free slot, the running
+        # export forgotten and a second one admitted beside it (the PubAck's door, through another).
+        answer = stored_answer(msg.headers, direct=False)
+        if not answer and ((msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE") or not msg.data):
             return None, revision, None, False
         try:
-            value = None if stored_answer(msg.headers, direct=False) else json.loads(msg.data)
+            value = None if answer or not msg.data else json.loads(msg.data)
         except (ValueError, RecursionError):  # nested thousands deep: RecursionError, a traceback
             value = None
         if not isinstance(value, dict):

@@ -174,14 +174,15 @@ async def _as_service(secured: Secured, user: str) -> Bus:
     return await connect(settings, user)
 
 
-async def _aim_a_copy(secured: Secured, body: bytes, reply: str) -> None:
-    """The notifier publishes ``body`` on a subject of its own, then asks for a direct get of it with
-    ``reply`` as the reply subject: the server publishes its copy there, where no permission lets
-    the notifier publish, and the stream or bucket listening there stores it."""
+async def _aim_a_copy(secured: Secured, body: bytes, reply: str, headers: dict[str, str] | None = None) -> None:
+    """The notifier publishes ``body`` (with ``headers``) on a subject of its own, then asks for a
+    direct get of it with ``reply`` as the reply subject: the server publishes its copy there, where
+    no permission lets the notifier publish, and the stream or bucket listening there stores it."""
     s = secured.settings
     notifier = await connect_as(secured.server.url, "notifier")
     try:
-        carrier = await notifier.jetstream().publish(f"{s.subject_prefix}.t_x.e_x.NotificationSent", body)
+        carrier = await notifier.jetstream().publish(f"{s.subject_prefix}.t_x.e_x.NotificationSent", body,
+                                                     headers=headers)
         await notifier.publish(f"$JS.API.DIRECT.GET.{s.stream_name}", json.dumps({"seq": carrier.seq}).encode(),
                                reply=reply)
         await notifier.flush()
@@ -282,6 +283,49 @@ async def test_a_puback_aimed_at_a_tenants_admission_slot_frees_no_running_expor
         # the slot taken from the log is written back: a store without the log (the operator's), which
         # takes a foreign value as free, sees the running export too
         assert await AdmissionStore(gateway, s, "gw1").admit("t_q", "exp_q2", None) == adm.Conflict("exp_q1")
+    finally:
+        await gateway.close()
+
+
+@pytest.mark.parametrize(("body", "headers"), [(b"", None), (b"{}", {"KV-Operation": "DEL"}),
+                                              (b"{}", {"KV-Operation": "PURGE"})])
+async def test_a_direct_gets_copy_of_a_delete_aimed_at_a_tenants_admission_slot_frees_no_running_export(
+        secured: Secured, admin: Bus, tmp_path: Path, body: bytes, headers: dict[str, str] | None) -> None:
+    """A direct get's copy of a message the notifier stored on its own subject with an empty body, or
+    with a `KV-Operation: DEL` (or PURGE) header, aimed at ``tenant.<t>``: the gateway read the key's
+    last message as the bucket's delete marker before asking whether the server stored it as an
+    answer, so the slot was free — the tenant's running export forgotten and a second one admitted
+    beside it, the rate limit with it, as often as the notifier liked (the PubAck's door, closed
+    before, through another one; found by the review). A copy is never a delete: it is a value no
+    gateway wrote, and the slot is taken from the log."""
+    from services.gateway import admission as adm
+    from services.gateway.admission_kv import AdmissionStore, newest_from
+    from services.gateway.projector import replay
+    from services.gateway.readmodel import ReadModel
+
+    s = secured.settings
+    bucket = f"{s.kv_prefix}_admission"
+    gateway = await _as_service(secured, "gateway")
+    try:
+        assert isinstance(await AdmissionStore(gateway, s, "gw1").admit("t_d", "exp_d1", None), adm.Admit)
+        await admin.log.append(ev.ExportRequested(export_id="exp_d1", tenant_id="t_d", user_id="u",
+                                                  user_email="d@example.org", username="d"), 0)
+        written = (await admin.admission.get("tenant.t_d")).revision
+        await _aim_a_copy(secured, body, f"$KV.{bucket}.tenant.t_d", headers)
+
+        async def landed() -> bool:
+            return int((await admin.js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.tenant.t_d")).seq or 0) > written
+
+        await until(landed, 5, 0.05, "the copy stored as the tenant's slot")
+        await replay(tmp_path / "read-model.db", gateway)
+        model = await ReadModel.open(tmp_path / "read-model.db")
+        try:
+            store = AdmissionStore(gateway, s, "gw1", newest=lambda tenant: newest_from(model, tenant))
+            assert await store.admit("t_d", "exp_d2", None) == adm.Conflict("exp_d1")
+        finally:
+            await model.close()
+        # written back as a gateway's slot: a store without the log (the operator's) sees the export too
+        assert await AdmissionStore(gateway, s, "gw1").admit("t_d", "exp_d2", None) == adm.Conflict("exp_d1")
     finally:
         await gateway.close()
 

@@ -7,8 +7,9 @@ import json
 import re
 from collections import Counter
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.compression_utils import HAS_BROTLI, HAS_ZSTD
+from aiohttp.web_urldispatcher import _default_expect_handler
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
@@ -37,8 +38,9 @@ def reply(model: Body, status: int = 200) -> web.Response:
     return web.json_response(model.dump(), status=status)
 
 
-async def parse_export_request(request: web.Request) -> ExportRequest:
-    """The validated body; an empty body means every default. Oversized → 413 (before reading it)."""
+def check_body_head(request: web.Request) -> None:
+    """Raise the problem a request's head alone decides for its body: a transfer coding or a
+    Content-Encoding not read as sent, or a Content-Length over the limit (before reading it)."""
     limit = request.app[SETTINGS].max_body_bytes
     codings = [c.strip().lower() for v in request.headers.getall("Transfer-Encoding", []) for c in v.split(",")]
     if [c for c in codings if c] not in ([], ["chunked"]):
@@ -53,6 +55,12 @@ async def parse_export_request(request: web.Request) -> ExportRequest:
         raise p.UnsupportedMediaType(f"Content-Encoding must be one of {', '.join(sorted(DECODED))} (or absent).")
     if request.content_length is not None and request.content_length > limit:
         raise p.TooLarge(f"The body must be at most {limit} bytes.")
+
+
+async def parse_export_request(request: web.Request) -> ExportRequest:
+    """The validated body; an empty body means every default. Oversized → 413 (before reading it)."""
+    check_body_head(request)
+    limit = request.app[SETTINGS].max_body_bytes
     timeout = request.app[SETTINGS].read_timeout_s
     try:
         async with asyncio.timeout(timeout):  # a body trickled in held the handler (and its connection) for good
@@ -116,7 +124,27 @@ def idempotency_key(request: web.Request) -> str | None:
     return key
 
 
-@routes.post("/api/export")
+async def expect_export_body(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` on ``POST /api/export``: when the request's head already decides its
+    answer (no valid token, a bad Idempotency-Key, a body over the limit or in a coding not read),
+    that answer, at once and with `Connection: close`, instead of the go-ahead — aiohttp
+    sent `100 Continue` to every such request, so a client without a valid token, or announcing
+    999,999 bytes, sent its body and only then got the 401 or 413 (RFC 9110 10.1.1: an origin
+    server sends the final status at once when the head alone determines it). Otherwise as aiohttp."""
+    if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
+        try:
+            authenticate(request, request.app[SETTINGS])
+            idempotency_key(request)
+            check_body_head(request)
+        except p.Problem as problem:
+            answer = p.problem_response(problem)
+            answer.force_close()  # the body it announced is not read
+            return answer
+    await _default_expect_handler(request)
+    return None
+
+
+@routes.post("/api/export", expect_handler=expect_export_body)
 async def create(request: web.Request) -> web.Response:
     with tracing.server_span("POST", "/api/export", request.path) as span:  # the export's first span
         who = authenticate(request, request.app[SETTINGS])

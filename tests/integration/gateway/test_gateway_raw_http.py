@@ -382,6 +382,53 @@ async def test_a_body_in_a_transfer_coding_other_than_chunked_is_a_501_problem_a
             assert status == 201, (coding, answer)
 
 
+async def test_expect_100_continue_gets_the_final_answer_at_once_when_the_head_decides_it(
+        settings_for: Callable[..., Settings]) -> None:
+    """Seen: `POST /api/export` with `Expect: 100-continue` got `100 Continue` whatever its head said —
+    with no token, or announcing 999,999 bytes against a 16 KiB limit — so the client sent its body
+    and only then got the 401 or the 413. RFC 9110 10.1.1: when the head alone determines the final
+    status, an origin server sends it at once. Such an answer comes first, with `Connection: close`
+    (the announced body is never read); a request the head does not decide still gets the go-ahead."""
+    from services.gateway.auth import make_token
+
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    token = make_token(settings, tenant="t_expect", user="u1", email="u@example.org", username="u")
+
+    async def head_only(auth: str, length: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write((f"POST /api/export HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n"
+                      f"Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n").encode())
+        await writer.drain()
+        async with asyncio.timeout(5):  # the body is not sent: whatever comes is the answer to the head
+            return reader, writer, await reader.readuntil(b"\r\n\r\n")
+
+    async with _gateway(settings):
+        for auth, length, status, code in (("", 10, 401, "GROVE-EXPORT-001"),
+                                           ("Authorization: Bearer not-a-token\r\n", 10, 401, "GROVE-EXPORT-001"),
+                                           (f"Authorization: Bearer {token}\r\n", 999_999, 413, "GROVE-EXPORT-007")):
+            reader, writer, head = await head_only(auth, length)
+            try:
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+                assert lines[0].split()[1] == str(status), head
+                assert headers["connection"].lower() == "close", head  # the announced body is never read
+                async with asyncio.timeout(5):
+                    rest = await reader.readexactly(int(headers["content-length"]))
+                assert json.loads(rest)["code"] == code, rest
+            finally:
+                writer.close()
+        reader, writer, head = await head_only(f"Authorization: Bearer {token}\r\n", 2)
+        try:
+            assert head == b"HTTP/1.1 100 Continue\r\n\r\n", head
+            writer.write(b"{}")
+            async with asyncio.timeout(5):
+                answer = await reader.readuntil(b"\r\n\r\n")
+            assert answer.split(b"\r\n")[0].split()[1] == b"201", answer
+        finally:
+            writer.close()
+
+
 async def test_a_client_that_stops_reading_its_answers_gets_its_connection_closed(
         settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
     """Seen: one connection that pipelined 3,000 `GET /api/openapi.json` (no token needed) and then

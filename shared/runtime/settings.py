@@ -7,11 +7,13 @@ Nested groups use a double underscore, e.g. ``GROVE_S3__ENDPOINT_URL``.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -88,6 +90,18 @@ def spelled(pattern: re.Pattern[str], rule: str) -> Callable[[str], str]:
             raise ValueError(rule)
         return value
     return check
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``): traffic that
+    never leaves it."""
+    name = host.strip().strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def check_host(value: str) -> str:
@@ -179,6 +193,29 @@ class MailSettings(BaseModel):
     _urls = field_validator("download_page_url", "http_url")(check_http_url)
     _host = field_validator("smtp_host")(check_host)
     _paths = field_validator("outbox_dir", "smtp_ca_file", mode="before")(check_path)
+
+    @field_validator("smtp_password")
+    @classmethod
+    def _smtp_password_encrypted(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # `plain` (the default) never upgrades the connection, and AUTH sends the password as base64:
+        # readable by anyone on the path to a relay that is not on this machine
+        host = info.data.get("smtp_host")
+        if (v is not None and info.data.get("backend") == "smtp" and info.data.get("smtp_security") == "plain"
+                and isinstance(host, str) and not is_loopback(host)):
+            raise ValueError(f"would be sent unencrypted to {host} (GROVE_MAIL__SMTP_SECURITY is plain): "
+                             "set GROVE_MAIL__SMTP_SECURITY to starttls or tls")
+        return v
+
+    @field_validator("http_api_key")
+    @classmethod
+    def _http_api_key_encrypted(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # sent in a header of every request: over http:// readable by anyone on the path
+        url = info.data.get("http_url")
+        if (v is not None and info.data.get("backend") == "http" and isinstance(url, str)
+                and url.lower().startswith("http://") and not is_loopback(urlsplit(url).hostname or "")):
+            raise ValueError(f"would be sent unencrypted to {url} (an http:// URL): use an https:// "
+                             "GROVE_MAIL__HTTP_URL")
+        return v
 
     @field_validator("sender")
     @classmethod

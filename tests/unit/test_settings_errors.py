@@ -330,3 +330,44 @@ def test_a_part_size_s3_would_refuse_is_refused_at_start(monkeypatch: pytest.Mon
     assert Settings(store="fs", min_part_size=1024).min_part_size == 1024  # the filesystem takes any size
     moto = Settings(store="s3", min_part_size=256 * 1024, s3={"smallest_part": 64 * 1024})  # type: ignore[arg-type]
     assert moto.min_part_size == 256 * 1024
+
+
+@pytest.mark.parametrize(("env", "var", "where"), [
+    ({"GROVE_MAIL__BACKEND": "smtp", "GROVE_MAIL__SMTP_HOST": "smtp.provider.test", "GROVE_MAIL__SMTP_USERNAME": "grove",
+      "GROVE_MAIL__SMTP_PASSWORD": "Kq3-real-relay-password"}, "GROVE_MAIL__SMTP_PASSWORD", "smtp.provider.test"),
+    ({"GROVE_MAIL__BACKEND": "smtp", "GROVE_MAIL__SMTP_HOST": "10.0.0.7", "GROVE_MAIL__SMTP_SECURITY": "plain",
+      "GROVE_MAIL__SMTP_USERNAME": "grove", "GROVE_MAIL__SMTP_PASSWORD": "Kq3-real-relay-password"},
+     "GROVE_MAIL__SMTP_PASSWORD", "10.0.0.7"),
+    ({"GROVE_MAIL__BACKEND": "http", "GROVE_MAIL__HTTP_URL": "http://mail.provider.test/send",
+      "GROVE_MAIL__HTTP_API_KEY": "Kq3-real-api-key"}, "GROVE_MAIL__HTTP_API_KEY", "http://mail.provider.test/send"),
+])
+def test_a_mail_credential_that_would_cross_the_network_unencrypted_is_refused(
+        monkeypatch: pytest.MonkeyPatch, env: dict[str, str], var: str, where: str) -> None:
+    """Seen: GROVE_MAIL__SMTP_HOST, _USERNAME and _PASSWORD set for a provider's relay, with the
+    security left at its default, `plain`: the notifier started and sent the password on every email
+    as base64 over a connection it never upgrades (the relay offered STARTTLS); an HTTP mail service
+    at an http:// URL got the API key in clear the same way. Refused at start, in one line; the value
+    is never echoed."""
+    line = refusal(monkeypatch, **env)
+    assert line.startswith(f"{var}: would be sent unencrypted to {where}"), line
+    assert "Kq3-real" not in line
+
+
+@pytest.mark.parametrize("env", [
+    {"GROVE_MAIL__SMTP_HOST": "smtp.provider.test", "GROVE_MAIL__SMTP_SECURITY": "starttls"},
+    {"GROVE_MAIL__SMTP_HOST": "smtp.provider.test", "GROVE_MAIL__SMTP_SECURITY": "tls"},
+    {"GROVE_MAIL__SMTP_HOST": "127.0.0.1"}, {"GROVE_MAIL__SMTP_HOST": "localhost"}, {"GROVE_MAIL__SMTP_HOST": "::1"},
+])
+def test_a_mail_password_over_tls_or_to_this_machine_is_taken(monkeypatch: pytest.MonkeyPatch,
+                                                               env: dict[str, str]) -> None:
+    for key in [k for k in os.environ if k.upper().startswith("GROVE_")]:
+        monkeypatch.delenv(key)
+    for key, value in {"GROVE_MAIL__BACKEND": "smtp", "GROVE_MAIL__SMTP_USERNAME": "grove",
+                       "GROVE_MAIL__SMTP_PASSWORD": "Kq3-real-relay-password", **env}.items():
+        monkeypatch.setenv(key, value)
+    assert Settings().mail.smtp_password is not None
+    monkeypatch.setenv("GROVE_MAIL__BACKEND", "http")  # the key of an https:// or local mail service, too
+    for url in ("https://mail.provider.test/send", "http://127.0.0.1:8025"):
+        monkeypatch.setenv("GROVE_MAIL__HTTP_URL", url)
+        monkeypatch.setenv("GROVE_MAIL__HTTP_API_KEY", "Kq3-real-api-key")
+        assert Settings().mail.http_api_key is not None

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from services.gateway.admission_kv import AdmissionStore, newest_from
 from services.gateway.downloads import file_response, url_signer
-from services.gateway.headers import add_security_headers
+from services.gateway.headers import add_security_headers, close_after_an_upgrade_request
 from services.gateway.keys import ADMISSION, BUS, INSTANCE, READ_MODEL, SETTINGS, STORE
 from services.gateway.openapi import build_openapi
 from services.gateway.problems import NotFound, problem_middleware
@@ -81,6 +81,7 @@ def init_app(settings: Settings, *, store: ObjectStore | None = None) -> web.App
     secrets.require_settings(settings, signing=True)
     app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
     app.on_response_prepare.append(add_security_headers)
+    app.on_response_prepare.append(close_after_an_upgrade_request)
     app[SETTINGS] = settings
     app[INSTANCE] = uuid.uuid4().hex[:12]
     app.cleanup_ctx.extend([_bus, _store(store), _read_model])

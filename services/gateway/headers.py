@@ -27,3 +27,14 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
         response.headers.setdefault(name, value)
     if request.path.startswith("/api/"):  # tenant data, links, problems naming an export: never kept by a cache
         response.headers.setdefault("Cache-Control", API_CACHE_CONTROL)  # (downloads set their own, no-store too)
+
+
+async def close_after_an_upgrade_request(request: web.Request, response: web.StreamResponse) -> None:
+    """The answer to a request that asked to switch protocols (``Connection: upgrade`` with an
+    ``Upgrade``: h2c, a websocket) closes the connection. The gateway switches to none and answers in
+    HTTP/1.1, but aiohttp's parser took every byte after such a request as the new protocol's: the
+    next requests on the connection (pipelined, or a proxy's next client on a reused connection) were
+    never answered, the connection held open until its keep-alive ran out."""
+    if "Upgrade" in request.headers and response.status != 101:
+        response.force_close()  # the server closes after it
+        response.headers["Connection"] = "close"  # and says so (the headers are made before this signal)

@@ -429,6 +429,42 @@ async def test_expect_100_continue_gets_the_final_answer_at_once_when_the_head_d
             writer.close()
 
 
+async def test_a_request_asking_to_switch_protocols_is_answered_and_its_connection_closed(
+        settings_for: Callable[..., Settings]) -> None:
+    """Seen: `GET /healthz` with `Connection: Upgrade` and `Upgrade: h2c` was answered 200 in HTTP/1.1
+    (the gateway switches to nothing), but aiohttp's parser took every byte after it as the new
+    protocol's: a request pipelined behind it — or a proxy's next client on a reused connection —
+    was never answered, the connection held open until its keep-alive ran out (30 s here). Such an
+    answer now says `Connection: close`, and the connection ends with it; without Upgrade the
+    connection is kept and the next request answered, as before."""
+    from services.gateway.auth import make_token
+
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port, keepalive_timeout_s=30.0)
+    token = make_token(settings, tenant="t_upgrade", user="u1", email="u@example.org", username="u")
+    second = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+    async def exchange(raw: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(raw)
+            async with asyncio.timeout(5):  # far inside the keep-alive: the server ends it, or the test fails
+                return await reader.read()
+        finally:
+            writer.close()
+
+    async with _gateway(settings):
+        for first in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+                      (f"POST /api/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                       "Connection: Upgrade\r\nUpgrade: foo/1\r\nContent-Length: 2\r\n\r\n{}").encode()):
+            data = await exchange(first + second)
+            head = data.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+            assert head[0].split()[1] in ("200", "201") and "Connection: close" in head, data[:400]
+            assert data.count(b"HTTP/1.1 ") == 1, data  # the pipelined request: unanswered, on a closed connection
+        plain = await exchange(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + second)
+        assert plain.count(b"HTTP/1.1 200 OK") == 2, plain
+
+
 async def test_a_client_that_stops_reading_its_answers_gets_its_connection_closed(
         settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
     """Seen: one connection that pipelined 3,000 `GET /api/openapi.json` (no token needed) and then

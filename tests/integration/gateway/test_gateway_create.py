@@ -29,6 +29,16 @@ async def test_an_empty_body_means_every_default(gateway, headers_for):
     assert view["mode"] == "blog"
 
 
+@pytest.mark.parametrize("body", [b"\x0c", b"\x0b", b" \x0b\n"])
+async def test_a_body_of_what_json_does_not_count_as_whitespace_is_no_empty_body(gateway, headers_for, problem, body):
+    """Seen: a body of one form feed (or vertical tab) started an export with every default (201): the
+    gateway took bytes.strip()'s whitespace for JSON's, and JSON's is space, tab, CR and LF only."""
+    await problem(await gateway.post("/api/export", data=body, headers=headers_for()), 400, "GROVE-EXPORT-004")
+    history = await (await gateway.get("/api/export/history", headers=headers_for())).json()
+    assert history == {"exports": []}
+    assert (await gateway.post("/api/export", data=b" \t\r\n", headers=headers_for())).status == 201  # JSON's: empty
+
+
 @pytest.mark.parametrize("header", [None, "Basic dTpw", "Bearer ", "Bearer not.a.jwt"])
 async def test_a_missing_or_broken_token_is_001(gateway, problem, header):
     headers = {"Authorization": header} if header else {}

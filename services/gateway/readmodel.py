@@ -20,6 +20,7 @@ from pathlib import Path
 import aiosqlite
 
 from services.gateway.projection import Row
+from shared.runtime import sqlitedb
 
 _TYPES = {"include_images": "INTEGER NOT NULL DEFAULT 1", "progress": "INTEGER NOT NULL DEFAULT 0",
           "created_at": "INTEGER NOT NULL", "id": "TEXT NOT NULL", "tenant_id": "TEXT NOT NULL",
@@ -57,7 +58,15 @@ class ReadModel:
     async def open(cls, path: Path | str) -> ReadModel:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path)
+        db = await sqlitedb.connect(path)
+        try:
+            return await cls._opened(db)
+        except BaseException:  # not a read model, a full disk: the connection and its thread end here too
+            await db.close()
+            raise
+
+    @classmethod
+    async def _opened(cls, db: aiosqlite.Connection) -> ReadModel:
         # A projection of the log: WAL + synchronous=NORMAL keeps each commit atomic and the stored
         # position consistent with the rows; a power cut can lose only the last commits, which the
         # projector re-applies from the log (it resumes after the stored position).

@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import aiosqlite
-
 from shared.content import schema
 from shared.content.port import (
     ClaimHeld,
@@ -38,6 +36,7 @@ from shared.content.port import (
     read_ended,
 )
 from shared.content.queries import ReadQueries, SourceQueries
+from shared.runtime import sqlitedb
 
 READ_BATCH = 500  # rows per worker-thread hop
 IDLE_CONNECTIONS = 4  # read-only connections kept open between queries
@@ -188,10 +187,13 @@ class SqliteContent(SourceQueries):
     async def init(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            async with aiosqlite.connect(self.path) as db:
+            db = await sqlitedb.connect(self.path)
+            try:
                 await db.execute("PRAGMA journal_mode=WAL")
                 await db.executescript(schema.SQLITE_SCHEMA)
                 await db.commit()
+            finally:
+                await db.close()
         except sqlite3.DatabaseError as e:
             raise ContentUnavailable(f"the content database {self.path} cannot be used: {e}") from None
 
@@ -262,7 +264,8 @@ class SqliteContent(SourceQueries):
             return 0
         table = checked[0][0]
         try:
-            async with aiosqlite.connect(self.path) as db:
+            db = await sqlitedb.connect(self.path)
+            try:
                 await db.execute("PRAGMA foreign_keys=ON")
                 try:  # one transaction: executemany opens it, commit ends it; any failure undoes every table
                     for table, cols, values in checked:
@@ -272,6 +275,8 @@ class SqliteContent(SourceQueries):
                 except BaseException:
                     await db.rollback()
                     raise
+            finally:
+                await db.close()
         except sqlite3.IntegrityError as e:
             raise ContentRejected(f"{table}: {e}") from None
         except sqlite3.DatabaseError as e:

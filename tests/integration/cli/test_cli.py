@@ -307,3 +307,16 @@ def test_a_metrics_host_it_cannot_listen_on_stops_a_step_service_in_one_line(val
     assert len(lines) == 1 and lines[0].startswith(
         f"grove-export: invalid settings: GROVE_METRICS_HOST: the metrics endpoint cannot listen on 192.0.2.1:{port} ("
     ), lines
+
+
+def test_a_content_database_that_cannot_be_opened_is_one_line_with_no_thread_traceback(tmp_path: Path) -> None:
+    """Seen: `seed --data DIR` with DIR/content.db a folder (or DIR under /proc) said its line, then
+    aiosqlite's worker thread printed two tracebacks ("Event loop is closed") under it: the failed open
+    left that thread to call into the loop asyncio.run had just closed."""
+    (tmp_path / "data" / "content.db").mkdir(parents=True)
+    for _ in range(3):  # the thread lost that race every time here; three runs leave it no chance
+        out = bare("seed", "--data", str(tmp_path / "data"), cwd=tmp_path)
+        assert (out.returncode, out.stderr) == (
+            1, f"grove-export: the content database {tmp_path / 'data' / 'content.db'} cannot be used: unable to "
+               f"open database file\n"), out.stderr
+        assert out.stdout == ""

@@ -253,13 +253,21 @@ def cmd_assemble(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def _replay(settings: Settings) -> None:
+    import sqlite3
+
     from services.gateway import replay
     from shared.bus.connect import connect
 
+    path = Path(settings.read_model_db)
+    if path.is_dir():  # checked first: it was rebuilt beside it, then "Is a directory: <path>.replay-…"
+        raise CliError(f"the read model {path} (GROVE_READ_MODEL_DB) is a folder, not a file: nothing was replayed")
     bus = await connect(settings, "cli", ensure=False, persistent=False)
     try:
         started = time.monotonic()
         rows = await replay(settings, bus)
+    except sqlite3.Error as e:  # a folder that cannot hold it, a full disk: it was a traceback
+        raise CliError(f"the read model {path} (GROVE_READ_MODEL_DB) cannot be written: {e}; nothing was "
+                       f"replayed", code=1) from None
     finally:
         await bus.close()
     print(f"read model {settings.read_model_db}: {rows} exports rebuilt from the log in "

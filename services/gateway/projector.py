@@ -227,5 +227,9 @@ async def replay(target: Settings | Path | str, bus: Bus, *, timeout: float = 30
     await model.close()
     for stale in (Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
         stale.unlink(missing_ok=True)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except BaseException:  # the path is a folder, its folder went away: the rebuilt file is no one's
+        tmp.unlink(missing_ok=True)
+        raise
     return count

@@ -320,3 +320,28 @@ def test_a_content_database_that_cannot_be_opened_is_one_line_with_no_thread_tra
             1, f"grove-export: the content database {tmp_path / 'data' / 'content.db'} cannot be used: unable to "
                f"open database file\n"), out.stderr
         assert out.stdout == ""
+
+
+async def test_replay_into_a_read_model_it_cannot_write_is_one_line_and_leaves_nothing_beside_it(
+        values: dict[str, Any], bus: Bus, tmp_path: Path) -> None:
+    """Seen: `GROVE_READ_MODEL_DB=/proc/rm.db grove-export replay` ended in a traceback
+    (sqlite3.OperationalError); with the setting naming a folder, replay rebuilt the table beside it,
+    failed the swap with "Is a directory: <folder>.replay-…" and left that file there."""
+    import pytest
+
+    from services.gateway import replay
+
+    folder = tmp_path / "rm"
+    folder.mkdir()
+    out = cli({**values, "read_model_db": str(folder)}, "replay")
+    assert (out.returncode, out.stderr) == (
+        2, f"grove-export: the read model {folder} (GROVE_READ_MODEL_DB) is a folder, not a file: nothing was "
+           f"replayed\n"), out.stderr
+    with pytest.raises(IsADirectoryError):  # past the command's check: the swap fails, the rebuilt file goes
+        await replay(folder, bus)
+    assert not list(tmp_path.glob("rm.replay-*"))
+    if Path("/proc/self").is_dir():  # a folder no file can be made in, even as root
+        out = cli({**values, "read_model_db": "/proc/rm.db"}, "replay")
+        assert (out.returncode, out.stderr) == (
+            1, "grove-export: the read model /proc/rm.db (GROVE_READ_MODEL_DB) cannot be written: unable to open "
+               "database file; nothing was replayed\n"), out.stderr

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import re
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,13 +191,26 @@ def unreachable_reason(error: BaseException, user: str | None = None) -> str:
             return (f"the server refused {who}: {_refused[-1]} (operator commands and setup run as the NATS admin "
                     "user: GROVE_NATS_USER=admin and its password)")
         return "no answer in time"
-    if "authorization" in text.lower() or "authentication" in text.lower():
+    if _refused_login(error):
         who = f"user {user!r} and its password (GROVE_NATS_USER, GROVE_NATS_PASSWORD)" if user \
             else "connection without a user (set GROVE_NATS_USER and GROVE_NATS_PASSWORD)"
         return f"the server refused the {who}"
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     return text or type(error).__name__
+
+
+def _refused_login(error: BaseException) -> bool:
+    text = str(error).lower()
+    return "authorization" in text or "authentication" in text
+
+
+def failure_reason(failures: Sequence[BaseException], error: BaseException, user: str | None = None) -> str:
+    """Why a one-shot connection failed, from every failure its tries met: a login the server refused
+    wins over what came after it. The server closes the connection once it has said so, and nats-py's
+    next try could meet that close: a wrong password was now and then "Connection reset by peer"."""
+    refused = [f for f in failures if _refused_login(f)]
+    return unreachable_reason(refused[0] if refused else failures[-1] if failures else error, user)
 
 
 def _log_briefly(user: str | None) -> Callable[[Exception], Awaitable[None]]:
@@ -252,7 +265,7 @@ async def open_nats(settings: Settings, producer: str, *, name: str | None = Non
     except (OSError, TimeoutError, nats.errors.Error) as e:
         if persistent:
             raise
-        raise NatsUnreachable(unreachable_reason(failures[-1] if failures else e, settings.nats_user)) from None
+        raise NatsUnreachable(failure_reason(failures, e, settings.nats_user)) from None
     return nc
 
 

@@ -38,6 +38,23 @@ def test_why_nats_could_not_be_reached_is_said_in_words_without_a_class_name() -
     assert unreachable_reason(NoServersError()) == "no servers available for connection"
 
 
+def test_a_refused_password_is_the_reason_even_when_a_later_try_met_the_closed_connection() -> None:
+    """Seen: `GROVE_NATS_USER=admin GROVE_NATS_PASSWORD=wrong grove-export events exp_1` said "the
+    server refused the user 'admin' and its password" most times, and now and then "Connection reset
+    by peer": the server closes the connection after refusing the login, nats-py's second try met
+    that close, and the reason was taken from the last failure."""
+    from nats.errors import AuthorizationError, NoServersError
+
+    from shared.bus.connect import failure_reason
+
+    refused = "the server refused the user 'admin' and its password (GROVE_NATS_USER, GROVE_NATS_PASSWORD)"
+    reset = ConnectionResetError(104, "Connection reset by peer")
+    assert failure_reason([AuthorizationError(), reset], NoServersError(), "admin") == refused
+    assert failure_reason([reset, AuthorizationError()], NoServersError(), "admin") == refused
+    assert failure_reason([reset], NoServersError(), "admin") == "Connection reset by peer"  # nothing better said
+    assert failure_reason([], ConnectionRefusedError(), "admin") == "connection refused (is nats-server running there?)"
+
+
 def test_data_before_the_command_means_the_commands_own_data_folder() -> None:
     """Seen: `grove-export --data DIR seed` got argparse's "invalid choice"."""
     from services.cli import data_before_command, parser

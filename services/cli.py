@@ -245,6 +245,13 @@ def cmd_assemble(args: argparse.Namespace, settings: Settings) -> None:
     from services.archivetools.reference import take_back
 
     out = Path(args.out)
+    # Checked before the store is asked: the archive was made first, and then the write of its ".part"
+    # failed, naming that file ("No such file or directory: DIR/x.zip.part", exit 1)
+    if out.is_dir():
+        raise CliError(f"--out {args.out} is a folder: name the archive file to write in it (like "
+                       f"{out / 'archive.zip'}); nothing was assembled")
+    if not out.parent.is_dir():
+        raise CliError(f"--out {args.out}: no such folder {out.parent} (make it first); nothing was assembled")
     placed: list[os.stat_result] = []
     # An interrupt that lands once the archive is at FILE — as the line is printed, or after this has
     # returned to main() — still means the command did not finish: main() takes FILE back, then says so.

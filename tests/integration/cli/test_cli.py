@@ -345,3 +345,21 @@ async def test_replay_into_a_read_model_it_cannot_write_is_one_line_and_leaves_n
         assert (out.returncode, out.stderr) == (
             1, "grove-export: the read model /proc/rm.db (GROVE_READ_MODEL_DB) cannot be written: unable to open "
                "database file; nothing was replayed\n"), out.stderr
+
+
+def test_assemble_to_a_folder_or_into_a_missing_folder_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    """Seen: `assemble --out /nonexistent/dir/x.zip` read the snapshot and made the archive, then said
+    "No such file or directory: /nonexistent/dir/x.zip.part" (a file the user never named), exit 1;
+    `--out /root` said "Is a directory: /root.part". A path that cannot be written is the command
+    line's fault: exit 2, one line naming --out."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    cases = {str(folder): (f"--out {folder} is a folder: name the archive file to write in it (like "
+                           f"{folder / 'archive.zip'}); nothing was assembled"),
+             str(tmp_path / "missing" / "x.zip"): (f"--out {tmp_path / 'missing' / 'x.zip'}: no such folder "
+                                                   f"{tmp_path / 'missing'} (make it first); nothing was assembled")}
+    for out_path, line in cases.items():
+        out = bare("assemble", "--snapshot", "exports/t/e/work/snapshot.jsonl", "--out", out_path,
+                   "--data", str(tmp_path / "data"), cwd=tmp_path)
+        assert (out.returncode, out.stderr) == (2, f"grove-export: {line}\n"), out.stderr
+    assert list(tmp_path.iterdir()) == [folder] and not list(folder.iterdir())  # nothing made, no .part

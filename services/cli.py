@@ -379,6 +379,11 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> None:
     for name in ("posts", "images", "files"):
         if getattr(args, name) < 0:
             raise CliError(f"--{name} must be 0 or more, not {getattr(args, name)}")
+    from shared.core.printable import has_unprintable
+
+    if not args.username.strip() or has_unprintable(args.username):  # what `token --username` refuses too
+        raise CliError(f"--username must be non-empty text without control or bidi characters, not "
+                       f"{args.username!r}")
     asyncio.run(seed_cli(settings, posts=args.posts, pages=args.pages, images=args.images, files=args.files,
                          image_size=(int(width), int(height)), username=args.username))
     found = getattr(args, "found", None)

@@ -363,3 +363,19 @@ def test_assemble_to_a_folder_or_into_a_missing_folder_is_refused_before_anythin
                    "--data", str(tmp_path / "data"), cwd=tmp_path)
         assert (out.returncode, out.stderr) == (2, f"grove-export: {line}\n"), out.stderr
     assert list(tmp_path.iterdir()) == [folder] and not list(folder.iterdir())  # nothing made, no .part
+
+
+def test_seed_refuses_a_username_token_would_refuse_in_one_line_before_seeding(tmp_path: Path) -> None:
+    """Seen: `seed --username ''` and `--username $'a\\nb'` seeded a tenant (its email `@example.org`,
+    a username no token may carry); a byte that is not UTF-8 (`$'\\xff'`) got "tenants row 0
+    ('demo_…'): username holds a lone surrogate (U+DCFF), which is not text", exit 1."""
+    for username, shown in (("", "''"), ("  ", "'  '"), ("a\nb", "'a\\nb'"), ("x\u202ey", "'x\\u202ey'")):
+        out = bare("seed", "--username", username, "--data", str(tmp_path / "data"), cwd=tmp_path)
+        assert (out.returncode, out.stderr) == (
+            2, f"grove-export: --username must be non-empty text without control or bidi characters, not {shown}\n"), \
+            out.stderr
+    out = subprocess.run([sys.executable, "-m", "services.cli", "seed", "--username", b"\xff",  # type: ignore[list-item]
+                          "--data", str(tmp_path / "data")], cwd=tmp_path, capture_output=True, check=False)
+    assert (out.returncode, out.stderr) == (
+        2, b"grove-export: --username must be non-empty text without control or bidi characters, not '\\udcff'\n")
+    assert not (tmp_path / "data").exists()  # nothing seeded, nothing made

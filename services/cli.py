@@ -561,6 +561,21 @@ def data_before_command(args: argparse.Namespace) -> str | None:
     return None
 
 
+def data_not_a_folder(args: argparse.Namespace) -> str | None:
+    """A data folder that is a file, refused first in one line: `seed --data /dev/null` said "File exists:
+    /dev/null", `serve --data FILE` "Not a directory: FILE/stack.lock" (each exit 1)."""
+    data = getattr(args, "data", None)
+    if data is None:
+        return None
+    path = Path(data)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)  # `--data FILE/sub`: FILE
+    if existing is None or existing.is_dir():
+        return None
+    what = "is a file" if existing == path else f"cannot be made: {existing} is a file"
+    return (f"--data {data} {what}, not a folder (the local stack's data folder: its store, databases, outbox and "
+            f"stack.json)")
+
+
 UNTIL_CTRL_C = frozenset({"run", "serve"})  # commands that run until stopped
 OWN_SIGNALS = frozenset({"run", "serve", "demo"})  # stopped by SIGTERM and SIGHUP in their own way
 
@@ -591,7 +606,7 @@ def stopped_like_ctrl_c() -> dict[int, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    if problem := data_before_command(args):
+    if problem := data_before_command(args) or data_not_a_folder(args):
         print(f"grove-export: {problem}", file=sys.stderr)
         sys.exit(2)
     if args.command not in OWN_STACK:

@@ -379,3 +379,22 @@ def test_seed_refuses_a_username_token_would_refuse_in_one_line_before_seeding(t
     assert (out.returncode, out.stderr) == (
         2, b"grove-export: --username must be non-empty text without control or bidi characters, not '\\udcff'\n")
     assert not (tmp_path / "data").exists()  # nothing seeded, nothing made
+
+
+def test_a_data_folder_that_is_a_file_is_refused_in_one_line_by_every_command(tmp_path: Path) -> None:
+    """Seen: `seed --data /dev/null` said "File exists: /dev/null", `serve --data FILE` and `demo`
+    "Not a directory: FILE/stack.lock", `seed --data FILE/sub` "Not a directory: FILE/sub", each
+    exit 1; the operator commands called it "no such folder"."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    tail = "not a folder (the local stack's data folder: its store, databases, outbox and stack.json)"
+    for args in (["seed"], ["serve", "--port", "1"], ["demo"], ["exports"], ["import", "a.zip", "--tenant", "t"],
+                 ["token", "--tenant", "t", "--user", "u", "--email", "a@b.c", "--username", "n"]):
+        out = bare(*args, "--data", str(notes), cwd=tmp_path)
+        assert (out.returncode, out.stderr) == (2, f"grove-export: --data {notes} is a file, {tail}\n"), (args, out.stderr)
+    out = bare("--data", str(notes / "sub"), "seed", cwd=tmp_path)
+    assert (out.returncode, out.stderr) == (
+        2, f"grove-export: --data {notes / 'sub'} cannot be made: {notes} is a file, {tail}\n"), out.stderr
+    out = bare("seed", "--data", "/dev/null", cwd=tmp_path)
+    assert (out.returncode, out.stderr) == (2, f"grove-export: --data /dev/null is a file, {tail}\n"), out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"] and notes.read_text() == "mine\n"

@@ -696,9 +696,19 @@ def interrupted(args: argparse.Namespace) -> NoReturn:
     """A command other than ``run`` and ``serve`` cut short: what it had put in place is taken back
     (``args.on_interrupt``), and it did not finish — `import … && next-step` must not go on (exit
     130: 128 + SIGINT)."""
+    lines = []
     for undo in reversed(args.on_interrupt):
-        undo()
-    for stream, line in ((sys.stderr, f"grove-export: interrupted; {args.command} did not finish"), (sys.stdout, "")):
+        try:
+            undo()
+        except Exception as e:  # noqa: BLE001 - it was a traceback instead of the line and 130: say what is left
+            from shared.core.printable import printable
+
+            reason = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror and e.filename else \
+                (str(e) or type(e).__name__)
+            lines.append((sys.stderr, printable(f"grove-export: could not take back what {args.command} had put in "
+                                                f"place: {reason}")))
+    lines += [(sys.stderr, f"grove-export: interrupted; {args.command} did not finish"), (sys.stdout, "")]
+    for stream, line in lines:
         try:
             if line:
                 print(line, file=stream)

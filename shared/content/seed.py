@@ -8,6 +8,7 @@ after it was written, the newest edited just now (an archive made next has nothi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import random
@@ -71,51 +72,63 @@ async def seed_tenant(
     email = f"{username}@example.org"
     now = int(datetime.now(UTC).timestamp())
     await db.init()
-    await db.insert("tenants", [{"id": tenant_id, "username": username, "display_name": username.title(),
-                                 "email": email, "created_at": now}])
-    media_rows, keys = [], []
-    for i in range(images):
-        fmt, ext, mime = ("PNG", "png", "image/png") if i % 5 == 4 else ("JPEG", "jpg", "image/jpeg")
-        data = make_image(rng, *image_size, fmt=fmt)
-        filename = f"{rng.choice(WORDS)}-{i + 1}.{ext}"
-        key = f"{tenant_id}/media/{uuid.uuid4().hex[:8]}-{filename}"
-        await store.put(images_bucket, key, data, mime)
-        keys.append(key)
-        media_rows.append({"id": f"med_{i + 1}_{tenant_id}", "tenant_id": tenant_id, "filename": filename,
-                           "original_name": filename, "r2_key": key, "url": f"https://cdn.example/{key}",
-                           "size": len(data), "mime_type": mime, "alt_text": _sentence(rng, 4),
-                           "uploaded_at": now - i * 3600})
-    await db.insert("media", media_rows)
-    post_rows = []
-    for i in range(posts):
-        title = _sentence(rng, 4)
-        body = "\n\n".join(_sentence(rng, 40) + "." for _ in range(6))
-        post_rows.append({
-            "id": f"post_{i + 1}_{tenant_id}", "tenant_id": tenant_id,
-            "slug": title.lower().replace(" ", "-"), "title": title,
-            "description": _sentence(rng, 10), "markdown_content": f"# {title}\n\n{body}\n",
-            "tags": json.dumps(rng.sample(WORDS, 3)), "status": "published" if i % 4 else "draft",
-            "featured_image": keys[i % len(keys)] if keys else None,
-            # edited a minute after it was written, and the newest edited as the seed runs: never after
-            "published_at": now - i * 86400 - 60 if i % 4 else None,
-            "created_at": now - i * 86400 - 60, "updated_at": now - i * 86400,
-        })
-    await db.insert("posts", post_rows)
-    page_rows = [{"id": f"page_{i + 1}_{tenant_id}", "tenant_id": tenant_id, "slug": slug, "title": slug.title(),
-                  "description": _sentence(rng, 8), "markdown_content": f"# {slug.title()}\n\n{_sentence(rng, 60)}.\n",
-                  "type": "page", "display_order": i, "created_at": now - 40 * 86400, "updated_at": now}
-                 for i, slug in enumerate(["about", "contact", "now", "uses", "colophon"][:pages])]
-    await db.insert("pages", page_rows)
-    amber_rows = []
-    for i in range(files):
-        category = ("uploads", "attachments", "documents")[i % 3]
-        data = (_sentence(rng, 200) + "\n").encode() if i % 2 else make_image(rng, 320, 240)
-        ext, mime = ("txt", "text/plain") if i % 2 else ("jpg", "image/jpeg")
-        filename = f"{category}-{i + 1}.{ext}"
-        key = f"{tenant_id}/{category}/{uuid.uuid4().hex[:8]}-{filename}"
-        await store.put(amber_bucket, key, data, mime)
-        amber_rows.append({"id": f"amb_{i + 1}_{tenant_id}", "tenant_id": tenant_id, "filename": filename,
-                           "original_name": filename, "r2_key": key, "size": len(data), "mime_type": mime,
-                           "category": category, "product": "amber", "uploaded_at": now - i * 60})
-    await db.insert("amber_files", amber_rows)
+    # All or nothing: the files are put first and every row is written in one transaction at the end;
+    # a seed cut short (Ctrl-C, SIGTERM) or failing deletes the files it put. Rows went in table by
+    # table as it went: an interrupted seed left a tenant row with no content, and images in the
+    # store, under an id it never printed.
+    put: list[tuple[str, str]] = []
+    try:
+        tenant_row = {"id": tenant_id, "username": username, "display_name": username.title(), "email": email,
+                      "created_at": now}
+        media_rows, keys = [], []
+        for i in range(images):
+            fmt, ext, mime = ("PNG", "png", "image/png") if i % 5 == 4 else ("JPEG", "jpg", "image/jpeg")
+            data = make_image(rng, *image_size, fmt=fmt)
+            filename = f"{rng.choice(WORDS)}-{i + 1}.{ext}"
+            key = f"{tenant_id}/media/{uuid.uuid4().hex[:8]}-{filename}"
+            put.append((images_bucket, key))
+            await store.put(images_bucket, key, data, mime)
+            keys.append(key)
+            media_rows.append({"id": f"med_{i + 1}_{tenant_id}", "tenant_id": tenant_id, "filename": filename,
+                               "original_name": filename, "r2_key": key, "url": f"https://cdn.example/{key}",
+                               "size": len(data), "mime_type": mime, "alt_text": _sentence(rng, 4),
+                               "uploaded_at": now - i * 3600})
+        post_rows = []
+        for i in range(posts):
+            title = _sentence(rng, 4)
+            body = "\n\n".join(_sentence(rng, 40) + "." for _ in range(6))
+            post_rows.append({
+                "id": f"post_{i + 1}_{tenant_id}", "tenant_id": tenant_id,
+                "slug": title.lower().replace(" ", "-"), "title": title,
+                "description": _sentence(rng, 10), "markdown_content": f"# {title}\n\n{body}\n",
+                "tags": json.dumps(rng.sample(WORDS, 3)), "status": "published" if i % 4 else "draft",
+                "featured_image": keys[i % len(keys)] if keys else None,
+                # edited a minute after it was written, and the newest edited as the seed runs: never after
+                "published_at": now - i * 86400 - 60 if i % 4 else None,
+                "created_at": now - i * 86400 - 60, "updated_at": now - i * 86400,
+            })
+        page_rows = [{"id": f"page_{i + 1}_{tenant_id}", "tenant_id": tenant_id, "slug": slug,
+                      "title": slug.title(), "description": _sentence(rng, 8),
+                      "markdown_content": f"# {slug.title()}\n\n{_sentence(rng, 60)}.\n", "type": "page",
+                      "display_order": i, "created_at": now - 40 * 86400, "updated_at": now}
+                     for i, slug in enumerate(["about", "contact", "now", "uses", "colophon"][:pages])]
+        amber_rows = []
+        for i in range(files):
+            category = ("uploads", "attachments", "documents")[i % 3]
+            data = (_sentence(rng, 200) + "\n").encode() if i % 2 else make_image(rng, 320, 240)
+            ext, mime = ("txt", "text/plain") if i % 2 else ("jpg", "image/jpeg")
+            filename = f"{category}-{i + 1}.{ext}"
+            key = f"{tenant_id}/{category}/{uuid.uuid4().hex[:8]}-{filename}"
+            put.append((amber_bucket, key))
+            await store.put(amber_bucket, key, data, mime)
+            amber_rows.append({"id": f"amb_{i + 1}_{tenant_id}", "tenant_id": tenant_id, "filename": filename,
+                               "original_name": filename, "r2_key": key, "size": len(data), "mime_type": mime,
+                               "category": category, "product": "amber", "uploaded_at": now - i * 60})
+        await db.insert_tables([("tenants", [tenant_row]), ("media", media_rows), ("posts", post_rows),
+                                ("pages", page_rows), ("amber_files", amber_rows)])
+    except BaseException:
+        for bucket, key in reversed(put):  # the one being put too: a put cut short may have landed
+            with contextlib.suppress(Exception):
+                await store.delete(bucket, key)
+        raise
     return SeedResult(tenant_id, username, email, posts, len(page_rows), images, files, keys)

@@ -635,9 +635,14 @@ def main(argv: list[str] | None = None) -> None:
     # process keeps its handlers
     previous: dict[int, Any] = stopped_like_ctrl_c() if args.command not in OWN_SIGNALS else {}
     args.on_interrupt = []  # undos of what the command put in place, for an interrupt however late it lands
+    stdout = sys.stdout
+    if args.command not in UNTIL_CTRL_C:  # a service's output is its log's, handled by logging
+        sys.stdout = _Output(stdout)  # type: ignore[assignment]
     try:
         try:
             args.func(args, settings)
+        except OutputFailed as e:  # before OSError below: it is the output, not NATS or the store
+            _output_failed(args, stdout, e)
         except KeyboardInterrupt:
             if args.command in UNTIL_CTRL_C:
                 return  # how a service in the foreground is stopped: it did what it was asked
@@ -682,6 +687,7 @@ def main(argv: list[str] | None = None) -> None:
                   file=sys.stderr)
             sys.exit(1)
     finally:
+        sys.stdout = stdout
         import signal
 
         try:
@@ -690,6 +696,56 @@ def main(argv: list[str] | None = None) -> None:
         except KeyboardInterrupt:  # landed as the command returned: it did not finish all the same
             if args.command not in UNTIL_CTRL_C:
                 interrupted(args)
+
+
+class OutputFailed(OSError):
+    """Writing the command's output failed (a full disk under `> FILE`, a terminal gone): said as that.
+    It was taken for a server's failure: `grove-export verify A.zip > /dev/full` said "NATS at … failed:
+    No space left on device"."""
+
+
+class _Output:
+    """``sys.stdout`` while a command runs: an OSError its writes meet is :class:`OutputFailed`
+    (a reader gone away, BrokenPipeError, stays as it is: main() ends quietly on it)."""
+
+    def __init__(self, inner: TextIO) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        try:
+            return self._inner.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputFailed(e.errno, e.strerror) from None
+
+    def flush(self) -> None:
+        try:
+            self._inner.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputFailed(e.errno, e.strerror) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _output_failed(args: argparse.Namespace, stdout: TextIO, e: OutputFailed) -> NoReturn:
+    """The output could not be written: what the command put in place is taken back (its report is
+    lost: `assemble`'s archive with its SHA-256 line), one line on stderr, exit 1."""
+    for undo in reversed(args.on_interrupt):
+        try:
+            undo()
+        except Exception:  # noqa: BLE001 - the line below says the command did not finish
+            pass
+    _to_devnull(stdout)  # what it still buffers would fail again at exit (exit 120)
+    try:
+        print(f"grove-export: could not write the output of {args.command}: {e.strerror or e}",
+              file=sys.stderr)
+    except OSError:
+        _to_devnull(sys.stderr)
+    sys.exit(1)
 
 
 def interrupted(args: argparse.Namespace) -> NoReturn:

@@ -161,3 +161,33 @@ def test_an_interrupt_after_the_command_returned_to_main_leaves_nothing_at_out(
     assert _assemble(data, out) == 130
     assert capsys.readouterr().err.endswith("grove-export: interrupted; assemble did not finish\n")
     _nothing_left(out)
+
+
+class Full(io.StringIO):
+    """stdout on a full disk (`> FILE`, `> /dev/full`): every write fails as the kernel fails it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fd = os.open(os.devnull, os.O_WRONLY)  # main() points it at /dev/null once it has failed
+
+    def write(self, s: str) -> int:
+        raise OSError(28, "No space left on device")
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+def test_a_success_line_that_cannot_be_written_is_said_as_that_and_leaves_nothing_at_out(
+        place: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Seen: `grove-export assemble … > /dev/full` (and `verify`, `exports`, `token`: every command's
+    output) said "NATS at nats://… failed: No space left on device" — the output's failure taken for
+    the server's — and assemble left the archive at FILE with exit 1, its SHA-256 line lost."""
+    data, out = place
+    full = Full()
+    monkeypatch.setattr("sys.stdout", full)
+    try:
+        assert _assemble(data, out) == 1
+    finally:
+        os.close(full.fd)
+    assert capsys.readouterr().err == "grove-export: could not write the output of assemble: No space left on device\n"
+    _nothing_left(out)  # failing, it writes nothing at FILE, as the README says of it

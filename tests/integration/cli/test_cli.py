@@ -398,3 +398,23 @@ def test_a_data_folder_that_is_a_file_is_refused_in_one_line_by_every_command(tm
     out = bare("seed", "--data", "/dev/null", cwd=tmp_path)
     assert (out.returncode, out.stderr) == (2, f"grove-export: --data /dev/null is a file, {tail}\n"), out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"] and notes.read_text() == "mine\n"
+
+
+def test_output_that_cannot_be_written_is_said_as_that_not_as_a_server_failure(tmp_path: Path) -> None:
+    """Seen: `grove-export token … > /dev/full` (no NATS involved) said "NATS at … failed: No space
+    left on device"."""
+    import os
+    import secrets
+
+    if not Path("/dev/full").exists():
+        import pytest
+
+        pytest.skip("no /dev/full here")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
+    env["GROVE_JWT_SECRET"] = secrets.token_urlsafe(48)
+    with open("/dev/full", "w") as full:
+        out = subprocess.run([sys.executable, "-m", "services.cli", "token", "--tenant", "t", "--user", "u", "--email",
+                              "a@b.co", "--username", "n"], cwd=tmp_path, env=env, stdout=full,
+                             stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert (out.returncode, out.stderr) == (
+        1, "grove-export: could not write the output of token: No space left on device\n"), out.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -28,7 +29,7 @@ from shared.bus.connect import connect, wait_for_nats
 from shared.objectstore.factory import open_store
 from shared.objectstore.port import ObjectStore
 from shared.runtime import secrets
-from shared.runtime.settings import Settings
+from shared.runtime.settings import Settings, SettingsProblem
 
 STATIC = Path(__file__).parent / "static"
 Ctx = Callable[[web.Application], AsyncIterator[None]]
@@ -62,7 +63,11 @@ def _store(given: ObjectStore | None) -> Ctx:
 
 
 async def _read_model(app: web.Application) -> AsyncIterator[None]:
-    model = await ReadModel.open(app[SETTINGS].read_model_db)
+    path = app[SETTINGS].read_model_db
+    try:
+        model = await ReadModel.open(path)
+    except sqlite3.Error as e:  # a folder, a place no file can be made, not an SQLite file: it was a traceback
+        raise SettingsProblem(f"GROVE_READ_MODEL_DB: the gateway cannot open its read model {path} ({e})") from None
     app[READ_MODEL] = model
     projector = Projector(app[BUS], model)
     projector.start()

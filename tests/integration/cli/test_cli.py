@@ -418,3 +418,18 @@ def test_output_that_cannot_be_written_is_said_as_that_not_as_a_server_failure(t
                              stderr=subprocess.PIPE, text=True, timeout=60, check=False)
     assert (out.returncode, out.stderr) == (
         1, "grove-export: could not write the output of token: No space left on device\n"), out.stderr
+
+
+def test_a_gateway_read_model_it_cannot_open_stops_it_in_one_line(values: dict[str, Any], tmp_path: Path) -> None:
+    """Seen: `run gateway` with GROVE_READ_MODEL_DB naming a folder (or a path under /proc) ended in a
+    sqlite3.OperationalError traceback."""
+    from services.devtools.stack.natsserver import free_port
+
+    assert cli(values, "setup", "--nats-only").returncode == 0
+    folder = tmp_path / "rm"
+    folder.mkdir()
+    out = cli({**values, "read_model_db": str(folder), "port": free_port()}, "run", "gateway", timeout=60)
+    lines = [line for line in out.stderr.splitlines() if line.startswith("grove-export:")]
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert lines == [f"grove-export: invalid settings: GROVE_READ_MODEL_DB: the gateway cannot open its read model "
+                     f"{folder} (unable to open database file)"], lines

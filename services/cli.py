@@ -400,13 +400,21 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
     sys.exit(run_demo(Path(args.data), args.port))
 
 
+def _archive_file(archive: str) -> None:
+    """ARCHIVE is a file that can be read (checked for ``verify`` and ``import``) or one line says what it is."""
+    path = Path(archive)
+    if path.is_dir():
+        raise CliError(f"{archive} is a folder, not an archive file")
+    if path.exists() and not path.is_file():  # /dev/null, a FIFO, `<(curl …)`: it said "no such file"
+        raise CliError(f"{archive} is not a regular file (a device, a pipe): save the archive to a file first")
+    if not path.is_file():
+        raise CliError(f"no such file: {archive}")
+
+
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> None:
     from services.archivetools.verify import verify_archive
 
-    if Path(args.archive).is_dir():
-        raise CliError(f"{args.archive} is a folder, not an archive file")
-    if not Path(args.archive).is_file():
-        raise CliError(f"no such file: {args.archive}")
+    _archive_file(args.archive)
     report = verify_archive(Path(args.archive), args.sha256)
     print(report.text())
     sys.exit(0 if report.ok else 1)
@@ -421,10 +429,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> None:
     from shared.core.printable import printable
     from shared.objectstore.factory import open_store
 
-    if Path(args.archive).is_dir():
-        raise CliError(f"{args.archive} is a folder, not an archive file")
-    if not Path(args.archive).is_file():
-        raise CliError(f"no such file: {args.archive}")
+    _archive_file(args.archive)
     if not re.fullmatch(ID_PATTERN, args.tenant):
         raise CliError(f"--tenant must match {ID_PATTERN}")
     from shared.content.factory import sqlite_path

@@ -433,3 +433,20 @@ def test_a_gateway_read_model_it_cannot_open_stops_it_in_one_line(values: dict[s
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert lines == [f"grove-export: invalid settings: GROVE_READ_MODEL_DB: the gateway cannot open its read model "
                      f"{folder} (unable to open database file)"], lines
+
+
+def test_an_archive_that_is_a_device_or_a_pipe_is_named_as_such_not_as_missing(tmp_path: Path) -> None:
+    """Seen: `verify /dev/null`, `import /dev/null`, `verify <(curl …)` and a FIFO said "no such file:
+    /dev/null" — it is there; it is no file an archive can be read from."""
+    import os
+
+    fifo = tmp_path / "pipe.zip"
+    os.mkfifo(fifo)
+    for archive in ("/dev/null", str(fifo)):
+        for args in (["verify", archive], ["import", archive, "--tenant", "t1", "--data", str(tmp_path / "d")]):
+            out = bare(*args, cwd=tmp_path)
+            assert (out.returncode, out.stderr) == (
+                2, f"grove-export: {archive} is not a regular file (a device, a pipe): save the archive to a file "
+                   f"first\n"), (args, out.stderr)
+    out = bare("verify", str(tmp_path / "gone.zip"), cwd=tmp_path)
+    assert (out.returncode, out.stderr) == (2, f"grove-export: no such file: {tmp_path / 'gone.zip'}\n"), out.stderr

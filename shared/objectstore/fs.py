@@ -66,6 +66,8 @@ _STAGED_PART = ".staged"  # beside it, per part: "<etag> <size>"
 ALIGN = 4096  # O_DIRECT: offsets, lengths and buffer addresses in multiples of this
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 _ABORTING = ".aborting"  # under .uploads/: folders of aborted uploads, taken out of sight to be deleted
+_CREATING = ".creating"  # under .uploads/: an upload's folder while its create writes meta.json
+STALE_CREATE_S = 3600.0  # a folder left there this long is a killed create's: the next abort deletes it
 
 
 KEY_BYTES = 1024  # S3's longest key (UTF-8); a path of more could also pass the system's 4,096 below the root
@@ -345,11 +347,18 @@ class FilesystemStore:
             meta["part_size"] = part_size  # parts go into one file at their offsets
 
         def create() -> None:
-            d.mkdir(parents=True)
+            # Made out of sight, then renamed into place with its meta.json: a create killed before the
+            # rename left a folder with no meta.json among the uploads, no upload to anyone (its id was
+            # never handed out, so nothing could abort it) and never removed. Now such a folder is in
+            # .uploads/.creating/, which the next abort empties of folders older than STALE_CREATE_S.
+            staging = self.root / ".uploads" / _CREATING / f"{bucket}-{upload_id}"
+            staging.mkdir(parents=True)
             try:  # whole or not at all: a write cut short leaves no meta.json, never half of one
-                _write_whole(d / "meta.json", json.dumps(meta).encode())
+                _write_whole(staging / "meta.json", json.dumps(meta).encode())
+                d.parent.mkdir(parents=True, exist_ok=True)
+                staging.rename(d)
             except BaseException:
-                shutil.rmtree(d, ignore_errors=True)  # a full disk: no folder left without its meta.json
+                shutil.rmtree(staging, ignore_errors=True)  # a full disk: no folder left without its meta.json
                 raise
 
         await asyncio.to_thread(create)
@@ -463,6 +472,7 @@ class FilesystemStore:
                 return  # already gone
             finally:
                 _empty_trash(trash.parent)  # this one, and any an abort killed before deleting it left
+                _sweep_stale_creates(self.root / ".uploads" / _CREATING)
 
         await asyncio.to_thread(abort)
 
@@ -541,6 +551,23 @@ def _empty_trash(aborting: Path) -> None:
         return
     for folder in leftovers:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _sweep_stale_creates(creating: Path, older_than_s: float = STALE_CREATE_S) -> None:
+    """Delete the folders in ``.uploads/.creating/`` left longer than ``older_than_s`` (by their time
+    of last change): a create takes well under a second there, so one that old was killed. A create
+    under way is younger and left alone."""
+    try:
+        leftovers = list(creating.iterdir())
+    except FileNotFoundError:
+        return
+    cutoff = time.time() - older_than_s
+    for folder in leftovers:
+        try:
+            if folder.lstat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+        except FileNotFoundError:
+            continue
 
 
 _FOLDER_TRIES = 20

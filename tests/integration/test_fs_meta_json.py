@@ -62,15 +62,19 @@ async def test_a_process_killed_while_writing_meta_json_leaves_no_half_written_u
     uid, parts = await _healthy(store)
     child = _create_cut_short(tmp_path, "kill")
     assert child.returncode == -signal.SIGXFSZ, (child.returncode, child.stderr)  # killed mid-write
-    cut = [d for d in _folders(tmp_path) if d.name != uid]
-    assert len(cut) == 1, cut  # the killed create's folder: it was never handed out as an upload
-    meta = cut[0] / "meta.json"
+    # Seen: the killed create left a folder with no meta.json among the uploads — no upload to anyone,
+    # its id never handed out, so nothing could abort it, and no run of the janitor ever removed it.
+    assert _folders(tmp_path) == [tmp_path / ".uploads" / "b" / uid]
+    [cut] = list((tmp_path / ".uploads" / ".creating").iterdir())  # out of sight, where it was being made
+    meta = cut / "meta.json"
     if meta.exists():  # whole, or not there at all
         json.loads(meta.read_text())
     assert [u.upload_id for u in await store.list_uploads("b", "out/")] == [uid]
-    with pytest.raises(NoSuchUpload):
-        await store.list_parts("b", "out/cut.zip", cut[0].name)
-    await store.abort_multipart("b", "out/cut.zip", cut[0].name)  # gone with whatever it held
+    await store.abort_multipart("b", "out/other.zip", "0" * 32)  # any abort: a young one may be a create under way
+    assert cut.exists()
+    os.utime(cut, (cut.stat().st_atime - 7200, cut.stat().st_mtime - 7200))  # two hours on
+    await store.abort_multipart("b", "out/other.zip", "0" * 32)
+    assert not cut.exists() and list((tmp_path / ".uploads" / ".creating").iterdir()) == []
     assert _folders(tmp_path) == [tmp_path / ".uploads" / "b" / uid]
     assert await store.list_parts("b", KEY, uid) != []  # the other upload is as it was, and completes
     await store.complete_multipart("b", KEY, uid, parts)
@@ -119,7 +123,8 @@ async def test_meta_json_is_written_beside_and_renamed_into_place(tmp_path: Path
     monkeypatch.setattr(os, "replace", replace)
     uid = await FilesystemStore(tmp_path).create_multipart("b", KEY, None, STRIDE)
     folder = tmp_path / ".uploads" / "b" / uid
-    [rename] = [r for r in seen if r.endswith(f"{folder}/meta.json")]
-    assert Path(rename.split(" -> ")[0]).parent == folder
+    staging = tmp_path / ".uploads" / ".creating" / f"b-{uid}"  # then renamed to ``folder``, meta.json and all
+    [rename] = [r for r in seen if r.endswith(f"{staging}/meta.json")]
+    assert Path(rename.split(" -> ")[0]).parent == staging
     assert json.loads((folder / "meta.json").read_text())["key"] == KEY
     assert sorted(p.name for p in folder.iterdir()) == ["meta.json"]  # no temp file left

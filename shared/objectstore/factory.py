@@ -44,8 +44,9 @@ def check_fs_store(settings: Settings, consequence: str) -> None:
     if settings.store != "fs":
         return
     root = settings.store_root.resolve()
-    if not root.is_dir():
-        raise StoreNotThere(f"the filesystem store {root} does not exist (GROVE_STORE_ROOT; for a local stack, run "
+    if not root.is_dir():  # a file there is no store either: it said "does not exist" of it
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise StoreNotThere(f"the filesystem store {root} {what} (GROVE_STORE_ROOT; for a local stack, run "
                             f"in its folder or pass --data DIR): {consequence}")
     if not (root / settings.buckets.exports).is_dir():
         raise StoreNotThere(f"the filesystem store {root} has no {settings.buckets.exports}/ bucket folder "

@@ -450,3 +450,15 @@ def test_an_archive_that_is_a_device_or_a_pipe_is_named_as_such_not_as_missing(t
                    f"first\n"), (args, out.stderr)
     out = bare("verify", str(tmp_path / "gone.zip"), cwd=tmp_path)
     assert (out.returncode, out.stderr) == (2, f"grove-export: no such file: {tmp_path / 'gone.zip'}\n"), out.stderr
+
+
+def test_a_store_root_that_is_a_file_is_named_as_a_file(tmp_path: Path) -> None:
+    """Seen: `GROVE_STORE_ROOT=FILE grove-export janitor` (and assemble) said "the filesystem store FILE
+    does not exist" of a file that is there."""
+    root = tmp_path / "store"
+    root.write_text("not a store")
+    out = bare("assemble", "--snapshot", "k", "--out", str(tmp_path / "a.zip"), "--data", str(tmp_path / "d"),
+               cwd=tmp_path, GROVE_STORE_ROOT=str(root))
+    assert (out.returncode, out.stderr) == (
+        1, f"grove-export: the filesystem store {root} is a file, not a folder (GROVE_STORE_ROOT; for a local "
+           f"stack, run in its folder or pass --data DIR): nothing was assembled\n"), out.stderr

@@ -430,8 +430,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> None:
     from shared.objectstore.factory import open_store
 
     _archive_file(args.archive)
-    if not re.fullmatch(ID_PATTERN, args.tenant):
-        raise CliError(f"--tenant must match {ID_PATTERN}")
+    if not re.fullmatch(ID_PATTERN, args.tenant):  # as every other command says it, with what was given
+        raise CliError(f"--tenant must match [A-Za-z0-9_-]{{1,64}}, not {args.tenant!r}")
     from shared.content.factory import sqlite_path
 
     db = sqlite_path(settings.content_dsn.get_secret_value())

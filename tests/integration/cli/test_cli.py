@@ -462,3 +462,15 @@ def test_a_store_root_that_is_a_file_is_named_as_a_file(tmp_path: Path) -> None:
     assert (out.returncode, out.stderr) == (
         1, f"grove-export: the filesystem store {root} is a file, not a folder (GROVE_STORE_ROOT; for a local "
            f"stack, run in its folder or pass --data DIR): nothing was assembled\n"), out.stderr
+
+
+def test_import_names_the_tenant_id_it_refuses_as_every_other_command_does(tmp_path: Path) -> None:
+    """Seen: `import A.zip --tenant 'bad id'` said "--tenant must match ^[A-Za-z0-9_-]{1,64}$" (a regular
+    expression's anchors, and not what was given); `exports --tenant` says "must match
+    [A-Za-z0-9_-]{1,64}, not 'bad id'"."""
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(b"PK")
+    for tenant in ("bad id", "", "a" * 65):
+        out = bare("import", str(archive), "--tenant", tenant, "--data", str(tmp_path / "d"), cwd=tmp_path)
+        assert (out.returncode, out.stderr) == (
+            2, f"grove-export: --tenant must match [A-Za-z0-9_-]{{1,64}}, not {tenant!r}\n"), out.stderr

@@ -687,6 +687,13 @@ def main(argv: list[str] | None = None) -> None:
                 raise
             from shared.core.printable import printable
 
+            data = getattr(args, "data", None)
+            if isinstance(e, OSError) and e.filename is not None and data is not None and \
+                    os.path.abspath(os.fsdecode(e.filename)) == os.path.abspath(data):
+                # making the data folder failed: "No such file or directory: /proc/x" read as "pass one that exists"
+                print(printable(f"grove-export: cannot make the data folder {data} (--data): {e.strerror or e}"),
+                      file=sys.stderr)
+                sys.exit(1)
             # an OSError's file name can be an object key an archive chose (import): escaped, as a member name is
             print(printable(f"grove-export: {_hint(e, settings, _nats_where(settings, args), getattr(args, 'service', None))}"),
                   file=sys.stderr)

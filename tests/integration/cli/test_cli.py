@@ -474,3 +474,17 @@ def test_import_names_the_tenant_id_it_refuses_as_every_other_command_does(tmp_p
         out = bare("import", str(archive), "--tenant", tenant, "--data", str(tmp_path / "d"), cwd=tmp_path)
         assert (out.returncode, out.stderr) == (
             2, f"grove-export: --tenant must match [A-Za-z0-9_-]{{1,64}}, not {tenant!r}\n"), out.stderr
+
+
+def test_a_data_folder_that_cannot_be_made_is_said_as_that(tmp_path: Path) -> None:
+    """Seen: `serve --data /proc/x` (and demo, seed) said "No such file or directory: /proc/x", as if it
+    were asked to use a folder that is not there; it was asked to make one where none can be made."""
+    import pytest
+
+    if not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here: no folder where, even as root, none can be made")
+    for args in (["seed"], ["serve", "--port", "1"], ["demo", "--port", "1"]):
+        out = bare(*args, "--data", "/proc/grove-export-test", cwd=tmp_path, timeout=60)
+        assert (out.returncode, out.stderr) == (
+            1, "grove-export: cannot make the data folder /proc/grove-export-test (--data): No such file or "
+               "directory\n"), (args, out.stderr)

@@ -156,15 +156,17 @@ async def _tenant_known(settings: Settings, tenant: str, guessed: bool = False) 
     path = sqlite_path(settings.content_dsn.get_secret_value())
     where = str(path) if path is not None else "(PostgreSQL)"  # never the DSN: it may hold a password
     if path is not None and not path.is_file():
-        return None if guessed else f"there is no content database at {path}"
+        return None if guessed else (f"there is no content database at {path}; its exports will be empty (a typo? "
+                                     f"`grove-export seed` prints a tenant id)")
     content = content_source(settings)
     try:
         row = await content.tenant(tenant)
-    except ContentError as e:
-        return f"the content database {where} could not be read ({e})"
+    except ContentError as e:  # its own words name the database; the export's catalog would fail on it
+        return f"{e}; exports of tenant {tenant!r} fail while it cannot be read"
     finally:
         await content.close()
-    return None if row else f"the content database {where} has no tenant {tenant!r}"
+    return None if row else (f"the content database {where} has no tenant {tenant!r}; its exports will be empty "
+                             f"(a typo? `grove-export seed` prints a tenant id)")
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
@@ -195,8 +197,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
         found is not None and found.source is None and "GROVE_CONTENT_DSN" in found.env)
     unknown = asyncio.run(_tenant_known(settings, args.tenant, guessed))
     if unknown:
-        print(f"grove-export: warning: {unknown}; its exports will be empty (a typo? "
-              f"`grove-export seed` prints a tenant id)", file=sys.stderr)
+        print(f"grove-export: warning: {unknown}", file=sys.stderr)
     print(token)
 
 

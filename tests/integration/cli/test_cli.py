@@ -488,3 +488,21 @@ def test_a_data_folder_that_cannot_be_made_is_said_as_that(tmp_path: Path) -> No
         assert (out.returncode, out.stderr) == (
             1, "grove-export: cannot make the data folder /proc/grove-export-test (--data): No such file or "
                "directory\n"), (args, out.stderr)
+
+
+def test_token_with_an_unreadable_content_database_warns_that_exports_fail_not_that_they_are_empty(
+        tmp_path: Path) -> None:
+    """Seen: with <data>/content.db not a database, `token` warned "the content database X could not be
+    read (the content database X cannot be read: file is not a database); its exports will be empty (a
+    typo? …)" — the path twice, and a wrong forecast: such an export fails ("The content database could
+    not be read"), and no tenant id was mistyped."""
+    import secrets
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "content.db").write_text("not a database\n")
+    out = bare("token", "--tenant", "t1", "--user", "u", "--email", "a@b.co", "--username", "n", "--data",
+               str(tmp_path / "d"), cwd=tmp_path, GROVE_JWT_SECRET=secrets.token_urlsafe(48))
+    assert out.returncode == 0 and out.stdout.count(".") == 2, out  # still minted: the content may live elsewhere
+    assert out.stderr == (f"grove-export: warning: the content database {tmp_path / 'd' / 'content.db'} cannot be "
+                          f"read: file is not a database; exports of tenant 't1' fail while it cannot be read\n"), \
+        out.stderr

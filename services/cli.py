@@ -750,7 +750,7 @@ def _output_failed(args: argparse.Namespace, stdout: TextIO, e: OutputFailed) ->
     for undo in reversed(args.on_interrupt):
         try:
             undo()
-        except Exception:  # noqa: BLE001 - the line below says the command did not finish
+        except Exception:  # noqa: BLE001 - the failed output is the one line said; exit 1 says it failed
             pass
     _to_devnull(stdout)  # what it still buffers would fail again at exit (exit 120)
     try:

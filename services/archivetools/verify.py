@@ -566,8 +566,14 @@ class _Texts:
                 self.problems.append(f"{name}: links to {target}, which is not in the archive")
 
     def finish(self, report: Report) -> None:
-        """The problems found, then every file index.json says is in the archive and is not, and the counts."""
+        """The problems found, then every post, page and file index.json says is in the archive and is
+        not, and the counts."""
         report.problems += self.problems
+        for section in TEXT_COLUMNS:  # import restores each from its file and refuses one that is not there
+            for n, entry in enumerate(self.index.get(section, []) if self.index is not None else []):
+                if entry.get("path") not in self.names:
+                    report.problems.append(f"{INDEX_PATH}: {section}[{n}].path {entry.get('path')!r} is not in "
+                                           "the archive")
         for section in ("media", "files"):
             for entry in self.index.get(section, []) if self.index is not None else []:
                 if entry.get("in_archive") and entry.get("path") not in self.names and \

@@ -130,7 +130,8 @@ BAD_ROWS: dict[str, tuple[dict[str, Any], str]] = {
                               f"{POST}: front matter: created_at 'yesterday' is not an ISO 8601 time"),
     "title not text": ({"post": post_meta(title=5)}, f"{POST}: front matter: title is not a string"),
     "post file not in the archive": ({"edit_index": lambda i: i["posts"][0].update(path="posts/nope.md")},
-                                     "index.json: posts[0].path 'posts/nope.md' is not in the archive"),
+                                     "the archive does not verify: index.json: posts[0].path 'posts/nope.md' is "
+                                     "not in the archive"),  # verify says it as import does
     "post without id": ({"edit_index": lambda i: i["posts"][0].pop("id")}, "index.json: posts[0].id is missing"),
     "media size not a number": ({"edit_index": lambda i: i["media"][0].update(size="big")},
                                 "index.json: media[0].size is not an integer"),

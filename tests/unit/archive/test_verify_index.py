@@ -1,0 +1,107 @@
+"""`grove-export verify` holds the archive to index.json, its own account of every row it holds, as
+`grove-export import` does: a post or page index.json lists and the archive does not hold is a
+problem (import restores each from its file, and refused such an archive that verify passed).
+Both name it in the same line, and exit non-zero."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from services.archivetools.verify import verify_archive
+from services.catalog.render import plan_blog
+from shared.content.factory import sqlite_dsn
+from shared.core.snapshot import SnapshotMember
+from tests.support.archives import encode_plan
+
+CDN = "https://cdn.example/t1/media"
+IMG = b"\xff\xd8" + b"x" * 100
+
+
+def exported(tmp_path: Path) -> Path:
+    """The archive the pipeline makes of two posts, a page and an image (linked from the first post)."""
+    posts = [{"id": f"p{i}", "slug": slug, "title": slug.title(), "markdown_content": f"![c]({CDN}/cat.jpg)\n",
+              "status": "published", "created_at": 1, "published_at": 2, "tags": json.dumps(["a"])}
+             for i, slug in enumerate(("hello", "two"))]
+    pages = [{"id": "g1", "slug": "about", "title": "About", "markdown_content": "me", "created_at": 1}]
+    media = [{"id": "m1", "filename": "cat.jpg", "r2_key": "t1/media/cat.jpg", "url": f"{CDN}/cat.jpg",
+              "size": len(IMG), "mime_type": "image/jpeg", "uploaded_at": 1}]
+    plan = plan_blog(posts, pages, media, True, "img", heads={("img", "t1/media/cat.jpg"): (len(IMG), "e")})
+
+    def open_source(m: SnapshotMember) -> Iterator[bytes]:
+        return iter([plan.spool.read(m.start, m.size)]) if m.key == "texts" else iter([IMG])
+
+    path = encode_plan(plan, tmp_path / "a.zip", open_source)
+    plan.close()
+    return path
+
+
+def repack(src: Path, dst: Path, drop: tuple[str, ...] = (), add: dict[str, bytes] | None = None) -> Path:
+    """``src`` without the members ``drop`` and with ``add``, manifest.json listing exactly what it holds
+    with their right SHA-256: every checksum agrees, as an archive edited with care would."""
+    with zipfile.ZipFile(src) as zf:
+        data = {n: zf.read(n) for n in zf.namelist() if n not in drop}
+    data.update(add or {})
+    manifest = json.loads(data["manifest.json"])
+    manifest["members"] = [{"path": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+                           for n, b in data.items() if n not in ("manifest.json", "errors.json")]
+    data["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zf:
+        for n, b in data.items():
+            zf.writestr(n, b)
+    return dst
+
+
+def index_of(path: Path) -> dict[str, Any]:
+    with zipfile.ZipFile(path) as zf:
+        return dict(json.loads(zf.read("index.json")))
+
+
+def grove(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``grove-export ARGS`` as a person runs it, on a filesystem store and SQLite under ``tmp_path``."""
+    env = {**os.environ, "GROVE_STORE": "fs", "GROVE_STORE_ROOT": str(tmp_path / "store"),
+           "GROVE_CONTENT_DSN": sqlite_dsn(tmp_path / "content.db")}
+    data = ["--data", str(tmp_path)] if args[0] == "import" else []
+    return subprocess.run([sys.executable, "-m", "services.cli", *data, *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def stored_files(tmp_path: Path) -> list[Path]:
+    return [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+
+
+def test_the_export_verifies_and_imports(tmp_path: Path) -> None:
+    path = exported(tmp_path)
+    assert verify_archive(path).ok, verify_archive(path).text()
+    out = grove(tmp_path, "import", str(path), "--tenant", "t2")
+    assert out.returncode == 0 and "restored 1 media, 2 posts, 1 pages" in out.stdout, out.stdout + out.stderr
+
+
+def test_a_post_index_json_lists_and_the_archive_does_not_hold_fails_verify_as_import(tmp_path: Path) -> None:
+    """posts/two.md taken out of the archive and out of manifest.json: every checksum agrees, so verify
+    said "archive OK", while import refused the same archive (index.json names the post's file)."""
+    path = repack(exported(tmp_path), tmp_path / "gone.zip", drop=("posts/two.md",))
+    line = "index.json: posts[1].path 'posts/two.md' is not in the archive"
+    report = verify_archive(path)
+    assert report.problems == [line], report.text()
+    checked = grove(tmp_path, "verify", str(path))
+    assert checked.returncode == 1 and f"PROBLEM: {line}" in checked.stdout.splitlines(), checked.stdout
+    refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
+    assert (refused.returncode, refused.stdout) == (2, ""), refused.stdout + refused.stderr
+    assert refused.stderr == f"grove-export: import refused: the archive does not verify: {line}\n", refused.stderr
+    assert not stored_files(tmp_path)
+
+
+def test_a_page_index_json_lists_and_the_archive_does_not_hold_is_a_problem(tmp_path: Path) -> None:
+    index = index_of(exported(tmp_path))
+    index["pages"][0]["path"] = None  # a null path: no file at all
+    path = repack(exported(tmp_path), tmp_path / "page.zip", drop=("pages/about.md",),
+                  add={"index.json": json.dumps(index).encode()})
+    assert verify_archive(path).problems == ["index.json: pages[0].path None is not in the archive"]

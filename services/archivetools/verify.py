@@ -54,7 +54,16 @@ from services.archivetools.documents import (
     text_columns,
 )
 from shared.archive.frontmatter import parse_markdown
-from shared.archive.layout import ERRORS_PATH, GENERATED_PATHS, INDEX_PATH, MANIFEST_PATH, is_media, is_text_page
+from shared.archive.layout import (
+    ERRORS_PATH,
+    FEED_PATH,
+    GENERATED_PATHS,
+    INDEX_PATH,
+    MANIFEST_PATH,
+    README_PATH,
+    is_media,
+    is_text_page,
+)
 from shared.archive.mdlinks import find_links
 from shared.archive.names import is_safe_path, same_file_key
 from shared.core.printable import printable
@@ -97,6 +106,8 @@ ENCRYPTED, PATCHED_DATA, STRONG_ENCRYPTION = 0x1, 0x20, 0x40  # general purpose 
 UNSAFE_MODE = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWGRP | stat.S_IWOTH
 DOS_DIRECTORY = 0x10  # FILE_ATTRIBUTE_DIRECTORY in the low byte of a member's external attributes
 UTF8_NAME = 0x800  # bit 11: the name is UTF-8 (an export sets it on every member)
+# The members an export makes besides the posts, pages, images and files index.json lists
+OWN_DOCUMENTS = (README_PATH, INDEX_PATH, FEED_PATH, *GENERATED_PATHS)
 READ_AS = ENCRYPTED | 0x8 | PATCHED_DATA | STRONG_ENCRYPTION  # the flags that change how the data is read
 
 
@@ -350,7 +361,7 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     documents = Report()  # their problems, said after the members' as before
     errors = _document(kept, ERRORS_PATH, Errors, documents, names)
     index = _document(kept, INDEX_PATH, Index, documents, names, required=False)
-    texts = _Texts(index, set(names), {e["path"] for e in errors or [] if isinstance(e.get("path"), str)})
+    texts = _Texts(index, names, {e["path"] for e in errors or [] if isinstance(e.get("path"), str)})
     for info in zf.infolist():
         name = info.filename
         kind = stat.S_IFMT(info.external_attr >> 16)  # whatever system it says made it: some reader honours it
@@ -537,8 +548,8 @@ class _Texts:
     values than index.json, the archive's own account of its rows, says. The front matter is parsed
     once, for both checks."""
 
-    def __init__(self, index: Any, names: set[str], left_out: set[str]) -> None:
-        self.index, self.names, self.left_out = index, names, left_out
+    def __init__(self, index: Any, names: list[str], left_out: set[str]) -> None:
+        self.index, self.order, self.names, self.left_out = index, names, set(names), left_out
         self.made = None if index is None else {e.get("path") for e in index.get("media", []) if e.get("path")}
         self.entries = {} if index is None else {e.get("path"): (section, e) for section in TEXT_COLUMNS
                                                  for e in index.get(section, [])}
@@ -574,6 +585,14 @@ class _Texts:
                 if entry.get("path") not in self.names:
                     report.problems.append(f"{INDEX_PATH}: {section}[{n}].path {entry.get('path')!r} is not in "
                                            "the archive")
+        if self.index is not None:  # and every member is one it lists, or one of the archive's own documents
+            listed = {e.get("path") for section in TEXT_COLUMNS for e in self.index.get(section, [])} | \
+                {e.get("path") for section in ("media", "files") for e in self.index.get(section, []) if e.get("in_archive")}
+            for name in dict.fromkeys(self.order):
+                if name not in listed and name not in OWN_DOCUMENTS:
+                    report.problems.append(f"{name}: in the archive but not listed in index.json (an export lists "
+                                           "every post, page, image and file it holds there; import would not "
+                                           "restore it)")
         for section in ("media", "files"):
             for entry in self.index.get(section, []) if self.index is not None else []:
                 if entry.get("in_archive") and entry.get("path") not in self.names and \

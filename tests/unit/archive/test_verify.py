@@ -516,8 +516,9 @@ def test_a_member_the_manifest_does_not_list_is_named(tmp_path: Path) -> None:
 
 
 def test_a_file_index_json_places_in_the_archive_but_is_not_there_is_named(tmp_path: Path) -> None:
-    index = {"media": [{"path": "media/b.jpg", "in_archive": True}, {"path": "media/gone.jpg", "in_archive": True},
-                       {"path": "media/left-out.jpg", "in_archive": False}]}
+    index = {"posts": [{"path": "posts/a.md"}],  # every member listed: one it does not list is a problem too
+             "media": [{"path": "media/b.jpg", "in_archive": True}, {"path": "media/gone.jpg", "in_archive": True},
+                       {"path": "media/left-out.jpg", "in_archive": False}, {"path": "media/c d.jpg", "in_archive": True}]}
     path = rewrite(write(tmp_path, sources()), tmp_path / "index.zip", extra={"index.json": json.dumps(index).encode()})
     report = verify_archive(path)
     assert report.problems == ["media/gone.jpg: index.json says it is in the archive; it is not"], report.problems

@@ -1,7 +1,10 @@
 """`grove-export verify` holds the archive to index.json, its own account of every row it holds, as
 `grove-export import` does: a post or page index.json lists and the archive does not hold is a
 problem (import restores each from its file, and refused such an archive that verify passed).
-Both name it in the same line, and exit non-zero."""
+Both name it in the same line, and exit non-zero. And every member is one index.json lists, or one
+of the archive's own documents: a post, image or file added to the archive (and to manifest.json)
+verified OK and import restored the archive without it, without a word — the archive was altered.
+Both refuse it now."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from services.archivetools.verify import verify_archive
 from services.catalog.render import plan_blog
@@ -105,3 +110,36 @@ def test_a_page_index_json_lists_and_the_archive_does_not_hold_is_a_problem(tmp_
     path = repack(exported(tmp_path), tmp_path / "page.zip", drop=("pages/about.md",),
                   add={"index.json": json.dumps(index).encode()})
     assert verify_archive(path).problems == ["index.json: pages[0].path None is not in the archive"]
+
+
+ADDED = {"posts/extra.md": b"---\ntitle: Extra\nslug: extra\nstatus: published\ncreated_at: '2026-01-01T00:00:00Z'\n---\nx\n",
+         "pages/extra.md": b"---\ntitle: Extra\nslug: extra\ncreated_at: '2026-01-01T00:00:00Z'\n---\nx\n",
+         "media/extra.jpg": IMG, "files/docs/extra.pdf": b"%PDF-", "notes.txt": b"hi\n"}
+
+
+@pytest.mark.parametrize("name", ADDED)
+def test_a_member_index_json_does_not_list_fails_verify_and_import(tmp_path: Path, name: str) -> None:
+    """Added with its right checksum in manifest.json: verify said "archive OK", and import restored the
+    archive without it (it reads the rows from index.json), saying nothing."""
+    path = repack(exported(tmp_path), tmp_path / "added.zip", add={name: ADDED[name]})
+    line = (f"{name}: in the archive but not listed in index.json (an export lists every post, page, image and "
+            "file it holds there; import would not restore it)")
+    assert verify_archive(path).problems == [line], verify_archive(path).text()
+    refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
+    assert (refused.returncode, refused.stdout) == (2, ""), refused.stdout + refused.stderr
+    assert refused.stderr == f"grove-export: import refused: the archive does not verify: {line}\n", refused.stderr
+    assert not stored_files(tmp_path)
+
+
+def test_an_image_index_json_says_is_not_in_the_archive_is_not_listed_by_its_path(tmp_path: Path) -> None:
+    """An entry with ``in_archive: false`` lists no member: import restores no file for it."""
+    index = index_of(exported(tmp_path))
+    index["media"][0]["in_archive"] = False
+    path = repack(exported(tmp_path), tmp_path / "unlisted.zip", add={"index.json": json.dumps(index).encode()})
+    assert "media/cat.jpg: in the archive but not listed in index.json" in verify_archive(path).text()
+
+
+def test_an_archive_without_index_json_is_checked_against_manifest_json_alone(tmp_path: Path) -> None:
+    """An archive made before index.json existed lists its members in manifest.json only."""
+    path = repack(exported(tmp_path), tmp_path / "old.zip", drop=("index.json",), add={"notes.txt": b"hi\n"})
+    assert verify_archive(path).ok, verify_archive(path).text()

@@ -20,6 +20,8 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
+from shared.archive.frontmatter import OPEN, parse_markdown
+
 JSON_LIMIT = 64 * 1024 * 1024
 TEXT_LIMIT = 64 * 1024 * 1024
 CHUNK = 1024 * 1024
@@ -53,6 +55,21 @@ def parse_json(raw: bytes, name: str) -> Any:
         raise DocumentError(f"{name}: nested too deep to read") from None
     except ValueError:
         raise DocumentError(f"{name}: not valid JSON") from None
+
+
+def read_text_page(raw: bytes, name: str) -> tuple[dict[str, Any], str]:
+    """A post's or page's front matter and body, as import reads them (and verify, for a post or page
+    index.json lists); DocumentError in one line naming it when it is not UTF-8 (an export writes
+    nothing else), has no front matter, or one that is not closed, not YAML (a tag such as
+    ``!!python/object``, a syntax error) or not a mapping. Verify read such a file as text and passed
+    the archive, which import then refused."""
+    try:
+        text = raw.decode()
+        if not text.startswith(OPEN):
+            raise ValueError("it has no front matter")
+        return parse_markdown(text)
+    except ValueError as e:
+        raise DocumentError(f"{name}: not a post or page ({e})") from None
 
 
 def where(loc: tuple[int | str, ...]) -> str:

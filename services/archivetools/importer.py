@@ -33,10 +33,10 @@ from services.archivetools.documents import (
     number_column,
     parse_json,
     read_limited,
+    read_text_page,
     text_columns,
     time_column,
 )
-from shared.archive.frontmatter import parse_markdown
 from shared.archive.layout import ERRORS_PATH, INDEX_PATH, MANIFEST_PATH
 from shared.archive.ownmedia import MediaRef, OwnMedia, import_body
 from shared.content.port import ClaimHeld, ContentSource, Row
@@ -211,13 +211,11 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
 def _text_row(section: str, entry: dict[str, Any], zf: zipfile.ZipFile, rk: Rekey, target: str,
               url_for: Any, featured: Any) -> Row:
     path = entry["path"]
-    try:
-        meta, body = parse_markdown(read_limited(zf, path, TEXT_LIMIT).decode())
+    try:  # not UTF-8, or no front matter it can read: verify has refused it already, in the same line
+        meta, body = read_text_page(read_limited(zf, path, TEXT_LIMIT), path)
         check(PostMeta if section == "posts" else PageMeta, meta, f"{path}: front matter")
     except DocumentError as e:
         raise ImportRefused(str(e)) from None
-    except ValueError as e:  # not UTF-8, or no front matter
-        raise ImportRefused(f"{path}: not a post or page ({e})") from None
     body = import_body(body, entry["path"], entry.get("media_links", []), url_for)
     columns = text_columns(section, meta)  # verify held them to index.json's
     row: Row = {"id": rk.id(entry["id"]), "tenant_id": target, **columns, "markdown_content": body}

@@ -51,6 +51,7 @@ from services.archivetools.documents import (
     check,
     declared_columns,
     parse_json,
+    read_text_page,
     text_columns,
 )
 from shared.archive.frontmatter import parse_markdown
@@ -557,12 +558,17 @@ class _Texts:
         self.checked = self.theirs = self.listed = 0
 
     def check(self, name: str, raw: bytes) -> None:
-        text = raw.decode("utf-8", "replace")
+        listed_as = self.entries.get(name)
         try:
-            meta, body = parse_markdown(text)
-            listed_as = self.entries.get(name)
-        except ValueError:  # not front matter: import refuses it in one line naming it, if it is listed
-            (meta, body), listed_as = ({}, text), None
+            meta, body = read_text_page(raw, name)
+        except DocumentError as e:  # import refuses it in this line: so does verify, if index.json lists it
+            if listed_as is not None:
+                self.problems.append(str(e))
+            text, listed_as = raw.decode("utf-8", "replace"), None  # its links are checked all the same
+            try:
+                meta, body = parse_markdown(text)
+            except ValueError:
+                meta, body = {}, text
         if listed_as is not None and (problem := _disagreement(name, *listed_as, meta)):
             self.problems.append(problem)
         for target in _media_targets(name, meta, body):

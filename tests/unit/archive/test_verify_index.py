@@ -143,3 +143,38 @@ def test_an_archive_without_index_json_is_checked_against_manifest_json_alone(tm
     """An archive made before index.json existed lists its members in manifest.json only."""
     path = repack(exported(tmp_path), tmp_path / "old.zip", drop=("index.json",), add={"notes.txt": b"hi\n"})
     assert verify_archive(path).ok, verify_archive(path).text()
+
+
+def _post(tmp_path: Path) -> str:
+    with zipfile.ZipFile(exported(tmp_path)) as zf:
+        return zf.read("posts/hello.md").decode()
+
+
+UNREADABLE: dict[str, tuple[Any, str]] = {
+    "a YAML tag PyYAML's safe loader refuses": (
+        lambda post: post.replace("title: Hello", "title: !!python/object/apply:os.system ['echo hi']").encode(),
+        "posts/hello.md: not a post or page (frontmatter is not valid YAML: could not determine a constructor for "
+        "the tag 'tag:yaml.org,2002:python/object/apply:os.system' at line 1)"),
+    "a byte that is not UTF-8 in the body": (
+        lambda post: post.encode() + b"\xff\n",
+        "posts/hello.md: not a post or page ('utf-8' codec can't decode byte 0xff in position 298: invalid start "
+        "byte)"),
+    "front matter not closed": (lambda post: post.replace("\n---\n", "\n--\n").encode(),
+                                "posts/hello.md: not a post or page (frontmatter is not closed by a `---` line)"),
+    "no front matter": (lambda post: b"just text\n", "posts/hello.md: not a post or page (it has no front matter)"),
+    "front matter not a mapping": (lambda post: b"---\n- a\n---\nbody\n",
+                                   "posts/hello.md: not a post or page (frontmatter is not a mapping)"),
+}
+
+
+@pytest.mark.parametrize("case", UNREADABLE)
+def test_a_listed_post_import_cannot_read_fails_verify_in_imports_line(tmp_path: Path, case: str) -> None:
+    """Each with its right checksum in manifest.json: verify read the file as text (its links checked),
+    said "archive OK", and import refused the archive it had passed."""
+    edit, line = UNREADABLE[case]
+    path = repack(exported(tmp_path), tmp_path / "post.zip", add={"posts/hello.md": edit(_post(tmp_path))})
+    assert verify_archive(path).problems == [line], verify_archive(path).text()
+    refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
+    assert (refused.returncode, refused.stdout) == (2, ""), refused.stdout + refused.stderr
+    assert refused.stderr == f"grove-export: import refused: the archive does not verify: {line}\n", refused.stderr
+    assert not stored_files(tmp_path)

@@ -207,17 +207,32 @@ def _simple_document(meta: dict[str, Any]) -> str | None:
     return "\n".join(lines) + "\n"
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases. An alias is its anchor's value again, shared, not copied:
+    nine lines of lists of ten aliases each are a list of 10**9 items, which load in a moment and cost
+    whatever walks them in full (verify's tags, as JSON text, took 166 s and 10 GB for a post of 700
+    bytes). :func:`render_markdown` never writes one (:func:`_plain` copies every value)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"an alias (*{event.anchor}; an export never writes one)",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def parse_markdown(text: str) -> tuple[dict[str, Any], str]:
     """(meta, body) from `render_markdown` output; text without frontmatter gives ({}, text).
     Frontmatter that is not closed, not YAML (a syntax error, an unknown tag, nesting too deep for
-    the parser) or not a mapping is a one-line ValueError: the text may come from any archive."""
+    the parser, an alias: see :class:`_Loader`) or not a mapping is a one-line ValueError: the text
+    may come from any archive."""
     if not text.startswith(OPEN):
         return {}, text
     end = text.find(CLOSE, len(OPEN) - 1)
     if end < 0:
         raise ValueError("frontmatter is not closed by a `---` line")
     try:
-        meta = yaml.safe_load(text[len(OPEN):end + 1])
+        meta = yaml.load(text[len(OPEN):end + 1], Loader=_Loader)  # a SafeLoader, without aliases
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

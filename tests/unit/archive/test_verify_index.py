@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+import tracemalloc
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,5 +178,36 @@ def test_a_listed_post_import_cannot_read_fails_verify_in_imports_line(tmp_path:
     assert verify_archive(path).problems == [line], verify_archive(path).text()
     refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
     assert (refused.returncode, refused.stdout) == (2, ""), refused.stdout + refused.stderr
+    assert refused.stderr == f"grove-export: import refused: the archive does not verify: {line}\n", refused.stderr
+    assert not stored_files(tmp_path)
+
+
+def alias_bomb(post: str, levels: int) -> bytes:
+    """``post`` with its tags a list of 10**levels items made of aliases, each level ten of the one before."""
+    anchors = ["x0: &x0 [x, x, x, x, x, x, x, x, x, x]"]
+    anchors += [f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return post.replace("---\n", "---\n" + "\n".join(anchors) + "\n", 1).replace("tags:\n- a\n", f"tags: *x{levels - 1}\n").encode()
+
+
+def test_front_matter_aliases_are_refused_before_anything_walks_them(tmp_path: Path) -> None:
+    """Seen: nine lines of aliases (a post of 700 bytes) made tags a list of 10**9 items; verify, which
+    compares them to index.json's as JSON text, ran 166 s and took 10 GB. An export writes no alias.
+    Seven levels here (10**7 items: without the refusal, some 100 MB and seconds, and a "disagree on
+    tags" line) so that the test fails without the fix rather than taking the machine down."""
+    bomb = alias_bomb(_post(tmp_path), 7)
+    assert len(bomb) < 1000
+    path = repack(exported(tmp_path), tmp_path / "bomb.zip", add={"posts/hello.md": bomb})
+    tracemalloc.start()
+    try:
+        started = time.monotonic()
+        report = verify_archive(path)
+        took, peak = time.monotonic() - started, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    line = ("posts/hello.md: not a post or page (frontmatter is not valid YAML: an alias (*x0; an export never "
+            "writes one) at line 2)")
+    assert report.problems == [line], report.text()
+    assert took < 10 and peak < 50 * 2**20, (took, peak)
+    refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
     assert refused.stderr == f"grove-export: import refused: the archive does not verify: {line}\n", refused.stderr
     assert not stored_files(tmp_path)

@@ -107,6 +107,8 @@ ENCRYPTED, PATCHED_DATA, STRONG_ENCRYPTION = 0x1, 0x20, 0x40  # general purpose 
 UNSAFE_MODE = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWGRP | stat.S_IWOTH
 DOS_DIRECTORY = 0x10  # FILE_ATTRIBUTE_DIRECTORY in the low byte of a member's external attributes
 UTF8_NAME = 0x800  # bit 11: the name is UTF-8 (an export sets it on every member)
+# Where an export puts the file of each of index.json's sections
+FOLDERS = {"posts": "posts/", "pages": "pages/", "media": "media/", "files": "files/"}
 # The members an export makes besides the posts, pages, images and files index.json lists
 OWN_DOCUMENTS = (README_PATH, INDEX_PATH, FEED_PATH, *GENERATED_PATHS)
 READ_AS = ENCRYPTED | 0x8 | PATCHED_DATA | STRONG_ENCRYPTION  # the flags that change how the data is read
@@ -591,6 +593,20 @@ class _Texts:
                 if entry.get("path") not in self.names:
                     report.problems.append(f"{INDEX_PATH}: {section}[{n}].path {entry.get('path')!r} is not in "
                                            "the archive")
+        # Each path in its section's folder and given to one entry: import restores a row from the file at its
+        # entry's path, so a second post entry at posts/a.md restored that post twice, a media entry there the
+        # post as an image, and verify passed both.
+        owner: dict[str, str] = {}
+        for section in FOLDERS:
+            for n, entry in enumerate(self.index.get(section, []) if self.index is not None else []):
+                if not isinstance(at := entry.get("path"), str):
+                    continue
+                if not at.startswith(FOLDERS[section]) or (section in TEXT_COLUMNS and not is_text_page(at)):
+                    report.problems.append(f"{INDEX_PATH}: {section}[{n}].path {at!r} is not in {FOLDERS[section]} "
+                                           "(an export puts each there; import would restore it from that file)")
+                if (first := owner.setdefault(at, f"{section}[{n}]")) != f"{section}[{n}]":
+                    report.problems.append(f"{INDEX_PATH}: {section}[{n}].path {at!r} is {first}'s too (an export "
+                                           "gives each row a file of its own; import would restore that file twice)")
         if self.index is not None:  # and every member is one it lists, or one of the archive's own documents
             listed = {e.get("path") for section in TEXT_COLUMNS for e in self.index.get(section, [])} | \
                 {e.get("path") for section in ("media", "files") for e in self.index.get(section, []) if e.get("in_archive")}

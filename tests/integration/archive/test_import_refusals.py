@@ -123,7 +123,7 @@ def _no_created(m: dict) -> dict:
 
 BAD_ROWS: dict[str, tuple[dict[str, Any], str]] = {
     "duplicate post id": ({"edit_index": _dup_post_id}, "index.json: posts[1].id 'post_1_tenant_src' appears twice"),
-    "duplicate media id": ({"edit_index": lambda i: i["media"].append(dict(i["media"][0]))},
+    "duplicate media id": ({"edit_index": lambda i: i["media"].append(dict(i["media"][0], in_archive=False, path=None))},
                            "index.json: media[1].id 'med_1_tenant_src' appears twice"),
     "post without created_at": ({"post": _no_created(post_meta())}, f"{POST}: front matter: created_at is missing"),
     "created_at not a time": ({"post": post_meta(created_at="yesterday")},

@@ -211,3 +211,46 @@ def test_front_matter_aliases_are_refused_before_anything_walks_them(tmp_path: P
     refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
     assert refused.stderr == f"grove-export: import refused: the archive does not verify: {line}\n", refused.stderr
     assert not stored_files(tmp_path)
+
+
+def _twice(index: dict[str, Any]) -> None:
+    index["posts"][1].update({k: v for k, v in index["posts"][0].items() if k != "id"})
+
+
+def _post_as_image(index: dict[str, Any]) -> None:
+    index["media"].append({**index["media"][0], "id": "m2", "path": "posts/hello.md", "object_key": "t1/media/x.jpg"})
+
+
+def _readme_as_page(index: dict[str, Any]) -> None:
+    index["pages"][0]["path"] = "README.md"
+
+
+SHARED_PATHS: dict[str, tuple[Any, tuple[str, ...], dict[str, bytes], list[str]]] = {
+    "a post restored twice": (_twice, ("posts/two.md",), {}, [
+        "index.json: posts[1].path 'posts/hello.md' is posts[0]'s too (an export gives each row a file of its own; "
+        "import would restore that file twice)"]),
+    "a post restored as an image": (_post_as_image, (), {}, [
+        "index.json: media[1].path 'posts/hello.md' is not in media/ (an export puts each there; import would "
+        "restore it from that file)",
+        "index.json: media[1].path 'posts/hello.md' is posts[0]'s too (an export gives each row a file of its own; "
+        "import would restore that file twice)"]),
+    "a page read from README.md": (_readme_as_page, ("pages/about.md",),
+                                   {"README.md": b"---\ntitle: About\nslug: about\ncreated_at: '1970-01-01T00:00:01Z'\n---\nme"},
+                                   ["index.json: pages[0].path 'README.md' is not in pages/ (an export puts each there; "
+                                    "import would restore it from that file)"]),
+}
+
+
+@pytest.mark.parametrize("case", SHARED_PATHS)
+def test_an_index_entry_at_another_entrys_file_or_outside_its_folder_is_a_problem(tmp_path: Path, case: str) -> None:
+    """Every checksum right: verify said "archive OK", and import restored one file as two rows (two
+    posts where there was one; the post's Markdown put in the store as an image)."""
+    edit, drop, add, lines = SHARED_PATHS[case]
+    index = index_of(exported(tmp_path))
+    edit(index)
+    path = repack(exported(tmp_path), tmp_path / "shared.zip", drop=drop,
+                  add={**add, "index.json": json.dumps(index).encode()})
+    assert verify_archive(path).problems == lines, verify_archive(path).text()
+    refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
+    assert refused.stderr == f"grove-export: import refused: the archive does not verify: {lines[0]}\n", refused.stderr
+    assert not stored_files(tmp_path)

@@ -410,6 +410,12 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
             report.problems.append(f"{member_path}: listed in manifest.json but not in the archive")
         elif member_path in digests and digests[member_path] != entry.get("sha256"):
             report.problems.append(f"{member_path}: SHA-256 does not match manifest.json")
+        elif member_path in digests and entry.get("size") is not None and \
+                (type(entry["size"]) is not int or entry["size"] != zf.getinfo(member_path).file_size):
+            # the size it states is part of its proof: a tool that reads it (to make room, to show progress,
+            # the README's own listing) was told another than what is there, and verify said OK
+            report.problems.append(f"{member_path}: {zf.getinfo(member_path).file_size} bytes, not the "
+                                   f"{entry['size']!r} manifest.json states")
     for name in names:
         if name not in listed and name not in GENERATED_PATHS:
             report.problems.append(f"{name}: in the archive but not listed in manifest.json")

@@ -254,3 +254,30 @@ def test_an_index_entry_at_another_entrys_file_or_outside_its_folder_is_a_proble
     refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
     assert refused.stderr == f"grove-export: import refused: the archive does not verify: {lines[0]}\n", refused.stderr
     assert not stored_files(tmp_path)
+
+
+def with_manifest(src: Path, dst: Path, edit: Any) -> Path:
+    """``src`` with its manifest.json edited by ``edit(manifest)`` and every other member as it was."""
+    with zipfile.ZipFile(src) as zf:
+        data = {n: zf.read(n) for n in zf.namelist()}
+    manifest = json.loads(data["manifest.json"])
+    edit(manifest)
+    data["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zf:
+        for n, b in data.items():
+            zf.writestr(n, b)
+    return dst
+
+
+def _size(path: str, size: Any) -> Any:
+    def edit(manifest: dict[str, Any]) -> None:
+        next(m for m in manifest["members"] if m["path"] == path)["size"] = size
+    return edit
+
+
+@pytest.mark.parametrize(("size", "says"), [(5, "5"), (10**12, "1000000000000"), ("102", "'102'"), (True, "True")])
+def test_a_size_manifest_json_states_wrongly_is_a_problem(tmp_path: Path, size: Any, says: str) -> None:
+    """Every SHA-256 right, but the size stated for media/cat.jpg (102 bytes) another: verify said OK."""
+    path = with_manifest(exported(tmp_path), tmp_path / "size.zip", _size("media/cat.jpg", size))
+    assert verify_archive(path).problems == [f"media/cat.jpg: 102 bytes, not the {says} manifest.json states"]
+    assert verify_archive(with_manifest(exported(tmp_path), tmp_path / "ok.zip", _size("media/cat.jpg", 102))).ok

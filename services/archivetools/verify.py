@@ -405,6 +405,9 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     if manifest is None:
         return
     listed = {m["path"]: m for m in manifest.get("members", [])}
+    for member_path, times in Counter(m["path"] for m in manifest.get("members", [])).items():
+        if times > 1:  # only the last entry was checked: the others could say anything (the README's checker reads them all)
+            report.problems.append(f"{member_path}: listed in manifest.json {times} times")
     for member_path, entry in listed.items():
         if member_path not in names:
             report.problems.append(f"{member_path}: listed in manifest.json but not in the archive")

@@ -281,3 +281,14 @@ def test_a_size_manifest_json_states_wrongly_is_a_problem(tmp_path: Path, size: 
     path = with_manifest(exported(tmp_path), tmp_path / "size.zip", _size("media/cat.jpg", size))
     assert verify_archive(path).problems == [f"media/cat.jpg: 102 bytes, not the {says} manifest.json states"]
     assert verify_archive(with_manifest(exported(tmp_path), tmp_path / "ok.zip", _size("media/cat.jpg", 102))).ok
+
+
+def test_a_member_manifest_json_lists_twice_is_a_problem(tmp_path: Path) -> None:
+    """The first entry for media/cat.jpg with another SHA-256, the last with its own: verify checked only
+    the last (a dict by path) and said OK, while the archive README's one-line checker prints BAD."""
+    def twice(manifest: dict[str, Any]) -> None:
+        entry = next(m for m in manifest["members"] if m["path"] == "media/cat.jpg")
+        manifest["members"].insert(0, {**entry, "sha256": "0" * 64})
+
+    path = with_manifest(exported(tmp_path), tmp_path / "twice.zip", twice)
+    assert verify_archive(path).problems == ["media/cat.jpg: listed in manifest.json 2 times"]

@@ -199,6 +199,7 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
                 "original_name": f["original_name"], "r2_key": key, "size": number_column(f, "size"), "mime_type": f["mime_type"],
                 "category": f["category"], "product": f["product"], "uploaded_at": time_column(f, "uploaded_at")})
     out.tables = {t: rows for t, rows in out.tables.items() if rows or t in ("posts", "pages", "media")}
+    _one_file_per_key(zf, manifest, out.objects)
     for table, rows in out.tables.items():
         seen: set[str] = set()
         for row in rows:
@@ -206,6 +207,22 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
                 raise ImportRefused(f"{INDEX_PATH}: two {table} rows would have the id {row['id']!r}")
             seen.add(row["id"])
     return out
+
+
+def _one_file_per_key(zf: zipfile.ZipFile, manifest: dict[str, Any],
+                      objects: list[tuple[str, str, str, str]]) -> None:
+    """ImportRefused when two files of other bytes would be put at one object key (two entries with one
+    object key, or ``t1/imported/x`` beside ``x``, which both become ``t2/imported/x``): the one put last
+    replaced the other, both rows showed it, and import said it restored both. An export gives two rows
+    one key only when they share the object: the same bytes, which may be put twice."""
+    digests = {m.get("path"): m.get("sha256") for m in manifest.get("members", []) if isinstance(m, dict)}
+    first: dict[tuple[str, str], str] = {}
+    for bucket, key, member, _ in objects:
+        other = first.setdefault((bucket, key), member)
+        if other != member and (digests.get(other), zf.getinfo(other).file_size, zf.getinfo(other).CRC) != \
+                (digests.get(member), zf.getinfo(member).file_size, zf.getinfo(member).CRC):
+            raise ImportRefused(f"{INDEX_PATH}: {other} and {member} would both be put at the object key {key!r}, "
+                                "with other bytes (the one put last would replace the other)")
 
 
 def _text_row(section: str, entry: dict[str, Any], zf: zipfile.ZipFile, rk: Rekey, target: str,

@@ -292,3 +292,39 @@ def test_a_member_manifest_json_lists_twice_is_a_problem(tmp_path: Path) -> None
 
     path = with_manifest(exported(tmp_path), tmp_path / "twice.zip", twice)
     assert verify_archive(path).problems == ["media/cat.jpg: listed in manifest.json 2 times"]
+
+
+def _second_image(tmp_path: Path, first_key: str, second_key: str, second: bytes) -> Path:
+    """The export with a second image, media/dog.jpg (``second``), its entry's object key ``second_key``
+    and the first's ``first_key``; every checksum right."""
+    index = index_of(exported(tmp_path))
+    index["media"][0]["object_key"] = first_key
+    index["media"].append({**index["media"][0], "id": "m2", "path": "media/dog.jpg", "filename": "dog.jpg",
+                           "object_key": second_key, "size": len(second)})
+    return repack(exported(tmp_path), tmp_path / "keys.zip",
+                  add={"media/dog.jpg": second, "index.json": json.dumps(index).encode()})
+
+
+@pytest.mark.parametrize(("first_key", "second_key"), [("t1/media/cat.jpg", "t1/media/cat.jpg"),
+                                                       ("t1/imported/media/cat.jpg", "media/cat.jpg")])
+def test_two_images_import_would_put_at_one_key_are_refused(tmp_path: Path, first_key: str, second_key: str) -> None:
+    """Seen: import said "restored 2 media … 2 files put in the store", but the second image had replaced
+    the first at t2/…/cat.jpg and both rows showed the dog: the cat was lost. The archive verifies (its
+    members are whole); import refuses it before putting anything."""
+    path = _second_image(tmp_path, first_key, second_key, b"DOG" * 30)
+    assert verify_archive(path).ok, verify_archive(path).text()
+    refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
+    assert (refused.returncode, refused.stdout) == (2, ""), refused.stdout + refused.stderr
+    target = "t2/" + first_key.removeprefix("t1/")
+    assert refused.stderr == ("grove-export: import refused: index.json: media/cat.jpg and media/dog.jpg would both be "
+                              f"put at the object key {target!r}, with other bytes (the one put last would replace "
+                              "the other)\n"), refused.stderr
+    assert not stored_files(tmp_path)
+
+
+def test_two_images_of_one_object_are_both_restored(tmp_path: Path) -> None:
+    """Two rows that share an object (one key: the export read it twice) hold the same bytes: restored."""
+    path = _second_image(tmp_path, "t1/media/cat.jpg", "t1/media/cat.jpg", IMG)
+    out = grove(tmp_path, "import", str(path), "--tenant", "t2")
+    assert out.returncode == 0 and "restored 2 media" in out.stdout, out.stdout + out.stderr
+    assert [p.read_bytes() for p in stored_files(tmp_path) if p.name == "cat.jpg"] == [IMG]

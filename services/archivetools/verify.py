@@ -611,7 +611,8 @@ class _Texts:
                 if not isinstance(at := entry.get("path"), str):
                     continue
                 if not at.startswith(FOLDERS[section]) or (section in TEXT_COLUMNS and not is_text_page(at)):
-                    report.problems.append(f"{INDEX_PATH}: {section}[{n}].path {at!r} is not in {FOLDERS[section]} "
+                    what = "a .md file in" if section in TEXT_COLUMNS else "in"
+                    report.problems.append(f"{INDEX_PATH}: {section}[{n}].path {at!r} is not {what} {FOLDERS[section]} "
                                            "(an export puts each there; import would restore it from that file)")
                 if (first := owner.setdefault(at, f"{section}[{n}]")) != f"{section}[{n}]":
                     report.problems.append(f"{INDEX_PATH}: {section}[{n}].path {at!r} is {first}'s too (an export "

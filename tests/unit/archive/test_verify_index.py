@@ -236,7 +236,7 @@ SHARED_PATHS: dict[str, tuple[Any, tuple[str, ...], dict[str, bytes], list[str]]
         "import would restore that file twice)"]),
     "a page read from README.md": (_readme_as_page, ("pages/about.md",),
                                    {"README.md": b"---\ntitle: About\nslug: about\ncreated_at: '1970-01-01T00:00:01Z'\n---\nme"},
-                                   ["index.json: pages[0].path 'README.md' is not in pages/ (an export puts each there; "
+                                   ["index.json: pages[0].path 'README.md' is not a .md file in pages/ (an export puts each there; "
                                     "import would restore it from that file)"]),
 }
 

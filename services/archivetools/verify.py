@@ -607,7 +607,13 @@ class _Texts:
         # post as an image, and verify passed both.
         owner: dict[str, str] = {}
         for section in FOLDERS:
+            ids: set[Any] = set()
             for n, entry in enumerate(self.index.get(section, []) if self.index is not None else []):
+                # An id twice in a section: import refuses it in this line (a primary key holds each once;
+                # a null id, which SQLite holds in any number of rows, is exported as such and left to import)
+                if (row_id := entry.get("id")) is not None and _hashable(row_id) and row_id in ids:
+                    report.problems.append(f"{INDEX_PATH}: {section}[{n}].id {row_id!r} appears twice in {section}")
+                ids.add(row_id if _hashable(row_id) else None)
                 if not isinstance(at := entry.get("path"), str):
                     continue
                 if not at.startswith(FOLDERS[section]) or (section in TEXT_COLUMNS and not is_text_page(at)):
@@ -637,6 +643,10 @@ class _Texts:
         if self.theirs:
             report.facts.append(f"{self.theirs} links the person wrote into media/ were not checked (no image of "
                                 "the archive's; left as written)")
+
+
+def _hashable(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)
 
 
 def walk_front(path: Path) -> str:

@@ -122,9 +122,10 @@ def _no_created(m: dict) -> dict:
 
 
 BAD_ROWS: dict[str, tuple[dict[str, Any], str]] = {
-    "duplicate post id": ({"edit_index": _dup_post_id}, "index.json: posts[1].id 'post_1_tenant_src' appears twice"),
+    "duplicate post id": ({"edit_index": _dup_post_id}, "the archive does not verify: index.json: posts[1].id "
+                                                       "'post_1_tenant_src' appears twice"),
     "duplicate media id": ({"edit_index": lambda i: i["media"].append(dict(i["media"][0], in_archive=False, path=None))},
-                           "index.json: media[1].id 'med_1_tenant_src' appears twice"),
+                           "the archive does not verify: index.json: media[1].id 'med_1_tenant_src' appears twice"),
     "post without created_at": ({"post": _no_created(post_meta())}, f"{POST}: front matter: created_at is missing"),
     "created_at not a time": ({"post": post_meta(created_at="yesterday")},
                               f"{POST}: front matter: created_at 'yesterday' is not an ISO 8601 time"),
@@ -244,7 +245,7 @@ def test_the_cli_refuses_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
     path = archive(tmp_path / "dup.zip", edit_index=_dup_post_id)
     out = cli(tmp_path, "--data", str(tmp_path), "import", str(path), "--tenant", "tenant_b")
     assert out.returncode != 0 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
-    assert "import refused: index.json: posts[1].id" in out.stderr
+    assert "import refused: the archive does not verify: index.json: posts[1].id" in out.stderr
     assert not files_in(tmp_path / "store")
 
 

@@ -328,3 +328,19 @@ def test_two_images_of_one_object_are_both_restored(tmp_path: Path) -> None:
     out = grove(tmp_path, "import", str(path), "--tenant", "t2")
     assert out.returncode == 0 and "restored 2 media" in out.stdout, out.stdout + out.stderr
     assert [p.read_bytes() for p in stored_files(tmp_path) if p.name == "cat.jpg"] == [IMG]
+
+
+def test_an_id_twice_in_a_section_fails_verify_as_import_while_null_ids_are_left_to_import(tmp_path: Path) -> None:
+    """posts[1] given posts[0]'s id (every checksum right): verify said OK, and import refused it. Null
+    ids, which SQLite holds in any number of rows, are what the export made: verify passes them (import
+    refuses them, in a line of its own, as the README says)."""
+    index = index_of(exported(tmp_path))
+    index["posts"][1]["id"] = index["posts"][0]["id"]
+    path = repack(exported(tmp_path), tmp_path / "ids.zip", add={"index.json": json.dumps(index).encode()})
+    line = "index.json: posts[1].id 'p0' appears twice in posts"
+    assert verify_archive(path).problems == [line], verify_archive(path).text()
+    refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
+    assert refused.stderr == f"grove-export: import refused: the archive does not verify: {line}\n", refused.stderr
+    index["posts"][0]["id"] = index["posts"][1]["id"] = None
+    nulls = repack(exported(tmp_path), tmp_path / "nulls.zip", add={"index.json": json.dumps(index).encode()})
+    assert verify_archive(nulls).ok, verify_archive(nulls).text()

@@ -31,7 +31,13 @@ def markdown_text(text: str) -> str:
     return "".join(out)
 
 
-BLOG_USE = """
+# The lines a person adds to a new Hugo site's hugo.toml (top-level keys; README.md names them, the
+# Hugo tests build with exactly these): file-relative image links resolve with ugly URLs, and Hugo's
+# Markdown renderer leaves raw HTML out unless told it is safe, so a post's own `<img>` (rewritten to
+# ../media/ like any other link) or `<div>` was missing from the site without a word.
+HUGO_SETTINGS = ("uglyURLs = true", "markup.goldmark.renderer.unsafe = true")
+
+BLOG_USE = f"""
 Links in your posts and pages that showed your own images now point at the copies in `media/`,
 by a path relative to the Markdown file (`../media/photo.jpg`), so they work offline in any
 Markdown viewer (GitHub, Obsidian, VS Code). The original addresses are kept in `index.json`
@@ -39,8 +45,10 @@ Markdown viewer (GitHub, Obsidian, VS Code). The original addresses are kept in 
 `draft`) beside Grove's own (`status`, `published_at`, `created_at`, `updated_at`).
 
 **Hugo:** `hugo new site mysite`, copy `posts/` and `pages/` into `mysite/content/` and `media/`
-into `mysite/static/`, add a theme, and add this one line to `hugo.toml` so that file-relative
-image links resolve: `uglyURLs = true`. Drafts stay drafts (`hugo -D` shows them). A post whose
+into `mysite/static/`, add a theme, and add these two lines at the end of `hugo.toml`:
+`{HUGO_SETTINGS[0]}` so that file-relative image links resolve, and
+`{HUGO_SETTINGS[1]}` so that the HTML in your posts (an `<img>`, a `<div>`)
+is shown: Hugo leaves it out otherwise. Drafts stay drafts (`hugo -D` shows them). A post whose
 slug is `index` or `_index` is in a file such as `index-2.md` (Hugo reads those two names as a
 folder's own page); its `slug` in the front matter is the original.
 """

@@ -10,9 +10,10 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+from services.catalog.readme import HUGO_SETTINGS
 from tests.unit.archive.tools import require_tool
 
-SETTING = "uglyURLs = true"  # the one line the archive's README names
+SETTINGS = "".join(f"{line}\n" for line in HUGO_SETTINGS)  # the lines the archive's README names
 LAYOUT = ('<!doctype html><html><body><h1>{{ .Title }}</h1><time>{{ .Date.Format "2006-01-02" }}</time>'
           "{{ .Content }}</body></html>\n")
 
@@ -27,7 +28,7 @@ def build_site(archive: Path, site: Path) -> tuple[Path, list[dict[str, str]]]:
         shutil.copytree(site / "unpacked" / folder, site / "content" / folder)
     shutil.copytree(site / "unpacked" / "media", site / "static" / "media")
     config = next(p for p in (site / "hugo.toml", site / "config.toml") if p.exists())
-    config.write_text(config.read_text() + SETTING + "\n")
+    config.write_text(config.read_text() + SETTINGS)
     for name in ("single", "list"):
         (site / "layouts" / "_default").mkdir(parents=True, exist_ok=True)
         (site / "layouts" / "_default" / f"{name}.html").write_text(LAYOUT)

@@ -107,6 +107,8 @@ ENCRYPTED, PATCHED_DATA, STRONG_ENCRYPTION = 0x1, 0x20, 0x40  # general purpose 
 UNSAFE_MODE = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWGRP | stat.S_IWOTH
 DOS_DIRECTORY = 0x10  # FILE_ATTRIBUTE_DIRECTORY in the low byte of a member's external attributes
 UTF8_NAME = 0x800  # bit 11: the name is UTF-8 (an export sets it on every member)
+# What manifest.json's item_counts count: the members in a folder (posts and pages: Markdown files)
+COUNTED = {"posts": ("posts/", ".md"), "pages": ("pages/", ".md"), "images": ("media/", ""), "files": ("files/", "")}
 # Where an export puts the file of each of index.json's sections
 FOLDERS = {"posts": "posts/", "pages": "pages/", "media": "media/", "files": "files/"}
 # The members an export makes besides the posts, pages, images and files index.json lists
@@ -422,6 +424,19 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     for name in names:
         if name not in listed and name not in GENERATED_PATHS:
             report.problems.append(f"{name}: in the archive but not listed in manifest.json")
+    # item_counts are "what this archive holds", the manifest says: the members of each kind, one more or
+    # one fewer is an archive altered (without index.json, its only account of them). An export made
+    # before 30 November counted an image the assembler then left out (errors.json lists it) too.
+    held, unique, present = manifest.get("item_counts"), list(dict.fromkeys(names)), set(names)
+    for counted, (folder, suffix) in COUNTED.items():
+        if not isinstance(held, dict) or counted not in held:
+            continue
+        there = sum(1 for n in unique if n.startswith(folder) and n.endswith(suffix))
+        left = sum(1 for e in errors or [] if isinstance(e.get("path"), str) and e["path"].startswith(folder)
+                   and e["path"] not in present)
+        if type(held[counted]) is not int or not held[counted] - left <= there <= held[counted]:
+            report.problems.append(f"{MANIFEST_PATH}: item_counts says {held[counted]!r} {counted}; the archive "
+                                   f"holds {there} in {folder}")
     counts = Counter(n.split("/", 1)[0] if "/" in n else "top level" for n in names)
     report.facts.insert(0, f"{len(names)} members: " + ", ".join(f"{n} in {k}" for k, n in sorted(counts.items())))
     report.facts.append(f"manifest.json: {len(listed)} checksums checked; item counts {manifest.get('item_counts')}")

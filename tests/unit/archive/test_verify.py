@@ -166,6 +166,8 @@ def rewrite(src: Path, dst: Path, manifest: Any = None, extra: dict[str, bytes] 
     man = json.loads(data["manifest.json"])
     man["members"] = [{"path": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
                       for n, b in data.items() if n not in ("manifest.json", "errors.json")]
+    if isinstance(man.get("item_counts"), dict) and "posts" in man["item_counts"]:  # what it holds now
+        man["item_counts"]["posts"] = sum(n.startswith("posts/") and n.endswith(".md") for n in data)
     if edit:
         edit(man)
     data["manifest.json"] = json.dumps(man if manifest is None else manifest).encode()

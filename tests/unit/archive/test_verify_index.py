@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from services.archivetools.verify import verify_archive
+from services.archivetools.verify import COUNTED, verify_archive
 from services.catalog.render import plan_blog
 from shared.content.factory import sqlite_dsn
 from shared.core.snapshot import SnapshotMember
@@ -59,6 +59,8 @@ def repack(src: Path, dst: Path, drop: tuple[str, ...] = (), add: dict[str, byte
     manifest = json.loads(data["manifest.json"])
     manifest["members"] = [{"path": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
                            for n, b in data.items() if n not in ("manifest.json", "errors.json")]
+    manifest["item_counts"] = {kind: sum(n.startswith(folder) and n.endswith(suffix) for n in data)  # as made
+                               for kind, (folder, suffix) in COUNTED.items() if kind in manifest["item_counts"]}
     data["manifest.json"] = json.dumps(manifest).encode()
     with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zf:
         for n, b in data.items():
@@ -344,3 +346,39 @@ def test_an_id_twice_in_a_section_fails_verify_as_import_while_null_ids_are_left
     index["posts"][0]["id"] = index["posts"][1]["id"] = None
     nulls = repack(exported(tmp_path), tmp_path / "nulls.zip", add={"index.json": json.dumps(index).encode()})
     assert verify_archive(nulls).ok, verify_archive(nulls).text()
+
+
+def _kept_counts(src: Path, dst: Path, drop: tuple[str, ...] = (), add: dict[str, bytes] | None = None) -> Path:
+    """:func:`repack`, but manifest.json's item_counts left as the export wrote them."""
+    with zipfile.ZipFile(src) as zf:
+        counts = json.loads(zf.read("manifest.json"))["item_counts"]
+    path = repack(src, dst, drop, add)
+    return with_manifest(path, dst.with_suffix(".counts.zip"), lambda m: m.update(item_counts=counts))
+
+
+def test_a_post_added_or_taken_out_with_index_json_gone_fails_on_the_manifests_counts(tmp_path: Path) -> None:
+    """index.json taken out too: verify read it as an archive made before index.json existed, held it to
+    manifest.json alone, and passed a post added (or one taken out) with its checksum listed there. The
+    manifest's item_counts, "what this archive holds", say otherwise."""
+    added = _kept_counts(exported(tmp_path), tmp_path / "added.zip", drop=("index.json",),
+                         add={"posts/extra.md": ADDED["posts/extra.md"]})
+    assert verify_archive(added).problems == ["manifest.json: item_counts says 2 posts; the archive holds 3 in posts/"]
+    gone = _kept_counts(exported(tmp_path), tmp_path / "gone.zip", drop=("index.json", "pages/about.md"))
+    assert verify_archive(gone).problems == ["manifest.json: item_counts says 1 pages; the archive holds 0 in pages/"]
+    same = _kept_counts(exported(tmp_path), tmp_path / "same.zip", drop=("index.json",))
+    assert verify_archive(same).ok, verify_archive(same).text()
+
+
+def test_an_image_errors_json_lists_may_be_in_the_counts_as_exports_before_30_november_made_them(
+        tmp_path: Path) -> None:
+    """Those counted an image the assembler then left out (and listed in errors.json); they verify still."""
+    from tests.unit.archive.test_left_out_media import exported as left_out  # media/cat.jpg left out
+
+    def images(n: int) -> Any:
+        return lambda m: m["item_counts"].update(images=n)
+
+    assert verify_archive(left_out(tmp_path)).ok
+    old = with_manifest(left_out(tmp_path), tmp_path / "old.zip", images(2))
+    assert verify_archive(old).ok, verify_archive(old).text()
+    assert verify_archive(with_manifest(left_out(tmp_path), tmp_path / "more.zip", images(3))).problems == \
+        ["manifest.json: item_counts says 3 images; the archive holds 1 in media/"]

@@ -23,7 +23,8 @@ T = datetime(2026, 2, 22, 10, 30, tzinfo=UTC)
 def snapshot(sources: dict[str, bytes]) -> Snapshot:
     header = SnapshotHeader(export_id="exp_1", tenant_id="t1", mode="blog", username="autumn",
                             include_images=True, created_at=T, archive_key="k.zip",
-                            item_counts={"posts": 1}, generator="test")
+                            item_counts={"posts": sum(n.startswith("posts/") and n.endswith(".md") for n in sources)},
+                            generator="test")  # what the archive holds, as verify checks
     members = tuple(
         SnapshotMember(index=i, path=name, kind="media", bucket="b", key=name, size=len(data), etag=f"e{i}",
                        content_type="image/jpeg" if name.endswith(".jpg") else "text/markdown",

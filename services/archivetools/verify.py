@@ -427,6 +427,14 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     # item_counts are "what this archive holds", the manifest says: the members of each kind, one more or
     # one fewer is an archive altered (without index.json, its only account of them). An export made
     # before 30 November counted an image the assembler then left out (errors.json lists it) too.
+    # index.json and manifest.json name each row's file by one id: import restores the row under index.json's
+    # (a post's id changed in one of them verified OK). A null id is "" in manifest.json, as the export writes it.
+    for section in FOLDERS:
+        for entry in index.get(section, []) if index is not None else []:
+            if (m := listed.get(entry.get("path"))) is not None and "source_id" in m and \
+                    m["source_id"] != ("" if entry.get("id") is None else entry.get("id")):
+                report.problems.append(f"{entry['path']}: index.json gives it the id {entry.get('id')!r}, "
+                                       f"manifest.json the source id {m['source_id']!r}")
     held, unique, present = manifest.get("item_counts"), list(dict.fromkeys(names)), set(names)
     for counted, (folder, suffix) in COUNTED.items():
         if not isinstance(held, dict) or counted not in held:

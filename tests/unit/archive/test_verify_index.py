@@ -382,3 +382,27 @@ def test_an_image_errors_json_lists_may_be_in_the_counts_as_exports_before_30_no
     assert verify_archive(old).ok, verify_archive(old).text()
     assert verify_archive(with_manifest(left_out(tmp_path), tmp_path / "more.zip", images(3))).problems == \
         ["manifest.json: item_counts says 3 images; the archive holds 1 in media/"]
+
+
+def test_an_id_index_json_and_manifest_json_give_otherwise_is_a_problem(tmp_path: Path) -> None:
+    """posts/two.md's id changed in index.json (its checksum put right in manifest.json, every source id
+    there as the export wrote it): verify said OK and import restored the post under the new id."""
+    src = exported(tmp_path)
+    index = index_of(src)
+    index["posts"][1]["id"] = "p9"
+    raw = json.dumps(index).encode()
+    with zipfile.ZipFile(src) as zf:
+        data = {n: zf.read(n) for n in zf.namelist()}
+
+    def listed(manifest: dict[str, Any]) -> None:
+        entry = next(m for m in manifest["members"] if m["path"] == "index.json")
+        entry.update(size=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+
+    edited = tmp_path / "edited.zip"
+    with zipfile.ZipFile(edited, "w", zipfile.ZIP_DEFLATED) as zf:
+        for n, b in data.items():
+            zf.writestr(n, raw if n == "index.json" else b)
+    path = with_manifest(edited, tmp_path / "id.zip", listed)
+    assert verify_archive(path).problems == ["posts/two.md: index.json gives it the id 'p9', manifest.json the "
+                                             "source id 'p1'"], verify_archive(path).text()
+    assert verify_archive(with_manifest(src, tmp_path / "same.zip", lambda m: None)).ok

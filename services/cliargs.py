@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -57,7 +58,8 @@ def number_in(low: float, high: float | None = None, kind: type[int] | type[floa
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"must be {'a whole number' if kind is int else 'a number'} {span}, not {text!r}") from None
-        if not (low <= value and (high is None or value <= high)) or value != value:  # NaN too
+        # NaN too; and never infinity, which no bound of ours means (erase-tenant --wait inf waited for ever)
+        if not (low <= value and (high is None or value <= high)) or not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be {span}, not {text}")
         return value
     parse.__name__ = kind.__name__  # argparse names the type in its own messages

@@ -486,8 +486,8 @@ def add_commands(sub: Any, data_help: str) -> None:
     e = command("erase-tenant", "remove everything held about a tenant (--dry-run lists it)", _erase)
     e.add_argument("tenant", type=an_id, metavar="TENANT", help="the tenant id")
     e.add_argument("--dry-run", action="store_true", help="list what would be removed; change nothing")
-    e.add_argument("--wait", type=number_in(0, kind=float), default=30.0, metavar="SECONDS",
-                   help="how long to wait for the tenant's running exports to cancel (default: 30)")
+    e.add_argument("--wait", type=number_in(0, 86_400, kind=float), default=30.0, metavar="SECONDS",
+                   help="how long to wait for the tenant's running exports to cancel, up to a day (default: 30)")
     e.add_argument("--read-model", action="append", metavar="PATH",
                    help="a gateway's read-model file; repeat once per replica (default: GROVE_READ_MODEL_DB); "
                         "a path that does not exist is refused before anything is erased")

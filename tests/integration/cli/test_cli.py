@@ -129,7 +129,11 @@ def test_a_number_flag_out_of_range_is_refused_in_one_line_before_anything_start
              ("token", "--tenant", "t", "--user", "u", "--email", "a@b.c", "--username", "n", "--ttl", "0"):
                  "--ttl must be 1 or more, not 0",
              ("setup", "--days", "0"): "--days must be 1 or more, not 0",
-             ("erase-tenant", "t", "--wait", "-1"): "--wait must be 0 or more, not -1",
+             ("erase-tenant", "t", "--wait", "-1"): "--wait must be 0-86400, not -1",
+             # seen: `--wait inf` (or 1e400) was taken, and an export that never stopped was waited for for ever
+             ("erase-tenant", "t", "--wait", "inf"): "--wait must be 0-86400, not inf",
+             ("erase-tenant", "t", "--wait", "1e400"): "--wait must be 0-86400, not 1e400",
+             ("erase-tenant", "t", "--wait", "86401"): "--wait must be 0-86400, not 86401",
              ("serve", "--assemblers", "0"): "--assemblers must be 1 to 16, not 0",
              ("seed", "--posts", "99999999999999999999"): "--posts must be 0-100000, not 99999999999999999999",
              ("seed", "--images", "-1"): "--images must be 0-10000, not -1"}

@@ -18,7 +18,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote, unquote
 
 from services.archivetools.documents import (
@@ -244,19 +244,29 @@ def _text_row(section: str, entry: dict[str, Any], zf: zipfile.ZipFile, rk: Reke
 async def import_archive(path: Path, tenant: str, db: ContentSource, store: ObjectStore, *, url_template: str,
                          images_bucket: str, amber_bucket: str) -> Restore:
     """Verify, check the tenant is empty, put the files, insert the rows; undo the files on failure."""
+    # One open file for the check and the import: by name, the file verified and the one then read
+    # could differ (another put in its place between the two opens would be imported unchecked).
+    with open(path, "rb") as archive:
+        return await _import_checked(archive, tenant, db, store, url_template=url_template,
+                                     images_bucket=images_bucket, amber_bucket=amber_bucket)
+
+
+async def _import_checked(archive: IO[bytes], tenant: str, db: ContentSource, store: ObjectStore, *,
+                          url_template: str, images_bucket: str, amber_bucket: str) -> Restore:
     from services.archivetools.verify import verify_archive
     from shared.core.printable import printable
 
-    report = verify_archive(path)
+    report = verify_archive(archive)
     if not report.ok:
         raise ImportRefused(f"the archive does not verify: {printable(report.problems[0])}")
+    archive.seek(0)
     try:
         async with db.import_claim(tenant):  # one import into a tenant at a time: check, put, undo
             existing = {t: n for t, n in (await content_counts(db, tenant)).items() if n}
             if existing:
                 held = ", ".join(f"{n} {t}" for t, n in existing.items())
                 raise ImportRefused(f"tenant {tenant!r} is not empty ({held})")
-            with zipfile.ZipFile(path) as zf:
+            with zipfile.ZipFile(archive) as zf:
                 plan = plan_restore(zf, tenant, url_template, images_bucket, amber_bucket)
                 username = _document(zf, MANIFEST_PATH).get("username") or tenant
                 put: list[tuple[str, str]] = []

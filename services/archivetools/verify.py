@@ -32,9 +32,10 @@ import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel
@@ -131,7 +132,21 @@ class Report:
         return "\n".join(printable(line) for line in lines)
 
 
-def verify_archive(path: Path, sha256: str | None = None) -> Report:
+Archive = Path | IO[bytes]  # a path, or a file already open (import checks the very file it then reads)
+
+
+@contextmanager
+def _opened(source: Archive) -> Iterator[IO[bytes]]:
+    """``source`` open for reading from its first byte; a file given open is left open."""
+    if isinstance(source, Path):
+        with open(source, "rb") as f:
+            yield f
+        return
+    source.seek(0)
+    yield source
+
+
+def verify_archive(path: Archive, sha256: str | None = None) -> Report:
     report = Report()
     if sha256:
         digest = _sha256_file(path)
@@ -140,7 +155,7 @@ def verify_archive(path: Path, sha256: str | None = None) -> Report:
         else:
             report.facts.append("SHA-256 of the archive matches")
     try:
-        zf = zipfile.ZipFile(path)
+        zf = zipfile.ZipFile(path if isinstance(path, Path) else _rewound(path))
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:  # a name flagged UTF-8 that is
         # not (UnicodeDecodeError), a "version needed to extract" past what zipfile knows
         report.problems.append(f"not a readable ZIP ({e}); {walk_front(path)}")
@@ -177,7 +192,12 @@ def _unexpandable(zf: zipfile.ZipFile) -> list[str]:
     return problems
 
 
-def _overlaps(zf: zipfile.ZipFile, path: Path) -> list[str]:
+def _rewound(f: IO[bytes]) -> IO[bytes]:
+    f.seek(0)
+    return f
+
+
+def _overlaps(zf: zipfile.ZipFile, path: Archive) -> list[str]:
     """Members whose bytes (local header, name, extra field and data, as the central directory
     states them) run into the next member's or the central directory: entries that point into one
     another, which is how zip bombs expand a million to one (Python 3.11's zipfile does not check).
@@ -189,7 +209,7 @@ def _overlaps(zf: zipfile.ZipFile, path: Path) -> list[str]:
     problems: list[str] = []
     infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
     end: int | None = 0  # where the previous member ends: where this one must begin
-    with open(path, "rb") as f:
+    with _opened(path) as f:
         for info, nxt in zip(infos, [*infos[1:], None][:len(infos)], strict=True):  # none: an empty archive
             if info.header_offset < 0:  # zipfile shifts offsets by what an end record says: it can lie
                 problems.append(f"{info.filename}: the central directory places it before the archive's first byte")
@@ -672,12 +692,12 @@ def _hashable(value: Any) -> bool:
     return isinstance(value, str | int | float | bool)
 
 
-def walk_front(path: Path) -> str:
+def walk_front(path: Archive) -> str:
     """Walk local headers from the start (as a streaming reader does) to say where the archive breaks.
     The file is mapped, not read, and a deflated member is inflated in chunks and its output dropped:
     a cut download of any size, or deflated zeros with no directory, is walked in bounded memory (and
     in work, deflate stopping near 1,032 to one)."""
-    with open(path, "rb") as f:
+    with _opened(path) as f:
         if os.fstat(f.fileno()).st_size == 0:
             return _walk(b"")
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
@@ -734,9 +754,9 @@ def _data_end(buf: bytes | mmap.mmap, start: int, method: int, csize: int, descr
     return end if 0 <= end <= len(buf) else None
 
 
-def _sha256_file(path: Path) -> str:
+def _sha256_file(path: Archive) -> str:
     sha = hashlib.sha256()
-    with open(path, "rb") as f:
+    with _opened(path) as f:
         while block := f.read(1 << 20):
             sha.update(block)
     return sha.hexdigest()

@@ -317,3 +317,40 @@ async def test_a_featured_image_keeps_the_space_around_it(tmp_path: Path, conten
     new = featured.replace("https://cdn.example/x", "https://cdn.example/tenant_b/media/a.jpg") \
         .replace("tenant_src/", "tenant_b/")
     assert got["post_1_tenant_b"] == new, got
+
+
+async def test_the_archive_imported_is_the_one_verified_not_one_put_in_its_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen: import verified the archive by its name and then opened the name again, so a file put in
+    its place between the two (the swap driven here, right after the check) was imported unchecked —
+    a post edited after the checksums were made restored as edited. One open file serves both now."""
+    import services.archivetools.verify as verify
+
+    path = archive(tmp_path / "a.zip")
+    with zipfile.ZipFile(path) as zf:
+        altered = {n: zf.read(n) for n in zf.namelist()}
+    altered[POST] = altered[POST].replace(b"# Hello\n", b"# Edited after the checksums\n")
+    swapped = tmp_path / "swapped.zip"
+    with zipfile.ZipFile(swapped, "w") as zf:
+        for name, raw in altered.items():
+            zf.writestr(name, raw)
+    assert not verify.verify_archive(swapped).ok  # on its own it would be refused
+    real = verify.verify_archive
+    swaps = []
+
+    def check_then_swap(source: Any, sha256: str | None = None) -> verify.Report:
+        report = real(source, sha256)
+        os.replace(swapped, path)  # another file at the name, after the check
+        swaps.append(report.ok)
+        return report
+
+    monkeypatch.setattr(verify, "verify_archive", check_then_swap)
+    db = open_content(sqlite_dsn(tmp_path / "content.db"), pool_max=2)
+    await db.init()
+    try:
+        await run_import(path, "tenant_b", db, FilesystemStore(tmp_path / "store"))
+        bodies = {r["id"]: r["markdown_content"] async for r in db.posts("tenant_b")}
+    finally:
+        await db.close()
+    assert swaps == [True] and not swapped.exists()  # the swap happened, after a check that passed
+    assert bodies["post_1_tenant_b"] == "# Hello\n", bodies

@@ -699,7 +699,7 @@ def walk_front(path: Archive) -> str:
     in work, deflate stopping near 1,032 to one)."""
     with _opened(path) as f:
         if os.fstat(f.fileno()).st_size == 0:
-            return _walk(b"")
+            return "the file is empty (0 bytes): a download that never started, or a copy cut before its first byte"
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             return _walk(buf)
 

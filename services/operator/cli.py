@@ -562,6 +562,6 @@ def erased_since(folder: Path) -> str:
         taken = json.loads((folder / "manifest.json").read_text()).get("created")
     except (OSError, ValueError, AttributeError):
         taken = None
-    when = f"taken {printable(taken)}" if isinstance(taken, str) else "of an unknown time"
-    return (f"grove-export: note: this backup is {when}; a tenant erased since then is back with it: run "
+    when = f"was taken {printable(taken)}" if isinstance(taken, str) else "is of an unknown time"
+    return (f"grove-export: note: this backup {when}; a tenant erased since then is back with it: run "
             "`grove-export erase-tenant TENANT` again for each one")

@@ -69,7 +69,7 @@ async def test_restore_refuses_before_restoring_anything_when_one_stream_exists(
     assert await _streams(bus, names) == {settings.stream_name: 1, hb: 0, admission: 0}
     # a tenant erased after the backup was taken is back: the operator is told to erase it again
     taken = json.loads((backup / "manifest.json").read_text())["created"]
-    assert out.stderr == (f"grove-export: note: this backup is taken {taken}; a tenant erased since then is back "
+    assert out.stderr == (f"grove-export: note: this backup was taken {taken}; a tenant erased since then is back "
                           "with it: run `grove-export erase-tenant TENANT` again for each one\n"), out.stderr
 
 

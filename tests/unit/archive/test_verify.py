@@ -156,6 +156,17 @@ def test_a_file_that_is_no_zip_at_all_is_said_without_a_none(tmp_path: Path) -> 
         report.problems
 
 
+def test_an_empty_file_is_said_to_be_empty() -> None:
+    """Seen: `verify` of a 0-byte file (a download that never started) said "the archive breaks at byte
+    0, before its first member", as of a file that holds something else."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".zip") as f:
+        report = verify_archive(Path(f.name), None)
+    assert report.problems == ["not a readable ZIP (File is not a zip file); the file is empty (0 bytes): a "
+                               "download that never started, or a copy cut before its first byte"], report.problems
+
+
 def rewrite(src: Path, dst: Path, manifest: Any = None, extra: dict[str, bytes] | None = None,
             edit: Any = None) -> Path:
     """``src`` with members added or replaced and manifest.json listing them with their SHA-256; then

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 
 from aiohttp import HttpVersion11, web
 from aiohttp.compression_utils import HAS_BROTLI, HAS_ZSTD
@@ -134,11 +135,24 @@ async def expect_export_body(request: web.Request) -> web.StreamResponse | None:
     sent `100 Continue` to every such request, so a client without a valid token, or announcing
     999,999 bytes, sent its body and only then got the 401 or 413 (RFC 9110 10.1.1: an origin
     server sends the final status at once when the head alone determines it). Otherwise as aiohttp."""
+    def check() -> None:
+        authenticate(request, request.app[SETTINGS])
+        idempotency_key(request)
+        check_body_head(request)
+
+    return await _expect(request, check)
+
+
+async def expect_token(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` on a route that reads no body (cancel): no valid token is a 401 at
+    once, not a go-ahead for a body the client then sends for nothing."""
+    return await _expect(request, lambda: authenticate(request, request.app[SETTINGS]))
+
+
+async def _expect(request: web.Request, check: Callable[[], object]) -> web.StreamResponse | None:
     if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
         try:
-            authenticate(request, request.app[SETTINGS])
-            idempotency_key(request)
-            check_body_head(request)
+            check()
         except p.Problem as problem:
             answer = p.problem_response(problem)
             answer.force_close()  # the body it announced is not read
@@ -168,7 +182,7 @@ async def status(request: web.Request) -> web.Response:
     return reply(await status_view(row, sign_for(app), app[SETTINGS].download_link_ttl_s))
 
 
-@routes.post("/api/export/cancel/{export_id}")
+@routes.post("/api/export/cancel/{export_id}", expect_handler=expect_token)
 async def cancel(request: web.Request) -> web.Response:
     who = authenticate(request, request.app[SETTINGS])
     await cancel_export(request.app, who, request.match_info["export_id"])

@@ -418,6 +418,16 @@ async def test_expect_100_continue_gets_the_final_answer_at_once_when_the_head_d
                 assert json.loads(rest)["code"] == code, rest
             finally:
                 writer.close()
+        # cancel reads no body: without a valid token its 401 comes at once too, not a go-ahead
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"POST /api/export/cancel/exp_x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                         b"Expect: 100-continue\r\n\r\n")
+            async with asyncio.timeout(5):
+                head = await reader.readuntil(b"\r\n\r\n")
+            assert head.split(b"\r\n")[0].split()[1] == b"401" and b"close" in head.lower(), head
+        finally:
+            writer.close()
         reader, writer, head = await head_only(f"Authorization: Bearer {token}\r\n", 2)
         try:
             assert head == b"HTTP/1.1 100 Continue\r\n\r\n", head

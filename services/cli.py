@@ -646,7 +646,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout = _Output(stdout)  # type: ignore[assignment]
     try:
         try:
-            args.func(args, settings)
+            _run_flushed(args, settings)
         except OutputFailed as e:  # before OSError below: it is the output, not NATS or the store
             _output_failed(args, stdout, e)
         except KeyboardInterrupt:
@@ -709,6 +709,18 @@ def main(argv: list[str] | None = None) -> None:
         except KeyboardInterrupt:  # landed as the command returned: it did not finish all the same
             if args.command not in UNTIL_CTRL_C:
                 interrupted(args)
+
+
+def _run_flushed(args: argparse.Namespace, settings: Any) -> None:
+    """The command, then its output flushed while a failed write is still :class:`OutputFailed`
+    (stdout to a file is block-buffered: a short output meets a full disk only at this flush, or, left
+    to the interpreter, after main() — "Exception ignored … OSError", exit 120, assemble's FILE kept)."""
+    try:
+        args.func(args, settings)
+    except SystemExit:  # verify, show and others end by exiting: their output too
+        sys.stdout.flush()
+        raise
+    sys.stdout.flush()
 
 
 class OutputFailed(OSError):

@@ -414,14 +414,23 @@ def test_output_that_cannot_be_written_is_said_as_that_not_as_a_server_failure(t
         import pytest
 
         pytest.skip("no /dev/full here")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_") and k != "PYTHONUNBUFFERED"}
     env["GROVE_JWT_SECRET"] = secrets.token_urlsafe(48)
-    with open("/dev/full", "w") as full:
-        out = subprocess.run([sys.executable, "-m", "services.cli", "token", "--tenant", "t", "--user", "u", "--email",
-                              "a@b.co", "--username", "n"], cwd=tmp_path, env=env, stdout=full,
-                             stderr=subprocess.PIPE, text=True, timeout=60, check=False)
-    assert (out.returncode, out.stderr) == (
-        1, "grove-export: could not write the output of token: No space left on device\n"), out.stderr
+    # buffered, as in a shell (the write fails only at the flush: it was "Exception ignored", exit 120,
+    # once main() had returned), and unbuffered (the write itself fails)
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "plain.zip", "w") as zf:  # no export: verify reports, then exits 1
+        zf.writestr("a.txt", "hi")
+    for extra in ({}, {"PYTHONUNBUFFERED": "1"}):
+        for args in (["token", "--tenant", "t", "--user", "u", "--email", "a@b.co", "--username", "n"],
+                     ["verify", str(tmp_path / "plain.zip")]):  # verify's report ends by exiting
+            with open("/dev/full", "w") as full:
+                out = subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=tmp_path, env=env | extra,
+                                     stdout=full, stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+            assert (out.returncode, out.stderr) == (
+                1, f"grove-export: could not write the output of {args[0]}: No space left on device\n"), \
+                (extra, out.stderr)
 
 
 def test_a_gateway_read_model_it_cannot_open_stops_it_in_one_line(values: dict[str, Any], tmp_path: Path) -> None:

@@ -149,7 +149,9 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
             ids.add(entry["id"])
             if (section in ("posts", "pages") or (entry.get("in_archive") and entry.get("path") not in absent)) \
                     and entry.get("path") not in names:
-                raise ImportRefused(f"{INDEX_PATH}: {section}[{n}].path {entry.get('path')!r} is not in the archive")
+                why = " (the export left it out: errors.json says why; a post or page is not restored in part)" \
+                    if entry.get("path") in absent else ""
+                raise ImportRefused(f"{INDEX_PATH}: {section}[{n}].path {entry.get('path')!r} is not in the archive{why}")
     rk, out = Rekey(manifest["tenant_id"], target), Restore()
     new_keys: dict[str, str] = {}  # archive path → target object key
     out.tables["media"] = []

@@ -14,6 +14,7 @@ rebuilt from the log by the projector.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from dataclasses import fields
 from pathlib import Path
 
@@ -57,7 +58,10 @@ class ReadModel:
     @classmethod
     async def open(cls, path: Path | str) -> ReadModel:
         if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # a file where its folder goes, a place none can be made: as SQLite says it
+                raise sqlite3.OperationalError(f"cannot make its folder: {e.strerror or e}") from None
         db = await sqlitedb.connect(path)
         try:
             return await cls._opened(db)

@@ -446,6 +446,14 @@ def test_a_gateway_read_model_it_cannot_open_stops_it_in_one_line(values: dict[s
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert lines == [f"grove-export: invalid settings: GROVE_READ_MODEL_DB: the gateway cannot open its read model "
                      f"{folder} (unable to open database file)"], lines
+    # a file where its folder goes: it was an OSError's line (exit 1) not naming the setting
+    (tmp_path / "afile").write_text("x")
+    beneath = tmp_path / "afile" / "rm.db"
+    out = cli({**values, "read_model_db": str(beneath), "port": free_port()}, "run", "gateway", timeout=60)
+    lines = [line for line in out.stderr.splitlines() if line.startswith("grove-export:")]
+    assert out.returncode == 2 and lines == [
+        f"grove-export: invalid settings: GROVE_READ_MODEL_DB: the gateway cannot open its read model {beneath} "
+        "(cannot make its folder: File exists)"], out.stderr[-2000:]
 
 
 def test_an_archive_that_is_a_device_or_a_pipe_is_named_as_such_not_as_missing(tmp_path: Path) -> None:

@@ -45,10 +45,11 @@ Markdown viewer (GitHub, Obsidian, VS Code). The original addresses are kept in 
 `draft`) beside Grove's own (`status`, `published_at`, `created_at`, `updated_at`).
 
 **Hugo:** `hugo new site mysite`, copy `posts/` and `pages/` into `mysite/content/` and `media/`
-into `mysite/static/`, add a theme, and add these two lines at the end of `hugo.toml`:
+into `mysite/static/`, add a theme, and add these two lines at the top of `hugo.toml`, before any `[section]` line:
 `{HUGO_SETTINGS[0]}` so that file-relative image links resolve, and
 `{HUGO_SETTINGS[1]}` so that the HTML in your posts (an `<img>`, a `<div>`)
-is shown: Hugo leaves it out otherwise. Drafts stay drafts (`hugo -D` shows them). A post whose
+is shown: Hugo leaves it out otherwise (a `hugo.toml` with a `[markup]` table takes
+`goldmark.renderer.unsafe = true` under it instead). Drafts stay drafts (`hugo -D` shows them). A post whose
 slug is `index` or `_index` is in a file such as `index-2.md` (Hugo reads those two names as a
 folder's own page); its `slug` in the front matter is the original.
 """

@@ -28,7 +28,9 @@ def build_site(archive: Path, site: Path) -> tuple[Path, list[dict[str, str]]]:
         shutil.copytree(site / "unpacked" / folder, site / "content" / folder)
     shutil.copytree(site / "unpacked" / "media", site / "static" / "media")
     config = next(p for p in (site / "hugo.toml", site / "config.toml") if p.exists())
-    config.write_text(config.read_text() + SETTINGS)
+    # at the top, as the README says; a theme's config ends in a table ([params]), below which they would
+    # be its keys and do nothing
+    config.write_text(SETTINGS + config.read_text() + "\n[params]\n  theme_option = 1\n")
     for name in ("single", "list"):
         (site / "layouts" / "_default").mkdir(parents=True, exist_ok=True)
         (site / "layouts" / "_default" / f"{name}.html").write_text(LAYOUT)

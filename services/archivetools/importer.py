@@ -14,6 +14,7 @@ archive are not restored (a row without its file would be a broken image): they 
 
 from __future__ import annotations
 
+import os
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -258,6 +259,7 @@ async def _import_checked(archive: IO[bytes], tenant: str, db: ContentSource, st
     from services.archivetools.verify import verify_archive
     from shared.core.printable import printable
 
+    before = _identity(archive)
     report = verify_archive(archive)
     if not report.ok:
         raise ImportRefused(f"the archive does not verify: {printable(report.problems[0])}")
@@ -276,6 +278,10 @@ async def _import_checked(archive: IO[bytes], tenant: str, db: ContentSource, st
                     for bucket, key, member, ctype in plan.objects:
                         put.append((bucket, key))  # before the put: a put cut short may have left it too
                         await put_member(store, bucket, key, zf, member, ctype)
+                    if _changed(before, _identity(archive)):  # all is read: were the bytes read the ones checked?
+                        raise ImportRefused("the archive was written to while it was imported (another program "
+                                            "changing it in place): nothing was restored; import it again once "
+                                            "it is whole")
                     await restore_tenant(db, tenant, username, plan.tables)
                 except BaseException as e:
                     for bucket, key in put:
@@ -287,6 +293,20 @@ async def _import_checked(archive: IO[bytes], tenant: str, db: ContentSource, st
         raise ImportRefused(f"another import into tenant {tenant!r} is under way; try again once it has "
                             "finished") from None
     return plan
+
+
+def _identity(f: IO[bytes]) -> tuple[int, int, int, int | None]:
+    """What changes when a file is written to in place (one open file keeps out a file put in its
+    place, not a writer of this one): size, modification time, and the change time while its
+    links are as they were (a file put at its name unlinks this one, which changes only that: the
+    bytes this open file reads are the same)."""
+    st = os.fstat(f.fileno())
+    return st.st_size, st.st_mtime_ns, st.st_nlink, st.st_ctime_ns if st.st_nlink else None
+
+
+def _changed(before: tuple[int, int, int, int | None], now: tuple[int, int, int, int | None]) -> bool:
+    size, mtime, links, ctime = before
+    return (size, mtime) != now[:2] or (links == now[2] and ctime != now[3])
 
 
 async def put_member(store: ObjectStore, bucket: str, key: str, zf: zipfile.ZipFile, member: str,

@@ -354,3 +354,41 @@ async def test_the_archive_imported_is_the_one_verified_not_one_put_in_its_place
         await db.close()
     assert swaps == [True] and not swapped.exists()  # the swap happened, after a check that passed
     assert bodies["post_1_tenant_b"] == "# Hello\n", bodies
+
+
+async def test_an_archive_written_to_in_place_after_the_check_is_refused_and_nothing_is_left(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One open file keeps out a file put at the name, not a writer of this very file (`cp new.zip A.zip`
+    truncates and rewrites it; so does `rsync --inplace`): the bytes imported were not the ones checked.
+    Driven here: the archive is rewritten in place, with a post edited, right after the check."""
+    import services.archivetools.verify as verify
+
+    path = archive(tmp_path / "a.zip")
+    with zipfile.ZipFile(path) as zf:
+        altered = {n: zf.read(n) for n in zf.namelist()}
+    altered[POST] = altered[POST].replace(b"# Hello\n", b"# Edited after the checksums\n")
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as zf:
+        for name, raw in altered.items():
+            zf.writestr(name, raw)
+    real, rewrites = verify.verify_archive, []
+
+    def check_then_rewrite(source: Any, sha256: str | None = None) -> verify.Report:
+        report = real(source, sha256)
+        with open(path, "r+b") as f:  # the same file, truncated and written again, as cp does
+            f.truncate(0)
+            f.write(other.read_bytes())
+        rewrites.append(report.ok)
+        return report
+
+    monkeypatch.setattr(verify, "verify_archive", check_then_rewrite)
+    db = open_content(sqlite_dsn(tmp_path / "content.db"), pool_max=2)
+    await db.init()
+    store = FilesystemStore(tmp_path / "store")
+    try:
+        with pytest.raises(ImportRefused, match="the archive was written to while it was imported"):
+            await run_import(path, "tenant_b", db, store)
+        assert rewrites == [True]  # the rewrite happened, after a check that passed
+        await assert_nothing_left(db, store, "tenant_b")
+    finally:
+        await db.close()

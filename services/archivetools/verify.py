@@ -155,7 +155,7 @@ def verify_archive(path: Archive, sha256: str | None = None) -> Report:
         else:
             report.facts.append("SHA-256 of the archive matches")
     try:
-        zf = zipfile.ZipFile(path if isinstance(path, Path) else _rewound(path))
+        zf = zipfile.ZipFile(path)  # a path, or the open file (zipfile finds its end itself)
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:  # a name flagged UTF-8 that is
         # not (UnicodeDecodeError), a "version needed to extract" past what zipfile knows
         report.problems.append(f"not a readable ZIP ({e}); {walk_front(path)}")
@@ -190,11 +190,6 @@ def _unexpandable(zf: zipfile.ZipFile) -> list[str]:
             problems.append(f"{info.filename}: compressed with {how}; an export only stores or deflates, "
                             "and nothing was expanded")
     return problems
-
-
-def _rewound(f: IO[bytes]) -> IO[bytes]:
-    f.seek(0)
-    return f
 
 
 def _overlaps(zf: zipfile.ZipFile, path: Archive) -> list[str]:

@@ -34,6 +34,7 @@ from shared.core import events as ev
 from shared.core import steps
 from shared.eventlog.jetstream import Conflict
 from shared.objectstore.factory import open_store
+from shared.runtime.settings import Settings
 from tests.cluster.procs import LAUNCH, Procs, connect_bus
 from tests.cluster.secured import PASSWORDS, Secured, connect_as
 from tests.support.env import to_env
@@ -243,6 +244,33 @@ async def test_a_direct_gets_copy_aimed_at_a_tenants_admission_slot_locks_nobody
         await gateway.close()
 
 
+async def _the_running_export_keeps_its_slot(s: Settings, admin: Bus, gateway: Bus, tmp_path: Path, tenant: str,
+                                             running: str, written: int | None, landing: str) -> None:
+    """Once a value no gateway wrote is stored at ``tenant``'s slot (past revision ``written``), a second
+    export is refused beside ``running`` — taken from the log through the read model — and the slot is
+    written back: a store without the log (the operator's), which takes a foreign value as free, sees
+    the running export too."""
+    from services.gateway import admission as adm
+    from services.gateway.admission_kv import AdmissionStore, newest_from
+    from services.gateway.projector import replay
+    from services.gateway.readmodel import ReadModel
+
+    bucket = f"{s.kv_prefix}_admission"
+
+    async def landed() -> bool:
+        return int((await admin.js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.tenant.{tenant}")).seq or 0) > (written or 0)
+
+    await until(landed, 5, 0.05, landing)
+    await replay(tmp_path / "read-model.db", gateway)
+    model = await ReadModel.open(tmp_path / "read-model.db")
+    try:
+        store = AdmissionStore(gateway, s, "gw1", newest=lambda t: newest_from(model, t))
+        assert await store.admit(tenant, "exp_second", None) == adm.Conflict(running)
+    finally:
+        await model.close()
+    assert await AdmissionStore(gateway, s, "gw1").admit(tenant, "exp_second", None) == adm.Conflict(running)
+
+
 async def test_a_puback_aimed_at_a_tenants_admission_slot_frees_no_running_export(
         secured: Secured, admin: Bus, tmp_path: Path) -> None:
     """A publish's PubAck aimed at ``tenant.<t>``: a JSON object no gateway wrote, which the gateway
@@ -250,9 +278,7 @@ async def test_a_puback_aimed_at_a_tenants_admission_slot_frees_no_running_expor
     the rate limit with it, as often as the notifier liked (found by the attack run). The gateway now
     takes such a slot from the log: the read model's newest export, whose folded status decides."""
     from services.gateway import admission as adm
-    from services.gateway.admission_kv import AdmissionStore, newest_from
-    from services.gateway.projector import replay
-    from services.gateway.readmodel import ReadModel
+    from services.gateway.admission_kv import AdmissionStore
 
     s = secured.settings
     bucket = f"{s.kv_prefix}_admission"
@@ -268,21 +294,8 @@ async def test_a_puback_aimed_at_a_tenants_admission_slot_frees_no_running_expor
             await notifier.flush()
         finally:
             await notifier.close()
-
-        async def landed() -> bool:
-            return int((await admin.js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.tenant.t_q")).seq or 0) > written
-
-        await until(landed, 5, 0.05, "the PubAck stored as the tenant's slot")
-        await replay(tmp_path / "read-model.db", gateway)
-        model = await ReadModel.open(tmp_path / "read-model.db")
-        try:
-            store = AdmissionStore(gateway, s, "gw1", newest=lambda tenant: newest_from(model, tenant))
-            assert await store.admit("t_q", "exp_q2", None) == adm.Conflict("exp_q1")
-        finally:
-            await model.close()
-        # the slot taken from the log is written back: a store without the log (the operator's), which
-        # takes a foreign value as free, sees the running export too
-        assert await AdmissionStore(gateway, s, "gw1").admit("t_q", "exp_q2", None) == adm.Conflict("exp_q1")
+        await _the_running_export_keeps_its_slot(s, admin, gateway, tmp_path, "t_q", "exp_q1", written,
+                                                 "the PubAck stored as the tenant's slot")
     finally:
         await gateway.close()
 
@@ -299,9 +312,7 @@ async def test_a_direct_gets_copy_of_a_delete_aimed_at_a_tenants_admission_slot_
     before, through another one; found by the review). A copy is never a delete: it is a value no
     gateway wrote, and the slot is taken from the log."""
     from services.gateway import admission as adm
-    from services.gateway.admission_kv import AdmissionStore, newest_from
-    from services.gateway.projector import replay
-    from services.gateway.readmodel import ReadModel
+    from services.gateway.admission_kv import AdmissionStore
 
     s = secured.settings
     bucket = f"{s.kv_prefix}_admission"
@@ -312,20 +323,8 @@ async def test_a_direct_gets_copy_of_a_delete_aimed_at_a_tenants_admission_slot_
                                                   user_email="d@example.org", username="d"), 0)
         written = (await admin.admission.get("tenant.t_d")).revision
         await _aim_a_copy(secured, body, f"$KV.{bucket}.tenant.t_d", headers)
-
-        async def landed() -> bool:
-            return int((await admin.js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.tenant.t_d")).seq or 0) > written
-
-        await until(landed, 5, 0.05, "the copy stored as the tenant's slot")
-        await replay(tmp_path / "read-model.db", gateway)
-        model = await ReadModel.open(tmp_path / "read-model.db")
-        try:
-            store = AdmissionStore(gateway, s, "gw1", newest=lambda tenant: newest_from(model, tenant))
-            assert await store.admit("t_d", "exp_d2", None) == adm.Conflict("exp_d1")
-        finally:
-            await model.close()
-        # written back as a gateway's slot: a store without the log (the operator's) sees the export too
-        assert await AdmissionStore(gateway, s, "gw1").admit("t_d", "exp_d2", None) == adm.Conflict("exp_d1")
+        await _the_running_export_keeps_its_slot(s, admin, gateway, tmp_path, "t_d", "exp_d1", written,
+                                                 "the copy stored as the tenant's slot")
     finally:
         await gateway.close()
 
@@ -745,7 +744,7 @@ async def test_a_slot_taken_from_the_log_whose_export_a_clock_ahead_requested_lo
             await notifier.close()
 
         async def landed() -> bool:
-            return int((await admin.js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.tenant.t_k")).seq or 0) > written
+            return int((await admin.js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.tenant.t_k")).seq or 0) > (written or 0)
 
         await until(landed, 5, 0.05, "the PubAck stored as the tenant's slot")
         await replay(tmp_path / "read-model.db", gateway)

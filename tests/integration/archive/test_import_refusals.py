@@ -319,6 +319,17 @@ async def test_a_featured_image_keeps_the_space_around_it(tmp_path: Path, conten
     assert got["post_1_tenant_b"] == new, got
 
 
+def edited_after_the_checksums(path: Path, dst: Path) -> Path:
+    """``path`` with its post's body edited and manifest.json as it was: an archive that does not verify."""
+    with zipfile.ZipFile(path) as zf:
+        altered = {n: zf.read(n) for n in zf.namelist()}
+    altered[POST] = altered[POST].replace(b"# Hello\n", b"# Edited after the checksums\n")
+    with zipfile.ZipFile(dst, "w") as zf:
+        for name, raw in altered.items():
+            zf.writestr(name, raw)
+    return dst
+
+
 async def test_the_archive_imported_is_the_one_verified_not_one_put_in_its_place(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Seen: import verified the archive by its name and then opened the name again, so a file put in
@@ -327,13 +338,7 @@ async def test_the_archive_imported_is_the_one_verified_not_one_put_in_its_place
     import services.archivetools.verify as verify
 
     path = archive(tmp_path / "a.zip")
-    with zipfile.ZipFile(path) as zf:
-        altered = {n: zf.read(n) for n in zf.namelist()}
-    altered[POST] = altered[POST].replace(b"# Hello\n", b"# Edited after the checksums\n")
-    swapped = tmp_path / "swapped.zip"
-    with zipfile.ZipFile(swapped, "w") as zf:
-        for name, raw in altered.items():
-            zf.writestr(name, raw)
+    swapped = edited_after_the_checksums(path, tmp_path / "swapped.zip")
     assert not verify.verify_archive(swapped).ok  # on its own it would be refused
     real = verify.verify_archive
     swaps = []
@@ -364,13 +369,7 @@ async def test_an_archive_written_to_in_place_after_the_check_is_refused_and_not
     import services.archivetools.verify as verify
 
     path = archive(tmp_path / "a.zip")
-    with zipfile.ZipFile(path) as zf:
-        altered = {n: zf.read(n) for n in zf.namelist()}
-    altered[POST] = altered[POST].replace(b"# Hello\n", b"# Edited after the checksums\n")
-    other = tmp_path / "other.zip"
-    with zipfile.ZipFile(other, "w") as zf:
-        for name, raw in altered.items():
-            zf.writestr(name, raw)
+    other = edited_after_the_checksums(path, tmp_path / "other.zip")
     real, rewrites = verify.verify_archive, []
 
     def check_then_rewrite(source: Any, sha256: str | None = None) -> verify.Report:

@@ -111,6 +111,14 @@ def stored_files(tmp_path: Path) -> list[Path]:
     return [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
 
 
+def refused_by_import(tmp_path: Path, path: Path, line: str) -> None:
+    """``grove-export import`` refuses ``path`` as an archive that does not verify, in ``line``, and puts nothing."""
+    refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
+    assert (refused.returncode, refused.stdout) == (2, ""), refused.stdout + refused.stderr
+    assert refused.stderr == f"grove-export: import refused: the archive does not verify: {line}\n", refused.stderr
+    assert not stored_files(tmp_path)
+
+
 def test_the_export_verifies_and_imports(tmp_path: Path) -> None:
     path = exported(tmp_path)
     assert verify_archive(path).ok, verify_archive(path).text()
@@ -127,10 +135,7 @@ def test_a_post_index_json_lists_and_the_archive_does_not_hold_fails_verify_as_i
     assert report.problems == [line], report.text()
     checked = grove(tmp_path, "verify", str(path))
     assert checked.returncode == 1 and f"PROBLEM: {line}" in checked.stdout.splitlines(), checked.stdout
-    refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
-    assert (refused.returncode, refused.stdout) == (2, ""), refused.stdout + refused.stderr
-    assert refused.stderr == f"grove-export: import refused: the archive does not verify: {line}\n", refused.stderr
-    assert not stored_files(tmp_path)
+    refused_by_import(tmp_path, path, line)
 
 
 def test_a_page_index_json_lists_and_the_archive_does_not_hold_is_a_problem(tmp_path: Path) -> None:
@@ -154,10 +159,7 @@ def test_a_member_index_json_does_not_list_fails_verify_and_import(tmp_path: Pat
     line = (f"{name}: in the archive but not listed in index.json (an export lists every post, page, image and "
             "file it holds there; import would not restore it)")
     assert verify_archive(path).problems == [line], verify_archive(path).text()
-    refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
-    assert (refused.returncode, refused.stdout) == (2, ""), refused.stdout + refused.stderr
-    assert refused.stderr == f"grove-export: import refused: the archive does not verify: {line}\n", refused.stderr
-    assert not stored_files(tmp_path)
+    refused_by_import(tmp_path, path, line)
 
 
 def test_an_image_index_json_says_is_not_in_the_archive_is_not_listed_by_its_path(tmp_path: Path) -> None:
@@ -203,10 +205,7 @@ def test_a_listed_post_import_cannot_read_fails_verify_in_imports_line(tmp_path:
     edit, line = UNREADABLE[case]
     path = repack(exported(tmp_path), tmp_path / "post.zip", add={"posts/hello.md": edit(_post(tmp_path))})
     assert verify_archive(path).problems == [line], verify_archive(path).text()
-    refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
-    assert (refused.returncode, refused.stdout) == (2, ""), refused.stdout + refused.stderr
-    assert refused.stderr == f"grove-export: import refused: the archive does not verify: {line}\n", refused.stderr
-    assert not stored_files(tmp_path)
+    refused_by_import(tmp_path, path, line)
 
 
 def alias_bomb(post: str, levels: int) -> bytes:
@@ -235,9 +234,7 @@ def test_front_matter_aliases_are_refused_before_anything_walks_them(tmp_path: P
             "writes one) at line 2)")
     assert report.problems == [line], report.text()
     assert took < 10 and peak < 50 * 2**20, (took, peak)
-    refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
-    assert refused.stderr == f"grove-export: import refused: the archive does not verify: {line}\n", refused.stderr
-    assert not stored_files(tmp_path)
+    refused_by_import(tmp_path, path, line)
 
 
 def _twice(index: dict[str, Any]) -> None:
@@ -278,9 +275,7 @@ def test_an_index_entry_at_another_entrys_file_or_outside_its_folder_is_a_proble
     path = repack(exported(tmp_path), tmp_path / "shared.zip", drop=drop,
                   add={**add, "index.json": json.dumps(index).encode()})
     assert verify_archive(path).problems == lines, verify_archive(path).text()
-    refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
-    assert refused.stderr == f"grove-export: import refused: the archive does not verify: {lines[0]}\n", refused.stderr
-    assert not stored_files(tmp_path)
+    refused_by_import(tmp_path, path, lines[0])
 
 
 def with_manifest(src: Path, dst: Path, edit: Any) -> Path:
@@ -366,8 +361,7 @@ def test_an_id_twice_in_a_section_fails_verify_as_import_while_null_ids_are_left
     path = repack(exported(tmp_path), tmp_path / "ids.zip", add={"index.json": json.dumps(index).encode()})
     line = "index.json: posts[1].id 'p0' appears twice in posts"
     assert verify_archive(path).problems == [line], verify_archive(path).text()
-    refused = grove(tmp_path, "import", str(path), "--tenant", "t2")
-    assert refused.stderr == f"grove-export: import refused: the archive does not verify: {line}\n", refused.stderr
+    refused_by_import(tmp_path, path, line)
     index["posts"][0]["id"] = index["posts"][1]["id"] = None
     nulls = repack(exported(tmp_path), tmp_path / "nulls.zip", add={"index.json": json.dumps(index).encode()})
     assert verify_archive(nulls).ok, verify_archive(nulls).text()

@@ -21,7 +21,6 @@ must not slip changed bytes into an archive.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from datetime import datetime
@@ -49,7 +48,7 @@ from shared.objectstore.port import (
     StoreUnavailable,
     UploadedPart,
 )
-from shared.runtime.settings import S3Settings
+from shared.runtime.settings import S3Settings, is_loopback
 
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 _PRECONDITION = {"412", "PreconditionFailed"}
@@ -190,10 +189,7 @@ def _sign_payloads(endpoint_url: str | None) -> bool:
     url = urlsplit(endpoint_url)
     if url.scheme == "https":
         return False
-    try:
-        return not ipaddress.ip_address(url.hostname or "").is_loopback
-    except ValueError:
-        return url.hostname != "localhost"
+    return not is_loopback(url.hostname or "")
 
 
 # Sent as the User-Agent of every request: the store's access logs name the caller. Also what

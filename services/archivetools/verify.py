@@ -59,9 +59,13 @@ from shared.archive.frontmatter import parse_markdown
 from shared.archive.layout import (
     ERRORS_PATH,
     FEED_PATH,
+    FILES,
     GENERATED_PATHS,
     INDEX_PATH,
     MANIFEST_PATH,
+    MEDIA,
+    PAGES,
+    POSTS,
     README_PATH,
     is_media,
     is_text_page,
@@ -109,9 +113,10 @@ UNSAFE_MODE = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWGRP | stat.S
 DOS_DIRECTORY = 0x10  # FILE_ATTRIBUTE_DIRECTORY in the low byte of a member's external attributes
 UTF8_NAME = 0x800  # bit 11: the name is UTF-8 (an export sets it on every member)
 # What manifest.json's item_counts count: the members in a folder (posts and pages: Markdown files)
-COUNTED = {"posts": ("posts/", ".md"), "pages": ("pages/", ".md"), "images": ("media/", ""), "files": ("files/", "")}
+COUNTED = {"posts": (f"{POSTS}/", ".md"), "pages": (f"{PAGES}/", ".md"), "images": (f"{MEDIA}/", ""),
+           "files": (f"{FILES}/", "")}
 # Where an export puts the file of each of index.json's sections
-FOLDERS = {"posts": "posts/", "pages": "pages/", "media": "media/", "files": "files/"}
+FOLDERS = {section: f"{section}/" for section in (POSTS, PAGES, MEDIA, FILES)}  # index.json section → folder
 # The members an export makes besides the posts, pages, images and files index.json lists
 OWN_DOCUMENTS = (README_PATH, INDEX_PATH, FEED_PATH, *GENERATED_PATHS)
 READ_AS = ENCRYPTED | 0x8 | PATCHED_DATA | STRONG_ENCRYPTION  # the flags that change how the data is read

@@ -53,8 +53,8 @@ def _status(msg: Msg) -> str | None:
 
 class _Get:
     """One batched get's answer as it arrives: the stored messages so far, and ``done`` once the
-    end-of-batch status (its headers; {} for 404) or an error has come. Collected in the
-    subscription's callback: one wake-up of the asker per batch, not a queue round per message."""
+    end-of-batch status (its headers; {} for 404) or an error has come. Collected as the client's
+    read loop parses each reply (:meth:`_Replies.take`): one wake-up of the asker per batch."""
 
     __slots__ = ("done", "out")
 
@@ -62,14 +62,14 @@ class _Get:
         self.out: list[Stored] = []
         self.done: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
 
-    def take(self, msg: Msg) -> None:
+    def take(self, headers: dict[str, str] | None, data: bytes) -> None:
         if self.done.done():
             return  # after its end: a stray or repeated answer
-        h = msg.headers or {}
-        status = _status(msg)
+        h = headers or {}
+        status = h.get("Status")
         try:
             if status is None:
-                self.out.append(Stored(int(h["Nats-Sequence"]), h["Nats-Subject"], msg.data, STORED_ANSWER in h))
+                self.out.append(Stored(int(h["Nats-Sequence"]), h["Nats-Subject"], data, STORED_ANSWER in h))
             elif status == "404":
                 self.done.set_result({})
             elif status == "204":  # end of batch
@@ -83,12 +83,13 @@ class _Get:
 class _Replies:
     """One wildcard subscription per connection for every batched get's replies, told apart by the
     last token of the reply subject: a get costs no SUB/UNSUB round of its own (each of which also
-    makes the server rebuild its subject cache)."""
+    makes the server rebuild its subject cache). On our own client (shared/bus/connect.py) the
+    replies go straight from its read loop to :meth:`take`; on another, through the callback."""
 
     def __init__(self, nc: Client) -> None:
         self.nc = nc
         self.prefix = nc.new_inbox()  # under this connection's inbox prefix: only this user may listen there
-        self.gets: dict[str, _Get] = {}
+        self.gets: dict[bytes, _Get] = {}
         self.sub: Subscription | None = None
         self.lock = asyncio.Lock()
         self.next = 0
@@ -97,21 +98,28 @@ class _Replies:
         if self.sub is None:
             async with self.lock:
                 if self.sub is None:
-                    self.sub = await self.nc.subscribe(f"{self.prefix}.*", cb=self._deliver)
+                    sub = await self.nc.subscribe(f"{self.prefix}.*", cb=self._deliver)
+                    directly = getattr(self.nc, "deliver_directly", None)
+                    if directly is not None:
+                        directly(sub._id, self.take)
+                    self.sub = sub
         self.next += 1
         token = str(self.next)
-        get = self.gets[token] = _Get()
+        get = self.gets[token.encode()] = _Get()
         return f"{self.prefix}.{token}", get
 
     def close(self, inbox: str) -> None:
-        get = self.gets.pop(inbox.rsplit(".", 1)[-1], None)
+        get = self.gets.pop(inbox.rsplit(".", 1)[-1].encode(), None)
         if get is not None and get.done.done() and not get.done.cancelled():
             get.done.exception()  # seen: an error that came as the asker gave up is not "never retrieved"
 
-    async def _deliver(self, msg: Msg) -> None:
-        get = self.gets.get(msg.subject.rsplit(".", 1)[-1])
+    def take(self, subject: bytes, headers: dict[str, str] | None, data: bytes) -> None:
+        get = self.gets.get(subject.rpartition(b".")[2])
         if get is not None:  # a late reply to a get that timed out is dropped
-            get.take(msg)
+            get.take(headers, data)
+
+    async def _deliver(self, msg: Msg) -> None:
+        self.take(msg.subject.encode(), msg.headers, msg.data)
 
 
 _replies: weakref.WeakKeyDictionary[Client, _Replies] = weakref.WeakKeyDictionary()

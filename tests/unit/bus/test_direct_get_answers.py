@@ -1,31 +1,31 @@
 """How one batched direct get's answer is collected (shared/eventlog/directget.py), message by message
-as the subscription delivers them: no server needed to hold each kind of message to its outcome."""
+as the client hands them over: no server needed to hold each kind of message to its outcome."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from nats.aio.msg import Msg
 
 from shared.bus.answers import STORED_ANSWER
 from shared.eventlog.directget import DirectGetError, Stored, _Get
 
-
-def stored(seq: int, subject: str = "exports.t.e.ExportRequested", **extra: str) -> Msg:
-    return Msg(_client=None, subject="_INBOX.x.1", data=b"{}",  # type: ignore[arg-type]
-               headers={"Nats-Sequence": str(seq), "Nats-Subject": subject, **extra})
+Reply = tuple[dict[str, str], bytes]  # one reply's headers and body, as the client's read loop gives them
 
 
-def status(code: str, **extra: str) -> Msg:
-    return Msg(_client=None, subject="_INBOX.x.1", headers={"Status": code, **extra})  # type: ignore[arg-type]
+def stored(seq: int, subject: str = "exports.t.e.ExportRequested", **extra: str) -> Reply:
+    return {"Nats-Sequence": str(seq), "Nats-Subject": subject, **extra}, b"{}"
 
 
-def collect(*msgs: Msg) -> _Get:
+def status(code: str, **extra: str) -> Reply:
+    return {"Status": code, **extra}, b""
+
+
+def collect(*replies: Reply) -> _Get:
     async def run() -> _Get:
         get = _Get()
-        for msg in msgs:
-            get.take(msg)
+        for headers, data in replies:
+            get.take(headers, data)
         return get
     return asyncio.run(run())
 
@@ -53,7 +53,7 @@ def test_an_error_status_ends_the_get_with_its_description() -> None:
 
 
 def test_a_message_without_its_sequence_ends_the_get_with_the_error_not_inside_nats_py() -> None:
-    broken = Msg(_client=None, subject="_INBOX.x.1", headers={"Nats-Subject": "exports.t.e.X"})  # type: ignore[arg-type]
+    broken = ({"Nats-Subject": "exports.t.e.X"}, b"")
     assert isinstance(outcome(collect(broken)), KeyError)
     assert isinstance(outcome(collect(stored(1), stored(2, **{"Nats-Sequence": "two"}))), ValueError)
 
@@ -67,8 +67,8 @@ def test_a_get_given_up_on_ignores_its_late_answer() -> None:
     async def run() -> _Get:
         get = _Get()
         get.done.cancel()  # the asker's timeout
-        get.take(stored(1))
-        get.take(status("204"))
+        get.take(*stored(1))
+        get.take(*status("204"))
         return get
     get = asyncio.run(run())
     assert get.out == [] and get.done.cancelled()

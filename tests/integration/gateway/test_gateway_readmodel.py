@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
+
+import pytest
 
 from services.gateway import projector, replay
 from services.gateway.keys import READ_MODEL
@@ -69,6 +72,35 @@ async def test_replay_replaces_a_damaged_table_in_place(settings_for, start_gate
     await damaged.close()
     assert await replay(settings_for(7), pipeline.bus) == 5
     assert rows(path) == rows(settings_for(0).read_model_db)
+
+
+async def test_replay_folds_with_the_cycle_collector_paused_and_gives_it_back_as_it_was(
+        gateway, pipeline, headers_for, tmp_path, monkeypatch):
+    await drive_many_exports(gateway, pipeline, headers_for)
+    await pipeline.settle(gateway)
+    seen: list[bool] = []
+    write_rows = ReadModel.write_rows
+
+    async def spying(self, rows, seq):  # type: ignore[no-untyped-def]
+        seen.append(gc.isenabled())
+        await write_rows(self, rows, seq)
+
+    monkeypatch.setattr(ReadModel, "write_rows", spying)
+    assert gc.isenabled()
+    assert await replay(tmp_path / "a.db", pipeline.bus) == 5
+    assert seen == [False] and gc.isenabled()
+
+    gc.disable()  # a caller that had it off keeps it off
+    try:
+        assert await replay(tmp_path / "b.db", pipeline.bus) == 5
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+    (tmp_path / "not-a-folder").write_text("x")  # a replay that fails gives it back too
+    with pytest.raises(sqlite3.Error):
+        await replay(tmp_path / "not-a-folder" / "c.db", pipeline.bus)
+    assert gc.isenabled() and seen == [False, False]
 
 
 async def test_a_replica_started_later_catches_up_from_the_log(start_gateway, gateway, pipeline, headers_for):

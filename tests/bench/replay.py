@@ -13,6 +13,7 @@ rebuilt file's ``projector_position`` (how far it got), and the table says so.
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 import statistics
 import time
@@ -29,6 +30,7 @@ EXPORTS = 10_000
 IN_FLIGHT = 300
 LIMIT_S = 60.0
 RUNS = 3
+GARBAGE: list[int] = []  # objects a collection found in reference cycles after each replay
 
 
 def events_of(i: int) -> list[ev.Event]:
@@ -122,7 +124,8 @@ async def run(world: World) -> list[Row]:
     rows = next((r[2] for r in results if r[2] is not None), 0)
     spread = f"{runs} runs: median {rate:,.0f}, range {min(rates):,.0f}–{max(rates):,.0f} events/s; " if runs > 1 else ""
     note = (f"{count:,} events of {exports:,} exports; rebuilt {rows:,} rows, in "
-            + ", ".join(f"{e:.1f}" for _, e, _ in results) + " s" if not stopped else
+            + ", ".join(f"{e:.1f}" for _, e, _ in results) + " s; cyclic garbage a collection found after each: "
+            + ", ".join(str(g) for g in GARBAGE[-runs:]) + " objects" if not stopped else
             f"{len(stopped)} of {runs} stopped at the {LIMIT_S:.0f} s limit (their rate from how far they got: "
             "projector_position)")
     return [
@@ -136,12 +139,15 @@ async def run(world: World) -> list[Row]:
 async def _replay(replay: Callable[..., Coroutine[object, object, int]], env: Env, target: Path,
                   count: int) -> tuple[int, float, int | None]:
     """(events replayed, seconds, rows rebuilt — None when stopped at the limit)."""
+    gc.collect()  # what the publishing left: not the replay's
     started = time.perf_counter()
     task = asyncio.create_task(replay(target, env.bus, timeout=30))
     while True:
         finished, _ = await asyncio.wait({task}, timeout=1.0)
         if finished:
-            return count, time.perf_counter() - started, task.result()
+            elapsed = time.perf_counter() - started
+            GARBAGE.append(gc.collect())  # the replay pauses the cycle collector: what it would have found
+            return count, elapsed, task.result()
         if time.perf_counter() - started > LIMIT_S:
             reached = position(target.parent, target.name)
             elapsed = time.perf_counter() - started

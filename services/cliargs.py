@@ -58,8 +58,10 @@ def number_in(low: float, high: float | None = None, kind: type[int] | type[floa
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"must be {'a whole number' if kind is int else 'a number'} {span}, not {text!r}") from None
-        # NaN too; and never infinity, which no bound of ours means (erase-tenant --wait inf waited for ever)
-        if not (low <= value and (high is None or value <= high)) or not math.isfinite(value):
+        # NaN too; and never infinity, which no bound of ours means (erase-tenant --wait inf waited for ever).
+        # A float's only: math.isfinite of a whole number too big for a float raised OverflowError, a traceback.
+        if not (low <= value and (high is None or value <= high)) or (isinstance(value, float)
+                                                                       and not math.isfinite(value)):
             raise argparse.ArgumentTypeError(f"must be {span}, not {text}")
         return value
     parse.__name__ = kind.__name__  # argparse names the type in its own messages

@@ -569,8 +569,11 @@ def data_not_a_folder(args: argparse.Namespace) -> str | None:
     if data is None:
         return None
     path = Path(data)
-    existing = next((p for p in (path, *path.parents) if p.exists()), None)  # `--data FILE/sub`: FILE
-    if existing is None or existing.is_dir():
+    try:
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)  # `--data FILE/sub`: FILE
+        if existing is None or existing.is_dir():
+            return None
+    except OSError:  # a name too long, a folder it may not look in: not known to be a file, left to the command
         return None
     what = "is a file" if existing == path else f"cannot be made: {existing} is a file"
     return (f"--data {data} {what}, not a folder (the local stack's data folder: its store, databases, outbox and "

@@ -404,6 +404,17 @@ def test_a_data_folder_that_is_a_file_is_refused_in_one_line_by_every_command(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"] and notes.read_text() == "mine\n"
 
 
+def test_a_data_folder_whose_name_cannot_be_looked_up_is_no_traceback_in_the_file_check(tmp_path: Path) -> None:
+    """Seen: since the check that --data is not a file (55a2297), `seed --data DIR/<300 letters>` ended
+    in an OSError traceback ("File name too long") out of that check's Path.exists(), which raises
+    what is not "no such file"; before it, seed said the one line "File name too long: …", exit 1.
+    A name the check cannot look up is left to the command, as before."""
+    long = tmp_path / ("a" * 300)
+    out = bare("seed", "--data", str(long), cwd=tmp_path)
+    assert out.returncode in (1, 2) and len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("grove-export: ") and "Traceback" not in out.stderr, out.stderr
+
+
 def test_output_that_cannot_be_written_is_said_as_that_not_as_a_server_failure(tmp_path: Path) -> None:
     """Seen: `grove-export token … > /dev/full` (no NATS involved) said "NATS at … failed: No space
     left on device"."""

@@ -94,9 +94,11 @@ def spelled(pattern: re.Pattern[str], rule: str) -> Callable[[str], str]:
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``): traffic that
-    never leaves it."""
-    name = host.strip().strip("[]").lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
+    never leaves it. Not a name under ``.localhost`` nor ``localhost.``: glibc's resolver reads only
+    ``localhost`` from /etc/hosts and asks DNS (and its search domains) for those, which may give any
+    address — a password sent unencrypted (or a payload unsigned) to them could cross the network."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
         return True
     try:
         return ipaddress.ip_address(name).is_loopback

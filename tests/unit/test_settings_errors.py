@@ -371,3 +371,20 @@ def test_a_mail_password_over_tls_or_to_this_machine_is_taken(monkeypatch: pytes
         monkeypatch.setenv("GROVE_MAIL__HTTP_URL", url)
         monkeypatch.setenv("GROVE_MAIL__HTTP_API_KEY", "Kq3-real-api-key")
         assert Settings().mail.http_api_key is not None
+
+
+@pytest.mark.parametrize("host", ["relay.localhost", "localhost.", "mail.localhost."])
+def test_a_mail_password_to_a_name_the_resolver_may_send_elsewhere_is_refused(
+        monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    """Seen: is_loopback took any name under .localhost, and localhost with a trailing dot, as this
+    machine, so a password went unencrypted to it. The system's resolver does not: glibc reads only
+    `localhost` from /etc/hosts and asks DNS for the others (getaddrinfo('relay.localhost') and
+    ('localhost.') fail on a machine whose DNS has no answer, and a search domain or a DNS server
+    may give any address). Only `localhost` and loopback addresses are this machine."""
+    from shared.runtime.settings import is_loopback
+
+    line = refusal(monkeypatch, GROVE_MAIL__BACKEND="smtp", GROVE_MAIL__SMTP_HOST=host,
+                   GROVE_MAIL__SMTP_USERNAME="grove", GROVE_MAIL__SMTP_PASSWORD="Kq3-real-relay-password")
+    assert line.startswith("GROVE_MAIL__SMTP_PASSWORD: would be sent unencrypted"), line
+    assert not is_loopback(host)
+    assert all(is_loopback(h) for h in ("localhost", "LocalHost", "127.0.0.1", "127.8.9.10", "::1", "[::1]"))

@@ -688,10 +688,12 @@ def main(argv: list[str] | None = None) -> None:
 
             data = getattr(args, "data", None)
             if isinstance(e, OSError) and e.filename is not None and data is not None and \
-                    os.path.abspath(os.fsdecode(e.filename)) == os.path.abspath(data):
-                # making the data folder failed: "No such file or directory: /proc/x" read as "pass one that exists"
-                print(printable(f"grove-export: cannot make the data folder {data} (--data): {e.strerror or e}"),
-                      file=sys.stderr)
+                    (named := os.path.abspath(os.fsdecode(e.filename))) in _folders_made_for(data):
+                # making the data folder failed: "No such file or directory: /proc/x" read as "pass one that exists";
+                # a folder above it made on the way (`--data /proc/x/y`) named only that one
+                on_the_way = "" if named == os.path.abspath(data) else f" (making {os.fsdecode(e.filename)})"
+                print(printable(f"grove-export: cannot make the data folder {data} (--data): {e.strerror or e}"
+                                f"{on_the_way}"), file=sys.stderr)
                 sys.exit(1)
             # an OSError's file name can be an object key an archive chose (import): escaped, as a member name is
             print(printable(f"grove-export: {_hint(e, settings, _nats_where(settings, args), getattr(args, 'service', None))}"),
@@ -707,6 +709,17 @@ def main(argv: list[str] | None = None) -> None:
         except KeyboardInterrupt:  # landed as the command returned: it did not finish all the same
             if args.command not in UNTIL_CTRL_C:
                 interrupted(args)
+
+
+def _folders_made_for(data: str) -> set[str]:
+    """The --data folder and each folder above it that is not there: what making it makes (as absolute paths)."""
+    made, path = set(), os.path.abspath(data)
+    while True:
+        made.add(path)
+        parent = os.path.dirname(path)
+        if parent == path or os.path.isdir(parent):
+            return made
+        path = parent
 
 
 def _run_flushed(args: argparse.Namespace, settings: Any) -> None:

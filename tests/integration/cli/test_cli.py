@@ -538,3 +538,18 @@ def test_token_with_an_unreadable_content_database_warns_that_exports_fail_not_t
     assert out.stderr == (f"grove-export: warning: the content database {tmp_path / 'd' / 'content.db'} cannot be "
                           f"read: file is not a database; exports of tenant 't1' fail while it cannot be read\n"), \
         out.stderr
+
+
+def test_a_data_folder_whose_parent_cannot_be_made_is_said_as_that_too(tmp_path: Path) -> None:
+    """Seen: `serve --data /proc/x` became "cannot make the data folder" (2387375), but `serve --data
+    /proc/x/y` (and seed, demo) still said "No such file or directory: /proc/x": the OSError names the
+    folder above it that mkdir(parents=True) tried first, not the --data folder itself."""
+    import pytest
+
+    if not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here: no folder where, even as root, none can be made")
+    for args in (["seed"], ["serve", "--port", "1"]):
+        out = bare(*args, "--data", "/proc/grove-export-test/data", cwd=tmp_path, timeout=60)
+        assert (out.returncode, out.stderr) == (
+            1, "grove-export: cannot make the data folder /proc/grove-export-test/data (--data): No such file or "
+               "directory (making /proc/grove-export-test)\n"), (args, out.stderr)

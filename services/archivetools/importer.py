@@ -41,7 +41,7 @@ from services.archivetools.documents import (
 from shared.archive.layout import ERRORS_PATH, INDEX_PATH, MANIFEST_PATH
 from shared.archive.ownmedia import MediaRef, OwnMedia, import_body
 from shared.content.port import ClaimHeld, ContentSource, Row
-from shared.content.restore import TenantNotEmpty, content_counts, restore_tenant
+from shared.content.restore import TenantNotEmpty, content_counts, restore_tenant, rows_landed
 from shared.objectstore import CompletedPart, ObjectStore
 
 # A member larger than this goes to the store as a multipart upload, one part read at a time (S3
@@ -274,6 +274,7 @@ async def _import_checked(archive: IO[bytes], tenant: str, db: ContentSource, st
                 plan = plan_restore(zf, tenant, url_template, images_bucket, amber_bucket)
                 username = _document(zf, MANIFEST_PATH).get("username") or tenant
                 put: list[tuple[str, str]] = []
+                writing = False
                 try:
                     for bucket, key, member, ctype in plan.objects:
                         put.append((bucket, key))  # before the put: a put cut short may have left it too
@@ -282,8 +283,11 @@ async def _import_checked(archive: IO[bytes], tenant: str, db: ContentSource, st
                         raise ImportRefused("the archive was written to while it was imported (another program "
                                             "changing it in place): nothing was restored; import it again once "
                                             "it is whole")
+                    writing = True
                     await restore_tenant(db, tenant, username, plan.tables)
                 except BaseException as e:
+                    if writing and not isinstance(e, TenantNotEmpty) and await rows_landed(db, tenant):
+                        raise  # committed, then cut short: the tenant is whole and its files stay
                     for bucket, key in put:
                         await store.delete(bucket, key)  # deleting a key that is not there is no error
                     if isinstance(e, TenantNotEmpty):

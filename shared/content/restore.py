@@ -31,6 +31,18 @@ async def content_counts(source: ContentSource, tenant_id: str) -> dict[str, int
     return counts
 
 
+async def rows_landed(source: ContentSource, tenant_id: str) -> bool:
+    """After a write of an empty tenant's rows that did not return (cut short, failed): whether they
+    are there anyway. A transaction can commit and what ends in an error come after it (the
+    connection's close or the pool's release, cut short by Ctrl-C): the files put for those rows must
+    then stay, or the tenant's posts would name images no longer in the store. True, too, when the
+    database cannot say: files left without rows are the lesser harm."""
+    try:
+        return any((await content_counts(source, tenant_id)).values())
+    except Exception:  # noqa: BLE001  (the database down, its file gone: keep the files)
+        return True
+
+
 async def restore_tenant(source: ContentSource, tenant_id: str, username: str, tables: dict[str, list[Row]]) -> None:
     """Insert every row, after checking the tenant is empty; the tenant row is made when missing."""
     existing = {t: n for t, n in (await content_counts(source, tenant_id)).items() if n}

@@ -51,6 +51,24 @@ def _sentence(rng: random.Random, n: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize()
 
 
+async def _landed(db: ContentSource, tenant_id: str, put: list[tuple[str, str]]) -> bool:
+    """Whether the transaction that wrote this seed's rows committed though the write did not return
+    (the connection's close after the commit, cut short by Ctrl-C): a media or Amber row names one
+    of the files it put (their keys are new: a --tenant that was there before, whose write failed,
+    holds none of them). True when the database cannot say: files left without rows are the lesser
+    harm than rows whose files were deleted."""
+    keys = {key for _, key in put}
+    try:
+        async with db.read(tenant_id) as read:
+            for rows in (read.media, read.amber_files):
+                async for row in rows():
+                    if row.get("r2_key") in keys:
+                        return True
+    except Exception:  # noqa: BLE001
+        return True
+    return False
+
+
 async def seed_tenant(
     db: ContentSource,
     store: ObjectStore,
@@ -73,10 +91,12 @@ async def seed_tenant(
     now = int(datetime.now(UTC).timestamp())
     await db.init()
     # All or nothing: the files are put first and every row is written in one transaction at the end;
-    # a seed cut short (Ctrl-C, SIGTERM) or failing deletes the files it put. Rows went in table by
+    # a seed cut short (Ctrl-C, SIGTERM) or failing deletes the files it put, unless its rows are in
+    # (committed before the interruption): then the tenant is whole and keeps them. Rows went in table by
     # table as it went: an interrupted seed left a tenant row with no content, and images in the
     # store, under an id it never printed.
     put: list[tuple[str, str]] = []
+    writing = False
     try:
         tenant_row = {"id": tenant_id, "username": username, "display_name": username.title(), "email": email,
                       "created_at": now}
@@ -124,9 +144,12 @@ async def seed_tenant(
             amber_rows.append({"id": f"amb_{i + 1}_{tenant_id}", "tenant_id": tenant_id, "filename": filename,
                                "original_name": filename, "r2_key": key, "size": len(data), "mime_type": mime,
                                "category": category, "product": "amber", "uploaded_at": now - i * 60})
+        writing = True
         await db.insert_tables([("tenants", [tenant_row]), ("media", media_rows), ("posts", post_rows),
                                 ("pages", page_rows), ("amber_files", amber_rows)])
     except BaseException:
+        if writing and put and await _landed(db, tenant_id, put):
+            raise  # committed, then cut short (the connection's close): the tenant is whole, its files stay
         for bucket, key in reversed(put):  # the one being put too: a put cut short may have landed
             with contextlib.suppress(Exception):
                 await store.delete(bucket, key)

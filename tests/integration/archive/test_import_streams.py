@@ -4,6 +4,7 @@ failure part-way aborts the upload and leaves nothing behind."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -111,3 +112,22 @@ async def test_a_mime_type_that_cannot_be_a_header_is_restored_and_the_file_put_
     assert [r["mime_type"] async for r in content.media("tenant_dst")] == [mime]
     info = await store.head(either_store_settings.buckets.images, KEY)
     assert info.content_type in ("application/octet-stream", None)  # the filesystem store keeps none
+
+
+async def test_an_import_cut_short_after_its_rows_committed_keeps_its_files(
+        either_store_settings: Settings, content: ContentSource, store: ObjectStore, tmp_path: Path) -> None:
+    """Ctrl-C can land after the transaction committed (in the connection's close, the pool's
+    release): import took back every file it had put, and the restored tenant's rows named images
+    no longer in the store."""
+    class CommittedThenCut:
+        def __getattr__(self, name: str):  # noqa: ANN204 - every other call goes to the real source
+            return getattr(content, name)
+
+        async def insert_tables(self, batches):  # type: ignore[no-untyped-def]
+            await content.insert_tables(batches)
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await run_import(archive(tmp_path / "a.zip"), either_store_settings, CommittedThenCut(), store)  # type: ignore[arg-type]
+    assert [r["r2_key"] async for r in content.media("tenant_dst")] == [KEY]
+    assert [o.key for o in await store.list_keys(either_store_settings.buckets.images, "tenant_dst/")] == [KEY]

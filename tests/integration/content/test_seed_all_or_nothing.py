@@ -49,3 +49,45 @@ async def test_a_seed_cut_short_leaves_no_tenant_row_and_no_file(content: Conten
     seeded = await seed_tenant(content, store, tenant_id="t_cut", images=8, files=6, image_size=(16, 16),
                                images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber)
     assert await content.tenant("t_cut") is not None and len(seeded.image_keys) == 8  # and it can be run again
+
+
+class CommittedThenCut:
+    """The content source, whose write commits and is then cut short, as Ctrl-C landing in the
+    connection's close after the commit (or the pool's release) cuts it."""
+
+    def __init__(self, inner: ContentSource) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - every other call goes to the real source
+        return getattr(self.inner, name)
+
+    async def insert_tables(self, batches):  # type: ignore[no-untyped-def]
+        await self.inner.insert_tables(batches)
+        raise asyncio.CancelledError
+
+
+async def test_a_seed_cut_short_after_its_rows_committed_keeps_its_files(
+        content: ContentSource, store: ObjectStore, settings: Settings) -> None:
+    with pytest.raises(asyncio.CancelledError):
+        await seed_tenant(CommittedThenCut(content), store, tenant_id="t_late", images=3, files=2,  # type: ignore[arg-type]
+                          images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber,
+                          image_size=(16, 16))
+    assert await content.tenant("t_late") is not None
+    async with content.read("t_late") as read:
+        named = [row["r2_key"] async for row in read.media()] + [row["r2_key"] async for row in read.amber_files()]
+    held = [o.key for bucket in (settings.buckets.images, settings.buckets.amber)
+            for o in await store.list_keys(bucket, "t_late/")]
+    assert len(named) == 5 and sorted(named) == sorted(held)  # every row's file is there
+
+
+async def test_a_seed_into_a_tenant_already_there_takes_back_the_files_it_put(
+        content: ContentSource, store: ObjectStore, settings: Settings) -> None:
+    kw = dict(images=3, files=2, image_size=(16, 16), images_bucket=settings.buckets.images,
+              amber_bucket=settings.buckets.amber)
+    await seed_tenant(content, store, tenant_id="t_twice", **kw)  # type: ignore[arg-type]
+    before = (await store.list_keys(settings.buckets.images, "t_twice/"),
+              await store.list_keys(settings.buckets.amber, "t_twice/"))
+    with pytest.raises(Exception):  # noqa: B017,PT011 - the database refuses the second tenant row
+        await seed_tenant(content, store, tenant_id="t_twice", **kw)  # type: ignore[arg-type]
+    assert (await store.list_keys(settings.buckets.images, "t_twice/"),
+            await store.list_keys(settings.buckets.amber, "t_twice/")) == before

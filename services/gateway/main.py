@@ -42,7 +42,12 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     runner = ProblemRunner(init_app(settings), handle_signals=False, head_timeout=settings.read_timeout_s,
                            keepalive_timeout=settings.keepalive_timeout_s, lingering_time=settings.read_timeout_s,
                            access_log_class=RedactingAccessLogger)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except BaseException:  # a context after the bus and the store failed (the read model): close those two
+        with contextlib.suppress(Exception):  # aiohttp leaves the contexts it entered open when startup fails
+            await runner.app.cleanup()
+        raise
     installed: list[signal.Signals] = []
     if stop is None:
         stop = asyncio.Event()

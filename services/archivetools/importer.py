@@ -41,7 +41,7 @@ from services.archivetools.documents import (
 from shared.archive.layout import ERRORS_PATH, INDEX_PATH, MANIFEST_PATH
 from shared.archive.ownmedia import MediaRef, OwnMedia, import_body
 from shared.content.port import ClaimHeld, ContentSource, Row
-from shared.content.restore import TenantNotEmpty, content_counts, restore_tenant, rows_landed
+from shared.content.restore import TenantNotEmpty, content_counts, restore_tenant, rows_name_files
 from shared.objectstore import CompletedPart, ObjectStore
 
 # A member larger than this goes to the store as a multipart upload, one part read at a time (S3
@@ -286,7 +286,8 @@ async def _import_checked(archive: IO[bytes], tenant: str, db: ContentSource, st
                     writing = True
                     await restore_tenant(db, tenant, username, plan.tables)
                 except BaseException as e:
-                    if writing and not isinstance(e, TenantNotEmpty) and await rows_landed(db, tenant):
+                    if writing and not isinstance(e, TenantNotEmpty) and put and \
+                            await rows_name_files(db, tenant, {key for _, key in put}):
                         raise  # committed, then cut short: the tenant is whole and its files stay
                     for bucket, key in put:
                         await store.delete(bucket, key)  # deleting a key that is not there is no error

@@ -83,11 +83,7 @@ class _Client(Client):
             return
         self.stats["in_msgs"] += 1
         self.stats["in_bytes"] += len(data)
-        if headers and headers.startswith(_PLAIN_HEAD):  # as _process_headers, without its coroutine
-            hdr = self._parse_header_lines(headers[len(_PLAIN_HEAD):]) or None
-        else:
-            hdr = await self._process_headers(headers)
-        handler(subject, hdr, data)
+        handler(subject, await self._process_headers(headers), data)
 
     def _build_message(self, sid: int, subject: bytes, reply: bytes, data: bytes,
                        headers: dict[str, str] | None) -> Any:

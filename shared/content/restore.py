@@ -31,16 +31,22 @@ async def content_counts(source: ContentSource, tenant_id: str) -> dict[str, int
     return counts
 
 
-async def rows_landed(source: ContentSource, tenant_id: str) -> bool:
-    """After a write of an empty tenant's rows that did not return (cut short, failed): whether they
-    are there anyway. A transaction can commit and what ends in an error come after it (the
-    connection's close or the pool's release, cut short by Ctrl-C): the files put for those rows must
-    then stay, or the tenant's posts would name images no longer in the store. True, too, when the
-    database cannot say: files left without rows are the lesser harm."""
+async def rows_name_files(source: ContentSource, tenant_id: str, keys: set[str]) -> bool:
+    """After a write of a tenant's rows that did not return (cut short, failed): whether a media or
+    Amber row of the tenant names one of ``keys``, the files put for those rows. A transaction can
+    commit and what ends in an error come after it (the connection's close or the pool's release,
+    cut short by Ctrl-C): the files must then stay, or the tenant's rows would name files no longer
+    in the store. Rows there before the write (a seed's --tenant) name none of the new files. True,
+    too, when the database cannot say: files left without rows are the lesser harm."""
     try:
-        return any((await content_counts(source, tenant_id)).values())
+        async with source.read(tenant_id) as read:
+            for rows in (read.media, read.amber_files):
+                async for row in rows():
+                    if row.get("r2_key") in keys:
+                        return True
     except Exception:  # noqa: BLE001  (the database down, its file gone: keep the files)
         return True
+    return False
 
 
 async def restore_tenant(source: ContentSource, tenant_id: str, username: str, tables: dict[str, list[Row]]) -> None:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from PIL import Image
 
 from shared.content.port import ContentSource
+from shared.content.restore import rows_name_files
 from shared.objectstore import ObjectStore
 
 WORDS = ("grove moss fern cedar river stone lantern meadow hollow ember willow thistle "
@@ -49,24 +50,6 @@ def make_image(rng: random.Random, width: int = 640, height: int = 480, fmt: str
 
 def _sentence(rng: random.Random, n: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize()
-
-
-async def _landed(db: ContentSource, tenant_id: str, put: list[tuple[str, str]]) -> bool:
-    """Whether the transaction that wrote this seed's rows committed though the write did not return
-    (the connection's close after the commit, cut short by Ctrl-C): a media or Amber row names one
-    of the files it put (their keys are new: a --tenant that was there before, whose write failed,
-    holds none of them). True when the database cannot say: files left without rows are the lesser
-    harm than rows whose files were deleted."""
-    keys = {key for _, key in put}
-    try:
-        async with db.read(tenant_id) as read:
-            for rows in (read.media, read.amber_files):
-                async for row in rows():
-                    if row.get("r2_key") in keys:
-                        return True
-    except Exception:  # noqa: BLE001
-        return True
-    return False
 
 
 async def seed_tenant(
@@ -148,7 +131,7 @@ async def seed_tenant(
         await db.insert_tables([("tenants", [tenant_row]), ("media", media_rows), ("posts", post_rows),
                                 ("pages", page_rows), ("amber_files", amber_rows)])
     except BaseException:
-        if writing and put and await _landed(db, tenant_id, put):
+        if writing and put and await rows_name_files(db, tenant_id, {key for _, key in put}):
             raise  # committed, then cut short (the connection's close): the tenant is whole, its files stay
         for bucket, key in reversed(put):  # the one being put too: a put cut short may have landed
             with contextlib.suppress(Exception):

@@ -30,7 +30,6 @@ EXPORTS = 10_000
 IN_FLIGHT = 300
 LIMIT_S = 60.0
 RUNS = 3
-GARBAGE: list[int] = []  # objects a collection found in reference cycles after each replay
 
 
 def events_of(i: int) -> list[ev.Event]:
@@ -118,14 +117,14 @@ async def run(world: World) -> list[Row]:
             results.append(await _replay(replay, env, world.dir("replay") / f"read-model-{i + 1}.db", count))
     finally:
         await env.close()
-    rates = [reached / elapsed if elapsed > 0 else 0.0 for reached, elapsed, _ in results]
+    rates = [reached / elapsed if elapsed > 0 else 0.0 for reached, elapsed, _, _ in results]
     rate = statistics.median(rates)
     stopped = [r for r in results if r[2] is None]
     rows = next((r[2] for r in results if r[2] is not None), 0)
     spread = f"{runs} runs: median {rate:,.0f}, range {min(rates):,.0f}–{max(rates):,.0f} events/s; " if runs > 1 else ""
     note = (f"{count:,} events of {exports:,} exports; rebuilt {rows:,} rows, in "
-            + ", ".join(f"{e:.1f}" for _, e, _ in results) + " s; cyclic garbage a collection found after each: "
-            + ", ".join(str(g) for g in GARBAGE[-runs:]) + " objects" if not stopped else
+            + ", ".join(f"{e:.1f}" for _, e, _, _ in results) + " s; cyclic garbage a collection found after each: "
+            + ", ".join(str(g) for *_, g in results) + " objects" if not stopped else
             f"{len(stopped)} of {runs} stopped at the {LIMIT_S:.0f} s limit (their rate from how far they got: "
             "projector_position)")
     return [
@@ -137,8 +136,10 @@ async def run(world: World) -> list[Row]:
 
 
 async def _replay(replay: Callable[..., Coroutine[object, object, int]], env: Env, target: Path,
-                  count: int) -> tuple[int, float, int | None]:
-    """(events replayed, seconds, rows rebuilt — None when stopped at the limit)."""
+                  count: int) -> tuple[int, float, int | None, int | None]:
+    """(events replayed, seconds, rows rebuilt, objects a cycle collection found after it — the last
+    two None when stopped at the limit). The replay pauses the cycle collector: the last figure says
+    what it would have found."""
     gc.collect()  # what the publishing left: not the replay's
     started = time.perf_counter()
     task = asyncio.create_task(replay(target, env.bus, timeout=30))
@@ -146,11 +147,10 @@ async def _replay(replay: Callable[..., Coroutine[object, object, int]], env: En
         finished, _ = await asyncio.wait({task}, timeout=1.0)
         if finished:
             elapsed = time.perf_counter() - started
-            GARBAGE.append(gc.collect())  # the replay pauses the cycle collector: what it would have found
-            return count, elapsed, task.result()
+            return count, elapsed, task.result(), gc.collect()
         if time.perf_counter() - started > LIMIT_S:
             reached = position(target.parent, target.name)
             elapsed = time.perf_counter() - started
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            return reached, elapsed, None
+            return reached, elapsed, None, None

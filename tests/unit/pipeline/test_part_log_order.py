@@ -55,3 +55,37 @@ async def test_parts_that_finish_uploading_out_of_order_are_logged_in_order(monk
     assert logged == [1, 2, 3]
     state = (await log.load("t1", "exp_1")).state
     assert [p.number for p in state.parts] == [1, 2, 3] and state.archive_bytes_uploaded == 30
+
+
+class _StoreWithAVisitor(_OutOfOrderStore):
+    """Uploads in order; while part 2 uploads, the gateway's user appends a second ExportRequested to
+    the export (the fold ignores it; its sequence moves the fence all the same)."""
+
+    def __init__(self, log: InMemoryEventLog) -> None:
+        super().__init__()
+        self.log = log
+
+    async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, data: object) -> str:
+        if number == 2:
+            await self.log.append(requested(event_id="f" * 32, mode="storage"),
+                                  await self.log.last_seq("t1", "exp_1"))
+        return f"e{number}"
+
+
+async def test_an_event_the_fold_ignores_does_not_make_the_assembler_stand_down(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, the part logged after it lost the fence and the attempt stood down (StandDown: no ack,
+    the message back only after AckWait, the straddling member encoded again)."""
+    monkeypatch.setattr(BufferPool, "_free", {})
+    log = InMemoryEventLog(producer="assembler")
+    seq = 0
+    for event in (requested(), CATALOGED, UPLOAD):
+        seq = await log.append(event, seq)
+    ctx = StepContext(log, await log.load("t1", "exp_1"), Settings())
+    uploader = PartUploader(ctx, _StoreWithAVisitor(log), "b", UPLOAD, 1, 0, 1)  # type: ignore[arg-type]
+    for n in (1, 2, 3):
+        await uploader.submit(uploader.pool.take(), 10, [], (n, n * 10))
+    assert await asyncio.wait_for(uploader.finish(), 10) == (30, 3)
+    state = (await log.load("t1", "exp_1")).state
+    assert [p.number for p in state.parts] == [1, 2, 3]
+    assert state.request is not None and state.request.mode == "blog"

@@ -236,7 +236,9 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
     if state.terminal and not isinstance(
         event, ev.NotificationSent | ev.NotificationFailed | ev.ExportExpired | ev.ExportRetried | ev.ResendRequested
     ):
-        return s  # nothing moves a finished export except the email, the janitor and an operator
+        # nothing moves a finished export except the email, the janitor and an operator: the event
+        # is ignored, so it is not the last event that moved it either (``moved`` says it changed nothing)
+        return _set(s, last_event=state.last_event)
     match event:
         case ev.ExportRequested():
             if state.request is not None:

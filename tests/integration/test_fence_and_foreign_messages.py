@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
+
 from services.notifier.mail import Email
 from services.notifier.service import Notifier, dead_end, should_run
 from shared.bus.connect import Bus
@@ -53,11 +55,20 @@ async def _completed(bus: Bus, tenant: str, export: str) -> ev.ExportCompleted:
     return done
 
 
-async def test_garbage_stored_on_the_export_while_its_email_is_sent_sends_it_once(bus: Bus, settings: Settings) -> None:
+@pytest.mark.parametrize("foreign", ["puback", "cancel"])
+async def test_a_message_stored_on_the_export_while_its_email_is_sent_sends_it_once(bus: Bus, settings: Settings,
+                                                                                   foreign: str) -> None:
+    """A PubAck someone aimed at the export's subject (every reader drops it), or a CancelRequested
+    the gateway's user appended to the complete export (the fold ignores it: nothing moves a
+    finished export but the email, the janitor and an operator)."""
     tenant, export = "t_fence", ev.new_export_id()
     done = await _completed(bus, tenant, export)
     prefix = bus.log.prefix
-    mailer = _Mailer(bus, f"{prefix}.{tenant}.{export}.NotificationSent", b'{"stream": "EXPORTS", "seq": 1}')
+    if foreign == "puback":
+        mailer = _Mailer(bus, f"{prefix}.{tenant}.{export}.NotificationSent", b'{"stream": "EXPORTS", "seq": 1}')
+    else:
+        cancel = ev.CancelRequested(export_id=export, tenant_id=tenant, requested_by="u")
+        mailer = _Mailer(bus, f"{prefix}.{tenant}.{export}.CancelRequested", cancel.to_json())
     worker = StepWorker("notify", bus, settings.model_copy(update={"progress_interval_s": 60.0}),
                         Notifier(settings, mailer), should_run, dead_end=dead_end(settings))
     msg = FakeMsg(f"{prefix}.{tenant}.{export}.ExportCompleted", data=done.to_json())

@@ -15,7 +15,9 @@ Errors::
 from __future__ import annotations
 
 from shared.core import events as ev
-from shared.eventlog.jetstream import Conflict, EventLog
+from shared.eventlog.fence import append_folded
+from shared.eventlog.jetstream import Conflict
+from shared.ports import EventLogPort
 
 ROUNDS = 8
 
@@ -40,7 +42,7 @@ class CancelContended(CancelError):
     pass
 
 
-async def request_cancel(log: EventLog, tenant_id: str, export_id: str, requested_by: str,
+async def request_cancel(log: EventLogPort, tenant_id: str, export_id: str, requested_by: str,
                          rounds: int = ROUNDS, *, operator: str = "", reason: str = "") -> int | None:
     """Append ``CancelRequested``; its sequence, or None when a cancel was already asked for.
     An operator's cancel (``grove-export cancel``) also records who and why."""
@@ -56,7 +58,7 @@ async def request_cancel(log: EventLog, tenant_id: str, export_id: str, requeste
         event = ev.CancelRequested(export_id=export_id, tenant_id=tenant_id, requested_by=requested_by,
                                    operator=operator, reason=reason)
         try:
-            return await log.append(event, loaded.last_seq)
+            return (await append_folded(log, event, loaded)).last_seq
         except Conflict:
             continue  # the pipeline moved: re-read and re-decide
     raise CancelContended(f"{export_id}: the log moved under {rounds} tries")

@@ -32,6 +32,7 @@ from shared.core.lifecycle import ExportState, apply, moved
 from shared.core.printable import printable
 from shared.core.snapshot import remove_work_objects
 from shared.eventlog.directget import get_batch, subject_counts
+from shared.eventlog.fence import append_folded
 from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import check_fs_store, open_store
@@ -246,7 +247,7 @@ class Janitor:
 
     async def _append(self, loaded: Loaded, event: ev.Event) -> None:
         try:
-            await self.bus.log.append(event, loaded.last_seq, msg_id=f"{event.export_id}:{event.name()}:janitor")
+            await append_folded(self.bus.log, event, loaded, msg_id=f"{event.export_id}:{event.name()}:janitor")
         except Conflict:  # another janitor (or the pipeline) got there first: re-decide next run
             log.info("janitor: %s moved while deciding; leaving it", event.export_id)
 

@@ -21,6 +21,7 @@ from shared.cancel import CancelContended, NoSuchExport, NotCancellable, request
 from shared.core import events as ev
 from shared.core.keys import texts_key, work_prefix
 from shared.core.lifecycle import ExportState
+from shared.eventlog.fence import append_folded
 from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import ObjectStore
 from shared.objectstore import upload_open as store_upload_open
@@ -105,7 +106,7 @@ async def retry(bus: Bus, store: ObjectStore, settings: Settings, tenant_id: str
                                  from_step=plan.from_step, upload_id=plan.upload_id,  # type: ignore[arg-type]
                                  attempt=s.attempt + 1, error_count=plan.error_count, producer=PRODUCER)
         try:
-            seq = await bus.log.append(event, loaded.last_seq)
+            seq = (await append_folded(bus.log, event, loaded)).last_seq
         except Conflict:
             continue
         return f"{export_id}: attempt {s.attempt + 1} started {plan.describe()} by {who.operator} (seq {seq})"
@@ -120,7 +121,7 @@ async def resend(bus: Bus, tenant_id: str, export_id: str, who: Who) -> str:
         event = ev.ResendRequested(export_id=export_id, tenant_id=tenant_id, operator=who.operator, reason=who.reason,
                                    producer=PRODUCER)
         try:
-            seq = await bus.log.append(event, loaded.last_seq)
+            seq = (await append_folded(bus.log, event, loaded)).last_seq
         except Conflict:
             continue
         kind = "ready" if loaded.state.status == "complete" else "failed"
@@ -165,7 +166,7 @@ async def _record(bus: Bus, event: ev.Event) -> int:
     for _ in range(ROUNDS):
         loaded: Loaded = await bus.log.load(event.tenant_id, event.export_id)
         try:
-            return await bus.log.append(event, loaded.last_seq)
+            return (await append_folded(bus.log, event, loaded)).last_seq
         except Conflict:
             continue
     raise Refusal(f"{event.export_id}: could not record {event.name()}; the log kept moving")

@@ -51,9 +51,9 @@ from shared.bus.beats import last_beat
 from shared.bus.connect import Bus
 from shared.core import events as ev
 from shared.core.keys import heartbeat_key
-from shared.core.lifecycle import ExportState, apply, moved
 from shared.core.reasons import is_permanent, public_reason
 from shared.core.retry import Drop, GiveUp, Retry, after_deaths, after_failure, deaths_before
+from shared.eventlog.fence import append_folded
 from shared.eventlog.jetstream import WORKER_ID, Conflict, Loaded, LogUnavailable, reject
 from shared.ports import SYSTEM_CLOCK, Clock, EventLogPort
 from shared.runtime import faults, metrics, tracing
@@ -79,8 +79,6 @@ class Stalled(Stopped):
 
 # The steps whose work is long and marks progress; see the module docstring for the others.
 STALL_WATCHED = frozenset({"catalog", "assemble", "finalize"})
-# Tries at one append while only messages that change nothing land before it (StepContext.append).
-APPEND_ROUNDS = 8
 
 
 class StandDown(Exception):
@@ -115,37 +113,11 @@ class StepContext:
         self.progressed_at = time.monotonic()
 
     async def append(self, event: ev.Event, msg_id: str | None = None) -> int:
-        state, expected = self.loaded.state, self.loaded.last_seq
-        for round_ in range(APPEND_ROUNDS):
-            try:
-                seq = await self.log.append(event, expected, msg_id)
-                break
-            except Conflict:
-                # The fence is for a log that moved. A message every reader drops (garbage, an answer
-                # the server stored there) or an event the fold ignores moved nothing: append again
-                # after it, instead of running the whole step again for it.
-                unmoved = await self._unmoved_since(state, expected, event.event_id)
-                if unmoved is None or round_ == APPEND_ROUNDS - 1:
-                    raise
-                state, expected = unmoved
+        """Append after the fold this step decided from (or after messages logged since that moved
+        nothing: :func:`shared.eventlog.fence.append_folded`); Conflict when the log moved."""
+        self.loaded = await append_folded(self.log, event, self.loaded, msg_id)
         self.progressed_at = time.monotonic()  # an append is progress (and never raises Stalled)
-        self.loaded = Loaded(apply(state, event), seq)
-        return seq
-
-    async def _unmoved_since(self, state: ExportState, seq: int, event_id: str) -> tuple[ExportState, int] | None:
-        """The fold and last sequence now, when nothing logged after ``seq`` changed ``state``
-        (:func:`shared.core.lifecycle.moved`) nor is this very event; else None (re-decide)."""
-        last = await self.log.last_seq(state.tenant_id, state.export_id)
-        async for at, logged in self.log.history(state.tenant_id, state.export_id):
-            if at <= seq:
-                continue
-            if at > last:
-                break
-            after = apply(state, logged)
-            if logged.event_id == event_id or moved(state, after):
-                return None
-            state = after
-        return state, last
+        return self.loaded.last_seq
 
     async def reload(self) -> Loaded:
         s = self.loaded.state

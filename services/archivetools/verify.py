@@ -481,8 +481,10 @@ def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, keep_under: int | None) 
     chunks: list[bytes] = []
     keep = keep_under is not None and info.file_size <= keep_under
     with zf.open(info) as f:  # zipfile's checks of the local header; a deflated member is inflated here
-        blocks = _inflated(Path(zf.filename), info) if info.compress_type == zipfile.ZIP_DEFLATED and \
-            isinstance(zf.filename, str) else iter(lambda: f.read(CHUNK), b"")
+        # from the file zipfile reads, never the archive's name opened again: import hands over the file it
+        # then imports, and a file put at that name meanwhile was the one checked, not the one imported
+        blocks = _inflated(zf.fp, info) if info.compress_type == zipfile.ZIP_DEFLATED and zf.fp is not None \
+            else iter(lambda: f.read(CHUNK), b"")
         for block in blocks:
             sha.update(block)
             size += len(block)
@@ -495,7 +497,7 @@ def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, keep_under: int | None) 
     return sha.hexdigest(), b"".join(chunks) if keep else None
 
 
-def _inflated(path: Path, info: zipfile.ZipInfo) -> Iterator[bytes]:
+def _inflated(fp: IO[bytes], info: zipfile.ZipInfo) -> Iterator[bytes]:
     """A deflated member's bytes, in pieces of at most :data:`CHUNK`, their CRC-32 checked at the end
     (as zipfile checks it); ValueError unless its deflate stream ends exactly at the end of the
     compressed bytes its entry states, having expanded to no more than the size it states. zipfile
@@ -503,29 +505,30 @@ def _inflated(path: Path, info: zipfile.ZipInfo) -> Iterator[bytes]:
     goes on from there, past a descriptor, and extracted a member hidden there), and at the size the
     entry states though the stream goes on (unzip and 7-Zip wrote all of it); and no further than one
     byte past that size is expanded here either."""
-    with open(path, "rb") as f:
-        f.seek(info.header_offset)
-        head = f.read(LOCAL.size)
-        if len(head) < LOCAL.size:
-            raise ValueError("its local header is cut off")
-        nlen, xlen = LOCAL.unpack(head)[-2:]
-        f.seek(nlen + xlen, os.SEEK_CUR)
-        inflate, left, out, crc = zlib.decompressobj(-zlib.MAX_WBITS), info.compress_size, 0, 0
-        while left and not inflate.eof:
-            chunk = f.read(min(CHUNK, left))
-            if not chunk:
-                raise EOFError("its compressed data is cut off")
-            left -= len(chunk)
-            while chunk and not inflate.eof:
-                block = inflate.decompress(chunk, min(CHUNK, info.file_size - out + 1))
-                out += len(block)
-                if out > info.file_size:
-                    raise ValueError(f"its deflate stream goes on past the {info.file_size} bytes its central "
-                                     "directory entry states (unzip and 7-Zip write all of it)")
-                crc = zlib.crc32(block, crc)
-                yield block
-                chunk = inflate.unconsumed_tail
-        after = left + len(inflate.unused_data)
+    fp.seek(info.header_offset)  # sought again before every read: the file is zipfile's, shared
+    head = fp.read(LOCAL.size)
+    if len(head) < LOCAL.size:
+        raise ValueError("its local header is cut off")
+    nlen, xlen = LOCAL.unpack(head)[-2:]
+    at = info.header_offset + LOCAL.size + nlen + xlen
+    inflate, left, out, crc = zlib.decompressobj(-zlib.MAX_WBITS), info.compress_size, 0, 0
+    while left and not inflate.eof:
+        fp.seek(at)
+        chunk = fp.read(min(CHUNK, left))
+        if not chunk:
+            raise EOFError("its compressed data is cut off")
+        left -= len(chunk)
+        at += len(chunk)
+        while chunk and not inflate.eof:
+            block = inflate.decompress(chunk, min(CHUNK, info.file_size - out + 1))
+            out += len(block)
+            if out > info.file_size:
+                raise ValueError(f"its deflate stream goes on past the {info.file_size} bytes its central "
+                                 "directory entry states (unzip and 7-Zip write all of it)")
+            crc = zlib.crc32(block, crc)
+            yield block
+            chunk = inflate.unconsumed_tail
+    after = left + len(inflate.unused_data)
     if not inflate.eof:
         raise EOFError("its deflate stream is cut off")
     if after:

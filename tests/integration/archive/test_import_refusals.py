@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import zipfile
+import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -388,6 +389,72 @@ async def test_an_archive_written_to_in_place_after_the_check_is_refused_and_not
         with pytest.raises(ImportRefused, match="the archive was written to while it was imported"):
             await run_import(path, "tenant_b", db, store)
         assert rewrites == [True]  # the rewrite happened, after a check that passed
+        await assert_nothing_left(db, store, "tenant_b")
+    finally:
+        await db.close()
+
+
+def with_crc(data: bytes, at: int, crc: int) -> bytes:
+    """``data`` with its four bytes at ``at`` chosen so that its CRC-32 is ``crc`` (CRC-32 is linear:
+    the 32 bits flipped solve a 32 × 32 system over GF(2))."""
+    base = bytearray(data)
+    base[at:at + 4] = bytes(4)
+    start, basis = zlib.crc32(base), {}  # highest bit → (CRC change, bits flipped)
+    for bit in range(32):
+        flipped = bytearray(base)
+        flipped[at + bit // 8] ^= 1 << bit % 8
+        change, bits = zlib.crc32(flipped) ^ start, 1 << bit
+        for high in sorted(basis, reverse=True):
+            if change >> high & 1:
+                change, bits = change ^ basis[high][0], bits ^ basis[high][1]
+        if change:
+            basis[change.bit_length() - 1] = (change, bits)
+    want, flips = start ^ crc, 0
+    for high in sorted(basis, reverse=True):
+        if want >> high & 1:
+            want, flips = want ^ basis[high][0], flips ^ basis[high][1]
+    for bit in range(32):
+        if flips >> bit & 1:
+            base[at + bit // 8] ^= 1 << bit % 8
+    assert zlib.crc32(base) == crc
+    return bytes(base)
+
+
+async def test_the_archive_imported_is_the_one_verified_not_one_put_in_its_place_while_it_is_checked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen: verify read a deflated member's bytes by opening the archive's name again, not from the file
+    import handed it, so a file put at the name while the check ran was the one checked. Driven here: the
+    archive opened holds another image of the same size and CRC-32 (so zipfile reads it without a word),
+    its SHA-256 not manifest.json's; the archive as made is put at the name just before the check. The
+    check passed, over the bytes at the name, and the image put in the store was the other one."""
+    import services.archivetools.verify as verify
+
+    made = archive(tmp_path / "made.zip")
+    with zipfile.ZipFile(made) as zf:
+        data = {n: zf.read(n) for n in zf.namelist()}
+    with zipfile.ZipFile(made, "w", zipfile.ZIP_DEFLATED, compresslevel=0) as zf:  # the bytes as they are
+        for name, raw in data.items():
+            zf.writestr(name, raw)
+    other = with_crc(b"EVIL" + IMAGE[4:], 8, zlib.crc32(IMAGE))
+    path = tmp_path / "a.zip"
+    path.write_bytes(made.read_bytes().replace(IMAGE, other))
+    assert verify.verify_archive(path).problems == ["media/a.jpg: SHA-256 does not match manifest.json"]
+    real, swaps = verify.verify_archive, []
+
+    def swap_then_check(source: Any, sha256: str | None = None) -> verify.Report:
+        os.replace(made, path)  # the archive as made at the name, after import opened the other
+        report = real(source, sha256)
+        swaps.append(report.ok)
+        return report
+
+    monkeypatch.setattr(verify, "verify_archive", swap_then_check)
+    db = open_content(sqlite_dsn(tmp_path / "content.db"), pool_max=2)
+    await db.init()
+    store = FilesystemStore(tmp_path / "store")
+    try:
+        with pytest.raises(ImportRefused, match=re.escape("media/a.jpg: SHA-256 does not match manifest.json")):
+            await run_import(path, "tenant_b", db, store)
+        assert swaps == [False]
         await assert_nothing_left(db, store, "tenant_b")
     finally:
         await db.close()

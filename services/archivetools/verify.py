@@ -519,7 +519,7 @@ def _inflated(fp: IO[bytes], info: zipfile.ZipInfo) -> Iterator[bytes]:
             raise EOFError("its compressed data is cut off")
         left -= len(chunk)
         at += len(chunk)
-        while chunk and not inflate.eof:
+        while not inflate.eof:
             block = inflate.decompress(chunk, min(CHUNK, info.file_size - out + 1))
             out += len(block)
             if out > info.file_size:
@@ -528,6 +528,8 @@ def _inflated(fp: IO[bytes], info: zipfile.ZipInfo) -> Iterator[bytes]:
             crc = zlib.crc32(block, crc)
             yield block
             chunk = inflate.unconsumed_tail
+            if not chunk and not block:  # zlib can hold output back from bytes it has taken in: asked
+                break  # again with no input until it gives none, then it needs the next compressed bytes
     after = left + len(inflate.unused_data)
     if not inflate.eof:
         raise EOFError("its deflate stream is cut off")

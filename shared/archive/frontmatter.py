@@ -220,6 +220,17 @@ class _Loader(yaml.SafeLoader):
                                               event.start_mark)
         return super().compose_node(parent, index)
 
+    def flatten_mapping(self, node: Any) -> None:
+        """A merge key (``<<: {title: B}``) is refused, as an alias is: PyYAML gives a key written
+        beside it precedence over the merged one, go-yaml (Hugo) the one read last, so ``title: A``
+        then ``<<: {title: B}`` was A to verify and import and B on the Hugo site. An export writes
+        ``<<`` as text only, quoted."""
+        for key, _ in node.value:
+            if key.tag == "tag:yaml.org,2002:merge":
+                raise yaml.constructor.ConstructorError(None, None, "a merge key (<<; an export never writes one)",
+                                                        key.start_mark)
+        super().flatten_mapping(node)
+
 
 def parse_markdown(text: str) -> tuple[dict[str, Any], str]:
     """(meta, body) from `render_markdown` output; text without frontmatter gives ({}, text).

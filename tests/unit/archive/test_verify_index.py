@@ -195,6 +195,11 @@ UNREADABLE: dict[str, tuple[Any, str]] = {
     "no front matter": (lambda post: b"just text\n", "posts/hello.md: not a post or page (it has no front matter)"),
     "front matter not a mapping": (lambda post: b"---\n- a\n---\nbody\n",
                                    "posts/hello.md: not a post or page (frontmatter is not a mapping)"),
+    # Seen: verify and import read the title beside it (Hello, as index.json says), Hugo the merged one
+    "a merge key Hugo reads otherwise": (
+        lambda post: post.replace("title: Hello\n", "title: Hello\n<<: {title: Other}\n").encode(),
+        "posts/hello.md: not a post or page (frontmatter is not valid YAML: a merge key (<<; an export never "
+        "writes one) at line 2)"),
 }
 
 

@@ -39,7 +39,7 @@ from services.archivetools.documents import (
     time_column,
 )
 from shared.archive.layout import ERRORS_PATH, INDEX_PATH, MANIFEST_PATH
-from shared.archive.ownmedia import MediaRef, OwnMedia, import_body
+from shared.archive.ownmedia import MediaRef, OwnMedia, import_body, scan_limit
 from shared.content.port import ClaimHeld, ContentSource, Row
 from shared.content.restore import TenantNotEmpty, content_counts, restore_tenant, rows_name_files
 from shared.objectstore import CompletedPart, ObjectStore
@@ -236,7 +236,11 @@ def _text_row(section: str, entry: dict[str, Any], zf: zipfile.ZipFile, rk: Reke
         check(PostMeta if section == "posts" else PageMeta, meta, f"{path}: front matter")
     except DocumentError as e:
         raise ImportRefused(str(e)) from None
-    body = import_body(body, entry["path"], entry.get("media_links", []), url_for)
+    links = entry.get("media_links", [])
+    if links and len(body) > (most := scan_limit(path, links)):  # verify refuses it in this line
+        raise ImportRefused(f"{path}: its body is {len(body):,} characters, over the {most:,} an export rewrites "
+                            "links in, yet index.json lists links rewritten in it (media_links)")
+    body = import_body(body, path, links, url_for)
     columns = text_columns(section, meta)  # verify held them to index.json's
     row: Row = {"id": rk.id(entry["id"]), "tenant_id": target, **columns, "markdown_content": body}
     if section == "posts":

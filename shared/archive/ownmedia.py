@@ -105,6 +105,21 @@ def rewrites(body: str) -> bool:
     return len(body) <= REWRITE_LIMIT
 
 
+def scan_limit(md_path: str, links: Any) -> int:
+    """The longest body (in characters) of the file at ``md_path`` in which an export can have
+    rewritten the links ``links`` (its index.json entry's ``media_links``): :data:`REWRITE_LIMIT`, the
+    body as stored, plus at most each rewritten link's relative path, which replaced a URL of at
+    least one character. A longer body is one whose links the export left as they were: verify and
+    import scan none of its links (the scan costs up to ~60 bytes of memory and ~3 µs a character:
+    64 MiB of ``[a]: b`` lines, which deflate to a few kilobytes, would take minutes and gigabytes),
+    and one with ``links`` an export never wrote. Entries that are not ``{"path": text}`` add nothing."""
+    extra = 0
+    for link in links if isinstance(links, list) else ():
+        if isinstance(link, dict) and isinstance(path := link.get("path"), str):
+            extra += len(relative_link(md_path, path))
+    return REWRITE_LIMIT + extra
+
+
 def export_bodies(body: str, md_paths: Sequence[str], own: OwnMedia) -> tuple[list[str], list[dict[str, str]],
                                                                                list[dict[str, str]]]:
     """:func:`export_body` for the same body in several files (a post's Markdown file and feed.json)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import zipfile
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
@@ -88,16 +88,47 @@ _SAYS = {"missing": "is missing", "model_type": "is not an object", "dict_type":
          "string_too_short": "is empty", "extra_forbidden": "is not expected"}
 
 
+def _item_models(model: type[BaseModel]) -> dict[str | None, type[BaseModel]]:
+    """The fields of ``model`` that are lists of models (None: a RootModel's list), each with its item's model."""
+    out: dict[str | None, type[BaseModel]] = {}
+    for field_name, info in model.model_fields.items():
+        args = get_args(info.annotation) if get_origin(info.annotation) is list else ()
+        if args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+            out[None if issubclass(model, RootModel) else field_name] = args[0]
+    return out
+
+
 def check(model: type[BaseModel], value: Any, name: str) -> Any:
-    """``value`` unchanged when it has ``model``'s shape; else DocumentError naming the first problem."""
+    """``value`` unchanged when it has ``model``'s shape; else DocumentError naming the first problem.
+    A list of entries (index.json's sections, manifest.json's members, errors.json) is checked one
+    entry at a time, up to the first problem: pydantic, given the whole document, built a model of
+    every entry and an error for each one wrong, and 4 MiB of ``{},`` in index.json's media took
+    verify 8.2 s and 944 MB (the JSON parser itself 0.1 s and 150 MB); 64 MiB, some 14 GB."""
+    items = _item_models(model)
+    if None in items and isinstance(value, list):
+        for n, item in enumerate(value):
+            _validate(items[None], item, name, (n,))
+        return value
+    if isinstance(value, dict) and items:
+        for field_name, item_model in items.items():
+            if isinstance(entries := value.get(field_name), list):
+                for n, item in enumerate(entries):
+                    _validate(item_model, item, name, (str(field_name), n))
+        value_without = {k: [] if k in items and isinstance(v, list) else v for k, v in value.items()}
+        _validate(model, value_without, name, ())
+        return value
+    _validate(model, value, name, ())
+    return value
+
+
+def _validate(model: type[BaseModel], value: Any, name: str, loc: tuple[int | str, ...]) -> None:
     try:
         model.model_validate(value)
     except ValidationError as e:
         first = e.errors()[0]
         says = _SAYS.get(first["type"]) or str(first["msg"]).removeprefix("Value error, ")
-        at = where(tuple(first["loc"]))
+        at = where(loc + tuple(first["loc"]))
         raise DocumentError(f"{name}: {at + ' ' if at else ''}{says}") from None
-    return value
 
 
 def epoch_seconds(value: Any) -> int:

@@ -207,17 +207,32 @@ def _simple_document(meta: dict[str, Any]) -> str | None:
     return "\n".join(lines) + "\n"
 
 
+# Values (YAML nodes) one front matter may hold when it is not in the direct writer's form: PyYAML's
+# pure-Python loader takes ~25 µs and ~750 bytes of memory a node on the bench machine, and 1 MiB of
+# `- a` lines (which deflate to about a kilobyte) took verify 7 s and 200 MB, 64 MiB minutes and
+# gigabytes. An export writes one node a tag; front matter in the direct form (every export's whose
+# values are plain words, numbers and flags — whatever its size) is read without PyYAML (:func:`_simple_meta`).
+MAX_NODES = 100_000
+
+
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader without aliases. An alias is its anchor's value again, shared, not copied:
-    nine lines of lists of ten aliases each are a list of 10**9 items, which load in a moment and cost
-    whatever walks them in full (verify's tags, as JSON text, took 166 s and 10 GB for a post of 700
-    bytes). :func:`render_markdown` never writes one (:func:`_plain` copies every value)."""
+    """PyYAML's safe loader without aliases, and with at most :data:`MAX_NODES` nodes. An alias is its
+    anchor's value again, shared, not copied: nine lines of lists of ten aliases each are a list of
+    10**9 items, which load in a moment and cost whatever walks them in full (verify's tags, as JSON
+    text, took 166 s and 10 GB for a post of 700 bytes). :func:`render_markdown` never writes one
+    (:func:`_plain` copies every value)."""
+
+    nodes = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(None, None, f"an alias (*{event.anchor}; an export never writes one)",
                                               event.start_mark)
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise yaml.composer.ComposerError(None, None, f"more than {MAX_NODES:,} values (an export writes one a "
+                                              "tag, and reads more only as plain words)", self.peek_event().start_mark)
         return super().compose_node(parent, index)
 
     def flatten_mapping(self, node: Any) -> None:
@@ -242,8 +257,12 @@ def parse_markdown(text: str) -> tuple[dict[str, Any], str]:
     end = text.find(CLOSE, len(OPEN) - 1)
     if end < 0:
         raise ValueError("frontmatter is not closed by a `---` line")
+    document = text[len(OPEN):end + 1]
+    simple = _simple_meta(document)
+    if simple is not None:
+        return simple, text[end + len(CLOSE):]
     try:
-        meta = yaml.load(text[len(OPEN):end + 1], Loader=_Loader)  # a SafeLoader, without aliases
+        meta = yaml.load(document, Loader=_Loader)  # a SafeLoader, without aliases
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -255,3 +274,52 @@ def parse_markdown(text: str) -> tuple[dict[str, Any], str]:
     if not isinstance(meta, dict):
         raise ValueError("frontmatter is not a mapping")
     return meta, text[end + len(CLOSE):]
+
+
+_INT = re.compile(r"-?[1-9][0-9]*|0")
+
+
+def _simple_value(token: str) -> Any:
+    """A scalar as the direct writer (:func:`_simple_scalar`) writes it; whatever else comes out, the
+    round trip in :func:`_simple_meta` rejects."""
+    if token == "null":
+        return None
+    if token in ("true", "false"):
+        return token == "true"
+    if len(token) >= 2 and token[0] == token[-1] == "'":
+        return token[1:-1]
+    if _INT.fullmatch(token):
+        return int(token)
+    return token
+
+
+def _simple_meta(document: str) -> dict[str, Any] | None:
+    """The front matter ``document`` when it is exactly what the direct writer (:func:`_simple_document`)
+    writes for some metadata — that metadata; else None (PyYAML reads it). Linear in its length, a few
+    lines of Python a line: a real export's front matter of a hundred thousand tags is read in a
+    moment, where PyYAML took seconds and hundreds of megabytes. Exact: the writer is held to PyYAML
+    (its output loads back as the values it was given), and only a document the writer gives back
+    byte for byte from the values read here is taken, so PyYAML would read those very values."""
+    if not document.endswith("\n") or "\r" in document:
+        return None
+    meta: dict[str, Any] = {}
+    items: list[Any] | None = None
+    for line in document[:-1].split("\n"):
+        if line.startswith("- "):
+            if items is None:
+                return None
+            items.append(_simple_value(line[2:]))
+            continue
+        key, colon, rest = line.partition(": ") if ": " in line else line.rpartition(":")
+        if not colon or not key:
+            return None
+        name = key[1:-1] if len(key) >= 2 and key[0] == key[-1] == "'" else key
+        if name in meta:
+            return None
+        if rest == "" and line.endswith(":"):
+            items = meta[name] = []
+        elif rest == "[]":
+            meta[name], items = [], None
+        else:
+            meta[name], items = _simple_value(rest), None
+    return meta if meta and _simple_document(meta) == document else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
 import yaml
 
 from shared.archive import frontmatter as fm
@@ -80,3 +81,65 @@ def test_text_that_is_not_a_plain_str_is_written_as_before() -> None:
     fm.render_markdown({"k": "x"}, "")  # a plain "x" in the cache must not stand for the subclass's text
     meta = {"title": Word("x"), "tags": ("a", "b"), "k": Word("x")}
     assert fm.render_markdown(meta, "") == "---\ntitle: formatted\ntags:\n- a\n- b\nk: formatted\n---\n"
+
+
+# -- reading: the direct form without PyYAML -----------------------------------------------------------
+def _load(document: str) -> Any:
+    return yaml.load(document, Loader=yaml.SafeLoader)
+
+
+def test_front_matter_in_the_direct_form_reads_as_pyyaml_reads_it_and_anything_else_goes_to_pyyaml() -> None:
+    """The direct reader takes a document only when the direct writer gives it back byte for byte,
+    so it reads what PyYAML reads: held here over the writer's own documents and over near misses
+    (a number, a flag, a date PyYAML resolves, a key twice, a list after a scalar) written by hand."""
+    rnd = random.Random(34)
+    documents = []
+    for _ in range(5_000):
+        meta = {rnd.choice(["title", "slug", "tags", "a b", "1", "yes", "x:y", rnd.choice(PIECES)]):
+                rnd.choice([rnd.choice(PIECES), [rnd.choice(PIECES) for _ in range(rnd.randint(0, 3))],
+                            None, True, 7, -2]) for _ in range(rnd.randint(1, 5))}
+        if (direct := fm._simple_document(meta)) is not None:
+            documents.append(direct)
+    documents += ["n: 012\n", "n: 0x1F\n", "n: 1_000\n", "b: yes\n", "b: Yes\n", "d: 2024-05-01\n", "k: ~\n",
+                  "t: a\nt: b\n", "t: a\n- b\n", "t:\n- 1\n- '1'\n- null\n- ''\n", "'yes': 1\n", "k: '0x1F'\n",
+                  "k: -0\n", "k: +1\n", "k: 1.5\n", "k: .inf\n", "tags: []\n", "tags:\n", "t: a\r\n", ": x\n", "k: 'a'b'\n"]
+    taken = 0
+    for document in documents:
+        try:
+            expected = _load(document)
+        except yaml.YAMLError:  # not YAML: refused either way
+            with pytest.raises(ValueError):
+                fm.parse_markdown(fm.OPEN + document + fm.OPEN + "body")
+            assert fm._simple_meta(document) is None
+            continue
+        if not isinstance(expected, dict):
+            continue  # not a mapping: refused (another test's)
+        meta, body = fm.parse_markdown(fm.OPEN + document + fm.OPEN + "body")
+        assert (meta, body) == (expected, "body"), document
+        taken += fm._simple_meta(document) is not None
+    assert taken > 1000  # most went the direct way, not PyYAML's
+
+
+def test_a_real_export_with_a_hundred_thousand_tags_verifies_without_pyyaml(monkeypatch: Any) -> None:
+    """An export writes one line a tag: 262,144 plain tags (1 MiB of front matter) are read directly,
+    where PyYAML took 7 s and 200 MB (and would refuse them past MAX_NODES)."""
+    tags = [f"t{i}" for i in range(1 << 18)]
+    text = fm.render_markdown({"title": "Many", "tags": tags}, "body\n")
+
+    def no_pyyaml(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("PyYAML read the direct form")
+
+    monkeypatch.setattr(fm.yaml, "load", no_pyyaml)
+    meta, body = fm.parse_markdown(text)
+    assert meta == {"title": "Many", "tags": tags} and body == "body\n"
+
+
+def test_front_matter_not_in_the_direct_form_holds_at_most_max_nodes_values(monkeypatch: Any) -> None:
+    """Crafted: a list of quoted items PyYAML must read one node at a time (1 MiB of them took verify
+    7 s and 200 MB; 64 MiB, minutes and gigabytes) is refused past MAX_NODES, naming the limit."""
+    monkeypatch.setattr(fm, "MAX_NODES", 50)
+    inside = "tags:\n" + "- \"a\"\n" * 48  # the mapping, its key, the list and 48 items: 51 nodes
+    with pytest.raises(ValueError, match="more than 50 values"):
+        fm.parse_markdown(fm.OPEN + inside + fm.OPEN)
+    meta, _ = fm.parse_markdown(fm.OPEN + "tags:\n" + "- \"a\"\n" * 47 + fm.OPEN)  # 50 nodes: read
+    assert meta == {"tags": ["a"] * 47}

@@ -106,7 +106,9 @@ async def retry(bus: Bus, store: ObjectStore, settings: Settings, tenant_id: str
                                  from_step=plan.from_step, upload_id=plan.upload_id,  # type: ignore[arg-type]
                                  attempt=s.attempt + 1, error_count=plan.error_count, producer=PRODUCER)
         try:
-            seq = (await append_folded(bus.log, event, loaded)).last_seq
+            # not append_folded: the decision holds the tenant's admission slot, which is not in the
+            # fold (an unlock meanwhile freed it, and AdmissionUnlocked moves no fold): re-hold, re-decide
+            seq = await bus.log.append(event, loaded.last_seq)
         except Conflict:
             continue
         return f"{export_id}: attempt {s.attempt + 1} started {plan.describe()} by {who.operator} (seq {seq})"

@@ -1,0 +1,52 @@
+"""An operator's retry holds the tenant's admission slot and then appends ExportRetried. Another
+operator's unlock landing between the two frees the slot and records AdmissionUnlocked, which moves no
+fold: the retry must still see its append refused, hold the slot again and re-decide — not append past
+it (as a fold-only writer may, shared/eventlog/fence.py) and leave the retried export running with an
+empty slot, beside which the gateway then admitted a second export."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from services.gateway import admission as adm
+from services.gateway.admission_kv import AdmissionStore
+from services.operator import actions
+from shared.bus.connect import Bus
+from shared.core import events as ev
+from shared.objectstore import ObjectStore
+from shared.runtime.settings import Settings
+from tests.integration.operator.test_operator_hostile_fix import _failed
+
+
+async def test_an_unlock_between_a_retrys_hold_and_its_append_does_not_leave_the_slot_empty(
+        bus: Bus, store: ObjectStore, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    tenant = "tenant_retry_race"
+    admission = AdmissionStore(bus, settings, "test")
+    export_id = await _failed(bus, tenant)
+    # the slot names the failed export, and a complete export counted a moment ago: rate-limited, so
+    # an unlock may run
+    now = await admission.server_now()
+    _, revision, _ = await admission.read(f"tenant.{tenant}")
+    assert await admission.write(f"tenant.{tenant}", adm.Slot(export_id, now, now, "exp_counted").to_json(), revision)
+    hold = actions._hold_slot
+    holds: list[str] = []
+
+    async def hold_then_unlock(*args: Any, **kwargs: Any) -> None:
+        await hold(*args, **kwargs)
+        holds.append("held")
+        if len(holds) == 1:  # another operator's unlock lands after the retry held the slot
+            said = await actions.unlock(bus, settings, tenant, actions.Who("bob", "rate limited"))
+            assert "admission slot freed" in said
+
+    monkeypatch.setattr(actions, "_hold_slot", hold_then_unlock)
+    await actions.retry(bus, store, settings, tenant, export_id, actions.Who("ada", "try again"))
+
+    assert holds == ["held", "held"]  # the unlock did land between them: the retry held the slot again
+    names = [e.name() async for _, e in bus.log.history(tenant, export_id)]
+    assert names == ["ExportRequested", "ExportFailed", "AdmissionUnlocked", "ExportRetried"]
+    data, _, _ = await admission.read(f"tenant.{tenant}")
+    assert data and adm.Slot.from_json(data).active_export_id == export_id
+    second = await admission.admit(tenant, ev.new_export_id(), None)
+    assert isinstance(second, adm.Conflict), second  # before: Admit, a second export beside the retried one

@@ -225,7 +225,7 @@ class StepWorker:
                     log.warning("%s %s: its runs died %d times in a row; giving up", self.step, export_id,
                                 deaths, extra=_ids(tenant_id, export_id, self.step))
                     if self.dead_end is not None:
-                        await self.bus.log.append(self.dead_end(loaded, give_up.reason), loaded.last_seq)
+                        await append_folded(self.bus.log, self.dead_end(loaded, give_up.reason), loaded)
                         await msg.ack()
                     else:
                         await self._give_up(msg, loaded, give_up.reason)
@@ -309,8 +309,8 @@ class StepWorker:
                 case GiveUp(reason=readable):
                     await self._give_up(msg, loaded, readable)
                 case Retry(attempt=attempt, delay_s=delay):
-                    await self.bus.log.append(ev.StepFailed(**base, step=self.step, attempt=attempt, reason=reason),
-                                              loaded.last_seq)
+                    await append_folded(self.bus.log, ev.StepFailed(**base, step=self.step, attempt=attempt,
+                                                                    reason=reason), loaded)
                     await msg.nak(delay=delay)
                     metrics.STEP_RETRIES.labels(self.step).inc()
         except Exception:
@@ -322,8 +322,8 @@ class StepWorker:
     async def _give_up(self, msg: Msg, loaded: Loaded, readable: str) -> None:
         """Fail the export (the reason is what the person reads), then ack."""
         state = loaded.state
-        await self.bus.log.append(ev.ExportFailed(export_id=state.export_id, tenant_id=state.tenant_id,
-                                                  step=self.step, reason=readable), loaded.last_seq)
+        await append_folded(self.bus.log, ev.ExportFailed(export_id=state.export_id, tenant_id=state.tenant_id,
+                                                           step=self.step, reason=readable), loaded)
         await msg.ack()
         metrics.STEP_RUNS.labels(self.step, "failed").inc()
         metrics.EXPORTS_FINISHED.labels("failed").inc()

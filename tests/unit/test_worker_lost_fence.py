@@ -14,6 +14,7 @@ from shared.eventlog.jetstream import Conflict
 from shared.eventlog.memory import InMemoryEventLog
 from shared.runtime.settings import Settings
 from shared.runtime.worker import StandDown, StepContext, StepWorker
+from tests.unit.test_append_fence import SECOND_REQUEST, Interloper
 from tests.unit.test_worker_tenant_bound import Beats, FakeMsg
 
 
@@ -37,3 +38,30 @@ async def test_a_lost_fence_is_not_a_failed_attempt(error: Exception, calls: lis
     await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)
     assert msg.calls == calls
     assert [e.name() async for _, e in log.history("t_f", "exp_f")] == ["ExportRequested"]  # nothing recorded
+
+
+@pytest.mark.parametrize("attempts", [5, 1])
+async def test_a_failure_is_recorded_past_an_event_the_fold_ignores(attempts: int) -> None:
+    """The worker's own failure records (StepFailed, and ExportFailed on the last attempt) append
+    through the same fence rule as the steps: a message that moved nothing (here a second
+    ExportRequested, stored while the step failed) no longer makes the record a Conflict — 'could not
+    record the failure', a nak, and no attempt counted, for as long as such messages kept coming."""
+    log = Interloper(SECOND_REQUEST)
+    log.foreign = None
+    requested = SECOND_REQUEST.model_copy(update={"event_id": "a" * 32})
+    await log.append(requested, 0)
+    bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
+
+    async def work(ctx: StepContext) -> None:
+        log.foreign = SECOND_REQUEST  # stored just before the worker records the failure
+        raise RuntimeError("the store is down")
+
+    settings = Settings(progress_interval_s=60, ack_wait_s=120, step_attempts=attempts)
+    worker = StepWorker("catalog", bus, settings, work, lambda loaded: True)
+    tenant, export = requested.tenant_id, requested.export_id
+    msg = FakeMsg(f"exports.{tenant}.{export}.ExportRequested", data=requested.to_json())
+    await worker.handle(msg)  # type: ignore[arg-type]
+    await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)
+    recorded = "StepFailed" if attempts > 1 else "ExportFailed"
+    assert [e.name() async for _, e in log.history(tenant, export)] == ["ExportRequested", "ExportRequested", recorded]
+    assert msg.calls[-1][0] == ("nak" if attempts > 1 else "ack")

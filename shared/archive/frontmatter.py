@@ -144,6 +144,7 @@ def _resolves_to_str(value: str) -> bool:
     return True
 
 
+SIMPLE_KEY = 123  # PyYAML writes a shorter key as `key: value`: its length plus `!!str` under 128 (check_simple_key)
 CACHED_LENGTH = 64  # keys, flags, dates, short words: the same few come back in every document
 
 
@@ -186,8 +187,8 @@ def _simple_document(meta: dict[str, Any]) -> str | None:
     for key, value in meta.items():
         if not isinstance(key, str):  # render_markdown refuses it (TypeError), as _plain does
             return None
-        k = _simple_text(key)
-        if k is None:
+        k = _simple_text(key) if len(key) < SIMPLE_KEY else None
+        if k is None:  # PyYAML writes a key of SIMPLE_KEY characters or more as an explicit `? key`
             return None
         if isinstance(value, list):
             if not value:
@@ -207,32 +208,18 @@ def _simple_document(meta: dict[str, Any]) -> str | None:
     return "\n".join(lines) + "\n"
 
 
-# Values (YAML nodes) one front matter may hold when it is not in the direct writer's form: PyYAML's
-# pure-Python loader takes ~25 µs and ~750 bytes of memory a node on the bench machine, and 1 MiB of
-# `- a` lines (which deflate to about a kilobyte) took verify 7 s and 200 MB, 64 MiB minutes and
-# gigabytes. An export writes one node a tag; front matter in the direct form (every export's whose
-# values are plain words, numbers and flags — whatever its size) is read without PyYAML (:func:`_simple_meta`).
-MAX_NODES = 100_000
-
-
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader without aliases, and with at most :data:`MAX_NODES` nodes. An alias is its
+    """PyYAML's safe loader without aliases. An alias is its
     anchor's value again, shared, not copied: nine lines of lists of ten aliases each are a list of
     10**9 items, which load in a moment and cost whatever walks them in full (verify's tags, as JSON
     text, took 166 s and 10 GB for a post of 700 bytes). :func:`render_markdown` never writes one
     (:func:`_plain` copies every value)."""
-
-    nodes = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(None, None, f"an alias (*{event.anchor}; an export never writes one)",
                                               event.start_mark)
-        self.nodes += 1
-        if self.nodes > MAX_NODES:
-            raise yaml.composer.ComposerError(None, None, f"more than {MAX_NODES:,} values (an export writes one a "
-                                              "tag, and reads more only as plain words)", self.peek_event().start_mark)
         return super().compose_node(parent, index)
 
     def flatten_mapping(self, node: Any) -> None:

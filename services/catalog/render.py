@@ -206,6 +206,20 @@ def _source_id(row: Row) -> str:
     return "" if row["id"] is None else row["id"]
 
 
+def _distinct_id(row: Row, seen: set[str]) -> Row:
+    """The row, its id null when an earlier row of its table was read with the same id. SQLite's
+    primary key tells ids apart by their bytes and type, the export by their text: two ids that are
+    not UTF-8 (the bytes ff and fe) both read as U+FFFD, a BLOB as the TEXT of the same bytes. Such
+    an id was twice in index.json's section, and verify called the archive damaged; the later row
+    is exported as one whose id is null (``seen``: the ids of the table's rows so far)."""
+    if (row_id := row["id"]) is None:
+        return row
+    if row_id in seen:
+        return {**row, "id": None}
+    seen.add(row_id)
+    return row
+
+
 def _modified(row: Row, *cols: str) -> datetime:
     for col in cols:
         if (t := ts(row.get(col))) is not None:
@@ -252,6 +266,7 @@ class BlogPlanner:
         self._expected: dict[str, int] = {}
         self._seen = {"posts": 0, "pages": 0}
         self._addresses: dict[str, set[str]] = {"posts": set(), "pages": set()}  # Hugo's (layout.hugo_slug)
+        self._ids: dict[str, set[str]] = {"media": set(), "posts": set(), "pages": set()}  # (_distinct_id)
         self._newest: datetime | None = None  # of the posts and pages
         self._lock = threading.Lock()
         self._closing = self._closed = False
@@ -295,6 +310,7 @@ class BlogPlanner:
     def _media(self, rows: Iterable[Row]) -> None:
         plan, refs = self.plan, self._refs
         for row in rows:
+            row = _distinct_id(row, self._ids["media"])
             path = layout.media_path(self.names, _source_id(row), row.get("filename"))
             obj = ObjectMember(path, "media", _source_id(row), _modified(row, "uploaded_at"), self.images_bucket,
                                row["r2_key"], _ctype(row, path), row.get("size"), media_meta(row))
@@ -321,6 +337,7 @@ class BlogPlanner:
         plan, names, own, moved = self.plan, self.names, self._own, self.moved
         for row in rows:
             self._seen["posts"] += 1
+            row = _distinct_id(row, self._ids["posts"])
             path = layout.post_path(names, _source_id(row), row["slug"])
             r = post_markdown(row, path, own, self._addresses["posts"])
             modified = _modified(row, "updated_at", "created_at")
@@ -339,6 +356,7 @@ class BlogPlanner:
         plan, names, own, moved = self.plan, self.names, self._own, self.moved
         for row in rows:
             self._seen["pages"] += 1
+            row = _distinct_id(row, self._ids["pages"])
             path = layout.page_path(names, _source_id(row), row["slug"])
             r = page_markdown(row, path, own, self._addresses["pages"])
             modified = _modified(row, "updated_at", "created_at")
@@ -383,7 +401,9 @@ def plan_storage(files: list[Row], amber_bucket: str, heads: Heads | None = None
     plan, names = Plan(), NameAllocator()
     with _spools(plan) as spools:
         file_index = _items(spools)
+        ids: set[str] = set()
         for row in files:
+            row = _distinct_id(row, ids)
             path = layout.file_path(names, _source_id(row), row.get("filename"), row.get("category"))
             obj = ObjectMember(path, "file", _source_id(row), _modified(row, "uploaded_at"), amber_bucket,
                                row["r2_key"], _ctype(row, path), row.get("size"), file_meta(row))

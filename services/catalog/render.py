@@ -108,17 +108,25 @@ def _tag(value: Any) -> str | None:
     return None
 
 
+# Tags one row may have. Each costs the catalog some 270 bytes while its post is rendered (front
+# matter, index.json, feed.json) and, past plain ASCII words, ~15 us of YAML: a tags column of 6 MB
+# ("é,é,…", 2.1 million tags) took 29 s and 570 MiB over the catalog's usual RSS, past its 512 MiB
+# limit. A row with more is kept as stored under ``unreadable``, like tags that are no list of words.
+TAGS_LIMIT = 10_000
+
+
 def _tags(column: Any) -> list[str] | None:
     """The tags column (a JSON list of words; text that is not JSON: words between commas) as a list
     of strings; None when it holds something else (an object, lists in the list, JSON nested too
-    deep to read): the caller shows [] and keeps the value as stored under ``unreadable``."""
+    deep to read, more than :data:`TAGS_LIMIT` tags): the caller shows [] and keeps the value as
+    stored under ``unreadable``."""
     if column in (None, ""):
         return []
     if isinstance(column, str):
         try:
             value = json.loads(column)
         except json.JSONDecodeError:
-            return [t.strip() for t in column.split(",")]
+            return None if column.count(",") >= TAGS_LIMIT else [t.strip() for t in column.split(",")]
         except (ValueError, RecursionError):  # an integer past Python's digit limit; nesting past the stack
             return None
     else:
@@ -126,6 +134,8 @@ def _tags(column: Any) -> list[str] | None:
     if value is None:
         return []
     items = value if isinstance(value, list) else [value]
+    if len(items) > TAGS_LIMIT:
+        return None
     tags = [_tag(t) for t in items]
     return None if None in tags else [t for t in tags if t is not None]
 

@@ -118,12 +118,17 @@ def _hugo_stem(stem: str) -> str:
 # Hugo builds a post at ``<section>/<slug>`` and a tag's page at ``tags/<tag>``, reading ``/`` as a
 # folder: what it made of these (Debian's Hugo 0.111, with and without ``uglyURLs``) is in hugo_unsafe.
 HUGO_LIST_FILES = ("index.html", "index.xml")  # what a section's or a tag's list page writes in its folder
+# Hugo writes a page at ``<part>/…/<last part>.html`` (uglyURLs) or ``…/<last part>/index.html``: a part
+# of a slug or tag longer than a file name may be (255 bytes on Linux, less ``.html``) ended the whole
+# build ("file name too long"). The longest part it is given, in UTF-8 bytes, with room to spare.
+HUGO_PART_BYTES = 240
+HUGO_PATH_BYTES = 1024  # and of the whole (many short parts: a path past the system's 4,096 bytes ended it too)
 
 
 def hugo_unsafe(value: str) -> bool:
     """Whether Hugo cannot build ``value``, a slug or a tag, as a page of its own: a part (between
-    ``/``) is ``.``, ``..``, ``index.html`` or ``index.xml`` (any case), or it is nothing but dots and
-    slashes. A ``..`` part took a post out of its section (``../c``: public/c.html, over whatever was
+    ``/``) is ``.``, ``..``, ``index.html`` or ``index.xml`` (any case) or longer than
+    :data:`HUGO_PART_BYTES`, or it is longer than :data:`HUGO_PATH_BYTES` or nothing but dots and slashes. A ``..`` part took a post out of its section (``../c``: public/c.html, over whatever was
     there) or built no page for it (``..``, ``../../tags``); ``.`` or ``/`` put it on the section's
     list page (posts/index.html); ``index.html`` ended the whole build ("is a directory"). A tag
     ``..`` ended it too ("missing taxonomy: tags"), ``../x`` was built as public/x.html, and ``./x``
@@ -132,10 +137,13 @@ def hugo_unsafe(value: str) -> bool:
     nothing), so the check is on what is left. A backslash, ``%2e%2e`` or ``a/b`` are plain characters to it. A tag
     ending in a dot is unsafe too (:func:`hugo_unsafe_tag`); a slug ending in one is not."""
     if _PLAIN.fullmatch(value):  # most slugs and tags: kept whole by Hugo, no dot or slash
-        return False
+        return len(value) > HUGO_PART_BYTES
     text = hugo_path_text(value)
     if value.strip() and not text.strip("/."):
         return True
+    if len(text.encode()) > HUGO_PATH_BYTES or any(len(part.lower().encode()) > HUGO_PART_BYTES
+                                                   for part in text.split("/")):
+        return True  # a 300-byte slug or tag ended the build: "file name too long"
     return any(part in (".", "..") or part.casefold() in HUGO_LIST_FILES for part in text.split("/"))
 
 
@@ -190,7 +198,7 @@ def hugo_slug(slug: Any, path: str, taken: set[str] | None = None) -> Any:
     """The ``slug`` Hugo is given for the post or page at ``path``: the slug itself, or, when Hugo
     cannot build it (:func:`hugo_unsafe`), the file's name without ``.md`` (what Hugo uses for a post
     without a slug: :func:`_hugo_stem`, ``safe_component``) with every character Hugo would drop
-    (:func:`hugo_path_text`) percent-encoded, so that it is never unsafe either. The slug as
+    (:func:`hugo_path_text`) percent-encoded, cut to :data:`HUGO_PART_BYTES`, so that it is never unsafe either. The slug as
     stored then goes beside it as ``slug_original``, which import restores.
 
     ``taken``: the addresses (:func:`hugo_address`) of the section's posts or pages given before
@@ -208,8 +216,13 @@ def hugo_slug(slug: Any, path: str, taken: set[str] | None = None) -> Any:
             return slug
     # a character Hugo would drop is percent-encoded, which it keeps as it is: the file `!.md` (the
     # slug `..!`) is `%21` to it, not nothing, and `x_.!._.!._y.md` is not `x_.._.._y.md`'s page
-    safe = "".join(c if _hugo_keeps(stem, i) else "".join(f"%{b:02X}" for b in c.encode())
-                   for i, c in enumerate(stem))
+    safe, size = "", 0
+    for i, c in enumerate(stem):
+        piece = c if _hugo_keeps(stem, i) else "".join(f"%{b:02X}" for b in c.encode())
+        size += len(piece.encode())
+        if size > HUGO_PART_BYTES - 8:  # a file name of 200 bytes is up to 600 encoded (`🌲` is %F0%9F%8C%B2);
+            break  # cut to what Hugo can write, with room for a `-2`, `-3`…
+        safe += piece
     given, n = safe, 1
     while taken is not None and hugo_address(given) in taken:
         n += 1

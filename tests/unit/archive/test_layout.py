@@ -243,11 +243,15 @@ HUGO_UNSAFE_SLUGS = ("..", "../../", "../../tags", "../c", "x/../../y", "/", "."
                      " .. ", "a/index.html", "Index.XML",
                      # characters Hugo drops (layout.hugo_path_text): `x/.!./.!./y` built public/y.html
                      "..!", ".?.", "x/.!./.!./y", "index.html!", "a/..?", "!", "?!", "..\u200b", "../\U0001f600c",
-                     "\U0001f332")  # a slug of nothing Hugo keeps: its post was under posts/index.html
-HUGO_SAFE_SLUGS = ("a", "c", "y", "a/b", "a/...", "\\..", "%2e%2e", "x")
+                     "\U0001f332",  # a slug of nothing Hugo keeps: its post was under posts/index.html
+                     # a part past a file name's length ended the build ("file name too long"), and so did
+                     # a file name of 50 trees given instead (%F0%9F%8C%B2 each: 600 bytes)
+                     "a" * 300, "x/" + "\u00e9" * 130, "\U0001f332" * 50, "/".join(["abcdefgh"] * 500))
+HUGO_SAFE_SLUGS = ("a", "c", "y", "a/b", "a/...", "\\..", "%2e%2e", "x", "b" * 240)
 HUGO_UNSAFE_TAGS = ("..", " .. ", "../..", "../x", "../posts", ".", "/", "./x", "...", "index.html", "a/index.xml",
                     ".!.", "..!", "!./x", "?", "*", "index.xml!", "\U0001f332",
-                    "\\..", "etc.")  # ending in a dot: a page listing no post (tags/etc./, taken for etc)
+                    "\\..", "etc.",  # ending in a dot: a page listing no post (tags/etc./, taken for etc)
+                    "t" * 300, "\u00e9" * 130, "/".join(["abcdefgh"] * 500))  # "file name too long" ended the build
 HUGO_SAFE_TAGS = ("a", "x", "...x", "a/b", "%2e%2e", "a!b")
 
 

@@ -111,7 +111,16 @@ async def retry(bus: Bus, store: ObjectStore, settings: Settings, tenant_id: str
             seq = await bus.log.append(event, loaded.last_seq)
         except Conflict:
             continue
-        return f"{export_id}: attempt {s.attempt + 1} started {plan.describe()} by {who.operator} (seq {seq})"
+        said = f"{export_id}: attempt {s.attempt + 1} started {plan.describe()} by {who.operator} (seq {seq})"
+        # An unlock frees the slot first and records AdmissionUnlocked after: one that freed it after the
+        # hold above and before this append left the running export without its slot (a second export
+        # was then admitted beside it). Held again now the log shows it running: an unlock deciding from
+        # here on sees it active, and one that decided before finds the slot's revision changed.
+        try:
+            await _hold_slot(admission, settings, tenant_id, export_id)
+        except Refusal as e:
+            return f"{said}; but its admission slot could not be held again ({e})"
+        return said
     raise Refusal(f"{export_id}: the export is changing too quickly to retry; try again")
 
 

@@ -219,7 +219,7 @@ def hugo_slug(slug: Any, path: str, taken: set[str] | None = None) -> Any:
     safe, size = "", 0
     for i, c in enumerate(stem):
         piece = c if _hugo_keeps(stem, i) else "".join(f"%{b:02X}" for b in c.encode())
-        size += len(piece.encode())
+        size += max(len(piece.encode()), len(piece.lower().encode()))  # hugo_unsafe counts it lower-cased
         if size > HUGO_PART_BYTES - 8:  # a file name of 200 bytes is up to 600 encoded (`🌲` is %F0%9F%8C%B2);
             break  # cut to what Hugo can write, with room for a `-2`, `-3`…
         safe += piece

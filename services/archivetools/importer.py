@@ -39,7 +39,7 @@ from services.archivetools.documents import (
     time_column,
 )
 from shared.archive.layout import ERRORS_PATH, INDEX_PATH, MANIFEST_PATH
-from shared.archive.ownmedia import MediaRef, OwnMedia, import_body, scan_limit
+from shared.archive.ownmedia import MediaRef, OwnMedia, import_body, links_past_scan
 from shared.content.port import ClaimHeld, ContentSource, Row
 from shared.content.restore import TenantNotEmpty, content_counts, restore_tenant, rows_name_files
 from shared.objectstore import CompletedPart, ObjectStore
@@ -237,9 +237,8 @@ def _text_row(section: str, entry: dict[str, Any], zf: zipfile.ZipFile, rk: Reke
     except DocumentError as e:
         raise ImportRefused(str(e)) from None
     links = entry.get("media_links", [])
-    if links and len(body) > (most := scan_limit(path, links)):  # verify refuses it in this line
-        raise ImportRefused(f"{path}: its body is {len(body):,} characters, over the {most:,} an export rewrites "
-                            "links in, yet index.json lists links rewritten in it (media_links)")
+    if problem := links_past_scan(path, body, links):  # verify refuses it in this line
+        raise ImportRefused(problem)
     body = import_body(body, path, links, url_for)
     columns = text_columns(section, meta)  # verify held them to index.json's
     row: Row = {"id": rk.id(entry["id"]), "tenant_id": target, **columns, "markdown_content": body}

@@ -72,7 +72,7 @@ from shared.archive.layout import (
 )
 from shared.archive.mdlinks import find_links
 from shared.archive.names import is_safe_path, same_file_key
-from shared.archive.ownmedia import REWRITE_LIMIT, scan_limit
+from shared.archive.ownmedia import REWRITE_LIMIT, links_past_scan, scan_limit
 from shared.core.printable import printable
 
 LOCAL = struct.Struct("<4sHHHHHIIIHH")
@@ -634,10 +634,9 @@ class _Texts:
             self.problems.append(problem)
         # Links are scanned where an export rewrites them (ownmedia.scan_limit), as import restores
         # them: every post was scanned up to 64 MiB, and 2 MiB of `[a]: b` lines took 6 s and 160 MB.
-        if len(body) > (most := scan_limit(name, links)):
-            if links:  # import would scan it to restore them: an export never rewrites links there
-                self.problems.append(f"{name}: its body is {len(body):,} characters, over the {most:,} an export "
-                                     "rewrites links in, yet index.json lists links rewritten in it (media_links)")
+        if len(body) > scan_limit(name, links):
+            if problem := links_past_scan(name, body, links):  # import refuses it in this line
+                self.problems.append(problem)
             else:
                 self.unscanned += 1
             body = ""

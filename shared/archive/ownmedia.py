@@ -120,6 +120,15 @@ def scan_limit(md_path: str, links: Any) -> int:
     return REWRITE_LIMIT + extra
 
 
+def links_past_scan(md_path: str, body: str, links: Any) -> str | None:
+    """Why a body cannot be what an export wrote, when index.json lists links rewritten in it
+    (``links``) past :func:`scan_limit`: verify reports it, import refuses in this line. None otherwise."""
+    if not links or len(body) <= (most := scan_limit(md_path, links)):
+        return None
+    return (f"{md_path}: its body is {len(body):,} characters, over the {most:,} an export rewrites links in, "
+            "yet index.json lists links rewritten in it (media_links)")
+
+
 def export_bodies(body: str, md_paths: Sequence[str], own: OwnMedia) -> tuple[list[str], list[dict[str, str]],
                                                                                list[dict[str, str]]]:
     """:func:`export_body` for the same body in several files (a post's Markdown file and feed.json)

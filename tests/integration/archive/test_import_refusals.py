@@ -320,6 +320,20 @@ async def test_a_featured_image_keeps_the_space_around_it(tmp_path: Path, conten
     assert got["post_1_tenant_b"] == new, got
 
 
+async def refused_and_nothing_left(tmp_path: Path, path: Path, match: str) -> None:
+    """Importing ``path`` as tenant_b into a new SQLite database and store under ``tmp_path`` is
+    refused (``match``), and leaves nothing of the tenant behind."""
+    db = open_content(sqlite_dsn(tmp_path / "content.db"), pool_max=2)
+    await db.init()
+    store = FilesystemStore(tmp_path / "store")
+    try:
+        with pytest.raises(ImportRefused, match=match):
+            await run_import(path, "tenant_b", db, store)
+        await assert_nothing_left(db, store, "tenant_b")
+    finally:
+        await db.close()
+
+
 def edited_after_the_checksums(path: Path, dst: Path) -> Path:
     """``path`` with its post's body edited and manifest.json as it was: an archive that does not verify."""
     with zipfile.ZipFile(path) as zf:
@@ -382,16 +396,8 @@ async def test_an_archive_written_to_in_place_after_the_check_is_refused_and_not
         return report
 
     monkeypatch.setattr(verify, "verify_archive", check_then_rewrite)
-    db = open_content(sqlite_dsn(tmp_path / "content.db"), pool_max=2)
-    await db.init()
-    store = FilesystemStore(tmp_path / "store")
-    try:
-        with pytest.raises(ImportRefused, match="the archive was written to while it was imported"):
-            await run_import(path, "tenant_b", db, store)
-        assert rewrites == [True]  # the rewrite happened, after a check that passed
-        await assert_nothing_left(db, store, "tenant_b")
-    finally:
-        await db.close()
+    await refused_and_nothing_left(tmp_path, path, "the archive was written to while it was imported")
+    assert rewrites == [True]  # the rewrite happened, after a check that passed
 
 
 def with_crc(data: bytes, at: int, crc: int) -> bytes:
@@ -448,13 +454,5 @@ async def test_the_archive_imported_is_the_one_verified_not_one_put_in_its_place
         return report
 
     monkeypatch.setattr(verify, "verify_archive", swap_then_check)
-    db = open_content(sqlite_dsn(tmp_path / "content.db"), pool_max=2)
-    await db.init()
-    store = FilesystemStore(tmp_path / "store")
-    try:
-        with pytest.raises(ImportRefused, match=re.escape("media/a.jpg: SHA-256 does not match manifest.json")):
-            await run_import(path, "tenant_b", db, store)
-        assert swaps == [False]
-        await assert_nothing_left(db, store, "tenant_b")
-    finally:
-        await db.close()
+    await refused_and_nothing_left(tmp_path, path, re.escape("media/a.jpg: SHA-256 does not match manifest.json"))
+    assert swaps == [False]

@@ -21,16 +21,30 @@ from shared.runtime.settings import Settings
 from tests.integration.operator.test_operator_hostile_fix import _failed
 
 
-async def test_an_unlock_between_a_retrys_hold_and_its_append_does_not_leave_the_slot_empty(
-        bus: Bus, store: ObjectStore, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    tenant = "tenant_retry_race"
+async def _failed_and_rate_limited(bus: Bus, settings: Settings, tenant: str) -> tuple[AdmissionStore, str]:
+    """A failed export whose tenant's slot names it, a complete export counted a moment ago: rate-limited,
+    so an unlock may run."""
     admission = AdmissionStore(bus, settings, "test")
     export_id = await _failed(bus, tenant)
-    # the slot names the failed export, and a complete export counted a moment ago: rate-limited, so
-    # an unlock may run
     now = await admission.server_now()
     _, revision, _ = await admission.read(f"tenant.{tenant}")
     assert await admission.write(f"tenant.{tenant}", adm.Slot(export_id, now, now, "exp_counted").to_json(), revision)
+    return admission, export_id
+
+
+async def _the_retried_export_holds_the_slot(admission: AdmissionStore, tenant: str, export_id: str) -> None:
+    """The slot names the retried export, so a new request is a Conflict (before: Admit, a second
+    export beside the retried one)."""
+    data, _, _ = await admission.read(f"tenant.{tenant}")
+    assert data and adm.Slot.from_json(data).active_export_id == export_id
+    second = await admission.admit(tenant, ev.new_export_id(), None)
+    assert isinstance(second, adm.Conflict), second
+
+
+async def test_an_unlock_between_a_retrys_hold_and_its_append_does_not_leave_the_slot_empty(
+        bus: Bus, store: ObjectStore, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    tenant = "tenant_retry_race"
+    admission, export_id = await _failed_and_rate_limited(bus, settings, tenant)
     hold = actions._hold_slot
     holds: list[str] = []
 
@@ -49,10 +63,7 @@ async def test_an_unlock_between_a_retrys_hold_and_its_append_does_not_leave_the
     assert holds == ["held", "held", "held"]
     names = [e.name() async for _, e in bus.log.history(tenant, export_id)]
     assert names == ["ExportRequested", "ExportFailed", "AdmissionUnlocked", "ExportRetried"]
-    data, _, _ = await admission.read(f"tenant.{tenant}")
-    assert data and adm.Slot.from_json(data).active_export_id == export_id
-    second = await admission.admit(tenant, ev.new_export_id(), None)
-    assert isinstance(second, adm.Conflict), second  # before: Admit, a second export beside the retried one
+    await _the_retried_export_holds_the_slot(admission, tenant, export_id)
 
 
 async def test_an_unlock_whose_record_lands_after_the_retrys_append_does_not_leave_the_slot_empty(
@@ -61,11 +72,7 @@ async def test_an_unlock_whose_record_lands_after_the_retrys_append_does_not_lea
     the two meets no conflict. The retry holds the slot again once its append is in (the review
     helper's race: before, the slot stayed empty and a second export was admitted)."""
     tenant = "tenant_retry_race2"
-    admission = AdmissionStore(bus, settings, "test")
-    export_id = await _failed(bus, tenant)
-    now = await admission.server_now()
-    _, revision, _ = await admission.read(f"tenant.{tenant}")
-    assert await admission.write(f"tenant.{tenant}", adm.Slot(export_id, now, now, "exp_counted").to_json(), revision)
+    admission, export_id = await _failed_and_rate_limited(bus, settings, tenant)
     hold, record = actions._hold_slot, actions._record
     at_record, go_on = asyncio.Event(), asyncio.Event()
 
@@ -90,7 +97,4 @@ async def test_an_unlock_whose_record_lands_after_the_retrys_append_does_not_lea
     assert "attempt 2 started" in said and "could not be held" not in said
     names = [e.name() async for _, e in bus.log.history(tenant, export_id)]
     assert names == ["ExportRequested", "ExportFailed", "ExportRetried", "AdmissionUnlocked"]  # the race happened
-    data, _, _ = await admission.read(f"tenant.{tenant}")
-    assert data and adm.Slot.from_json(data).active_export_id == export_id
-    second = await admission.admit(tenant, ev.new_export_id(), None)
-    assert isinstance(second, adm.Conflict), second  # before: Admit
+    await _the_retried_export_holds_the_slot(admission, tenant, export_id)

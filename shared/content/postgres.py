@@ -36,6 +36,21 @@ CONNECT_TIMEOUT_S = 10.0
 
 _DRIVER_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
+# Date and time types a platform's own tables may use where the spec has Unix seconds (``init``
+# keeps a table that exists), read as PostgreSQL writes them, in ISO form and UTC (``SESSION``, the
+# same text whatever the server's defaults). asyncpg's own decoding into datetimes failed a whole
+# fetch on a time Python cannot hold (a year before 1 or after 9999: OverflowError, "an internal
+# error" for the tenant's every export) and turned 'infinity' into 9999-12-31T23:59:59.999999, a
+# time nobody wrote. As text, a time reads as that time (index.ts) and any other value ('infinity',
+# a BC date, year 10000) is kept as stored, under ``unreadable``, like a SQLite column's.
+TEXT_TYPES = ("timestamp", "timestamptz", "date", "time", "timetz", "interval")
+SESSION = {"DateStyle": "ISO, YMD", "TimeZone": "UTC"}
+
+
+async def _text_codecs(conn: asyncpg.Connection) -> None:
+    for name in TEXT_TYPES:
+        await conn.set_type_codec(name, schema="pg_catalog", encoder=str, decoder=str, format="text")
+
 
 def numbered(sql: str) -> str:
     """``?`` placeholders → PostgreSQL's ``$1, $2, …`` (the shared queries hold no literal ``?``)."""
@@ -104,7 +119,8 @@ class PostgresContent(SourceQueries):
             if self._pool is None:
                 try:
                     self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_max,
-                                                           timeout=CONNECT_TIMEOUT_S)
+                                                           timeout=CONNECT_TIMEOUT_S, init=_text_codecs,
+                                                           server_settings=SESSION)
                 except _DRIVER_ERRORS as e:
                     raise _unavailable(e) from None
                 except (ValueError, ArithmeticError) as e:  # asyncpg parsing the DSN: a port not a number, past 65535

@@ -1,0 +1,90 @@
+"""A platform's own content tables, whose columns are not the spec's types: the catalog reads them
+with the spec's queries (``init`` creates a table only when it is missing), so a PostgreSQL
+``timestamptz`` time, a ``uuid`` or ``bigserial`` id, a SQLite ``INTEGER PRIMARY KEY`` id reach the
+export as the database gives them. Each tenant below is exported, assembled and verified."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from services.archivetools.reference import assemble_to_file
+from services.archivetools.verify import verify_archive
+from services.catalog.service import Catalog
+from shared.content.factory import open_content, sqlite_path
+from shared.core import events as ev
+from shared.objectstore import ObjectStore
+from shared.runtime.settings import Settings
+from tests.integration.test_catalog_texts import Step
+
+pytestmark = pytest.mark.timeout(60)
+
+TENANT = """CREATE TABLE tenants (id TEXT PRIMARY KEY, username TEXT NOT NULL, display_name TEXT, email TEXT,
+                      created_at BIGINT NOT NULL);
+INSERT INTO tenants VALUES ('t1', 'autumn', 'Autumn', NULL, 1700000000);"""
+
+
+async def _create(dsn: str, sql: str) -> None:
+    """The platform's tables, made before the content source's ``init`` (which then keeps them)."""
+    if (path := sqlite_path(dsn)) is not None:
+        with sqlite3.connect(path) as db:
+            db.executescript(sql)
+        return
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _export(settings: Settings, store: ObjectStore, dsn: str, out: Path) -> dict[str, Any]:
+    content = open_content(dsn)
+    try:
+        await content.init()
+        step = Step(ev.ExportRequested(export_id="exp_types", tenant_id="t1", user_id="u1",
+                                       user_email="a@example.org", username="autumn"))
+        await Catalog(settings, store, content)(step)  # type: ignore[arg-type]
+    finally:
+        await content.close()
+    cataloged = step.appended[-1]
+    assert isinstance(cataloged, ev.ExportCataloged)
+    await assemble_to_file(store, settings.buckets.exports, cataloged.snapshot_key, out)
+    report = verify_archive(out)
+    assert report.ok, report.text()
+    with zipfile.ZipFile(out) as zf:
+        index: dict[str, Any] = json.loads(zf.read("index.json"))
+        return index
+
+
+@pytest.mark.parametrize("content_backend", ["postgresql"], indirect=True)
+async def test_postgresql_times_python_cannot_hold_are_kept_as_stored(
+        settings: Settings, store: ObjectStore, content_dsn: str, tmp_path: Path) -> None:
+    """asyncpg decodes a timestamp or date into a Python datetime: a year before 1 or after 9999 raised
+    OverflowError / ValueError mid-fetch, which failed the tenant's every export ("an internal
+    error"), and 'infinity' became 9999-12-31T23:59:59.999999, a time the person never wrote. Each is
+    read as PostgreSQL writes it: a time as its UTC time, any other value kept under ``unreadable``."""
+    await _create(content_dsn, TENANT + """
+CREATE TABLE posts (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, slug TEXT NOT NULL, title TEXT NOT NULL,
+  description TEXT, markdown_content TEXT NOT NULL DEFAULT '', tags TEXT, status TEXT NOT NULL DEFAULT 'draft',
+  featured_image TEXT, published_at TIMESTAMPTZ, created_at TIMESTAMP NOT NULL, updated_at DATE);
+INSERT INTO posts VALUES
+  ('p1', 't1', 'forever', 'Forever', NULL, 'b', NULL, 'published', NULL, 'infinity', '2024-01-03 10:00', '-infinity'),
+  ('p2', 't1', 'old', 'Old', NULL, 'b', NULL, 'published', NULL, '0044-03-15 12:00+00 BC', '2024-01-02 10:00',
+   '10000-01-01'),
+  ('p3', 't1', 'zoned', 'Zoned', NULL, 'b', NULL, 'published', NULL, '2024-05-05 12:00:00.25+05:30',
+   '2024-01-01 10:00', '2024-01-01');""")
+    index = await _export(settings, store, content_dsn, tmp_path / "a.zip")
+    posts = {p["slug"]: p for p in index["posts"]}
+    assert (posts["forever"]["published_at"], posts["forever"]["updated_at"]) == (None, None)
+    assert posts["forever"]["unreadable"] == {"published_at": "infinity", "updated_at": "-infinity"}
+    assert posts["old"]["unreadable"] == {"published_at": "0044-03-15 12:00:00+00 BC", "updated_at": "10000-01-01"}
+    assert posts["old"]["created_at"] == "2024-01-02T10:00:00Z"
+    assert [posts["zoned"][c] for c in ("published_at", "created_at", "updated_at")] == [
+        "2024-05-05T06:30:00Z", "2024-01-01T10:00:00Z", "2024-01-01T00:00:00Z"]
+    assert "unreadable" not in posts["zoned"]

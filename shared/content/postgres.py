@@ -26,6 +26,7 @@ from shared.content.port import (
     checked_rows,
     claim_digest,
     read_ended,
+    text_row,
 )
 from shared.content.queries import ReadQueries, SourceQueries
 
@@ -85,7 +86,7 @@ class _PostgresRead(ReadQueries):
                         raise read_ended(self._tenant_id)
                     records = await cursor.fetch(FETCH_ROWS)
                 for record in records:
-                    yield dict(record)
+                    yield text_row(record)
                 if len(records) < FETCH_ROWS:
                     break
                 del records  # not held while the next batch arrives: one batch in memory, not two
@@ -167,7 +168,7 @@ class PostgresContent(SourceQueries):
             record = await pool.fetchrow(numbered(schema.TENANT), tenant_id)
         except _DRIVER_ERRORS as e:
             raise _unavailable(e) from None
-        return dict(record) if record is not None else None
+        return text_row(record) if record is not None else None
 
     async def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
         return await self.insert_tables([(table, rows)])

@@ -31,9 +31,11 @@ from shared.content.port import (
     ContentRejected,
     ContentUnavailable,
     Row,
+    bytes_text,
     checked_rows,
     claim_digest,
     read_ended,
+    text_row,
 )
 from shared.content.queries import ReadQueries, SourceQueries
 from shared.runtime import sqlitedb
@@ -43,19 +45,9 @@ IDLE_CONNECTIONS = 4  # read-only connections kept open between queries
 CLAIM_ATTEMPTS = 100  # an import claim's tries when releases keep removing its folder under it
 # SQLite keeps whatever bytes a platform wrote into a TEXT column. Text that is not UTF-8 made
 # sqlite3's default (``str``) raise "Could not decode to UTF-8", which failed the tenant's every
-# export; it is read with each undecodable byte as U+FFFD (valid UTF-8 reads exactly as before; a
-# C-level call, no Python frame per value). A BLOB comes back as bytes: see :func:`_as_text`.
-_TEXT = functools.partial(str, encoding="utf-8", errors="replace")
+# export; it is read with each undecodable byte as U+FFFD (port.bytes_text: valid UTF-8 reads exactly
+# as before). A BLOB comes back as bytes, given as text too (port.text_row).
 _T = TypeVar("_T")
-
-
-def _as_text(row: sqlite3.Row) -> Row:
-    """The row as the port gives it (PostgreSQL never returns bytes): a BLOB, which SQLite keeps in
-    any column, as text like :data:`_TEXT` reads it (rendering refused bytes: "an internal error")."""
-    out = dict(row)
-    if bytes in map(type, out.values()):
-        return {k: _TEXT(v) if isinstance(v, bytes) else v for k, v in out.items()}
-    return out
 
 
 class _SqliteRead(ReadQueries):
@@ -107,7 +99,7 @@ class _SqliteRead(ReadQueries):
         cursor, rows = await self._hop(functools.partial(self._execute, sql))
         while rows:
             for row in rows:
-                yield _as_text(row)
+                yield text_row(row)
             if len(rows) < READ_BATCH:
                 break
             del rows  # not held while the next batch is read: one batch in memory, not two
@@ -170,7 +162,7 @@ class SqliteContent(SourceQueries):
         # The path percent-encoded: a `#` or `?` in it ended the URI (another file, opened read-write), a `%41` read as `A`.
         db = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, check_same_thread=False)
         db.row_factory = sqlite3.Row
-        db.text_factory = _TEXT
+        db.text_factory = bytes_text
         db.isolation_level = None  # the reads' BEGIN and COMMIT are explicit (:meth:`read`)
         return db, inode
 

@@ -63,6 +63,22 @@ def _unavailable(e: BaseException) -> ContentUnavailable:
     return ContentUnavailable(f"the content database did not answer: {type(e).__name__}: {e}")
 
 
+# What asyncpg raises parsing a DSN, before it connects: a port that is no number or past 65535, a
+# query field it cannot split, an IPv6 host without its ].
+_DSN_ERRORS = (ValueError, ArithmeticError)
+
+
+def _dsn_unusable() -> ContentUnavailable:
+    """A DSN asyncpg cannot parse, in words that quote none of it: asyncpg's quoted the DSN's text,
+    and a /, # or ? in a password not percent-encoded ends the host there, so they said the password
+    ("invalid literal for int() with base 10: 's3cr'", its first part read as the port; "bad query
+    field: 'etPW@…'", its last) in the catalog's log and on the command line."""
+    return ContentUnavailable("the content DSN cannot be used: asyncpg cannot parse it as "
+                              "postgresql://USER:PASSWORD@HOST:PORT/DB (a port that is no number or past 65535, a "
+                              "bad query field, an IPv6 host without its ]); a /, # or ? in the user name or "
+                              "password must be percent-encoded (%2F, %23, %3F)")
+
+
 class _PostgresRead(ReadQueries):
     """The streams of one :meth:`PostgresContent.read`: a cursor each, on its one connection and in
     its one transaction, fetched ``FETCH_ROWS`` at a time, one fetch at a time (two streams may be
@@ -124,8 +140,8 @@ class PostgresContent(SourceQueries):
                                                            server_settings=SESSION)
                 except _DRIVER_ERRORS as e:
                     raise _unavailable(e) from None
-                except (ValueError, ArithmeticError) as e:  # asyncpg parsing the DSN: a port not a number, past 65535
-                    raise ContentUnavailable(f"the content DSN cannot be used: {type(e).__name__}: {e}") from None
+                except _DSN_ERRORS:
+                    raise _dsn_unusable() from None
             return self._pool
 
     async def init(self) -> None:
@@ -200,6 +216,8 @@ class PostgresContent(SourceQueries):
             conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_S)
         except _DRIVER_ERRORS as e:
             raise _unavailable(e) from None
+        except _DSN_ERRORS:
+            raise _dsn_unusable() from None
         try:
             try:
                 taken = await conn.fetchval("SELECT pg_try_advisory_lock($1::bigint)", key)

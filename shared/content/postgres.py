@@ -60,6 +60,12 @@ def numbered(sql: str) -> str:
 
 
 def _unavailable(e: BaseException) -> ContentUnavailable:
+    """Still ContentUnavailable when the server answered with an error (a table or column missing, a
+    role without rights on it, a value its column's type refuses): the catalog retries such a read as
+    it retries silence, since an operator may fix the schema meanwhile; but it is said as the
+    server's answer, not as "did not answer", which sent operators after a database that was up."""
+    if isinstance(e, asyncpg.PostgresError):
+        return ContentUnavailable(f"the content database refused the read: {type(e).__name__}: {e}")
     return ContentUnavailable(f"the content database did not answer: {type(e).__name__}: {e}")
 
 

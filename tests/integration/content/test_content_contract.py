@@ -354,9 +354,11 @@ async def test_sqlite_reads_the_file_its_dsn_names_whatever_characters_its_path_
 
 async def test_tables_missing_on_postgresql_is_content_unavailable(postgres_dsn: str) -> None:
     db = open_content(postgres_dsn)  # a fresh database, never initialised
-    with pytest.raises(ContentUnavailable, match="posts"):
+    with pytest.raises(ContentUnavailable, match="posts") as caught:
         await _all(db.posts("t"))
     await db.close()
+    # the server answered (UndefinedTableError): said as its refusal, not as a database that is down
+    assert str(caught.value).startswith("the content database refused the read: UndefinedTableError")
 
 
 @pytest.mark.slow

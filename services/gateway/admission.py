@@ -90,9 +90,13 @@ class RateLimited:
 
 @dataclass(frozen=True)
 class Replay:
-    """The same Idempotency-Key and body as the active reservation: answer with its export."""
+    """The same Idempotency-Key and body as the active reservation: answer with its export.
+    ``requested``: its ExportRequested is in the log. False: the request that reserved it has not
+    appended it (still in flight, or it failed: its client got a 503 and retries), so the retry
+    appends it — answering with the id alone named an export the log never got."""
 
     export_id: str
+    requested: bool = True
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ def match_idempotency(slot: Slot | None, active_status: str | None, now: datetim
         return None
     key, _, _ = idempotency.partition(":")
     if slot.idempotency == idempotency:
-        return Replay(slot.active_export_id)
+        return Replay(slot.active_export_id, requested=active_status is not None)
     if slot.idempotency.partition(":")[0] == key:
         return Mismatch(slot.active_export_id)
     return None

@@ -18,8 +18,10 @@ from services.gateway.auth import Identity, valid_id
 from services.gateway.keys import ADMISSION, BUS, READ_MODEL, SETTINGS
 from services.gateway.projection import Row, fold_rows
 from services.gateway.schemas import ExportRequest
+from shared.bus.connect import Bus
 from shared.cancel import CancelContended, NoSuchExport, NotCancellable, request_cancel
 from shared.core import events as ev
+from shared.eventlog.jetstream import Conflict
 
 log = logging.getLogger(__name__)
 READ_YOUR_WRITES_S = 2.0
@@ -47,8 +49,10 @@ async def create_export(app: web.Application, who: Identity, request: ExportRequ
     started = time.monotonic()
     outcome = await app[ADMISSION].admit(who.tenant_id, export_id, fp)
     match outcome:
-        case adm.Replay(export_id=earlier):
+        case adm.Replay(export_id=earlier, requested=True):
             return earlier
+        case adm.Replay(export_id=earlier):  # reserved, but not in the log: this retry requests it
+            export_id = earlier
         case adm.Mismatch():
             raise p.IdempotencyMismatch(
                 "This Idempotency-Key was already used with a different body; use a new key.")
@@ -64,12 +68,25 @@ async def create_export(app: web.Application, who: Identity, request: ExportRequ
         export_id=export_id, tenant_id=who.tenant_id, user_id=who.user_id, user_email=who.email,
         username=who.username, mode=request.mode, include_images=request.include_images,
         delivery_method=request.delivery_method, producer="gateway")
-    seq = await bus.log.append(event, 0, msg_id=f"{export_id}:ExportRequested")
+    seq = await request_once(bus, event)
     if fp:
         await app[ADMISSION].remember(who.tenant_id, fp, export_id)
     if not await app[READ_MODEL].wait_for(seq, READ_YOUR_WRITES_S):
         log.warning("read model did not reach %s within %ss", seq, READ_YOUR_WRITES_S)
     return export_id
+
+
+async def request_once(bus: Bus, event: ev.ExportRequested) -> int:
+    """Append an export's ExportRequested as its first event; the sequence it has in the log. A retry
+    with the same Idempotency-Key appends it for a reservation whose own request has not (yet), so
+    the two may race: the one that comes second finds the export requested, and that is its answer."""
+    try:
+        return await bus.log.append(event, 0, msg_id=f"{event.export_id}:ExportRequested")
+    except Conflict:
+        loaded = await bus.log.load(event.tenant_id, event.export_id)
+        if not loaded.state.exists:
+            raise
+        return loaded.last_seq
 
 
 async def find_row(app: web.Application, who: Identity, export_id: str) -> Row:

@@ -3,9 +3,12 @@ Idempotency-Key, and read-your-writes."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from services.gateway.auth import make_token
+from services.gateway.keys import BUS
 
 
 async def test_a_post_starts_an_export_with_the_spec_body_and_reads_its_own_write(gateway, headers_for):
@@ -207,3 +210,62 @@ async def test_a_small_gzip_body_that_inflates_past_the_limit_is_413(gateway, he
     assert len(data) < 16 * 1024
     headers = {**headers_for(), "Content-Type": "application/json", "Content-Encoding": "gzip"}
     await problem(await gateway.post("/api/export", data=data, headers=headers), 413, "GROVE-EXPORT-007")
+
+
+async def test_a_retry_after_a_503_with_the_same_idempotency_key_starts_the_export(gateway, headers_for, problem):
+    """Seen: the log refused a request's append (here: the stream full), the client got its 503 and
+    retried with the same Idempotency-Key, as a key is for — and got 201 with the export id of the
+    reservation the failed request had made, an export the log never heard of: its status was a 404,
+    it never ran, and no email came. The retry now asks the log for it; the export exists and runs."""
+    from dataclasses import replace
+
+    from nats.js.api import DiscardPolicy
+
+    bus = gateway.app[BUS]
+    info = await bus.js.stream_info(bus.log.stream)
+    await bus.js.update_stream(replace(info.config, discard=DiscardPolicy.NEW,
+                                       max_bytes=int(info.state.bytes or 0) + 64))
+    headers = {**headers_for(), "Idempotency-Key": "retry-after-503"}
+    async with asyncio.timeout(20):
+        await problem(await gateway.post("/api/export", json={}, headers=headers), 503, "GROVE-EXPORT-008")
+    await bus.js.update_stream(info.config)  # room again
+    again = await gateway.post("/api/export", json={}, headers=headers)
+    assert again.status == 201, await again.text()
+    export_id = (await again.json())["exportId"]
+    status = await gateway.get(f"/api/export/status/{export_id}", headers=headers_for())
+    assert status.status == 200, await status.text()
+    assert (await status.json())["status"] == "pending"
+    state = (await bus.log.load("tenant_a", export_id)).state
+    assert state.exists  # its ExportRequested is in the log: the export runs
+    thrice = await gateway.post("/api/export", json={}, headers=headers)
+    assert (await thrice.json())["exportId"] == export_id  # and the key still names it
+
+
+
+async def test_a_retry_that_requests_the_export_first_leaves_the_first_request_its_answer(
+        start_gateway, headers_for, monkeypatch):
+    """The retry above appends the ExportRequested when it finds none: with the first request's append
+    still on its way (held here), the retry's lands first and the first's then meets an export already
+    requested — which is its answer too (201, the same export), not a 500; the log holds one request."""
+    first, second = await start_gateway(0), await start_gateway(1)
+    log, held, release = first.app[BUS].log, asyncio.Event(), asyncio.Event()
+    append = log.append
+
+    async def held_back(event, expected_seq, msg_id=None):
+        held.set()
+        await release.wait()
+        return await append(event, expected_seq, msg_id)
+
+    monkeypatch.setattr(log, "append", held_back)
+    headers = {**headers_for(), "Idempotency-Key": "raced-1"}
+    original = asyncio.create_task(first.post("/api/export", json={}, headers=headers))
+    await asyncio.wait_for(held.wait(), 10)
+    retry = await second.post("/api/export", json={}, headers=headers)
+    assert retry.status == 201, await retry.text()
+    release.set()
+    answer = await asyncio.wait_for(original, 10)
+    assert answer.status == 201, await answer.text()
+    export_id = (await answer.json())["exportId"]
+    assert (await retry.json())["exportId"] == export_id
+    requests = [e async for _, e in second.app[BUS].log.history("tenant_a", export_id)]
+    assert [type(e).__name__ for e in requests] == ["ExportRequested"]

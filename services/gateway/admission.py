@@ -91,12 +91,13 @@ class RateLimited:
 @dataclass(frozen=True)
 class Replay:
     """The same Idempotency-Key and body as the active reservation: answer with its export.
-    ``requested``: its ExportRequested is in the log. False: the request that reserved it has not
-    appended it (still in flight, or it failed: its client got a 503 and retries), so the retry
-    appends it — answering with the id alone named an export the log never got."""
+    ``reserved_at``: None when its ExportRequested is in the log; else when it was reserved — the
+    request that reserved it has not appended it (still in flight, or it failed: its client got a
+    503 and retries), so the retry appends it, within the reservation's life — answering with the
+    id alone named an export the log never got."""
 
     export_id: str
-    requested: bool = True
+    reserved_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def match_idempotency(slot: Slot | None, active_status: str | None, now: datetim
         return None
     key, _, _ = idempotency.partition(":")
     if slot.idempotency == idempotency:
-        return Replay(slot.active_export_id, requested=active_status is not None)
+        return Replay(slot.active_export_id, None if active_status is not None else slot.reserved_at)
     if slot.idempotency.partition(":")[0] == key:
         return Mismatch(slot.active_export_id)
     return None

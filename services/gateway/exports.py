@@ -5,10 +5,10 @@ Each reads what it needs, decides with a pure function (admission, the fold) and
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
-import time
 
 from aiohttp import web
 
@@ -25,6 +25,10 @@ from shared.eventlog.jetstream import Conflict
 
 log = logging.getLogger(__name__)
 READ_YOUR_WRITES_S = 2.0
+# The part of a reservation's life its ExportRequested may not use: other gateways judge the reservation
+# by their own reading of the server's clock, and a publish given up on may still be on its way.
+RESERVATION_MARGIN = 0.1
+SLOW = "The export service is slow right now; try again."
 
 
 def require_bus(app: web.Application) -> None:
@@ -46,13 +50,14 @@ async def create_export(app: web.Application, who: Identity, request: ExportRequ
     require_bus(app)
     settings, bus = app[SETTINGS], app[BUS]
     export_id, fp = ev.new_export_id(), fingerprint(idempotency_key, request)
-    started = time.monotonic()
     outcome = await app[ADMISSION].admit(who.tenant_id, export_id, fp)
     match outcome:
-        case adm.Replay(export_id=earlier, requested=True):
+        case adm.Replay(export_id=earlier, reserved_at=None):
             return earlier
-        case adm.Replay(export_id=earlier):  # reserved, but not in the log: this retry requests it
+        case adm.Replay(export_id=earlier, reserved_at=reserved):  # reserved, not in the log: this retry requests it
             export_id = earlier
+        case adm.Admit(slot=adm.Slot(reserved_at=reserved)):
+            pass
         case adm.Mismatch():
             raise p.IdempotencyMismatch(
                 "This Idempotency-Key was already used with a different body; use a new key.")
@@ -61,14 +66,23 @@ async def create_export(app: web.Application, who: Identity, request: ExportRequ
         case adm.RateLimited(next_allowed_at=at, retry_after_s=secs):
             raise p.RateLimited(adm.rate_text(settings.rate_window_s), headers={"Retry-After": str(secs)},
                                 nextAllowedAt=at.isoformat().replace("+00:00", "Z"), retryAfter=secs)
-    if time.monotonic() - started > settings.reservation_timeout_s / 2:
-        # Our reservation may lapse before the event lands: let the client retry instead.
-        raise p.Unavailable("The export service is slow right now; try again.")
+    assert reserved is not None
+    life = settings.reservation_timeout_s
+    left = life - (await app[ADMISSION].clock.now() - reserved).total_seconds()
+    if left < life / 2:  # the reservation may lapse before the event lands: let the client retry instead
+        raise p.Unavailable(SLOW)
     event = ev.ExportRequested(
         export_id=export_id, tenant_id=who.tenant_id, user_id=who.user_id, user_email=who.email,
         username=who.username, mode=request.mode, include_images=request.include_images,
         delivery_method=request.delivery_method, producer="gateway")
-    seq = await request_once(bus, event)
+    try:
+        # The request lands within its reservation's life or not at all: once it has lapsed, another
+        # request of the tenant is admitted, and a late ExportRequested (the append retries a bus that
+        # does not answer for up to ~36 s) ran a second export beside that one.
+        async with asyncio.timeout(left - life * RESERVATION_MARGIN):
+            seq = await request_once(bus, event)
+    except TimeoutError:
+        raise p.Unavailable(SLOW) from None
     if fp:
         await app[ADMISSION].remember(who.tenant_id, fp, export_id)
     if not await app[READ_MODEL].wait_for(seq, READ_YOUR_WRITES_S):

@@ -8,7 +8,7 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
-from services.gateway.keys import SETTINGS
+from services.gateway.keys import BUS, SETTINGS
 from shared.bus.connect import kv_names
 from shared.core import events as ev
 
@@ -132,3 +132,37 @@ async def test_an_idempotency_entry_that_names_no_export_is_not_remembered(gatew
         assert resp.status == 201, (value, resp.status, await resp.text())
         export_id = (await resp.json())["exportId"]
         assert ev.is_valid_id(export_id) and export_id not in ("a.b", "7")
+
+
+async def test_a_request_whose_append_outlasts_its_reservation_starts_nothing(start_gateway, headers_for, monkeypatch):
+    """A reservation with no ExportRequested frees itself after GROVE's reservation timeout, so the
+    request that made it must get its event into the log before then, or not at all. The append
+    retries a bus that does not answer for up to ~36 s (six 5 s PubAck timeouts), longer than the
+    30 s reservation: the tenant's next request was admitted after the reservation lapsed, and then
+    the first one's append landed too — two exports of one tenant running at once. Here the first
+    request's append is held (a slow bus) until a second request on another replica is admitted."""
+    first = await start_gateway(0, reservation_timeout_s=3.0)
+    second = await start_gateway(1, reservation_timeout_s=3.0)
+    log, held, release = first.app[BUS].log, asyncio.Event(), asyncio.Event()
+    append = log.append
+
+    async def slow_bus(event, expected_seq, msg_id=None):
+        held.set()
+        await release.wait()
+        return await append(event, expected_seq, msg_id)
+
+    monkeypatch.setattr(log, "append", slow_bus)
+    original = asyncio.create_task(first.post("/api/export", json={}, headers=headers_for("tenant_slow")))
+    await asyncio.wait_for(held.wait(), 10)
+    async with asyncio.timeout(15):  # the reservation lapses after 3 s: then another request is admitted
+        while (later := await second.post("/api/export", json={}, headers=headers_for("tenant_slow"))).status != 201:
+            assert later.status == 409, await later.text()
+            await asyncio.sleep(0.1)
+    admitted = (await later.json())["exportId"]
+    release.set()
+    answer = await asyncio.wait_for(original, 15)
+    assert answer.status == 503, await answer.text()  # too late: its client retries, and is told of the other
+    assert (await answer.json(content_type=None))["code"] == "GROVE-EXPORT-008"
+    bus = second.app[BUS]
+    info = await bus.js.stream_info(bus.log.stream, subjects_filter=f"{bus.log.prefix}.tenant_slow.*.ExportRequested")
+    assert list(info.state.subjects or {}) == [f"{bus.log.prefix}.tenant_slow.{admitted}.ExportRequested"]

@@ -91,7 +91,7 @@ def test_the_slot_survives_a_json_round_trip():
 
 def test_the_same_idempotency_key_and_body_replays_the_active_export():
     slot = Slot("exp_a", ago(seconds=1), idempotency="k:b")
-    assert match_idempotency(slot, None, NOW, TIMEOUT, "k:b") == Replay("exp_a", requested=False)
+    assert match_idempotency(slot, None, NOW, TIMEOUT, "k:b") == Replay("exp_a", reserved_at=ago(seconds=1))
     assert match_idempotency(slot, "failed", NOW, TIMEOUT, "k:b") == Replay("exp_a")
 
 

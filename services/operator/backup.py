@@ -157,6 +157,8 @@ def _read_json(path: Path, what: str) -> Any:
         raise BackupError(f"{path} is missing; {what}") from None
     except (ValueError, OSError) as e:  # not JSON, not UTF-8, a folder, unreadable
         raise BackupError(f"{path}: not readable JSON ({type(e).__name__})") from None
+    except RecursionError:  # arrays nested thousands deep: past the parser's stack, a traceback
+        raise BackupError(f"{path}: not readable JSON (nested too deep)") from None
 
 
 def _file_sha256(path: Path) -> str:

@@ -1,6 +1,6 @@
 """``grove-export restore DIR`` refuses a folder that is not a whole backup in one line, before it
 connects and before any stream is restored: a manifest.json that is not JSON (it was a
-JSONDecodeError traceback), of the wrong shape, naming a stream that is not a stream name or a file
+JSONDecodeError traceback; one nested thousands deep, a RecursionError traceback), of the wrong shape, naming a stream that is not a stream name or a file
 outside the folder, a snapshot whose checksum does not match; and one that is not a backup of this
 deployment's streams: a stream listed twice, one missing, none at all, another deployment's (its stream
 names or subjects), a config that names another stream (each restored the first streams, then failed
@@ -85,6 +85,7 @@ def test_a_backup_that_is_not_one_of_this_deployments_streams_is_refused(case: s
 @pytest.mark.parametrize(("manifest", "says"), [
     ("{", "manifest.json: not readable JSON (JSONDecodeError)"),
     ("[1]", "manifest.json: not a grove-export backup manifest"),
+    ("[" * 100_000 + "]" * 100_000, "manifest.json: not readable JSON (nested too deep)"),
     (None, "has no manifest.json; it is not a grove-export backup"),
 ])
 def test_the_cli_refuses_in_one_line_without_a_server(tmp_path: Path, manifest: str | None, says: str) -> None:

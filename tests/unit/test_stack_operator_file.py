@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from services.devtools.stack import operator
 
 
@@ -46,3 +48,14 @@ def test_no_file_means_no_server_but_the_data_folders_own_paths_and_a_dead_stack
     assert operator.find(tmp_path, {}).stale
     operator.remove(tmp_path)
     assert not path.exists() and operator.find(tmp_path, {}).source is None
+
+
+@pytest.mark.parametrize("body", ["[]", "{}", '"x"', '{"nats_url": null}', '{"nats_url": "nats://127.0.0.1:1", "env": "x"}',
+                                  "[" * 100_000 + "]" * 100_000])
+def test_a_damaged_file_is_read_as_no_stack_not_a_traceback(tmp_path: Path, body: str) -> None:
+    # JSON that is not the object the stack writes: every command that reads settings ended in an
+    # AttributeError, KeyError or RecursionError traceback; a file cut short was already read as absent
+    (tmp_path / operator.STACK_FILE).write_text(body)
+    found = operator.find(tmp_path, {})
+    assert found.source is None and not any(k.startswith("GROVE_NATS") for k in found.env)
+    assert found.env == operator.folder_paths(tmp_path)

@@ -70,9 +70,8 @@ def find(data_dir: Path, environ: Mapping[str, str]) -> Found:
     letter case: the settings read names case-insensitively)."""
     environ = {k.upper(): v for k, v in environ.items()}
     path = data_dir / STACK_FILE
-    try:
-        body = json.loads(path.read_text())
-    except (OSError, ValueError):  # absent (no stack running), or unreadable: the folder's own paths;
+    body = running.read_stack_file(data_dir)
+    if body is None:  # absent (no stack running), or unreadable: the folder's own paths;
         # NATS stays unset (the message then names the URL used and why)
         return Found({k: v for k, v in folder_paths(data_dir).items() if k not in environ}, None)
     add = {k: str(v) for k, v in dict(body.get("env") or {}).items() if k not in environ}

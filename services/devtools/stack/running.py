@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 STACK_FILE = "stack.json"  # written by the stack when it starts, removed when it stops
 RUNNING = 3  # not 1: an uncaught error exits 1, and must not read as an answer
@@ -29,13 +30,26 @@ def alive(pid: object) -> bool:
     return True
 
 
-def running_pid(data_dir: Path) -> object | None:
-    """The pid of the stack running in ``data_dir`` (its stack.json names a live process), else None."""
+def read_stack_file(data_dir: Path) -> dict[str, Any] | None:
+    """What ``<data>/stack.json`` says, when it is the object a stack writes there (a ``nats_url``
+    string; ``env``, when there, an object); None when it is absent or is not that — cut short, not
+    JSON, or JSON of another shape (``[]``, ``{}``, arrays nested thousands deep), which every command
+    that reads settings met as an AttributeError, KeyError or RecursionError traceback. The one
+    reader of the file: operator commands, ``serve``'s "already runs" line and `make clean`'s check."""
     try:
         body = json.loads((data_dir / STACK_FILE).read_text())
-    except (OSError, ValueError):  # absent (no stack running) or unreadable, as operator.find reads it
+    except (OSError, ValueError, RecursionError):  # absent (no stack running), or unreadable
         return None
-    pid = body.get("pid") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or not isinstance(body.get("nats_url"), str) \
+            or not isinstance(body.get("env", {}), dict):
+        return None
+    return body
+
+
+def running_pid(data_dir: Path) -> object | None:
+    """The pid of the stack running in ``data_dir`` (its stack.json names a live process), else None."""
+    body = read_stack_file(data_dir)
+    pid = body.get("pid") if body is not None else None
     return pid if alive(pid) else None
 
 

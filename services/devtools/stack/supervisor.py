@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from services.devtools.stack import operator
+from services.devtools.stack import operator, running
 from services.devtools.stack.natsserver import NatsServer, die_with_parent
 from shared.bus.permissions import ADMIN, USERS, render_authorization
 from shared.core import steps
@@ -131,11 +131,9 @@ def _lock(data_dir: Path, *, probe: bool = False) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        try:
-            body = json.loads((data_dir / operator.STACK_FILE).read_text())
-            where = f" (pid {body.get('pid')}, gateway {body.get('env', {}).get('GROVE_PUBLIC_URL', '?')})"
-        except (OSError, ValueError):
-            where = ""
+        body = running.read_stack_file(data_dir)
+        where = "" if body is None else \
+            f" (pid {body.get('pid')}, gateway {body.get('env', {}).get('GROVE_PUBLIC_URL', '?')})"
         raise StackBusy(f"a local stack already runs in {data_dir}{where}: use it (operator commands and "
                         f"`grove-export seed` run from this folder find it), stop it first, or pass "
                         f"--data with another folder") from None

@@ -159,6 +159,8 @@ def _read_local_file(path: Path, what: str, remedy: str) -> dict[str, str]:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
         why = f"not JSON at line {e.lineno}, column {e.colno}" if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
+    except RecursionError:  # arrays nested thousands deep: past the parser's stack, a traceback
+        why = "JSON nested too deep"
     else:
         if isinstance(stored, dict) and all(isinstance(v, str) for v in stored.values()):
             return stored

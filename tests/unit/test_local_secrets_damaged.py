@@ -13,7 +13,8 @@ import pytest
 
 from shared.runtime.secrets import SecretError, local_secrets
 
-DAMAGED = ['{"GROVE_JWT', "not json", "[1, 2]", '{"GROVE_JWT_SECRET": 42}', "\udcff"]
+# the last: arrays nested past the JSON parser's stack (a RecursionError traceback)
+DAMAGED = ['{"GROVE_JWT', "not json", "[1, 2]", '{"GROVE_JWT_SECRET": 42}', "\udcff", "[" * 100_000 + "]" * 100_000]
 
 
 @pytest.mark.parametrize("text", DAMAGED)

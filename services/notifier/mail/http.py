@@ -22,7 +22,8 @@ from .mime import require_one_recipient
 
 CHANNEL = "http"
 _TRANSIENT_4XX = frozenset({408, 429})
-_DETAIL_BYTES = 4096  # of an error answer's body: the reason shows 200 characters of it
+_DETAIL_BYTES = 4096  # of an error answer's body: the reason shows _DETAIL_CHARS characters of it
+_DETAIL_CHARS = 200
 
 
 def zephyr_body(email: Email) -> dict[str, Any]:
@@ -62,16 +63,18 @@ def classify_status(status: int, detail: str, retry_after: float | None = None) 
 
 
 async def _detail(resp: aiohttp.ClientResponse) -> str:
-    """The start of an error answer's body, for the reason: at most :data:`_DETAIL_BYTES` are read.
-    Reading it whole (``resp.text()``) let a mail service that answers 500 with a body that never
-    ends fill the notifier's memory (1.8 GB in the 5 s of its timeout, then a timeout, not a 500)."""
+    """The start of an error answer's body, its whitespace runs as one space, for the reason (which
+    shows :data:`_DETAIL_CHARS` of it, the API key taken out first: :meth:`HttpMailer._redacted`): at
+    most :data:`_DETAIL_BYTES` are read. Reading it whole (``resp.text()``) let a mail service that
+    answers 500 with a body that never ends fill the notifier's memory (1.8 GB in the 5 s of its
+    timeout, then a timeout, not a 500)."""
     data = b""
     while len(data) < _DETAIL_BYTES:
         chunk = await resp.content.read(_DETAIL_BYTES - len(data))
         if not chunk:
             break
         data += chunk
-    return " ".join(data.decode("utf-8", "replace").split())[:200]
+    return " ".join(data.decode("utf-8", "replace").split())
 
 
 class HttpMailer:
@@ -100,17 +103,21 @@ class HttpMailer:
             ) as resp:
                 if 200 <= resp.status < 300:
                     return CHANNEL
-                detail = await _detail(resp)
+                detail = self._redacted(await _detail(resp))[:_DETAIL_CHARS]  # the key out before the cut
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientMailError(f"cannot reach the mail service at {self.endpoint}: {self._describe(exc)}") from exc
         raise classify_status(resp.status, detail, retry_after)
 
     def _describe(self, exc: BaseException) -> str:
-        """What went wrong, never the API key: ``repr`` of a ``ClientResponseError`` (an answer
-        that is not HTTP, a header over the limit) holds the request's headers, ``X-API-Key`` too,
-        and the reason goes into NotificationFailed and the log."""
-        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        """What went wrong: ``repr`` of a ``ClientResponseError`` (an answer that is not HTTP, a
+        header over the limit) holds the request's headers, ``X-API-Key`` too."""
+        return self._redacted(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+    def _redacted(self, text: str) -> str:
+        """``text`` with the API key as ``[API key]``: whatever goes into a reason (NotificationFailed
+        and the log) — an exception's text, an error answer's body, which a mail service or a proxy
+        in front of it may fill with the key it refused or the request's headers — never holds it."""
         return text.replace(self._api_key, "[API key]") if self._api_key else text
 
     async def close(self) -> None:

@@ -193,3 +193,15 @@ async def test_a_redirect_is_not_followed_and_is_permanent(raw_server: Any, read
     caught = await refused(port, ready, PermanentMailError, api_key="zephyr-SECRET-key")
     await asyncio.sleep(0.1)
     assert elsewhere == [] and "HTTP 307" in caught.reason
+
+
+@pytest.mark.parametrize("status", [b"401 Unauthorized", b"503 Service Unavailable"])
+async def test_an_error_body_that_quotes_the_api_key_never_puts_it_in_the_reason(raw_server: Any, ready: Email,
+                                                                                 status: bytes) -> None:
+    # a mail service that echoes the key it refused (or a proxy that dumps the request) into its answer
+    body = b'{"error": "invalid API key zephyr-SECRET-key", "headers": {"X-API-Key": "zephyr-SECRET-key"}}'
+    port = await raw_server(http_answer(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                                        b"Connection: close\r\n\r\n%s" % (status, len(body), body)))
+    caught = await refused(port, ready, MailError, api_key="zephyr-SECRET-key")
+    assert "SECRET" not in caught.reason, caught.reason
+    assert "mail service answered HTTP" in caught.reason and "[API key]" in caught.reason

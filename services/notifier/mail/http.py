@@ -16,6 +16,8 @@ from typing import Any
 
 import aiohttp
 
+from shared.runtime.settings import masked_url
+
 from .errors import MailError, PermanentMailError, TransientMailError
 from .message import Email
 from .mime import require_one_recipient
@@ -82,6 +84,7 @@ class HttpMailer:
 
     def __init__(self, *, url: str, api_key: str | None, timeout: float = 10.0) -> None:
         self.endpoint = url.rstrip("/") + "/send"
+        self._shown = masked_url(self.endpoint)  # user:password@ (basic auth to the service) as user:***@
         self._api_key = api_key
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
@@ -106,7 +109,7 @@ class HttpMailer:
                 detail = self._redacted(await _detail(resp))[:_DETAIL_CHARS]  # the key out before the cut
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientMailError(f"cannot reach the mail service at {self.endpoint}: {self._describe(exc)}") from exc
+            raise TransientMailError(f"cannot reach the mail service at {self._shown}: {self._describe(exc)}") from exc
         raise classify_status(resp.status, detail, retry_after)
 
     def _describe(self, exc: BaseException) -> str:
@@ -115,9 +118,11 @@ class HttpMailer:
         return self._redacted(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
     def _redacted(self, text: str) -> str:
-        """``text`` with the API key as ``[API key]``: whatever goes into a reason (NotificationFailed
-        and the log) — an exception's text, an error answer's body, which a mail service or a proxy
-        in front of it may fill with the key it refused or the request's headers — never holds it."""
+        """``text`` with the API key as ``[API key]`` and the endpoint as :func:`masked_url` shows it:
+        whatever goes into a reason (NotificationFailed and the log) — an exception's text, an error
+        answer's body, which a mail service or a proxy in front of it may fill with the key it refused
+        or the request's headers — never holds the key, nor the password of a URL with ``user:password@``."""
+        text = text.replace(self.endpoint, self._shown)
         return text.replace(self._api_key, "[API key]") if self._api_key else text
 
     async def close(self) -> None:
@@ -126,4 +131,4 @@ class HttpMailer:
             self._session = None
 
     def __repr__(self) -> str:
-        return f"HttpMailer({self.endpoint!r})"  # never the API key
+        return f"HttpMailer({self._shown!r})"  # never the API key, nor the URL's password

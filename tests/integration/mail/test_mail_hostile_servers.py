@@ -5,6 +5,7 @@ error body that never ends, a ``Retry-After`` of digits ``float`` cannot read)."
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from services.devtools.stack.natsserver import free_port
 from services.notifier.mail import Email, HttpMailer, MailError, PermanentMailError, SmtpMailer, TransientMailError
 from services.notifier.service import Notifier
 from shared.core import events as ev
@@ -205,3 +207,22 @@ async def test_an_error_body_that_quotes_the_api_key_never_puts_it_in_the_reason
     caught = await refused(port, ready, MailError, api_key="zephyr-SECRET-key")
     assert "SECRET" not in caught.reason, caught.reason
     assert "mail service answered HTTP" in caught.reason and "[API key]" in caught.reason
+
+
+@pytest.mark.parametrize("answer", [None, b"HELLO WORLD\r\n\r\n",  # nothing listens; an answer that is not HTTP
+                                    b"HTTP/1.1 500 x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"])  # a header too big
+async def test_a_password_in_the_mail_services_url_is_never_in_the_reason(raw_server: Any, ready: Email,
+                                                                          answer: bytes | None) -> None:
+    # GROVE_MAIL__HTTP_URL=https://user:password@host (basic auth in front of the mail service) is a
+    # valid setting; the reason named the endpoint as given, password and all
+    port = await raw_server(http_answer(answer)) if answer else free_port()
+    mailer = HttpMailer(url=f"http://mailer:hunter2pw@127.0.0.1:{port}", api_key="k", timeout=5.0)
+    try:
+        with pytest.raises(TransientMailError) as caught:
+            await mailer.send(ready)
+    finally:
+        await mailer.close()
+    basic = base64.b64encode(b"mailer:hunter2pw").decode()  # the Authorization header aiohttp sends for it
+    assert "hunter2pw" not in caught.value.reason and "hunter2pw" not in repr(mailer), caught.value.reason
+    assert basic not in caught.value.reason, caught.value.reason
+    assert f"mailer:***@127.0.0.1:{port}" in caught.value.reason

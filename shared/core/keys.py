@@ -115,7 +115,12 @@ def parse_beat(data: bytes, step: str) -> dict[str, Any] | None:
     if not isinstance(value, dict) or value.get("step") != step or not isinstance(value.get("worker"), str):
         return None
     at = value.get("at")
-    if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+    if isinstance(at, bool) or not isinstance(at, (int, float)):
+        return None
+    try:
+        if not math.isfinite(at):
+            return None
+    except OverflowError:  # a whole number past every float (1 and 400 zeros): no time, and a traceback
         return None
     return value
 

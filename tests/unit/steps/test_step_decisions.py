@@ -117,6 +117,8 @@ def test_deaths_are_read_from_the_heartbeat_a_run_left(beat: dict[str, Any] | No
     (b'{"step": "assemble", "worker": "w1"}', False), (b'{"step": "assemble", "worker": "w1", "at": "1"}', False),
     (b'{"step": "assemble", "worker": "w1", "at": true}', False),
     (b'{"step": "assemble", "worker": "w1", "at": 1e999}', False),
+    # a whole number past every float: math.isfinite raised OverflowError (show, erase-tenant: a traceback)
+    (b'{"step": "assemble", "worker": "w1", "at": 1' + b"0" * 400 + b"}", False),
     (b"not json", False), (b"[1, 2]", False), (b'"assemble"', False),
 ])
 def test_a_beat_is_what_a_worker_of_the_step_puts(value: bytes, beat: bool) -> None:

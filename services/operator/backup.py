@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import re
+import secrets
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -280,6 +281,26 @@ async def _delete(nc: Client, name: str) -> None:
     _check((await nc.request(f"{API}.DELETE.{name}", b"", timeout=10)).data, f"deleting {name}")
 
 
+async def _accepted(nc: Client, entries: list[dict[str, Any]]) -> None:
+    """Each stream's config put to the server before ``--replace`` deletes anything: a stream of that
+    config under a name and subject of its own, made and deleted again. A config this server refuses
+    (a backup of a three-replica cluster restored into one server: "replicas > 1 not supported in
+    non-clustered mode") was found only after the streams it replaced were deleted, and the server
+    was left with neither them nor the backup's."""
+    token = secrets.token_hex(6)
+    for entry in entries:
+        stream, probe = entry["stream"], f"grove-restore-probe-{token}"
+        config = {**entry["meta"]["config"], "name": probe, "subjects": [f"_grove_restore_probe.{token}"]}
+        try:
+            _check((await nc.request(f"{API}.CREATE.{probe}", json.dumps(config).encode(), timeout=10)).data,
+                   f"this server refuses {stream}'s config in the backup")
+        except Exception as e:  # noqa: BLE001 - refused, or no answer: nothing deleted yet
+            raise BackupError(f"{_said(e)}; nothing was deleted or restored") from None
+        finally:
+            with contextlib.suppress(Exception):  # not made (refused), or made: either way not left there
+                await _delete(nc, probe)
+
+
 async def _undo(nc: Client, folder: Path, names: list[str], why: str, replaced: list[str]) -> str:
     """Delete every stream of the backup the server has now: none was there when restore began (it
     refuses otherwise, or deleted them first: ``replaced``), so these are the ones this restore made —
@@ -324,6 +345,8 @@ async def restore(nc: Client, folder: Path, settings: Settings, entries: list[di
             "creates streams that do not exist, so nothing was restored. Restore before `grove-export setup` "
             "creates them (in Kubernetes, before the grove-setup Job), or replace them, deleting what they "
             f"hold: {_replace_hint(folder)}")
+    if there:
+        await _accepted(nc, entries)
     gone: list[str] = []
     for name in there:
         try:

@@ -221,3 +221,34 @@ async def test_a_replace_whose_second_delete_fails_names_the_stream_it_already_d
     assert f"{hb} was deleted before it, with what it held" in line, line
     assert line.endswith(f"run `grove-export restore --replace {backup}` again once that is fixed"), line
     assert await _streams(bus, [settings.stream_name, hb, admission]) == {admission: 0}
+
+
+async def test_replace_with_a_config_the_server_refuses_deletes_nothing(
+        values: dict[str, Any], bus: Bus, settings: Settings, tmp_path: Path) -> None:
+    """Seen: a backup of a three-replica cluster restored with --replace into one server deleted the
+    server's streams, then the server refused the backup's first config ("replicas > 1 not supported
+    in non-clustered mode"): the server was left with no streams at all. Each config is now put to the
+    server first, under a probe stream's name, made and deleted again."""
+    hb, admission = (f"KV_{b}" for b in kv_names(settings))
+    names = [settings.stream_name, hb, admission]
+    await bus.log.append(ev.ExportRequested(export_id=ev.new_export_id(), tenant_id="tenant_r", user_id="u1",
+                                            user_email="r@example.org", username="autumn"), 0)
+    backup = tmp_path / "backup"
+    assert cli(values, "backup", str(backup)).returncode == 0
+    meta_file = backup / f"{admission}.json"  # the last stream restored: the others' configs pass the probe
+    meta = json.loads(meta_file.read_text())
+    meta["config"]["num_replicas"] = 3  # as a three-node cluster's backup says
+    meta_file.write_text(json.dumps(meta))
+    before = await _streams(bus, names)
+    assert before == {settings.stream_name: 1, hb: 0, admission: 0}
+
+    out = cli(values, "restore", "--replace", str(backup))
+    assert out.returncode == 1 and out.stdout == "", out.stdout + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert f"this server refuses {admission}'s config in the backup: " in lines[0], lines[0]
+    assert "replicas > 1 not supported" in lines[0] and lines[0].endswith("nothing was deleted or restored"), lines[0]
+    assert await _streams(bus, names) == before  # the live streams are all there, with what they held
+    left = [info.config.name for info in await bus.js.streams_info()]
+    assert not [n for n in left if n.startswith("grove-restore-probe-")], left  # no probe left behind
+

@@ -19,10 +19,11 @@ from aiohttp import web
 from services.gateway.admission_kv import AdmissionStore, newest_from
 from services.gateway.downloads import file_response, url_signer
 from services.gateway.headers import add_security_headers, close_after_an_upgrade_request
-from services.gateway.keys import ADMISSION, BUS, INSTANCE, READ_MODEL, SETTINGS, STORE
+from services.gateway.keys import ADMISSION, BUS, INSTANCE, READ_MODEL, READINESS, SETTINGS, STORE
 from services.gateway.openapi import build_openapi
 from services.gateway.problems import NotFound, problem_middleware
 from services.gateway.projector import Projector
+from services.gateway.readiness import StoreProbe
 from services.gateway.readmodel import ReadModel
 from services.gateway.routes import routes
 from shared.bus.connect import connect, wait_for_nats
@@ -54,7 +55,7 @@ def _store(given: ObjectStore | None) -> Ctx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         store = given or await open_store(settings, url_signer(settings))
-        app[STORE] = store
+        app[STORE], app[READINESS] = store, StoreProbe()
         yield
         if given is None:
             await store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.gateway.admission_kv import AdmissionStore
+from services.gateway.readiness import StoreProbe
 from services.gateway.readmodel import ReadModel
 from shared.bus.connect import Bus
 from shared.objectstore.port import ObjectStore
@@ -16,3 +17,4 @@ STORE = web.AppKey("store", ObjectStore)
 READ_MODEL = web.AppKey("read_model", ReadModel)
 ADMISSION = web.AppKey("admission", AdmissionStore)
 INSTANCE = web.AppKey("instance", str)
+READINESS = web.AppKey("readiness", StoreProbe)

@@ -19,15 +19,13 @@ from services.gateway.auth import authenticate
 from services.gateway.didyoumean import closest
 from services.gateway.downloads import download, sign_for
 from services.gateway.exports import cancel_export, create_export, find_row
-from services.gateway.keys import BUS, READ_MODEL, SETTINGS, STORE
+from services.gateway.keys import BUS, READ_MODEL, READINESS, SETTINGS, STORE
 from services.gateway.schemas import Body, Cancelled, ExportCreated, ExportRequest, Health, History
 from services.gateway.views import history_item, status_view
-from shared.objectstore.port import ObjectNotFound
 from shared.runtime import tracing
 
 routes = web.RouteTableDef()
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")  # visible ASCII
-READY_PROBE_KEY = ".readyz-probe"
 # A body's Content-Encoding aiohttp undoes: br and zstd only with their optional decoders installed
 # (without one aiohttp refuses the request while parsing its head: a 415 too, from problems.py's handler).
 DECODED = frozenset({"identity", "gzip", "deflate"} | ({"br"} if HAS_BROTLI else set())
@@ -209,10 +207,6 @@ async def readyz(request: web.Request) -> web.Response:
     app = request.app
     if not app[BUS].nc.is_connected:
         raise p.Unavailable("Not connected to the event bus.")
-    try:
-        await app[STORE].head(app[SETTINGS].buckets.exports, READY_PROBE_KEY)
-    except ObjectNotFound:
-        pass  # the store answered
-    except Exception as exc:
-        raise p.Unavailable(f"The object store did not answer: {type(exc).__name__}.") from None
+    if (failure := await app[READINESS].failure(app[STORE], app[SETTINGS].buckets.exports)) is not None:
+        raise p.Unavailable(f"The object store did not answer: {failure}.")
     return reply(Health())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from datetime import timedelta
@@ -10,7 +11,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from services.gateway import readiness
 from services.gateway.auth import link_secret
+from services.gateway.keys import STORE
 from shared.core import events as ev
 from shared.core import keys
 from shared.objectstore import links
@@ -321,6 +324,32 @@ async def test_health_readiness_and_the_openapi_document(gateway):
                                  "/api/export/history", "/api/export/download/{key}", "/api/openapi.json",
                                  "/healthz", "/readyz"}
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+async def test_readiness_asks_the_store_at_most_once_a_second_however_many_ask(gateway, problem, monkeypatch):
+    """/readyz needs no token, and each call HEADed the store: 50 calls, 50 requests to the store (on
+    S3, 50 on the bill). Now 50 at once share one HEAD, and its answer stands for a second; a store
+    that stops answering is still said once that second is over."""
+    store, heads, down = gateway.app[STORE], [], asyncio.Event()
+    head = store.head
+
+    async def counted(bucket, key):
+        heads.append(key)
+        if down.is_set():
+            raise ConnectionError("the store is gone")
+        return await head(bucket, key)
+
+    monkeypatch.setattr(store, "head", counted)
+    monkeypatch.setattr(readiness, "FRESH_S", 60.0)  # a loaded machine may take over a second for the 50
+    answers = await asyncio.gather(*(gateway.get("/readyz") for _ in range(50)))
+    assert [a.status for a in answers] == [200] * 50
+    assert heads == [readiness.PROBE_KEY]  # one HEAD for the 50
+    assert (await gateway.get("/readyz")).status == 200 and len(heads) == 1  # within the second: its answer
+
+    down.set()
+    monkeypatch.setattr(readiness, "FRESH_S", 0.0)  # the second is over
+    await problem(await gateway.get("/readyz"), 503, "GROVE-EXPORT-008")
+    assert len(heads) == 2
 
 
 

@@ -255,7 +255,8 @@ class Assembler:
                 log.info("%s: %d large member(s) deflated ahead on another core", upload.export_id, ahead.taken)
         except Rewind:
             await uploader.drain()  # parts already cut get logged; the rewind redoes them anyway
-            await ctx.reload()
+            if uploader.fenced_off is not None:  # the log moved under a drained part: not ours any more
+                raise uploader.fenced_off from None
             raise
         except Exception:
             # A failed attempt (a store outage): the parts already uploaded still get logged — real
@@ -264,6 +265,8 @@ class Assembler:
             stream.stop.set()
             await uploader.drain()
             await uploader.cancel()
+            if uploader.fenced_off is not None:
+                raise uploader.fenced_off from None
             raise
         except BaseException:  # cancelled or shutting down: stop at once
             stream.stop.set()

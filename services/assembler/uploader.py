@@ -165,6 +165,7 @@ class PartUploader:
                 await asyncio.gather(previous, return_exceptions=True)
             raise
         faults.point("assemble.uploaded_not_logged")
+        await faults.slow("assemble.log_part")  # tests: hold an uploaded part's event back
         if previous is not None:
             await previous
         s = self.ctx.state
@@ -178,10 +179,17 @@ class PartUploader:
             await self.ctx.append(event, msg_id=f"{s.export_id}:part:{number}:{digest}")
             faults.point("assemble.part_logged")
         except Conflict:
-            loaded = await self.ctx.reload()
+            loaded = await self.ctx.peek()  # a look: this attempt appends nothing more
             if loaded.state.stopping:
                 raise Stopped() from None
             raise StandDown(f"another worker logged part {number}") from None
+
+    @property
+    def fenced_off(self) -> BaseException | None:
+        """The fence loss (StandDown, or Stopped for an export that ended) that ended this attempt,
+        if one did: it outranks any later part's error (a part a zombie uploads into the upload the
+        export's new owner completed meets NoSuchUpload — no reason to open another)."""
+        return self.failure if isinstance(self.failure, StandDown | Stopped) else None
 
 
 def load_records(data: bytes) -> list[MemberRecord]:

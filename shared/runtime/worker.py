@@ -120,9 +120,19 @@ class StepContext:
         return self.loaded.last_seq
 
     async def reload(self) -> Loaded:
-        s = self.loaded.state
-        self.loaded = await self.log.load(s.tenant_id, s.export_id)
+        """Re-read the log and decide from it from now on: later appends are fenced at what it read.
+        Only for a step that asks its rule again (``should_run``) before it appends; to look, :meth:`peek`."""
+        self.loaded = await self.peek()
         return self.loaded
+
+    async def peek(self) -> Loaded:
+        """The log now, without moving the fence: later appends stay fenced at what this step decided
+        from. A writer that lost the fence and only looks to say why (stand down, or stopped) must not
+        reload — its next append would pass the fence at a sequence nobody decided from: a replica
+        frozen while another completed the export opened a new upload and logged it after
+        ExportCompleted."""
+        s = self.loaded.state
+        return await self.log.load(s.tenant_id, s.export_id)
 
 
 Work = Callable[[StepContext], Awaitable[None]]

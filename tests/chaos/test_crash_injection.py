@@ -117,6 +117,65 @@ async def test_a_zombie_assembler_replica_cannot_fork_the_history(tmp_path: Path
     assert f"assemble {outcome.state.export_id}: standing down" in zombie_said, zombie_said[-3000:]
 
 
+async def test_a_zombie_that_wakes_after_the_takeover_completed_opens_no_upload_and_appends_nothing(
+        tmp_path: Path, nats_server: NatsServer, tally: Tally) -> None:
+    """Freeze the holder (SIGSTOP) with part 1 uploaded but not yet logged and its last part waiting
+    to upload; the other replica takes over and the export completes; then thaw it. Part 1's event
+    loses the fence, and the last part meets NoSuchUpload (its upload was completed): the zombie must
+    stand down — no new upload opened, nothing appended after ExportCompleted (run_scenario checks
+    both: no upload left open under the export, one history)."""
+    values = chaos_values(tmp_path, nats_server.url, parts_in_flight=1)
+    settings = build(values)
+    counted = tmp_path / "faults" / "uploaded.count"
+    seen: dict[str, int] = {}
+
+    async def freeze_until_complete(stack: Stack, bus: Bus, tenant: str, export_id: str) -> int:
+        zombie = await _holder(stack, bus, tenant, export_id)
+        store = await open_store(settings)
+        try:
+            async def part_1_uploaded_not_logged() -> bool:
+                state = (await bus.log.load(tenant, export_id)).state
+                if state.upload is None or not counted.exists() or len(counted.read_text().split()) != 1:
+                    return False
+                listed = await store.list_parts(settings.buckets.exports, state.upload.archive_key,
+                                                state.upload.upload_id)
+                return [p.part_number for p in listed] == [1] and not state.parts
+
+            await until(part_1_uploaded_not_logged, 30, 0.02, "part 1 uploaded, not logged")
+            os.kill(zombie, signal.SIGSTOP)
+        finally:
+            await store.close()
+        try:
+            # the interleaving: frozen with part 1 unlogged and part 2 not uploaded yet
+            assert len(counted.read_text().split()) == 1
+            assert not (await bus.log.load(tenant, export_id)).state.parts
+            seen["taker"] = await _holder(stack, bus, tenant, export_id, other_than=zombie)
+            await wait_status(bus, tenant, export_id, {"complete"}, 60)
+            await wait_notified(bus, tenant, export_id)
+        finally:
+            os.kill(zombie, signal.SIGCONT)
+        seen["zombie"] = zombie
+        zombie_log = next(c.log_path for c in stack.children if c.pid == zombie)
+
+        async def zombie_woke_and_ended() -> bool:  # its run is over, and no assemble message is unacked
+            info = await bus.js.consumer_info(settings.stream_name, "assembler")
+            said = Path(zombie_log).read_text()
+            ended = any(f"assemble {export_id}{how}" in said for how in (": standing down", ": done", " failed"))
+            return info.num_ack_pending == 0 and ended
+
+        await until(zombie_woke_and_ended, 30, 0.1, "the thawed zombie's run to end")
+        return 1
+
+    outcome = await run_scenario(tmp_path, nats_server.url, tally, action=freeze_until_complete,
+                                 replicas={"assembler": 2}, values=values,
+                                 slow="assemble.upload:2,assemble.log_part:3", images=1)
+    assert len(outcome.state.parts) == 2, "the export must have two parts for the interleaving"
+    host = socket.gethostname()
+    by_zombie = [e.name() for e in outcome.events if e.producer == "assembler"
+                 and e.worker == f"{host}-{seen['zombie']}"]
+    assert by_zombie == ["UploadStarted"], by_zombie
+
+
 async def _holder(stack: Stack, bus: Bus, tenant: str, export_id: str, other_than: int = 0) -> int:
     """PID of the assembler replica whose heartbeat names this export (not ``other_than``)."""
     import json

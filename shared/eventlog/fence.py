@@ -45,6 +45,11 @@ async def _unmoved_since(log: EventLogPort, state: ExportState, seq: int,
     """The fold and last sequence now, when nothing logged after ``seq`` changed ``state`` nor is
     this very event; else None (re-decide)."""
     last = await log.last_seq(state.tenant_id, state.export_id)
+    if last < seq:
+        # Messages the fold was made from are gone (erase-tenant deleted the export's events while
+        # this writer was paused): an empty log is no log that 'moved nothing'. Appended again at 0,
+        # the event went into the erased export, and its step went on writing the tenant's data.
+        return None
     async for at, logged in log.history(state.tenant_id, state.export_id):
         if at <= seq:
             continue

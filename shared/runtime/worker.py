@@ -277,6 +277,8 @@ class StepWorker:
             log.info("%s %s: standing down: %s", self.step, export_id, e, extra=_ids(tenant_id, export_id, self.step))
         except Conflict:
             await self._unbeat(keepalive, beating, tenant_id, export_id)
+            log.info("%s %s: the log moved under this run; re-deciding from it", self.step, export_id,
+                     extra=_ids(tenant_id, export_id, self.step))
             await msg.nak(delay=0.5)  # the log moved under us: re-decide from the new fold
         except (LogUnavailable, nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError) as e:
             # the bus did not answer (a leader election, a restart): like a crash, not an attempt

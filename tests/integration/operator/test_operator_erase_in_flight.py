@@ -3,14 +3,18 @@ called it cancelled. Real nats-server, services as processes, the filesystem sto
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 from shared.bus.connect import Bus
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
+from shared.core.keys import heartbeat_key
 from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
+from tests.integration.operator.test_operator_erase import _held
 from tests.integration.operator.test_operator_erase_hostile import cli
 from tests.support.pipeline import request_export, wait_status
 from tests.support.stack import logs_of, start_stack
@@ -45,5 +49,58 @@ async def test_a_catalog_cancelled_mid_read_is_waited_for_and_what_it_wrote_eras
 
         await until(catalog_idle, 30, 0.2, "the catalog's run to end")
         assert await store.list_keys(settings.buckets.exports, f"exports/{tenant}/") == [], logs_of(stack)
+    finally:
+        stack.stop()
+
+
+async def test_an_assembler_frozen_through_the_erasure_writes_nothing_of_the_tenant_again(
+        values: dict[str, Any], bus: Bus, store: ObjectStore, settings: Settings, tmp_path: Path) -> None:
+    """The assembler holding the export is frozen (SIGSTOP) mid-upload; erase-tenant --erase-running
+    cancels (the canceller aborts the upload), then removes every event and object of the tenant; the
+    assembler is thawed. Its next append is fenced at the sequence it folded, which the emptied log no
+    longer has: refused. It must stay refused — the fence's re-read must not take an empty log for one
+    that 'moved nothing'. Seen: the append went in at sequence 0 of the erased export, the step went
+    on into a new upload under exports/<tenant>/ and logged UploadStarted, PartUploaded and
+    ArchiveAssembled for an export the log no longer had; erase had said "nothing left"."""
+    stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_FAULTS_SLOW": "assemble.upload:3"})
+    try:
+        content = content_source(settings)
+        await content.init()
+        tenant = (await seed_tenant(content, store, images_bucket=settings.buckets.images,
+                                    amber_bucket=settings.buckets.amber, images=4)).tenant_id
+        await content.close()
+        export_id = await request_export(bus, tenant)
+        await wait_status(bus, tenant, export_id, {"assembling"}, 30)
+
+        async def uploading() -> bool:  # UploadStarted logged and the run beating; parts wait 3 s to upload
+            if (await bus.log.load(tenant, export_id)).state.upload is None:
+                return False
+            try:
+                return bool((await bus.heartbeats.get(heartbeat_key("assemble", tenant, export_id))).value)
+            except Exception:
+                return False
+
+        await until(uploading, 30, 0.02, "the assembler's UploadStarted and heartbeat")
+        assembler = next(c for c in stack.children if c.name == "assembler")
+        assert assembler.pid is not None
+        os.kill(assembler.pid, signal.SIGSTOP)
+        try:
+            assert not (await bus.log.load(tenant, export_id)).state.parts  # frozen before any part logged
+            assert cli(values, "replay").returncode == 0
+            out = cli(values, "erase-tenant", tenant, "--wait", "5", "--erase-running")
+            assert out.returncode == 0 and "nothing left" in out.stdout, out.stdout + out.stderr
+            assert "erased anyway, --erase-running" in out.stdout, out.stdout  # the frozen run's heartbeat
+        finally:
+            os.kill(assembler.pid, signal.SIGCONT)
+
+        async def assembler_idle() -> bool:  # the thawed run is over: whatever it would write is written
+            said = Path(assembler.log_path).read_text()
+            return any(f"assemble {export_id}{how}" in said
+                       for how in (": the log moved", ": standing down", ": done", " failed"))
+
+        await until(assembler_idle, 60, 0.2, "the thawed assembler's run to end")
+        held = await _held(bus, store, settings, tenant)
+        logged = [e.name() async for _, e in bus.log.history(tenant, export_id)]
+        assert (held["events"], held["uploads"]) == (0, []), (logged, held)
     finally:
         stack.stop()

@@ -68,6 +68,7 @@ class PartUploader:
         self.tasks: set[asyncio.Task[object]] = set()
         self.on_part = on_part
         self.failure: BaseException | None = None
+        self.lost: BaseException | None = None  # the fence loss (StandDown, or Stopped) that ended this attempt
 
     async def submit(self, buf: bytearray, n: int, records: list[bytes], done: tuple[int, int],
                      hashed: threading.Event | None = None, part_crc: PartCrc | None = None) -> None:
@@ -80,6 +81,9 @@ class PartUploader:
             raise self.failure
         check_part_budget(self.part)
         await self.slots.acquire()
+        if self.failure is not None:  # the part whose slot this is failed: store nothing more of the export
+            self.slots.release()
+            raise self.failure
         number, start = self.part, self.offset
         self.part += 1
         self.offset += n
@@ -133,6 +137,11 @@ class PartUploader:
             if self.on_part is not None:
                 self.on_part(n, time.perf_counter() - started)
             return etag, crc
+        except BaseException as e:
+            # Known before the slot is free: the part waiting for it must not start (its member
+            # records would be stored after a cancel's or an erasure's sweep — after an erasure for good).
+            self.failure = self.failure or e
+            raise
         finally:
             self.pool.give(buf, hashed)
             self.slots.release()
@@ -180,16 +189,15 @@ class PartUploader:
             faults.point("assemble.part_logged")
         except Conflict:
             loaded = await self.ctx.peek()  # a look: this attempt appends nothing more
-            if loaded.state.stopping:
-                raise Stopped() from None
-            raise StandDown(f"another worker logged part {number}") from None
+            self.lost = Stopped() if loaded.state.stopping else StandDown(f"another worker logged part {number}")
+            raise self.lost from None
 
     @property
     def fenced_off(self) -> BaseException | None:
         """The fence loss (StandDown, or Stopped for an export that ended) that ended this attempt,
-        if one did: it outranks any later part's error (a part a zombie uploads into the upload the
+        if one did: it outranks any part's error (a part a zombie uploads into the upload the
         export's new owner completed meets NoSuchUpload — no reason to open another)."""
-        return self.failure if isinstance(self.failure, StandDown | Stopped) else None
+        return self.lost
 
 
 def load_records(data: bytes) -> list[MemberRecord]:

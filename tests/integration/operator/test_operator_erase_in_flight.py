@@ -101,6 +101,6 @@ async def test_an_assembler_frozen_through_the_erasure_writes_nothing_of_the_ten
         await until(assembler_idle, 60, 0.2, "the thawed assembler's run to end")
         held = await _held(bus, store, settings, tenant)
         logged = [e.name() async for _, e in bus.log.history(tenant, export_id)]
-        assert (held["events"], held["uploads"]) == (0, []), (logged, held)
+        assert (held["events"], held["uploads"], held["objects"]) == (0, [], []), (logged, held)
     finally:
         stack.stop()

@@ -16,8 +16,8 @@ from shared.archive.names import sanitize_for_path
 from shared.content.port import ContentSource, Row
 from shared.core import events as ev
 from shared.core.keys import archive_key, is_tenant_source, snapshot_key, texts_key
-from shared.core.snapshot import Dumped, SnapshotHeader, dump, sha256_hex
-from shared.eventlog.jetstream import Loaded
+from shared.core.snapshot import Dumped, SnapshotHeader, dump, remove_work_objects, sha256_hex
+from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import (
     InvalidKey,
     ObjectNotFound,
@@ -110,11 +110,22 @@ class Catalog:
         skey = snapshot_key(req.tenant_id, req.export_id)
         await self.store.put(self.settings.buckets.exports, skey, dumped.data, "application/x-ndjson")
         faults.point("catalog.snapshot_stored")
-        await ctx.append(ev.ExportCataloged(
-            export_id=req.export_id, tenant_id=req.tenant_id, snapshot_key=skey,
-            snapshot_sha256=sha256_hex(dumped.data), archive_key=key, member_count=dumped.member_count,
-            total_bytes=dumped.total_bytes, item_counts=plan.counts, error_count=len(plan.errors),
-        ), msg_id=f"{req.export_id}:ExportCataloged")
+        try:
+            await ctx.append(ev.ExportCataloged(
+                export_id=req.export_id, tenant_id=req.tenant_id, snapshot_key=skey,
+                snapshot_sha256=sha256_hex(dumped.data), archive_key=key, member_count=dumped.member_count,
+                total_bytes=dumped.total_bytes, item_counts=plan.counts, error_count=len(plan.errors),
+            ), msg_id=f"{req.export_id}:ExportCataloged")
+        except Conflict:
+            # Refused. When nothing will ever read what was just stored — the export was cancelled
+            # or ended meanwhile (the canceller's sweep may have run before these writes), or its
+            # log was erased while this run was paused (then nobody else would remove them: the
+            # log no longer names the export) — remove it: the snapshot and the rendered posts are
+            # the tenant's content. An export still under way re-decides and catalogs again.
+            now = (await ctx.peek()).state
+            if not now.exists or now.stopping:
+                await remove_work_objects(self.store, self.settings.buckets.exports, req.tenant_id, req.export_id)
+            raise
 
     async def _plan(self, req: ev.ExportRequested, moved: Callable[[], None], readme: Readme | None = None) -> Plan:
         """``moved``: called as the work advances (the worker stops a step that stalls)."""

@@ -104,3 +104,51 @@ async def test_an_assembler_frozen_through_the_erasure_writes_nothing_of_the_ten
         assert (held["events"], held["uploads"], held["objects"]) == (0, [], []), (logged, held)
     finally:
         stack.stop()
+
+
+async def test_a_catalog_frozen_through_the_erasure_leaves_nothing_of_the_tenant_in_the_store(
+        values: dict[str, Any], bus: Bus, store: ObjectStore, settings: Settings, tmp_path: Path) -> None:
+    """The catalog is frozen (SIGSTOP) mid-read; erase-tenant --erase-running removes everything; the
+    catalog is thawed and finishes its snapshot. Its ExportCataloged is refused (the log no longer has
+    the export) — and what it stored for it must not stay: the snapshot and the rendered posts are
+    the tenant's content, under exports/<tenant>/, where nothing would ever remove them."""
+    stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_FAULTS_SLOW": "catalog.read:3"})
+    try:
+        content = content_source(settings)
+        await content.init()
+        tenant = (await seed_tenant(content, store, images_bucket=settings.buckets.images,
+                                    amber_bucket=settings.buckets.amber, images=1)).tenant_id
+        await content.close()
+        export_id = await request_export(bus, tenant, include_images=False)
+        await wait_status(bus, tenant, export_id, {"cataloging"}, 30)
+
+        async def beating() -> bool:
+            try:
+                return bool((await bus.heartbeats.get(heartbeat_key("catalog", tenant, export_id))).value)
+            except Exception:
+                return False
+
+        await until(beating, 30, 0.02, "the catalog's heartbeat")
+        catalog = next(c for c in stack.children if c.name == "catalog")
+        assert catalog.pid is not None
+        os.kill(catalog.pid, signal.SIGSTOP)
+        try:
+            (Path(settings.store_root) / settings.buckets.exports).mkdir(parents=True, exist_ok=True)
+            assert cli(values, "replay").returncode == 0
+            out = cli(values, "erase-tenant", tenant, "--wait", "1", "--erase-running")
+            assert out.returncode == 0 and "nothing left" in out.stdout, out.stdout + out.stderr
+            assert "erased anyway, --erase-running" in out.stdout, out.stdout
+        finally:
+            os.kill(catalog.pid, signal.SIGCONT)
+
+        async def catalog_ended() -> bool:  # the thawed run is over: whatever it would write is written
+            said = Path(catalog.log_path).read_text()
+            return any(f"catalog {export_id}{how}" in said
+                       for how in (": the log moved", ": standing down", ": done", " failed"))
+
+        await until(catalog_ended, 60, 0.2, "the thawed catalog's run to end")
+        held = await _held(bus, store, settings, tenant)
+        logged = [e.name() async for _, e in bus.log.history(tenant, export_id)]
+        assert (held["events"], held["uploads"], held["objects"]) == (0, [], []), (logged, held)
+    finally:
+        stack.stop()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import secrets
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC
 
@@ -95,6 +97,7 @@ class Catalog:
             ).encode(), created)
 
         plan = await self._plan(req, ctx.progress, readme)
+        run = secrets.token_hex(8)  # this run's own keys: a run paused past a takeover overwrites nothing logged
         try:
             ctx.progress()
             key = archive_key(req.tenant_id, req.export_id, sanitize_for_path(req.username),
@@ -104,10 +107,10 @@ class Catalog:
                 include_images=req.include_images, created_at=created, archive_key=key,
                 item_counts=plan.counts, generator=generator,
             )
-            dumped = await self._freeze(req, header, plan, ctx.progress)
+            dumped = await self._freeze(req, header, plan, ctx.progress, run)
         finally:
             plan.close()
-        skey = snapshot_key(req.tenant_id, req.export_id)
+        skey = snapshot_key(req.tenant_id, req.export_id, run)
         await self.store.put(self.settings.buckets.exports, skey, dumped.data, "application/x-ndjson")
         faults.point("catalog.snapshot_stored")
         try:
@@ -122,9 +125,13 @@ class Catalog:
             # log was erased while this run was paused (then nobody else would remove them: the
             # log no longer names the export) — remove it: the snapshot and the rendered posts are
             # the tenant's content. An export still under way re-decides and catalogs again.
-            now = (await ctx.peek()).state
+            # Else another run's snapshot is (or will be) the logged one: this run's own two objects go.
+            now, bucket = (await ctx.peek()).state, self.settings.buckets.exports
             if not now.exists or now.stopping:
-                await remove_work_objects(self.store, self.settings.buckets.exports, req.tenant_id, req.export_id)
+                await remove_work_objects(self.store, bucket, req.tenant_id, req.export_id)
+            else:
+                with contextlib.suppress(StoreError):  # left for the sweep at the export's end
+                    await self.store.delete_many(bucket, [skey, texts_key(req.tenant_id, req.export_id, run)])
             raise
 
     async def _plan(self, req: ev.ExportRequested, moved: Callable[[], None], readme: Readme | None = None) -> Plan:
@@ -188,10 +195,10 @@ class Catalog:
         return planner.plan
 
     async def _freeze(self, req: ev.ExportRequested, header: SnapshotHeader, plan: Plan,
-                      moved: Callable[[], None]) -> Dumped:
+                      moved: Callable[[], None], run: str) -> Dumped:
         """Store the texts object (the plan's spool), then write the snapshot member by member (in a
         thread: 100,000 members take seconds)."""
-        bucket, tkey = self.settings.buckets.exports, texts_key(req.tenant_id, req.export_id)
+        bucket, tkey = self.settings.buckets.exports, texts_key(req.tenant_id, req.export_id, run)
         etag = await store_spool(self.store, bucket, tkey, plan.spool, "application/octet-stream",
                                  self.settings.min_part_size, moved)
         members = layout.iter_snapshot_members(plan.texts, plan.objects, layout.TextsObject(bucket, tkey, etag))

@@ -19,7 +19,7 @@ from services.operator.inspect import read, requested
 from shared.bus.connect import Bus
 from shared.cancel import CancelContended, NoSuchExport, NotCancellable, request_cancel
 from shared.core import events as ev
-from shared.core.keys import texts_key, work_prefix
+from shared.core.keys import texts_key_beside, work_prefix
 from shared.core.lifecycle import ExportState
 from shared.eventlog.fence import append_folded
 from shared.eventlog.jetstream import Conflict, Loaded
@@ -67,7 +67,7 @@ async def _retry_inputs(store: ObjectStore, settings: Settings, s: ExportState) 
     """What the store still holds of a failed export: the snapshot, the upload, the part records."""
     bucket = settings.buckets.exports
     keys = {o.key for o in await store.list_keys(bucket, work_prefix(s.tenant_id, s.export_id))}
-    snapshot = s.cataloged is not None and {s.cataloged.snapshot_key, texts_key(s.tenant_id, s.export_id)} <= keys
+    snapshot = s.cataloged is not None and {s.cataloged.snapshot_key, texts_key_beside(s.cataloged.snapshot_key)} <= keys
     upload_open = s.upload is not None and await store_upload_open(store, bucket, s.upload.archive_key,
                                                                    s.upload.upload_id)
     records = all(p.records_key in keys for p in s.parts)

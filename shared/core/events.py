@@ -166,7 +166,7 @@ class ExportCataloged(Event):
 
     def foreign_keys(self) -> list[str]:
         t, e = self.tenant_id, self.export_id
-        return _not_own((self.snapshot_key, self.snapshot_key == keys.snapshot_key(t, e)),
+        return _not_own((self.snapshot_key, keys.is_snapshot_key_of(t, e, self.snapshot_key)),
                         (self.archive_key, keys.is_archive_key_of(t, e, self.archive_key)))
 
 

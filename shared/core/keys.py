@@ -6,8 +6,10 @@ user on the bus cannot point a step at another tenant's snapshot or archive. Lay
 exports bucket::
 
     exports/{tenant}/{export}/grove-export-{username}-{YYYY-MM-DD}.zip   the archive (the spec's format)
-    exports/{tenant}/{export}/work/snapshot.jsonl                        the frozen snapshot
-    exports/{tenant}/{export}/work/texts.bin                             the rendered text members
+    exports/{tenant}/{export}/work/snapshot-{run}.jsonl                  the frozen snapshot
+    exports/{tenant}/{export}/work/texts-{run}.bin                       the rendered text members
+    ({run}: a token of the catalog run that wrote them; logs written before runs had tokens name
+    work/snapshot.jsonl and work/texts.bin, which still read as the export's own)
     exports/{tenant}/{export}/work/parts/{part:05d}.json                 each part's member records
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 EXPORTS_ROOT = "exports/"
@@ -38,12 +41,35 @@ def work_prefix(tenant_id: str, export_id: str) -> str:
     return f"{export_prefix(tenant_id, export_id)}{WORK}"
 
 
-def snapshot_key(tenant_id: str, export_id: str) -> str:
-    return f"{work_prefix(tenant_id, export_id)}snapshot.jsonl"
+RUN = re.compile(r"[0-9a-f]{16}")  # a catalog run's token (secrets.token_hex(8))
 
 
-def texts_key(tenant_id: str, export_id: str) -> str:
-    return f"{work_prefix(tenant_id, export_id)}texts.bin"
+def snapshot_key(tenant_id: str, export_id: str, run: str | None = None) -> str:
+    """The snapshot a catalog run writes, under the run's own token: a run paused past the takeover
+    of its export (a frozen replica) wrote the one key every run wrote, over the snapshot the run
+    that took over had logged, and the export failed ("the frozen snapshot does not match its
+    checksum"). ``run`` None: the key of logs written before runs had tokens."""
+    return f"{work_prefix(tenant_id, export_id)}snapshot{'' if run is None else '-' + run}.jsonl"
+
+
+def texts_key(tenant_id: str, export_id: str, run: str | None = None) -> str:
+    """The rendered text members a catalog run writes beside its snapshot (see :func:`snapshot_key`)."""
+    return f"{work_prefix(tenant_id, export_id)}texts{'' if run is None else '-' + run}.bin"
+
+
+def is_snapshot_key_of(tenant_id: str, export_id: str, key: str) -> bool:
+    """``key`` is a snapshot key of this export (any run's, or the key before runs had tokens)."""
+    head, tail = f"{work_prefix(tenant_id, export_id)}snapshot", ".jsonl"
+    if not (key.startswith(head) and key.endswith(tail)) or len(key) < len(head) + len(tail):
+        return False
+    run = key[len(head):len(key) - len(tail)]
+    return run == "" or (run[:1] == "-" and RUN.fullmatch(run[1:]) is not None)
+
+
+def texts_key_beside(snapshot: str) -> str:
+    """The texts key written with the snapshot key ``snapshot`` (its run's, or the key before runs)."""
+    head, _, tail = snapshot.rpartition("/snapshot")
+    return f"{head}/texts{tail.removesuffix('.jsonl')}.bin"
 
 
 def records_key(tenant_id: str, export_id: str, part_number: int) -> str:

@@ -16,7 +16,7 @@ from services.catalog.service import Catalog
 from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.core import events as ev
-from shared.core.keys import texts_key, work_prefix
+from shared.core.keys import texts_key_beside, work_prefix
 from shared.core.snapshot import Snapshot, sha256_hex
 from shared.objectstore import ObjectStore, StoreUnavailable
 from shared.objectstore.factory import open_store
@@ -106,7 +106,7 @@ async def test_a_big_texts_object_goes_up_in_parts_and_is_read_by_range_with_its
     recording = Recording(store)
     step, cataloged = await _catalog(settings, recording, content, request)  # type: ignore[arg-type]
 
-    bucket, tkey = settings.buckets.exports, texts_key(request.tenant_id, request.export_id)
+    bucket, tkey = settings.buckets.exports, texts_key_beside(cataloged.snapshot_key)  # the run's own
     assert tkey not in recording.puts  # never one PUT of the whole
     sizes = [size for key, _, size in recording.parts if key == tkey]
     assert len(sizes) >= 2 and all(s == settings.min_part_size for s in sizes[:-1]), sizes
@@ -132,8 +132,11 @@ async def test_the_archive_is_the_same_whether_the_texts_went_up_whole_or_in_par
         monkeypatch: pytest.MonkeyPatch) -> None:
     request = await _big_tenant(content, store, settings)
     _, in_parts = await _catalog(settings, store, content, request)
-    _, again = await _catalog(settings, store, content, request)  # a rerun (after a crash) writes the same snapshot
-    assert again.snapshot_sha256 == in_parts.snapshot_sha256
+    _, again = await _catalog(settings, store, content, request)  # a rerun (after a crash) writes the same snapshot,
+    assert again.snapshot_key != in_parts.snapshot_key  # under keys of its own run, which it names for its texts
+    first, second = [await store.read(settings.buckets.exports, c.snapshot_key) for c in (in_parts, again)]
+    assert sha256_hex(second.replace(texts_key_beside(again.snapshot_key).encode(),
+                                     texts_key_beside(in_parts.snapshot_key).encode())) == sha256_hex(first)
 
     whole_settings = settings.model_copy(update={"buckets": settings.buckets.model_copy(
         update={"exports": f"{settings.buckets.exports}-whole"})})
@@ -143,7 +146,7 @@ async def test_the_archive_is_the_same_whether_the_texts_went_up_whole_or_in_par
             m.setattr(spool, "IN_MEMORY", 1 << 40)  # the texts object in memory, one PUT
             recording = Recording(whole_store)
             _, whole = await _catalog(whole_settings, recording, content, request)  # type: ignore[arg-type]
-        assert recording.parts == [] and texts_key(request.tenant_id, request.export_id) in recording.puts
+        assert recording.parts == [] and texts_key_beside(whole.snapshot_key) in recording.puts
         archive = await _archive(whole_store, whole_settings, whole, tmp_path / "whole.zip")
     finally:
         await whole_store.close()

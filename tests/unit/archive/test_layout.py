@@ -106,6 +106,22 @@ def test_object_keys_have_the_spec_format_under_the_exports_prefix() -> None:
     assert keys.tenant_prefix("t1") == "exports/t1/" and keys.work_prefix("t1", "e1") == "exports/t1/e1/work/"
 
 
+def test_each_catalog_runs_snapshot_and_texts_have_keys_of_its_own() -> None:
+    run = "0123456789abcdef"
+    assert keys.snapshot_key("t1", "e1", run) == f"exports/t1/e1/work/snapshot-{run}.jsonl"
+    assert keys.texts_key("t1", "e1", run) == f"exports/t1/e1/work/texts-{run}.bin"
+    assert keys.texts_key_beside(keys.snapshot_key("t1", "e1", run)) == keys.texts_key("t1", "e1", run)
+    assert keys.texts_key_beside(keys.snapshot_key("t1", "e1")) == keys.texts_key("t1", "e1")  # logs before runs
+    for own in (keys.snapshot_key("t1", "e1"), keys.snapshot_key("t1", "e1", run)):
+        assert keys.is_snapshot_key_of("t1", "e1", own), own
+    for other in (keys.snapshot_key("t2", "e1", run), keys.snapshot_key("t1", "e2", run),
+                  keys.texts_key("t1", "e1", run), "exports/t1/e1/work/snapshot-.jsonl",
+                  "exports/t1/e1/work/snapshot-0123456789ABCDEF.jsonl", "exports/t1/e1/work/snapshot-0123.jsonl",
+                  "exports/t1/e1/work/snapshot-0123456789abcdef/../x.jsonl", "exports/t1/e1/work/snapshot.jsonl.jsonl",
+                  "exports/t1/e1/work/snapshot-0123456789abcdef0.jsonl", "exports/t1/e1/work/snapshot.json"):
+        assert not keys.is_snapshot_key_of("t1", "e1", other), other
+
+
 def test_only_an_exports_own_archive_key_is_its_archive() -> None:
     key = keys.archive_key("t1", "e1", "autumn", "2026-02-22")
     assert keys.is_archive_key_of("t1", "e1", key) and keys.archive_owner(key) == ("t1", "e1")

@@ -87,7 +87,8 @@ ASSEMBLED = ev.ArchiveAssembled(**OWN, archive_key=ZIP, upload_id="u", size_byte
 COMPLETED = ev.ExportCompleted(**OWN, archive_key=ZIP, size_bytes=8, sha256="0" * 64, item_counts={}, error_count=0,
                                expires_at="2026-12-31T00:00:00Z")
 EXPIRED = ev.ExportExpired(**OWN, deleted_key=ZIP)
-KEYED = [CATALOGED, UPLOAD, PART, ASSEMBLED, COMPLETED, EXPIRED, ev.ExportExpired(**OWN)]
+KEYED = [CATALOGED, CATALOGED.model_copy(update={"snapshot_key": keys.snapshot_key("tenant_a", "exp_a", "0123456789abcdef")}),
+         UPLOAD, PART, ASSEMBLED, COMPLETED, EXPIRED, ev.ExportExpired(**OWN)]
 
 
 @pytest.mark.parametrize("event", KEYED, ids=lambda e: e.name())
@@ -99,6 +100,8 @@ def test_an_event_naming_its_own_exports_objects_decodes(event: ev.Event) -> Non
     (CATALOGED, "snapshot_key", keys.snapshot_key("tenant_b", "exp_b")),   # another tenant's snapshot
     (CATALOGED, "snapshot_key", keys.snapshot_key("tenant_a", "exp_other")),  # the same tenant's other export
     (CATALOGED, "snapshot_key", keys.texts_key("tenant_a", "exp_a")),      # its own, but not its snapshot
+    (CATALOGED, "snapshot_key", keys.snapshot_key("tenant_b", "exp_b", "0123456789abcdef")),  # a run's, elsewhere
+    (CATALOGED, "snapshot_key", "exports/tenant_a/exp_a/work/snapshot-../../exp_b/work/snapshot.jsonl"),
     (CATALOGED, "archive_key", OTHER_ZIP),
     (CATALOGED, "archive_key", keys.snapshot_key("tenant_a", "exp_a")),   # into its own work/ folder
     (CATALOGED, "archive_key", "exports/tenant_a/exp_a/../exp_b/x.zip"),

@@ -127,6 +127,10 @@ class Assembler:
                 if renewed:
                     raise
                 renewed = True
+                if (await ctx.peek()).state.stopping:
+                    # a cancel's abort (the export ends): open no upload only to abort it again — left
+                    # open until the refused UploadStarted's abort, it was one after ExportCancelled
+                    raise Conflict(f"{c.export_id}: the export is ending; no new upload") from None
                 upload, keep = await self._upload(ctx, c)
         metrics.MEMBERS_STREAMED.inc(records.ok_count)
         await ctx.append(ev.ArchiveAssembled(

@@ -78,7 +78,11 @@ async def test_a_second_import_into_the_same_tenant_is_refused_while_the_first_r
         async for row in second_db.media("tenant_new"):
             assert store.path("images", row["r2_key"]).read_bytes() == IMAGE, "a restored row names a lost file"
 
-        # the claim is released: once the tenant is emptied, an import may run again
+        # the claim is released: a third import into the tenant gets past it, to the emptiness check
+        # (held, it would be "another import … is under way" again)
+        with pytest.raises(ImportRefused, match="tenant 'tenant_new' is not empty"):
+            async with asyncio.timeout(DEADLINE_S):
+                await run_import(path, "tenant_new", second_db, store)
         await run_import(path, "tenant_other", second_db, store)
     finally:
         held.go.set()

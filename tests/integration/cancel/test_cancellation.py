@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import statistics
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.core import events as ev
 from shared.core.keys import heartbeat_key
+from shared.core.lifecycle import fold
 from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import ObjectNotFound, ObjectStore
 from shared.runtime.settings import Settings
@@ -78,10 +80,16 @@ async def _assert_cancelled_cleanly(bus: Bus, store: ObjectStore, settings: Sett
 async def test_cancel_at_each_stage_leaves_no_parts_no_object_and_no_email(
         stage: str, bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings,
         running: tuple[dict, Stack]) -> None:
-    tenant, export_id = await _export(bus, store, content, settings)
-    if stage == "pending":
-        assert await cancel(bus, tenant, export_id)  # at once, before the catalog starts
+    stack = running[1]
+    if stage == "pending":  # the catalog is held (SIGSTOP) so the cancel lands before CatalogStarted
+        stack.kill("catalog", signal.SIGSTOP)
+        try:
+            tenant, export_id = await _export(bus, store, content, settings)
+            assert await cancel(bus, tenant, export_id)
+        finally:
+            stack.kill("catalog", signal.SIGCONT)
     else:
+        tenant, export_id = await _export(bus, store, content, settings)
         await wait_status(bus, tenant, export_id, {stage}, 30)
         if stage == "assembling":
             async def two_parts() -> bool:  # mid-stream, parts already uploaded
@@ -89,7 +97,11 @@ async def test_cancel_at_each_stage_leaves_no_parts_no_object_and_no_email(
 
             await until(two_parts, 30, 0.05, "two logged parts")
         assert await cancel(bus, tenant, export_id)
-    await _assert_cancelled_cleanly(bus, store, settings, tenant, export_id, running[1])
+    events = [e async for _, e in bus.log.history(tenant, export_id)]
+    asked = next(i for i, e in enumerate(events) if isinstance(e, ev.CancelRequested))
+    landed = fold(events[:asked]).status  # what the export was doing when the cancel went in
+    assert landed == stage, f"the cancel landed while the export was {landed}, not {stage}: {[e.name() for e in events]}"
+    await _assert_cancelled_cleanly(bus, store, settings, tenant, export_id, stack)
 
 
 async def test_cancelling_a_finished_export_changes_nothing(bus: Bus, store: ObjectStore, content: ContentSource,

@@ -16,6 +16,7 @@ from shared.bus.connect import Bus, connect
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.core import events as ev
+from shared.core.keys import export_prefix
 from shared.core.lifecycle import ExportState
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
@@ -115,7 +116,7 @@ async def check(settings: Settings, store: ObjectStore, o: Outcome, tmp: Path, t
     assert [p.number for p in s.parts] == list(range(1, len(s.parts) + 1))
     assert all(a.byte_end == b.byte_start for a, b in zip(s.parts, s.parts[1:], strict=False))
     assert s.parts[-1].byte_end == s.completed.size_bytes
-    open_uploads = await store.list_uploads(bucket, f"exports/{s.tenant_id}/{s.export_id}/")
+    open_uploads = await store.list_uploads(bucket, export_prefix(s.tenant_id, s.export_id))
     if open_uploads:
         tally.orphans += len(open_uploads)
         raise AssertionError(f"uploads left open: {open_uploads}")

@@ -13,6 +13,7 @@ from services.janitor.main import Janitor
 from shared.bus.connect import Bus, connect
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
+from shared.core.keys import tenant_prefix
 from shared.core.lifecycle import ExportState
 from shared.objectstore.factory import open_store
 from tests.chaos.conftest import Tally
@@ -89,7 +90,7 @@ async def test_a_store_down_for_good_fails_the_export_after_three_retries_with_a
         assert state.attempts_of(state.failure.step) == 3
         proxy.down = False  # the store comes back: nothing of the failed export may stay open
         await Janitor(settings, bus, store).run()
-        assert await store.list_uploads(settings.buckets.exports, f"exports/{seeded.tenant_id}/") == []
+        assert await store.list_uploads(settings.buckets.exports, tenant_prefix(seeded.tenant_id)) == []
     finally:
         stack.stop()
         await bus.close()

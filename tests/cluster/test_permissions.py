@@ -29,6 +29,7 @@ from shared.bus.connect import Bus
 from shared.bus.permissions import ADMIN, USERS
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
+from shared.core.keys import export_prefix
 from shared.eventlog.jetstream import EventLog
 from shared.objectstore.factory import open_store
 from tests.cluster.procs import LAUNCH, Procs, connect_bus
@@ -206,7 +207,7 @@ async def test_a_whole_export_runs_with_a_nats_user_per_service(secured: Secured
         assert producers["ExportRequested"] == "gateway" and producers["ExportCompleted"] == "finalizer"
         events_b = [e.name() async for _, e in admin.log.history(b.tenant_id, ex_b)]
         assert events_b[-1] == "ExportCancelled", events_b
-        assert await store.list_uploads(s.buckets.exports, f"exports/{b.tenant_id}/{ex_b}/") == []
+        assert await store.list_uploads(s.buckets.exports, export_prefix(b.tenant_id, ex_b)) == []
 
         # One janitor run (what the CronJob runs) as the janitor user.
         env = {**env_without_proxies(), **base, "GROVE_NATS_USER": "janitor",

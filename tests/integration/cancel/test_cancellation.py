@@ -19,7 +19,7 @@ from shared.bus.connect import Bus
 from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
 from shared.core import events as ev
-from shared.core.keys import heartbeat_key
+from shared.core.keys import export_prefix, heartbeat_key
 from shared.core.lifecycle import fold
 from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import ObjectNotFound, ObjectStore
@@ -67,7 +67,7 @@ async def _assert_cancelled_cleanly(bus: Bus, store: ObjectStore, settings: Sett
     done = next(e for e in events if isinstance(e, ev.ExportCancelled))
     LATENCIES.append((done.occurred_at - asked.occurred_at).total_seconds())
     assert LATENCIES[-1] < 5.0
-    assert await store.list_uploads(settings.buckets.exports, f"exports/{tenant}/{export_id}/") == []
+    assert await store.list_uploads(settings.buckets.exports, export_prefix(tenant, export_id)) == []
     if state.cataloged:
         with pytest.raises(ObjectNotFound):
             await store.head(settings.buckets.exports, state.cataloged.archive_key)
@@ -179,7 +179,7 @@ async def test_cancel_racing_finalize_resolves_to_exactly_one_outcome_in_each_or
         exists = True
     except ObjectNotFound:
         exists = False
-    assert await store.list_uploads(settings.buckets.exports, f"exports/{tenant}/{export_id}/") == []
+    assert await store.list_uploads(settings.buckets.exports, export_prefix(tenant, export_id)) == []
     want = "cancelled" if order == "cancel_first" else "complete"
     assert (state.status, exists) == (want, want == "complete"), (state.status, exists, names)
     assert names.count("ExportCompleted") + names.count("ExportCancelled") == 1, names

@@ -214,7 +214,7 @@ async def test_operator_cancel_is_recorded_with_who_and_why_and_refused_once_fin
         asked = next(e for e in await events_of(bus, tenant, export_id) if isinstance(e, ev.CancelRequested))
         assert (asked.operator, asked.reason, asked.requested_by, asked.producer) == (
             "ada", "ticket 123: person asked us", "operator:ada", "operator")
-        assert await store.list_uploads(settings.buckets.exports, f"exports/{tenant}/{export_id}/") == []
+        assert await store.list_uploads(settings.buckets.exports, keys.export_prefix(tenant, export_id)) == []
         refused(cli(values, "cancel", export_id, "--reason", "again"), "already cancelled")
         done = await request_export(bus, tenant)
         await wait_status(bus, tenant, done, {"complete"}, 60)

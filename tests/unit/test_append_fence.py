@@ -67,3 +67,69 @@ async def test_a_cancel_is_not_lost_to_an_event_the_fold_ignores() -> None:
     seq = await request_cancel(log, E["tenant_id"], E["export_id"], "u1", rounds=1)
     assert seq == 3
     assert (await log.load(E["tenant_id"], E["export_id"])).state.cancel_requested
+
+
+class LostReply(InMemoryEventLog):
+    """Stores an append, then answers Conflict, the first ``times`` times (a publish whose reply was
+    lost and was sent again: the retry meets its own message already in)."""
+
+    def __init__(self, times: int = 1) -> None:
+        super().__init__()
+        self.times = times
+
+    async def append(self, event: ev.Event, expected_seq: int, msg_id: str | None = None) -> int:
+        seq = await super().append(event, expected_seq, msg_id)
+        if self.times and not isinstance(event, ev.ExportRequested):
+            self.times -= 1
+            raise Conflict(f"{event.export_id}: log moved past {expected_seq}")
+        return seq
+
+
+async def test_an_event_already_in_is_not_appended_again() -> None:
+    """Only messages that are not this very event may be stepped over: an operator's note (it moves
+    no fold) whose first append went in is a Conflict for the writer to re-read, never a second copy."""
+    log = LostReply()
+    await log.append(requested(), 0)
+    loaded = await log.load(E["tenant_id"], E["export_id"])
+    with pytest.raises(Conflict):
+        await append_folded(log, ev.AdmissionUnlocked(**E, operator="ada", reason="x"), loaded)
+    assert [e.name() async for _, e in log.history(E["tenant_id"], E["export_id"])] == [
+        "ExportRequested", "AdmissionUnlocked"]
+
+
+async def test_a_stream_of_events_the_fold_ignores_ends_in_a_conflict_after_the_last_round() -> None:
+    """Bounded: one ignored event before every try, ROUNDS tries, then Conflict (the caller's to count
+    or re-decide), not an endless loop nor another error."""
+    from shared.eventlog.fence import ROUNDS
+
+    class Flood(InMemoryEventLog):
+        tries = 0
+
+        async def append(self, event: ev.Event, expected_seq: int, msg_id: str | None = None) -> int:
+            if not isinstance(event, ev.ExportRequested):
+                self.tries += 1
+                ignored = SECOND_REQUEST.model_copy(update={"event_id": f"{self.tries:032x}"})
+                await super().append(ignored, await self.last_seq(E["tenant_id"], E["export_id"]))
+            return await super().append(event, expected_seq, msg_id)
+
+    log = Flood()
+    await log.append(requested(), 0)
+    loaded = await log.load(E["tenant_id"], E["export_id"])
+    with pytest.raises(Conflict):
+        await append_folded(log, ev.CatalogStarted(**E), loaded)
+    assert log.tries == ROUNDS
+    assert "CatalogStarted" not in [e.name() async for _, e in log.history(E["tenant_id"], E["export_id"])]
+
+
+async def test_a_cancel_that_lost_to_a_moving_export_reads_again_and_goes_in() -> None:
+    """A step's event logged while the cancel decided moves the export: a Conflict for the fenced
+    append, so the cancel reads the log again and appends after it (the gateway's cancel catches
+    only the CancelError family: a Conflict out of request_cancel would be a 500)."""
+    log = Interloper(ev.CatalogStarted(**E))
+    log.foreign = None
+    await log.append(requested(), 0)
+    log.foreign = ev.CatalogStarted(**E)
+    seq = await request_cancel(log, E["tenant_id"], E["export_id"], "u1")
+    assert seq == 3
+    assert [e.name() async for _, e in log.history(E["tenant_id"], E["export_id"])] == [
+        "ExportRequested", "CatalogStarted", "CancelRequested"]

@@ -71,6 +71,16 @@ async def _assert_cancelled_cleanly(bus: Bus, store: ObjectStore, settings: Sett
     if state.cataloged:
         with pytest.raises(ObjectNotFound):
             await store.head(settings.buckets.exports, state.cataloged.archive_key)
+        cataloged = state.cataloged
+
+        async def snapshot_removed() -> bool:  # the canceller removes it right after ExportCancelled
+            try:
+                await store.head(settings.buckets.exports, cataloged.snapshot_key)
+            except ObjectNotFound:
+                return True
+            return False
+
+        await until(snapshot_removed, 10, 0.1, f"the snapshot of {export_id} to be removed")
     await asyncio.sleep(0.5)  # nothing may arrive late
     assert not list(Path(settings.mail.outbox_dir).glob(f"{export_id}*"))
     assert (await bus.log.load(tenant, export_id)).state.status == "cancelled"

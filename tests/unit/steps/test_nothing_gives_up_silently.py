@@ -174,3 +174,24 @@ async def test_a_cancel_whose_rounds_keep_losing_is_retried_and_never_fails_the_
     assert written <= set(steps.appends_of("canceller")), written
     state = (await log.load("t1", "exp_1")).state
     assert state.status != "failed" and state.cancel_wins
+
+
+class OtherReplicaFirst(InMemoryEventLog):
+    """Another canceller replica's ExportCancelled lands just before this one's first try."""
+
+    async def append(self, event: ev.Event, expected_seq: int, msg_id: str | None = None) -> int:
+        if isinstance(event, ev.ExportCancelled) and not cancelled(self):
+            other = ev.ExportCancelled(**E, aborted_upload=True)
+            await super().append(other, await self.last_seq(event.tenant_id, event.export_id), msg_id)
+        return await super().append(event, expected_seq, msg_id)
+
+
+async def test_a_cancel_another_replica_finished_meanwhile_stands_down_quietly() -> None:
+    """The fenced ExportCancelled loses to the other replica's: re-read, nothing left to do — no
+    second abort, no second ExportCancelled, no StepError counted against the export."""
+    log = OtherReplicaFirst(producer="canceller")
+    store = Store(parts_left=False)
+    await Canceller(Settings(), store)(await cancelling(log))  # type: ignore[arg-type]
+    assert len(cancelled(log)) == 1 and cancelled(log)[0].aborted_upload
+    assert store.aborts == 1
+    assert (await log.load("t1", "exp_1")).state.status == "cancelled"

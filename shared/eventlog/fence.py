@@ -46,17 +46,20 @@ async def _unmoved_since(log: EventLogPort, state: ExportState, seq: int,
     this very event; else None (re-decide)."""
     last = await log.last_seq(state.tenant_id, state.export_id)
     if last < seq:
-        # Messages the fold was made from are gone (erase-tenant deleted the export's events while
-        # this writer was paused): an empty log is no log that 'moved nothing'. Appended again at 0,
-        # the event went into the erased export, and its step went on writing the tenant's data.
-        return None
+        return None  # messages the fold was made from are gone (see below)
+    # Messages the fold was made from are gone when its request is: erase-tenant deleted the export's
+    # events while this writer was paused. Such a log is no log that 'moved nothing' — appended again
+    # at 0, or after a message stored on the erased export's subjects since, the event went into the
+    # erased export, and its step went on writing the tenant's data.
+    requested = state.request is None  # a fold without a request has none to lose
     async for at, logged in log.history(state.tenant_id, state.export_id):
         if at <= seq:
+            requested = requested or isinstance(logged, ev.ExportRequested)
             continue
-        if at > last:
+        if at > last or not requested:
             break
         after = apply(state, logged)
         if logged.event_id == event_id or moved(state, after):
             return None
         state = after
-    return state, last
+    return (state, last) if requested else None

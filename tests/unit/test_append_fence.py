@@ -133,3 +133,19 @@ async def test_a_cancel_that_lost_to_a_moving_export_reads_again_and_goes_in() -
     assert seq == 3
     assert [e.name() async for _, e in log.history(E["tenant_id"], E["export_id"])] == [
         "ExportRequested", "CatalogStarted", "CancelRequested"]
+
+
+async def test_an_erased_log_with_a_message_stored_after_the_erasure_is_no_log_that_moved_nothing() -> None:
+    """erase-tenant deletes an export's events while a writer is paused; a message stored on the
+    export's subjects after that (here one the writer's fold ignores: a second request) left the
+    log's last sequence above the writer's fold, the messages after the fold read as 'moved
+    nothing', and the writer appended into the erased export (the review of 736f3a8)."""
+    log = InMemoryEventLog()
+    await log.append(requested(), 0)
+    loaded = await log.load(E["tenant_id"], E["export_id"])
+    log.messages = [("erased", e) for _, e in log.messages]  # message deletes: the sequences stay taken
+    await log.append(SECOND_REQUEST, 0)
+    with pytest.raises(Conflict):
+        await append_folded(log, ev.CatalogStarted(**E), loaded)
+    assert [e.name() async for _, e in log.history(E["tenant_id"], E["export_id"])] == ["ExportRequested"]
+

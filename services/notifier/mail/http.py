@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
+import yarl
 
 from shared.runtime.settings import masked_url
 
@@ -86,6 +87,11 @@ class HttpMailer:
         self.endpoint = url.rstrip("/") + "/send"
         self._shown = masked_url(self.endpoint)  # user:password@ (basic auth to the service) as user:***@
         self._api_key = api_key
+        # what a reason must not hold of a URL's user:password@: the password, and the Authorization
+        # header aiohttp sends for it (a proxy's error answer may dump the request's headers)
+        url_ = yarl.URL(self.endpoint)
+        self._secrets = [v for v in (url_.password, url_.password and
+                                     aiohttp.BasicAuth(url_.user or "", url_.password).encode().split()[-1]) if v]
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
 
@@ -123,7 +129,11 @@ class HttpMailer:
         answer's body, which a mail service or a proxy in front of it may fill with the key it refused
         or the request's headers — never holds the key, nor the password of a URL with ``user:password@``."""
         text = text.replace(self.endpoint, self._shown)
-        return text.replace(self._api_key, "[API key]") if self._api_key else text
+        if self._api_key:
+            text = text.replace(self._api_key, "[API key]")
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     async def close(self) -> None:
         if self._session is not None:

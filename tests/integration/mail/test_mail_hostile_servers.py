@@ -209,8 +209,14 @@ async def test_an_error_body_that_quotes_the_api_key_never_puts_it_in_the_reason
     assert "mail service answered HTTP" in caught.reason and "[API key]" in caught.reason
 
 
+_DUMP = b"proxy error; request headers: Authorization: Basic bWFpbGVyOmh1bnRlcjJwdw== (mailer / hunter2pw)"
+
+
 @pytest.mark.parametrize("answer", [None, b"HELLO WORLD\r\n\r\n",  # nothing listens; an answer that is not HTTP
-                                    b"HTTP/1.1 500 x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"])  # a header too big
+                                    b"HTTP/1.1 500 x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n",  # a header too big
+                                    # a proxy that dumps the request's headers, basic auth and all, into its 503
+                                    b"HTTP/1.1 503 x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                                    % (len(_DUMP), _DUMP)])
 async def test_a_password_in_the_mail_services_url_is_never_in_the_reason(raw_server: Any, ready: Email,
                                                                           answer: bytes | None) -> None:
     # GROVE_MAIL__HTTP_URL=https://user:password@host (basic auth in front of the mail service) is a
@@ -225,4 +231,7 @@ async def test_a_password_in_the_mail_services_url_is_never_in_the_reason(raw_se
     basic = base64.b64encode(b"mailer:hunter2pw").decode()  # the Authorization header aiohttp sends for it
     assert "hunter2pw" not in caught.value.reason and "hunter2pw" not in repr(mailer), caught.value.reason
     assert basic not in caught.value.reason, caught.value.reason
-    assert f"mailer:***@127.0.0.1:{port}" in caught.value.reason
+    if answer is not None and answer.startswith(b"HTTP/1.1 503"):  # an answer: the reason quotes its body
+        assert caught.value.reason.startswith("mail service answered HTTP 503: proxy error"), caught.value.reason
+    else:  # the transport failed: the reason names the endpoint, its password masked
+        assert f"mailer:***@127.0.0.1:{port}" in caught.value.reason

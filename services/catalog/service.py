@@ -125,11 +125,13 @@ class Catalog:
             # log was erased while this run was paused (then nobody else would remove them: the
             # log no longer names the export) — remove it: the snapshot and the rendered posts are
             # the tenant's content. An export still under way re-decides and catalogs again.
-            # Else another run's snapshot is (or will be) the logged one: this run's own two objects go.
+            # Else, unless the logged ExportCataloged is this run's own (it went in and only its reply
+            # was lost: the retried publish met it), another run's snapshot is or will be the logged
+            # one, and this run's own two objects go.
             now, bucket = (await ctx.peek()).state, self.settings.buckets.exports
             if not now.exists or now.stopping:
                 await remove_work_objects(self.store, bucket, req.tenant_id, req.export_id)
-            else:
+            elif now.cataloged is None or now.cataloged.snapshot_key != skey:
                 with contextlib.suppress(StoreError):  # left for the sweep at the export's end
                     await self.store.delete_many(bucket, [skey, texts_key(req.tenant_id, req.export_id, run)])
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,14 @@ def test_a_damaged_file_is_read_as_no_stack_not_a_traceback(tmp_path: Path, body
     found = operator.find(tmp_path, {})
     assert found.source is None and not any(k.startswith("GROVE_NATS") for k in found.env)
     assert found.env == operator.folder_paths(tmp_path)
+
+
+@pytest.mark.parametrize("body", [{"pid": "PID"}, {"pid": "PID", "nats_url": None}, {"pid": "PID", "env": "x"}])
+def test_a_file_that_names_a_live_pid_is_a_running_stack_whatever_else_it_lacks(tmp_path: Path, body: dict) -> None:
+    # `make clean` asks running_pid before it deletes the data folder: a file read as "no stack"
+    # for lacking the settings' parts (the review of e1f2b62) let it delete a running stack's data
+    from services.devtools.stack import running
+
+    (tmp_path / operator.STACK_FILE).write_text(json.dumps({k: os.getpid() if v == "PID" else v
+                                                            for k, v in body.items()}))
+    assert running.running_pid(tmp_path) == os.getpid()

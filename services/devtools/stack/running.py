@@ -36,20 +36,26 @@ def read_stack_file(data_dir: Path) -> dict[str, Any] | None:
     JSON, or JSON of another shape (``[]``, ``{}``, arrays nested thousands deep), which every command
     that reads settings met as an AttributeError, KeyError or RecursionError traceback. The one
     reader of the file: operator commands, ``serve``'s "already runs" line and `make clean`'s check."""
-    try:
-        body = json.loads((data_dir / STACK_FILE).read_text())
-    except (OSError, ValueError, RecursionError):  # absent (no stack running), or unreadable
-        return None
+    body = _loaded(data_dir)
     if not isinstance(body, dict) or not isinstance(body.get("nats_url"), str) \
             or not isinstance(body.get("env", {}), dict):
         return None
     return body
 
 
+def _loaded(data_dir: Path) -> Any:
+    try:
+        return json.loads((data_dir / STACK_FILE).read_text())
+    except (OSError, ValueError, RecursionError):  # absent (no stack running), or unreadable
+        return None
+
+
 def running_pid(data_dir: Path) -> object | None:
-    """The pid of the stack running in ``data_dir`` (its stack.json names a live process), else None."""
-    body = read_stack_file(data_dir)
-    pid = body.get("pid") if body is not None else None
+    """The pid of the stack running in ``data_dir`` (its stack.json names a live process), else None.
+    Any object naming a live pid counts, whatever else it lacks: `make clean` asks this before it
+    deletes the folder, and a file it took for no stack let it delete a running stack's data."""
+    body = _loaded(data_dir)
+    pid = body.get("pid") if isinstance(body, dict) else None
     return pid if alive(pid) else None
 
 

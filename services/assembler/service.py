@@ -167,7 +167,9 @@ class Assembler:
             try:
                 await ctx.append(started, msg_id=f"{c.export_id}:UploadStarted")
             except Conflict:
-                await self.store.abort_multipart(self.bucket, c.archive_key, upload_id)
+                logged = (await ctx.peek()).state.upload
+                if logged is None or logged.upload_id != upload_id:  # else its own went in, its reply lost
+                    await self.store.abort_multipart(self.bucket, c.archive_key, upload_id)
                 raise
             return started, None
         if current.fingerprint == fp:

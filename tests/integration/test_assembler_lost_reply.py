@@ -13,26 +13,16 @@ from services.assembler.service import Assembler
 from shared.core import events as ev
 from shared.core import keys
 from shared.eventlog.jetstream import Conflict
-from shared.eventlog.memory import InMemoryEventLog
 from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
 from shared.runtime.worker import StepContext
-
-
-class LostUploadStartedReply(InMemoryEventLog):
-    """Stores UploadStarted, then answers Conflict, as a publish retried after a lost reply does."""
-
-    async def append(self, event: ev.Event, expected_seq: int, msg_id: str | None = None) -> int:
-        seq = await super().append(event, expected_seq, msg_id)
-        if isinstance(event, ev.UploadStarted):
-            raise Conflict(f"{event.export_id}: log moved past {expected_seq}")
-        return seq
+from tests.support.lostreply import LostReplyOf
 
 
 async def test_an_upload_whose_own_upload_started_went_in_stays_open(settings: Settings, store: ObjectStore) -> None:
     tenant, export = "tenant_a", ev.new_export_id()
     ids = dict(export_id=export, tenant_id=tenant)
-    log = LostUploadStartedReply()
+    log = LostReplyOf(ev.UploadStarted)
     seq = await log.append(ev.ExportRequested(**ids, user_id="u1", user_email="a@example.org", username="autumn"), 0)
     seq = await log.append(ev.CatalogStarted(**ids), seq)
     cataloged = ev.ExportCataloged(**ids, snapshot_key=keys.snapshot_key(tenant, export), snapshot_sha256="0" * 64,

@@ -15,20 +15,10 @@ from shared.content.seed import seed_tenant
 from shared.core import events as ev
 from shared.core.keys import texts_key_beside
 from shared.eventlog.jetstream import Conflict
-from shared.eventlog.memory import InMemoryEventLog
 from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
 from shared.runtime.worker import StepContext
-
-
-class LostCatalogedReply(InMemoryEventLog):
-    """Stores ExportCataloged, then answers Conflict, as a publish retried after a lost reply does."""
-
-    async def append(self, event: ev.Event, expected_seq: int, msg_id: str | None = None) -> int:
-        seq = await super().append(event, expected_seq, msg_id)
-        if isinstance(event, ev.ExportCataloged):
-            raise Conflict(f"{event.export_id}: log moved past {expected_seq}")
-        return seq
+from tests.support.lostreply import LostReplyOf
 
 
 async def test_a_run_whose_own_event_went_in_keeps_what_it_names(
@@ -37,7 +27,7 @@ async def test_a_run_whose_own_event_went_in_keeps_what_it_names(
                                amber_bucket=settings.buckets.amber, posts=3, images=1)
     request = ev.ExportRequested(export_id=ev.new_export_id(), tenant_id=seeded.tenant_id, user_id="u1",
                                  user_email="a@example.org", username="autumn")
-    log = LostCatalogedReply()
+    log = LostReplyOf(ev.ExportCataloged)
     await log.append(request, 0)
     ctx = StepContext(log=log, loaded=await log.load(request.tenant_id, request.export_id), settings=settings)
     with pytest.raises(Conflict):

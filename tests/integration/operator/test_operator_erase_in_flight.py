@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,27 +82,11 @@ async def test_an_assembler_frozen_through_the_erasure_writes_nothing_of_the_ten
                 return False
 
         await until(uploading, 30, 0.02, "the assembler's UploadStarted and heartbeat")
-        assembler = next(c for c in stack.children if c.name == "assembler")
-        assert assembler.pid is not None
-        os.kill(assembler.pid, signal.SIGSTOP)
-        try:
-            assert not (await bus.log.load(tenant, export_id)).state.parts  # frozen before any part logged
-            assert cli(values, "replay").returncode == 0
-            out = cli(values, "erase-tenant", tenant, "--wait", "5", "--erase-running")
-            assert out.returncode == 0 and "nothing left" in out.stdout, out.stdout + out.stderr
-            assert "erased anyway, --erase-running" in out.stdout, out.stdout  # the frozen run's heartbeat
-        finally:
-            os.kill(assembler.pid, signal.SIGCONT)
+        async def no_part_logged() -> None:  # frozen before any part logged
+            assert not (await bus.log.load(tenant, export_id)).state.parts
 
-        async def assembler_idle() -> bool:  # the thawed run is over: whatever it would write is written
-            said = Path(assembler.log_path).read_text()
-            return any(f"assemble {export_id}{how}" in said
-                       for how in (": the log moved", ": standing down", ": done", " failed"))
-
-        await until(assembler_idle, 60, 0.2, "the thawed assembler's run to end")
-        held = await _held(bus, store, settings, tenant)
-        logged = [e.name() async for _, e in bus.log.history(tenant, export_id)]
-        assert (held["events"], held["uploads"], held["objects"]) == (0, [], []), (logged, held)
+        await _erased_while_frozen(values, bus, store, settings, stack, "assemble", tenant, export_id,
+                                   wait="5", frozen=no_part_logged)
     finally:
         stack.stop()
 
@@ -129,26 +114,40 @@ async def test_a_catalog_frozen_through_the_erasure_leaves_nothing_of_the_tenant
                 return False
 
         await until(beating, 30, 0.02, "the catalog's heartbeat")
-        catalog = next(c for c in stack.children if c.name == "catalog")
-        assert catalog.pid is not None
-        os.kill(catalog.pid, signal.SIGSTOP)
-        try:
+        async def bucket_there() -> None:  # nothing stored yet: the erase lists the exports bucket
             (Path(settings.store_root) / settings.buckets.exports).mkdir(parents=True, exist_ok=True)
-            assert cli(values, "replay").returncode == 0
-            out = cli(values, "erase-tenant", tenant, "--wait", "1", "--erase-running")
-            assert out.returncode == 0 and "nothing left" in out.stdout, out.stdout + out.stderr
-            assert "erased anyway, --erase-running" in out.stdout, out.stdout
-        finally:
-            os.kill(catalog.pid, signal.SIGCONT)
 
-        async def catalog_ended() -> bool:  # the thawed run is over: whatever it would write is written
-            said = Path(catalog.log_path).read_text()
-            return any(f"catalog {export_id}{how}" in said
-                       for how in (": the log moved", ": standing down", ": done", " failed"))
-
-        await until(catalog_ended, 60, 0.2, "the thawed catalog's run to end")
-        held = await _held(bus, store, settings, tenant)
-        logged = [e.name() async for _, e in bus.log.history(tenant, export_id)]
-        assert (held["events"], held["uploads"], held["objects"]) == (0, [], []), (logged, held)
+        await _erased_while_frozen(values, bus, store, settings, stack, "catalog", tenant, export_id,
+                                   wait="1", frozen=bucket_there)
     finally:
         stack.stop()
+
+
+async def _erased_while_frozen(values: dict[str, Any], bus: Bus, store: ObjectStore, settings: Settings,
+                               stack: Any, step: str, tenant: str, export_id: str, *, wait: str,
+                               frozen: Callable[[], Awaitable[None]]) -> None:
+    """The ``step``'s service frozen (SIGSTOP; ``frozen`` runs then), the tenant erased with
+    --erase-running, the service thawed; once its run is over (whatever it would write is written),
+    nothing of the tenant may be held — no event, no upload, no object."""
+    child = next(c for c in stack.children if c.name == ("assembler" if step == "assemble" else step))
+    assert child.pid is not None
+    os.kill(child.pid, signal.SIGSTOP)
+    try:
+        await frozen()
+        assert cli(values, "replay").returncode == 0
+        out = cli(values, "erase-tenant", tenant, "--wait", wait, "--erase-running")
+        assert out.returncode == 0 and "nothing left" in out.stdout, out.stdout + out.stderr
+        assert "erased anyway, --erase-running" in out.stdout, out.stdout  # the frozen run's heartbeat
+    finally:
+        os.kill(child.pid, signal.SIGCONT)
+
+    async def run_ended() -> bool:
+        said = Path(child.log_path).read_text()
+        return any(f"{step} {export_id}{how}" in said
+                   for how in (": the log moved", ": standing down", ": done", " failed"))
+
+    await until(run_ended, 60, 0.2, f"the thawed {step} run to end")
+    held = await _held(bus, store, settings, tenant)
+    logged = [e.name() async for _, e in bus.log.history(tenant, export_id)]
+    assert (held["events"], held["uploads"], held["objects"]) == (0, [], []), (logged, held)
+

@@ -39,14 +39,21 @@ async def _streams(bus: Bus, names: list[str]) -> dict[str, int]:
     return have
 
 
-async def test_restore_refuses_before_restoring_anything_when_one_stream_exists(
-        values: dict[str, Any], bus: Bus, settings: Settings, tmp_path: Path) -> None:
+async def _backed_up(values: dict[str, Any], bus: Bus, settings: Settings, tmp_path: Path) -> tuple[list[str], Path]:
+    """The deployment's streams (the log, then the two KV buckets'), one request in the log, and
+    `grove-export backup`'s own backup of them in ``tmp_path/backup``."""
     hb, admission = (f"KV_{b}" for b in kv_names(settings))
-    names = [settings.stream_name, hb, admission]
     await bus.log.append(ev.ExportRequested(export_id=ev.new_export_id(), tenant_id="tenant_r", user_id="u1",
                                             user_email="r@example.org", username="autumn"), 0)
     backup = tmp_path / "backup"
     assert cli(values, "backup", str(backup)).returncode == 0
+    return [settings.stream_name, hb, admission], backup
+
+
+async def test_restore_refuses_before_restoring_anything_when_one_stream_exists(
+        values: dict[str, Any], bus: Bus, settings: Settings, tmp_path: Path) -> None:
+    names, backup = await _backed_up(values, bus, settings, tmp_path)
+    hb, admission = names[1:]
 
     await bus.js.delete_stream(settings.stream_name)  # only the log is gone; the KV buckets' streams stay
     out = cli(values, "restore", str(backup))
@@ -229,12 +236,8 @@ async def test_replace_with_a_config_the_server_refuses_deletes_nothing(
     server's streams, then the server refused the backup's first config ("replicas > 1 not supported
     in non-clustered mode"): the server was left with no streams at all. Each config is now put to the
     server first, under a probe stream's name, made and deleted again."""
-    hb, admission = (f"KV_{b}" for b in kv_names(settings))
-    names = [settings.stream_name, hb, admission]
-    await bus.log.append(ev.ExportRequested(export_id=ev.new_export_id(), tenant_id="tenant_r", user_id="u1",
-                                            user_email="r@example.org", username="autumn"), 0)
-    backup = tmp_path / "backup"
-    assert cli(values, "backup", str(backup)).returncode == 0
+    names, backup = await _backed_up(values, bus, settings, tmp_path)
+    hb, admission = names[1:]
     meta_file = backup / f"{admission}.json"  # the last stream restored: the others' configs pass the probe
     meta = json.loads(meta_file.read_text())
     meta["config"]["num_replicas"] = 3  # as a three-node cluster's backup says

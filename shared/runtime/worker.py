@@ -307,17 +307,25 @@ class StepWorker:
 
     async def _failed(self, msg: Msg, tenant_id: str, export_id: str, error: Exception) -> None:
         reason = public_reason(error, StepError)  # what the person sees; the details stay in this log
-        log.warning("%s %s failed: %s (%s: %s)", self.step, export_id, reason, type(error).__name__, error,
-                    exc_info=not isinstance(error, StepError), extra=_ids(tenant_id, export_id, self.step))
+        ids = _ids(tenant_id, export_id, self.step)
+        said = False
         try:
             loaded = await self.bus.log.load(tenant_id, export_id)
             decision = after_failure(loaded.state, self.step, reason, self.settings.step_attempts,
                                      self.settings.retry_base_delay_s, still_due=self.should_run(loaded),
                                      permanent=is_permanent(error))
+            if isinstance(decision, Drop):
+                # the export ended (cancelled, completed by another replica, erased) while this run
+                # worked: what stopped the run is no failure, and a warning with a traceback said it was
+                log.info("%s %s: ended, the export no longer needs this step (%s: %s)", self.step,
+                         export_id, type(error).__name__, error, extra=ids)
+                await msg.ack()
+                return
+            log.warning("%s %s failed: %s (%s: %s)", self.step, export_id, reason, type(error).__name__, error,
+                        exc_info=not isinstance(error, StepError), extra=ids)
+            said = True
             base = dict(export_id=export_id, tenant_id=tenant_id)
             match decision:
-                case Drop():
-                    await msg.ack()
                 case GiveUp(reason=readable):
                     await self._give_up(msg, loaded, readable)
                 case Retry(attempt=attempt, delay_s=delay):
@@ -326,8 +334,10 @@ class StepWorker:
                     await msg.nak(delay=delay)
                     metrics.STEP_RETRIES.labels(self.step).inc()
         except Exception:
-            log.exception("%s %s: could not record the failure", self.step, export_id,
-                          extra=_ids(tenant_id, export_id, self.step))
+            if not said:
+                log.warning("%s %s failed: %s (%s: %s)", self.step, export_id, reason, type(error).__name__,
+                            error, exc_info=not isinstance(error, StepError), extra=ids)
+            log.exception("%s %s: could not record the failure", self.step, export_id, extra=ids)
             with contextlib.suppress(Exception):
                 await msg.nak(delay=self.settings.retry_base_delay_s)
 

@@ -5,6 +5,8 @@ prompt re-decision, again recording nothing. On the in-memory event log; no serv
 from __future__ import annotations
 
 import asyncio
+import logging
+from datetime import UTC, datetime
 
 import pytest
 
@@ -65,3 +67,63 @@ async def test_a_failure_is_recorded_past_an_event_the_fold_ignores(attempts: in
     recorded = "StepFailed" if attempts > 1 else "ExportFailed"
     assert [e.name() async for _, e in log.history(tenant, export)] == ["ExportRequested", "ExportRequested", recorded]
     assert msg.calls[-1][0] == ("nak" if attempts > 1 else "ack")
+
+
+@pytest.mark.parametrize("ended_by", [
+    ev.ExportCancelled(export_id="exp_e", tenant_id="t_e"),
+    ev.ExportCompleted(export_id="exp_e", tenant_id="t_e", archive_key="exports/t_e/exp_e/grove-export-u-2026-12-04.zip",
+                       size_bytes=1, sha256="0" * 64, item_counts={}, error_count=0,
+                       expires_at=datetime(2026, 12, 31, tzinfo=UTC)),
+], ids=["cancelled", "completed"])
+async def test_a_run_stopped_because_its_export_ended_is_said_as_ended_not_failed(
+        ended_by: ev.Event, caplog: pytest.LogCaptureFixture) -> None:
+    """A replica thawed after another completed the export (or after a cancel) stops with an error of
+    its own making (the encoder's Stopped, a lost upload): the worker drops the message, which was right,
+    but logged 'failed: An internal error occurred' with a traceback — an operator read a failure that
+    never was. It now says the run ended, at INFO, without a traceback, and acks; a failure of an export
+    still under way is still a warning with its traceback (the test above this one's neighbours)."""
+    log = InMemoryEventLog()
+    requested = ev.ExportRequested(export_id="exp_e", tenant_id="t_e", user_id="u", user_email="u@example.org",
+                                   username="u")
+    await log.append(requested, 0)
+    bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
+
+    class Stopped(Exception):  # what the encoder raises once its export is stopped
+        pass
+
+    async def work(ctx: StepContext) -> None:
+        await log.append(ended_by, 1)  # another actor ended the export while this run worked
+        raise Stopped()
+
+    worker = StepWorker("assemble", bus, Settings(progress_interval_s=60, ack_wait_s=120), work, lambda loaded: True)
+    msg = FakeMsg("exports.t_e.exp_e.ExportRequested", data=requested.to_json())
+    with caplog.at_level(logging.INFO, logger="shared.runtime.worker"):
+        await worker.handle(msg)  # type: ignore[arg-type]
+        await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)
+    assert msg.calls == [("ack", None)]
+    lines = [(r.levelno, r.getMessage(), r.exc_info) for r in caplog.records if "exp_e" in r.getMessage()]
+    assert [(lvl, text) for lvl, text, _ in lines if lvl >= logging.WARNING] == []
+    assert any(lvl == logging.INFO and "ended, the export no longer needs this step (Stopped: )" in text
+               and not exc for lvl, text, exc in lines), lines
+    assert [e.name() async for _, e in log.history("t_e", "exp_e")] == ["ExportRequested", ended_by.name()]
+
+
+async def test_a_failure_of_an_export_under_way_is_still_a_warning_with_its_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    log = InMemoryEventLog()
+    requested = ev.ExportRequested(export_id="exp_w", tenant_id="t_w", user_id="u", user_email="u@example.org",
+                                   username="u")
+    await log.append(requested, 0)
+    bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
+
+    async def work(ctx: StepContext) -> None:
+        raise RuntimeError("the store is down")
+
+    worker = StepWorker("assemble", bus, Settings(progress_interval_s=60, ack_wait_s=120), work, lambda loaded: True)
+    msg = FakeMsg("exports.t_w.exp_w.ExportRequested", data=requested.to_json())
+    with caplog.at_level(logging.INFO, logger="shared.runtime.worker"):
+        await worker.handle(msg)  # type: ignore[arg-type]
+        await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "exp_w failed" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].exc_info is not None
+    assert [e.name() async for _, e in log.history("t_w", "exp_w")] == ["ExportRequested", "StepFailed"]

@@ -7,10 +7,12 @@ export id as an idempotency key so the mail service can drop the repeat; SMTP ca
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
-from services.notifier.mail import MailError, failed_email, ready_email
+from services.notifier.mail import Email, MailError, failed_email, ready_email
 from services.notifier.mail.errors import one_line
 from services.notifier.mail.port import Mailer
 from services.notifier.mail.retry import send_with_retries
@@ -63,10 +65,37 @@ class Notifier:
             email = failed_email(to=req.user_email, username=req.username, reason=reason,
                                  export_id=req.export_id, tenant_id=req.tenant_id, download_page_url=page,
                                  attempt=s.attempt, resend=s.resends)
+        # A shutdown (SIGTERM: a deploy, a scale-down) lets the send in flight end — its own timeout
+        # bounds it — and its outcome be logged before the run stops: cut off while the mail server
+        # held the message, the run was redelivered and the person got the email twice (SMTP cannot
+        # drop a repeat). A wait between attempts ends at once: nothing is in flight then.
+        stopping = asyncio.Event()
+        sending = asyncio.ensure_future(self._send(ctx, email, kind, stopping))
+        try:
+            await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            if sending.done():
+                raise
+            stopping.set()
+            log.info("email for %s: shutting down; the send in flight ends first", req.export_id)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sending
+            raise
+
+    async def _send(self, ctx: StepContext, email: Email, kind: str, stopping: asyncio.Event) -> None:
+        req = ctx.state.request
+        assert req is not None
         base = dict(export_id=req.export_id, tenant_id=req.tenant_id)
         mail = self.settings.mail
+
+        async def wait(delay: float) -> None:  # between attempts: a shutdown ends it, and the run
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            if stopping.is_set():
+                raise asyncio.CancelledError("shutting down between attempts")
+
         try:
-            channel = await send_with_retries(self.mailer, email, mail.attempts, mail.retry_base_delay)
+            channel = await send_with_retries(self.mailer, email, mail.attempts, mail.retry_base_delay, wait)
         except Exception as e:  # MailError, or anything unexpected: recorded, never a retry loop
             reason = e.reason if isinstance(e, MailError) else one_line(f"{type(e).__name__}: {e}")
             log.warning("email for %s not sent: %s", req.export_id, reason)

@@ -210,11 +210,11 @@ StartSmtp = Callable[..., SmtpServer]
 
 @pytest.fixture
 def start_smtp(certs: Certs) -> Iterator[StartSmtp]:
-    """Start an aiosmtpd server: ``start_smtp(mode="plain"|"starttls"|"tls", auth=False)``."""
+    """Start an aiosmtpd server: ``start_smtp(mode="plain"|"starttls"|"tls", auth=False, handler=None)``."""
     controllers: list[Controller] = []
 
-    def start(*, mode: str = "plain", auth: bool = False) -> SmtpServer:
-        handler = SmtpHandler()
+    def start(*, mode: str = "plain", auth: bool = False, handler: SmtpHandler | None = None) -> SmtpServer:
+        handler = handler or SmtpHandler()
         kwargs: dict[str, Any] = {}
         if mode == "starttls":
             kwargs.update(tls_context=certs.server_context(), require_starttls=True)

@@ -19,6 +19,7 @@ import asyncpg
 
 from shared.content import schema
 from shared.content.port import (
+    INTEGER_COLUMNS,
     ClaimHeld,
     ContentRejected,
     ContentUnavailable,
@@ -51,6 +52,28 @@ SESSION = {"DateStyle": "ISO, YMD", "TimeZone": "UTC"}
 async def _text_codecs(conn: asyncpg.Connection) -> None:
     for name in TEXT_TYPES:
         await conn.set_type_codec(name, schema="pg_catalog", encoder=str, decoder=str, format="text")
+
+
+# The column types a write gives its values as (binary COPY of Python str and int), by the spec's
+# type of the column: a platform's own table with other types (a ``timestamptz`` time, a ``uuid``
+# id) is read by an export (as text), but a write into it ended in a traceback of asyncpg's encoder.
+_WRITES_TEXT = frozenset({"text", "character varying", "character", "citext", "name"})
+_WRITES_INTEGER = frozenset({"bigint", "integer", "smallint", "numeric"})
+
+
+async def _refuse_other_types(conn: asyncpg.Connection, table: str, cols: Sequence[str]) -> None:
+    """ContentRejected, in one line, for a column of ``table`` that this database holds as a type the
+    write cannot give (import writes the spec's: text, and whole numbers for its times and sizes)."""
+    types = dict(await conn.fetch("SELECT attname::text, atttypid::regtype::text FROM pg_attribute "
+                                  "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped", table))
+    for col in cols:
+        have = types.get(col, "")
+        wants = _WRITES_INTEGER if (table, col) in INTEGER_COLUMNS else _WRITES_TEXT
+        if have.split("(")[0] not in wants:
+            kind = "a whole number" if wants is _WRITES_INTEGER else "text"
+            raise ContentRejected(f"{table}.{col} is {have or 'missing'} in this database, and this write gives "
+                                  f"{kind} there (the spec's type); only tables of the spec's column types "
+                                  f"can be written")
 
 
 def numbered(sql: str) -> str:
@@ -205,6 +228,7 @@ class PostgresContent(SourceQueries):
         try:
             async with pool.acquire() as conn, conn.transaction():  # every table or none
                 for table, cols, values in checked:
+                    await _refuse_other_types(conn, table, cols)
                     await conn.copy_records_to_table(table, records=values, columns=list(cols))
         except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as e:
             raise ContentRejected(f"{table}: {e}") from None

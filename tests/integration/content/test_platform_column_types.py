@@ -14,10 +14,12 @@ from typing import Any
 import asyncpg
 import pytest
 
+from services.archivetools.importer import import_archive
 from services.archivetools.reference import assemble_to_file
 from services.archivetools.verify import verify_archive
 from services.catalog.service import Catalog
 from shared.content.factory import open_content, sqlite_path
+from shared.content.port import ContentRejected
 from shared.core import events as ev
 from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
@@ -136,3 +138,47 @@ INSERT INTO posts VALUES ('p1', 't1', 'hello', convert_to('Café', 'UTF8'), NULL
     assert index["posts"][0]["title"] == "Café"
     with zipfile.ZipFile(tmp_path / "a.zip") as zf:
         assert zf.read("posts/hello.md").decode().endswith("---\n\ufffdA")
+
+
+@pytest.mark.parametrize("content_backend", ["postgresql"], indirect=True)
+async def test_an_import_into_a_platforms_own_time_columns_is_refused_in_one_line(
+        settings: Settings, store: ObjectStore, content_dsn: str, tmp_path: Path) -> None:
+    """Import writes the spec's types (text, and Unix seconds for times) by binary COPY: into a
+    platform's own table with a ``timestamptz`` time it ended in a traceback of asyncpg's encoder. It
+    is refused in one line naming the column and its type, and nothing of the tenant is left: no row,
+    no file (the files put before the rows are taken back)."""
+    await _create(content_dsn, """
+CREATE TABLE tenants (id TEXT PRIMARY KEY, username TEXT NOT NULL, display_name TEXT, email TEXT,
+                      created_at BIGINT NOT NULL);
+INSERT INTO tenants VALUES ('t1', 'autumn', 'Autumn', NULL, 1700000000);
+CREATE TABLE posts (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, slug TEXT NOT NULL, title TEXT NOT NULL,
+  description TEXT, markdown_content TEXT NOT NULL DEFAULT '', tags TEXT, status TEXT NOT NULL DEFAULT 'draft',
+  featured_image TEXT, published_at TIMESTAMPTZ, created_at TIMESTAMP NOT NULL, updated_at DATE);
+INSERT INTO posts VALUES ('p1', 't1', 'zoned', 'Zoned', NULL, '![a](https://cdn.example/t1/a.jpg)', NULL,
+  'published', NULL, '2024-05-05 12:00:00+05:30', '2024-01-01 10:00', '2024-01-01');
+CREATE TABLE media (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, filename TEXT NOT NULL,
+  original_name TEXT, r2_key TEXT NOT NULL, url TEXT, size BIGINT, mime_type TEXT, alt_text TEXT,
+  uploaded_at BIGINT NOT NULL);
+INSERT INTO media VALUES ('m1', 't1', 'a.jpg', NULL, 't1/a.jpg', 'https://cdn.example/t1/a.jpg', 5, NULL, NULL,
+  1700000000);""")
+    await store.put(settings.buckets.images, "t1/a.jpg", b"bytes")
+    await _export(settings, store, content_dsn, tmp_path / "a.zip")
+    content = open_content(content_dsn)
+    try:
+        with pytest.raises(ContentRejected) as refused:
+            await import_archive(tmp_path / "a.zip", "t2", content, store, url_template="https://cdn.example/{key}",
+                                 images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber)
+    finally:
+        await content.close()
+    assert str(refused.value) == ("posts.published_at is timestamp with time zone in this database, and this "
+                                  "write gives a whole number there (the spec's type); only tables of the "
+                                  "spec's column types can be written")
+    conn = await asyncpg.connect(content_dsn)
+    try:
+        held = [await conn.fetchval(f"SELECT count(*) FROM {t} WHERE tenant_id = 't2'") for t in ("posts", "media")]
+        held.append(await conn.fetchval("SELECT count(*) FROM tenants WHERE id = 't2'"))
+    finally:
+        await conn.close()
+    assert held == [0, 0, 0]
+    assert [o.key for o in await store.list_keys(settings.buckets.images, "t1/")] == ["t1/a.jpg"]
+    assert await store.list_keys(settings.buckets.images, "t2/") == []  # where the import puts t2's files

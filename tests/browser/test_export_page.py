@@ -263,6 +263,44 @@ async def test_a_second_start_shows_the_export_in_progress_and_jumps_to_it(
     await second.context.close()
 
 
+async def test_a_start_whose_answer_was_lost_follows_its_export_when_clicked_again(
+        browser: Any, live: LiveStack, seed: Seed) -> None:
+    """The gateway started the export but its answer never reached the page (the connection dropped):
+    the person clicks Start again. The page sent a new Idempotency-Key (none at all) each time, so the
+    second click was a 409 naming the export the first had reserved — and "Show the active export" for
+    one whose request never reached the log said it could not be found. A lost answer is now asked
+    again with the same key: the gateway answers with the export the first click started."""
+    tenant = await seed(images=0)
+    page = await open_page(browser, live, tenant)
+    sent: list[dict[str, str]] = []
+    first: dict[str, Any] = {}
+
+    async def lose_the_answer(route: Any) -> None:
+        if route.request.method != "POST" or first:
+            await route.continue_()
+            return
+        answer = await route.fetch()  # the gateway takes it and starts the export
+        first.update(await answer.json())
+        await route.abort("connectionreset")  # and the answer is lost on its way back
+
+    page.on("request", lambda r: sent.append(r.headers) if r.method == "POST" and r.url.endswith("/api/export") else None)
+    await page.route("**/api/export", lose_the_answer)
+    start = page.get_by_role("button", name="Start export")
+    await start.click()
+    await page.wait_for_selector("#message[data-code='0']")  # "Could not reach the export service…"
+    assert first.get("exportId"), first
+    await start.click()
+    await page.wait_for_selector(f"#current[data-export-id='{first['exportId']}']")
+    assert await page.locator("#message[data-code='409']").count() == 0
+    keys = [h.get("idempotency-key") for h in sent]
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1], keys
+    assert await wait_status(page, TERMINAL, 60) == "complete"
+    status, history = await api(live, tenant, "GET", "/api/export/history")
+    assert status == 200 and [e["exportId"] for e in history["exports"]] == [first["exportId"]], history
+    no_page_errors(page, allowed=("ERR_CONNECTION_RESET", "Failed to load resource"))
+    await page.context.close()
+
+
 async def test_history_lists_finished_exports_with_download_links_and_429_says_when(
         browser: Any, live: LiveStack, seed: Seed) -> None:
     tenant = await seed(images=20)

@@ -33,6 +33,12 @@
   var pollTimer = null;
   var historyGeneration = 0;
   var starting = false;
+  // The start this page is still owed an answer for: { key, body, token }. A start whose answer was
+  // lost (the connection dropped, a 5xx) is sent again with the same Idempotency-Key when the person
+  // clicks again with the same choices, so the gateway answers with the export it started — or starts
+  // the one it reserved and never logged. A new key each time got a 409 naming that export, and
+  // "Show the active export" then said it could not be found.
+  var pendingStart = null;
 
   var dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
   var timeOnly = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
@@ -245,8 +251,9 @@
 
   /* ---------- the API ---------- */
 
-  function api(method, path, body) {
+  function api(method, path, body, extraHeaders) {
     var headers = { Accept: "application/json, application/problem+json" };
+    if (extraHeaders) Object.keys(extraHeaders).forEach(function (h) { headers[h] = extraHeaders[h]; });
     // A token holding what no token has (an "…" from one copied cut short, a line break) cannot go in
     // a header: fetch refused it before sending, and the page said the connection was lost.
     if (token && !/^[\x21-\x7e]+$/.test(token)) {
@@ -319,8 +326,15 @@
     };
     starting = true;
     syncStartButton();
-    api("POST", "/api/export", body).then(function (res) {
+    var sent = JSON.stringify(body);
+    if (!pendingStart || pendingStart.body !== sent || pendingStart.token !== token) {
+      pendingStart = { key: newKey(), body: sent, token: token };
+    }
+    var attempt = pendingStart;
+    api("POST", "/api/export", body, { "Idempotency-Key": attempt.key }).then(function (res) {
       starting = false;
+      // only a lost answer is asked again with the same key; any answer the gateway gave is final
+      if (!(res.network || res.status >= 500) && pendingStart === attempt) pendingStart = null;
       if (res.status === 201 && res.data && res.data.exportId) {
         say("info", res.data.message || "Export started.");
         track(res.data.exportId, { focus: true });
@@ -330,6 +344,12 @@
       }
       syncStartButton();
     });
+  }
+
+  function newKey() {
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes); // also on a page served over plain http, where randomUUID is missing
+    return "page-" + Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); }).join("");
   }
 
   function startFailed(res) {

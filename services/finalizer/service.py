@@ -114,6 +114,7 @@ class Finalizer:
         spent: list[float] = []  # the two requests alone: anything else the step does is not the store's
         etag = await self._complete(a, parts, spent)
         faults.point("finalize.completed_not_logged")
+        await faults.slow("finalize.completed")  # tests: hold a completed archive's ExportCompleted back
         started = time.perf_counter()
         head = await self.store.head(self.bucket, a.archive_key)
         seconds = sum(spent) + time.perf_counter() - started

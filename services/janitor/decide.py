@@ -59,6 +59,20 @@ def is_orphan_upload(state: ExportState | None, upload_id: str, initiated: datet
     return state.upload is not None and state.upload.upload_id != upload_id and state.assembled is not None
 
 
+def is_unoffered_archive(state: ExportState, last_modified: datetime | None, ended_at: datetime | None) -> bool:
+    """An archive object of an export that ended failed or cancelled, stored before it ended: nobody
+    offers it for download (only a complete export's key is signed) and nothing else ever deletes it —
+    a finalizer stopped after the store completed the archive, failed as dead, left the person's whole
+    archive there for good. ``ended_at`` is the time of the last message of the fold that said so: an
+    archive a retry's new upload stored after it (the log has moved on since) is the retry's, never
+    taken; one without a time is left. (A retry that completes the logged upload itself — from
+    finalize — makes an object dated by that upload, so a run paused from its read of the log past
+    such a retry can still take it: the same window as the work objects' sweep.)"""
+    if state.status not in ("failed", "cancelled") or last_modified is None or ended_at is None:
+        return False
+    return last_modified < ended_at
+
+
 def is_forgotten(in_log: bool, last_modified: datetime | None, log_begins: datetime | None,
                  min_age_s: float, now: datetime) -> bool:
     """An object of an export the log no longer holds (its events aged out of the stream: a max age

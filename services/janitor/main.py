@@ -15,7 +15,14 @@ from datetime import datetime
 
 from nats.js.errors import NotFoundError
 
-from services.janitor.decide import is_abandoned_cancel, is_dead, is_expired, is_forgotten, is_orphan_upload
+from services.janitor.decide import (
+    is_abandoned_cancel,
+    is_dead,
+    is_expired,
+    is_forgotten,
+    is_orphan_upload,
+    is_unoffered_archive,
+)
 from shared.bus.answers import stored_answer
 from shared.bus.beats import last_beat
 from shared.bus.connect import Bus, NatsUnreachable, connect
@@ -24,6 +31,7 @@ from shared.core.keys import (
     EXPORTS_ROOT,
     archive_owner,
     export_of_key,
+    export_prefix,
     is_archive_key_of,
     is_work_key,
     work_prefix,
@@ -51,6 +59,7 @@ class Summary:
     cancelled: int = 0
     cleaned: int = 0
     forgotten: int = 0  # objects of exports the log no longer holds, past their age
+    unoffered: int = 0  # archives of exports that ended failed or cancelled
     left: int = 0  # exports and uploads an error stopped: the next run tries them again (the log says why)
     actions: list[str] = field(default_factory=list)
 
@@ -59,6 +68,8 @@ class Summary:
         line = (f"janitor: {verb}expire {self.expired} archives (deleting them), {verb}abort {self.aborted} uploads, "
                 f"{verb}fail {self.failed} stuck exports, {verb}complete {self.cancelled} cancels, "
                 f"{verb}remove {self.cleaned} work objects")
+        if self.unoffered:
+            line += f", {verb}delete {self.unoffered} archives of exports that did not complete"
         if self.forgotten:
             line += f", {verb}delete {self.forgotten} objects of exports no longer in the log"
         return line + (f"; {self.left} left for the next run (an error: see the log)" if self.left else "")
@@ -125,6 +136,8 @@ class Janitor:
                             f"remove work object {obj.key} (export {export_id} is {loaded.state.status})")
                 else:
                     summary.cleaned += await remove_work_objects(self.store, self.bucket, tenant_id, export_id)
+                if loaded.state.terminal:
+                    await self._unoffered(loaded, summary)
             except Exception as e:
                 _left(summary, f"{tenant_id}/{export_id}", e)
             if len(expired) >= self.settings.janitor_batch:  # the spec's batches of 50
@@ -160,6 +173,26 @@ class Janitor:
                             s.export_id, s.completed.archive_key, extra={"export_id": s.export_id})
             await self._append(loaded, ev.ExportExpired(export_id=s.export_id, tenant_id=s.tenant_id,
                                                         deleted_key=s.completed.archive_key))
+
+    async def _unoffered(self, loaded: Loaded, summary: Summary) -> None:
+        """Delete the archive objects of an export that ended failed or cancelled, stored before it
+        ended (``decide.is_unoffered_archive``)."""
+        s = loaded.state
+        if s.status not in ("failed", "cancelled"):
+            return
+        owner = (s.tenant_id, s.export_id)
+        found = [o for o in await self.store.list_keys(self.bucket, export_prefix(*owner))
+                 if archive_owner(o.key) == owner]
+        if not found:
+            return
+        ended_at = (await self.bus.js.get_msg(self.settings.stream_name, seq=loaded.last_seq, direct=True)).time
+        for obj in found:
+            if not is_unoffered_archive(s, obj.last_modified, ended_at):
+                continue
+            if not self.dry_run:
+                await self.store.delete(self.bucket, obj.key)
+            summary.unoffered += 1
+            summary.actions.append(f"delete archive {obj.key} (export {s.export_id} is {s.status}: never offered)")
 
     async def _check_alive(self, loaded: Loaded, now: datetime, summary: Summary) -> Loaded:
         s = loaded.state

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.janitor.decide import is_dead, is_expired, is_forgotten, is_orphan_upload
+from services.janitor.decide import is_dead, is_expired, is_forgotten, is_orphan_upload, is_unoffered_archive
 from shared.core import events as ev
 from shared.core.lifecycle import fold
 from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, requested
@@ -103,3 +103,16 @@ def test_only_an_object_older_than_the_logs_oldest_message_and_its_age_is_forgot
     assert not is_forgotten(False, written, written, 7 * day, now)  # not before the oldest message: made up
     assert not is_forgotten(False, written, written + timedelta(hours=1), 11 * day, now)  # younger than its age
     assert not is_forgotten(False, None, written, 7 * day, now)  # no time
+
+
+def test_only_an_archive_stored_before_its_export_ended_failed_or_cancelled_is_unoffered() -> None:
+    failed = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED,
+                   ev.ExportFailed(**E, step="janitor", reason="stopped")])  # type: ignore[arg-type]
+    before, ended = NOW - timedelta(seconds=5), NOW
+    assert is_unoffered_archive(failed, before, ended)
+    assert not is_unoffered_archive(failed, NOW + timedelta(seconds=1), ended)  # a retry's, stored after
+    assert not is_unoffered_archive(failed, None, ended)
+    assert not is_unoffered_archive(failed, before, None)
+    done = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, COMPLETED])
+    assert not is_unoffered_archive(done, before, ended)  # offered: the expiry is its end
+    assert not is_unoffered_archive(fold([requested(), CATALOGED, UPLOAD, ASSEMBLED]), before, ended)

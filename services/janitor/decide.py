@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from shared.core.lifecycle import ExportState, shown_status, step_running_after
+from shared.core.lifecycle import ExportState, kept_for_retry, retryable, shown_status, step_running_after
 from shared.core.retry import retry_delay
 
 
@@ -49,28 +49,35 @@ def is_abandoned_cancel(state: ExportState, last_at: datetime | None, heartbeat_
 
 
 def is_orphan_upload(state: ExportState | None, upload_id: str, initiated: datetime | None,
-                     min_age_s: float, now: datetime) -> bool:
+                     min_age_s: float, now: datetime, keep: timedelta = timedelta(0)) -> bool:
     """An open multipart upload nobody will complete: its export is finished or unknown, or the
-    log names another upload for it — and it is older than the threshold."""
+    log names another upload for it — and it is older than the threshold. A failed export's upload is
+    what a retry goes on from: kept as its work objects are (:func:`is_swept`)."""
     if initiated is not None and now - initiated < timedelta(seconds=min_age_s):
         return False
-    if state is None or not state.exists or state.terminal:
+    if state is not None and state.exists and state.terminal:
+        return is_swept(state, False, initiated, now, keep) if retryable(state) else True
+    if state is None or not state.exists:
         return True
     return state.upload is not None and state.upload.upload_id != upload_id and state.assembled is not None
 
 
-def is_unoffered_archive(state: ExportState, last_modified: datetime | None, ended_at: datetime | None) -> bool:
-    """An archive object of an export that ended failed or cancelled, stored before it ended: nobody
-    offers it for download (only a complete export's key is signed) and nothing else ever deletes it —
-    a finalizer stopped after the store completed the archive, failed as dead, left the person's whole
-    archive there for good. ``ended_at`` is the time of the last message of the fold that said so: an
-    archive a retry's new upload stored after it (the log has moved on since) is the retry's, never
-    taken; one without a time is left. (A retry that completes the logged upload itself — from
-    finalize — makes an object dated by that upload, so a run paused from its read of the log past
-    such a retry can still take it: the same window as the work objects' sweep.)"""
-    if state.status not in ("failed", "cancelled") or last_modified is None or ended_at is None:
+def is_swept(state: ExportState, archive: bool, last_modified: datetime | None, now: datetime,
+             keep: timedelta) -> bool:
+    """An object of an ended export the janitor deletes: a work object (snapshot, texts, part records)
+    or, ``archive``, the export's own archive key. A complete export's archive is its download (deleted
+    at expiry); a failed or cancelled one's is offered by nobody — a finalizer stopped after the store
+    completed it, failed as dead, left the person's whole archive there for good. A failed export that
+    may be retried keeps everything for ``keep`` (:func:`lifecycle.kept_for_retry`), and after that only
+    what was stored before it failed is taken: a retry that decided after this run read the log went on
+    from catalog, and what it stores is newer. One without a time is left."""
+    if not state.terminal or kept_for_retry(state, now, keep):
         return False
-    return last_modified < ended_at
+    if archive and state.status not in ("failed", "cancelled"):
+        return False
+    if retryable(state) and state.failure is not None:
+        return last_modified is not None and last_modified < state.failure.occurred_at
+    return True
 
 
 def is_forgotten(in_log: bool, last_modified: datetime | None, log_begins: datetime | None,

@@ -10,7 +10,7 @@ Errors::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from services.gateway import admission as adm
 from services.gateway.admission_kv import AdmissionStore
@@ -20,7 +20,7 @@ from shared.bus.connect import Bus
 from shared.cancel import CancelContended, NoSuchExport, NotCancellable, request_cancel
 from shared.core import events as ev
 from shared.core.keys import texts_key_beside, work_prefix
-from shared.core.lifecycle import ExportState
+from shared.core.lifecycle import ExportState, retry_may_use_stored
 from shared.eventlog.fence import append_folded
 from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import ObjectStore
@@ -64,8 +64,11 @@ async def cancel(bus: Bus, tenant_id: str, export_id: str, who: Who) -> str:
 
 
 async def _retry_inputs(store: ObjectStore, settings: Settings, s: ExportState) -> dict[str, bool]:
-    """What the store still holds of a failed export: the snapshot, the upload, the part records."""
+    """What the store still holds of a failed export: the snapshot, the upload, the part records —
+    none of it once the janitor may be deleting it (``lifecycle.retry_may_use_stored``)."""
     bucket = settings.buckets.exports
+    if not retry_may_use_stored(s, datetime.now(UTC), timedelta(days=settings.archive_ttl_days)):
+        return {"snapshot_present": False, "upload_open": False, "records_present": False}
     keys = {o.key for o in await store.list_keys(bucket, work_prefix(s.tenant_id, s.export_id))}
     snapshot = s.cataloged is not None and {s.cataloged.snapshot_key, texts_key_beside(s.cataloged.snapshot_key)} <= keys
     upload_open = s.upload is not None and await store_upload_open(store, bucket, s.upload.archive_key,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
 from shared.core import events as ev
@@ -339,6 +339,27 @@ def logged_upload_usable(state: ExportState, *, upload_open: bool, records_prese
 def retryable(state: ExportState) -> bool:
     """Only a failed export starts again, and not one whose cancel failed (it was meant to stop)."""
     return state.status == "failed" and not state.cancel_requested
+
+
+RETRY_MARGIN = timedelta(hours=1)  # the clocks of the janitor's machine and the operator's may differ
+
+
+def kept_for_retry(state: ExportState, now: datetime, keep: timedelta) -> bool:
+    """What a retry of a failed export goes on from — its snapshot, texts, part records, archive — is
+    kept for ``keep`` after it failed: the janitor's sweep leaves it until then. The janitor decided
+    from the log as it read it, and its deletes came after: a run that read the export failed and
+    removed the snapshot after an operator's ``retry`` had gone on from it failed the retried export
+    ("a file this export needs changed or disappeared from storage")."""
+    if not retryable(state) or state.failure is None:
+        return False
+    return now - state.failure.occurred_at < keep
+
+
+def retry_may_use_stored(state: ExportState, now: datetime, keep: timedelta) -> bool:
+    """The operator's retry goes on from what the store holds (the snapshot, the upload, the part
+    records) only while :func:`kept_for_retry` keeps it, an hour short of it: a janitor run decides
+    to delete only past ``keep``, so any retry deciding after that run read the log starts afresh."""
+    return kept_for_retry(state, now + RETRY_MARGIN, keep)
 
 
 def _retried(s: ExportState, event: ev.ExportRetried) -> ExportState:

@@ -29,8 +29,10 @@ for item in filter(None, os.environ.get("GROVE_FAULTS_SLOW", "").split(",")):
 
 
 async def slow(name: str) -> None:
-    """Wait here when ``GROVE_FAULTS_SLOW=name:seconds`` asks for it (a slow store, for timing)."""
+    """Wait here when ``GROVE_FAULTS_SLOW=name:seconds`` asks for it (a slow store, for timing); each
+    wait adds a line to ``name.reached.count`` in ``GROVE_FAULTS_DIR`` (a test freezes the process there)."""
     if name in _SLOW:
+        count(f"{name}.reached", 1)
         await asyncio.sleep(_SLOW[name])
 
 

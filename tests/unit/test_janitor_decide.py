@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.janitor.decide import is_dead, is_expired, is_forgotten, is_orphan_upload, is_unoffered_archive
+from services.janitor.decide import is_dead, is_expired, is_forgotten, is_orphan_upload, is_swept
 from shared.core import events as ev
-from shared.core.lifecycle import fold
+from shared.core.lifecycle import fold, retry_may_use_stored
 from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, requested
 
 NOW = datetime(2031, 1, 1, tzinfo=UTC)
@@ -51,8 +51,8 @@ def test_a_texts_upload_a_killed_catalog_left_is_an_orphan_once_the_export_ends_
     assert not is_orphan_upload(fold([requested(), CATALOGED, UPLOAD]), "texts", old, 86400, NOW)
     assert is_orphan_upload(fold([requested(), CATALOGED, UPLOAD, ASSEMBLED]), "texts", old, 86400, NOW)
     assert is_orphan_upload(fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, COMPLETED]), "texts", old, 86400, NOW)
-    assert is_orphan_upload(fold([requested(), ev.ExportFailed(**E, step="catalog", reason="x")]), "texts", old,
-                            86400, NOW)
+    failed = ev.ExportFailed(**E, step="catalog", reason="x", occurred_at=NOW - timedelta(days=1))  # type: ignore[arg-type]
+    assert is_orphan_upload(fold([requested(), failed]), "texts", old, 86400, NOW)
 
 
 def test_a_cancel_nobody_finishes_is_completed_after_a_ttl_without_heartbeat() -> None:
@@ -105,14 +105,24 @@ def test_only_an_object_older_than_the_logs_oldest_message_and_its_age_is_forgot
     assert not is_forgotten(False, None, written, 7 * day, now)  # no time
 
 
-def test_only_an_archive_stored_before_its_export_ended_failed_or_cancelled_is_unoffered() -> None:
+def test_an_ended_exports_objects_are_swept_but_a_failed_ones_only_past_the_retry_window() -> None:
+    keep = timedelta(days=7)
+    failed_at = NOW - timedelta(days=8)
     failed = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED,
-                   ev.ExportFailed(**E, step="janitor", reason="stopped")])  # type: ignore[arg-type]
-    before, ended = NOW - timedelta(seconds=5), NOW
-    assert is_unoffered_archive(failed, before, ended)
-    assert not is_unoffered_archive(failed, NOW + timedelta(seconds=1), ended)  # a retry's, stored after
-    assert not is_unoffered_archive(failed, None, ended)
-    assert not is_unoffered_archive(failed, before, None)
+                   ev.ExportFailed(**E, step="janitor", reason="stopped", occurred_at=failed_at)])  # type: ignore[arg-type]
+    before = failed_at - timedelta(seconds=5)
+    for archive in (False, True):
+        assert is_swept(failed, archive, before, NOW, keep)
+        assert not is_swept(failed, archive, failed_at + timedelta(seconds=1), NOW, keep)  # a retry's, stored after
+        assert not is_swept(failed, archive, None, NOW, keep)
+        assert not is_swept(failed, archive, before, failed_at + timedelta(days=6), keep)  # a retry may go on from it
+    # its open upload (a retry may go on from finalize with it) the same way
+    assert not is_orphan_upload(failed, "u", before, 60, failed_at + timedelta(days=6), keep)
+    assert is_orphan_upload(failed, "u", before, 60, NOW, keep)
+    assert not is_orphan_upload(failed, "u", failed_at + timedelta(seconds=1), 60, NOW, keep)
+    assert retry_may_use_stored(failed, failed_at + timedelta(days=6), keep)
+    assert not retry_may_use_stored(failed, failed_at + keep - timedelta(minutes=59), keep)  # an hour short
     done = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, COMPLETED])
-    assert not is_unoffered_archive(done, before, ended)  # offered: the expiry is its end
-    assert not is_unoffered_archive(fold([requested(), CATALOGED, UPLOAD, ASSEMBLED]), before, ended)
+    assert is_swept(done, False, NOW, NOW, keep)  # nothing retries a complete export: at once, whenever stored
+    assert not is_swept(done, True, before, NOW, keep)  # its download: deleted at expiry
+    assert not is_swept(fold([requested(), CATALOGED, UPLOAD, ASSEMBLED]), False, before, NOW, keep)

@@ -22,6 +22,7 @@ from shared.bus.connect import Bus
 from shared.cancel import CancelContended, NoSuchExport, NotCancellable, request_cancel
 from shared.core import events as ev
 from shared.eventlog.jetstream import Conflict
+from shared.runtime import faults
 
 log = logging.getLogger(__name__)
 READ_YOUR_WRITES_S = 2.0
@@ -51,6 +52,7 @@ async def create_export(app: web.Application, who: Identity, request: ExportRequ
     settings, bus = app[SETTINGS], app[BUS]
     export_id, fp = ev.new_export_id(), fingerprint(idempotency_key, request)
     outcome = await app[ADMISSION].admit(who.tenant_id, export_id, fp)
+    await faults.slow("gateway.admitted")  # tests: hold an admitted request before its ExportRequested
     match outcome:
         case adm.Replay(export_id=earlier, reserved_at=None):
             return earlier

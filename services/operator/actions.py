@@ -143,6 +143,20 @@ async def resend(bus: Bus, tenant_id: str, export_id: str, who: Who) -> str:
     raise Refusal(f"{export_id}: the export is changing too quickly; try again")
 
 
+async def reserving(bus: Bus, settings: Settings, tenant_id: str) -> str | None:
+    """The export a live reservation of the tenant names while the log holds no request of it yet: a
+    gateway between reserving the slot and appending its ExportRequested (README, Admission, 5–6)."""
+    admission = AdmissionStore(bus, settings, PRODUCER)
+    now = await admission.server_now()
+    data, _, _ = await admission.read(f"tenant.{tenant_id}")
+    slot = adm.Slot.from_json(data) if data else adm.Slot()
+    if slot.active_export_id is None:
+        return None
+    status = await admission.active_status(tenant_id, slot.active_export_id)
+    live = status is None and adm.reservation_live(slot, status, now, settings.reservation_timeout_s)
+    return slot.active_export_id if live else None
+
+
 async def unlock(bus: Bus, settings: Settings, tenant_id: str, who: Who) -> str:
     """Free the tenant's admission slot (active export and hourly limit) when the log shows nothing
     active; record AdmissionUnlocked on the export the slot named."""

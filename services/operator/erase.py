@@ -180,23 +180,34 @@ class Eraser:
 
     async def stop_running(self, tenant_id: str, who: actions.Who, wait_s: float) -> list[str]:
         """Cancel the tenant's running exports through the log and wait for them to stop; the ids
-        still running when the wait ends (e.g. no services are up) are returned."""
-        running = []
-        for _, tenant, export in await requested(self.bus, self.settings, tenant_id):
-            state = (await read(self.bus, tenant, export)).state
-            if state.exists and not state.terminal:
-                try:
-                    await actions.cancel(self.bus, tenant, export, who)
-                except actions.Refusal:
-                    pass  # already cancelling, or finalizing: wait for it to finish either way
-            if _working(state):
-                running.append(export)
+        still running when the wait ends (e.g. no services are up) are returned. A request being
+        admitted (a live reservation, its ExportRequested not in the log yet) is waited for too, and
+        cancelled once it lands: its gateway appended it after the erasure, and the export ran."""
+        running: list[str] = []
+        seen: set[str] = set()
+        relist, admitting = True, None  # list the log's requests: the first round, and while a request is admitted
         deadline = time.monotonic() + wait_s
         while True:
+            for _, tenant, export in await requested(self.bus, self.settings, tenant_id) if relist else []:
+                if export in seen:
+                    continue
+                seen.add(export)
+                state = (await read(self.bus, tenant, export)).state
+                if state.exists and not state.terminal:
+                    try:
+                        await actions.cancel(self.bus, tenant, export, who)
+                    except actions.Refusal:
+                        pass  # already cancelling, or finalizing: wait for it to finish either way
+                if _working(state):
+                    running.append(export)
             states = [(await read(self.bus, tenant_id, e)).state for e in running]
             running = [s.export_id for s in states if _working(s)]
             busy = running + [e for e in await self._beating(tenant_id) if e not in running]
-            if not busy or time.monotonic() >= deadline:
+            was, admitting = admitting, await actions.reserving(self.bus, self.settings, tenant_id)
+            if admitting is not None and admitting not in busy:
+                busy.append(admitting)
+            relist = admitting is not None or was is not None  # its request may have landed since the listing
+            if (not busy and not relist) or time.monotonic() >= deadline:
                 return busy
             await asyncio.sleep(0.2)
 

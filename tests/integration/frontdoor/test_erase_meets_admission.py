@@ -1,0 +1,89 @@
+"""``erase-tenant`` while a gateway is between admitting a request (its reservation in the admission
+bucket) and appending its ExportRequested: the gateway frozen there (SIGSTOP) and thawed after.
+
+Seen before: erase found nothing in the log, purged the reservation and said "nothing left"; the
+thawed gateway appended the request, answered 201, and the export ran — the tenant's snapshot,
+archive and email made after the erasure — with no slot held, so the tenant's next request was
+admitted beside it. Real processes: nats-server, the filesystem store, the services, the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from shared.bus.connect import connect
+from shared.core.keys import tenant_prefix
+from shared.eventlog.directget import subject_counts
+from shared.objectstore.factory import open_store
+from tests.integration.frontdoor.conftest import api, start_live
+from tests.support.env import to_env
+from tests.support.wait import until
+
+
+async def _erase(values: dict[str, Any], tenant: str, wait_s: int) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "erase-tenant", tenant, "--by", "ada", "--reason", "request 88",
+        "--wait", str(wait_s), "--read-model", values["read_model_db"], env={**os.environ, **to_env(values)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out = (await proc.communicate())[0].decode()
+    return proc.returncode or 0, out
+
+
+async def test_erase_waits_for_a_request_being_admitted_and_cancels_it_once_it_lands(
+        tmp_path: Path, nats_server: Any, http: aiohttp.ClientSession) -> None:
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    live = start_live(tmp_path, nats_server.url, extra_env={"GROVE_FAULTS_SLOW": "gateway.admitted:4",
+                                                             "GROVE_FAULTS_DIR": str(faults)})
+    gateway = next(c for c in live.stack.children if c.name == "gateway")
+    pid = gateway.pid
+    assert pid is not None
+    bus = await connect(live.settings, "test", ensure=True)
+    store = await open_store(live.settings)
+    frozen = False
+
+    async def _in_log() -> dict[str, int]:
+        return await subject_counts(bus.nc, live.settings.stream_name, f"{live.settings.subject_prefix}.{tenant}.>")
+
+    try:
+        tenant = (await live.seed(images=2)).tenant_id
+        (Path(live.values["store_root"]) / live.settings.buckets.exports).mkdir(parents=True, exist_ok=True)
+        post = asyncio.create_task(api(http, "POST", f"{live.base}/api/export", json={}, headers=live.headers(tenant)))
+
+        async def admitted() -> bool:
+            return (faults / "gateway.admitted.reached.count").exists()
+
+        await until(admitted, 30, 0.01, "the gateway to admit the request")
+        os.kill(pid, signal.SIGSTOP)
+        frozen = True
+        kv = await bus.js.key_value(f"{live.settings.kv_prefix}_admission")
+        reserved = (await kv.get(f"tenant.{tenant}")).value or b""
+        assert b"activeExportId" in reserved and not await _in_log(), reserved  # reserved, not yet requested
+        code, out = await _erase(live.values, tenant, wait_s=2)
+        assert code == 1 and "had not stopped" in out and "nothing was erased" in out, out  # it waited for it
+        assert (await kv.get(f"tenant.{tenant}")).value == reserved  # the reservation is still held
+        os.kill(pid, signal.SIGCONT)
+        frozen = False
+        status, body = await post
+        assert status == 201, body
+        export_id = body["exportId"]
+        code, out = await _erase(live.values, tenant, wait_s=60)  # now in the log: cancelled, waited for, erased
+        assert code == 0 and "nothing left" in out, out
+        assert not await _in_log()
+        assert await store.list_keys(live.settings.buckets.exports, tenant_prefix(tenant)) == []
+        status, body = await api(http, "GET", f"{live.base}/api/export/status/{export_id}",
+                                 headers=live.headers(tenant))
+        assert status == 404, body
+    finally:
+        if frozen:
+            os.kill(pid, signal.SIGCONT)
+        await bus.close()
+        await store.close()
+        live.stack.stop()
+

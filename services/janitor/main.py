@@ -152,10 +152,13 @@ class Janitor:
                 _left(summary, f"{s.tenant_id}/{s.export_id}", outcome)
                 continue
             assert s.completed is not None
+            if not outcome:
+                continue  # the log moved meanwhile: not recorded by this run (the next one decides again)
             summary.expired += 1
             summary.actions.append(f"expire {s.export_id} ({s.completed.archive_key})")
 
-    async def _expire(self, loaded: Loaded) -> None:
+    async def _expire(self, loaded: Loaded) -> bool:
+        """Delete the archive and record ExportExpired; False when the record was refused."""
         s = loaded.state
         assert s.completed is not None
         if not self.dry_run:
@@ -164,8 +167,9 @@ class Janitor:
             else:  # not this export's key, whatever the log says: never delete outside its prefix
                 log.warning("janitor: %s names archive key %r outside its prefix; not deleting it",
                             s.export_id, s.completed.archive_key, extra={"export_id": s.export_id})
-            await self._append(loaded, ev.ExportExpired(export_id=s.export_id, tenant_id=s.tenant_id,
-                                                        deleted_key=s.completed.archive_key))
+            return await self._append(loaded, ev.ExportExpired(export_id=s.export_id, tenant_id=s.tenant_id,
+                                                               deleted_key=s.completed.archive_key))
+        return True
 
     async def _sweep_ended(self, loaded: Loaded, now: datetime, summary: Summary) -> None:
         """Delete the work objects of an ended export, and the archive of one that did not complete
@@ -196,26 +200,23 @@ class Janitor:
         last_event = s.last_event or ""  # the last event this version knows (an unknown one decides nothing)
         alive = await self._beating(s.tenant_id, s.export_id, s.step)
         if is_abandoned_cancel(s, last_at, alive, self.settings.heartbeat_ttl_s, now):
-            summary.cancelled += 1
-            summary.actions.append(f"complete the cancel of {s.export_id} (nobody finished it)")
-            if self.dry_run:
-                return loaded
-            await self._append(loaded, ev.ExportCancelled(export_id=s.export_id, tenant_id=s.tenant_id,
-                                                          aborted_upload=False))
-            return await self.bus.log.load(s.tenant_id, s.export_id)
+            if self.dry_run or await self._append(loaded, ev.ExportCancelled(
+                    export_id=s.export_id, tenant_id=s.tenant_id, aborted_upload=False)):
+                summary.cancelled += 1
+                summary.actions.append(f"complete the cancel of {s.export_id} (nobody finished it)")
+            return loaded if self.dry_run else await self.bus.log.load(s.tenant_id, s.export_id)
         if s.cancel_wins:
             return loaded  # a cancel in progress is never failed: it ends cancelled
         if not is_dead(s, last_event, last_at, alive, self.settings.heartbeat_ttl_s, now,
                        retry_base_delay_s=self.settings.retry_base_delay_s, max_attempts=self.settings.step_attempts):
             return loaded
-        summary.failed += 1
-        summary.actions.append(f"fail {s.export_id} (no heartbeat since {last_at:%Y-%m-%d %H:%M:%S})")
-        if self.dry_run:
-            return loaded
         reason = "The export stopped making progress (its worker's heartbeat expired). Please start a new export."
-        await self._append(loaded, ev.ExportFailed(export_id=s.export_id, tenant_id=s.tenant_id, step="janitor",
-                                                   reason=reason))
-        return await self.bus.log.load(s.tenant_id, s.export_id)
+        await faults.slow("janitor.judged")  # tests: hold a run that judged an export dead before it fails it
+        if self.dry_run or await self._append(loaded, ev.ExportFailed(
+                export_id=s.export_id, tenant_id=s.tenant_id, step="janitor", reason=reason)):
+            summary.failed += 1
+            summary.actions.append(f"fail {s.export_id} (no heartbeat since {last_at:%Y-%m-%d %H:%M:%S})")
+        return loaded if self.dry_run else await self.bus.log.load(s.tenant_id, s.export_id)
 
     async def _uploads(self, now: datetime, summary: Summary) -> None:
         """Abort the orphans among the open uploads, each judged from its export's log as it is now
@@ -274,11 +275,15 @@ class Janitor:
         except NotFoundError:
             return None
 
-    async def _append(self, loaded: Loaded, event: ev.Event) -> None:
+    async def _append(self, loaded: Loaded, event: ev.Event) -> bool:
+        """Record ``event`` fenced at the fold it was decided from; False when the log moved meanwhile
+        (another janitor or the pipeline got there first: nothing done, the next run decides again)."""
         try:
             await append_folded(self.bus.log, event, loaded, msg_id=f"{event.export_id}:{event.name()}:janitor")
-        except Conflict:  # another janitor (or the pipeline) got there first: re-decide next run
+        except Conflict:
             log.info("janitor: %s moved while deciding; leaving it", event.export_id)
+            return False
+        return True
 
     async def _last(self, tenant_id: str, export_id: str) -> datetime | None:
         """Server time of the export's last event that moved it (``lifecycle.moved``). Not merely its

@@ -25,7 +25,7 @@ from shared.objectstore import ObjectNotFound
 from shared.objectstore.factory import open_store
 from tests.chaos.harness import chaos_values
 from tests.support.env import build
-from tests.support.pipeline import request_export
+from tests.support.pipeline import cancel, request_export
 from tests.support.stack import logs_of, start_stack
 from tests.support.wait import until
 
@@ -66,6 +66,7 @@ async def test_a_failed_exports_completed_archive_is_not_left_in_the_store(tmp_p
         frozen = True
         names = [e.name() async for _, e in bus.log.history(tenant, export_id)]
         assert "FinalizeStarted" in names and "ExportCompleted" not in names, names  # inside the window
+        assert not await cancel(bus, tenant, export_id)  # finalizing: a cancel is refused (README, Operating it)
 
         janitor = Janitor(settings, bus, store)
 

@@ -251,6 +251,10 @@ def cmd_assemble(args: argparse.Namespace, settings: Settings) -> None:
     if out.is_dir():
         raise CliError(f"--out {args.out} is a folder: name the archive file to write in it (like "
                        f"{out / 'archive.zip'}); nothing was assembled")
+    if out.exists() and not out.is_file():  # /dev/null, a FIFO: the archive was renamed over it (as root,
+        # `--out /dev/null` left /dev/null a regular file holding the archive)
+        raise CliError(f"--out {args.out} is not a regular file (a device, a pipe): name a new or a regular file; "
+                       f"nothing was assembled")
     if not out.parent.is_dir():
         raise CliError(f"--out {args.out}: no such folder {out.parent} (make it first); nothing was assembled")
     placed: list[os.stat_result] = []

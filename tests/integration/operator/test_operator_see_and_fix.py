@@ -132,7 +132,7 @@ async def test_the_list_is_newest_first_paginated_and_filtered(values: dict[str,
 
 
 async def test_show_and_events_print_the_same_event_lines_and_fail_the_same_way(values: dict[str, Any],
-                                                                                bus: Bus) -> None:
+                                                                                bus: Bus, tmp_path: Path) -> None:
     """One convention: a bad argument exits 2 (as argparse's own refusals do), an export the log does
     not hold exits 1 (the log says no), with the same line from ``show`` and ``events``."""
     export_id = await request_export(bus, "tenant_same")
@@ -149,7 +149,8 @@ async def test_show_and_events_print_the_same_event_lines_and_fail_the_same_way(
     missing = [cli(values, command, "exp_nope") for command in ("show", "events")]
     assert [m.returncode for m in missing] == [1, 1], [m.stderr for m in missing]
     assert missing[0].stderr == missing[1].stderr and "no events for export 'exp_nope'" in missing[0].stderr
-    no_snapshot = cli(values, "assemble", "--snapshot", "exports/t/exp_nope/work/snapshot.jsonl", "--out", "/dev/null")
+    no_snapshot = cli(values, "assemble", "--snapshot", "exports/t/exp_nope/work/snapshot.jsonl", "--out",
+                      str(tmp_path / "never.zip"))  # not /dev/null: a device is refused first (exit 2)
     assert no_snapshot.returncode == 1, no_snapshot.stderr  # not there: 1, as an export that is not
     for command in ("show", "events"):  # a tenant's id where an export's belongs: both say so
         refused(cli(values, command, "tenant_same"), "'tenant_same' is a tenant: `grove-export exports --tenant "

@@ -1,0 +1,44 @@
+"""``grove-export assemble`` given what is not a snapshot or not a file to write: one line, a non-zero
+exit, nothing written. Seen: ``--out`` naming a FIFO or a device had the archive renamed over it (run
+as root, ``--out /dev/null`` left /dev/null a regular file holding the archive, for every program on
+the machine)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+import services.cli as cli
+from tests.integration.cli.test_assemble_interrupted import KEY, place  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _assemble(data: Path, out: Path, key: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    try:
+        cli.main(["assemble", "--snapshot", key, "--out", str(out), "--data", str(data)])
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    return code, capsys.readouterr().err.splitlines()
+
+
+@pytest.mark.parametrize("how", ["fifo", "link to a fifo"])
+def test_an_out_that_is_not_a_regular_file_is_refused_and_left_as_it_was(
+        place: tuple[Path, Path], how: str, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    data, out = place
+    out.parent.mkdir()
+    fifo = out.parent / "pipe"
+    os.mkfifo(fifo)
+    if how == "link to a fifo":
+        out.symlink_to(fifo)
+    else:
+        out = fifo
+    code, err = _assemble(data, out, KEY, capsys)
+    assert (code, len(err)) == (2, 1), err
+    assert "is not a regular file" in err[0] and "nothing was assembled" in err[0], err
+    assert stat.S_ISFIFO(os.stat(out).st_mode)  # still the FIFO, not the archive renamed over it
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted({"pipe", out.name})  # no .part

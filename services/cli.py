@@ -226,6 +226,7 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> None:
 
 async def _assemble(settings: Settings, key: str, out: Path, placed: list[os.stat_result]) -> None:
     from services.archivetools.reference import assemble_to_file
+    from shared.core.snapshot import NotASnapshot
     from shared.objectstore import ObjectNotFound
     from shared.objectstore.factory import check_fs_store, open_store
 
@@ -237,6 +238,10 @@ async def _assemble(settings: Settings, key: str, out: Path, placed: list[os.sta
         raise CliError(f"no snapshot at {key!r} in bucket {settings.buckets.exports!r} (a finished export's "
                        f"snapshot is removed with its other work objects: by the canceller at once, by the janitor "
                        f"once complete or failed)", code=1) from None
+    except NotASnapshot as e:  # another object of the bucket (the archive, a part record): it was a traceback
+        raise CliError(f"the object at {key!r} in bucket {settings.buckets.exports!r} is not a snapshot: {e} "
+                       f"(`grove-export events EXPORT_ID` names its snapshot_key); nothing was assembled",
+                       code=1) from None
     finally:
         await store.close()
     print(f"{out.resolve()} {size} bytes sha256={sha}")

@@ -67,6 +67,10 @@ class SnapshotHeader(BaseModel):
     generator: str
 
 
+class NotASnapshot(ValueError):
+    """Bytes that are not a snapshot (:meth:`Snapshot.loads`): one line saying where."""
+
+
 class Snapshot(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -86,19 +90,27 @@ class Snapshot(BaseModel):
 
     @classmethod
     def loads(cls, data: bytes) -> Snapshot:
+        """NotASnapshot when ``data`` is not one (any object of the bucket can be named: an archive, a
+        part record), naming the first line that is not a snapshot's."""
         header, members, errors = None, [], []
-        for line in data.split(b"\n"):  # not str.splitlines(): a tenant's text may hold U+2028, U+0085
+        for n, line in enumerate(data.split(b"\n"), 1):  # not str.splitlines(): a tenant's text may hold U+2028
             if not line:
                 continue
-            obj = json.loads(line)
-            if "header" in obj:
-                header = SnapshotHeader.model_validate(obj["header"])
-            elif "member" in obj:
-                members.append(SnapshotMember.model_validate(obj["member"]))
-            elif "error" in obj:
-                errors.append(SnapshotError.model_validate(obj["error"]))
+            try:
+                obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise TypeError("not a JSON object")
+                if "header" in obj:
+                    header = SnapshotHeader.model_validate(obj["header"])
+                elif "member" in obj:
+                    members.append(SnapshotMember.model_validate(obj["member"]))
+                elif "error" in obj:
+                    errors.append(SnapshotError.model_validate(obj["error"]))
+            except (ValueError, TypeError, RecursionError) as e:  # not UTF-8 or JSON, a field of the wrong type
+                raise NotASnapshot(f"line {n} is not a snapshot's header, member or error ({type(e).__name__})"
+                                   ) from None
         if header is None:
-            raise ValueError("snapshot has no header line")
+            raise NotASnapshot("it has no header line")
         return cls(header=header, members=tuple(members), errors=tuple(errors))
 
 

@@ -39,9 +39,11 @@ from nats.aio.client import Client
 
 from shared.bus.connect import kv_names
 from shared.eventlog.jetstream import stream_config
+from shared.runtime.regularfile import open_regular
 from shared.runtime.settings import Settings
 
 CHUNK = 128 * 1024
+MAX_JSON = 64 << 20  # manifest.json and a stream's config and state: a few KiB each
 API = "$JS.API.STREAM"
 STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")  # a stream name goes into an API subject: no . * > or space
 
@@ -153,17 +155,22 @@ def _remove_partial(out: Path, names: list[str], made: bool) -> None:
 
 def _read_json(path: Path, what: str) -> Any:
     try:
-        return json.loads(path.read_text())
+        with open_regular(path) as f:
+            text = f.read(MAX_JSON + 1)
+        if len(text) > MAX_JSON:  # read whole, a huge one took the memory first (MemoryError, a traceback)
+            raise BackupError(f"{path}: not a backup's JSON (over {MAX_JSON >> 20} MiB)")
+        return json.loads(text)
     except FileNotFoundError:
         raise BackupError(f"{path} is missing; {what}") from None
-    except (ValueError, OSError) as e:  # not JSON, not UTF-8, a folder, unreadable
-        raise BackupError(f"{path}: not readable JSON ({type(e).__name__})") from None
+    except (ValueError, OSError) as e:  # not JSON, not UTF-8, a folder, a FIFO or device, unreadable
+        why = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        raise BackupError(f"{path}: not readable JSON ({why})") from None
     except RecursionError:  # arrays nested thousands deep: past the parser's stack, a traceback
         raise BackupError(f"{path}: not readable JSON (nested too deep)") from None
 
 
 def _file_sha256(path: Path) -> str:
-    with path.open("rb") as f:
+    with open_regular(path) as f:
         return _sha256_of(f)
 
 
@@ -234,7 +241,7 @@ async def restore_stream(nc: Client, folder: Path, entry: dict[str, Any]) -> dic
     :func:`check_backup` is refused before the server is asked; one written to in place while it is
     sent is named, and the server may have made the stream from it by then)."""
     stream, meta = entry["stream"], entry["meta"]
-    with (folder / entry["file"]).open("rb") as f:
+    with open_regular(folder / entry["file"]) as f:
         if _sha256_of(f) != entry["sha256"]:
             raise BackupError(f"{entry['file']} does not match its checksum in manifest.json")
         f.seek(0)

@@ -98,3 +98,43 @@ def test_the_cli_refuses_in_one_line_without_a_server(tmp_path: Path, manifest: 
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.count("\n") == 1 and says in out.stderr, out.stderr
+
+
+def _fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _zero(path: Path) -> None:
+    path.unlink()
+    path.symlink_to("/dev/zero")
+
+
+def _huge(path: Path) -> None:
+    with path.open("r+b") as f:
+        f.truncate(65 << 20)  # sparse: no disk taken
+
+
+NOT_FILES: dict[str, tuple[str, Callable[[Path], None], str]] = {
+    "a snapshot that is a FIFO": ("EXPORTS.tar.s2", _fifo, "EXPORTS.tar.s2: cannot be read (not a regular file"),
+    "a snapshot linked to /dev/zero": ("EXPORTS.tar.s2", _zero, "EXPORTS.tar.s2: cannot be read (not a regular file"),
+    "a config that is a FIFO": ("KV_grove_admission.json", _fifo,
+                                "KV_grove_admission.json: not readable JSON (not a regular file"),
+    "a config linked to /dev/zero": ("EXPORTS.json", _zero, "EXPORTS.json: not readable JSON (not a regular file"),
+    "a config of 65 MiB": ("EXPORTS.json", _huge, "EXPORTS.json: not a backup's JSON (over 64 MiB)"),
+}
+
+
+@pytest.mark.parametrize("case", NOT_FILES)
+def test_a_backup_file_that_is_no_regular_file_is_refused_at_once(tmp_path: Path, case: str) -> None:
+    """A FIFO was opened and waited on for a writer, /dev/zero read for ever, in the event loop's
+    thread: neither Ctrl-C nor SIGTERM ended the command (`timeout 20 grove-export restore DIR` ran
+    on until killed)."""
+    name, make, says = NOT_FILES[case]
+    folder = backup_folder(tmp_path / "bk")
+    make(folder / name)
+    env = {**os.environ, "GROVE_NATS_URL": "nats://127.0.0.1:1"}  # nothing listens: it must not be asked
+    out = subprocess.run([sys.executable, "-m", "services.cli", "restore", str(folder)], env=env,
+                         capture_output=True, text=True, timeout=20, check=False)  # killed at the deadline
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1 and says in out.stderr, out.stderr

@@ -278,6 +278,9 @@ async def _replay(settings: Settings) -> None:
     path = Path(settings.read_model_db)
     if path.is_dir():  # checked first: it was rebuilt beside it, then "Is a directory: <path>.replay-…"
         raise CliError(f"the read model {path} (GROVE_READ_MODEL_DB) is a folder, not a file: nothing was replayed")
+    if path.exists() and not path.is_file():  # the rebuilt file was renamed over it: /dev/null, as root
+        raise CliError(f"the read model {path} (GROVE_READ_MODEL_DB) is not a regular file (a device, a pipe): "
+                       f"nothing was replayed")
     bus = await connect(settings, "cli", ensure=False, persistent=False)
     try:
         started = time.monotonic()

@@ -351,6 +351,24 @@ async def test_replay_into_a_read_model_it_cannot_write_is_one_line_and_leaves_n
                "database file; nothing was replayed\n"), out.stderr
 
 
+async def test_replay_into_a_read_model_that_is_a_fifo_is_refused_and_leaves_it_as_it_was(
+        values: dict[str, Any], bus: Bus, tmp_path: Path) -> None:
+    """Seen: the rebuilt read model was renamed over whatever GROVE_READ_MODEL_DB named: a FIFO became a
+    regular file, and `GROVE_READ_MODEL_DB=/dev/full grove-export replay` run as root left /dev/full
+    a 32 KiB SQLite file for every program on the machine (exit 0)."""
+    import os
+    import stat
+
+    fifo = tmp_path / "rm.db"
+    os.mkfifo(fifo)
+    out = cli({**values, "read_model_db": str(fifo)}, "replay")
+    assert (out.returncode, out.stderr) == (
+        2, f"grove-export: the read model {fifo} (GROVE_READ_MODEL_DB) is not a regular file (a device, a pipe): "
+           f"nothing was replayed\n"), out.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.glob("rm.db*")) == ["rm.db"]
+
+
 def test_assemble_to_a_folder_or_into_a_missing_folder_is_refused_before_anything_is_made(tmp_path: Path) -> None:
     """Seen: `assemble --out /nonexistent/dir/x.zip` read the snapshot and made the archive, then said
     "No such file or directory: /nonexistent/dir/x.zip.part" (a file the user never named), exit 1;

@@ -54,6 +54,9 @@ def check_read_model(path: Path, where: str) -> None:
         raise EraseError(f"the read model {shown} does not exist ({where}): nothing was erased; pass --read-model "
                          "PATH once per gateway replica, or --no-read-model when no read model is reachable from "
                          "here (see README, Erase)")
+    if not path.is_file():  # a FIFO: SQLite's open waited for a writer for ever; a folder: "disk I/O error"
+        raise EraseError(f"the read model {shown} ({where}) is not a regular file (a folder, a device, a pipe): it "
+                         "is not a gateway's read model; nothing was erased")
     try:
         db = sqlite3.connect(f"{shown.as_uri()}?mode=ro", uri=True, timeout=10)
         try:

@@ -160,3 +160,19 @@ async def test_exports_still_running_after_the_wait_are_an_error_that_erases_not
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert "1 exports had not stopped after 1s (erased anyway, --erase-running)" in forced.stdout, forced.stdout
     assert await _held(bus, store, settings, tenant) == (0, [], 0)
+
+
+def test_a_read_model_that_is_a_fifo_or_a_folder_is_refused_at_once(tmp_path: Path) -> None:
+    """Seen: `erase-tenant T --read-model FIFO` (or GROVE_READ_MODEL_DB naming one) waited for ever in
+    SQLite's open, where neither Ctrl-C nor SIGTERM ended it; a folder said "disk I/O error"."""
+    fifo, folder = tmp_path / "rm.db", tmp_path / "rm"
+    os.mkfifo(fifo)
+    folder.mkdir()
+    env = {**os.environ, "GROVE_NATS_URL": "nats://127.0.0.1:1"}  # refused before any server is asked
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    for path in (fifo, folder):
+        out = subprocess.run([sys.executable, "-m", "services.cli", "erase-tenant", "t1", "--read-model", str(path)],
+                             env=env, capture_output=True, text=True, timeout=20, check=False, cwd=ROOT)
+        assert (out.returncode, out.stderr) == (
+            1, f"grove-export: the read model {path} (--read-model) is not a regular file (a folder, a device, a "
+               f"pipe): it is not a gateway's read model; nothing was erased\n"), out.stderr

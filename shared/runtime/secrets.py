@@ -25,6 +25,8 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr
 
+from shared.runtime.regularfile import NotRegularFile, open_regular
+
 if TYPE_CHECKING:
     from shared.runtime.settings import Settings
 
@@ -49,6 +51,7 @@ SECRET_NAMES = {"jwt": "GROVE_JWT_SECRET", "link": "GROVE_LINK_SECRET"}
 # A local stack's data folder, when it makes it: its owner's only. It holds every archive, the emails
 # with their download links, the databases and the logs (at the umask's 0755, any user could read them).
 DATA_DIR_MODE = 0o700
+MAX_LOCAL_FILE = 1 << 20  # secrets.json and nats-users.json hold a few hundred bytes; past this, read as cut
 SECRETS_FILE = "secrets.json"  # the local stack's, in its data folder (:func:`local_secrets`)
 
 
@@ -155,8 +158,11 @@ def _read_local_file(path: Path, what: str, remedy: str) -> dict[str, str]:
     """What one of a local stack's JSON files of strings holds, or :class:`SecretError` naming the file,
     what is wrong with it and ``remedy``: the one rule for reading :func:`read_local_secrets`' and
     :func:`read_local_passwords`' files."""
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
+    try:  # a FIFO or a link to /dev/zero in its place was waited on, or read, for ever
+        with open_regular(path) as f:
+            stored = json.loads(f.read(MAX_LOCAL_FILE))
+    except NotRegularFile:
+        why = "not a regular file: a folder, a device or a pipe"
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
         why = f"not JSON at line {e.lineno}, column {e.colno}" if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
     except RecursionError:  # arrays nested thousands deep: past the parser's stack, a traceback

@@ -13,7 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from shared.runtime.regularfile import open_regular  # standard library only, as this file
+
 STACK_FILE = "stack.json"  # written by the stack when it starts, removed when it stops
+MAX_STACK_FILE = 1 << 20  # a stack writes well under 4 KiB; more is read as a file cut there (not JSON)
 RUNNING = 3  # not 1: an uncaught error exits 1, and must not read as an answer
 
 
@@ -44,8 +47,9 @@ def read_stack_file(data_dir: Path) -> dict[str, Any] | None:
 
 
 def _loaded(data_dir: Path) -> Any:
-    try:
-        return json.loads((data_dir / STACK_FILE).read_text())
+    try:  # a FIFO or a link to /dev/zero in its place was waited on, or read, for ever by every command
+        with open_regular(data_dir / STACK_FILE) as f:
+            return json.loads(f.read(MAX_STACK_FILE))
     except (OSError, ValueError, RecursionError):  # absent (no stack running), or unreadable
         return None
 

@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TextIO
 
 from pydantic import SecretStr
 
-from services.cliargs import Parser, a_sha256, an_id, number_in
+from services.cliargs import Parser, a_sha256, an_id, complain, number_in
 from shared.content.port import ContentError
 from shared.core import steps
 from shared.runtime.secrets import SecretError, read_local_secrets
@@ -197,7 +197,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
         found is not None and found.source is None and "GROVE_CONTENT_DSN" in found.env)
     unknown = asyncio.run(_tenant_known(settings, args.tenant, guessed))
     if unknown:
-        print(f"grove-export: warning: {unknown}", file=sys.stderr)
+        complain(f"warning: {unknown}")
     print(token)
 
 
@@ -402,9 +402,8 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> None:
     found = getattr(args, "found", None)
     # no stack, and the folder (not the environment: a deployment's seed job) chose the database
     if found is not None and found.source is None and "GROVE_CONTENT_DSN" in found.env:  # stdout: the id alone
-        print(f"grove-export: no local stack is running in {args.data}/; seeded its folder anyway (a stack "
-              f"started there sees it; for a stack running elsewhere, run this in its folder or pass --data)",
-              file=sys.stderr)
+        complain(f"no local stack is running in {args.data}/; seeded its folder anyway (a stack started there "
+                 f"sees it; for a stack running elsewhere, run this in its folder or pass --data)")
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
@@ -623,7 +622,7 @@ def stopped_like_ctrl_c() -> dict[int, Any]:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if problem := data_before_command(args) or data_not_a_folder(args):
-        print(f"grove-export: {problem}", file=sys.stderr)
+        complain(problem)
         sys.exit(2)
     if args.command not in OWN_STACK:
         from services.devtools.stack import operator
@@ -632,7 +631,7 @@ def main(argv: list[str] | None = None) -> None:
         # environment leaves unsaid, before the one Settings() read.
         args.found = operator.find(Path(getattr(args, "data", "var")), os.environ)  # var/ unless --data
         if problem := no_stack_to_ask(args, os.environ):  # before the found URL joins the environment
-            print(f"grove-export: {problem}", file=sys.stderr)
+            complain(problem)
             sys.exit(2)
         os.environ.update(args.found.env)
     try:
@@ -640,12 +639,12 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # noqa: BLE001 - pydantic's errors, or pydantic-settings' own: one line
         from shared.runtime.settings import explain
 
-        print(f"grove-export: invalid settings: {explain(e)}", file=sys.stderr)
+        complain(f"invalid settings: {explain(e)}")
         sys.exit(2)
     from shared.runtime.settings import unknown_variables
 
     for line in unknown_variables(os.environ):  # ignored by Settings(): a typo would run on the default
-        print(f"grove-export: warning: {line}", file=sys.stderr)
+        complain(f"warning: {line}")
     args.nats_where = _nats_where(settings, args)  # for messages naming the server asked (`show`, `events`, …)
     # restored when the command returns: main() is also called in-process (tests), whose own
     # process keeps its handlers
@@ -669,7 +668,7 @@ def main(argv: list[str] | None = None) -> None:
             print(printable(f"grove-export: {e}"), file=sys.stderr)
             sys.exit(e.code if isinstance(e, CliError) else 2)
         except SettingsProblem as e:  # a setting that cannot work where it is used: like an invalid one
-            print(f"grove-export: invalid settings: {e}", file=sys.stderr)
+            complain(f"invalid settings: {e}")
             sys.exit(2)
         except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -687,12 +686,12 @@ def main(argv: list[str] | None = None) -> None:
             from shared.bus.topology import TopologyMissing
 
             if isinstance(e, NatsUnreachable):  # the same line, and exit 2, from every command
-                print(f"grove-export: cannot reach NATS at {_nats_where(settings, args)}: {e.reason}", file=sys.stderr)
+                complain(f"cannot reach NATS at {_nats_where(settings, args)}: {e.reason}")
                 sys.exit(2)
             from shared.objectstore import StoreError
 
             if isinstance(e, TopologyMissing):  # with the server asked and why that one: maybe not ours at all
-                print(f"grove-export: {e} (NATS {_nats_where(settings, args)})", file=sys.stderr)
+                complain(f"{e} (NATS {_nats_where(settings, args)})")
                 sys.exit(1)
             if not isinstance(e, NatsError | StoreError | OSError | TimeoutError):
                 raise

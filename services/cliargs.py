@@ -12,6 +12,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 
+def complain(line: str) -> None:
+    """``grove-export: LINE`` on stderr, with its control and bidi characters as escapes: a line quotes
+    what was typed (an argument, --data, a setting's value), and a line break in it made two lines, an
+    escape sequence reached the terminal (`grove-export exports $'a\\nb'`)."""
+    from shared.core.printable import printable
+
+    print(printable(f"grove-export: {line}"), file=sys.stderr)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with each error as one line: ``grove-export: --port must be 1-65535, not 99999``.
     Subcommands' parsers are of this class too (``add_subparsers`` uses the parent's class)."""
@@ -27,7 +36,7 @@ class Parser(argparse.ArgumentParser):
         flag = re.fullmatch(r"argument ([^:]+): (must .*)", message)  # our own range checks
         line = f"{flag.group(1).split('/')[-1]} {flag.group(2)}" if flag else \
             f"{message} (`{self.prog} --help` lists the options)"
-        print(f"grove-export: {line}", file=sys.stderr)
+        complain(line)
         sys.exit(2)
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]

@@ -144,3 +144,17 @@ def test_the_clone_given_as_data_folder_points_at_its_var(tmp_path: Path) -> Non
     assert (out.returncode, out.stderr) == (2, f"grove-export: no local stack is running in {clone}/ (its var/ holds "
                                                f"one: pass --data {clone}/var) and GROVE_NATS_URL is not set: start one "
                                                "with `make serve`, pass --data DIR, or set GROVE_NATS_URL\n"), out.stderr
+
+
+def test_what_was_typed_is_quoted_with_its_line_breaks_and_escapes_as_escapes(tmp_path: Path) -> None:
+    """Seen: a line break pasted into an argument or --data made two lines of the one-line message, and
+    an escape sequence in it reached the terminal (ESC [2J clears it): `grove-export exports $'a\\nb'`
+    said "unrecognized arguments: a", then "b (…)"; `--data` quoted the same way by the "no local
+    stack" line and the two-folders line (a bidi control reordered it)."""
+    cases = {("exports", "a\nb"): "unrecognized arguments: a\\nb",
+             ("exports", "--data", "\x1b[2Ja\nb"): "no local stack is running in \\x1b[2Ja\\nb/",
+             ("--data", "x", "exports", "--data", "y\u202ez"): "two data folders given: --data x and --data y\\u202ez"}
+    for args, says in cases.items():
+        out = bare(*args, cwd=tmp_path)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, (args, out.stderr)
+        assert says in out.stderr and "\x1b" not in out.stderr and "\u202e" not in out.stderr, (args, out.stderr)

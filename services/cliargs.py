@@ -21,9 +21,28 @@ def complain(line: str) -> None:
     print(printable(f"grove-export: {line}"), file=sys.stderr)
 
 
+class _Once(argparse._StoreAction):
+    """An option that takes one value, given twice with two values, is refused: argparse kept the last
+    one, silently — `cancel EXP --tenant a --tenant b` acted on tenant b's export, `exports --data A
+    --data B` asked B's stack (while `--data A exports --data B` was refused as two data folders)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        given = namespace.__dict__.setdefault("_given_once", {})
+        if self.option_strings and self.dest in given and given[self.dest] != values:
+            parser.error(f"{self.option_strings[-1]} given twice, {given[self.dest]!r} and {values!r}: give it once")
+        given[self.dest] = values
+        super().__call__(parser, namespace, values, option_string)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with each error as one line: ``grove-export: --port must be 1-65535, not 99999``.
     Subcommands' parsers are of this class too (``add_subparsers`` uses the parent's class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in (None, "store"):  # every option that stores one value
+            self.register("action", name, _Once)
 
     def error(self, message: str) -> NoReturn:
         choice = re.fullmatch(r"(argument [^:]+: invalid choice: (.*?)) (\(choose from (.*)\))", message)

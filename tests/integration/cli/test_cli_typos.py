@@ -158,3 +158,22 @@ def test_what_was_typed_is_quoted_with_its_line_breaks_and_escapes_as_escapes(tm
         out = bare(*args, cwd=tmp_path)
         assert out.returncode == 2 and out.stderr.count("\n") == 1, (args, out.stderr)
         assert says in out.stderr and "\x1b" not in out.stderr and "\u202e" not in out.stderr, (args, out.stderr)
+
+
+def test_an_option_given_twice_with_two_values_is_refused(tmp_path: Path) -> None:
+    """Seen: argparse kept the last value, silently — `cancel EXP --tenant a --tenant b` acted on tenant
+    b's export, `--reason x --reason y` recorded y, and `exports --data A --data B` asked B's stack while
+    `--data A exports --data B` was refused as two data folders. The same value twice is no conflict."""
+    cases = {("cancel", "exp_1", "--tenant", "a", "--tenant", "b", "--reason", "x"):
+             "--tenant given twice, 'a' and 'b': give it once (`grove-export cancel --help` lists the options)",
+             ("cancel", "exp_1", "--reason", "x", "--reason=y"):
+             "--reason given twice, 'x' and 'y': give it once (`grove-export cancel --help` lists the options)",
+             ("exports", "--data", "A", "--data", "B"):
+             "--data given twice, 'A' and 'B': give it once (`grove-export exports --help` lists the options)",
+             ("exports", "--limit", "5", "--limit", "6"):
+             "--limit given twice, 5 and 6: give it once (`grove-export exports --help` lists the options)"}
+    for args, line in cases.items():
+        out = bare(*args, cwd=tmp_path)
+        assert (out.returncode, out.stderr) == (2, f"grove-export: {line}\n"), (args, out.stderr)
+    same = bare("exports", "--limit", "5", "--limit", "05", "--data", "d", "--data", "d", cwd=tmp_path)
+    assert same.returncode == 2 and "no local stack is running in d/" in same.stderr, same.stderr

@@ -201,7 +201,13 @@ async def replay(target: Settings | Path | str, bus: Bus, *, timeout: float = 30
 async def _rebuild(target: Settings | Path | str, bus: Bus, timeout: float) -> int:
     path = Path(target.read_model_db if isinstance(target, Settings) else target)
     tmp = path.with_name(f"{path.name}.replay-{uuid.uuid4().hex[:8]}")
-    model = await ReadModel.open(tmp)
+    try:
+        model = await ReadModel.open(tmp)
+    except BaseException:  # made, then its schema not written (a full disk): it was left beside the read model
+        for made in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
+            with contextlib.suppress(OSError):  # its folder a file: nothing was made, and the error stays SQLite's
+                made.unlink(missing_ok=True)
+        raise
     # Three things overlap: the next batch is read from the stream and the last rows are written
     # (SQLite's own thread) while this one is decoded and folded. Writes stay in order, one at a time.
     reading: asyncio.Task[tuple[list[Stored], int]] | None = None

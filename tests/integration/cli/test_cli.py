@@ -369,6 +369,25 @@ async def test_replay_into_a_read_model_that_is_a_fifo_is_refused_and_leaves_it_
     assert sorted(p.name for p in tmp_path.glob("rm.db*")) == ["rm.db"]
 
 
+async def test_replay_on_a_full_disk_leaves_nothing_beside_the_read_model(values: dict[str, Any], bus: Bus,
+                                                                           tmp_path: Path) -> None:
+    """Seen: with the disk full (here a file size limit, RLIMIT_FSIZE: the same EFBIG/ENOSPC to SQLite)
+    replay made <path>.replay-… and failed to write its schema, said "nothing was replayed", and left
+    that file beside the read model: the open was outside the clean-up."""
+    import asyncio
+    import os
+    import resource
+
+    target = tmp_path / "rm.db"
+    out = await asyncio.to_thread(  # the stream and buckets made by ``bus``: replay gets as far as its file
+        subprocess.run, [sys.executable, "-m", "services.cli", "replay"],
+        env={**os.environ, **to_env({**values, "read_model_db": str(target)})}, capture_output=True, text=True,
+        timeout=60, check=False, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048)))
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "cannot be written" in out.stderr and "nothing was replayed" in out.stderr, out.stderr
+    assert sorted(p.name for p in tmp_path.glob("rm.db*")) == []
+
+
 def test_assemble_to_a_folder_or_into_a_missing_folder_is_refused_before_anything_is_made(tmp_path: Path) -> None:
     """Seen: `assemble --out /nonexistent/dir/x.zip` read the snapshot and made the archive, then said
     "No such file or directory: /nonexistent/dir/x.zip.part" (a file the user never named), exit 1;

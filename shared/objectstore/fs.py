@@ -123,8 +123,12 @@ class FilesystemStore:
                     else:
                         out.write(chunk)
 
-        _into_folder(path, write)
-        os.replace(tmp, path)
+        try:
+            _into_folder(path, write)
+            os.replace(tmp, path)
+        except BaseException:  # a full disk, a source file gone: its temp file held part of the object, for good
+            tmp.unlink(missing_ok=True)
+            raise
         _write_etag(path, etag)
 
     async def head(self, bucket: str, key: str) -> ObjectInfo:

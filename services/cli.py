@@ -858,9 +858,17 @@ def _hint(e: Exception, settings: Settings, nats_where: str, service: str | None
             else []
         ports = gateway + metrics or [f"{settings.port} (GROVE_PORT)"]
         return f"{e.strerror or e}: port {' or '.join(ports)} is taken by another program"
+    if isinstance(e, OSError) and e.errno in LOCAL_WRITE_ERRORS:  # a file of this machine's, never the server's
+        return (f"{e.strerror or e}: a file on this machine could not be written (a full disk, a quota or a "
+                f"read-only folder), not a failure of NATS")
     from shared.bus.connect import unreachable_reason
 
     return f"NATS at {nats_where} failed: {unreachable_reason(e, settings.nats_user)}"
+
+
+# A write of this machine failed (the backup's files, the filesystem store's, the output): `backup DIR`
+# and `import` on a full disk said "NATS at … failed: No space left on device" / "File too large".
+LOCAL_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
 if __name__ == "__main__":

@@ -71,3 +71,21 @@ def test_a_file_that_names_a_live_pid_is_a_running_stack_whatever_else_it_lacks(
     (tmp_path / operator.STACK_FILE).write_text(json.dumps({k: os.getpid() if v == "PID" else v
                                                             for k, v in body.items()}))
     assert running.running_pid(tmp_path) == os.getpid()
+
+
+def test_only_grove_settings_the_environment_can_hold_are_taken_from_the_file(tmp_path: Path) -> None:
+    """Seen: a stack.json whose env held a NUL in a value ended every command given that folder in a
+    ValueError traceback (``os.environ.update``: "embedded null byte"), and its PATH or LD_PRELOAD went
+    into the command's environment."""
+    (tmp_path / "stack.json").write_text(json.dumps({
+        "nats_url": "nats://127.0.0.1:41234", "pid": os.getpid(),
+        "env": {"GROVE_PORT": "80\u000080", "GROVE_X=Y": "1", "PATH": "/nope", "LD_PRELOAD": "/tmp/x.so",
+                "GROVE_STORE_ROOT": "/srv/store", "GROVE_LIST": [1], "grove_read_model_db": "/srv/rm.db"}}))
+    found = operator.find(tmp_path, {})
+    assert found.env == {"GROVE_STORE_ROOT": "/srv/store", "grove_read_model_db": "/srv/rm.db",
+                         "GROVE_NATS_URL": "nats://127.0.0.1:41234"}
+    try:
+        os.environ.update(found.env)  # what main() does with it: no ValueError
+    finally:
+        for name in found.env:
+            os.environ.pop(name, None)

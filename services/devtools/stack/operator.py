@@ -74,7 +74,7 @@ def find(data_dir: Path, environ: Mapping[str, str]) -> Found:
     if body is None:  # absent (no stack running), or unreadable: the folder's own paths;
         # NATS stays unset (the message then names the URL used and why)
         return Found({k: v for k, v in folder_paths(data_dir).items() if k not in environ}, None)
-    add = {k: str(v) for k, v in dict(body.get("env") or {}).items() if k not in environ}
+    add = {k: str(v) for k, v in dict(body.get("env") or {}).items() if _settable(k, v) and k.upper() not in environ}
     unreadable = None
     if "GROVE_NATS_URL" not in environ:
         add["GROVE_NATS_URL"] = str(body["nats_url"])
@@ -90,6 +90,15 @@ def find(data_dir: Path, environ: Mapping[str, str]) -> Found:
         add.pop("GROVE_NATS_URL", None)
     return Found(add, path.resolve(), stale=not running.alive(body.get("pid")), unreadable=unreadable,
                  pid=body.get("pid"))
+
+
+def _settable(name: object, value: object) -> bool:
+    """Whether a stack.json ``env`` entry is a GROVE_* setting the environment can hold: the file is only
+    the stack's when a stack wrote it, and a NUL in a value ended every command given the folder in a
+    ValueError traceback (os.environ refuses it), while PATH or LD_PRELOAD there went into the
+    command's environment."""
+    return (isinstance(name, str) and name.upper().startswith("GROVE_") and "=" not in name
+            and isinstance(value, str | int | float) and "\0" not in name + str(value))
 
 
 def _password(credentials: Path, user: str) -> str:

@@ -21,7 +21,7 @@ def complain(line: str) -> None:
     print(printable(f"grove-export: {line}"), file=sys.stderr)
 
 
-class _Once(argparse._StoreAction):
+class _Once(argparse.Action):
     """An option that takes one value, given twice with two values, is refused: argparse kept the last
     one, silently — `cancel EXP --tenant a --tenant b` acted on tenant b's export, `exports --data A
     --data B` asked B's stack (while `--data A exports --data B` was refused as two data folders)."""
@@ -32,7 +32,7 @@ class _Once(argparse._StoreAction):
         if self.option_strings and self.dest in given and given[self.dest] != values:
             parser.error(f"{self.option_strings[-1]} given twice, {given[self.dest]!r} and {values!r}: give it once")
         given[self.dest] = values
-        super().__call__(parser, namespace, values, option_string)
+        setattr(namespace, self.dest, values)  # what argparse's own 'store' does
 
 
 class Parser(argparse.ArgumentParser):

@@ -289,7 +289,7 @@ class StepWorker:
                 await msg.nak(delay=self.settings.retry_base_delay_s)
         except Exception as e:
             await self._unbeat(keepalive, beating, tenant_id, export_id)
-            await self._failed(msg, tenant_id, export_id, e)
+            await self._failed(msg, tenant_id, export_id, e, carry.get("since"))
         finally:
             self.contexts.pop(running_key(tenant_id, export_id), None)
             await self._unbeat(keepalive, beating, tenant_id, export_id)
@@ -305,7 +305,12 @@ class StepWorker:
             with contextlib.suppress(Exception):
                 await self.bus.heartbeats.delete(heartbeat_key(self.step, tenant_id, export_id))
 
-    async def _failed(self, msg: Msg, tenant_id: str, export_id: str, error: Exception) -> None:
+    async def _failed(self, msg: Msg, tenant_id: str, export_id: str, error: Exception,
+                      since: int | None = None) -> None:
+        """Record a failed attempt (or drop the message when the export no longer needs the step).
+        ``since``: the log's sequence this run started at — a run dropped because another actor ended
+        the export meanwhile is said as ended; one whose export was already ended when it started (the
+        notifier's is, always) failed on its own, and says so with its traceback."""
         reason = public_reason(error, StepError)  # what the person sees; the details stay in this log
         ids = _ids(tenant_id, export_id, self.step)
         said = False
@@ -314,7 +319,7 @@ class StepWorker:
             decision = after_failure(loaded.state, self.step, reason, self.settings.step_attempts,
                                      self.settings.retry_base_delay_s, still_due=self.should_run(loaded),
                                      permanent=is_permanent(error))
-            if isinstance(decision, Drop):
+            if isinstance(decision, Drop) and since is not None and loaded.last_seq > since:
                 # the export ended (cancelled, completed by another replica, erased) while this run
                 # worked: what stopped the run is no failure, and a warning with a traceback said it was
                 log.info("%s %s: ended, the export no longer needs this step (%s: %s)", self.step,
@@ -326,6 +331,8 @@ class StepWorker:
             said = True
             base = dict(export_id=export_id, tenant_id=tenant_id)
             match decision:
+                case Drop():
+                    await msg.ack()
                 case GiveUp(reason=readable):
                     await self._give_up(msg, loaded, readable)
                 case Retry(attempt=attempt, delay_s=delay):

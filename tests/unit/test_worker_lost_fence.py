@@ -127,3 +127,34 @@ async def test_a_failure_of_an_export_under_way_is_still_a_warning_with_its_trac
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "exp_w failed" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].exc_info is not None
     assert [e.name() async for _, e in log.history("t_w", "exp_w")] == ["ExportRequested", "StepFailed"]
+
+
+async def test_a_step_that_fails_on_an_export_already_ended_is_still_a_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The notifier runs on an export that has ended (complete or failed): the failure rule drops its
+    message whatever went wrong, so 'the export ended' must be told from the log moving during the run —
+    a template bug in the notifier is a warning with its traceback, not 'ended' at INFO (found by the
+    review of 033b696)."""
+    log = InMemoryEventLog()
+    requested = ev.ExportRequested(export_id="exp_n", tenant_id="t_n", user_id="u", user_email="u@example.org",
+                                   username="u")
+    await log.append(requested, 0)
+    completed = ev.ExportCompleted(export_id="exp_n", tenant_id="t_n",
+                                   archive_key="exports/t_n/exp_n/grove-export-u-2026-12-04.zip", size_bytes=1,
+                                   sha256="0" * 64, item_counts={}, error_count=0,
+                                   expires_at=datetime(2026, 12, 31, tzinfo=UTC))
+    await log.append(completed, 1)
+    bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
+
+    async def work(ctx: StepContext) -> None:
+        raise ValueError("template broke")
+
+    worker = StepWorker("notify", bus, Settings(progress_interval_s=60, ack_wait_s=120), work, lambda loaded: True)
+    msg = FakeMsg("exports.t_n.exp_n.ExportCompleted", data=completed.to_json())
+    with caplog.at_level(logging.INFO, logger="shared.runtime.worker"):
+        await worker.handle(msg)  # type: ignore[arg-type]
+        await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "exp_n failed" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].exc_info is not None, [r.getMessage() for r in caplog.records]
+    assert not [r for r in caplog.records if "ended, the export no longer needs" in r.getMessage()]
+    assert msg.calls == [("ack", None)]

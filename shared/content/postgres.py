@@ -57,7 +57,7 @@ async def _text_codecs(conn: asyncpg.Connection) -> None:
 # The column types a write gives its values as (binary COPY of Python str and int), by the spec's
 # type of the column: a platform's own table with other types (a ``timestamptz`` time, a ``uuid``
 # id) is read by an export (as text), but a write into it ended in a traceback of asyncpg's encoder.
-_WRITES_TEXT = frozenset({"text", "character varying", "character", "citext", "name"})
+_WRITES_TEXT = frozenset({"text", "character varying", "character", "name"})  # not citext: no binary encoder
 _WRITES_INTEGER = frozenset({"bigint", "integer", "smallint", "numeric"})
 
 

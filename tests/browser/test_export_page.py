@@ -301,6 +301,41 @@ async def test_a_start_whose_answer_was_lost_follows_its_export_when_clicked_aga
     await page.context.close()
 
 
+async def test_a_lost_start_is_repeated_with_its_key_only_for_a_minute(
+        browser: Any, live: LiveStack, seed: Seed) -> None:
+    """The gateway honours an Idempotency-Key for 24 h: a key kept for good would, an hour later, be
+    answered with the old export instead of starting a new one (found by the review of 3fb99a0). A
+    retry within a minute repeats the lost start's key; a start after that has a key of its own."""
+    tenant = await seed(images=0)
+    page = await open_page(browser, live, tenant)
+    await page.clock.install()
+    keys: list[str | None] = []
+
+    async def unavailable(route: Any) -> None:
+        if route.request.method != "POST":
+            await route.continue_()
+            return
+        keys.append(route.request.headers.get("idempotency-key"))
+        await route.fulfill(status=503, content_type="application/problem+json",
+                            body=json.dumps({"title": "Unavailable", "status": 503, "code": "GROVE-EXPORT-008",
+                                             "detail": "The export service is slow right now; try again."}))
+
+    await page.route("**/api/export", unavailable)
+    start = page.get_by_role("button", name="Start export")
+    for _ in (1, 2):
+        await start.click()
+        await page.wait_for_selector("#message[data-code='503']")
+        await page.wait_for_selector("#start-button:not([disabled])")
+    await page.clock.fast_forward(61_000)
+    await start.click()
+    deadline = time.monotonic() + 10
+    while len(keys) < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert len(keys) == 3 and keys[0] and keys[0] == keys[1] and keys[2] and keys[2] != keys[0], keys
+    no_page_errors(page, allowed=("503",))
+    await page.context.close()
+
+
 async def test_history_lists_finished_exports_with_download_links_and_429_says_when(
         browser: Any, live: LiveStack, seed: Seed) -> None:
     tenant = await seed(images=20)

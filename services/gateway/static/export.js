@@ -33,12 +33,13 @@
   var pollTimer = null;
   var historyGeneration = 0;
   var starting = false;
-  // The start this page is still owed an answer for: { key, body, token }. A start whose answer was
+  // The start this page is still owed an answer for: { key, body, token, at }. A start whose answer was
   // lost (the connection dropped, a 5xx) is sent again with the same Idempotency-Key when the person
   // clicks again with the same choices, so the gateway answers with the export it started — or starts
   // the one it reserved and never logged. A new key each time got a 409 naming that export, and
   // "Show the active export" then said it could not be found.
   var pendingStart = null;
+  var RETRY_SAME_START_MS = 60000; // the gateway's reservation lives 30 s (GROVE_RESERVATION_TIMEOUT_S)
 
   var dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
   var timeOnly = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
@@ -327,8 +328,11 @@
     starting = true;
     syncStartButton();
     var sent = JSON.stringify(body);
-    if (!pendingStart || pendingStart.body !== sent || pendingStart.token !== token) {
-      pendingStart = { key: newKey(), body: sent, token: token };
+    // Only a prompt retry repeats the lost start: the gateway honours a key for 24 h, so a start an
+    // hour later with the same key would be answered with the old export instead of a new one.
+    if (!pendingStart || pendingStart.body !== sent || pendingStart.token !== token ||
+        Date.now() - pendingStart.at > RETRY_SAME_START_MS) {
+      pendingStart = { key: newKey(), body: sent, token: token, at: Date.now() };
     }
     var attempt = pendingStart;
     api("POST", "/api/export", body, { "Idempotency-Key": attempt.key }).then(function (res) {

@@ -23,6 +23,8 @@ from shared.runtime.settings import Settings
 from shared.runtime.worker import StepContext
 
 log = logging.getLogger(__name__)
+# How long a shutdown waits for the email in flight: inside the deploy files' 30 s grace before SIGKILL.
+SHUTDOWN_WAIT_S = 20.0
 
 
 def should_run(loaded: Loaded) -> bool:
@@ -65,8 +67,9 @@ class Notifier:
             email = failed_email(to=req.user_email, username=req.username, reason=reason,
                                  export_id=req.export_id, tenant_id=req.tenant_id, download_page_url=page,
                                  attempt=s.attempt, resend=s.resends)
-        # A shutdown (SIGTERM: a deploy, a scale-down) lets the send in flight end — its own timeout
-        # bounds it — and its outcome be logged before the run stops: cut off while the mail server
+        # A shutdown (SIGTERM: a deploy, a scale-down) lets the send in flight end — for at most
+        # SHUTDOWN_WAIT_S: SMTP's timeout is per command, so a slow relay's whole send can take several
+        # times it — and its outcome be logged before the run stops: cut off while the mail server
         # held the message, the run was redelivered and the person got the email twice (SMTP cannot
         # drop a repeat). A wait between attempts ends at once: nothing is in flight then.
         stopping = asyncio.Event()
@@ -78,8 +81,8 @@ class Notifier:
                 raise
             stopping.set()
             log.info("email for %s: shutting down; the send in flight ends first", req.export_id)
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sending
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # TimeoutError: cut off after all
+                await asyncio.wait_for(sending, SHUTDOWN_WAIT_S)
             raise
 
     async def _send(self, ctx: StepContext, email: Email, kind: str, stopping: asyncio.Event) -> None:

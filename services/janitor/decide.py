@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from shared.core.lifecycle import ExportState, kept_for_retry, retryable, shown_status, step_running_after
+from shared.core.lifecycle import RETRY_MARGIN, ExportState, kept_for_retry, retryable, shown_status, step_running_after
 from shared.core.retry import retry_delay
 
 
@@ -68,15 +68,18 @@ def is_swept(state: ExportState, archive: bool, last_modified: datetime | None, 
     or, ``archive``, the export's own archive key. A complete export's archive is its download (deleted
     at expiry); a failed or cancelled one's is offered by nobody — a finalizer stopped after the store
     completed it, failed as dead, left the person's whole archive there for good. A failed export that
-    may be retried keeps everything for ``keep`` (:func:`lifecycle.kept_for_retry`), and after that only
-    what was stored before it failed is taken: a retry that decided after this run read the log went on
-    from catalog, and what it stores is newer. One without a time is left."""
+    may be retried keeps everything for ``keep`` (:func:`lifecycle.kept_for_retry`), and after that takes
+    what was stored before the window's end less twice :data:`lifecycle.RETRY_MARGIN` (or before the
+    failure, for a window shorter than that): a retry that decided
+    after this run read the log (past the window) went on from catalog, and what it stores is newer; a part
+    record or archive a stopped replica wrote after the failure is older, and goes. One without a time is left."""
     if not state.terminal or kept_for_retry(state, now, keep):
         return False
     if archive and state.status not in ("failed", "cancelled"):
         return False
     if retryable(state) and state.failure is not None:
-        return last_modified is not None and last_modified < state.failure.occurred_at
+        failed_at = state.failure.occurred_at
+        return last_modified is not None and last_modified < max(failed_at, failed_at + keep - 2 * RETRY_MARGIN)
     return True
 
 

@@ -113,13 +113,17 @@ def test_an_ended_exports_objects_are_swept_but_a_failed_ones_only_past_the_retr
     before = failed_at - timedelta(seconds=5)
     for archive in (False, True):
         assert is_swept(failed, archive, before, NOW, keep)
-        assert not is_swept(failed, archive, failed_at + timedelta(seconds=1), NOW, keep)  # a retry's, stored after
+        # a stopped replica's part record or archive, stored just after the failure: swept past the window
+        # (review of e68b604: it was left until the log aged out); a retry's, stored after the window, is not
+        assert is_swept(failed, archive, failed_at + timedelta(seconds=2), NOW, keep)
+        assert not is_swept(failed, archive, failed_at + keep, NOW, keep)
         assert not is_swept(failed, archive, None, NOW, keep)
         assert not is_swept(failed, archive, before, failed_at + timedelta(days=6), keep)  # a retry may go on from it
     # its open upload (a retry may go on from finalize with it) the same way
     assert not is_orphan_upload(failed, "u", before, 60, failed_at + timedelta(days=6), keep)
     assert is_orphan_upload(failed, "u", before, 60, NOW, keep)
-    assert not is_orphan_upload(failed, "u", failed_at + timedelta(seconds=1), 60, NOW, keep)
+    assert is_orphan_upload(failed, "u", failed_at + timedelta(seconds=1), 60, NOW, keep)
+    assert not is_orphan_upload(failed, "u", failed_at + keep, 60, NOW, keep)
     assert retry_may_use_stored(failed, failed_at + timedelta(days=6), keep)
     assert not retry_may_use_stored(failed, failed_at + keep - timedelta(minutes=59), keep)  # an hour short
     done = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, COMPLETED])

@@ -53,8 +53,9 @@ _REGION = re.compile(r"(?![0-9]+$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _HTTP_URL = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?", re.IGNORECASE)
 
 
-# the scheme is optional: the NATS client takes user:password@host, adding nats:// itself
-_USERINFO = re.compile(r"^(\s*(?:[A-Za-z][A-Za-z0-9+.-]*://)?)([^@/?#]*)@")
+# the scheme is optional: the NATS client takes user:password@host, adding nats:// itself; the user part
+# runs to the LAST @ before the host (urllib's rule, which the client parses with): a password may hold @
+_USERINFO = re.compile(r"^(\s*(?:[A-Za-z][A-Za-z0-9+.-]*://)?)([^/?#]*)@")
 
 
 def masked_url(url: str) -> str:

@@ -48,6 +48,11 @@ def _secret(settings: Settings) -> bytes:
     return secrets.require("jwt", settings.jwt_secret)
 
 
+# The longest token a request can carry: the gateway (aiohttp) refuses a header line over 8,190 bytes
+# with a 400 before any route, so a longer token minted here was a token nobody could use.
+MAX_TOKEN_CHARS = 8000
+
+
 def make_token(settings: Settings, tenant: str, user: str, email: str, username: str,
                ttl_s: float = 3600.0) -> str:
     """A signed token for ``user`` of ``tenant``, valid for ``ttl_s`` seconds (at most the cap)."""
@@ -64,7 +69,11 @@ def make_token(settings: Settings, tenant: str, user: str, email: str, username:
     now = int(time.time())
     claims = {"sub": user, "tenant": tenant, "email": email, "username": username, "aud": AUDIENCE,
               "iss": settings.jwt_issuer, "iat": now, "exp": now + int(ttl_s)}
-    return jwt.encode(claims, _secret(settings), algorithm=ALGORITHM)
+    token = jwt.encode(claims, _secret(settings), algorithm=ALGORITHM)
+    if len(token) > MAX_TOKEN_CHARS:
+        raise ValueError(f"the token would be {len(token):,} characters, more than the gateway reads in an "
+                         f"Authorization header ({MAX_TOKEN_CHARS:,}): shorten the user, username or email")
+    return token
 
 
 def verify_token(settings: Settings, token: str) -> Identity:

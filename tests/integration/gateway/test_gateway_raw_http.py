@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from services.gateway.auth import MAX_TOKEN_CHARS, make_token
 from services.gateway.headers import HEADERS
 from services.gateway.main import run
 from shared.bus.connect import connect
@@ -505,3 +506,32 @@ async def test_a_client_that_stops_reading_its_answers_gets_its_connection_close
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]  # the client's doing, not an error of ours
     assert not errors, [(r.getMessage(), r.exc_info) for r in errors]
     assert any("took none of its answer within 1 s" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_longest_token_make_token_mints_is_one_the_gateway_reads(
+        settings_for: Callable[..., Settings]) -> None:
+    """`grove-export token --username <10,000 characters>` printed a token (exit 0) that every request
+    carrying it got a 400 for (aiohttp's header line limit, before any route). make_token refuses one
+    over MAX_TOKEN_CHARS; the longest it mints passes the gateway's parser and its auth."""
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+
+    def token_of(n: int) -> str:
+        return make_token(settings, "tenant_a", "u1", "u1@example.org", "u" * n)
+
+    def fits(n: int) -> bool:
+        try:
+            return len(token_of(n)) <= MAX_TOKEN_CHARS
+        except ValueError as e:
+            assert "more than the gateway reads" in str(e)
+            return False
+
+    assert fits(5000) and not fits(6500), "the search range no longer straddles the cap"
+    longest = max(n for n in range(5000, 6500) if fits(n))
+    with pytest.raises(ValueError, match="more than the gateway reads"):
+        token_of(longest + 3)  # base64 grows by whole groups of 3 bytes: the next longer token
+    async with _gateway(settings):
+        status, _, body = await _answer(port, (
+            f"GET /api/export/history HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token_of(longest)}\r\n"
+            "Connection: close\r\n\r\n").encode())
+    assert status == 200, body[:300]

@@ -237,7 +237,7 @@ async def _assemble(settings: Settings, key: str, out: Path, placed: list[os.sta
     except ObjectNotFound:
         raise CliError(f"no snapshot at {key!r} in bucket {settings.buckets.exports!r} (a finished export's "
                        f"snapshot is removed with its other work objects: by the canceller at once, by the janitor "
-                       f"once complete or failed)", code=1) from None
+                       f"once complete, or GROVE_ARCHIVE_TTL_DAYS after it failed)", code=1) from None
     except NotASnapshot as e:  # another object of the bucket (the archive, a part record): it was a traceback
         raise CliError(f"the object at {key!r} in bucket {settings.buckets.exports!r} is not a snapshot: {e} "
                        f"(`grove-export events EXPORT_ID` names its snapshot_key); nothing was assembled",

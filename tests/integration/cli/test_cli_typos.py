@@ -68,7 +68,7 @@ def test_assemble_names_a_store_that_is_not_there_and_why_a_snapshot_may_be_gone
     out = bare("assemble", "--snapshot", key, "--out", "a.zip", cwd=tmp_path)
     assert (out.returncode, out.stderr) == (1, f"grove-export: no snapshot at {key!r} in bucket 'grove-exports' (a "
                                                "finished export's snapshot is removed with its other work objects: "
-                                               "by the canceller at once, by the janitor once complete or failed)\n"), \
+                                               "by the canceller at once, by the janitor once complete, or GROVE_ARCHIVE_TTL_DAYS after it failed)\n"), \
         out.stderr
     assert not (tmp_path / "a.zip").exists()
 

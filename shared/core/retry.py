@@ -39,10 +39,17 @@ class Drop:
     """The export is stopping: ack the message, record nothing."""
 
 
+def needs_the_step(state: ExportState, still_due: bool = False) -> bool:
+    """Whether a failure of a step still counts for the export: not once it is erased (no first event),
+    ended, or stopping (unless the step's own rule still holds: the cancel). The worker says a dropped
+    failure as 'the export ended' only when this held as the run started."""
+    return state.exists and not state.terminal and not (state.stopping and not still_due)
+
+
 def after_failure(state: ExportState, step: str, reason: str, max_attempts: int,
                   base_delay_s: float, *, still_due: bool = False, permanent: bool = False) -> Retry | GiveUp | Drop:
     """``still_due``: the step's own should_run still holds (the cancel step runs while stopping)."""
-    if not state.exists or state.terminal or (state.stopping and not still_due):  # erased log: no first event
+    if not needs_the_step(state, still_due):
         return Drop()
     attempt = state.attempts_of(step) + 1
     if not can_fail_export(step):  # the cancel: it always ends cancelled, so it is retried, never given up

@@ -52,7 +52,7 @@ from shared.bus.connect import Bus
 from shared.core import events as ev
 from shared.core.keys import heartbeat_key
 from shared.core.reasons import is_permanent, public_reason
-from shared.core.retry import Drop, GiveUp, Retry, after_deaths, after_failure, deaths_before
+from shared.core.retry import Drop, GiveUp, Retry, after_deaths, after_failure, deaths_before, needs_the_step
 from shared.eventlog.fence import append_folded
 from shared.eventlog.jetstream import WORKER_ID, Conflict, Loaded, LogUnavailable, reject
 from shared.ports import SYSTEM_CLOCK, Clock, EventLogPort
@@ -219,6 +219,7 @@ class StepWorker:
         beating: list[bool] = []
         carry: dict[str, int] = {}  # what each beat of this run says: since (the log's sequence it started at), deaths
         keepalive = asyncio.create_task(self._keepalive(msg, tenant_id, export_id, beating, carry))
+        needed = False  # until the run has read the log: a failure before that is said as one
         try:
             loaded = await self.bus.log.load(tenant_id, export_id)
             carry["since"] = loaded.last_seq
@@ -241,6 +242,7 @@ class StepWorker:
                         await self._give_up(msg, loaded, give_up.reason)
                     return
                 await self._beat(tenant_id, export_id, carry)  # at once: so a run dying before its first beat counts
+            needed = needs_the_step(loaded.state, still_due=True)  # a failure from here on counts, unless the export ends
             ctx = StepContext(self.bus.log, loaded, self.settings)
             self.contexts[running_key(tenant_id, export_id)] = ctx
             with tracing.step_span(self.step, _durable(msg), msg.subject, msg.headers, tenant_id, export_id,
@@ -289,7 +291,7 @@ class StepWorker:
                 await msg.nak(delay=self.settings.retry_base_delay_s)
         except Exception as e:
             await self._unbeat(keepalive, beating, tenant_id, export_id)
-            await self._failed(msg, tenant_id, export_id, e, carry.get("since"))
+            await self._failed(msg, tenant_id, export_id, e, needed)
         finally:
             self.contexts.pop(running_key(tenant_id, export_id), None)
             await self._unbeat(keepalive, beating, tenant_id, export_id)
@@ -306,11 +308,12 @@ class StepWorker:
                 await self.bus.heartbeats.delete(heartbeat_key(self.step, tenant_id, export_id))
 
     async def _failed(self, msg: Msg, tenant_id: str, export_id: str, error: Exception,
-                      since: int | None = None) -> None:
+                      needed: bool = True) -> None:
         """Record a failed attempt (or drop the message when the export no longer needs the step).
-        ``since``: the log's sequence this run started at — a run dropped because another actor ended
-        the export meanwhile is said as ended; one whose export was already ended when it started (the
-        notifier's is, always) failed on its own, and says so with its traceback."""
+        ``needed``: the export needed the step as the run started — a run dropped because the export
+        ended meanwhile (cancelled, completed by another replica, erased) is said as ended; one whose
+        export had already ended when it started (the notifier's has, always) failed on its own, and
+        says so with its traceback."""
         reason = public_reason(error, StepError)  # what the person sees; the details stay in this log
         ids = _ids(tenant_id, export_id, self.step)
         said = False
@@ -319,7 +322,7 @@ class StepWorker:
             decision = after_failure(loaded.state, self.step, reason, self.settings.step_attempts,
                                      self.settings.retry_base_delay_s, still_due=self.should_run(loaded),
                                      permanent=is_permanent(error))
-            if isinstance(decision, Drop) and since is not None and loaded.last_seq > since:
+            if isinstance(decision, Drop) and needed:
                 # the export ended (cancelled, completed by another replica, erased) while this run
                 # worked: what stopped the run is no failure, and a warning with a traceback said it was
                 log.info("%s %s: ended, the export no longer needs this step (%s: %s)", self.step,

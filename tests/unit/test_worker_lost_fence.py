@@ -158,3 +158,54 @@ async def test_a_step_that_fails_on_an_export_already_ended_is_still_a_warning(
     assert len(warnings) == 1 and warnings[0].exc_info is not None, [r.getMessage() for r in caplog.records]
     assert not [r for r in caplog.records if "ended, the export no longer needs" in r.getMessage()]
     assert msg.calls == [("ack", None)]
+
+
+async def test_a_run_whose_export_is_erased_meanwhile_is_said_as_ended(caplog: pytest.LogCaptureFixture) -> None:
+    """erase-tenant --erase-running purges the export's log while a step runs: the reloaded log is
+    empty (its last sequence 0), so 'the log moved past the run's start' (3ff2852) never held and the
+    thawed run's Stopped was a warning with a traceback again (found by the review of 3ff2852)."""
+    log = InMemoryEventLog()
+    requested = ev.ExportRequested(export_id="exp_x", tenant_id="t_x", user_id="u", user_email="u@example.org",
+                                   username="u")
+    await log.append(requested, 0)
+    bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
+
+    async def work(ctx: StepContext) -> None:
+        log.messages.clear()  # the erasure
+        raise RuntimeError("stopped")
+
+    worker = StepWorker("assemble", bus, Settings(progress_interval_s=60, ack_wait_s=120), work, lambda loaded: True)
+    msg = FakeMsg("exports.t_x.exp_x.ExportRequested", data=requested.to_json())
+    with caplog.at_level(logging.INFO, logger="shared.runtime.worker"):
+        await worker.handle(msg)  # type: ignore[arg-type]
+        await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [r.getMessage() for r in caplog.records]
+    assert any("exp_x: ended, the export no longer needs this step" in r.getMessage() for r in caplog.records)
+    assert msg.calls == [("ack", None)]
+
+
+async def test_a_notifier_failure_while_a_resend_lands_is_still_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """The log moving during a notifier's run (an operator's resend, the janitor's expiry) is no
+    export ending: the notifier's export had ended before it started (review of 3ff2852)."""
+    log = InMemoryEventLog()
+    requested = ev.ExportRequested(export_id="exp_r", tenant_id="t_r", user_id="u", user_email="u@example.org",
+                                   username="u")
+    completed = ev.ExportCompleted(export_id="exp_r", tenant_id="t_r",
+                                   archive_key="exports/t_r/exp_r/grove-export-u-2026-12-04.zip", size_bytes=1,
+                                   sha256="0" * 64, item_counts={}, error_count=0,
+                                   expires_at=datetime(2026, 12, 31, tzinfo=UTC))
+    await log.append(requested, 0)
+    await log.append(completed, 1)
+    bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
+
+    async def work(ctx: StepContext) -> None:
+        await log.append(ev.ResendRequested(export_id="exp_r", tenant_id="t_r", operator="ops", reason="bounced"), 2)
+        raise ValueError("template broke")
+
+    worker = StepWorker("notify", bus, Settings(progress_interval_s=60, ack_wait_s=120), work, lambda loaded: True)
+    msg = FakeMsg("exports.t_r.exp_r.ExportCompleted", data=completed.to_json())
+    with caplog.at_level(logging.INFO, logger="shared.runtime.worker"):
+        await worker.handle(msg)  # type: ignore[arg-type]
+        await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "exp_r failed" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].exc_info is not None, [r.getMessage() for r in caplog.records]

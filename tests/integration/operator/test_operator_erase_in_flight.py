@@ -144,7 +144,7 @@ async def _erased_while_frozen(values: dict[str, Any], bus: Bus, store: ObjectSt
     async def run_ended() -> bool:
         said = Path(child.log_path).read_text()
         return any(f"{step} {export_id}{how}" in said
-                   for how in (": the log moved", ": standing down", ": done", ": ended", " failed"))
+                   for how in (": the log moved", ": standing down", ": done", ": ended"))  # not " failed": no failure
 
     await until(run_ended, 60, 0.2, f"the thawed {step} run to end")
     held = await _held(bus, store, settings, tenant)

@@ -58,16 +58,17 @@ _HTTP_URL = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?", re.IGNORECASE)
 _USERINFO = re.compile(r"^(\s*(?:[A-Za-z][A-Za-z0-9+.-]*://)?)([^/?#]*)@")
 
 
-def masked_url(url: str) -> str:
-    """``url`` (or several, comma-separated: GROVE_NATS_URL) fit for a log or an error line: the password
-    in ``user:password@`` is ***, and so is a user part alone, which NATS takes as a token. Every line
-    that names the NATS server printed ``nats://admin:PASSWORD@host`` as given."""
+def masked_url(url: str, *, many: bool = True) -> str:
+    """``url`` (or several, comma-separated: GROVE_NATS_URL; ``many=False`` for one URL, whose password
+    may hold a comma) fit for a log or an error line: the password in ``user:password@`` is ***, and so
+    is a user part alone, which NATS takes as a token. Every line that names the NATS server printed
+    ``nats://admin:PASSWORD@host`` as given."""
     def one(part: str) -> str:
         def mask(m: re.Match[str]) -> str:
             user, colon, _ = m.group(2).partition(":")
             return f"{m.group(1)}{user}:***@" if colon else f"{m.group(1)}***@"
         return _USERINFO.sub(mask, part)
-    return ",".join(one(part) for part in url.split(","))
+    return ",".join(one(part) for part in url.split(",")) if many else one(url)
 
 
 class SettingsProblem(ValueError):

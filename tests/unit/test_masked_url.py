@@ -24,3 +24,11 @@ def test_the_password_the_client_reads_is_never_shown(url: str, shown: str) -> N
         password = urlsplit(part if "://" in part else f"nats://{part}").password
         if password:
             assert password not in masked_url(url)
+
+
+def test_one_url_whose_password_holds_a_comma_is_masked_whole() -> None:
+    """The mail service's URL is one URL: split on ',' as a NATS list is, a password holding a comma was
+    shown up to it (review of 1e3f742)."""
+    url = "https://u:pa,ss@mail.example/send"
+    assert urlsplit(url).password == "pa,ss"
+    assert masked_url(url, many=False) == "https://u:***@mail.example/send"

@@ -85,7 +85,7 @@ class HttpMailer:
 
     def __init__(self, *, url: str, api_key: str | None, timeout: float = 10.0) -> None:
         self.endpoint = url.rstrip("/") + "/send"
-        self._shown = masked_url(self.endpoint)  # user:password@ (basic auth to the service) as user:***@
+        self._shown = masked_url(self.endpoint, many=False)  # user:password@ (basic auth) as user:***@
         self._api_key = api_key
         # what a reason must not hold of a URL's user:password@: the password, and the Authorization
         # header aiohttp sends for it (a proxy's error answer may dump the request's headers)

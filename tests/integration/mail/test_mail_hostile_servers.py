@@ -235,3 +235,17 @@ async def test_a_password_in_the_mail_services_url_is_never_in_the_reason(raw_se
         assert caught.value.reason.startswith("mail service answered HTTP 503: proxy error"), caught.value.reason
     else:  # the transport failed: the reason names the endpoint, its password masked
         assert f"mailer:***@127.0.0.1:{port}" in caught.value.reason
+
+
+async def test_a_password_holding_a_comma_is_never_in_the_reason(ready: Email) -> None:
+    """The endpoint was masked as a comma-separated NATS list: 'mailer:hunter,2pw@' showed 'hunter'
+    (review of 1e3f742). Nothing listens: the reason names the endpoint, its password masked whole."""
+    port = free_port()
+    mailer = HttpMailer(url=f"http://mailer:hunter,2pw@127.0.0.1:{port}", api_key="k", timeout=5.0)
+    try:
+        with pytest.raises(TransientMailError) as caught:
+            await mailer.send(ready)
+    finally:
+        await mailer.close()
+    assert "hunter" not in caught.value.reason and "hunter" not in repr(mailer), caught.value.reason
+    assert f"mailer:***@127.0.0.1:{port}" in caught.value.reason, caught.value.reason

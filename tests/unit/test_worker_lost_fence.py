@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -69,37 +70,58 @@ async def test_a_failure_is_recorded_past_an_event_the_fold_ignores(attempts: in
     assert msg.calls[-1][0] == ("nak" if attempts > 1 else "ack")
 
 
-@pytest.mark.parametrize("ended_by", [
-    ev.ExportCancelled(export_id="exp_e", tenant_id="t_e"),
-    ev.ExportCompleted(export_id="exp_e", tenant_id="t_e", archive_key="exports/t_e/exp_e/grove-export-u-2026-12-04.zip",
-                       size_bytes=1, sha256="0" * 64, item_counts={}, error_count=0,
-                       expires_at=datetime(2026, 12, 31, tzinfo=UTC)),
-], ids=["cancelled", "completed"])
+def _requested(x: str) -> ev.ExportRequested:
+    return ev.ExportRequested(export_id=f"exp_{x}", tenant_id=f"t_{x}", user_id="u", user_email="u@example.org",
+                              username="u")
+
+
+def _completed(x: str) -> ev.ExportCompleted:
+    return ev.ExportCompleted(export_id=f"exp_{x}", tenant_id=f"t_{x}", size_bytes=1, sha256="0" * 64,
+                              archive_key=f"exports/t_{x}/exp_{x}/grove-export-u-2026-12-04.zip", item_counts={},
+                              error_count=0, expires_at=datetime(2026, 12, 31, tzinfo=UTC))
+
+
+async def _failing_run(step: ev.Step, events: list[ev.Event], work: Callable[[InMemoryEventLog], Awaitable[None]],
+                       caplog: pytest.LogCaptureFixture) -> tuple[InMemoryEventLog, FakeMsg]:
+    """One StepWorker run of ``step`` on a log holding ``events``, triggered by the last of them, whose
+    work is ``work(log)`` (it raises); the worker's lines from INFO up are in ``caplog``."""
+    log = InMemoryEventLog()
+    for seq, event in enumerate(events):
+        await log.append(event, seq)
+    bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
+
+    async def run(ctx: StepContext) -> None:
+        await work(log)
+
+    worker = StepWorker(step, bus, Settings(progress_interval_s=60, ack_wait_s=120), run, lambda loaded: True)
+    last = events[-1]
+    msg = FakeMsg(f"exports.{last.tenant_id}.{last.export_id}.{last.name()}", data=last.to_json())
+    with caplog.at_level(logging.INFO, logger="shared.runtime.worker"):
+        await worker.handle(msg)  # type: ignore[arg-type]
+        await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)
+    return log, msg
+
+
+def _failed_lines(caplog: pytest.LogCaptureFixture, export_id: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno == logging.WARNING and f"{export_id} failed" in r.getMessage()]
+
+
+@pytest.mark.parametrize("ended_by", [ev.ExportCancelled(export_id="exp_e", tenant_id="t_e"), _completed("e")],
+                         ids=["cancelled", "completed"])
 async def test_a_run_stopped_because_its_export_ended_is_said_as_ended_not_failed(
         ended_by: ev.Event, caplog: pytest.LogCaptureFixture) -> None:
     """A replica thawed after another completed the export (or after a cancel) stops with an error of
     its own making (the encoder's Stopped, a lost upload): the worker drops the message, which was right,
     but logged 'failed: An internal error occurred' with a traceback — an operator read a failure that
-    never was. It now says the run ended, at INFO, without a traceback, and acks; a failure of an export
-    still under way is still a warning with its traceback (the test above this one's neighbours)."""
-    log = InMemoryEventLog()
-    requested = ev.ExportRequested(export_id="exp_e", tenant_id="t_e", user_id="u", user_email="u@example.org",
-                                   username="u")
-    await log.append(requested, 0)
-    bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
-
+    never was. It now says the run ended, at INFO, without a traceback, and acks."""
     class Stopped(Exception):  # what the encoder raises once its export is stopped
         pass
 
-    async def work(ctx: StepContext) -> None:
+    async def work(log: InMemoryEventLog) -> None:
         await log.append(ended_by, 1)  # another actor ended the export while this run worked
         raise Stopped()
 
-    worker = StepWorker("assemble", bus, Settings(progress_interval_s=60, ack_wait_s=120), work, lambda loaded: True)
-    msg = FakeMsg("exports.t_e.exp_e.ExportRequested", data=requested.to_json())
-    with caplog.at_level(logging.INFO, logger="shared.runtime.worker"):
-        await worker.handle(msg)  # type: ignore[arg-type]
-        await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)
+    log, msg = await _failing_run("assemble", [_requested("e")], work, caplog)
     assert msg.calls == [("ack", None)]
     lines = [(r.levelno, r.getMessage(), r.exc_info) for r in caplog.records if "exp_e" in r.getMessage()]
     assert [(lvl, text) for lvl, text, _ in lines if lvl >= logging.WARNING] == []
@@ -110,21 +132,11 @@ async def test_a_run_stopped_because_its_export_ended_is_said_as_ended_not_faile
 
 async def test_a_failure_of_an_export_under_way_is_still_a_warning_with_its_traceback(
         caplog: pytest.LogCaptureFixture) -> None:
-    log = InMemoryEventLog()
-    requested = ev.ExportRequested(export_id="exp_w", tenant_id="t_w", user_id="u", user_email="u@example.org",
-                                   username="u")
-    await log.append(requested, 0)
-    bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
-
-    async def work(ctx: StepContext) -> None:
+    async def work(log: InMemoryEventLog) -> None:
         raise RuntimeError("the store is down")
 
-    worker = StepWorker("assemble", bus, Settings(progress_interval_s=60, ack_wait_s=120), work, lambda loaded: True)
-    msg = FakeMsg("exports.t_w.exp_w.ExportRequested", data=requested.to_json())
-    with caplog.at_level(logging.INFO, logger="shared.runtime.worker"):
-        await worker.handle(msg)  # type: ignore[arg-type]
-        await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "exp_w failed" in r.getMessage()]
+    log, _ = await _failing_run("assemble", [_requested("w")], work, caplog)
+    warnings = _failed_lines(caplog, "exp_w")
     assert len(warnings) == 1 and warnings[0].exc_info is not None
     assert [e.name() async for _, e in log.history("t_w", "exp_w")] == ["ExportRequested", "StepFailed"]
 
@@ -132,29 +144,14 @@ async def test_a_failure_of_an_export_under_way_is_still_a_warning_with_its_trac
 async def test_a_step_that_fails_on_an_export_already_ended_is_still_a_warning(
         caplog: pytest.LogCaptureFixture) -> None:
     """The notifier runs on an export that has ended (complete or failed): the failure rule drops its
-    message whatever went wrong, so 'the export ended' must be told from the log moving during the run —
-    a template bug in the notifier is a warning with its traceback, not 'ended' at INFO (found by the
-    review of 033b696)."""
-    log = InMemoryEventLog()
-    requested = ev.ExportRequested(export_id="exp_n", tenant_id="t_n", user_id="u", user_email="u@example.org",
-                                   username="u")
-    await log.append(requested, 0)
-    completed = ev.ExportCompleted(export_id="exp_n", tenant_id="t_n",
-                                   archive_key="exports/t_n/exp_n/grove-export-u-2026-12-04.zip", size_bytes=1,
-                                   sha256="0" * 64, item_counts={}, error_count=0,
-                                   expires_at=datetime(2026, 12, 31, tzinfo=UTC))
-    await log.append(completed, 1)
-    bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
-
-    async def work(ctx: StepContext) -> None:
+    message whatever went wrong, so a template bug in the notifier is a warning with its traceback, not
+    'ended' at INFO (found by the review of 033b696): 'ended' only when the export needed the step as
+    the run started."""
+    async def work(log: InMemoryEventLog) -> None:
         raise ValueError("template broke")
 
-    worker = StepWorker("notify", bus, Settings(progress_interval_s=60, ack_wait_s=120), work, lambda loaded: True)
-    msg = FakeMsg("exports.t_n.exp_n.ExportCompleted", data=completed.to_json())
-    with caplog.at_level(logging.INFO, logger="shared.runtime.worker"):
-        await worker.handle(msg)  # type: ignore[arg-type]
-        await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "exp_n failed" in r.getMessage()]
+    _, msg = await _failing_run("notify", [_requested("n"), _completed("n")], work, caplog)
+    warnings = _failed_lines(caplog, "exp_n")
     assert len(warnings) == 1 and warnings[0].exc_info is not None, [r.getMessage() for r in caplog.records]
     assert not [r for r in caplog.records if "ended, the export no longer needs" in r.getMessage()]
     assert msg.calls == [("ack", None)]
@@ -164,21 +161,11 @@ async def test_a_run_whose_export_is_erased_meanwhile_is_said_as_ended(caplog: p
     """erase-tenant --erase-running purges the export's log while a step runs: the reloaded log is
     empty (its last sequence 0), so 'the log moved past the run's start' (3ff2852) never held and the
     thawed run's Stopped was a warning with a traceback again (found by the review of 3ff2852)."""
-    log = InMemoryEventLog()
-    requested = ev.ExportRequested(export_id="exp_x", tenant_id="t_x", user_id="u", user_email="u@example.org",
-                                   username="u")
-    await log.append(requested, 0)
-    bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
-
-    async def work(ctx: StepContext) -> None:
+    async def work(log: InMemoryEventLog) -> None:
         log.messages.clear()  # the erasure
         raise RuntimeError("stopped")
 
-    worker = StepWorker("assemble", bus, Settings(progress_interval_s=60, ack_wait_s=120), work, lambda loaded: True)
-    msg = FakeMsg("exports.t_x.exp_x.ExportRequested", data=requested.to_json())
-    with caplog.at_level(logging.INFO, logger="shared.runtime.worker"):
-        await worker.handle(msg)  # type: ignore[arg-type]
-        await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)
+    _, msg = await _failing_run("assemble", [_requested("x")], work, caplog)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [r.getMessage() for r in caplog.records]
     assert any("exp_x: ended, the export no longer needs this step" in r.getMessage() for r in caplog.records)
     assert msg.calls == [("ack", None)]
@@ -187,25 +174,10 @@ async def test_a_run_whose_export_is_erased_meanwhile_is_said_as_ended(caplog: p
 async def test_a_notifier_failure_while_a_resend_lands_is_still_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     """The log moving during a notifier's run (an operator's resend, the janitor's expiry) is no
     export ending: the notifier's export had ended before it started (review of 3ff2852)."""
-    log = InMemoryEventLog()
-    requested = ev.ExportRequested(export_id="exp_r", tenant_id="t_r", user_id="u", user_email="u@example.org",
-                                   username="u")
-    completed = ev.ExportCompleted(export_id="exp_r", tenant_id="t_r",
-                                   archive_key="exports/t_r/exp_r/grove-export-u-2026-12-04.zip", size_bytes=1,
-                                   sha256="0" * 64, item_counts={}, error_count=0,
-                                   expires_at=datetime(2026, 12, 31, tzinfo=UTC))
-    await log.append(requested, 0)
-    await log.append(completed, 1)
-    bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
-
-    async def work(ctx: StepContext) -> None:
+    async def work(log: InMemoryEventLog) -> None:
         await log.append(ev.ResendRequested(export_id="exp_r", tenant_id="t_r", operator="ops", reason="bounced"), 2)
         raise ValueError("template broke")
 
-    worker = StepWorker("notify", bus, Settings(progress_interval_s=60, ack_wait_s=120), work, lambda loaded: True)
-    msg = FakeMsg("exports.t_r.exp_r.ExportCompleted", data=completed.to_json())
-    with caplog.at_level(logging.INFO, logger="shared.runtime.worker"):
-        await worker.handle(msg)  # type: ignore[arg-type]
-        await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "exp_r failed" in r.getMessage()]
+    await _failing_run("notify", [_requested("r"), _completed("r")], work, caplog)
+    warnings = _failed_lines(caplog, "exp_r")
     assert len(warnings) == 1 and warnings[0].exc_info is not None, [r.getMessage() for r in caplog.records]

@@ -119,6 +119,14 @@ def reservation_live(slot: Slot, active_status: str | None, now: datetime, timeo
     return slot.reserved_at is not None and now - slot.reserved_at < timedelta(seconds=timeout_s)
 
 
+def being_admitted(slot: Slot, active_status: str | None, now: datetime, timeout_s: float) -> str | None:
+    """The export a live reservation names while the log holds no event of it yet: a gateway between
+    reserving the slot and appending its ExportRequested (README, Admission). None otherwise."""
+    if active_status is None and reservation_live(slot, active_status, now, timeout_s):
+        return slot.active_export_id
+    return None
+
+
 def decide(now: datetime, slot: Slot | None, active_status: str | None, *, new_export_id: str,
            window_s: float, reservation_timeout_s: float, idempotency: str | None = None) -> Decision:
     """Admit, Conflict or RateLimited for a new export ``new_export_id`` at server time ``now``.

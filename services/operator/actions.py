@@ -153,8 +153,7 @@ async def reserving(bus: Bus, settings: Settings, tenant_id: str) -> str | None:
     if slot.active_export_id is None:
         return None
     status = await admission.active_status(tenant_id, slot.active_export_id)
-    live = status is None and adm.reservation_live(slot, status, now, settings.reservation_timeout_s)
-    return slot.active_export_id if live else None
+    return adm.being_admitted(slot, status, now, settings.reservation_timeout_s)
 
 
 async def unlock(bus: Bus, settings: Settings, tenant_id: str, who: Who) -> str:
@@ -171,9 +170,8 @@ async def unlock(bus: Bus, settings: Settings, tenant_id: str, who: Who) -> str:
         status = await admission.active_status(tenant_id, slot.active_export_id) if slot.active_export_id else None
         would = adm.decide(now, slot, status, new_export_id="probe", window_s=settings.rate_window_s,
                            reservation_timeout_s=settings.reservation_timeout_s)
-        live = slot.active_export_id if status is None and adm.reservation_live(
-            slot, status, now, settings.reservation_timeout_s) else None
-        refusal = decide.unlock_refusal(states, would, reserving=live)
+        refusal = decide.unlock_refusal(states, would, reserving=adm.being_admitted(
+            slot, status, now, settings.reservation_timeout_s))
         if refusal:
             typo = "" if states or data else " (the log holds no export of this tenant: a typo?)"
             raise Refusal(f"tenant {tenant_id}: {refusal.why}{typo}")

@@ -14,6 +14,7 @@ from services.gateway.admission import (
     RateLimited,
     Replay,
     Slot,
+    being_admitted,
     decide,
     match_idempotency,
     rate_text,
@@ -160,3 +161,12 @@ def test_the_429_states_the_configured_window() -> None:
 def test_the_fields_a_slot_is_known_by_are_those_it_is_written_with() -> None:
     # a stored object naming none of them is no gateway's slot (admission_kv: decided from the log)
     assert SLOT_FIELDS == set(Slot().to_json())
+
+
+def test_a_reservation_whose_request_is_not_in_the_log_is_being_admitted_until_it_lapses() -> None:
+    """One home for the rule unlock refuses by and erase waits for (services/operator/actions)."""
+    slot = Slot("exp_1", NOW - timedelta(seconds=10))
+    assert being_admitted(slot, None, NOW, 30) == "exp_1"
+    assert being_admitted(slot, "pending", NOW, 30) is None  # its request is in the log: an export, not a request
+    assert being_admitted(slot, None, NOW + timedelta(seconds=21), 30) is None  # lapsed
+    assert being_admitted(Slot(), None, NOW, 30) is None

@@ -73,11 +73,12 @@ def test_member_bytes_match_what_stream_zip_writes_after_another_member() -> Non
     assert both[len(leading): len(leading) + len(alone)] == alone
 
 
-def stream_zip_member(name: str, when: datetime, data: bytes, zip64: bool) -> tuple[bytes, zipmember.EncodedMember]:
-    """A level-0 member as the encoder wrote it through stream-zip before it wrote them itself: the
-    member alone, its trailer parsed off."""
+def stream_zip_member(name: str, when: datetime, data: bytes, zip64: bool,
+                      level: int = 0) -> tuple[bytes, zipmember.EncodedMember]:
+    """A member as the encoder wrote it through stream-zip before it wrote them itself (level 0, and
+    deflated members under one block): the member alone, its trailer parsed off."""
     output = b"".join(stream_zip([(name, clamp_time(when), MODE, ZIP_64 if zip64 else ZIP_32, reblock([data]))],
-                                 chunk_size=256 * 1024, get_compressobj=lambda: compressobj_for(0)))
+                                 chunk_size=256 * 1024, get_compressobj=lambda: compressobj_for(level)))
     t = parse_trailer(output[-4096:], len(output[:-4096]), zip64)
     return output[:t.member_length], zipmember.EncodedMember(t.crc32, t.compressed_size, t.uncompressed_size,
                                                               t.member_length, zip64, t.cd_record)
@@ -99,6 +100,61 @@ def test_level_0_members_are_byte_for_byte_what_stream_zip_wrote(name: str, when
     encoder = MemberEncoder(f"media/{name}", when, size, 0, chunks)
     encoder.zip64 = zip64  # the layout the size would choose above 4 GiB, without 4 GiB of bytes
     assert (b"".join(encoder), encoder.result) == stream_zip_member(f"media/{name}", when, data, zip64)
+
+
+SMALL_EDGES = [0, 1, 2, 100, 4096, BLOCK - 1]
+PROSE = b"".join(b"%d: a post about the garden, line after line of it\n" % i for i in range(30_000))
+
+
+@settings(max_examples=120, deadline=None)
+@given(name=st.text(st.characters(codec="utf-8", exclude_characters="/"), min_size=1, max_size=40),
+       when=st.datetimes(min_value=datetime(1975, 1, 1), max_value=datetime(2045, 1, 1), timezones=st.just(UTC)),
+       size=st.sampled_from(SMALL_EDGES) | st.integers(0, BLOCK - 1), level=st.integers(1, 9),
+       text=st.booleans(), zip64=st.booleans(), cuts=st.lists(st.integers(0, BLOCK - 1), max_size=6))
+def test_deflated_members_under_one_block_are_byte_for_byte_what_stream_zip_wrote(
+        name: str, when: datetime, size: int, level: int, text: bool, zip64: bool, cuts: list[int]) -> None:
+    data = (PROSE if text else RANDOM)[:size]
+    points = sorted(c for c in cuts if c <= size)
+    chunks = [data[a:b] for a, b in zip([0, *points], [*points, size], strict=True)]
+    encoder = MemberEncoder(f"posts/{name}", when, size, level, chunks)
+    encoder.zip64 = zip64  # the layout above 4 GiB, held here too
+    assert (b"".join(encoder), encoder.result) == stream_zip_member(f"posts/{name}", when, data, zip64, level)
+
+
+@pytest.mark.parametrize("size", [BLOCK - 1, BLOCK, BLOCK + 1])
+def test_deflated_members_either_side_of_one_block_match_stream_zip(size: int) -> None:
+    data = PROSE[:size]
+    encoder = MemberEncoder("posts/long.md", WHEN, size, 6, chunked(data, 65_536))
+    assert (b"".join(encoder), encoder.result) == stream_zip_member("posts/long.md", WHEN, data, False, 6)
+
+
+@pytest.mark.parametrize("declared", [999, 1001])
+def test_a_small_deflated_member_whose_source_differs_in_size_yields_nothing(declared: int) -> None:
+    closed = []
+
+    def source():
+        try:
+            yield PROSE[:600]
+            yield PROSE[600:1000]
+        finally:
+            closed.append(True)
+
+    out = []
+    with pytest.raises(SourceSizeMismatch):
+        for chunk in MemberEncoder("posts/a.md", WHEN, declared, 6, source()):
+            out.append(chunk)
+    assert out == [] and closed == [True]
+
+
+def test_a_small_member_deflated_ahead_is_framed_from_those_bytes_and_checked_against_its_source() -> None:
+    data = PROSE[:300_000]
+    ahead = zipmember.deflate(data, 6)
+    alone, result = encode_member("index.json", WHEN, len(data), 6, [data])
+    encoder = MemberEncoder("index.json", WHEN, len(data), 6, [data], ahead)
+    assert (b"".join(encoder), encoder.result) == (alone, result)
+    changed = data[:-1] + b"!"
+    with pytest.raises(SourceSizeMismatch, match="deflated ahead"):
+        b"".join(MemberEncoder("index.json", WHEN, len(data), 6, [changed], ahead))
 
 
 def test_result_reports_crc_sizes_length_and_an_offset_zero_cd_template() -> None:

@@ -1,6 +1,6 @@
 """A source read through the loop (S3) is read one block ahead: the loop fetches the next block
 while the encoder's thread works on the one it has — and the blocks arrive whole and in order.
-Across members too: once a member is read to its end, the next member's GET has started."""
+Across members too: once a member is opened, the next member's GET has started."""
 
 from __future__ import annotations
 
@@ -92,8 +92,8 @@ def until(check: Any, what: str) -> None:
         time.sleep(0.005)
 
 
-async def test_the_next_members_first_block_is_read_once_a_member_is_read_to_its_end(tmp_path: Path) -> None:
-    sizes = {"a.jpg": 2 * HOP + 7, "b.jpg": 3 * HOP, "c.jpg": 100}
+async def test_the_next_members_first_block_is_read_as_soon_as_a_member_is_opened(tmp_path: Path) -> None:
+    sizes = {"a.jpg": 3 * HOP + 7, "b.jpg": 3 * HOP, "c.jpg": 100}
     data = {k: os.urandom(n) for k, n in sizes.items()}
     store = ReadsByKey(FilesystemStore(tmp_path))
     etags = {k: await store.store.put("b", k, v) for k, v in data.items()}
@@ -102,14 +102,22 @@ async def test_the_next_members_first_block_is_read_once_a_member_is_read_to_its
 
     def consume() -> list[bytes]:
         out = []
-        for m in ms:
-            if m.index > 0:  # nobody opened it yet: its first block is already read
-                until(lambda m=m: store.read.get(m.key, 0) == min(m.size, HOP), f"{m.key} read ahead")
-            out.append(b"".join(opener(m)))
+        a = opener(ms[0])
+        # nothing of a.jpg handed over yet: b.jpg's GET is under way all the same (two requests in
+        # flight), and c.jpg's waits until b.jpg is opened (one member ahead)
+        until(lambda: store.read.get("b.jpg", 0) == HOP, "b.jpg read ahead while a.jpg is opened")
+        assert store.read.get("a.jpg", 0) <= 2 * HOP and "c.jpg" not in store.read
+        out.append(b"".join(a))
+        for m in ms[1:]:
+            reader = opener(m)
+            if m.key == "b.jpg":
+                until(lambda: store.read.get("c.jpg", 0) == 100, "c.jpg read ahead once b.jpg is opened")
+            out.append(b"".join(reader))
         return out
 
     assert await asyncio.to_thread(consume) == list(data.values())
-    assert opener.next is None  # nothing follows the last member
+    assert not opener.ahead  # nothing follows the last member
+    assert sorted(store.ended) == sorted((k, n) for k, n in sizes.items())  # each read once, whole
 
 
 async def test_a_member_read_ahead_but_not_opened_next_is_given_up(tmp_path: Path) -> None:
@@ -125,9 +133,8 @@ async def test_a_member_read_ahead_but_not_opened_next_is_given_up(tmp_path: Pat
         until(lambda: store.read.get("b.jpg") == HOP, "b.jpg read ahead")
         c = b"".join(opener(ms[2]))  # b.jpg skipped (say, a rewind): its read is dropped
         b = b"".join(opener(ms[1]))  # opened after all: read afresh, from its first byte
-        # the read ahead starts before a member's last block is handed over: none was started
-        # after b.jpg, as c.jpg is not wanted
-        assert opener.next is None
+        # none was started after b.jpg, as c.jpg is not wanted
+        assert not opener.ahead
         return a, c, b
 
     a, c, b = await asyncio.to_thread(consume)

@@ -173,7 +173,7 @@ class ReadAhead:
     member. Started only once its member's last byte was read, the next GET left the encoder waiting
     for a source block in 80 % of its time on the S3 bench (py-spy), with neither the loop nor the
     store busy. At most ``depth`` members and one block of each ahead. Called in the encoder's
-    thread only."""
+    thread; :meth:`close` may come from the loop while it still runs (a cancelled step)."""
 
     def __init__(self, store: ObjectStore, members: Sequence[SnapshotMember], loop: asyncio.AbstractEventLoop,
                  stop: threading.Event | None = None,
@@ -182,6 +182,7 @@ class ReadAhead:
         self.depth = depth
         self.ahead: deque[SourceReader] = deque()  # started, in member order
         self.cursor = 0  # the next member to consider reading ahead
+        self.closed = False
 
     def __call__(self, m: SnapshotMember) -> SourceReader:
         while self.ahead and self.ahead[0].member.index < m.index:
@@ -200,11 +201,18 @@ class ReadAhead:
                 following = SourceReader(self.store, nxt, self.loop, self.stop)
                 following.start()
                 self.ahead.append(following)
+        if self.closed:  # closed meanwhile: what was started after its sweep is given up here
+            self.close()
         return reader
 
     def close(self) -> None:
+        self.closed = True
         while self.ahead:
-            self.ahead.popleft().close()
+            try:
+                reader = self.ahead.popleft()  # each reader taken by one side only
+            except IndexError:
+                break
+            reader.close()
 
 
 def source_opener(store: ObjectStore, loop: asyncio.AbstractEventLoop, stop: threading.Event | None = None,

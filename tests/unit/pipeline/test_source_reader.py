@@ -140,3 +140,26 @@ async def test_a_member_read_ahead_but_not_opened_next_is_given_up(tmp_path: Pat
     a, c, b = await asyncio.to_thread(consume)
     assert (a, c, b) == (data["a.jpg"], data["c.jpg"], data["b.jpg"])
     assert store.ended == [("a.jpg", HOP + 1), ("b.jpg", HOP), ("c.jpg", 100), ("b.jpg", 3 * HOP)]
+
+
+async def test_a_member_opened_after_the_opener_was_closed_leaves_nothing_read_ahead(tmp_path: Path) -> None:
+    """A cancelled step closes the opener from the loop while the encoder's thread may still open a
+    member: nothing started after the close stays open."""
+    sizes = {"a.jpg": 100, "b.jpg": 3 * HOP}
+    data = {k: os.urandom(n) for k, n in sizes.items()}
+    store = ReadsByKey(FilesystemStore(tmp_path))
+    etags = {k: await store.store.put("b", k, v) for k, v in data.items()}
+    ms = members(sizes, etags)
+    opener = ReadAhead(store, ms, asyncio.get_running_loop())  # type: ignore[arg-type]
+    opener.close()
+
+    def consume() -> bytes:
+        a = b"".join(opener(ms[0]))
+        assert not opener.ahead
+        return a
+
+    assert await asyncio.to_thread(consume) == data["a.jpg"]
+    deadline = time.monotonic() + 5
+    while not any(k == "b.jpg" for k, _ in store.ended) and "b.jpg" in store.read:
+        assert time.monotonic() < deadline, "b.jpg's read was left open"
+        await asyncio.sleep(0.01)

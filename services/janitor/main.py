@@ -81,13 +81,15 @@ class Janitor:
         self.bucket = settings.buckets.exports
 
     async def exports(self) -> list[tuple[str, str]]:
-        """Every export in the log: (tenant, export), from the subjects of ExportRequested."""
+        """Every export in the log: (tenant, export), from the subjects of ExportRequested whose tokens
+        are ids (``events.export_of_subject``: a ``*`` there is no export, it names them all)."""
         subject = f"{self.settings.subject_prefix}.*.*.ExportRequested"
         found = sorted(await subject_counts(self.bus.nc, self.settings.stream_name, subject))  # every page
         if not found and ((await self.bus.js.stream_info(self.settings.stream_name)).state.messages or 0) > 0:
             # very old servers: fall back to reading them
             found = await self._scan(subject)
-        return [(s.split(".")[1], s.split(".")[2]) for s in found]
+        prefix = self.settings.subject_prefix
+        return [owner for s in found if (owner := ev.export_of_subject(prefix, s)) is not None]
 
     async def _scan(self, subject: str) -> list[str]:
         out: list[str] = []

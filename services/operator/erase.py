@@ -157,7 +157,8 @@ class Eraser:
         subjects = self._subjects(tenant_id)
         events = await self._count(self.settings.stream_name, subjects[self.settings.stream_name][0])
         h.events = sum(events.values())
-        h.exports = sorted({s.split(".")[2] for s in events})
+        prefix = self.settings.subject_prefix  # every event goes; exports are only the ids ('*' is none)
+        h.exports = sorted({owner[1] for s in events if (owner := ev.export_of_subject(prefix, s)) is not None})
         for subject in subjects[f"KV_{self.admission}"]:
             h.admission_keys += sorted(await self._count(f"KV_{self.admission}", subject))
         h.heartbeat_keys = sorted(await self._count(f"KV_{self.heartbeats}", subjects[f"KV_{self.heartbeats}"][0]))

@@ -56,7 +56,10 @@ async def locate(bus: Bus, settings: Settings, export_id: str) -> list[str]:
                                         subjects_filter=f"{settings.subject_prefix}.*.{export_id}.>")
     except NotFoundError:
         return []
-    return sorted({subject.split(".")[1] for subject in (info.state.subjects or {})})
+    # a tenant token that is no id ('*': anyone can aim a PubAck at <prefix>.*.<export>.<type>) is no
+    # tenant: it made every command naming the export refuse it as used by two tenants
+    tenants = {subject.split(".")[1] for subject in (info.state.subjects or {})}
+    return sorted(t for t in tenants if ev.is_valid_id(t))
 
 
 async def requested(bus: Bus, settings: Settings, tenant_id: str | None = None) -> list[tuple[int, str, str]]:
@@ -64,9 +67,11 @@ async def requested(bus: Bus, settings: Settings, tenant_id: str | None = None) 
     subject = f"{settings.subject_prefix}.{tenant_id or '*'}.*.ExportRequested"
     out = []
     for subj in await subject_counts(bus.nc, settings.stream_name, subject):
+        owner = ev.export_of_subject(settings.subject_prefix, subj)
+        if owner is None:  # a '*' there names every export of the tenant, not one
+            continue
         msg = await bus.js.get_last_msg(settings.stream_name, subj, direct=True)
-        _, tenant, export, _ = subj.split(".")
-        out.append((int(msg.seq or 0), tenant, export))
+        out.append((int(msg.seq or 0), *owner))
     return sorted(out, reverse=True)
 
 

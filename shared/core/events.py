@@ -413,6 +413,20 @@ def subject_tokens(prefix: str, subject: str) -> tuple[str, str, str]:
     return parts[1], parts[2], parts[3]
 
 
+def export_of_subject(prefix: str, subject: str) -> tuple[str, str] | None:
+    """(tenant, export) of a subject some message was stored on, when both tokens are ids an export
+    can have; else None. To nats-server a token is any bytes but a space or a dot — ``*`` and ``>`` too:
+    the gateway may publish on ``<prefix>.*.*.ExportRequested`` and any user can aim a PubAck there.
+    Taken as ids, (``*``, ``*``) read every export's events as one export's history (``export_filter``),
+    whose ids are the oldest request's and whose status another export's end. Every listing of the
+    log's exports (the janitor's, the operator's) asks this."""
+    try:
+        tenant_id, export_id, _ = subject_tokens(prefix, subject)
+    except BadEvent:
+        return None
+    return tenant_id, export_id
+
+
 def _what_is_wrong(error: ValidationError) -> str:
     """``username: Value error, holds a control or bidi character`` — the first wrong field and why
     (never its value: that is the publisher's text). pydantic's first line named only the model."""

@@ -760,3 +760,58 @@ async def test_a_slot_taken_from_the_log_whose_export_a_clock_ahead_requested_lo
         assert data is not None and data.get("activeExportId") in ("exp_k1", "exp_k2"), data
     finally:
         await gateway.close()
+
+
+async def test_a_wildcard_token_in_a_stored_subject_names_no_export_for_the_janitor(
+        secured: Secured, admin: Bus) -> None:
+    """A subject token is any bytes but a space and a dot to nats-server, ``*`` too: the notifier aims a
+    PubAck at ``<prefix>.*.*.ExportRequested`` and the stream stores it there (the gateway may publish
+    there itself). The janitor lists exports by the subjects of ExportRequested, and took (``*``,
+    ``*``) for one: its history, ``<prefix>.*.*.>``, is every export's events folded as one, whose
+    ids are the oldest request's — a running export — and whose status is another export's end. The
+    janitor swept the running export's snapshot as that of an ended one, and its assembly failed.
+    Only ids an export can have are exports."""
+    from services.janitor.main import Janitor
+    from services.operator.erase import Eraser
+    from services.operator.inspect import locate, requested
+
+    s = secured.settings
+    p = s.subject_prefix
+    run = {"export_id": "exp_run", "tenant_id": "t_run"}
+    seq = await admin.log.append(ev.ExportRequested(**run, user_id="u", user_email="r@example.org", username="r"), 0)
+    snapshot = f"exports/t_run/exp_run/work/snapshot-{'0' * 16}.jsonl"
+    await admin.log.append(ev.ExportCataloged(**run, snapshot_key=snapshot, snapshot_sha256="x",
+                                              archive_key="exports/t_run/exp_run/grove-export-r-2026-01-01.zip",
+                                              member_count=1, total_bytes=1, item_counts={}), seq)
+    done = {"export_id": "exp_done", "tenant_id": "t_done"}
+    seq = await admin.log.append(ev.ExportRequested(**done, user_id="u", user_email="d@example.org",
+                                                    username="d"), 0)
+    seq = await admin.log.append(ev.CancelRequested(**done), seq)
+    await admin.log.append(ev.ExportCancelled(**done), seq)
+    store = await open_store(s)
+    await store.put(s.buckets.exports, snapshot, b"{}")
+    notifier = await connect_as(secured.server.url, "notifier")
+    try:
+        await notifier.publish(f"{p}.t_x.e_x.NotificationSent", b"{}", reply=f"{p}.*.*.ExportRequested")
+        await notifier.publish(f"{p}.t_x.e_x.NotificationSent", b"{}", reply=f"{p}.*.exp_run.ExportCataloged")
+        await notifier.publish(f"{p}.t_x.e_x.NotificationSent", b"{}", reply=f"{p}.t_run.*.ExportRequested")
+        await notifier.flush()
+    finally:
+        await notifier.close()
+    await _stored(admin, s.stream_name, f"{p}.*.*.ExportRequested")
+    await _stored(admin, s.stream_name, f"{p}.*.exp_run.ExportCataloged")
+    await _stored(admin, s.stream_name, f"{p}.t_run.*.ExportRequested")
+    janitor = await _as_service(secured, "janitor")
+    try:
+        assert sorted(await Janitor(s, janitor, store).exports()) == [("t_done", "exp_done"), ("t_run", "exp_run")]
+        # the operator's listings (list, erase-tenant's cancels) read the same subjects
+        assert sorted(export for _, _, export in await requested(admin, s)) == ["exp_done", "exp_run"]
+        assert [export for _, _, export in await requested(admin, s, "t_run")] == ["exp_run"]
+        assert await locate(admin, s, "exp_run") == ["t_run"]  # `show exp_run` finds one tenant, not two
+        assert (await Eraser(s, admin, store, []).holdings("t_run")).exports == ["exp_run"]  # erase-tenant's list
+        await Janitor(s, janitor, store).run()
+        assert await store.read(s.buckets.exports, snapshot) == b"{}"  # the running export's snapshot is there
+        assert (await admin.log.load("t_run", "exp_run")).state.status == "assembling"
+    finally:
+        await store.close()
+        await janitor.close()

@@ -24,7 +24,7 @@ from services.janitor.decide import (
     is_swept,
 )
 from shared.bus.answers import stored_answer
-from shared.bus.beats import last_beat
+from shared.bus.beats import beating
 from shared.bus.connect import Bus, NatsUnreachable, connect
 from shared.core import events as ev
 from shared.core.keys import (
@@ -325,7 +325,7 @@ class Janitor:
         if step is None:
             return False
         try:
-            return await last_beat(self.bus, self.settings, step, tenant_id, export_id) is not None
+            return await beating(self.bus, self.settings, step, tenant_id, export_id)
         except Exception as e:
             log.warning("janitor: heartbeat of %s unreadable (%r); leaving it for the next run", export_id, e,
                         extra={"export_id": export_id, "tenant_id": tenant_id})

@@ -24,6 +24,9 @@ What a service user may do — nothing else (every permission is an allow-list)
   gets (``STREAM.INFO``, ``STREAM.MSG.GET``, ``DIRECT.GET`` on ``KV_<bucket>``) where it reads. The
   buckets refuse rollup headers (``shared/bus/topology.py``), so a put on its own key cannot purge the
   rest of the bucket (``Nats-Rollup: all``).
+* **The puts of a bucket it only reads** (the janitor's heartbeats, ``$KV.<bucket>.>``): a value no
+  worker put stands over a step's beat (the bucket keeps one a key), so the janitor listens for the
+  next beat before it judges the step dead (``shared/bus/beats.py`` ``beating``).
 * **Core wake-ups** it listens to (the assembler's ``CancelRequested``, the gateway's new events):
   a core message only wakes a service, which then re-reads the log.
 * ``STREAM.INFO`` of the log for the gateway (its identity, the last sequence) and the janitor (the
@@ -114,6 +117,9 @@ def permissions(u: ServiceUser, *, prefix: str = "exports", kv_prefix: str = "gr
         elif role in u.kv_write:
             publish.append(f"$KV.{kv_prefix}_{role}.>")
     subscribe = [f"_INBOX_{u.name}.>", *(s.format(prefix=prefix) for s in u.wakes_on)]
+    # where it only reads, it hears the puts too: a value no worker put (any user can have the server
+    # store its answer under any key) stands over the last beat, and only the puts after it tell
+    subscribe += [f"$KV.{kv_prefix}_{role}.>" for role in u.kv_read]
     return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
 
 

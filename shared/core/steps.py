@@ -44,7 +44,7 @@ class ServiceSpec:
     name: str
     appends: tuple[str, ...] = ()           # events appended outside a step (gateway, janitor)
     kv_write: tuple[KvRole, ...] = ()       # buckets it puts/deletes keys in
-    kv_read: tuple[KvRole, ...] = ()        # buckets it only reads
+    kv_read: tuple[KvRole, ...] = ()        # buckets it only reads (and hears the puts of)
     wakes_on: tuple[str, ...] = ()          # event types ("*": any) it hears as core messages (wake-ups only)
     reads_stream_info: bool = False         # STREAM.INFO on the log (subjects listing, identity)
 

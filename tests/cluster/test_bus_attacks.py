@@ -815,3 +815,63 @@ async def test_a_wildcard_token_in_a_stored_subject_names_no_export_for_the_jani
     finally:
         await store.close()
         await janitor.close()
+
+
+async def test_a_puback_aimed_at_a_running_steps_heartbeat_again_and_again_does_not_fail_it(
+        secured: Secured, admin: Bus) -> None:
+    """The heartbeats bucket keeps one value a key, and any user can have the server store its PubAck
+    under any key: the notifier aims one at a running catalog's key every few milliseconds, so the
+    value the janitor reads is a PubAck, not the beat the worker put a moment before. The janitor read
+    that as no beat and failed the export — running, beating, a long catalog logging nothing for a
+    whole TTL — and the person was sent "export failed". A value no worker put is now followed by
+    listening for the worker's next beat; on a dead step's key none comes, and it is failed as before."""
+    from datetime import timedelta
+
+    from services.janitor.main import Janitor
+    from shared.bus.beats import last_beat
+    from shared.core.keys import heartbeat_key
+
+    s = secured.settings
+    bucket = f"{s.kv_prefix}_heartbeats"
+    ids = {"export_id": "exp_b", "tenant_id": "t_b"}
+    seq = await admin.log.append(ev.ExportRequested(**ids, user_id="u", user_email="b@example.org", username="b"), 0)
+    seq = await admin.log.append(ev.CatalogStarted(**ids), seq)
+    started = (await admin.js.get_msg(s.stream_name, seq=seq, direct=True)).time
+    catalog = await _as_service(secured, "catalog")
+    notifier = await connect_as(secured.server.url, "notifier")
+    janitor = await _as_service(secured, "janitor")
+    store = await open_store(s)
+    key = heartbeat_key("catalog", "t_b", "exp_b")
+    worker_alive = True
+
+    async def worker() -> None:  # the catalog's worker, beating as it does (every progress interval, here less)
+        while worker_alive:
+            await catalog.heartbeats.put(key, json.dumps({"step": "catalog", "worker": "w1", "at": 1.5}).encode())
+            await asyncio.sleep(0.3)
+
+    async def attacker() -> None:
+        while True:
+            await notifier.publish(f"{s.subject_prefix}.t_x.e_x.NotificationSent", b"{}", reply=f"$KV.{bucket}.{key}")
+            await notifier.flush()
+            await asyncio.sleep(0.005)
+
+    beats, aims = asyncio.create_task(worker()), asyncio.create_task(attacker())
+    try:
+        async def stands_over() -> bool:  # the PubAck is the key's value while the worker beats
+            return await last_beat(janitor, s, "catalog", "t_b", "exp_b") is None
+
+        await until(stands_over, 5, 0.01, "a PubAck standing over the worker's beat")
+        later = started + timedelta(seconds=s.heartbeat_ttl_s + 60)  # the catalog logged nothing for a TTL
+        summary = await Janitor(s, janitor, store, dry_run=True).run(now=later)
+        assert summary.failed == 0, summary.actions  # beating: not failed
+        worker_alive = False
+        await beats
+        assert (await Janitor(s, janitor, store, dry_run=True).run(now=later)).failed == 1  # dead: failed
+    finally:
+        worker_alive = False
+        aims.cancel()
+        await asyncio.gather(beats, aims, return_exceptions=True)
+        await store.close()
+        await janitor.close()
+        await notifier.close()
+        await catalog.close()

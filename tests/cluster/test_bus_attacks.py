@@ -875,3 +875,47 @@ async def test_a_puback_aimed_at_a_running_steps_heartbeat_again_and_again_does_
         await janitor.close()
         await notifier.close()
         await catalog.close()
+
+
+async def test_a_puback_aimed_at_a_running_steps_heartbeat_does_not_let_an_erase_pass_it(
+        secured: Secured, admin: Bus) -> None:
+    """erase-tenant waits for the tenant's exports a step still works on by their heartbeats (a catalog
+    cancelled mid-read writes the tenant's snapshot after its cancel is logged). A PubAck the notifier
+    aims at the catalog's key again and again stood over its beat: the erase found nothing working and
+    went on while the catalog wrote. It listens for the beat as the janitor does."""
+    from services.operator.erase import Eraser
+    from shared.bus.beats import last_beat
+    from shared.core.keys import heartbeat_key
+
+    s = secured.settings
+    bucket = f"{s.kv_prefix}_heartbeats"
+    catalog = await _as_service(secured, "catalog")
+    notifier = await connect_as(secured.server.url, "notifier")
+    store = await open_store(s)
+    key = heartbeat_key("catalog", "t_e", "exp_e")
+
+    async def worker() -> None:
+        while True:
+            await catalog.heartbeats.put(key, json.dumps({"step": "catalog", "worker": "w1", "at": 1.5}).encode())
+            await asyncio.sleep(0.3)
+
+    async def attacker() -> None:
+        while True:
+            await notifier.publish(f"{s.subject_prefix}.t_x.e_x.NotificationSent", b"{}", reply=f"$KV.{bucket}.{key}")
+            await notifier.flush()
+            await asyncio.sleep(0.005)
+
+    tasks = [asyncio.create_task(worker()), asyncio.create_task(attacker())]
+    try:
+        async def stands_over() -> bool:
+            return await last_beat(admin, s, "catalog", "t_e", "exp_e") is None
+
+        await until(stands_over, 5, 0.01, "a PubAck standing over the worker's beat")
+        assert await Eraser(s, admin, store, [])._beating("t_e") == ["exp_e"]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await store.close()
+        await notifier.close()
+        await catalog.close()

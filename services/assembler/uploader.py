@@ -151,7 +151,7 @@ class PartUploader:
         while the part uploads: the log chain then only appends events (a PUT in the chain held
         every later part's event behind it, and on S3 each PUT is a request of its own)."""
         s = self.ctx.state
-        rkey = records_key(s.tenant_id, s.export_id, number)
+        rkey = records_key(s.tenant_id, s.export_id, number, self.upload.upload_id)
         await self.store.put(self.bucket, rkey, b"[" + b", ".join(records) + b"]", "application/json")
         return rkey
 

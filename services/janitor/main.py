@@ -192,6 +192,8 @@ class Janitor:
             else:
                 work.append(obj.key)
                 summary.actions.append(f"remove work object {obj.key} (export {s.export_id} is {s.status})")
+        if work:
+            await faults.slow("janitor.listed")  # tests: hold a run between its listing and its deletes
         if work and not self.dry_run:
             await self.store.delete_many(self.bucket, work)  # one request per 1,000 on S3, not one per part record
         summary.cleaned += len(work)

@@ -194,14 +194,16 @@ class PartUploaded(Event):
     crc32: Count | None = Field(None, description="CRC-32 of the part's bytes (the assembler's own digest).")
     byte_start: Count
     byte_end: Count = Field(description="Exclusive end offset of the part in the archive.")
-    records_key: str = Field(description="Object with the member records completed in this part.")
+    records_key: str = Field(description=(
+        "Object with the member records completed in this part: one of its export's records keys, "
+        "work/parts-{upload}/{part:05d}.json (work/parts/{part:05d}.json in logs from before)."))
     records_count: Count
     members_done: Count = Field(description="Members finished (written or skipped) so far.")
     source_bytes_done: Count = Field(description="Source bytes consumed so far (progress).")
 
     def foreign_keys(self) -> list[str]:
-        own = keys.records_key(self.tenant_id, self.export_id, self.part_number)
-        return _not_own((self.records_key, self.records_key == own))
+        own = keys.is_records_key_of(self.tenant_id, self.export_id, self.part_number, self.records_key)
+        return _not_own((self.records_key, own))
 
 
 class ArchiveAssembled(Event):

@@ -10,11 +10,14 @@ exports bucket::
     exports/{tenant}/{export}/work/texts-{run}.bin                       the rendered text members
     ({run}: a token of the catalog run that wrote them; logs written before runs had tokens name
     work/snapshot.jsonl and work/texts.bin, which still read as the export's own)
-    exports/{tenant}/{export}/work/parts/{part:05d}.json                 each part's member records
+    exports/{tenant}/{export}/work/parts-{upload}/{part:05d}.json        each part's member records
+    ({upload}: a token of the archive upload the part belongs to; logs written before uploads had
+    tokens name work/parts/{part:05d}.json)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -72,8 +75,31 @@ def texts_key_beside(snapshot: str) -> str:
     return f"{head}/texts{tail.removesuffix('.jsonl')}.bin"
 
 
-def records_key(tenant_id: str, export_id: str, part_number: int) -> str:
-    return f"{work_prefix(tenant_id, export_id)}parts/{part_number:05d}.json"
+def upload_token(upload_id: str) -> str:
+    """The token of an archive upload in its part records' keys: the same for every run that goes on
+    with that upload (a resume reads what the runs before it stored), another for every other upload."""
+    return hashlib.sha256(upload_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def records_key(tenant_id: str, export_id: str, part_number: int, upload_id: str | None = None) -> str:
+    """The member records of part ``part_number`` of the upload ``upload_id``, under the upload's own
+    token: with one key per part number for every upload, a retry that went on from catalog wrote
+    its new upload's records over the keys a paused janitor had listed as the failed attempt's, the
+    thawed janitor deleted them, and the retried export failed when its assembler resumed ("…
+    work/parts/00001.json" not found). ``upload_id`` None: the key of logs written before uploads
+    had tokens."""
+    run = "" if upload_id is None else "-" + upload_token(upload_id)
+    return f"{work_prefix(tenant_id, export_id)}parts{run}/{part_number:05d}.json"
+
+
+def is_records_key_of(tenant_id: str, export_id: str, part_number: int, key: str) -> bool:
+    """``key`` is the records key of this export's part ``part_number`` (any upload's, or the key
+    before uploads had tokens): nothing of another export's, another part's, or outside ``work/``."""
+    head, tail = f"{work_prefix(tenant_id, export_id)}parts", f"/{part_number:05d}.json"
+    if not (key.startswith(head) and key.endswith(tail)) or len(key) < len(head) + len(tail):
+        return False
+    run = key[len(head):len(key) - len(tail)]
+    return run == "" or (run[:1] == "-" and RUN.fullmatch(run[1:]) is not None)
 
 
 def archive_key(tenant_id: str, export_id: str, safe_username: str, day: str) -> str:

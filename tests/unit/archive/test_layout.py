@@ -122,6 +122,24 @@ def test_each_catalog_runs_snapshot_and_texts_have_keys_of_its_own() -> None:
         assert not keys.is_snapshot_key_of("t1", "e1", other), other
 
 
+def test_each_uploads_part_records_have_keys_of_their_own() -> None:
+    token = keys.upload_token("upload-1")
+    assert keys.RUN.fullmatch(token) and token == keys.upload_token("upload-1") != keys.upload_token("upload-2")
+    assert keys.records_key("t1", "e1", 7, "upload-1") == f"exports/t1/e1/work/parts-{token}/00007.json"
+    assert keys.is_work_key(keys.records_key("t1", "e1", 7, "upload-1"))
+    for own in (keys.records_key("t1", "e1", 7), keys.records_key("t1", "e1", 7, "upload-1"),
+                keys.records_key("t1", "e1", 7, "\ud800 a lone surrogate")):
+        assert keys.is_records_key_of("t1", "e1", 7, own), own
+    for other in (keys.records_key("t2", "e1", 7, "upload-1"), keys.records_key("t1", "e2", 7, "upload-1"),
+                  keys.records_key("t1", "e1", 6, "upload-1"), keys.records_key("t1", "e1", 17, "upload-1"),
+                  keys.snapshot_key("t1", "e1"), "exports/t1/e1/work/parts-/00007.json",
+                  "exports/t1/e1/work/parts-0123456789ABCDEF/00007.json", "exports/t1/e1/work/parts-0123/00007.json",
+                  "exports/t1/e1/work/parts-0123456789abcdef/../00007.json", "exports/t1/e1/work/parts/x/00007.json",
+                  "exports/t1/e1/work/parts-0123456789abcdef0/00007.json", "exports/t1/e1/work/parts/00007.jsonl",
+                  "exports/t1/e1/work/parts-../../../e2/work/parts/00007.json", "exports/t1/e1/work/00007.json"):
+        assert not keys.is_records_key_of("t1", "e1", 7, other), other
+
+
 def test_only_an_exports_own_archive_key_is_its_archive() -> None:
     key = keys.archive_key("t1", "e1", "autumn", "2026-02-22")
     assert keys.is_archive_key_of("t1", "e1", key) and keys.archive_owner(key) == ("t1", "e1")

@@ -88,7 +88,8 @@ COMPLETED = ev.ExportCompleted(**OWN, archive_key=ZIP, size_bytes=8, sha256="0" 
                                expires_at="2026-12-31T00:00:00Z")
 EXPIRED = ev.ExportExpired(**OWN, deleted_key=ZIP)
 KEYED = [CATALOGED, CATALOGED.model_copy(update={"snapshot_key": keys.snapshot_key("tenant_a", "exp_a", "0123456789abcdef")}),
-         UPLOAD, PART, ASSEMBLED, COMPLETED, EXPIRED, ev.ExportExpired(**OWN)]
+         UPLOAD, PART, PART.model_copy(update={"records_key": keys.records_key("tenant_a", "exp_a", 2, "u")}),
+         ASSEMBLED, COMPLETED, EXPIRED, ev.ExportExpired(**OWN)]
 
 
 @pytest.mark.parametrize("event", KEYED, ids=lambda e: e.name())
@@ -108,6 +109,9 @@ def test_an_event_naming_its_own_exports_objects_decodes(event: ev.Event) -> Non
     (UPLOAD, "archive_key", OTHER_ZIP),
     (PART, "records_key", keys.records_key("tenant_b", "exp_b", 2)),
     (PART, "records_key", keys.records_key("tenant_a", "exp_a", 1)),      # another part's records
+    (PART, "records_key", keys.records_key("tenant_b", "exp_b", 2, "u")),  # an upload's, elsewhere
+    (PART, "records_key", keys.records_key("tenant_a", "exp_a", 1, "u")),  # an upload's, another part's
+    (PART, "records_key", "exports/tenant_a/exp_a/work/parts-../../exp_b/work/parts/00002.json"),
     (ASSEMBLED, "archive_key", OTHER_ZIP),
     (COMPLETED, "archive_key", OTHER_ZIP),
     (COMPLETED, "archive_key", "elsewhere.zip"),

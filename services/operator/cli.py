@@ -340,7 +340,8 @@ async def _erase_tenant(args: argparse.Namespace, settings: Settings) -> None:
                     + (f"; {_export_not_tenant(args.tenant, owner, 'erase-tenant')}" if owner else ""), file=sys.stderr)
             return
         still = await eraser.stop_running(args.tenant, actions.Who(args.by or getpass.getuser(),
-                                                                    args.reason or "erase-tenant"), args.wait)
+                                                                    args.reason or "erase-tenant"), args.wait,
+                                          erase_running=args.erase_running)
         if still and not args.erase_running:
             raise OperatorError(f"tenant {args.tenant}: {len(still)} exports had not stopped after {args.wait:g}s "
                                 f"({', '.join(still)}; their cancel is requested in the log, or a step still works "
@@ -495,7 +496,8 @@ def add_commands(sub: Any, data_help: str) -> None:
                    help="no gateway read model is reachable from here (Kubernetes: each replica's is on an "
                         "emptyDir): erase the rest; the gateways keep their rows until rebuilt (see README)")
     e.add_argument("--erase-running", action="store_true",
-                   help="erase even when exports have not stopped after --wait (default: refuse, erase nothing)")
+                   help="erase even when exports have not stopped after --wait (default: refuse, erase nothing); "
+                        "a request still being admitted is waited for until it lands or its reservation lapses")
     _actor(e, reason_required=False)
     b = command("backup", "snapshot the event stream and KV buckets into a folder", _backup)
     b.add_argument("dir", metavar="DIR", help="an empty folder for the backup")

@@ -182,11 +182,17 @@ class Eraser:
         refused (StoreError) before the tenant's exports are cancelled."""
         await self.store.list_keys(self.bucket, keys.tenant_prefix(tenant_id))
 
-    async def stop_running(self, tenant_id: str, who: actions.Who, wait_s: float) -> list[str]:
+    async def stop_running(self, tenant_id: str, who: actions.Who, wait_s: float, *,
+                           erase_running: bool = False) -> list[str]:
         """Cancel the tenant's running exports through the log and wait for them to stop; the ids
         still running when the wait ends (e.g. no services are up) are returned. A request being
         admitted (a live reservation, its ExportRequested not in the log yet) is waited for too, and
-        cancelled once it lands: its gateway appended it after the erasure, and the export ran."""
+        cancelled once it lands: its gateway appended it after the erasure, and the export ran.
+        ``erase_running`` (the running ones are erased anyway): a request being admitted is waited
+        for past ``wait_s`` too, until it lands or its reservation lapses (so at most the
+        reservation's life): it has not started, and erasing the reservation from under it was what
+        let it land after the erasure and run. One that lands is waited for like the others, ``wait_s``
+        from when it landed."""
         running: list[str] = []
         seen: set[str] = set()
         relist, admitting = True, None  # list the log's requests: the first round, and while a request is admitted
@@ -211,7 +217,11 @@ class Eraser:
             if admitting is not None and admitting not in busy:
                 busy.append(admitting)
             relist = admitting is not None or was is not None  # its request may have landed since the listing
-            if (not busy and not relist) or time.monotonic() >= deadline:
+            if was is not None and admitting is None:  # landed (or lapsed): waited for --wait from now on
+                deadline = max(deadline, time.monotonic() + wait_s)
+            if not busy and not relist:
+                return busy
+            if time.monotonic() >= deadline and not (erase_running and relist):
                 return busy
             await asyncio.sleep(0.2)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from shared.bus.connect import connect
 from shared.core.keys import tenant_prefix
@@ -26,10 +27,10 @@ from tests.support.env import to_env
 from tests.support.wait import until
 
 
-async def _erase(values: dict[str, Any], tenant: str, wait_s: int) -> tuple[int, str]:
+async def _erase(values: dict[str, Any], tenant: str, wait_s: int, *flags: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.cli", "erase-tenant", tenant, "--by", "ada", "--reason", "request 88",
-        "--wait", str(wait_s), "--read-model", values["read_model_db"], env={**os.environ, **to_env(values)},
+        "--wait", str(wait_s), "--read-model", values["read_model_db"], *flags, env={**os.environ, **to_env(values)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out = (await proc.communicate())[0].decode()
     return proc.returncode or 0, out
@@ -87,3 +88,76 @@ async def test_erase_waits_for_a_request_being_admitted_and_cancels_it_once_it_l
         await store.close()
         live.stack.stop()
 
+
+
+@pytest.mark.parametrize("request_", ["lands", "lapses"])
+async def test_erase_running_waits_past_its_wait_for_a_request_being_admitted(
+        tmp_path: Path, nats_server: Any, http: aiohttp.ClientSession, request_: str) -> None:
+    """``--erase-running`` erases exports that have not stopped after ``--wait``; a request still being
+    admitted then has not started: erased from under it (its reservation purged, nothing in the log),
+    its ExportRequested landed after the erase said "nothing left", and the export ran to its email.
+    It is waited for past ``--wait``, until it lands (then erased) or its reservation lapses (then
+    its gateway no longer appends it: 503)."""
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    life = 30.0 if request_ == "lands" else 6.0
+    live = start_live(tmp_path, nats_server.url, extra_env={"GROVE_FAULTS_SLOW": "gateway.admitted:4",
+                                                             "GROVE_FAULTS_DIR": str(faults)},
+                      reservation_timeout_s=life)
+    gateway = next(c for c in live.stack.children if c.name == "gateway")
+    pid = gateway.pid
+    assert pid is not None
+    bus = await connect(live.settings, "test", ensure=True)
+    store = await open_store(live.settings)
+    frozen = False
+    erase: asyncio.Task[tuple[int, str]] | None = None
+
+    async def _in_log() -> dict[str, int]:
+        return await subject_counts(bus.nc, live.settings.stream_name, f"{live.settings.subject_prefix}.{tenant}.>")
+
+    try:
+        tenant = (await live.seed(images=2)).tenant_id
+        (Path(live.values["store_root"]) / live.settings.buckets.exports).mkdir(parents=True, exist_ok=True)
+        post = asyncio.create_task(api(http, "POST", f"{live.base}/api/export", json={}, headers=live.headers(tenant)))
+
+        async def admitted() -> bool:
+            return (faults / "gateway.admitted.reached.count").exists()
+
+        await until(admitted, 30, 0.01, "the gateway to admit the request")
+        os.kill(pid, signal.SIGSTOP)
+        frozen = True
+        kv = await bus.js.key_value(f"{live.settings.kv_prefix}_admission")
+        reserved = (await kv.get(f"tenant.{tenant}")).value or b""
+        assert b"activeExportId" in reserved and not await _in_log(), reserved  # reserved, not yet requested
+        wait_s = 3 if request_ == "lands" else 1  # once it lands, --wait for its cancel to end
+        erase = asyncio.create_task(_erase(live.values, tenant, wait_s, "--erase-running"))
+        # past its --wait, and within the reservation's life: still waiting, nothing erased
+        done, _ = await asyncio.wait({erase}, timeout=wait_s + 5 if request_ == "lands" else 4)
+        assert not done, erase.result()
+        assert (await kv.get(f"tenant.{tenant}")).value == reserved
+        if request_ == "lapses":  # the gateway stays frozen: the erase goes on once the reservation lapsed
+            code, out = await asyncio.wait_for(erase, life + 20)
+            assert code == 0 and "nothing left" in out, out
+        os.kill(pid, signal.SIGCONT)
+        frozen = False
+        status, body = await post
+        if request_ == "lapses":
+            assert status == 503, body  # past its reservation's life the gateway appends nothing
+            assert not await _in_log()
+            return
+        assert status == 201, body  # it landed while the erase waited for it
+        export_id = body["exportId"]
+        code, out = await erase
+        assert code == 0 and "nothing left" in out, out
+        assert not await _in_log(), out
+        status, body = await api(http, "GET", f"{live.base}/api/export/status/{export_id}",
+                                 headers=live.headers(tenant))
+        assert status == 404, body
+    finally:
+        if frozen:
+            os.kill(pid, signal.SIGCONT)
+        if erase is not None:
+            await asyncio.gather(erase, return_exceptions=True)
+        await bus.close()
+        await store.close()
+        live.stack.stop()

@@ -143,17 +143,18 @@ async def resend(bus: Bus, tenant_id: str, export_id: str, who: Who) -> str:
     raise Refusal(f"{export_id}: the export is changing too quickly; try again")
 
 
-async def reserving(bus: Bus, settings: Settings, tenant_id: str) -> str | None:
+async def reserving(bus: Bus, settings: Settings, tenant_id: str) -> tuple[str | None, int]:
     """The export a live reservation of the tenant names while the log holds no request of it yet: a
-    gateway between reserving the slot and appending its ExportRequested (README, Admission, 5–6)."""
+    gateway between reserving the slot and appending its ExportRequested (README, Admission, 5–6);
+    and the revision of the slot so judged (0: the tenant has none)."""
     admission = AdmissionStore(bus, settings, PRODUCER)
     now = await admission.server_now()
-    data, _, _ = await admission.read(f"tenant.{tenant_id}")
+    data, revision, _ = await admission.read(f"tenant.{tenant_id}")
     slot = adm.Slot.from_json(data) if data else adm.Slot()
     if slot.active_export_id is None:
-        return None
+        return None, revision
     status = await admission.active_status(tenant_id, slot.active_export_id)
-    return adm.being_admitted(slot, status, now, settings.reservation_timeout_s)
+    return adm.being_admitted(slot, status, now, settings.reservation_timeout_s), revision
 
 
 async def unlock(bus: Bus, settings: Settings, tenant_id: str, who: Who) -> str:

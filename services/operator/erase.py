@@ -37,6 +37,7 @@ from shared.core.lifecycle import ExportState
 from shared.eventlog.directget import get_batch, subject_counts
 from shared.objectstore import ObjectStore
 from shared.objectstore.port import StoreRefused
+from shared.runtime import faults
 from shared.runtime.settings import Settings
 
 IN_FLIGHT = 16  # message deletes awaiting their answer at once (the server does them one by one)
@@ -138,6 +139,7 @@ class Eraser:
         self.outbox = outbox
         self.bucket = settings.buckets.exports
         self.heartbeats, self.admission = kv_names(settings)
+        self.judged: dict[str, int] = {}  # tenant → revision of its admission slot stop_running last judged
 
     def _subjects(self, tenant_id: str) -> dict[str, list[str]]:
         """Stream → the subject filters that hold this tenant (never a wildcard in the tenant's place)."""
@@ -213,7 +215,8 @@ class Eraser:
             states = [(await read(self.bus, tenant_id, e)).state for e in running]
             running = [s.export_id for s in states if _working(s)]
             busy = running + [e for e in await self._beating(tenant_id) if e not in running]
-            was, admitting = admitting, await actions.reserving(self.bus, self.settings, tenant_id)
+            was, (admitting, self.judged[tenant_id]) = admitting, await actions.reserving(
+                self.bus, self.settings, tenant_id)
             if admitting is not None and admitting not in busy:
                 busy.append(admitting)
             relist = admitting is not None or was is not None  # its request may have landed since the listing
@@ -284,14 +287,19 @@ class Eraser:
                 raise
 
     async def erase(self, tenant_id: str, found: Holdings) -> None:
+        await faults.slow("erase.erasing")  # tests: hold an erase between its wait and its erasure
         for key, upload_id in found.uploads:  # first, so no part lands after the objects are gone
             await self.store.abort_multipart(self.bucket, key, upload_id)
         events = self._subjects(tenant_id)[self.settings.stream_name][0]
         if await self.overwrites():
             await self._write_over(events)
+        slot = self._subjects(tenant_id)[f"KV_{self.admission}"][0]
         for stream, filters in self._subjects(tenant_id).items():
             for subject in filters:  # the KV keys; on the stream, what a refused delete or a late append left
-                await self.bus.js.purge_stream(stream, subject=subject)
+                if subject == slot and tenant_id in self.judged:
+                    await self._purge_judged_slot(stream, subject, self.judged[tenant_id])
+                else:
+                    await self.bus.js.purge_stream(stream, subject=subject)
         await self.store.delete_many(self.bucket, [*found.archives, *found.work_objects])
         # then the temp files (and the emptied folders' names), or the versions a versioned bucket kept
         if found.leftovers_unseen is None:
@@ -300,6 +308,14 @@ class Eraser:
             _rows(path, tenant_id, delete=True)
         for email in found.emails:
             email.unlink(missing_ok=True)
+
+    async def _purge_judged_slot(self, stream: str, subject: str, revision: int) -> None:
+        """Purge the tenant's admission slot up to the revision :meth:`stop_running` judged, no further:
+        a reservation written since is a request admitted after that judgement, whose ExportRequested
+        may land after the erasure — purged with the rest, the erase said "nothing left" and the
+        export ran. Left in place, the last look finds it ("something was written meanwhile")."""
+        if revision:  # 0: the tenant had no slot (the API's seq 0 purges everything)
+            await self.bus.js.purge_stream(stream, subject=subject, seq=revision + 1)
 
 
 def _gone(e: APIError) -> bool:

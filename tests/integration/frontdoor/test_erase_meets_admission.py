@@ -161,3 +161,73 @@ async def test_erase_running_waits_past_its_wait_for_a_request_being_admitted(
         await bus.close()
         await store.close()
         live.stack.stop()
+
+
+async def test_a_request_admitted_while_the_erase_erases_is_not_erased_from_under_it(
+        tmp_path: Path, nats_server: Any, http: aiohttp.ClientSession) -> None:
+    """A request admitted after the erase's wait found none being admitted, and before it purged the
+    admission bucket: its reservation was purged with the rest, the erase said "nothing left", and
+    its ExportRequested landed after. The erase purges the tenant's slot only up to the revision it
+    judged: a later reservation stays, and the erase says something was written meanwhile."""
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    live = start_live(tmp_path, nats_server.url, extra_env={"GROVE_FAULTS_SLOW": "gateway.admitted:4",
+                                                             "GROVE_FAULTS_DIR": str(faults)})
+    gateway = next(c for c in live.stack.children if c.name == "gateway")
+    pid = gateway.pid
+    assert pid is not None
+    bus = await connect(live.settings, "test", ensure=True)
+    store = await open_store(live.settings)
+    frozen: list[int] = []
+    eraser: asyncio.subprocess.Process | None = None
+
+    async def _in_log() -> dict[str, int]:
+        return await subject_counts(bus.nc, live.settings.stream_name, f"{live.settings.subject_prefix}.{tenant}.>")
+
+    try:
+        tenant = (await live.seed(images=2)).tenant_id
+        (Path(live.values["store_root"]) / live.settings.buckets.exports).mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **to_env(live.values), "GROVE_FAULTS_SLOW": "erase.erasing:3",
+               "GROVE_FAULTS_DIR": str(faults)}
+        eraser = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.cli", "erase-tenant", tenant, "--by", "ada", "--reason", "request 88",
+            "--wait", "5", "--read-model", live.values["read_model_db"], env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+
+        async def reached(point: str) -> bool:
+            return (faults / f"{point}.reached.count").exists()
+
+        await until(lambda: reached("erase.erasing"), 30, 0.01, "the erase to end its wait (nothing running)")
+        os.kill(eraser.pid, signal.SIGSTOP)  # inside its 3 s wait between its wait and its erasure
+        frozen.append(eraser.pid)
+        post = asyncio.create_task(api(http, "POST", f"{live.base}/api/export", json={}, headers=live.headers(tenant)))
+        await until(lambda: reached("gateway.admitted"), 30, 0.01, "the gateway to admit the request")
+        os.kill(pid, signal.SIGSTOP)  # reserved, its ExportRequested not appended
+        frozen.append(pid)
+        assert not await _in_log()
+        os.kill(eraser.pid, signal.SIGCONT)
+        frozen.remove(eraser.pid)
+        out = (await eraser.communicate())[0].decode()
+        assert eraser.returncode == 1 and "something was written meanwhile" in out and "admission" in out, out
+        kv = await bus.js.key_value(f"{live.settings.kv_prefix}_admission")
+        assert b"activeExportId" in ((await kv.get(f"tenant.{tenant}")).value or b"")  # the reservation stays
+        os.kill(pid, signal.SIGCONT)
+        frozen.remove(pid)
+        status, body = await post
+        assert status == 201, body
+        export_id = body["exportId"]
+        code, out = await _erase(live.values, tenant, wait_s=60)  # run again: cancelled, waited for, erased
+        assert code == 0 and "nothing left" in out, out
+        assert not await _in_log()
+        status, body = await api(http, "GET", f"{live.base}/api/export/status/{export_id}",
+                                 headers=live.headers(tenant))
+        assert status == 404, body
+    finally:
+        for stopped in frozen:
+            os.kill(stopped, signal.SIGCONT)
+        if eraser is not None and eraser.returncode is None:
+            eraser.kill()
+            await eraser.wait()
+        await bus.close()
+        await store.close()
+        live.stack.stop()

@@ -296,7 +296,7 @@ class FilesystemStore:
         if not start.is_dir() or os.path.realpath(start) != os.path.join(os.path.realpath(base), folder.rstrip("/")):
             return []  # missing, or reached through a link: no key of this bucket is there (see _open)
         out = []
-        for path in sorted(start.rglob("*")):  # rglob enters no linked folder
+        for path in _walk(start):
             if path.is_symlink() or not path.is_file() or path.name.startswith(".") or \
                     path.name.endswith(_ETAG_SUFFIX):
                 continue
@@ -324,7 +324,7 @@ class FilesystemStore:
         base = self.root / bucket
         objects = {o.key for o in self._list_keys(bucket, prefix)}
         kept = objects | {_etag_path(base / key).relative_to(base).as_posix() for key in objects}
-        return [key for path in sorted(start.rglob("*")) if path.is_file() or path.is_symlink()
+        return [key for path in _walk(start) if path.is_file() or path.is_symlink()
                 if (key := path.relative_to(base).as_posix()) not in kept]
 
     async def remove_leftovers(self, bucket: str, prefix: str) -> None:
@@ -337,7 +337,7 @@ class FilesystemStore:
                 return
             for key in self._leftovers(bucket, prefix):
                 (self.root / bucket / key).unlink(missing_ok=True)
-            folders = sorted((d for d in start.rglob("*") if d.is_dir() and not d.is_symlink()),
+            folders = sorted((d for d in _walk(start) if d.is_dir() and not d.is_symlink()),
                              key=lambda d: len(d.parts), reverse=True)  # the deepest first
             for folder in [*folders, start]:
                 with contextlib.suppress(OSError):  # not empty (written meanwhile), or gone
@@ -899,6 +899,19 @@ def _recover(d: Path) -> bool:
     os.replace(growing, d / f"{1:05d}.part")
     journal.unlink()
     return False
+
+
+def _walk(start: Path) -> list[Path]:
+    """Every folder and file under ``start``, sorted, entering no linked folder. A folder deleted
+    while it is walked (another export's clean-up, a concurrent erase) is passed over: ``rglob``
+    raised FileNotFoundError for it on Python 3.11, and the listing — an erase's, the janitor's —
+    failed ("No such file or directory: …/exp_…/work", seen once under load)."""
+    out = []
+    for folder, dirs, files in os.walk(start):  # errors (a folder gone) are skipped: onerror None
+        here = Path(folder)
+        out.extend(here / name for name in dirs)
+        out.extend(here / name for name in files)
+    return sorted(out)
 
 
 def _unchanged(handle: BinaryIO, seen: os.stat_result, what: str) -> None:

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import gc
 import logging
 import os
+import re
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -198,13 +201,91 @@ async def replay(target: Settings | Path | str, bus: Bus, *, timeout: float = 30
         return await _rebuild(target, bus, timeout)
 
 
+_SIDE = ("-wal", "-shm", "-journal")  # SQLite's files beside a database
+
+
+def _rebuild_files(tmp: Path) -> list[Path]:
+    return [tmp, *(Path(f"{tmp}{side}") for side in _SIDE)]
+
+
+def _claimed(path: Path) -> tuple[Path, int]:
+    """A new ``<path>.replay-<hex>`` file for a rebuild, made here (empty: SQLite takes it as a new
+    database) and locked (``flock``) for as long as the rebuild holds the descriptor: a rebuild that
+    is killed (SIGKILL, the out-of-memory killer) loses the lock with its process, and
+    :func:`remove_left_rebuilds` then knows its files for no one's."""
+    for _ in range(5):
+        tmp = path.with_name(f"{path.name}.replay-{uuid.uuid4().hex[:8]}")
+        try:  # its folder made as ReadModel.open makes it, and a failure said as SQLite's (the CLI's one line)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            if tmp.exists():  # another rebuild drew the same name
+                continue
+            raise sqlite3.OperationalError("unable to open database file") from None  # its folder a file
+        except OSError:
+            raise sqlite3.OperationalError("unable to open database file") from None  # SQLite's own words
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                return tmp, fd
+        except FileNotFoundError:  # a clean-up took it between its making and its lock: make another
+            pass
+        os.close(fd)
+    raise OSError(f"could not make a file beside {path} to rebuild it in")
+
+
+def remove_left_rebuilds(path: Path) -> list[Path]:
+    """Remove the files rebuilds of the read model at ``path`` left beside it when they were killed
+    (``<name>.replay-<hex>`` and its ``-wal``/``-shm``/``-journal``): a killed replay could not
+    clean up, and its half-built file — the requesters' addresses in it — stayed there for good,
+    seen by no replay after it and by no erase-tenant. A rebuild still running holds its file's lock
+    and is left alone. Returns the files removed."""
+    own = re.compile(re.escape(path.name) + r"\.replay-[0-9a-f]{8}(-wal|-shm|-journal)?")
+    try:
+        found = sorted(p for p in path.parent.iterdir() if own.fullmatch(p.name))
+    except OSError:  # no such folder (yet), or its folder a file: nothing left there
+        return []
+    removed: list[Path] = []
+    for main in sorted({p.with_name(p.name.removesuffix(side)) for p in found for side in _SIDE
+                        if p.name.endswith(side)} | {p for p in found if not p.name.endswith(_SIDE)}):
+        try:
+            fd = os.open(main, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:  # only its -wal or -shm left (a clean-up cut short): no one's
+            fd = None
+        except OSError:  # a link, something that is not ours: left as it is
+            continue
+        try:
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # a replay running now
+                    continue
+            for file in _rebuild_files(main):
+                if file.exists() or file.is_symlink():
+                    file.unlink(missing_ok=True)
+                    removed.append(file)
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return removed
+
+
 async def _rebuild(target: Settings | Path | str, bus: Bus, timeout: float) -> int:
     path = Path(target.read_model_db if isinstance(target, Settings) else target)
-    tmp = path.with_name(f"{path.name}.replay-{uuid.uuid4().hex[:8]}")
+    for left in remove_left_rebuilds(path):
+        log.info("replay: removed %s, left by a replay that was killed", left)
+    tmp, lock = _claimed(path)
+    try:
+        return await _rebuild_in(path, tmp, bus, timeout)
+    finally:
+        os.close(lock)
+
+
+async def _rebuild_in(path: Path, tmp: Path, bus: Bus, timeout: float) -> int:
     try:
         model = await ReadModel.open(tmp)
     except BaseException:  # made, then its schema not written (a full disk): it was left beside the read model
-        for made in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
+        for made in _rebuild_files(tmp):
             with contextlib.suppress(OSError):  # its folder a file: nothing was made, and the error stays SQLite's
                 made.unlink(missing_ok=True)
         raise
@@ -249,7 +330,8 @@ async def _rebuild(target: Settings | Path | str, bus: Bus, timeout: float) -> i
                 with contextlib.suppress(BaseException):
                     await task
         await model.close()
-        tmp.unlink(missing_ok=True)
+        for made in _rebuild_files(tmp):
+            made.unlink(missing_ok=True)
         raise
     await model.close()
     for stale in (Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):

@@ -234,18 +234,29 @@ def _claimed(path: Path) -> tuple[Path, int]:
     raise OSError(f"could not make a file beside {path} to rebuild it in")
 
 
+def left_rebuilds(path: Path) -> tuple[list[Path], list[Path]]:
+    """The files of rebuilds of the read model at ``path`` beside it (``<name>.replay-<hex>`` and its
+    ``-wal``/``-shm``/``-journal``): those a killed replay left (no process holds their lock), and
+    those of a replay running now."""
+    return _rebuilds(path, remove=False)
+
+
 def remove_left_rebuilds(path: Path) -> list[Path]:
-    """Remove the files rebuilds of the read model at ``path`` left beside it when they were killed
-    (``<name>.replay-<hex>`` and its ``-wal``/``-shm``/``-journal``): a killed replay could not
-    clean up, and its half-built file — the requesters' addresses in it — stayed there for good,
-    seen by no replay after it and by no erase-tenant. A rebuild still running holds its file's lock
-    and is left alone. Returns the files removed."""
+    """Remove the files rebuilds of the read model at ``path`` left beside it when they were killed: a
+    killed replay could not clean up, and its half-built file — the requesters' addresses in it —
+    stayed there for good, seen by no replay after it and by no erase-tenant. A rebuild still running
+    holds its file's lock and is left alone. Returns the files removed."""
+    return _rebuilds(path, remove=True)[0]
+
+
+def _rebuilds(path: Path, *, remove: bool) -> tuple[list[Path], list[Path]]:
     own = re.compile(re.escape(path.name) + r"\.replay-[0-9a-f]{8}(-wal|-shm|-journal)?")
     try:
         found = sorted(p for p in path.parent.iterdir() if own.fullmatch(p.name))
     except OSError:  # no such folder (yet), or its folder a file: nothing left there
-        return []
-    removed: list[Path] = []
+        return [], []
+    left: list[Path] = []
+    running: list[Path] = []
     for main in sorted({p.with_name(p.name.removesuffix(side)) for p in found for side in _SIDE
                         if p.name.endswith(side)} | {p for p in found if not p.name.endswith(_SIDE)}):
         try:
@@ -255,19 +266,21 @@ def remove_left_rebuilds(path: Path) -> list[Path]:
         except OSError:  # a link, something that is not ours: left as it is
             continue
         try:
+            files = [f for f in _rebuild_files(main) if f.exists() or f.is_symlink()]
             if fd is not None:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:  # a replay running now
+                    running += files
                     continue
-            for file in _rebuild_files(main):
-                if file.exists() or file.is_symlink():
+            left += files
+            if remove:  # under the lock: no rebuild can take these files meanwhile
+                for file in files:
                     file.unlink(missing_ok=True)
-                    removed.append(file)
         finally:
             if fd is not None:
                 os.close(fd)
-    return removed
+    return left, running
 
 
 async def _rebuild(target: Settings | Path | str, bus: Bus, timeout: float) -> int:

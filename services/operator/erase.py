@@ -28,6 +28,7 @@ from pathlib import Path
 
 from nats.js.errors import APIError
 
+from services.gateway.projector import left_rebuilds, remove_left_rebuilds
 from services.operator import actions
 from services.operator.inspect import read, requested
 from shared.bus.connect import Bus, kv_names
@@ -70,6 +71,9 @@ def check_read_model(path: Path, where: str) -> None:
     if table is None:
         raise EraseError(f"{shown} ({where}) has no storage_exports table: it is not a gateway's read model; "
                          "nothing was erased")
+    if running := left_rebuilds(path)[1]:  # its rows, read from the log before the erasure, swapped in after it
+        raise EraseError(f"a replay is rebuilding the read model {shown} ({where}) right now (in {running[0].name}): "
+                         "nothing was erased; run erase-tenant once that replay has ended")
 
 
 def check_store(settings: Settings) -> None:
@@ -104,6 +108,7 @@ class Holdings:
     admission_keys: list[str] = field(default_factory=list)
     heartbeat_keys: list[str] = field(default_factory=list)
     read_model_rows: dict[str, int] = field(default_factory=dict)
+    rebuilds: dict[str, int] = field(default_factory=dict)  # files of a replay beside a read model: every tenant's rows
     outbox: str | None = None  # the outbox folder looked in; None when emails are not kept in one
     emails: list[Path] = field(default_factory=list)
 
@@ -111,7 +116,8 @@ class Holdings:
     def empty(self) -> bool:
         return not (self.events or self.archives or self.work_objects or self.uploads or self.leftovers
                     or self.admission_keys
-                    or self.heartbeat_keys or any(self.read_model_rows.values()) or self.emails)
+                    or self.heartbeat_keys or any(self.read_model_rows.values()) or any(self.rebuilds.values())
+                    or self.emails)
 
     def lines(self, verb: str) -> list[str]:
         return [
@@ -127,6 +133,8 @@ class Holdings:
             f"{verb} {len(self.admission_keys)} admission and idempotency keys",
             f"{verb} {len(self.heartbeat_keys)} heartbeat keys",
             *(f"{verb} {n} read-model rows in {path}" for path, n in self.read_model_rows.items()),
+            *(f"{verb} {n} files of an unfinished replay beside {path} (every tenant's rows as far as it got)"
+              for path, n in self.rebuilds.items() if n),
             *([f"{verb} {len(self.emails)} emails in the outbox {self.outbox}"] if self.outbox is not None else []),
         ]
 
@@ -174,6 +182,7 @@ class Eraser:
             h.leftovers_unseen = e.reason
         for path in self.read_models:
             h.read_model_rows[str(path)] = _rows(path, tenant_id, delete=False)
+            h.rebuilds[str(path)] = sum(map(len, left_rebuilds(path)))
         if self.outbox is not None:
             h.outbox = str(self.outbox)
             h.emails = tenant_emails(self.outbox, tenant_id)
@@ -306,6 +315,7 @@ class Eraser:
             await self.store.remove_leftovers(self.bucket, keys.tenant_prefix(tenant_id))
         for path in self.read_models:
             _rows(path, tenant_id, delete=True)
+            remove_left_rebuilds(path)  # a killed replay's; a running one's is still there: "still holds"
         for email in found.emails:
             email.unlink(missing_ok=True)
 

@@ -52,6 +52,12 @@ class BackupError(Exception):
     pass
 
 
+class Refused(BackupError):
+    """The server answered a restore's request with an error: it made no stream of that request (a
+    restore it fails part-way it takes back itself), so a stream of that name there now is not this
+    restore's — another restore's, made since this one looked."""
+
+
 @dataclass(frozen=True)
 class Saved:
     stream: str
@@ -75,11 +81,17 @@ def subjects(settings: Settings) -> dict[str, list[str]]:
             **{f"KV_{b}": [f"$KV.{b}.>"] for b in kv_names(settings)}}
 
 
+STREAM_EXISTS = 10130  # "stream name already in use, cannot restore"
+
+
 def _check(reply: bytes, what: str) -> dict[str, Any]:
     data = json.loads(reply)
     if "error" in data:
         err = data["error"]
-        raise BackupError(f"{what}: {err.get('description', err)} (code {err.get('err_code', err.get('code'))})")
+        code = err.get("err_code", err.get("code"))
+        since = (" — made since this restore found none: another restore (or `grove-export setup`) running at "
+                 "the same time?") if code == STREAM_EXISTS else ""
+        raise Refused(f"{what}: {err.get('description', err)} (code {code}){since}")
     return dict(data)
 
 
@@ -309,10 +321,11 @@ async def _accepted(nc: Client, entries: list[dict[str, Any]]) -> None:
 
 
 async def _undo(nc: Client, folder: Path, names: list[str], why: str, replaced: list[str]) -> str:
-    """Delete every stream of the backup the server has now: none was there when restore began (it
-    refuses otherwise, or deleted them first: ``replaced``), so these are the ones this restore made —
-    a restore that failed part-way leaves the server without them, not half restored. The line to end
-    with, naming any it could not delete."""
+    """Delete the streams of ``names`` the server has now: the ones this restore made (those it
+    restored, and the one it was restoring unless the server refused that one) — a restore that failed
+    part-way leaves the server without them, not half restored. Never another stream of the backup: a
+    second restore run at the same time made it, and deleting it left that one, which went on and
+    exited 0, without it. The line to end with, naming any it could not delete."""
     gone = (f" (the streams it replaced, {', '.join(replaced)}, were deleted before: restore them from this "
             "backup)") if replaced else ""
     try:
@@ -368,15 +381,19 @@ async def restore(nc: Client, folder: Path, settings: Settings, entries: list[di
             deleted(name)
     out: list[tuple[str, int]] = []
     for entry in entries:
+        made = [s for s, _ in out]  # restored by this command; the one under way is added unless refused
         try:
             state = await restore_stream(nc, folder, entry)
             out.append((entry["stream"], int(state.get("messages", 0))))
+            made = [s for s, _ in out]
             if restored is not None:  # telling it is part of the step: a reader gone (`| head`) stops it too
                 restored(*out[-1])
         except Exception as e:  # noqa: BLE001 - the server's refusal, a timeout, a read error: undo, then say it
-            raise BackupError(await _undo(nc, folder, names, _said(e), there)) from None
+            mine = made if isinstance(e, Refused) or entry["stream"] in made else [*made, entry["stream"]]
+            raise BackupError(await _undo(nc, folder, mine, _said(e), there)) from None
         except BaseException:  # Ctrl-C: undone the same way (it left the first streams restored, the rest not)
-            line = await _undo(nc, folder, names, "interrupted", there)
+            mine = made if entry["stream"] in made else [*made, entry["stream"]]
+            line = await _undo(nc, folder, mine, "interrupted", there)
             if interrupted is not None:
                 try:
                     interrupted(line)

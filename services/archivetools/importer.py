@@ -279,6 +279,7 @@ async def _import_checked(archive: IO[bytes], tenant: str, db: ContentSource, st
                 put: list[tuple[str, str]] = []
                 writing = False
                 try:
+                    await abort_left_uploads(store, tenant, plan.objects)
                     for bucket, key, member, ctype in plan.objects:
                         put.append((bucket, key))  # before the put: a put cut short may have left it too
                         await put_member(store, bucket, key, zf, member, ctype)
@@ -301,6 +302,25 @@ async def _import_checked(archive: IO[bytes], tenant: str, db: ContentSource, st
         raise ImportRefused(f"another import into tenant {tenant!r} is under way; try again once it has "
                             "finished") from None
     return plan
+
+
+async def abort_left_uploads(store: ObjectStore, tenant: str, objects: list[tuple[str, str, str, str]]) -> int:
+    """Abort the multipart uploads still open at the keys this import puts: an import killed outright
+    (SIGKILL, the out-of-memory killer) while it put a large file could not abort its upload, which
+    kept the parts sent so far — the person's file, up to its last part — in the store, listed by no
+    object listing, through every later import. Run with the tenant's import claim held and the
+    tenant empty: an upload at one of these keys is a killed import's, and the put that follows
+    replaces the key anyway. One listing per bucket, under the tenant's prefix. Returns how many."""
+    wanted: dict[str, set[str]] = {}
+    for bucket, key, _, _ in objects:
+        wanted.setdefault(bucket, set()).add(key)
+    aborted = 0
+    for bucket, keys in wanted.items():
+        for upload in await store.list_uploads(bucket, f"{tenant}/"):
+            if upload.key in keys:
+                await store.abort_multipart(bucket, upload.key, upload.upload_id)
+                aborted += 1
+    return aborted
 
 
 def _identity(f: IO[bytes]) -> tuple[int, int, int, int | None]:

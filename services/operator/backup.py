@@ -24,12 +24,14 @@ Errors::
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import re
 import secrets
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,22 +137,54 @@ def not_for_backup(out: Path) -> str | None:
 
 
 async def backup(nc: Client, settings: Settings, out: Path) -> list[Saved]:
-    if (out / "manifest.json").exists():
-        raise BackupError(f"{out} already holds a backup; choose an empty folder")
-    if problem := not_for_backup(out):
-        raise BackupError(problem)
-    made = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    names = streams(settings)
-    try:
-        saved = [await snapshot(nc, name, out) for name in names]
-        manifest = {"created": datetime.now(UTC).isoformat(), "chunk": CHUNK,
-                    "streams": [s.__dict__ for s in saved]}
-        (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    except BaseException:  # a server that stops answering, a full disk, Ctrl-C: no half-written backup
-        _remove_partial(out, names, made)
-        raise
+    with _writing(out) as made:
+        names = streams(settings)
+        try:
+            saved = [await snapshot(nc, name, out) for name in names]
+            manifest = {"created": datetime.now(UTC).isoformat(), "chunk": CHUNK,
+                        "streams": [s.__dict__ for s in saved]}
+            (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        except BaseException:  # a server that stops answering, a full disk, Ctrl-C: no half-written backup
+            _remove_partial(out, names, made)
+            raise
     return saved
+
+
+@contextlib.contextmanager
+def _writing(out: Path) -> Iterator[bool]:
+    """The folder ``out``, made when it is not there (True: made here), held with an ``flock`` on the
+    folder itself while the backup writes into it. Two backups into one folder at once (two
+    operators, a cron run beside a manual one) each wrote the same files, opened on their own: both
+    said "backup in …", exit 0, and the folder held a mix of both snapshots that restore refused
+    ("does not match its checksum"); or one that failed took away the other's files. The second is
+    now refused in one line, nothing written; the kernel drops the lock of one killed."""
+    for _ in range(5):
+        if (out / "manifest.json").exists():
+            raise BackupError(f"{out} already holds a backup; choose an empty folder")
+        if problem := not_for_backup(out):
+            raise BackupError(problem)
+        made = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BackupError(f"another backup is writing into {out} right now: nothing was written; wait for "
+                                  "it to end, or choose another folder") from None
+            try:
+                here = os.stat(out).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                here = False
+            if not here:  # the backup that held it failed and removed the folder it had made: again
+                continue
+            if (out / "manifest.json").exists() or not_for_backup(out):  # one that held it wrote meanwhile
+                continue
+            yield made
+            return
+        finally:
+            os.close(fd)
+    raise BackupError(f"{out} kept changing while this backup took it (other backups into it?): nothing was written")
 
 
 def _remove_partial(out: Path, names: list[str], made: bool) -> None:

@@ -120,9 +120,11 @@ async def snapshot(nc: Client, stream: str, out: Path) -> Saved:
                 size += len(msg.data)
                 if msg.reply:
                     await nc.publish(msg.reply, b"")
+            f.flush()
+            os.fsync(f.fileno())
     finally:
         await sub.unsubscribe()
-    (out / f"{stream}.json").write_text(json.dumps({"config": meta["config"], "state": meta["state"]}, indent=1))
+    _write_durably(out / f"{stream}.json", json.dumps({"config": meta["config"], "state": meta["state"]}, indent=1))
     state = meta["state"]
     return Saved(stream, int(state.get("messages", 0)), size, path.name, sha.hexdigest())
 
@@ -143,7 +145,7 @@ async def backup(nc: Client, settings: Settings, out: Path) -> list[Saved]:
             saved = [await snapshot(nc, name, out) for name in names]
             manifest = {"created": datetime.now(UTC).isoformat(), "chunk": CHUNK,
                         "streams": [s.__dict__ for s in saved]}
-            (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+            _publish_manifest(out, json.dumps(manifest, indent=1))
         except BaseException:  # a server that stops answering, a full disk, Ctrl-C: no half-written backup
             _remove_partial(out, names, made)
             raise
@@ -187,11 +189,36 @@ def _writing(out: Path) -> Iterator[bool]:
     raise BackupError(f"{out} kept changing while this backup took it (other backups into it?): nothing was written")
 
 
+def _write_durably(path: Path, text: str) -> None:
+    with path.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _publish_manifest(out: Path, text: str) -> None:
+    """The manifest last, and whole or not at all: every stream's files are on disk (fsynced) before
+    it is, it is written under a temporary name, fsynced and renamed into place, and the folder's
+    entry fsynced. Written in place with nothing synced, a power cut after "backup in …" could
+    leave a manifest naming files the disk never got (restore refused it, but the backup was gone)."""
+    tmp = out / MANIFEST_TMP
+    _write_durably(tmp, text)
+    os.replace(tmp, out / "manifest.json")
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+MANIFEST_TMP = ".manifest.json.tmp"
+
+
 def _remove_partial(out: Path, names: list[str], made: bool) -> None:
     """Remove what a backup that did not finish wrote in ``out`` (the folder too, when it made it): its
     files without a manifest are no backup, and left there they made the same command refuse the
     folder ("not empty and holds no backup") until found and removed by hand."""
-    for name in (*(f"{n}{ext}" for n in names for ext in (".tar.s2", ".json")), "manifest.json"):
+    for name in (*(f"{n}{ext}" for n in names for ext in (".tar.s2", ".json")), "manifest.json", MANIFEST_TMP):
         with contextlib.suppress(OSError):
             (out / name).unlink(missing_ok=True)
     if made:

@@ -39,3 +39,28 @@ async def test_a_backup_that_fails_part_way_leaves_nothing_behind(
     saved = await bk.backup(bus.nc, settings, out)
     assert [s.stream for s in saved] == bk.streams(settings)
     assert (out / "manifest.json").is_file()
+
+
+async def test_the_manifest_goes_in_last_whole_after_every_file_is_on_disk(
+        bus: Bus, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A power cut after "backup in …" must not leave a manifest naming files the disk never got: each
+    stream's files are fsynced, then the manifest is written under another name, fsynced, renamed into
+    place, and the folder's entry fsynced."""
+    out = tmp_path / "backup"
+    synced: list[str] = []
+    real_fsync, real_replace = bk.os.fsync, bk.os.replace
+
+    def fsync(fd: int) -> None:
+        synced.append(Path(bk.os.readlink(f"/proc/self/fd/{fd}")).name)
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any) -> None:
+        synced.append(f"rename {Path(src).name} -> {Path(dst).name}")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(bk.os, "fsync", fsync)
+    monkeypatch.setattr(bk.os, "replace", replace)
+    saved = await bk.backup(bus.nc, settings, out)
+    files = [name for s in saved for name in (s.file, f"{s.stream}.json")]
+    assert synced == [*files, bk.MANIFEST_TMP, f"rename {bk.MANIFEST_TMP} -> manifest.json", "backup"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*files, "manifest.json"])

@@ -906,7 +906,7 @@ def _walk(start: Path) -> list[Path]:
     while it is walked (another export's clean-up, a concurrent erase) is passed over: ``rglob``
     raised FileNotFoundError for it on Python 3.11, and the listing — an erase's, the janitor's —
     failed ("No such file or directory: …/exp_…/work", seen once under load)."""
-    out = []
+    out: list[Path] = []
     for folder, dirs, files in os.walk(start):  # errors (a folder gone) are skipped: onerror None
         here = Path(folder)
         out.extend(here / name for name in dirs)

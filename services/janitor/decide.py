@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Literal
 
 from shared.core.lifecycle import RETRY_MARGIN, ExportState, kept_for_retry, retryable, shown_status, step_running_after
 from shared.core.retry import retry_delay
@@ -46,6 +47,27 @@ def is_abandoned_cancel(state: ExportState, last_at: datetime | None, heartbeat_
     if not state.cancel_wins or heartbeat_alive:
         return False
     return last_at is not None and now - last_at > timedelta(seconds=ttl_s)
+
+
+Verdict = Literal["cancel", "fail"]
+
+
+def verdict(state: ExportState, last_event: str, last_at: datetime | None, heartbeat_alive: bool | None,
+            ttl_s: float, now: datetime, *, retry_base_delay_s: float = 0.0, max_attempts: int = 1) -> Verdict | None:
+    """What the janitor does with an export that is not over: complete a cancel nobody finishes
+    (``cancel``), fail a dead step (``fail``), or nothing. A beat only ever spares an export — with
+    ``heartbeat_alive`` True or None the verdict is None — so the heartbeat is read only for an export
+    whose verdict without one is not None: a key holding a value no worker put is listened to for two
+    beat intervals, and asking every running export's cost each run that much for each (any user can
+    aim a PubAck at every key)."""
+    if is_abandoned_cancel(state, last_at, heartbeat_alive, ttl_s, now):
+        return "cancel"
+    if state.cancel_wins:
+        return None  # a cancel in progress is never failed: it ends cancelled
+    if is_dead(state, last_event, last_at, heartbeat_alive, ttl_s, now, retry_base_delay_s=retry_base_delay_s,
+               max_attempts=max_attempts):
+        return "fail"
+    return None
 
 
 def is_orphan_upload(state: ExportState | None, upload_id: str, initiated: datetime | None,

@@ -16,12 +16,12 @@ from datetime import datetime, timedelta
 from nats.js.errors import NotFoundError
 
 from services.janitor.decide import (
-    is_abandoned_cancel,
-    is_dead,
+    Verdict,
     is_expired,
     is_forgotten,
     is_orphan_upload,
     is_swept,
+    verdict,
 )
 from shared.bus.answers import stored_answer
 from shared.bus.beats import beating
@@ -202,17 +202,22 @@ class Janitor:
         s = loaded.state
         last_at = await self._last(s.tenant_id, s.export_id)
         last_event = s.last_event or ""  # the last event this version knows (an unknown one decides nothing)
-        alive = await self._beating(s.tenant_id, s.export_id, s.step)
-        if is_abandoned_cancel(s, last_at, alive, self.settings.heartbeat_ttl_s, now):
+
+        def judged(alive: bool | None) -> Verdict | None:
+            return verdict(s, last_event, last_at, alive, self.settings.heartbeat_ttl_s, now,
+                           retry_base_delay_s=self.settings.retry_base_delay_s,
+                           max_attempts=self.settings.step_attempts)
+
+        if judged(False) is None:  # a beat only spares: not asked of an export nothing would happen to
+            return loaded
+        decided = judged(await self._beating(s.tenant_id, s.export_id, s.step))
+        if decided == "cancel":
             if self.dry_run or await self._append(loaded, ev.ExportCancelled(
                     export_id=s.export_id, tenant_id=s.tenant_id, aborted_upload=False)):
                 summary.cancelled += 1
                 summary.actions.append(f"complete the cancel of {s.export_id} (nobody finished it)")
             return loaded if self.dry_run else await self.bus.log.load(s.tenant_id, s.export_id)
-        if s.cancel_wins:
-            return loaded  # a cancel in progress is never failed: it ends cancelled
-        if not is_dead(s, last_event, last_at, alive, self.settings.heartbeat_ttl_s, now,
-                       retry_base_delay_s=self.settings.retry_base_delay_s, max_attempts=self.settings.step_attempts):
+        if decided is None:
             return loaded
         reason = "The export stopped making progress (its worker's heartbeat expired). Please start a new export."
         await faults.slow("janitor.judged")  # tests: hold a run that judged an export dead before it fails it

@@ -866,6 +866,13 @@ async def test_a_puback_aimed_at_a_running_steps_heartbeat_again_and_again_does_
         assert summary.failed == 0, summary.actions  # beating: not failed
         worker_alive = False
         await beats
+        # the worker stopped, the PubAck still standing: a run at a time the export is not old enough
+        # to be dead asks nothing of its heartbeat — listening for a beat that never comes cost every
+        # run two beat intervals and a second per such key
+        listen = 2 * s.progress_interval_s + 1.0
+        began = asyncio.get_running_loop().time()
+        assert (await Janitor(s, janitor, store, dry_run=True).run(now=started + timedelta(seconds=1))).failed == 0
+        assert asyncio.get_running_loop().time() - began < listen / 2
         assert (await Janitor(s, janitor, store, dry_run=True).run(now=later)).failed == 1  # dead: failed
     finally:
         worker_alive = False

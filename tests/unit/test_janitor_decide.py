@@ -130,3 +130,30 @@ def test_an_ended_exports_objects_are_swept_but_a_failed_ones_only_past_the_retr
     assert is_swept(done, False, NOW, NOW, keep)  # nothing retries a complete export: at once, whenever stored
     assert not is_swept(done, True, before, NOW, keep)  # its download: deleted at expiry
     assert not is_swept(fold([requested(), CATALOGED, UPLOAD, ASSEMBLED]), False, before, NOW, keep)
+
+
+def test_a_beat_only_ever_spares_an_export_so_it_is_asked_only_of_one_that_would_be_judged() -> None:
+    """The janitor reads a heartbeat (and, for a key holding a value no worker put, listens for two
+    beat intervals) only when the verdict without a beat is not None: that is sound only if a beat,
+    or an unreadable one, never makes a verdict where there was none."""
+    from services.janitor.decide import verdict
+
+    cancel = ev.CancelRequested(**E, requested_by="u1")
+    histories = {
+        "catalog": [requested(), ev.CatalogStarted(**E)], "assembling": [requested(), CATALOGED, UPLOAD],
+        "queued": [requested(), CATALOGED], "cancel": [requested(), CATALOGED, UPLOAD, cancel],
+        "retrying": [requested(), CATALOGED, UPLOAD, ev.StepFailed(**E, step="assemble", attempt=1, reason="x")],
+        "done": [requested(), CATALOGED, UPLOAD, ASSEMBLED, COMPLETED],
+    }
+    seen = set()
+    for name, history in histories.items():
+        s = fold(history)
+        last_event = type(history[-1]).__name__
+        for age in (0, 10, 299, 301, 400, 10_000):
+            at = NOW - timedelta(seconds=age)
+            without = verdict(s, last_event, at, False, 300, NOW, retry_base_delay_s=2.0, max_attempts=4)
+            seen.add((name, without))
+            for alive in (True, None):
+                assert verdict(s, last_event, at, alive, 300, NOW, retry_base_delay_s=2.0, max_attempts=4) is None
+    assert {("assembling", "fail"), ("catalog", "fail"), ("cancel", "cancel"), ("retrying", "fail")} <= seen
+    assert ("queued", "fail") not in seen and ("done", "fail") not in seen and ("done", "cancel") not in seen

@@ -182,37 +182,34 @@ class ReadAhead:
         self.depth = depth
         self.ahead: deque[SourceReader] = deque()  # started, in member order
         self.cursor = 0  # the next member to consider reading ahead
-        self.closed = False
+        self.closed = False  # nothing more is read ahead
+        self.lock = threading.Lock()
 
     def __call__(self, m: SnapshotMember) -> SourceReader:
-        while self.ahead and self.ahead[0].member.index < m.index:
-            self.ahead.popleft().close()  # passed over (skipped, say): its read is given up
-        if self.ahead and self.ahead[0].member.index == m.index:
-            reader = self.ahead.popleft()
-        else:
-            reader = SourceReader(self.store, m, self.loop, self.stop)
-        reader.start()  # its GET first, then the following members'
-        self.cursor = max(self.cursor, m.index + 1)
-        while len(self.ahead) < self.depth and self.cursor < len(self.members) and \
-                not (self.stop is not None and self.stop.is_set()):
-            nxt = self.members[self.cursor]
-            self.cursor += 1
-            if self.wanted(nxt):
-                following = SourceReader(self.store, nxt, self.loop, self.stop)
-                following.start()
-                self.ahead.append(following)
-        if self.closed:  # closed meanwhile: what was started after its sweep is given up here
-            self.close()
-        return reader
+        with self.lock:  # against a close from the loop in between a check and its act
+            while self.ahead and self.ahead[0].member.index < m.index:
+                self.ahead.popleft().close()  # passed over (skipped, say): its read is given up
+            if self.ahead and self.ahead[0].member.index == m.index:
+                reader = self.ahead.popleft()
+            else:
+                reader = SourceReader(self.store, m, self.loop, self.stop)
+            reader.start()  # its GET first, then the following members'
+            self.cursor = max(self.cursor, m.index + 1)
+            while len(self.ahead) < self.depth and self.cursor < len(self.members) and not self.closed and \
+                    not (self.stop is not None and self.stop.is_set()):
+                nxt = self.members[self.cursor]
+                self.cursor += 1
+                if self.wanted(nxt):
+                    following = SourceReader(self.store, nxt, self.loop, self.stop)
+                    following.start()
+                    self.ahead.append(following)
+            return reader
 
     def close(self) -> None:
-        self.closed = True
-        while self.ahead:
-            try:
-                reader = self.ahead.popleft()  # each reader taken by one side only
-            except IndexError:
-                break
-            reader.close()
+        with self.lock:  # held only while readers are handed their cancels: never across a wait
+            self.closed = True
+            while self.ahead:
+                self.ahead.popleft().close()
 
 
 def source_opener(store: ObjectStore, loop: asyncio.AbstractEventLoop, stop: threading.Event | None = None,

@@ -145,7 +145,7 @@ async def backup(nc: Client, settings: Settings, out: Path) -> list[Saved]:
             saved = [await snapshot(nc, name, out) for name in names]
             manifest = {"created": datetime.now(UTC).isoformat(), "chunk": CHUNK,
                         "streams": [s.__dict__ for s in saved]}
-            _publish_manifest(out, json.dumps(manifest, indent=1))
+            _publish_manifest(out, json.dumps(manifest, indent=1), made)
         except BaseException:  # a server that stops answering, a full disk, Ctrl-C: no half-written backup
             _remove_partial(out, names, made)
             raise
@@ -196,19 +196,20 @@ def _write_durably(path: Path, text: str) -> None:
         os.fsync(f.fileno())
 
 
-def _publish_manifest(out: Path, text: str) -> None:
+def _publish_manifest(out: Path, text: str, made: bool = False) -> None:
     """The manifest last, and whole or not at all: every stream's files are on disk (fsynced) before
-    it is, it is written under a temporary name, fsynced and renamed into place, and the folder's
-    entry fsynced. Written in place with nothing synced, a power cut after "backup in …" could
+    it is, it is written under a temporary name, fsynced and renamed into place, and the folder
+    fsynced (its parent too when the backup made it). Written in place with nothing synced, a power cut after "backup in …" could
     leave a manifest naming files the disk never got (restore refused it, but the backup was gone)."""
     tmp = out / MANIFEST_TMP
     _write_durably(tmp, text)
     os.replace(tmp, out / "manifest.json")
-    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    for folder in (out, out.parent) if made else (out,):  # a folder made here: its own entry too
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 MANIFEST_TMP = ".manifest.json.tmp"

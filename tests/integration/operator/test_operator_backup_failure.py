@@ -62,5 +62,6 @@ async def test_the_manifest_goes_in_last_whole_after_every_file_is_on_disk(
     monkeypatch.setattr(bk.os, "replace", replace)
     saved = await bk.backup(bus.nc, settings, out)
     files = [name for s in saved for name in (s.file, f"{s.stream}.json")]
-    assert synced == [*files, bk.MANIFEST_TMP, f"rename {bk.MANIFEST_TMP} -> manifest.json", "backup"]
+    # the folder the backup made, then its parent (the folder's own entry)
+    assert synced == [*files, bk.MANIFEST_TMP, f"rename {bk.MANIFEST_TMP} -> manifest.json", "backup", tmp_path.name]
     assert sorted(p.name for p in out.iterdir()) == sorted([*files, "manifest.json"])

@@ -119,13 +119,17 @@ async def _no_export(bus: Bus, settings: Settings, export_id: str, where: str | 
 
 async def _tenant_of_export(bus: Bus, settings: Settings, an_id: str) -> str | None:
     """The tenant whose export ``an_id`` is, when a command that takes a tenant was given an export's
-    id (the converse of :func:`_no_export`'s hint); None when no log names it so."""
+    id (the converse of :func:`_no_export`'s hint); None when no log names it so, or names it for
+    several tenants. The tenants are :func:`inspect.locate`'s: only ids (the last message on the
+    export's subjects could be a PubAck anyone aimed at ``<prefix>.*.<export>.<type>``, whose
+    tenant token ``*`` the hint named)."""
     from nats.errors import NoRespondersError
-    from nats.js.errors import NotFoundError
 
-    with contextlib.suppress(NotFoundError, NoRespondersError):
-        msg = await bus.js.get_last_msg(settings.stream_name, f"{settings.subject_prefix}.*.{an_id}.>", direct=True)
-        return str(msg.subject).split(".")[-3]
+    from services.operator.inspect import locate
+
+    with contextlib.suppress(NoRespondersError):
+        tenants = await locate(bus, settings, an_id)
+        return tenants[0] if len(tenants) == 1 else None
     return None
 
 

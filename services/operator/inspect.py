@@ -58,8 +58,8 @@ async def locate(bus: Bus, settings: Settings, export_id: str) -> list[str]:
         return []
     # a tenant token that is no id ('*': anyone can aim a PubAck at <prefix>.*.<export>.<type>) is no
     # tenant: it made every command naming the export refuse it as used by two tenants
-    tenants = {subject.split(".")[1] for subject in (info.state.subjects or {})}
-    return sorted(t for t in tenants if ev.is_valid_id(t))
+    owners = (ev.export_of_subject(settings.subject_prefix, subject) for subject in (info.state.subjects or {}))
+    return sorted({owner[0] for owner in owners if owner is not None})
 
 
 async def requested(bus: Bus, settings: Settings, tenant_id: str | None = None) -> list[tuple[int, str, str]]:

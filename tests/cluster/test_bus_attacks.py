@@ -808,6 +808,9 @@ async def test_a_wildcard_token_in_a_stored_subject_names_no_export_for_the_jani
         assert sorted(export for _, _, export in await requested(admin, s)) == ["exp_done", "exp_run"]
         assert [export for _, _, export in await requested(admin, s, "t_run")] == ["exp_run"]
         assert await locate(admin, s, "exp_run") == ["t_run"]  # `show exp_run` finds one tenant, not two
+        # and a command given the export's id for a tenant names its tenant, not the PubAck's '*'
+        from services.operator.cli import _tenant_of_export
+        assert await _tenant_of_export(admin, s, "exp_run") == "t_run"
         assert (await Eraser(s, admin, store, []).holdings("t_run")).exports == ["exp_run"]  # erase-tenant's list
         await Janitor(s, janitor, store).run()
         assert await store.read(s.buckets.exports, snapshot) == b"{}"  # the running export's snapshot is there

@@ -232,14 +232,24 @@ class FilesystemStore:
     def _begin(self, bucket: str, key: str, start: int, size: int,
                if_match: str | None) -> tuple[BinaryIO, os.stat_result, bytes]:
         """Open ``key``, check its ETag, and read its first ``size`` bytes from ``start``."""
+        handle, seen = self._opened(bucket, key, if_match)
+        try:
+            handle.seek(start)
+            return handle, seen, handle.read(size)
+        except BaseException:
+            handle.close()
+            raise
+
+    def _opened(self, bucket: str, key: str, if_match: str | None) -> tuple[BinaryIO, os.stat_result]:
+        """``key`` opened, its ETag checked against ``if_match`` (from the opened file's own stat: one
+        path lookup fewer per member of many small files), and that stat for :func:`_unchanged`."""
         path = self.path(bucket, key)
         handle = os.fdopen(self._open(bucket, key, path), "rb")
         try:
             seen = os.fstat(handle.fileno())
             if if_match is not None and _read_etag(path, seen, handle.fileno()) != if_match.strip('"'):
                 raise PreconditionFailed(f"{bucket}/{key} changed")
-            handle.seek(start)
-            return handle, seen, handle.read(size)
+            return handle, seen
         except BaseException:
             handle.close()
             raise
@@ -249,15 +259,7 @@ class FilesystemStore:
         """:meth:`get` for a caller that already runs in a worker thread (the archive encoder):
         plain file reads, no hop through the event loop per chunk. Checks run before the first
         chunk, as :meth:`get` does."""
-        path = self.path(bucket, key)
-        handle = os.fdopen(self._open(bucket, key, path), "rb")
-        try:  # the opened file's own stat: one path lookup fewer per member (many small files)
-            seen = os.fstat(handle.fileno())
-            if if_match is not None and _read_etag(path, seen, handle.fileno()) != if_match.strip('"'):
-                raise PreconditionFailed(f"{bucket}/{key} changed")
-        except BaseException:
-            handle.close()
-            raise
+        handle, seen = self._opened(bucket, key, if_match)
         return _read_range(handle, start, end, chunk_size, seen if if_match is not None else None, f"{bucket}/{key}")
 
     async def read(self, bucket: str, key: str, *, if_match: str | None = None) -> bytes:

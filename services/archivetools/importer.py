@@ -275,6 +275,7 @@ async def _import_checked(archive: IO[bytes], tenant: str, db: ContentSource, st
                 raise ImportRefused(f"tenant {tenant!r} is not empty ({held})")
             with zipfile.ZipFile(archive) as zf:
                 plan = plan_restore(zf, tenant, url_template, images_bucket, amber_bucket)
+                _store_holds(store, plan.objects)
                 username = _document(zf, MANIFEST_PATH).get("username") or tenant
                 put: list[tuple[str, str]] = []
                 writing = False
@@ -311,16 +312,33 @@ async def abort_left_uploads(store: ObjectStore, tenant: str, objects: list[tupl
     object listing, through every later import. Run with the tenant's import claim held and the
     tenant empty: an upload at one of these keys is a killed import's, and the put that follows
     replaces the key anyway. One listing per bucket, under the tenant's prefix. Returns how many."""
-    wanted: dict[str, set[str]] = {}
-    for bucket, key, _, _ in objects:
-        wanted.setdefault(bucket, set()).add(key)
     aborted = 0
-    for bucket, keys in wanted.items():
+    for bucket, keys in _by_bucket(objects).items():
+        wanted = set(keys)
         for upload in await store.list_uploads(bucket, f"{tenant}/"):
-            if upload.key in keys:
+            if upload.key in wanted:
                 await store.abort_multipart(bucket, upload.key, upload.upload_id)
                 aborted += 1
     return aborted
+
+
+def _by_bucket(objects: list[tuple[str, str, str, str]]) -> dict[str, list[str]]:
+    """The keys a plan puts (``(bucket, key, …)``), by bucket."""
+    out: dict[str, list[str]] = {}
+    for bucket, key, _, _ in objects:
+        out.setdefault(bucket, []).append(key)
+    return out
+
+
+def _store_holds(store: ObjectStore, objects: list[tuple[str, str, str, str]]) -> None:
+    """ImportRefused when the store cannot hold the keys the plan puts, before any is put: a key too
+    long for it (on the filesystem store a segment over 255 bytes; the target's id in front of the
+    key can take one over), or, on the filesystem store, ``x`` beside ``x/y``. They were put one by
+    one until the store failed, and the failure read as the machine's ("check GROVE_STORE_ROOT",
+    "Not a directory: …"), exit 1, for what the archive holds."""
+    for keys in _by_bucket(objects).values():
+        if problem := store.unfit_keys(keys):
+            raise ImportRefused(f"the store cannot hold the files this archive names: {problem}; nothing was written")
 
 
 def _identity(f: IO[bytes]) -> tuple[int, int, int, int | None]:

@@ -105,6 +105,22 @@ class FilesystemStore:
             raise NoSuchUpload(upload_id)
         return self.root / ".uploads" / bucket / upload_id
 
+    def unfit_keys(self, keys: Sequence[str]) -> str | None:
+        """A key no file can have here (:func:`_safe_key`), or a key that is a file where another
+        needs a folder (``x`` and ``x/y``: S3 holds both, this store keeps each key as a file)."""
+        held = set(keys)
+        for key in keys:
+            try:
+                _safe_key(key)
+            except InvalidKey as e:
+                return str(e)
+            parts = key.split("/")
+            for n in range(1, len(parts)):
+                if (folder := "/".join(parts[:n])) in held:
+                    return (f"{folder!r} is a file, and {key!r} would need it to be a folder (the filesystem store "
+                            "keeps each key as a file)")
+        return None
+
     # -- objects -----------------------------------------------------------------------------
     async def put(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> str:
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest()

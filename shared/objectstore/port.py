@@ -134,6 +134,12 @@ class ObjectStore(Protocol):
         """Delete; deleting a missing key is not an error."""
         ...
 
+    def unfit_keys(self, keys: Sequence[str]) -> str | None:
+        """Why this store cannot hold every one of ``keys`` side by side in one bucket (in words,
+        naming a key), or None. Asked before writing a set of keys chosen elsewhere (an imported
+        archive's), so that none is written when one would fail."""
+        ...
+
     async def delete_many(self, bucket: str, keys: Sequence[str]) -> None:
         """Delete every key (a missing one is not an error) in as few calls as the store allows:
         S3 takes up to 1,000 keys per ``DeleteObjects``. Raises :class:`StoreError` naming the

@@ -50,6 +50,8 @@ from shared.objectstore.port import (
 )
 from shared.runtime.settings import S3Settings, is_loopback
 
+S3_KEY_BYTES = 1024  # S3's longest key, in bytes of UTF-8
+
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 _PRECONDITION = {"412", "PreconditionFailed"}
 _TRANSIENT = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling"}
@@ -365,6 +367,13 @@ class S3Store:
 
     async def read(self, bucket: str, key: str, *, if_match: str | None = None) -> bytes:
         return b"".join([c async for c in self.get(bucket, key, if_match=if_match)])
+
+    def unfit_keys(self, keys: Sequence[str]) -> str | None:
+        """A key S3 refuses (KeyTooLongError): empty, or over 1,024 bytes of UTF-8."""
+        for key in keys:
+            if not key or len(key.encode("utf-8", "surrogatepass")) > S3_KEY_BYTES:
+                return f"the key {key[:64]!r}… is longer than S3's {S3_KEY_BYTES:,} bytes" if key else "an empty key"
+        return None
 
     async def delete(self, bucket: str, key: str) -> None:
         try:

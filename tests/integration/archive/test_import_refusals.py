@@ -293,12 +293,14 @@ def test_a_store_failure_naming_an_archive_key_reaches_the_terminal_escaped(tmp_
     """Seen: an object key of 300-odd bytes with a bidi override (U+202E) and a C1 CSI (U+009B) in
     it, which the filesystem store cannot name (ENAMETOOLONG): import undid its puts, but printed the
     key as the archive spelt it, so the archive reordered, or with CSI repainted, the operator's
-    terminal. One line, with those characters as escapes, exit 1, nothing left."""
+    terminal. One line, with those characters as escapes, nothing left (import now refuses such a key
+    before putting anything, exit 2: test_import_store_keys.py)."""
     key = f"{SOURCE}/media/\u202egpj.exe" + "x" * 300 + "\x9b31m.jpg"
     path = archive(tmp_path / "key.zip", edit_index=lambda i: i["media"][0].update(object_key=key))
     out = cli(tmp_path, "--data", str(tmp_path), "import", str(path), "--tenant", "tenant_b")
-    assert (out.returncode, out.stdout, out.stderr.count("\n")) == (1, "", 1), out.stdout + out.stderr
-    assert out.stderr.startswith("grove-export: the object store failed: key "), out.stderr
+    assert (out.returncode, out.stdout, out.stderr.count("\n")) == (2, "", 1), out.stdout + out.stderr
+    assert out.stderr.startswith("grove-export: import refused: the store cannot hold the files this archive "
+                                 "names: key "), out.stderr
     assert "is too long for a file name" in out.stderr, out.stderr
     assert "\u202e" not in out.stderr and "\x9b" not in out.stderr, ascii(out.stderr)
     assert "\\u202egpj.exe" in out.stderr, out.stderr  # shown as escapes (and cut short)

@@ -1,0 +1,47 @@
+"""`grove-export import` refuses, before it writes anything, an archive whose object keys the store
+cannot hold: on the filesystem store a key over 255 bytes in a segment (or 1,024 in all, once the
+target tenant's id is in front of it), or one key where another needs a folder (`x` and `x/y`, which
+S3 holds side by side). They were put one by one until the store failed: exit 1, "the object store
+failed … (check GROVE_STORE_ROOT)" or a bare "Not a directory: …/.y.<hex>.tmp", blaming the machine
+for what the archive holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.archive import test_import_refusals as base
+from tests.integration.archive.test_import_refusals import SOURCE, archive, cli, files_in
+
+
+def _two_images(first: str, second: str) -> Any:
+    def edit(index: dict[str, Any]) -> None:
+        image = index["media"][0]
+        index["media"] = [{**image, "id": "med_1", "path": "media/a.jpg", "object_key": f"{SOURCE}/{first}"},
+                          {**image, "id": "med_2", "path": "media/b.jpg", "object_key": f"{SOURCE}/{second}",
+                           "filename": "b.jpg", "size": 5}]
+    return edit
+
+
+@pytest.mark.parametrize(("first", "second", "says"), [
+    ("x", "x/y", "'tgt/x' is a file, and 'tgt/x/y' would need it to be a folder"),
+    ("x/y", "x", "'tgt/x' is a file, and 'tgt/x/y' would need it to be a folder"),
+    ("ok.jpg", "a" * 300, "is too long for a file name"),
+    ("ok.jpg", "/".join(["a" * 200] * 6), "is too long for a file name"),
+])
+def test_keys_the_filesystem_store_cannot_hold_are_refused_before_anything_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: str, second: str, says: str) -> None:
+    members = base.members
+    monkeypatch.setattr(base, "members", lambda *a, **k: {**members(*a, **k), "media/b.jpg": b"other"})
+    path = archive(tmp_path / "a.zip", edit_index=_two_images(first, second))
+    assert cli(tmp_path, "verify", str(path)).returncode == 0  # sound as an archive: the store is what cannot
+    done = cli(tmp_path, "import", str(path), "--tenant", "tgt")
+    assert done.returncode == 2, done.stderr
+    line, = done.stderr.strip().splitlines()
+    assert line.startswith("grove-export: import refused: ") and says in line and "nothing was written" in line, line
+    assert not files_in(tmp_path / "store")
+    monkeypatch.undo()
+    again = cli(tmp_path, "import", str(base.archive(tmp_path / "ok.zip")), "--tenant", "tgt")
+    assert again.returncode == 0, again.stderr  # no row was written either: the tenant is still empty

@@ -74,6 +74,13 @@ KEY_BYTES = 1024  # S3's longest key (UTF-8); a path of more could also pass the
 NAME_BYTES = 255  # the longest file name Linux filesystems take
 
 
+def _own_name(name: str) -> bool:
+    """A file name the store keeps for its own files beside an object (``.<name>.etag``, its cached
+    digest; ``.<name>.<hex>.tmp``, a write under way): never listed as a key, and an object put
+    at one is overwritten by the store (reading ``a.jpg`` rewrites ``.a.jpg.etag``)."""
+    return name.startswith(".") or name.endswith(_ETAG_SUFFIX)
+
+
 def _safe_key(key: str) -> str:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key or "\0" in key:
@@ -115,6 +122,10 @@ class FilesystemStore:
             except InvalidKey as e:
                 return str(e)
             parts = key.split("/")
+            if _own_name(parts[-1]):
+                return (f"{key!r} is named as the filesystem store names its own files (a dot first, or .etag "
+                        "last: '.a.jpg.etag' is where it caches the digest of 'a.jpg', and writes over what is "
+                        "there), and it lists no key so named")
             for n in range(1, len(parts)):
                 if (folder := "/".join(parts[:n])) in held:
                     return (f"{folder!r} is a file, and {key!r} would need it to be a folder (the filesystem store "
@@ -315,8 +326,7 @@ class FilesystemStore:
             return []  # missing, or reached through a link: no key of this bucket is there (see _open)
         out = []
         for path in _walk(start):
-            if path.is_symlink() or not path.is_file() or path.name.startswith(".") or \
-                    path.name.endswith(_ETAG_SUFFIX):
+            if path.is_symlink() or not path.is_file() or _own_name(path.name):
                 continue
             key = path.relative_to(base).as_posix()
             if key.startswith(prefix):

@@ -8,6 +8,7 @@ writing, so that a refusal names the archive's problem rather than the database'
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from shared.content.port import ContentSource, Row
@@ -49,13 +50,14 @@ async def rows_name_files(source: ContentSource, tenant_id: str, keys: set[str])
     return False
 
 
-async def restore_tenant(source: ContentSource, tenant_id: str, username: str, tables: dict[str, list[Row]]) -> None:
+async def restore_tenant(source: ContentSource, tenant_id: str, username: str,
+                         tables: Mapping[str, Sequence[Row]]) -> None:
     """Insert every row, after checking the tenant is empty; the tenant row is made when missing."""
     existing = {t: n for t, n in (await content_counts(source, tenant_id)).items() if n}
     if existing:
         raise TenantNotEmpty(f"tenant {tenant_id!r} is not empty "
                              f"({', '.join(f'{n} {t}' for t, n in existing.items())})")
-    batches: list[tuple[str, list[Row]]] = []
+    batches: list[tuple[str, Sequence[Row]]] = []
     if await source.tenant(tenant_id) is None:
         batches.append(("tenants", [{"id": tenant_id, "username": username, "display_name": username,
                                      "email": None, "created_at": int(datetime.now(UTC).timestamp())}]))

@@ -12,6 +12,11 @@ from typing import Any
 
 import pytest
 
+from services.archivetools.importer import ImportRefused, import_archive
+from shared.content.factory import open_content, sqlite_dsn
+from shared.content.restore import content_counts
+from shared.objectstore.s3 import S3Store
+from shared.runtime.settings import Settings
 from tests.integration.archive import test_import_refusals as base
 from tests.integration.archive.test_import_refusals import SOURCE, archive, cli, files_in
 
@@ -50,3 +55,25 @@ def test_keys_the_filesystem_store_cannot_hold_are_refused_before_anything_is_wr
     monkeypatch.undo()
     again = cli(tmp_path, "import", str(base.archive(tmp_path / "ok.zip")), "--tenant", "tgt")
     assert again.returncode == 0, again.stderr  # no row was written either: the tenant is still empty
+
+
+async def test_a_key_longer_than_s3_takes_is_refused_before_anything_is_put(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_settings: Settings) -> None:
+    """S3 refuses a key over 1,024 bytes (KeyTooLongError), after the first image was put: the import
+    failed as the store's failure, exit 1. Moto takes such a key, so without the rule the import here
+    "succeeds" where S3 would not; with it, nothing is put, on either."""
+    members = base.members
+    monkeypatch.setattr(base, "members", lambda *a, **k: {**members(*a, **k), "media/b.jpg": b"other"})
+    path = archive(tmp_path / "a.zip", edit_index=_two_images("ok.jpg", "b" * 1100))
+    store = await S3Store.open(s3_settings.s3)
+    content = open_content(sqlite_dsn(tmp_path / "c.db"))
+    await content.init()
+    try:
+        with pytest.raises(ImportRefused, match=r"longer than S3's 1,024 bytes.*nothing was written"):
+            await import_archive(path, "tgt", content, store, url_template="https://cdn.example/{key}",
+                                 images_bucket=s3_settings.buckets.images, amber_bucket=s3_settings.buckets.amber)
+        assert await store.list_keys(s3_settings.buckets.images, "") == []
+        assert set((await content_counts(content, "tgt")).values()) == {0}
+    finally:
+        await store.close()
+        await content.close()

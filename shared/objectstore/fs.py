@@ -74,6 +74,10 @@ KEY_BYTES = 1024  # S3's longest key (UTF-8); a path of more could also pass the
 NAME_BYTES = 255  # the longest file name Linux filesystems take
 
 
+# A put writes ``.<name>.<32 hex>.tmp`` first and renames it: a name longer than this has no temp file
+WRITABLE_NAME_BYTES = NAME_BYTES - len(f"..{'0' * 32}.tmp")
+
+
 def _own_name(name: str) -> bool:
     """A file name the store keeps for its own files beside an object (``.<name>.etag``, its cached
     digest; ``.<name>.<hex>.tmp``, a write under way): never listed as a key, and an object put
@@ -113,8 +117,10 @@ class FilesystemStore:
         return self.root / ".uploads" / bucket / upload_id
 
     def unfit_keys(self, keys: Sequence[str]) -> str | None:
-        """A key no file can have here (:func:`_safe_key`), or a key that is a file where another
-        needs a folder (``x`` and ``x/y``: S3 holds both, this store keeps each key as a file)."""
+        """A key no file can have here (:func:`_safe_key`; a file name a put's temporary name would
+        take past 255 bytes; a name, or a folder's, as the store names its own files), or a key that
+        is a file where another needs a folder (``x`` and ``x/y``: S3 holds both, this store keeps
+        each key as a file)."""
         held = set(keys)
         for key in keys:
             try:
@@ -122,10 +128,13 @@ class FilesystemStore:
             except InvalidKey as e:
                 return str(e)
             parts = key.split("/")
-            if _own_name(parts[-1]):
+            if any(_own_name(p) for p in parts):  # a folder so named too: '.a.jpg.etag/z' beside 'a.jpg'
                 return (f"{key!r} is named as the filesystem store names its own files (a dot first, or .etag "
                         "last: '.a.jpg.etag' is where it caches the digest of 'a.jpg', and writes over what is "
                         "there), and it lists no key so named")
+            if len(parts[-1].encode()) > WRITABLE_NAME_BYTES:
+                return (f"key {key[:64]!r}… is too long for a file name here (a file name of at most "
+                        f"{WRITABLE_NAME_BYTES} bytes: a put writes it first as .<name>.<32 hex>.tmp)")
             for n in range(1, len(parts)):
                 if (folder := "/".join(parts[:n])) in held:
                     return (f"{folder!r} is a file, and {key!r} would need it to be a folder (the filesystem store "

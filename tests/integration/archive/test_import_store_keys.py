@@ -34,12 +34,16 @@ def _two_images(first: str, second: str) -> Any:
     ("x", "x/y", "'tgt/x' is a file, and 'tgt/x/y' would need it to be a folder"),
     ("x/y", "x", "'tgt/x' is a file, and 'tgt/x/y' would need it to be a folder"),
     ("ok.jpg", "a" * 300, "is too long for a file name"),
+    # 218 bytes: a file name Linux takes, but not the put's temporary .<name>.<32 hex>.tmp
+    ("ok.jpg", "a" * 218, "is too long for a file name here"),
     ("ok.jpg", "/".join(["a" * 200] * 6), "is too long for a file name"),
     # the digest the store caches for tgt/a.jpg is the file tgt/.a.jpg.etag: reading a.jpg wrote it over
     # the restored image's bytes (import said "restored 2 media")
     ("a.jpg", ".a.jpg.etag", "'tgt/.a.jpg.etag' is named as the filesystem store names its own files"),
     (".a.jpg.etag", "a.jpg", "'tgt/.a.jpg.etag' is named as the filesystem store names its own files"),
     ("ok.jpg", "photos/b.etag", "'tgt/photos/b.etag' is named as the filesystem store names its own files"),
+    # a folder named as a.jpg's cached digest: the put of a.jpg cannot write its digest there
+    ("a.jpg", ".a.jpg.etag/z", "'tgt/.a.jpg.etag/z' is named as the filesystem store names its own files"),
 ])
 def test_keys_the_filesystem_store_cannot_hold_are_refused_before_anything_is_written(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: str, second: str, says: str) -> None:

@@ -242,16 +242,19 @@ class TextRows(Sequence[Row]):
     def __getitem__(self, i: int | slice) -> Row | list[Row]:
         if isinstance(i, slice):
             return [self[n] for n in range(len(self))[i]]
-        return _text_row(self.section, self.entries[i], self.zf, self.rk, self.target, self.url_for, self.featured)
+        return self._row(self.entries[i])
 
     def __iter__(self) -> Iterator[Row]:
-        try:
-            for entry in self.entries:
-                yield _text_row(self.section, entry, self.zf, self.rk, self.target, self.url_for, self.featured)
-        except (zipfile.BadZipFile, ImportRefused):  # a CRC-32 that no longer matches: changed since checked?
-            self.unchanged()
-            raise
+        for entry in self.entries:
+            yield self._row(entry)
         self.unchanged()
+
+    def _row(self, entry: dict[str, Any]) -> Row:
+        try:
+            return _text_row(self.section, entry, self.zf, self.rk, self.target, self.url_for, self.featured)
+        except Exception:  # checked before, unreadable now (a CRC-32, a zlib stream, a cut file): changed?
+            self.unchanged()  # raises "written to while it was imported" when so
+            raise
 
     def ids(self) -> list[str]:
         return [self.rk.id(entry["id"]) for entry in self.entries]

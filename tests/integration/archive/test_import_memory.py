@@ -102,3 +102,36 @@ async def test_an_archive_written_to_while_its_rows_are_written_is_refused(
         await assert_nothing_left(content, store, "tgt")
     finally:
         await content.close()
+
+
+class StreamBrokenMeanwhile(RewrittenMeanwhile):
+    """As :class:`RewrittenMeanwhile`, but the bytes written over are a deflated post's stream itself:
+    reading the post again fails in zlib, not on its CRC-32."""
+
+    def __init__(self, inner: ContentSource, path: Path, member: str) -> None:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(member)
+        with open(path, "rb") as f:
+            f.seek(info.header_offset + 26)
+            name_len, extra_len = int.from_bytes(f.read(2), "little"), int.from_bytes(f.read(2), "little")
+            start = info.header_offset + 30 + name_len + extra_len
+            f.seek(start)
+            old = f.read(8)
+        super().__init__(inner, path, old, b"\xff" * 8)  # block type 3: "invalid block type"
+
+
+async def test_an_archive_whose_deflated_post_is_broken_meanwhile_is_refused_as_written_to(tmp_path: Path) -> None:
+    """Not only a CRC-32 that no longer matches: a post that no longer inflates (zlib.error) is the
+    archive changed since it was checked too, and said so, not as zlib's own message."""
+    path = archive(tmp_path / "a.zip", compression=zipfile.ZIP_DEFLATED)
+    content = open_content(sqlite_dsn(tmp_path / "c.db"), pool_max=2)
+    await content.init()
+    store = FilesystemStore(tmp_path / "store")
+    breaking = StreamBrokenMeanwhile(content, path, "posts/hello.md")
+    try:
+        with pytest.raises(ImportRefused, match="written to while it was imported"):
+            await run_import(path, "tgt", breaking, store)  # type: ignore[arg-type]
+        assert breaking.rewrote
+        await assert_nothing_left(content, store, "tgt")
+    finally:
+        await content.close()

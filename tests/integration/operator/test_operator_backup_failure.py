@@ -65,3 +65,23 @@ async def test_the_manifest_goes_in_last_whole_after_every_file_is_on_disk(
     # the folder the backup made, then its parent (the folder's own entry)
     assert synced == [*files, bk.MANIFEST_TMP, f"rename {bk.MANIFEST_TMP} -> manifest.json", "backup", tmp_path.name]
     assert sorted(p.name for p in out.iterdir()) == sorted([*files, "manifest.json"])
+
+
+async def test_a_parent_folder_that_cannot_be_opened_does_not_cost_a_whole_backup(
+        bus: Bus, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parent's entry of a folder the backup made is fsynced best effort: a parent this user may
+    write but not read (``-wx``; root reads anything, so the refusal is made here) cannot be opened,
+    and failing there, after the manifest was in place, had the clean-up delete a complete backup."""
+    out = tmp_path / "backup"
+    real_open = bk.os.open
+
+    def refusing(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if Path(path) == tmp_path and flags & bk.os.O_DIRECTORY:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(bk.os, "open", refusing)
+    saved = await bk.backup(bus.nc, settings, out)
+    monkeypatch.undo()
+    assert (out / "manifest.json").is_file()
+    assert bk.check_backup(out, settings) and len(saved) == len(bk.streams(settings))

@@ -46,6 +46,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import xxhash
 
+from shared.core.keys import KEY_BYTES, NAME_BYTES  # S3's longest key, Linux's longest file name
 from shared.objectstore.port import (
     CompletedPart,
     InvalidKey,
@@ -68,11 +69,6 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 _ABORTING = ".aborting"  # under .uploads/: folders of aborted uploads, taken out of sight to be deleted
 _CREATING = ".creating"  # under .uploads/: an upload's folder while its create writes meta.json
 STALE_CREATE_S = 3600.0  # a folder left there this long is a killed create's: the next abort deletes it
-
-
-KEY_BYTES = 1024  # S3's longest key (UTF-8); a path of more could also pass the system's 4,096 below the root
-NAME_BYTES = 255  # the longest file name Linux filesystems take
-
 
 # A put writes ``.<name>.<32 hex>.tmp`` first and renames it: a name longer than this has no temp file
 WRITABLE_NAME_BYTES = NAME_BYTES - len(f"..{'0' * 32}.tmp")

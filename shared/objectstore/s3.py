@@ -35,6 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, Inc
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.utils import parse_timestamp
 
+from shared.core.keys import KEY_BYTES  # S3's longest key, in bytes of UTF-8
 from shared.objectstore.port import (
     CompletedPart,
     MultipartUpload,
@@ -49,8 +50,6 @@ from shared.objectstore.port import (
     UploadedPart,
 )
 from shared.runtime.settings import S3Settings, is_loopback
-
-S3_KEY_BYTES = 1024  # S3's longest key, in bytes of UTF-8
 
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 _PRECONDITION = {"412", "PreconditionFailed"}
@@ -371,8 +370,8 @@ class S3Store:
     def unfit_keys(self, keys: Sequence[str]) -> str | None:
         """A key S3 refuses (KeyTooLongError): empty, or over 1,024 bytes of UTF-8."""
         for key in keys:
-            if not key or len(key.encode("utf-8", "surrogatepass")) > S3_KEY_BYTES:
-                return f"the key {key[:64]!r}… is longer than S3's {S3_KEY_BYTES:,} bytes" if key else "an empty key"
+            if not key or len(key.encode("utf-8", "surrogatepass")) > KEY_BYTES:
+                return f"the key {key[:64]!r}… is longer than S3's {KEY_BYTES:,} bytes" if key else "an empty key"
         return None
 
     async def delete(self, bucket: str, key: str) -> None:

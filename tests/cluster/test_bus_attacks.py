@@ -820,6 +820,21 @@ async def test_a_wildcard_token_in_a_stored_subject_names_no_export_for_the_jani
         await janitor.close()
 
 
+async def _foreign_value_on(bus: Bus, bucket: str, key: str) -> bool:
+    """The heartbeat key holds a value, and not a worker's beat (a PubAck stands over it). A key not put
+    yet is no such thing: waiting on "no beat there" alone raced the worker's first put, and the
+    erase then found no key at all."""
+    from nats.js.errors import NotFoundError
+
+    from shared.core.keys import parse_beat
+
+    try:
+        msg = await bus.js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.{key}", direct=True)
+    except NotFoundError:
+        return False
+    return bool(msg.data) and parse_beat(msg.data, "catalog") is None
+
+
 async def test_a_puback_aimed_at_a_running_steps_heartbeat_again_and_again_does_not_fail_it(
         secured: Secured, admin: Bus) -> None:
     """The heartbeats bucket keeps one value a key, and any user can have the server store its PubAck
@@ -831,7 +846,6 @@ async def test_a_puback_aimed_at_a_running_steps_heartbeat_again_and_again_does_
     from datetime import timedelta
 
     from services.janitor.main import Janitor
-    from shared.bus.beats import last_beat
     from shared.core.keys import heartbeat_key
 
     s = secured.settings
@@ -852,8 +866,11 @@ async def test_a_puback_aimed_at_a_running_steps_heartbeat_again_and_again_does_
             await catalog.heartbeats.put(key, json.dumps({"step": "catalog", "worker": "w1", "at": 1.5}).encode())
             await asyncio.sleep(0.3)
 
+    attacking = True  # the loops end on their flag too: Python 3.11's wait_for (inside nats-py's flush
+    # and request) can swallow a cancel that lands as its answer does, and a loop on cancel alone then never ends
+
     async def attacker() -> None:
-        while True:
+        while attacking:
             await notifier.publish(f"{s.subject_prefix}.t_x.e_x.NotificationSent", b"{}", reply=f"$KV.{bucket}.{key}")
             await notifier.flush()
             await asyncio.sleep(0.005)
@@ -861,7 +878,7 @@ async def test_a_puback_aimed_at_a_running_steps_heartbeat_again_and_again_does_
     beats, aims = asyncio.create_task(worker()), asyncio.create_task(attacker())
     try:
         async def stands_over() -> bool:  # the PubAck is the key's value while the worker beats
-            return await last_beat(janitor, s, "catalog", "t_b", "exp_b") is None
+            return await _foreign_value_on(janitor, bucket, key)
 
         await until(stands_over, 5, 0.01, "a PubAck standing over the worker's beat")
         later = started + timedelta(seconds=s.heartbeat_ttl_s + 60)  # the catalog logged nothing for a TTL
@@ -878,7 +895,7 @@ async def test_a_puback_aimed_at_a_running_steps_heartbeat_again_and_again_does_
         assert asyncio.get_running_loop().time() - began < listen / 2
         assert (await Janitor(s, janitor, store, dry_run=True).run(now=later)).failed == 1  # dead: failed
     finally:
-        worker_alive = False
+        worker_alive = attacking = False
         aims.cancel()
         await asyncio.gather(beats, aims, return_exceptions=True)
         await store.close()
@@ -894,7 +911,6 @@ async def test_a_puback_aimed_at_a_running_steps_heartbeat_does_not_let_an_erase
     aims at the catalog's key again and again stood over its beat: the erase found nothing working and
     went on while the catalog wrote. It listens for the beat as the janitor does."""
     from services.operator.erase import Eraser
-    from shared.bus.beats import last_beat
     from shared.core.keys import heartbeat_key
 
     s = secured.settings
@@ -904,25 +920,29 @@ async def test_a_puback_aimed_at_a_running_steps_heartbeat_does_not_let_an_erase
     store = await open_store(s)
     key = heartbeat_key("catalog", "t_e", "exp_e")
 
+    running = True  # the loops end on their flag too: Python 3.11's wait_for (inside nats-py's flush and
+    # request) can swallow a cancel that lands as its answer does, and a loop on cancel alone never ended
+
     async def worker() -> None:
-        while True:
+        while running:
             await catalog.heartbeats.put(key, json.dumps({"step": "catalog", "worker": "w1", "at": 1.5}).encode())
             await asyncio.sleep(0.3)
 
     async def attacker() -> None:
-        while True:
+        while running:
             await notifier.publish(f"{s.subject_prefix}.t_x.e_x.NotificationSent", b"{}", reply=f"$KV.{bucket}.{key}")
             await notifier.flush()
             await asyncio.sleep(0.005)
 
     tasks = [asyncio.create_task(worker()), asyncio.create_task(attacker())]
     try:
-        async def stands_over() -> bool:
-            return await last_beat(admin, s, "catalog", "t_e", "exp_e") is None
+        async def stands_over() -> bool:  # a value no worker put on the key (not a key not put yet)
+            return await _foreign_value_on(admin, bucket, key)
 
         await until(stands_over, 5, 0.01, "a PubAck standing over the worker's beat")
         assert await Eraser(s, admin, store, [])._beating("t_e") == ["exp_e"]
     finally:
+        running = False
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

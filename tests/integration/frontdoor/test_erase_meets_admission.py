@@ -9,9 +9,12 @@ admitted beside it. Real processes: nats-server, the filesystem store, the servi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,58 +39,80 @@ async def _erase(values: dict[str, Any], tenant: str, wait_s: int, *flags: str) 
     return proc.returncode or 0, out
 
 
-async def test_erase_waits_for_a_request_being_admitted_and_cancels_it_once_it_lands(
-        tmp_path: Path, nats_server: Any, http: aiohttp.ClientSession) -> None:
+@dataclass
+class Admitting:
+    """A local stack whose gateway holds at ``gateway.admitted`` (4 s), seeded tenant, the test's bus and store."""
+
+    live: Any
+    faults: Path
+    pid: int
+    bus: Any
+    store: Any
+    tenant: str
+
+    async def in_log(self) -> dict[str, int]:
+        s = self.live.settings
+        return await subject_counts(self.bus.nc, s.stream_name, f"{s.subject_prefix}.{self.tenant}.>")
+
+    async def reached(self, point: str) -> bool:
+        return (self.faults / f"{point}.reached.count").exists()
+
+    async def reservation(self) -> bytes:
+        kv = await self.bus.js.key_value(f"{self.live.settings.kv_prefix}_admission")
+        return (await kv.get(f"tenant.{self.tenant}")).value or b""
+
+    def post(self, http: aiohttp.ClientSession) -> asyncio.Task[tuple[int, Any]]:
+        return asyncio.create_task(api(http, "POST", f"{self.live.base}/api/export", json={},
+                                       headers=self.live.headers(self.tenant)))
+
+
+@contextlib.asynccontextmanager
+async def admitting(tmp_path: Path, nats_server: Any, **kwargs: Any) -> AsyncIterator[Admitting]:
     faults = tmp_path / "faults"
     faults.mkdir()
     live = start_live(tmp_path, nats_server.url, extra_env={"GROVE_FAULTS_SLOW": "gateway.admitted:4",
-                                                             "GROVE_FAULTS_DIR": str(faults)})
-    gateway = next(c for c in live.stack.children if c.name == "gateway")
-    pid = gateway.pid
-    assert pid is not None
-    bus = await connect(live.settings, "test", ensure=True)
-    store = await open_store(live.settings)
-    frozen = False
-
-    async def _in_log() -> dict[str, int]:
-        return await subject_counts(bus.nc, live.settings.stream_name, f"{live.settings.subject_prefix}.{tenant}.>")
-
+                                                             "GROVE_FAULTS_DIR": str(faults)}, **kwargs)
     try:
-        tenant = (await live.seed(images=2)).tenant_id
-        (Path(live.values["store_root"]) / live.settings.buckets.exports).mkdir(parents=True, exist_ok=True)
-        post = asyncio.create_task(api(http, "POST", f"{live.base}/api/export", json={}, headers=live.headers(tenant)))
+        pid = next(c for c in live.stack.children if c.name == "gateway").pid
+        assert pid is not None
+        bus = await connect(live.settings, "test", ensure=True)
+        store = await open_store(live.settings)
+        try:
+            tenant = (await live.seed(images=2)).tenant_id
+            (Path(live.values["store_root"]) / live.settings.buckets.exports).mkdir(parents=True, exist_ok=True)
+            yield Admitting(live, faults, pid, bus, store, tenant)
+        finally:
+            await bus.close()
+            await store.close()
+    finally:
+        live.stack.stop()
 
-        async def admitted() -> bool:
-            return (faults / "gateway.admitted.reached.count").exists()
 
-        await until(admitted, 30, 0.01, "the gateway to admit the request")
-        os.kill(pid, signal.SIGSTOP)
-        frozen = True
-        kv = await bus.js.key_value(f"{live.settings.kv_prefix}_admission")
-        reserved = (await kv.get(f"tenant.{tenant}")).value or b""
-        assert b"activeExportId" in reserved and not await _in_log(), reserved  # reserved, not yet requested
-        code, out = await _erase(live.values, tenant, wait_s=2)
-        assert code == 1 and "had not stopped" in out and "nothing was erased" in out, out  # it waited for it
-        assert (await kv.get(f"tenant.{tenant}")).value == reserved  # the reservation is still held
-        os.kill(pid, signal.SIGCONT)
-        frozen = False
+async def test_erase_waits_for_a_request_being_admitted_and_cancels_it_once_it_lands(
+        tmp_path: Path, nats_server: Any, http: aiohttp.ClientSession) -> None:
+    async with admitting(tmp_path, nats_server) as a:
+        live, tenant = a.live, a.tenant
+        post = a.post(http)
+        await until(lambda: a.reached("gateway.admitted"), 30, 0.01, "the gateway to admit the request")
+        os.kill(a.pid, signal.SIGSTOP)
+        try:
+            reserved = await a.reservation()
+            assert b"activeExportId" in reserved and not await a.in_log(), reserved  # reserved, not yet requested
+            code, out = await _erase(live.values, tenant, wait_s=2)
+            assert code == 1 and "had not stopped" in out and "nothing was erased" in out, out  # it waited for it
+            assert await a.reservation() == reserved  # the reservation is still held
+        finally:
+            os.kill(a.pid, signal.SIGCONT)
         status, body = await post
         assert status == 201, body
         export_id = body["exportId"]
         code, out = await _erase(live.values, tenant, wait_s=60)  # now in the log: cancelled, waited for, erased
         assert code == 0 and "nothing left" in out, out
-        assert not await _in_log()
-        assert await store.list_keys(live.settings.buckets.exports, tenant_prefix(tenant)) == []
+        assert not await a.in_log()
+        assert await a.store.list_keys(live.settings.buckets.exports, tenant_prefix(tenant)) == []
         status, body = await api(http, "GET", f"{live.base}/api/export/status/{export_id}",
                                  headers=live.headers(tenant))
         assert status == 404, body
-    finally:
-        if frozen:
-            os.kill(pid, signal.SIGCONT)
-        await bus.close()
-        await store.close()
-        live.stack.stop()
-
 
 
 @pytest.mark.parametrize("request_", ["lands", "lapses"])
@@ -98,69 +123,46 @@ async def test_erase_running_waits_past_its_wait_for_a_request_being_admitted(
     its ExportRequested landed after the erase said "nothing left", and the export ran to its email.
     It is waited for past ``--wait``, until it lands (then erased) or its reservation lapses (then
     its gateway no longer appends it: 503)."""
-    faults = tmp_path / "faults"
-    faults.mkdir()
     life = 30.0 if request_ == "lands" else 6.0
-    live = start_live(tmp_path, nats_server.url, extra_env={"GROVE_FAULTS_SLOW": "gateway.admitted:4",
-                                                             "GROVE_FAULTS_DIR": str(faults)},
-                      reservation_timeout_s=life)
-    gateway = next(c for c in live.stack.children if c.name == "gateway")
-    pid = gateway.pid
-    assert pid is not None
-    bus = await connect(live.settings, "test", ensure=True)
-    store = await open_store(live.settings)
-    frozen = False
     erase: asyncio.Task[tuple[int, str]] | None = None
-
-    async def _in_log() -> dict[str, int]:
-        return await subject_counts(bus.nc, live.settings.stream_name, f"{live.settings.subject_prefix}.{tenant}.>")
-
-    try:
-        tenant = (await live.seed(images=2)).tenant_id
-        (Path(live.values["store_root"]) / live.settings.buckets.exports).mkdir(parents=True, exist_ok=True)
-        post = asyncio.create_task(api(http, "POST", f"{live.base}/api/export", json={}, headers=live.headers(tenant)))
-
-        async def admitted() -> bool:
-            return (faults / "gateway.admitted.reached.count").exists()
-
-        await until(admitted, 30, 0.01, "the gateway to admit the request")
-        os.kill(pid, signal.SIGSTOP)
+    async with admitting(tmp_path, nats_server, reservation_timeout_s=life) as a:
+        live, tenant = a.live, a.tenant
+        post = a.post(http)
+        await until(lambda: a.reached("gateway.admitted"), 30, 0.01, "the gateway to admit the request")
+        os.kill(a.pid, signal.SIGSTOP)
         frozen = True
-        kv = await bus.js.key_value(f"{live.settings.kv_prefix}_admission")
-        reserved = (await kv.get(f"tenant.{tenant}")).value or b""
-        assert b"activeExportId" in reserved and not await _in_log(), reserved  # reserved, not yet requested
-        wait_s = 3 if request_ == "lands" else 1  # once it lands, --wait for its cancel to end
-        erase = asyncio.create_task(_erase(live.values, tenant, wait_s, "--erase-running"))
-        # past its --wait, and within the reservation's life: still waiting, nothing erased
-        done, _ = await asyncio.wait({erase}, timeout=wait_s + 5 if request_ == "lands" else 4)
-        assert not done, erase.result()
-        assert (await kv.get(f"tenant.{tenant}")).value == reserved
-        if request_ == "lapses":  # the gateway stays frozen: the erase goes on once the reservation lapsed
-            code, out = await asyncio.wait_for(erase, life + 20)
+        try:
+            reserved = await a.reservation()
+            assert b"activeExportId" in reserved and not await a.in_log(), reserved  # reserved, not yet requested
+            wait_s = 3 if request_ == "lands" else 1  # once it lands, --wait for its cancel to end
+            erase = asyncio.create_task(_erase(live.values, tenant, wait_s, "--erase-running"))
+            # past its --wait, and within the reservation's life: still waiting, nothing erased
+            done, _ = await asyncio.wait({erase}, timeout=wait_s + 5 if request_ == "lands" else 4)
+            assert not done, erase.result()
+            assert await a.reservation() == reserved
+            if request_ == "lapses":  # the gateway stays frozen: the erase goes on once the reservation lapsed
+                code, out = await asyncio.wait_for(erase, life + 20)
+                assert code == 0 and "nothing left" in out, out
+            os.kill(a.pid, signal.SIGCONT)
+            frozen = False
+            status, body = await post
+            if request_ == "lapses":
+                assert status == 503, body  # past its reservation's life the gateway appends nothing
+                assert not await a.in_log()
+                return
+            assert status == 201, body  # it landed while the erase waited for it
+            export_id = body["exportId"]
+            code, out = await erase
             assert code == 0 and "nothing left" in out, out
-        os.kill(pid, signal.SIGCONT)
-        frozen = False
-        status, body = await post
-        if request_ == "lapses":
-            assert status == 503, body  # past its reservation's life the gateway appends nothing
-            assert not await _in_log()
-            return
-        assert status == 201, body  # it landed while the erase waited for it
-        export_id = body["exportId"]
-        code, out = await erase
-        assert code == 0 and "nothing left" in out, out
-        assert not await _in_log(), out
-        status, body = await api(http, "GET", f"{live.base}/api/export/status/{export_id}",
-                                 headers=live.headers(tenant))
-        assert status == 404, body
-    finally:
-        if frozen:
-            os.kill(pid, signal.SIGCONT)
-        if erase is not None:
-            await asyncio.gather(erase, return_exceptions=True)
-        await bus.close()
-        await store.close()
-        live.stack.stop()
+            assert not await a.in_log(), out
+            status, body = await api(http, "GET", f"{live.base}/api/export/status/{export_id}",
+                                     headers=live.headers(tenant))
+            assert status == 404, body
+        finally:
+            if frozen:
+                os.kill(a.pid, signal.SIGCONT)
+            if erase is not None:
+                await asyncio.gather(erase, return_exceptions=True)
 
 
 async def test_a_request_admitted_while_the_erase_erases_is_not_erased_from_under_it(
@@ -169,65 +171,44 @@ async def test_a_request_admitted_while_the_erase_erases_is_not_erased_from_unde
     admission bucket: its reservation was purged with the rest, the erase said "nothing left", and
     its ExportRequested landed after. The erase purges the tenant's slot only up to the revision it
     judged: a later reservation stays, and the erase says something was written meanwhile."""
-    faults = tmp_path / "faults"
-    faults.mkdir()
-    live = start_live(tmp_path, nats_server.url, extra_env={"GROVE_FAULTS_SLOW": "gateway.admitted:4",
-                                                             "GROVE_FAULTS_DIR": str(faults)})
-    gateway = next(c for c in live.stack.children if c.name == "gateway")
-    pid = gateway.pid
-    assert pid is not None
-    bus = await connect(live.settings, "test", ensure=True)
-    store = await open_store(live.settings)
-    frozen: list[int] = []
-    eraser: asyncio.subprocess.Process | None = None
-
-    async def _in_log() -> dict[str, int]:
-        return await subject_counts(bus.nc, live.settings.stream_name, f"{live.settings.subject_prefix}.{tenant}.>")
-
-    try:
-        tenant = (await live.seed(images=2)).tenant_id
-        (Path(live.values["store_root"]) / live.settings.buckets.exports).mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **to_env(live.values), "GROVE_FAULTS_SLOW": "erase.erasing:3",
-               "GROVE_FAULTS_DIR": str(faults)}
-        eraser = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", "erase-tenant", tenant, "--by", "ada", "--reason", "request 88",
-            "--wait", "5", "--read-model", live.values["read_model_db"], env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-
-        async def reached(point: str) -> bool:
-            return (faults / f"{point}.reached.count").exists()
-
-        await until(lambda: reached("erase.erasing"), 30, 0.01, "the erase to end its wait (nothing running)")
-        os.kill(eraser.pid, signal.SIGSTOP)  # inside its 3 s wait between its wait and its erasure
-        frozen.append(eraser.pid)
-        post = asyncio.create_task(api(http, "POST", f"{live.base}/api/export", json={}, headers=live.headers(tenant)))
-        await until(lambda: reached("gateway.admitted"), 30, 0.01, "the gateway to admit the request")
-        os.kill(pid, signal.SIGSTOP)  # reserved, its ExportRequested not appended
-        frozen.append(pid)
-        assert not await _in_log()
-        os.kill(eraser.pid, signal.SIGCONT)
-        frozen.remove(eraser.pid)
-        out = (await eraser.communicate())[0].decode()
-        assert eraser.returncode == 1 and "something was written meanwhile" in out and "admission" in out, out
-        kv = await bus.js.key_value(f"{live.settings.kv_prefix}_admission")
-        assert b"activeExportId" in ((await kv.get(f"tenant.{tenant}")).value or b"")  # the reservation stays
-        os.kill(pid, signal.SIGCONT)
-        frozen.remove(pid)
-        status, body = await post
-        assert status == 201, body
-        export_id = body["exportId"]
-        code, out = await _erase(live.values, tenant, wait_s=60)  # run again: cancelled, waited for, erased
-        assert code == 0 and "nothing left" in out, out
-        assert not await _in_log()
-        status, body = await api(http, "GET", f"{live.base}/api/export/status/{export_id}",
-                                 headers=live.headers(tenant))
-        assert status == 404, body
-    finally:
-        for stopped in frozen:
-            os.kill(stopped, signal.SIGCONT)
-        if eraser is not None and eraser.returncode is None:
-            eraser.kill()
-            await eraser.wait()
-        await bus.close()
-        await store.close()
-        live.stack.stop()
+    async with admitting(tmp_path, nats_server) as a:
+        live, tenant, pid = a.live, a.tenant, a.pid
+        frozen: list[int] = []
+        eraser: asyncio.subprocess.Process | None = None
+        try:
+            env = {**os.environ, **to_env(live.values), "GROVE_FAULTS_SLOW": "erase.erasing:3",
+                   "GROVE_FAULTS_DIR": str(a.faults)}
+            eraser = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "services.cli", "erase-tenant", tenant, "--by", "ada", "--reason", "request 88",
+                "--wait", "5", "--read-model", live.values["read_model_db"], env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            await until(lambda: a.reached("erase.erasing"), 30, 0.01, "the erase to end its wait (nothing running)")
+            os.kill(eraser.pid, signal.SIGSTOP)  # inside its 3 s wait between its wait and its erasure
+            frozen.append(eraser.pid)
+            post = a.post(http)
+            await until(lambda: a.reached("gateway.admitted"), 30, 0.01, "the gateway to admit the request")
+            os.kill(pid, signal.SIGSTOP)  # reserved, its ExportRequested not appended
+            frozen.append(pid)
+            assert not await a.in_log()
+            os.kill(eraser.pid, signal.SIGCONT)
+            frozen.remove(eraser.pid)
+            out = (await eraser.communicate())[0].decode()
+            assert eraser.returncode == 1 and "something was written meanwhile" in out and "admission" in out, out
+            assert b"activeExportId" in await a.reservation()  # the reservation stays
+            os.kill(pid, signal.SIGCONT)
+            frozen.remove(pid)
+            status, body = await post
+            assert status == 201, body
+            export_id = body["exportId"]
+            code, out = await _erase(live.values, tenant, wait_s=60)  # run again: cancelled, waited for, erased
+            assert code == 0 and "nothing left" in out, out
+            assert not await a.in_log()
+            status, body = await api(http, "GET", f"{live.base}/api/export/status/{export_id}",
+                                     headers=live.headers(tenant))
+            assert status == 404, body
+        finally:
+            for stopped in frozen:
+                os.kill(stopped, signal.SIGCONT)
+            if eraser is not None and eraser.returncode is None:
+                eraser.kill()
+                await eraser.wait()

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +91,18 @@ async def test_an_archive_written_to_while_its_rows_are_written_is_refused(
         tmp_path: Path, request: pytest.FixtureRequest, db: str) -> None:
     dsn = str(request.getfixturevalue("postgres_dsn")) if db == "postgresql" else sqlite_dsn(tmp_path / "c.db")
     path = archive(tmp_path / "a.zip")  # stored: the post's text is in the file as it is
+    await _refused_as_written_to(tmp_path, dsn, path, lambda content: RewrittenMeanwhile(
+        content, path, b"# Hello\n", b"# Hallo\n"))
+
+
+async def _refused_as_written_to(tmp_path: Path, dsn: str, path: Path,
+                                 rewriter: Callable[[ContentSource], RewrittenMeanwhile]) -> None:
+    """Import ``path`` through ``rewriter`` (which writes to the archive as the rows are written): refused
+    as written to meanwhile, the rewrite done, nothing left in the content source or the store."""
     content = open_content(dsn, pool_max=2)
     await content.init()
     store = FilesystemStore(tmp_path / "store")
-    rewriting = RewrittenMeanwhile(content, path, b"# Hello\n", b"# Hallo\n")
+    rewriting = rewriter(content)
     try:
         with pytest.raises(ImportRefused, match="written to while it was imported"):
             await run_import(path, "tgt", rewriting, store)  # type: ignore[arg-type]
@@ -124,14 +132,5 @@ async def test_an_archive_whose_deflated_post_is_broken_meanwhile_is_refused_as_
     """Not only a CRC-32 that no longer matches: a post that no longer inflates (zlib.error) is the
     archive changed since it was checked too, and said so, not as zlib's own message."""
     path = archive(tmp_path / "a.zip", compression=zipfile.ZIP_DEFLATED)
-    content = open_content(sqlite_dsn(tmp_path / "c.db"), pool_max=2)
-    await content.init()
-    store = FilesystemStore(tmp_path / "store")
-    breaking = StreamBrokenMeanwhile(content, path, "posts/hello.md")
-    try:
-        with pytest.raises(ImportRefused, match="written to while it was imported"):
-            await run_import(path, "tgt", breaking, store)  # type: ignore[arg-type]
-        assert breaking.rewrote
-        await assert_nothing_left(content, store, "tgt")
-    finally:
-        await content.close()
+    await _refused_as_written_to(tmp_path, sqlite_dsn(tmp_path / "c.db"), path,
+                                 lambda content: StreamBrokenMeanwhile(content, path, "posts/hello.md"))

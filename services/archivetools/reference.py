@@ -18,6 +18,7 @@ from services.assembler.encoder import ArchiveStream, Stopped
 from services.assembler.plan import MemberRecord, resume_point
 from shared.core.snapshot import Snapshot
 from shared.objectstore import ObjectStore
+from shared.runtime.durable import fsync_folder
 
 
 async def assemble_to_file(store: ObjectStore, bucket: str, snapshot_key: str, out: Path,
@@ -60,7 +61,7 @@ async def assemble_to_file(store: ObjectStore, bucket: str, snapshot_key: str, o
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_folder(out.parent)
+        fsync_folder(out.parent)
         return size, sha.hexdigest()
 
     opener = source_opener(store, loop, stop, members=snapshot.members)  # from S3: one member read ahead
@@ -88,12 +89,5 @@ def take_back(out: Path, placed: list[os.stat_result]) -> None:
             return
         if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
             out.unlink()
-            _fsync_folder(out.parent)
+            fsync_folder(out.parent)
 
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

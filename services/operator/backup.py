@@ -41,6 +41,7 @@ from nats.aio.client import Client
 
 from shared.bus.connect import kv_names
 from shared.eventlog.jetstream import stream_config
+from shared.runtime.durable import fsync_folder
 from shared.runtime.regularfile import open_regular
 from shared.runtime.settings import Settings
 
@@ -204,18 +205,11 @@ def _publish_manifest(out: Path, text: str, made: bool = False) -> None:
     tmp = out / MANIFEST_TMP
     _write_durably(tmp, text)
     os.replace(tmp, out / "manifest.json")
-    _fsync_folder(out)
+    fsync_folder(out)
     if made:  # its own entry too, best effort: a parent this user may write but not read cannot be
         with contextlib.suppress(OSError):  # opened, and the backup is whole all the same — failing here
-            _fsync_folder(out.parent)  # would have the backup's clean-up delete a complete backup
+            fsync_folder(out.parent)  # would have the backup's clean-up delete a complete backup
 
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 MANIFEST_TMP = ".manifest.json.tmp"

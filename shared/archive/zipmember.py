@@ -1,13 +1,16 @@
 """Encode ONE ZIP member, deterministically, and without its trailer: with stream-zip, except at
 level 0, whose stored blocks are written here inside stream-zip's own framing (`framing.py`, held
 byte for byte to stream-zip's output by a unit test) without stream-zip's copies of every byte, and
-deflated members of less than one block, compressed whole and framed the same way.
+deflated members of less than one block, compressed whole and framed the same way. Deflated members
+of one block or more are framed by stream-zip, their blocks compressed as runs of their own on
+every core (`blocks.py`).
 
 Why one member at a time: stream-zip keeps the running offset and the central directory private, so
 it cannot resume mid-archive. Member bytes do not depend on their offset, so our code concatenates
 members and writes the central directory itself (`central.py`); resuming means re-encoding the
 straddling member and skipping bytes already uploaded. That only works if the same inputs always give
-the same bytes, hence: fixed 1 MiB input blocks (zlib output must not depend on input chunking;
+the same bytes, hence: fixed 1 MiB input blocks (zlib output must not depend on input chunking, and
+each block is a deflate run of its own;
 level 0 is our own stored-block writer, `stored.py`, chunking-independent by construction),
 clamped UTC timestamps, a fixed mode, ZIP64 chosen from the snapshot's real size, and a fingerprint of
 everything else that can change the bytes.
@@ -28,6 +31,7 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib.metadata import version
 
+from shared.archive.blocks import BLOCK, SCHEME, BlockDeflate, compressor, shared_pool
 from shared.archive.crc import crc32
 from shared.archive.framing import Framing
 from shared.archive.levels import STORE_LEVEL, TABLE_DIGEST
@@ -37,7 +41,6 @@ from shared.archive.streamzip import ZIP_32, ZIP_64, stream_zip
 from shared.archive.trailer import max_trailer_length, parse_trailer
 
 FORMAT_VERSION = 1
-BLOCK = 1024 * 1024
 # stream-zip re-chunks its output to this size; it does not change the bytes, only speed (measured:
 # 256 KiB ran ~2x faster than 1 MiB, which trips the allocator's mmap path on every chunk).
 OUTPUT_CHUNK = 256 * 1024
@@ -73,16 +76,11 @@ class Deflated:
     crc32: int
 
 
-def compressor(level: int) -> zlib._Compress:
-    """The compressobj every deflated member is written with: raw deflate, 32 KiB window."""
-    return zlib.compressobj(level=level, wbits=-zlib.MAX_WBITS)
-
-
 def deflate(data: bytes, level: int) -> Deflated:
-    """``data`` deflated exactly as :class:`MemberEncoder` deflates it (the same compressobj fed
-    the same 1 MiB blocks), for a member to be framed later with ``MemberEncoder(deflated=...)``.
-    Runs in any thread: zlib releases the GIL while it compresses."""
-    c = compressor(level)
+    """``data`` deflated exactly as :class:`MemberEncoder` deflates it (under one block one
+    compressobj, from one block the same runs of :mod:`blocks` on the shared pool), for a member
+    to be framed later with ``MemberEncoder(deflated=...)``. Runs in any thread but the pool's."""
+    c = compressor(level) if len(data) < BLOCK else BlockDeflate(level, len(data), shared_pool())
     out = [c.compress(block) for block in reblock([data])]
     out.append(c.flush())
     return Deflated(b"".join(out), len(data), crc32(data))
@@ -152,7 +150,7 @@ def fingerprint(levels: Iterable[int] = (0, 6)) -> str:
     py = f"{sys.version_info[0]}.{sys.version_info[1]}"
     return (
         f"gx{FORMAT_VERSION} py{py} zlib{zlib.ZLIB_RUNTIME_VERSION} stream-zip{_stream_zip_version()}"
-        f" L{','.join(str(level) for level in levels)} B{BLOCK} T{TABLE_DIGEST} {STORED_ID}"
+        f" L{','.join(str(level) for level in levels)} B{BLOCK} {SCHEME} T{TABLE_DIGEST} {STORED_ID}"
     )
 
 
@@ -281,11 +279,14 @@ class MemberEncoder:
             yield block
 
     def _encode(self) -> Iterator[bytes]:
-        level, ahead = self.level, self._deflated
+        """A deflated member of one block or more: stream-zip frames it, its blocks are deflated as
+        runs of their own on every core (:mod:`blocks`)."""
+        level, size, ahead = self.level, self.size, self._deflated
         output = stream_zip(
             [(self.name, self.modified_at, MODE, ZIP_64 if self.zip64 else ZIP_32, self._counted())],
             chunk_size=OUTPUT_CHUNK,
-            get_compressobj=(lambda: compressor(level)) if ahead is None else (lambda: _Replay(ahead.data)),
+            get_compressobj=(lambda: BlockDeflate(level, size, shared_pool())) if ahead is None
+            else (lambda: _Replay(ahead.data)),
             extended_timestamps=True,
         )
         held: deque[bytes] = deque()

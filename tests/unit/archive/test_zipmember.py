@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from stream_zip import ZIP_32, ZIP_64, stream_zip
 
 from shared.archive import zipmember
+from shared.archive.blocks import BlockDeflate
 from shared.archive.stored import MAX_STORED
 from shared.archive.trailer import parse_trailer
 from shared.archive.zipmember import (
@@ -76,9 +77,13 @@ def test_member_bytes_match_what_stream_zip_writes_after_another_member() -> Non
 def stream_zip_member(name: str, when: datetime, data: bytes, zip64: bool,
                       level: int = 0) -> tuple[bytes, zipmember.EncodedMember]:
     """A member as the encoder wrote it through stream-zip before it wrote them itself (level 0, and
-    deflated members under one block): the member alone, its trailer parsed off."""
+    deflated members under one block): the member alone, its trailer parsed off. From one block on,
+    a deflated member's compressobj is the block runs' (shared/archive/blocks.py), in this thread."""
+    def compressobj() -> object:
+        return compressobj_for(level) if level == 0 or len(data) < BLOCK else BlockDeflate(level, len(data))
+
     output = b"".join(stream_zip([(name, clamp_time(when), MODE, ZIP_64 if zip64 else ZIP_32, reblock([data]))],
-                                 chunk_size=256 * 1024, get_compressobj=lambda: compressobj_for(level)))
+                                 chunk_size=256 * 1024, get_compressobj=compressobj))
     t = parse_trailer(output[-4096:], len(output[:-4096]), zip64)
     return output[:t.member_length], zipmember.EncodedMember(t.crc32, t.compressed_size, t.uncompressed_size,
                                                               t.member_length, zip64, t.cd_record)
@@ -121,9 +126,9 @@ def test_deflated_members_under_one_block_are_byte_for_byte_what_stream_zip_wrot
     assert (b"".join(encoder), encoder.result) == stream_zip_member(f"posts/{name}", when, data, zip64, level)
 
 
-@pytest.mark.parametrize("size", [BLOCK - 1, BLOCK, BLOCK + 1])
+@pytest.mark.parametrize("size", [BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK])
 def test_deflated_members_either_side_of_one_block_match_stream_zip(size: int) -> None:
-    data = PROSE[:size]
+    data = (PROSE * 2)[:size]
     encoder = MemberEncoder("posts/long.md", WHEN, size, 6, chunked(data, 65_536))
     assert (b"".join(encoder), encoder.result) == stream_zip_member("posts/long.md", WHEN, data, False, 6)
 
@@ -267,5 +272,6 @@ def test_fingerprint_names_everything_that_can_change_member_bytes() -> None:
     stamp = fingerprint()
     assert stamp == fingerprint((0, 6))
     assert zlib.ZLIB_RUNTIME_VERSION in stamp and "stream-zip0.0." in stamp and f"B{BLOCK}" in stamp
+    assert " P32K " in stamp  # large deflated members: block runs primed with 32 KiB (blocks.py)
     assert fingerprint((0, 9)) != stamp
     assert len(stamp) < 120

@@ -2,7 +2,7 @@
 
 A cancel always ends ``cancelled`` for the person who asked. When the store refuses or fails the
 abort (a 5xx past the adapter's retries, a 405 from a store without the call, a policy without
-``s3:AbortMultipartUpload``), the attempt is counted in the log like any step's (``StepFailed``,
+``s3:AbortMultipartUpload``), the attempt is counted in the log like any step's (``CancelAttemptFailed``,
 retried with a growing delay); after the last attempt the export is recorded cancelled anyway
 (``aborted_upload=False``) and the open upload is left to the janitor's orphan sweep, which
 keeps trying. The tenant is never held by an upload nobody can abort.

@@ -21,9 +21,15 @@ NOTES = {"ExportRequested": " (or any API gateway)", "CancelRequested": ", opera
 
 def _publishers() -> dict[str, str]:
     """Event → who may append it, from the step table (what the NATS permissions allow); events no
-    service appends are the operators' (the admin user)."""
-    return {name: (", ".join(steps.publishers_of(name)) or f"operator ({steps.ADMIN_EVENTS.get(name, 'admin')})")
-            + NOTES.get(name, "") for name in ev.EVENT_TYPES}
+    service appends are the operators' (the admin user), but for the retired ones, still read."""
+    return {name: (", ".join(steps.publishers_of(name)) or _nobody(name)) + NOTES.get(name, "")
+            for name in ev.EVENT_TYPES}
+
+
+def _nobody(name: str) -> str:
+    if name in steps.RETIRED_EVENTS:
+        return f"nobody any more (read in older logs; replaced by {steps.RETIRED_EVENTS[name]})"
+    return f"operator ({steps.ADMIN_EVENTS.get(name, 'admin')})"
 
 
 PUBLISHERS = _publishers()

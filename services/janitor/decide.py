@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal
 
-from shared.core.lifecycle import RETRY_MARGIN, ExportState, kept_for_retry, retryable, shown_status, step_running_after
+from shared.core.lifecycle import (
+    RETRY_MARGIN,
+    ExportState,
+    is_failed_attempt,
+    kept_for_retry,
+    retryable,
+    shown_status,
+    step_running_after,
+)
 from shared.core.retry import retry_delay
 
 
@@ -23,15 +31,15 @@ def is_dead(state: ExportState, last_event: str, last_at: datetime | None, heart
     An export waiting in a queue (last event is a step's output) is not stuck, however long it
     waits; one that keeps beating is never touched, however long it runs. ``heartbeat_alive`` None:
     the heartbeat could not be read (a KV hiccup) — unknown is not dead, the next run decides. After a
-    failed attempt (``StepFailed``) the step waits for its retry (``retry.retry_delay``), beating
-    nothing: a whole TTL after that wait, not before.
+    failed attempt (its step's ``…AttemptFailed``, or ``StepFailed`` in older logs) the step waits for
+    its retry (``retry.retry_delay``), beating nothing: a whole TTL after that wait, not before.
     """
     if heartbeat_alive is None:
         return False
     if state.terminal or heartbeat_alive or not step_running_after(last_event) or last_at is None:
         return False
     waiting = 0.0
-    if last_event == "StepFailed" and state.step and state.attempts_of(state.step):
+    if is_failed_attempt(last_event) and state.step and state.attempts_of(state.step):
         waiting = retry_delay(state.step, state.attempts_of(state.step), retry_base_delay_s, max_attempts)
     return now - last_at > timedelta(seconds=ttl_s + waiting)
 

@@ -38,8 +38,14 @@ stream, the buckets and every durable; operators' commands run as admin).
 
 Still trusted: every service user may read the whole log (it holds requesters' email addresses);
 each may append its own event types to any export (the notifier may append NotificationSent to any
-export; the janitor ExportFailed to any); the gateway decides who may start and cancel exports; the
-``admin`` user may do anything.
+export; the janitor ExportFailed to any, and so may each step's user, whatever step its body names);
+the gateway decides who may start and cancel exports; the ``admin`` user may do anything. A step's
+failed attempt is no longer among them: each step records it under a type of its own
+(``CatalogAttemptFailed``, ``AssembleAttemptFailed``, …: ``events.ATTEMPT_FAILED``, listed in the
+step table), so only that step's user may publish it, and a body naming another step than its
+subject's is dropped as forged (``events.decode``). The older ``StepFailed``, whose subject named no
+step (the catalog's password could use up the assembler's attempts), no service user may append; it
+is still read from logs written before.
 
 Reply subjects: checked against no permission, and the server answers a JetStream request (PubAck,
 direct get, pull) on one inside this one account, where the stream and the buckets store what

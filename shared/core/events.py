@@ -257,11 +257,63 @@ class NotificationFailed(Event):
 
 
 class StepFailed(Event):
-    """An attempt of a step failed and will be retried."""
+    """An attempt of a step failed and will be retried, as logs from before per-step types record it.
 
-    step: Step
-    attempt: Count
-    reason: str
+    Its subject names no step, so any step's user could record any step's failure; no service user
+    may append it now (each appends its step's :data:`ATTEMPT_FAILED` type), and it is still read
+    from logs written before, trusting its ``step``. The per-step types are its subclasses."""
+
+    # The step whose failure the type itself records (its subject says it, and only that step's NATS
+    # user may publish it): None for this older type, whose subject said no step.
+    of_step: ClassVar[Step | None] = None
+
+    step: Step = Field(description="The step whose attempt failed (for a per-step type, that type's step).")
+    attempt: Count = Field(description="Which attempt of the step failed (the first is 1).")
+    reason: str = Field(description="What failed, for a person.")
+
+
+_OWN_STEP = "The step whose attempt failed: always this type's (a body naming another is forged)."
+
+
+class CatalogAttemptFailed(StepFailed):
+    """An attempt of the catalog step failed and will be retried."""
+
+    of_step: ClassVar[Step | None] = "catalog"
+    step: Literal["catalog"] = Field("catalog", description=_OWN_STEP)
+
+
+class AssembleAttemptFailed(StepFailed):
+    """An attempt of the assemble step failed and will be retried."""
+
+    of_step: ClassVar[Step | None] = "assemble"
+    step: Literal["assemble"] = Field("assemble", description=_OWN_STEP)
+
+
+class FinalizeAttemptFailed(StepFailed):
+    """An attempt of the finalize step failed and will be retried."""
+
+    of_step: ClassVar[Step | None] = "finalize"
+    step: Literal["finalize"] = Field("finalize", description=_OWN_STEP)
+
+
+class CancelAttemptFailed(StepFailed):
+    """An attempt of the cancel step failed and will be retried."""
+
+    of_step: ClassVar[Step | None] = "cancel"
+    step: Literal["cancel"] = Field("cancel", description=_OWN_STEP)
+
+
+# A step's failed attempt, by step: the type each step appends (the step table lists it among the
+# step's events, so the generated permissions let only that step's user publish it).
+ATTEMPT_FAILED: dict[str, type[StepFailed]] = {
+    cls.of_step: cls for cls in (CatalogAttemptFailed, AssembleAttemptFailed, FinalizeAttemptFailed,
+                                 CancelAttemptFailed) if cls.of_step is not None
+}
+
+
+def attempt_failed(step: str, **fields: Any) -> StepFailed:
+    """The event recording a failed attempt of ``step`` (KeyError for a step that records none)."""
+    return ATTEMPT_FAILED[step](step=step, **fields)
 
 
 class ExportFailed(Event):
@@ -325,29 +377,28 @@ class AdmissionUnlocked(Event):
     released_export_id: str | None = Field(None, description="The export the slot held, if any.")
 
 
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.__name__: cls
-    for cls in (
-        ExportRequested,
-        CatalogStarted,
-        ExportCataloged,
-        UploadStarted,
-        PartUploaded,
-        ArchiveAssembled,
-        FinalizeStarted,
-        ExportCompleted,
-        NotificationSent,
-        NotificationFailed,
-        StepFailed,
-        ExportFailed,
-        CancelRequested,
-        ExportCancelled,
-        ExportExpired,
-        ExportRetried,
-        ResendRequested,
-        AdmissionUnlocked,
-    )
-}
+_EVERY_TYPE: tuple[type[Event], ...] = (
+    ExportRequested,
+    CatalogStarted,
+    ExportCataloged,
+    UploadStarted,
+    PartUploaded,
+    ArchiveAssembled,
+    FinalizeStarted,
+    ExportCompleted,
+    NotificationSent,
+    NotificationFailed,
+    StepFailed,
+    *ATTEMPT_FAILED.values(),
+    ExportFailed,
+    CancelRequested,
+    ExportCancelled,
+    ExportExpired,
+    ExportRetried,
+    ResendRequested,
+    AdmissionUnlocked,
+)
+EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in _EVERY_TYPE}
 
 
 class BadEvent(ValueError):
@@ -442,8 +493,9 @@ def _what_is_wrong(error: ValidationError) -> str:
 
 def decode(prefix: str, subject: str, data: bytes | str, *, answer: bool = False) -> Event:
     """The event stored on ``subject``, checked against it: the subject is what the server's
-    permissions vouched for, so the body must name the same tenant, export and type, and every
-    object key in it must be that export's own (:meth:`Event.foreign_keys`).
+    permissions vouched for, so the body must name the same tenant, export and type (a step's
+    failure, :data:`ATTEMPT_FAILED`, the step its type is for), and every object key in it must be
+    that export's own (:meth:`Event.foreign_keys`).
 
     ``answer``: the server stored it as its answer to someone's request (shared/bus/answers.py), so
     no publisher's permission vouched for its subject: forged, whatever its body says.
@@ -460,10 +512,19 @@ def decode(prefix: str, subject: str, data: bytes | str, *, answer: bool = False
         raw = from_json(data)  # pydantic-core's parser: half the time of json.loads on these bodies
         if not isinstance(raw, dict):
             raise ValueError("not a JSON object")
+    except ValueError as e:  # not JSON, not an object
+        raise BadEvent(f"{subject}: {str(e).splitlines()[0]}") from None
+    own_step = cls.of_step if issubclass(cls, StepFailed) else None
+    if own_step is not None and raw.get("step", own_step) != own_step:
+        # A step's failure type names its step, and only that step's user may publish it: a body
+        # naming another step is someone else's password recording a failure that is not its own.
+        # Checked before the model's (which would call it malformed): forged, as the subject check says.
+        raise ForgedEvent(f"{subject}: body names another step than {own_step}")
+    try:
         event = parse_event(type_name, raw)  # upcasts an older version
     except ValidationError as e:
         raise BadEvent(f"{subject}: {_what_is_wrong(e)}") from None
-    except ValueError as e:  # not JSON, not an object, no upcaster
+    except ValueError as e:  # no upcaster, a bad version
         raise BadEvent(f"{subject}: {str(e).splitlines()[0]}") from None
     claimed = raw.get("type", type_name)
     if event.tenant_id != tenant_id or event.export_id != export_id or claimed != type_name:

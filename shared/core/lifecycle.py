@@ -27,9 +27,13 @@ ACTIVE: frozenset[str] = frozenset({"pending", "cataloging", "assembling", "uplo
 RESENDABLE: frozenset[str] = frozenset({"complete", "failed"})  # the two outcomes that have an email
 # Every admitted export uses up the tenant's hour except one that failed (the person did not get it).
 COUNTS_TOWARD_LIMIT: frozenset[str] = frozenset({"complete", "expired", "cancelled"})
-# Last events of an export whose step is running: a worker holds it and keeps its heartbeat alive.
+# A failed attempt of a step: each step's own type (events.ATTEMPT_FAILED) and the older StepFailed.
+_FAILED_ATTEMPT: frozenset[str] = frozenset(name for name, cls in ev.EVENT_TYPES.items()
+                                            if issubclass(cls, ev.StepFailed))
+# Last events of an export whose step is running: a worker holds it and keeps its heartbeat alive
+# (after a failed attempt, the retry's delivery will).
 _RUNNING_AFTER: frozenset[str] = frozenset({"CatalogStarted", "UploadStarted", "PartUploaded", "FinalizeStarted",
-                                            "StepFailed"})
+                                            *_FAILED_ATTEMPT})
 _STEP_OF: dict[str, str] = {"pending": "catalog", "cataloging": "catalog", "assembling": "assemble",
                             "uploading": "finalize"}
 
@@ -56,6 +60,11 @@ def shown_status(status: str, expires_at: datetime | None, now: datetime) -> str
 def step_running_after(event_type: str) -> bool:
     """An export whose last event is ``event_type`` is inside a step (not waiting in a queue)."""
     return event_type in _RUNNING_AFTER
+
+
+def is_failed_attempt(event_type: str) -> bool:
+    """``event_type`` records a failed attempt of a step (its retry is due after a delay)."""
+    return event_type in _FAILED_ATTEMPT
 
 
 @dataclass(frozen=True)

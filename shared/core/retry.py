@@ -1,10 +1,10 @@
 """What a failed step attempt leads to, decided from the fold alone (pure: no bus, no clock).
 
-Attempts are counted in the log (``StepFailed``), never by JetStream: the n-th failure of a step
-with ``max_attempts`` allowed is retried after ``base_delay * 2**(n-1)`` seconds until the last,
-which fails the export with a reason a person can read. A permanent error (a store that refuses)
-gives up at once: retrying cannot help. A stopping export (cancelled or ended) records nothing
-more, except for the step that runs *because* it is stopping (the cancel itself); nor does one
+Attempts are counted in the log (each step's own ``…AttemptFailed``, ``StepFailed`` in older logs),
+never by JetStream: the n-th failure of a step with ``max_attempts`` allowed is retried after
+``base_delay * 2**(n-1)`` seconds until the last, which fails the export with a reason a person can
+read. A permanent error (a store that refuses) gives up at once: retrying cannot help. A stopping
+export (cancelled or ended) records nothing more, except for the step that runs *because* it is stopping (the cancel itself); nor does one
 whose log is empty (erased by ``grove-export erase-tenant``). A step that may not fail the export
 (the cancel: it always ends cancelled) is retried however many attempts it takes, the delay held at
 the last retry's.
@@ -64,10 +64,10 @@ def after_failure(state: ExportState, step: str, reason: str, max_attempts: int,
 
 
 def retry_delay(step: str, attempt: int, base_delay_s: float, max_attempts: int) -> float:
-    """How long the next attempt waits after failed attempt ``attempt`` of ``step`` (``StepFailed``
-    says which): ``base_delay_s * 2**(attempt-1)``, held at the last retry's for a step retried without
+    """How long the next attempt waits after failed attempt ``attempt`` of ``step`` (its failure
+    event says which): ``base_delay_s * 2**(attempt-1)``, held at the last retry's for a step retried without
     end (the cancel). The step worker naks with it; the janitor does not take an export waiting for it
-    as dead. ``attempt`` is held to ``max_attempts`` (a StepFailed may say any count)."""
+    as dead. ``attempt`` is held to ``max_attempts`` (a failure event may say any count)."""
     n = max(1, min(attempt, max_attempts if can_fail_export(step) else max_attempts - 1))
     return base_delay_s * 2 ** (n - 1)
 

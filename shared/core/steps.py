@@ -49,23 +49,27 @@ class ServiceSpec:
     reads_stream_info: bool = False         # STREAM.INFO on the log (subjects listing, identity)
 
 
-_FAIL = ("StepFailed", "ExportFailed")  # every step records its failed attempts itself
+def _fails(step: ev.Step) -> tuple[str, ...]:
+    """A step records its failed attempts itself, each step under a type of its own
+    (``ev.ATTEMPT_FAILED``): the permissions let only its user record that step's failure."""
+    return (ev.ATTEMPT_FAILED[step].name(), "ExportFailed")
+
 
 STEPS: tuple[StepSpec, ...] = (
     StepSpec("catalog", "catalog", (Consumer("catalog", "ExportRequested",
                                              "Freeze the snapshot of a requested export."),
                                     Consumer("catalog-retry", "ExportRetried", "A retried export that starts over.")),
-             ("CatalogStarted", "ExportCataloged", *_FAIL), "catalog"),
+             ("CatalogStarted", "ExportCataloged", *_fails("catalog")), "catalog"),
     StepSpec("assemble", "assembler", (Consumer("assembler", "ExportCataloged",
                                                 "Stream the snapshot into the archive."),
                                        Consumer("assembler-retry", "ExportRetried",
                                                 "A retried export that goes on from assembly.")),
-             ("UploadStarted", "PartUploaded", "ArchiveAssembled", *_FAIL), "assemble"),
+             ("UploadStarted", "PartUploaded", "ArchiveAssembled", *_fails("assemble")), "assemble"),
     StepSpec("finalize", "finalizer", (Consumer("finalizer", "ArchiveAssembled",
                                                 "Complete the upload and record the archive."),
                                        Consumer("finalizer-retry", "ExportRetried",
                                                 "A retried export that goes on from finalize.")),
-             ("FinalizeStarted", "ExportCompleted", *_FAIL), "finalize"),
+             ("FinalizeStarted", "ExportCompleted", *_fails("finalize")), "finalize"),
     StepSpec("notify", "notifier", (Consumer("notifier", "ExportCompleted", "Send the export-ready email."),
                                     Consumer("notifier-failed", "ExportFailed", "Send the export-failed email."),
                                     Consumer("notifier-resend", "ResendRequested",
@@ -73,7 +77,7 @@ STEPS: tuple[StepSpec, ...] = (
              ("NotificationSent", "NotificationFailed"), "notify"),
     StepSpec("cancel", "canceller", (Consumer("canceller", "CancelRequested",
                                               "Abort the upload of a cancelled export."),),
-             ("ExportCancelled", "StepFailed"), "cancel"),  # a cancel never fails the export
+             ("ExportCancelled", ev.ATTEMPT_FAILED["cancel"].name()), "cancel"),  # a cancel never fails the export
 )
 
 SERVICES: tuple[ServiceSpec, ...] = (
@@ -93,6 +97,10 @@ ADMIN = "admin"
 # Events only operators append, as the admin user (no service user may): event → the command.
 ADMIN_EVENTS = {"ExportRetried": "grove-export retry", "ResendRequested": "grove-export resend",
                 "AdmissionUnlocked": "grove-export unlock"}
+# Events nobody appends any more (no service user may: the admin user can do anything), still read
+# from the logs written before: event → what took its place.
+RETIRED_EVENTS = {"StepFailed": "each step's own failure type (" + ", ".join(
+    c.name() for c in ev.ATTEMPT_FAILED.values()) + ")"}
 KV_ROLES: tuple[KvRole, ...] = ("heartbeats", "admission")
 
 

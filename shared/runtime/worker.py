@@ -11,7 +11,7 @@
   (a step done sooner sends neither; its heartbeat key is deleted only if it was put).
 * Stalls: the steps that build an archive (``STALL_WATCHED``) beat only while they move. One
   that neither appended an event nor marked progress (``StepContext.progress``) for
-  ``stall_after_s`` is stopped and counted as a failed attempt (``StepFailed``, then
+  ``stall_after_s`` is stopped and counted as a failed attempt (its ``…AttemptFailed``, then
   ``ExportFailed`` once attempts run out) — a step that hangs in a live process (a deadlock, a
   call that never returns) is retried and then reported, not kept alive by its own heartbeat
   forever. The notifier and the canceller are not watched: each of their calls has its own
@@ -20,7 +20,8 @@
 * Trust the subject: a trigger whose body names another tenant, export or type than its subject
   (or whose type or shape this version does not know) is acked and dropped with a log line and
   a count — never retried. The work itself reads the export named by the subject from the log.
-* Retries are counted in the log: a failed attempt appends ``StepFailed`` and naks with a
+* Retries are counted in the log: a failed attempt appends the step's own failure type
+  (``CatalogAttemptFailed``, ``AssembleAttemptFailed``…; only its step's NATS user may) and naks with a
   growing delay; the last allowed failure appends ``ExportFailed``. SIGTERM (task cancelled)
   naks at once and counts nothing; a kill is no failed attempt either (redelivery after AckWait;
   the next run resumes).
@@ -339,8 +340,8 @@ class StepWorker:
                 case GiveUp(reason=readable):
                     await self._give_up(msg, loaded, readable)
                 case Retry(attempt=attempt, delay_s=delay):
-                    await append_folded(self.bus.log, ev.StepFailed(**base, step=self.step, attempt=attempt,
-                                                                    reason=reason), loaded)
+                    await append_folded(self.bus.log, ev.attempt_failed(self.step, **base, attempt=attempt,
+                                                                        reason=reason), loaded)
                     await msg.nak(delay=delay)
                     metrics.STEP_RETRIES.labels(self.step).inc()
         except Exception:

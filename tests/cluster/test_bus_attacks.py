@@ -949,3 +949,73 @@ async def test_a_puback_aimed_at_a_running_steps_heartbeat_does_not_let_an_erase
         await store.close()
         await notifier.close()
         await catalog.close()
+
+
+async def test_a_step_user_cannot_record_another_steps_failure(secured: Secured, admin: Bus) -> None:
+    """A step's failed attempt was ``StepFailed`` for every step, its subject naming no step: the
+    catalog's password appended ``step="assemble", attempt=99`` to an export waiting for its assembly.
+    The fold counted it as the assembler's 99th failure — its next real one would fail the export — and
+    the janitor took the export for one waiting out a retry and failed it as dead a TTL later. Each
+    step's failure has a type of its own now and only that step's user may publish it: the server
+    refuses the catalog's ``StepFailed`` and ``AssembleAttemptFailed``, and on the catalog's own
+    failure subject a body naming the assemble step is stored but dropped by every reader."""
+    from datetime import timedelta
+
+    from services.janitor.main import Janitor
+    from shared.core.keys import archive_key, snapshot_key
+    from shared.core.retry import Retry, after_failure
+
+    s = secured.settings
+    p = s.subject_prefix
+    ids = {"export_id": "exp_f", "tenant_id": "t_f"}
+    seq = await admin.log.append(ev.ExportRequested(**ids, user_id="u", user_email="f@example.org", username="f"), 0)
+    seq = await admin.log.append(ev.CatalogStarted(**ids), seq)
+    seq = await admin.log.append(ev.ExportCataloged(**ids, snapshot_key=snapshot_key("t_f", "exp_f"),
+                                                    snapshot_sha256="0" * 64, member_count=1, total_bytes=1,
+                                                    archive_key=archive_key("t_f", "exp_f", "f", "2026-12-01"),
+                                                    item_counts={}), seq)
+    before = (await admin.log.load("t_f", "exp_f")).state  # waiting in the assembler's queue
+    forged = json.loads(ev.StepFailed(**ids, step="assemble", attempt=99, reason="forged").to_json())
+    errors: list[str] = []
+    catalog = await connect_as(secured.server.url, "catalog", errors)
+    try:
+        js = catalog.jetstream()
+        for event in ("StepFailed", "AssembleAttemptFailed"):  # refused: no PubAck, nothing stored
+            with pytest.raises(nats.errors.TimeoutError):
+                await js.publish(f"{p}.t_f.exp_f.{event}", json.dumps({**forged, "type": event}).encode(), timeout=1)
+
+            async def reported(event: str = event) -> bool:
+                return any("violation for publish" in e.lower() and event.lower() in e.lower() for e in errors)
+
+            await until(reported, 5, 0.05, f"a publish violation for {event}")
+        # its own failure subject takes it, but the body names another step: stored, and dropped
+        own = f"{p}.t_f.exp_f.CatalogAttemptFailed"
+        assert (await js.publish(own, json.dumps({**forged, "type": "CatalogAttemptFailed"}).encode(),
+                                 timeout=2)).seq > seq
+    finally:
+        await catalog.close()
+    stored = (await admin.js.stream_info(s.stream_name, subjects_filter=f"{p}.t_f.exp_f.>")).state.subjects or {}
+    assert set(stored) == {f"{p}.t_f.exp_f.{e}" for e in ("ExportRequested", "CatalogStarted", "ExportCataloged",
+                                                          "CatalogAttemptFailed")}, stored
+    # The export is as it was: no attempt counted, nothing running, and the assembler's first real
+    # failure is its first attempt, retried.
+    after = (await admin.log.load("t_f", "exp_f")).state
+    assert (after.status, after.attempts, after.last_event) == (before.status, (), "ExportCataloged")
+    assert isinstance(after_failure(after, "assemble", "x", s.step_attempts, s.retry_base_delay_s), Retry)
+    janitor = await _as_service(secured, "janitor")
+    store = await open_store(s)
+    try:
+        await store.put(s.buckets.exports, snapshot_key("t_f", "exp_f"), b"{}")  # what the catalog stored
+        summary = await Janitor(s, janitor, store, dry_run=True).run(now=datetime.now(UTC) + timedelta(days=1))
+        assert summary.failed == 0, summary.actions
+    finally:
+        await store.close()
+        await janitor.close()
+    # The assembler's own failure is counted, as before.
+    assembler = await _as_service(secured, "assembler")
+    try:
+        await assembler.log.append(ev.attempt_failed("assemble", **ids, attempt=1, reason="real"),
+                                   (await assembler.log.load("t_f", "exp_f")).last_seq)
+    finally:
+        await assembler.close()
+    assert (await admin.log.load("t_f", "exp_f")).state.attempts == (("assemble", 1),)

@@ -29,6 +29,7 @@ from shared.bus.connect import Bus
 from shared.bus.permissions import ADMIN, USERS
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
+from shared.core import events as ev
 from shared.core.keys import export_prefix
 from shared.eventlog.jetstream import EventLog
 from shared.objectstore.factory import open_store
@@ -37,7 +38,7 @@ from tests.cluster.secured import PASSWORDS, Secured, _connect
 from tests.support.env import to_env
 from tests.support.wait import until
 
-ALL_EVENTS = sorted({e for u in USERS for e in u.events})
+ALL_EVENTS = sorted(ev.EVENT_TYPES)  # the operators' and the retired (StepFailed) too: refused to every user
 async def test_an_unknown_user_or_a_wrong_password_cannot_connect(secured: Secured) -> None:
     with pytest.raises(nats.errors.Error):
         await nats.connect(secured.server.url, max_reconnect_attempts=0, connect_timeout=2,
@@ -74,6 +75,10 @@ async def test_each_service_user_appends_only_its_own_events(secured: Secured) -
         assert ("finalizer", "PartUploaded") not in allowed and ("finalizer", "ExportCompleted") in allowed
         assert any("permissions violation for publish" in e.lower() and "partuploaded" in e.lower()
                    for e in errors["finalizer"]), errors["finalizer"][:5]
+        # Nor another step's failed attempt: the catalog records only its own (StepFailed, whose
+        # subject named no step, nobody may append any more).
+        assert ("catalog", "CatalogAttemptFailed") in allowed
+        assert not {("catalog", "AssembleAttemptFailed"), ("catalog", "StepFailed")} & allowed
 
         # Nothing refused reached the stream: its subjects are exactly the allowed ones.
         info = await admin.jetstream().stream_info(s.stream_name, subjects_filter=f"{s.subject_prefix}.>")

@@ -49,9 +49,9 @@ async def test_a_step_that_hangs_is_stopped_and_counted_as_a_failed_attempt() ->
     worker, msg, beats, log = await _worker(hangs, stall_after_s=0.2, step_attempts=3)
     took = await _run_once(worker, msg, within=5)
     assert 0.2 <= took < 2, took
-    assert await _names(log) == ["ExportRequested", "StepFailed"]
+    assert await _names(log) == ["ExportRequested", "CatalogAttemptFailed"]
     failed = [e async for _, e in log.history("t_k", "exp_k")][-1]
-    assert isinstance(failed, ev.StepFailed) and failed.attempt == 1 and failed.step == "catalog"
+    assert isinstance(failed, ev.CatalogAttemptFailed) and failed.attempt == 1 and failed.step == "catalog"
     assert failed.reason == "the catalog step made no progress for 0.2 s"
     assert msg.calls[-1] == "nak" and "ack" not in msg.calls  # retried later, not dropped
     assert beats.calls[-1] == ("delete", "catalog.t_k.exp_k")  # the heartbeat it had put is gone
@@ -66,7 +66,7 @@ async def test_the_last_allowed_stall_fails_the_export_with_the_reason() -> None
     for _ in range(2):
         msg.calls.clear()
         await _run_once(worker, msg, within=5)
-    assert await _names(log) == ["ExportRequested", "StepFailed", "ExportFailed"]
+    assert await _names(log) == ["ExportRequested", "CatalogAttemptFailed", "ExportFailed"]
     failed = [e async for _, e in log.history("t_k", "exp_k")][-1]
     assert isinstance(failed, ev.ExportFailed) and "made no progress for 0.1 s" in failed.reason
     assert msg.calls[-1] == "ack"
@@ -91,12 +91,12 @@ async def test_an_append_counts_as_progress_and_zero_turns_the_check_off() -> No
         s = ctx.state
         for _ in range(5):
             await asyncio.sleep(0.1)
-            await ctx.append(ev.StepFailed(export_id=s.export_id, tenant_id=s.tenant_id, step="assemble",
-                                           attempt=1, reason="a mark"))
+            await ctx.append(ev.AssembleAttemptFailed(export_id=s.export_id, tenant_id=s.tenant_id,
+                                                      attempt=1, reason="a mark"))
 
     worker, msg, _, log = await _worker(appends, stall_after_s=0.25)
     await _run_once(worker, msg, within=5)
-    assert (await _names(log)).count("StepFailed") == 5 and msg.calls[-1] == "ack"
+    assert (await _names(log)).count("AssembleAttemptFailed") == 5 and msg.calls[-1] == "ack"
 
     async def sleeps(ctx: StepContext) -> None:
         await asyncio.sleep(0.4)
@@ -142,7 +142,7 @@ async def test_a_thread_still_working_for_a_stopped_step_stops_at_its_next_mark(
 
     worker, msg, _, log = await _worker(work, stall_after_s=0.2)
     await _run_once(worker, msg, within=5)
-    assert await _names(log) == ["ExportRequested", "StepFailed"]
+    assert await _names(log) == ["ExportRequested", "CatalogAttemptFailed"]
     assert await asyncio.to_thread(ended.wait, 5)  # the thread did not run on for ever
 
 
@@ -164,7 +164,7 @@ async def test_a_failure_recorded_after_a_quiet_spell_is_not_mistaken_for_a_stal
 
     log.load = slow_load  # type: ignore[method-assign]
     await _run_once(worker, msg, within=5)
-    assert await _names(log) == ["ExportRequested", "StepFailed"] and msg.calls[-1] == "nak"
+    assert await _names(log) == ["ExportRequested", "CatalogAttemptFailed"] and msg.calls[-1] == "nak"
     failed = [e async for _, e in log.history("t_k", "exp_k")][-1]
     assert isinstance(failed, ev.StepFailed) and "made no progress" not in failed.reason
 

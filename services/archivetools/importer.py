@@ -14,6 +14,7 @@ archive are not restored (a row without its file would be a broken image): they 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import zipfile
@@ -43,7 +44,7 @@ from shared.archive.layout import ERRORS_PATH, INDEX_PATH, MANIFEST_PATH
 from shared.archive.ownmedia import MediaRef, OwnMedia, import_body, links_past_scan
 from shared.content.port import ClaimHeld, ContentSource, Row
 from shared.content.restore import TenantNotEmpty, content_counts, restore_tenant, rows_name_files
-from shared.objectstore import CompletedPart, ObjectStore
+from shared.objectstore import CompletedPart, ObjectNotFound, ObjectStore
 
 # A member larger than this goes to the store as a multipart upload, one part read at a time (S3
 # needs parts of at least 5 MiB): importing a 4 GB video holds one part in memory, not the video.
@@ -59,10 +60,12 @@ class Restore:
     tables: dict[str, Sequence[Row]] = field(default_factory=dict)  # posts and pages: TextRows
     objects: list[tuple[str, str, str, str]] = field(default_factory=list)  # (bucket, key, member, type)
     notes: list[str] = field(default_factory=list)
+    kept: int = 0  # keys the store held with the archive's bytes already: not put (a killed import's)
 
     def summary(self) -> str:
         counts = ", ".join(f"{len(rows)} {table}" for table, rows in self.tables.items())
-        return f"restored {counts}; {len(self.objects)} files put in the store"
+        kept = f" ({self.kept} already there with the archive's bytes, kept as they were)" if self.kept else ""
+        return f"restored {counts}; {len(self.objects)} files put in the store{kept}"
 
 
 # A media type as a Content-Type header can carry it: type/subtype (RFC 6838 names), then parameters
@@ -260,13 +263,19 @@ class TextRows(Sequence[Row]):
         return [self.rk.id(entry["id"]) for entry in self.entries]
 
 
+def member_digests(manifest: dict[str, Any]) -> dict[str, str]:
+    """Each member's SHA-256 (hex) as manifest.json gives it (verify has held every member to it)."""
+    return {m["path"]: m["sha256"] for m in manifest.get("members", [])
+            if isinstance(m, dict) and isinstance(m.get("path"), str) and isinstance(m.get("sha256"), str)}
+
+
 def _one_file_per_key(zf: zipfile.ZipFile, manifest: dict[str, Any],
                       objects: list[tuple[str, str, str, str]]) -> None:
     """ImportRefused when two files of other bytes would be put at one object key (two entries with one
     object key, or ``t1/imported/x`` beside ``x``, which both become ``t2/imported/x``): the one put last
     replaced the other, both rows showed it, and import said it restored both. An export gives two rows
     one key only when they share the object: the same bytes, which may be put twice."""
-    digests = {m.get("path"): m.get("sha256") for m in manifest.get("members", []) if isinstance(m, dict)}
+    digests = member_digests(manifest)
     first: dict[tuple[str, str], str] = {}
     for bucket, key, member, _ in objects:
         other = first.setdefault((bucket, key), member)
@@ -324,7 +333,9 @@ async def _import_checked(archive: IO[bytes], tenant: str, db: ContentSource, st
             with zipfile.ZipFile(archive) as zf:
                 plan = plan_restore(zf, tenant, url_template, images_bucket, amber_bucket)
                 _store_holds(store, plan.objects)
-                username = _document(zf, MANIFEST_PATH).get("username") or tenant
+                manifest = _document(zf, MANIFEST_PATH)
+                await _keep_what_is_there(store, tenant, plan, zf, member_digests(manifest))
+                username = manifest.get("username") or tenant
                 put: list[tuple[str, str]] = []
                 writing = False
                 try:
@@ -393,6 +404,46 @@ def _store_holds(store: ObjectStore, objects: list[tuple[str, str, str, str]]) -
     for keys in _by_bucket(objects).values():
         if problem := store.unfit_keys(keys):
             raise ImportRefused(f"the store cannot hold the files this archive names: {problem}; nothing was written")
+
+
+async def _keep_what_is_there(store: ObjectStore, tenant: str, plan: Restore, zf: zipfile.ZipFile,
+                              digests: dict[str, str]) -> None:
+    """Import never replaces or deletes a file it did not put. The tenant's rows are empty, but its
+    folder in the store need not be (the operator's files, another program's, a killed import's):
+    the undo deleted every key the plan puts, a file there before the import with it. Before anything
+    is put: a key the store holds with the member's bytes (a killed import's, the same file) is left
+    as it is and taken off the plan — not put, never deleted; one holding other bytes refuses the
+    import (ImportRefused, nothing written). One listing per bucket under the tenant's prefix; only a
+    key listed at the member's size is read, to compare its SHA-256 with manifest.json's."""
+    held: dict[tuple[str, str], int] = {}
+    for bucket in _by_bucket(plan.objects):
+        held |= {(bucket, o.key): o.size for o in await store.list_keys(bucket, f"{tenant}/")}  # Rekey.key: under it
+    kept: list[tuple[str, str, str, str]] = []
+    for obj in plan.objects:
+        bucket, key, member, _ = obj
+        if (bucket, key) not in held:
+            continue
+        if held[(bucket, key)] == zf.getinfo(member).file_size:
+            try:
+                same = await _sha256(store, bucket, key) == digests.get(member)
+            except ObjectNotFound:  # deleted since it was listed: put, as any key not there
+                continue
+        if held[(bucket, key)] != zf.getinfo(member).file_size or not same:
+            others = len({(b, k) for b, k, _, _ in plan.objects if (b, k) in held}) - 1
+            more = f" (and {others} more key{'s' if others != 1 else ''} it restores)" if others > 0 else ""
+            raise ImportRefused(f"the store already holds a file at {key!r} in bucket {bucket!r}{more}, with other "
+                                "bytes than the archive's: import never replaces a file it did not put; move it "
+                                "away or import into another tenant; nothing was written")
+        kept.append(obj)
+    plan.objects = [obj for obj in plan.objects if obj not in kept]
+    plan.kept = len({(b, k) for b, k, _, _ in kept})
+
+
+async def _sha256(store: ObjectStore, bucket: str, key: str) -> str:
+    digest = hashlib.sha256()
+    async for chunk in store.get(bucket, key):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _identity(f: IO[bytes]) -> tuple[int, int, int, int | None]:

@@ -1,0 +1,102 @@
+"""`grove-export import` never replaces or deletes a file it did not put. The tenant's rows are empty,
+but its folder in the store need not be: seen (filesystem store and S3), a file the operator kept at
+`tenant_dst/media/a.jpg` was deleted by the undo of an import the database then refused (it put the
+archive's image over it, then deleted the key), and replaced by an import that succeeded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.archivetools.importer import ImportRefused, Rekey, import_archive
+from shared.content.factory import open_content, sqlite_dsn
+from shared.content.port import ContentError, ContentSource
+from shared.content.restore import content_counts
+from shared.objectstore import ObjectStore
+from shared.objectstore.factory import open_store
+from shared.runtime.settings import Settings
+from tests.integration.archive.test_import_refusals import IMAGE, SOURCE, archive, cli
+
+KEY = "tenant_dst/media/a.jpg"  # where the archive's image goes
+
+
+async def _import(path: Path, content: ContentSource, store: ObjectStore, settings: Settings) -> str:
+    plan = await import_archive(path, "tenant_dst", content, store, url_template="https://cdn.example/{key}",
+                                images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber)
+    return plan.summary()
+
+
+async def _another_tenant_holds_a_post_id(content: ContentSource) -> None:
+    """A write the database refuses after the files were put (until it is checked before)."""
+    await content.insert("tenants", [{"id": "other", "username": "o", "display_name": None, "email": None,
+                                      "created_at": 1}])
+    await content.insert("posts", [{"id": Rekey(SOURCE, "tenant_dst").id(f"post_2_{SOURCE}"), "tenant_id": "other",
+                                    "slug": "s", "title": "t", "created_at": 1}])
+
+
+@pytest.mark.parametrize("database_refuses", [False, True])
+async def test_a_file_already_at_a_key_with_other_bytes_is_refused_and_kept_on_either_store(
+        either_store_settings: Settings, tmp_path: Path, database_refuses: bool) -> None:
+    settings, images = either_store_settings, either_store_settings.buckets.images
+    store = await open_store(settings, create_buckets=True)
+    content = open_content(sqlite_dsn(tmp_path / "content.db"), pool_max=2)
+    try:
+        await content.init()
+        if database_refuses:
+            await _another_tenant_holds_a_post_id(content)
+        await store.put(images, KEY, b"the operator's own file", "image/jpeg")
+        with pytest.raises(ImportRefused) as refused:
+            await _import(archive(tmp_path / "a.zip"), content, store, settings)
+        assert str(refused.value) == (
+            f"the store already holds a file at {KEY!r} in bucket {images!r}, with other bytes than the archive's: "
+            "import never replaces a file it did not put; move it away or import into another tenant; nothing "
+            "was written")
+        assert await store.read(images, KEY) == b"the operator's own file"
+        assert [o.key for o in await store.list_keys(images, "tenant_dst/")] == [KEY]
+        assert await content.tenant("tenant_dst") is None
+        assert set((await content_counts(content, "tenant_dst")).values()) == {0}
+    finally:
+        await content.close()
+        await store.close()
+
+
+async def test_a_file_already_at_a_key_with_the_archives_bytes_is_kept_and_never_deleted_on_either_store(
+        either_store_settings: Settings, tmp_path: Path) -> None:
+    """The same bytes (a killed import's file, run again): not put again, and not the undo's to delete
+    when the database refuses the rows; an import that succeeds restores the tenant around it."""
+    settings, images = either_store_settings, either_store_settings.buckets.images
+    store = await open_store(settings, create_buckets=True)
+    content = open_content(sqlite_dsn(tmp_path / "content.db"), pool_max=2)
+    try:
+        await content.init()
+        await store.put(images, KEY, IMAGE, "image/jpeg")
+        await _another_tenant_holds_a_post_id(content)
+        with pytest.raises((ImportRefused, ContentError)):
+            await _import(archive(tmp_path / "a.zip"), content, store, settings)
+        assert await store.read(images, KEY) == IMAGE, "the undo deleted a file the import did not put"
+
+        fresh = open_content(sqlite_dsn(tmp_path / "fresh.db"), pool_max=2)
+        try:
+            await fresh.init()
+            summary = await _import(archive(tmp_path / "a.zip"), fresh, store, settings)
+        finally:
+            await fresh.close()
+        assert summary == "restored 1 media, 2 posts, 1 pages; 0 files put in the store (1 already there with " \
+                          "the archive's bytes, kept as they were)"
+        assert await store.read(images, KEY) == IMAGE
+    finally:
+        await content.close()
+        await store.close()
+
+
+def test_the_cli_refuses_a_file_already_there_in_one_line_exit_2(tmp_path: Path) -> None:
+    held = tmp_path / "store" / "grove-images" / "tenant_dst" / "media" / "a.jpg"
+    held.parent.mkdir(parents=True)
+    held.write_bytes(b"mine")
+    done = cli(tmp_path, "import", str(archive(tmp_path / "a.zip")), "--tenant", "tenant_dst")
+    assert done.returncode == 2, done.stderr
+    line, = done.stderr.strip().splitlines()
+    assert line.startswith("grove-export: import refused: the store already holds a file at 'tenant_dst/media/a.jpg'")
+    assert held.read_bytes() == b"mine"
+    assert sorted(p.name for p in (tmp_path / "store").rglob("*") if p.is_file()) == ["a.jpg"]

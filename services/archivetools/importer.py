@@ -42,8 +42,14 @@ from services.archivetools.documents import (
 )
 from shared.archive.layout import ERRORS_PATH, INDEX_PATH, MANIFEST_PATH
 from shared.archive.ownmedia import MediaRef, OwnMedia, import_body, links_past_scan
-from shared.content.port import ClaimHeld, ContentSource, Row
-from shared.content.restore import TenantNotEmpty, content_counts, restore_tenant, rows_name_files
+from shared.content.port import ClaimHeld, ContentRejected, ContentSource, Row
+from shared.content.restore import (
+    TenantNotEmpty,
+    check_restore,
+    content_counts,
+    restore_tenant,
+    rows_name_files,
+)
 from shared.objectstore import CompletedPart, ObjectNotFound, ObjectStore
 
 # A member larger than this goes to the store as a multipart upload, one part read at a time (S3
@@ -336,6 +342,11 @@ async def _import_checked(archive: IO[bytes], tenant: str, db: ContentSource, st
                 manifest = _document(zf, MANIFEST_PATH)
                 await _keep_what_is_there(store, tenant, plan, zf, member_digests(manifest))
                 username = manifest.get("username") or tenant
+                try:  # what the database would refuse, refused before a file is put
+                    await check_restore(db, tenant, username, plan.tables)
+                except ContentRejected as e:
+                    raise ImportRefused(f"the content database would refuse these rows: {e}; nothing was "
+                                        "written") from None
                 put: list[tuple[str, str]] = []
                 writing = False
                 try:

@@ -157,6 +157,14 @@ class ContentSource(Protocol):
         """Insert rows into several tables, in the order given, in one transaction: every row of
         every table or none (an importer must not leave half a tenant). Returns how many rows."""
 
+    async def check_write(self, batches: Sequence[tuple[str, Iterable[Mapping[str, Any]]]]) -> None:
+        """:class:`ContentRejected`, in one line, for a write :meth:`insert_tables` would refuse — a row
+        its checks refuse (a NUL on PostgreSQL, a lone surrogate, text in an integer column there), a
+        column of a type it cannot write, an id a row of the table holds already (any tenant's: ids are
+        unique across tenants) — writing nothing. An importer asks it before it puts the files the rows
+        name: refused only by the write, the files were put and taken back, and the archive's problem
+        read as the database's (exit 1). Rows given as a collection are read once, one at a time."""
+
     def import_claim(self, tenant_id: str) -> AbstractAsyncContextManager[None]:
         """Held while an import writes into ``tenant_id``: entered at once, or :class:`ClaimHeld`
         when another import holds it — any process on this PostgreSQL database, any process on
@@ -211,6 +219,29 @@ def checked_rows(table: str, rows: Iterable[Mapping[str, Any]], *,
     if cols is None:
         return (), CheckedValues(table, [], (), 0, nul_ok=nul_ok, any_type_ok=any_type_ok)
     return cols, CheckedValues(table, rows, cols, count, nul_ok=nul_ok, any_type_ok=any_type_ok)
+
+
+def checked_ids(table: str, rows: Iterable[Mapping[str, Any]], *,
+                nul_ok: bool, any_type_ok: bool) -> tuple[tuple[str, ...], list[Any]]:
+    """:func:`checked_rows`' checks of a write (for :meth:`ContentSource.check_write`), and the ids of
+    its rows: the columns and the ids, read in one pass."""
+    ids: list[Any] = []
+    given = list(rows) if iter(rows) is rows else rows  # an iterator can be read once: gathered, as checked_rows does
+
+    class Recorded:  # a collection, read once by checked_rows, noting each row's id as it passes
+        def __iter__(self) -> Iterator[Mapping[str, Any]]:
+            for row in given:
+                ids.append(row.get("id"))
+                yield row
+
+    cols, _ = checked_rows(table, Recorded(), nul_ok=nul_ok, any_type_ok=any_type_ok)
+    return cols, ids
+
+
+def id_taken(table: str, row_id: Any) -> ContentRejected:
+    """The refusal of a write giving a row an id that a row of ``table`` holds already."""
+    return ContentRejected(f"{table}: the id {row_id!r} is another row's already (any tenant's: ids are "
+                           f"unique across tenants)")
 
 
 class CheckedValues:

@@ -24,8 +24,10 @@ from shared.content.port import (
     ContentRejected,
     ContentUnavailable,
     Row,
+    checked_ids,
     checked_rows,
     claim_digest,
+    id_taken,
     read_ended,
     text_row,
 )
@@ -235,6 +237,22 @@ class PostgresContent(SourceQueries):
         except _DRIVER_ERRORS as e:
             raise _unavailable(e) from None
         return sum(len(values) for _, _, values in checked)
+
+    async def check_write(self, batches: Sequence[tuple[str, Iterable[Mapping[str, Any]]]]) -> None:
+        checked = [(table, *checked_ids(table, rows, nul_ok=False, any_type_ok=False)) for table, rows in batches]
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire() as conn:
+                for table, cols, ids in checked:
+                    if not cols:  # no rows
+                        continue
+                    await _refuse_other_types(conn, table, cols)  # table: checked_ids knows it (port.TABLES)
+                    held = await conn.fetchval(f"SELECT id FROM {table} WHERE id = ANY($1::text[]) LIMIT 1",
+                                               [i for i in ids if isinstance(i, str)])
+                    if held is not None:
+                        raise id_taken(table, held)
+        except _DRIVER_ERRORS as e:
+            raise _unavailable(e) from None
 
     @asynccontextmanager
     async def import_claim(self, tenant_id: str) -> AsyncIterator[None]:

@@ -50,13 +50,9 @@ async def rows_name_files(source: ContentSource, tenant_id: str, keys: set[str])
     return False
 
 
-async def restore_tenant(source: ContentSource, tenant_id: str, username: str,
-                         tables: Mapping[str, Sequence[Row]]) -> None:
-    """Insert every row, after checking the tenant is empty; the tenant row is made when missing."""
-    existing = {t: n for t, n in (await content_counts(source, tenant_id)).items() if n}
-    if existing:
-        raise TenantNotEmpty(f"tenant {tenant_id!r} is not empty "
-                             f"({', '.join(f'{n} {t}' for t, n in existing.items())})")
+async def _batches(source: ContentSource, tenant_id: str, username: str,
+                   tables: Mapping[str, Sequence[Row]]) -> list[tuple[str, Sequence[Row]]]:
+    """What a restore writes, in order: the tenant row when it is missing, then every table's rows."""
     batches: list[tuple[str, Sequence[Row]]] = []
     if await source.tenant(tenant_id) is None:
         batches.append(("tenants", [{"id": tenant_id, "username": username, "display_name": username,
@@ -65,4 +61,21 @@ async def restore_tenant(source: ContentSource, tenant_id: str, username: str,
         if table not in CONTENT_TABLES:
             raise ValueError(table)
         batches.append((table, rows))
-    await source.insert_tables(batches)
+    return batches
+
+
+async def check_restore(source: ContentSource, tenant_id: str, username: str,
+                        tables: Mapping[str, Sequence[Row]]) -> None:
+    """ContentRejected for what the database would refuse of :func:`restore_tenant`'s write (a row's
+    text or type, an id another tenant's row holds), writing nothing: asked before the files are put."""
+    await source.check_write(await _batches(source, tenant_id, username, tables))
+
+
+async def restore_tenant(source: ContentSource, tenant_id: str, username: str,
+                         tables: Mapping[str, Sequence[Row]]) -> None:
+    """Insert every row, after checking the tenant is empty; the tenant row is made when missing."""
+    existing = {t: n for t, n in (await content_counts(source, tenant_id)).items() if n}
+    if existing:
+        raise TenantNotEmpty(f"tenant {tenant_id!r} is not empty "
+                             f"({', '.join(f'{n} {t}' for t, n in existing.items())})")
+    await source.insert_tables(await _batches(source, tenant_id, username, tables))

@@ -32,8 +32,10 @@ from shared.content.port import (
     ContentUnavailable,
     Row,
     bytes_text,
+    checked_ids,
     checked_rows,
     claim_digest,
+    id_taken,
     read_ended,
     text_row,
 )
@@ -42,6 +44,7 @@ from shared.runtime import sqlitedb
 
 READ_BATCH = 500  # rows per worker-thread hop
 IDLE_CONNECTIONS = 4  # read-only connections kept open between queries
+CHECK_BATCH = 500  # ids per query of check_write (SQLite binds at most 32,766 parameters)
 CLAIM_ATTEMPTS = 100  # an import claim's tries when releases keep removing its folder under it
 # SQLite keeps whatever bytes a platform wrote into a TEXT column. Text that is not UTF-8 made
 # sqlite3's default (``str``) raise "Could not decode to UTF-8", which failed the tenant's every
@@ -274,6 +277,24 @@ class SqliteContent(SourceQueries):
         except sqlite3.DatabaseError as e:
             raise ContentUnavailable(f"the content database {self.path} cannot be written: {e}") from None
         return sum(len(values) for _, _, values in checked)
+
+    async def check_write(self, batches: Sequence[tuple[str, Iterable[Mapping[str, Any]]]]) -> None:
+        checked = [(table, checked_ids(table, rows, nul_ok=True, any_type_ok=True)[1]) for table, rows in batches]
+        try:
+            db = await sqlitedb.connect(self.path)
+            try:
+                for table, ids in checked:
+                    text_ids = [i for i in ids if isinstance(i, str)]
+                    for at in range(0, len(text_ids), CHECK_BATCH):
+                        chunk = text_ids[at:at + CHECK_BATCH]
+                        cursor = await db.execute(f"SELECT id FROM {table} WHERE id IN ({', '.join('?' * len(chunk))}) "
+                                                  "LIMIT 1", chunk)  # table: checked_ids knows it (port.TABLES)
+                        if (held := await cursor.fetchone()) is not None:
+                            raise id_taken(table, held[0])
+            finally:
+                await db.close()
+        except sqlite3.DatabaseError as e:
+            raise ContentUnavailable(f"the content database {self.path} cannot be read: {e}") from None
 
     @asynccontextmanager
     async def import_claim(self, tenant_id: str) -> AsyncIterator[None]:

@@ -5,6 +5,7 @@ every file. A refused tenant can be imported into afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -201,45 +202,116 @@ async def test_bad_rows_are_refused_before_anything_is_written(case: str, tmp_pa
     assert plan.summary() == "restored 1 media, 2 posts, 1 pages; 1 files put in the store"
 
 
+def nothing_put(store: FilesystemStore) -> bool:
+    """No file was ever put: a put makes its bucket's folder, which the undo's deletes leave."""
+    return not store.root.exists() or not any(store.root.iterdir())
+
+
 async def test_text_kept_under_unreadable_goes_back_on_sqlite_and_is_refused_whole_on_postgresql(
         tmp_path: Path, content: ContentSource, request: pytest.FixtureRequest) -> None:
     """An export of SQLite content keeps text found in a time column under `unreadable`; import puts
-    it back. PostgreSQL's BIGINT column cannot hold it: the content database refuses the write in
-    one line naming the row, and nothing is left (the image put first is deleted)."""
+    it back. PostgreSQL's BIGINT column cannot hold it: import refuses it in one line naming the row,
+    before the image is put."""
     path = archive(tmp_path / "a.zip", post=post_meta(created_at=None, unreadable={"created_at": "not a time"}))
     store = FilesystemStore(tmp_path / "store")
     if request.node.callspec.params["content"] == "sqlite":
         await run_import(path, "tenant_b", content, store)
         assert {r["id"]: r["created_at"] async for r in content.posts("tenant_b")}["post_1_tenant_b"] == "not a time"
         return
-    with pytest.raises(ContentError, match=re.escape("posts row 0 ('post_1_tenant_b'): created_at holds 'not a time'")):
+    with pytest.raises(ImportRefused, match=re.escape("posts row 0 ('post_1_tenant_b'): created_at holds 'not a time'")):
         await run_import(path, "tenant_b", content, store)
     await assert_nothing_left(content, store, "tenant_b")
+    assert nothing_put(store)
 
 
-async def test_text_with_a_lone_surrogate_is_refused_in_one_line_and_nothing_is_left(
-        tmp_path: Path, content: ContentSource) -> None:
-    """index.json can spell a lone surrogate (`"\\ud83c"`, half of 🌲); no database holds one: the
-    driver's UnicodeEncodeError reached the command line as a traceback, after the image was put."""
-    path = archive(tmp_path / "a.zip", edit_index=lambda i: i["media"][0].update(alt_text="half \ud83c"))
+def _taken_post_id(target: str) -> str:
+    return Rekey(SOURCE, target).id(f"post_2_{SOURCE}")
+
+
+async def _another_tenant_holds(content: ContentSource, post_id: str) -> None:
+    await content.insert_tables([("tenants", [{"id": "other", "username": "o", "display_name": None, "email": None,
+                                               "created_at": 1}]),
+                                 ("posts", [{"id": post_id, "tenant_id": "other", "slug": "s", "title": "t",
+                                             "created_at": 1}])])
+
+
+# What the content database refuses of an archive's rows, which import checked only by writing them,
+# after the files were put (then deleted): exit 1, an error of the database. Each is now refused with
+# the archive's problems, exit 2, before anything is put. (case → archive edits, refused on which
+# databases, the line)
+DATABASE_REFUSES: dict[str, tuple[dict[str, Any], set[str], str]] = {
+    "an id another tenant's row holds": (
+        {}, {"sqlite", "postgresql"},
+        "the content database would refuse these rows: posts: the id 'post_2_tenant_b' is another row's already "
+        "(any tenant's: ids are unique across tenants); nothing was written"),
+    "a lone surrogate in text": (
+        {"edit_index": lambda i: i["media"][0].update(alt_text="half \ud83c")}, {"sqlite", "postgresql"},
+        "the content database would refuse these rows: media row 0 ('med_1_tenant_b'): alt_text holds a lone "
+        "surrogate (U+D83C), which is not text; nothing was written"),
+    "a NUL in text": (
+        {"edit_index": lambda i: i["media"][0].update(alt_text="a\0b")}, {"postgresql"},
+        "the content database would refuse these rows: media row 0 ('med_1_tenant_b'): alt_text contains a NUL "
+        "character; nothing was written"),
+    "a NUL in the username": (
+        {"edit_manifest": lambda m: m.update(username="s\0rc")}, {"postgresql"},
+        "the content database would refuse these rows: tenants row 0 ('tenant_b'): username contains a NUL "
+        "character; nothing was written"),
+}
+
+
+@pytest.mark.parametrize("case", DATABASE_REFUSES)
+async def test_what_the_database_would_refuse_is_refused_before_anything_is_put(
+        case: str, tmp_path: Path, content: ContentSource, request: pytest.FixtureRequest) -> None:
+    edits, refused_on, says = DATABASE_REFUSES[case]
+    if case == "an id another tenant's row holds":
+        await _another_tenant_holds(content, _taken_post_id("tenant_b"))
     store = FilesystemStore(tmp_path / "store")
-    with pytest.raises(ContentError, match=re.escape("alt_text holds a lone surrogate (U+D83C)")):
+    path = archive(tmp_path / "a.zip", **edits)
+    if request.node.callspec.params["content"] not in refused_on:  # SQLite holds a NUL: restored as it is
         await run_import(path, "tenant_b", content, store)
+        return
+    with pytest.raises(ImportRefused) as refused:
+        await run_import(path, "tenant_b", content, store)
+    assert str(refused.value) == says
     await assert_nothing_left(content, store, "tenant_b")
+    assert nothing_put(store), "files were put (and taken back) before the database refused the rows"
 
 
 async def test_a_write_the_database_refuses_part_way_leaves_nothing(tmp_path: Path, content: ContentSource) -> None:
-    """The plan is sound, but another tenant already holds the id the second post gets: the media
-    rows went in first, the tenant row before them; all of it is undone, and the image deleted."""
-    await content.insert("tenants", [{"id": "other", "username": "o", "display_name": None, "email": None,
-                                      "created_at": 1}])
-    taken = Rekey(SOURCE, "tenant_b").id(f"post_2_{SOURCE}")
-    await content.insert("posts", [{"id": taken, "tenant_id": "other", "slug": "s", "title": "t",
-                                    "created_at": 1}])
+    """The plan is sound and the database takes it when checked, but another tenant's row takes the id
+    the second post gets before the write (a race): the media rows went in first, the tenant row before
+    them; all of it is undone, and the image deleted."""
+    class TakenMeanwhile:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(content, name)
+
+        async def insert_tables(self, batches: Any) -> int:
+            await _another_tenant_holds(content, _taken_post_id("tenant_b"))
+            return await content.insert_tables(batches)
+
     store = FilesystemStore(tmp_path / "store")
     with pytest.raises(ContentError, match="posts"):
-        await run_import(archive(tmp_path / "a.zip"), "tenant_b", content, store)
+        await run_import(archive(tmp_path / "a.zip"), "tenant_b", TakenMeanwhile(), store)  # type: ignore[arg-type]
     await assert_nothing_left(content, store, "tenant_b")
+    assert not nothing_put(store)  # the image was put, and deleted
+
+
+def test_the_cli_refuses_an_id_another_tenant_holds_in_one_line_exit_2(tmp_path: Path) -> None:
+    async def seed() -> None:
+        db = open_content(sqlite_dsn(tmp_path / "content.db"), pool_max=2)
+        await db.init()
+        try:
+            await _another_tenant_holds(db, _taken_post_id("tenant_b"))
+        finally:
+            await db.close()
+
+    asyncio.run(seed())
+    out = cli(tmp_path, "import", str(archive(tmp_path / "a.zip")), "--tenant", "tenant_b")
+    assert (out.returncode, out.stdout) == (2, ""), out.stdout + out.stderr
+    assert out.stderr == ("grove-export: import refused: the content database would refuse these rows: posts: the id "
+                          "'post_2_tenant_b' is another row's already (any tenant's: ids are unique across tenants); "
+                          "nothing was written\n"), out.stderr
+    assert not (tmp_path / "store").exists() or not files_in(tmp_path / "store")
 
 
 def test_the_cli_refuses_in_one_line_and_writes_nothing(tmp_path: Path) -> None:

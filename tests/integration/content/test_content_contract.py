@@ -10,6 +10,7 @@ exactly as written; an empty tenant is empty; a write is all or nothing and chec
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import time
 import tracemalloc
@@ -208,6 +209,26 @@ async def test_a_duplicate_id_rolls_back_the_whole_batch(source: ContentSource) 
     with pytest.raises(ContentRejected):
         await source.insert("posts", [_post("t", "p2", 2), _post("t", "p1", 3)])
     assert [r["id"] for r in await _all(source.posts("t"))] == ["p1"]
+
+
+async def test_check_write_refuses_what_insert_tables_would_and_writes_nothing(
+        source: ContentSource, request: pytest.FixtureRequest) -> None:
+    """An importer asks before it puts a file: an id another tenant's row holds, a row the adapter's
+    checks refuse (a NUL on PostgreSQL only), in the line the write would give; a sound write passes,
+    and nothing is written either way."""
+    await source.insert_tables([("tenants", [_tenant("other")]), ("posts", [_post("other", "p1", 1)])])
+    taken = [("tenants", [_tenant("t")]), ("posts", [_post("t", f"p{n}", n) for n in range(2, 600)] + [_post("t", "p1", 1)])]
+    with pytest.raises(ContentRejected) as refused:
+        await source.check_write(taken)
+    assert str(refused.value) == "posts: the id 'p1' is another row's already (any tenant's: ids are unique across tenants)"
+    nul = [("tenants", [_tenant("t")]), ("media", [_media("t", "m1", 1) | {"alt_text": "a\x00b"}])]
+    if request.node.callspec.params["source"] == "postgresql":
+        with pytest.raises(ContentRejected, match=re.escape("media row 0 ('m1'): alt_text contains a NUL character")):
+            await source.check_write(nul)
+    else:
+        await source.check_write(nul)
+    await source.check_write([("tenants", [_tenant("t")]), ("posts", [_post("t", "p2", 2)]), ("pages", [])])
+    assert await source.tenant("t") is None and await _all(source.posts("t")) == []
 
 
 async def test_a_write_across_tables_is_all_or_nothing(source: ContentSource) -> None:

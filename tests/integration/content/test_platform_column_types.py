@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.archivetools.importer import import_archive
+from services.archivetools.importer import ImportRefused, import_archive
 from services.archivetools.reference import assemble_to_file
 from services.archivetools.verify import verify_archive
 from services.catalog.service import Catalog
@@ -145,8 +145,8 @@ async def test_an_import_into_a_platforms_own_time_columns_is_refused_in_one_lin
         settings: Settings, store: ObjectStore, content_dsn: str, tmp_path: Path) -> None:
     """Import writes the spec's types (text, and Unix seconds for times) by binary COPY: into a
     platform's own table with a ``timestamptz`` time it ended in a traceback of asyncpg's encoder. It
-    is refused in one line naming the column and its type, and nothing of the tenant is left: no row,
-    no file (the files put before the rows are taken back)."""
+    is refused in one line naming the column and its type, before any file is put, and nothing of the
+    tenant is left: no row, no file."""
     await _create(content_dsn, """
 CREATE TABLE tenants (id TEXT PRIMARY KEY, username TEXT NOT NULL, display_name TEXT, email TEXT,
                       created_at BIGINT NOT NULL);
@@ -165,14 +165,15 @@ INSERT INTO media VALUES ('m1', 't1', 'a.jpg', NULL, 't1/a.jpg', 'https://cdn.ex
     await _export(settings, store, content_dsn, tmp_path / "a.zip")
     content = open_content(content_dsn)
     try:
-        with pytest.raises(ContentRejected) as refused:
+        with pytest.raises(ImportRefused) as refused:
             await import_archive(tmp_path / "a.zip", "t2", content, store, url_template="https://cdn.example/{key}",
                                  images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber)
     finally:
         await content.close()
-    assert str(refused.value) == ("posts.published_at is timestamp with time zone in this database, and this "
-                                  "write gives a whole number there (the spec's type); only tables of the "
-                                  "spec's column types can be written")
+    assert str(refused.value) == ("the content database would refuse these rows: posts.published_at is timestamp "
+                                  "with time zone in this database, and this write gives a whole number there (the "
+                                  "spec's type); only tables of the spec's column types can be written; nothing was "
+                                  "written")
     conn = await asyncpg.connect(content_dsn)
     try:
         held = [await conn.fetchval(f"SELECT count(*) FROM {t} WHERE tenant_id = 't2'") for t in ("posts", "media")]

@@ -392,11 +392,14 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> None:
     for name in ("posts", "images", "files"):
         if getattr(args, name) < 0:
             raise CliError(f"--{name} must be 0 or more, not {getattr(args, name)}")
-    from shared.core.printable import has_unprintable
+    from shared.core.printable import USERNAME_MAX_CHARS, has_unprintable, username_problem
 
     if not args.username.strip() or has_unprintable(args.username):  # what `token --username` refuses too
         raise CliError(f"--username must be non-empty text without control or bidi characters, not "
                        f"{args.username!r}")
+    if username_problem(args.username) is not None:
+        raise CliError(f"--username is {len(args.username):,} characters long, more than the {USERNAME_MAX_CHARS} "
+                       "a username may have")
     asyncio.run(seed_cli(settings, posts=args.posts, pages=args.pages, images=args.images, files=args.files,
                          image_size=(int(width), int(height)), username=args.username))
     found = getattr(args, "found", None)

@@ -50,6 +50,7 @@ from shared.content.restore import (
     restore_tenant,
     rows_name_files,
 )
+from shared.core.printable import username_problem
 from shared.objectstore import CompletedPart, ObjectNotFound, ObjectStore
 
 # A member larger than this goes to the store as a multipart upload, one part read at a time (S3
@@ -145,6 +146,9 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
         check(ImportIndex, index, INDEX_PATH)
     except DocumentError as e:
         raise ImportRefused(str(e)) from None
+    if manifest.get("username") is not None and (problem := username_problem(manifest["username"])) is not None:
+        # the tenant row's username and display name: held to what the gateway takes in a token
+        raise ImportRefused(f"{MANIFEST_PATH}: username {problem}")
     names = set(zf.namelist())
     # What errors.json lists as left out and the archive does not hold: an image or file that changed
     # in storage after the catalog named it (index.json, rendered before, still says in_archive). It is

@@ -18,7 +18,7 @@ from aiohttp import web
 from services.gateway.problems import Unauthorized
 from shared.core.events import is_valid_id
 from shared.core.mailaddr import is_single_address
-from shared.core.printable import has_unprintable
+from shared.core.printable import has_unprintable, username_problem
 from shared.runtime import secrets
 from shared.runtime.settings import Settings
 
@@ -64,6 +64,8 @@ def make_token(settings: Settings, tenant: str, user: str, email: str, username:
         if not value or has_unprintable(value):
             raise ValueError(f"{name} {value!r} must be non-empty text without control or bidi characters "
                              "(the gateway refuses a token that has them)")
+    if (problem := username_problem(username)) is not None:  # its length: the gateway refuses it too
+        raise ValueError(f"username {username[:64]!r}… {problem}")
     if ttl_s > settings.token_max_ttl_s:
         raise ValueError(f"a token lives at most {settings.token_max_ttl_s:g} s (GROVE_TOKEN_MAX_TTL_S)")
     now = int(time.time())
@@ -100,6 +102,8 @@ def verify_token(settings: Settings, token: str) -> Identity:
         raise _unauthorized("The token's claims are incomplete.")
     if any(has_unprintable(v) for v in (strings[1], strings[3])):  # they reach emails, logs and operator output
         raise _unauthorized("The token's sub and username claims may not hold control or bidi characters.")
+    if (problem := username_problem(strings[3])) is not None:
+        raise _unauthorized(f"The token's username claim {problem}.")
     if not lifetime_ok(settings, claims):
         raise _unauthorized(f"The token lives longer than {settings.token_max_ttl_s:g} seconds; ask for a new one.")
     if not is_single_address(strings[2]):

@@ -30,7 +30,7 @@ from pydantic_core import from_json
 
 from shared.core import keys
 from shared.core.mailaddr import is_single_address
-from shared.core.printable import has_unprintable
+from shared.core.printable import USERNAME_MAX_CHARS, has_unprintable
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _ID_RE = re.compile(ID_PATTERN)
@@ -121,8 +121,8 @@ class ExportRequested(Event):
     user_email: str = Field(description="Where the export-ready email goes (from the identity): exactly one bare "
                                         "address, local@domain.tld.")
     # Not empty, as the gateway refuses a token whose sub or username is (the email began "Hi ,").
-    username: str = Field(min_length=1, description="Shown in the archive name and the email; no control or bidi "
-                                                    "characters.")
+    username: str = Field(min_length=1, max_length=USERNAME_MAX_CHARS,
+                          description="Shown in the archive name and the email; no control or bidi characters.")
     mode: Mode = Field("blog", description="'blog' (posts, pages, media) or 'storage' (Amber files).")
     include_images: bool = Field(True, description="Blog mode: include media files.")
     delivery_method: Literal["email", "download"] = Field("email", description="'download' sends no email.")

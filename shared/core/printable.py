@@ -25,3 +25,28 @@ def printable(text: str) -> str:
 def has_unprintable(text: str) -> bool:
     """Whether ``text`` holds a character :func:`printable` would escape (a control or bidi character)."""
     return _UNPRINTABLE.search(text) is not None
+
+
+# The longest username Grove Export takes, in characters: the gateway refuses a token whose username is
+# longer (and `token --username` will not mint one), an ExportRequested carrying one is refused, and so
+# is an archive whose manifest.json names one (`grove-export import`, where it becomes the tenant row's
+# username and display name: a crafted archive gave it tens of MiB). Generous for a person's name, and
+# well inside a token the gateway can read (8,000 characters: a username of non-ASCII text is about 8
+# token characters a character).
+USERNAME_MAX_CHARS = 256
+
+
+def username_problem(value: object) -> str | None:
+    """Why ``value`` is not a username Grove Export takes, in words after the name (``username is
+    empty``), or None: text, not empty, at most :data:`USERNAME_MAX_CHARS` characters, no control or
+    bidi character (:func:`has_unprintable`). The one rule of the gateway's token, ExportRequested,
+    the ``token`` and ``seed`` commands' ``--username`` and an imported manifest's username."""
+    if not isinstance(value, str):
+        return "is not text"
+    if not value.strip():
+        return "is empty"
+    if len(value) > USERNAME_MAX_CHARS:
+        return f"is {len(value):,} characters long, more than the {USERNAME_MAX_CHARS} a username may have"
+    if has_unprintable(value):
+        return "holds a control or bidi character"
+    return None

@@ -67,3 +67,10 @@ def test_a_request_without_a_person_is_a_bad_event(field: str) -> None:
     taken, and the person's email began "Hi ," (the archive was named for "user")."""
     with pytest.raises(ev.BadEvent, match=field):
         ev.decode("exports", SUBJECT, body(**{field: ""}))
+
+
+def test_a_request_whose_username_is_over_the_bound_is_a_bad_event() -> None:
+    """The gateway's bound (shared/core/printable.USERNAME_MAX_CHARS), held on the event contract too."""
+    assert ev.decode("exports", SUBJECT, body(username="n" * 256)).username == "n" * 256  # type: ignore[attr-defined]
+    with pytest.raises(ev.BadEvent):
+        ev.decode("exports", SUBJECT, body(username="n" * 257))

@@ -207,3 +207,15 @@ def test_skew_is_allowed_on_iat_and_nbf_only_up_to_the_leeway_and_never_on_expir
     for past in (1, 30):  # expired a moment ago: expired, whatever the leeway
         with pytest.raises(Unauthorized, match="expired"):
             verify_token(S, jwt.encode(_claims(iat=now - 600, exp=now - past), secret, algorithm="HS256"))
+
+
+def test_a_username_over_the_bound_is_neither_minted_nor_accepted() -> None:
+    """One bound (shared/core/printable.USERNAME_MAX_CHARS) for every place a username comes in: a token
+    of a 257-character username verified, and an archive made for it could be imported only because
+    import took any length (a crafted manifest.json gave the tenant row tens of MiB)."""
+    assert verify_token(S, make_token(S, "tenant_a", "u1", "u1@example.org", "é" * 256)).username == "é" * 256
+    with pytest.raises(ValueError, match="257 characters long, more than the 256 a username may have"):
+        make_token(S, "tenant_a", "u1", "u1@example.org", "n" * 257)
+    with pytest.raises(Unauthorized, match="The token's username claim is 257 characters long"):
+        verify_token(S, jwt.encode(_claims(username="n" * 257), S.jwt_secret.get_secret_value(),  # type: ignore[union-attr]
+                                   algorithm="HS256"))

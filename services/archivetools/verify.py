@@ -60,6 +60,7 @@ from shared.archive.layout import (
     ERRORS_PATH,
     FEED_PATH,
     FILES,
+    FRONT_MATTER_KEYS,
     GENERATED_PATHS,
     INDEX_PATH,
     MANIFEST_PATH,
@@ -69,6 +70,7 @@ from shared.archive.layout import (
     README_PATH,
     is_media,
     is_text_page,
+    unwritten_keys,
 )
 from shared.archive.mdlinks import find_links
 from shared.archive.names import is_safe_path, same_file_key
@@ -592,6 +594,17 @@ def _disagreement(name: str, section: str, entry: dict[str, Any], meta: dict[str
     return f"{name}: its front matter and index.json disagree on {', '.join(differ)} (import restores the front matter's)"
 
 
+def _unwritten(name: str, meta: Any) -> str | None:
+    """The problem when a post's or page's front matter holds a key an export never writes
+    (layout.FRONT_MATTER_KEYS): a static-site generator acts on it, and the archive was altered."""
+    section = name.split("/", 1)[0]
+    if not isinstance(meta, dict) or section not in FRONT_MATTER_KEYS or not (keys := unwritten_keys(section, meta)):
+        return None
+    shown = ", ".join(repr(key[:64]) for key in keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+    return (f"{name}: its front matter holds {shown}, which an export never writes (a static-site generator acts "
+            "on it: Hugo publishes a post at its url and makes a page at each of its aliases)")
+
+
 class _Texts:
     """The posts and pages, checked one at a time as they are read (none is held after its check).
     Every link into media/ the export made points at a member. With an index.json, those are the
@@ -630,6 +643,8 @@ class _Texts:
                 meta, body = parse_markdown(text)
             except ValueError:
                 meta, body = {}, text
+        if problem := _unwritten(name, meta):
+            self.problems.append(problem)
         if listed_as is not None and (problem := _disagreement(name, *listed_as, meta)):
             self.problems.append(problem)
         # Links are scanned where an export rewrites them (ownmedia.scan_limit), as import restores

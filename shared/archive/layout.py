@@ -81,6 +81,28 @@ def media_path(names: NameAllocator, row_id: str, filename: str | None) -> str:
     return names.allocate(MEDIA, keep_extension(filename or "", f"media-{row_id}"), f"media-{row_id}")
 
 
+# Every key a post's or a page's front matter may hold: the ones an export writes (services/catalog/
+# render.py; tests/unit/test_front_matter_keys.py holds the renderer to them). A static-site generator
+# acts on keys an export never writes — Hugo publishes a post at its `url` (`url: /` over the site's home
+# page), makes a redirect page at each of its `aliases` (`/login/` sending readers elsewhere), takes
+# `outputs`, `build`, `cascade`, `layout` —, so a front matter with any other key was made by hand after the
+# export: verify refuses it (:func:`unwritten_keys`), and import with it, as an archive altered after it
+# was made.
+FRONT_MATTER_KEYS: dict[str, frozenset[str]] = {
+    POSTS: frozenset({"title", "description", "slug", "slug_original", "tags", "tags_original", "status",
+                      "featured_image", "featured_image_original", "published_at", "created_at", "updated_at",
+                      "date", "lastmod", "draft", "unreadable"}),
+    PAGES: frozenset({"title", "description", "slug", "slug_original", "type", "display_order", "created_at",
+                      "updated_at", "date", "lastmod", "draft", "unreadable"}),
+}
+
+
+def unwritten_keys(section: str, meta: dict[Any, Any]) -> list[str]:
+    """The keys of a post's (``section`` "posts") or page's front matter that an export never writes
+    (:data:`FRONT_MATTER_KEYS`), as text, in the order given."""
+    return [str(key) for key in meta if key not in FRONT_MATTER_KEYS[section]]
+
+
 # Names a static-site generator reads as the folder's own page, not as one more post: Hugo takes a
 # folder holding `index.md` for a leaf bundle (every other post in it stops being a page) and
 # `_index.md` for the section's list page. A post or page with such a slug gets the name a collision

@@ -167,6 +167,13 @@ BAD_ROWS: dict[str, tuple[dict[str, Any], str]] = {
                                          "username may have"),
     "manifest username with a line break": ({"edit_manifest": lambda m: m.update(username="src\nBcc: x")},
                                             "manifest.json: username holds a control or bidi character"),
+    # Hugo builds the unpacked archive: `url: /` publishes the post over the site's home page, each alias
+    # is a redirect page (layout.FRONT_MATTER_KEYS: the keys an export writes)
+    "front matter Hugo acts on that an export never writes": (
+        {"post": post_meta(url="/", aliases=["/login/"])},
+        f"the archive does not verify: {POST}: its front matter holds 'url', 'aliases', which an export never "
+        "writes (a static-site generator acts on it: Hugo publishes a post at its url and makes a page at each "
+        "of its aliases)"),
     "members not objects": ({"edit_manifest": lambda m: m.update(members=["x"])},
                             "the archive does not verify: manifest.json: members[0] is not an object"),
     "index.media not objects": ({"edit_index": lambda i: i.update(media=["x"])},
@@ -334,6 +341,16 @@ def test_an_archive_with_a_symbolic_link_is_refused_in_one_line_and_nothing_is_w
     assert out.stderr == ("grove-export: import refused: the archive does not verify: media/a.jpg: a symbolic link "
                           "(an export holds only files; unzip would make the link on disk)\n"), out.stderr
     assert not files_in(tmp_path / "store")
+
+
+def test_verify_names_front_matter_an_export_never_writes(tmp_path: Path) -> None:
+    """A crafted post with `url: /` and `aliases` (checksums right) passed verify, and a Hugo site built
+    from the archive put the post over its home page and made a page at /login/."""
+    out = cli(tmp_path, "verify", str(archive(tmp_path / "a.zip", post=post_meta(url="/", aliases=["/login/"]))))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"PROBLEM: {POST}: its front matter holds 'url', 'aliases', which an export never writes (a static-site " \
+           "generator acts on it: Hugo publishes a post at its url and makes a page at each of its aliases)" \
+           in out.stdout.splitlines(), out.stdout
 
 
 def test_an_image_of_deflated_zeros_is_imported_whole(tmp_path: Path) -> None:

@@ -268,3 +268,47 @@ async def test_a_notifier_killed_after_every_send_stops_sending_and_the_export_s
         assert state.status == "complete"
         assert loop.kills("notify.sent_not_logged") == 4  # 4 sends (one outbox file, rewritten), then none
         assert [p.name for p in _outbox(loop)] == [f"{loop.export_id}.ready.{loop.tenant_id}.eml"]
+
+
+async def test_a_value_no_worker_put_over_a_dead_runs_heartbeat_does_not_keep_a_crash_loop_going(
+        tmp_path: Path, nats_server: NatsServer) -> None:
+    """The crash loop above with a PubAck aimed at the catalog's heartbeat key again and again (any bus
+    user may: a publish of its own with the key as its reply subject, and the bucket stores the
+    server's answer over the dead run's beat). Each redelivered run found no beat under the key, took
+    the run before for one that ended on its own, and started the count again at 0: the export was
+    run and killed for ever, and the person never got the failure email. A value no worker put is no
+    sign of a run that ended: the count goes on from the server's delivery count."""
+    import nats as nats_client
+
+    async with crash_loop(tmp_path, nats_server.url, "catalog.started", 3) as loop:
+        s = loop.settings
+        bucket = f"{s.kv_prefix}_heartbeats"
+        key = heartbeat_key("catalog", loop.tenant_id, loop.export_id)
+        attacker = await nats_client.connect(nats_server.url)
+        attacking = True  # ends on its flag too (a cancel can be swallowed inside nats-py's flush)
+
+        async def attack() -> None:
+            while attacking:
+                await attacker.publish(f"{s.subject_prefix}.t_x.e_x.NotificationSent", b"{}",
+                                       reply=f"$KV.{bucket}.{key}")
+                await attacker.flush()
+                await asyncio.sleep(0.005)
+
+        aims = asyncio.create_task(attack())
+        try:
+            try:
+                state = await wait_status(loop.bus, loop.tenant_id, loop.export_id,
+                                          {"complete", "failed", "cancelled"}, 90)
+            except AssertionError as e:
+                raise AssertionError(f"{e}; {loop.kills('catalog.started')} kills so far\n"
+                                     f"{logs_of(loop.stack)}") from None
+            assert state.status == "failed", state.status
+            assert state.failure is not None and "stopped 3 times in a row" in state.failure.reason, state.failure
+            state = await wait_notified(loop.bus, loop.tenant_id, loop.export_id)
+            assert state.notification == "sent", state.notification_reason
+            assert [p.name for p in _outbox(loop)] == [f"{loop.export_id}.failed.{loop.tenant_id}.eml"]
+        finally:
+            attacking = False
+            aims.cancel()
+            await asyncio.gather(aims, return_exceptions=True)
+            await attacker.close()

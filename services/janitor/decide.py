@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Literal
 
+from shared.core import events as ev
 from shared.core.lifecycle import (
     RETRY_MARGIN,
     ExportState,
@@ -125,3 +127,22 @@ def is_forgotten(in_log: bool, last_modified: datetime | None, log_begins: datet
     if in_log or last_modified is None or log_begins is None or last_modified >= log_begins:
         return False
     return now - last_modified >= timedelta(seconds=min_age_s)
+
+
+def no_request(prefix: str, stored: Iterable[tuple[str, bytes, bool]]) -> str | None:
+    """Why none of the messages stored on an export's ``ExportRequested`` subject is its request —
+    ``malformed`` or ``forged`` (``events.BadEvent.reason``), as the log's fold would drop each — or None
+    when one is (the fold takes it: an export), or when ``stored`` is empty (nothing judged).
+    ``stored``: (subject, body, stored as the server's answer) of every message on the subject. Any
+    user can have the server store a body on a subject nobody requested (a PubAck aimed there):
+    thousands of them cost every run a full read and a warning each, and such a subject holds no
+    export however often it is read."""
+    reason = None
+    for subject, data, answer in stored:
+        try:
+            ev.decode(prefix, subject, data, answer=answer)  # the type is the subject's: ExportRequested
+        except ev.BadEvent as e:
+            reason = e.reason
+            continue
+        return None
+    return reason

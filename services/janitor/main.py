@@ -9,7 +9,9 @@ idempotent.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,6 +25,7 @@ from services.janitor.decide import (
     is_swept,
     verdict,
 )
+from services.janitor.requests import no_requests
 from shared.bus.answers import stored_answer
 from shared.bus.beats import beating
 from shared.bus.connect import Bus, NatsUnreachable, connect
@@ -44,7 +47,7 @@ from shared.objectstore import ObjectStore
 from shared.objectstore.factory import check_fs_store, open_store
 from shared.objectstore.port import StoreNotThere
 from shared.ports import SYSTEM_CLOCK, Clock
-from shared.runtime import faults
+from shared.runtime import faults, metrics
 from shared.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,13 +86,37 @@ class Janitor:
     async def exports(self) -> list[tuple[str, str]]:
         """Every export in the log: (tenant, export), from the subjects of ExportRequested whose tokens
         are ids (``events.export_of_subject``: a ``*`` there is no export, it names them all)."""
-        subject = f"{self.settings.subject_prefix}.*.*.ExportRequested"
-        found = sorted(await subject_counts(self.bus.nc, self.settings.stream_name, subject))  # every page
-        if not found and ((await self.bus.js.stream_info(self.settings.stream_name)).state.messages or 0) > 0:
-            # very old servers: fall back to reading them
-            found = await self._scan(subject)
+        return self._owners(await self._subjects())
+
+    def _owners(self, subjects: Iterable[str]) -> list[tuple[str, str]]:
         prefix = self.settings.subject_prefix
-        return [owner for s in found if (owner := ev.export_of_subject(prefix, s)) is not None]
+        return [owner for s in sorted(subjects) if (owner := ev.export_of_subject(prefix, s)) is not None]
+
+    async def _subjects(self) -> dict[str, int]:
+        """Stored messages per ExportRequested subject (every page of the server's answer)."""
+        subject = f"{self.settings.subject_prefix}.*.*.ExportRequested"
+        found = await subject_counts(self.bus.nc, self.settings.stream_name, subject)
+        if not found and ((await self.bus.js.stream_info(self.settings.stream_name)).state.messages or 0) > 0:
+            # very old servers: fall back to reading them (counted as many as each appears)
+            for s in await self._scan(subject):
+                found[s] = found.get(s, 0) + 1
+        return found
+
+    async def requested(self, counts: dict[str, int]) -> list[tuple[str, str]]:
+        """The exports among ``counts``' subjects (``_subjects``) whose ExportRequested subject holds a
+        request, judged from those messages alone before anything else is read (``requests.no_requests``).
+        The rest (PubAcks or bodies any user had the server store there) are left out, with one line for
+        them all instead of a full read and a warning each, every run."""
+        prefix = self.settings.subject_prefix
+        subjects = {s: n for s, n in counts.items() if ev.export_of_subject(prefix, s) is not None}
+        junk = await no_requests(self.bus.nc, self.settings.stream_name, prefix, subjects)
+        if junk:
+            reasons = collections.Counter(junk.values())
+            for reason, n in reasons.items():
+                metrics.EVENTS_REJECTED.labels("log", reason).inc(n)
+            log.warning("janitor: %d ExportRequested subjects hold no request (%s): no exports, not read further",
+                        len(junk), ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())))
+        return self._owners(s for s in subjects if s not in junk)
 
     async def _scan(self, subject: str) -> list[str]:
         out: list[str] = []
@@ -104,7 +131,8 @@ class Janitor:
     async def run(self, now: datetime | None = None) -> Summary:
         now = now or self.clock.now()
         summary = Summary()
-        exports = await self.exports()
+        counts = await self._subjects()
+        exports = await self.requested(counts)
         # The log says the store holds something once an export was cataloged: then the store must be
         # where the settings say before anything changes. One such export tells; none is kept.
         for tenant_id, export_id in exports:
@@ -141,7 +169,7 @@ class Janitor:
         if expired:
             await self._expire_batch(expired, summary)
         await self._uploads(now, summary)
-        await self._forgotten(set(exports), now, summary)
+        await self._forgotten(set(self._owners(counts)), now, summary)  # every subject's, as before
         return summary
 
     async def _expire_batch(self, chunk: list[Loaded], summary: Summary) -> None:

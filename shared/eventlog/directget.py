@@ -181,6 +181,15 @@ async def last_per_subject(nc: Client, stream: str, subject: str, timeout: float
     return sorted(out, key=lambda m: m.seq)
 
 
+async def last_of_each(nc: Client, stream: str, subjects: list[str], timeout: float = 5.0) -> list[Stored]:
+    """The last stored message of each of ``subjects`` (literal subjects, at most ``MULTI_LAST_MAX``)
+    from the stream's per-subject index, in one request: as many as one answer holds (``MAX_BYTES``);
+    a subject missing from the answer (cut there, or nothing stored) is the caller's to ask again."""
+    request = {"multi_last": subjects, "batch": len(subjects), "max_bytes": MAX_BYTES}
+    out, _ = await _exchange(nc, stream, request, timeout)
+    return out
+
+
 async def get_seq(nc: Client, stream: str, seq: int, timeout: float = 5.0) -> Stored | None:
     """The message stored at ``seq``, or None when there is none (deleted, or past the end)."""
     reply = await nc.request(f"$JS.API.DIRECT.GET.{stream}", json.dumps({"seq": seq}).encode(), timeout=timeout)

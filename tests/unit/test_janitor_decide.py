@@ -157,3 +157,21 @@ def test_a_beat_only_ever_spares_an_export_so_it_is_asked_only_of_one_that_would
                 assert verdict(s, last_event, at, alive, 300, NOW, retry_base_delay_s=2.0, max_attempts=4) is None
     assert {("assembling", "fail"), ("catalog", "fail"), ("cancel", "cancel"), ("retrying", "fail")} <= seen
     assert ("queued", "fail") not in seen and ("done", "fail") not in seen and ("done", "cancel") not in seen
+
+
+def test_a_request_subject_holds_no_export_only_when_none_of_its_messages_is_the_request() -> None:
+    from services.janitor.decide import no_request
+
+    subject = "exports.t1.exp_1.ExportRequested"
+    request = ev.ExportRequested(**E, user_id="u", user_email="a@b.c", username="u").to_json()
+    puback = b'{"stream": "EXPORTS", "seq": 7}'
+    other = ev.ExportRequested(export_id="exp_2", tenant_id="t1", user_id="u", user_email="a@b.c",
+                               username="u").to_json()
+    assert no_request("exports", [(subject, puback, False)]) == "malformed"
+    assert no_request("exports", [(subject, b"\xff not json", False)]) == "malformed"
+    assert no_request("exports", [(subject, other, False)]) == "forged"  # another export's request
+    assert no_request("exports", [(subject, request, True)]) == "forged"  # a copy the server stored as its answer
+    assert no_request("exports", [(subject, request, False)]) is None
+    assert no_request("exports", [(subject, puback, False), (subject, request, False)]) is None  # junk first
+    assert no_request("exports", [(subject, request, False), (subject, puback, False)]) is None  # junk after
+    assert no_request("exports", []) is None  # nothing read: nothing judged, read as an export

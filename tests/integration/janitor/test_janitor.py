@@ -477,3 +477,52 @@ async def test_an_event_the_fold_ignores_is_no_activity_either(janitor_settings:
         assert summary.failed == 1, summary.actions
     finally:
         await bus.close()
+
+
+async def test_junk_on_request_subjects_costs_a_run_one_line_and_no_real_export_is_left_out(
+        janitor_settings: Settings, store: FilesystemStore, caplog: pytest.LogCaptureFixture) -> None:
+    """Any user can have the server store a body on any ``<prefix>.<t>.<x>.ExportRequested`` (a PubAck
+    aimed there): 20,000 such subjects (0.1 s to send) each cost every run two full reads of the
+    subject's history and two warnings — 22 s and 40,000 lines a run. A subject whose every message is
+    no request is now judged from those messages alone, a few hundred at a time, and said in one line;
+    a request among junk (after it, or before it on the same subject) is still an export."""
+    import logging
+
+    from shared.bus.connect import connect
+
+    settings = janitor_settings
+    p = settings.subject_prefix
+    bus = await connect(settings, "test", ensure=True)
+    try:
+        now = datetime.now(UTC)
+        dead = await make_export(bus, store, settings, "tA", complete_at=None)  # junk after its request
+        await bus.js.publish(f"{p}.tA.{dead}.ExportRequested", b'{"stream": "X", "seq": 1}')
+        before = ev.new_export_id()  # junk before its request, on the same subject
+        await bus.js.publish(f"{p}.tB.{before}.ExportRequested", b"{not an event")
+        seq = (await bus.js.stream_info(settings.stream_name)).state.last_seq
+        seq = await bus.log.append(ev.ExportRequested(export_id=before, tenant_id="tB", user_id="u", user_email="a@b.c",
+                                                      username="u"), seq)
+        await bus.log.append(ev.CatalogStarted(export_id=before, tenant_id="tB"), seq)  # a step runs: dead, failed
+        n = 2000
+        for i in range(n):  # one message on each of n subjects, and two on each of 10
+            await bus.nc.publish(f"{p}.t_j{i % 50}.x{i}.ExportRequested", b'{"stream": "X", "seq": 1}')
+        for i in range(10):
+            await bus.nc.publish(f"{p}.t_j{i % 50}.x{i}.ExportRequested", b"{}")
+        await bus.nc.flush()
+        deadline = asyncio.get_running_loop().time() + 30
+        while (await bus.js.stream_info(settings.stream_name)).state.messages < n + 10 + 7:
+            assert asyncio.get_running_loop().time() < deadline, "the stream did not store the junk"
+            await asyncio.sleep(0.05)
+
+        with caplog.at_level(logging.WARNING):
+            summary = await Janitor(settings, bus, store).run(now + timedelta(hours=2))  # no worker beats
+
+        assert summary.failed == 2, summary.actions  # both real exports seen (and dead: failed)
+        assert (await bus.log.load("tA", dead)).state.status == "failed"
+        assert (await bus.log.load("tB", before)).state.status == "failed"
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert [w for w in warnings if ".t_j" in w] == []  # no line for a junk subject (one or two each before)
+        assert [w for w in warnings if "hold no request" in w] == [
+            f"janitor: {n} ExportRequested subjects hold no request ({n} malformed): no exports, not read further"]
+    finally:
+        await bus.close()

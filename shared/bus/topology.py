@@ -18,8 +18,6 @@ from shared.core import steps
 from shared.eventlog.jetstream import EventLog
 from shared.runtime.settings import Settings
 
-MAX_ACK_PENDING = 1000
-
 
 class TopologyMissing(Exception):
     """The stream or a bucket does not exist: the admin set-up has not run."""
@@ -45,7 +43,7 @@ def consumer_config(settings: Settings, consumer: steps.Consumer) -> ConsumerCon
         name=consumer.durable, durable_name=consumer.durable,
         filter_subject=f"{settings.subject_prefix}.*.*.{consumer.trigger}",
         ack_policy=AckPolicy.EXPLICIT, ack_wait=settings.ack_wait_s, max_deliver=-1,
-        deliver_policy=DeliverPolicy.ALL, max_ack_pending=MAX_ACK_PENDING,
+        deliver_policy=DeliverPolicy.ALL, max_ack_pending=settings.max_ack_pending,
     )
 
 

@@ -290,7 +290,9 @@ class StepWorker:
                     self._wait(tenant_id, export_id, Waiting(answer.subject, answer.metadata.num_delivered + 1,
                                                              time.monotonic() + delay), force=True)
                 try:
-                    taken = await self._take_waiting(tenant_id)
+                    # a run that just failed is not run again at once here (a retry due now, with
+                    # GROVE_RETRY_BASE_DELAY_S 0): its retry is the server's redelivery, as before
+                    taken = await self._take_waiting(tenant_id, export_id if answer.outcome != "ack" else None)
                 except Exception as e:  # the log did not answer: this message comes back and reads on
                     log.warning("%s: the waiting exports of tenant %s could not be read (%r); later", self.step,
                                 tenant_id, e, extra={"tenant_id": tenant_id, "step": self.step})
@@ -355,13 +357,13 @@ class StepWorker:
             return
         queue[export_id] = waiting
 
-    async def _take_waiting(self, tenant_id: str) -> tuple[str, Waiting] | None:
+    async def _take_waiting(self, tenant_id: str, just_failed: str | None = None) -> tuple[str, Waiting] | None:
         """The tenant's next waiting export that is due, reading its requests from the log while a
         read is owed (a batch at a time); None when none is due."""
         while True:
             now, queue = time.monotonic(), self.waiting.get(tenant_id, {})
             for export_id, waiting in list(queue.items()):
-                if waiting.due_at > now:
+                if waiting.due_at > now or export_id == just_failed:
                     continue
                 del queue[export_id]
                 if running_key(tenant_id, export_id) in self.running:

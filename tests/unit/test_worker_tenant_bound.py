@@ -104,6 +104,6 @@ async def test_a_waiting_export_that_fails_keeps_its_tenants_message_until_its_r
     assert second.calls == [("ack", None)]
     release.set()
     await asyncio.gather(*worker.running.values())
-    assert [e.name() for _, e in log.messages][-1] == "StepFailed"
+    assert [e.name() for _, e in log.messages][-1] == "CatalogAttemptFailed"
     assert len(first.calls) == 1 and first.calls[0][0] == "nak" and 29 < first.calls[0][1] <= 30, first.calls
     assert list(worker.waiting["t_big"]) == ["exp_a2"]

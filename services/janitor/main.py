@@ -249,8 +249,8 @@ class Janitor:
             return loaded
         reason = "The export stopped making progress (its worker's heartbeat expired). Please start a new export."
         await faults.slow("janitor.judged")  # tests: hold a run that judged an export dead before it fails it
-        if self.dry_run or await self._append(loaded, ev.ExportFailed(
-                export_id=s.export_id, tenant_id=s.tenant_id, step="janitor", reason=reason)):
+        if self.dry_run or await self._append(loaded, ev.export_failed(
+                "janitor", export_id=s.export_id, tenant_id=s.tenant_id, reason=reason)):
             summary.failed += 1
             summary.actions.append(f"fail {s.export_id} (no heartbeat since {last_at:%Y-%m-%d %H:%M:%S})")
         return loaded if self.dry_run else await self.bus.log.load(s.tenant_id, s.export_id)

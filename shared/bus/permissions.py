@@ -38,14 +38,17 @@ stream, the buckets and every durable; operators' commands run as admin).
 
 Still trusted: every service user may read the whole log (it holds requesters' email addresses);
 each may append its own event types to any export (the notifier may append NotificationSent to any
-export; the janitor ExportFailed to any, and so may each step's user, whatever step its body names);
-the gateway decides who may start and cancel exports; the ``admin`` user may do anything. A step's
-failed attempt is no longer among them: each step records it under a type of its own
-(``CatalogAttemptFailed``, ``AssembleAttemptFailed``, …: ``events.ATTEMPT_FAILED``, listed in the
-step table), so only that step's user may publish it, and a body naming another step than its
-subject's is dropped as forged (``events.decode``). The older ``StepFailed``, whose subject named no
-step (the catalog's password could use up the assembler's attempts), no service user may append; it
-is still read from logs written before.
+export; each step's user its own step's ExportFailedAt… to any — the catalog's password can still
+fail an assembling export, saying its catalog gave up — and the janitor ExportFailedByJanitor to
+any); the gateway decides who may start and cancel exports; the ``admin`` user may do anything. A
+step's failed attempt, and an export's failure at a step, are no longer among them: each step
+records them under types of its own (``CatalogAttemptFailed``, …: ``events.ATTEMPT_FAILED``;
+``ExportFailedAtCatalog``, …, ``ExportFailedByJanitor``: ``events.EXPORT_FAILED``; listed in the
+step table), so only that step's (or the janitor's) user may publish them, and a body naming another
+step than its subject's is dropped as forged (``events.decode``). The older ``StepFailed`` and
+``ExportFailed``, whose subjects named no step (the catalog's password could use up the assembler's
+attempts, or fail any export at its assemble step and have its person mailed the failure), no
+service user may append; they are still read from logs written before.
 
 Reply subjects: checked against no permission, and the server answers a JetStream request (PubAck,
 direct get, pull) on one inside this one account, where the stream and the buckets store what

@@ -9,10 +9,11 @@ Idempotent: run it again after an upgrade or a settings change and it converges.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from shared.core import steps
 from shared.eventlog.jetstream import EventLog
@@ -21,6 +22,12 @@ from shared.runtime.settings import Settings
 
 class TopologyMissing(Exception):
     """The stream or a bucket does not exist: the admin set-up has not run."""
+
+
+class DurableOutdated(TopologyMissing):
+    """A durable takes other subjects than the step table says: the admin set-up of this release has
+    not run (``notifier-failed`` made before each publisher had its own ``ExportFailed`` type would
+    take none of them, and no failure email would ever be sent)."""
 
 
 def kv_name(settings: Settings, role: str) -> str:
@@ -37,14 +44,43 @@ def kv_config(settings: Settings, role: str) -> KeyValueConfig:
                           replicas=settings.stream_replicas, history=1, direct=True)
 
 
+def filter_subjects(settings: Settings, consumer: steps.Consumer) -> list[str]:
+    """The subjects a durable takes: one per event type it is triggered by (``Consumer.triggers``)."""
+    return [f"{settings.subject_prefix}.*.*.{trigger}" for trigger in consumer.triggers]
+
+
 def consumer_config(settings: Settings, consumer: steps.Consumer) -> ConsumerConfig:
-    """A step's durable: explicit acks, no max_deliver and no BackOff (retries are counted in the log)."""
+    """A step's durable: explicit acks, no max_deliver and no BackOff (retries are counted in the log).
+
+    One trigger type: ``filter_subject``, as every durable had it. Several (``notifier-failed``: each
+    publisher's ``ExportFailed`` type, and the older one): ``filter_subjects`` (nats-server 2.10 on),
+    which ``grove-export setup`` puts in place of an existing durable's single filter, keeping its
+    position; the messages it already holds on the old subject are still delivered."""
+    subjects = filter_subjects(settings, consumer)
+    one = len(subjects) == 1
     return ConsumerConfig(
         name=consumer.durable, durable_name=consumer.durable,
-        filter_subject=f"{settings.subject_prefix}.*.*.{consumer.trigger}",
+        filter_subject=subjects[0] if one else None, filter_subjects=None if one else subjects,
         ack_policy=AckPolicy.EXPLICIT, ack_wait=settings.ack_wait_s, max_deliver=-1,
         deliver_policy=DeliverPolicy.ALL, max_ack_pending=settings.max_ack_pending,
     )
+
+
+async def check_durables(js: JetStreamContext, settings: Settings, consumers: Iterable[steps.Consumer]) -> None:
+    """Raise :class:`DurableOutdated` for a durable whose filter is not the step table's; one not made
+    yet is left to the subscriber (an open development server, where a service may make its own)."""
+    for consumer in consumers:
+        try:
+            info = await js.consumer_info(settings.stream_name, consumer.durable)
+        except NotFoundError:
+            continue
+        have = set(info.config.filter_subjects or [info.config.filter_subject or ">"])
+        want = set(filter_subjects(settings, consumer))
+        if have != want:
+            wrong = [f"does not take {', '.join(sorted(want - have))}"] if want - have else []
+            wrong += [f"takes {', '.join(sorted(have - want))}"] if have - want else []
+            raise DurableOutdated(f"durable {consumer.durable} {' and '.join(wrong)}: run `grove-export setup` "
+                                  f"(the admin set-up of this release)")
 
 
 async def _converge_kv(js: JetStreamContext, config: KeyValueConfig) -> str:
@@ -86,5 +122,5 @@ async def ensure(js: JetStreamContext, settings: Settings) -> list[str]:
         done.append(f"kv bucket {config.bucket}: {await _converge_kv(js, config)}")
     for consumer in steps.all_consumers():
         await js.add_consumer(settings.stream_name, consumer_config(settings, consumer))
-        done.append(f"durable {consumer.durable}: {settings.subject_prefix}.*.*.{consumer.trigger}")
+        done.append(f"durable {consumer.durable}: {', '.join(filter_subjects(settings, consumer))}")
     return done

@@ -102,6 +102,11 @@ class Event(BaseModel):
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()
 
+    # The step a type is that step's own record of (its subject names the step, and only the NATS user
+    # of the service that runs it may publish it): a body naming another step is forged (:func:`decode`).
+    # None: the type's subject names no step (a body's ``step``, if it has one, is trusted).
+    of_step: ClassVar[str | None] = None
+
     def foreign_keys(self) -> list[str]:
         """The object keys this event names that are not its own export's (:mod:`shared.core.keys`).
         Any at all and the event is forged (:func:`decode`): a step must never read another
@@ -317,10 +322,65 @@ def attempt_failed(step: str, **fields: Any) -> StepFailed:
 
 
 class ExportFailed(Event):
-    """The export stopped for good; ``reason`` is meant for a person."""
+    """The export stopped for good, as logs from before per-publisher types record it (read, no longer written).
 
-    step: Step | Literal["janitor"]
-    reason: str
+    Its subject names no step, so every step's user (and the janitor's) could fail any export naming
+    any step; no service user may append it now (each appends its own :data:`EXPORT_FAILED` type), and
+    it is still read from logs written before, trusting its ``step``. The per-publisher types are its
+    subclasses: a reader of ``ExportFailed`` reads them all."""
+
+    # The step whose giving up the type itself records (its subject says it, and only the user of the
+    # service that gives up there may publish it): None for this older type, whose subject said none.
+    of_step: ClassVar[Step | Literal["janitor"] | None] = None
+
+    step: Step | Literal["janitor"] = Field(
+        description="The step that gave up ('janitor': the janitor found the export's worker dead).")
+    reason: str = Field(description="Why, for the person who asked (the failure email says it).")
+
+
+_GAVE_UP = "The step that gave up: always this type's (a body naming another is forged)."
+
+
+class ExportFailedAtCatalog(ExportFailed):
+    """The export stopped for good: the catalog step gave up; ``reason`` is meant for a person."""
+
+    of_step: ClassVar[Step | Literal["janitor"] | None] = "catalog"
+    step: Literal["catalog"] = Field("catalog", description=_GAVE_UP)
+
+
+class ExportFailedAtAssemble(ExportFailed):
+    """The export stopped for good: the assemble step gave up; ``reason`` is meant for a person."""
+
+    of_step: ClassVar[Step | Literal["janitor"] | None] = "assemble"
+    step: Literal["assemble"] = Field("assemble", description=_GAVE_UP)
+
+
+class ExportFailedAtFinalize(ExportFailed):
+    """The export stopped for good: the finalize step gave up; ``reason`` is meant for a person."""
+
+    of_step: ClassVar[Step | Literal["janitor"] | None] = "finalize"
+    step: Literal["finalize"] = Field("finalize", description=_GAVE_UP)
+
+
+class ExportFailedByJanitor(ExportFailed):
+    """The export stopped for good: the janitor found its worker dead; ``reason`` is meant for a person."""
+
+    of_step: ClassVar[Step | Literal["janitor"] | None] = "janitor"
+    step: Literal["janitor"] = Field("janitor", description=_GAVE_UP)
+
+
+# An export's failure, by who gives up (a step, or the janitor): the type each appends (the step
+# table lists it among that service's events, so the generated permissions let only that service's
+# user publish it). A step that never fails the export (notify, cancel) has none.
+EXPORT_FAILED: dict[str, type[ExportFailed]] = {
+    cls.of_step: cls for cls in (ExportFailedAtCatalog, ExportFailedAtAssemble, ExportFailedAtFinalize,
+                                 ExportFailedByJanitor) if cls.of_step is not None
+}
+
+
+def export_failed(step: str, **fields: Any) -> ExportFailed:
+    """The event failing an export at ``step`` ("janitor": a dead export); KeyError for one that fails none."""
+    return EXPORT_FAILED[step](step=step, **fields)
 
 
 class CancelRequested(Event):
@@ -391,6 +451,7 @@ _EVERY_TYPE: tuple[type[Event], ...] = (
     StepFailed,
     *ATTEMPT_FAILED.values(),
     ExportFailed,
+    *EXPORT_FAILED.values(),
     CancelRequested,
     ExportCancelled,
     ExportExpired,
@@ -494,8 +555,9 @@ def _what_is_wrong(error: ValidationError) -> str:
 def decode(prefix: str, subject: str, data: bytes | str, *, answer: bool = False) -> Event:
     """The event stored on ``subject``, checked against it: the subject is what the server's
     permissions vouched for, so the body must name the same tenant, export and type (a step's
-    failure, :data:`ATTEMPT_FAILED`, the step its type is for), and every object key in it must be
-    that export's own (:meth:`Event.foreign_keys`).
+    failure, :data:`ATTEMPT_FAILED` and :data:`EXPORT_FAILED`, the step its type is for:
+    :attr:`Event.of_step`), and every object key in it must be that export's own
+    (:meth:`Event.foreign_keys`).
 
     ``answer``: the server stored it as its answer to someone's request (shared/bus/answers.py), so
     no publisher's permission vouched for its subject: forged, whatever its body says.
@@ -514,11 +576,12 @@ def decode(prefix: str, subject: str, data: bytes | str, *, answer: bool = False
             raise ValueError("not a JSON object")
     except ValueError as e:  # not JSON, not an object
         raise BadEvent(f"{subject}: {str(e).splitlines()[0]}") from None
-    own_step = cls.of_step if issubclass(cls, StepFailed) else None
+    own_step = cls.of_step
     if own_step is not None and raw.get("step", own_step) != own_step:
-        # A step's failure type names its step, and only that step's user may publish it: a body
-        # naming another step is someone else's password recording a failure that is not its own.
-        # Checked before the model's (which would call it malformed): forged, as the subject check says.
+        # A step's failure types (a failed attempt, the export failed there) name their step, and only
+        # the user of the service that runs it may publish them: a body naming another step is someone
+        # else's password recording a failure that is not its own. Checked before the model's (which
+        # would call it malformed): forged, as the subject check says.
         raise ForgedEvent(f"{subject}: body names another step than {own_step}")
     try:
         event = parse_event(type_name, raw)  # upcasts an older version

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shared.core import events as ev
 from shared.core import steps
 from shared.core.lifecycle import ExportState
 
@@ -73,10 +74,12 @@ def retry_delay(step: str, attempt: int, base_delay_s: float, max_attempts: int)
 
 
 def can_fail_export(step: str) -> bool:
-    """Whether ``step`` may append ``ExportFailed`` (the step table; its NATS user may publish only
-    what the table lists). The cancel may not: a cancel always ends cancelled."""
+    """Whether ``step`` may fail the export (its own ``ExportFailed`` type, ``events.EXPORT_FAILED``,
+    is in the step table, so its NATS user may publish it). The cancel may not: a cancel always ends
+    cancelled."""
     spec = next((s for s in steps.STEPS if s.step == step), None)
-    return spec is None or "ExportFailed" in spec.emits
+    own = ev.EXPORT_FAILED.get(step)
+    return spec is None or (own is not None and own.name() in spec.emits)
 
 
 def deaths_before(beat: dict[str, Any] | None, last_seq: int | None = None, *, foreign: bool = False,

@@ -19,11 +19,19 @@ KvRole = str  # "heartbeats" or "admission": the bucket is ``<kv_prefix>_<role>`
 
 @dataclass(frozen=True)
 class Consumer:
-    """One durable pull consumer: messages of event type ``trigger`` for a step."""
+    """One durable pull consumer: messages of event type ``trigger`` for a step — and of every type
+    that is one (its subclasses: ``ExportFailed``'s per-publisher types), each on its own subject."""
 
     durable: str
     trigger: str
     description: str = ""
+
+    @property
+    def triggers(self) -> tuple[str, ...]:
+        """The event types the durable takes (its filter subjects): ``trigger`` first, then its subtypes."""
+        base = ev.EVENT_TYPES[self.trigger]
+        return (self.trigger, *(name for name, cls in ev.EVENT_TYPES.items()
+                                if cls is not base and issubclass(cls, base)))
 
 
 @dataclass(frozen=True)
@@ -50,9 +58,10 @@ class ServiceSpec:
 
 
 def _fails(step: ev.Step) -> tuple[str, ...]:
-    """A step records its failed attempts itself, each step under a type of its own
-    (``ev.ATTEMPT_FAILED``): the permissions let only its user record that step's failure."""
-    return (ev.ATTEMPT_FAILED[step].name(), "ExportFailed")
+    """A step records its failed attempts, and the export's failure when it gives up, itself, each step
+    under types of its own (``ev.ATTEMPT_FAILED``, ``ev.EXPORT_FAILED``): the permissions let only its
+    user record that step's failure."""
+    return (ev.ATTEMPT_FAILED[step].name(), ev.EXPORT_FAILED[step].name())
 
 
 STEPS: tuple[StepSpec, ...] = (
@@ -71,7 +80,8 @@ STEPS: tuple[StepSpec, ...] = (
                                                 "A retried export that goes on from finalize.")),
              ("FinalizeStarted", "ExportCompleted", *_fails("finalize")), "finalize"),
     StepSpec("notify", "notifier", (Consumer("notifier", "ExportCompleted", "Send the export-ready email."),
-                                    Consumer("notifier-failed", "ExportFailed", "Send the export-failed email."),
+                                    Consumer("notifier-failed", "ExportFailed",
+                                             "Send the export-failed email (every ExportFailed type)."),
                                     Consumer("notifier-resend", "ResendRequested",
                                              "Send the email again (an operator asked).")),
              ("NotificationSent", "NotificationFailed"), "notify"),
@@ -90,8 +100,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("finalizer", kv_write=("heartbeats",)),
     ServiceSpec("notifier", kv_write=("heartbeats",)),
     # the janitor also completes a cancel whose canceller never finished (it appends ExportCancelled)
-    ServiceSpec("janitor", appends=("ExportExpired", "ExportFailed", "ExportCancelled"), kv_read=("heartbeats",),
-                reads_stream_info=True),
+    ServiceSpec("janitor", appends=("ExportExpired", ev.EXPORT_FAILED["janitor"].name(), "ExportCancelled"),
+                kv_read=("heartbeats",), reads_stream_info=True),
 )
 ADMIN = "admin"
 # Events only operators append, as the admin user (no service user may): event → the command.
@@ -99,8 +109,10 @@ ADMIN_EVENTS = {"ExportRetried": "grove-export retry", "ResendRequested": "grove
                 "AdmissionUnlocked": "grove-export unlock"}
 # Events nobody appends any more (no service user may: the admin user can do anything), still read
 # from the logs written before: event → what took its place.
-RETIRED_EVENTS = {"StepFailed": "each step's own failure type (" + ", ".join(
-    c.name() for c in ev.ATTEMPT_FAILED.values()) + ")"}
+RETIRED_EVENTS = {
+    "StepFailed": "each step's own failure type (" + ", ".join(c.name() for c in ev.ATTEMPT_FAILED.values()) + ")",
+    "ExportFailed": "each publisher's own type (" + ", ".join(c.name() for c in ev.EXPORT_FAILED.values()) + ")",
+}
 KV_ROLES: tuple[KvRole, ...] = ("heartbeats", "admission")
 
 

@@ -18,7 +18,7 @@ from faststream.specification import AsyncAPI
 
 from shared import __version__
 from shared.bus.connect import Bus, connect, inbox_prefix, nats_servers, new_client, wait_for_nats
-from shared.bus.topology import consumer_config
+from shared.bus.topology import check_durables, consumer_config
 from shared.core import steps
 from shared.core.steps import Consumer
 from shared.runtime import metrics
@@ -83,6 +83,10 @@ def build_app(name: str, settings: Settings, bootstrap: Bootstrap,
     async def start() -> None:  # runs before the broker connects (FastStream: hooks, then the broker)
         await wait_for_nats(settings, name)
         runtime.bus = await connect(settings, name)
+        # A durable the admin set-up of an older release made takes other subjects (notifier-failed:
+        # the one ExportFailed subject, none of each publisher's own): refuse to start, saying so.
+        await check_durables(runtime.bus.js, settings,
+                             [c for spec in steps.steps_of(name) for c in spec.consumers])
         await bootstrap(runtime)
         missing = {sub.worker for sub in subscriptions} - set(runtime.workers)
         if missing:  # a step in the table with no worker would nak its messages forever
@@ -142,12 +146,14 @@ def _subscribe(broker: NatsBroker, runtime: ServiceRuntime, settings: Settings, 
                sub: Subscription) -> None:
     """Bind to the durable the admin set-up created (shared/bus/topology.py); its config is only used
     where the server lets this user create it (an open development server)."""
-    subject = f"{settings.subject_prefix}.*.*.{sub.event}"
     js_config = consumer_config(settings, Consumer(sub.durable, sub.event))
+    # A durable of several trigger types (notifier-failed) is created with its filter_subjects (nats-py
+    # uses the subscriber's subject only where none are given); the subject then names the first.
+    subject = js_config.filter_subject or (js_config.filter_subjects or [""])[0]
     config = ConsumerConfig(
         durable_name=sub.durable, ack_policy=js_config.ack_policy, ack_wait=js_config.ack_wait,
         max_deliver=js_config.max_deliver, deliver_policy=js_config.deliver_policy,
-        max_ack_pending=js_config.max_ack_pending,
+        max_ack_pending=js_config.max_ack_pending, filter_subjects=js_config.filter_subjects,
     )
 
     @broker.subscriber(subject, stream=stream, durable=sub.durable, config=config,

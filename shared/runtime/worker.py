@@ -22,7 +22,7 @@
 * Stalls: the steps that build an archive (``STALL_WATCHED``) beat only while they move. One
   that neither appended an event nor marked progress (``StepContext.progress``) for
   ``stall_after_s`` is stopped and counted as a failed attempt (its ``…AttemptFailed``, then
-  ``ExportFailed`` once attempts run out) — a step that hangs in a live process (a deadlock, a
+  its ``ExportFailedAt…`` once attempts run out) — a step that hangs in a live process (a deadlock, a
   call that never returns) is retried and then reported, not kept alive by its own heartbeat
   forever. The notifier and the canceller are not watched: each of their calls has its own
   timeouts, and their failures follow their own rules (an email's failure is recorded by the
@@ -32,7 +32,8 @@
   a count — never retried. The work itself reads the export named by the subject from the log.
 * Retries are counted in the log: a failed attempt appends the step's own failure type
   (``CatalogAttemptFailed``, ``AssembleAttemptFailed``…; only its step's NATS user may) and naks with a
-  growing delay; the last allowed failure appends ``ExportFailed``. SIGTERM (task cancelled)
+  growing delay; the last allowed failure appends the step's own ``ExportFailed`` type
+  (``ExportFailedAtCatalog``…; only its step's NATS user may). SIGTERM (task cancelled)
   naks at once and counts nothing; a kill is no failed attempt either (redelivery after AckWait;
   the next run resumes).
 * Deaths are counted in the heartbeat: a run of a watched step that ends on its own deletes its
@@ -574,8 +575,8 @@ class StepWorker:
     async def _give_up(self, msg: Msg, loaded: Loaded, readable: str) -> None:
         """Fail the export (the reason is what the person reads), then ack."""
         state = loaded.state
-        await append_folded(self.bus.log, ev.ExportFailed(export_id=state.export_id, tenant_id=state.tenant_id,
-                                                           step=self.step, reason=readable), loaded)
+        await append_folded(self.bus.log, ev.export_failed(self.step, export_id=state.export_id,
+                                                           tenant_id=state.tenant_id, reason=readable), loaded)
         await msg.ack()
         metrics.STEP_RUNS.labels(self.step, "failed").inc()
         metrics.EXPORTS_FINISHED.labels("failed").inc()

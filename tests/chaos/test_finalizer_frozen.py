@@ -84,7 +84,7 @@ async def test_a_failed_exports_completed_archive_is_not_left_in_the_store(tmp_p
 
         await until(refused, 30, 0.1, "the thawed finalizer's ExportCompleted to be refused")
         names = [e.name() async for _, e in bus.log.history(tenant, export_id)]
-        assert "ExportCompleted" not in names and names.count("ExportFailed") == 1, names
+        assert "ExportCompleted" not in names and names.count("ExportFailedByJanitor") == 1, names
         # a run once the retry window is over (lifecycle.kept_for_retry): the failed export's objects are its to remove
         await janitor.run(datetime.now(UTC) + timedelta(days=settings.archive_ttl_days, minutes=1))
         left = [o.key for o in await store.list_keys(bucket, export_prefix(tenant, export_id))]

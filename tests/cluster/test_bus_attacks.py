@@ -1019,3 +1019,78 @@ async def test_a_step_user_cannot_record_another_steps_failure(secured: Secured,
     finally:
         await assembler.close()
     assert (await admin.log.load("t_f", "exp_f")).state.attempts == (("assemble", 1),)
+
+
+async def test_a_step_user_cannot_fail_an_export_at_another_step(secured: Secured, admin: Bus, tmp_path: Path) -> None:
+    """``ExportFailed``'s subject named no step, and every step's user (and the janitor's) could append
+    it: with the catalog's password, ``ExportFailed(step="assemble")`` on another tenant's export
+    waiting for its assembly failed it outright, and the notifier sent its person the failure email.
+    Each publisher's failure has a type of its own now and only that service's user may publish it:
+    the server refuses the catalog's ``ExportFailed`` and ``ExportFailedAtAssemble``; on the catalog's
+    own ``ExportFailedAtCatalog`` a body naming the assemble step is stored but dropped by every reader
+    — the fold, and the notifier's ``notifier-failed`` durable, which takes it and acks it unmailed.
+    The export completes and its one email is the ready one."""
+    import re
+
+    from tests.support.pipeline import wait_status
+
+    s, p = secured.settings, secured.settings.subject_prefix
+    procs = Procs(tmp_path / "logs", to_env(secured.values))
+    store = await open_store(s, create_buckets=True)
+    try:
+        for svc in ("catalog", "finalizer", "notifier"):  # the assembler comes after the attack
+            procs.run(svc, svc, {"GROVE_NATS_USER": svc, "GROVE_NATS_PASSWORD": PASSWORDS[svc]})
+        seeded = await seed_tenant(content_source(s), store, images_bucket=s.buckets.images,
+                                   amber_bucket=s.buckets.amber, images=2)
+        t, e = seeded.tenant_id, ev.new_export_id()
+        await admin.log.append(ev.ExportRequested(export_id=e, tenant_id=t, user_id="u", user_email="v@example.org",
+                                                  username="victim"), 0)
+        await wait_status(admin, t, e, {"assembling"}, timeout=60)  # cataloged: waiting for its assembly
+
+        forged = json.loads(ev.ExportFailed(export_id=e, tenant_id=t, step="assemble",
+                                            reason="Failed while assembling: forged.").to_json())
+        errors: list[str] = []
+        catalog = await connect_as(secured.server.url, "catalog", errors)
+        try:
+            js = catalog.jetstream()
+            for event in ("ExportFailed", "ExportFailedAtAssemble"):  # refused: no PubAck, nothing stored
+                with pytest.raises(nats.errors.TimeoutError):
+                    await js.publish(f"{p}.{t}.{e}.{event}", json.dumps({**forged, "type": event}).encode(),
+                                     timeout=1)
+
+                async def reported(event: str = event) -> bool:  # that subject, not one it begins
+                    refused = re.compile(re.escape(f".{e}.{event}".lower()) + r"(?![a-z])")
+                    return any("violation for publish" in x.lower() and refused.search(x.lower()) for x in errors)
+
+                await until(reported, 5, 0.05, f"a publish violation for {event}")
+            # its own failure subject takes it, but the body names the assemble step: stored, and dropped
+            own = await js.publish(f"{p}.{t}.{e}.ExportFailedAtCatalog",
+                                   json.dumps({**forged, "type": "ExportFailedAtCatalog"}).encode(), timeout=2)
+        finally:
+            await catalog.close()
+        stored = (await admin.js.stream_info(s.stream_name, subjects_filter=f"{p}.{t}.{e}.>")).state.subjects or {}
+        assert not {f"{p}.{t}.{e}.ExportFailed", f"{p}.{t}.{e}.ExportFailedAtAssemble"} & set(stored), stored
+        state = (await admin.log.load(t, e)).state
+        assert (state.status, state.failure, state.email_due) == ("assembling", None, False)
+
+        async def mailer_dropped_it() -> bool:  # delivered to the failure email's durable, acked, not mailed
+            info = await admin.js.consumer_info(s.stream_name, "notifier-failed")
+            return (info.delivered.stream_seq or 0) >= own.seq and not info.num_pending and not info.num_ack_pending
+
+        await until(mailer_dropped_it, 30, 0.1, "notifier-failed to take the forged failure")
+        assert "drops forged event" in procs.tail("notifier", 10**7), procs.tail("notifier")
+
+        procs.run("assembler", "assembler", {"GROVE_NATS_USER": "assembler", "GROVE_NATS_PASSWORD": PASSWORDS["assembler"]})
+        state = await wait_status(admin, t, e, timeout=90)
+        assert state.status == "complete", procs.logs()
+
+        async def notified() -> str | None:
+            return (await admin.log.load(t, e)).state.notification
+
+        assert await until(notified, 30, 0.1, "the victim's email") == "sent"
+        outbox = Path(secured.values["mail"]["outbox_dir"])
+        assert sorted(f.name.split(".")[1] for f in outbox.glob(f"{e}.*.eml")) == ["ready"], list(outbox.iterdir())
+        procs.assert_alive()
+    finally:
+        procs.stop()
+        await store.close()

@@ -79,6 +79,11 @@ async def test_each_service_user_appends_only_its_own_events(secured: Secured) -
         # subject named no step, nobody may append any more).
         assert ("catalog", "CatalogAttemptFailed") in allowed
         assert not {("catalog", "AssembleAttemptFailed"), ("catalog", "StepFailed")} & allowed
+        # Nor fail an export at another step: each publisher has its own ExportFailed type (the
+        # ExportFailed of logs from before, whose subject named no step, nobody may append any more).
+        assert {("catalog", "ExportFailedAtCatalog"), ("janitor", "ExportFailedByJanitor")} <= allowed
+        assert not {("catalog", "ExportFailedAtAssemble"), ("janitor", "ExportFailedAtAssemble"),
+                    *((u.name, "ExportFailed") for u in USERS)} & allowed
 
         # Nothing refused reached the stream: its subjects are exactly the allowed ones.
         info = await admin.jetstream().stream_info(s.stream_name, subjects_filter=f"{s.subject_prefix}.>")

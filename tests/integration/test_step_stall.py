@@ -44,7 +44,8 @@ async def test_a_catalog_that_hangs_is_stopped_retried_and_then_fails_the_export
         state = await wait_status(bus, seeded.tenant_id, export_id, {"failed"}, timeout=60)
         took = time.monotonic() - started
         names = [e.name() async for _, e in bus.log.history(seeded.tenant_id, export_id)]
-        assert names == ["ExportRequested", "CatalogStarted", "CatalogAttemptFailed", "ExportFailed"], logs_of(stack)
+        assert names == ["ExportRequested", "CatalogStarted", "CatalogAttemptFailed", "ExportFailedAtCatalog"], \
+            logs_of(stack)
         failed = [e async for _, e in bus.log.history(seeded.tenant_id, export_id)][2]
         assert isinstance(failed, ev.CatalogAttemptFailed) and failed.step == "catalog"
         assert failed.reason == "the catalog step made no progress for 1.5 s"

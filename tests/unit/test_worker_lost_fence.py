@@ -45,7 +45,7 @@ async def test_a_lost_fence_is_not_a_failed_attempt(error: Exception, calls: lis
 
 @pytest.mark.parametrize("attempts", [5, 1])
 async def test_a_failure_is_recorded_past_an_event_the_fold_ignores(attempts: int) -> None:
-    """The worker's own failure records (CatalogAttemptFailed, and ExportFailed on the last attempt) append
+    """The worker's own failure records (CatalogAttemptFailed, and ExportFailedAtCatalog on the last attempt) append
     through the same fence rule as the steps: a message that moved nothing (here a second
     ExportRequested, stored while the step failed) no longer makes the record a Conflict — 'could not
     record the failure', a nak, and no attempt counted, for as long as such messages kept coming."""
@@ -65,7 +65,7 @@ async def test_a_failure_is_recorded_past_an_event_the_fold_ignores(attempts: in
     msg = FakeMsg(f"exports.{tenant}.{export}.ExportRequested", data=requested.to_json())
     await worker.handle(msg)  # type: ignore[arg-type]
     await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)
-    recorded = "CatalogAttemptFailed" if attempts > 1 else "ExportFailed"
+    recorded = "CatalogAttemptFailed" if attempts > 1 else "ExportFailedAtCatalog"
     assert [e.name() async for _, e in log.history(tenant, export)] == ["ExportRequested", "ExportRequested", recorded]
     assert msg.calls[-1][0] == ("nak" if attempts > 1 else "ack")
 

@@ -66,7 +66,7 @@ async def test_the_last_allowed_stall_fails_the_export_with_the_reason() -> None
     for _ in range(2):
         msg.calls.clear()
         await _run_once(worker, msg, within=5)
-    assert await _names(log) == ["ExportRequested", "CatalogAttemptFailed", "ExportFailed"]
+    assert await _names(log) == ["ExportRequested", "CatalogAttemptFailed", "ExportFailedAtCatalog"]
     failed = [e async for _, e in log.history("t_k", "exp_k")][-1]
     assert isinstance(failed, ev.ExportFailed) and "made no progress for 0.1 s" in failed.reason
     assert msg.calls[-1] == "ack"

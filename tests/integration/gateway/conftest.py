@@ -150,7 +150,7 @@ class Pipeline:
     async def fail(self, tenant: str, export_id: str, reason: str = "the catalog could not read posts") -> None:
         ids = dict(tenant_id=tenant, export_id=export_id)
         await self.append(ev.CatalogStarted(**ids))
-        await self.append(ev.ExportFailed(**ids, step="catalog", reason=reason))
+        await self.append(ev.ExportFailedAtCatalog(**ids, reason=reason))
 
 
 @pytest.fixture

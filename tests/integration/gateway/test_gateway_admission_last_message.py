@@ -8,7 +8,7 @@ the export's subjects that every other reader drops or ignores then decided for 
   ``…ExportRequested`` subject (the gateway's user may publish there; an outside publisher retrying
   without the expected-sequence header does) read as ``pending``: every new export of the tenant
   was a 409 for good, until an operator's unlock;
-* garbage on a running export's ``…ExportFailed`` subject (which every step's user may publish) read
+* garbage on a running export's ``…ExportFailedAtAssemble`` subject (which the assembler's user may publish) read
   as ``failed``: a second export was admitted beside the running one, and the hour was free.
 """
 
@@ -43,7 +43,7 @@ async def test_a_dropped_message_on_a_running_exports_subjects_does_not_admit_a_
         gateway, pipeline, headers_for, problem):
     first = (await (await gateway.post("/api/export", json={}, headers=headers_for())).json())["exportId"]
     await pipeline.assemble("tenant_a", first)
-    await published(pipeline, "tenant_a", first, "ExportFailed",
+    await published(pipeline, "tenant_a", first, "ExportFailedAtAssemble",
                     json.dumps({"tenant_id": "tenant_a", "export_id": first}).encode())  # no step, no reason
     assert (await pipeline.bus.log.load("tenant_a", first)).state.status == "uploading"
 

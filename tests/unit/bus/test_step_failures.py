@@ -146,5 +146,5 @@ async def test_a_step_run_after_the_upgrade_counts_on_from_the_older_failures_in
         await asyncio.wait_for(asyncio.gather(*worker.running.values()), 5)
     events = [e async for _, e in log.history("t1", "exp_1")]
     assert [e.name() for e in events] == ["ExportRequested", "StepFailed", "StepFailed", "CatalogAttemptFailed",
-                                          "ExportFailed"]
+                                          "ExportFailedAtCatalog"]
     assert events[3].attempt == 3 and "after 4 attempts" in events[4].reason  # type: ignore[attr-defined]

@@ -123,7 +123,7 @@ async def test_the_janitor_fails_an_export_only_when_its_heartbeat_is_known_to_b
     await Janitor(Settings(), bus, Store(parts_left=False))._check_alive(  # type: ignore[arg-type]
         await log.load("t1", "exp_1"), NOW, summary)
     assert summary.failed == int(fails)
-    assert [type(e).__name__ for _, e in log.messages][-1] == ("ExportFailed" if fails else "CatalogStarted")
+    assert [type(e).__name__ for _, e in log.messages][-1] == ("ExportFailedByJanitor" if fails else "CatalogStarted")
 
 
 async def test_a_store_that_refuses_the_abort_cancels_at_once_without_retrying() -> None:

@@ -201,6 +201,6 @@ async def test_a_puback_over_the_dead_runs_beat_counts_on_from_the_delivery_coun
 async def test_a_puback_over_the_last_allowed_deaths_beat_fails_the_export_all_the_same() -> None:
     msg, _, ran, log = await _run(6, PUBACK)
     assert ran == [] and msg.calls == ["ack"]
-    assert await _names(log) == ["ExportRequested", "ExportFailed"]
+    assert await _names(log) == ["ExportRequested", "ExportFailedAtCatalog"]
     failed = [e async for _, e in log.history("t_k", "exp_k")][-1]
     assert isinstance(failed, ev.ExportFailed) and "stopped 5 times in a row" in failed.reason

@@ -10,8 +10,8 @@ this stream's own, while the encoder is still at the posts before them (zlib rel
 both run at once); the encoder then has stream-zip frame the finished deflate stream.
 
 The bytes are the same either way: :func:`shared.archive.zipmember.deflate` is the encoder's own
-compression (one compressobj under 1 MiB, the block runs of :mod:`shared.archive.blocks` on the
-shared pool from 1 MiB), and the encoder checks the size and CRC-32 of what it reads
+compression (one compressobj under 1 MiB, from 1 MiB the block runs of :mod:`shared.archive.blocks`,
+here one after another in this thread: the bytes do not depend on where the runs ran), and the encoder checks the size and CRC-32 of what it reads
 itself against those of what was compressed here (a source that changed in between is a changed
 member, as it is without this). Anything that goes wrong here (a read that fails, a stop) only
 means the encoder deflates that member itself, as it does a member it reaches first. Memory: one

@@ -33,11 +33,6 @@ class EventLogPort(Protocol):
 
     async def load(self, tenant_id: str, export_id: str) -> Loaded: ...
 
-    async def requested(self, tenant_id: str, seq: int = 1) -> tuple[list[tuple[str, str]], int | None]:
-        """One batch of a tenant's exports (export id, subject of its request) from sequence ``seq`` on,
-        in log order, and the sequence to read on from (None: the end)."""
-        ...
-
 
 class Clock(Protocol):
     """Now, in UTC: the only time a step's decisions read."""

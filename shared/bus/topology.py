@@ -19,6 +19,8 @@ from shared.core import steps
 from shared.eventlog.jetstream import EventLog
 from shared.runtime.settings import Settings
 
+MAX_ACK_PENDING = 1000
+
 
 class TopologyMissing(Exception):
     """The stream or a bucket does not exist: the admin set-up has not run."""
@@ -62,7 +64,7 @@ def consumer_config(settings: Settings, consumer: steps.Consumer) -> ConsumerCon
         name=consumer.durable, durable_name=consumer.durable,
         filter_subject=subjects[0] if one else None, filter_subjects=None if one else subjects,
         ack_policy=AckPolicy.EXPLICIT, ack_wait=settings.ack_wait_s, max_deliver=-1,
-        deliver_policy=DeliverPolicy.ALL, max_ack_pending=settings.max_ack_pending,
+        deliver_policy=DeliverPolicy.ALL, max_ack_pending=MAX_ACK_PENDING,
     )
 
 

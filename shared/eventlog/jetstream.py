@@ -224,17 +224,6 @@ class EventLog:
             last = batch[-1].seq
         return Loaded(state, last)
 
-    async def requested(self, tenant_id: str, seq: int = 1) -> tuple[list[tuple[str, str]], int | None]:
-        """One batch of a tenant's exports, by their ``ExportRequested`` from stream sequence ``seq`` on,
-        in log order: ([(export id, subject)], the sequence to read on from, or None at the end). A
-        message the server stored as an answer, or on a subject that names no export, is none."""
-        subject = f"{self.prefix}.{tenant_id}.*.ExportRequested"
-        batch = await get_batch(self.js._nc, self.stream, seq=seq, subject=subject)
-        found = [(owner[1], m.subject) for m in batch.messages if not m.answer
-                 and (owner := ev.export_of_subject(self.prefix, m.subject)) is not None and owner[0] == tenant_id]
-        more = batch.messages[-1].seq + 1 if batch.messages and batch.pending else None
-        return found, more
-
     async def _batches(self, tenant_id: str, export_id: str) -> AsyncIterator[list[Stored]]:
         """Every message stored on one export's subjects, in order, a batch at a time (none empty).
 

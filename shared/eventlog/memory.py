@@ -62,11 +62,6 @@ class InMemoryEventLog:
         for seq, event in self._of(tenant_id, export_id):
             yield seq, event
 
-    async def requested(self, tenant_id: str, seq: int = 1) -> tuple[list[tuple[str, str]], int | None]:
-        found = [(e.export_id, subject) for i, (subject, e) in enumerate(self.messages, 1)
-                 if i >= seq and isinstance(e, ev.ExportRequested) and e.tenant_id == tenant_id]
-        return found, None
-
     async def load(self, tenant_id: str, export_id: str) -> Loaded:
         found = self._of(tenant_id, export_id)
         return Loaded(fold(e for _, e in found), found[-1][0] if found else 0)

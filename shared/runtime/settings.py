@@ -275,8 +275,8 @@ class Settings(BaseSettings):
     concurrency: int = Field(4, ge=1, le=MAX_CONCURRENCY, description="Exports one service process works on at once.")
     tenant_concurrency: int = Field(1, ge=1, description="Of those, how many one tenant may hold (fairness); "
                                     "at most GROVE_CONCURRENCY.")
-    max_ack_pending: int = Field(1000, ge=1, le=1_000_000,
-                                 description="Messages a step's durable hands out before their ack (its window).")
+    tenant_backoff_s: float = Field(1.0, ge=0, le=MAX_S,
+                                    description="Delay before a tenant over its share is offered again.")
 
     # Object store
     store: Literal["fs", "s3"] = "fs"

@@ -3,19 +3,9 @@
 * Capacity: a handler starts the work as a task and returns only when a slot is free again, so
   a replica fetches a new message only when it can start it (no message waits in a local queue
   while its AckWait runs out).
-* Fairness: one tenant holds at most ``tenant_concurrency`` of a replica's slots, so one tenant's
-  huge export — or a publisher that bypasses admission with many — cannot take every slot. A
-  message of a tenant already at that bound is acked at once and its export put on the tenant's
-  waiting list here: a tenant's held messages must not stay on the durable (a nak'd message
-  still counts against its ``max_ack_pending``, and one tenant's flood filled that window: no other
-  tenant's request was delivered until it drained). A task of the tenant takes the waiting ones
-  on when its own export's run ends, one after another in its slot, each decided from the log
-  like any run; only then is its own message answered: acked, or nak'd until the earliest waiting
-  one is due (one that failed and waits for its retry). So while a tenant has exports waiting in
-  a process, a message of that tenant there is not acked. Nothing is lost when the process is
-  gone with its list (killed, shut down): that message is redelivered, and a run of a message
-  redelivered from another process (or from before a restart) first reads the tenant's requests
-  from the log and takes on every one whose step is due (``EventLog.requested``, a batch at a time).
+* Fairness: one tenant holds at most ``tenant_concurrency`` of a replica's slots; a message of a
+  tenant already at that bound is nak'd with a short delay (not an attempt), so one tenant's huge
+  export — or a publisher that bypasses admission with many — cannot take every slot.
 * Keep-alive: while a step runs, the message gets in-progress acks and the export's heartbeat
   key is refreshed every ``progress_interval_s``, the first time one interval after the start
   (a step done sooner sends neither; its heartbeat key is deleted only if it was put).
@@ -56,7 +46,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -158,48 +147,6 @@ def is_due(loaded: Loaded, should_run: Callable[[Loaded], bool]) -> bool:
     return loaded.state.exists and should_run(loaded)
 
 
-# Exports of one tenant a process keeps on its waiting list; past that, the tenant's serving task
-# reads them from the log instead (a flood must not grow the list without end).
-WAITING_MAX = 10_000
-HANDED_BACK_MAX = 100_000  # messages this process remembers it nak'd (see StepWorker.handed_back)
-
-
-@dataclass
-class Waiting:
-    """An export of a tenant at its bound, whose message was acked: its tenant's task runs it."""
-
-    subject: str  # of the message that named it (for the trace)
-    delivered: int  # its deliveries (> 1: a run of it may have died: its heartbeat is read)
-    due_at: float = 0.0  # time.monotonic() before which it is not run (a retry's delay)
-
-
-@dataclass
-class Meta:
-    num_delivered: int
-    consumer: str
-
-
-class Answer:
-    """What one run answers: recorded, not sent. The task that serves a message answers it once its
-    tenant has nothing due waiting (``StepWorker._serve``); a run's in-progress acks go to it."""
-
-    def __init__(self, msg: Msg, subject: str, headers: Any, delivered: int, msg_export: str | None) -> None:
-        self.msg, self.subject, self.headers = msg, subject, headers
-        self.msg_export = msg_export  # the export the message names, when this run is of it
-        self.metadata = Meta(delivered, _durable(msg))
-        self.outcome: str | None = None  # "ack", "nak", or None: neither (a run that stood down)
-        self.delay: float | None = None
-
-    async def ack(self) -> None:
-        self.outcome, self.delay = "ack", None
-
-    async def nak(self, delay: float | None = None) -> None:
-        self.outcome, self.delay = "nak", delay
-
-    async def in_progress(self) -> None:
-        await self.msg.in_progress()
-
-
 def parse_subject(subject: str) -> tuple[str, str, str]:
     """``exports.<tenant>.<export>.<Event>`` → (tenant, export, event name)."""
     parts = subject.split(".")
@@ -228,12 +175,6 @@ class StepWorker:
         self.running: dict[str, asyncio.Task[None]] = {}
         self.tenants: dict[str, str] = {}  # running key → tenant id of what runs here
         self.contexts: dict[str, StepContext] = {}
-        self.waiting: dict[str, dict[str, Waiting]] = {}  # tenant → its exports waiting here, by id
-        self.taken_on: set[str] = set()  # running keys of waiting exports a task took on
-        self.sweeps: dict[str, int] = {}  # tenant → the stream sequence its requests are read on from
-        # stream sequences of messages this process nak'd: redelivered here, its waiting lists are known
-        self.handed_back: set[int] = set()
-        self.held: set[int | None] = set()  # stream sequences of the messages tasks serve (answered at their end)
 
     async def handle(self, msg: Msg) -> None:
         """Entry point from the subscriber: start the work, return when there is room for more."""
@@ -246,183 +187,25 @@ class StepWorker:
             return
         tenant_id, export_id = event.tenant_id, event.export_id
         key = running_key(tenant_id, export_id)
-        if (key in self.running and key not in self.taken_on) or _stream_seq(msg) in self.held:
+        if key in self.running:
             return  # a redelivery of what this process is already doing; the running task acks
-        if key in self.taken_on or sum(t == tenant_id for t in self.tenants.values()) >= \
-                self.settings.tenant_concurrency:
-            # this tenant has its share here: its task runs this export after its own (module docstring)
+        if sum(t == tenant_id for t in self.tenants.values()) >= self.settings.tenant_concurrency:
             metrics.STEP_RUNS.labels(self.step, "tenant_bound").inc()
-            if self._from_elsewhere(msg):
-                self.sweeps[tenant_id] = 1
-            self._wait(tenant_id, export_id, Waiting(msg.subject, _deliveries(msg)))
-            with contextlib.suppress(Exception):  # not acked: it comes back, and waits again
-                await msg.ack()
+            await msg.nak(delay=self.settings.tenant_backoff_s)  # this tenant has its share here: later
             return
         await self.capacity.acquire()
-        task = asyncio.create_task(self._serve(msg, tenant_id, export_id), name=f"{self.step}:{export_id}")
+        task = asyncio.create_task(self._run(msg, tenant_id, export_id), name=f"{self.step}:{export_id}")
         self.running[key] = task
         self.tenants[key] = tenant_id
 
         def done(_: asyncio.Task[None]) -> None:
-            self._release(task, _stream_seq(msg))
+            self.running.pop(key, None)
+            self.tenants.pop(key, None)
             self.capacity.release()
 
         task.add_done_callback(done)
         async with self.capacity:  # wait for a free slot before fetching the next message
             pass
-
-    async def _serve(self, msg: Msg, tenant_id: str, export_id: str) -> None:
-        """Run this message's export, then the tenant's waiting ones that are due, then answer the
-        message: acked, or nak'd until the earliest waiting one is due (module docstring: Fairness)."""
-        task = asyncio.current_task()
-        assert task is not None
-        answer = Answer(msg, msg.subject, msg.headers, _deliveries(msg), export_id)
-        seq = _stream_seq(msg)
-        if seq is not None:
-            self.held.add(seq)
-        if self._from_elsewhere(msg):
-            self.sweeps[tenant_id] = 1  # a process gone with its waiting lists may have held it
-        sweep_failed = False
-        try:
-            while True:
-                await self._one(answer, tenant_id, export_id)
-                if answer.outcome != "ack":  # to be run again: after its delay (a stand-down: after AckWait)
-                    delay = self.settings.ack_wait_s if answer.outcome is None else answer.delay or 0.0
-                    self._wait(tenant_id, export_id, Waiting(answer.subject, answer.metadata.num_delivered + 1,
-                                                             time.monotonic() + delay), force=True)
-                try:
-                    # a run that just failed is not run again at once here (a retry due now, with
-                    # GROVE_RETRY_BASE_DELAY_S 0): its retry is the server's redelivery, as before
-                    taken = await self._take_waiting(tenant_id, export_id if answer.outcome != "ack" else None)
-                except Exception as e:  # the log did not answer: this message comes back and reads on
-                    log.warning("%s: the waiting exports of tenant %s could not be read (%r); later", self.step,
-                                tenant_id, e, extra={"tenant_id": tenant_id, "step": self.step})
-                    sweep_failed, taken = True, None
-                if taken is None:
-                    break
-                export_id, waiting = taken
-                self._hold(task, tenant_id, export_id)
-                answer = Answer(msg, waiting.subject, None, waiting.delivered, None)
-                with contextlib.suppress(Exception):  # a run done within a beat sends none: the chain does
-                    await msg.in_progress()
-        except asyncio.CancelledError:
-            self._release(task, seq)
-            self._handed_back(msg)  # before the nak: its redelivery may come at once
-            with contextlib.suppress(Exception):
-                await msg.nak()  # shutdown: not an attempt; redelivered elsewhere, its run reads the log
-            raise
-        if answer.msg_export == export_id and answer.outcome != "ack" and not sweep_failed \
-                and list(self.waiting.get(tenant_id, {})) == [export_id]:
-            # nothing waits here but this message's own export, which it ran last: answered as that
-            # run answered (a nak with its delay; after a stand-down nothing, AckWait hands it on)
-            del self.waiting[tenant_id]
-            self._release(task, seq)
-            if answer.outcome == "nak":
-                self._handed_back(msg)
-                with contextlib.suppress(Exception):
-                    await msg.nak(delay=answer.delay)
-            return
-        later = self._later(tenant_id)
-        if sweep_failed:
-            later = min(later if later is not None else self.settings.retry_base_delay_s,
-                        self.settings.retry_base_delay_s)
-        self._release(task, seq)  # no await since the list was last looked at: a message waits only behind a task
-        with contextlib.suppress(Exception):
-            if later is None:
-                await msg.ack()
-            else:
-                self._handed_back(msg)  # before the nak: its redelivery may come at once
-                await msg.nak(delay=later)
-
-    async def _one(self, answer: Answer, tenant_id: str, export_id: str) -> None:
-        """One export's run; a cancel of that export alone (``cancel_export``) ends only this run."""
-        try:
-            await self._run(answer, tenant_id, export_id)  # type: ignore[arg-type]
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if answer.outcome == "ack" and task is not None and task.uncancel() == 0:
-                return  # the export was cancelled (the canceller owns the rest); the tenant's others go on
-            raise
-
-    def _wait(self, tenant_id: str, export_id: str, waiting: Waiting, force: bool = False) -> None:
-        """Put an export on its tenant's waiting list (once; a later due time wins, ``force``: this one)."""
-        queue = self.waiting.setdefault(tenant_id, {})
-        had = queue.get(export_id)
-        if had is not None:
-            had.delivered = max(had.delivered, waiting.delivered)
-            if force:
-                had.due_at = waiting.due_at
-            return
-        if len(queue) >= WAITING_MAX and not force:
-            self.sweeps[tenant_id] = 1  # too many to keep: read from the log when the list runs out
-            return
-        queue[export_id] = waiting
-
-    async def _take_waiting(self, tenant_id: str, just_failed: str | None = None) -> tuple[str, Waiting] | None:
-        """The tenant's next waiting export that is due, reading its requests from the log while a
-        read is owed (a batch at a time); None when none is due."""
-        while True:
-            now, queue = time.monotonic(), self.waiting.get(tenant_id, {})
-            for export_id, waiting in list(queue.items()):
-                if waiting.due_at > now or export_id == just_failed:
-                    continue
-                del queue[export_id]
-                if running_key(tenant_id, export_id) in self.running:
-                    continue  # another task of this tenant runs it here
-                return export_id, waiting
-            if not queue:
-                self.waiting.pop(tenant_id, None)
-            seq = self.sweeps.get(tenant_id)
-            if seq is None:
-                return None
-            found, more = await self.bus.log.requested(tenant_id, seq)  # one request: well inside AckWait
-            if more is None:
-                self.sweeps.pop(tenant_id, None)
-            else:
-                self.sweeps[tenant_id] = more
-            for export_id, subject in found:
-                # its step may be due: decided by its run, which reads the export's heartbeat (delivered 2)
-                self._wait(tenant_id, export_id, Waiting(subject, 2), force=export_id not in queue)
-
-    def _later(self, tenant_id: str) -> float | None:
-        """Seconds until the tenant's earliest waiting export is due; None when none waits."""
-        queue = self.waiting.get(tenant_id)
-        if not queue:
-            return None
-        return max(0.0, min(w.due_at for w in queue.values()) - time.monotonic())
-
-    def _hold(self, task: asyncio.Task[None], tenant_id: str, export_id: str) -> None:
-        """``task`` runs ``export_id`` now (in place of what it ran)."""
-        self._release(task)
-        key = running_key(tenant_id, export_id)
-        self.running[key], self.tenants[key] = task, tenant_id
-        self.taken_on.add(key)
-
-    def _release(self, task: asyncio.Task[None], seq: int | None = None) -> None:
-        """``task`` runs nothing here any more (and, with ``seq``, holds its message no more)."""
-        self.held.discard(seq)
-        for key in [k for k, t in self.running.items() if t is task]:
-            self.running.pop(key, None)
-            self.tenants.pop(key, None)
-            self.taken_on.discard(key)
-
-    def _from_elsewhere(self, msg: Msg) -> bool:
-        """Redelivered, and not nak'd by this process: a process that held it may have had a waiting
-        list (gone with it) — or, redelivered after AckWait here, it is not known which ones."""
-        if _deliveries(msg) <= 1:
-            return False
-        seq = _stream_seq(msg)
-        if seq is not None and seq in self.handed_back:
-            self.handed_back.discard(seq)
-            return False
-        return True
-
-    def _handed_back(self, msg: Msg) -> None:
-        seq = _stream_seq(msg)
-        if seq is not None:
-            if len(self.handed_back) >= HANDED_BACK_MAX:
-                self.handed_back.clear()  # only costs reads of the log: such a message is then read as from elsewhere
-            self.handed_back.add(seq)
 
     def cancel_export(self, tenant_id: str, export_id: str) -> bool:
         """Stop this export's task now (cancellation); True if one was running."""
@@ -641,20 +424,6 @@ def _delivered(msg: Msg) -> int | None:
 
 def _redelivered(msg: Msg) -> bool:
     return (_delivered(msg) or 0) > 1
-
-
-def _deliveries(msg: Msg) -> int:
-    try:
-        return int(msg.metadata.num_delivered)
-    except Exception:  # not a JetStream delivery (tests that hand-craft a message)
-        return 1
-
-
-def _stream_seq(msg: Msg) -> int | None:
-    try:
-        return int(msg.metadata.sequence.stream)
-    except Exception:  # not a JetStream delivery
-        return None
 
 
 def _durable(msg: Msg) -> str:

@@ -110,19 +110,6 @@ async def test_setup_brings_an_existing_heartbeat_bucket_to_a_changed_ttl(settin
         await nc.close()
 
 
-async def test_setup_brings_every_durable_to_a_changed_window(settings: Settings) -> None:
-    """``GROVE_MAX_ACK_PENDING`` changed after the durables exist: setup converges them to it."""
-    nc = await nats.connect(settings.nats_url)
-    try:
-        js = nc.jetstream()
-        await topology.ensure(js, settings)
-        await topology.ensure(js, settings.model_copy(update={"max_ack_pending": 50}))
-        infos = {c.name: c.config for c in await js.consumers_info(settings.stream_name)}
-        assert {infos[c.durable].max_ack_pending for c in steps.all_consumers()} == {50}
-    finally:
-        await nc.close()
-
-
 async def test_setup_gives_the_failure_emails_durable_every_failure_type_and_keeps_its_place(
         settings: Settings, values: dict[str, Any]) -> None:
     """The release before made ``notifier-failed`` on ``<prefix>.*.*.ExportFailed`` alone: it would take

@@ -35,12 +35,9 @@ def _subject(settings: Settings, step: str, tenant_id: str, export_id: str) -> t
     return f"KV_{bucket}", f"$KV.{bucket}.{heartbeat_key(step, tenant_id, export_id)}"
 
 
-async def left_behind(bus: Bus, settings: Settings, step: str, tenant_id: str,
-                      export_id: str) -> tuple[dict[str, Any] | None, bool]:
-    """(the beat under the key, whether the key holds a value no worker of ``step`` put). A failed
-    read raises. The second is no beat and no missing one either: whatever a worker put there last
-    is lost (a redelivered run counting the deaths before it must not take it for a run that ended
-    on its own, ``retry.deaths_before``)."""
+async def _stored(bus: Bus, settings: Settings, step: str, tenant_id: str,
+                  export_id: str) -> tuple[dict[str, Any] | None, bool]:
+    """(the beat under the key, whether the key holds a value no worker of ``step`` put)."""
     stream, subject = _subject(settings, step, tenant_id, export_id)
     try:
         msg = await bus.js.get_last_msg(stream, subject, direct=True)
@@ -60,7 +57,7 @@ async def last_beat(bus: Bus, settings: Settings, step: str, tenant_id: str,
                     export_id: str) -> dict[str, Any] | None:
     """The beat a worker of ``step`` last put under the export's heartbeat key; None when there is
     none. A failed read raises (a KV hiccup says nothing about the worker)."""
-    return (await left_behind(bus, settings, step, tenant_id, export_id))[0]
+    return (await _stored(bus, settings, step, tenant_id, export_id))[0]
 
 
 def is_put_beat(msg: Msg, step: str) -> bool:
@@ -85,7 +82,7 @@ async def beating(bus: Bus, settings: Settings, step: str, tenant_id: str, expor
         if is_put_beat(msg, step):
             heard.set()
 
-    beat, foreign = await left_behind(bus, settings, step, tenant_id, export_id)
+    beat, foreign = await _stored(bus, settings, step, tenant_id, export_id)
     if beat is not None or not foreign:
         return beat is not None
     log.warning("the %s heartbeat key of %s holds a value no worker put; listening for a beat",

@@ -82,8 +82,7 @@ def can_fail_export(step: str) -> bool:
     return spec is None or (own is not None and own.name() in spec.emits)
 
 
-def deaths_before(beat: dict[str, Any] | None, last_seq: int | None = None, *, foreign: bool = False,
-                  delivered: int | None = None, failed_attempts: int = 0) -> int:
+def deaths_before(beat: dict[str, Any] | None, last_seq: int | None = None) -> int:
     """How many runs of a step in a row ended with their process (a kill, out of memory, a crash),
     as the heartbeat a redelivered run finds tells it: a run that ends on its own deletes its
     heartbeat, so one still there was left by a run that died, and counts itself plus the deaths
@@ -92,20 +91,7 @@ def deaths_before(beat: dict[str, Any] | None, last_seq: int | None = None, *, f
 
     A dead run whose export's log moved after it started (``last_seq``, the log's sequence now,
     past the beat's ``since``) made progress: no crash loop, but a run killed beside another (an
-    out-of-memory kill takes every export of its process) — its death starts a new row.
-
-    ``foreign``: the key holds a value no worker put (any bus user can have the server store its
-    answer there, over the dead run's beat: ``shared/bus/beats.py``). What the run before left is lost,
-    and it is no sign of a run that ended on its own (such a run deletes its key): read as none, it
-    started the row again at 0 on every redelivery, and an export whose step kept dying was run and
-    killed for ever. The row is then told by what no user can write: the server's count of this
-    message's deliveries (``delivered``), less those the log says ended in a failed attempt
-    (``failed_attempts``) — every other delivery before this one is taken for a death (a shutdown's
-    nak too: one death too many at worst, never a row started again)."""
-    if foreign:
-        if delivered is None:
-            return 1
-        return max(1, delivered - 1 - max(0, failed_attempts))
+    out-of-memory kill takes every export of its process) — its death starts a new row."""
     if beat is None:
         return 0
     since = beat.get("since")

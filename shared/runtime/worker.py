@@ -32,9 +32,7 @@
   ``step_deaths`` such runs in a row the export fails (``retry.after_deaths``) instead of being
   run, and killed, for ever. A step that is no gate gives its own ``dead_end`` event instead (the
   notifier: ``NotificationFailed`` — an email whose sender dies after each send must not be sent
-  for ever). A value no worker put standing over the key (any bus user can have the server store
-  its answer there) is no run that ended: the count then comes from the server's delivery count
-  (``retry.deaths_before``).
+  for ever).
 """
 
 from __future__ import annotations
@@ -51,7 +49,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 
-from shared.bus.beats import left_behind
+from shared.bus.beats import last_beat
 from shared.bus.connect import Bus
 from shared.core import events as ev
 from shared.core.keys import heartbeat_key
@@ -231,7 +229,7 @@ class StepWorker:
                 await msg.ack()
                 return
             if (self.step in STALL_WATCHED or self.dead_end is not None) and _redelivered(msg):
-                deaths = await self._deaths(tenant_id, export_id, loaded, _delivered(msg))
+                deaths = await self._deaths(tenant_id, export_id, loaded.last_seq)
                 if deaths:
                     carry["deaths"] = deaths
                 give_up = after_deaths(loaded.state, self.step, deaths, self.settings.step_deaths)
@@ -367,22 +365,15 @@ class StepWorker:
             with contextlib.suppress(Exception):  # best effort; the janitor is the backstop
                 await self.on_failed(loaded)
 
-    async def _deaths(self, tenant_id: str, export_id: str, loaded: Loaded, delivered: int | None) -> int:
-        """Runs of this step in a row that died, from the heartbeat left behind (0 if unreadable) —
-        or, where a value no worker put stands over it, from the server's delivery count."""
+    async def _deaths(self, tenant_id: str, export_id: str, last_seq: int) -> int:
+        """Runs of this step in a row that died, from the heartbeat left behind (0 if unreadable)."""
         try:
-            beat, foreign = await left_behind(self.bus, self.settings, self.step, tenant_id, export_id)
+            beat = await last_beat(self.bus, self.settings, self.step, tenant_id, export_id)
         except Exception as e:  # a KV hiccup: nothing known, nothing counted
             log.warning("%s %s: heartbeat unreadable (%r)", self.step, export_id, e,
                         extra=_ids(tenant_id, export_id, self.step))
             return 0
-        deaths = deaths_before(beat, loaded.last_seq, foreign=foreign, delivered=delivered,
-                               failed_attempts=loaded.state.attempts_of(self.step))
-        if foreign:
-            log.warning("%s %s: its heartbeat key holds a value no worker put; counting %d death(s) in a row "
-                        "from delivery %s", self.step, export_id, deaths, delivered,
-                        extra=_ids(tenant_id, export_id, self.step))
-        return deaths
+        return deaths_before(beat, last_seq)
 
     async def _beat(self, tenant_id: str, export_id: str, carry: dict[str, int]) -> None:
         beat: dict[str, object] = {"step": self.step, "worker": WORKER_ID, "at": round(time.time(), 3), **carry}
@@ -413,17 +404,11 @@ class StepWorker:
             await self._beat(tenant_id, export_id, carry)
 
 
-def _delivered(msg: Msg) -> int | None:
-    """How many times the server delivered this message (this delivery included); None when it is
-    not a JetStream delivery (tests that hand-craft a message)."""
-    try:
-        return int(msg.metadata.num_delivered)
-    except Exception:
-        return None
-
-
 def _redelivered(msg: Msg) -> bool:
-    return (_delivered(msg) or 0) > 1
+    try:
+        return int(msg.metadata.num_delivered) > 1
+    except Exception:  # not a JetStream delivery (tests that hand-craft a message)
+        return False
 
 
 def _durable(msg: Msg) -> str:

@@ -56,7 +56,6 @@ class Bucket:
 
 async def _run(delivered: int, left: dict[str, Any] | None, step_deaths: int = 5, step: ev.Step = "catalog",
                dead_end: Any = None) -> tuple[Delivered, Bucket, list[str], InMemoryEventLog]:
-    """A delivery of the export's trigger with ``left`` under the step's heartbeat key."""
     log = InMemoryEventLog()
     requested = ev.ExportRequested(export_id="exp_k", tenant_id="t_k", user_id="u", user_email="u@example.org",
                                    username="u")
@@ -184,23 +183,3 @@ async def test_a_death_after_the_dead_run_moved_the_log_starts_a_new_row() -> No
     assert ran == ["work"] and not any(name.startswith("ExportFailed") for name in await _names(log))
     put = bucket.calls[1]
     assert put[0] == "put" and put[2]["deaths"] == 1 and put[2]["since"] == first + 1
-
-
-PUBACK = {"stream": "KV_grove_heartbeats", "seq": 5}  # what the server stores as its answer to a publish
-
-
-async def test_a_puback_over_the_dead_runs_beat_counts_on_from_the_delivery_count() -> None:
-    """Any bus user can have the server store its PubAck under the key, over the beat the dead run
-    left: read as no beat, the row started again at 0 on every redelivery (a crash loop for ever)."""
-    msg, bucket, ran, log = await _run(4, PUBACK)
-    assert ran == ["work"] and msg.calls == ["ack"]
-    assert bucket.calls[1][0] == "put" and bucket.calls[1][2]["deaths"] == 3  # carried on by its beat
-    assert "ExportFailed" not in await _names(log)
-
-
-async def test_a_puback_over_the_last_allowed_deaths_beat_fails_the_export_all_the_same() -> None:
-    msg, _, ran, log = await _run(6, PUBACK)
-    assert ran == [] and msg.calls == ["ack"]
-    assert await _names(log) == ["ExportRequested", "ExportFailedAtCatalog"]
-    failed = [e async for _, e in log.history("t_k", "exp_k")][-1]
-    assert isinstance(failed, ev.ExportFailed) and "stopped 5 times in a row" in failed.reason

@@ -284,17 +284,3 @@ async def test_the_finalizer_refuses_a_completed_archive_whose_size_is_not_the_l
 ])
 def test_a_death_after_progress_starts_a_new_row(beat: dict[str, Any], last_seq: int, deaths: int) -> None:
     assert deaths_before(beat, last_seq) == deaths
-
-
-@pytest.mark.parametrize(("delivered", "failed_attempts", "deaths"), [
-    (2, 0, 1),  # the first run died: its beat is lost under the value, and still counted
-    (6, 0, 5),  # five deliveries before this one, none of them a failed attempt the log holds
-    (6, 2, 3),  # two of them ended in a StepFailed: those runs did not die
-    (3, 5, 1),  # more failed attempts than deliveries (an earlier trigger's): at least this one
-    (None, 0, 1),  # no delivery count (not a JetStream delivery): one death, never none
-])
-def test_a_value_no_worker_put_is_no_run_that_ended_the_row_comes_from_the_delivery_count(
-        delivered: int | None, failed_attempts: int, deaths: int) -> None:
-    """A PubAck standing over a dead run's beat read as no beat: the row started again at 0 on every
-    redelivery, and a step that kept dying was never given up."""
-    assert deaths_before(None, 7, foreign=True, delivered=delivered, failed_attempts=failed_attempts) == deaths

@@ -126,8 +126,12 @@ class ExportRequested(Event):
     user_email: str = Field(description="Where the export-ready email goes (from the identity): exactly one bare "
                                         "address, local@domain.tld.")
     # Not empty, as the gateway refuses a token whose sub or username is (the email began "Hi ,").
-    username: str = Field(min_length=1, max_length=USERNAME_MAX_CHARS,
-                          description="Shown in the archive name and the email; no control or bidi characters.")
+    # No length bound here: requests the release before stored (any username that fit a token) must
+    # still be read. New requests are held to printable.USERNAME_MAX_CHARS where they are written
+    # (the gateway's token check, import, seed).
+    username: str = Field(min_length=1, description="Shown in the archive name and the email; no control or "
+                                                    f"bidi characters; writers keep it to {USERNAME_MAX_CHARS} "
+                                                    "characters.")
     mode: Mode = Field("blog", description="'blog' (posts, pages, media) or 'storage' (Amber files).")
     include_images: bool = Field(True, description="Blog mode: include media files.")
     delivery_method: Literal["email", "download"] = Field("email", description="'download' sends no email.")

@@ -22,7 +22,6 @@ restarts the straddling member instead of mixing two encodings in it.
 
 from __future__ import annotations
 
-import os
 import zlib
 from collections import deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -47,10 +46,13 @@ def deflate_run(block: bytes, primer: bytes, level: int, last: bool) -> bytes:
 
 @cache
 def shared_pool() -> Executor | None:
-    """One pool per process, as many threads as this process may use cores; None on one core
-    (the runs are then compressed in the caller's thread, the same bytes). Threads start as runs
-    are submitted: an export without a large deflated member starts none."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """One pool per process, as many threads as this process may use cores (its affinity and its
+    cgroup's CPU quota: a container held to 2 CPUs on a 64-core host gets 2, not 64 threads each
+    holding runs); None on one core (the runs are then compressed in the caller's thread, the same
+    bytes). Threads start as runs are submitted: an export without a large deflated member starts none."""
+    from shared.runtime.cpus import usable_cpus
+
+    cores = usable_cpus()
     return ThreadPoolExecutor(max_workers=cores, thread_name_prefix="deflate") if cores > 1 else None
 
 

@@ -28,6 +28,7 @@ from services.devtools.stack import operator, running
 from services.devtools.stack.natsserver import NatsServer, die_with_parent
 from shared.bus.permissions import ADMIN, USERS, render_authorization
 from shared.core import steps
+from shared.runtime.cpus import usable_cpus
 from shared.runtime.secrets import (
     DATA_DIR_MODE,
     SECRET_NAMES,
@@ -64,24 +65,6 @@ def default_replicas(cpus: int | None = None) -> dict[str, int]:
     exports on two cores it ran at 100 % of one while 40 % of the machine sat idle, and a second
     replica on the same durable consumer took that (38.7 → 43.0–47.7 exports/s measured)."""
     return {"assembler": 2} if (cpus if cpus is not None else usable_cpus()) >= 2 else {}
-
-
-CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
-
-
-def usable_cpus(cpu_max: Path | None = None) -> int:
-    """The cores this process may use, not the host's: its affinity (e.g. under ``taskset``), and
-    at most its cgroup's CPU quota rounded up (a container started with ``--cpus=1`` on a bigger
-    host sees every core, but the kernel throttles it to one's worth of time)."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    cpus = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
-    try:
-        quota, period = (cpu_max or CPU_MAX).read_text().split()[:2]
-        if quota != "max" and int(period) > 0:
-            cpus = min(cpus, max(1, -(-int(quota) // int(period))))
-    except (OSError, ValueError):  # no cgroup v2 here, or a line this code does not know: no quota
-        pass
-    return cpus
 
 
 @contextlib.contextmanager

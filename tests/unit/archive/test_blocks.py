@@ -10,6 +10,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,3 +111,23 @@ def test_no_more_runs_are_out_than_the_bound() -> None:
             out.append(len(c._pending))
         c.flush()
     assert max(out) == 2  # each block held until its run is handed back: memory bounded by the runs out
+
+
+def test_the_pool_has_as_many_threads_as_the_process_may_use_cores(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    from shared.archive import blocks
+    from shared.runtime import cpus
+
+    monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: set(range(64)))  # a 64-core host
+    quota = tmp_path / "cpu.max"
+    quota.write_text("200000 100000\n")  # a container held to 2 CPUs
+    monkeypatch.setattr(cpus, "CPU_MAX", quota)
+    blocks.shared_pool.cache_clear()
+    try:
+        pool = blocks.shared_pool()
+        assert pool is not None and pool._max_workers == 2  # type: ignore[attr-defined]
+        quota.write_text("100000 100000\n")  # one CPU: no pool, the runs in the caller's thread
+        blocks.shared_pool.cache_clear()
+        assert blocks.shared_pool() is None
+    finally:
+        blocks.shared_pool.cache_clear()

@@ -11,6 +11,7 @@ from services import cli
 from services.devtools.stack import supervisor
 from shared.bus import permissions as auth
 from shared.core import steps
+from shared.runtime import cpus
 from shared.runtime.settings import Settings
 from tests.support import stack
 
@@ -36,13 +37,13 @@ def test_the_local_stack_runs_two_assemblers_on_two_cores_and_one_on_one() -> No
 
 
 def test_usable_cores_are_capped_by_the_cgroup_quota(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(supervisor.os, "sched_getaffinity", lambda pid: set(range(8)))  # an 8-core host
+    monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: set(range(8)))  # an 8-core host
     cpu_max = tmp_path / "cpu.max"
-    assert supervisor.usable_cpus(tmp_path / "absent") == 8  # no cgroup v2 file: the affinity alone
+    assert cpus.usable_cpus(tmp_path / "absent") == 8  # no cgroup v2 file: the affinity alone
     for line, expected in (("max 100000\n", 8), ("100000 100000\n", 1), ("150000 100000\n", 2),
                            ("50000 100000\n", 1), ("1600000 100000\n", 8), ("garbage\n", 8), ("", 8)):
         cpu_max.write_text(line)
-        assert supervisor.usable_cpus(cpu_max) == expected, line
+        assert cpus.usable_cpus(cpu_max) == expected, line
     cpu_max.write_text("100000 100000\n")
-    monkeypatch.setattr(supervisor, "CPU_MAX", cpu_max)
+    monkeypatch.setattr(cpus, "CPU_MAX", cpu_max)
     assert supervisor.default_replicas() == {}  # one core's quota: one assembler

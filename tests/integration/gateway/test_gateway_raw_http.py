@@ -512,12 +512,13 @@ async def test_the_longest_token_make_token_mints_is_one_the_gateway_reads(
         settings_for: Callable[..., Settings]) -> None:
     """`grove-export token --username <10,000 characters>` printed a token (exit 0) that every request
     carrying it got a 400 for (aiohttp's header line limit, before any route). make_token refuses one
-    over MAX_TOKEN_CHARS; the longest it mints passes the gateway's parser and its auth."""
+    over MAX_TOKEN_CHARS; the longest it mints passes the gateway's parser and its auth. (A username
+    is held to 256 characters now, printable.USERNAME_MAX_CHARS: the user id makes the token long.)"""
     port = free_port()
     settings = settings_for(0, host="127.0.0.1", port=port)
 
     def token_of(n: int) -> str:
-        return make_token(settings, "tenant_a", "u1", "u1@example.org", "u" * n)
+        return make_token(settings, "tenant_a", "u" * n, "u1@example.org", "u1")
 
     def fits(n: int) -> bool:
         try:

@@ -285,6 +285,10 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
             return _set(s, status="uploading", progress=90, finalize_started=True)
         case ev.ExportCompleted():
             return _set(s, status="complete", progress=100, completed=event)
+        case ev.StepFailed() if not _at_its_step(s, event):
+            return _set(s, last_event=state.last_event)
+        case ev.ExportFailed() if not _at_its_step(s, event):
+            return _set(s, last_event=state.last_event)
         case ev.StepFailed():
             counts = dict(s.attempts)
             counts[event.step] = max(counts.get(event.step, 0), event.attempt)
@@ -329,6 +333,21 @@ def moved(before: ExportState, after: ExportState) -> bool:
     old = before.__dict__
     return any(value is not old.get(name) and value != old.get(name)
                for name, value in after.__dict__.items() if name not in _BOOKKEEPING)
+
+
+def _at_its_step(state: ExportState, event: ev.StepFailed | ev.ExportFailed) -> bool:
+    """A step's failed attempt, or its giving up on the export, counts only while the export is at
+    that step (the step's own event that ends it is not in the log yet; the cancel step's while a
+    cancel can win). Each step's NATS user may publish its own failure types on every export's
+    subjects: without this the catalog's user could fail an export long past its catalog, at any
+    tenant's, and have the failure email sent. A step that truly gave up was at its step — its append
+    is fenced on the log it read — so a failure the rule drops is a forgery or one that lost a race
+    to the step's own success. The janitor's (a dead worker, at any step) and the older types, whose
+    subjects named no step, count as logged."""
+    step = type(event).of_step
+    if step is None or step == "janitor":
+        return True
+    return step == _STEP_OF.get(state.status or "") or (step == "cancel" and state.cancel_wins)
 
 
 def logged_upload_usable(state: ExportState, *, upload_open: bool, records_present: bool = True) -> bool:

@@ -1029,7 +1029,9 @@ async def test_a_step_user_cannot_fail_an_export_at_another_step(secured: Secure
     the server refuses the catalog's ``ExportFailed`` and ``ExportFailedAtAssemble``; on the catalog's
     own ``ExportFailedAtCatalog`` a body naming the assemble step is stored but dropped by every reader
     — the fold, and the notifier's ``notifier-failed`` durable, which takes it and acks it unmailed.
-    The export completes and its one email is the ready one."""
+    A well-formed ``ExportFailedAtCatalog`` on that export, past its catalog, failed it the same way
+    (any step's user could fail any export at its own step): stored, and the fold ignores it. The
+    export completes and its one email is the ready one."""
     import re
 
     from tests.support.pipeline import wait_status
@@ -1064,12 +1066,18 @@ async def test_a_step_user_cannot_fail_an_export_at_another_step(secured: Secure
 
                 await until(reported, 5, 0.05, f"a publish violation for {event}")
             # its own failure subject takes it, but the body names the assemble step: stored, and dropped
-            own = await js.publish(f"{p}.{t}.{e}.ExportFailedAtCatalog",
-                                   json.dumps({**forged, "type": "ExportFailedAtCatalog"}).encode(), timeout=2)
+            await js.publish(f"{p}.{t}.{e}.ExportFailedAtCatalog",
+                             json.dumps({**forged, "type": "ExportFailedAtCatalog"}).encode(), timeout=2)
+            # and a well-formed one, the catalog "giving up" on an export past its catalog: stored, and
+            # the fold ignores it (a step's failure counts only while the export is at that step)
+            own = await js.publish(f"{p}.{t}.{e}.ExportFailedAtCatalog", ev.export_failed(
+                "catalog", export_id=e, tenant_id=t, reason="Failed while cataloging: forged.").to_json(),
+                timeout=2)
         finally:
             await catalog.close()
         stored = (await admin.js.stream_info(s.stream_name, subjects_filter=f"{p}.{t}.{e}.>")).state.subjects or {}
         assert not {f"{p}.{t}.{e}.ExportFailed", f"{p}.{t}.{e}.ExportFailedAtAssemble"} & set(stored), stored
+        assert stored.get(f"{p}.{t}.{e}.ExportFailedAtCatalog") == 2, stored  # both taken by the server
         state = (await admin.log.load(t, e)).state
         assert (state.status, state.failure, state.email_due) == ("assembling", None, False)
 

@@ -19,7 +19,7 @@ from shared.core import steps
 from shared.core.lifecycle import fold
 from shared.core.retry import can_fail_export
 from shared.runtime.settings import Settings
-from tests.unit.test_state_fold import CATALOGED, UPLOAD, requested
+from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, UPLOAD, requested
 
 E = {"export_id": "exp_1", "tenant_id": "t1"}
 GIVERS_UP = sorted(ev.EXPORT_FAILED)  # assemble, catalog, finalize, janitor
@@ -101,11 +101,58 @@ def test_an_older_export_failed_is_still_read_and_still_fails_the_export(step: s
     assert s.status == "failed" and s.failure == event and s.email_due
 
 
+# An export's log up to each step: where that step's failure counts.
+AT_STEP: dict[str, list[ev.Event]] = {
+    "catalog": [requested(), ev.CatalogStarted(**E)],
+    "assemble": [requested(), CATALOGED, UPLOAD],
+    "finalize": [requested(), CATALOGED, UPLOAD, ASSEMBLED, ev.FinalizeStarted(**E)],
+    "janitor": [requested(), CATALOGED, UPLOAD],
+}
+
+
 @pytest.mark.parametrize("step", GIVERS_UP)
-def test_each_publishers_failure_fails_the_export_as_the_older_type_did(step: str) -> None:
-    s = fold([requested(), CATALOGED, UPLOAD, ev.export_failed(step, **E, reason="why")])
+def test_each_publishers_failure_fails_the_export_at_its_step_as_the_older_type_did(step: str) -> None:
+    s = fold([*AT_STEP[step], ev.export_failed(step, **E, reason="why")])
     assert (s.status, s.failure.step if s.failure else None, s.step) == ("failed", step, step)
     assert s.email_due and s.last_event == ev.EXPORT_FAILED[step].name()
+
+
+@pytest.mark.parametrize(("step", "at"), [(step, at) for step in ("catalog", "assemble", "finalize")
+                                          for at in AT_STEP if at not in (step, "janitor")])
+def test_a_steps_failure_of_an_export_at_another_step_is_ignored(step: str, at: str) -> None:
+    """Each step's user may publish its own failure on any export's subject: the catalog's password
+    failed an export waiting for its assembly — or being finalized — and the failure email went out.
+    A step's failure counts only while the export is at that step; elsewhere the fold ignores it
+    (no failure, no email due, not the last event that moved the export), and the export goes on."""
+    before = fold(AT_STEP[at])
+    s = fold([*AT_STEP[at], ev.export_failed(step, **E, reason="forged")])
+    assert (s.status, s.failure, s.email_due, s.last_event) == (before.status, None, False, before.last_event)
+    assert s.step == before.step == ("assemble" if at == "janitor" else at)
+
+
+@pytest.mark.parametrize(("step", "at"), [(step, at) for step in ("catalog", "assemble", "finalize")
+                                          for at in AT_STEP if at not in (step, "janitor")])
+def test_a_steps_failed_attempt_at_an_export_at_another_step_is_ignored(step: str, at: str) -> None:
+    """Likewise a failed attempt: its count would use up the step's retries if the export comes back
+    to it, and its reason would be shown as the export's last error."""
+    s = fold([*AT_STEP[at], ev.ATTEMPT_FAILED[step](**E, attempt=99, reason="forged")])
+    assert (s.attempts_of(step), s.last_step_error, s.last_event) == (0, None, fold(AT_STEP[at]).last_event)
+
+
+def test_the_janitors_failure_and_the_older_types_count_at_any_step() -> None:
+    for at in ("catalog", "assemble", "finalize"):
+        assert fold([*AT_STEP[at], ev.export_failed("janitor", **E, reason="dead")]).status == "failed"
+        assert fold([*AT_STEP[at], ev.ExportFailed(**E, step="catalog", reason="old")]).status == "failed"
+        assert fold([*AT_STEP[at], ev.StepFailed(**E, step="catalog", attempt=2, reason="old")]).attempts_of(
+            "catalog") == 2
+
+
+def test_a_cancels_failed_attempt_counts_while_the_cancel_can_win() -> None:
+    cancelling = [*AT_STEP["assemble"], ev.CancelRequested(**E)]
+    assert fold([*cancelling, ev.CancelAttemptFailed(**E, attempt=1, reason="x")]).attempts_of("cancel") == 1
+    assert fold([*AT_STEP["assemble"], ev.CancelAttemptFailed(**E, attempt=1, reason="x")]).attempts_of("cancel") == 0
+    # and the step's own attempt still counts beside a cancel that can win
+    assert fold([*cancelling, ev.AssembleAttemptFailed(**E, attempt=1, reason="x")]).attempts_of("assemble") == 1
 
 
 def test_only_the_publisher_may_append_its_failure_and_nobody_the_older_type() -> None:

@@ -61,6 +61,7 @@ from shared.objectstore.port import (
 )
 
 UrlSigner = Callable[[str, str, int, str | None], str]
+PathT = TypeVar("PathT", str, Path)
 _ETAG_SUFFIX = ".etag"
 _STAGED = "upload.bin"  # an upload with a part size: every part at (n - 1) * part_size
 _STAGED_PART = ".staged"  # beside it, per part: "<etag> <size>"
@@ -101,11 +102,18 @@ class FilesystemStore:
 
     def __init__(self, root: Path, url_signer: UrlSigner | None = None) -> None:
         self.root = Path(root)
+        self._root = str(self.root)
         self._signer = url_signer
 
     # -- paths -------------------------------------------------------------------------------
     def path(self, bucket: str, key: str) -> Path:
         return self.root / _safe_key(bucket) / _safe_key(key)
+
+    def _file(self, bucket: str, key: str) -> str:
+        """:meth:`path` as a string, for the reads of every source: the same name (a safe key has no
+        empty, ``.`` or ``..`` segment for ``Path`` to fold), without building a ``Path`` — a third of
+        the store's own time per small file (9 of ~44 µs here; an export of 65,536 files opens each)."""
+        return f"{self._root}/{_safe_key(bucket)}/{_safe_key(key)}"
 
     def _upload_dir(self, bucket: str, upload_id: str) -> Path:
         if not upload_id.isalnum():
@@ -175,7 +183,7 @@ class FilesystemStore:
         finally:
             os.close(fd)
 
-    def _open(self, bucket: str, key: str, path: Path) -> int:
+    def _open(self, bucket: str, key: str, path: str | Path) -> int:
         """A descriptor of the regular file ``key`` names in the bucket's folder, reached without
         following a symbolic link (a tenant's media folder is written by others: a link to /etc/passwd
         or to another tenant's folder is no object of this key) and opened without blocking (a FIFO
@@ -275,7 +283,7 @@ class FilesystemStore:
     def _opened(self, bucket: str, key: str, if_match: str | None) -> tuple[BinaryIO, os.stat_result]:
         """``key`` opened, its ETag checked against ``if_match`` (from the opened file's own stat: one
         path lookup fewer per member of many small files), and that stat for :func:`_unchanged`."""
-        path = self.path(bucket, key)
+        path = self._file(bucket, key)
         handle = os.fdopen(self._open(bucket, key, path), "rb")
         try:
             seen = os.fstat(handle.fileno())
@@ -679,8 +687,10 @@ def _modified(st: os.stat_result) -> datetime | None:
         return None
 
 
-def _etag_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}{_ETAG_SUFFIX}")
+def _etag_path(path: PathT) -> PathT:
+    head, name = os.path.split(path)
+    etag = os.path.join(head, f".{name}{_ETAG_SUFFIX}")
+    return Path(etag) if isinstance(path, Path) else etag  # type: ignore[return-value]
 
 
 # A digest computed from a file modified this recently is not cached: a file system's clock ticks
@@ -690,11 +700,11 @@ def _etag_path(path: Path) -> Path:
 RACY_NS = 2 * 10**9
 
 
-def _stamp(path: Path, st: os.stat_result | None = None) -> str:
+def _stamp(path: str | Path, st: os.stat_result | None = None) -> str:
     """What a cached digest is trusted by: mtime, size and inode (a sync that keeps times — rsync -t,
     cp -p — replaces a file by another of the same size and mtime, but not the same inode; a rename
     keeps it, so the store's own completions stamp before they rename)."""
-    st = path.stat() if st is None else st
+    st = os.stat(path) if st is None else st
     return f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
 
 
@@ -702,23 +712,24 @@ def _write_etag(path: Path, etag: str) -> None:
     _put_etag_text(path, f"{etag} {_stamp(path)}")
 
 
-def _put_etag_text(path: Path, text: str) -> None:
+def _put_etag_text(path: str | Path, text: str) -> None:
     """Write ``path``'s cached digest: into a new file renamed over ``.<name>.etag``, so a link or a
     FIFO someone put there is replaced, never written through (or waited on)."""
-    tmp = path.with_name(f".{uuid.uuid4().hex}{_ETAG_SUFFIX}.tmp")
+    tmp = os.path.join(os.path.dirname(path), f".{uuid.uuid4().hex}{_ETAG_SUFFIX}.tmp")
     try:
         with open(tmp, "x") as out:
             out.write(text)
-        os.replace(tmp, _etag_path(path))
+        os.replace(tmp, _etag_path(os.fspath(path)))
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
 
 
-def _cached_etag_text(path: Path) -> str:
+def _cached_etag_text(path: str | Path) -> str:
     """The text of ``path``'s cached digest; OSError when there is none that is a regular file (a
     link, a FIFO or a folder in its place is not one — and is never waited on)."""
-    fd = os.open(_etag_path(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    fd = os.open(_etag_path(os.fspath(path)), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise IsADirectoryError(errno.EISDIR, "not a regular file")
@@ -727,14 +738,14 @@ def _cached_etag_text(path: Path) -> str:
         os.close(fd)
 
 
-def _read_etag(path: Path, st: os.stat_result | None = None, fd: int | None = None) -> str:
+def _read_etag(path: str | Path, st: os.stat_result | None = None, fd: int | None = None) -> str:
     """The content hash, cached beside the file and trusted only while mtime and size match
     (a file placed or changed by hand is hashed again). ``st``: the file's stat, when known.
     The cache is only a cache: one that cannot be read or written (a folder the service may read
     but not write, a read-only mount, a name of over 249 bytes that leaves no room for
     ``.<name>.etag``, a folder in its place) means hashing, never an error."""
     try:
-        st = st if st is not None else os.fstat(fd) if fd is not None else path.stat()
+        st = st if st is not None else os.fstat(fd) if fd is not None else os.stat(path)
         etag, stamp = _cached_etag_text(path).split(" ", 1)
         if stamp == _stamp(path, st):
             return etag
@@ -764,9 +775,9 @@ def part_etag(data: bytes | memoryview) -> str:
     return xxhash.xxh3_128_hexdigest(data)
 
 
-def _hash_file(path: Path) -> str:
+def _hash_file(path: str | Path) -> str:
     """The ETag of a file without a valid cached one: a part's digest for a part, else MD5."""
-    h = xxhash.xxh3_128() if path.name.endswith(".part") else hashlib.md5(usedforsecurity=False)
+    h = xxhash.xxh3_128() if os.path.basename(path).endswith(".part") else hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
@@ -964,11 +975,14 @@ def _read_range(handle: BinaryIO, start: int, end: int | None, chunk_size: int,
         handle.seek(start)
         left = None if end is None else max(0, end - start)
         while left is None or left > 0:
-            chunk = handle.read(chunk_size if left is None else min(chunk_size, left))
+            asked = chunk_size if left is None else min(chunk_size, left)
+            chunk = handle.read(asked)
             if not chunk:
                 break
             if left is not None:
                 left -= len(chunk)
             yield chunk
+            if len(chunk) < asked:  # a regular file's short read is its end (as in get: one read
+                break  # fewer per small file; a write into it meanwhile is caught below with If-Match)
         if seen is not None:
             _unchanged(handle, seen, what)

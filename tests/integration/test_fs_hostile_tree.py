@@ -304,9 +304,9 @@ async def test_a_file_swapped_for_a_fifo_after_it_was_opened_is_hashed_from_what
     # a FIFO put there in between held the thread in open() for good (and a link there was hashed
     # in the opened file's place). It now reads the file already opened.
     class SwappedAfterOpen(FilesystemStore):
-        def _open(self, bucket: str, key: str, path: Path) -> int:
+        def _open(self, bucket: str, key: str, path: str | Path) -> int:
             fd = super()._open(bucket, key, path)
-            path.unlink()
+            os.unlink(path)
             os.mkfifo(path)
             return fd
 

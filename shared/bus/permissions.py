@@ -38,9 +38,9 @@ stream, the buckets and every durable; operators' commands run as admin).
 
 Still trusted: every service user may read the whole log (it holds requesters' email addresses);
 each may append its own event types to any export (the notifier may append NotificationSent to any
-export; each step's user its own step's ExportFailedAt… to any — the catalog's password can still
-fail an assembling export, saying its catalog gave up — and the janitor ExportFailedByJanitor to
-any); the gateway decides who may start and cancel exports; the ``admin`` user may do anything. A
+export; each step's user its own step's ExportFailedAt… to any, counted only while the export is
+at that step (``lifecycle._at_its_step``: the catalog's password fails no export past its catalog)
+— and the janitor ExportFailedByJanitor to any); the gateway decides who may start and cancel exports; the ``admin`` user may do anything. A
 step's failed attempt, and an export's failure at a step, are no longer among them: each step
 records them under types of its own (``CatalogAttemptFailed``, …: ``events.ATTEMPT_FAILED``;
 ``ExportFailedAtCatalog``, …, ``ExportFailedByJanitor``: ``events.EXPORT_FAILED``; listed in the

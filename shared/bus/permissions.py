@@ -58,7 +58,11 @@ server's own headers, so every reader drops it (shared/bus/answers.py) — from 
 admission slots, from the heartbeats. What stays open: any user can still have the server store
 such a message (the fence then costs a writer one re-read), and a PubAck or a pull's delivery of a
 real event on a subject where readers would take it (README, "Reply subjects"). Closing that takes
-the streams out of the service users' account (service imports), not a narrower allow-list.
+the streams out of the service users' account (service imports), not a narrower allow-list. Nor
+does an allow-list stop the worst of it: a direct get's copy aimed at a JetStream API subject
+(``$JS.API.STREAM.PURGE.<stream>``, ``$JS.API.CONSUMER.DELETE.…``) is run by the server as a call of
+the account when its body is a valid request (``{}``, nothing) — open, README "Locked down"
+(tests/cluster/test_bus_attacks.py, expected to fail until the streams move).
 """
 
 from __future__ import annotations

@@ -88,8 +88,8 @@ class Loaded:
 # Message deletes are allowed: ``grove-export erase-tenant`` deletes each of a tenant's events with
 # the server's message delete, which writes random bytes over the message in its block file — a
 # purge leaves the bytes there (the requester's address was still in the stream's ``msgs/1.blk``
-# after the erasure). No service user may call the delete API (shared/bus/permissions.py), and the
-# admin could purge the stream anyway. A stream made before keeps ``deny_delete``: nats-server never
+# after the erasure). No service user may call the delete API (shared/bus/permissions.py) — save through
+# a reply subject, an open gap (README, Locked down) — and the admin could purge the stream anyway. A stream made before keeps ``deny_delete``: nats-server never
 # lets an update clear it (:meth:`EventLog.ensure_stream` keeps it, erase says what that costs).
 def stream_config(name: str, prefix: str, replicas: int, max_age_days: float) -> StreamConfig:
     return StreamConfig(

@@ -1102,3 +1102,52 @@ async def test_a_step_user_cannot_fail_an_export_at_another_step(secured: Secure
     finally:
         procs.stop()
         await store.close()
+
+
+@pytest.mark.xfail(strict=True, reason="open: a direct get's copy aimed at a JetStream API subject is run as that "
+                                       "call (README, Reply subjects): only the streams in an account of their own "
+                                       "close it")
+@pytest.mark.parametrize("user", SERVICE_USERS)
+async def test_a_direct_gets_copy_aimed_at_the_jetstream_api_changes_nothing(secured: Secured, admin: Bus,
+                                                                             user: str) -> None:
+    """The admin calls every service user is refused (the test above), asked the other way round: the
+    user stores a body that is such a call's request (``{}``, or nothing) on a subject of its own, then
+    asks for a direct get of it naming the call's subject as the reply. No permission checks a reply
+    subject; nats-server publishes its copy there inside the account, and its JetStream API takes the
+    copy for a request of the account and runs it — no user's permissions are asked. Probed on
+    nats-server 2.15.1 with the notifier's password: the log purged, a durable of the catalog deleted,
+    the admission bucket emptied (only bodies that are valid requests work: the server refuses a
+    request with fields it does not know, so a PubAck or an event aimed there does nothing)."""
+    s = secured.settings
+    stream, admission, hb = s.stream_name, f"KV_{s.kv_prefix}_admission", f"KV_{s.kv_prefix}_heartbeats"
+    p = s.subject_prefix
+    seq = await admin.log.append(ev.ExportRequested(export_id="exp_v", tenant_id="t_v", user_id="u",
+                                                    user_email="v@example.org", username="v"), 0)
+    await admin.admission.put("tenant.t_v", b'{"activeExportId": "exp_v"}')
+    await admin.heartbeats.put("catalog.t_v.exp_v", b"{}")
+    before = await _topology(admin, stream)
+    own = f"{p}.t_x.e_x.{steps.appends_of(user)[0]}"
+    nc = await connect_as(secured.server.url, user)
+    try:
+        js = nc.jetstream()
+        for call, body in [(f"$JS.API.STREAM.PURGE.{stream}", b"{}"),
+                           (f"$JS.API.CONSUMER.DELETE.{stream}.catalog", b""),
+                           (f"$JS.API.STREAM.PURGE.{admission}", b"{}"),
+                           (f"$JS.API.STREAM.DELETE.{hb}", b"")]:
+            carrier = await js.publish(own, body, timeout=2)
+            await nc.publish(f"$JS.API.DIRECT.GET.{stream}", json.dumps({"seq": carrier.seq}).encode(), reply=call)
+        await nc.flush()
+        # the calls, had they run, are done once a round trip through the server after them is
+        await js.publish(own, b"{}", timeout=2)
+    finally:
+        await nc.close()
+    changed = []
+    if (await admin.js.stream_info(stream)).state.first_seq != seq:
+        changed.append("the log purged")
+    if (await _topology(admin, stream))[1] != before[1]:
+        changed.append("a durable deleted")
+    if not (await admin.js.stream_info(admission)).state.messages:
+        changed.append("the admission bucket purged")
+    if hb not in (await _topology(admin, stream))[2]:
+        changed.append("the heartbeats bucket deleted")
+    assert not changed, changed

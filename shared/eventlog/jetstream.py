@@ -66,9 +66,34 @@ def _shown(text: str) -> str:
     return printable(cut) + (f"… ({len(text)} characters)" if len(text) > SHOWN_CHARS else "")
 
 
-def reject(consumer: str, subject: str, error: ev.BadEvent) -> None:
-    """Drop a message that is not a usable event: one short, escaped log line and one count, never a retry."""
+# The stored messages a reader of the log has already said it drops, by (reader, subject, sequence): the
+# message at a sequence never changes, and every read of an export walks all of its messages again —
+# each step's load, each fenced append's re-read, the gateway's history, the assembler's re-read on every
+# CancelRequested it hears. Any user can have the server store thousands on one export's subjects (PubAcks
+# aimed there), and each read said each of them again: K of them cost K lines a read, and K aimed at a
+# running assembly's CancelRequested (each a core wake-up and a read) K²/2. Said once per process now;
+# the oldest forgotten past SAID_KEPT (hashes, a few MB at most).
+SAID_KEPT = 32_768
+_said: dict[int, None] = {}
+
+
+def _first_time(consumer: str, subject: str, seq: int) -> bool:
+    key = hash((consumer, subject, seq))
+    if key in _said:
+        return False
+    _said[key] = None
+    if len(_said) > SAID_KEPT:
+        del _said[next(iter(_said))]
+    return True
+
+
+def reject(consumer: str, subject: str, error: ev.BadEvent, seq: int | None = None) -> None:
+    """Drop a message that is not a usable event: one short, escaped log line and one count, never a retry.
+    ``seq``: a stored message read again and again (the log's reads): counted at every drop, its line said
+    the first time only."""
     metrics.EVENTS_REJECTED.labels(consumer, error.reason).inc()
+    if seq is not None and not _first_time(consumer, subject, seq):
+        return
     # The text, not the exception: its traceback holds the decoder's frame and so the whole body, for
     # as long as a handler keeps the record (a buffering one, a test's capture). The subject and the
     # error naming it as escapes: a subject may hold any character but a space, a dot or a wildcard,
@@ -210,7 +235,7 @@ class EventLog:
                 try:
                     yield stored.seq, ev.decode(self.prefix, stored.subject, stored.data, answer=stored.answer)
                 except ev.BadEvent as e:
-                    reject("log", stored.subject, e)
+                    reject("log", stored.subject, e, stored.seq)
 
     async def load(self, tenant_id: str, export_id: str) -> Loaded:
         """Fold one export's history. ``last_seq`` is the export's last *stored* message, dropped
@@ -263,5 +288,5 @@ class EventLog:
             try:
                 events.append(ev.decode(self.prefix, m.subject, m.data, answer=m.answer))
             except ev.BadEvent as e:
-                reject("log", m.subject, e)
+                reject("log", m.subject, e, m.seq)
         return events

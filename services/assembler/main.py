@@ -3,17 +3,17 @@
 Every replica also listens on a plain NATS subscription for CancelRequested and stops that
 export's task at once — but a core message only wakes it: it re-reads the export's log and stops
 the task only when the log holds the cancel (a core message can come from anywhere that may
-publish on the subject, and is never stored). The canceller (its own service,
+publish on the subject, and is never stored; services/assembler/wakeups.py: one read at a time per
+export). The canceller (its own service,
 services/canceller/main.py) aborts the upload and records ExportCancelled.
 """
 
 from __future__ import annotations
 
 from faststream import FastStream
-from nats.aio.msg import Msg
 
 from services.assembler.service import Assembler, should_run
-from shared.core import events as ev
+from services.assembler.wakeups import CancelWakeups
 from shared.eventlog.jetstream import Loaded
 from shared.objectstore.factory import open_store
 from shared.runtime.service import ServiceRuntime, build_app
@@ -35,18 +35,11 @@ def create_app(settings: Settings) -> FastStream:
         assembler = StepWorker("assemble", rt.bus, settings, Assembler(settings, store), should_run, abort_upload)
         rt.workers["assemble"] = assembler
 
-        async def stop_now(msg: Msg) -> None:
-            try:
-                tenant_id, export_id, _ = ev.subject_tokens(settings.subject_prefix, msg.subject)
-            except ev.BadEvent:
-                return
-            if running_key(tenant_id, export_id) not in assembler.running:
-                return  # nothing of ours to stop: the canceller's durable does the rest
-            loaded = await bus.log.load(tenant_id, export_id)
-            if loaded.state.cancel_wins:  # the one cancel-vs-finalize rule, asked of the fold
-                assembler.cancel_export(tenant_id, export_id)
-
-        sub = await rt.bus.nc.subscribe(f"{settings.subject_prefix}.*.*.CancelRequested", cb=stop_now)
+        stop_now = CancelWakeups(settings.subject_prefix,
+                                 lambda t, e: running_key(t, e) in assembler.running,
+                                 bus.log.load, assembler.cancel_export)
+        rt.closers.append(stop_now.close)  # closers run last first: the subscription ends before
+        sub = await rt.bus.nc.subscribe(f"{settings.subject_prefix}.*.*.CancelRequested", cb=stop_now.wake)
         rt.closers.append(sub.unsubscribe)
 
     app, _ = build_app("assembler", settings, bootstrap, "Streams every member through stream-zip into a logged multipart upload.")

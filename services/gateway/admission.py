@@ -31,7 +31,7 @@ class Slot:
     reserved_at: datetime | None = None
     last_started_at: datetime | None = None
     last_export_id: str | None = None
-    idempotency: str | None = None  # "<sha256(key)>:<sha256(body)>" of the active reservation
+    idempotency: str | None = None  # "<sha256([user, key])>:<sha256(body)>" of the active reservation
     # The stored fields that could not be read (from_json): each is None here. A gateway of one's own
     # writes this key too (README, "Admission"), and the README names the fields, not their encoding.
     unreadable: tuple[str, ...] = field(default=(), compare=False)

@@ -9,7 +9,7 @@
 * ``tenant.<id>``: the slot (see :mod:`services.gateway.admission`), read the same way (value,
   revision, time) and written with ``kv.update(key, value, last=revision)`` / ``kv.create``; a
   ``KeyWrongLastSequenceError`` means another request won: re-read and re-decide.
-* ``idem.<tenant>.<sha256(Idempotency-Key)>``: ``{exportId, body}``, honoured for 24 h by the entry's
+* ``idem.<tenant>.<sha256([user, Idempotency-Key])>``: ``{exportId, body}`` (a key is its user's own), honoured for 24 h by the entry's
   time and written with a 24 h per-message TTL so the server drops it.
 """
 

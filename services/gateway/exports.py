@@ -37,12 +37,18 @@ def require_bus(app: web.Application) -> None:
         raise p.Unavailable("The event bus is not reachable; try again shortly.")
 
 
-def fingerprint(idempotency_key: str | None, request: ExportRequest) -> str | None:
-    """"<sha256(key)>:<sha256(canonical body)>"; equal bodies are equal after defaults are applied."""
+def fingerprint(idempotency_key: str | None, request: ExportRequest, user_id: str) -> str | None:
+    """"<sha256(user, key)>:<sha256(canonical body)>"; equal bodies are equal after defaults are applied.
+
+    A key is its user's own (the token's ``sub``), not the tenant's: under one hash for the tenant,
+    another user's request with the same key and body was answered with the first user's export
+    (whose email and link go to the first user), or, while that one's request had not reached the
+    log, appended it with the other user's identity."""
     if idempotency_key is None:
         return None
     body = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return f"{hashlib.sha256(idempotency_key.encode()).hexdigest()}:{hashlib.sha256(body.encode()).hexdigest()}"
+    key = json.dumps([user_id, idempotency_key], separators=(",", ":"))  # unambiguous: no separator to forge
+    return f"{hashlib.sha256(key.encode()).hexdigest()}:{hashlib.sha256(body.encode()).hexdigest()}"
 
 
 async def create_export(app: web.Application, who: Identity, request: ExportRequest,
@@ -50,7 +56,7 @@ async def create_export(app: web.Application, who: Identity, request: ExportRequ
     """Admit and append ExportRequested; returns the export id (an earlier one for a repeated key)."""
     require_bus(app)
     settings, bus = app[SETTINGS], app[BUS]
-    export_id, fp = ev.new_export_id(), fingerprint(idempotency_key, request)
+    export_id, fp = ev.new_export_id(), fingerprint(idempotency_key, request, who.user_id)
     outcome = await app[ADMISSION].admit(who.tenant_id, export_id, fp)
     await faults.slow("gateway.admitted")  # tests: hold an admitted request before its ExportRequested
     match outcome:

@@ -47,7 +47,8 @@ def _problems(*statuses: int) -> dict[str, Any]:
 _EXPORT_ID = {"name": "exportId", "in": "path", "required": True,
               "schema": {"type": "string", "pattern": ID_PATTERN}}
 _IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
-                "description": "Repeat a POST safely for 24 h: the same key and body return the same export.",
+                "description": "Repeat a POST safely for 24 h: the same key and body from the same user (the token's "
+                                "sub) return the same export; another user's key is its own.",
                 "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"}}
 
 

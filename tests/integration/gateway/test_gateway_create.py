@@ -134,6 +134,53 @@ async def test_the_same_idempotency_key_and_body_returns_the_same_export(gateway
     await problem(bad, 400, "GROVE-EXPORT-004")
 
 
+async def test_an_idempotency_key_is_its_users_own_not_the_tenants(gateway, headers_for, problem):
+    """Seen: u1 started an export with `Idempotency-Key: daily-export`; u2, another user of the same
+    tenant, sent the same key and body and got 201 with u1's export — "You'll receive an email", but
+    the email (and its download link) went to u1's address, never to u2. A key names one client's
+    retries: another user's request under it is a request of its own (here a 409 naming u1's export)."""
+    key = {"Idempotency-Key": "daily-export"}
+    first = await gateway.post("/api/export", json={}, headers={**headers_for(user="u1"), **key})
+    assert first.status == 201, await first.text()
+    export_id = (await first.json())["exportId"]
+    other = await gateway.post("/api/export", json={}, headers={**headers_for(user="u2"), **key})
+    body = await problem(other, 409, "GROVE-EXPORT-002")
+    assert body["activeExportId"] == export_id
+    again = await gateway.post("/api/export", json={}, headers={**headers_for(user="u1"), **key})
+    assert again.status == 201 and (await again.json())["exportId"] == export_id  # u1's own retry still is
+    requests = [e async for _, e in gateway.app[BUS].log.history("tenant_a", export_id)]
+    assert [(type(e).__name__, e.user_id) for e in requests] == [("ExportRequested", "u1")]
+
+
+async def test_another_users_key_never_requests_a_reservation_made_under_it(start_gateway, headers_for,
+                                                                             monkeypatch):
+    """A retry under a key whose reservation has no request in the log yet appends that request
+    itself (a retry after a 503). Seen: u2's request under u1's key did so with u2's identity while
+    u1's was held — the export u1 asked for was u2's in the log, and its email went to u2. Now u2's
+    request is a 409 and the export is u1's."""
+    first, second = await start_gateway(0), await start_gateway(1)
+    log, held, release = first.app[BUS].log, asyncio.Event(), asyncio.Event()
+    append = log.append
+
+    async def held_back(event, expected_seq, msg_id=None):
+        held.set()
+        await release.wait()
+        return await append(event, expected_seq, msg_id)
+
+    monkeypatch.setattr(log, "append", held_back)
+    key = {"Idempotency-Key": "shared-key"}
+    original = asyncio.create_task(first.post("/api/export", json={}, headers={**headers_for(user="u1"), **key}))
+    await asyncio.wait_for(held.wait(), 10)
+    other = await second.post("/api/export", json={}, headers={**headers_for(user="u2"), **key})
+    assert other.status == 409, await other.text()
+    release.set()
+    answer = await asyncio.wait_for(original, 10)
+    assert answer.status == 201, await answer.text()
+    export_id = (await answer.json())["exportId"]
+    requests = [e async for _, e in second.app[BUS].log.history("tenant_a", export_id)]
+    assert [(type(e).__name__, e.user_id) for e in requests] == [("ExportRequested", "u1")]
+
+
 async def test_more_than_one_idempotency_key_is_a_400_problem_and_starts_nothing(gateway, headers_for, problem):
     """Seen: `Idempotency-Key: k1` and `Idempotency-Key: k2` in one request started an export under k1,
     the first (aiohttp's reading; many proxies take the last): a retry under k2 was then a 409, not

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 class RedactingAccessLogger(AccessLogger):
     """aiohttp's access log with a download link's ``sig`` left out of the request line: the whole
     line (``GET /api/export/download/<key>?exp=…&sig=… HTTP/1.1``) was a working link to that archive
-    for anyone who reads the logs, for the link's hour. The path and the other parameters stay."""
+    for anyone who reads the logs, for the link's hour. The path (as sent, encoded) and the other
+    parameters (encoded again) stay."""
 
     def _format_line(self, request: web.BaseRequest, response: web.StreamResponse,
                      time: float) -> Iterable[tuple[str | tuple[str, str], str]]:
@@ -32,7 +33,11 @@ class RedactingAccessLogger(AccessLogger):
         if request is None or "sig" not in request.query:
             return line
         query = urlencode([(k, "REDACTED" if k == "sig" else v) for k, v in request.query.items()])
-        first = f"{request.method} {request.path}?{query} HTTP/{request.version.major}.{request.version.minor}"
+        # The path as sent, still percent-encoded (as aiohttp's own line has it): request.path is
+        # decoded, and a %0a, %1b or %e2%80%ae in it wrote a line break, an escape sequence or a bidi
+        # control into the log — anyone, no token needed, could forge access lines.
+        path = request.rel_url.raw_path
+        first = f"{request.method} {path}?{query} HTTP/{request.version.major}.{request.version.minor}"
         return [(key, first if key == "first_request_line" else value) for key, value in line]
 
 

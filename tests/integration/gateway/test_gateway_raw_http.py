@@ -9,6 +9,7 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -224,6 +225,32 @@ async def test_the_access_log_never_holds_a_working_download_link(
         line = record.getMessage()
         assert f"GET /api/export/download/{key}?exp=" in line and '" 410 ' in line, line
         assert sig not in line and sig not in str(vars(record)), line
+
+
+async def test_a_download_path_is_logged_as_sent_never_decoded_into_lines_of_its_own(
+        settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+    """Seen: the access log line of a download (rewritten to redact its signature) took the path
+    percent-decoded, so anyone could write a line break, an escape sequence or a bidi control into the
+    gateway's log with no token: `GET /api/export/download/x%0a127.0.0.1 […] "GET …` logged a second,
+    forged access line (plain-text logs), `%1b[2J` cleared the terminal of whoever tails it, `%e2%80%ae`
+    reversed what follows (JSON logs keep it as is). Every other request's line is as sent, encoded."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    forged = '127.0.0.1 [05/Dec/2026:06:00:00 +0000] "GET /api/export/history HTTP/1.1" 200 12 "-" "-"'
+    targets = {"/api/export/download/x%0A" + quote(forged) + "?exp=1&sig=" + "a" * 64: "x%0A127.0.0.1",
+               "/api/export/download/a%1b[2Jb%E2%80%AEevil?exp=1&sig=" + "a" * 64: "a%1b[2Jb%E2%80%AEevil"}
+    async with _gateway(settings):
+        for target in targets:
+            status, _, _ = await _answer(port, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            assert status == 404
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access" and "/download/" in r.getMessage()]
+    assert len(lines) == 2, lines
+    for line, sent in zip(lines, targets.values(), strict=True):
+        assert not any(c in line for c in "\n\r\x1b\u202e"), repr(line)
+        assert f"GET /api/export/download/{sent}" in line and "sig=REDACTED" in line, line
 
 
 @pytest.mark.parametrize("condition", [

@@ -19,12 +19,16 @@ HEADERS = {
 }
 
 
+# What every answer says of the server: aiohttp's default, `Python/3.11 aiohttp/3.14.5`, named the exact
+# versions to look up known flaws for, to anyone, without a token.
+SERVER = "grove-export"
 API_CACHE_CONTROL = "no-store"  # every /api/ answer: an export's status holds a working signed download link
 
 
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
+    response.headers["Server"] = SERVER  # aiohttp sets its own before this signal
     if request.path.startswith("/api/"):  # tenant data, links, problems naming an export: never kept by a cache
         response.headers.setdefault("Cache-Control", API_CACHE_CONTROL)  # (downloads set their own, no-store too)
 

@@ -36,7 +36,7 @@ from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.typedefs import Handler
 from nats.js.errors import ServiceUnavailableError
 
-from services.gateway.headers import API_CACHE_CONTROL, HEADERS
+from services.gateway.headers import API_CACHE_CONTROL, HEADERS, SERVER
 from shared.eventlog.jetstream import LogUnavailable
 from shared.objectstore.port import StoreUnavailable
 from shared.runtime.httpserve import HeadDeadlineHandler, HeadDeadlineRunner
@@ -237,6 +237,7 @@ def _secured(resp: web.Response) -> web.Response:
     """An answer made before any middleware or signal: the security headers every other answer gets
     (and no-store: it may follow an /api/ request)."""
     resp.headers.update(HEADERS)
+    resp.headers["Server"] = SERVER
     resp.headers["Cache-Control"] = API_CACHE_CONTROL
     return resp
 

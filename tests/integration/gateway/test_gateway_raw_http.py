@@ -227,6 +227,25 @@ async def test_the_access_log_never_holds_a_working_download_link(
         assert sig not in line and sig not in str(vars(record)), line
 
 
+async def test_no_answer_names_the_server_software_or_its_version(settings_for: Callable[..., Settings]) -> None:
+    """Seen: every answer — the API's, the page's, a download's, and the problems the server gives a
+    request that is not valid HTTP — carried aiohttp's `Server: Python/3.11 aiohttp/3.14.5`, telling
+    anyone the exact server and language versions to look up known flaws for, without a token."""
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    requests = [b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                b"GET /export HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                b"GET /api/export/history HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                b"GET /api/export/download/x?exp=1&sig=a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nConnection: close\r\n\r\n",
+                *MALFORMED.values()]
+    async with _gateway(settings):
+        for raw in requests:
+            status, headers, _ = await _answer(port, raw)
+            assert headers.get("server") == "grove-export", (raw[:40], status, headers)
+            assert not any(word in v.lower() for v in headers.values() for word in ("aiohttp", "python")), headers
+
+
 async def test_a_download_path_is_logged_as_sent_never_decoded_into_lines_of_its_own(
         settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
     """Seen: the access log line of a download (rewritten to redact its signature) took the path

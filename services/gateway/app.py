@@ -33,6 +33,7 @@ from shared.runtime import secrets
 from shared.runtime.settings import Settings, SettingsProblem
 
 STATIC = Path(__file__).parent / "static"
+PAGE_CACHE_CONTROL = "no-cache"  # the page and its files: stored, but revalidated before each use
 Ctx = Callable[[web.Application], AsyncIterator[None]]
 
 
@@ -106,7 +107,11 @@ def init_app(settings: Settings, *, store: ObjectStore | None = None) -> web.App
         async def send(request: web.Request, path: Path | None) -> web.FileResponse:
             if path is None:
                 raise NotFound("No such resource.")
-            return file_response(request, path, await asyncio.to_thread(path.stat))
+            # Asked again on every use (a 304 while unchanged): with only an ETag and Last-Modified, a
+            # browser or cache kept them fresh by heuristic for a tenth of their age, so after an
+            # upgrade the old script ran against the new API for days.
+            return file_response(request, path, await asyncio.to_thread(path.stat),
+                                 headers={"Cache-Control": PAGE_CACHE_CONTROL})
 
         async def page(request: web.Request) -> web.FileResponse:
             return await send(request, assets.get("index.html"))

@@ -225,6 +225,20 @@ async def test_the_page_serves_only_its_own_files_and_answers_bad_conditions_wit
     assert part.status == 206 and len(await part.read()) == 4
 
 
+async def test_the_page_and_its_files_are_revalidated_on_every_use_never_kept_stale(gateway):
+    """Seen: /export, export.js and export.css were sent with no Cache-Control, only an ETag and a
+    Last-Modified, so a browser or a cache in front may keep them fresh by heuristic — a tenth of
+    their age at fetch (RFC 9111 4.2.2): files 60 days old when fetched were used unasked for 6 days,
+    so after an upgrade people ran the old script against the new API, and a fix to the page (the
+    #token= switch's question) reached them days late. Each use now asks (a 304 when unchanged)."""
+    for path in ("/export", "/export/export.js", "/export/export.css"):
+        resp = await gateway.get(path)
+        assert resp.status == 200, path
+        assert resp.headers.get("Cache-Control") == "no-cache", (path, dict(resp.headers))
+        again = await gateway.get(path, headers={"If-None-Match": resp.headers["ETag"]})
+        assert again.status == 304 and again.headers.get("Cache-Control") == "no-cache", path
+
+
 async def test_an_expired_export_shows_expired_and_its_links_answer_410(
         gateway, settings, headers_for, pipeline, problem):
     export_id = await start(gateway, headers_for())

@@ -337,17 +337,16 @@ def moved(before: ExportState, after: ExportState) -> bool:
 
 def _at_its_step(state: ExportState, event: ev.StepFailed | ev.ExportFailed) -> bool:
     """A step's failed attempt, or its giving up on the export, counts only while the export is at
-    that step (the step's own event that ends it is not in the log yet; the cancel step's while a
-    cancel can win). Each step's NATS user may publish its own failure types on every export's
-    subjects: without this the catalog's user could fail an export long past its catalog, at any
-    tenant's, and have the failure email sent. A step that truly gave up was at its step — its append
-    is fenced on the log it read — so a failure the rule drops is a forgery or one that lost a race
-    to the step's own success. The janitor's (a dead worker, at any step) and the older types, whose
-    subjects named no step, count as logged."""
+    that step (``state.step``: the step's own event that ends it is not in the log yet; while a
+    cancel can win, the cancel's). Each step's NATS user may publish its own failure types on every
+    export's subjects: without this the catalog's user could fail an export long past its catalog,
+    at any tenant's, and have the failure email sent. A step that truly gave up was at its step — its
+    append is fenced on the log it read, and a worker runs no step while a cancel wins — so a failure
+    the rule drops is a forgery or one that lost a race to the step's own success or to a cancel. The
+    janitor's (a dead worker, at any step) and the older types, whose subjects named no step, count
+    as logged."""
     step = type(event).of_step
-    if step is None or step == "janitor":
-        return True
-    return step == _STEP_OF.get(state.status or "") or (step == "cancel" and state.cancel_wins)
+    return step is None or step == "janitor" or step == state.step
 
 
 def logged_upload_usable(state: ExportState, *, upload_open: bool, records_present: bool = True) -> bool:

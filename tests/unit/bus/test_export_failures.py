@@ -147,12 +147,21 @@ def test_the_janitors_failure_and_the_older_types_count_at_any_step() -> None:
             "catalog") == 2
 
 
-def test_a_cancels_failed_attempt_counts_while_the_cancel_can_win() -> None:
-    cancelling = [*AT_STEP["assemble"], ev.CancelRequested(**E)]
+@pytest.mark.parametrize("at", ["catalog", "assemble"])
+def test_while_a_cancel_can_win_only_the_cancels_attempts_count(at: str) -> None:
+    """A worker runs no step while a cancel wins (and its append is fenced on the log it read): a
+    work step's failure then is a forgery — it failed the export the person was cancelling, with the
+    failure email due. The cancel's own failed attempts count then, and only then."""
+    cancelling = [*AT_STEP[at], ev.CancelRequested(**E)]
     assert fold([*cancelling, ev.CancelAttemptFailed(**E, attempt=1, reason="x")]).attempts_of("cancel") == 1
-    assert fold([*AT_STEP["assemble"], ev.CancelAttemptFailed(**E, attempt=1, reason="x")]).attempts_of("cancel") == 0
-    # and the step's own attempt still counts beside a cancel that can win
-    assert fold([*cancelling, ev.AssembleAttemptFailed(**E, attempt=1, reason="x")]).attempts_of("assemble") == 1
+    assert fold([*AT_STEP[at], ev.CancelAttemptFailed(**E, attempt=1, reason="x")]).attempts_of("cancel") == 0
+    s = fold([*cancelling, ev.export_failed(at, **E, reason="forged"), ev.ATTEMPT_FAILED[at](**E, attempt=9, reason="f")])
+    assert (s.status, s.email_due, s.attempts_of(at), s.cancel_wins) == (fold(cancelling).status, False, 0, True)
+
+
+def test_once_finalize_started_a_late_cancel_leaves_the_finalizers_failure_counting() -> None:
+    s = fold([*AT_STEP["finalize"], ev.CancelRequested(**E), ev.export_failed("finalize", **E, reason="why")])
+    assert (s.status, s.step, s.email_due) == ("failed", "finalize", True)
 
 
 def test_only_the_publisher_may_append_its_failure_and_nobody_the_older_type() -> None:

@@ -62,6 +62,8 @@ class CancelWakeups:
                 except Exception as e:  # noqa: BLE001  (a read that failed: the canceller's durable still runs)
                     log.warning("cancel wake-up for %s: the log could not be read: %r", export_id, e,
                                 extra={"export_id": export_id, "tenant_id": tenant_id})
+                    if self._reading[key] and self.runs(tenant_id, export_id):
+                        continue  # woken while it failed (a real cancel, maybe): the read it asked for
                     return
                 if loaded.state.cancel_wins:  # the one cancel-vs-finalize rule, asked of the fold
                     self.stop(tenant_id, export_id)

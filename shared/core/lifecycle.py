@@ -8,6 +8,9 @@
 | ArchiveAssembled, FinalizeStarted            | uploading   | 90            |
 | ExportCompleted                              | complete    | 100           |
 | ExportFailed / ExportCancelled / ExportExpired | failed / cancelled / expired | unchanged |
+
+A step's failure counts only while the export is at that step, and ExportCancelled only while a
+cancel can win (CancelRequested logged, FinalizeStarted not): elsewhere the fold ignores them.
 """
 
 from __future__ import annotations
@@ -299,6 +302,12 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
             if s.finalize_started:  # too late (the contract refuses it): the finalizer completes the export
                 return _set(s, last_event=state.last_event)
             return _set(s, cancel_requested=True)
+        case ev.ExportCancelled() if not s.cancel_wins:
+            # The end of a cancel that can still win (asked for, FinalizeStarted not logged), and
+            # nothing else: the canceller's and the janitor's NATS users may publish it on any
+            # export's subject, and a bare one ended any tenant's running export nobody asked to
+            # cancel. Both append it only while a cancel wins, fenced on the log they read. Ignored.
+            return _set(s, last_event=state.last_event)
         case ev.ExportCancelled():
             return _set(s, status="cancelled")
         case ev.ExportExpired():

@@ -1104,6 +1104,60 @@ async def test_a_step_user_cannot_fail_an_export_at_another_step(secured: Secure
         await store.close()
 
 
+async def test_the_canceller_or_the_janitor_user_cannot_cancel_an_export_nobody_asked_to_cancel(
+        secured: Secured, admin: Bus, tmp_path: Path) -> None:
+    """``ExportCancelled`` is the canceller's (and the janitor's, for a cancel nobody finished), and
+    each may publish it on every export's subject: with the canceller's password, a well-formed
+    ``ExportCancelled`` on another tenant's export waiting for its assembly ended it ``cancelled`` —
+    no ``CancelRequested`` from its owner or an operator — and the export never completed. A cancel
+    ends an export only when one was asked for and can still win: the server stores both forgeries
+    (the canceller's and the janitor's), the fold ignores them, the export completes and its one
+    email is the ready one."""
+    from tests.support.pipeline import wait_status
+
+    s, p = secured.settings, secured.settings.subject_prefix
+    procs = Procs(tmp_path / "logs", to_env(secured.values))
+    store = await open_store(s, create_buckets=True)
+    try:
+        for svc in ("catalog", "finalizer", "notifier"):  # the assembler comes after the attack
+            procs.run(svc, svc, {"GROVE_NATS_USER": svc, "GROVE_NATS_PASSWORD": PASSWORDS[svc]})
+        seeded = await seed_tenant(content_source(s), store, images_bucket=s.buckets.images,
+                                   amber_bucket=s.buckets.amber, images=2)
+        t, e = seeded.tenant_id, ev.new_export_id()
+        await admin.log.append(ev.ExportRequested(export_id=e, tenant_id=t, user_id="u", user_email="v@example.org",
+                                                  username="victim"), 0)
+        await wait_status(admin, t, e, {"assembling"}, timeout=60)  # cataloged: waiting for its assembly
+        before = (await admin.log.load(t, e)).state
+
+        for user in ("canceller", "janitor"):
+            nc = await connect_as(secured.server.url, user)
+            try:
+                ack = await nc.jetstream().publish(f"{p}.{t}.{e}.ExportCancelled", ev.ExportCancelled(
+                    export_id=e, tenant_id=t, aborted_upload=True, producer=user).to_json(), timeout=2)
+                assert ack.stream == s.stream_name  # taken: the user may publish it on any export's subject
+            finally:
+                await nc.close()
+        stored = (await admin.js.stream_info(s.stream_name, subjects_filter=f"{p}.{t}.{e}.>")).state.subjects or {}
+        assert stored.get(f"{p}.{t}.{e}.ExportCancelled") == 2, stored
+        state = (await admin.log.load(t, e)).state
+        assert (state.status, state.cancel_requested, state.last_event) == ("assembling", False, before.last_event)
+
+        procs.run("assembler", "assembler", {"GROVE_NATS_USER": "assembler", "GROVE_NATS_PASSWORD": PASSWORDS["assembler"]})
+        state = await wait_status(admin, t, e, timeout=90)
+        assert state.status == "complete", procs.logs()
+
+        async def notified() -> str | None:
+            return (await admin.log.load(t, e)).state.notification
+
+        assert await until(notified, 30, 0.1, "the victim's email") == "sent"
+        outbox = Path(secured.values["mail"]["outbox_dir"])
+        assert sorted(f.name.split(".")[1] for f in outbox.glob(f"{e}.*.eml")) == ["ready"], list(outbox.iterdir())
+        procs.assert_alive()
+    finally:
+        procs.stop()
+        await store.close()
+
+
 @pytest.mark.xfail(strict=True, reason="open: a direct get's copy aimed at a JetStream API subject is run as that "
                                        "call (README, Reply subjects): only the streams in an account of their own "
                                        "close it")

@@ -1,17 +1,20 @@
 """The cancel-vs-finalize rule, decided from the fold alone: whatever the order of CancelRequested
 and FinalizeStarted, exactly one of the canceller and the finalizer is due, and the gateway's
-cancel is refused exactly when the finalizer owns the export."""
+cancel is refused exactly when the finalizer owns the export. An ExportCancelled ends the export
+only while a cancel can win (asked for, FinalizeStarted not logged); elsewhere the fold ignores it."""
 
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.canceller.service import should_run as canceller_due
 from services.finalizer.service import should_run as finalizer_due
+from services.janitor.decide import verdict
 from shared.core import events as ev
-from shared.core.lifecycle import fold
+from shared.core.lifecycle import fold, moved
 from shared.eventlog.jetstream import Loaded
 from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, E, part, requested
 
@@ -75,3 +78,63 @@ async def test_asking_to_cancel_twice_appends_one_cancel_requested() -> None:
     assert await request_cancel(log, "t1", "exp_1", "u1") is None  # type: ignore[arg-type]
     logged = [e async for _, e in log.history("t1", "exp_1") if isinstance(e, ev.CancelRequested)]
     assert len(logged) == 1
+
+
+# A running export at each stage, before FinalizeStarted: where a cancel could still win.
+RUNNING = [BEFORE[:1], BEFORE[:2], BEFORE, [*BEFORE, ASSEMBLED]]
+CANCELLED = ev.ExportCancelled(**E, aborted_upload=True)
+REST = [ev.CatalogStarted(**E), CATALOGED, UPLOAD, part(1, 500, 10), ASSEMBLED, FINALIZE, COMPLETED]
+LIFE = [*BEFORE, ASSEMBLED, FINALIZE]
+
+
+@pytest.mark.parametrize("running", RUNNING, ids=["pending", "cataloging", "assembling", "assembled"])
+def test_an_export_cancelled_nobody_asked_for_is_ignored_and_the_export_completes(running: list[ev.Event]) -> None:
+    """The canceller's and the janitor's NATS users may publish ExportCancelled on any export's subject:
+    a bare one (no CancelRequested in the log) ended any tenant's running export — status 'cancelled',
+    its canceller never due, its later events ignored, the ready email never due. A cancel ends an
+    export only when one was asked for and can still win; elsewhere the fold ignores it."""
+    before = fold(running)
+    s = fold([*running, CANCELLED])
+    assert (s.status, s.progress, s.last_event, s.step) == (before.status, before.progress, before.last_event,
+                                                             before.step)
+    assert not s.terminal and not s.cancel_requested and not moved(before, s)  # the janitor sees no progress
+    assert _due([*running, CANCELLED])[0] is False  # nothing for the canceller either
+    done = fold([*running, CANCELLED, *REST[len(running) - 1:]])
+    assert (done.status, done.completed, done.email_due) == ("complete", COMPLETED, True)  # the ready email
+
+
+@pytest.mark.parametrize("running", RUNNING, ids=["pending", "cataloging", "assembling", "assembled"])
+def test_an_export_cancelled_after_a_cancel_was_asked_for_ends_the_export(running: list[ev.Event]) -> None:
+    s = fold([*running, CANCEL, CANCELLED])
+    assert (s.status, s.last_event, s.cancel_requested) == ("cancelled", "ExportCancelled", True)
+    assert s.terminal and not s.email_due and _due([*running, CANCEL, CANCELLED]) == (False, False)
+    assert fold([*running, CANCEL, CANCELLED, *REST[len(running) - 1:]]).status == "cancelled"
+
+
+@pytest.mark.parametrize("events", [[*BEFORE, ASSEMBLED, FINALIZE], [*BEFORE, ASSEMBLED, FINALIZE, CANCEL],
+                                    [*BEFORE, ASSEMBLED, CANCEL, FINALIZE]],
+                         ids=["no-cancel", "cancel-too-late", "finalize-after-cancel"])
+def test_an_export_cancelled_once_finalize_started_is_ignored(events: list[ev.Event]) -> None:
+    """Once FinalizeStarted is logged the finalizer owns the export (its upload may be completing): an
+    ExportCancelled then — forged, or one that lost the fenced race — does not end it."""
+    before = fold(events)
+    s = fold([*events, CANCELLED])
+    assert (s.status, s.last_event, s.terminal) == ("uploading", before.last_event, False)
+    assert _due([*events, CANCELLED]) == (False, True)
+    done = fold([*events, CANCELLED, COMPLETED])
+    assert (done.status, done.email_due) == ("complete", True)
+
+
+@pytest.mark.parametrize("cut", range(1, len(LIFE) + 1))
+@pytest.mark.parametrize("cancel", [False, True])
+def test_every_export_cancelled_its_publishers_append_counts(cut: int, cancel: bool) -> None:
+    """The rule costs the two publishers nothing: the canceller appends ExportCancelled only when it is
+    due (``should_run``), the janitor only on its ``cancel`` verdict — both exactly when a cancel can
+    win, and both fenced on the log they decided from. Whatever they append there ends the export."""
+    events = [*LIFE[:cut], *([CANCEL] if cancel else [])]
+    state = fold(events)
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    janitor = verdict(state, state.last_event or "", now - timedelta(hours=1), False, 300, now) == "cancel"
+    canceller = _due(events)[0]
+    assert canceller == janitor == state.cancel_wins == (cancel and FINALIZE not in events)
+    assert (fold([*events, CANCELLED]).status == "cancelled") == canceller

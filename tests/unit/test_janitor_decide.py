@@ -38,7 +38,7 @@ def test_orphan_uploads_belong_to_finished_or_unknown_exports_and_are_old_enough
     assert not is_orphan_upload(done, "u1", young, 86400, NOW)
     assert not is_orphan_upload(running, "u1", old, 86400, NOW)
     assert not is_orphan_upload(running, "u2", old, 86400, NOW)  # maybe the upload about to be logged
-    cancelled = fold([requested(), ev.ExportCancelled(**E)])
+    cancelled = fold([requested(), ev.CancelRequested(**E), ev.ExportCancelled(**E)])
     assert is_orphan_upload(cancelled, "u1", old, 86400, NOW)
 
 

@@ -19,13 +19,14 @@ from shared.core.lifecycle import (
 from tests.unit.test_state_fold import CATALOGED, COMPLETED, UPLOAD, E, part, requested
 
 FAILED = ev.ExportFailed(**E, step="assemble", reason="x")
-ENDINGS: list[ev.Event] = [COMPLETED, FAILED, ev.ExportCancelled(**E)]
+CANCELLED: list[ev.Event] = [ev.CancelRequested(**E), ev.ExportCancelled(**E)]  # a cancel ends only when asked for
+ENDINGS: list[list[ev.Event]] = [[COMPLETED], [FAILED], CANCELLED]
 
 
 def test_every_status_is_named_once_and_the_terminal_ones_are_the_outcomes() -> None:
     assert len(set(STATUSES)) == len(STATUSES) == 8
     assert TERMINAL == {"complete", "failed", "cancelled", "expired"} and TERMINAL < set(STATUSES)
-    assert all(is_terminal(s) == fold([requested(), e]).terminal for s, e in zip(
+    assert all(is_terminal(s) == fold([requested(), *e]).terminal for s, e in zip(
         ("complete", "failed", "cancelled"), ENDINGS, strict=True))
     assert not is_terminal(None) and not is_terminal("assembling")
 
@@ -44,7 +45,7 @@ def test_a_step_is_running_only_after_a_steps_own_progress_events() -> None:
 
 def test_an_email_is_due_once_per_outcome_and_only_when_one_was_asked_for() -> None:
     assert fold([requested(), COMPLETED]).email_due and fold([requested(), FAILED]).email_due
-    assert not fold([requested(), ev.ExportCancelled(**E)]).email_due
+    assert not fold([requested(), *CANCELLED]).email_due
     assert not fold([requested(delivery_method="download"), COMPLETED]).email_due
     assert not fold([requested(), COMPLETED, ev.NotificationSent(**E, channel="outbox")]).email_due
     assert not fold([requested(), CATALOGED]).email_due

@@ -57,7 +57,7 @@ def test_each_event_moves_status_and_progress_as_the_table_says() -> None:
 def test_terminal_events_keep_progress_and_stop_everything_else() -> None:
     s = fold([requested(), ev.CatalogStarted(**E), ev.ExportFailed(**E, step="catalog", reason="boom")])
     assert (s.status, s.progress, s.failure and s.failure.reason) == ("failed", 5, "boom")
-    s2 = fold([requested(), ev.CatalogStarted(**E), ev.ExportCancelled(**E), CATALOGED])
+    s2 = fold([requested(), ev.CatalogStarted(**E), ev.CancelRequested(**E), ev.ExportCancelled(**E), CATALOGED])
     assert s2.status == "cancelled" and s2.cataloged is None
 
 
@@ -151,7 +151,7 @@ def test_only_a_complete_export_expires() -> None:
     expired = ev.ExportExpired(**E)
     failed = fold([requested(), ev.CatalogStarted(**E), ev.ExportFailed(**E, step="catalog", reason="boom"), expired])
     assert failed.status == "failed" and not failed.counts_toward_limit
-    cancelled = fold([requested(), ev.ExportCancelled(**E), expired])
+    cancelled = fold([requested(), ev.CancelRequested(**E), ev.ExportCancelled(**E), expired])
     assert cancelled.status == "cancelled"
     running = fold([requested(), CATALOGED, UPLOAD, expired])
     assert running.status == "assembling" and not running.terminal

@@ -106,10 +106,11 @@ def _failed_lines(caplog: pytest.LogCaptureFixture, export_id: str) -> list[logg
     return [r for r in caplog.records if r.levelno == logging.WARNING and f"{export_id} failed" in r.getMessage()]
 
 
-@pytest.mark.parametrize("ended_by", [ev.ExportCancelled(export_id="exp_e", tenant_id="t_e"), _completed("e")],
+@pytest.mark.parametrize("ended_by", [[ev.CancelRequested(export_id="exp_e", tenant_id="t_e"),
+                                       ev.ExportCancelled(export_id="exp_e", tenant_id="t_e")], [_completed("e")]],
                          ids=["cancelled", "completed"])
 async def test_a_run_stopped_because_its_export_ended_is_said_as_ended_not_failed(
-        ended_by: ev.Event, caplog: pytest.LogCaptureFixture) -> None:
+        ended_by: list[ev.Event], caplog: pytest.LogCaptureFixture) -> None:
     """A replica thawed after another completed the export (or after a cancel) stops with an error of
     its own making (the encoder's Stopped, a lost upload): the worker drops the message, which was right,
     but logged 'failed: An internal error occurred' with a traceback — an operator read a failure that
@@ -118,7 +119,8 @@ async def test_a_run_stopped_because_its_export_ended_is_said_as_ended_not_faile
         pass
 
     async def work(log: InMemoryEventLog) -> None:
-        await log.append(ended_by, 1)  # another actor ended the export while this run worked
+        for seq, event in enumerate(ended_by, 1):  # another actor ended the export while this run worked
+            await log.append(event, seq)
         raise Stopped()
 
     log, msg = await _failing_run("assemble", [_requested("e")], work, caplog)
@@ -127,7 +129,7 @@ async def test_a_run_stopped_because_its_export_ended_is_said_as_ended_not_faile
     assert [(lvl, text) for lvl, text, _ in lines if lvl >= logging.WARNING] == []
     assert any(lvl == logging.INFO and "ended, the export no longer needs this step (Stopped: )" in text
                and not exc for lvl, text, exc in lines), lines
-    assert [e.name() async for _, e in log.history("t_e", "exp_e")] == ["ExportRequested", ended_by.name()]
+    assert [e.name() async for _, e in log.history("t_e", "exp_e")] == ["ExportRequested", *(e.name() for e in ended_by)]
 
 
 async def test_a_failure_of_an_export_under_way_is_still_a_warning_with_its_traceback(

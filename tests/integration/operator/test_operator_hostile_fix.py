@@ -33,8 +33,9 @@ async def test_unlock_is_not_blocked_by_a_malformed_request_every_service_drops(
     await bus.log.append(ev.ExportRequested(export_id=export_id, tenant_id=tenant, user_id="u1",
                                             user_email="a@example.org", username="a"), 0)
     loaded = await bus.log.load(tenant, export_id)
-    await bus.log.append(ev.ExportCancelled(export_id=export_id, tenant_id=tenant, producer="gateway"),
-                         loaded.last_seq)
+    seq = await bus.log.append(ev.CancelRequested(export_id=export_id, tenant_id=tenant, producer="gateway"),
+                               loaded.last_seq)
+    await bus.log.append(ev.ExportCancelled(export_id=export_id, tenant_id=tenant, producer="canceller"), seq)
     assert isinstance(await admission.admit(tenant, ev.new_export_id(), None), adm.RateLimited)
     await bus.js.publish(f"{settings.subject_prefix}.{tenant}.exp_junk1.ExportRequested", b"{not json",
                          stream=settings.stream_name)

@@ -178,7 +178,8 @@ async def test_the_list_skips_what_the_services_drop_and_sizes_only_an_archive(
         export_id=cancelled, tenant_id=tenant, snapshot_key=keys.snapshot_key(tenant, cancelled),
         snapshot_sha256="0" * 64, archive_key=keys.archive_key(tenant, cancelled, "a", "2026-01-01"),
         member_count=3, total_bytes=123_456_789, item_counts={"posts": 3}, producer="catalog"), loaded.last_seq)
-    await bus.log.append(ev.ExportCancelled(export_id=cancelled, tenant_id=tenant, producer="gateway"), seq)
+    seq = await bus.log.append(ev.CancelRequested(export_id=cancelled, tenant_id=tenant, producer="gateway"), seq)
+    await bus.log.append(ev.ExportCancelled(export_id=cancelled, tenant_id=tenant, producer="canceller"), seq)
 
     rows = listed(values, "--tenant", tenant)
     assert [r["exportId"] for r in rows] == [cancelled, real]

@@ -66,25 +66,29 @@ def _shown(text: str) -> str:
     return printable(cut) + (f"… ({len(text)} characters)" if len(text) > SHOWN_CHARS else "")
 
 
-# The stored messages a reader of the log has already said it drops, by (reader, subject, sequence): the
-# message at a sequence never changes, and every read of an export walks all of its messages again —
-# each step's load, each fenced append's re-read, the gateway's history, the assembler's re-read on every
-# CancelRequested it hears. Any user can have the server store thousands on one export's subjects (PubAcks
-# aimed there), and each read said each of them again: K of them cost K lines a read, and K aimed at a
-# running assembly's CancelRequested (each a core wake-up and a read) K²/2. Said once per process now;
-# the oldest forgotten past SAID_KEPT (hashes, a few MB at most).
-SAID_KEPT = 32_768
-_said: dict[int, None] = {}
+# How far each reader has said the messages it drops, by (reader, export): the message at a sequence
+# never changes, and every read of an export walks all of its messages again, in sequence order — each
+# step's load, each fenced append's re-read, the gateway's history, the assembler's re-read on every
+# CancelRequested it hears. Any user can have the server store thousands on one export's subjects
+# (PubAcks aimed there), and each read said each of them again: K of them cost K lines a read, and K
+# aimed at a running assembly's CancelRequested (each a core wake-up and a read) K²/2. Said once per
+# process now: one sequence kept an export (its highest said), the least recently dropped-from of
+# SAID_KEPT exports forgotten — so however many messages one export holds, its later reads say none
+# again (a set of (reader, subject, sequence) forgot the first of 33,768 on one export before the read
+# came back to it, and every read said them all). A read that meets an export's messages out of order
+# may leave one unsaid; each is still counted at every drop.
+SAID_KEPT = 65_536
+_said: dict[int, int] = {}
 
 
 def _first_time(consumer: str, subject: str, seq: int) -> bool:
-    key = hash((consumer, subject, seq))
-    if key in _said:
-        return False
-    _said[key] = None
+    key = hash((consumer, subject.rpartition(".")[0]))  # the export: the subject less its type
+    said = _said.pop(key, 0)  # stream sequences start at 1
+    first = seq > said
+    _said[key] = max(seq, said)  # most recently dropped-from last
     if len(_said) > SAID_KEPT:
         del _said[next(iter(_said))]
-    return True
+    return first
 
 
 def reject(consumer: str, subject: str, error: ev.BadEvent, seq: int | None = None) -> None:

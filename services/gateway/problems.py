@@ -186,10 +186,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(BadRequest("The request body could not be read: it does not match its "
                                            "Content-Encoding or Content-Length."))
     except _UNAVAILABLE as exc:
-        log.warning("unavailable on %s %s: %r", request.method, request.path, exc)
+        log.warning("unavailable on %s %s: %r", request.method, request.rel_url.raw_path, exc)  # as sent: no
+        # decoded %0a or %e2%80%ae making lines of its own (fa7b162)
         return problem_response(Unavailable("The export service is temporarily unavailable; try again."))
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, request.rel_url.raw_path)
         return problem_response(Problem("Something went wrong on our side."))
 
 

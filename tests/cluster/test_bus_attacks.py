@@ -1158,7 +1158,7 @@ async def test_the_canceller_or_the_janitor_user_cannot_cancel_an_export_nobody_
         await store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="open: a direct get's copy aimed at a JetStream API subject is run as that "
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="open: a direct get's copy aimed at a JetStream API subject is run as that "
                                        "call (README, Reply subjects): only the streams in an account of their own "
                                        "close it")
 @pytest.mark.parametrize("user", SERVICE_USERS)

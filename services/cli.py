@@ -227,7 +227,7 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> None:
 async def _assemble(settings: Settings, key: str, out: Path, placed: list[os.stat_result]) -> None:
     from services.archivetools.reference import assemble_to_file
     from shared.core.snapshot import NotASnapshot
-    from shared.objectstore import ObjectNotFound
+    from shared.objectstore import InvalidKey, ObjectNotFound
     from shared.objectstore.factory import check_fs_store, open_store
 
     check_fs_store(settings, "nothing was assembled")  # run from another folder, var/store is not the stack's
@@ -238,6 +238,10 @@ async def _assemble(settings: Settings, key: str, out: Path, placed: list[os.sta
         raise CliError(f"no snapshot at {key!r} in bucket {settings.buckets.exports!r} (a finished export's "
                        f"snapshot is removed with its other work objects: by the canceller at once, by the janitor "
                        f"once complete, or GROVE_ARCHIVE_TTL_DAYS after it failed)", code=1) from None
+    except InvalidKey as e:  # `--snapshot ''`, `a/../b`: the argument's fault, never the store's. It was "the object
+        # store failed: unsafe key '' (check GROVE_STORE_ROOT)", exit 1: a setting blamed for a typo
+        raise CliError(f"--snapshot {key!r} cannot name an object of the store ({e}): pass the snapshot_key that "
+                       f"`grove-export events EXPORT_ID` prints; nothing was assembled", code=2) from None
     except NotASnapshot as e:  # another object of the bucket (the archive, a part record): it was a traceback
         raise CliError(f"the object at {key!r} in bucket {settings.buckets.exports!r} is not a snapshot: {e} "
                        f"(`grove-export events EXPORT_ID` names its snapshot_key); nothing was assembled",

@@ -406,6 +406,22 @@ def test_assemble_to_a_folder_or_into_a_missing_folder_is_refused_before_anythin
     assert list(tmp_path.iterdir()) == [folder] and not list(folder.iterdir())  # nothing made, no .part
 
 
+def test_assemble_a_snapshot_key_that_can_name_no_object_blames_the_argument_not_the_store(tmp_path: Path) -> None:
+    """Seen: `assemble --snapshot ''` (an unset shell variable) and `--snapshot exports/../x` said "the object
+    store failed: unsafe key '' (check GROVE_STORE_ROOT)", exit 1: a setting blamed for a typo in the
+    command line. A key no object can have is the argument's fault: exit 2, one line naming --snapshot."""
+    (tmp_path / "data" / "store" / "grove-exports").mkdir(parents=True)  # the store is there and sound
+    out_path = tmp_path / "x.zip"
+    for key in ("", "exports/../x", "/etc/passwd", "exports//x"):
+        out = bare("assemble", "--snapshot", key, "--out", str(out_path), "--data", str(tmp_path / "data"),
+                   cwd=tmp_path)
+        assert out.returncode == 2, (key, out.returncode, out.stderr)
+        assert out.stderr.startswith(f"grove-export: --snapshot {key!r} cannot name an object of the store ("), out.stderr
+        assert out.stderr.endswith("; nothing was assembled\n") and out.stderr.count("\n") == 1, out.stderr
+        assert "GROVE_STORE_ROOT" not in out.stderr, out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no archive, no .part
+
+
 def test_seed_refuses_a_username_token_would_refuse_in_one_line_before_seeding(tmp_path: Path) -> None:
     """Seen: `seed --username ''` and `--username $'a\\nb'` seeded a tenant (its email `@example.org`,
     a username no token may carry); a byte that is not UTF-8 (`$'\\xff'`) got "tenants row 0

@@ -415,7 +415,7 @@ def test_the_docker_build_context_makes_a_complete_wheel(tmp_path: Path) -> None
     names = set(zipfile.ZipFile(wheel).namelist())
     assert not wanted - names, f"missing from the image: {sorted(wanted - names)[:20]}"
     entry = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "grove-export = services.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    assert "grove-export = services.console:main" in zipfile.ZipFile(wheel).read(entry).decode()
 
 
 def test_the_admin_setup_runs_before_the_services_in_compose_and_kubernetes() -> None:

@@ -118,10 +118,23 @@ async def _export(settings: Settings, port: int, data: Path) -> Path:
                 raise RuntimeError(f"download answered {r.status}")
             name = r.content_disposition.filename if r.content_disposition else None
             out = out_dir / (name or f"{export_id}.zip")
-            with open(out, "wb") as f:
-                async for chunk in r.content.iter_chunked(1 << 20):
-                    f.write(chunk)
-    members = _verify(out, status["sha256"])
+            # Written beside it and renamed in once verified: written in place, a Ctrl-C as it downloaded (or
+            # an archive that failed the checks) left a cut-off ZIP under the archive's name, over the
+            # whole one an earlier run that day had put there
+            part = out.with_name(f".{out.name}.part")
+            try:
+                with open(part, "wb") as f:
+                    async for chunk in r.content.iter_chunked(1 << 20):
+                        f.write(chunk)
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
+    try:
+        members = _verify(part, status["sha256"])
+        os.replace(part, out)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     print(f"complete in {took:.1f}s: {status['fileSize']}, {members} members, sha256 {status['sha256']}")
     outbox = sorted(Path(settings.mail.outbox_dir).glob(f"{export_id}*.eml"))
     if outbox:

@@ -215,6 +215,45 @@ def test_ctrl_c_during_the_demo_stops_it_and_its_stack_at_once(tmp_path: Path) -
     os.close(supervisor._lock(data))  # the folder is free for the next stack
 
 
+def test_ctrl_c_as_the_demo_downloads_leaves_no_cut_off_archive_in_downloads(tmp_path: Path) -> None:
+    """Seen: the demo wrote the download straight to downloads/grove-export-<user>-<day>.zip; a Ctrl-C as it
+    downloaded left a cut-off ZIP there under the archive's name (over the whole one an earlier run that
+    day had put there), exit 130: 111104 bytes of a 2.7 MB archive. downloads/ must hold nothing afterwards."""
+    import signal
+
+    from services.devtools.stack import supervisor
+
+    data = tmp_path / "data"
+    # once the download's file is open (an audit hook sees it), the real SIGINT is sent as its first block
+    # has been written (a profile hook sees the write return): mid-download, deterministically
+    arm = ("import os, signal, sys\n"
+           "def written(frame, event, arg):\n"
+           "    if event == 'c_return' and getattr(arg, '__name__', '') == 'write' \\\n"
+           "            and type(getattr(arg, '__self__', None)).__name__ == 'BufferedWriter':\n"
+           "        sys.setprofile(None)\n"
+           "        os.kill(os.getpid(), signal.SIGINT)\n"
+           "def hook(event, args):\n"
+           "    if event == 'open' and '/downloads/' in str(args[0]) and 'w' in str(args[1] or ''):\n"
+           "        sys.setprofile(written)\n"
+           "sys.addaudithook(hook)\n"
+           "from services.cli import main\n"
+           "main()\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
+    proc = subprocess.Popen(  # SIGINT as a terminal's Ctrl-C delivers it (a background job would ignore it)
+        [sys.executable, "-c", arm, "demo", "--data", str(data), "--port", str(free_port())],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "export exp_" in out and proc.returncode == 130, (proc.returncode, out, err)  # interrupted downloading
+    assert "interrupted; stopping the local stack" in err, err
+    assert (data / "downloads").is_dir() and list((data / "downloads").iterdir()) == []
+    os.close(supervisor._lock(data))  # the folder is free for the next stack
+
+
 def test_a_start_that_fails_part_way_stops_its_nats_server_and_lets_the_folder_go(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The children run in sessions of their own: a nats-server left running by a failed start

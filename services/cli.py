@@ -540,8 +540,9 @@ def parser() -> argparse.ArgumentParser:
     sd.add_argument("--images", type=number_in(0, 10_000), default=8,
                     help="images in the media library, real JPEG/PNG files, 0-10000 (default: 8)")
     sd.add_argument("--image-size", default="640x480", metavar="WxH",
-                    help="pixels of each image; 640x480 is about 250 KB, 1600x1200 about 1.5 MB and takes a "
-                         "few seconds each to make (default: 640x480)")
+                    help="pixels of each image; at 640x480 a JPEG is about 250 KB, at 1600x1200 about 1.6 MB "
+                         "and a quarter of a second to make (every fifth image is a PNG, about 3.5 times that size; "
+                         "default: 640x480)")
     sd.add_argument("--files", type=number_in(0, 10_000), default=6,
                     help="Amber storage files, for storage-mode exports, 0-10000 (default: 6)")
     sd.add_argument("--username", default="autumn", help="the tenant's username (default: autumn)")

@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TextIO
 
 from pydantic import SecretStr
 
-from services.cliargs import Parser, a_sha256, an_id, complain, number_in
+from services.cliargs import Parser, a_log_level, a_sha256, an_id, complain, number_in
 from shared.content.port import ContentError
 from shared.core import steps
 from shared.runtime.secrets import SecretError, read_local_secrets
@@ -483,7 +483,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run one service in the foreground, as its container does")
     r.add_argument("service", choices=SERVICES, help="the service to run")
-    r.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default: INFO)")
+    r.add_argument("--log-level", type=a_log_level, default="INFO", metavar="LEVEL",
+                   help="DEBUG, INFO, WARNING or ERROR, in any case (default: INFO)")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("serve", help="the whole local stack until Ctrl-C")
     s.add_argument("--port", type=number_in(1, 65535), default=8080,

@@ -118,6 +118,18 @@ def an_age(text: str) -> str:
 
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def a_log_level(text: str) -> str:
+    """An argparse ``type``: a log level as the help names it, in any case (``debug`` too). Given straight
+    to logging, ``--log-level debug`` or a typo was a 20-line traceback ending in "ValueError: Unknown
+    level: 'debug'", exit 1."""
+    if text.strip().upper() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"must be DEBUG, INFO, WARNING or ERROR, not {text!r}")
+    return text.strip().upper()
+
+
 def a_sha256(text: str) -> str:
     """An argparse ``type``: a SHA-256 as the email, the page and the API give it (64 hex digits; case
     and surrounding space as pasted do not matter). An empty one would check nothing, a cut one would

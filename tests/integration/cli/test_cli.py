@@ -203,6 +203,38 @@ def test_a_service_started_before_nats_logs_one_line_per_try_and_connects_once_i
         server.stop()
 
 
+def test_run_takes_a_log_level_in_any_case_and_refuses_another_in_one_line(tmp_path: Path) -> None:
+    """Seen: `grove-export run catalog --log-level debug` (or a typo) went straight to logging: a 20-line
+    traceback ending in "ValueError: Unknown level: 'debug'", exit 1. A level is the command line's:
+    any case is taken; another word is one line, exit 2, before the service starts."""
+    import json
+    import time
+
+    for bad in ("bogus", "", "TRACE"):
+        out = bare("run", "catalog", "--log-level", bad, cwd=tmp_path, GROVE_NATS_URL="nats://127.0.0.1:1")
+        assert (out.returncode, out.stderr) == (
+            2, f"grove-export: --log-level must be DEBUG, INFO, WARNING or ERROR, not {bad!r}\n"), out.stderr
+    # lower case is taken: the service starts (and, with no NATS there, says so once a try, as it does)
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")} | {
+        "GROVE_NATS_URL": "nats://127.0.0.1:1", "GROVE_METRICS_PORT": "0"}
+    log = tmp_path / "catalog.log"
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "catalog", "--log-level", "debug"],
+                                env=env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while "trying again in" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.1)
+        records = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        assert records and "Traceback" not in log.read_text(), log.read_text()[-2000:]
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
 def test_a_file_problem_names_the_file_not_nats_and_a_closed_pipe_ends_quietly(values: dict[str, Any],
                                                                              tmp_path: Path) -> None:
     """Seen: `backup /etc/passwd` said "NATS at nats://… failed: File exists"; `events … | head`

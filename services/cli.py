@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TextIO
 
 from pydantic import SecretStr
 
-from services.cliargs import Parser, a_log_level, a_sha256, an_id, complain, number_in
+from services.cliargs import Parser, a_log_level, a_path, a_sha256, an_id, complain, number_in
 from shared.content.port import ContentError
 from shared.core import steps
 from shared.runtime.secrets import SecretError, read_local_secrets
@@ -478,7 +478,7 @@ DATA_HELP = ("the local stack's data folder (default: var); its stack.json suppl
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="grove-export", description="Grove Export: durable streaming ZIP exports.")
-    p.add_argument("--data", dest="data_before", metavar="DIR",
+    p.add_argument("--data", type=a_path("folder"), dest="data_before", metavar="DIR",
                    help="the local stack's data folder, as the command's own --data (either place works)")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run one service in the foreground, as its container does")
@@ -489,7 +489,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="the whole local stack until Ctrl-C")
     s.add_argument("--port", type=number_in(1, 65535), default=8080,
                    help="TCP port of the gateway and page (default: 8080)")
-    s.add_argument("--data", default="var", help="folder for the stack's store, databases, logs and outbox "
+    s.add_argument("--data", type=a_path("folder"), default="var", help="folder for the stack's store, databases, logs and outbox "
                    "(default: var)")
     s.add_argument("--assemblers", type=int, metavar="N",
                    help="assembler processes (default: 2 on two or more cores, else 1)")
@@ -502,25 +502,25 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--ttl", type=number_in(1), default=3600, metavar="SECONDS",
                    help="how long the token is valid, in seconds (default: 3600 = 1 hour; at most "
                         "GROVE_TOKEN_MAX_TTL_S)")
-    t.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP + " (its secrets.json signs the token)")
+    t.add_argument("--data", type=a_path("folder"), default="var", metavar="DIR", help=DATA_HELP + " (its secrets.json signs the token)")
     t.set_defaults(func=cmd_token)
     e = sub.add_parser("events", help="one export's log, one line per event")
     e.add_argument("export_id", type=an_id, metavar="EXPORT_ID",
                    help="the export's id (exp_…), as POST /api/export answered")
     e.add_argument("--tenant", type=an_id, help="whose export it is, when two tenants use the same export id")
-    e.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
+    e.add_argument("--data", type=a_path("folder"), default="var", metavar="DIR", help=DATA_HELP)
     e.set_defaults(func=cmd_events, needs_nats=True)
     a = sub.add_parser("assemble", help="assemble a frozen snapshot to a local file (no bus)")
     a.add_argument("--snapshot", required=True, help="snapshot key in the exports bucket")
-    a.add_argument("--out", required=True, help="the ZIP file to write")
-    a.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
+    a.add_argument("--out", type=a_path("file"), required=True, help="the ZIP file to write")
+    a.add_argument("--data", type=a_path("folder"), default="var", metavar="DIR", help=DATA_HELP)
     a.set_defaults(func=cmd_assemble)
     rp = sub.add_parser("replay", help="rebuild the gateway read model from the log")
-    rp.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
+    rp.add_argument("--data", type=a_path("folder"), default="var", metavar="DIR", help=DATA_HELP)
     rp.set_defaults(func=cmd_replay, needs_nats=True)
     j = sub.add_parser("janitor", help="one janitor run (cron: 0 3 * * *)")
     j.add_argument("--dry-run", action="store_true", help="list every item it would touch; change nothing")
-    j.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
+    j.add_argument("--data", type=a_path("folder"), default="var", metavar="DIR", help=DATA_HELP)
     j.set_defaults(func=cmd_janitor, needs_nats=True)
     su = sub.add_parser("setup", help="as the NATS admin: create the stream, KV buckets and durables; create "
                                       "the store's buckets and apply the S3 lifecycle rule (abort stale uploads)")
@@ -531,7 +531,7 @@ def parser() -> argparse.ArgumentParser:
                          "or whose rules an administrator manages")
     su.add_argument("--nats-only", action="store_true",
                     help="only the stream, KV buckets and durables (what serve runs at start)")
-    su.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
+    su.add_argument("--data", type=a_path("folder"), default="var", metavar="DIR", help=DATA_HELP)
     su.set_defaults(func=cmd_setup, needs_nats=True)
     sd = sub.add_parser("seed", help="create a demo tenant with content; prints its id")
     sd.add_argument("--posts", type=number_in(0, 100_000), default=12,
@@ -547,21 +547,21 @@ def parser() -> argparse.ArgumentParser:
     sd.add_argument("--files", type=number_in(0, 10_000), default=6,
                     help="Amber storage files, for storage-mode exports, 0-10000 (default: 6)")
     sd.add_argument("--username", default="autumn", help="the tenant's username (default: autumn)")
-    sd.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
+    sd.add_argument("--data", type=a_path("folder"), default="var", metavar="DIR", help=DATA_HELP)
     sd.set_defaults(func=cmd_seed)
     v = sub.add_parser("verify", help="check an archive: ZIP, every checksum, every linked image; exit 0 if sound")
-    v.add_argument("archive", metavar="ARCHIVE", help="the ZIP file to check")
+    v.add_argument("archive", type=a_path("file"), metavar="ARCHIVE", help="the ZIP file to check")
     v.add_argument("--sha256", type=a_sha256, metavar="HEX",
                    help="the archive's SHA-256 from the email or the export page (64 hex digits)")
     v.set_defaults(func=cmd_verify)
     im = sub.add_parser("import", help="restore an archive into an empty tenant (content DB and object store)")
-    im.add_argument("archive", metavar="ARCHIVE", help="a Grove Export ZIP (it must verify)")
+    im.add_argument("archive", type=a_path("file"), metavar="ARCHIVE", help="a Grove Export ZIP (it must verify)")
     im.add_argument("--tenant", required=True, type=an_id, help="the tenant to restore into; it must have no content")
-    im.add_argument("--data", default="var", metavar="DIR", help=DATA_HELP)
+    im.add_argument("--data", type=a_path("folder"), default="var", metavar="DIR", help=DATA_HELP)
     im.set_defaults(func=cmd_import)
     d = sub.add_parser("demo", help="what `make run` does: stack, seed, export, verify, print the ZIP path")
     d.add_argument("--port", type=number_in(1, 65535), default=8080, help="TCP port of the gateway (default: 8080)")
-    d.add_argument("--data", default="var", help="folder for the stack's store, databases, logs, outbox and "
+    d.add_argument("--data", type=a_path("folder"), default="var", help="folder for the stack's store, databases, logs, outbox and "
                    "downloads (default: var)")
     d.set_defaults(func=cmd_demo)
     from services.operator.cli import add_commands

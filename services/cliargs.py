@@ -118,6 +118,20 @@ def an_age(text: str) -> str:
 
 
 
+def a_path(what: str) -> Callable[[str], str]:
+    """An argparse ``type``: a file or folder argument (``what``: "file" or "folder"). An empty one
+    (``--data "$DATA"``, ``verify "$ZIP"`` with the variable unset) was read as the current folder:
+    `seed --data ''` seeded into it (saying "no local stack is running in /"), `verify ''` said
+    " is a folder, not an archive file"."""
+    def parse(text: str) -> str:
+        if not text:
+            raise argparse.ArgumentTypeError(f"must name a {what}, not '' (an empty argument: an unset shell "
+                                             f"variable?)")
+        return text
+    parse.__name__ = what
+    return parse
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 

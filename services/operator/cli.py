@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from services.cliargs import an_age, an_id, number_in
+from services.cliargs import a_path, an_age, an_id, number_in
 from shared.core.events import is_valid_id
 from shared.core.humanize import human_size
 from shared.core.lifecycle import STATUSES
@@ -461,7 +461,7 @@ def add_commands(sub: Any, data_help: str) -> None:
     def command(name: str, text: str, fn: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]],
                 ) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=text)
-        c.add_argument("--data", default="var", metavar="DIR", help=data_help)
+        c.add_argument("--data", type=a_path("folder"), default="var", metavar="DIR", help=data_help)
         c.set_defaults(func=_run(fn), needs_nats=True)  # none runs without a server to ask
         return c
 
@@ -493,7 +493,7 @@ def add_commands(sub: Any, data_help: str) -> None:
     e.add_argument("--dry-run", action="store_true", help="list what would be removed; change nothing")
     e.add_argument("--wait", type=number_in(0, 86_400, kind=float), default=30.0, metavar="SECONDS",
                    help="how long to wait for the tenant's running exports to cancel, up to a day (default: 30)")
-    e.add_argument("--read-model", action="append", metavar="PATH",
+    e.add_argument("--read-model", type=a_path("file"), action="append", metavar="PATH",
                    help="a gateway's read-model file; repeat once per replica (default: GROVE_READ_MODEL_DB); "
                         "a path that does not exist is refused before anything is erased")
     e.add_argument("--no-read-model", action="store_true",
@@ -504,10 +504,10 @@ def add_commands(sub: Any, data_help: str) -> None:
                         "a request still being admitted is waited for until it lands or its reservation lapses")
     _actor(e, reason_required=False)
     b = command("backup", "snapshot the event stream and KV buckets into a folder", _backup)
-    b.add_argument("dir", metavar="DIR", help="an empty folder for the backup")
+    b.add_argument("dir", type=a_path("folder"), metavar="DIR", help="an empty folder for the backup")
     r = command("restore", "restore a backup into a server where those streams do not exist yet (checked "
                            "first: restores nothing when any is there)", _restore)
-    r.add_argument("dir", metavar="DIR", help="the folder `grove-export backup` wrote")
+    r.add_argument("dir", type=a_path("folder"), metavar="DIR", help="the folder `grove-export backup` wrote")
     r.add_argument("--replace", action="store_true",
                    help="delete the backup's streams the server has, with what they hold, then restore")
 

@@ -454,6 +454,29 @@ def test_assemble_a_snapshot_key_that_can_name_no_object_blames_the_argument_not
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no archive, no .part
 
 
+def test_an_empty_file_or_folder_argument_is_refused_not_read_as_the_current_folder(tmp_path: Path) -> None:
+    """Seen: an unset shell variable (`--data "$DATA"`, `verify "$ZIP"`) is an empty argument, which was read as
+    the current folder: `seed --data ''` seeded a tenant into it (content.db and store/ beside whatever was
+    there, exit 0, saying "no local stack is running in /"), `verify ''` said " is a folder, not an archive
+    file", `erase-tenant --read-model ''` named the current folder. Each is one line naming the argument, exit
+    2, and nothing is written."""
+    (tmp_path / "kept").write_text("")
+    seen = sorted(tmp_path.iterdir())
+    cases = [(("seed", "--data", ""), "--data", "folder"), (("--data", "", "exports"), "--data", "folder"),
+             (("token", "--tenant", "t1", "--user", "u1", "--email", "a@example.org", "--username", "n", "--data", ""),
+              "--data", "folder"),
+             (("verify", ""), "ARCHIVE", "file"), (("import", "", "--tenant", "t1"), "ARCHIVE", "file"),
+             (("assemble", "--snapshot", "k", "--out", ""), "--out", "file"),
+             (("backup", ""), "DIR", "folder"), (("restore", ""), "DIR", "folder"),
+             (("erase-tenant", "t1", "--read-model", ""), "--read-model", "file")]
+    for args, named, what in cases:
+        out = bare(*args, cwd=tmp_path, GROVE_NATS_URL="nats://127.0.0.1:1")
+        assert (out.returncode, out.stdout, out.stderr) == (
+            2, "", f"grove-export: {named} must name a {what}, not '' (an empty argument: an unset shell variable?)\n"
+        ), (args, out.returncode, out.stdout, out.stderr)
+    assert sorted(tmp_path.iterdir()) == seen  # no content.db, no store/, no backup
+
+
 def test_seed_refuses_a_username_token_would_refuse_in_one_line_before_seeding(tmp_path: Path) -> None:
     """Seen: `seed --username ''` and `--username $'a\\nb'` seeded a tenant (its email `@example.org`,
     a username no token may carry); a byte that is not UTF-8 (`$'\\xff'`) got "tenants row 0

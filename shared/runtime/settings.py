@@ -119,6 +119,33 @@ def check_host(value: str) -> str:
     return value
 
 
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
+def check_nats_url(value: str) -> str:
+    """GROVE_NATS_URL: one URL or several, comma-separated, each ``nats://HOST:PORT`` (``tls://``, ``ws://``,
+    ``wss://``; nats-py puts ``nats://`` before a bare ``HOST:PORT``). Left to nats-py, an empty one said
+    "cannot reach NATS at  (from GROVE_NATS_URL): no servers available for connection" and an
+    ``http://`` one "unknown host": the host was fine. Messages mask a password in it."""
+    if not value.strip() or value != value.strip():
+        raise ValueError("must be a NATS URL like nats://127.0.0.1:4222, not empty and without spaces at either "
+                         "end (unset it for the default)")
+    for part in value.split(","):
+        url = urlsplit(part if "://" in part else f"nats://{part}")
+        shown = masked_url(part, many=False)
+        if url.scheme not in NATS_SCHEMES:
+            raise ValueError(f"{shown!r} is not a NATS URL: its scheme must be nats://, tls://, ws:// or wss://, "
+                             f"like nats://127.0.0.1:4222")
+        try:
+            port = url.port
+        except ValueError:
+            port = -1
+        if not url.hostname or any(c.isspace() for c in part) or port == -1 or port == 0:
+            raise ValueError(f"{shown!r} is not a NATS URL: it needs a host and a port 1-65535 and no spaces, "
+                             f"like nats://127.0.0.1:4222")
+    return value
+
+
 def check_path(value: object) -> object:
     """A file or folder setting, before it becomes a Path: "" became Path("."), the current folder (the
     filesystem store's buckets and the outbox's emails went wherever the process ran), and a pasted
@@ -354,6 +381,7 @@ class Settings(BaseSettings):
         None, description="OTLP/HTTP traces endpoint (e.g. http://jaeger:4318/v1/traces); unset = tracing off.")
 
     _urls = field_validator("public_url", "otel_endpoint")(check_http_url)
+    _nats_url = field_validator("nats_url")(check_nats_url)
 
     @property
     def nats_url_shown(self) -> str:
@@ -459,7 +487,8 @@ def _field_path(loc: tuple[int | str, ...]) -> tuple[list[str], bool]:
             break
         names.append(str(part))
         annotation = fields[str(part)].annotation
-        secret = secret or annotation is SecretStr or SecretStr in get_args(annotation)
+        # GROVE_NATS_URL may hold user:password@: its check names it masked, never as given
+        secret = secret or annotation is SecretStr or SecretStr in get_args(annotation) or str(part) == "nats_url"
         model = annotation
     return names, secret
 

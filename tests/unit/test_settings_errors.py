@@ -388,3 +388,34 @@ def test_a_mail_password_to_a_name_the_resolver_may_send_elsewhere_is_refused(
     assert line.startswith("GROVE_MAIL__SMTP_PASSWORD: would be sent unencrypted"), line
     assert not is_loopback(host)
     assert all(is_loopback(h) for h in ("localhost", "LocalHost", "127.0.0.1", "127.8.9.10", "::1", "[::1]"))
+
+
+def test_a_nats_url_that_is_no_nats_url_is_refused_as_a_setting_with_its_password_masked(monkeypatch: pytest.MonkeyPatch,
+                                                                                 tmp_path: Path) -> None:
+    """Seen: GROVE_NATS_URL="" (a variable set from an unset one) said "cannot reach NATS at  (from
+    GROVE_NATS_URL): no servers available for connection", and an http:// URL "unknown host": the host
+    was right. Each is the setting's own line; a password in it is masked, as every line naming NATS does."""
+    empty = ("GROVE_NATS_URL: must be a NATS URL like nats://127.0.0.1:4222, not empty and without spaces at either "
+             "end (unset it for the default)")
+    assert refusal(monkeypatch, GROVE_NATS_URL="") == empty
+    assert refusal(monkeypatch, GROVE_NATS_URL=" nats://127.0.0.1:4222") == empty
+    line = refusal(monkeypatch, GROVE_NATS_URL="http://admin:hunter2@nats.example:4222")
+    assert line == ("GROVE_NATS_URL: 'http://admin:***@nats.example:4222' is not a NATS URL: its scheme must be "
+                    "nats://, tls://, ws:// or wss://, like nats://127.0.0.1:4222"), line
+    for bad in ("nats://", "nats://127.0.0.1:99999", "nats://a b:4222", "nats://h:4222,nats://:hunter2@h:0"):
+        line = refusal(monkeypatch, GROVE_NATS_URL=bad)
+        assert line.startswith("GROVE_NATS_URL: '") and "is not a NATS URL: it needs a host and a port 1-65535" in line
+        assert "hunter2" not in line, line
+    for good in ("nats://127.0.0.1:4222", "tls://[::1]:4222", "127.0.0.1:4222", "nats://nats", "wss://h:443",
+                 "nats://admin:pw@h:4222,nats://h2:4222"):
+        monkeypatch.setenv("GROVE_NATS_URL", good)
+        assert Settings().nats_url == good
+    # and the command says so, exit 2, before asking any server
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("GROVE_")} | {
+        "GROVE_NATS_URL": "", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, "-m", "services.cli", "exports"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert (out.returncode, out.stderr) == (2, f"grove-export: invalid settings: {empty}\n"), out

@@ -27,8 +27,15 @@ NARROW = {"width": 320, "height": 640}
 TERMINAL = ("complete", "failed", "cancelled", "expired")
 
 
+async def accept_link(page: Any, tenant: Tenant) -> None:
+    """Say the account a #token= link shows is ours: the page uses a link's token only once told so."""
+    await page.get_by_role("button", name=f"Continue as {tenant.username}").click()
+    await page.get_by_text(f"Signed in as {tenant.username}").wait_for()
+
+
 async def open_page(browser: Any, live: LiveStack, tenant: Tenant | None, viewport: dict[str, int] = DESKTOP,
                     token: str | None = None, **context_args: Any) -> Any:
+    """The page opened with ``#token=…`` in a tab of its own, the link's account confirmed (its one question)."""
     context = await browser.new_context(viewport=viewport, accept_downloads=True, **context_args)
     page = await context.new_page()
     problems: list[str] = []
@@ -40,6 +47,10 @@ async def open_page(browser: Any, live: LiveStack, tenant: Tenant | None, viewpo
         await page.wait_for_selector("html[data-ready='true']", state="attached", timeout=15000)
     except Exception:
         raise AssertionError(f"the page did not start: {problems}") from None
+    if tenant is not None and token is None:
+        await accept_link(page, tenant)
+    elif token:
+        await page.get_by_role("button", name="Use this token").click()  # a token that names nobody
     return page
 
 
@@ -494,8 +505,8 @@ async def test_accessibility_basics_a_rejected_token_and_reduced_motion(
     assert await page.locator("#message").inner_text() == ""
     # The same tab opened with another #token= link: only the fragment changes; the page asks
     # before switching identities (the person says yes here), then follows.
-    page.once("dialog", lambda d: d.accept())
     await page.goto(live.page_url("expired-or-wrong"))
+    await page.get_by_role("button", name="Use this token").click()
     await page.locator("#message[data-code='401']").wait_for()
     assert await page.get_by_label("Access token").is_visible()
     assert "token=" not in page.url
@@ -541,6 +552,7 @@ async def test_failure_reason_email_notice_and_error_count_are_shown(
         await page.route("**/api/export/history", serve)
         await page.route("**/api/export/status/*", serve)
         await page.goto(live.page_url(tenant.token))
+        await accept_link(page, tenant)
         return page
 
     failed = status_body(status="failed", error="the catalog could not read posts after 4 attempts",
@@ -576,27 +588,94 @@ async def test_failure_reason_email_notice_and_error_count_are_shown(
 async def test_a_token_link_for_someone_else_asks_before_switching(browser: Any, live: LiveStack, seed: Seed) -> None:
     me, other = await seed(images=1, username="autumn"), await seed(images=1, username="birch")
     page = await open_page(browser, live, me)
-    who = page.locator("#who")
+    who, offer = page.locator("#who"), page.locator("#offer")
     assert "autumn" in await who.inner_text()
-    asked: list[str] = []
 
-    async def answer(dialog: Any, accept: bool) -> None:
-        asked.append(dialog.message)
-        await (dialog.accept() if accept else dialog.dismiss())
-
-    page.once("dialog", lambda d: answer(d, False))
     await page.evaluate("t => { location.hash = 'token=' + t }", other.token)
-    await page.wait_for_function("() => !location.hash.includes('token=')")
-    assert len(asked) == 1 and "birch" in asked[0] and "autumn" in asked[0], asked
+    await offer.wait_for()
+    asked = await page.locator("#offer-title").inner_text()
+    assert "birch" in asked and "autumn" in asked, asked
+    assert other.email in await offer.inner_text() and other.tenant_id in await offer.inner_text()
+    assert "token=" not in page.url
+    await page.get_by_role("button", name="Don't use this link").click()
+    assert not await offer.is_visible()
     assert "autumn" in await who.inner_text() and "birch" not in await who.inner_text()
+    assert await page.evaluate("sessionStorage.getItem('grove-export-token')") == me.token
 
-    page.once("dialog", lambda d: answer(d, True))
     await page.evaluate("t => { location.hash = 'token=' + t }", other.token)
+    await page.get_by_role("button", name="Continue as birch").click()
     await page.wait_for_function("() => document.getElementById('who').textContent.includes('birch')")
-    assert len(asked) == 2
+    assert await page.evaluate("sessionStorage.getItem('grove-export-token')") == other.token
 
     await page.evaluate("t => { location.hash = 'token=' + t }", other.token)  # the same identity: no question
     await page.wait_for_function("() => !location.hash.includes('token=')")
-    assert len(asked) == 2 and "birch" in await who.inner_text()
+    assert not await offer.is_visible() and "birch" in await who.inner_text()
     no_page_errors(page)
     await page.context.close()
+
+
+async def test_a_token_link_in_a_tab_with_nobody_signed_in_is_shown_and_used_only_once_confirmed(
+        browser: Any, live: LiveStack, seed: Seed) -> None:
+    """Login CSRF (found by an HTTP attacker review): the token lives per tab, so a #token= link opened in
+    a new tab, where nobody is signed in yet, signed in silently. Someone could send a link carrying
+    their OWN token; the person opening it saw "Signed in as …" and a history, took it for their own
+    account and started exports (with their choices) in the sender's. A link's token is now shown —
+    whose it is — and used only once the person says so."""
+    attacker = await seed(images=1, username="mallory")
+    context = await browser.new_context(viewport=NARROW)
+    page = await context.new_page()
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if r.headers.get("authorization") else None)
+    await page.goto(live.page_url(attacker.token))
+    await page.wait_for_selector("html[data-ready='true']", state="attached", timeout=15000)
+    assert "token=" not in page.url
+
+    offer = page.locator("#offer")
+    try:
+        await offer.wait_for(timeout=5000)
+    except Exception:
+        who = await page.locator("#who").inner_text()
+        stored = await page.evaluate("sessionStorage.getItem('grove-export-token')")
+        raise AssertionError(f"no confirmation asked: who={who!r}, token stored={stored is not None}, "
+                             f"requests with the link's token={sent}") from None
+    text = await offer.inner_text()
+    assert attacker.username in text and attacker.email in text and attacker.tenant_id in text, text
+    assert not await page.locator("#signed-in").is_visible()
+    assert await page.evaluate("sessionStorage.getItem('grove-export-token')") is None
+    assert sent == [], "the link's token was used before the person said so"
+    assert await page.locator("#history-list > li").count() == 0
+    assert await scroll_width(page) <= 320
+
+    # Not theirs: the page forgets the link's token and asks for one; it was never sent.
+    await page.get_by_role("button", name="Don't use this link").click()
+    await page.get_by_label("Access token").wait_for()
+    assert not await offer.is_visible()
+    assert await page.evaluate("sessionStorage.getItem('grove-export-token')") is None
+    await page.reload()
+    await page.wait_for_selector("html[data-ready='true']", state="attached")
+    assert await page.get_by_label("Access token").is_visible() and not await offer.is_visible()
+    assert sent == [], sent
+    await context.close()
+
+    # The README's quick start: its own link, one confirmation, then everything works (and a reload
+    # of the signed-in tab asks nothing more).
+    me = await seed(images=1, username="autumn")
+    context = await browser.new_context(viewport=DESKTOP)
+    page = await context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: dialogs.append(d.message))
+    page.problems = []  # type: ignore[attr-defined]
+    page.on("pageerror", lambda exc: page.problems.append(f"page error: {exc}"))
+    await page.goto(live.page_url(me.token))
+    offer = page.locator("#offer")
+    await page.get_by_role("button", name=f"Continue as {me.username}").click()
+    await page.get_by_text(f"Signed in as {me.username}").wait_for()
+    await page.get_by_text("No exports yet.").wait_for()
+    assert await page.evaluate("sessionStorage.getItem('grove-export-token')") == me.token
+    assert not await offer.is_visible()
+    await page.reload()
+    await page.wait_for_selector("html[data-ready='true']", state="attached")
+    await page.get_by_text(f"Signed in as {me.username}").wait_for()
+    assert not await offer.is_visible() and dialogs == []
+    no_page_errors(page)
+    await context.close()

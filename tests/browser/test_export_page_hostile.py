@@ -12,7 +12,7 @@ import pytest
 
 from services.gateway.schemas import ExportStatus, History, HistoryItem
 from tests.browser.live import LiveStack, Seed
-from tests.browser.test_export_page import DESKTOP, TERMINAL, wait_status
+from tests.browser.test_export_page import DESKTOP, TERMINAL, accept_link, wait_status
 
 pytestmark = pytest.mark.browser
 
@@ -68,6 +68,7 @@ async def test_an_answer_cut_off_mid_body_is_retried_not_the_end_of_the_page(
     await page.route("**/api/export/**", serve)
     await page.route("**/api/export", serve)
     await page.goto(live.page_url(tenant.token))
+    await accept_link(page, tenant)
     await page.wait_for_selector(f"#current[data-export-id='{export_id}']")
     # the first poll broke off: the page says so and asks again, and follows the export to its end
     await page.wait_for_function("() => document.getElementById('percent').textContent === '40 %'", timeout=15000)
@@ -160,6 +161,7 @@ async def test_an_answer_that_stalls_mid_body_is_given_up_and_asked_again(
     await page.clock.install()
     await page.route("**/api/export/**", serve)
     await page.goto(live.page_url(tenant.token))
+    await accept_link(page, tenant)
     await asyncio.wait_for(reached.wait(), 15)
     await page.clock.fast_forward(60_000)  # a minute with no more of the answer
     await page.clock.fast_forward(5_000)  # then the retry's own wait

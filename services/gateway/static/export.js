@@ -1,7 +1,9 @@
 /* The export page: a small client of the public API (bearer token, JSON, problem+json).
  *
  * The token comes from a paste (kept in sessionStorage) or from the URL fragment `#token=...`
- * (never sent to the server; removed from the address bar once read). While an export runs, its
+ * (never sent to the server; removed from the address bar once read). A link's token is shown —
+ * whose account it is — and used only once the person says so, unless it is for the identity already
+ * signed in in this tab. While an export runs, its
  * status is polled about once a second; polling stops when the export is complete, failed,
  * cancelled or expired.
  */
@@ -14,6 +16,7 @@
   var API_TIMEOUT_MS = 30000; // an answer not all here by then is given up (and a poll asked again)
   var LINK_REFRESH_MS = 20 * 60 * 1000; // download links live an hour: refresh well before
   var NEEDS_TOKEN = "Paste your access token above to see your exports.";
+  var NEEDS_ANSWER = "Say above whether the link's account is yours to see its exports.";
   var TERMINAL = { complete: true, failed: true, cancelled: true, expired: true };
   var BADGE = {
     pending: "Pending", cataloging: "Cataloging", assembling: "Assembling", uploading: "Uploading",
@@ -28,6 +31,7 @@
   var $ = function (id) { return document.getElementById(id); };
   var el = {};
   var token = null;
+  var offered = null;          // a #token= link's token, shown and not used until the person says so
   var current = null;          // { id, status, data, cancelling }
   var pollGeneration = 0;
   var pollTimer = null;
@@ -106,47 +110,89 @@
 
   /* ---------- the token ---------- */
 
+  // The token a #token= link carries, taken out of the address bar at once; null without one.
+  function takeLinkToken() {
+    if (location.hash.length <= 1) return null;
+    var params = new URLSearchParams(location.hash.slice(1));
+    var fromHash = params.get("token");
+    if (fromHash === null) return null;
+    params.delete("token");
+    var rest = params.toString();
+    history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
+    return cleanToken(fromHash) || null;
+  }
+
+  /* A #token= link is used at once only for the identity already signed in in this tab (a fresher token
+     for the same person). Any other is offered, not used: the token is kept per tab, so a link opened in
+     a new tab, where nobody is signed in yet, signed in silently — and a link can carry anyone's token,
+     so someone could send one for their own account and the person opening it took that account for
+     theirs (login CSRF). A link for someone else in a signed-in tab would swap accounts the same way. */
   function readToken() {
-    var fromHash = null;
-    if (location.hash.length > 1) {
-      var params = new URLSearchParams(location.hash.slice(1));
-      fromHash = params.get("token");
-      if (fromHash !== null) {
-        params.delete("token");
-        var rest = params.toString();
-        history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
-      }
-    }
     var stored = null;
     try {
       stored = sessionStorage.getItem(TOKEN_KEY);
     } catch (e) { /* storage off */ }
-    if (fromHash && !sameIdentity(stored || token, cleanToken(fromHash)) && !confirmSwitch(stored || token, cleanToken(fromHash))) {
-      fromHash = null; // a link for someone else: the person said no, keep who they are
+    var signedIn = stored || token;
+    var fromLink = takeLinkToken();
+    if (fromLink && signedIn && sameIdentity(signedIn, fromLink)) {
+      saveToken(fromLink);
+      return fromLink;
     }
-    if (fromHash) {
-      saveToken(fromHash);
-      return cleanToken(fromHash);
-    }
-    return stored || token;
+    if (fromLink) offered = fromLink;
+    return signedIn;
   }
 
-  /* A #token= link for another identity never silently replaces the one signed in: a link sent by
-     someone else would otherwise swap the person into the sender's account. */
   function identityOf(jwt) {
     var c = jwt ? claims(jwt) : null;
-    return c ? [c.tenant, c.sub, c.email].join("\n") : null;
+    return c && c.tenant && c.sub ? [c.tenant, c.sub, c.email].join("\n") : null;
   }
 
   function sameIdentity(current, next) {
-    return !current || identityOf(current) === identityOf(next);
+    var id = identityOf(current);
+    return id !== null && id === identityOf(next);
   }
 
-  function confirmSwitch(current, next) {
-    var now = claims(current) || {}, then = claims(next) || {};
-    var describe = function (c) { return (c.username || "someone") + (c.email ? " (" + c.email + ")" : ""); };
-    return window.confirm("This link signs you in as " + describe(then) + " instead of " + describe(now) +
-      ". Switch accounts?");
+  function claimText(value) {
+    return typeof value === "string" && value ? value : null;
+  }
+
+  // What the page shows of an offered token: whose account it is, in the token's own words.
+  function showOffer() {
+    el.offer.hidden = !offered;
+    if (!offered) return;
+    var next = claims(offered) || {}, now = token ? claims(token) || {} : null;
+    var name = claimText(next.username), was = now ? claimText(now.username) || "the token you provided" : null;
+    el.offerTitle.textContent = name
+      ? "This link signs you in as " + name + (was ? " instead of " + was : "") + "."
+      : "This link's token does not say whose account it is" +
+        (was ? " (you are signed in as " + was + ")" : "") + ".";
+    [["offerUsername", next.username], ["offerEmail", next.email], ["offerTenant", next.tenant]].forEach(function (f) {
+      el[f[0]].textContent = claimText(f[1]) || "–";
+    });
+    el.offerAccept.textContent = name ? "Continue as " + name : "Use this token";
+  }
+
+  function acceptOffer() {
+    var next = offered;
+    offered = null;
+    stopPolling();
+    current = null;
+    el.current.hidden = true;
+    saveToken(next);
+    showAccess();
+    say(null);
+    syncStartButton();
+    if (token) loadHistory({ resume: true });
+    el.main.focus();
+  }
+
+  function declineOffer() {
+    offered = null;
+    showAccess();
+    say("info", token ? "The link was not used: you are still signed in as before."
+                      : "The link was not used. Paste your own access token to see your exports.");
+    if (token) el.main.focus();
+    else el.tokenInput.focus();
   }
 
   function cleanToken(raw) {
@@ -187,8 +233,9 @@
       }
     }
     el.signedIn.hidden = !token;
-    el.tokenForm.hidden = !!token;
-    el.access.classList.toggle("compact", !!token);
+    el.tokenForm.hidden = !!token || !!offered;
+    el.access.classList.toggle("compact", !!token && !offered);
+    showOffer();
     if (!token) showSignedOut();
   }
 
@@ -198,7 +245,7 @@
     el.historyList.textContent = "";
     el.historyList.hidden = true;
     el.historyEmpty.hidden = false;
-    el.historyEmpty.textContent = NEEDS_TOKEN;
+    el.historyEmpty.textContent = offered ? NEEDS_ANSWER : NEEDS_TOKEN;
     if (!current || TERMINAL[current.status]) {
       current = null;
       el.current.hidden = true;
@@ -313,6 +360,11 @@
   function startExport(event) {
     event.preventDefault();
     if (starting) return;
+    if (!token && offered) {
+      say("warn", "Say first whether to use the account the link signs you in to.");
+      el.offerTitle.focus();
+      return;
+    }
     if (!token) {
       say("warn", "Paste your access token first.");
       showAccess();
@@ -789,7 +841,10 @@
       ["shaRow", "sha-row"], ["sha256", "sha256"], ["copySha", "copy-sha"], ["copyStatus", "copy-status"],
       ["expiresRow", "expires-row"], ["expires", "expires"], ["errorsRow", "errors-row"],
       ["errors", "errors"], ["failure", "failure"], ["notice", "notice"], ["historyList", "history-list"],
-      ["historyEmpty", "history-empty"], ["refreshHistory", "refresh-history"]
+      ["historyEmpty", "history-empty"], ["refreshHistory", "refresh-history"], ["main", "main"],
+      ["offer", "offer"], ["offerTitle", "offer-title"], ["offerUsername", "offer-username"],
+      ["offerEmail", "offer-email"], ["offerTenant", "offer-tenant"], ["offerAccept", "offer-accept"],
+      ["offerDecline", "offer-decline"]
     ].forEach(function (pair) { el[pair[0]] = $(pair[1]); });
 
     el.tokenForm.addEventListener("submit", function (event) {
@@ -818,19 +873,28 @@
     el.cancelButton.addEventListener("click", cancelExport);
     el.copySha.addEventListener("click", copySha);
     el.refreshHistory.addEventListener("click", function () { loadHistory(); });
+    el.offerAccept.addEventListener("click", acceptOffer);
+    el.offerDecline.addEventListener("click", declineOffer);
 
     syncImagesToggle();
     token = readToken();
     showAccess();
     syncStartButton();
     if (token) loadHistory({ resume: true });
+    if (offered) el.offerTitle.focus();
     // A link with #token=... opened in this tab again changes only the fragment: no reload.
     window.addEventListener("hashchange", function () {
       if (!/(^#|&)token=/.test(location.hash)) return;
+      offered = null; // a newer link replaces one not answered yet
+      token = readToken();
+      if (offered) { // nothing changes until the person says so
+        showAccess();
+        el.offerTitle.focus();
+        return;
+      }
       stopPolling();
       current = null;
       el.current.hidden = true;
-      token = readToken();
       showAccess();
       say(null);
       syncStartButton();

@@ -381,6 +381,8 @@ def cmd_janitor(args: argparse.Namespace, settings: Settings) -> None:
 
     secrets.require_settings(settings)
     summary = asyncio.run(run_once(settings, dry_run=args.dry_run))
+    if summary.stopped:  # the store did not answer: exit 1, so cron's mail (or the CronJob's status) shows it
+        raise CliError(f"janitor: {summary.stopped}", code=1)
     if summary.left:  # the rest was done; cron's mail (or the CronJob's status) shows this run was not clean
         raise CliError(f"janitor: {summary.left} left for the next run after an error (the log says which and "
                        f"why)", code=1)

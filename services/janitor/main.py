@@ -4,6 +4,10 @@ CronJob) or ``grove-export run janitor`` (long-running, one run every ``janitor_
 Safe twice at once and twice in a row: every change to an export is a fenced append decided from
 its fold (the loser of a race re-reads and finds nothing left to do), and deletes and aborts are
 idempotent.
+
+A store that does not answer (``StoreUnavailable``: the endpoint down, after the adapter's retries)
+stops the run at once, with every act before it whole (no ``ExportExpired`` for a delete the store did
+not answer); it is said in one line (``Summary.stopped``) and the next run does the rest.
 """
 
 from __future__ import annotations
@@ -45,10 +49,10 @@ from shared.eventlog.fence import append_folded
 from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import check_fs_store, open_store
-from shared.objectstore.port import StoreNotThere
+from shared.objectstore.port import StoreError, StoreNotThere, StoreRefused, StoreUnavailable
 from shared.ports import SYSTEM_CLOCK, Clock
 from shared.runtime import faults, metrics
-from shared.runtime.settings import Settings
+from shared.runtime.settings import Settings, masked_url
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,7 @@ class Summary:
     forgotten: int = 0  # objects of exports the log no longer holds, past their age
     unoffered: int = 0  # archives of exports that ended failed or cancelled
     left: int = 0  # exports and uploads an error stopped: the next run tries them again (the log says why)
+    stopped: str | None = None  # why the run stopped before the end (the store did not answer), in a sentence
     actions: list[str] = field(default_factory=list)
 
     def line(self, dry_run: bool) -> str:
@@ -74,7 +79,8 @@ class Summary:
             line += f", {verb}delete {self.unoffered} archives of exports that did not complete"
         if self.forgotten:
             line += f", {verb}delete {self.forgotten} objects of exports no longer in the log"
-        return line + (f"; {self.left} left for the next run (an error: see the log)" if self.left else "")
+        line += f"; {self.left} left for the next run (an error: see the log)" if self.left else ""
+        return line + ("; stopped before the end: the object store did not answer" if self.stopped else "")
 
 
 class Janitor:
@@ -129,8 +135,19 @@ class Janitor:
             seq = batch.messages[-1].seq + 1
 
     async def run(self, now: datetime | None = None) -> Summary:
-        now = now or self.clock.now()
+        """One run. A store that does not answer stops it where it is (``Summary.stopped`` says so):
+        every export would wait out the adapter's retries in turn (10 s each on S3's defaults, hours on a
+        large log) for the same answer."""
         summary = Summary()
+        try:
+            await self._run(now or self.clock.now(), summary)
+        except StoreUnavailable as e:
+            summary.stopped = (f"the object store ({store_named(self.settings)}) did not answer ({_cause(e)}): "
+                               f"the run stopped there, nothing more was deleted or recorded, and the next run "
+                               f"does the rest")
+        return summary
+
+    async def _run(self, now: datetime, summary: Summary) -> None:
         counts = await self._subjects()
         exports = await self.requested(counts)
         # The log says the store holds something once an export was cataloged: then the store must be
@@ -161,6 +178,8 @@ class Janitor:
                     await self._check_alive(loaded, now, summary)
                 else:
                     await self._sweep_ended(loaded, now, summary)
+            except StoreUnavailable:
+                raise  # the store's, not this export's: the run stops
             except Exception as e:
                 _left(summary, f"{tenant_id}/{export_id}", e)
             if len(expired) >= self.settings.janitor_batch:  # the spec's batches of 50
@@ -170,22 +189,27 @@ class Janitor:
             await self._expire_batch(expired, summary)
         await self._uploads(now, summary)
         await self._forgotten(set(self._owners(counts)), now, summary)  # every subject's, as before
-        return summary
 
     async def _expire_batch(self, chunk: list[Loaded], summary: Summary) -> None:
         done = await asyncio.gather(*(self._expire(loaded) for loaded in chunk), return_exceptions=True)
+        unavailable: StoreUnavailable | None = None
         for loaded, outcome in zip(chunk, done, strict=True):
             s = loaded.state
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, Exception):
                     raise outcome  # a cancellation, an interrupt: not this export's
-                _left(summary, f"{s.tenant_id}/{s.export_id}", outcome)
+                if isinstance(outcome, StoreUnavailable):  # its delete failed: nothing recorded for it
+                    unavailable = unavailable or outcome
+                else:
+                    _left(summary, f"{s.tenant_id}/{s.export_id}", outcome)
                 continue
             assert s.completed is not None
             if not outcome:
                 continue  # the log moved meanwhile: not recorded by this run (the next one decides again)
             summary.expired += 1
             summary.actions.append(f"expire {s.export_id} ({s.completed.archive_key})")
+        if unavailable is not None:  # the batch's other deletes are done and recorded (counted above): stop
+            raise unavailable
 
     async def _expire(self, loaded: Loaded) -> bool:
         """Delete the archive and record ExportExpired; False when the record was refused."""
@@ -270,6 +294,8 @@ class Janitor:
                         await self.store.abort_multipart(self.bucket, upload.key, upload.upload_id)
                     summary.aborted += 1
                     summary.actions.append(f"abort upload {upload.upload_id} of {upload.key}")
+            except StoreUnavailable:
+                raise
             except Exception as e:
                 _left(summary, f"upload {upload.upload_id} of {upload.key!r}", e)
 
@@ -297,6 +323,8 @@ class Janitor:
                     await self.store.delete(self.bucket, obj.key)
                 summary.forgotten += 1
                 summary.actions.append(f"delete {what} {obj.key} (export {owner[1]} is no longer in the log)")
+            except StoreUnavailable:
+                raise
             except Exception as e:
                 _left(summary, f"{what} {obj.key!r}", e)
 
@@ -370,7 +398,32 @@ class Janitor:
 def _left(summary: Summary, what: str, error: Exception) -> None:
     """An error on one export (or upload) leaves it for the next run and stops nothing else."""
     summary.left += 1
-    log.warning("janitor: %s left for the next run: %r", what, error)
+    log.warning("janitor: %s left for the next run: %s", what, _said(error))
+
+
+def _said(error: Exception) -> str:
+    """``error`` in words for a log line (its Python repr, ``StoreRefused('…')``, is none)."""
+    if isinstance(error, StoreRefused):
+        return f"the object store refused: {error}"
+    if isinstance(error, StoreError):
+        return f"the object store failed: {error}"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _cause(error: StoreUnavailable) -> str:
+    """The short cause of a store's silence: its code or the transport's error (``SlowDown``,
+    ``EndpointConnectionError``), not the request's whole URL; the whole message when it has none."""
+    text = str(error)
+    head, sep, _ = text.partition(": ")
+    return head if sep and head and " " not in head else text
+
+
+def store_named(settings: Settings) -> str:
+    """The exports bucket's store as an operator finds it in the settings."""
+    if settings.store == "fs":
+        return f"the filesystem store at {settings.store_root.resolve()}; GROVE_STORE_ROOT"
+    endpoint = masked_url(settings.s3.endpoint_url, many=False) if settings.s3.endpoint_url else "AWS"
+    return f"S3 at {endpoint}, bucket {settings.buckets.exports}; GROVE_S3__ENDPOINT_URL"
 
 
 async def run_once(settings: Settings, dry_run: bool = False, now: datetime | None = None) -> Summary:
@@ -390,7 +443,9 @@ async def run_once(settings: Settings, dry_run: bool = False, now: datetime | No
 async def run_forever(settings: Settings) -> None:
     while True:
         try:
-            await run_once(settings)
+            summary = await run_once(settings)
+            if summary.stopped:  # one line; the next run (an interval on) does the rest
+                log.warning("janitor run stopped: %s", summary.stopped)
         except NatsUnreachable as e:  # said in one line; the next run tries again
             log.warning("janitor run skipped: cannot reach NATS at %s: %s", settings.nats_url_shown, e.reason)
         except StoreNotThere as e:  # the same: one line, not a traceback each run

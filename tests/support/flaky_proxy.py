@@ -38,6 +38,7 @@ class FlakyProxy:
     list_parts_body: Callable[[bytes], bytes] | None = None  # rewrite a ListParts answer's XML
     get_short: int = 0                   # a whole-object GET answers this many bytes fewer (a cut copy)
     seed: int = 5
+    port: int = 0                        # the port to listen on (0: any free one); a stopped proxy's, to come back
     requests: int = 0
     faults: int = 0
     rng: random.Random = field(init=False)
@@ -52,7 +53,7 @@ class FlakyProxy:
         app.router.add_route("*", "/{tail:.*}", self.handle)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, "127.0.0.1", self.port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"

@@ -297,6 +297,128 @@ async def test_an_archive_the_store_refuses_to_delete_does_not_stop_the_run_for_
         await proxy.stop()
 
 
+@pytest.mark.parametrize("outage", ["503", "refused"])
+async def test_a_store_that_does_not_answer_stops_the_run_at_once_in_one_line_and_changes_nothing(
+        values: dict, moto_server: str, outage: str) -> None:
+    """Seen: `grove-export janitor` with the S3 endpoint down waited out the adapter's retries for every
+    export in turn (about 10 s each on the defaults: 30 s for 3, hours on a large log), printed a line
+    each with the exception's repr (`... left for the next run: StoreUnavailable('EndpointConnectionError:
+    ...')`), and only then gave up. Now the first call the store does not answer stops the run: one
+    line naming the store, exit 1, the log and the store as they were; the next run does the rest —
+    also for an archive whose delete went through while its ExportExpired was never appended."""
+    from shared.bus.connect import connect
+    from shared.objectstore.factory import open_store
+    from tests.integration.cli.test_cli import cli
+    from tests.support.env import s3_values
+    from tests.support.flaky_proxy import FlakyProxy
+
+    proxy = await FlakyProxy(moto_server).start()
+    s3 = s3_values(proxy.url)  # 3 attempts a call
+    attempts = s3["s3"]["max_attempts"]
+    settings = Settings(**{**values, **s3})
+    store = await open_store(settings, create_buckets=True)
+    bus = await connect(settings, "test", ensure=True)
+    try:
+        now = datetime.now(UTC)
+        expired = [await make_export(bus, store, settings, "tA", complete_at=now - timedelta(days=1))  # type: ignore[arg-type]
+                   for _ in range(3)]
+        fresh = [await make_export(bus, store, settings, "tB", complete_at=now + timedelta(days=6))  # type: ignore[arg-type]
+                 for _ in range(3)]  # each a sweep of its work objects: a store call of its own
+        last_seq = (await bus.js.stream_info(settings.stream_name)).state.last_seq
+        if outage == "503":
+            proxy.down, proxy.requests = True, 0  # every request answered 503 SlowDown
+        else:
+            await proxy.stop()  # nothing listens there any more: every connection refused
+
+        run = await asyncio.to_thread(cli, {**values, **s3}, "janitor")
+
+        assert run.returncode == 1, (run.stdout, run.stderr)
+        assert run.stderr.splitlines() == [
+            f"grove-export: janitor: the object store (S3 at {proxy.url}, bucket {settings.buckets.exports}; "
+            f"GROVE_S3__ENDPOINT_URL) did not answer ({'SlowDown' if outage == '503' else 'EndpointConnectionError'}): "
+            "the run stopped there, nothing more was deleted or recorded, and the next run does the rest"], run.stderr
+        assert run.stdout.splitlines()[-1].endswith("; stopped before the end: the object store did not answer")
+        if outage == "503":
+            assert proxy.requests <= attempts, f"{proxy.requests} requests: one call's {attempts} attempts each export"
+        assert (await bus.js.stream_info(settings.stream_name)).state.last_seq == last_seq  # nothing appended
+
+        if outage == "503":
+            proxy.down = False
+        else:
+            proxy = await FlakyProxy(moto_server, port=int(proxy.url.rsplit(":", 1)[1])).start()
+        for export_id in expired:  # the store as it was: every archive there
+            assert await store.head(settings.buckets.exports, f"exports/tA/{export_id}/grove-export-u-2026-01-01.zip")
+        # an archive deleted by a run that could not then record it: the next run records it all the same
+        await store.delete(settings.buckets.exports, f"exports/tA/{expired[0]}/grove-export-u-2026-01-01.zip")
+
+        again = await asyncio.to_thread(cli, {**values, **s3}, "janitor")
+
+        assert again.returncode == 0, again.stderr
+        for export_id in expired:
+            assert (await bus.log.load("tA", export_id)).state.status == "expired"
+        for export_id in fresh:
+            assert (await bus.log.load("tB", export_id)).state.status == "complete"
+    finally:
+        await bus.close()
+        await store.close()
+        await proxy.stop()
+
+
+async def test_the_janitor_service_says_a_store_outage_in_one_line_a_run_and_runs_again_at_its_interval(
+        values: dict, moto_server: str, caplog: pytest.LogCaptureFixture) -> None:
+    """`grove-export run janitor` (one run every GROVE_JANITOR_INTERVAL_S) with the store down logged each
+    failed run as an error with a traceback; it is one warning line a run, and the next run, an interval
+    on, does the work once the store answers again (no crash, no loop faster than the interval)."""
+    import logging
+
+    from services.janitor.main import run_forever
+    from shared.bus.connect import connect
+    from shared.objectstore.factory import open_store
+    from tests.support.env import s3_values
+    from tests.support.flaky_proxy import FlakyProxy
+
+    proxy = await FlakyProxy(moto_server).start()
+    s3 = s3_values(proxy.url)
+    s3["s3"]["max_attempts"] = 1
+    settings = Settings(**{**values, **s3, "janitor_interval_s": 0.2})
+    store = await open_store(settings, create_buckets=True)
+    bus = await connect(settings, "test", ensure=True)
+    service: asyncio.Task[None] | None = None
+    try:
+        export_id = await make_export(bus, store, settings, "tA",  # type: ignore[arg-type]
+                                      complete_at=datetime.now(UTC) - timedelta(days=1))
+        proxy.down = True
+        with caplog.at_level(logging.WARNING, logger="services.janitor.main"):
+            service = asyncio.create_task(run_forever(settings))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+
+            def stopped() -> list[logging.LogRecord]:
+                return [r for r in caplog.records if r.getMessage().startswith("janitor run stopped: the object "
+                                                                                "store (S3 at")]
+
+            while len(stopped()) < 2:  # two runs, an interval apart, each said in one warning line
+                assert all(r.levelno == logging.WARNING and r.exc_info is None for r in caplog.records), \
+                    [(r.levelname, r.getMessage()) for r in caplog.records]
+                assert loop.time() < deadline, [r.getMessage() for r in caplog.records]
+                assert not service.done(), service
+                await asyncio.sleep(0.05)
+            assert len(caplog.records) == len(stopped()), [r.getMessage() for r in caplog.records]
+            assert (await bus.log.load("tA", export_id)).state.status == "complete"
+
+            proxy.down = False
+            while (await bus.log.load("tA", export_id)).state.status != "expired":
+                assert loop.time() < deadline, "the service did not run again once the store answered"
+                await asyncio.sleep(0.05)
+    finally:
+        if service is not None:
+            service.cancel()
+            await asyncio.wait([service], timeout=30)
+        await bus.close()
+        await store.close()
+        await proxy.stop()
+
+
 @pytest.mark.parametrize("stray", ["ExportRequested", "CancelRequested", "NotificationSent"])
 async def test_an_event_the_fold_ignores_does_not_hide_a_dead_step_from_the_janitor(
         janitor_settings: Settings, store: FilesystemStore, stray: str) -> None:

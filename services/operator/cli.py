@@ -291,7 +291,7 @@ async def _unlock(args: argparse.Namespace, settings: Settings) -> None:
 # -- erase ----------------------------------------------------------------------------------------
 def _erase_places(args: argparse.Namespace, settings: Settings) -> tuple[list[Path], Path | None]:
     """The read models and outbox folder to erase from, once checked; EraseError when one is not there."""
-    from services.operator.erase import check_places
+    from services.operator.erase import EraseError, check_places, check_read_model_file
 
     if args.no_read_model and args.read_model:
         raise UsageError("--no-read-model and --read-model contradict each other: give one")
@@ -299,7 +299,12 @@ def _erase_places(args: argparse.Namespace, settings: Settings) -> tuple[list[Pa
         models: list[tuple[Path, str]] = []
     elif args.read_model:
         models = [(Path(p), "--read-model") for p in args.read_model]
-    else:
+        for path, where in models:  # no such file (or a folder, a FIFO) on the command line: exit 2, as `verify`'s
+            try:
+                check_read_model_file(path, where)
+            except EraseError as e:
+                raise UsageError(str(e)) from None
+    else:  # GROVE_READ_MODEL_DB not there from here (another folder than the stack's): exit 1, as the store's
         models = [(Path(settings.read_model_db), "GROVE_READ_MODEL_DB")]
     check_places(settings, models)
     outbox = Path(settings.mail.outbox_dir) if settings.mail.backend == "outbox" else None

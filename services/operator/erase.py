@@ -49,8 +49,8 @@ class EraseError(Exception):
     """A place to erase from is missing or unreadable: one line, nothing erased when raised first."""
 
 
-def check_read_model(path: Path, where: str) -> None:
-    """``path`` is an existing gateway read model (``where`` names the setting or flag it came from)."""
+def check_read_model_file(path: Path, where: str) -> None:
+    """``path`` is a regular file that exists (``where`` names the setting or flag it came from)."""
     shown = path.resolve()
     if not path.exists():
         raise EraseError(f"the read model {shown} does not exist ({where}): nothing was erased; pass --read-model "
@@ -59,6 +59,12 @@ def check_read_model(path: Path, where: str) -> None:
     if not path.is_file():  # a FIFO: SQLite's open waited for a writer for ever; a folder: "disk I/O error"
         raise EraseError(f"the read model {shown} ({where}) is not a regular file (a folder, a device, a pipe): it "
                          "is not a gateway's read model; nothing was erased")
+
+
+def check_read_model(path: Path, where: str) -> None:
+    """``path`` is an existing gateway read model (``where`` names the setting or flag it came from)."""
+    check_read_model_file(path, where)
+    shown = path.resolve()
     try:
         db = sqlite3.connect(f"{shown.as_uri()}?mode=ro", uri=True, timeout=10)
         try:

@@ -59,8 +59,9 @@ async def _held(bus: Bus, store: ObjectStore, settings: Settings, tenant: str) -
     return events, objects, rows
 
 
-def _one_line(out: subprocess.CompletedProcess[str]) -> str:
-    assert out.returncode == 1, out.stdout + out.stderr
+def _one_line(out: subprocess.CompletedProcess[str], code: int = 1) -> str:
+    """The one stderr line of a refusal: exit 1, or ``code`` 2 for a bad command line (README, Exit codes)."""
+    assert out.returncode == code, out.stdout + out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
     return lines[0]
@@ -115,8 +116,9 @@ async def test_a_mistyped_read_model_path_is_refused_and_no_read_model_says_what
     await _tenant_with_an_archive(bus, store, settings, values, tenant)
     before = await _held(bus, store, settings, tenant)
 
+    # no such file on the command line: a bad argument, exit 2 (README, Exit codes), as `verify`'s
     typo = cli(values, "erase-tenant", tenant, "--read-model", "/nonexistent/rm.db", "--reason", "gdpr")
-    line = _one_line(typo)
+    line = _one_line(typo, code=2)
     assert "/nonexistent/rm.db does not exist (--read-model)" in line and "nothing was erased" in line, line
     assert await _held(bus, store, settings, tenant) == before
 
@@ -164,7 +166,10 @@ async def test_exports_still_running_after_the_wait_are_an_error_that_erases_not
 
 def test_a_read_model_that_is_a_fifo_or_a_folder_is_refused_at_once(tmp_path: Path) -> None:
     """Seen: `erase-tenant T --read-model FIFO` (or GROVE_READ_MODEL_DB naming one) waited for ever in
-    SQLite's open, where neither Ctrl-C nor SIGTERM ended it; a folder said "disk I/O error"."""
+    SQLite's open, where neither Ctrl-C nor SIGTERM ended it; a folder said "disk I/O error". Given as
+    --read-model, such a path is a bad argument: exit 2, as `verify`'s FIFO or folder (it exited 1,
+    against README, Exit codes); named by GROVE_READ_MODEL_DB, a place not there from here: exit 1, as
+    a GROVE_STORE_ROOT that names no store."""
     fifo, folder = tmp_path / "rm.db", tmp_path / "rm"
     os.mkfifo(fifo)
     folder.mkdir()
@@ -174,5 +179,11 @@ def test_a_read_model_that_is_a_fifo_or_a_folder_is_refused_at_once(tmp_path: Pa
         out = subprocess.run([sys.executable, "-m", "services.cli", "erase-tenant", "t1", "--read-model", str(path)],
                              env=env, capture_output=True, text=True, timeout=20, check=False, cwd=ROOT)
         assert (out.returncode, out.stderr) == (
-            1, f"grove-export: the read model {path} (--read-model) is not a regular file (a folder, a device, a "
+            2, f"grove-export: the read model {path} (--read-model) is not a regular file (a folder, a device, a "
                f"pipe): it is not a gateway's read model; nothing was erased\n"), out.stderr
+        out = subprocess.run([sys.executable, "-m", "services.cli", "erase-tenant", "t1"],
+                             env={**env, "GROVE_READ_MODEL_DB": str(path)}, capture_output=True, text=True,
+                             timeout=20, check=False, cwd=ROOT)
+        assert (out.returncode, out.stderr) == (
+            1, f"grove-export: the read model {path} (GROVE_READ_MODEL_DB) is not a regular file (a folder, a "
+               f"device, a pipe): it is not a gateway's read model; nothing was erased\n"), out.stderr

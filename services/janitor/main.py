@@ -56,6 +56,8 @@ from shared.runtime.settings import Settings, masked_url
 
 log = logging.getLogger(__name__)
 
+STOPPED = "the run stopped there, nothing more was deleted or recorded, and the next run does the rest"
+
 
 @dataclass
 class Summary:
@@ -80,7 +82,7 @@ class Summary:
         if self.forgotten:
             line += f", {verb}delete {self.forgotten} objects of exports no longer in the log"
         line += f"; {self.left} left for the next run (an error: see the log)" if self.left else ""
-        return line + ("; stopped before the end: the object store did not answer" if self.stopped else "")
+        return line + ("; stopped before the end by the object store (see stderr)" if self.stopped else "")
 
 
 class Janitor:
@@ -139,15 +141,17 @@ class Janitor:
         every export would wait out the adapter's retries in turn (10 s each on S3's defaults, hours on a
         large log) for the same answer."""
         summary = Summary()
+        counts, exports = await self._exports_checked()  # a store not there: raised, nothing done
         try:
-            await self._run(now or self.clock.now(), summary)
+            await self._run(counts, exports, now or self.clock.now(), summary)
         except StoreUnavailable as e:
             summary.stopped = (f"the object store ({store_named(self.settings)}) did not answer ({_cause(e)}): "
-                               f"the run stopped there, nothing more was deleted or recorded, and the next run "
-                               f"does the rest")
+                               f"{STOPPED}")
+        except StoreNotThere as e:  # gone since the run began (a volume unmounted): said as at the start
+            summary.stopped = str(e)
         return summary
 
-    async def _run(self, now: datetime, summary: Summary) -> None:
+    async def _exports_checked(self) -> tuple[dict[str, int], list[tuple[str, str]]]:
         counts = await self._subjects()
         exports = await self.requested(counts)
         # The log says the store holds something once an export was cataloged: then the store must be
@@ -161,6 +165,10 @@ class Janitor:
             if stored:
                 check_fs_store(self.settings, "nothing was expired, failed, aborted or removed")
                 break
+        return counts, exports
+
+    async def _run(self, counts: dict[str, int], exports: list[tuple[str, str]], now: datetime,
+                   summary: Summary) -> None:
         # One export at a time (the expired ones a batch at a time): a run holds no fold of every
         # export in the log, so its memory does not grow with the log. One export's error (a store
         # that refuses one delete, a read that times out) is that export's: it is left for the next
@@ -191,6 +199,10 @@ class Janitor:
         await self._forgotten(set(self._owners(counts)), now, summary)  # every subject's, as before
 
     async def _expire_batch(self, chunk: list[Loaded], summary: Summary) -> None:
+        if not self.dry_run:
+            # The filesystem store deletes a key it does not find as done: with its root gone since the
+            # run began (a volume unmounted) each archive would be recorded expired and stay there.
+            check_fs_store(self.settings, STOPPED)
         done = await asyncio.gather(*(self._expire(loaded) for loaded in chunk), return_exceptions=True)
         unavailable: StoreUnavailable | None = None
         for loaded, outcome in zip(chunk, done, strict=True):

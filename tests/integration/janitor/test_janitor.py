@@ -46,6 +46,12 @@ def _beat(step: str, at: float) -> bytes:
     return json.dumps({"step": step, "worker": "w1", "at": at}).encode()
 
 
+async def connect_bus(settings: Settings) -> Bus:
+    from shared.bus.connect import connect
+
+    return await connect(settings, "test", ensure=True)
+
+
 @pytest.fixture
 def janitor_settings(values: dict) -> Settings:
     return Settings(**{**values, "heartbeat_ttl_s": 2.0, "orphan_upload_age_s": 3600.0})
@@ -337,7 +343,7 @@ async def test_a_store_that_does_not_answer_stops_the_run_at_once_in_one_line_an
             f"grove-export: janitor: the object store (S3 at {proxy.url}, bucket {settings.buckets.exports}; "
             f"GROVE_S3__ENDPOINT_URL) did not answer ({'SlowDown' if outage == '503' else 'EndpointConnectionError'}): "
             "the run stopped there, nothing more was deleted or recorded, and the next run does the rest"], run.stderr
-        assert run.stdout.splitlines()[-1].endswith("; stopped before the end: the object store did not answer")
+        assert run.stdout.splitlines()[-1].endswith("; stopped before the end by the object store (see stderr)")
         if outage == "503":
             assert proxy.requests <= attempts, f"{proxy.requests} requests: one call's {attempts} attempts each export"
         assert (await bus.js.stream_info(settings.stream_name)).state.last_seq == last_seq  # nothing appended
@@ -417,6 +423,48 @@ async def test_the_janitor_service_says_a_store_outage_in_one_line_a_run_and_run
         await bus.close()
         await store.close()
         await proxy.stop()
+
+
+async def test_a_filesystem_store_gone_mid_run_stops_it_and_no_archive_left_there_is_recorded_expired(
+        janitor_settings: Settings, store: FilesystemStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The filesystem store was checked once, at the start of a run. Its root gone later in the run (a
+    volume unmounted, a folder moved: a long run over a large log) made every delete after that "succeed"
+    (no file there: nothing to delete) and each archive was recorded ExportExpired — status `expired`,
+    no download — while the archive, the person's data, stayed on that volume for good. Now each batch
+    of deletes checks the store first: the run stops there, in one line, nothing more recorded."""
+    from services.janitor import main as janitor_main
+
+    settings = janitor_settings.model_copy(update={"janitor_batch": 1})
+    bus = await connect_bus(settings)
+    try:
+        now = datetime.now(UTC)
+        exports = sorted([await make_export(bus, store, settings, "tA", complete_at=now - timedelta(days=1),
+                                            upload=False) for _ in range(2)])  # the order the run reads them
+        root, moved = settings.store_root, settings.store_root.with_name("store.unmounted")
+        reads: list[str] = []
+        real_slow = janitor_main.faults.slow
+
+        async def reading(name: str) -> None:  # the volume goes away as the run reads its second export
+            if name == "janitor.read":
+                reads.append(name)
+                if len(reads) == 2:
+                    root.rename(moved)
+            await real_slow(name)
+
+        monkeypatch.setattr(janitor_main.faults, "slow", reading)
+
+        summary = await Janitor(settings, bus, store).run(now + timedelta(hours=2))
+
+        assert len(reads) == 2
+        assert (await bus.log.load("tA", exports[0])).state.status == "expired"  # before: done and recorded
+        assert (await bus.log.load("tA", exports[1])).state.status == "complete"  # its archive is not deleted
+        assert (moved / settings.buckets.exports / "exports" / "tA" / exports[1]).is_dir()
+        assert summary.expired == 1 and summary.stopped is not None
+        assert summary.stopped.startswith(f"the filesystem store {root.resolve()} does not exist (GROVE_STORE_ROOT")
+        assert summary.stopped.endswith("the run stopped there, nothing more was deleted or recorded, and the "
+                                        "next run does the rest"), summary.stopped
+    finally:
+        await bus.close()
 
 
 @pytest.mark.parametrize("stray", ["ExportRequested", "CancelRequested", "NotificationSent"])

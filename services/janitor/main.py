@@ -5,8 +5,9 @@ Safe twice at once and twice in a row: every change to an export is a fenced app
 its fold (the loser of a race re-reads and finds nothing left to do), and deletes and aborts are
 idempotent.
 
-A store that does not answer (``StoreUnavailable``: the endpoint down, after the adapter's retries)
-stops the run at once, with every act before it whole (no ``ExportExpired`` for a delete the store did
+A store that does not answer (``StoreUnavailable``: the endpoint down, after the adapter's retries,
+and no answer either to :meth:`Janitor._stop_if_down`'s question of a key no export has) stops the run
+at once, with every act before it whole (no ``ExportExpired`` for a delete the store did
 not answer); it is said in one line (``Summary.stopped``) and the next run does the rest.
 """
 
@@ -55,6 +56,7 @@ from shared.runtime import faults, metrics
 from shared.runtime.settings import Settings, masked_url
 
 log = logging.getLogger(__name__)
+PROBE_KEY = "grove-janitor-probe"  # asked whether the store answers at all: no export's key
 
 STOPPED = "the run stopped there, nothing more was deleted or recorded, and the next run does the rest"
 
@@ -186,8 +188,9 @@ class Janitor:
                     await self._check_alive(loaded, now, summary)
                 else:
                     await self._sweep_ended(loaded, now, summary)
-            except StoreUnavailable:
-                raise  # the store's, not this export's: the run stops
+            except StoreUnavailable as e:
+                await self._stop_if_down(e)  # the store's: the run stops; else this export's
+                _left(summary, f"{tenant_id}/{export_id}", e)
             except Exception as e:
                 _left(summary, f"{tenant_id}/{export_id}", e)
             if len(expired) >= self.settings.janitor_batch:  # the spec's batches of 50
@@ -198,20 +201,32 @@ class Janitor:
         await self._uploads(now, summary)
         await self._forgotten(set(self._owners(counts)), now, summary)  # every subject's, as before
 
+    async def _stop_if_down(self, error: StoreUnavailable) -> None:
+        """Raise ``error`` — the run stops — when the store answers nothing, asked once more of a key no
+        export has (:data:`PROBE_KEY`); when it answers, the error was that one call's (a 5xx one key
+        keeps getting), left for the next run like any other, and the run goes on: else every archive
+        after it would wait behind that key for good."""
+        try:
+            await self.store.head(self.bucket, PROBE_KEY)
+        except StoreUnavailable:
+            raise error from None
+        except Exception:  # noqa: BLE001  (not found, refused: the store answered)
+            return
+
     async def _expire_batch(self, chunk: list[Loaded], summary: Summary) -> None:
         if not self.dry_run:
             # The filesystem store deletes a key it does not find as done: with its root gone since the
             # run began (a volume unmounted) each archive would be recorded expired and stay there.
             check_fs_store(self.settings, STOPPED)
         done = await asyncio.gather(*(self._expire(loaded) for loaded in chunk), return_exceptions=True)
-        unavailable: StoreUnavailable | None = None
+        unavailable: list[tuple[Loaded, StoreUnavailable]] = []
         for loaded, outcome in zip(chunk, done, strict=True):
             s = loaded.state
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, Exception):
                     raise outcome  # a cancellation, an interrupt: not this export's
                 if isinstance(outcome, StoreUnavailable):  # its delete failed: nothing recorded for it
-                    unavailable = unavailable or outcome
+                    unavailable.append((loaded, outcome))
                 else:
                     _left(summary, f"{s.tenant_id}/{s.export_id}", outcome)
                 continue
@@ -220,8 +235,10 @@ class Janitor:
                 continue  # the log moved meanwhile: not recorded by this run (the next one decides again)
             summary.expired += 1
             summary.actions.append(f"expire {s.export_id} ({s.completed.archive_key})")
-        if unavailable is not None:  # the batch's other deletes are done and recorded (counted above): stop
-            raise unavailable
+        if unavailable:  # the batch's other deletes are done and recorded (counted above)
+            await self._stop_if_down(unavailable[0][1])
+            for loaded, error in unavailable:
+                _left(summary, f"{loaded.state.tenant_id}/{loaded.state.export_id}", error)
 
     async def _expire(self, loaded: Loaded) -> bool:
         """Delete the archive and record ExportExpired; False when the record was refused."""
@@ -306,8 +323,9 @@ class Janitor:
                         await self.store.abort_multipart(self.bucket, upload.key, upload.upload_id)
                     summary.aborted += 1
                     summary.actions.append(f"abort upload {upload.upload_id} of {upload.key}")
-            except StoreUnavailable:
-                raise
+            except StoreUnavailable as e:
+                await self._stop_if_down(e)
+                _left(summary, f"upload {upload.upload_id} of {upload.key!r}", e)
             except Exception as e:
                 _left(summary, f"upload {upload.upload_id} of {upload.key!r}", e)
 
@@ -335,8 +353,9 @@ class Janitor:
                     await self.store.delete(self.bucket, obj.key)
                 summary.forgotten += 1
                 summary.actions.append(f"delete {what} {obj.key} (export {owner[1]} is no longer in the log)")
-            except StoreUnavailable:
-                raise
+            except StoreUnavailable as e:
+                await self._stop_if_down(e)
+                _left(summary, f"{what} {obj.key!r}", e)
             except Exception as e:
                 _left(summary, f"{what} {obj.key!r}", e)
 

@@ -31,6 +31,7 @@ class FlakyProxy:
     strip_if_match: bool = False         # forward GETs without If-Match (a server that ignores it)
     shift_range: int = 0                 # forward a GET's "Range: bytes=a-b" as a+k to b+k (a cache that mixes ranges up)
     refuse_delete_of: str | None = None  # answer a DeleteObject of a key holding this with 403 (object lock)
+    slow_delete_of: str | None = None    # answer a DeleteObject of a key holding this with 503 SlowDown, always
     complete_answer: tuple[int, bytes] | None = None  # answer CompleteMultipartUpload with (status, body)
     complete_forward: bool = False       # ... after passing it on (the store did complete the upload)
     head_size_delta: int = 0             # a HEAD of an object reports its length plus this
@@ -69,7 +70,9 @@ class FlakyProxy:
         self.requests += 1
         body = await request.read()
         roll = self.rng.random()
-        if self.down or roll < self.error_rate:
+        if self.down or roll < self.error_rate or (request.method == "DELETE" and self.slow_delete_of
+                                                    and "uploadId" not in request.query
+                                                    and self.slow_delete_of in request.path):
             self.faults += 1
             return web.Response(status=503, body=SLOW_DOWN, content_type="application/xml")
         if request.method == "DELETE" and "uploadId" in request.query and self.abort_status:

@@ -127,10 +127,10 @@ def check_nats_url(value: str) -> str:
     ``wss://``; nats-py puts ``nats://`` before a bare ``HOST:PORT``). Left to nats-py, an empty one said
     "cannot reach NATS at  (from GROVE_NATS_URL): no servers available for connection" and an
     ``http://`` one "unknown host": the host was fine. Messages mask a password in it."""
-    if not value.strip() or value != value.strip():
-        raise ValueError("must be a NATS URL like nats://127.0.0.1:4222, not empty and without spaces at either "
-                         "end (unset it for the default)")
-    for part in value.split(","):
+    parts = [u.strip() for u in value.split(",") if u.strip()]  # as the client takes them (connect.nats_servers):
+    if not parts:  # "a:4222, b:4222", a trailing comma or newline ran before, and runs
+        raise ValueError("must be a NATS URL like nats://127.0.0.1:4222, not empty (unset it for the default)")
+    for part in parts:
         url = urlsplit(part if "://" in part else f"nats://{part}")
         shown = masked_url(part, many=False)
         if url.scheme not in NATS_SCHEMES:

@@ -36,10 +36,18 @@ def main() -> None:
         _over()
 
 
+# How long the interpreter's shutdown may take once the command is over (it takes a tenth of a second):
+# past it SIGALRM ends the process, so a shutdown that hangs (a flush into a pipe nobody reads, a thread
+# that does not end) is not one only SIGKILL can end, with the signals ignored.
+SHUTDOWN_BOUND_S = 10
+
+
 def _over() -> None:
     """The command is over: a signal from now on would only replace its exit code with the signal's."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(SHUTDOWN_BOUND_S)
 
 
 def _command_named(argv: list[str]) -> str | None:

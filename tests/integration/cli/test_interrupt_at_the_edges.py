@@ -75,3 +75,39 @@ def test_ctrl_c_while_serve_loads_stops_it_as_ctrl_c_always_does(tmp_path: Path)
     out, err = proc.communicate(timeout=60)
     assert (proc.returncode, out, err) == (0, "", ""), (proc.returncode, out, err)  # how serve is stopped
     assert not (tmp_path / "var").exists()
+
+
+def test_a_shutdown_that_hangs_once_the_command_is_over_still_ends_without_sigkill(tmp_path: Path) -> None:
+    """Found by the review of the day: once the command is over the entry point ignores SIGINT, SIGTERM
+    and SIGHUP (a late one would only replace its exit code), so a shutdown that hung — here a thread
+    that never ends, as a flush into a pipe nobody reads would — could only be ended by SIGKILL. The
+    shutdown is bounded now: SIGALRM ends it (the bound shortened to 1 s here), a SIGTERM meanwhile
+    still changes nothing."""
+    import time
+
+    script = tmp_path / "hang.py"
+    script.write_text(
+        "import threading\n"
+        "import services.cli, services.console as console\n"
+        "console.SHUTDOWN_BOUND_S = 1\n"
+        "over = console._over\n"
+        "def said_over():\n"
+        "    over()\n"
+        "    print('over', flush=True)  # the command has returned: the signals are ignored from here on\n"
+        "console._over = said_over\n"
+        "def command():\n"
+        "    threading.Thread(target=threading.Event().wait).start()  # not a daemon: shutdown waits for it\n"
+        "services.cli.main = command\n"
+        "console.main()\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "over\n"
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = proc.wait(timeout=20)
+        assert code == -signal.SIGALRM and time.monotonic() - started < 5, code
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -486,7 +486,7 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run one service in the foreground, as its container does")
     r.add_argument("service", choices=SERVICES, help="the service to run")
     r.add_argument("--log-level", type=a_log_level, default="INFO", metavar="LEVEL",
-                   help="DEBUG, INFO, WARNING or ERROR, in any case (default: INFO)")
+                   help="DEBUG, INFO, WARNING, ERROR or CRITICAL, in any case (default: INFO)")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("serve", help="the whole local stack until Ctrl-C")
     s.add_argument("--port", type=number_in(1, 65535), default=8080,

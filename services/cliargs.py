@@ -132,7 +132,8 @@ def a_path(what: str) -> Callable[[str], str]:
     return parse
 
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Every level name logging takes (WARN and CRITICAL ran before the check; FATAL is CRITICAL's other name)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL")
 
 
 def a_log_level(text: str) -> str:
@@ -140,7 +141,7 @@ def a_log_level(text: str) -> str:
     to logging, ``--log-level debug`` or a typo was a 20-line traceback ending in "ValueError: Unknown
     level: 'debug'", exit 1."""
     if text.strip().upper() not in LOG_LEVELS:
-        raise argparse.ArgumentTypeError(f"must be DEBUG, INFO, WARNING or ERROR, not {text!r}")
+        raise argparse.ArgumentTypeError(f"must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {text!r}")
     return text.strip().upper()
 
 

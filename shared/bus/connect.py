@@ -26,7 +26,7 @@ from shared.bus.answers import ANSWER_HEADERS, STORED_ANSWER
 from shared.bus.topology import TopologyMissing
 from shared.core import steps
 from shared.eventlog.jetstream import EventLog
-from shared.runtime.settings import Settings
+from shared.runtime.settings import Settings, nats_servers
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +151,6 @@ _NAME_KEPT_LENGTH = 64  # a real header name is a few dozen characters; a longer
 def new_client() -> Client:
     """A NATS client that reads headers as every reader of ours must (:class:`_Client`), not yet connected."""
     return _Client()
-
-
-def nats_servers(url: str) -> list[str]:
-    """``GROVE_NATS_URL`` may list several servers, comma-separated (e.g. every node of a cluster)."""
-    return [u.strip() for u in url.split(",") if u.strip()]
 
 
 def kv_names(settings: Settings) -> tuple[str, str]:

@@ -17,12 +17,12 @@ from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, Na
 from faststream.specification import AsyncAPI
 
 from shared import __version__
-from shared.bus.connect import Bus, connect, inbox_prefix, nats_servers, new_client, wait_for_nats
+from shared.bus.connect import Bus, connect, inbox_prefix, new_client, wait_for_nats
 from shared.bus.topology import check_durables, consumer_config
 from shared.core import steps
 from shared.core.steps import Consumer
 from shared.runtime import metrics
-from shared.runtime.settings import Settings
+from shared.runtime.settings import Settings, nats_servers
 from shared.runtime.worker import StepWorker
 
 log = logging.getLogger(__name__)

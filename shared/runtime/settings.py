@@ -122,13 +122,19 @@ def check_host(value: str) -> str:
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 
 
+def nats_servers(url: str) -> list[str]:
+    """``GROVE_NATS_URL`` may list several servers, comma-separated (e.g. every node of a cluster): each
+    stripped, empty ones skipped — as the client takes them and as :func:`check_nats_url` checks them."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
 def check_nats_url(value: str) -> str:
     """GROVE_NATS_URL: one URL or several, comma-separated, each ``nats://HOST:PORT`` (``tls://``, ``ws://``,
     ``wss://``; nats-py puts ``nats://`` before a bare ``HOST:PORT``). Left to nats-py, an empty one said
     "cannot reach NATS at  (from GROVE_NATS_URL): no servers available for connection" and an
     ``http://`` one "unknown host": the host was fine. Messages mask a password in it."""
-    parts = [u.strip() for u in value.split(",") if u.strip()]  # as the client takes them (connect.nats_servers):
-    if not parts:  # "a:4222, b:4222", a trailing comma or newline ran before, and runs
+    parts = nats_servers(value)  # as the client takes them: "a:4222, b:4222", a trailing comma or newline run
+    if not parts:
         raise ValueError("must be a NATS URL like nats://127.0.0.1:4222, not empty (unset it for the default)")
     for part in parts:
         url = urlsplit(part if "://" in part else f"nats://{part}")

@@ -1021,6 +1021,24 @@ async def test_a_step_user_cannot_record_another_steps_failure(secured: Secured,
     assert (await admin.log.load("t_f", "exp_f")).state.attempts == (("assemble", 1),)
 
 
+async def _assembled_and_mailed_ready_only(procs: Procs, admin: Bus, secured: Secured, t: str, e: str) -> None:
+    """The attack done, the assembler started: the victim's export completes and its one email is the
+    ready one (no failure or cancel email went out), every service still running."""
+    from tests.support.pipeline import wait_status
+
+    procs.run("assembler", "assembler", {"GROVE_NATS_USER": "assembler", "GROVE_NATS_PASSWORD": PASSWORDS["assembler"]})
+    state = await wait_status(admin, t, e, timeout=90)
+    assert state.status == "complete", procs.logs()
+
+    async def notified() -> str | None:
+        return (await admin.log.load(t, e)).state.notification
+
+    assert await until(notified, 30, 0.1, "the victim's email") == "sent"
+    outbox = Path(secured.values["mail"]["outbox_dir"])
+    assert sorted(f.name.split(".")[1] for f in outbox.glob(f"{e}.*.eml")) == ["ready"], list(outbox.iterdir())
+    procs.assert_alive()
+
+
 async def test_a_step_user_cannot_fail_an_export_at_another_step(secured: Secured, admin: Bus, tmp_path: Path) -> None:
     """``ExportFailed``'s subject named no step, and every step's user (and the janitor's) could append
     it: with the catalog's password, ``ExportFailed(step="assemble")`` on another tenant's export
@@ -1088,17 +1106,7 @@ async def test_a_step_user_cannot_fail_an_export_at_another_step(secured: Secure
         await until(mailer_dropped_it, 30, 0.1, "notifier-failed to take the forged failure")
         assert "drops forged event" in procs.tail("notifier", 10**7), procs.tail("notifier")
 
-        procs.run("assembler", "assembler", {"GROVE_NATS_USER": "assembler", "GROVE_NATS_PASSWORD": PASSWORDS["assembler"]})
-        state = await wait_status(admin, t, e, timeout=90)
-        assert state.status == "complete", procs.logs()
-
-        async def notified() -> str | None:
-            return (await admin.log.load(t, e)).state.notification
-
-        assert await until(notified, 30, 0.1, "the victim's email") == "sent"
-        outbox = Path(secured.values["mail"]["outbox_dir"])
-        assert sorted(f.name.split(".")[1] for f in outbox.glob(f"{e}.*.eml")) == ["ready"], list(outbox.iterdir())
-        procs.assert_alive()
+        await _assembled_and_mailed_ready_only(procs, admin, secured, t, e)
     finally:
         procs.stop()
         await store.close()
@@ -1142,17 +1150,7 @@ async def test_the_canceller_or_the_janitor_user_cannot_cancel_an_export_nobody_
         state = (await admin.log.load(t, e)).state
         assert (state.status, state.cancel_requested, state.last_event) == ("assembling", False, before.last_event)
 
-        procs.run("assembler", "assembler", {"GROVE_NATS_USER": "assembler", "GROVE_NATS_PASSWORD": PASSWORDS["assembler"]})
-        state = await wait_status(admin, t, e, timeout=90)
-        assert state.status == "complete", procs.logs()
-
-        async def notified() -> str | None:
-            return (await admin.log.load(t, e)).state.notification
-
-        assert await until(notified, 30, 0.1, "the victim's email") == "sent"
-        outbox = Path(secured.values["mail"]["outbox_dir"])
-        assert sorted(f.name.split(".")[1] for f in outbox.glob(f"{e}.*.eml")) == ["ready"], list(outbox.iterdir())
-        procs.assert_alive()
+        await _assembled_and_mailed_ready_only(procs, admin, secured, t, e)
     finally:
         procs.stop()
         await store.close()

@@ -405,7 +405,7 @@ def test_a_nats_url_that_is_no_nats_url_is_refused_as_a_setting_with_its_passwor
         line = refusal(monkeypatch, GROVE_NATS_URL=bad)
         assert line.startswith("GROVE_NATS_URL: '") and "is not a NATS URL: it needs a host and a port 1-65535" in line
         assert "hunter2" not in line, line
-    # the list forms the client has always taken (connect.nats_servers strips each and skips empty ones):
+    # the list forms the client has always taken (settings.nats_servers strips each and skips empty ones):
     # a deployment written as "a:4222, b:4222", with a trailing comma or newline, must not stop starting
     for good in ("nats://127.0.0.1:4222", "tls://[::1]:4222", "127.0.0.1:4222", "nats://nats", "wss://h:443",
                  "nats://admin:pw@h:4222,nats://h2:4222", "nats://a:4222, nats://b:4222", "nats://a:4222,",

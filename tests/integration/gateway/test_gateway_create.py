@@ -152,14 +152,9 @@ async def test_an_idempotency_key_is_its_users_own_not_the_tenants(gateway, head
     assert [(type(e).__name__, e.user_id) for e in requests] == [("ExportRequested", "u1")]
 
 
-async def test_another_users_key_never_requests_a_reservation_made_under_it(start_gateway, headers_for,
-                                                                             monkeypatch):
-    """A retry under a key whose reservation has no request in the log yet appends that request
-    itself (a retry after a 503). Seen: u2's request under u1's key did so with u2's identity while
-    u1's was held — the export u1 asked for was u2's in the log, and its email went to u2. Now u2's
-    request is a 409 and the export is u1's."""
-    first, second = await start_gateway(0), await start_gateway(1)
-    log, held, release = first.app[BUS].log, asyncio.Event(), asyncio.Event()
+def hold_appends(monkeypatch, gateway) -> tuple[asyncio.Event, asyncio.Event]:
+    """Hold every append of ``gateway``'s log: ``held`` is set once one waits, ``release`` lets them go."""
+    log, held, release = gateway.app[BUS].log, asyncio.Event(), asyncio.Event()
     append = log.append
 
     async def held_back(event, expected_seq, msg_id=None):
@@ -168,6 +163,17 @@ async def test_another_users_key_never_requests_a_reservation_made_under_it(star
         return await append(event, expected_seq, msg_id)
 
     monkeypatch.setattr(log, "append", held_back)
+    return held, release
+
+
+async def test_another_users_key_never_requests_a_reservation_made_under_it(start_gateway, headers_for,
+                                                                             monkeypatch):
+    """A retry under a key whose reservation has no request in the log yet appends that request
+    itself (a retry after a 503). Seen: u2's request under u1's key did so with u2's identity while
+    u1's was held — the export u1 asked for was u2's in the log, and its email went to u2. Now u2's
+    request is a 409 and the export is u1's."""
+    first, second = await start_gateway(0), await start_gateway(1)
+    held, release = hold_appends(monkeypatch, first)
     key = {"Idempotency-Key": "shared-key"}
     original = asyncio.create_task(first.post("/api/export", json={}, headers={**headers_for(user="u1"), **key}))
     await asyncio.wait_for(held.wait(), 10)
@@ -295,15 +301,7 @@ async def test_a_retry_that_requests_the_export_first_leaves_the_first_request_i
     still on its way (held here), the retry's lands first and the first's then meets an export already
     requested — which is its answer too (201, the same export), not a 500; the log holds one request."""
     first, second = await start_gateway(0), await start_gateway(1)
-    log, held, release = first.app[BUS].log, asyncio.Event(), asyncio.Event()
-    append = log.append
-
-    async def held_back(event, expected_seq, msg_id=None):
-        held.set()
-        await release.wait()
-        return await append(event, expected_seq, msg_id)
-
-    monkeypatch.setattr(log, "append", held_back)
+    held, release = hold_appends(monkeypatch, first)
     headers = {**headers_for(), "Idempotency-Key": "raced-1"}
     original = asyncio.create_task(first.post("/api/export", json={}, headers=headers))
     await asyncio.wait_for(held.wait(), 10)

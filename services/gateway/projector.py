@@ -88,7 +88,7 @@ def decode(prefix: str, stored: Stored) -> ev.Event | None:
 
 async def read_from(bus: Bus, start: int, batch: int = READ_BATCH) -> tuple[list[Stored], int]:
     """Stored events from sequence ``start`` on (at most ``batch``) and how many more follow."""
-    got = await get_batch(bus.nc, bus.log.stream, seq=start, subject=f"{bus.log.prefix}.>", batch=batch)
+    got = await get_batch(bus.js, bus.log.stream, seq=start, subject=f"{bus.log.prefix}.>", batch=batch)
     return got.messages, got.pending
 
 

@@ -105,7 +105,7 @@ class Janitor:
     async def _subjects(self) -> dict[str, int]:
         """Stored messages per ExportRequested subject (every page of the server's answer)."""
         subject = f"{self.settings.subject_prefix}.*.*.ExportRequested"
-        found = await subject_counts(self.bus.nc, self.settings.stream_name, subject)
+        found = await subject_counts(self.bus.js, self.settings.stream_name, subject)
         if not found and ((await self.bus.js.stream_info(self.settings.stream_name)).state.messages or 0) > 0:
             # very old servers: fall back to reading them (counted as many as each appears)
             for s in await self._scan(subject):
@@ -119,7 +119,7 @@ class Janitor:
         them all instead of a full read and a warning each, every run."""
         prefix = self.settings.subject_prefix
         subjects = {s: n for s, n in counts.items() if ev.export_of_subject(prefix, s) is not None}
-        junk = await no_requests(self.bus.nc, self.settings.stream_name, prefix, subjects)
+        junk = await no_requests(self.bus.js, self.settings.stream_name, prefix, subjects)
         if junk:
             reasons = collections.Counter(junk.values())
             for reason, n in reasons.items():
@@ -132,7 +132,7 @@ class Janitor:
         out: list[str] = []
         seq = 1
         while True:
-            batch = await get_batch(self.bus.nc, self.settings.stream_name, seq=seq, subject=subject)
+            batch = await get_batch(self.bus.js, self.settings.stream_name, seq=seq, subject=subject)
             out += [m.subject for m in batch.messages]
             if not batch.messages or not batch.pending:
                 return out

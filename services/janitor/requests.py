@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from services.janitor.decide import no_request
 from shared.eventlog.directget import BATCH, DirectGetError, Stored, get_batch, last_of_each, subject_counts
@@ -38,7 +38,7 @@ def _judge(seen: _Seen, prefix: str, m: Stored) -> None:
         seen.reason = reason
 
 
-async def no_requests(nc: Client, stream: str, prefix: str, counts: dict[str, int]) -> dict[str, str]:
+async def no_requests(js: JetStreamContext, stream: str, prefix: str, counts: dict[str, int]) -> dict[str, str]:
     """The subjects among ``counts`` (subject → messages stored, as listed) none of whose listed
     messages is a request, with why (``malformed`` / ``forged``). A subject not judged — a read refused
     or cut short, one that grew while it was judged — is not among them: never an export left out."""
@@ -47,7 +47,7 @@ async def no_requests(nc: Client, stream: str, prefix: str, counts: dict[str, in
     while single:
         chunk, single = single[:AT_ONCE], single[AT_ONCE:]
         try:
-            got = await last_of_each(nc, stream, chunk)
+            got = await last_of_each(js, stream, chunk)
         except DirectGetError:
             continue  # refused: each is read as an export, as before
         for m in got:
@@ -58,7 +58,7 @@ async def no_requests(nc: Client, stream: str, prefix: str, counts: dict[str, in
     if any(v.count > 1 for v in seen.values()):
         seq = 1
         while True:
-            batch = await get_batch(nc, stream, seq=seq, subject=f"{prefix}.*.*.ExportRequested", batch=BATCH)
+            batch = await get_batch(js, stream, seq=seq, subject=f"{prefix}.*.*.ExportRequested", batch=BATCH)
             for m in batch.messages:
                 v = seen.get(m.subject)
                 if v is not None and v.count > 1 and not v.request and v.read < v.count:
@@ -70,6 +70,6 @@ async def no_requests(nc: Client, stream: str, prefix: str, counts: dict[str, in
     if junk:
         # Messages are only added: a count unchanged since the listing means every message judged was
         # all there was (a request stored after the listing is the next run's, as it always was).
-        now = await subject_counts(nc, stream, f"{prefix}.*.*.ExportRequested")
+        now = await subject_counts(js, stream, f"{prefix}.*.*.ExportRequested")
         junk = {s: r for s, r in junk.items() if now.get(s) == counts[s]}
     return {s: r for s, r in junk.items() if r is not None}

@@ -166,7 +166,7 @@ class Eraser:
         }
 
     async def _count(self, stream: str, subject: str) -> dict[str, int]:
-        return await subject_counts(self.bus.nc, stream, subject)
+        return await subject_counts(self.bus.js, stream, subject)
 
     async def holdings(self, tenant_id: str) -> Holdings:
         h = Holdings()
@@ -253,7 +253,7 @@ class Eraser:
 
         base = f"$KV.{self.heartbeats}."
         named: list[tuple[str, str]] = []
-        for subject in await subject_counts(self.bus.nc, f"KV_{self.heartbeats}",
+        for subject in await subject_counts(self.bus.js, f"KV_{self.heartbeats}",
                                             base + keys.heartbeat_key("*", tenant_id, "*")):
             step, _, export = subject[len(base):].split(".")
             if any(s.step == step for s in STEPS) and ev.is_valid_id(export):  # a key a worker could put
@@ -283,7 +283,7 @@ class Eraser:
         for _ in range(ROUNDS):
             seqs, seq = [], 1
             while True:
-                batch = await get_batch(self.bus.nc, stream, seq=seq, subject=subject)
+                batch = await get_batch(self.bus.js, stream, seq=seq, subject=subject)
                 seqs += [m.seq for m in batch.messages if m.seq not in done and not _progress(m.subject)]
                 if not batch.messages or not batch.pending:
                     break

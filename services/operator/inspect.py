@@ -66,7 +66,7 @@ async def requested(bus: Bus, settings: Settings, tenant_id: str | None = None) 
     """(sequence of ExportRequested, tenant, export) of every export in the log, newest first."""
     subject = f"{settings.subject_prefix}.{tenant_id or '*'}.*.ExportRequested"
     out = []
-    for subj in await subject_counts(bus.nc, settings.stream_name, subject):
+    for subj in await subject_counts(bus.js, settings.stream_name, subject):
         owner = ev.export_of_subject(settings.subject_prefix, subj)
         if owner is None:  # a '*' there names every export of the tenant, not one
             continue

@@ -23,6 +23,7 @@ from nats.js.kv import KeyValue
 
 from shared.bus import topology
 from shared.bus.answers import ANSWER_HEADERS, STORED_ANSWER
+from shared.bus.permissions import js_domain
 from shared.bus.topology import TopologyMissing
 from shared.core import steps
 from shared.eventlog.jetstream import EventLog
@@ -289,7 +290,7 @@ async def connect(settings: Settings, producer: str, *, ensure: bool = False, na
                   persistent: bool = True) -> Bus:
     """Connect and bind the log and the buckets; ``ensure`` first creates them (the admin set-up)."""
     nc = await open_nats(settings, producer, name=name, persistent=persistent)
-    js = nc.jetstream(timeout=10)
+    js = nc.jetstream(timeout=10, domain=js_domain(settings.nats_user))  # a service user's: $JS.STORE.API
     event_log = EventLog(js, settings.stream_name, settings.subject_prefix, producer,
                          indexed_reads=settings.stream_replicas == 1)
     hb_name, adm_name = kv_names(settings)

@@ -111,20 +111,41 @@ def password_env(name: str) -> str:
     return f"NATS_PASSWORD_{name.upper()}"
 
 
+STORE_ACCOUNT = "STORE"  # the stream, the buckets and the admin user: the only account with JetStream
+SERVICE_ACCOUNT = "SVC"  # the service users: no JetStream of their own, only what STORE exports to them
+JS_DOMAIN = STORE_ACCOUNT  # the service users' JetStream API: $JS.STORE.API.…, imported as STORE's $JS.API.…
+JS_API = "$JS.API"
+SERVICE_API = f"$JS.{JS_DOMAIN}.API"
+# Answers that come as a stream (a batched direct get, a pull's deliveries): the import keeps its reply
+# route open until none has come for this long (the server's default, 2 min, held each finished get's
+# route that long: its memory grew 39 → 93 MB over 90,000 gets). Every such call of ours ends sooner.
+STREAM_ANSWER_THRESHOLD = "10s"
+_STREAMED = (".DIRECT.GET.", ".CONSUMER.MSG.NEXT.")
+
+
+def js_domain(user: str | None, users: Sequence[ServiceUser] = USERS) -> str | None:
+    """The JetStream domain a connection as ``user`` calls: the service users' (``SVC``) reach the
+    stream only through STORE's imports, under ``$JS.STORE.API``; admin, and a server without users,
+    call JetStream in their own account."""
+    return JS_DOMAIN if user in {u.name for u in users} else None
+
+
 def permissions(u: ServiceUser, *, prefix: str = "exports", kv_prefix: str = "grove",
                 stream: str = "EXPORTS") -> dict[str, object]:
-    """The ``permissions`` map of one service user: allow-lists only."""
+    """The ``permissions`` map of one service user: allow-lists only, on the subjects of its account
+    (JetStream's API under ``$JS.STORE.API``: :data:`SERVICE_API`)."""
+    api = SERVICE_API
     publish = [f"{prefix}.*.*.{event}" for event in u.events]
-    publish += [f"$JS.API.DIRECT.GET.{stream}", f"$JS.API.DIRECT.GET.{stream}.>"]
+    publish += [f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>"]
     if u.stream_info:
-        publish.append(f"$JS.API.STREAM.INFO.{stream}")
+        publish.append(f"{api}.STREAM.INFO.{stream}")
     for durable in u.durables:
-        publish += [f"$JS.API.CONSUMER.INFO.{stream}.{durable}", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+        publish += [f"{api}.CONSUMER.INFO.{stream}.{durable}", f"{api}.CONSUMER.MSG.NEXT.{stream}.{durable}",
                     f"$JS.ACK.{stream}.{durable}.>"]
     for role in dict.fromkeys((*u.kv_write, *u.kv_read)):
         kv_stream = f"KV_{kv_prefix}_{role}"
-        publish += [f"$JS.API.STREAM.INFO.{kv_stream}", f"$JS.API.STREAM.MSG.GET.{kv_stream}",
-                    f"$JS.API.DIRECT.GET.{kv_stream}", f"$JS.API.DIRECT.GET.{kv_stream}.>"]
+        publish += [f"{api}.STREAM.INFO.{kv_stream}", f"{api}.STREAM.MSG.GET.{kv_stream}",
+                    f"{api}.DIRECT.GET.{kv_stream}", f"{api}.DIRECT.GET.{kv_stream}.>"]
         if role in u.kv_write and role == "heartbeats":  # its own steps' keys only (keys.heartbeat_key)
             publish += [f"$KV.{kv_prefix}_{role}.{step}.>" for step in u.steps]
         elif role in u.kv_write:
@@ -151,37 +172,80 @@ def _password(name: str, passwords: Mapping[str, str] | None) -> str:
     return _q(passwords[name])
 
 
-def render_authorization(passwords: Mapping[str, str] | None = None, *, prefix: str = "exports",
-                         kv_prefix: str = "grove", stream: str = "EXPORTS", users: Sequence[ServiceUser] = USERS,
-                         admin: str | None = ADMIN) -> str:
-    """The ``authorization { users = [...] }`` block.
+def _user_block(u: ServiceUser, password: str, prefix: str, kv_prefix: str, stream: str, ind: str) -> list[str]:
+    perms = permissions(u, prefix=prefix, kv_prefix=kv_prefix, stream=stream)
+    pub, sub = perms["publish"], perms["subscribe"]
+    assert isinstance(pub, dict) and isinstance(sub, dict)
+    inner = ind + "        "
+    return [
+        f"{ind}{{",
+        f"{ind}  user: {_q(u.name)}",
+        f"{ind}  password: {password}",
+        f"{ind}  permissions: {{",
+        f"{ind}    publish: {{",
+        f"{ind}      allow: {_list(pub['allow'], inner)}",
+        f"{ind}    }}",
+        f"{ind}    subscribe: {{",
+        f"{ind}      allow: {_list(sub['allow'], inner)}",
+        f"{ind}    }}",
+        f"{ind}  }}",
+        f"{ind}}}",
+    ]
+
+
+def imports(users: Sequence[ServiceUser] = USERS, *, prefix: str = "exports", kv_prefix: str = "grove",
+            stream: str = "EXPORTS") -> list[tuple[str, str, bool]]:
+    """What ``SVC`` imports from ``STORE`` as services: one import per subject some service user may
+    publish (the union of their allow-lists, in order), as ``(subject in STORE, subject in SVC,
+    streamed answer)``. A JetStream API call keeps its name past ``$JS.STORE.API`` (SVC answers
+    ``$JS.API.…`` itself: "JetStream not enabled"); appends, KV puts and acks keep theirs. Nothing
+    else of STORE is reachable from SVC, whatever a user's allow-list says."""
+    seen: dict[str, tuple[str, str, bool]] = {}
+    for u in users:
+        pub = permissions(u, prefix=prefix, kv_prefix=kv_prefix, stream=stream)["publish"]
+        assert isinstance(pub, dict)
+        for subject in pub["allow"]:
+            if subject in seen:
+                continue
+            store = JS_API + subject.removeprefix(SERVICE_API) if subject.startswith(SERVICE_API + ".") else subject
+            seen[subject] = (store, subject, any(part in subject for part in _STREAMED))
+    return list(seen.values())
+
+
+def render_accounts(passwords: Mapping[str, str] | None = None, *, prefix: str = "exports",
+                    kv_prefix: str = "grove", stream: str = "EXPORTS", users: Sequence[ServiceUser] = USERS,
+                    admin: str = ADMIN) -> str:
+    """The ``accounts { STORE {...} SVC {...} }`` block of a nats-server config.
+
+    ``STORE`` holds the stream, the buckets and the ``admin`` user; the service users are in ``SVC``,
+    which has no JetStream and reaches STORE only through its imports (:func:`imports`, generated
+    from the allow-lists). The server answers a JetStream request inside the account it runs in, so a
+    reply subject a service user chose (checked against no permission) lands in ``SVC``, where no
+    stream stores it and no JetStream API runs it: a direct get's copy aimed at
+    ``$JS.API.STREAM.PURGE.<stream>`` purges nothing. STORE exports the log's subjects and the
+    heartbeat puts as streams, so an append or a beat made in STORE (admin's) still wakes a service.
 
     ``passwords`` maps user name → password; without it each password is the environment variable
     ``NATS_PASSWORD_<USER>`` of the nats-server process, so config files hold no secrets.
     """
-    out = ["authorization {", "  users = ["]
-    if admin:
-        out += ["    {", f"      user: {_q(admin)}", f"      password: {_password(admin, passwords)}", "    }"]
+    wired = imports(users, prefix=prefix, kv_prefix=kv_prefix, stream=stream)
+    woken = [f"{prefix}.>", f"$KV.{kv_prefix}_heartbeats.>"]
+    out = ["accounts {", f"  {STORE_ACCOUNT}: {{", "    jetstream: enabled", "    users = [",
+           "      {", f"        user: {_q(admin)}", f"        password: {_password(admin, passwords)}", "      }",
+           "    ]", "    exports = ["]
+    for store, _, streamed in wired:
+        answer = f", response_type: \"stream\", response_threshold: {_q(STREAM_ANSWER_THRESHOLD)}" if streamed else ""
+        out.append(f"      {{ service: {_q(store)}{answer} }}")
+    out += [f"      {{ stream: {_q(s)} }}" for s in woken]
+    out += ["    ]", "  }", f"  {SERVICE_ACCOUNT}: {{", "    users = ["]
     for u in users:
-        perms = permissions(u, prefix=prefix, kv_prefix=kv_prefix, stream=stream)
-        pub, sub = perms["publish"], perms["subscribe"]
-        assert isinstance(pub, dict) and isinstance(sub, dict)
-        ind = "          "
-        out += [
-            "    {",
-            f"      user: {_q(u.name)}",
-            f"      password: {_password(u.name, passwords)}",
-            "      permissions: {",
-            "        publish: {",
-            f"          allow: {_list(pub['allow'], ind)}",
-            "        }",
-            "        subscribe: {",
-            f"          allow: {_list(sub['allow'], ind)}",
-            "        }",
-            "      }",
-            "    }",
-        ]
-    out += ["  ]", "}"]
+        out += _user_block(u, _password(u.name, passwords), prefix, kv_prefix, stream, "      ")
+    out += ["    ]", "    imports = ["]
+    for store, svc, _ in wired:
+        to = f", to: {_q(svc)}" if svc != store else ""
+        out.append(f"      {{ service: {{ account: {_q(STORE_ACCOUNT)}, subject: {_q(store)} }}{to} }}")
+    out += [f"      {{ stream: {{ account: {_q(STORE_ACCOUNT)}, subject: {_q(s)} }} }}" for s in woken]
+    out += ["    ]", "  }", "}"]
     return "\n".join(out) + "\n"
 
 
@@ -206,14 +270,14 @@ def render_node_config(node: int, nodes: int = 3, *, cluster: str = "grove", hos
         + "  listen: \"0.0.0.0:6222\"\n"
         + f"  routes: [{routes}]\n"
         + "}\n"
-        + render_authorization(prefix=prefix, kv_prefix=kv_prefix)
+        + render_accounts(prefix=prefix, kv_prefix=kv_prefix)
     )
 
 
 def render_deploy_files(nodes: int = 3) -> dict[str, str]:
     """File name → content for ``deploy/nats/``: one config per node and the bare auth block."""
     files = {f"nats-{i}.conf": render_node_config(i, nodes) for i in range(1, nodes + 1)}
-    files["auth.conf"] = HEADER + render_authorization()
+    files["auth.conf"] = HEADER + render_accounts()
     return files
 
 

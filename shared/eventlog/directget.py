@@ -1,6 +1,7 @@
 """Reading the stream without a consumer: JetStream batched direct get (nats-server ≥ 2.11).
 
-A request on ``$JS.API.DIRECT.GET.<stream>`` with ``{"seq", "next_by_subj", "batch", "max_bytes"}``
+A request on ``$JS.API.DIRECT.GET.<stream>`` (under the connection's JetStream API prefix: a service
+user's is ``$JS.STORE.API``, shared/bus/permissions.py) with ``{"seq", "next_by_subj", "batch", "max_bytes"}``
 is answered by the stream (any replica) with one message per stored message, in sequence order,
 then an end-of-batch status message (``204 EOB``); ``404`` means nothing matched. Nothing is
 created on the server, so a service user needs no CONSUMER.CREATE permission to read — and it is
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
 
 from shared.bus.answers import STORED_ANSWER
 
@@ -125,15 +127,21 @@ class _Replies:
 _replies: weakref.WeakKeyDictionary[Client, _Replies] = weakref.WeakKeyDictionary()
 
 
-async def _exchange(nc: Client, stream: str, request: dict[str, object], timeout: float,
+def _api(js: JetStreamContext) -> tuple[Client, str]:
+    """The connection and the JetStream API prefix a context calls (``$JS.API``, or a domain's)."""
+    return js._nc, js._prefix
+
+
+async def _exchange(js: JetStreamContext, stream: str, request: dict[str, object], timeout: float,
                     ) -> tuple[list[Stored], dict[str, str]]:
     """One batched direct get: the stored messages and the end-of-batch headers ({} for 404)."""
+    nc, api = _api(js)
     replies = _replies.get(nc)
     if replies is None:
         replies = _replies[nc] = _Replies(nc)
     inbox, get = await replies.open()
     try:
-        await nc.publish(f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox)
+        await nc.publish(f"{api}.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox)
         try:
             async with asyncio.timeout(timeout):
                 eob = await get.done
@@ -144,7 +152,7 @@ async def _exchange(nc: Client, stream: str, request: dict[str, object], timeout
         replies.close(inbox)
 
 
-async def get_batch(nc: Client, stream: str, *, seq: int, subject: str, batch: int = BATCH,
+async def get_batch(js: JetStreamContext, stream: str, *, seq: int, subject: str, batch: int = BATCH,
                     max_bytes: int = MAX_BYTES, timeout: float = 5.0) -> Batch:
     """Stored messages on ``subject`` (wildcards allowed) from sequence ``seq`` on, at most ``batch``.
 
@@ -152,20 +160,20 @@ async def get_batch(nc: Client, stream: str, *, seq: int, subject: str, batch: i
     message by message when the subjects are mostly distinct (ours are): a batch larger than what
     is there costs a walk to the end of the stream."""
     request = {"seq": max(1, seq), "next_by_subj": subject, "batch": batch, "max_bytes": max_bytes}
-    out, eob = await _exchange(nc, stream, request, timeout)
+    out, eob = await _exchange(js, stream, request, timeout)
     return Batch(out, int(eob.get("Nats-Num-Pending", "0") or 0))
 
 
-async def count_and_first(nc: Client, stream: str, subject: str, timeout: float = 5.0) -> tuple[Stored | None, int]:
+async def count_and_first(js: JetStreamContext, stream: str, subject: str, timeout: float = 5.0) -> tuple[Stored | None, int]:
     """The first stored message on ``subject`` and how many there are now. From the stream's
     per-subject index: no walk over other subjects' messages."""
-    out, eob = await _exchange(nc, stream, {"seq": 1, "next_by_subj": subject, "batch": 1}, timeout)
+    out, eob = await _exchange(js, stream, {"seq": 1, "next_by_subj": subject, "batch": 1}, timeout)
     if not out:
         return None, 0
     return out[0], 1 + int(eob.get("Nats-Num-Pending", "0") or 0)
 
 
-async def last_per_subject(nc: Client, stream: str, subject: str, timeout: float = 5.0) -> list[Stored] | None:
+async def last_per_subject(js: JetStreamContext, stream: str, subject: str, timeout: float = 5.0) -> list[Stored] | None:
     """The last stored message of each subject matching ``subject``, in sequence order, from the
     stream's per-subject index (no walk over other subjects' messages); None when the server
     refuses (more than 1,024 subjects) or they hold more than one answer's ``MAX_BYTES``: any user
@@ -173,7 +181,7 @@ async def last_per_subject(nc: Client, stream: str, subject: str, timeout: float
     get's copy aimed there), and one answer without a byte limit held them all at once."""
     request = {"multi_last": [subject], "batch": MULTI_LAST_MAX, "max_bytes": MAX_BYTES}
     try:
-        out, eob = await _exchange(nc, stream, request, timeout)
+        out, eob = await _exchange(js, stream, request, timeout)
     except DirectGetError:
         return None
     if int(eob.get("Nats-Num-Pending", "0") or 0) > 0:
@@ -181,18 +189,19 @@ async def last_per_subject(nc: Client, stream: str, subject: str, timeout: float
     return sorted(out, key=lambda m: m.seq)
 
 
-async def last_of_each(nc: Client, stream: str, subjects: list[str], timeout: float = 5.0) -> list[Stored]:
+async def last_of_each(js: JetStreamContext, stream: str, subjects: list[str], timeout: float = 5.0) -> list[Stored]:
     """The last stored message of each of ``subjects`` (literal subjects, at most ``MULTI_LAST_MAX``)
     from the stream's per-subject index, in one request: as many as one answer holds (``MAX_BYTES``);
     a subject missing from the answer (cut there, or nothing stored) is the caller's to ask again."""
     request = {"multi_last": subjects, "batch": len(subjects), "max_bytes": MAX_BYTES}
-    out, _ = await _exchange(nc, stream, request, timeout)
+    out, _ = await _exchange(js, stream, request, timeout)
     return out
 
 
-async def get_seq(nc: Client, stream: str, seq: int, timeout: float = 5.0) -> Stored | None:
+async def get_seq(js: JetStreamContext, stream: str, seq: int, timeout: float = 5.0) -> Stored | None:
     """The message stored at ``seq``, or None when there is none (deleted, or past the end)."""
-    reply = await nc.request(f"$JS.API.DIRECT.GET.{stream}", json.dumps({"seq": seq}).encode(), timeout=timeout)
+    nc, api = _api(js)
+    reply = await nc.request(f"{api}.DIRECT.GET.{stream}", json.dumps({"seq": seq}).encode(), timeout=timeout)
     status = _status(reply)
     if status == "404":
         return None
@@ -202,17 +211,18 @@ async def get_seq(nc: Client, stream: str, seq: int, timeout: float = 5.0) -> St
     return Stored(int(h["Nats-Sequence"]), h["Nats-Subject"], reply.data, STORED_ANSWER in h)
 
 
-async def subject_counts(nc: Client, stream: str, subject: str, timeout: float = 10.0) -> dict[str, int]:
+async def subject_counts(js: JetStreamContext, stream: str, subject: str, timeout: float = 10.0) -> dict[str, int]:
     """Stored messages per subject matching ``subject`` (wildcards allowed): every subject. The
     server answers stream info's subject details a page at a time (100,000 subjects, sorted, with
     ``total``), and nats-py's ``stream_info`` reads only the first page: a tenant with more subjects
     was counted short, and the exports past them were not seen at all."""
     from nats.js.errors import APIError
 
+    nc, api = _api(js)
     counts: dict[str, int] = {}
     while True:
         request = {"subjects_filter": subject, "offset": len(counts)}
-        reply = await nc.request(f"$JS.API.STREAM.INFO.{stream}", json.dumps(request).encode(), timeout=timeout)
+        reply = await nc.request(f"{api}.STREAM.INFO.{stream}", json.dumps(request).encode(), timeout=timeout)
         info = json.loads(reply.data)
         if "error" in info:
             raise APIError.from_error(info["error"])

@@ -216,7 +216,7 @@ class EventLog:
         raise LogUnavailable("unreachable")
 
     async def _verify_duplicate(self, seq: int, subject: str, data: bytes) -> None:
-        stored = await get_seq(self.js._nc, self.stream, seq)
+        stored = await get_seq(self.js, self.stream, seq)
         if stored is None or stored.subject != subject or stored.data != data:
             metrics.EVENTS_REJECTED.labels("append", "squatted").inc()
             log.warning("duplicate PubAck for %s points at seq %s, which is not our event", subject, seq)
@@ -263,11 +263,11 @@ class EventLog:
         first message and how many there are. A count equal to the number of subjects means each
         event type once (the usual case): those messages are the whole history. Otherwise walk
         it, asking for as many as there are (a larger batch walks on to the end of the stream)."""
-        nc, subject = self.js._nc, ev.export_filter(self.prefix, tenant_id, export_id)
-        lasts = await last_per_subject(nc, self.stream, subject) if self.indexed_reads else None
+        js, subject = self.js, ev.export_filter(self.prefix, tenant_id, export_id)
+        lasts = await last_per_subject(js, self.stream, subject) if self.indexed_reads else None
         if lasts == []:
             return
-        first, count = await count_and_first(nc, self.stream, subject)
+        first, count = await count_and_first(js, self.stream, subject)
         if first is None:
             return
         # Read after the lasts, on the same server: messages are only ever added (no deletes), so a
@@ -278,7 +278,7 @@ class EventLog:
             return
         seq, want = first.seq, count
         while True:  # batched direct gets until one reaches the end
-            batch = await get_batch(nc, self.stream, seq=seq, subject=subject, batch=max(1, min(BATCH, want)))
+            batch = await get_batch(js, self.stream, seq=seq, subject=subject, batch=max(1, min(BATCH, want)))
             if batch.messages:
                 yield batch.messages
             if not batch.messages or not batch.pending:

@@ -18,6 +18,7 @@ from faststream.specification import AsyncAPI
 
 from shared import __version__
 from shared.bus.connect import Bus, connect, inbox_prefix, new_client, wait_for_nats
+from shared.bus.permissions import js_domain
 from shared.bus.topology import check_durables, consumer_config
 from shared.core import steps
 from shared.core.steps import Consumer
@@ -64,7 +65,8 @@ def build_app(name: str, settings: Settings, bootstrap: Bootstrap,
     ``bootstrap`` connects adapters and creates one worker per step the table gives it."""
     subscriptions = subscriptions_of(name)
     broker_opts: dict[str, object] = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
-                                      "inbox_prefix": inbox_prefix(settings.nats_user)}
+                                      "inbox_prefix": inbox_prefix(settings.nats_user),
+                                      "js_options": {"domain": js_domain(settings.nats_user)}}
     if settings.nats_user:
         broker_opts["security"] = NatsUserPassword(
             settings.nats_user, settings.nats_password.get_secret_value() if settings.nats_password else "")

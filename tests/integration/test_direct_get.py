@@ -37,9 +37,9 @@ async def test_our_client_hands_each_reply_to_the_get_from_its_read_loop(
         bus: Bus, monkeypatch: pytest.MonkeyPatch) -> None:
     called = counting_callbacks(monkeypatch)
     want = await stored_five(bus)
-    got = await get_batch(bus.nc, bus.log.stream, seq=1, subject=f"{bus.log.prefix}.>", batch=3)
+    got = await get_batch(bus.js, bus.log.stream, seq=1, subject=f"{bus.log.prefix}.>", batch=3)
     assert got.messages == want[:3] and got.pending == 2
-    got = await get_batch(bus.nc, bus.log.stream, seq=want[3].seq, subject=f"{bus.log.prefix}.>")
+    got = await get_batch(bus.js, bus.log.stream, seq=want[3].seq, subject=f"{bus.log.prefix}.>")
     assert got.messages == want[3:] and got.pending == 0
     assert called == []  # not one reply went through the subscription's callback
 
@@ -49,6 +49,6 @@ async def test_another_client_gets_the_same_answer_through_the_callback(
     monkeypatch.delattr(bus_connect._Client, "deliver_directly")  # as nats-py's own client
     called = counting_callbacks(monkeypatch)
     want = await stored_five(bus)
-    got = await get_batch(bus.nc, bus.log.stream, seq=1, subject=f"{bus.log.prefix}.>")
+    got = await get_batch(bus.js, bus.log.stream, seq=1, subject=f"{bus.log.prefix}.>")
     assert got.messages == want and got.pending == 0
     assert len(called) == 6  # five stored messages and the end of the batch

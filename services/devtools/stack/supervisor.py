@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from services.devtools.stack import operator, running
 from services.devtools.stack.natsserver import NatsServer, die_with_parent
-from shared.bus.permissions import ADMIN, USERS, render_authorization
+from shared.bus.permissions import ADMIN, STORE_ACCOUNT, USERS, render_accounts
 from shared.core import steps
 from shared.runtime.cpus import usable_cpus
 from shared.runtime.secrets import (
@@ -238,6 +238,18 @@ class Child:
         return self.proc.pid if self.proc else None
 
 
+def move_to_store_account(store_dir: Path) -> bool:
+    """A folder whose server ran before the accounts split keeps the stream and the buckets under the
+    global account (``jetstream/$G``); the server now looks for them under ``STORE``. Moved while no
+    server runs (the folder's lock is held): the log, the buckets and every durable's position come
+    back as they were. True when it moved them."""
+    old, new = store_dir / "jetstream" / "$G", store_dir / "jetstream" / STORE_ACCOUNT
+    if not old.is_dir() or new.exists():
+        return False
+    old.rename(new)
+    return True
+
+
 @dataclass
 class Stack:
     """The local stack. ``env`` is passed to every service (GROVE_* settings)."""
@@ -282,7 +294,8 @@ class Stack:
             prefix = given.get("GROVE_SUBJECT_PREFIX", field["subject_prefix"].default)
             kv_prefix = given.get("GROVE_KV_PREFIX", field["kv_prefix"].default)
             stream = given.get("GROVE_STREAM_NAME", field["stream_name"].default)
-            write_private(config, render_authorization(users, prefix=prefix, kv_prefix=kv_prefix, stream=stream))
+            write_private(config, render_accounts(users, prefix=prefix, kv_prefix=kv_prefix, stream=stream))
+            move_to_store_account(self.data_dir / "nats")
             self.nats = NatsServer(self.data_dir / "nats", config_file=config,
                                    log_file=self.data_dir / "logs" / "nats.log", with_parent=True)
             self.nats.start()  # assigned first: a server that starts but never answers is stopped too

@@ -52,7 +52,7 @@ class Admitting:
 
     async def in_log(self) -> dict[str, int]:
         s = self.live.settings
-        return await subject_counts(self.bus.nc, s.stream_name, f"{s.subject_prefix}.{self.tenant}.>")
+        return await subject_counts(self.bus.js, s.stream_name, f"{s.subject_prefix}.{self.tenant}.>")
 
     async def reached(self, point: str) -> bool:
         return (self.faults / f"{point}.reached.count").exists()

@@ -23,7 +23,7 @@ from nats.js.kv import KeyValue
 
 from shared.bus import topology
 from shared.bus.answers import ANSWER_HEADERS, STORED_ANSWER
-from shared.bus.permissions import js_domain
+from shared.bus.permissions import SERVICE_ACCOUNT, STORE_ACCOUNT, js_domain
 from shared.bus.topology import TopologyMissing
 from shared.core import steps
 from shared.eventlog.jetstream import EventLog
@@ -44,6 +44,7 @@ class Bus:
         await self.nc.drain()
 
 
+ACCOUNTS = f"{STORE_ACCOUNT}/{SERVICE_ACCOUNT}"
 _SPACE = re.compile(r"\s")  # str.isspace's characters, as nats-py's own check
 
 
@@ -297,6 +298,19 @@ async def connect(settings: Settings, producer: str, *, ensure: bool = False, na
     if ensure:
         await topology.ensure(js, settings)
     used = _buckets_of(producer)
-    heartbeats = await _bind_kv(js, hb_name, "heartbeats" in used)
-    admission = await _bind_kv(js, adm_name, "admission" in used)
+    try:
+        heartbeats = await _bind_kv(js, hb_name, "heartbeats" in used)
+        admission = await _bind_kv(js, adm_name, "admission" in used)
+    except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError):
+        domain = js_domain(settings.nats_user)
+        if domain is None:
+            raise
+        await nc.close()
+        # its first JetStream call (every service binds a bucket), refused or unanswered: a server
+        # still configured as before the accounts split refuses $JS.STORE.API.… ("permissions
+        # violation", then "no answer in time" with nothing to say why)
+        raise TopologyMissing(
+            f"NATS did not answer user {settings.nats_user!r}'s first JetStream call (under $JS.{domain}.API) in time: "
+            f"a server whose config predates the {ACCOUNTS} accounts of this release refuses it — regenerate that "
+            "config (README, Upgrading)") from None
     return Bus(nc, js, event_log, heartbeats, admission)

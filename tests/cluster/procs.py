@@ -103,6 +103,7 @@ class Cluster:
 
     root: Path
     size: int = 3
+    config_file: Path | None = None  # e.g. the generated accounts block (tests/cluster/secured.py)
     nodes: list[NatsServer] = field(default_factory=list)
     http_ports: list[int] = field(default_factory=list)
 
@@ -112,7 +113,8 @@ class Cluster:
             http = free_port()
             self.http_ports.append(http)
             node = NatsServer(self.root / f"n{i + 1}", name=f"n{i + 1}", cluster=("grove", routes[i], routes),
-                              log_file=self.root / f"n{i + 1}.log", extra_args=["-m", str(http)])
+                              log_file=self.root / f"n{i + 1}.log", extra_args=["-m", str(http)],
+                              config_file=self.config_file)
             self.nodes.append(node)
         for node in self.nodes:
             node.start()

@@ -1,5 +1,9 @@
 """Scaling past one machine: a 3-node NATS cluster (R3 stream and KV), two assembler replicas.
 
+The cluster runs the production layout (shared/bus/permissions.py): the stream and the buckets in
+the ``STORE`` account with the admin, each service as its own user in ``SVC``, reaching them only
+through the generated imports — across nodes, through a leader's loss.
+
 A few-hundred-MB export is running when the stream's leader node and the assembler replica doing
 the work are SIGKILLed. The export completes, its archive equals ``grove-export assemble`` of its
 snapshot byte for byte, and the killed node, restarted, catches up (its own monitoring endpoint
@@ -23,6 +27,7 @@ import pytest
 from services.devtools.stack.natsserver import free_port
 from services.gateway.auth import make_token
 from shared.bus.connect import Bus
+from shared.bus.permissions import ADMIN, render_accounts
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.core import events as ev
@@ -33,6 +38,7 @@ from shared.runtime.settings import Settings
 from tests.chaos.conftest import Tally
 from tests.chaos.harness import Outcome, check
 from tests.cluster.procs import Cluster, Procs, connect_bus, count_lines, wait_for_jetstream
+from tests.cluster.secured import PASSWORDS
 from tests.support.env import build, settings_for, to_env
 from tests.support.pipeline import request_export
 from tests.support.wait import until
@@ -40,6 +46,10 @@ from tests.support.wait import until
 MiB = 1024 * 1024
 IMAGES = 24
 IMAGE_BYTES = 10 * MiB  # 240 MiB of incompressible media
+
+
+def as_user(service: str) -> dict[str, str]:
+    return {"GROVE_NATS_USER": service, "GROVE_NATS_PASSWORD": PASSWORDS[service]}
 
 
 async def load_state(bus: Bus, tenant: str, export_id: str) -> ExportState | None:
@@ -67,15 +77,20 @@ async def watch_workers(bus: Bus, seen: list[tuple[float, str, str, str]]) -> as
 
 @pytest.mark.slow
 async def test_an_export_survives_losing_the_stream_leader_and_an_assembler(tmp_path: Path) -> None:
-    cluster = Cluster(tmp_path / "nats").start()
+    values = settings_for(tmp_path, "", stream_replicas=3, min_part_size=4 * MiB,
+                          ack_wait_s=5.0, progress_interval_s=1.0, heartbeat_ttl_s=60.0)
+    conf = tmp_path / "accounts.conf"
+    conf.write_text(render_accounts(PASSWORDS, prefix=values["subject_prefix"], kv_prefix=values["kv_prefix"],
+                                    stream=values["stream_name"]))
+    cluster = Cluster(tmp_path / "nats", config_file=conf).start()
     procs: Procs | None = None
     bus: Bus | None = None
     try:
-        await wait_for_jetstream(cluster.urls)
-        values = settings_for(tmp_path, ",".join(cluster.urls), stream_replicas=3, min_part_size=4 * MiB,
-                              ack_wait_s=5.0, progress_interval_s=1.0, heartbeat_ttl_s=60.0)
+        admin = {"user": ADMIN, "password": PASSWORDS[ADMIN]}
+        await wait_for_jetstream(cluster.urls, **admin)
+        values["nats_url"] = ",".join(cluster.urls)
         s: Settings = build(values)
-        bus = await connect_bus(s, cluster.urls)
+        bus = await connect_bus(s, cluster.urls, **admin)
         info = await bus.js.stream_info(s.stream_name)
         assert info.config.num_replicas == 3 and info.cluster and len(info.cluster.replicas or []) == 2
         assert (await bus.heartbeats.status()).values == 0
@@ -94,13 +109,14 @@ async def test_an_export_survives_losing_the_stream_leader_and_an_assembler(tmp_
         base = {**to_env(values), "GROVE_PORT": str(port), "GROVE_HOST": "127.0.0.1"}
         procs = Procs(tmp_path / "logs", base)
         for svc in ("catalog", "finalizer", "notifier", "gateway"):
-            procs.run(svc, svc)
+            procs.run(svc, svc, as_user(svc))
         faults = {}
         for i in (1, 2):
             faults[f"assembler-{i}"] = tmp_path / "faults" / f"assembler-{i}"
             faults[f"assembler-{i}"].mkdir(parents=True)
             procs.run(f"assembler-{i}", "assembler", {"GROVE_FAULTS_DIR": str(faults[f"assembler-{i}"]),
-                                                      "GROVE_FAULTS_SLOW": "assemble.upload:0.15"})
+                                                      "GROVE_FAULTS_SLOW": "assemble.upload:0.15",
+                                                      **as_user("assembler")})
         await asyncio.sleep(1.0)
         procs.assert_alive()
         pid_of = {tag: c.proc.pid for tag, c in procs.children.items() if c.proc}

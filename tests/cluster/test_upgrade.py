@@ -1,26 +1,34 @@
-"""The README's upgrade path, on a server started with the old layout (before the step table).
+"""The README's upgrade paths, on a server started with an old layout: one account for everything.
 
 Old layout: broad ``$JS.API.>`` permissions and a shared ``_INBOX.>`` (``old_layout_auth.conf``,
 frozen from the code of that time), and each service created the stream, buckets and its durables
-itself. An export is requested and its catalog step is done the old way. Then the README's steps:
-``grove-export setup`` as admin while old services could still run; stop the services; swap in the
-generated authorization block and reload the server (SIGHUP); start the new services. The export
-in flight completes, and a new one does too.
+itself; the stream and the buckets live in the one (global) account. An export is requested the old
+way. The new layout keeps them in an account of their own (``STORE``) and the service users in
+``SVC`` (shared/bus/permissions.py), so the data moves:
+
+* a cluster (the README's steps): ``grove-export setup`` as admin while old services could still run;
+  stop the services; ``grove-export backup``; new servers with the generated accounts block;
+  ``grove-export restore`` as admin; start the new services. The export in flight completes, and a
+  new one does too;
+* one server: stopped, its ``jetstream/$G`` folder becomes ``jetstream/STORE`` (what ``serve`` does
+  to its own folder) — the log, the buckets and every durable's position come back as they were.
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 from pathlib import Path
 
 import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
+from pydantic import SecretStr
 
 from services.devtools.stack.natsserver import NatsServer, env_without_proxies, free_port
-from shared.bus.permissions import ADMIN, password_env, render_authorization
+from services.devtools.stack.supervisor import move_to_store_account
+from shared.bus.connect import Bus, connect
+from shared.bus.permissions import ADMIN, password_env, render_accounts
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.core import events as ev
@@ -31,7 +39,6 @@ from tests.cluster.procs import LAUNCH, Procs, connect_bus
 from tests.cluster.secured import PASSWORDS
 from tests.support.env import build, settings_for, to_env
 from tests.support.pipeline import wait_status
-from tests.support.wait import until
 
 OLD = Path(__file__).with_name("old_layout_auth.conf")
 
@@ -80,27 +87,25 @@ async def test_the_readme_upgrade_path_from_the_old_layout(tmp_path: Path, monke
                                       capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stdout + out.stderr
         assert "durable canceller" in out.stdout
-        # -- 2. (services stopped) 3. the generated block, reloaded in place
-        conf.write_text(pinned + render_authorization(prefix=s.subject_prefix, kv_prefix=s.kv_prefix, stream=s.stream_name))
-        assert server.proc is not None
-        server.proc.send_signal(signal.SIGHUP)
-        errors: list[str] = []
-
-        async def on_error(e: Exception) -> None:
-            errors.append(str(e))
-
-        async def refused_old_client() -> bool:  # an old client (shared _INBOX.) is refused once reloaded
-            nc = await nats.connect(server.url, user="catalog", password=PASSWORDS["catalog"], error_cb=on_error)
-            try:
-                await nc.jetstream().consumer_info(s.stream_name, "catalog", timeout=1)
-                return False
-            except nats.errors.TimeoutError:
-                return True
-            finally:
-                await nc.close()
-
-        await until(refused_old_client, 15, 0.2, "the reloaded permissions")
-        assert any("violation for subscription" in e.lower() for e in errors), errors
+        # new code against the old config: one line saying so, not "no answer in time"
+        out = await asyncio.to_thread(subprocess.run, [*LAUNCH, "run", "catalog"], capture_output=True, text=True,
+                                      timeout=60, env={**env, "GROVE_NATS_USER": "catalog",
+                                                       "GROVE_NATS_PASSWORD": PASSWORDS["catalog"]})
+        assert out.returncode == 1 and "predates the STORE/SVC accounts" in out.stderr, out.stderr[-2000:]
+        # -- 2. (services stopped) a backup, as admin
+        backup_env = {**env, "GROVE_NATS_URL": server.url}
+        out = await asyncio.to_thread(subprocess.run, [*LAUNCH, "backup", str(tmp_path / "backup")], env=backup_env,
+                                      capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        server.stop()
+        # -- 3. the new layout on a server of its own; restored as admin, then setup
+        conf.write_text(pinned + render_accounts(prefix=s.subject_prefix, kv_prefix=s.kv_prefix, stream=s.stream_name))
+        server = NatsServer(tmp_path / "nats-new", port=port, config_file=conf, log_file=tmp_path / "nats-new.log").start()
+        for command in (["restore", str(tmp_path / "backup")], ["setup", "--nats-only"]):
+            out = await asyncio.to_thread(subprocess.run, [*LAUNCH, *command], env=backup_env,
+                                          capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, (command, out.stdout + out.stderr)
+        assert not list((tmp_path / "nats-new" / "jetstream").glob("$G*")), "restored outside the STORE account"
         # -- 4. the new services, each as its own user
         for svc in ("catalog", "assembler", "finalizer", "notifier", "canceller"):
             procs.run(svc, svc, {"GROVE_NATS_USER": svc, "GROVE_NATS_PASSWORD": PASSWORDS[svc]})
@@ -122,3 +127,59 @@ async def test_the_readme_upgrade_path_from_the_old_layout(tmp_path: Path, monke
         procs.stop()
         await store.close()
         server.stop()
+
+
+async def test_a_single_servers_folder_moves_to_the_store_account(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """One server (``serve``'s own, a single-node install): stopped, ``jetstream/$G`` moved to
+    ``jetstream/STORE`` (``move_to_store_account``, what ``serve`` runs before its server starts), and
+    started with the accounts block. A service user then reads the same log, the same durable
+    positions and the same bucket values; without the move the server starts with none of them."""
+    port = free_port()
+    values = settings_for(tmp_path, f"nats://127.0.0.1:{port}")
+    s = build(values)
+    conf = tmp_path / "nats.conf"
+    conf.write_text(OLD.read_text().replace("@@PREFIX@@", s.subject_prefix).replace("@@KV@@", s.kv_prefix))
+    for name, pw in PASSWORDS.items():
+        monkeypatch.setenv(password_env(name), pw)
+    store_dir = tmp_path / "nats"
+    server = NatsServer(store_dir, port=port, config_file=conf, log_file=tmp_path / "nats.log").start()
+    try:
+        admin = await connect_bus(s, [server.url], "test", user=ADMIN, password=PASSWORDS[ADMIN])
+        try:
+            for i in range(3):
+                await admin.log.append(ev.ExportRequested(export_id=f"exp_{i}", tenant_id="t_m", user_id="u",
+                                                          user_email="m@example.org", username="m"), 0)
+            pull = await admin.js.pull_subscribe_bind("catalog", s.stream_name)
+            [first] = await pull.fetch(1, timeout=5)
+            await first.ack_sync()
+            await admin.heartbeats.put("catalog.t_m.exp_0", b"beat")
+            before = await _kept(admin, s.stream_name)
+        finally:
+            await admin.close()
+        server.stop()
+        assert move_to_store_account(store_dir) and not move_to_store_account(store_dir)
+        conf.write_text(render_accounts(prefix=s.subject_prefix, kv_prefix=s.kv_prefix, stream=s.stream_name))
+        server = NatsServer(store_dir, port=port, config_file=conf, log_file=tmp_path / "nats.log").start()
+        admin = await connect_bus(s, [server.url], "test", user=ADMIN, password=PASSWORDS[ADMIN])
+        catalog = await connect(s.model_copy(update={"nats_user": "catalog", "nats_password": SecretStr(
+            PASSWORDS["catalog"])}), "catalog")
+        try:
+            assert await _kept(admin, s.stream_name) == before
+            assert [e.export_id async for _, e in catalog.log.history("t_m", "exp_2")] == ["exp_2"]
+            assert (await catalog.heartbeats.get("catalog.t_m.exp_0")).value == b"beat"
+        finally:
+            await catalog.close()
+            await admin.close()
+    finally:
+        server.stop()
+
+
+async def _kept(bus: Bus, stream: str) -> tuple[object, ...]:
+    """What the move must keep, read as the given user: the log's state, the catalog durable's position
+    and a heartbeat's value."""
+    state = (await bus.js.stream_info(stream)).state
+    durable = await bus.js.consumer_info(stream, "catalog")
+    beat = (await bus.heartbeats.get("catalog.t_m.exp_0")).value
+    return (state.messages, state.first_seq, state.last_seq, durable.delivered.stream_seq, durable.ack_floor.stream_seq,
+            durable.num_pending, beat)

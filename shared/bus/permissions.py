@@ -1,8 +1,8 @@
 """NATS users per service, with allow-list permissions: the nats-server config generator.
 
 Generated from the step table (``shared/core/steps.py``): :data:`USERS` is one row per service user,
-:func:`permissions` turns a row into its ``permissions`` map, :func:`render_authorization` into the
-``authorization { users = [...] }`` block of a nats-server config, and :func:`render_node_config`
+:func:`permissions` turns a row into its ``permissions`` map, :func:`render_accounts` into the
+``accounts { STORE {...} SVC {...} }`` block of a nats-server config, and :func:`render_node_config`
 into a whole config file for one node of the compose cluster (``deploy/nats/nats-N.conf``,
 regenerated with ``python -m shared.bus.permissions deploy/nats``; a test checks the files equal this
 output, and the Kubernetes set-up merges ``deploy/nats/auth.conf`` into its NATS config).
@@ -12,7 +12,7 @@ What a service user may do — nothing else (every permission is an allow-list)
 * **Append its own events**: publish ``<prefix>.*.*.<Event>`` for each event type the table says it
   appends. A publish on any other subject is refused by the server (``Permissions Violation``):
   nothing is stored, no PubAck comes back.
-* **Read the log without a consumer**: ``$JS.API.DIRECT.GET.<stream>`` (batched and last-by-subject
+* **Read the log without a consumer**: ``$JS.STORE.API.DIRECT.GET.<stream>`` (batched and last-by-subject
   direct get) — every service user may read every export's events (see "still trusted").
 * **Its own durables only**: ``CONSUMER.INFO`` and ``CONSUMER.MSG.NEXT`` on ``<stream>.<durable>``
   for each durable of its steps, and ``$JS.ACK.<stream>.<durable>.>`` to ack, nak, term or extend
@@ -51,18 +51,15 @@ attempts, or fail any export at its assemble step and have its person mailed the
 service user may append; they are still read from logs written before.
 
 Reply subjects: checked against no permission, and the server answers a JetStream request (PubAck,
-direct get, pull) on one inside this one account, where the stream and the buckets store what
-matches their subjects. The copy a direct get answers with is the dangerous answer (its body is a
-stored message, which the requester may have written on a subject of its own): it carries the
-server's own headers, so every reader drops it (shared/bus/answers.py) — from the log, from the
-admission slots, from the heartbeats. What stays open: any user can still have the server store
-such a message (the fence then costs a writer one re-read), and a PubAck or a pull's delivery of a
-real event on a subject where readers would take it (README, "Reply subjects"). Closing that takes
-the streams out of the service users' account (service imports), not a narrower allow-list. Nor
-does an allow-list stop the worst of it: a direct get's copy aimed at a JetStream API subject
-(``$JS.API.STREAM.PURGE.<stream>``, ``$JS.API.CONSUMER.DELETE.…``) is run by the server as a call of
-the account when its body is a valid request (``{}``, nothing) — open, README "Locked down"
-(tests/cluster/test_bus_attacks.py, expected to fail until the streams move).
+direct get, pull) on one inside the requester's account. So the users live in two accounts
+(:func:`render_accounts`): the stream, the buckets and ``admin`` in ``STORE``; the service users in
+``SVC``, which has no JetStream and reaches STORE only through service imports generated from the
+allow-lists above (:func:`imports`) — their JetStream calls under ``$JS.STORE.API`` (:func:`js_domain`).
+An answer a service user aims lands in SVC, where nothing stores it and no JetStream API runs it: in
+one account, a direct get's copy of a stored ``{}`` aimed at ``$JS.API.STREAM.PURGE.<stream>`` purged
+the log, and copies and PubAcks aimed at an export's subjects or a bucket's keys were stored there
+(tests/cluster/test_bus_attacks.py). Readers still drop such stored copies (shared/bus/answers.py):
+logs from before, and admin's own requests, which answer inside STORE.
 """
 
 from __future__ import annotations

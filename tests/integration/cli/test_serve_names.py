@@ -28,7 +28,7 @@ def test_the_local_nats_permissions_follow_the_names_set_in_the_environment(
         found = json.loads((data / "stack.json").read_text())["env"]
     finally:
         stack.stop()
-    assert '"myprefix.*.*.ExportRequested"' in conf and "$JS.API.CONSUMER.MSG.NEXT.MYSTREAM.catalog" in conf
+    assert '"myprefix.*.*.ExportRequested"' in conf and "$JS.STORE.API.CONSUMER.MSG.NEXT.MYSTREAM.catalog" in conf
     assert "KV_mykv_heartbeats" in conf
     assert '"exports.' not in conf and ".EXPORTS." not in conf and "KV_grove_" not in conf
     # operator commands in a new shell (no such variables there) find the stack's stream through stack.json

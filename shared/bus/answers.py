@@ -1,13 +1,15 @@
 """Messages the server stored as its own answers: what marks them, for every reader to drop.
 
 nats-server sends a JetStream answer (a PubAck, a direct get's copy of a stored message) to the reply
-subject the requester named, and no permission checks that subject; inside the account, the stream
-(``<prefix>.>``) and the buckets (``$KV.>``) store what arrives on theirs. A direct get's copy is the
-dangerous one: its body is a stored message, which the requester may have written itself on a
-subject of its own — so any service user could have a body of its choosing stored on any export's
-subjects or any key. Such a copy carries the headers below, which no publisher of ours sets; read
-back through a direct get, it holds each of them twice (its own, then the server's), and the
-client's header parser (shared/bus/connect.py) marks that with ``STORED_ANSWER``.
+subject the requester named, and no permission checks that subject; inside the requester's account,
+a stream listening there stores what arrives. A direct get's copy is the dangerous one: its body is a
+stored message, which the requester may have written itself on a subject of its own. Service users
+live in an account with no streams (``SVC``, shared/bus/permissions.py), so what they aim is stored
+nowhere; before that split any service user could have a body of its choosing stored on any export's
+subjects or any key, and such messages may still be in a log or bucket written then (or be stored by
+``admin``'s own requests, which answer inside ``STORE``). Such a copy carries the headers below, which
+no publisher of ours sets; read back through a direct get, it holds each of them twice (its own, then
+the server's), and the client's header parser (shared/bus/connect.py) marks that with ``STORED_ANSWER``.
 """
 
 from __future__ import annotations

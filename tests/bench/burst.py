@@ -3,7 +3,8 @@
 ``ExportRequested`` is published straight onto the bus (as an API gateway of one's own would, with
 the documented headers) for N exports at once — N = 500, then 2,000 — against the step services as
 ``grove-export serve`` runs them (one process each, two assemblers on two or more cores: see
-``default_replicas``) on the filesystem store. Each export is small: 20 posts, 3 pages, 5 real images. Seeding
+``default_replicas``) on the filesystem store, on a nats-server configured as deployed (the generated
+accounts block: each service its own user, reaching the stream through SVC's imports). Each export is small: 20 posts, 3 pages, 5 real images. Seeding
 thousands of tenants with real images takes minutes, so the exports go round-robin over ``TENANTS``
 seeded tenants (publishing on the bus bypasses the gateway's one-export-per-tenant admission).
 
@@ -81,8 +82,9 @@ async def _burst(world: World, env: Env, processes: dict[str, list[int]], tenant
     prefix = env.settings.subject_prefix
     subs = [await env.bus.nc.subscribe(f"{prefix}.*.*.{name}", cb=on_outcome)
             for name in ("ExportCompleted", *FAILED)]
-    assert world.nats is not None and world.nats.proc is not None
-    pids = {**processes, "nats-server": [world.nats.proc.pid]}  # service → its processes (replicas)
+    nats = world.servers.get("burst", world.nats)  # the section's own server (World.deployed)
+    assert nats is not None and nats.proc is not None
+    pids = {**processes, "nats-server": [nats.proc.pid]}  # service → its processes (replicas)
     cpu0 = {name: sum(map(cpu_seconds, group)) for name, group in pids.items()}
     delivered0 = {d: await _delivered(env, d) for d in FAIRNESS_DURABLES}
     events = []
@@ -123,7 +125,7 @@ async def _burst(world: World, env: Env, processes: dict[str, list[int]], tenant
 
 async def run(world: World) -> list[Row]:
     sizes = [100, 300] if world.quick else [500, 2000]
-    values = world.values("burst", min_part_size=8 * 1024 * 1024)
+    values, users = world.deployed("burst", min_part_size=8 * 1024 * 1024)  # each service as its own user
     env = await Env.open(values)
     stack = None
     rows: list[Row] = []
@@ -131,7 +133,7 @@ async def run(world: World) -> list[Row]:
         log(f"9: seeding {TENANTS} tenants (20 posts, 3 pages, 5 images each)")
         tenants = await _seed(env, TENANTS)
         replicas = default_replicas()
-        stack = await start_ready_stack(env, world.dir("burst") / "stack", replicas=replicas)
+        stack = await start_ready_stack(env, world.dir("burst") / "stack", replicas=replicas, users=users)
         groups: dict[str, list[int]] = {}  # service → the pids of its replicas
         for c in stack.children:
             if c.pid:

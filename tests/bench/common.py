@@ -7,6 +7,7 @@ import asyncio
 import os
 import platform
 import random
+import secrets
 import shutil
 import subprocess
 import sys
@@ -156,6 +157,7 @@ class World:
         self.moto: subprocess.Popen[bytes] | None = None
         self.moto_url = ""
         self.shared: dict[str, Any] = {}
+        self.servers: dict[str, NatsServer] = {}  # sections' own (``deployed``), by name
 
     def start(self) -> World:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -179,7 +181,27 @@ class World:
         extra = s3_values(self.ensure_moto()) if s3 else {}
         return settings_for(self.dir(name), self.nats.url, **{**extra, **overrides})
 
+    def deployed(self, name: str, **overrides: Any) -> tuple[dict[str, Any], dict[str, str]]:
+        """A section's values on a nats-server of its own configured as deployed: the generated
+        accounts block (the stream and buckets in STORE, each service its own user in SVC). The
+        values connect as admin (the bench's own connections); the passwords are for the services
+        (``start_ready_stack(..., users=)``): each then runs as its own user, as in production."""
+        from shared.bus.permissions import ADMIN, USERS, render_accounts
+
+        users = {n: f"bench-{n}-{secrets.token_hex(4)}" for n in (ADMIN, *(u.name for u in USERS))}
+        values = settings_for(self.dir(name), "", **overrides)
+        conf = self.dir(name) / "accounts.conf"
+        conf.write_text(render_accounts(users, prefix=values["subject_prefix"], kv_prefix=values["kv_prefix"],
+                                        stream=values["stream_name"]))
+        server = NatsServer(self.dir(name) / "nats", config_file=conf, log_file=self.dir(name) / "nats.log").start()
+        self.servers[name] = server
+        values |= {"nats_url": server.url, "nats_user": ADMIN, "nats_password": users[ADMIN]}
+        return values, users
+
     def stop(self, keep: bool = False) -> None:
+        for server in self.servers.values():
+            server.stop()
+        self.servers.clear()
         if self.moto is not None:
             from tests.fixtures.moto import stop_moto
 
@@ -236,8 +258,8 @@ STEP_DURABLES = ("catalog", "assembler", "finalizer", "notifier", "canceller")
 
 async def start_ready_stack(env: Env, data_dir: Path, services: tuple[str, ...] = STEP_SERVICES,
                             extra_env: dict[str, str] | None = None,
-                            replicas: dict[str, int] | None = None) -> Stack:
-    stack = start_stack(data_dir, env.values, services=services, extra_env=extra_env, replicas=replicas)
+                            replicas: dict[str, int] | None = None, users: dict[str, str] | None = None) -> Stack:
+    stack = start_stack(data_dir, env.values, services=services, extra_env=extra_env, replicas=replicas, users=users)
     try:
         durables = tuple(d for d in STEP_DURABLES
                          if (d in ("canceller",) and "assembler" in services) or d in services)

@@ -8,6 +8,11 @@ ExportCompleted, NotificationSent), published first with ``js.publish`` and 300 
 The replay runs ``RUNS`` times, each into a new file; the table gives the median rate and the
 range. A replay slower than the time limit is stopped there; its rate is then read from the
 rebuilt file's ``projector_position`` (how far it got), and the table says so.
+
+The cost of the accounts (shared/bus/permissions.py): on a server configured as deployed
+(``World.deployed``), the same replay (of ``ACCOUNTS_EXPORTS`` exports' events) and ``APPENDS`` fenced
+appends one after the other, as the service user (``SVC``, through the imports) and as ``admin``
+(in ``STORE``, where the stream is), alternating, ``RUNS`` each: the medians side by side.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from shared.bus.connect import Bus
 from shared.core import events as ev
+from shared.runtime.settings import Settings
 from tests.bench.common import Env, Row, World, log
 
 NUMBER = "8"
@@ -30,6 +37,8 @@ EXPORTS = 10_000
 IN_FLIGHT = 300
 LIMIT_S = 60.0
 RUNS = 3
+ACCOUNTS_EXPORTS = 2_000
+APPENDS = 1_000
 
 
 def events_of(i: int) -> list[ev.Event]:
@@ -68,15 +77,17 @@ def events_of(i: int) -> list[ev.Event]:
     ]
 
 
-async def publish_all(env: Env, exports: int) -> tuple[int, float]:
-    prefix, stream = env.settings.subject_prefix, env.settings.stream_name
+async def publish_all(env: Env | Bus, exports: int, settings: Settings | None = None) -> tuple[int, float]:
+    bus, settings = (env.bus, env.settings) if isinstance(env, Env) else (env, settings)
+    assert settings is not None
+    prefix, stream = settings.subject_prefix, settings.stream_name
     payloads = [(ev.subject_for(prefix, e), e.to_json()) for i in range(exports) for e in events_of(i)]
     gate = asyncio.Semaphore(IN_FLIGHT)
     started = time.perf_counter()
 
     async def one(subject: str, data: bytes) -> None:
         try:
-            await env.bus.js.publish(subject, data, stream=stream, timeout=30)
+            await bus.js.publish(subject, data, stream=stream, timeout=30)
         finally:
             gate.release()
 
@@ -114,9 +125,10 @@ async def run(world: World) -> list[Row]:
         results = []
         for i in range(runs):
             log(f"8: replaying {count:,} events (limit {LIMIT_S:.0f} s), {i + 1}/{runs}")
-            results.append(await _replay(replay, env, world.dir("replay") / f"read-model-{i + 1}.db", count))
+            results.append(await _replay(replay, env.bus, world.dir("replay") / f"read-model-{i + 1}.db", count))
     finally:
         await env.close()
+    accounts = await accounts_rows(world, replay)
     rates = [reached / elapsed if elapsed > 0 else 0.0 for reached, elapsed, _, _ in results]
     rate = statistics.median(rates)
     stopped = [r for r in results if r[2] is None]
@@ -132,17 +144,80 @@ async def run(world: World) -> list[Row]:
             rate >= 20_000, spread + note),
         Row(NUMBER, "  publishing them (js.publish, 300 in flight)", f"{count / pub_s:,.0f} events/s", "", None,
             f"{count:,} events in {pub_s:.1f} s"),
+        *accounts,
     ]
 
 
-async def _replay(replay: Callable[..., Coroutine[object, object, int]], env: Env, target: Path,
+async def accounts_rows(world: World, replay: Callable[..., Coroutine[object, object, int]]) -> list[Row]:
+    """The replay and fenced appends as a service user through SVC's imports against as admin in STORE."""
+    from pydantic import SecretStr
+
+    from shared.bus.connect import connect
+    from shared.bus.permissions import ADMIN
+    from tests.support.env import build
+
+    values, passwords = world.deployed("accounts")
+    base = build(values)
+    root = world.dir("accounts")
+
+    def as_user(name: str) -> Settings:
+        return base.model_copy(update={"nats_user": name, "nats_password": SecretStr(passwords[name])})
+
+    exports = 200 if world.quick else ACCOUNTS_EXPORTS
+    runs = 1 if world.quick else RUNS
+    buses: dict[str, Bus] = {}
+    try:
+        buses["admin"] = await connect(as_user(ADMIN), "bench", ensure=True)
+        buses["gateway"] = await connect(as_user("gateway"), "gateway")
+        buses["notifier"] = await connect(as_user("notifier"), "notifier")
+        log(f"8: the accounts' cost: publishing {exports * 10:,} events")
+        count, _ = await publish_all(buses["admin"], exports, base)
+        replays: dict[str, list[float]] = {"gateway": [], "admin": []}
+        appends: dict[str, list[float]] = {"notifier": [], "admin": []}
+        for i in range(runs):
+            for who in ("gateway", "admin") if i % 2 == 0 else ("admin", "gateway"):
+                reached, elapsed, _, _ = await _replay(replay, buses[who], root / f"rm-{who}-{i}.db", count)
+                replays[who].append(reached / elapsed)
+            for who in ("notifier", "admin") if i % 2 == 0 else ("admin", "notifier"):
+                appends[who].append(await _appends(buses[who], f"t_{who}_{i}"))
+    finally:
+        for bus in buses.values():
+            await bus.close()
+    replay_ratio = statistics.median(replays["gateway"]) / statistics.median(replays["admin"])
+    append_ratio = statistics.median(appends["notifier"]) / statistics.median(appends["admin"])
+    spread = lambda xs: f"{min(xs):,.0f}–{max(xs):,.0f}"  # noqa: E731
+    return [
+        Row(NUMBER, "  the accounts' cost: replay as the gateway user (SVC, imports) against as admin (STORE)",
+            f"{replay_ratio:.2f}×", "≥ 0.9×", replay_ratio >= 0.9,
+            f"{count:,} events, {runs} runs each, alternating: median {statistics.median(replays['gateway']):,.0f} "
+            f"({spread(replays['gateway'])}) against {statistics.median(replays['admin']):,.0f} "
+            f"({spread(replays['admin'])}) events/s"),
+        Row(NUMBER, "  the accounts' cost: fenced appends one at a time as the notifier user against as admin",
+            f"{append_ratio:.2f}×", "≥ 0.9×", append_ratio >= 0.9,
+            f"{APPENDS:,} appends, {runs} runs each: median {statistics.median(appends['notifier']):,.0f} "
+            f"({spread(appends['notifier'])}) against {statistics.median(appends['admin']):,.0f} "
+            f"({spread(appends['admin'])}) appends/s"),
+    ]
+
+
+async def _appends(bus: Bus, tenant: str) -> float:
+    """Appends/s of ``APPENDS`` NotificationSent, each fenced on the one before (as a step appends)."""
+    seq, started = 0, time.perf_counter()
+    for i in range(APPENDS):
+        event = ev.NotificationSent(export_id=f"exp_{i:024x}", tenant_id=tenant, channel="outbox", producer="bench")
+        seq = await bus.log.append(event, 0)
+    del seq
+    return APPENDS / (time.perf_counter() - started)
+
+
+async def _replay(replay: Callable[..., Coroutine[object, object, int]], bus: Bus, target: Path,
                   count: int) -> tuple[int, float, int | None, int | None]:
     """(events replayed, seconds, rows rebuilt, objects a cycle collection found after it — the last
     two None when stopped at the limit). The replay pauses the cycle collector: the last figure says
     what it would have found."""
     gc.collect()  # what the publishing left: not the replay's
     started = time.perf_counter()
-    task = asyncio.create_task(replay(target, env.bus, timeout=30))
+    task = asyncio.create_task(replay(target, bus, timeout=30))
     while True:
         finished, _ = await asyncio.wait({task}, timeout=1.0)
         if finished:

@@ -17,9 +17,12 @@ STEP_SERVICES = steps.step_services()
 
 def start_stack(data_dir: Path, values: dict[str, Any], services: tuple[str, ...] = STEP_SERVICES,
                 replicas: dict[str, int] | None = None, port: int = 0,
-                extra_env: dict[str, str] | None = None) -> Stack:
+                extra_env: dict[str, str] | None = None, users: dict[str, str] | None = None) -> Stack:
+    """The services on a server of the test's (``values["nats_url"]``); ``users``: its NATS users'
+    passwords, when it has them (each service then runs as its own user, setup as admin)."""
     env = {**to_env(values), **(extra_env or {})}
-    stack = Stack(data_dir, port=port or 8080, env=env, services=services, replicas=replicas or {})
+    stack = Stack(data_dir, port=port or 8080, env=env, services=services, replicas=replicas or {},
+                  nats_users=users or {})
     stack.start(nats_url=values["nats_url"])
     time.sleep(0.5)
     for child in stack.children:

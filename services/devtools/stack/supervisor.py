@@ -265,6 +265,7 @@ class Stack:
     _watch: threading.Thread | None = None
     operator_file: Path | None = None
     _lock_fd: int | None = None
+    nats_users: dict[str, str] = field(default_factory=dict)  # a given server's users → passwords (ours: generated)
 
     def start(self, nats_url: str | None = None) -> Stack:
         """Start the services; without ``nats_url``, also a nats-server of our own, locked down with
@@ -279,7 +280,7 @@ class Stack:
             raise
 
     def _start(self, nats_url: str | None) -> Stack:
-        users: dict[str, str] = {}
+        users: dict[str, str] = dict(self.nats_users)  # each service as its own user, setup as admin
         if nats_url is None:  # a stack of its own in this folder: one at a time, on a free port
             preflight(self.data_dir, self.port if "gateway" in self.services else None, {**os.environ, **self.env})
         self.data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)  # when made here: owner's only

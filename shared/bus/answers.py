@@ -4,7 +4,7 @@ nats-server sends a JetStream answer (a PubAck, a direct get's copy of a stored 
 subject the requester named, and no permission checks that subject; inside the requester's account,
 a stream listening there stores what arrives. A direct get's copy is the dangerous one: its body is a
 stored message, which the requester may have written itself on a subject of its own. Service users
-live in an account with no streams (``SVC``, shared/bus/permissions.py), so what they aim is stored
+live in accounts with no streams (``SVC_<user>``, shared/bus/permissions.py), so what they aim is stored
 nowhere; before that split any service user could have a body of its choosing stored on any export's
 subjects or any key, and such messages may still be in a log or bucket written then (or be stored by
 ``admin``'s own requests, which answer inside ``STORE``). Such a copy carries the headers below, which

@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
-from shared.bus import topology
+from shared.bus import permissions, topology
 from shared.bus.answers import ANSWER_HEADERS, STORED_ANSWER
 from shared.bus.permissions import SERVICE_ACCOUNT, STORE_ACCOUNT, js_domain
 from shared.bus.topology import TopologyMissing
@@ -44,7 +44,7 @@ class Bus:
         await self.nc.drain()
 
 
-ACCOUNTS = f"{STORE_ACCOUNT}/{SERVICE_ACCOUNT}"
+ACCOUNTS = f"{STORE_ACCOUNT} and {SERVICE_ACCOUNT}_<service>"
 _SPACE = re.compile(r"\s")  # str.isspace's characters, as nats-py's own check
 
 
@@ -287,6 +287,20 @@ async def open_nats(settings: Settings, producer: str, *, name: str | None = Non
     return nc
 
 
+_REFUSED = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
+
+
+def _refused_what_the_accounts_allow(nc: Client, settings: Settings) -> bool:
+    """Whether the server's last error refused this service user a subject its generated allow-list
+    gives it: a server still on an older block (nats-py reports the subject in lower case)."""
+    found = _REFUSED.search(str(nc.last_error or ""))
+    if found is None or settings.nats_user is None:
+        return False
+    allowed = permissions.allowed_publish(settings.nats_user, prefix=settings.subject_prefix,
+                                          kv_prefix=settings.kv_prefix, stream=settings.stream_name)
+    return any(permissions.within(found.group(1), pattern.lower()) for pattern in allowed)
+
+
 async def connect(settings: Settings, producer: str, *, ensure: bool = False, name: str | None = None,
                   persistent: bool = True) -> Bus:
     """Connect and bind the log and the buckets; ``ensure`` first creates them (the admin set-up)."""
@@ -306,8 +320,10 @@ async def connect(settings: Settings, producer: str, *, ensure: bool = False, na
         # its first JetStream call (every service binds a bucket) unanswered: a server still configured
         # as before the accounts split refuses $JS.STORE.API.… ("permissions violation", then "no answer
         # in time" with nothing to say why). Only that refusal is named so: a slow answer from a server
-        # of this release (a cluster electing its leader, a loaded server) stays the timeout it is.
-        if domain is None or f"$js.{domain}.api.".lower() not in str(nc.last_error or "").lower():
+        # of this release (a cluster electing its leader, a loaded server) stays the timeout it is, and
+        # so does a call this user may not make under the new block either (an operator command run
+        # with a service's credentials: its own line says to run it as admin).
+        if domain is None or not _refused_what_the_accounts_allow(nc, settings):
             raise
         await nc.close()
         raise TopologyMissing(

@@ -2,7 +2,7 @@
 
 Generated from the step table (``shared/core/steps.py``): :data:`USERS` is one row per service user,
 :func:`permissions` turns a row into its ``permissions`` map, :func:`render_accounts` into the
-``accounts { STORE {...} SVC {...} }`` block of a nats-server config, and :func:`render_node_config`
+``accounts { STORE {...} SVC_<user> {...} … }`` block of a nats-server config, and :func:`render_node_config`
 into a whole config file for one node of the compose cluster (``deploy/nats/nats-N.conf``,
 regenerated with ``python -m shared.bus.permissions deploy/nats``; a test checks the files equal this
 output, and the Kubernetes set-up merges ``deploy/nats/auth.conf`` into its NATS config).
@@ -51,13 +51,16 @@ attempts, or fail any export at its assemble step and have its person mailed the
 service user may append; they are still read from logs written before.
 
 Reply subjects: checked against no permission, and the server answers a JetStream request (PubAck,
-direct get, pull) on one inside the requester's account. So the users live in two accounts
-(:func:`render_accounts`): the stream, the buckets and ``admin`` in ``STORE``; the service users in
-``SVC``, which has no JetStream and reaches STORE only through service imports generated from the
-allow-lists above (:func:`imports`) — their JetStream calls under ``$JS.STORE.API`` (:func:`js_domain`).
-An answer a service user aims lands in SVC, where nothing stores it and no JetStream API runs it: in
-one account, a direct get's copy of a stored ``{}`` aimed at ``$JS.API.STREAM.PURGE.<stream>`` purged
-the log, and copies and PubAcks aimed at an export's subjects or a bucket's keys were stored there
+direct get, pull) on one inside the requester's account. So the users live in accounts of their own
+(:func:`render_accounts`): the stream, the buckets and ``admin`` in ``STORE``; each service user alone in
+``SVC_<user>``, which has no JetStream and reaches STORE only through service imports generated from
+that user's allow-lists (:func:`imports`) — its JetStream calls under ``$JS.STORE.API``
+(:func:`js_domain`) — and hears other users' core messages through stream exports
+(:func:`heard_from`). An answer a service user aims lands in its own account, where nothing stores it
+and no JetStream API runs it: in one account, a direct get's copy of a stored ``{}`` aimed at
+``$JS.API.STREAM.PURGE.<stream>`` purged the log, and copies and PubAcks aimed at an export's subjects
+or a bucket's keys were stored there; in one account shared by the service users, a pull's delivery
+(which carries a reply subject) aimed at another durable's ``MSG.NEXT`` pulled that durable
 (tests/cluster/test_bus_attacks.py). Readers still drop such stored copies (shared/bus/answers.py):
 logs from before, and admin's own requests, which answer inside STORE.
 """
@@ -109,7 +112,7 @@ def password_env(name: str) -> str:
 
 
 STORE_ACCOUNT = "STORE"  # the stream, the buckets and the admin user: the only account with JetStream
-SERVICE_ACCOUNT = "SVC"  # the service users: no JetStream of their own, only what STORE exports to them
+SERVICE_ACCOUNT = "SVC"  # SVC_<user>: one account per service user, no JetStream, only what STORE exports to it
 JS_DOMAIN = STORE_ACCOUNT  # the service users' JetStream API: $JS.STORE.API.…, imported as STORE's $JS.API.…
 JS_API = "$JS.API"
 SERVICE_API = f"$JS.{JS_DOMAIN}.API"
@@ -121,7 +124,7 @@ _STREAMED = (".DIRECT.GET.", ".CONSUMER.MSG.NEXT.")
 
 
 def js_domain(user: str | None, users: Sequence[ServiceUser] = USERS) -> str | None:
-    """The JetStream domain a connection as ``user`` calls: the service users' (``SVC``) reach the
+    """The JetStream domain a connection as ``user`` calls: the service users' (``SVC_<user>``) reach the
     stream only through STORE's imports, under ``$JS.STORE.API``; admin, and a server without users,
     call JetStream in their own account."""
     return JS_DOMAIN if user in {u.name for u in users} else None
@@ -190,59 +193,142 @@ def _user_block(u: ServiceUser, password: str, prefix: str, kv_prefix: str, stre
     ]
 
 
-def imports(users: Sequence[ServiceUser] = USERS, *, prefix: str = "exports", kv_prefix: str = "grove",
+def service_account(name: str) -> str:
+    """The NATS account of one service user: each has its own (:func:`render_accounts`)."""
+    return f"{SERVICE_ACCOUNT}_{name}"
+
+
+def imports(u: ServiceUser, *, prefix: str = "exports", kv_prefix: str = "grove",
             stream: str = "EXPORTS") -> list[tuple[str, str, bool]]:
-    """What ``SVC`` imports from ``STORE`` as services: one import per subject some service user may
-    publish (the union of their allow-lists, in order), as ``(subject in STORE, subject in SVC,
-    streamed answer)``. A JetStream API call keeps its name past ``$JS.STORE.API`` (SVC answers
-    ``$JS.API.…`` itself: "JetStream not enabled"); appends, KV puts and acks keep theirs. Nothing
-    else of STORE is reachable from SVC, whatever a user's allow-list says."""
-    seen: dict[str, tuple[str, str, bool]] = {}
-    for u in users:
-        pub = permissions(u, prefix=prefix, kv_prefix=kv_prefix, stream=stream)["publish"]
+    """What user ``u``'s account imports from ``STORE`` as services: one import per subject of its own
+    publish allow-list, as ``(subject in STORE, subject in its account, streamed answer)``. A JetStream
+    API call keeps its name past ``$JS.STORE.API`` (an account without JetStream answers ``$JS.API.…``
+    itself: "JetStream not enabled"); appends, KV puts and acks keep theirs. Nothing else of STORE is
+    reachable from that account — not even what another service's user may call."""
+    pub = permissions(u, prefix=prefix, kv_prefix=kv_prefix, stream=stream)["publish"]
+    assert isinstance(pub, dict)
+    out = []
+    for subject in pub["allow"]:
+        store = JS_API + subject.removeprefix(SERVICE_API) if subject.startswith(SERVICE_API + ".") else subject
+        out.append((store, subject, any(part in subject for part in _STREAMED)))
+    return out
+
+
+def allowed_publish(name: str, *, prefix: str = "exports", kv_prefix: str = "grove",
+                    stream: str = "EXPORTS") -> list[str]:
+    """Service user ``name``'s publish allow-list (empty for a name that is no service user)."""
+    found = [u for u in USERS if u.name == name]
+    if not found:
+        return []
+    pub = permissions(found[0], prefix=prefix, kv_prefix=kv_prefix, stream=stream)["publish"]
+    assert isinstance(pub, dict)
+    return list(pub["allow"])
+
+
+def listens(u: ServiceUser, *, prefix: str = "exports", kv_prefix: str = "grove") -> list[str]:
+    """What user ``u``'s account imports from ``STORE`` as streams: the core messages it may hear
+    (its subscribe allow-list but its inbox) — every append and heartbeat put reaches STORE, whoever
+    made it, and comes back only to the accounts that listen for it."""
+    sub = permissions(u, prefix=prefix, kv_prefix=kv_prefix)["subscribe"]
+    assert isinstance(sub, dict)
+    return [s for s in sub["allow"] if not s.startswith("_INBOX")]
+
+
+def within(subject: str, pattern: str) -> bool:
+    """Whether every subject ``subject`` (an allow-list entry, wildcards allowed) names also matches
+    ``pattern``."""
+    have, want = subject.split("."), pattern.split(".")
+    for i, w in enumerate(want):
+        if w == ">":
+            return len(have) > i
+        if i >= len(have) or have[i] == ">" or (w != "*" and w != have[i]):
+            return False
+    return len(have) == len(want)
+
+
+def heard_from(listener: ServiceUser, users: Sequence[ServiceUser] = USERS, *, prefix: str = "exports",
+               kv_prefix: str = "grove") -> list[tuple[str, str]]:
+    """``(publisher, subject)``: what ``listener`` hears from each other service user, each subject one
+    of the publisher's allow-list that its listens take in whole. A core message a user publishes is
+    delivered in its own account (and goes on to STORE through the import), never out of STORE to
+    another account — so the publisher's account exports it as a stream to the listener's."""
+    out = []
+    for other in users:
+        if other.name == listener.name:
+            continue
+        pub = permissions(other, prefix=prefix, kv_prefix=kv_prefix)["publish"]
         assert isinstance(pub, dict)
-        for subject in pub["allow"]:
-            if subject in seen:
-                continue
-            store = JS_API + subject.removeprefix(SERVICE_API) if subject.startswith(SERVICE_API + ".") else subject
-            seen[subject] = (store, subject, any(part in subject for part in _STREAMED))
-    return list(seen.values())
+        out += [(other.name, p) for p in pub["allow"]
+                if any(within(p, heard) for heard in listens(listener, prefix=prefix, kv_prefix=kv_prefix))]
+    return out
 
 
 def render_accounts(passwords: Mapping[str, str] | None = None, *, prefix: str = "exports",
                     kv_prefix: str = "grove", stream: str = "EXPORTS", users: Sequence[ServiceUser] = USERS,
                     admin: str = ADMIN) -> str:
-    """The ``accounts { STORE {...} SVC {...} }`` block of a nats-server config.
+    """The ``accounts { STORE {...} SVC_<user> {...} … }`` block of a nats-server config.
 
-    ``STORE`` holds the stream, the buckets and the ``admin`` user; the service users are in ``SVC``,
-    which has no JetStream and reaches STORE only through its imports (:func:`imports`, generated
-    from the allow-lists). The server answers a JetStream request inside the account it runs in, so a
-    reply subject a service user chose (checked against no permission) lands in ``SVC``, where no
-    stream stores it and no JetStream API runs it: a direct get's copy aimed at
-    ``$JS.API.STREAM.PURGE.<stream>`` purges nothing. STORE exports the log's subjects and the
-    heartbeat puts as streams, so an append or a beat made in STORE (admin's) still wakes a service.
+    ``STORE`` holds the stream, the buckets and the ``admin`` user; each service user is alone in an
+    account of its own (:func:`service_account`), which has no JetStream and reaches STORE only
+    through its imports (:func:`imports`, :func:`listens`: generated from that user's allow-lists;
+    STORE exports each subject only to the accounts that import it). The server answers a request
+    inside the requester's account, and a reply subject is checked against no permission: an answer a
+    service user aims lands in its own account, where no stream stores it and no JetStream API runs
+    it — a direct get's copy aimed at ``$JS.API.STREAM.PURGE.<stream>`` purges nothing. An answer aimed
+    at one of the account's own imports goes on to STORE as that import's request (a pull's delivery
+    carries a reply subject of its own), so each account imports one user's calls only: with one
+    account for all service users, the catalog's deliveries aimed at the assembler's
+    ``CONSUMER.MSG.NEXT`` filled that durable's waiting pulls and stalled it.
 
     ``passwords`` maps user name → password; without it each password is the environment variable
     ``NATS_PASSWORD_<USER>`` of the nats-server process, so config files hold no secrets.
     """
-    wired = imports(users, prefix=prefix, kv_prefix=kv_prefix, stream=stream)
-    woken = [f"{prefix}.>", f"$KV.{kv_prefix}_heartbeats.>"]
+    wired = {u.name: imports(u, prefix=prefix, kv_prefix=kv_prefix, stream=stream) for u in users}
+    heard = {u.name: listens(u, prefix=prefix, kv_prefix=kv_prefix) for u in users}
+    services: dict[str, tuple[bool, list[str]]] = {}  # subject in STORE → (streamed, accounts)
+    for name, calls in wired.items():
+        for store, _, streamed in calls:
+            services.setdefault(store, (streamed, []))[1].append(service_account(name))
+    streams: dict[str, list[str]] = {}
+    for name, subjects in heard.items():
+        for subject in subjects:
+            streams.setdefault(subject, []).append(service_account(name))
+    relayed = {u.name: heard_from(u, users, prefix=prefix, kv_prefix=kv_prefix) for u in users}
+    relays: dict[str, dict[str, list[str]]] = {}  # publisher → subject → the accounts that hear it
+    for name, pairs in relayed.items():
+        for publisher, subject in pairs:
+            relays.setdefault(publisher, {}).setdefault(subject, []).append(service_account(name))
+            own = permissions(next(u for u in users if u.name == name), prefix=prefix, kv_prefix=kv_prefix)
+            assert isinstance(own["publish"], dict)  # a relayed message must not meet the listener's own imports
+            assert not any(within(subject, mine) or within(mine, subject) for mine in own["publish"]["allow"]), \
+                (name, subject)
     out = ["accounts {", f"  {STORE_ACCOUNT}: {{", "    jetstream: enabled", "    users = [",
            "      {", f"        user: {_q(admin)}", f"        password: {_password(admin, passwords)}", "      }",
            "    ]", "    exports = ["]
-    for store, _, streamed in wired:
+    for store, (streamed, accounts) in services.items():
         answer = f", response_type: \"stream\", response_threshold: {_q(STREAM_ANSWER_THRESHOLD)}" if streamed else ""
-        out.append(f"      {{ service: {_q(store)}{answer} }}")
-    out += [f"      {{ stream: {_q(s)} }}" for s in woken]
-    out += ["    ]", "  }", f"  {SERVICE_ACCOUNT}: {{", "    users = ["]
+        out.append(f"      {{ service: {_q(store)}, accounts: [{', '.join(map(_q, accounts))}]{answer} }}")
+    for subject, accounts in streams.items():
+        out.append(f"      {{ stream: {_q(subject)}, accounts: [{', '.join(map(_q, accounts))}] }}")
+    out += ["    ]", "  }"]
     for u in users:
+        out += [f"  {service_account(u.name)}: {{", "    users = ["]
         out += _user_block(u, _password(u.name, passwords), prefix, kv_prefix, stream, "      ")
-    out += ["    ]", "    imports = ["]
-    for store, svc, _ in wired:
-        to = f", to: {_q(svc)}" if svc != store else ""
-        out.append(f"      {{ service: {{ account: {_q(STORE_ACCOUNT)}, subject: {_q(store)} }}{to} }}")
-    out += [f"      {{ stream: {{ account: {_q(STORE_ACCOUNT)}, subject: {_q(s)} }} }}" for s in woken]
-    out += ["    ]", "  }", "}"]
+        out += ["    ]", "    imports = ["]
+        for store, svc, _ in wired[u.name]:
+            to = f", to: {_q(svc)}" if svc != store else ""
+            out.append(f"      {{ service: {{ account: {_q(STORE_ACCOUNT)}, subject: {_q(store)} }}{to} }}")
+        out += [f"      {{ stream: {{ account: {_q(STORE_ACCOUNT)}, subject: {_q(s)} }} }}" for s in heard[u.name]]
+        out += [f"      {{ stream: {{ account: {_q(service_account(publisher))}, subject: {_q(subject)} }} }}"
+                for publisher, subject in relayed[u.name]]
+        out += ["    ]"]
+        if u.name in relays:
+            out.append("    exports = [")
+            out += [f"      {{ stream: {_q(subject)}, accounts: [{', '.join(map(_q, accounts))}] }}"
+                    for subject, accounts in relays[u.name].items()]
+            out.append("    ]")
+        out += ["  }"]
+    out.append("}")
     return "\n".join(out) + "\n"
 
 

@@ -7,13 +7,14 @@ with every service running as its own user — the victim's status and history a
 legitimate export started alongside completes.
 
 The layout (``shared/bus/permissions.py``): the stream, the buckets and ``admin`` live in the NATS
-account ``STORE``; the service users in ``SVC``, which has no JetStream and reaches STORE only through
-service imports generated from their allow-lists — a service user calls JetStream under
+account ``STORE``; each service user alone in ``SVC_<user>`` (written "SVC" below), which has no JetStream
+and reaches STORE only through service imports generated from its allow-lists — it calls JetStream under
 ``$JS.STORE.API``; appends, KV puts and acks keep their names. No permission checks a reply subject,
 and the server answers a JetStream request inside the requester's account. On the one account of
 before, a service user could aim a direct get's copy of a body it stored (or a PubAck) at any subject:
 the stream or bucket listening there stored it, and the JetStream API ran it as a call of the account.
-In SVC nothing stores or runs such an answer. The tests of those attacks prove that as the service
+In SVC nothing stores or runs such an answer, and a pull's delivery (which carries a reply subject of
+its own) aimed at one of the account's imports reaches only a call that user may make anyway. The tests of those attacks prove that as the service
 user (``_aimed_stores_nothing``), then plant the same message as admin (``_plant``), as a log written
 before the split may hold it, and prove every reader still drops it.
 """
@@ -1243,3 +1244,40 @@ async def test_a_direct_gets_copy_aimed_at_the_jetstream_api_changes_nothing(sec
     if hb not in (await _topology(admin, stream))[2]:
         changed.append("the heartbeats bucket deleted")
     assert not changed, changed
+
+
+@pytest.mark.parametrize(("user", "victim"), [("catalog", "assembler"), ("notifier", "finalizer")])
+async def test_a_pull_aimed_at_another_durables_pull_takes_nothing_of_it(secured: Secured, admin: Bus, user: str,
+                                                                         victim: str) -> None:
+    """A pull's delivery carries a reply subject (its ack) and so reaches an import of the account it
+    lands in as a request of its own. With every service user in one account, the catalog pulled its
+    own durable naming the assembler's ``CONSUMER.MSG.NEXT`` as the reply: each delivery became a pull
+    of the assembler's durable answered to the catalog's ack subject — 512 such filled the durable's
+    waiting pulls and the assembler fetched nothing (found by the review, probed on nats-server 2.15.1).
+    Each user now has an account of its own, importing only its own calls: the pull is served (its
+    durable had messages for them) and the victim's durable is untouched: its account imports no pull of
+    the victim's durable, so the aimed replies lead nowhere."""
+    s = secured.settings
+    p = s.subject_prefix
+    own = next(c for c in steps.consumers_of(user))
+    theirs = next(c for c in steps.consumers_of(victim))
+    for i in range(4):  # something for each durable to deliver: one more of its own than it aims
+        await admin.js.publish(f"{p}.t_p.e_{i}.{own.trigger}", b"{}", timeout=2)
+        await admin.js.publish(f"{p}.t_p.e_{i}.{theirs.trigger}", b"{}", timeout=2)
+    before = await admin.js.consumer_info(s.stream_name, theirs.durable)
+    nc = await connect_as(secured.server.url, user)
+    try:
+        api = nc.jetstream()._prefix
+        for _ in range(3):
+            await nc.publish(f"{api}.CONSUMER.MSG.NEXT.{s.stream_name}.{own.durable}", b'{"batch": 1, "no_wait": true}',
+                             reply=f"{api}.CONSUMER.MSG.NEXT.{s.stream_name}.{theirs.durable}")
+        # then its own pull, answered: the server has taken the aimed ones (a connection's messages are
+        # read in order), and the durable had messages to deliver to them
+        pull = await nc.jetstream().pull_subscribe_bind(own.durable, s.stream_name)
+        [got] = await pull.fetch(1, timeout=5)
+        await got.ack_sync()
+    finally:
+        await nc.close()
+    after = await admin.js.consumer_info(s.stream_name, theirs.durable)
+    assert (after.delivered.stream_seq, after.num_waiting, after.num_ack_pending) == (
+        before.delivered.stream_seq, 0, 0), after

@@ -1,7 +1,7 @@
 """Scaling past one machine: a 3-node NATS cluster (R3 stream and KV), two assembler replicas.
 
 The cluster runs the production layout (shared/bus/permissions.py): the stream and the buckets in
-the ``STORE`` account with the admin, each service as its own user in ``SVC``, reaching them only
+the ``STORE`` account with the admin, each service as its own user in an account of its own (``SVC_<user>``), reaching them only
 through the generated imports — across nodes, through a leader's loss.
 
 A few-hundred-MB export is running when the stream's leader node and the assembler replica doing

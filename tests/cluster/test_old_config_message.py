@@ -1,6 +1,7 @@
-"""connect()'s "the server's config predates the STORE/SVC accounts" line: said when the server refused
+"""connect()'s "the server's config predates the STORE and SVC_<service> accounts" line: said when the server refused
 the service user's JetStream API (its permissions violation names ``$JS.STORE.API``), never for a
-healthy server of this release that was only slow to answer the first JetStream call."""
+healthy server of this release that was only slow to answer the first JetStream call (the old
+config's case is tests/cluster/test_upgrade.py's, through the command line)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,9 @@ import nats.errors
 import pytest
 from pydantic import SecretStr
 
-from services.devtools.stack.natsserver import NatsServer, free_port
 from shared.bus import connect as connect_module
 from shared.bus.connect import connect
-from shared.bus.permissions import password_env
-from shared.bus.topology import TopologyMissing
 from tests.cluster.secured import PASSWORDS, Secured
-from tests.support.env import build, settings_for
 
 OLD = Path(__file__).with_name("old_layout_auth.conf")
 
@@ -36,18 +33,3 @@ async def test_a_slow_answer_on_a_server_of_this_release_is_no_old_config(
     monkeypatch.setattr(connect_module, "_bind_kv", slow)
     with pytest.raises(nats.errors.TimeoutError):
         await connect(_as(secured.settings, "catalog"), "catalog")
-
-
-async def test_a_server_on_the_old_block_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    port = free_port()
-    s = build(settings_for(tmp_path, f"nats://127.0.0.1:{port}"))
-    conf = tmp_path / "old.conf"
-    conf.write_text(OLD.read_text().replace("@@PREFIX@@", s.subject_prefix).replace("@@KV@@", s.kv_prefix))
-    for name, pw in PASSWORDS.items():
-        monkeypatch.setenv(password_env(name), pw)
-    server = NatsServer(tmp_path / "nats", port=port, config_file=conf, log_file=tmp_path / "nats.log").start()
-    try:
-        with pytest.raises(TopologyMissing, match="predates the STORE/SVC accounts"):
-            await connect(_as(s, "catalog"), "catalog")
-    finally:
-        server.stop()

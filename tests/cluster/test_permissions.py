@@ -239,3 +239,48 @@ async def test_a_whole_export_runs_with_a_nats_user_per_service(secured: Secured
         if admin:
             await admin.close()
         await store.close()
+
+
+async def test_every_wake_up_reaches_its_listener_across_the_accounts(secured: Secured) -> None:
+    """Each service user is in an account of its own, so a core wake-up goes out through STORE: an
+    append or a heartbeat put made by one user (or by admin, in STORE) reaches each account that
+    listens for it — the gateway every new event, the assembler a CancelRequested, the janitor a
+    beat — once, and no account that does not listen."""
+    s = secured.settings
+    p, hb = s.subject_prefix, f"{s.kv_prefix}_heartbeats"
+    admin = await connect_bus(s, [secured.server.url], "test", user=ADMIN, password=PASSWORDS[ADMIN])
+    conns = {name: await _connect(secured.server.url, name) for name in ("gateway", "catalog", "assembler",
+                                                                        "janitor", "finalizer")}
+    heard: dict[str, list[str]] = {name: [] for name in conns}
+    try:
+        for name, subject in (("gateway", f"{p}.*.*.*"), ("assembler", f"{p}.*.*.CancelRequested"),
+                              ("janitor", f"$KV.{hb}.>")):
+            async def note(msg: Any, name: str = name) -> None:
+                heard[name].append(msg.subject)
+            await conns[name].subscribe(subject, cb=note)
+            await conns[name].flush()
+        sent = [("catalog", f"{p}.t_w.e_w.CatalogStarted"), ("gateway", f"{p}.t_w.e_w.CancelRequested"),
+                ("catalog", f"$KV.{hb}.catalog.t_w.e_w"), ("admin", f"{p}.t_w.e_x.ExportRequested")]
+        for who, subject in sent:
+            js = admin.js if who == "admin" else conns[who].jetstream()
+            await js.publish(subject, b"{}", timeout=2)
+        want = {"gateway": [f"{p}.t_w.e_w.CatalogStarted", f"{p}.t_w.e_w.CancelRequested",
+                            f"{p}.t_w.e_x.ExportRequested"],
+                "assembler": [f"{p}.t_w.e_w.CancelRequested"], "janitor": [f"$KV.{hb}.catalog.t_w.e_w"]}
+
+        async def all_heard() -> bool:
+            return all(sorted(heard[n]) == sorted(w) for n, w in want.items())
+
+        await until(all_heard, 5, 0.05, f"every wake-up heard once (heard: {heard})")
+        await asyncio.sleep(0.3)  # and no second copy after a moment
+        assert {n: sorted(h) for n, h in heard.items() if h} == {n: sorted(w) for n, w in want.items()}
+        # and a relayed message goes nowhere else: each stored once, where its publisher put it
+        log = (await admin.js.stream_info(s.stream_name, subjects_filter=f"{p}.>")).state.subjects
+        assert log == {f"{p}.t_w.e_w.CatalogStarted": 1, f"{p}.t_w.e_w.CancelRequested": 1,
+                       f"{p}.t_w.e_x.ExportRequested": 1}
+        beats = (await admin.js.stream_info(f"KV_{hb}", subjects_filter=">")).state.subjects
+        assert beats == {f"$KV.{hb}.catalog.t_w.e_w": 1}
+    finally:
+        for nc in conns.values():
+            await nc.close()
+        await admin.close()

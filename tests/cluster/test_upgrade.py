@@ -4,7 +4,7 @@ Old layout: broad ``$JS.API.>`` permissions and a shared ``_INBOX.>`` (``old_lay
 frozen from the code of that time), and each service created the stream, buckets and its durables
 itself; the stream and the buckets live in the one (global) account. An export is requested the old
 way. The new layout keeps them in an account of their own (``STORE``) and the service users in
-``SVC`` (shared/bus/permissions.py), so the data moves:
+``SVC_<user>`` accounts (shared/bus/permissions.py), so the data moves:
 
 * a cluster (the README's steps): ``grove-export setup`` as admin while old services could still run;
   stop the services; ``grove-export backup``; new servers with the generated accounts block;
@@ -91,7 +91,7 @@ async def test_the_readme_upgrade_path_from_the_old_layout(tmp_path: Path, monke
         out = await asyncio.to_thread(subprocess.run, [*LAUNCH, "run", "catalog"], capture_output=True, text=True,
                                       timeout=60, env={**env, "GROVE_NATS_USER": "catalog",
                                                        "GROVE_NATS_PASSWORD": PASSWORDS["catalog"]})
-        assert out.returncode == 1 and "predates the STORE/SVC accounts" in out.stderr, out.stderr[-2000:]
+        assert out.returncode == 1 and "predates the STORE and SVC_<service> accounts" in out.stderr, out.stderr[-2000:]
         # -- 2. (services stopped) a backup, as admin
         backup_env = {**env, "GROVE_NATS_URL": server.url}
         out = await asyncio.to_thread(subprocess.run, [*LAUNCH, "backup", str(tmp_path / "backup")], env=backup_env,

@@ -217,18 +217,18 @@ def imports(u: ServiceUser, *, prefix: str = "exports", kv_prefix: str = "grove"
 def allowed_publish(name: str, *, prefix: str = "exports", kv_prefix: str = "grove",
                     stream: str = "EXPORTS") -> list[str]:
     """Service user ``name``'s publish allow-list (empty for a name that is no service user)."""
-    found = [u for u in USERS if u.name == name]
-    if not found:
+    if name not in {u.name for u in USERS}:
         return []
-    pub = permissions(found[0], prefix=prefix, kv_prefix=kv_prefix, stream=stream)["publish"]
+    pub = permissions(user(name), prefix=prefix, kv_prefix=kv_prefix, stream=stream)["publish"]
     assert isinstance(pub, dict)
     return list(pub["allow"])
 
 
 def listens(u: ServiceUser, *, prefix: str = "exports", kv_prefix: str = "grove") -> list[str]:
-    """What user ``u``'s account imports from ``STORE`` as streams: the core messages it may hear
-    (its subscribe allow-list but its inbox) — every append and heartbeat put reaches STORE, whoever
-    made it, and comes back only to the accounts that listen for it."""
+    """The core messages user ``u`` may hear (its subscribe allow-list but its inbox). Its account
+    imports them as streams from ``STORE`` — for what is published there (admin's appends and puts: a
+    message that reached STORE through another account's import never leaves it again) — and from
+    each other user's account that publishes them (:func:`heard_from`)."""
     sub = permissions(u, prefix=prefix, kv_prefix=kv_prefix)["subscribe"]
     assert isinstance(sub, dict)
     return [s for s in sub["allow"] if not s.startswith("_INBOX")]

@@ -38,6 +38,7 @@ from nats.js.api import ConsumerConfig, RePublish, StreamConfig
 from nats.js.errors import NotFoundError
 from pydantic import SecretStr
 
+from services.devtools.stack.natsserver import NatsServer, free_port
 from services.gateway.auth import make_token
 from shared.bus.connect import Bus, connect
 from shared.bus.permissions import ADMIN, JS_API, SERVICE_API, USERS
@@ -1281,3 +1282,37 @@ async def test_a_pull_aimed_at_another_durables_pull_takes_nothing_of_it(secured
     after = await admin.js.consumer_info(s.stream_name, theirs.durable)
     assert (after.delivered.stream_seq, after.num_waiting, after.num_ack_pending) == (
         before.delivered.stream_seq, 0, 0), after
+
+
+async def test_acks_nothing_answers_hold_no_reply_route_past_the_threshold(tmp_path: Path, secured: Secured) -> None:
+    """An import keeps a request's reply route in STORE until the answer comes — and an ack with a reply
+    subject gets none (the server answers an ack only when asked for a double ack). With the server's
+    default threshold, 2 min, each route stayed that long: 200,000 such acks, sent in 2 s by the
+    catalog's password, grew nats-server's memory by 146 MB (probed on 2.15.1), 100 MB a second for as
+    long as it kept on. Each export's threshold (``STREAM_ANSWER_THRESHOLD``) now ends them sooner."""
+    monitor = NatsServer(tmp_path / "mon", config_file=tmp_path / "auth.conf", extra_args=["-m", str(free_port())])
+    monitor.start()  # the same accounts, with a monitoring port to count STORE's held reply routes
+    http_port = int(monitor.extra_args[-1])
+    try:
+        s = secured.settings
+        await (await connect_bus(s, [monitor.url], "test", user=ADMIN, password=PASSWORDS[ADMIN])).close()
+        nc = await connect_as(monitor.url, "catalog")
+        try:
+            for i in range(200):
+                await nc.publish(f"$JS.ACK.{s.stream_name}.catalog.1.{i}.{i}.0.0", b"+ACK", reply=f"_INBOX_catalog.{i}")
+            await nc.flush()
+        finally:
+            await nc.close()
+
+        async def held() -> int:
+            async with aiohttp.ClientSession() as h, h.get(f"http://127.0.0.1:{http_port}/accountz?acc=STORE") as r:
+                return len((await r.json())["account_detail"].get("responses") or {})
+
+        assert await held() > 100  # held, each as long as the threshold
+
+        async def let_go() -> bool:
+            return await held() == 0
+
+        await until(let_go, 30, 0.5, "STORE letting go of the reply routes nothing answered")
+    finally:
+        monitor.stop()

@@ -122,6 +122,9 @@ SERVICE_API = f"$JS.{JS_DOMAIN}.API"
 # 90,000 gets), and the route of each request nothing answers (an ack with a reply subject) as long.
 # Every call of ours is answered, or times out, sooner.
 STREAM_ANSWER_THRESHOLD = "10s"
+# An ack's: the services ack, nak and extend without asking for an answer (nats-py ``msg.ack()``), so a
+# reply route of an ack is only ever an attacker's — at 10 s, a flood of them still held ~1 GB.
+ACK_ANSWER_THRESHOLD = "1s"
 _STREAMED = (".DIRECT.GET.", ".CONSUMER.MSG.NEXT.")
 
 
@@ -312,8 +315,9 @@ def render_accounts(passwords: Mapping[str, str] | None = None, *, prefix: str =
         # when asked for a double ack) was held the server's default 2 min — 200,000 acks with a reply
         # subject, sent in 2 s by one service user, grew nats-server's memory by 146 MB
         answer = "response_type: \"stream\", " if streamed else ""
+        acks = store.startswith("$JS.ACK.")
         out.append(f"      {{ service: {_q(store)}, accounts: [{', '.join(map(_q, accounts))}], {answer}"
-                   f"response_threshold: {_q(STREAM_ANSWER_THRESHOLD)} }}")
+                   f"response_threshold: {_q(ACK_ANSWER_THRESHOLD if acks else STREAM_ANSWER_THRESHOLD)} }}")
     for subject, accounts in streams.items():
         out.append(f"      {{ stream: {_q(subject)}, accounts: [{', '.join(map(_q, accounts))}] }}")
     out += ["    ]", "  }"]

@@ -121,7 +121,7 @@ SERVICE_API = f"$JS.{JS_DOMAIN}.API"
 # The server's default, 2 min, held each finished get's route that long (its memory grew 39 → 93 MB over
 # 90,000 gets), and the route of each request nothing answers (an ack with a reply subject) as long.
 # Every call of ours is answered, or times out, sooner.
-STREAM_ANSWER_THRESHOLD = "10s"
+ANSWER_THRESHOLD = "10s"
 # An ack's: the services ack, nak and extend without asking for an answer (nats-py ``msg.ack()``), so a
 # reply route of an ack is only ever an attacker's — at 10 s, a flood of them still held ~1 GB.
 ACK_ANSWER_THRESHOLD = "1s"
@@ -317,7 +317,7 @@ def render_accounts(passwords: Mapping[str, str] | None = None, *, prefix: str =
         answer = "response_type: \"stream\", " if streamed else ""
         acks = store.startswith("$JS.ACK.")
         out.append(f"      {{ service: {_q(store)}, accounts: [{', '.join(map(_q, accounts))}], {answer}"
-                   f"response_threshold: {_q(ACK_ANSWER_THRESHOLD if acks else STREAM_ANSWER_THRESHOLD)} }}")
+                   f"response_threshold: {_q(ACK_ANSWER_THRESHOLD if acks else ANSWER_THRESHOLD)} }}")
     for subject, accounts in streams.items():
         out.append(f"      {{ stream: {_q(subject)}, accounts: [{', '.join(map(_q, accounts))}] }}")
     out += ["    ]", "  }"]

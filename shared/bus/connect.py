@@ -23,7 +23,7 @@ from nats.js.kv import KeyValue
 
 from shared.bus import permissions, topology
 from shared.bus.answers import ANSWER_HEADERS, STORED_ANSWER
-from shared.bus.permissions import SERVICE_ACCOUNT, STORE_ACCOUNT, js_domain
+from shared.bus.permissions import SERVICE_ACCOUNT_PREFIX, STORE_ACCOUNT, js_domain
 from shared.bus.topology import TopologyMissing
 from shared.core import steps
 from shared.eventlog.jetstream import EventLog
@@ -44,7 +44,7 @@ class Bus:
         await self.nc.drain()
 
 
-ACCOUNTS = f"{STORE_ACCOUNT} and {SERVICE_ACCOUNT}_<service>"
+ACCOUNTS = f"{STORE_ACCOUNT} and {SERVICE_ACCOUNT_PREFIX}_<service>"
 _SPACE = re.compile(r"\s")  # str.isspace's characters, as nats-py's own check
 
 

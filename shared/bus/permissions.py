@@ -112,7 +112,7 @@ def password_env(name: str) -> str:
 
 
 STORE_ACCOUNT = "STORE"  # the stream, the buckets and the admin user: the only account with JetStream
-SERVICE_ACCOUNT = "SVC"  # SVC_<user>: one account per service user, no JetStream, only what STORE exports to it
+SERVICE_ACCOUNT_PREFIX = "SVC"  # SVC_<user>: one account per service user, no JetStream, only what STORE exports to it
 JS_DOMAIN = STORE_ACCOUNT  # the service users' JetStream API: $JS.STORE.API.…, imported as STORE's $JS.API.…
 JS_API = "$JS.API"
 SERVICE_API = f"$JS.{JS_DOMAIN}.API"
@@ -120,7 +120,7 @@ SERVICE_API = f"$JS.{JS_DOMAIN}.API"
 # none has come for this long (answers that come as a stream: a batched direct get, a pull's deliveries).
 # The server's default, 2 min, held each finished get's route that long (its memory grew 39 → 93 MB over
 # 90,000 gets), and the route of each request nothing answers (an ack with a reply subject) as long.
-# Every call of ours is answered, or times out, sooner.
+# Every call of ours is answered, or times out, no later.
 ANSWER_THRESHOLD = "10s"
 # An ack's: the services ack, nak and extend without asking for an answer (nats-py ``msg.ack()``), so a
 # reply route of an ack is only ever an attacker's — at 10 s, a flood of them still held ~1 GB.
@@ -200,7 +200,7 @@ def _user_block(u: ServiceUser, password: str, prefix: str, kv_prefix: str, stre
 
 def service_account(name: str) -> str:
     """The NATS account of one service user: each has its own (:func:`render_accounts`)."""
-    return f"{SERVICE_ACCOUNT}_{name}"
+    return f"{SERVICE_ACCOUNT_PREFIX}_{name}"
 
 
 def imports(u: ServiceUser, *, prefix: str = "exports", kv_prefix: str = "grove",
@@ -303,10 +303,10 @@ def render_accounts(passwords: Mapping[str, str] | None = None, *, prefix: str =
     for name, pairs in relayed.items():
         for publisher, subject in pairs:
             relays.setdefault(publisher, {}).setdefault(subject, []).append(service_account(name))
-            own = permissions(next(u for u in users if u.name == name), prefix=prefix, kv_prefix=kv_prefix)
-            assert isinstance(own["publish"], dict)  # a relayed message must not meet the listener's own imports
-            assert not any(within(subject, mine) or within(mine, subject) for mine in own["publish"]["allow"]), \
-                (name, subject)
+            own = permissions(user(name, users), prefix=prefix, kv_prefix=kv_prefix)["publish"]
+            assert isinstance(own, dict)
+            if any(within(subject, mine) or within(mine, subject) for mine in own["allow"]):
+                raise ValueError(f"{publisher}'s {subject}, relayed to {name}, meets one of {name}'s own imports")
     out = ["accounts {", f"  {STORE_ACCOUNT}: {{", "    jetstream: enabled", "    users = [",
            "      {", f"        user: {_q(admin)}", f"        password: {_password(admin, passwords)}", "      }",
            "    ]", "    exports = ["]

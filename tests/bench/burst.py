@@ -4,7 +4,7 @@
 the documented headers) for N exports at once — N = 500, then 2,000 — against the step services as
 ``grove-export serve`` runs them (one process each, two assemblers on two or more cores: see
 ``default_replicas``) on the filesystem store, on a nats-server configured as deployed (the generated
-accounts block: each service its own user, reaching the stream through SVC's imports). Each export is small: 20 posts, 3 pages, 5 real images. Seeding
+accounts block: each service its own user, reaching the stream through its SVC_<user> account's imports). Each export is small: 20 posts, 3 pages, 5 real images. Seeding
 thousands of tenants with real images takes minutes, so the exports go round-robin over ``TENANTS``
 seeded tenants (publishing on the bus bypasses the gateway's one-export-per-tenant admission).
 

@@ -183,7 +183,7 @@ class World:
 
     def deployed(self, name: str, **overrides: Any) -> tuple[dict[str, Any], dict[str, str]]:
         """A section's values on a nats-server of its own configured as deployed: the generated
-        accounts block (the stream and buckets in STORE, each service its own user in SVC). The
+        accounts block (the stream and buckets in STORE, each service its own user in SVC_<user>). The
         values connect as admin (the bench's own connections); the passwords are for the services
         (``start_ready_stack(..., users=)``): each then runs as its own user, as in production."""
         from shared.bus.permissions import ADMIN, USERS, render_accounts

@@ -1,4 +1,4 @@
-"""A nats-server locked down with the generated authorization block, and clients as each user."""
+"""A nats-server locked down with the generated accounts block, and clients as each user."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class Secured:
 
 @pytest.fixture
 def secured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Secured]:
-    """A nats-server whose config is only the generated authorization block (passwords from env)."""
+    """A nats-server whose config is only the generated accounts block (passwords from env)."""
     port = free_port()
     values = settings_for(tmp_path, f"nats://127.0.0.1:{port}")
     conf = tmp_path / "auth.conf"

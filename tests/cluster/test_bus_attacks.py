@@ -193,9 +193,9 @@ async def _as_service(secured: Secured, user: str) -> Bus:
     return await connect(settings, user)
 
 
-def _own(s: Settings) -> str:
-    """A subject of the notifier's own: it may append NotificationSent to any export."""
-    return f"{s.subject_prefix}.t_x.e_x.NotificationSent"
+def _own(s: Settings, user: str = "notifier") -> str:
+    """A subject of the user's own (the notifier's: NotificationSent, which it may append to any export)."""
+    return f"{s.subject_prefix}.t_x.e_x.{steps.appends_of(user)[0]}"
 
 
 async def _lasts(admin: Bus) -> dict[str, int]:
@@ -242,19 +242,20 @@ async def _aim(nc: nats.NATS, s: Settings, own: str, replies: Sequence[str], bod
 
 
 async def _aimed_stores_nothing(secured: Secured, admin: Bus, *replies: str, body: bytes = b"{}",
-                                headers: dict[str, str] | None = None, puback: bool = False) -> None:
+                                headers: dict[str, str] | None = None, puback: bool = False,
+                                user: str = "notifier") -> None:
     """The attack as it was, done by the notifier (:func:`_aim`): on the one account of before, the
     stream or bucket listening on each of ``replies`` stored the server's answer there. The answer now
     lands in SVC: the log and the buckets stored nothing but the notifier's own appends — checked once
     the server served it all, and for a moment after (each bucket takes what comes in its own time)."""
     s = secured.settings
-    own = _own(s)
+    own = _own(s, user)
     lasts = await _lasts(admin)
-    notifier = await connect_as(secured.server.url, "notifier")
+    nc = await connect_as(secured.server.url, user)
     try:
-        await _aim(notifier, s, own, replies, body, headers, puback=puback)
+        await _aim(nc, s, own, replies, body, headers, puback=puback)
     finally:
-        await notifier.close()
+        await nc.close()
     for _ in range(5):
         stray = [stored for stored in await _stored_since(admin, lasts) if stored[1] != own]
         assert not stray, f"the server stored its answer aimed at {replies}: {stray}"
@@ -1317,3 +1318,20 @@ async def test_acks_nothing_answers_hold_no_reply_route_past_the_threshold(tmp_p
         await until(let_go, 5, 0.2, "STORE letting go of the reply routes nothing answered")
     finally:
         monitor.stop()
+
+
+@pytest.mark.parametrize("puback", [False, True], ids=["copy", "puback"])
+@pytest.mark.parametrize("user", ["gateway", "catalog"])
+async def test_an_answer_aimed_at_a_subject_the_user_may_publish_is_stored_nowhere_either(
+        secured: Secured, admin: Bus, user: str, puback: bool) -> None:
+    """Its own account imports the subjects the user may publish — its events, its bucket's keys —
+    so an answer aimed at one of them might have gone on to STORE through that import. It does not:
+    the server delivers an answer to the requester's subscriptions, not to its account's imports, so
+    the gateway's aimed copy or PubAck is no admission slot and no request, the catalog's no beat and
+    no event (a user can store there only what it publishes itself, and every reader takes that as
+    the user's own)."""
+    s = secured.settings
+    p, kv = s.subject_prefix, s.kv_prefix
+    targets = {"gateway": [f"{p}.t_o.e_o.ExportRequested", f"$KV.{kv}_admission.tenant.t_o"],
+               "catalog": [f"{p}.t_o.e_o.CatalogStarted", f"$KV.{kv}_heartbeats.catalog.t_o.e_o"]}[user]
+    await _aimed_stores_nothing(secured, admin, *targets, puback=puback, user=user)

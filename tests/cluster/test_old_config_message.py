@@ -1,11 +1,9 @@
-"""connect()'s "the server's config predates the STORE and SVC_<service> accounts" line: said when the server refused
-the service user's JetStream API (its permissions violation names ``$JS.STORE.API``), never for a
+"""connect()'s "a server whose config predates the STORE and SVC_<service> accounts" line: said when the
+server refused the service user a call of its allow-list (unit: tests/unit/bus/test_accounts.py), never for a
 healthy server of this release that was only slow to answer the first JetStream call (the old
 config's case is tests/cluster/test_upgrade.py's, through the command line)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import nats.errors
 import pytest
@@ -14,8 +12,6 @@ from pydantic import SecretStr
 from shared.bus import connect as connect_module
 from shared.bus.connect import connect
 from tests.cluster.secured import PASSWORDS, Secured
-
-OLD = Path(__file__).with_name("old_layout_auth.conf")
 
 
 def _as(settings, user: str):  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""NATS users per service: the generated ``authorization`` block on a real nats-server.
+"""NATS users per service: the generated ``accounts`` block on a real nats-server.
 
 1. Every service user may append exactly its own events: a publish of another service's event
    subject is refused by the server (``Permissions Violation``, no PubAck, nothing stored).
@@ -245,12 +245,12 @@ async def test_every_wake_up_reaches_its_listener_across_the_accounts(secured: S
     """Each service user is in an account of its own, so a core wake-up goes out through STORE: an
     append or a heartbeat put made by one user (or by admin, in STORE) reaches each account that
     listens for it — the gateway every new event, the assembler a CancelRequested, the janitor a
-    beat — once, and no account that does not listen."""
+    beat — once each, and no other of those three; each stored once."""
     s = secured.settings
     p, hb = s.subject_prefix, f"{s.kv_prefix}_heartbeats"
     admin = await connect_bus(s, [secured.server.url], "test", user=ADMIN, password=PASSWORDS[ADMIN])
     conns = {name: await _connect(secured.server.url, name) for name in ("gateway", "catalog", "assembler",
-                                                                        "janitor", "finalizer")}
+                                                                        "janitor")}
     heard: dict[str, list[str]] = {name: [] for name in conns}
     try:
         for name, subject in (("gateway", f"{p}.*.*.*"), ("assembler", f"{p}.*.*.CancelRequested"),

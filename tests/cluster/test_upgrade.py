@@ -134,7 +134,7 @@ async def test_a_single_servers_folder_moves_to_the_store_account(tmp_path: Path
     """One server (``serve``'s own, a single-node install): stopped, ``jetstream/$G`` moved to
     ``jetstream/STORE`` (``move_to_store_account``, what ``serve`` runs before its server starts), and
     started with the accounts block. A service user then reads the same log, the same durable
-    positions and the same bucket values; without the move the server starts with none of them."""
+    positions and the same bucket values (without the move, the heartbeat is not found)."""
     port = free_port()
     values = settings_for(tmp_path, f"nats://127.0.0.1:{port}")
     s = build(values)

@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -242,12 +243,24 @@ def move_to_store_account(store_dir: Path) -> bool:
     """A folder whose server ran before the accounts split keeps the stream and the buckets under the
     global account (``jetstream/$G``); the server now looks for them under ``STORE``. Moved while no
     server runs (the folder's lock is held): the log, the buckets and every durable's position come
-    back as they were. True when it moved them."""
+    back as they were. A ``STORE`` folder holding no stream yet (a server of this release started on
+    the folder before) gives way; one holding streams beside a ``$G`` that does too stops the start
+    (:class:`StackFailed`), both left as they are. True when it moved them."""
     old, new = store_dir / "jetstream" / "$G", store_dir / "jetstream" / STORE_ACCOUNT
-    if not old.is_dir() or new.exists():
+    if not _holds_streams(old):
         return False
+    if _holds_streams(new):
+        raise StackFailed(f"both {old} (the log before the accounts split) and {new} hold streams: keep the one "
+                          "to use and move the other out of the folder")
+    if new.exists():
+        shutil.rmtree(new)
     old.rename(new)
     return True
+
+
+def _holds_streams(account_dir: Path) -> bool:
+    streams = account_dir / "streams"
+    return streams.is_dir() and any(streams.iterdir())
 
 
 @dataclass
@@ -296,7 +309,9 @@ class Stack:
             kv_prefix = given.get("GROVE_KV_PREFIX", field["kv_prefix"].default)
             stream = given.get("GROVE_STREAM_NAME", field["stream_name"].default)
             write_private(config, render_accounts(users, prefix=prefix, kv_prefix=kv_prefix, stream=stream))
-            move_to_store_account(self.data_dir / "nats")
+            if move_to_store_account(self.data_dir / "nats"):
+                print(f"grove-export serve: moved the log and buckets of {self.data_dir / 'nats'} into the "
+                      f"{STORE_ACCOUNT} account (the accounts split)", file=sys.stderr, flush=True)
             self.nats = NatsServer(self.data_dir / "nats", config_file=config,
                                    log_file=self.data_dir / "logs" / "nats.log", with_parent=True)
             self.nats.start()  # assigned first: a server that starts but never answers is stopped too

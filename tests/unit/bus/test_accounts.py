@@ -60,3 +60,32 @@ def test_who_hears_whom() -> None:
 ])
 def test_within(subject: str, pattern: str, inside: bool) -> None:
     assert perms.within(subject, pattern) is inside
+
+
+def test_every_import_route_ends() -> None:
+    """Each STORE service export has a response threshold (a route nothing answers was held the
+    server's default 2 min), the acks' shortest: no service asks an ack for an answer."""
+    store = _accounts(perms.render_accounts())[perms.STORE_ACCOUNT]
+    exports = re.findall(r'\{ service: "([^"]+)",[^\n]*?response_threshold: "([^"]+)" \}', store)
+    assert len(exports) == store.count("{ service:")
+    assert {t for s, t in exports if s.startswith("$JS.ACK.")} == {perms.ACK_ANSWER_THRESHOLD}
+    assert {t for s, t in exports if not s.startswith("$JS.ACK.")} == {perms.ANSWER_THRESHOLD}
+
+
+class _Refused:
+    def __init__(self, subject: str) -> None:
+        self.last_error = Exception(f'nats: permissions violation for publish to "{subject.lower()}"')
+
+
+@pytest.mark.parametrize(("user", "subject", "old_config"), [
+    ("catalog", "$JS.STORE.API.STREAM.INFO.KV_grove_heartbeats", True),  # its own: only an old block refuses it
+    ("catalog", "$JS.STORE.API.STREAM.INFO.KV_grove_admission", False),  # not its own under the new block either
+    ("gateway", "$JS.STORE.API.STREAM.INFO.KV_grove_heartbeats", False),  # an operator command as the gateway
+    ("gateway", "$JS.STORE.API.DIRECT.GET.EXPORTS", True),
+])
+def test_an_old_config_is_told_from_a_call_the_user_may_not_make(user: str, subject: str, old_config: bool) -> None:
+    from shared.bus.connect import _refused_what_the_accounts_allow
+    from shared.runtime.settings import Settings
+
+    settings = Settings(nats_user=user, subject_prefix="exports", kv_prefix="grove", stream_name="EXPORTS")
+    assert _refused_what_the_accounts_allow(_Refused(subject), settings) is old_config  # type: ignore[arg-type]

@@ -35,7 +35,7 @@ from shared.core import events as ev
 from shared.core import steps
 from shared.eventlog.jetstream import EventLog
 from shared.objectstore.factory import open_store
-from tests.cluster.procs import LAUNCH, Procs, connect_bus
+from tests.cluster.procs import LAUNCH, Cluster, Procs, connect_bus, wait_for_jetstream
 from tests.cluster.secured import PASSWORDS
 from tests.support.env import build, settings_for, to_env
 from tests.support.pipeline import wait_status
@@ -180,6 +180,74 @@ async def _kept(bus: Bus, stream: str) -> tuple[object, ...]:
     and a heartbeat's value."""
     state = (await bus.js.stream_info(stream)).state
     durable = await bus.js.consumer_info(stream, "catalog")
-    beat = (await bus.heartbeats.get("catalog.t_m.exp_0")).value
+    keys = await bus.heartbeats.keys()
+    beat = (await bus.heartbeats.get(keys[0])).value
     return (state.messages, state.first_seq, state.last_seq, durable.delivered.stream_seq, durable.ack_floor.stream_seq,
             durable.num_pending, beat)
+
+
+@pytest.mark.slow
+async def test_a_three_node_cluster_moves_by_backup_and_restore(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's cluster path across clusters of three: an R3 log and buckets in the one account of
+    the old block, ``grove-export backup`` as admin, a new cluster with the generated accounts block on
+    empty storage, ``grove-export restore`` and ``setup`` as admin — the log, the buckets (R3 again) and
+    the catalog durable's position are as they were, read by admin in STORE, and a service user reads
+    the export through its account's imports."""
+    values = settings_for(tmp_path, "", stream_replicas=3)
+    s0 = build({**values, "nats_url": "nats://unused:1"})
+    for name, pw in PASSWORDS.items():
+        monkeypatch.setenv(password_env(name), pw)
+    old_conf, new_conf = tmp_path / "old.conf", tmp_path / "new.conf"
+    old_conf.write_text(OLD.read_text().replace("@@PREFIX@@", s0.subject_prefix).replace("@@KV@@", s0.kv_prefix))
+    new_conf.write_text(render_accounts(PASSWORDS, prefix=s0.subject_prefix, kv_prefix=s0.kv_prefix,
+                                        stream=s0.stream_name))
+    admin = {"user": ADMIN, "password": PASSWORDS[ADMIN]}
+
+    async def as_admin(command: list[str], urls: list[str]) -> None:
+        env = {**env_without_proxies(), **to_env({**values, "nats_url": ",".join(urls)}), "GROVE_NATS_USER": ADMIN,
+               "GROVE_NATS_PASSWORD": PASSWORDS[ADMIN]}
+        out = await asyncio.to_thread(subprocess.run, [*LAUNCH, *command], env=env, capture_output=True, text=True,
+                                      timeout=120)
+        assert out.returncode == 0, (command, out.stdout + out.stderr)
+
+    old = Cluster(tmp_path / "old", config_file=old_conf).start()
+    try:
+        await wait_for_jetstream(old.urls, **admin)
+        s = build({**values, "nats_url": ",".join(old.urls)})
+        bus = await connect_bus(s, old.urls, "test", **admin)
+        try:
+            for i in range(3):
+                await bus.log.append(ev.ExportRequested(export_id=f"exp_{i}", tenant_id="t_c", user_id="u",
+                                                        user_email="c@example.org", username="c"), 0)
+            pull = await bus.js.pull_subscribe_bind("catalog", s.stream_name)
+            [first] = await pull.fetch(1, timeout=10)
+            await first.ack_sync()
+            await bus.heartbeats.put("catalog.t_c.exp_0", b"beat")
+            before = await _kept(bus, s.stream_name)
+        finally:
+            await bus.close()
+        await as_admin(["backup", str(tmp_path / "backup")], old.urls)
+    finally:
+        old.stop()
+    new = Cluster(tmp_path / "new", config_file=new_conf).start()
+    try:
+        await wait_for_jetstream(new.urls, **admin)
+        for command in (["restore", str(tmp_path / "backup")], ["setup", "--nats-only"]):
+            await as_admin(command, new.urls)
+        s = build({**values, "nats_url": ",".join(new.urls)})
+        bus = await connect_bus(s, new.urls, "test", **admin)
+        catalog = await connect(s.model_copy(update={"nats_user": "catalog", "nats_password": SecretStr(
+            PASSWORDS["catalog"])}), "catalog")
+        try:
+            assert await _kept(bus, s.stream_name) == before
+            for stream in (s.stream_name, f"KV_{s.kv_prefix}_heartbeats", f"KV_{s.kv_prefix}_admission"):
+                info = await bus.js.stream_info(stream)
+                assert info.config.num_replicas == 3 and len(info.cluster.replicas or []) == 2, stream  # type: ignore[union-attr]
+            assert [e.export_id async for _, e in catalog.log.history("t_c", "exp_2")] == ["exp_2"]
+        finally:
+            await catalog.close()
+            await bus.close()
+        for node in new.nodes:  # all of it in STORE: nothing restored into another account
+            assert not list((node.store_dir / "jetstream").glob("$G*")), node.name
+    finally:
+        new.stop()

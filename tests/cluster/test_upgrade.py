@@ -148,14 +148,7 @@ async def test_a_single_servers_folder_moves_to_the_store_account(tmp_path: Path
     try:
         admin = await connect_bus(s, [server.url], "test", user=ADMIN, password=PASSWORDS[ADMIN])
         try:
-            for i in range(3):
-                await admin.log.append(ev.ExportRequested(export_id=f"exp_{i}", tenant_id="t_m", user_id="u",
-                                                          user_email="m@example.org", username="m"), 0)
-            pull = await admin.js.pull_subscribe_bind("catalog", s.stream_name)
-            [first] = await pull.fetch(1, timeout=5)
-            await first.ack_sync()
-            await admin.heartbeats.put("catalog.t_m.exp_0", b"beat")
-            before = await _kept(admin, s.stream_name, "catalog.t_m.exp_0")
+            before = await _write_what_must_be_kept(admin, s.stream_name, "t_m")
         finally:
             await admin.close()
         server.stop()
@@ -174,6 +167,19 @@ async def test_a_single_servers_folder_moves_to_the_store_account(tmp_path: Path
             await admin.close()
     finally:
         server.stop()
+
+
+async def _write_what_must_be_kept(bus: Bus, stream: str, tenant: str) -> tuple[object, ...]:
+    """As admin on the old layout: three exports requested, the catalog durable one message on (acked),
+    a heartbeat at ``catalog.<tenant>.exp_0``; returns :func:`_kept` of it."""
+    for i in range(3):
+        await bus.log.append(ev.ExportRequested(export_id=f"exp_{i}", tenant_id=tenant, user_id="u",
+                                                user_email="k@example.org", username="k"), 0)
+    pull = await bus.js.pull_subscribe_bind("catalog", stream)
+    [first] = await pull.fetch(1, timeout=10)
+    await first.ack_sync()
+    await bus.heartbeats.put(f"catalog.{tenant}.exp_0", b"beat")
+    return await _kept(bus, stream, f"catalog.{tenant}.exp_0")
 
 
 async def _kept(bus: Bus, stream: str, key: str) -> tuple[object, ...]:
@@ -216,14 +222,7 @@ async def test_a_three_node_cluster_moves_by_backup_and_restore(tmp_path: Path, 
         s = build({**values, "nats_url": ",".join(old.urls)})
         bus = await connect_bus(s, old.urls, "test", **admin)
         try:
-            for i in range(3):
-                await bus.log.append(ev.ExportRequested(export_id=f"exp_{i}", tenant_id="t_c", user_id="u",
-                                                        user_email="c@example.org", username="c"), 0)
-            pull = await bus.js.pull_subscribe_bind("catalog", s.stream_name)
-            [first] = await pull.fetch(1, timeout=10)
-            await first.ack_sync()
-            await bus.heartbeats.put("catalog.t_c.exp_0", b"beat")
-            before = await _kept(bus, s.stream_name, "catalog.t_c.exp_0")
+            before = await _write_what_must_be_kept(bus, s.stream_name, "t_c")
         finally:
             await bus.close()
         await as_admin(["backup", str(tmp_path / "backup")], old.urls)

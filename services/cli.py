@@ -126,8 +126,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
         try:
             preflight(data, args.port, os.environ)  # before local_env writes secrets.json: a refusal leaves no trace
             env = local_env(data, args.port)
-            names = secrets.SECRET_NAMES  # a weak or shared one set in the environment: say so, don't loop
-            secrets.require_signing(env[names["jwt"]], env[names["link"]])
+            secrets.require_signing_env({**os.environ, **env})  # a weak or shared one set: say so, don't loop
             stack = Stack(data, port=args.port, env=env, replicas=replicas).start()
         except StackBusy as e:
             raise CliError(str(e)) from None

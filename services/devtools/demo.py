@@ -171,8 +171,7 @@ def _run_demo(data: Path, port: int) -> int:
         print(f"grove-export: {e}", file=sys.stderr)
         return 2
     env = local_env(data, port)
-    names = secrets.SECRET_NAMES  # a weak or shared one set in the environment: say so, don't loop
-    secrets.require_signing(env[names["jwt"]], env[names["link"]])
+    secrets.require_signing_env({**os.environ, **env})  # a weak or shared one set: say so, don't loop
     os.environ.update(env)
     settings = Settings()
     stack = Stack(data, port=port, env=env)

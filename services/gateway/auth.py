@@ -3,6 +3,7 @@
 Claims: ``sub`` (user id), ``tenant``, ``email`` (exactly one address), ``username``, ``exp`` (at most
 ``token_max_ttl_s`` ahead), ``iss`` = settings.jwt_issuer, ``aud`` = ``grove-export``. The key is
 ``GROVE_JWT_SECRET`` (no default, see shared/runtime/secrets.py); download links have their own key.
+While a key is rotated, ``GROVE_JWT_SECRET_PREVIOUS`` verifies tokens too; only the current key signs.
 The CLI's ``grove-export token`` calls :func:`make_token`.
 """
 
@@ -45,7 +46,13 @@ def valid_id(value: str) -> bool:
 
 
 def _secret(settings: Settings) -> bytes:
+    """The key that signs tokens: the current one only."""
     return secrets.require("jwt", settings.jwt_secret)
+
+
+def _verifying_keys(settings: Settings) -> tuple[bytes, ...]:
+    """The keys a token may be signed with: the current one, then the previous one while it is set."""
+    return secrets.verifying("jwt", settings.jwt_secret, settings.jwt_secret_previous)
 
 
 # The longest token a request can carry: the gateway (aiohttp) refuses a header line over 8,190 bytes
@@ -82,15 +89,22 @@ def verify_token(settings: Settings, token: str) -> Identity:
     """The identity in ``token``; raises :class:`Unauthorized` when it is not trustworthy."""
     if not token.isascii():  # a JWT is base64url and dots; a raw non-UTF-8 byte (read with surrogateescape)
         raise _unauthorized("The token is not valid.")  # made PyJWT raise UnicodeEncodeError: a 500
-    try:
-        # The issuer's clock may run ahead of ours: an iat or nbf up to LEEWAY_S in our future is
-        # allowed (PyJWT's leeway 0 made every token an issuer a second ahead minted a 401 until our
-        # clock caught up). Its leeway would stretch exp too, so exp is checked below, with none.
-        claims = jwt.decode(token, _secret(settings), algorithms=[ALGORITHM], issuer=settings.jwt_issuer,
-                            audience=AUDIENCE, leeway=LEEWAY_S,
-                            options={"require": list(REQUIRED_CLAIMS), "verify_exp": False})
-    except jwt.PyJWTError:
-        raise _unauthorized("The token is not valid.") from None
+    claims = None
+    for key in _verifying_keys(settings):  # PyJWT checks the signature before any claim
+        try:
+            # The issuer's clock may run ahead of ours: an iat or nbf up to LEEWAY_S in our future is
+            # allowed (PyJWT's leeway 0 made every token an issuer a second ahead minted a 401 until our
+            # clock caught up). Its leeway would stretch exp too, so exp is checked below, with none.
+            claims = jwt.decode(token, key, algorithms=[ALGORITHM], issuer=settings.jwt_issuer,
+                                audience=AUDIENCE, leeway=LEEWAY_S,
+                                options={"require": list(REQUIRED_CLAIMS), "verify_exp": False})
+            break
+        except jwt.InvalidSignatureError:
+            continue  # another key may have signed it
+        except jwt.PyJWTError:
+            raise _unauthorized("The token is not valid.") from None
+    if claims is None:
+        raise _unauthorized("The token is not valid.")
     if any(k in claims and numeric_date(claims[k]) is None for k in TIME_CLAIMS):
         raise _unauthorized("The token is not valid.")
     expires = numeric_date(claims["exp"])
@@ -152,3 +166,9 @@ def authenticate(request: web.Request, settings: Settings) -> Identity:
 def link_secret(settings: Settings) -> bytes:
     """Key of the HMAC download links: ``GROVE_LINK_SECRET``, its own key (not derived from the JWT's)."""
     return secrets.require("link", settings.link_secret)
+
+
+def link_keys(settings: Settings) -> tuple[bytes, ...]:
+    """The keys a download link may be signed with: :func:`link_secret`, then
+    ``GROVE_LINK_SECRET_PREVIOUS`` while it is set."""
+    return secrets.verifying("link", settings.link_secret, settings.link_secret_previous)

@@ -1,8 +1,9 @@
 """Downloads from the filesystem store through HMAC-signed gateway links (S3 presigns its own).
 
 The signature covers the key and the expiry, so no tenant check is needed: a link cannot be moved
-to another key. A bad signature is a 404 (it names nothing); a valid but expired link, or an
-export whose archive expired or is gone, is a 410. ``web.FileResponse`` serves Range requests; one
+to another key. ``GROVE_LINK_SECRET`` signs; a link signed with ``GROVE_LINK_SECRET_PREVIOUS``, while
+it is set, is served too (a rotation), and expires just the same. A bad signature is a 404 (it names
+nothing); a valid but expired link, or an export whose archive expired or is gone, is a 410. ``web.FileResponse`` serves Range requests; one
 it cannot satisfy is a 416 problem, and an If-Match or If-Unmodified-Since that no longer holds a 412
 problem (:func:`check_file_request`), not its empty 416 or 412 labelled as a ZIP.
 """
@@ -24,7 +25,7 @@ from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict
 
 from services.gateway import problems as p
-from services.gateway.auth import link_secret
+from services.gateway.auth import link_keys, link_secret
 from services.gateway.keys import READ_MODEL, SETTINGS, STORE
 from services.gateway.views import Signer, shown_status
 from shared.archive import layout
@@ -64,9 +65,10 @@ async def download(request: web.Request) -> web.StreamResponse:
     settings, store = app[SETTINGS], app[STORE]
     key = request.match_info["key"]
     exp, sig = request.query.get("exp", ""), request.query.get("sig", "")
-    secret = link_secret(settings)
     # links.verify hands sig to hmac.compare_digest, which raises on non-ASCII str: check the shape first
-    if not (SIG.fullmatch(sig) and EXP.fullmatch(exp)) or not links.verify(secret, key, exp, sig, now=0):
+    shaped = SIG.fullmatch(sig) and EXP.fullmatch(exp)
+    secret = next((s for s in link_keys(settings) if links.verify(s, key, exp, sig, now=0)), None) if shaped else None
+    if secret is None:
         raise p.NotFound("This download link is not valid.")
     if not links.verify(secret, key, exp, sig):
         raise p.Expired("This download link has expired; open the export page for a fresh one.")

@@ -4,6 +4,9 @@
 download links; they are separate keys so that one leaking does not give the other away. A
 process that needs one refuses to start without a good one (:func:`require`), and the gateway
 without two different ones (:func:`require_signing`), with one line saying which variable is wrong.
+Each may name the key it had before a rotation (``GROVE_JWT_SECRET_PREVIOUS``,
+``GROVE_LINK_SECRET_PREVIOUS``, one key each): that key still verifies what it signed, never signs,
+and is held to the same rule (:func:`verifying`).
 The only place secrets are made up is the local stack (``grove-export serve`` / ``demo``), which writes random ones into its data folder
 (:func:`local_secrets`) — never an environment flag that could be copied into production.
 
@@ -19,6 +22,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -48,6 +52,11 @@ PLACEHOLDER_WORDS = ("change-me", "change_me", "change me", "changeme", "changei
 # Whole values (any case) that are templates or vendors' defaults, never a credential.
 PLACEHOLDER_VALUES = frozenset({"password", "secret", "minioadmin", "todo", "tbd", "none", "null", "xxx", "***"})
 SECRET_NAMES = {"jwt": "GROVE_JWT_SECRET", "link": "GROVE_LINK_SECRET"}
+# The key each had before a rotation: it verifies (tokens and links signed before the switch) and never
+# signs. One key, not a list: a key may hold any character, a comma too, and one rotation at a time is
+# all a rotation needs (the old key is dropped once what it signed has expired). Optional: the local
+# stack makes none.
+PREVIOUS_NAMES = {name: f"{var}_PREVIOUS" for name, var in SECRET_NAMES.items()}
 # A local stack's data folder, when it makes it: its owner's only. It holds every archive, the emails
 # with their download links, the databases and the logs (at the umask's 0755, any user could read them).
 DATA_DIR_MODE = 0o700
@@ -97,16 +106,60 @@ def require(name: str, value: SecretStr | None) -> bytes:
     return raw.encode()
 
 
-def require_signing(jwt: SecretStr | str | None, link: SecretStr | str | None) -> tuple[bytes, bytes]:
-    """Both signing keys, each good and the two different, or :class:`SecretError`. One key in both
-    variables would let whoever holds the link key (the filesystem store's download links) mint
-    bearer tokens: the README promises two separate keys."""
-    jwt_key = require("jwt", SecretStr(jwt) if isinstance(jwt, str) else jwt)
-    link_key = require("link", SecretStr(link) if isinstance(link, str) else link)
-    if hmac.compare_digest(jwt_key, link_key):
-        raise SecretError(f"{SECRET_NAMES['link']} is the same as {SECRET_NAMES['jwt']}: they must be two "
-                          "different random keys, so that a leaked link key cannot sign bearer tokens")
-    return jwt_key, link_key
+def previous(name: str, value: SecretStr | str | None) -> bytes | None:
+    """The key bytes secret ``name`` had before a rotation (``GROVE_…_PREVIOUS``), or None when it is
+    unset or empty (compose passes an unset optional variable as empty). It is held to the current
+    key's rule (:func:`problem`: a key too weak to sign is too weak to verify), or :class:`SecretError`."""
+    raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if raw is None or not raw.strip():
+        return None
+    if (why := problem(raw)) is not None:
+        raise SecretError(f"{PREVIOUS_NAMES[name]} {why}: it must be the key {SECRET_NAMES[name]} had before "
+                          "(a key too weak to sign is too weak to verify), or be unset")
+    return raw.encode()
+
+
+def verifying(name: str, current: SecretStr | None, before: SecretStr | None) -> tuple[bytes, ...]:
+    """The keys that verify what secret ``name`` signs: the current one (:func:`require`, the only one
+    that signs), then the previous one (:func:`previous`) when it is set, which must differ from it,
+    or :class:`SecretError`."""
+    key, old = require(name, current), previous(name, before)
+    if old is None:
+        return (key,)
+    if hmac.compare_digest(key, old):
+        var = SECRET_NAMES[name]
+        raise SecretError(f"{PREVIOUS_NAMES[name]} is the same as {var}: set it to the key {var} had before, "
+                          "or unset it")
+    return key, old
+
+
+def _secret(value: SecretStr | str | None) -> SecretStr | None:
+    return SecretStr(value) if isinstance(value, str) else value
+
+
+def require_signing(jwt: SecretStr | str | None, link: SecretStr | str | None,
+                    jwt_previous: SecretStr | str | None = None,
+                    link_previous: SecretStr | str | None = None) -> tuple[bytes, bytes]:
+    """Both signing keys, each good and the two different, or :class:`SecretError`; the previous keys
+    too (:func:`verifying`), and no token key the same as a link key. One key on both sides would let
+    whoever holds the link key (the filesystem store's download links) mint bearer tokens: the
+    README promises two separate keys."""
+    jwt_keys = verifying("jwt", _secret(jwt), _secret(jwt_previous))
+    link_keys = verifying("link", _secret(link), _secret(link_previous))
+    names = {side: (SECRET_NAMES[side], PREVIOUS_NAMES[side]) for side in SECRET_NAMES}
+    for jwt_var, jwt_key in zip(names["jwt"], jwt_keys, strict=False):
+        for link_var, link_key in zip(names["link"], link_keys, strict=False):
+            if hmac.compare_digest(jwt_key, link_key):
+                raise SecretError(f"{link_var} is the same as {jwt_var}: they must be two different random "
+                                  "keys, so that a leaked link key cannot sign bearer tokens")
+    return jwt_keys[0], link_keys[0]
+
+
+def require_signing_env(env: Mapping[str, str]) -> tuple[bytes, bytes]:
+    """:func:`require_signing` of the keys an environment names (a local stack's gateway gets its
+    previous keys, if any, from the user's)."""
+    return require_signing(env.get(SECRET_NAMES["jwt"]), env.get(SECRET_NAMES["link"]),
+                           env.get(PREVIOUS_NAMES["jwt"]), env.get(PREVIOUS_NAMES["link"]))
 
 
 def used_secrets(settings: Settings) -> list[tuple[str, str | None]]:
@@ -144,14 +197,16 @@ def used_secrets(settings: Settings) -> list[tuple[str, str | None]]:
 def require_settings(settings: Settings, *, signing: bool = False) -> None:
     """Refuse to start (:class:`SecretError`, one line naming the variable, never its value) when a
     credential the process uses is unset, empty or a placeholder; with ``signing`` (the gateway), also
-    without two good, different signing keys. Every service calls this before it connects anywhere."""
+    without two good, different signing keys, or with a previous key that is not a good one
+    (:func:`require_signing`). Every service calls this before it connects anywhere."""
     for var, value in used_secrets(settings):
         why = placeholder(value)
         if why is not None:
             raise SecretError(f"{var} {why}: set the real credential (deploy/k8s/secret.yaml and "
                               "deploy/.env.example only show where it goes)")
     if signing:
-        require_signing(settings.jwt_secret, settings.link_secret)
+        require_signing(settings.jwt_secret, settings.link_secret, settings.jwt_secret_previous,
+                        settings.link_secret_previous)
 
 
 def _read_local_file(path: Path, what: str, remedy: str) -> dict[str, str]:

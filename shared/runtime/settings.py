@@ -361,6 +361,10 @@ class Settings(BaseSettings):
     read_model_db: Path = Path("var/read-model.db")
     jwt_secret: SecretStr | None = Field(None, description="Signs bearer tokens; no default (shared/runtime/secrets.py).")
     link_secret: SecretStr | None = Field(None, description="Signs download links; no default.")
+    jwt_secret_previous: SecretStr | None = Field(None, description="While rotating: the key GROVE_JWT_SECRET "
+                                                  "had before; it verifies tokens, never signs (empty: unset).")
+    link_secret_previous: SecretStr | None = Field(None, description="While rotating: the key GROVE_LINK_SECRET "
+                                                   "had before; it verifies download links, never signs.")
     jwt_issuer: str = "grove"
     token_max_ttl_s: float = Field(3600.0, gt=0, le=MAX_S, description="Longest token lifetime accepted (exp - now).")
     rate_window_s: float = Field(3600.0, ge=0, le=MAX_S,

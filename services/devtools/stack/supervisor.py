@@ -32,9 +32,11 @@ from shared.core import steps
 from shared.runtime.cpus import usable_cpus
 from shared.runtime.secrets import (
     DATA_DIR_MODE,
+    PREVIOUS_NAMES,
     SECRET_NAMES,
     SECRETS_FILE,
     local_secrets,
+    previous,
     read_local_passwords,
     read_local_secrets,
     require,
@@ -142,7 +144,7 @@ def preflight(data_dir: Path, port: int | None, given: Mapping[str, str]) -> Non
     refused ``serve`` or ``demo`` leaves the folder as it was: another stack holds the folder, the
     gateway's ``port`` (None: no gateway) is taken (:class:`StackBusy`); GROVE_METRICS_PORT is set, one port for
     every service (:class:`SettingsProblem`); a signing secret ``given`` in
-    the environment is unusable, or the folder's secrets.json or nats-users.json is damaged
+    the environment (a previous key too) is unusable, or the folder's secrets.json or nats-users.json is damaged
     (:class:`SecretError`). :meth:`Stack.start` still takes the lock itself: this only says no early."""
     if int(given.get("GROVE_METRICS_PORT") or 0):  # valid: Settings() has read it
         raise SettingsProblem("GROVE_METRICS_PORT: the local stack runs every step service on this machine, and "
@@ -155,6 +157,7 @@ def preflight(data_dir: Path, port: int | None, given: Mapping[str, str]) -> Non
     for name, var in SECRET_NAMES.items():
         if var in given:
             require(name, SecretStr(given[var]))
+        previous(name, given.get(PREVIOUS_NAMES[name]))  # the gateway inherits it from this environment
     if (data_dir / SECRETS_FILE).exists() and not all(var in given for var in SECRET_NAMES.values()):
         read_local_secrets(data_dir / SECRETS_FILE)
     if (data_dir / PASSWORDS_FILE).exists():

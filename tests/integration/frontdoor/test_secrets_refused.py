@@ -52,6 +52,28 @@ def test_run_gateway_refuses_to_start_without_a_usable_secret(tmp_path: Path, jw
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize(("previous", "named", "why"), [
+    ({"GROVE_JWT_SECRET_PREVIOUS": "Xq9-short-but-random"}, "GROVE_JWT_SECRET_PREVIOUS", "shorter than 32 bytes"),
+    ({"GROVE_LINK_SECRET_PREVIOUS": "CHANGE_ME_at_least_32_random_characters"}, "GROVE_LINK_SECRET_PREVIOUS",
+     "published default"),
+    ({"GROVE_LINK_SECRET_PREVIOUS": "z" * 40}, "GROVE_LINK_SECRET_PREVIOUS", "repetitive"),
+    ({"GROVE_JWT_SECRET_PREVIOUS": TEST_SECRETS["jwt"]}, "GROVE_JWT_SECRET_PREVIOUS is the same as GROVE_JWT_SECRET",
+     "unset it"),
+    ({"GROVE_JWT_SECRET_PREVIOUS": TEST_SECRETS["link"]}, "GROVE_LINK_SECRET is the same as GROVE_JWT_SECRET_PREVIOUS",
+     "different"),
+])
+def test_run_gateway_refuses_a_previous_key_it_would_refuse_as_the_current_one(
+        tmp_path: Path, previous: dict[str, str], named: str, why: str) -> None:
+    env = {"GROVE_STORE_ROOT": str(tmp_path / "store"), "GROVE_READ_MODEL_DB": str(tmp_path / "rm.db"),
+           "GROVE_NATS_URL": "nats://127.0.0.1:1", "GROVE_PORT": "1", "GROVE_JWT_SECRET": TEST_SECRETS["jwt"],
+           "GROVE_LINK_SECRET": TEST_SECRETS["link"], **previous}
+    out = _cli(["run", "gateway"], env, tmp_path)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"grove-export: {named}") and why in lines[0], out.stderr
+    assert not any(value in out.stderr for value in previous.values())  # never the value
+
+
 @pytest.mark.parametrize("command", ["serve", "demo"])
 def test_the_local_stack_refuses_one_key_for_both_signing_secrets(
         tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -75,6 +97,32 @@ def test_the_local_stack_refuses_one_key_for_both_signing_secrets(
     lines = capsys.readouterr().err.strip().splitlines()
     assert exited.value.code == 2 and len(lines) == 1, lines
     assert "GROVE_LINK_SECRET is the same as GROVE_JWT_SECRET" in lines[0]
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_the_local_stack_refuses_a_weak_previous_key_set_in_the_environment(
+        tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its gateway would inherit it and refuse to start: said once, before anything is written."""
+    from services import cli
+    from services.devtools import demo
+    from services.devtools.stack import supervisor
+
+    class NoStack:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("the stack was started with a weak previous key")
+
+    monkeypatch.setattr(supervisor, "Stack", NoStack)
+    monkeypatch.setattr(demo, "Stack", NoStack)
+    for var in [k for k in os.environ if k.startswith("GROVE_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("GROVE_LINK_SECRET_PREVIOUS", "Xq9-short-but-random")
+    with pytest.raises(SystemExit) as exited:
+        cli.main([command, "--port", "1", "--data", str(tmp_path / "var")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("grove-export: GROVE_LINK_SECRET_PREVIOUS is shorter than 32 bytes"), lines[0]
+    assert "Xq9-short-but-random" not in lines[0]
+    assert not (tmp_path / "var").exists(), "a refused start wrote secrets.json"
 
 
 def test_a_local_secrets_file_with_one_key_twice_is_made_afresh(tmp_path: Path) -> None:

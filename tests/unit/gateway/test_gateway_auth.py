@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 
 import jwt
 import pytest
 
-from services.gateway.auth import Identity, link_secret, make_token, verify_token
+from services.gateway.auth import Identity, link_keys, link_secret, make_token, verify_token
 from services.gateway.problems import Unauthorized
-from shared.runtime.secrets import SecretError
+from shared.runtime.secrets import SecretError, require_signing
 from shared.runtime.settings import Settings
 from tests.support.env import TEST_SECRETS
 
@@ -219,3 +220,66 @@ def test_a_username_over_the_bound_is_neither_minted_nor_accepted() -> None:
     with pytest.raises(Unauthorized, match="The token's username claim is 257 characters long"):
         verify_token(S, jwt.encode(_claims(username="n" * 257), S.jwt_secret.get_secret_value(),  # type: ignore[union-attr]
                                    algorithm="HS256"))
+
+
+# -- rotation: GROVE_JWT_SECRET_PREVIOUS verifies, never signs ---------------------------------------
+
+OLD_JWT = secrets.token_urlsafe(48)
+ROTATING = Settings(jwt_secret=TEST_SECRETS["jwt"], link_secret=TEST_SECRETS["link"], jwt_secret_previous=OLD_JWT)
+
+
+def test_a_token_signed_with_the_previous_key_verifies_only_while_it_is_set():
+    signed_before = jwt.encode(_claims(), OLD_JWT, algorithm="HS256")
+    assert verify_token(ROTATING, signed_before) == Identity("tenant_a", "u1", "e@x.org", "n")
+    for removed in (S, Settings(jwt_secret=TEST_SECRETS["jwt"], jwt_secret_previous="")):  # unset, or empty
+        with pytest.raises(Unauthorized, match="The token is not valid"):
+            verify_token(removed, signed_before)
+    unrelated = jwt.encode(_claims(), secrets.token_urlsafe(48), algorithm="HS256")
+    for settings in (S, ROTATING):
+        with pytest.raises(Unauthorized, match="The token is not valid"):
+            verify_token(settings, unrelated)
+
+
+def test_a_token_signed_with_the_previous_key_is_checked_like_any_other():
+    for claims, why in ((_claims(exp=int(time.time()) - 5), "expired"), (_claims(iss="someone-else"), "not valid"),
+                        (_claims(tenant="a.b"), "incomplete")):
+        with pytest.raises(Unauthorized, match=why):
+            verify_token(ROTATING, jwt.encode(claims, OLD_JWT, algorithm="HS256"))
+
+
+def test_only_the_current_key_signs_while_a_previous_one_is_set():
+    token = make_token(ROTATING, "tenant_a", "u1", "e@x.org", "n")
+    assert jwt.decode(token, TEST_SECRETS["jwt"], algorithms=["HS256"], audience="grove-export")["sub"] == "u1"
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, OLD_JWT, algorithms=["HS256"], audience="grove-export")
+
+
+def test_a_previous_key_is_held_to_the_current_keys_rule_and_differs_from_every_current_key():
+    link, current = TEST_SECRETS["link"], TEST_SECRETS["jwt"]
+    for bad, why in (("short-but-random-Xq9", "shorter than 32 bytes"), ("a" * 64, "repetitive"),
+                     ("CHANGE_ME" + "x" * 40, "placeholder"), ("grove-local-development-secret-change-me!!",
+                                                                "published default")):
+        for kwargs, var in (({"jwt_previous": bad}, "GROVE_JWT_SECRET_PREVIOUS"),
+                            ({"link_previous": bad}, "GROVE_LINK_SECRET_PREVIOUS")):
+            with pytest.raises(SecretError, match=f"^{var} .*{why}") as refused:
+                require_signing(current, link, **kwargs)
+            assert bad not in str(refused.value) and "\n" not in str(refused.value)
+    for kwargs, said in (({"jwt_previous": current}, "GROVE_JWT_SECRET_PREVIOUS is the same as GROVE_JWT_SECRET"),
+                         ({"link_previous": link}, "GROVE_LINK_SECRET_PREVIOUS is the same as GROVE_LINK_SECRET"),
+                         ({"jwt_previous": link}, "GROVE_LINK_SECRET is the same as GROVE_JWT_SECRET_PREVIOUS"),
+                         ({"link_previous": current}, "GROVE_LINK_SECRET_PREVIOUS is the same as GROVE_JWT_SECRET"),
+                         ({"jwt_previous": OLD_JWT, "link_previous": OLD_JWT},
+                          "GROVE_LINK_SECRET_PREVIOUS is the same as GROVE_JWT_SECRET_PREVIOUS")):
+        with pytest.raises(SecretError, match=f"^{said}"):
+            require_signing(current, link, **kwargs)
+    assert require_signing(current, link, OLD_JWT, secrets.token_urlsafe(48)) == (current.encode(), link.encode())
+    assert require_signing(current, link, "", "  ") == (current.encode(), link.encode())  # compose's unset
+
+
+def test_the_previous_link_key_verifies_and_never_signs():
+    old_link = secrets.token_urlsafe(48)
+    rotating = Settings(jwt_secret=TEST_SECRETS["jwt"], link_secret=TEST_SECRETS["link"],
+                        link_secret_previous=old_link)
+    assert link_keys(rotating) == (TEST_SECRETS["link"].encode(), old_link.encode())
+    assert link_keys(S) == (TEST_SECRETS["link"].encode(),)
+    assert link_secret(rotating) == TEST_SECRETS["link"].encode()

@@ -153,6 +153,8 @@ def test_compose_env_is_real_settings_with_s3_r3_and_a_nats_user_per_service(
         assert s.s3.endpoint_url == "http://minio:9000" and s.s3.public_endpoint_url
         assert bool(s.s3.access_key_id and s.s3.secret_access_key) == (name not in NO_STORE), name
         assert (s.jwt_secret is not None, s.link_secret is not None) == ((name == "gateway"),) * 2, name
+        previous = {k: env.get(k) for k in ("GROVE_JWT_SECRET_PREVIOUS", "GROVE_LINK_SECRET_PREVIOUS")}
+        assert all(v is not None for v in previous.values()) == (name == "gateway"), name  # the gateway's only
         assert s.nats_url.split(",") == [f"nats://nats-{i}:4222" for i in (1, 2, 3)]
         assert s.nats_user == name, "each service connects as its own NATS user"
         assert str(env["GROVE_NATS_PASSWORD"]).startswith(f"${{{password_env(name)}")
@@ -167,8 +169,10 @@ def test_compose_requires_every_secret_and_publishes_on_loopback_only() -> None:
     text = (DEPLOY / "docker-compose.yml").read_text()
     for var in ("GROVE_JWT_SECRET", "GROVE_LINK_SECRET", "MINIO_ROOT_PASSWORD", "GROVE_S3_SECRET_ACCESS_KEY",
                 *(password_env(n) for n in (ADMIN, *USER_NAMES))):
-        uses = re.findall(rf"\$\{{{var}(:[?-])?", text)
+        uses = re.findall(rf"\$\{{{var}\b(:[?-])?", text)
         assert uses and all(u == ":?" for u in uses), f"{var} must be required (${{{var}:?...}}), not defaulted"
+    for var in ("GROVE_JWT_SECRET_PREVIOUS", "GROVE_LINK_SECRET_PREVIOUS"):  # only while rotating: optional
+        assert re.findall(rf"\$\{{{var}\b([^}}]*)\}}", text) == [":-"], f"{var} must be optional and empty (${{{var}:-}})"
     for name, svc in compose()["services"].items():
         for port in svc.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
@@ -314,8 +318,13 @@ def test_k8s_commands_images_env_and_secrets_are_consistent(monkeypatch: pytest.
         env = {e["name"]: e for e in container["env"]}
         service = container["args"][1] if container["args"][0] == "run" else "janitor"
         assert env["GROVE_NATS_USER"]["value"] == service and service in USER_NAMES
-        refs = {e["valueFrom"]["secretKeyRef"]["key"] for e in env.values() if "valueFrom" in e}
+        keyrefs = [e["valueFrom"]["secretKeyRef"] for e in env.values() if "valueFrom" in e]
+        refs = {r["key"] for r in keyrefs if not r.get("optional")}
         assert refs <= secret_keys, f"{name} references missing secret keys {refs - secret_keys}"
+        optional = {r["key"] for r in keyrefs if r.get("optional")}  # the keys kept only while rotating
+        assert optional == ({"GROVE_JWT_SECRET_PREVIOUS", "GROVE_LINK_SECRET_PREVIOUS"} if service == "gateway"
+                            else set()), name
+        assert all(env[k]["valueFrom"]["secretKeyRef"]["key"] == k and setting_exists(k) for k in optional), name
         assert env["GROVE_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == password_env(service)
         assert not {k for k in refs if k.startswith("NATS_PASSWORD_")} - {password_env(service)}, (
             f"{name} can read another service's NATS password")

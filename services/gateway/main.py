@@ -43,10 +43,12 @@ class RedactingAccessLogger(AccessLogger):
 
 async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set, or, without one, until SIGINT or SIGTERM."""
-    # lingering: how long a body no handler read is read and dropped before the connection closes
+    # lingering: how long a body no handler read is read and dropped before the connection closes.
+    # max_headers: aiohttp's 128 fields of up to 8,190 bytes each let one request head reach 1 MiB,
+    # held (about twice over, parsed) while it arrives: 200 connections sending such heads took 400 MiB.
     runner = ProblemRunner(init_app(settings), handle_signals=False, head_timeout=settings.read_timeout_s,
                            keepalive_timeout=settings.keepalive_timeout_s, lingering_time=settings.read_timeout_s,
-                           access_log_class=RedactingAccessLogger)
+                           max_headers=settings.max_headers, access_log_class=RedactingAccessLogger)
     try:
         await runner.setup()
     except BaseException:  # a context after the bus and the store failed (the read model): close those two

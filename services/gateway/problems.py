@@ -10,6 +10,7 @@ Errors::
     │   ├── IdempotencyMismatch  004  422  Idempotency-Key reused with another body
     │   ├── MethodNotAllowed     004  405  a known path with another method
     │   ├── TransferCodingNotImplemented  004  501  a Transfer-Encoding other than chunked
+    │   ├── HeadTooLarge         004  431  a header field or request line over 8,190 bytes, or too many fields
     │   └── ExpectationFailed    004  417  an Expect header other than 100-continue
     ├── NotFound              005  404  no such export for this tenant, bad id, unknown route (or folder)
     ├── NotCancellable        006  409  terminal, or the archive is being completed
@@ -32,7 +33,7 @@ from typing import Any
 
 import nats.errors
 from aiohttp import web, web_protocol
-from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.http_exceptions import BadHttpMessage, ContentEncodingError, LineTooLong
 from aiohttp.typedefs import Handler
 from nats.js.errors import ServiceUnavailableError
 
@@ -104,6 +105,12 @@ class TransferCodingNotImplemented(BadRequest):
 
     status, title, slug = 501, "Transfer coding not implemented", "transfer-coding-not-implemented"
     close_connection = True
+
+
+class HeadTooLarge(BadRequest):
+    """A request head over the server's limits (answered before any middleware; the connection closes)."""
+
+    status, title, slug = 431, "Request header fields too large", "head-too-large"
 
 
 class RequestTimeout(BadRequest):
@@ -195,9 +202,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 class _ProblemRequestHandler(HeadDeadlineHandler):
-    """A request aiohttp cannot parse (a malformed request line or header, a header over its size
-    limit, a method that is not a token) is answered by aiohttp itself, before any middleware, as
-    text/plain: here it is a problem like every other error (400: GROVE-EXPORT-004). aiohttp
+    """A request aiohttp cannot parse (a malformed request line or header, a method that is not a
+    token; a header or request line over its size limit, or too many headers) is answered by aiohttp
+    itself, before any middleware, as text/plain 400: here it is a problem like every other error
+    (GROVE-EXPORT-004; 431 for a head over the limits). aiohttp
     still logs it and closes the connection. A request head too slow to arrive closes the connection
     (:class:`HeadDeadlineHandler`)."""
 
@@ -207,9 +215,14 @@ class _ProblemRequestHandler(HeadDeadlineHandler):
         if status == 400 and isinstance(exc, ContentEncodingError):  # br or zstd without its decoder
             problem: Problem = UnsupportedMediaType(
                 "This gateway cannot decode the body's Content-Encoding; send it uncompressed, or as gzip or deflate.")
+        elif status == 400 and (isinstance(exc, LineTooLong) or (
+                isinstance(exc, BadHttpMessage) and exc.message == "Too many headers received")):  # aiohttp's words
+            # aiohttp says both a request line and a header field over its limit with LineTooLong: one answer
+            problem = HeadTooLarge(f"The request head is larger than this gateway reads: a request line or a "
+                                   f"header field (name and value) over {self.max_field_size:,} bytes, or more "
+                                   f"than {self.max_headers} header fields.")
         elif status == 400:
-            problem = BadRequest("The request is not valid HTTP: a malformed request line or header, "
-                                 "or a header over the size limit.")
+            problem = BadRequest("The request is not valid HTTP: a malformed request line or header.")
         elif status == 413:
             problem = TooLarge("The request body is larger than this gateway accepts.")
         else:

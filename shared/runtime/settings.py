@@ -358,6 +358,10 @@ class Settings(BaseSettings):
                                        "connection this long after its last response when no whole next request "
                                        "has arrived (aiohttp's own default is 3630 s), and a download whose "
                                        "client takes less than 64 KiB of it this long.")
+    max_headers: int = Field(48, ge=1, le=128, description="The most header fields a request to the gateway may "
+                             "carry; more is a 431 problem. Each field (name and value) and the request line are "
+                             "at most 8,190 bytes (aiohttp's limit), so a request head is at most about "
+                             "(max_headers + 1) x 8 KiB (aiohttp's own default of 128: 1 MiB).")
     read_model_db: Path = Path("var/read-model.db")
     jwt_secret: SecretStr | None = Field(None, description="Signs bearer tokens; no default (shared/runtime/secrets.py).")
     link_secret: SecretStr | None = Field(None, description="Signs download links; no default.")

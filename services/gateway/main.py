@@ -48,7 +48,8 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     # held (about twice over, parsed) while it arrives: 200 connections sending such heads took 400 MiB.
     runner = ProblemRunner(init_app(settings), handle_signals=False, head_timeout=settings.read_timeout_s,
                            keepalive_timeout=settings.keepalive_timeout_s, lingering_time=settings.read_timeout_s,
-                           max_headers=settings.max_headers, access_log_class=RedactingAccessLogger)
+                           max_headers=settings.max_headers, max_connections=settings.max_connections,
+                           access_log_class=RedactingAccessLogger)
     try:
         await runner.setup()
     except BaseException:  # a context after the bus and the store failed (the read model): close those two

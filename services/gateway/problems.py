@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+from http import HTTPStatus
 from typing import Any
 
 import nats.errors
@@ -201,13 +202,28 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(Problem("Something went wrong on our side."))
 
 
+def _unsolicited(problem: Problem) -> bytes:
+    """``problem`` as the bytes of a whole answer, written before any request is read (no aiohttp
+    response exists then), with every other answer's headers."""
+    body = json.dumps(problem.body()).encode()
+    headers = {**HEADERS, "Server": SERVER, "Cache-Control": API_CACHE_CONTROL,
+               "Content-Type": f"{PROBLEM_JSON}; charset=utf-8", "Content-Length": str(len(body)),
+               "Connection": "close", **problem.headers}
+    head = f"HTTP/1.1 {problem.status} {HTTPStatus(problem.status).phrase}\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in headers.items())
+    return head.encode() + b"\r\n" + body
+
+
 class _ProblemRequestHandler(HeadDeadlineHandler):
     """A request aiohttp cannot parse (a malformed request line or header, a method that is not a
     token; a header or request line over its size limit, or too many headers) is answered by aiohttp
     itself, before any middleware, as text/plain 400: here it is a problem like every other error
     (GROVE-EXPORT-004; 431 for a head over the limits). aiohttp
     still logs it and closes the connection. A request head too slow to arrive closes the connection
-    (:class:`HeadDeadlineHandler`)."""
+    (:class:`HeadDeadlineHandler`), and one over the gateway's connection cap gets a 503 problem."""
+
+    refusal = _unsolicited(Unavailable("This gateway has all the connections it takes open; try again.",
+                                       headers={"Retry-After": "1"}))
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:

@@ -5,6 +5,14 @@ half a request line and nothing more) held thousands of connections, and their f
 the server could accept no more. Used by the gateway and by every step service's metrics endpoint.
 Later requests on a kept-alive connection are bounded by aiohttp's keep-alive timeout, and so is a
 client that stops taking its answers (:meth:`HeadDeadlineHandler.pause_writing`).
+
+With ``max_connections``, a connection beyond that many is answered :attr:`HeadDeadlineHandler.refusal`
+at once and closed: aiohttp accepts every connection, and even with every deadline a client that
+opens them faster than they expire held as many file descriptors (and request heads) as it liked.
+A refused connection is half-closed after its answer and what the client sends is read and dropped
+until it closes, for at most :data:`REFUSAL_LINGER_S`: closed at once with the client's request
+unread, the socket sent a reset, and the client got ECONNRESET instead of the answer (seen under
+load). At most ``max_connections`` refused ones linger; more are closed at once, unanswered.
 """
 
 from __future__ import annotations
@@ -18,26 +26,50 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 log = logging.getLogger(__name__)
 
+REFUSAL_LINGER_S = 1.0
+
 
 class HeadDeadlineHandler(web_protocol.RequestHandler):
     """A connection whose first request line and headers have not all arrived ``head_timeout`` seconds
     after it opened is closed."""
 
     head_timeout: float = 10.0
+    # what a connection over max_connections gets, before it is closed (unsolicited: no request read)
+    refusal = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\n"
+               b"Connection: close\r\n\r\n")
     _head_deadline: asyncio.TimerHandle | None = None
     _write_deadline: asyncio.TimerHandle | None = None
+    _refused: _DeadlineServer | None = None  # the server whose lingering refusals this one counts in
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        server = self._manager
+        if isinstance(server, _DeadlineServer) and server.full():  # never handed to aiohttp: no task, no parser
+            assert isinstance(transport, asyncio.Transport)
+            if server.lingering >= (server.max_connections or 0):
+                transport.abort()
+                return
+            self._refused, server.lingering = server, server.lingering + 1
+            transport.write(self.refusal)
+            transport.write_eof()  # then read and drop until the client closes (eof_received)
+            self._head_deadline = self._loop.call_later(REFUSAL_LINGER_S, transport.abort)  # its one timer
+            return
         super().connection_made(transport)
         self._head_deadline = self._loop.call_later(self.head_timeout, self._head_late)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused is not None:
+            return
         super().data_received(data)
         if self._request_count and self._head_deadline is not None:  # a whole request head arrived
             self._head_deadline.cancel()
             self._head_deadline = None
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        if self._refused is not None:
+            self._refused.lingering -= 1
+            if self._head_deadline is not None:
+                self._head_deadline.cancel()
+            return
         if self._head_deadline is not None:
             self._head_deadline.cancel()
             self._head_deadline = None
@@ -89,26 +121,44 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
 
 class _DeadlineServer(web.Server):
     head_timeout = 10.0
+    max_connections: int | None = None
     handler_class: type[HeadDeadlineHandler] = HeadDeadlineHandler
+
+    refusing = False
+    lingering = 0  # refused connections not yet closed
 
     def __call__(self) -> web_protocol.RequestHandler:
         handler = self.handler_class(self, loop=self._loop, **self._kwargs)
         handler.head_timeout = self.head_timeout
         return handler
 
+    def full(self) -> bool:
+        """Whether ``max_connections`` are open (a new one is then refused); said once when it fills."""
+        if self.max_connections is None or len(self.connections) < self.max_connections:
+            self.refusing = False
+            return False
+        if not self.refusing:
+            log.warning("%d connections open, the most allowed: more are answered 503 until some close",
+                        len(self.connections))
+            self.refusing = True
+        return True
+
 
 class HeadDeadlineRunner(web.AppRunner):
-    """``web.AppRunner`` whose connections are :class:`HeadDeadlineHandler` (or ``handler_class``)."""
+    """``web.AppRunner`` whose connections are :class:`HeadDeadlineHandler` (or ``handler_class``), at
+    most ``max_connections`` of them (None: no cap)."""
 
     handler_class: type[HeadDeadlineHandler] = HeadDeadlineHandler
 
-    def __init__(self, app: web.Application, *, head_timeout: float = 10.0, **kwargs: Any) -> None:
+    def __init__(self, app: web.Application, *, head_timeout: float = 10.0, max_connections: int | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
-        self.head_timeout = head_timeout
+        self.head_timeout, self.max_connections = head_timeout, max_connections
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
-        server.__class__ = _DeadlineServer  # only which RequestHandler a connection gets, and its deadline
+        server.__class__ = _DeadlineServer  # only which RequestHandler a connection gets, its deadline and cap
         server.head_timeout = self.head_timeout  # type: ignore[attr-defined]
+        server.max_connections = self.max_connections  # type: ignore[attr-defined]
         server.handler_class = self.handler_class  # type: ignore[attr-defined]
         return server

@@ -6,8 +6,9 @@ the server could accept no more. Used by the gateway and by every step service's
 Later requests on a kept-alive connection are bounded by aiohttp's keep-alive timeout, and so is a
 client that stops taking its answers (:meth:`HeadDeadlineHandler.pause_writing`).
 
-With ``max_connections``, a connection beyond that many is answered :attr:`HeadDeadlineHandler.refusal`
-at once and closed: aiohttp accepts every connection, and even with every deadline a client that
+With ``max_connections``, when that many are open a new connection first takes the place of the
+kept-alive one idle longest (closed as the keep-alive timeout would, only sooner: clients reconnect);
+with none idle, it is answered :attr:`HeadDeadlineHandler.refusal` at once and closed: aiohttp accepts every connection, and even with every deadline a client that
 opens them faster than they expire held as many file descriptors (and request heads) as it liked.
 A refused connection is half-closed after its answer and what the client sends is read and dropped
 until it closes, for at most :data:`REFUSAL_LINGER_S`: closed at once with the client's request
@@ -112,6 +113,12 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
             return
         super().log_exception(*args, **kw)
 
+    def idle(self) -> bool:
+        """Kept alive after an answer and waiting for a whole next request: what aiohttp's keep-alive
+        timeout closes."""
+        return bool(self._request_count) and self._waiter is not None and not self._waiter.done() \
+            and not self._force_close
+
     def _head_late(self) -> None:
         self._head_deadline = None
         if not self._request_count:
@@ -133,9 +140,14 @@ class _DeadlineServer(web.Server):
         return handler
 
     def full(self) -> bool:
-        """Whether ``max_connections`` are open (a new one is then refused); said once when it fills."""
+        """Whether ``max_connections`` are open and none of them idle (a new one is then refused); said
+        once when it fills. With one idle, the one idle longest is closed for the new one."""
         if self.max_connections is None or len(self.connections) < self.max_connections:
             self.refusing = False
+            return False
+        idle = [h for h in self.connections if isinstance(h, HeadDeadlineHandler) and h.idle()]
+        if idle:  # counted until its close is done, a moment later: one over the cap meanwhile
+            min(idle, key=lambda h: h._next_keepalive_close_time).force_close()
             return False
         if not self.refusing:
             log.warning("%d connections open, the most allowed: more are answered 503 until some close",

@@ -363,8 +363,9 @@ class Settings(BaseSettings):
                              "at most 8,190 bytes (aiohttp's limit), so a request head is at most about "
                              "(max_headers + 1) x 8 KiB (aiohttp's own default of 128: 1 MiB).")
     max_connections: int = Field(400, ge=1, le=100_000, description="The most connections the gateway holds at "
-                                 "once; one more is answered a 503 problem at once and closed (within 1 s), so no "
-                                 "number of clients can exhaust its file descriptors or its memory.")
+                                 "once; one more takes the place of the kept-alive one idle longest, else it is "
+                                 "answered a 503 problem at once and closed (within 1 s), so no number of clients "
+                                 "can exhaust its file descriptors or its memory.")
     read_model_db: Path = Path("var/read-model.db")
     jwt_secret: SecretStr | None = Field(None, description="Signs bearer tokens; no default (shared/runtime/secrets.py).")
     link_secret: SecretStr | None = Field(None, description="Signs download links; no default.")

@@ -226,6 +226,32 @@ async def test_connections_over_the_cap_get_a_503_problem_at_once_and_the_gatewa
             pytest.fail("not served again once the held connections were gone")
 
 
+async def test_at_the_cap_a_new_connection_takes_the_place_of_the_one_kept_alive_idle_longest(
+        settings_for: Callable[..., Settings]) -> None:
+    """Else a client holding the cap with idle kept-alive connections (one request each, then nothing:
+    what browsers do too) locked everyone else out for the keep-alive timeout, 75 s a round."""
+    port = free_port()
+    cap = 5
+    settings = settings_for(0, host="127.0.0.1", port=port, max_connections=cap)
+    async with _gateway(settings):
+        idle = []
+        for _ in range(cap):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            length = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")))
+            await asyncio.wait_for(reader.readexactly(length), 5)
+            idle.append((reader, writer))
+        status, _, body = await _answer(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert status == 200, body
+        assert await asyncio.wait_for(idle[0][0].read(), 5) == b"", "the one idle longest is closed"
+        reader, writer = idle[-1]  # the others are kept
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200")
+        for _, writer in idle:
+            writer.close()
+
+
 async def test_a_kept_alive_connection_and_a_slow_body_are_bounded_too(settings_for: Callable[..., Settings]) -> None:
     """Seen after the head deadline: one quick request first, then a next head that never ends (or
     nothing), held the connection for aiohttp's default keep-alive of 3630 s; and a POST whose body

@@ -116,8 +116,11 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
     def idle(self) -> bool:
         """Kept alive after an answer and waiting for a whole next request: what aiohttp's keep-alive
         timeout closes."""
-        return bool(self._request_count) and self._waiter is not None and not self._waiter.done() \
-            and not self._force_close
+        # aiohttp internals, read defensively: a release renaming them makes no connection idle (the cap then
+        # refuses) instead of raising inside connection_made for every connection over the cap
+        waiter = getattr(self, "_waiter", None)
+        return bool(self._request_count) and waiter is not None and not waiter.done() \
+            and not getattr(self, "_force_close", True)
 
     def _head_late(self) -> None:
         self._head_deadline = None
@@ -147,7 +150,7 @@ class _DeadlineServer(web.Server):
             return False
         idle = [h for h in self.connections if isinstance(h, HeadDeadlineHandler) and h.idle()]
         if idle:  # counted until its close is done, a moment later: one over the cap meanwhile
-            min(idle, key=lambda h: h._next_keepalive_close_time).force_close()
+            min(idle, key=lambda h: getattr(h, "_next_keepalive_close_time", 0.0)).force_close()
             return False
         if not self.refusing:
             log.warning("%d connections open, the most allowed: more are answered 503 until some close",

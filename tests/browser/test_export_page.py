@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jwt
 import pytest
 
+from services.gateway.auth import make_token
 from services.operator.actions import Who, unlock
 from shared.bus.connect import connect
 from tests.browser.live import LiveStack, Seed, Tenant
@@ -679,3 +681,40 @@ async def test_a_token_link_in_a_tab_with_nobody_signed_in_is_shown_and_used_onl
     assert not await offer.is_visible() and dialogs == []
     no_page_errors(page)
     await context.close()
+
+
+async def test_a_token_link_for_the_same_identity_is_used_only_once_the_gateway_takes_it(
+        browser: Any, live: LiveStack, seed: Seed) -> None:
+    """Forced sign-out (found by an HTTP attacker review): a #token= link whose token names the identity
+    signed in (tenant, sub, email, read from the token unverified) replaced the working token at once.
+    An old link's expired token, or one anybody made up with the person's tenant, user id and email
+    (signed with any key), was then refused with a 401, and the page forgot the person's token: one
+    link, and they were signed out. Now such a token is used only once the gateway has accepted it."""
+    me = await seed(images=1, username="autumn")
+    page = await open_page(browser, live, me)
+    await page.get_by_text("No exports yet.").wait_for()
+    claims = jwt.decode(me.token, options={"verify_signature": False})
+    made_up = jwt.encode({**claims, "exp": claims["exp"] + 60}, "not the gateway's key" * 2, algorithm="HS256")
+    expired = make_token(live.settings, tenant=me.tenant_id, user=claims["sub"], email=me.email,
+                         username=me.username, ttl_s=-60)
+    for token in (made_up, expired):
+        await page.evaluate("() => { document.getElementById('message').textContent = '' }")
+        await page.evaluate("t => { location.hash = 'token=' + t }", token)
+        await page.wait_for_function("() => document.getElementById('message').textContent !== ''")
+        message = await page.locator("#message").inner_text()
+        assert await page.evaluate("sessionStorage.getItem('grove-export-token')") == me.token, message
+        assert "still signed in as before" in message and "not accepted" in message, message
+        assert "token=" not in page.url
+        assert await page.locator("#signed-in").is_visible() and not await page.locator("#offer").is_visible()
+        assert not await page.get_by_label("Access token").is_visible()
+
+    # A fresher token for the same person, one the gateway takes: used, and nothing asked.
+    fresher = make_token(live.settings, tenant=me.tenant_id, user=claims["sub"], email=me.email,
+                         username=me.username, ttl_s=1700)
+    assert fresher != me.token
+    await page.evaluate("t => { location.hash = 'token=' + t }", fresher)
+    await page.wait_for_function("t => sessionStorage.getItem('grove-export-token') === t", arg=fresher)
+    assert not await page.locator("#offer").is_visible() and "autumn" in await page.locator("#who").inner_text()
+    await page.get_by_text("No exports yet.").wait_for()
+    no_page_errors(page, allowed=("401",))
+    await page.context.close()

@@ -3,7 +3,7 @@
  * The token comes from a paste (kept in sessionStorage) or from the URL fragment `#token=...`
  * (never sent to the server; removed from the address bar once read). A link's token is shown —
  * whose account it is — and used only once the person says so, unless it is for the identity already
- * signed in in this tab. While an export runs, its
+ * signed in in this tab (then once the gateway takes it). While an export runs, its
  * status is polled about once a second; polling stops when the export is complete, failed,
  * cancelled or expired.
  */
@@ -32,6 +32,7 @@
   var el = {};
   var token = null;
   var offered = null;          // a #token= link's token, shown and not used until the person says so
+  var fresher = null;          // a #token= link's token for the identity signed in, used once the gateway takes it
   var current = null;          // { id, status, data, cancelling }
   var pollGeneration = 0;
   var pollTimer = null;
@@ -135,8 +136,8 @@
     var signedIn = stored || token;
     var fromLink = takeLinkToken();
     if (fromLink && signedIn && sameIdentity(signedIn, fromLink)) {
-      saveToken(fromLink);
-      return fromLink;
+      if (fromLink !== signedIn) fresher = fromLink; // see tryFresher
+      return signedIn;
     }
     if (fromLink) offered = fromLink;
     return signedIn;
@@ -170,6 +171,30 @@
       el[f[0]].textContent = claimText(f[1]) || "–";
     });
     el.offerAccept.textContent = name ? "Continue as " + name : "Use this token";
+  }
+
+  /* A link's token for the identity signed in here replaces the one in use only once the gateway takes it.
+     The page reads a token's claims unverified: a link's token naming this person's tenant, user and email
+     replaced the working one at once, so an old link's expired token — or one anybody made up with those
+     three, signed with any key — got a 401, and the page forgot the person's token (a forced sign-out).
+     Resolves true when the link's token is now the one in use. */
+  function tryFresher() {
+    var next = fresher;
+    fresher = null;
+    if (!next) return Promise.resolve(false);
+    return api("GET", "/api/export/history", undefined, undefined, next).then(function (res) {
+      if (res.ok) {
+        saveToken(next);
+        showAccess();
+        return true;
+      }
+      say("info", res.status === 401
+        ? "The link's access token was not accepted" + (res.data && res.data.detail ? ": " + res.data.detail : ".") +
+          " You are still signed in as before."
+        : "The link's access token could not be checked (" + (res.network ? "no connection" : "the service did not answer") +
+          "), so it was not used. You are still signed in as before.");
+      return false;
+    });
   }
 
   function acceptOffer() {
@@ -299,17 +324,19 @@
 
   /* ---------- the API ---------- */
 
-  function api(method, path, body, extraHeaders) {
+  // `as`: a token to send instead of the one in use (a link's, checked before it is used: tryFresher).
+  function api(method, path, body, extraHeaders, as) {
+    var bearer = as || token;
     var headers = { Accept: "application/json, application/problem+json" };
     if (extraHeaders) Object.keys(extraHeaders).forEach(function (h) { headers[h] = extraHeaders[h]; });
     // A token holding what no token has (an "…" from one copied cut short, a line break) cannot go in
     // a header: fetch refused it before sending, and the page said the connection was lost.
-    if (token && !/^[\x21-\x7e]+$/.test(token)) {
+    if (bearer && !/^[\x21-\x7e]+$/.test(bearer)) {
       return Promise.resolve({ ok: false, status: 401, headers: new Headers(), data: {
         detail: "it holds characters no access token has (a space, a line break, or an \u2026 from a token " +
                 "copied cut short)." } });
     }
-    if (token) headers.Authorization = "Bearer " + token;
+    if (bearer) headers.Authorization = "Bearer " + bearer;
     var init = { method: method, headers: headers, cache: "no-store", credentials: "omit" };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
@@ -880,7 +907,7 @@
     token = readToken();
     showAccess();
     syncStartButton();
-    if (token) loadHistory({ resume: true });
+    tryFresher().then(function () { if (token) loadHistory({ resume: true }); });
     if (offered) el.offerTitle.focus();
     // A link with #token=... opened in this tab again changes only the fragment: no reload.
     window.addEventListener("hashchange", function () {
@@ -892,6 +919,13 @@
         el.offerTitle.focus();
         return;
       }
+      if (fresher) { // the same person: the link's token, once the gateway takes it
+        tryFresher().then(function (used) { if (used) restart(); });
+        return;
+      }
+      restart();
+    });
+    function restart() {
       stopPolling();
       current = null;
       el.current.hidden = true;
@@ -899,7 +933,7 @@
       say(null);
       syncStartButton();
       if (token) loadHistory({ resume: true });
-    });
+    }
     setInterval(refreshLinks, LINK_REFRESH_MS);
     document.documentElement.dataset.ready = "true";
   }

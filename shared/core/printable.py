@@ -22,6 +22,13 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
+def json_printable(document: str) -> str:
+    """A JSON document (``json.dumps`` with ``ensure_ascii=False``, which escapes only the characters
+    below U+0020) with every other control and bidi character, and lone surrogate, as its ``\\uXXXX``
+    escape: the same JSON value, and a line that holds no U+2028, U+0085 or U+202E of its own."""
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", document)
+
+
 def has_unprintable(text: str) -> bool:
     """Whether ``text`` holds a character :func:`printable` would escape (a control or bidi character)."""
     return _UNPRINTABLE.search(text) is not None

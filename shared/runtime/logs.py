@@ -1,4 +1,9 @@
-"""Structured JSON logs, one object per line, carrying the export id when a record has one."""
+"""Structured JSON logs, one object per line, carrying the export id when a record has one.
+
+A line's text comes partly from outside (an access line holds the request's User-Agent and Referer):
+every control and bidi character in it is written as its escape (:mod:`shared.core.printable`), so
+no one can write a line break (U+2028 and U+0085 are ones to ``str.splitlines()`` and JavaScript),
+an escape sequence or a right-to-left override into the log."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import logging
 import sys
 import time
 
+from shared.core.printable import json_printable, printable
 from shared.runtime import tracing
 
 
@@ -28,13 +34,23 @@ class JsonFormatter(logging.Formatter):
             doc["trace_id"], doc["span_id"] = ids
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False)
+        return json_printable(json.dumps(doc, ensure_ascii=False))
+
+
+class PlainFormatter(logging.Formatter):
+    """``GROVE_LOG_JSON=false``: ``time level logger: message``, the message's control and bidi
+    characters as their escapes (a traceback, added after, keeps its lines)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return printable(super().formatMessage(record))
 
 
 def setup(service: str, level: str = "INFO", json_logs: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(service) if json_logs else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter(service) if json_logs else PlainFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -705,3 +705,48 @@ async def test_the_longest_token_make_token_mints_is_one_the_gateway_reads(
             f"GET /api/export/history HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token_of(longest)}\r\n"
             "Connection: close\r\n\r\n").encode())
     assert status == 200, body[:300]
+
+
+async def test_a_header_is_logged_with_no_line_break_bidi_or_c1_control_of_its_own(
+        settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+    """Seen (an HTTP attacker review, after fa7b162 made the path logged as sent): the access line
+    also holds the request's User-Agent and Referer, decoded from UTF-8, and the parser lets any
+    non-ASCII character through in a header. So anyone, no token needed, wrote a U+2028 LINE
+    SEPARATOR or U+0085 NEXT LINE (a line break to str.splitlines(), to JavaScript, to the stack
+    supervisor's reader of the logs), a U+202E RIGHT-TO-LEFT OVERRIDE (reversing what follows in the
+    terminal of whoever tails the log) or U+009B (a C1 control sequence introducer) into the gateway's
+    log as it was: JSON lines escape the characters below U+0020 only (ensure_ascii=False), plain lines
+    none. Each is now written as its escape, and a JSON line still reads back as the text sent."""
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    agent = "probe \u2028127.0.0.1 forged\u0085line \u202eevil \u009b2J \u061c\u2066x\u2069"
+    async with _gateway(settings):
+        status, _, _ = await _answer(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: " + agent.encode()
+                                     + b"\r\nReferer: " + agent.encode() + b"\r\nConnection: close\r\n\r\n")
+        assert status == 200
+    records = [r for r in caplog.records if r.name == "aiohttp.access" and "probe" in r.getMessage()]
+    assert len(records) == 1, [r.getMessage() for r in caplog.records]
+    unprintable = "\n\r\x1b\x7f\x85\x9b\u061c\u2028\u202e\u2066\u2069"
+    json_line, plain_line = (_formatter_of(json_logs).format(records[0]) for json_logs in (True, False))
+    for line in (json_line, plain_line):
+        assert not any(c in line for c in unprintable), repr(line)
+        assert len(line.splitlines()) == 1, line.splitlines()
+    assert json.loads(json_line)["msg"].count(agent) == 2  # the text as sent, written with escapes
+    assert "\\u202eevil" in plain_line, plain_line
+
+
+def _formatter_of(json_logs: bool) -> logging.Formatter:
+    """The formatter a service's log lines are written with (shared.runtime.logs.setup)."""
+    from shared.runtime import logs
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        logs.setup("gateway", "INFO", json_logs)
+        formatter = root.handlers[0].formatter
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert formatter is not None
+    return formatter

@@ -21,18 +21,23 @@ from shared.runtime.settings import Settings, SettingsProblem
 log = logging.getLogger(__name__)
 
 
+# Query parameters whose value is a credential, by lower-case name: a download link's signature, and a
+# bearer token sent the way RFC 6750 2.3 allows (the gateway refuses it there, with a 401).
+SECRET_PARAMS = frozenset({"sig", "access_token", "token"})
+
+
 class RedactingAccessLogger(AccessLogger):
-    """aiohttp's access log with a download link's ``sig`` left out of the request line: the whole
-    line (``GET /api/export/download/<key>?exp=…&sig=… HTTP/1.1``) was a working link to that archive
-    for anyone who reads the logs, for the link's hour. The path (as sent, encoded) and the other
-    parameters (encoded again) stay."""
+    """aiohttp's access log with credentials (:data:`SECRET_PARAMS`) left out of the request line: the
+    whole line (``GET /api/export/download/<key>?exp=…&sig=… HTTP/1.1``) was a working link to that
+    archive for anyone who reads the logs, for the link's hour; ``?access_token=<JWT>`` a working token.
+    The path (as sent, encoded) and the other parameters (encoded again) stay."""
 
     def _format_line(self, request: web.BaseRequest, response: web.StreamResponse,
                      time: float) -> Iterable[tuple[str | tuple[str, str], str]]:
         line = super()._format_line(request, response, time)
-        if request is None or "sig" not in request.query:
+        if request is None or not any(k.lower() in SECRET_PARAMS for k in request.query):
             return line
-        query = urlencode([(k, "REDACTED" if k == "sig" else v) for k, v in request.query.items()])
+        query = urlencode([(k, "REDACTED" if k.lower() in SECRET_PARAMS else v) for k, v in request.query.items()])
         # The path as sent, still percent-encoded (as aiohttp's own line has it): request.path is
         # decoded, and a %0a, %1b or %e2%80%ae in it wrote a line break, an escape sequence or a bidi
         # control into the log — anyone, no token needed, could forge access lines.

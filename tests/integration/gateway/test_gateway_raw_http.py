@@ -750,3 +750,30 @@ def _formatter_of(json_logs: bool) -> logging.Formatter:
         root.setLevel(level)
     assert formatter is not None
     return formatter
+
+
+async def test_a_token_sent_in_a_query_string_is_refused_and_never_written_to_the_access_log(
+        settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+    """Seen (an HTTP attacker review): the gateway takes a token from the Authorization header only, and
+    a client that sent it the way RFC 6750 2.3 also allows (`?access_token=…`, or `?token=…` like the
+    page's link) got a 401 — while the access line kept the request target as sent, the working token in
+    it, readable for the token's hour by anyone who reads the logs (a download's `sig` was already
+    redacted). Each such parameter is now logged as REDACTED, the rest of the line as before."""
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    token = make_token(settings, tenant="t1", user="u1", email="a@example.org", username="autumn")
+    targets = [f"/api/export/history?access_token={token}&x=1", f"/api/export/status/exp_1?Token={token}",
+               f"/export?token={token}"]
+    async with _gateway(settings):
+        answers = [(await _answer(port, f"GET {t} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()))[0]
+                   for t in targets]
+    assert answers == [401, 401, 200]
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    for target in targets:
+        path = target.partition("?")[0]
+        logged = [line for line in lines if f"GET {path}?" in line]
+        assert len(logged) == 1, (target, lines)
+        assert token not in logged[0] and token.split(".")[2] not in logged[0], logged[0]
+        assert "=REDACTED" in logged[0], logged[0]
+    assert any("access_token=REDACTED&x=1" in line for line in lines), lines

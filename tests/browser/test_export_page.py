@@ -506,11 +506,14 @@ async def test_accessibility_basics_a_rejected_token_and_reduced_motion(
     await page.get_by_text("No exports yet.").wait_for()
     assert await page.locator("#message").inner_text() == ""
     # The same tab opened with another #token= link: only the fragment changes; the page asks
-    # before switching identities (the person says yes here), then follows.
+    # before switching identities (the person says yes here), and the gateway refuses the link's
+    # token before it replaces theirs: they are told so and stay signed in.
     await page.goto(live.page_url("expired-or-wrong"))
     await page.get_by_role("button", name="Use this token").click()
-    await page.locator("#message[data-code='401']").wait_for()
-    assert await page.get_by_label("Access token").is_visible()
+    await page.get_by_text("You are still signed in as before.").wait_for()
+    assert "not accepted" in await page.locator("#message").inner_text()
+    assert await page.evaluate("sessionStorage.getItem('grove-export-token')") == tenant.token
+    assert not await page.get_by_label("Access token").is_visible()
     assert "token=" not in page.url
     no_page_errors(page, allowed=("401",))
     await page.context.close()
@@ -715,6 +718,29 @@ async def test_a_token_link_for_the_same_identity_is_used_only_once_the_gateway_
     await page.evaluate("t => { location.hash = 'token=' + t }", fresher)
     await page.wait_for_function("t => sessionStorage.getItem('grove-export-token') === t", arg=fresher)
     assert not await page.locator("#offer").is_visible() and "autumn" in await page.locator("#who").inner_text()
+    await page.get_by_text("No exports yet.").wait_for()
+    no_page_errors(page, allowed=("401",))
+    await page.context.close()
+
+
+async def test_continuing_with_a_link_the_gateway_refuses_keeps_the_person_signed_in(
+        browser: Any, live: LiveStack, seed: Seed) -> None:
+    """The same forced sign-out one click later: a link's token for someone else, made up (signed with any
+    key), is offered; Continue used it at once, the gateway refused it, and the page forgot the token of
+    the person signed in. The link's token is now used only once the gateway takes it."""
+    me = await seed(images=1, username="autumn")
+    page = await open_page(browser, live, me)
+    await page.get_by_text("No exports yet.").wait_for()
+    claims = jwt.decode(me.token, options={"verify_signature": False})
+    made_up = jwt.encode({**claims, "sub": "someone", "username": "birch", "email": "birch@example.org"},
+                         "not the gateway's key" * 2, algorithm="HS256")
+    await page.evaluate("t => { location.hash = 'token=' + t }", made_up)
+    await page.get_by_role("button", name="Continue as birch").click()
+    await page.wait_for_function("() => document.getElementById('message').textContent !== ''")
+    message = await page.locator("#message").inner_text()
+    assert await page.evaluate("sessionStorage.getItem('grove-export-token')") == me.token, message
+    assert "not accepted" in message and "still signed in as before" in message, message
+    assert "autumn" in await page.locator("#who").inner_text() and not await page.locator("#offer").is_visible()
     await page.get_by_text("No exports yet.").wait_for()
     no_page_errors(page, allowed=("401",))
     await page.context.close()

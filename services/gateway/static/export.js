@@ -173,11 +173,11 @@
     el.offerAccept.textContent = name ? "Continue as " + name : "Use this token";
   }
 
-  /* A link's token for the identity signed in here replaces the one in use only once the gateway takes it.
-     The page reads a token's claims unverified: a link's token naming this person's tenant, user and email
-     replaced the working one at once, so an old link's expired token — or one anybody made up with those
-     three, signed with any key — got a 401, and the page forgot the person's token (a forced sign-out).
-     Resolves true when the link's token is now the one in use. */
+  /* A link's token replaces the one in use only once the gateway takes it — for the identity signed in
+     here, and for another once the person says Continue. The page reads a token's claims unverified: a
+     link's token naming this person's tenant, user and email replaced the working one at once, so an old
+     link's expired token — or one anybody made up with those three, signed with any key — got a 401, and
+     the page forgot the person's token (a forced sign-out). Resolves true when it is now the one in use. */
   function tryFresher() {
     var next = fresher;
     fresher = null;
@@ -200,6 +200,17 @@
   function acceptOffer() {
     var next = offered;
     offered = null;
+    if (!token) return useToken(next);
+    // Someone is signed in here: they stay so unless the gateway takes the link's token (tryFresher).
+    fresher = next;
+    showAccess();
+    tryFresher().then(function (used) {
+      if (used) useToken(next);
+      else el.main.focus();
+    });
+  }
+
+  function useToken(next) {
     stopPolling();
     current = null;
     el.current.hidden = true;

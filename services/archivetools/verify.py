@@ -251,11 +251,32 @@ def _overlaps(zf: zipfile.ZipFile, path: Archive) -> list[str]:
             if end > limit:
                 problems.append(f"{info.filename}: its data runs into {what} (members overlap, as in a zip bomb)")
                 end = None
-            elif info.flag_bits & 0x8 and limit - end in DESCRIPTORS:
-                end = limit
+            elif info.flag_bits & 0x8:
+                f.seek(end)
+                if not _descriptor_agrees(info, f.read(min(limit - end, max(DESCRIPTORS)))):
+                    problems.append(f"{info.filename}: its data descriptor is missing or disagrees with the central "
+                                    "directory on its CRC-32 or sizes (a streaming reader checks the member against "
+                                    "it: stream_unzip and bsdtar refuse the archive)")
+                if limit - end in DESCRIPTORS:
+                    end = limit
         if end is not None and end != zf.start_dir:
             problems.append(_unaccounted(zf.start_dir - end, "before the central directory"))
     return problems
+
+
+def _descriptor_agrees(info: zipfile.ZipInfo, raw: bytes) -> bool:
+    """``raw``, the bytes between a member's data and the next member (or the central directory), is
+    a data descriptor giving the CRC-32 and sizes the central directory gives: 12 or 20 bytes (4- or
+    8-byte sizes), 16 or 24 with its signature. Only these bytes lie outside every checked member; a
+    streaming reader takes the member's CRC-32 and sizes from them, so one that lied (or was missing)
+    made stream_unzip and bsdtar refuse an archive verify called OK."""
+    if len(raw) in (16, 24):
+        if raw[:4] != b"PK\x07\x08":
+            return False
+        raw = raw[4:]
+    if len(raw) not in (12, 20):
+        return False
+    return struct.unpack("<IQQ" if len(raw) == 20 else "<III", raw) == (info.CRC, info.compress_size, info.file_size)
 
 
 def _named_otherwise(info: zipfile.ZipInfo, flags: int, local_name: bytes) -> bool:

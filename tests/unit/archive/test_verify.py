@@ -26,6 +26,7 @@ from stream_unzip import stream_unzip
 from services.archivetools import verify
 from services.archivetools.documents import CHUNK
 from services.archivetools.verify import Report, verify_archive
+from shared.archive import zipmember
 from tests.unit.pipeline.test_archive_stream import full, snapshot
 
 POST = b"---\ntitle: a\nfeatured_image: ../media/b.jpg\n---\n![b](../media/b.jpg) [x](../media/c%20d.jpg)\n"
@@ -481,10 +482,12 @@ def test_a_member_shorter_than_its_stated_size_is_a_problem(tmp_path: Path, stat
     path = write(tmp_path, sources())
     data = bytearray(path.read_bytes())
     with zipfile.ZipFile(path) as zf:
-        at = zf.start_dir
+        at, info = zf.start_dir, zf.getinfo("media/b.jpg")
     while data[at + 46:at + 46 + len(b"media/b.jpg")] != b"media/b.jpg":  # its central directory record
         at += 46 + sum(struct.unpack_from("<HHH", data, at + 28))
     struct.pack_into("<I", data, at + 24, stated)
+    descriptor = data_start(data, info.header_offset) + info.compress_size  # signature, CRC-32, sizes
+    struct.pack_into("<I", data, descriptor + 12, stated)  # it says so too: the directory is not alone
     path.write_bytes(bytes(data))
     report = verify_archive(path)
     assert report.problems == [f"media/b.jpg: damaged (it holds 200000 bytes, not the {stated} its central "
@@ -1143,3 +1146,37 @@ def test_a_local_header_naming_the_member_otherwise_is_a_problem(tmp_path: Path)
                                              "the one checked; an export writes the same name in both)"]
     sound = _raw(tmp_path, "sound.zip", members, 8, _deflate)  # the same names in both headers: sound
     assert verify_archive(sound).ok, verify_archive(sound).text()
+
+
+def _descriptor_at(path: Path, name: str) -> tuple[bytearray, int]:
+    """The archive's bytes and where ``name``'s data descriptor (after its data) begins."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(name)
+    return data, data_start(data, info.header_offset) + info.compress_size
+
+
+@pytest.mark.parametrize(("zip64", "at", "value"), [(False, 4, 0), (False, 8, 1), (False, 12, 200_001), (True, 16, 5)])
+def test_a_data_descriptor_that_lies_is_a_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, zip64: bool,
+                                                  at: int, value: int) -> None:
+    """Seen: "archive OK" for a real export whose media/b.jpg's data descriptor (16 bytes after its data,
+    which the central directory does not cover and zipfile never reads) gave a CRC-32 of 0: stream_unzip
+    raised CRC32IntegrityError and bsdtar, seekable or streaming, said "ZIP bad CRC" for the archive verify
+    had passed. The descriptor must give the CRC-32 and sizes the central directory gives."""
+    if zip64:  # every member ZIP64: its descriptor's sizes are 8 bytes each (CRC-32 at 4, sizes at 8 and 16)
+        monkeypatch.setattr(zipmember, "ZIP64_THRESHOLD", 100)
+    path = write(tmp_path, sources())
+    assert verify_archive(path).ok
+    data, descriptor = _descriptor_at(path, "media/b.jpg")
+    assert data[descriptor:descriptor + 4] == b"PK\x07\x08"
+    struct.pack_into("<Q" if zip64 and at > 4 else "<I", data, descriptor + at, value)
+    path.write_bytes(bytes(data))
+    with pytest.raises(Exception) as streamed:  # what a streaming reader makes of it
+        for _, _, chunks in stream_unzip([bytes(data)]):
+            for _ in chunks:
+                pass
+    assert type(streamed.value).__name__.endswith("IntegrityError")
+    report = verify_archive(path)
+    assert report.problems == ["media/b.jpg: its data descriptor is missing or disagrees with the central directory "
+                               "on its CRC-32 or sizes (a streaming reader checks the member against it: stream_unzip "
+                               "and bsdtar refuse the archive)"], report.text()

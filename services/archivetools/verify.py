@@ -455,7 +455,7 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
         if times > 1:  # only the last entry was checked: the others could say anything (the README's checker reads them all)
             report.problems.append(f"{member_path}: listed in manifest.json {times} times")
     for member_path, entry in listed.items():
-        if member_path not in names:
+        if member_path not in zf.NameToInfo:  # a dict: `names`, a list, made this loop quadratic
             report.problems.append(f"{member_path}: listed in manifest.json but not in the archive")
         elif member_path in digests and digests[member_path] != entry.get("sha256"):
             report.problems.append(f"{member_path}: SHA-256 does not match manifest.json")

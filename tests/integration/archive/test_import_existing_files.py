@@ -5,16 +5,20 @@ archive's image over it, then deleted the key), and replaced by an import that s
 
 from __future__ import annotations
 
+import hashlib
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from services.archivetools.importer import ImportRefused, Rekey, import_archive
+from services.archivetools.importer import ImportRefused, Rekey, Restore, _keep_what_is_there, import_archive
 from shared.content.factory import open_content, sqlite_dsn
 from shared.content.port import ContentError, ContentSource
 from shared.content.restore import content_counts
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
+from shared.objectstore.fs import FilesystemStore
 from shared.runtime.settings import Settings
 from tests.integration.archive.test_import_refusals import IMAGE, SOURCE, archive, cli
 
@@ -100,3 +104,27 @@ def test_the_cli_refuses_a_file_already_there_in_one_line_exit_2(tmp_path: Path)
     assert line.startswith("grove-export: import refused: the store already holds a file at 'tenant_dst/media/a.jpg'")
     assert held.read_bytes() == b"mine"
     assert sorted(p.name for p in (tmp_path / "store").rglob("*") if p.is_file()) == ["a.jpg"]
+
+
+async def test_a_store_holding_many_of_the_files_already_is_checked_in_time_linear_in_their_number(
+        tmp_path: Path) -> None:
+    """Seen: an import run again after one killed outright, its 40,000 images already in the store with
+    the archive's bytes, took 42 s where the first run took 15 s (20,000: 13 s): each file kept was then
+    looked for in the list of those kept, once per file of the plan, the work growing with the square
+    of the files. Now 8 s. Here the check alone, on 40,000 files the store holds: 21 s before, 5 s after."""
+    n, store = 40_000, FilesystemStore(tmp_path / "store")
+    folder = store.root / "images" / "tenant_dst" / "media"
+    folder.mkdir(parents=True)
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(n):
+            zf.writestr(f"media/{i}.jpg", b"x")
+            (folder / f"{i}.jpg").write_bytes(b"x")
+    plan = Restore(objects=[("images", f"tenant_dst/media/{i}.jpg", f"media/{i}.jpg", "image/jpeg") for i in range(n)])
+    digest = hashlib.sha256(b"x").hexdigest()
+    with zipfile.ZipFile(path) as zf:
+        started = time.monotonic()
+        await _keep_what_is_there(store, "tenant_dst", plan, zf, {f"media/{i}.jpg": digest for i in range(n)})
+        took = time.monotonic() - started
+    assert (plan.objects, plan.kept) == ([], n)
+    assert took < 12, f"checking {n} files the store holds took {took:.1f} s"

@@ -175,8 +175,30 @@ def verify_archive(path: Archive, sha256: str | None = None) -> Report:
         if unexpandable := _unexpandable(zf):  # likewise
             report.problems += unexpandable
             return report
+        report.problems += _end_record(zf, path)
         _check_members(zf, report)
     return report
+
+
+def _end_record(zf: zipfile.ZipFile, path: Archive) -> list[str]:
+    """The end of central directory record must say what the directory holds: its members, all on disk
+    0. zipfile reads the directory by its size and offset and never compares the counts or the disk
+    numbers, while unzip (exit 3, or 1 for a disk number) and 7-Zip report an archive whose end record
+    says otherwise as broken: 4 bytes changed there and verify said OK. Where there is a ZIP64 end
+    record, its values count (zipfile's reading), and the classic record's may say 0xFFFF instead."""
+    n = len(zf.infolist())
+    with _opened(path) as f:
+        end = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # what zipfile read the directory by
+        if end is None:  # zipfile found it a moment ago: the file changed under it
+            return ["the archive's end of central directory record cannot be read again (was it written to?)"]
+        f.seek(end[zipfile._ECD_LOCATION])  # type: ignore[attr-defined]
+        classic = struct.unpack("<4x4H", f.read(12))  # disk, directory's disk, entries here, entries in all
+    resolved = tuple(end[1:5])  # the same four, from the ZIP64 end record when there is one
+    if resolved == (0, 0, n, n) and all(v in (want, 0xFFFF) for v, want in zip(classic, (0, 0, n, n), strict=True)):
+        return []
+    return [f"the archive's end of central directory record says {resolved[3]} members ({resolved[2]} on this disk, "
+            f"which it numbers {resolved[0]}), its central directory lists {n} on one disk (unzip and 7-Zip report the "
+            "archive as broken; an export's end record gives the directory's own count)"]
 
 
 def _unexpandable(zf: zipfile.ZipFile) -> list[str]:

@@ -1180,3 +1180,38 @@ def test_a_data_descriptor_that_lies_is_a_problem(tmp_path: Path, monkeypatch: p
     assert report.problems == ["media/b.jpg: its data descriptor is missing or disagrees with the central directory "
                                "on its CRC-32 or sizes (a streaming reader checks the member against it: stream_unzip "
                                "and bsdtar refuse the archive)"], report.text()
+
+
+@pytest.mark.parametrize(("at", "values", "says"), [
+    (8, (5, 5), "says 5 members (5 on this disk, which it numbers 0)"),  # one fewer: unzip -t exits 3
+    (8, (7, 7), "says 7 members (7 on this disk, which it numbers 0)"),  # one more: unzip -t exits 3
+    (8, (5, 6), "says 6 members (5 on this disk, which it numbers 0)"),  # 7-Zip: "Headers Error"
+    (4, (1, 1), "says 6 members (6 on this disk, which it numbers 1)")])  # unzip -t exits 1: a multi-part archive
+def test_an_end_record_that_says_other_than_the_central_directory_is_a_problem(
+        tmp_path: Path, at: int, values: tuple[int, int], says: str) -> None:
+    """Seen: "archive OK" for a real export whose end of central directory record said 5 members (or 7,
+    or disk 1) for its directory's 6: zipfile reads the directory by its size and offset and never
+    looks at the counts or disk numbers, while `unzip -t` exits 3 ("expected central file header
+    signature not found") or 1, and 7-Zip exits 2. Four bytes changed there, and verify said OK."""
+    path = write(tmp_path, sources())
+    data = bytearray(path.read_bytes())
+    end = data.rfind(b"PK\x05\x06")
+    assert struct.unpack_from("<4H", data, end + 4) == (0, 0, 6, 6)
+    struct.pack_into("<HH", data, end + at, *values)
+    path.write_bytes(bytes(data))
+    report = verify_archive(path)
+    assert report.problems == [f"the archive's end of central directory record {says}, its central directory lists "
+                               "6 on one disk (unzip and 7-Zip report the archive as broken; an export's end record "
+                               "gives the directory's own count)"], report.text()
+
+
+def test_a_zip64_end_record_with_the_classic_counts_at_0xffff_is_sound(tmp_path: Path) -> None:
+    """Over 65,534 members the classic end record says 0xFFFF and the ZIP64 one the count, as the export
+    (central.end_records) and zipfile write it: sound."""
+    path, n = tmp_path / "many.zip", 65_600
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(n):
+            zf.writestr(f"media/{i:05d}", b"")
+    data = path.read_bytes()
+    assert struct.unpack_from("<4H", data, data.rfind(b"PK\x05\x06") + 4) == (0, 0, 0xFFFF, 0xFFFF)
+    assert verify._end_record(zipfile.ZipFile(path), path) == []

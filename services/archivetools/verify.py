@@ -313,15 +313,17 @@ def _named_otherwise(info: zipfile.ZipInfo, flags: int, local_name: bytes) -> bo
 def _local_disagrees(info: zipfile.ZipInfo, head: bytes, extra: bytes) -> str | None:
     """What a member's local header says otherwise than the central directory, of what a streaming
     reader (which reads only the local header) needs to read its data: the method, the flags that
-    change how the data is read and, when no data descriptor follows, the CRC-32 and sizes (ZIP64
-    ones from the local zip64 extra field). zipfile reads the directory's and checks only the name."""
+    change how the data is read and the CRC-32 and sizes (ZIP64 ones from the local zip64 extra field;
+    0 where a data descriptor follows). zipfile reads the directory's and checks only the name."""
     _, _, flags, method, _, _, crc, csize, usize, _, _ = LOCAL.unpack(head)
     if method != info.compress_type:
         return "compression method"
     if (flags ^ info.flag_bits) & READ_AS:
         return "flags"
-    if flags & 0x8:  # the sizes and CRC-32 are in the descriptor after the data
-        return None
+    # With a data descriptor (flag bit 3) the CRC-32 and sizes follow the data and the header's are 0; one
+    # given anyway must be right: libarchive (bsdtar, Windows' tar) holds it to the directory's and refused
+    # an export with 3 there ("Inconsistent uncompressed size: 5 in central directory, 3 in local header")
+    descriptor = bool(flags & 0x8)
     at, wide = 0, [usize == 0xFFFFFFFF, csize == 0xFFFFFFFF]
     while at + 4 <= len(extra):
         kind, size = struct.unpack_from("<HH", extra, at)
@@ -331,7 +333,8 @@ def _local_disagrees(info: zipfile.ZipInfo, head: bytes, extra: bytes) -> str | 
             csize = next(values, csize) if wide[1] else csize
             break
         at += 4 + size
-    if (crc, csize, usize) != (info.CRC, info.compress_size, info.file_size):
+    if any(value != want and not (descriptor and value == 0)
+           for value, want in zip((crc, csize, usize), (info.CRC, info.compress_size, info.file_size), strict=True)):
         return "CRC-32 or sizes"
     return None
 

@@ -1215,3 +1215,25 @@ def test_a_zip64_end_record_with_the_classic_counts_at_0xffff_is_sound(tmp_path:
     data = path.read_bytes()
     assert struct.unpack_from("<4H", data, data.rfind(b"PK\x05\x06") + 4) == (0, 0, 0xFFFF, 0xFFFF)
     assert verify._end_record(zipfile.ZipFile(path), path) == []
+
+
+@pytest.mark.parametrize(("zip64", "at", "value"), [(False, 14, 1), (False, 18, 2), (False, 22, 3), (True, 22, 3)])
+def test_a_local_header_giving_wrong_sizes_before_its_data_descriptor_is_a_problem(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, zip64: bool, at: int, value: int) -> None:
+    """Seen: "archive OK" for a real export whose README.md's local header gave a CRC-32 of 1, or sizes 2
+    and 3, where an export writes 0 (its data descriptor has them): zipfile and stream_unzip never read
+    them, but libarchive (bsdtar, Windows' tar) holds a non-zero one to the central directory and refused
+    the archive ("Inconsistent uncompressed size: 5 in central directory, 3 in local header"). A ZIP64
+    member's header says 0xFFFFFFFF and its zip64 extra field 0: a value there other than 0 or the
+    directory's is a problem too."""
+    if zip64:  # every member ZIP64; the header's sizes are 0xFFFFFFFF, so a 3 there is the one read
+        monkeypatch.setattr(zipmember, "ZIP64_THRESHOLD", 0)
+    path = write(tmp_path, sources())
+    assert verify_archive(path).ok
+    data = bytearray(path.read_bytes())
+    assert data[6] & 0x8  # README.md, the first member, has a data descriptor
+    struct.pack_into("<I", data, at, value)
+    path.write_bytes(bytes(data))
+    report = verify_archive(path)
+    assert report.problems == ["README.md: its local header and the central directory disagree on its CRC-32 or sizes "
+                               "(a streaming reader would extract other bytes than those checked)"], report.text()

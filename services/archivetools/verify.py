@@ -193,12 +193,31 @@ def _end_record(zf: zipfile.ZipFile, path: Archive) -> list[str]:
             return ["the archive's end of central directory record cannot be read again (was it written to?)"]
         f.seek(end[zipfile._ECD_LOCATION])  # type: ignore[attr-defined]
         classic = struct.unpack("<4x4H", f.read(12))  # disk, directory's disk, entries here, entries in all
+        after = os.fstat(f.fileno()).st_size - end[zipfile._ECD_LOCATION] - 22  # type: ignore[attr-defined]
+        # zipfile reads the directory's bytes as one block, and an entry's extra field or comment said
+        # to run on past it is cut short there, unseen: the lengths its entries give, added up
+        records, f_at = 0, zf.start_dir
+        for _ in range(n):
+            f.seek(f_at + 28)
+            records += 46 + sum(struct.unpack("<HHH", f.read(6)))
+            f_at = zf.start_dir + records
+    problems = []
     resolved = tuple(end[1:5])  # the same four, from the ZIP64 end record when there is one
-    if resolved == (0, 0, n, n) and all(v in (want, 0xFFFF) for v, want in zip(classic, (0, 0, n, n), strict=True)):
-        return []
-    return [f"the archive's end of central directory record says {resolved[3]} members ({resolved[2]} on this disk, "
-            f"which it numbers {resolved[0]}), its central directory lists {n} on one disk (unzip and 7-Zip report the "
-            "archive as broken; an export's end record gives the directory's own count)"]
+    if resolved != (0, 0, n, n) or not all(v in (want, 0xFFFF) for v, want in zip(classic, (0, 0, n, n), strict=True)):
+        problems.append(f"the archive's end of central directory record says {resolved[3]} members ({resolved[2]} on "
+                        f"this disk, which it numbers {resolved[0]}), its central directory lists {n} on one disk (unzip "
+                        "and 7-Zip report the archive as broken; an export's end record gives the directory's own count)")
+    # the last entry's extra field or comment running on into the end record: unzip, 7-Zip and bsdtar refuse it
+    if records != end[zipfile._ECD_SIZE]:  # type: ignore[attr-defined]
+        problems.append(f"the central directory's entries take {records} bytes, not the {end[zipfile._ECD_SIZE]} its "  # type: ignore[attr-defined]
+                        "end record gives (an entry's extra field or comment runs on into the end record: unzip, 7-Zip "
+                        "and bsdtar refuse the archive)")
+    # and it takes what bytes there are for the end record's comment, whatever length it gives
+    if after != end[zipfile._ECD_COMMENT_SIZE]:  # type: ignore[attr-defined]
+        problems.append(f"the archive's end record gives a comment of {end[zipfile._ECD_COMMENT_SIZE]} bytes and "  # type: ignore[attr-defined]
+                        f"{after} follow it (7-Zip reports the archive as broken, or warns of bytes after its end; an "
+                        "export's end record is its last 22 bytes)")
+    return problems
 
 
 def _unexpandable(zf: zipfile.ZipFile) -> list[str]:

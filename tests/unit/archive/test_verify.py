@@ -1237,3 +1237,38 @@ def test_a_local_header_giving_wrong_sizes_before_its_data_descriptor_is_a_probl
     report = verify_archive(path)
     assert report.problems == ["README.md: its local header and the central directory disagree on its CRC-32 or sizes "
                                "(a streaming reader would extract other bytes than those checked)"], report.text()
+
+
+def _last_entry(data: bytes) -> int:
+    """Where the central directory's last entry begins."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return _central_record(bytearray(data), zf.start_dir, zf.infolist()[-1].filename.encode())
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    (lambda d: struct.pack_into("<H", d, _last_entry(d) + 30, 10),  # its extra field: 9 bytes, said to be 10
+     "the central directory's entries take 398 bytes, not the 397 its end record gives (an entry's extra field or "
+     "comment runs on into the end record: unzip, 7-Zip and bsdtar refuse the archive)"),
+    (lambda d: struct.pack_into("<H", d, _last_entry(d) + 32, 3),  # a comment of 3 bytes it does not hold
+     "the central directory's entries take 400 bytes, not the 397 its end record gives (an entry's extra field or "
+     "comment runs on into the end record: unzip, 7-Zip and bsdtar refuse the archive)"),
+    (lambda d: struct.pack_into("<H", d, len(d) - 2, 1),  # the end record's comment: 1 byte, none there
+     "the archive's end record gives a comment of 1 bytes and 0 follow it (7-Zip reports the archive as broken, or "
+     "warns of bytes after its end; an export's end record is its last 22 bytes)"),
+    (lambda d: d.extend(b"#!/bin/sh\n"),  # bytes after the end record
+     "the archive's end record gives a comment of 0 bytes and 10 follow it (7-Zip reports the archive as broken, or "
+     "warns of bytes after its end; an export's end record is its last 22 bytes)")])
+def test_a_directory_or_end_record_whose_lengths_the_bytes_do_not_bear_out_is_a_problem(
+        tmp_path: Path, edit: Any, says: str) -> None:
+    """Seen: "archive OK" for a real export whose last central directory entry said its extra field was
+    one byte longer (or that it had a comment of 3 bytes), or whose end record said a comment of 1 byte,
+    none there: zipfile reads the directory as one block of the size the end record gives, cutting an
+    entry's fields short at its end, and takes whatever bytes follow the end record as its comment;
+    unzip -t exits 1, 7-Zip 2 and bsdtar 1 on the first two, 7-Zip 2 on the third. Bytes after the end
+    record (a script, another archive) were not named either."""
+    path = write(tmp_path, sources())
+    data = bytearray(path.read_bytes())
+    edit(data)
+    path.write_bytes(bytes(data))
+    report = verify_archive(path)
+    assert report.problems == [says], report.text()

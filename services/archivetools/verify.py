@@ -273,6 +273,10 @@ def _overlaps(zf: zipfile.ZipFile, path: Archive) -> list[str]:
                 problems.append(f"{info.filename}: its local header names it otherwise ({local_name!r}: bsdtar makes "
                                 "that file on disk and stream_unzip gives that name, not the one checked; an export "
                                 "writes the same name in both)")
+            if not _tiles(local_extra):  # zipfile never reads it; unzip (exit 2) and bsdtar refuse the member
+                problems.append(f"{info.filename}: its local header's extra field is malformed (its records do not "
+                                f"fill its {len(local_extra)} bytes: unzip and bsdtar refuse the archive; an export's "
+                                "fill it)")
             if _renames(local_extra) and not _renames(info.extra):  # the directory's own is named below
                 problems.append(_renamed(info.filename, "local header"))
             if _has(local_extra, OWNER_EXTRAS + OWNING_EXTRAS) and not _has(info.extra, OWNER_EXTRAS + OWNING_EXTRAS):
@@ -369,6 +373,14 @@ def _renames(extra: bytes) -> bool:
     return _has(extra, RENAMING_EXTRAS)
 
 
+def _tiles(extra: bytes) -> bool:
+    """The extra field is records (a 2-byte id, a 2-byte size, that many bytes) that end where it ends."""
+    at = 0
+    while at + 4 <= len(extra):
+        at += 4 + struct.unpack_from("<H", extra, at + 2)[0]
+    return at == len(extra)
+
+
 def _has(extra: bytes, ids: tuple[int, ...]) -> bool:
     at = 0
     while at + 4 <= len(extra):
@@ -421,6 +433,9 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
                                    "overwrite the other)")
     owned = 0
     for info in zf.infolist():
+        if not _tiles(info.extra):  # zipfile takes 1 to 3 bytes left over without a word
+            report.problems.append(f"{info.filename}: its central directory entry's extra field is malformed (its "
+                                   f"records do not fill its {len(info.extra)} bytes; an export's fill it)")
         if _renames(info.extra):
             report.problems.append(_renamed(info.filename, "central directory entry"))
         if _has(info.extra, OWNING_EXTRAS):

@@ -1272,3 +1272,18 @@ def test_a_directory_or_end_record_whose_lengths_the_bytes_do_not_bear_out_is_a_
     path.write_bytes(bytes(data))
     report = verify_archive(path)
     assert report.problems == [says], report.text()
+
+
+@pytest.mark.parametrize("size", [6, 1])
+def test_a_local_extra_field_whose_records_do_not_fill_it_is_a_problem(tmp_path: Path, size: int) -> None:
+    """Seen: "archive OK" for a real export whose README.md local header said its extended-timestamp
+    record ("UT", 5 bytes) held 6 bytes, or 1, within the 9 of its extra field: zipfile never reads the
+    local extra field, while unzip -t exits 2 and bsdtar 1 on it."""
+    path = write(tmp_path, sources())
+    data = bytearray(path.read_bytes())
+    assert data[30 + len(b"README.md"):][:4] == b"UT\x05\x00"  # the first member's local extra field
+    struct.pack_into("<H", data, 30 + len(b"README.md") + 2, size)
+    path.write_bytes(bytes(data))
+    report = verify_archive(path)
+    assert report.problems == ["README.md: its local header's extra field is malformed (its records do not fill its 9 "
+                               "bytes: unzip and bsdtar refuse the archive; an export's fill it)"], report.text()

@@ -122,7 +122,9 @@ COUNTED = {"posts": (f"{POSTS}/", ".md"), "pages": (f"{PAGES}/", ".md"), "images
 FOLDERS = {section: f"{section}/" for section in (POSTS, PAGES, MEDIA, FILES)}  # index.json section → folder
 # The members an export makes besides the posts, pages, images and files index.json lists
 OWN_DOCUMENTS = (README_PATH, INDEX_PATH, FEED_PATH, *GENERATED_PATHS)
-READ_AS = ENCRYPTED | 0x8 | PATCHED_DATA | STRONG_ENCRYPTION  # the flags that change how the data is read
+# Flag bits a streaming reader refuses a stored or deflated member for, which zipfile ignores: enhanced
+# deflating (bit 4) and a masked local header (bit 13); stream_unzip raises UnsupportedFlagsError.
+REFUSED_FLAGS = 0x10 | 0x2000
 
 
 @dataclass
@@ -341,7 +343,7 @@ def _local_disagrees(info: zipfile.ZipInfo, head: bytes, extra: bytes) -> str | 
     _, _, flags, method, _, _, crc, csize, usize, _, _ = LOCAL.unpack(head)
     if method != info.compress_type:
         return "compression method"
-    if (flags ^ info.flag_bits) & READ_AS:
+    if flags != info.flag_bits:  # any bit: 7-Zip refuses a member whose two headers' flags differ at all
         return "flags"
     # With a data descriptor (flag bit 3) the CRC-32 and sizes follow the data and the header's are 0; one
     # given anyway must be right: libarchive (bsdtar, Windows' tar) holds it to the directory's and refused
@@ -433,6 +435,9 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
                                    "overwrite the other)")
     owned = 0
     for info in zf.infolist():
+        if refused := info.flag_bits & REFUSED_FLAGS:
+            report.problems.append(f"{info.filename}: its flags set {refused:#06x} (enhanced deflating, bit 4, or a masked "
+                                   "local header, bit 13), which stream_unzip refuses (an export sets neither)")
         if not _tiles(info.extra):  # zipfile takes 1 to 3 bytes left over without a word
             report.problems.append(f"{info.filename}: its central directory entry's extra field is malformed (its "
                                    f"records do not fill its {len(info.extra)} bytes; an export's fill it)")

@@ -1143,7 +1143,9 @@ def test_a_local_header_naming_the_member_otherwise_is_a_problem(tmp_path: Path)
     assert b"posts/\x82.md" in [name for name, _, _ in _chunks_of(stream_unzip(iter([path.read_bytes()])), 99)]
     assert verify_archive(path).problems == ["posts/é.md: its local header names it otherwise (b'posts/\\x82.md': "
                                              "bsdtar makes that file on disk and stream_unzip gives that name, not "
-                                             "the one checked; an export writes the same name in both)"]
+                                             "the one checked; an export writes the same name in both)",
+                                             "posts/é.md: its local header and the central directory disagree on its "
+                                             "flags (a streaming reader would extract other bytes than those checked)"]
     sound = _raw(tmp_path, "sound.zip", members, 8, _deflate)  # the same names in both headers: sound
     assert verify_archive(sound).ok, verify_archive(sound).text()
 
@@ -1287,3 +1289,40 @@ def test_a_local_extra_field_whose_records_do_not_fill_it_is_a_problem(tmp_path:
     report = verify_archive(path)
     assert report.problems == ["README.md: its local header's extra field is malformed (its records do not fill its 9 "
                                "bytes: unzip and bsdtar refuse the archive; an export's fill it)"], report.text()
+
+
+def _set_flag(data: bytearray, at: int, bit: int) -> None:
+    struct.pack_into("<H", data, at, struct.unpack_from("<H", data, at)[0] | bit)
+
+
+@pytest.mark.parametrize(("headers", "bit", "says"), [
+    ("local", 0x100, "README.md: its local header and the central directory disagree on its flags (a streaming reader "
+                     "would extract other bytes than those checked)"),  # 7-Zip exits 2
+    ("central", 0x4000, "README.md: its local header and the central directory disagree on its flags (a streaming "
+                        "reader would extract other bytes than those checked)"),
+    ("both", 0x2000, "README.md: its flags set 0x2000 (enhanced deflating, bit 4, or a masked local header, bit 13), "
+                     "which stream_unzip refuses (an export sets neither)"),
+    ("both", 0x10, "README.md: its flags set 0x0010 (enhanced deflating, bit 4, or a masked local header, bit 13), "
+                   "which stream_unzip refuses (an export sets neither)")])
+def test_flags_a_reader_acts_on_are_a_problem(tmp_path: Path, headers: str, bit: int, says: str) -> None:
+    """Seen: "archive OK" for a real export whose README.md's local header set flag bit 8 where the central
+    directory did not (or the other way round): only the bits that change how data is read were
+    compared, and 7-Zip exits 2 on any difference. And for bit 13 (a masked local header) or bit 4
+    (enhanced deflating) set in both, which zipfile ignores and stream_unzip refuses
+    (UnsupportedFlagsError). A bit no reader acts on, set in both (8, say), is no problem."""
+    path = write(tmp_path, sources())
+    original = path.read_bytes()
+    with zipfile.ZipFile(path) as zf:
+        central = _central_record(bytearray(original), zf.start_dir, b"README.md")
+    data = bytearray(original)
+    if headers in ("local", "both"):
+        _set_flag(data, 6, bit)
+    if headers in ("central", "both"):
+        _set_flag(data, central + 8, bit)
+    path.write_bytes(bytes(data))
+    assert verify_archive(path).problems == [says]
+    data = bytearray(original)  # the same bit in both headers, one no reader acts on
+    _set_flag(data, 6, 0x100)
+    _set_flag(data, central + 8, 0x100)
+    path.write_bytes(bytes(data))
+    assert verify_archive(path).ok, verify_archive(path).text()

@@ -438,6 +438,9 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
         if refused := info.flag_bits & REFUSED_FLAGS:
             report.problems.append(f"{info.filename}: its flags set {refused:#06x} (enhanced deflating, bit 4, or a masked "
                                    "local header, bit 13), which stream_unzip refuses (an export sets neither)")
+        if info.volume:  # zipfile ignores the disk an entry says its member starts on; 7-Zip exits 2
+            report.problems.append(f"{info.filename}: its central directory entry places it on disk {info.volume} "
+                                   "(7-Zip reports the archive as broken; an export is one file, disk 0)")
         if not _tiles(info.extra):  # zipfile takes 1 to 3 bytes left over without a word
             report.problems.append(f"{info.filename}: its central directory entry's extra field is malformed (its "
                                    f"records do not fill its {len(info.extra)} bytes; an export's fill it)")

@@ -1326,3 +1326,15 @@ def test_flags_a_reader_acts_on_are_a_problem(tmp_path: Path, headers: str, bit:
     _set_flag(data, central + 8, 0x100)
     path.write_bytes(bytes(data))
     assert verify_archive(path).ok, verify_archive(path).text()
+
+
+def test_a_member_placed_on_another_disk_is_a_problem(tmp_path: Path) -> None:
+    """Seen: "archive OK" for a real export whose README.md central directory entry said it starts on disk
+    1: zipfile ignores the field, 7-Zip exits 2 on it."""
+    path = write(tmp_path, sources())
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        struct.pack_into("<H", data, _central_record(data, zf.start_dir, b"README.md") + 34, 1)
+    path.write_bytes(bytes(data))
+    assert verify_archive(path).problems == ["README.md: its central directory entry places it on disk 1 (7-Zip reports "
+                                             "the archive as broken; an export is one file, disk 0)"]

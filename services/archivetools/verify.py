@@ -438,6 +438,11 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
         if refused := info.flag_bits & REFUSED_FLAGS:
             report.problems.append(f"{info.filename}: its flags set {refused:#06x} (enhanced deflating, bit 4, or a masked "
                                    "local header, bit 13), which stream_unzip refuses (an export sets neither)")
+        if info.extract_version > 46:  # zipfile reads up to 6.3; Info-ZIP's unzip refuses past its own 4.6
+            report.problems.append(f"{info.filename}: its central directory entry says version "
+                                   f"{info.extract_version // 10}.{info.extract_version % 10} is needed to extract it "
+                                   "(unzip, which does 4.6, refuses it; a stored or deflated member needs 2.0, or 4.5 "
+                                   "with ZIP64)")
         if info.volume:  # zipfile ignores the disk an entry says its member starts on; 7-Zip exits 2
             report.problems.append(f"{info.filename}: its central directory entry places it on disk {info.volume} "
                                    "(7-Zip reports the archive as broken; an export is one file, disk 0)")

@@ -1338,3 +1338,17 @@ def test_a_member_placed_on_another_disk_is_a_problem(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     assert verify_archive(path).problems == ["README.md: its central directory entry places it on disk 1 (7-Zip reports "
                                              "the archive as broken; an export is one file, disk 0)"]
+
+
+def test_a_member_needing_a_version_unzip_cannot_do_is_a_problem(tmp_path: Path) -> None:
+    """Seen: "archive OK" for a real export whose README.md central directory entry said version 6.3 is
+    needed to extract it: zipfile reads up to 6.3, Info-ZIP's unzip exits 81 ("need PK compat. v6.3
+    (can do v4.6)"). An export writes 2.0, or 4.5 with ZIP64."""
+    path = write(tmp_path, sources())
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        struct.pack_into("<H", data, _central_record(data, zf.start_dir, b"README.md") + 6, 63)
+    path.write_bytes(bytes(data))
+    assert verify_archive(path).problems == ["README.md: its central directory entry says version 6.3 is needed to "
+                                             "extract it (unzip, which does 4.6, refuses it; a stored or deflated member "
+                                             "needs 2.0, or 4.5 with ZIP64)"]

@@ -252,8 +252,11 @@ def _overlaps(zf: zipfile.ZipFile, path: Archive) -> list[str]:
     headers and would read them as members that zipfile, so this check, never sees. A sound
     archive's members lie one after another from its first byte; a local header that cannot be read
     is left for the member walk to report."""
-    problems: list[str] = []
-    infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
+    # An offset from a ZIP64 extra field can be anything up to 2**64 - 1: seeking there failed (EINVAL past
+    # the file system's largest file, which the command line read as "NATS failed"; a ValueError past 2**63)
+    problems = [f"{i.filename}: the central directory places it at byte {i.header_offset}, past the members (the "
+                f"directory begins at byte {zf.start_dir})" for i in zf.infolist() if i.header_offset >= zf.start_dir]
+    infos = sorted((i for i in zf.infolist() if i.header_offset < zf.start_dir), key=lambda i: i.header_offset)
     end: int | None = 0  # where the previous member ends: where this one must begin
     with _opened(path) as f:
         for info, nxt in zip(infos, [*infos[1:], None][:len(infos)], strict=True):  # none: an empty archive

@@ -1352,3 +1352,25 @@ def test_a_member_needing_a_version_unzip_cannot_do_is_a_problem(tmp_path: Path)
     assert verify_archive(path).problems == ["README.md: its central directory entry says version 6.3 is needed to "
                                              "extract it (unzip, which does 4.6, refuses it; a stored or deflated member "
                                              "needs 2.0, or 4.5 with ZIP64)"]
+
+
+@pytest.mark.parametrize("offset", [2**48, 2**64 - 2**56])
+def test_a_zip64_offset_past_the_members_is_a_problem_not_a_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offset: int) -> None:
+    """Seen: a ZIP64 export whose README.md entry's zip64 extra field gave its offset as 2**48 made verify
+    (and import) fail on seeking there (EINVAL past the file system's largest file, which the command
+    line said as "NATS at nats://127.0.0.1:4222 … failed: Invalid argument", exit 1), and one near 2**64
+    ended in a traceback (ValueError: cannot fit 'int' into an offset-sized integer)."""
+    monkeypatch.setattr(zipmember, "ZIP64_THRESHOLD", 0)  # every member ZIP64: its offset in the zip64 extra field
+    path = write(tmp_path, sources())
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        start = zf.start_dir
+        extra = _central_record(data, start, b"README.md") + 46 + len(b"README.md")
+    assert struct.unpack_from("<HH", data, extra) == (1, 24)  # sizes, then the offset
+    struct.pack_into("<Q", data, extra + 20, offset)
+    path.write_bytes(bytes(data))
+    report = verify_archive(path)
+    assert report.problems[0] == (f"README.md: the central directory places it at byte {offset}, past the members "
+                                  f"(the directory begins at byte {start})"), report.text()
+    assert not [p for p in report.problems if "data descriptor" in p]  # the others are chained without it

@@ -690,6 +690,30 @@ def _disagreement(name: str, section: str, entry: dict[str, Any], meta: dict[str
     return f"{name}: its front matter and index.json disagree on {', '.join(differ)} (import restores the front matter's)"
 
 
+def _stand_ins(name: str, meta: Any) -> str | None:
+    """The problem when a post's or page's ``draft``, ``date`` or ``lastmod`` (what Hugo builds the site
+    from) says otherwise than the fields an export derives them from (catalog/render.py): ``draft`` is
+    "status is not published" (always false on a page), ``date`` the ``published_at`` or ``created_at``
+    (a page's ``created_at``), ``lastmod`` the ``updated_at``. Import and index.json go by those fields:
+    a post with ``status: draft`` and ``draft: false`` verified, imported as a draft and was published on
+    the site Hugo built from the archive (a future ``date`` hid a published one)."""
+    section = name.split("/", 1)[0]
+    if not isinstance(meta, dict) or section not in (POSTS, PAGES):
+        return None
+    want: dict[str, tuple[Any, ...]] = {
+        "draft": (meta.get("status") != "published",) if section == POSTS else (False,),
+        "date": (meta.get("published_at"), meta.get("created_at")) if section == POSTS else (meta.get("created_at"),),
+        "lastmod": (meta.get("updated_at"),)}
+    differ = [key for key, allowed in want.items() if key in meta and
+              not any(type(meta[key]) is type(v) and meta[key] == v for v in allowed)]
+    if not differ:
+        return None
+    shown = ", ".join(f"{key}: {meta[key]!r}"[:80] for key in differ)
+    return (f"{name}: its front matter's {shown} says otherwise than its other fields (Hugo builds the site from it; "
+            "an export writes draft as 'status is not published', date as published_at or created_at, lastmod as "
+            "updated_at)")
+
+
 def _unwritten(name: str, meta: Any) -> str | None:
     """The problem when a post's or page's front matter holds a key an export never writes
     (layout.FRONT_MATTER_KEYS): a static-site generator acts on it, and the archive was altered."""
@@ -739,7 +763,7 @@ class _Texts:
                 meta, body = parse_markdown(text)
             except ValueError:
                 meta, body = {}, text
-        if problem := _unwritten(name, meta):
+        if problem := _unwritten(name, meta) or _stand_ins(name, meta):
             self.problems.append(problem)
         if listed_as is not None and (problem := _disagreement(name, *listed_as, meta)):
             self.problems.append(problem)

@@ -56,7 +56,8 @@ def test_front_matter_that_says_otherwise_than_index_json_is_a_problem_naming_th
     page = with_front_matter(path, tmp_path / "page.zip", "pages/about.md", display_order=4, description="new")
     assert verify_archive(page).problems == ["pages/about.md: its front matter and index.json disagree on "
                                              "description, display_order (import restores the front matter's)"]
-    times = with_front_matter(path, tmp_path / "times.zip", "posts/hello.md", published_at="2001-01-01T00:00:00Z")
+    times = with_front_matter(path, tmp_path / "times.zip", "posts/hello.md", published_at="2001-01-01T00:00:00Z",
+                             date="2001-01-01T00:00:00Z")  # Hugo's date with it: only index.json says otherwise
     assert verify_archive(times).problems == ["posts/hello.md: its front matter and index.json disagree on "
                                               "published_at (import restores the front matter's)"]
 
@@ -84,3 +85,27 @@ def test_hugos_stand_ins_for_a_slug_or_tag_agree_with_the_stored_ones_in_index_j
     lost = with_front_matter(path, tmp_path / "lost.zip", "posts/_c.md", tags_original=None)
     assert verify_archive(lost).problems == ["posts/_c.md: its front matter and index.json disagree on tags "
                                              "(import restores the front matter's)"]
+
+
+STAND_IN = ("its front matter's {shown} says otherwise than its other fields (Hugo builds the site from it; an export "
+            "writes draft as 'status is not published', date as published_at or created_at, lastmod as updated_at)")
+
+
+def test_hugos_draft_date_and_lastmod_saying_otherwise_than_their_fields_are_a_problem(tmp_path: Path) -> None:
+    """Seen: "archive OK" for an export whose draft post (status: draft, as index.json says) had
+    ``draft: false`` in its front matter: import restored a draft, and Hugo published it on the site
+    built from the archive. Likewise a ``date`` in 2099 hid a published post (Hugo leaves out the
+    future), and a page said ``draft: true``. The export derives them from the fields (render.py); an
+    archive whose stand-ins say otherwise was altered; agreeing, they are sound."""
+    path = exported(tmp_path, *rows())
+    draft_name = next(n for n in zipfile.ZipFile(path).namelist() if n.startswith("posts/") and n != "posts/hello.md")
+    assert member(path, draft_name)[0]["draft"] is True
+    cases = [(draft_name, {"draft": False}, "draft: False"),
+             ("posts/hello.md", {"date": "2099-01-01T00:00:00Z"}, "date: '2099-01-01T00:00:00Z'"),
+             ("posts/hello.md", {"lastmod": "2001-01-01T00:00:00Z"}, "lastmod: '2001-01-01T00:00:00Z'"),
+             ("pages/about.md", {"draft": True}, "draft: True")]
+    for n, (name, change, shown) in enumerate(cases):
+        bad = with_front_matter(path, tmp_path / f"{n}.zip", name, **change)
+        assert verify_archive(bad).problems == [f"{name}: " + STAND_IN.format(shown=shown)], (name, change)
+    created = member(path, "posts/hello.md")[0]["created_at"]  # a post's date may be its created_at (published_at 0)
+    assert verify_archive(with_front_matter(path, tmp_path / "ok.zip", "posts/hello.md", date=created)).ok

@@ -860,16 +860,35 @@ def walk_front(path: Archive) -> str:
     with _opened(path) as f:
         if os.fstat(f.fileno()).st_size == 0:
             return "the file is empty (0 bytes): a download that never started, or a copy cut before its first byte"
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        try:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError:  # a file system that cannot map files (ENODEV: FUSE ones, sysfs): read where asked
+            return _walk(_Positioned(f.fileno()))  # it said "NATS at … failed: No such device", exit 1
+        with mapped as buf:
             return _walk(buf)
 
 
-def _walk(buf: bytes | mmap.mmap) -> str:
+class _Positioned:
+    """A file's bytes, sliced as a mapping is (``buf[a:b]``, ``len(buf)``), each slice read where it is
+    asked for: the walk in bounded memory on a file that cannot be mapped."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.size = fd, os.fstat(fd).st_size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, at: slice) -> bytes:
+        start, stop, _ = at.indices(self.size)
+        return os.pread(self.fd, max(stop - start, 0), start)
+
+
+def _walk(buf: bytes | mmap.mmap | _Positioned) -> str:
     pos, last = 0, None
     while buf[pos:pos + 4] == b"PK\x03\x04":
         if pos + LOCAL.size > len(buf):
             break
-        _, _, flags, method, _, _, _, csize, _, nlen, xlen = LOCAL.unpack_from(buf, pos)
+        _, _, flags, method, _, _, _, csize, _, nlen, xlen = LOCAL.unpack(buf[pos:pos + LOCAL.size])
         name = buf[pos + LOCAL.size:pos + LOCAL.size + nlen].decode("utf-8", "replace")
         start = pos + LOCAL.size + nlen + xlen
         end = _data_end(buf, start, method, csize, bool(flags & 8))
@@ -883,7 +902,7 @@ def _walk(buf: bytes | mmap.mmap) -> str:
     return f"the archive breaks at byte {pos}, {after}"
 
 
-def _inflated_end(buf: bytes | mmap.mmap, start: int) -> int | None:
+def _inflated_end(buf: bytes | mmap.mmap | _Positioned, start: int) -> int | None:
     """Where the deflate stream starting at ``start`` ends, or None when it is cut off or broken;
     fed and drained a chunk at a time (the output is only counted, never kept)."""
     d, pos = zlib.decompressobj(-15), start
@@ -899,7 +918,7 @@ def _inflated_end(buf: bytes | mmap.mmap, start: int) -> int | None:
     return pos - len(d.unused_data) if d.eof else None
 
 
-def _data_end(buf: bytes | mmap.mmap, start: int, method: int, csize: int, descriptor: bool) -> int | None:
+def _data_end(buf: bytes | mmap.mmap | _Positioned, start: int, method: int, csize: int, descriptor: bool) -> int | None:
     if method == 8:
         end = _inflated_end(buf, start)
         if end is None:

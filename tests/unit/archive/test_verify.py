@@ -3,6 +3,7 @@ archive and a missing media file. Archives come from the real encoder (ArchiveSt
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -1374,3 +1375,26 @@ def test_a_zip64_offset_past_the_members_is_a_problem_not_a_failure(
     assert report.problems[0] == (f"README.md: the central directory places it at byte {offset}, past the members "
                                   f"(the directory begins at byte {start})"), report.text()
     assert not [p for p in report.problems if "data descriptor" in p]  # the others are chained without it
+
+
+@pytest.mark.parametrize("cut", [50_000, None])  # inside media/b.jpg; after every member, in the directory
+def test_a_truncated_archive_on_a_file_system_that_cannot_map_files_is_walked_all_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut: int | None) -> None:
+    """Seen: `grove-export verify /sys/kernel/notes` said "NATS at nats://127.0.0.1:4222 … failed: No such
+    device", exit 1: the walk that names where an unreadable archive breaks maps the file, and a file
+    system that cannot map files (sysfs; FUSE ones such as those that mount a phone or a cloud
+    folder) raises ENODEV, which the command line took for a server's. Such a file is now read where
+    the walk looks, in the same bounded memory, to the same line."""
+    path = write(tmp_path, sources())
+    data = path.read_bytes()
+    with zipfile.ZipFile(path) as zf:
+        at = zf.getinfo("media/b.jpg").header_offset + cut if cut else zf.start_dir + 10
+    path.write_bytes(data[:at])
+    mapped = verify_archive(path).problems
+    assert mapped and ("is cut off" in mapped[0] or "central directory after member" in mapped[0]), mapped
+
+    def cannot_map(*args: Any, **kw: Any) -> Any:
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(verify.mmap, "mmap", cannot_map)
+    assert verify_archive(path).problems == mapped

@@ -19,6 +19,7 @@ from services.devtools.stack.supervisor import (
     Stack,
     StackBusy,
     StackFailed,
+    hold_stop_signals,
     local_env,
     preflight,
     stopped_by_signals,
@@ -193,6 +194,7 @@ def _run_demo(data: Path, port: int) -> int:
         print(f"\ngrove-export demo failed: {e}", file=sys.stderr)
         return 1
     finally:
+        hold_stop_signals()  # a Ctrl-C as the stack stops would cut the stop short: it is under way
         stack.stop()
     print(path)
     return 0

@@ -81,12 +81,8 @@ def stopped_by_signals() -> Iterator[None]:
     a child started meanwhile would inherit)."""
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
 
-    def ignore(*_: object) -> None:
-        pass
-
     def interrupt(signum: int, _frame: object) -> None:
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, ignore)
+        hold_stop_signals()
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     for sig in STOP_SIGNALS:
@@ -96,6 +92,20 @@ def stopped_by_signals() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _ignore(*_: object) -> None:
+    pass
+
+
+def hold_stop_signals() -> None:
+    """Inside :func:`stopped_by_signals`, from now on the stop signals change nothing: the stack is being
+    stopped (after the first signal, or as the command ends by itself). A Ctrl-C landing in ``demo``'s own
+    ``finally: stack.stop()`` raised KeyboardInterrupt there and cut the stop short: stack.json was left,
+    the services and nats-server were left to the kernel's parent-death signal, and an export that was
+    downloaded and verified ended "interrupted", exit 130, without its path."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _ignore)
 
 
 class StackBusy(Exception):

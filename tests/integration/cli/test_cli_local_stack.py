@@ -254,6 +254,46 @@ def test_ctrl_c_as_the_demo_downloads_leaves_no_cut_off_archive_in_downloads(tmp
     os.close(supervisor._lock(data))  # the folder is free for the next stack
 
 
+def test_ctrl_c_as_the_demo_stops_its_stack_neither_cuts_the_stop_short_nor_loses_the_archive(
+        tmp_path: Path) -> None:
+    """Seen: a Ctrl-C in the 0.8 s the demo takes to stop its stack after a verified download raised
+    KeyboardInterrupt inside ``stack.stop()``: exit 130, "interrupted; demo did not finish", no path,
+    stack.json left in the folder and nats-server still running as the command returned (the kernel's
+    parent-death signal took it a moment later). The stop is under way: it is finished, and the demo
+    ends as it was ending."""
+    import signal
+
+    from services.devtools.stack import supervisor
+
+    data = tmp_path / "data"
+    # the real SIGINT, sent as the demo's own stop begins (once the export is downloaded and verified)
+    arm = ("import os, signal\n"
+           "from services.devtools.stack import supervisor\n"
+           "stop = supervisor.Stack.stop\n"
+           "def stopping(self, *a, **k):\n"
+           "    os.kill(os.getpid(), signal.SIGINT)\n"
+           "    stop(self, *a, **k)\n"
+           "    print('stop returned', flush=True)\n"
+           "supervisor.Stack.stop = stopping\n"
+           "from services.cli import main\n"
+           "main()\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
+    proc = subprocess.Popen(  # SIGINT as a terminal's Ctrl-C delivers it (a background job would ignore it)
+        [sys.executable, "-c", arm, "demo", "--data", str(data), "--port", str(free_port())],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = out.splitlines()
+    assert proc.returncode == 0 and "interrupted" not in err, (proc.returncode, out, err)
+    assert lines[-2:] == ["stop returned", str(data.resolve() / "downloads" / Path(lines[-1]).name)], out
+    assert Path(lines[-1]).is_file() and not (data / "stack.json").exists()
+    os.close(supervisor._lock(data))  # the folder is free for the next stack
+
+
 def test_a_start_that_fails_part_way_stops_its_nats_server_and_lets_the_folder_go(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The children run in sessions of their own: a nats-server left running by a failed start

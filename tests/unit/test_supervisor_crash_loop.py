@@ -37,14 +37,19 @@ def test_a_service_that_dies_at_every_start_is_restarted_less_and_less_often(
     assert child.restarts <= 8, f"restarted {child.restarts} times in 4 s"
     err = capsys.readouterr().err
     assert "crasher" in err and str(tmp_path / "crasher.log") in err, err
+    assert "exited with code 1, 3 times in a row soon after starting; starting it again in 0.5 s" in err, err
 
 
-def test_a_service_that_ran_a_while_is_restarted_at_once(tmp_path: Path) -> None:
-    """A process killed after it ran (a test's kill, an out-of-memory kill) is back within a poll."""
+def test_a_service_that_ran_a_while_is_restarted_at_once_and_serve_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A process killed after it ran (a test's kill, an out-of-memory kill) is back within a poll. Seen:
+    `kill -9` of a running service, and `serve` said nothing at all (nor did the service's log, which a
+    SIGKILL gives no last line): the only sign of a crash was a second "app starting" in the log."""
     stack, child = supervised(tmp_path, ["sleep", "600"])
     try:
         child.started = time.monotonic() - 60  # as if it had run for a minute
         assert child.proc is not None
+        killed = child.proc.pid
         child.proc.kill()
         deadline = time.monotonic() + 5
         while child.restarts == 0:
@@ -52,6 +57,9 @@ def test_a_service_that_ran_a_while_is_restarted_at_once(tmp_path: Path) -> None
             time.sleep(0.05)
     finally:
         stack.stop()
+    err = capsys.readouterr().err
+    assert (f"grove-export serve: crasher (pid {killed}) was killed by SIGKILL; starting it again now — see "
+            f"{tmp_path / 'crasher.log'}") in err, err
 
 
 def test_a_restart_under_way_when_the_stack_stops_is_stopped_too(tmp_path: Path,

@@ -61,6 +61,17 @@ def restart_delay(quick_deaths: int) -> float:
     return 0.0 if quick_deaths < 3 else min(MAX_RESTART_DELAY_S, 0.5 * 2 ** (quick_deaths - 3))
 
 
+def how_it_ended(returncode: int) -> str:
+    """A dead service's return code as a person reads it: ``exited with code 1``, ``was killed by
+    SIGKILL`` (Popen's ``-9``, which read "code -9")."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"was killed by signal {-returncode}"
+
+
 def default_replicas(cpus: int | None = None) -> dict[str, int]:
     """Processes per service when none are asked for: two assemblers on a machine with two or more
     cores, one of everything else. The assembler is the one step whose work is mostly Python
@@ -364,15 +375,15 @@ class Stack:
                 if not child.proc or child.proc.poll() is None or self._stop.is_set():
                     continue
                 now = time.monotonic()
-                if child.due is None:  # just found dead
+                if child.due is None:  # just found dead: said every time, an operator's only sign of it
                     quick = now - child.started < QUICK_DEATH_S
                     child.quick_deaths = child.quick_deaths + 1 if quick else 0
                     delay = restart_delay(child.quick_deaths)
                     child.due = now + delay
-                    if delay:
-                        print(f"grove-export serve: {child.name} exited (code {child.proc.returncode}) "
-                              f"{child.quick_deaths} times in a row soon after starting; starting it again "
-                              f"in {delay:g} s — see {child.log_path}", file=sys.stderr, flush=True)
+                    ended = f"{child.name} (pid {child.proc.pid}) {how_it_ended(child.proc.returncode)}"
+                    again = (f", {child.quick_deaths} times in a row soon after starting; starting it again in "
+                             f"{delay:g} s") if delay else "; starting it again now"
+                    print(f"grove-export serve: {ended}{again} — see {child.log_path}", file=sys.stderr, flush=True)
                 if now >= child.due:
                     child.due = None
                     child.restarts += 1

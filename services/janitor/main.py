@@ -75,16 +75,29 @@ class Summary:
     actions: list[str] = field(default_factory=list)
 
     def line(self, dry_run: bool) -> str:
-        verb = "would " if dry_run else ""
-        line = (f"janitor: {verb}expire {self.expired} archives (deleting them), {verb}abort {self.aborted} uploads, "
-                f"{verb}fail {self.failed} stuck exports, {verb}complete {self.cancelled} cancels, "
-                f"{verb}remove {self.cleaned} work objects")
+        def did(verb: str) -> str:
+            return told(verb, dry_run)
+
+        line = (f"janitor: {did('expire')} {self.expired} archives ({'deleting them' if dry_run else 'deleted'}), "
+                f"{did('abort')} {self.aborted} "
+                f"uploads, {did('fail')} {self.failed} stuck exports, {did('complete')} {self.cancelled} cancels, "
+                f"{did('remove')} {self.cleaned} work objects")
         if self.unoffered:
-            line += f", {verb}delete {self.unoffered} archives of exports that did not complete"
+            line += f", {did('delete')} {self.unoffered} archives of exports that did not complete"
         if self.forgotten:
-            line += f", {verb}delete {self.forgotten} objects of exports no longer in the log"
+            line += f", {did('delete')} {self.forgotten} objects of exports no longer in the log"
         line += f"; {self.left} left for the next run (an error: see the log)" if self.left else ""
         return line + ("; stopped before the end by the object store (see stderr)" if self.stopped else "")
+
+
+def told(action: str, dry_run: bool) -> str:
+    """An action (``expire exp_… (key)``, ``remove work object …``) as the run's output says it: ``would
+    expire …`` in a dry run, ``expired …`` once done. A real run said ``expire 3 archives (deleting
+    them)``, in the words of the plan, so its output could not be told from one that did nothing."""
+    if dry_run:
+        return f"would {action}"
+    verb, _, rest = action.partition(" ")
+    return " ".join(filter(None, (verb + ("d" if verb.endswith("e") else "ed"), rest)))
 
 
 class Janitor:
@@ -466,7 +479,7 @@ async def run_once(settings: Settings, dry_run: bool = False, now: datetime | No
         await store.close()
         await bus.close()
     for action in summary.actions:  # keys from the store's listings: anyone who may write the bucket chose them
-        print(printable(("would " if dry_run else "") + action))
+        print(printable(told(action, dry_run)))
     print(summary.line(dry_run), flush=True)
     return summary
 

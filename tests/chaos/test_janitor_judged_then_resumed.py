@@ -89,7 +89,7 @@ async def test_a_janitor_whose_failure_of_a_resumed_export_is_refused_reports_no
         state = await wait_status(bus, tenant, export_id, {"complete", "failed", "cancelled"}, 60)
         names = [e.name() async for _, e in bus.log.history(tenant, export_id)]
         assert state.status == "complete" and not any(n.startswith("ExportFailed") for n in names), names
-        assert f"fail {export_id}" not in out and "fail 0 stuck exports" in out, out
+        assert f"failed {export_id}" not in out and "failed 0 stuck exports" in out, out
     finally:
         for pid in frozen:
             os.kill(pid, signal.SIGCONT)

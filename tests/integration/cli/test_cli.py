@@ -74,7 +74,7 @@ async def test_events_assemble_and_janitor_on_a_real_export(values: dict[str, An
     replay = cli(values, "replay")
     assert replay.returncode == 0 and ": 1 exports rebuilt from the log" in replay.stdout, replay.stderr
     run = cli(values, "janitor")
-    assert run.returncode == 0 and run.stdout.strip().splitlines()[-1].startswith("janitor: expire 0 archives")
+    assert run.returncode == 0 and run.stdout.strip().splitlines()[-1].startswith("janitor: expired 0 archives")
 
 
 def bare(*args: str, cwd: Path, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:

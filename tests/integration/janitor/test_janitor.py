@@ -144,6 +144,34 @@ async def test_a_dry_run_names_every_item_it_would_touch_and_touches_none(
         await bus.close()
 
 
+async def test_a_real_run_says_what_it_did_not_what_it_would_do(
+        janitor_settings: Settings, store: FilesystemStore, capsys: pytest.CaptureFixture[str]) -> None:
+    """Seen on call: `grove-export janitor` printed `expire exp_… (key)` and `janitor: expire 1 archives
+    (deleting them), abort 1 uploads, …`: the words of a plan, so a run that did the work read like one
+    that had not, and unlike the dry run's `would expire`, nothing said which it was."""
+    from services.janitor.main import run_once
+    from shared.bus.connect import connect
+
+    settings = janitor_settings
+    bus = await connect(settings, "test", ensure=True)
+    try:
+        now = datetime.now(UTC)
+        old = await make_export(bus, store, settings, "tA", complete_at=now - timedelta(days=1), upload=False)
+        done = await make_export(bus, store, settings, "tB", complete_at=now + timedelta(days=6), upload=False)
+        orphan = await store.create_multipart(settings.buckets.exports, "exports/tZ/exp_gone/x.zip")
+
+        await run_once(settings, now=now + timedelta(hours=2))
+
+        lines = capsys.readouterr().out.splitlines()
+        assert f"expired {old} (exports/tA/{old}/grove-export-u-2026-01-01.zip)" in lines, lines
+        assert f"aborted upload {orphan} of exports/tZ/exp_gone/x.zip" in lines, lines
+        assert f"removed work object exports/tB/{done}/work/snapshot.jsonl (export {done} is complete)" in lines, lines
+        assert lines[-1] == ("janitor: expired 1 archives (deleted), aborted 1 uploads, failed 0 stuck exports, "
+                             "completed 0 cancels, removed 1 work objects"), lines
+    finally:
+        await bus.close()
+
+
 async def test_a_janitor_run_where_the_store_is_not_refuses_and_expires_nothing(
         janitor_settings: Settings, store: FilesystemStore, tmp_path: Path) -> None:
     """Seen: `grove-export janitor` from cron (its folder is $HOME, GROVE_STORE_ROOT left relative) looked

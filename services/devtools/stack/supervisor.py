@@ -26,7 +26,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from services.devtools.stack import operator, running
-from services.devtools.stack.natsserver import NatsServer, die_with_parent
+from services.devtools.stack.natsserver import NatsServer, NatsServerError, die_with_parent
 from shared.bus.permissions import ADMIN, STORE_ACCOUNT, USERS, render_accounts
 from shared.core import steps
 from shared.runtime.cpus import usable_cpus
@@ -263,6 +263,26 @@ class Child:
         return self.proc.pid if self.proc else None
 
 
+@dataclass
+class ServerChild(Child):
+    """The stack's own nats-server, watched like a service: found dead (SIGKILL, the out-of-memory
+    killer) it is started again on its port and store, where the services reconnect. It was left dead:
+    `serve` said nothing and went on, every service retrying a server that would never come back and
+    the gateway answering 503 until Ctrl-C."""
+    server: NatsServer | None = None
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        assert self.server is not None
+        try:
+            self.server.start(timeout=5.0)  # within stop()'s wait for the supervising thread
+        except NatsServerError as e:  # dead again at once: the next round says so and starts it again
+            if self.server.proc is not None and self.server.proc.poll() is None:  # running, not listening
+                print(f"grove-export serve: nats-server did not start again: {e}", file=sys.stderr, flush=True)
+        finally:
+            self.proc = self.server.proc
+
+
 def move_to_store_account(store_dir: Path) -> bool:
     """A folder whose server ran before the accounts split keeps the stream and the buckets under the
     global account (``jetstream/$G``); the server now looks for them under ``STORE``. Moved while no
@@ -303,6 +323,7 @@ class Stack:
     operator_file: Path | None = None
     _lock_fd: int | None = None
     nats_users: dict[str, str] = field(default_factory=dict)  # a given server's users → passwords (ours: generated)
+    _server: ServerChild | None = None  # our own nats-server (none when given a server's URL), restarted like a service
 
     def start(self, nats_url: str | None = None) -> Stack:
         """Start the services; without ``nats_url``, also a nats-server of our own, locked down with
@@ -339,6 +360,8 @@ class Stack:
             self.nats = NatsServer(self.data_dir / "nats", config_file=config,
                                    log_file=self.data_dir / "logs" / "nats.log", with_parent=True)
             self.nats.start()  # assigned first: a server that starts but never answers is stopped too
+            self._server = ServerChild("nats-server", [], {}, self.data_dir / "logs" / "nats.log",
+                                       proc=self.nats.proc, started=time.monotonic(), server=self.nats)
             nats_url = self.nats.url
             # Operator commands (events, janitor, replay) read this instead of a stale exported URL.
             # With the names too: a new shell without them asked the default stream ("no events").
@@ -371,7 +394,7 @@ class Stack:
 
     def _supervise(self) -> None:
         while not self._stop.wait(0.2):
-            for child in self.children:
+            for child in [*([self._server] if self._server else []), *self.children]:
                 if not child.proc or child.proc.poll() is None or self._stop.is_set():
                     continue
                 now = time.monotonic()

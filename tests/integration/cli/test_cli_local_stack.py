@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +96,41 @@ def test_operator_commands_in_a_new_terminal_find_the_local_stack_through_its_da
     none = new_shell("exports", "--tenant", tenant + "x", "--data", str(data), cwd=tmp_path)
     assert none.returncode == 0 and "page 1: 0 exports" in none.stdout
     assert none.stderr.startswith(f"grove-export: the log holds no export of tenant '{tenant}x' (a typo?"), none
+
+
+def test_a_nats_server_killed_under_the_stack_is_started_again_and_exports_run_again(
+        stack: tuple[Stack, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Seen on call: `kill -9` of the local stack's nats-server (the out-of-memory killer does the same)
+    and `serve` said nothing and went on: the server stayed a zombie, every service retried it for
+    ever and the gateway answered 503 "Not connected to the event bus" until Ctrl-C. It is started
+    again on its port and store, said on stderr, and the services reconnect: an export runs."""
+    running, port = stack
+    data = running.data_dir
+    assert running.nats is not None and running.nats.proc is not None
+    killed = running.nats.proc.pid
+    running.nats.proc.kill()
+    deadline = time.monotonic() + 30
+    while running.nats.proc is None or running.nats.proc.pid == killed or running.nats.proc.poll() is not None:
+        assert time.monotonic() < deadline, "nats-server was not started again"
+        time.sleep(0.1)
+    assert (f"grove-export serve: nats-server (pid {killed}) was killed by SIGKILL; starting it again now — see "
+            f"{data / 'logs' / 'nats.log'}") in capsys.readouterr().err
+
+    tenant = new_shell("seed", "--images", "2", "--data", str(data), cwd=tmp_path).stdout.strip()
+    bearer = new_shell("token", "--tenant", tenant, "--user", "u1", "--email", "a@example.org", "--username",
+                       "autumn", "--data", str(data), cwd=tmp_path).stdout.strip()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:  # the gateway answers 503 until it has reconnected
+        try:
+            export_id = str(http("POST", f"{base}/api/export", bearer)["exportId"])
+            break
+        except urllib.error.HTTPError as e:
+            assert e.code == 503 and time.monotonic() < deadline, (e.code, e.read())
+            time.sleep(0.2)
+    while http("GET", f"{base}/api/export/status/{export_id}", bearer)["status"] != "complete":
+        assert time.monotonic() < deadline, "the export did not complete after nats-server came back"
+        time.sleep(0.2)
 
 
 def test_a_url_set_by_hand_wins_and_the_message_says_where_it_came_from(stack: tuple[Stack, int],

@@ -120,7 +120,8 @@ def hold_stop_signals() -> None:
 
 
 class StackBusy(Exception):
-    """The data folder already has a running local stack, or the gateway's port is taken: one line."""
+    """The data folder already has a running local stack or cannot be written, or the gateway's port is
+    taken: one line."""
 
 
 def _lock(data_dir: Path, *, probe: bool = False) -> int:
@@ -172,6 +173,10 @@ def preflight(data_dir: Path, port: int | None, given: Mapping[str, str]) -> Non
                               "each would bind that one port (all but the first then die at each start): unset it "
                               "for `serve` and `demo`")
     _lock(data_dir, probe=True)
+    if (unwritable := _unwritable(data_dir)) is not None:
+        raise StackBusy(f"the data folder {data_dir} cannot be written here ({unwritable} is not writable by this "
+                        f"user): pass --data with a folder you may write (the stack keeps its secrets, log, "
+                        f"store and databases there)")
     if port is not None and _port_taken(port):
         raise StackBusy(f"port {port} is in use by another program: pass --port with a free one "
                         f"(with make: `make run PORT=N`, `make serve PORT=N`)")
@@ -183,6 +188,16 @@ def preflight(data_dir: Path, port: int | None, given: Mapping[str, str]) -> Non
         read_local_secrets(data_dir / SECRETS_FILE)
     if (data_dir / PASSWORDS_FILE).exists():
         read_local_passwords(data_dir / PASSWORDS_FILE)
+
+
+def _unwritable(data_dir: Path) -> Path | None:
+    """The folder that keeps a stack from being made or kept in ``data_dir`` (it, or the nearest folder
+    above it that exists, when it is not there yet), or None. Seen: ``serve --data`` on a read-only
+    folder said ``Permission denied: <data>/secrets.json.tmp``, a file nobody had asked for, exit 1."""
+    here = data_dir
+    while not here.exists() and here.parent != here:
+        here = here.parent
+    return None if os.access(here, os.W_OK | os.X_OK) else here
 
 
 def local_env(data: Path, port: int) -> dict[str, str]:

@@ -196,6 +196,36 @@ def test_a_taken_port_is_refused_before_anything_is_written(tmp_path: Path) -> N
     assert sorted(p.relative_to(kept) for p in kept.rglob("*")) == before
 
 
+def test_a_data_folder_that_cannot_be_written_is_refused_in_one_line_before_anything_starts(tmp_path: Path) -> None:
+    """Seen: `serve --data` (and `demo`) on a folder its user may not write said `Permission denied:
+    <data>/secrets.json.tmp`, a file nobody had asked for, exit 1 (the code of a failure on the way,
+    not of a wrong command line). As root the folder's mode does not stop a write: the command runs
+    without the capability that lets root ignore it."""
+    import shutil
+
+    read_only = tmp_path / "read-only"
+    read_only.mkdir(mode=0o500)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("as root this needs setpriv (util-linux) to drop CAP_DAC_OVERRIDE")
+        prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
+    try:
+        for command, data in (("serve", read_only), ("demo", read_only / "new" / "data")):
+            out = subprocess.run([*prefix, sys.executable, "-m", "services.cli", command, "--port", str(free_port()),
+                                  "--data", str(data)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                 timeout=60, check=False)
+            assert out.returncode == 2 and out.stderr.strip() == (
+                f"grove-export: the data folder {data} cannot be written here ({read_only} is not writable by this "
+                f"user): pass --data with a folder you may write (the stack keeps its secrets, log, store and "
+                f"databases there)"), (out.returncode, out.stderr)
+            assert list(read_only.iterdir()) == []
+    finally:
+        read_only.chmod(0o700)
+
+
 @pytest.mark.parametrize(("damage", "says"), [
     ({"secrets.json": '{"GROVE_JWT'}, "secrets file"),
     ({"nats-users.json": '{"admin'}, "NATS passwords file"),

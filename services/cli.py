@@ -108,10 +108,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     from services.devtools.stack.natsserver import NatsServerError
     from services.devtools.stack.supervisor import (
         MAX_ASSEMBLERS,
+        READY_TIMEOUT_S,
         Stack,
         StackBusy,
         StackFailed,
         default_replicas,
+        gateway_ready,
         local_env,
         preflight,
         stopped_by_signals,
@@ -133,8 +135,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
         except (StackFailed, NatsServerError) as e:  # stopped again by Stack.start: one line, not a traceback
             raise CliError(f"the local stack did not start: {e}", code=1) from None
         try:
-            print(f"grove-export: local stack up — gateway http://127.0.0.1:{args.port}/export, "
-                  f"NATS {stack.nats.url if stack.nats else '?'}, logs in {Path(args.data, 'logs')}\n"
+            logs = Path(args.data, "logs")
+            up = "up" if gateway_ready(args.port) else (f"started, but its gateway did not answer /readyz within "
+                                                         f"{READY_TIMEOUT_S:g} s (see {logs / 'gateway.log'})")
+            print(f"grove-export: local stack {up} — gateway http://127.0.0.1:{args.port}/export, "
+                  f"NATS {stack.nats.url if stack.nats else '?'}, logs in {logs}\n"
                   f"  operator commands (events, janitor, replay, …) run from this folder find it through "
                   f"{stack.operator_file or Path(args.data, 'stack.json')} (elsewhere: --data {data}); "
                   f"the command is {Path(sys.executable).parent / 'grove-export'}", flush=True)

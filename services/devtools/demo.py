@@ -16,9 +16,11 @@ import aiohttp
 
 from services.devtools.stack.natsserver import NatsServerError
 from services.devtools.stack.supervisor import (
+    READY_TIMEOUT_S,
     Stack,
     StackBusy,
     StackFailed,
+    gateway_ready,
     hold_stop_signals,
     local_env,
     preflight,
@@ -30,21 +32,6 @@ from shared.core.lifecycle import is_terminal
 from shared.objectstore.factory import open_store
 from shared.runtime import secrets
 from shared.runtime.settings import Settings
-
-
-async def wait_ready(http: aiohttp.ClientSession, base: str, timeout: float = 60.0, what: str = "") -> None:
-    """Until the gateway's /readyz answers 200 (NATS and the store reachable)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            async with http.get(f"{base}/readyz") as r:
-                if r.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the gateway at {base} did not become ready {what}".strip())
-        await asyncio.sleep(0.1)
 
 
 async def seed_cli(settings: Settings, *, posts: int, pages: int, images: int, files: int,
@@ -71,7 +58,6 @@ async def _export(settings: Settings, port: int, data: Path) -> Path:
 
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
-        await wait_ready(http, base, what=f"see {data / 'logs'}")
         store = await open_store(settings, create_buckets=True)
         content = content_source(settings)
         try:
@@ -186,6 +172,9 @@ def _run_demo(data: Path, port: int) -> int:
         print(f"grove-export: the local stack did not start: {e}", file=sys.stderr)
         return 1
     try:
+        if not gateway_ready(port):
+            raise RuntimeError(f"the gateway at http://127.0.0.1:{port} did not become ready within "
+                               f"{READY_TIMEOUT_S:g} s (see {data / 'logs' / 'gateway.log'})")
         path = asyncio.run(_export(settings, port, data))
     except KeyboardInterrupt:
         print("\ngrove-export demo: interrupted; stopping the local stack", file=sys.stderr)

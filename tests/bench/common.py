@@ -20,9 +20,8 @@ from typing import Any
 
 import aiosqlite
 
-from services.devtools.demo import wait_ready
 from services.devtools.stack.natsserver import NatsServer
-from services.devtools.stack.supervisor import Stack
+from services.devtools.stack.supervisor import Stack, gateway_ready
 from shared.bus.connect import Bus, connect
 from shared.content.factory import content_source, sqlite_path
 from shared.content.seed import seed_tenant
@@ -458,8 +457,6 @@ class Gateway:
 
 
 async def start_gateway(world: World, name: str, *, steps: bool = True) -> Gateway:
-    import aiohttp
-
     from services.devtools.stack.natsserver import free_port
 
     port = free_port()
@@ -472,8 +469,8 @@ async def start_gateway(world: World, name: str, *, steps: bool = True) -> Gatew
             step_stack = await start_ready_stack(env, world.dir(name) / "steps")
         gw = start_stack(world.dir(name) / "gateway", values, services=("gateway",), port=port)
         try:
-            async with aiohttp.ClientSession() as http:
-                await wait_ready(http, base)
+            if not await asyncio.to_thread(gateway_ready, port):
+                raise RuntimeError(f"the gateway at {base} did not become ready")
         except BaseException:
             gw.stop()
             raise

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,28 @@ def how_it_ended(returncode: int) -> str:
         return f"was killed by {signal.Signals(-returncode).name}"
     except ValueError:
         return f"was killed by signal {-returncode}"
+
+
+READY_TIMEOUT_S = 60.0  # a gateway not ready by then is failing to start (its log says why)
+
+
+def gateway_ready(port: int, timeout: float = READY_TIMEOUT_S) -> bool:
+    """True once the local gateway on ``port`` answers ``/readyz`` with 200 (NATS and the store answer),
+    False when ``timeout`` seconds pass first. ``serve`` said "local stack up — gateway http://…" as its
+    processes were started, about 2.4 s before the gateway listened: the link it printed was refused.
+    Asked directly, never through an ``http_proxy`` of the environment."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with opener.open(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:  # not listening yet, or a 503 (HTTPError): NATS or the store not answering yet
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
 
 
 def default_replicas(cpus: int | None = None) -> dict[str, int]:

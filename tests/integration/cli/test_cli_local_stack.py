@@ -252,6 +252,32 @@ def test_an_operator_command_against_a_server_without_the_stream_names_that_serv
     assert f"(NATS {nats_server.url} (from GROVE_NATS_URL))" in out.stderr, out.stderr
 
 
+def test_serve_says_the_stack_is_up_once_its_gateway_answers(tmp_path: Path) -> None:
+    """Seen: `serve` printed "local stack up — gateway http://127.0.0.1:PORT/export" as it started its
+    processes, 2.4 s before the gateway listened: the link it had just printed was refused."""
+    import signal
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
+    proc = subprocess.Popen(  # SIGINT as a terminal's Ctrl-C delivers it (a background job would ignore it)
+        [sys.executable, "-m", "services.cli", "serve", "--data", str(tmp_path / "data"), "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until serve says something (or ends)
+        assert line.startswith(f"grove-export: local stack up — gateway http://127.0.0.1:{port}/export"), line
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:  # at once: no wait, no retry
+            assert answer.status == 200
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and out.endswith("grove-export: stack stopped\n"), (out, err)
+
+
 def test_ctrl_c_during_the_demo_stops_it_and_its_stack_at_once(tmp_path: Path) -> None:
     import signal
 

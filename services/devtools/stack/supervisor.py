@@ -223,6 +223,16 @@ def _unwritable(data_dir: Path) -> Path | None:
     return None if os.access(here, os.W_OK | os.X_OK) else here
 
 
+def gateway_only(env: Mapping[str, str], keys: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(what every service's environment holds, what only the gateway's adds): the signing keys
+    (``keys``, the stack's current ones) and the previous keys of a rotation set in ``env`` are the
+    gateway's alone — no other service signs or checks with them (a user's ``…_PREVIOUS`` reached
+    the catalog, the assembler, the notifier…)."""
+    previous_keys = {var: env[var] for var in PREVIOUS_NAMES.values() if env.get(var)}
+    shared = {k: v for k, v in env.items() if k not in keys and k not in PREVIOUS_NAMES.values()}
+    return shared, {**keys, **previous_keys}
+
+
 def local_env(data: Path, port: int) -> dict[str, str]:
     """Settings of a local stack kept under ``data`` and served on ``port`` (what the user did not
     set in the environment themselves): links, the store, databases and the outbox all follow."""
@@ -407,11 +417,11 @@ class Stack:
             self.operator_file = operator.write(self.data_dir, nats_url=nats_url, nats_user=ADMIN,
                                                 credentials_file=self.data_dir / PASSWORDS_FILE,
                                                 env=names | {k: v for k, v in self.env.items()
-                                                             if k not in SECRET_NAMES.values()})  # secrets.json has those
+                                                             if k not in SECRET_NAMES.values()
+                                                             and k not in PREVIOUS_NAMES.values()})  # secrets.json has those
         env = {**os.environ, "GROVE_NATS_URL": nats_url, "GROVE_PORT": str(self.port),
                "PYTHONUNBUFFERED": "1", **self.env}
-        keys = stack_secrets(self.data_dir, env)  # only the gateway signs and checks with them
-        env = {k: v for k, v in env.items() if k not in keys}
+        env, keys = gateway_only(env, stack_secrets(self.data_dir, env))
         admin = {"GROVE_NATS_USER": ADMIN, "GROVE_NATS_PASSWORD": users[ADMIN]} if users else {}
         run_setup({**env, **admin}, self.data_dir / "logs" / "setup.log")
         exe = [sys.executable, "-m", "services.cli", "run"]

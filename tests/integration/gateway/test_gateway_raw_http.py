@@ -18,6 +18,7 @@ from services.gateway.auth import MAX_TOKEN_CHARS, make_token
 from services.gateway.headers import HEADERS
 from services.gateway.main import run
 from shared.bus.connect import connect
+from shared.runtime.httpserve import STALLED_HEAD_S
 from shared.runtime.settings import Settings
 from tests.fixtures.moto import free_port
 
@@ -242,13 +243,52 @@ async def test_at_the_cap_a_new_connection_takes_the_place_of_the_one_kept_alive
             length = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")))
             await asyncio.wait_for(reader.readexactly(length), 5)
             idle.append((reader, writer))
+        # the first opened asks again: now the second is the one idle longest (not the first opened)
+        reader, writer = idle[0]
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        length = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")))
+        await asyncio.wait_for(reader.readexactly(length), 5)
         status, _, body = await _answer(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert status == 200, body
-        assert await asyncio.wait_for(idle[0][0].read(), 5) == b"", "the one idle longest is closed"
+        assert await asyncio.wait_for(idle[1][0].read(), 5) == b"", "the one idle longest is closed"
         reader, writer = idle[-1]  # the others are kept
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200")
         for _, writer in idle:
+            writer.close()
+
+
+async def test_at_the_cap_a_half_sent_head_older_than_a_second_makes_way_for_a_new_connection(
+        settings_for: Callable[..., Settings]) -> None:
+    """Seen: one client with no token held the cap for as long as it liked by reopening half-sent
+    request heads as the head deadline (10 s) closed them — a normal request got 503 40 times out of
+    40 in 4 s. At the cap, the connection whose first head has been arriving longest, a second or
+    more, now makes way; younger ones do not (a client mid-head a moment is not cut off)."""
+    port = free_port()
+    cap = 5
+    settings = settings_for(0, host="127.0.0.1", port=port, max_connections=cap)  # head deadline 10 s
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    async with _gateway(settings):
+        loop = asyncio.get_running_loop()
+        opened = loop.time()
+        held = []
+        for _ in range(cap):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-a: ")
+            await writer.drain()
+            held.append((reader, writer))
+        status, _, body = await _answer(port, request)
+        assert loop.time() - opened < STALLED_HEAD_S, "the machine was too slow to ask before they could make way"
+        assert status == 503, (status, body)  # younger than a second: they hold the cap
+        await asyncio.sleep(max(0.0, opened + STALLED_HEAD_S + 0.1 - loop.time()))  # the rule is their age
+        status, _, body = await _answer(port, request)
+        assert status == 200, (status, body)
+        assert await asyncio.wait_for(held[0][0].read(), 5) == b"", "the oldest half-sent head made way"
+        for reader, _ in held[1:]:  # the others still held: nothing arrives, no close
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(reader.read(1), 0.2)
+        for _, writer in held:
             writer.close()
 
 

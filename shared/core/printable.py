@@ -25,8 +25,11 @@ def printable(text: str) -> str:
 def json_printable(document: str) -> str:
     """A JSON document (``json.dumps`` with ``ensure_ascii=False``, which escapes only the characters
     below U+0020) with every other control and bidi character, and lone surrogate, as its ``\\uXXXX``
-    escape: the same JSON value, and a line that holds no U+2028, U+0085 or U+202E of its own."""
-    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", document)
+    escape: the same JSON value, and a line that holds no U+2028, U+0085 or U+202E of its own. A lone
+    surrogate is written as the text :func:`printable` gives it (an escaped backslash): as an escape, a
+    high one followed by a low one would read back as the one character the pair makes."""
+    return _UNPRINTABLE.sub(lambda m: f"\\\\u{ord(m.group()):04x}" if "\ud800" <= m.group() <= "\udfff"
+                            else f"\\u{ord(m.group()):04x}", document)
 
 
 def has_unprintable(text: str) -> bool:

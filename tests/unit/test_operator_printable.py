@@ -93,3 +93,18 @@ def test_printable_escapes_the_arabic_letter_mark_a_bidi_control_too() -> None:
     """U+061C (ARABIC LETTER MARK) is one of Unicode's bidi controls, like U+200F and U+2066–2069: it
     printed as is, so a username holding it could reorder the operator's line."""
     assert printable("ada\u061cgpj.exe") == "ada\\u061cgpj.exe"
+
+
+def test_a_json_log_line_keeps_two_lone_surrogates_two_and_escapes_line_breaks_as_the_same_value() -> None:
+    """A high then a low lone surrogate, each written as its \\u escape, read back as the one character
+    the pair makes (U+103FF): a log line said something nobody sent."""
+    import json
+
+    from shared.core.printable import json_printable
+
+    sent = "\ud800\udfff a\u2028b\u202ec"
+    line = json_printable(json.dumps({"m": sent}, ensure_ascii=False))
+    assert not any(ch in line for ch in "\ud800\udfff\u2028\u202e")
+    read = json.loads(line)["m"]
+    assert "\U000103ff" not in read and read.startswith("\\ud800\\udfff")  # as printable() shows them
+    assert read.endswith(" a\u2028b\u202ec")  # the other escapes are the same value

@@ -295,6 +295,10 @@ def check_backup(folder: Path, settings: Settings) -> list[dict[str, Any]]:
             raise BackupError(f"{folder / f'{stream}.json'}: its stream holds subjects {config.get('subjects')!r}, "
                               f"this deployment's {ours[stream]!r} (GROVE_SUBJECT_PREFIX, GROVE_KV_PREFIX): "
                               "a backup of another deployment?")
+        if foreign := [k for k in FOREIGN_FIELDS if config.get(k)]:
+            raise BackupError(f"{folder / f'{stream}.json'}: its config holds {', '.join(foreign)}, which this "
+                              "deployment's set-up never gives a stream: a backup altered since it was made? "
+                              "Nothing was restored")
         try:
             digest = _file_sha256(folder / file)
         except OSError as e:
@@ -330,6 +334,11 @@ async def restore_stream(nc: Client, folder: Path, entry: dict[str, Any]) -> dic
     done = _check((await nc.request(deliver, b"", timeout=300)).data, f"restore of {stream}")
     return dict(done.get("state", {}))
 
+
+# Stream settings the set-up (shared/bus/topology.py) never makes, which a backup's config restores as
+# they are: a log that copies every event to other subjects (republish), takes in another stream's
+# messages (sources, mirror), rewrites its subjects (subject_transform) or takes no more appends (sealed).
+FOREIGN_FIELDS = ("republish", "sources", "mirror", "subject_transform", "sealed")
 
 NOT_FOUND = 10059  # JetStream's err_code for "stream not found"
 

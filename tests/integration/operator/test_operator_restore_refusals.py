@@ -71,6 +71,17 @@ NOT_OURS: dict[str, tuple[Callable[[dict[str, Any]], Any] | None, Callable[[str,
                                                  "this deployment's ['exports.>']"),
     "a config without subjects": (None, lambda name, c: c.pop("subjects") if name == "EXPORTS" else None,
                                   "EXPORTS.json: its stream holds subjects None"),
+    # settings the set-up never makes, restored as they were: the log copied to a subject anyone reads...
+    "a config that republishes the log": (None, lambda name, c: c.update(republish={"src": ">", "dest": "x.>"})
+                                          if name == "EXPORTS" else None,
+                                          "EXPORTS.json: its config holds republish, which this deployment's "
+                                          "set-up never gives a stream"),
+    "a config that takes in another stream and is sealed": (
+        None, lambda name, c: c.update(sources=[{"name": "OTHER"}], sealed=True) if name.endswith("heartbeats")
+        else None, "KV_grove_heartbeats.json: its config holds sources, sealed, which"),
+    "a config that mirrors": (None, lambda name, c: c.update(mirror={"name": "OTHER"}, subject_transform={
+        "src": ">", "dest": "y.>"}) if name.endswith("admission") else None,
+        "KV_grove_admission.json: its config holds mirror, subject_transform"),
 }
 
 

@@ -92,3 +92,28 @@ def test_a_restart_under_way_when_the_stack_stops_is_stopped_too(tmp_path: Path,
         if child.proc.poll() is None:
             child.proc.kill()
             child.proc.wait(5)
+
+
+def test_a_child_that_cannot_be_started_again_does_not_end_the_supervision(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Seen: any exception in the supervising thread (here Popen's: the program is gone, as EMFILE or
+    EAGAIN would be) ended it without a word, and with it every child it had started again (their
+    parent-death signal is tied to that thread); `serve` went on saying the stack was up."""
+    stack, child = supervised(tmp_path, ["sleep", "600"])
+    try:
+        child.started = time.monotonic() - 60
+        child.args = [str(tmp_path / "no-such-program")]  # the next start raises FileNotFoundError
+        assert child.proc is not None
+        child.proc.kill()
+        deadline = time.monotonic() + 5
+        while "could not start crasher again (FileNotFoundError" not in (err := capsys.readouterr().err):
+            assert time.monotonic() < deadline, f"no line for the failed start: {err!r}"
+            time.sleep(0.05)
+        child.args = ["sleep", "600"]  # the program is back: the next round starts it
+        deadline = time.monotonic() + 10
+        while child.proc is None or child.proc.poll() is not None:
+            assert stack._watch is not None and stack._watch.is_alive(), "the supervising thread ended"
+            assert time.monotonic() < deadline, "not started again once it could be"
+            time.sleep(0.05)
+    finally:
+        stack.stop()

@@ -62,6 +62,12 @@ def restart_delay(quick_deaths: int) -> float:
     return 0.0 if quick_deaths < 3 else min(MAX_RESTART_DELAY_S, 0.5 * 2 ** (quick_deaths - 3))
 
 
+def _say(line: str) -> None:
+    """One line on stderr, if anyone still reads it (a closed pipe must not end the supervision)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
+
+
 def how_it_ended(returncode: int) -> str:
     """A dead service's return code as a person reads it: ``exited with code 1``, ``was killed by
     SIGKILL`` (Popen's ``-9``, which read "code -9")."""
@@ -445,20 +451,34 @@ class Stack:
             for child in [*([self._server] if self._server else []), *self.children]:
                 if not child.proc or child.proc.poll() is None or self._stop.is_set():
                     continue
-                now = time.monotonic()
-                if child.due is None:  # just found dead: said every time, an operator's only sign of it
-                    quick = now - child.started < QUICK_DEATH_S
-                    child.quick_deaths = child.quick_deaths + 1 if quick else 0
-                    delay = restart_delay(child.quick_deaths)
-                    child.due = now + delay
-                    ended = f"{child.name} (pid {child.proc.pid}) {how_it_ended(child.proc.returncode)}"
-                    again = (f", {child.quick_deaths} times in a row soon after starting; starting it again in "
-                             f"{delay:g} s") if delay else "; starting it again now"
-                    print(f"grove-export serve: {ended}{again} — see {child.log_path}", file=sys.stderr, flush=True)
-                if now >= child.due:
-                    child.due = None
-                    child.restarts += 1
-                    child.start()
+                try:
+                    self._look_after(child)
+                except Exception as e:  # noqa: BLE001 - this thread must outlive any one child's trouble
+                    # Its end stopped every child it had started again (their parent-death signal is tied
+                    # to the thread that started them), and `serve` went on saying the stack was up.
+                    child.quick_deaths += 1  # retried less and less often, as a child dying at every start
+                    delay = max(0.5, restart_delay(child.quick_deaths))
+                    child.due = time.monotonic() + delay
+                    _say(f"grove-export serve: could not start {child.name} again ({type(e).__name__}: {e}); "
+                         f"trying again in {delay:g} s — see {child.log_path}")
+
+    def _look_after(self, child: Child) -> None:
+        """A dead ``child``: say so once, and start it again when its delay is over."""
+        assert child.proc is not None
+        now = time.monotonic()
+        if child.due is None:  # just found dead: said every time, an operator's only sign of it
+            quick = now - child.started < QUICK_DEATH_S
+            child.quick_deaths = child.quick_deaths + 1 if quick else 0
+            delay = restart_delay(child.quick_deaths)
+            child.due = now + delay
+            ended = f"{child.name} (pid {child.proc.pid}) {how_it_ended(child.proc.returncode)}"
+            again = (f", {child.quick_deaths} times in a row soon after starting; starting it again in "
+                     f"{delay:g} s") if delay else "; starting it again now"
+            _say(f"grove-export serve: {ended}{again} — see {child.log_path}")
+        if now >= child.due:
+            child.due = None
+            child.restarts += 1
+            child.start()
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Kill one service process (the supervisor restarts it)."""

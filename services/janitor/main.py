@@ -285,11 +285,12 @@ class Janitor:
                 summary.actions.append(f"delete archive {obj.key} (export {s.export_id} is {s.status}: never offered)")
             else:
                 work.append(obj.key)
-                summary.actions.append(f"remove work object {obj.key} (export {s.export_id} is {s.status})")
         if work:
             await faults.slow("janitor.listed")  # tests: hold a run between its listing and its deletes
         if work and not self.dry_run:
             await self.store.delete_many(self.bucket, work)  # one request per 1,000 on S3, not one per part record
+        # said once deleted: a delete the store refused printed "removed work object …" for objects still there
+        summary.actions.extend(f"remove work object {key} (export {s.export_id} is {s.status})" for key in work)
         summary.cleaned += len(work)
 
     async def _check_alive(self, loaded: Loaded, now: datetime, summary: Summary) -> Loaded:

@@ -32,6 +32,7 @@ class FlakyProxy:
     shift_range: int = 0                 # forward a GET's "Range: bytes=a-b" as a+k to b+k (a cache that mixes ranges up)
     refuse_delete_of: str | None = None  # answer a DeleteObject of a key holding this with 403 (object lock)
     slow_delete_of: str | None = None    # answer a DeleteObject of a key holding this with 503 SlowDown, always
+    refuse_delete_many: bool = False     # answer every DeleteObjects (POST ?delete) with 403
     complete_answer: tuple[int, bytes] | None = None  # answer CompleteMultipartUpload with (status, body)
     complete_forward: bool = False       # ... after passing it on (the store did complete the upload)
     head_size_delta: int = 0             # a HEAD of an object reports its length plus this
@@ -80,6 +81,9 @@ class FlakyProxy:
             return _error(self.abort_status)
         if (request.method == "DELETE" and "uploadId" not in request.query and self.refuse_delete_of
                 and self.refuse_delete_of in request.path):
+            self.faults += 1
+            return _error(403)
+        if request.method == "POST" and "delete" in request.query and self.refuse_delete_many:
             self.faults += 1
             return _error(403)
         if request.method == "GET" and self.get_status and request.path.count("/") >= 2:

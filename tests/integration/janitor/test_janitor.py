@@ -172,6 +172,37 @@ async def test_a_real_run_says_what_it_did_not_what_it_would_do(
         await bus.close()
 
 
+async def test_a_work_object_the_store_would_not_delete_is_not_said_removed(values: dict, moto_server: str) -> None:
+    """Seen in review: a real run added "remove work object …" to its output before the delete, so a
+    DeleteObjects the store refused printed "removed work object …" for objects still there."""
+    from shared.bus.connect import connect
+    from shared.objectstore.factory import open_store
+    from tests.integration.cli.test_cli import cli
+    from tests.support.env import s3_values
+    from tests.support.flaky_proxy import FlakyProxy
+
+    proxy = await FlakyProxy(moto_server, refuse_delete_many=True).start()
+    s3 = s3_values(proxy.url)
+    settings = Settings(**{**values, **s3})
+    store = await open_store(settings, create_buckets=True)
+    bus = await connect(settings, "test", ensure=True)
+    try:
+        done = await make_export(bus, store, settings, "tB", complete_at=datetime.now(UTC) + timedelta(days=6))  # type: ignore[arg-type]
+        work = f"exports/tB/{done}/work/snapshot.jsonl"
+        assert work in [o.key for o in await store.list_keys(settings.buckets.exports, f"exports/tB/{done}/")]
+
+        run = await asyncio.to_thread(cli, {**values, **s3}, "janitor")
+
+        assert proxy.faults >= 1, "the store was never asked to delete the work objects"
+        assert work in [o.key for o in await store.list_keys(settings.buckets.exports, f"exports/tB/{done}/")]
+        assert "removed work object" not in run.stdout, run.stdout
+        assert "removed 0 work objects" in run.stdout.splitlines()[-1], run.stdout
+    finally:
+        await bus.close()
+        await store.close()
+        await proxy.stop()
+
+
 async def test_a_janitor_run_where_the_store_is_not_refuses_and_expires_nothing(
         janitor_settings: Settings, store: FilesystemStore, tmp_path: Path) -> None:
     """Seen: `grove-export janitor` from cron (its folder is $HOME, GROVE_STORE_ROOT left relative) looked

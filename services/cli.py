@@ -722,8 +722,8 @@ def main(argv: list[str] | None = None) -> None:
                                 f"{on_the_way}"), file=sys.stderr)
                 sys.exit(1)
             # an OSError's file name can be an object key an archive chose (import): escaped, as a member name is
-            print(printable(f"grove-export: {_hint(e, settings, _nats_where(settings, args), getattr(args, 'service', None))}"),
-                  file=sys.stderr)
+            line = _hint(e, settings, _nats_where(settings, args), getattr(args, "service", None), args.command)
+            print(printable(f"grove-export: {line}"), file=sys.stderr)
             sys.exit(1)
     finally:
         sys.stdout = stdout
@@ -850,9 +850,11 @@ def _to_devnull(stream: TextIO) -> None:
         os.close(null)
 
 
-def _hint(e: Exception, settings: Settings, nats_where: str, service: str | None = None) -> str:
-    """One line naming what did not work: the object store or NATS, never one for the other. ``service``
-    (``run SERVICE``): the one port it binds, the gateway's GROVE_PORT or a step service's metrics port."""
+def _hint(e: Exception, settings: Settings, nats_where: str, service: str | None = None,
+          command: str | None = None) -> str:
+    """One line naming what did not work: the object store, NATS or this machine, never one for another.
+    ``service`` (``run SERVICE``): the one port it binds, the gateway's GROVE_PORT or a step service's
+    metrics port; ``command``: what was running when this machine's own work failed."""
     from shared.objectstore import StoreError, StoreRefused, StoreUnavailable
     from shared.objectstore.port import StoreNotThere
 
@@ -873,12 +875,26 @@ def _hint(e: Exception, settings: Settings, nats_where: str, service: str | None
             else []
         ports = gateway + metrics or [f"{settings.port} (GROVE_PORT)"]
         return f"{e.strerror or e}: port {' or '.join(ports)} is taken by another program"
-    if isinstance(e, OSError) and e.errno in LOCAL_WRITE_ERRORS:  # a file of this machine's, never the server's
+    if _from_nats(e) or not isinstance(e, OSError):
+        from shared.bus.connect import unreachable_reason
+
+        return f"NATS at {nats_where} failed: {unreachable_reason(e, settings.nats_user)}"
+    if e.errno in LOCAL_WRITE_ERRORS:  # a file of this machine's, never the server's
         return (f"{e.strerror or e}: a file on this machine could not be written (a full disk, a quota or a "
                 f"read-only folder), not a failure of NATS")
-    from shared.bus.connect import unreachable_reason
+    code = f" ({errno.errorcode[e.errno]})" if e.errno is not None and e.errno in errno.errorcode else ""
+    return (f"{command or 'the command'} failed on this machine: a local file or device could not be read or "
+            f"written: {e.strerror or e}{code}, not a failure of NATS")
 
-    return f"NATS at {nats_where} failed: {unreachable_reason(e, settings.nats_user)}"
+
+def _from_nats(e: Exception) -> bool:
+    """Whether ``e`` came from talking to NATS: nats-py's own errors, a wait for the bus that ran out, or a
+    socket's (the bus is the one peer whose socket errors reach here: connecting wraps them in
+    NatsUnreachable, the store and the content database wrap theirs). Any other OSError is this machine's:
+    EIO or EINVAL reading an archive said "NATS at … failed: Invalid argument" for `verify`, which asks no NATS."""
+    from nats.errors import Error as NatsError
+
+    return isinstance(e, NatsError | TimeoutError | ConnectionError)
 
 
 # A write of this machine failed (the backup's files, the filesystem store's, the output): `backup DIR`

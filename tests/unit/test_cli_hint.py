@@ -142,3 +142,18 @@ def test_a_command_run_in_process_puts_the_signal_handlers_back(tmp_path, monkey
         main(["verify", str(tmp_path / "missing.zip")])
     assert ended.value.code != 0
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_an_oserror_of_this_machine_without_a_file_name_is_not_blamed_on_nats() -> None:
+    """Seen: `verify` whose read of the archive failed with EIO said "NATS at … failed: Input/output
+    error": every OSError without a file name was taken for the server's. Only nats-py's own errors, a
+    wait for the bus that ran out and a socket's error name NATS."""
+    from nats.errors import NoRespondersError
+
+    where = "nats://127.0.0.1:4222"
+    assert _hint(OSError(errno.EIO, "Input/output error"), Settings(), where, command="import") == \
+        ("import failed on this machine: a local file or device could not be read or written: Input/output error "
+         "(EIO), not a failure of NATS")
+    assert "NATS at" not in _hint(IsADirectoryError(errno.EISDIR, "Is a directory"), Settings(), where, command="verify")
+    for theirs in (NoRespondersError(), TimeoutError(), ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")):
+        assert _hint(theirs, Settings(), where, command="events").startswith(f"NATS at {where} failed: "), theirs

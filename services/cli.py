@@ -410,9 +410,17 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> None:
     if username_problem(args.username) is not None:
         raise CliError(f"--username is {len(args.username):,} characters long, more than the {USERNAME_MAX_CHARS} "
                        "a username may have")
+    found = getattr(args, "found", None)
+    # no stack, and the folder (not the environment) chose where its database or stored files go
+    if found is not None and found.source is None and ("GROVE_CONTENT_DSN" in found.env or (
+            "GROVE_STORE_ROOT" in found.env and settings.store == "fs")):
+        from services.devtools.stack.supervisor import unwritable_data
+
+        if (problem := unwritable_data(Path(args.data), "seed puts the content database and the store's files "
+                                                         "there")) is not None:
+            raise CliError(problem)
     asyncio.run(seed_cli(settings, posts=args.posts, pages=args.pages, images=args.images, files=args.files,
                          image_size=(int(width), int(height)), username=args.username))
-    found = getattr(args, "found", None)
     # no stack, and the folder (not the environment: a deployment's seed job) chose the database
     if found is not None and found.source is None and "GROVE_CONTENT_DSN" in found.env:  # stdout: the id alone
         complain(f"no local stack is running in {args.data}/; seeded its folder anyway (a stack started there "

@@ -202,10 +202,8 @@ def preflight(data_dir: Path, port: int | None, given: Mapping[str, str]) -> Non
                               "each would bind that one port (all but the first then die at each start): unset it "
                               "for `serve` and `demo`")
     _lock(data_dir, probe=True)
-    if (unwritable := _unwritable(data_dir)) is not None:
-        raise StackBusy(f"the data folder {data_dir} cannot be written here ({unwritable} is not writable by this "
-                        f"user): pass --data with a folder you may write (the stack keeps its secrets, log, "
-                        f"store and databases there)")
+    if (problem := unwritable_data(data_dir, "the stack keeps its secrets, log, store and databases there")) is not None:
+        raise StackBusy(problem)
     if port is not None and _port_taken(port):
         raise StackBusy(f"port {port} is in use by another program: pass --port with a free one "
                         f"(with make: `make run PORT=N`, `make serve PORT=N`)")
@@ -219,14 +217,19 @@ def preflight(data_dir: Path, port: int | None, given: Mapping[str, str]) -> Non
         read_local_passwords(data_dir / PASSWORDS_FILE)
 
 
-def _unwritable(data_dir: Path) -> Path | None:
-    """The folder that keeps a stack from being made or kept in ``data_dir`` (it, or the nearest folder
-    above it that exists, when it is not there yet), or None. Seen: ``serve --data`` on a read-only
-    folder said ``Permission denied: <data>/secrets.json.tmp``, a file nobody had asked for, exit 1."""
+def unwritable_data(data_dir: Path, kept: str) -> str | None:
+    """Why files cannot be made or kept in ``data_dir`` — the folder that stops it (it, or the nearest folder
+    above it that exists, when it is not there yet) — in one line ending with what ``kept`` there, or None.
+    Seen: ``serve --data`` on a read-only folder said ``Permission denied: <data>/secrets.json.tmp``, a file
+    nobody had asked for, exit 1; ``seed --data`` said ``the content database …/content.db cannot be used:
+    unable to open database file``."""
     here = data_dir
     while not here.exists() and here.parent != here:
         here = here.parent
-    return None if os.access(here, os.W_OK | os.X_OK) else here
+    if os.access(here, os.W_OK | os.X_OK):
+        return None
+    return (f"the data folder {data_dir} cannot be written here ({here} is not writable by this user): pass --data "
+            f"with a folder you may write ({kept})")
 
 
 def gateway_only(env: Mapping[str, str], keys: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:

@@ -20,6 +20,7 @@ import pytest
 from services.devtools.stack.natsserver import free_port
 from services.devtools.stack.supervisor import Stack, local_env
 from tests.support.stack import wait_ready
+from tests.support.tools import without_dac_override
 
 
 def new_shell(*args: str, cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:
@@ -201,16 +202,9 @@ def test_a_data_folder_that_cannot_be_written_is_refused_in_one_line_before_anyt
     <data>/secrets.json.tmp`, a file nobody had asked for, exit 1 (the code of a failure on the way,
     not of a wrong command line). As root the folder's mode does not stop a write: the command runs
     without the capability that lets root ignore it."""
-    import shutil
-
     read_only = tmp_path / "read-only"
     read_only.mkdir(mode=0o500)
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("as root this needs setpriv (util-linux) to drop CAP_DAC_OVERRIDE")
-        prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--"]
+    prefix = without_dac_override()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
     try:
         for command, data in (("serve", read_only), ("demo", read_only / "new" / "data")):
@@ -221,6 +215,26 @@ def test_a_data_folder_that_cannot_be_written_is_refused_in_one_line_before_anyt
                 f"grove-export: the data folder {data} cannot be written here ({read_only} is not writable by this "
                 f"user): pass --data with a folder you may write (the stack keeps its secrets, log, store and "
                 f"databases there)"), (out.returncode, out.stderr)
+            assert list(read_only.iterdir()) == []
+    finally:
+        read_only.chmod(0o700)
+
+
+def test_seed_into_a_data_folder_that_cannot_be_written_says_so_as_a_command_line_error(tmp_path: Path) -> None:
+    """Seen: `seed --data` on a read-only folder said "the content database …/content.db cannot be used:
+    unable to open database file", exit 1, which did not say why; it is the --data given that is wrong."""
+    read_only = tmp_path / "read-only"
+    read_only.mkdir(mode=0o500)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
+    try:
+        for data in (read_only, read_only / "new" / "data"):
+            out = subprocess.run([*without_dac_override(), sys.executable, "-m", "services.cli", "seed", "--posts", "1",
+                                  "--data", str(data)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                 timeout=60, check=False)
+            assert (out.returncode, out.stderr) == (2, (
+                f"grove-export: the data folder {data} cannot be written here ({read_only} is not writable by this "
+                f"user): pass --data with a folder you may write (seed puts the content database and the store's "
+                f"files there)\n")), (out.returncode, out.stderr)
             assert list(read_only.iterdir()) == []
     finally:
         read_only.chmod(0o700)

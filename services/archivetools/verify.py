@@ -26,6 +26,7 @@ import hashlib
 import mmap
 import os
 import posixpath
+import re
 import stat
 import struct
 import zipfile
@@ -68,6 +69,7 @@ from shared.archive.layout import (
     PAGES,
     POSTS,
     README_PATH,
+    file_slug,
     is_media,
     is_text_page,
     unwritten_keys,
@@ -691,10 +693,11 @@ def _disagreement(name: str, section: str, entry: dict[str, Any], meta: dict[str
 
 
 def _stand_ins(name: str, meta: Any) -> str | None:
-    """The problem when a post's or page's ``draft``, ``date`` or ``lastmod`` (what Hugo builds the site
-    from) says otherwise than the fields an export derives them from (catalog/render.py): ``draft`` is
+    """The problem when a post's or page's ``draft``, ``date``, ``lastmod`` or ``slug`` (what Hugo builds the
+    site from) says otherwise than the fields an export derives them from (catalog/render.py): ``draft`` is
     "status is not published" (always false on a page), ``date`` the ``published_at`` or ``created_at``
-    (a page's ``created_at``), ``lastmod`` the ``updated_at``. Import and index.json go by those fields:
+    (a page's ``created_at``), ``lastmod`` the ``updated_at``, a ``slug`` beside ``slug_original`` the
+    file's name (:func:`_file_slug`). Import and index.json go by those fields:
     a post with ``status: draft`` and ``draft: false`` verified, imported as a draft and was published on
     the site Hugo built from the archive (a future ``date`` hid a published one)."""
     section = name.split("/", 1)[0]
@@ -706,12 +709,23 @@ def _stand_ins(name: str, meta: Any) -> str | None:
         "lastmod": (meta.get("updated_at"),)}
     differ = [key for key, allowed in want.items() if key in meta and
               not any(type(meta[key]) is type(v) and meta[key] == v for v in allowed)]
+    if "slug" in meta and "slug_original" in meta and not _file_slug(name, meta["slug"]):
+        differ.append("slug")
     if not differ:
         return None
     shown = ", ".join(f"{key}: {meta[key]!r}"[:80] for key in differ)
     return (f"{name}: its front matter's {shown} says otherwise than its other fields (Hugo builds the site from it; "
             "an export writes draft as 'status is not published', date as published_at or created_at, lastmod as "
-            "updated_at)")
+            "updated_at, a slug beside slug_original as the file's name)")
+
+
+def _file_slug(name: str, slug: Any) -> bool:
+    """Whether ``slug`` is one an export writes beside ``slug_original`` for the member ``name``: made of the
+    file's name (layout.hugo_slug), with a ``-2``, ``-3``… when that address was taken. Import restores
+    ``slug_original``: an archive with ``slug: login`` beside another one verified, and Hugo built the
+    post at /posts/login/."""
+    return isinstance(slug, str) and re.fullmatch(re.escape(file_slug(name)) + r"(?:-(?:[2-9]|[1-9][0-9]+))?",
+                                                  slug) is not None
 
 
 def _unwritten(name: str, meta: Any) -> str | None:

@@ -236,6 +236,20 @@ def hugo_slug(slug: Any, path: str, taken: set[str] | None = None) -> Any:
             if taken is not None:
                 taken.add(hugo_address(own))
             return slug
+    safe = file_slug(path)
+    given, n = safe, 1
+    while taken is not None and hugo_address(given) in taken:
+        n += 1
+        given = f"{safe}-{n}"
+    if taken is not None:
+        taken.add(hugo_address(given))
+    return given
+
+
+def file_slug(path: str) -> str:
+    """The ``slug`` made of the file's name at ``path`` that :func:`hugo_slug` gives when the stored one
+    cannot be used (before a ``-2``, ``-3``… it may add while that is taken)."""
+    stem = path.rsplit("/", 1)[-1].removesuffix(".md")
     # a character Hugo would drop is percent-encoded, which it keeps as it is: the file `!.md` (the
     # slug `..!`) is `%21` to it, not nothing, and `x_.!._.!._y.md` is not `x_.._.._y.md`'s page
     safe, size = "", 0
@@ -245,13 +259,7 @@ def hugo_slug(slug: Any, path: str, taken: set[str] | None = None) -> Any:
         if size > HUGO_PART_BYTES - 8:  # a file name of 200 bytes is up to 600 encoded (`🌲` is %F0%9F%8C%B2);
             break  # cut to what Hugo can write, with room for a `-2`, `-3`…
         safe += piece
-    given, n = safe, 1
-    while taken is not None and hugo_address(given) in taken:
-        n += 1
-        given = f"{safe}-{n}"
-    if taken is not None:
-        taken.add(hugo_address(given))
-    return given
+    return safe
 
 
 def hugo_tags(tags: list[str]) -> list[str]:

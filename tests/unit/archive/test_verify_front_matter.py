@@ -76,8 +76,9 @@ def test_hugos_stand_ins_for_a_slug_or_tag_agree_with_the_stored_ones_in_index_j
     as_stored(index["posts"][1])
     stored = rewrite(path, tmp_path / "stored.zip", extra={"index.json": json.dumps(index).encode()})
     assert verify_archive(stored).ok, verify_archive(stored).text()
-    # the stand-in changed is no disagreement (import restores the originals); an original changed is
-    other = with_front_matter(path, tmp_path / "standin.zip", "posts/_c.md", slug="_c2", tags=[])
+    # the tags' stand-in changed is no disagreement (import restores the originals; a slug's stand-in
+    # changed is Hugo's address moved: below); an original changed is
+    other = with_front_matter(path, tmp_path / "standin.zip", "posts/_c.md", tags=[])
     assert verify_archive(other).ok, verify_archive(other).text()
     moved = with_front_matter(path, tmp_path / "moved.zip", "posts/_c.md", slug_original="../d")
     assert verify_archive(moved).problems == ["posts/_c.md: its front matter and index.json disagree on slug "
@@ -88,7 +89,8 @@ def test_hugos_stand_ins_for_a_slug_or_tag_agree_with_the_stored_ones_in_index_j
 
 
 STAND_IN = ("its front matter's {shown} says otherwise than its other fields (Hugo builds the site from it; an export "
-            "writes draft as 'status is not published', date as published_at or created_at, lastmod as updated_at)")
+            "writes draft as 'status is not published', date as published_at or created_at, lastmod as updated_at, a slug "
+            "beside slug_original as the file's name)")
 
 
 def test_hugos_draft_date_and_lastmod_saying_otherwise_than_their_fields_are_a_problem(tmp_path: Path) -> None:
@@ -109,3 +111,27 @@ def test_hugos_draft_date_and_lastmod_saying_otherwise_than_their_fields_are_a_p
         assert verify_archive(bad).problems == [f"{name}: " + STAND_IN.format(shown=shown)], (name, change)
     created = member(path, "posts/hello.md")[0]["created_at"]  # a post's date may be its created_at (published_at 0)
     assert verify_archive(with_front_matter(path, tmp_path / "ok.zip", "posts/hello.md", date=created)).ok
+
+
+def test_hugos_slug_beside_slug_original_saying_otherwise_than_the_file_name_is_a_problem(tmp_path: Path) -> None:
+    """Seen: "archive OK" for an export whose post said ``slug: login`` beside its ``slug_original``:
+    import restored the original, and Hugo built the post at /posts/login/. Beside ``slug_original``
+    an export writes the file's name (layout.hugo_slug), with ``-2``, ``-3``… when that address was
+    taken; anything else was altered. A slug with no original is the stored one, checked against
+    index.json above."""
+    posts, pages = rows()
+    pages.append({"id": "g2", "slug": "../../login", "title": "L", "markdown_content": "l", "created_at": 1})
+    posts.append({"id": "p3", "slug": "Hello", "title": "H", "markdown_content": "h", "status": "published",
+                  "created_at": 1, "published_at": 2})  # hello's address: built at its file's name
+    path = exported(tmp_path, posts, pages)
+    assert verify_archive(path).ok, verify_archive(path).text()
+    names = zipfile.ZipFile(path).namelist()
+    taken = next(n for n in names if n.startswith("posts/") and member(path, n)[0].get("slug_original") == "Hello")
+    page = next(n for n in names if n.startswith("pages/") and "slug_original" in member(path, n)[0])
+    cases = [("posts/_c.md", "login"), ("posts/_c.md", "_c2"), ("posts/_c.md", "../c"), (page, "login"),
+             (taken, "hello")]
+    for n, (name, slug) in enumerate(cases):
+        bad = with_front_matter(path, tmp_path / f"{n}.zip", name, slug=slug)
+        assert verify_archive(bad).problems == [f"{name}: " + STAND_IN.format(shown=f"slug: {slug!r}")], (name, slug)
+    again = member(path, "posts/_c.md")[0]["slug"] + "-2"  # what it would be had its address been taken
+    assert verify_archive(with_front_matter(path, tmp_path / "ok.zip", "posts/_c.md", slug=again)).ok

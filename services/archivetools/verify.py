@@ -70,6 +70,7 @@ from shared.archive.layout import (
     POSTS,
     README_PATH,
     file_slug,
+    hugo_tags,
     is_media,
     is_text_page,
     unwritten_keys,
@@ -693,11 +694,12 @@ def _disagreement(name: str, section: str, entry: dict[str, Any], meta: dict[str
 
 
 def _stand_ins(name: str, meta: Any) -> str | None:
-    """The problem when a post's or page's ``draft``, ``date``, ``lastmod`` or ``slug`` (what Hugo builds the
-    site from) says otherwise than the fields an export derives them from (catalog/render.py): ``draft`` is
+    """The problem when a post's or page's ``draft``, ``date``, ``lastmod``, ``slug`` or ``tags`` (what Hugo
+    builds the site from) says otherwise than the fields an export derives them from (catalog/render.py): ``draft`` is
     "status is not published" (always false on a page), ``date`` the ``published_at`` or ``created_at``
     (a page's ``created_at``), ``lastmod`` the ``updated_at``, a ``slug`` beside ``slug_original`` the
-    file's name (:func:`_file_slug`). Import and index.json go by those fields:
+    file's name (:func:`_file_slug`), ``tags`` beside ``tags_original`` those of them Hugo can build
+    (layout.hugo_tags, the renderer's rule). Import and index.json go by those fields:
     a post with ``status: draft`` and ``draft: false`` verified, imported as a draft and was published on
     the site Hugo built from the archive (a future ``date`` hid a published one)."""
     section = name.split("/", 1)[0]
@@ -711,12 +713,17 @@ def _stand_ins(name: str, meta: Any) -> str | None:
               not any(type(meta[key]) is type(v) and meta[key] == v for v in allowed)]
     if "slug" in meta and "slug_original" in meta and not _file_slug(name, meta["slug"]):
         differ.append("slug")
+    original = meta.get("tags_original")  # one that is no list of tags import refuses (documents.PostMeta)
+    if (isinstance(original, list) and all(isinstance(t, str) for t in original)
+            and meta.get("tags", []) != hugo_tags(original)):  # none at all is none for Hugo to build
+        differ.append("tags")
     if not differ:
         return None
-    shown = ", ".join(f"{key}: {meta[key]!r}"[:80] for key in differ)
+    shown = ", ".join(f"{key}: {meta.get(key)!r}"[:80] for key in differ)
     return (f"{name}: its front matter's {shown} says otherwise than its other fields (Hugo builds the site from it; "
             "an export writes draft as 'status is not published', date as published_at or created_at, lastmod as "
-            "updated_at, a slug beside slug_original as the file's name)")
+            "updated_at, a slug beside slug_original as the file's name, tags beside tags_original as those of them "
+            "Hugo can build)")
 
 
 def _file_slug(name: str, slug: Any) -> bool:

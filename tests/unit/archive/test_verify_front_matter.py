@@ -76,10 +76,7 @@ def test_hugos_stand_ins_for_a_slug_or_tag_agree_with_the_stored_ones_in_index_j
     as_stored(index["posts"][1])
     stored = rewrite(path, tmp_path / "stored.zip", extra={"index.json": json.dumps(index).encode()})
     assert verify_archive(stored).ok, verify_archive(stored).text()
-    # the tags' stand-in changed is no disagreement (import restores the originals; a slug's stand-in
-    # changed is Hugo's address moved: below); an original changed is
-    other = with_front_matter(path, tmp_path / "standin.zip", "posts/_c.md", tags=[])
-    assert verify_archive(other).ok, verify_archive(other).text()
+    # an original changed is a disagreement (a stand-in changed is Hugo's site changed: below)
     moved = with_front_matter(path, tmp_path / "moved.zip", "posts/_c.md", slug_original="../d")
     assert verify_archive(moved).problems == ["posts/_c.md: its front matter and index.json disagree on slug "
                                               "(import restores the front matter's)"]
@@ -90,7 +87,7 @@ def test_hugos_stand_ins_for_a_slug_or_tag_agree_with_the_stored_ones_in_index_j
 
 STAND_IN = ("its front matter's {shown} says otherwise than its other fields (Hugo builds the site from it; an export "
             "writes draft as 'status is not published', date as published_at or created_at, lastmod as updated_at, a slug "
-            "beside slug_original as the file's name)")
+            "beside slug_original as the file's name, tags beside tags_original as those of them Hugo can build)")
 
 
 def test_hugos_draft_date_and_lastmod_saying_otherwise_than_their_fields_are_a_problem(tmp_path: Path) -> None:
@@ -135,3 +132,30 @@ def test_hugos_slug_beside_slug_original_saying_otherwise_than_the_file_name_is_
         assert verify_archive(bad).problems == [f"{name}: " + STAND_IN.format(shown=f"slug: {slug!r}")], (name, slug)
     again = member(path, "posts/_c.md")[0]["slug"] + "-2"  # what it would be had its address been taken
     assert verify_archive(with_front_matter(path, tmp_path / "ok.zip", "posts/_c.md", slug=again)).ok
+
+
+def test_hugos_tags_beside_tags_original_saying_otherwise_than_those_hugo_can_build_are_a_problem(
+        tmp_path: Path) -> None:
+    """Seen: "archive OK" for an export whose post said ``tags: [login]`` beside its ``tags_original``:
+    import restored the originals, and Hugo built the tag page /tags/login/ (and none of the others).
+    Beside ``tags_original`` an export writes the tags of it Hugo can build (layout.hugo_tags, the
+    renderer's rule: order, case and repeats as stored, the unbuildable left out); anything else was
+    altered. Tags with no original are the stored ones, checked against index.json above."""
+    posts, pages = rows()
+    posts.append({"id": "p3", "slug": "many", "title": "M", "markdown_content": "m", "status": "published",
+                  "created_at": 1, "published_at": 2, "tags": json.dumps(["Go", "etc.", "go", "Go", "b", "w.!"])})
+    path = exported(tmp_path, posts, pages)
+    assert verify_archive(path).ok, verify_archive(path).text()
+    meta = member(path, "posts/many.md")[0]
+    assert (meta["tags"], meta["tags_original"]) == (["Go", "go", "Go", "b"], ["Go", "etc.", "go", "Go", "b", "w.!"])
+    cases = [("posts/_c.md", ["login"]), ("posts/_c.md", []), ("posts/_c.md", ["x", "login"]),
+             ("posts/_c.md", ["..", "x"]), ("posts/_c.md", "x"), ("posts/_c.md", None),
+             ("posts/many.md", ["go", "b"]), ("posts/many.md", ["b", "Go", "go", "Go"])]
+    for n, (name, tags) in enumerate(cases):
+        bad = with_front_matter(path, tmp_path / f"{n}.zip", name, tags=tags)  # None: the key removed
+        assert verify_archive(bad).problems == [f"{name}: " + STAND_IN.format(shown=f"tags: {tags!r}")], (name, tags)
+    # the export's own, written again; an original whose tags Hugo can all build needs no other
+    same = with_front_matter(path, tmp_path / "same.zip", "posts/many.md", tags=list(meta["tags"]))
+    assert verify_archive(same).ok, verify_archive(same).text()
+    whole = with_front_matter(path, tmp_path / "whole.zip", "posts/hello.md", tags_original=["a", "b"])
+    assert verify_archive(whole).ok, verify_archive(whole).text()

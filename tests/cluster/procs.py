@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import nats
 
-from services.devtools.stack.natsserver import NatsServer, env_without_proxies, free_port
+from services.devtools.stack.natsserver import NatsServer, NatsServerError, env_without_proxies, free_port
 from services.devtools.stack.supervisor import Child
 from shared.bus import topology
 from shared.bus.connect import Bus, kv_names
@@ -83,6 +84,13 @@ class Procs:
                     child.proc.wait(5)
 
 
+def _text(path: Path | None) -> str:
+    try:
+        return path.read_text(errors="replace") if path else ""
+    except FileNotFoundError:
+        return ""
+
+
 async def connect_bus(settings: Settings, servers: Sequence[str], producer: str = "test", *,
                       user: str | None = None, password: str | None = None) -> Bus:
     """Like ``shared.bus.connect.connect(ensure=True)`` (the admin set-up: stream, buckets, durables), but with a
@@ -108,17 +116,34 @@ class Cluster:
     http_ports: list[int] = field(default_factory=list)
 
     def start(self) -> Cluster:
-        routes = [free_port() for _ in range(self.size)]
-        for i in range(self.size):
-            http = free_port()
-            self.http_ports.append(http)
-            node = NatsServer(self.root / f"n{i + 1}", name=f"n{i + 1}", cluster=("grove", routes[i], routes),
-                              log_file=self.root / f"n{i + 1}.log", extra_args=["-m", str(http)],
-                              config_file=self.config_file)
-            self.nodes.append(node)
-        for node in self.nodes:
-            node.start()
-        return self
+        """Start a new cluster on ports free a moment ago. One of them can be taken before its node binds it
+        (a free port is an ephemeral one, and any outgoing connection may take it as its source port: seen
+        once in a whole run, "bind: address already in use" for a monitor port); then the nodes started are
+        stopped, their new storage removed, and the cluster started again on other ports, twice at most."""
+        for attempt in range(3):
+            routes = [free_port() for _ in range(self.size)]
+            self.nodes, self.http_ports = [], []
+            for i in range(self.size):
+                http = free_port()
+                self.http_ports.append(http)
+                node = NatsServer(self.root / f"n{i + 1}", name=f"n{i + 1}", cluster=("grove", routes[i], routes),
+                                  log_file=self.root / f"n{i + 1}.log", extra_args=["-m", str(http)],
+                                  config_file=self.config_file)
+                self.nodes.append(node)
+            fresh = [not node.store_dir.exists() for node in self.nodes]
+            try:
+                for node in self.nodes:
+                    node.start()
+                return self
+            except NatsServerError:
+                taken = any("address already in use" in _text(node.log_file) for node in self.nodes)
+                for node, new in zip(self.nodes, fresh, strict=True):
+                    node.stop(kill=True)
+                    if new:
+                        shutil.rmtree(node.store_dir, ignore_errors=True)
+                if not taken or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     @property
     def urls(self) -> list[str]:

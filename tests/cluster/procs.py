@@ -84,6 +84,14 @@ class Procs:
                     child.proc.wait(5)
 
 
+def _distinct_free_ports(n: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < n:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
+
+
 def _text(path: Path | None) -> str:
     try:
         return path.read_text(errors="replace") if path else ""
@@ -116,17 +124,22 @@ class Cluster:
     http_ports: list[int] = field(default_factory=list)
 
     def start(self) -> Cluster:
-        """Start a new cluster on ports free a moment ago. One of them can be taken before its node binds it
-        (a free port is an ephemeral one, and any outgoing connection may take it as its source port: seen
-        once in a whole run, "bind: address already in use" for a monitor port); then the nodes started are
-        stopped, their new storage removed, and the cluster started again on other ports, twice at most."""
+        """Start a new cluster on ports free a moment ago, all different. One can still be taken before its
+        node binds it (a free port is an ephemeral one, and any outgoing connection may take it as its source
+        port); then the nodes started are stopped — a node left running kept dialing its routes for an hour
+        after its test failed — their new storage removed, and the cluster started again on other ports,
+        twice at most."""
         for attempt in range(3):
-            routes = [free_port() for _ in range(self.size)]
+            # all different: a free port is free until bound, so two calls could hand out the same one (seen:
+            # n1's and n2's monitor ports were both 54719; n2 then failed to start, and n1 was left running)
+            ports = _distinct_free_ports(3 * self.size)  # routes, monitors, clients
+            routes = ports[:self.size]
             self.nodes, self.http_ports = [], []
             for i in range(self.size):
-                http = free_port()
+                http = ports[self.size + i]
                 self.http_ports.append(http)
-                node = NatsServer(self.root / f"n{i + 1}", name=f"n{i + 1}", cluster=("grove", routes[i], routes),
+                node = NatsServer(self.root / f"n{i + 1}", port=ports[2 * self.size + i], name=f"n{i + 1}",
+                                  cluster=("grove", routes[i], routes),
                                   log_file=self.root / f"n{i + 1}.log", extra_args=["-m", str(http)],
                                   config_file=self.config_file)
                 self.nodes.append(node)

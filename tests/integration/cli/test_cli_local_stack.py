@@ -321,11 +321,28 @@ def test_ctrl_c_during_the_demo_stops_it_and_its_stack_at_once(tmp_path: Path) -
     os.close(supervisor._lock(data))  # the folder is free for the next stack
 
 
+def _armed_demo(tmp_path: Path, data: Path, arm: str) -> tuple[subprocess.Popen[str], str, str]:
+    """``demo`` on ``data`` run by the Python source ``arm`` (which ends calling the CLI's main), with SIGINT as a
+    terminal's Ctrl-C delivers it (a background job would ignore it): the process, its stdout and stderr."""
+    import signal
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", arm, "demo", "--data", str(data), "--port", str(free_port())],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc, out, err
+
+
 def test_ctrl_c_as_the_demo_downloads_leaves_no_cut_off_archive_in_downloads(tmp_path: Path) -> None:
     """Seen: the demo wrote the download straight to downloads/grove-export-<user>-<day>.zip; a Ctrl-C as it
     downloaded left a cut-off ZIP there under the archive's name (over the whole one an earlier run that
     day had put there), exit 130: 111104 bytes of a 2.7 MB archive. downloads/ must hold nothing afterwards."""
-    import signal
 
     from services.devtools.stack import supervisor
 
@@ -344,16 +361,7 @@ def test_ctrl_c_as_the_demo_downloads_leaves_no_cut_off_archive_in_downloads(tmp
            "sys.addaudithook(hook)\n"
            "from services.cli import main\n"
            "main()\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
-    proc = subprocess.Popen(  # SIGINT as a terminal's Ctrl-C delivers it (a background job would ignore it)
-        [sys.executable, "-c", arm, "demo", "--data", str(data), "--port", str(free_port())],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc, out, err = _armed_demo(tmp_path, data, arm)
     assert "export exp_" in out and proc.returncode == 130, (proc.returncode, out, err)  # interrupted downloading
     assert "interrupted; stopping the local stack" in err, err
     assert (data / "downloads").is_dir() and list((data / "downloads").iterdir()) == []
@@ -367,7 +375,6 @@ def test_ctrl_c_as_the_demo_stops_its_stack_neither_cuts_the_stop_short_nor_lose
     stack.json left in the folder and nats-server still running as the command returned (the kernel's
     parent-death signal took it a moment later). The stop is under way: it is finished, and the demo
     ends as it was ending."""
-    import signal
 
     from services.devtools.stack import supervisor
 
@@ -383,16 +390,7 @@ def test_ctrl_c_as_the_demo_stops_its_stack_neither_cuts_the_stop_short_nor_lose
            "supervisor.Stack.stop = stopping\n"
            "from services.cli import main\n"
            "main()\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
-    proc = subprocess.Popen(  # SIGINT as a terminal's Ctrl-C delivers it (a background job would ignore it)
-        [sys.executable, "-c", arm, "demo", "--data", str(data), "--port", str(free_port())],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc, out, err = _armed_demo(tmp_path, data, arm)
     lines = out.splitlines()
     assert proc.returncode == 0 and "interrupted" not in err, (proc.returncode, out, err)
     assert lines[-2:] == ["stop returned", str(data.resolve() / "downloads" / Path(lines[-1]).name)], out

@@ -29,7 +29,8 @@ def _problems(*statuses: int) -> dict[str, Any]:
                410: "Expired (GROVE-EXPORT-009)", 413: "Body too large (GROVE-EXPORT-007)",
                422: "Idempotency-Key reused with another body (GROVE-EXPORT-004)",
                412: "If-Match or If-Unmodified-Since no longer holds (GROVE-EXPORT-011)",
-               415: "Content-Encoding not one the gateway decodes (GROVE-EXPORT-004)",
+               415: "A body not sent as application/json, or in a Content-Encoding the gateway does not decode "
+                    "(GROVE-EXPORT-004)",
                416: "Range not satisfiable (GROVE-EXPORT-010)", 429: "Rate limited (GROVE-EXPORT-003)",
                501: "A Transfer-Encoding other than chunked (GROVE-EXPORT-004)",
                503: "Unavailable (GROVE-EXPORT-008)"}

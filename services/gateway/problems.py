@@ -9,6 +9,7 @@ Errors::
     ├── BadRequest            004  400  malformed JSON, unknown fields, wrong types (errors)
     │   ├── IdempotencyMismatch  004  422  Idempotency-Key reused with another body
     │   ├── MethodNotAllowed     004  405  a known path with another method
+    │   ├── UnsupportedMediaType 004  415  a body not sent as application/json, or in a Content-Encoding not decoded
     │   ├── TransferCodingNotImplemented  004  501  a Transfer-Encoding other than chunked
     │   ├── HeadTooLarge         004  431  a header field or request line over 8,190 bytes, or too many fields
     │   └── ExpectationFailed    004  417  an Expect header other than 100-continue

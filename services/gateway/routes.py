@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import HttpVersion11, web
 from aiohttp.compression_utils import HAS_BROTLI, HAS_ZSTD
+from aiohttp.helpers import parse_mimetype
 from aiohttp.web_urldispatcher import _default_expect_handler
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -42,7 +43,8 @@ def reply(model: Body, status: int = 200) -> web.Response:
 
 def check_body_head(request: web.Request) -> None:
     """Raise the problem a request's head alone decides for its body: a transfer coding or a
-    Content-Encoding not read as sent, or a Content-Length over the limit (before reading it)."""
+    Content-Encoding not read as sent, a body that is not declared JSON, or a Content-Length over the
+    limit (before reading it)."""
     limit = request.app[SETTINGS].max_body_bytes
     codings = [c.strip().lower() for v in request.headers.getall("Transfer-Encoding", []) for c in v.split(",")]
     if [c for c in codings if c] not in ([], ["chunked"]):
@@ -55,8 +57,29 @@ def check_body_head(request: web.Request) -> None:
     if len(encodings) > 1 or (encodings and encodings[0].strip().lower() not in DECODED):
         # aiohttp reads any other label as plain bytes: what the client meant and what we read would differ
         raise p.UnsupportedMediaType(f"Content-Encoding must be one of {', '.join(sorted(DECODED))} (or absent).")
+    if request.body_exists and (problem := json_type_problem(request.headers.get("Content-Type"))):
+        raise p.UnsupportedMediaType(f"Send the request body with Content-Type: application/json ({problem}).")
     if request.content_length is not None and request.content_length > limit:
         raise p.TooLarge(f"The body must be at most {limit} bytes.")
+
+
+def json_type_problem(given: str | None) -> str | None:
+    """Why a body labelled ``given`` (its Content-Type) is not one read as JSON, or None.
+
+    A body was read as JSON whatever its label (text/plain, a form's, none), so a client that meant
+    something else had it taken as an export request. Only ``application/json``,
+    with any parameters but a charset other than UTF-8 (JSON is UTF-8, RFC 8259). Not the
+    ``application/*+json`` types: JSON too, but documents of their own (a merge patch, a problem)
+    whose rules this body is not read by. (Two Content-Type fields aiohttp refuses itself: a 400.)"""
+    if given is None:
+        return "the request has none"
+    media = parse_mimetype(given)
+    if (media.type, media.subtype) != ("application", "json"):
+        return f"not {given[:100]!r}"
+    charset = media.parameters.get("charset", "utf-8").strip().lower()
+    if charset not in ("utf-8", "utf8"):
+        return f"JSON is UTF-8, not {charset[:40]!r}"
+    return None
 
 
 async def parse_export_request(request: web.Request) -> ExportRequest:

@@ -308,6 +308,7 @@ async def test_a_start_whose_answer_was_lost_follows_its_export_when_clicked_aga
     assert await page.locator("#message[data-code='409']").count() == 0
     keys = [h.get("idempotency-key") for h in sent]
     assert len(keys) == 2 and keys[0] and keys[0] == keys[1], keys
+    assert [h.get("content-type") for h in sent] == ["application/json"] * 2, sent  # what the gateway reads (415 else)
     assert await wait_status(page, TERMINAL, 60) == "complete"
     status, history = await api(live, tenant, "GET", "/api/export/history")
     assert status == 200 and [e["exportId"] for e in history["exports"]] == [first["exportId"]], history

@@ -36,10 +36,11 @@ async def test_an_empty_body_means_every_default(gateway, headers_for):
 async def test_a_body_of_what_json_does_not_count_as_whitespace_is_no_empty_body(gateway, headers_for, problem, body):
     """Seen: a body of one form feed (or vertical tab) started an export with every default (201): the
     gateway took bytes.strip()'s whitespace for JSON's, and JSON's is space, tab, CR and LF only."""
-    await problem(await gateway.post("/api/export", data=body, headers=headers_for()), 400, "GROVE-EXPORT-004")
+    headers = {**headers_for(), "Content-Type": "application/json"}
+    await problem(await gateway.post("/api/export", data=body, headers=headers), 400, "GROVE-EXPORT-004")
     history = await (await gateway.get("/api/export/history", headers=headers_for())).json()
     assert history == {"exports": []}
-    assert (await gateway.post("/api/export", data=b" \t\r\n", headers=headers_for())).status == 201  # JSON's: empty
+    assert (await gateway.post("/api/export", data=b" \t\r\n", headers=headers)).status == 201  # JSON's: empty
 
 
 @pytest.mark.parametrize("header", [None, "Basic dTpw", "Bearer ", "Bearer not.a.jwt"])

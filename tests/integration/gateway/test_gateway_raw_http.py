@@ -347,7 +347,7 @@ async def test_a_client_that_hangs_up_mid_body_is_a_bad_request_not_an_internal_
         for framing, start in (("Content-Length: 100", b'{"mo'), ("Transfer-Encoding: chunked", b'5\r\n{"mo')):
             _, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(f"POST /api/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-                         f"{framing}\r\n\r\n".encode() + start)
+                         f"Content-Type: application/json\r\n{framing}\r\n\r\n".encode() + start)
             await writer.drain()
             await asyncio.sleep(0.3)
             writer.close()
@@ -605,19 +605,23 @@ async def test_expect_100_continue_gets_the_final_answer_at_once_when_the_head_d
     settings = settings_for(0, host="127.0.0.1", port=port)
     token = make_token(settings, tenant="t_expect", user="u1", email="u@example.org", username="u")
 
-    async def head_only(auth: str, length: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    async def head_only(auth: str, length: int, media: str = "application/json",
+                        ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write((f"POST /api/export HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n"
+        writer.write((f"POST /api/export HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: {media}\r\n"
                       f"Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n").encode())
         await writer.drain()
         async with asyncio.timeout(5):  # the body is not sent: whatever comes is the answer to the head
             return reader, writer, await reader.readuntil(b"\r\n\r\n")
 
     async with _gateway(settings):
-        for auth, length, status, code in (("", 10, 401, "GROVE-EXPORT-001"),
-                                           ("Authorization: Bearer not-a-token\r\n", 10, 401, "GROVE-EXPORT-001"),
-                                           (f"Authorization: Bearer {token}\r\n", 999_999, 413, "GROVE-EXPORT-007")):
-            reader, writer, head = await head_only(auth, length)
+        bearer = f"Authorization: Bearer {token}\r\n"
+        for auth, length, media, status, code in (
+                ("", 10, "application/json", 401, "GROVE-EXPORT-001"),
+                ("Authorization: Bearer not-a-token\r\n", 10, "application/json", 401, "GROVE-EXPORT-001"),
+                (bearer, 999_999, "application/json", 413, "GROVE-EXPORT-007"),
+                (bearer, 10, "text/plain", 415, "GROVE-EXPORT-004")):
+            reader, writer, head = await head_only(auth, length, media)
             try:
                 lines = head.decode("latin-1").split("\r\n")
                 headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
@@ -676,7 +680,8 @@ async def test_a_request_asking_to_switch_protocols_is_answered_and_its_connecti
     async with _gateway(settings):
         for first in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
                       (f"POST /api/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-                       "Connection: Upgrade\r\nUpgrade: foo/1\r\nContent-Length: 2\r\n\r\n{}").encode()):
+                       "Connection: Upgrade\r\nUpgrade: foo/1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+                       "{}").encode()):
             data = await exchange(first + second)
             head = data.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
             assert head[0].split()[1] in ("200", "201") and "Connection: close" in head, data[:400]

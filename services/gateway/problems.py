@@ -11,7 +11,8 @@ Errors::
     │   ├── MethodNotAllowed     004  405  a known path with another method
     │   ├── UnsupportedMediaType 004  415  a body not sent as application/json, or in a Content-Encoding not decoded
     │   ├── TransferCodingNotImplemented  004  501  a Transfer-Encoding other than chunked
-    │   ├── HeadTooLarge         004  431  a header field or request line over 8,190 bytes, or too many fields
+    │   ├── HeadTooLarge         004  431  a header field over 8,190 bytes, or too many fields
+    │   ├── UriTooLong           004  414  a request target over 8,192 bytes
     │   └── ExpectationFailed    004  417  an Expect header other than 100-continue
     ├── NotFound              005  404  no such export for this tenant, bad id, unknown route (or folder)
     ├── NotCancellable        006  409  terminal, or the archive is being completed
@@ -115,6 +116,13 @@ class HeadTooLarge(BadRequest):
     status, title, slug = 431, "Request header fields too large", "head-too-large"
 
 
+class UriTooLong(BadRequest):
+    """A request target over :data:`REQUEST_TARGET_MAX` bytes (answered before any middleware; the
+    connection closes). RFC 9110 15.5.15: 414, not the 431 of a header field."""
+
+    status, title, slug = 414, "URI too long", "uri-too-long"
+
+
 class RequestTimeout(BadRequest):
     """A request body that did not all arrive in time (GROVE_READ_TIMEOUT_S): a bad request too,
     answered on a connection that then closes."""
@@ -215,11 +223,18 @@ def _unsolicited(problem: Problem) -> bytes:
     return head.encode() + b"\r\n" + body
 
 
+# The longest request target (path and query) read: 8 KiB (RFC 9112 3: at least 8,000). aiohttp's
+# request-line limit, kept apart from its header-field limit (8,190) because aiohttp says both with
+# one LineTooLong, naming the limit that was passed: which one is how a 414 is told from a 431.
+# (aiohttp's pure-Python parser, under AIOHTTP_NO_EXTENSIONS, counts the whole request line instead.)
+REQUEST_TARGET_MAX = 8192
+
+
 class _ProblemRequestHandler(HeadDeadlineHandler):
     """A request aiohttp cannot parse (a malformed request line or header, a method that is not a
     token; a header or request line over its size limit, or too many headers) is answered by aiohttp
     itself, before any middleware, as text/plain 400: here it is a problem like every other error
-    (GROVE-EXPORT-004; 431 for a head over the limits). aiohttp
+    (GROVE-EXPORT-004; 414 for a request target over its limit, 431 for the rest of a head). aiohttp
     still logs it and closes the connection. A request head too slow to arrive closes the connection
     (:class:`HeadDeadlineHandler`), and one over the gateway's connection cap gets a 503 problem."""
 
@@ -232,12 +247,15 @@ class _ProblemRequestHandler(HeadDeadlineHandler):
         if status == 400 and isinstance(exc, ContentEncodingError):  # br or zstd without its decoder
             problem: Problem = UnsupportedMediaType(
                 "This gateway cannot decode the body's Content-Encoding; send it uncompressed, or as gzip or deflate.")
+        elif status == 400 and isinstance(exc, LineTooLong) and self.max_line_size != self.max_field_size \
+                and exc.args[1:2] == (self.max_line_size,):  # the request line's limit, not a field's
+            problem = UriTooLong(f"The request target (path and query) is longer than this gateway reads: "
+                                 f"over {self.max_line_size:,} bytes.")
         elif status == 400 and (isinstance(exc, LineTooLong) or (
                 isinstance(exc, BadHttpMessage) and exc.message == "Too many headers received")):  # aiohttp's words
-            # aiohttp says both a request line and a header field over its limit with LineTooLong: one answer
-            problem = HeadTooLarge(f"The request head is larger than this gateway reads: a request line or a "
-                                   f"header field (name and value) over {self.max_field_size:,} bytes, or more "
-                                   f"than {self.max_headers} header fields.")
+            problem = HeadTooLarge(f"The request head is larger than this gateway reads: a header field (name and "
+                                   f"value) over {self.max_field_size:,} bytes, or more than {self.max_headers} "
+                                   f"header fields.")
         elif status == 400:
             problem = BadRequest("The request is not valid HTTP: a malformed request line or header.")
         elif status == 413:
@@ -278,3 +296,7 @@ class ProblemRunner(HeadDeadlineRunner):
     when their request head is too slow to arrive (see :class:`_ProblemRequestHandler`)."""
 
     handler_class = _ProblemRequestHandler
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        kwargs.setdefault("max_line_size", REQUEST_TARGET_MAX)
+        super().__init__(app, **kwargs)

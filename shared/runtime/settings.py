@@ -359,8 +359,8 @@ class Settings(BaseSettings):
                                        "has arrived (aiohttp's own default is 3630 s), and a download whose "
                                        "client takes less than 64 KiB of it this long.")
     max_headers: int = Field(48, ge=1, le=128, description="The most header fields a request to the gateway may "
-                             "carry; more is a 431 problem. Each field (name and value) and the request line are "
-                             "at most 8,190 bytes (aiohttp's limit), so a request head is at most about "
+                             "carry; more is a 431 problem. Each field (name and value) is at most 8,190 bytes "
+                             "(aiohttp's limit) and the request target 8,192 (the gateway's: longer is a 414), so a request head is at most about "
                              "(max_headers + 1) x 8 KiB (aiohttp's own default of 128: 1 MiB).")
     max_connections: int = Field(400, ge=1, le=100_000, description="The most connections the gateway holds at "
                                  "once; one more takes the place of the kept-alive one idle longest, else it is "

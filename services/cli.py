@@ -402,14 +402,13 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> None:
     for name in ("posts", "images", "files"):
         if getattr(args, name) < 0:
             raise CliError(f"--{name} must be 0 or more, not {getattr(args, name)}")
-    from shared.core.printable import USERNAME_MAX_CHARS, has_unprintable, username_problem
+    from shared.core.printable import has_unprintable, username_problem
 
     if not args.username.strip() or has_unprintable(args.username):  # what `token --username` refuses too
         raise CliError(f"--username must be non-empty text without control or bidi characters, not "
                        f"{args.username!r}")
-    if username_problem(args.username) is not None:
-        raise CliError(f"--username is {len(args.username):,} characters long, more than the {USERNAME_MAX_CHARS} "
-                       "a username may have")
+    if (problem := username_problem(args.username)) is not None:  # too long, or an invisible character
+        raise CliError(f"--username {problem}")
     found = getattr(args, "found", None)
     # no stack, and the folder (not the environment) chose where its database or stored files go
     if found is not None and found.source is None and ("GROVE_CONTENT_DSN" in found.env or (

@@ -19,7 +19,7 @@ from aiohttp import web
 from services.gateway.problems import Unauthorized
 from shared.core.events import is_valid_id
 from shared.core.mailaddr import is_single_address
-from shared.core.printable import has_unprintable, username_problem
+from shared.core.printable import name_problem, username_problem
 from shared.runtime import secrets
 from shared.runtime.settings import Settings
 
@@ -68,9 +68,9 @@ def make_token(settings: Settings, tenant: str, user: str, email: str, username:
     if not is_single_address(email):
         raise ValueError(f"email {email!r} must be exactly one address (no name, list, or line break)")
     for name, value in (("user", user), ("username", username)):  # what verify_token refuses, refused here
-        if not value or has_unprintable(value):
-            raise ValueError(f"{name} {value!r} must be non-empty text without control or bidi characters "
-                             "(the gateway refuses a token that has them)")
+        if (problem := name_problem(value)) is not None:
+            raise ValueError(f"{name} {value[:64]!r} must be non-empty text without control or bidi characters, "
+                             f"nor invisible format characters: it {problem} (the gateway refuses a token that has them)")
     if (problem := username_problem(username)) is not None:  # its length: the gateway refuses it too
         raise ValueError(f"username {username[:64]!r}… {problem}")
     if ttl_s > settings.token_max_ttl_s:
@@ -114,10 +114,11 @@ def verify_token(settings: Settings, token: str) -> Identity:
     strings = [v for v in values if isinstance(v, str) and v]
     if len(strings) != len(values) or not valid_id(strings[0]):
         raise _unauthorized("The token's claims are incomplete.")
-    if any(has_unprintable(v) for v in (strings[1], strings[3])):  # they reach emails, logs and operator output
-        raise _unauthorized("The token's sub and username claims may not hold control or bidi characters.")
-    if (problem := username_problem(strings[3])) is not None:
-        raise _unauthorized(f"The token's username claim {problem}.")
+    # They reach emails, archive names, logs and operator output: no line break or bidi control, and
+    # nothing invisible or blank that shows as another person's name (or as none).
+    for name, problem in (("sub", name_problem(strings[1])), ("username", username_problem(strings[3]))):
+        if problem is not None:
+            raise _unauthorized(f"The token's {name} claim {problem}.")
     if not lifetime_ok(settings, claims):
         raise _unauthorized(f"The token lives longer than {settings.token_max_ttl_s:g} seconds; ask for a new one.")
     if not is_single_address(strings[2]):

@@ -1,11 +1,13 @@
 """Text from outside, made safe to print on a terminal: archive member names (``verify``, ``import``)
 and what an event's publisher wrote (a username, a reason) in the operator's commands; and the rule
 that the person's own names (a token's ``sub`` and ``username``, an ExportRequested's ``user_id`` and
-``username``) hold none of those characters at all (:func:`has_unprintable`)."""
+``username``) hold none of those characters at all (:func:`has_unprintable`), and that a token's hold
+no invisible format character either and are not only whitespace (:func:`name_problem`)."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # Control characters (an escape sequence repaints or retitles a terminal, a line break forges a line),
 # bidi controls (they reorder what follows: U+061C, U+200E/F, U+202A–E, U+2066–9, Unicode's whole set)
@@ -46,17 +48,41 @@ def has_unprintable(text: str) -> bool:
 USERNAME_MAX_CHARS = 256
 
 
-def username_problem(value: object) -> str | None:
-    """Why ``value`` is not a username Grove Export takes, in words after the name (``username is
-    empty``), or None: text, not empty, at most :data:`USERNAME_MAX_CHARS` characters, no control or
-    bidi character (:func:`has_unprintable`). The one rule of the gateway's token, ExportRequested,
-    the ``token`` and ``seed`` commands' ``--username`` and an imported manifest's username."""
-    if not isinstance(value, str):
-        return "is not text"
+# Format characters (Unicode category Cf) a name may hold: the zero-width non-joiner and joiner, which
+# some scripts' spelling (Persian, Indic) and emoji sequences need.
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def invisible(text: str) -> str | None:
+    """The first invisible format character in ``text`` (Unicode category Cf: U+200B ZERO WIDTH SPACE,
+    U+2060 WORD JOINER, U+FEFF, a soft hyphen, a bidi control…) other than the joiners, or None."""
+    if text.isascii():  # no format character is ASCII: the common case costs one scan
+        return None
+    return next((c for c in text if c not in _JOINERS and unicodedata.category(c) == "Cf"), None)
+
+
+def name_problem(value: str) -> str | None:
+    """Why ``value`` is not text naming a person (a token's ``sub`` or ``username``), in words after
+    the name, or None: not empty or only whitespace, no control or bidi character
+    (:func:`has_unprintable`), no invisible format character (:func:`invisible`: ``ann\u200b`` shows
+    as ``ann`` and is another name)."""
     if not value.strip():
         return "is empty"
-    if len(value) > USERNAME_MAX_CHARS:
-        return f"is {len(value):,} characters long, more than the {USERNAME_MAX_CHARS} a username may have"
     if has_unprintable(value):
         return "holds a control or bidi character"
+    if (c := invisible(value)) is not None:
+        return f"holds an invisible format character (U+{ord(c):04X})"
     return None
+
+
+def username_problem(value: object) -> str | None:
+    """Why ``value`` is not a username Grove Export takes, in words after the name (``username is
+    empty``), or None: text, at most :data:`USERNAME_MAX_CHARS` characters, and :func:`name_problem`'s
+    rule. The one rule of the gateway's token, the ``token`` and ``seed`` commands' ``--username``
+    and an imported manifest's username (ExportRequested holds only to :func:`has_unprintable`: the
+    requests already in the log must still be read)."""
+    if not isinstance(value, str):
+        return "is not text"
+    if value.strip() and len(value) > USERNAME_MAX_CHARS:
+        return f"is {len(value):,} characters long, more than the {USERNAME_MAX_CHARS} a username may have"
+    return name_problem(value)

@@ -222,6 +222,33 @@ def test_a_username_over_the_bound_is_neither_minted_nor_accepted() -> None:
                                    algorithm="HS256"))
 
 
+BLANK_OR_INVISIBLE = [("sub", " "), ("sub", "\t\u3000"), ("sub", "u\u200b1"), ("sub", "\ufeffu1"),
+                      ("username", "ann\u200b"), ("username", "\ufeffann"), ("username", "an\u2060n"),
+                      ("username", "an\u00adn"), ("username", "ann\U000e0001"), ("username", "\u200b"),
+                      ("username", "ann\u206a")]
+
+
+@pytest.mark.parametrize(("claim", "value"), BLANK_OR_INVISIBLE)
+def test_a_token_whose_sub_is_blank_or_whose_names_hold_an_invisible_character_is_refused(claim: str,
+                                                                                            value: str) -> None:
+    """Seen: a signed token whose sub was " " verified (ExportRequested's user_id a space, an
+    Idempotency-Key's owner nobody), and a username "ann\u200b" (ZERO WIDTH SPACE) or "\ufeffann"
+    was accepted: shown as "ann" in the email and the archive's name, and yet another name."""
+    with pytest.raises(Unauthorized, match=f"The token's {claim} claim (is empty|holds an invisible format)") as e:
+        verify_token(S, jwt.encode(_claims(**{claim: value}), TEST_SECRETS["jwt"], algorithm="HS256"))
+    assert (e.value.status, e.value.code) == (401, "GROVE-EXPORT-001")
+    with pytest.raises(ValueError, match="control or bidi characters, nor invisible format characters"):
+        make_token(S, "tenant_a", email="e@x.org", **{"user": "u1", "username": "n"} | {
+            ("user" if claim == "sub" else claim): value})
+
+
+@pytest.mark.parametrize("username", ["\U0001f468\u200d\U0001f469\u200d\U0001f467", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+                                      "Zo\u00eb", "\u00a0ann\u00a0"])
+def test_names_with_the_joiners_some_scripts_and_emoji_need_are_accepted(username: str) -> None:
+    """U+200C and U+200D are format characters too, but Persian and Indic spelling and emoji sequences need them."""
+    assert verify_token(S, make_token(S, "tenant_a", "u1", "e@x.org", username)).username == username
+
+
 # -- rotation: GROVE_JWT_SECRET_PREVIOUS verifies, never signs ---------------------------------------
 
 OLD_JWT = secrets.token_urlsafe(48)

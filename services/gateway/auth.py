@@ -4,12 +4,17 @@ Claims: ``sub`` (user id), ``tenant``, ``email`` (exactly one address), ``userna
 ``token_max_ttl_s`` ahead), ``iss`` = settings.jwt_issuer, ``aud`` = ``grove-export``. The key is
 ``GROVE_JWT_SECRET`` (no default, see shared/runtime/secrets.py); download links have their own key.
 While a key is rotated, ``GROVE_JWT_SECRET_PREVIOUS`` verifies tokens too; only the current key signs.
-The CLI's ``grove-export token`` calls :func:`make_token`.
+The CLI's ``grove-export token`` calls :func:`make_token`. A token is read only in one spelling: three
+base64url segments without padding, no JSON member named twice; ``sub`` and ``username`` are names
+(not blank, nothing invisible: :func:`shared.core.printable.name_problem`).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import math
+import re
 import time
 from dataclasses import dataclass
 
@@ -27,6 +32,9 @@ ALGORITHM = "HS256"
 AUDIENCE = "grove-export"
 REQUIRED_CLAIMS = ("sub", "tenant", "email", "username", "exp", "iss", "aud")
 TIME_CLAIMS = ("exp", "iat", "nbf")  # NumericDates: a finite number, never a bool or a string
+# A compact JWS (RFC 7515 7.1) as this gateway takes one: three base64url segments, no padding (RFC
+# 7515 2: the '=' are left out) and no other character; a length of 4n+1 is no base64 at all.
+COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 LEEWAY_S = 60  # clock skew between the issuer and us, allowed on iat, nbf and the lifetime cap (never on expiry)
 
 
@@ -87,8 +95,11 @@ def make_token(settings: Settings, tenant: str, user: str, email: str, username:
 
 def verify_token(settings: Settings, token: str) -> Identity:
     """The identity in ``token``; raises :class:`Unauthorized` when it is not trustworthy."""
-    if not token.isascii():  # a JWT is base64url and dots; a raw non-UTF-8 byte (read with surrogateescape)
-        raise _unauthorized("The token is not valid.")  # made PyJWT raise UnicodeEncodeError: a 500
+    # PyJWT takes a segment with '=' padding (the signature's), so one token had several spellings
+    # another verifier may refuse or read otherwise. A raw non-UTF-8 byte (aiohttp reads a header with
+    # surrogateescape) made it raise UnicodeEncodeError: a 500.
+    if not COMPACT_JWS.fullmatch(token) or any(len(segment) % 4 == 1 for segment in token.split(".")):
+        raise _unauthorized("The token is not valid.")
     claims = None
     for key in _verifying_keys(settings):  # PyJWT checks the signature before any claim
         try:
@@ -103,7 +114,7 @@ def verify_token(settings: Settings, token: str) -> Identity:
             continue  # another key may have signed it
         except jwt.PyJWTError:
             raise _unauthorized("The token is not valid.") from None
-    if claims is None:
+    if claims is None or not one_of_each(token):
         raise _unauthorized("The token is not valid.")
     if any(k in claims and numeric_date(claims[k]) is None for k in TIME_CLAIMS):
         raise _unauthorized("The token is not valid.")
@@ -125,6 +136,33 @@ def verify_token(settings: Settings, token: str) -> Identity:
         raise _unauthorized("The token's email claim must be exactly one address.")
     return Identity(*strings)
 
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise _Duplicate
+    return members
+
+
+_STRICT_JSON = json.JSONDecoder(object_pairs_hook=_no_duplicates)  # built once: json.loads(…, hook) builds one a call
+
+
+def one_of_each(token: str) -> bool:
+    """Whether no JSON object in the token's header and payload names a member twice. PyJWT, like
+    json.loads, keeps the last (``"sub":"ann","sub":"root"`` is root): other verifiers take the first
+    or refuse, so the same signed token named two people. Checked once the signature holds (a forged
+    token is never parsed twice); the segments are base64url already (:data:`COMPACT_JWS`)."""
+    try:
+        for segment in token.split(".", 2)[:2]:
+            _STRICT_JSON.decode(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode())
+    except ValueError:  # _Duplicate; anything else (not UTF-8, not JSON) PyJWT would have refused already
+        return False
+    return True
 
 
 def numeric_date(value: object) -> float | None:

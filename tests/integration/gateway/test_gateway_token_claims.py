@@ -26,3 +26,20 @@ async def test_a_blank_sub_or_an_invisible_character_in_a_name_is_401_and_starts
     assert f"{claim} claim" in body["detail"], body
     good = {"Authorization": f"Bearer {_token(settings)}"}
     assert await (await gateway.get("/api/export/history", headers=good)).json() == {"exports": []}
+
+
+async def test_a_padded_token_or_one_naming_a_claim_twice_is_401(gateway, settings, problem):
+    """PyJWT took both: a signature segment ending in '=', and a payload with "sub" twice (the last won)."""
+    import base64
+    import hashlib
+    import hmac
+
+    good = _token(settings)
+    head, payload, _ = good.split(".")
+    doubled = base64.urlsafe_b64decode(payload + "==").decode()[:-1] + ',"sub":"root"}'
+    signing = head + "." + base64.urlsafe_b64encode(doubled.encode()).decode().rstrip("=")
+    sig = hmac.new(settings.jwt_secret.get_secret_value().encode(), signing.encode(), hashlib.sha256).digest()
+    for token in (good + "=", f"{signing}.{base64.urlsafe_b64encode(sig).decode().rstrip('=')}"):
+        resp = await gateway.get("/api/export/history", headers={"Authorization": f"Bearer {token}"})
+        assert (await problem(resp, 401, "GROVE-EXPORT-001"))["detail"] == "The token is not valid."
+    assert (await gateway.get("/api/export/history", headers={"Authorization": f"Bearer {good}"})).status == 200

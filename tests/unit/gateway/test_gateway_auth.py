@@ -222,6 +222,71 @@ def test_a_username_over_the_bound_is_neither_minted_nor_accepted() -> None:
                                    algorithm="HS256"))
 
 
+def _jws(header: str, payload: str, pad: str = "") -> str:
+    """A token signed with the right key over ``header`` and ``payload`` verbatim; ``pad`` names the
+    segments ("h", "p", "s") written with base64's '=' padding, as a lenient issuer would."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(raw: bytes, part: str) -> str:
+        text = base64.urlsafe_b64encode(raw).decode()
+        return text if part in pad else text.rstrip("=")
+
+    signing = f"{b64(header.encode(), 'h')}.{b64(payload.encode(), 'p')}"
+    return f"{signing}.{b64(hmac.new(TEST_SECRETS['jwt'].encode(), signing.encode(), hashlib.sha256).digest(), 's')}"
+
+
+HS256 = '{"alg":"HS256","typ":"JWT"}'
+
+
+def _payload(extra: str = "") -> str:
+    return "{" + BASE + f',"exp":{int(time.time()) + 60}' + extra + "}"
+
+
+def test_the_strict_token_spellings_verify() -> None:
+    assert verify_token(S, _jws(HS256, _payload())).user_id == "u1"
+    assert verify_token(S, _jws(HS256, _payload(',"x":{"a":1,"b":{"a":2}}'))).user_id == "u1"  # same name, two objects
+
+
+@pytest.mark.parametrize("pad", ["s", "p", "h", "hps"])
+def test_a_token_whose_segments_carry_base64_padding_is_refused(pad: str) -> None:
+    """Seen: PyJWT verified a token whose signature segment ended in '=' (and a lenient issuer's padded
+    payload too, signed as such): one token, several spellings, which a stricter verifier refuses."""
+    header, payload = HS256[:-1] + " }", _payload()  # 28 bytes: a header that needs padding
+    payload += " " * (len(payload.encode()) % 3 == 0)  # and a payload (the signature's 32 bytes do)
+    assert verify_token(S, _jws(header, payload)).user_id == "u1"  # unpadded: the very same token verifies
+    assert all(len(x) % 4 for x in _jws(header, payload).split("."))
+    token = _jws(header, payload, pad)
+    assert "=" in token
+    with pytest.raises(Unauthorized, match="not valid") as e:
+        verify_token(S, token)
+    assert (e.value.status, e.value.code) == (401, "GROVE-EXPORT-001")
+
+
+@pytest.mark.parametrize(("header", "extra"), [
+    (HS256, ',"sub":"root"'),                                 # two subs: PyJWT took the last
+    (HS256, ',"tenant":"tenant_b"'),
+    (HS256, ',"x":{"a":1,"a":2}'),                            # nested
+    ('{"alg":"HS256","typ":"JWT","alg":"HS256"}', ""),       # in the header
+    ('{"alg":"none","alg":"HS256","typ":"JWT"}', ""),
+])
+def test_a_token_naming_a_member_twice_is_refused(header: str, extra: str) -> None:
+    """Seen: a signed payload with "sub" twice verified as the last one's identity (json.loads keeps
+    the last; other verifiers take the first or refuse): one token, two readings of who it is."""
+    with pytest.raises(Unauthorized, match="not valid"):
+        verify_token(S, _jws(header, _payload(extra)))
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda t: t + ".x", lambda t: t.rsplit(".", 1)[0], lambda t: t.replace("-", "+").replace("_", "/") + "+/",
+    lambda t: " " + t, lambda t: t.replace(".", ". ", 1), lambda t: t + "A", lambda t: t.rsplit(".", 1)[0] + ".",
+    lambda t: t + "\n"])
+def test_a_token_of_another_shape_is_refused(mangle) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(Unauthorized, match="not valid"):
+        verify_token(S, mangle(_jws(HS256, _payload())))
+
+
 BLANK_OR_INVISIBLE = [("sub", " "), ("sub", "\t\u3000"), ("sub", "u\u200b1"), ("sub", "\ufeffu1"),
                       ("username", "ann\u200b"), ("username", "\ufeffann"), ("username", "an\u2060n"),
                       ("username", "an\u00adn"), ("username", "ann\U000e0001"), ("username", "\u200b"),

@@ -113,7 +113,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
         StackBusy,
         StackFailed,
         default_replicas,
-        gateway_ready,
         local_env,
         preflight,
         stopped_by_signals,
@@ -134,10 +133,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
             raise CliError(str(e)) from None
         except (StackFailed, NatsServerError) as e:  # stopped again by Stack.start: one line, not a traceback
             raise CliError(f"the local stack did not start: {e}", code=1) from None
+        stopped_line = "grove-export: stack stopped"  # none after a failed start: its one line says it all
         try:
             logs = Path(args.data, "logs")
-            up = "up" if gateway_ready(args.port) else (f"started, but its gateway did not answer /readyz within "
-                                                         f"{READY_TIMEOUT_S:g} s (see {logs / 'gateway.log'})")
+            try:
+                ready = stack.wait_gateway()
+            except StackFailed as e:  # its gateway dies at every start: nothing to serve, said in one line
+                stopped_line = ""
+                raise CliError(f"the local stack did not start: {e}", code=1) from None
+            up = "up" if ready else (f"started, but its gateway did not answer /readyz within "
+                                     f"{READY_TIMEOUT_S:g} s (see {logs / 'gateway.log'})")
             print(f"grove-export: local stack {up} — gateway http://127.0.0.1:{args.port}/export, "
                   f"NATS {stack.nats.url if stack.nats else '?'}, logs in {logs}\n"
                   f"  operator commands (events, janitor, replay, …) run from this folder find it through "
@@ -147,7 +152,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
                 time.sleep(3600)
         finally:
             stack.stop()
-            print("grove-export: stack stopped", flush=True)
+            if stopped_line:
+                print(stopped_line, flush=True)
 
 
 async def _tenant_known(settings: Settings, tenant: str, guessed: bool = False) -> str | None:

@@ -20,7 +20,6 @@ from services.devtools.stack.supervisor import (
     Stack,
     StackBusy,
     StackFailed,
-    gateway_ready,
     hold_stop_signals,
     local_env,
     preflight,
@@ -172,7 +171,7 @@ def _run_demo(data: Path, port: int) -> int:
         print(f"grove-export: the local stack did not start: {e}", file=sys.stderr)
         return 1
     try:
-        if not gateway_ready(port):
+        if not stack.wait_gateway():  # StackFailed as soon as it dies at every start: its line says why
             raise RuntimeError(f"the gateway at http://127.0.0.1:{port} did not become ready within "
                                f"{READY_TIMEOUT_S:g} s (see {data / 'logs' / 'gateway.log'})")
         path = asyncio.run(_export(settings, port, data))

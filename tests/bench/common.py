@@ -21,7 +21,7 @@ from typing import Any
 import aiosqlite
 
 from services.devtools.stack.natsserver import NatsServer
-from services.devtools.stack.supervisor import Stack, gateway_ready
+from services.devtools.stack.supervisor import Stack
 from shared.bus.connect import Bus, connect
 from shared.content.factory import content_source, sqlite_path
 from shared.content.seed import seed_tenant
@@ -469,7 +469,7 @@ async def start_gateway(world: World, name: str, *, steps: bool = True) -> Gatew
             step_stack = await start_ready_stack(env, world.dir(name) / "steps")
         gw = start_stack(world.dir(name) / "gateway", values, services=("gateway",), port=port)
         try:
-            if not await asyncio.to_thread(gateway_ready, port):
+            if not await asyncio.to_thread(gw.wait_gateway):
                 raise RuntimeError(f"the gateway at {base} did not become ready")
         except BaseException:
             gw.stop()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +36,3 @@ def logs_of(stack: Stack) -> str:
         except FileNotFoundError:
             pass
     return "\n".join(out)
-
-
-def wait_ready(base: str, timeout: float, alive: Callable[[], bool] = lambda: True) -> bool:
-    """True once ``GET {base}/readyz`` answers 200; False when ``timeout`` seconds pass first or
-    ``alive()`` turns false (the process serving it exited)."""
-    deadline = time.monotonic() + timeout
-    while alive() and time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return True
-        except OSError:  # URLError is an OSError: not listening yet
-            pass
-        time.sleep(0.2)
-    return False

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,16 +80,21 @@ def how_it_ended(returncode: int) -> str:
 
 
 READY_TIMEOUT_S = 60.0  # a gateway not ready by then is failing to start (its log says why)
+GIVE_UP_DEATHS = 3  # a gateway dead this many times in a row, each soon after its start, will not come up
 
 
-def gateway_ready(port: int, timeout: float = READY_TIMEOUT_S) -> bool:
+def gateway_ready(port: int, timeout: float = READY_TIMEOUT_S, failing: Callable[[], str | None] = lambda: None) -> bool:
     """True once the local gateway on ``port`` answers ``/readyz`` with 200 (NATS and the store answer),
-    False when ``timeout`` seconds pass first. ``serve`` said "local stack up — gateway http://…" as its
-    processes were started, about 2.4 s before the gateway listened: the link it printed was refused.
-    Asked directly, never through an ``http_proxy`` of the environment."""
+    False when ``timeout`` seconds pass first; :class:`StackFailed` as soon as ``failing()`` says why it
+    cannot come up (:meth:`Stack.gateway_failing`: dead at every start). ``serve`` said "local stack up —
+    gateway http://…" as its processes were started, about 2.4 s before the gateway listened: the link it
+    printed was refused. And a gateway refusing a setting at every start was waited on for the whole 60 s,
+    then `serve` went on as "started". Asked directly, never through an ``http_proxy`` of the environment."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + timeout
     while True:
+        if (why := failing()) is not None:
+            raise StackFailed(why)
         try:
             with opener.open(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
                 if answer.status == 200:
@@ -289,11 +294,20 @@ def run_setup(env: dict[str, str], log_path: Path, timeout: float = 60.0) -> Non
         done = subprocess.run([sys.executable, "-m", "services.cli", "setup", "--nats-only"], env=env, stdout=log, stderr=log,
                               timeout=timeout, check=False)
     if done.returncode != 0:
-        with open(log_path, "rb") as log:
-            log.seek(start)
-            lines = [ln.strip() for ln in log.read().decode(errors="replace").splitlines() if ln.strip()]
-        why = lines[-1].removeprefix("grove-export: ") if lines else f"exit code {done.returncode}"
+        why = last_line(log_path, start) or f"exit code {done.returncode}"
         raise StackFailed(f"grove-export setup failed: {why} (see {log_path})")
+
+
+def last_line(log_path: Path, start: int = 0) -> str | None:
+    """The last line a process wrote to ``log_path`` from offset ``start`` on (its reason, when it
+    refused to run: ``grove-export: `` taken off), or None when it wrote nothing there."""
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(max(start, log.seek(0, os.SEEK_END) - 8192))
+            lines = [ln.strip() for ln in log.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    return lines[-1].removeprefix("grove-export: ") if lines else None
 
 
 @dataclass
@@ -308,10 +322,13 @@ class Child:
     started: float = 0.0  # time.monotonic() of the last start
     quick_deaths: int = 0  # deaths in a row, each within QUICK_DEATH_S of its start
     due: float | None = None  # found dead: when it is started again
+    log_from: int = 0  # where the last start's lines begin in its log
+    last_end: str = ""  # how it last ended, with its last line: "exited with code 2: invalid settings: …"
 
     def start(self) -> None:
         self.started = time.monotonic()
         log = open(self.log_path, "ab")
+        self.log_from = log.tell()
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log, start_new_session=True,
                                      preexec_fn=die_with_parent())  # even when `serve` is killed with SIGKILL
 
@@ -459,6 +476,7 @@ class Stack:
                 except Exception as e:  # noqa: BLE001 - this thread must outlive any one child's trouble
                     # Its end stopped every child it had started again (their parent-death signal is tied
                     # to the thread that started them), and `serve` went on saying the stack was up.
+                    child.last_end = f"could not be started again ({type(e).__name__}: {e})"
                     child.quick_deaths += 1  # retried less and less often, as a child dying at every start
                     delay = max(0.5, restart_delay(child.quick_deaths))
                     child.due = time.monotonic() + delay
@@ -470,6 +488,8 @@ class Stack:
         assert child.proc is not None
         now = time.monotonic()
         if child.due is None:  # just found dead: said every time, an operator's only sign of it
+            words = last_line(child.log_path, child.log_from)
+            child.last_end = how_it_ended(child.proc.returncode) + (f": {words}" if words else "")
             quick = now - child.started < QUICK_DEATH_S
             child.quick_deaths = child.quick_deaths + 1 if quick else 0
             delay = restart_delay(child.quick_deaths)
@@ -482,6 +502,21 @@ class Stack:
             child.due = None
             child.restarts += 1
             child.start()
+
+    def gateway_failing(self) -> str | None:
+        """Why the gateway will not come up, in one line (None while it may): dead :data:`GIVE_UP_DEATHS`
+        times in a row, each soon after its start — a setting only it refuses, an address it cannot
+        listen on — with how it ended and its last line."""
+        gateway = next((c for c in self.children if c.service == "gateway"), None)
+        if gateway is None or gateway.quick_deaths < GIVE_UP_DEATHS:
+            return None
+        return (f"the gateway died {gateway.quick_deaths} times in a row soon after starting; it "
+                f"{gateway.last_end} (see {gateway.log_path})")
+
+    def wait_gateway(self, timeout: float = READY_TIMEOUT_S) -> bool:
+        """:func:`gateway_ready` for this stack's gateway: :class:`StackFailed` as soon as it is
+        :meth:`gateway_failing`."""
+        return gateway_ready(self.port, timeout, self.gateway_failing)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Kill one service process (the supervisor restarts it)."""

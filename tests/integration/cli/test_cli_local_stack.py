@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 
 from services.devtools.stack.natsserver import free_port
-from services.devtools.stack.supervisor import Stack, local_env
-from tests.support.stack import wait_ready
+from services.devtools.stack.supervisor import Stack, gateway_ready, how_it_ended, local_env
 from tests.support.tools import without_dac_override
 
 
@@ -41,7 +40,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[Stack, int]]:
     data, port = tmp_path / "data", free_port()
     stack = Stack(data, port=port, env=local_env(data, port)).start()
     try:
-        assert wait_ready(f"http://127.0.0.1:{port}", 60), "the local stack did not become ready"
+        assert stack.wait_gateway(60), "the local stack did not become ready"
         yield stack, port
     finally:
         stack.stop()
@@ -430,7 +429,7 @@ def test_serve_runs_as_many_assemblers_as_asked_and_refuses_a_count_out_of_range
                              "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_ready(f"http://127.0.0.1:{port}", 60, alive=lambda: proc.poll() is None), \
+        assert gateway_ready(port, 60, lambda: None if proc.poll() is None else f"serve {how_it_ended(proc.returncode)}"), \
             "the stack did not become ready"
         assert sorted(p.name for p in (data / "logs").glob("assembler*.log")) == [
             "assembler-2.log", "assembler-3.log", "assembler.log"]

@@ -22,7 +22,7 @@ from shared.content.seed import SeedResult, seed_tenant
 from shared.objectstore.factory import open_store
 from shared.runtime.settings import Settings
 from tests.support.env import build, settings_for
-from tests.support.stack import STEP_SERVICES, logs_of, start_stack, wait_ready
+from tests.support.stack import STEP_SERVICES, logs_of, start_stack
 
 OLD_PUBLIC_DEFAULT = "grove-local-development-secret-change-me!!"  # shared/runtime/settings.py before this fix
 
@@ -62,9 +62,13 @@ def start_live(tmp: Path, nats_url: str, *, services: tuple[str, ...] = (*STEP_S
     values = settings_for(tmp, nats_url, public_url=base, log_json=False, **overrides)
     stack = start_stack(tmp / "stack", values, services=services, port=port, extra_env=extra_env)
     live = Live(stack, build(values), values, base)
-    if "gateway" in services and not wait_ready(base, 30):
-        stack.stop()
-        raise AssertionError(f"gateway not ready\n{logs_of(stack)}")
+    if "gateway" in services:
+        try:  # StackFailed, its one line, as soon as the gateway dies at every start
+            if not stack.wait_gateway(30):
+                raise AssertionError(f"gateway not ready within 30 s\n{logs_of(stack)}")
+        except BaseException:
+            stack.stop()
+            raise
     return live
 
 

@@ -324,9 +324,11 @@ class Child:
     due: float | None = None  # found dead: when it is started again
     log_from: int = 0  # where the last start's lines begin in its log
     last_end: str = ""  # how it last ended, with its last line: "exited with code 2: invalid settings: …"
+    stopped_why: str = ""  # why the supervisor stopped this start as failing (it counts as a quick death)
 
     def start(self) -> None:
         self.started = time.monotonic()
+        self.stopped_why = ""
         log = open(self.log_path, "ab")
         self.log_from = log.tell()
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log, start_new_session=True,
@@ -337,24 +339,61 @@ class Child:
         return self.proc.pid if self.proc else None
 
 
+RESTART_LISTEN_S = 15.0  # a restarted nats-server may take as long to listen as a first start (NatsServer's)
+MAX_LISTEN_S = 120.0
+
+
+def listen_timeout(failures: int, first: float = RESTART_LISTEN_S) -> float:
+    """Seconds a restarted nats-server may run without listening on its port before it is stopped and
+    started again, after ``failures`` failed starts in a row: ``first``, doubling each time up to 2 min.
+    A hung one is replaced; one only slow to listen (a big store to recover first) gets longer each try,
+    never stopped for ever at the same mark."""
+    return min(MAX_LISTEN_S, first * 2 ** failures)
+
+
 @dataclass
 class ServerChild(Child):
     """The stack's own nats-server, watched like a service: found dead (SIGKILL, the out-of-memory
     killer) it is started again on its port and store, where the services reconnect. It was left dead:
     `serve` said nothing and went on, every service retrying a server that would never come back and
-    the gateway answering 503 until Ctrl-C."""
+    the gateway answering 503 until Ctrl-C. A restart that runs but does not listen is stopped after its
+    :func:`listen_timeout` and started again like a service failing to start (backoff, a line each
+    time): it was said once ("did not start again") and then taken as alive for ever."""
     server: NatsServer | None = None
+    listen_s: float = RESTART_LISTEN_S  # :func:`listen_timeout`'s first
+    listening: bool = True  # False from a restart until it answers on its port
 
     def start(self) -> None:
         self.started = time.monotonic()
+        self.stopped_why = ""
         assert self.server is not None
         try:
-            self.server.start(timeout=5.0)  # within stop()'s wait for the supervising thread
-        except NatsServerError as e:  # dead again at once: the next round says so and starts it again
-            if self.server.proc is not None and self.server.proc.poll() is None:  # running, not listening
-                print(f"grove-export serve: nats-server did not start again: {e}", file=sys.stderr, flush=True)
+            self.server.start(timeout=1.0)  # most restarts listen within this; the rest: stop_if_hung
+            self.listening = True
+        except NatsServerError:  # dead again at once: the next round says so; running: not listening yet
+            self.listening = False
         finally:
             self.proc = self.server.proc
+
+    def stop_if_hung(self, now: float) -> None:
+        """A restart that runs but does not listen on its port: said once it does; stopped (SIGKILL: it
+        answers nothing) once its :func:`listen_timeout` has passed, for the next round to start again."""
+        if self.listening or self.proc is None or self.server is None:
+            return
+        try:
+            socket.create_connection(("127.0.0.1", self.server.port), timeout=0.2).close()
+        except OSError:
+            pass
+        else:
+            self.listening = True
+            _say(f"grove-export serve: nats-server (pid {self.proc.pid}) listens on port {self.server.port}, "
+                 f"{now - self.started:.0f} s after its start")
+            return
+        limit = listen_timeout(self.quick_deaths, self.listen_s)
+        if now - self.started >= limit:
+            self.stopped_why = f"did not listen on port {self.server.port} within {limit:g} s and was stopped"
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 def move_to_store_account(store_dir: Path) -> bool:
@@ -469,9 +508,13 @@ class Stack:
     def _supervise(self) -> None:
         while not self._stop.wait(0.2):
             for child in [*([self._server] if self._server else []), *self.children]:
-                if not child.proc or child.proc.poll() is None or self._stop.is_set():
+                if not child.proc or self._stop.is_set():
                     continue
                 try:
+                    if child.proc.poll() is None:
+                        if isinstance(child, ServerChild):
+                            child.stop_if_hung(time.monotonic())  # then found dead in the next round
+                        continue
                     self._look_after(child)
                 except Exception as e:  # noqa: BLE001 - this thread must outlive any one child's trouble
                     # Its end stopped every child it had started again (their parent-death signal is tied
@@ -489,12 +532,12 @@ class Stack:
         now = time.monotonic()
         if child.due is None:  # just found dead: said every time, an operator's only sign of it
             words = last_line(child.log_path, child.log_from)
-            child.last_end = how_it_ended(child.proc.returncode) + (f": {words}" if words else "")
-            quick = now - child.started < QUICK_DEATH_S
+            child.last_end = child.stopped_why or how_it_ended(child.proc.returncode) + (f": {words}" if words else "")
+            quick = now - child.started < QUICK_DEATH_S or bool(child.stopped_why)  # stopped: it failed to start
             child.quick_deaths = child.quick_deaths + 1 if quick else 0
             delay = restart_delay(child.quick_deaths)
             child.due = now + delay
-            ended = f"{child.name} (pid {child.proc.pid}) {how_it_ended(child.proc.returncode)}"
+            ended = f"{child.name} (pid {child.proc.pid}) {child.stopped_why or how_it_ended(child.proc.returncode)}"
             again = (f", {child.quick_deaths} times in a row soon after starting; starting it again in "
                      f"{delay:g} s") if delay else "; starting it again now"
             _say(f"grove-export serve: {ended}{again} — see {child.log_path}")

@@ -47,9 +47,14 @@ def no_stack_to_ask(args: argparse.Namespace, environ: Mapping[str, str]) -> str
     stack running in its data folder. Falling back to nats://127.0.0.1:4222 would read, or with
     ``setup`` create the stream and buckets on, whatever server happens to listen there. Also a running
     stack whose admin password cannot be read (a damaged nats-users.json): the server would only say
-    it refused the user."""
+    it refused the user. ``run`` borrows no stack's server (the local stack and deploy/ set the URL):
+    without one it connected a newcomer's service to whatever listened on 4222 (here an old server
+    without headers, which every service needs)."""
     if not getattr(args, "needs_nats", False) or any(k.upper() == "GROVE_NATS_URL" for k in environ):
         return None
+    if args.command == "run":
+        return ("GROVE_NATS_URL is not set: set it to the NATS server this service is to use (as deploy/ does), "
+                "or run the whole local stack with `make serve`")
     found = getattr(args, "found", None)
     if found is not None and found.running:
         return found.unreadable  # its NATS password, when this command would have borrowed it
@@ -504,7 +509,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("service", choices=SERVICES, help="the service to run")
     r.add_argument("--log-level", type=a_log_level, default="INFO", metavar="LEVEL",
                    help="DEBUG, INFO, WARNING, ERROR or CRITICAL, in any case (default: INFO)")
-    r.set_defaults(func=cmd_run)
+    r.set_defaults(func=cmd_run, needs_nats=True)
     s = sub.add_parser("serve", help="the whole local stack until Ctrl-C")
     s.add_argument("--port", type=number_in(1, 65535), default=8080,
                    help="TCP port of the gateway and page (default: 8080)")
@@ -652,16 +657,18 @@ def main(argv: list[str] | None = None) -> None:
     if problem := data_before_command(args) or data_not_a_folder(args):
         complain(problem)
         sys.exit(2)
+    found = None
     if args.command not in OWN_STACK:
         from services.devtools.stack import operator
 
         # This process is the composition root: what the local stack wrote fills in what the
         # environment leaves unsaid, before the one Settings() read.
-        args.found = operator.find(Path(getattr(args, "data", "var")), os.environ)  # var/ unless --data
-        if problem := no_stack_to_ask(args, os.environ):  # before the found URL joins the environment
-            complain(problem)
-            sys.exit(2)
-        os.environ.update(args.found.env)
+        found = args.found = operator.find(Path(getattr(args, "data", "var")), os.environ)  # var/ unless --data
+    if problem := no_stack_to_ask(args, os.environ):  # before the found URL joins the environment
+        complain(problem)
+        sys.exit(2)
+    if found is not None:
+        os.environ.update(found.env)
     try:
         settings = Settings()
     except Exception as e:  # noqa: BLE001 - pydantic's errors, or pydantic-settings' own: one line

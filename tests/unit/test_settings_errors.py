@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.runtime.settings import Settings, explain
+from tests.unit.conftest import UNROUTABLE_NATS
 
 
 def refusal(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
@@ -91,7 +92,8 @@ def test_a_count_over_its_bound_stops_a_service_in_one_line(tmp_path: Path) -> N
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("GROVE_")} | {
-        "GROVE_CONCURRENCY": "640", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        "GROVE_CONCURRENCY": "640", "GROVE_NATS_URL": UNROUTABLE_NATS,  # `run` needs one, if only to refuse
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     out = subprocess.run([sys.executable, "-m", "services.cli", "run", "assembler"], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=60, check=False)
     assert (out.returncode, out.stderr) == (2, "grove-export: invalid settings: GROVE_CONCURRENCY: Input should be "

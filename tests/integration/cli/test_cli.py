@@ -10,6 +10,7 @@ from typing import Any
 from shared.bus.connect import Bus
 from shared.content.port import ContentSource
 from shared.content.seed import seed_tenant
+from shared.core import steps
 from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
 from tests.support.env import to_env
@@ -109,6 +110,18 @@ def test_a_nats_command_with_no_local_stack_and_no_url_is_refused_without_asking
     out = bare("exports", "--data", str(tmp_path / "killed"), cwd=tmp_path)
     assert out.returncode == 2 and "(its stack.json is left from a stack that is gone)" in out.stderr, out.stderr
     assert not (tmp_path / "var").exists() and not (tmp_path / "b").exists()  # nothing was made
+
+
+def test_run_with_no_nats_url_is_refused_in_one_line_without_asking_any_server(tmp_path: Path) -> None:
+    """Seen: `grove-export run catalog` in a new terminal connected to nats://127.0.0.1:4222, whatever
+    listened there (on this machine an old nats-server without headers), while every other command
+    refused in one line. Nothing sets up a service without the URL: deploy/ and the local stack pass it."""
+    for service in steps.service_names():
+        out = bare("run", service, cwd=tmp_path, timeout=30)
+        assert (out.returncode, out.stdout, out.stderr) == (2, "", (
+            "grove-export: GROVE_NATS_URL is not set: set it to the NATS server this service is to use (as "
+            "deploy/ does), or run the whole local stack with `make serve`\n")), (service, out.stderr)
+    assert list(tmp_path.iterdir()) == [], "a refused run made files"
 
 
 def test_a_nats_url_set_by_hand_is_still_asked_with_no_local_stack(values: dict[str, Any], tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ has no wrapper, so the small request/ack flow lives here):
 
 The backup folder holds, per stream, ``<stream>.tar.s2`` and ``<stream>.json`` (config and state),
 plus ``manifest.json``. The object store (archives, snapshots, part records) is not in it: back up
-the bucket with the store's own tools. Restore goes into a server where the streams do not exist:
+the bucket with the store's own tools. Restore sends only stream configs the set-up makes
+(:mod:`services.operator.restorable`). Restore goes into a server where the streams do not exist:
 it asks for every one of them first and refuses, restoring nothing, when any is there (restoring
 the first, then failing on the second, would leave the server half restored).
 
@@ -39,6 +40,7 @@ from typing import Any, BinaryIO
 
 from nats.aio.client import Client
 
+from services.operator.restorable import as_restored, foreign_stream_fields
 from shared.bus.connect import kv_names
 from shared.eventlog.jetstream import stream_config
 from shared.runtime.durable import fsync_folder
@@ -295,10 +297,13 @@ def check_backup(folder: Path, settings: Settings) -> list[dict[str, Any]]:
             raise BackupError(f"{folder / f'{stream}.json'}: its stream holds subjects {config.get('subjects')!r}, "
                               f"this deployment's {ours[stream]!r} (GROVE_SUBJECT_PREFIX, GROVE_KV_PREFIX): "
                               "a backup of another deployment?")
-        if foreign := [k for k in FOREIGN_FIELDS if config.get(k)]:
-            raise BackupError(f"{folder / f'{stream}.json'}: its config holds {', '.join(foreign)}, which this "
-                              "deployment's set-up never gives a stream: a backup altered since it was made? "
+        if foreign := foreign_stream_fields(stream, config, settings):
+            raise BackupError(f"{folder / f'{stream}.json'}: its config holds {', '.join(foreign)} as this "
+                              "deployment's set-up never makes them: a backup altered since it was made? "
                               "Nothing was restored")
+        # only these two keys go to the server: it reads a "Config" beside "config" too (Go's JSON
+        # matches keys whatever their case, the last one winning)
+        meta = {"config": as_restored(stream, config, settings), "state": meta["state"]}
         try:
             digest = _file_sha256(folder / file)
         except OSError as e:
@@ -334,11 +339,6 @@ async def restore_stream(nc: Client, folder: Path, entry: dict[str, Any]) -> dic
     done = _check((await nc.request(deliver, b"", timeout=300)).data, f"restore of {stream}")
     return dict(done.get("state", {}))
 
-
-# Stream settings the set-up (shared/bus/topology.py) never makes, which a backup's config restores as
-# they are: a log that copies every event to other subjects (republish), takes in another stream's
-# messages (sources, mirror), rewrites its subjects (subject_transform) or takes no more appends (sealed).
-FOREIGN_FIELDS = ("republish", "sources", "mirror", "subject_transform", "sealed")
 
 NOT_FOUND = 10059  # JetStream's err_code for "stream not found"
 

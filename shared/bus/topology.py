@@ -12,7 +12,15 @@ import dataclasses
 from collections.abc import Iterable
 
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from shared.core import steps
@@ -44,6 +52,18 @@ def kv_config(settings: Settings, role: str) -> KeyValueConfig:
     ttl = settings.heartbeat_ttl_s if role == "heartbeats" else None
     return KeyValueConfig(bucket=kv_name(settings, role), ttl=ttl, storage=StorageType.FILE,
                           replicas=settings.stream_replicas, history=1, direct=True)
+
+
+def kv_stream_config(config: KeyValueConfig) -> StreamConfig:
+    """A bucket's stream as the set-up leaves it: nats-py's ``create_key_value`` stream config
+    (nats/js/client.py, whose duplicate window is two minutes, or the TTL when shorter), then
+    :func:`_converge_kv`'s rollup headers off. Restore holds a backup's bucket configs to it."""
+    return StreamConfig(
+        name=f"KV_{config.bucket}", subjects=[f"$KV.{config.bucket}.>"], allow_direct=config.direct,
+        allow_rollup_hdrs=False, allow_msg_ttl=True, deny_delete=True, discard=DiscardPolicy.NEW,
+        duplicate_window=min(120.0, config.ttl) if config.ttl else 120.0, max_age=config.ttl,
+        max_bytes=config.max_bytes, max_consumers=-1, max_msg_size=config.max_value_size, max_msgs=-1,
+        max_msgs_per_subject=config.history, num_replicas=config.replicas, storage=config.storage)
 
 
 def filter_subjects(settings: Settings, consumer: steps.Consumer) -> list[str]:

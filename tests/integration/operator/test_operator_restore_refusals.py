@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from services.operator.backup import BackupError, check_backup
+from services.operator.restorable import setup_configs
 from shared.runtime.settings import Settings
 from tests.support.backups import backup_folder
 
@@ -50,7 +51,7 @@ def test_a_folder_that_is_not_a_whole_backup_is_refused_before_restoring(case: s
 def test_whole_backup_entries_come_with_their_config(tmp_path: Path) -> None:
     entries = check_backup(backup_folder(tmp_path / "bk"), SETTINGS)
     assert [e["stream"] for e in entries] == ["EXPORTS", "KV_grove_heartbeats", "KV_grove_admission"]
-    assert entries[0]["meta"]["config"] == {"name": "EXPORTS", "subjects": ["exports.>"]}
+    assert entries[0]["meta"]["config"] == setup_configs(SETTINGS)["EXPORTS"]
 
 
 NOT_OURS: dict[str, tuple[Callable[[dict[str, Any]], Any] | None, Callable[[str, dict[str, Any]], Any] | None,
@@ -74,14 +75,14 @@ NOT_OURS: dict[str, tuple[Callable[[dict[str, Any]], Any] | None, Callable[[str,
     # settings the set-up never makes, restored as they were: the log copied to a subject anyone reads...
     "a config that republishes the log": (None, lambda name, c: c.update(republish={"src": ">", "dest": "x.>"})
                                           if name == "EXPORTS" else None,
-                                          "EXPORTS.json: its config holds republish, which this deployment's "
-                                          "set-up never gives a stream"),
+                                          "EXPORTS.json: its config holds republish as this deployment's "
+                                          "set-up never makes them"),
     "a config that takes in another stream and is sealed": (
         None, lambda name, c: c.update(sources=[{"name": "OTHER"}], sealed=True) if name.endswith("heartbeats")
-        else None, "KV_grove_heartbeats.json: its config holds sources, sealed, which"),
+        else None, "KV_grove_heartbeats.json: its config holds sealed, sources as"),
     "a config that mirrors": (None, lambda name, c: c.update(mirror={"name": "OTHER"}, subject_transform={
         "src": ">", "dest": "y.>"}) if name.endswith("admission") else None,
-        "KV_grove_admission.json: its config holds mirror, subject_transform"),
+        "KV_grove_admission.json: its config holds mirror, subject_transform as"),
 }
 
 

@@ -1,0 +1,119 @@
+"""What a backup may restore: stream configs the set-up makes, nothing else (an allow-list).
+
+A backup's ``<stream>.json`` config is what ``$JS.API.STREAM.RESTORE`` makes the stream of; the
+checksums are in the same folder, so they prove nothing against whoever could write it. So each key
+of a config must be one the set-up makes (shared/eventlog/jetstream.py ``stream_config``,
+shared/bus/topology.py ``kv_stream_config``) or one nats-server writes with its default; anything
+else is named and refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from nats.js.api import StreamConfig
+
+from shared.bus.topology import kv_config, kv_stream_config
+from shared.core import steps
+from shared.eventlog.jetstream import stream_config
+from shared.runtime.settings import Settings
+
+NS = 1_000_000_000
+Rule = Callable[[Any, Any, bool], bool]  # (the backup's value, the set-up's, a bucket's stream?) -> accepted
+
+
+def _json(config: StreamConfig) -> dict[str, Any]:
+    return dict(json.loads(json.dumps(config.as_dict())))
+
+
+def setup_configs(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Each stream's config as the set-up makes it, in the server's JSON (nanoseconds, lower-case enums)."""
+    log = stream_config(settings.stream_name, settings.subject_prefix, settings.stream_replicas,
+                        settings.stream_max_age_days)
+    made = {settings.stream_name: _json(log)}
+    for role in steps.KV_ROLES:
+        kv = kv_config(settings, role)
+        made[f"KV_{kv.bucket}"] = _json(kv_stream_config(kv))
+    return made
+
+
+# What nats-server (2.10 to 2.15) writes for a key the set-up leaves unset: compared as the set-up's.
+SERVER_DEFAULTS: dict[str, Any] = {"retention": "limits", "max_bytes": -1, "max_msgs": -1, "max_consumers": -1,
+                                   "max_msg_size": -1, "compression": "none", "allow_msg_ttl": False,
+                                   "mirror_direct": False, "consumer_limits": {}}
+
+
+def _same(v: Any, want: Any, kv: bool) -> bool:
+    return type(v) is type(want) and bool(v == want)
+
+
+def _unset(v: Any, want: Any, kv: bool) -> bool:
+    return v in (None, False, 0, "", [], {})
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _server_metadata(v: Any, want: Any = None, kv: bool = False) -> bool:
+    """The server's own bookkeeping (``_nats.req.level``, ``_nats.ver``): inert. The set-up writes none."""
+    return isinstance(v, dict) and all(isinstance(k, str) and k.startswith("_nats.") and isinstance(x, str)
+                                       for k, x in v.items())
+
+
+STREAM_RULES: dict[str, Rule] = {
+    # Must be the set-up's: another retention (interest, work queue) or discard drops events as they are
+    # acknowledged or at a full stream; memory storage loses the log at a restart; a limit of messages,
+    # bytes, size, per subject or consumers deletes or refuses events and durables the steps need;
+    # deny_purge, sealed or no_ack stop erase or appends; mirror_direct answers reads from a mirror.
+    **{k: _same for k in ("storage", "retention", "discard", "max_msgs", "max_bytes", "max_msg_size",
+                          "max_msgs_per_subject", "max_consumers", "deny_purge", "sealed", "mirror_direct",
+                          "compression", "consumer_limits", "discard_new_per_subject", "no_ack")},
+    # The set-up changes these after a restore (`grove-export setup`): another deployment's replicas and
+    # max age restore (a replica count this server cannot hold is refused by the server itself).
+    "num_replicas": lambda v, want, kv: _count(v) and 1 <= v <= 5,
+    "max_age": lambda v, want, kv: _count(v) and v >= 0,
+    # a bucket's is two minutes, or its TTL when shorter (a backup's TTL may be another deployment's)
+    "duplicate_window": lambda v, want, kv: _count(v) and 0 <= v <= max(want, 120 * NS),
+    # A bucket made by the old layout (each service made its own): no direct get, rollup headers on —
+    # restore turns them off as the set-up does (:func:`as_restored`). The log's must be the set-up's.
+    "allow_direct": lambda v, want, kv: v is want or (kv and isinstance(v, bool)),
+    "allow_rollup_hdrs": lambda v, want, kv: v is want or (kv and isinstance(v, bool)),
+    "allow_msg_ttl": lambda v, want, kv: v is want or (kv and isinstance(v, bool)),  # on the log, events expire
+    # The log's deny_delete stays on once on (nats-server never clears it: EventLog.ensure_stream keeps it)
+    "deny_delete": lambda v, want, kv: v is want or (not kv and isinstance(v, bool)),
+    "metadata": _server_metadata,
+    # Written by nats-server only when set; the set-up never sets them (republish copies every event to
+    # another subject, sources and mirror take in another stream's messages, subject_transform rewrites
+    # subjects, placement pins the stream to servers, first_seq starts it elsewhere).
+    **{k: _unset for k in ("description", "republish", "sources", "mirror", "subject_transform", "placement",
+                           "template_owner", "first_seq", "subject_delete_marker_ttl", "allow_atomic",
+                           "allow_msg_counter", "allow_msg_schedules", "allow_batched", "persist_mode")},
+}
+
+
+# What nats-server reads a key the config leaves out as (Go's zero value, then the server's default):
+# a config without ``discard`` is a stream that discards old messages, whatever the set-up's says.
+STREAM_ABSENT: dict[str, Any] = {
+    "retention": "limits", "storage": "file", "discard": "old", "num_replicas": 1, "max_age": 0,
+    "duplicate_window": 0, "compression": "none", "consumer_limits": {},
+    **dict.fromkeys(("max_msgs", "max_bytes", "max_msgs_per_subject", "max_msg_size", "max_consumers"), -1),
+    **dict.fromkeys(("allow_direct", "allow_rollup_hdrs", "allow_msg_ttl", "deny_delete", "deny_purge", "sealed",
+                     "mirror_direct", "no_ack"), False)}
+
+
+def foreign_stream_fields(name: str, config: dict[str, Any], settings: Settings) -> list[str]:
+    """The keys of a backup's config for stream ``name`` (one of the deployment's) that the set-up never
+    makes so; ``name`` and ``subjects`` are checked before."""
+    kv = name != settings.stream_name
+    want = {**SERVER_DEFAULTS, **setup_configs(settings)[name]}
+    return [k for k, v in {**STREAM_ABSENT, **config}.items() if k not in ("name", "subjects")
+            and (k not in STREAM_RULES or not STREAM_RULES[k](v, want.get(k), kv))]
+
+
+def as_restored(name: str, config: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The config restore sends: a bucket's rollup headers off, as the set-up turns them off (on, a
+    ``Nats-Rollup: all`` on the one key a user may write purged every other step's heartbeat)."""
+    return config if name == settings.stream_name else {**config, "allow_rollup_hdrs": False}

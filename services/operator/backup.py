@@ -12,10 +12,12 @@ has no wrapper, so the small request/ack flow lives here):
 
 The backup folder holds, per stream, ``<stream>.tar.s2`` and ``<stream>.json`` (config and state),
 plus ``manifest.json``. The object store (archives, snapshots, part records) is not in it: back up
-the bucket with the store's own tools. Restore sends only stream configs the set-up makes
-(:mod:`services.operator.restorable`). Restore goes into a server where the streams do not exist:
-it asks for every one of them first and refuses, restoring nothing, when any is there (restoring
-the first, then failing on the second, would leave the server half restored).
+the bucket with the store's own tools. Restore sends only what the set-up makes: each stream's
+config and the consumers in its snapshot are held to allow-lists first
+(:mod:`services.operator.restorable`, :mod:`services.operator.snapshotread`). Restore goes into a
+server where the streams do not exist: it asks for every one of them first and refuses, restoring
+nothing, when any is there (restoring the first, then failing on the second, would leave the server
+half restored).
 
 Errors::
 
@@ -40,7 +42,8 @@ from typing import Any, BinaryIO
 
 from nats.aio.client import Client
 
-from services.operator.restorable import as_restored, foreign_stream_fields
+from services.operator.restorable import as_restored, foreign_consumer, foreign_stream_fields
+from services.operator.snapshotread import NotASnapshot, consumers
 from shared.bus.connect import kv_names
 from shared.eventlog.jetstream import stream_config
 from shared.runtime.durable import fsync_folder
@@ -245,9 +248,21 @@ def _read_json(path: Path, what: str) -> Any:
         raise BackupError(f"{path}: not readable JSON (nested too deep)") from None
 
 
-def _file_sha256(path: Path) -> str:
-    with open_regular(path) as f:
-        return _sha256_of(f)
+def _snapshot_consumers(path: Path, sha256: str) -> dict[str, dict[str, Any]]:
+    """The consumers nats-server would restore from the snapshot at ``path``, read from the same open
+    file as its checksum (:func:`restore_stream` takes it again from the file it sends: what is sent
+    is what was read here)."""
+    try:
+        with open_regular(path) as f:
+            if _sha256_of(f) != sha256:
+                raise BackupError(f"{path.name} does not match its checksum in manifest.json")
+            f.seek(0)
+            return consumers(f)
+    except OSError as e:
+        raise BackupError(f"{path}: cannot be read ({e.strerror or e})") from None
+    except NotASnapshot as e:
+        raise BackupError(f"{path}: not a snapshot as nats-server writes it ({e}): a backup altered since it "
+                          "was made? Nothing was restored") from None
 
 
 def _sha256_of(f: BinaryIO) -> str:
@@ -304,12 +319,10 @@ def check_backup(folder: Path, settings: Settings) -> list[dict[str, Any]]:
         # only these two keys go to the server: it reads a "Config" beside "config" too (Go's JSON
         # matches keys whatever their case, the last one winning)
         meta = {"config": as_restored(stream, config, settings), "state": meta["state"]}
-        try:
-            digest = _file_sha256(folder / file)
-        except OSError as e:
-            raise BackupError(f"{folder / file}: cannot be read ({e.strerror or e})") from None
-        if digest != entry["sha256"]:
-            raise BackupError(f"{file} does not match its checksum in manifest.json")
+        held = _snapshot_consumers(folder / file, entry["sha256"])
+        if why := next(filter(None, (foreign_consumer(stream, n, c, settings) for n, c in held.items())), None):
+            raise BackupError(f"{folder / file}: its snapshot holds {why}: a backup altered since it was made? "
+                              "Nothing was restored")
         entries.append({**entry, "meta": meta})
     if missing := [name for name in ours if not any(e["stream"] == name for e in entries)]:
         raise BackupError(f"{where}: it holds no {', '.join(missing)}: not a whole backup of this deployment "

@@ -1,10 +1,11 @@
-"""What a backup may restore: stream configs the set-up makes, nothing else (an allow-list).
+"""What a backup may restore: stream configs and consumers the set-up makes, nothing else (allow-lists).
 
-A backup's ``<stream>.json`` config is what ``$JS.API.STREAM.RESTORE`` makes the stream of; the
-checksums are in the same folder, so they prove nothing against whoever could write it. So each key
-of a config must be one the set-up makes (shared/eventlog/jetstream.py ``stream_config``,
-shared/bus/topology.py ``kv_stream_config``) or one nats-server writes with its default; anything
-else is named and refused.
+A backup's ``<stream>.json`` config is what ``$JS.API.STREAM.RESTORE`` makes the stream of, and the
+snapshot's consumers are what nats-server makes beside it; the checksums are in the same folder, so
+they prove nothing against whoever could write it. So each key of a config must be one the set-up
+makes (shared/eventlog/jetstream.py ``stream_config``, shared/bus/topology.py ``kv_stream_config``)
+or one nats-server writes with its default, and each restored consumer one of the step table's
+durables as the set-up makes it; anything else is named and refused.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from nats.js.api import StreamConfig
 
-from shared.bus.topology import kv_config, kv_stream_config
+from shared.bus.topology import consumer_config, filter_subjects, kv_config, kv_stream_config
 from shared.core import steps
 from shared.eventlog.jetstream import stream_config
 from shared.runtime.settings import Settings
@@ -117,3 +118,46 @@ def as_restored(name: str, config: dict[str, Any], settings: Settings) -> dict[s
     """The config restore sends: a bucket's rollup headers off, as the set-up turns them off (on, a
     ``Nats-Rollup: all`` on the one key a user may write purged every other step's heartbeat)."""
     return config if name == settings.stream_name else {**config, "allow_rollup_hdrs": False}
+
+
+CONSUMER_RULES: dict[str, Rule] = {
+    # A pull durable acknowledging each event explicitly, from the first, redelivered for ever, as the
+    # set-up makes each one: another ack or deliver policy loses or skips steps' events.
+    **{k: _same for k in ("ack_policy", "deliver_policy", "max_deliver", "replay_policy")},
+    # Flow control a release or deployment may have set otherwise (GROVE_ACK_WAIT_S; GROVE_MAX_ACK_PENDING
+    # for a while): setup puts the set-up's back on every durable after the restore.
+    "ack_wait": lambda v, want, kv: _count(v) and v > 0,
+    "max_ack_pending": lambda v, want, kv: _count(v) and v > 0,
+    "max_waiting": lambda v, want, kv: _count(v) and v > 0,  # nats-server's default (512): pull requests waiting
+    "num_replicas": lambda v, want, kv: _count(v) and 0 <= v <= 5,  # 0: the stream's
+    "metadata": _server_metadata,
+    # Never set by the set-up: a deliver subject pushes every event it takes to that subject, to
+    # whoever listens there; the rest are push, sampling, paused or memory-only durables.
+    **{k: _unset for k in ("description", "deliver_subject", "deliver_group", "flow_control", "idle_heartbeat",
+                           "headers_only", "max_batch", "max_expires", "max_bytes", "inactive_threshold",
+                           "backoff", "mem_storage", "sample_freq", "rate_limit_bps", "opt_start_seq",
+                           "opt_start_time", "pause_until", "priority_groups", "priority_policy",
+                           "priority_timeout", "direct")},
+}
+
+
+CONSUMER_ABSENT: dict[str, Any] = {"ack_policy": "none", "deliver_policy": "all", "replay_policy": "instant",
+                                   "max_deliver": -1, "max_ack_pending": 1000, "ack_wait": 30 * NS,
+                                   "max_waiting": 512, "num_replicas": 0}
+
+
+def foreign_consumer(stream: str, name: str, config: dict[str, Any], settings: Settings) -> str | None:
+    """Why consumer ``name`` of stream ``stream``'s snapshot (its config as the server will read it) is
+    not one the set-up makes, None when it is: a bucket's stream has none; the log's are the step
+    table's durables, each taking its own trigger subjects (some of them: a durable made before a step
+    took a second trigger takes one, and setup gives it the rest)."""
+    step = next((c for c in steps.all_consumers() if c.durable == name), None)
+    if stream != settings.stream_name or step is None or config.get("durable_name") != name \
+            or config.get("name", name) != name:
+        return f"consumer {name!r}, which the set-up never makes"
+    want = json.loads(json.dumps(consumer_config(settings, step).as_dict()))
+    taken = config.get("filter_subjects") or [config.get("filter_subject")]
+    wrong = [] if set(taken) <= set(filter_subjects(settings, step)) else ["filter_subject"]
+    wrong += [k for k, v in {**CONSUMER_ABSENT, **config}.items() if k not in ("name", "durable_name", "filter_subject", "filter_subjects")
+              and (k not in CONSUMER_RULES or not CONSUMER_RULES[k](v, want.get(k), False))]
+    return f"durable {name} with {', '.join(wrong)} not as the set-up makes it" if wrong else None

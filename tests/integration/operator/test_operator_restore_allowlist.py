@@ -1,9 +1,11 @@
 """``grove-export restore`` restores only what the set-up makes: every key of a backup's stream config
-(``<stream>.json``) must be one the set-up makes, with the set-up's value where it matters.
+(``<stream>.json``) must be one the set-up makes, with the set-up's value where it matters, and every
+consumer the server restores from a snapshot one of the step table's durables as the set-up makes it.
 
 Seen: only republish, sources, mirror, subject_transform and sealed were refused; an altered backup
 restored a log with work-queue retention (each event gone once acknowledged), ``max_msgs: 10``, memory
-storage, rollup headers on… Real nats-server; the backups are ``grove-export backup``'s own."""
+storage, rollup headers on…, and a snapshot holding a push consumer that delivered every event to a
+subject of the alterer's choosing. Real nats-server; the backups are ``grove-export backup``'s own."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, StorageType
 
 from services.operator.backup import BackupError, check_backup
@@ -156,3 +159,39 @@ async def test_each_altered_config_field_is_refused_before_anything_is_restored(
     assert out.returncode == 1 and out.stdout == "" and out.stderr.count("\n") == 1, out.stdout + out.stderr
     assert f"{settings.stream_name}.json: its config holds retention, max_msgs as this deployment's" in out.stderr
     assert "Nothing was restored" in out.stderr and await _present(bus, settings) == []
+
+
+def _foreign(settings: Settings, where: str) -> tuple[str, ConsumerConfig]:
+    log, kv = settings.stream_name, names(settings)[1]
+    step = steps.all_consumers()[0]
+    return {
+        "a push consumer": (log, ConsumerConfig(durable_name="leak", deliver_subject="leak.here",
+                                                ack_policy=AckPolicy.NONE)),
+        "a pull consumer of another name": (log, ConsumerConfig(durable_name="extra", ack_policy=AckPolicy.EXPLICIT)),
+        "a step's durable taking every subject": (log, ConsumerConfig(durable_name=step.durable, filter_subject=">",
+                                                                      ack_policy=AckPolicy.EXPLICIT)),
+        "a consumer on a bucket's stream": (kv, ConsumerConfig(durable_name="kvreader",
+                                                               ack_policy=AckPolicy.EXPLICIT)),
+        "a step's durable that takes no acks": (log, ConsumerConfig(
+            durable_name=step.durable, filter_subject=f"{settings.subject_prefix}.*.*.{step.trigger}",
+            ack_policy=AckPolicy.NONE)),
+    }[where]
+
+
+@pytest.mark.parametrize("where", ["a push consumer", "a pull consumer of another name",
+                                   "a step's durable taking every subject", "a consumer on a bucket's stream",
+                                   "a step's durable that takes no acks"])
+async def test_a_snapshot_holding_a_consumer_the_set_up_never_makes_is_refused_before_it_is_sent(
+        values: dict[str, Any], bus: Bus, settings: Settings, tmp_path: Path, where: str) -> None:
+    stream, config = _foreign(settings, where)
+    if config.durable_name in {c.durable for c in steps.all_consumers()}:
+        await bus.js.delete_consumer(stream, config.durable_name)
+    await bus.js.add_consumer(stream, config)  # the snapshot holds what the server had: as an alterer's would
+    folder = await _backup(values, bus, tmp_path / "bk")
+    for name in names(settings):
+        await bus.js.delete_stream(name)
+    out = cli(values, "restore", str(folder))
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stdout + out.stderr
+    assert f"{stream}.tar.s2: its snapshot holds " in out.stderr and config.durable_name in out.stderr, out.stderr
+    assert "Nothing was restored" in out.stderr and out.stdout == "", out.stdout + out.stderr
+    assert await _present(bus, settings) == []

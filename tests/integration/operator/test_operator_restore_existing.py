@@ -20,6 +20,7 @@ import pytest
 from shared.bus.connect import Bus, kv_names
 from shared.core import events as ev
 from shared.runtime.settings import Settings
+from tests.support.backups import archive_snapshot
 from tests.support.env import to_env
 
 
@@ -89,9 +90,10 @@ async def test_a_restore_that_fails_part_way_leaves_the_server_as_it_found_it(
     names = [settings.stream_name, hb, admission]
     backup = tmp_path / "backup"
     assert cli(values, "backup", str(backup)).returncode == 0
-    # the second snapshot is not one the server can restore, with a checksum that matches it
+    # the second snapshot is not one the server can restore (its S2 chunks' CRCs are wrong, which restore's
+    # own read of its consumers does not check), with a checksum that matches it
     manifest = json.loads((backup / "manifest.json").read_text())
-    broken = b"not a snapshot" * 100
+    broken = archive_snapshot()
     (backup / manifest["streams"][1]["file"]).write_bytes(broken)
     manifest["streams"][1]["sha256"] = hashlib.sha256(broken).hexdigest()
     (backup / "manifest.json").write_text(json.dumps(manifest))

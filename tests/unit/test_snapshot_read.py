@@ -1,0 +1,102 @@
+"""Reading the consumers a snapshot would restore, without a server: the S2 block decoder on each of
+S2's copy forms, both archive formats nats-server restores (NATSARC1, and the tar of servers before
+2.15), and everything nats-server never writes refused rather than read otherwise than the server."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from typing import Any
+
+import pytest
+
+from services.operator.snapshotread import NotASnapshot, consumers, s2_block
+from tests.support.backups import NATSARC, archive_entry, archive_snapshot, s2_framed
+
+
+def test_an_s2_block_decodes_literals_copies_and_repeats() -> None:
+    ops = (b"\x0cabcd"  # literal of 4
+           + b"\x01\x04"  # copy1: 4 bytes from 4 back
+           + b"\x01\x00"  # S2 repeat: 4 more from the same offset
+           + b"\x0a\x02\x00"  # copy2: 3 from 2 back, overlapping itself
+           + b"\x07\x0c\x00\x00\x00"  # copy4: 2 from 12 back
+           + b"\x15\x00\x02")  # S2 repeat, one extra length byte: 2 + 4 + 4 = 10 from 12 back
+    want = b"abcdabcdabcdcdcda" + b"bcdabcdcdc"  # the last: 10 from position 5
+    assert s2_block(bytes([len(want)]) + ops) == want
+
+
+@pytest.mark.parametrize(("block", "says"), [
+    (b"\x04\x01\x00", "a copy from outside its block"),  # a repeat before any offset
+    (b"\x05\x0cabcd", "a block shorter than it says"),
+    (b"\x02\x0cabcd", "a literal runs past its block"),
+    (b"\x08\x0cabcd\x01\x09", "a copy from outside its block"),
+])
+def test_a_broken_s2_block_is_refused(block: bytes, says: str) -> None:
+    with pytest.raises(NotASnapshot, match=says):
+        s2_block(block)
+
+
+PUSH = {"durable_name": "leak", "name": "leak", "deliver_subject": "leak.here", "ack_policy": "none"}
+
+
+def test_the_archive_format_yields_its_consumers() -> None:
+    assert consumers(io.BytesIO(archive_snapshot({"leak": PUSH}))) == {"leak": PUSH}
+    pending = json.dumps({"config": PUSH, "state": {"pending": {"7": {"Sequence": 1, "Timestamp": 2}}}}).encode()
+    data = s2_framed(NATSARC + archive_entry("state.json", b'{"consumer_count":1}') + archive_entry("consumers/x", pending))
+    assert consumers(io.BytesIO(data)) == {"x": PUSH}  # a consumer's pending messages: Go's own untagged keys
+
+
+def _tar(entries: list[tuple[str, bytes]], **info: Any) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in entries:
+            member = tarfile.TarInfo(name)
+            member.size, member.mtime = len(data), 1_700_000_000.25  # sub-second: a PAX mtime, as Go writes
+            for k, v in info.items():
+                setattr(member, k, v)
+            tar.addfile(member, io.BytesIO(data))
+    return s2_framed(out.getvalue())
+
+
+def _old(consumer: dict[str, Any]) -> bytes:
+    """A tar snapshot as nats-server before 2.15 writes one: messages, then obs/<name>/meta.inf."""
+    meta = json.dumps({"Created": "2025-01-01T00:00:00Z", "Name": consumer["durable_name"], **consumer}).encode()
+    return _tar([("meta.inf", b"{}"), ("meta.sum", b"0"), ("msgs/1.blk", os.urandom(300_000)),
+                 ("msgs/index.db", b"x"), (f"obs/{consumer['durable_name']}/meta.inf", meta),
+                 (f"obs/{consumer['durable_name']}/o.dat", b"state")])
+
+
+def test_the_tar_format_yields_its_consumers_past_the_messages() -> None:
+    assert consumers(io.BytesIO(_old(PUSH))) == {"leak": PUSH}
+
+
+CONFIG_KEYS = json.dumps({"config": {"durable_name": "a"}, "Config": PUSH}).encode()
+NOT_WRITTEN: dict[str, tuple[bytes, str]] = {
+    "no S2 stream identifier": (b"\x01\x05\x00\x00\x00\x00\x00\x00x", "no S2 stream identifier"),
+    "a tar symlink": (_tar([("obs/a/meta.inf", b"")], type=tarfile.SYMTYPE, linkname="/etc"), "a tar entry nats-server"),
+    "a tar name leaving its folder": (_tar([("obs/../obs/a/meta.inf", b"{}")]), "a tar entry nats-server"),
+    "a tar entry twice": (_tar([("meta.inf", b"{}"), ("meta.inf", b"{}")]), "a tar entry nats-server"),
+    "a PAX path record": (_tar([("obs/" + "x" * 120 + "/meta.inf", b"{}")]), "a PAX record nats-server does not"),
+    "a consumer key in another case": (_tar([("obs/a/meta.inf", json.dumps({"Deliver_Subject": "x"}).encode())]),
+                                       "JSON keys nats-server does not write"),
+    "a second config in another case": (s2_framed(NATSARC + archive_entry("state.json", b'{"consumer_count":1}')
+                                                  + archive_entry("consumers/a", CONFIG_KEYS)),
+                                        "consumers/a: JSON keys nats-server does not write"),
+    "a consumer config key twice": (s2_framed(NATSARC + archive_entry("state.json", b'{"consumer_count":1}')
+                                              + archive_entry("consumers/a", b'{"config":{"name":"a","name":"b"}}')),
+                                    "consumers/a: JSON keys nats-server does not write"),
+    "fewer consumers than state.json says": (s2_framed(NATSARC + archive_entry("state.json", b'{"consumer_count":2}')
+                                                       + archive_entry("consumers/a", b'{"config":{}}')),
+                                             "cut short in an entry header"),
+    "a message where a consumer was due": (s2_framed(NATSARC + archive_entry("state.json", b'{"consumer_count":1}')
+                                                     + archive_entry("x.y", b"{}", seq=1)), "where a consumer was due"),
+}
+
+
+@pytest.mark.parametrize("case", NOT_WRITTEN)
+def test_what_nats_server_never_writes_is_refused(case: str) -> None:
+    data, says = NOT_WRITTEN[case]
+    with pytest.raises(NotASnapshot, match=says):
+        consumers(io.BytesIO(data))

@@ -235,10 +235,14 @@ def _archive_consumers(s2: _S2Reader) -> Iterator[tuple[str, dict[str, Any]]]:
     count = _json_entry(data, "state.json").get("consumer_count", 0)
     if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 100_000:
         raise NotASnapshot("state.json's consumer_count is not a count")
+    seen: set[str] = set()
     for _ in range(count):
         name, data = _archive_entry(s2)
         if not name.startswith("consumers/"):
             raise NotASnapshot(f"entry {name!r} where a consumer was due")
+        if name in seen:  # the server would make the first, then meet the second: only one is read here
+            raise NotASnapshot(f"{name[:80]!r} twice")
+        seen.add(name)
         config = _json_entry(data, name, "config")
         yield name.removeprefix("consumers/"), config
 

@@ -87,6 +87,8 @@ NOT_WRITTEN: dict[str, tuple[bytes, str]] = {
     "a consumer config key twice": (s2_framed(NATSARC + archive_entry("state.json", b'{"consumer_count":1}')
                                               + archive_entry("consumers/a", b'{"config":{"name":"a","name":"b"}}')),
                                     "consumers/a: JSON keys nats-server does not write"),
+    "a consumer twice": (s2_framed(NATSARC + archive_entry("state.json", b'{"consumer_count":2}')
+                                   + archive_entry("consumers/a", json.dumps({"config": PUSH}).encode()) * 2), "twice"),
     "fewer consumers than state.json says": (s2_framed(NATSARC + archive_entry("state.json", b'{"consumer_count":2}')
                                                        + archive_entry("consumers/a", b'{"config":{}}')),
                                              "cut short in an entry header"),

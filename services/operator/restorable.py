@@ -72,8 +72,8 @@ STREAM_RULES: dict[str, Rule] = {
     **{k: _same for k in ("storage", "retention", "discard", "max_msgs", "max_bytes", "max_msg_size",
                           "max_msgs_per_subject", "max_consumers", "deny_purge", "sealed", "mirror_direct",
                           "compression", "consumer_limits", "discard_new_per_subject", "no_ack")},
-    # The set-up changes these after a restore (`grove-export setup`): another deployment's replicas and
-    # max age restore (a replica count this server cannot hold is refused by the server itself).
+    # Another deployment's replicas, max age and duplicate window are accepted and restored as this
+    # deployment's set-up makes them (:func:`as_restored`).
     "num_replicas": lambda v, want, kv: _count(v) and 1 <= v <= 5,
     "max_age": lambda v, want, kv: _count(v) and v >= 0,
     # a bucket's is two minutes, or its TTL when shorter (a backup's TTL may be another deployment's)
@@ -115,9 +115,14 @@ def foreign_stream_fields(name: str, config: dict[str, Any], settings: Settings)
 
 
 def as_restored(name: str, config: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """The config restore sends: a bucket's rollup headers off, as the set-up turns them off (on, a
-    ``Nats-Rollup: all`` on the one key a user may write purged every other step's heartbeat)."""
-    return config if name == settings.stream_name else {**config, "allow_rollup_hdrs": False}
+    """The config restore sends: the replicas, max age and duplicate window this deployment's set-up
+    gives the stream, and a bucket's rollup headers off, as the set-up turns them off (on, a
+    ``Nats-Rollup: all`` on the one key a user may write purged every other step's heartbeat). Sent as
+    the backup had them, a max age of one second (the server expires at once what is older) emptied the
+    restored log before ``setup`` could put this deployment's back."""
+    made = setup_configs(settings)[name]
+    own = {k: made[k] for k in ("num_replicas", "max_age", "duplicate_window")}
+    return {**config, **own} if name == settings.stream_name else {**config, **own, "allow_rollup_hdrs": False}
 
 
 CONSUMER_RULES: dict[str, Rule] = {

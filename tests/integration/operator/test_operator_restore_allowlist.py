@@ -9,10 +9,12 @@ subject of the alterer's choosing. Real nats-server; the backups are ``grove-exp
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,26 @@ async def test_genuine_backups_restore_and_hold_only_what_the_set_up_makes(
     assert f"{settings.stream_name}: restored, 1 messages" in out.stdout, out.stdout
     consumers = {c.name for c in await bus.js.consumers_info(settings.stream_name)}
     assert consumers == {c.durable for c in steps.all_consumers()}
+
+
+async def test_a_backup_with_a_max_age_of_a_second_restores_the_whole_log(
+        values: dict[str, Any], bus: Bus, settings: Settings, tmp_path: Path) -> None:
+    """Seen: a backup altered to ``max_age`` one second restored its log and nats-server at once expired
+    every event older than that — the log emptied before ``setup`` could put this deployment's max age
+    back. Restore sends this deployment's replicas, max age and duplicate window instead."""
+    appended = time.monotonic()
+    folder = await _backup(values, bus, tmp_path / "bk")
+    _edit(folder, settings.stream_name, max_age=NS, duplicate_window=NS)
+    _edit(folder, names(settings)[1], max_age=NS, duplicate_window=NS)
+    await asyncio.sleep(max(0.0, 1.5 - (time.monotonic() - appended)))  # the event is older than the 1 s then
+    out = cli(values, "restore", "--replace", str(folder))
+    assert out.returncode == 0, out.stderr
+    await asyncio.sleep(max(0.0, 3.0 - (time.monotonic() - appended)))  # past when 1 s would have expired it
+    info = await bus.js.stream_info(settings.stream_name)
+    assert (info.state.messages, info.config.max_age, info.config.duplicate_window) == (
+        1, settings.stream_max_age_days * 86400, 3600), info
+    bucket = await bus.js.stream_info(names(settings)[1])
+    assert (bucket.config.max_age, bucket.config.duplicate_window) == (settings.heartbeat_ttl_s, 120), bucket.config
 
 
 async def test_a_backup_of_the_old_single_account_layout_restores(

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from shared.core import events as ev
+from shared.core.keys import export_of_key
 from shared.core.lifecycle import (
     RETRY_MARGIN,
     ExportState,
@@ -92,6 +93,13 @@ def is_orphan_upload(state: ExportState | None, upload_id: str, initiated: datet
     if state is None or not state.exists:
         return True
     return state.upload is not None and state.upload.upload_id != upload_id and state.assembled is not None
+
+
+def export_of(key: str) -> tuple[str, str] | None:
+    """(tenant, export) of an object or upload key under an export's prefix, when both are ids an export
+    can have; else None, no export's (a ``*`` there named every tenant's export of that id)."""
+    owner = export_of_key(key)
+    return owner if owner is not None and all(ev.is_valid_id(token) for token in owner) else None
 
 
 def is_swept(state: ExportState, archive: bool, last_modified: datetime | None, now: datetime,

@@ -1,5 +1,6 @@
-"""Which ExportRequested subjects hold no request: judged from their own messages, before a run reads
-any export's history (the rule is ``decide.no_request``; this module only reads).
+"""Which exports the log holds: the ExportRequested subjects whose tokens are ids (:func:`request_subjects`,
+:func:`owners`), less those that hold no request (:func:`requested`), judged from their own messages
+before a run reads any export's history (the rule is ``decide.no_request``; this module only reads).
 
 Any user can have the server store a body on any ``<prefix>.<t>.<x>.ExportRequested`` (a PubAck aimed
 there): each such subject was an export to the janitor, read in full twice a run with a warning each
@@ -11,12 +12,17 @@ subject cost the square of the stream). Memory stays one verdict a subject, what
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 
 from services.janitor.decide import no_request
-from shared.eventlog.directget import BATCH, DirectGetError, Stored, get_batch, last_of_each, subject_counts
+from services.janitor.summary import log
+from shared.core import events as ev
+from shared.eventlog.directget import DirectGetError, Stored, every_stored, last_of_each, subject_counts
+from shared.runtime import metrics
 
 AT_ONCE = 512  # subjects whose last message one read brings (the server's cap: 1,024)
 
@@ -38,6 +44,39 @@ def _judge(seen: _Seen, prefix: str, m: Stored) -> None:
         seen.reason = reason
 
 
+def owners(prefix: str, subjects: Iterable[str]) -> list[tuple[str, str]]:
+    """(tenant, export) of each ExportRequested subject whose tokens are ids, sorted
+    (``events.export_of_subject``: a ``*`` there is no export, it names them all)."""
+    return [owner for s in sorted(subjects) if (owner := ev.export_of_subject(prefix, s)) is not None]
+
+
+async def request_subjects(js: JetStreamContext, stream: str, prefix: str) -> dict[str, int]:
+    """Stored messages per ExportRequested subject (every page of the server's answer)."""
+    subject = f"{prefix}.*.*.ExportRequested"
+    found = await subject_counts(js, stream, subject)
+    if not found and ((await js.stream_info(stream)).state.messages or 0) > 0:
+        # very old servers: fall back to reading them (counted as many as each appears)
+        async for m in every_stored(js, stream, subject):
+            found[m.subject] = found.get(m.subject, 0) + 1
+    return found
+
+
+async def requested(js: JetStreamContext, stream: str, prefix: str, counts: dict[str, int]) -> list[tuple[str, str]]:
+    """The exports among ``counts``' subjects (:func:`request_subjects`) whose ExportRequested subject
+    holds a request, judged from those messages alone before anything else is read (:func:`no_requests`).
+    The rest (PubAcks or bodies any user had the server store there) are left out, with one line for
+    them all instead of a full read and a warning each, every run."""
+    subjects = {s: n for s, n in counts.items() if ev.export_of_subject(prefix, s) is not None}
+    junk = await no_requests(js, stream, prefix, subjects)
+    if junk:
+        reasons = collections.Counter(junk.values())
+        for reason, n in reasons.items():
+            metrics.EVENTS_REJECTED.labels("log", reason).inc(n)
+        log.warning("janitor: %d ExportRequested subjects hold no request (%s): no exports, not read further",
+                    len(junk), ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())))
+    return owners(prefix, (s for s in subjects if s not in junk))
+
+
 async def no_requests(js: JetStreamContext, stream: str, prefix: str, counts: dict[str, int]) -> dict[str, str]:
     """The subjects among ``counts`` (subject → messages stored, as listed) none of whose listed
     messages is a request, with why (``malformed`` / ``forged``). A subject not judged — a read refused
@@ -56,16 +95,10 @@ async def no_requests(js: JetStreamContext, stream: str, prefix: str, counts: di
         if got:  # cut at the answer's bytes: the rest asked again (each answer judges at least one)
             single = [s for s in chunk if not seen[s].read] + single
     if any(v.count > 1 for v in seen.values()):
-        seq = 1
-        while True:
-            batch = await get_batch(js, stream, seq=seq, subject=f"{prefix}.*.*.ExportRequested", batch=BATCH)
-            for m in batch.messages:
-                v = seen.get(m.subject)
-                if v is not None and v.count > 1 and not v.request and v.read < v.count:
-                    _judge(v, prefix, m)
-            if not batch.messages or not batch.pending:
-                break
-            seq = batch.messages[-1].seq + 1
+        async for m in every_stored(js, stream, f"{prefix}.*.*.ExportRequested"):
+            v = seen.get(m.subject)
+            if v is not None and v.count > 1 and not v.request and v.read < v.count:
+                _judge(v, prefix, m)
     junk = {s: v.reason for s, v in seen.items() if not v.request and v.read == v.count and v.reason}
     if junk:
         # Messages are only added: a count unchanged since the listing means every message judged was

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -162,6 +163,19 @@ async def get_batch(js: JetStreamContext, stream: str, *, seq: int, subject: str
     request = {"seq": max(1, seq), "next_by_subj": subject, "batch": batch, "max_bytes": max_bytes}
     out, eob = await _exchange(js, stream, request, timeout)
     return Batch(out, int(eob.get("Nats-Num-Pending", "0") or 0))
+
+
+async def every_stored(js: JetStreamContext, stream: str, subject: str) -> AsyncIterator[Stored]:
+    """Every message stored on ``subject`` (wildcards allowed), in sequence order, a :func:`get_batch`
+    at a time: each batch asked for once the one before it is taken, the last when nothing is pending."""
+    seq = 1
+    while True:
+        batch = await get_batch(js, stream, seq=seq, subject=subject)
+        for m in batch.messages:
+            yield m
+        if not batch.messages or not batch.pending:
+            return
+        seq = batch.messages[-1].seq + 1
 
 
 async def count_and_first(js: JetStreamContext, stream: str, subject: str, timeout: float = 5.0) -> tuple[Stored | None, int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from services.devtools.stack.natsserver import NatsServer
-from services.janitor.main import Janitor
+from services.janitor.run import Janitor
 from shared.bus.connect import connect
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant

@@ -10,7 +10,7 @@ import pytest
 
 from services.devtools.stack.natsserver import NatsServer
 from services.devtools.stack.supervisor import Stack
-from services.janitor.main import Janitor
+from services.janitor.run import Janitor
 from shared.bus.connect import Bus, connect
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant

@@ -410,7 +410,7 @@ async def test_a_direct_gets_copy_aimed_at_a_heartbeat_keeps_nothing_alive(secur
     """The same aimed at a step's heartbeat key: a beat no worker put, which kept an export whose
     worker is gone "alive" for the janitor. Aimed from SVC it is stored nowhere; one stored before the
     split the janitor counts for nothing."""
-    from services.janitor.main import Janitor
+    from services.janitor.alive import heartbeat
     from shared.core.keys import heartbeat_key
 
     s = secured.settings
@@ -420,14 +420,11 @@ async def test_a_direct_gets_copy_aimed_at_a_heartbeat_keeps_nothing_alive(secur
     await _aimed_stores_nothing(secured, admin, f"$KV.{bucket}.{key}", body=ghost)
     await _plant(admin, s, f"$KV.{bucket}.{key}", body=ghost)
     janitor = await _as_service(secured, "janitor")
-    store = await open_store(s)
     try:
-        janitor_run = Janitor(s, janitor, store, dry_run=True)
-        assert await janitor_run._beating("t_v", "exp_v", "assembler") is False
+        assert await heartbeat(janitor, s, "t_v", "exp_v", "assembler") is False
         await admin.heartbeats.put(key, b'{"step": "assembler", "worker": "w1", "at": 1.5}')  # a beat a worker puts
-        assert await janitor_run._beating("t_v", "exp_v", "assembler") is True
+        assert await heartbeat(janitor, s, "t_v", "exp_v", "assembler") is True
     finally:
-        await store.close()
         await janitor.close()
 
 
@@ -436,7 +433,7 @@ async def test_a_puback_aimed_at_a_heartbeat_keeps_nothing_alive(secured: Secure
     own subject with a heartbeat key as the reply, and the bucket stored the PubAck — without the
     server's headers, so it is no marked copy. Aimed from SVC it is stored nowhere. One stored before
     the split is no beat either (no step, no worker): the janitor counts it for nothing."""
-    from services.janitor.main import Janitor
+    from services.janitor.alive import heartbeat
     from shared.core.keys import heartbeat_key
 
     s = secured.settings
@@ -445,11 +442,9 @@ async def test_a_puback_aimed_at_a_heartbeat_keeps_nothing_alive(secured: Secure
     await _aimed_stores_nothing(secured, admin, f"$KV.{bucket}.{key}", puback=True)
     await _plant(admin, s, f"$KV.{bucket}.{key}", puback=True)
     janitor = await _as_service(secured, "janitor")
-    store = await open_store(s)
     try:
-        assert await Janitor(s, janitor, store, dry_run=True)._beating("t_w", "exp_w", "assemble") is False
+        assert await heartbeat(janitor, s, "t_w", "exp_w", "assemble") is False
     finally:
-        await store.close()
         await janitor.close()
 
 
@@ -459,7 +454,7 @@ async def test_what_no_reader_takes_is_no_activity_for_the_janitor(secured: Secu
     the server stored as its answer there, was "activity": sent now and then, either kept a dead
     export alive for ever. The copy, aimed from SVC, is stored nowhere now; one stored before the
     split is still no activity. The time is that of the last message a reader takes."""
-    from services.janitor.main import Janitor
+    from services.janitor.alive import last_moved
 
     s = secured.settings
     p = s.subject_prefix
@@ -479,11 +474,9 @@ async def test_what_no_reader_takes_is_no_activity_for_the_janitor(secured: Secu
     assert info.state.subjects == {f"{p}.t_v.exp_v.ExportRequested": 1, f"{p}.t_v.exp_v.CatalogStarted": 2,
                                    f"{p}.t_v.exp_v.NotificationSent": 1}  # both landed after the real one
     janitor = await _as_service(secured, "janitor")
-    store = await open_store(s)
     try:
-        assert await Janitor(s, janitor, store, dry_run=True)._last("t_v", "exp_v") == started
+        assert await last_moved(janitor, s, "t_v", "exp_v") == started
     finally:
-        await store.close()
         await janitor.close()
 
 
@@ -499,7 +492,8 @@ async def test_a_puback_aimed_at_an_unknown_event_type_is_no_activity_for_the_ja
     event (its envelope agreeing with the subject) counts."""
     from datetime import timedelta
 
-    from services.janitor.main import Janitor
+    from services.janitor.alive import last_moved
+    from services.janitor.run import Janitor
 
     s = secured.settings
     p = s.subject_prefix
@@ -513,13 +507,13 @@ async def test_a_puback_aimed_at_an_unknown_event_type_is_no_activity_for_the_ja
     store = await open_store(s)
     try:
         run = Janitor(s, janitor, store, dry_run=True)
-        assert await run._last("t_v", "exp_v") == started
+        assert await last_moved(janitor, s, "t_v", "exp_v") == started
         later = started + timedelta(seconds=s.heartbeat_ttl_s + 60)
         assert (await run.run(now=later)).failed == 1  # dead: the janitor fails it (dry run: says so)
         # a newer version's event of this very export still counts
         newer = json.dumps({"export_id": "exp_v", "tenant_id": "t_v", "type": "FromTheFuture"}).encode()
         await admin.js.publish(f"{p}.t_v.exp_v.FromTheFuture", newer)
-        assert await run._last("t_v", "exp_v") != started
+        assert await last_moved(janitor, s, "t_v", "exp_v") != started
     finally:
         await store.close()
         await janitor.close()
@@ -833,7 +827,7 @@ async def test_a_wildcard_token_in_a_stored_subject_names_no_export_for_the_jani
     ids are the oldest request's — a running export — and whose status is another export's end. The
     janitor swept the running export's snapshot as that of an ended one, and its assembly failed.
     Only ids an export can have are exports."""
-    from services.janitor.main import Janitor
+    from services.janitor.run import Janitor
     from services.operator.erase import Eraser
     from services.operator.inspect import locate, requested
 
@@ -899,7 +893,7 @@ async def test_a_puback_aimed_at_a_running_steps_heartbeat_again_and_again_does_
     next beat; on a dead step's key none comes, and it is failed as before."""
     from datetime import timedelta
 
-    from services.janitor.main import Janitor
+    from services.janitor.run import Janitor
     from shared.core.keys import heartbeat_key
 
     s = secured.settings
@@ -1012,7 +1006,7 @@ async def test_a_step_user_cannot_record_another_steps_failure(secured: Secured,
     failure subject a body naming the assemble step is stored but dropped by every reader."""
     from datetime import timedelta
 
-    from services.janitor.main import Janitor
+    from services.janitor.run import Janitor
     from shared.core.keys import archive_key, snapshot_key
     from shared.core.retry import Retry, after_failure
 

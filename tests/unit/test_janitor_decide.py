@@ -175,3 +175,14 @@ def test_a_request_subject_holds_no_export_only_when_none_of_its_messages_is_the
     assert no_request("exports", [(subject, puback, False), (subject, request, False)]) is None  # junk first
     assert no_request("exports", [(subject, request, False), (subject, puback, False)]) is None  # junk after
     assert no_request("exports", []) is None  # nothing read: nothing judged, read as an export
+
+
+def test_a_key_is_an_exports_only_under_its_prefix_with_ids_an_export_can_have() -> None:
+    from services.janitor.decide import export_of
+
+    assert export_of("exports/t1/exp_1/work/snapshot.jsonl") == ("t1", "exp_1")
+    assert export_of("exports/t1/exp_1/grove-export-u-2026-01-01.zip") == ("t1", "exp_1")
+    assert export_of("exports/*/exp_1/x.zip") is None  # a '*' read every tenant's export of that id
+    assert export_of("exports/t1/*/x.zip") is None
+    assert export_of("exports/t1/exp_1") is None  # no object under the export's prefix
+    assert export_of("other/t1/exp_1/x.zip") is None

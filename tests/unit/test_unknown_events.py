@@ -12,7 +12,9 @@ import pytest
 from services.gateway.admission_kv import AdmissionStore
 from services.gateway.projector import Projector
 from services.gateway.readmodel import ReadModel
-from services.janitor.main import Janitor, Summary
+from services.janitor.alive import check_alive
+from services.janitor.run import Janitor
+from services.janitor.summary import Summary
 from shared.core import events as ev
 from shared.core.lifecycle import step_running_after
 from shared.eventlog.directget import Stored
@@ -120,5 +122,5 @@ async def test_the_janitor_judges_a_dead_step_by_the_last_event_it_knows() -> No
 
     bus = SimpleNamespace(log=log, js=SimpleNamespace(get_last_msg=get_last_msg))
     summary = Summary()
-    await Janitor(Settings(), bus, None)._check_alive(await log.load("t1", "exp_1"), NOW, summary)  # type: ignore[arg-type]
+    await check_alive(Janitor(Settings(), bus, None), await log.load("t1", "exp_1"), NOW, summary)  # type: ignore[arg-type]
     assert summary.failed == 1 and isinstance(log.messages[-1][1], ev.ExportFailed)

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from services.janitor.main import Janitor
+from services.janitor.run import Janitor
 from shared.bus.connect import connect
 from shared.core import events as ev
 from shared.objectstore.factory import open_store

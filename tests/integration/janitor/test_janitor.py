@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from services.janitor.main import Janitor, Summary
+from services.janitor.run import Janitor
+from services.janitor.summary import Summary
+from services.janitor.sweep import abort_orphans
 from shared.bus.connect import Bus
 from shared.core import events as ev
 from shared.core.keys import heartbeat_key
@@ -281,7 +283,7 @@ async def test_an_upload_whose_key_names_no_possible_export_is_an_orphan_and_sto
         orphan = await store.create_multipart(settings.buckets.exports, "exports/tZ/exp_gone/x.zip")
 
         summary = Summary()
-        await Janitor(settings, bus, store)._uploads(now + timedelta(hours=2), summary)
+        await abort_orphans(Janitor(settings, bus, store), now + timedelta(hours=2), summary)
 
         left = {u.upload_id for u in await store.list_uploads(settings.buckets.exports, "exports/")}
         assert not {strange, behind, orphan} & left, summary.actions
@@ -528,7 +530,7 @@ async def test_a_filesystem_store_gone_mid_run_stops_it_and_no_archive_left_ther
     (no file there: nothing to delete) and each archive was recorded ExportExpired — status `expired`,
     no download — while the archive, the person's data, stayed on that volume for good. Now each batch
     of deletes checks the store first: the run stops there, in one line, nothing more recorded."""
-    from services.janitor import main as janitor_main
+    from services.janitor import run as janitor_run
 
     settings = janitor_settings.model_copy(update={"janitor_batch": 1})
     bus = await connect_bus(settings)
@@ -538,7 +540,7 @@ async def test_a_filesystem_store_gone_mid_run_stops_it_and_no_archive_left_ther
                                             upload=False) for _ in range(2)])  # the order the run reads them
         root, moved = settings.store_root, settings.store_root.with_name("store.unmounted")
         reads: list[str] = []
-        real_slow = janitor_main.faults.slow
+        real_slow = janitor_run.faults.slow
 
         async def reading(name: str) -> None:  # the volume goes away as the run reads its second export
             if name == "janitor.read":
@@ -547,7 +549,7 @@ async def test_a_filesystem_store_gone_mid_run_stops_it_and_no_archive_left_ther
                     root.rename(moved)
             await real_slow(name)
 
-        monkeypatch.setattr(janitor_main.faults, "slow", reading)
+        monkeypatch.setattr(janitor_run.faults, "slow", reading)
 
         summary = await Janitor(settings, bus, store).run(now + timedelta(hours=2))
 

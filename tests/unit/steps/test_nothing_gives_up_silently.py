@@ -11,8 +11,10 @@ from nats.js.errors import KeyNotFoundError
 
 from services.canceller import service as canceller
 from services.canceller.service import Canceller
+from services.janitor.alive import check_alive
 from services.janitor.decide import is_abandoned_cancel, is_dead
-from services.janitor.main import Janitor, Summary
+from services.janitor.run import Janitor
+from services.janitor.summary import Summary
 from shared.core import events as ev
 from shared.core.lifecycle import fold
 from shared.eventlog.memory import InMemoryEventLog
@@ -120,8 +122,8 @@ async def test_the_janitor_fails_an_export_only_when_its_heartbeat_is_known_to_b
 
     bus = SimpleNamespace(log=log, js=SimpleNamespace(get_last_msg=get_last_msg))
     summary = Summary()
-    await Janitor(Settings(), bus, Store(parts_left=False))._check_alive(  # type: ignore[arg-type]
-        await log.load("t1", "exp_1"), NOW, summary)
+    await check_alive(Janitor(Settings(), bus, Store(parts_left=False)),  # type: ignore[arg-type]
+                      await log.load("t1", "exp_1"), NOW, summary)
     assert summary.failed == int(fails)
     assert [type(e).__name__ for _, e in log.messages][-1] == ("ExportFailedByJanitor" if fails else "CatalogStarted")
 

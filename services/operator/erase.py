@@ -35,7 +35,7 @@ from shared.bus.connect import Bus, kv_names
 from shared.core import events as ev
 from shared.core import keys
 from shared.core.lifecycle import ExportState
-from shared.eventlog.directget import get_batch, subject_counts
+from shared.eventlog.directget import every_stored, subject_counts
 from shared.objectstore import ObjectStore
 from shared.objectstore.port import StoreRefused
 from shared.runtime import faults
@@ -281,13 +281,8 @@ class Eraser:
         appended meanwhile)."""
         stream, done = self.settings.stream_name, set[int]()
         for _ in range(ROUNDS):
-            seqs, seq = [], 1
-            while True:
-                batch = await get_batch(self.bus.js, stream, seq=seq, subject=subject)
-                seqs += [m.seq for m in batch.messages if m.seq not in done and not _progress(m.subject)]
-                if not batch.messages or not batch.pending:
-                    break
-                seq = batch.messages[-1].seq + 1
+            seqs = [m.seq async for m in every_stored(self.bus.js, stream, subject)
+                    if m.seq not in done and not _progress(m.subject)]
             if not seqs:
                 return
             for i in range(0, len(seqs), IN_FLIGHT):

@@ -237,23 +237,29 @@ async def test_replace_with_a_config_the_server_refuses_deletes_nothing(
     """Seen: a backup of a three-replica cluster restored with --replace into one server deleted the
     server's streams, then the server refused the backup's first config ("replicas > 1 not supported
     in non-clustered mode"): the server was left with no streams at all. Each config is now put to the
-    server first, under a probe stream's name, made and deleted again."""
+    server first, under a probe stream's name, made and deleted again. (A backup's replicas are now
+    restored as this deployment's: the server refuses them when the deployment asks for three
+    replicas of one server; the three-replica backup then restores into it as one.)"""
     names, backup = await _backed_up(values, bus, settings, tmp_path)
     hb, admission = names[1:]
-    meta_file = backup / f"{admission}.json"  # the last stream restored: the others' configs pass the probe
-    meta = json.loads(meta_file.read_text())
-    meta["config"]["num_replicas"] = 3  # as a three-node cluster's backup says
-    meta_file.write_text(json.dumps(meta))
+    for name in names:  # as a three-node cluster's backup says
+        meta = json.loads((backup / f"{name}.json").read_text())
+        meta["config"]["num_replicas"] = 3
+        (backup / f"{name}.json").write_text(json.dumps(meta))
     before = await _streams(bus, names)
     assert before == {settings.stream_name: 1, hb: 0, admission: 0}
 
-    out = cli(values, "restore", "--replace", str(backup))
+    out = cli({**values, "stream_replicas": 3}, "restore", "--replace", str(backup))
     assert out.returncode == 1 and out.stdout == "", out.stdout + out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
-    assert f"this server refuses {admission}'s config in the backup: " in lines[0], lines[0]
+    assert f"this server refuses {settings.stream_name}'s config in the backup: " in lines[0], lines[0]
     assert "replicas > 1 not supported" in lines[0] and lines[0].endswith("nothing was deleted or restored"), lines[0]
     assert await _streams(bus, names) == before  # the live streams are all there, with what they held
     left = [info.config.name for info in await bus.js.streams_info()]
     assert not [n for n in left if n.startswith("grove-restore-probe-")], left  # no probe left behind
+
+    out = cli(values, "restore", "--replace", str(backup))  # this deployment's one replica
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert {n: (await bus.js.stream_info(n)).config.num_replicas for n in names} == dict.fromkeys(names, 1)
 

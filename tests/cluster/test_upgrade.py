@@ -17,8 +17,11 @@ way. The new layout keeps them in an account of their own (``STORE``) and the se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -192,13 +195,36 @@ async def _kept(bus: Bus, stream: str, key: str) -> tuple[object, ...]:
             durable.num_pending, beat)
 
 
+def _stopped_from_outside(cluster: Cluster) -> list[str]:
+    """The nodes of ``cluster`` whose log says they met SIGTERM: asked before the test stops them, so
+    sent by another process."""
+    return [n.name for n in cluster.nodes if n.log_file and 'Trapped "terminated" signal' in _log(n.log_file)]
+
+
+def _log(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+@contextlib.contextmanager
+def _unless_stopped_from_outside(cluster: Cluster) -> Iterator[None]:
+    """A failure is the test's, unless a node of ``cluster`` met a SIGTERM the test never sent: then
+    the test is xfailed, naming the nodes. Seen in two whole runs (2026-12-05): two nodes of the new
+    cluster trapped SIGTERM 7 µs apart mid-restore, from a sender not found since (a whole run under
+    perf's signal:signal_generate with fork events found no SIGTERM sent by another process than the
+    target's parent). It was a non-strict xfail of the whole test, which hid any failure of the
+    upgrade path; now only that one is excused, and every other assertion fails the test."""
+    try:
+        yield
+    except AssertionError:
+        if outside := _stopped_from_outside(cluster):
+            pytest.xfail(f"nodes {', '.join(outside)} of {cluster.root.name} got SIGTERM from outside the test")
+        raise
+
+
 @pytest.mark.slow
-# Quarantined, not passed: in two whole runs of 2026-12-05 (15:25 UTC) two of the new cluster's three nodes
-# got SIGTERM at the same instant mid-restore (their logs: 'Trapped "terminated" signal' 7 µs apart, the third
-# node ran on to the test's end), so restore met "no responders"; the sender is not found yet. It passes alone
-# and with every cluster test (59 of 59) and in the whole run before. Remove this mark once the cause is found.
-@pytest.mark.xfail(strict=False, raises=AssertionError,
-                   reason="two nodes SIGTERM'd mid-restore in whole runs by a sender not yet found")
 async def test_a_three_node_cluster_moves_by_backup_and_restore(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's cluster path across clusters of three: an R3 log and buckets in the one account of
     the old block, ``grove-export backup`` as admin, a new cluster with the generated accounts block on
@@ -213,7 +239,7 @@ async def test_a_three_node_cluster_moves_by_backup_and_restore(tmp_path: Path, 
     old_conf.write_text(OLD.read_text().replace("@@PREFIX@@", s0.subject_prefix).replace("@@KV@@", s0.kv_prefix))
     new_conf.write_text(render_accounts(PASSWORDS, prefix=s0.subject_prefix, kv_prefix=s0.kv_prefix,
                                         stream=s0.stream_name))
-    admin = {"user": ADMIN, "password": PASSWORDS[ADMIN]}
+    admin: dict[str, Any] = {"user": ADMIN, "password": PASSWORDS[ADMIN]}
 
     async def as_admin(command: list[str], urls: list[str]) -> None:
         env = {**env_without_proxies(), **to_env({**values, "nats_url": ",".join(urls)}), "GROVE_NATS_USER": ADMIN,
@@ -224,41 +250,48 @@ async def test_a_three_node_cluster_moves_by_backup_and_restore(tmp_path: Path, 
 
     old = Cluster(tmp_path / "old", config_file=old_conf).start()
     try:
-        await wait_for_jetstream(old.urls, **admin)
-        s = build({**values, "nats_url": ",".join(old.urls)})
-        bus = await connect_bus(s, old.urls, "test", **admin)
-        try:
-            before = await _write_what_must_be_kept(bus, s.stream_name, "t_c")
-        finally:
-            await bus.close()
-        await as_admin(["backup", str(tmp_path / "backup")], old.urls)
+        with _unless_stopped_from_outside(old):
+            await wait_for_jetstream(old.urls, **admin)
+            s = build({**values, "nats_url": ",".join(old.urls)})
+            bus = await connect_bus(s, old.urls, "test", **admin)
+            try:
+                before = await _write_what_must_be_kept(bus, s.stream_name, "t_c")
+            finally:
+                await bus.close()
+            await as_admin(["backup", str(tmp_path / "backup")], old.urls)
     finally:
         old.stop()
     new = Cluster(tmp_path / "new", config_file=new_conf).start()
     try:
-        await wait_for_jetstream(new.urls, **admin)
-        for command in (["restore", str(tmp_path / "backup")], ["setup", "--nats-only"]):
-            await as_admin(command, new.urls)
-        s = build({**values, "nats_url": ",".join(new.urls)})
-        bus = await connect_bus(s, new.urls, "test", **admin)
-        catalog = await connect(s.model_copy(update={"nats_user": "catalog", "nats_password": SecretStr(
-            PASSWORDS["catalog"])}), "catalog")
-        try:
-            async def as_before() -> bool:  # a restored R3 durable's pending count, and a replica a direct
-                try:  # get may ask, are settled a moment later
-                    return await _kept(bus, s.stream_name, "catalog.t_c.exp_0") == before
-                except nats.js.errors.NotFoundError:
-                    return False
-
-            await until(as_before, 15, 0.2, f"the restored state {before}")
-            for stream in (s.stream_name, f"KV_{s.kv_prefix}_heartbeats", f"KV_{s.kv_prefix}_admission"):
-                info = await bus.js.stream_info(stream)
-                assert info.config.num_replicas == 3 and len(info.cluster.replicas or []) == 2, stream  # type: ignore[union-attr]
-            assert [e.export_id async for _, e in catalog.log.history("t_c", "exp_2")] == ["exp_2"]
-        finally:
-            await catalog.close()
-            await bus.close()
-        for node in new.nodes:  # all of it in STORE: nothing restored into another account
-            assert not list((node.store_dir / "jetstream").glob("$G*")), node.name
+        with _unless_stopped_from_outside(new):
+            await _restored_as_before(new, values, as_admin, admin, before)
     finally:
         new.stop()
+
+
+async def _restored_as_before(new: Cluster, values: dict[str, Any], as_admin: Callable[[list[str], list[str]],
+                              Awaitable[None]], admin: dict[str, Any], before: tuple[object, ...]) -> None:
+    await wait_for_jetstream(new.urls, **admin)
+    for command in (["restore", str(new.root.parent / "backup")], ["setup", "--nats-only"]):
+        await as_admin(command, new.urls)
+    s = build({**values, "nats_url": ",".join(new.urls)})
+    bus = await connect_bus(s, new.urls, "test", **admin)
+    catalog = await connect(s.model_copy(update={"nats_user": "catalog", "nats_password": SecretStr(
+        PASSWORDS["catalog"])}), "catalog")
+    try:
+        async def as_before() -> bool:  # a restored R3 durable's pending count, and a replica a direct
+            try:  # get may ask, are settled a moment later
+                return await _kept(bus, s.stream_name, "catalog.t_c.exp_0") == before
+            except nats.js.errors.NotFoundError:
+                return False
+
+        await until(as_before, 15, 0.2, f"the restored state {before}")
+        for stream in (s.stream_name, f"KV_{s.kv_prefix}_heartbeats", f"KV_{s.kv_prefix}_admission"):
+            info = await bus.js.stream_info(stream)
+            assert info.config.num_replicas == 3 and len(info.cluster.replicas or []) == 2, stream  # type: ignore[union-attr]
+        assert [e.export_id async for _, e in catalog.log.history("t_c", "exp_2")] == ["exp_2"]
+    finally:
+        await catalog.close()
+        await bus.close()
+    for node in new.nodes:  # all of it in STORE: nothing restored into another account
+        assert not list((node.store_dir / "jetstream").glob("$G*")), node.name

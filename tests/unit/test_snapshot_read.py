@@ -8,6 +8,7 @@ import io
 import json
 import os
 import tarfile
+import time
 from typing import Any
 
 import pytest
@@ -25,6 +26,41 @@ def test_an_s2_block_decodes_literals_copies_and_repeats() -> None:
            + b"\x15\x00\x02")  # S2 repeat, one extra length byte: 2 + 4 + 4 = 10 from 12 back
     want = b"abcdabcdabcdcdcda" + b"bcdabcdcdc"  # the last: 10 from position 5
     assert s2_block(bytes([len(want)]) + ops) == want
+
+
+def _copy_a_byte_at_a_time(ops: list[tuple[int, int]], literal: bytes) -> bytes:
+    """What S2 defines a block's copies as: each byte from ``offset`` back, one at a time."""
+    dst = bytearray(literal)
+    for offset, length in ops:
+        for _ in range(length):
+            dst.append(dst[-offset])
+    return bytes(dst)
+
+
+def test_overlapping_copies_decode_as_a_byte_at_a_time() -> None:
+    literal = b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ!?"  # 64 bytes
+    ops = [(offset, length) for offset in (1, 2, 3, 7, 63, 64) for length in (4, 5, offset, offset + 1, 64, 200)]
+    block = b"\xf0" + (len(literal) - 1).to_bytes(1, "little") + literal  # a literal, length in one byte after
+    for offset, length in ops:  # copy2: length 1 to 64, a 16-bit offset
+        while length:
+            n = min(length, 64)
+            block += bytes([(n - 1) << 2 | 2]) + offset.to_bytes(2, "little")
+            length -= n
+    want = _copy_a_byte_at_a_time(ops, literal)
+    size = len(want)
+    assert s2_block(bytes([size & 0x7F | 0x80, size >> 7]) + block) == want
+
+
+def test_a_long_overlapping_run_decodes_in_a_moment() -> None:
+    """A 4 MiB run of one byte, 14 bytes compressed: copied an offset at a time, each took a second or more."""
+    size = 4 << 20
+    run = (b"\x80\x80\x80\x02" + b"\x00 "  # 4 MiB: one literal byte,
+           + b"\x0e\x01\x00"  # a copy2 of 4 from 1 back,
+           + b"\x1d\x00" + (size - 1 - 4 - 4 - 65536).to_bytes(3, "little"))  # an S2 repeat of the rest
+    started = time.monotonic()
+    for _ in range(8):
+        assert s2_block(run) == b" " * size
+    assert time.monotonic() - started < 2
 
 
 @pytest.mark.parametrize(("block", "says"), [

@@ -248,16 +248,16 @@ def _read_json(path: Path, what: str) -> Any:
         raise BackupError(f"{path}: not readable JSON (nested too deep)") from None
 
 
-def _snapshot_consumers(path: Path, sha256: str) -> dict[str, dict[str, Any]]:
-    """The consumers nats-server would restore from the snapshot at ``path``, read from the same open
-    file as its checksum (:func:`restore_stream` takes it again from the file it sends: what is sent
-    is what was read here)."""
+def _snapshot_consumers(path: Path, sha256: str, check: Callable[[str, dict[str, Any]], None]) -> None:
+    """Each consumer nats-server would restore from the snapshot at ``path`` given to ``check`` as it is
+    read, from the same open file as its checksum (:func:`restore_stream` takes it again from the file
+    it sends: what is sent is what was read here)."""
     try:
         with open_regular(path) as f:
             if _sha256_of(f) != sha256:
                 raise BackupError(f"{path.name} does not match its checksum in manifest.json")
             f.seek(0)
-            return consumers(f)
+            consumers(f, check)
     except OSError as e:
         raise BackupError(f"{path}: cannot be read ({e.strerror or e})") from None
     except NotASnapshot as e:
@@ -319,10 +319,13 @@ def check_backup(folder: Path, settings: Settings) -> list[dict[str, Any]]:
         # only these two keys go to the server: it reads a "Config" beside "config" too (Go's JSON
         # matches keys whatever their case, the last one winning)
         meta = {"config": as_restored(stream, config, settings), "state": meta["state"]}
-        held = _snapshot_consumers(folder / file, entry["sha256"])
-        if why := next(filter(None, (foreign_consumer(stream, n, c, settings) for n, c in held.items())), None):
-            raise BackupError(f"{folder / file}: its snapshot holds {why}: a backup altered since it was made? "
-                              "Nothing was restored")
+
+        def ours_only(name: str, consumer: dict[str, Any], stream: str = stream, file: str = file) -> None:
+            if why := foreign_consumer(stream, name, consumer, settings):
+                raise BackupError(f"{folder / file}: its snapshot holds {why}: a backup altered since it was "
+                                  "made? Nothing was restored")
+
+        _snapshot_consumers(folder / file, entry["sha256"], ours_only)
         entries.append({**entry, "meta": meta})
     if missing := [name for name in ours if not any(e["stream"] == name for e in entries)]:
         raise BackupError(f"{where}: it holds no {', '.join(missing)}: not a whole backup of this deployment "

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
+
+from shared.core import steps
 
 MAX_BLOCK = 4 << 20  # s2's largest block; the server refuses larger
 MAX_ENTRY_JSON = 1 << 20  # a consumer's config and state: a few KiB
@@ -194,11 +196,23 @@ def _json_entry(data: bytes, what: str, inner: str | None = None) -> dict[str, A
     return dict(value)
 
 
-def consumers(f: BinaryIO) -> dict[str, dict[str, Any]]:
-    """The consumers the server would restore from the snapshot ``f``: name → config, as it reads them."""
+def consumers(f: BinaryIO, check: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, dict[str, Any]]:
+    """The consumers the server would restore from the snapshot ``f``: name → config, as it reads them.
+    ``check`` is given each as it is read, before the next (it raises to refuse it): a snapshot's first
+    foreign consumer stops the reading there. More consumers than the step table has durables are
+    refused (each is up to 1 MiB of JSON; state.json may count any number), after the first extra one
+    is given to ``check``, which names it."""
     s2 = _S2Reader(f)
     magic = s2.read(8)
-    return dict(_archive_consumers(s2) if magic == b"NATSARC1" else _tar_consumers(s2, magic))
+    found: dict[str, dict[str, Any]] = {}
+    durables = len(steps.all_consumers())
+    for name, config in _archive_consumers(s2) if magic == b"NATSARC1" else _tar_consumers(s2, magic):
+        if check is not None:
+            check(name, config)
+        if len(found) == durables:
+            raise NotASnapshot(f"more consumers than the {durables} durables the set-up makes")
+        found[name] = config
+    return found
 
 
 def _archive_uvarint(s2: _S2Reader) -> int:
@@ -232,7 +246,7 @@ def _archive_consumers(s2: _S2Reader) -> Iterator[tuple[str, dict[str, Any]]]:
     if name != "state.json":
         raise NotASnapshot("its archive does not begin with state.json")
     count = _json_entry(data, "state.json").get("consumer_count", 0)
-    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 100_000:
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise NotASnapshot("state.json's consumer_count is not a count")
     seen: set[str] = set()
     for _ in range(count):

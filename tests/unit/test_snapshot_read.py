@@ -138,3 +138,63 @@ def test_what_nats_server_never_writes_is_refused(case: str) -> None:
     data, says = NOT_WRITTEN[case]
     with pytest.raises(NotASnapshot, match=says):
         consumers(io.BytesIO(data))
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while n >= 0x80:
+        out, n = out + bytes([n & 0x7F | 0x80]), n >> 7
+    return out + bytes([n])
+
+
+def _run_chunk(size: int) -> bytes:
+    """An S2 chunk of ``size`` spaces in a few bytes: one literal, a copy2 from 1 back, a long S2 repeat."""
+    block = (_varint(size) + b"\x00 " + b"\x0e\x01\x00"
+             + b"\x1d\x00" + (size - 1 - 4 - 4 - 65536).to_bytes(3, "little"))
+    return b"\x00" + (len(block) + 4).to_bytes(3, "little") + b"\x00" * 4 + block
+
+
+def _plain_chunk(data: bytes) -> bytes:
+    return b"\x01" + (len(data) + 4).to_bytes(3, "little") + b"\x00" * 4 + data
+
+
+def _whitespace_consumers(count: int, entries: int) -> bytes:
+    """A NATSARC1 snapshot whose state.json counts ``count`` consumers, then ``entries`` of them, each
+    1 MiB of JSON: a consumer, then whitespace a few compressed bytes long."""
+    state = json.dumps({"consumer_count": count}).encode()
+    out = s2_framed(NATSARC + archive_entry("state.json", state))
+    js = b'{"config":{"durable_name":"x"},"state":{}}'
+    for i in range(entries):
+        name = f"consumers/c{i}".encode()
+        out += _plain_chunk(_varint(len(name)) + b"\x00\x00\x00" + _varint(1 << 20) + name + js)
+        out += _run_chunk((1 << 20) - len(js))
+    return out
+
+
+def test_more_consumers_than_the_step_table_has_are_refused_at_the_first_extra_one() -> None:
+    """state.json may count up to 100,000 consumers of 1 MiB each: a 9 MB file was read for hours."""
+    data = _whitespace_consumers(100_000, 300)
+    with pytest.raises(NotASnapshot, match="more consumers than the 10 durables the set-up makes"):
+        consumers(io.BytesIO(data))
+    read: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(NotASnapshot, match="more consumers than the 10 durables the set-up makes"):
+        consumers(io.BytesIO(data), lambda name, config: read.append(name))
+    assert time.monotonic() - started < 2
+    assert len(read) == 11  # the extra one is checked (restore names it when it is foreign), then refused
+
+
+def test_each_consumer_is_checked_as_it_is_read() -> None:
+    """A checker refusing the first consumer stops the reading there: what follows is never decoded."""
+    data = s2_framed(NATSARC + archive_entry("state.json", b'{"consumer_count":2}')
+                     + archive_entry("consumers/leak", json.dumps({"config": PUSH}).encode())
+                     + archive_entry("consumers/b", b"not JSON"))
+    seen: list[str] = []
+
+    def refuse(name: str, config: dict[str, Any]) -> None:
+        seen.append(name)
+        raise LookupError(f"{name} refused")
+
+    with pytest.raises(LookupError, match="leak refused"):
+        consumers(io.BytesIO(data), refuse)
+    assert seen == ["leak"]

@@ -139,11 +139,17 @@ class _S2Reader:
                 raise NotASnapshot(f"an unskippable chunk of type {kind:#x}")
 
     def read(self, k: int) -> bytes:
-        while len(self.buf) - self.at < k and (chunk := self._chunk()) is not None:
-            self.buf, self.at = self.buf[self.at:] + (s2_block(chunk[1]) if chunk[2] else chunk[1]), 0
-        out = self.buf[self.at:self.at + k]
-        self.at += len(out)
-        return out
+        """Up to ``k`` bytes (fewer at the end), gathered a chunk at a time: the buffer is one chunk,
+        never rebuilt with what came before (1 MiB in 1-byte chunks was a copy of half a MiB a byte)."""
+        out = [self.buf[self.at:self.at + k]]
+        got = len(out[0])
+        self.at += got
+        while got < k and (chunk := self._chunk()) is not None:
+            self.buf = s2_block(chunk[1]) if chunk[2] else chunk[1]
+            out.append(self.buf[:k - got])
+            self.at = len(out[-1])
+            got += self.at
+        return b"".join(out)
 
     def skip(self, k: int) -> None:
         dropped = min(k, len(self.buf) - self.at)
@@ -290,8 +296,10 @@ def _tar_consumers(s2: _S2Reader, start: bytes) -> Iterator[tuple[str, dict[str,
         name = block[:100].split(b"\x00", 1)[0].decode("utf-8", "replace")
         padded = -(-size // 512) * 512
         if kind == b"x" and not pax:  # PAX: only the times, which Go writes for sub-second mtimes
+            if size > 4096:  # refused before it is read: its size may say 8 GiB
+                raise NotASnapshot("a PAX header nats-server does not write")
             records = s2.read(size)
-            if size > 4096 or len(records) < size:
+            if len(records) < size:
                 raise NotASnapshot("a PAX header nats-server does not write")
             for record in records.decode("utf-8", "replace").splitlines():
                 if record.split(" ", 1)[-1].split("=", 1)[0] not in ("mtime", "atime", "ctime"):

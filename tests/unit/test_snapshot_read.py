@@ -198,3 +198,33 @@ def test_each_consumer_is_checked_as_it_is_read() -> None:
     with pytest.raises(LookupError, match="leak refused"):
         consumers(io.BytesIO(data), refuse)
     assert seen == ["leak"]
+
+
+def _tar_header(name: bytes, size: int, kind: bytes) -> bytes:
+    header = bytearray(512)
+    header[:len(name)] = name
+    header[100:108], header[108:116], header[116:124] = b"0000644\0", b"0000000\0", b"0000000\0"
+    header[124:136], header[136:148] = b"%011o\0" % size, b"00000000000\0"
+    header[156:157], header[257:263], header[263:265] = kind, b"ustar\0", b"00"
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+def test_a_pax_header_too_big_is_refused_before_it_is_read() -> None:
+    """A PAX header saying 8 GiB, then 256 MiB of compressed runs: all of it was decoded into memory first."""
+    data = s2_framed(_tar_header(b"PaxHeader", (8 << 30) - 1, b"x")) + _run_chunk(4 << 20) * 64
+    started = time.monotonic()
+    with pytest.raises(NotASnapshot, match="a PAX header nats-server does not write"):
+        consumers(io.BytesIO(data))
+    assert time.monotonic() - started < 2
+
+
+def test_an_entry_in_tiny_chunks_is_read_in_linear_time() -> None:
+    """A 1 MiB state.json in 4-byte chunks: the buffer rebuilt at each chunk made it quadratic."""
+    state = b'{"consumer_count":0}'.ljust(1 << 20)
+    body = NATSARC + archive_entry("state.json", state)
+    data = s2_framed(b"") + b"".join(_plain_chunk(body[i:i + 4]) for i in range(0, len(body), 4))
+    started = time.monotonic()
+    assert consumers(io.BytesIO(data)) == {}
+    assert time.monotonic() - started < 2

@@ -32,6 +32,10 @@ from shared.core import steps
 
 MAX_BLOCK = 4 << 20  # s2's largest block; the server refuses larger
 MAX_ENTRY_JSON = 1 << 20  # a consumer's config and state: a few KiB
+# What read() may decode in all: state.json and the consumers (ten durables of a few KiB), or a tar's
+# headers and meta.inf (the messages are skipped undecoded): a few chunks. A crafted snapshot made
+# each 512-byte tar header the start of a 4 MiB block of a few bytes.
+MAX_DECODED = 64 << 20
 TAR_NAME = re.compile(r"meta\.(inf|sum)|msgs/([0-9]+\.(blk|idx|fss)|index\.db)|obs/([^/\x00]+)/(meta\.inf|meta\.sum|o\.dat)")
 
 
@@ -108,7 +112,7 @@ class _S2Reader:
     """An S2 stream's decoded bytes: ``read`` decodes, ``skip`` passes whole chunks undecoded."""
 
     def __init__(self, f: BinaryIO) -> None:
-        self.f, self.buf, self.at, self.started = f, b"", 0, False
+        self.f, self.buf, self.at, self.started, self.decoded = f, b"", 0, False, 0
 
     def _chunk(self) -> tuple[int, bytes, bool] | None:
         """The next data chunk: (decoded length, body without its CRC, compressed?); None at the end."""
@@ -145,6 +149,10 @@ class _S2Reader:
         got = len(out[0])
         self.at += got
         while got < k and (chunk := self._chunk()) is not None:
+            if chunk[2]:
+                self.decoded += chunk[0]
+                if self.decoded > MAX_DECODED:
+                    raise NotASnapshot(f"over {MAX_DECODED >> 20} MiB to decode for its headers and consumers")
             self.buf = s2_block(chunk[1]) if chunk[2] else chunk[1]
             out.append(self.buf[:k - got])
             self.at = len(out[-1])

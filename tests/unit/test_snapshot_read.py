@@ -228,3 +228,21 @@ def test_an_entry_in_tiny_chunks_is_read_in_linear_time() -> None:
     started = time.monotonic()
     assert consumers(io.BytesIO(data)) == {}
     assert time.monotonic() - started < 2
+
+
+def test_a_tar_whose_every_header_opens_a_big_block_is_refused_at_the_decoding_budget() -> None:
+    """Each 512-byte header is a literal at the start of a 4 MiB block of a few bytes (the rest one run),
+    its entry taking the rest of the block: every header decoded 4 MiB, 1,000 of them in a 540 KB file."""
+    size = 4 << 20
+
+    def block(header: bytes) -> bytes:
+        rest = size - len(header) - 4 - 4 - 65536
+        body = (_varint(size) + bytes([61 << 2]) + (len(header) - 1).to_bytes(2, "little") + header
+                + b"\x0e\x01\x00" + b"\x1d\x00" + rest.to_bytes(3, "little"))
+        return b"\x00" + (len(body) + 4).to_bytes(3, "little") + b"\x00" * 4 + body
+
+    data = s2_framed(b"") + b"".join(block(_tar_header(b"msgs/%d.blk" % i, size - 512, b"0")) for i in range(1000))
+    started = time.monotonic()
+    with pytest.raises(NotASnapshot, match="over 64 MiB to decode for its headers and consumers"):
+        consumers(io.BytesIO(data))
+    assert time.monotonic() - started < 2

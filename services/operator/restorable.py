@@ -163,7 +163,8 @@ def foreign_consumer(stream: str, name: str, config: dict[str, Any], settings: S
     want = json.loads(json.dumps(consumer_config(settings, step).as_dict()))
     taken = config.get("filter_subjects") or [config.get("filter_subject")]
     both = bool(config.get("filter_subjects")) and bool(config.get("filter_subject"))  # the server refuses it
-    wrong = [] if set(taken) <= set(filter_subjects(settings, step)) and not both else ["filter_subject"]
+    texts = isinstance(taken, list) and all(isinstance(t, str) for t in taken)  # a list or number: not a subject
+    wrong = [] if texts and set(taken) <= set(filter_subjects(settings, step)) and not both else ["filter_subject"]
     wrong += [k for k, v in {**CONSUMER_ABSENT, **config}.items() if k not in ("name", "durable_name", "filter_subject", "filter_subjects")
               and (k not in CONSUMER_RULES or not CONSUMER_RULES[k](v, want.get(k), False))]
     return f"durable {name} with {', '.join(wrong)} not as the set-up makes it" if wrong else None

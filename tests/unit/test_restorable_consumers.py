@@ -39,6 +39,11 @@ def test_every_durable_of_the_step_table_as_the_set_up_makes_it_passes() -> None
     ("EXPORTS", STEP.durable, made(filter_subject="exports.>"), "with filter_subject not as"),
     ("EXPORTS", STEP.durable, made(filter_subjects=[OWN, "exports.>"], filter_subject=None), "with filter_subject"),
     ("EXPORTS", STEP.durable, made(filter_subjects=[OWN], filter_subject="exports.>"), "with filter_subject"),
+    # not a subject, nor a list of them: named, not a traceback (a list in set() was a TypeError)
+    ("EXPORTS", STEP.durable, made(filter_subject=[OWN]), "with filter_subject not as"),
+    ("EXPORTS", STEP.durable, made(filter_subjects=[[OWN]], filter_subject=None), "with filter_subject not as"),
+    ("EXPORTS", STEP.durable, made(filter_subjects={OWN: 1}, filter_subject=None), "with filter_subject not as"),
+    ("EXPORTS", STEP.durable, made(filter_subject=7), "with filter_subject not as"),
     ("EXPORTS", STEP.durable, made(ack_policy="none"), "with ack_policy not as"),
     ("EXPORTS", STEP.durable, made(ack_policy=None), "with ack_policy not as"),  # left out: the server's none
     ("EXPORTS", STEP.durable, made(deliver_policy="new"), "with deliver_policy"),

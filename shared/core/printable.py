@@ -51,13 +51,18 @@ USERNAME_MAX_CHARS = 256
 # Format characters (Unicode category Cf) a name may hold: the zero-width non-joiner and joiner, which
 # some scripts' spelling (Persian, Indic) and emoji sequences need.
 _JOINERS = frozenset("\u200c\u200d")
+# Tag characters (U+E0020–U+E007E, Cf) spell a subdivision flag after U+1F3F4 WAVING BLACK FLAG, ended
+# by U+E007F CANCEL TAG (🏴 g b s c t CANCEL: Scotland's flag); anywhere else they are invisible text.
+_TAG_FLAG = re.compile("\U0001F3F4[\U000E0020-\U000E007E]+\U000E007F")
 
 
 def invisible(text: str) -> str | None:
     """The first invisible format character in ``text`` (Unicode category Cf: U+200B ZERO WIDTH SPACE,
-    U+2060 WORD JOINER, U+FEFF, a soft hyphen, a bidi control…) other than the joiners, or None."""
+    U+2060 WORD JOINER, U+FEFF, a soft hyphen, a bidi control, a tag character…) other than the joiners
+    and the tag characters of a subdivision flag, or None."""
     if text.isascii():  # no format character is ASCII: the common case costs one scan
         return None
+    text = _TAG_FLAG.sub("\U0001F3F4", text)
     return next((c for c in text if c not in _JOINERS and unicodedata.category(c) == "Cf"), None)
 
 

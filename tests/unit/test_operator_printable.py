@@ -14,7 +14,7 @@ from services.operator import cli as op
 from services.operator import inspect
 from shared.core import events as ev
 from shared.core.lifecycle import fold
-from shared.core.printable import printable
+from shared.core.printable import name_problem, printable
 
 IDS = dict(tenant_id="t1", export_id="exp_1")
 HOSTILE = "ada\x1b[2J\x1b]0;pwned\x07\u202egpj.exe\x9b"
@@ -108,3 +108,16 @@ def test_a_json_log_line_keeps_two_lone_surrogates_two_and_escapes_line_breaks_a
     read = json.loads(line)["m"]
     assert "\U000103ff" not in read and read.startswith("\\ud800\\udfff")  # as printable() shows them
     assert read.endswith(" a\u2028b\u202ec")  # the other escapes are the same value
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f", None),  # Scotland's flag
+    ("Ann \U0001f3f4\U000e0067\U000e0062\U000e0077\U000e006c\U000e0073\U000e007f!", None),  # Wales's
+    ("ann\U000e0067\U000e0062\U000e007f", "U+E0067"),  # tags after no flag
+    ("\U0001f3f4\U000e0067\U000e0062", "U+E0067"),  # no CANCEL TAG
+    ("\U0001f3f4\U000e007f", "U+E007F"),  # CANCEL TAG alone
+    ("\U0001f3f4\U000e0067\U000e007fx\U000e0067", "U+E0067"),  # a tag after the flag ended
+])
+def test_tag_characters_are_a_name_s_only_as_a_subdivision_flag(name: str, problem: str | None) -> None:
+    assert (name_problem(name) or None) == (None if problem is None else
+                                            f"holds an invisible format character ({problem})")

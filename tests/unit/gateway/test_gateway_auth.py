@@ -290,7 +290,11 @@ def test_a_token_of_another_shape_is_refused(mangle) -> None:  # type: ignore[no
 BLANK_OR_INVISIBLE = [("sub", " "), ("sub", "\t\u3000"), ("sub", "u\u200b1"), ("sub", "\ufeffu1"),
                       ("username", "ann\u200b"), ("username", "\ufeffann"), ("username", "an\u2060n"),
                       ("username", "an\u00adn"), ("username", "ann\U000e0001"), ("username", "\u200b"),
-                      ("username", "ann\u206a")]
+                      ("username", "ann\u206a"),
+                      # tag characters outside a subdivision flag: invisible (U+1F3F4, tags, U+E007F CANCEL TAG)
+                      ("username", "ann\U000e0067\U000e0062\U000e007f"), ("username", "\U0001f3f4\U000e0067\U000e0062"),
+                      ("username", "\U0001f3f4\U000e007f"), ("username", "\U0001f3f4\U000e0067\U000e007f\U000e0067"),
+                      ("username", "\U0001f3f4\U000e0001\U000e0067\U000e007f")]
 
 
 @pytest.mark.parametrize(("claim", "value"), BLANK_OR_INVISIBLE)
@@ -308,9 +312,13 @@ def test_a_token_whose_sub_is_blank_or_whose_names_hold_an_invisible_character_i
 
 
 @pytest.mark.parametrize("username", ["\U0001f468\u200d\U0001f469\u200d\U0001f467", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
-                                      "Zo\u00eb", "\u00a0ann\u00a0"])
+                                      "Zo\u00eb", "\u00a0ann\u00a0",
+                                      "ann \U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+                                      "\U0001f3f4\U000e0067\U000e0062\U000e0077\U000e006c\U000e0073\U000e007f\U0001f3f4"
+                                      "\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"])
 def test_names_with_the_joiners_some_scripts_and_emoji_need_are_accepted(username: str) -> None:
-    """U+200C and U+200D are format characters too, but Persian and Indic spelling and emoji sequences need them."""
+    """U+200C and U+200D are format characters too, but Persian and Indic spelling and emoji sequences need them;
+    tag characters too, spelling a subdivision flag after U+1F3F4 (Scotland's, Wales's, England's)."""
     assert verify_token(S, make_token(S, "tenant_a", "u1", "e@x.org", username)).username == username
 
 

@@ -399,7 +399,7 @@ async def _accepted(nc: Client, entries: list[dict[str, Any]]) -> None:
         config = {**entry["meta"]["config"], "name": probe, "subjects": [f"_grove_restore_probe.{token}"]}
         try:
             _check((await nc.request(f"{API}.CREATE.{probe}", json.dumps(config).encode(), timeout=10)).data,
-                   f"this server refuses {stream}'s config in the backup")
+                   f"this server refuses the config {stream} would be restored with (GROVE_STREAM_REPLICAS?)")
         except Exception as e:  # noqa: BLE001 - refused, or no answer: nothing deleted yet
             raise BackupError(f"{_said(e)}; nothing was deleted or restored") from None
         finally:

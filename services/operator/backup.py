@@ -390,8 +390,7 @@ async def _delete(nc: Client, name: str) -> None:
 async def _accepted(nc: Client, entries: list[dict[str, Any]]) -> None:
     """Each stream's config put to the server before ``--replace`` deletes anything: a stream of that
     config under a name and subject of its own, made and deleted again. A config this server refuses
-    (a backup of a three-replica cluster restored into one server: "replicas > 1 not supported in
-    non-clustered mode") was found only after the streams it replaced were deleted, and the server
+    (three replicas asked of one server: "replicas > 1 not supported in non-clustered mode") was found only after the streams it replaced were deleted, and the server
     was left with neither them nor the backup's."""
     token = secrets.token_hex(6)
     for entry in entries:

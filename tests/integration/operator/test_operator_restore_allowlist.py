@@ -70,7 +70,7 @@ def _edit(folder: Path, stream: str, **changes: Any) -> None:
 async def test_genuine_backups_restore_and_hold_only_what_the_set_up_makes(
         values: dict[str, Any], bus: Bus, settings: Settings, tmp_path: Path) -> None:
     folder = await _backup(values, bus, tmp_path / "bk")
-    # another deployment's replicas and max age (setup brings them to this one's after the restore)
+    # another deployment's replicas and max age (restored as this one's: as_restored)
     assert check_backup(folder, build({**values, "stream_replicas": 3, "stream_max_age_days": 2.5}))
     out = cli(values, "restore", "--replace", str(folder))
     assert out.returncode == 0, out.stderr
@@ -164,7 +164,7 @@ async def test_each_altered_config_field_is_refused_before_anything_is_restored(
             assert f"{stream}.json: its config holds {key} as this deployment's set-up never makes" in str(e), e
         (folder / f"{stream}.json").write_text(original[stream])
     assert not missed, missed
-    # another deployment's replicas and max age are the set-up's to change, after the restore
+    # another deployment's replicas and max age are accepted, and restored as this deployment's
     _edit(folder, settings.stream_name, num_replicas=3, max_age=7 * 86400 * NS)
     _edit(folder, kv, num_replicas=3, max_age=60 * NS, duplicate_window=60 * NS)
     meta = json.loads((folder / f"{kv}.json").read_text())

@@ -561,7 +561,8 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     for counted, (folder, suffix) in COUNTED.items():
         if not isinstance(held, dict) or counted not in held:
             continue
-        there = sum(1 for n in unique if n.startswith(folder) and n.endswith(suffix))
+        there = sum(1 for n in unique if n.startswith(folder) and n.endswith(suffix)
+                    and not n.endswith("/"))  # a folder entry (`zip -r`, 7-Zip) is a problem of its own, no item
         left = sum(1 for e in errors or [] if isinstance(e.get("path"), str) and e["path"].startswith(folder)
                    and e["path"] not in present)
         if type(held[counted]) is not int or not held[counted] - left <= there <= held[counted]:

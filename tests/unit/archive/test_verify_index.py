@@ -430,3 +430,22 @@ def test_an_id_index_json_and_manifest_json_give_otherwise_is_a_problem(tmp_path
     assert verify_archive(path).problems == ["posts/two.md: index.json gives it the id 'p9', manifest.json the "
                                              "source id 'p1'"], verify_archive(path).text()
     assert verify_archive(with_manifest(src, tmp_path / "same.zip", lambda m: None)).ok
+
+
+def test_folder_entries_a_repacking_zip_adds_are_named_as_such_not_counted_as_images_or_posts(tmp_path: Path) -> None:
+    """Unzipped and zipped again (`zip -r`, 7-Zip), an archive gains an entry for each folder: `media/`,
+    `posts/`. verify named each, and then counted `media/` as an image and `posts/` as a post too:
+    `manifest.json: item_counts says 1 images; the archive holds 2 in media/`, when the person could see
+    the one image there. A folder entry is no item: the counts are held to the files."""
+    with zipfile.ZipFile(exported(tmp_path)) as zf:
+        data = {n: zf.read(n) for n in zf.namelist()}
+    repacked = tmp_path / "repacked.zip"
+    with zipfile.ZipFile(repacked, "w", zipfile.ZIP_DEFLATED) as zf:
+        for folder in ("media/", "pages/", "posts/"):
+            zf.mkdir(folder)
+        for n, b in data.items():
+            zf.writestr(n, b)
+    report = verify_archive(repacked)
+    assert not report.ok
+    assert any(p.startswith("media/: ") for p in report.problems), report.text()
+    assert not [p for p in report.problems if "item_counts" in p], report.text()

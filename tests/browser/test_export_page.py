@@ -745,3 +745,21 @@ async def test_continuing_with_a_link_the_gateway_refuses_keeps_the_person_signe
     await page.get_by_text("No exports yet.").wait_for()
     no_page_errors(page, allowed=("401",))
     await page.context.close()
+
+
+async def test_the_link_offers_labels_are_whole_words_on_one_line(browser: Any, live: LiveStack, seed: Seed) -> None:
+    """The walkthrough's first screen (a #token= link, asking whose account it is) showed "Usernam" over
+    "e": its label column was 5rem, narrower than the word, and the page breaks a word that does not fit.
+    Every label of the offer is on one line, at the desktop width and just above the narrow layout."""
+    me = await seed(images=1, username="autumn")
+    for viewport in (DESKTOP, {"width": 600, "height": 800}):
+        context = await browser.new_context(viewport=viewport)
+        page = await context.new_page()
+        await page.goto(live.page_url(me.token))
+        await page.locator("#offer").wait_for()
+        lines = await page.evaluate("""() => [...document.querySelectorAll('#offer dt')].map(dt => {
+            const range = document.createRange(); range.selectNodeContents(dt);
+            return [dt.textContent, range.getClientRects().length]; })""")
+        assert [label for label, _ in lines] == ["Username", "Email", "Account"], lines
+        assert all(n == 1 for _, n in lines), (viewport, lines)
+        await context.close()

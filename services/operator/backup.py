@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 from nats.aio.client import Client
 
 from services.operator.restorable import as_restored, foreign_consumer, foreign_stream_fields
-from services.operator.snapshotread import NotASnapshot, consumers
+from services.operator.snapshotread import ARCHIVE_SINCE, NotASnapshot, consumers, is_archive
 from shared.bus.connect import kv_names
 from shared.eventlog.jetstream import stream_config
 from shared.runtime.durable import fsync_folder
@@ -248,16 +248,18 @@ def _read_json(path: Path, what: str) -> Any:
         raise BackupError(f"{path}: not readable JSON (nested too deep)") from None
 
 
-def _snapshot_consumers(path: Path, sha256: str, check: Callable[[str, dict[str, Any]], None]) -> None:
+def _snapshot_consumers(path: Path, sha256: str, check: Callable[[str, dict[str, Any]], None]) -> bool:
     """Each consumer nats-server would restore from the snapshot at ``path`` given to ``check`` as it is
     read, from the same open file as its checksum (:func:`restore_stream` takes it again from the file
-    it sends: what is sent is what was read here)."""
+    it sends: what is sent is what was read here). Whether it is a NATSARC1 archive (2.15 on), not a tar."""
     try:
         with open_regular(path) as f:
             if _sha256_of(f) != sha256:
                 raise BackupError(f"{path.name} does not match its checksum in manifest.json")
             f.seek(0)
             consumers(f, check)
+            f.seek(0)
+            return is_archive(f)
     except OSError as e:
         raise BackupError(f"{path}: cannot be read ({e.strerror or e})") from None
     except NotASnapshot as e:
@@ -325,8 +327,8 @@ def check_backup(folder: Path, settings: Settings) -> list[dict[str, Any]]:
                 raise BackupError(f"{folder / file}: its snapshot holds {why}: a backup altered since it was "
                                   "made? Nothing was restored")
 
-        _snapshot_consumers(folder / file, entry["sha256"], ours_only)
-        entries.append({**entry, "meta": meta})
+        archive = _snapshot_consumers(folder / file, entry["sha256"], ours_only)
+        entries.append({**entry, "meta": meta, "archive": archive})
     if missing := [name for name in ours if not any(e["stream"] == name for e in entries)]:
         raise BackupError(f"{where}: it holds no {', '.join(missing)}: not a whole backup of this deployment "
                           f"(its streams are {', '.join(ours)}), so nothing was restored")
@@ -432,6 +434,30 @@ async def _undo(nc: Client, folder: Path, names: list[str], why: str, replaced: 
     return f"{why}; nothing was restored{undone}{gone}: run restore again once that is fixed"
 
 
+def _server_version(nc: Client) -> tuple[int, int, int] | None:
+    """The connected nats-server's version, None when it did not say one."""
+    try:
+        version = nc.connected_server_version
+        return (version.major, version.minor, version.patch) if version.major else None
+    except (ValueError, TypeError):  # not a semantic version: not known
+        return None
+
+
+def unreadable_here(version: tuple[int, int, int] | None, archives: list[str]) -> str | None:
+    """The line refusing a restore of NATSARC1 snapshots (``archives``: their streams) into a server
+    before 2.15, which restores tars only: it refused the first with "restore failed: archive/tar: invalid
+    tar header", and the line said to run restore again "once that is fixed" — a Debian operator's
+    `nats-server` is 2.9 (the README's fresh server, started without the project's virtualenv)."""
+    if version is None or not archives or version[:2] >= ARCHIVE_SINCE:
+        return None
+    since = ".".join(map(str, ARCHIVE_SINCE))
+    return (f"this server runs nats-server {'.'.join(map(str, version))}, which restores only the snapshot format "
+            f"of servers before {since}; the backup's snapshots of {', '.join(archives)} are in the format of "
+            f"{since} and later (NATSARC1), which it refuses (archive/tar: invalid tar header): restore into "
+            f"nats-server {since} or later (the project's own is .venv/bin/nats-server); nothing was deleted or "
+            "restored")
+
+
 async def restore(nc: Client, folder: Path, settings: Settings, entries: list[dict[str, Any]] | None = None,
                   restored: Callable[[str, int], None] | None = None, *, replace: bool = False,
                   deleted: Callable[[str], None] | None = None,
@@ -444,6 +470,8 @@ async def restore(nc: Client, folder: Path, settings: Settings, entries: list[di
     a failure, ``interrupted(line)`` is told what was undone, and the interruption goes on."""
     entries = entries if entries is not None else check_backup(folder, settings)
     names = [e["stream"] for e in entries]
+    if line := unreadable_here(_server_version(nc), [e["stream"] for e in entries if e.get("archive")]):
+        raise BackupError(line)
     there = await existing(nc, names)
     if there and not replace:
         raise BackupError(

@@ -210,6 +210,16 @@ def _json_entry(data: bytes, what: str, inner: str | None = None) -> dict[str, A
     return dict(value)
 
 
+ARCHIVE_MAGIC = b"NATSARC1"
+ARCHIVE_SINCE = (2, 15)  # the nats-server that writes NATSARC1 snapshots, and the first that restores them
+
+
+def is_archive(f: BinaryIO) -> bool:
+    """Whether the snapshot ``f`` is a ``NATSARC1`` archive (nats-server 2.15 on) rather than a tar: a
+    server before 2.15 restores tars only, refusing the other with "archive/tar: invalid tar header"."""
+    return _S2Reader(f).read(len(ARCHIVE_MAGIC)) == ARCHIVE_MAGIC
+
+
 def consumers(f: BinaryIO, check: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, dict[str, Any]]:
     """The consumers the server would restore from the snapshot ``f``: name → config, as it reads them.
     ``check`` is given each as it is read, before the next (it raises to refuse it): a snapshot's first
@@ -220,7 +230,7 @@ def consumers(f: BinaryIO, check: Callable[[str, dict[str, Any]], None] | None =
     magic = s2.read(8)
     found: dict[str, dict[str, Any]] = {}
     durables = len(steps.all_consumers())
-    for name, config in _archive_consumers(s2) if magic == b"NATSARC1" else _tar_consumers(s2, magic):
+    for name, config in _archive_consumers(s2) if magic == ARCHIVE_MAGIC else _tar_consumers(s2, magic):
         if check is not None:
             check(name, config)
         if len(found) == durables:

@@ -339,7 +339,9 @@ async def _import_checked(archive: IO[bytes], tenant: str, db: ContentSource, st
             existing = {t: n for t, n in (await content_counts(db, tenant)).items() if n}
             if existing:
                 held = ", ".join(f"{n} {t}" for t, n in existing.items())
-                raise ImportRefused(f"tenant {tenant!r} is not empty ({held})")
+                raise ImportRefused(f"tenant {tenant!r} is not empty ({held}): import restores into a tenant "
+                                    "without content only, never adding to or replacing one's: pass --tenant with "
+                                    "an id that holds none; nothing was written")
             with zipfile.ZipFile(archive) as zf:
                 plan = plan_restore(zf, tenant, url_template, images_bucket, amber_bucket)
                 _store_holds(store, plan.objects)

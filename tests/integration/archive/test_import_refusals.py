@@ -549,3 +549,17 @@ async def test_the_archive_imported_is_the_one_verified_not_one_put_in_its_place
     monkeypatch.setattr(verify, "verify_archive", swap_then_check)
     await refused_and_nothing_left(tmp_path, path, re.escape("media/a.jpg: SHA-256 does not match manifest.json"))
     assert swaps == [False]
+
+
+async def test_a_tenant_with_content_is_refused_saying_what_to_import_into(tmp_path: Path,
+                                                                         content: ContentSource) -> None:
+    """Seen (a newcomer restoring their archive where it came from): `import refused: tenant 'demo_…' is not
+    empty (12 posts, 3 pages, 8 media)`, and nothing on what to do. Import fills an empty tenant only (it
+    never adds to or replaces content): the line says so, names the way on, and that nothing was written."""
+    store = FilesystemStore(tmp_path / "store")
+    await run_import(archive(tmp_path / "good.zip"), "tenant_full", content, store)
+    with pytest.raises(ImportRefused) as refused:
+        await run_import(archive(tmp_path / "again.zip"), "tenant_full", content, store)
+    assert str(refused.value) == ("tenant 'tenant_full' is not empty (2 posts, 1 pages, 1 media): import restores "
+                                  "into a tenant without content only, never adding to or replacing one's: pass "
+                                  "--tenant with an id that holds none; nothing was written"), str(refused.value)

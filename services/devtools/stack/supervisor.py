@@ -178,7 +178,8 @@ def _lock(data_dir: Path, *, probe: bool = False) -> int:
             f" (pid {body.get('pid')}, gateway {body.get('env', {}).get('GROVE_PUBLIC_URL', '?')})"
         raise StackBusy(f"a local stack already runs in {data_dir}{where}: use it (operator commands and "
                         f"`grove-export seed` run from this folder find it), stop it first, or pass "
-                        f"--data with another folder") from None
+                        f"--data with another folder (with make, whose `make run` and `make serve` use var/: "
+                        f"`.venv/bin/grove-export demo --data DIR`, `… serve --data DIR`)") from None
     if probe:
         os.close(fd)
         return -1

@@ -162,7 +162,8 @@ def test_seed_with_a_data_folder_and_no_stack_running_seeds_that_folder(tmp_path
 def test_a_second_local_stack_in_the_same_folder_is_refused_and_the_first_keeps_its_file(
         stack: tuple[Stack, int], tmp_path: Path) -> None:
     """Seen in use: `make run` beside a running `make serve` started a second nats-server on the same
-    store folder, and on exit removed the first stack's stack.json."""
+    store folder, and on exit removed the first stack's stack.json. Its refusal then said "pass --data",
+    which `make run` takes no way to."""
     running, port = stack
     data = running.data_dir
     for command in (["serve", "--port", str(free_port())], ["demo", "--port", str(free_port())]):
@@ -170,6 +171,9 @@ def test_a_second_local_stack_in_the_same_folder_is_refused_and_the_first_keeps_
         assert out.returncode == 2, out
         assert out.stderr.startswith(f"grove-export: a local stack already runs in {data} (pid {os.getpid()}, "
                                      f"gateway http://127.0.0.1:{port})"), out.stderr
+        # `make run` beside `make serve` said "pass --data", which a person typing make cannot: say how
+        assert "(with make, whose `make run` and `make serve` use var/: `.venv/bin/grove-export demo --data DIR`" \
+            in out.stderr, out.stderr
     assert (data / "stack.json").is_file()
     assert len([p for p in (data / "logs").glob("nats*.log")]) == 1
 

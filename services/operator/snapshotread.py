@@ -32,10 +32,13 @@ from shared.core import steps
 
 MAX_BLOCK = 4 << 20  # s2's largest block; the server refuses larger
 MAX_ENTRY_JSON = 1 << 20  # a consumer's config and state: a few KiB
-# What read() may decode in all: state.json and the consumers (ten durables of a few KiB), or a tar's
-# headers and meta.inf (the messages are skipped undecoded): a few chunks. A crafted snapshot made
-# each 512-byte tar header the start of a 4 MiB block of a few bytes.
+# What may be decoded in all: state.json and the consumers (ten durables of a few KiB), or a tar's
+# headers and meta.inf, and the chunk a skipped entry ends in (the messages are skipped undecoded):
+# 64 MiB and 32 times the compressed bytes read (JSON compresses 5-20 times). A crafted snapshot made
+# each 512-byte tar header the start of a 4 MiB block of a few bytes, or ended each entry 512 bytes
+# into such a block (review rev3: 4,000 MiB to decode from a 1 MB file, none of it counted).
 MAX_DECODED = 64 << 20
+MAX_RATIO = 32
 TAR_NAME = re.compile(r"meta\.(inf|sum)|msgs/([0-9]+\.(blk|idx|fss)|index\.db)|obs/([^/\x00]+)/(meta\.inf|meta\.sum|o\.dat)")
 
 
@@ -112,7 +115,7 @@ class _S2Reader:
     """An S2 stream's decoded bytes: ``read`` decodes, ``skip`` passes whole chunks undecoded."""
 
     def __init__(self, f: BinaryIO) -> None:
-        self.f, self.buf, self.at, self.started, self.decoded = f, b"", 0, False, 0
+        self.f, self.buf, self.at, self.started, self.decoded, self.consumed = f, b"", 0, False, 0, 0
 
     def _chunk(self) -> tuple[int, bytes, bool] | None:
         """The next data chunk: (decoded length, body without its CRC, compressed?); None at the end."""
@@ -124,6 +127,7 @@ class _S2Reader:
                 raise NotASnapshot("cut short in a chunk header")
             kind, size = head[0], int.from_bytes(head[1:], "little")
             body = self.f.read(size)
+            self.consumed += 4 + len(body)
             if len(body) < size:
                 raise NotASnapshot("cut short in a chunk")
             if not self.started and kind != 0xFF:
@@ -149,11 +153,7 @@ class _S2Reader:
         got = len(out[0])
         self.at += got
         while got < k and (chunk := self._chunk()) is not None:
-            if chunk[2]:
-                self.decoded += chunk[0]
-                if self.decoded > MAX_DECODED:
-                    raise NotASnapshot(f"over {MAX_DECODED >> 20} MiB to decode for its headers and consumers")
-            self.buf = s2_block(chunk[1]) if chunk[2] else chunk[1]
+            self.buf = self._decode(chunk)
             out.append(self.buf[:k - got])
             self.at = len(out[-1])
             got += self.at
@@ -169,7 +169,16 @@ class _S2Reader:
             if chunk[0] <= k:
                 k -= chunk[0]
             else:
-                self.buf, self.at, k = s2_block(chunk[1]) if chunk[2] else chunk[1], k, 0
+                self.buf, self.at, k = self._decode(chunk), k, 0
+
+    def _decode(self, chunk: tuple[int, bytes, bool]) -> bytes:
+        if not chunk[2]:
+            return chunk[1]
+        self.decoded += chunk[0]
+        if self.decoded > MAX_DECODED + MAX_RATIO * self.consumed:
+            raise NotASnapshot(f"over {MAX_DECODED >> 20} MiB and {MAX_RATIO} times its size to decode for its "
+                               "headers and consumers")
+        return s2_block(chunk[1])
 
 
 GO_KEY = re.compile(r"[a-z0-9_.]*")

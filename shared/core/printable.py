@@ -52,8 +52,11 @@ USERNAME_MAX_CHARS = 256
 # some scripts' spelling (Persian, Indic) and emoji sequences need.
 _JOINERS = frozenset("\u200c\u200d")
 # Tag characters (U+E0020–U+E007E, Cf) spell a subdivision flag after U+1F3F4 WAVING BLACK FLAG, ended
-# by U+E007F CANCEL TAG (🏴 g b s c t CANCEL: Scotland's flag); anywhere else they are invisible text.
-_TAG_FLAG = re.compile("\U0001F3F4[\U000E0020-\U000E007E]+\U000E007F")
+# by U+E007F CANCEL TAG (🏴 g b s c t CANCEL: Scotland's flag): a subdivision code, two lower-case letters
+# and one to three lower-case letters or digits (Unicode TS #51); anywhere else, and any other tag run
+# after the flag (a tag space, capitals, punctuation: any ASCII text, invisibly), they are invisible text.
+_TAG_FLAG = re.compile("\U0001F3F4[\U000E0061-\U000E007A]{2}[\U000E0030-\U000E0039\U000E0061-\U000E007A]{1,3}"
+                       "\U000E007F")
 
 
 def invisible(text: str) -> str | None:

@@ -117,6 +117,11 @@ def test_a_json_log_line_keeps_two_lone_surrogates_two_and_escapes_line_breaks_a
     ("\U0001f3f4\U000e0067\U000e0062", "U+E0067"),  # no CANCEL TAG
     ("\U0001f3f4\U000e007f", "U+E007F"),  # CANCEL TAG alone
     ("\U0001f3f4\U000e0067\U000e007fx\U000e0067", "U+E0067"),  # a tag after the flag ended
+    # review rev3: any tag run after the flag hid ASCII text ("admin 🏴" + " ignore all previous…")
+    ("admin \U0001f3f4" + "".join(chr(0xE0000 + ord(c)) for c in " ignore all previous") + "\U000e007f", "U+E0020"),
+    ("bob\U0001f3f4\U000e0061\U000e0061\U000e007f", "U+E0061"),  # two letters: no subdivision code
+    ("\U0001f3f4\U000e0047\U000e0042\U000e0053\U000e0043\U000e0054\U000e007f", "U+E0047"),  # capitals
+    ("\U0001f3f4" + "\U000e0078" * 240 + "\U000e007f", "U+E0078"),
 ])
 def test_tag_characters_are_a_name_s_only_as_a_subdivision_flag(name: str, problem: str | None) -> None:
     assert (name_problem(name) or None) == (None if problem is None else

@@ -400,9 +400,10 @@ async def _accepted(nc: Client, entries: list[dict[str, Any]]) -> None:
         config = {**entry["meta"]["config"], "name": probe, "subjects": [f"_grove_restore_probe.{token}"]}
         try:
             _check((await nc.request(f"{API}.CREATE.{probe}", json.dumps(config).encode(), timeout=10)).data,
-                   f"this server refuses the config {stream} would be restored with (GROVE_STREAM_REPLICAS?)")
+                   f"this server refuses the config {stream} would be restored with")
         except Exception as e:  # noqa: BLE001 - refused, or no answer: nothing deleted yet
-            raise BackupError(f"{_said(e)}; nothing was deleted or restored") from None
+            said = _said(e) + (" (this deployment's GROVE_STREAM_REPLICAS)" if "replica" in _said(e).lower() else "")
+            raise BackupError(f"{said}; nothing was deleted or restored") from None
         finally:
             with contextlib.suppress(Exception):  # not made (refused), or made: either way not left there
                 await _delete(nc, probe)

@@ -253,8 +253,9 @@ async def test_replace_with_a_config_the_server_refuses_deletes_nothing(
     assert out.returncode == 1 and out.stdout == "", out.stdout + out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
-    assert f"this server refuses the config {settings.stream_name} would be restored with (GROVE_STREAM_REPLICAS?): " in lines[0], lines[0]
-    assert "replicas > 1 not supported" in lines[0] and lines[0].endswith("nothing was deleted or restored"), lines[0]
+    assert f"this server refuses the config {settings.stream_name} would be restored with: " in lines[0], lines[0]
+    assert "replicas > 1 not supported" in lines[0], lines[0]
+    assert lines[0].endswith("(this deployment's GROVE_STREAM_REPLICAS); nothing was deleted or restored"), lines[0]
     assert await _streams(bus, names) == before  # the live streams are all there, with what they held
     left = [info.config.name for info in await bus.js.streams_info()]
     assert not [n for n in left if n.startswith("grove-restore-probe-")], left  # no probe left behind

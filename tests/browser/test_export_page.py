@@ -759,7 +759,7 @@ async def test_the_link_offers_labels_are_whole_words_on_one_line(browser: Any, 
         await page.locator("#offer").wait_for()
         lines = await page.evaluate("""() => [...document.querySelectorAll('#offer dt')].map(dt => {
             const range = document.createRange(); range.selectNodeContents(dt);
-            return [dt.textContent, range.getClientRects().length]; })""")
-        assert [label for label, _ in lines] == ["Username", "Email", "Account"], lines
-        assert all(n == 1 for _, n in lines), (viewport, lines)
+            return [dt.textContent, range.getClientRects().length, dt.scrollWidth <= dt.clientWidth]; })""")
+        assert [label for label, _, _ in lines] == ["Username", "Email", "Account"], lines
+        assert all(n == 1 and inside for _, n, inside in lines), (viewport, lines)  # one line, not spilling over
         await context.close()

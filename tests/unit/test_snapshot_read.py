@@ -230,18 +230,21 @@ def test_an_entry_in_tiny_chunks_is_read_in_linear_time() -> None:
     assert time.monotonic() - started < 2
 
 
+BIG = 4 << 20  # s2's largest block
+
+
+def _big_block(prefix: bytes) -> bytes:
+    """A 4 MiB S2 block of a few bytes: ``prefix`` as a literal, then the rest as one long run."""
+    rest = BIG - len(prefix) - 4 - 4 - 65536
+    body = (_varint(BIG) + bytes([61 << 2]) + (len(prefix) - 1).to_bytes(2, "little") + prefix
+            + b"\x0e\x01\x00" + b"\x1d\x00" + rest.to_bytes(3, "little"))
+    return b"\x00" + (len(body) + 4).to_bytes(3, "little") + b"\x00" * 4 + body
+
+
 def test_a_tar_whose_every_header_opens_a_big_block_is_refused_at_the_decoding_budget() -> None:
     """Each 512-byte header is a literal at the start of a 4 MiB block of a few bytes (the rest one run),
     its entry taking the rest of the block: every header decoded 4 MiB, 1,000 of them in a 540 KB file."""
-    size = 4 << 20
-
-    def block(header: bytes) -> bytes:
-        rest = size - len(header) - 4 - 4 - 65536
-        body = (_varint(size) + bytes([61 << 2]) + (len(header) - 1).to_bytes(2, "little") + header
-                + b"\x0e\x01\x00" + b"\x1d\x00" + rest.to_bytes(3, "little"))
-        return b"\x00" + (len(body) + 4).to_bytes(3, "little") + b"\x00" * 4 + body
-
-    data = s2_framed(b"") + b"".join(block(_tar_header(b"msgs/%d.blk" % i, size - 512, b"0")) for i in range(1000))
+    data = s2_framed(b"") + b"".join(_big_block(_tar_header(b"msgs/%d.blk" % i, BIG - 512, b"0")) for i in range(1000))
     started = time.monotonic()
     with pytest.raises(NotASnapshot, match="over 64 MiB and 32 times its size to decode for its headers and consumers"):
         consumers(io.BytesIO(data))
@@ -251,16 +254,8 @@ def test_a_tar_whose_every_header_opens_a_big_block_is_refused_at_the_decoding_b
 def test_a_tar_whose_every_entry_ends_just_inside_a_big_block_is_refused_at_the_decoding_budget() -> None:
     """Review rev3: each entry ended 512 bytes into the next 4 MiB block of a few bytes, the next header
     right after, so skipping decoded every block and counted none: 4,000 MiB from a 1 MB file, 2.7 s."""
-    size = 4 << 20
-
-    def block(prefix: bytes) -> bytes:
-        rest = size - len(prefix) - 4 - 4 - 65536
-        body = (_varint(size) + bytes([61 << 2]) + (len(prefix) - 1).to_bytes(2, "little") + prefix
-                + b"\x0e\x01\x00" + b"\x1d\x00" + rest.to_bytes(3, "little"))
-        return b"\x00" + (len(body) + 4).to_bytes(3, "little") + b"\x00" * 4 + body
-
-    data = s2_framed(b"") + block(_tar_header(b"msgs/0.blk", size, b"0")) + b"".join(
-        block(bytes(512) + _tar_header(b"msgs/%d.blk" % i, size - 512, b"0")) for i in range(1, 1000))
+    data = s2_framed(b"") + _big_block(_tar_header(b"msgs/0.blk", BIG, b"0")) + b"".join(
+        _big_block(bytes(512) + _tar_header(b"msgs/%d.blk" % i, BIG - 512, b"0")) for i in range(1, 1000))
     data += _plain_chunk(bytes(512 + 1024))
     started = time.monotonic()
     with pytest.raises(NotASnapshot, match="over 64 MiB and 32 times its size to decode"):

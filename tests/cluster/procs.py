@@ -92,7 +92,7 @@ def _distinct_free_ports(n: int) -> list[int]:
     return ports
 
 
-def _text(path: Path | None) -> str:
+def log_text(path: Path | None) -> str:
     try:
         return path.read_text(errors="replace") if path else ""
     except FileNotFoundError:
@@ -149,7 +149,7 @@ class Cluster:
                     node.start()
                 return self
             except NatsServerError:
-                taken = any("address already in use" in _text(node.log_file) for node in self.nodes)
+                taken = any("address already in use" in log_text(node.log_file) for node in self.nodes)
                 for node, new in zip(self.nodes, fresh, strict=True):
                     node.stop(kill=True)
                     if new:

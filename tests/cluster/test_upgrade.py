@@ -38,7 +38,7 @@ from shared.core import events as ev
 from shared.core import steps
 from shared.eventlog.jetstream import EventLog
 from shared.objectstore.factory import open_store
-from tests.cluster.procs import LAUNCH, Cluster, Procs, connect_bus, wait_for_jetstream
+from tests.cluster.procs import LAUNCH, Cluster, Procs, connect_bus, log_text, wait_for_jetstream
 from tests.cluster.secured import PASSWORDS
 from tests.support.env import build, settings_for, to_env
 from tests.support.pipeline import wait_status
@@ -199,14 +199,7 @@ def _stopped_from_outside(cluster: Cluster) -> list[str]:
     """The nodes of ``cluster`` that ended after trapping SIGTERM: asked before the test stops them (it
     sends none before), so sent by another process than this test's code."""
     return [n.name for n in cluster.nodes if n.proc is not None and n.proc.poll() is not None
-            and n.log_file and 'Trapped "terminated" signal' in _log(n.log_file)]
-
-
-def _log(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except FileNotFoundError:
-        return ""
+            and 'Trapped "terminated" signal' in log_text(n.log_file)]
 
 
 @contextlib.contextmanager

@@ -419,8 +419,21 @@ def _unaccounted(size: int, where: str) -> str:
             "(a streaming reader would read them as members it does not list)")
 
 
+def _folder_entry(info: zipfile.ZipInfo) -> bool:
+    """An empty entry named for a folder (``media/``), which ``zip -r`` and 7-Zip add for each folder
+    when an archive is unpacked and zipped again: said once, as such, not also as an unsafe name, a
+    directory, and a member neither index.json nor manifest.json lists (four lines for each folder)."""
+    return (info.filename.endswith("/") and info.file_size == 0 and is_safe_path(info.filename[:-1])
+            and stat.S_IFMT(info.external_attr >> 16) in (0, stat.S_IFDIR))
+
+
 def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
-    names = zf.namelist()
+    folders = list(dict.fromkeys(i.filename for i in zf.infolist() if _folder_entry(i)))
+    names = [n for n in zf.namelist() if n not in folders]  # the files: what the checks below are about
+    for name in folders:
+        report.problems.append(f"{name}: a folder entry, not a file (`zip -r` and 7-Zip add one for each folder "
+                               "when an archive is unpacked and zipped again; an export holds only files, so this "
+                               "is not the archive as it was exported)")
     if zf.comment:  # unzip prints it on every extraction, escapes and all: a channel to the person's terminal
         report.problems.append(f"the archive carries a comment of {len(zf.comment)} bytes (unzip prints it, as it "
                                "is, to the terminal that unpacks it; an export has none)")
@@ -428,7 +441,7 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
         if info.comment:  # zipinfo and unzip -v print them likewise
             report.problems.append(f"{info.filename}: carries a comment of {len(info.comment)} bytes (unzip -v "
                                    "prints it, as it is; an export writes none)")
-    for name, times in Counter(names).items():  # zipfile reads the last of them, a streaming reader the first
+    for name, times in Counter(zf.namelist()).items():  # zipfile reads the last of them, a streaming reader the first
         if times > 1:
             report.problems.append(f"{name}: in the archive {times} times (readers disagree on which is meant)")
     first: dict[str, str] = {}
@@ -491,6 +504,8 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     texts = _Texts(index, names, {e["path"] for e in errors or [] if isinstance(e.get("path"), str)})
     for info in zf.infolist():
         name = info.filename
+        if name in folders:
+            continue  # said above, and nothing in it to read
         kind = stat.S_IFMT(info.external_attr >> 16)  # whatever system it says made it: some reader honours it
         if kind == stat.S_IFLNK:
             report.problems.append(f"{name}: a symbolic link (an export holds only files; unzip would make "
@@ -569,7 +584,8 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
             report.problems.append(f"{MANIFEST_PATH}: item_counts says {held[counted]!r} {counted}; the archive "
                                    f"holds {there} in {folder}")
     counts = Counter(n.split("/", 1)[0] if "/" in n else "top level" for n in names)
-    report.facts.insert(0, f"{len(names)} members: " + ", ".join(f"{n} in {k}" for k, n in sorted(counts.items())))
+    report.facts.insert(0, f"{len(names)} members: " + ", ".join(f"{n} in {k}" for k, n in sorted(counts.items()))
+                        + (f" (and {len(folders)} folder entries)" if folders else ""))
     report.facts.append(f"manifest.json: {len(listed)} checksums checked; item counts {manifest.get('item_counts')}")
     if errors is not None:
         reasons = Counter(str(e.get("reason", "?")).split(":")[0] for e in errors)

@@ -449,3 +449,35 @@ def test_folder_entries_a_repacking_zip_adds_are_named_as_such_not_counted_as_im
     assert not report.ok
     assert any(p.startswith("media/: ") for p in report.problems), report.text()
     assert not [p for p in report.problems if "item_counts" in p], report.text()
+
+
+def test_a_folder_entry_is_one_problem_and_no_member(tmp_path: Path) -> None:
+    """Each folder entry was four problems (an unsafe name, a directory, not in index.json, not in
+    manifest.json: 12 lines for three folders) and counted as a member of its folder. It is one line,
+    said as what it is, and the count line counts the files."""
+    with zipfile.ZipFile(exported(tmp_path)) as zf:
+        data = {n: zf.read(n) for n in zf.namelist()}
+    repacked = tmp_path / "repacked.zip"
+    with zipfile.ZipFile(repacked, "w", zipfile.ZIP_DEFLATED) as zf:
+        for folder in ("media/", "pages/", "posts/"):
+            zf.mkdir(folder)  # as zip -r writes them: a directory mode, the DOS directory bit, no data
+        for n, b in data.items():
+            zf.writestr(n, b)
+    report = verify_archive(repacked)
+    assert report.problems == [f"{f}: a folder entry, not a file (`zip -r` and 7-Zip add one for each folder when "
+                               "an archive is unpacked and zipped again; an export holds only files, so this is not "
+                               "the archive as it was exported)" for f in ("media/", "pages/", "posts/")], report.text()
+    files = len(data)
+    assert report.facts[0].startswith(f"{files} members: ") and report.facts[0].endswith("(and 3 folder entries)")
+    # a "folder" entry holding bytes is no folder entry: still every problem a member named so has
+    with zipfile.ZipFile(tmp_path / "filled.zip", "w") as zf:
+        zf.writestr("media/", b"x")
+        for n, b in data.items():
+            zf.writestr(n, b)
+    filled = verify_archive(tmp_path / "filled.zip")
+    assert [p for p in filled.problems if p.startswith("media/: ")] == [
+        "media/: not a name an export makes (each part a safe file name: see *What the archive holds*)",
+        "media/: a directory, not a file (an export holds only files; an unpacker may make one on disk)",
+        "media/: in the archive but not listed in index.json (an export lists every post, page, image and file it "
+        "holds there; import would not restore it)",
+        "media/: in the archive but not listed in manifest.json"], filled.text()

@@ -137,6 +137,14 @@ def is_forgotten(in_log: bool, last_modified: datetime | None, log_begins: datet
     return now - last_modified >= timedelta(seconds=min_age_s)
 
 
+def is_unaccounted(in_log: bool, last_modified: datetime | None, log_begins: datetime | None) -> bool:
+    """An object of an export the log does not hold, written since the oldest message it holds: not
+    aged out of it (:func:`is_forgotten` never deletes it), so left, and said. After a restore from
+    an older backup these are the objects of the exports requested since the backup was taken; else
+    keys no export made."""
+    return not in_log and last_modified is not None and log_begins is not None and last_modified >= log_begins
+
+
 def no_request(prefix: str, stored: Iterable[tuple[str, bytes, bool]]) -> str | None:
     """Why none of the messages stored on an export's ``ExportRequested`` subject is its request —
     ``malformed`` or ``forged`` (``events.BadEvent.reason``), as the log's fold would drop each — or None

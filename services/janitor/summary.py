@@ -15,6 +15,7 @@ from shared.runtime.settings import Settings, masked_url
 
 log = logging.getLogger("services.janitor.main")
 
+UNACCOUNTED_NAMED = 5  # exports named in the summary line when the log does not hold them
 STOPPED = "the run stopped there, nothing more was deleted or recorded, and the next run does the rest"
 
 
@@ -26,6 +27,9 @@ class Summary:
     cancelled: int = 0
     cleaned: int = 0
     forgotten: int = 0  # objects of exports the log no longer holds, past their age
+    # objects of exports the log does not hold, written since its oldest message (decide.is_unaccounted):
+    # left, and named, so that after a restore from an older backup an operator finds them
+    unaccounted: dict[tuple[str, str], int] = field(default_factory=dict)
     unoffered: int = 0  # archives of exports that ended failed or cancelled
     left: int = 0  # exports and uploads an error stopped: the next run tries them again (the log says why)
     stopped: str | None = None  # why the run stopped before the end (the store did not answer), in a sentence
@@ -43,6 +47,13 @@ class Summary:
             line += f", {did('delete')} {self.unoffered} archives of exports that did not complete"
         if self.forgotten:
             line += f", {did('delete')} {self.forgotten} objects of exports no longer in the log"
+        if self.unaccounted:
+            named = ", ".join(f"{t}/{e}" for t, e in sorted(self.unaccounted)[:UNACCOUNTED_NAMED])
+            more = len(self.unaccounted) - UNACCOUNTED_NAMED
+            line += (f", left {sum(self.unaccounted.values())} objects of {len(self.unaccounted)} exports the log "
+                     f"does not hold ({named}{f' and {more} more' if more > 0 else ''}; written since its oldest "
+                     "event, so not aged out of it: after a restore from an older backup, the exports requested "
+                     "since it was taken — see the README's *Back up and restore the truth*)")
         line += f"; {self.left} left for the next run (an error: see the log)" if self.left else ""
         return line + ("; stopped before the end by the object store (see stderr)" if self.stopped else "")
 

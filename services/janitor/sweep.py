@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from nats.js.errors import NotFoundError
 
-from services.janitor.decide import export_of, is_forgotten, is_orphan_upload, is_swept
+from services.janitor.decide import export_of, is_forgotten, is_orphan_upload, is_swept, is_unaccounted
 from services.janitor.job import Job
 from services.janitor.summary import STOPPED, Summary, log
 from shared.core import events as ev
@@ -128,6 +128,9 @@ async def forget(job: Job, in_log: set[tuple[str, str]], now: datetime, summary:
             continue
         async with job.each(summary, f"{what} {obj.key!r}"):
             if not is_forgotten(owner in in_log, obj.last_modified, log_begins, min_age_s, now):
+                if is_unaccounted(owner in in_log, obj.last_modified, log_begins):
+                    summary.unaccounted.setdefault(owner, 0)
+                    summary.unaccounted[owner] += 1
                 continue
             if not job.dry_run:
                 await job.store.delete(job.bucket, obj.key)

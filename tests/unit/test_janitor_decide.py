@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.janitor.decide import is_dead, is_expired, is_forgotten, is_orphan_upload, is_swept
+from services.janitor.decide import is_dead, is_expired, is_forgotten, is_orphan_upload, is_swept, is_unaccounted
 from shared.core import events as ev
 from shared.core.lifecycle import fold, retry_may_use_stored
 from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, requested
@@ -103,6 +103,18 @@ def test_only_an_object_older_than_the_logs_oldest_message_and_its_age_is_forgot
     assert not is_forgotten(False, written, written, 7 * day, now)  # not before the oldest message: made up
     assert not is_forgotten(False, written, written + timedelta(hours=1), 11 * day, now)  # younger than its age
     assert not is_forgotten(False, None, written, 7 * day, now)  # no time
+
+
+def test_an_object_of_an_export_the_log_does_not_hold_written_since_its_oldest_message_is_unaccounted() -> None:
+    """What is_forgotten leaves because it did not age out of the log (a restore from an older backup:
+    the exports requested since; a key no export made): said in the summary, never deleted."""
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    begins = now - timedelta(days=10)
+    assert is_unaccounted(False, begins, begins) and is_unaccounted(False, now, begins)
+    assert not is_unaccounted(True, now, begins)  # the log holds it: the log judges it
+    assert not is_unaccounted(False, begins - timedelta(seconds=1), begins)  # aged out: is_forgotten's
+    assert not is_unaccounted(False, now, None)  # a log that holds nothing says nothing
+    assert not is_unaccounted(False, None, begins)  # no time: nothing to judge by
 
 
 def test_an_ended_exports_objects_are_swept_but_a_failed_ones_only_past_the_retry_window() -> None:

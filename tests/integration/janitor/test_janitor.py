@@ -686,6 +686,9 @@ async def test_an_archive_whose_export_the_log_no_longer_holds_is_deleted_once_p
                 await store.head(bucket, key)
         assert await store.head(bucket, kept_key)  # the log holds it and says it is not expired yet
         assert await store.head(bucket, made_up)
+        # left, and said: the one export the log does not hold whose object did not age out of it
+        assert done.unaccounted == {("tM", "exp_madeup"): 1} == young.unaccounted
+        assert "left 1 objects of 1 exports the log does not hold (tM/exp_madeup;" in done.line(False)
     finally:
         await bus.close()
 

@@ -57,7 +57,9 @@ def check_body_head(request: web.Request) -> None:
     if len(encodings) > 1 or (encodings and encodings[0].strip().lower() not in DECODED):
         # aiohttp reads any other label as plain bytes: what the client meant and what we read would differ
         raise p.UnsupportedMediaType(f"Content-Encoding must be one of {', '.join(sorted(DECODED))} (or absent).")
-    if request.body_exists and (problem := json_type_problem(request.headers.get("Content-Type"))):
+    # A chunked body's length is known only once read (it may be none: a client's empty generator):
+    # its type is checked after the read, as a body that came at all (parse_export_request).
+    if request.body_exists and not codings and (problem := json_type_problem(request.headers.get("Content-Type"))):
         raise p.UnsupportedMediaType(f"Send the request body with Content-Type: application/json ({problem}).")
     if request.content_length is not None and request.content_length > limit:
         raise p.TooLarge(f"The body must be at most {limit} bytes.")
@@ -96,6 +98,8 @@ async def parse_export_request(request: web.Request) -> ExportRequest:
         raise p.BadRequest("The connection closed before the request body all arrived.") from None
     if len(raw) > limit:
         raise p.TooLarge(f"The body must be at most {limit} bytes.")
+    if raw and (problem := json_type_problem(request.headers.get("Content-Type"))):  # a chunked one, read
+        raise p.UnsupportedMediaType(f"Send the request body with Content-Type: application/json ({problem}).")
     try:
         request_body = ExportRequest.model_validate_json(raw if raw.strip(JSON_SPACE) else b"{}")
     except ValidationError as exc:

@@ -44,3 +44,30 @@ async def test_no_body_needs_no_content_type(gateway, headers_for):
     """`curl -X POST` with no body (every default) sends no Content-Type: there is nothing to label."""
     resp = await gateway.post("/api/export", headers=headers_for(), skip_auto_headers=["Content-Type"])
     assert resp.status == 201, await resp.text()
+
+
+async def _chunks(*parts: bytes):
+    for part in parts:
+        yield part
+
+
+async def test_an_empty_chunked_body_needs_no_content_type_and_a_chunked_one_is_held_to_it(gateway, headers_for,
+                                                                                        problem):
+    """A client that streams its body (chunked: an empty generator, a `fetch` of an empty stream) sent
+    no body, yet was a 415 for having no Content-Type, where the same empty POST with
+    `Content-Length: 0` starts the export: a chunked body's length is known only once read, and its
+    type is now checked then. A chunked body that holds anything is still a 415 without the type."""
+    headers = headers_for()
+    resp = await gateway.post("/api/export", data=_chunks(), headers=headers, skip_auto_headers=["Content-Type"])
+    assert resp.request_info.headers.get("Transfer-Encoding") == "chunked"
+    assert resp.status == 201, await resp.text()
+    before = await _last_seq(gateway)
+    resp = await gateway.post("/api/export", data=_chunks(b'{"deliveryMethod":', b' "download"}'),
+                              headers=headers_for(), skip_auto_headers=["Content-Type"])
+    assert resp.request_info.headers.get("Transfer-Encoding") == "chunked"
+    body = await problem(resp, 415, "GROVE-EXPORT-004")
+    assert "application/json" in body["detail"], body
+    assert await _last_seq(gateway) == before
+    resp = await gateway.post("/api/export", data=_chunks(b'{"deliveryMethod":', b' "download"}'),
+                              headers={**headers_for("tenant_b"), "Content-Type": "application/json"})
+    assert resp.status == 201, await resp.text()

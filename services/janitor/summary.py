@@ -50,10 +50,10 @@ class Summary:
         if self.unaccounted:
             named = ", ".join(f"{t}/{e}" for t, e in sorted(self.unaccounted)[:UNACCOUNTED_NAMED])
             more = len(self.unaccounted) - UNACCOUNTED_NAMED
-            line += (f", left {sum(self.unaccounted.values())} objects of {len(self.unaccounted)} exports the log "
-                     f"does not hold ({named}{f' and {more} more' if more > 0 else ''}; written since its oldest "
-                     "event, so not aged out of it: after a restore from an older backup, the exports requested "
-                     "since it was taken — see the README's *Back up and restore the truth*)")
+            line += (f", not deleted: {sum(self.unaccounted.values())} objects of {len(self.unaccounted)} exports "
+                     f"the log does not hold ({named}{f' and {more} more' if more > 0 else ''}; written since its "
+                     "oldest event, so not aged out of it: after a restore from an older backup, the exports "
+                     "requested since it was taken — see the README's *The janitor*)")
         line += f"; {self.left} left for the next run (an error: see the log)" if self.left else ""
         return line + ("; stopped before the end by the object store (see stderr)" if self.stopped else "")
 

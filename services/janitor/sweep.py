@@ -16,6 +16,7 @@ from services.janitor.job import Job
 from services.janitor.summary import STOPPED, Summary, log
 from shared.core import events as ev
 from shared.core.keys import EXPORTS_ROOT, archive_owner, export_prefix, is_archive_key_of, is_work_key
+from shared.eventlog.directget import subject_counts
 from shared.eventlog.jetstream import Loaded
 from shared.objectstore.factory import check_fs_store
 from shared.objectstore.port import StoreUnavailable
@@ -116,6 +117,7 @@ async def forget(job: Job, in_log: set[tuple[str, str]], now: datetime, summary:
     log_begins = await _log_begins(job)
     if log_begins is None:
         return
+    held: dict[tuple[str, str], bool] = {}
     for obj in await job.store.list_keys(job.bucket, EXPORTS_ROOT):
         owner = export_of(obj.key)
         if owner is None:
@@ -128,14 +130,24 @@ async def forget(job: Job, in_log: set[tuple[str, str]], now: datetime, summary:
             continue
         async with job.each(summary, f"{what} {obj.key!r}"):
             if not is_forgotten(owner in in_log, obj.last_modified, log_begins, min_age_s, now):
-                if is_unaccounted(owner in in_log, obj.last_modified, log_begins):
-                    summary.unaccounted.setdefault(owner, 0)
-                    summary.unaccounted[owner] += 1
+                if is_unaccounted(owner in in_log, obj.last_modified, log_begins) and not await _held(job, owner, held):
+                    summary.unaccounted[owner] = summary.unaccounted.get(owner, 0) + 1
                 continue
             if not job.dry_run:
                 await job.store.delete(job.bucket, obj.key)
             summary.forgotten += 1
             summary.actions.append(f"delete {what} {obj.key} (export {owner[1]} is no longer in the log)")
+
+
+async def _held(job: Job, owner: tuple[str, str], seen: dict[tuple[str, str], bool]) -> bool:
+    """Whether the log holds any event of ``owner`` now, asked once per export: one requested after
+    the run read the requests (its objects already written), or one whose request aged out while its
+    later events are still there, is no export the log does not hold."""
+    if owner not in seen:
+        tenant, export = owner  # ids (export_of): safe as subject tokens
+        subject = f"{job.settings.subject_prefix}.{tenant}.{export}.>"
+        seen[owner] = bool(await subject_counts(job.bus.js, job.settings.stream_name, subject))
+    return seen[owner]
 
 
 async def _log_begins(job: Job) -> datetime | None:

@@ -577,4 +577,4 @@ def erased_since(folder: Path) -> str:
     return (f"grove-export: note: this backup {when}; a tenant erased since then is back with it: run "
             "`grove-export erase-tenant TENANT` again for each one; and an export requested since then is not in "
             "the restored log: the janitor leaves its archive and work objects in the store and names its export "
-            "in its summary (`left N objects of M exports the log does not hold …`)")
+            "in its summary (`not deleted: N objects of M exports the log does not hold …`)")

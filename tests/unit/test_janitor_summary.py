@@ -30,9 +30,9 @@ def test_objects_of_exports_the_log_does_not_hold_are_counted_and_their_exports_
     they did not age out of it), and said nothing — they stayed unseen for good. Now the line counts
     them and names their exports (five of them, then how many more)."""
     few = Summary(unaccounted={("t1", "exp_b"): 2, ("t1", "exp_a"): 3}).line(False)
-    assert few.endswith(", left 5 objects of 2 exports the log does not hold (t1/exp_a, t1/exp_b; written since "
-                        "its oldest event, so not aged out of it: after a restore from an older backup, the "
-                        "exports requested since it was taken — see the README's *Back up and restore the truth*)")
+    assert few.endswith(", not deleted: 5 objects of 2 exports the log does not hold (t1/exp_a, t1/exp_b; written "
+                        "since its oldest event, so not aged out of it: after a restore from an older backup, the "
+                        "exports requested since it was taken — see the README's *The janitor*)")
     many = Summary(unaccounted={("t2", f"exp_{i}"): 1 for i in range(7)}).line(True)
     assert "(t2/exp_0, t2/exp_1, t2/exp_2, t2/exp_3, t2/exp_4 and 2 more; written" in many
-    assert "left" not in Summary().line(False)
+    assert "not deleted" not in Summary().line(False)

@@ -688,7 +688,46 @@ async def test_an_archive_whose_export_the_log_no_longer_holds_is_deleted_once_p
         assert await store.head(bucket, made_up)
         # left, and said: the one export the log does not hold whose object did not age out of it
         assert done.unaccounted == {("tM", "exp_madeup"): 1} == young.unaccounted
-        assert "left 1 objects of 1 exports the log does not hold (tM/exp_madeup;" in done.line(False)
+        assert "not deleted: 1 objects of 1 exports the log does not hold (tM/exp_madeup;" in done.line(False)
+    finally:
+        await bus.close()
+
+
+async def test_an_export_the_log_holds_events_of_is_never_named_as_one_it_does_not_hold(
+        janitor_settings: Settings, store: FilesystemStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review of the summary's "not deleted: … exports the log does not hold" (which points at a restore
+    from an older backup): the run judged by the requests it read at its start, so an export requested
+    while it ran, its objects already written, was named; and so was one whose request aged out of the
+    stream while its later events and its archive (within its retention) are still there. Each is
+    asked of the log again, by any of its subjects, before it is named."""
+    from services.janitor import run as janitor_run
+
+    settings = janitor_settings
+    bus = await connect_bus(settings)
+    try:
+        now = datetime.now(UTC)
+        await make_export(bus, store, settings, "tOld", complete_at=now + timedelta(days=6), upload=False)
+        real_slow = janitor_run.faults.slow
+        live: list[str] = []
+
+        async def reading(name: str) -> None:  # a person requests an export while the run reads the log
+            if name == "janitor.read" and not live:
+                live.append(await make_export(bus, store, settings, "tLive", complete_at=None, upload=False))
+            await real_slow(name)
+
+        monkeypatch.setattr(janitor_run.faults, "slow", reading)
+        during = await Janitor(settings, bus, store).run(now)
+        assert live and (await bus.log.load("tLive", live[0])).state.exists  # the request landed mid-run
+        assert await store.list_keys(settings.buckets.exports, f"exports/tLive/{live[0]}/")  # objects written
+        assert during.unaccounted == {}, during.line(False)
+        monkeypatch.undo()
+
+        aged = await make_export(bus, store, settings, "tR", complete_at=now + timedelta(days=6), upload=False)
+        await bus.js.purge_stream(settings.stream_name, subject=f"{settings.subject_prefix}.tR.{aged}.ExportRequested")
+        made_up = "exports/tM/exp_madeup/grove-export-u-2026-01-01.zip"  # beside them, one the log never held
+        await store.put(settings.buckets.exports, made_up, b"zip")
+        dry = await Janitor(settings, bus, store, dry_run=True).run(now)
+        assert dry.unaccounted == {("tM", "exp_madeup"): 1}, dry.line(True)
     finally:
         await bus.close()
 

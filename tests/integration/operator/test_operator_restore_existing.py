@@ -80,8 +80,8 @@ async def test_restore_refuses_before_restoring_anything_when_one_stream_exists(
     assert out.stderr == (f"grove-export: note: this backup was taken {taken}; a tenant erased since then is back "
                           "with it: run `grove-export erase-tenant TENANT` again for each one; and an export "
                           "requested since then is not in the restored log: the janitor leaves its archive and work "
-                          "objects in the store and names its export in its summary (`left N objects of M exports "
-                          "the log does not hold …`)\n"), out.stderr
+                          "objects in the store and names its export in its summary (`not deleted: N objects of M "
+                          "exports the log does not hold …`)\n"), out.stderr
 
 
 async def test_a_restore_that_fails_part_way_leaves_the_server_as_it_found_it(

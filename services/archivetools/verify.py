@@ -419,16 +419,25 @@ def _unaccounted(size: int, where: str) -> str:
             "(a streaming reader would read them as members it does not list)")
 
 
-def _folder_entry(info: zipfile.ZipInfo) -> bool:
-    """An empty entry named for a folder (``media/``), which ``zip -r`` and 7-Zip add for each folder
-    when an archive is unpacked and zipped again: said once, as such, not also as an unsafe name, a
-    directory, and a member neither index.json nor manifest.json lists (four lines for each folder)."""
-    return (info.filename.endswith("/") and info.file_size == 0 and is_safe_path(info.filename[:-1])
-            and stat.S_IFMT(info.external_attr >> 16) in (0, stat.S_IFDIR))
+def _folder_entries(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The empty entries named for a folder (``media/``), which ``zip -r`` and 7-Zip add for each
+    folder when an archive is unpacked and zipped again: said once each, as such, not also as an unsafe
+    name, a directory, and a member neither index.json nor manifest.json lists (four lines a folder).
+    Only an entry that is nothing else: no bytes (stored, none compressed, CRC-32 0), a directory or no
+    type, its name once in the archive, and no file named as its folder (on a case-insensitive disk too)
+    — any other keeps every problem a member of its name has."""
+    names = Counter(zf.namelist())
+    files = {same_file_key(n) for n in names if not n.endswith("/")}
+    return [info for info in zf.infolist()
+            if info.filename.endswith("/") and names[info.filename] == 1 and is_safe_path(info.filename[:-1])
+            and info.file_size == info.compress_size == info.CRC == 0
+            and stat.S_IFMT(info.external_attr >> 16) in (0, stat.S_IFDIR)
+            and same_file_key(info.filename[:-1]) not in files]
 
 
 def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
-    folders = list(dict.fromkeys(i.filename for i in zf.infolist() if _folder_entry(i)))
+    entries = set(_folder_entries(zf))
+    folders = [info.filename for info in zf.infolist() if info in entries]  # each once in the archive (_folder_entries)
     names = [n for n in zf.namelist() if n not in folders]  # the files: what the checks below are about
     for name in folders:
         report.problems.append(f"{name}: a folder entry, not a file (`zip -r` and 7-Zip add one for each folder "
@@ -504,10 +513,10 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     texts = _Texts(index, names, {e["path"] for e in errors or [] if isinstance(e.get("path"), str)})
     for info in zf.infolist():
         name = info.filename
-        if name in folders:
-            continue  # said above, and nothing in it to read
         kind = stat.S_IFMT(info.external_attr >> 16)  # whatever system it says made it: some reader honours it
-        if kind == stat.S_IFLNK:
+        if info in entries:
+            pass  # a folder entry: said above (its bytes, none, are still read below)
+        elif kind == stat.S_IFLNK:
             report.problems.append(f"{name}: a symbolic link (an export holds only files; unzip would make "
                                    "the link on disk)")
         elif kind not in (0, stat.S_IFREG):  # bsdtar makes a device node (as root), a pipe or a directory
@@ -516,7 +525,7 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
         elif mode := stat.S_IMODE(info.external_attr >> 16) & UNSAFE_MODE:  # bsdtar, as root, kept a setuid bit
             report.problems.append(f"{name}: its Unix mode {oct(stat.S_IMODE(info.external_attr >> 16))} sets "
                                    f"{_mode_bits(mode)} (unpackers apply it on disk; an export's files are 0o644)")
-        if info.external_attr & DOS_DIRECTORY and kind in (0, stat.S_IFREG):  # the low byte: DOS attributes,
+        if info.external_attr & DOS_DIRECTORY and kind in (0, stat.S_IFREG) and info not in entries:  # DOS attributes,
             # which 7-Zip and bsdtar read as a directory when DOS or NTFS made the member (an export sets none)
             report.problems.append(f"{name}: a directory, not a file (an export holds only files; an unpacker "
                                    "may make one on disk)")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
+import struct
 import subprocess
 import sys
 import time
@@ -469,6 +471,41 @@ def test_a_folder_entry_is_one_problem_and_no_member(tmp_path: Path) -> None:
                                "the archive as it was exported)" for f in ("media/", "pages/", "posts/")], report.text()
     files = len(data)
     assert report.facts[0].startswith(f"{files} members: ") and report.facts[0].endswith("(and 3 folder entries)")
+    # review rev: an entry is a folder entry only when it is nothing else, or its other problems went unsaid
+    with zipfile.ZipFile(tmp_path / "twice.zip", "w") as zf:  # media/ twice, the second a symbolic link
+        zf.mkdir("media/")
+        for n, b in data.items():
+            zf.writestr(n, b)
+        link = zipfile.ZipInfo("media/")
+        link.create_system, link.external_attr = 3, (stat.S_IFLNK | 0o777) << 16
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            zf.writestr(link, b"/etc")
+    twice = verify_archive(tmp_path / "twice.zip").problems
+    assert "media/: a symbolic link (an export holds only files; unzip would make the link on disk)" in twice
+    assert not [p for p in twice if "a folder entry" in p], twice
+    hidden = tmp_path / "hidden.zip"  # sizes 0 in both headers, a deflate stream of 14 bytes after it
+    with zipfile.ZipFile(hidden, "w") as zf:
+        for n, b in data.items():
+            zf.writestr(n, b)
+        entry = zipfile.ZipInfo("media/")
+        entry.create_system, entry.external_attr = 3, (stat.S_IFDIR | 0o755) << 16 | 0x10
+        entry.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(entry, b"hidden payload")
+    raw = bytearray(hidden.read_bytes())
+    with zipfile.ZipFile(hidden) as zf:
+        struct.pack_into("<I", raw, zf.getinfo("media/").header_offset + 22, 0)  # local: uncompressed 0
+    struct.pack_into("<I", raw, raw.rfind(b"PK\x01\x02") + 24, 0)  # central: uncompressed 0
+    hidden.write_bytes(bytes(raw))
+    said = verify_archive(hidden).problems
+    assert [p for p in said if p.startswith("media/: damaged")], said
+    assert not [p for p in said if "a folder entry" in p], said
+    with zipfile.ZipFile(tmp_path / "onfile.zip", "w") as zf:  # a folder entry where a file is
+        for n, b in data.items():
+            zf.writestr(n, b)
+        zf.mkdir("posts/two.md/")
+    onfile = verify_archive(tmp_path / "onfile.zip").problems
+    assert [p for p in onfile if p.startswith("posts/two.md/: not a name an export makes")], onfile
+    assert not [p for p in onfile if "a folder entry" in p], onfile
     # a "folder" entry holding bytes is no folder entry: still every problem a member named so has
     with zipfile.ZipFile(tmp_path / "filled.zip", "w") as zf:
         zf.writestr("media/", b"x")

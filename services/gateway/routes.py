@@ -43,8 +43,8 @@ def reply(model: Body, status: int = 200) -> web.Response:
 
 def check_body_head(request: web.Request) -> None:
     """Raise the problem a request's head alone decides for its body: a transfer coding or a
-    Content-Encoding not read as sent, a body that is not declared JSON, or a Content-Length over the
-    limit (before reading it)."""
+    Content-Encoding not read as sent, a body sent as is with a Content-Length that is not declared
+    JSON, or a Content-Length over the limit (before reading it)."""
     limit = request.app[SETTINGS].max_body_bytes
     codings = [c.strip().lower() for v in request.headers.getall("Transfer-Encoding", []) for c in v.split(",")]
     if [c for c in codings if c] not in ([], ["chunked"]):
@@ -57,12 +57,19 @@ def check_body_head(request: web.Request) -> None:
     if len(encodings) > 1 or (encodings and encodings[0].strip().lower() not in DECODED):
         # aiohttp reads any other label as plain bytes: what the client meant and what we read would differ
         raise p.UnsupportedMediaType(f"Content-Encoding must be one of {', '.join(sorted(DECODED))} (or absent).")
-    # A chunked body's length is known only once read (it may be none: a client's empty generator):
-    # its type is checked after the read, as a body that came at all (parse_export_request).
-    if request.body_exists and not codings and (problem := json_type_problem(request.headers.get("Content-Type"))):
-        raise p.UnsupportedMediaType(f"Send the request body with Content-Type: application/json ({problem}).")
+    # Whether a body comes at all is known from the head only for one sent as is with a Content-Length:
+    # a chunked one (a client's empty generator) or an encoded one (gzip of nothing) may decode to no
+    # bytes, which need no type. Those are held to it once read (parse_export_request).
+    if request.body_exists and not codings and not encodings:
+        require_json(request)
     if request.content_length is not None and request.content_length > limit:
         raise p.TooLarge(f"The body must be at most {limit} bytes.")
+
+
+def require_json(request: web.Request) -> None:
+    """The 415 of a request body not declared JSON (:func:`json_type_problem`)."""
+    if (problem := json_type_problem(request.headers.get("Content-Type"))) is not None:
+        raise p.UnsupportedMediaType(f"Send the request body with Content-Type: application/json ({problem}).")
 
 
 def json_type_problem(given: str | None) -> str | None:
@@ -98,8 +105,8 @@ async def parse_export_request(request: web.Request) -> ExportRequest:
         raise p.BadRequest("The connection closed before the request body all arrived.") from None
     if len(raw) > limit:
         raise p.TooLarge(f"The body must be at most {limit} bytes.")
-    if raw and (problem := json_type_problem(request.headers.get("Content-Type"))):  # a chunked one, read
-        raise p.UnsupportedMediaType(f"Send the request body with Content-Type: application/json ({problem}).")
+    if raw:  # a body came: declared JSON (one sent as is with a Content-Length was held to it before the read)
+        require_json(request)
     try:
         request_body = ExportRequest.model_validate_json(raw if raw.strip(JSON_SPACE) else b"{}")
     except ValidationError as exc:

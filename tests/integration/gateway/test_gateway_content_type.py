@@ -71,3 +71,24 @@ async def test_an_empty_chunked_body_needs_no_content_type_and_a_chunked_one_is_
     resp = await gateway.post("/api/export", data=_chunks(b'{"deliveryMethod":', b' "download"}'),
                               headers={**headers_for("tenant_b"), "Content-Type": "application/json"})
     assert resp.status == 201, await resp.text()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_body_that_decodes_to_nothing_needs_no_content_type_in_either_framing(gateway, headers_for, problem,
+                                                                                      chunked):
+    """Review of the chunked change: gzip of nothing, sent chunked, was a 201, and the same bytes with a
+    Content-Length a 415 — one rule for two framings. Whether a body came is known only once an encoded
+    one is read: either way gzip of nothing needs no type, and gzip of `{}` without it is a 415."""
+    import gzip
+
+    def body(data: bytes):
+        return _chunks(gzip.compress(data)) if chunked else gzip.compress(data)
+
+    headers = {**headers_for("tenant_gz"), "Content-Encoding": "gzip"}
+    before = await _last_seq(gateway)
+    resp = await gateway.post("/api/export", data=body(b"{}"), headers=headers, skip_auto_headers=["Content-Type"])
+    assert (resp.request_info.headers.get("Transfer-Encoding") == "chunked") is chunked
+    await problem(resp, 415, "GROVE-EXPORT-004")
+    assert await _last_seq(gateway) == before
+    resp = await gateway.post("/api/export", data=body(b""), headers=headers, skip_auto_headers=["Content-Type"])
+    assert resp.status == 201, await resp.text()

@@ -78,6 +78,7 @@ from shared.archive.layout import (
 from shared.archive.mdlinks import find_links
 from shared.archive.names import is_safe_path, same_file_key
 from shared.archive.ownmedia import REWRITE_LIMIT, links_past_scan, scan_limit
+from shared.archive.trailer import MAX32, ZIP64_EOCD, ZIP64_EOCD_SIG, ZIP64_LOCATOR, ZIP64_LOCATOR_SIG
 from shared.core.printable import printable
 
 LOCAL = struct.Struct("<4sHHHHHIIIHH")
@@ -196,8 +197,10 @@ def _end_record(zf: zipfile.ZipFile, path: Archive) -> list[str]:
         end = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # what zipfile read the directory by
         if end is None:  # zipfile found it a moment ago: the file changed under it
             return ["the archive's end of central directory record cannot be read again (was it written to?)"]
-        f.seek(end[zipfile._ECD_LOCATION])  # type: ignore[attr-defined]
+        at = end[zipfile._ECD_LOCATION]  # type: ignore[attr-defined]
+        f.seek(at)
         classic = struct.unpack("<4x4H", f.read(12))  # disk, directory's disk, entries here, entries in all
+        located = _zip64_located(f, at, end)
         after = os.fstat(f.fileno()).st_size - end[zipfile._ECD_LOCATION] - 22  # type: ignore[attr-defined]
         # zipfile reads the directory's bytes as one block, and an entry's extra field or comment said
         # to run on past it is cut short there, unseen: the lengths its entries give, added up
@@ -206,7 +209,7 @@ def _end_record(zf: zipfile.ZipFile, path: Archive) -> list[str]:
             f.seek(f_at + 28)
             records += 46 + sum(struct.unpack("<HHH", f.read(6)))
             f_at = zf.start_dir + records
-    problems = []
+    problems = [located] if located else []
     resolved = tuple(end[1:5])  # the same four, from the ZIP64 end record when there is one
     if resolved != (0, 0, n, n) or not all(v in (want, 0xFFFF) for v, want in zip(classic, (0, 0, n, n), strict=True)):
         problems.append(f"the archive's end of central directory record says {resolved[3]} members ({resolved[2]} on "
@@ -223,6 +226,44 @@ def _end_record(zf: zipfile.ZipFile, path: Archive) -> list[str]:
                         f"{after} follow it (7-Zip reports the archive as broken, or warns of bytes after its end; an "
                         "export's end record is its last 22 bytes)")
     return problems
+
+
+def _zip64_located(f: IO[bytes], at: int, end: list[Any]) -> str | None:
+    """The problem when the ZIP64 end records locate the central directory otherwise than zipfile
+    read it. zipfile (3.11; 3.12 before CVE-2025-8291's fix) takes the 56 bytes before the ZIP64 end
+    locator for the ZIP64 end record, never reading where the locator says the record is nor the
+    record's own length; unzip and bsdtar go where the locator points: at a record planted in a stored
+    member's data, giving a directory planted there too, they extracted posts/a.md with other bytes than
+    every check here read (exit 0; 7-Zip exited 2), and verify said OK. And with a ZIP64 end record zipfile
+    takes the directory's size and offset from it alone: the end record's, where they are not 0xFFFFFFFF,
+    must be the same (unzip exited 12 and 7-Zip 2 on other ones). An export writes its ZIP64 end record
+    just before its locator, the locator giving that byte, and the end record's fields as said."""
+    if at < ZIP64_LOCATOR.size:
+        return None
+    f.seek(at - ZIP64_LOCATOR.size)
+    locator = f.read(ZIP64_LOCATOR.size)
+    if locator[:4] != ZIP64_LOCATOR_SIG:
+        return None
+    record_at = at - ZIP64_LOCATOR.size - ZIP64_EOCD.size
+    pointed = ZIP64_LOCATOR.unpack(locator)[2]
+    if end[zipfile._ECD_SIGNATURE] != ZIP64_EOCD_SIG:  # type: ignore[attr-defined]
+        return None  # none where zipfile looks: it read the end record's directory, and takes the locator and the
+        # bytes before it for bytes after the directory, moving every member as far (bytes before the first one)
+    f.seek(record_at)
+    length = ZIP64_EOCD.unpack(f.read(ZIP64_EOCD.size))[1] + 12
+    if pointed != record_at or length != ZIP64_EOCD.size:
+        return (f"the archive's ZIP64 end locator points at byte {pointed} for its ZIP64 end record, which is at byte "
+                f"{record_at} and says it is {length} bytes long (zipfile reads the directory that record gives, "
+                "unzip and bsdtar the one the byte the locator gives leads to; an export's locator gives its record, "
+                f"{ZIP64_EOCD.size} bytes long)")
+    f.seek(at + 12)
+    size, offset = struct.unpack("<II", f.read(8))
+    if size not in (end[zipfile._ECD_SIZE], MAX32) or offset not in (end[zipfile._ECD_OFFSET], MAX32):  # type: ignore[attr-defined]
+        return (f"the archive's end record places its central directory at byte {offset} ({size} bytes), its ZIP64 "
+                f"end record at byte {end[zipfile._ECD_OFFSET]} ({end[zipfile._ECD_SIZE]} bytes), which zipfile "  # type: ignore[attr-defined]
+                "reads (unzip and 7-Zip report the archive as broken; an export's end record gives the same, or "
+                "0xFFFFFFFF)")
+    return None
 
 
 def _unexpandable(zf: zipfile.ZipFile) -> list[str]:

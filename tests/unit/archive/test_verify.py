@@ -28,6 +28,7 @@ from services.archivetools import verify
 from services.archivetools.documents import CHUNK
 from services.archivetools.verify import Report, verify_archive
 from shared.archive import zipmember
+from shared.archive.trailer import EOCD, EOCD_SIG, MAX32, ZIP64_EOCD, ZIP64_EOCD_SIG, ZIP64_LOCATOR, ZIP64_LOCATOR_SIG
 from tests.unit.pipeline.test_archive_stream import full, snapshot
 
 POST = b"---\ntitle: a\nfeatured_image: ../media/b.jpg\n---\n![b](../media/b.jpg) [x](../media/c%20d.jpg)\n"
@@ -1398,3 +1399,53 @@ def test_a_truncated_archive_on_a_file_system_that_cannot_map_files_is_walked_al
 
     monkeypatch.setattr(verify.mmap, "mmap", cannot_map)
     assert verify_archive(path).problems == mapped
+
+
+def _zip64_ended(data: bytes) -> tuple[bytearray, int]:
+    """The archive ended as an export past 4 GiB or 65,534 members ends (central.end_records): a ZIP64
+    end record and its locator before the end record, whose directory size and offset say 0xFFFFFFFF;
+    and where the ZIP64 end record begins."""
+    end = data.rfind(b"PK\x05\x06")
+    _, _, _, _, count, size, offset, _ = EOCD.unpack_from(data, end)
+    record = ZIP64_EOCD.pack(ZIP64_EOCD_SIG, ZIP64_EOCD.size - 12, 45, 45, 0, 0, count, count, size, offset)
+    locator = ZIP64_LOCATOR.pack(ZIP64_LOCATOR_SIG, 0, end, 1)
+    return bytearray(data[:end] + record + locator + EOCD.pack(EOCD_SIG, 0, 0, count, count, MAX32, MAX32, 0)), end
+
+
+def test_an_archive_ended_with_zip64_end_records_as_an_export_writes_them_is_sound(tmp_path: Path) -> None:
+    path = tmp_path / "a.zip"
+    path.write_bytes(bytes(_zip64_ended(write(tmp_path, sources()).read_bytes())[0]))
+    assert zipfile.ZipFile(path).testzip() is None
+    assert verify_archive(path).ok, verify_archive(path).text()
+
+
+LOCATED = ("the archive's ZIP64 end locator points at byte {pointed} for its ZIP64 end record, which is at byte {at} "
+           "and says it is {length} bytes long (zipfile reads the directory that record gives, unzip and bsdtar the "
+           "one the byte the locator gives leads to; an export's locator gives its record, 56 bytes long)")
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    (lambda d, at: struct.pack_into("<Q", d, len(d) - 22 - 12, 0),  # the locator points at byte 0
+     LOCATED.format(pointed=0, at="{at}", length=56)),
+    (lambda d, at: struct.pack_into("<Q", d, at + 4, 60),  # the record says it holds 16 bytes of extensible data
+     LOCATED.format(pointed="{at}", at="{at}", length=72)),
+    (lambda d, at: struct.pack_into("<I", d, len(d) - 6, at - 1),  # the end record's offset: a number, not 0xFFFFFFFF
+     "the archive's end record places its central directory at byte {before} (4294967295 bytes), its ZIP64 end "
+     "record at byte {cd} (397 bytes), which zipfile reads (unzip and 7-Zip report the archive as broken; an "
+     "export's end record gives the same, or 0xFFFFFFFF)")])
+def test_zip64_end_records_that_locate_another_directory_are_a_problem(tmp_path: Path, edit: Any, says: str) -> None:
+    """Seen: "archive OK" for an archive whose ZIP64 end locator pointed elsewhere than at its ZIP64 end
+    record. zipfile (3.11; 3.12 before CVE-2025-8291's fix) takes the 56 bytes before the locator for
+    that record, never reading where the locator points nor the record's own length; unzip and bsdtar go
+    where the locator points: at a record planted in a stored member's data, giving a directory planted
+    there too, they extracted posts/a.md with other bytes than zipfile read (exit 0; 7-Zip exited 2).
+    And with a ZIP64 end record zipfile takes the directory's offset from it alone: an end record giving
+    another one than 0xFFFFFFFF made unzip exit 12 and 7-Zip 2."""
+    data, at = _zip64_ended(write(tmp_path, sources()).read_bytes())
+    cd = struct.unpack_from("<Q", data, at + 48)[0]
+    edit(data, at)
+    path = tmp_path / "b.zip"
+    path.write_bytes(bytes(data))
+    report = verify_archive(path)
+    assert report.problems == [says.format(at=at, before=at - 1, cd=cd)], report.text()
+

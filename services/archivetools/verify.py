@@ -22,6 +22,7 @@ documents.py), never a traceback.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import mmap
 import os
@@ -502,6 +503,7 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
         if (other := first.setdefault(same_file_key(name), name)) != name:
             report.problems.append(f"{name}: the same file as {other} on a case-insensitive disk (one would "
                                    "overwrite the other)")
+    report.problems += _files_over_folders(first)
     owned = 0
     for info in zf.infolist():
         if refused := info.flag_bits & REFUSED_FLAGS:
@@ -641,6 +643,23 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
         reasons = Counter(str(e.get("reason", "?")).split(":")[0] for e in errors)
         report.facts.append(f"errors.json: {len(errors)} item(s) not included"
                             + (f" ({', '.join(f'{n} {r}' for r, n in reasons.items())})" if errors else ""))
+
+
+def _files_over_folders(first: dict[str, str]) -> list[str]:
+    """A member that is a file where another member needs a folder (``media/a.jpg`` beside
+    ``media/a.jpg/b.jpg``, or ``media/A.jpg/b.jpg`` on a case-insensitive disk): an unpacker makes the
+    one and cannot make the other, so an archive verify called OK did not unpack whole (the names
+    allocator keeps an export's files and folders apart). ``first``: each name by its
+    :func:`same_file_key`. Sorted, the members a folder holds follow its name and ``/`` at once: one
+    look-up a member, whatever the number of its parts."""
+    keys = sorted(first)
+    problems = []
+    for key, name in first.items():
+        at = bisect.bisect_left(keys, key + "/")
+        if at < len(keys) and keys[at].startswith(key + "/"):
+            problems.append(f"{name}: a file, where {first[keys[at]]} needs a folder (an unpacker makes one of the "
+                            "two and cannot make the other; an export keeps its files and folders apart)")
+    return problems
 
 
 def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, keep_under: int | None) -> tuple[str, bytes | None]:

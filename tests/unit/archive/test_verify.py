@@ -1449,3 +1449,14 @@ def test_zip64_end_records_that_locate_another_directory_are_a_problem(tmp_path:
     report = verify_archive(path)
     assert report.problems == [says.format(at=at, before=at - 1, cd=cd)], report.text()
 
+
+@pytest.mark.parametrize("inside", ["media/b.jpg/x.jpg", "media/B.JPG/x/y.jpg"])
+def test_a_file_where_another_member_needs_a_folder_is_a_problem(tmp_path: Path, inside: str) -> None:
+    """Seen: "archive OK" for an archive holding media/b.jpg and media/b.jpg/x.jpg, each listed with its
+    checksum: unzip made the file and failed on the other ("checkdir error: media/b.jpg exists but is not
+    directory", exit 2), 7-Zip (exit 2) and bsdtar (exit 1) likewise, so the archive never unpacked
+    whole. An export's names allocator keeps files and folders apart, in any case."""
+    src = {**sources(), inside: b"under a file"}
+    report = verify_archive(write(tmp_path, src))
+    assert report.problems == [f"media/b.jpg: a file, where {inside} needs a folder (an unpacker makes one of the two "
+                               "and cannot make the other; an export keeps its files and folders apart)"], report.text()

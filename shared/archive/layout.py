@@ -268,14 +268,22 @@ def hugo_tags(tags: list[str]) -> list[str]:
     return [t for t in tags if not hugo_unsafe_tag(t)]
 
 
+def _text_stem(names: NameAllocator, slug: str | None, fallback: str) -> str:
+    """A post's or page's file name without ``.md``: the slug made safe and cut to leave room for ``.md``
+    under the allocator's cap, then given Hugo's rules (:func:`_hugo_stem`), so that the allocator has no
+    more to cut. Cut after them, a slug of 194 letters and ``.enzzz`` became ``….en.md``, which Hugo reads
+    as the English version of the post with the 194 letters as its slug: it built one of the two."""
+    return _hugo_stem(safe_component(slug or "", fallback, names.max_component_bytes - len(".md")))
+
+
 def post_path(names: NameAllocator, row_id: str, slug: str | None) -> str:
-    stem = _hugo_stem(safe_component(slug or "", f"post-{row_id}"))  # clean first, then add .md
+    stem = _text_stem(names, slug, f"post-{row_id}")  # clean and cut first, then add .md
     names.reserve(POSTS, *SSG_RESERVED)
     return names.allocate(POSTS, f"{stem}.md", f"post-{row_id}.md")
 
 
 def page_path(names: NameAllocator, row_id: str, slug: str | None) -> str:
-    stem = _hugo_stem(safe_component(slug or "", f"page-{row_id}"))
+    stem = _text_stem(names, slug, f"page-{row_id}")
     names.reserve(PAGES, *SSG_RESERVED)
     return names.allocate(PAGES, f"{stem}.md", f"page-{row_id}.md")
 

@@ -271,6 +271,23 @@ def test_a_slug_ending_in_the_default_language_is_never_a_translation_for_hugo(t
     assert built == posts, built
 
 
+def test_a_slug_cut_to_fit_its_file_name_is_never_a_translation_for_hugo(tmp_path: Path) -> None:
+    # A name is cut to 200 bytes, keeping `.md`: cut after Hugo's rules were applied, the slug of 194
+    # letters and `.enzzz` was posts/<194 letters>.en.md, which Hugo reads as the English version of the
+    # post with the 194 letters as its slug (posts/<194 letters>.md): it built one of the two.
+    stem = "b" * 194
+    names = NameAllocator()
+    paths = [layout.post_path(names, "p1", stem), layout.post_path(names, "p2", stem + ".enzzz"),
+             layout.page_path(names, "g1", "c" * 194 + ".enzzz")]
+    assert paths == [f"posts/{stem}.md", f"posts/{'b' * 191}.enzzz.md", f"pages/{'c' * 191}.enzzz.md"]
+    assert all(len(p.rsplit("/", 1)[1].encode()) <= 200 for p in paths)
+    rows = [{"id": f"p{i}", "slug": slug, "title": f"T{i}", "markdown_content": "hi", "status": "published",
+             "created_at": 1} for i, slug in enumerate((stem, stem + ".enzzz", stem + ".en" + "z" * 20))]
+    plan = plan_blog(rows, [], [], True, "img")
+    built, posts = hugo_built(tmp_path, plan)
+    assert built == posts, built
+
+
 # Slugs and tags Debian's Hugo 0.111 could not build as a page of their own (layout.hugo_unsafe), and
 # some it could, beside them: the same post or tag must not be taken for another.
 HUGO_UNSAFE_SLUGS = ("..", "../../", "../../tags", "../c", "x/../../y", "/", ".", "index.html", "../index.xml",

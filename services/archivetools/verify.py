@@ -211,6 +211,15 @@ def _end_record(zf: zipfile.ZipFile, path: Archive) -> list[str]:
             records += 46 + sum(struct.unpack("<HHH", f.read(6)))
             f_at = zf.start_dir + records
     problems = [located] if located else []
+    # zipfile takes the directory to end where the end records begin, and moves every member by as many
+    # bytes as the offset the end record gives is off: further on (a self-extracting archive's prefix) is
+    # bytes before the first member, a problem of its own; back, with every member's offset as far past
+    # it, read as sound, while unzip refused the archive ("missing 46 bytes in zipfile", exit 12)
+    if (past := end[zipfile._ECD_OFFSET] - zf.start_dir) > 0:  # type: ignore[attr-defined]
+        problems.append(f"the archive's end record places its central directory at byte {end[zipfile._ECD_OFFSET]}, "  # type: ignore[attr-defined]
+                        f"{past} bytes past where it is (zipfile moves it, and every member, back by as many and reads "
+                        f"them there; unzip refuses the archive, missing {past} bytes; an export's end record gives "
+                        "its directory's byte)")
     resolved = tuple(end[1:5])  # the same four, from the ZIP64 end record when there is one
     if resolved != (0, 0, n, n) or not all(v in (want, 0xFFFF) for v, want in zip(classic, (0, 0, n, n), strict=True)):
         problems.append(f"the archive's end of central directory record says {resolved[3]} members ({resolved[2]} on "

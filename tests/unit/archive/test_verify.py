@@ -1460,3 +1460,25 @@ def test_a_file_where_another_member_needs_a_folder_is_a_problem(tmp_path: Path,
     report = verify_archive(write(tmp_path, src))
     assert report.problems == [f"media/b.jpg: a file, where {inside} needs a folder (an unpacker makes one of the two "
                                "and cannot make the other; an export keeps its files and folders apart)"], report.text()
+
+
+@pytest.mark.parametrize("past", [46, 100])
+def test_an_end_record_placing_the_directory_past_where_it_is_is_a_problem(tmp_path: Path, past: int) -> None:
+    """Seen: "archive OK" for an export whose end record placed its central directory 46 bytes past where
+    it is, every entry placing its member as far past its own: zipfile moves the directory and every
+    member back by the difference and read them all, while unzip refused the archive ("missing 46 bytes
+    in zipfile", "invalid zip file with overlapped components", exit 12). 7-Zip and bsdtar read it."""
+    path = write(tmp_path, sources())
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        start, at = zf.start_dir, zf.start_dir
+        for info in zf.infolist():
+            struct.pack_into("<I", data, at + 42, info.header_offset + past)
+            at += 46 + sum(struct.unpack_from("<HHH", data, at + 28))
+    struct.pack_into("<I", data, len(data) - 6, start + past)
+    path.write_bytes(bytes(data))
+    report = verify_archive(path)
+    assert report.problems == [f"the archive's end record places its central directory at byte {start + past}, {past} "
+                               "bytes past where it is (zipfile moves it, and every member, back by as many and reads "
+                               f"them there; unzip refuses the archive, missing {past} bytes; an export's end record "
+                               "gives its directory's byte)"], report.text()

@@ -507,8 +507,8 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     first: dict[str, str] = {}
     for name in dict.fromkeys(names):  # an export's names are safe and distinct on any disk (names.py)
         if not is_safe_path(name):
-            report.problems.append(f"{name}: not a name an export makes (each part a safe file name: see "
-                                   "*What the archive holds*)")
+            report.problems.append(f"{name}: not a name an export makes (each part a safe file name, 1,024 bytes "
+                                   "in all at most: see *What the archive holds*)")
         if (other := first.setdefault(same_file_key(name), name)) != name:
             report.problems.append(f"{name}: the same file as {other} on a case-insensitive disk (one would "
                                    "overwrite the other)")

@@ -96,10 +96,13 @@ def is_safe_component(name: str, max_bytes: int = 200) -> bool:
     )
 
 
-def is_safe_path(path: str, max_component_bytes: int = 200) -> bool:
-    """True when every `/`-separated part of `path` is a safe component: a member name an export
-    makes (what verify asks of an archive's names: no `..`, empty or absolute part, no backslash)."""
-    return all(is_safe_component(part, max_component_bytes) for part in path.split("/"))
+def is_safe_path(path: str, max_component_bytes: int = 200, max_path_bytes: int = 1024) -> bool:
+    """True when every `/`-separated part of `path` is a safe component and the whole fits
+    `max_path_bytes` (:class:`NameAllocator`'s cap): a member name an export makes (what verify asks of
+    an archive's names: no `..`, empty or absolute part, no backslash, none too long to unpack — a
+    name of 5,011 bytes in parts of 199 unzip wrote under a name cut short, and 7-Zip not at all)."""
+    return all(is_safe_component(part, max_component_bytes) for part in path.split("/")) \
+        and _utf8_len(path) <= max_path_bytes  # safe to encode: every part was
 
 
 def safe_component(name: str, fallback: str, max_bytes: int = 200) -> str:

@@ -461,8 +461,21 @@ def test_a_name_an_export_never_makes_is_a_problem(tmp_path: Path, name: str) ->
     are not is not an export, and the next tool to unpack it may trust them."""
     path = rewrite(write(tmp_path, sources()), tmp_path / "named.zip", extra={name: b"x"})
     report = verify_archive(path)
-    assert f"{name}: not a name an export makes (each part a safe file name: see *What the archive holds*)" \
-        in report.problems, report.text()
+    assert f"{name}: not a name an export makes (each part a safe file name, 1,024 bytes in all at most: see *What " \
+        "the archive holds*)" in report.problems, report.text()
+
+
+@pytest.mark.parametrize("parts", [6, 25])
+def test_a_name_too_long_to_unpack_is_a_problem(tmp_path: Path, parts: int) -> None:
+    """Seen: "archive OK" for an archive holding media/<25 folders of 199 letters>/x.jpg, 5,011 bytes of
+    safe parts, listed with its checksum: unzip wrote it under a name cut short ("filename too long--
+    truncating", exit 1), 7-Zip not at all ("File name too long", exit 2). An export's names fit 1,024
+    bytes (names.NameAllocator); so must an archive's, 1,211 bytes (6 parts) being over too."""
+    name = "media/" + "/".join(["d" * 199] * parts) + "/x.jpg"
+    path = rewrite(write(tmp_path, sources()), tmp_path / "named.zip", extra={name: b"deep"})
+    report = verify_archive(path)
+    assert report.problems == [f"{name}: not a name an export makes (each part a safe file name, 1,024 bytes in all "
+                               "at most: see *What the archive holds*)"], report.text()
 
 
 def test_names_that_are_one_file_on_a_case_insensitive_disk_are_a_problem(tmp_path: Path) -> None:

@@ -523,6 +523,13 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
                                    f"{info.extract_version // 10}.{info.extract_version % 10} is needed to extract it "
                                    "(unzip, which does 4.6, refuses it; a stored or deflated member needs 2.0, or 4.5 "
                                    "with ZIP64)")
+        if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+            # zipfile reads a stored member's size and checks the CRC-32 of those bytes; unzip writes every
+            # compressed byte (a tail the checks never read), 7-Zip and bsdtar refuse the member (fewer than
+            # its size: damaged, below)
+            report.problems.append(f"{info.filename}: stored, yet its entry gives {info.compress_size} bytes of data "
+                                   f"for its {info.file_size} (unzip writes them all, 7-Zip and bsdtar refuse the "
+                                   "archive; a stored member's data is its bytes)")
         if info.volume:  # zipfile ignores the disk an entry says its member starts on; 7-Zip exits 2
             report.problems.append(f"{info.filename}: its central directory entry places it on disk {info.volume} "
                                    "(7-Zip reports the archive as broken; an export is one file, disk 0)")

@@ -1495,3 +1495,32 @@ def test_an_end_record_placing_the_directory_past_where_it_is_is_a_problem(tmp_p
                                "bytes past where it is (zipfile moves it, and every member, back by as many and reads "
                                f"them there; unzip refuses the archive, missing {past} bytes; an export's end record "
                                "gives its directory's byte)"], report.text()
+
+
+def test_a_stored_member_with_more_bytes_than_its_size_is_a_problem(tmp_path: Path) -> None:
+    """Seen: "archive OK" for an archive whose README.md was stored (an export deflates, but `zip` stores
+    what does not shrink) with 20 bytes after its own, its entries giving the 20 more as compressed bytes
+    and its size and CRC-32 as those of its own: zipfile reads its size and checks those, while unzip
+    wrote all of them ("ucsize 5 <> csize 25 for STORED entry", exit 2), 7-Zip ("some data after the
+    end of the payload data") and bsdtar ("uncompressed data is wrong size") refused it and stream_unzip raised."""
+    with zipfile.ZipFile(write(tmp_path, sources())) as zf:
+        data = {n: zf.read(n) for n in zf.namelist()}
+    path = tmp_path / "stored.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for n, b in data.items():
+            out.writestr(n, b + b"\n<!-- more bytes -->" if n == "README.md" else b,
+                         compress_type=zipfile.ZIP_STORED if n == "README.md" else None)
+    raw = bytearray(path.read_bytes())
+    readme = data["README.md"]
+    assert raw[30:39] == b"README.md"  # the first member: its CRC-32 at 14, its size at 22 (the directory's: 16, 24)
+    struct.pack_into("<I", raw, 14, zlib.crc32(readme))
+    struct.pack_into("<I", raw, 22, len(readme))
+    with zipfile.ZipFile(path) as zf:
+        entry = _central_record(raw, zf.start_dir, b"README.md")
+    struct.pack_into("<I", raw, entry + 16, zlib.crc32(readme))
+    struct.pack_into("<I", raw, entry + 24, len(readme))
+    path.write_bytes(bytes(raw))
+    report = verify_archive(path)
+    assert report.problems == [f"README.md: stored, yet its entry gives {len(readme) + 20} bytes of data for its "
+                               f"{len(readme)} (unzip writes them all, 7-Zip and bsdtar refuse the archive; a stored "
+                               "member's data is its bytes)"], report.text()

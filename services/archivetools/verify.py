@@ -102,12 +102,13 @@ _KINDS = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S
 # header's name. An export never writes one.
 RENAMING_EXTRAS = (0x7075,)
 # Extra fields that give a member an owner (Info-ZIP's Unix UID/GID, 0x7875 and 0x7855, and its older
-# Unix field, 0x5855): bsdtar run as root applies the owner on disk. Info-ZIP's `zip` writes 0x7875 by
+# Unix field, 0x5855; PKWARE's Unix field, 0x000d, whose owner `unzip -X` applied from the local header
+# alone, unseen): bsdtar run as root, or unzip -X, applies the owner on disk. Info-ZIP's `zip` writes 0x7875 by
 # default, so an export unpacked and zipped again carries one on every member: a fact, not a problem
 # (names and bytes are what was checked; import ignores owners) — the first version refused them, and
 # such an archive could no longer be imported. ASi Unix (0x756e) also carries a mode and a link
 # target, which zipfile does not read: a problem. An export writes none of them.
-OWNER_EXTRAS = (0x7875, 0x7855, 0x5855)
+OWNER_EXTRAS = (0x7875, 0x7855, 0x5855, 0x000d)
 OWNING_EXTRAS = (0x756e,)
 # Extra fields that give a member its attributes again: libarchive's 'xl' field (0x6c78), whose
 # external attributes bsdtar applies over the central directory's (from either header): a member
@@ -548,9 +549,9 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
                                    "unzip, bsdtar and 7-Zip as UTF-8: it is another file on disk than the one "
                                    "checked; an export marks every name)")
     if owned:
-        report.facts.append(f"{owned} member(s) carry a Unix owner (an Info-ZIP UID/GID extra field: `zip` writes one "
-                            "unless given -X; an export has none): bsdtar run as root gives the files that owner "
-                            "on disk — unpack as yourself, or with --no-same-owner")
+        report.facts.append(f"{owned} member(s) carry a Unix owner (an Info-ZIP or PKWARE UID/GID extra field: `zip` "
+                            "writes one unless given -X; an export has none): bsdtar run as root, or unzip -X, gives "
+                            "the files that owner on disk — unpack as yourself, or with --no-same-owner")
     digests: dict[str, str] = {}
     kept: dict[str, bytes] = {}  # the JSON documents, each under its limit
     # The JSON documents are read first (the central directory says where they are): index.json and

@@ -410,8 +410,10 @@ def _local_disagrees(info: zipfile.ZipInfo, head: bytes, extra: bytes) -> str | 
     at, wide = 0, [usize == 0xFFFFFFFF, csize == 0xFFFFFFFF]
     while at + 4 <= len(extra):
         kind, size = struct.unpack_from("<HH", extra, at)
-        if kind == 0x0001:  # zip64: the sizes the header marks 0xFFFFFFFF, uncompressed first
-            values = iter(struct.unpack_from(f"<{sum(wide)}Q", extra, at + 4) if size >= 8 * sum(wide) else ())
+        if kind == 0x0001:  # zip64: the sizes the header marks 0xFFFFFFFF, uncompressed first (a record said to run
+            # on past the extra field is not read: a traceback, import's too; _tiles names the field malformed)
+            whole = size >= 8 * sum(wide) and at + 4 + 8 * sum(wide) <= len(extra)
+            values = iter(struct.unpack_from(f"<{sum(wide)}Q", extra, at + 4) if whole else ())
             usize = next(values, usize) if wide[0] else usize
             csize = next(values, csize) if wide[1] else csize
             break

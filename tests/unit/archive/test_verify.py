@@ -1530,3 +1530,23 @@ def test_a_stored_member_with_more_bytes_than_its_size_is_a_problem(tmp_path: Pa
     assert report.problems == [f"README.md: stored, yet its entry gives {len(readme) + 20} bytes of data for its "
                                f"{len(readme)} (unzip writes them all, 7-Zip and bsdtar refuse the archive; a stored "
                                "member's data is its bytes)"], report.text()
+
+
+def test_a_local_zip64_record_cut_short_by_its_extra_field_is_a_problem_not_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen: a traceback (struct.error), from verify and from import, for an export whose every member
+    is ZIP64 and whose README.md's local header said its extra field was 13 bytes, not 29: its zip64
+    record (16 bytes of sizes) then ran on past the field, and was read all the same."""
+    monkeypatch.setattr(zipmember, "ZIP64_THRESHOLD", 0)  # every member ZIP64: a zip64 record in its local header
+    path = write(tmp_path, sources())
+    data = bytearray(path.read_bytes())
+    assert data[30 + len(b"README.md"):][:2] == b"\x01\x00"  # the zip64 record comes first
+    xlen = struct.unpack_from("<H", data, 28)[0]
+    struct.pack_into("<H", data, 28, 13)
+    path.write_bytes(bytes(data))
+    report = verify_archive(path)
+    assert report.problems[:2] == [
+        "README.md: its local header's extra field is malformed (its records do not fill its 13 bytes: unzip and "
+        "bsdtar refuse the archive; an export's fill it)",
+        "README.md: its local header and the central directory disagree on its CRC-32 or sizes (a streaming reader "
+        "would extract other bytes than those checked)"], (xlen, report.text())

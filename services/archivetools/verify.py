@@ -256,7 +256,10 @@ def _zip64_located(f: IO[bytes], at: int, end: list[Any]) -> str | None:
     if locator[:4] != ZIP64_LOCATOR_SIG:
         return None
     record_at = at - ZIP64_LOCATOR.size - ZIP64_EOCD.size
-    pointed = ZIP64_LOCATOR.unpack(locator)[2]
+    _, _, pointed, disks = ZIP64_LOCATOR.unpack(locator)
+    if disks != 1:  # zipfile takes 0 or 1 (more: "span multiple disks"); unzip exited 3 on 0, reading nothing
+        return (f"the archive's ZIP64 end locator says it is {disks} disks (unzip reads no member: \"attempt to seek "
+                "before beginning of zipfile\"; an export is 1)")
     if end[zipfile._ECD_SIGNATURE] != ZIP64_EOCD_SIG:  # type: ignore[attr-defined]
         return None  # none where zipfile looks: it read the end record's directory, and takes the locator and the
         # bytes before it for bytes after the directory, moving every member as far (bytes before the first one)

@@ -121,6 +121,7 @@ ENCRYPTED, PATCHED_DATA, STRONG_ENCRYPTION = 0x1, 0x20, 0x40  # general purpose 
 UNSAFE_MODE = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWGRP | stat.S_IWOTH
 DOS_DIRECTORY = 0x10  # FILE_ATTRIBUTE_DIRECTORY in the low byte of a member's external attributes
 UTF8_NAME = 0x800  # bit 11: the name is UTF-8 (an export sets it on every member)
+VMS = 2  # the system Info-ZIP's unzip reads in the upper byte of "version needed to extract" and asks about
 # What manifest.json's item_counts count: the members in a folder (posts and pages: Markdown files)
 COUNTED = {"posts": (f"{POSTS}/", ".md"), "pages": (f"{PAGES}/", ".md"), "images": (f"{MEDIA}/", ""),
            "files": (f"{FILES}/", "")}
@@ -536,6 +537,10 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
             report.problems.append(f"{info.filename}: stored, yet its entry gives {info.compress_size} bytes of data "
                                    f"for its {info.file_size} (unzip writes them all, 7-Zip and bsdtar refuse the "
                                    "archive; a stored member's data is its bytes)")
+        if info.reserved == VMS:  # zipfile keeps the upper byte of "version needed to extract" unread
+            report.problems.append(f"{info.filename}: its central directory entry says VMS is needed to extract it "
+                                   "(unzip asks whether to extract it anyway and, with no one to answer, leaves it "
+                                   "out, exit 81; an export's entries say no system there, 0)")
         if info.volume:  # zipfile ignores the disk an entry says its member starts on; 7-Zip exits 2
             report.problems.append(f"{info.filename}: its central directory entry places it on disk {info.volume} "
                                    "(7-Zip reports the archive as broken; an export is one file, disk 0)")

@@ -1554,3 +1554,18 @@ def test_a_local_zip64_record_cut_short_by_its_extra_field_is_a_problem_not_a_tr
         "bsdtar refuse the archive; an export's fill it)",
         "README.md: its local header and the central directory disagree on its CRC-32 or sizes (a streaming reader "
         "would extract other bytes than those checked)"], (xlen, report.text())
+
+
+def test_a_member_said_to_need_vms_to_extract_is_a_problem(tmp_path: Path) -> None:
+    """Seen: "archive OK" for an export whose README.md's central directory entry had 2 (VMS) as the
+    upper byte of its "version needed to extract", which zipfile reads as a reserved byte and ignores:
+    `unzip` asked "README.md: stored in VMS format. Extract anyway? (y/n)" and, with no one to answer,
+    left README.md out (exit 81; `unzip -t`, 7-Zip and bsdtar passed it)."""
+    path = write(tmp_path, sources())
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        data[_central_record(data, zf.start_dir, b"README.md") + 7] = 2
+    path.write_bytes(bytes(data))
+    assert verify_archive(path).problems == [
+        "README.md: its central directory entry says VMS is needed to extract it (unzip asks whether to extract it "
+        "anyway and, with no one to answer, leaves it out, exit 81; an export's entries say no system there, 0)"]

@@ -227,6 +227,10 @@ def _end_record(zf: zipfile.ZipFile, path: Archive) -> list[str]:
         problems.append(f"the archive's end of central directory record says {resolved[3]} members ({resolved[2]} on "
                         f"this disk, which it numbers {resolved[0]}), its central directory lists {n} on one disk (unzip "
                         "and 7-Zip report the archive as broken; an export's end record gives the directory's own count)")
+    elif classic[2] != classic[3]:  # one of them 0xFFFF beside a ZIP64 end record: zipfile reads neither
+        problems.append(f"the archive's end record says {classic[2]} members on this disk and {classic[3]} in all (7-Zip "
+                        "reports the archive as broken; an export's end record gives one count twice, 0xFFFF twice "
+                        "beside a ZIP64 end record)")
     # the last entry's extra field or comment running on into the end record: unzip, 7-Zip and bsdtar refuse it
     if records != end[zipfile._ECD_SIZE]:  # type: ignore[attr-defined]
         problems.append(f"the central directory's entries take {records} bytes, not the {end[zipfile._ECD_SIZE]} its "  # type: ignore[attr-defined]

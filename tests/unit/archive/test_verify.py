@@ -1451,6 +1451,9 @@ LOCATED = ("the archive's ZIP64 end locator points at byte {pointed} for its ZIP
     (lambda d, at: struct.pack_into("<I", d, len(d) - 22 - 4, 0),  # the locator's number of disks: 0, not 1
      "the archive's ZIP64 end locator says it is 0 disks (unzip reads no member: \"attempt to seek before beginning "
      "of zipfile\"; an export is 1)"),
+    (lambda d, at: struct.pack_into("<H", d, len(d) - 14, 0xFFFF),  # its count on this disk 0xFFFF, in all 6
+     "the archive's end record says 65535 members on this disk and 6 in all (7-Zip reports the archive as broken; an "
+     "export's end record gives one count twice, 0xFFFF twice beside a ZIP64 end record)"),
     (lambda d, at: struct.pack_into("<I", d, len(d) - 6, at - 1),  # the end record's offset: a number, not 0xFFFFFFFF
      "the archive's end record places its central directory at byte {before} (4294967295 bytes), its ZIP64 end "
      "record at byte {cd} (397 bytes), which zipfile reads (unzip and 7-Zip report the archive as broken; an "
@@ -1463,7 +1466,9 @@ def test_zip64_end_records_that_locate_another_directory_are_a_problem(tmp_path:
     there too, they extracted posts/a.md with other bytes than zipfile read (exit 0; 7-Zip exited 2).
     And with a ZIP64 end record zipfile takes the directory's offset from it alone: an end record giving
     another one than 0xFFFFFFFF made unzip exit 12 and 7-Zip 2. A locator saying 0 disks, which zipfile
-    takes for 1, made unzip exit 3 having read nothing ("attempt to seek before beginning of zipfile")."""
+    takes for 1, made unzip exit 3 having read nothing ("attempt to seek before beginning of zipfile"), and
+    an end record counting 0xFFFF members on its disk and 6 in all, which zipfile never reads beside a
+    ZIP64 end record, made 7-Zip exit 2 ("Headers Error")."""
     data, at = _zip64_ended(write(tmp_path, sources()).read_bytes())
     cd = struct.unpack_from("<Q", data, at + 48)[0]
     edit(data, at)

@@ -513,7 +513,8 @@ def test_a_folder_entry_is_one_problem_and_no_member(tmp_path: Path) -> None:
             zf.writestr(n, b)
     filled = verify_archive(tmp_path / "filled.zip")
     assert [p for p in filled.problems if p.startswith("media/: ")] == [
-        "media/: not a name an export makes (each part a safe file name: see *What the archive holds*)",
+        "media/: not a name an export makes (each part a safe file name, 1,024 bytes in all at most: see "
+        "*What the archive holds*)",
         "media/: a directory, not a file (an export holds only files; an unpacker may make one on disk)",
         "media/: in the archive but not listed in index.json (an export lists every post, page, image and file it "
         "holds there; import would not restore it)",

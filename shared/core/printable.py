@@ -59,14 +59,43 @@ _TAG_FLAG = re.compile("\U0001F3F4[\U000E0061-\U000E007A]{2}[\U000E0030-\U000E00
                        "\U000E007F")
 
 
+# Unicode's default-ignorable code points (Default_Ignorable_Code_Point, DerivedCoreProperties.txt):
+# what a renderer that does not support them shows as nothing. Most are format characters (Cf), caught
+# as such; the others are letters and marks that show as nothing or as a blank — U+034F COMBINING
+# GRAPHEME JOINER, the Hangul fillers U+115F, U+1160, U+3164, U+FFA0, the Khmer inherent vowels
+# U+17B4/5 — and the variation selectors, which pick a glyph for the character before them.
+_IGNORABLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+                        "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
+                        "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
+# Default-ignorable characters a name may hold, beside the joiners: the variation selectors (an emoji's
+# presentation, U+FE0F in "❤️"; a CJK ideograph's variant, U+E0100…, in a Japanese name) and Mongolian's
+# free variation selectors, which its spelling needs. Like the joiners, never a name on their own.
+_SELECTORS = re.compile("[\u180b-\u180d\u180f\ufe00-\ufe0f\U000e0100-\U000e01ef]")
+
+
+def _hidden(c: str) -> bool:
+    """``c`` shows as nothing where it stands, and no script or emoji a name is written in needs it."""
+    if c in _JOINERS or _SELECTORS.match(c):
+        return False
+    return unicodedata.category(c) == "Cf" or _IGNORABLE.match(c) is not None
+
+
 def invisible(text: str) -> str | None:
-    """The first invisible format character in ``text`` (Unicode category Cf: U+200B ZERO WIDTH SPACE,
-    U+2060 WORD JOINER, U+FEFF, a soft hyphen, a bidi control, a tag character…) other than the joiners
-    and the tag characters of a subdivision flag, or None."""
-    if text.isascii():  # no format character is ASCII: the common case costs one scan
+    """The first invisible character in ``text``, or None: a format character (Unicode category Cf:
+    U+200B ZERO WIDTH SPACE, U+2060 WORD JOINER, U+FEFF, a soft hyphen, a bidi control, a tag
+    character…) or any other default-ignorable one (:data:`_IGNORABLE`: U+034F, a Hangul filler such as
+    U+3164) — other than the joiners, the variation selectors (:data:`_SELECTORS`) and the tag characters
+    of a subdivision flag."""
+    if text.isascii():  # no default-ignorable character is ASCII: the common case costs one scan
         return None
     text = _TAG_FLAG.sub("\U0001F3F4", text)
-    return next((c for c in text if c not in _JOINERS and unicodedata.category(c) == "Cf"), None)
+    return next((c for c in text if _hidden(c)), None)
+
+
+def blank(text: str) -> bool:
+    """``text`` shows no character: only whitespace and default-ignorable ones (the joiners and the
+    variation selectors a name may hold among others: a name of U+200D alone is an email's "Hi ,")."""
+    return not (text if text.isascii() else _IGNORABLE.sub("", text)).strip()
 
 
 def name_problem(value: str) -> str | None:
@@ -79,7 +108,10 @@ def name_problem(value: str) -> str | None:
     if has_unprintable(value):
         return "holds a control or bidi character"
     if (c := invisible(value)) is not None:
-        return f"holds an invisible format character (U+{ord(c):04X})"
+        kind = "format character" if unicodedata.category(c) == "Cf" else "character"
+        return f"holds an invisible {kind} (U+{ord(c):04X})"
+    if blank(value):  # only characters a name may hold among others, none it may be made of (joiners alone)
+        return "is empty"
     return None
 
 

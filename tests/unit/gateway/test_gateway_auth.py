@@ -294,7 +294,12 @@ BLANK_OR_INVISIBLE = [("sub", " "), ("sub", "\t\u3000"), ("sub", "u\u200b1"), ("
                       # tag characters outside a subdivision flag: invisible (U+1F3F4, tags, U+E007F CANCEL TAG)
                       ("username", "ann\U000e0067\U000e0062\U000e007f"), ("username", "\U0001f3f4\U000e0067\U000e0062"),
                       ("username", "\U0001f3f4\U000e007f"), ("username", "\U0001f3f4\U000e0067\U000e007f\U000e0067"),
-                      ("username", "\U0001f3f4\U000e0001\U000e0067\U000e007f")]
+                      ("username", "\U0001f3f4\U000e0001\U000e0067\U000e007f"),
+                      # what a name may hold among others, never alone: the joiners, a variation selector
+                      ("username", "\u200d"), ("sub", "\u200c"), ("username", " \u200c\u200d "), ("username", "\ufe0f"),
+                      # default-ignorable, not format characters: a Hangul filler, COMBINING GRAPHEME JOINER
+                      ("username", "ann\u3164"), ("sub", "\u3164"), ("username", "\uffa0"), ("username", "an\u034fn"),
+                      ("username", "\u115f\u1160")]
 
 
 @pytest.mark.parametrize(("claim", "value"), BLANK_OR_INVISIBLE)
@@ -302,8 +307,11 @@ def test_a_token_whose_sub_is_blank_or_whose_names_hold_an_invisible_character_i
                                                                                             value: str) -> None:
     """Seen: a signed token whose sub was " " verified (ExportRequested's user_id a space, an
     Idempotency-Key's owner nobody), and a username "ann\u200b" (ZERO WIDTH SPACE) or "\ufeffann"
-    was accepted: shown as "ann" in the email and the archive's name, and yet another name."""
-    with pytest.raises(Unauthorized, match=f"The token's {claim} claim (is empty|holds an invisible format)") as e:
+    was accepted: shown as "ann" in the email and the archive's name, and yet another name. Then a
+    username of U+200D alone (the joiners are allowed for the scripts and emoji that need them) — the
+    email's "Hi ," — and "ann\u3164" (HANGUL FILLER, a letter, not a format character) or
+    "an\u034fn" (COMBINING GRAPHEME JOINER, a mark): default-ignorable, shown as "ann"."""
+    with pytest.raises(Unauthorized, match=f"The token's {claim} claim (is empty|holds an invisible)") as e:
         verify_token(S, jwt.encode(_claims(**{claim: value}), TEST_SECRETS["jwt"], algorithm="HS256"))
     assert (e.value.status, e.value.code) == (401, "GROVE-EXPORT-001")
     with pytest.raises(ValueError, match="control or bidi characters, nor invisible format characters"):
@@ -315,7 +323,10 @@ def test_a_token_whose_sub_is_blank_or_whose_names_hold_an_invisible_character_i
                                       "Zo\u00eb", "\u00a0ann\u00a0",
                                       "ann \U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
                                       "\U0001f3f4\U000e0067\U000e0062\U000e0077\U000e006c\U000e0073\U000e007f\U0001f3f4"
-                                      "\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"])
+                                      "\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f",
+                                      # variation selectors: an emoji's presentation, a CJK ideograph's
+                                      # variant (an ideographic variation sequence), a Mongolian spelling
+                                      "ann \u2764\ufe0f", "\u845b\U000e0100\u98fe", "\u1820\u180b\u1833"])
 def test_names_with_the_joiners_some_scripts_and_emoji_need_are_accepted(username: str) -> None:
     """U+200C and U+200D are format characters too, but Persian and Indic spelling and emoji sequences need them;
     tag characters too, spelling a subdivision flag after U+1F3F4 (Scotland's, Wales's, England's)."""

@@ -32,6 +32,14 @@ class DirectGetError(Exception):
     """The stream answered a direct get with an error status."""
 
 
+class DirectGetUnavailable(DirectGetError):
+    """No server answered for the stream: the "no responders" status (503) the server sends to the
+    reply subject of a request nothing listens for — the stream's replicas down, or the stream gone."""
+
+
+NO_RESPONDERS = "503"
+
+
 @dataclass(frozen=True)
 class Stored:
     """One stored message: its stream sequence, subject and body. ``answer``: the server stored it as
@@ -77,6 +85,8 @@ class _Get:
                 self.done.set_result({})
             elif status == "204":  # end of batch
                 self.done.set_result(dict(h))
+            elif status == NO_RESPONDERS:
+                raise DirectGetUnavailable(f"{status} no server answers for the stream")
             else:
                 raise DirectGetError(f"{status} {h.get('Description')}")
         except Exception as e:  # noqa: BLE001  (no sequence, not a number: the asker raises it, not nats-py)
@@ -147,7 +157,7 @@ async def _exchange(js: JetStreamContext, stream: str, request: dict[str, object
             async with asyncio.timeout(timeout):
                 eob = await get.done
         except DirectGetError as e:
-            raise DirectGetError(f"direct get on {stream}: {e}") from None
+            raise type(e)(f"direct get on {stream}: {e}") from None
         return get.out, eob
     finally:
         replies.close(inbox)

@@ -31,7 +31,15 @@ from nats.js.errors import APIError, NotFoundError
 from shared.core import events as ev
 from shared.core.lifecycle import ExportState, fold
 from shared.core.printable import printable
-from shared.eventlog.directget import BATCH, Stored, count_and_first, get_batch, get_seq, last_per_subject
+from shared.eventlog.directget import (
+    BATCH,
+    DirectGetUnavailable,
+    Stored,
+    count_and_first,
+    get_batch,
+    get_seq,
+    last_per_subject,
+)
 from shared.runtime import metrics, tracing
 
 log = logging.getLogger(__name__)
@@ -263,6 +271,16 @@ class EventLog:
         first message and how many there are. A count equal to the number of subjects means each
         event type once (the usual case): those messages are the whole history. Otherwise walk
         it, asking for as many as there are (a larger batch walks on to the end of the stream)."""
+        try:
+            async for batch in self._read_batches(tenant_id, export_id):
+                yield batch
+        except DirectGetUnavailable as e:
+            # No server answers for the stream (its replicas down): the bus did not answer, as a publish
+            # without a PubAck — a 503 at the gateway (it was a 500), not a failed attempt of a step.
+            raise LogUnavailable(f"{export_id}: {e}") from None
+
+    async def _read_batches(self, tenant_id: str, export_id: str) -> AsyncIterator[list[Stored]]:
+        """:meth:`_batches`, the reads themselves."""
         js, subject = self.js, ev.export_filter(self.prefix, tenant_id, export_id)
         lasts = await last_per_subject(js, self.stream, subject) if self.indexed_reads else None
         if lasts == []:

@@ -57,3 +57,17 @@ async def test_an_event_log_that_refuses_appends_is_a_503_not_an_internal_error(
     async with asyncio.timeout(20):
         await problem(await gateway.post("/api/export", json={}, headers=headers_for("tenant_full")), 503,
                       "GROVE-EXPORT-008")
+
+
+async def test_a_log_whose_stream_no_server_answers_for_is_a_503_not_an_internal_error(gateway, headers_for,
+                                                                                        problem):
+    """Seen: with the bus up but no server answering for the stream (its replicas down; here it is
+    gone), a status or a cancel that reads the log got 500 GROVE-EXPORT-000: the log's reads are
+    batched direct gets, sent with a reply subject of their own, and the server's "no responders"
+    answer (a 503 status on that subject) came out as the reader's generic error, where a bus that does
+    not answer is LogUnavailable (503, GROVE-EXPORT-008; a step naks and tries later, not an attempt)."""
+    bus = gateway.app[BUS]
+    await bus.js.delete_stream(bus.log.stream)
+    unknown = "exp_0123456789abcdef01234567"  # in no read model: folded from the log
+    await problem(await gateway.get(f"/api/export/status/{unknown}", headers=headers_for()), 503, "GROVE-EXPORT-008")
+    await problem(await gateway.post(f"/api/export/cancel/{unknown}", headers=headers_for()), 503, "GROVE-EXPORT-008")

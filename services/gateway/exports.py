@@ -107,7 +107,13 @@ async def request_once(bus: Bus, event: ev.ExportRequested) -> int:
     except Conflict:
         loaded = await bus.log.load(event.tenant_id, event.export_id)
         if not loaded.state.exists:
-            raise
+            # The export's subjects hold a message, and none is its request: one every reader drops (any
+            # service user may publish its own event types on any export's subjects, and a 409 names the
+            # reserved export to anyone of the tenant), or a replica read back from behind the leader.
+            # The log's Conflict went out of the handler: a 500. Not requested, so a 503 to retry.
+            log.warning("%s of %s: its subjects hold messages but no request; not requested",
+                        event.export_id, event.tenant_id)
+            raise p.Unavailable(SLOW) from None
         return loaded.last_seq
 
 

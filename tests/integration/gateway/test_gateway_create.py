@@ -315,3 +315,27 @@ async def test_a_retry_that_requests_the_export_first_leaves_the_first_request_i
     assert (await retry.json())["exportId"] == export_id
     requests = [e async for _, e in second.app[BUS].log.history("tenant_a", export_id)]
     assert [type(e).__name__ for e in requests] == ["ExportRequested"]
+
+
+async def test_a_request_whose_export_subjects_hold_no_request_is_a_503_not_a_500(gateway, pipeline, headers_for,
+                                                                                     problem, monkeypatch):
+    """The request's append (expected sequence 0) was refused because the export's subjects already held
+    a message, and the log read back held no request of it: a message every reader drops (any service
+    user may publish its own event types on any export's subjects, and a 409 names the reserved export
+    to anyone of the tenant), or a replica answering the read back from behind the leader. That raised
+    the log's Conflict out of the handler: a 500 GROVE-EXPORT-000. It is the 503 a client retries."""
+    log, held, release, export_ids = gateway.app[BUS].log, asyncio.Event(), asyncio.Event(), []
+    append = log.append
+
+    async def held_back(event, expected_seq, msg_id=None):
+        export_ids.append(event.export_id)
+        held.set()
+        await release.wait()
+        return await append(event, expected_seq, msg_id)
+
+    monkeypatch.setattr(log, "append", held_back)
+    request = asyncio.create_task(gateway.post("/api/export", json={}, headers=headers_for()))
+    await asyncio.wait_for(held.wait(), 10)
+    await pipeline.bus.js.publish(f"exports.tenant_a.{export_ids[0]}.NotificationSent", b"{}")  # dropped by every reader
+    release.set()
+    await problem(await asyncio.wait_for(request, 10), 503, "GROVE-EXPORT-008")

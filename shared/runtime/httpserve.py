@@ -43,6 +43,7 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
     _write_deadline: asyncio.TimerHandle | None = None
     _refused: _DeadlineServer | None = None  # the server whose lingering refusals this one counts in
     _opened = 0.0  # the loop's time when the connection was taken
+    _answered: float | None = None  # the loop's time its last answer was sent, until its next request begins
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         server = self._manager
@@ -125,6 +126,21 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
         return bool(self._request_count) and waiter is not None and not waiter.done() \
             and not getattr(self, "_force_close", True)
 
+    async def _handle_request(self, request: Any, start_time: float | None, request_handler: Any) -> Any:
+        self._answered = None
+        result = await super()._handle_request(request, start_time, request_handler)
+        self._answered = self._loop.time()  # until its next request: what follows is aiohttp's lingering
+        return result
+
+    def lingering(self, now: float) -> bool:
+        """Answered :data:`STALLED_HEAD_S` or more ago and still reading the rest of that request's
+        body only to drop it (aiohttp's lingering close, for up to ``lingering_time``), not waiting for
+        a next request: its client has its answer, and a body that has not come in a second is one no
+        client sends that slowly — heads with a Content-Length and no body held the cap (see
+        :meth:`_DeadlineServer.full`)."""
+        return self._answered is not None and getattr(self, "_waiter", True) is None \
+            and not getattr(self, "_force_close", True) and now - self._answered >= STALLED_HEAD_S
+
     def stalled(self, now: float) -> bool:
         """Open :data:`STALLED_HEAD_S` or longer and its first request head not all here: no client
         sends one that slowly, half-sent heads hold the cap (see :meth:`_DeadlineServer.full`)."""
@@ -154,10 +170,14 @@ class _DeadlineServer(web.Server):
     def full(self) -> bool:
         """Whether ``max_connections`` are open and none of them can make way (a new one is then
         refused); said once when it fills. One makes way for the new one, closed as it arrives: the
-        kept-alive one idle longest, else the one whose first request head has been arriving longest,
-        :data:`STALLED_HEAD_S` or more. Without the second, one client with no token held the cap for
+        kept-alive one idle longest, else the one answered longest ago whose request's body is still
+        arriving, else the one whose first request head has been arriving longest — those two
+        :data:`STALLED_HEAD_S` or more. Without the last, one client with no token held the cap for
         as long as it liked by reopening half-sent heads as the head deadline closed them (400 per
-        10 s): a normal request got 503 40 times out of 40 in 4 s."""
+        10 s): a normal request got 503 40 times out of 40 in 4 s. Without the second, it did the same
+        with whole heads naming a body it never sent (``Content-Length: 16000``): each answered at
+        once (401 without a token, 200 for /healthz), then held while aiohttp read for the body to
+        drop it, ``lingering_time`` (10 s)."""
         if self.max_connections is None or len(self.connections) < self.max_connections:
             self.refusing = False
             return False
@@ -169,6 +189,13 @@ class _DeadlineServer(web.Server):
             min(idle, key=lambda h: getattr(h, "_next_keepalive_close_time", 0.0)).force_close()
             return False
         now = self._loop.time()
+        lingering = [h for h in ours if h.lingering(now)]
+        if lingering:
+            oldest = min(lingering, key=lambda h: h._answered or 0.0)
+            log.info("closed a connection answered %.1f s ago whose request's body had not all arrived: the "
+                     "gateway is at its %d connections", now - (oldest._answered or now), self.max_connections)
+            oldest.force_close()
+            return False
         stalled = [h for h in ours if h.stalled(now)]
         if stalled:
             oldest = min(stalled, key=lambda h: h._opened)

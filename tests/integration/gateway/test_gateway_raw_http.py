@@ -319,6 +319,46 @@ async def test_at_the_cap_a_half_sent_head_older_than_a_second_makes_way_for_a_n
             writer.close()
 
 
+@pytest.mark.parametrize("head", [b"POST /api/export HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n",
+                                  b"GET /healthz HTTP/1.1\r\nHost: x\r\n"])
+async def test_at_the_cap_an_answered_request_whose_body_never_comes_makes_way_after_a_second(
+        settings_for: Callable[..., Settings], head: bytes) -> None:
+    """Seen: one client with no token held the cap with whole request heads naming a body it never
+    sent (POST /api/export, Content-Length: 16000): each was answered at once (401), then held while
+    aiohttp read for the rest of the body to drop it (its lingering close, GROVE_READ_TIMEOUT_S: 10 s)
+    — neither idle nor a head still arriving, so none made way, and 405 such connections made every
+    other request a 503 (40 new ones a second keep it so). At the cap, the one answered longest ago,
+    a second or more, now makes way; younger ones do not (a client still sending a body a moment
+    after its answer is not cut off)."""
+    port = free_port()
+    cap = 5
+    settings = settings_for(0, host="127.0.0.1", port=port, max_connections=cap)  # lingering 10 s
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    async with _gateway(settings):
+        loop = asyncio.get_running_loop()
+        held = []
+        for _ in range(cap):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(head + b"Content-Length: 16000\r\n\r\n")
+            await writer.drain()
+            assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith((b"HTTP/1.1 401", b"HTTP/1.1 200"))
+            held.append((reader, writer))
+        answered = loop.time()
+        status, _, body = await _answer(port, request)
+        assert loop.time() - answered < STALLED_HEAD_S, "the machine was too slow to ask before they could make way"
+        assert status == 503, (status, body)  # answered less than a second ago: they hold the cap
+        await asyncio.sleep(max(0.0, answered + STALLED_HEAD_S + 0.1 - loop.time()))  # the rule is their age
+        status, _, body = await _answer(port, request)
+        assert status == 200, (status, body)
+        assert (await asyncio.wait_for(held[0][0].read(), 5)).endswith(b"}"), "the oldest made way, its answer whole"
+        for reader, _ in held[1:]:  # the others still held: their answer's body arrives, then no close
+            await asyncio.wait_for(reader.readuntil(b"}"), 5)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(reader.read(1), 0.2)
+        for _, writer in held:
+            writer.close()
+
+
 async def test_a_kept_alive_connection_and_a_slow_body_are_bounded_too(settings_for: Callable[..., Settings]) -> None:
     """Seen after the head deadline: one quick request first, then a next head that never ends (or
     nothing), held the connection for aiohttp's default keep-alive of 3630 s; and a POST whose body

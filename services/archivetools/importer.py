@@ -50,7 +50,7 @@ from shared.content.restore import (
     restore_tenant,
     rows_name_files,
 )
-from shared.core.printable import username_problem
+from shared.core.printable import archived_username_problem
 from shared.objectstore import CompletedPart, ObjectNotFound, ObjectStore
 
 # A member larger than this goes to the store as a multipart upload, one part read at a time (S3
@@ -146,8 +146,9 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
         check(ImportIndex, index, INDEX_PATH)
     except DocumentError as e:
         raise ImportRefused(str(e)) from None
-    if manifest.get("username") is not None and (problem := username_problem(manifest["username"])) is not None:
-        # the tenant row's username and display name: held to what the gateway takes in a token
+    if manifest.get("username") is not None and (problem := archived_username_problem(manifest["username"])):
+        # the tenant row's username and display name: held to what a request is (the gateway's rule for a
+        # new token has grown since archives were made; one made before must still import)
         raise ImportRefused(f"{MANIFEST_PATH}: username {problem}")
     names = set(zf.namelist())
     # What errors.json lists as left out and the archive does not hold: an image or file that changed

@@ -118,11 +118,28 @@ def name_problem(value: str) -> str | None:
 def username_problem(value: object) -> str | None:
     """Why ``value`` is not a username Grove Export takes, in words after the name (``username is
     empty``), or None: text, at most :data:`USERNAME_MAX_CHARS` characters, and :func:`name_problem`'s
-    rule. The one rule of the gateway's token, the ``token`` and ``seed`` commands' ``--username``
-    and an imported manifest's username (ExportRequested holds only to :func:`has_unprintable`: the
-    requests already in the log must still be read)."""
+    rule. The one rule of the gateway's token and the ``token`` and ``seed`` commands' ``--username``
+    (ExportRequested holds only to :func:`has_unprintable`: the requests already in the log must still
+    be read; an archive's, :func:`archived_username_problem`)."""
     if not isinstance(value, str):
         return "is not text"
     if value.strip() and len(value) > USERNAME_MAX_CHARS:
         return f"is {len(value):,} characters long, more than the {USERNAME_MAX_CHARS} a username may have"
     return name_problem(value)
+
+
+def archived_username_problem(value: object) -> str | None:
+    """Why an archive's manifest username is not one import takes, or None: text, not empty, at most
+    :data:`USERNAME_MAX_CHARS` characters, no control or bidi character — what a request is held to
+    (ExportRequested), not :func:`username_problem`'s whole rule, which is for new tokens and has grown
+    (invisible characters, names of joiners alone): an archive exported under an earlier release's
+    rule must still import, or a person is locked out of their own data."""
+    if not isinstance(value, str):
+        return "is not text"
+    if not value:
+        return "is empty"
+    if len(value) > USERNAME_MAX_CHARS:
+        return f"is {len(value):,} characters long, more than the {USERNAME_MAX_CHARS} a username may have"
+    if has_unprintable(value):
+        return "holds a control or bidi character"
+    return None

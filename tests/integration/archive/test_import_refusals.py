@@ -215,6 +215,19 @@ async def test_bad_rows_are_refused_before_anything_is_written(case: str, tmp_pa
     assert plan.summary() == "restored 1 media, 2 posts, 1 pages; 1 files put in the store"
 
 
+@pytest.mark.parametrize("username", ["민준\u3164", "\u200d", "ann\u200b", "u" * 256])
+async def test_an_archive_of_a_username_the_gateway_took_then_still_imports(username: str, tmp_path: Path,
+                                                                           content: ContentSource) -> None:
+    """Review rev2: import held a manifest's username to the gateway's rule for new tokens, which has
+    grown (a Hangul filler, a name of a joiner alone, a zero-width space: each taken in a token before),
+    so an archive that verifies was refused — a person locked out of their own data. Import holds it to
+    what a request is held to: text, not empty, at most 256 characters, no control or bidi character."""
+    store = FilesystemStore(tmp_path / "store")
+    path = archive(tmp_path / "old.zip", edit_manifest=lambda m: m.update(username=username))
+    plan = await run_import(path, "tenant_b", content, store)
+    assert plan.summary() == "restored 1 media, 2 posts, 1 pages; 1 files put in the store"
+
+
 def nothing_put(store: FilesystemStore) -> bool:
     """No file was ever put: a put makes its bucket's folder, which the undo's deletes leave."""
     return not store.root.exists() or not any(store.root.iterdir())

@@ -44,6 +44,7 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
     _refused: _DeadlineServer | None = None  # the server whose lingering refusals this one counts in
     _opened = 0.0  # the loop's time when the connection was taken
     _answered: float | None = None  # the loop's time its last answer was sent, until its next request begins
+    _body: Any = None  # that request's body stream: only one not all arrived is lingering
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         server = self._manager
@@ -127,7 +128,7 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
             and not getattr(self, "_force_close", True)
 
     async def _handle_request(self, request: Any, start_time: float | None, request_handler: Any) -> Any:
-        self._answered = None
+        self._answered, self._body = None, request.content
         result = await super()._handle_request(request, start_time, request_handler)
         self._answered = self._loop.time()  # until its next request: what follows is aiohttp's lingering
         return result
@@ -138,8 +139,12 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
         a next request: its client has its answer, and a body that has not come in a second is one no
         client sends that slowly — heads with a Content-Length and no body held the cap (see
         :meth:`_DeadlineServer.full`)."""
+        # The body not all here, too: between a kept-alive connection's next request arriving and its
+        # handling starting, `_answered` is still the last answer's and no waiter is set — that
+        # connection, its last body whole, holds a request that would go unanswered (review rev2).
         return self._answered is not None and getattr(self, "_waiter", True) is None \
-            and not getattr(self, "_force_close", True) and now - self._answered >= STALLED_HEAD_S
+            and not getattr(self, "_force_close", True) and now - self._answered >= STALLED_HEAD_S \
+            and self._body is not None and not self._body.is_eof()
 
     def stalled(self, now: float) -> bool:
         """Open :data:`STALLED_HEAD_S` or longer and its first request head not all here: no client

@@ -359,6 +359,61 @@ async def test_at_the_cap_an_answered_request_whose_body_never_comes_makes_way_a
             writer.close()
 
 
+async def test_at_the_cap_a_kept_alive_connection_whose_next_request_just_came_is_not_taken_for_lingering(
+        settings_for: Callable[..., Settings]) -> None:
+    """Review rev2 of the rule above: a kept-alive connection answered over a second ago whose next
+    request has arrived but whose handling has not begun (the loop busy at the cap) looked like one
+    lingering over a body that never came — its answer a second old, no waiter set — and was closed for
+    a newcomer, its request unanswered (a POST a client does not retry). Only a connection whose last
+    request's body has not all arrived is lingering. The race is driven: the loop is held for 0.5 s
+    while the newcomer connects and the kept-alive client sends its next request, so both are seen in
+    one turn; the kept-alive request must be answered and the newcomer get the cap's 503."""
+    import threading
+    import time
+
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port, max_connections=1)
+    loop = asyncio.get_running_loop()
+    out: dict[str, str] = {}
+
+    def status_of(sock: socket.socket) -> str:
+        sock.settimeout(5)
+        data = b""
+        with contextlib.suppress(OSError):
+            while b"\r\n\r\n" not in data and (chunk := sock.recv(4096)):
+                data += chunk
+        return data.split(b"\r\n", 1)[0].decode() if data else "closed, no answer"
+
+    done = asyncio.Event()
+
+    def clients() -> None:
+        try:
+            talk()
+        finally:
+            loop.call_soon_threadsafe(done.set)
+
+    def talk() -> None:
+        a = socket.create_connection(("127.0.0.1", port))
+        a.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        out["first"] = status_of(a)
+        time.sleep(STALLED_HEAD_S + 0.2)  # kept alive, answered over a second ago
+        loop.call_soon_threadsafe(time.sleep, 0.5)  # the loop busy, as at the cap under load
+        time.sleep(0.1)
+        b = socket.create_connection(("127.0.0.1", port))
+        b.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        time.sleep(0.05)
+        a.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # both seen in the loop's next turn
+        out["next"], out["newcomer"] = status_of(a), status_of(b)
+        a.close()
+        b.close()
+
+    async with _gateway(settings):
+        threading.Thread(target=clients).start()
+        await asyncio.wait_for(done.wait(), 20)
+    assert out == {"first": "HTTP/1.1 200 OK", "next": "HTTP/1.1 200 OK",
+                   "newcomer": "HTTP/1.1 503 Service Unavailable"}, out
+
+
 async def test_a_kept_alive_connection_and_a_slow_body_are_bounded_too(settings_for: Callable[..., Settings]) -> None:
     """Seen after the head deadline: one quick request first, then a next head that never ends (or
     nothing), held the connection for aiohttp's default keep-alive of 3630 s; and a POST whose body

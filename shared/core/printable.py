@@ -74,18 +74,21 @@ _SELECTORS = re.compile("[\u180b-\u180d\u180f\ufe00-\ufe0f\U000e0100-\U000e01ef]
 
 
 def _hidden(c: str) -> bool:
-    """``c`` shows as nothing where it stands, and no script or emoji a name is written in needs it."""
+    """``c`` is a format character (Cf) that no script or emoji a name is written in needs. The other
+    default-ignorable characters — letters and marks (a Hangul filler, U+3164, in Korean nicknames;
+    U+034F in Hebrew text) — are taken within a name (never as the whole of one: :func:`blank`):
+    refused, they locked a person whose identity provider gives such a name out of every export
+    (review rev2), where a name that shows as nothing is the only harm (the email's "Hi ,")."""
     if c in _JOINERS or _SELECTORS.match(c):
         return False
-    return unicodedata.category(c) == "Cf" or _IGNORABLE.match(c) is not None
+    return unicodedata.category(c) == "Cf"
 
 
 def invisible(text: str) -> str | None:
-    """The first invisible character in ``text``, or None: a format character (Unicode category Cf:
-    U+200B ZERO WIDTH SPACE, U+2060 WORD JOINER, U+FEFF, a soft hyphen, a bidi control, a tag
-    character…) or any other default-ignorable one (:data:`_IGNORABLE`: U+034F, a Hangul filler such as
-    U+3164) — other than the joiners, the variation selectors (:data:`_SELECTORS`) and the tag characters
-    of a subdivision flag."""
+    """The first invisible format character in ``text``, or None: Unicode category Cf (U+200B ZERO
+    WIDTH SPACE, U+2060 WORD JOINER, U+FEFF, a soft hyphen, a bidi control, a tag character…) other
+    than the joiners, the variation selectors (:data:`_SELECTORS`) and the tag characters of a
+    subdivision flag (:func:`_hidden`)."""
     if text.isascii():  # no default-ignorable character is ASCII: the common case costs one scan
         return None
     text = _TAG_FLAG.sub("\U0001F3F4", text)
@@ -93,8 +96,9 @@ def invisible(text: str) -> str | None:
 
 
 def blank(text: str) -> bool:
-    """``text`` shows no character: only whitespace and default-ignorable ones (the joiners and the
-    variation selectors a name may hold among others: a name of U+200D alone is an email's "Hi ,")."""
+    """``text`` shows no character: only whitespace and default-ignorable ones (:data:`_IGNORABLE`: the
+    joiners, the variation selectors, a Hangul filler, which a name may hold among others: a name of
+    U+200D or U+3164 alone is an email's "Hi ,")."""
     return not (text if text.isascii() else _IGNORABLE.sub("", text)).strip()
 
 

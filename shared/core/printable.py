@@ -112,8 +112,7 @@ def name_problem(value: str) -> str | None:
     if has_unprintable(value):
         return "holds a control or bidi character"
     if (c := invisible(value)) is not None:
-        kind = "format character" if unicodedata.category(c) == "Cf" else "character"
-        return f"holds an invisible {kind} (U+{ord(c):04X})"
+        return f"holds an invisible format character (U+{ord(c):04X})"
     if blank(value):  # only characters a name may hold among others, none it may be made of (joiners alone)
         return "is empty"
     return None

@@ -205,6 +205,10 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
                            username=args.username, ttl_s=args.ttl)
     except ValueError as e:
         raise CliError(str(e)) from None
+    from shared.core.printable import left_out
+
+    if (note := left_out(args.username)) is not None:  # the token says the name as the gateway takes it
+        complain(f"note: --username {args.username!r} {note}")
     # A typo here would give an export that "succeeds" with nothing in it. Warn, but still mint:
     # tests and external tools mint tokens for tenants whose content lives elsewhere.
     found = getattr(args, "found", None)  # the data folder's own paths, with no stack running: a guess
@@ -418,7 +422,7 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> None:
     if not args.username.strip() or has_unprintable(args.username):  # what `token --username` refuses too
         raise CliError(f"--username must be non-empty text without control or bidi characters, not "
                        f"{args.username!r}")
-    if (problem := username_problem(args.username)) is not None:  # too long, or an invisible character
+    if (problem := username_problem(args.username)) is not None:  # too long, or nothing visible
         raise CliError(f"--username {problem}")
     found = getattr(args, "found", None)
     # no stack, and the folder (not the environment) chose where its database or stored files go
@@ -429,8 +433,12 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> None:
         if (problem := unwritable_data(Path(args.data), "seed puts the content database and the store's files "
                                                          "there")) is not None:
             raise CliError(problem)
+    from shared.core.printable import left_out, shown_name
+
+    if (note := left_out(args.username)) is not None:  # seeded as the gateway would take it in a token
+        complain(f"note: --username {args.username!r} {note}")
     asyncio.run(seed_cli(settings, posts=args.posts, pages=args.pages, images=args.images, files=args.files,
-                         image_size=(int(width), int(height)), username=args.username))
+                         image_size=(int(width), int(height)), username=shown_name(args.username)))
     # no stack, and the folder (not the environment: a deployment's seed job) chose the database
     if found is not None and found.source is None and "GROVE_CONTENT_DSN" in found.env:  # stdout: the id alone
         complain(f"no local stack is running in {args.data}/; seeded its folder anyway (a stack started there "

@@ -5,8 +5,9 @@ Claims: ``sub`` (user id), ``tenant``, ``email`` (exactly one address), ``userna
 ``GROVE_JWT_SECRET`` (no default, see shared/runtime/secrets.py); download links have their own key.
 While a key is rotated, ``GROVE_JWT_SECRET_PREVIOUS`` verifies tokens too; only the current key signs.
 The CLI's ``grove-export token`` calls :func:`make_token`. A token is read only in one spelling: three
-base64url segments without padding, no JSON member named twice; ``sub`` and ``username`` are names
-(not blank, nothing invisible: :func:`shared.core.printable.name_problem`).
+base64url segments without padding, no JSON member named twice; ``sub`` is a name held exactly (not
+blank, nothing invisible: :func:`shared.core.printable.name_problem`), ``username`` a name to show, taken
+without its invisible format characters (:func:`shared.core.printable.username_problem`, ``shown_name``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aiohttp import web
 from services.gateway.problems import Unauthorized
 from shared.core.events import is_valid_id
 from shared.core.mailaddr import is_single_address
-from shared.core.printable import name_problem, username_problem
+from shared.core.printable import USERNAME_MAX_CHARS, name_problem, shown_name, username_problem
 from shared.runtime import secrets
 from shared.runtime.settings import Settings
 
@@ -70,17 +71,22 @@ MAX_TOKEN_CHARS = 8000
 
 def make_token(settings: Settings, tenant: str, user: str, email: str, username: str,
                ttl_s: float = 3600.0) -> str:
-    """A signed token for ``user`` of ``tenant``, valid for ``ttl_s`` seconds (at most the cap)."""
+    """A signed token for ``user`` of ``tenant``, valid for ``ttl_s`` seconds (at most the cap). Its
+    ``username`` claim is ``username`` as the gateway would take it: its invisible format characters
+    left out (:func:`shared.core.printable.shown_name`)."""
     if not valid_id(tenant):
         raise ValueError(f"tenant id {tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
     if not is_single_address(email):
         raise ValueError(f"email {email!r} must be exactly one address (no name, list, or line break)")
-    for name, value in (("user", user), ("username", username)):  # what verify_token refuses, refused here
-        if (problem := name_problem(value)) is not None:
-            raise ValueError(f"{name} {value[:64]!r} must be non-empty text without control or bidi characters, "
-                             f"nor invisible format characters: it {problem} (the gateway refuses a token that has them)")
-    if (problem := username_problem(username)) is not None:  # its length: the gateway refuses it too
-        raise ValueError(f"username {username[:64]!r}… {problem}")
+    # what verify_token refuses, refused here, in its words
+    if (problem := name_problem(user)) is not None:
+        raise ValueError(f"user {user[:64]!r} must be non-empty text without control or bidi characters, "
+                         f"nor invisible format characters: it {problem} (the gateway refuses a token that has them)")
+    if (problem := username_problem(username)) is not None:
+        raise ValueError(f"username {username[:64]!r}{'…' if len(username) > 64 else ''} must be non-empty text "
+                         f"without control or bidi characters, at most {USERNAME_MAX_CHARS} characters: it {problem} "
+                         f"(the gateway refuses such a token)")
+    username = shown_name(username)  # what the gateway would use: the token says it
     if ttl_s > settings.token_max_ttl_s:
         raise ValueError(f"a token lives at most {settings.token_max_ttl_s:g} s (GROVE_TOKEN_MAX_TTL_S)")
     now = int(time.time())
@@ -125,11 +131,15 @@ def verify_token(settings: Settings, token: str) -> Identity:
     strings = [v for v in values if isinstance(v, str) and v]
     if len(strings) != len(values) or not valid_id(strings[0]):
         raise _unauthorized("The token's claims are incomplete.")
-    # They reach emails, archive names, logs and operator output: no line break or bidi control, and
-    # nothing invisible or blank that shows as another person's name (or as none).
+    # They reach emails, archive names, logs and operator output: no line break or bidi control, nor a
+    # name that shows as none. The sub, the key owner checks compare exactly, holds nothing invisible
+    # (u1 and u1\u200b would be two keys that show as one); the username, only shown, is used as it
+    # shows: its invisible format characters left out (a stray U+200B or U+FEFF from an identity
+    # provider locked its person out; anyone may choose to be shown as "ann" anyway).
     for name, problem in (("sub", name_problem(strings[1])), ("username", username_problem(strings[3]))):
         if problem is not None:
             raise _unauthorized(f"The token's {name} claim {problem}.")
+    strings[3] = shown_name(strings[3])
     if not lifetime_ok(settings, claims):
         raise _unauthorized(f"The token lives longer than {settings.token_max_ttl_s:g} seconds; ask for a new one.")
     if not is_single_address(strings[2]):

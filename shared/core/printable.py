@@ -1,13 +1,16 @@
 """Text from outside, made safe to print on a terminal: archive member names (``verify``, ``import``)
 and what an event's publisher wrote (a username, a reason) in the operator's commands; and the rule
 that the person's own names (a token's ``sub`` and ``username``, an ExportRequested's ``user_id`` and
-``username``) hold none of those characters at all (:func:`has_unprintable`), and that a token's hold
-no invisible format character either and are not only whitespace (:func:`name_problem`)."""
+``username``) hold none of those characters at all (:func:`has_unprintable`), that a token's ``sub``
+holds no invisible format character either and is not only whitespace (:func:`name_problem`), and that
+a token's ``username`` is taken as it shows, its invisible format characters left out
+(:func:`shown_name`, :func:`username_problem`)."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 
 # Control characters (an escape sequence repaints or retitles a terminal, a line break forges a line),
 # bidi controls (they reorder what follows: U+061C, U+200E/F, U+202A–E, U+2066–9, Unicode's whole set)
@@ -103,10 +106,11 @@ def blank(text: str) -> bool:
 
 
 def name_problem(value: str) -> str | None:
-    """Why ``value`` is not text naming a person (a token's ``sub`` or ``username``), in words after
-    the name, or None: not empty or only whitespace, no control or bidi character
-    (:func:`has_unprintable`), no invisible format character (:func:`invisible`: ``ann\u200b`` shows
-    as ``ann`` and is another name)."""
+    """Why ``value`` is not text naming a person by identity (a token's ``sub``: owner checks compare
+    it exactly), in words after the name, or None: not empty or only whitespace, no control or bidi
+    character (:func:`has_unprintable`), no invisible format character (:func:`invisible`: taken, or
+    left out, ``u1\u200b`` would be another key than ``u1`` that shows as it, or the same key as
+    another person's). A ``username``, a name for display only, is held to :func:`username_problem`."""
     if not value.strip():
         return "is empty"
     if has_unprintable(value):
@@ -118,25 +122,75 @@ def name_problem(value: str) -> str | None:
     return None
 
 
+def shown_name(value: str) -> str:
+    """``value`` as a reader sees it: without its invisible format characters (:func:`invisible`'s:
+    U+200B, U+2060, U+FEFF, a soft hyphen, tag characters that spell no subdivision flag…), which the
+    email, the manifest, the archive's README and the operator's output then show as they are. The
+    bidi controls, format characters too, are kept: they reorder what follows, so they are never
+    taken unseen (:func:`has_unprintable` refuses them; :func:`printable` escapes them). Applied
+    twice, it gives what applying it once gave."""
+    if value.isascii():  # no default-ignorable character is ASCII
+        return value
+    kept: list[str] = []
+    start = 0
+    for flag in _TAG_FLAG.finditer(value):  # a subdivision flag's tag characters are its own: kept whole
+        kept.append(_drop_hidden(value[start:flag.start()]))
+        kept.append(flag.group())
+        start = flag.end()
+    kept.append(_drop_hidden(value[start:]))
+    return "".join(kept)
+
+
+def left_out(value: str) -> str | None:
+    """What :func:`shown_name` leaves out of ``value``, in words after the name (``--username
+    'ann\\u200b' is taken as 'ann', …``), or None when it leaves out nothing: what the ``token`` and
+    ``seed`` commands say of a ``--username`` they take as the gateway would."""
+    shown = shown_name(value)
+    if shown == value:
+        return None
+    gone = sorted(ord(c) for c in Counter(value) - Counter(shown))  # a flag's own tag characters stay
+    codes = ", ".join(f"U+{code:04X}" for code in gone)
+    return (f"is taken as {shown!r}, without its invisible format character{'s' if len(gone) > 1 else ''} "
+            f"({codes}), as the gateway takes a token's username")
+
+
+def _drop_hidden(text: str) -> str:
+    """``text`` without the characters :func:`_hidden` names, bidi controls kept (:func:`shown_name`)."""
+    return "".join(c for c in text if not _hidden(c) or has_unprintable(c))
+
+
 def username_problem(value: object) -> str | None:
     """Why ``value`` is not a username Grove Export takes, in words after the name (``username is
-    empty``), or None: text, at most :data:`USERNAME_MAX_CHARS` characters, and :func:`name_problem`'s
-    rule. The one rule of the gateway's token and the ``token`` and ``seed`` commands' ``--username``
-    (ExportRequested holds only to :func:`has_unprintable`: the requests already in the log must still
-    be read; an archive's, :func:`archived_username_problem`)."""
+    empty``), or None: text, no control or bidi character (:func:`has_unprintable`), and once its
+    invisible format characters are left out (:func:`shown_name`, what is then used) at most
+    :data:`USERNAME_MAX_CHARS` characters and not only whitespace and default-ignorable characters
+    (:func:`blank`). The one rule of the gateway's token and the ``token`` and ``seed`` commands'
+    ``--username``. An invisible character is left out, not refused: a username is a name to show,
+    not an identity (``sub`` is), so ``ann\u200b`` showing as "ann" gives nobody what choosing "ann"
+    would not, and refusing it locked out a person whose identity provider's name held a stray U+200B
+    or U+FEFF. (ExportRequested holds only to :func:`has_unprintable`: the requests already in the log
+    must still be read; an archive's, :func:`archived_username_problem`.)"""
     if not isinstance(value, str):
         return "is not text"
-    if value.strip() and len(value) > USERNAME_MAX_CHARS:
-        return f"is {len(value):,} characters long, more than the {USERNAME_MAX_CHARS} a username may have"
-    return name_problem(value)
+    if not value.strip():
+        return "is empty"
+    shown = shown_name(value)
+    if len(shown) > USERNAME_MAX_CHARS:
+        return f"is {len(shown):,} characters long, more than the {USERNAME_MAX_CHARS} a username may have"
+    if has_unprintable(value):
+        return "holds a control or bidi character"
+    if blank(shown):  # nothing a reader would see: only whitespace, joiners, a Hangul filler… once U+200B is out
+        return "is empty"
+    return None
 
 
 def archived_username_problem(value: object) -> str | None:
     """Why an archive's manifest username is not one import takes, or None: text, not empty, at most
     :data:`USERNAME_MAX_CHARS` characters, no control or bidi character — what a request is held to
-    (ExportRequested), not :func:`username_problem`'s whole rule, which is for new tokens and has grown
-    (invisible characters, names of joiners alone): an archive exported under an earlier release's
-    rule must still import, or a person is locked out of their own data."""
+    (ExportRequested), not :func:`username_problem`'s whole rule, which is for new tokens and has
+    changed (names of joiners alone refused; invisible characters refused, then left out): an archive
+    exported under an earlier release's rule must still import, as it was written (``ann\u200b``
+    included), or a person is locked out of their own data."""
     if not isinstance(value, str):
         return "is not text"
     if not value:

@@ -126,3 +126,24 @@ def test_a_json_log_line_keeps_two_lone_surrogates_two_and_escapes_line_breaks_a
 def test_tag_characters_are_a_name_s_only_as_a_subdivision_flag(name: str, problem: str | None) -> None:
     assert (name_problem(name) or None) == (None if problem is None else
                                             f"holds an invisible format character ({problem})")
+
+
+@pytest.mark.parametrize(("name", "shown"), [
+    ("ann\u200b", "ann"), ("\ufeffa\u00adn\u2060n", "ann"), ("ann", "ann"), ("Zo\u00eb", "Zo\u00eb"),
+    ("\U0001f468\u200d\U0001f469 \u2764\ufe0f", "\U0001f468\u200d\U0001f469 \u2764\ufe0f"),  # joiners, selectors stay
+    ("\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f\U000e0067",  # a flag's tags stay
+     "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"),
+    ("a\u200b\u202eb\u200e\u061c", "a\u202eb\u200e\u061c"),  # bidi controls are never left out unseen
+])
+def test_a_shown_name_leaves_out_only_the_invisible_format_characters(name: str, shown: str) -> None:
+    from shared.core.printable import left_out, shown_name
+
+    assert shown_name(name) == shown and shown_name(shown) == shown
+    assert (left_out(name) is None) == (name == shown)
+
+
+def test_what_is_left_out_is_said_once_a_character() -> None:
+    from shared.core.printable import left_out
+
+    assert left_out("\ufeffann\u200b\u200b") == ("is taken as 'ann', without its invisible format characters "
+                                                 "(U+200B, U+FEFF), as the gateway takes a token's username")

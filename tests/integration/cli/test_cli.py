@@ -678,3 +678,42 @@ def test_a_data_folder_whose_parent_cannot_be_made_is_said_as_that_too(tmp_path:
         assert (out.returncode, out.stderr) == (
             1, "grove-export: cannot make the data folder /proc/grove-export-test/data (--data): No such file or "
                "directory (making /proc/grove-export-test)\n"), (args, out.stderr)
+
+
+def test_seed_and_token_take_a_username_with_an_invisible_character_as_it_shows_and_say_so(tmp_path: Path) -> None:
+    """Seen: `seed --username $'ann\\u200b'` and `token --username $'\\ufeffann'` were refused ("holds an
+    invisible format character"), as the gateway refused such a token: a person whose identity provider's
+    name held a stray U+200B or U+FEFF could never export. The gateway now takes the name as it shows,
+    without those characters; so do these: the tenant row and the token hold "ann", and a line says so.
+    A name of nothing visible is still refused, in the words the gateway uses."""
+    import secrets
+    import sqlite3
+
+    import jwt
+
+    data = tmp_path / "data"
+    seeded = bare("seed", "--posts", "1", "--images", "0", "--files", "0", "--username", "ann\u200b",
+                  "--data", str(data), cwd=tmp_path)
+    assert seeded.returncode == 0, seeded.stderr
+    assert seeded.stderr.splitlines()[0] == (
+        "grove-export: note: --username 'ann\\u200b' is taken as 'ann', without its invisible format character "
+        "(U+200B), as the gateway takes a token's username"), seeded.stderr
+    tenant = seeded.stdout.strip()
+    with sqlite3.connect(data / "content.db") as db:
+        assert db.execute("SELECT username, email FROM tenants WHERE id = ?", (tenant,)).fetchone() == (
+            "ann", "ann@example.org")
+    out = bare("token", "--tenant", tenant, "--user", "u1", "--email", "a@example.org", "--username", "\ufeffann",
+               "--data", str(data), cwd=tmp_path, GROVE_JWT_SECRET=secrets.token_urlsafe(48))
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ("grove-export: note: --username '\\ufeffann' is taken as 'ann', without its invisible "
+                          "format character (U+FEFF), as the gateway takes a token's username\n"), out.stderr
+    assert jwt.decode(out.stdout.strip(), options={"verify_signature": False})["username"] == "ann"
+    for command, said in (
+            (["seed"], "--username is empty"),
+            (["token", "--tenant", tenant, "--user", "u1", "--email", "a@example.org"],
+             "username '\\u200b\\u2060' must be non-empty text without control or bidi characters, at most 256 "
+             "characters: it is empty (the gateway refuses such a token)")):
+        out = bare(*command, "--username", "\u200b\u2060", "--data", str(tmp_path / "other"), cwd=tmp_path,
+                   GROVE_JWT_SECRET=secrets.token_urlsafe(48))
+        assert (out.returncode, out.stdout, out.stderr) == (2, "", f"grove-export: {said}\n"), out
+    assert not (tmp_path / "other").exists()

@@ -287,35 +287,79 @@ def test_a_token_of_another_shape_is_refused(mangle) -> None:  # type: ignore[no
         verify_token(S, mangle(_jws(HS256, _payload())))
 
 
-BLANK_OR_INVISIBLE = [("sub", " "), ("sub", "\t\u3000"), ("sub", "u\u200b1"), ("sub", "\ufeffu1"),
-                      ("username", "ann\u200b"), ("username", "\ufeffann"), ("username", "an\u2060n"),
-                      ("username", "an\u00adn"), ("username", "ann\U000e0001"), ("username", "\u200b"),
-                      ("username", "ann\u206a"),
-                      # tag characters outside a subdivision flag: invisible (U+1F3F4, tags, U+E007F CANCEL TAG)
-                      ("username", "ann\U000e0067\U000e0062\U000e007f"), ("username", "\U0001f3f4\U000e0067\U000e0062"),
-                      ("username", "\U0001f3f4\U000e007f"), ("username", "\U0001f3f4\U000e0067\U000e007f\U000e0067"),
-                      ("username", "\U0001f3f4\U000e0001\U000e0067\U000e007f"),
-                      # what a name may hold among others, never alone: the joiners, a variation selector
-                      ("username", "\u200d"), ("sub", "\u200c"), ("username", " \u200c\u200d "), ("username", "\ufe0f"),
-                      # default-ignorable letters a name may hold among others (a Hangul filler), never alone
-                      ("sub", "\u3164"), ("username", "\uffa0"), ("username", "\u115f\u1160"),
-                      ("username", " \u3164\u200d")]
+SUB_BLANK_OR_INVISIBLE = [(" "), ("\t\u3000"), ("u\u200b1"), ("\ufeffu1"), ("u1\u2060"), ("u\u00ad1"), ("u1\U000e0001"),
+                          # what a name may hold among others, never alone: a joiner, a Hangul filler
+                          ("\u200c"), ("\u3164")]
+# Usernames that show nothing once their invisible format characters are left out: still refused, in
+# the words a blank one always got.
+USERNAME_BLANK = ["\u200b", "\ufeff \u2060", "\U000e0001",
+                  # what a name may hold among others, never alone: the joiners, a variation selector
+                  "\u200d", " \u200c\u200d ", "\ufe0f",
+                  # default-ignorable letters a name may hold among others (a Hangul filler), never alone
+                  "\uffa0", "\u115f\u1160", " \u3164\u200d", "\u200b\u3164"]
 
 
-@pytest.mark.parametrize(("claim", "value"), BLANK_OR_INVISIBLE)
-def test_a_token_whose_sub_is_blank_or_whose_names_hold_an_invisible_character_is_refused(claim: str,
-                                                                                            value: str) -> None:
+@pytest.mark.parametrize(("claim", "value"), [("sub", v) for v in SUB_BLANK_OR_INVISIBLE] +
+                         [("username", v) for v in USERNAME_BLANK])
+def test_a_token_whose_sub_is_blank_or_holds_an_invisible_character_or_whose_username_shows_nothing_is_refused(
+        claim: str, value: str) -> None:
     """Seen: a signed token whose sub was " " verified (ExportRequested's user_id a space, an
-    Idempotency-Key's owner nobody), and a username "ann\u200b" (ZERO WIDTH SPACE) or "\ufeffann"
-    was accepted: shown as "ann" in the email and the archive's name, and yet another name. Then a
-    username of U+200D alone (the joiners are allowed for the scripts and emoji that need them) or of
-    U+3164 alone (HANGUL FILLER, a letter Korean nicknames hold) — the email's "Hi ,"."""
+    Idempotency-Key's owner nobody). The sub is the key owner checks compare exactly: "u1\u200b"
+    would be another person than "u1" shown as "u1", so a format character in it is refused, never
+    left out (left out, "u1\u200b" would be u1 and see u1's exports). A username of nothing visible —
+    U+200B alone, U+200D alone (the joiners are allowed for the scripts and emoji that need them),
+    U+3164 alone (HANGUL FILLER, a letter Korean nicknames hold) — is the email's "Hi ,"."""
     with pytest.raises(Unauthorized, match=f"The token's {claim} claim (is empty|holds an invisible)") as e:
         verify_token(S, jwt.encode(_claims(**{claim: value}), TEST_SECRETS["jwt"], algorithm="HS256"))
     assert (e.value.status, e.value.code) == (401, "GROVE-EXPORT-001")
-    with pytest.raises(ValueError, match="control or bidi characters, nor invisible format characters"):
+    if claim == "username":
+        assert str(e.value.detail) == "The token's username claim is empty."  # the words a blank one always got
+    with pytest.raises(ValueError, match="control or bidi characters" + (", nor invisible format characters: it "
+                                                                         if claim == "sub" else ".*: it is empty")):
         make_token(S, "tenant_a", email="e@x.org", **{"user": "u1", "username": "n"} | {
             ("user" if claim == "sub" else claim): value})
+
+
+USERNAME_SHOWN = [("ann\u200b", "ann"), ("\ufeffann", "ann"), ("an\u2060n", "ann"), ("an\u00adn", "ann"),
+                  ("ann\U000e0001", "ann"), ("ann\u206a", "ann"), ("\u200b\u200bann\ufeff", "ann"),
+                  # tag characters outside a subdivision flag: left out (U+1F3F4, tags, U+E007F CANCEL TAG)
+                  ("ann\U000e0067\U000e0062\U000e007f", "ann"), ("\U0001f3f4\U000e0067\U000e0062", "\U0001f3f4"),
+                  ("\U0001f3f4\U000e007f", "\U0001f3f4"), ("\U0001f3f4\U000e0067\U000e007f\U000e0067", "\U0001f3f4"),
+                  ("\U0001f3f4\U000e0001\U000e0067\U000e007f", "\U0001f3f4"),
+                  # a subdivision flag's own tags stay; the tags after it go
+                  ("\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f\U000e0067 ann",
+                   "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f ann"),
+                  # what a name may hold stays: a joiner, a Hangul filler, once the stray character is out
+                  ("\u200bZo\u00eb \U0001f468\u200d\U0001f469", "Zo\u00eb \U0001f468\u200d\U0001f469"),
+                  ("\ubbfc\uc900\u3164\ufeff", "\ubbfc\uc900\u3164"),
+                  # its length is the length shown: 256 letters and a stray U+FEFF are 256 characters
+                  ("\ufeff" + "\u00e9" * 256, "\u00e9" * 256)]
+
+
+@pytest.mark.parametrize(("value", "shown"), USERNAME_SHOWN)
+def test_a_username_is_taken_without_its_invisible_format_characters(value: str, shown: str) -> None:
+    """Seen: a token whose username held a stray U+200B (copy-paste) or U+FEFF from the identity
+    provider was a 401, so its person could never export — and refusing it prevented nothing, since
+    anyone choosing a display name may choose "ann" itself. The username is a name to show: the
+    gateway takes it as a reader sees it, without the invisible format characters, so the email, the
+    manifest and the operator's output show what is used. `token --username` mints the same name."""
+    signed = verify_token(S, jwt.encode(_claims(username=value, sub="u1"), TEST_SECRETS["jwt"], algorithm="HS256"))
+    assert signed == Identity("tenant_a", "u1", "e@x.org", shown)
+    minted = make_token(S, "tenant_a", "u1", "e@x.org", value)
+    assert jwt.decode(minted, TEST_SECRETS["jwt"], algorithms=["HS256"], audience="grove-export")["username"] == shown
+    assert verify_token(S, minted).username == shown
+
+
+@pytest.mark.parametrize("username", ["ann\u200b\u202egpj.exe", "\u200bann\n", "\ufeff\u200e", "a\u200b\u2066b",
+                                      "ann\u061c"])
+def test_a_username_s_bidi_or_control_character_is_refused_never_left_out_with_the_invisible_ones(
+        username: str) -> None:
+    """Bidi controls are format characters too, but they reorder what follows (a spoofing vector):
+    leaving the invisible ones out never takes a bidi control or a control character with them."""
+    with pytest.raises(Unauthorized, match=r"^The token's username claim holds a control or bidi character\.$"):
+        verify_token(S, jwt.encode(_claims(username=username), TEST_SECRETS["jwt"], algorithm="HS256"))
+    with pytest.raises(ValueError, match=r"control or bidi characters.*: it holds a control or bidi character"):
+        make_token(S, "tenant_a", "u1", "e@x.org", username)
 
 
 @pytest.mark.parametrize("username", ["\U0001f468\u200d\U0001f469\u200d\U0001f467", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",

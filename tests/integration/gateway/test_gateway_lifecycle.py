@@ -436,3 +436,25 @@ async def test_a_download_whose_client_stops_reading_is_closed_not_held_for_ever
     assert all(n < size // 2 for n in results), results  # the server gave up on them: cut short
     head = 300  # the response head, roughly: the body is all there
     assert size < got < size + head * 10, got
+
+
+async def test_readiness_tells_an_anonymous_caller_the_store_is_down_not_what_its_client_raised(gateway, problem,
+                                                                                                monkeypatch, caplog):
+    """Seen: a store that did not answer made `/readyz` — which answers anyone, no token — say "The object
+    store did not answer: EndpointConnectionError." (the exception's class: the store's client library,
+    and what a message would add, its host or bucket). The answer says only that the store did not
+    answer; what was raised is the gateway's log's to say."""
+
+    class InternalStoreClientError(Exception):
+        pass
+
+    async def failing(bucket, key):
+        raise InternalStoreClientError("store-7.internal:9000 bucket grove-exports-prod")
+
+    monkeypatch.setattr(gateway.app[STORE], "head", failing)
+    monkeypatch.setattr(readiness, "FRESH_S", 0.0)
+    with caplog.at_level("WARNING", logger=readiness.__name__):
+        body = await problem(await gateway.get("/readyz"), 503, "GROVE-EXPORT-008")
+    assert body["detail"] == "The object store did not answer."
+    said = "\n".join(r.getMessage() for r in caplog.records if r.name == readiness.__name__)
+    assert "InternalStoreClientError" in said and "store-7.internal:9000" in said, said  # the log has it

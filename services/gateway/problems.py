@@ -23,8 +23,9 @@ Errors::
     └── PreconditionFailed    011  412  a download's If-Match or If-Unmodified-Since no longer holds
     (Problem itself: 500 GROVE-EXPORT-000, a bug; the detail says nothing more)
 
-Infrastructure errors (NATS timeouts and disconnects, LogUnavailable, StoreUnavailable) are mapped
-to ``Unavailable`` here, at the edge, so handlers never catch them.
+Infrastructure errors (NATS timeouts and disconnects, LogUnavailable, StoreUnavailable, and a read of
+the log the server answered with an error status: ``DirectGetError``) are mapped to ``Unavailable``
+here, at the edge, so handlers never catch them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from aiohttp.typedefs import Handler
 from nats.js.errors import ServiceUnavailableError
 
 from services.gateway.headers import API_CACHE_CONTROL, HEADERS, SERVER
+from shared.eventlog.directget import DirectGetError
 from shared.eventlog.jetstream import LogUnavailable
 from shared.objectstore.port import StoreUnavailable
 from shared.runtime.httpserve import HeadDeadlineHandler, HeadDeadlineRunner
@@ -159,7 +161,11 @@ class PreconditionFailed(Problem):
     status, code, title, slug = 412, "GROVE-EXPORT-011", "Precondition failed", "precondition-failed"
 
 
-_UNAVAILABLE = (LogUnavailable, StoreUnavailable, nats.errors.TimeoutError, nats.errors.NoRespondersError,
+# DirectGetError: the server answered a read of the log with an error status other than "not found"
+# (its "no responders" is LogUnavailable already): the log could not be read for this request. It was a
+# 500 with a traceback; the status and its description are logged (its %r), the caller told to retry.
+# Only here: a step counts it as a failed attempt (bounded), where LogUnavailable naks without end.
+_UNAVAILABLE = (LogUnavailable, DirectGetError, StoreUnavailable, nats.errors.TimeoutError, nats.errors.NoRespondersError,
                 nats.errors.ConnectionClosedError, nats.errors.StaleConnectionError,
                 nats.errors.OutboundBufferLimitError, ServiceUnavailableError, TimeoutError)
 

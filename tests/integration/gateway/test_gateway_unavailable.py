@@ -71,3 +71,33 @@ async def test_a_log_whose_stream_no_server_answers_for_is_a_503_not_an_internal
     unknown = "exp_0123456789abcdef01234567"  # in no read model: folded from the log
     await problem(await gateway.get(f"/api/export/status/{unknown}", headers=headers_for()), 503, "GROVE-EXPORT-008")
     await problem(await gateway.post(f"/api/export/cancel/{unknown}", headers=headers_for()), 503, "GROVE-EXPORT-008")
+
+
+async def test_a_direct_get_the_server_answers_with_another_error_is_a_503_not_an_internal_error(
+        gateway, headers_for, problem, monkeypatch, caplog):
+    """Seen: only the "no responders" answer (503) of a direct get was the log being unavailable; any other
+    error status the server answers a read of the log with (here its "408 Bad Request", to a request it
+    will not serve) made a status or a cancel that reads the log a 500 GROVE-EXPORT-000, with a
+    traceback in the log. The log could not be read for this request: 503 GROVE-EXPORT-008, and the log
+    says the server's status, without a traceback."""
+    from shared.eventlog import directget
+
+    exchange = directget._exchange
+
+    async def refused(js, stream, request, timeout):  # the real server, asked what it refuses: a get by
+        # sequence and by start time both, and a multi-last get that also asks by sequence
+        also = {"seq": 1, "next_by_subj": request["multi_last"][0]} if "multi_last" in request else {
+            "start_time": "2020-01-01T00:00:00Z"}
+        return await exchange(js, stream, {**request, **also}, timeout)
+
+    monkeypatch.setattr(directget, "_exchange", refused)
+    unknown = "exp_0123456789abcdef01234567"  # in no read model: folded from the log
+    with caplog.at_level("WARNING"):
+        await problem(await gateway.get(f"/api/export/status/{unknown}", headers=headers_for()), 503,
+                      "GROVE-EXPORT-008")
+        await problem(await gateway.post(f"/api/export/cancel/{unknown}", headers=headers_for()), 503,
+                      "GROVE-EXPORT-008")
+    said = [r for r in caplog.records if r.name == "services.gateway.problems"]
+    assert [r.getMessage().split(":")[0] for r in said] == [f"unavailable on GET /api/export/status/{unknown}",
+                                                            f"unavailable on POST /api/export/cancel/{unknown}"]
+    assert all("408 Bad Request" in r.getMessage() and not r.exc_info for r in said)  # the status, no traceback

@@ -417,13 +417,10 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> None:
     for name in ("posts", "images", "files"):
         if getattr(args, name) < 0:
             raise CliError(f"--{name} must be 0 or more, not {getattr(args, name)}")
-    from shared.core.printable import has_unprintable, username_problem
+    from shared.core.printable import USERNAME_RULE, name_refusal, username_problem
 
-    if not args.username.strip() or has_unprintable(args.username):  # what `token --username` refuses too
-        raise CliError(f"--username must be non-empty text without control or bidi characters, not "
-                       f"{args.username!r}")
-    if (problem := username_problem(args.username)) is not None:  # too long, or nothing visible
-        raise CliError(f"--username {problem}")
+    if (problem := username_problem(args.username)) is not None:  # what `token --username` refuses, in its words
+        raise CliError(name_refusal("--username", args.username, problem, USERNAME_RULE))
     found = getattr(args, "found", None)
     # no stack, and the folder (not the environment) chose where its database or stored files go
     if found is not None and found.source is None and ("GROVE_CONTENT_DSN" in found.env or (

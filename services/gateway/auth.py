@@ -25,7 +25,7 @@ from aiohttp import web
 from services.gateway.problems import Unauthorized
 from shared.core.events import is_valid_id
 from shared.core.mailaddr import is_single_address
-from shared.core.printable import USERNAME_MAX_CHARS, name_problem, shown_name, username_problem
+from shared.core.printable import USERNAME_RULE, name_problem, name_refusal, shown_name, username_problem
 from shared.runtime import secrets
 from shared.runtime.settings import Settings
 
@@ -78,14 +78,11 @@ def make_token(settings: Settings, tenant: str, user: str, email: str, username:
         raise ValueError(f"tenant id {tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
     if not is_single_address(email):
         raise ValueError(f"email {email!r} must be exactly one address (no name, list, or line break)")
-    # what verify_token refuses, refused here, in its words
+    # what verify_token refuses, refused here, in the words `seed --username` uses
     if (problem := name_problem(user)) is not None:
-        raise ValueError(f"user {user[:64]!r} must be non-empty text without control or bidi characters, "
-                         f"nor invisible format characters: it {problem} (the gateway refuses a token that has them)")
+        raise ValueError(name_refusal("user", user, problem))
     if (problem := username_problem(username)) is not None:
-        raise ValueError(f"username {username[:64]!r}{'…' if len(username) > 64 else ''} must be non-empty text "
-                         f"without control or bidi characters, at most {USERNAME_MAX_CHARS} characters: it {problem} "
-                         f"(the gateway refuses such a token)")
+        raise ValueError(name_refusal("username", username, problem, USERNAME_RULE))
     username = shown_name(username)  # what the gateway would use: the token says it
     if ttl_s > settings.token_max_ttl_s:
         raise ValueError(f"a token lives at most {settings.token_max_ttl_s:g} s (GROVE_TOKEN_MAX_TTL_S)")

@@ -184,6 +184,23 @@ def username_problem(value: object) -> str | None:
     return None
 
 
+# What a name given on a command line must be, in the words of every refusal of one there: a user (a
+# token's sub, held exactly: :func:`name_problem`) and a username (shown: :func:`username_problem`).
+NAME_RULE = "must be non-empty text without control or bidi characters, nor invisible format characters"
+USERNAME_RULE = f"must be non-empty text without control or bidi characters, at most {USERNAME_MAX_CHARS} characters"
+SHOWN_NAME_CHARS = 64  # a refused name is shown cut to this many characters (one can be tens of thousands)
+
+
+def name_refusal(label: str, value: str, problem: str, rule: str = NAME_RULE) -> str:
+    """The one line a name typed on a command line gets when it is refused (``token --user``, ``token``'s
+    and ``seed``'s ``--username``): which one, as given (cut, escaped), its ``rule`` (:data:`NAME_RULE`,
+    :data:`USERNAME_RULE`), and the problem
+    in :func:`name_problem`'s and :func:`username_problem`'s words — the gateway's 401 for a token that
+    carried it says the same problem (``The token's username claim is empty.``)."""
+    shown = repr(value[:SHOWN_NAME_CHARS]) + ("…" if len(value) > SHOWN_NAME_CHARS else "")
+    return f"{label} {shown} {rule}: it {problem}"
+
+
 def archived_username_problem(value: object) -> str | None:
     """Why an archive's manifest username is not one import takes, or None: text, not empty, at most
     :data:`USERNAME_MAX_CHARS` characters, no control or bidi character — what a request is held to

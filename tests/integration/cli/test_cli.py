@@ -497,16 +497,27 @@ def test_an_empty_file_or_folder_argument_is_refused_not_read_as_the_current_fol
 def test_seed_refuses_a_username_token_would_refuse_in_one_line_before_seeding(tmp_path: Path) -> None:
     """Seen: `seed --username ''` and `--username $'a\\nb'` seeded a tenant (its email `@example.org`,
     a username no token may carry); a byte that is not UTF-8 (`$'\\xff'`) got "tenants row 0
-    ('demo_…'): username holds a lone surrogate (U+DCFF), which is not text", exit 1."""
-    for username, shown in (("", "''"), ("  ", "'  '"), ("a\nb", "'a\\nb'"), ("x\u202ey", "'x\\u202ey'")):
+    ('demo_…'): username holds a lone surrogate (U+DCFF), which is not text", exit 1. Then its first
+    rule was still said in its old words ("must be non-empty text without control or bidi characters,
+    not ''"), where `token --username` says the rule as it is now and what is wrong with the name:
+    both now say it in one wording (shared/core/printable.py `name_refusal`)."""
+    secret = "s" * 40
+    for username, shown, problem in (("", "''", "is empty"), ("  ", "'  '", "is empty"),
+                                     ("a\nb", "'a\\nb'", "holds a control or bidi character"),
+                                     ("x\u202ey", "'x\\u202ey'", "holds a control or bidi character"),
+                                     ("\u200b", "'\\u200b'", "is empty")):  # nothing visible once it is left out
+        line = (f"--username {shown} must be non-empty text without control or bidi characters, at most 256 "
+                f"characters: it {problem}\n")
         out = bare("seed", "--username", username, "--data", str(tmp_path / "data"), cwd=tmp_path)
-        assert (out.returncode, out.stderr) == (
-            2, f"grove-export: --username must be non-empty text without control or bidi characters, not {shown}\n"), \
-            out.stderr
+        assert (out.returncode, out.stderr) == (2, f"grove-export: {line}"), out.stderr
+        token = bare("token", "--tenant", "t", "--user", "u", "--email", "a@b.co", "--username", username,
+                     cwd=tmp_path, GROVE_JWT_SECRET=secret)
+        assert (token.returncode, token.stderr) == (2, f"grove-export: {line[2:]}"), token.stderr  # the same words
     out = subprocess.run([sys.executable, "-m", "services.cli", "seed", "--username", b"\xff",  # type: ignore[list-item]
                           "--data", str(tmp_path / "data")], cwd=tmp_path, capture_output=True, check=False)
     assert (out.returncode, out.stderr) == (
-        2, b"grove-export: --username must be non-empty text without control or bidi characters, not '\\udcff'\n")
+        2, b"grove-export: --username '\\udcff' must be non-empty text without control or bidi characters, at "
+           b"most 256 characters: it holds a control or bidi character\n")
     assert not (tmp_path / "data").exists()  # nothing seeded, nothing made
 
 
@@ -709,10 +720,11 @@ def test_seed_and_token_take_a_username_with_an_invisible_character_as_it_shows_
                           "format character (U+FEFF), as the gateway takes a token's username\n"), out.stderr
     assert jwt.decode(out.stdout.strip(), options={"verify_signature": False})["username"] == "ann"
     for command, said in (
-            (["seed"], "--username is empty"),
+            (["seed"], "--username '\\u200b\\u2060' must be non-empty text without control or bidi characters, at "
+             "most 256 characters: it is empty"),
             (["token", "--tenant", tenant, "--user", "u1", "--email", "a@example.org"],
              "username '\\u200b\\u2060' must be non-empty text without control or bidi characters, at most 256 "
-             "characters: it is empty (the gateway refuses such a token)")):
+             "characters: it is empty")):
         out = bare(*command, "--username", "\u200b\u2060", "--data", str(tmp_path / "other"), cwd=tmp_path,
                    GROVE_JWT_SECRET=secrets.token_urlsafe(48))
         assert (out.returncode, out.stdout, out.stderr) == (2, "", f"grove-export: {said}\n"), out

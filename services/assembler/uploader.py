@@ -22,7 +22,7 @@ from services.assembler.plan import MemberRecord, check_part_budget
 from shared.archive.crc import crc32
 from shared.core import events as ev
 from shared.core.keys import records_key
-from shared.eventlog.jetstream import Conflict
+from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import ObjectStore
 from shared.runtime import faults, tracing
 from shared.runtime.worker import StandDown, StepContext
@@ -189,7 +189,7 @@ class PartUploader:
             faults.point("assemble.part_logged")
         except Conflict:
             loaded = await self.ctx.peek()  # a look: this attempt appends nothing more
-            self.lost = Stopped() if loaded.state.stopping else StandDown(f"another worker logged part {number}")
+            self.lost = Stopped() if loaded.state.stopping else StandDown(why_lost(self.ctx.loaded, loaded, number))
             raise self.lost from None
 
     @property
@@ -198,6 +198,22 @@ class PartUploader:
         if one did: it outranks any part's error (a part a zombie uploads into the upload the
         export's new owner completed meets NoSuchUpload — no reason to open another)."""
         return self.lost
+
+
+def why_lost(decided: Loaded, now: Loaded, number: int) -> str:
+    """What the log says about an append of part ``number`` that lost the fence, for the "standing down"
+    line: it said "another worker logged part N" whatever happened, and after ``grove-export restore
+    --replace`` (the stream deleted and a backup put back) the log may not hold the export at all, or
+    holds less of it than this attempt decided from: nobody logged anything."""
+    if not now.state.exists:
+        return (f"the export's log no longer holds it (it was at sequence {decided.last_seq}: the stream was "
+                f"replaced, as `restore --replace` does, or the export erased)")
+    if now.last_seq < decided.last_seq:
+        return (f"the export's log goes back to sequence {now.last_seq}, before the {decided.last_seq} this attempt "
+                f"decided from (the stream was replaced, as `restore --replace` does)")
+    if any(p.number == number for p in now.state.parts):
+        return f"another worker logged part {number}"
+    return f"the export's log moved past sequence {decided.last_seq}: another worker appended to it"
 
 
 def load_records(data: bytes) -> list[MemberRecord]:

@@ -210,6 +210,28 @@ async def test_an_assembler_whose_part_another_worker_logged_stands_down_without
     assert log.messages == before  # the stale writer appended nothing
 
 
+@pytest.mark.parametrize(("kept", "said"), [
+    (0, "the export's log no longer holds it (it was at sequence 3: the stream was replaced"),
+    (2, "the export's log goes back to sequence 2, before the 3 this attempt decided from (the stream was "
+        "replaced"),
+])
+async def test_an_assembler_whose_log_was_replaced_says_so_not_that_another_worker_logged_its_part(
+        kept: int, said: str) -> None:
+    """Seen: after `grove-export restore --replace` put back a backup taken before the export (or before
+    its upload started), the assembler still running it lost the fence on its next part and logged
+    "standing down: another worker logged part 1" — no worker had logged anything; the log it decided
+    from was gone. The line says what the log now holds."""
+    from shared.runtime.worker import StandDown
+
+    log, uploader = await _assembler_that_lost_its_fence(then=part(1, 500, 10))
+    log.messages = log.messages[:kept]  # the stream replaced by a backup holding the first `kept` of them
+    with pytest.raises(StandDown) as lost:
+        await _log_part_one(uploader)
+    assert str(lost.value).startswith(said), str(lost.value)
+    assert "another worker" not in str(lost.value)
+    assert len(log.messages) == kept  # nothing appended to the restored log
+
+
 async def test_an_assembler_that_lost_its_fence_to_a_cancel_stops_instead_of_standing_down() -> None:
     from services.assembler.encoder import Stopped
 

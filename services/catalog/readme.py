@@ -6,6 +6,7 @@ import unicodedata
 from datetime import datetime
 
 from shared.archive.layout import readme_listing, utc_text
+from shared.core.verifying import checksum_phrase
 
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _PUNCTUATION = frozenset("!\"#$%'()*+,-./:;=?@[\\]^_`{|}~")
@@ -80,8 +81,8 @@ This archive holds a copy of your data from Grove, made for **{markdown_text(use
 ## How to check that nothing was lost or damaged
 
 1. The archive's own SHA-256 checksum is in the "export ready" email and on the export page.
-   Compare it with `sha256sum grove-export-*.zip` (Linux), `shasum -a 256 …` (macOS) or
-   `Get-FileHash … -Algorithm SHA256` (Windows PowerShell).
+   Compare it with what one of these commands prints for the file you downloaded:
+   {checksum_phrase()}.
 2. `manifest.json` lists every file with its size and SHA-256. After unzipping, check each file,
    for example: `python3 -c "import json,hashlib;[print('OK' if hashlib.sha256(open(m['path'],'rb').read()).hexdigest()==m['sha256'] else 'BAD', m['path']) for m in json.load(open('manifest.json'))['members']]"`
 3. With the Grove Export command-line tool, one command checks all of it — the ZIP's structure,

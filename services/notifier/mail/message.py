@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from shared.core.verifying import checksum_lines
+
 from .humanize import count_phrases, human_size, human_utc, plural
 
 Kind = Literal["ready", "failed"]
@@ -105,6 +107,7 @@ def ready_email(
         "expires": human_utc(expires_at),
         "download_page_url": download_page_url,
         "sha256": sha256,
+        "checksum_lines": checksum_lines(),  # the archive's README.md names the same (shared/core/verifying.py)
         "error_count": error_count,
         "errors_phrase": plural(error_count, "item", "items"),
         "export_id": export_id,

@@ -189,3 +189,29 @@ def test_the_text_part_wraps_at_72_columns_and_never_splits_a_url_or_the_checksu
 def test_fill_text_keeps_hyphenated_words_and_indented_lines_whole() -> None:
     text = "word " * 14 + "one-export-per-hour-limit\n  " + "x " * 50 + "\n"
     assert fill_text(text) == ("word " * 14).rstrip() + "\none-export-per-hour-limit\n  " + "x " * 50 + "\n"
+
+
+def test_the_email_and_the_archives_readme_name_the_same_checksum_commands() -> None:
+    """Seen: the email told Windows users `certutil -hashfile <file> SHA256` while the archive's own
+    README.md said `Get-FileHash … -Algorithm SHA256`: the commands were written in each place. Both
+    now name PowerShell's Get-FileHash (on every current Windows, and it takes the file name's
+    wildcard as the others do), from one list (shared/core/verifying.py)."""
+    import html as html_module
+    from datetime import UTC, datetime
+
+    from services.catalog.readme import render_readme
+
+    windows = "Get-FileHash grove-export-*.zip -Algorithm SHA256"
+    email = make_ready()
+    readme = render_readme(username="Autumn", tenant_id="t1", export_id="e1", mode="blog",
+                           created_at=datetime(2026, 3, 1, tzinfo=UTC), counts={"posts": 1},
+                           include_images=True, generator="g")
+    for where, text in (("text", email.text), ("html", html_module.unescape(email.html)), ("README.md", readme)):
+        assert "certutil" not in text, where
+        for command in ("sha256sum grove-export-*.zip", "shasum -a 256 grove-export-*.zip", windows):
+            assert command in text, (where, command)
+    from shared.core.verifying import CHECKSUM_COMMANDS  # the one list both are made from
+
+    assert [c for c, _ in CHECKSUM_COMMANDS] == ["sha256sum grove-export-*.zip", "shasum -a 256 grove-export-*.zip",
+                                                 windows]
+    assert f"  {windows}  (Windows PowerShell)\n" in email.text  # its block: each command with where it runs

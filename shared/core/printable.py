@@ -123,8 +123,9 @@ def name_problem(value: str) -> str | None:
 
 
 def shown_name(value: str) -> str:
-    """``value`` as a reader sees it: without its invisible format characters (:func:`invisible`'s:
-    U+200B, U+2060, U+FEFF, a soft hyphen, tag characters that spell no subdivision flag…), which the
+    """``value`` as a reader sees it: without its invisible format characters (:func:`invisible`'s that
+    show as nothing: U+200B, U+2060, U+FEFF, a soft hyphen, tag characters that spell no subdivision
+    flag…; a format character that shows, U+06DD ARABIC END OF AYAH, is kept), which the
     email, the manifest, the archive's README and the operator's output then show as they are. The
     bidi controls, format characters too, are kept: they reorder what follows, so they are never
     taken unseen (:func:`has_unprintable` refuses them; :func:`printable` escapes them). Applied
@@ -155,8 +156,11 @@ def left_out(value: str) -> str | None:
 
 
 def _drop_hidden(text: str) -> str:
-    """``text`` without the characters :func:`_hidden` names, bidi controls kept (:func:`shown_name`)."""
-    return "".join(c for c in text if not _hidden(c) or has_unprintable(c))
+    """``text`` without the characters :func:`_hidden` names that show as nothing (default-ignorable:
+    :data:`_IGNORABLE`), bidi controls kept (:func:`shown_name`). The format characters that show — the
+    prepended marks U+0600–U+0605, U+06DD ARABIC END OF AYAH, U+070F, U+08E2, U+110BD…, the Egyptian
+    hieroglyph format controls (their signs' layout), U+FFF9–U+FFFB — are what a reader sees: kept."""
+    return "".join(c for c in text if not (_hidden(c) and _IGNORABLE.match(c)) or has_unprintable(c))
 
 
 def username_problem(value: object) -> str | None:

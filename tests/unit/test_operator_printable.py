@@ -134,6 +134,7 @@ def test_tag_characters_are_a_name_s_only_as_a_subdivision_flag(name: str, probl
     ("\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f\U000e0067",  # a flag's tags stay
      "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"),
     ("a\u200b\u202eb\u200e\u061c", "a\u202eb\u200e\u061c"),  # bidi controls are never left out unseen
+    ("\u200b\u06dd\u0661\u2060", "\u06dd\u0661"),  # a format character that shows (END OF AYAH) is kept
 ])
 def test_a_shown_name_leaves_out_only_the_invisible_format_characters(name: str, shown: str) -> None:
     from shared.core.printable import left_out, shown_name

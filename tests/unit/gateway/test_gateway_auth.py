@@ -350,6 +350,23 @@ def test_a_username_is_taken_without_its_invisible_format_characters(value: str,
     assert verify_token(S, minted).username == shown
 
 
+@pytest.mark.parametrize(("value", "shown"), [
+    ("Noor \u06dd\u0661", "Noor \u06dd\u0661"), ("\u200bNoor \u06dd", "Noor \u06dd"), ("\u06dd", "\u06dd"),
+    ("\u0600\u0661\u0662 ann", "\u0600\u0661\u0662 ann"), ("\u0710\u070f\u0712", "\u0710\u070f\u0712"),
+    ("\U00013000\U00013430\U00013001\ufeff", "\U00013000\U00013430\U00013001")])
+def test_a_username_s_format_characters_that_show_are_kept_as_it_shows_them(value: str, shown: str) -> None:
+    """Seen: leaving out every format character (Cf) but the joiners and selectors took visible ones
+    too: "Noor \u06dd\u0661" (U+06DD ARABIC END OF AYAH, an ornament round the digits) was used and
+    mailed as "Noor \u0661", U+0600 ARABIC NUMBER SIGN went from before its digits, U+070F the
+    Syriac abbreviation mark's line, an Egyptian hieroglyph joiner its signs' layout — and a name of
+    U+06DD alone, which shows ۝, was "empty". The name is used as a reader sees it: only what shows as
+    nothing (the default-ignorable format characters) is left out."""
+    signed = verify_token(S, jwt.encode(_claims(username=value, sub="u1"), TEST_SECRETS["jwt"], algorithm="HS256"))
+    assert signed.username == shown
+    minted = make_token(S, "tenant_a", "u1", "e@x.org", value)
+    assert jwt.decode(minted, TEST_SECRETS["jwt"], algorithms=["HS256"], audience="grove-export")["username"] == shown
+
+
 @pytest.mark.parametrize("username", ["ann\u200b\u202egpj.exe", "\u200bann\n", "\ufeff\u200e", "a\u200b\u2066b",
                                       "ann\u061c"])
 def test_a_username_s_bidi_or_control_character_is_refused_never_left_out_with_the_invisible_ones(

@@ -159,8 +159,16 @@ def _drop_hidden(text: str) -> str:
     """``text`` without the characters :func:`_hidden` names that show as nothing (default-ignorable:
     :data:`_IGNORABLE`), bidi controls kept (:func:`shown_name`). The format characters that show — the
     prepended marks U+0600–U+0605, U+06DD ARABIC END OF AYAH, U+070F, U+08E2, U+110BD…, the Egyptian
-    hieroglyph format controls (their signs' layout), U+FFF9–U+FFFB — are what a reader sees: kept."""
-    return "".join(c for c in text if not (_hidden(c) and _IGNORABLE.match(c)) or has_unprintable(c))
+    hieroglyph format controls (their signs' layout), U+FFF9–U+FFFB — are what a reader sees: kept; so is
+    U+180E MONGOLIAN VOWEL SEPARATOR (:data:`_SHAPING`)."""
+    return "".join(c for c in text if not (_hidden(c) and _IGNORABLE.match(c)) or c in _SHAPING or has_unprintable(c))
+
+
+# A default-ignorable format character a username keeps (:func:`shown_name`) though :func:`_hidden` names
+# it: U+180E MONGOLIAN VOWEL SEPARATOR gives the vowel after it its separated final form ("qar\u180ea",
+# black), as Mongolian spelling needs — left out, the name shows another letter form. (A sub holding one
+# is still refused, as an invisible character: :func:`name_problem`.)
+_SHAPING = frozenset("\u180e")
 
 
 def username_problem(value: object) -> str | None:

@@ -351,6 +351,22 @@ def test_a_username_is_taken_without_its_invisible_format_characters(value: str,
 
 
 @pytest.mark.parametrize(("value", "shown"), [
+    ("\u182c\u1820\u1837\u180e\u1820", "\u182c\u1820\u1837\u180e\u1820"),
+    ("\u200b\u182c\u1820\u1837\u180e\u1820\ufeff", "\u182c\u1820\u1837\u180e\u1820")])
+def test_a_mongolian_username_keeps_its_vowel_separator(value: str, shown: str) -> None:
+    """Seen: U+180E MONGOLIAN VOWEL SEPARATOR, a format character Mongolian spelling needs as Persian
+    needs U+200C (it gives the final a or e its separated form: "qar\u180ea", black), was left out with
+    the stray U+200B, so the name was used and mailed with another letter form — a misspelling. It
+    is kept, as its free variation selectors are; alone it is still a name of nothing."""
+    signed = verify_token(S, jwt.encode(_claims(username=value, sub="u1"), TEST_SECRETS["jwt"], algorithm="HS256"))
+    assert signed.username == shown
+    minted = make_token(S, "tenant_a", "u1", "e@x.org", value)
+    assert jwt.decode(minted, TEST_SECRETS["jwt"], algorithms=["HS256"], audience="grove-export")["username"] == shown
+    with pytest.raises(Unauthorized, match=r"^The token's username claim is empty\.$"):
+        verify_token(S, jwt.encode(_claims(username="\u200b\u180e"), TEST_SECRETS["jwt"], algorithm="HS256"))
+
+
+@pytest.mark.parametrize(("value", "shown"), [
     ("Noor \u06dd\u0661", "Noor \u06dd\u0661"), ("\u200bNoor \u06dd", "Noor \u06dd"), ("\u06dd", "\u06dd"),
     ("\u0600\u0661\u0662 ann", "\u0600\u0661\u0662 ann"), ("\u0710\u070f\u0712", "\u0710\u070f\u0712"),
     ("\U00013000\U00013430\U00013001\ufeff", "\U00013000\U00013430\U00013001")])

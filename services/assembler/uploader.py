@@ -211,7 +211,10 @@ def why_lost(decided: Loaded, now: Loaded, number: int) -> str:
     if now.last_seq < decided.last_seq:
         return (f"the export's log goes back to sequence {now.last_seq}, before the {decided.last_seq} this attempt "
                 f"decided from (the stream was replaced, as `restore --replace` does)")
-    if any(p.number == number for p in now.state.parts):
+    # Part N another worker logged is one the attempt did not decide from: a rewind redoes parts the log
+    # already held (its own, or an earlier attempt's), and that part N in the log is no one else's.
+    logged = next((p for p in now.state.parts if p.number == number), None)
+    if logged is not None and logged != next((p for p in decided.state.parts if p.number == number), None):
         return f"another worker logged part {number}"
     return f"the export's log moved past sequence {decided.last_seq}: another worker appended to it"
 

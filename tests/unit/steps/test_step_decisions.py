@@ -232,6 +232,34 @@ async def test_an_assembler_whose_log_was_replaced_says_so_not_that_another_work
     assert len(log.messages) == kept  # nothing appended to the restored log
 
 
+@pytest.mark.parametrize(("then", "said"), [
+    (part(2, 900, 20), "the export's log moved past sequence 4: another worker appended to it"),
+    (part(1, 600, 10), "another worker logged part 1"),
+])
+async def test_an_assembler_redoing_a_logged_part_says_another_worker_logged_it_only_when_one_did(
+        then: ev.PartUploaded, said: str) -> None:
+    """A rewind (a member changed under the upload) redoes parts the log already holds: the fold this
+    attempt decided from has part 1, logged before. When another worker then logged part 2 (resuming
+    from that fold), the re-log of part 1 lost the fence and the line said "another worker logged
+    part 1" because part 1 was in the log — the one logged before the decision, not another worker's.
+    Only a part 1 that is not the one the attempt decided from is another worker's."""
+    from services.assembler.uploader import PartUploader
+    from shared.runtime.worker import StandDown
+
+    log = InMemoryEventLog(producer="assembler")
+    seq = 0
+    for event in (requested(), CATALOGED, UPLOAD, part(1, 500, 10)):
+        seq = await log.append(event, seq)
+    ctx = StepContext(log, await log.load("t1", "exp_1"), Settings())
+    await log.append(then, seq)  # another worker's part, after the fold this attempt decided from
+    uploader = PartUploader(ctx, _RecordsStore(), "b", UPLOAD, 1, 0, 1)  # type: ignore[arg-type]
+    before = list(log.messages)
+    with pytest.raises(StandDown) as lost:
+        await _log_part_one(uploader)  # redone after the rewind
+    assert str(lost.value) == said
+    assert log.messages == before  # the stale writer appended nothing
+
+
 async def test_an_assembler_that_lost_its_fence_to_a_cancel_stops_instead_of_standing_down() -> None:
     from services.assembler.encoder import Stopped
 

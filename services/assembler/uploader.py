@@ -189,7 +189,9 @@ class PartUploader:
             faults.point("assemble.part_logged")
         except Conflict:
             loaded = await self.ctx.peek()  # a look: this attempt appends nothing more
-            self.lost = Stopped() if loaded.state.stopping else StandDown(why_lost(self.ctx.loaded, loaded, number))
+            replicated = self.ctx.settings.stream_replicas > 1
+            self.lost = Stopped() if loaded.state.stopping else StandDown(
+                why_lost(self.ctx.loaded, loaded, number, replicated=replicated))
             raise self.lost from None
 
     @property
@@ -200,14 +202,23 @@ class PartUploader:
         return self.lost
 
 
-def why_lost(decided: Loaded, now: Loaded, number: int) -> str:
+def why_lost(decided: Loaded, now: Loaded, number: int, *, replicated: bool = False) -> str:
     """What the log says about an append of part ``number`` that lost the fence, for the "standing down"
     line: it said "another worker logged part N" whatever happened, and after ``grove-export restore
     --replace`` (the stream deleted and a backup put back) the log may not hold the export at all, or
-    holds less of it than this attempt decided from: nobody logged anything."""
+    holds less of it than this attempt decided from: nobody logged anything.
+
+    ``replicated``: the stream has several replicas, and each answers a read (a direct get) from its own
+    copy — a follower's may not hold the newest messages yet, this attempt's own last part among them
+    (acked by the leader and a quorum). Then a log that reads as older than the decision is not told
+    from a replaced one, and the line says both."""
     if not now.state.exists:
         return (f"the export's log no longer holds it (it was at sequence {decided.last_seq}: the stream was "
                 f"replaced, as `restore --replace` does, or the export erased)")
+    if now.last_seq < decided.last_seq and replicated:
+        return (f"the export's log as read goes back to sequence {now.last_seq}, before the {decided.last_seq} this "
+                f"attempt decided from (the stream was replaced, as `restore --replace` does, or the read was "
+                f"answered by a replica still behind)")
     if now.last_seq < decided.last_seq:
         return (f"the export's log goes back to sequence {now.last_seq}, before the {decided.last_seq} this attempt "
                 f"decided from (the stream was replaced, as `restore --replace` does)")

@@ -260,6 +260,54 @@ async def test_an_assembler_redoing_a_logged_part_says_another_worker_logged_it_
     assert log.messages == before  # the stale writer appended nothing
 
 
+class _ReplicaBehind(InMemoryEventLog):
+    """A log whose reads of a whole export are answered by a replica still behind the stream's leader
+    (a stream of several replicas: each answers direct gets from its own copy), ``behind`` messages
+    back; appends go to the leader."""
+
+    behind = 0
+
+    async def load(self, tenant_id: str, export_id: str) -> Loaded:
+        kept, self.messages = self.messages, self.messages[:len(self.messages) - self.behind]
+        try:
+            return await super().load(tenant_id, export_id)
+        finally:
+            self.messages = kept
+
+
+@pytest.mark.parametrize(("replicas", "said"), [
+    (3, "the export's log as read goes back to sequence 3, before the 4 this attempt decided from (the stream "
+        "was replaced, as `restore --replace` does, or the read was answered by a replica still behind)"),
+    (1, "the export's log goes back to sequence 3, before the 4 this attempt decided from (the stream was "
+        "replaced, as `restore --replace` does)"),
+])
+async def test_an_assembler_that_lost_its_fence_on_a_replicated_stream_does_not_say_it_was_replaced(
+        replicas: int, said: str) -> None:
+    """A stream of several replicas answers a direct get from any of them, a follower from its copy,
+    which may not have the newest messages yet. The look after a lost fence read such a copy: it did
+    not hold this attempt's own last part (acked at the leader with a quorum), and the line said "the
+    stream was replaced, as `restore --replace` does" when another worker had logged part 2."""
+    from services.assembler.uploader import PartUploader
+    from shared.runtime.worker import StandDown
+
+    log = _ReplicaBehind(producer="assembler")
+    seq = 0
+    for event in (requested(), CATALOGED, UPLOAD, part(1, 500, 10)):
+        seq = await log.append(event, seq)
+    ctx = StepContext(log, await log.load("t1", "exp_1"), Settings(stream_replicas=replicas))
+    await log.append(part(2, 900, 20), seq)  # another worker's part 2
+    log.behind = 2  # the replica answering the look has neither part yet
+    uploader = PartUploader(ctx, _RecordsStore(), "b", UPLOAD, 2, 10, 1)  # type: ignore[arg-type]
+
+    async def uploaded() -> tuple[str, int]:
+        return "e2", 7
+
+    stored = asyncio.ensure_future(uploader._store_records(2, []))
+    with pytest.raises(StandDown) as lost:
+        await uploader._log_part(None, asyncio.ensure_future(uploaded()), stored, 2, 10, 20, 0, (2, 900))
+    assert str(lost.value) == said
+
+
 async def test_an_assembler_that_lost_its_fence_to_a_cancel_stops_instead_of_standing_down() -> None:
     from services.assembler.encoder import Stopped
 

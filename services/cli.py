@@ -324,8 +324,10 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> None:
         # deletes the live file's -wal and -shm). Rebuilding into a file of one's own choosing is fine.
         raise CliError(f"the local stack in {found.source.parent} is running, and its gateway keeps reading the "
                        f"read model {settings.read_model_db} it opened: a rebuilt one would not be served. Stop the "
-                       f"stack (Ctrl-C where `make serve` runs), then replay; or set GROVE_READ_MODEL_DB to rebuild "
-                       f"into another file", code=1)
+                       f"stack (Ctrl-C where `make serve` runs), delete {settings.read_model_db} (and its -wal and "
+                       f"-shm, when there) and start it again: its gateway rebuilds a missing read model from the log "
+                       f"as it starts (replay needs the stack's NATS, so it cannot run once the stack is stopped); or "
+                       f"set GROVE_READ_MODEL_DB to rebuild into another file", code=1)
     asyncio.run(_replay(settings))
 
 

@@ -76,7 +76,10 @@ def test_assemble_names_a_store_that_is_not_there_and_why_a_snapshot_may_be_gone
 def test_replay_refuses_to_swap_the_read_model_under_the_running_local_stack(tmp_path: Path) -> None:
     """Seen: `grove-export replay` with `make serve` up printed "… exports rebuilt from the log" and
     exit 0; the README says to stop the gateway first, since a running one keeps reading the file it
-    opened (the rebuilt one is not served, and replay deleted the live file's -wal and -shm)."""
+    opened (the rebuilt one is not served, and replay deleted the live file's -wal and -shm).
+    Seen next: the refusal said "Stop the stack …, then replay", and with the stack stopped replay says
+    no local stack is running (it needs the stack's NATS): the advice led nowhere. It now names what
+    works — the gateway rebuilds a missing read model from the log as it starts."""
     import json
 
     data = tmp_path / "var"
@@ -88,9 +91,12 @@ def test_replay_refuses_to_swap_the_read_model_under_the_running_local_stack(tmp
     out = bare("replay", cwd=tmp_path)
     assert (out.returncode, out.stderr) == (1, f"grove-export: the local stack in {data} is running, and its gateway "
                                                f"keeps reading the read model {model} it opened: a rebuilt one would "
-                                               "not be served. Stop the stack (Ctrl-C where `make serve` runs), then "
-                                               "replay; or set GROVE_READ_MODEL_DB to rebuild into another file\n"), \
-        out.stderr
+                                               "not be served. Stop the stack (Ctrl-C where `make serve` runs), "
+                                               f"delete {model} (and its -wal and -shm, when there) and start it "
+                                               "again: its gateway rebuilds a missing read model from the log as it "
+                                               "starts (replay needs the stack's NATS, so it cannot run once the stack "
+                                               "is stopped); or set GROVE_READ_MODEL_DB to rebuild into another "
+                                               "file\n"), out.stderr
     assert sorted(p.name for p in data.iterdir()) == ["read-model.db", "stack.json"]
 
 

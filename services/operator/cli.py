@@ -525,6 +525,12 @@ def _a_folder(path: Path, must_exist: bool) -> Path:
         raise UsageError(f"{path} is a file, not a folder")
     if must_exist and not path.exists():
         raise UsageError(f"no such folder: {path}")
+    try:  # `backup FILE/sub`: the folder to be made lies in a file (it said "Not a directory: …", exit 1)
+        inside = next((p for p in path.parents if p.exists()), None)
+    except OSError:  # a name too long, a folder it may not look in: left to the command
+        inside = None
+    if inside is not None and not inside.is_dir():
+        raise UsageError(f"{path} cannot be made: {inside} is a file, not a folder")
     return path
 
 

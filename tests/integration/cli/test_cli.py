@@ -315,6 +315,21 @@ def test_backup_and_restore_name_a_folder_argument_that_is_no_folder(tmp_path: P
             2, f"grove-export: {tmp_path / 'notes.txt'} is a file, not a folder\n"), (command, out.stderr)
 
 
+def test_a_backup_folder_inside_a_file_is_a_bad_command_line(tmp_path: Path) -> None:
+    """Seen: `backup FILE/sub` (DIR is made when it does not exist, but here it cannot be) connected to
+    NATS and then said only "Not a directory: FILE/sub", exit 1. The command line's fault, as a --data
+    inside a file is: one line naming the file in the way, exit 2, before any server is asked."""
+    from services.devtools.stack.natsserver import free_port
+
+    dead = f"nats://127.0.0.1:{free_port()}"  # asked, it would say "cannot reach NATS"
+    (tmp_path / "notes.txt").write_text("x")
+    out = bare("backup", str(tmp_path / "notes.txt" / "backup"), cwd=tmp_path, GROVE_NATS_URL=dead)
+    assert (out.returncode, out.stderr) == (
+        2, f"grove-export: {tmp_path / 'notes.txt' / 'backup'} cannot be made: {tmp_path / 'notes.txt'} is a file, "
+           "not a folder\n"), out.stderr
+    assert (tmp_path / "notes.txt").read_text() == "x"
+
+
 def test_backup_into_a_folder_holding_other_files_is_refused_writing_nothing(tmp_path: Path) -> None:
     """Seen: `backup DIR` into a folder with other files in it (not a backup: no manifest.json) wrote its
     snapshots and manifest.json among them, though its help says "an empty folder". The command line's

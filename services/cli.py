@@ -520,7 +520,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="the whole local stack until Ctrl-C")
     s.add_argument("--port", type=number_in(1, 65535), default=8080,
                    help="TCP port of the gateway and page (default: 8080)")
-    s.add_argument("--data", type=a_path("folder"), default="var", help="folder for the stack's store, databases, logs and outbox "
+    s.add_argument("--data", type=a_path("folder"), default="var", metavar="DIR",
+                   help="folder for the stack's store, databases, logs and outbox "
                    "(default: var)")
     s.add_argument("--assemblers", type=int, metavar="N",
                    help="assembler processes (default: 2 on two or more cores, else 1)")
@@ -592,7 +593,8 @@ def parser() -> argparse.ArgumentParser:
     im.set_defaults(func=cmd_import)
     d = sub.add_parser("demo", help="what `make run` does: stack, seed, export, verify, print the ZIP path")
     d.add_argument("--port", type=number_in(1, 65535), default=8080, help="TCP port of the gateway (default: 8080)")
-    d.add_argument("--data", type=a_path("folder"), default="var", help="folder for the stack's store, databases, logs, outbox and "
+    d.add_argument("--data", type=a_path("folder"), default="var", metavar="DIR",
+                   help="folder for the stack's store, databases, logs, outbox and "
                    "downloads (default: var)")
     d.set_defaults(func=cmd_demo)
     from services.operator.cli import add_commands

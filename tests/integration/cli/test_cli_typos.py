@@ -109,6 +109,22 @@ def test_a_missing_file_or_folder_argument_is_named_as_the_readme_and_help_name_
                                                    f"(`grove-export {command} --help` lists the options)\n"), out.stderr
 
 
+def test_every_commands_help_names_the_data_folder_as_the_readme_does() -> None:
+    """Seen: the README says `--data DIR` for every command (`demo … (--data DIR, --port N)`), and so
+    did every command's --help but `serve --help` and `demo --help`, which said `--data DATA`."""
+    import argparse
+
+    from services.cli import parser
+
+    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    commands = [name for name, command in sub.choices.items()
+                if any("--data" in action.option_strings for action in command._actions)]
+    assert {"serve", "demo", "seed", "exports"} <= set(commands)
+    for command in commands:  # the text --help prints, made in this process (a process each took 7 s)
+        text = sub.choices[command].format_help()
+        assert "--data DIR" in text and "--data DATA" not in text, (command, text)
+
+
 def test_import_run_outside_the_stacks_folder_names_the_content_database(tmp_path: Path) -> None:
     """Seen: `grove-export import ARCHIVE --tenant T` run in a folder with no var/ said "the import claim
     beside var/content.db cannot be taken: [Errno 2] No such file or directory: 'var/content.db.imports'"."""

@@ -28,7 +28,7 @@ from shared.archive import layout
 from shared.archive.zipmember import fingerprint
 from shared.core import events as ev
 from shared.core.lifecycle import PartInfo, logged_upload_usable
-from shared.core.snapshot import Snapshot, SnapshotMember
+from shared.core.snapshot import Snapshot, SnapshotMember, remove_work_objects
 from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import NoSuchUpload, ObjectStore, upload_open
 from shared.runtime import metrics
@@ -127,7 +127,16 @@ class Assembler:
                 if renewed:
                     raise
                 renewed = True
-                if (await ctx.peek()).state.stopping:
+                now = (await ctx.peek()).state
+                if not now.exists:
+                    # erased while this attempt ran (an erasure cancels first: its abort ends here): the
+                    # part records this attempt stored beside its uploads are the tenant's member names
+                    # and paths, and with the log gone nobody else removes them — the canceller's sweep
+                    # and the erasure ran before they landed, and the janitor leaves objects of an export
+                    # the log does not hold while newer than its oldest event
+                    await remove_work_objects(self.store, self.bucket, c.tenant_id, c.export_id)
+                    raise Conflict(f"{c.export_id}: the export is no longer in the log; no new upload") from None
+                if now.stopping:
                     # a cancel's abort (the export ends): open no upload only to abort it again — left
                     # open until the refused UploadStarted's abort, it was one after ExportCancelled
                     raise Conflict(f"{c.export_id}: the export is ending; no new upload") from None

@@ -170,6 +170,10 @@ class PartUploader:
         try:
             (etag, crc), rkey = await asyncio.gather(upload, stored)  # the records before the event
         except BaseException:
+            # the records' write settled too (stored or failed): a part whose upload failed — an
+            # upload an erasure aborted — must not have its records land after the attempt's end,
+            # and after the run's clean-up of them
+            await asyncio.gather(stored, return_exceptions=True)
             if previous is not None:  # earlier parts finish logging before this failure is seen
                 await asyncio.gather(previous, return_exceptions=True)
             raise

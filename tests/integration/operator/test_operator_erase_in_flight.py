@@ -91,6 +91,47 @@ async def test_an_assembler_frozen_through_the_erasure_writes_nothing_of_the_ten
         stack.stop()
 
 
+async def test_an_assembler_frozen_before_its_first_part_leaves_no_part_records_after_the_erasure(
+        values: dict[str, Any], bus: Bus, store: ObjectStore, settings: Settings, tmp_path: Path) -> None:
+    """The assembler is frozen while its encoder is still filling the first part (nothing submitted:
+    no part upload, no records yet); erase-tenant --erase-running cancels (the upload is aborted) and
+    removes everything; the assembler is thawed and submits the part. Seen (an operator's erasure
+    during `GROVE_DEMO_THROTTLE_S=0.5 make serve`): the part's member records were stored beside its
+    upload — member names, post paths — and the upload met NoSuchUpload; the run, finding the export
+    not "stopping" (the log no longer has it at all), opened a new upload only to have its
+    UploadStarted refused, and left the records under exports/<tenant>/, where the janitor does not
+    remove them (an export the log does not hold, written since its oldest event)."""
+    stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_DEMO_THROTTLE_S": "0.4"})
+    try:
+        content = content_source(settings)
+        await content.init()
+        tenant = (await seed_tenant(content, store, images_bucket=settings.buckets.images,
+                                    amber_bucket=settings.buckets.amber, images=4)).tenant_id
+        await content.close()
+        export_id = await request_export(bus, tenant)
+        await wait_status(bus, tenant, export_id, {"assembling"}, 30)
+
+        async def encoding() -> bool:  # UploadStarted logged and the run beating; members come 0.4 s apart
+            if (await bus.log.load(tenant, export_id)).state.upload is None:
+                return False
+            try:
+                return bool((await bus.heartbeats.get(heartbeat_key("assemble", tenant, export_id))).value)
+            except Exception:
+                return False
+
+        await until(encoding, 30, 0.02, "the assembler's UploadStarted and heartbeat")
+
+        async def nothing_submitted() -> None:  # frozen while the first part still fills
+            assert not (await bus.log.load(tenant, export_id)).state.parts
+            assert [o.key for o in await store.list_keys(settings.buckets.exports, f"exports/{tenant}/")
+                    if "/parts-" in o.key] == []
+
+        await _erased_while_frozen(values, bus, store, settings, stack, "assemble", tenant, export_id,
+                                   wait="5", frozen=nothing_submitted)
+    finally:
+        stack.stop()
+
+
 async def test_a_catalog_frozen_through_the_erasure_leaves_nothing_of_the_tenant_in_the_store(
         values: dict[str, Any], bus: Bus, store: ObjectStore, settings: Settings, tmp_path: Path) -> None:
     """The catalog is frozen (SIGSTOP) mid-read; erase-tenant --erase-running removes everything; the

@@ -727,13 +727,21 @@ def main(argv: list[str] | None = None) -> None:
             from nats.errors import Error as NatsError
 
             from shared.bus.connect import NatsUnreachable
-            from shared.bus.topology import TopologyMissing
+            from shared.bus.topology import BucketMissing, TopologyMissing
 
             if isinstance(e, NatsUnreachable):  # the same line, and exit 2, from every command
                 complain(f"cannot reach NATS at {_nats_where(settings, args)}: {e.reason}")
                 sys.exit(2)
             from shared.objectstore import StoreError
 
+            if isinstance(e, BucketMissing):
+                # "run setup first" alone misled twice: on another server (a mistyped URL) it sets Grove
+                # up there, and on a new server awaiting a restore it makes the streams restore refuses
+                complain(f"KV bucket {e.bucket} does not exist on NATS {_nats_where(settings, args)}: Grove is "
+                         f"not set up there (stream {settings.stream_name}). The wrong server? A new one: "
+                         f"`grove-export setup` sets it up — but to restore a backup into it, run `grove-export "
+                         f"restore DIR` first (setup makes the streams empty, and restore then refuses them)")
+                sys.exit(1)
             if isinstance(e, TopologyMissing):  # with the server asked and why that one: maybe not ours at all
                 complain(f"{e} (NATS {_nats_where(settings, args)})")
                 sys.exit(1)

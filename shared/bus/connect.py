@@ -172,7 +172,7 @@ async def _bind_kv(js: JetStreamContext, bucket: str, used: bool) -> KeyValue:
     try:
         return await js.key_value(bucket)
     except BucketNotFoundError:
-        raise TopologyMissing(f"KV bucket {bucket} does not exist: run `grove-export setup` first") from None
+        raise topology.BucketMissing(bucket) from None
 
 
 def _buckets_of(producer: str) -> set[str]:

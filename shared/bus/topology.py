@@ -34,6 +34,15 @@ class TopologyMissing(Exception):
     """The stream or a bucket does not exist: the admin set-up has not run."""
 
 
+class BucketMissing(TopologyMissing):
+    """A KV bucket of the set-up does not exist on the server asked: nothing of Grove's set-up there,
+    as a rule (connect binds the buckets first) — a new server, one awaiting a restore, or another one."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(f"KV bucket {bucket} does not exist: run `grove-export setup` first")
+        self.bucket = bucket
+
+
 class DurableOutdated(TopologyMissing):
     """A durable takes other subjects than the step table says: the admin set-up of this release has
     not run (``notifier-failed`` made before each publisher had its own ``ExportFailed`` type would

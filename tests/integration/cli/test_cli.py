@@ -128,7 +128,25 @@ def test_a_nats_url_set_by_hand_is_still_asked_with_no_local_stack(values: dict[
     out = bare("exports", cwd=tmp_path, GROVE_NATS_URL=values["nats_url"], GROVE_STREAM_NAME=values["stream_name"],
                GROVE_KV_PREFIX=values["kv_prefix"], GROVE_SUBJECT_PREFIX=values["subject_prefix"])
     assert out.returncode == 1 and "no local stack" not in out.stderr, out.stderr  # asked: it has no stream yet
-    assert f"(NATS {values['nats_url']} (from GROVE_NATS_URL))" in out.stderr, out.stderr
+    assert f"NATS {values['nats_url']} (from GROVE_NATS_URL)" in out.stderr, out.stderr
+
+
+def test_a_server_without_the_set_up_is_named_without_sending_a_restore_astray(values: dict[str, Any],
+                                                                               tmp_path: Path) -> None:
+    """Seen as an on-call operator, on a fresh server awaiting a restore: `exports` (and `backup`,
+    `events`, `erase-tenant`…) said only "KV bucket … does not exist: run `grove-export setup` first".
+    Setup there makes the streams empty, and restore then refuses them (the README: restore before
+    setup); on a mistyped URL's server it would set Grove up on someone else's NATS."""
+    bucket = f"{values['kv_prefix']}_heartbeats"
+    for args in (("exports",), ("backup", str(tmp_path / "backup"))):
+        out = bare(*args, cwd=tmp_path, GROVE_NATS_URL=values["nats_url"], GROVE_STREAM_NAME=values["stream_name"],
+                   GROVE_KV_PREFIX=values["kv_prefix"], GROVE_SUBJECT_PREFIX=values["subject_prefix"])
+        assert (out.returncode, out.stderr) == (1, (
+            f"grove-export: KV bucket {bucket} does not exist on NATS {values['nats_url']} (from GROVE_NATS_URL): "
+            f"Grove is not set up there (stream {values['stream_name']}). The wrong server? A new one: "
+            "`grove-export setup` sets it up — but to restore a backup into it, run `grove-export restore DIR` "
+            "first (setup makes the streams empty, and restore then refuses them)\n")), (args, out.stderr)
+    assert not (tmp_path / "backup").exists()
 
 
 def test_a_number_flag_out_of_range_is_refused_in_one_line_before_anything_starts(tmp_path: Path) -> None:

@@ -334,14 +334,18 @@ async def _erase_tenant(args: argparse.Namespace, settings: Settings) -> None:
         overwrites = await eraser.overwrites()
         if args.dry_run:
             found = await eraser.holdings(args.tenant)
+            # laid out as the erasure's own report, under a line naming the tenant and saying that
+            # nothing was changed (the lines alone named no tenant, and the exports' ids stood
+            # indented under nothing)
+            say(f"tenant {args.tenant} (--dry-run: nothing was changed):")
             for line in found.lines("would remove"):
-                say(line)
+                say(f"  {line}")
             if found.events and not overwrites:
-                say(_not_written_over(settings, found.events, "would be"))
+                say(f"  {_not_written_over(settings, found.events, 'would be')}")
             for export in found.exports:
-                say(f"  export {export}")
+                say(f"    export {export}")
             for line in _not_looked_at(args, settings, outbox):
-                say(line)
+                say(f"  {line}")
             if found.empty:
                 owner = await _tenant_of_export(bus, settings, args.tenant)
                 say(f"grove-export: nothing is held about tenant {args.tenant!r} (a typo? `grove-export exports "

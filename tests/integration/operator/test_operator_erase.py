@@ -107,6 +107,11 @@ async def test_erase_tenant_removes_everything_of_one_tenant_and_nothing_of_anot
         assert counted and int(counted.group(1)) >= before["events"], dry.stdout  # the running one moves on
         assert f"would remove 3 read-model rows in {settings.read_model_db}" in dry.stdout
         assert f"would remove 2 emails in the outbox {settings.mail.outbox_dir}" in dry.stdout, dry.stdout
+        # laid out as the erasure's own report: the tenant named first, and that nothing changed
+        # (seen: bare "would remove …" lines naming no tenant, then "  export …" indented under nothing)
+        lines = dry.stdout.splitlines()
+        assert lines[0] == f"tenant {tenant} (--dry-run: nothing was changed):", dry.stdout
+        assert all(line.startswith("  ") for line in lines[1:]), dry.stdout
         assert (await _held(bus, store, settings, tenant))["events"] >= before["events"]
 
         out = cli(values, "erase-tenant", tenant, "--by", "ada", "--reason", "GDPR request 77")

@@ -100,12 +100,22 @@ def _items(spools: ExitStack) -> Items:
 
 
 def _tag(value: Any) -> str | None:
-    """One tag: text as it is, a number or true/false as its JSON text; None for anything else."""
+    """One tag: text as it is, a number or true/false as its JSON text; None for anything else, and
+    for text no document can hold: a lone surrogate, which JSON spells in ASCII (``"\\ud83c"``,
+    half an emoji as JavaScript's JSON.stringify writes it) and the front matter refuses."""
     if isinstance(value, str):
-        return value
+        return value if value.isascii() or _utf8(value) else None
     if isinstance(value, bool | int | float):
         return json.dumps(value)
     return None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # Tags one row may have. Each costs the catalog some 270 bytes while its post is rendered (front

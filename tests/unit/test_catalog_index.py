@@ -149,6 +149,22 @@ def test_tags_are_a_list_of_words_and_anything_else_is_kept_as_stored_under_unre
         assert meta["tags"] == tags and "{'a'" not in json.dumps(meta)
 
 
+def test_tags_json_spelling_a_lone_surrogate_are_kept_as_stored_under_unreadable() -> None:
+    """JSON spells a lone surrogate in plain ASCII (``["\\ud83c"]``: what JavaScript's JSON.stringify
+    writes for half an emoji), which both databases hold as text. Read as a tag it is text no document
+    can hold: the front matter refused it ("frontmatter strings must not contain lone surrogates") and
+    every export of the tenant failed at the catalog. Such a column is kept as stored, like tags that
+    are no list of words, so import puts it back as it was."""
+    cases = ['["ok", "\\ud83c"]', '"\\udc00"', '["a\\ud800b"]', '["\\u00e9t\\u00e9"]']
+    plan = plan_blog([post(i) | {"tags": column} for i, column in enumerate(cases)], [], [], True, "img")
+    index = json.loads(texts(plan)["index.json"])
+    assert [(e["tags"], e.get("unreadable")) for e in index["posts"]] == [
+        ([], {"tags": cases[0]}), ([], {"tags": cases[1]}), ([], {"tags": cases[2]}), (["\u00e9t\u00e9"], None)]
+    meta, _ = parse_markdown(texts(plan)["posts/s0.md"].decode())
+    assert meta["tags"] == [] and meta["unreadable"] == {"tags": cases[0]}
+    assert plan.errors == []
+
+
 def test_a_row_with_more_tags_than_the_limit_keeps_them_as_stored_under_unreadable() -> None:
     """Each tag cost the catalog ~270 bytes and, past ASCII words, ~15 us of YAML while its post was
     rendered: one post's tags column of 6 MB ("é,é,…") took 29 s and 570 MiB over the catalog's usual

@@ -17,7 +17,7 @@ from shared.archive import layout
 from shared.archive.names import sanitize_for_path
 from shared.content.port import ContentSource, Row
 from shared.core import events as ev
-from shared.core.keys import archive_key, is_tenant_source, snapshot_key, texts_key
+from shared.core.keys import archive_key, is_exports_key, is_tenant_source, snapshot_key, texts_key
 from shared.core.snapshot import Dumped, SnapshotHeader, dump, remove_work_objects, sha256_hex
 from shared.eventlog.jetstream import Conflict, Loaded
 from shared.objectstore import (
@@ -211,11 +211,15 @@ class Catalog:
     async def _tenant_heads(self, tenant_id: str, objects: list[tuple[str, str]], moved: Callable[[], None]) -> Heads:
         """:meth:`_head_all` of the tenant's own objects; a key outside the tenant's prefix is that
         item's reason (errors.json) and is never read: a content row naming another tenant's key put
-        that tenant's file in this tenant's archive."""
+        that tenant's file in this tenant's archive. So is a key of the exports' own
+        (:func:`is_exports_key`) in a bucket media or files share with them."""
         own: list[tuple[str, str]] = []
         heads: Heads = {}
+        exports = self.settings.buckets.exports
         for o in objects:
-            if is_tenant_source(self.settings.source_key_prefix, tenant_id, o[1]):
+            if o[0] == exports and is_exports_key(o[1]):  # a bucket shared with the exports: none of theirs
+                heads[o] = "outside: its storage key is among the exports' own objects, so it was not read"
+            elif is_tenant_source(self.settings.source_key_prefix, tenant_id, o[1]):
                 own.append(o)
             else:
                 heads[o] = "outside: its storage key is not under this tenant's (GROVE_SOURCE_KEY_PREFIX), so it was not read"

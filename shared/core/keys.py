@@ -29,6 +29,14 @@ KEY_BYTES = 1024  # S3's longest key
 WORK = "work/"
 
 
+def is_exports_key(key: object) -> bool:
+    """``key`` is in the exports' own folder of the exports bucket (every tenant's archives, snapshots
+    and rendered posts), read as a store or proxy that drops a leading ``/`` or reads a backslash as
+    one might. Where media or files share that bucket, no content row may name such a key: the
+    tenant whose id is ``exports`` has the prefix ``exports/`` (:func:`is_tenant_source`)."""
+    return isinstance(key, str) and key.replace("\\", "/").lstrip("/").startswith(EXPORTS_ROOT)
+
+
 def tenant_prefix(tenant_id: str) -> str:
     """Every object of every export of one tenant (operator erase)."""
     return f"{EXPORTS_ROOT}{tenant_id}/"

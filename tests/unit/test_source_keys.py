@@ -4,11 +4,15 @@ tenant's file in this tenant's archive)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from shared.core.keys import is_tenant_source
-from shared.runtime.settings import Settings
+from services.catalog.service import Catalog
+from shared.core.keys import archive_key, is_exports_key, is_tenant_source
+from shared.objectstore.fs import FilesystemStore
+from shared.runtime.settings import Buckets, Settings
 
 
 @pytest.mark.parametrize(("key", "ok"), [
@@ -46,3 +50,31 @@ def test_the_prefix_follows_the_platforms_layout_and_can_be_off() -> None:
 def test_a_prefix_must_name_the_tenant_and_end_with_a_slash(bad: str) -> None:
     with pytest.raises(ValidationError, match="must name \\{tenant\\} and end with /"):
         Settings(source_key_prefix=bad)
+
+
+async def test_a_shared_bucket_never_gives_a_tenant_the_exports_own_objects(tmp_path: Path) -> None:
+    """A deployment may keep media, files and exports in one bucket (the settings allow it). Every
+    tenant's archives, snapshots and rendered posts are then at ``exports/{tenant}/…`` among the media,
+    and the tenant whose id is ``exports`` — its prefix ``exports/`` — read another tenant's archive
+    through a media row naming its key: it was in that tenant's archive. Such a key is outside."""
+    one = "grove-shared"
+    store = FilesystemStore(tmp_path)
+    victim = archive_key("t2", "exp_1", "victim", "2026-01-01")
+    await store.put(one, victim, b"t2's whole archive")
+    await store.put(one, "exports/own.jpg", b"the tenant's own image")
+    settings = Settings(buckets=Buckets(exports=one, images=one, amber=one))
+    heads = await Catalog(settings, store, None)._tenant_heads(  # type: ignore[arg-type]
+        "exports", [(one, victim), (one, "exports/own.jpg")], lambda: None)
+    assert str(heads[(one, victim)]).startswith("outside:")
+    assert str(heads[(one, "exports/own.jpg")]).startswith("outside:")
+    # in a bucket of its own, the same key is only the tenant's
+    apart = await Catalog(Settings(), store, None)._tenant_heads(  # type: ignore[arg-type]
+        "exports", [("grove-images", "exports/own.jpg")], lambda: None)
+    assert str(apart[("grove-images", "exports/own.jpg")]).startswith("missing:")
+
+
+@pytest.mark.parametrize(("key", "theirs"), [
+    ("exports/t2/e/a.zip", True), ("/exports/t2/e/a.zip", True), ("exports\\t2\\e\\a.zip", True),
+    ("exports", False), ("exportsx/a.jpg", False), ("t1/exports/a.jpg", False), (None, False)])
+def test_the_exports_own_keys_are_read_as_a_lenient_store_reads_them(key: str | None, theirs: bool) -> None:
+    assert is_exports_key(key) is theirs

@@ -212,8 +212,19 @@ def hugo_path_text(value: str) -> str:
 def hugo_address(value: str) -> str:
     """The address Hugo builds from a slug, or from a file's name when there is none, in its section:
     what it keeps of it (:func:`hugo_path_text`), lower-cased, as Hugo lower-cases every address. Two
-    posts (or pages) with one address are one page in Hugo's output: the last one built."""
-    return hugo_path_text(value).lower()
+    posts (or pages) with one address are one page in Hugo's output: the last one built.
+
+    Lower-cased as Go does, a character at a time (:func:`_go_lower`), and in NFC: the page files of
+    ``é`` and ``e`` with a combining accent are one file on macOS, the second overwriting the first."""
+    text = hugo_path_text(value)
+    return unicodedata.normalize("NFC", text.lower() if text.isascii() else _go_lower(text))
+
+
+def _go_lower(text: str) -> str:
+    """Go's ``strings.ToLower``: each character's own lower case. Python's ``str.lower`` reads
+    context and full mappings: a final ``Σ`` is ``ς`` (Go: ``σ``, so Hugo built ``ασ`` and ``ΑΣ`` on
+    one page) and ``İ`` is ``i`` with a combining dot (Go: ``i``, one page with ``i``)."""
+    return "".join("i" if c == "\u0130" else c.lower() for c in text)
 
 
 def hugo_slug(slug: Any, path: str, taken: set[str] | None = None) -> Any:

@@ -373,6 +373,40 @@ def test_posts_whose_slugs_are_one_address_to_hugo_are_each_built_on_a_page_of_t
     assert len({layout.hugo_address(m["slug"] or "post-p4") for m in metas}) == len(metas)
 
 
+# Slugs Hugo lower-cases to one address where Python's str.lower does not: Go lower-cases a character
+# at a time, so `İ` is `i` (Python: `i` and a combining dot) and a final `Σ` is `σ` (Python: `ς`).
+GO_LOWER_SLUGS = ("i", "\u0130", "\u03b1\u03c3", "\u0391\u03a3", "\u039f\u03a3 \u03a3")
+
+
+@pytest.mark.parametrize("config", ["", "uglyURLs = true\n"], ids=["pretty-urls", "ugly-urls"])
+def test_posts_whose_slugs_hugo_lower_cases_to_one_address_are_each_built(tmp_path: Path, config: str) -> None:
+    # Of the posts `i` and `İ` Hugo built one, at posts/i.html, and of `ασ` and `ΑΣ` one page, at
+    # posts/ασ.html: the other was missing from the site without a word (hugo_address lower-cased
+    # with Python's str.lower, which gave each its own address).
+    posts = [{"id": f"p{i}", "slug": slug, "title": f"T{i}", "markdown_content": "hi", "status": "published",
+              "created_at": 1} for i, slug in enumerate(GO_LOWER_SLUGS)]
+    plan = plan_blog(posts, [], [], True, "img")
+    built, texts = hugo_built(tmp_path, plan, config)
+    assert built == texts, built
+    pages_built = hugo_pages(tmp_path)
+    for t in plan.texts:
+        if t.kind == "post":
+            assert len(pages_built.pop(f"SINGLE {t.path}", [])) == 1, (t.path, pages_built)
+    metas = [parse_markdown(t.data.decode())[0] for t in plan.texts if t.kind == "post"]
+    assert [m.get("slug_original", m["slug"]) for m in metas] == list(GO_LOWER_SLUGS)  # as stored
+
+
+def test_slugs_one_file_apart_only_in_unicode_normalisation_are_one_address() -> None:
+    # `é` written as one character or as `e` and a combining accent: Hugo built posts/é.html twice, two
+    # files on Linux and one on macOS, whose file system does not tell the two apart (the second
+    # overwrote the first). The archive's own names already take them for one (names.same_file_key).
+    assert layout.hugo_address("\u00e9") == layout.hugo_address("e\u0301")
+    assert layout.hugo_address("\u00c9") == layout.hugo_address("E\u0301")
+    taken: set[str] = set()
+    assert [layout.hugo_slug(s, f"posts/{f}.md", taken) for s, f in
+            [("\u00e9", "\u00e9"), ("e\u0301", "\u00e9-2")]] == ["\u00e9", "\u00e9-2"]
+
+
 def test_a_slug_is_given_to_hugo_as_it_is_unless_its_address_is_taken() -> None:
     taken: set[str] = set()
     given = [layout.hugo_slug(slug, f"posts/{stem}.md", taken) for slug, stem in

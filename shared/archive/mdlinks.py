@@ -451,7 +451,28 @@ def _skip_space(body: str, i: int) -> int:
 
 
 def find_links(body: str) -> list[LinkSpan]:
-    """Every rewritable destination outside code, in order of position."""
+    """Every rewritable destination outside code, in order of position.
+
+    CommonMark's line endings are LF, CR LF and CR; the scan below knows LF. A body with a CR (what a
+    browser submits from every textarea is CR LF) is scanned as its LF twin and the positions are
+    given in the body as it is: scanned as it was, ``[a](url "t\r\n\r\nu")`` (a blank line: text to
+    Markdown) had its URL rewritten, and ``![a](url\r\n"t")`` (a link) did not."""
+    if "\r" not in body:
+        return _find_links(body)
+    lf = body.replace("\r\n", "\n").replace("\r", "\n")
+    # an LF that was CR LF, at its position in ``lf``: a position after it is one more in ``body``
+    joined = [m.start() - n for n, m in enumerate(re.finditer("\r\n", body))]
+    spans = []
+    for s in _find_links(lf):
+        start, end = s.start + bisect_left(joined, s.start), s.end + bisect_left(joined, s.end)
+        # a destination holds no line ending; an HTML attribute's quoted value may: read as it is
+        url = html.unescape(body[start:end]) if s.kind == "html" and "\n" in lf[s.start:s.end] else s.url
+        spans.append(LinkSpan(start, end, url, s.kind))
+    return spans
+
+
+def _find_links(body: str) -> list[LinkSpan]:
+    """:func:`find_links` of a body whose line endings are LF."""
     if "[" not in body and "<" not in body:
         # Every destination found below opens with one of them (a link or definition with "[", an
         # HTML tag with "<"): a body without either has none, and needs no code scan — the scan was

@@ -155,3 +155,33 @@ def test_tags_beside_a_title_or_after_an_escaped_backslash_are_still_rewritten()
     body = (f'[x](https://a.example "t") <img src="{CDN}/cat.jpg">\n\n'
             f'[y]: https://a.example "t"\n<img src="{CDN}/cat.jpg">\n\n\\\\<img src="{CDN}/cat.jpg">\n')
     assert rewrite(body) == body.replace(f"{CDN}/cat.jpg", "../media/cat.jpg")
+
+
+_U = "https://x/c.jpg"
+# Bodies whose line endings are CR LF (what a browser submits from every textarea) or CR: to
+# CommonMark (markdown-it-py) these are line endings as LF is, so each reads as its LF twin.
+_CR_BODIES = [
+    f"![a]({_U}\r\n\"t\")",  # a title on the next line: a link, left with its URL
+    f"[r]:\r\n{_U}\r\n\r\n![x][r]",  # a definition's destination on the next line: left too
+    f"[a]({_U} \"t\r\n\r\nu\")",  # a blank line in a title: no link, but its URL was rewritten
+    f"[a\r\n\r\nb]({_U})",  # a blank line in the link text: no link, rewritten
+    f"![a]({_U}\r\"t\")", f"[a]({_U} \"t\r\ru\")",  # lone CRs
+    f"p\r\n\r\n    ![code]({_U})\r\n\r\n```\r\n![f]({_U})\r\n```\r\n![after]({_U}) <img\r\nsrc=\"{_U}\">",
+]
+
+
+@pytest.mark.parametrize("body", _CR_BODIES)
+def test_cr_lf_and_cr_line_endings_are_read_as_markdown_reads_them(body: str) -> None:
+    from markdown_it import MarkdownIt
+
+    lf = body.replace("\r\n", "\n").replace("\r", "\n")
+    spans = find_links(body)
+    assert [(s.url, s.kind) for s in spans] == [(s.url, s.kind) for s in find_links(lf)]
+    assert all(body[s.start:s.end] == _U for s in spans)  # positions in the body as it is
+    rendered = MarkdownIt("commonmark").render(body)
+    assert len(spans) == rendered.count(f'src="{_U}"') + rendered.count(f'href="{_U}"'), rendered
+    new, _ = mdlinks.rewrite_links(body, lambda url, kind: "L")
+    expected, last = "", 0
+    for s in spans:
+        expected, last = expected + body[last:s.start] + "L", s.end
+    assert new == expected + body[last:]  # every other character as it was, each CR too

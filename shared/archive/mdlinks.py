@@ -487,6 +487,7 @@ def _find_links(body: str) -> list[LinkSpan]:
     for m in re.finditer(r"(?m)^ {0,3}\[", body):
         d = _REF_DEF.match(body, m.start())
         if d and _may_start_definition(body, m.start()) and (dest := dests.at(d.end())) \
+                and _definition_ends(body, dest[1] + (body[dest[1]:dest[1] + 1] == ">")) \
                 and not _inside(code, m.start(), dest[1], code_ends):
             found.append(LinkSpan(dest[0], dest[1], dest[2], "reference"))
             titles.append((dest[1], _definition_end(body, dest[1])))
@@ -519,6 +520,33 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             out.append((start, end))
     return out
+
+
+def _definition_ends(body: str, at: int) -> bool:
+    """Whether a reference definition whose destination ends at ``at`` is one (CommonMark): nothing
+    more on its line, or a title there — after a space, closed with no blank line in it (a ``(`` one
+    holding no other ``(``), nothing but spaces after it on its line. Else its line is a paragraph's
+    text, and so is its URL (``[r]: URL x`` was taken for a definition and its URL rewritten). A
+    title on the next line that is none only ends the definition before it, as Markdown reads it."""
+    i = at
+    while i < len(body) and body[i] in " \t":
+        i += 1
+    if i == len(body) or body[i] == "\n":
+        return True
+    if i == at or body[i] not in "\"'(":
+        return False
+    close = ")" if body[i] == "(" else body[i]
+    t = i + 1
+    while t < len(body) and body[t] != close:
+        if body[t] == "\\":
+            t += 1
+        elif close == ")" and body[t] == "(":
+            return False
+        t += 1
+    if t >= len(body) or _BLANK_LINE.search(body, i, t + 1):
+        return False
+    eol = body.find("\n", t + 1)
+    return not body[t + 1:len(body) if eol < 0 else eol].strip(" \t")
 
 
 def _definition_end(body: str, at: int) -> int:

@@ -185,3 +185,25 @@ def test_cr_lf_and_cr_line_endings_are_read_as_markdown_reads_them(body: str) ->
     for s in spans:
         expected, last = expected + body[last:s.start] + "L", s.end
     assert new == expected + body[last:]  # every other character as it was, each CR too
+
+
+@pytest.mark.parametrize(("body", "links"), [
+    (f"[r]: {_U} x\n\n[x][r]", 0),  # text after the destination: no definition, a paragraph
+    (f"[r]: {_U} \"t\" x\n\n[x][r]", 0),  # text after the title
+    (f"[r]: {_U} \"t\n\nu\"\n\n[x][r]", 0),  # a blank line in the title
+    (f"[r]: {_U} (t\n\nu)\n\n[x][r]", 0),
+    (f"[r]: {_U} \"unclosed\n\n[x][r]", 0),
+    (f"[r]: {_U} (a(b))\n\n[x][r]", 0),  # `(` inside a ( ) title
+    (f"[r]: {_U}\n\"t\" x\n\n[x][r]", 1),  # a title line that is none: the definition ends before it
+    (f"[r]: {_U}\n\"t\n\nu\"\n\n[x][r]", 1),
+    (f"[r]: {_U} \"t\nu\"\n\n[x][r]", 1), (f"[r]: <{_U}> 't' \n\n[x][r]", 1), (f"[r]: {_U} (t)\t\n[x][r]", 1),
+    (f"[r]: {_U} \"a\\\"b\"\n[x][r]", 1), (f"[x][r]\n\n[r]: {_U}", 1), (f"[x][r]\n\n[r]: {_U} ", 1),
+])
+def test_a_definition_markdown_reads_as_text_is_left_as_written(body: str, links: int) -> None:
+    # The scanner took `[r]: URL` followed by anything for a definition, and rewrote its URL in what
+    # Markdown (markdown-it-py, CommonMark) reads as a paragraph of text.
+    from markdown_it import MarkdownIt
+
+    rendered = MarkdownIt("commonmark").render(body)
+    assert rendered.count(f'src="{_U}"') + rendered.count(f'href="{_U}"') == links, rendered  # the premise
+    assert [(s.url, s.kind) for s in find_links(body)] == [(_U, "reference")] * links

@@ -51,15 +51,28 @@ def _cr_lf(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def _a_definition(body: str, dest_end: int) -> bool:
+    return mdlinks._definition_ends(body, dest_end + (body[dest_end:dest_end + 1] == ">"))
+
+
 def _same(body: str) -> None:
     assert mdlinks.code_ranges(body) == reference.code_ranges(body)
     if "\r" in body:
-        # CR LF and CR are line endings, as LF (CommonMark): such a body is found to hold what the
-        # old scanner found in its LF twin, at the positions of the body as it is (test_mdlinks.py)
+        # CR LF and CR are line endings, as LF (CommonMark): such a body is found to hold what its
+        # LF twin holds, at the positions of the body as it is (test_mdlinks.py); the twin is held below
         lf = _cr_lf(body)
         assert [(_cr_lf(s.url), s.kind) for s in mdlinks.find_links(body)] == \
-            [(s.url, s.kind) for s in reference.find_links(lf)]
+            [(s.url, s.kind) for s in mdlinks.find_links(lf)]
         body = lf
+    old_spans = [tuple(vars(s).values()) for s in reference.find_links(body)]
+    dropped = [s for s in old_spans if s[3] == "reference" and not _a_definition(body, s[1])]
+    if dropped:
+        # No definition to Markdown (its line is text: test_mdlinks.py), whose URL the old scanner took
+        # for one: found no more, and a tag its "title" quoted is a tag; all else as the old one found
+        spans = [tuple(vars(s).values()) for s in mdlinks.find_links(body)]
+        assert [s for s in spans if s[3] != "html"] == [s for s in old_spans if s[3] != "html" and s not in dropped]
+        assert set(old_spans) - set(dropped) <= set(spans)
+        return
     assert [tuple(vars(s).values()) for s in mdlinks.find_links(body)] == \
         [tuple(vars(s).values()) for s in reference.find_links(body)]
     new, done = mdlinks.rewrite_links(body, rewrite_everything)

@@ -450,13 +450,19 @@ def _skip_space(body: str, i: int) -> int:
     return i
 
 
-def find_links(body: str) -> list[LinkSpan]:
+def find_links(body: str, *, before_markdown_lines: bool = False) -> list[LinkSpan]:
     """Every rewritable destination outside code, in order of position.
 
     CommonMark's line endings are LF, CR LF and CR; the scan below knows LF. A body with a CR (what a
     browser submits from every textarea is CR LF) is scanned as its LF twin and the positions are
     given in the body as it is: scanned as it was, ``[a](url "t\r\n\r\nu")`` (a blank line: text to
-    Markdown) had its URL rewritten, and ``![a](url\r\n"t")`` (a link) did not."""
+    Markdown) had its URL rewritten, and ``![a](url\r\n"t")`` (a link) did not.
+
+    ``before_markdown_lines``: what the scanner found before it read CR LF, CR and a definition's line
+    as Markdown does (:func:`_definition_ends`) — what an archive made then rewrote, which import
+    reads it by when today's reading misses one of its recorded links (:func:`ownmedia.import_body`)."""
+    if before_markdown_lines:
+        return _find_links(body, every_definition=True)
     if "\r" not in body:
         return _find_links(body)
     lf = body.replace("\r\n", "\n").replace("\r", "\n")
@@ -471,8 +477,9 @@ def find_links(body: str) -> list[LinkSpan]:
     return spans
 
 
-def _find_links(body: str) -> list[LinkSpan]:
-    """:func:`find_links` of a body whose line endings are LF."""
+def _find_links(body: str, every_definition: bool = False) -> list[LinkSpan]:
+    """:func:`find_links` of a body whose line endings are LF (``every_definition``: see
+    ``before_markdown_lines`` there)."""
     if "[" not in body and "<" not in body:
         # Every destination found below opens with one of them (a link or definition with "[", an
         # HTML tag with "<"): a body without either has none, and needs no code scan — the scan was
@@ -487,7 +494,7 @@ def _find_links(body: str) -> list[LinkSpan]:
     for m in re.finditer(r"(?m)^ {0,3}\[", body):
         d = _REF_DEF.match(body, m.start())
         if d and _may_start_definition(body, m.start()) and (dest := dests.at(d.end())) \
-                and _definition_ends(body, dest[1] + (body[dest[1]:dest[1] + 1] == ">")) \
+                and (every_definition or _definition_ends(body, dest[1] + (body[dest[1]:dest[1] + 1] == ">"))) \
                 and not _inside(code, m.start(), dest[1], code_ends):
             found.append(LinkSpan(dest[0], dest[1], dest[2], "reference"))
             titles.append((dest[1], _definition_end(body, dest[1])))
@@ -616,14 +623,15 @@ def _may_start_definition(body: str, at: int) -> bool:
             or _THEMATIC.match(prev) is not None)
 
 
-def rewrite_links(body: str, resolve: Callable[[str, Kind], str | None]) -> tuple[str, list[Rewrite]]:
+def rewrite_links(body: str, resolve: Callable[[str, Kind], str | None], *,
+                  before_markdown_lines: bool = False) -> tuple[str, list[Rewrite]]:
     """Replace each destination ``resolve`` maps to a new one; everything else stays byte for byte.
 
     ``resolve(url, kind)`` returns the replacement text for that position (already escaped for its
     kind) or None to leave it.
     """
     out, done, last = [], [], 0
-    for span in find_links(body):
+    for span in find_links(body, before_markdown_lines=before_markdown_lines):
         new = resolve(span.url, span.kind)
         if new is None:
             continue

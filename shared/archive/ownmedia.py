@@ -197,6 +197,21 @@ def import_body(body: str, md_path: str, links: list[dict[str, str]], url_for: C
     """Undo :func:`export_body`: the recorded links, in order, get ``url_for(archive_path, original_url)``."""
     if not links:
         return body  # nothing to restore (no links of theirs, or a body over the limit): no scan
+    new_body, restored = _import_body(body, md_path, links, url_for, False)
+    if not restored:
+        # An archive made before the scanner read CR LF, CR and a definition's line as Markdown does
+        # (mdlinks.find_links) rewrote URLs in text too and recorded them: read as it was made. Else
+        # the first such record held back every link after it, left relative.
+        old_body, restored = _import_body(body, md_path, links, url_for, True)
+        if restored:
+            return old_body
+    return new_body
+
+
+def _import_body(body: str, md_path: str, links: list[dict[str, str]], url_for: Callable[[str, str], str | None],
+                 before_markdown_lines: bool) -> tuple[str, bool]:
+    """:func:`import_body` with links found as ``mdlinks.find_links`` is told; and whether every
+    recorded link was met."""
     pending = deque(links)  # taken from the front: list.pop(0) moved the rest of the list each time
     skipped = [0]  # look-alikes the person wrote by hand passed over ahead of pending[0] (its `skip`)
 
@@ -212,5 +227,5 @@ def import_body(body: str, md_path: str, links: list[dict[str, str]], url_for: C
         new = url_for(link["path"], link["url"])
         return None if new is None else escape_for(kind, new)
 
-    new_body, _ = rewrite_links(body, resolve)
-    return new_body
+    new_body, _ = rewrite_links(body, resolve, before_markdown_lines=before_markdown_lines)
+    return new_body, not pending

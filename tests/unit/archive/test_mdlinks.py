@@ -207,3 +207,26 @@ def test_a_definition_markdown_reads_as_text_is_left_as_written(body: str, links
     rendered = MarkdownIt("commonmark").render(body)
     assert rendered.count(f'src="{_U}"') + rendered.count(f'href="{_U}"') == links, rendered  # the premise
     assert [(s.url, s.kind) for s in find_links(body)] == [(_U, "reference")] * links
+
+
+def test_import_of_an_archive_whose_scanner_rewrote_text_restores_the_links_after_it() -> None:
+    # An archive made before the scanner read CR LF and definitions as Markdown does holds a URL
+    # rewritten in text (`[r]: URL x`, a paragraph) and records it in media_links. Today's scanner
+    # finds no link there, and import_body waited on that record for good: every link after it in
+    # the post stayed relative (../media/…), no longer the tenant's URL. Such an archive is read as
+    # it was made, and restored as before: its text too.
+    exported = "[r]: ../media/cat.jpg x\n\n![d](../media/dog%20%281%29.png) ![c](../media/cat.jpg)\n"
+    links = [{"url": f"{CDN}/cat.jpg", "path": "media/cat.jpg"},  # the text the old export rewrote
+             {"url": f"{CDN}/dog%20(1).png", "path": "media/dog (1).png"},
+             {"url": f"{CDN}/cat.jpg?w=6", "path": "media/cat.jpg"}]
+    restored = import_body(exported, "posts/p.md", links, lambda path, url: url.replace("/t1/", "/t2/"))
+    assert restored == ("[r]: https://cdn.example/t2/media/cat.jpg x\n\n"
+                        "![d](https://cdn.example/t2/media/dog%20%281%29.png) ![c](https://cdn.example/t2/media/cat.jpg?w=6)\n")
+    crlf = "[a](../media/cat.jpg \"t\r\n\r\nu\")\r\n![d](../media/dog%20%281%29.png)\r\n"  # the same, CR LF
+    assert import_body(crlf, "posts/p.md", links[:2], lambda path, url: url.replace("/t1/", "/t2/")) == \
+        f"[a]({CDN}/cat.jpg \"t\r\n\r\nu\")\r\n![d]({CDN}/dog%20%281%29.png)\r\n".replace("/t1/", "/t2/")
+    # an archive of today's: every recorded link is met in the first reading, which is the one kept
+    body = f"[r]: {CDN}/cat.jpg x\n\n![c]({CDN}/cat.jpg?w=6)\n"
+    exported, recorded, _ = export_body(body, "posts/p.md", OWN)
+    assert exported.startswith(f"[r]: {CDN}/cat.jpg x") and len(recorded) == 1
+    assert import_body(exported, "posts/p.md", recorded, lambda path, url: url) == body

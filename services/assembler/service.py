@@ -27,10 +27,11 @@ from services.assembler.uploader import PartUploader, load_records
 from shared.archive import layout
 from shared.archive.zipmember import fingerprint
 from shared.core import events as ev
+from shared.core.keys import records_prefix
 from shared.core.lifecycle import PartInfo, logged_upload_usable
-from shared.core.snapshot import Snapshot, SnapshotMember, remove_work_objects
+from shared.core.snapshot import Snapshot, SnapshotMember
 from shared.eventlog.jetstream import Conflict, Loaded
-from shared.objectstore import NoSuchUpload, ObjectStore, upload_open
+from shared.objectstore import NoSuchUpload, ObjectStore, StoreError, upload_open
 from shared.runtime import metrics
 from shared.runtime.settings import Settings
 from shared.runtime.worker import StepContext, StepError
@@ -129,14 +130,20 @@ class Assembler:
                 renewed = True
                 now = (await ctx.peek()).state
                 if not now.exists:
-                    # erased while this attempt ran (an erasure cancels first: its abort ends here): the
-                    # part records this attempt stored beside its uploads are the tenant's member names
-                    # and paths, and with the log gone nobody else removes them — the canceller's sweep
-                    # and the erasure ran before they landed, and the janitor leaves objects of an export
-                    # the log does not hold while newer than its oldest event
-                    await remove_work_objects(self.store, self.bucket, c.tenant_id, c.export_id)
-                    raise Conflict(f"{c.export_id}: the export is no longer in the log; no new upload") from None
-                if now.stopping:
+                    # Erased while this attempt ran (an erasure cancels first: its abort ends here), the
+                    # stream replaced by an older backup (`restore --replace`), or — on a stream of several
+                    # replicas — a look answered by a follower still behind. The part records this attempt
+                    # stored for the gone upload are the tenant's member names and paths, read by no run
+                    # again (a new upload starts from byte 0), and after an erasure nobody else removes
+                    # them — the canceller's sweep and the erasure ran before they landed, and the janitor
+                    # leaves objects of an export the log does not hold while newer than its oldest event.
+                    # Only those: the snapshot and rendered posts stay — the erasure removed them already,
+                    # a newer backup restored resumes from them, and a live export needs them.
+                    await self._remove_gone_records(c, upload)
+                    if self.settings.stream_replicas == 1:  # one server answers reads: the log has it not
+                        raise Conflict(f"{c.export_id}: the export is no longer in the log; no new upload") from None
+                    # several replicas: the new upload's UploadStarted, fenced at the stream's leader, decides
+                elif now.stopping:
                     # a cancel's abort (the export ends): open no upload only to abort it again — left
                     # open until the refused UploadStarted's abort, it was one after ExportCancelled
                     raise Conflict(f"{c.export_id}: the export is ending; no new upload") from None
@@ -150,6 +157,19 @@ class Assembler:
             item_counts=layout.held_counts(snapshot, records.skipped),
         ), msg_id=f"{c.export_id}:ArchiveAssembled")
         records.close()
+
+    async def _remove_gone_records(self, c: ev.ExportCataloged, upload: ev.UploadStarted) -> None:
+        """Delete the part records of ``upload`` once the store says it is gone (a store that does not
+        answer, or says it is open, leaves them: the sweep at the export's end, or the janitor's)."""
+        try:
+            if await upload_open(self.store, self.bucket, upload.archive_key, upload.upload_id):
+                return
+            prefix = records_prefix(c.tenant_id, c.export_id, upload.upload_id)
+            keys = [o.key for o in await self.store.list_keys(self.bucket, prefix)]
+            if keys:
+                await self.store.delete_many(self.bucket, keys)
+        except StoreError as e:
+            log.warning("%s: the gone upload's part records are left (%s)", c.export_id, e)
 
     async def _upload(self, ctx: StepContext, c: ev.ExportCataloged) -> tuple[ev.UploadStarted, int | None]:
         """The upload to write into, and how many logged parts stay valid (None = all).

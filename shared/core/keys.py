@@ -100,6 +100,11 @@ def records_key(tenant_id: str, export_id: str, part_number: int, upload_id: str
     return f"{work_prefix(tenant_id, export_id)}parts{run}/{part_number:05d}.json"
 
 
+def records_prefix(tenant_id: str, export_id: str, upload_id: str) -> str:
+    """Every part's member records of the upload ``upload_id`` (the folder of its :func:`records_key`)."""
+    return records_key(tenant_id, export_id, 0, upload_id).rsplit("/", 1)[0] + "/"
+
+
 def is_records_key_of(tenant_id: str, export_id: str, part_number: int, key: str) -> bool:
     """``key`` is the records key of this export's part ``part_number`` (any upload's, or the key
     before uploads had tokens): nothing of another export's, another part's, or outside ``work/``."""

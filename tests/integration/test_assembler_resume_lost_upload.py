@@ -129,3 +129,89 @@ async def test_an_upload_aborted_during_an_attempt_is_replaced_within_it(
     assert await _archive(store, settings, ctx) == await _reference(store, settings, ctx, tmp_path)
     with pytest.raises(NoSuchUpload):
         await store.list_parts(settings.buckets.exports, uploads[0].archive_key, uploads[0].upload_id)
+
+
+class _ReplicaBehind:
+    """The real log, whose reads of a whole export are answered, once ``behind`` is set, by a replica
+    holding none of the export's messages yet; appends (and their fence) go to the stream's leader. On a
+    stream of several replicas every replica answers direct gets from its own copy, and nats-server lets
+    a follower catching up (restarted, or cut off and back) answer them once it is 90% synchronised."""
+
+    def __init__(self, log: Any) -> None:
+        self._log, self.behind = log, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
+
+    async def load(self, tenant_id: str, export_id: str) -> Any:
+        from shared.core.lifecycle import ExportState
+        from shared.eventlog.jetstream import Loaded
+
+        if self.behind:
+            return Loaded(ExportState(), 0)
+        return await self._log.load(tenant_id, export_id)
+
+
+class _AbortingBehind(AbortingUploads):
+    """The upload aborted before the n-th part (a purge of stale uploads), and from then on the log read
+    by a replica still behind."""
+
+    def __init__(self, store: ObjectStore, abort_at: int, log: _ReplicaBehind) -> None:
+        super().__init__(store, abort_at)
+        self.log = log
+
+    async def upload_part(self, bucket: str, key: str, upload_id: str, *args: Any, **kwargs: Any) -> str:
+        if self.calls + 1 == self.abort_at:
+            self.log.behind = True
+        return await super().upload_part(bucket, key, upload_id, *args, **kwargs)
+
+
+async def test_an_upload_aborted_while_a_replica_behind_answers_the_look_keeps_the_export(
+        bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings, tmp_path: Path) -> None:
+    """GROVE_STREAM_REPLICAS=3: the logged upload is aborted mid-attempt (MinIO's purge of stale uploads),
+    and the look the assembler takes on NoSuchUpload is answered by a follower that holds none of the
+    export's messages yet. Seen: read as 'the export is no longer in the log', the run deleted the export's
+    work objects — its frozen snapshot and rendered posts among them — and stopped, so every later attempt
+    failed on a snapshot that was gone. An export alive at the stream's leader goes on: the new upload's
+    UploadStarted is fenced there, and its snapshot stays."""
+    if settings.store == "s3":
+        pytest.skip("moto answers a part uploaded to an aborted upload with 500, not NoSuchUpload")
+    settings = settings.model_copy(update={"stream_replicas": 3})
+    ctx = await _cataloged(bus, store, content, settings)
+    c = ctx.state.cataloged
+    assert c is not None
+    log = _ReplicaBehind(bus.log)
+    behind = StepContext(log, ctx.loaded, settings)  # type: ignore[arg-type]
+    await Assembler(settings, _AbortingBehind(store, 3, log))(behind)  # type: ignore[arg-type]
+    log.behind = False
+    loaded = await bus.log.load(c.tenant_id, c.export_id)
+    uploads = [e for e in await _events(bus, ctx) if isinstance(e, ev.UploadStarted)]
+    assert len({u.upload_id for u in uploads}) == 2
+    assert loaded.state.assembled and loaded.state.assembled.upload_id == uploads[-1].upload_id
+    assert await store.read(settings.buckets.exports, c.snapshot_key)  # the export's snapshot is still there
+    ctx = StepContext(bus.log, loaded, settings)
+    assert await _archive(store, settings, ctx) == await _reference(store, settings, ctx, tmp_path)
+
+
+async def test_an_upload_aborted_after_the_log_was_replaced_removes_only_its_part_records(
+        bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings) -> None:
+    """One replica: the log, read on NoSuchUpload, no longer holds the export (erased, or the stream
+    replaced by an older backup — `restore --replace`). The gone upload's part records go (no run reads
+    them again; after an erasure nobody else would remove them) and no new upload is opened; the
+    snapshot and rendered posts stay, as the README's restore note promises for an export requested
+    since the backup (a newer backup restored resumes from them). Seen: every work object deleted."""
+    if settings.store == "s3":
+        pytest.skip("moto answers a part uploaded to an aborted upload with 500, not NoSuchUpload")
+    ctx = await _cataloged(bus, store, content, settings)
+    c = ctx.state.cataloged
+    assert c is not None
+    log = _ReplicaBehind(bus.log)  # with one replica: the log itself, holding nothing of the export
+    replaced = StepContext(log, ctx.loaded, settings)  # type: ignore[arg-type]
+    with pytest.raises(Conflict, match="no longer in the log; no new upload"):
+        await Assembler(settings, _AbortingBehind(store, 3, log))(replaced)  # type: ignore[arg-type]
+    bucket, prefix = settings.buckets.exports, work_prefix(c.tenant_id, c.export_id)
+    left = [o.key for o in await store.list_keys(bucket, prefix)]
+    assert c.snapshot_key in left
+    assert [k for k in left if "/parts" in k] == []
+    assert [e for e in await _events(bus, ctx) if isinstance(e, ev.UploadStarted)][1:] == []
+    assert await store.list_uploads(bucket, prefix) == []

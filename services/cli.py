@@ -734,6 +734,16 @@ def main(argv: list[str] | None = None) -> None:
                 sys.exit(2)
             from shared.objectstore import StoreError
 
+            if isinstance(e, BucketMissing) and e.stream_messages is not None:
+                # the stream is there: Grove is set up on this server, and "not set up there … restore
+                # first" sent the operator to a restore that refuses the existing stream
+                n = e.stream_messages
+                complain(f"KV bucket {e.bucket} does not exist on NATS {_nats_where(settings, args)}, though Grove's "
+                         f"stream {settings.stream_name} does ({n} message{'' if n == 1 else 's'}): part of the "
+                         "set-up there is missing. `grove-export setup` makes what is missing again and keeps the "
+                         "stream (after a restore that stopped part-way, run `grove-export restore --replace DIR` "
+                         "again instead)")
+                sys.exit(1)
             if isinstance(e, BucketMissing):
                 # "run setup first" alone misled twice: on another server (a mistyped URL) it sets Grove
                 # up there, and on a new server awaiting a restore it makes the streams restore refuses

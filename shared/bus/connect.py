@@ -175,6 +175,14 @@ async def _bind_kv(js: JetStreamContext, bucket: str, used: bool) -> KeyValue:
         raise topology.BucketMissing(bucket) from None
 
 
+async def _messages_in(js: JetStreamContext, stream: str) -> int | None:
+    """How many messages ``stream`` holds; None when it does not exist or the server does not say."""
+    try:
+        return int((await js.stream_info(stream)).state.messages)
+    except Exception:  # noqa: BLE001  (only a better line depends on it: the bucket is missing either way)
+        return None
+
+
 def _buckets_of(producer: str) -> set[str]:
     known = {s.name: s for s in steps.SERVICES}
     if producer not in known:  # the admin's tools, tests
@@ -315,6 +323,10 @@ async def connect(settings: Settings, producer: str, *, ensure: bool = False, na
     try:
         heartbeats = await _bind_kv(js, hb_name, "heartbeats" in used)
         admission = await _bind_kv(js, adm_name, "admission" in used)
+    except topology.BucketMissing as e:
+        if js_domain(settings.nats_user) is None:  # admin (a service user may not ask the stream's info)
+            e.stream_messages = await _messages_in(js, settings.stream_name)
+        raise
     except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError):
         domain = js_domain(settings.nats_user)
         # its first JetStream call (every service binds a bucket) unanswered: a server still configured

@@ -41,6 +41,9 @@ class BucketMissing(TopologyMissing):
     def __init__(self, bucket: str) -> None:
         super().__init__(f"KV bucket {bucket} does not exist: run `grove-export setup` first")
         self.bucket = bucket
+        # messages in the log's stream when it is there (a set-up server missing a bucket: deleted, or a
+        # restore that stopped part-way); None when it is not, or was not asked (a service user)
+        self.stream_messages: int | None = None
 
 
 class DurableOutdated(TopologyMissing):

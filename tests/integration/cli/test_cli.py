@@ -149,6 +149,24 @@ def test_a_server_without_the_set_up_is_named_without_sending_a_restore_astray(v
     assert not (tmp_path / "backup").exists()
 
 
+async def test_a_set_up_server_missing_a_bucket_is_not_said_to_have_no_set_up(values: dict[str, Any], bus: Bus,
+                                                                              tmp_path: Path) -> None:
+    """The stream is there, holding the log, and one KV bucket was deleted (by hand, a cleanup script). Seen:
+    "Grove is not set up there … The wrong server? … to restore a backup into it, run `grove-export restore
+    DIR` first" — about a server that is set up and holds the exports, where the restore advice leads to
+    `restore` refusing the existing stream; `setup` makes the bucket again."""
+    await request_export(bus, "t1")
+    bucket = f"{values['kv_prefix']}_heartbeats"
+    await bus.js.delete_key_value(bucket)
+    out = bare("exports", cwd=tmp_path, GROVE_NATS_URL=values["nats_url"], GROVE_STREAM_NAME=values["stream_name"],
+               GROVE_KV_PREFIX=values["kv_prefix"], GROVE_SUBJECT_PREFIX=values["subject_prefix"])
+    assert (out.returncode, out.stderr) == (1, (
+        f"grove-export: KV bucket {bucket} does not exist on NATS {values['nats_url']} (from GROVE_NATS_URL), though "
+        f"Grove's stream {values['stream_name']} does (1 message): part of the set-up there is missing. "
+        "`grove-export setup` makes what is missing again and keeps the stream (after a restore that stopped "
+        "part-way, run `grove-export restore --replace DIR` again instead)\n")), out.stderr
+
+
 def test_a_number_flag_out_of_range_is_refused_in_one_line_before_anything_starts(tmp_path: Path) -> None:
     """Seen: `serve --port 99999` ended in an OverflowError traceback; `exports --page 0` and
     `--limit -3` were taken as given."""

@@ -491,13 +491,16 @@ def _find_links(body: str, every_definition: bool = False) -> list[LinkSpan]:
     titles: list[tuple[int, int]] = []  # link and definition titles: text, whatever markup they quote
     found += _inline_links(body, code, titles)
     dests = _Destinations(body)
+    defined: set[int] | None = None if every_definition else set()  # where each definition's line starts
     for m in re.finditer(r"(?m)^ {0,3}\[", body):
         d = _REF_DEF.match(body, m.start())
-        if d and _may_start_definition(body, m.start()) and (dest := dests.at(d.end())) \
+        if d and _may_start_definition(body, m.start(), defined) and (dest := dests.at(d.end())) \
                 and (every_definition or _definition_ends(body, dest[1] + (body[dest[1]:dest[1] + 1] == ">"))) \
                 and not _inside(code, m.start(), dest[1], code_ends):
             found.append(LinkSpan(dest[0], dest[1], dest[2], "reference"))
             titles.append((dest[1], _definition_end(body, dest[1])))
+            if defined is not None:
+                defined.add(m.start())
     titles = _merged(titles)
     title_starts = [t for t, _ in titles]
     for tag in _html_tags(body):
@@ -612,14 +615,20 @@ def _html_tags(body: str) -> list[re.Match[str]]:
     return out
 
 
-def _may_start_definition(body: str, at: int) -> bool:
+def _may_start_definition(body: str, at: int, defined: set[int] | None = None) -> bool:
     """A reference definition cannot interrupt a paragraph: the line before is blank, absent, another
-    definition, a heading or a break (after anything else, leaving it alone is the safe mistake)."""
+    definition, a heading or a break (after anything else, leaving it alone is the safe mistake).
+
+    Another definition: one found on the line before (``defined``: where the lines of those found
+    start). A line that only starts as one does (``[r]: URL x``; ``[r]: URL`` after a paragraph's
+    line) is a paragraph's text, and so is the next: the scanner rewrote its URL. ``defined`` None:
+    any line starting as one, as the scanner read it before (``find_links(before_markdown_lines=True)``)."""
     if at == 0:
         return True
     prev_start = body.rfind("\n", 0, at - 1) + 1
     prev = body[prev_start:at - 1]
-    return (not prev.strip() or _REF_DEF.match(body, prev_start) is not None or _HEADING.match(prev) is not None
+    before = _REF_DEF.match(body, prev_start) is not None if defined is None else prev_start in defined
+    return (not prev.strip() or before or _HEADING.match(prev) is not None
             or _THEMATIC.match(prev) is not None)
 
 

@@ -230,3 +230,21 @@ def test_import_of_an_archive_whose_scanner_rewrote_text_restores_the_links_afte
     exported, recorded, _ = export_body(body, "posts/p.md", OWN)
     assert exported.startswith(f"[r]: {CDN}/cat.jpg x") and len(recorded) == 1
     assert import_body(exported, "posts/p.md", recorded, lambda path, url: url) == body
+
+
+@pytest.mark.parametrize(("body", "links"), [
+    (f"[r]: {_U} x\n[s]: {_U}\n\n[x][r] [y][s]", 0),  # the first line is text: the second cannot interrupt it
+    (f"p\n[r]: {_U}\n[s]: {_U}\n\n[x][r] [y][s]", 0),  # the same, after a paragraph's first line
+    (f"[r]: {_U} \"t\" x\n[s]: {_U}\n\n[y][s]", 0),
+    (f"[r]: {_U}\r\n[s]: {_U} x\r\n[t]: {_U}\r\n\r\n[x][r] [y][s] [z][t]", 1),  # r only: s is text, and so t
+    (f"[r]: {_U}\n[s]: {_U}\n\n[x][r] [y][s]", 2), (f"# h\n[r]: {_U}\n[s]: {_U} 't'\n\n[x][r] [y][s]", 2),
+])
+def test_a_definition_line_after_a_line_markdown_reads_as_text_is_text(body: str, links: int) -> None:
+    # A definition cannot interrupt a paragraph. The scanner let one follow any line that looked like
+    # a definition's start, one Markdown reads as a paragraph's text too (`[r]: URL x`, or a
+    # definition's look-alike after a paragraph's first line), and rewrote its URL in that text.
+    from markdown_it import MarkdownIt
+
+    rendered = MarkdownIt("commonmark").render(body)
+    assert rendered.count(f'href="{_U}"') == links, rendered  # the premise
+    assert [(s.url, s.kind) for s in find_links(body)] == [(_U, "reference")] * links

@@ -9,6 +9,7 @@ pre-rewrite scanner is kept verbatim in ``mdlinks_reference`` and the new one is
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -65,10 +66,21 @@ def _same(body: str) -> None:
             [(s.url, s.kind) for s in mdlinks.find_links(lf)]
         body = lf
     old_spans = [tuple(vars(s).values()) for s in reference.find_links(body)]
-    dropped = [s for s in old_spans if s[3] == "reference" and not _a_definition(body, s[1])]
+    dropped, kept = [], set()
+    for s in old_spans:
+        if s[3] != "reference":
+            continue
+        line = body.rfind("\n", 0, s[0]) + 1
+        if not re.match(r" {0,3}\[", body[line:]):  # the destination on the line after the label's
+            line = body.rfind("\n", 0, line - 1) + 1
+        if _a_definition(body, s[1]) and mdlinks._may_start_definition(body, line, kept):
+            kept.add(line)
+        else:
+            dropped.append(s)
     if dropped:
-        # No definition to Markdown (its line is text: test_mdlinks.py), whose URL the old scanner took
-        # for one: found no more, and a tag its "title" quoted is a tag; all else as the old one found
+        # No definition to Markdown (its line is text, or follows a line of text that only looks like a
+        # definition: test_mdlinks.py), whose URL the old scanner took for one: found no more, and a tag
+        # its "title" quoted is a tag; all else as the old one found
         spans = [tuple(vars(s).values()) for s in mdlinks.find_links(body)]
         assert [s for s in spans if s[3] != "html"] == [s for s in old_spans if s[3] != "html" and s not in dropped]
         assert set(old_spans) - set(dropped) <= set(spans)

@@ -31,10 +31,23 @@ WORK = "work/"
 
 def is_exports_key(key: object) -> bool:
     """``key`` is in the exports' own folder of the exports bucket (every tenant's archives, snapshots
-    and rendered posts), read as a store or proxy that drops a leading ``/`` or reads a backslash as
-    one might. Where media or files share that bucket, no content row may name such a key: the
-    tenant whose id is ``exports`` has the prefix ``exports/`` (:func:`is_tenant_source`)."""
-    return isinstance(key, str) and key.replace("\\", "/").lstrip("/").startswith(EXPORTS_ROOT)
+    and rendered posts), read as a store or proxy that drops a leading ``/``, reads a backslash as
+    one or resolves ``.`` and ``..`` segments might (``t1/../exports/t2/…``: with the prefix check
+    off, :func:`is_tenant_source` takes any key). Where media or files share that bucket, no content
+    row may name such a key: the tenant whose id is ``exports`` has the prefix ``exports/``."""
+    if not isinstance(key, str):
+        return False
+    path = key.replace("\\", "/").lstrip("/")
+    if path.startswith(EXPORTS_ROOT):
+        return True
+    resolved: list[str] = []
+    for seg in path.split("/"):
+        if seg == "..":
+            if resolved:
+                resolved.pop()
+        elif seg not in ("", "."):
+            resolved.append(seg)
+    return len(resolved) > 1 and f"{resolved[0]}/" == EXPORTS_ROOT
 
 
 def tenant_prefix(tenant_id: str) -> str:

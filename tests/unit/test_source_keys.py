@@ -75,6 +75,9 @@ async def test_a_shared_bucket_never_gives_a_tenant_the_exports_own_objects(tmp_
 
 @pytest.mark.parametrize(("key", "theirs"), [
     ("exports/t2/e/a.zip", True), ("/exports/t2/e/a.zip", True), ("exports\\t2\\e\\a.zip", True),
-    ("exports", False), ("exportsx/a.jpg", False), ("t1/exports/a.jpg", False), (None, False)])
+    ("exports", False), ("exportsx/a.jpg", False), ("t1/exports/a.jpg", False), (None, False),
+    # dot segments, as a store or proxy that resolves them reads the key (the prefix check off: any key)
+    ("t1/../exports/t2/e/a.zip", True), ("./exports/t2/e/a.zip", True), ("a/./b/../../exports/t2", True),
+    ("t1\\..\\exports\\t2\\e\\a.zip", True), ("t1/../exportsx/a.jpg", False), ("t1/./exports/a.jpg", False)])
 def test_the_exports_own_keys_are_read_as_a_lenient_store_reads_them(key: str | None, theirs: bool) -> None:
     assert is_exports_key(key) is theirs

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import re
 import signal
 import socket
 from collections.abc import Iterable
@@ -24,25 +25,38 @@ log = logging.getLogger(__name__)
 # Query parameters whose value is a credential, by lower-case name: a download link's signature, and a
 # bearer token sent the way RFC 6750 2.3 allows (the gateway refuses it there, with a 401).
 SECRET_PARAMS = frozenset({"sig", "access_token", "token"})
+# A download of an archive, ``/api/export/download/exports/<tenant>/<export>/<name>``: its name is
+# ``grove-export-<username>-<date>.zip``, the requester's username, which the access log kept after
+# ``erase-tenant`` had removed every other copy of it. Logged as ``…/<export>/ARCHIVE``.
+_ARCHIVE_PATH = re.compile(r"(/api/export/download/exports/[^/?]+/[^/?]+/)[^?]+")
+ARCHIVE_NAME = "ARCHIVE"
 
 
 class RedactingAccessLogger(AccessLogger):
     """aiohttp's access log with credentials (:data:`SECRET_PARAMS`) left out of the request line: the
     whole line (``GET /api/export/download/<key>?exp=…&sig=… HTTP/1.1``) was a working link to that
     archive for anyone who reads the logs, for the link's hour; ``?access_token=<JWT>`` a working token.
-    The path (as sent, encoded) and the other parameters (encoded again) stay."""
+    The path (as sent, encoded; a download's archive name, which holds the requester's username, as
+    ``ARCHIVE``) and the other parameters (encoded again) stay."""
 
     def _format_line(self, request: web.BaseRequest, response: web.StreamResponse,
                      time: float) -> Iterable[tuple[str | tuple[str, str], str]]:
         line = super()._format_line(request, response, time)
-        if request is None or not any(k.lower() in SECRET_PARAMS for k in request.query):
+        if request is None:
             return line
-        query = urlencode([(k, "REDACTED" if k.lower() in SECRET_PARAMS else v) for k, v in request.query.items()])
         # The path as sent, still percent-encoded (as aiohttp's own line has it): request.path is
         # decoded, and a %0a, %1b or %e2%80%ae in it wrote a line break, an escape sequence or a bidi
         # control into the log — anyone, no token needed, could forge access lines.
         path = request.rel_url.raw_path
-        first = f"{request.method} {path}?{query} HTTP/{request.version.major}.{request.version.minor}"
+        archive = _ARCHIVE_PATH.match(path)
+        secret = any(k.lower() in SECRET_PARAMS for k in request.query)
+        if archive is None and not secret:
+            return line
+        if archive is not None:  # the archive's name holds the requester's username; the ids stay
+            path = archive.group(1) + ARCHIVE_NAME
+        query = urlencode([(k, "REDACTED" if k.lower() in SECRET_PARAMS else v) for k, v in request.query.items()])
+        first = (f"{request.method} {path}{'?' if query else ''}{query} "
+                 f"HTTP/{request.version.major}.{request.version.minor}")
         return [(key, first if key == "first_request_line" else value) for key, value in line]
 
 

@@ -508,7 +508,7 @@ async def test_the_access_log_never_holds_a_working_download_link(
     assert len(access) == 2, [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
     for record in access:
         line = record.getMessage()
-        assert f"GET /api/export/download/{key}?exp=" in line and '" 410 ' in line, line
+        assert f"GET /api/export/download/{key.rpartition('/')[0]}/ARCHIVE?exp=" in line and '" 410 ' in line, line
         assert sig not in line and sig not in str(vars(record)), line
 
 
@@ -555,6 +555,31 @@ async def test_a_download_path_is_logged_as_sent_never_decoded_into_lines_of_its
     for line, sent in zip(lines, targets.values(), strict=True):
         assert not any(c in line for c in "\n\r\x1b\u202e"), repr(line)
         assert f"GET /api/export/download/{sent}" in line and "sig=REDACTED" in line, line
+
+
+async def test_a_download_is_logged_without_the_archive_name_that_holds_the_username(
+        settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+    """Seen (an erasure audit): after `erase-tenant` had removed every copy of the requester's username
+    from the stream, store, read model and outbox, the gateway's log still held it — each download's
+    access line carried the archive's name, `grove-export-<username>-<date>.zip`. The line keeps the
+    tenant and export ids (pseudonymous: what they name is erased) and says ARCHIVE for the name, with
+    a signature or without one."""
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    key = "exports/t1/exp_1/grove-export-zqmarkname-2026-12-05.zip"
+    targets = [f"/api/export/download/{key}?exp=1&sig=" + "a" * 64, f"/api/export/download/{key}?exp=1",
+               f"/api/export/download/{key}", "/api/export/download/exports/t1/exp_1/zqmark%0Aname.zip"]
+    async with _gateway(settings):
+        for target in targets:
+            await _answer(port, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access" and "/download/" in r.getMessage()]
+    assert len(lines) == len(targets), lines
+    for line in lines:
+        assert "zqmark" not in line, line
+        assert "GET /api/export/download/exports/t1/exp_1/ARCHIVE" in line, line
+    assert "ARCHIVE?exp=1&sig=REDACTED HTTP/1.1" in lines[0] and "ARCHIVE?exp=1 HTTP/1.1" in lines[1], lines
+    assert "ARCHIVE HTTP/1.1" in lines[2], lines
 
 
 @pytest.mark.parametrize("condition", [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Callable
 
 from services.notifier.mail import Email, MailError, failed_email, ready_email
@@ -101,10 +102,20 @@ class Notifier:
             channel = await send_with_retries(self.mailer, email, mail.attempts, mail.retry_base_delay, wait)
         except Exception as e:  # MailError, or anything unexpected: recorded, never a retry loop
             reason = e.reason if isinstance(e, MailError) else one_line(f"{type(e).__name__}: {e}")
-            log.warning("email for %s not sent: %s", req.export_id, reason)
+            log.warning("email for %s not sent: %s", req.export_id, _without_address(reason, req.user_email))
             await ctx.append(ev.NotificationFailed(**base, channel=mail.backend, reason=reason, kind=kind),
                              msg_id=f"{req.export_id}:NotificationFailed:{kind}")
             return
         faults.point("notify.sent_not_logged")
         await ctx.append(ev.NotificationSent(**base, channel=channel, kind=kind),
                          msg_id=f"{req.export_id}:NotificationSent:{kind}")
+
+
+REQUESTER = "<the requester's address>"
+
+
+def _without_address(reason: str, address: str) -> str:
+    """The reason for the log: a mail server's refusal quotes the recipient (`550 5.1.1 <ann@…>: Recipient
+    address rejected`, and aiosmtplib names it too), and the log is not erased by `erase-tenant`; the
+    NotificationFailed event, which is, keeps it as the server said it. Any case: servers lower it."""
+    return re.sub(re.escape(address), REQUESTER, reason, flags=re.IGNORECASE) if address else reason

@@ -250,3 +250,38 @@ async def test_a_password_holding_a_comma_is_never_in_the_reason(ready: Email) -
     reason, shown = await _failed_send(f"http://mailer:hunter,2pw@127.0.0.1:{port}", ready)
     assert "hunter" not in reason and "hunter" not in shown, reason
     assert f"mailer:***@127.0.0.1:{port}" in reason, reason
+
+
+async def test_the_notifier_never_logs_the_requesters_address_a_refusal_quotes(
+        start_smtp: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Seen (an erasure audit): a mail server that refused the recipient — `550 5.1.1
+    <zq@example.org>: Recipient address rejected`, and aiosmtplib's refusal names the recipient too — put
+    the requester's address in the notifier's log line `email for exp_… not sent: …`, which
+    `erase-tenant` does not touch: the address outlived the erasure there. The log line says
+    `<the requester's address>` (any case the server wrote it in); the NotificationFailed event (erased
+    with the log) keeps the reason as the server gave it."""
+    import logging
+
+    address = "ZQ.Mark-A@Example.org"
+    server = start_smtp()
+    server.handler.rcpt_reply = f"550 5.1.1 <{address.lower()}>: Recipient address rejected"
+    e = {"export_id": "exp_1", "tenant_id": "t1"}
+    log = InMemoryEventLog()
+    seq = 0
+    for event in (ev.ExportRequested(**e, user_id="u", user_email=address, username="autumn"),
+                  ev.ExportCompleted(**e, archive_key=keys.archive_key("t1", "exp_1", "autumn", "2026-01-01"),
+                                     size_bytes=30, sha256="abc", item_counts={"posts": 1}, error_count=0,
+                                     expires_at=datetime(2030, 1, 1, tzinfo=UTC))):
+        seq = await log.append(event, seq)
+    settings = Settings(mail={"attempts": 1, "retry_base_delay": 0.0})
+    ctx = StepContext(log=log, loaded=await log.load("t1", "exp_1"), settings=settings)  # type: ignore[arg-type]
+    caplog.set_level(logging.DEBUG)
+
+    await Notifier(settings, SmtpMailer(host="127.0.0.1", port=server.port, timeout=5.0))(ctx)
+
+    state = (await log.load("t1", "exp_1")).state
+    assert state.notification == "failed" and state.notification_reason
+    assert address.lower() in state.notification_reason.lower()  # the event's reason, as the server said it
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("services.notifier")]
+    assert any("not sent" in line and "<the requester's address>" in line for line in lines), lines
+    assert not any("mark-a@" in line.lower() for line in lines), lines

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import re
 import signal
 import socket
 from collections.abc import Iterable
@@ -16,7 +15,7 @@ from aiohttp import web
 from aiohttp.web_log import AccessLogger
 
 from services.gateway.app import init_app
-from services.gateway.problems import ProblemRunner
+from services.gateway.problems import ProblemRunner, without_archive_names
 from shared.runtime.settings import Settings, SettingsProblem
 
 log = logging.getLogger(__name__)
@@ -25,11 +24,6 @@ log = logging.getLogger(__name__)
 # Query parameters whose value is a credential, by lower-case name: a download link's signature, and a
 # bearer token sent the way RFC 6750 2.3 allows (the gateway refuses it there, with a 401).
 SECRET_PARAMS = frozenset({"sig", "access_token", "token"})
-# A download of an archive, ``/api/export/download/exports/<tenant>/<export>/<name>``: its name is
-# ``grove-export-<username>-<date>.zip``, the requester's username, which the access log kept after
-# ``erase-tenant`` had removed every other copy of it. Logged as ``…/<export>/ARCHIVE``.
-_ARCHIVE_PATH = re.compile(r"(/api/export/download/exports/[^/?]+/[^/?]+/)[^?]+")
-ARCHIVE_NAME = "ARCHIVE"
 
 
 class RedactingAccessLogger(AccessLogger):
@@ -48,12 +42,10 @@ class RedactingAccessLogger(AccessLogger):
         # decoded, and a %0a, %1b or %e2%80%ae in it wrote a line break, an escape sequence or a bidi
         # control into the log — anyone, no token needed, could forge access lines.
         path = request.rel_url.raw_path
-        archive = _ARCHIVE_PATH.match(path)
-        secret = any(k.lower() in SECRET_PARAMS for k in request.query)
-        if archive is None and not secret:
+        shown = without_archive_names(path)  # the archive's name holds the requester's username; the ids stay
+        if shown == path and not any(k.lower() in SECRET_PARAMS for k in request.query):
             return line
-        if archive is not None:  # the archive's name holds the requester's username; the ids stay
-            path = archive.group(1) + ARCHIVE_NAME
+        path = shown
         query = urlencode([(k, "REDACTED" if k.lower() in SECRET_PARAMS else v) for k, v in request.query.items()])
         first = (f"{request.method} {path}{'?' if query else ''}{query} "
                  f"HTTP/{request.version.major}.{request.version.minor}")

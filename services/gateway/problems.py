@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -209,12 +210,26 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(BadRequest("The request body could not be read: it does not match its "
                                            "Content-Encoding or Content-Length."))
     except _UNAVAILABLE as exc:
-        log.warning("unavailable on %s %s: %r", request.method, request.rel_url.raw_path, exc)  # as sent: no
-        # decoded %0a or %e2%80%ae making lines of its own (fa7b162)
+        # The path as sent: no decoded %0a or %e2%80%ae making lines of its own (fa7b162); an archive's
+        # name in it or in the error (the store's message names the key) as ARCHIVE (without_archive_names).
+        log.warning("unavailable on %s %s: %s", request.method, without_archive_names(request.rel_url.raw_path),
+                    without_archive_names(repr(exc)))
         return problem_response(Unavailable("The export service is temporarily unavailable; try again."))
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.rel_url.raw_path)
+    except Exception:  # its traceback as the exception said it (README, Personal data)
+        log.exception("unhandled error on %s %s", request.method, without_archive_names(request.rel_url.raw_path))
         return problem_response(Problem("Something went wrong on our side."))
+
+
+# An archive's key, ``exports/<tenant>/<export>/grove-export-<username>-<date>.zip``: its name holds the
+# requester's username, which the gateway's log kept after ``erase-tenant`` had removed every other copy.
+_ARCHIVE_NAME = re.compile(r"(?<![^/\s'\"(])(exports/[^/\s?'\"]+/[^/\s?'\"]+/)(?!work(?:/|$|[\s?'\"]))[^/\s?'\"]+")
+ARCHIVE = "ARCHIVE"
+
+
+def without_archive_names(text: str) -> str:
+    """``text`` for the log with every archive key's name as ``ARCHIVE`` (``exports/t1/exp_1/ARCHIVE``): the
+    tenant and export ids stay, so a line still says which export; work objects (``…/work/…``) are as they are."""
+    return _ARCHIVE_NAME.sub(lambda m: m.group(1) + ARCHIVE, text)
 
 
 def _unsolicited(problem: Problem) -> bytes:

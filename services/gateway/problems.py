@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from http import HTTPStatus
 from typing import Any
 
@@ -43,6 +42,7 @@ from aiohttp.typedefs import Handler
 from nats.js.errors import ServiceUnavailableError
 
 from services.gateway.headers import API_CACHE_CONTROL, HEADERS, SERVER
+from shared.core.keys import without_usernames
 from shared.eventlog.directget import DirectGetError
 from shared.eventlog.jetstream import LogUnavailable
 from shared.objectstore.port import StoreUnavailable
@@ -211,25 +211,14 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
                                            "Content-Encoding or Content-Length."))
     except _UNAVAILABLE as exc:
         # The path as sent: no decoded %0a or %e2%80%ae making lines of its own (fa7b162); an archive's
-        # name in it or in the error (the store's message names the key) as ARCHIVE (without_archive_names).
-        log.warning("unavailable on %s %s: %s", request.method, without_archive_names(request.rel_url.raw_path),
-                    without_archive_names(repr(exc)))
+        # name in it or in the error (the store's message names the key) as ARCHIVE (shared.core.keys.without_usernames).
+        log.warning("unavailable on %s %s: %s", request.method, without_usernames(request.rel_url.raw_path),
+                    without_usernames(repr(exc)))
         return problem_response(Unavailable("The export service is temporarily unavailable; try again."))
     except Exception:  # its traceback as the exception said it (README, Personal data)
-        log.exception("unhandled error on %s %s", request.method, without_archive_names(request.rel_url.raw_path))
+        log.exception("unhandled error on %s %s", request.method, without_usernames(request.rel_url.raw_path))
         return problem_response(Problem("Something went wrong on our side."))
 
-
-# An archive's key, ``exports/<tenant>/<export>/grove-export-<username>-<date>.zip``: its name holds the
-# requester's username, which the gateway's log kept after ``erase-tenant`` had removed every other copy.
-_ARCHIVE_NAME = re.compile(r"(?<![^/\s'\"(])(exports/[^/\s?'\"]+/[^/\s?'\"]+/)(?!work(?:/|$|[\s?'\"]))[^/\s?'\"]+")
-ARCHIVE = "ARCHIVE"
-
-
-def without_archive_names(text: str) -> str:
-    """``text`` for the log with every archive key's name as ``ARCHIVE`` (``exports/t1/exp_1/ARCHIVE``): the
-    tenant and export ids stay, so a line still says which export; work objects (``…/work/…``) are as they are."""
-    return _ARCHIVE_NAME.sub(lambda m: m.group(1) + ARCHIVE, text)
 
 
 def _unsolicited(problem: Problem) -> bytes:

@@ -12,6 +12,7 @@ from datetime import datetime
 from services.janitor.run import Janitor
 from services.janitor.summary import Summary, log, told
 from shared.bus.connect import NatsUnreachable, connect
+from shared.core.keys import without_usernames
 from shared.core.printable import printable
 from shared.objectstore.factory import open_store
 from shared.objectstore.port import StoreNotThere
@@ -26,8 +27,8 @@ async def run_once(settings: Settings, dry_run: bool = False, now: datetime | No
     finally:
         await store.close()
         await bus.close()
-    for action in summary.actions:  # keys from the store's listings: anyone who may write the bucket chose them
-        print(printable(told(action, dry_run)))
+    for action in summary.actions:  # keys from the store's listings: anyone who may write the bucket chose them;
+        print(printable(without_usernames(told(action, dry_run))))  # an archive's name is its requester's username
     print(summary.line(dry_run), flush=True)
     return summary
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from shared.core.keys import without_usernames
 from shared.objectstore.port import StoreError, StoreRefused, StoreUnavailable
 from shared.runtime.settings import Settings, masked_url
 
@@ -60,7 +61,7 @@ class Summary:
     def leave(self, what: str, error: Exception) -> None:
         """An error on one export (or upload) leaves it for the next run and stops nothing else."""
         self.left += 1
-        log.warning("janitor: %s left for the next run: %s", what, said(error))
+        log.warning("janitor: %s left for the next run: %s", without_usernames(what), without_usernames(said(error)))
 
 
 def told(action: str, dry_run: bool) -> str:

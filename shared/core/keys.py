@@ -133,6 +133,19 @@ def archive_key(tenant_id: str, export_id: str, safe_username: str, day: str) ->
     return f"{export_prefix(tenant_id, export_id)}grove-export-{safe_username}-{day}.zip"
 
 
+# An archive's key where a text names it: ``exports/<tenant>/<export>/grove-export-<username>-<date>.zip``.
+_ARCHIVE_IN_TEXT = re.compile(r"(?<![^/\s'\"(])(exports/[^/\s?'\"]+/[^/\s?'\"]+/)grove-export-[^/\s?'\"]*?"
+                              r"-\d{4}-\d{2}-\d{2}\.zip")
+ARCHIVE_SHOWN = "ARCHIVE"
+
+
+def without_usernames(text: str) -> str:
+    """``text`` for a log with every archive key's name as ``ARCHIVE`` (``exports/t1/exp_1/ARCHIVE``): the name
+    holds the requester's username, and a log outlives ``erase-tenant``, which removes every other copy of
+    it. The tenant and export ids stay, so a line still says which export; any other key is as it is."""
+    return _ARCHIVE_IN_TEXT.sub(lambda m: m.group(1) + ARCHIVE_SHOWN, text)
+
+
 def is_archive_key_of(tenant_id: str, export_id: str, key: str | None) -> bool:
     """``key`` can only be this export's archive: one name directly under its prefix, nothing that
     climbs out or reaches into ``work/`` (the snapshot). The gateway signs, and the janitor deletes,

@@ -569,7 +569,7 @@ async def test_a_download_is_logged_without_the_archive_name_that_holds_the_user
     settings = settings_for(0, host="127.0.0.1", port=port)
     key = "exports/t1/exp_1/grove-export-zqmarkname-2026-12-05.zip"
     targets = [f"/api/export/download/{key}?exp=1&sig=" + "a" * 64, f"/api/export/download/{key}?exp=1",
-               f"/api/export/download/{key}", "/api/export/download/exports/t1/exp_1/zqmark%0Aname.zip"]
+               f"/api/export/download/{key}"]
     async with _gateway(settings):
         for target in targets:
             await _answer(port, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())

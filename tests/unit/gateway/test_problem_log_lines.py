@@ -49,7 +49,7 @@ async def test_an_error_on_a_download_is_logged_without_the_archive_name(
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "GET /api/export/download/exports/t1/exp_1/ARCHIVE" in lines[0], lines
     assert "zqmark" not in lines[0], lines
-    from services.gateway.problems import without_archive_names
+    from shared.core.keys import without_usernames
 
     work = "exports/t1/exp_1/work/snapshot-ab.jsonl"
-    assert without_archive_names(f"{work} and {ARCHIVE_KEY}") == f"{work} and exports/t1/exp_1/ARCHIVE"
+    assert without_usernames(f"{work} and {ARCHIVE_KEY}") == f"{work} and exports/t1/exp_1/ARCHIVE"

@@ -3,7 +3,9 @@
 A line's text comes partly from outside (an access line holds the request's User-Agent and Referer):
 every control and bidi character in it is written as its escape (:mod:`shared.core.printable`), so
 no one can write a line break (U+2028 and U+0085 are ones to ``str.splitlines()`` and JavaScript),
-an escape sequence or a right-to-left override into the log."""
+an escape sequence or a right-to-left override into the log. An archive's key is written
+``exports/<tenant>/<export>/ARCHIVE`` wherever a line holds it (a store's error, a traceback): its name
+is the requester's username, and the logs outlive ``erase-tenant`` (:func:`shared.core.keys.without_usernames`)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import logging
 import sys
 import time
 
+from shared.core.keys import without_usernames
 from shared.core.printable import json_printable, printable
 from shared.runtime import tracing
 
@@ -25,7 +28,7 @@ class JsonFormatter(logging.Formatter):
         doc = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(), "service": self.service, "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": without_usernames(record.getMessage()),
         }
         for key in ("export_id", "tenant_id", "step", "seconds"):  # seconds: a duration the line reports
             if hasattr(record, key):
@@ -33,7 +36,7 @@ class JsonFormatter(logging.Formatter):
         if (ids := tracing.current_ids()) is not None:
             doc["trace_id"], doc["span_id"] = ids
         if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+            doc["exc"] = without_usernames(self.formatException(record.exc_info))
         return json_printable(json.dumps(doc, ensure_ascii=False))
 
 
@@ -46,6 +49,9 @@ class PlainFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
         return printable(super().formatMessage(record))
+
+    def format(self, record: logging.LogRecord) -> str:
+        return without_usernames(super().format(record))  # the traceback too
 
 
 def setup(service: str, level: str = "INFO", json_logs: bool = True) -> None:

@@ -41,7 +41,7 @@ from services.archivetools.documents import (
     time_column,
 )
 from shared.archive.layout import ERRORS_PATH, INDEX_PATH, MANIFEST_PATH
-from shared.archive.ownmedia import MediaRef, OwnMedia, import_body, links_past_scan
+from shared.archive.ownmedia import MediaRef, OwnMedia, import_body, links_past_scan, read_as_before
 from shared.content.port import ClaimHeld, ContentRejected, ContentSource, Row
 from shared.content.restore import (
     TenantNotEmpty,
@@ -204,7 +204,8 @@ def plan_restore(zf: zipfile.ZipFile, target: str, url_template: str, images: st
         return lead + (new + rest if ref.key in (base, unquote(base)) else media_url(url_template, new) + rest) + trail
 
     for section, table in (("posts", "posts"), ("pages", "pages")):
-        rows = TextRows(section, index.get(section, []), zf, rk, target, url_for, featured)
+        rows = TextRows(section, index.get(section, []), zf, rk, target, url_for, featured,
+                        read_as_before(manifest.get("generator")))
         for _ in rows:  # each checked now, refused before anything is written; none is kept
             pass
         out.tables[table] = rows
@@ -239,9 +240,10 @@ class TextRows(Sequence[Row]):
     every one before anything is written; the content database reads them again as it writes them."""
 
     def __init__(self, section: str, entries: list[dict[str, Any]], zf: zipfile.ZipFile, rk: Rekey, target: str,
-                 url_for: Any, featured: Any) -> None:
+                 url_for: Any, featured: Any, as_before: bool = False) -> None:
         self.section, self.entries, self.zf, self.rk, self.target = section, entries, zf, rk, target
         self.url_for, self.featured = url_for, featured
+        self.as_before = as_before  # links found as the archive's release found them (ownmedia.read_as_before)
         # Called once the rows are read again as they are written (and when one cannot be read): raises
         # when the archive was written to meanwhile, as import checks once it has put the files
         self.unchanged: Callable[[], None] = lambda: None
@@ -265,7 +267,8 @@ class TextRows(Sequence[Row]):
 
     def _row(self, entry: dict[str, Any]) -> Row:
         try:
-            return _text_row(self.section, entry, self.zf, self.rk, self.target, self.url_for, self.featured)
+            return _text_row(self.section, entry, self.zf, self.rk, self.target, self.url_for, self.featured,
+                             self.as_before)
         except Exception:  # checked before, unreadable now (a CRC-32, a zlib stream, a cut file): changed?
             self.unchanged()  # raises "written to while it was imported" when so
             raise
@@ -297,7 +300,7 @@ def _one_file_per_key(zf: zipfile.ZipFile, manifest: dict[str, Any],
 
 
 def _text_row(section: str, entry: dict[str, Any], zf: zipfile.ZipFile, rk: Rekey, target: str,
-              url_for: Any, featured: Any) -> Row:
+              url_for: Any, featured: Any, as_before: bool) -> Row:
     path = entry["path"]
     try:  # not UTF-8, or no front matter it can read: verify has refused it already, in the same line
         meta, body = read_text_page(read_limited(zf, path, TEXT_LIMIT), path)
@@ -307,7 +310,7 @@ def _text_row(section: str, entry: dict[str, Any], zf: zipfile.ZipFile, rk: Reke
     links = entry.get("media_links", [])
     if problem := links_past_scan(path, body, links):  # verify refuses it in this line
         raise ImportRefused(problem)
-    body = import_body(body, path, links, url_for)
+    body = import_body(body, path, links, url_for, before_markdown_lines=as_before)
     columns = text_columns(section, meta)  # verify held them to index.json's
     row: Row = {"id": rk.id(entry["id"]), "tenant_id": target, **columns, "markdown_content": body}
     if section == "posts":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import posixpath
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -193,25 +194,35 @@ def _skip(link: dict[str, Any]) -> int:
     return n if isinstance(n, int) and not isinstance(n, bool) else 0
 
 
-def import_body(body: str, md_path: str, links: list[dict[str, str]], url_for: Callable[[str, str], str | None]) -> str:
-    """Undo :func:`export_body`: the recorded links, in order, get ``url_for(archive_path, original_url)``."""
+# The first release whose export finds links as Markdown reads a line (CR LF and CR end one; a
+# definition's line Markdown reads as a paragraph is text): archives an earlier one made recorded the
+# URLs it rewrote by the rules before (mdlinks ``before_markdown_lines``), so they are read by those.
+MARKDOWN_LINES_SINCE = (0, 2, 0)
+_GENERATOR = re.compile(r"grove-export (\d{1,9})\.(\d{1,9})\.(\d{1,9})")
+
+
+def read_as_before(generator: object) -> bool:
+    """Whether an archive whose manifest says ``generator`` (``grove-export 0.1.0``) was made by a
+    release before :data:`MARKDOWN_LINES_SINCE`, so its posts' links are found as that release found
+    them. Each reading restores exactly what its release wrote; neither can be told from the body
+    alone (the same bytes come out of both from different originals, review rvc). A generator this
+    does not know (another tool's, none) is read by today's rules."""
+    m = _GENERATOR.fullmatch(generator) if isinstance(generator, str) else None
+    return m is not None and tuple(int(g) for g in m.groups()) < MARKDOWN_LINES_SINCE
+
+
+def import_body(body: str, md_path: str, links: list[dict[str, str]], url_for: Callable[[str, str], str | None],
+                before_markdown_lines: bool = False) -> str:
+    """Undo :func:`export_body`: the recorded links, in order, get ``url_for(archive_path, original_url)``,
+    the links found as the archive's release found them (:func:`read_as_before`)."""
     if not links:
         return body  # nothing to restore (no links of theirs, or a body over the limit): no scan
-    new_body, restored = _import_body(body, md_path, links, url_for, False)
-    if not restored:
-        # An archive made before the scanner read CR LF, CR and a definition's line as Markdown does
-        # (mdlinks.find_links) rewrote URLs in text too and recorded them: read as it was made. Else
-        # the first such record held back every link after it, left relative.
-        old_body, restored = _import_body(body, md_path, links, url_for, True)
-        if restored:
-            return old_body
-    return new_body
+    return _import_body(body, md_path, links, url_for, before_markdown_lines)
 
 
 def _import_body(body: str, md_path: str, links: list[dict[str, str]], url_for: Callable[[str, str], str | None],
-                 before_markdown_lines: bool) -> tuple[str, bool]:
-    """:func:`import_body` with links found as ``mdlinks.find_links`` is told; and whether every
-    recorded link was met."""
+                 before_markdown_lines: bool) -> str:
+    """:func:`import_body` with links found as ``mdlinks.find_links`` is told."""
     pending = deque(links)  # taken from the front: list.pop(0) moved the rest of the list each time
     skipped = [0]  # look-alikes the person wrote by hand passed over ahead of pending[0] (its `skip`)
 
@@ -228,4 +239,4 @@ def _import_body(body: str, md_path: str, links: list[dict[str, str]], url_for: 
         return None if new is None else escape_for(kind, new)
 
     new_body, _ = rewrite_links(body, resolve, before_markdown_lines=before_markdown_lines)
-    return new_body, not pending
+    return new_body

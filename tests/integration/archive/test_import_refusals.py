@@ -576,3 +576,31 @@ async def test_a_tenant_with_content_is_refused_saying_what_to_import_into(tmp_p
     assert str(refused.value) == ("tenant 'tenant_full' is not empty (2 posts, 1 pages, 1 media): import restores "
                                   "into a tenant without content only, never adding to or replacing one's: pass "
                                   "--tenant with an id that holds none; nothing was written"), str(refused.value)
+
+
+@pytest.mark.parametrize("generator", ["grove-export 0.1.0", "grove-export 0.2.0"])
+async def test_a_post_s_links_are_found_as_the_archive_s_release_found_them(
+        tmp_path: Path, generator: str) -> None:
+    """Seen (review rvc): an archive 0.1.0 made holds `[r]: ../media/a.jpg x` (a person's own text,
+    which 0.1.0 took for a definition and so counted as a look-alike link: the record's `skip`), then
+    the export's own `![c](../media/a.jpg)`, then a hand-written `![h](../media/a.jpg)`. Read by 0.2.0's
+    rules `[r]` is text, the skip passed over `c`, and `h` got the CDN URL while `c` stayed relative.
+    The manifest's generator says which rules made the archive; each is read by its own."""
+    body = "[r]: ../media/a.jpg x\n\n![c](../media/a.jpg)\n\n![h](../media/a.jpg)\n"
+    skip = 1 if generator.endswith("0.1.0") else 0  # what each release's export recorded for the same body
+
+    def links(i: dict) -> None:
+        i["posts"][0]["media_links"] = [{"url": "https://cdn.example/x", "path": "media/a.jpg", "skip": skip}]
+
+    path = archive(tmp_path / "a.zip", edit_index=links, edit_manifest=lambda m: m.update(generator=generator),
+                   raw_post=render_markdown(post_meta(), body).encode())
+    db = open_content(sqlite_dsn(tmp_path / "content.db"), pool_max=1)
+    await db.init()
+    try:
+        await run_import(path, "t2", db, FilesystemStore(tmp_path / "store"))
+        async with db.read("t2") as read:
+            posts = {r["slug"]: r["markdown_content"] async for r in read.posts()}
+    finally:
+        await db.close()
+    # the export's own link gets the new tenant's URL; the person's two look-alikes stay as written
+    assert posts["hello"] == "[r]: ../media/a.jpg x\n\n![c](https://cdn.example/t2/media/a.jpg)\n\n![h](../media/a.jpg)\n"

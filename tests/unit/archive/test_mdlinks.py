@@ -6,7 +6,7 @@ import pytest
 
 from shared.archive import mdlinks
 from shared.archive.mdlinks import find_links
-from shared.archive.ownmedia import MediaRef, OwnMedia, export_body, import_body
+from shared.archive.ownmedia import MediaRef, OwnMedia, export_body, import_body, read_as_before
 
 CDN = "https://cdn.example/t1/media"
 OWN = OwnMedia([
@@ -209,27 +209,33 @@ def test_a_definition_markdown_reads_as_text_is_left_as_written(body: str, links
     assert [(s.url, s.kind) for s in find_links(body)] == [(_U, "reference")] * links
 
 
-def test_import_of_an_archive_whose_scanner_rewrote_text_restores_the_links_after_it() -> None:
-    # An archive made before the scanner read CR LF and definitions as Markdown does holds a URL
-    # rewritten in text (`[r]: URL x`, a paragraph) and records it in media_links. Today's scanner
-    # finds no link there, and import_body waited on that record for good: every link after it in
-    # the post stayed relative (../media/…), no longer the tenant's URL. Such an archive is read as
-    # it was made, and restored as before: its text too.
+def test_import_reads_an_archive_s_links_as_its_release_found_them() -> None:
+    # An archive made before the scanner read CR LF and definitions as Markdown does (release 0.1.x)
+    # holds a URL rewritten in text (`[r]: URL x`, a paragraph) and records it in media_links. Read by
+    # today's rules, that record held back every link after it, left relative (../media/…). Its
+    # manifest's generator says which rules made it, and import reads it by those.
     exported = "[r]: ../media/cat.jpg x\n\n![d](../media/dog%20%281%29.png) ![c](../media/cat.jpg)\n"
     links = [{"url": f"{CDN}/cat.jpg", "path": "media/cat.jpg"},  # the text the old export rewrote
              {"url": f"{CDN}/dog%20(1).png", "path": "media/dog (1).png"},
              {"url": f"{CDN}/cat.jpg?w=6", "path": "media/cat.jpg"}]
-    restored = import_body(exported, "posts/p.md", links, lambda path, url: url.replace("/t1/", "/t2/"))
+    t2 = lambda path, url: url.replace("/t1/", "/t2/")  # noqa: E731
+    old = read_as_before("grove-export 0.1.0")
+    assert old and not read_as_before("grove-export 0.2.0") and not read_as_before("grove-export 1.0.0")
+    assert not read_as_before(None) and not read_as_before("other-tool 0.0.1") and not read_as_before(7)
+    restored = import_body(exported, "posts/p.md", links, t2, before_markdown_lines=old)
     assert restored == ("[r]: https://cdn.example/t2/media/cat.jpg x\n\n"
                         "![d](https://cdn.example/t2/media/dog%20%281%29.png) ![c](https://cdn.example/t2/media/cat.jpg?w=6)\n")
     crlf = "[a](../media/cat.jpg \"t\r\n\r\nu\")\r\n![d](../media/dog%20%281%29.png)\r\n"  # the same, CR LF
-    assert import_body(crlf, "posts/p.md", links[:2], lambda path, url: url.replace("/t1/", "/t2/")) == \
+    assert import_body(crlf, "posts/p.md", links[:2], t2, before_markdown_lines=old) == \
         f"[a]({CDN}/cat.jpg \"t\r\n\r\nu\")\r\n![d]({CDN}/dog%20%281%29.png)\r\n".replace("/t1/", "/t2/")
-    # an archive of today's: every recorded link is met in the first reading, which is the one kept
-    body = f"[r]: {CDN}/cat.jpg x\n\n![c]({CDN}/cat.jpg?w=6)\n"
-    exported, recorded, _ = export_body(body, "posts/p.md", OWN)
-    assert exported.startswith(f"[r]: {CDN}/cat.jpg x") and len(recorded) == 1
-    assert import_body(exported, "posts/p.md", recorded, lambda path, url: url) == body
+    # Seen (review rvc): a hand-written `../media/cat.jpg` the two readings tell apart. Trying today's
+    # reading first and the old one only when a record went unmet restored the hand-written `h` to the
+    # CDN and left the export's own `c` relative: both readings met the record, at other places.
+    # (Body and record as 0.1.0's export_body wrote them for `[r]: ../media/cat.jpg x`, `![c](CDN)`, `![h](../media/cat.jpg)`.)
+    body = "[r]: ../media/cat.jpg x\n\n![c](../media/cat.jpg)\n\n![h](../media/cat.jpg)\n"
+    made = [{"url": f"{CDN}/cat.jpg", "path": "media/cat.jpg", "skip": 1}]
+    assert import_body(body, "posts/p.md", made, t2, before_markdown_lines=old) == (
+        f"[r]: ../media/cat.jpg x\n\n![c]({CDN}/cat.jpg)\n\n![h](../media/cat.jpg)\n".replace("/t1/", "/t2/"))
 
 
 @pytest.mark.parametrize(("body", "links"), [

@@ -31,7 +31,10 @@ class EventLogPort(Protocol):
 
     def history(self, tenant_id: str, export_id: str) -> AsyncIterator[tuple[int, ev.Event]]: ...
 
-    async def load(self, tenant_id: str, export_id: str) -> Loaded: ...
+    async def load(self, tenant_id: str, export_id: str, *, at_leader: bool = False) -> Loaded:
+        """Fold one export's history; ``at_leader``: as the stream's leader holds it (a look that
+        decides a deletion), not as whichever replica answers direct gets."""
+        ...
 
 
 class Clock(Protocol):

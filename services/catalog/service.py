@@ -127,8 +127,10 @@ class Catalog:
             # the tenant's content. An export still under way re-decides and catalogs again.
             # Else, unless the logged ExportCataloged is this run's own (it went in and only its reply
             # was lost: the retried publish met it), another run's snapshot is or will be the logged
-            # one, and this run's own two objects go.
-            now, bucket = (await ctx.peek()).state, self.settings.buckets.exports
+            # one, and this run's own two objects go. Looked at as the stream's leader holds the log: a
+            # follower still behind (a stream of several replicas) answered that the export did not exist,
+            # and its logged snapshot — another run's, or this run's own whose reply was lost — went.
+            now, bucket = (await ctx.peek_at_leader()).state, self.settings.buckets.exports
             if not now.exists or now.stopping:
                 await remove_work_objects(self.store, bucket, req.tenant_id, req.export_id)
             elif now.cataloged is None or now.cataloged.snapshot_key != skey:

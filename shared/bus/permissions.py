@@ -14,6 +14,10 @@ What a service user may do — nothing else (every permission is an allow-list)
   nothing is stored, no PubAck comes back.
 * **Read the log without a consumer**: ``$JS.STORE.API.DIRECT.GET.<stream>`` (batched and last-by-subject
   direct get) — every service user may read every export's events (see "still trusted").
+* **Read an export's log as the stream's leader holds it** (the catalog and the assembler):
+  ``$JS.STORE.API.STREAM.MSG.GET.<stream>``, one message a request, answered only by the leader — for
+  the look that decides to delete objects (a direct get is answered by any replica, one still behind
+  among them).
 * **Its own durables only**: ``CONSUMER.INFO`` and ``CONSUMER.MSG.NEXT`` on ``<stream>.<durable>``
   for each durable of its steps, and ``$JS.ACK.<stream>.<durable>.>`` to ack, nak, term or extend
   its own deliveries.
@@ -89,13 +93,14 @@ class ServiceUser:
     wakes_on: tuple[str, ...] = ()          # core subscriptions, "{prefix}" is substituted
     stream_info: bool = False
     steps: tuple[str, ...] = ()             # the steps it runs: it writes only their heartbeat keys
+    reads_at_leader: bool = False           # STREAM.MSG.GET on the log: answered by its leader only
 
 
 def _from_table(spec: steps.ServiceSpec) -> ServiceUser:
     return ServiceUser(spec.name, steps.appends_of(spec.name),
                        tuple(c.durable for c in steps.consumers_of(spec.name)), spec.kv_write, spec.kv_read,
                        tuple(f"{{prefix}}.*.*.{event}" for event in spec.wakes_on), spec.reads_stream_info,
-                       tuple(s.step for s in steps.steps_of(spec.name)))
+                       tuple(s.step for s in steps.steps_of(spec.name)), spec.reads_at_leader)
 
 
 USERS: tuple[ServiceUser, ...] = tuple(_from_table(s) for s in steps.SERVICES)
@@ -144,6 +149,8 @@ def permissions(u: ServiceUser, *, prefix: str = "exports", kv_prefix: str = "gr
     publish += [f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>"]
     if u.stream_info:
         publish.append(f"{api}.STREAM.INFO.{stream}")
+    if u.reads_at_leader:
+        publish.append(f"{api}.STREAM.MSG.GET.{stream}")
     for durable in u.durables:
         publish += [f"{api}.CONSUMER.INFO.{stream}.{durable}", f"{api}.CONSUMER.MSG.NEXT.{stream}.{durable}",
                     f"$JS.ACK.{stream}.{durable}.>"]

@@ -55,6 +55,7 @@ class ServiceSpec:
     kv_read: tuple[KvRole, ...] = ()        # buckets it only reads (and hears the puts of)
     wakes_on: tuple[str, ...] = ()          # event types ("*": any) it hears as core messages (wake-ups only)
     reads_stream_info: bool = False         # STREAM.INFO on the log (subjects listing, identity)
+    reads_at_leader: bool = False           # STREAM.MSG.GET on the log (a look that decides a deletion)
 
 
 def _fails(step: ev.Step) -> tuple[str, ...]:
@@ -93,9 +94,10 @@ STEPS: tuple[StepSpec, ...] = (
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("gateway", appends=("ExportRequested", "CancelRequested"), kv_write=("admission",),
                 wakes_on=("*",), reads_stream_info=True),
-    ServiceSpec("catalog", kv_write=("heartbeats",)),
+    # the catalog and the assembler delete objects on what the stream's leader holds (not a replica's copy)
+    ServiceSpec("catalog", kv_write=("heartbeats",), reads_at_leader=True),
     # every assembler replica stops an export's task at once on a CancelRequested (then re-reads the log)
-    ServiceSpec("assembler", kv_write=("heartbeats",), wakes_on=("CancelRequested",)),
+    ServiceSpec("assembler", kv_write=("heartbeats",), wakes_on=("CancelRequested",), reads_at_leader=True),
     ServiceSpec("canceller", kv_write=("heartbeats",)),
     ServiceSpec("finalizer", kv_write=("heartbeats",)),
     ServiceSpec("notifier", kv_write=("heartbeats",)),

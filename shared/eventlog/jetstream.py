@@ -28,6 +28,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
+from shared.bus.answers import stored_answer
 from shared.core import events as ev
 from shared.core.lifecycle import ExportState, fold
 from shared.core.printable import printable
@@ -249,14 +250,16 @@ class EventLog:
                 except ev.BadEvent as e:
                     reject("log", stored.subject, e, stored.seq)
 
-    async def load(self, tenant_id: str, export_id: str) -> Loaded:
-        """Fold one export's history. ``last_seq`` is the export's last *stored* message, dropped
+    async def load(self, tenant_id: str, export_id: str, *, at_leader: bool = False) -> Loaded:
+        """Fold one export's history. ``at_leader``: read by the stream's leader (:meth:`_leader_batches`),
+        for a look that decides to delete objects; else by direct gets. ``last_seq`` is the export's last *stored* message, dropped
         ones included: it is what the server's fence compares with, so a forged message on the
         export's subjects costs a writer one re-read, never a loop. Folded one batch at a time:
         any service user may append events of up to 256 KiB to any export, and the fold keeps only
         what it needs of them, so a long history is never held whole."""
         state, last = ExportState(), 0
-        async for batch in self._batches(tenant_id, export_id):
+        batches = self._leader_batches if at_leader else self._batches
+        async for batch in batches(tenant_id, export_id):
             state = fold(self._decoded(batch), state)
             last = batch[-1].seq
         return Loaded(state, last)
@@ -278,6 +281,27 @@ class EventLog:
             # No server answers for the stream (its replicas down): the bus did not answer, as a publish
             # without a PubAck — a 503 at the gateway (it was a 500), not a failed attempt of a step.
             raise LogUnavailable(f"{export_id}: {e}") from None
+
+    async def _leader_batches(self, tenant_id: str, export_id: str) -> AsyncIterator[list[Stored]]:
+        """Every message stored on one export's subjects, in order, one at a time, as the stream's
+        leader holds them: the non-direct get (``STREAM.MSG.GET``), which only the leader answers. A
+        direct get is answered by any replica from its own copy, and nats-server lets a follower still
+        catching up answer: a look read there may miss the export's newest events, or all of them. A
+        message at a time (that get has no batches): only for the rare look that decides a deletion."""
+        subject, seq = ev.export_filter(self.prefix, tenant_id, export_id), 1
+        while True:
+            try:
+                m = await self.js.get_msg(self.stream, seq=seq, subject=subject, next=True, direct=False)
+            except NotFoundError:
+                return  # nothing more on the export's subjects
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+                raise LogUnavailable(f"{export_id}: the stream's leader did not answer ({type(e).__name__})") from None
+            except APIError as e:
+                if e.code == 503:  # no leader (an election)
+                    raise LogUnavailable(f"{export_id}: {e.description}") from None
+                raise EventLogError(f"{export_id}: {e}") from e
+            yield [Stored(int(m.seq or 0), m.subject or "", m.data or b"", stored_answer(m.headers, direct=False))]
+            seq = int(m.seq or 0) + 1
 
     async def _read_batches(self, tenant_id: str, export_id: str) -> AsyncIterator[list[Stored]]:
         """:meth:`_batches`, the reads themselves."""

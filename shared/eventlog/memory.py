@@ -62,6 +62,6 @@ class InMemoryEventLog:
         for seq, event in self._of(tenant_id, export_id):
             yield seq, event
 
-    async def load(self, tenant_id: str, export_id: str) -> Loaded:
+    async def load(self, tenant_id: str, export_id: str, *, at_leader: bool = False) -> Loaded:
         found = self._of(tenant_id, export_id)
         return Loaded(fold(e for _, e in found), found[-1][0] if found else 0)

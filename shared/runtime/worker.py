@@ -136,6 +136,16 @@ class StepContext:
         s = self.loaded.state
         return await self.log.load(s.tenant_id, s.export_id)
 
+    async def peek_at_leader(self) -> Loaded:
+        """:meth:`peek`, as the stream's leader holds the log: for a look that decides to delete objects.
+        On a stream of several replicas any of them answers :meth:`peek`'s direct gets from its own copy,
+        and one still catching up may miss the export's newest events or all of them (a catalog run then
+        deleted the logged snapshot). With one replica that server is the leader: the same read as peek."""
+        s = self.loaded.state
+        if self.settings.stream_replicas == 1:
+            return await self.log.load(s.tenant_id, s.export_id)
+        return await self.log.load(s.tenant_id, s.export_id, at_leader=True)
+
 
 Work = Callable[[StepContext], Awaitable[None]]
 

@@ -122,6 +122,36 @@ async def test_each_service_user_appends_only_its_own_events(secured: Secured) -
         await admin.close()
 
 
+async def test_the_catalog_and_the_assembler_read_the_log_at_its_leader(secured: Secured) -> None:
+    """The look that decides a deletion is the stream leader's get (``STREAM.MSG.GET``): the catalog's and
+    the assembler's users may call it through their accounts' imports; a user without that need may not."""
+    from shared.eventlog.jetstream import LogUnavailable
+
+    s = secured.settings
+    admin = await _connect(secured.server.url, ADMIN)
+    conns: list[nats.NATS] = []
+    try:
+        await EventLog(admin.jetstream(), s.stream_name, s.subject_prefix).ensure_stream(1)
+        logged = EventLog(admin.jetstream(), s.stream_name, s.subject_prefix, "test")
+        request = ev.ExportRequested(export_id=ev.new_export_id(), tenant_id="t_leader", user_id="u",
+                                     user_email="a@b.c", username="autumn")
+        seq = await logged.append(request, 0)
+        for name in ("catalog", "assembler", "finalizer"):
+            conns.append(conn := await _connect(secured.server.url, name))
+            log = EventLog(conn.jetstream(timeout=2), s.stream_name, s.subject_prefix, name)
+            assert (await log.load(request.tenant_id, request.export_id)).last_seq == seq  # direct: every user
+            if name == "finalizer":
+                with pytest.raises(LogUnavailable):  # its publish refused: no answer comes
+                    await log.load(request.tenant_id, request.export_id, at_leader=True)
+                continue
+            leader = await log.load(request.tenant_id, request.export_id, at_leader=True)
+            assert (leader.last_seq, leader.state.exists) == (seq, True)
+    finally:
+        for c in conns:
+            await c.close()
+        await admin.close()
+
+
 def _true_if(pred: Any) -> Any:
     async def check() -> bool:
         return bool(pred())

@@ -216,3 +216,21 @@ async def test_a_dropped_message_is_logged_with_its_subjects_control_characters_
     for line in lines:
         assert not set(line) & {"\x1b", "\u202e", "\x85"}, line
     assert any("Evil\\x1b[2J" in line for line in lines), lines
+
+
+async def test_the_leaders_read_folds_the_same_history_as_the_direct_read(bus: Bus) -> None:
+    """The look that decides a deletion reads the export at the stream's leader (``STREAM.MSG.GET``, a
+    message at a time): the same fold, the same fence — messages it drops included — as the direct read."""
+    tenant, export_id = _ids()
+    seq = await bus.log.append(_requested(tenant, export_id), 0)
+    seq = await bus.log.append(ev.CatalogStarted(export_id=export_id, tenant_id=tenant), seq)
+    await bus.js.publish(f"{bus.log.prefix}.{tenant}.{export_id}.Junk", b"not an event")  # dropped, counted
+    await bus.log.append(_requested(tenant, ev.new_export_id()), 0)  # another export's, in between
+    seq = await bus.log.append(ev.StepFailed(export_id=export_id, tenant_id=tenant, step="catalog", attempt=1,
+                                             reason="x"), await bus.log.last_seq(tenant, export_id))
+    direct, leader = await bus.log.load(tenant, export_id), await bus.log.load(tenant, export_id, at_leader=True)
+    assert (leader.last_seq, leader.state.events, leader.state.status, leader.state.last_step_error) == \
+        (direct.last_seq, direct.state.events, direct.state.status, direct.state.last_step_error) == \
+        (seq, 3, direct.state.status, "x")
+    none = await bus.log.load(tenant, "exp_none", at_leader=True)
+    assert (none.last_seq, none.state.exists) == (0, False)

@@ -66,3 +66,4 @@ def test_the_nats_user_tables_list_exactly_what_the_step_table_allows(path: Path
         woken = [w.rsplit(".", 1)[-1] for w in u.wakes_on]
         assert all(w == "*" or w in also for w in woken), f"{name}: {u.name} hears {woken}"
         assert ("stream info" in rows[u.name][3]) == u.stream_info, f"{name}: {u.name}'s stream info"
+        assert ("STREAM.MSG.GET" in also) == u.reads_at_leader, f"{name}: {u.name}'s reads at the leader"

@@ -128,11 +128,12 @@ class Assembler:
                 if renewed:
                     raise
                 renewed = True
-                now = (await ctx.peek()).state
+                # As the stream's leader holds the log: on a stream of several replicas a direct get may
+                # be answered by a follower still behind, which may not hold the export at all yet.
+                now = (await ctx.peek_at_leader()).state
                 if not now.exists:
-                    # Erased while this attempt ran (an erasure cancels first: its abort ends here), the
-                    # stream replaced by an older backup (`restore --replace`), or — on a stream of several
-                    # replicas — a look answered by a follower still behind. The part records this attempt
+                    # Erased while this attempt ran (an erasure cancels first: its abort ends here), or the
+                    # stream replaced by an older backup (`restore --replace`). The part records this attempt
                     # stored for the gone upload are the tenant's member names and paths, read by no run
                     # again (a new upload starts from byte 0), and after an erasure nobody else removes
                     # them — the canceller's sweep and the erasure ran before they landed, and the janitor
@@ -140,10 +141,8 @@ class Assembler:
                     # Only those: the snapshot and rendered posts stay — the erasure removed them already,
                     # a newer backup restored resumes from them, and a live export needs them.
                     await self._remove_gone_records(c, upload)
-                    if self.settings.stream_replicas == 1:  # one server answers reads: the log has it not
-                        raise Conflict(f"{c.export_id}: the export is no longer in the log; no new upload") from None
-                    # several replicas: the new upload's UploadStarted, fenced at the stream's leader, decides
-                elif now.stopping:
+                    raise Conflict(f"{c.export_id}: the export is no longer in the log; no new upload") from None
+                if now.stopping:
                     # a cancel's abort (the export ends): open no upload only to abort it again — left
                     # open until the refused UploadStarted's abort, it was one after ExportCancelled
                     raise Conflict(f"{c.export_id}: the export is ending; no new upload") from None

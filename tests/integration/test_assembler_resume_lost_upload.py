@@ -137,19 +137,20 @@ class _ReplicaBehind:
     stream of several replicas every replica answers direct gets from its own copy, and nats-server lets
     a follower catching up (restarted, or cut off and back) answer them once it is 90% synchronised."""
 
-    def __init__(self, log: Any) -> None:
-        self._log, self.behind = log, False
+    def __init__(self, log: Any, *, gone_at_leader: bool = False) -> None:
+        # gone_at_leader: the leader's reads (non-direct gets) hold none of the export either, once behind
+        self._log, self.behind, self.gone_at_leader = log, False, gone_at_leader
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._log, name)
 
-    async def load(self, tenant_id: str, export_id: str) -> Any:
+    async def load(self, tenant_id: str, export_id: str, *, at_leader: bool = False) -> Any:
         from shared.core.lifecycle import ExportState
         from shared.eventlog.jetstream import Loaded
 
-        if self.behind:
+        if self.behind and (self.gone_at_leader or not at_leader):
             return Loaded(ExportState(), 0)
-        return await self._log.load(tenant_id, export_id)
+        return await self._log.load(tenant_id, export_id, at_leader=at_leader)
 
 
 class _AbortingBehind(AbortingUploads):
@@ -193,19 +194,23 @@ async def test_an_upload_aborted_while_a_replica_behind_answers_the_look_keeps_t
     assert await _archive(store, settings, ctx) == await _reference(store, settings, ctx, tmp_path)
 
 
+@pytest.mark.parametrize("replicas", [1, 3])
 async def test_an_upload_aborted_after_the_log_was_replaced_removes_only_its_part_records(
-        bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings) -> None:
-    """One replica: the log, read on NoSuchUpload, no longer holds the export (erased, or the stream
-    replaced by an older backup — `restore --replace`). The gone upload's part records go (no run reads
-    them again; after an erasure nobody else would remove them) and no new upload is opened; the
-    snapshot and rendered posts stay, as the README's restore note promises for an export requested
-    since the backup (a newer backup restored resumes from them). Seen: every work object deleted."""
+        bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings, replicas: int) -> None:
+    """The log, read on NoSuchUpload, no longer holds the export (erased, or the stream replaced by an
+    older backup — `restore --replace`). The gone upload's part records go (no run reads them again;
+    after an erasure nobody else would remove them) and no new upload is opened; the snapshot and
+    rendered posts stay, as the README's restore note promises for an export requested since the backup
+    (a newer backup restored resumes from them). Seen: every work object deleted. With three replicas
+    the look is the stream leader's, so the export gone there is gone, as with one: seen, a new upload
+    was opened, refused at the fence and aborted."""
     if settings.store == "s3":
         pytest.skip("moto answers a part uploaded to an aborted upload with 500, not NoSuchUpload")
+    settings = settings.model_copy(update={"stream_replicas": replicas})
     ctx = await _cataloged(bus, store, content, settings)
     c = ctx.state.cataloged
     assert c is not None
-    log = _ReplicaBehind(bus.log)  # with one replica: the log itself, holding nothing of the export
+    log = _ReplicaBehind(bus.log, gone_at_leader=True)  # the log itself (every replica) holding nothing of the export
     replaced = StepContext(log, ctx.loaded, settings)  # type: ignore[arg-type]
     with pytest.raises(Conflict, match="no longer in the log; no new upload"):
         await Assembler(settings, _AbortingBehind(store, 3, log))(replaced)  # type: ignore[arg-type]

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 MAX_EVENT_BYTES = 256 * 1024
 WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"  # this replica, stamped on what it appends
 WRONG_LAST_SEQUENCE = (10071, 10164)
+NO_MESSAGE_FOUND = 10037  # STREAM.MSG.GET found no message (of the subject, from the sequence on)
 
 
 class EventLogError(Exception):
@@ -292,8 +293,14 @@ class EventLog:
         while True:
             try:
                 m = await self.js.get_msg(self.stream, seq=seq, subject=subject, next=True, direct=False)
-            except NotFoundError:
-                return  # nothing more on the export's subjects
+            except NotFoundError as e:
+                if e.err_code == NO_MESSAGE_FOUND:
+                    return  # nothing more on the export's subjects
+                # Any other 404 — the stream itself not found (deleted and not yet restored by
+                # `restore --replace`, or never made) — says nothing of the export: read as "no message",
+                # it was an erased export, and the catalog deleted every work object of it. The direct
+                # read answers the same server state with LogUnavailable (no server answers); so does this.
+                raise LogUnavailable(f"{export_id}: {e.description or e}") from None
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
                 raise LogUnavailable(f"{export_id}: the stream's leader did not answer ({type(e).__name__})") from None
             except APIError as e:

@@ -6,6 +6,7 @@ the real log: fencing, dedupe of a retried append, per-export order and reads, t
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import AsyncIterator
 
@@ -13,7 +14,7 @@ import pytest
 
 from shared.bus.connect import Bus
 from shared.core import events as ev
-from shared.eventlog.jetstream import Conflict, EventLogError
+from shared.eventlog.jetstream import Conflict, EventLogError, LogUnavailable
 from shared.eventlog.memory import InMemoryEventLog
 from shared.ports import EventLogPort
 
@@ -234,3 +235,18 @@ async def test_the_leaders_read_folds_the_same_history_as_the_direct_read(bus: B
         (seq, 3, direct.state.status, "x")
     none = await bus.log.load(tenant, "exp_none", at_leader=True)
     assert (none.last_seq, none.state.exists) == (0, False)
+
+
+async def test_the_leaders_read_of_a_stream_not_there_is_unavailable_as_the_direct_read(bus: Bus) -> None:
+    """A stream the server does not have (deleted by ``restore --replace`` and not yet restored) says
+    nothing of the export. Seen: the leader's read took the server's 404 "stream not found" for "no
+    more messages" and folded an empty history — the export read as erased, and the catalog's refused
+    run deleted every work object of it, the logged snapshot the restored log names among them. The
+    direct read of the same server answers LogUnavailable (retried, nothing deleted); so does this."""
+    tenant, export_id = _ids()
+    await bus.log.append(_requested(tenant, export_id), 0)
+    gone = copy.copy(bus.log)
+    gone.stream = f"GONE_{uuid.uuid4().hex[:8]}"
+    for at_leader in (False, True):
+        with pytest.raises(LogUnavailable):
+            await gone.load(tenant, export_id, at_leader=at_leader)

@@ -133,8 +133,10 @@ def archive_key(tenant_id: str, export_id: str, safe_username: str, day: str) ->
     return f"{export_prefix(tenant_id, export_id)}grove-export-{safe_username}-{day}.zip"
 
 
-# An archive's key where a text names it: ``exports/<tenant>/<export>/grove-export-<username>-<date>.zip``.
-_ARCHIVE_IN_TEXT = re.compile(r"(?<![^/\s'\"(])(exports/[^/\s?'\"]+/[^/\s?'\"]+/)grove-export-[^/\s?'\"]*?"
+# An archive's key where a text names it: ``exports/<tenant>/<export>/grove-export-<username>-<date>.zip``,
+# whatever comes before it: a store's answer quoted in an error has it as ``<Key>exports/…</Key>``, a
+# line may say ``key=exports/…`` (a rule on the character before it let both through, the username kept).
+_ARCHIVE_IN_TEXT = re.compile(r"(exports/[^/\s?'\"]+/[^/\s?'\"]+/)grove-export-[^/\s?'\"]*?"
                               r"-\d{4}-\d{2}-\d{2}\.zip")
 ARCHIVE_SHOWN = "ARCHIVE"
 

@@ -41,3 +41,15 @@ def test_other_keys_are_as_they_are() -> None:
     text = "exports/t1/exp_1/work/snapshot-ab.jsonl exports/t1/exp_1/notes.txt grove-exports/x"
     record = logging.LogRecord("x", logging.INFO, __file__, 1, text, (), None)
     assert json.loads(JsonFormatter("x").format(record))["msg"] == text
+
+
+def test_a_key_after_any_character_is_an_archive_all_the_same() -> None:
+    """Seen: only a key after a ``/``, a space, a quote or ``(`` was redacted. A store's answer quoted in
+    an error (botocore's ``ResponseParserError`` holds the body it could not read: a completion's
+    ``<Key>…</Key>``) and a ``key=…`` kept the username."""
+    body = f"b'<CompleteMultipartUploadResult><Key>{KEY}</Key></CompleteMultipartUploadResult>'"
+    for text in (f"StoreError: ResponseParserError: invalid XML received:\n{body}", f"key={KEY}", f"key:{KEY}",
+                 f"[{KEY}]", f"`{KEY}`", f"a,{KEY}"):
+        record = logging.LogRecord("x", logging.WARNING, __file__, 1, "%s", (text,), None)
+        for line in (JsonFormatter("x").format(record), PlainFormatter().format(record)):
+            assert "zqmark" not in line and "exports/t1/exp_1/ARCHIVE" in line, line

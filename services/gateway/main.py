@@ -16,7 +16,7 @@ from aiohttp.web_log import AccessLogger
 
 from services.gateway.app import init_app
 from services.gateway.problems import ProblemRunner
-from shared.core.keys import without_usernames
+from shared.core.keys import path_without_usernames
 from shared.runtime.settings import Settings, SettingsProblem
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class RedactingAccessLogger(AccessLogger):
         # decoded, and a %0a, %1b or %e2%80%ae in it wrote a line break, an escape sequence or a bidi
         # control into the log — anyone, no token needed, could forge access lines.
         path = request.rel_url.raw_path
-        shown = without_usernames(path)  # the archive's name holds the requester's username; the ids stay
+        shown = path_without_usernames(path)  # the archive's name holds the requester's username; the ids stay
         if shown == path and not any(k.lower() in SECRET_PARAMS for k in request.query):
             return line
         path = shown

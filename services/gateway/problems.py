@@ -42,7 +42,7 @@ from aiohttp.typedefs import Handler
 from nats.js.errors import ServiceUnavailableError
 
 from services.gateway.headers import API_CACHE_CONTROL, HEADERS, SERVER
-from shared.core.keys import without_usernames
+from shared.core.keys import path_without_usernames, without_usernames
 from shared.eventlog.directget import DirectGetError
 from shared.eventlog.jetstream import LogUnavailable
 from shared.objectstore.port import StoreUnavailable
@@ -212,11 +212,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except _UNAVAILABLE as exc:
         # The path as sent: no decoded %0a or %e2%80%ae making lines of its own (fa7b162); an archive's
         # name in it or in the error (the store's message names the key) as ARCHIVE (shared.core.keys.without_usernames).
-        log.warning("unavailable on %s %s: %s", request.method, without_usernames(request.rel_url.raw_path),
+        log.warning("unavailable on %s %s: %s", request.method, path_without_usernames(request.rel_url.raw_path),
                     without_usernames(repr(exc)))
         return problem_response(Unavailable("The export service is temporarily unavailable; try again."))
     except Exception:  # its traceback as the exception said it (README, Personal data)
-        log.exception("unhandled error on %s %s", request.method, without_usernames(request.rel_url.raw_path))
+        log.exception("unhandled error on %s %s", request.method, path_without_usernames(request.rel_url.raw_path))
         return problem_response(Problem("Something went wrong on our side."))
 
 

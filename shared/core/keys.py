@@ -22,6 +22,7 @@ import json
 import math
 import re
 from typing import Any
+from urllib.parse import quote, unquote
 
 EXPORTS_ROOT = "exports/"
 NAME_BYTES = 255  # the longest file name Linux filesystems take (the filesystem store's bound)
@@ -146,6 +147,19 @@ def without_usernames(text: str) -> str:
     holds the requester's username, and a log outlives ``erase-tenant``, which removes every other copy of
     it. The tenant and export ids stay, so a line still says which export; any other key is as it is."""
     return _ARCHIVE_IN_TEXT.sub(lambda m: m.group(1) + ARCHIVE_SHOWN, text)
+
+
+def path_without_usernames(raw_path: str) -> str:
+    """A request's path as sent (percent-encoded), for a log, with an archive's name as ``ARCHIVE`` however
+    the client encoded it: the gateway serves ``…/grove%2Dexport-<username>-<date>.zip`` (the route
+    decodes it) and a path's ``%2F`` are slashes to a reader, yet :func:`without_usernames` of the raw
+    text met neither. Such a path is logged re-encoded from its decoded form (no control character
+    comes back); any other path as sent."""
+    decoded = unquote(raw_path)
+    shown = without_usernames(decoded)
+    if shown == decoded:
+        return without_usernames(raw_path)
+    return quote(shown, safe="/")
 
 
 def is_archive_key_of(tenant_id: str, export_id: str, key: str | None) -> bool:

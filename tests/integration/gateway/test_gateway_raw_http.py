@@ -582,6 +582,31 @@ async def test_a_download_is_logged_without_the_archive_name_that_holds_the_user
     assert "ARCHIVE HTTP/1.1" in lines[2], lines
 
 
+async def test_a_download_path_the_client_percent_encoded_is_logged_without_the_username_too(
+        settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+    """The route decodes the path: ``grove%2Dexport-<username>-….zip`` is the archive's download, and a
+    ``%2F`` is a slash to whoever reads the line. Seen: only the path's raw text was looked at, so such
+    a line kept the username (the archive's name) after ``erase-tenant``. The line stays free of any
+    control character the path decodes to."""
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    targets = ["/api/export/download/exports/t1/exp_1/grove%2Dexport-zqmarkname-2026-12-05.zip?exp=1",
+               "/api/export/download/exports%2Ft1%2Fexp_1%2Fgrove-export-zqmarkname-2026-12-05%2Ezip",
+               "/api/export/download/exports/t1/exp_1/grove-export-zq%6Darkname-2026-12-05.zip",
+               "/api/export/download/exports/t%1B1/exp_1/grove-export-zqmark%1Bname-2026-12-05%2Ezip"]
+    async with _gateway(settings):
+        for target in targets:
+            await _answer(port, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access" and "/download/" in r.getMessage()]
+    assert len(lines) == len(targets), lines
+    for line in lines:
+        assert "zqmark" not in line and "/ARCHIVE" in line, line
+        assert not set(line) & {"\n", "\x1b"}, line
+    assert "GET /api/export/download/exports/t1/exp_1/ARCHIVE?exp=1 HTTP/1.1" in lines[0], lines
+    assert "GET /api/export/download/exports/t%1B1/exp_1/ARCHIVE HTTP/1.1" in lines[3], lines
+
+
 @pytest.mark.parametrize("condition", [
     "Range: bytes=0-9\r\nIf-Range: \"not-its-etag\"",  # a resumed download of another version: all of it
     "Range: items=0-9",  # a unit the server does not know: ignored, all of it

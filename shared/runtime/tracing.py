@@ -57,6 +57,33 @@ def setup(service: str, settings: Settings) -> None:
     _tracer = trace.get_tracer("grove-export")
 
 
+@contextlib.contextmanager
+def _current_span(name: str, **options: Any) -> Iterator[Span]:
+    """The tracer's ``start_as_current_span``, an exception leaving it recorded (event and status) with an
+    archive's key as ``exports/<tenant>/<export>/ARCHIVE`` (:func:`shared.core.keys.without_usernames`).
+    OpenTelemetry records ``str(exc)`` and the whole traceback as they are, and a step's failure holds
+    the store's error naming the key, whose name is the requester's username: the trace kept it after
+    ``erase-tenant``, as the logs did before their formatter (the traces are not erased either)."""
+    import traceback
+
+    from opentelemetry.trace import Status, StatusCode
+
+    from shared.core.keys import without_usernames
+
+    assert _tracer is not None
+    with _tracer.start_as_current_span(name, record_exception=False, set_status_on_exception=False,
+                                       **options) as span:
+        try:
+            yield span
+        except Exception as e:  # as OpenTelemetry's own: not a GeneratorExit or a cancellation
+            if span.is_recording():
+                span.record_exception(e, attributes={
+                    "exception.message": without_usernames(str(e)),
+                    "exception.stacktrace": without_usernames("".join(traceback.format_exception(e)))})
+                span.set_status(Status(StatusCode.ERROR, without_usernames(f"{type(e).__name__}: {e}")))
+            raise
+
+
 def use_tracer(tracer: Tracer | None) -> None:
     """Install a tracer directly (tests with an in-memory exporter); None turns tracing off."""
     global _tracer
@@ -81,7 +108,7 @@ def message_headers(event: ev.Event, subject: str) -> dict[str, str]:
         return {}
     from opentelemetry import propagate, trace
 
-    with _tracer.start_as_current_span(
+    with _current_span(
             f"create {event.name()}", kind=trace.SpanKind.PRODUCER,
             attributes={"messaging.system": "nats", "messaging.operation.type": "create",
                         "messaging.operation.name": "create", "messaging.destination.name": subject,
@@ -103,7 +130,7 @@ def step_span(step: str, durable: str, subject: str, headers: Mapping[str, str] 
 
     linked = trace.get_current_span(propagate.extract(dict(headers or {}))).get_span_context()
     links = [trace.Link(linked, {"messaging.operation.type": "create"})] if linked.is_valid else []
-    with _tracer.start_as_current_span(
+    with _current_span(
             f"{step} process", context=context.Context(), kind=trace.SpanKind.CONSUMER, links=links,
             attributes={"messaging.system": "nats", "messaging.operation.type": "process",
                         "messaging.operation.name": "process", "messaging.destination.name": subject,
@@ -118,7 +145,7 @@ def span(name: str, export_id: str, **attributes: Any) -> Iterator[Span | None]:
     if _tracer is None:
         yield None
         return
-    with _tracer.start_as_current_span(name, attributes={EXPORT_ID: export_id, **attributes}) as s:
+    with _current_span(name, attributes={EXPORT_ID: export_id, **attributes}) as s:
         yield s
 
 
@@ -130,7 +157,7 @@ def server_span(method: str, route: str, path: str) -> Iterator[Span | None]:
         return
     from opentelemetry import context, trace
 
-    with _tracer.start_as_current_span(
+    with _current_span(
             f"{method} {route}", context=context.Context(), kind=trace.SpanKind.SERVER,
             attributes={"http.request.method": method, "http.route": route, "url.path": path}) as s:
         yield s

@@ -220,7 +220,6 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(Problem("Something went wrong on our side."))
 
 
-
 def _unsolicited(problem: Problem) -> bytes:
     """``problem`` as the bytes of a whole answer, written before any request is read (no aiohttp
     response exists then), with every other answer's headers."""

@@ -557,6 +557,19 @@ async def test_a_download_path_is_logged_as_sent_never_decoded_into_lines_of_its
         assert f"GET /api/export/download/{sent}" in line and "sig=REDACTED" in line, line
 
 
+async def _download_access_lines(settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture,
+                                 targets: list[str]) -> list[str]:
+    """The gateway's access line for each of ``targets`` (GET, raw as written), one each."""
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    async with _gateway(settings_for(0, host="127.0.0.1", port=port)):
+        for target in targets:
+            await _answer(port, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access" and "/download/" in r.getMessage()]
+    assert len(lines) == len(targets), lines
+    return lines
+
+
 async def test_a_download_is_logged_without_the_archive_name_that_holds_the_username(
         settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
     """Seen (an erasure audit): after `erase-tenant` had removed every copy of the requester's username
@@ -564,17 +577,10 @@ async def test_a_download_is_logged_without_the_archive_name_that_holds_the_user
     access line carried the archive's name, `grove-export-<username>-<date>.zip`. The line keeps the
     tenant and export ids (pseudonymous: what they name is erased) and says ARCHIVE for the name, with
     a signature or without one."""
-    caplog.set_level(logging.INFO)
-    port = free_port()
-    settings = settings_for(0, host="127.0.0.1", port=port)
     key = "exports/t1/exp_1/grove-export-zqmarkname-2026-12-05.zip"
     targets = [f"/api/export/download/{key}?exp=1&sig=" + "a" * 64, f"/api/export/download/{key}?exp=1",
                f"/api/export/download/{key}"]
-    async with _gateway(settings):
-        for target in targets:
-            await _answer(port, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access" and "/download/" in r.getMessage()]
-    assert len(lines) == len(targets), lines
+    lines = await _download_access_lines(settings_for, caplog, targets)
     for line in lines:
         assert "zqmark" not in line, line
         assert "GET /api/export/download/exports/t1/exp_1/ARCHIVE" in line, line
@@ -588,18 +594,11 @@ async def test_a_download_path_the_client_percent_encoded_is_logged_without_the_
     ``%2F`` is a slash to whoever reads the line. Seen: only the path's raw text was looked at, so such
     a line kept the username (the archive's name) after ``erase-tenant``. The line stays free of any
     control character the path decodes to."""
-    caplog.set_level(logging.INFO)
-    port = free_port()
-    settings = settings_for(0, host="127.0.0.1", port=port)
     targets = ["/api/export/download/exports/t1/exp_1/grove%2Dexport-zqmarkname-2026-12-05.zip?exp=1",
                "/api/export/download/exports%2Ft1%2Fexp_1%2Fgrove-export-zqmarkname-2026-12-05%2Ezip",
                "/api/export/download/exports/t1/exp_1/grove-export-zq%6Darkname-2026-12-05.zip",
                "/api/export/download/exports/t%1B1/exp_1/grove-export-zqmark%1Bname-2026-12-05%2Ezip"]
-    async with _gateway(settings):
-        for target in targets:
-            await _answer(port, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access" and "/download/" in r.getMessage()]
-    assert len(lines) == len(targets), lines
+    lines = await _download_access_lines(settings_for, caplog, targets)
     for line in lines:
         assert "zqmark" not in line and "/ARCHIVE" in line, line
         assert not set(line) & {"\n", "\x1b"}, line

@@ -90,18 +90,24 @@ async def test_a_multi_line_smtp_refusal_is_one_line_of_reason(raw_server: Any, 
     assert_fit_for_notification_failed(caught.value.reason)
 
 
-async def test_the_notifier_records_a_refusal_that_is_not_utf8_as_notification_failed(raw_server: Any) -> None:
-    port = await raw_server(smtp_refusing_mail_from(b"550 \xff\r\n"))
+async def completed_export(email: str, attempts: int) -> tuple[InMemoryEventLog, Settings, StepContext]:
+    """Export exp_1 of tenant t1, requested by ``email`` and complete, in a log of its own: the notifier's
+    step context for it, with ``attempts`` tries at sending."""
     e = {"export_id": "exp_1", "tenant_id": "t1"}
     log = InMemoryEventLog()
     seq = 0
-    for event in (ev.ExportRequested(**e, user_id="u", user_email="a@example.org", username="autumn"),
+    for event in (ev.ExportRequested(**e, user_id="u", user_email=email, username="autumn"),
                   ev.ExportCompleted(**e, archive_key=keys.archive_key("t1", "exp_1", "autumn", "2026-01-01"),
                                      size_bytes=30, sha256="abc", item_counts={"posts": 1}, error_count=0,
                                      expires_at=datetime(2030, 1, 1, tzinfo=UTC))):
         seq = await log.append(event, seq)
-    settings = Settings(mail={"attempts": 2, "retry_base_delay": 0.0})
-    ctx = StepContext(log=log, loaded=await log.load("t1", "exp_1"), settings=settings)  # type: ignore[arg-type]
+    settings = Settings(mail={"attempts": attempts, "retry_base_delay": 0.0})
+    return log, settings, StepContext(log=log, loaded=await log.load("t1", "exp_1"), settings=settings)  # type: ignore[arg-type]
+
+
+async def test_the_notifier_records_a_refusal_that_is_not_utf8_as_notification_failed(raw_server: Any) -> None:
+    port = await raw_server(smtp_refusing_mail_from(b"550 \xff\r\n"))
+    log, settings, ctx = await completed_export("a@example.org", attempts=2)
 
     await Notifier(settings, SmtpMailer(host="127.0.0.1", port=port, timeout=5.0))(ctx)  # must not raise
 
@@ -265,16 +271,7 @@ async def test_the_notifier_never_logs_the_requesters_address_a_refusal_quotes(
     address = "ZQ.Mark-A@Example.org"
     server = start_smtp()
     server.handler.rcpt_reply = f"550 5.1.1 <{address.lower()}>: Recipient address rejected"
-    e = {"export_id": "exp_1", "tenant_id": "t1"}
-    log = InMemoryEventLog()
-    seq = 0
-    for event in (ev.ExportRequested(**e, user_id="u", user_email=address, username="autumn"),
-                  ev.ExportCompleted(**e, archive_key=keys.archive_key("t1", "exp_1", "autumn", "2026-01-01"),
-                                     size_bytes=30, sha256="abc", item_counts={"posts": 1}, error_count=0,
-                                     expires_at=datetime(2030, 1, 1, tzinfo=UTC))):
-        seq = await log.append(event, seq)
-    settings = Settings(mail={"attempts": 1, "retry_base_delay": 0.0})
-    ctx = StepContext(log=log, loaded=await log.load("t1", "exp_1"), settings=settings)  # type: ignore[arg-type]
+    log, settings, ctx = await completed_export(address, attempts=1)
     caplog.set_level(logging.DEBUG)
 
     await Notifier(settings, SmtpMailer(host="127.0.0.1", port=server.port, timeout=5.0))(ctx)

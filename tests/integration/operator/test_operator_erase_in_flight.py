@@ -54,6 +54,28 @@ async def test_a_catalog_cancelled_mid_read_is_waited_for_and_what_it_wrote_eras
         stack.stop()
 
 
+async def _assembling(bus: Bus, store: ObjectStore, settings: Settings) -> tuple[str, str]:
+    """A seeded tenant's export, once the assembler has logged its UploadStarted and beats for it."""
+    content = content_source(settings)
+    await content.init()
+    tenant = (await seed_tenant(content, store, images_bucket=settings.buckets.images,
+                                amber_bucket=settings.buckets.amber, images=4)).tenant_id
+    await content.close()
+    export_id = await request_export(bus, tenant)
+    await wait_status(bus, tenant, export_id, {"assembling"}, 30)
+
+    async def uploading() -> bool:
+        if (await bus.log.load(tenant, export_id)).state.upload is None:
+            return False
+        try:
+            return bool((await bus.heartbeats.get(heartbeat_key("assemble", tenant, export_id))).value)
+        except Exception:
+            return False
+
+    await until(uploading, 30, 0.02, "the assembler's UploadStarted and heartbeat")
+    return tenant, export_id
+
+
 async def test_an_assembler_frozen_through_the_erasure_writes_nothing_of_the_tenant_again(
         values: dict[str, Any], bus: Bus, store: ObjectStore, settings: Settings, tmp_path: Path) -> None:
     """The assembler holding the export is frozen (SIGSTOP) mid-upload; erase-tenant --erase-running
@@ -65,23 +87,7 @@ async def test_an_assembler_frozen_through_the_erasure_writes_nothing_of_the_ten
     ArchiveAssembled for an export the log no longer had; erase had said "nothing left"."""
     stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_FAULTS_SLOW": "assemble.upload:3"})
     try:
-        content = content_source(settings)
-        await content.init()
-        tenant = (await seed_tenant(content, store, images_bucket=settings.buckets.images,
-                                    amber_bucket=settings.buckets.amber, images=4)).tenant_id
-        await content.close()
-        export_id = await request_export(bus, tenant)
-        await wait_status(bus, tenant, export_id, {"assembling"}, 30)
-
-        async def uploading() -> bool:  # UploadStarted logged and the run beating; parts wait 3 s to upload
-            if (await bus.log.load(tenant, export_id)).state.upload is None:
-                return False
-            try:
-                return bool((await bus.heartbeats.get(heartbeat_key("assemble", tenant, export_id))).value)
-            except Exception:
-                return False
-
-        await until(uploading, 30, 0.02, "the assembler's UploadStarted and heartbeat")
+        tenant, export_id = await _assembling(bus, store, settings)  # parts wait 3 s to upload
         async def no_part_logged() -> None:  # frozen before any part logged
             assert not (await bus.log.load(tenant, export_id)).state.parts
 
@@ -103,23 +109,7 @@ async def test_an_assembler_frozen_before_its_first_part_leaves_no_part_records_
     remove them (an export the log does not hold, written since its oldest event)."""
     stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_DEMO_THROTTLE_S": "0.4"})
     try:
-        content = content_source(settings)
-        await content.init()
-        tenant = (await seed_tenant(content, store, images_bucket=settings.buckets.images,
-                                    amber_bucket=settings.buckets.amber, images=4)).tenant_id
-        await content.close()
-        export_id = await request_export(bus, tenant)
-        await wait_status(bus, tenant, export_id, {"assembling"}, 30)
-
-        async def encoding() -> bool:  # UploadStarted logged and the run beating; members come 0.4 s apart
-            if (await bus.log.load(tenant, export_id)).state.upload is None:
-                return False
-            try:
-                return bool((await bus.heartbeats.get(heartbeat_key("assemble", tenant, export_id))).value)
-            except Exception:
-                return False
-
-        await until(encoding, 30, 0.02, "the assembler's UploadStarted and heartbeat")
+        tenant, export_id = await _assembling(bus, store, settings)  # members come 0.4 s apart
 
         async def nothing_submitted() -> None:  # frozen while the first part still fills
             assert not (await bus.log.load(tenant, export_id)).state.parts

@@ -1295,19 +1295,24 @@ async def test_acks_nothing_answers_hold_no_reply_route_past_the_threshold(tmp_p
     try:
         s = secured.settings
         await (await connect_bus(s, [monitor.url], "test", user=ADMIN, password=PASSWORDS[ADMIN])).close()
-        nc = await connect_as(monitor.url, "catalog")
-        try:
-            for i in range(200):
-                await nc.publish(f"$JS.ACK.{s.stream_name}.catalog.1.{i}.{i}.0.0", b"+ACK", reply=f"_INBOX_catalog.{i}")
-            await nc.flush()
-        finally:
-            await nc.close()
-
         async def held() -> int:
             async with aiohttp.ClientSession() as h, h.get(f"http://127.0.0.1:{http_port}/accountz?acc=STORE") as r:
                 return len((await r.json())["account_detail"].get("responses") or {})
 
-        assert await held() > 100  # held, each as long as the threshold
+        # Acks sent 200 at a time until STORE is seen holding over 100 routes (each held as long as the
+        # threshold, 1 s: a single batch followed by one look could be let go before a loaded machine looked)
+        nc = await connect_as(monitor.url, "catalog")
+        try:
+            async def holding() -> bool:
+                for i in range(200):
+                    await nc.publish(f"$JS.ACK.{s.stream_name}.catalog.1.{i}.{i}.0.0", b"+ACK",
+                                     reply=f"_INBOX_catalog.{i}")
+                await nc.flush()
+                return await held() > 100
+
+            await until(holding, 15, 0, "STORE holding the reply routes of acks nothing answers")
+        finally:
+            await nc.close()
 
         async def let_go() -> bool:
             return await held() == 0

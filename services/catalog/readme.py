@@ -38,6 +38,19 @@ def markdown_text(text: str) -> str:
 # ../media/ like any other link) or `<div>` was missing from the site without a word.
 HUGO_SETTINGS = ("uglyURLs = true", "markup.goldmark.renderer.unsafe = true")
 
+BLOG_INTRO = """
+Posts and pages are plain Markdown with YAML front matter, readable by any text editor and
+importable by most static-site generators (Hugo, Jekyll, Eleventy, Astro). Media files are the
+original uploads. This copy is yours to keep.
+"""
+
+# A storage export holds stored files only: no posts, pages, media or front matter to speak of.
+STORAGE_USE = """
+Every file under `files/` is the original upload, byte for byte, in a folder named after its
+category (`files/documents/report.pdf`). `index.json` gives each one's original name, type,
+category, product and upload time. This copy is yours to keep.
+"""
+
 BLOG_USE = f"""
 Links in your posts and pages that showed your own images now point at the copies in `media/`,
 by a path relative to the Markdown file (`../media/photo.jpg`), so they work offline in any
@@ -96,8 +109,4 @@ This archive holds a copy of your data from Grove, made for **{markdown_text(use
    contact support with the export id above.
 
 ## Using your data
-
-Posts and pages are plain Markdown with YAML front matter, readable by any text editor and
-importable by most static-site generators (Hugo, Jekyll, Eleventy, Astro). Media files are the
-original uploads. This copy is yours to keep.
-{BLOG_USE if mode == "blog" else ""}"""
+{BLOG_INTRO + BLOG_USE if mode == "blog" else STORAGE_USE}"""

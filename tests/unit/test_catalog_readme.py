@@ -50,3 +50,19 @@ def test_plain_names_are_left_as_they_are() -> None:
     assert markdown_text("autumn 2024") == "autumn 2024"
     assert markdown_text("a.b") == "a\\.b"  # escaped, yet shown as "a.b"
     assert markdown_text("a\u202eb") == "a b"  # a bidi override cannot reverse what follows
+
+
+def _using_your_data(readme: str) -> str:
+    return readme.split("## Using your data", 1)[1]
+
+
+def test_a_storage_archives_readme_speaks_of_its_files_not_of_posts_pages_or_media() -> None:
+    # A storage export holds files/{category}/… only; its README told the person about "Posts and
+    # pages … Markdown with YAML front matter" and "Media files", none of which are in it.
+    readme = render_readme(username="u", tenant_id="t", export_id="e", mode="storage",
+                           created_at=datetime(2024, 5, 1, tzinfo=UTC), counts={"files": 6},
+                           include_images=True, generator="g")
+    use = _using_your_data(readme)
+    for absent in ("Posts", "pages", "Markdown", "Media", "media/", "Hugo"):
+        assert absent not in use, (absent, use)
+    assert "files/" in use and "index.json" in use and "yours to keep" in use

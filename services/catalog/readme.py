@@ -40,9 +40,10 @@ HUGO_SETTINGS = ("uglyURLs = true", "markup.goldmark.renderer.unsafe = true")
 
 BLOG_INTRO = """
 Posts and pages are plain Markdown with YAML front matter, readable by any text editor and
-importable by most static-site generators (Hugo, Jekyll, Eleventy, Astro). Media files are the
-original uploads. This copy is yours to keep.
+importable by most static-site generators (Hugo, Jekyll, Eleventy, Astro).{media} This copy is yours to keep.
 """
+MEDIA_ORIGINALS = """ Media files are the
+original uploads."""
 
 # A storage export holds stored files only: no posts, pages, media or front matter to speak of.
 STORAGE_USE = """
@@ -51,15 +52,23 @@ category (`files/documents/report.pdf`). `index.json` gives each one's original 
 category, product and upload time. This copy is yours to keep.
 """
 
-BLOG_USE = f"""
-Links in your posts and pages that showed your own images now point at the copies in `media/`,
+# With includeImages false the archive has no media/ and the links keep their URLs: the README says
+# so, and its Hugo steps copy no media/ (it told the person links pointed at copies that are not there).
+LINKS_TO_MEDIA = """Links in your posts and pages that showed your own images now point at the copies in `media/`,
 by a path relative to the Markdown file (`../media/photo.jpg`), so they work offline in any
 Markdown viewer (GitHub, Obsidian, VS Code). The original addresses are kept in `index.json`
-(`media_links`). Front matter has the fields static-site generators read (`date`, `lastmod`,
+(`media_links`)."""
+LINKS_KEPT = """Images were not requested for this export, so it holds none: links in your posts and pages
+that showed your images keep their original addresses, which work while those addresses do.
+`index.json` lists every image with its details."""
+HUGO_MEDIA = """ and `media/`
+into `mysite/static/`"""
+
+BLOG_USE = f"""
+{{links}} Front matter has the fields static-site generators read (`date`, `lastmod`,
 `draft`) beside Grove's own (`status`, `published_at`, `created_at`, `updated_at`).
 
-**Hugo:** `hugo new site mysite`, copy `posts/` and `pages/` into `mysite/content/` and `media/`
-into `mysite/static/`, add a theme, and add these two lines at the top of `hugo.toml`, before any `[section]` line:
+**Hugo:** `hugo new site mysite`, copy `posts/` and `pages/` into `mysite/content/`{{hugo_media}}, add a theme, and add these two lines at the top of `hugo.toml`, before any `[section]` line:
 `{HUGO_SETTINGS[0]}` so that file-relative image links resolve, and
 `{HUGO_SETTINGS[1]}` so that the HTML in your posts (an `<img>`, a `<div>`)
 is shown: Hugo leaves it out otherwise (a `hugo.toml` with a `[markup]` table takes
@@ -109,4 +118,10 @@ This archive holds a copy of your data from Grove, made for **{markdown_text(use
    contact support with the export id above.
 
 ## Using your data
-{BLOG_INTRO + BLOG_USE if mode == "blog" else STORAGE_USE}"""
+{_blog_use(include_images) if mode == "blog" else STORAGE_USE}"""
+
+
+def _blog_use(include_images: bool) -> str:
+    return (BLOG_INTRO.format(media=MEDIA_ORIGINALS if include_images else "")
+            + BLOG_USE.format(links=LINKS_TO_MEDIA if include_images else LINKS_KEPT,
+                              hugo_media=HUGO_MEDIA if include_images else ""))

@@ -66,3 +66,19 @@ def test_a_storage_archives_readme_speaks_of_its_files_not_of_posts_pages_or_med
     for absent in ("Posts", "pages", "Markdown", "Media", "media/", "Hugo"):
         assert absent not in use, (absent, use)
     assert "files/" in use and "index.json" in use and "yours to keep" in use
+
+
+def test_a_blog_archive_without_images_does_not_say_links_point_into_media() -> None:
+    # With includeImages false the archive has no media/ and links keep their URLs (README: "With
+    # `includeImages: false` links keep their URLs"); its README said they "now point at the copies
+    # in `media/`" and told the person to copy `media/` into a Hugo site.
+    readme = render_readme(username="u", tenant_id="t", export_id="e", mode="blog",
+                           created_at=datetime(2024, 5, 1, tzinfo=UTC),
+                           counts={"posts": 1, "pages": 0, "images": 0}, include_images=False, generator="g")
+    use = _using_your_data(readme)
+    assert "media/" not in use and "Media files" not in use, use
+    assert "keep their original addresses" in use and "Hugo" in use
+    with_images = render_readme(username="u", tenant_id="t", export_id="e", mode="blog",
+                                created_at=datetime(2024, 5, 1, tzinfo=UTC),
+                                counts={"posts": 1, "pages": 0, "images": 1}, include_images=True, generator="g")
+    assert "now point at the copies in `media/`" in _using_your_data(with_images)

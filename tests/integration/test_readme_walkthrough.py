@@ -101,6 +101,16 @@ def test_the_readme_walkthrough_runs_as_written_from_a_fresh_clone_in_new_shells
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_ready(f"http://127.0.0.1:{port}/readyz", server, 120)
+        # The first terminal's comment says where the page is: a person opens that very address (it
+        # said http://127.0.0.1:8080, where the gateway answers a 404 problem, not the page).
+        shown_urls = re.findall(r"http://127\.0\.0\.1:8080[^\s,]*", server_block)
+        assert shown_urls, server_block
+        for url in shown_urls:
+            try:
+                with urllib.request.urlopen(url.replace(":8080", f":{port}"), timeout=10) as resp:
+                    assert resp.headers.get_content_type() == "text/html", (url, resp.headers)
+            except urllib.error.HTTPError as err:
+                raise AssertionError(f"the README's {url} answers {err.code}, not the page") from err
         found = json.loads((clone / "var" / "stack.json").read_text())
         assert found["nats_user"] == "admin" and found["nats_url"].startswith("nats://127.0.0.1:")
         script = "set -e\n" + "\n".join(b.replace(":8080", f":{port}") for b in client_blocks)

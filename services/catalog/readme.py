@@ -68,7 +68,8 @@ BLOG_USE = f"""
 {{links}} Front matter has the fields static-site generators read (`date`, `lastmod`,
 `draft`) beside Grove's own (`status`, `published_at`, `created_at`, `updated_at`).
 
-**Hugo:** `hugo new site mysite`, copy `posts/` and `pages/` into `mysite/content/`{{hugo_media}}, add a theme, and add these two lines at the top of `hugo.toml`, before any `[section]` line:
+**Hugo:** `hugo new site mysite`, copy `posts/` and `pages/` into `mysite/content/`{{hugo_media}}, add a theme, and add these two lines at the top of `hugo.toml` (`config.toml` in a site
+made by Hugo before 0.112, such as Debian's), before any `[section]` line:
 `{HUGO_SETTINGS[0]}` so that file-relative image links resolve, and
 `{HUGO_SETTINGS[1]}` so that the HTML in your posts (an `<img>`, a `<div>`)
 is shown: Hugo leaves it out otherwise (a `hugo.toml` with a `[markup]` table takes

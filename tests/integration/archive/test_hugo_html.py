@@ -43,6 +43,11 @@ def test_a_posts_own_html_is_on_the_hugo_site_built_as_the_archives_readme_says(
         readme = zf.read("README.md").decode()
     assert all(f"`{line}`" in readme for line in HUGO_SETTINGS), readme
     public, _ = build_site(path, tmp_path / "site")
+    # The file `hugo new site` made is the one the README tells the person to edit: Hugo before 0.112
+    # (Debian's 0.111) makes config.toml, and a README naming only hugo.toml sent them to make a second
+    # file, which Hugo then reads instead of the site's own config.toml (its title, baseURL, theme).
+    made = next(p.name for p in (tmp_path / "site" / "hugo.toml", tmp_path / "site" / "config.toml") if p.exists())
+    assert f"top of `{made}`" in readme or f"`{made}` in a site" in readme, (made, readme)
     page = (public / "posts" / "html.html").read_text()
     assert '<img src="../media/cat.jpg" alt="c">' in page and '<div class="note">A note in HTML</div>' in page, page
     assert (public / "media" / "cat.jpg").read_bytes() == IMG

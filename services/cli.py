@@ -148,10 +148,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
                 raise CliError(f"the local stack did not start: {e}", code=1) from None
             up = "up" if ready else (f"started, but its gateway did not answer /readyz within "
                                      f"{READY_TIMEOUT_S:g} s (see {logs / 'gateway.log'})")
+            found = stack.operator_file or Path(args.data, "stack.json")
+            # without --data a command reads ./var: only a stack in this folder's var/ is found from here
+            finds = (f"run from this folder find it through {found} (elsewhere: --data {data})"
+                     if data == Path("var").resolve() else f"find it with --data {data} (through {found})")
             print(f"grove-export: local stack {up} — gateway http://127.0.0.1:{args.port}/export, "
                   f"NATS {stack.nats.url if stack.nats else '?'}, logs in {logs}\n"
-                  f"  operator commands (events, janitor, replay, …) run from this folder find it through "
-                  f"{stack.operator_file or Path(args.data, 'stack.json')} (elsewhere: --data {data}); "
+                  f"  operator commands (events, janitor, replay, …) {finds}; "
                   f"the command is {Path(sys.executable).parent / 'grove-export'}", flush=True)
             while True:  # until a signal: KeyboardInterrupt
                 time.sleep(3600)

@@ -295,6 +295,37 @@ def test_serve_says_the_stack_is_up_once_its_gateway_answers(tmp_path: Path) -> 
     assert proc.returncode == 0 and out.endswith("grove-export: stack stopped\n"), (out, err)
 
 
+def test_serve_with_another_data_folder_says_how_operator_commands_find_it(tmp_path: Path) -> None:
+    """Seen: `serve --data DIR` said "operator commands … run from this folder find it through
+    DIR/stack.json", but run from that folder without --data they look in ./var and said no local stack
+    is running there. What the banner tells a person to do must work."""
+    import signal
+
+    port, data = free_port(), tmp_path / "elsewhere"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
+    proc = subprocess.Popen(  # SIGINT as a terminal's Ctrl-C delivers it (a background job would ignore it)
+        [sys.executable, "-m", "services.cli", "serve", "--data", str(data), "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert proc.stdout is not None
+        up, how = proc.stdout.readline(), proc.stdout.readline()
+        assert up.startswith("grove-export: local stack up"), (up, how)
+        assert f"--data {data}" in how, how
+        if "run from this folder" in how:  # then so it must
+            plain = new_shell("exports", cwd=tmp_path)
+            assert plain.returncode == 0, (how, plain.stderr)
+        with_data = new_shell("exports", "--data", str(data), cwd=tmp_path)
+        assert with_data.returncode == 0, with_data.stderr
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
 def test_ctrl_c_during_the_demo_stops_it_and_its_stack_at_once(tmp_path: Path) -> None:
     import signal
 

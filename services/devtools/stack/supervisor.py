@@ -176,8 +176,11 @@ def _lock(data_dir: Path, *, probe: bool = False) -> int:
         body = running.read_stack_file(data_dir)
         where = "" if body is None else \
             f" (pid {body.get('pid')}, gateway {body.get('env', {}).get('GROVE_PUBLIC_URL', '?')})"
+        # without --data a command reads ./var: only a stack in this folder's var/ is found from here
+        finds = ("run from this folder find it" if data_dir.resolve() == Path("var").resolve()
+                 else f"find it with --data {data_dir}")
         raise StackBusy(f"a local stack already runs in {data_dir}{where}: use it (operator commands and "
-                        f"`grove-export seed` run from this folder find it), stop it first, or pass "
+                        f"`grove-export seed` {finds}), stop it first, or pass "
                         f"--data with another folder (with make, whose `make run` and `make serve` use var/: "
                         f"`.venv/bin/grove-export demo --data DIR`, `… serve --data DIR`)") from None
     if probe:

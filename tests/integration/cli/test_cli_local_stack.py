@@ -317,6 +317,10 @@ def test_serve_with_another_data_folder_says_how_operator_commands_find_it(tmp_p
             assert plain.returncode == 0, (how, plain.stderr)
         with_data = new_shell("exports", "--data", str(data), cwd=tmp_path)
         assert with_data.returncode == 0, with_data.stderr
+        # a second serve on that folder is refused with "use it": how, in the same words
+        again = new_shell("serve", "--data", str(data), "--port", str(free_port()), cwd=tmp_path)
+        assert again.returncode == 2 and "already runs" in again.stderr, again
+        assert "run from this folder" not in again.stderr and f"--data {data}" in again.stderr, again.stderr
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
     finally:

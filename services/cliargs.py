@@ -69,10 +69,15 @@ class Parser(argparse.ArgumentParser):
                 if isinstance(action, argparse._SubParsersAction):  # the command given, if any
                     owner = action.choices.get(getattr(parsed, action.dest or "", None) or "", self)
             options = [o for a in owner._actions for o in a.option_strings if o.startswith("--")]
-            meant = [m for x in extras if x.startswith("--")
+            # the command's own option, typed before the command (`grove-export --dry-run janitor`): it was
+            # "did you mean --dry-run?", the very option typed; say where it goes instead
+            misplaced = [x for x in extras if x.split("=", 1)[0] in options]
+            meant = [m for x in extras if x.startswith("--") and x not in misplaced
                      for m in difflib.get_close_matches(x.split("=", 1)[0], options, n=1)]
             owner.error(f"unrecognized arguments: {' '.join(extras)}"
-                        + (f" (did you mean {', '.join(meant)}?)" if meant else ""))
+                        + (f" (did you mean {', '.join(meant)}?)" if meant else "")
+                        + (f" (an option of {owner.prog.split()[-1]} goes after it: `{owner.prog} "
+                           f"{' '.join(misplaced)}`)" if misplaced and owner is not self else ""))
         return parsed
 
 

@@ -199,3 +199,20 @@ def test_an_option_given_twice_with_two_values_is_refused(tmp_path: Path) -> Non
         assert (out.returncode, out.stderr) == (2, f"grove-export: {line}\n"), (args, out.stderr)
     same = bare("exports", "--limit", "5", "--limit", "05", "--data", "d", "--data", "d", cwd=tmp_path)
     assert same.returncode == 2 and "no local stack is running in d/" in same.stderr, same.stderr
+
+
+def test_a_commands_option_typed_before_the_command_is_said_to_go_after_it(tmp_path: Path) -> None:
+    """Seen: `grove-export --dry-run janitor` said "unrecognized arguments: --dry-run (did you mean
+    --dry-run?)": the option asked for is the very one typed, only before the command (where only --data
+    goes). Say where it goes instead."""
+    cases = {("--dry-run", "janitor"): "unrecognized arguments: --dry-run (an option of janitor goes after it: "
+                                       "`grove-export janitor --dry-run`) (`grove-export janitor --help` lists the options)",
+             ("--json", "exports", "--limit", "2"): "unrecognized arguments: --json (an option of exports goes after it: "
+                                                    "`grove-export exports --json`) (`grove-export exports --help` lists "
+                                                    "the options)"}
+    for args, line in cases.items():
+        out = bare(*args, cwd=tmp_path)
+        assert (out.returncode, out.stderr) == (2, f"grove-export: {line}\n"), (args, out.stderr)
+        assert "did you mean" not in out.stderr
+    typo = bare("janitor", "--dryrun", cwd=tmp_path)  # a near miss after the command is still guessed
+    assert "(did you mean --dry-run?)" in typo.stderr, typo.stderr

@@ -514,6 +514,10 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(prog="grove-export", description="Grove Export: durable streaming ZIP exports.")
     p.add_argument("--data", type=a_path("folder"), dest="data_before", metavar="DIR",
                    help="the local stack's data folder, as the command's own --data (either place works)")
+    from shared import __version__
+
+    p.add_argument("--version", action="version", version=f"grove-export {__version__}",
+                   help="print the version an archive's README names as its maker (\"Made by\"), and exit")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run one service in the foreground, as its container does")
     r.add_argument("service", choices=SERVICES, help="the service to run")

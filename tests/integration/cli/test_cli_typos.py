@@ -216,3 +216,14 @@ def test_a_commands_option_typed_before_the_command_is_said_to_go_after_it(tmp_p
         assert "did you mean" not in out.stderr
     typo = bare("janitor", "--dryrun", cwd=tmp_path)  # a near miss after the command is still guessed
     assert "(did you mean --dry-run?)" in typo.stderr, typo.stderr
+
+
+def test_version_prints_the_generator_an_archive_names(tmp_path: Path) -> None:
+    """Seen: `grove-export --version` said "the following arguments are required: command", exit 2; an
+    archive's README names the tool that made it ("Made by: grove-export 0.2.0"), a person checking it
+    with their own copy of the tool had no way to ask which one that is."""
+    from shared import __version__
+
+    out = bare("--version", cwd=tmp_path)
+    assert (out.returncode, out.stdout, out.stderr) == (0, f"grove-export {__version__}\n", ""), out
+    assert not (tmp_path / "var").exists()

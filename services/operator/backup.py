@@ -375,10 +375,13 @@ async def existing(nc: Client, names: list[str]) -> list[str]:
     return found
 
 
-def _replace_hint(folder: Path) -> str:
+def _replace_hint(folder: Path, data: str | None = None) -> str:
     """The command that deletes the streams the backup holds, with what they hold, and restores it: the
-    line named the `nats` CLI's ``nats stream rm``, which nothing here installs (grove-export can delete)."""
-    return f"`grove-export restore --replace {shlex.quote(str(folder))}`"
+    line named the `nats` CLI's ``nats stream rm``, which nothing here installs (grove-export can delete).
+    ``data``: the --data the restore was given, named again: without it the command asks ./var's stack,
+    whose log it would delete."""
+    where = f" --data {shlex.quote(data)}" if data else ""
+    return f"`grove-export restore --replace {shlex.quote(str(folder))}{where}`"
 
 
 def _said(e: Exception) -> str:
@@ -409,7 +412,8 @@ async def _accepted(nc: Client, entries: list[dict[str, Any]]) -> None:
                 await _delete(nc, probe)
 
 
-async def _undo(nc: Client, folder: Path, names: list[str], why: str, replaced: list[str]) -> str:
+async def _undo(nc: Client, folder: Path, names: list[str], why: str, replaced: list[str],
+                data: str | None = None) -> str:
     """Delete the streams of ``names`` the server has now: the ones this restore made (those it
     restored, and the one it was restoring unless the server refused that one) — a restore that failed
     part-way leaves the server without them, not half restored. Never another stream of the backup: a
@@ -421,7 +425,7 @@ async def _undo(nc: Client, folder: Path, names: list[str], why: str, replaced: 
         made = await existing(nc, names)
     except Exception as e:  # noqa: BLE001 - the server is gone too: say what may be left
         return (f"{why}; the streams restored before it may be left ({_said(e)}){gone}: run "
-                f"{_replace_hint(folder)} once the server answers")
+                f"{_replace_hint(folder, data)} once the server answers")
     kept = []
     for name in made:
         try:
@@ -429,7 +433,7 @@ async def _undo(nc: Client, folder: Path, names: list[str], why: str, replaced: 
         except Exception:  # noqa: BLE001 - named below
             kept.append(name)
     if kept:
-        return (f"{why}; already restored: {', '.join(kept)}{gone} (run {_replace_hint(folder)} to delete them and "
+        return (f"{why}; already restored: {', '.join(kept)}{gone} (run {_replace_hint(folder, data)} to delete them and "
                 "restore again)")
     undone = f" ({', '.join(made)} deleted again)" if made else ""
     return f"{why}; nothing was restored{undone}{gone}: run restore again once that is fixed"
@@ -462,7 +466,7 @@ def unreadable_here(version: tuple[int, int, int] | None, archives: list[str]) -
 async def restore(nc: Client, folder: Path, settings: Settings, entries: list[dict[str, Any]] | None = None,
                   restored: Callable[[str, int], None] | None = None, *, replace: bool = False,
                   deleted: Callable[[str], None] | None = None,
-                  interrupted: Callable[[str], None] | None = None) -> list[tuple[str, int]]:
+                  interrupted: Callable[[str], None] | None = None, data: str | None = None) -> list[tuple[str, int]]:
     """Restore every stream of the backup; ``entries`` from :func:`check_backup` when already checked,
     ``restored(stream, messages)`` called as each one is done (so a failure part-way shows what was).
     ``replace``: the backup's streams the server has are deleted first, with what they hold
@@ -479,7 +483,7 @@ async def restore(nc: Client, folder: Path, settings: Settings, entries: list[di
             f"the server already has stream{'s' if len(there) > 1 else ''} {', '.join(there)}: restore only "
             "creates streams that do not exist, so nothing was restored. Restore before `grove-export setup` "
             "creates them (in Kubernetes, before the grove-setup Job), or replace them, deleting what they "
-            f"hold: {_replace_hint(folder)}")
+            f"hold: {_replace_hint(folder, data)}")
     if there:
         await _accepted(nc, entries)
     gone: list[str] = []
@@ -488,7 +492,7 @@ async def restore(nc: Client, folder: Path, settings: Settings, entries: list[di
             await _delete(nc, name)
         except Exception as e:  # noqa: BLE001 - the server refused or did not answer: nothing restored yet
             before = (f"; {', '.join(gone)} {'was' if len(gone) == 1 else 'were'} deleted before it, with what "
-                      f"{'it' if len(gone) == 1 else 'they'} held: run {_replace_hint(folder)} again once that "
+                      f"{'it' if len(gone) == 1 else 'they'} held: run {_replace_hint(folder, data)} again once that "
                       "is fixed") if gone else ""
             raise BackupError(f"{_said(e)}; nothing was restored{before}") from None
         gone.append(name)
@@ -505,10 +509,10 @@ async def restore(nc: Client, folder: Path, settings: Settings, entries: list[di
                 restored(*out[-1])
         except Exception as e:  # noqa: BLE001 - the server's refusal, a timeout, a read error: undo, then say it
             mine = made if isinstance(e, Refused) or entry["stream"] in made else [*made, entry["stream"]]
-            raise BackupError(await _undo(nc, folder, mine, _said(e), there)) from None
+            raise BackupError(await _undo(nc, folder, mine, _said(e), there, data)) from None
         except BaseException:  # Ctrl-C: undone the same way (it left the first streams restored, the rest not)
             mine = made if entry["stream"] in made else [*made, entry["stream"]]
-            line = await _undo(nc, folder, mine, "interrupted", there)
+            line = await _undo(nc, folder, mine, "interrupted", there, data)
             if interrupted is not None:
                 try:
                     interrupted(line)

@@ -568,7 +568,8 @@ async def _restore(args: argparse.Namespace, settings: Settings) -> None:
         await restore(nc, Path(args.dir), settings, entries,
                       lambda stream, messages: say(f"{stream}: restored, {messages} messages", flush=True),
                       replace=args.replace, deleted=lambda stream: say(f"{stream}: deleted (--replace)", flush=True),
-                      interrupted=lambda line: say(f"grove-export: restore {line}", file=sys.stderr, flush=True))
+                      interrupted=lambda line: say(f"grove-export: restore {line}", file=sys.stderr, flush=True),
+                      data=None if args.data == "var" else str(args.data))
     except BackupError as e:
         raise OperatorError(str(e)) from None
     finally:

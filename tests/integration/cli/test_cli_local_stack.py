@@ -496,3 +496,27 @@ def test_token_warns_about_a_missing_content_database_only_when_one_was_chosen(t
     assert chosen.returncode == 0 and chosen.stdout.count(".") == 2, chosen.stderr
     assert chosen.stderr.startswith(f"grove-export: warning: there is no content database at {missing}; "
                                     "its exports will be empty"), chosen.stderr
+
+
+def test_restore_into_a_stack_given_by_data_names_the_replace_command_with_that_data(
+        stack: tuple[Stack, int], tmp_path: Path) -> None:
+    """Seen: `restore DIR --data D` into a running local stack (whose start made the streams) said "replace
+    them, deleting what they hold: `grove-export restore --replace DIR`" — without --data D. Run as named
+    where another stack runs in ./var, that command deletes and replaces *that* stack's log."""
+    import re
+    import shlex
+
+    running, _ = stack
+    data, cwd = running.data_dir, tmp_path / "elsewhere"
+    cwd.mkdir()
+    backup = tmp_path / "backup"
+    assert new_shell("backup", str(backup), "--data", str(data), cwd=cwd).returncode == 0
+    refused = new_shell("restore", str(backup), "--data", str(data), cwd=cwd)
+    assert refused.returncode == 1, refused.stderr
+    named = re.search(r"deleting what they hold: `([^`]*)`", refused.stderr)
+    assert named, refused.stderr
+    command = shlex.split(named.group(1))
+    assert command[:2] == ["grove-export", "restore"] and f"--data {data}" in named.group(1), named.group(1)
+    replaced = new_shell(*command[1:], cwd=cwd)  # as named, from the same folder
+    assert replaced.returncode == 0, replaced.stderr
+    assert "restored" in replaced.stdout, replaced.stdout

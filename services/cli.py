@@ -467,8 +467,13 @@ def _archive_file(archive: str) -> None:
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> None:
     from services.archivetools.verify import verify_archive
 
-    _archive_file(args.archive)
-    report = verify_archive(Path(args.archive), args.sha256)
+    if len(args.archive) > 1:  # the email's `grove-export verify grove-export-*.zip` where two archives are
+        listed = ", ".join(repr(a) for a in args.archive)
+        raise CliError(f"verify checks one archive, and {len(args.archive)} were given ({listed}; a wildcard such as "
+                       f"grove-export-*.zip matched several?): name the one the SHA-256 is for")
+    archive = args.archive[0]
+    _archive_file(archive)
+    report = verify_archive(Path(archive), args.sha256)
     print(report.text())
     sys.exit(0 if report.ok else 1)
 
@@ -588,8 +593,10 @@ def parser() -> argparse.ArgumentParser:
     sd.add_argument("--username", default="autumn", help="the tenant's username (default: autumn)")
     sd.add_argument("--data", type=a_path("folder"), default="var", metavar="DIR", help=DATA_HELP)
     sd.set_defaults(func=cmd_seed)
-    v = sub.add_parser("verify", help="check an archive: ZIP, every checksum, every linked image; exit 0 if sound")
-    v.add_argument("archive", type=a_path("file"), metavar="ARCHIVE", help="the ZIP file to check")
+    v = sub.add_parser("verify", help="check an archive: ZIP, every checksum, every linked image; exit 0 if sound",
+                       usage="grove-export verify [-h] [--sha256 HEX] ARCHIVE")
+    v.add_argument("archive", type=a_path("file"), metavar="ARCHIVE", nargs="+",  # one: more are refused, saying so
+                   help="the ZIP file to check")
     v.add_argument("--sha256", type=a_sha256, metavar="HEX",
                    help="the archive's SHA-256 from the email or the export page (64 hex digits)")
     v.set_defaults(func=cmd_verify)

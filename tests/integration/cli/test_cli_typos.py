@@ -227,3 +227,18 @@ def test_version_prints_the_generator_an_archive_names(tmp_path: Path) -> None:
     out = bare("--version", cwd=tmp_path)
     assert (out.returncode, out.stdout, out.stderr) == (0, f"grove-export {__version__}\n", ""), out
     assert not (tmp_path / "var").exists()
+
+
+def test_verify_given_several_archives_by_the_emails_wildcard_says_so(tmp_path: Path) -> None:
+    """The email tells the person to run `grove-export verify grove-export-*.zip --sha256 …` where they
+    saved the archive. Seen: with a second archive there (another export, or the browser's "… (1).zip"
+    of a second download) that said "unrecognized arguments: grove-export-autumn-2026-12-06.zip", exit 2,
+    which names neither the wildcard nor what to do. One line naming both files, nothing checked."""
+    for name in ("grove-export-autumn-2026-12-06.zip", "grove-export-autumn-2026-12-06 (1).zip"):
+        (tmp_path / name).write_bytes(b"PK")
+    out = bare("verify", "grove-export-autumn-2026-12-06 (1).zip", "grove-export-autumn-2026-12-06.zip",
+               "--sha256", "0" * 64, cwd=tmp_path)
+    assert (out.returncode, out.stdout) == (2, ""), out
+    assert out.stderr == ("grove-export: verify checks one archive, and 2 were given ('grove-export-autumn-2026-12-06 "
+                          "(1).zip', 'grove-export-autumn-2026-12-06.zip'; a wildcard such as grove-export-*.zip "
+                          "matched several?): name the one the SHA-256 is for\n"), out.stderr

@@ -87,6 +87,20 @@ class _Client(Client):
         self.stats["in_bytes"] += len(data)
         handler(subject, await self._process_headers(headers), data)
 
+    async def _process_pong(self) -> None:
+        # The server answers PINGs in order, one PONG each; nats-py sets the oldest PING's future without
+        # looking, and a flush given up on (its timeout, its caller cancelled: a drain cancelled while its
+        # subscriptions flush) left that future cancelled in the queue. The InvalidStateError ended the
+        # read loop for good: the connection stayed "connected" and read nothing more, every later flush
+        # and request waited out its timeout (a service's bus.close() then took 10 s more). That PONG
+        # is its future's, answered too late: taken off the queue, counted, and no future set.
+        if self._pongs and self._pongs[0].done():
+            self._pongs.pop(0)
+            self._pongs_received += 1
+            self._pings_outstanding = 0
+            return
+        await super()._process_pong()
+
     def _build_message(self, sid: int, subject: bytes, reply: bytes, data: bytes,
                        headers: dict[str, str] | None) -> Any:
         # A subject is any bytes but spaces to the server, so a wildcard permission lets a user publish

@@ -8,6 +8,7 @@ that set-up first (``grove-export setup``, tests). Each user's inboxes live unde
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import socket
@@ -41,7 +42,29 @@ class Bus:
     admission: KeyValue
 
     async def close(self) -> None:
-        await self.nc.drain()
+        """Drain the connection (what was published goes out, each subscription ends) and close it.
+
+        nats-py's ``drain()`` ends a cancellation of its caller quietly: cancelled while its subscriptions
+        drain, it catches the CancelledError and returns; cancelled before (a service's ``finally:``),
+        its last flush can time out and raise in the cancellation's place. Either way a service told to
+        stop while it closed its bus went on: ``grove-export run janitor`` took its next run, and the
+        next, and whatever waited for it (SIGTERM, an event loop closing) waited for good. A close that
+        was cancelled, before or during the drain, ends in CancelledError here; a drain that fails or is
+        cancelled before its own close still closes the connection (nats-py left it open, its tasks
+        running)."""
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
+        try:
+            await self.nc.drain()
+        except BaseException as e:  # a CancelledError too: nats-py's own close was not reached
+            if not self.nc.is_closed:
+                with contextlib.suppress(Exception):
+                    await self.nc.close()
+            if isinstance(e, Exception) and task is not None and task.cancelling():
+                raise asyncio.CancelledError from e  # the cancellation the caller is unwinding wins
+            raise
+        if task is not None and task.cancelling() > cancels:
+            raise asyncio.CancelledError  # nats-py's drain() caught it and returned
 
 
 ACCOUNTS = f"{STORE_ACCOUNT} and {SERVICE_ACCOUNT_PREFIX}_<service>"

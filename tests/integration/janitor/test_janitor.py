@@ -18,6 +18,7 @@ from shared.core.keys import heartbeat_key
 from shared.objectstore import ObjectNotFound
 from shared.objectstore.fs import FilesystemStore
 from shared.runtime.settings import Settings
+from tests.support.wait import cancelled
 
 
 async def make_export(bus: Bus, store: FilesystemStore, settings: Settings, tenant: str, *, complete_at: datetime | None,
@@ -518,12 +519,48 @@ async def test_the_janitor_service_says_a_store_outage_in_one_line_a_run_and_run
                 assert loop.time() < deadline, "the service did not run again once the store answered"
                 await asyncio.sleep(0.05)
     finally:
-        if service is not None:
-            service.cancel()
-            await asyncio.wait([service], timeout=30)
-        await bus.close()
-        await store.close()
-        await proxy.stop()
+        try:
+            if service is not None:  # SIGTERM: the service stops, at once
+                await cancelled(service, within=10, what="grove-export run janitor")
+        finally:
+            await bus.close()
+            await store.close()
+            await proxy.stop()
+
+
+async def test_the_janitor_service_cancelled_as_a_run_closes_its_bus_stops(
+        janitor_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`grove-export run janitor` cancelled (SIGTERM) while a run closed its bus went on: nats-py's drain
+    caught the CancelledError and the run returned as if done, and the loop took its next run, and the
+    next, for good. A whole-suite run hung 8 minutes in the event loop's teardown after the store-outage
+    test above, which now and then cancelled the service at just that point."""
+    from services.janitor import main
+
+    settings = janitor_settings.model_copy(update={"janitor_interval_s": 0.05})
+    await (await connect_bus(settings)).close()  # the stream and buckets the service binds
+    buses: list[Bus] = []
+
+    async def connecting(*args: object, **kwargs: object) -> Bus:
+        bus = await connect(*args, **kwargs)  # type: ignore[arg-type]
+        buses.append(bus)
+        return bus
+
+    connect = main.connect
+    monkeypatch.setattr(main, "connect", connecting)
+    service = asyncio.create_task(main.run_forever(settings))
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not (buses and buses[-1].nc.is_draining and not buses[-1].nc.is_draining_pubs):
+            assert loop.time() < deadline and not service.done(), "no run closed its bus"
+            await asyncio.sleep(0)
+        runs = len(buses)
+    finally:
+        await cancelled(service, within=5, what="grove-export run janitor")  # as its run drains the bus
+
+    assert service.cancelled()
+    assert len(buses) == runs  # no run after the cancel
+    assert all(b.nc.is_closed for b in buses)
 
 
 async def test_a_filesystem_store_gone_mid_run_stops_it_and_no_archive_left_there_is_recorded_expired(

@@ -21,11 +21,13 @@ from shared.runtime.settings import Settings
 
 async def run_once(settings: Settings, dry_run: bool = False, now: datetime | None = None) -> Summary:
     bus = await connect(settings, "janitor", persistent=False)
-    store = await open_store(settings)
-    try:
-        summary = await Janitor(settings, bus, store, dry_run).run(now)
+    try:  # the bus is closed whatever comes after it: a store that does not open, a close that raises, a cancel
+        store = await open_store(settings)
+        try:
+            summary = await Janitor(settings, bus, store, dry_run).run(now)
+        finally:
+            await store.close()
     finally:
-        await store.close()
         await bus.close()
     for action in summary.actions:  # keys from the store's listings: anyone who may write the bucket chose them;
         print(printable(without_usernames(told(action, dry_run))))  # an archive's name is its requester's username

@@ -563,6 +563,38 @@ async def test_the_janitor_service_cancelled_as_a_run_closes_its_bus_stops(
     assert all(b.nc.is_closed for b in buses)
 
 
+async def test_a_janitor_run_cancelled_as_it_opens_its_store_closes_its_bus(
+        janitor_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run connected to NATS, then opened the store outside the try that closes both: cancelled
+    there (SIGTERM as S3's client is built) or failing there, it left its NATS connection open, reading
+    and pinging, one more each run of `grove-export run janitor`."""
+    from services.janitor import main
+
+    await (await connect_bus(janitor_settings)).close()  # the stream and buckets the run binds
+    buses: list[Bus] = []
+    opening = asyncio.Event()
+
+    async def connecting(*args: object, **kwargs: object) -> Bus:
+        bus = await connect(*args, **kwargs)  # type: ignore[arg-type]
+        buses.append(bus)
+        return bus
+
+    async def open_store(settings: Settings) -> None:  # a store slow to open: the run is cancelled there
+        opening.set()
+        await asyncio.Event().wait()
+
+    connect = main.connect
+    monkeypatch.setattr(main, "connect", connecting)
+    monkeypatch.setattr(main, "open_store", open_store)
+    run = asyncio.create_task(main.run_once(janitor_settings))
+    await asyncio.wait_for(opening.wait(), 10)
+
+    await cancelled(run, within=5, what="the janitor run")
+
+    assert run.cancelled()
+    assert [b.nc.is_closed for b in buses] == [True]
+
+
 async def test_a_filesystem_store_gone_mid_run_stops_it_and_no_archive_left_there_is_recorded_expired(
         janitor_settings: Settings, store: FilesystemStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """The filesystem store was checked once, at the start of a run. Its root gone later in the run (a

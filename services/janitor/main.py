@@ -36,6 +36,7 @@ async def run_once(settings: Settings, dry_run: bool = False, now: datetime | No
 
 
 async def run_forever(settings: Settings) -> None:
+    this = asyncio.current_task()
     while True:
         try:
             summary = await run_once(settings)
@@ -47,4 +48,9 @@ async def run_forever(settings: Settings) -> None:
             log.warning("janitor run skipped: %s", e)
         except Exception:
             log.exception("janitor run failed")
+        # Cancelled (SIGTERM) during the run, yet the run returned or raised something else: an await
+        # in it ate the CancelledError (nats-py's drain; Python 3.11's wait_for, as a NATS answer lands
+        # with the cancel). The service stops here all the same, not an interval on and for good.
+        if this is not None and this.cancelling():
+            raise asyncio.CancelledError
         await asyncio.sleep(settings.janitor_interval_s)

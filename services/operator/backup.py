@@ -147,9 +147,14 @@ def not_for_backup(out: Path) -> str | None:
 async def backup(nc: Client, settings: Settings, out: Path) -> list[Saved]:
     with _writing(out) as made:
         names = streams(settings)
+        # when the backup began, before its first snapshot: what restore names as the time it was taken
+        # (erase again every tenant erased since, and every export requested since is not in it) must not
+        # postdate anything it lacks. Taken after the last snapshot, an erasure or a request during a
+        # large log's minutes of snapshotting fell "before" the backup, and the restore's note missed it.
+        began = datetime.now(UTC)
         try:
             saved = [await snapshot(nc, name, out) for name in names]
-            manifest = {"created": datetime.now(UTC).isoformat(), "chunk": CHUNK,
+            manifest = {"created": began.isoformat(), "chunk": CHUNK,
                         "streams": [s.__dict__ for s in saved]}
             _publish_manifest(out, json.dumps(manifest, indent=1), made)
         except BaseException:  # a server that stops answering, a full disk, Ctrl-C: no half-written backup

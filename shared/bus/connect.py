@@ -80,6 +80,14 @@ _SPACE = re.compile(r"\s")  # str.isspace's characters, as nats-py's own check
 STATUS_NAMES = frozenset({"Status", "Description"})
 
 
+class TlsNotOffered(nats.errors.Error):
+    """A ``tls://`` server whose INFO offers no TLS: refused before CONNECT, which carries the password."""
+
+    def __str__(self) -> str:
+        return ("nats: the server offers no TLS, which a tls:// URL requires: nothing was sent to it (use "
+                "nats:// for a server without TLS)")
+
+
 class _Client(Client):
     """nats-py's client with a faster header parser and the same result. Every stored message we
     read carries headers, and nats-py tests each header name for spaces with a generator over its
@@ -92,6 +100,19 @@ class _Client(Client):
     def __init__(self) -> None:
         super().__init__()
         self._direct: dict[int, Callable[[bytes, dict[str, str] | None, bytes], None]] = {}
+
+    async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
+        # A tls:// URL means TLS, as in NATS's Go client: nats-py upgrades only when the server's INFO
+        # says tls_required, so a server without TLS (or anyone in between answering INFO without it)
+        # was sent CONNECT — user and password — in the clear, and the connection went on unencrypted.
+        # Here that server is refused before CONNECT, and one that merely offers TLS (allow_non_tls) is
+        # upgraded. ``info`` is the client's own server info (the INFO read at connect, or a later one).
+        if initial_connection and self._current_server is not None and self._current_server.uri.scheme == "tls" \
+                and not info.get("tls_required"):
+            if not info.get("tls_available"):
+                raise TlsNotOffered()
+            info["tls_required"] = True
+        await super()._process_info(info, initial_connection)
 
     def deliver_directly(self, sid: int, handler: Callable[[bytes, dict[str, str] | None, bytes], None]) -> None:
         """Hand subscription ``sid``'s messages to ``handler(subject, headers, data)`` as the read loop

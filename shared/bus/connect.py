@@ -16,8 +16,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import nats.errors
 from nats.aio.client import Client
+from nats.aio.transport import WebSocketTransport
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
@@ -281,7 +283,11 @@ def unreachable_reason(error: BaseException, user: str | None = None) -> str:
         return f"the server refused the {who}"
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
-    return text or type(error).__name__
+    if isinstance(error, aiohttp.ClientResponseError):  # a ws:// or wss:// URL whose port answers no WebSocket
+        # its message quotes what the port sent, over lines (a nats:// port's whole INFO): one line here
+        return (f"no NATS WebSocket there (the port answered the upgrade with HTTP {error.status}): ws:// and "
+                "wss:// need the server's websocket port, nats:// its client port")
+    return " ".join(text.split()) or type(error).__name__
 
 
 def _refused_login(error: BaseException) -> bool:
@@ -347,6 +353,9 @@ async def open_nats(settings: Settings, producer: str, *, name: str | None = Non
             allow_reconnect=True, inbox_prefix=inbox_prefix(settings.nats_user).encode(), **opts,  # type: ignore[arg-type]
         )
     except (OSError, TimeoutError, nats.errors.Error) as e:
+        if isinstance(nc._transport, WebSocketTransport):  # nats-py leaves its aiohttp session open on failure:
+            with contextlib.suppress(Exception):  # "Unclosed client session" on stderr at exit, after the line
+                await nc._transport.wait_closed()
         if persistent:
             raise
         raise NatsUnreachable(failure_reason(failures, e, settings.nats_user)) from None

@@ -268,8 +268,8 @@ class StepWorker:
                 faults.point(f"{self.step}.before_ack")
                 await msg.ack()
             metrics.STEP_RUNS.labels(self.step, "ok").inc()
-            if ctx.state.terminal:
-                metrics.EXPORTS_FINISHED.labels(ctx.state.status).inc()
+            if ctx.state.terminal and not loaded.state.terminal:  # this run finished it: counted once, not
+                metrics.EXPORTS_FINISHED.labels(ctx.state.status).inc()  # again by its email (or a resend)
         except asyncio.CancelledError:
             await self._unbeat(keepalive, beating, tenant_id, export_id)  # before a nak hands the message on
             ctx_ = self.contexts.get(running_key(tenant_id, export_id))

@@ -71,6 +71,10 @@ CONSUMER_LAG = Closed(Gauge("grove_consumer_pending_messages", "Messages not yet
 Check = Callable[[], Awaitable[bool]]
 # The gauges ``refresh`` sets ask NATS (one request per durable): at most once this often, whoever scrapes.
 REFRESH_EVERY_S = 1.0
+# How long a refresh waits for NATS's answer about one durable (all of them are asked side by side): a
+# scrape must answer within Prometheus' scrape timeout (10 s by default) whatever NATS does, or the
+# target is down and every counter with it. The bus's own request timeout is that 10 s.
+LAG_TIMEOUT_S = 2.0
 # A scraper or probe sends its request at once: a connection whose request has not come by then is closed
 # (aiohttp waits for ever, and each held connection is a file descriptor of the service).
 HEAD_TIMEOUT_S = 10.0

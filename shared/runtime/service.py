@@ -101,10 +101,18 @@ def build_app(name: str, settings: Settings, bootstrap: Bootstrap,
         return runtime.bus is not None and runtime.bus.nc.is_connected
 
     async def refresh_lag() -> None:
-        assert runtime.bus is not None
-        for sub in subscriptions:
-            info = await runtime.bus.js.consumer_info(settings.stream_name, sub.durable)
-            metrics.CONSUMER_LAG.labels(sub.durable).set((info.num_pending or 0) + (info.num_ack_pending or 0))
+        # Asked one after another, with the bus's request timeout, a server gone or frozen held every
+        # scrape past Prometheus' own timeout: the target went down, every counter with it. Not asked
+        # while disconnected, and each ask bounded; a durable not answered keeps its last value.
+        bus = runtime.bus
+        if bus is None or not bus.nc.is_connected:
+            return
+
+        async def lag(durable: str) -> None:
+            info = await bus.js.consumer_info(settings.stream_name, durable, timeout=metrics.LAG_TIMEOUT_S)
+            metrics.CONSUMER_LAG.labels(durable).set((info.num_pending or 0) + (info.num_ack_pending or 0))
+
+        await asyncio.gather(*(lag(sub.durable) for sub in subscriptions), return_exceptions=True)
 
     @app.on_shutdown
     async def stop() -> None:

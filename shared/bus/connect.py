@@ -264,6 +264,12 @@ class NatsUnreachable(ConnectionError):
 _refused: list[str] = []
 
 
+def refused_lately() -> bool:
+    """Whether the server refused this process's connection something (a permissions violation): a
+    request that then timed out was refused, not left unanswered."""
+    return bool(_refused)
+
+
 def unreachable_reason(error: BaseException, user: str | None = None) -> str:
     """Why a connection to NATS failed, in words (nats-py's own error says only "no servers")."""
     text = str(error).removeprefix("nats: ").strip()

@@ -1,0 +1,78 @@
+"""``grove-export setup`` run as a NATS cluster forms — compose's first ``up``, the Kubernetes setup Job
+beside a new NATS — waits for JetStream to answer. Nodes that have just started have JetStream on (their
+health check passes) before a majority has elected the leader the JetStream API needs; a request sent
+then is never answered, and setup failed after 10 s with "run it as the admin user", whoever it ran as
+(compose then started no service: they wait for setup to complete). Driven deliberately: one node of a
+three-node cluster, setup started against it, the other two started once setup says it waits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from services.devtools.stack.natsserver import NatsServer, free_port
+from shared.bus.connect import connect, open_nats
+from tests.support.env import build, settings_for, to_env
+
+
+def cluster(tmp_path: Path) -> list[NatsServer]:
+    ports, routes = [free_port() for _ in range(3)], [free_port() for _ in range(3)]
+    return [NatsServer(tmp_path / f"n{i}", port=ports[i], name=f"n{i}", cluster=("grove", routes[i], routes),
+                       log_file=tmp_path / f"n{i}.log") for i in range(3)]
+
+
+def test_setup_waits_for_a_forming_cluster_and_sets_it_up(tmp_path: Path) -> None:
+    nodes = cluster(tmp_path)
+    nodes[0].start()  # JetStream on, no leader: the other two are not up
+    values = settings_for(tmp_path, ",".join(n.url for n in nodes), stream_replicas=3)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}, **to_env(values)}
+    setup = subprocess.Popen([sys.executable, "-m", "services.cli", "setup", "--nats-only"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert setup.stderr is not None
+        waiting = setup.stderr.readline()  # setup has asked, and JetStream did not answer
+        assert "does not answer yet" in waiting, waiting
+        for node in nodes[1:]:
+            node.start()
+        out, err = setup.communicate(timeout=90)
+        assert setup.returncode == 0, waiting + err
+        assert f"stream {values['stream_name']}: " in out and "3 replica(s)" in out, out
+
+        async def replicas() -> int:
+            bus = await connect(build(values), "test", persistent=False)
+            try:
+                return int((await bus.js.stream_info(values["stream_name"])).config.num_replicas or 0)
+            finally:
+                await bus.close()
+
+        assert asyncio.run(replicas()) == 3
+    finally:
+        if setup.poll() is None:
+            setup.kill()
+        for node in nodes:
+            node.stop()
+
+
+async def test_a_cluster_that_never_forms_is_one_line_after_the_wait(tmp_path: Path) -> None:
+    from services.cli import CliError, _jetstream_answers
+
+    nodes = cluster(tmp_path)
+    nodes[0].start()
+    try:
+        settings = build(settings_for(tmp_path, nodes[0].url))
+        nc = await open_nats(settings, "setup", persistent=False)
+        started = time.monotonic()
+        try:
+            with pytest.raises(CliError, match=r"did not answer within 1 s .*a cluster without a JetStream leader"):
+                await _jetstream_answers(nc, settings, wait_s=1)
+        finally:
+            await nc.close()
+        assert time.monotonic() - started < 10
+    finally:
+        nodes[0].stop()

@@ -321,9 +321,9 @@ def test_k8s_commands_images_env_and_secrets_are_consistent(monkeypatch: pytest.
         keyrefs = [e["valueFrom"]["secretKeyRef"] for e in env.values() if "valueFrom" in e]
         refs = {r["key"] for r in keyrefs if not r.get("optional")}
         assert refs <= secret_keys, f"{name} references missing secret keys {refs - secret_keys}"
-        optional = {r["key"] for r in keyrefs if r.get("optional")}  # the keys kept only while rotating
-        assert optional == ({"GROVE_JWT_SECRET_PREVIOUS", "GROVE_LINK_SECRET_PREVIOUS"} if service == "gateway"
-                            else set()), name
+        optional = {r["key"] for r in keyrefs if r.get("optional")}  # kept only while rotating; a relay's login
+        assert optional == {"gateway": {"GROVE_JWT_SECRET_PREVIOUS", "GROVE_LINK_SECRET_PREVIOUS"},
+                            "notifier": {"GROVE_MAIL__SMTP_USERNAME", "GROVE_MAIL__SMTP_PASSWORD"}}.get(service, set()), name
         assert all(env[k]["valueFrom"]["secretKeyRef"]["key"] == k and setting_exists(k) for k in optional), name
         assert env["GROVE_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == password_env(service)
         assert not {k for k in refs if k.startswith("NATS_PASSWORD_")} - {password_env(service)}, (

@@ -102,9 +102,19 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
 
         asyncio.run(run(settings))
     elif args.service == "janitor":
+        import signal
+
         from services.janitor.main import run_forever
 
-        asyncio.run(run_forever(settings))
+        # SIGTERM (docker stop, a pod deleted) stops it as Ctrl-C does, exit 0 like every other service,
+        # its exit hooks run (the traces' flush); its default killed the process, exit 143. A run cut
+        # short mid-way is as safe as a killed one: every act is a fenced append or an idempotent delete.
+        previous = stopped_like_ctrl_c()
+        try:
+            asyncio.run(run_forever(settings))
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     else:
         asyncio.run(_app(args.service, settings).run())
 

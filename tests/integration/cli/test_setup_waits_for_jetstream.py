@@ -8,15 +8,18 @@ three-node cluster, setup started against it, the other two started once setup s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from services.devtools.stack.natsserver import NatsServer, free_port
+from services.devtools.stack.natsserver import NatsServer, free_port, nats_server_binary
 from shared.bus.connect import connect, open_nats
 from tests.support.env import build, settings_for, to_env
 
@@ -76,3 +79,65 @@ async def test_a_cluster_that_never_forms_is_one_line_after_the_wait(tmp_path: P
         assert time.monotonic() - started < 10
     finally:
         nodes[0].stop()
+
+
+# The wait is for a cluster still forming, not for a NATS that will never answer: a server without
+# JetStream (no -js, no jetstream block) has no responder for the JetStream API, and an account without
+# JetStream answers "JetStream not enabled for account". Both were taken for a forming cluster: setup
+# waited its 60 s, then blamed "a cluster without a JetStream leader" for a setting.
+
+@contextlib.contextmanager
+def no_jetstream_server(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)],  # no -js
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "nats-server did not start"
+                time.sleep(0.05)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_a_server_without_jetstream_is_said_at_once_not_waited_for(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from services.cli import CliError, _setup_nats
+
+    with no_jetstream_server(tmp_path) as url:
+        settings = build(settings_for(tmp_path, url))
+        started = time.monotonic()
+        with pytest.raises(CliError) as caught:
+            await _setup_nats(settings)
+        took = time.monotonic() - started
+    assert took < 10, f"setup waited {took:.0f} s for a server that has no JetStream"
+    assert "does not answer yet" not in capsys.readouterr().err
+    message = str(caught.value)
+    assert "JetStream is not enabled" in message and "-js" in message and "leader" not in message, message
+
+
+async def test_an_account_without_jetstream_is_said_at_once_not_waited_for(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from services.cli import CliError, _setup_nats
+
+    conf = tmp_path / "accounts.conf"
+    conf.write_text('accounts {\n  PLAIN { users = [{user: "plain", password: "pw"}] }\n}\n')  # no jetstream
+    server = NatsServer(tmp_path / "js", port=free_port(), config_file=conf, log_file=tmp_path / "nats.log").start()
+    try:
+        settings = build({**settings_for(tmp_path, server.url), "nats_user": "plain", "nats_password": "pw"})
+        started = time.monotonic()
+        with pytest.raises(CliError) as caught:
+            await _setup_nats(settings)
+        took = time.monotonic() - started
+    finally:
+        server.stop()
+    assert took < 10, f"setup waited {took:.0f} s for an account that has no JetStream"
+    assert "does not answer yet" not in capsys.readouterr().err
+    message = str(caught.value)
+    assert "JetStream not enabled for account" in message and "leader" not in message, message

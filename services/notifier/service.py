@@ -1,7 +1,10 @@
 """The notify step: one email per export (ready or failed), never a gate on completion.
 
 A redelivered event after NotificationSent/NotificationFailed sends nothing (decided from the
-fold). A crash between the send and its event can send twice: the HTTP backend passes the
+fold). Nor does one after an email whose NotificationSent the log did not take (no PubAck, a 503:
+its storage full, no leader): the process remembers the emails it sent and has not recorded
+(:attr:`Notifier.unrecorded`), and its next run for the export records the one it sent instead of
+sending it again. A crash between the send and its event can send twice: the HTTP backend passes the
 export id as an idempotency key so the mail service can drop the repeat; SMTP cannot.
 """
 
@@ -11,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 
 from services.notifier.mail import Email, MailError, failed_email, ready_email
@@ -26,6 +30,9 @@ from shared.runtime.worker import StepContext
 log = logging.getLogger(__name__)
 # How long a shutdown waits for the email in flight: inside the deploy files' 30 s grace before SIGKILL.
 SHUTDOWN_WAIT_S = 20.0
+# Emails sent whose NotificationSent the log has not taken yet, remembered by one process (the oldest
+# forgotten past this many: each is an idempotency key and a channel name, some 100 bytes).
+UNRECORDED_LIMIT = 10_000
 
 
 def should_run(loaded: Loaded) -> bool:
@@ -49,6 +56,12 @@ class Notifier:
     def __init__(self, settings: Settings, mailer: Mailer) -> None:
         self.settings = settings
         self.mailer = mailer
+        # idempotency key → channel of each email this process sent and whose NotificationSent did not
+        # get into the log: the append raised (LogUnavailable: the log refused it, 503, or never
+        # answered), the worker handed the trigger back, and its redelivery found the email still due.
+        # Sent again, the person got one more copy per redelivery for as long as the log refused — an
+        # email every few seconds while its storage was full. The next run records it instead.
+        self.unrecorded: OrderedDict[str, str] = OrderedDict()
 
     async def __call__(self, ctx: StepContext) -> None:
         s = ctx.state
@@ -98,6 +111,11 @@ class Notifier:
             if stopping.is_set():
                 raise asyncio.CancelledError("shutting down between attempts")
 
+        channel = self.unrecorded.get(email.idempotency_key)
+        if channel is not None:  # sent by this process's run before, its record refused by the log
+            log.info("email for %s was sent before; recording it", req.export_id)
+            await self._record_sent(ctx, email, channel, kind)
+            return
         try:
             channel = await send_with_retries(self.mailer, email, mail.attempts, mail.retry_base_delay, wait)
         except Exception as e:  # MailError, or anything unexpected: recorded, never a retry loop
@@ -107,8 +125,20 @@ class Notifier:
                              msg_id=f"{req.export_id}:NotificationFailed:{kind}")
             return
         faults.point("notify.sent_not_logged")
-        await ctx.append(ev.NotificationSent(**base, channel=channel, kind=kind),
-                         msg_id=f"{req.export_id}:NotificationSent:{kind}")
+        self.unrecorded[email.idempotency_key] = channel
+        while len(self.unrecorded) > UNRECORDED_LIMIT:
+            self.unrecorded.popitem(last=False)
+        await self._record_sent(ctx, email, channel, kind)
+
+    async def _record_sent(self, ctx: StepContext, email: Email, channel: str, kind: str) -> None:
+        """Append NotificationSent for ``email``; once the log holds it, the email is no longer unrecorded.
+        An append that raises leaves it remembered: the worker hands the trigger back, and the next run
+        (its email still due, so not recorded meanwhile) comes back here instead of sending it again."""
+        req = ctx.state.request
+        assert req is not None
+        await ctx.append(ev.NotificationSent(export_id=req.export_id, tenant_id=req.tenant_id, channel=channel,
+                                             kind=kind), msg_id=f"{req.export_id}:NotificationSent:{kind}")
+        self.unrecorded.pop(email.idempotency_key, None)
 
 
 REQUESTER = "<the requester's address>"

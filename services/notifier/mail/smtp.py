@@ -41,8 +41,10 @@ def translate_smtp_error(exc: BaseException, where: str) -> MailError:
     if cert is not None:
         return PermanentMailError(f"TLS certificate of {where} not trusted: {cert.verify_message or cert}")
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        # any 4yz is transient (RFC 5321), not only RFC 4954's 454: servers answer 451 or 421 while
+        # their login backend is down or they rate-limit logins, and such an email was never sent
         what = f"{where} rejected the login ({exc.code} {exc.message})"
-        return TransientMailError(what) if exc.code == 454 else PermanentMailError(what)
+        return TransientMailError(what) if 400 <= exc.code < 500 else PermanentMailError(what)
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
         detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)

@@ -14,7 +14,15 @@ from typing import Any, TypeVar
 import pytest
 
 from services.devtools.stack.natsserver import free_port
-from services.notifier.mail import Email, HttpMailer, MailError, PermanentMailError, SmtpMailer, TransientMailError
+from services.notifier.mail import (
+    Email,
+    HttpMailer,
+    MailError,
+    PermanentMailError,
+    SmtpMailer,
+    TransientMailError,
+    send_with_retries,
+)
 from services.notifier.service import Notifier
 from shared.core import events as ev
 from shared.core import keys
@@ -282,3 +290,65 @@ async def test_the_notifier_never_logs_the_requesters_address_a_refusal_quotes(
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("services.notifier")]
     assert any("not sent" in line and "<the requester's address>" in line for line in lines), lines
     assert not any("mark-a@" in line.lower() for line in lines), lines
+
+
+def smtp_auth_answering(replies: list[bytes], delivered: list[bytes]) -> Handler:
+    """Offers AUTH PLAIN and answers each connection's AUTH with the next of ``replies`` (then 235);
+    keeps each message it is given (``delivered``)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 mx.test ESMTP\r\n")
+        data: list[bytes] | None = None
+        try:
+            while line := await reader.readline():
+                if data is not None:
+                    if line == b".\r\n":
+                        delivered.append(b"".join(data))
+                        data = None
+                        writer.write(b"250 queued\r\n")
+                    else:
+                        data.append(line)
+                        continue
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    writer.write(b"250-mx.test\r\n250 AUTH PLAIN\r\n")
+                elif verb == b"AUTH":
+                    writer.write(replies.pop(0) if replies else b"235 2.7.0 ok\r\n")
+                elif verb == b"DATA":
+                    writer.write(b"354 go on\r\n")
+                    data = []
+                elif verb == b"QUIT":
+                    writer.write(b"221 bye\r\n")
+                    await writer.drain()
+                    break
+                else:
+                    writer.write(b"250 ok\r\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+    return handle
+
+
+@pytest.mark.parametrize("reply", [b"451 4.7.0 Temporary authentication failure, try again later\r\n",
+                                   b"421 4.7.0 mx.test Too many logins, closing the connection\r\n",
+                                   b"454 4.7.0 Too many login attempts, please try again later\r\n"])
+async def test_a_4xx_answer_to_auth_is_transient_and_a_retry_delivers(raw_server: Any, ready: Email,
+                                                                       reply: bytes) -> None:
+    """RFC 5321: a 4yz reply is a transient failure, to AUTH as to anything (RFC 4954's 454 is one of
+    them; servers answer 451 or 421 while their authentication backend is down or rate-limits logins):
+    only 454 was retried, any other 4xx to AUTH was a permanent failure and the email was never sent."""
+    delivered: list[bytes] = []
+    port = await raw_server(smtp_auth_answering([reply], delivered))
+    mailer = SmtpMailer(host="127.0.0.1", port=port, username="grove", password="pw", timeout=5.0)
+    assert await send_with_retries(mailer, ready, 2, 0.0) == "smtp"
+    assert len(delivered) == 1
+
+
+async def test_a_5xx_answer_to_auth_is_still_permanent(raw_server: Any, ready: Email) -> None:
+    delivered: list[bytes] = []
+    port = await raw_server(smtp_auth_answering([b"535 5.7.8 Authentication credentials invalid\r\n"], delivered))
+    mailer = SmtpMailer(host="127.0.0.1", port=port, username="grove", password="pw", timeout=5.0)
+    with pytest.raises(PermanentMailError) as caught:
+        await send_with_retries(mailer, ready, 2, 0.0)
+    assert "535" in caught.value.reason and not delivered

@@ -253,6 +253,8 @@ def test_a_retry_after_that_cannot_be_read_is_no_hint_not_an_error(value: str) -
         (aiosmtplib.SMTPConnectResponseError(421, "too busy"), TransientMailError),
         (aiosmtplib.SMTPAuthenticationError(535, "bad credentials"), PermanentMailError),
         (aiosmtplib.SMTPAuthenticationError(454, "temporary auth failure"), TransientMailError),
+        (aiosmtplib.SMTPAuthenticationError(451, "auth backend down"), TransientMailError),
+        (aiosmtplib.SMTPAuthenticationError(334, "invalid CRAM-MD5 challenge"), PermanentMailError),
         (
             aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "nope", "a@b")]),
             PermanentMailError,

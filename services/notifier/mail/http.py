@@ -1,10 +1,14 @@
 """HTTP backend: the spec's Zephyr contract, ``POST {url}/send`` with ``X-API-Key``.
 
-Body (exactly the spec's shape)::
+Body (the spec's shape, and the idempotency key where Zephyr's contract reads it)::
 
-    {"type": "transactional", "template": "raw", "to": ..., "subject": ..., "html": ..., "text": ...}
+    {"type": "transactional", "template": "raw", "to": ..., "subject": ..., "html": ..., "text": ...,
+     "idempotencyKey": ...}
 
-``Idempotency-Key: {export_id}:{kind}`` lets the mail service drop a repeat of the same email.
+The email's idempotency key (``{export_id}:{kind}:{tenant_id}``…) lets the mail service drop a repeat of
+the same email: Zephyr reads it from the body's ``idempotencyKey`` (its ``ZephyrRequest``); it is also
+sent as an ``Idempotency-Key`` header, for services that read it there. Sent only as the header, which
+Zephyr does not read, a notifier restarted between a send and its record had the email sent twice.
 5xx, 408, 429 and connection errors are transient; any other non-2xx answer is permanent.
 """
 
@@ -38,6 +42,7 @@ def zephyr_body(email: Email) -> dict[str, Any]:
         "subject": email.subject,
         "html": email.html,
         "text": email.text,
+        "idempotencyKey": email.idempotency_key,
     }
 
 

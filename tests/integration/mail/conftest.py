@@ -251,6 +251,11 @@ class Zephyr:
     always: int | None = None
     delay: float = 0.0
     retry_after: str | None = None
+    # what it sent: one message id per email, a repeat of an idempotency key answered with the first's
+    # id and not sent again — the key as Zephyr's contract carries it, the body's ``idempotencyKey``
+    # (workers/zephyr/src/types.ts in AutumnsGrove/Lattice; no header of the request is read for it)
+    sent: dict[str, str] = field(default_factory=dict)
+    deliveries: int = 0
 
 
 @pytest.fixture
@@ -258,13 +263,19 @@ async def zephyr() -> AsyncIterator[Zephyr]:
     state = Zephyr()
 
     async def send(request: web.Request) -> web.Response:
-        state.calls.append(ZephyrCall(dict(request.headers), await request.json()))
+        body = await request.json()
+        state.calls.append(ZephyrCall(dict(request.headers), body))
         if state.delay:
             await asyncio.sleep(state.delay)
         status = state.always or (state.statuses.pop(0) if state.statuses else 200)
         headers = {"Retry-After": state.retry_after} if state.retry_after and status != 200 else {}
         if status == 200:
-            return web.json_response({"success": True, "id": f"msg-{len(state.calls)}"})
+            key = body.get("idempotencyKey")
+            if not isinstance(key, str) or key not in state.sent:
+                state.deliveries += 1
+                if isinstance(key, str):
+                    state.sent[key] = f"msg-{state.deliveries}"
+            return web.json_response({"success": True, "messageId": state.sent.get(key, f"msg-{state.deliveries}")})
         error = {"success": False, "error": f"status {status}"}
         return web.json_response(error, status=status, headers=headers)
 

@@ -48,11 +48,29 @@ async def test_posts_the_spec_body_with_api_key_and_idempotency_key(
         "subject": "Your Grove export is ready",
         "html": ready.html,
         "text": ready.text,
+        "idempotencyKey": "exp_3f2a9c:ready:tenant_tom",
     }
     assert call.headers["X-API-Key"] == API_KEY
     assert call.headers["Idempotency-Key"] == "exp_3f2a9c:ready:tenant_tom"
     assert call.headers["Content-Type"].startswith("application/json")
     assert "&lt;script&gt;" in call.body["html"]
+
+
+async def test_an_email_sent_again_after_a_restart_is_dropped_by_the_mail_service(
+    zephyr: Any, ready: Email
+) -> None:
+    """A notifier that died between the send and its NotificationSent sends the email again from a new
+    process: Zephyr drops the repeat by the idempotency key its contract reads, the body's
+    ``idempotencyKey`` (an ``Idempotency-Key`` header alone it never reads: the person got both)."""
+    for _ in range(2):  # two processes, two sessions
+        mailer = HttpMailer(url=zephyr.url, api_key=API_KEY, timeout=5.0)
+        try:
+            assert await mailer.send(ready) == "http"
+        finally:
+            await mailer.close()
+
+    assert len(zephyr.calls) == 2
+    assert zephyr.deliveries == 1
 
 
 async def test_503_is_retried_with_the_same_idempotency_key_then_succeeds(

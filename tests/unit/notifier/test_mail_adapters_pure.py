@@ -193,7 +193,7 @@ def test_two_keys_never_share_an_outbox_file(one: str, other: str) -> None:
     assert re.fullmatch(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*\.eml", name), name  # no dot first, no / or NUL
 
 
-def test_zephyr_body_has_exactly_the_spec_fields() -> None:
+def test_zephyr_body_has_exactly_the_spec_fields_and_zephyrs_idempotency_key() -> None:
     assert zephyr_body(EMAIL) == {
         "type": "transactional",
         "template": "raw",
@@ -201,6 +201,7 @@ def test_zephyr_body_has_exactly_the_spec_fields() -> None:
         "subject": EMAIL.subject,
         "html": EMAIL.html,
         "text": EMAIL.text,
+        "idempotencyKey": "exp_1:ready",
     }
 
 

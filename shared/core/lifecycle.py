@@ -9,8 +9,9 @@
 | ExportCompleted                              | complete    | 100           |
 | ExportFailed / ExportCancelled / ExportExpired | failed / cancelled / expired | unchanged |
 
-A step's failure counts only while the export is at that step, and ExportCancelled only while a
-cancel can win (CancelRequested logged, FinalizeStarted not): elsewhere the fold ignores them.
+A step's failure counts only while the export is at that step, ExportCancelled only while a cancel
+can win (CancelRequested logged, FinalizeStarted not), and ExportCompleted only once ArchiveAssembled
+and FinalizeStarted are logged: elsewhere the fold ignores them.
 """
 
 from __future__ import annotations
@@ -286,6 +287,13 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
             return _set(s, status="uploading", progress=90, assembled=event)
         case ev.FinalizeStarted():
             return _set(s, status="uploading", progress=90, finalize_started=True)
+        case ev.ExportCompleted() if s.assembled is None or not s.finalize_started:
+            # The end of a finalize, and nothing else: the finalizer appends FinalizeStarted, fenced, once
+            # the assembler's ArchiveAssembled is logged and before it completes the upload, and
+            # ExportCompleted after. Its NATS user may publish both types on any export's subject, and a
+            # bare ExportCompleted ended any tenant's running export 'complete' (an archive never made,
+            # a cancel overtaken) and had the ready email sent. Ignored.
+            return _set(s, last_event=state.last_event)
         case ev.ExportCompleted():
             return _set(s, status="complete", progress=100, completed=event)
         case ev.StepFailed() if not _at_its_step(s, event):

@@ -1204,6 +1204,62 @@ async def test_the_canceller_or_the_janitor_user_cannot_cancel_an_export_nobody_
         await store.close()
 
 
+async def test_the_finalizer_user_cannot_complete_an_export_nobody_finalized(
+        secured: Secured, admin: Bus, tmp_path: Path) -> None:
+    """``ExportCompleted`` is the finalizer's, and its user may publish it (and ``FinalizeStarted``) on
+    every export's subject: with the finalizer's password, a well-formed ``ExportCompleted`` on another
+    tenant's export waiting for its assembly ended it ``complete`` — an archive that was never made, its
+    assembler no longer due — and the notifier sent its person the ready email for it. It ends an export
+    only once the archive is assembled and ``FinalizeStarted`` logged: the server stores the forgeries,
+    the fold ignores the completion, no email goes out, and the export completes for real."""
+    from shared.core import keys
+    from tests.support.pipeline import wait_status
+
+    s, p = secured.settings, secured.settings.subject_prefix
+    procs = Procs(tmp_path / "logs", to_env(secured.values))
+    store = await open_store(s, create_buckets=True)
+    try:
+        for svc in ("catalog", "finalizer", "notifier"):  # the assembler comes after the attack
+            procs.run(svc, svc, {"GROVE_NATS_USER": svc, "GROVE_NATS_PASSWORD": PASSWORDS[svc]})
+        seeded = await seed_tenant(content_source(s), store, images_bucket=s.buckets.images,
+                                   amber_bucket=s.buckets.amber, images=2)
+        t, e = seeded.tenant_id, ev.new_export_id()
+        await admin.log.append(ev.ExportRequested(export_id=e, tenant_id=t, user_id="u", user_email="v@example.org",
+                                                  username="victim"), 0)
+        before = await wait_status(admin, t, e, {"assembling"}, timeout=60)  # cataloged: waiting for its assembly
+        assert before.cataloged is not None
+        forged = ev.ExportCompleted(export_id=e, tenant_id=t, archive_key=before.cataloged.archive_key,
+                                    size_bytes=8, sha256="0" * 64, item_counts={"posts": 1}, error_count=0,
+                                    expires_at=datetime(2030, 1, 1, tzinfo=UTC), producer="finalizer")
+        assert keys.is_archive_key_of(t, e, forged.archive_key)
+        nc = await connect_as(secured.server.url, "finalizer")
+        try:
+            js = nc.jetstream()
+            for event in (forged, ev.FinalizeStarted(export_id=e, tenant_id=t, producer="finalizer"), forged):
+                ack = await js.publish(f"{p}.{t}.{e}.{event.name()}", event.to_json(), timeout=2)
+                assert ack.stream == s.stream_name  # taken: the user may publish it on any export's subject
+        finally:
+            await nc.close()
+        state = (await admin.log.load(t, e)).state
+        assert (state.status, state.completed, state.email_due) == ("uploading", None, False)
+
+        async def triggers_taken() -> bool:  # the notifier's durable took both forged completions
+            info = await admin.js.consumer_info(s.stream_name, "notifier")
+            return info.delivered.stream_seq >= ack.seq and not info.num_ack_pending and not info.num_pending
+
+        await until(triggers_taken, 30, 0.1, "the notifier to take the forged completions")
+        outbox = Path(secured.values["mail"]["outbox_dir"])
+        assert not list(outbox.glob(f"{e}.*.eml")) if outbox.exists() else True
+        assert (await admin.log.load(t, e)).state.notification is None
+
+        await _assembled_and_mailed_ready_only(procs, admin, secured, t, e)
+        done = (await admin.log.load(t, e)).state
+        assert done.completed is not None and done.completed.sha256 != "0" * 64  # the real archive's
+    finally:
+        procs.stop()
+        await store.close()
+
+
 @pytest.mark.parametrize("user", SERVICE_USERS)
 async def test_a_direct_gets_copy_aimed_at_the_jetstream_api_changes_nothing(secured: Secured, admin: Bus,
                                                                              user: str) -> None:

@@ -51,6 +51,9 @@ async def _completed(bus: Bus, tenant: str, export: str) -> ev.ExportCompleted:
                               expires_at=datetime(2030, 1, 1, tzinfo=UTC))
     seq = await bus.log.append(ev.ExportRequested(**base, user_id="u", user_email="a@example.org",
                                                   username="autumn"), 0)
+    seq = await bus.log.append(ev.ArchiveAssembled(**base, archive_key=done.archive_key, upload_id="u", size_bytes=30,
+                                                   part_count=1, member_count=1, error_count=0), seq)
+    seq = await bus.log.append(ev.FinalizeStarted(**base), seq)
     await bus.log.append(done, seq)
     return done
 

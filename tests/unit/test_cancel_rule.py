@@ -138,3 +138,34 @@ def test_every_export_cancelled_its_publishers_append_counts(cut: int, cancel: b
     canceller = _due(events)[0]
     assert canceller == janitor == state.cancel_wins == (cancel and FINALIZE not in events)
     assert (fold([*events, CANCELLED]).status == "cancelled") == canceller
+
+
+@pytest.mark.parametrize("running", [*RUNNING, [*BEFORE, CANCEL], [*BEFORE, ASSEMBLED, CANCEL]],
+                         ids=["pending", "cataloging", "assembling", "assembled", "cancelling", "cancelling-assembled"])
+def test_an_export_completed_nobody_finalized_is_ignored(running: list[ev.Event]) -> None:
+    """The finalizer's NATS user may publish ExportCompleted on any export's subject, and the fold took a
+    bare one (no FinalizeStarted in the log: the finalizer appends it, fenced, before it completes an
+    upload) at any step: any tenant's running export — or one being cancelled — ended 'complete' with an
+    archive that was never made (its assembler and canceller no longer due), and its person was sent the
+    ready email for it. An ExportCompleted counts once FinalizeStarted is logged, as ExportCancelled only
+    while a cancel can win; elsewhere the fold ignores it."""
+    before = fold(running)
+    s = fold([*running, COMPLETED])
+    assert (s.status, s.completed, s.last_event, s.email_due) == (before.status, None, before.last_event, False)
+    assert not s.terminal and not moved(before, s)
+    assert _due([*running, COMPLETED]) == _due(running)
+    if before.cancel_wins:  # the cancel still ends it
+        assert fold([*running, COMPLETED, CANCELLED]).status == "cancelled"
+    else:  # and the real one completes it
+        done = fold([*running, COMPLETED, *REST[len(running) - 1:]])
+        assert (done.status, done.email_due) == ("complete", True)
+
+
+def test_an_export_completed_after_a_finalize_started_but_before_the_archive_is_ignored() -> None:
+    """The finalizer's user may publish FinalizeStarted too: with it first, a forged ExportCompleted still
+    ended an export still assembling. The archive must be assembled (the assembler's ArchiveAssembled)."""
+    running = [*BEFORE, FINALIZE]
+    s = fold([*running, COMPLETED])
+    assert (s.status, s.completed, s.email_due) == ("uploading", None, False)
+    done = fold([*running, COMPLETED, ASSEMBLED, COMPLETED])
+    assert (done.status, done.email_due) == ("complete", True)

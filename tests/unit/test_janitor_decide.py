@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 from services.janitor.decide import is_dead, is_expired, is_forgotten, is_orphan_upload, is_swept, is_unaccounted
 from shared.core import events as ev
 from shared.core.lifecycle import fold, retry_may_use_stored
-from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, UPLOAD, requested
+from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, FINALIZED, UPLOAD, requested
 
 NOW = datetime(2031, 1, 1, tzinfo=UTC)
 E = {"export_id": "exp_1", "tenant_id": "t1"}
 
 
 def test_only_complete_exports_past_their_expiry_expire() -> None:
-    done = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, COMPLETED])
+    done = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, FINALIZED, COMPLETED])
     assert is_expired(done, NOW)
     assert not is_expired(done, datetime(2029, 1, 1, tzinfo=UTC))
     assert not is_expired(fold([requested()]), NOW)
@@ -31,7 +31,7 @@ def test_dead_means_in_a_step_without_heartbeat_for_a_whole_ttl() -> None:
 
 def test_orphan_uploads_belong_to_finished_or_unknown_exports_and_are_old_enough() -> None:
     old, young = NOW - timedelta(days=2), NOW - timedelta(minutes=5)
-    done = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, COMPLETED])
+    done = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, FINALIZED, COMPLETED])
     running = fold([requested(), CATALOGED, UPLOAD])
     assert is_orphan_upload(None, "u9", old, 86400, NOW)
     assert is_orphan_upload(done, "u1", old, 86400, NOW)
@@ -50,7 +50,7 @@ def test_a_texts_upload_a_killed_catalog_left_is_an_orphan_once_the_export_ends_
     assert not is_orphan_upload(cataloging, "texts", old, 86400, NOW)  # a rerun may be uploading it
     assert not is_orphan_upload(fold([requested(), CATALOGED, UPLOAD]), "texts", old, 86400, NOW)
     assert is_orphan_upload(fold([requested(), CATALOGED, UPLOAD, ASSEMBLED]), "texts", old, 86400, NOW)
-    assert is_orphan_upload(fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, COMPLETED]), "texts", old, 86400, NOW)
+    assert is_orphan_upload(fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, FINALIZED, COMPLETED]), "texts", old, 86400, NOW)
     failed = ev.ExportFailed(**E, step="catalog", reason="x", occurred_at=NOW - timedelta(days=1))  # type: ignore[arg-type]
     assert is_orphan_upload(fold([requested(), failed]), "texts", old, 86400, NOW)
 
@@ -138,7 +138,7 @@ def test_an_ended_exports_objects_are_swept_but_a_failed_ones_only_past_the_retr
     assert not is_orphan_upload(failed, "u", failed_at + keep, 60, NOW, keep)
     assert retry_may_use_stored(failed, failed_at + timedelta(days=6), keep)
     assert not retry_may_use_stored(failed, failed_at + keep - timedelta(minutes=59), keep)  # an hour short
-    done = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, COMPLETED])
+    done = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, FINALIZED, COMPLETED])
     assert is_swept(done, False, NOW, NOW, keep)  # nothing retries a complete export: at once, whenever stored
     assert not is_swept(done, True, before, NOW, keep)  # its download: deleted at expiry
     assert not is_swept(fold([requested(), CATALOGED, UPLOAD, ASSEMBLED]), False, before, NOW, keep)
@@ -155,7 +155,7 @@ def test_a_beat_only_ever_spares_an_export_so_it_is_asked_only_of_one_that_would
         "catalog": [requested(), ev.CatalogStarted(**E)], "assembling": [requested(), CATALOGED, UPLOAD],
         "queued": [requested(), CATALOGED], "cancel": [requested(), CATALOGED, UPLOAD, cancel],
         "retrying": [requested(), CATALOGED, UPLOAD, ev.StepFailed(**E, step="assemble", attempt=1, reason="x")],
-        "done": [requested(), CATALOGED, UPLOAD, ASSEMBLED, COMPLETED],
+        "done": [requested(), CATALOGED, UPLOAD, ASSEMBLED, FINALIZED, COMPLETED],
     }
     seen = set()
     for name, history in histories.items():

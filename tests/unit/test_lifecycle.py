@@ -16,11 +16,11 @@ from shared.core.lifecycle import (
     logged_upload_usable,
     step_running_after,
 )
-from tests.unit.test_state_fold import CATALOGED, COMPLETED, UPLOAD, E, part, requested
+from tests.unit.test_state_fold import ASSEMBLED, CATALOGED, COMPLETED, FINALIZED, UPLOAD, E, part, requested
 
 FAILED = ev.ExportFailed(**E, step="assemble", reason="x")
 CANCELLED: list[ev.Event] = [ev.CancelRequested(**E), ev.ExportCancelled(**E)]  # a cancel ends only when asked for
-ENDINGS: list[list[ev.Event]] = [[COMPLETED], [FAILED], CANCELLED]
+ENDINGS: list[list[ev.Event]] = [[ASSEMBLED, FINALIZED, COMPLETED], [FAILED], CANCELLED]
 
 
 def test_every_status_is_named_once_and_the_terminal_ones_are_the_outcomes() -> None:
@@ -33,7 +33,7 @@ def test_every_status_is_named_once_and_the_terminal_ones_are_the_outcomes() -> 
 
 def test_a_failed_export_does_not_count_toward_the_hour_and_every_other_outcome_does() -> None:
     assert [s for s in STATUSES if counts_toward_limit(s)] == ["complete", "cancelled", "expired"]
-    assert fold([requested(), COMPLETED]).counts_toward_limit and not fold([requested(), FAILED]).counts_toward_limit
+    assert fold([requested(), ASSEMBLED, FINALIZED, COMPLETED]).counts_toward_limit and not fold([requested(), FAILED]).counts_toward_limit
 
 
 def test_a_step_is_running_only_after_a_steps_own_progress_events() -> None:
@@ -44,10 +44,10 @@ def test_a_step_is_running_only_after_a_steps_own_progress_events() -> None:
 
 
 def test_an_email_is_due_once_per_outcome_and_only_when_one_was_asked_for() -> None:
-    assert fold([requested(), COMPLETED]).email_due and fold([requested(), FAILED]).email_due
+    assert fold([requested(), ASSEMBLED, FINALIZED, COMPLETED]).email_due and fold([requested(), FAILED]).email_due
     assert not fold([requested(), *CANCELLED]).email_due
-    assert not fold([requested(delivery_method="download"), COMPLETED]).email_due
-    assert not fold([requested(), COMPLETED, ev.NotificationSent(**E, channel="outbox")]).email_due
+    assert not fold([requested(delivery_method="download"), ASSEMBLED, FINALIZED, COMPLETED]).email_due
+    assert not fold([requested(), ASSEMBLED, FINALIZED, COMPLETED, ev.NotificationSent(**E, channel="outbox")]).email_due
     assert not fold([requested(), CATALOGED]).email_due
 
 
@@ -104,7 +104,7 @@ def test_an_event_the_fold_ignores_is_not_the_last_event_and_a_late_cancel_is_no
 def test_an_email_recorded_before_the_export_has_an_outcome_does_not_cancel_the_email_it_is_owed() -> None:
     """The notifier's user may append NotificationSent to any export; one appended while it ran
     marked its email done, so when it completed no email was due and the person never got it."""
-    s = fold([requested(), CATALOGED, ev.NotificationSent(**E, channel="smtp"), UPLOAD, COMPLETED])
+    s = fold([requested(), CATALOGED, ev.NotificationSent(**E, channel="smtp"), UPLOAD, ASSEMBLED, FINALIZED, COMPLETED])
     assert (s.notification, s.email_due) == (None, True)
 
 

@@ -26,6 +26,7 @@ FAILED = ev.ExportFailed(**IDS, step="assemble", reason="boom")
 STEPFAIL = ev.StepFailed(**IDS, step="assemble", attempt=3, reason="x")
 DONE = ev.ExportCompleted(**IDS, archive_key=KEY, size_bytes=9, sha256="a" * 64, item_counts={}, error_count=0,
                           expires_at=T0)
+COMPLETE = [ASSEMBLED, ev.FinalizeStarted(**IDS), DONE]  # an ExportCompleted counts only after these
 
 
 def retried(step: str, upload_id: str | None = None, errors: int = 0) -> ev.ExportRetried:
@@ -60,7 +61,7 @@ def test_a_retry_from_finalize_keeps_the_parts_and_waits_for_the_finalizer():
 
 
 def test_a_retry_moves_nothing_but_a_failed_export():
-    for done in ([DONE], [ev.CancelRequested(**IDS), ev.ExportCancelled(**IDS)], [ev.CancelRequested(**IDS), FAILED]):
+    for done in (COMPLETE, [ev.CancelRequested(**IDS), ev.ExportCancelled(**IDS)], [ev.CancelRequested(**IDS), FAILED]):
         before = fold([REQ, CAT, *done])
         after = fold([REQ, CAT, *done, retried("catalog")])
         assert (after.status, after.attempt) == (before.status, 1)
@@ -68,11 +69,11 @@ def test_a_retry_moves_nothing_but_a_failed_export():
 
 def test_a_resend_rearms_the_email_of_a_complete_or_failed_export_only():
     sent = ev.NotificationSent(**IDS, channel="outbox")
-    assert fold([REQ, DONE, sent, ev.ResendRequested(**IDS)]).notification is None
+    assert fold([REQ, *COMPLETE, sent, ev.ResendRequested(**IDS)]).notification is None
     assert fold([REQ, FAILED, sent, ev.ResendRequested(**IDS)]).notification is None
     assert fold([REQ, CAT, ev.ResendRequested(**IDS)]).status == "assembling"
     # each resend that re-armed the email is counted: the email it sends is a new one (its own key)
-    assert fold([REQ, DONE, sent, ev.ResendRequested(**IDS), sent, ev.ResendRequested(**IDS)]).resends == 2
+    assert fold([REQ, *COMPLETE, sent, ev.ResendRequested(**IDS), sent, ev.ResendRequested(**IDS)]).resends == 2
     assert fold([REQ, CAT, ev.ResendRequested(**IDS)]).resends == 0
 
 
@@ -106,7 +107,7 @@ def test_retry_and_the_assembler_share_one_rule_for_a_gone_upload():
 
 
 def test_retry_is_refused_unless_the_log_says_failed():
-    assert "complete" in decide.plan_retry(fold([REQ, DONE])).why  # type: ignore[union-attr]
+    assert "complete" in decide.plan_retry(fold([REQ, *COMPLETE])).why  # type: ignore[union-attr]
     assert "assembling" in decide.plan_retry(fold([REQ, CAT])).why  # type: ignore[union-attr]
     assert "cancelled" in decide.plan_retry(fold([REQ, ev.CancelRequested(**IDS), FAILED])).why  # type: ignore[union-attr]
 
@@ -122,14 +123,14 @@ def test_a_retried_export_takes_the_slot_back_unless_another_export_holds_it():
 
 def test_resend_is_refused_without_an_outcome_an_email_or_an_archive():
     sent = ev.NotificationSent(**IDS, channel="outbox")
-    assert decide.resend_refusal(fold([REQ, DONE, sent]), T0 - timedelta(days=1)) is None
-    assert decide.resend_refusal(fold([REQ, DONE]), T0 - timedelta(days=1)) is not None  # the first email is still due
-    assert "expired" in decide.resend_refusal(fold([REQ, DONE, sent, ev.ExportExpired(**IDS)]), T0).why  # type: ignore[union-attr]
+    assert decide.resend_refusal(fold([REQ, *COMPLETE, sent]), T0 - timedelta(days=1)) is None
+    assert decide.resend_refusal(fold([REQ, *COMPLETE]), T0 - timedelta(days=1)) is not None  # the first email is still due
+    assert "expired" in decide.resend_refusal(fold([REQ, *COMPLETE, sent, ev.ExportExpired(**IDS)]), T0).why  # type: ignore[union-attr]
     download = REQ.model_copy(update={"delivery_method": "download"})
-    assert "download" in decide.resend_refusal(fold([download, DONE]), T0).why  # type: ignore[union-attr]
+    assert "download" in decide.resend_refusal(fold([download, *COMPLETE]), T0).why  # type: ignore[union-attr]
     assert "assembling" in decide.resend_refusal(fold([REQ, CAT]), T0).why  # type: ignore[union-attr]
     # past its expiry, a complete export is expired before the janitor records it
-    assert "expired" in decide.resend_refusal(fold([REQ, DONE, sent]), T0).why  # type: ignore[union-attr]
+    assert "expired" in decide.resend_refusal(fold([REQ, *COMPLETE, sent]), T0).why  # type: ignore[union-attr]
 
 
 def test_a_resend_of_a_cancelled_export_says_a_cancel_sends_no_email():
@@ -142,8 +143,8 @@ def test_a_resend_of_a_cancelled_export_says_a_cancel_sends_no_email():
 
 def test_unlock_is_refused_while_any_export_of_the_tenant_is_active_or_when_nothing_holds_it_back():
     held = adm_decide(Slot("exp_1", T0), "complete")
-    assert "cancel it first" in decide.unlock_refusal([fold([REQ, DONE]), fold([REQ, CAT])], held).why  # type: ignore[union-attr]
-    assert decide.unlock_refusal([fold([REQ, DONE])], held) is None
+    assert "cancel it first" in decide.unlock_refusal([fold([REQ, *COMPLETE]), fold([REQ, CAT])], held).why  # type: ignore[union-attr]
+    assert decide.unlock_refusal([fold([REQ, *COMPLETE])], held) is None
     assert "already free" in decide.unlock_refusal([fold([REQ, FAILED])], adm_decide(Slot("exp_1", T0), "failed")).why  # type: ignore[union-attr]
     assert decide.unlock_refusal([], adm_decide(Slot("exp_1", T0), None)) is None  # a reservation, no events yet
 
@@ -179,4 +180,4 @@ def test_the_lifecycle_names_the_step_where_an_export_is_or_failed():
     assert fold([REQ, CAT, ASSEMBLED]).step == "finalize"
     assert fold([REQ, FAILED]).step == "assemble"
     assert fold([REQ, CAT, ev.CancelRequested(**IDS)]).step == "cancel"
-    assert fold([REQ, DONE]).step is None
+    assert fold([REQ, *COMPLETE]).step is None

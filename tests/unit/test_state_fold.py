@@ -30,6 +30,7 @@ CATALOGED = ev.ExportCataloged(**E, snapshot_key=keys.snapshot_key("t1", "exp_1"
 UPLOAD = ev.UploadStarted(**E, upload_id="u1", archive_key=ZIP, part_size=10, fingerprint="f")
 ASSEMBLED = ev.ArchiveAssembled(**E, archive_key=ZIP, upload_id="u1", size_bytes=30, part_count=3,
                                 member_count=4, error_count=0, sha256="abc")
+FINALIZED = ev.FinalizeStarted(**E)  # an ExportCompleted counts only after it (the fold ignores a bare one)
 COMPLETED = ev.ExportCompleted(**E, archive_key=ZIP, size_bytes=30, sha256="abc",
                                item_counts={"posts": 2, "pages": 1, "images": 0}, error_count=0,
                                expires_at=datetime(2030, 1, 1, tzinfo=UTC))
@@ -62,7 +63,7 @@ def test_terminal_events_keep_progress_and_stop_everything_else() -> None:
 
 
 def test_a_complete_export_expires_and_still_records_its_email() -> None:
-    s = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, COMPLETED, ev.NotificationSent(**E, channel="smtp"),
+    s = fold([requested(), CATALOGED, UPLOAD, ASSEMBLED, FINALIZED, COMPLETED, ev.NotificationSent(**E, channel="smtp"),
               ev.ExportExpired(**E, deleted_key=ZIP)])
     assert (s.status, s.progress, s.notification) == ("expired", 100, "sent")
 

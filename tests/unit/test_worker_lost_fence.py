@@ -75,6 +75,14 @@ def _requested(x: str) -> ev.ExportRequested:
                               username="u")
 
 
+def _finalized(x: str) -> list[ev.Event]:
+    """What comes before an ExportCompleted: the fold takes one only after these."""
+    ids = {"export_id": f"exp_{x}", "tenant_id": f"t_{x}"}
+    return [ev.ArchiveAssembled(**ids, archive_key=f"exports/t_{x}/exp_{x}/grove-export-u-2026-12-04.zip",
+                                upload_id="u", size_bytes=1, part_count=1, member_count=1, error_count=0),
+            ev.FinalizeStarted(**ids)]
+
+
 def _completed(x: str) -> ev.ExportCompleted:
     return ev.ExportCompleted(export_id=f"exp_{x}", tenant_id=f"t_{x}", size_bytes=1, sha256="0" * 64,
                               archive_key=f"exports/t_{x}/exp_{x}/grove-export-u-2026-12-04.zip", item_counts={},
@@ -107,7 +115,8 @@ def _failed_lines(caplog: pytest.LogCaptureFixture, export_id: str) -> list[logg
 
 
 @pytest.mark.parametrize("ended_by", [[ev.CancelRequested(export_id="exp_e", tenant_id="t_e"),
-                                       ev.ExportCancelled(export_id="exp_e", tenant_id="t_e")], [_completed("e")]],
+                                       ev.ExportCancelled(export_id="exp_e", tenant_id="t_e")],
+                                      [*_finalized("e"), _completed("e")]],
                          ids=["cancelled", "completed"])
 async def test_a_run_stopped_because_its_export_ended_is_said_as_ended_not_failed(
         ended_by: list[ev.Event], caplog: pytest.LogCaptureFixture) -> None:
@@ -152,7 +161,7 @@ async def test_a_step_that_fails_on_an_export_already_ended_is_still_a_warning(
     async def work(log: InMemoryEventLog) -> None:
         raise ValueError("template broke")
 
-    _, msg = await _failing_run("notify", [_requested("n"), _completed("n")], work, caplog)
+    _, msg = await _failing_run("notify", [_requested("n"), *_finalized("n"), _completed("n")], work, caplog)
     warnings = _failed_lines(caplog, "exp_n")
     assert len(warnings) == 1 and warnings[0].exc_info is not None, [r.getMessage() for r in caplog.records]
     assert not [r for r in caplog.records if "ended, the export no longer needs" in r.getMessage()]
@@ -177,9 +186,9 @@ async def test_a_notifier_failure_while_a_resend_lands_is_still_a_warning(caplog
     """The log moving during a notifier's run (an operator's resend, the janitor's expiry) is no
     export ending: the notifier's export had ended before it started (review of 3ff2852)."""
     async def work(log: InMemoryEventLog) -> None:
-        await log.append(ev.ResendRequested(export_id="exp_r", tenant_id="t_r", operator="ops", reason="bounced"), 2)
+        await log.append(ev.ResendRequested(export_id="exp_r", tenant_id="t_r", operator="ops", reason="bounced"), 4)
         raise ValueError("template broke")
 
-    await _failing_run("notify", [_requested("r"), _completed("r")], work, caplog)
+    await _failing_run("notify", [_requested("r"), *_finalized("r"), _completed("r")], work, caplog)
     warnings = _failed_lines(caplog, "exp_r")
     assert len(warnings) == 1 and warnings[0].exc_info is not None, [r.getMessage() for r in caplog.records]

@@ -39,6 +39,7 @@ async def make_export(bus: Bus, store: FilesystemStore, settings: Settings, tena
         await store.put(settings.buckets.exports, key, b"zipbytes")
         seq = await bus.log.append(ev.ArchiveAssembled(**e, archive_key=key, upload_id="u", size_bytes=8, part_count=1,
                                                        member_count=1, error_count=0, sha256="s"), seq)
+        seq = await bus.log.append(ev.FinalizeStarted(**e), seq)
         await bus.log.append(ev.ExportCompleted(**e, archive_key=key, size_bytes=8, sha256="s", item_counts={},
                                                 error_count=0, expires_at=complete_at), seq)
     return export_id
@@ -734,6 +735,9 @@ async def test_a_run_holds_one_export_at_a_time_not_every_export_in_the_log(
             seq = await bus.log.append(ev.ExportCataloged(**e, snapshot_key=f"exports/t{i}/exp_{i}/work/snapshot.jsonl",
                                                           snapshot_sha256="x", archive_key=key, member_count=1,
                                                           total_bytes=1, item_counts={"posts": 1}), seq)
+            seq = await bus.log.append(ev.ArchiveAssembled(**e, archive_key=key, upload_id="u", size_bytes=8,
+                                                           part_count=1, member_count=1, error_count=0), seq)
+            seq = await bus.log.append(ev.FinalizeStarted(**e), seq)
             await bus.log.append(ev.ExportCompleted(**e, archive_key=key, size_bytes=8, sha256="s",
                                                     item_counts={"posts": 1}, error_count=0,
                                                     expires_at=now + timedelta(days=3)), seq)

@@ -104,8 +104,12 @@ async def completed_export(email: str, attempts: int) -> tuple[InMemoryEventLog,
     e = {"export_id": "exp_1", "tenant_id": "t1"}
     log = InMemoryEventLog()
     seq = 0
+    key = keys.archive_key("t1", "exp_1", "autumn", "2026-01-01")
     for event in (ev.ExportRequested(**e, user_id="u", user_email=email, username="autumn"),
-                  ev.ExportCompleted(**e, archive_key=keys.archive_key("t1", "exp_1", "autumn", "2026-01-01"),
+                  ev.ArchiveAssembled(**e, archive_key=key, upload_id="u", size_bytes=30, part_count=1,
+                                      member_count=1, error_count=0),
+                  ev.FinalizeStarted(**e),
+                  ev.ExportCompleted(**e, archive_key=key,
                                      size_bytes=30, sha256="abc", item_counts={"posts": 1}, error_count=0,
                                      expires_at=datetime(2030, 1, 1, tzinfo=UTC))):
         seq = await log.append(event, seq)

@@ -56,8 +56,12 @@ async def test_an_email_whose_record_the_log_refuses_is_sent_once_and_recorded_w
         e = {"export_id": export_id, "tenant_id": tenant_id}
         seq = await bus.log.append(ev.ExportRequested(**e, user_id="u1", user_email="autumn@example.org",
                                                       username="autumn"), 0)
+        key = keys.archive_key(tenant_id, export_id, "autumn", "2026-01-01")
+        seq = await bus.log.append(ev.ArchiveAssembled(**e, archive_key=key, upload_id="u", size_bytes=30,
+                                                       part_count=1, member_count=1, error_count=0), seq)
+        seq = await bus.log.append(ev.FinalizeStarted(**e), seq)
         await bus.log.append(ev.ExportCompleted(
-            **e, archive_key=keys.archive_key(tenant_id, export_id, "autumn", "2026-01-01"), size_bytes=30,
+            **e, archive_key=key, size_bytes=30,
             sha256="ab" * 32, item_counts={"posts": 1}, error_count=0,
             expires_at=datetime.now(UTC) + timedelta(days=7)), seq)
         assert await asyncio.to_thread(handler.got.wait, 30), f"the notifier never sent DATA\n{logs_of(stack)}"

@@ -141,9 +141,12 @@ async def _complete_as(bus: Bus, tenant: str, export_id: str,
     await bus.log.append(ev.ExportRequested(export_id=export_id, tenant_id=tenant, user_id="u1",
                                             user_email="a@example.org", username="a"), 0)
     seq = (await bus.log.load(tenant, export_id)).last_seq
-    for event in (ev.FinalizeStarted(export_id=export_id, tenant_id=tenant, producer="finalizer"),
+    key = keys.archive_key(tenant, export_id, "a", "2026-01-01")
+    for event in (ev.ArchiveAssembled(export_id=export_id, tenant_id=tenant, producer="assembler", archive_key=key,
+                                      upload_id="u", size_bytes=10, part_count=1, member_count=1, error_count=0),
+                  ev.FinalizeStarted(export_id=export_id, tenant_id=tenant, producer="finalizer"),
                   ev.ExportCompleted(export_id=export_id, tenant_id=tenant, producer="finalizer",
-                                     archive_key=keys.archive_key(tenant, export_id, "a", "2026-01-01"),
+                                     archive_key=key,
                                      size_bytes=10, sha256="0" * 64, item_counts={"posts": 1}, error_count=0,
                                      expires_at=expires_at),
                   ev.NotificationSent(export_id=export_id, tenant_id=tenant, channel="email", producer="notifier")):

@@ -120,7 +120,7 @@ def test_the_eta_comes_from_the_rate_since_assembly_began():
 
 
 def test_expiry_clears_the_key_and_events_before_a_request_are_ignored():
-    events = timed([REQUEST, *POOL[:3], POOL[10], POOL[14]])
+    events = timed([REQUEST, *POOL[:3], *POOL[8:11], POOL[14]])
     row = row_of(events)
     assert row is not None and row.status == "expired" and row.r2_key is None
     assert advance(None, 1, POOL[0]) is None

@@ -24,6 +24,9 @@ async def completed_export() -> InMemoryEventLog:
     log = InMemoryEventLog()
     seq = 0
     for event in (ev.ExportRequested(**E, user_id="u", user_email="a@example.org", username="autumn"),
+                  ev.ArchiveAssembled(**E, archive_key=ZIP, upload_id="u", size_bytes=30, part_count=1,
+                                      member_count=1, error_count=0),
+                  ev.FinalizeStarted(**E),
                   ev.ExportCompleted(**E, archive_key=ZIP, size_bytes=30, sha256="abc", item_counts={"posts": 1},
                                      error_count=0, expires_at=datetime(2030, 1, 1, tzinfo=UTC))):
         seq = await log.append(event, seq)

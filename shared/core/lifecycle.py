@@ -10,8 +10,8 @@
 | ExportFailed / ExportCancelled / ExportExpired | failed / cancelled / expired | unchanged |
 
 A step's failure counts only while the export is at that step, ExportCancelled only while a cancel
-can win (CancelRequested logged, FinalizeStarted not), and ExportCompleted only once ArchiveAssembled
-and FinalizeStarted are logged: elsewhere the fold ignores them.
+can win (CancelRequested logged, FinalizeStarted not), FinalizeStarted only once ArchiveAssembled is
+logged, and ExportCompleted only once both are: elsewhere the fold ignores them.
 """
 
 from __future__ import annotations
@@ -285,6 +285,11 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
             return _set(s, progress=_assembling_progress(s))
         case ev.ArchiveAssembled():
             return _set(s, status="uploading", progress=90, assembled=event)
+        case ev.FinalizeStarted() if s.assembled is None:
+            # The finalizer appends it, fenced, only once the archive is assembled; its NATS user may
+            # publish it on any export's subject, and one before that made a running export
+            # uncancellable and stopped a cancel under way (canceller and finalizer both not due). Ignored.
+            return _set(s, last_event=state.last_event)
         case ev.FinalizeStarted():
             return _set(s, status="uploading", progress=90, finalize_started=True)
         case ev.ExportCompleted() if s.assembled is None or not s.finalize_started:

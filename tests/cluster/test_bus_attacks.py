@@ -1241,7 +1241,7 @@ async def test_the_finalizer_user_cannot_complete_an_export_nobody_finalized(
         finally:
             await nc.close()
         state = (await admin.log.load(t, e)).state
-        assert (state.status, state.completed, state.email_due) == ("uploading", None, False)
+        assert (state.status, state.completed, state.email_due) == ("assembling", None, False)
 
         async def triggers_taken() -> bool:  # the notifier's durable took both forged completions
             info = await admin.js.consumer_info(s.stream_name, "notifier")
@@ -1255,6 +1255,46 @@ async def test_the_finalizer_user_cannot_complete_an_export_nobody_finalized(
         await _assembled_and_mailed_ready_only(procs, admin, secured, t, e)
         done = (await admin.log.load(t, e)).state
         assert done.completed is not None and done.completed.sha256 != "0" * 64  # the real archive's
+    finally:
+        procs.stop()
+        await store.close()
+
+
+async def test_the_finalizer_user_cannot_make_an_export_uncancellable(
+        secured: Secured, admin: Bus, tmp_path: Path) -> None:
+    """With the finalizer's password, a ``FinalizeStarted`` on another tenant's export still assembling
+    made it uncancellable: its person's cancel was refused ('being completed'), and one already asked for
+    stopped (the canceller no longer due, the finalizer not due with nothing assembled) until the janitor
+    failed the export and mailed its person the failure. It counts once the archive is assembled: the
+    person's cancel is taken and the export ends cancelled."""
+    from shared.cancel import request_cancel
+    from tests.support.pipeline import wait_status
+
+    s, p = secured.settings, secured.settings.subject_prefix
+    procs = Procs(tmp_path / "logs", to_env(secured.values))
+    store = await open_store(s, create_buckets=True)
+    try:
+        for svc in ("catalog", "canceller", "notifier"):  # no assembler: the export waits for its assembly
+            procs.run(svc, svc, {"GROVE_NATS_USER": svc, "GROVE_NATS_PASSWORD": PASSWORDS[svc]})
+        seeded = await seed_tenant(content_source(s), store, images_bucket=s.buckets.images,
+                                   amber_bucket=s.buckets.amber, images=2)
+        t, e = seeded.tenant_id, ev.new_export_id()
+        await admin.log.append(ev.ExportRequested(export_id=e, tenant_id=t, user_id="u", user_email="v@example.org",
+                                                  username="victim"), 0)
+        await wait_status(admin, t, e, {"assembling"}, timeout=60)
+        nc = await connect_as(secured.server.url, "finalizer")
+        try:
+            ack = await nc.jetstream().publish(f"{p}.{t}.{e}.FinalizeStarted", ev.FinalizeStarted(
+                export_id=e, tenant_id=t, producer="finalizer").to_json(), timeout=2)
+            assert ack.stream == s.stream_name  # taken: the user may publish it on any export's subject
+        finally:
+            await nc.close()
+        state = (await admin.log.load(t, e)).state
+        assert (state.status, state.finalize_started, state.cancellable) == ("assembling", False, True)
+
+        assert await request_cancel(admin.log, t, e, "u") is not None  # the person's cancel is taken
+        assert (await wait_status(admin, t, e, timeout=60)).status == "cancelled", procs.logs()
+        procs.assert_alive()
     finally:
         procs.stop()
         await store.close()

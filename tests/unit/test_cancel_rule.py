@@ -166,6 +166,23 @@ def test_an_export_completed_after_a_finalize_started_but_before_the_archive_is_
     ended an export still assembling. The archive must be assembled (the assembler's ArchiveAssembled)."""
     running = [*BEFORE, FINALIZE]
     s = fold([*running, COMPLETED])
-    assert (s.status, s.completed, s.email_due) == ("uploading", None, False)
-    done = fold([*running, COMPLETED, ASSEMBLED, COMPLETED])
+    assert (s.status, s.completed, s.email_due) == ("assembling", None, False)
+    done = fold([*running, COMPLETED, ASSEMBLED, FINALIZE, COMPLETED])  # the finalizer's own, once assembled
     assert (done.status, done.email_due) == ("complete", True)
+
+
+@pytest.mark.parametrize("running", [BEFORE[:1], BEFORE[:2], BEFORE, [*BEFORE, CANCEL]],
+                         ids=["pending", "cataloging", "assembling", "cancelling"])
+def test_a_finalize_started_before_the_archive_is_assembled_is_ignored(running: list[ev.Event]) -> None:
+    """FinalizeStarted is the finalizer's, appended (fenced) only once ArchiveAssembled is logged; its
+    NATS user may publish it on any export's subject. Taken before the archive was assembled, it made a
+    running export uncancellable (the gateway's 409 'being completed' for a person's cancel) and stopped
+    a cancel under way: the canceller no longer due, the finalizer not due either (nothing assembled), the
+    export stuck until the janitor failed it and mailed its person the failure. Ignored there."""
+    before = fold(running)
+    s = fold([*running, FINALIZE])
+    assert (s.status, s.finalize_started, s.last_event) == (before.status, False, before.last_event)
+    assert not moved(before, s) and s.cancellable == before.cancellable
+    assert _due([*running, FINALIZE]) == _due(running)
+    if before.cancel_wins:
+        assert fold([*running, FINALIZE, CANCELLED]).status == "cancelled"

@@ -99,7 +99,7 @@ This archive holds a copy of your data from Grove, made for **{markdown_text(use
 ## What is inside
 
 ```
-{readme_listing(mode)}```
+{readme_listing(mode, include_images)}```
 
 ## How to check that nothing was lost or damaged
 

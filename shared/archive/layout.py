@@ -545,8 +545,12 @@ README_LISTING = {
 }
 
 
-def readme_listing(mode: str) -> str:
-    """The "What is inside" block of README.md: every kind of member and what it holds."""
-    return (f"{README_PATH}            this file\n{README_LISTING[mode]}"
+def readme_listing(mode: str, include_images: bool = True) -> str:
+    """The "What is inside" block of README.md: every kind of member and what it holds. A blog export
+    without images holds no media/: its listing names none (it said "your images, byte for byte")."""
+    listed = README_LISTING[mode]
+    if not include_images:
+        listed = "".join(line for line in listed.splitlines(keepends=True) if not line.startswith("media/"))
+    return (f"{README_PATH}            this file\n{listed}"
             f"{MANIFEST_PATH}        every file in this archive with its size and SHA-256 checksum\n"
             f"{ERRORS_PATH}          everything that could NOT be included, and why (an empty list when nothing)\n")

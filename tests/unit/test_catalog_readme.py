@@ -82,3 +82,20 @@ def test_a_blog_archive_without_images_does_not_say_links_point_into_media() -> 
                                 created_at=datetime(2024, 5, 1, tzinfo=UTC),
                                 counts={"posts": 1, "pages": 0, "images": 1}, include_images=True, generator="g")
     assert "now point at the copies in `media/`" in _using_your_data(with_images)
+
+
+def test_a_blog_archive_without_images_does_not_list_media_among_what_is_inside() -> None:
+    # A real includeImages=false archive holds README.md, posts/, pages/, index.json, feed.json,
+    # manifest.json and errors.json: no media/. Its README's "What is inside" still listed
+    # "media/{filename}  your images, byte for byte as uploaded" a few lines above "Using your data"
+    # saying that it holds none.
+    def inside(include_images: bool) -> str:
+        readme = render_readme(username="u", tenant_id="t", export_id="e", mode="blog",
+                               created_at=datetime(2024, 5, 1, tzinfo=UTC), counts={"posts": 1, "pages": 0,
+                                                                                     "images": 0},
+                               include_images=include_images, generator="g")
+        return readme.split("## What is inside", 1)[1].split("## How to check", 1)[0]
+
+    assert "media/" not in inside(False), inside(False)
+    assert "posts/{slug}.md" in inside(False) and "index.json" in inside(False)
+    assert "media/{filename}     your images, byte for byte as uploaded" in inside(True)

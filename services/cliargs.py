@@ -76,9 +76,32 @@ class Parser(argparse.ArgumentParser):
                      for m in difflib.get_close_matches(x.split("=", 1)[0], options, n=1)]
             owner.error(f"unrecognized arguments: {' '.join(extras)}"
                         + (f" (did you mean {', '.join(meant)}?)" if meant else "")
-                        + (f" (an option of {owner.prog.split()[-1]} goes after it: `{owner.prog} "
-                           f"{' '.join(misplaced)}`)" if misplaced and owner is not self else ""))
+                        + (f" (an option of {owner.prog.split()[-1]} goes after it: "
+                           f"`{self._moved(list(sys.argv[1:] if args is None else args), owner, misplaced)}`)"
+                           if misplaced and owner is not self else ""))
         return parsed
+
+    def _moved(self, tokens: list[str], owner: argparse.ArgumentParser, misplaced: list[str]) -> str:
+        """The command line typed, with the options in ``misplaced`` (typed before the command) moved right
+        after it: everything else stays (`--sha256=HEX verify a.zip` was told `verify --sha256=HEX`, without
+        the archive, which fails as pasted)."""
+        import shlex
+
+        command, takes_value = owner.prog.split()[-1], [o for a in self._actions if a.nargs != 0
+                                                         for o in a.option_strings if o.startswith("--")]
+        left, i = list(misplaced), 0
+        before: list[str] = []
+        while i < len(tokens) and tokens[i] != command:
+            token = tokens[i]
+            if token in left:
+                left.remove(token)
+            else:
+                before.append(token)
+                if token.startswith("--") and "=" not in token and token != "--" and any(o.startswith(token) for o in takes_value):  # --data DIR: DIR with it
+                    i += 1
+                    before += tokens[i:i + 1]
+            i += 1
+        return shlex.join([self.prog, *before, *tokens[i:i + 1], *misplaced, *tokens[i + 1:]])
 
 
 def number_in(low: float, high: float | None = None, kind: type[int] | type[float] = int) -> Callable[[str], float]:

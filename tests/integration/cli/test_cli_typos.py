@@ -208,7 +208,7 @@ def test_a_commands_option_typed_before_the_command_is_said_to_go_after_it(tmp_p
     cases = {("--dry-run", "janitor"): "unrecognized arguments: --dry-run (an option of janitor goes after it: "
                                        "`grove-export janitor --dry-run`) (`grove-export janitor --help` lists the options)",
              ("--json", "exports", "--limit", "2"): "unrecognized arguments: --json (an option of exports goes after it: "
-                                                    "`grove-export exports --json`) (`grove-export exports --help` lists "
+                                                    "`grove-export exports --json --limit 2`) (`grove-export exports --help` lists "
                                                     "the options)"}
     for args, line in cases.items():
         out = bare(*args, cwd=tmp_path)
@@ -242,3 +242,26 @@ def test_verify_given_several_archives_by_the_emails_wildcard_says_so(tmp_path: 
     assert out.stderr == ("grove-export: verify checks one archive, and 2 were given ('grove-export-autumn-2026-12-06 "
                           "(1).zip', 'grove-export-autumn-2026-12-06.zip'; a wildcard such as grove-export-*.zip "
                           "matched several?): name the one the SHA-256 is for\n"), out.stderr
+
+
+def test_the_command_named_for_an_option_typed_before_it_keeps_what_else_was_typed(tmp_path: Path) -> None:
+    """Seen: `grove-export --sha256=HEX verify a.zip` was told to run `grove-export verify --sha256=HEX`:
+    the archive left out, and pasted as told that said "the following arguments are required: ARCHIVE";
+    `grove-export --data D --json show exp_1` lost exp_1 and --data D the same way. The command named is
+    the one typed with the option moved after the command, and run as named it parses."""
+    import re
+    import shlex
+
+    (tmp_path / "a b.zip").write_bytes(b"PK")
+    digest = "0" * 64
+    cases = {("--sha256=" + digest, "verify", "a b.zip"): ["grove-export", "verify", "--sha256=" + digest, "a b.zip"],
+             ("--data", "d", "--json", "show", "exp_1"): ["grove-export", "--data", "d", "show", "--json", "exp_1"]}
+    for args, meant in cases.items():
+        out = bare(*args, cwd=tmp_path)
+        named = re.search(r"goes after it: `([^`]*)`", out.stderr)
+        assert out.returncode == 2 and named, out.stderr
+        assert shlex.split(named.group(1)) == meant, (args, named.group(1))
+    again = bare(*meant[1:], cwd=tmp_path)  # the last one, run as named: parsed, then refused for its stack
+    assert "unrecognized" not in again.stderr and "required" not in again.stderr, again.stderr
+    verify = bare("verify", "--sha256=" + digest, "a b.zip", cwd=tmp_path)
+    assert verify.returncode == 1 and "archive NOT OK" in verify.stdout, verify

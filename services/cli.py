@@ -11,6 +11,7 @@ import errno
 import importlib
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Mapping
@@ -160,8 +161,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
                                      f"{READY_TIMEOUT_S:g} s (see {logs / 'gateway.log'})")
             found = stack.operator_file or Path(args.data, "stack.json")
             # without --data a command reads ./var: only a stack in this folder's var/ is found from here
-            finds = (f"run from this folder find it through {found} (elsewhere: --data {data})"
-                     if data == Path("var").resolve() else f"find it with --data {data} (through {found})")
+            given = shlex.quote(str(data))  # as a shell takes it: a folder with a space was two arguments
+            finds = (f"run from this folder find it through {found} (elsewhere: --data {given})"
+                     if data == Path("var").resolve() else f"find it with --data {given} (through {found})")
             print(f"grove-export: local stack {up} — gateway http://127.0.0.1:{args.port}/export, "
                   f"NATS {stack.nats.url if stack.nats else '?'}, logs in {logs}\n"
                   f"  operator commands (events, janitor, replay, …) {finds}; "

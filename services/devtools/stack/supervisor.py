@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -178,7 +179,7 @@ def _lock(data_dir: Path, *, probe: bool = False) -> int:
             f" (pid {body.get('pid')}, gateway {body.get('env', {}).get('GROVE_PUBLIC_URL', '?')})"
         # without --data a command reads ./var: only a stack in this folder's var/ is found from here
         finds = ("run from this folder find it" if data_dir.resolve() == Path("var").resolve()
-                 else f"find it with --data {data_dir}")
+                 else f"find it with --data {shlex.quote(str(data_dir))}")  # as a shell takes it: a space
         raise StackBusy(f"a local stack already runs in {data_dir}{where}: use it (operator commands and "
                         f"`grove-export seed` {finds}), stop it first, or pass "
                         f"--data with another folder (with make, whose `make run` and `make serve` use var/: "

@@ -299,9 +299,11 @@ def test_serve_with_another_data_folder_says_how_operator_commands_find_it(tmp_p
     """Seen: `serve --data DIR` said "operator commands … run from this folder find it through
     DIR/stack.json", but run from that folder without --data they look in ./var and said no local stack
     is running there. What the banner tells a person to do must work."""
+    import shlex
     import signal
 
-    port, data = free_port(), tmp_path / "elsewhere"
+    # a space in the folder's name: the --data DIR said must be one argument to a shell, pasted
+    port, data = free_port(), tmp_path / "else where"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
     proc = subprocess.Popen(  # SIGINT as a terminal's Ctrl-C delivers it (a background job would ignore it)
         [sys.executable, "-m", "services.cli", "serve", "--data", str(data), "--port", str(port)],
@@ -311,7 +313,7 @@ def test_serve_with_another_data_folder_says_how_operator_commands_find_it(tmp_p
         assert proc.stdout is not None
         up, how = proc.stdout.readline(), proc.stdout.readline()
         assert up.startswith("grove-export: local stack up"), (up, how)
-        assert f"--data {data}" in how, how
+        assert f"--data {shlex.quote(str(data))}" in how, how
         if "run from this folder" in how:  # then so it must
             plain = new_shell("exports", cwd=tmp_path)
             assert plain.returncode == 0, (how, plain.stderr)
@@ -320,7 +322,8 @@ def test_serve_with_another_data_folder_says_how_operator_commands_find_it(tmp_p
         # a second serve on that folder is refused with "use it": how, in the same words
         again = new_shell("serve", "--data", str(data), "--port", str(free_port()), cwd=tmp_path)
         assert again.returncode == 2 and "already runs" in again.stderr, again
-        assert "run from this folder" not in again.stderr and f"--data {data}" in again.stderr, again.stderr
+        assert "run from this folder" not in again.stderr and f"--data {shlex.quote(str(data))}" in again.stderr, \
+            again.stderr
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
     finally:

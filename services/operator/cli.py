@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import getpass
 import json
+import shlex
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
@@ -574,18 +575,21 @@ async def _restore(args: argparse.Namespace, settings: Settings) -> None:
         raise OperatorError(str(e)) from None
     finally:
         await nc.drain()
-    say(erased_since(Path(args.dir)), file=sys.stderr)
+    say(erased_since(Path(args.dir), None if args.data == "var" else str(args.data)), file=sys.stderr)
 
 
-def erased_since(folder: Path) -> str:
+def erased_since(folder: Path, data: str | None = None) -> str:
     """What a restore brings back that an erasure took away: a backup holds every tenant's events as
-    they were when it was taken, so a tenant erased since is back (the requester's address with it)."""
+    they were when it was taken, so a tenant erased since is back (the requester's address with it).
+    ``data``: the --data the restore was given, named in the erase-tenant command as in its --replace
+    one: without it that command asks ./var's stack, not the one restored into."""
     try:
         taken = json.loads((folder / "manifest.json").read_text()).get("created")
     except (OSError, ValueError, AttributeError):
         taken = None
     when = f"was taken {printable(taken)}" if isinstance(taken, str) else "is of an unknown time"
+    where = f" --data {shlex.quote(data)}" if data else ""
     return (f"grove-export: note: this backup {when}; a tenant erased since then is back with it: run "
-            "`grove-export erase-tenant TENANT` again for each one; and an export requested since then is not in "
+            f"`grove-export erase-tenant TENANT{where}` again for each one; and an export requested since then is not in "
             "the restored log: the janitor leaves its archive and work objects in the store and names its export "
             "in its summary (`not deleted: N objects of M exports the log does not hold …`)")

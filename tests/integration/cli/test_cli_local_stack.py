@@ -523,3 +523,9 @@ def test_restore_into_a_stack_given_by_data_names_the_replace_command_with_that_
     replaced = new_shell(*command[1:], cwd=cwd)  # as named, from the same folder
     assert replaced.returncode == 0, replaced.stderr
     assert "restored" in replaced.stdout, replaced.stdout
+    # and the note that follows names erase-tenant with that --data too: run as it said, without it, from
+    # here it asked ./var's stack (another one's, or none), and the tenant erased since stayed in this one
+    erase = re.search(r"run `(grove-export erase-tenant [^`]*)` again", replaced.stderr)
+    assert erase, replaced.stderr
+    assert shlex.split(erase.group(1)) == ["grove-export", "erase-tenant", "TENANT", "--data", str(data)], \
+        erase.group(1)

@@ -64,44 +64,53 @@ class Parser(argparse.ArgumentParser):
         commands: ``janitor --dryrun`` pointed at ``grove-export --help``)."""
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:
+            tokens = list(sys.argv[1:] if args is None else args)
             owner: argparse.ArgumentParser = self
             for action in self._actions:
                 if isinstance(action, argparse._SubParsersAction):  # the command given, if any
                     owner = action.choices.get(getattr(parsed, action.dest or "", None) or "", self)
             options = [o for a in owner._actions for o in a.option_strings if o.startswith("--")]
+            at = self._command_at(tokens, owner.prog.split()[-1]) if owner is not self else len(tokens)
             # the command's own option, typed before the command (`grove-export --dry-run janitor`): it was
-            # "did you mean --dry-run?", the very option typed; say where it goes instead
-            misplaced = [x for x in extras if x.split("=", 1)[0] in options]
-            meant = [m for x in extras if x.startswith("--") and x not in misplaced
+            # "did you mean --dry-run?", the very option typed; say where it goes instead. Only what was typed
+            # before it: after `--` (`exports -- --json`) a word is an argument, not a misplaced option.
+            misplaced = [x for x in tokens[:at] if x in extras and x.split("=", 1)[0] in options] \
+                if owner is not self else []
+            typed = extras[:extras.index("--")] if "--" in extras else extras
+            meant = [m for x in typed if x.startswith("--") and x not in misplaced
                      for m in difflib.get_close_matches(x.split("=", 1)[0], options, n=1)]
             owner.error(f"unrecognized arguments: {' '.join(extras)}"
                         + (f" (did you mean {', '.join(meant)}?)" if meant else "")
                         + (f" (an option of {owner.prog.split()[-1]} goes after it: "
-                           f"`{self._moved(list(sys.argv[1:] if args is None else args), owner, misplaced)}`)"
-                           if misplaced and owner is not self else ""))
+                           f"`{self._moved(tokens, at, misplaced)}`)" if misplaced else ""))
         return parsed
 
-    def _moved(self, tokens: list[str], owner: argparse.ArgumentParser, misplaced: list[str]) -> str:
-        """The command line typed, with the options in ``misplaced`` (typed before the command) moved right
-        after it: everything else stays (`--sha256=HEX verify a.zip` was told `verify --sha256=HEX`, without
-        the archive, which fails as pasted)."""
-        import shlex
-
-        command, takes_value = owner.prog.split()[-1], [o for a in self._actions if a.nargs != 0
-                                                         for o in a.option_strings if o.startswith("--")]
-        left, i = list(misplaced), 0
-        before: list[str] = []
+    def _command_at(self, tokens: list[str], command: str) -> int:
+        """Where in ``tokens`` the command is: the first word ``command`` that is not an option's value
+        (`--data exports exports`)."""
+        takes_value = [o for a in self._actions if a.nargs != 0 for o in a.option_strings if o.startswith("--")]
+        i = 0
         while i < len(tokens) and tokens[i] != command:
             token = tokens[i]
+            if token.startswith("--") and token != "--" and "=" not in token and \
+                    any(o.startswith(token) for o in takes_value):  # --data DIR (or --dat DIR): DIR is its value
+                i += 1
+            i += 1
+        return i
+
+    def _moved(self, tokens: list[str], at: int, misplaced: list[str]) -> str:
+        """The command line typed, with the options in ``misplaced`` (typed before the command, at ``at``)
+        moved right after it: everything else stays (`--sha256=HEX verify a.zip` was told `verify
+        --sha256=HEX`, without the archive, which fails as pasted)."""
+        import shlex
+
+        left, before = list(misplaced), []
+        for token in tokens[:at]:
             if token in left:
                 left.remove(token)
             else:
                 before.append(token)
-                if token.startswith("--") and "=" not in token and token != "--" and any(o.startswith(token) for o in takes_value):  # --data DIR: DIR with it
-                    i += 1
-                    before += tokens[i:i + 1]
-            i += 1
-        return shlex.join([self.prog, *before, *tokens[i:i + 1], *misplaced, *tokens[i + 1:]])
+        return shlex.join([self.prog, *before, *tokens[at:at + 1], *misplaced, *tokens[at + 1:]])
 
 
 def number_in(low: float, high: float | None = None, kind: type[int] | type[float] = int) -> Callable[[str], float]:

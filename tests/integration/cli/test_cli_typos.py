@@ -265,3 +265,7 @@ def test_the_command_named_for_an_option_typed_before_it_keeps_what_else_was_typ
     assert "unrecognized" not in again.stderr and "required" not in again.stderr, again.stderr
     verify = bare("verify", "--sha256=" + digest, "a b.zip", cwd=tmp_path)
     assert verify.returncode == 1 and "archive NOT OK" in verify.stdout, verify
+    # typed after the command and a `--`, a word is an argument: never "goes after it", nor moved
+    after = bare("exports", "--", "--json", cwd=tmp_path)
+    assert after.stderr == ("grove-export: unrecognized arguments: -- --json (`grove-export exports --help` lists "
+                            "the options)\n"), after.stderr

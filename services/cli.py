@@ -682,7 +682,10 @@ def data_before_command(args: argparse.Namespace) -> str | None:
         return None
     if not hasattr(args, "data"):
         return f"{args.command} takes no --data"
-    if args.data not in ("var", args.data_before):
+    # `--data var` typed after the command is a folder like any other, not the default giving way (the
+    # command's own --data is in _given_once only when typed: cliargs._Once)
+    typed = "data" in getattr(args, "_given_once", {})
+    if args.data != args.data_before and (typed or args.data != "var"):
         return f"two data folders given: --data {args.data_before} and --data {args.data}"
     args.data = args.data_before
     return None

@@ -157,3 +157,17 @@ def test_an_oserror_of_this_machine_without_a_file_name_is_not_blamed_on_nats() 
     assert "NATS at" not in _hint(IsADirectoryError(errno.EISDIR, "Is a directory"), Settings(), where, command="verify")
     for theirs in (NoRespondersError(), TimeoutError(), ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")):
         assert _hint(theirs, Settings(), where, command="events").startswith(f"NATS at {where} failed: "), theirs
+
+
+def test_data_var_given_after_the_command_is_a_second_folder_like_any_other() -> None:
+    """Seen: `grove-export --data /a restore --replace B --data var` replaced /a's streams, without a word:
+    `--data var` typed after the command was taken for the default (no --data) and /a won, while `--data /b`
+    there is refused as a second folder. Typed, `var` is a folder too."""
+    from services.cli import data_before_command, parser
+
+    args = parser().parse_args(["--data", "/a", "restore", "--replace", "B", "--data", "var"])
+    assert data_before_command(args) == "two data folders given: --data /a and --data var"
+    args = parser().parse_args(["--data", "var", "exports", "--data", "var"])  # the same folder twice: no conflict
+    assert data_before_command(args) is None and args.data == "var"
+    args = parser().parse_args(["--data", "/a", "restore", "B"])  # only before: the command's default gives way
+    assert data_before_command(args) is None and args.data == "/a"

@@ -53,15 +53,25 @@ class RedactingAccessLogger(AccessLogger):
         return [(key, first if key == "first_request_line" else value) for key, value in line]
 
 
-async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Run until ``stop`` is set, or, without one, until SIGINT or SIGTERM."""
+# How long a stopping gateway lets the requests under way (a download) end before it cuts them and closes
+# its bus, store and read model: aiohttp's default, 60 s, was past the Kubernetes grace (30 s, of which the
+# preStop sleep takes 5), whose SIGKILL came first. As the notifier's 20 s send, inside that grace.
+DRAIN_S = 20.0
+
+
+def runner_for(settings: Settings) -> ProblemRunner:
     # lingering: how long a body no handler read is read and dropped before the connection closes.
     # max_headers: aiohttp's 128 fields of up to 8,190 bytes each let one request head reach 1 MiB,
     # held (about twice over, parsed) while it arrives: 200 connections sending such heads took 400 MiB.
-    runner = ProblemRunner(init_app(settings), handle_signals=False, head_timeout=settings.read_timeout_s,
-                           keepalive_timeout=settings.keepalive_timeout_s, lingering_time=settings.read_timeout_s,
-                           max_headers=settings.max_headers, max_connections=settings.max_connections,
-                           access_log_class=RedactingAccessLogger)
+    return ProblemRunner(init_app(settings), handle_signals=False, head_timeout=settings.read_timeout_s,
+                         keepalive_timeout=settings.keepalive_timeout_s, lingering_time=settings.read_timeout_s,
+                         max_headers=settings.max_headers, max_connections=settings.max_connections,
+                         access_log_class=RedactingAccessLogger, shutdown_timeout=DRAIN_S)
+
+
+async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set, or, without one, until SIGINT or SIGTERM."""
+    runner = runner_for(settings)
     try:
         await runner.setup()
     except BaseException:  # a context after the bus and the store failed (the read model): close those two

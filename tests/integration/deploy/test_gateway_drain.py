@@ -19,3 +19,20 @@ def test_a_terminating_gateway_keeps_listening_while_it_leaves_the_endpoints() -
     assert pre_stop.get("exec", {}).get("command") == ["sleep", str(DRAIN_S)], pre_stop
     # what is left of the grace period after the sleep is the requests under way's to finish
     assert pod["terminationGracePeriodSeconds"] >= DRAIN_S + 20
+
+
+def test_the_gateway_drains_and_closes_inside_what_the_grace_period_leaves_after_the_sleep() -> None:
+    """The gateway's drain on SIGTERM (aiohttp's, for the requests under way: a download) was aiohttp's
+    default 60 s, longer than the 25 s the 30 s grace leaves after the 5 s sleep: the kubelet's SIGKILL
+    came first, and the gateway never closed its NATS connection or logged its stop. Its drain is bounded
+    so that it ends, and the app's clean-up after it (bus, store, read model), inside the grace."""
+    import secrets
+
+    from services.gateway.main import runner_for
+    from shared.runtime.settings import Settings
+
+    (gateway,) = [d for d in of_kind("Deployment") if d["metadata"]["name"] == "grove-gateway"]
+    pod = gateway["spec"]["template"]["spec"]
+    settings = Settings(jwt_secret=secrets.token_urlsafe(48), link_secret=secrets.token_urlsafe(48))
+    drain = runner_for(settings)._shutdown_timeout  # what runner.cleanup() waits for the requests under way
+    assert DRAIN_S + drain + 5 <= pod["terminationGracePeriodSeconds"], (drain, pod["terminationGracePeriodSeconds"])

@@ -45,7 +45,7 @@ each may append its own event types to any export (the notifier may append Notif
 export; each step's user its own step's ExportFailedAt… to any, counted only while the export is
 at that step (``lifecycle._at_its_step``: the catalog's password fails no export past its catalog)
 — and the janitor ExportFailedByJanitor to any; the finalizer's FinalizeStarted counts only once
-ArchiveAssembled is logged and its ExportCompleted only after both, the canceller's ExportCancelled only while a cancel can win); the gateway decides who may start and cancel exports; the ``admin`` user may do anything. A
+ArchiveAssembled is logged (and no CancelRequested) and its ExportCompleted only after both, the canceller's ExportCancelled only while a cancel can win); the gateway decides who may start and cancel exports; the ``admin`` user may do anything. A
 step's failed attempt, and an export's failure at a step, are no longer among them: each step
 records them under types of its own (``CatalogAttemptFailed``, …: ``events.ATTEMPT_FAILED``;
 ``ExportFailedAtCatalog``, …, ``ExportFailedByJanitor``: ``events.EXPORT_FAILED``; listed in the

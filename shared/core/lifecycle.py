@@ -11,7 +11,8 @@
 
 A step's failure counts only while the export is at that step, ExportCancelled only while a cancel
 can win (CancelRequested logged, FinalizeStarted not), FinalizeStarted only once ArchiveAssembled is
-logged, and ExportCompleted only once both are: elsewhere the fold ignores them.
+logged and while no cancel is asked for, and ExportCompleted only once both are: elsewhere the fold
+ignores them.
 """
 
 from __future__ import annotations
@@ -285,10 +286,13 @@ def apply(state: ExportState, event: ev.Event) -> ExportState:
             return _set(s, progress=_assembling_progress(s))
         case ev.ArchiveAssembled():
             return _set(s, status="uploading", progress=90, assembled=event)
-        case ev.FinalizeStarted() if s.assembled is None:
-            # The finalizer appends it, fenced, only once the archive is assembled; its NATS user may
-            # publish it on any export's subject, and one before that made a running export
-            # uncancellable and stopped a cancel under way (canceller and finalizer both not due). Ignored.
+        case ev.FinalizeStarted() if s.assembled is None or s.cancel_requested:
+            # The finalizer appends it, fenced, only once the archive is assembled and while no cancel
+            # is asked for (a CancelRequested since its fold moves it: a Conflict, then it is not due);
+            # its NATS user may publish it on any export's subject. One before the archive made a
+            # running export uncancellable and stopped a cancel under way (canceller and finalizer both
+            # not due); one after a CancelRequested overtook the cancel the person was told was taken
+            # (the finalizer due, a forged ExportCompleted after it counted). Ignored.
             return _set(s, last_event=state.last_event)
         case ev.FinalizeStarted():
             return _set(s, status="uploading", progress=90, finalize_started=True)

@@ -50,10 +50,31 @@ def test_either_order_leaves_exactly_one_owner(order: tuple[str, str]) -> None:
     pick = {"cancel": CANCEL, "finalize": FINALIZE}
     events = [*BEFORE, ASSEMBLED, *(pick[o] for o in order)]
     canceller, finalizer = _due(events)
-    # (cancel, finalize) cannot come from fenced writers, but even then the log has one owner: once
-    # FinalizeStarted is there the upload may be completing, so the finalizer finishes it.
+    # (cancel, finalize) cannot come from fenced writers: the finalizer's FinalizeStarted is appended
+    # at the sequence it folded, and a CancelRequested since moves that fold (a Conflict, then the
+    # finalizer is no longer due). So the first one logged owns the export.
     assert canceller != finalizer
-    assert finalizer
+    assert finalizer == (order[0] == "finalize")
+
+
+@pytest.mark.parametrize("upto", range(len(BEFORE) + 1))
+def test_a_finalize_started_after_a_cancel_was_asked_for_is_ignored(upto: int) -> None:
+    """The finalizer appends FinalizeStarted fenced at the fold it decided from, and only while a cancel
+    cannot win, so none of its own ever follows a CancelRequested; its NATS user may still publish one on
+    any export's subject. Taken after a person's cancel (its 202 given) on an assembled export, it made the
+    cancel lose: the canceller no longer due, the finalizer due, and with a forged ExportCompleted after it
+    the export ended 'complete' and the ready email went out. Ignored: the cancel wins, and the completion
+    after it is ignored too."""
+    tail = [*BEFORE[1:], ASSEMBLED]
+    running = [BEFORE[0], *tail[:upto], CANCEL, *tail[upto:]]
+    before = fold(running)
+    s = fold([*running, FINALIZE])
+    assert (s.finalize_started, s.cancel_wins, s.last_event) == (False, True, before.last_event)
+    assert not moved(before, s)
+    assert _due([*running, FINALIZE]) == (True, False)
+    forged = fold([*running, FINALIZE, COMPLETED])
+    assert (forged.status, forged.completed, forged.email_due) == (before.status, None, False)
+    assert fold([*running, FINALIZE, COMPLETED, CANCELLED]).status == "cancelled"
 
 
 def test_nothing_is_due_once_the_export_ended() -> None:
@@ -111,9 +132,8 @@ def test_an_export_cancelled_after_a_cancel_was_asked_for_ends_the_export(runnin
     assert fold([*running, CANCEL, CANCELLED, *REST[len(running) - 1:]]).status == "cancelled"
 
 
-@pytest.mark.parametrize("events", [[*BEFORE, ASSEMBLED, FINALIZE], [*BEFORE, ASSEMBLED, FINALIZE, CANCEL],
-                                    [*BEFORE, ASSEMBLED, CANCEL, FINALIZE]],
-                         ids=["no-cancel", "cancel-too-late", "finalize-after-cancel"])
+@pytest.mark.parametrize("events", [[*BEFORE, ASSEMBLED, FINALIZE], [*BEFORE, ASSEMBLED, FINALIZE, CANCEL]],
+                         ids=["no-cancel", "cancel-too-late"])  # finalize-after-cancel: the cancel wins (below)
 def test_an_export_cancelled_once_finalize_started_is_ignored(events: list[ev.Event]) -> None:
     """Once FinalizeStarted is logged the finalizer owns the export (its upload may be completing): an
     ExportCancelled then — forged, or one that lost the fenced race — does not end it."""

@@ -62,10 +62,14 @@ async def run(worker: StepWorker, event: ev.Event) -> FakeMsg:
 
 async def test_an_export_is_counted_once_by_the_run_that_finished_it_not_by_its_email() -> None:
     log = InMemoryEventLog()
-    await log.append(requested(1), 0)
+    seq = await log.append(requested(1), 0)
+    await log.append(ev.ArchiveAssembled(export_id="exp_1", tenant_id="t1", archive_key=completed(1).archive_key,
+                                         upload_id="u", size_bytes=30, part_count=1, member_count=1, error_count=0),
+                     seq)
     bus = Bus(nc=None, js=None, log=log, heartbeats=Beats(), admission=None)  # type: ignore[arg-type]
 
-    async def finalize(ctx: StepContext) -> None:
+    async def finalize(ctx: StepContext) -> None:  # as the finalizer: FinalizeStarted, then the completion
+        await ctx.append(ev.FinalizeStarted(export_id="exp_1", tenant_id="t1"))
         await ctx.append(completed(1))
 
     before = finished("complete")

@@ -36,7 +36,7 @@ from http import HTTPStatus
 from typing import Any
 
 import nats.errors
-from aiohttp import web, web_protocol
+from aiohttp import HttpVersion11, hdrs, web, web_protocol
 from aiohttp.http_exceptions import BadHttpMessage, ContentEncodingError, LineTooLong
 from aiohttp.typedefs import Handler
 from nats.js.errors import ServiceUnavailableError
@@ -278,9 +278,14 @@ class _ProblemRequestHandler(HeadDeadlineHandler):
         return resp
 
     async def _handle_request(self, request: Any, start_time: float | None, request_handler: Any) -> Any:
-        """aiohttp answers an ``Expect`` other than 100-continue (417) before any middleware: a problem too."""
+        """aiohttp answers an ``Expect`` other than 100-continue (417) before any middleware: a problem too.
+        So is one holding a byte that is not UTF-8 (``Expect: \\xe9``, read as a surrogate escape):
+        aiohttp's 417 quotes the value in its text, encoding that raised, and every route answered
+        500 with a traceback. Only on HTTP/1.1, as aiohttp's: HTTP/1.0 has no Expect."""
 
         async def problems(req: Any) -> web.StreamResponse:
+            if req.version == HttpVersion11 and not _utf8(req.headers.get(hdrs.EXPECT, "")):
+                return _secured(problem_response(_from_http(web.HTTPExpectationFailed())))
             try:
                 return await request_handler(req)
             except web.HTTPException as exc:
@@ -289,6 +294,14 @@ class _ProblemRequestHandler(HeadDeadlineHandler):
                 return _secured(problem_response(_from_http(exc)))
 
         return await super()._handle_request(request, start_time, problems)
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _secured(resp: web.Response) -> web.Response:

@@ -96,6 +96,30 @@ async def test_unparseable_requests_get_a_400_problem_and_a_closed_connection(
 
 
 
+async def test_an_expect_that_is_not_utf8_is_a_417_problem_not_a_500(
+        settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+    """Seen: `Expect: \\xe9` (a Latin-1 byte; aiohttp reads it as a surrogate escape) was a 500
+    GROVE-EXPORT-000 on every route, with a traceback at ERROR, and without a token: aiohttp's
+    417 for an Expect other than 100-continue quotes the value, and encoding it as UTF-8 raised."""
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    async with _gateway(settings):
+        for method, path in (("GET", "/healthz"), ("POST", "/api/export"), ("POST", "/api/export/cancel/x"),
+                             ("GET", "/api/export/download/x?exp=1&sig=a"), ("GET", "/no/such/route")):
+            for value in (b"\xe9", b"100-continue\xe9"):
+                with caplog.at_level(logging.ERROR):
+                    status, headers, body = await _answer(port, f"{method} {path} HTTP/1.1\r\nHost: x\r\n".encode()
+                                                          + b"Expect: " + value + b"\r\nConnection: close\r\n\r\n")
+                doc = json.loads(body)
+                assert (status, headers["content-type"].split(";")[0], doc["code"]) == (
+                    417, "application/problem+json", "GROVE-EXPORT-004"), (path, value)
+                assert {k.lower(): v for k, v in HEADERS.items()}.items() <= headers.items(), path
+        # a request with one is still answered as before on HTTP/1.0, which has no Expect
+        status, _, _ = await _answer(port, b"GET /healthz HTTP/1.0\r\nExpect: \xe9\r\n\r\n")
+        assert status == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
 async def test_a_request_head_over_the_limits_is_a_431_problem_and_the_gateway_serves_others_meanwhile(
         settings_for: Callable[..., Settings]) -> None:
     """Seen: aiohttp's 128 header fields of up to 8,190 bytes each took a 1,032,119-byte head with a 200,

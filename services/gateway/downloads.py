@@ -11,6 +11,7 @@ problem (:func:`check_file_request`), not its empty 416 or 412 labelled as a ZIP
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import os
@@ -91,7 +92,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     except FileNotFoundError:
         raise p.Expired("This export is no longer available.") from None
     name = layout.file_name(key)
-    return file_response(request, path, stat, headers={
+    return file_response(request, path, stat, gone=p.Expired("This export is no longer available."), headers={
         "Content-Type": "application/zip" if name.endswith(".zip") else "application/octet-stream",
         "Content-Disposition": f"attachment; filename=\"{quote(name)}\"; filename*=UTF-8''{quote(name)}",
         "Cache-Control": "private, no-store",
@@ -113,16 +114,17 @@ STALL_SLICE = 64 * 1024
 
 
 def file_response(request: web.Request, path: Path, stat: os.stat_result,
-                  headers: dict[str, str] | None = None) -> web.FileResponse:
+                  headers: dict[str, str] | None = None, gone: p.Problem | None = None) -> web.FileResponse:
     """``web.FileResponse`` for ``path``, after :func:`check_file_request`; when ``If-Range`` names
     an entity tag that is not the file's current one, the whole file whatever ``Range`` says (RFC
     9110 13.1.5: a resumed download must not splice two versions), which aiohttp, reading
     ``If-Range`` only as a date, does not do. Sent so that a client which stops reading is closed
-    (:class:`_File`)."""
+    (:class:`_File`). ``gone``: the problem when the file is gone by the time it is opened (default a 404).
+    """
     stall_s = request.app[SETTINGS].keepalive_timeout_s  # an idle connection's bound, as between requests
     if check_file_request(_readable(request), stat):
-        return _WholeFile(path, stall_s, headers=headers)
-    return _File(path, stall_s, headers=headers)
+        return _WholeFile(path, stall_s, headers=headers, gone=gone)
+    return _File(path, stall_s, headers=headers, gone=gone)
 
 
 class _File(web.FileResponse):
@@ -131,12 +133,39 @@ class _File(web.FileResponse):
     has no bound, so a client that sent a download's request and then read nothing held the
     connection, the open file (and the disk space of an archive deleted meanwhile) for good."""
 
-    def __init__(self, path: Path, stall_s: float, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, path: Path, stall_s: float, headers: dict[str, str] | None = None,
+                 gone: p.Problem | None = None) -> None:
         super().__init__(path, headers=headers)
         self._stall_s = stall_s
+        self._gone = gone or p.NotFound("No such resource.")
+        self._problem: bytes | None = None
+        self._method = ""
+
+    def set_status(self, status: int, reason: str | None = None) -> None:
+        """aiohttp answers a file it cannot open (deleted, or made unreadable or not a file, after the
+        handler's checks: the janitor or an erase between the two) with an empty 404 or 403 under the
+        headers given for the file — `Content-Type: application/zip` and `Content-Disposition:
+        attachment`, an empty "archive" to save. That answer is the ``gone`` problem instead."""
+        if status in (403, 404) and not self.prepared and self._problem is None:
+            problem = self._gone
+            self._problem = json.dumps(problem.body()).encode()
+            for name in ("Content-Disposition", "Content-Type", "Content-Length", "Transfer-Encoding"):
+                self.headers.popall(name, None)
+            self.headers.update(problem.headers)
+            self.headers["Content-Type"] = f"{p.PROBLEM_JSON}; charset=utf-8"
+            self.content_length = len(self._problem)
+            status, reason = problem.status, None
+        super().set_status(status, reason)
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        if self._problem and not data and self._method != "HEAD":  # a HEAD answer has the headers only
+            data = self._problem
+        self._problem = b""
+        await super().write_eof(data)
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         request = _readable(request)  # aiohttp prepares the answer with the request as it came
+        self._method = request.method
         since = request.if_modified_since
         if since is not None and since.timestamp() > time.time():
             # RFC 9110 13.1.3: a date later than the server's clock is not a valid one, and is

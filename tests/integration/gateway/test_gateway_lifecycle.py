@@ -89,6 +89,42 @@ async def test_download_problems_are_404_for_bad_signatures_and_410_when_gone(
     await problem(await gateway.get(good), 410, "GROVE-EXPORT-009")
 
 
+async def test_an_archive_deleted_as_its_download_starts_is_a_410_problem_not_an_empty_zip(
+        gateway, settings, headers_for, pipeline, problem, monkeypatch):
+    """Seen: an archive deleted (the janitor's expiry, an erase) after the download's checks and before
+    aiohttp opened it was answered with an empty 404 under the archive's headers — `Content-Type:
+    application/zip`, `Content-Disposition: attachment` — an empty archive to save, not a problem.
+    The race is driven: the file goes the moment the checks have passed."""
+    from services.gateway import downloads
+
+    export_id = await start(gateway, headers_for())
+    await pipeline.complete("tenant_a", export_id)
+    url = local(links.sign(link_secret(settings), "http://x", pipeline.archive_key("tenant_a", export_id), 600))
+    checked = downloads.check_file_request
+
+    def then_deleted(request, stat):  # type: ignore[no-untyped-def]
+        try:
+            return checked(request, stat)
+        finally:
+            pipeline.archive_path("tenant_a", export_id).unlink(missing_ok=True)
+
+    monkeypatch.setattr(downloads, "check_file_request", then_deleted)
+    for headers in ({}, {"Range": "bytes=0-9"}):
+        pipeline.archive_path("tenant_a", export_id).write_bytes(pipeline.archive)
+        resp = await gateway.get(url, headers=headers)
+        body = await problem(resp, 410, "GROVE-EXPORT-009")
+        assert "no longer available" in body["detail"] and "Content-Disposition" not in resp.headers
+        assert resp.headers["Cache-Control"] == "private, no-store"
+    pipeline.archive_path("tenant_a", export_id).write_bytes(pipeline.archive)
+    head = await gateway.head(url)
+    assert (head.status, head.content_type, await head.read()) == (410, "application/problem+json", b"")
+    assert "Content-Disposition" not in head.headers
+    monkeypatch.undo()  # and a download that is not raced is served as before
+    pipeline.archive_path("tenant_a", export_id).write_bytes(pipeline.archive)
+    whole = await gateway.get(url)
+    assert whole.status == 200 and await whole.read() == pipeline.archive
+
+
 async def test_a_range_the_archive_cannot_satisfy_is_a_416_problem_naming_its_size(
         gateway, settings, headers_for, pipeline, problem):
     export_id = await start(gateway, headers_for())

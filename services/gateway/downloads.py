@@ -92,7 +92,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     except FileNotFoundError:
         raise p.Expired("This export is no longer available.") from None
     name = layout.file_name(key)
-    return file_response(request, path, stat, gone=p.Expired("This export is no longer available."), headers={
+    return file_response(request, path, stat, noun="archive", gone=p.Expired("This export is no longer available."), headers={
         "Content-Type": "application/zip" if name.endswith(".zip") else "application/octet-stream",
         "Content-Disposition": f"attachment; filename=\"{quote(name)}\"; filename*=UTF-8''{quote(name)}",
         "Cache-Control": "private, no-store",
@@ -114,15 +114,17 @@ STALL_SLICE = 64 * 1024
 
 
 def file_response(request: web.Request, path: Path, stat: os.stat_result,
-                  headers: dict[str, str] | None = None, gone: p.Problem | None = None) -> web.FileResponse:
+                  headers: dict[str, str] | None = None, gone: p.Problem | None = None,
+                  noun: str = "file") -> web.FileResponse:
     """``web.FileResponse`` for ``path``, after :func:`check_file_request`; when ``If-Range`` names
     an entity tag that is not the file's current one, the whole file whatever ``Range`` says (RFC
     9110 13.1.5: a resumed download must not splice two versions), which aiohttp, reading
     ``If-Range`` only as a date, does not do. Sent so that a client which stops reading is closed
-    (:class:`_File`). ``gone``: the problem when the file is gone by the time it is opened (default a 404).
+    (:class:`_File`). ``gone``: the problem when the file is gone by the time it is opened (default a 404);
+    ``noun``: what a problem calls the file (a download's "archive", the export page's files "file").
     """
     stall_s = request.app[SETTINGS].keepalive_timeout_s  # an idle connection's bound, as between requests
-    if check_file_request(_readable(request), stat):
+    if check_file_request(_readable(request), stat, noun=noun):
         return _WholeFile(path, stall_s, headers=headers, gone=gone)
     return _File(path, stall_s, headers=headers, gone=gone)
 
@@ -273,7 +275,7 @@ def _utf8(value: str) -> bool:
     return True
 
 
-def check_file_request(request: web.BaseRequest, stat: os.stat_result) -> bool:
+def check_file_request(request: web.BaseRequest, stat: os.stat_result, noun: str = "file") -> bool:
     """Raise the problem for a request that ``web.FileResponse`` would answer with an empty body:
     :class:`PreconditionFailed` when ``If-Match`` names no current version of the file (its ETag is
     ``web.FileResponse``'s own, from the file's mtime and size) or, without ``If-Match``, the file
@@ -300,11 +302,11 @@ def check_file_request(request: web.BaseRequest, stat: os.stat_result) -> bool:
         when = request.if_range  # None: neither an entity tag nor a date, a validator that cannot match
         if when is None or when.timestamp() != math.ceil(stat.st_mtime):  # aiohttp sends the mtime rounded up
             return True  # RFC 9110 13.1.5: a date holds only when it is exactly the Last-Modified sent
-    check_range(request, stat.st_size, stat.st_mtime)
+    check_range(request, stat.st_size, stat.st_mtime, noun)
     return False
 
 
-def check_range(request: web.BaseRequest, size: int, mtime: float) -> None:
+def check_range(request: web.BaseRequest, size: int, mtime: float, noun: str = "file") -> None:
     """Raise :class:`RangeNotSatisfiable` (with ``Content-Range: bytes */SIZE``) for a ``Range``
     that ``web.FileResponse`` would answer with an empty 416 labelled as the file: malformed, more
     than one range (in one Range header or in two: aiohttp read the first and served it, while a
@@ -314,16 +316,16 @@ def check_range(request: web.BaseRequest, size: int, mtime: float) -> None:
     if "Range" not in request.headers:
         return
     if len(request.headers.getall("Range")) > 1:  # one field: two lines are "bytes=0-1, bytes=5-6", no range-set
-        raise _unsatisfiable(size, f"The archive has {size} bytes; send one Range header naming one range of them.")
+        raise _unsatisfiable(size, f"The {noun} has {size} bytes; send one Range header naming one range of them.")
     if SUFFIX_ZERO.fullmatch(request.headers["Range"]):  # the last 0 bytes: none (aiohttp sends all of them)
-        raise _unsatisfiable(size, f"The archive has {size} bytes; bytes=-0 asks for none of them.")
+        raise _unsatisfiable(size, f"The {noun} has {size} bytes; bytes=-0 asks for none of them.")
     if_range = request.if_range
     if if_range is not None and mtime > if_range.timestamp():
         return  # the file changed since: the whole file, as a 200
     try:
         rng = request.http_range
     except ValueError:
-        raise _unsatisfiable(size, f"The archive has {size} bytes; ask for one range of them "
+        raise _unsatisfiable(size, f"The {noun} has {size} bytes; ask for one range of them "
                                    "(bytes=START-END).") from None
     start = rng.start
     if start is None:
@@ -331,7 +333,7 @@ def check_range(request: web.BaseRequest, size: int, mtime: float) -> None:
     if start < 0 and rng.stop is None:  # bytes=-N: the last N bytes, or the whole file when shorter
         start = max(0, start + size)
     if start >= size:
-        raise _unsatisfiable(size, f"The archive has {size} bytes; the range starts past its end.")
+        raise _unsatisfiable(size, f"The {noun} has {size} bytes; the range starts past its end.")
 
 
 def _unsatisfiable(size: int, detail: str) -> p.RangeNotSatisfiable:

@@ -59,8 +59,12 @@ class OwnMedia:
         """False when no link can be theirs (no media, or an export without images)."""
         return bool(self._by)
 
-    def lookup(self, link: str) -> tuple[MediaRef, str] | None:
-        """(the media row, the part of ``link`` after the row's URL or key), or None: not theirs."""
+    def lookup(self, link: object) -> tuple[MediaRef, str] | None:
+        """(the media row, the part of ``link`` after the row's URL or key), or None: not theirs. A value
+        that is not text (a platform's ``featured_image`` holding its media row's id as a number) is no
+        link: it failed the tenant's every export here (AttributeError on ``strip``)."""
+        if not isinstance(link, str):
+            return None
         link = link.strip()
         for base in (link, link.split("#", 1)[0], link.split("#", 1)[0].split("?", 1)[0]):
             for candidate in (base, unquote(base)):

@@ -122,6 +122,30 @@ INSERT INTO media (tenant_id, filename, r2_key, url, uploaded_at)
     assert index["posts"][0]["media_links"][0]["path"] == "media/a.jpg"
 
 
+@pytest.mark.parametrize("content_backend", ["sqlite", "postgresql"], indirect=True)
+async def test_a_featured_image_that_is_no_text_is_exported_as_stored(
+        settings: Settings, store: ObjectStore, content_dsn: str, tmp_path: Path) -> None:
+    """A platform's ``featured_image`` may be a whole number (its media row's id, not a URL or key): it
+    reached the lookup of the person's own images as an int, and ``.strip()`` failed the render
+    (AttributeError, "an internal error" for the tenant's every export). A value that is not text is
+    no link: exported as stored, as a title that is a number is."""
+    await _create(content_dsn, TENANT + """
+CREATE TABLE posts (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, slug TEXT NOT NULL, title TEXT NOT NULL,
+  description TEXT, markdown_content TEXT NOT NULL DEFAULT '', tags TEXT, status TEXT NOT NULL DEFAULT 'draft',
+  featured_image INTEGER, published_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT);
+INSERT INTO posts VALUES ('p1', 't1', 'hello', 'Hello', NULL, 'b', NULL, 'published', 5, NULL, 1700000000, NULL);
+CREATE TABLE media (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, filename TEXT NOT NULL,
+  original_name TEXT, r2_key TEXT NOT NULL, url TEXT, size BIGINT, mime_type TEXT, alt_text TEXT,
+  uploaded_at BIGINT NOT NULL);
+INSERT INTO media VALUES ('5', 't1', 'a.jpg', NULL, '5', '5', 5, NULL, NULL, 1700000000);""")
+    await store.put(settings.buckets.images, "5", b"bytes")
+    index = await _export(settings, store, content_dsn, tmp_path / "a.zip")
+    assert (index["posts"][0]["featured_image"], index["posts"][0]["featured_image_original"]) == (5, 5)
+    with zipfile.ZipFile(tmp_path / "a.zip") as zf:
+        assert "featured_image: 5\n" in zf.read("posts/hello.md").decode()
+        assert json.loads(zf.read("feed.json"))["items"][0]["image"] == 5
+
+
 @pytest.mark.parametrize("content_backend", ["postgresql"], indirect=True)
 async def test_postgresql_bytea_text_reads_as_text(
         settings: Settings, store: ObjectStore, content_dsn: str, tmp_path: Path) -> None:

@@ -59,15 +59,34 @@ INTEGER_COLUMNS: frozenset[tuple[str, str]] = frozenset({
 bytes_text = functools.partial(str, encoding="utf-8", errors="replace")
 
 
+# Values every column may give as they are; any other type is read by :func:`_plain_value`.
+_PLAIN = frozenset({str, int, bool, type(None), list, dict})
+# Columns the spec holds whole numbers in (its times and sizes): their other numbers (a float, a
+# Decimal) are read there, as a time or as a value kept under ``unreadable``.
+_NUMBER_NAMES = frozenset(column for _, column in INTEGER_COLUMNS)
+
+
+def _plain_value(column: str, value: Any) -> Any:
+    """Bytes as :data:`bytes_text`; in a column of text, a value no document holds as it is (a float or a
+    Decimal from a platform's NUMERIC, REAL or double precision column: front matter holds no float and
+    JSON no Decimal, and the render failed; a uuid, an inet) as its text, a float as Python writes it."""
+    if isinstance(value, bytes):
+        return bytes_text(value)
+    if column in _NUMBER_NAMES or type(value) in _PLAIN:
+        return value
+    return repr(value) if isinstance(value, float) else str(value)
+
+
 def text_row(row: Any) -> Row:
     """A database's row (a sqlite3.Row, an asyncpg Record) as every adapter gives it: a dict, any
-    bytes in it as :data:`bytes_text` reads them, and its id as text, as the spec's ids are. A
+    bytes in it as :data:`bytes_text` reads them (and any value no document holds as :func:`_plain_value`
+    gives it), and its id as text, as the spec's ids are. A
     platform's own table may have a uuid or bigserial id (PostgreSQL) or an INTEGER PRIMARY KEY
     (SQLite): index.json could hold no UUID and a snapshot member's source id is text, so such an id
     failed the tenant's every export ("an internal error"). A null id stays null."""
     out = dict(row)
-    if bytes in map(type, out.values()):
-        out = {k: bytes_text(v) if isinstance(v, bytes) else v for k, v in out.items()}
+    if not _PLAIN.issuperset(map(type, out.values())):
+        out = {k: _plain_value(k, v) for k, v in out.items()}
     if not isinstance(row_id := out.get("id"), str | None):
         out["id"] = str(row_id)
     return out

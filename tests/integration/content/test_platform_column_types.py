@@ -146,6 +146,26 @@ INSERT INTO media VALUES ('5', 't1', 'a.jpg', NULL, '5', '5', 5, NULL, NULL, 170
         assert json.loads(zf.read("feed.json"))["items"][0]["image"] == 5
 
 
+@pytest.mark.parametrize("content_backend", ["sqlite", "postgresql"], indirect=True)
+async def test_text_columns_holding_fractions_are_exported_as_their_text(
+        settings: Settings, store: ObjectStore, content_dsn: str, tmp_path: Path) -> None:
+    """A platform's text column may hold a number with a fraction: a SQLite column of NUMERIC or REAL
+    affinity (or none) keeps a title a client bound as a number as a float, PostgreSQL's numeric gives a
+    Decimal, double precision a float. Front matter holds no float and JSON no Decimal, so the render
+    failed (TypeError, "an internal error" for the tenant's every export). Such a value is given as its
+    text, as an id that is no text is (SQLite's whole number stays a number, as before)."""
+    await _create(content_dsn, TENANT + """
+CREATE TABLE posts (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, slug TEXT NOT NULL, title NUMERIC NOT NULL,
+  description DOUBLE PRECISION, markdown_content TEXT NOT NULL DEFAULT '', tags TEXT,
+  status TEXT NOT NULL DEFAULT 'draft', featured_image TEXT, published_at BIGINT, created_at BIGINT NOT NULL,
+  updated_at BIGINT);
+INSERT INTO posts VALUES ('p1', 't1', 'pi', 3.25, 2.5, 'b', NULL, 'published', NULL, NULL, 1700000000, NULL);""")
+    index = await _export(settings, store, content_dsn, tmp_path / "a.zip")
+    assert [(p["title"], p["description"]) for p in index["posts"]] == [("3.25", "2.5")]
+    with zipfile.ZipFile(tmp_path / "a.zip") as zf:
+        assert "title: '3.25'\n" in zf.read("posts/pi.md").decode()
+
+
 @pytest.mark.parametrize("content_backend", ["postgresql"], indirect=True)
 async def test_postgresql_bytea_text_reads_as_text(
         settings: Settings, store: ObjectStore, content_dsn: str, tmp_path: Path) -> None:

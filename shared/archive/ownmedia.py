@@ -74,8 +74,11 @@ class OwnMedia:
 
 
 def relative_link(from_file: str, target: str) -> str:
-    """``posts/a.md`` → ``media/b c.jpg`` gives ``../media/b%20c.jpg``: safe in Markdown and HTML alike."""
-    return quote(_relpath(target, posixpath.dirname(from_file)), safe="/-._~")
+    """``posts/a.md`` → ``media/b c.jpg`` gives ``../media/b%20c.jpg``: safe in Markdown and HTML alike.
+    A lone surrogate (no name an export makes holds one; an archive's index.json can spell one,
+    ``"\\ud800"``) is quoted as its bytes would be, not a UnicodeEncodeError: verify ended in a
+    traceback on such a path in a post's ``media_links``."""
+    return quote(_relpath(target, posixpath.dirname(from_file)), safe="/-._~", errors="surrogatepass")
 
 
 def _relpath(path: str, start: str) -> str:

@@ -519,3 +519,24 @@ def test_a_folder_entry_is_one_problem_and_no_member(tmp_path: Path) -> None:
         "media/: in the archive but not listed in index.json (an export lists every post, page, image and file it "
         "holds there; import would not restore it)",
         "media/: in the archive but not listed in manifest.json"], filled.text()
+
+
+def test_a_rewritten_links_path_holding_a_lone_surrogate_is_read_as_any_other_path(tmp_path: Path) -> None:
+    """index.json may spell a lone surrogate in ASCII (``"\\ud800"``). As a post's media_links path it
+    reached the URL quoting of the bound on the body's length (ownmedia.scan_limit), which cannot encode
+    it: verify ended in a UnicodeEncodeError traceback (exit 1, no report), and import likewise. Such a
+    path is read as another path the export did not write there is (``media/zzz.jpg``): the same report,
+    the same import."""
+    path = exported(tmp_path)
+    results = []
+    for n, other in enumerate(("media/zzz.jpg", "media/\ud800.jpg")):
+        index = index_of(path)
+        index["posts"][0]["media_links"][0]["path"] = other
+        edited = repack(path, tmp_path / f"edited{n}.zip", add={"index.json": json.dumps(index).encode()})
+        verified = grove(tmp_path, "verify", str(edited))
+        (tmp_path / str(n)).mkdir()
+        imported = grove(tmp_path / str(n), "import", str(edited), "--tenant", "t2")
+        results.append((verified.returncode, verified.stdout, verified.stderr, imported.returncode, imported.stdout,
+                        imported.stderr))
+    assert results[1] == results[0], results
+    assert results[0][0] == 0 and results[0][3] == 0, results[0]

@@ -123,12 +123,13 @@ INSERT INTO media (tenant_id, filename, r2_key, url, uploaded_at)
 
 
 @pytest.mark.parametrize("content_backend", ["sqlite", "postgresql"], indirect=True)
-async def test_a_featured_image_that_is_no_text_is_exported_as_stored(
+async def test_a_featured_image_that_is_no_text_is_exported_as_its_text(
         settings: Settings, store: ObjectStore, content_dsn: str, tmp_path: Path) -> None:
     """A platform's ``featured_image`` may be a whole number (its media row's id, not a URL or key): it
     reached the lookup of the person's own images as an int, and ``.strip()`` failed the render
-    (AttributeError, "an internal error" for the tenant's every export). A value that is not text is
-    no link: exported as stored, as a title that is a number is."""
+    (AttributeError, "an internal error" for the tenant's every export). It is read as its text, as
+    every text column's number is (``port.text_row``); a media row's key is no number's text here, so
+    it is no link."""
     await _create(content_dsn, TENANT + """
 CREATE TABLE posts (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, slug TEXT NOT NULL, title TEXT NOT NULL,
   description TEXT, markdown_content TEXT NOT NULL DEFAULT '', tags TEXT, status TEXT NOT NULL DEFAULT 'draft',
@@ -137,33 +138,50 @@ INSERT INTO posts VALUES ('p1', 't1', 'hello', 'Hello', NULL, 'b', NULL, 'publis
 CREATE TABLE media (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, filename TEXT NOT NULL,
   original_name TEXT, r2_key TEXT NOT NULL, url TEXT, size BIGINT, mime_type TEXT, alt_text TEXT,
   uploaded_at BIGINT NOT NULL);
-INSERT INTO media VALUES ('5', 't1', 'a.jpg', NULL, '5', '5', 5, NULL, NULL, 1700000000);""")
-    await store.put(settings.buckets.images, "5", b"bytes")
+INSERT INTO media VALUES ('5', 't1', 'a.jpg', NULL, 't1/a.jpg', 'https://cdn.example/t1/a.jpg', 5, NULL, NULL,
+  1700000000);""")
+    await store.put(settings.buckets.images, "t1/a.jpg", b"bytes")
     index = await _export(settings, store, content_dsn, tmp_path / "a.zip")
-    assert (index["posts"][0]["featured_image"], index["posts"][0]["featured_image_original"]) == (5, 5)
+    assert (index["posts"][0]["featured_image"], index["posts"][0]["featured_image_original"]) == ("5", "5")
     with zipfile.ZipFile(tmp_path / "a.zip") as zf:
-        assert "featured_image: 5\n" in zf.read("posts/hello.md").decode()
-        assert json.loads(zf.read("feed.json"))["items"][0]["image"] == 5
+        assert "featured_image: '5'\n" in zf.read("posts/hello.md").decode()
+        assert json.loads(zf.read("feed.json"))["items"][0]["image"] == "5"
 
 
 @pytest.mark.parametrize("content_backend", ["sqlite", "postgresql"], indirect=True)
-async def test_text_columns_holding_fractions_are_exported_as_their_text(
+async def test_text_columns_holding_numbers_are_exported_as_their_text_and_imported(
         settings: Settings, store: ObjectStore, content_dsn: str, tmp_path: Path) -> None:
-    """A platform's text column may hold a number with a fraction: a SQLite column of NUMERIC or REAL
-    affinity (or none) keeps a title a client bound as a number as a float, PostgreSQL's numeric gives a
-    Decimal, double precision a float. Front matter holds no float and JSON no Decimal, so the render
-    failed (TypeError, "an internal error" for the tenant's every export). Such a value is given as its
-    text, as an id that is no text is (SQLite's whole number stays a number, as before)."""
+    """A platform's text column may hold a number: a SQLite column of NUMERIC or REAL affinity (or of
+    none) keeps a title a client bound as a number as one, PostgreSQL's numeric gives a Decimal, double
+    precision a float, integer an int. Front matter holds no float and JSON no Decimal, so the render
+    failed (TypeError, "an internal error" for the tenant's every export); a slug or body that was a
+    number failed it too; and a title that was a whole number was exported as a number, which import
+    refused ("title is not a string"). Each is given as its text, and the archive imports."""
     await _create(content_dsn, TENANT + """
-CREATE TABLE posts (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, slug TEXT NOT NULL, title NUMERIC NOT NULL,
-  description DOUBLE PRECISION, markdown_content TEXT NOT NULL DEFAULT '', tags TEXT,
+CREATE TABLE posts (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, slug INTEGER NOT NULL, title NUMERIC NOT NULL,
+  description DOUBLE PRECISION, markdown_content INTEGER NOT NULL, tags TEXT,
   status TEXT NOT NULL DEFAULT 'draft', featured_image TEXT, published_at BIGINT, created_at BIGINT NOT NULL,
   updated_at BIGINT);
-INSERT INTO posts VALUES ('p1', 't1', 'pi', 3.25, 2.5, 'b', NULL, 'published', NULL, NULL, 1700000000, NULL);""")
+INSERT INTO posts VALUES ('p1', 't1', 2024, 3.25, 2.5, 42, NULL, 'published', NULL, NULL, 1700000000, NULL),
+  ('p2', 't1', 404, 7, NULL, 0, NULL, 'published', NULL, NULL, 1700000001, NULL);""")
     index = await _export(settings, store, content_dsn, tmp_path / "a.zip")
-    assert [(p["title"], p["description"]) for p in index["posts"]] == [("3.25", "2.5")]
+    assert sorted((p["slug"], p["title"], p["description"]) for p in index["posts"]) == [
+        ("2024", "3.25", "2.5"), ("404", "7", None)]
     with zipfile.ZipFile(tmp_path / "a.zip") as zf:
-        assert "title: '3.25'\n" in zf.read("posts/pi.md").decode()
+        assert "title: '3.25'\n" in zf.read("posts/2024.md").decode()
+        assert zf.read("posts/2024.md").decode().endswith("---\n42")
+    await _create(content_dsn, "ALTER TABLE posts ALTER COLUMN title TYPE TEXT, ALTER COLUMN slug TYPE TEXT, "
+                  "ALTER COLUMN description TYPE TEXT, ALTER COLUMN markdown_content TYPE TEXT;"
+                  if sqlite_path(content_dsn) is None else "SELECT 1;")
+    content = open_content(content_dsn)
+    try:
+        await import_archive(tmp_path / "a.zip", "t2", content, store, url_template="https://cdn.example/{key}",
+                             images_bucket=settings.buckets.images, amber_bucket=settings.buckets.amber)
+        async with content.read("t2") as read:
+            got = [(r["slug"], r["title"], r["description"], r["markdown_content"]) async for r in read.posts()]
+    finally:
+        await content.close()
+    assert sorted(got) == [("2024", "3.25", "2.5", "42"), ("404", "7", None, "0")]
 
 
 @pytest.mark.parametrize("content_backend", ["postgresql"], indirect=True)

@@ -240,7 +240,7 @@ def _readable(request: web.BaseRequest) -> web.BaseRequest:
             getattr(request, attribute)
         except (OverflowError, ValueError):
             bad.append(name)
-    joined = {name: ", ".join(v for v in given.getall(name) if _utf8(v)) for name in _LISTS if name in many}
+    joined = {name: ", ".join(v for v in given.getall(name) if p.is_utf8(v)) for name in _LISTS if name in many}
     if not bad and not joined:
         return request
     request = _without(request, *bad, *joined)
@@ -261,18 +261,10 @@ def _without(request: web.BaseRequest, *names: str) -> web.BaseRequest:
     middleware, so the connection closed with no answer. Every header ``web.FileResponse`` reads
     (validators, dates, ranges, Accept-Encoding) is ASCII when it means anything; one that is not
     could match nothing, and left out it is ignored as such."""
-    headers = CIMultiDict((k, v) for k, v in request.headers.items() if _utf8(v))
+    headers = CIMultiDict((k, v) for k, v in request.headers.items() if p.is_utf8(v))
     for name in names:
         headers.popall(name, None)
     return request.clone(headers=headers)
-
-
-def _utf8(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def check_file_request(request: web.BaseRequest, stat: os.stat_result, noun: str = "file") -> bool:

@@ -284,7 +284,7 @@ class _ProblemRequestHandler(HeadDeadlineHandler):
         500 with a traceback. Only on HTTP/1.1, as aiohttp's: HTTP/1.0 has no Expect."""
 
         async def problems(req: Any) -> web.StreamResponse:
-            if req.version == HttpVersion11 and not _utf8(req.headers.get(hdrs.EXPECT, "")):
+            if req.version == HttpVersion11 and not is_utf8(req.headers.get(hdrs.EXPECT, "")):
                 return _secured(problem_response(_from_http(web.HTTPExpectationFailed())))
             try:
                 return await request_handler(req)
@@ -296,7 +296,8 @@ class _ProblemRequestHandler(HeadDeadlineHandler):
         return await super()._handle_request(request, start_time, problems)
 
 
-def _utf8(value: str) -> bool:
+def is_utf8(value: str) -> bool:
+    """Whether a header value aiohttp read (non-UTF-8 bytes as surrogate escapes) is UTF-8 text."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -8,6 +8,7 @@ import datetime as dt
 import ipaddress
 import socket
 import ssl
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +189,20 @@ class SmtpHandler:
             )
         )
         return "250 Message accepted"
+
+
+@dataclass
+class HeldHandler(SmtpHandler):
+    """Takes each message, then holds its answer to DATA until ``release`` is set (at most 20 s)."""
+
+    got: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        self.got.set()
+        await asyncio.to_thread(self.release.wait, 20)  # on the server's own loop, in its thread
+        return answer
 
 
 def check_password(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:

@@ -9,11 +9,8 @@ disk) while the mail server holds its answer to the message, and let go again.""
 from __future__ import annotations
 
 import asyncio
-import threading
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from nats.js.api import DiscardPolicy
 
@@ -21,24 +18,10 @@ from services.devtools.stack.natsserver import NatsServer
 from shared.bus.connect import connect
 from shared.core import events as ev
 from shared.core import keys
-from tests.integration.mail.conftest import SmtpHandler, StartSmtp
+from tests.integration.mail.conftest import HeldHandler, StartSmtp
 from tests.support.env import build, settings_for
 from tests.support.stack import logs_of, start_stack
 from tests.support.wait import until
-
-
-@dataclass
-class HeldHandler(SmtpHandler):
-    """Takes each message, then holds its answer to DATA until ``release`` is set (at most 20 s)."""
-
-    got: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        answer = await super().handle_DATA(server, session, envelope)
-        self.got.set()
-        await asyncio.to_thread(self.release.wait, 20)  # on the server's own loop, in its thread
-        return answer
 
 
 async def test_an_email_whose_record_the_log_refuses_is_sent_once_and_recorded_when_it_takes_it(

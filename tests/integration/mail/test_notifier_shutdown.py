@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from services.devtools.stack.natsserver import NatsServer
 from shared.bus.connect import connect
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store
-from tests.integration.mail.conftest import SmtpHandler, StartSmtp
+from tests.integration.mail.conftest import HeldHandler, StartSmtp
 from tests.support.env import build, settings_for
 from tests.support.pipeline import request_export, wait_status
 from tests.support.stack import logs_of, start_stack
@@ -25,19 +22,6 @@ from tests.support.wait import until
 
 SHUTTING_DOWN = "shutting down"  # FastStream's own line when its app stops, in every version we run
 
-
-@dataclass
-class HeldHandler(SmtpHandler):
-    """Takes the message, then holds its answer to DATA until ``release`` is set (at most 20 s)."""
-
-    got: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        answer = await super().handle_DATA(server, session, envelope)
-        self.got.set()
-        await asyncio.to_thread(self.release.wait, 20)  # on the server's own loop, in its thread
-        return answer
 
 
 async def test_a_notifier_stopped_while_the_mail_server_holds_its_message_sends_one_email(

@@ -22,6 +22,7 @@ before the split may hold it, and prove every reader still drops it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 from collections.abc import AsyncIterator, Sequence
@@ -1069,6 +1070,31 @@ async def test_a_step_user_cannot_record_another_steps_failure(secured: Secured,
     assert (await admin.log.load("t_f", "exp_f")).state.attempts == (("assemble", 1),)
 
 
+@contextlib.asynccontextmanager
+async def _victim_awaiting_assembly(secured: Secured, admin: Bus, tmp_path: Path,
+                                    services: Sequence[str]) -> AsyncIterator[tuple[Procs, str, str, Any]]:
+    """``services`` running, each as its own NATS user, and another tenant's export (two images)
+    cataloged and waiting for its assembly — the victim of a forgery: (procs, tenant, export, its state)."""
+    from tests.support.pipeline import wait_status
+
+    s = secured.settings
+    procs = Procs(tmp_path / "logs", to_env(secured.values))
+    store = await open_store(s, create_buckets=True)
+    try:
+        for svc in services:
+            procs.run(svc, svc, {"GROVE_NATS_USER": svc, "GROVE_NATS_PASSWORD": PASSWORDS[svc]})
+        seeded = await seed_tenant(content_source(s), store, images_bucket=s.buckets.images,
+                                   amber_bucket=s.buckets.amber, images=2)
+        t, e = seeded.tenant_id, ev.new_export_id()
+        await admin.log.append(ev.ExportRequested(export_id=e, tenant_id=t, user_id="u", user_email="v@example.org",
+                                                  username="victim"), 0)
+        before = await wait_status(admin, t, e, {"assembling"}, timeout=60)  # cataloged: waiting for its assembly
+        yield procs, t, e, before
+    finally:
+        procs.stop()
+        await store.close()
+
+
 async def _assembled_and_mailed_ready_only(procs: Procs, admin: Bus, secured: Secured, t: str, e: str) -> None:
     """The attack done, the assembler started: the victim's export completes and its one email is the
     ready one (no failure or cancel email went out), every service still running."""
@@ -1100,21 +1126,9 @@ async def test_a_step_user_cannot_fail_an_export_at_another_step(secured: Secure
     export completes and its one email is the ready one."""
     import re
 
-    from tests.support.pipeline import wait_status
-
     s, p = secured.settings, secured.settings.subject_prefix
-    procs = Procs(tmp_path / "logs", to_env(secured.values))
-    store = await open_store(s, create_buckets=True)
-    try:
-        for svc in ("catalog", "finalizer", "notifier"):  # the assembler comes after the attack
-            procs.run(svc, svc, {"GROVE_NATS_USER": svc, "GROVE_NATS_PASSWORD": PASSWORDS[svc]})
-        seeded = await seed_tenant(content_source(s), store, images_bucket=s.buckets.images,
-                                   amber_bucket=s.buckets.amber, images=2)
-        t, e = seeded.tenant_id, ev.new_export_id()
-        await admin.log.append(ev.ExportRequested(export_id=e, tenant_id=t, user_id="u", user_email="v@example.org",
-                                                  username="victim"), 0)
-        await wait_status(admin, t, e, {"assembling"}, timeout=60)  # cataloged: waiting for its assembly
-
+    services = ("catalog", "finalizer", "notifier")  # the assembler comes after the attack
+    async with _victim_awaiting_assembly(secured, admin, tmp_path, services) as (procs, t, e, _):
         forged = json.loads(ev.ExportFailed(export_id=e, tenant_id=t, step="assemble",
                                             reason="Failed while assembling: forged.").to_json())
         errors: list[str] = []
@@ -1155,9 +1169,6 @@ async def test_a_step_user_cannot_fail_an_export_at_another_step(secured: Secure
         assert "drops forged event" in procs.tail("notifier", 10**7), procs.tail("notifier")
 
         await _assembled_and_mailed_ready_only(procs, admin, secured, t, e)
-    finally:
-        procs.stop()
-        await store.close()
 
 
 async def test_the_canceller_or_the_janitor_user_cannot_cancel_an_export_nobody_asked_to_cancel(
@@ -1169,22 +1180,9 @@ async def test_the_canceller_or_the_janitor_user_cannot_cancel_an_export_nobody_
     ends an export only when one was asked for and can still win: the server stores both forgeries
     (the canceller's and the janitor's), the fold ignores them, the export completes and its one
     email is the ready one."""
-    from tests.support.pipeline import wait_status
-
     s, p = secured.settings, secured.settings.subject_prefix
-    procs = Procs(tmp_path / "logs", to_env(secured.values))
-    store = await open_store(s, create_buckets=True)
-    try:
-        for svc in ("catalog", "finalizer", "notifier"):  # the assembler comes after the attack
-            procs.run(svc, svc, {"GROVE_NATS_USER": svc, "GROVE_NATS_PASSWORD": PASSWORDS[svc]})
-        seeded = await seed_tenant(content_source(s), store, images_bucket=s.buckets.images,
-                                   amber_bucket=s.buckets.amber, images=2)
-        t, e = seeded.tenant_id, ev.new_export_id()
-        await admin.log.append(ev.ExportRequested(export_id=e, tenant_id=t, user_id="u", user_email="v@example.org",
-                                                  username="victim"), 0)
-        await wait_status(admin, t, e, {"assembling"}, timeout=60)  # cataloged: waiting for its assembly
-        before = (await admin.log.load(t, e)).state
-
+    services = ("catalog", "finalizer", "notifier")  # the assembler comes after the attack
+    async with _victim_awaiting_assembly(secured, admin, tmp_path, services) as (procs, t, e, before):
         for user in ("canceller", "janitor"):
             nc = await connect_as(secured.server.url, user)
             try:
@@ -1199,9 +1197,6 @@ async def test_the_canceller_or_the_janitor_user_cannot_cancel_an_export_nobody_
         assert (state.status, state.cancel_requested, state.last_event) == ("assembling", False, before.last_event)
 
         await _assembled_and_mailed_ready_only(procs, admin, secured, t, e)
-    finally:
-        procs.stop()
-        await store.close()
 
 
 async def test_the_finalizer_user_cannot_complete_an_export_nobody_finalized(
@@ -1213,20 +1208,10 @@ async def test_the_finalizer_user_cannot_complete_an_export_nobody_finalized(
     only once the archive is assembled and ``FinalizeStarted`` logged: the server stores the forgeries,
     the fold ignores the completion, no email goes out, and the export completes for real."""
     from shared.core import keys
-    from tests.support.pipeline import wait_status
 
     s, p = secured.settings, secured.settings.subject_prefix
-    procs = Procs(tmp_path / "logs", to_env(secured.values))
-    store = await open_store(s, create_buckets=True)
-    try:
-        for svc in ("catalog", "finalizer", "notifier"):  # the assembler comes after the attack
-            procs.run(svc, svc, {"GROVE_NATS_USER": svc, "GROVE_NATS_PASSWORD": PASSWORDS[svc]})
-        seeded = await seed_tenant(content_source(s), store, images_bucket=s.buckets.images,
-                                   amber_bucket=s.buckets.amber, images=2)
-        t, e = seeded.tenant_id, ev.new_export_id()
-        await admin.log.append(ev.ExportRequested(export_id=e, tenant_id=t, user_id="u", user_email="v@example.org",
-                                                  username="victim"), 0)
-        before = await wait_status(admin, t, e, {"assembling"}, timeout=60)  # cataloged: waiting for its assembly
+    services = ("catalog", "finalizer", "notifier")  # the assembler comes after the attack
+    async with _victim_awaiting_assembly(secured, admin, tmp_path, services) as (procs, t, e, before):
         assert before.cataloged is not None
         forged = ev.ExportCompleted(export_id=e, tenant_id=t, archive_key=before.cataloged.archive_key,
                                     size_bytes=8, sha256="0" * 64, item_counts={"posts": 1}, error_count=0,
@@ -1255,9 +1240,6 @@ async def test_the_finalizer_user_cannot_complete_an_export_nobody_finalized(
         await _assembled_and_mailed_ready_only(procs, admin, secured, t, e)
         done = (await admin.log.load(t, e)).state
         assert done.completed is not None and done.completed.sha256 != "0" * 64  # the real archive's
-    finally:
-        procs.stop()
-        await store.close()
 
 
 async def test_the_finalizer_user_cannot_make_an_export_uncancellable(
@@ -1271,17 +1253,8 @@ async def test_the_finalizer_user_cannot_make_an_export_uncancellable(
     from tests.support.pipeline import wait_status
 
     s, p = secured.settings, secured.settings.subject_prefix
-    procs = Procs(tmp_path / "logs", to_env(secured.values))
-    store = await open_store(s, create_buckets=True)
-    try:
-        for svc in ("catalog", "canceller", "notifier"):  # no assembler: the export waits for its assembly
-            procs.run(svc, svc, {"GROVE_NATS_USER": svc, "GROVE_NATS_PASSWORD": PASSWORDS[svc]})
-        seeded = await seed_tenant(content_source(s), store, images_bucket=s.buckets.images,
-                                   amber_bucket=s.buckets.amber, images=2)
-        t, e = seeded.tenant_id, ev.new_export_id()
-        await admin.log.append(ev.ExportRequested(export_id=e, tenant_id=t, user_id="u", user_email="v@example.org",
-                                                  username="victim"), 0)
-        await wait_status(admin, t, e, {"assembling"}, timeout=60)
+    services = ("catalog", "canceller", "notifier")  # no assembler: the export waits for its assembly
+    async with _victim_awaiting_assembly(secured, admin, tmp_path, services) as (procs, t, e, _):
         nc = await connect_as(secured.server.url, "finalizer")
         try:
             ack = await nc.jetstream().publish(f"{p}.{t}.{e}.FinalizeStarted", ev.FinalizeStarted(
@@ -1295,9 +1268,6 @@ async def test_the_finalizer_user_cannot_make_an_export_uncancellable(
         assert await request_cancel(admin.log, t, e, "u") is not None  # the person's cancel is taken
         assert (await wait_status(admin, t, e, timeout=60)).status == "cancelled", procs.logs()
         procs.assert_alive()
-    finally:
-        procs.stop()
-        await store.close()
 
 
 @pytest.mark.parametrize("user", SERVICE_USERS)

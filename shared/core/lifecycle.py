@@ -369,10 +369,15 @@ def _at_its_step(state: ExportState, event: ev.StepFailed | ev.ExportFailed) -> 
     at any tenant's, and have the failure email sent. A step that truly gave up was at its step — its
     append is fenced on the log it read, and a worker runs no step while a cancel wins — so a failure
     the rule drops is a forgery or one that lost a race to the step's own success or to a cancel. The
-    janitor's (a dead worker, at any step) and the older types, whose subjects named no step, count
-    as logged."""
+    janitor's (a dead worker, at any step) counts but while a cancel can win: the janitor fails no
+    export then (it completes a cancel nobody finishes as cancelled, ``decide.verdict``), and its
+    append is fenced on the log it read, so one there is its user's forgery — which ended the export
+    the person was cancelling 'failed', with the failure email. The older types, whose subjects named
+    no step, count as logged."""
     step = type(event).of_step
-    return step is None or step == "janitor" or step == state.step
+    if step == "janitor":
+        return not state.cancel_wins
+    return step is None or step == state.step
 
 
 def logged_upload_usable(state: ExportState, *, upload_open: bool, records_present: bool = True) -> bool:

@@ -1199,6 +1199,45 @@ async def test_the_canceller_or_the_janitor_user_cannot_cancel_an_export_nobody_
         await _assembled_and_mailed_ready_only(procs, admin, secured, t, e)
 
 
+async def test_the_janitor_user_cannot_turn_a_cancel_into_a_failure(
+        secured: Secured, admin: Bus, tmp_path: Path) -> None:
+    """The janitor's user may publish ``ExportFailedByJanitor`` on every export's subject: with its
+    password, one on an export its person was cancelling ended it ``failed`` — not the cancel they
+    asked for, and the notifier mailed them the failure. The janitor itself fails no export while a
+    cancel can win: the server stores the forgery, the fold ignores it, and the cancel ends the
+    export cancelled, with no email."""
+    from shared.cancel import request_cancel
+    from tests.support.pipeline import wait_status
+
+    s, p = secured.settings, secured.settings.subject_prefix
+    # no assembler: the export waits for its assembly; no canceller until the forgery is stored
+    async with _victim_awaiting_assembly(secured, admin, tmp_path, ("catalog", "notifier")) as (procs, t, e, _):
+        assert await request_cancel(admin.log, t, e, "u") is not None
+        before = (await admin.log.load(t, e)).state
+        nc = await connect_as(secured.server.url, "janitor")
+        try:
+            ack = await nc.jetstream().publish(f"{p}.{t}.{e}.ExportFailedByJanitor", ev.export_failed(
+                "janitor", export_id=e, tenant_id=t, reason="forged").to_json(), timeout=2)
+            assert ack.stream == s.stream_name  # taken: the user may publish it on any export's subject
+        finally:
+            await nc.close()
+        state = (await admin.log.load(t, e)).state
+        assert (state.status, state.failure, state.cancel_wins, state.email_due, state.last_event) == (
+            before.status, None, True, False, before.last_event)
+
+        async def trigger_taken() -> bool:  # the failure email's durable took the forgery
+            info = await admin.js.consumer_info(s.stream_name, "notifier-failed")
+            return (info.delivered.stream_seq or 0) >= ack.seq and not info.num_pending and not info.num_ack_pending
+
+        await until(trigger_taken, 30, 0.1, "notifier-failed to take the forged failure")
+        procs.run("canceller", "canceller",
+                  {"GROVE_NATS_USER": "canceller", "GROVE_NATS_PASSWORD": PASSWORDS["canceller"]})
+        assert (await wait_status(admin, t, e, timeout=60)).status == "cancelled", procs.logs()
+        outbox = Path(secured.values["mail"]["outbox_dir"])
+        assert not (list(outbox.glob(f"{e}.*.eml")) if outbox.exists() else [])
+        procs.assert_alive()
+
+
 async def test_the_finalizer_user_cannot_complete_an_export_nobody_finalized(
         secured: Secured, admin: Bus, tmp_path: Path) -> None:
     """``ExportCompleted`` is the finalizer's, and its user may publish it (and ``FinalizeStarted``) on

@@ -159,6 +159,25 @@ def test_while_a_cancel_can_win_only_the_cancels_attempts_count(at: str) -> None
     assert (s.status, s.email_due, s.attempts_of(at), s.cancel_wins) == (fold(cancelling).status, False, 0, True)
 
 
+@pytest.mark.parametrize("at", ["catalog", "assemble"])
+def test_while_a_cancel_can_win_the_janitors_failure_is_ignored(at: str) -> None:
+    """The janitor fails no export while a cancel can win (it completes a cancel nobody finishes as
+    cancelled) and appends fenced on the log it read: its user's ExportFailedByJanitor there ended the
+    export the person was cancelling 'failed' — not retryable, and the failure email instead of none.
+    Ignored: the cancel goes on and ends the export cancelled."""
+    cancelling = [*AT_STEP[at], ev.CancelRequested(**E)]
+    before = fold(cancelling)
+    s = fold([*cancelling, ev.export_failed("janitor", **E, reason="forged")])
+    assert (s.status, s.failure, s.email_due, s.cancel_wins, s.last_event) == (
+        before.status, None, False, True, before.last_event)
+    done = fold([*cancelling, ev.export_failed("janitor", **E, reason="forged"),
+                 ev.ExportCancelled(**E, aborted_upload=True)])
+    assert (done.status, done.failure) == ("cancelled", None)
+    # once FinalizeStarted is logged a late cancel loses, and a dead finalizer is the janitor's to fail
+    late = [*AT_STEP["finalize"], ev.CancelRequested(**E), ev.export_failed("janitor", **E, reason="dead")]
+    assert fold(late).status == "failed"
+
+
 def test_once_finalize_started_a_late_cancel_leaves_the_finalizers_failure_counting() -> None:
     s = fold([*AT_STEP["finalize"], ev.CancelRequested(**E), ev.export_failed("finalize", **E, reason="why")])
     assert (s.status, s.step, s.email_due) == ("failed", "finalize", True)

@@ -19,7 +19,7 @@ from aiohttp import web
 from services.gateway.admission_kv import AdmissionStore, newest_from
 from services.gateway.downloads import file_response, url_signer
 from services.gateway.headers import add_security_headers, close_after_an_upgrade_request
-from services.gateway.keys import ADMISSION, BUS, INSTANCE, READ_MODEL, READINESS, SETTINGS, STORE
+from services.gateway.keys import ADMISSION, BUS, BUS_PROBE, INSTANCE, READ_MODEL, READINESS, SETTINGS, STORE
 from services.gateway.openapi import build_openapi
 from services.gateway.problems import NotFound, problem_middleware
 from services.gateway.projector import Projector
@@ -27,6 +27,7 @@ from services.gateway.readiness import StoreProbe
 from services.gateway.readmodel import ReadModel
 from services.gateway.routes import routes
 from shared.bus.connect import connect, wait_for_nats
+from shared.bus.probe import BusProbe
 from shared.objectstore.factory import open_store
 from shared.objectstore.port import ObjectStore
 from shared.runtime import secrets
@@ -41,7 +42,7 @@ async def _bus(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     await wait_for_nats(settings, "gateway")  # one line per try while NATS is down, not a traceback each
     bus = await connect(settings, "gateway", name=f"grove-gateway-{app[INSTANCE]}")
-    app[BUS] = bus
+    app[BUS], app[BUS_PROBE] = bus, BusProbe()
     app[ADMISSION] = AdmissionStore(bus, settings, app[INSTANCE],
                                     newest=lambda tenant: newest_from(app[READ_MODEL], tenant))
     yield

@@ -20,7 +20,7 @@ from services.gateway.auth import authenticate
 from services.gateway.didyoumean import closest
 from services.gateway.downloads import download, sign_for
 from services.gateway.exports import cancel_export, create_export, find_row
-from services.gateway.keys import BUS, READ_MODEL, READINESS, SETTINGS, STORE
+from services.gateway.keys import BUS, BUS_PROBE, READ_MODEL, READINESS, SETTINGS, STORE
 from services.gateway.schemas import Body, Cancelled, ExportCreated, ExportRequest, Health, History
 from services.gateway.views import history_item, status_view
 from shared.runtime import tracing
@@ -239,8 +239,8 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
-    if not app[BUS].nc.is_connected:
-        raise p.Unavailable("Not connected to the event bus.")
+    if await app[BUS_PROBE].failing(app[BUS].nc):
+        raise p.Unavailable("The event bus did not answer.")  # why: in the gateway's log only (shared/bus/probe.py)
     if await app[READINESS].failing(app[STORE], app[SETTINGS].buckets.exports):
         raise p.Unavailable("The object store did not answer.")  # why: in the gateway's log only (readiness.py)
     return reply(Health())

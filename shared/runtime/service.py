@@ -19,6 +19,7 @@ from faststream.specification import AsyncAPI
 from shared import __version__
 from shared.bus.connect import Bus, connect, inbox_prefix, new_client, wait_for_nats
 from shared.bus.permissions import js_domain
+from shared.bus.probe import BusProbe
 from shared.bus.topology import check_durables, consumer_config
 from shared.core import steps
 from shared.core.steps import Consumer
@@ -97,8 +98,10 @@ def build_app(name: str, settings: Settings, bootstrap: Bootstrap,
             runner = await metrics.serve(settings.metrics_port, ready, refresh_lag, host=settings.metrics_host)
             runtime.closers.append(runner.cleanup)
 
-    async def ready() -> bool:
-        return runtime.bus is not None and runtime.bus.nc.is_connected
+    probe = BusProbe()
+
+    async def ready() -> bool:  # NATS answers a PING (connected is not enough: a frozen server stays so)
+        return runtime.bus is not None and not await probe.failing(runtime.bus.nc)
 
     async def refresh_lag() -> None:
         # Asked one after another, with the bus's request timeout, a server gone or frozen held every

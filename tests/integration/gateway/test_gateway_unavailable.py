@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
+from typing import Any
 
 from services.gateway.keys import BUS, READ_MODEL
+from tests.support.wait import until as until_found
+
+TURN_S = 6.0  # NATS frozen or resumed: /readyz says so within this
+ANSWER_S = 3.0  # and every answer comes within this, whatever NATS does
 
 
 async def until(condition, timeout: float) -> None:
@@ -101,3 +109,64 @@ async def test_a_direct_get_the_server_answers_with_another_error_is_a_503_not_a
     assert [r.getMessage().split(":")[0] for r in said] == [f"unavailable on GET /api/export/status/{unknown}",
                                                             f"unavailable on POST /api/export/cancel/{unknown}"]
     assert all("408 Bad Request" in r.getMessage() and not r.exc_info for r in said)  # the status, no traceback
+
+
+async def test_a_frozen_bus_makes_readiness_503_within_seconds_and_ready_again_when_it_resumes(gateway, nats_server,
+                                                                                                problem):
+    """Seen: a nats-server that stopped answering without closing the connection (frozen; a partition that
+    drops packets) left /readyz at 200 for about 4 minutes — the client stays "connected" until its own
+    pings go stale (nats-py: every 120 s, 2 outstanding) — and the load balancer kept sending the gateway
+    requests that each waited and failed. /readyz now asks NATS for a round trip (at most once a
+    second, 2 s at most): 503 within seconds of the freeze, 200 within seconds of the server resuming,
+    and never an answer that waits on the frozen server."""
+    async def readyz() -> tuple[float, Any]:
+        started = time.monotonic()
+        answer = await gateway.get("/readyz")
+        took = time.monotonic() - started
+        assert took <= ANSWER_S, f"/readyz took {took:.1f} s with NATS frozen"
+        return took, answer
+
+    assert (await readyz())[1].status == 200
+    pid = nats_server.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        frozen = time.monotonic()
+
+        async def not_ready() -> Any:
+            answer = (await readyz())[1]
+            return answer if answer.status == 503 else None
+
+        answer = await until_found(not_ready, TURN_S, 0.1, "/readyz 503 with NATS frozen")
+        assert time.monotonic() - frozen <= TURN_S
+        body = await problem(answer, 503, "GROVE-EXPORT-008")
+        assert body["detail"] == "The event bus did not answer."
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    resumed = time.monotonic()
+
+    async def ready() -> bool:
+        return (await readyz())[1].status == 200
+
+    await until_found(ready, TURN_S, 0.1, "/readyz 200 once NATS resumed")
+    assert time.monotonic() - resumed <= TURN_S
+
+
+async def test_readiness_pings_the_bus_at_most_once_a_second_however_many_ask(gateway, monkeypatch):
+    """/readyz needs no token: 50 calls at once share one PING, and its answer stands for a second."""
+    from shared.bus import probe
+
+    nc, pings = gateway.app[BUS].nc, []
+    send_ping = nc._send_ping
+
+    async def counted(future=None):
+        pings.append(time.monotonic())
+        await send_ping(future)
+
+    monkeypatch.setattr(nc, "_send_ping", counted)
+    monkeypatch.setattr(probe, "FRESH_S", 60.0)  # a loaded machine may take over a second for the 50
+    answers = await asyncio.gather(*(gateway.get("/readyz") for _ in range(50)))
+    assert [a.status for a in answers] == [200] * 50
+    assert len(pings) == 1  # one round trip for the 50
+    assert (await gateway.get("/readyz")).status == 200 and len(pings) == 1  # within the second: its answer
+    monkeypatch.setattr(probe, "FRESH_S", 0.0)  # the second is over
+    assert (await gateway.get("/readyz")).status == 200 and len(pings) == 2

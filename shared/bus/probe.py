@@ -7,9 +7,8 @@ stale — one each ``ping_interval`` (nats-py's 120 s: the bus sets none), the c
 balancer kept sending the gateway requests that each waited and failed. Ready now also means NATS
 answered a PING within :data:`TIMEOUT_S`.
 
-``/readyz`` needs no token, so a PING is sent at most once per :data:`FRESH_S` however many ask: an answer
-stands for that long, and callers who ask while a PING is out wait for that one. What went wrong is the
-log's to say (once a probe), never the answer's.
+``/readyz`` needs no token, so a PING is sent at most once a second however many ask, callers who ask
+while one is out waiting for it (:mod:`shared.runtime.probe`). What went wrong is logged, never returned.
 
 nats-py's ``rtt`` is the round trip, not ``flush``: with its read loop ended, ``flush`` only writes out
 and returns as if answered. Its PONG futures given up on (a timeout) stay in the client's queue until the
@@ -22,49 +21,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import time
 
 import nats.errors
 from nats.aio.client import Client
 
+from shared.runtime.probe import Probe
+
 log = logging.getLogger(__name__)
 
-FRESH_S = 1.0  # an answer stands this long: at most one PING a second, whoever asks
 TIMEOUT_S = 2.0  # a PING not answered within this: not ready
 
 
-class BusProbe:
+class BusProbe(Probe):
     """Whether NATS answers; one per process (its answer is shared by every caller)."""
-
-    def __init__(self) -> None:
-        self._at = -math.inf  # monotonic time of the last answer
-        self._failing = False
-        self._running: asyncio.Future[bool] | None = None
 
     async def failing(self, nc: Client) -> bool:
         """Whether NATS did not answer (not connected, or no PONG within :data:`TIMEOUT_S`)."""
         if not nc.is_connected:
             return True  # said at once, no PING: nats-py is reconnecting, or has closed the connection
-        if time.monotonic() - self._at < FRESH_S:
-            return self._failing
-        if self._running is None or self._running.done():
-            self._running = asyncio.ensure_future(self._probe(nc))
-        return await asyncio.shield(self._running)  # one caller gone does not stop the others' PING
+        return await self._shared(lambda: self._probe(nc))
 
-    async def _probe(self, nc: Client) -> bool:
+    @staticmethod
+    async def _probe(nc: Client) -> bool:
         try:
             # This bound, not rtt's own, is the one that holds: rtt's wait_for starts only once the PING
             # is sent. A PONG that lands as it expires may be taken as answered (3.11's wait_for returns
             # a result its cancel raced with): it did answer, so ready is right either way.
             async with asyncio.timeout(TIMEOUT_S):
                 await nc.rtt(timeout=TIMEOUT_S)  # type: ignore[arg-type]  # typed int, used as seconds
-            failure = False
         except (TimeoutError, nats.errors.TimeoutError):
             log.warning("readiness: NATS did not answer a PING within %g s", TIMEOUT_S)
-            failure = True
+            return True
         except Exception as exc:  # noqa: BLE001 - any other: not ready; what it was, in the log only
             log.warning("readiness: NATS did not answer a PING: %r", exc)
-            failure = True
-        self._at, self._failing = time.monotonic(), failure
-        return failure
+            return True
+        return False

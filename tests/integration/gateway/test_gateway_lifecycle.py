@@ -17,6 +17,7 @@ from services.gateway.keys import STORE
 from shared.core import events as ev
 from shared.core import keys
 from shared.objectstore import links
+from shared.runtime import probe as shared_probe
 
 
 async def start(gateway, headers) -> str:
@@ -392,14 +393,14 @@ async def test_readiness_asks_the_store_at_most_once_a_second_however_many_ask(g
         return await head(bucket, key)
 
     monkeypatch.setattr(store, "head", counted)
-    monkeypatch.setattr(readiness, "FRESH_S", 60.0)  # a loaded machine may take over a second for the 50
+    monkeypatch.setattr(shared_probe, "FRESH_S", 60.0)  # a loaded machine may take over a second for the 50
     answers = await asyncio.gather(*(gateway.get("/readyz") for _ in range(50)))
     assert [a.status for a in answers] == [200] * 50
     assert heads == [readiness.PROBE_KEY]  # one HEAD for the 50
     assert (await gateway.get("/readyz")).status == 200 and len(heads) == 1  # within the second: its answer
 
     down.set()
-    monkeypatch.setattr(readiness, "FRESH_S", 0.0)  # the second is over
+    monkeypatch.setattr(shared_probe, "FRESH_S", 0.0)  # the second is over
     await problem(await gateway.get("/readyz"), 503, "GROVE-EXPORT-008")
     assert len(heads) == 2
 
@@ -490,7 +491,7 @@ async def test_readiness_tells_an_anonymous_caller_the_store_is_down_not_what_it
         raise InternalStoreClientError("store-7.internal:9000 bucket grove-exports-prod")
 
     monkeypatch.setattr(gateway.app[STORE], "head", failing)
-    monkeypatch.setattr(readiness, "FRESH_S", 0.0)
+    monkeypatch.setattr(shared_probe, "FRESH_S", 0.0)
     with caplog.at_level("WARNING", logger=readiness.__name__):
         body = await problem(await gateway.get("/readyz"), 503, "GROVE-EXPORT-008")
     assert body["detail"] == "The object store did not answer."

@@ -153,7 +153,7 @@ async def test_a_frozen_bus_makes_readiness_503_within_seconds_and_ready_again_w
 
 async def test_readiness_pings_the_bus_at_most_once_a_second_however_many_ask(gateway, monkeypatch):
     """/readyz needs no token: 50 calls at once share one PING, and its answer stands for a second."""
-    from shared.bus import probe
+    from shared.runtime import probe as shared_probe
 
     nc, pings = gateway.app[BUS].nc, []
     send_ping = nc._send_ping
@@ -163,10 +163,10 @@ async def test_readiness_pings_the_bus_at_most_once_a_second_however_many_ask(ga
         await send_ping(future)
 
     monkeypatch.setattr(nc, "_send_ping", counted)
-    monkeypatch.setattr(probe, "FRESH_S", 60.0)  # a loaded machine may take over a second for the 50
+    monkeypatch.setattr(shared_probe, "FRESH_S", 60.0)  # a loaded machine may take over a second for the 50
     answers = await asyncio.gather(*(gateway.get("/readyz") for _ in range(50)))
     assert [a.status for a in answers] == [200] * 50
     assert len(pings) == 1  # one round trip for the 50
     assert (await gateway.get("/readyz")).status == 200 and len(pings) == 1  # within the second: its answer
-    monkeypatch.setattr(probe, "FRESH_S", 0.0)  # the second is over
+    monkeypatch.setattr(shared_probe, "FRESH_S", 0.0)  # the second is over
     assert (await gateway.get("/readyz")).status == 200 and len(pings) == 2

@@ -124,7 +124,9 @@ class ExportRequested(Event):
     user_id: str = Field(min_length=1, description="Id of the requesting user, from the verified identity; no "
                                                    "control or bidi characters.")
     user_email: str = Field(description="Where the export-ready email goes (from the identity): exactly one bare "
-                                        "address, local@domain.tld.")
+                                        "address, local@domain.tld, ASCII or internationalised (RFC 6531: UTF-8 "
+                                        "in the local part, U-labels in the domain).",
+                            examples=["autumn@example.org", "josé@bücher.de"])
     # Not empty, as the gateway refuses a token whose sub or username is (the email began "Hi ,").
     # No length bound here: requests the release before stored (any username that fit a token) must
     # still be read. New requests are held to printable.USERNAME_MAX_CHARS where they are written

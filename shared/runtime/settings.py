@@ -258,10 +258,12 @@ class MailSettings(BaseModel):
     @field_validator("sender")
     @classmethod
     def _one_sender(cls, v: str) -> str:
-        # a line break made every email fail for good at its headers; "" or no domain, a From no one answers
+        # a line break made every email fail for good at its headers; "" or no domain, a From no one answers.
+        # ASCII: the envelope's MAIL FROM of every email, which a server without SMTPUTF8 must take (a
+        # requester's address may be internationalised: shared/core/mailaddr.py)
         found = getaddresses([v]) if "\r" not in v and "\n" not in v else []
-        if len(found) != 1 or not is_single_address(found[0][1]):
-            raise ValueError("must be one email address, with a name or without, like "
+        if len(found) != 1 or not is_single_address(found[0][1]) or not found[0][1].isascii():
+            raise ValueError("must be one email address, ASCII, with a name or without, like "
                              "Grove Export <exports@example.com>")
         return v
 

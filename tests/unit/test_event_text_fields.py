@@ -38,6 +38,7 @@ def test_names_in_any_script_are_kept(name: str) -> None:
 @pytest.mark.parametrize("email", [
     "a@example.org\r\nBcc: evil@evil.example", "Ann <a@example.org>", "a@example.org, b@example.org", "",
     "=?utf-8?b?YUBldmlsLmNvbSwgYkBldmlsLmNvbQ==?=@x.co", "a" * 300 + "@example.org", "a@example.org\u202e",
+    "jo\u202esé@example.org", "josé\u200b@example.org", "josé@bü\u2028cher.de", "josé@bü-.de", "é" * 33 + "@x.co",
 ])
 def test_a_request_whose_email_is_not_one_address_is_a_bad_event(email: str) -> None:
     """The gateway refuses a token whose email claim is not exactly one address; a publisher on the
@@ -45,6 +46,12 @@ def test_a_request_whose_email_is_not_one_address_is_a_bad_event(email: str) -> 
     the notifier refused it at the end ("the recipient is not exactly one email address")."""
     with pytest.raises(ev.BadEvent):
         ev.decode("exports", SUBJECT, body(user_email=email))
+
+
+@pytest.mark.parametrize("email", ["josé@example.com", "anna@bücher.de", "用户@例子.广告", "a@xn--bcher-kva.de"])
+def test_a_request_whose_email_is_not_ascii_is_read(email: str) -> None:
+    """RFC 6531: a person whose address is not ASCII may export; its request is as good as any other."""
+    assert ev.decode("exports", SUBJECT, body(user_email=email)).user_email == email  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(("fields", "said"), [

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from shared.core.keys import archive_key, is_archive_key_of, snapshot_key
-from shared.core.mailaddr import is_single_address
+from shared.core.mailaddr import is_single_address, needs_smtputf8, with_ascii_domain
 from shared.core.reasons import is_permanent, public_reason
 from shared.objectstore import NoSuchUpload, ObjectNotFound, StoreError, StoreRefused, StoreUnavailable
 from shared.runtime.secrets import KNOWN_DEFAULTS, local_secrets, problem
@@ -40,6 +40,42 @@ def test_a_random_secret_is_usable_and_the_local_stack_keeps_its_own(tmp_path) -
 ])
 def test_an_email_claim_is_exactly_one_bare_address(value: object, ok: bool) -> None:
     assert is_single_address(value) is ok
+
+
+# What a character may not be past ASCII, in the local part or the domain: a bidi control, a zero-width
+# space, a line separator, NEL, a no-break space, a control, private use, unassigned, a lone surrogate.
+_HIDING = ["\u202e", "\u200b", "\u2028", "\u0085", "\u00a0", "\u0080", "\ue000", "\U000e0001", "\u0378", "\udc80"]
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("josé@example.com", True), ("anna@bücher.de", True), ("用户@例子.广告", True), ("a@xn--bcher-kva.de", True),
+    ("Zoë.Ünal+tag@Bücher.DE", True), ("ann@例子.广告", True), ("δοκιμή@παράδειγμα.δοκιμή", True),
+    ("é" * 32 + "@x.co", True),  # 64 octets in UTF-8
+    ("é" * 32 + "a@x.co", False), ("a@" + "ü" * 60 + ".de", False),  # 65 octets; an A-label over 63
+    ("a@" + ".".join(["例"] * 20) + ".de", True),  # 84 octets in UTF-8, 164 with A-labels (xn--fsq)
+    ("a" * 64 + "@" + ".".join(["例"] * 40) + ".de", False),  # 227 octets in UTF-8, 387 with A-labels
+    ("jos é@x.co", False), ("José <josé@x.co>", False), ("josé@x.co, b@x.co", False), ('"josé"@x.co', False),
+    ("=?utf-8?b?am9zw6k=?=@x.co", False), ("josé@=?utf-8?q?x?=.co", False), ("josé@x.co\n", False),
+    ("a＠evil.z@x.co", False), ("a，b@x.co", False), ("a＜b@x.co", False), ("a．b@x.co", False),  # NFKC: @ , < .
+    ("a@bü-.de", False), ("a@\u05d0b.de", False), ("a@u\u0308ber.de", False),  # IDNA 2008: hyphen, bidi, NFC
+    ("a@例子。广告", False), ("a@bücher", False), ("josé@.de", False), ("josé@x..de", False), (".josé@x.co", False),
+    *[(f"jo{c}sé@example.com", False) for c in _HIDING],
+    *[(f"josé@bü{c}cher.de", False) for c in _HIDING],
+])
+def test_an_email_claim_may_be_an_internationalised_address_held_to_the_same_rule(value: object, ok: bool) -> None:
+    """RFC 6531: UTF8-non-ascii is atext; a domain's label may be a U-label (IDNA 2008). Refused, a person
+    whose address is not ASCII had a 401 on every route: no export at all."""
+    assert is_single_address(value) is ok
+
+
+def test_an_internationalised_domain_is_sent_as_its_a_labels() -> None:
+    assert with_ascii_domain("anna@bücher.de") == "anna@xn--bcher-kva.de"
+    assert with_ascii_domain("用户@例子.广告") == "用户@xn--fsqu00a.xn--4rr70v"
+    assert with_ascii_domain("Anna@Bücher.DE") == "Anna@xn--bcher-kva.DE"
+    assert with_ascii_domain("a@xn--bcher-kva.de") == "a@xn--bcher-kva.de"
+    assert [needs_smtputf8(a) for a in ("anna@bücher.de", "josé@example.com", "a@x.co")] == [False, True, False]
+    with pytest.raises(ValueError):
+        with_ascii_domain("a@b.de, c@d.de")
 
 
 def test_an_export_owns_only_its_archive_key() -> None:

@@ -257,17 +257,19 @@ def test_an_empty_or_padded_host_is_refused(monkeypatch: pytest.MonkeyPatch, var
 
 
 @pytest.mark.parametrize("sender", ["", "exports", "Grove Export", "Grove <exports@grove.local>\nBcc: all@example.com",
-                                    "exports@grove.local, someone@example.com", "Grove <exports>"])
+                                    "exports@grove.local, someone@example.com", "Grove <exports>",
+                                    "Grove <exports@grovë.test>", "exporté@grove.test"])
 def test_a_sender_that_is_not_one_address_is_refused(monkeypatch: pytest.MonkeyPatch, sender: str) -> None:
     """Seen: GROVE_MAIL__SENDER with a line break passed start-up and every email then failed for good
     ("cannot build the message headers"): each export's notification recorded as failed. An empty one,
     or one without a domain, went out as a From no server delivers or anyone can answer."""
     line = refusal(monkeypatch, GROVE_MAIL__SENDER=sender)
-    assert line.startswith("GROVE_MAIL__SENDER: must be one email address"), line
+    assert line.startswith("GROVE_MAIL__SENDER: must be one email address, ASCII"), line
 
 
 def test_the_senders_in_use_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
-    for sender in ("Grove Export <exports@example.com>", "exports@grove.local", '"Grove, Export" <e@grove.test>'):
+    for sender in ("Grove Export <exports@example.com>", "exports@grove.local", '"Grove, Export" <e@grove.test>',
+                   "Zoë's Grove <exports@grove.test>"):
         for key in [k for k in os.environ if k.upper().startswith("GROVE_")]:
             monkeypatch.delenv(key)
         monkeypatch.setenv("GROVE_MAIL__SENDER", sender)

@@ -48,6 +48,30 @@ async def test_a_username_holding_an_invisible_format_character_exports_under_th
     assert [(type(e).__name__, e.user_id, e.username) for e in requests] == [("ExportRequested", "u1", shown)]
 
 
+@pytest.mark.parametrize("email", ["josé@example.com", "anna@bücher.de", "用户@例子.广告"])
+async def test_a_person_whose_email_is_not_ascii_can_export(gateway, settings, email):
+    """RFC 6531: such a token was a 401 GROVE-EXPORT-001 on every route, so its person could not export
+    at all. The ExportRequested it publishes carries the address as the token says it."""
+    from services.gateway.keys import BUS
+
+    headers = {"Authorization": f"Bearer {_token(settings, email=email)}"}
+    answer = await gateway.post("/api/export", json={}, headers=headers)
+    assert answer.status == 201, await answer.text()
+    export_id = (await answer.json())["exportId"]
+    requests = [e async for _, e in gateway.app[BUS].log.history("tenant_a", export_id)]
+    assert [(type(e).__name__, e.user_email) for e in requests] == [("ExportRequested", email)]
+    status = await gateway.get(f"/api/export/status/{export_id}", headers=headers)
+    assert status.status == 200, await status.text()
+
+
+@pytest.mark.parametrize("email", ["jo\u202esé@example.com", "josé\u200b@example.com", "josé@bü\u00a0cher.de",
+                                   "José <josé@example.com>", "=?utf-8?b?am9zw6k=?=@example.com"])
+async def test_an_email_claim_past_ascii_that_could_hide_or_add_a_recipient_is_401(gateway, settings, problem, email):
+    headers = {"Authorization": f"Bearer {_token(settings, email=email)}"}
+    body = await problem(await gateway.post("/api/export", json={}, headers=headers), 401, "GROVE-EXPORT-001")
+    assert body["detail"] == "The token's email claim must be exactly one address.", body
+
+
 async def test_a_sub_holding_an_invisible_format_character_is_not_its_look_alike_s_key(gateway, settings, problem):
     """The sub is the key owner checks compare exactly (an Idempotency-Key's owner, who may cancel):
     left out like a username's, U+200B would make "u1\u200b" u1 and give it u1's export. It stays a

@@ -22,6 +22,7 @@ from services.notifier.mail.errors import one_line
 from services.notifier.mail.port import Mailer
 from services.notifier.mail.retry import send_with_retries
 from shared.core import events as ev
+from shared.core.mailaddr import with_ascii_domain
 from shared.eventlog.jetstream import Loaded
 from shared.runtime import faults
 from shared.runtime.settings import Settings
@@ -147,5 +148,13 @@ REQUESTER = "<the requester's address>"
 def _without_address(reason: str, address: str) -> str:
     """The reason for the log: a mail server's refusal quotes the recipient (`550 5.1.1 <ann@…>: Recipient
     address rejected`, and aiosmtplib names it too), and the log is not erased by `erase-tenant`; the
-    NotificationFailed event, which is, keeps it as the server said it. Any case: servers lower it."""
-    return re.sub(re.escape(address), REQUESTER, reason, flags=re.IGNORECASE) if address else reason
+    NotificationFailed event, which is, keeps it as the server said it. Any case: servers lower it. An
+    address whose domain is not ASCII is quoted as it was sent, with A-labels (anna@xn--bcher-kva.de)."""
+    if not address:
+        return reason
+    forms = [address]
+    with contextlib.suppress(ValueError):  # not one address: its text as it is is all there is
+        forms.append(with_ascii_domain(address))
+    for form in forms:
+        reason = re.sub(re.escape(form), REQUESTER, reason, flags=re.IGNORECASE)
+    return reason

@@ -11,6 +11,12 @@ made safe by construction (``Date``, ``Message-ID``); ``From`` and ``Subject`` a
 folded by the standard library's policy, once per distinct value. Bodies are 7-bit as they are, or
 quoted-printable (``binascii``), so the message is 7-bit clean for any transport. A unit test holds
 what a recipient reads — every header and both bodies — equal to the ``EmailMessage`` build's.
+
+An address that is not ASCII (RFC 6531): one whose domain alone is not ASCII is written with its
+domain as A-labels (``anna@xn--bcher-kva.de``), which every server and mail program takes; one whose
+local part is not ASCII can only go to a server that offers SMTPUTF8, in a message whose headers are
+UTF-8 (RFC 6532: ``utf8=True``, the ``To`` as it is and ``From`` and ``Subject`` by the standard
+library's SMTPUTF8 policy); the bodies stay 7-bit either way.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from email import policy
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 
-from shared.core.mailaddr import is_single_address
+from shared.core.mailaddr import is_single_address, with_ascii_domain
 
 from .errors import PermanentMailError
 from .message import Email
@@ -61,12 +67,13 @@ def message_id(key: str, sender: str) -> str:
 
 
 @lru_cache(maxsize=64)  # From and Subject: one sender, two subjects
-def _header(name: str, value: str) -> bytes:
+def _header(name: str, value: str, utf8: bool = False) -> bytes:
     """``Name: value`` CRLF as the standard library's SMTP policy parses and folds it (an encoded
-    word for what is not ASCII). Raises :class:`PermanentMailError` for a value that cannot be a
-    header (a line break in it)."""
+    word for what is not ASCII; with ``utf8``, its SMTPUTF8 policy: UTF-8 as it is). Raises
+    :class:`PermanentMailError` for a value that cannot be a header (a line break in it)."""
+    rules = policy.SMTPUTF8 if utf8 else policy.SMTP
     try:
-        return policy.SMTP.fold_binary(*policy.SMTP.header_store_parse(name, value))
+        return rules.fold_binary(*rules.header_store_parse(name, value))
     except (ValueError, TypeError) as exc:
         raise PermanentMailError(f"cannot build the message headers: {exc}") from exc
 
@@ -90,14 +97,28 @@ def _boundary(*bodies: bytes) -> bytes:
             return boundary
 
 
-def mime_bytes(email: Email, *, sender: str, date: datetime | None = None) -> bytes:
-    """The message, CRLF line breaks, 7-bit. Raises :class:`PermanentMailError` for a recipient that
-    is not one address or a header that cannot be encoded."""
-    require_one_recipient(email)  # so "To: <it>" is one line of ASCII that names one address
+def recipient_header(email: Email, *, utf8: bool = False) -> bytes:
+    """What ``To:`` holds: the address in ASCII, its domain as A-labels; with ``utf8`` (SMTPUTF8,
+    RFC 6532) the address as it is, in UTF-8. Raises :class:`PermanentMailError` for a recipient that
+    is not one address, or one whose local part is not ASCII without ``utf8``."""
+    require_one_recipient(email)  # so "To: <it>" is one line that names one address
+    if utf8:
+        return email.to.encode("utf-8")
+    to = with_ascii_domain(email.to)
+    if not to.isascii():
+        raise PermanentMailError("the recipient's address is not ASCII before its @: it can only be sent "
+                                 "with SMTPUTF8")
+    return to.encode("ascii")
+
+
+def mime_bytes(email: Email, *, sender: str, date: datetime | None = None, utf8: bool = False) -> bytes:
+    """The message, CRLF line breaks; 7-bit, or with ``utf8`` (for SMTPUTF8) its headers in UTF-8 and
+    its bodies 7-bit. Raises :class:`PermanentMailError` for a recipient that is not one address (or
+    needs ``utf8``: :func:`recipient_header`) or a header that cannot be encoded."""
     head = [
-        _header("From", sender),
-        b"To: %s\r\n" % email.to.encode("ascii"),
-        _header("Subject", email.subject),
+        _header("From", sender, utf8),
+        b"To: %s\r\n" % recipient_header(email, utf8=utf8),
+        _header("Subject", email.subject, utf8),
         b"Date: %s\r\n" % format_datetime(date or datetime.now(UTC)).encode("ascii"),
         b"Message-ID: %s\r\n" % message_id(email.idempotency_key, sender).encode("ascii"),
         b"Auto-Submitted: auto-generated\r\n",  # RFC 3834: tells autoresponders (vacation replies) not to answer

@@ -16,6 +16,8 @@ import tempfile
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
+from shared.core.mailaddr import needs_smtputf8
+
 from .errors import PermanentMailError, TransientMailError
 from .message import Email
 from .mime import message_id, mime_bytes
@@ -100,7 +102,8 @@ class OutboxMailer:
         return path
 
     async def send(self, email: Email) -> str:
-        data = mime_bytes(email, sender=self.sender)
+        # what SMTP would send: UTF-8 headers only for an address not ASCII before its @ (RFC 6532)
+        data = mime_bytes(email, sender=self.sender, utf8=needs_smtputf8(email.to))
         try:
             path = await asyncio.to_thread(self._write, email, data)
         except PermissionError as exc:

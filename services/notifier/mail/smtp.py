@@ -1,6 +1,11 @@
 """SMTP backend (aiosmtplib): one connection per email, plain, STARTTLS or implicit TLS, optional AUTH.
 
 SMTP has no idempotency key; the deterministic Message-ID is what lets a receiver spot a repeat.
+
+A recipient whose domain alone is not ASCII is sent to as its A-labels (``anna@xn--bcher-kva.de``):
+any server takes it. One whose local part is not ASCII (``josé@…``) needs SMTPUTF8 (RFC 6531): sent
+with it when the server offers it, else a :class:`PermanentMailError` before anything is sent (no
+retry can make the server offer it).
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ import ssl
 from typing import Literal
 
 import aiosmtplib
+
+from shared.core.mailaddr import needs_smtputf8, with_ascii_domain
 
 from .errors import MailError, PermanentMailError, TransientMailError
 from .message import Email
@@ -62,6 +69,17 @@ def translate_smtp_error(exc: BaseException, where: str) -> MailError:
     return TransientMailError(f"{where}: {exc!r}")
 
 
+async def _offers_smtputf8(client: aiosmtplib.SMTP) -> bool:
+    """Whether the connected server lists SMTPUTF8 in its EHLO answer (one that refuses EHLO lists
+    nothing)."""
+    if client.is_ehlo_or_helo_needed:
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            return False
+    return client.supports_extension("smtputf8")
+
+
 class SmtpMailer:
     """Sends through an SMTP server.
 
@@ -110,14 +128,20 @@ class SmtpMailer:
         )
 
     async def send(self, email: Email) -> str:
-        data = mime_bytes(email, sender=self.sender)  # 7-bit: no SMTPUTF8 or 8BITMIME needed
+        utf8 = needs_smtputf8(email.to)
+        data = mime_bytes(email, sender=self.sender, utf8=utf8)  # bodies 7-bit: no 8BITMIME needed
+        recipient = email.to if utf8 else with_ascii_domain(email.to)
         where = f"SMTP server {self.host}:{self.port}"
         client = self._client()
         try:
             async with client:
+                if utf8 and not await _offers_smtputf8(client):
+                    raise PermanentMailError(f"{where} does not offer SMTPUTF8, which the recipient's address "
+                                             "needs (it is not ASCII before its @)")
                 if self.username:
                     await client.login(self.username, self._password)
-                await client.sendmail(envelope_address(self.sender), [envelope_address(email.to)], data)
+                await client.sendmail(envelope_address(self.sender), [recipient], data,
+                                      mail_options=["SMTPUTF8"] if utf8 else None)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise translate_smtp_error(exc, where) from exc
         return CHANNEL

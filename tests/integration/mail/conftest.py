@@ -155,6 +155,7 @@ class Received:
     data: bytes
     tls: bool
     authenticated: bool
+    smtputf8: bool = False  # MAIL FROM asked for SMTPUTF8
 
 
 def _uses_tls(server: Any, session: Any) -> bool:
@@ -186,6 +187,7 @@ class SmtpHandler:
                 envelope.original_content or envelope.content,
                 _uses_tls(server, session),
                 bool(session.authenticated),
+                bool(envelope.smtp_utf8),
             )
         )
         return "250 Message accepted"
@@ -225,12 +227,14 @@ StartSmtp = Callable[..., SmtpServer]
 
 @pytest.fixture
 def start_smtp(certs: Certs) -> Iterator[StartSmtp]:
-    """Start an aiosmtpd server: ``start_smtp(mode="plain"|"starttls"|"tls", auth=False, handler=None)``."""
+    """Start an aiosmtpd server: ``start_smtp(mode="plain"|"starttls"|"tls", auth=False, handler=None,
+    utf8=False)``; ``utf8``: it offers SMTPUTF8 (RFC 6531)."""
     controllers: list[Controller] = []
 
-    def start(*, mode: str = "plain", auth: bool = False, handler: SmtpHandler | None = None) -> SmtpServer:
+    def start(*, mode: str = "plain", auth: bool = False, handler: SmtpHandler | None = None,
+              utf8: bool = False) -> SmtpServer:
         handler = handler or SmtpHandler()
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": utf8}
         if mode == "starttls":
             kwargs.update(tls_context=certs.server_context(), require_starttls=True)
         elif mode == "tls":

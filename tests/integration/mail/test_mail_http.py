@@ -155,3 +155,16 @@ async def test_close_then_send_opens_a_new_session(zephyr: Any, ready: Email) ->
     await m.close()
 
     assert len(zephyr.calls) == 2
+
+
+@pytest.mark.parametrize("to", ["josé@bücher.de", "用户@例子.广告"])
+async def test_an_address_not_ascii_is_sent_as_it_is_in_the_json_to(
+    zephyr: Any, mailer: HttpMailer, ready: Email, to: str
+) -> None:
+    """RFC 6531: the mail service gets the address in UTF-8, as the token said it (refused before: the
+    notifier recorded "the recipient is not exactly one email address")."""
+    from dataclasses import replace
+
+    assert await mailer.send(replace(ready, to=to)) == "http"
+    [call] = zephyr.calls
+    assert call.body["to"] == to

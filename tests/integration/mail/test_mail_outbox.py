@@ -121,3 +121,19 @@ async def test_an_email_written_under_the_old_name_is_rewritten_there(tmp_path: 
     await outbox.send(other)  # its old name is `old` too, but `old` holds tenant_tom's email
     assert outbox.last_path != old and read_eml(old)["To"] == "wanderer@example.org"
     assert len(list(tmp_path.iterdir())) == 2
+
+
+async def test_an_address_not_ascii_is_written_as_smtp_would_send_it(tmp_path: Path, ready: Email) -> None:
+    """Not ASCII before the @: the headers in UTF-8 (RFC 6532), as sent with SMTPUTF8; only the domain:
+    its A-labels, in a 7-bit message. The bodies are 7-bit either way."""
+    outbox = OutboxMailer(tmp_path)
+
+    await outbox.send(replace(ready, to="josé@bücher.de"))
+    assert outbox.last_path is not None
+    data = outbox.last_path.read_bytes()
+    assert read_eml(outbox.last_path)["To"] == "josé@bücher.de" and "josé@bücher.de".encode() in data
+    assert data.split(b"\r\n\r\n", 1)[1].isascii()
+
+    await outbox.send(replace(ready, to="anna@bücher.de", idempotency_key="exp_2:ready:t"))
+    assert outbox.last_path is not None and outbox.last_path.read_bytes().isascii()
+    assert read_eml(outbox.last_path)["To"] == "anna@xn--bcher-kva.de"

@@ -95,7 +95,7 @@ def test_to_mime_is_multipart_alternative_with_text_first() -> None:
     assert isinstance(text, EmailMessage) and text.get_content() == "Hi Zoë\n"
 
 
-def _email_package_build(email: Email, sender: str, when: datetime) -> bytes:
+def _email_package_build(email: Email, sender: str, when: datetime, out: policy.Policy = policy.SMTP) -> bytes:
     """The message as ``EmailMessage`` builds it (how :func:`mime_bytes` did it before): the oracle."""
     msg = EmailMessage(policy=policy.default)
     msg["From"] = sender
@@ -106,7 +106,7 @@ def _email_package_build(email: Email, sender: str, when: datetime) -> bytes:
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(email.text)
     msg.add_alternative(email.html, subtype="html")
-    return msg.as_bytes(policy=policy.SMTP)
+    return msg.as_bytes(policy=out)
 
 
 def _as_read(data: bytes) -> tuple[object, ...]:
@@ -144,6 +144,34 @@ def test_mime_bytes_reads_the_same_as_the_email_packages_build(
     lines = ours.split(b"\r\n")
     assert all(b"\r" not in line and b"\n" not in line for line in lines)
     assert all(len(line) <= 78 or (line.startswith(b"To: ") and len(line) <= 258) for line in lines)
+
+
+@pytest.mark.parametrize("to", ["josé@example.com", "用户@例子.广告", "Zoë@bücher.de"])
+@pytest.mark.parametrize("sender", [SENDER, "Zoë's Grove <exports@grove.test>"])
+def test_mime_bytes_for_smtputf8_reads_the_same_as_the_email_packages_utf8_build(to: str, sender: str) -> None:
+    """RFC 6532: with SMTPUTF8 the headers are UTF-8 as they are (the SMTPUTF8 policy's build), the
+    bodies 7-bit as always; without it, an address that needs it is refused, never sent mangled."""
+    email = replace(EMAIL, to=to, subject="Ihr Export ist fertig, Zoë")
+    when = datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
+    ours = mime_bytes(email, sender=sender, date=when, utf8=True)
+    theirs = _email_package_build(email, sender, when, policy.SMTPUTF8)
+    assert _as_read(ours) == _as_read(theirs)
+    assert f"To: {to}\r\n".encode() in ours and ours.split(b"\r\n\r\n", 1)[1].isascii()
+    with pytest.raises(PermanentMailError, match="SMTPUTF8"):
+        mime_bytes(email, sender=sender, date=when)
+
+
+def test_mime_bytes_writes_a_domain_not_ascii_as_its_a_labels_in_a_7_bit_message() -> None:
+    ours = mime_bytes(replace(EMAIL, to="anna@Bücher.de"), sender=SENDER)
+    assert ours.isascii() and b"To: anna@xn--bcher-kva.de\r\n" in ours
+
+
+def test_the_log_line_of_a_refusal_holds_no_address_in_either_form() -> None:
+    from services.notifier.service import REQUESTER, _without_address
+
+    reason = "550 5.1.1 <ANNA@xn--bcher-kva.de>: Recipient address rejected; anna@bücher.de"
+    assert _without_address(reason, "anna@bücher.de") == f"550 5.1.1 <{REQUESTER}>: Recipient address rejected; {REQUESTER}"
+    assert _without_address("x <a@b.c, d@e.f>", "a@b.c, d@e.f") == f"x <{REQUESTER}>"
 
 
 def test_mime_bytes_refuses_text_that_is_not_unicode_and_headers_with_line_breaks() -> None:

@@ -3,12 +3,16 @@
 Body (the spec's shape, and the idempotency key where Zephyr's contract reads it)::
 
     {"type": "transactional", "template": "raw", "to": ..., "subject": ..., "html": ..., "text": ...,
-     "idempotencyKey": ...}
+     "idempotencyKey": ..., "tenant": ..., "source": "grove-export", "correlationId": ...}
 
 The email's idempotency key (``{export_id}:{kind}:{tenant_id}``…) lets the mail service drop a repeat of
 the same email: Zephyr reads it from the body's ``idempotencyKey`` (its ``ZephyrRequest``); it is also
 sent as an ``Idempotency-Key`` header, for services that read it there. Sent only as the header, which
 Zephyr does not read, a notifier restarted between a send and its record had the email sent twice.
+``tenant`` (the export's tenant), ``source`` and ``correlationId`` (the export's id) are the fields
+Zephyr's ``ZephyrRequest`` keeps its rate limits and logs by: without ``tenant`` every email counted
+against one shared limit (Zephyr's default of 60 a minute, 1,000 a day), so one burst of exports used it
+up for every tenant and their emails failed.
 5xx, 408, 429 and connection errors are transient; any other non-2xx answer is permanent.
 """
 
@@ -28,6 +32,7 @@ from .message import Email
 from .mime import require_one_recipient
 
 CHANNEL = "http"
+SOURCE = "grove-export"  # the service Zephyr logs an email as coming from
 _TRANSIENT_4XX = frozenset({408, 429})
 _DETAIL_BYTES = 4096  # of an error answer's body: the reason shows _DETAIL_CHARS characters of it
 _DETAIL_CHARS = 200
@@ -43,6 +48,9 @@ def zephyr_body(email: Email) -> dict[str, Any]:
         "html": email.html,
         "text": email.text,
         "idempotencyKey": email.idempotency_key,
+        **({"tenant": email.tenant_id} if email.tenant_id else {}),
+        "source": SOURCE,
+        **({"correlationId": email.export_id} if email.export_id else {}),
     }
 
 

@@ -41,6 +41,8 @@ class Email:
     text: str
     html: str
     idempotency_key: str
+    tenant_id: str = ""  # whose export: the mail service's rate limit is kept per tenant
+    export_id: str = ""
 
 
 @cache
@@ -118,6 +120,8 @@ def ready_email(
         text=fill_text(_render("ready.txt.j2", context)),
         html=_render("ready.html.j2", context),
         idempotency_key=idempotency_key(tenant_id, export_id, "ready", attempt, resend),
+        tenant_id=tenant_id,
+        export_id=export_id,
     )
 
 
@@ -136,4 +140,6 @@ def failed_email(*, to: str, username: str, reason: str, export_id: str, tenant_
         text=fill_text(_render("failed.txt.j2", context)),
         html=_render("failed.html.j2", context),
         idempotency_key=idempotency_key(tenant_id, export_id, "failed", attempt, resend),
+        tenant_id=tenant_id,
+        export_id=export_id,
     )

@@ -49,6 +49,9 @@ async def test_posts_the_spec_body_with_api_key_and_idempotency_key(
         "html": ready.html,
         "text": ready.text,
         "idempotencyKey": "exp_3f2a9c:ready:tenant_tom",
+        "tenant": "tenant_tom",  # Zephyr's rate limits are kept per tenant
+        "source": "grove-export",
+        "correlationId": "exp_3f2a9c",
     }
     assert call.headers["X-API-Key"] == API_KEY
     assert call.headers["Idempotency-Key"] == "exp_3f2a9c:ready:tenant_tom"

@@ -230,6 +230,7 @@ def test_zephyr_body_has_exactly_the_spec_fields_and_zephyrs_idempotency_key() -
         "html": EMAIL.html,
         "text": EMAIL.text,
         "idempotencyKey": "exp_1:ready",
+        "source": "grove-export",
     }
 
 

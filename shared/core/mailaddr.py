@@ -12,7 +12,7 @@ An address that is not ASCII (RFC 6531) is taken: ``josé@example.com``, ``anna@
 ``用户@例子.广告``. Refused, its person could not export at all (every route was a 401), where the email
 is only a courtesy. Past ASCII the local part may hold what RFC 6531 adds to atext (UTF8-non-ascii)
 except what could hide or break a line or a header: Unicode's controls (Cc: NEL U+0085 too), format
-characters (Cf: U+200B, the bidi controls U+202E…), separators (Zs: U+00A0…; Zl, Zp: U+2028, U+2029),
+characters (Cf: U+200B, the bidi controls U+202E…; not the joiners U+200C and U+200D), separators (Zs: U+00A0…; Zl, Zp: U+2028, U+2029),
 private-use, unassigned and surrogate code points, and a compatibility form of an ASCII special
 (``＠``, ``，``, ``＜``: NFKC makes them ``@ , <``). Each label of the domain is an ASCII
 letter-digit-hyphen label, or a U-label IDNA 2008 (the ``idna`` package: not Python's own codec, which
@@ -35,12 +35,18 @@ _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"  # as a regex class's content
 _LOCAL = re.compile(rf"[{_ATEXT}\u0080-\U0010ffff]+(?:\.[{_ATEXT}\u0080-\U0010ffff]+)*")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _NOT_ATEXT = re.compile(rf"[^{_ATEXT}]")
+_JOINERS = frozenset("\u200c\u200d")
 
 
 def _allowed(c: str) -> bool:
     """``c``, a character past ASCII, may be in an address: not a control, format, separator,
     private-use, unassigned or surrogate code point (categories C* and Z*), and no compatibility form
-    of an ASCII character that is not atext (U+FF20 ``＠`` is ``@`` to whatever normalises it)."""
+    of an ASCII character that is not atext (U+FF20 ``＠`` is ``@`` to whatever normalises it). The
+    joiners (U+200C, U+200D) are format characters that words need — Persian writes U+200C inside
+    words, as the ``sub`` and ``username`` rules know — so they are taken (a domain's by IDNA 2008's
+    own rule for them, CONTEXTJ)."""
+    if c in _JOINERS:
+        return True
     if unicodedata.category(c)[0] in "CZ":
         return False
     return not _NOT_ATEXT.search("".join(ch for ch in unicodedata.normalize("NFKC", c) if ch.isascii()))

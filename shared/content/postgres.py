@@ -78,6 +78,39 @@ async def _refuse_other_types(conn: asyncpg.Connection, table: str, cols: Sequen
                                   f"can be written")
 
 
+# An id this long (UTF-8 bytes) may not fit a primary key's index entry (2,704 bytes at most, the
+# value compressed if it can be): each is tried in an index of its own before an import writes.
+# Shorter ones always fit.
+INDEXED_ID_BYTES = 2048
+
+
+async def _refuse_unindexable_ids(conn: asyncpg.Connection, table: str, ids: Sequence[Any]) -> None:
+    """ContentRejected for an id PostgreSQL cannot put in ``table``'s primary key index ("index row
+    size 4032 exceeds btree version 4 maximum 2704"): an archive chooses its ids, and one of 4,000
+    random characters passed every check and was refused by the write, after the files were put,
+    as the database's failure ("refused the read", exit 1). Each long id goes into a temporary
+    table's index of the same column type, in a transaction rolled back: the server's own rule,
+    compression and all; the usual id is shorter than ``INDEXED_ID_BYTES`` and costs nothing."""
+    long = [(n, i) for n, i in enumerate(ids) if isinstance(i, str) and len(i.encode()) > INDEXED_ID_BYTES]
+    if not long:
+        return
+    tr = conn.transaction()
+    await tr.start()
+    try:
+        await conn.execute('CREATE TEMP TABLE grove_id_probe (id TEXT COLLATE "C" PRIMARY KEY) ON COMMIT DROP')
+        for n, row_id in long:
+            try:
+                async with conn.transaction():  # a savepoint: a refused id leaves the probe usable
+                    await conn.execute("INSERT INTO grove_id_probe VALUES ($1)", row_id)
+            except asyncpg.ProgramLimitExceededError:
+                raise ContentRejected(f"{table} row {n} ({row_id[:32]!r}…): its id is {len(row_id.encode()):,} "
+                                      "bytes, more than PostgreSQL can index (a primary key's entry holds at most "
+                                      "2,704 bytes, compressed)") from None
+            await conn.execute("TRUNCATE grove_id_probe")  # two same long ids are another check's
+    finally:
+        await tr.rollback()
+
+
 def numbered(sql: str) -> str:
     """``?`` placeholders → PostgreSQL's ``$1, $2, …`` (the shared queries hold no literal ``?``)."""
     counter = iter(range(1, 1000))
@@ -232,7 +265,7 @@ class PostgresContent(SourceQueries):
                 for table, cols, values in checked:
                     await _refuse_other_types(conn, table, cols)
                     await conn.copy_records_to_table(table, records=values, columns=list(cols))
-        except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as e:
+        except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError, asyncpg.ProgramLimitExceededError) as e:
             raise ContentRejected(f"{table}: {e}") from None
         except _DRIVER_ERRORS as e:
             raise _unavailable(e) from None
@@ -251,6 +284,7 @@ class PostgresContent(SourceQueries):
                                                [i for i in ids if isinstance(i, str)])
                     if held is not None:
                         raise id_taken(table, held)
+                    await _refuse_unindexable_ids(conn, table, ids)
         except _DRIVER_ERRORS as e:
             raise _unavailable(e) from None
 

@@ -23,8 +23,9 @@ import pytest
 from services.archivetools.importer import ImportRefused, Rekey, import_archive
 from shared.archive.frontmatter import render_markdown
 from shared.content.factory import open_content, sqlite_dsn
-from shared.content.port import ContentError, ContentSource
+from shared.content.port import ContentError, ContentRejected, ContentSource
 from shared.content.restore import content_counts
+from shared.content.sqlite import SqliteContent
 from shared.objectstore.fs import FilesystemStore
 from tests.unit.archive.test_verify import as_link
 
@@ -250,6 +251,9 @@ async def test_text_kept_under_unreadable_goes_back_on_sqlite_and_is_refused_who
     assert nothing_put(store)
 
 
+LONG_ID = "".join(hashlib.sha256(str(n).encode()).hexdigest() for n in range(63))
+
+
 def _taken_post_id(target: str) -> str:
     return Rekey(SOURCE, target).id(f"post_2_{SOURCE}")
 
@@ -278,6 +282,13 @@ DATABASE_REFUSES: dict[str, tuple[dict[str, Any], set[str], str]] = {
         {"edit_index": lambda i: i["media"][0].update(alt_text="a\0b")}, {"postgresql"},
         "the content database would refuse these rows: media row 0 ('med_1_tenant_b'): alt_text contains a NUL "
         "character; nothing was written"),
+    # 4,032 hex digits that do not compress: "index row size 4048 exceeds btree version 4 maximum 2704" was
+    # the write's answer, after the image was put (and deleted), as "the content database refused the read"
+    "an id longer than PostgreSQL can index": (
+        {"edit_index": lambda i: i["posts"][1].update(id=LONG_ID)}, {"postgresql"},
+        "the content database would refuse these rows: posts row 1 ('imp_tenant_b_5feceb66ffc86f38d95'…): its id "
+        "is 4,045 bytes, more than PostgreSQL can index (a primary key's entry holds at most 2,704 bytes, "
+        "compressed); nothing was written"),
 }
 
 
@@ -297,6 +308,20 @@ async def test_what_the_database_would_refuse_is_refused_before_anything_is_put(
     assert str(refused.value) == says
     await assert_nothing_left(content, store, "tenant_b")
     assert nothing_put(store), "files were put (and taken back) before the database refused the rows"
+
+
+async def test_a_write_of_an_id_postgresql_cannot_index_is_refused_as_the_row_s(tmp_path: Path,
+                                                                                 content: ContentSource) -> None:
+    """Should such an id reach the write all the same (check_write not asked), it is the rows' refusal,
+    ContentRejected, not "the content database refused the read"."""
+    tenant = [{"id": "t_long", "username": "u", "display_name": None, "email": None, "created_at": 1}]
+    post = [{"id": LONG_ID, "tenant_id": "t_long", "slug": "s", "title": "t", "created_at": 1}]
+    if isinstance(content, SqliteContent):
+        assert await content.insert_tables([("tenants", tenant), ("posts", post)]) == 2
+        return
+    with pytest.raises(ContentRejected, match="posts: index row size"):
+        await content.insert_tables([("tenants", tenant), ("posts", post)])
+    assert await content.tenant("t_long") is None
 
 
 async def test_a_write_the_database_refuses_part_way_leaves_nothing(tmp_path: Path, content: ContentSource) -> None:

@@ -18,7 +18,7 @@ import hashlib
 import os
 import re
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, overload
@@ -437,8 +437,13 @@ async def _keep_what_is_there(store: ObjectStore, tenant: str, plan: Restore, zf
     import (ImportRefused, nothing written). One listing per bucket under the tenant's prefix; only a
     key listed at the member's size is read, to compare its SHA-256 with manifest.json's."""
     held: dict[tuple[str, str], int] = {}
-    for bucket in _by_bucket(plan.objects):
-        held |= {(bucket, o.key): o.size for o in await store.list_keys(bucket, f"{tenant}/")}  # Rekey.key: under it
+    for bucket, keys in _by_bucket(plan.objects).items():
+        listed = {o.key: o.size for o in await store.list_keys(bucket, f"{tenant}/")}  # Rekey.key: under it
+        if (there := _in_the_way(keys, listed)) and (problem := store.unfit_keys([*keys, *there])):
+            raise ImportRefused(f"the store cannot hold the files this archive names beside those it holds already: "
+                                f"{problem}; import never replaces a file it did not put: move it away or import "
+                                "into another tenant; nothing was written")
+        held |= {(bucket, key): size for key, size in listed.items()}
     kept: set[tuple[str, str, str, str]] = set()  # a list made the filter below quadratic in the files kept
     for obj in plan.objects:
         bucket, key, member, _ = obj
@@ -458,6 +463,23 @@ async def _keep_what_is_there(store: ObjectStore, tenant: str, plan: Restore, zf
         kept.add(obj)
     plan.objects = [obj for obj in plan.objects if obj not in kept]
     plan.kept = len({(b, k) for b, k, _, _ in kept})
+
+
+def _in_the_way(keys: list[str], held: Iterable[str]) -> list[str]:
+    """The keys of ``held`` (the store's, under the tenant's prefix) that are a folder of a key the plan
+    puts, or under one: ``t/media`` beside the archive's ``t/media/a.jpg``, ``t/a.jpg/old.jpg`` beside
+    its ``t/a.jpg``. S3 holds both; the filesystem store cannot (:meth:`unfit_keys` says so), and its
+    put failed part-way as the machine's error ("Not a directory: …/.a.jpg.<hex>.tmp", exit 1)."""
+    puts, folders = set(keys), {folder for key in keys for folder in _folders(key)}
+    return [h for h in held if h in folders or any(folder in puts for folder in _folders(h))]
+
+
+def _folders(key: str) -> Iterator[str]:
+    """The folders a key is in, as keys: ``a``, ``a/b`` of ``a/b/c``."""
+    at = key.find("/")
+    while at != -1:
+        yield key[:at]
+        at = key.find("/", at + 1)
 
 
 async def _sha256(store: ObjectStore, bucket: str, key: str) -> str:

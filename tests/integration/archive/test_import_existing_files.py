@@ -95,6 +95,41 @@ async def test_a_file_already_at_a_key_with_the_archives_bytes_is_kept_and_never
         await store.close()
 
 
+@pytest.mark.parametrize(("held", "says"), [
+    ("tenant_dst/media", "'tenant_dst/media' is a file, and 'tenant_dst/media/a.jpg' would need it to be a folder"),
+    ("tenant_dst/media/a.jpg/old.jpg", "'tenant_dst/media/a.jpg' is a file, and 'tenant_dst/media/a.jpg/old.jpg' "
+                                       "would need it to be a folder"),
+])
+async def test_a_file_where_the_archive_needs_a_folder_or_one_in_a_folder_it_puts_a_file_at_is_refused_on_fs(
+        either_store_settings: Settings, tmp_path: Path, held: str, says: str) -> None:
+    """Seen (filesystem store): the operator's file at `tenant_dst/media`, or one in a folder
+    `tenant_dst/media/a.jpg/`, and the archive's `tenant_dst/media/a.jpg`: the put failed as the machine's
+    error ("Not a directory: …/.a.jpg.<hex>.tmp", "Is a directory: …", exit 1). Refused before anything
+    is put now, naming the keys; S3 holds both side by side and the import goes on."""
+    settings, images = either_store_settings, either_store_settings.buckets.images
+    store = await open_store(settings, create_buckets=True)
+    content = open_content(sqlite_dsn(tmp_path / "content.db"), pool_max=2)
+    try:
+        await content.init()
+        await store.put(images, held, b"the operator's own file", "image/jpeg")
+        if settings.store != "fs":
+            assert await _import(archive(tmp_path / "a.zip"), content, store, settings) == \
+                "restored 1 media, 2 posts, 1 pages; 1 files put in the store"
+            return
+        with pytest.raises(ImportRefused) as refused:
+            await _import(archive(tmp_path / "a.zip"), content, store, settings)
+        assert str(refused.value) == (
+            f"the store cannot hold the files this archive names beside those it holds already: {says} (the "
+            "filesystem store keeps each key as a file); import never replaces a file it did not put: move it away "
+            "or import into another tenant; nothing was written"), str(refused.value)
+        assert [o.key for o in await store.list_keys(images, "tenant_dst/")] == [held]
+        assert await store.read(images, held) == b"the operator's own file"
+        assert set((await content_counts(content, "tenant_dst")).values()) == {0}
+    finally:
+        await content.close()
+        await store.close()
+
+
 def test_the_cli_refuses_a_file_already_there_in_one_line_exit_2(tmp_path: Path) -> None:
     held = tmp_path / "store" / "grove-images" / "tenant_dst" / "media" / "a.jpg"
     held.parent.mkdir(parents=True)

@@ -397,9 +397,12 @@ async def abort_left_uploads(store: ObjectStore, tenant: str, objects: list[tupl
     kept the parts sent so far — the person's file, up to its last part — in the store, listed by no
     object listing, through every later import. Run with the tenant's import claim held and the
     tenant empty: an upload at one of these keys is a killed import's, and the put that follows
-    replaces the key anyway. One listing per bucket, under the tenant's prefix. Returns how many."""
+    replaces the key anyway. One listing per bucket, under the tenant's prefix. The temp files of
+    single puts cut short at these keys go too (the filesystem's ``.<name>.<hex>.tmp``: part of the
+    file, no listing shows it, and the put that follows did not replace it). Returns how many uploads."""
     aborted = 0
     for bucket, keys in _by_bucket(objects).items():
+        await store.remove_cut_puts(bucket, keys)
         wanted = set(keys)
         for upload in await store.list_uploads(bucket, f"{tenant}/"):
             if upload.key in wanted:

@@ -175,6 +175,13 @@ class ObjectStore(Protocol):
 
     async def list_uploads(self, bucket: str, prefix: str) -> list[MultipartUpload]: ...
 
+    async def remove_cut_puts(self, bucket: str, keys: Sequence[str]) -> int:
+        """Delete what puts of ``keys`` cut short left (a process killed mid-write): the filesystem's
+        temp file beside each key, which holds part of the object's bytes and which no listing shows
+        and no later put replaces; S3 keeps nothing of a single PUT cut short. Only for a caller that
+        knows no put of these keys is under way (an import holding its tenant's claim). How many."""
+        ...
+
     async def leftovers(self, bucket: str, prefix: str) -> list[str]:
         """What the store holds under ``prefix`` (a folder, ending in ``/``) besides the objects
         :meth:`list_keys` shows: the filesystem's temp files of writes cut short, S3's older versions

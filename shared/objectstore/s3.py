@@ -494,6 +494,9 @@ class S3Store:
                     out.append((m["Key"], m["VersionId"]))
         return out
 
+    async def remove_cut_puts(self, bucket: str, keys: Sequence[str]) -> int:
+        return 0  # a PUT cut short stores nothing (a multipart upload left open: abort_multipart)
+
     async def leftovers(self, bucket: str, prefix: str) -> list[str]:
         """Older versions and delete markers under ``prefix`` (a versioned bucket keeps every version:
         a delete only adds a marker, and the tenant's archive stayed readable by its version id)."""

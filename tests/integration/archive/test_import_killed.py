@@ -21,7 +21,7 @@ from services.archivetools import importer
 from shared.content.factory import open_content, sqlite_dsn
 from shared.objectstore.factory import open_store
 from shared.runtime.settings import Settings
-from tests.integration.archive.test_import_refusals import archive, cli
+from tests.integration.archive.test_import_refusals import IMAGE, archive, cli
 
 BIG = 48 * 2**20  # six 8 MiB parts
 
@@ -79,3 +79,21 @@ async def test_the_upload_a_killed_import_left_at_its_key_is_aborted_on_either_s
     finally:
         await content.close()
         await store.close()
+
+
+def test_the_temp_file_a_put_killed_midway_left_beside_its_key_is_removed_by_the_import_run_again(
+        tmp_path: Path) -> None:
+    """Seen (filesystem store, real processes): SIGKILL while an 8 MiB image was put in one piece left
+    `.a.jpg.<32 hex>.tmp` beside its key, 2 MiB of the person's image, listed by no listing; the import
+    run again put `a.jpg` and left it there for good. Here the temp file is as the kill left it, and
+    another beside a key this archive does not put, which is not the import's to touch."""
+    folder = tmp_path / "store" / "grove-images" / "tenant_dst" / "media"
+    folder.mkdir(parents=True)
+    cut = folder / f".a.jpg.{hashlib.md5(b'cut').hexdigest()}.tmp"
+    cut.write_bytes(IMAGE[:100])
+    other = folder / f".b.jpg.{hashlib.md5(b'other').hexdigest()}.tmp"
+    other.write_bytes(b"another's write")
+    out = cli(tmp_path, "import", str(archive(tmp_path / "a.zip")), "--tenant", "tenant_dst")
+    assert out.returncode == 0 and "restored 1 media" in out.stdout, out.stderr
+    assert sorted(os.listdir(folder)) == sorted([other.name, ".a.jpg.etag", "a.jpg"])
+    assert (folder / "a.jpg").read_bytes() == IMAGE

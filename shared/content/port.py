@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
@@ -249,18 +249,21 @@ def checked_rows(table: str, rows: Iterable[Mapping[str, Any]], *,
     return cols, CheckedValues(table, rows, cols, count, nul_ok=nul_ok, any_type_ok=any_type_ok)
 
 
-def checked_ids(table: str, rows: Iterable[Mapping[str, Any]], *,
-                nul_ok: bool, any_type_ok: bool) -> tuple[tuple[str, ...], list[Any]]:
+def checked_ids(table: str, rows: Iterable[Mapping[str, Any]], *, nul_ok: bool, any_type_ok: bool,
+                each: Callable[[int, Mapping[str, Any]], None] | None = None) -> tuple[tuple[str, ...], list[Any]]:
     """:func:`checked_rows`' checks of a write (for :meth:`ContentSource.check_write`), and the ids of
-    its rows: the columns and the ids, read in one pass."""
+    its rows: the columns and the ids, read in one pass. ``each(n, row)``: a check of the adapter's
+    own, on each row once it passed these."""
     ids: list[Any] = []
     given = list(rows) if iter(rows) is rows else rows  # an iterator can be read once: gathered, as checked_rows does
 
     class Recorded:  # a collection, read once by checked_rows, noting each row's id as it passes
         def __iter__(self) -> Iterator[Mapping[str, Any]]:
-            for row in given:
+            for n, row in enumerate(given):
                 ids.append(row.get("id"))
                 yield row
+                if each is not None:  # checked_rows has checked the row by now
+                    each(n, row)
 
     cols, _ = checked_rows(table, Recorded(), nul_ok=nul_ok, any_type_ok=any_type_ok)
     return cols, ids

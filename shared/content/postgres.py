@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,6 +20,7 @@ import asyncpg
 from shared.content import schema
 from shared.content.port import (
     INTEGER_COLUMNS,
+    TABLES,
     ClaimHeld,
     ContentRejected,
     ContentUnavailable,
@@ -76,6 +77,34 @@ async def _refuse_other_types(conn: asyncpg.Connection, table: str, cols: Sequen
             raise ContentRejected(f"{table}.{col} is {have or 'missing'} in this database, and this write gives "
                                   f"{kind} there (the spec's type); only tables of the spec's column types "
                                   f"can be written")
+
+
+async def _column_lengths(conn: asyncpg.Connection, table: str) -> dict[str, tuple[int, str]]:
+    """The columns of ``table`` this database declares with a length (a platform's own table:
+    ``VARCHAR(36)``, ``CHAR(2)``): how many characters each holds, and its type as PostgreSQL names it."""
+    rows = await conn.fetch("SELECT attname::text, atttypmod - 4, format_type(atttypid, atttypmod) FROM pg_attribute "
+                            "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND atttypmod > 4 "
+                            "AND atttypid IN ('varchar'::regtype, 'bpchar'::regtype)", table)
+    return {col: (most, kind) for col, most, kind in rows}
+
+
+def _too_long(table: str, lengths: Mapping[str, tuple[int, str]]) -> Callable[[int, Mapping[str, Any]], None] | None:
+    """A row check refusing text longer than its column's declared length, as the write would ("value
+    too long for type character varying(40)": after the import had put the files). PostgreSQL cuts
+    excess spaces without a word, and so they pass here too."""
+    if not lengths:
+        return None
+
+    def check(n: int, row: Mapping[str, Any]) -> None:
+        for col, (most, kind) in lengths.items():
+            value = row.get(col)
+            if isinstance(value, str) and len(value) > most and value[most:].strip(" "):
+                row_id = row.get("id")
+                shown = repr(row_id) if not isinstance(row_id, str) or len(row_id) <= 64 else f"{row_id[:32]!r}…"
+                raise ContentRejected(f"{table} row {n} ({shown}): {col} is {len(value):,} characters long, more "
+                                      f"than {table}.{col} holds in this database ({kind})")
+
+    return check
 
 
 # An id this long (UTF-8 bytes) may not fit a primary key's index entry (2,704 bytes at most, the
@@ -272,10 +301,13 @@ class PostgresContent(SourceQueries):
         return sum(len(values) for _, _, values in checked)
 
     async def check_write(self, batches: Sequence[tuple[str, Iterable[Mapping[str, Any]]]]) -> None:
-        checked = [(table, *checked_ids(table, rows, nul_ok=False, any_type_ok=False)) for table, rows in batches]
         pool = await self._get_pool()
         try:
             async with pool.acquire() as conn:
+                lengths = {table: await _column_lengths(conn, table) for table, _ in batches if table in TABLES}
+                checked = [(table, *checked_ids(table, rows, nul_ok=False, any_type_ok=False,
+                                                each=_too_long(table, lengths.get(table, {}))))
+                           for table, rows in batches]
                 for table, cols, ids in checked:
                     if not cols:  # no rows
                         continue

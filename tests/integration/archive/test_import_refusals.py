@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from services.archivetools.importer import ImportRefused, Rekey, import_archive
@@ -629,3 +630,40 @@ async def test_a_post_s_links_are_found_as_the_archive_s_release_found_them(
         await db.close()
     # the export's own link gets the new tenant's URL; the person's two look-alikes stay as written
     assert posts["hello"] == "[r]: ../media/a.jpg x\n\n![c](https://cdn.example/t2/media/a.jpg)\n\n![h](../media/a.jpg)\n"
+
+
+async def test_text_longer_than_a_platform_s_own_column_holds_is_refused_before_anything_is_put(
+        tmp_path: Path, postgres_dsn: str) -> None:
+    """A platform's own tables (kept by ``init``) may give a column a length: `title VARCHAR(40)`, ids
+    as `VARCHAR(36)` (a UUID's). A title of 41 characters (or an id the import derives,
+    `imp_{tenant}_{old}`, past 36) was refused only by the write, "value too long for type character
+    varying(40)", after the files were put and taken back, exit 1. Refused before, naming the row."""
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        await conn.execute("""
+CREATE TABLE posts (id VARCHAR(36) PRIMARY KEY, tenant_id TEXT NOT NULL, slug TEXT NOT NULL,
+  title VARCHAR(40) NOT NULL, description TEXT, markdown_content TEXT NOT NULL DEFAULT '', tags TEXT,
+  status TEXT NOT NULL DEFAULT 'draft', featured_image TEXT, published_at BIGINT, created_at BIGINT NOT NULL,
+  updated_at BIGINT)""")
+    finally:
+        await conn.close()
+    db = open_content(postgres_dsn, pool_max=2)
+    await db.init()
+    store = FilesystemStore(tmp_path / "store")
+    try:
+        with pytest.raises(ImportRefused) as refused:
+            await run_import(archive(tmp_path / "a.zip", post=post_meta(title="t" * 41)), "tenant_b", db, store)
+        assert str(refused.value) == (
+            "the content database would refuse these rows: posts row 0 ('post_1_tenant_b'): title is 41 characters "
+            "long, more than posts.title holds in this database (character varying(40)); nothing was written")
+        await assert_nothing_left(db, store, "tenant_b")
+        assert nothing_put(store)
+        with pytest.raises(ImportRefused, match=re.escape(
+                "posts row 1 ('imp_tenant_b_" + "f" * 36 + "'): id is 49 characters long")):
+            await run_import(archive(tmp_path / "b.zip", edit_index=lambda i: i["posts"][1].update(id="f" * 36)),
+                             "tenant_b", db, store)
+        assert nothing_put(store)
+        assert (await run_import(archive(tmp_path / "c.zip"), "tenant_b", db, store)).summary() == \
+            "restored 1 media, 2 posts, 1 pages; 1 files put in the store"  # within the lengths: written
+    finally:
+        await db.close()

@@ -70,12 +70,16 @@ def translate_smtp_error(exc: BaseException, where: str) -> MailError:
 
 
 async def _offers_smtputf8(client: aiosmtplib.SMTP) -> bool:
-    """Whether the connected server lists SMTPUTF8 in its EHLO answer (one that refuses EHLO lists
-    nothing)."""
+    """Whether the connected server lists SMTPUTF8 in its EHLO answer (one that refuses EHLO for good,
+    5yz, lists nothing). A 4yz — ``421`` busy, closing — says nothing about SMTPUTF8: raised, a
+    transient failure retried like the same answer to an ASCII address's EHLO (taken as "does not
+    offer SMTPUTF8", it ended the email for good on a server that offers it)."""
     if client.is_ehlo_or_helo_needed:
         try:
             await client.ehlo()
-        except aiosmtplib.SMTPHeloError:
+        except aiosmtplib.SMTPHeloError as exc:
+            if not 500 <= exc.code < 600:
+                raise
             return False
     return client.supports_extension("smtputf8")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import ssl
+from dataclasses import dataclass, replace
 from email import policy
 from email.message import EmailMessage
 from typing import Any
@@ -19,6 +20,7 @@ from services.notifier.mail import (
     TransientMailError,
     send_with_retries,
 )
+from tests.integration.mail.conftest import SmtpHandler
 
 SENDER = "Grove Export <exports@grove.test>"
 NASTY_NAME = "<script>alert(1)</script> Tom & Jerry"  # the conftest's ``ready`` username
@@ -221,3 +223,38 @@ async def test_greylisted_recipient_is_transient(start_smtp: Any, ready: Email) 
 
     with pytest.raises(TransientMailError, match="Greylisted"):
         await mailer(server.port).send(ready)
+
+
+@dataclass
+class BusyOnEhlo(SmtpHandler):
+    """Answers the first ``busy`` EHLOs ``421`` (busy, closing), then as usual (SMTPUTF8 if enabled)."""
+
+    busy: int = 1
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        if self.busy:
+            self.busy -= 1
+            return ["421 4.7.0 mx.test busy, try again later"]
+        session.host_name = hostname
+        return responses
+
+
+@pytest.mark.parametrize("to", ["wanderer@example.org", "josé@bücher.de"])
+async def test_a_busy_answer_to_ehlo_is_transient_and_a_retry_delivers(start_smtp: Any, ready: Email, to: str) -> None:
+    """A 421 to EHLO says the server is busy, not what it offers: for an address that needs SMTPUTF8
+    it was "does not offer SMTPUTF8", permanent — no retry, no email — from a server that offers it."""
+    server = start_smtp(utf8=True, handler=BusyOnEhlo())
+    email = replace(ready, to=to)
+
+    with pytest.raises(TransientMailError, match="421"):
+        await mailer(server.port).send(email)
+
+    server.handler.busy = 1
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    assert await send_with_retries(mailer(server.port), email, 3, 0.01, no_sleep) == "smtp"
+    [got] = server.handler.messages
+    assert got.rcpt_tos == [to] and got.smtputf8 == (not to.isascii())

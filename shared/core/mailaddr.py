@@ -14,7 +14,8 @@ is only a courtesy. Past ASCII the local part may hold what RFC 6531 adds to ate
 except what could hide or break a line or a header: Unicode's controls (Cc: NEL U+0085 too), format
 characters (Cf: U+200B, the bidi controls U+202E…; not the joiners U+200C and U+200D), separators (Zs: U+00A0…; Zl, Zp: U+2028, U+2029),
 private-use, unassigned and surrogate code points, and a compatibility form of an ASCII special
-(``＠``, ``，``, ``＜``: NFKC makes them ``@ , <``). Each label of the domain is an ASCII
+(``＠``, ``，``, ``＜``: NFKC makes them ``@ , <``), nor a character whose decomposition holds one
+(``≮`` and ``≯``: NFD makes them ``<`` and ``>`` with U+0338). Each label of the domain is an ASCII
 letter-digit-hyphen label, or a U-label IDNA 2008 (the ``idna`` package: not Python's own codec, which
 is IDNA 2003) encodes into an A-label (``bücher`` → ``xn--bcher-kva``) of at most 63 octets. Lengths
 are counted in UTF-8 octets, as RFC 6531 does: at most 64 for the local part and 254 for the whole
@@ -49,7 +50,8 @@ def _allowed(c: str) -> bool:
         return True
     if unicodedata.category(c)[0] in "CZ":
         return False
-    return not _NOT_ATEXT.search("".join(ch for ch in unicodedata.normalize("NFKC", c) if ch.isascii()))
+    # NFKD, not NFKC: NFKC composes ``<`` U+0338 back into ``≮``, which NFD (and NFKD) make ``<`` again
+    return not _NOT_ATEXT.search("".join(ch for ch in unicodedata.normalize("NFKD", c) if ch.isascii()))
 
 
 def _a_label(label: str) -> str | None:

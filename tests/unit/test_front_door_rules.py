@@ -57,6 +57,7 @@ _HIDING = ["\u202e", "\u200b", "\u2028", "\u0085", "\u00a0", "\u0080", "\ue000",
     ("jos é@x.co", False), ("José <josé@x.co>", False), ("josé@x.co, b@x.co", False), ('"josé"@x.co', False),
     ("=?utf-8?b?am9zw6k=?=@x.co", False), ("josé@=?utf-8?q?x?=.co", False), ("josé@x.co\n", False),
     ("a＠evil.z@x.co", False), ("a，b@x.co", False), ("a＜b@x.co", False), ("a．b@x.co", False),  # NFKC: @ , < .
+    ("a\u226eb@x.co", False), ("a\u226fb@x.co", False), ("a\u2260b@x.co", True),  # NFD: < > = with U+0338
     ("a@bü-.de", False), ("a@\u05d0b.de", False), ("a@u\u0308ber.de", False),  # IDNA 2008: hyphen, bidi, NFC
     ("\u0645\u06cc\u200c\u0631\u0648\u062f@example.com", True),  # a Persian word with its joiner (U+200C)
     ("a@\u0645\u06cc\u200c\u0631\u0648\u062f.ir", True), ("a@b\u200cc.de", False),  # IDNA's CONTEXTJ
@@ -104,3 +105,16 @@ def test_reasons_name_what_failed_without_internals() -> None:
         assert reason.endswith(".") and not any(i in reason for i in internals), (error, reason)
     assert public_reason(StepError("The archive is too large."), StepError) == "The archive is too large."
     assert is_permanent(StoreRefused("x")) and not is_permanent(StoreUnavailable("x"))
+
+
+def test_an_address_the_rule_takes_is_still_one_address_in_every_normal_form() -> None:
+    """``a≮b@x.co`` passed: NFKC composes ``<`` U+0338 back into ``≮`` (U+226E), but NFD — which any
+    reader may apply — makes it ``a<`` U+0338 ``b@x.co``, an angle bracket in the address. Each code
+    point past ASCII the rule takes, in each of Unicode's four normal forms."""
+    import unicodedata
+
+    changing = [a for a in (f"a{chr(cp)}b@x.co" for cp in range(0x80, 0x30000) if not 0xD800 <= cp <= 0xDFFF)
+                if unicodedata.normalize("NFKD", a) != a and is_single_address(a)]
+    assert len(changing) > 5_000  # the rule takes many characters that normalise to others
+    for form in ("NFC", "NFD", "NFKC", "NFKD"):
+        assert [a for a in changing if not is_single_address(unicodedata.normalize(form, a))] == [], form

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -22,7 +23,7 @@ from services.notifier.mail.errors import one_line
 from services.notifier.mail.port import Mailer
 from services.notifier.mail.retry import send_with_retries
 from shared.core import events as ev
-from shared.core.mailaddr import with_ascii_domain
+from shared.core.mailaddr import with_ascii_domain, with_unicode_domain
 from shared.eventlog.jetstream import Loaded
 from shared.runtime import faults
 from shared.runtime.settings import Settings
@@ -149,12 +150,16 @@ def _without_address(reason: str, address: str) -> str:
     """The reason for the log: a mail server's refusal quotes the recipient (`550 5.1.1 <ann@…>: Recipient
     address rejected`, and aiosmtplib names it too), and the log is not erased by `erase-tenant`; the
     NotificationFailed event, which is, keeps it as the server said it. Any case: servers lower it. An
-    address whose domain is not ASCII is quoted as it was sent, with A-labels (anna@xn--bcher-kva.de)."""
+    address whose domain is not ASCII is quoted as it was sent, with A-labels (anna@xn--bcher-kva.de), and
+    one given with A-labels may be quoted with its U-labels; composed or decomposed, in part or whole (a
+    server or mail service may normalise what it quotes: ``josé`` is 4 or 5 code points), so both sides
+    are compared composed (NFC), which changes nothing the log line shows."""
     if not address:
         return reason
     forms = [address]
     with contextlib.suppress(ValueError):  # not one address: its text as it is is all there is
-        forms.append(with_ascii_domain(address))
-    for form in forms:
+        forms += [with_ascii_domain(address), with_unicode_domain(address)]
+    reason = unicodedata.normalize("NFC", reason)
+    for form in sorted({unicodedata.normalize("NFC", f) for f in forms}, key=len, reverse=True):
         reason = re.sub(re.escape(form), REQUESTER, reason, flags=re.IGNORECASE)
     return reason

@@ -97,6 +97,25 @@ def with_ascii_domain(address: str) -> str:
     return f"{local}@{ascii_domain}"
 
 
+def with_unicode_domain(address: str) -> str:
+    """``anna@xn--bcher-kva.de`` → ``anna@bücher.de``: each A-label of the domain as its U-label (one
+    that does not decode stays as it is), the local part as it is. Only for an address
+    :func:`is_single_address` takes (raises ``ValueError`` else)."""
+    if not is_single_address(address):
+        raise ValueError("not exactly one email address")
+    local, _, domain = address.rpartition("@")
+    return f"{local}@{'.'.join(_u_label(label) for label in domain.split('.'))}"
+
+
+def _u_label(label: str) -> str:
+    if not label.lower().startswith("xn--"):
+        return label
+    try:
+        return idna.ulabel(label)
+    except (idna.IDNAError, UnicodeError):
+        return label
+
+
 def needs_smtputf8(address: str) -> bool:
     """Whether ``address`` can only be sent with SMTPUTF8 (RFC 6531): its local part is not ASCII. A
     domain that is not ASCII alone is sent as its A-labels (:func:`with_ascii_domain`), which every

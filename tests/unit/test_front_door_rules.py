@@ -8,7 +8,7 @@ import json
 import pytest
 
 from shared.core.keys import archive_key, is_archive_key_of, snapshot_key
-from shared.core.mailaddr import is_single_address, needs_smtputf8, with_ascii_domain
+from shared.core.mailaddr import is_single_address, needs_smtputf8, with_ascii_domain, with_unicode_domain
 from shared.core.reasons import is_permanent, public_reason
 from shared.objectstore import NoSuchUpload, ObjectNotFound, StoreError, StoreRefused, StoreUnavailable
 from shared.runtime.secrets import KNOWN_DEFAULTS, local_secrets, problem
@@ -76,6 +76,8 @@ def test_an_internationalised_domain_is_sent_as_its_a_labels() -> None:
     assert with_ascii_domain("用户@例子.广告") == "用户@xn--fsqu00a.xn--4rr70v"
     assert with_ascii_domain("Anna@Bücher.DE") == "Anna@xn--bcher-kva.DE"
     assert with_ascii_domain("a@xn--bcher-kva.de") == "a@xn--bcher-kva.de"
+    assert with_unicode_domain("a@xn--bcher-kva.DE") == with_unicode_domain("a@bücher.DE") == "a@bücher.DE"
+    assert with_unicode_domain("a@xn--zz.de") == "a@xn--zz.de"  # no U-label: as it is
     assert [needs_smtputf8(a) for a in ("anna@bücher.de", "josé@example.com", "a@x.co")] == [False, True, False]
     with pytest.raises(ValueError):
         with_ascii_domain("a@b.de, c@d.de")

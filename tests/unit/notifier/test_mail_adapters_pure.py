@@ -174,6 +174,21 @@ def test_the_log_line_of_a_refusal_holds_no_address_in_either_form() -> None:
     assert _without_address("x <a@b.c, d@e.f>", "a@b.c, d@e.f") == f"x <{REQUESTER}>"
 
 
+@pytest.mark.parametrize(("quoted", "address"), [
+    ("jos\u00e9@b\u00fccher.de", "jose\u0301@b\u00fccher.de"),  # NFD sent, NFC quoted
+    ("jose\u0301@b\u00fccher.de", "jos\u00e9@b\u00fccher.de"),  # NFC sent, NFD quoted
+    ("ANNA@B\u00dcCHER.DE", "anna@xn--bcher-kva.de"),  # sent with A-labels, quoted with U-labels
+    ("anna@xn--bcher-kva.de", "Anna@B\u00fccher.de"),
+])
+def test_the_log_line_of_a_refusal_holds_no_address_however_a_server_normalised_it(quoted: str, address: str) -> None:
+    """A server or mail service that normalises what it quotes (NFC, NFD; U-labels for A-labels) kept
+    the requester's address in the notifier's log, which erase-tenant does not erase."""
+    from services.notifier.service import REQUESTER, _without_address
+
+    assert _without_address(f"550 5.1.1 <{quoted}>: Recipient address rejected", address) == (
+        f"550 5.1.1 <{REQUESTER}>: Recipient address rejected")
+
+
 def test_mime_bytes_refuses_text_that_is_not_unicode_and_headers_with_line_breaks() -> None:
     with pytest.raises(UnicodeEncodeError):
         mime_bytes(replace(EMAIL, text="a\udc80"), sender=SENDER)

@@ -61,6 +61,7 @@ _HIDING = ["\u202e", "\u200b", "\u2028", "\u0085", "\u00a0", "\u0080", "\ue000",
     ("a@bü-.de", False), ("a@\u05d0b.de", False), ("a@u\u0308ber.de", False),  # IDNA 2008: hyphen, bidi, NFC
     ("\u0645\u06cc\u200c\u0631\u0648\u062f@example.com", True),  # a Persian word with its joiner (U+200C)
     ("a@\u0645\u06cc\u200c\u0631\u0648\u062f.ir", True), ("a@b\u200cc.de", False),  # IDNA's CONTEXTJ
+    ("\u200c@x.co", False), ("\u200d\u200c@x.co", False), ("a.\u200c@x.co", False),  # shows no name there
     ("a@例子。广告", False), ("a@bücher", False), ("josé@.de", False), ("josé@x..de", False), (".josé@x.co", False),
     *[(f"jo{c}sé@example.com", False) for c in _HIDING],
     *[(f"josé@bü{c}cher.de", False) for c in _HIDING],

@@ -25,12 +25,9 @@ import logging
 import nats.errors
 from nats.aio.client import Client
 
-from shared.runtime.probe import Probe
+from shared.runtime.probe import TIMEOUT_S, Probe
 
 log = logging.getLogger(__name__)
-
-TIMEOUT_S = 2.0  # a PING not answered within this: not ready
-
 
 class BusProbe(Probe):
     """Whether NATS answers; one per process (its answer is shared by every caller)."""

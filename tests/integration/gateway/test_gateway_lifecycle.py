@@ -497,3 +497,28 @@ async def test_readiness_tells_an_anonymous_caller_the_store_is_down_not_what_it
     assert body["detail"] == "The object store did not answer."
     said = "\n".join(r.getMessage() for r in caplog.records if r.name == readiness.__name__)
     assert "InternalStoreClientError" in said and "store-7.internal:9000" in said, said  # the log has it
+
+
+async def test_readiness_does_not_wait_on_a_store_that_holds_its_head_open(gateway, problem, monkeypatch, caplog):
+    """A store that takes the HEAD and never answers (a hung proxy, a store overloaded) held `/readyz`
+    for the store client's read timeout (60 s), past any probe's own timeout: not ready once the HEAD
+    has had `TIMEOUT_S`, said in the log."""
+    import time
+
+    held = asyncio.Event()
+
+    async def hangs(bucket, key):
+        held.set()
+        await asyncio.Event().wait()  # never answers
+
+    monkeypatch.setattr(gateway.app[STORE], "head", hangs)
+    monkeypatch.setattr(shared_probe, "FRESH_S", 0.0)
+    monkeypatch.setattr(readiness, "TIMEOUT_S", 0.5, raising=False)
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger=readiness.__name__):
+        async with asyncio.timeout(10):  # the test's own bound: without the probe's, the HEAD waits forever
+            body = await problem(await gateway.get("/readyz"), 503, "GROVE-EXPORT-008")
+    assert held.is_set() and time.monotonic() - started < 5
+    assert body["detail"] == "The object store did not answer."
+    said = "\n".join(r.getMessage() for r in caplog.records if r.name == readiness.__name__)
+    assert "within 0.5 s" in said, said

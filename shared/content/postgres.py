@@ -267,8 +267,12 @@ class PostgresContent(SourceQueries):
                 finally:
                     session.open = False
         except _DRIVER_ERRORS as e:
-            if e is body_error:  # the block's own (its streams' errors are ContentUnavailable already)
-                raise
+            # The block failed first (its streams' errors are ContentUnavailable already; a cancel, a
+            # render's error): that is what ended the read, and the rollback that then failed on the same
+            # closed connection ("cannot call Transaction.__aexit__(): the underlying connection is
+            # closed") named the driver, not the server's own words (a terminated backend, a failover).
+            if body_error is not None:
+                raise body_error from None
             raise _unavailable(e) from None
 
     async def tenant(self, tenant_id: str) -> Row | None:

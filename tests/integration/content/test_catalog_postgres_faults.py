@@ -1,0 +1,115 @@
+"""The catalog service reading PostgreSQL that misbehaves mid-read: its backend terminated (an
+operator's ``pg_terminate_backend``, a failover), or its connection gone silent (a frozen server, a
+partition). Each is driven at a known point — the catalog's posts cursor showing in
+``pg_stat_activity`` for this test's database — and judged by the export's log and the catalog's."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from services.devtools.stack.natsserver import NatsServer
+from services.devtools.stack.supervisor import Stack
+from shared.bus.connect import Bus
+from shared.content.factory import open_content
+from shared.content.seed import seed_tenant
+from shared.objectstore import ObjectStore
+from shared.runtime.settings import Settings
+from tests.support.env import settings_for
+from tests.support.pipeline import fetch_archive, request_export, wait_status
+from tests.support.postgres import ADMIN_DSN
+from tests.support.stack import logs_of, start_stack
+from tests.support.tcp_proxy import TcpProxy
+from tests.support.wait import until
+
+POSTS = 3000  # six cursor fetches, rendered between them: the read is still open when the fault lands
+STALL_S = 3.0
+
+
+@pytest.fixture(scope="module")
+def proxy(module_postgres_dsn: str) -> Iterator[TcpProxy]:
+    where = urlsplit(module_postgres_dsn)
+    p = TcpProxy(where.hostname or "127.0.0.1", where.port or 5432)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory, nats_server: NatsServer, module_postgres_dsn: str,
+            proxy: TcpProxy) -> Iterator[tuple[dict, Stack]]:
+    """The step services, the catalog reading this module's database through the proxy."""
+    tmp = tmp_path_factory.mktemp("pg-faults")
+    parts = urlsplit(module_postgres_dsn)
+    through = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    values = settings_for(tmp, nats_server.url, content_dsn=through, stall_after_s=STALL_S)
+    stack = start_stack(tmp / "stack", values)
+    yield values, stack
+    stack.stop()
+
+
+@pytest.fixture
+def values(running: tuple[dict[str, Any], Stack]) -> dict[str, Any]:
+    return running[0]
+
+
+async def _seed(dsn: str, store: ObjectStore, settings: Settings) -> str:
+    db = open_content(dsn)  # straight to the database, not through the proxy
+    try:
+        seeded = await seed_tenant(db, store, images_bucket=settings.buckets.images,
+                                   amber_bucket=settings.buckets.amber, posts=POSTS, pages=2, images=2, files=0)
+    finally:
+        await db.close()
+    return seeded.tenant_id
+
+
+async def _posts_cursor(admin: asyncpg.Connection, dsn: str) -> int:
+    """The backend pid of the catalog's open posts cursor in this test's database."""
+
+    async def find() -> int | None:
+        return await admin.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() "
+            "AND query LIKE 'SELECT id, slug, title%' AND state IN ('active', 'idle in transaction')",
+            urlsplit(dsn).path.lstrip("/"))
+
+    return await until(find, 30, 0.005, "the catalog's posts cursor in pg_stat_activity")
+
+
+def _catalog_lines(stack: Stack, export_id: str) -> list[dict[str, Any]]:
+    text = Path(stack.child("catalog").log_path).read_text()
+    return [d for d in (json.loads(line) for line in text.splitlines() if line.startswith("{"))
+            if d.get("export_id") == export_id]
+
+
+async def test_a_backend_terminated_mid_read_is_one_retried_attempt_said_as_the_termination(
+        bus: Bus, store: ObjectStore, settings: Settings, module_postgres_dsn: str,
+        running: tuple[dict, Stack]) -> None:
+    """The attempt fails as the content database's (retried), its log line names what the server
+    said — not the rollback that then failed on the closed connection ("cannot call
+    Transaction.__aexit__()", which sent an operator after the driver) — and the retry reads one
+    snapshot of its own: an edit committed after the kill is in the archive whole."""
+    tenant = await _seed(module_postgres_dsn, store, settings)
+    admin = await asyncpg.connect(ADMIN_DSN.rsplit("/", 1)[0] + "/" + urlsplit(module_postgres_dsn).path.lstrip("/"))
+    try:
+        export_id = await request_export(bus, tenant)
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", await _posts_cursor(admin, module_postgres_dsn))
+        # committed before the retry can start (its delay is 0.2 s; this is one statement)
+        await admin.execute("UPDATE posts SET title = 'Edited' WHERE tenant_id = $1", tenant)
+        state = await wait_status(bus, tenant, export_id, timeout=60)
+    finally:
+        await admin.close()
+    assert state.status == "complete", (state.failure, logs_of(running[1]))
+    assert state.attempts_of("catalog") == 1
+    failed = [d["msg"] for d in _catalog_lines(running[1], export_id) if d["level"] == "warning"]
+    assert len(failed) == 1, failed
+    assert "terminating connection due to administrator command" in failed[0], failed[0]
+    assert "__aexit__" not in failed[0]
+    archive = await fetch_archive(store, settings, state)
+    posts = json.loads(archive.zf.read("index.json"))["posts"]
+    assert len(posts) == POSTS and {p["title"] for p in posts} == {"Edited"}
+    assert sum(n.startswith("posts/") for n in archive.names()) == POSTS

@@ -10,6 +10,7 @@ use COPY (one round trip for many rows) inside one transaction: all rows (of eve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -38,6 +39,9 @@ from shared.content.queries import ReadQueries, SourceQueries
 # enough that a batch of posts (a few KB each) stays a few MB.
 FETCH_ROWS = 500
 CONNECT_TIMEOUT_S = 10.0
+# How long the end of a read (its rollback, the connection's reset) may wait for the server: ms when it
+# answers; past this the connection is closed unanswered (_end).
+END_TIMEOUT_S = 5.0
 
 _DRIVER_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -172,6 +176,31 @@ def _dsn_unusable() -> ContentUnavailable:
                               "password must be percent-encoded (%2F, %23, %3F)")
 
 
+def _close_unanswered(conn: asyncpg.Connection) -> None:
+    with contextlib.suppress(asyncpg.InterfaceError):  # closed already: asyncpg gave it back to the pool itself
+        conn.terminate()
+
+
+async def _end(pool: asyncpg.Pool, conn: asyncpg.Connection, transaction: Any) -> None:
+    """Roll back a read's transaction and give its connection back to the pool, waiting
+    :data:`END_TIMEOUT_S` at most; past that, or on any error, the connection is closed unanswered
+    (the server ends the transaction with the session). A server or network gone silent (frozen, a
+    partition) answers nothing and closes nothing: the rollback — after asyncpg's cancel request of
+    the fetch a stall or shutdown interrupted, sent on a new connection to that server — waited for
+    ever, so a catalog step stopped for a stall never ended (no failed attempt, no retry, the export
+    "cataloging" for good) and a shutdown hung until it was killed."""
+    try:
+        async with asyncio.timeout(END_TIMEOUT_S):
+            await transaction.rollback()
+    except _DRIVER_ERRORS:  # TimeoutError too: silence
+        _close_unanswered(conn)
+    except BaseException:  # cancelled meanwhile (a shutdown after a stall): closed unanswered, and still cancelled
+        _close_unanswered(conn)
+        raise
+    finally:
+        await pool.release(conn, timeout=END_TIMEOUT_S)  # a closed connection at once; else bounded too
+
+
 class _PostgresRead(ReadQueries):
     """The streams of one :meth:`PostgresContent.read`: a cursor each, on its one connection and in
     its one transaction, fetched ``FETCH_ROWS`` at a time, one fetch at a time (two streams may be
@@ -252,28 +281,29 @@ class PostgresContent(SourceQueries):
     async def read(self, tenant_id: str) -> AsyncIterator[_PostgresRead]:
         """One pooled connection in one ``REPEATABLE READ READ ONLY`` transaction, its snapshot taken
         by a first statement when the block is entered. Rolled back (and the connection given back)
-        when the block ends, however it ends."""
+        when the block ends, however it ends, waiting :data:`END_TIMEOUT_S` at most (:func:`_end`). The
+        block's own error is what it raises: a rollback failing after it on the same dead connection
+        ("cannot call Transaction.__aexit__(): the underlying connection is closed") named the driver,
+        not the server's words (a terminated backend, a failover)."""
         pool = await self._get_pool()
-        body_error: BaseException | None = None
         try:
-            async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-                await conn.execute("SELECT 1")  # the transaction's snapshot, now
-                session = _PostgresRead(conn, tenant_id)
-                try:
-                    yield session
-                except BaseException as e:
-                    body_error = e
-                    raise
-                finally:
-                    session.open = False
+            conn = await pool.acquire()
         except _DRIVER_ERRORS as e:
-            # The block failed first (its streams' errors are ContentUnavailable already; a cancel, a
-            # render's error): that is what ended the read, and the rollback that then failed on the same
-            # closed connection ("cannot call Transaction.__aexit__(): the underlying connection is
-            # closed") named the driver, not the server's own words (a terminated backend, a failover).
-            if body_error is not None:
-                raise body_error from None
             raise _unavailable(e) from None
+        transaction = conn.transaction(isolation="repeatable_read", readonly=True)
+        try:
+            try:
+                await transaction.start()
+                await conn.execute("SELECT 1")  # the transaction's snapshot, now
+            except _DRIVER_ERRORS as e:
+                raise _unavailable(e) from None
+            session = _PostgresRead(conn, tenant_id)
+            try:
+                yield session
+            finally:
+                session.open = False
+        finally:
+            await _end(pool, conn, transaction)
 
     async def tenant(self, tenant_id: str) -> Row | None:
         pool = await self._get_pool()

@@ -113,3 +113,33 @@ async def test_a_backend_terminated_mid_read_is_one_retried_attempt_said_as_the_
     posts = json.loads(archive.zf.read("index.json"))["posts"]
     assert len(posts) == POSTS and {p["title"] for p in posts} == {"Edited"}
     assert sum(n.startswith("posts/") for n in archive.names()) == POSTS
+
+
+async def test_a_read_whose_connection_goes_silent_is_stopped_as_a_stall_and_the_retry_completes(
+        bus: Bus, store: ObjectStore, settings: Settings, module_postgres_dsn: str, proxy: TcpProxy,
+        running: tuple[dict, Stack]) -> None:
+    """A frozen server or a partition answers nothing and closes nothing. The stall check stops the
+    step after GROVE_STALL_AFTER_S; the read's end must not then wait on that connection — its
+    rollback (and the cancel request before it) waited for ever, so the stopped step never ended: no
+    failed attempt, no retry, its slot held, the export "cataloging" for good."""
+    tenant = await _seed(module_postgres_dsn, store, settings)
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        export_id = await request_export(bus, tenant)
+        await _posts_cursor(admin, module_postgres_dsn)
+        proxy.freeze()
+        try:
+            async def failed_once() -> bool:
+                return (await bus.log.load(tenant, export_id)).state.attempts_of("catalog") >= 1
+
+            await until(failed_once, STALL_S + 12, 0.1, "the stalled catalog attempt to be recorded as failed")
+        finally:
+            proxy.thaw()
+        state = await wait_status(bus, tenant, export_id, timeout=30)
+    finally:
+        await admin.close()
+    assert state.status == "complete", (state.failure, logs_of(running[1]))
+    assert state.attempts_of("catalog") == 1
+    assert state.last_step_error == f"the catalog step made no progress for {STALL_S:g} s"
+    archive = await fetch_archive(store, settings, state)
+    assert sum(n.startswith("posts/") for n in archive.names()) == POSTS

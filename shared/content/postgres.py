@@ -378,7 +378,14 @@ class PostgresContent(SourceQueries):
             await conn.close()  # ends the session, and with it the lock
 
     async def close(self) -> None:
+        """Close the pool, waiting :data:`END_TIMEOUT_S` at most for the server to end its sessions; then
+        its connections are closed unanswered. A graceful close of a connection to a server gone silent
+        (frozen, cut off) waited for ever: a catalog outlived its SIGTERM until it was killed."""
         async with self._lock:
             if self._pool is not None:
-                await self._pool.close()
-                self._pool = None
+                pool, self._pool = self._pool, None
+                try:
+                    async with asyncio.timeout(END_TIMEOUT_S):
+                        await pool.close()
+                except TimeoutError:
+                    pool.terminate()

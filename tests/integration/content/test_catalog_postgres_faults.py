@@ -5,7 +5,9 @@ partition). Each is driven at a known point — the catalog's posts cursor showi
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from services.devtools.stack.natsserver import NatsServer
 from services.devtools.stack.supervisor import Stack
 from shared.bus.connect import Bus
 from shared.content.factory import open_content
+from shared.content.postgres import END_TIMEOUT_S
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
@@ -143,3 +146,24 @@ async def test_a_read_whose_connection_goes_silent_is_stopped_as_a_stall_and_the
     assert state.last_step_error == f"the catalog step made no progress for {STALL_S:g} s"
     archive = await fetch_archive(store, settings, state)
     assert sum(n.startswith("posts/") for n in archive.names()) == POSTS
+
+
+async def test_closing_the_content_source_while_its_server_is_silent_ends_within_seconds(postgres_dsn: str) -> None:
+    """A catalog shutting down (its closers) while PostgreSQL is frozen or cut off: the pool's graceful
+    close asks each idle connection's server to end the session and waited for an answer for ever, so
+    the process outlived its SIGTERM until it was killed."""
+    where = urlsplit(postgres_dsn)
+    proxy = TcpProxy(where.hostname or "127.0.0.1", where.port or 5432)
+    try:
+        db = open_content(urlunsplit(where._replace(netloc=f"{where.username}@127.0.0.1:{proxy.port}")))
+        await db.init()
+        async with db.read("t") as read:  # two pooled connections, idle once the reads end
+            async with db.read("t") as other:
+                assert await read.count("posts") == await other.count("posts") == 0
+        proxy.freeze()
+        started = time.monotonic()
+        async with asyncio.timeout(END_TIMEOUT_S + 10):
+            await db.close()
+        assert time.monotonic() - started < END_TIMEOUT_S + 2
+    finally:
+        proxy.close()

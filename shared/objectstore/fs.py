@@ -97,6 +97,26 @@ def _safe_key(key: str) -> str:
     return key
 
 
+def _open_folder(base: Path, folder: str) -> int | None:
+    """A descriptor of ``folder`` (a safe key's folder part, '' for ``base`` itself) under ``base``,
+    each segment opened without following a link; None when it is missing, not a folder, or a link."""
+    try:
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        for segment in folder.split("/") if folder else []:
+            inner = os.open(segment, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except OSError as e:
+        os.close(fd)
+        if isinstance(e, FileNotFoundError | NotADirectoryError) or e.errno == errno.ELOOP:
+            return None
+        raise
+    return fd
+
+
 class FilesystemStore:
     """Object store on a local folder. Blocking file work runs in threads."""
 
@@ -356,25 +376,31 @@ class FilesystemStore:
     async def remove_cut_puts(self, bucket: str, keys: Sequence[str]) -> int:
         """Delete the temp files puts of ``keys`` cut short left beside them (``.<name>.<32 hex>.tmp``:
         seen, 2 MiB of an 8 MiB image after SIGKILL, kept through every later put of the key). Each
-        folder is read once; one reached through a link is left alone (as :meth:`list_keys` does)."""
-        by_folder: dict[Path, set[str]] = {}
+        folder is read once, reached from the bucket's folder without following a link (that folder
+        itself may be one, as :meth:`_open` allows; a key's folder reached through a link is left
+        alone, as :meth:`list_keys` does); only a regular file so named is a put's — a folder or a
+        link of that name is someone else's and stays."""
+        by_folder: dict[str, set[str]] = {}
         for key in keys:
-            path = self.path(bucket, key)
-            by_folder.setdefault(path.parent, set()).add(path.name)
+            folder, _, name = _safe_key(key).rpartition("/")
+            by_folder.setdefault(folder, set()).add(name)
+        base = self.root / _safe_key(bucket)
 
         def remove() -> int:
             removed = 0
             for folder, names in by_folder.items():
-                try:
-                    if os.path.realpath(folder) != os.path.abspath(folder):
-                        continue
-                    entries = os.listdir(folder)
-                except (FileNotFoundError, NotADirectoryError):
+                if (fd := _open_folder(base, folder)) is None:
                     continue
-                for entry in entries:
-                    if (cut := _CUT_PUT.fullmatch(entry)) and cut[1] in names:
-                        (folder / entry).unlink(missing_ok=True)
-                        removed += 1
+                try:
+                    for entry in os.listdir(fd):
+                        if not ((cut := _CUT_PUT.fullmatch(entry)) and cut[1] in names):
+                            continue
+                        with contextlib.suppress(FileNotFoundError):  # gone meanwhile
+                            if stat.S_ISREG(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+                                os.unlink(entry, dir_fd=fd)
+                                removed += 1
+                finally:
+                    os.close(fd)
             return removed
 
         return await asyncio.to_thread(remove)

@@ -97,3 +97,39 @@ def test_the_temp_file_a_put_killed_midway_left_beside_its_key_is_removed_by_the
     assert out.returncode == 0 and "restored 1 media" in out.stdout, out.stderr
     assert sorted(os.listdir(folder)) == sorted([other.name, ".a.jpg.etag", "a.jpg"])
     assert (folder / "a.jpg").read_bytes() == IMAGE
+
+
+def test_the_temp_file_a_killed_put_left_goes_when_the_store_s_folder_is_reached_through_a_link(
+        tmp_path: Path) -> None:
+    """GROVE_STORE_ROOT may be a link (a deployment's choice: /srv/grove → /mnt/disk1/grove; the store
+    reads and lists through it). The removal took any folder whose real path differed from its own as
+    one reached through a link and left it: with the root a link, every temp file of a killed put was
+    kept for good, the case it was written for."""
+    real = tmp_path / "disk1"
+    folder = real / "grove-images" / "tenant_dst" / "media"
+    folder.mkdir(parents=True)
+    (tmp_path / "store").symlink_to(real, target_is_directory=True)
+    cut = folder / f".a.jpg.{hashlib.md5(b'cut').hexdigest()}.tmp"
+    cut.write_bytes(IMAGE[:100])
+    out = cli(tmp_path, "import", str(archive(tmp_path / "a.zip")), "--tenant", "tenant_dst")
+    assert out.returncode == 0 and "restored 1 media" in out.stdout, out.stderr
+    assert sorted(os.listdir(folder)) == [".a.jpg.etag", "a.jpg"]
+
+
+def test_a_folder_or_a_link_named_as_a_killed_put_s_temp_file_is_left_and_the_import_goes_on(
+        tmp_path: Path) -> None:
+    """Only a regular file so named is a put's (a put writes one; the tenant's folder is written by
+    others too). A folder named `.a.jpg.<32 hex>.tmp` beside the key made every import run fail as the
+    machine's error ("IsADirectoryError: [Errno 21] Is a directory", exit 1); a link so named went too."""
+    folder = tmp_path / "store" / "grove-images" / "tenant_dst" / "media"
+    (folder / f".a.jpg.{'0' * 32}.tmp").mkdir(parents=True)
+    (folder / f".a.jpg.{'0' * 32}.tmp" / "theirs.txt").write_bytes(b"someone's")
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"not the store's")
+    (folder / f".a.jpg.{'1' * 32}.tmp").symlink_to(outside)
+    out = cli(tmp_path, "import", str(archive(tmp_path / "a.zip")), "--tenant", "tenant_dst")
+    assert out.returncode == 0 and "restored 1 media" in out.stdout, out.stderr
+    assert sorted(os.listdir(folder)) == sorted([".a.jpg.etag", "a.jpg", f".a.jpg.{'0' * 32}.tmp",
+                                                 f".a.jpg.{'1' * 32}.tmp"])
+    assert (folder / f".a.jpg.{'0' * 32}.tmp" / "theirs.txt").read_bytes() == b"someone's"
+    assert outside.read_bytes() == b"not the store's"

@@ -185,6 +185,30 @@ async def test_list_keys_returns_only_keys_under_the_prefix(store: ObjectStore, 
     assert await store.list_keys(bucket, "none/") == []
 
 
+async def test_removing_cut_puts_leaves_every_object_and_upload_and_takes_what_a_cut_put_left(
+    store: ObjectStore, bucket: str
+) -> None:
+    """What import relies on from ``remove_cut_puts`` (with its tenant's claim held): the objects at the
+    keys and beside them stay as they are, an upload open at a key stays open (import aborts it itself),
+    and what a put of the key cut short left is gone — the filesystem's temp file beside it (made here
+    as a SIGKILL left it); S3 keeps nothing of a PUT cut short. Returns how many it deleted."""
+    await store.put(bucket, "cut/a.jpg", DATA)
+    await store.put(bucket, "cut/b.jpg", b"b")
+    uid = await store.create_multipart(bucket, "cut/a.jpg", "image/jpeg")
+    left = 0
+    if isinstance(store, FilesystemStore):
+        (store.path(bucket, "cut/a.jpg").parent / f".a.jpg.{'ab' * 16}.tmp").write_bytes(DATA[:100])
+        (store.path(bucket, "cut/b.jpg").parent / f".b.jpg.{'cd' * 16}.tmp").write_bytes(b"b's, not asked")
+        left = 1
+    assert await store.remove_cut_puts(bucket, ["cut/a.jpg", "cut/none.jpg", "none/x.jpg"]) == left
+    assert await store.remove_cut_puts(bucket, ["cut/a.jpg"]) == 0
+    assert sorted(o.key for o in await store.list_keys(bucket, "cut/")) == ["cut/a.jpg", "cut/b.jpg"]
+    assert await store.read(bucket, "cut/a.jpg") == DATA
+    assert [(u.key, u.upload_id) for u in await store.list_uploads(bucket, "cut/")] == [("cut/a.jpg", uid)]
+    assert await store.leftovers(bucket, "cut/") == ([f"cut/.b.jpg.{'cd' * 16}.tmp"] if left else [])
+    await store.abort_multipart(bucket, "cut/a.jpg", uid)
+
+
 # -- multipart -------------------------------------------------------------------------------
 async def test_multipart_lists_parts_and_completes_to_their_concatenation(
     store: ObjectStore, bucket: str

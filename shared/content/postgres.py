@@ -14,7 +14,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -127,21 +127,18 @@ async def _refuse_unindexable_ids(conn: asyncpg.Connection, table: str, ids: Seq
     long = [(n, i) for n, i in enumerate(ids) if isinstance(i, str) and len(i.encode()) > INDEXED_ID_BYTES]
     if not long:
         return
-    tr = conn.transaction()
-    await tr.start()
-    try:
-        await conn.execute('CREATE TEMP TABLE grove_id_probe (id TEXT COLLATE "C" PRIMARY KEY) ON COMMIT DROP')
-        for n, row_id in long:
-            try:
-                async with conn.transaction():  # a savepoint: a refused id leaves the probe usable
-                    await conn.execute("INSERT INTO grove_id_probe VALUES ($1)", row_id)
-            except asyncpg.ProgramLimitExceededError:
-                raise ContentRejected(f"{table} row {n} ({row_id[:32]!r}…): its id is {len(row_id.encode()):,} "
-                                      "bytes, more than PostgreSQL can index (a primary key's entry holds at most "
-                                      "2,704 bytes, compressed)") from None
-            await conn.execute("TRUNCATE grove_id_probe")  # two same long ids are another check's
-    finally:
-        await tr.rollback()
+    # In check_write's transaction, which is rolled back (_connection): the probe goes with it. A refused
+    # id ends the check, so no savepoint is needed (its rollback was one more wait on a silent server).
+    await conn.execute('CREATE TEMP TABLE IF NOT EXISTS grove_id_probe (id TEXT COLLATE "C" PRIMARY KEY) '
+                       "ON COMMIT DROP")
+    for n, row_id in long:
+        await conn.execute("TRUNCATE grove_id_probe")  # two same long ids are another check's
+        try:
+            await conn.execute("INSERT INTO grove_id_probe VALUES ($1)", row_id)
+        except asyncpg.ProgramLimitExceededError:
+            raise ContentRejected(f"{table} row {n} ({row_id[:32]!r}…): its id is {len(row_id.encode()):,} "
+                                  "bytes, more than PostgreSQL can index (a primary key's entry holds at most "
+                                  "2,704 bytes, compressed)") from None
 
 
 def numbered(sql: str) -> str:
@@ -181,24 +178,52 @@ def _close_unanswered(conn: asyncpg.Connection) -> None:
         conn.terminate()
 
 
-async def _end(pool: asyncpg.Pool, conn: asyncpg.Connection, transaction: Any) -> None:
-    """Roll back a read's transaction and give its connection back to the pool, waiting
-    :data:`END_TIMEOUT_S` at most; past that, or on any error, the connection is closed unanswered
-    (the server ends the transaction with the session). A server or network gone silent (frozen, a
-    partition) answers nothing and closes nothing: the rollback — after asyncpg's cancel request of
-    the fetch a stall or shutdown interrupted, sent on a new connection to that server — waited for
-    ever, so a catalog step stopped for a stall never ended (no failed attempt, no retry, the export
-    "cataloging" for good) and a shutdown hung until it was killed."""
+async def _end(pool: asyncpg.Pool, conn: asyncpg.Connection, transaction: Any | None) -> None:
+    """Roll back ``transaction`` (when one is still open) and give the connection back to the pool,
+    waiting :data:`END_TIMEOUT_S` at most; past that, or on any error, the connection is closed
+    unanswered (the server ends the transaction with the session). The end of every use of a pooled
+    connection (:func:`_connection`, :meth:`PostgresContent.read`). A server or network gone silent
+    (frozen, a partition) answers nothing and closes nothing: the rollback — after asyncpg's cancel
+    request of the query a stall or shutdown interrupted, sent on a new connection to that server —
+    waited for ever, so a catalog step stopped for a stall never ended (no failed attempt, no retry,
+    the export "cataloging" for good), and a shutdown, or a command's Ctrl-C, hung until it was killed."""
     try:
-        async with asyncio.timeout(END_TIMEOUT_S):
-            await transaction.rollback()
+        if transaction is not None:
+            async with asyncio.timeout(END_TIMEOUT_S):
+                await transaction.rollback()
     except _DRIVER_ERRORS:  # TimeoutError too: silence
         _close_unanswered(conn)
     except BaseException:  # cancelled meanwhile (a shutdown after a stall): closed unanswered, and still cancelled
         _close_unanswered(conn)
         raise
     finally:
-        await pool.release(conn, timeout=END_TIMEOUT_S)  # a closed connection at once; else bounded too
+        # A closed connection at once; else the reset is bounded too, and past it asyncpg closes the
+        # connection unanswered and raises — the pool's affair, not the caller's error.
+        with contextlib.suppress(*_DRIVER_ERRORS):
+            await pool.release(conn, timeout=END_TIMEOUT_S)
+
+
+@asynccontextmanager
+async def _connection(pool: asyncpg.Pool, *, end: Literal["release", "commit", "rollback"],
+                      **transaction: Any) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection for one block: ``release``, none of its own transaction; ``commit``, in one
+    transaction (``transaction``: asyncpg's options) committed when the block ends well; ``rollback``,
+    in one rolled back however it ends (a check). However the block ends, :func:`_end` ends it: a block
+    that failed or was cancelled (Ctrl-C, a shutdown) waits :data:`END_TIMEOUT_S` at most for the
+    server's rollback and the connection's reset — asyncpg's own ``async with`` waited for ever on a
+    server gone silent."""
+    conn = await pool.acquire()
+    open_: Any | None = None
+    try:
+        if end != "release":
+            open_ = conn.transaction(**transaction)
+            await open_.start()
+        yield conn
+        if open_ is not None and end == "commit":
+            await open_.commit()
+            open_ = None
+    finally:
+        await _end(pool, conn, open_)
 
 
 class _PostgresRead(ReadQueries):
@@ -269,11 +294,10 @@ class PostgresContent(SourceQueries):
     async def init(self) -> None:
         pool = await self._get_pool()
         try:
-            async with pool.acquire() as conn:
+            async with _connection(pool, end="commit") as conn:
                 # Serialize concurrent first starts: CREATE ... IF NOT EXISTS races on the catalog.
-                async with conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('grove_content_schema'))")
-                    await conn.execute(schema.POSTGRES_SCHEMA)
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('grove_content_schema'))")
+                await conn.execute(schema.POSTGRES_SCHEMA)
         except _DRIVER_ERRORS as e:
             raise _unavailable(e) from None
 
@@ -308,7 +332,8 @@ class PostgresContent(SourceQueries):
     async def tenant(self, tenant_id: str) -> Row | None:
         pool = await self._get_pool()
         try:
-            record = await pool.fetchrow(numbered(schema.TENANT), tenant_id)
+            async with _connection(pool, end="release") as conn:
+                record = await conn.fetchrow(numbered(schema.TENANT), tenant_id)
         except _DRIVER_ERRORS as e:
             raise _unavailable(e) from None
         return text_row(record) if record is not None else None
@@ -324,7 +349,7 @@ class PostgresContent(SourceQueries):
         pool = await self._get_pool()
         table = checked[0][0]
         try:
-            async with pool.acquire() as conn, conn.transaction():  # every table or none
+            async with _connection(pool, end="commit") as conn:  # every table or none
                 for table, cols, values in checked:
                     await _refuse_other_types(conn, table, cols)
                     await conn.copy_records_to_table(table, records=values, columns=list(cols))
@@ -337,7 +362,7 @@ class PostgresContent(SourceQueries):
     async def check_write(self, batches: Sequence[tuple[str, Iterable[Mapping[str, Any]]]]) -> None:
         pool = await self._get_pool()
         try:
-            async with pool.acquire() as conn:
+            async with _connection(pool, end="rollback") as conn:  # writes nothing (the id probe goes with it)
                 lengths = {table: await _column_lengths(conn, table) for table, _ in batches if table in TABLES}
                 checked = [(table, *checked_ids(table, rows, nul_ok=False, any_type_ok=False,
                                                 each=_too_long(table, lengths.get(table, {}))))
@@ -375,7 +400,10 @@ class PostgresContent(SourceQueries):
                 raise ClaimHeld(tenant_id)
             yield
         finally:
-            await conn.close()  # ends the session, and with it the lock
+            try:  # ends the session, and with it the lock; a silent server is not waited for past END_TIMEOUT_S
+                await conn.close(timeout=END_TIMEOUT_S)
+            except _DRIVER_ERRORS:  # asyncpg closed it unanswered: the server ends the session when it sees that
+                _close_unanswered(conn)
 
     async def close(self) -> None:
         """Close the pool, waiting :data:`END_TIMEOUT_S` at most for the server to end its sessions; then

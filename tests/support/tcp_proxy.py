@@ -2,7 +2,8 @@
 :meth:`TcpProxy.freeze` makes every connection through it, open or new, a black hole — bytes are
 taken and never passed on, nothing is closed — as a server that froze or a network that partitioned
 looks to a client; :meth:`TcpProxy.thaw` lets new connections through again (the frozen ones stay
-silent)."""
+silent). :attr:`TcpProxy.swallowed` is set once bytes sent after a freeze were taken: a client's
+request is in the silence now (a test cancels it then, not before it was sent)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class TcpProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self._frozen = threading.Event()
+        self.swallowed = threading.Event()
         self._stopped = threading.Event()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -27,6 +29,7 @@ class TcpProxy:
 
     def thaw(self) -> None:
         self._frozen.clear()
+        self.swallowed.clear()
 
     def _keep(self, *socks: socket.socket) -> None:
         with self._lock:
@@ -62,6 +65,7 @@ class TcpProxy:
         try:
             while data := src.recv(65536):
                 if frozen.is_set() or self._stopped.is_set():
+                    self.swallowed.set()
                     self._swallow(src)  # silent from now on: taken, never passed on, never closed
                     return
                 dst.sendall(data)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -20,7 +20,7 @@ from services.devtools.stack.natsserver import NatsServer
 from services.devtools.stack.supervisor import Stack
 from shared.bus.connect import Bus
 from shared.content.factory import open_content
-from shared.content.postgres import END_TIMEOUT_S
+from shared.content.postgres import END_TIMEOUT_S, PostgresContent
 from shared.content.seed import seed_tenant
 from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
@@ -29,7 +29,7 @@ from tests.support.pipeline import fetch_archive, request_export, wait_status
 from tests.support.postgres import ADMIN_DSN
 from tests.support.stack import logs_of, start_stack
 from tests.support.tcp_proxy import TcpProxy
-from tests.support.wait import until
+from tests.support.wait import cancelled, until
 
 POSTS = 3000  # six cursor fetches, rendered between them: the read is still open when the fault lands
 STALL_S = 3.0
@@ -167,3 +167,58 @@ async def test_closing_the_content_source_while_its_server_is_silent_ends_within
         assert time.monotonic() - started < END_TIMEOUT_S + 2
     finally:
         proxy.close()
+
+
+def _tenant_row(tenant_id: str) -> list[dict[str, Any]]:
+    return [{"id": tenant_id, "username": "u", "display_name": None, "email": None, "created_at": 1}]
+
+
+async def _held_claim(db: PostgresContent, holding: asyncio.Event) -> None:
+    async with db.import_claim("t_claimed"):
+        holding.set()
+        await asyncio.Event().wait()  # an import's work, until it is cancelled
+
+
+CALLS: dict[str, Callable[[PostgresContent], Awaitable[object]]] = {
+    "init": lambda db: db.init(),
+    "tenant": lambda db: db.tenant("t_none"),
+    "insert_tables": lambda db: db.insert_tables([("tenants", _tenant_row("t_new"))]),
+    "check_write": lambda db: db.check_write([("tenants", _tenant_row("t_checked"))]),
+}
+
+
+@pytest.mark.parametrize("call", [*CALLS, "import_claim"])
+async def test_a_call_cancelled_while_its_server_is_silent_ends_within_seconds(postgres_dsn: str, call: str) -> None:
+    """Ctrl-C of an import, a seed or a tenant lookup while PostgreSQL is frozen or cut off: the cancel
+    stopped the query, but its end — the transaction's rollback, the pooled connection's reset, the
+    claim's connection's graceful close, each waiting for that server's answer — waited for ever, and
+    the command hung until it was killed. Each ends as a read's does: END_TIMEOUT_S at most."""
+    direct = open_content(postgres_dsn)  # the tables, straight to the database
+    try:
+        await direct.init()
+    finally:
+        await direct.close()
+    where = urlsplit(postgres_dsn)
+    proxy = TcpProxy(where.hostname or "127.0.0.1", where.port or 5432)
+    db = PostgresContent(urlunsplit(where._replace(netloc=f"{where.username}@127.0.0.1:{proxy.port}")), pool_max=2)
+    try:
+        assert await db.tenant("t_none") is None  # the pool open, its connection idle
+        if call == "import_claim":
+            holding = asyncio.Event()
+            task = asyncio.create_task(_held_claim(db, holding))
+            await asyncio.wait_for(holding.wait(), 10)
+            proxy.freeze()
+        else:
+            proxy.freeze()
+            task = asyncio.create_task(CALLS[call](db))
+
+            async def sent_into_the_silence() -> bool:
+                return proxy.swallowed.is_set()
+
+            await until(sent_into_the_silence, 10, 0.02, f"{call}'s first statement to reach the frozen proxy")
+        started = time.monotonic()
+        await cancelled(task, END_TIMEOUT_S + 5, call)
+        assert time.monotonic() - started < END_TIMEOUT_S + 2
+    finally:
+        proxy.close()
+        await db.close()

@@ -43,7 +43,9 @@ CONNECT_TIMEOUT_S = 10.0
 # answers; past this the connection is closed unanswered (_end).
 END_TIMEOUT_S = 5.0
 
-_DRIVER_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# InternalClientError: asyncpg's state machine met a query while it was still consuming what the server
+# sent unasked — a terminated backend's FATAL arriving between two fetches — before it saw the socket close.
+_DRIVER_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 # Date and time types a platform's own tables may use where the spec has Unix seconds (``init``
 # keeps a table that exists), read as PostgreSQL writes them, in ISO form and UTC (``SESSION``, the
@@ -154,6 +156,9 @@ def _unavailable(e: BaseException) -> ContentUnavailable:
     server's answer, not as "did not answer", which sent operators after a database that was up."""
     if isinstance(e, asyncpg.PostgresError):
         return ContentUnavailable(f"the content database refused the read: {type(e).__name__}: {e}")
+    if isinstance(e, asyncpg.InternalClientError):
+        return ContentUnavailable("the content database's connection broke (a message the server sent unasked, "
+                                  f"as a terminated backend's, met the next query): {type(e).__name__}: {e}")
     return ContentUnavailable(f"the content database did not answer: {type(e).__name__}: {e}")
 
 

@@ -127,8 +127,8 @@ async def _refuse_unindexable_ids(conn: asyncpg.Connection, table: str, ids: Seq
     table's index of the same column type, in a transaction rolled back: the server's own rule,
     compression and all; the usual id is shorter than ``INDEXED_ID_BYTES`` and costs nothing."""
     long = [(n, i) for n, i in enumerate(ids) if isinstance(i, str) and len(i.encode()) > INDEXED_ID_BYTES]
-    if not long:
-        return
+    if not long or not await conn.fetchval("SELECT has_database_privilege(current_database(), 'TEMP')"):
+        return  # no temporary table for this role (REVOKE TEMP): the write is the judge, its refusal the rows'
     # In check_write's transaction, which is rolled back (_connection): the probe goes with it. A refused
     # id ends the check, so no savepoint is needed (its rollback was one more wait on a silent server).
     await conn.execute('CREATE TEMP TABLE IF NOT EXISTS grove_id_probe (id TEXT COLLATE "C" PRIMARY KEY) '

@@ -12,11 +12,13 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 import zipfile
 import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -323,6 +325,36 @@ async def test_a_write_of_an_id_postgresql_cannot_index_is_refused_as_the_row_s(
     with pytest.raises(ContentRejected, match="posts: index row size"):
         await content.insert_tables([("tenants", tenant), ("posts", post)])
     assert await content.tenant("t_long") is None
+
+
+async def test_a_role_without_temp_tables_imports_and_an_id_it_cannot_index_is_the_write_s_refusal(
+        tmp_path: Path, postgres_dsn: str) -> None:
+    """The id check tries a long id in a temporary table; a platform's role may not make one (`REVOKE
+    TEMP ON DATABASE … FROM PUBLIC`, a hardening step). Such an import failed in the check as the
+    database's failure, "refused the read: InsufficientPrivilegeError: permission denied to create
+    temporary tables", exit 1. Without the privilege the check is left to the write, whose refusal is
+    the rows' (ContentRejected, all files taken back); an archive of usual ids imports."""
+    role = f"grove_notemp_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        await admin.execute(f'CREATE ROLE {role} LOGIN; REVOKE TEMP ON DATABASE "{urlsplit(postgres_dsn).path[1:]}" '
+                            f"FROM PUBLIC; GRANT ALL ON SCHEMA public TO {role}")
+        where = urlsplit(postgres_dsn)
+        db = open_content(urlunsplit(where._replace(netloc=f"{role}@{where.netloc.rsplit('@', 1)[-1]}")), pool_max=2)
+        store = FilesystemStore(tmp_path / "store")
+        try:
+            await db.init()
+            with pytest.raises(ContentRejected, match="posts: index row size"):
+                await run_import(archive(tmp_path / "a.zip", edit_index=lambda i: i["posts"][1].update(id=LONG_ID)),
+                                 "tenant_b", db, store)
+            await assert_nothing_left(db, store, "tenant_b")  # the image put, and taken back
+            assert (await run_import(archive(tmp_path / "b.zip"), "tenant_b", db, store)).summary() == \
+                "restored 1 media, 2 posts, 1 pages; 1 files put in the store"
+        finally:
+            await db.close()
+    finally:
+        await admin.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+        await admin.close()
 
 
 async def test_a_write_the_database_refuses_part_way_leaves_nothing(tmp_path: Path, content: ContentSource) -> None:

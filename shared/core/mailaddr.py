@@ -36,8 +36,7 @@ _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"  # as a regex class's content
 _LOCAL = re.compile(rf"[{_ATEXT}\u0080-\U0010ffff]+(?:\.[{_ATEXT}\u0080-\U0010ffff]+)*")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _NOT_ATEXT = re.compile(rf"[^{_ATEXT}]")
-_JOINER_TEXT = "\u200c\u200d"
-_JOINERS = frozenset(_JOINER_TEXT)
+_JOINERS = "\u200c\u200d"  # U+200C, U+200D (one character is `in` it; str.strip takes it whole)
 
 
 def _allowed(c: str) -> bool:
@@ -83,7 +82,7 @@ def is_single_address(value: object) -> bool:
     local, at, domain = value.rpartition("@")
     if not at or len(local.encode("utf-8")) > MAX_LOCAL or _LOCAL.fullmatch(local) is None:
         return False
-    if not local.isascii() and any(not part.strip(_JOINER_TEXT) for part in local.split(".")):
+    if not local.isascii() and any(not part.strip(_JOINERS) for part in local.split(".")):
         return False  # a part of nothing but joiners: an address that shows no name there (\u200c@x.co)
     ascii_domain = _ascii_domain(domain)
     return (ascii_domain is not None and len(value.encode("utf-8")) <= MAX_LENGTH

@@ -15,7 +15,7 @@ from aiohttp import web
 from services.gateway import admission as adm
 from services.gateway import problems as p
 from services.gateway.auth import Identity, valid_id
-from services.gateway.keys import ADMISSION, BUS, READ_MODEL, SETTINGS
+from services.gateway.keys import ADMISSION, BUS, BUS_PROBE, READ_MODEL, SETTINGS
 from services.gateway.projection import Row, fold_rows
 from services.gateway.schemas import ExportRequest
 from shared.bus.connect import Bus
@@ -32,8 +32,12 @@ RESERVATION_MARGIN = 0.1
 SLOW = "The export service is slow right now; try again."
 
 
-def require_bus(app: web.Application) -> None:
-    if not app[BUS].nc.is_connected:
+async def require_bus(app: web.Application) -> None:
+    """A write (or a read the read model cannot answer) goes to NATS only while it answers: a frozen server
+    or a partition that drops packets keeps the client "connected", and each such request waited out the
+    bus's 10 s request timeout for its 503 while the gateway's connections piled up. The readiness probe's
+    answer (a PING within 2 s, shared, at most one a second) says so in 2 s at most, at once while it stands."""
+    if await app[BUS_PROBE].failing(app[BUS].nc):
         raise p.Unavailable("The event bus is not reachable; try again shortly.")
 
 
@@ -54,7 +58,7 @@ def fingerprint(idempotency_key: str | None, request: ExportRequest, user_id: st
 async def create_export(app: web.Application, who: Identity, request: ExportRequest,
                         idempotency_key: str | None = None) -> str:
     """Admit and append ExportRequested; returns the export id (an earlier one for a repeated key)."""
-    require_bus(app)
+    await require_bus(app)
     settings, bus = app[SETTINGS], app[BUS]
     export_id, fp = ev.new_export_id(), fingerprint(idempotency_key, request, who.user_id)
     outcome = await app[ADMISSION].admit(who.tenant_id, export_id, fp)
@@ -124,7 +128,7 @@ async def find_row(app: web.Application, who: Identity, export_id: str) -> Row:
     row = await app[READ_MODEL].get(who.tenant_id, export_id)
     if row is not None:
         return row
-    require_bus(app)
+    await require_bus(app)
     row = fold_rows([item async for item in app[BUS].log.history(who.tenant_id, export_id)])
     if row is None:
         raise p.NotFound("No export with this id.")
@@ -135,7 +139,7 @@ async def cancel_export(app: web.Application, who: Identity, export_id: str) -> 
     """Append CancelRequested (shared.cancel's protocol); terminal or finalizing → 409."""
     if not valid_id(export_id):
         raise p.NotFound("No export with this id.")
-    require_bus(app)
+    await require_bus(app)
     try:
         seq = await request_cancel(app[BUS].log, who.tenant_id, export_id, who.user_id)
     except NoSuchExport:

@@ -170,3 +170,36 @@ async def test_readiness_pings_the_bus_at_most_once_a_second_however_many_ask(ga
     assert (await gateway.get("/readyz")).status == 200 and len(pings) == 1  # within the second: its answer
     monkeypatch.setattr(shared_probe, "FRESH_S", 0.0)  # the second is over
     assert (await gateway.get("/readyz")).status == 200 and len(pings) == 2
+
+
+async def test_a_frozen_bus_makes_writes_503_within_seconds_not_after_the_bus_timeout(gateway, nats_server,
+                                                                                     headers_for, problem):
+    """Seen: with NATS frozen (connected, not answering) a POST /api/export waited out the bus's 10 s
+    request timeout for its 503, and so did every request behind it. Writes now ask the readiness probe
+    first (a PING within 2 s, shared): once it has found the bus frozen, each answers within ANSWER_S (the
+    probe's last "answered" stands for a second, so a write in that second still waits the timeout), and
+    the first write after the server resumes is taken."""
+    export_id = (await (await gateway.post("/api/export", json={}, headers=headers_for())).json())["exportId"]
+    pid = nats_server.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        async def found_frozen() -> bool:
+            return (await gateway.get("/readyz")).status == 503
+
+        await until_found(found_frozen, TURN_S, 0.1, "/readyz 503 with NATS frozen")
+        for method, path, tenant in (("POST", "/api/export", "tenant_b"), ("POST", "/api/export", "tenant_c"),
+                                     ("POST", f"/api/export/cancel/{export_id}", None)):
+            started = time.monotonic()
+            answer = await gateway.request(method, path, json={},
+                                           headers=headers_for(tenant) if tenant else headers_for())
+            took = time.monotonic() - started
+            await problem(answer, 503, "GROVE-EXPORT-008")
+            assert took <= ANSWER_S, f"{method} {path} took {took:.1f} s with NATS frozen"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    async def taken() -> Any:
+        answer = await gateway.post("/api/export", json={}, headers=headers_for("tenant_b"))
+        return answer if answer.status == 201 else None
+
+    await until_found(taken, TURN_S, 0.1, "POST /api/export taken once NATS resumed")

@@ -155,11 +155,17 @@ def _unavailable(e: BaseException) -> ContentUnavailable:
     it retries silence, since an operator may fix the schema meanwhile; but it is said as the
     server's answer, not as "did not answer", which sent operators after a database that was up."""
     if isinstance(e, asyncpg.PostgresError):
-        return ContentUnavailable(f"the content database refused the read: {type(e).__name__}: {e}")
+        return ContentUnavailable(f"the content database refused the read: {_said(e)}")
     if isinstance(e, asyncpg.InternalClientError):
         return ContentUnavailable("the content database's connection broke (a message the server sent unasked, "
-                                  f"as a terminated backend's, met the next query): {type(e).__name__}: {e}")
-    return ContentUnavailable(f"the content database did not answer: {type(e).__name__}: {e}")
+                                  f"as a terminated backend's, met the next query): {_said(e)}")
+    return ContentUnavailable(f"the content database did not answer: {_said(e)}")
+
+
+def _said(e: BaseException) -> str:
+    """The error's class and its words; a timeout has none (the line ended "TimeoutError: ")."""
+    words = str(e)
+    return f"{type(e).__name__}: {words}" if words else type(e).__name__
 
 
 # What asyncpg raises parsing a DSN, before it connects: a port that is no number or past 65535, a

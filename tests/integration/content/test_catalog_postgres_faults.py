@@ -170,6 +170,25 @@ async def test_closing_the_content_source_while_its_server_is_silent_ends_within
         proxy.close()
 
 
+async def test_a_server_that_never_answers_the_connect_is_said_in_words(postgres_dsn: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frozen server at start-up: the connect's timeout said "the content database did not answer:
+    TimeoutError: " — a line ending in nothing (a timeout has no message of its own)."""
+    monkeypatch.setattr("shared.content.postgres.CONNECT_TIMEOUT_S", 1.0)
+    where = urlsplit(postgres_dsn)
+    proxy = TcpProxy(where.hostname or "127.0.0.1", where.port or 5432)
+    try:
+        proxy.freeze()
+        db = open_content(urlunsplit(where._replace(netloc=f"{where.username}@127.0.0.1:{proxy.port}")))
+        async with asyncio.timeout(10):
+            with pytest.raises(ContentUnavailable) as raised:
+                await db.init()
+        assert str(raised.value) == "the content database did not answer: TimeoutError"
+        await db.close()
+    finally:
+        proxy.close()
+
+
 def _tenant_row(tenant_id: str) -> list[dict[str, Any]]:
     return [{"id": tenant_id, "username": "u", "display_name": None, "email": None, "created_at": 1}]
 

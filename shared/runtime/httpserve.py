@@ -109,8 +109,17 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
         """A request the client got wrong (a header line with no colon, a line too long: aiohttp
         answers 400) is one INFO line, not aiohttp's traceback at ERROR: anyone who can reach the
         port could otherwise fill the logs, 40 lines a request, and page whoever alerts on errors.
-        A failure of ours (a handler raising) keeps its traceback."""
+        A failure of ours (a handler raising) keeps its traceback. So is a body that does not decode
+        (`Content-Encoding: gzip` over bytes that are not gzip): aiohttp reads the rest of a body no
+        handler read, after the answer, to drop it, and the decoder's error there reached this log."""
         exc = kw.get("exc_info")
+        if isinstance(exc, web_protocol.RequestPayloadError):
+            peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+            remote = peer[0] if isinstance(peer, tuple) and peer else "?"
+            cause = exc.__cause__ if isinstance(exc.__cause__, HttpProcessingError) else None
+            reason = " ".join(str(cause.message if cause else exc).split())[:200]
+            log.info("a request body from %s could not be read, after its answer: %s", remote, reason)
+            return
         if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 0) < 500:
             remote = args[1] if len(args) > 1 else "?"
             reason = " ".join(str(exc.message or type(exc).__name__).split())[:200]

@@ -506,6 +506,34 @@ async def test_a_client_that_hangs_up_mid_body_is_a_bad_request_not_an_internal_
     assert len(statuses) == 2 and all('" 400 ' in s for s in statuses), statuses
 
 
+async def test_a_body_that_does_not_decode_is_answered_and_not_logged_as_an_error(
+        settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+    """Seen (red team): any request with `Content-Encoding: gzip` over bytes that are not gzip — no
+    token needed, on any route, `GET /healthz` too — was answered (200, 401, 404, or the handler's
+    400), then logged as `Unhandled exception` at ERROR with a 40-line traceback: aiohttp reads the
+    rest of a body no handler read, to drop it, and the decoder's error left that read unhandled.
+    Anyone could fill the logs and page whoever alerts on errors, one request at a time."""
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    token = make_token(settings, tenant="t1", user="u1", email="u@example.org", username="u")
+    junk = b"this is not gzip at all"
+    async with _gateway(settings):
+        for method, path, auth, want in (("GET", "/healthz", "", 200), ("GET", "/no/such/route", "", 404),
+                                         ("POST", "/api/export/cancel/x", "", 401), ("POST", "/api/export", "", 401),
+                                         ("POST", "/api/export", f"Authorization: Bearer {token}\r\n", 400)):
+            for coding in ("gzip", "deflate"):
+                status, _, body = await _answer(port, (
+                    f"{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n"
+                    f"Content-Encoding: {coding}\r\nContent-Length: {len(junk)}\r\nConnection: close\r\n\r\n"
+                ).encode() + junk)
+                assert status == want, (method, path, coding, body)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [(r.getMessage(), r.exc_info) for r in errors]
+    lines = [r.getMessage() for r in caplog.records if r.name == "shared.runtime.httpserve"]
+    assert any("could not be read" in line and "127.0.0.1" in line for line in lines), lines
+
+
 async def test_the_access_log_never_holds_a_working_download_link(
         settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
     """Seen: every download was logged by aiohttp's access log as its whole request line,

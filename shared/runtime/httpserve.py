@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 from aiohttp import web, web_protocol
@@ -122,8 +123,7 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
             return
         if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 0) < 500:
             remote = args[1] if len(args) > 1 else "?"
-            reason = " ".join(str(exc.message or type(exc).__name__).split())[:200]
-            log.info("bad request from %s: %s %s", remote, exc.code, reason)
+            log.info("bad request from %s: %s %s", remote, exc.code, reason_of(str(exc.message or type(exc).__name__)))
             return
         super().log_exception(*args, **kw)
 
@@ -166,6 +166,24 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
         if not self._request_count:
             log.info("closed a connection whose request head did not arrive within %.0f s", self.head_timeout)
             self.force_close()
+
+
+# aiohttp's parser quotes the bytes it refused after its reason (`Invalid char in url query:
+# b'GET /…?exp=…&sig=… HTTP/1.1' ^`, `Invalid header value char: b'Authorization: Bearer …'`,
+# `Bad status line 'GET …'`); a header's own name it quotes in its words (`Duplicate 'Content-Length'
+# header found.`), kept.
+_QUOTED = re.compile(r"""(?::\s*b?|\s+b|(?<=^Bad status line)\s+)['"].*""", re.DOTALL)
+_HEADER_NAME = re.compile(r"""(?::\s*b?|\s+b)['"]([!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}):""")
+
+
+def reason_of(message: str) -> str:
+    """What a parser error says, for a log, without the bytes it quotes: those are the request's own
+    (a download link's `sig`, a bearer token whose payload names the requester's email and username),
+    which the access log leaves out and a log outlives. A header line is named by its field name."""
+    quoted = _QUOTED.search(message)
+    reason = " ".join((message[:quoted.start()] if quoted else message).split())[:200]
+    header = _HEADER_NAME.match(message, quoted.start()) if quoted else None
+    return f"{reason} (in the {header.group(1)} field)" if header else reason
 
 
 class _DeadlineServer(web.Server):

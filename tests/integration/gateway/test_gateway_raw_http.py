@@ -534,6 +534,37 @@ async def test_a_body_that_does_not_decode_is_answered_and_not_logged_as_an_erro
     assert any("could not be read" in line and "127.0.0.1" in line for line in lines), lines
 
 
+async def test_a_request_refused_as_malformed_leaves_no_link_or_token_in_the_log(
+        settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+    """Seen (red team): the INFO line of a request aiohttp cannot parse quoted the offending line's
+    first 200 characters. A download link pasted with one raw byte after it (a curly quote from a
+    mail, sent as is by curl) logged `…/ARCHIVE?exp=…&sig=<37 of its 64 hex digits>`, and all 64 with
+    `sig` first and a short tenant id: the access log's `sig=REDACTED` undone. An `Authorization`
+    line with a stray control byte logged the token's header and payload: the requester's email and
+    username, in base64, in a log that outlives `erase-tenant`."""
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    token = make_token(settings, tenant="t1", user="u1", email="u@example.org", username="u")
+    sig = "12ac81cfef5597d28e058707e1af16b1093c37d88c5c100e56bd8caa0b07c71c"
+    path = "/api/export/download/exports/t1/exp_84b152d106f448edbda7155a/grove-export-u-2026-12-06.zip"
+    async with _gateway(settings):
+        for raw in (f"GET {path}?exp=1796548692&sig={sig}\u201d HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+                    f"GET {path}?SIG={sig}&exp=1796548692\u201d HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+                    f"GET /api/export/history?access_token={token}\u201d HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+                    f"GET /api/export/history HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\x01\r\n\r\n".encode(),
+                    f"GET /api/export/history HTTP/1.1\r\nHost: x\r\nAuthorization Bearer {token}\r\n\r\n".encode()):
+            status, _, _ = await _answer(port, raw)
+            assert status == 400, raw
+    lines = [r.getMessage() for r in caplog.records if "bad request from" in r.getMessage()]
+    assert len(lines) == 5, [r.getMessage() for r in caplog.records]
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    payload = token.split(".")[1]
+    for secret in (sig[:16], payload[:16], token[:16]):
+        assert secret not in text, (secret, lines)
+    assert all(line.startswith("bad request from 127.0.0.1: 400 Invalid") for line in lines), lines
+
+
 async def test_the_access_log_never_holds_a_working_download_link(
         settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
     """Seen: every download was logged by aiohttp's access log as its whole request line,

@@ -185,6 +185,10 @@ class _File(web.FileResponse):
         loop, end, native = asyncio.get_running_loop(), offset + count, True
         while offset < end:
             size = min(STALL_SLICE, end - offset)
+            if transport.is_closing():
+                # the client hung up (before this answer's body, or between two slices): asyncio's
+                # sendfile raised RuntimeError, an "Unhandled exception" at ERROR for its doing
+                raise ConnectionResetError("the client closed the connection")
             try:
                 async with asyncio.timeout(self._stall_s):
                     if native:
@@ -199,6 +203,10 @@ class _File(web.FileResponse):
                 log.info("closed a download whose client took no %d bytes within %g s", size, self._stall_s)
                 transport.abort()
                 raise ConnectionResetError("the client stopped reading") from None
+            except (RuntimeError, OSError):
+                if transport.is_closing():  # it hung up while this slice was sent: as above
+                    raise ConnectionResetError("the client closed the connection") from None
+                raise
             offset += size
         await web.StreamResponse.write_eof(self)
         return writer

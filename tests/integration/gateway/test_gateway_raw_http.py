@@ -976,6 +976,34 @@ async def test_a_client_that_stops_reading_its_answers_gets_its_connection_close
     assert any("took none of its answer within 1 s" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_client_that_hangs_up_on_the_page_files_is_not_logged_as_an_error(
+        settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+    """Seen (red team): 400 connections that pipelined `GET /export` (no token needed) and read
+    nothing, then closed, wrote 400 `Unhandled exception` tracebacks at ERROR
+    (`RuntimeError: Transport is closing`): a file answer begun, or its next slice sent, after the
+    client had gone asked asyncio to send on a closing transport. A client hanging up on a file is
+    its own doing, as on any other answer."""
+    import socket
+
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    async with _gateway(settings):
+        for path in ("/export", "/export/export.js"):
+            for wait in (0.05, 0.3, 1.0):
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the answers fill it at once
+                sock.connect(("127.0.0.1", port))
+                _, writer = await asyncio.open_connection(sock=sock)
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 300)
+                await asyncio.sleep(wait)  # reading nothing
+                writer.close()
+        await asyncio.sleep(0.5)
+        assert (await _answer(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))[0] == 200
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [(r.getMessage(), r.exc_info) for r in errors]
+
+
 async def test_the_longest_token_make_token_mints_is_one_the_gateway_reads(
         settings_for: Callable[..., Settings]) -> None:
     """`grove-export token --username <10,000 characters>` printed a token (exit 0) that every request

@@ -73,7 +73,7 @@ async def test_an_email_claim_past_ascii_that_could_hide_or_add_a_recipient_is_4
 
 
 async def test_a_sub_holding_an_invisible_format_character_is_not_its_look_alike_s_key(gateway, settings, problem):
-    """The sub is the key owner checks compare exactly (an Idempotency-Key's owner, who may cancel):
+    """The sub is the key owner checks compare exactly (an Idempotency-Key's owner; a cancel's requested_by):
     left out like a username's, U+200B would make "u1\u200b" u1 and give it u1's export. It stays a
     401, and u1's export is neither returned for u1's key nor cancelled."""
     from services.gateway.keys import BUS

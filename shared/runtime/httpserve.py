@@ -46,6 +46,8 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
     _opened = 0.0  # the loop's time when the connection was taken
     _answered: float | None = None  # the loop's time its last answer was sent, until its next request begins
     _body: Any = None  # that request's body stream: only one not all arrived is lingering
+    _began: float | None = None  # the loop's time the request being handled began (None between requests)
+    _evicted = False  # made way for a newcomer (make_way): closing
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         server = self._manager
@@ -137,10 +139,41 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
             and not getattr(self, "_force_close", True)
 
     async def _handle_request(self, request: Any, start_time: float | None, request_handler: Any) -> Any:
-        self._answered, self._body = None, request.content
-        result = await super()._handle_request(request, start_time, request_handler)
+        self._answered, self._body, self._began = None, request.content, self._loop.time()
+        try:
+            result = await super()._handle_request(request, start_time, request_handler)
+        finally:
+            self._began = None
         self._answered = self._loop.time()  # until its next request: what follows is aiohttp's lingering
         return result
+
+    def make_way(self) -> None:
+        """Close this connection, mid-request, for a newcomer (:meth:`overstaying`). Its handler is
+        cancelled first and the socket aborted only once it has unwound: closed under a file's
+        sendfile, asyncio never woke it (it drops the socket's writer), and it held the task and the
+        open file for the 75 s stall bound, or raised InvalidStateError in asyncio's own callback.
+        Aborted, not closed: an answer its client is not reading would be waited for."""
+        self._evicted = True
+        if (task := getattr(self, "_task_handler", None)) is not None:
+            task.cancel()
+        transport = self.transport
+
+        def close() -> None:
+            if transport is not None:
+                transport.abort()
+            self.force_close()
+
+        self._loop.call_soon(close)  # after the cancelled handler's own unwinding, queued before it
+
+    def overstaying(self, now: float) -> bool:
+        """Handling a request begun :data:`STALLED_HEAD_S` or more ago whose body is still arriving, or
+        with more requests pipelined behind it: held by its own client — one that sends a body that
+        slowly, or asks for answers it does not read (no browser pipelines) — not by the gateway. A
+        download, or a request whose body has all come (a create waiting on the bus), is not."""
+        if self._began is None or now - self._began < STALLED_HEAD_S or self._evicted \
+                or getattr(self, "_force_close", True):
+            return False
+        return (self._body is not None and not self._body.is_eof()) or bool(getattr(self, "_messages", ()))
 
     def lingering(self, now: float) -> bool:
         """Answered :data:`STALLED_HEAD_S` or more ago and still reading the rest of that request's
@@ -209,7 +242,9 @@ class _DeadlineServer(web.Server):
         10 s): a normal request got 503 40 times out of 40 in 4 s. Without the second, it did the same
         with whole heads naming a body it never sent (``Content-Length: 16000``): each answered at
         once (401 without a token, 200 for /healthz), then held while aiohttp read for the body to
-        drop it, ``lingering_time`` (10 s)."""
+        drop it, ``lingering_time`` (10 s). Last, a request its own client holds (:meth:`HeadDeadlineHandler.
+        overstaying`): 400 POSTs with a valid token and no body held the cap for the 10 s body wait, and
+        400 connections pipelining requests they never read, with no token, for the 75 s keep-alive."""
         if self.max_connections is None or len(self.connections) < self.max_connections:
             self.refusing = False
             return False
@@ -234,6 +269,14 @@ class _DeadlineServer(web.Server):
             log.info("closed a connection whose request head had not arrived after %.1f s: the gateway is at "
                      "its %d connections", now - oldest._opened, self.max_connections)
             oldest.force_close()
+            return False
+        overstaying = [h for h in ours if h.overstaying(now)]
+        if overstaying:
+            oldest = min(overstaying, key=lambda h: h._began or 0.0)
+            log.info("closed a connection whose request, begun %.1f s ago, its client held (a body still arriving, "
+                     "or answers pipelined and not read): the gateway is at its %d connections",
+                     now - (oldest._began or now), self.max_connections)
+            oldest.make_way()
             return False
         if not self.refusing:
             log.warning("%d connections open, the most allowed: more are answered 503 until some close",

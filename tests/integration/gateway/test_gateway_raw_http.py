@@ -383,6 +383,65 @@ async def test_at_the_cap_an_answered_request_whose_body_never_comes_makes_way_a
             writer.close()
 
 
+@pytest.mark.parametrize("how", ["a body that never comes, with a token", "pipelined answers never read"])
+async def test_at_the_cap_a_request_held_by_its_own_client_makes_way_after_a_second(
+        settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture, how: str) -> None:
+    """Seen (red team), at the default cap of 400: 400 connections, each a POST /api/export with any
+    tenant's valid token and a Content-Length whose body never came, made every other request a 503
+    for the 10 s the gateway waits for a body — again as soon as they were reopened; and with no
+    token, 400 connections that pipelined `GET /export` and read nothing did the same for the 75 s
+    keep-alive (10 of 10 requests 503, and 5 of 5 23 s later). Neither was idle, lingering or mid-head,
+    so none made way. At the cap, a request begun a second or more ago whose body is still arriving,
+    or that has requests pipelined behind it, now makes way, the oldest first; younger ones do not, nor
+    does a download or a request whose body has all come (a create waiting on the bus)."""
+    import socket
+
+    from services.gateway.auth import make_token
+    from tests.support.wait import until
+
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    cap = 5
+    settings = settings_for(0, host="127.0.0.1", port=port, max_connections=cap)
+    token = make_token(settings, tenant="t_cap", user="u1", email="u@example.org", username="u")
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    async with _gateway(settings):
+        loop = asyncio.get_running_loop()
+        opened = loop.time()
+        held = []
+        for _ in range(cap):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            if how.startswith("a body"):
+                writer.write(f"POST /api/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                             "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{".encode())
+            else:
+                writer.write(b"GET /export HTTP/1.1\r\nHost: x\r\n\r\n" * 300)
+            await writer.drain()
+            held.append((reader, writer))
+        status, _, body = await _answer(port, request)
+        assert loop.time() - opened < STALLED_HEAD_S, "the machine was too slow to ask before they could make way"
+        assert status == 503, (status, body)  # begun less than a second ago: they hold the cap
+        await asyncio.sleep(max(0.0, opened + STALLED_HEAD_S + 0.1 - loop.time()))  # the rule is their age
+        # (a pipelined one's stalled request began once the answers before it had filled the buffers)
+        async def served() -> bool:
+            return (await _answer(port, request))[0] == 200
+
+        # far inside the 10 s body wait and the 75 s keep-alive that held them before
+        await until(served, timeout=3 * STALLED_HEAD_S, what="a new connection served at the cap")
+        assert any("its client held" in r.getMessage() for r in caplog.records)
+        for _, writer in held:
+            writer.close()
+        stopping = loop.time()
+    # the one that made way left no handler behind: one waiting in sendfile on its aborted socket was
+    # never woken, and held the gateway's stop for its 20 s drain
+    assert loop.time() - stopping < 5, f"the gateway took {loop.time() - stopping:.1f} s to stop"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [(r.getMessage(), r.exc_info) for r in errors]
+
+
 async def test_at_the_cap_a_kept_alive_connection_whose_next_request_just_came_is_not_taken_for_lingering(
         settings_for: Callable[..., Settings]) -> None:
     """Review rev2 of the rule above: a kept-alive connection answered over a second ago whose next

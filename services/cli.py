@@ -319,6 +319,10 @@ async def _replay(settings: Settings) -> None:
     if path.exists() and not path.is_file():  # the rebuilt file was renamed over it: /dev/null, as root
         raise CliError(f"the read model {path} (GROVE_READ_MODEL_DB) is not a regular file (a device, a pipe): "
                        f"nothing was replayed")
+    if not path.parent.exists():  # run from another folder than the stack's: var/ made there, every address in it
+        raise CliError(f"the read model's folder {path.parent.resolve()} does not exist (GROVE_READ_MODEL_DB {path}): "
+                       f"nothing was replayed; run it in the local stack's folder or pass --data DIR, or set "
+                       f"GROVE_READ_MODEL_DB to the gateway's read model (for a new one, make its folder first)", code=1)
     bus = await connect(settings, "cli", ensure=False, persistent=False)
     try:
         started = time.monotonic()

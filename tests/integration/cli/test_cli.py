@@ -469,6 +469,23 @@ async def test_replay_into_a_read_model_that_is_a_fifo_is_refused_and_leaves_it_
     assert sorted(p.name for p in tmp_path.glob("rm.db*")) == ["rm.db"]
 
 
+async def test_replay_into_a_folder_that_does_not_exist_is_refused_and_makes_nothing(
+        values: dict[str, Any], bus: Bus, tmp_path: Path) -> None:
+    """Seen: `grove-export replay` run from another folder than the stack's (GROVE_NATS_URL set, the
+    read model left at its default, var/read-model.db) made var/ there, wrote every tenant's rows into
+    it — the requesters' addresses, in a file no gateway reads and no erase-tenant is pointed at — and
+    said "read model var/read-model.db: N exports rebuilt from the log", exit 0."""
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    target = elsewhere / "var" / "read-model.db"
+    out = cli({**values, "read_model_db": str(target)}, "replay")
+    assert (out.returncode, out.stdout, out.stderr) == (
+        1, "", f"grove-export: the read model's folder {target.parent} does not exist (GROVE_READ_MODEL_DB "
+               f"{target}): nothing was replayed; run it in the local stack's folder or pass --data DIR, or set "
+               f"GROVE_READ_MODEL_DB to the gateway's read model (for a new one, make its folder first)\n")
+    assert list(elsewhere.iterdir()) == []
+
+
 async def test_replay_on_a_full_disk_leaves_nothing_beside_the_read_model(values: dict[str, Any], bus: Bus,
                                                                            tmp_path: Path) -> None:
     """Seen: with the disk full (here a file size limit, RLIMIT_FSIZE: the same EFBIG/ENOSPC to SQLite)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import getpass
 import json
+import os
 import shlex
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -536,6 +537,13 @@ def _a_folder(path: Path, must_exist: bool) -> Path:
         inside = None
     if inside is not None and not inside.is_dir():
         raise UsageError(f"{path} cannot be made: {inside} is a file, not a folder")
+    try:  # a link to a folder that is not there (an unmounted volume): it said "File exists: LINK", exit 1
+        dangling = next((p for p in (path, *path.parents) if p.is_symlink() and not p.exists()), None)
+        if dangling is not None:
+            raise UsageError(f"{path} cannot be made: {dangling} is a link to {os.readlink(dangling)}, which does "
+                             "not exist")
+    except OSError:
+        pass
     return path
 
 

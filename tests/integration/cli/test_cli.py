@@ -366,6 +366,25 @@ def test_a_backup_folder_inside_a_file_is_a_bad_command_line(tmp_path: Path) -> 
     assert (tmp_path / "notes.txt").read_text() == "x"
 
 
+def test_a_backup_folder_that_is_a_dangling_link_is_a_bad_command_line(tmp_path: Path) -> None:
+    """Seen: `backup LINK` (a symbolic link to a folder that is not there: an unmounted volume, a backup
+    disk's mount point removed) or `backup LINK/sub` connected to NATS, then said only "File exists:
+    LINK", exit 1 — the operator saw no file there. The command line's fault, as a file in the way is:
+    one line naming the link and where it points, exit 2, before any server is asked, nothing made."""
+    from services.devtools.stack.natsserver import free_port
+
+    dead = f"nats://127.0.0.1:{free_port()}"  # asked, it would say "cannot reach NATS"
+    gone = tmp_path / "mnt" / "backups"
+    link = tmp_path / "backups"
+    link.symlink_to(gone)
+    for target in (link, link / "nightly"):
+        out = bare("backup", str(target), cwd=tmp_path, GROVE_NATS_URL=dead)
+        assert (out.returncode, out.stderr) == (
+            2, f"grove-export: {target} cannot be made: {link} is a link to {gone}, which does not exist\n"), \
+            out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backups"] and not gone.exists()
+
+
 def test_backup_into_a_folder_holding_other_files_is_refused_writing_nothing(tmp_path: Path) -> None:
     """Seen: `backup DIR` into a folder with other files in it (not a backup: no manifest.json) wrote its
     snapshots and manifest.json among them, though its help says "an empty folder". The command line's

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.transport import WebSocketTransport
 from nats.js import JetStreamContext
@@ -264,6 +265,12 @@ class NatsUnreachable(ConnectionError):
 _refused: list[str] = []
 
 
+# Whether a server this process connected to said in its INFO that it runs no JetStream (started without
+# -js): every JetStream request then meets "no responders", which nats-py says as "ServiceUnavailableError:
+# code=None err_code=None description='None'" or "no responders available for request".
+_no_jetstream: list[bool] = []
+
+
 def refused_lately() -> bool:
     """Whether the server refused this process's connection something (a permissions violation): a
     request that then timed out was refused, not left unanswered."""
@@ -273,6 +280,12 @@ def refused_lately() -> bool:
 def unreachable_reason(error: BaseException, user: str | None = None) -> str:
     """Why a connection to NATS failed, in words (nats-py's own error says only "no servers")."""
     text = str(error).removeprefix("nats: ").strip()
+    if _no_jetstream and (isinstance(error, nats.errors.NoRespondersError) or (
+            isinstance(error, nats.js.errors.ServiceUnavailableError) and error.err_code is None)):
+        # the server's own 503 "no responders", from a server whose INFO said it runs no JetStream (as
+        # setup tells it apart from a cluster still electing its JetStream leader)
+        return ("nothing answers its JetStream API: JetStream is not enabled there — start nats-server with -js, "
+                "or give its config a jetstream { } block — or it is not the server meant")
     if isinstance(error, ConnectionRefusedError):
         return "connection refused (is nats-server running there?)"
     if isinstance(error, socket.gaierror):
@@ -365,6 +378,8 @@ async def open_nats(settings: Settings, producer: str, *, name: str | None = Non
         if persistent:
             raise
         raise NatsUnreachable(failure_reason(failures, e, settings.nats_user)) from None
+    if not (getattr(nc, "_server_info", None) or {}).get("jetstream"):
+        _no_jetstream.append(True)
     return nc
 
 

@@ -141,3 +141,20 @@ async def test_an_account_without_jetstream_is_said_at_once_not_waited_for(
     assert "does not answer yet" not in capsys.readouterr().err
     message = str(caught.value)
     assert "JetStream not enabled for account" in message and "leader" not in message, message
+
+
+def test_operator_commands_on_a_server_without_jetstream_say_so_in_one_line(tmp_path: Path) -> None:
+    """Seen: a fresh server started for a restore without -js (the README's line, one flag short):
+    `exports`, `events` and `backup` said "NATS at … failed: ServiceUnavailableError: code=None
+    err_code=None description='None'", `restore` "… failed: no responders available for request" —
+    while `setup` named the cause. Every command that reads the log now says what `setup` says."""
+    with no_jetstream_server(tmp_path) as url:
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}, "GROVE_NATS_URL": url}
+        for command in (["exports"], ["events", "exp_x"], ["backup", str(tmp_path / "backup")]):
+            out = subprocess.run([sys.executable, "-m", "services.cli", *command], env=env, cwd=tmp_path,
+                                 capture_output=True, text=True, timeout=60, check=False)
+            assert (out.returncode, out.stderr.count("\n")) == (1, 1), (command, out.stderr)
+            assert out.stderr.startswith(f"grove-export: NATS at {url} (from GROVE_NATS_URL) failed: nothing "
+                                         "answers its JetStream API: JetStream is not enabled there — start "
+                                         "nats-server with -js"), (command, out.stderr)
+    assert not (tmp_path / "backup").exists()

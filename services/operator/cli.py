@@ -200,7 +200,7 @@ def _view(folded: inspect.Folded, upload: dict[str, Any] | None, beat: dict[str,
         "stepAttempts": dict(s.attempts), "lastStepError": s.last_step_error,
         "failure": s.failure.reason if s.failure else None, "notification": s.notification,
         "request": inspect.event_fields(s.request) if s.request else None,
-        "snapshot": inspect.snapshot_of(s),
+        "snapshot": inspect.snapshot_of(s), "archive": inspect.archive_of(s),
         "upload": upload, "heartbeat": beat,
         "events": [{"seq": seq, "type": e.name(), "at": inspect._iso(e.occurred_at), "producer": e.producer,
                     **inspect.event_fields(e)} for seq, e in folded.events],
@@ -225,6 +225,10 @@ def _print_show(v: dict[str, Any], folded: inspect.Folded) -> None:
         planned = f"{sn['members']} members, {human_size(sn['totalBytes'])}, {sn['errors']} errors"
         say(f"snapshot   {sn['key']}: " + (f"{planned} planned; no archive was made ({v['status']})"
                                            if sn["archived"] is False else planned))
+    if ar := v["archive"]:
+        members = f"{ar['members']} members, " if ar["members"] is not None else ""
+        say(f"archive    {members}{human_size(ar['sizeBytes'])}, {ar['errors']} errors (in its errors.json), "
+            f"sha256 {ar['sha256']}, expires {ar['expiresAt']}" + ("; deleted" if v["status"] == "expired" else ""))
     up = v["upload"]
     if up is None:
         say("upload     none")

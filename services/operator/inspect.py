@@ -153,6 +153,17 @@ def snapshot_of(state: ExportState) -> dict[str, Any] | None:
             "archived": True if state.completed else False if state.terminal else None}
 
 
+def archive_of(state: ExportState) -> dict[str, Any] | None:
+    """The archive a complete export made: its members, size, the items its errors.json lists, SHA-256 and
+    expiry. The snapshot's errors are what the catalog planned; a source gone before it was archived is
+    counted here only (``show`` said "0 errors" for an archive whose errors.json listed eight)."""
+    if not state.completed:
+        return None
+    c = state.completed
+    return {"members": state.assembled.member_count if state.assembled else None, "sizeBytes": c.size_bytes,
+            "errors": c.error_count, "sha256": c.sha256, "expiresAt": _iso(c.expires_at)}
+
+
 def summary(folded: Folded, now: datetime) -> dict[str, Any]:
     s, last = folded.state, folded.last
     status = status_of(s, now)

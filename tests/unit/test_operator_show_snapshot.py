@@ -43,3 +43,25 @@ def test_show_gives_a_complete_exports_snapshot_as_archived(capsys: pytest.Captu
     assert snapshot["archived"] is True
     line, snapshot = _show(BEFORE, capsys)  # under way: it may yet be
     assert line.endswith(": 3 members, 1.0 KB, 0 errors") and snapshot["archived"] is None
+
+
+def test_show_gives_the_archive_of_a_complete_export_with_its_own_error_count(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Seen: two images deleted from the store while their export was assembled: the archive has them in
+    its errors.json (ExportCompleted error_count=2, the person's email and page say so), while `show`
+    said only `snapshot …: 3 members, 1.0 KB, 0 errors` and `complete` — the catalog's plan. An operator
+    asked "where are my images?" had to read the events' fields to find the archive's count."""
+    assembled = ASSEMBLED.model_copy(update={"member_count": 2, "error_count": 2, "size_bytes": 2048})
+    completed = COMPLETED.model_copy(update={"error_count": 2, "size_bytes": 2048})
+    events = [*BEFORE, assembled, ev.FinalizeStarted(**E), completed]
+    folded = inspect.Folded(fold(events), tuple(enumerate(events, 1)))
+    view = _view(folded, None, None, NOW)
+    _print_show(view, folded)
+    out = capsys.readouterr().out.splitlines()
+    assert "archive    2 members, 2.0 KB, 2 errors (in its errors.json), sha256 abc, expires 2030-01-01T00:00:00Z" in out, out
+    assert view["archive"] == {"members": 2, "sizeBytes": 2048, "errors": 2, "sha256": "abc",
+                               "expiresAt": "2030-01-01T00:00:00Z"}
+    under_way = inspect.Folded(fold(BEFORE), tuple(enumerate(BEFORE, 1)))
+    view = _view(under_way, None, None, NOW)
+    _print_show(view, under_way)
+    assert view["archive"] is None and not any(x.startswith("archive ") for x in capsys.readouterr().out.splitlines())

@@ -39,7 +39,7 @@ from services.catalog.spool import Spool
 from shared.archive import layout
 from shared.archive.frontmatter import render_markdown
 from shared.archive.jsontext import Items
-from shared.archive.layout import FEED_PATH, INDEX_PATH, README_PATH, ObjectMember, TextMember
+from shared.archive.layout import FEED_PATH, INDEX_PATH, README_PATH, TAGS_LIMIT, ObjectMember, TextMember
 from shared.archive.names import NameAllocator
 from shared.archive.ownmedia import NOT_REWRITTEN, MediaRef, OwnMedia, export_bodies, relative_link, rewrites
 from shared.content.port import Row
@@ -116,13 +116,6 @@ def _utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-# Tags one row may have. Each costs the catalog some 270 bytes while its post is rendered (front
-# matter, index.json, feed.json) and, past plain ASCII words, ~15 us of YAML: a tags column of 6 MB
-# ("é,é,…", 2.1 million tags) took 29 s and 570 MiB over the catalog's usual RSS, past its 512 MiB
-# limit. A row with more is kept as stored under ``unreadable``, like tags that are no list of words.
-TAGS_LIMIT = 10_000
 
 
 def _tags(column: Any) -> list[str] | None:

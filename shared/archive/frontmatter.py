@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from shared.archive.layout import FRONT_MATTER_NODES, TAGS_LIMIT
+
 OPEN = "---\n"
 CLOSE = "\n---\n"
 _LINE_BREAKS = frozenset("\n\r\x85\u2028\u2029")
@@ -209,17 +211,28 @@ def _simple_document(meta: dict[str, Any]) -> str | None:
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader without aliases. An alias is its
+    """PyYAML's safe loader without aliases, and of no more values than an export writes. An alias is its
     anchor's value again, shared, not copied: nine lines of lists of ten aliases each are a list of
     10**9 items, which load in a moment and cost whatever walks them in full (verify's tags, as JSON
     text, took 166 s and 10 GB for a post of 700 bytes). :func:`render_markdown` never writes one
-    (:func:`_plain` copies every value)."""
+    (:func:`_plain` copies every value). And PyYAML reads some 20,000 values a second, holding each:
+    past :data:`layout.FRONT_MATTER_NODES` (two lists of at most TAGS_LIMIT tags, and the keys) it
+    stops (a post of 4 MiB of ``- é`` lines took verify 52 s and 700 MB)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self.nodes = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(None, None, f"an alias (*{event.anchor}; an export never writes one)",
                                               event.start_mark)
+        self.nodes += 1
+        if self.nodes > FRONT_MATTER_NODES:
+            raise yaml.composer.ComposerError(None, None, f"more than {FRONT_MATTER_NODES:,} values (an export writes "
+                                              f"at most {TAGS_LIMIT:,} tags in each of tags and tags_original)",
+                                              self.peek_event().start_mark)
         return super().compose_node(parent, index)
 
     def flatten_mapping(self, node: Any) -> None:

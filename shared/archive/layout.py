@@ -97,6 +97,20 @@ FRONT_MATTER_KEYS: dict[str, frozenset[str]] = {
 }
 
 
+# Tags one row may have. Each costs the catalog some 270 bytes while its post is rendered (front
+# matter, index.json, feed.json) and, past plain ASCII words, ~15 us of YAML: a tags column of 6 MB
+# ("é,é,…", 2.1 million tags) took 29 s and 570 MiB over the catalog's usual RSS, past its 512 MiB
+# limit. A row with more is kept as stored under ``unreadable``, like tags that are no list of words
+# (services/catalog/render.py).
+TAGS_LIMIT = 10_000
+# The most YAML values (nodes: a mapping, a key, a value, a list's item) a post's or page's front matter
+# holds as an export writes it: two per key (unreadable's keys too, one per column at most) and the items
+# of tags and tags_original, at most TAGS_LIMIT each. PyYAML builds some 20,000 nodes a second, each ~900
+# bytes until the document is read: a post of 4 MiB of `- é` lines (a few KB deflated) took verify 52 s
+# and 700 MB, one of 64 MiB some 14 minutes and 11 GB. frontmatter.parse_markdown stops past this many.
+FRONT_MATTER_NODES = 2 * TAGS_LIMIT + 4 * max(len(keys) for keys in FRONT_MATTER_KEYS.values())
+
+
 def unwritten_keys(section: str, meta: dict[Any, Any]) -> list[str]:
     """The keys of a post's (``section`` "posts") or page's front matter that an export never writes
     (:data:`FRONT_MATTER_KEYS`), as text, in the order given."""

@@ -132,3 +132,22 @@ def test_hugo_reads_such_titles_and_tags_as_the_text_they_are(tmp_path: Path) ->
     shown = [html.unescape((tmp_path / "public" / "posts" / f"p{i}" / "index.html").read_text().strip())
              for i in range(len(GO_YAML_NUMBERS))]
     assert shown == [f"string {v}|string {v}" for v in GO_YAML_NUMBERS]
+
+
+def test_the_most_values_an_export_writes_are_read_and_one_more_is_refused() -> None:
+    """An export writes at most TAGS_LIMIT tags in each of tags and tags_original (words PyYAML reads,
+    not the direct writer's), beside every key: that front matter reads back; one more value is refused
+    (layout.FRONT_MATTER_NODES bounds what PyYAML builds: 4 MiB of ``- é`` lines took 52 s and 700 MB)."""
+    from shared.archive.layout import FRONT_MATTER_KEYS, FRONT_MATTER_NODES, POSTS, TAGS_LIMIT
+
+    tags = [f"é{i}" for i in range(TAGS_LIMIT)]
+    meta: dict[str, object] = {key: "x" for key in sorted(FRONT_MATTER_KEYS[POSTS])}
+    meta |= {"tags": tags, "tags_original": tags,
+             "unreadable": {"published_at": 1, "created_at": 2, "updated_at": 3, "tags": "é"}}
+    text = render_markdown(meta, "body")
+    assert parse_markdown(text) == (meta, "body")
+    spare = FRONT_MATTER_NODES - (1 + 2 * len(meta) + 2 * TAGS_LIMIT + 2 * 4)  # the mapping, keys, values, items
+    assert spare >= 0
+    bigger = render_markdown(meta | {"tags": tags + ["é"] * (spare + 1)}, "body")
+    with pytest.raises(ValueError, match=f"more than {FRONT_MATTER_NODES:,} values"):
+        parse_markdown(bigger)

@@ -244,6 +244,29 @@ def test_front_matter_aliases_are_refused_before_anything_walks_them(tmp_path: P
     refused_by_import(tmp_path, path, line)
 
 
+def test_front_matter_of_more_values_than_an_export_writes_is_refused_before_pyyaml_reads_them(tmp_path: Path) -> None:
+    """Seen: a post whose front matter was 4 MiB of ``- é`` lines (a few KB deflated) took verify 52 s and
+    700 MB, PyYAML building a node a line (a 64 MiB one: some 14 minutes and 11 GB), before it said the
+    tags disagree with index.json. An export writes at most TAGS_LIMIT tags in each of tags and
+    tags_original: front matter of more values is refused once PyYAML has built that many. 100,000
+    here: without the refusal 9.4 s (18.6 s traced) and a 64 MB traced peak, and a "disagree on tags"
+    line; with it 2.3 s and 24.5 MB, most of it the link scan of the file read as text."""
+    post = _post(tmp_path).replace("tags:\n- a\n", "tags:\n" + "- é\n" * 100_000, 1).encode()
+    path = repack(exported(tmp_path), tmp_path / "many.zip", add={"posts/hello.md": post})
+    tracemalloc.start()
+    try:
+        started = time.monotonic()
+        report = verify_archive(path)
+        took, peak = time.monotonic() - started, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    line = ("posts/hello.md: not a post or page (frontmatter is not valid YAML: more than 20,064 values (an export "
+            "writes at most 10,000 tags in each of tags and tags_original) at line 20060)")
+    assert report.problems == [line], report.text()
+    assert took < 60 and peak < 40 * 2**20, (took, peak)  # traced: some 4 times slower than untraced
+    refused_by_import(tmp_path, path, line)
+
+
 def _twice(index: dict[str, Any]) -> None:
     index["posts"][1].update({k: v for k, v in index["posts"][0].items() if k != "id"})
 

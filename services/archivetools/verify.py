@@ -72,6 +72,8 @@ from shared.archive.layout import (
     README_PATH,
     file_slug,
     hugo_tags,
+    hugo_unsafe,
+    hugo_unsafe_tag,
     is_media,
     is_text_page,
     unwritten_keys,
@@ -843,6 +845,27 @@ def _stand_ins(name: str, meta: Any) -> str | None:
             "Hugo can build)")
 
 
+def _unbuildable(name: str, meta: Any) -> str | None:
+    """The problem when the ``slug`` or ``tags`` Hugo is given is one it cannot build as a page of its own
+    (layout.hugo_unsafe, hugo_unsafe_tag): ``slug: ../login`` with index.json saying the same (and no
+    slug_original, so no other check here held it) verified, and Hugo built the post at /login.html,
+    outside its section — the page an ``aliases`` key would make, which :func:`_unwritten` refuses —, and
+    ``../index`` over the site's home page; a tag ``..`` ended the build. An export gives Hugo the file's
+    name (layout.hugo_slug) and the tags it can build (layout.hugo_tags), the stored ones beside."""
+    if not isinstance(meta, dict) or name.split("/", 1)[0] not in (POSTS, PAGES):
+        return None
+    shown = []
+    if isinstance(slug := meta.get("slug"), str) and hugo_unsafe(slug):
+        shown.append(f"slug: {slug!r}"[:80])
+    if isinstance(tags := meta.get("tags"), list) and any(isinstance(t, str) and hugo_unsafe_tag(t) for t in tags):
+        shown.append(f"tags: {tags!r}"[:80])
+    if not shown:
+        return None
+    return (f"{name}: its front matter's {', '.join(shown)} is one Hugo cannot build as a page of its own (it would "
+            "be built outside its section, over another page, or end the build: an export gives Hugo the file's "
+            "name as slug, and keeps such a slug as slug_original and such tags as tags_original)")
+
+
 def _file_slug(name: str, slug: Any) -> bool:
     """Whether ``slug`` is one an export writes beside ``slug_original`` for the member ``name``: made of the
     file's name (layout.hugo_slug), with a ``-2``, ``-3``… when that address was taken. Import restores
@@ -901,7 +924,7 @@ class _Texts:
                 meta, body = parse_markdown(text)
             except ValueError:
                 meta, body = {}, text
-        if problem := _unwritten(name, meta) or _stand_ins(name, meta):
+        if problem := _unwritten(name, meta) or _stand_ins(name, meta) or _unbuildable(name, meta):
             self.problems.append(problem)
         if listed_as is not None and (problem := _disagreement(name, *listed_as, meta)):
             self.problems.append(problem)

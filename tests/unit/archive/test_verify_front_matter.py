@@ -159,3 +159,45 @@ def test_hugos_tags_beside_tags_original_saying_otherwise_than_those_hugo_can_bu
     assert verify_archive(same).ok, verify_archive(same).text()
     whole = with_front_matter(path, tmp_path / "whole.zip", "posts/hello.md", tags_original=["a", "b"])
     assert verify_archive(whole).ok, verify_archive(whole).text()
+
+
+def _crafted(src: Path, dst: Path, name: str, **change: Any) -> Path:
+    """``src`` with ``name``'s front matter and its index.json entry both changed: an archive made by
+    hand that agrees with itself, as no other check here can tell."""
+    meta, body = member(src, name)
+    with zipfile.ZipFile(src) as zf:
+        index = json.loads(zf.read("index.json"))
+    for entry in index["posts"] + index["pages"]:
+        if entry["path"] == name:
+            entry.update(change)
+    return rewrite(src, dst, extra={name: render_markdown({**meta, **change}, body).encode(),
+                                    "index.json": json.dumps(index).encode()})
+
+
+UNBUILDABLE = ("its front matter's {shown} is one Hugo cannot build as a page of its own (it would be built "
+               "outside its section, over another page, or end the build: an export gives Hugo the file's name "
+               "as slug, and keeps such a slug as slug_original and such tags as tags_original)")
+
+
+def test_a_slug_or_tag_hugo_cannot_build_is_a_problem_though_index_json_agrees(tmp_path: Path) -> None:
+    """Seen: "archive OK" for an archive whose post said ``slug: ../login`` in its front matter and in
+    index.json alike, with no slug_original: Hugo built the post at /login.html, outside posts/ — the page
+    at /login/ that verify refuses an ``aliases`` key for (``../index`` is the site's /index.html, over
+    its home page). An export never gives Hugo such a slug or tag (layout.hugo_slug, hugo_tags): the one
+    stored goes beside as slug_original or tags_original. So such an archive was made by hand."""
+    from tests.unit.archive.test_verify_index import refused_by_import
+
+    path = exported(tmp_path, *rows())
+    assert verify_archive(path).ok, verify_archive(path).text()
+    cases = [("posts/hello.md", {"slug": "../login"}, "slug: '../login'"),
+             ("posts/hello.md", {"slug": "../index"}, "slug: '../index'"),
+             ("pages/about.md", {"slug": "../../login"}, "slug: '../../login'"),
+             ("posts/hello.md", {"tags": ["a", "../login"]}, "tags: ['a', '../login']"),
+             ("posts/hello.md", {"tags": [".."]}, "tags: ['..']")]
+    for n, (name, change, shown) in enumerate(cases):
+        bad = _crafted(path, tmp_path / f"{n}.zip", name, **change)
+        assert verify_archive(bad).problems == [f"{name}: " + UNBUILDABLE.format(shown=shown)], (name, change)
+    refused_by_import(tmp_path, bad, f"posts/hello.md: {UNBUILDABLE.format(shown=shown)}")
+    # slugs and tags Hugo builds, made by hand as well, stay sound
+    fine = _crafted(path, tmp_path / "fine.zip", "posts/hello.md", slug="hello-again", tags=["a", "c.d"])
+    assert verify_archive(fine).ok, verify_archive(fine).text()

@@ -80,7 +80,7 @@ from shared.archive.layout import (
 )
 from shared.archive.mdlinks import find_links
 from shared.archive.names import is_safe_path, same_file_key
-from shared.archive.ownmedia import REWRITE_LIMIT, links_past_scan, scan_limit
+from shared.archive.ownmedia import REWRITE_LIMIT, MediaRef, OwnMedia, links_past_scan, relative_link, scan_limit
 from shared.archive.trailer import MAX32, ZIP64_EOCD, ZIP64_EOCD_SIG, ZIP64_LOCATOR, ZIP64_LOCATOR_SIG
 from shared.core.printable import printable
 
@@ -866,6 +866,24 @@ def _unbuildable(name: str, meta: Any) -> str | None:
             "name as slug, and keeps such a slug as slug_original and such tags as tags_original)")
 
 
+def _featured_stand_in(name: str, meta: Any, own: OwnMedia) -> str | None:
+    """The problem when a post's ``featured_image`` (what a Hugo theme shows: Ananke, Hugo's quickstart
+    theme, reads it) says otherwise than its ``featured_image_original`` (what import restores): an export
+    writes the path in the archive of the image the original names (``own``: index.json's media, as the
+    catalog's rows), else the original (catalog/render.py). ``featured_image: https://tracker.example/p.gif``
+    beside the person's own image verified, and the site built from the archive loaded that address."""
+    if not isinstance(meta, dict) or not name.startswith(f"{POSTS}/") or "featured_image_original" not in meta:
+        return None  # an archive made before the original was kept beside it: nothing to hold it to
+    original = meta["featured_image_original"]
+    hit = own.lookup(original) if original else None
+    want = relative_link(name, hit[0].path) if hit and hit[0].path else original
+    if type(meta.get("featured_image")) is type(want) and meta.get("featured_image") == want:
+        return None
+    return (f"{name}: its front matter's featured_image: {meta.get('featured_image')!r}"[:200] + " says otherwise "
+            "than its featured_image_original (a theme shows it on the site built from the archive; an export writes "
+            "the path in the archive of the image the original names, when it holds it, else the original)")
+
+
 def _file_slug(name: str, slug: Any) -> bool:
     """Whether ``slug`` is one an export writes beside ``slug_original`` for the member ``name``: made of the
     file's name (layout.hugo_slug), with a ``-2``, ``-3``… when that address was taken. Import restores
@@ -906,6 +924,12 @@ class _Texts:
     def __init__(self, index: Any, names: list[str], left_out: set[str]) -> None:
         self.index, self.order, self.names, self.left_out = index, names, set(names), left_out
         self.made = None if index is None else {e.get("path") for e in index.get("media", []) if e.get("path")}
+        # the person's images as the catalog's rows gave them (a featured image's link is made by them);
+        # an entry of other types than an export writes is left out here (import refuses it)
+        self.own = None if index is None else OwnMedia(
+            MediaRef(str(e.get("id")), e["object_key"], e.get("source_url"), e.get("path"))
+            for e in index.get("media", []) if isinstance(e.get("object_key"), str)
+            and isinstance(e.get("source_url"), str | None) and isinstance(e.get("path"), str | None))
         self.entries = {} if index is None else {e.get("path"): (section, e) for section in TEXT_COLUMNS
                                                  for e in index.get(section, [])}
         self.problems: list[str] = []
@@ -927,6 +951,8 @@ class _Texts:
         if problem := _unwritten(name, meta) or _stand_ins(name, meta) or _unbuildable(name, meta):
             self.problems.append(problem)
         if listed_as is not None and (problem := _disagreement(name, *listed_as, meta)):
+            self.problems.append(problem)
+        if listed_as is not None and self.own is not None and (problem := _featured_stand_in(name, meta, self.own)):
             self.problems.append(problem)
         # Links are scanned where an export rewrites them (ownmedia.scan_limit), as import restores
         # them: every post was scanned up to 64 MiB, and 2 MiB of `[a]: b` lines took 6 s and 160 MB.

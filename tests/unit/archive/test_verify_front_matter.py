@@ -201,3 +201,38 @@ def test_a_slug_or_tag_hugo_cannot_build_is_a_problem_though_index_json_agrees(t
     # slugs and tags Hugo builds, made by hand as well, stay sound
     fine = _crafted(path, tmp_path / "fine.zip", "posts/hello.md", slug="hello-again", tags=["a", "c.d"])
     assert verify_archive(fine).ok, verify_archive(fine).text()
+
+
+def test_a_featured_image_saying_otherwise_than_its_original_is_a_problem(tmp_path: Path) -> None:
+    """Seen: "archive OK" for an archive whose post said ``featured_image: https://tracker.example/p.gif``
+    beside its ``featured_image_original`` (the person's image, in media/): import restored the original,
+    and a Hugo theme that shows it (Ananke, Hugo's own quickstart theme, reads ``featured_image``) loaded
+    the other address on the site built from the archive — as ``slug`` and ``tags`` beside their originals,
+    which verify holds to them. An export writes the image's path in the archive when it holds the image
+    the original names, else the original (catalog/render.py)."""
+    from services.catalog.render import plan_blog
+    from tests.support.archives import encode_plan
+
+    img, cdn = b"\xff\xd8" + b"x" * 100, "https://cdn.example/t1/media"
+    posts = [{"id": f"p{i}", "slug": slug, "title": slug, "markdown_content": "hi", "status": "published",
+              "created_at": 1, "published_at": 2, "featured_image": featured}
+             for i, (slug, featured) in enumerate((("hello", f"{cdn}/cat.jpg?w=600"), ("two", "https://elsewhere.example/x.png")))]
+    media = [{"id": "m1", "filename": "cat.jpg", "r2_key": "t1/media/cat.jpg", "url": f"{cdn}/cat.jpg",
+              "size": len(img), "mime_type": "image/jpeg", "uploaded_at": 1}]
+    plan = plan_blog(posts, [], media, True, "img", heads={("img", "t1/media/cat.jpg"): (len(img), "e")})
+    path = encode_plan(plan, tmp_path / "a.zip", lambda m: iter([plan.spool.read(m.start, m.size)]) if m.key == "texts"
+                       else iter([img]))
+    plan.close()
+    assert verify_archive(path).ok, verify_archive(path).text()
+    assert member(path, "posts/hello.md")[0]["featured_image"] == "../media/cat.jpg"
+    shown = "featured_image: {value!r}"
+    cases = [("posts/hello.md", "https://tracker.example/p.gif"), ("posts/hello.md", f"{cdn}/cat.jpg?w=600"),
+             ("posts/two.md", "../media/cat.jpg"), ("posts/two.md", None)]
+    for n, (name, value) in enumerate(cases):
+        meta, body = member(path, name)
+        meta = {k: v for k, v in {**meta, "featured_image": value}.items() if v is not None}
+        bad = rewrite(path, tmp_path / f"{n}.zip", extra={name: render_markdown(meta, body).encode()})
+        line = (f"{name}: its front matter's {shown.format(value=value)} says otherwise than its "
+                "featured_image_original (a theme shows it on the site built from the archive; an export writes "
+                "the path in the archive of the image the original names, when it holds it, else the original)")
+        assert verify_archive(bad).problems == [line], (name, value, verify_archive(bad).text())

@@ -71,6 +71,7 @@ from shared.archive.layout import (
     POSTS,
     README_PATH,
     file_slug,
+    hugo_misreads,
     hugo_tags,
     hugo_unsafe,
     hugo_unsafe_tag,
@@ -522,6 +523,10 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
         if not is_safe_path(name):
             report.problems.append(f"{name}: not a name an export makes (each part a safe file name, 1,024 bytes "
                                    "in all at most: see *What the archive holds*)")
+        elif is_text_page(name) and hugo_misreads(name):  # Hugo builds other posts of its folder, or none
+            report.problems.append(f"{name}: not a name an export gives a post or page (Hugo reads it as a folder's "
+                                   "own page, a translation or a file to skip, not as one more page: it builds "
+                                   "other posts, or none, of that folder)")
         if (other := first.setdefault(same_file_key(name), name)) != name:
             report.problems.append(f"{name}: the same file as {other} on a case-insensitive disk (one would "
                                    "overwrite the other)")

@@ -151,6 +151,15 @@ def _hugo_stem(stem: str) -> str:
     return _not_a_bundle(_not_a_translation(_not_ignored(stem)))
 
 
+def hugo_misreads(path: str) -> bool:
+    """Whether Hugo reads the post or page file at ``path`` as other than one more page of its folder:
+    a leaf bundle's or the section's own page (``index.md``, ``_index.md`` in any case, ``index.<x>.md``),
+    a file it skips (``#…``) or the English version of another (``….en.md``). An export never names one
+    so (:func:`_hugo_stem`, :data:`SSG_RESERVED`); verify refuses an archive that does."""
+    stem = path.rsplit("/", 1)[-1].removesuffix(".md")
+    return _hugo_stem(stem) != stem or stem.casefold() in ("index", "_index")
+
+
 # Hugo builds a post at ``<section>/<slug>`` and a tag's page at ``tags/<tag>``, reading ``/`` as a
 # folder: what it made of these (Debian's Hugo 0.111, with and without ``uglyURLs``) is in hugo_unsafe.
 HUGO_LIST_FILES = ("index.html", "index.xml")  # what a section's or a tag's list page writes in its folder

@@ -71,6 +71,7 @@ from shared.archive.layout import (
     POSTS,
     README_PATH,
     file_slug,
+    hugo_address,
     hugo_misreads,
     hugo_tags,
     hugo_unsafe,
@@ -938,6 +939,7 @@ class _Texts:
         self.entries = {} if index is None else {e.get("path"): (section, e) for section in TEXT_COLUMNS
                                                  for e in index.get(section, [])}
         self.problems: list[str] = []
+        self.addresses: dict[str, dict[str, str]] = {POSTS: {}, PAGES: {}}  # Hugo's address → the file built there
         self.checked = self.theirs = self.listed = self.texts_left_out = self.unscanned = 0
 
     def check(self, name: str, raw: bytes) -> None:
@@ -953,11 +955,15 @@ class _Texts:
                 meta, body = parse_markdown(text)
             except ValueError:
                 meta, body = {}, text
-        if problem := _unwritten(name, meta) or _stand_ins(name, meta) or _unbuildable(name, meta):
-            self.problems.append(problem)
+        hugo = _unwritten(name, meta) or _stand_ins(name, meta) or _unbuildable(name, meta)
+        if hugo:
+            self.problems.append(hugo)
         if listed_as is not None and (problem := _disagreement(name, *listed_as, meta)):
             self.problems.append(problem)
         if listed_as is not None and self.own is not None and (problem := _featured_stand_in(name, meta, self.own)):
+            self.problems.append(problem)
+        # its address taken all the same; one line for a slug said otherwise than an export writes it
+        if listed_as is not None and (problem := self._built_once(name, meta)) and not hugo:
             self.problems.append(problem)
         # Links are scanned where an export rewrites them (ownmedia.scan_limit), as import restores
         # them: every post was scanned up to 64 MiB, and 2 MiB of `[a]: b` lines took 6 s and 160 MB.
@@ -977,6 +983,21 @@ class _Texts:
             self.checked += 1
             if target not in self.names:
                 self.problems.append(f"{name}: links to {target}, which is not in the archive")
+
+    def _built_once(self, name: str, meta: dict[str, Any]) -> str | None:
+        """The problem when Hugo builds this post or page at the address of one read before: its slug, or
+        its file's name without one, as Hugo makes an address of it (layout.hugo_address: lower-cased,
+        characters it drops left out). Of ``hello`` and ``Hello`` it builds one page, the other post missing
+        from the site without a word; an export gives the later one its file's name (layout.hugo_slug)."""
+        section, slug = name.split("/", 1)[0], meta.get("slug")
+        if section not in self.addresses:
+            return None
+        own = slug if isinstance(slug, str) and slug else name.rsplit("/", 1)[-1].removesuffix(".md")
+        # as the export takes them (layout.hugo_slug): a slug that is no text (null) is given to Hugo as stored
+        if (first := self.addresses[section].setdefault(hugo_address(own), name)) == name or not isinstance(slug, str):
+            return None
+        return (f"{name}: Hugo builds it at the address of {first} (slug {own!r}"[:200] + "): one of the two is missing "
+                "from the site (an export gives the later one its file's name as slug, slug_original beside)")
 
     def finish(self, report: Report) -> None:
         """The problems found, then every post, page and file index.json says is in the archive and is

@@ -26,6 +26,7 @@ import pytest
 
 from services.archivetools.verify import COUNTED, verify_archive
 from services.catalog.render import plan_blog
+from shared.archive.frontmatter import parse_markdown, render_markdown
 from shared.content.factory import sqlite_dsn
 from shared.core.snapshot import SnapshotMember
 from shared.objectstore import ObjectNotFound
@@ -587,5 +588,24 @@ def test_a_post_file_hugo_reads_as_other_than_a_page_is_a_problem(tmp_path: Path
             entry["path"] = name
     path = repack(src, tmp_path / "moved.zip", drop=(old,), add={name: moved, "index.json": json.dumps(index).encode()})
     line = f"{name}: {HUGO_MISREAD}"
+    assert verify_archive(path).problems == [line], verify_archive(path).text()
+    refused_by_import(tmp_path, path, line)
+
+
+@pytest.mark.parametrize("slug", ["hello", "Hello", "hello!", "HELLO"])
+def test_two_posts_hugo_builds_at_one_address_are_a_problem(tmp_path: Path, slug: str) -> None:
+    """Seen: "archive OK" for an archive whose post posts/two.md said ``slug: Hello`` in its front matter
+    and index.json alike, beside posts/hello.md: Hugo builds both at /posts/hello/ (it lower-cases an
+    address and drops characters such as `!`), one page, so one of the two posts is missing from the site
+    without a word. An export gives the later one its file's name (layout.hugo_slug: ``slug: two``, the
+    stored one as slug_original)."""
+    src = exported(tmp_path)
+    meta, body = parse_markdown(zipfile.ZipFile(src).read("posts/two.md").decode())
+    index = index_of(src)
+    index["posts"][1]["slug"] = slug
+    post = render_markdown({**meta, "slug": slug}, body).encode()
+    path = repack(src, tmp_path / "same.zip", add={"posts/two.md": post, "index.json": json.dumps(index).encode()})
+    line = (f"posts/two.md: Hugo builds it at the address of posts/hello.md (slug {slug!r}): one of the two is "
+            "missing from the site (an export gives the later one its file's name as slug, slug_original beside)")
     assert verify_archive(path).problems == [line], verify_archive(path).text()
     refused_by_import(tmp_path, path, line)

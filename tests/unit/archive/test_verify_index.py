@@ -609,3 +609,32 @@ def test_two_posts_hugo_builds_at_one_address_are_a_problem(tmp_path: Path, slug
             "missing from the site (an export gives the later one its file's name as slug, slug_original beside)")
     assert verify_archive(path).problems == [line], verify_archive(path).text()
     refused_by_import(tmp_path, path, line)
+
+
+def test_a_post_padded_past_the_limit_has_its_front_matter_checked_all_the_same(tmp_path: Path) -> None:
+    """Seen: "archive OK" for an archive whose post said ``aliases: [/login/]`` (which verify refuses:
+    Hugo makes a page at /login/) with its body padded past the 64 MiB a post is read whole up to (70 MB of
+    one letter, 70 KB deflated): verify hashed it and said only that its front matter was not checked, and
+    Hugo built the page. Every front matter check (keys, Hugo's stand-ins, index.json) was skipped so. The
+    front matter is at the head of the file: it is read from there, the body past it is hashed."""
+    post = _post(tmp_path)
+    padded = post.replace("---\n", "---\naliases:\n- /login/\n", 1).encode() + b"a" * (70 * 2**20)
+    path = repack(exported(tmp_path), tmp_path / "padded.zip", add={"posts/hello.md": padded})
+    assert path.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        report = verify_archive(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.problems == [
+        "posts/hello.md: its front matter holds 'aliases', which an export never writes (a static-site generator acts "
+        "on it: Hugo publishes a post at its url and makes a page at each of its aliases)"], report.text()
+    assert "posts/hello.md: over 64 MiB; its checksum and front matter were checked, its links were not" in report.facts
+    assert peak < 16 * 2**20, peak  # its front matter and a chunk, not the post
+    # its front matter not closed in those 64 MiB: not read, and not taken for checked
+    unclosed = repack(exported(tmp_path), tmp_path / "unclosed.zip",
+                      add={"posts/hello.md": post.replace("---\n", "---\n#" + "a" * (65 * 2**20) + "\n", 1).encode()})
+    assert verify_archive(unclosed).problems == [
+        "posts/hello.md: its front matter does not end in its first 64 MiB, as far as a post is read (an export's "
+        "is far shorter): it could not be checked"]

@@ -82,7 +82,15 @@ from shared.archive.layout import (
 )
 from shared.archive.mdlinks import find_links
 from shared.archive.names import is_safe_path, same_file_key
-from shared.archive.ownmedia import REWRITE_LIMIT, MediaRef, OwnMedia, links_past_scan, relative_link, scan_limit
+from shared.archive.ownmedia import (
+    REWRITE_LIMIT,
+    MediaRef,
+    OwnMedia,
+    links_past_scan,
+    read_as_before,
+    relative_link,
+    scan_limit,
+)
 from shared.archive.trailer import MAX32, ZIP64_EOCD, ZIP64_EOCD_SIG, ZIP64_LOCATOR, ZIP64_LOCATOR_SIG
 from shared.core.printable import printable
 
@@ -521,12 +529,13 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
         if times > 1:
             report.problems.append(f"{name}: in the archive {times} times (readers disagree on which is meant)")
     first: dict[str, str] = {}
+    misread: list[str] = []  # Hugo's findings: problems, or facts in an archive of a release before 0.2.0 (_Texts.hugo)
     for name in dict.fromkeys(names):  # an export's names are safe and distinct on any disk (names.py)
         if not is_safe_path(name):
             report.problems.append(f"{name}: not a name an export makes (each part a safe file name, 1,024 bytes "
                                    "in all at most: see *What the archive holds*)")
         elif is_text_page(name) and hugo_misreads(name):  # Hugo builds other posts of its folder, or none
-            report.problems.append(f"{name}: not a name an export gives a post or page (Hugo reads it as a folder's "
+            misread.append(f"{name}: not a name an export gives a post or page (Hugo reads it as a folder's "
                                    "own page, a translation or a file to skip, not as one more page: it builds "
                                    "other posts, or none, of that folder)")
         if (other := first.setdefault(same_file_key(name), name)) != name:
@@ -594,6 +603,7 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
     errors = _document(kept, ERRORS_PATH, Errors, documents, names)
     index = _document(kept, INDEX_PATH, Index, documents, names, required=False)
     texts = _Texts(index, names, {e["path"] for e in errors or [] if isinstance(e.get("path"), str)})
+    texts.hugo += misread
     for info in zf.infolist():
         name = info.filename
         kind = stat.S_IFMT(info.external_attr >> 16)  # whatever system it says made it: some reader honours it
@@ -636,7 +646,7 @@ def _check_members(zf: zipfile.ZipFile, report: Report) -> None:
             report.problems.append(f"{name}: over the {limit // 2**20} MiB limit for a document read whole")
     manifest = _document(kept, MANIFEST_PATH, Manifest, report, names)
     report.problems += documents.problems
-    texts.finish(report)
+    texts.finish(report, manifest.get("generator") if manifest is not None else None)
     if manifest is None:
         return
     listed = {m["path"]: m for m in manifest.get("members", [])}
@@ -959,6 +969,10 @@ class _Texts:
         self.entries = {} if index is None else {e.get("path"): (section, e) for section in TEXT_COLUMNS
                                                  for e in index.get(section, [])}
         self.problems: list[str] = []
+        # What Hugo would misbuild (a slug or tag it cannot build, a file it reads as other than one more page, two
+        # pages at one address): since 0.2.0 an export gives Hugo names it can build, so in an archive of 0.2.0 or
+        # later (or of a generator this does not know) each is a problem; 0.1.0 wrote them as stored (:meth:`finish`)
+        self.hugo: list[str] = []
         self.addresses: dict[str, dict[str, str]] = {POSTS: {}, PAGES: {}}  # Hugo's address → the file built there
         self.checked = self.theirs = self.listed = self.texts_left_out = self.unscanned = 0
 
@@ -975,16 +989,18 @@ class _Texts:
                 meta, body = parse_markdown(text)
             except ValueError:
                 meta, body = {}, text
-        hugo = _unwritten(name, meta) or _stand_ins(name, meta) or _unbuildable(name, meta)
+        hugo = _unwritten(name, meta) or _stand_ins(name, meta)
         if hugo:
             self.problems.append(hugo)
+        elif hugo := _unbuildable(name, meta):
+            self.hugo.append(hugo)
         if listed_as is not None and (problem := _disagreement(name, *listed_as, meta)):
             self.problems.append(problem)
         if listed_as is not None and self.own is not None and (problem := _featured_stand_in(name, meta, self.own)):
             self.problems.append(problem)
         # its address taken all the same; one line for a slug said otherwise than an export writes it
         if listed_as is not None and (problem := self._built_once(name, meta)) and not hugo:
-            self.problems.append(problem)
+            self.hugo.append(problem)
         # Links are scanned where an export rewrites them (ownmedia.scan_limit), as import restores
         # them: every post was scanned up to 64 MiB, and 2 MiB of `[a]: b` lines took 6 s and 160 MB.
         if len(body) > scan_limit(name, links):
@@ -1030,10 +1046,18 @@ class _Texts:
         return (f"{name}: Hugo builds it at the address of {first} (slug {own!r}"[:200] + "): one of the two is missing "
                 "from the site (an export gives the later one its file's name as slug, slug_original beside)")
 
-    def finish(self, report: Report) -> None:
+    def finish(self, report: Report, generator: object) -> None:
         """The problems found, then every post, page and file index.json says is in the archive and is
-        not, and the counts."""
+        not, and the counts. What Hugo would misbuild (:attr:`hugo`) is a fact in an archive a release before
+        0.2.0 made (its manifest's ``generator``, as import reads its links: ownmedia.read_as_before): that
+        release wrote slugs and file names as stored, so the archive is as it was made, and import restores
+        it (refused, a person whose old archive is all that is left of a blog could not have it back)."""
         report.problems += self.problems
+        if read_as_before(generator):
+            report.facts += [f"{line} — as {generator} wrote it (it kept slugs and names as stored); import restores "
+                             "it as it is" for line in self.hugo]
+        else:
+            report.problems += self.hugo
         for section in TEXT_COLUMNS:  # import restores each from its file and refuses one that is not there
             for n, entry in enumerate(self.index.get(section, []) if self.index is not None else []):
                 # one errors.json lists is missing by the archive's own account: the assembler left it out

@@ -31,6 +31,7 @@ from shared.content.factory import sqlite_dsn
 from shared.core.snapshot import SnapshotMember
 from shared.objectstore import ObjectNotFound
 from tests.support.archives import encode_plan
+from tests.unit.archive.test_verify import rewrite
 
 CDN = "https://cdn.example/t1/media"
 IMG = b"\xff\xd8" + b"x" * 100
@@ -609,6 +610,42 @@ def test_two_posts_hugo_builds_at_one_address_are_a_problem(tmp_path: Path, slug
             "missing from the site (an export gives the later one its file's name as slug, slug_original beside)")
     assert verify_archive(path).problems == [line], verify_archive(path).text()
     refused_by_import(tmp_path, path, line)
+
+
+def test_what_hugo_would_misbuild_in_an_archive_of_0_1_0_is_a_fact_and_import_restores_it(tmp_path: Path) -> None:
+    """Release 0.1.0 wrote a post's slug and file name as stored (an export gives Hugo names it can build
+    since 0.2.0): its archive of a blog whose post was stored with the slug ``index`` holds posts/index.md,
+    one with ``hello`` and ``Hello`` two posts at one address. Such an archive is as it was made: verify says
+    what Hugo would do with it as a fact, exit 0, and import restores it — refused, a person whose old
+    archive is all that is left of a blog could not have it back. The same archive saying 0.2.0 is refused."""
+    src = exported(tmp_path)
+    with zipfile.ZipFile(src) as zf:
+        moved = zf.read("posts/two.md")
+    index = index_of(src)
+    index["posts"][1]["path"] = "posts/index.md"
+    meta, body = parse_markdown(zipfile.ZipFile(src).read("pages/about.md").decode())
+    index["pages"][0]["slug"] = "../login"
+    page = render_markdown({**meta, "slug": "../login"}, body).encode()
+    new = repack(src, tmp_path / "new.zip", drop=("posts/two.md",),
+                 add={"posts/index.md": moved, "pages/about.md": page, "index.json": json.dumps(index).encode()})
+    found = [f"posts/index.md: {HUGO_MISREAD}", "pages/about.md: its front matter's slug: '../login' is one Hugo "
+             "cannot build as a page of its own (it would be built outside its section, over another page, or end "
+             "the build: an export gives Hugo the file's name as slug, and keeps such a slug as slug_original and "
+             "such tags as tags_original)"]
+    assert sorted(verify_archive(new).problems) == sorted(found), verify_archive(new).text()
+    for generator in ("grove-export 0.2.0", "another-tool 1.0", None):  # today's rules: refused
+        edited = rewrite(new, tmp_path / "edited.zip", edit=lambda m, g=generator: m.update(generator=g))
+        assert sorted(verify_archive(edited).problems) == sorted(found), (generator, verify_archive(edited).text())
+    old = rewrite(new, tmp_path / "old.zip", edit=lambda m: m.update(generator="grove-export 0.1.0"))
+    report = verify_archive(old)
+    assert report.ok, report.text()
+    said = " — as grove-export 0.1.0 wrote it (it kept slugs and names as stored); import restores it as it is"
+    assert sorted(f for f in report.facts if f.endswith(said)) == sorted(line + said for line in found), report.text()
+    checked = grove(tmp_path, "verify", str(old))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    imported = grove(tmp_path, "import", str(old), "--tenant", "t2")
+    assert imported.returncode == 0 and "restored 1 media, 2 posts, 1 pages" in imported.stdout, \
+        imported.stdout + imported.stderr
 
 
 def test_a_post_padded_past_the_limit_has_its_front_matter_checked_all_the_same(tmp_path: Path) -> None:

@@ -203,9 +203,10 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
 
 # aiohttp's parser quotes the bytes it refused after its reason (`Invalid char in url query:
 # b'GET /…?exp=…&sig=… HTTP/1.1' ^`, `Invalid header value char: b'Authorization: Bearer …'`,
-# `Bad status line 'GET …'`); a header's own name it quotes in its words (`Duplicate 'Content-Length'
-# header found.`), kept.
-_QUOTED = re.compile(r"""(?::\s*b?|\s+b|(?<=^Bad status line)\s+)['"].*""", re.DOTALL)
+# `Bad status line 'GET …'`; a request target over its limit, compiled: `…when reading:
+# bytearray(b'/…?sig=…')`; pure-Python: `Bad HTTP method in status line 'GET /…?sig=…'`); a header's
+# own name it quotes in its words (`Duplicate 'Content-Length' header found.`), kept.
+_QUOTED = re.compile(r"""(?::\s*(?:bytearray\()?b?|\s+b|(?<=status line)\s+)['"].*""", re.DOTALL)
 _HEADER_NAME = re.compile(r"""(?::\s*b?|\s+b)['"]([!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}):""")
 
 

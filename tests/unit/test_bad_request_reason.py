@@ -16,6 +16,11 @@ from shared.runtime.httpserve import reason_of
     ("Got more than 8190 bytes when reading: b'Cookie: session=abcd...'.",
      "Got more than 8190 bytes when reading (in the Cookie field)"),
     ("Bad status line 'GET /d?sig=0123abcd'", "Bad status line"),
+    # the compiled parser's request line over its limit (review rv1: logged the target's first 100 bytes)
+    ("Got more than 8190 bytes when reading: bytearray(b'/d?sig=0123abcd&utm=AAAA...').",
+     "Got more than 8190 bytes when reading"),
+    # the pure-Python parser's (AIOHTTP_NO_EXTENSIONS) request line with no version
+    ("Bad HTTP method in status line 'GET /d?sig=0123abcd'", "Bad HTTP method in status line"),
     ("Duplicate 'Content-Length' header found.", "Duplicate 'Content-Length' header found."),
     ("Too many headers received", "Too many headers received"),
 ])

@@ -624,6 +624,32 @@ async def test_a_request_refused_as_malformed_leaves_no_link_or_token_in_the_log
     assert all(line.startswith("bad request from 127.0.0.1: 400 Invalid") for line in lines), lines
 
 
+async def test_a_request_target_over_the_limit_leaves_no_link_or_token_in_the_log(
+        settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+    """Seen (review rv1): a request target over the 8 KiB limit (a link with tracking parameters pasted
+    after it, a token in the query) was answered 414, and its INFO line quoted the target's first 100
+    bytes: aiohttp's compiled parser says them as `bytearray(b'…')`, a form the bytes' stripping did not
+    know, so `?access_token=` logged the token's header and the start of its payload (the requester's
+    email, in base64), and a link with `sig` first its first 50 hex digits."""
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    settings = settings_for(0, host="127.0.0.1", port=port)
+    token = make_token(settings, tenant="t1", user="u1", email="u@example.org", username="u")
+    sig = "12ac81cfef5597d28e058707e1af16b1093c37d88c5c100e56bd8caa0b07c71c"
+    pad = "A" * 9000
+    async with _gateway(settings):
+        for target in (f"/api/export/history?access_token={token}&utm={pad}",
+                       f"/api/export/download/exports/t1/x.zip?sig={sig}&exp=1796548692&utm={pad}"):
+            status, _, _ = await _answer(port, f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert status == 414, target[:60]
+    lines = [r.getMessage() for r in caplog.records if "bad request from" in r.getMessage()]
+    assert len(lines) == 2, [r.getMessage() for r in caplog.records]
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    for secret in (sig[:16], token.split(".")[1][:16], token[:16]):
+        assert secret not in text, (secret, lines)
+    assert all(line.startswith("bad request from 127.0.0.1: 400 Got more than") for line in lines), lines
+
+
 async def test_the_access_log_never_holds_a_working_download_link(
         settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
     """Seen: every download was logged by aiohttp's access log as its whole request line,

@@ -34,6 +34,7 @@ from shared.core import keys
 from shared.objectstore import links
 from shared.objectstore.fs import FilesystemStore, UrlSigner
 from shared.objectstore.port import StoreError
+from shared.runtime.httpserve import HeadDeadlineHandler
 from shared.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ async def download(request: web.Request) -> web.StreamResponse:
     except FileNotFoundError:
         raise p.Expired("This export is no longer available.") from None
     name = layout.file_name(key)
+    if isinstance(request.protocol, HeadDeadlineHandler):
+        request.protocol.patient = True  # a slow reader of an archive is no reason to close it at the cap
     return file_response(request, path, stat, noun="archive", gone=p.Expired("This export is no longer available."), headers={
         "Content-Type": "application/zip" if name.endswith(".zip") else "application/octet-stream",
         "Content-Disposition": f"attachment; filename=\"{quote(name)}\"; filename*=UTF-8''{quote(name)}",
@@ -183,12 +186,15 @@ class _File(web.FileResponse):
         if transport is None:
             raise ConnectionResetError("Connection lost")
         loop, end, native = asyncio.get_running_loop(), offset + count, True
+        handler = request.protocol if isinstance(request.protocol, HeadDeadlineHandler) else None
         while offset < end:
             size = min(STALL_SLICE, end - offset)
             if transport.is_closing():
                 # the client hung up (before this answer's body, or between two slices): asyncio's
                 # sendfile raised RuntimeError, an "Unhandled exception" at ERROR for its doing
                 raise ConnectionResetError("the client closed the connection")
+            if handler is not None:
+                handler.unread(True)  # until this slice is out: at the cap, a page file not taken for 1 s makes way
             try:
                 async with asyncio.timeout(self._stall_s):
                     if native:
@@ -207,6 +213,9 @@ class _File(web.FileResponse):
                 if transport.is_closing():  # it hung up while this slice was sent: as above
                     raise ConnectionResetError("the client closed the connection") from None
                 raise
+            finally:
+                if handler is not None:
+                    handler.unread(False)
             offset += size
         await web.StreamResponse.write_eof(self)
         return writer

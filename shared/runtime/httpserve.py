@@ -48,6 +48,8 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
     _body: Any = None  # that request's body stream: only one not all arrived is lingering
     _began: float | None = None  # the loop's time the request being handled began (None between requests)
     _evicted = False  # made way for a newcomer (make_way): closing
+    _unread_since: float | None = None  # the loop's time the answer under way stopped going out (see unread)
+    patient = False  # the request under way may wait on its client as its own stall bound lets it (a download)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         server = self._manager
@@ -93,14 +95,25 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
         requests and read nothing held its handler, blocked writing, for good (aiohttp's drain has
         no bound; only downloads had one of their own)."""
         super().pause_writing()
+        self.unread(True)
         if self._write_deadline is None:
             self._write_deadline = self._loop.call_later(self._keepalive_timeout, self._write_stalled)
 
     def resume_writing(self) -> None:
         super().resume_writing()
+        self.unread(False)
         if self._write_deadline is not None:
             self._write_deadline.cancel()
             self._write_deadline = None
+
+    def unread(self, waiting: bool) -> None:
+        """Whether the answer under way waits for its client to take some of it: the transport's buffers
+        full (:meth:`pause_writing`), or a slice of a file ``loop.sendfile`` has not put out (it writes
+        past the transport, which never pauses for it)."""
+        if not waiting:
+            self._unread_since = None
+        elif self._unread_since is None:
+            self._unread_since = self._loop.time()
 
     def _write_stalled(self) -> None:
         self._write_deadline = None
@@ -140,6 +153,7 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
 
     async def _handle_request(self, request: Any, start_time: float | None, request_handler: Any) -> Any:
         self._answered, self._body, self._began = None, request.content, self._loop.time()
+        self.patient = False
         try:
             result = await super()._handle_request(request, start_time, request_handler)
         finally:
@@ -166,14 +180,19 @@ class HeadDeadlineHandler(web_protocol.RequestHandler):
         self._loop.call_soon(close)  # after the cancelled handler's own unwinding, queued before it
 
     def overstaying(self, now: float) -> bool:
-        """Handling a request begun :data:`STALLED_HEAD_S` or more ago whose body is still arriving, or
-        with more requests pipelined behind it: held by its own client — one that sends a body that
-        slowly, or asks for answers it does not read (no browser pipelines) — not by the gateway. A
-        download, or a request whose body has all come (a create waiting on the bus), is not."""
+        """Handling a request begun :data:`STALLED_HEAD_S` or more ago whose body is still arriving, with
+        more requests pipelined behind it, or whose answer its client has taken none of for as long: held
+        by its own client — one that sends a body that slowly, or asks for answers it does not read — not
+        by the gateway. A request whose body has all come (a create waiting on the bus) is not, nor a
+        download (:attr:`patient`) whose client reads slowly. Not pipelined alone: a client that asked
+        one answer at a time, read none, and stopped asking once the buffers were full left the last one
+        waiting with nothing behind it, and held the cap for the 75 s write stall bound (review rv1)."""
         if self._began is None or now - self._began < STALLED_HEAD_S or self._evicted \
                 or getattr(self, "_force_close", True):
             return False
-        return (self._body is not None and not self._body.is_eof()) or bool(getattr(self, "_messages", ()))
+        if (self._body is not None and not self._body.is_eof()) or bool(getattr(self, "_messages", ())):
+            return True
+        return self._unread_since is not None and not self.patient and now - self._unread_since >= STALLED_HEAD_S
 
     def lingering(self, now: float) -> bool:
         """Answered :data:`STALLED_HEAD_S` or more ago and still reading the rest of that request's
@@ -275,7 +294,7 @@ class _DeadlineServer(web.Server):
         if overstaying:
             oldest = min(overstaying, key=lambda h: h._began or 0.0)
             log.info("closed a connection whose request, begun %.1f s ago, its client held (a body still arriving, "
-                     "or answers pipelined and not read): the gateway is at its %d connections",
+                     "answers pipelined, or an answer not read): the gateway is at its %d connections",
                      now - (oldest._began or now), self.max_connections)
             oldest.make_way()
             return False

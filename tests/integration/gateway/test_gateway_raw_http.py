@@ -442,6 +442,117 @@ async def test_at_the_cap_a_request_held_by_its_own_client_makes_way_after_a_sec
     assert not errors, [(r.getMessage(), r.exc_info) for r in errors]
 
 
+async def _one_answer_unread(port: int, path: str, answered: Callable[[], int]) -> asyncio.StreamWriter:
+    """A connection that asks for ``path`` again and again, one request at a time (none pipelined),
+    reading nothing, until the server cannot put an answer into the buffers: the last answer not taken,
+    nothing queued behind it. ``answered``: how many of that path's answers the access log has."""
+    from tests.support.wait import until
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    _, writer = await asyncio.open_connection(sock=sock)
+    for _ in range(5000):
+        before = answered()
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await writer.drain()
+
+        async def taken(before: int = before) -> bool:
+            return answered() > before
+
+        try:  # answered at once while the buffers take it
+            await until(taken, timeout=0.5, interval=0.01, what="an answer")
+        except AssertionError:
+            return writer  # the server waits on this one's answer, for its client to read
+    pytest.fail(f"5000 answers of {path} went into the buffers")
+
+
+@pytest.mark.parametrize("path", ["/export/export.js", "/api/openapi.json"])
+async def test_at_the_cap_a_request_whose_answer_its_client_does_not_read_makes_way_after_a_second(
+        settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture, path: str) -> None:
+    """Review rv1 of the rule above: a client that asked for one answer at a time, read none, and stopped
+    asking once the buffers were full (about 54 of the page's script here: an attacker finds the number in
+    a few tries) left each connection waiting on the last answer with nothing pipelined behind it — not
+    idle, lingering, mid-head or overstaying — and held the cap with no token for the 75 s its answer may
+    wait (the write stall bound), as pipelining did. At the cap, a request whose answer its client has
+    taken none of for a second makes way too (a download does not: its reader may be that slow)."""
+    from tests.support.wait import until
+
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    cap = 3  # each takes some 250 answers of the API description to fill the buffers
+    settings = settings_for(0, host="127.0.0.1", port=port, max_connections=cap)
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+    def answered() -> int:
+        return sum(1 for r in caplog.records if r.name == "aiohttp.access" and f"GET {path} " in r.getMessage())
+
+    async with _gateway(settings):
+        loop = asyncio.get_running_loop()
+        held = [await _one_answer_unread(port, path, answered) for _ in range(cap)]
+
+        async def served() -> bool:
+            return (await _answer(port, request))[0] == 200
+
+        # far inside the 75 s that held them before
+        await until(served, timeout=3 * STALLED_HEAD_S + 1, what="a new connection served at the cap")
+        assert any("its client held" in r.getMessage() for r in caplog.records)
+        for writer in held:
+            writer.close()
+        stopping = loop.time()
+    assert loop.time() - stopping < 5, f"the gateway took {loop.time() - stopping:.1f} s to stop"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [(r.getMessage(), r.exc_info) for r in errors]
+
+
+async def test_at_the_cap_a_download_its_client_reads_slowly_is_not_taken(
+        settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+    """The rule above spares a download (``patient``): a reader of an archive on a slow link takes
+    nothing for seconds at a time, and its own stall bound (the keep-alive timeout) is what closes it.
+    At the cap, downloads whose clients read nothing for over a second are kept; the newcomer gets 503."""
+    from services.gateway.auth import link_secret
+    from shared.core import keys
+    from shared.objectstore import links
+    from tests.support.wait import until
+
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    cap = 3
+    settings = settings_for(0, host="127.0.0.1", port=port, max_connections=cap)
+    key = keys.archive_key("t_dl", "exp_0123456789abcdef01234567", "u", "2026-12-06")
+    path = settings.store_root / settings.buckets.exports / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.truncate(32 * 1024 * 1024)  # sparse: no disk
+    link = links.sign(link_secret(settings), "", key, 600)
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+    def downloads() -> int:
+        return sum(1 for r in caplog.records if "/api/export/download/" in r.getMessage())
+
+    async with _gateway(settings):
+        held = []
+        for _ in range(cap):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            _, writer = await asyncio.open_connection(sock=sock)
+            writer.write(f"GET {link} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            await writer.drain()
+            held.append(writer)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+
+        async def refused() -> bool:
+            return loop.time() - began > 2 * STALLED_HEAD_S and (await _answer(port, request))[0] == 503
+
+        await until(refused, timeout=6 * STALLED_HEAD_S, what="a newcomer refused while the downloads go on")
+        assert downloads() == 0  # none ended: still being sent
+        assert not any("its client held" in r.getMessage() for r in caplog.records)
+        for writer in held:
+            writer.transport.abort()
+
+
 async def test_at_the_cap_a_kept_alive_connection_whose_next_request_just_came_is_not_taken_for_lingering(
         settings_for: Callable[..., Settings]) -> None:
     """Review rev2 of the rule above: a kept-alive connection answered over a second ago whose next

@@ -962,10 +962,14 @@ class _Texts:
         self.made = None if index is None else {e.get("path") for e in index.get("media", []) if e.get("path")}
         # the person's images as the catalog's rows gave them (a featured image's link is made by them);
         # an entry of other types than an export writes is left out here (import refuses it)
-        self.own = None if index is None else OwnMedia(
+        refs = [] if index is None else [
             MediaRef(str(e.get("id")), e["object_key"], e.get("source_url"), e.get("path"))
             for e in index.get("media", []) if isinstance(e.get("object_key"), str)
-            and isinstance(e.get("source_url"), str | None) and isinstance(e.get("path"), str | None))
+            and isinstance(e.get("source_url"), str | None) and isinstance(e.get("path"), str | None)]
+        self.own = None if index is None else OwnMedia(refs)
+        self.own_before = OwnMedia(refs, every_name=True)  # as 0.1.0 matched them until 3 December
+        # a featured_image 0.1.0 derived so: a fact in its archive, else a problem (:meth:`finish`)
+        self.featured_before: list[str] = []
         self.entries = {} if index is None else {e.get("path"): (section, e) for section in TEXT_COLUMNS
                                                  for e in index.get(section, [])}
         self.problems: list[str] = []
@@ -997,7 +1001,8 @@ class _Texts:
         if listed_as is not None and (problem := _disagreement(name, *listed_as, meta)):
             self.problems.append(problem)
         if listed_as is not None and self.own is not None and (problem := _featured_stand_in(name, meta, self.own)):
-            self.problems.append(problem)
+            before = _featured_stand_in(name, meta, self.own_before) is None
+            (self.featured_before if before else self.problems).append(problem)
         # its address taken all the same; one line for a slug said otherwise than an export writes it
         if listed_as is not None and (problem := self._built_once(name, meta)) and not hugo:
             self.hugo.append(problem)
@@ -1051,13 +1056,16 @@ class _Texts:
         not, and the counts. What Hugo would misbuild (:attr:`hugo`) is a fact in an archive a release before
         0.2.0 made (its manifest's ``generator``, as import reads its links: ownmedia.read_as_before): that
         release wrote slugs and file names as stored, so the archive is as it was made, and import restores
-        it (refused, a person whose old archive is all that is left of a blog could not have it back)."""
+        it (refused, a person whose old archive is all that is left of a blog could not have it back). So is a
+        ``featured_image`` 0.1.0 derived from a media row whose URL names no file (:attr:`featured_before`)."""
         report.problems += self.problems
         if read_as_before(generator):
             report.facts += [f"{line} — as {generator} wrote it (it kept slugs and names as stored); import restores "
                              "it as it is" for line in self.hugo]
+            report.facts += [f"{line} — as {generator} wrote it (it matched a media row whose address names no "
+                             "file); import restores featured_image_original" for line in self.featured_before]
         else:
-            report.problems += self.hugo
+            report.problems += self.hugo + self.featured_before
         for section in TEXT_COLUMNS:  # import restores each from its file and refuses one that is not there
             for n, entry in enumerate(self.index.get(section, []) if self.index is not None else []):
                 # one errors.json lists is missing by the archive's own account: the assembler left it out

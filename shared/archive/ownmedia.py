@@ -48,11 +48,14 @@ def names_a_file(name: str) -> bool:
 
 
 class OwnMedia:
-    def __init__(self, refs: Iterable[MediaRef]) -> None:
+    def __init__(self, refs: Iterable[MediaRef], every_name: bool = False) -> None:
+        """``every_name``: a row whose URL or key names no file is matched too, as release 0.1.0 matched
+        them until 3 December (:func:`names_a_file`): what verify holds such an archive's
+        ``featured_image`` to."""
         self._by: dict[str, MediaRef] = {}
         for ref in refs:
             for name in (ref.key, ref.url):
-                if name and names_a_file(name):
+                if name and (every_name or names_a_file(name)):
                     self._by.setdefault(name, ref)
 
     def __bool__(self) -> bool:

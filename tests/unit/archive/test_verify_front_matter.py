@@ -236,3 +236,48 @@ def test_a_featured_image_saying_otherwise_than_its_original_is_a_problem(tmp_pa
                 "featured_image_original (a theme shows it on the site built from the archive; an export writes "
                 "the path in the archive of the image the original names, when it holds it, else the original)")
         assert verify_archive(bad).problems == [line], (name, value, verify_archive(bad).text())
+
+
+def test_a_featured_image_0_1_0_pointed_at_a_placeholder_media_row_is_a_fact_in_its_archive(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """Until 3 December (release 0.1.0) a media row whose URL names no file (``https://cdn.example/t1/``,
+    a platform's placeholder: ownmedia.names_a_file) was matched like any other, so a post whose
+    ``featured_image`` was that URL got ``featured_image: ../media/cat.jpg``. Today's export writes the
+    original, and verify, holding 0.1.0's archive to today's rule, refused it ("says otherwise than its
+    featured_image_original") and import with it: the archive as its release made it, the image its own.
+    In an archive of 0.1.0 that is a fact; of any other generator, still a problem."""
+    from services.catalog.render import plan_blog
+    from shared.archive import ownmedia
+    from tests.support.archives import encode_plan
+
+    img, cdn = b"\xff\xd8" + b"x" * 100, "https://cdn.example/t1/"
+    posts = [{"id": "p1", "slug": "hello", "title": "hello", "markdown_content": "hi", "status": "published",
+              "created_at": 1, "published_at": 2, "featured_image": cdn}]
+    media = [{"id": "m1", "filename": "cat.jpg", "r2_key": "t1/media/cat.jpg", "url": cdn,
+              "size": len(img), "mime_type": "image/jpeg", "uploaded_at": 1}]
+    with monkeypatch.context() as m:
+        m.setattr(ownmedia, "names_a_file", lambda name: True)  # as 0.1.0 matched before 3 December
+        plan = plan_blog(posts, [], media, True, "img", heads={("img", "t1/media/cat.jpg"): (len(img), "e")})
+        made = encode_plan(plan, tmp_path / "a.zip", lambda m: iter([plan.spool.read(m.start, m.size)])
+                           if m.key == "texts" else iter([img]))
+        plan.close()
+    assert member(made, "posts/hello.md")[0]["featured_image"] == "../media/cat.jpg"
+    line = ("posts/hello.md: its front matter's featured_image: '../media/cat.jpg' says otherwise than its "
+            "featured_image_original (a theme shows it on the site built from the archive; an export writes the path "
+            "in the archive of the image the original names, when it holds it, else the original)")
+    for generator in ("grove-export 0.2.0", None):
+        today = rewrite(made, tmp_path / "today.zip", edit=lambda m, g=generator: m.update(generator=g))
+        assert verify_archive(today).problems == [line], (generator, verify_archive(today).text())
+    old = rewrite(made, tmp_path / "old.zip", edit=lambda m: m.update(generator="grove-export 0.1.0"))
+    report = verify_archive(old)
+    assert report.ok, report.text()
+    assert [f for f in report.facts if f.startswith(line)] == [
+        f"{line} — as grove-export 0.1.0 wrote it (it matched a media row whose address names no file); import "
+        "restores featured_image_original"], report.text()
+    with zipfile.ZipFile(old) as zf:
+        restored = list(plan_restore(zf, "t2", "https://new.example/{key}", "img", "amber").tables["posts"])
+    assert [r["featured_image"] for r in restored] == [cdn]
+    # an archive of 0.1.0 holds no other image there: a featured_image of none of its rows is a problem still
+    other = rewrite(old, tmp_path / "other.zip", extra={"posts/hello.md": render_markdown(
+        {**member(old, "posts/hello.md")[0], "featured_image": "https://tracker.example/p.gif"}, "hi").encode()})
+    assert [p for p in verify_archive(other).problems if "featured_image" in p], verify_archive(other).text()

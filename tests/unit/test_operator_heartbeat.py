@@ -65,7 +65,8 @@ def test_show_says_how_many_runs_before_the_beat_died(capsys: pytest.CaptureFixt
     hb = {"step": "catalog", "worker": "h-2", "at": 1.0, "ageSeconds": 0.4, "deaths": 3}
     view = {"exportId": "exp_1", "tenantId": "t1", "status": "cataloging", "progress": 0, "step": "catalog",
             "attempt": 1, "cancelRequested": False, "createdAt": "-", "request": {}, "stepAttempts": {},
-            "failure": None, "snapshot": None, "upload": None, "heartbeat": hb, "notification": None}
+            "failure": None, "snapshot": None, "archive": None, "upload": None, "heartbeat": hb,
+                "notification": None}
     _print_show(view, SimpleNamespace(events=[]))  # type: ignore[arg-type]
     assert "heartbeat  catalog on h-2, 0.4s ago; 3 earlier runs died in a row" in capsys.readouterr().out
 

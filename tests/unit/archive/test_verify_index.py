@@ -123,6 +123,17 @@ def refused_by_import(tmp_path: Path, path: Path, line: str) -> None:
     assert not stored_files(tmp_path)
 
 
+def _traced_verify(path: Path) -> tuple[Any, float, int]:
+    """verify_archive(path), its seconds and its traced peak of memory (traced: some 4 times slower)."""
+    tracemalloc.start()
+    try:
+        started = time.monotonic()
+        report = verify_archive(path)
+        return report, time.monotonic() - started, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_the_export_verifies_and_imports(tmp_path: Path) -> None:
     path = exported(tmp_path)
     assert verify_archive(path).ok, verify_archive(path).text()
@@ -232,13 +243,7 @@ def test_front_matter_aliases_are_refused_before_anything_walks_them(tmp_path: P
     bomb = alias_bomb(_post(tmp_path), 7)
     assert len(bomb) < 1000
     path = repack(exported(tmp_path), tmp_path / "bomb.zip", add={"posts/hello.md": bomb})
-    tracemalloc.start()
-    try:
-        started = time.monotonic()
-        report = verify_archive(path)
-        took, peak = time.monotonic() - started, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    report, took, peak = _traced_verify(path)
     line = ("posts/hello.md: not a post or page (frontmatter is not valid YAML: an alias (*x0; an export never "
             "writes one) at line 2)")
     assert report.problems == [line], report.text()
@@ -256,13 +261,7 @@ def test_front_matter_of_more_values_than_an_export_writes_is_refused_before_pyy
     past the bound all the same: the suite's time goes to the refusal, not to the scan."""
     post = _post(tmp_path).replace("tags:\n- a\n", "tags:\n" + "- é\n" * 25_000, 1).encode()
     path = repack(exported(tmp_path), tmp_path / "many.zip", add={"posts/hello.md": post})
-    tracemalloc.start()
-    try:
-        started = time.monotonic()
-        report = verify_archive(path)
-        took, peak = time.monotonic() - started, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    report, took, peak = _traced_verify(path)
     line = ("posts/hello.md: not a post or page (frontmatter is not valid YAML: more than 20,064 values (an export "
             "writes at most 10,000 tags in each of tags and tags_original) at line 20060)")
     assert report.problems == [line], report.text()
@@ -659,12 +658,7 @@ def test_a_post_padded_past_the_limit_has_its_front_matter_checked_all_the_same(
     padded = post.replace("---\n", "---\naliases:\n- /login/\n", 1).encode() + b"a" * (70 * 2**20)
     path = repack(exported(tmp_path), tmp_path / "padded.zip", add={"posts/hello.md": padded})
     assert path.stat().st_size < 2**20
-    tracemalloc.start()
-    try:
-        report = verify_archive(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    report, _, peak = _traced_verify(path)
     assert report.problems == [
         "posts/hello.md: its front matter holds 'aliases', which an export never writes (a static-site generator acts "
         "on it: Hugo publishes a post at its url and makes a page at each of its aliases)"], report.text()

@@ -378,8 +378,8 @@ async def open_nats(settings: Settings, producer: str, *, name: str | None = Non
         if persistent:
             raise
         raise NatsUnreachable(failure_reason(failures, e, settings.nats_user)) from None
-    if not (getattr(nc, "_server_info", None) or {}).get("jetstream"):
-        _no_jetstream.append(True)
+    if not (getattr(nc, "_server_info", None) or {}).get("jetstream") and not _no_jetstream:
+        _no_jetstream.append(True)  # once: said of this process, not grown by every such connect
     return nc
 
 

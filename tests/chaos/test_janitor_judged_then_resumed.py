@@ -37,7 +37,10 @@ async def test_a_janitor_whose_failure_of_a_resumed_export_is_refused_reports_no
     settings = build(values)
     store = await open_store(settings, create_buckets=True)
     bus = await connect(settings, "chaos", ensure=True)
-    stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_FAULTS_SLOW": "assemble.upload:0.5"})
+    held = tmp_path / "held"  # the assembler's fault marker: it waits before uploading a part
+    held.mkdir()
+    stack = start_stack(tmp_path / "stack", values,
+                        extra_env={"GROVE_FAULTS_SLOW": "assemble.upload:1", "GROVE_FAULTS_DIR": str(held)})
     assembler = next(c for c in stack.children if c.name == "assembler").pid
     assert assembler is not None
     content = content_source(settings)
@@ -51,10 +54,17 @@ async def test_a_janitor_whose_failure_of_a_resumed_export_is_refused_reports_no
                                    amber_bucket=settings.buckets.amber, posts=5, images=12)
         tenant = seeded.tenant_id
         export_id = await request_export(bus, tenant)
-        await wait_status(bus, tenant, export_id, {"assembling"}, 60)
+
+        async def holding() -> bool:  # the assembler sits before a part's upload: mid-export, not after
+            return (held / "assemble.upload.reached.count").exists()
+
+        await until(holding, 60, 0.05, "the assembler to reach a part's upload")
         os.kill(assembler, signal.SIGSTOP)
         frozen.append(assembler)
         before = await bus.log.last_seq(tenant, export_id)
+        frozen_at = (await bus.log.load(tenant, export_id)).state
+        assert frozen_at.status == "assembling", frozen_at  # the freeze landed mid-export
+        said: list[str] = []
 
         async def judged_dead() -> asyncio.subprocess.Process | None:
             """A run that found the export dead, held before its ExportFailed (a run started before
@@ -70,10 +80,13 @@ async def test_a_janitor_whose_failure_of_a_resumed_export_is_refused_reports_no
                     pass
             if marker.exists():
                 return run
-            await run.communicate()
+            said[:] = [(await run.communicate())[0].decode()]
             return None
 
-        janitor = await until(judged_dead, 60, 0.5, "a janitor run to judge the export dead")
+        try:
+            janitor = await until(judged_dead, 60, 0.5, "a janitor run to judge the export dead")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the last run said: {said}") from None
         os.kill(janitor.pid, signal.SIGSTOP)
         frozen.append(janitor.pid)
         os.kill(assembler, signal.SIGCONT)

@@ -15,7 +15,7 @@ from shared.runtime.secrets import KNOWN_DEFAULTS, local_secrets, problem
 from shared.runtime.worker import StepError
 
 
-@pytest.mark.parametrize("value", [None, "", "   ", *KNOWN_DEFAULTS, "x" * 31, "changeme" + "k3Y9" * 10,
+@pytest.mark.parametrize("value", [None, "", "   ", *sorted(KNOWN_DEFAULTS), "x" * 31, "changeme" + "k3Y9" * 10,
                                    "<put-a-secret-here-of-at-least-32-bytes>", "ab" * 40,
                                    "my-example-secret-value-for-grove-export!"])
 def test_unusable_secrets_say_why(value: str | None) -> None:

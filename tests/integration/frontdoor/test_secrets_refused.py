@@ -36,7 +36,7 @@ def _cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 30) -
     (TEST_SECRETS["jwt"], None, "GROVE_LINK_SECRET", "is not set"),
     (TEST_SECRETS["jwt"], "z" * 40, "GROVE_LINK_SECRET", "repetitive"),
     (TEST_SECRETS["jwt"], TEST_SECRETS["jwt"], "GROVE_LINK_SECRET is the same as GROVE_JWT_SECRET", "different"),
-])
+], ids=lambda v: "test-secret" if v in TEST_SECRETS.values() else None)  # one name in every process (-n)
 def test_run_gateway_refuses_to_start_without_a_usable_secret(tmp_path: Path, jwt_secret: str | None,
                                                              link_secret: str | None, named: str, why: str) -> None:
     env = {"GROVE_STORE_ROOT": str(tmp_path / "store"), "GROVE_READ_MODEL_DB": str(tmp_path / "rm.db"),

@@ -28,8 +28,10 @@ serve: $(STAMP)
 	@$(VENV)/bin/grove-export serve --data var --port $(or $(PORT),8080)
 
 ## make test: the whole suite against real nats-server, moto, SQLite, aiosmtpd
+## (JOBS=N pytest workers, 2 by default; PYTEST_ARGS=... any pytest arguments)
 test: $(STAMP)
-	@$(PYTEST) -q --durations=10 $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests ran"; exit 1; fi; exit $$rc
+	@$(PYTEST) -q -n $(or $(JOBS),2) --dist worksteal --durations=10 $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "no tests ran"; exit 1; fi; exit $$rc
 
 ## make chaos: the crash-injection suite, ending with one summary line
 chaos: $(STAMP)

@@ -18,6 +18,7 @@ from shared.content.port import ContentSource
 from shared.objectstore import ObjectStore
 from shared.objectstore.factory import open_store
 from shared.runtime.settings import Settings
+from tests.chaos.tally import TALLY
 from tests.support.env import build, settings_for
 
 pytest_plugins = ["tests.fixtures.moto", "tests.support.postgres"]
@@ -101,10 +102,26 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _session_started.append(time.monotonic())
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker: hand the chaos tally to the controller, which prints the sum."""
+    sent = getattr(session.config, "workeroutput", None)
+    if sent is not None:
+        sent["chaos_tally"] = TALLY.counts()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """On the xdist controller: a worker's chaos tally added to the run's."""
+    TALLY.add(getattr(node, "workeroutput", {}).get("chaos_tally", {}))
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """One line after ``--durations``: how much of CI's budget this run used."""
+    """After ``--durations``: the chaos tally (when chaos scenarios ran) and how much of CI's budget
+    this run used."""
     import time
 
+    if TALLY.exports:
+        terminalreporter.write_line(TALLY.line())
     if not _session_started:
         return
     minutes = (time.monotonic() - _session_started[0]) / 60

@@ -24,8 +24,8 @@ from shared.core import events as ev
 from shared.core.keys import heartbeat_key
 from shared.objectstore.factory import open_store
 from shared.runtime.settings import Settings
-from tests.chaos.conftest import Tally
 from tests.chaos.harness import chaos_values, random_kill, run_scenario, wait_notified
+from tests.chaos.tally import Tally
 from tests.support.env import build
 from tests.support.pipeline import request_export, wait_status
 from tests.support.stack import logs_of, start_stack

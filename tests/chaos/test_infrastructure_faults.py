@@ -17,8 +17,8 @@ from shared.content.seed import seed_tenant
 from shared.core.keys import tenant_prefix
 from shared.core.lifecycle import ExportState
 from shared.objectstore.factory import open_store
-from tests.chaos.conftest import Tally
 from tests.chaos.harness import chaos_values, run_scenario
+from tests.chaos.tally import Tally
 from tests.support.env import build, s3_values
 from tests.support.flaky_proxy import FlakyProxy
 from tests.support.pipeline import request_export, wait_status

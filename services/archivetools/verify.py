@@ -1039,14 +1039,17 @@ class _Texts:
     def _built_once(self, name: str, meta: dict[str, Any]) -> str | None:
         """The problem when Hugo builds this post or page at the address of one read before: its slug, or
         its file's name without one, as Hugo makes an address of it (layout.hugo_address: lower-cased,
-        characters it drops left out). Of ``hello`` and ``Hello`` it builds one page, the other post missing
-        from the site without a word; an export gives the later one its file's name (layout.hugo_slug)."""
+        characters it drops left out, ``-`` and ``/`` at the slug's ends trimmed). Of ``hello`` and ``Hello``
+        (``-hello``, ``hello/``) it builds one page, the other post missing from the site without a word; an
+        export gives the later one its file's name (layout.hugo_slug)."""
         section, slug = name.split("/", 1)[0], meta.get("slug")
         if section not in self.addresses:
             return None
-        own = slug if isinstance(slug, str) and slug else name.rsplit("/", 1)[-1].removesuffix(".md")
+        stem = name.rsplit("/", 1)[-1].removesuffix(".md")
+        own = slug if isinstance(slug, str) and slug else stem
         # as the export takes them (layout.hugo_slug): a slug that is no text (null) is given to Hugo as stored
-        if (first := self.addresses[section].setdefault(hugo_address(own), name)) == name or not isinstance(slug, str):
+        address = hugo_address(slug if isinstance(slug, str) else "", stem)
+        if (first := self.addresses[section].setdefault(address, name)) == name or not isinstance(slug, str):
             return None
         return (f"{name}: Hugo builds it at the address of {first} (slug {own!r}"[:200] + "): one of the two is missing "
                 "from the site (an export gives the later one its file's name as slug, slug_original beside)")

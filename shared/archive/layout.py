@@ -215,32 +215,61 @@ def _hugo_keeps(value: str, i: int) -> bool:
 
 
 def hugo_path_text(value: str) -> str:
-    """What Hugo makes of a slug or tag before it is a path (its ``UnicodeSanitize``): letters, marks,
-    digits, ``./\\_#+~-@`` and a ``%`` before two hex digits are kept, whitespace after a kept character
-    is one ``-`` before the next, every other character is dropped — so ``.!.`` is ``..`` to it (the
-    slug ``x/.!./.!./y`` built public/y.html, the tag ``..!`` ended the build), and ``!`` is nothing."""
+    """What Hugo makes of a slug or tag before it is a path (its ``UnicodeSanitize``, helpers/path.go):
+    letters, marks, digits, ``./\\_#+~-@`` and a ``%`` before two hex digits are kept, every other
+    character is dropped — so ``.!.`` is ``..`` to it (the slug ``x/.!./.!./y`` built public/y.html, the tag
+    ``..!`` ended the build), and ``!`` is nothing —, and whitespace after a kept character is one ``-``
+    before the next, none beside a ``-`` (``d -e``, ``d- e`` and ``d - e`` are ``d-e``). Whitespace is
+    Go's (``unicode.IsSpace``): ``\\x1c``–``\\x1f``, which Python's ``isspace`` takes for some, are dropped."""
     kept: list[str] = []
-    hyphen = False
+    hyphen = was_hyphen = False  # a `-` is due before the next kept character; the last one kept is a `-`
     for i, c in enumerate(value):
         if _hugo_keeps(value, i):
-            if hyphen:
+            was_hyphen = c == "-"
+            if hyphen and not was_hyphen:
                 kept.append("-")
-                hyphen = False
+            hyphen = False
             kept.append(c)
-        elif kept and c.isspace():
+        elif kept and not was_hyphen and c in _GO_SPACE:
             hyphen = True
     return "".join(kept)
 
 
-def hugo_address(value: str) -> str:
-    """The address Hugo builds from a slug, or from a file's name when there is none, in its section:
-    what it keeps of it (:func:`hugo_path_text`), lower-cased, as Hugo lower-cases every address. Two
-    posts (or pages) with one address are one page in Hugo's output: the last one built.
+# Go's unicode.IsSpace: Unicode's White_Space. Python's str.isspace takes \x1c-\x1f too, which Hugo drops
+# (the slug `u\x1cv` was built at posts/uv/).
+_GO_SPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+                      "\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+
+
+def hugo_address(slug: str, stem: str = "") -> str:
+    """The address Hugo builds a post or page at in its section (its folder of public/, ``.html`` added
+    with uglyURLs), from the ``slug`` in its front matter ("" for none) or, when that is none or nothing
+    but ``-``, from its file's name without ``.md`` (``stem``). Two posts (or pages) with one address are
+    one page in Hugo's output: the last one built, the other missing from the site without a word.
+
+    Hugo's rule (0.111: hugolib/page__meta.go, resources/page/page_paths.go ``CreateTargetPaths``,
+    helpers/path.go ``MakePathSanitized``), step by step: a slug loses every ``-`` at its ends (``-a`` and
+    ``a-`` are ``a``; a file's name keeps them); it is joined to its section's path with Go's ``path.Join``,
+    which drops empty and ``.`` parts (``/x``, ``x/`` and ``x//.`` are ``x``); what it keeps of that path
+    (:func:`hugo_path_text`) — after the section's ``/``, so whitespace at the slug's start is a ``-`` too
+    (`` c`` is ``-c``, ``e `` is ``e-``) — is the page file's path, whose disk drops the empty and ``.``
+    parts the characters Hugo drops leave (``a/!`` is ``a/``: posts/a/index.html, ``a``'s page; with
+    uglyURLs it was posts/a/.html, but the site may be built without them); and it is lower-cased,
+    as Hugo lower-cases every address. A ``..`` part is left as it is (:func:`hugo_unsafe`: an export never
+    gives Hugo one).
 
     Lower-cased as Go does, a character at a time (:func:`_go_lower`), and in NFC: the page files of
     ``é`` and ``e`` with a combining accent are one file on macOS, the second overwriting the first."""
-    text = hugo_path_text(value)
+    base = slug.strip("-") or stem
+    # between the section's `/` and the page file's `/index.html` (or `.html`)
+    text = _path_clean(hugo_path_text(f"/{_path_clean(base)}/"))
     return unicodedata.normalize("NFC", text.lower() if text.isascii() else _go_lower(text))
+
+
+def _path_clean(path: str) -> str:
+    """``path`` without empty or ``.`` parts, nor a ``/`` at either end (Go's ``path.Clean``, but for
+    ``..``, which is left as it is)."""
+    return "/".join(part for part in path.split("/") if part not in ("", "."))
 
 
 def _go_lower(text: str) -> str:
@@ -259,24 +288,25 @@ def hugo_slug(slug: Any, path: str, taken: set[str] | None = None) -> Any:
 
     ``taken``: the addresses (:func:`hugo_address`) of the section's posts or pages given before
     this one, to which this one's is added. A post whose address is taken — a slug another post has
-    too, or has but for case, or but for characters Hugo drops (``Hello``, ``hello!``, ``hello``) —
-    was missing from the site, without a word: it gets the file's name as above (with ``-2``, ``-3``…
-    while that is taken too), the first one keeps its slug. (A post without a slug, or with an
-    empty one, is built at its file's name, which then is taken.)"""
+    too, or has but for case, or but for characters Hugo drops (``Hello``, ``hello!``, ``hello``), or
+    for a ``-`` or ``/`` it trims (``-hello``, ``hello/``) — was missing from the site, without a word: it
+    gets the file's name as above (with ``-2``, ``-3``… while that is taken too), the first one keeps its
+    slug. (A post without a slug, or with an empty one or one of nothing but ``-``, is built at its file's
+    name, which then is taken.)"""
     stem = path.rsplit("/", 1)[-1].removesuffix(".md")
     if not (isinstance(slug, str) and hugo_unsafe(slug)):
-        own = slug if isinstance(slug, str) and slug else stem
-        if taken is None or not isinstance(slug, str) or hugo_address(own) not in taken:
+        own = hugo_address(slug if isinstance(slug, str) else "", stem)
+        if taken is None or not isinstance(slug, str) or own not in taken:
             if taken is not None:
-                taken.add(hugo_address(own))
+                taken.add(own)
             return slug
     safe = file_slug(path)
     given, n = safe, 1
-    while taken is not None and hugo_address(given) in taken:
+    while taken is not None and hugo_address(given, stem) in taken:
         n += 1
         given = f"{safe}-{n}"
     if taken is not None:
-        taken.add(hugo_address(given))
+        taken.add(hugo_address(given, stem))
     return given
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from services.catalog.readme import HUGO_SETTINGS, render_readme
 from services.catalog.render import plan_blog
+from shared.archive.frontmatter import parse_markdown
 from shared.core.snapshot import SnapshotMember
 from tests.integration.archive.hugo_support import build_site
 from tests.support.archives import encode_plan
@@ -51,3 +53,35 @@ def test_a_posts_own_html_is_on_the_hugo_site_built_as_the_archives_readme_says(
     page = (public / "posts" / "html.html").read_text()
     assert '<img src="../media/cat.jpg" alt="c">' in page and '<div class="note">A note in HTML</div>' in page, page
     assert (public / "media" / "cat.jpg").read_bytes() == IMG
+
+
+# Slug pairs Hugo builds at one address (layout.hugo_address: it trims `-` at a slug's ends, adds no `-` for
+# whitespace beside one, drops a `/` at either end), and one it keeps apart (` c` is built at posts/-c.html).
+SHARED_ADDRESS_PAIRS = ("a", "-a", "a - b", "a-b", "x", "/x", "y/z", "y/z/", "c", " c")
+
+
+def test_every_post_of_slugs_hugo_builds_at_one_address_has_a_page_of_its_own(tmp_path: Path) -> None:
+    """Seen: the archive of posts with the slugs ``a`` and ``-a`` (``a - b`` and ``a-b``, ``x`` and ``/x``,
+    ``y/z`` and ``y/z/``) verified, and the site Hugo built from it, as the README says, had one page for
+    each pair: the other post missing without a word. The export took them for two addresses each; it gives
+    the later post of each pair its file's name as slug now, and keeps `` c`` beside ``c`` (Hugo builds
+    posts/-c.html), where it gave `` c`` its file's name for nothing."""
+    posts = [{"id": f"p{i}", "slug": slug, "title": f"Post {i}", "markdown_content": "hi", "status": "published",
+              "created_at": 1} for i, slug in enumerate(SHARED_ADDRESS_PAIRS)]
+    media = [{"id": "m1", "filename": "cat.jpg", "r2_key": "t1/media/cat.jpg", "url": f"{CDN}/cat.jpg",
+              "size": len(IMG), "mime_type": "image/jpeg", "uploaded_at": 1}]
+    pages = [{"id": "g1", "slug": "about", "title": "About", "markdown_content": "me", "created_at": 1}]
+    plan = plan_blog(posts, pages, media, True, "img", heads={("img", "t1/media/cat.jpg"): (len(IMG), "e")})
+
+    def open_source(m: SnapshotMember) -> Iterator[bytes]:
+        return iter([plan.spool.read(m.start, m.size)]) if m.key == "texts" else iter([IMG])
+
+    path = encode_plan(plan, tmp_path / "a.zip", open_source)
+    plan.close()
+    public, _ = build_site(path, tmp_path / "site")
+    titles = sorted(title for page in (public / "posts").rglob("*.html")
+                    for title in re.findall("<h1>(.*?)</h1>", page.read_text()) if title != "Posts")
+    assert titles == sorted(p["title"] for p in posts), titles
+    with zipfile.ZipFile(path) as zf:
+        metas = [parse_markdown(zf.read(n).decode())[0] for n in zf.namelist() if n.startswith("posts/")]
+    assert [m["slug"] for m in metas if m["title"] in ("Post 8", "Post 9")] == ["c", " c"]  # two addresses to Hugo

@@ -19,7 +19,7 @@ from services.catalog.readme import render_readme
 from services.catalog.render import Plan, plan_blog
 from services.catalog.spool import Spool
 from shared.archive import layout
-from shared.archive.frontmatter import parse_markdown
+from shared.archive.frontmatter import parse_markdown, render_markdown
 from shared.archive.layout import LayoutError, ObjectMember, TextMember
 from shared.archive.names import NameAllocator
 from shared.core import keys
@@ -211,6 +211,11 @@ def hugo_built(site: Path, plan: Plan, config: str = "") -> tuple[set[str], set[
     """(what ``hugo list all`` builds, the posts and pages) of ``plan``'s posts and pages put into a
     new site's content, with ``config`` added to its settings and templates that write, on each
     page built from a post or page, the content file it came from (see :func:`hugo_pages`)."""
+    return hugo_site(site, {t.path: t.data for t in plan.texts if t.kind in ("post", "page")}, config)
+
+
+def hugo_site(site: Path, texts: dict[str, bytes], config: str = "") -> tuple[set[str], set[str]]:
+    """:func:`hugo_built` of the content files ``texts`` (path under content/: bytes)."""
     hugo = require_tool("hugo", "hugo")
     subprocess.run([hugo, "new", "site", str(site)], check=True, capture_output=True, timeout=60)
     settings = next(p for p in (site / "hugo.toml", site / "config.toml") if p.exists())
@@ -219,14 +224,13 @@ def hugo_built(site: Path, plan: Plan, config: str = "") -> tuple[set[str], set[
     (site / "layouts" / "_default" / "single.html").write_text("SINGLE {{ .File.Path }}\n")
     (site / "layouts" / "_default" / "list.html").write_text("LIST {{ .Kind }} {{ .Title }}\n")
     (site / "layouts" / "index.html").write_text("HOME\n")
-    texts = [t for t in plan.texts if t.kind in ("post", "page")]
-    for t in texts:
-        (site / "content" / t.path).parent.mkdir(parents=True, exist_ok=True)
-        (site / "content" / t.path).write_bytes(t.data)
+    for path, data in texts.items():
+        (site / "content" / path).parent.mkdir(parents=True, exist_ok=True)
+        (site / "content" / path).write_bytes(data)
     listed = subprocess.run([hugo, "list", "all", "-s", str(site)], capture_output=True, text=True,
                             timeout=60, check=False)
     assert listed.returncode == 0, listed.stdout + listed.stderr
-    return {row["path"] for row in csv.DictReader(io.StringIO(listed.stdout))}, {f"content/{t.path}" for t in texts}
+    return {row["path"] for row in csv.DictReader(io.StringIO(listed.stdout))}, {f"content/{p}" for p in texts}
 
 
 def hugo_pages(site: Path) -> dict[str, list[str]]:
@@ -405,6 +409,53 @@ def test_slugs_one_file_apart_only_in_unicode_normalisation_are_one_address() ->
     taken: set[str] = set()
     assert [layout.hugo_slug(s, f"posts/{f}.md", taken) for s, f in
             [("\u00e9", "\u00e9"), ("e\u0301", "\u00e9-2")]] == ["\u00e9", "\u00e9-2"]
+
+
+# Slugs Hugo builds at one address (Debian's Hugo 0.111, with and without uglyURLs; its rule: layout.hugo_address):
+# `-` trimmed at a slug's ends, no `-` for whitespace beside a `-`, empty parts (a `/` at either end, `//`) and
+# `.` parts dropped, characters it drops (`!`, Go's non-space `\x1c`) left out, lower-cased. Each pair's
+# letters are its own, so no two pairs share an address either.
+HUGO_MERGES = [("a", "-a"), ("b-", "b"), ("--c--", "c"), ("d - e", "d-e"), ("f -g", "f-g"), ("h- i", "h-i"),
+               ("j", "/j"), ("k/l", "k/l/"), ("m//n", "m/n"), ("o/./p", "o/p"), ("q/-", "Q"), ("s\x1ct", "st"),
+               ("u!", "u")]
+# and slugs it keeps apart, which a rule too eager to merge would rename needlessly: whitespace at a slug's
+# ends is a `-` (` c` is built at posts/-c/, `e ` at posts/e-/), only `-` is trimmed, and a `-` inside stays.
+HUGO_KEEPS_APART = [(" v", "v"), ("w ", "w"), ("x -", "x"), ("y-", "y "), ("z-a", "z--a"), ("zb/-zc", "zb/zc"),
+                    ("zd/ ze", "zd/ze"), ("zf\x85zg", "zfzg"), ("zh-/zi", "zh/zi")]
+
+
+@pytest.mark.parametrize(("one", "other"), HUGO_MERGES)
+def test_slugs_hugo_builds_at_one_address_have_one_address(one: str, other: str) -> None:
+    # The exporter took `a` and `-a` (`d - e` and `d-e`, `j` and `/j`, `k/l` and `k/l/`) for two addresses:
+    # each pair verified, and Hugo built one page for the two, the other post missing from the site.
+    assert layout.hugo_address(one) == layout.hugo_address(other)
+
+
+@pytest.mark.parametrize(("one", "other"), HUGO_KEEPS_APART)
+def test_slugs_hugo_builds_apart_have_addresses_of_their_own(one: str, other: str) -> None:
+    # ` v` was taken for `v`'s address and renamed `v-2`, which Hugo builds at posts/-v/ of its own.
+    assert layout.hugo_address(one) != layout.hugo_address(other)
+
+
+def test_a_slug_of_nothing_but_dashes_is_built_at_its_files_name() -> None:
+    # Hugo trims the slug `-` to nothing and builds the post at its file's name, which keeps its own `-`
+    assert layout.hugo_address("-", "post-p1") == layout.hugo_address("", "post-p1") == "post-p1"
+    assert layout.hugo_address("--", "-") == "-" != layout.hugo_address("-x", "-")
+
+
+@pytest.mark.parametrize("config", ["", "uglyURLs = true\n"], ids=["pretty-urls", "ugly-urls"])
+def test_the_address_pairs_are_where_hugo_builds_them(tmp_path: Path, config: str) -> None:
+    # The two tables above are Hugo's: posts given those slugs as they are (no export in between) are each
+    # built at their address, one page for each address, so a merged pair is one page and a pair kept apart two.
+    slugs = [slug for pair in HUGO_MERGES + HUGO_KEEPS_APART for slug in pair]
+    hugo_site(tmp_path, {f"posts/p{i}.md": render_markdown({"title": f"T{i}", "slug": slug}, "hi\n").encode()
+                         for i, slug in enumerate(slugs)}, config)
+    built = {at: text.removeprefix("SINGLE posts/p").removesuffix(".md")
+             for text, ats in hugo_pages(tmp_path).items() if text.startswith("SINGLE") for at in ats}
+    assert len(built) == len({layout.hugo_address(slug) for slug in slugs}), sorted(built)
+    for at, i in built.items():
+        address = at.removeprefix("posts/").removesuffix(".html").removesuffix("/index")
+        assert address == layout.hugo_address(slugs[int(i)]), (slugs[int(i)], at)
 
 
 def test_a_slug_is_given_to_hugo_as_it_is_unless_its_address_is_taken() -> None:

@@ -593,13 +593,14 @@ def test_a_post_file_hugo_reads_as_other_than_a_page_is_a_problem(tmp_path: Path
     refused_by_import(tmp_path, path, line)
 
 
-@pytest.mark.parametrize("slug", ["hello", "Hello", "hello!", "HELLO"])
+@pytest.mark.parametrize("slug", ["hello", "Hello", "hello!", "HELLO", "-hello", "hello/", "/Hello-", "--hello!"])
 def test_two_posts_hugo_builds_at_one_address_are_a_problem(tmp_path: Path, slug: str) -> None:
     """Seen: "archive OK" for an archive whose post posts/two.md said ``slug: Hello`` in its front matter
     and index.json alike, beside posts/hello.md: Hugo builds both at /posts/hello/ (it lower-cases an
     address and drops characters such as `!`), one page, so one of the two posts is missing from the site
     without a word. An export gives the later one its file's name (layout.hugo_slug: ``slug: two``, the
-    stored one as slug_original)."""
+    stored one as slug_original). So it does of ``-hello`` and ``hello/``: Hugo trims ``-`` at a slug's ends
+    and drops a ``/`` there, and verify, reading addresses by a rule that did neither, said "archive OK"."""
     src = exported(tmp_path)
     meta, body = parse_markdown(zipfile.ZipFile(src).read("posts/two.md").decode())
     index = index_of(src)

@@ -72,6 +72,7 @@ from shared.archive.layout import (
     README_PATH,
     file_slug,
     hugo_address,
+    hugo_address_before,
     hugo_misreads,
     hugo_tags,
     hugo_unsafe,
@@ -89,11 +90,14 @@ from shared.archive.ownmedia import (
     links_past_scan,
     read_as_before,
     relative_link,
+    release_of,
     scan_limit,
 )
 from shared.archive.trailer import MAX32, ZIP64_EOCD, ZIP64_EOCD_SIG, ZIP64_LOCATOR, ZIP64_LOCATOR_SIG
 from shared.core.printable import printable
 
+# The last release that gave slugs by the older reading of Hugo's addresses (layout.hugo_address_before)
+ADDRESSES_BEFORE_UNTIL = (0, 2, 0)
 _OPEN, _CLOSE = OPEN.encode(), CLOSE.encode()  # a post's front matter fences, as its bytes hold them
 LOCAL = struct.Struct("<4sHHHHHIIIHH")
 # A data descriptor after a member's data: CRC-32 and both sizes, 4 or 8 bytes each (ZIP64), with or
@@ -978,6 +982,10 @@ class _Texts:
         # later (or of a generator this does not know) each is a problem; 0.1.0 wrote them as stored (:meth:`finish`)
         self.hugo: list[str] = []
         self.addresses: dict[str, dict[str, str]] = {POSTS: {}, PAGES: {}}  # Hugo's address → the file built there
+        # the same by the older reading 0.2.0 gave slugs by (layout.hugo_address_before), and the lines of
+        # self.hugo for two posts only today's rule builds at one address: facts in an archive of 0.2.0
+        self.addresses_before: dict[str, set[str]] = {POSTS: set(), PAGES: set()}
+        self.merged_before: set[str] = set()
         self.checked = self.theirs = self.listed = self.texts_left_out = self.unscanned = 0
 
     def check(self, name: str, raw: bytes) -> None:
@@ -1004,8 +1012,10 @@ class _Texts:
             before = _featured_stand_in(name, meta, self.own_before) is None
             (self.featured_before if before else self.problems).append(problem)
         # its address taken all the same; one line for a slug said otherwise than an export writes it
-        if listed_as is not None and (problem := self._built_once(name, meta)) and not hugo:
-            self.hugo.append(problem)
+        if listed_as is not None and (built := self._built_once(name, meta)) and not hugo:
+            self.hugo.append(built[0])
+            if built[1]:
+                self.merged_before.add(built[0])
         # Links are scanned where an export rewrites them (ownmedia.scan_limit), as import restores
         # them: every post was scanned up to 64 MiB, and 2 MiB of `[a]: b` lines took 6 s and 160 MB.
         if len(body) > scan_limit(name, links):
@@ -1036,23 +1046,30 @@ class _Texts:
             return
         self.check(name, bytes(head))  # its front matter (with no body, or the first chunk of a file without one)
 
-    def _built_once(self, name: str, meta: dict[str, Any]) -> str | None:
+    def _built_once(self, name: str, meta: dict[str, Any]) -> tuple[str, bool] | None:
         """The problem when Hugo builds this post or page at the address of one read before: its slug, or
         its file's name without one, as Hugo makes an address of it (layout.hugo_address: lower-cased,
         characters it drops left out, ``-`` and ``/`` at the slug's ends trimmed). Of ``hello`` and ``Hello``
         (``-hello``, ``hello/``) it builds one page, the other post missing from the site without a word; an
-        export gives the later one its file's name (layout.hugo_slug)."""
+        export gives the later one its file's name (layout.hugo_slug).
+
+        And whether the older reading of those addresses (layout.hugo_address_before), by which release
+        0.2.0 gave slugs until 6 December, kept the two apart: its archive holds the posts ``a`` and ``-a``
+        as it made them (:meth:`finish`)."""
         section, slug = name.split("/", 1)[0], meta.get("slug")
         if section not in self.addresses:
             return None
         stem = name.rsplit("/", 1)[-1].removesuffix(".md")
         own = slug if isinstance(slug, str) and slug else stem
+        before = self.addresses_before[section]
+        kept_apart = (older := hugo_address_before(own)) not in before
+        before.add(older)
         # as the export takes them (layout.hugo_slug): a slug that is no text (null) is given to Hugo as stored
         address = hugo_address(slug if isinstance(slug, str) else "", stem)
         if (first := self.addresses[section].setdefault(address, name)) == name or not isinstance(slug, str):
             return None
         return (f"{name}: Hugo builds it at the address of {first} (slug {own!r}"[:200] + "): one of the two is missing "
-                "from the site (an export gives the later one its file's name as slug, slug_original beside)")
+                "from the site (an export gives the later one its file's name as slug, slug_original beside)"), kept_apart
 
     def finish(self, report: Report, generator: object) -> None:
         """The problems found, then every post, page and file index.json says is in the archive and is
@@ -1060,7 +1077,9 @@ class _Texts:
         0.2.0 made (its manifest's ``generator``, as import reads its links: ownmedia.read_as_before): that
         release wrote slugs and file names as stored, so the archive is as it was made, and import restores
         it (refused, a person whose old archive is all that is left of a blog could not have it back). So is a
-        ``featured_image`` 0.1.0 derived from a media row whose URL names no file (:attr:`featured_before`)."""
+        ``featured_image`` 0.1.0 derived from a media row whose URL names no file (:attr:`featured_before`).
+        And so are two posts (or pages) at one address in an archive of 0.2.0 that its older reading of Hugo's
+        addresses kept apart (:attr:`merged_before`: ``a`` and ``-a``): that release made them so."""
         report.problems += self.problems
         if read_as_before(generator):
             report.facts += [f"{line} — as {generator} wrote it (it kept slugs and names as stored); import restores "
@@ -1068,7 +1087,12 @@ class _Texts:
             report.facts += [f"{line} — as {generator} wrote it (it matched a media row whose address names no "
                              "file); import restores featured_image_original" for line in self.featured_before]
         else:
-            report.problems += self.hugo + self.featured_before
+            older = (release := release_of(generator)) is not None and release <= ADDRESSES_BEFORE_UNTIL
+            report.facts += [f"{line} — as {generator} wrote it (it read Hugo's addresses by an older rule, which kept "
+                             "the two apart); import restores it as it is" for line in self.hugo
+                             if older and line in self.merged_before]
+            report.problems += [line for line in self.hugo if not (older and line in self.merged_before)]
+            report.problems += self.featured_before
         for section in TEXT_COLUMNS:  # import restores each from its file and refuses one that is not there
             for n, entry in enumerate(self.index.get(section, []) if self.index is not None else []):
                 # one errors.json lists is missing by the archive's own account: the assembler left it out

@@ -272,6 +272,27 @@ def _path_clean(path: str) -> str:
     return "/".join(part for part in path.split("/") if part not in ("", "."))
 
 
+def hugo_address_before(value: str) -> str:
+    """The older reading of :func:`hugo_address`, by which release 0.2.0 gave slugs until 6 December (and
+    verify read them): the characters Hugo keeps, whitespace a ``-``, lower-cased — with no ``-`` trimmed,
+    no ``-`` spared beside a ``-``, no empty part dropped and whitespace at either end dropped. It kept
+    apart slugs Hugo builds at one address (``a`` and ``-a``, ``a - b`` and ``a-b``, ``x`` and ``/x``,
+    ``y/z`` and ``y/z/``): verify reads an archive of 0.1.0 or 0.2.0 by it too, to tell such a pair, as
+    that release wrote it, from two posts it would have told apart (``_Texts._built_once``)."""
+    kept: list[str] = []
+    hyphen = False
+    for i, c in enumerate(value):
+        if _hugo_keeps(value, i):
+            if hyphen:
+                kept.append("-")
+                hyphen = False
+            kept.append(c)
+        elif kept and c.isspace():
+            hyphen = True
+    text = "".join(kept)
+    return unicodedata.normalize("NFC", text.lower() if text.isascii() else _go_lower(text))
+
+
 def _go_lower(text: str) -> str:
     """Go's ``strings.ToLower``: each character's own lower case. Python's ``str.lower`` reads
     context and full mappings: a final ``Σ`` is ``ς`` (Go: ``σ``, so Hugo built ``ασ`` and ``ΑΣ`` on

@@ -217,8 +217,15 @@ def read_as_before(generator: object) -> bool:
     them. Each reading restores exactly what its release wrote; neither can be told from the body
     alone (the same bytes come out of both from different originals, review rvc). A generator this
     does not know (another tool's, none) is read by today's rules."""
+    release = release_of(generator)
+    return release is not None and release < MARKDOWN_LINES_SINCE
+
+
+def release_of(generator: object) -> tuple[int, ...] | None:
+    """The release of Grove Export that made an archive whose manifest says ``generator``
+    (``grove-export 0.1.0``: (0, 1, 0)), or None for a generator this does not know (another tool's, none)."""
     m = _GENERATOR.fullmatch(generator) if isinstance(generator, str) else None
-    return m is not None and tuple(int(g) for g in m.groups()) < MARKDOWN_LINES_SINCE
+    return None if m is None else tuple(int(g) for g in m.groups())
 
 
 def import_body(body: str, md_path: str, links: list[dict[str, str]], url_for: Callable[[str, str], str | None],

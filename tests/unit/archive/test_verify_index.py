@@ -26,6 +26,7 @@ import pytest
 
 from services.archivetools.verify import COUNTED, verify_archive
 from services.catalog.render import plan_blog
+from shared.archive import layout
 from shared.archive.frontmatter import parse_markdown, render_markdown
 from shared.content.factory import sqlite_dsn
 from shared.core.snapshot import SnapshotMember
@@ -647,6 +648,89 @@ def test_what_hugo_would_misbuild_in_an_archive_of_0_1_0_is_a_fact_and_import_re
     imported = grove(tmp_path, "import", str(old), "--tenant", "t2")
     assert imported.returncode == 0 and "restored 1 media, 2 posts, 1 pages" in imported.stdout, \
         imported.stdout + imported.stderr
+
+
+def made_before_the_exact_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slugs: tuple[str, ...]) -> Path:
+    """The archive release 0.2.0 made of posts with ``slugs`` while it read Hugo's addresses by the older rule
+    (layout.hugo_address_before): ``a`` and ``-a`` were two addresses to it, and each post kept its slug."""
+    with monkeypatch.context() as m:
+        m.setattr(layout, "hugo_address", lambda slug, stem="": layout.hugo_address_before(slug or stem))
+        posts = [{"id": f"p{i}", "slug": slug, "title": f"T{i}", "markdown_content": "hi", "status": "published",
+                  "created_at": 1} for i, slug in enumerate(slugs)]
+        plan = plan_blog(posts, [{"id": "g1", "slug": "about", "title": "About", "markdown_content": "me",
+                                  "created_at": 1}], [], True, "img")
+
+        def open_source(m: SnapshotMember) -> Iterator[bytes]:
+            return iter([plan.spool.read(m.start, m.size)])
+
+        path = encode_plan(plan, tmp_path / "made.zip", open_source)
+        plan.close()
+    return path
+
+
+SAID_BY_0_2_0 = (" — as grove-export 0.2.0 wrote it (it read Hugo's addresses by an older rule, which kept the "
+                 "two apart); import restores it as it is")
+
+
+def test_two_posts_the_older_rule_kept_apart_are_a_problem_in_an_archive_of_any_other_generator(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The archive the export made of the posts ``a`` and ``-a`` (``a - b`` and ``a-b``, ``x`` and ``/x``,
+    ``y/z`` and ``y/z/``) while it read Hugo's addresses by the older rule, each slug as stored: Hugo built one
+    page for each pair, the other post missing from the site. Said to be of a release after 0.2.0 (which
+    gives such a post its file's name), of another tool or of none, each later post is a problem."""
+    path = made_before_the_exact_rule(tmp_path, monkeypatch, ("a", "-a", "a - b", "a-b", "x", "/x", "y/z", "y/z/"))
+    with zipfile.ZipFile(path) as zf:
+        assert [parse_markdown(zf.read(f"posts/{n}.md").decode())[0].get("slug_original") for n in ("-a", "a-b")] == \
+            [None, None]  # each slug as stored: the older rule kept each pair apart
+    lines = [f"posts/{later}.md: Hugo builds it at the address of posts/{first}.md (slug {slug!r}): one of the two is "
+             "missing from the site (an export gives the later one its file's name as slug, slug_original beside)"
+             for later, first, slug in (("-a", "a", "-a"), ("a-b", "a - b", "a-b"), ("_x", "x", "/x"),
+                                        ("y_z_", "y_z", "y/z/"))]
+    for generator in ("grove-export 0.2.1", "grove-export 0.3.0", "another-tool 1.0", None):
+        edited = rewrite(path, tmp_path / "edited.zip", edit=lambda m, g=generator: m.update(generator=g))
+        assert sorted(verify_archive(edited).problems) == sorted(lines), (generator, verify_archive(edited).text())
+    refused_by_import(tmp_path, edited, lines[0])
+
+
+@pytest.mark.parametrize("release", ["0.1.0", "0.2.0"])
+def test_two_posts_at_one_address_the_older_rule_kept_apart_are_a_fact_in_an_archive_of_0_2_0_or_before(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, release: str) -> None:
+    """Release 0.2.0 gave slugs by the older reading of Hugo's addresses until 6 December: its archive of the
+    posts ``a`` and ``-a`` holds both as stored, as it made them. Refused, a person whose archive is all that
+    is left of a blog could not have it back: verify says what Hugo would do as a fact, exits 0, and import
+    restores both posts as they were (0.1.0 kept every slug as stored: the same, in its words)."""
+    made = made_before_the_exact_rule(tmp_path, monkeypatch, ("a", "-a", "y/z", "y/z/"))
+    old = rewrite(made, tmp_path / "old.zip", edit=lambda m: m.update(generator=f"grove-export {release}"))
+    report = verify_archive(old)
+    assert report.ok, report.text()
+    said = SAID_BY_0_2_0 if release == "0.2.0" else \
+        " — as grove-export 0.1.0 wrote it (it kept slugs and names as stored); import restores it as it is"
+    lines = [f"posts/{later}.md: Hugo builds it at the address of posts/{first}.md (slug {slug!r}): one of the two "
+             "is missing from the site (an export gives the later one its file's name as slug, slug_original beside)"
+             + said for later, first, slug in (("-a", "a", "-a"), ("y_z_", "y_z", "y/z/"))]
+    assert [f for f in report.facts if "Hugo builds it" in f] == lines, report.text()
+    checked = grove(tmp_path, "verify", str(old))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    imported = grove(tmp_path, "import", str(old), "--tenant", "t2")
+    assert imported.returncode == 0 and "restored 0 media, 4 posts, 1 pages" in imported.stdout, \
+        imported.stdout + imported.stderr
+
+
+def test_two_posts_at_one_address_by_the_older_rule_too_stay_a_problem_in_an_archive_of_0_2_0(
+        tmp_path: Path) -> None:
+    """The fact is for what 0.2.0 could have made: two posts the older rule took for one address (``hello`` and
+    ``Hello``) it gave two, so an archive of 0.2.0 holding them was altered after it was made."""
+    src = exported(tmp_path)
+    meta, body = parse_markdown(zipfile.ZipFile(src).read("posts/two.md").decode())
+    index = index_of(src)
+    index["posts"][1]["slug"] = "Hello"
+    post = render_markdown({**meta, "slug": "Hello"}, body).encode()
+    path = repack(src, tmp_path / "same.zip", add={"posts/two.md": post, "index.json": json.dumps(index).encode()})
+    old = rewrite(path, tmp_path / "old.zip", edit=lambda m: m.update(generator="grove-export 0.2.0"))
+    line = ("posts/two.md: Hugo builds it at the address of posts/hello.md (slug 'Hello'): one of the two is "
+            "missing from the site (an export gives the later one its file's name as slug, slug_original beside)")
+    assert verify_archive(old).problems == [line], verify_archive(old).text()
+    refused_by_import(tmp_path, old, line)
 
 
 def test_a_post_padded_past_the_limit_has_its_front_matter_checked_all_the_same(tmp_path: Path) -> None:

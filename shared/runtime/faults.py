@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 
 _SPEC = os.environ.get("GROVE_FAULTS", "")
@@ -26,14 +27,25 @@ _SLOW: dict[str, float] = {}
 for item in filter(None, os.environ.get("GROVE_FAULTS_SLOW", "").split(",")):
     name, _, seconds = item.partition(":")
     _SLOW[name] = float(seconds or 0.1)
+_HOLD: dict[str, float] = {}
+for item in filter(None, os.environ.get("GROVE_FAULTS_HOLD", "").split(",")):
+    name, _, seconds = item.partition(":")
+    _HOLD[name] = float(seconds or 60)
 
 
 async def slow(name: str) -> None:
     """Wait here when ``GROVE_FAULTS_SLOW=name:seconds`` asks for it (a slow store, for timing); each
-    wait adds a line to ``name.reached.count`` in ``GROVE_FAULTS_DIR`` (a test freezes the process there)."""
+    wait adds a line to ``name.reached.count`` in ``GROVE_FAULTS_DIR`` (a test freezes the process there).
+    ``GROVE_FAULTS_HOLD=name:seconds`` holds it here until the test creates ``name.release`` in
+    ``GROVE_FAULTS_DIR`` (at most that long): the process runs on meanwhile (it beats), its step waits."""
     if name in _SLOW:
         count(f"{name}.reached", 1)
         await asyncio.sleep(_SLOW[name])
+    if name in _HOLD and _DIR:
+        count(f"{name}.reached", 1)
+        release, until = Path(_DIR) / f"{name}.release", time.monotonic() + _HOLD[name]
+        for _ in iter(lambda: release.exists() or time.monotonic() >= until, True):  # polled: a file, no event
+            await asyncio.sleep(0.02)
 
 
 def point(name: str) -> None:

@@ -3,6 +3,7 @@ called it cancelled. Real nats-server, services as processes, the filesystem sto
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -12,6 +13,7 @@ from typing import Any
 from shared.bus.connect import Bus
 from shared.content.factory import content_source
 from shared.content.seed import seed_tenant
+from shared.core import events as ev
 from shared.core.keys import heartbeat_key
 from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
@@ -29,7 +31,10 @@ async def test_a_catalog_cancelled_mid_read_is_waited_for_and_what_it_wrote_eras
     stream, the KV buckets, the store ...", exit 0, and 4 s later the catalog wrote the tenant's
     snapshot.jsonl and texts.bin (its rendered posts) under exports/<tenant>/ — its ExportCataloged
     refused, its objects not, and with the log gone the janitor never removes them."""
-    stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_FAULTS_SLOW": "catalog.read:4"})
+    held = tmp_path / "held"  # the catalog's run is held at its read until the test releases it
+    held.mkdir()
+    stack = start_stack(tmp_path / "stack", values,
+                        extra_env={"GROVE_FAULTS_HOLD": "catalog.read:60", "GROVE_FAULTS_DIR": str(held)})
     try:
         content = content_source(settings)
         await content.init()
@@ -37,18 +42,41 @@ async def test_a_catalog_cancelled_mid_read_is_waited_for_and_what_it_wrote_eras
                                     amber_bucket=settings.buckets.amber, images=1)).tenant_id
         await content.close()
         export_id = await request_export(bus, tenant, include_images=False)
-        await wait_status(bus, tenant, export_id, {"cataloging"}, 30)
+
+        async def beating() -> bool:  # held in its read, and beating: how the erase knows a step still works on it
+            try:
+                beat = (await bus.heartbeats.get(heartbeat_key("catalog", tenant, export_id))).value
+            except Exception:
+                return False
+            return bool(beat) and (held / "catalog.read.reached.count").exists()
+
+        await until(beating, 30, 0.02, "the catalog's heartbeat, its run held in its read")
         (Path(settings.store_root) / settings.buckets.exports).mkdir(parents=True, exist_ok=True)
         assert cli(values, "replay").returncode == 0
 
-        out = cli(values, "erase-tenant", tenant, "--wait", "30")
+        erasing = asyncio.create_task(asyncio.to_thread(cli, values, "erase-tenant", tenant, "--wait", "30"))
+
+        async def cancelled() -> bool:  # the erase's cancel is in the log: its wait for the run has begun
+            return any([isinstance(e, ev.CancelRequested) async for _, e in bus.log.history(tenant, export_id)])
+
+        try:
+            await until(cancelled, 60, 0.05, "the erase to cancel the export")
+            assert not erasing.done() and (await bus.log.load(tenant, export_id)).state.cataloged is None
+        finally:
+            (held / "catalog.read.release").touch()  # the read goes on: its snapshot is written after the cancel
+        out = await erasing
         assert out.returncode == 0 and "nothing left" in out.stdout, out.stdout + out.stderr
 
-        async def catalog_idle() -> bool:  # its run over: whatever it was going to write is written
-            info = await bus.js.consumer_info(settings.stream_name, "catalog")
-            return info.num_ack_pending == 0 and info.num_pending == 0
+        catalog = next(c for c in stack.children if c.name == "catalog")
 
-        await until(catalog_idle, 30, 0.2, "the catalog's run to end")
+        async def run_ended() -> str | None:  # its run over: whatever it was going to write is written
+            said = Path(catalog.log_path).read_text()  # (not its consumer's ack count: the purge empties that)
+            ended = any(f"catalog {export_id}{how}" in said
+                        for how in (": the log moved", ": standing down", ": done", ": ended"))
+            return said if ended else None
+
+        said = await until(run_ended, 30, 0.2, "the catalog's run to end")
+        assert f"catalog {export_id}: the log moved under this run" in said, said[-3000:]  # refused, as it was seen
         assert await store.list_keys(settings.buckets.exports, f"exports/{tenant}/") == [], logs_of(stack)
     finally:
         stack.stop()

@@ -156,7 +156,10 @@ async def test_a_catalog_frozen_through_the_erasure_leaves_nothing_of_the_tenant
     catalog is thawed and finishes its snapshot. Its ExportCataloged is refused (the log no longer has
     the export) — and what it stored for it must not stay: the snapshot and the rendered posts are
     the tenant's content, under exports/<tenant>/, where nothing would ever remove them."""
-    stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_FAULTS_SLOW": "catalog.read:3"})
+    held = tmp_path / "held"  # the catalog's run is held at its read until the test releases it
+    held.mkdir()
+    stack = start_stack(tmp_path / "stack", values,
+                        extra_env={"GROVE_FAULTS_HOLD": "catalog.read:60", "GROVE_FAULTS_DIR": str(held)})
     try:
         content = content_source(settings)
         await content.init()
@@ -164,17 +167,21 @@ async def test_a_catalog_frozen_through_the_erasure_leaves_nothing_of_the_tenant
                                     amber_bucket=settings.buckets.amber, images=1)).tenant_id
         await content.close()
         export_id = await request_export(bus, tenant, include_images=False)
-        await wait_status(bus, tenant, export_id, {"cataloging"}, 30)
 
-        async def beating() -> bool:
+        async def beating() -> bool:  # held in its read, and beating (the erase says it erased a running one)
             try:
-                return bool((await bus.heartbeats.get(heartbeat_key("catalog", tenant, export_id))).value)
+                beat = (await bus.heartbeats.get(heartbeat_key("catalog", tenant, export_id))).value
             except Exception:
                 return False
+            return bool(beat) and (held / "catalog.read.reached.count").exists()
 
-        await until(beating, 30, 0.02, "the catalog's heartbeat")
+        await until(beating, 30, 0.02, "the catalog's heartbeat, its run held in its read")
+
         async def bucket_there() -> None:  # nothing stored yet: the erase lists the exports bucket
             (Path(settings.store_root) / settings.buckets.exports).mkdir(parents=True, exist_ok=True)
+            assert (await bus.log.load(tenant, export_id)).state.cataloged is None  # frozen mid-read
+            assert await store.list_keys(settings.buckets.exports, f"exports/{tenant}/") == []
+            (held / "catalog.read.release").touch()  # its read goes on once it is thawed
 
         await _erased_while_frozen(values, bus, store, settings, stack, "catalog", tenant, export_id,
                                    wait="1", frozen=bucket_there)

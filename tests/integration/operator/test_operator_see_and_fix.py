@@ -30,9 +30,10 @@ from tests.support.pipeline import fetch_archive, request_export, wait_status
 from tests.support.stack import logs_of, start_stack
 from tests.support.wait import until
 
-SLOW = "catalog.read:3,assemble.upload:0.6,finalize.before_start:3"
-FREEZE = (("cataloging", "catalog", "catalog"), ("assembling", "assemble", "assembler"),
-          ("uploading", "finalize", "finalizer"))
+# each step is held at its point (it beats meanwhile) until the test, having looked, releases it
+FREEZE = (("cataloging", "catalog", "catalog", "catalog.read"),
+          ("assembling", "assemble", "assembler", "assemble.upload"),
+          ("uploading", "finalize", "finalizer", "finalize.before_start"))
 
 
 def cli(values: dict[str, Any], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -84,14 +85,16 @@ async def test_exports_and_show_follow_one_export_through_every_status(
     assert [r["exportId"] for r in listed(values, "--status", "pending")] == [export_id]
     text = ok(cli(values, "show", export_id))
     assert "status     pending" in text and "ExportRequested" in text and "heartbeat  none" in text
-    stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_FAULTS_SLOW": SLOW})
+    held = tmp_path / "held"
+    held.mkdir()
+    stack = start_stack(tmp_path / "stack", values, extra_env={
+        "GROVE_FAULTS_HOLD": ",".join(f"{point}:60" for *_, point in FREEZE), "GROVE_FAULTS_DIR": str(held)})
     try:
-        for status, step, service in FREEZE:
-            await wait_status(bus, tenant, export_id, {status}, 60)
+        for status, step, service, point in FREEZE:
+            await until(lambda point=point: _reached(held, point), 60, 0.05, f"{step} held at {point}")
             await until(lambda step=step: _beating(bus, tenant, export_id, step), 30, 0.1, f"{step}'s heartbeat")
-            if status == "assembling":
-                await until(lambda: _parts(bus, tenant, export_id), 30, 0.1, "a logged part")
-            stack.kill(service, signal.SIGSTOP)  # hold the export here while the (slow) CLI looks
+            stack.kill(service, signal.SIGSTOP)  # and frozen there while the (slow) CLI looks
+            (held / f"{point}.release").touch()  # it goes on once thawed
             try:
                 view = show(values, export_id)
                 assert (view["status"], view["step"]) == (status, step), logs_of(stack)
@@ -293,6 +296,10 @@ async def _beating(bus: Bus, tenant: str, export_id: str, step: str) -> bool:
     except Exception:
         return False
     return bool(entry.value) and json.loads(entry.value or b"{}").get("step") == step
+
+
+async def _reached(faults_dir: Path, point: str) -> bool:
+    return (faults_dir / f"{point}.reached.count").exists()
 
 
 async def _parts(bus: Bus, tenant: str, export_id: str) -> bool:

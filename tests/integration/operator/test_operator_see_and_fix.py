@@ -203,13 +203,17 @@ async def test_operator_cancel_is_recorded_with_who_and_why_and_refused_once_fin
         values: dict[str, Any], bus: Bus, store: ObjectStore, content: ContentSource, settings: Settings,
         tmp_path: Path) -> None:
     tenant = await _seed(content, store, settings, images=12)
-    stack = start_stack(tmp_path / "stack", values, extra_env={"GROVE_FAULTS_SLOW": "assemble.upload:0.6"})
+    held = tmp_path / "held"
+    held.mkdir()
+    stack = start_stack(tmp_path / "stack", values,
+                        extra_env={"GROVE_FAULTS_HOLD": "assemble.upload:60", "GROVE_FAULTS_DIR": str(held)})
     try:
         export_id = await request_export(bus, tenant)
-        await wait_status(bus, tenant, export_id, {"assembling"}, 60)
-        await until(lambda: _parts(bus, tenant, export_id), 30, 0.1, "a logged part")
-        stack.kill("assembler", signal.SIGSTOP)  # hold it mid-archive while the (slow) CLI starts
+        await until(lambda: _reached(held, "assemble.upload"), 60, 0.05, "the assembler held at a part's upload")
+        stack.kill("assembler", signal.SIGSTOP)  # and frozen there, mid-archive, while the (slow) CLI starts
         try:
+            assert (await bus.log.load(tenant, export_id)).state.status == "assembling"
+            (held / "assemble.upload.release").touch()  # it goes on once thawed
             out = ok(cli(values, "cancel", export_id, "--by", "ada", "--reason", "ticket 123: person asked us"))
         finally:
             stack.kill("assembler", signal.SIGCONT)
@@ -300,10 +304,6 @@ async def _beating(bus: Bus, tenant: str, export_id: str, step: str) -> bool:
 
 async def _reached(faults_dir: Path, point: str) -> bool:
     return (faults_dir / f"{point}.reached.count").exists()
-
-
-async def _parts(bus: Bus, tenant: str, export_id: str) -> bool:
-    return bool((await bus.log.load(tenant, export_id)).state.parts)
 
 
 async def _sent(bus: Bus, tenant: str, export_id: str, n: int) -> bool:

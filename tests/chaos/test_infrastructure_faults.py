@@ -32,13 +32,14 @@ async def test_nats_restarted_mid_export_with_the_same_store_dir_completes(tmp_p
     nats = NatsServer(tmp_path / "nats", log_file=tmp_path / "nats.log").start()
 
     async def restart_nats(stack: Stack, bus: Bus, tenant: str, export_id: str) -> int:
-        await wait_status(bus, tenant, export_id, {"assembling"}, 30)
-        await asyncio.sleep(0.5)
-        status = (await bus.log.load(tenant, export_id)).state.status  # read just before the kill
-        assert status not in ("complete", "failed", "cancelled", "expired"), \
-            f"the export was already {status} when NATS was killed: the restart did not land mid-export"
+        async def uploading() -> bool:  # the assembler waits before a part's upload: mid-archive
+            return (tmp_path / "faults" / "assemble.upload.reached.count").exists()
+
+        await until(uploading, 60, 0.02, "the assembler at a part's upload")
+        state = (await bus.log.load(tenant, export_id)).state  # read just before the kill
+        assert state.assembled is None, f"{state.status} when NATS was killed: the restart did not land mid-archive"
         nats.stop(kill=True)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # down for a while (the outage is the point, no condition to wait for)
         nats.start()
         return 1
 

@@ -92,9 +92,11 @@ async def test_a_zombie_assembler_replica_cannot_fork_the_history(tmp_path: Path
             return any([isinstance(e, ev.PartUploaded) and e.worker.endswith(f"-{pid}")
                         async for _, e in bus.log.history(tenant, export_id)])
 
-        await until(lambda: logged_a_part(zombie), 30, 0.05, "the holder to log a part")
+        await until(lambda: logged_a_part(zombie), 30, 0.02, "the holder to log a part")
         os.kill(zombie, signal.SIGSTOP)  # frozen past AckWait: the message goes to the other replica
         try:
+            frozen_at = (await bus.log.load(tenant, export_id)).state  # parts left: a takeover has work to do
+            assert frozen_at.assembled is None, f"the holder was frozen after its last part ({len(frozen_at.parts)})"
             seen["zombie"] = zombie
             zombie_log.append(next(c.log_path for c in stack.children if c.pid == zombie))
             seen["taker"] = taker = await _holder(stack, bus, tenant, export_id, other_than=zombie)

@@ -37,9 +37,12 @@ async def test_a_catalog_thawed_after_the_takeover_overwrites_nothing_logged(tmp
     settings = build(values)
     store = await open_store(settings, create_buckets=True)
     bus = await connect(settings, "chaos", ensure=True)
-    # each catalog run reads slowly: the holder is frozen while it reads, long before it stores anything
+    # the first catalog run is held at its read (it beats meanwhile) and frozen there, long before it
+    # stores anything; released then, so the other replica's run and the thawed one read on
+    held = tmp_path / "held"
+    held.mkdir()
     stack = start_stack(tmp_path / "stack", values, replicas={"catalog": 2},
-                        extra_env={"GROVE_FAULTS_SLOW": "catalog.read:2"})
+                        extra_env={"GROVE_FAULTS_HOLD": "catalog.read:60", "GROVE_FAULTS_DIR": str(held)})
     content = content_source(settings)
     try:
         seeded = await seed_tenant(content, store, images_bucket=settings.buckets.images,
@@ -54,8 +57,13 @@ async def test_a_catalog_thawed_after_the_takeover_overwrites_nothing_logged(tmp
             except Exception:  # noqa: BLE001 - no beat yet
                 return None
 
-        zombie = await until(holder, 30, 0.02, "the catalog run's heartbeat")
+        async def holding() -> int | None:  # it beats from inside its held read
+            return await holder() if (held / "catalog.read.reached.count").exists() else None
+
+        zombie = await until(holding, 30, 0.02, "the catalog run's heartbeat, held in its read")
         os.kill(zombie, signal.SIGSTOP)
+        assert (await bus.log.load(tenant, export_id)).state.cataloged is None  # frozen before its snapshot
+        (held / "catalog.read.release").touch()
         assembler = next(c for c in stack.children if c.name == "assembler")
         os.kill(assembler.pid, signal.SIGSTOP)  # the logged snapshot stays unread until the zombie is done
         try:

@@ -172,8 +172,8 @@ def test_an_archive_of_many_members_verifies_in_time_linear_in_their_number(tmp_
         zf.writestr("manifest.json", json.dumps({"tenant_id": "t", "members": [
             {"path": f"media/{i:06d}", "size": 0, "sha256": empty} for i in range(n)]}))
         zf.writestr("errors.json", "[]")
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: a busy machine (two test workers, load 6) took 12.9 s of wall time
     report = verify_archive(path)
-    took = time.monotonic() - started
+    took = time.process_time() - started
     assert report.ok, report.text()
-    assert took < 10, f"verify took {took:.1f} s for {n} members"
+    assert took < 10, f"verify took {took:.1f} s of CPU for {n} members"

@@ -139,7 +139,10 @@ def test_the_cli_refuses_a_file_already_there_in_one_line_exit_2(tmp_path: Path)
     line, = done.stderr.strip().splitlines()
     assert line.startswith("grove-export: import refused: the store already holds a file at 'tenant_dst/media/a.jpg'")
     assert held.read_bytes() == b"mine"
-    assert sorted(p.name for p in (tmp_path / "store").rglob("*") if p.is_file()) == ["a.jpg"]
+    # besides a.jpg, at most the store's cache of its digest, written when the check read it (fs._read_etag
+    # caches only once the file is a second old: present on a slow machine, not on a fast one)
+    files = sorted(p.name for p in (tmp_path / "store").rglob("*") if p.is_file())
+    assert files in (["a.jpg"], [".a.jpg.etag", "a.jpg"]), files
 
 
 async def test_a_store_holding_many_of_the_files_already_is_checked_in_time_linear_in_their_number(

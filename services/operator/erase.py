@@ -42,6 +42,7 @@ from shared.runtime import faults
 from shared.runtime.settings import Settings
 
 IN_FLIGHT = 16  # message deletes awaiting their answer at once (the server does them one by one)
+QUIET_MARGIN_S = 1.0  # after a progress interval, for a step's first beat to be put (a busy loop, a KV put)
 ROUNDS = 5  # listings of the tenant's events to delete; what a publisher still appends after them is purged
 
 
@@ -214,6 +215,7 @@ class Eraser:
         seen: set[str] = set()
         relist, admitting = True, None  # list the log's requests: the first round, and while a request is admitted
         deadline = time.monotonic() + wait_s
+        quiet = 0.0  # until then a step may work on an export of the tenant without a beat yet (see below)
         while True:
             for _, tenant, export in await requested(self.bus, self.settings, tenant_id) if relist else []:
                 if export in seen:
@@ -227,6 +229,12 @@ class Eraser:
                         pass  # already cancelling, or finalizing: wait for it to finish either way
                 if _working(state):
                     running.append(export)
+                # A step beats one progress interval after it starts, so one that started before this
+                # look or before the cancel just logged (in its first interval, or while the log
+                # already said cancelled) has no heartbeat to find yet: the erasure went on, and the
+                # run put its beat, snapshot and texts after it. Any such step has beaten by then.
+                quiet = time.monotonic() + self.settings.progress_interval_s + QUIET_MARGIN_S
+            looked = time.monotonic()  # what follows is looked at from now: quiet counts only when it is past
             states = [(await read(self.bus, tenant_id, e)).state for e in running]
             running = [s.export_id for s in states if _working(s)]
             busy = running + [e for e in await self._beating(tenant_id) if e not in running]
@@ -237,9 +245,9 @@ class Eraser:
             relist = admitting is not None or was is not None  # its request may have landed since the listing
             if was is not None and admitting is None:  # landed (or lapsed): waited for --wait from now on
                 deadline = max(deadline, time.monotonic() + wait_s)
-            if not busy and not relist:
+            if not busy and not relist and looked >= quiet:
                 return busy
-            if time.monotonic() >= deadline and not (erase_running and relist):
+            if looked >= quiet and time.monotonic() >= deadline and not (erase_running and relist):
                 return busy
             await asyncio.sleep(0.2)
 

@@ -217,3 +217,63 @@ async def _erased_while_frozen(values: dict[str, Any], bus: Bus, store: ObjectSt
     logged = [e.name() async for _, e in bus.log.history(tenant, export_id)]
     assert (held["events"], held["uploads"], held["objects"]) == (0, [], []), (logged, held)
 
+
+
+async def test_an_erase_in_a_catalogs_first_interval_waits_for_it_and_leaves_nothing_of_the_tenant(
+        values: dict[str, Any], bus: Bus, store: ObjectStore, settings: Settings, tmp_path: Path) -> None:
+    """A step puts its first heartbeat one progress interval after it starts, so an erase that comes
+    in a catalog's first interval found no beat to wait for, and erased while the catalog still read:
+    it said "nothing left", and the run went on — its beat put the tenant's heartbeat key after the
+    purge (its delete marker stayed), and its snapshot and texts were written after the erasure (its
+    refused ExportCataloged then removed them). The catalog is held at its read before its first beat
+    (a long interval, the erase's and the services' alike) while the erase runs, and released once it
+    beats: the erase must still be waiting for it then, and nothing of the tenant may be left after."""
+    held = tmp_path / "held"
+    held.mkdir()
+    values = {**values, "ack_wait_s": 60.0, "progress_interval_s": 12.0}  # no beat before the erase looks
+    stack = start_stack(tmp_path / "stack", values,
+                        extra_env={"GROVE_FAULTS_HOLD": "catalog.read:90", "GROVE_FAULTS_DIR": str(held)})
+    try:
+        content = content_source(settings)
+        await content.init()
+        tenant = (await seed_tenant(content, store, images_bucket=settings.buckets.images,
+                                    amber_bucket=settings.buckets.amber, images=1)).tenant_id
+        await content.close()
+        export_id = await request_export(bus, tenant, include_images=False)
+
+        async def reached() -> bool:
+            return (held / "catalog.read.reached.count").exists()
+
+        async def beat() -> bool:
+            try:
+                return bool((await bus.heartbeats.get(heartbeat_key("catalog", tenant, export_id))).value)
+            except Exception:
+                return False
+
+        await until(reached, 30, 0.02, "the catalog held at its read")
+        assert not await beat()  # in its first interval: no heartbeat yet
+        (Path(settings.store_root) / settings.buckets.exports).mkdir(parents=True, exist_ok=True)
+        assert cli(values, "replay").returncode == 0
+        erasing = asyncio.create_task(asyncio.to_thread(cli, values, "erase-tenant", tenant, "--wait", "60"))
+        try:
+            await until(beat, 60, 0.1, "the held catalog's first beat")
+            waited = not erasing.done()
+        finally:
+            (held / "catalog.read.release").touch()  # its read goes on: its snapshot is written now
+        out = await erasing
+        assert out.returncode == 0 and "nothing left" in out.stdout, out.stdout + out.stderr
+        catalog = next(c for c in stack.children if c.name == "catalog")
+
+        async def run_ended() -> str | None:
+            said = Path(catalog.log_path).read_text()
+            ended = any(f"catalog {export_id}{how}" in said
+                        for how in (": the log moved", ": standing down", ": done", ": ended"))
+            return said if ended else None
+
+        said = await until(run_ended, 60, 0.2, "the catalog's run to end")
+        left = await _held(bus, store, settings, tenant)
+        logged = [e.name() async for _, e in bus.log.history(tenant, export_id)]
+        assert (left["events"], left["objects"], left["heartbeats"]) == (0, [], {}), (logged, left, out.stdout)
+        assert waited, f"the erase ended before the run it met in its first interval had: {out.stdout}{said[-2000:]}"
+    finally:
+        stack.stop()

@@ -76,6 +76,7 @@ from shared.archive.layout import (
     hugo_misreads,
     hugo_tags,
     hugo_unsafe,
+    hugo_unsafe_before,
     hugo_unsafe_tag,
     is_media,
     is_text_page,
@@ -885,17 +886,18 @@ def _stand_ins(name: str, meta: Any) -> str | None:
             "Hugo can build)")
 
 
-def _unbuildable(name: str, meta: Any) -> str | None:
+def _unbuildable(name: str, meta: Any, before: bool = False) -> str | None:
     """The problem when the ``slug`` or ``tags`` Hugo is given is one it cannot build as a page of its own
     (layout.hugo_unsafe, hugo_unsafe_tag): ``slug: ../login`` with index.json saying the same (and no
     slug_original, so no other check here held it) verified, and Hugo built the post at /login.html,
     outside its section — the page an ``aliases`` key would make, which :func:`_unwritten` refuses —, and
     ``../index`` over the site's home page; a tag ``..`` ended the build. An export gives Hugo the file's
-    name (layout.hugo_slug) and the tags it can build (layout.hugo_tags), the stored ones beside."""
+    name (layout.hugo_slug) and the tags it can build (layout.hugo_tags), the stored ones beside.
+    ``before``: by the older reading of a slug (layout.hugo_unsafe_before), as 0.2.0 gave slugs until 6 December."""
     if not isinstance(meta, dict) or name.split("/", 1)[0] not in (POSTS, PAGES):
         return None
     shown = []
-    if isinstance(slug := meta.get("slug"), str) and hugo_unsafe(slug):
+    if isinstance(slug := meta.get("slug"), str) and (hugo_unsafe_before if before else hugo_unsafe)(slug):
         shown.append(f"slug: {slug!r}"[:80])
     if isinstance(tags := meta.get("tags"), list) and any(isinstance(t, str) and hugo_unsafe_tag(t) for t in tags):
         shown.append(f"tags: {tags!r}"[:80])
@@ -929,8 +931,10 @@ def _file_slug(name: str, slug: Any) -> bool:
     file's name (layout.hugo_slug), with a ``-2``, ``-3``… when that address was taken. Import restores
     ``slug_original``: an archive with ``slug: login`` beside another one verified, and Hugo built the
     post at /posts/login/."""
-    return isinstance(slug, str) and re.fullmatch(re.escape(file_slug(name)) + r"(?:-(?:[2-9]|[1-9][0-9]+))?",
-                                                  slug) is not None
+    # or as 0.2.0 gave it until 6 December, a `-` at its ends as it is (unbuildable: _unbuildable holds it)
+    return isinstance(slug, str) and any(
+        re.fullmatch(re.escape(file_slug(name, trimmed)) + r"(?:-(?:[2-9]|[1-9][0-9]+))?", slug) is not None
+        for trimmed in (True, False))
 
 
 def _unwritten(name: str, meta: Any) -> str | None:
@@ -986,6 +990,8 @@ class _Texts:
         # self.hugo for two posts only today's rule builds at one address: facts in an archive of 0.2.0
         self.addresses_before: dict[str, set[str]] = {POSTS: set(), PAGES: set()}
         self.merged_before: set[str] = set()
+        # and those for a slug only today's reading of what Hugo cannot build finds (`-.`: layout.hugo_unsafe_before)
+        self.unbuilt_before: set[str] = set()
         self.checked = self.theirs = self.listed = self.texts_left_out = self.unscanned = 0
 
     def check(self, name: str, raw: bytes) -> None:
@@ -1006,6 +1012,8 @@ class _Texts:
             self.problems.append(hugo)
         elif hugo := _unbuildable(name, meta):
             self.hugo.append(hugo)
+            if not _unbuildable(name, meta, before=True):
+                self.unbuilt_before.add(hugo)
         if listed_as is not None and (problem := _disagreement(name, *listed_as, meta)):
             self.problems.append(problem)
         if listed_as is not None and self.own is not None and (problem := _featured_stand_in(name, meta, self.own)):
@@ -1079,7 +1087,9 @@ class _Texts:
         it (refused, a person whose old archive is all that is left of a blog could not have it back). So is a
         ``featured_image`` 0.1.0 derived from a media row whose URL names no file (:attr:`featured_before`).
         And so are two posts (or pages) at one address in an archive of 0.2.0 that its older reading of Hugo's
-        addresses kept apart (:attr:`merged_before`: ``a`` and ``-a``): that release made them so."""
+        addresses kept apart (:attr:`merged_before`: ``a`` and ``-a``), and a slug its older reading of what Hugo
+        cannot build took for one it can (:attr:`unbuilt_before`: ``-.``, built over the section's list page):
+        that release made them so."""
         report.problems += self.problems
         if read_as_before(generator):
             report.facts += [f"{line} — as {generator} wrote it (it kept slugs and names as stored); import restores "
@@ -1091,7 +1101,11 @@ class _Texts:
             report.facts += [f"{line} — as {generator} wrote it (it read Hugo's addresses by an older rule, which kept "
                              "the two apart); import restores it as it is" for line in self.hugo
                              if older and line in self.merged_before]
-            report.problems += [line for line in self.hugo if not (older and line in self.merged_before)]
+            report.facts += [f"{line} — as {generator} wrote it (it read what Hugo cannot build by an older rule, which "
+                             "took the slug for one it can); import restores it as it is" for line in self.hugo
+                             if older and line in self.unbuilt_before]
+            report.problems += [line for line in self.hugo
+                                if not (older and (line in self.merged_before or line in self.unbuilt_before))]
             report.problems += self.featured_before
         for section in TEXT_COLUMNS:  # import restores each from its file and refuses one that is not there
             for n, entry in enumerate(self.index.get(section, []) if self.index is not None else []):

@@ -171,35 +171,65 @@ HUGO_PATH_BYTES = 1024  # and of the whole (many short parts: a path past the sy
 
 
 def hugo_unsafe(value: str) -> bool:
-    """Whether Hugo cannot build ``value``, a slug or a tag, as a page of its own: a part (between
-    ``/``) is ``.``, ``..``, ``index.html`` or ``index.xml`` (any case) or longer than
-    :data:`HUGO_PART_BYTES`, or it is longer than :data:`HUGO_PATH_BYTES` or nothing but dots and slashes. A ``..`` part took a post out of its section (``../c``: public/c.html, over whatever was
-    there) or built no page for it (``..``, ``../../tags``); ``.`` or ``/`` put it on the section's
-    list page (posts/index.html); ``index.html`` ended the whole build ("is a directory"). A tag
-    ``..`` ended it too ("missing taxonomy: tags"), ``../x`` was built as public/x.html, and ``./x``
-    on tag x's page; ``.``, ``/`` and ``...`` had no page. Hugo trims a tag (``" .. "`` is ``..``), so
-    both are trimmed here, and it drops characters (:func:`hugo_path_text`: ``.!.`` is ``..``, ``!`` is
-    nothing), so the check is on what is left. A backslash, ``%2e%2e`` or ``a/b`` are plain characters to it. A tag
-    ending in a dot is unsafe too (:func:`hugo_unsafe_tag`); a slug ending in one is not."""
-    if _PLAIN.fullmatch(value):  # most slugs and tags: kept whole by Hugo, no dot or slash
+    """Whether Hugo cannot build the slug ``value`` as a page of its own: what it writes the page at
+    (Hugo's rule, as :func:`hugo_address` follows it: the slug without the ``-`` at its ends, joined to its
+    section's ``/``, less the characters it drops) has a part (between ``/``) ``.``, ``..``, ``index.html`` or
+    ``index.xml`` (any case) or longer than :data:`HUGO_PART_BYTES`, is longer than :data:`HUGO_PATH_BYTES`,
+    or is nothing but dots and slashes — the section's own folder. A ``..`` part took a post out of its
+    section (``../c``: public/c.html, over whatever was there) or built no page for it (``..``,
+    ``../../tags``); ``.`` or ``/`` put it on the section's list page (posts/index.html), and so did ``-.``,
+    ``/-``, ``-!`` and ``\\x1c`` (Go's IsSpace takes it for no whitespace: it is dropped), which the older
+    reading (:func:`hugo_unsafe_before`) took for pages of their own: the post was missing and, alone in its
+    section, over the list page. ``..-`` built no page, ``-index.html`` ended the whole build ("is a
+    directory"). A slug of nothing but ``-`` is built at its file's name. A backslash, ``%2e%2e`` or ``a/b``
+    are plain characters to Hugo; a slug ending in a dot is built as it is."""
+    base = value.strip("-")
+    if not base:  # Hugo builds the post at its file's name
+        return False
+    if _PLAIN.fullmatch(base):  # most slugs: kept whole by Hugo, no dot or slash
+        return len(base) > HUGO_PART_BYTES
+    # between the section's `/` and the page file's: whitespace at the slug's ends is a `-`, as Hugo writes it
+    text = hugo_path_text(f"/{base}/")[1:-1]
+    return not _path_clean(text) or _unsafe_parts(text)
+
+
+def hugo_unsafe_before(value: str) -> bool:
+    """The older reading of :func:`hugo_unsafe`, by which release 0.2.0 gave slugs until 6 December (and
+    verify read them), and :func:`hugo_unsafe_tag`'s rule for a tag, which Hugo does not trim of ``-``: a
+    part of what Hugo keeps of ``value`` is ``.``, ``..``, ``index.html`` or ``index.xml`` (any case) or too
+    long, or it is nothing but dots and slashes (whitespace, as Python reads it, not counted). A ``..`` tag
+    ended the build ("missing taxonomy: tags"), ``../x`` was built as public/x.html, and ``./x`` on tag
+    x's page; ``.``, ``/`` and ``...`` had no page. Hugo trims a tag (``" .. "`` is ``..``), and drops
+    characters (:func:`hugo_path_text`: ``.!.`` is ``..``, ``!`` is nothing), so the check is on what is
+    left. As a slug's rule it missed the ``-`` Hugo trims at a slug's ends and the section's ``/`` before
+    it (``-.``, ``/-``, ``-!``, ``\\x1c``: verify reads an archive of 0.1.0 or 0.2.0 by it too)."""
+    if _PLAIN.fullmatch(value):  # most tags: kept whole by Hugo, no dot or slash
         return len(value) > HUGO_PART_BYTES
     text = hugo_path_text(value)
     if value.strip() and not text.strip("/."):
         return True
+    return _unsafe_parts(text)
+
+
+def _unsafe_parts(text: str) -> bool:
+    """Whether Hugo cannot write the path ``text`` (what it keeps of a slug or tag): it is longer than
+    :data:`HUGO_PATH_BYTES`, or a part is longer than :data:`HUGO_PART_BYTES` (a 300-byte slug or tag ended
+    the build: "file name too long"), ``.``, ``..``, ``index.html`` or ``index.xml``."""
     if len(text.encode()) > HUGO_PATH_BYTES or any(len(part.lower().encode()) > HUGO_PART_BYTES
                                                    for part in text.split("/")):
-        return True  # a 300-byte slug or tag ended the build: "file name too long"
+        return True
     return any(part in (".", "..") or part.casefold() in HUGO_LIST_FILES for part in text.split("/"))
 
 
 def hugo_unsafe_tag(tag: str) -> bool:
-    """Whether Hugo cannot build a page of its own for ``tag``: :func:`hugo_unsafe`, or the last
+    """Whether Hugo cannot build a page of its own for ``tag``: :func:`hugo_unsafe_before` (Hugo trims no
+    ``-`` of a tag: ``-a`` is built at tags/-a/), or the last
     character Hugo keeps of it (:func:`hugo_path_text`) is a dot. The tag ``etc.`` (``a/b.``, ``x..``,
     ``w.!``, `` v1. ``) got a page, tags/etc./, listing no post; with tag ``etc`` beside it Hugo built
     that one page for both, so ``etc``'s posts were listed on none (Debian's Hugo 0.111, with and
     without ``uglyURLs``). A slug ending in a dot is built as it is (posts/etc./ beside posts/etc/), so
     this is for tags alone."""
-    return hugo_unsafe(tag) or (not _PLAIN.fullmatch(tag) and hugo_path_text(tag).endswith("."))
+    return hugo_unsafe_before(tag) or (not _PLAIN.fullmatch(tag) and hugo_path_text(tag).endswith("."))
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9_-]+")  # characters hugo_path_text keeps as they are, none a dot or slash
@@ -331,9 +361,11 @@ def hugo_slug(slug: Any, path: str, taken: set[str] | None = None) -> Any:
     return given
 
 
-def file_slug(path: str) -> str:
+def file_slug(path: str, trimmed: bool = True) -> str:
     """The ``slug`` made of the file's name at ``path`` that :func:`hugo_slug` gives when the stored one
-    cannot be used (before a ``-2``, ``-3``… it may add while that is taken)."""
+    cannot be used (before a ``-2``, ``-3``… it may add while that is taken). A ``-`` at its ends, which Hugo
+    trims, is percent-encoded when Hugo could not build it trimmed (:func:`hugo_unsafe`: ``-.-.md`` is
+    ``%2D.%2D``, not ``.``); ``trimmed=False``: as release 0.2.0 gave it until 6 December, ends as they are."""
     stem = path.rsplit("/", 1)[-1].removesuffix(".md")
     # a character Hugo would drop is percent-encoded, which it keeps as it is: the file `!.md` (the
     # slug `..!`) is `%21` to it, not nothing, and `x_.!._.!._y.md` is not `x_.._.._y.md`'s page
@@ -344,6 +376,9 @@ def file_slug(path: str) -> str:
         if size > HUGO_PART_BYTES - 8:  # a file name of 200 bytes is up to 600 encoded (`🌲` is %F0%9F%8C%B2);
             break  # cut to what Hugo can write, with room for a `-2`, `-3`…
         safe += piece
+    if trimmed and hugo_unsafe(safe):  # Hugo trims the `-` at its ends: the file `-.-.md` is `.` to it, the list page
+        core = safe.strip("-")
+        return f"{'%2D' * safe.index(core)}{core}{'%2D' * (len(safe) - len(core) - safe.index(core))}"
     return safe
 
 

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from services.catalog.readme import HUGO_SETTINGS, render_readme
 from services.catalog.render import plan_blog
 from shared.archive.frontmatter import parse_markdown
@@ -85,3 +87,40 @@ def test_every_post_of_slugs_hugo_builds_at_one_address_has_a_page_of_its_own(tm
     with zipfile.ZipFile(path) as zf:
         metas = [parse_markdown(zf.read(n).decode())[0] for n in zf.namelist() if n.startswith("posts/")]
     assert [m["slug"] for m in metas if m["title"] in ("Post 8", "Post 9")] == ["c", " c"]  # two addresses to Hugo
+
+
+# Slugs Hugo writes to the section's own list page (posts/index.html): it trims the `-` at a slug's ends
+# (`-.` is `.`, `..-` is `..`), joins it to the section's `/` (`/-` is the section) and drops what it cannot put
+# in a path (`!`, Go's non-space `\x1c`); and file names whose `-`, trimmed too, left `.` (`-.-`) or a list file.
+LIST_PAGE_SLUGS = ("-.", "/-", "-!", "\x1c", "..-", "x/..-", "-/-", "-.-", "-index.xml", "-\x1c-")
+
+
+@pytest.mark.parametrize("slugs", [("-.",), LIST_PAGE_SLUGS], ids=["alone", "family"])
+def test_every_post_of_a_slug_hugo_trims_to_its_sections_folder_has_a_page_of_its_own(
+        tmp_path: Path, slugs: tuple[str, ...]) -> None:
+    """Seen: the archive of a post with the slug ``-.`` (``/-``, ``-!``, ``\\x1c``…) verified, and Hugo wrote
+    the post to posts/index.html, the section's list page: alone in its section it was the list page, beside
+    others the list page was written over it, the post missing from the site. The export took them for
+    slugs Hugo could build (layout.hugo_unsafe read neither the `-` Hugo trims nor the section's `/`); it
+    gives Hugo the file's name now, the slug as stored beside it as slug_original."""
+    posts = [{"id": f"p{i}", "slug": slug, "title": f"Post {i}", "markdown_content": "hi", "status": "published",
+              "created_at": 1} for i, slug in enumerate(slugs)]
+    pages = [{"id": "g1", "slug": "about", "title": "About", "markdown_content": "me", "created_at": 1}]
+    media = [{"id": "m1", "filename": "cat.jpg", "r2_key": "t1/media/cat.jpg", "url": f"{CDN}/cat.jpg",
+              "size": len(IMG), "mime_type": "image/jpeg", "uploaded_at": 1}]
+    plan = plan_blog(posts, pages, media, True, "img", heads={("img", "t1/media/cat.jpg"): (len(IMG), "e")})
+
+    def open_source(m: SnapshotMember) -> Iterator[bytes]:
+        return iter([plan.spool.read(m.start, m.size)]) if m.key == "texts" else iter([IMG])
+
+    path = encode_plan(plan, tmp_path / "a.zip", open_source)
+    plan.close()
+    public, _ = build_site(path, tmp_path / "site")
+    titles = sorted(title for page in (public / "posts").rglob("*.html")
+                    for title in re.findall("<h1>(.*?)</h1>", page.read_text()))
+    assert titles == sorted(p["title"] for p in posts), titles
+    # the section's list page (uglyURLs: posts.html), which Hugo wrote such a post to
+    assert re.findall("<h1>(.*?)</h1>", (public / "posts.html").read_text()) == ["Posts"]
+    with zipfile.ZipFile(path) as zf:
+        metas = [parse_markdown(zf.read(n).decode())[0] for n in zf.namelist() if n.startswith("posts/")]
+    assert sorted(m["slug_original"] for m in metas) == sorted(slugs)  # each kept as stored, for import

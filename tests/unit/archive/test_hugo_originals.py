@@ -21,7 +21,7 @@ from shared.archive.frontmatter import parse_markdown
 from shared.core.snapshot import SnapshotMember
 from tests.support.archives import encode_plan
 
-UNSAFE_SLUGS = ["..", "../../tags", "../c", "x/../../y", "/", ".", "index.html", "../index.xml", " .. "]
+UNSAFE_SLUGS = ["..", "../../tags", "../c", "x/../../y", "/", ".", "index.html", "../index.xml", "-."]
 TAGS = [["..", "a"], [" .. ", "../x"], ["/", "."], ["index.html", "ok", "..."], []]
 
 

@@ -295,7 +295,7 @@ def test_a_slug_cut_to_fit_its_file_name_is_never_a_translation_for_hugo(tmp_pat
 # Slugs and tags Debian's Hugo 0.111 could not build as a page of their own (layout.hugo_unsafe), and
 # some it could, beside them: the same post or tag must not be taken for another.
 HUGO_UNSAFE_SLUGS = ("..", "../../", "../../tags", "../c", "x/../../y", "/", ".", "index.html", "../index.xml",
-                     " .. ", "a/index.html", "Index.XML",
+                     "a/index.html", "Index.XML",
                      # characters Hugo drops (layout.hugo_path_text): `x/.!./.!./y` built public/y.html
                      "..!", ".?.", "x/.!./.!./y", "index.html!", "a/..?", "!", "?!", "..\u200b", "../\U0001f600c",
                      "\U0001f332",  # a slug of nothing Hugo keeps: its post was under posts/index.html
@@ -304,8 +304,13 @@ HUGO_UNSAFE_SLUGS = ("..", "../../", "../../tags", "../c", "x/../../y", "/", "."
                      "a" * 300, "x/" + "\u00e9" * 130, "\U0001f332" * 50, "/".join(["abcdefgh"] * 500),
                      # Ⱥ is 2 bytes and its lower case 3, as Hugo writes it: a stand-in cut by the bytes
                      # before lower-casing was 294 bytes on disk, and the build ended again (review helper)
-                     "\u023a" * 100)
-HUGO_SAFE_SLUGS = ("a", "c", "y", "a/b", "a/...", "\\..", "%2e%2e", "x", "b" * 240)
+                     "\u023a" * 100,
+                     # Hugo trims the `-` at a slug's ends and joins it to the section's `/`: each was written to the
+                     # section's list page (posts/index.html), or built no page (`..-`), or ended the build
+                     # (`-index.xml`); `-.-` and `-index.xml` as file names too, Hugo trimming them as slugs
+                     "-.", "/-", "-!", "\x1c", "-\x1c-", "..-", "x/..-", "-/-", "-.-", "-index.xml")
+HUGO_SAFE_SLUGS = ("a", "c", "y", "a/b", "a/...", "\\..", "%2e%2e", "x", "b" * 240, " ", "a/-..-", "-z-",
+                   " .. ", "..\t")  # whitespace at a slug's ends is a `-` to Hugo: posts/-..-/, posts/..-/
 HUGO_UNSAFE_TAGS = ("..", " .. ", "../..", "../x", "../posts", ".", "/", "./x", "...", "index.html", "a/index.xml",
                     ".!.", "..!", "!./x", "?", "*", "index.xml!", "\U0001f332",
                     "\\..", "etc.",  # ending in a dot: a page listing no post (tags/etc./, taken for etc)
@@ -435,6 +440,15 @@ def test_slugs_hugo_builds_at_one_address_have_one_address(one: str, other: str)
 def test_slugs_hugo_builds_apart_have_addresses_of_their_own(one: str, other: str) -> None:
     # ` v` was taken for `v`'s address and renamed `v-2`, which Hugo builds at posts/-v/ of its own.
     assert layout.hugo_address(one) != layout.hugo_address(other)
+
+
+def test_the_slugs_hugo_could_not_build_are_unsafe_and_the_others_not() -> None:
+    # `-.`, `/-`, `-!` and `\x1c` were taken for slugs of their own, and Hugo wrote each to posts/index.html
+    assert [s for s in HUGO_UNSAFE_SLUGS if not layout.hugo_unsafe(s)] == []
+    assert [s for s in HUGO_SAFE_SLUGS if layout.hugo_unsafe(s)] == []
+    # the file's name given instead never is: Hugo trims the `-` at its ends too (`-.-.md` is `.` to it)
+    assert [layout.file_slug(f"posts/{stem}.md") for stem in ("-.-", "-index.xml", "-", "-a-", "-.")] == \
+        ["%2D.%2D", "%2Dindex.xml", "-", "-a-", "%2D."]
 
 
 def test_a_slug_of_nothing_but_dashes_is_built_at_its_files_name() -> None:

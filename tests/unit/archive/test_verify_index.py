@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from services.archivetools.importer import plan_restore
 from services.archivetools.verify import COUNTED, verify_archive
 from services.catalog.render import plan_blog
 from shared.archive import layout
@@ -731,6 +732,95 @@ def test_two_posts_at_one_address_by_the_older_rule_too_stay_a_problem_in_an_arc
             "missing from the site (an export gives the later one its file's name as slug, slug_original beside)")
     assert verify_archive(old).problems == [line], verify_archive(old).text()
     refused_by_import(tmp_path, old, line)
+
+
+# Slugs Hugo writes to the section's list page (posts/index.html: it trims the `-` at a slug's ends and joins it to
+# the section's `/`), which the older reading of what it cannot build (layout.hugo_unsafe_before) took for pages.
+LIST_PAGE_SLUGS = ("-.", "/-", "-!", "\x1c", "..-", "-index.xml")
+
+
+def made_before_the_exact_unsafe_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The archive release 0.2.0 made of posts with :data:`LIST_PAGE_SLUGS` while it read what Hugo cannot build
+    by the older rule (layout.hugo_unsafe_before), and their addresses by the older one too (hugo_address_before):
+    each post kept its slug, and Hugo built none of them."""
+    with monkeypatch.context() as m:
+        m.setattr(layout, "hugo_unsafe", layout.hugo_unsafe_before)
+        m.setattr(layout, "hugo_address", lambda slug, stem="": layout.hugo_address_before(slug or stem))
+        posts = [{"id": f"p{i}", "slug": slug, "title": f"T{i}", "markdown_content": "hi", "status": "published",
+                  "created_at": 1} for i, slug in enumerate(LIST_PAGE_SLUGS)]
+        plan = plan_blog(posts, [{"id": "g1", "slug": "about", "title": "About", "markdown_content": "me",
+                                  "created_at": 1}], [], True, "img")
+
+        def open_source(m: SnapshotMember) -> Iterator[bytes]:
+            return iter([plan.spool.read(m.start, m.size)])
+
+        path = encode_plan(plan, tmp_path / "made.zip", open_source)
+        plan.close()
+    with zipfile.ZipFile(path) as zf:
+        index = json.loads(zf.read("index.json"))
+    assert [e["slug"] for e in index["posts"]] == list(LIST_PAGE_SLUGS) and "slug_original" not in str(index)
+    return path
+
+
+def list_page_lines(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as zf:
+        index = json.loads(zf.read("index.json"))
+    return [f"{e['path']}: its front matter's {f'slug: {slug!r}'[:80]} is one "
+            "Hugo cannot build as a page of its own (it would be built outside its section, over another page, or "
+            "end the build: an export gives Hugo the file's name as slug, and keeps such a slug as slug_original "
+            "and such tags as tags_original)" for e in index["posts"] for slug in (e["slug"],)]
+
+
+def test_a_slug_hugo_trims_to_its_sections_list_page_is_a_problem_in_an_archive_of_any_other_generator(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen: "archive OK" for the archive of posts with the slugs ``-.``, ``/-``, ``-!``, ``\\x1c``, ``..-`` and
+    ``-index.xml``, and Hugo wrote each to the section's list page (or ended the build): the older reading of
+    what it cannot build missed the ``-`` it trims at a slug's ends and the section's ``/``. Said to be of a
+    release after 0.2.0, of another tool or of none, each is a problem, and import refuses the archive."""
+    path = made_before_the_exact_unsafe_rule(tmp_path, monkeypatch)
+    lines = list_page_lines(path)
+    for generator in ("grove-export 0.2.1", "grove-export 0.3.0", "another-tool 1.0", None):
+        edited = rewrite(path, tmp_path / "edited.zip", edit=lambda m, g=generator: m.update(generator=g))
+        assert verify_archive(edited).problems == lines, (generator, verify_archive(edited).text())
+    refused_by_import(tmp_path, edited, lines[0])
+
+
+@pytest.mark.parametrize("release", ["0.1.0", "0.2.0"])
+def test_a_slug_only_the_exact_rule_finds_unbuildable_is_a_fact_in_an_archive_of_0_2_0_or_before(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, release: str) -> None:
+    """Release 0.2.0 gave such slugs to Hugo as stored until 6 December: its archive holds them as it made them.
+    Refused, a person whose archive is all that is left of a blog could not have it back: verify says what Hugo
+    would do as a fact, exits 0, and import restores each slug as stored."""
+    made = made_before_the_exact_unsafe_rule(tmp_path, monkeypatch)
+    old = rewrite(made, tmp_path / "old.zip", edit=lambda m: m.update(generator=f"grove-export {release}"))
+    report = verify_archive(old)
+    assert report.ok, report.text()
+    said = (" — as grove-export 0.2.0 wrote it (it read what Hugo cannot build by an older rule, which took the slug "
+            "for one it can); import restores it as it is") if release == "0.2.0" else \
+        " — as grove-export 0.1.0 wrote it (it kept slugs and names as stored); import restores it as it is"
+    assert [f for f in report.facts if "cannot build" in f and "slug:" in f] == \
+        [line + said for line in list_page_lines(old)], report.text()
+    checked = grove(tmp_path, "verify", str(old))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    imported = grove(tmp_path, "import", str(old), "--tenant", "t2")
+    assert imported.returncode == 0 and "restored 0 media, 6 posts, 1 pages" in imported.stdout, \
+        imported.stdout + imported.stderr
+    with zipfile.ZipFile(old) as zf:
+        restore = plan_restore(zf, "t2", "https://new.example/{key}", "img", "amber")
+        assert [r["slug"] for r in restore.tables["posts"]] == list(LIST_PAGE_SLUGS)
+
+
+def test_a_slug_both_rules_find_unbuildable_stays_a_problem_in_an_archive_of_0_2_0(tmp_path: Path) -> None:
+    """The fact is for what 0.2.0 could have made: ``..`` (``../login``) it gave its file's name, so an archive of
+    0.2.0 holding it as a slug was altered after it was made."""
+    src = exported(tmp_path)
+    meta, body = parse_markdown(zipfile.ZipFile(src).read("posts/two.md").decode())
+    index = index_of(src)
+    index["posts"][1]["slug"] = "../login"
+    post = render_markdown({**meta, "slug": "../login"}, body).encode()
+    path = repack(src, tmp_path / "same.zip", add={"posts/two.md": post, "index.json": json.dumps(index).encode()})
+    old = rewrite(path, tmp_path / "old.zip", edit=lambda m: m.update(generator="grove-export 0.2.0"))
+    assert [p for p in verify_archive(old).problems if "slug: '../login'" in p], verify_archive(old).text()
 
 
 def test_a_post_padded_past_the_limit_has_its_front_matter_checked_all_the_same(tmp_path: Path) -> None:

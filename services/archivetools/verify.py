@@ -78,6 +78,7 @@ from shared.archive.layout import (
     hugo_unsafe,
     hugo_unsafe_before,
     hugo_unsafe_tag,
+    hugo_unsafe_tag_before,
     is_media,
     is_text_page,
     unwritten_keys,
@@ -893,13 +894,15 @@ def _unbuildable(name: str, meta: Any, before: bool = False) -> str | None:
     outside its section — the page an ``aliases`` key would make, which :func:`_unwritten` refuses —, and
     ``../index`` over the site's home page; a tag ``..`` ended the build. An export gives Hugo the file's
     name (layout.hugo_slug) and the tags it can build (layout.hugo_tags), the stored ones beside.
-    ``before``: by the older reading of a slug (layout.hugo_unsafe_before), as 0.2.0 gave slugs until 6 December."""
+    ``before``: by the older reading (layout.hugo_unsafe_before, hugo_unsafe_tag_before), as 0.2.0 gave slugs and
+    tags until 6 December."""
     if not isinstance(meta, dict) or name.split("/", 1)[0] not in (POSTS, PAGES):
         return None
     shown = []
     if isinstance(slug := meta.get("slug"), str) and (hugo_unsafe_before if before else hugo_unsafe)(slug):
         shown.append(f"slug: {slug!r}"[:80])
-    if isinstance(tags := meta.get("tags"), list) and any(isinstance(t, str) and hugo_unsafe_tag(t) for t in tags):
+    unsafe_tag = hugo_unsafe_tag_before if before else hugo_unsafe_tag
+    if isinstance(tags := meta.get("tags"), list) and any(isinstance(t, str) and unsafe_tag(t) for t in tags):
         shown.append(f"tags: {tags!r}"[:80])
     if not shown:
         return None
@@ -990,7 +993,7 @@ class _Texts:
         # self.hugo for two posts only today's rule builds at one address: facts in an archive of 0.2.0
         self.addresses_before: dict[str, set[str]] = {POSTS: set(), PAGES: set()}
         self.merged_before: set[str] = set()
-        # and those for a slug only today's reading of what Hugo cannot build finds (`-.`: layout.hugo_unsafe_before)
+        # and those for a slug or tag only today's reading of what Hugo cannot build finds (`-.`, `.\x1c.`)
         self.unbuilt_before: set[str] = set()
         self.checked = self.theirs = self.listed = self.texts_left_out = self.unscanned = 0
 
@@ -1087,8 +1090,9 @@ class _Texts:
         it (refused, a person whose old archive is all that is left of a blog could not have it back). So is a
         ``featured_image`` 0.1.0 derived from a media row whose URL names no file (:attr:`featured_before`).
         And so are two posts (or pages) at one address in an archive of 0.2.0 that its older reading of Hugo's
-        addresses kept apart (:attr:`merged_before`: ``a`` and ``-a``), and a slug its older reading of what Hugo
-        cannot build took for one it can (:attr:`unbuilt_before`: ``-.``, built over the section's list page):
+        addresses kept apart (:attr:`merged_before`: ``a`` and ``-a``), and a slug or tag its older reading of what
+        Hugo cannot build took for one it can (:attr:`unbuilt_before`: ``-.``, built over the section's list page;
+        ``.\x1c.``, whose ``\x1c`` it took for whitespace):
         that release made them so."""
         report.problems += self.problems
         if read_as_before(generator):
@@ -1102,7 +1106,7 @@ class _Texts:
                              "the two apart); import restores it as it is" for line in self.hugo
                              if older and line in self.merged_before]
             report.facts += [f"{line} — as {generator} wrote it (it read what Hugo cannot build by an older rule, which "
-                             "took the slug for one it can); import restores it as it is" for line in self.hugo
+                             "took the slug or tag for one it can); import restores it as it is" for line in self.hugo
                              if older and line in self.unbuilt_before]
             report.problems += [line for line in self.hugo
                                 if not (older and (line in self.merged_before or line in self.unbuilt_before))]

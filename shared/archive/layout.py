@@ -194,18 +194,22 @@ def hugo_unsafe(value: str) -> bool:
 
 
 def hugo_unsafe_before(value: str) -> bool:
-    """The older reading of :func:`hugo_unsafe`, by which release 0.2.0 gave slugs until 6 December (and
-    verify read them), and :func:`hugo_unsafe_tag`'s rule for a tag, which Hugo does not trim of ``-``: a
-    part of what Hugo keeps of ``value`` is ``.``, ``..``, ``index.html`` or ``index.xml`` (any case) or too
-    long, or it is nothing but dots and slashes (whitespace, as Python reads it, not counted). A ``..`` tag
-    ended the build ("missing taxonomy: tags"), ``../x`` was built as public/x.html, and ``./x`` on tag
-    x's page; ``.``, ``/`` and ``...`` had no page. Hugo trims a tag (``" .. "`` is ``..``), and drops
-    characters (:func:`hugo_path_text`: ``.!.`` is ``..``, ``!`` is nothing), so the check is on what is
-    left. As a slug's rule it missed the ``-`` Hugo trims at a slug's ends and the section's ``/`` before
-    it (``-.``, ``/-``, ``-!``, ``\\x1c``: verify reads an archive of 0.1.0 or 0.2.0 by it too)."""
+    """The older reading of :func:`hugo_unsafe`, by which release 0.2.0 gave slugs until 6 December (verify
+    reads an archive of 0.1.0 or 0.2.0 by it too): :func:`_unsafe_reading` of what it took Hugo to keep of the
+    slug (:func:`_hugo_path_text_before`). It missed the ``-`` Hugo trims at a slug's ends and the section's
+    ``/`` before it (``-.``, ``/-``, ``-!``), and Go's whitespace (``.\\x1c.`` is ``..`` to Hugo, ``.-.`` to it)."""
+    return _unsafe_reading(value, _hugo_path_text_before(value))
+
+
+def _unsafe_reading(value: str, text: str) -> bool:
+    """Whether Hugo cannot build ``value``, a tag (or by the older reading a slug), whose characters Hugo keeps
+    are ``text``: a part (between ``/``) of it is ``.``, ``..``, ``index.html`` or ``index.xml`` (any case) or
+    too long, or it is nothing but dots and slashes (a tag of whitespace, as Python reads it, not counted). A
+    ``..`` tag ended the build ("missing taxonomy: tags"), ``../x`` was built as public/x.html, and ``./x``
+    on tag x's page; ``.``, ``/`` and ``...`` had no page. Hugo trims a tag (``" .. "`` is ``..``), and drops
+    characters (:func:`hugo_path_text`: ``.!.`` is ``..``, ``!`` is nothing), so the check is on what is left."""
     if _PLAIN.fullmatch(value):  # most tags: kept whole by Hugo, no dot or slash
         return len(value) > HUGO_PART_BYTES
-    text = hugo_path_text(value)
     if value.strip() and not text.strip("/."):
         return True
     return _unsafe_parts(text)
@@ -222,14 +226,25 @@ def _unsafe_parts(text: str) -> bool:
 
 
 def hugo_unsafe_tag(tag: str) -> bool:
-    """Whether Hugo cannot build a page of its own for ``tag``: :func:`hugo_unsafe_before` (Hugo trims no
-    ``-`` of a tag: ``-a`` is built at tags/-a/), or the last
-    character Hugo keeps of it (:func:`hugo_path_text`) is a dot. The tag ``etc.`` (``a/b.``, ``x..``,
+    """Whether Hugo cannot build a page of its own for ``tag``: :func:`_unsafe_reading` of what Hugo keeps of
+    it (:func:`hugo_path_text`; Hugo trims no ``-`` of a tag: ``-a`` is built at tags/-a/), or the last
+    character Hugo keeps of it is a dot. The tag ``etc.`` (``a/b.``, ``x..``,
     ``w.!``, `` v1. ``) got a page, tags/etc./, listing no post; with tag ``etc`` beside it Hugo built
     that one page for both, so ``etc``'s posts were listed on none (Debian's Hugo 0.111, with and
     without ``uglyURLs``). A slug ending in a dot is built as it is (posts/etc./ beside posts/etc/), so
     this is for tags alone."""
-    return hugo_unsafe_before(tag) or (not _PLAIN.fullmatch(tag) and hugo_path_text(tag).endswith("."))
+    return _unsafe_tag_reading(tag, hugo_path_text)
+
+
+def hugo_unsafe_tag_before(tag: str) -> bool:
+    """The older reading of :func:`hugo_unsafe_tag`, by which release 0.2.0 gave tags until 6 December (verify
+    reads an archive of 0.1.0 or 0.2.0 by it too): what it took Hugo to keep of the tag read whitespace as
+    Python does (:func:`_hugo_path_text_before`), so ``/\\x1c/`` was ``/-/`` to it, ``//`` to Hugo (no page)."""
+    return _unsafe_tag_reading(tag, _hugo_path_text_before)
+
+
+def _unsafe_tag_reading(tag: str, kept: Callable[[str], str]) -> bool:
+    return _unsafe_reading(tag, text := kept(tag)) or (not _PLAIN.fullmatch(tag) and text.endswith("."))
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9_-]+")  # characters hugo_path_text keeps as they are, none a dot or slash
@@ -309,6 +324,14 @@ def hugo_address_before(value: str) -> str:
     apart slugs Hugo builds at one address (``a`` and ``-a``, ``a - b`` and ``a-b``, ``x`` and ``/x``,
     ``y/z`` and ``y/z/``): verify reads an archive of 0.1.0 or 0.2.0 by it too, to tell such a pair, as
     that release wrote it, from two posts it would have told apart (``_Texts._built_once``)."""
+    text = _hugo_path_text_before(value)
+    return unicodedata.normalize("NFC", text.lower() if text.isascii() else _go_lower(text))
+
+
+def _hugo_path_text_before(value: str) -> str:
+    """The older reading of :func:`hugo_path_text`, by which release 0.2.0 gave slugs and tags until 6 December:
+    whitespace as Python's ``isspace`` reads it (``\\x1c``-``\\x1f`` too), one ``-`` after a kept character
+    even beside a ``-``."""
     kept: list[str] = []
     hyphen = False
     for i, c in enumerate(value):
@@ -319,8 +342,7 @@ def hugo_address_before(value: str) -> str:
             kept.append(c)
         elif kept and c.isspace():
             hyphen = True
-    text = "".join(kept)
-    return unicodedata.normalize("NFC", text.lower() if text.isascii() else _go_lower(text))
+    return "".join(kept)
 
 
 def _go_lower(text: str) -> str:

@@ -404,10 +404,12 @@ def file_slug(path: str, trimmed: bool = True) -> str:
     return safe
 
 
-def hugo_tags(tags: list[str]) -> list[str]:
+def hugo_tags(tags: list[str], before: bool = False) -> list[str]:
     """The tags Hugo can build a page for (:func:`hugo_unsafe_tag`); when one is left out, the tags as
-    stored go beside them as ``tags_original``, which import restores."""
-    return [t for t in tags if not hugo_unsafe_tag(t)]
+    stored go beside them as ``tags_original``, which import restores. ``before``: as release 0.2.0 gave
+    them until 6 December (:func:`hugo_unsafe_tag_before`: it kept ``/\\x1c/``, which Hugo builds no page for)."""
+    unsafe = hugo_unsafe_tag_before if before else hugo_unsafe_tag
+    return [t for t in tags if not unsafe(t)]
 
 
 def _text_stem(names: NameAllocator, slug: str | None, fallback: str) -> str:

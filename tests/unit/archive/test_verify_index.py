@@ -870,6 +870,49 @@ def test_a_slug_or_tag_hugo_reads_without_the_whitespace_is_a_problem_in_an_arch
         assert report.problems == GO_WHITESPACE_LINES, (generator, report.text())
 
 
+def tags_made_before_go_whitespace(tmp_path: Path, generator: str | None) -> Path:
+    """The archive 0.2.0 made, until 6 December, of a post with the tags ``..``, ``/\\x1c/`` and ``a``: it gave
+    Hugo those it took it to build (``/\\x1c/``, ``a``: it read ``\\x1c`` as whitespace), the stored ones beside."""
+    src = exported(tmp_path)
+    index = index_of(src)
+    change = {"tags": ["/\x1c/", "a"], "tags_original": ["..", "/\x1c/", "a"]}
+    with zipfile.ZipFile(src) as zf:
+        meta, body = parse_markdown(zf.read("posts/hello.md").decode())
+    index["posts"][0].update(change)
+    add = {"posts/hello.md": render_markdown({**meta, **change}, body).encode(), "index.json": json.dumps(index).encode()}
+    path = repack(src, tmp_path / "made.zip", add=add)
+    return rewrite(path, tmp_path / "old.zip", edit=lambda m: m.update(generator=generator))
+
+
+TAGS_LINE = ("posts/hello.md: its front matter's tags: ['/\\x1c/', 'a'] is one Hugo cannot build as a page of its own "
+             "(it would be built outside its section, over another page, or end the build: an export gives Hugo the "
+             "file's name as slug, and keeps such a slug as slug_original and such tags as tags_original)")
+
+
+def test_the_tags_0_2_0_gave_beside_tags_original_by_its_whitespace_rule_are_a_fact_in_its_archive(
+        tmp_path: Path) -> None:
+    """Seen: the archive 0.2.0 made the day before of a post tagged ``..``, ``/\\x1c/`` and ``a`` (``tags: ['/\\x1c/',
+    'a']`` beside tags_original) was refused since 075286c: "its front matter's tags … says otherwise than its other
+    fields", the tags it gave read by today's rule (layout.hugo_tags drops ``/\\x1c/``, which Hugo builds no page
+    for). Those 0.2.0 gave by its own rule are what it made: a fact there, import restores tags_original."""
+    old = tags_made_before_go_whitespace(tmp_path, "grove-export 0.2.0")
+    report = verify_archive(old)
+    assert report.ok, report.text()
+    assert [f for f in report.facts if "cannot build" in f] == [
+        TAGS_LINE + " — as grove-export 0.2.0 wrote it (it read what Hugo cannot build by an older rule, which took "
+        "the slug or tag for one it can); import restores it as it is"], report.text()
+    with zipfile.ZipFile(old) as zf:
+        restore = plan_restore(zf, "t2", "https://new.example/{key}", "img", "amber")
+        assert json.loads(next(iter(restore.tables["posts"]))["tags"]) == ["..", "/\x1c/", "a"]
+
+
+def test_the_tags_given_by_0_2_0s_whitespace_rule_are_a_problem_in_an_archive_of_any_other_generator(
+        tmp_path: Path) -> None:
+    for generator in ("grove-export 0.2.1", "another-tool 1.0", None):
+        report = verify_archive(tags_made_before_go_whitespace(tmp_path, generator))
+        assert report.problems == [TAGS_LINE], (generator, report.text())
+
+
 def test_a_post_padded_past_the_limit_has_its_front_matter_checked_all_the_same(tmp_path: Path) -> None:
     """Seen: "archive OK" for an archive whose post said ``aliases: [/login/]`` (which verify refuses:
     Hugo makes a page at /login/) with its body padded past the 64 MiB a post is read whole up to (70 MB of

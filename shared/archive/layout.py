@@ -181,11 +181,15 @@ def hugo_unsafe(value: str) -> bool:
     ``/-``, ``-!`` and ``\\x1c`` (Go's IsSpace takes it for no whitespace: it is dropped), which the older
     reading (:func:`hugo_unsafe_before`) took for pages of their own: the post was missing and, alone in its
     section, over the list page. ``..-`` built no page, ``-index.html`` ended the whole build ("is a
-    directory"). A slug of nothing but ``-`` is built at its file's name. A backslash, ``%2e%2e`` or ``a/b``
+    directory"). The slug ``index`` itself (``-index``; not ``Index``, ``index!`` or ``x/index``, built at
+    posts/index/) Hugo wrote, without uglyURLs, at posts/index.html, and the section's list page over it. A
+    slug of nothing but ``-`` is built at its file's name. A backslash, ``%2e%2e`` or ``a/b``
     are plain characters to Hugo; a slug ending in a dot is built as it is."""
     base = value.strip("-")
     if not base:  # Hugo builds the post at its file's name
         return False
+    if base == "index":  # without uglyURLs Hugo writes it at posts/index.html: the list page wrote over it
+        return True
     if _PLAIN.fullmatch(base):  # most slugs: kept whole by Hugo, no dot or slash
         return len(base) > HUGO_PART_BYTES
     # between the section's `/` and the page file's: whitespace at the slug's ends is a `-`, as Hugo writes it

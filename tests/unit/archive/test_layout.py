@@ -204,7 +204,8 @@ def test_a_slug_hugo_reads_as_index_with_a_language_or_format_is_never_a_post_or
     plan = plan_blog([{"id": "p1", "slug": "index", "title": "Index post", "markdown_content": "hi"}], [], [],
                      True, "img")
     assert [t.path for t in plan.texts] == ["posts/index-2.md", "index.json", "feed.json"]
-    assert b"slug: index\n" in plan.texts[0].data  # the slug itself is kept
+    # the slug itself Hugo writes, without uglyURLs, at posts/index.html, under the list page: the file's name
+    assert b"slug: index-2\nslug_original: index\n" in plan.texts[0].data
 
 
 def hugo_built(site: Path, plan: Plan, config: str = "") -> tuple[set[str], set[str]]:
@@ -308,9 +309,12 @@ HUGO_UNSAFE_SLUGS = ("..", "../../", "../../tags", "../c", "x/../../y", "/", "."
                      # Hugo trims the `-` at a slug's ends and joins it to the section's `/`: each was written to the
                      # section's list page (posts/index.html), or built no page (`..-`), or ended the build
                      # (`-index.xml`); `-.-` and `-index.xml` as file names too, Hugo trimming them as slugs
-                     "-.", "/-", "-!", "\x1c", "-\x1c-", "..-", "x/..-", "-/-", "-.-", "-index.xml")
+                     "-.", "/-", "-!", "\x1c", "-\x1c-", "..-", "x/..-", "-/-", "-.-", "-index.xml",
+                     # without uglyURLs Hugo writes the slug `index` (`-index-`) at posts/index.html, the list page
+                     "index", "-index-")
 HUGO_SAFE_SLUGS = ("a", "c", "y", "a/b", "a/...", "\\..", "%2e%2e", "x", "b" * 240, " ", "a/-..-", "-z-",
-                   " .. ", "..\t")  # whitespace at a slug's ends is a `-` to Hugo: posts/-..-/, posts/..-/
+                   " .. ", "..\t",  # whitespace at a slug's ends is a `-` to Hugo: posts/-..-/, posts/..-/
+                   "Index", "index!", "/index", "x/index")  # posts/index/index.html, posts/x/index/index.html
 HUGO_UNSAFE_TAGS = ("..", " .. ", "../..", "../x", "../posts", ".", "/", "./x", "...", "index.html", "a/index.xml",
                     ".!.", "..!", "!./x", "?", "*", "index.xml!", "\U0001f332",
                     "\\..", "etc.",  # ending in a dot: a page listing no post (tags/etc./, taken for etc)

@@ -185,21 +185,26 @@ class Cluster:
 
 
 async def wait_for_jetstream(servers: Sequence[str], timeout: float = 30.0, **opts: object) -> None:
-    """Until the cluster has a JetStream meta leader (account info answers)."""
+    """Until the cluster has a JetStream meta leader that every node answers for (account info
+    answers on each, asked alone). Seen: account info answered on one node while a restore, its
+    connection on another, met "no responders" a moment after a new cluster started."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
+    waiting = list(servers)
     while time.monotonic() < deadline:
         try:
-            nc = await nats.connect(servers=list(servers), connect_timeout=2, max_reconnect_attempts=0, **opts)  # type: ignore[arg-type]
+            nc = await nats.connect(servers=[waiting[0]], connect_timeout=2, max_reconnect_attempts=0, **opts)  # type: ignore[arg-type]
             try:
                 await nc.jetstream(timeout=2).account_info()
-                return
             finally:
                 await nc.close()
+            waiting.pop(0)
+            if not waiting:
+                return
         except Exception as e:  # not ready yet
             last = e
             await asyncio.sleep(0.3)
-    raise AssertionError(f"JetStream not ready after {timeout}s: {last!r}")
+    raise AssertionError(f"JetStream not ready on {waiting} after {timeout}s: {last!r}")
 
 
 def count_lines(path: Path) -> int:

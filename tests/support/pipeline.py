@@ -29,6 +29,22 @@ async def request_export(bus: Bus, tenant_id: str, *, mode: str = "blog", includ
     return export_id
 
 
+async def small_text_export(settings: Settings, store: ObjectStore, bus: Bus) -> tuple[str, str]:
+    """A new tenant (posts and one image, in the test's content database) and an export of its texts
+    requested: its ``(tenant_id, export_id)``."""
+    from shared.content.factory import content_source
+    from shared.content.seed import seed_tenant
+
+    content = content_source(settings)
+    await content.init()
+    try:
+        tenant = (await seed_tenant(content, store, images_bucket=settings.buckets.images,
+                                    amber_bucket=settings.buckets.amber, images=1)).tenant_id
+    finally:
+        await content.close()
+    return tenant, await request_export(bus, tenant, include_images=False)
+
+
 async def wait_status(bus: Bus, tenant_id: str, export_id: str, statuses: set[str] | None = None,
                       timeout: float = 90.0) -> ExportState:
     want = statuses or TERMINAL

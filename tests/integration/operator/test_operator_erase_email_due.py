@@ -9,13 +9,11 @@ from aiosmtpd.controller import Controller
 
 from services.devtools.stack.natsserver import NatsServer, free_port
 from shared.bus.connect import connect
-from shared.content.factory import content_source
-from shared.content.seed import seed_tenant
 from shared.objectstore.factory import open_store
 from tests.integration.mail.conftest import SmtpHandler
 from tests.integration.operator.test_operator_erase_hostile import cli
 from tests.support.env import build, settings_for
-from tests.support.pipeline import request_export, wait_status
+from tests.support.pipeline import small_text_export, wait_status
 from tests.support.stack import logs_of, start_stack
 from tests.support.wait import until
 
@@ -35,12 +33,7 @@ async def test_an_email_still_to_send_is_waited_for_not_sent_after_the_erasure(
     stack = start_stack(tmp_path / "stack", values)
     smtp: Controller | None = None
     try:
-        content = content_source(settings)
-        await content.init()
-        tenant = (await seed_tenant(content, store, images_bucket=settings.buckets.images,
-                                    amber_bucket=settings.buckets.amber, images=1)).tenant_id
-        await content.close()
-        export_id = await request_export(bus, tenant, include_images=False)
+        tenant, export_id = await small_text_export(settings, store, bus)
         state = await wait_status(bus, tenant, export_id, timeout=60)
         assert state.status == "complete" and state.email_due, logs_of(stack)
         assert cli(values, "replay").returncode == 0

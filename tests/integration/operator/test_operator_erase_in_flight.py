@@ -19,7 +19,7 @@ from shared.objectstore import ObjectStore
 from shared.runtime.settings import Settings
 from tests.integration.operator.test_operator_erase import _held
 from tests.integration.operator.test_operator_erase_hostile import cli
-from tests.support.pipeline import request_export, wait_status
+from tests.support.pipeline import request_export, small_text_export, wait_status
 from tests.support.stack import logs_of, start_stack
 from tests.support.wait import until
 
@@ -36,12 +36,7 @@ async def test_a_catalog_cancelled_mid_read_is_waited_for_and_what_it_wrote_eras
     stack = start_stack(tmp_path / "stack", values,
                         extra_env={"GROVE_FAULTS_HOLD": "catalog.read:60", "GROVE_FAULTS_DIR": str(held)})
     try:
-        content = content_source(settings)
-        await content.init()
-        tenant = (await seed_tenant(content, store, images_bucket=settings.buckets.images,
-                                    amber_bucket=settings.buckets.amber, images=1)).tenant_id
-        await content.close()
-        export_id = await request_export(bus, tenant, include_images=False)
+        tenant, export_id = await small_text_export(settings, store, bus)
 
         async def beating() -> bool:  # held in its read, and beating: how the erase knows a step still works on it
             try:
@@ -161,12 +156,7 @@ async def test_a_catalog_frozen_through_the_erasure_leaves_nothing_of_the_tenant
     stack = start_stack(tmp_path / "stack", values,
                         extra_env={"GROVE_FAULTS_HOLD": "catalog.read:60", "GROVE_FAULTS_DIR": str(held)})
     try:
-        content = content_source(settings)
-        await content.init()
-        tenant = (await seed_tenant(content, store, images_bucket=settings.buckets.images,
-                                    amber_bucket=settings.buckets.amber, images=1)).tenant_id
-        await content.close()
-        export_id = await request_export(bus, tenant, include_images=False)
+        tenant, export_id = await small_text_export(settings, store, bus)
 
         async def beating() -> bool:  # held in its read, and beating (the erase says it erased a running one)
             try:
@@ -234,12 +224,7 @@ async def test_an_erase_in_a_catalogs_first_interval_waits_for_it_and_leaves_not
     stack = start_stack(tmp_path / "stack", values,
                         extra_env={"GROVE_FAULTS_HOLD": "catalog.read:90", "GROVE_FAULTS_DIR": str(held)})
     try:
-        content = content_source(settings)
-        await content.init()
-        tenant = (await seed_tenant(content, store, images_bucket=settings.buckets.images,
-                                    amber_bucket=settings.buckets.amber, images=1)).tenant_id
-        await content.close()
-        export_id = await request_export(bus, tenant, include_images=False)
+        tenant, export_id = await small_text_export(settings, store, bus)
 
         async def reached() -> bool:
             return (held / "catalog.read.reached.count").exists()

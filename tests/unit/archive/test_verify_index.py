@@ -745,17 +745,7 @@ def made_before_the_exact_unsafe_rule(tmp_path: Path, monkeypatch: pytest.Monkey
     each post kept its slug, and Hugo built none of them."""
     with monkeypatch.context() as m:
         m.setattr(layout, "hugo_unsafe", layout.hugo_unsafe_before)
-        m.setattr(layout, "hugo_address", lambda slug, stem="": layout.hugo_address_before(slug or stem))
-        posts = [{"id": f"p{i}", "slug": slug, "title": f"T{i}", "markdown_content": "hi", "status": "published",
-                  "created_at": 1} for i, slug in enumerate(LIST_PAGE_SLUGS)]
-        plan = plan_blog(posts, [{"id": "g1", "slug": "about", "title": "About", "markdown_content": "me",
-                                  "created_at": 1}], [], True, "img")
-
-        def open_source(m: SnapshotMember) -> Iterator[bytes]:
-            return iter([plan.spool.read(m.start, m.size)])
-
-        path = encode_plan(plan, tmp_path / "made.zip", open_source)
-        plan.close()
+        path = made_before_the_exact_rule(tmp_path, monkeypatch, LIST_PAGE_SLUGS)
     with zipfile.ZipFile(path) as zf:
         index = json.loads(zf.read("index.json"))
     assert [e["slug"] for e in index["posts"]] == list(LIST_PAGE_SLUGS) and "slug_original" not in str(index)

@@ -7,6 +7,7 @@ import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,18 +69,7 @@ def test_every_post_of_slugs_hugo_builds_at_one_address_has_a_page_of_its_own(tm
     each pair: the other post missing without a word. The export took them for two addresses each; it gives
     the later post of each pair its file's name as slug now, and keeps `` c`` beside ``c`` (Hugo builds
     posts/-c.html), where it gave `` c`` its file's name for nothing."""
-    posts = [{"id": f"p{i}", "slug": slug, "title": f"Post {i}", "markdown_content": "hi", "status": "published",
-              "created_at": 1} for i, slug in enumerate(SHARED_ADDRESS_PAIRS)]
-    media = [{"id": "m1", "filename": "cat.jpg", "r2_key": "t1/media/cat.jpg", "url": f"{CDN}/cat.jpg",
-              "size": len(IMG), "mime_type": "image/jpeg", "uploaded_at": 1}]
-    pages = [{"id": "g1", "slug": "about", "title": "About", "markdown_content": "me", "created_at": 1}]
-    plan = plan_blog(posts, pages, media, True, "img", heads={("img", "t1/media/cat.jpg"): (len(IMG), "e")})
-
-    def open_source(m: SnapshotMember) -> Iterator[bytes]:
-        return iter([plan.spool.read(m.start, m.size)]) if m.key == "texts" else iter([IMG])
-
-    path = encode_plan(plan, tmp_path / "a.zip", open_source)
-    plan.close()
+    path, posts = _archive_of_slugs(tmp_path, SHARED_ADDRESS_PAIRS)
     public, _ = build_site(path, tmp_path / "site")
     titles = sorted(title for page in (public / "posts").rglob("*.html")
                     for title in re.findall("<h1>(.*?)</h1>", page.read_text()) if title != "Posts")
@@ -103,18 +93,7 @@ def test_every_post_of_a_slug_hugo_trims_to_its_sections_folder_has_a_page_of_it
     others the list page was written over it, the post missing from the site. The export took them for
     slugs Hugo could build (layout.hugo_unsafe read neither the `-` Hugo trims nor the section's `/`); it
     gives Hugo the file's name now, the slug as stored beside it as slug_original."""
-    posts = [{"id": f"p{i}", "slug": slug, "title": f"Post {i}", "markdown_content": "hi", "status": "published",
-              "created_at": 1} for i, slug in enumerate(slugs)]
-    pages = [{"id": "g1", "slug": "about", "title": "About", "markdown_content": "me", "created_at": 1}]
-    media = [{"id": "m1", "filename": "cat.jpg", "r2_key": "t1/media/cat.jpg", "url": f"{CDN}/cat.jpg",
-              "size": len(IMG), "mime_type": "image/jpeg", "uploaded_at": 1}]
-    plan = plan_blog(posts, pages, media, True, "img", heads={("img", "t1/media/cat.jpg"): (len(IMG), "e")})
-
-    def open_source(m: SnapshotMember) -> Iterator[bytes]:
-        return iter([plan.spool.read(m.start, m.size)]) if m.key == "texts" else iter([IMG])
-
-    path = encode_plan(plan, tmp_path / "a.zip", open_source)
-    plan.close()
+    path, posts = _archive_of_slugs(tmp_path, slugs)
     public, _ = build_site(path, tmp_path / "site")
     titles = sorted(title for page in (public / "posts").rglob("*.html")
                     for title in re.findall("<h1>(.*?)</h1>", page.read_text()))
@@ -124,3 +103,20 @@ def test_every_post_of_a_slug_hugo_trims_to_its_sections_folder_has_a_page_of_it
     with zipfile.ZipFile(path) as zf:
         metas = [parse_markdown(zf.read(n).decode())[0] for n in zf.namelist() if n.startswith("posts/")]
     assert sorted(m["slug_original"] for m in metas) == sorted(slugs)  # each kept as stored, for import
+
+
+def _archive_of_slugs(tmp_path: Path, slugs: tuple[str, ...]) -> tuple[Path, list[dict[str, Any]]]:
+    """The archive of posts "Post 0", "Post 1"… with ``slugs``, a page and one image; and those posts."""
+    posts = [{"id": f"p{i}", "slug": slug, "title": f"Post {i}", "markdown_content": "hi", "status": "published",
+              "created_at": 1} for i, slug in enumerate(slugs)]
+    media = [{"id": "m1", "filename": "cat.jpg", "r2_key": "t1/media/cat.jpg", "url": f"{CDN}/cat.jpg",
+              "size": len(IMG), "mime_type": "image/jpeg", "uploaded_at": 1}]
+    pages = [{"id": "g1", "slug": "about", "title": "About", "markdown_content": "me", "created_at": 1}]
+    plan = plan_blog(posts, pages, media, True, "img", heads={("img", "t1/media/cat.jpg"): (len(IMG), "e")})
+
+    def open_source(m: SnapshotMember) -> Iterator[bytes]:
+        return iter([plan.spool.read(m.start, m.size)]) if m.key == "texts" else iter([IMG])
+
+    path = encode_plan(plan, tmp_path / "a.zip", open_source)
+    plan.close()
+    return path, posts

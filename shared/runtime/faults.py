@@ -23,14 +23,16 @@ for item in filter(None, _SPEC.split(",")):
     name, _, nth = item.partition("@")
     _WANT[name] = ALWAYS if nth == "always" else int(nth or 1)
 _SEEN: dict[str, int] = {}
-_SLOW: dict[str, float] = {}
-for item in filter(None, os.environ.get("GROVE_FAULTS_SLOW", "").split(",")):
-    name, _, seconds = item.partition(":")
-    _SLOW[name] = float(seconds or 0.1)
-_HOLD: dict[str, float] = {}
-for item in filter(None, os.environ.get("GROVE_FAULTS_HOLD", "").split(",")):
-    name, _, seconds = item.partition(":")
-    _HOLD[name] = float(seconds or 60)
+
+
+def _seconds(variable: str, default: float) -> dict[str, float]:
+    """``name:seconds,…`` from ``variable`` (``name`` alone: ``default``)."""
+    return {name: float(seconds or default) for name, _, seconds in
+            (item.partition(":") for item in filter(None, os.environ.get(variable, "").split(",")))}
+
+
+_SLOW = _seconds("GROVE_FAULTS_SLOW", 0.1)
+_HOLD = _seconds("GROVE_FAULTS_HOLD", 60)
 
 
 async def slow(name: str) -> None:

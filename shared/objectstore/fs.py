@@ -205,6 +205,9 @@ class FilesystemStore:
         finally:
             os.close(fd)
 
+    async def check_bucket(self, bucket: str) -> None:
+        await asyncio.to_thread(_check_folder, self.root / _safe_key(bucket), bucket)
+
     def _open(self, bucket: str, key: str, path: str | Path) -> int:
         """A descriptor of the regular file ``key`` names in the bucket's folder, reached without
         following a symbolic link (a tenant's media folder is written by others: a link to /etc/passwd
@@ -719,6 +722,33 @@ def _into_folder(path: Path, write: Callable[[], T]) -> T:
             if last:
                 raise  # something else is missing (a source file): the same error each time
     raise AssertionError("unreachable")
+
+
+def _check_folder(folder: Path, bucket: str) -> None:
+    """:meth:`FilesystemStore.check_bucket`: ``folder`` is a folder this process may write in, or is
+    not there yet and the nearest path above it that is there is one (a put makes every missing folder
+    on the way, as the local stack's first export makes ``exports/``). A file on the way, or a folder
+    it may not write, fails every put in the bucket: :class:`StoreRefused`, the path in its detail."""
+    at = folder
+    while True:
+        try:
+            mode = os.stat(at).st_mode  # follows a link: the bucket's folder may be one (a deployment's choice)
+            break
+        except (FileNotFoundError, NotADirectoryError):  # not there, or a file above it: the path above says
+            if os.path.islink(at):  # a link to nothing: a put cannot make a folder there
+                raise StoreRefused("the storage folder is a link to nothing", f"({bucket}: {at})") from None
+            if at.parent == at:
+                raise StoreRefused("the storage folder is not there", f"({bucket}: {folder})") from None
+            at = at.parent
+        except PermissionError:  # a folder above it this service may not enter
+            raise StoreRefused("the storage folder cannot be reached by this service (check its permissions)",
+                               f"({bucket}: {at})") from None
+    if not stat.S_ISDIR(mode):
+        raise StoreRefused("the storage folder is a file, not a folder", f"({bucket}: {at})")
+    # access(2) also says EROFS: a read-only mount is a folder this service may not write
+    if not os.access(at, os.R_OK | os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        raise StoreRefused("the storage folder cannot be written by this service (check its permissions)",
+                           f"({bucket}: {at})")
 
 
 _PROC_FD = os.path.isdir("/proc/self/fd")  # the kernel's name of an open file (Linux); else every key is walked

@@ -112,6 +112,16 @@ class ObjectStore(Protocol):
 
     async def head(self, bucket: str, key: str) -> ObjectInfo: ...
 
+    async def check_bucket(self, bucket: str) -> None:
+        """Returns when ``bucket`` is there for this service to write in — when a put to it would not be
+        refused for the bucket's sake; else raises :class:`StoreRefused` saying why in words (no bucket;
+        the filesystem store: a file in its folder's place, a folder this service may not write) or
+        :class:`StoreUnavailable` (no answer). Writes nothing, and asks little (S3: one ``HeadBucket``;
+        the filesystem: a few ``stat`` calls), so readiness may ask it every second. A HEAD of an object
+        cannot say this: S3 answers a bucket that is not there with the same bodiless 404 as a key that
+        is not, and the filesystem store a bucket folder that is a file with ObjectNotFound."""
+        ...
+
     def get(
         self,
         bucket: str,

@@ -329,6 +329,17 @@ class S3Store:
             key, resp["ContentLength"], _bare(resp["ETag"]), resp.get("LastModified"), resp.get("ContentType")
         )
 
+    async def check_bucket(self, bucket: str) -> None:
+        with _translated(bucket):
+            try:
+                await self.client.head_bucket(Bucket=bucket)
+            except ClientError as e:
+                # A HEAD's 404 has no body to say NoSuchBucket: its code is "404", which
+                # :func:`_translated` reads as a missing key. Here it is the bucket that is missing.
+                if _code(e) in _NOT_FOUND:
+                    raise StoreRefused(_REFUSED_CODES["NoSuchBucket"], f"({_code(e)}; {bucket})") from None
+                raise
+
     async def get(
         self,
         bucket: str,

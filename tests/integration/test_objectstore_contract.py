@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -20,6 +22,7 @@ from shared.objectstore.port import (
     ObjectStore,
     PreconditionFailed,
     StoreError,
+    StoreRefused,
     StoreUnavailable,
 )
 from shared.runtime.settings import Settings
@@ -207,6 +210,80 @@ async def test_removing_cut_puts_leaves_every_object_and_upload_and_takes_what_a
     assert [(u.key, u.upload_id) for u in await store.list_uploads(bucket, "cut/")] == [("cut/a.jpg", uid)]
     assert await store.leftovers(bucket, "cut/") == ([f"cut/.b.jpg.{'cd' * 16}.tmp"] if left else [])
     await store.abort_multipart(bucket, "cut/a.jpg", uid)
+
+
+# -- buckets ---------------------------------------------------------------------------------
+async def test_a_bucket_in_use_passes_the_bucket_check(store: ObjectStore, bucket: str) -> None:
+    await store.check_bucket(bucket)  # the filesystem store's folder is made by the first put
+    await store.put(bucket, "k", b"x")
+    await store.check_bucket(bucket)
+
+
+async def test_the_bucket_check_refuses_a_missing_bucket_exactly_when_a_put_to_it_is_refused(
+    settings: Settings, store: ObjectStore
+) -> None:
+    """A HEAD of an object cannot tell a missing bucket from a missing key (S3 answers both with a
+    bodiless 404): the check can. S3 makes no bucket on a put; the filesystem store makes its folder."""
+    missing = f"missing-{uuid.uuid4().hex[:12]}"
+    with pytest.raises(ObjectNotFound):
+        await store.head(missing, "k")  # what /readyz asked, and took for "the store answered"
+    try:
+        await store.check_bucket(missing)
+    except StoreRefused:
+        refused = True
+    else:
+        refused = False
+    assert refused == (settings.store == "s3")
+    if refused:
+        with pytest.raises(StoreRefused):
+            await store.put(missing, "k", b"x")
+    else:
+        await store.put(missing, "k", b"x")
+
+
+def _file_for_bucket(root: Path, bucket: str) -> None:
+    root.mkdir(parents=True)
+    (root / bucket).write_bytes(b"not a folder")
+
+
+def _file_for_root(root: Path, bucket: str) -> None:
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root.write_bytes(b"not a folder")
+
+
+def _link_to_nothing(root: Path, bucket: str) -> None:
+    root.mkdir(parents=True)
+    (root / bucket).symlink_to(root / "gone")
+
+
+def _read_only_bucket(root: Path, bucket: str) -> None:
+    (root / bucket).mkdir(parents=True)
+    (root / bucket).chmod(0o555)
+
+
+@pytest.mark.parametrize("break_it", [
+    _file_for_bucket, _file_for_root, _link_to_nothing,
+    pytest.param(_read_only_bucket, marks=pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")),
+])
+async def test_the_filesystem_store_refuses_a_bucket_folder_no_put_can_use_until_it_is_repaired(
+    tmp_path: Path, break_it: Callable[[Path, str], None]
+) -> None:
+    """The filesystem store's own ways to have a bucket no put can use: the check says so, as each
+    put then fails, and passes again once the folder is a folder this service can write."""
+    root, bucket = tmp_path / "store", "exports"
+    break_it(root, bucket)
+    store = FilesystemStore(root)
+    with pytest.raises(StoreRefused):
+        await store.check_bucket(bucket)
+    with pytest.raises((StoreError, OSError)):
+        await store.put(bucket, "k", b"x")
+    if (root / bucket).is_dir():
+        (root / bucket).chmod(0o755)
+    for path in (root / bucket, root):
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+    await store.check_bucket(bucket)
+    await store.put(bucket, "k", b"x")
 
 
 # -- multipart -------------------------------------------------------------------------------

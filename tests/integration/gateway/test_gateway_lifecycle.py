@@ -13,7 +13,7 @@ import pytest
 
 from services.gateway import readiness
 from services.gateway.auth import link_secret
-from services.gateway.keys import STORE
+from services.gateway.keys import SETTINGS, STORE
 from shared.core import events as ev
 from shared.core import keys
 from shared.objectstore import links
@@ -381,22 +381,22 @@ async def test_health_readiness_and_the_openapi_document(gateway):
 
 async def test_readiness_asks_the_store_at_most_once_a_second_however_many_ask(gateway, problem, monkeypatch):
     """/readyz needs no token, and each call HEADed the store: 50 calls, 50 requests to the store (on
-    S3, 50 on the bill). Now 50 at once share one HEAD, and its answer stands for a second; a store
-    that stops answering is still said once that second is over."""
+    S3, 50 on the bill). Now 50 at once share one check of the bucket, and its answer stands for a
+    second; a store that stops answering is still said once that second is over."""
     store, heads, down = gateway.app[STORE], [], asyncio.Event()
-    head = store.head
+    check = store.check_bucket
 
-    async def counted(bucket, key):
-        heads.append(key)
+    async def counted(bucket):
+        heads.append(bucket)
         if down.is_set():
             raise ConnectionError("the store is gone")
-        return await head(bucket, key)
+        return await check(bucket)
 
-    monkeypatch.setattr(store, "head", counted)
+    monkeypatch.setattr(store, "check_bucket", counted)
     monkeypatch.setattr(shared_probe, "FRESH_S", 60.0)  # a loaded machine may take over a second for the 50
     answers = await asyncio.gather(*(gateway.get("/readyz") for _ in range(50)))
     assert [a.status for a in answers] == [200] * 50
-    assert heads == [readiness.PROBE_KEY]  # one HEAD for the 50
+    assert heads == [gateway.app[SETTINGS].buckets.exports]  # one check for the 50
     assert (await gateway.get("/readyz")).status == 200 and len(heads) == 1  # within the second: its answer
 
     down.set()
@@ -487,10 +487,10 @@ async def test_readiness_tells_an_anonymous_caller_the_store_is_down_not_what_it
     class InternalStoreClientError(Exception):
         pass
 
-    async def failing(bucket, key):
+    async def failing(bucket):
         raise InternalStoreClientError("store-7.internal:9000 bucket grove-exports-prod")
 
-    monkeypatch.setattr(gateway.app[STORE], "head", failing)
+    monkeypatch.setattr(gateway.app[STORE], "check_bucket", failing)
     monkeypatch.setattr(shared_probe, "FRESH_S", 0.0)
     with caplog.at_level("WARNING", logger=readiness.__name__):
         body = await problem(await gateway.get("/readyz"), 503, "GROVE-EXPORT-008")
@@ -507,11 +507,11 @@ async def test_readiness_does_not_wait_on_a_store_that_holds_its_head_open(gatew
 
     held = asyncio.Event()
 
-    async def hangs(bucket, key):
+    async def hangs(bucket):
         held.set()
         await asyncio.Event().wait()  # never answers
 
-    monkeypatch.setattr(gateway.app[STORE], "head", hangs)
+    monkeypatch.setattr(gateway.app[STORE], "check_bucket", hangs)
     monkeypatch.setattr(shared_probe, "FRESH_S", 0.0)
     monkeypatch.setattr(readiness, "TIMEOUT_S", 0.5, raising=False)
     started = time.monotonic()

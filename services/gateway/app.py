@@ -17,9 +17,10 @@ from pathlib import Path
 from aiohttp import web
 
 from services.gateway.admission_kv import AdmissionStore, newest_from
+from services.gateway.download_slots import DownloadSlots
 from services.gateway.downloads import file_response, url_signer
 from services.gateway.headers import add_security_headers, close_after_an_upgrade_request
-from services.gateway.keys import ADMISSION, BUS, BUS_PROBE, INSTANCE, READ_MODEL, READINESS, SETTINGS, STORE
+from services.gateway.keys import ADMISSION, BUS, BUS_PROBE, DOWNLOADS, INSTANCE, READ_MODEL, READINESS, SETTINGS, STORE
 from services.gateway.openapi import build_openapi
 from services.gateway.problems import NotFound, problem_middleware
 from services.gateway.projector import Projector
@@ -92,6 +93,7 @@ def init_app(settings: Settings, *, store: ObjectStore | None = None) -> web.App
     app.on_response_prepare.append(close_after_an_upgrade_request)
     app[SETTINGS] = settings
     app[INSTANCE] = uuid.uuid4().hex[:12]
+    app[DOWNLOADS] = DownloadSlots(settings.downloads_per_tenant)
     app.cleanup_ctx.extend([_bus, _store(store), _read_model])
     app.add_routes(routes)
     document = json.dumps(build_openapi())

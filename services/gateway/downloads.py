@@ -5,7 +5,9 @@ to another key. ``GROVE_LINK_SECRET`` signs; a link signed with ``GROVE_LINK_SEC
 it is set, is served too (a rotation), and expires just the same. A bad signature is a 404 (it names
 nothing); a valid but expired link, or an export whose archive expired or is gone, is a 410. ``web.FileResponse`` serves Range requests; one
 it cannot satisfy is a 416 problem, and an If-Match or If-Unmodified-Since that no longer holds a 412
-problem (:func:`check_file_request`), not its empty 416 or 412 labelled as a ZIP.
+problem (:func:`check_file_request`), not its empty 416 or 412 labelled as a ZIP. A tenant has at most
+``GROVE_DOWNLOADS_PER_TENANT`` downloads under way at once (:mod:`services.gateway.download_slots`);
+one more is a 429 problem, answered before any byte of the archive.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -27,7 +30,7 @@ from multidict import CIMultiDict
 
 from services.gateway import problems as p
 from services.gateway.auth import link_keys, link_secret
-from services.gateway.keys import READ_MODEL, SETTINGS, STORE
+from services.gateway.keys import DOWNLOADS, READ_MODEL, SETTINGS, STORE
 from services.gateway.views import Signer, shown_status
 from shared.archive import layout
 from shared.core import keys
@@ -39,6 +42,9 @@ from shared.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 SIG, EXP = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9]{1,12}")
+# A download refused for its tenant's GROVE_DOWNLOADS_PER_TENANT is told to come back after this: a slot
+# frees only as one of its other downloads ends, which takes a while, and a download manager retries.
+DOWNLOAD_RETRY_AFTER_S = 5
 
 
 def url_signer(settings: Settings) -> UrlSigner:
@@ -93,13 +99,24 @@ async def download(request: web.Request) -> web.StreamResponse:
     except FileNotFoundError:
         raise p.Expired("This export is no longer available.") from None
     name = layout.file_name(key)
+    slot = app[DOWNLOADS].take(owner[0])
+    if slot is None:
+        raise p.TooManyDownloads(
+            f"This account already has {app[DOWNLOADS].limit} downloads under way; let one finish, then try again.",
+            headers={"Retry-After": str(DOWNLOAD_RETRY_AFTER_S)}, maxConcurrentDownloads=app[DOWNLOADS].limit)
+    try:  # from here the slot is the response's to give back, once its send ends (_File.prepare)
+        response = file_response(request, path, stat, noun="archive", done=slot.release,
+                                 gone=p.Expired("This export is no longer available."), headers={
+            "Content-Type": "application/zip" if name.endswith(".zip") else "application/octet-stream",
+            "Content-Disposition": f"attachment; filename=\"{quote(name)}\"; filename*=UTF-8''{quote(name)}",
+            "Cache-Control": "private, no-store",
+        })
+    except BaseException:  # a 412 or 416 problem: no send, no slot
+        slot.release()
+        raise
     if isinstance(request.protocol, HeadDeadlineHandler):
         request.protocol.patient = True  # a slow reader of an archive is no reason to close it at the cap
-    return file_response(request, path, stat, noun="archive", gone=p.Expired("This export is no longer available."), headers={
-        "Content-Type": "application/zip" if name.endswith(".zip") else "application/octet-stream",
-        "Content-Disposition": f"attachment; filename=\"{quote(name)}\"; filename*=UTF-8''{quote(name)}",
-        "Cache-Control": "private, no-store",
-    })
+    return response
 
 
 SUFFIX_ZERO = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*", re.IGNORECASE)  # the unit is case-insensitive (RFC 9110 14.1)
@@ -118,18 +135,19 @@ STALL_SLICE = 64 * 1024
 
 def file_response(request: web.Request, path: Path, stat: os.stat_result,
                   headers: dict[str, str] | None = None, gone: p.Problem | None = None,
-                  noun: str = "file") -> web.FileResponse:
+                  noun: str = "file", done: Callable[[], None] | None = None) -> web.FileResponse:
     """``web.FileResponse`` for ``path``, after :func:`check_file_request`; when ``If-Range`` names
     an entity tag that is not the file's current one, the whole file whatever ``Range`` says (RFC
     9110 13.1.5: a resumed download must not splice two versions), which aiohttp, reading
     ``If-Range`` only as a date, does not do. Sent so that a client which stops reading is closed
     (:class:`_File`). ``gone``: the problem when the file is gone by the time it is opened (default a 404);
-    ``noun``: what a problem calls the file (a download's "archive", the export page's files "file").
+    ``noun``: what a problem calls the file (a download's "archive", the export page's files "file");
+    ``done``: called once the answer's send has ended, however it ended (a download's slot given back).
     """
     stall_s = request.app[SETTINGS].keepalive_timeout_s  # an idle connection's bound, as between requests
     if check_file_request(_readable(request), stat, noun=noun):
-        return _WholeFile(path, stall_s, headers=headers, gone=gone)
-    return _File(path, stall_s, headers=headers, gone=gone)
+        return _WholeFile(path, stall_s, headers=headers, gone=gone, done=done)
+    return _File(path, stall_s, headers=headers, gone=gone, done=done)
 
 
 class _File(web.FileResponse):
@@ -139,9 +157,10 @@ class _File(web.FileResponse):
     connection, the open file (and the disk space of an archive deleted meanwhile) for good."""
 
     def __init__(self, path: Path, stall_s: float, headers: dict[str, str] | None = None,
-                 gone: p.Problem | None = None) -> None:
+                 gone: p.Problem | None = None, done: Callable[[], None] | None = None) -> None:
         super().__init__(path, headers=headers)
         self._stall_s = stall_s
+        self._done = done
         self._gone = gone or p.NotFound("No such resource.")
         self._problem: bytes | None = None
         self._method = ""
@@ -176,7 +195,11 @@ class _File(web.FileResponse):
             # RFC 9110 13.1.3: a date later than the server's clock is not a valid one, and is
             # ignored (aiohttp answered 304 Not Modified, so a cache kept whatever it held)
             request = _without(request, "If-Modified-Since")
-        return await super().prepare(request)
+        try:  # the whole answer is sent in here, body and end (aiohttp's later write_eof does nothing)
+            return await super().prepare(request)
+        finally:  # sent, the client gone, the stall bound, an error, the handler cancelled: all end here
+            if self._done is not None:
+                self._done()
 
     async def _sendfile(self, request: web.BaseRequest, fobj: IO[Any], offset: int,
                         count: int) -> AbstractStreamWriter:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.gateway.admission_kv import AdmissionStore
+from services.gateway.download_slots import DownloadSlots
 from services.gateway.readiness import StoreProbe
 from services.gateway.readmodel import ReadModel
 from shared.bus.connect import Bus
@@ -20,3 +21,4 @@ READ_MODEL = web.AppKey("read_model", ReadModel)
 ADMISSION = web.AppKey("admission", AdmissionStore)
 INSTANCE = web.AppKey("instance", str)
 READINESS = web.AppKey("readiness", StoreProbe)
+DOWNLOADS = web.AppKey("downloads", DownloadSlots)

@@ -84,7 +84,12 @@ def _paths() -> dict[str, Any]:
                         "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
                 "206": {"description": "Part of the ZIP.",
                         "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
-                **_problems(404, 410, 412, 416, 503)}}},
+                **_problems(404, 410, 412, 416, 503),
+                "429": {"description": "The archive's tenant already has GROVE_DOWNLOADS_PER_TENANT downloads under "
+                                       "way (GROVE-EXPORT-012).",
+                        "content": {PROBLEM: {"schema": _ref("ProblemBody")}},
+                        "headers": {"Retry-After": {"description": "Seconds to wait before trying again.",
+                                                    "schema": {"type": "integer", "minimum": 1}}}}}}},
         "/api/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document.", "security": _PUBLIC,
             "responses": {"200": {"description": "OpenAPI 3.1", "content": {JSON: {"schema": {"type": "object"}}}}}}},

@@ -20,7 +20,8 @@ Errors::
     ├── Unavailable           008  503  the bus or the store did not answer
     ├── Expired               009  410  the export (or the download link) expired
     ├── RangeNotSatisfiable   010  416  a download's Range names no byte of the archive, or several
-    └── PreconditionFailed    011  412  a download's If-Match or If-Unmodified-Since no longer holds
+    ├── PreconditionFailed    011  412  a download's If-Match or If-Unmodified-Since no longer holds
+    └── TooManyDownloads      012  429  the tenant already has GROVE_DOWNLOADS_PER_TENANT downloads under way
     (Problem itself: 500 GROVE-EXPORT-000, a bug; the detail says nothing more)
 
 Infrastructure errors (NATS timeouts and disconnects, LogUnavailable, StoreUnavailable, and a read of
@@ -160,6 +161,10 @@ class RangeNotSatisfiable(Problem):
 
 class PreconditionFailed(Problem):
     status, code, title, slug = 412, "GROVE-EXPORT-011", "Precondition failed", "precondition-failed"
+
+
+class TooManyDownloads(Problem):
+    status, code, title, slug = 429, "GROVE-EXPORT-012", "Too many downloads at once", "too-many-downloads"
 
 
 # DirectGetError: the server answered a read of the log with an error status other than "not found"

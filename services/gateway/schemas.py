@@ -111,6 +111,8 @@ class ProblemBody(BaseModel):
     retry_after: int | None = Field(None, alias="retryAfter", description="With 003, in seconds.")
     errors: list[dict[str, object]] | None = Field(None, description="With 004: what was wrong.")
     size_bytes: int | None = Field(None, alias="sizeBytes", description="With 010: the archive's size.")
+    max_concurrent_downloads: int | None = Field(None, alias="maxConcurrentDownloads",
+                                                 description="With 012: how many downloads a tenant may have at once.")
 
 
 def from_ms(value: int | None) -> datetime | None:

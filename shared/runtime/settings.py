@@ -368,6 +368,10 @@ class Settings(BaseSettings):
                                  "once; one more takes the place of the kept-alive one idle longest, else it is "
                                  "answered a 503 problem at once and closed (within 1 s), so no number of clients "
                                  "can exhaust its file descriptors or its memory.")
+    downloads_per_tenant: int = Field(6, ge=1, le=100_000, description="The most downloads of one tenant's "
+                                      "archives the gateway serves at once (per replica); one more is a 429 "
+                                      "problem with Retry-After, so one link cannot hold every connection. 6: "
+                                      "what a browser opens to one host at most.")
     read_model_db: Path = Path("var/read-model.db")
     jwt_secret: SecretStr | None = Field(None, description="Signs bearer tokens; no default (shared/runtime/secrets.py).")
     link_secret: SecretStr | None = Field(None, description="Signs download links; no default.")

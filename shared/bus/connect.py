@@ -265,9 +265,12 @@ class NatsUnreachable(ConnectionError):
 _refused: list[str] = []
 
 
-# Whether a server this process connected to said in its INFO that it runs no JetStream (started without
-# -js): every JetStream request then meets "no responders", which nats-py says as "ServiceUnavailableError:
-# code=None err_code=None description='None'" or "no responders available for request".
+# Whether the server this process last connected to said in its INFO that it runs no JetStream (started
+# without -js): every JetStream request then meets "no responders", which nats-py says as
+# "ServiceUnavailableError: code=None err_code=None description='None'" or "no responders available for
+# request". Said of the latest connection, not of the process for good: set once and never cleared, a
+# process that met such a server (the test process, a service started before its server got -js) then
+# blamed every "no responders" of a server with JetStream on "JetStream is not enabled there".
 _no_jetstream: list[bool] = []
 
 
@@ -378,8 +381,7 @@ async def open_nats(settings: Settings, producer: str, *, name: str | None = Non
         if persistent:
             raise
         raise NatsUnreachable(failure_reason(failures, e, settings.nats_user)) from None
-    if not (getattr(nc, "_server_info", None) or {}).get("jetstream") and not _no_jetstream:
-        _no_jetstream.append(True)  # once: said of this process, not grown by every such connect
+    _no_jetstream[:] = [] if (getattr(nc, "_server_info", None) or {}).get("jetstream") else [True]
     return nc
 
 

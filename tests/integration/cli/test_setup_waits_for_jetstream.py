@@ -8,20 +8,18 @@ three-node cluster, setup started against it, the other two started once setup s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from services.devtools.stack.natsserver import NatsServer, free_port, nats_server_binary
+from services.devtools.stack.natsserver import NatsServer, free_port
 from shared.bus.connect import connect, open_nats
 from tests.support.env import build, settings_for, to_env
+from tests.support.nojetstream import no_jetstream_server
 
 
 def cluster(tmp_path: Path) -> list[NatsServer]:
@@ -86,31 +84,11 @@ async def test_a_cluster_that_never_forms_is_one_line_after_the_wait(tmp_path: P
 # JetStream answers "JetStream not enabled for account". Both were taken for a forming cluster: setup
 # waited its 60 s, then blamed "a cluster without a JetStream leader" for a setting.
 
-@contextlib.contextmanager
-def no_jetstream_server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)],  # no -js
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None, "nats-server did not start"
-                time.sleep(0.05)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 async def test_a_server_without_jetstream_is_said_at_once_not_waited_for(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from services.cli import CliError, _setup_nats
 
-    with no_jetstream_server(tmp_path) as url:
+    with no_jetstream_server() as url:
         settings = build(settings_for(tmp_path, url))
         started = time.monotonic()
         with pytest.raises(CliError) as caught:
@@ -148,7 +126,7 @@ def test_operator_commands_on_a_server_without_jetstream_say_so_in_one_line(tmp_
     `exports`, `events` and `backup` said "NATS at … failed: ServiceUnavailableError: code=None
     err_code=None description='None'", `restore` "… failed: no responders available for request" —
     while `setup` named the cause. Every command that reads the log now says what `setup` says."""
-    with no_jetstream_server(tmp_path) as url:
+    with no_jetstream_server() as url:
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}, "GROVE_NATS_URL": url}
         for command in (["exports"], ["events", "exp_x"], ["backup", str(tmp_path / "backup")]):
             out = subprocess.run([sys.executable, "-m", "services.cli", *command], env=env, cwd=tmp_path,

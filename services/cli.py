@@ -357,61 +357,15 @@ async def _setup_nats(settings: Settings) -> None:
     from shared.bus import topology
     from shared.bus.connect import open_nats
 
-    nc = await open_nats(settings, "setup", persistent=False)  # unreachable: main() says so, like every command
+    # unreachable, or no JetStream there within the wait (shared/bus/ready.py): main() says so, like every command
+    nc = await open_nats(settings, "setup", persistent=False)
     try:
-        await _jetstream_answers(nc, settings)
         for line in await topology.ensure(nc.jetstream(timeout=10), settings):
             print(line)
     except nats.errors.Error as e:
         raise CliError(f"NATS set-up failed (run it as the admin user): {e or type(e).__name__}") from None
     finally:
         await nc.close()
-
-
-JETSTREAM_WAIT_S = 60.0  # a cluster's nodes starting together elect JetStream's leader within seconds
-JETSTREAM_ASK_S = 2.0
-JS_NOT_ENABLED_FOR_ACCOUNT = 10039  # JetStream's err_code: the user's account has none (NATS's JSNotEnabledForAccountErr)
-
-
-async def _jetstream_answers(nc: Any, settings: Settings, wait_s: float = JETSTREAM_WAIT_S) -> None:
-    """Return once JetStream answers, waiting for it up to ``wait_s`` (one line on stderr while it does).
-    A cluster whose nodes were just started (compose's first `up`, the setup Job beside a new NATS) has
-    JetStream on before it has elected the leader its API needs: a request sent then is never answered,
-    and setup failed after 10 s, "run it as the admin user" — whoever it ran as. What waiting cannot mend
-    is said at once: a user refused the API, an account without JetStream, a server without it."""
-    import nats.errors
-    import nats.js.errors
-
-    from shared.bus.connect import refused_lately
-
-    js = nc.jetstream(timeout=JETSTREAM_ASK_S)
-    deadline = time.monotonic() + wait_s
-    said = False
-    while True:
-        try:
-            await js.account_info()
-            return
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError) as e:
-            if refused_lately():
-                raise  # a user refused the JetStream API waits for nothing: said as such by the caller
-            # A setting, not a cluster forming: waiting would blame "a cluster without a leader" 60 s on.
-            if getattr(e, "err_code", None) == JS_NOT_ENABLED_FOR_ACCOUNT:
-                raise  # this user's account has no JetStream: the caller's line quotes the server
-            no_responder = isinstance(e, nats.errors.NoRespondersError) or (
-                isinstance(e, nats.js.errors.ServiceUnavailableError) and e.err_code is None)
-            if no_responder and not (getattr(nc, "_server_info", None) or {}).get("jetstream"):
-                raise CliError(f"NATS set-up failed: JetStream is not enabled on NATS {settings.nats_url_shown} "
-                               "(nothing answers its API): start nats-server with -js, or give its config a "
-                               "jetstream { } block; nothing was set up") from None
-            if time.monotonic() >= deadline:
-                raise CliError(f"NATS set-up failed: JetStream on NATS {settings.nats_url_shown} did not answer "
-                               f"within {wait_s:g} s (a cluster without a JetStream leader: are most of its "
-                               "nodes up and routed to each other?); nothing was set up") from None
-        if not said:
-            complain(f"setup: JetStream on NATS {settings.nats_url_shown} does not answer yet (a cluster still "
-                     f"electing its leader?); waiting up to {wait_s:g} s")
-            said = True
-        await asyncio.sleep(0.5)
 
 
 NO_LIFECYCLE_HINT = ("run setup with --no-lifecycle on a store that purges stale multipart uploads itself "

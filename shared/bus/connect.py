@@ -12,6 +12,7 @@ import contextlib
 import logging
 import re
 import socket
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +26,12 @@ from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
-from shared.bus import permissions, topology
+from shared.bus import permissions, ready, topology
 from shared.bus.answers import ANSWER_HEADERS, STORED_ANSWER
 from shared.bus.permissions import SERVICE_ACCOUNT_PREFIX, STORE_ACCOUNT, js_domain
 from shared.bus.topology import TopologyMissing
 from shared.core import steps
+from shared.core.printable import printable
 from shared.eventlog.jetstream import EventLog
 from shared.runtime.settings import Settings, nats_servers
 
@@ -289,6 +291,10 @@ def unreachable_reason(error: BaseException, user: str | None = None) -> str:
         # setup tells it apart from a cluster still electing its JetStream leader)
         return ("nothing answers its JetStream API: JetStream is not enabled there — start nats-server with -js, "
                 "or give its config a jetstream { } block — or it is not the server meant")
+    if isinstance(error, nats.js.errors.ServiceUnavailableError) and error.err_code == ready.JS_NOT_ENABLED_FOR_ACCOUNT:
+        who = f"user {user!r}'s account" if user else "the account of a connection without a user"
+        return (f"JetStream is not enabled for {who} (the server said: {error.description}): give that account a "
+                "jetstream block in the server's config, or run as a user of one that has it (GROVE_NATS_USER)")
     if isinstance(error, ConnectionRefusedError):
         return "connection refused (is nats-server running there?)"
     if isinstance(error, socket.gaierror):
@@ -340,7 +346,8 @@ async def wait_for_nats(settings: Settings, producer: str, *, first_delay: float
     delay = first_delay
     while True:
         try:
-            nc = await open_nats(settings, producer, persistent=False, attempts=1)  # 0 would be "for ever"
+            nc = await open_nats(settings, producer, persistent=False, attempts=1,  # 0 would be "for ever"
+                                 jetstream=False)  # only whether it answers: the service binds JetStream itself
         except NatsUnreachable as e:
             log.warning("NATS at %s: %s; trying again in %g s", settings.nats_url_shown, e.reason, delay)
             await sleep(delay)
@@ -351,11 +358,16 @@ async def wait_for_nats(settings: Settings, producer: str, *, first_delay: float
 
 
 async def open_nats(settings: Settings, producer: str, *, name: str | None = None, persistent: bool = True,
-                    attempts: int = 2) -> Client:
+                    attempts: int = 2, jetstream: bool = True,
+                    waiting: Callable[[str], None] | None = None) -> Client:
     """A connection as this process's NATS user, with that user's inbox prefix. Services are
     ``persistent`` (they retry and reconnect forever); one-shot commands give up after a few
     seconds with :class:`NatsUnreachable`, not a stream of tracebacks (nats-py's default error
-    callback prints one per attempt)."""
+    callback prints one per attempt). A one-shot connection that will call ``jetstream`` as the
+    admin (or without a user) is returned once JetStream answers, after up to
+    GROVE_NATS_JETSTREAM_WAIT_S with one ``waiting`` line (stderr by default) while it does not
+    (:mod:`shared.bus.ready`); a service user may not ask the account's info (its own first calls say
+    what they meet)."""
     failures: list[Exception] = []
 
     async def note(e: Exception) -> None:
@@ -382,7 +394,20 @@ async def open_nats(settings: Settings, producer: str, *, name: str | None = Non
             raise
         raise NatsUnreachable(failure_reason(failures, e, settings.nats_user)) from None
     _no_jetstream[:] = [] if (getattr(nc, "_server_info", None) or {}).get("jetstream") else [True]
+    if not persistent and jetstream and js_domain(settings.nats_user) is None:
+        try:
+            await ready.jetstream_answers(nc, wait_s=settings.nats_jetstream_wait_s, waiting=waiting or _on_stderr,
+                                          refused=refused_lately, where=settings.nats_url_shown)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise
     return nc
+
+
+def _on_stderr(line: str) -> None:
+    """A one-shot command's line, as the CLI says its own (``grove-export: …``, escaped)."""
+    print(printable(f"grove-export: {line}"), file=sys.stderr, flush=True)
 
 
 _REFUSED = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)

@@ -14,12 +14,17 @@ import sys
 import time
 from pathlib import Path
 
+import nats.js.errors
 import pytest
 
 from services.devtools.stack.natsserver import NatsServer, free_port
-from shared.bus.connect import connect, open_nats
+from shared.bus.connect import connect, open_nats, unreachable_reason
+from shared.bus.ready import JetStreamNotReady
+from tests.support.backups import backup_folder
 from tests.support.env import build, settings_for, to_env
 from tests.support.nojetstream import no_jetstream_server
+
+WAITING = "does not answer yet"
 
 
 def cluster(tmp_path: Path) -> list[NatsServer]:
@@ -38,7 +43,7 @@ def test_setup_waits_for_a_forming_cluster_and_sets_it_up(tmp_path: Path) -> Non
     try:
         assert setup.stderr is not None
         waiting = setup.stderr.readline()  # setup has asked, and JetStream did not answer
-        assert "does not answer yet" in waiting, waiting
+        assert WAITING in waiting, waiting
         for node in nodes[1:]:
             node.start()
         out, err = setup.communicate(timeout=90)
@@ -61,22 +66,19 @@ def test_setup_waits_for_a_forming_cluster_and_sets_it_up(tmp_path: Path) -> Non
 
 
 async def test_a_cluster_that_never_forms_is_one_line_after_the_wait(tmp_path: Path) -> None:
-    from services.cli import CliError, _jetstream_answers
-
     nodes = cluster(tmp_path)
     nodes[0].start()
     try:
-        settings = build(settings_for(tmp_path, nodes[0].url))
-        nc = await open_nats(settings, "setup", persistent=False)
+        settings = build(settings_for(tmp_path, nodes[0].url, nats_jetstream_wait_s=1))
         started = time.monotonic()
-        try:
-            with pytest.raises(CliError, match=r"did not answer within 1 s .*a cluster without a JetStream leader"):
-                await _jetstream_answers(nc, settings, wait_s=1)
-        finally:
-            await nc.close()
+        with pytest.raises(JetStreamNotReady) as caught:
+            await open_nats(settings, "setup", persistent=False)
         assert time.monotonic() - started < 10
     finally:
         nodes[0].stop()
+    reason = unreachable_reason(caught.value)
+    assert reason.startswith("its JetStream did not answer within 1 s: JetStream is not ready there (a cluster "
+                             "without a JetStream leader"), reason
 
 
 # The wait is for a cluster still forming, not for a NATS that will never answer: a server without
@@ -86,23 +88,23 @@ async def test_a_cluster_that_never_forms_is_one_line_after_the_wait(tmp_path: P
 
 async def test_a_server_without_jetstream_is_said_at_once_not_waited_for(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from services.cli import CliError, _setup_nats
+    from services.cli import _setup_nats
 
     with no_jetstream_server() as url:
         settings = build(settings_for(tmp_path, url))
         started = time.monotonic()
-        with pytest.raises(CliError) as caught:
+        with pytest.raises(nats.js.errors.ServiceUnavailableError) as caught:  # nats-py's "no responders"
             await _setup_nats(settings)
         took = time.monotonic() - started
     assert took < 10, f"setup waited {took:.0f} s for a server that has no JetStream"
-    assert "does not answer yet" not in capsys.readouterr().err
-    message = str(caught.value)
-    assert "JetStream is not enabled" in message and "-js" in message and "leader" not in message, message
+    assert WAITING not in capsys.readouterr().err
+    reason = unreachable_reason(caught.value)  # main()'s line, as every command's (the test below)
+    assert "JetStream is not enabled there" in reason and "-js" in reason and "leader" not in reason, reason
 
 
 async def test_an_account_without_jetstream_is_said_at_once_not_waited_for(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from services.cli import CliError, _setup_nats
+    from services.cli import _setup_nats
 
     conf = tmp_path / "accounts.conf"
     conf.write_text('accounts {\n  PLAIN { users = [{user: "plain", password: "pw"}] }\n}\n')  # no jetstream
@@ -110,25 +112,29 @@ async def test_an_account_without_jetstream_is_said_at_once_not_waited_for(
     try:
         settings = build({**settings_for(tmp_path, server.url), "nats_user": "plain", "nats_password": "pw"})
         started = time.monotonic()
-        with pytest.raises(CliError) as caught:
+        with pytest.raises(nats.js.errors.ServiceUnavailableError) as caught:
             await _setup_nats(settings)
         took = time.monotonic() - started
     finally:
         server.stop()
     assert took < 10, f"setup waited {took:.0f} s for an account that has no JetStream"
-    assert "does not answer yet" not in capsys.readouterr().err
-    message = str(caught.value)
-    assert "JetStream not enabled for account" in message and "leader" not in message, message
+    assert WAITING not in capsys.readouterr().err
+    reason = unreachable_reason(caught.value, "plain")
+    assert reason.startswith("JetStream is not enabled for user 'plain''s account (the server said: JetStream not "
+                             "enabled for account)"), reason
 
 
 def test_operator_commands_on_a_server_without_jetstream_say_so_in_one_line(tmp_path: Path) -> None:
     """Seen: a fresh server started for a restore without -js (the README's line, one flag short):
     `exports`, `events` and `backup` said "NATS at … failed: ServiceUnavailableError: code=None
     err_code=None description='None'", `restore` "… failed: no responders available for request" —
-    while `setup` named the cause. Every command that reads the log now says what `setup` says."""
+    while `setup` named the cause. Every command that reads the log now says what `setup` says, and `setup`
+    and `restore` say it as every other command, at once: JetStream's wait is for one not ready yet."""
     with no_jetstream_server() as url:
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}, "GROVE_NATS_URL": url}
-        for command in (["exports"], ["events", "exp_x"], ["backup", str(tmp_path / "backup")]):
+        restorable = backup_folder(tmp_path / "restorable")
+        for command in (["exports"], ["events", "exp_x"], ["backup", str(tmp_path / "backup")],
+                        ["restore", str(restorable)], ["setup", "--nats-only"]):
             out = subprocess.run([sys.executable, "-m", "services.cli", *command], env=env, cwd=tmp_path,
                                  capture_output=True, text=True, timeout=60, check=False)
             assert (out.returncode, out.stderr.count("\n")) == (1, 1), (command, out.stderr)

@@ -281,7 +281,7 @@ class Settings(BaseSettings):
     nats_user: str | None = None
     nats_password: SecretStr | None = None
     nats_jetstream_wait_s: float = Field(
-        30.0, ge=0, le=MAX_S, description="How long a one-shot command (setup, restore, every operator command) "
+        60.0, ge=0, le=MAX_S, description="How long a one-shot command (setup, restore, every operator command) "
         "waits for a server's JetStream to answer (a cluster electing its leader) before it gives up.")
     # A NATS name (nats-py refuses '.', '*', '>', spaces; a KV bucket takes only these): checked here, else
     # `setup` ended in a traceback or in "InvalidBucketNameError" naming no setting.

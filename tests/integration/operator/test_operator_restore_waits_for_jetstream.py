@@ -63,7 +63,7 @@ async def test_restore_waits_for_a_forming_cluster_and_restores_into_it(
     try:
         assert proc.stderr is not None
         waiting = await asyncio.to_thread(proc.stderr.readline)  # restore has asked, and JetStream did not answer
-        assert WAITING in waiting and "waiting up to 30 s" in waiting, waiting
+        assert WAITING in waiting and "waiting up to 60 s" in waiting, waiting
         for node in nodes[1:]:
             node.start()
         out, err = await asyncio.to_thread(proc.communicate, timeout=120)

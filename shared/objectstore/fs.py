@@ -727,8 +727,8 @@ def _into_folder(path: Path, write: Callable[[], T]) -> T:
 def _check_folder(folder: Path, bucket: str) -> None:
     """:meth:`FilesystemStore.check_bucket`: ``folder`` is a folder this process may write in, or is
     not there yet and the nearest path above it that is there is one (a put makes every missing folder
-    on the way, as the local stack's first export makes ``exports/``). A file on the way, or a folder
-    it may not write, fails every put in the bucket: :class:`StoreRefused`, the path in its detail."""
+    on the way, as the local stack's first export makes ``exports/``). A file on the way, a link loop, or
+    a folder it may not write, fails every put in the bucket: :class:`StoreRefused`, the path in its detail."""
     at = folder
     while True:
         try:
@@ -743,6 +743,10 @@ def _check_folder(folder: Path, bucket: str) -> None:
         except PermissionError:  # a folder above it this service may not enter
             raise StoreRefused("the storage folder cannot be reached by this service (check its permissions)",
                                f"({bucket}: {at})") from None
+        except OSError as e:  # ELOOP: a link that leads back to itself, which no put gets through either
+            if e.errno != errno.ELOOP:
+                raise
+            raise StoreRefused("the storage folder is a loop of links", f"({bucket}: {at})") from None
     if not stat.S_ISDIR(mode):
         raise StoreRefused("the storage folder is a file, not a folder", f"({bucket}: {at})")
     # access(2) also says EROFS: a read-only mount is a folder this service may not write

@@ -256,13 +256,18 @@ def _link_to_nothing(root: Path, bucket: str) -> None:
     (root / bucket).symlink_to(root / "gone")
 
 
+def _link_loop(root: Path, bucket: str) -> None:  # an OSError (ELOOP) out of the check, not StoreRefused
+    root.mkdir(parents=True)
+    (root / bucket).symlink_to(root / bucket)
+
+
 def _read_only_bucket(root: Path, bucket: str) -> None:
     (root / bucket).mkdir(parents=True)
     (root / bucket).chmod(0o555)
 
 
 @pytest.mark.parametrize("break_it", [
-    _file_for_bucket, _file_for_root, _link_to_nothing,
+    _file_for_bucket, _file_for_root, _link_to_nothing, _link_loop,
     pytest.param(_read_only_bucket, marks=pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")),
 ])
 async def test_the_filesystem_store_refuses_a_bucket_folder_no_put_can_use_until_it_is_repaired(

@@ -751,6 +751,9 @@ def _check_folder(folder: Path, bucket: str) -> None:
         raise StoreRefused("the storage folder is a file, not a folder", f"({bucket}: {at})")
     # access(2) also says EROFS: a read-only mount is a folder this service may not write
     if not os.access(at, os.R_OK | os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        if os.statvfs(at).f_flag & os.ST_RDONLY:  # no chmod helps: said as such, not as its permissions
+            raise StoreRefused("the storage folder is on a read-only filesystem (mount it read-write)",
+                               f"({bucket}: {at})")
         raise StoreRefused("the storage folder cannot be written by this service (check its permissions)",
                            f"({bucket}: {at})")
 

@@ -3,10 +3,13 @@ process). Whatever the services rely on from ``ObjectStore`` is pinned here."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -289,6 +292,29 @@ async def test_the_filesystem_store_refuses_a_bucket_folder_no_put_can_use_until
             path.unlink()
     await store.check_bucket(bucket)
     await store.put(bucket, "k", b"x")
+
+
+@contextlib.contextmanager
+def _read_only_tmpfs(mount: Path) -> Iterator[None]:
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("no permission to mount a tmpfs here")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not sys.platform.startswith("linux"), reason="mounts a tmpfs")
+async def test_the_filesystem_store_says_a_read_only_mount_as_such_not_as_permissions(tmp_path: Path) -> None:
+    """A store root on a read-only mount: "check its permissions" sent the operator to chmod a folder
+    that is 0777 — no chmod helps. The check says the filesystem is read-only."""
+    mount = tmp_path / "ro"
+    with _read_only_tmpfs(mount):
+        for root in (mount, mount / "store"):  # the bucket's folder not there yet, nor the root
+            with pytest.raises(StoreRefused, match="read-only filesystem"):
+                await FilesystemStore(root).check_bucket("exports")
 
 
 # -- multipart -------------------------------------------------------------------------------

@@ -68,6 +68,10 @@ _REFUSED_CODES = {
     "MethodNotAllowed": "the storage service does not allow this operation",
     "NotImplemented": "the storage service does not implement this operation",
 }
+# HeadBucket's 403 (bodiless, as every HEAD's): AWS, MinIO and moto answer it for wrong keys as for a
+# policy without s3:ListBucket on the bucket (what HeadBucket needs), or a bucket another account owns.
+_HEAD_BUCKET_DENIED = ("the storage service denied HeadBucket: the service's keys are wrong, or its policy lacks "
+                       "s3:ListBucket on the bucket, or the bucket is another account's")
 _REFUSED_STATUS = {403: "AccessDenied", 405: "MethodNotAllowed", 501: "NotImplemented"}
 _TRANSPORT_ERRORS = (
     BotoConnectionError,
@@ -338,6 +342,8 @@ class S3Store:
                 # :func:`_translated` reads as a missing key. Here it is the bucket that is missing.
                 if _code(e) in _NOT_FOUND:
                     raise StoreRefused(_REFUSED_CODES["NoSuchBucket"], f"({_code(e)}; {bucket})") from None
+                if _code(e) == "403":  # no body to say why either: the few reasons a HeadBucket has, in words
+                    raise StoreRefused(_HEAD_BUCKET_DENIED, f"(403; {bucket})") from None
                 raise
 
     async def get(

@@ -3,13 +3,18 @@ moto (a real HTTP hop, as a cache or a gateway would be) bends the answers."""
 
 from __future__ import annotations
 
+import json
 import os
 
+import boto3
 import pytest
+from pydantic import SecretStr
 
-from shared.objectstore import PreconditionFailed
+from shared.objectstore import PreconditionFailed, StoreRefused
 from shared.objectstore.factory import open_store
-from shared.runtime.settings import Settings
+from shared.objectstore.s3 import S3Store
+from shared.runtime.settings import S3Settings, Settings
+from tests.fixtures.moto import start_moto, stop_moto
 from tests.support.flaky_proxy import FlakyProxy
 
 pytest_plugins = ["tests.fixtures.moto"]
@@ -57,3 +62,32 @@ async def test_an_upload_of_parts_s3_would_refuse_is_not_started(s3_settings: Se
         await store.abort_multipart(bucket, key, upload_id)
     finally:
         await store.close()
+
+
+async def test_a_bucket_check_refused_403_names_what_headbucket_needs() -> None:
+    """/readyz asks HeadBucket, which needs s3:ListBucket: keys whose policy lacks it (or wrong keys)
+    get a bodiless 403, which the log said only as "denied access (check the service's credentials and
+    policy)" — the operator was not told which permission. A moto that checks IAM policies, after the
+    four unchecked calls that set up the bucket and a user allowed only to read and write objects."""
+    proc, url = start_moto(env={"INITIAL_NO_AUTH_ACTION_COUNT": "4"})
+    try:
+        admin = {"endpoint_url": url, "region_name": "us-east-1", "aws_access_key_id": "admin",
+                 "aws_secret_access_key": "admin"}
+        boto3.client("s3", **admin).create_bucket(Bucket="grove-exports")
+        iam = boto3.client("iam", **admin)
+        iam.create_user(UserName="gateway")
+        iam.put_user_policy(UserName="gateway", PolicyName="objects-only", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+                                                    "Resource": ["arn:aws:s3:::grove-exports/*"]}]}))
+        key = iam.create_access_key(UserName="gateway")["AccessKey"]
+        store = await S3Store.open(S3Settings(endpoint_url=url, access_key_id=key["AccessKeyId"],
+                                              secret_access_key=SecretStr(key["SecretAccessKey"])))
+        try:
+            with pytest.raises(StoreRefused) as refused:
+                await store.check_bucket("grove-exports")
+        finally:
+            await store.close()
+        assert "HeadBucket" in str(refused.value) and "s3:ListBucket" in str(refused.value), refused.value
+        assert "grove-exports" in str(refused.value)  # in its detail, for the log
+    finally:
+        stop_moto(proc)

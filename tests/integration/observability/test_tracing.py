@@ -143,10 +143,17 @@ async def test_every_span_of_a_resumed_export_is_found_by_its_id_in_the_expected
             assert attempt.links == [(created.trace_id, created.span_id)], (name, attempt.links)
             assert attempt.trace_id != created.trace_id
             assert attempt.attrs["messaging.system"] == "nats"
-    # Every create span (but the gateway's) is the child of the step attempt that appended it.
-    for s in found:
-        if s.kind == PRODUCER and s is not requested and s.parent in by_id:
-            assert by_id[s.parent].kind == CONSUMER
+    # Every create span (but the gateway's) is the child of the step attempt that appended it: none is a
+    # root (those of the killed attempt have a parent that never arrived: the orphans below).
+    appended = [s for s in found if s.kind == PRODUCER and s is not requested]
+    assert appended and all(s.parent for s in appended), [s.name for s in appended if not s.parent]
+    for s in appended:
+        if s.parent in by_id:
+            assert by_id[s.parent].kind == CONSUMER, (s.name, by_id[s.parent].name)
+    for trigger, step in (("create ExportCataloged", "catalog process"), ("create ArchiveAssembled", "assemble process"),
+                          ("create ExportCompleted", "finalize process")):
+        (created,) = by_name[trigger]
+        assert created.parent in by_id and by_id[created.parent].name == step, (trigger, created.parent)
 
     # The assembler was killed after logging part 2: its attempt's span never ended (so was never
     # sent); the resumed attempt is a complete span whose part uploads start at part 3.

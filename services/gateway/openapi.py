@@ -107,6 +107,11 @@ def build_openapi() -> dict[str, Any]:
                                        s.Cancelled, s.Health, s.ProblemBody)]
     _, top = models_json_schema(models, ref_template="#/components/schemas/{model}",  # type: ignore[arg-type]
                                 by_alias=True)
+    for model, _mode in models:  # a field an answer leaves out when empty is not required (schemas.Body)
+        schema = top["$defs"][model.__name__]
+        left_out = {model.model_fields[n].alias or n for n in getattr(model, "omit_when_none", ())}
+        if "required" in schema:
+            schema["required"] = [r for r in schema["required"] if r not in left_out]
     return {
         "openapi": "3.1.0",
         "info": {"title": "Grove Export API", "version": __version__,

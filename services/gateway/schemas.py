@@ -16,7 +16,12 @@ from shared.core.lifecycle import Status
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    # An answer carries every field, a defaulted one too (``success``, ``status``), so the served schema
+    # says each is required: pydantic leaves defaulted fields out of "required", and a client generated
+    # from the document made them optional. The exception, fields left out when empty, is taken out of
+    # "required" where the document is built (services/gateway/openapi.py).
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True,
+                              json_schema_serialization_defaults_required=True)
     omit_when_none: ClassVar[frozenset[str]] = frozenset()  # optional fields left out rather than null
 
     def dump(self) -> dict[str, object]:

@@ -49,3 +49,17 @@ def test_the_export_page_is_served_when_its_folder_exists(tmp_path, monkeypatch)
     assert "/export" in canonical_paths()
     monkeypatch.setattr(app_module, "STATIC", tmp_path / "missing")
     assert "/export" not in canonical_paths()
+
+
+def test_a_field_every_answer_carries_is_required_in_its_schema():
+    """What the gateway always sends is required in the served schema, or a client generated from the
+    document makes it optional and a conformance check passes an answer of ``{}``; only the fields an
+    answer leaves out when empty (``omit_when_none``) are not."""
+    from services.gateway import schemas as s
+
+    doc = build_openapi()["components"]["schemas"]
+    for model in (s.ExportCreated, s.ExportStatus, s.History, s.HistoryItem, s.Cancelled, s.Health):
+        always = {f.alias or n for n, f in model.model_fields.items() if n not in model.omit_when_none}
+        assert set(doc[model.__name__].get("required", [])) == always, model.__name__
+    assert set(s.Cancelled().dump()) == set(doc["Cancelled"]["required"])  # the answer carries each of them
+    assert "downloadUrl" not in doc["ExportStatus"]["required"]  # left out until complete

@@ -367,7 +367,7 @@ async def open_nats(settings: Settings, producer: str, *, name: str | None = Non
     admin (or without a user) is returned once JetStream answers, after up to
     GROVE_NATS_JETSTREAM_WAIT_S with one ``waiting`` line (stderr by default) while it does not
     (:mod:`shared.bus.ready`); a service user may not ask the account's info (its own first calls say
-    what they meet)."""
+    what they meet; a service's :func:`connect` waits asking its own streams' info instead)."""
     failures: list[Exception] = []
 
     async def note(e: Exception) -> None:
@@ -424,6 +424,35 @@ def _refused_what_the_accounts_allow(nc: Client, settings: Settings) -> bool:
     return any(permissions.within(found.group(1), pattern.lower()) for pattern in allowed)
 
 
+def _refused_now(nc: Client) -> bool:
+    """Whether the server refused this connection something (a "Permissions Violation", its last error)."""
+    return "permissions violation" in str(nc.last_error or "").lower()
+
+
+def _own_streams_answer(nc: Client, settings: Settings, producer: str,
+                        used: set[str]) -> Callable[[], Awaitable[object]]:
+    """A service's question whether JetStream answers: the info of its own buckets' streams, of its own
+    durables and, where it may ask it (the gateway), of the log's stream — what its allow-list gives it
+    (it binds them next), not the account's info, which no service user is given. Each has a leader of
+    its own, elected after the cluster's: a service that went on once one answered met the next one's
+    "JetStream system temporarily unavailable". One not there is an answer too: the bind then says so."""
+    js = nc.jetstream(timeout=ready.ASK_S, domain=js_domain(settings.nats_user))
+    buckets = dict(zip(steps.KV_ROLES, kv_names(settings), strict=True))
+    spec = next((s for s in steps.SERVICES if s.name == producer), None)
+    streams = [f"KV_{buckets[role]}" for role in sorted(used)]
+    streams += [settings.stream_name] if spec is not None and spec.reads_stream_info else []
+
+    async def ask() -> None:
+        for stream in streams:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.stream_info(stream)
+        for consumer in steps.consumers_of(producer):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.consumer_info(settings.stream_name, consumer.durable)
+
+    return ask
+
+
 async def connect(settings: Settings, producer: str, *, ensure: bool = False, name: str | None = None,
                   persistent: bool = True) -> Bus:
     """Connect and bind the log and the buckets; ``ensure`` first creates them (the admin set-up)."""
@@ -436,6 +465,10 @@ async def connect(settings: Settings, producer: str, *, ensure: bool = False, na
         await topology.ensure(js, settings)
     used = _buckets_of(producer)
     try:
+        if persistent:  # a service waits for JetStream however long it takes (a one-shot command: open_nats)
+            await ready.jetstream_answers(nc, wait_s=None, waiting=log.warning, where=settings.nats_url_shown,
+                                          refused=lambda: _refused_now(nc),
+                                          ask=_own_streams_answer(nc, settings, producer, used))
         heartbeats = await _bind_kv(js, hb_name, "heartbeats" in used)
         admission = await _bind_kv(js, adm_name, "admission" in used)
     except topology.BucketMissing as e:

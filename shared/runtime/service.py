@@ -84,6 +84,9 @@ def build_app(name: str, settings: Settings, bootstrap: Bootstrap,
 
     @app.on_startup
     async def start() -> None:  # runs before the broker connects (FastStream: hooks, then the broker)
+        if settings.metrics_port:  # first: alive (/healthz) while it waits for NATS and JetStream, and not ready
+            runner = await metrics.serve(settings.metrics_port, ready, refresh_lag, host=settings.metrics_host)
+            runtime.closers.append(runner.cleanup)
         await wait_for_nats(settings, name)
         runtime.bus = await connect(settings, name)
         # A durable the admin set-up of an older release made takes other subjects (notifier-failed:
@@ -94,14 +97,12 @@ def build_app(name: str, settings: Settings, bootstrap: Bootstrap,
         missing = {sub.worker for sub in subscriptions} - set(runtime.workers)
         if missing:  # a step in the table with no worker would nak its messages forever
             raise RuntimeError(f"{name}: no worker for step(s) {sorted(missing)} of the step table")
-        if settings.metrics_port:
-            runner = await metrics.serve(settings.metrics_port, ready, refresh_lag, host=settings.metrics_host)
-            runtime.closers.append(runner.cleanup)
 
     probe = BusProbe()
 
-    async def ready() -> bool:  # NATS answers a PING (connected is not enough: a frozen server stays so)
-        return runtime.bus is not None and not await probe.failing(runtime.bus.nc)
+    async def ready() -> bool:  # started (its workers made), and NATS answers a PING (connected is not enough:
+        # a frozen server stays so); served from the start, so not ready while it waits for NATS or JetStream
+        return bool(runtime.workers) and runtime.bus is not None and not await probe.failing(runtime.bus.nc)
 
     async def refresh_lag() -> None:
         # Asked one after another, with the bus's request timeout, a server gone or frozen held every

@@ -16,6 +16,9 @@ import contextlib
 import time
 from pathlib import Path
 
+import aiohttp
+
+from services.devtools.stack.natsserver import free_port
 from shared.bus.connect import Bus
 from shared.bus.permissions import ADMIN, render_accounts
 from shared.content.factory import content_source
@@ -56,7 +59,8 @@ async def test_a_service_started_before_its_cluster_has_a_leader_waits_then_work
         cluster.nodes[0].start()
 
         procs = Procs(tmp_path / "logs", to_env(values))
-        child = procs.run("catalog", "catalog", {"GROVE_NATS_USER": "catalog",
+        metrics = free_port()
+        child = procs.run("catalog", "catalog", {"GROVE_NATS_USER": "catalog", "GROVE_METRICS_PORT": str(metrics),
                                                  "GROVE_NATS_PASSWORD": PASSWORDS["catalog"]})
         assert child.proc is not None
         pid = child.proc.pid
@@ -75,6 +79,8 @@ async def test_a_service_started_before_its_cluster_has_a_leader_waits_then_work
         await until(outlived_its_old_timeout, 30, 0.2, "the catalog to outlive its bind's old 10 s timeout")
         text = log_text(child.log_path)
         assert "Traceback" not in text and text.count(WAITING) == 1, text
+        # alive, as a liveness probe asks (a pod whose /healthz does not answer is restarted), and not ready
+        assert await _status(metrics, "/healthz") == 200 and await _status(metrics, "/readyz") == 503
 
         for node in cluster.nodes[1:]:
             node.start()
@@ -105,6 +111,7 @@ async def test_a_service_started_before_its_cluster_has_a_leader_waits_then_work
         await until(cataloged, 90, 0.3, "the export cataloged by the catalog that waited")
         assert child.proc.pid == pid and child.proc.poll() is None  # the same process: never restarted
         assert "Traceback" not in log_text(child.log_path), procs.tail("catalog")
+        assert await _status(metrics, "/readyz") == 200
     finally:
         if bus is not None:
             with contextlib.suppress(Exception):
@@ -113,3 +120,8 @@ async def test_a_service_started_before_its_cluster_has_a_leader_waits_then_work
             procs.stop()
         cluster.stop()
 
+
+async def _status(port: int, path: str) -> int:
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}{path}",
+                                                               timeout=aiohttp.ClientTimeout(total=5)) as r:
+        return r.status

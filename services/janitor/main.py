@@ -12,6 +12,7 @@ from datetime import datetime
 from services.janitor.run import Janitor
 from services.janitor.summary import Summary, log, told
 from shared.bus.connect import NatsUnreachable, connect
+from shared.bus.ready import JetStreamNotReady
 from shared.core.keys import without_usernames
 from shared.core.printable import printable
 from shared.objectstore.factory import open_store
@@ -44,6 +45,9 @@ async def run_forever(settings: Settings) -> None:
                 log.warning("janitor run stopped: %s", summary.stopped)
         except NatsUnreachable as e:  # said in one line; the next run tries again
             log.warning("janitor run skipped: cannot reach NATS at %s: %s", settings.nats_url_shown, e.reason)
+        except JetStreamNotReady as e:  # the same: its JetStream did not answer within the wait (no leader yet)
+            log.warning("janitor run skipped: JetStream on NATS at %s did not answer within %g s (a cluster without "
+                        "a JetStream leader yet?)", settings.nats_url_shown, e.waited)
         except StoreNotThere as e:  # the same: one line, not a traceback each run
             log.warning("janitor run skipped: %s", e)
         except Exception:

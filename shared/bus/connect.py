@@ -465,12 +465,19 @@ async def connect(settings: Settings, producer: str, *, ensure: bool = False, na
         await topology.ensure(js, settings)
     used = _buckets_of(producer)
     try:
-        if persistent:  # a service waits for JetStream however long it takes (a one-shot command: open_nats)
-            await ready.jetstream_answers(nc, wait_s=None, waiting=log.warning, where=settings.nats_url_shown,
-                                          refused=lambda: _refused_now(nc),
+        if persistent or js_domain(settings.nats_user) is not None:  # the admin's one-shot waited in open_nats
+            # a service waits however long it takes; a one-shot command as a service's user (the janitor's
+            # CronJob) up to GROVE_NATS_JETSTREAM_WAIT_S, as the admin's do
+            await ready.jetstream_answers(nc, wait_s=None if persistent else settings.nats_jetstream_wait_s,
+                                          waiting=log.warning if persistent else _on_stderr,
+                                          where=settings.nats_url_shown, refused=lambda: _refused_now(nc),
                                           ask=_own_streams_answer(nc, settings, producer, used))
         heartbeats = await _bind_kv(js, hb_name, "heartbeats" in used)
         admission = await _bind_kv(js, adm_name, "admission" in used)
+    except ready.JetStreamNotReady:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise
     except topology.BucketMissing as e:
         if js_domain(settings.nats_user) is None:  # admin (a service user may not ask the stream's info)
             e.stream_messages = await _messages_in(js, settings.stream_name)

@@ -8,7 +8,7 @@ import nats.errors
 import nats.js.errors
 import pytest
 
-from shared.bus.ready import JS_NOT_ENABLED_FOR_ACCOUNT, not_ready_yet
+from shared.bus.ready import JS_NOT_ENABLED_FOR_ACCOUNT, jetstream_answers, not_ready_yet
 
 WITH_JS, WITHOUT_JS = {"jetstream": True}, {}
 
@@ -28,3 +28,29 @@ WITH_JS, WITHOUT_JS = {"jetstream": True}, {}
 def test_only_a_jetstream_not_ready_yet_is_waited_for(error: Exception, info: dict[str, bool], refused: bool,
                                                        waited: bool) -> None:
     assert not_ready_yet(error, info, refused) is waited
+
+
+class _Conn:
+    _server_info = WITH_JS
+
+
+@pytest.mark.parametrize(("again_said_s", "lines"), [(3600.0, 1), (0.0, 3)])
+async def test_a_service_waits_for_good_and_says_so_again_only_at_its_interval(again_said_s: float,
+                                                                            lines: int) -> None:
+    """A service's wait (``wait_s=None``) never gives up: one WARNING line, then one each ``again_said_s``."""
+    unanswered, said, slept = 3, [], []
+
+    async def ask() -> None:
+        nonlocal unanswered
+        if unanswered:
+            unanswered -= 1
+            raise nats.errors.TimeoutError
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+
+    await jetstream_answers(_Conn(), wait_s=None, waiting=said.append, refused=lambda: False, where="nats://n1",
+                            ask=ask, again_said_s=again_said_s, sleep=sleep)
+    assert len(said) == lines and len(slept) == 3, said
+    assert "does not answer yet" in said[0] and "waiting for it" in said[0] and "up to" not in said[0]
+    assert all("still does not answer" in line for line in said[1:])

@@ -345,6 +345,11 @@ def test_k8s_deployments_have_probes_that_point_at_real_endpoints() -> None:
         if container["args"] == ["run", "gateway"]:
             env = {e["name"]: e.get("value") for e in container["env"]}
             assert ports[ready["port"]] == int(env["GROVE_PORT"]) and env["GROVE_HOST"] == "0.0.0.0"
+            # its /healthz answers only once connected, after a JetStream wait of any length: liveness
+            # must not start before minutes of it (the step services answer /healthz while they wait)
+            start = container["startupProbe"]
+            assert start["httpGet"]["path"] == "/healthz" and start["httpGet"]["port"] == live["port"]
+            assert start.get("periodSeconds", 10) * start.get("failureThreshold", 3) >= 300
         else:
             assert ports[ready["port"]] == ports[live["port"]] == metrics_port
 

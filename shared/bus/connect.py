@@ -457,6 +457,17 @@ async def connect(settings: Settings, producer: str, *, ensure: bool = False, na
                   persistent: bool = True) -> Bus:
     """Connect and bind the log and the buckets; ``ensure`` first creates them (the admin set-up)."""
     nc = await open_nats(settings, producer, name=name, persistent=persistent)
+    try:
+        return await _bound(nc, settings, producer, ensure=ensure, persistent=persistent)
+    except BaseException:  # a bucket missing, a bind unanswered, JetStream not ready, a cancel: not left open
+        # (the janitor's `run janitor` connects once a run: a connection a failed run left open stayed for good)
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise
+
+
+async def _bound(nc: Client, settings: Settings, producer: str, *, ensure: bool, persistent: bool) -> Bus:
+    """:func:`connect`'s binds on ``nc``, which the caller closes when they fail."""
     js = nc.jetstream(timeout=10, domain=js_domain(settings.nats_user))  # a service user's: $JS.STORE.API
     event_log = EventLog(js, settings.stream_name, settings.subject_prefix, producer,
                          indexed_reads=settings.stream_replicas == 1)
@@ -474,10 +485,6 @@ async def connect(settings: Settings, producer: str, *, ensure: bool = False, na
                                           ask=_own_streams_answer(nc, settings, producer, used))
         heartbeats = await _bind_kv(js, hb_name, "heartbeats" in used)
         admission = await _bind_kv(js, adm_name, "admission" in used)
-    except ready.JetStreamNotReady:
-        with contextlib.suppress(Exception):
-            await nc.close()
-        raise
     except topology.BucketMissing as e:
         if js_domain(settings.nats_user) is None:  # admin (a service user may not ask the stream's info)
             e.stream_messages = await _messages_in(js, settings.stream_name)
@@ -492,7 +499,6 @@ async def connect(settings: Settings, producer: str, *, ensure: bool = False, na
         # with a service's credentials: its own line says to run it as admin).
         if domain is None or not _refused_what_the_accounts_allow(nc, settings):
             raise
-        await nc.close()
         raise TopologyMissing(
             f"NATS did not answer user {settings.nats_user!r}'s first JetStream call (under $JS.{domain}.API) in time: "
             f"a server whose config predates the {ACCOUNTS} accounts of this release refuses it — regenerate that "

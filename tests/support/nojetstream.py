@@ -1,4 +1,5 @@
-"""A nats-server started without JetStream (no -js, no jetstream block): nothing answers its JetStream API."""
+"""A nats-server run as a bare process (no NatsServer wrapper): one started without JetStream (no -js, no
+jetstream block), whose JetStream API nothing answers, or another binary (an older release's)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from services.devtools.stack.natsserver import free_port, nats_server_binary
 
 
 @contextlib.contextmanager
-def no_jetstream_server() -> Iterator[str]:
-    """Its URL, on a free port, while it runs."""
+def nats_server_process(binary: str, *args: str) -> Iterator[str]:
+    """``binary -a 127.0.0.1 -p PORT ARGS`` on a free port: its URL once it listens, while it runs."""
     port = free_port()
-    proc = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)],  # no -js
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", str(port), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -24,9 +25,17 @@ def no_jetstream_server() -> Iterator[str]:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 break
             except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None, "nats-server did not start"
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError(f"{binary} did not listen on {port}") from None
                 time.sleep(0.05)
         yield f"nats://127.0.0.1:{port}"
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(15)
+
+
+@contextlib.contextmanager
+def no_jetstream_server() -> Iterator[str]:
+    """Its URL, on a free port, while it runs."""
+    with nats_server_process(nats_server_binary()) as url:  # no -js
+        yield url

@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from services.devtools.stack.natsserver import free_port
 from services.operator.backup import unreadable_here
 from shared.bus.connect import Bus
 from shared.core import events as ev
 from tests.integration.operator.test_operator_restore_existing import cli
+from tests.support.nojetstream import nats_server_process
 
 
 def test_the_refusal_is_for_archives_into_a_server_before_2_15_only() -> None:
@@ -55,23 +53,8 @@ def old_server(tmp_path: Path) -> Iterator[str]:
     binary = _old_nats_server()
     if binary is None:
         pytest.skip("no nats-server older than 2.15 on PATH (Debian's package is 2.9)")
-    port = free_port()
-    proc = subprocess.Popen([binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path / "old")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError(f"{binary} did not listen on {port}") from None
-                time.sleep(0.1)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    with nats_server_process(binary, "-js", "-sd", str(tmp_path / "old")) as url:
+        yield url
 
 
 async def test_a_2_15_backup_restored_into_an_older_server_is_refused_saying_which_server_to_use(

@@ -10,6 +10,7 @@ they kept reading. Downloads here are real sockets against the running gateway t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -102,14 +103,26 @@ async def until(condition: Callable[[], bool], what: str) -> None:
     await wait.until(check, timeout=WAIT_S, interval=0.01, what=what)
 
 
+@contextlib.asynccontextmanager
+async def slow_downloads(slots: Any, port: int, path: str, n: int) -> AsyncIterator[list[tuple[socket.socket, bytes]]]:
+    """``n`` downloads of ``path`` begun and not read; closed on the way out, where every slot of tenant_a
+    must come back (the list may gain more)."""
+    downloads = [await begun(port, path) for _ in range(n)]
+    try:
+        yield downloads
+    finally:
+        for s, _ in downloads:
+            s.close()
+    await until(lambda: slots.held("tenant_a") == 0, "closed downloads kept their slots")
+
+
 async def test_one_link_holds_at_most_the_limit_and_a_slot_frees_when_a_download_ends(served, problem):
     gateway, link = served
     slots, port = gateway.app[DOWNLOADS], gateway.server.port
     limit = slots.limit
     assert limit == Settings.model_fields["downloads_per_tenant"].default  # the shipped default
     path = await link()
-    downloads = [await begun(port, path) for _ in range(limit)]
-    try:
+    async with slow_downloads(slots, port, path, limit) as downloads:
         assert all(head.startswith(b"HTTP/1.1 200") for _, head in downloads), [h for _, h in downloads]
 
         resp = await gateway.get(path)  # one more, while those are still being sent
@@ -125,26 +138,17 @@ async def test_one_link_holds_at_most_the_limit_and_a_slot_frees_when_a_download
         downloads.append(again)
         assert again[1].startswith(b"HTTP/1.1 200"), again[1]
         await refused(await gateway.get(path), problem)  # and the limit holds again
-    finally:
-        for s, _ in downloads:
-            s.close()
-    await until(lambda: slots.held("tenant_a") == 0, "closed downloads kept their slots")
 
 
 async def test_the_limit_is_the_tenants_not_each_links_and_leaves_other_tenants_alone(served, problem):
     gateway, link = served
     slots, port = gateway.app[DOWNLOADS], gateway.server.port
     first, second, other = await link(), await link(), await link("tenant_b")
-    downloads = [await begun(port, first) for _ in range(slots.limit)]
-    try:
+    async with slow_downloads(slots, port, first, slots.limit):
         await refused(await gateway.get(second), problem)  # another export's link of the tenant
         theirs = await gateway.get(other, headers={"Range": "bytes=0-9"})  # another tenant's: served
         assert theirs.status == 206 and len(await theirs.read()) == 10
         await until(lambda: slots.held("tenant_b") == 0, "a finished download kept its slot")
-    finally:
-        for s, _ in downloads:
-            s.close()
-    await until(lambda: slots.held("tenant_a") == 0, "closed downloads kept their slots")
 
 
 async def test_finished_downloads_heads_and_refused_ranges_give_their_slots_back(served, problem):
